@@ -1,0 +1,3 @@
+from boundgate.cli import main
+
+main()

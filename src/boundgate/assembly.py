@@ -1,0 +1,124 @@
+"""Build a gateway (and its app) from settings: the one place that wires parts together.
+
+Tests and benchmarks pass their own store, backends, carbon source, meter or clock; anything
+not passed is built from settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from .backends.base import Backend
+from .backends.fake import FakeBackend
+from .backends.llama_cpp import LlamaCppBackend
+from .backends.openai_upstream import OpenAIBackend
+from .clock import Clock, SystemClock
+from .energy import Meter, local_meter, upstream_meter
+from .gateway import Gateway
+from .grid import BundledCarbonSource
+from .grid.base import CarbonSource
+from .metrics import Metrics
+from .settings import ConfigError, ModelSettings, Settings
+from .store import SQLiteStore, Store
+from .tenants import Limiter
+
+
+def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
+    if ms.backend == "llama_cpp":
+        return LlamaCppBackend(
+            name,
+            path=ms.path,
+            n_ctx=ms.n_ctx,
+            n_threads=ms.n_threads,
+            params_b=ms.params_b,
+            queue_size=settings.limits.queue_size,
+        )
+    if ms.backend == "openai":
+        assert ms.base_url is not None  # checked by ModelSettings
+        api_key = None
+        if ms.api_key_env:
+            api_key = os.environ.get(ms.api_key_env)
+            if api_key is None:
+                raise ConfigError(
+                    f"models.{name}.api_key_env: environment variable {ms.api_key_env} is not set"
+                )
+        return OpenAIBackend(
+            name,
+            base_url=ms.base_url,
+            api_key=api_key,
+            upstream_model=ms.upstream_model,
+            params_b=ms.params_b,
+            context_length=ms.context_length,
+            timeout_s=ms.timeout_s,
+            max_retries=ms.max_retries,
+        )
+    return FakeBackend(name, params_b=ms.params_b or 0.135, context_length=ms.n_ctx)
+
+
+def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
+    e = settings.energy
+    local = local_meter(
+        method=e.method,
+        rapl_root=e.rapl_root,
+        watts_per_core=e.cpu_watts_per_core,
+        watts_per_core_low=e.cpu_watts_per_core_low,
+        watts_per_core_high=e.cpu_watts_per_core_high,
+        memory_watts_per_gb=e.memory_watts_per_gb,
+        pue=e.pue,
+    )
+    remote = upstream_meter(pue=e.upstream_pue)
+
+    def meter_for(backend: Backend) -> Meter:
+        return remote if backend.kind == "openai" else local
+
+    return meter_for
+
+
+def build_gateway(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    backends: dict[str, Backend] | None = None,
+    carbon: CarbonSource | None = None,
+    meter_for: Callable[[Backend], Meter] | None = None,
+    clock: Clock | None = None,
+) -> Gateway:
+    carbon = carbon or BundledCarbonSource()
+    zone = settings.server.grid_zone
+    zones = carbon.zones()
+    if zones and zone not in zones:
+        raise ConfigError(
+            f"server.grid_zone: no carbon data for {zone!r}; known zones: {', '.join(zones)}"
+        )
+    if store is None:
+        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(settings.db_path)
+    clock = clock or SystemClock()
+    if backends is None:
+        backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}
+    aliases = {a: name for name, ms in settings.models.items() for a in ms.aliases}
+    default = settings.default_model if settings.default_model in backends else next(iter(backends))
+    return Gateway(
+        backends=backends,
+        default_model=default,
+        store=store,
+        carbon=carbon,
+        meter_for=meter_for or default_meter_for(settings),
+        grid_zone=zone,
+        limiter=Limiter(store, clock, settings.limits.rpm, settings.limits.daily_tokens),
+        metrics=Metrics(),
+        clock=clock,
+        default_max_tokens=settings.limits.default_max_tokens,
+        aliases=aliases,
+    )
+
+
+def build_app(settings: Settings, **parts: object) -> FastAPI:
+    from .server.app import create_app
+
+    gateway = build_gateway(settings, **parts)  # type: ignore[arg-type]
+    return create_app(gateway, max_body_bytes=settings.server.max_body_bytes)

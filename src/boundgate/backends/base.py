@@ -1,0 +1,162 @@
+"""The backend seam: one abstract method, :meth:`Backend.generate`, which streams.
+
+Everything else a gateway needs from a backend (collecting a non-streamed answer, counting
+usage, cancelling) is machinery here, so a new backend is one method plus its constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "developer"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass
+class GenerationRequest:
+    """What to generate, independent of the HTTP shape it arrived in.
+
+    Exactly one of ``messages`` (chat) or ``prompt`` (plain completion) is set.
+    """
+
+    model: str
+    messages: list[Message] | None = None
+    prompt: str | None = None
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    user: str | None = None
+    # Other OpenAI parameters passed through unchanged to upstream servers.
+    passthrough: dict[str, Any] = field(default_factory=dict)
+
+    def text_bytes(self) -> int:
+        """UTF-8 size of the input: an upper bound on its token count for BPE vocabularies."""
+        if self.prompt is not None:
+            return len(self.prompt.encode())
+        return sum(len(m.content.encode()) + 8 for m in self.messages or [])
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of streamed output. The last chunk has ``finish_reason`` and ``usage``."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+class CancelToken:
+    """Set by the gateway when the client goes away; backends stop at the next token."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class Backend(ABC):
+    """A model server. Subclasses implement :meth:`generate`."""
+
+    kind: str = "abstract"
+
+    def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
+        self.name = name
+        self.params_b = params_b
+        self.context_length = context_length
+        # Identifies the exact weights/upstream model; reuse scopes answers by it.
+        self.version = name
+
+    @abstractmethod
+    def generate(self, req: GenerationRequest, cancel: CancelToken) -> AsyncGenerator[Chunk, None]:
+        """Stream the answer. The final chunk carries finish_reason and usage.
+
+        Raises :class:`boundgate.errors.BoundgateError` subclasses for anything the client
+        should see (context too long, upstream failures, overload).
+        """
+
+    async def complete(self, req: GenerationRequest, cancel: CancelToken) -> Completion:
+        """Collect a whole answer. Backends with a cheaper non-streamed path override this."""
+        parts: list[str] = []
+        finish = "stop"
+        usage = Usage(0, 0)
+        async for chunk in self.generate(req, cancel):
+            parts.append(chunk.text)
+            if chunk.finish_reason is not None:
+                finish = chunk.finish_reason
+            if chunk.usage is not None:
+                usage = chunk.usage
+        return Completion("".join(parts), finish, usage)
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Load weights / open connections. Called once before serving."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def queue_depth(self) -> int:
+        """Requests waiting for this backend (0 for backends without a queue)."""
+        return 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.name,
+            "backend": self.kind,
+            "params_b": self.params_b,
+            "context_length": self.context_length,
+            "version": self.version,
+        }
+
+
+async def cancel_on_exit(
+    it: AsyncIterator[Chunk], cancel: CancelToken
+) -> AsyncGenerator[Chunk, None]:
+    """Re-yield ``it``; if the consumer stops early (disconnect), signal ``cancel``."""
+    finished = False
+    try:
+        async for chunk in it:
+            yield chunk
+        finished = True
+    finally:
+        if not finished:
+            cancel.cancel()
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            await asyncio.shield(aclose())

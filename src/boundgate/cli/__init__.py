@@ -1,0 +1,363 @@
+"""The ``boundgate`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import ipaddress
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from ..settings import ConfigError, Settings, describe, load_settings
+
+app = typer.Typer(
+    help="boundgate: an OpenAI-compatible gateway that meters energy and carbon.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (or BOUNDGATE_CONFIG)."),
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (store, keys).")
+]
+
+
+def _settings(config: Path | None, **server: Any) -> Settings:
+    try:
+        return load_settings(config, {"server": server})
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _store(settings: Settings) -> Any:
+    from ..store import SQLiteStore
+
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    return store
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    data_dir: DataDirOpt = None,
+    allow_open: Annotated[
+        bool,
+        typer.Option("--allow-open", help="Serve a non-loopback host without API keys."),
+    ] = False,
+) -> None:
+    """Serve the OpenAI-compatible API."""
+    import uvicorn
+
+    from ..assembly import build_app
+
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        allow_open_remote=True if allow_open else None,
+    )
+    s = settings.server
+    store = _store(settings)
+    open_mode = not store.has_keys()
+    store.close()
+    if open_mode:
+        if not _is_loopback(s.host) and not s.allow_open_remote:
+            err.print(
+                f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
+                "with `boundgate keys create --tenant NAME`, or pass --allow-open."
+            )
+            raise typer.Exit(2)
+        err.print(
+            "[yellow]open local mode:[/yellow] no API keys exist, so every request is "
+            "accepted as tenant 'local'. Create a key to require authentication.",
+            markup=True,
+        )
+    try:
+        application = build_app(settings)
+    except (ConfigError, FileNotFoundError) as exc:
+        err.print(f"error: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    gw = application.state.gateway
+    err.print(
+        f"boundgate {__version__}: models {', '.join(gw.backends)} (default {gw.default_model}); "
+        f"grid zone {s.grid_zone}; data in {s.data_dir}; http://{s.host}:{s.port}/v1",
+        highlight=False,
+    )
+    uvicorn.run(
+        application,
+        host=s.host,
+        port=s.port,
+        log_level=s.log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="What to ask.")],
+    model: Annotated[str | None, typer.Option(help="Model id (default: server's).")] = None,
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080/v1",
+    api_key: Annotated[
+        str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
+) -> None:
+    """Ask a running server, streaming the answer, then print its energy and carbon."""
+    import httpx
+
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    if model:
+        body["model"] = model
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    info: dict[str, Any] = {}
+    try:
+        with httpx.stream(
+            "POST", url.rstrip("/") + "/chat/completions", json=body, headers=headers, timeout=300
+        ) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                try:
+                    message = resp.json()["error"]["message"]
+                except (ValueError, KeyError, TypeError):
+                    message = resp.text
+                err.print(f"error {resp.status_code}: {message}", highlight=False)
+                raise typer.Exit(1)
+            for line in resp.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                if "error" in event:
+                    err.print(f"\nerror: {event['error'].get('message')}", highlight=False)
+                    raise typer.Exit(1)
+                for choice in event.get("choices") or []:
+                    sys.stdout.write(choice.get("delta", {}).get("content") or "")
+                    sys.stdout.flush()
+                info = event.get("boundgate") or info
+    except httpx.HTTPError as exc:
+        err.print(f"cannot reach {url}: {exc}")
+        raise typer.Exit(1) from None
+    sys.stdout.write("\n")
+    if info:
+        low, high = info["energy_range_wh"]
+        err.print(
+            f"[dim]{info['energy_wh']:.6f} Wh ({low:.6f} to {high:.6f}, {info['energy_method']}), "
+            f"{info['carbon_g']:.6f} gCO2e in {info['grid_zone']}[/dim]",
+            markup=True,
+        )
+
+
+@app.command()
+def models(config: ConfigOpt = None) -> None:
+    """List the configured models."""
+    settings = _settings(config)
+    table = Table("id", "backend", "default", "where", "params (B)")
+    for name, m in settings.models.items():
+        where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
+        table.add_row(
+            name,
+            m.backend,
+            "yes" if name == settings.default_model else "",
+            where,
+            "" if m.params_b is None else f"{m.params_b:g}",
+        )
+    out.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
+    admin: Annotated[bool, typer.Option(help="May use admin routes.")] = False,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (0 = unlimited).")] = None,
+    daily_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per UTC day (0 = unlimited).")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a key and print it once (only a salted hash is stored)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", tenant):
+        err.print("tenant: use 1-64 letters, digits, or _ . @ -")
+        raise typer.Exit(2)
+    store = _store(_settings(config, data_dir=data_dir))
+    try:
+        new = store.create_key(tenant, admin=admin, rpm=rpm, daily_tokens=daily_tokens)
+    finally:
+        store.close()
+    err.print(
+        f"created key {new.key.id} for tenant {tenant}{' (admin)' if admin else ''}; "
+        "it is shown once:",
+        highlight=False,
+    )
+    print(new.secret)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """List keys (ids and tenants, never secrets)."""
+    store = _store(_settings(config, data_dir=data_dir))
+    try:
+        rows = store.list_keys()
+    finally:
+        store.close()
+    table = Table("id", "tenant", "admin", "created (UTC)", "revoked", "rpm", "daily tokens")
+    for k in rows:
+        table.add_row(
+            k.id,
+            k.tenant,
+            "yes" if k.admin else "",
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created)),
+            "yes" if k.revoked else "",
+            "" if k.rpm is None else str(k.rpm),
+            "" if k.daily_tokens is None else str(k.daily_tokens),
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Revoke a key; requests using it get 401 from then on."""
+    store = _store(_settings(config, data_dir=data_dir))
+    try:
+        ok = store.revoke_key(key_id)
+    finally:
+        store.close()
+    if not ok:
+        err.print(f"no such key: {key_id}")
+        raise typer.Exit(1)
+    err.print(f"revoked {key_id}")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise typer.BadParameter("use a number and a unit: 30m, 24h, 7d")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+@app.command()
+def report(
+    since: Annotated[str, typer.Option(help="Window, e.g. 1h, 24h, 7d.")] = "24h",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Requests, tokens, energy and carbon per tenant and model."""
+    if fmt not in ("table", "csv", "json"):
+        raise typer.BadParameter("--format must be table, csv or json")
+    start = time.time() - parse_duration(since)
+    store = _store(_settings(config, data_dir=data_dir))
+    try:
+        rows = store.report(start)
+    finally:
+        store.close()
+    dicts = [asdict(r) for r in rows]
+    if fmt == "json":
+        print(json.dumps({"since": start, "rows": dicts}, indent=2))
+        return
+    fields = [
+        "tenant",
+        "model",
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "wh",
+        "wh_low",
+        "wh_high",
+        "gco2",
+        "avg_latency_ms",
+    ]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(dicts)
+        sys.stdout.write(buf.getvalue())
+        return
+    table = Table(*fields, title=f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}")
+    for d in dicts:
+        table.add_row(*[f"{d[f]:.6g}" if isinstance(d[f], float) else str(d[f]) for f in fields])
+    out.print(table)
+
+
+@app.command("settings")
+def show_settings(
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Every setting, its value, and where the value came from."""
+    settings = _settings(config)
+    items = list(describe(settings, config))
+    if fmt == "json":
+        print(
+            json.dumps(
+                [{"key": i.key, "value": i.value, "source": i.source} for i in items],
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    table = Table("setting", "value", "source", "meaning")
+    for i in items:
+        table.add_row(i.key, str(i.value), i.source, i.description)
+    out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()

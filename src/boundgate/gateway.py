@@ -1,0 +1,378 @@
+"""The request pipeline, with no HTTP in it.
+
+For every request: pick the backend, admit it against the tenant's budgets, run it inside a
+meter, turn energy into carbon for the configured grid zone, write the ledger row (committed
+before the caller may answer the client), and settle the budget. Errors and cancellations get
+a ledger row too. The HTTP layer (``server/``) only translates shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
+from .clock import Clock, SystemClock
+from .energy import Measurement, Meter, Work, carbon_g
+from .errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
+from .grid.base import CarbonSource
+from .metrics import Metrics
+from .store import LedgerRow, Store
+from .tenants import Limiter, Reservation, Tenant
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    tenant: Tenant
+    endpoint: str
+    started: float  # wall clock, for the ledger
+    started_mono: float  # monotonic, for latency
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    wh: float
+    wh_low: float
+    wh_high: float
+    method: str
+    gco2: float
+    gco2_low: float
+    gco2_high: float
+    zone: str
+    gco2_per_kwh: float
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-boundgate-energy-wh": _dec(self.wh),
+            "x-boundgate-energy-range-wh": f"{_dec(self.wh_low)}-{_dec(self.wh_high)}",
+            "x-boundgate-energy-method": self.method,
+            "x-boundgate-carbon-g": _dec(self.gco2),
+            "x-boundgate-grid-zone": self.zone,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "energy_wh": self.wh,
+            "energy_range_wh": [self.wh_low, self.wh_high],
+            "energy_method": self.method,
+            "carbon_g": self.gco2,
+            "carbon_range_g": [self.gco2_low, self.gco2_high],
+            "grid_zone": self.zone,
+            "grid_gco2_per_kwh": self.gco2_per_kwh,
+        }
+
+
+def _dec(x: float) -> str:
+    """Plain decimal (never scientific notation), enough digits for milli-Wh figures."""
+    s = f"{x:.9f}".rstrip("0").rstrip(".")
+    return s or "0"
+
+
+@dataclass(frozen=True)
+class Result:
+    completion: Completion
+    model: str
+    energy: EnergyReport
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a stream: emitted after the ledger row is committed."""
+
+    finish_reason: str
+    usage: Usage
+    energy: EnergyReport
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        backends: dict[str, Backend],
+        default_model: str,
+        store: Store,
+        carbon: CarbonSource,
+        meter_for: Callable[[Backend], Meter],
+        grid_zone: str,
+        limiter: Limiter,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+        default_max_tokens: int = 1024,
+        aliases: dict[str, str] | None = None,
+    ) -> None:
+        self.backends = backends
+        self.default_model = default_model
+        self.store = store
+        self.carbon = carbon
+        self.meter_for = meter_for
+        self.grid_zone = grid_zone
+        self.limiter = limiter
+        self.metrics = metrics or Metrics()
+        self.clock = clock or SystemClock()
+        self.default_max_tokens = default_max_tokens
+        self.aliases = aliases or {}
+        self._background: set[asyncio.Task[None]] = set()
+        for name, b in backends.items():
+            self.metrics.track_queue(name, b.queue_depth)
+
+    # --- helpers ------------------------------------------------------------------------------
+    def context(
+        self, tenant: Tenant, endpoint: str, request_id: str | None = None
+    ) -> RequestContext:
+        return RequestContext(
+            request_id or new_request_id(),
+            tenant,
+            endpoint,
+            self.clock.time(),
+            self.clock.monotonic(),
+        )
+
+    def resolve(self, model: str | None) -> Backend:
+        name = model or self.default_model
+        name = self.aliases.get(name, name)
+        backend = self.backends.get(name)
+        if backend is None:
+            known = ", ".join(sorted(self.backends))
+            raise ModelNotFoundError(
+                f"The model '{model}' does not exist; available: {known}", param="model"
+            )
+        return backend
+
+    def _prepare(self, ctx: RequestContext, req: GenerationRequest) -> tuple[Backend, Reservation]:
+        backend = self.resolve(req.model)
+        req.model = backend.name
+        if req.max_tokens <= 0:
+            req.max_tokens = self.default_max_tokens
+        limit = backend.context_length
+        if backend.kind == "openai" and limit is not None and req.text_bytes() // 4 >= limit:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {limit} tokens; the prompt is "
+                f"about {req.text_bytes() // 4} tokens.",
+                param="messages" if req.messages is not None else "prompt",
+            )
+        reservation = self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
+        return backend, reservation
+
+    def energy_report(self, m: Measurement, at: float) -> EnergyReport:
+        when = datetime.fromtimestamp(at, tz=UTC)
+        intensity = self.carbon.intensity(self.grid_zone, when).gco2_per_kwh
+        g, g_low, g_high = carbon_g(m, intensity)
+        return EnergyReport(
+            m.wh, m.wh_low, m.wh_high, m.method, g, g_low, g_high, self.grid_zone, intensity
+        )
+
+    def _row(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest | None,
+        backend: Backend | None,
+        *,
+        stream: bool,
+        usage: Usage | None = None,
+        energy: EnergyReport | None = None,
+        outcome: str = "ok",
+        status: int = 200,
+        error_code: str | None = None,
+    ) -> LedgerRow:
+        latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
+        row = LedgerRow(
+            id=ctx.request_id,
+            ts=ctx.started,
+            tenant=ctx.tenant.name,
+            endpoint=ctx.endpoint,
+            model=backend.name if backend else (req.model if req else None),
+            backend=backend.kind if backend else None,
+            key_id=ctx.tenant.key_id,
+            user=req.user if req else None,
+            stream=stream,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            outcome=outcome,
+            status=status,
+            error_code=error_code,
+            latency_ms=latency_ms,
+            grid_zone=self.grid_zone,
+        )
+        if energy is not None:
+            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
+            row.method = energy.method
+            row.gco2 = energy.gco2
+            row.gco2_per_kwh = energy.gco2_per_kwh
+        return row
+
+    def _observe(self, row: LedgerRow) -> None:
+        model = row.model or "unknown"
+        m = self.metrics
+        m.requests.labels(model=model, outcome=row.outcome, status=str(row.status)).inc()
+        m.latency.labels(model=model).observe(row.latency_ms / 1000.0)
+        if row.prompt_tokens:
+            m.tokens.labels(model=model, kind="prompt").inc(row.prompt_tokens)
+        if row.completion_tokens:
+            m.tokens.labels(model=model, kind="completion").inc(row.completion_tokens)
+        if row.wh:
+            m.energy_wh.labels(model=model, method=row.method).inc(row.wh)
+            m.carbon_g.labels(model=model).inc(row.gco2)
+
+    async def _commit(self, row: LedgerRow) -> None:
+        self._observe(row)
+        await self.store.record(row)
+
+    def _commit_soon(self, row: LedgerRow) -> None:
+        """Record from a context that is being torn down (client gone): don't await it here."""
+        self._observe(row)
+        task = asyncio.get_running_loop().create_task(self.store.record(row))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for rows recorded in the background (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def _measure(
+        self, meter: Meter, token: Any, backend: Backend, usage: Usage, wall_s: float
+    ) -> Measurement:
+        work = Work(
+            backend_kind=backend.kind,
+            params_b=backend.params_b,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            wall_s=wall_s,
+        )
+        return meter.stop(token, work)
+
+    async def record_error(
+        self,
+        ctx: RequestContext,
+        err: BoundgateError,
+        req: GenerationRequest | None = None,
+        *,
+        stream: bool = False,
+    ) -> None:
+        """Ledger row for a request that failed before or during generation."""
+        if err.recorded:
+            return
+        err.recorded = True
+        backend = None
+        if req is not None:
+            try:
+                backend = self.resolve(req.model)
+            except ModelNotFoundError:
+                backend = None
+        row = self._row(
+            ctx,
+            req,
+            backend,
+            stream=stream,
+            outcome="error",
+            status=err.status_code,
+            error_code=err.code,
+        )
+        await self._commit(row)
+
+    # --- the pipeline -------------------------------------------------------------------------
+    async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:
+        """Non-streamed generation. Errors are recorded and re-raised."""
+        try:
+            backend, reservation = self._prepare(ctx, req)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req)
+            raise
+        meter = self.meter_for(backend)
+        cancel = CancelToken()
+        usage = Usage(0, 0)
+        try:
+            t0 = self.clock.monotonic()
+            token = meter.start()
+            completion = await backend.complete(req, cancel)
+            usage = completion.usage
+            m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
+            energy = self.energy_report(m, ctx.started)
+            await self._commit(
+                self._row(ctx, req, backend, stream=False, usage=usage, energy=energy)
+            )
+            return Result(completion, backend.name, energy)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req)
+            raise
+        except asyncio.CancelledError:
+            cancel.cancel()
+            self._commit_soon(
+                self._row(ctx, req, backend, stream=False, outcome="cancelled", status=499)
+            )
+            raise
+        finally:
+            self.limiter.settle(reservation, usage.total_tokens)
+
+    async def stream(
+        self, ctx: RequestContext, req: GenerationRequest
+    ) -> AsyncGenerator[Chunk | Finished, None]:
+        """Streamed generation: text chunks, then one :class:`Finished` after the ledger commit.
+
+        If the consumer stops early (client disconnected), generation is cancelled and the
+        ledger row says ``cancelled``.
+        """
+        try:
+            backend, reservation = self._prepare(ctx, req)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req, stream=True)
+            raise
+        meter = self.meter_for(backend)
+        cancel = CancelToken()
+        usage = Usage(0, 0)
+        finish = "stop"
+        done = False
+        produced = 0
+        t0 = self.clock.monotonic()
+        token = meter.start()
+        gen = backend.generate(req, cancel)
+        try:
+            async for chunk in gen:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.finish_reason is not None:
+                    finish = chunk.finish_reason
+                if chunk.text:
+                    produced += 1
+                    yield chunk
+            m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
+            energy = self.energy_report(m, ctx.started)
+            await self._commit(
+                self._row(ctx, req, backend, stream=True, usage=usage, energy=energy)
+            )
+            done = True
+            yield Finished(finish, usage, energy)
+        except BoundgateError as err:
+            done = True
+            await self.record_error(ctx, err, req, stream=True)
+            raise
+        finally:
+            if not done:
+                # The consumer went away mid-stream: stop the model, account what it did.
+                cancel.cancel()
+                await gen.aclose()
+                partial = Usage(usage.prompt_tokens, usage.completion_tokens or produced)
+                m = self._measure(meter, token, backend, partial, self.clock.monotonic() - t0)
+                energy = self.energy_report(m, ctx.started)
+                self._commit_soon(
+                    self._row(
+                        ctx,
+                        req,
+                        backend,
+                        stream=True,
+                        usage=partial,
+                        energy=energy,
+                        outcome="cancelled",
+                        status=499,
+                    )
+                )
+            self.limiter.settle(reservation, usage.total_tokens or produced)

@@ -1,0 +1,183 @@
+"""The FastAPI application factory: wiring, lifespan, and the error boundary.
+
+Every error leaves in OpenAI's shape with the right status; an unexpected exception is
+logged with its traceback on the server and answered with a generic 500, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import (
+    BoundgateError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from ..gateway import Gateway
+from .chat.router import router as chat_router
+from .common import loc_to_param
+from .completions.router import router as completions_router
+from .system.router import router as system_router
+
+log = logging.getLogger("boundgate")
+
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+
+
+class BodyLimit:
+    """Pure-ASGI guard: refuse bodies over ``limit`` bytes before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.limit:
+                    await _send_error(
+                        send,
+                        PayloadTooLargeError(
+                            f"request body is {int(value)} bytes; the limit is {self.limit}"
+                        ),
+                    )
+                    return
+                break
+        seen = 0
+        limit = self.limit
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_error(send: Send, err: BoundgateError) -> None:
+    resp = JSONResponse(err.to_dict(), status_code=err.status_code, headers=err.headers())
+    await resp({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - never awaited by JSONResponse
+    return {"type": "http.disconnect"}
+
+
+def error_response(request: Request, err: BoundgateError) -> JSONResponse:
+    headers = err.headers()
+    ctx = getattr(request.state, "ctx", None)
+    if ctx is not None:
+        headers["x-request-id"] = ctx.request_id
+    return JSONResponse(err.to_dict(), status_code=err.status_code, headers=headers)
+
+
+def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
+    """An app serving ``gateway``. Lifespan opens the store and starts the backends."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway.store.open()
+        try:
+            for backend in gateway.backends.values():
+                await backend.start()
+            app.state.ready = True
+            yield
+        finally:
+            app.state.ready = False
+            await gateway.drain()
+            for backend in gateway.backends.values():
+                await backend.aclose()
+            gateway.store.close()
+
+    app = FastAPI(
+        title="boundgate",
+        version=__version__,
+        description="OpenAI-compatible gateway that meters energy and carbon per request.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    app.state.started = time.time()
+    app.state.ready = False
+
+    async def record(request: Request, err: BoundgateError) -> None:
+        if request.url.path in GENERATION_PATHS and not err.recorded:
+            ctx = getattr(request.state, "ctx", None)
+            if ctx is None:
+                from ..tenants import OPEN_TENANT
+
+                ctx = gateway.context(OPEN_TENANT, request.url.path)
+                ctx.tenant = type(OPEN_TENANT)(name="unauthenticated")
+                request.state.ctx = ctx
+            await gateway.record_error(ctx, err)
+
+    @app.exception_handler(BoundgateError)
+    async def on_boundgate_error(request: Request, err: BoundgateError) -> JSONResponse:
+        await record(request, err)
+        return error_response(request, err)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[Any] = list(exc.errors())
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+        if first.get("type") == "json_invalid":
+            err = InvalidRequestError(
+                f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(
+                    ": "
+                ),
+                code="invalid_json",
+            )
+        else:
+            param = loc_to_param(tuple(first.get("loc", ())))
+            msg = str(first.get("msg", "invalid value"))
+            if first.get("type") == "missing":
+                msg = "required parameter is missing"
+            text = f"{param}: {msg}" if param else msg
+            if len(errors) > 1:
+                text += f" (and {len(errors) - 1} more)"
+            err = InvalidRequestError(text, param=param, code="invalid_value")
+        await record(request, err)
+        return error_response(request, err)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            err: BoundgateError = NotFoundError(f"no route {request.method} {request.url.path}")
+        else:
+            err = BoundgateError(str(exc.detail), code=f"http_{exc.status_code}")
+            err.status_code = exc.status_code
+            err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error_response(request, err)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        err = BoundgateError(
+            "internal error; the server log has the details", code="internal_error"
+        )
+        await record(request, err)
+        return error_response(request, err)
+
+    app.include_router(chat_router)
+    app.include_router(completions_router)
+    app.include_router(system_router)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app

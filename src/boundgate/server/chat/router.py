@@ -1,0 +1,25 @@
+"""Route for ``POST /v1/chat/completions``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from ...gateway import RequestContext
+from ..common import context, gateway_of, to_response
+from .protocol import ChatCompletionRequest
+from .serving import serve
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", tags=["generation"])
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+) -> Response:
+    """Create a chat completion (OpenAI-compatible; ``stream`` gives server-sent events)."""
+    return to_response(*await serve(gateway_of(request), ctx, body))

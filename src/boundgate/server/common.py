@@ -1,0 +1,138 @@
+"""HTTP plumbing shared by the endpoint families: body limits, validation, auth, SSE."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import anyio
+from fastapi import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from ..errors import (
+    AuthenticationError,
+    BoundgateError,
+    PermissionDeniedError,
+)
+from ..gateway import Gateway, RequestContext
+from ..store import Store
+from ..tenants import OPEN_TENANT, Tenant
+
+
+def loc_to_param(loc: tuple[int | str, ...]) -> str | None:
+    """pydantic location → OpenAI-style param name, e.g. ``messages[0].role``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("body",) or "[" in part or "-" in part:
+            continue
+        else:
+            out += ("." if out else "") + part
+    return out or None
+
+
+def authenticate(request: Request, store: Store) -> Tenant:
+    """Bearer key → tenant. With no keys in the store the gateway is in open local mode."""
+    if not store.has_keys():
+        return OPEN_TENANT
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationError(
+            "missing API key: send 'Authorization: Bearer <key>' (create one with "
+            "`boundgate keys create --tenant NAME`)"
+        )
+    key = store.verify_key(secret.strip())
+    if key is None:
+        raise AuthenticationError("invalid or revoked API key")
+    return Tenant(
+        name=key.tenant,
+        key_id=key.id,
+        admin=key.admin,
+        rpm=key.rpm,
+        daily_tokens=key.daily_tokens,
+    )
+
+
+def require_admin(tenant: Tenant) -> None:
+    if not tenant.admin:
+        raise PermissionDeniedError("this route needs an admin key")
+
+
+def gateway_of(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def context(request: Request) -> RequestContext:
+    """FastAPI dependency: open the request's context and authenticate it.
+
+    The context exists before authentication so that a refused request still gets a ledger
+    row (the error handler finds it on ``request.state``).
+    """
+    gateway = gateway_of(request)
+    ctx = gateway.context(OPEN_TENANT, request.url.path)
+    request.state.ctx = ctx
+    ctx.tenant = authenticate(request, gateway.store)
+    return ctx
+
+
+def admin_context(request: Request) -> RequestContext:
+    ctx = context(request)
+    require_admin(ctx.tenant)
+    return ctx
+
+
+class SSEResponse(StreamingResponse):
+    """Server-sent events that stop the producer as soon as the client goes away.
+
+    A disconnect is noticed even while nothing is being sent (a request waiting for the model),
+    and the body iterator is always closed, so generation is cancelled promptly.
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers}
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def run_then_cancel(func: Any) -> None:
+                    await func()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(run_then_cancel, partial(self.stream_response, send))
+                await run_then_cancel(partial(self.listen_for_disconnect, receive))
+        except OSError:
+            pass  # client vanished while we were writing
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
+def sse_event(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+def sse_error(err: BoundgateError) -> bytes:
+    return sse_event(err.to_dict())
+
+
+def to_response(
+    content: dict[str, Any] | AsyncIterator[bytes], headers: dict[str, str]
+) -> Response:
+    if isinstance(content, dict):
+        return Response(
+            json.dumps(content, separators=(",", ":")),
+            media_type="application/json",
+            headers=headers,
+        )
+    return SSEResponse(content, headers)

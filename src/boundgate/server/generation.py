@@ -1,0 +1,159 @@
+"""Serving logic shared by chat and plain completions: run the gateway, shape the output.
+
+No HTTP response classes here: functions return a JSON body or an async iterator of SSE
+bytes, plus headers; the routers wrap them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import Chunk, GenerationRequest
+from ..errors import BoundgateError, InvalidRequestError
+from ..gateway import Finished, Gateway, RequestContext
+from .chat.protocol import SamplingParams
+from .common import sse_error, sse_event
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How one endpoint family spells a completion and its stream chunks."""
+
+    chat: bool
+
+    @property
+    def object(self) -> str:
+        return "chat.completion" if self.chat else "text_completion"
+
+    @property
+    def chunk_object(self) -> str:
+        return "chat.completion.chunk" if self.chat else "text_completion"
+
+    def choice(self, text: str, finish: str) -> dict[str, Any]:
+        if self.chat:
+            return {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+
+    def delta(self, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+        if self.chat:
+            d: dict[str, Any] = {}
+            if first:
+                d["role"] = "assistant"
+            if text is not None:
+                d["content"] = text
+            return {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+
+CHAT = Shape(chat=True)
+TEXT = Shape(chat=False)
+
+
+def generation_request(
+    params: SamplingParams, gateway: Gateway, *, max_tokens: int | None = None
+) -> GenerationRequest:
+    unsupported = params.unsupported()
+    if unsupported is not None:
+        raise InvalidRequestError(
+            f"'{unsupported}' is not supported by this gateway yet",
+            param=unsupported,
+            code="unsupported_parameter",
+        )
+    return GenerationRequest(
+        model=params.model or gateway.default_model,
+        max_tokens=max_tokens or params.max_tokens or 0,
+        temperature=1.0 if params.temperature is None else params.temperature,
+        top_p=1.0 if params.top_p is None else params.top_p,
+        stop=params.stop_list(),
+        seed=params.seed,
+        user=params.user,
+        passthrough=params.passthrough(),
+    )
+
+
+def _usage(u: Any) -> dict[str, int]:
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
+
+
+async def complete(
+    gateway: Gateway, ctx: RequestContext, req: GenerationRequest, shape: Shape, prefix: str = ""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    result = await gateway.complete(ctx, req)
+    body = {
+        "id": _completion_id(ctx, shape),
+        "object": shape.object,
+        "created": int(ctx.started),
+        "model": result.model,
+        "system_fingerprint": None,
+        "choices": [shape.choice(prefix + result.completion.text, result.completion.finish_reason)],
+        "usage": _usage(result.completion.usage),
+        "boundgate": {"request_id": ctx.request_id, **result.energy.as_dict()},
+    }
+    headers = {"x-request-id": ctx.request_id, **result.energy.headers()}
+    return body, headers
+
+
+def _completion_id(ctx: RequestContext, shape: Shape) -> str:
+    return ("chatcmpl-" if shape.chat else "cmpl-") + ctx.request_id.removeprefix("req_")
+
+
+async def stream(
+    gateway: Gateway,
+    ctx: RequestContext,
+    req: GenerationRequest,
+    shape: Shape,
+    *,
+    include_usage: bool,
+    prefix: str = "",
+) -> tuple[AsyncIterator[bytes], dict[str, str]]:
+    """Start a stream. Errors before the first token surface here, as a normal HTTP error."""
+    events = gateway.stream(ctx, req)
+    try:
+        first: Chunk | Finished | None = await anext(events)
+    except StopAsyncIteration:  # pragma: no cover - the gateway always finishes with Finished
+        first = None
+    base = {
+        "id": _completion_id(ctx, shape),
+        "object": shape.chunk_object,
+        "created": int(ctx.started),
+        "model": req.model,
+        "system_fingerprint": None,
+    }
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if shape.chat:
+                yield sse_event({**base, "choices": [shape.delta(prefix, None, first=True)]})
+            elif prefix:
+                yield sse_event({**base, "choices": [shape.delta(prefix, None)]})
+            event = first
+            while event is not None:
+                if isinstance(event, Finished):
+                    info = {"request_id": ctx.request_id, **event.energy.as_dict()}
+                    last = {**base, "choices": [shape.delta(None, event.finish_reason)]}
+                    if include_usage:
+                        yield sse_event(last)
+                        last = {**base, "choices": [], "usage": _usage(event.usage)}
+                    yield sse_event({**last, "boundgate": info})
+                    yield b"data: [DONE]\n\n"
+                    return
+                yield sse_event({**base, "choices": [shape.delta(event.text, None)]})
+                event = await anext(events, None)
+        except BoundgateError as err:
+            yield sse_error(err)
+        finally:
+            await events.aclose()
+
+    headers = {"x-request-id": ctx.request_id, "x-boundgate-grid-zone": gateway.grid_zone}
+    return body(), headers

@@ -1,0 +1,97 @@
+"""Models, health, metrics and the admin views of the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from ...gateway import RequestContext
+from ..common import admin_context, context, gateway_of
+
+router = APIRouter()
+
+
+@router.get("/v1/models", tags=["models"])
+async def list_models(
+    request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    gw = gateway_of(request)
+    created = int(request.app.state.started)
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "boundgate" if b.kind != "openai" else "upstream",
+            "boundgate": {**b.describe(), "default": name == gw.default_model},
+        }
+        for name, b in gw.backends.items()
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{model_id}", tags=["models"])
+async def get_model(
+    model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    gw = gateway_of(request)
+    b = gw.resolve(model_id)
+    return {
+        "id": b.name,
+        "object": "model",
+        "created": int(request.app.state.started),
+        "owned_by": "boundgate" if b.kind != "openai" else "upstream",
+    }
+
+
+@router.get("/healthz", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["operations"])
+async def readyz(request: Request) -> Response:
+    """Readiness: the store is open and every model is loaded."""
+    gw = gateway_of(request)
+    models = {name: b.ready for name, b in gw.backends.items()}
+    ready = bool(getattr(request.app.state, "ready", False)) and all(models.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "starting", "models": models},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", tags=["operations"])
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(
+        gateway_of(request).metrics.render(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
+
+
+@router.get("/v1/boundgate/report", tags=["admin"])
+async def report(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(admin_context)],
+    since: Annotated[float | None, Query(description="unix seconds")] = None,
+) -> dict[str, Any]:
+    """Totals per tenant and model (admin)."""
+    rows = gateway_of(request).store.report(since)
+    return {"object": "list", "data": [asdict(r) for r in rows]}
+
+
+@router.get("/v1/boundgate/ledger", tags=["admin"])
+async def ledger(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(admin_context)],
+    since: Annotated[float | None, Query(description="unix seconds")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    """Ledger rows, newest first (admin)."""
+    rows = gateway_of(request).store.ledger(since, limit)
+    return {"object": "list", "data": [asdict(r) for r in rows]}

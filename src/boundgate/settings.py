@@ -1,0 +1,303 @@
+"""The one declaration of every setting.
+
+Sources, highest priority first: command-line flags (``serve --host/--port/--data-dir``),
+``BOUNDGATE_*`` environment variables (nested keys joined with ``__``, e.g.
+``BOUNDGATE_SERVER__PORT=9000`` or ``BOUNDGATE_MODELS__MY_UPSTREAM__BASE_URL=...``), the TOML
+file named by ``--config`` or ``BOUNDGATE_CONFIG``, then the defaults below. Unknown keys are
+errors, so a typo in a config file fails at start instead of being silently ignored.
+
+``docs/configuration.md`` documents these fields; ``boundgate settings`` prints every one with
+its value and where that value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "BOUNDGATE_"
+DEFAULT_MODEL_NAME = "smollm2-135m"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 = any free port).")
+    data_dir: Path = Field(Path(".boundgate"), description="Where the SQLite store and keys live.")
+    grid_zone: str = Field(
+        "DE-LU", description="Grid zone for carbon figures; any zone with bundled data."
+    )
+    allow_open_remote: bool = Field(
+        False,
+        description="Allow binding a non-loopback host while no API keys exist (open mode).",
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="Largest accepted request body; larger gets 413."
+    )
+    log_level: str = Field("info", description="uvicorn log level.")
+
+
+class LimitsSettings(_Section):
+    queue_size: int = Field(
+        16,
+        ge=0,
+        description="Requests that may wait for a busy local model; more get 503.",
+    )
+    rpm: int = Field(0, ge=0, description="Default requests per minute per tenant (0 = unlimited).")
+    daily_tokens: int = Field(
+        0, ge=0, description="Default prompt+completion tokens per tenant per UTC day (0 = off)."
+    )
+    default_max_tokens: int = Field(
+        1024, ge=1, description="max_tokens applied when a request gives none."
+    )
+
+
+class EnergySettings(_Section):
+    cpu_watts_per_core: float = Field(
+        10.0, gt=0, description="Central estimate of power per busy core (W)."
+    )
+    cpu_watts_per_core_low: float = Field(
+        5.0, gt=0, description="Low end of the per-core power range (W)."
+    )
+    cpu_watts_per_core_high: float = Field(
+        15.0, gt=0, description="High end of the per-core power range (W)."
+    )
+    memory_watts_per_gb: float = Field(
+        0.392, ge=0, description="Power per GB of resident model memory (W/GB)."
+    )
+    pue: float = Field(1.0, ge=1.0, description="Power usage effectiveness of this machine.")
+    upstream_pue: float = Field(
+        1.2, ge=1.0, description="PUE assumed for upstream (remote) data centres."
+    )
+    rapl_root: Path = Field(
+        Path("/sys/class/powercap"), description="Where RAPL powercap counters are read."
+    )
+    method: Literal["auto", "rapl", "nvml", "estimate"] = Field(
+        "auto", description="Force a meter for local models; auto = RAPL, NVML, estimate."
+    )
+
+
+class ModelSettings(_Section):
+    backend: Literal["llama_cpp", "openai", "fake"] = Field(
+        description="llama_cpp (local gguf), openai (any OpenAI-compatible server), fake (tests)."
+    )
+    default: bool = Field(False, description="Serve this model when a request names none.")
+    path: Path | None = Field(
+        None, description="llama_cpp: gguf file; defaults to the packaged SmolLM2 model."
+    )
+    n_ctx: int = Field(2048, ge=64, description="llama_cpp: context window in tokens.")
+    n_threads: int | None = Field(
+        None, ge=1, description="llama_cpp: threads (default: all cores)."
+    )
+    base_url: str | None = Field(None, description="openai: base URL ending in /v1.")
+    api_key_env: str | None = Field(
+        None, description="openai: environment variable holding the upstream API key."
+    )
+    upstream_model: str | None = Field(
+        None, description="openai: model name sent upstream (default: this entry's name)."
+    )
+    params_b: float | None = Field(
+        None, gt=0, description="Model size in billions of parameters (energy estimates)."
+    )
+    context_length: int | None = Field(
+        None, ge=1, description="openai: context window, if known (checked before sending)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="openai: per-attempt timeout (s).")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="openai: retries on 429/5xx/connection errors."
+    )
+    aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+
+    @model_validator(mode="after")
+    def _check_backend_fields(self) -> ModelSettings:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("base_url is required when backend = 'openai'")
+        return self
+
+
+def _default_models() -> dict[str, ModelSettings]:
+    return {DEFAULT_MODEL_NAME: ModelSettings(backend="llama_cpp", default=True)}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
+    models: dict[str, ModelSettings] = Field(default_factory=_default_models)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (passed in as init kwargs); CLI flags are applied after.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        if not self.models:
+            raise ValueError("models: at least one model must be configured")
+        defaults = [name for name, m in self.models.items() if m.default]
+        if len(defaults) > 1:
+            raise ValueError(f"models: only one model may set default = true, got {defaults}")
+        return self
+
+    @property
+    def default_model(self) -> str:
+        for name, m in self.models.items():
+            if m.default:
+                return name
+        return next(iter(self.models))
+
+    @property
+    def db_path(self) -> Path:
+        return self.server.data_dir / "boundgate.db"
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the offending key named in the message."""
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    config: Path | str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Settings:
+    """Build settings from file + env + overrides; raise ConfigError naming the bad key."""
+    path_s = config if config is not None else os.environ.get(f"{ENV_PREFIX}CONFIG")
+    path = Path(path_s) if path_s else None
+    data: dict[str, Any] = _read_toml(path) if path else {}
+    origin = str(path) if path else "environment/defaults"
+    try:
+        settings = Settings(**data)
+        for section, values in (overrides or {}).items():
+            sect = getattr(settings, section)
+            for key, value in values.items():
+                if value is not None:
+                    setattr(sect, key, value)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from exc
+    return settings
+
+
+@dataclass(frozen=True)
+class SettingValue:
+    key: str  # dotted, e.g. "server.port"
+    value: Any
+    source: str  # "default" | "env:NAME" | "file:PATH" | "cli"
+    description: str
+
+
+def _env_name(parts: list[str]) -> str:
+    return ENV_PREFIX + "__".join(p.upper().replace("-", "_") for p in parts)
+
+
+def describe(
+    settings: Settings,
+    config: Path | str | None = None,
+    cli_keys: set[str] | None = None,
+) -> Iterator[SettingValue]:
+    """Every leaf setting with its value and the source it came from."""
+    path_s = config if config is not None else os.environ.get(f"{ENV_PREFIX}CONFIG")
+    file_data = _read_toml(Path(path_s)) if path_s else {}
+    env_lower = {k.lower() for k in os.environ}
+
+    def source(parts: list[str]) -> str:
+        dotted = ".".join(parts)
+        if cli_keys and dotted in cli_keys:
+            return "cli"
+        env = _env_name(parts)
+        if env.lower() in env_lower:
+            return f"env:{env}"
+        node: Any = file_data
+        for p in parts:
+            if not isinstance(node, dict) or p not in node:
+                return "default"
+            node = node[p]
+        return f"file:{path_s}"
+
+    def walk(model: BaseModel, prefix: list[str]) -> Iterator[SettingValue]:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            parts = [*prefix, name]
+            if isinstance(value, BaseModel):
+                yield from walk(value, parts)
+            elif name == "models" and isinstance(value, dict):
+                for mname, m in value.items():
+                    yield from walk(m, [*parts, mname])
+            else:
+                yield SettingValue(".".join(parts), value, source(parts), field.description or "")
+
+    yield from walk(settings, [])
+
+
+def reference_markdown() -> str:
+    """The settings reference table for docs/configuration.md, generated from the fields."""
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("server", ServerSettings),
+        ("limits", LimitsSettings),
+        ("energy", EnergySettings),
+        ("models.<name>", ModelSettings),
+    ]
+    lines = []
+    for section, cls in sections:
+        lines += [
+            f"### `[{section}]`",
+            "",
+            "| key | type | default | env | meaning |",
+            "|---|---|---|---|---|",
+        ]
+        for name, field in cls.model_fields.items():
+            if field.is_required():
+                default = "required"
+            elif field.default_factory is not None:
+                default = f"`{field.default_factory()!r}`"  # type: ignore[call-arg]
+            else:
+                default = f"`{field.default!s}`" if field.default is not None else "unset"
+            ann = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
+            ann = ann.replace("<class '", "").replace("'>", "").replace("|", "\\|")
+            env = _env_name([*section.replace("<name>", "NAME").split("."), name])
+            lines.append(f"| `{name}` | {ann} | {default} | `{env}` | {field.description} |")
+        lines.append("")
+    return "\n".join(lines)

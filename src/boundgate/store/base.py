@@ -1,0 +1,134 @@
+"""The storage seam. SQLite is the default; PostgreSQL comes as an extra.
+
+Durability contract: :meth:`Store.record` returns only after the row is committed, so a
+response is never sent for a request whose ledger row could still be lost to a crash
+(``kill -9``). Writes go through one writer; reads may run concurrently.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LedgerRow:
+    """One request, whatever happened to it (errors and cancellations included)."""
+
+    id: str  # request id, also sent as x-request-id
+    ts: float  # unix seconds when the request arrived
+    tenant: str
+    endpoint: str  # "/v1/chat/completions", "/v1/completions", ...
+    model: str | None = None
+    backend: str | None = None  # "llama_cpp" | "openai" | "fake"
+    key_id: str | None = None
+    user: str | None = None  # the request's `user` field
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    outcome: str = "ok"  # ok | error | cancelled (reuse adds hit/miss/bypass later)
+    status: int = 200
+    error_code: str | None = None
+    latency_ms: float = 0.0
+    wh: float = 0.0
+    wh_low: float = 0.0
+    wh_high: float = 0.0
+    method: str = "estimate"
+    gco2: float = 0.0
+    grid_zone: str | None = None
+    gco2_per_kwh: float | None = None
+    extra: dict[str, object] = field(default_factory=dict)  # JSON column for later fields
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str  # public id, part of the key string
+    tenant: str
+    admin: bool
+    created: float
+    revoked: bool
+    rpm: int | None = None  # per-tenant overrides; None = settings default
+    daily_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # the full key string, shown once, never stored
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    tenant: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    wh: float
+    wh_low: float
+    wh_high: float
+    gco2: float
+    avg_latency_ms: float
+
+
+class Store(ABC):
+    # --- lifecycle -------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None:
+        """Create/migrate the schema and start the writer."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush pending writes and stop the writer."""
+
+    # --- ledger ----------------------------------------------------------------
+    @abstractmethod
+    async def record(self, row: LedgerRow) -> None:
+        """Append a ledger row; returns once it is committed."""
+
+    @abstractmethod
+    def record_sync(self, row: LedgerRow) -> None:
+        """Blocking variant for threads and the CLI."""
+
+    @abstractmethod
+    def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
+        """Rows newest first."""
+
+    @abstractmethod
+    def get_row(self, request_id: str) -> LedgerRow | None: ...
+
+    @abstractmethod
+    def report(self, since: float | None = None) -> list[ReportRow]:
+        """Totals per tenant and model."""
+
+    @abstractmethod
+    def tokens_used(self, tenant: str, since: float) -> int:
+        """prompt+completion tokens a tenant used since ``since`` (for daily budgets)."""
+
+    # --- keys ------------------------------------------------------------------
+    @abstractmethod
+    def create_key(
+        self,
+        tenant: str,
+        admin: bool = False,
+        rpm: int | None = None,
+        daily_tokens: int | None = None,
+    ) -> NewKey: ...
+
+    @abstractmethod
+    def verify_key(self, secret: str) -> ApiKey | None:
+        """The key for ``secret`` if valid and not revoked (constant-time compare)."""
+
+    @abstractmethod
+    def list_keys(self) -> list[ApiKey]: ...
+
+    @abstractmethod
+    def revoke_key(self, key_id: str) -> bool: ...
+
+    @abstractmethod
+    def has_keys(self) -> bool:
+        """True once any key was created, revoked ones included (else: open local mode).
+
+        Revoking the last key must not silently reopen the gateway to everyone.
+        """

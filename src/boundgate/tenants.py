@@ -1,0 +1,105 @@
+"""Who is asking, and how much they may still ask.
+
+Budgets are enforced by *reservation*: before a request runs, its worst case (input bytes, an
+upper bound on BPE tokens, plus ``max_tokens``) is reserved against the tenant's daily token
+budget; when it finishes, the reservation is replaced by the real usage. Checks and
+reservations happen without an ``await`` in between, so concurrent requests on the event loop
+can never jointly overrun a budget.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .clock import Clock
+from .errors import RateLimitError
+from .store import Store
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    key_id: str | None = None
+    admin: bool = False
+    rpm: int | None = None  # None: settings default; 0: unlimited
+    daily_tokens: int | None = None
+
+
+OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)
+
+
+@dataclass
+class _Usage:
+    day: int
+    used: int  # settled tokens today
+    reserved: int = 0  # in-flight reservations
+    recent: deque[float] = field(default_factory=deque)  # request times in the last minute
+
+
+@dataclass
+class Reservation:
+    tenant: str
+    day: int
+    tokens: int
+    settled: bool = False
+
+
+class Limiter:
+    def __init__(self, store: Store, clock: Clock, rpm: int, daily_tokens: int) -> None:
+        self.store = store
+        self.clock = clock
+        self.default_rpm = rpm
+        self.default_daily = daily_tokens
+        self._usage: dict[str, _Usage] = {}
+
+    def _state(self, tenant: str, now: float) -> _Usage:
+        day = int(now // DAY_S)
+        st = self._usage.get(tenant)
+        if st is None or st.day != day:
+            used = self.store.tokens_used(tenant, day * DAY_S)
+            recent = st.recent if st is not None else deque()
+            st = _Usage(day=day, used=used, recent=recent)
+            self._usage[tenant] = st
+        return st
+
+    def admit(self, tenant: Tenant, reserve_tokens: int) -> Reservation:
+        """Count one request and reserve tokens, or raise 429 with Retry-After."""
+        now = self.clock.time()
+        st = self._state(tenant.name, now)
+        rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
+        if rpm:
+            while st.recent and st.recent[0] <= now - 60:
+                st.recent.popleft()
+            if len(st.recent) >= rpm:
+                raise RateLimitError(
+                    f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
+                    retry_after=st.recent[0] + 60 - now,
+                )
+        budget = self.default_daily if tenant.daily_tokens is None else tenant.daily_tokens
+        if budget and st.used + st.reserved + reserve_tokens > budget:
+            left = max(0, budget - st.used - st.reserved)
+            raise RateLimitError(
+                f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
+                f"this request may need up to {reserve_tokens} (lower max_tokens "
+                "or wait for the next UTC day)",
+                code="daily_token_budget_exceeded",
+                retry_after=(st.day + 1) * DAY_S - now,
+            )
+        if rpm:
+            st.recent.append(now)
+        st.reserved += reserve_tokens
+        return Reservation(tenant.name, st.day, reserve_tokens)
+
+    def settle(self, res: Reservation, actual_tokens: int) -> None:
+        """Replace a reservation by what was really used (idempotent)."""
+        if res.settled:
+            return
+        res.settled = True
+        st = self._usage.get(res.tenant)
+        if st is None or st.day != res.day:
+            return  # the day rolled over; the ledger holds the truth for the old day
+        st.reserved -= res.tokens
+        st.used += actual_tokens

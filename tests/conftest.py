@@ -1,0 +1,101 @@
+"""Shared fixtures: real servers on ephemeral ports, real SQLite, real SmolLM2."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.settings import Settings, load_settings
+from boundgate.testing import ThreadedServer
+
+# Tests must not pick up a developer's configuration.
+for _name in list(os.environ):
+    if _name.startswith("BOUNDGATE_"):
+        del os.environ[_name]
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def fake_settings(tmp: Path, extra: str = "") -> Settings:
+    cfg = write_config(
+        tmp / "boundgate.toml",
+        f"""
+[server]
+data_dir = "{tmp / "data"}"
+grid_zone = "DE-LU"
+
+[models.fake]
+backend = "fake"
+default = true
+params_b = 1
+{extra}
+""",
+    )
+    return load_settings(cfg)
+
+
+class Live:
+    """A running gateway and handy clients for it."""
+
+    def __init__(self, server: ThreadedServer, app: Any) -> None:
+        self.server = server
+        self.app = app
+        self.url = server.url
+        self.base = server.base_url
+        self.http = httpx.Client(base_url=server.base_url, timeout=120)
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+    def openai(self, api_key: str = "unused") -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=self.url, api_key=api_key, max_retries=0)
+
+    def ledger(self) -> dict[str, Any]:
+        return {r.id: r for r in self.gateway.store.ledger()}
+
+
+@pytest.fixture
+def fake_live(tmp_path: Path) -> Iterator[Live]:
+    app = build_app(fake_settings(tmp_path))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        yield live
+        live.http.close()
+
+
+@pytest.fixture(scope="session")
+def local_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The default configuration: packaged SmolLM2 through llama.cpp (loaded once)."""
+    tmp = tmp_path_factory.mktemp("local")
+    cfg = write_config(
+        tmp / "boundgate.toml",
+        f"""
+[server]
+data_dir = "{tmp / "data"}"
+
+[limits]
+queue_size = 1
+
+[models.smollm2-135m]
+backend = "llama_cpp"
+default = true
+n_ctx = 512
+""",
+    )
+    app = build_app(load_settings(cfg))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        yield live
+        live.http.close()

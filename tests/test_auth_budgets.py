@@ -1,0 +1,137 @@
+"""Keys, tenants, admin routes, and budgets that hold under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.store import SQLiteStore
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings
+from test_errors import assert_error
+
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+def keyed_live(tmp_path: Path, extra: str = "", **key_args: object) -> tuple[Live, dict[str, str]]:
+    settings = fake_settings(tmp_path, extra)
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    keys = {
+        "acme": store.create_key("acme", **key_args).secret,  # type: ignore[arg-type]
+        "globex": store.create_key("globex").secret,
+        "admin": store.create_key("ops", admin=True).secret,
+    }
+    store.close()
+    app = build_app(settings)
+    srv = ThreadedServer(app).__enter__()
+    live = Live(srv, app)
+    live.srv_exit = srv.__exit__  # type: ignore[attr-defined]
+    return live, keys
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[tuple[Live, dict[str, str]]]:
+    live, keys = keyed_live(tmp_path)
+    yield live, keys
+    live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_open_mode_accepts_anonymous(fake_live: Live) -> None:
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert r.status_code == 200
+    assert fake_live.ledger()[r.headers["x-request-id"]].tenant == "local"
+
+
+def test_keys_required_once_they_exist(keyed: tuple[Live, dict[str, str]]) -> None:
+    live, keys = keyed
+    assert_error(live.http.post("/v1/chat/completions", json={"messages": MSG}), 401)
+    bad = {"Authorization": "Bearer bg-nope-nope"}
+    assert_error(live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=bad), 401)
+    c = live.openai(keys["acme"]).chat.completions.with_raw_response.create(
+        model="fake", messages=MSG
+    )
+    assert live.ledger()[c.headers["x-request-id"]].tenant == "acme"
+
+
+def test_admin_routes_need_admin_key(keyed: tuple[Live, dict[str, str]]) -> None:
+    live, keys = keyed
+    tenant = {"Authorization": f"Bearer {keys['acme']}"}
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    assert_error(live.http.get("/v1/boundgate/report", headers=tenant), 403)
+    live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=tenant)
+    r = live.http.get("/v1/boundgate/report", headers=admin)
+    assert r.status_code == 200
+    assert any(row["tenant"] == "acme" for row in r.json()["data"])
+
+
+def test_revoked_key_is_refused(keyed: tuple[Live, dict[str, str]]) -> None:
+    live, keys = keyed
+    key_id = keys["globex"].split("-")[1]
+    # Revoke from a second store instance, as the CLI in another process would.
+    other = SQLiteStore(live.gateway.store.path if hasattr(live.gateway.store, "path") else "")
+    other.open()
+    assert other.revoke_key(key_id)
+    other.close()
+    r = live.http.post(
+        "/v1/chat/completions",
+        json={"messages": MSG},
+        headers={"Authorization": f"Bearer {keys['globex']}"},
+    )
+    assert_error(r, 401)
+
+
+def test_requests_per_minute(tmp_path: Path) -> None:
+    live, keys = keyed_live(tmp_path, rpm=3)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+        codes = [
+            live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=h).status_code
+            for _ in range(3)
+        ]
+        assert codes == [200, 200, 200]
+        r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=h)
+        assert_error(r, 429, code="rate_limit_exceeded")
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        other = {"Authorization": f"Bearer {keys['globex']}"}  # other tenants unaffected
+        assert (
+            live.http.post(
+                "/v1/chat/completions", json={"messages": MSG}, headers=other
+            ).status_code
+            == 200
+        )
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_daily_token_budget_never_overrun_under_concurrency(tmp_path: Path) -> None:
+    budget = 2000
+    live, keys = keyed_live(tmp_path, daily_tokens=budget)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+        body = {"messages": MSG, "max_tokens": 40}
+
+        async def fire() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=live.base, timeout=60) as c:
+                return await asyncio.gather(
+                    *[c.post("/v1/chat/completions", json=body, headers=h) for _ in range(60)]
+                )
+
+        responses = asyncio.run(fire())
+        ok = [r for r in responses if r.status_code == 200]
+        limited = [r for r in responses if r.status_code == 429]
+        assert ok and limited and len(ok) + len(limited) == 60
+        assert all(r.json()["error"]["code"] == "daily_token_budget_exceeded" for r in limited)
+        assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
+        used = sum(r.json()["usage"]["total_tokens"] for r in ok)
+        assert used <= budget
+        rows = [r for r in live.ledger().values() if r.tenant == "acme" and r.status == 200]
+        assert sum(r.prompt_tokens + r.completion_tokens for r in rows) == used <= budget
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]

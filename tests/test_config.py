@@ -1,0 +1,126 @@
+"""Configuration: file + env + flags, declared once, errors that name the key."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boundgate.settings import ConfigError, describe, load_settings
+from conftest import write_config
+
+CLI = [sys.executable, "-m", "boundgate"]
+
+
+def test_defaults_serve_the_packaged_model() -> None:
+    s = load_settings(None)
+    assert s.server.host == "127.0.0.1" and s.server.port == 8080
+    assert s.default_model == "smollm2-135m"
+    assert s.models["smollm2-135m"].backend == "llama_cpp"
+
+
+def test_issue_example_config_loads(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.toml",
+        """
+[server]
+host = "127.0.0.1"
+port = 8080
+data_dir = ".boundgate"
+grid_zone = "DE-LU"
+
+[models.smollm2-135m]
+backend = "llama_cpp"
+default = true
+
+[models.my-upstream]
+backend = "openai"
+base_url = "http://127.0.0.1:9000/v1"
+api_key_env = "UPSTREAM_API_KEY"
+upstream_model = "gpt-4o-mini"
+params_b = 8
+""",
+    )
+    s = load_settings(cfg)
+    assert s.models["my-upstream"].params_b == 8
+    assert s.default_model == "smollm2-135m"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[server]\nport = 'eighty'\n", "server.port"),
+        ("[server]\nprot = 8080\n", "server.prot: unknown key"),
+        ("[models.x]\nbackend = 'openai'\n", "base_url is required"),
+        ("[models.x]\nbackend = 'gpu-magic'\n", "models.x.backend"),
+        ("[limits]\nqueue_size = -1\n", "limits.queue_size"),
+        ("[server\nport=1", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = write_config(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_settings(cfg)
+    assert needle in str(info.value)
+
+
+def test_env_overrides_file_and_flags_override_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write_config(tmp_path / "c.toml", "[server]\nport = 9001\ngrid_zone = 'ES'\n")
+    monkeypatch.setenv("BOUNDGATE_SERVER__PORT", "9002")
+    s = load_settings(cfg)
+    assert s.server.port == 9002 and s.server.grid_zone == "ES"
+    s = load_settings(cfg, {"server": {"port": 9003}})
+    assert s.server.port == 9003
+    sources = {v.key: v.source for v in describe(load_settings(cfg), cfg)}
+    assert sources["server.port"] == "env:BOUNDGATE_SERVER__PORT"
+    assert sources["server.grid_zone"] == f"file:{cfg}"
+    assert sources["server.host"] == "default"
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for v in describe(load_settings(None)):
+        key = v.key.split(".")[-1]
+        assert f"`{key}`" in doc, f"{v.key} is missing from docs/configuration.md"
+
+
+def test_cli_settings_and_bad_config_exit_code(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", "[server]\nport = 9100\n")
+    r = subprocess.run(
+        [*CLI, "settings", "--config", str(cfg), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    items = {i["key"]: i for i in json.loads(r.stdout)}
+    assert items["server.port"]["value"] == 9100
+    bad = write_config(tmp_path / "bad.toml", "[server]\nport = 'x'\n")
+    r = subprocess.run([*CLI, "serve", "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "server.port" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_open_mode_refuses_public_host(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [*CLI, "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "open mode" in r.stderr
+
+
+def test_configuration_reference_is_generated_from_settings() -> None:
+    import importlib.util
+
+    root = Path(__file__).parent.parent
+    spec = importlib.util.spec_from_file_location("gen", root / "scripts" / "gen_config_docs.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    doc = (root / "docs" / "configuration.md").read_text()
+    assert gen.render(doc) == doc, "run scripts/gen_config_docs.py"

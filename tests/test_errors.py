@@ -1,0 +1,109 @@
+"""Every bad input gets an OpenAI-shaped error with the right status, and a ledger row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import Live
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def assert_error(
+    r: Any, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["message"] and "Traceback" not in err["message"]
+    if param is not None:
+        assert err["param"] == param
+    if code is not None:
+        assert err["code"] == code
+    return err
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": MSG, "temperature": 2.5}, "temperature"),
+        ({"messages": MSG, "temperature": -0.1}, "temperature"),
+        ({"messages": []}, "messages"),
+        ({}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": MSG, "max_tokens": 0}, "max_tokens"),
+        ({"messages": MSG, "max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"messages": MSG, "n": 2}, "n"),
+        ({"messages": MSG, "top_p": 1.5}, "top_p"),
+        ({"messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"messages": MSG, "tools": [{"type": "function"}]}, "tools"),
+        ({"messages": "hello"}, "messages"),
+    ],
+)
+def test_bad_parameters_are_400_with_param(
+    fake_live: Live, body: dict[str, Any], param: str
+) -> None:
+    r = fake_live.http.post("/v1/chat/completions", json=body)
+    err = assert_error(r, 400, param=param)
+    assert err["type"] == "invalid_request_error"
+    row = fake_live.ledger()[r.headers["x-request-id"]]
+    assert row.outcome == "error" and row.status == 400
+
+
+def test_malformed_json_is_400(fake_live: Live) -> None:
+    r = fake_live.http.post(
+        "/v1/chat/completions",
+        content=b'{"messages": [',
+        headers={"content-type": "application/json"},
+    )
+    assert_error(r, 400, code="invalid_json")
+
+
+def test_unknown_model_is_404(fake_live: Live) -> None:
+    r = fake_live.http.post("/v1/chat/completions", json={"model": "gpt-9", "messages": MSG})
+    err = assert_error(r, 404, param="model", code="model_not_found")
+    assert "fake" in err["message"]
+    assert fake_live.ledger()[r.headers["x-request-id"]].error_code == "model_not_found"
+
+
+def test_oversized_body_is_413(fake_live: Live) -> None:
+    big = "x" * (1 << 20)
+    r = fake_live.http.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": big}]}
+    )
+    assert_error(r, 413)
+
+
+def test_oversized_chunked_body_is_413(fake_live: Live) -> None:
+    def gen() -> Any:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = fake_live.http.post(
+        "/v1/chat/completions", content=gen(), headers={"content-type": "application/json"}
+    )
+    assert_error(r, 413)
+
+
+def test_unknown_route_and_method(fake_live: Live) -> None:
+    assert_error(fake_live.http.get("/v1/nothing"), 404)
+    assert_error(fake_live.http.get("/v1/chat/completions"), 405)
+
+
+def test_completions_rejects_several_prompts(fake_live: Live) -> None:
+    r = fake_live.http.post("/v1/completions", json={"prompt": ["a", "b"]})
+    assert_error(r, 400, param="prompt")
+
+
+def test_fake_backend_round_trip_and_headers(fake_live: Live) -> None:
+    client = fake_live.openai()
+    raw = client.chat.completions.with_raw_response.create(model="fake", messages=MSG, max_tokens=3)
+    c = raw.parse()
+    assert c.usage.completion_tokens == 3 and c.choices[0].finish_reason == "length"
+    assert raw.headers["x-boundgate-energy-method"] == "estimate"
+    row = fake_live.ledger()[raw.headers["x-request-id"]]
+    assert row.backend == "fake" and row.completion_tokens == 3

@@ -1,0 +1,207 @@
+"""Round trips against the real packaged SmolLM2 model through llama.cpp."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import Live
+
+ENERGY_HEADERS = (
+    "x-request-id",
+    "x-boundgate-energy-wh",
+    "x-boundgate-energy-range-wh",
+    "x-boundgate-energy-method",
+    "x-boundgate-carbon-g",
+    "x-boundgate-grid-zone",
+)
+
+
+def test_chat_non_stream_with_openai_sdk(local_live: Live) -> None:
+    client = local_live.openai()
+    raw = client.chat.completions.with_raw_response.create(
+        model="smollm2-135m",
+        messages=[
+            {"role": "system", "content": "You answer briefly."},
+            {"role": "user", "content": "Name a colour."},
+        ],
+        max_tokens=8,
+        temperature=0,
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert completion.usage.completion_tokens <= 8
+    assert completion.usage.prompt_tokens > 5
+    for h in ENERGY_HEADERS:
+        assert raw.headers.get(h), h
+    low, high = (float(x) for x in raw.headers["x-boundgate-energy-range-wh"].split("-"))
+    wh = float(raw.headers["x-boundgate-energy-wh"])
+    assert 0 < low <= wh <= high
+    assert raw.headers["x-boundgate-energy-method"] in ("rapl", "nvml", "estimate")
+    assert "e" not in raw.headers["x-boundgate-energy-wh"].lower()  # plain decimals
+
+    row = local_live.ledger()[raw.headers["x-request-id"]]
+    assert row.outcome == "ok" and row.status == 200
+    assert row.backend == "llama_cpp" and row.model == "smollm2-135m"
+    assert row.completion_tokens == completion.usage.completion_tokens
+    assert row.prompt_tokens == completion.usage.prompt_tokens
+    assert row.wh == pytest.approx(wh, rel=1e-6)
+    assert row.gco2 == pytest.approx(float(raw.headers["x-boundgate-carbon-g"]), rel=1e-5)
+    assert row.grid_zone == raw.headers["x-boundgate-grid-zone"] == "DE-LU"
+
+
+def test_greedy_generation_is_deterministic(local_live: Live) -> None:
+    client = local_live.openai()
+    texts = {
+        client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": "Say hello."}],
+            max_tokens=6,
+            temperature=0,
+        )
+        .choices[0]
+        .message.content
+        for _ in range(2)
+    }
+    assert len(texts) == 1
+
+
+def test_chat_stream_with_usage_and_energy(local_live: Live) -> None:
+    client = local_live.openai()
+    stream = client.chat.completions.create(
+        model="smollm2-135m",
+        messages=[{"role": "user", "content": "Count to five."}],
+        max_tokens=10,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish in (["stop"], ["length"])
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None
+    assert 1 <= last.usage.completion_tokens <= 10
+    info = last.model_extra["boundgate"]
+    assert info["energy_method"] in ("rapl", "nvml", "estimate")
+    low, high = info["energy_range_wh"]
+    assert 0 < low <= info["energy_wh"] <= high
+    row = local_live.ledger()[info["request_id"]]
+    assert row.stream and row.outcome == "ok"
+    assert row.completion_tokens == last.usage.completion_tokens
+    assert row.wh == pytest.approx(info["energy_wh"], rel=1e-6)
+
+
+def test_text_completion_stream_and_non_stream(local_live: Live) -> None:
+    client = local_live.openai()
+    c = client.completions.create(
+        model="smollm2-135m", prompt="The sky is", max_tokens=5, temperature=0
+    )
+    assert c.choices[0].text and c.object == "text_completion"
+    parts = list(
+        client.completions.create(
+            model="smollm2-135m", prompt="The sky is", max_tokens=5, temperature=0, stream=True
+        )
+    )
+    streamed = "".join(p.choices[0].text for p in parts if p.choices)
+    assert streamed == c.choices[0].text
+
+
+def test_context_length_exceeded(local_live: Live) -> None:
+    r = local_live.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "word " * 2000}], "max_tokens": 4},
+    )
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "context_length_exceeded" and err["param"] == "messages"
+    assert set(err) == {"message", "type", "param", "code"}
+
+
+def _slow_stream(live: Live, started: threading.Event, box: dict[str, object]) -> None:
+    with httpx.stream(
+        "POST",
+        live.base + "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+            "max_tokens": 400,
+            "temperature": 0,
+            "stream": True,
+        },
+        timeout=120,
+    ) as r:
+        box["id"] = r.headers["x-request-id"]
+        for line in r.iter_lines():
+            if line.startswith("data: {") and json.loads(line[6:]).get("choices"):
+                started.set()
+                if box.get("disconnect"):
+                    return  # closing the response drops the connection mid-stream
+
+
+def test_queue_full_gives_503_with_retry_after(local_live: Live) -> None:
+    # queue_size = 1: one generation running + one waiting; the third is refused.
+    started = threading.Event()
+    boxes: list[dict[str, object]] = [{}, {}]
+    t1 = threading.Thread(target=_slow_stream, args=(local_live, started, boxes[0]))
+    t1.start()
+    assert started.wait(60)
+    waiting = threading.Event()
+    t2 = threading.Thread(target=_slow_stream, args=(local_live, waiting, boxes[1]))
+    t2.start()
+    deadline = time.monotonic() + 30
+    backend = local_live.gateway.backends["smollm2-135m"]
+    while backend.queue_depth() < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    r = local_live.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    )
+    assert r.status_code == 503
+    assert int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"]["type"] == "server_error"
+    t1.join(120)
+    t2.join(120)
+    assert local_live.ledger()[r.headers["x-request-id"]].status == 503
+
+
+def test_client_disconnect_cancels_generation(local_live: Live) -> None:
+    started = threading.Event()
+    box: dict[str, object] = {"disconnect": True}
+    _slow_stream(local_live, started, box)
+    assert started.is_set()
+    request_id = str(box["id"])
+    deadline = time.monotonic() + 30
+    row = None
+    while time.monotonic() < deadline:
+        row = local_live.ledger().get(request_id)
+        if row is not None:
+            break
+        time.sleep(0.05)
+    assert row is not None and row.outcome == "cancelled"
+    assert row.completion_tokens < 400
+    # The model is free again: a new request completes.
+    r = local_live.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    )
+    assert r.status_code == 200
+
+
+def test_models_health_ready_metrics(local_live: Live) -> None:
+    models = local_live.openai().models.list()
+    assert [m.id for m in models.data] == ["smollm2-135m"]
+    assert local_live.http.get("/healthz").json() == {"status": "ok"}
+    ready = local_live.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["models"] == {"smollm2-135m": True}
+    metrics = local_live.http.get("/metrics").text
+    assert "boundgate_requests_total" in metrics
+    assert "boundgate_energy_wh_total" in metrics
+    assert local_live.http.get("/openapi.json").json()["paths"]["/v1/chat/completions"]

@@ -1,0 +1,144 @@
+"""An OpenAI-compatible upstream behind the gateway: pass-through, retries, timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.backends.fake import FakeUpstreamServer, Fault, fake_answer
+from boundgate.settings import load_settings
+from boundgate.testing import ThreadedServer
+from conftest import Live, write_config
+from test_errors import assert_error
+
+MSG = [{"role": "user", "content": "What is boundgate?"}]
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstreamServer]:
+    with FakeUpstreamServer() as up:
+        yield up
+
+
+@pytest.fixture
+def live(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Live]:
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = write_config(
+        tmp_path / "b.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+grid_zone = "GB"
+
+[models.my-upstream]
+backend = "openai"
+base_url = "{upstream.url}"
+api_key_env = "UPSTREAM_API_KEY"
+upstream_model = "gpt-4o-mini"
+params_b = 8
+timeout_s = 0.5
+max_retries = 2
+default = true
+""",
+    )
+    app = build_app(load_settings(cfg))
+    app.state.gateway.backends["my-upstream"].backoff_s = 0.01
+    with ThreadedServer(app) as srv:
+        yield Live(srv, app)
+
+
+def test_non_stream_pass_through(live: Live, upstream: FakeUpstreamServer) -> None:
+    raw = live.openai().chat.completions.with_raw_response.create(
+        model="my-upstream",
+        messages=MSG,
+        max_tokens=50,
+        temperature=0.2,
+        seed=7,
+        extra_body={"presence_penalty": 0.5},
+    )
+    c = raw.parse()
+    assert c.choices[0].message.content == fake_answer(MSG[0]["content"])
+    sent = upstream.control.last_body
+    assert sent is not None
+    assert sent["model"] == "gpt-4o-mini" and sent["seed"] == 7
+    assert sent["presence_penalty"] == 0.5 and sent["temperature"] == 0.2
+    assert raw.headers["x-boundgate-energy-method"] == "estimate"
+    assert raw.headers["x-boundgate-grid-zone"] == "GB"
+    row = live.ledger()[raw.headers["x-request-id"]]
+    assert row.backend == "openai" and row.completion_tokens == c.usage.completion_tokens
+    assert row.wh > 0
+
+
+def test_stream_pass_through(live: Live) -> None:
+    chunks = list(
+        live.openai().chat.completions.create(
+            model="my-upstream", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == fake_answer(MSG[0]["content"])
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_retries_5xx_and_429_then_succeeds(live: Live, upstream: FakeUpstreamServer) -> None:
+    upstream.control.push(Fault(status=503), Fault(status=429, retry_after=0.01))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert r.status_code == 200
+    assert upstream.control.requests == 3
+
+
+def test_persistent_5xx_is_502(live: Live, upstream: FakeUpstreamServer) -> None:
+    upstream.control.push(*[Fault(status=500)] * 3)
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert_error(r, 502, code="upstream_error")
+    assert upstream.control.requests == 3  # one try + two retries, then give up
+    assert live.ledger()[r.headers["x-request-id"]].status == 502
+
+
+def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServer) -> None:
+    upstream.control.push(Fault(status=400))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    err = assert_error(r, 400, code="fake_400")
+    assert "injected" in err["message"]
+    assert upstream.control.requests == 1
+
+
+def test_timeout_is_504(live: Live, upstream: FakeUpstreamServer) -> None:
+    upstream.control.push(*[Fault(delay_s=1.0)] * 3)
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert_error(r, 504, code="upstream_timeout")
+
+
+def test_stream_error_before_first_token_is_http_error(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    upstream.control.push(*[Fault(status=502)] * 3)
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG, "stream": True})
+    assert_error(r, 502)
+
+
+def test_missing_upstream_key_fails_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from boundgate.settings import ConfigError
+
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    cfg = write_config(
+        tmp_path / "b.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+
+[models.up]
+backend = "openai"
+base_url = "http://127.0.0.1:9/v1"
+api_key_env = "NOPE_KEY"
+""",
+    )
+    with pytest.raises(ConfigError, match=r"models\.up\.api_key_env"):
+        build_app(load_settings(cfg))
