@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
@@ -72,9 +73,9 @@ class EnergyReport:
 
 
 def _dec(x: float) -> str:
-    """Plain decimal (never scientific notation), enough digits for milli-Wh figures."""
-    s = f"{x:.9f}".rstrip("0").rstrip(".")
-    return s or "0"
+    """Plain decimal (never scientific notation) with the float's full precision."""
+    s = format(Decimal(repr(float(x))), "f")
+    return s.rstrip("0").rstrip(".") if "." in s else s
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ class Gateway:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             wall_s=wall_s,
+            memory_gb=backend.memory_gb,
         )
         return meter.stop(token, work)
 

@@ -64,13 +64,13 @@ class LimitsSettings(_Section):
 
 class EnergySettings(_Section):
     cpu_watts_per_core: float = Field(
-        10.0, gt=0, description="Central estimate of power per busy core (W)."
+        4.0, gt=0, description="Central estimate of power per busy vCPU (W)."
     )
     cpu_watts_per_core_low: float = Field(
-        5.0, gt=0, description="Low end of the per-core power range (W)."
+        2.0, gt=0, description="Low end of the per-vCPU power range (W)."
     )
     cpu_watts_per_core_high: float = Field(
-        15.0, gt=0, description="High end of the per-core power range (W)."
+        8.0, gt=0, description="High end of the per-vCPU power range (W)."
     )
     memory_watts_per_gb: float = Field(
         0.392, ge=0, description="Power per GB of resident model memory (W/GB)."

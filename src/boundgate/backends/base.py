@@ -99,6 +99,7 @@ class Backend(ABC):
         self.context_length = context_length
         # Identifies the exact weights/upstream model; reuse scopes answers by it.
         self.version = name
+        self.memory_gb = 0.0  # resident weights on this machine (local backends)
 
     @abstractmethod
     def generate(self, req: GenerationRequest, cancel: CancelToken) -> AsyncGenerator[Chunk, None]:

@@ -117,6 +117,7 @@ class LlamaCppBackend(Backend):
                 stop_token_ids=[eos_id],
             )
         self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
+        self.memory_gb = self.path.stat().st_size / 1e9
         if not self._explicit_params:
             self.params_b = params_from_gguf(llm, self.params_b)
         self._llm = llm

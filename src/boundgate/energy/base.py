@@ -24,6 +24,7 @@ class Work:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_s: float = 0.0
+    memory_gb: float = 0.0  # resident model weights (local models)
 
 
 @dataclass(frozen=True)

@@ -60,17 +60,29 @@ class BodyLimit:
                 break
         seen = 0
         limit = self.limit
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            # FastAPI turns exceptions raised while reading the body into a generic 400, so a
+            # too-large streamed body is answered here and the app sees a disconnect.
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+                if seen > limit and not refused:
+                    refused = True
+                    await _send_error(
+                        send,
+                        PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes"),
+                    )
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, guarded_send)
 
 
 async def _send_error(send: Send, err: BoundgateError) -> None:
@@ -136,14 +148,13 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors: list[Any] = list(exc.errors())
+        errors: list[dict[str, Any]] = [dict(e) for e in exc.errors()]
         first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
         if first.get("type") == "json_invalid":
+            ctx_info = first.get("ctx")
+            detail = ctx_info.get("error", "") if isinstance(ctx_info, dict) else ""
             err = InvalidRequestError(
-                f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(
-                    ": "
-                ),
-                code="invalid_json",
+                f"request body is not valid JSON: {detail}".rstrip(": "), code="invalid_json"
             )
         else:
             param = loc_to_param(tuple(first.get("loc", ())))

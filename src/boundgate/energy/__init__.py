@@ -1,0 +1,25 @@
+"""Energy metering: counters where readable (RAPL, NVML), labelled estimates otherwise."""
+
+from .base import Measurement, Meter, MeterToken, Method, Work
+from .carbon import carbon_g
+from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
+from .fake import FakeMeter
+from .nvml import NvmlMeter
+from .rapl import RaplMeter
+from .select import local_meter, upstream_meter
+
+__all__ = [
+    "CpuTimeEstimateMeter",
+    "FakeMeter",
+    "Measurement",
+    "Meter",
+    "MeterToken",
+    "Method",
+    "NvmlMeter",
+    "RaplMeter",
+    "TokenEstimateMeter",
+    "Work",
+    "carbon_g",
+    "local_meter",
+    "upstream_meter",
+]

@@ -1,0 +1,48 @@
+"""Pick the best meter that can actually be read on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Meter
+from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
+from .nvml import NvmlMeter
+from .rapl import RaplMeter
+
+
+def local_meter(
+    *,
+    method: str = "auto",
+    rapl_root: str | Path = "/sys/class/powercap",
+    watts_per_core: float = 4.0,
+    watts_per_core_low: float = 2.0,
+    watts_per_core_high: float = 8.0,
+    memory_watts_per_gb: float = 0.392,
+    pue: float = 1.0,
+) -> Meter:
+    """RAPL if readable, else NVML if a GPU answers, else the CPU-time estimate.
+
+    ``method`` forces one; forcing a counter that can't be read is an error, not a silent
+    fallback, because the method shown to users must be the one used.
+    """
+    if method in ("auto", "rapl") and RaplMeter.available(rapl_root):
+        return RaplMeter(rapl_root, pue=pue)
+    if method == "rapl":
+        raise RuntimeError(
+            f"energy.method = 'rapl' but no readable RAPL counters under {rapl_root}"
+        )
+    if method in ("auto", "nvml") and NvmlMeter.available():
+        return NvmlMeter(pue=pue)
+    if method == "nvml":
+        raise RuntimeError("energy.method = 'nvml' but NVML is not available (install [gpu])")
+    return CpuTimeEstimateMeter(
+        watts_per_core=watts_per_core,
+        watts_per_core_low=watts_per_core_low,
+        watts_per_core_high=watts_per_core_high,
+        memory_watts_per_gb=memory_watts_per_gb,
+        pue=pue,
+    )
+
+
+def upstream_meter(*, pue: float = 1.2) -> Meter:
+    return TokenEstimateMeter(pue=pue)
