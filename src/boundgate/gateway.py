@@ -73,8 +73,8 @@ class EnergyReport:
 
 
 def _dec(x: float) -> str:
-    """Plain decimal (never scientific notation) with the float's full precision."""
-    s = format(Decimal(repr(float(x))), "f")
+    """Plain decimal (never scientific notation), six significant digits."""
+    s = format(Decimal(f"{float(x):.6g}"), "f")
     return s.rstrip("0").rstrip(".") if "." in s else s
 
 
@@ -211,7 +211,8 @@ class Gateway:
         return row
 
     def _observe(self, row: LedgerRow) -> None:
-        model = row.model or "unknown"
+        # Only configured model names become label values: client input must not grow series.
+        model = row.model if row.backend is not None and row.model else "unknown"
         m = self.metrics
         m.requests.labels(model=model, outcome=row.outcome, status=str(row.status)).inc()
         m.latency.labels(model=model).observe(row.latency_ms / 1000.0)

@@ -178,6 +178,7 @@ def ask(
         err.print(f"cannot reach {url}: {exc}")
         raise typer.Exit(1) from None
     sys.stdout.write("\n")
+    sys.stdout.flush()
     if info:
         low, high = info["energy_range_wh"]
         err.print(
