@@ -27,12 +27,14 @@ def test_readme_python_example_streams_with_energy(local_live: Live) -> None:
     assert "'carbon_g'" in text
 
 
-def test_api_doc_python_example_runs(local_live: Live) -> None:
-    (block,) = python_blocks(ROOT / "docs" / "api.md")
+def test_api_doc_python_examples_run(local_live: Live) -> None:
+    first, reuse = python_blocks(ROOT / "docs" / "api.md")
     namespace: dict[str, object] = {}
     exec(
-        compile(block.replace("http://127.0.0.1:8080/v1", local_live.url), "api.md", "exec"),
+        compile(first.replace("http://127.0.0.1:8080/v1", local_live.url), "api.md", "exec"),
         namespace,
     )
     reply = namespace["reply"]
     assert reply.choices[0].message.content  # type: ignore[attr-defined]
+    # the reuse example (extra_body) runs with the same client
+    exec(compile(reuse, "api.md", "exec"), namespace)

@@ -136,6 +136,7 @@ def _slow_stream(live: Live, started: threading.Event, box: dict[str, object]) -
             "temperature": 0,
             "stream": True,
         },
+        headers={"Cache-Control": "no-store"},  # must generate, not replay a stored answer
         timeout=120,
     ) as r:
         box["id"] = r.headers["x-request-id"]

@@ -22,6 +22,9 @@ from .gateway import Gateway
 from .grid import BundledCarbonSource
 from .grid.base import CarbonSource
 from .metrics import Metrics
+from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
+from .reuse.engine import ReuseConfig, ReuseEngine
+from .reuse.verifier import Verifier
 from .settings import ConfigError, ModelSettings, Settings
 from .store import SQLiteStore, Store
 from .tenants import Limiter
@@ -59,9 +62,9 @@ def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
     return FakeBackend(name, params_b=ms.params_b or 0.135, context_length=ms.n_ctx)
 
 
-def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
+def local_energy_meter(settings: Settings) -> Meter:
     e = settings.energy
-    local = local_meter(
+    return local_meter(
         method=e.method,
         rapl_root=e.rapl_root,
         watts_per_core=e.cpu_watts_per_core,
@@ -70,12 +73,53 @@ def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
         memory_watts_per_gb=e.memory_watts_per_gb,
         pue=e.pue,
     )
-    remote = upstream_meter(pue=e.upstream_pue)
+
+
+def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
+    local = local_energy_meter(settings)
+    remote = upstream_meter(pue=settings.energy.upstream_pue)
 
     def meter_for(backend: Backend) -> Meter:
         return remote if backend.kind == "openai" else local
 
     return meter_for
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    r = settings.reuse
+    if r.embedder == "hash":
+        return HashEmbedder()
+    return OnnxEmbedder(threads=r.embed_threads)
+
+
+def build_reuse(
+    settings: Settings, store: Store, clock: Clock, embedder: Embedder | None = None
+) -> ReuseEngine:
+    r = settings.reuse
+    verifier = Verifier(
+        delta=r.error_bound,
+        initial_threshold=r.initial_threshold,
+        floor=r.similarity_floor,
+        min_observations=r.min_observations,
+        verify_rate=r.verify_rate,
+        confidence=r.confidence,
+    )
+    engine = ReuseEngine(
+        store=store,
+        embedder=embedder or build_embedder(settings),
+        verifier=verifier,
+        config=ReuseConfig(
+            max_temperature=r.max_temperature,
+            semantic=r.semantic,
+            answer_similarity=r.answer_similarity,
+            time_sensitive_max_age=r.time_sensitive_max_age,
+            time_sensitive_pattern=r.time_sensitive_pattern,
+            max_entries=r.max_entries,
+        ),
+        clock=clock,
+    )
+    engine.verifier_confidence = r.confidence
+    return engine
 
 
 def build_gateway(
@@ -86,6 +130,8 @@ def build_gateway(
     carbon: CarbonSource | None = None,
     meter_for: Callable[[Backend], Meter] | None = None,
     clock: Clock | None = None,
+    embedder: Embedder | None = None,
+    reuse_meter: Meter | None = None,
 ) -> Gateway:
     carbon = carbon or BundledCarbonSource()
     zone = settings.server.grid_zone
@@ -102,6 +148,9 @@ def build_gateway(
         backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}
     aliases = {a: name for name, ms in settings.models.items() for a in ms.aliases}
     default = settings.default_model if settings.default_model in backends else next(iter(backends))
+    reuse = build_reuse(settings, store, clock, embedder) if settings.reuse.enabled else None
+    if reuse is not None and reuse_meter is None:
+        reuse_meter = local_energy_meter(settings)
     return Gateway(
         backends=backends,
         default_model=default,
@@ -114,6 +163,8 @@ def build_gateway(
         clock=clock,
         default_max_tokens=settings.limits.default_max_tokens,
         aliases=aliases,
+        reuse=reuse,
+        reuse_meter=reuse_meter,
     )
 
 

@@ -13,15 +13,16 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from .clock import Clock, SystemClock
-from .energy import Measurement, Meter, Work, carbon_g
+from .energy import Measurement, Meter, Work, carbon_g, combine
 from .errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
+from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
+from .reuse.engine import Lookup, ReuseEngine, replay_pieces, usage_of
 from .store import LedgerRow, Store
 from .tenants import Limiter, Reservation, Tenant
 
@@ -37,6 +38,8 @@ class RequestContext:
     endpoint: str
     started: float  # wall clock, for the ledger
     started_mono: float  # monotonic, for latency
+    cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
+    reuse: Lookup | None = None  # what the reuse layer decided, once it has
 
 
 @dataclass(frozen=True)
@@ -72,17 +75,18 @@ class EnergyReport:
         }
 
 
-def _dec(x: float) -> str:
-    """Plain decimal (never scientific notation), six significant digits."""
-    s = format(Decimal(f"{float(x):.6g}"), "f")
-    return s.rstrip("0").rstrip(".") if "." in s else s
-
-
 @dataclass(frozen=True)
 class Result:
     completion: Completion
     model: str
     energy: EnergyReport
+    reuse: Lookup | None = None
+
+    def headers(self) -> dict[str, str]:
+        h = self.energy.headers()
+        if self.reuse is not None:
+            h.update(self.reuse.headers())
+        return h
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class Finished:
     finish_reason: str
     usage: Usage
     energy: EnergyReport
+    reuse: Lookup | None = None
 
 
 class Gateway:
@@ -109,6 +114,8 @@ class Gateway:
         clock: Clock | None = None,
         default_max_tokens: int = 1024,
         aliases: dict[str, str] | None = None,
+        reuse: ReuseEngine | None = None,
+        reuse_meter: Meter | None = None,
     ) -> None:
         self.backends = backends
         self.default_model = default_model
@@ -121,9 +128,13 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.default_max_tokens = default_max_tokens
         self.aliases = aliases or {}
+        self.reuse = reuse
+        self.reuse_meter = reuse_meter
         self._background: set[asyncio.Task[None]] = set()
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
+        if reuse is not None:
+            self.metrics.track_reuse(reuse)
 
     # --- helpers ------------------------------------------------------------------------------
     def context(
@@ -183,6 +194,7 @@ class Gateway:
         outcome: str = "ok",
         status: int = 200,
         error_code: str | None = None,
+        lookup: Lookup | None = None,
     ) -> LedgerRow:
         latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
         row = LedgerRow(
@@ -208,6 +220,11 @@ class Gateway:
             row.method = energy.method
             row.gco2 = energy.gco2
             row.gco2_per_kwh = energy.gco2_per_kwh
+        if lookup is not None:
+            for name, value in lookup.ledger_fields().items():
+                setattr(row, name, value)
+            if lookup.semantic:
+                row.extra["semantic_lookup"] = 1
         return row
 
     def _observe(self, row: LedgerRow) -> None:
@@ -223,6 +240,11 @@ class Gateway:
         if row.wh:
             m.energy_wh.labels(model=model, method=row.method).inc(row.wh)
             m.carbon_g.labels(model=model).inc(row.gco2)
+        if row.reuse is not None:
+            m.reuse.labels(model=model, result=row.reuse).inc()
+        if row.avoided_wh:
+            m.energy_avoided_wh.labels(model=model).inc(row.avoided_wh)
+            m.carbon_avoided_g.labels(model=model).inc(row.avoided_gco2)
 
     async def _commit(self, row: LedgerRow) -> None:
         self._observe(row)
@@ -237,6 +259,8 @@ class Gateway:
 
     async def drain(self) -> None:
         """Wait for rows recorded in the background (shutdown, tests)."""
+        if self.reuse is not None:
+            await self.reuse.drain()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
@@ -283,13 +307,106 @@ class Gateway:
         await self._commit(row)
 
     # --- the pipeline -------------------------------------------------------------------------
-    async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:
-        """Non-streamed generation. Errors are recorded and re-raised."""
+    async def _lookup(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend
+    ) -> Lookup | None:
+        if self.reuse is None:
+            return None
+        p, key = self.reuse.plan_for(
+            req,
+            tenant=ctx.tenant.name,
+            model_version=backend.version,
+            endpoint=ctx.endpoint,
+            cache_control=ctx.cache_control,
+        )
+        return await self.reuse.lookup(p, key)
+
+    async def _remember(
+        self,
+        ctx: RequestContext,
+        lookup: Lookup | None,
+        backend: Backend,
+        completion: Completion,
+        energy: EnergyReport,
+    ) -> None:
+        if self.reuse is None or lookup is None:
+            return
+        await self.reuse.remember(
+            lookup,
+            completion,
+            tenant=ctx.tenant.name,
+            model=backend.name,
+            model_version=backend.version,
+            cost_wh=energy.wh,
+            cost_gco2=energy.gco2,
+        )
+        self.reuse.settle_soon(lookup, completion.text, ctx.request_id)
+
+    def _lookup_measurement(self, token: Any, t0: float) -> Measurement | None:
+        if self.reuse_meter is None or token is None:
+            return None
+        work = Work(backend_kind="reuse", params_b=0.0, wall_s=self.clock.monotonic() - t0)
+        return self.reuse_meter.stop(token, work)
+
+    def _hit_energy(self, token: Any, t0: float, ctx: RequestContext) -> EnergyReport:
+        m = self._lookup_measurement(token, t0)
+        assert m is not None
+        return self.energy_report(m, ctx.started)
+
+    async def _begin(
+        self, ctx: RequestContext, req: GenerationRequest, stream: bool
+    ) -> tuple[Backend, Reservation, Lookup | None, Any, float]:
+        """Resolve, admit and look up; errors are recorded and re-raised."""
         try:
             backend, reservation = self._prepare(ctx, req)
         except BoundgateError as err:
-            await self.record_error(ctx, err, req)
+            await self.record_error(ctx, err, req, stream=stream)
             raise
+        t0 = self.clock.monotonic()
+        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        try:
+            lookup = await self._lookup(ctx, req, backend)
+            ctx.reuse = lookup
+        except BoundgateError as err:
+            self.limiter.settle(reservation, 0)
+            await self.record_error(ctx, err, req, stream=stream)
+            raise
+        return backend, reservation, lookup, token, t0
+
+    async def _commit_hit(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        lookup: Lookup,
+        token: Any,
+        t0: float,
+        *,
+        stream: bool,
+    ) -> EnergyReport:
+        assert self.reuse is not None and lookup.entry is not None
+        energy = self._hit_energy(token, t0, ctx)
+        usage = usage_of(lookup.entry)
+        await self.reuse.note_hit(lookup)
+        await self._commit(
+            self._row(ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup)
+        )
+        return energy
+
+    async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:
+        """Non-streamed generation. Errors are recorded and re-raised."""
+        backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, False)
+        if lookup is not None and lookup.entry is not None:
+            try:
+                energy = await self._commit_hit(
+                    ctx, req, backend, lookup, hit_token, hit_t0, stream=False
+                )
+            finally:
+                self.limiter.settle(reservation, 0)
+            e = lookup.entry
+            completion = Completion(e.answer, e.finish_reason, usage_of(e))
+            return Result(completion, backend.name, energy, lookup)
+        lookup_m = self._lookup_measurement(hit_token, hit_t0)
         meter = self.meter_for(backend)
         cancel = CancelToken()
         usage = Usage(0, 0)
@@ -299,11 +416,16 @@ class Gateway:
             completion = await backend.complete(req, cancel)
             usage = completion.usage
             m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
-            energy = self.energy_report(m, ctx.started)
-            await self._commit(
-                self._row(ctx, req, backend, stream=False, usage=usage, energy=energy)
+            await self._remember(
+                ctx, lookup, backend, completion, self.energy_report(m, ctx.started)
             )
-            return Result(completion, backend.name, energy)
+            energy = self.energy_report(combine(m, lookup_m), ctx.started)
+            await self._commit(
+                self._row(
+                    ctx, req, backend, stream=False, usage=usage, energy=energy, lookup=lookup
+                )
+            )
+            return Result(completion, backend.name, energy, lookup)
         except BoundgateError as err:
             await self.record_error(ctx, err, req)
             raise
@@ -324,17 +446,43 @@ class Gateway:
         If the consumer stops early (client disconnected), generation is cancelled and the
         ledger row says ``cancelled``.
         """
-        try:
-            backend, reservation = self._prepare(ctx, req)
-        except BoundgateError as err:
-            await self.record_error(ctx, err, req, stream=True)
-            raise
+        backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, True)
+        if lookup is not None and lookup.entry is not None:
+            entry = lookup.entry
+            replayed = False
+            try:
+                for piece in replay_pieces(entry.answer):
+                    yield Chunk(piece)
+                replayed = True
+                energy = await self._commit_hit(
+                    ctx, req, backend, lookup, hit_token, hit_t0, stream=True
+                )
+                yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
+            finally:
+                if not replayed:  # the client left during the replay
+                    energy = self._hit_energy(hit_token, hit_t0, ctx)
+                    self._commit_soon(
+                        self._row(
+                            ctx,
+                            req,
+                            backend,
+                            stream=True,
+                            energy=energy,
+                            outcome="cancelled",
+                            status=499,
+                            lookup=lookup,
+                        )
+                    )
+                self.limiter.settle(reservation, 0)
+            return
+        lookup_m = self._lookup_measurement(hit_token, hit_t0)
         meter = self.meter_for(backend)
         cancel = CancelToken()
         usage = Usage(0, 0)
         finish = "stop"
         done = False
         produced = 0
+        parts: list[str] = []
         t0 = self.clock.monotonic()
         token = meter.start()
         gen = backend.generate(req, cancel)
@@ -346,14 +494,19 @@ class Gateway:
                     finish = chunk.finish_reason
                 if chunk.text:
                     produced += 1
+                    parts.append(chunk.text)
                     yield chunk
             m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
-            energy = self.energy_report(m, ctx.started)
+            completion = Completion("".join(parts), finish, usage)
+            await self._remember(
+                ctx, lookup, backend, completion, self.energy_report(m, ctx.started)
+            )
+            energy = self.energy_report(combine(m, lookup_m), ctx.started)
             await self._commit(
-                self._row(ctx, req, backend, stream=True, usage=usage, energy=energy)
+                self._row(ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup)
             )
             done = True
-            yield Finished(finish, usage, energy)
+            yield Finished(finish, usage, energy, lookup)
         except BoundgateError as err:
             done = True
             await self.record_error(ctx, err, req, stream=True)
@@ -365,7 +518,7 @@ class Gateway:
                 await gen.aclose()
                 partial = Usage(usage.prompt_tokens, usage.completion_tokens or produced)
                 m = self._measure(meter, token, backend, partial, self.clock.monotonic() - t0)
-                energy = self.energy_report(m, ctx.started)
+                energy = self.energy_report(combine(m, lookup_m), ctx.started)
                 self._commit_soon(
                     self._row(
                         ctx,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -49,12 +50,66 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.reuse = Counter(
+            "boundgate_reuse",
+            "Reuse decisions: hit-exact, hit-semantic, miss, bypass, stale.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.energy_avoided_wh = Counter(
+            "boundgate_energy_avoided_wh",
+            "Energy not spent thanks to reuse: the measured cost of the answers reused (Wh).",
+            ["model"],
+            registry=r,
+        )
+        self.carbon_avoided_g = Counter(
+            "boundgate_carbon_avoided_grams",
+            "Carbon not emitted thanks to reuse (gCO2e).",
+            ["model"],
+            registry=r,
+        )
+        self.reuse_error_rate = Gauge(
+            "boundgate_reuse_error_rate_estimate",
+            "Estimated share of semantic lookups served a wrong answer (central estimate).",
+            registry=r,
+        )
+        self.reuse_error_rate_high = Gauge(
+            "boundgate_reuse_error_rate_upper_bound",
+            "Upper confidence bound of the wrong-reuse share.",
+            registry=r,
+        )
+        self.reuse_error_rate_low = Gauge(
+            "boundgate_reuse_error_rate_lower_bound",
+            "Lower confidence bound of the wrong-reuse share.",
+            registry=r,
+        )
+        self.reuse_error_bound = Gauge(
+            "boundgate_reuse_error_bound", "The configured error bound δ.", registry=r
+        )
+        self.reuse_threshold = Gauge(
+            "boundgate_reuse_similarity_threshold",
+            "The similarity threshold the verifier currently applies.",
+            registry=r,
+        )
+        self.reuse_entries = Gauge(
+            "boundgate_reuse_entries", "Answers stored for reuse.", registry=r
+        )
         self.queue_depth = Gauge(
             "boundgate_queue_depth", "Requests waiting for a local model.", ["model"], registry=r
         )
 
     def track_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model=model).set_function(lambda: float(depth()))
+
+    def track_reuse(self, engine: Any) -> None:
+        """Read the reuse layer's live estimates at scrape time."""
+        v = engine.verifier
+        self.reuse_error_rate.set_function(lambda: v.estimate().error_rate)
+        self.reuse_error_rate_high.set_function(lambda: v.estimate().error_high)
+        self.reuse_error_rate_low.set_function(lambda: v.estimate().error_low)
+        self.reuse_threshold.set_function(lambda: v.threshold)
+        self.reuse_error_bound.set(v.delta)
+        self.reuse_entries.set_function(lambda: float(len(engine)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

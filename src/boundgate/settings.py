@@ -87,6 +87,59 @@ class EnergySettings(_Section):
     )
 
 
+class ReuseSettings(_Section):
+    enabled: bool = Field(True, description="Answer repeated questions from stored answers.")
+    semantic: bool = Field(
+        True, description="Match by meaning (embeddings); off = exact matches only."
+    )
+    max_temperature: float = Field(
+        0.3,
+        ge=0,
+        le=2,
+        description="The temperature dial: requests above it are novel (never reused or stored).",
+    )
+    error_bound: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="δ: at most this share of semantic lookups may get a wrong reused answer.",
+    )
+    confidence: float = Field(
+        0.95, ge=0.5, lt=1, description="One-sided confidence for the error-bound test."
+    )
+    initial_threshold: float = Field(
+        0.95, gt=0, le=1.01, description="Similarity threshold used until data proves another."
+    )
+    similarity_floor: float = Field(
+        0.70, ge=0, lt=1, description="Candidates below this are not considered (nor labelled)."
+    )
+    min_observations: int = Field(
+        30, ge=1, description="Labelled observations needed above a threshold to trust it."
+    )
+    verify_rate: float = Field(
+        0.05, ge=0, le=1, description="Share of would-be semantic hits recomputed to verify."
+    )
+    answer_similarity: float = Field(
+        0.90,
+        gt=0,
+        le=1,
+        description="Answer-embedding similarity at which a fresh answer matches a stored one.",
+    )
+    time_sensitive_max_age: float = Field(
+        300.0, ge=0, description="Max age (s) of answers reused for time-sensitive questions."
+    )
+    time_sensitive_pattern: str | None = Field(
+        None, description="Regex for time-sensitive questions (default: built-in English list)."
+    )
+    max_entries: int = Field(
+        100_000, ge=1, description="Stored answers kept; beyond it the least valuable go."
+    )
+    embedder: Literal["minilm", "hash"] = Field(
+        "minilm", description="minilm (all-MiniLM-L6-v2 int8 ONNX) or hash (tests only)."
+    )
+    embed_threads: int = Field(1, ge=1, description="onnxruntime threads for the embedder.")
+
+
 class ModelSettings(_Section):
     backend: Literal["llama_cpp", "openai", "fake"] = Field(
         description="llama_cpp (local gguf), openai (any OpenAI-compatible server), fake (tests)."
@@ -140,6 +193,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
+    reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
     @classmethod
@@ -278,6 +332,7 @@ def reference_markdown() -> str:
         ("server", ServerSettings),
         ("limits", LimitsSettings),
         ("energy", EnergySettings),
+        ("reuse", ReuseSettings),
         ("models.<name>", ModelSettings),
     ]
     lines = []

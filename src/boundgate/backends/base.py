@@ -40,6 +40,8 @@ class GenerationRequest:
     user: str | None = None
     # Other OpenAI parameters passed through unchanged to upstream servers.
     passthrough: dict[str, Any] = field(default_factory=dict)
+    # The request's ``boundgate`` field (gateway options such as reuse); never sent upstream.
+    options: Any = None
 
     def text_bytes(self) -> int:
         """UTF-8 size of the input: an upper bound on its token count for BPE vocabularies."""

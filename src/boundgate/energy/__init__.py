@@ -1,6 +1,6 @@
 """Energy metering: counters where readable (RAPL, NVML), labelled estimates otherwise."""
 
-from .base import Measurement, Meter, MeterToken, Method, Work
+from .base import Measurement, Meter, MeterToken, Method, Work, combine
 from .carbon import carbon_g
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
 from .fake import FakeMeter
@@ -20,6 +20,7 @@ __all__ = [
     "TokenEstimateMeter",
     "Work",
     "carbon_g",
+    "combine",
     "local_meter",
     "upstream_meter",
 ]

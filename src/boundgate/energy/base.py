@@ -40,6 +40,18 @@ class Measurement:
             raise ValueError(f"inconsistent measurement {self!r}")
 
 
+def combine(a: Measurement, b: Measurement | None) -> Measurement:
+    """Energy of two intervals of one request (e.g. reuse lookup + generation).
+
+    Sums add; the method is the weaker of the two (an estimate taints a counter reading).
+    """
+    if b is None:
+        return a
+    method: Method = a.method if a.method == b.method else "estimate"
+    detail = f"{a.detail} + {b.detail}".strip(" +")
+    return Measurement(a.wh + b.wh, a.wh_low + b.wh_low, a.wh_high + b.wh_high, method, detail)
+
+
 class MeterToken:
     """Opaque per-interval state returned by :meth:`Meter.start`."""
 

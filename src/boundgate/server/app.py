@@ -6,6 +6,7 @@ logged with its traceback on the server and answered with a generic 500, never a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from ..gateway import Gateway
 from .chat.router import router as chat_router
 from .common import loc_to_param
 from .completions.router import router as completions_router
+from .embeddings.router import router as embeddings_router
+from .reuse.router import router as reuse_router
 from .system.router import router as system_router
 
 log = logging.getLogger("boundgate")
@@ -109,6 +112,8 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.store.open()
         try:
+            if gateway.reuse is not None:
+                await asyncio.to_thread(gateway.reuse.load)
             for backend in gateway.backends.values():
                 await backend.start()
             app.state.ready = True
@@ -189,6 +194,8 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
 
     app.include_router(chat_router)
     app.include_router(completions_router)
+    app.include_router(embeddings_router)
+    app.include_router(reuse_router)
     app.include_router(system_router)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

@@ -77,6 +77,7 @@ def context(request: Request) -> RequestContext:
     gateway = gateway_of(request)
     ctx = gateway.context(OPEN_TENANT, request.url.path)
     request.state.ctx = ctx
+    ctx.cache_control = request.headers.get("cache-control")
     ctx.tenant = authenticate(request, gateway.store)
     return ctx
 

@@ -75,6 +75,7 @@ def generation_request(
         seed=params.seed,
         user=params.user,
         passthrough=params.passthrough(),
+        options=(params.model_extra or {}).get("boundgate"),
     )
 
 
@@ -98,9 +99,13 @@ async def complete(
         "system_fingerprint": None,
         "choices": [shape.choice(prefix + result.completion.text, result.completion.finish_reason)],
         "usage": _usage(result.completion.usage),
-        "boundgate": {"request_id": ctx.request_id, **result.energy.as_dict()},
+        "boundgate": {
+            "request_id": ctx.request_id,
+            **result.energy.as_dict(),
+            **(result.reuse.ledger_fields() if result.reuse else {}),
+        },
     }
-    headers = {"x-request-id": ctx.request_id, **result.energy.headers()}
+    headers = {"x-request-id": ctx.request_id, **result.headers()}
     return body, headers
 
 
@@ -140,7 +145,11 @@ async def stream(
             event = first
             while event is not None:
                 if isinstance(event, Finished):
-                    info = {"request_id": ctx.request_id, **event.energy.as_dict()}
+                    info = {
+                        "request_id": ctx.request_id,
+                        **event.energy.as_dict(),
+                        **(event.reuse.ledger_fields() if event.reuse else {}),
+                    }
                     last = {**base, "choices": [shape.delta(None, event.finish_reason)]}
                     if include_usage:
                         yield sse_event(last)
@@ -156,4 +165,6 @@ async def stream(
             await events.aclose()
 
     headers = {"x-request-id": ctx.request_id, "x-boundgate-grid-zone": gateway.grid_zone}
+    if ctx.reuse is not None:
+        headers.update(ctx.reuse.headers())
     return body(), headers

@@ -1,6 +1,15 @@
-"""Persistence: the ledger, API keys (and later documents and jobs)."""
+"""Persistence: the ledger, API keys, reuse entries and observations."""
 
-from .base import ApiKey, LedgerRow, NewKey, ReportRow, Store
+from .base import ApiKey, LedgerRow, NewKey, ObservationRow, ReportRow, Store, StoredEntry
 from .sqlite import SQLiteStore
 
-__all__ = ["ApiKey", "LedgerRow", "NewKey", "ReportRow", "SQLiteStore", "Store"]
+__all__ = [
+    "ApiKey",
+    "LedgerRow",
+    "NewKey",
+    "ObservationRow",
+    "ReportRow",
+    "SQLiteStore",
+    "Store",
+    "StoredEntry",
+]

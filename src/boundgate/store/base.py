@@ -37,7 +37,48 @@ class LedgerRow:
     gco2: float = 0.0
     grid_zone: str | None = None
     gco2_per_kwh: float | None = None
+    reuse: str | None = None  # hit-exact | hit-semantic | miss | bypass | stale (None: n/a)
+    document_id: str | None = None  # entry/document served, or stored on a miss
+    similarity: float | None = None  # best candidate's cosine similarity, when there was one
+    avoided_wh: float = 0.0  # measured cost of the original computation, on hits
+    avoided_gco2: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)  # JSON column for later fields
+
+
+@dataclass
+class StoredEntry:
+    """A stored answer the reuse layer may serve (see ``reuse/``)."""
+
+    key: int  # integer id (ANN label)
+    id: str  # public id, sent as x-boundgate-document
+    scope: str
+    exact: str
+    query: str
+    answer: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    model_version: str
+    tenant: str
+    created: float
+    cost_wh: float
+    cost_gco2: float
+    vector: bytes
+    embedder: str
+    scope_doc: str  # canonical JSON of the scope (minus tenant)
+    hits: int = 0
+    last_hit: float | None = None
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    ts: float
+    entry: int | None
+    similarity: float
+    correct: bool
+    source: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +146,37 @@ class Store(ABC):
     @abstractmethod
     def tokens_used(self, tenant: str, since: float) -> int:
         """prompt+completion tokens a tenant used since ``since`` (for daily budgets)."""
+
+    # --- reuse -----------------------------------------------------------------
+    @abstractmethod
+    async def put_entry(self, entry: StoredEntry) -> None:
+        """Store an answer for reuse; returns once committed."""
+
+    @abstractmethod
+    def entries(self, embedder: str) -> list[StoredEntry]:
+        """Every stored entry embedded by ``embedder`` (start-up index rebuild)."""
+
+    @abstractmethod
+    def get_entry(self, key: int) -> StoredEntry | None: ...
+
+    @abstractmethod
+    def max_entry_key(self) -> int: ...
+
+    @abstractmethod
+    async def note_hit(self, key: int, ts: float) -> None: ...
+
+    @abstractmethod
+    async def delete_entries(self, keys: list[int]) -> None: ...
+
+    @abstractmethod
+    async def add_observation(self, obs: ObservationRow) -> None: ...
+
+    @abstractmethod
+    def observations(self) -> list[ObservationRow]: ...
+
+    @abstractmethod
+    def lookup_similarities(self) -> list[float | None]:
+        """Best-candidate similarity of every semantic lookup in the ledger (None: none)."""
 
     # --- keys ------------------------------------------------------------------
     @abstractmethod

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .base import ApiKey, LedgerRow, NewKey, ReportRow, Store
+from .base import ApiKey, LedgerRow, NewKey, ObservationRow, ReportRow, Store, StoredEntry
 
 _LEDGER_COLUMNS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = (
@@ -34,6 +34,17 @@ _INSERT_LEDGER = (
     f"VALUES ({', '.join('?' for _ in _LEDGER_COLUMNS)})"
 )
 _KEY_PREFIX = "bg"
+_ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
+_INSERT_ENTRY = (
+    f"INSERT OR IGNORE INTO reuse_entries ({', '.join(_ENTRY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
+)
+
+
+def _entry_from(r: sqlite3.Row) -> StoredEntry:
+    data = {c: r[c] for c in _ENTRY_COLUMNS}
+    data["vector"] = bytes(data["vector"])
+    return StoredEntry(**data)
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -214,6 +225,10 @@ class SQLiteStore(Store):
 
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
+        await self._execute(_INSERT_LEDGER, _row_values(row))
+
+    async def _execute(self, sql: str, params: Any) -> None:
+        """Queue one write and wait until it is committed."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
 
@@ -227,7 +242,7 @@ class SQLiteStore(Store):
         def done(exc: BaseException | None) -> None:
             loop.call_soon_threadsafe(resolve, exc)
 
-        self._submit(_INSERT_LEDGER, _row_values(row), done)
+        self._submit(sql, params, done)
         await fut
 
     def record_sync(self, row: LedgerRow) -> None:
@@ -276,12 +291,59 @@ class SQLiteStore(Store):
             for r in rows
         ]
 
+    # --- reuse ---------------------------------------------------------------------------
+    async def put_entry(self, entry: StoredEntry) -> None:
+        await self._execute(_INSERT_ENTRY, tuple(getattr(entry, c) for c in _ENTRY_COLUMNS))
+
+    def entries(self, embedder: str) -> list[StoredEntry]:
+        rows = self._reader().execute(
+            "SELECT * FROM reuse_entries WHERE embedder = ? ORDER BY key", (embedder,)
+        )
+        return [_entry_from(r) for r in rows]
+
+    def get_entry(self, key: int) -> StoredEntry | None:
+        r = self._reader().execute("SELECT * FROM reuse_entries WHERE key = ?", (key,)).fetchone()
+        return _entry_from(r) if r is not None else None
+
+    def max_entry_key(self) -> int:
+        r = self._reader().execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
+        return int(r[0])
+
+    async def note_hit(self, key: int, ts: float) -> None:
+        await self._execute(
+            "UPDATE reuse_entries SET hits = hits + 1, last_hit = ? WHERE key = ?", (ts, key)
+        )
+
+    async def delete_entries(self, keys: list[int]) -> None:
+        for key in keys:
+            await self._execute("DELETE FROM reuse_entries WHERE key = ?", (key,))
+
+    async def add_observation(self, obs: ObservationRow) -> None:
+        await self._execute(
+            "INSERT INTO reuse_observations (ts, entry, similarity, correct, source, request_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (obs.ts, obs.entry, obs.similarity, int(obs.correct), obs.source, obs.request_id),
+        )
+
+    def observations(self) -> list[ObservationRow]:
+        rows = self._reader().execute(
+            "SELECT ts, entry, similarity, correct, source, request_id "
+            "FROM reuse_observations ORDER BY id"
+        )
+        return [ObservationRow(r[0], r[1], float(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    def lookup_similarities(self) -> list[float | None]:
+        rows = self._reader().execute(
+            "SELECT similarity FROM ledger WHERE json_extract(extra, '$.semantic_lookup') = 1"
+        )
+        return [None if r[0] is None else float(r[0]) for r in rows]
+
     def tokens_used(self, tenant: str, since: float) -> int:
         r = (
             self._reader()
             .execute(
                 "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM ledger "
-                "WHERE tenant = ? AND ts >= ?",
+                "WHERE tenant = ? AND ts >= ? AND COALESCE(reuse, '') NOT LIKE 'hit%'",
                 (tenant, since),
             )
             .fetchone()

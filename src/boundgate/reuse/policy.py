@@ -1,0 +1,143 @@
+"""Reuse policy: may this request be answered from, or stored into, the reuse layer?
+
+Reuse is for answers meant to be reproducible. A request is *novel* (neither looked up nor
+stored) when its temperature is above the dial (``reuse.max_temperature``) or it uses tools.
+Clients steer per request with ``Cache-Control`` (HTTP semantics) or the
+``boundgate`` body field (``extra_body`` in the OpenAI SDK):
+
+| client says | look up | store |
+|---|---|---|
+| ``Cache-Control: no-cache`` | no | yes |
+| ``Cache-Control: no-store`` / ``{"reuse": "off"}`` | no | no |
+| ``Cache-Control: max-age=N`` / ``{"max_age": N}`` | answers younger than N s | yes |
+| ``{"reuse": "exact"}`` | exact matches only | yes |
+| ``{"reuse": "semantic"}`` (default) | exact, then by meaning | yes |
+
+Time-sensitive questions ("today", "latest", "current price of ...") are answered from the
+store only while younger than ``reuse.time_sensitive_max_age`` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ..errors import InvalidRequestError
+
+
+class Mode(StrEnum):
+    OFF = "off"
+    EXACT = "exact"
+    SEMANTIC = "semantic"
+
+
+@dataclass(frozen=True)
+class Plan:
+    lookup: Mode  # OFF: don't look up
+    store: bool
+    max_age_s: float | None  # only reuse answers younger than this
+    reason: str  # why reuse was bypassed ("" when it wasn't)
+
+
+DEFAULT_TIME_SENSITIVE = (
+    r"\b(today|tonight|tomorrow|yesterday|now|right now|currently|current|latest|newest|"
+    r"recent|recently|this (week|month|year|morning|evening)|live|breaking|weather|forecast|"
+    r"stock price|exchange rate|score|news|trending|at the moment|as of)\b"
+)
+
+
+class TimeSensitivity:
+    """A configurable detector for questions whose answer goes stale quickly."""
+
+    def __init__(self, pattern: str = DEFAULT_TIME_SENSITIVE) -> None:
+        self.pattern = re.compile(pattern, re.IGNORECASE)
+
+    def __call__(self, text: str) -> bool:
+        return bool(self.pattern.search(text))
+
+
+def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
+    """(no_cache, no_store, max_age) from a Cache-Control request header."""
+    no_cache = no_store = False
+    max_age: float | None = None
+    for part in (header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        name = name.strip().lower()
+        if name == "no-cache":
+            no_cache = True
+        elif name == "no-store":
+            no_store = True
+        elif name == "max-age":
+            try:
+                max_age = max(0.0, float(value.strip().strip('"')))
+            except ValueError:
+                raise InvalidRequestError(
+                    f"Cache-Control max-age must be a number of seconds, got {value!r}",
+                    param="Cache-Control",
+                ) from None
+    return no_cache, no_store, max_age
+
+
+def _parse_options(options: Any) -> tuple[Mode | None, float | None]:
+    if options is None:
+        return None, None
+    if not isinstance(options, dict):
+        raise InvalidRequestError("'boundgate' must be an object", param="boundgate")
+    unknown = set(options) - {"reuse", "max_age"}
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown field(s) in 'boundgate': {', '.join(sorted(unknown))}",
+            param="boundgate." + sorted(unknown)[0],
+        )
+    mode = None
+    if "reuse" in options:
+        try:
+            mode = Mode(options["reuse"])
+        except ValueError:
+            raise InvalidRequestError(
+                "'boundgate.reuse' must be one of 'off', 'exact', 'semantic'",
+                param="boundgate.reuse",
+            ) from None
+    max_age = options.get("max_age")
+    if max_age is not None and (
+        isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0
+    ):
+        raise InvalidRequestError(
+            "'boundgate.max_age' must be a non-negative number of seconds",
+            param="boundgate.max_age",
+        )
+    return mode, None if max_age is None else float(max_age)
+
+
+def plan(
+    *,
+    temperature: float,
+    max_temperature: float,
+    query: str | None,
+    has_tools: bool,
+    cache_control: str | None,
+    options: Any,
+    time_sensitive: TimeSensitivity,
+    time_sensitive_max_age: float,
+) -> Plan:
+    """Decide lookup and store for one request. Raises 400 on malformed directives."""
+    no_cache, no_store, max_age = _parse_cache_control(cache_control)
+    mode, body_max_age = _parse_options(options)
+    if body_max_age is not None:
+        max_age = body_max_age if max_age is None else min(max_age, body_max_age)
+    if mode is Mode.OFF or no_store:
+        return Plan(Mode.OFF, False, None, "opt-out")
+    if query is None:
+        return Plan(Mode.OFF, False, None, "no-question")
+    if has_tools:
+        return Plan(Mode.OFF, False, None, "tools")
+    if temperature > max_temperature:
+        return Plan(Mode.OFF, False, None, "temperature")
+    if time_sensitive(query):
+        max_age = (
+            time_sensitive_max_age if max_age is None else min(max_age, time_sensitive_max_age)
+        )
+    lookup = Mode.OFF if no_cache else (mode or Mode.SEMANTIC)
+    return Plan(lookup, True, max_age, "no-cache" if no_cache else "")

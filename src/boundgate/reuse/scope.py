@@ -1,0 +1,101 @@
+"""Reuse scope: what must be identical for a stored answer to serve a request.
+
+A stored answer is filed under a *scope key*, a SHA-256 over the canonical JSON of everything
+that may change the answer except the wording of the last user message:
+
+- the tenant;
+- the model name and its version (gguf file hash, or the upstream model name);
+- the shape (chat or text completion), the system prompt and every earlier turn, verbatim;
+- output-shaping parameters: ``response_format``, ``stop`` (sorted), the ``max_tokens`` class,
+  ``seed`` where given, ``top_p``, and any other passthrough parameter except ``user``.
+
+The index is partitioned by scope key (one ANN index per scope), so a lookup can only ever
+see entries of its own scope: cross-scope reuse is impossible by construction, not by a
+filter that could be forgotten. Only the last user message is matched by meaning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import GenerationRequest
+
+# Answers cut at different lengths differ; requests in the same class share answers.
+MAX_TOKENS_CLASSES = (64, 256, 1024, 4096)
+# Parameters that don't shape the answer's content (or are handled elsewhere).
+_NOT_SHAPING = frozenset({"user", "stream", "stream_options", "n", "boundgate", "temperature"})
+
+
+def max_tokens_class(n: int) -> int:
+    for c in MAX_TOKENS_CLASSES:
+        if n <= c:
+            return c
+    return 1 << 30
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_SPACE = re.compile(r"\s+")
+_TRAILING = re.compile(r"[\s?!.。？！]+$")
+
+
+def canonical_query(text: str) -> str:
+    """Exact-match form: NFKC, case-folded, whitespace collapsed, trailing ?!. dropped."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _TRAILING.sub("", _SPACE.sub(" ", text).strip())
+
+
+@dataclass(frozen=True)
+class ReuseKey:
+    scope: str  # sha256 hex of the scope
+    query: str  # the text matched by meaning (last user message or the prompt)
+    exact: str  # sha256 hex of scope + canonical query
+    scope_doc: dict[str, Any]  # what the scope hash covers, minus the tenant (for documents)
+
+
+def reuse_key(
+    req: GenerationRequest, *, tenant: str, model_version: str, endpoint: str
+) -> ReuseKey | None:
+    """The key of a request, or None if it has no single user question to match."""
+    if req.messages is not None:
+        if not req.messages or req.messages[-1].role != "user":
+            return None
+        query = req.messages[-1].content
+        context = [[m.role, m.content] for m in req.messages[:-1]]
+    else:
+        if req.prompt is None:
+            return None
+        query = req.prompt
+        context = []
+    params = {
+        k: v for k, v in sorted(req.passthrough.items()) if k not in _NOT_SHAPING and v is not None
+    }
+    params.update(
+        {
+            "stop": sorted(req.stop),
+            "max_tokens_class": max_tokens_class(req.max_tokens),
+            "top_p": req.top_p,
+        }
+    )
+    if req.seed is not None:
+        params["seed"] = req.seed
+    scope_doc = {
+        "model": req.model,
+        "model_version": model_version,
+        "endpoint": endpoint,
+        "context_sha256": _sha(_canonical(context)),
+        "params": params,
+    }
+    scope = _sha(_canonical({"tenant": tenant, **scope_doc}))
+    return ReuseKey(scope, query, _sha(scope + "\n" + canonical_query(query)), scope_doc)

@@ -1,0 +1,221 @@
+"""The verifier: decides whether a semantic candidate may be served, keeping the error bound.
+
+The promise (``reuse.error_bound`` = δ, defined as vCache defines it): the fraction of lookups
+that receive a reused answer that is wrong for them stays at or below δ.
+
+How the decision threshold is learned, online, from labelled observations ``(s, correct)``
+where ``s`` is the cosine similarity between the request and the stored question:
+
+- **Free labels.** A candidate below the threshold is a miss: the model runs anyway, and its
+  fresh answer is compared with the candidate's stored answer (equal after normalisation, or
+  answer embeddings at least ``reuse.answer_similarity`` apart). That labels ``s`` for nothing.
+- **Sampled verification.** A would-be hit is, with probability ``reuse.verify_rate``,
+  recomputed instead of served and labelled the same way: this keeps watching the region
+  that is being served.
+- **Feedback.** ``POST /v1/boundgate/feedback`` labels a served hit directly.
+
+For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with ``s ≥ t`` and
+the wrong ones among them, and ``h(t)`` the share of lookups whose best candidate has
+``s ≥ t``. Expected wrong reuses per lookup at ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses
+the Wilson upper confidence bound (one-sided, ``reuse.confidence``) for ``e/n`` and picks the
+lowest ``t`` such that the bound holds at ``t`` and at every higher ``t`` with enough data
+(``reuse.min_observations``). Until the data proves a threshold, ``reuse.initial_threshold``
+applies. Per entry, a wrong verdict raises that entry's own floor above the similarity that
+failed, so one bad neighbourhood does not wait for the global curve to notice.
+
+Guards (negation, numbers, dates, units, antonyms, entities; ``guards.py``) veto before any of
+this, and vetoed candidates are neither served nor counted.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from bisect import bisect_left, insort
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    SERVE = "serve"
+    VERIFY = "verify"  # would be served; recompute it this time and compare
+    OBSERVE = "observe"  # below threshold: a miss, but label it from the fresh answer
+    MISS = "miss"
+
+
+def wilson(errors: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (low, high)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = errors / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def z_for(confidence: float) -> float:
+    """One-sided normal quantile (inverse CDF by bisection; no scipy needed)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < confidence:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class Observation:
+    similarity: float
+    correct: bool
+    source: str  # "observe" | "verify" | "feedback"
+    entry: int | None = None
+
+
+@dataclass(frozen=True)
+class ErrorEstimate:
+    threshold: float
+    error_rate: float  # expected wrong reuses per semantic lookup at the threshold
+    error_low: float
+    error_high: float
+    hit_precision: float | None
+    observations: int
+    observations_above: int
+    lookups: int
+
+
+class Verifier:
+    STEP = 0.005
+
+    def __init__(
+        self,
+        *,
+        delta: float = 0.01,
+        initial_threshold: float = 0.95,
+        floor: float = 0.70,
+        min_observations: int = 30,
+        verify_rate: float = 0.05,
+        confidence: float = 0.95,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.delta = delta
+        self.initial_threshold = initial_threshold
+        self.floor = floor
+        self.min_observations = min_observations
+        self.verify_rate = verify_rate
+        self.z = z_for(confidence)
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        # observations sorted by similarity, as (s, wrong) pairs
+        self._sims: list[float] = []
+        self._wrong: list[float] = []  # similarities of wrong observations, sorted
+        self._lookups: list[float] = []  # best-candidate similarity of each semantic lookup
+        self._lookups_none = 0  # lookups with no candidate at all
+        self._entry_floor: dict[int, float] = {}
+        self._threshold = initial_threshold
+        self._by_source: dict[str, list[int]] = {}
+
+    # --- learning ---------------------------------------------------------------------------
+    def add(self, obs: Observation, *, recompute: bool = True) -> None:
+        with self._lock:
+            insort(self._sims, obs.similarity)
+            if not obs.correct:
+                insort(self._wrong, obs.similarity)
+                if obs.entry is not None:
+                    prev = self._entry_floor.get(obs.entry, 0.0)
+                    self._entry_floor[obs.entry] = max(prev, obs.similarity)
+            counts = self._by_source.setdefault(obs.source, [0, 0])
+            counts[0] += 1
+            counts[1] += 0 if obs.correct else 1
+            if recompute:
+                self._threshold = self._compute()
+
+    def note_lookup(self, best_similarity: float | None) -> None:
+        with self._lock:
+            if best_similarity is None:
+                self._lookups_none += 1
+            else:
+                insort(self._lookups, best_similarity)
+
+    def forget_entry(self, entry: int) -> None:
+        with self._lock:
+            self._entry_floor.pop(entry, None)
+
+    def recompute(self) -> None:
+        with self._lock:
+            self._threshold = self._compute()
+
+    def _above(self, xs: list[float], t: float) -> int:
+        return len(xs) - bisect_left(xs, t - 1e-12)
+
+    def _hit_share(self, t: float) -> float:
+        total = len(self._lookups) + self._lookups_none
+        if total == 0:
+            return 1.0
+        return self._above(self._lookups, t) / total
+
+    def _compute(self) -> float:
+        best: float | None = None
+        failed_at: float | None = None
+        steps = round((1.0 - self.floor) / self.STEP)
+        for i in range(steps, -1, -1):
+            t = round(self.floor + i * self.STEP, 6)
+            n = self._above(self._sims, t)
+            if n < self.min_observations:
+                continue
+            e = self._above(self._wrong, t)
+            if self._hit_share(t) * wilson(e, n, self.z)[1] <= self.delta:
+                best = t
+            else:
+                failed_at = t
+                break
+        if best is not None:
+            return best
+        if failed_at is not None and failed_at >= self.initial_threshold:
+            return min(1.0 + self.STEP, failed_at + self.STEP)
+        return self.initial_threshold
+
+    # --- deciding ---------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def threshold_for(self, entry: int) -> float:
+        floor = self._entry_floor.get(entry)
+        t = self._threshold
+        return t if floor is None else max(t, floor + self.STEP)
+
+    def decide(self, entry: int, similarity: float) -> Verdict:
+        if similarity >= self.threshold_for(entry):
+            if self.rng.random() < self.verify_rate:
+                return Verdict.VERIFY
+            return Verdict.SERVE
+        if similarity >= self.floor:
+            return Verdict.OBSERVE
+        return Verdict.MISS
+
+    # --- reporting --------------------------------------------------------------------------
+    def estimate(self) -> ErrorEstimate:
+        with self._lock:
+            t = self._threshold
+            n = self._above(self._sims, t)
+            e = self._above(self._wrong, t)
+            h = self._hit_share(t)
+            low, high = wilson(e, n, self.z)
+            return ErrorEstimate(
+                threshold=t,
+                error_rate=h * (e / n) if n else 0.0,
+                error_low=h * low,
+                error_high=h * high,
+                hit_precision=(1 - e / n) if n else None,
+                observations=len(self._sims),
+                observations_above=n,
+                lookups=len(self._lookups) + self._lookups_none,
+            )
+
+    def by_source(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {k: {"total": v[0], "wrong": v[1]} for k, v in self._by_source.items()}

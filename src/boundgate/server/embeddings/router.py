@@ -1,0 +1,78 @@
+"""``POST /v1/embeddings``, served by the reuse layer's embedder (OpenAI's shapes)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...errors import InvalidRequestError, NotFoundError
+from ...gateway import RequestContext
+from ..common import context, gateway_of
+
+router = APIRouter()
+MAX_INPUTS = 2048
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+
+@router.post("/v1/embeddings", tags=["embeddings"])
+async def embeddings(
+    body: EmbeddingRequest,
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+) -> dict[str, Any]:
+    """Sentence embeddings (all-MiniLM-L6-v2, 384 dimensions, unit length)."""
+    gw = gateway_of(request)
+    if gw.reuse is None:
+        raise NotFoundError("embeddings need the reuse layer, which is disabled")
+    embedder = gw.reuse.embedder
+    if body.model not in (None, embedder.name, "all-MiniLM-L6-v2"):
+        raise NotFoundError(
+            f"The model '{body.model}' does not exist; embeddings use 'all-MiniLM-L6-v2'",
+            param="model",
+            code="model_not_found",
+        )
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequestError(
+            "input must be a non-empty string or list of strings (token arrays are not supported)",
+            param="input",
+        )
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequestError(f"at most {MAX_INPUTS} inputs per request", param="input")
+    if any(not t for t in texts):
+        raise InvalidRequestError("input strings must not be empty", param="input")
+    if body.dimensions is not None and body.dimensions != embedder.dim:
+        raise InvalidRequestError(
+            f"this model has {embedder.dim} dimensions and cannot be shortened",
+            param="dimensions",
+        )
+    strings = [str(t) for t in texts]
+    vectors = await asyncio.to_thread(embedder.embed, strings)
+    tokens = await asyncio.to_thread(embedder.count_tokens, strings)
+    data = []
+    for i, v in enumerate(vectors):
+        emb: Any = (
+            base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+            if body.encoding_format == "base64"
+            else [float(x) for x in v]
+        )
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return {
+        "object": "list",
+        "data": data,
+        "model": "all-MiniLM-L6-v2",
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

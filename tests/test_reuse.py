@@ -1,0 +1,231 @@
+"""Reuse through the public HTTP API: headers, ledger, streaming replay, feedback, stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from boundgate.assembly import build_app
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings
+
+Q = "How do I reset my password?"
+
+
+def ask(live: Live, content: str = Q, **kw: Any) -> Any:
+    headers = kw.pop("headers", {})
+    body = {"messages": [{"role": "user", "content": content}], "temperature": 0, **kw}
+    return live.http.post("/v1/chat/completions", json=body, headers=headers)
+
+
+def test_second_ask_is_an_exact_hit_with_honest_avoided_energy(fake_live: Live) -> None:
+    first = ask(fake_live)
+    assert first.status_code == 200
+    assert first.headers["x-boundgate-reuse"] == "miss"
+    doc = first.headers["x-boundgate-document"]
+    assert doc.startswith("ans_")
+    calls = fake_live.gateway.backends["fake"].calls
+
+    second = ask(fake_live, "  how do I reset my PASSWORD ")  # canonical form is the same
+    assert second.status_code == 200
+    assert second.headers["x-boundgate-reuse"] == "hit-exact"
+    assert second.headers["x-boundgate-document"] == doc
+    assert fake_live.gateway.backends["fake"].calls == calls  # no generation
+    assert (
+        second.json()["choices"][0]["message"]["content"]
+        == (first.json()["choices"][0]["message"]["content"])
+    )
+    avoided = float(second.headers["x-boundgate-energy-avoided-wh"])
+    ledger = fake_live.ledger()
+    row1 = ledger[first.headers["x-request-id"]]
+    row2 = ledger[second.headers["x-request-id"]]
+    assert row2.reuse == "hit-exact" and row2.document_id == doc
+    assert avoided == float(f"{row2.avoided_wh:.6g}")
+    # the measured generation cost of the original: never more than that request's total
+    # (which also paid for its own lookup)
+    assert 0 < row2.avoided_wh <= row1.wh and 0 < row2.avoided_gco2 <= row1.gco2
+    assert row2.wh > 0 and row2.method == row1.method  # the lookup itself is metered too
+
+
+def test_streamed_hit_replays_the_stored_text_in_chunks(fake_live: Live) -> None:
+    text = ask(fake_live).json()["choices"][0]["message"]["content"]
+    with fake_live.http.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": Q}],
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as r:
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    pieces = [
+        e["choices"][0]["delta"].get("content")
+        for e in events
+        if e["choices"] and e["choices"][0]["delta"].get("content")
+    ]
+    assert len(pieces) > 3 and "".join(pieces) == text
+    assert events[-1]["usage"]["completion_tokens"] > 0
+    assert events[-1]["boundgate"]["reuse"] == "hit-exact"
+
+
+def test_cache_control_and_temperature_dial(fake_live: Live) -> None:
+    assert ask(fake_live).headers["x-boundgate-reuse"] == "miss"
+    # no-store: neither looked up nor stored
+    r = ask(fake_live, headers={"Cache-Control": "no-store"})
+    assert r.headers["x-boundgate-reuse"] == "bypass"
+    assert "x-boundgate-document" not in r.headers
+    # no-cache: not looked up, but the fresh answer is stored
+    r = ask(fake_live, headers={"Cache-Control": "no-cache"})
+    assert r.headers["x-boundgate-reuse"] == "bypass" and "x-boundgate-document" in r.headers
+    # max-age=0: the stored answers are too old
+    fake_live.gateway.reuse.clock = _Later(fake_live.gateway.reuse.clock, 5)
+    assert ask(fake_live, headers={"Cache-Control": "max-age=0"}).headers["x-boundgate-reuse"] == (
+        "miss"
+    )
+    assert ask(fake_live, boundgate={"max_age": 3600}).headers["x-boundgate-reuse"] == ("hit-exact")
+    # above the temperature dial the request is novel
+    r = ask(fake_live, temperature=0.9)
+    assert r.headers["x-boundgate-reuse"] == "bypass"
+    # bad directives are 400s in OpenAI shape
+    r = ask(fake_live, boundgate={"reuse": "always"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "boundgate.reuse"
+    r = ask(fake_live, headers={"Cache-Control": "max-age=soon"})
+    assert r.status_code == 400
+
+
+class _Later:
+    """A clock `offset` seconds ahead of another (to age stored answers)."""
+
+    def __init__(self, inner: Any, offset: float) -> None:
+        self.inner, self.offset = inner, offset
+
+    def time(self) -> float:
+        return float(self.inner.time()) + self.offset
+
+    def monotonic(self) -> float:
+        return float(self.inner.monotonic())
+
+
+def test_openai_sdk_sees_reuse_headers_and_extra_body(fake_live: Live) -> None:
+    client = fake_live.openai()
+    a = client.chat.completions.with_raw_response.create(
+        model="fake", messages=[{"role": "user", "content": Q}], temperature=0
+    )
+    b = client.chat.completions.with_raw_response.create(
+        model="fake",
+        messages=[{"role": "user", "content": Q}],
+        temperature=0,
+        extra_body={"boundgate": {"reuse": "exact"}},
+    )
+    assert a.headers["x-boundgate-reuse"] == "miss"
+    assert b.headers["x-boundgate-reuse"] == "hit-exact"
+    assert b.parse().choices[0].message.content == a.parse().choices[0].message.content
+
+
+def test_contexts_and_tenants_do_not_cross(tmp_path: Path) -> None:
+    app = build_app(fake_settings(tmp_path))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        store = live.gateway.store
+        k1 = store.create_key("acme").secret
+        k2 = store.create_key("globex").secret
+        h1 = {"Authorization": f"Bearer {k1}"}
+        h2 = {"Authorization": f"Bearer {k2}"}
+        assert ask(live, headers=h1).headers["x-boundgate-reuse"] == "miss"
+        assert ask(live, headers=h1).headers["x-boundgate-reuse"] == "hit-exact"
+        assert ask(live, headers=h2).headers["x-boundgate-reuse"] == "miss"  # other tenant
+        sys_msgs = [
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": Q},
+        ]
+        r = live.http.post(
+            "/v1/chat/completions", json={"messages": sys_msgs, "temperature": 0}, headers=h1
+        )
+        assert r.headers["x-boundgate-reuse"] == "miss"  # other system prompt
+        assert ask(live, headers=h1, stop=["\n"]).headers["x-boundgate-reuse"] == "miss"
+        live.http.close()
+
+
+def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
+    # A low initial threshold so a paraphrase is served before the verifier has data.
+    settings = fake_settings(tmp_path)
+    settings.reuse.initial_threshold = 0.8
+    settings.reuse.verify_rate = 0.0
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        miss = ask(live, "How can I reset my password?")
+        hit = ask(live, "How do I reset my password?")
+        assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
+        assert float(hit.headers["x-boundgate-similarity"]) >= 0.8
+        assert hit.headers["x-boundgate-document"] == miss.headers["x-boundgate-document"]
+        # a negation flip is never served, however similar
+        neg = ask(live, "How can I not reset my password?")
+        assert neg.headers["x-boundgate-reuse"] == "miss"
+
+        # feedback: only for reused answers, once per request
+        r = live.http.post(
+            "/v1/boundgate/feedback",
+            json={"request_id": miss.headers["x-request-id"], "correct": True},
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "not_a_reuse"
+        r = live.http.post(
+            "/v1/boundgate/feedback", json={"request_id": "req_nope", "correct": True}
+        )
+        assert r.status_code == 404
+        r = live.http.post("/v1/boundgate/feedback", json={"request_id": 5})
+        assert r.status_code == 400 and r.json()["error"]["param"] in ("request_id", "correct")
+        before = live.gateway.reuse.verifier.threshold_for(1)
+        r = live.http.post(
+            "/v1/boundgate/feedback",
+            json={"request_id": hit.headers["x-request-id"], "correct": False},
+        )
+        assert r.status_code == 200 and r.json()["status"] == "recorded"
+        assert live.gateway.reuse.verifier.threshold_for(1) > before
+        again = ask(live, "How do I reset my password?")
+        assert again.headers["x-boundgate-reuse"] != "hit-semantic"
+        r = live.http.post(
+            "/v1/boundgate/feedback",
+            json={"request_id": hit.headers["x-request-id"], "correct": False},
+        )
+        assert r.json()["status"] == "duplicate"
+
+        stats = live.http.get("/v1/boundgate/stats").json()["reuse"]
+        assert stats["error_bound"] == 0.01
+        low, high = stats["error_rate_ci"]
+        assert 0 <= low <= stats["error_rate_estimate"] <= high <= 1
+        assert stats["observations_by_source"]["feedback"] == {"total": 1, "wrong": 1}
+
+        metrics = {
+            f.name: f for f in text_string_to_metric_families(live.http.get("/metrics").text)
+        }
+        for name in (
+            "boundgate_reuse_error_rate_estimate",
+            "boundgate_reuse_error_rate_upper_bound",
+            "boundgate_reuse_error_bound",
+            "boundgate_reuse_similarity_threshold",
+            "boundgate_reuse",
+            "boundgate_energy_avoided_wh",
+        ):
+            assert name in metrics, name
+        live.http.close()
+
+
+def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
+    client = fake_live.openai()
+    out = client.embeddings.create(model="all-MiniLM-L6-v2", input=["cat", "a small cat"])
+    assert len(out.data) == 2 and len(out.data[0].embedding) == 384
+    dot = sum(x * y for x, y in zip(out.data[0].embedding, out.data[1].embedding, strict=True))
+    assert 0.5 < dot < 1.0
+    b64 = client.embeddings.create(model="all-MiniLM-L6-v2", input="cat")  # SDK default: base64
+    assert len(b64.data[0].embedding) == 384
+    r = fake_live.http.post("/v1/embeddings", json={"input": []})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+    r = fake_live.http.post("/v1/embeddings", json={"input": "x", "model": "nope"})
+    assert r.status_code == 404

@@ -1,0 +1,361 @@
+"""Reuse building blocks: scope keys (property tests), guards, policy, verifier, engine."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
+from boundgate.clock import FakeClock
+from boundgate.errors import InvalidRequestError
+from boundgate.reuse.embedder import HashEmbedder
+from boundgate.reuse.engine import ReuseConfig, ReuseEngine
+from boundgate.reuse.guards import compare
+from boundgate.reuse.policy import Mode, TimeSensitivity, plan
+from boundgate.reuse.scope import reuse_key
+from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.store import SQLiteStore
+
+text = st.text(min_size=1, max_size=40)
+
+
+def chat(
+    question: str,
+    *,
+    system: str = "You are helpful.",
+    history: tuple[str, ...] = (),
+    stop: tuple[str, ...] = (),
+    max_tokens: int = 100,
+    seed: int | None = None,
+    model: str = "m",
+    response_format: str | None = None,
+) -> GenerationRequest:
+    msgs = [Message("system", system)]
+    for i, h in enumerate(history):
+        msgs.append(Message("user" if i % 2 == 0 else "assistant", h))
+    msgs.append(Message("user", question))
+    passthrough = {"response_format": {"type": response_format}} if response_format else {}
+    return GenerationRequest(
+        model=model,
+        messages=msgs,
+        max_tokens=max_tokens,
+        stop=list(stop),
+        seed=seed,
+        temperature=0,
+        passthrough=passthrough,
+    )
+
+
+def key(req: GenerationRequest, tenant: str = "t", version: str = "v1") -> str:
+    k = reuse_key(req, tenant=tenant, model_version=version, endpoint="/v1/chat/completions")
+    assert k is not None
+    return k.scope
+
+
+# --- scope isolation: any difference outside the last question changes the scope -----------
+@settings(max_examples=200, deadline=None)
+@given(q=text, a=text, b=text)
+def test_tenants_never_share_a_scope(q: str, a: str, b: str) -> None:
+    assert (key(chat(q), tenant=a) == key(chat(q), tenant=b)) == (a == b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(q=text, a=text, b=text)
+def test_system_prompts_never_share_a_scope(q: str, a: str, b: str) -> None:
+    assert (key(chat(q, system=a)) == key(chat(q, system=b))) == (a == b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(q=text, a=st.lists(text, max_size=4), b=st.lists(text, max_size=4))
+def test_histories_never_share_a_scope(q: str, a: list[str], b: list[str]) -> None:
+    assert (key(chat(q, history=tuple(a))) == key(chat(q, history=tuple(b)))) == (a == b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    q=text,
+    sa=st.lists(text, max_size=3),
+    sb=st.lists(text, max_size=3),
+    seed_a=st.none() | st.integers(0, 5),
+    seed_b=st.none() | st.integers(0, 5),
+    fmt_a=st.sampled_from([None, "json_object", "text"]),
+    fmt_b=st.sampled_from([None, "json_object", "text"]),
+    va=st.sampled_from(["v1", "v2"]),
+    vb=st.sampled_from(["v1", "v2"]),
+)
+def test_params_and_model_versions_never_share_a_scope(
+    q: str,
+    sa: list[str],
+    sb: list[str],
+    seed_a: int | None,
+    seed_b: int | None,
+    fmt_a: str | None,
+    fmt_b: str | None,
+    va: str,
+    vb: str,
+) -> None:
+    ka = key(chat(q, stop=tuple(sa), seed=seed_a, response_format=fmt_a), version=va)
+    kb = key(chat(q, stop=tuple(sb), seed=seed_b, response_format=fmt_b), version=vb)
+    same = sorted(sa) == sorted(sb) and seed_a == seed_b and fmt_a == fmt_b and va == vb
+    assert (ka == kb) == same
+
+
+def test_the_question_itself_is_not_part_of_the_scope() -> None:
+    assert key(chat("How do I reset my password?")) == key(chat("password reset how?"))
+    assert key(chat("q", max_tokens=100)) == key(chat("q", max_tokens=200))  # same class
+    assert key(chat("q", max_tokens=100)) != key(chat("q", max_tokens=2000))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    tenants=st.lists(st.sampled_from(["acme", "globex", "initech"]), min_size=2, max_size=6),
+    systems=st.lists(st.sampled_from(["", "Be brief.", "Answer in French."]), min_size=2),
+)
+def test_engine_never_serves_across_scopes(
+    tmp_path_factory: pytest.TempPathFactory, tenants: list[str], systems: list[str]
+) -> None:
+    """End to end through the engine: the same question, stored under one scope, is only
+    ever served to requests of exactly that scope (similarity 1, so only scope can stop it)."""
+    store = SQLiteStore(tmp_path_factory.mktemp("s") / "b.db")
+    store.open()
+    try:
+        engine = ReuseEngine(
+            store=store,
+            embedder=HashEmbedder(),
+            verifier=Verifier(initial_threshold=0.5, verify_rate=0.0),
+            config=ReuseConfig(),
+        )
+
+        async def run() -> None:
+            stored: set[tuple[str, str]] = set()
+            for i, tenant in enumerate(tenants):
+                system = systems[i % len(systems)]
+                req = chat("what is the capital of france", system=system)
+                p, k = engine.plan_for(
+                    req, tenant=tenant, model_version="v", endpoint="/e", cache_control=None
+                )
+                lookup = await engine.lookup(p, k)
+                if lookup.hit:
+                    assert (tenant, system) in stored
+                    assert lookup.entry is not None and lookup.entry.tenant == tenant
+                else:
+                    assert (tenant, system) not in stored
+                    done = Completion(f"answer for {tenant}/{system}", "stop", Usage(5, 5))
+                    await engine.remember(
+                        lookup,
+                        done,
+                        tenant=tenant,
+                        model="m",
+                        model_version="v",
+                        cost_wh=0.1,
+                        cost_gco2=0.05,
+                    )
+                    stored.add((tenant, system))
+
+        asyncio.run(run())
+    finally:
+        store.close()
+
+
+# --- guards -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("a", "b", "conflict"),
+    [
+        ("How do I turn on two-factor auth?", "How do I turn off two-factor auth?", "polarity"),
+        ("How do I enable dark mode?", "How do I disable dark mode?", "polarity"),
+        ("Why is my phone charging?", "Why is my phone not charging?", "negation"),
+        ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
+        ("What is 15% of 200?", "What is 25% of 200?", "number"),
+        ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
+        ("Who won the world cup in 2018?", "Who won the world cup in 2022?", "date"),
+        ("How far is 10 km in steps?", "How far is 10 miles in steps?", "unit"),
+        ("How do I learn Python fast?", "How do I learn Java fast?", "entity"),
+    ],
+)
+def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
+    c = compare(a, b)
+    assert conflict in c.conflicts, c
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I reset my password?", "How can I reset my password?"),
+        ("What is the best way to learn Python?", "How should I learn Python?"),
+        ("How do I lose weight in 2 weeks?", "How can I lose weight in two weeks?"),
+        ("Why can't I sleep at night?", "Why can I not sleep at night?"),
+    ],
+)
+def test_guards_let_paraphrases_through(a: str, b: str) -> None:
+    assert compare(a, b).ok, compare(a, b)
+
+
+# --- policy -----------------------------------------------------------------------------
+def _plan(**kw: object) -> object:
+    args: dict[str, object] = {
+        "temperature": 0.0,
+        "max_temperature": 0.3,
+        "query": "how do I reset my password",
+        "has_tools": False,
+        "cache_control": None,
+        "options": None,
+        "time_sensitive": TimeSensitivity(),
+        "time_sensitive_max_age": 300.0,
+    }
+    args.update(kw)
+    return plan(**args)  # type: ignore[arg-type]
+
+
+def test_policy_cache_control_and_options() -> None:
+    p = _plan()
+    assert p.lookup is Mode.SEMANTIC and p.store and p.max_age_s is None  # type: ignore[attr-defined]
+    p = _plan(cache_control="no-cache")
+    assert p.lookup is Mode.OFF and p.store  # type: ignore[attr-defined]
+    p = _plan(cache_control="no-store")
+    assert p.lookup is Mode.OFF and not p.store  # type: ignore[attr-defined]
+    p = _plan(cache_control="max-age=60")
+    assert p.max_age_s == 60  # type: ignore[attr-defined]
+    p = _plan(options={"reuse": "exact", "max_age": 10}, cache_control="max-age=60")
+    assert p.lookup is Mode.EXACT and p.max_age_s == 10  # type: ignore[attr-defined]
+    p = _plan(options={"reuse": "off"})
+    assert p.lookup is Mode.OFF and not p.store  # type: ignore[attr-defined]
+    p = _plan(temperature=0.7)
+    assert p.lookup is Mode.OFF and not p.store and p.reason == "temperature"  # type: ignore[attr-defined]
+    p = _plan(query="What is the weather today in Paris?")
+    assert p.max_age_s == 300  # type: ignore[attr-defined]
+    for bad in ({"reuse": "always"}, {"max_age": -1}, {"nope": 1}, "x"):
+        with pytest.raises(InvalidRequestError):
+            _plan(options=bad)
+    with pytest.raises(InvalidRequestError):
+        _plan(cache_control="max-age=soon")
+
+
+# --- verifier ---------------------------------------------------------------------------
+def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> None:
+    v = Verifier(delta=0.01, initial_threshold=0.95, min_observations=30, verify_rate=0.0)
+    assert v.threshold == 0.95
+    for i in range(400):
+        s = 0.80 + (i % 20) * 0.01
+        v.note_lookup(s)
+        v.add(Observation(s, True, "observe", None))
+    low = v.threshold
+    assert low < 0.95
+    for _ in range(40):
+        v.add(Observation(low + 0.001, False, "feedback", 7))
+    assert v.threshold > low
+    # the entry that was wrong gets its own floor above the failing similarity
+    assert v.threshold_for(7) > low + 0.001
+
+
+def test_decisions_around_the_threshold() -> None:
+    v = Verifier(initial_threshold=0.9, floor=0.7, verify_rate=0.0, rng=random.Random(1))
+    assert v.decide(1, 0.95) is Verdict.SERVE
+    assert v.decide(1, 0.8) is Verdict.OBSERVE
+    assert v.decide(1, 0.5) is Verdict.MISS
+    always = Verifier(initial_threshold=0.9, verify_rate=1.0)
+    assert always.decide(1, 0.95) is Verdict.VERIFY
+
+
+def test_store_and_index_survive_restart(tmp_path: Path) -> None:
+    clock = FakeClock(start=1_800_000_000.0)
+
+    def engine(store: SQLiteStore) -> ReuseEngine:
+        e = ReuseEngine(
+            store=store,
+            embedder=HashEmbedder(),
+            verifier=Verifier(initial_threshold=0.5, verify_rate=0.0),
+            clock=clock,
+        )
+        e.load()
+        return e
+
+    async def first() -> str | None:
+        store = SQLiteStore(tmp_path / "b.db")
+        store.open()
+        e = engine(store)
+        p, k = e.plan_for(
+            chat("how tall is mount everest"),
+            tenant="t",
+            model_version="v",
+            endpoint="/e",
+            cache_control=None,
+        )
+        lookup = await e.lookup(p, k)
+        assert not lookup.hit
+        out = await e.remember(
+            lookup,
+            Completion("8849 m", "stop", Usage(3, 3)),
+            tenant="t",
+            model="m",
+            model_version="v",
+            cost_wh=0.2,
+            cost_gco2=0.1,
+        )
+        store.close()
+        return out
+
+    async def second() -> None:
+        store = SQLiteStore(tmp_path / "b.db")
+        store.open()
+        e = engine(store)
+        assert len(e) == 1
+        p, k = e.plan_for(
+            chat("mount everest how tall is"),  # same words, other order: semantic only
+            tenant="t",
+            model_version="v",
+            endpoint="/e",
+            cache_control=None,
+        )
+        lookup = await e.lookup(p, k)
+        assert lookup.status == "hit-semantic" and lookup.entry is not None
+        assert lookup.entry.answer == "8849 m" and lookup.entry.cost_wh == 0.2
+        store.close()
+
+    stored = asyncio.run(first())
+    assert stored is not None and stored.startswith("ans_")
+    asyncio.run(second())
+
+
+def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "b.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=Verifier(verify_rate=0.0),
+        config=ReuseConfig(max_entries=3),
+        clock=clock,
+    )
+
+    async def run() -> None:
+        for i, cost in enumerate([5.0, 0.01, 3.0, 0.02]):
+            p, k = e.plan_for(
+                chat(f"question number {'x' * i}"),
+                tenant="t",
+                model_version="v",
+                endpoint="/e",
+                cache_control=None,
+            )
+            lookup = await e.lookup(p, k)
+            await e.remember(
+                lookup,
+                Completion("same size answer", "stop", Usage(1, 1)),
+                tenant="t",
+                model="m",
+                model_version="v",
+                cost_wh=cost,
+                cost_gco2=cost / 2,
+            )
+            clock.advance(1)
+
+    asyncio.run(run())
+    costs = sorted(m.cost_wh for m in e._meta.values())
+    assert costs == [0.02, 3.0, 5.0]  # the cheapest-to-recompute entry went first
+    assert len(store.entries(e.embedder.name)) == 3
+    store.close()
