@@ -99,6 +99,15 @@ def test_cache_control_and_temperature_dial(fake_live: Live) -> None:
     assert r.status_code == 400
 
 
+def _wait(cond: Any, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
 class _Later:
     """A clock `offset` seconds ahead of another (to age stored answers)."""
 
@@ -153,18 +162,37 @@ def test_contexts_and_tenants_do_not_cross(tmp_path: Path) -> None:
 
 
 def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
-    # A low initial threshold so a paraphrase is served before the verifier has data.
+    # A loose bound and one label of trust, so a paraphrase is served after one verification
+    # (with δ = 0.01 the verifier rightly wants dozens of labels first).
     settings = fake_settings(tmp_path)
+    settings.reuse.error_bound = 0.5
     settings.reuse.initial_threshold = 0.8
+    settings.reuse.min_observations = 1
     settings.reuse.verify_rate = 0.0
     app = build_app(settings)
     with ThreadedServer(app) as srv:
         live = Live(srv, app)
-        miss = ask(live, "How can I reset my password?")
-        hit = ask(live, "How do I reset my password?")
+        fake = live.gateway.backends["fake"]
+        paraphrases = [
+            "How can I reset my password?",
+            "How do I reset my password?",
+            "How should I reset my password?",
+        ]
+        fake.meanings = {q: "reset password" for q in paraphrases}
+        miss = ask(live, paraphrases[0])
+        assert miss.headers["x-boundgate-reuse"] == "miss"
+        # no label yet at this similarity: the would-be hit is verified (recomputed), and the
+        # fresh answer, equal to the stored one, becomes the first label
+        verified = ask(live, paraphrases[1])
+        assert verified.headers["x-boundgate-reuse"] == "miss"
+        _wait(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        hit = ask(live, paraphrases[2])
         assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
         assert float(hit.headers["x-boundgate-similarity"]) >= 0.8
-        assert hit.headers["x-boundgate-document"] == miss.headers["x-boundgate-document"]
+        assert (
+            hit.json()["choices"][0]["message"]["content"]
+            == (miss.json()["choices"][0]["message"]["content"])
+        )
         # a negation flip is never served, however similar
         neg = ask(live, "How can I not reset my password?")
         assert neg.headers["x-boundgate-reuse"] == "miss"
@@ -181,14 +209,15 @@ def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
         assert r.status_code == 404
         r = live.http.post("/v1/boundgate/feedback", json={"request_id": 5})
         assert r.status_code == 400 and r.json()["error"]["param"] in ("request_id", "correct")
-        before = live.gateway.reuse.verifier.threshold_for(1)
+        entry = live.gateway.reuse._by_id[hit.headers["x-boundgate-document"]]
+        before = live.gateway.reuse.verifier.threshold_for(entry)
         r = live.http.post(
             "/v1/boundgate/feedback",
             json={"request_id": hit.headers["x-request-id"], "correct": False},
         )
         assert r.status_code == 200 and r.json()["status"] == "recorded"
-        assert live.gateway.reuse.verifier.threshold_for(1) > before
-        again = ask(live, "How do I reset my password?")
+        assert live.gateway.reuse.verifier.threshold_for(entry) > before
+        again = ask(live, paraphrases[2], headers={"Cache-Control": "max-age=3600"})
         assert again.headers["x-boundgate-reuse"] != "hit-semantic"
         r = live.http.post(
             "/v1/boundgate/feedback",
@@ -197,10 +226,11 @@ def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
         assert r.json()["status"] == "duplicate"
 
         stats = live.http.get("/v1/boundgate/stats").json()["reuse"]
-        assert stats["error_bound"] == 0.01
+        assert stats["error_bound"] == 0.5
         low, high = stats["error_rate_ci"]
         assert 0 <= low <= stats["error_rate_estimate"] <= high <= 1
         assert stats["observations_by_source"]["feedback"] == {"total": 1, "wrong": 1}
+        assert stats["observations_by_source"]["verify"] == {"total": 1, "wrong": 0}
 
         metrics = {
             f.name: f for f in text_string_to_metric_families(live.http.get("/metrics").text)

@@ -253,11 +253,22 @@ def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> No
 
 
 def test_decisions_around_the_threshold() -> None:
-    v = Verifier(initial_threshold=0.9, floor=0.7, verify_rate=0.0, rng=random.Random(1))
+    v = Verifier(
+        initial_threshold=0.9,
+        floor=0.7,
+        verify_rate=0.0,
+        min_observations=3,
+        rng=random.Random(1),
+    )
+    # no labels above the threshold yet: a would-be hit is verified, not served
+    assert v.decide(1, 0.95) is Verdict.VERIFY
+    for _ in range(3):
+        v.add(Observation(0.97, True, "verify", None), recompute=False)
     assert v.decide(1, 0.95) is Verdict.SERVE
     assert v.decide(1, 0.8) is Verdict.OBSERVE
     assert v.decide(1, 0.5) is Verdict.MISS
-    always = Verifier(initial_threshold=0.9, verify_rate=1.0)
+    always = Verifier(initial_threshold=0.9, verify_rate=1.0, min_observations=1)
+    always.add(Observation(0.97, True, "verify", None), recompute=False)
     assert always.decide(1, 0.95) is Verdict.VERIFY
 
 
@@ -268,7 +279,10 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
         e = ReuseEngine(
             store=store,
             embedder=HashEmbedder(),
-            verifier=Verifier(initial_threshold=0.5, verify_rate=0.0),
+            # a loose bound so that the one stored label is enough trust
+            verifier=Verifier(
+                delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+            ),
             clock=clock,
         )
         e.load()
@@ -296,6 +310,7 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
             cost_wh=0.2,
             cost_gco2=0.1,
         )
+        await e.observe(None, 0.99, True, "verify", "req_1")  # the verifier's labels persist too
         store.close()
         return out
 
@@ -303,7 +318,7 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
         store = SQLiteStore(tmp_path / "b.db")
         store.open()
         e = engine(store)
-        assert len(e) == 1
+        assert len(e) == 1 and e.verifier.estimate().observations == 1
         p, k = e.plan_for(
             chat("mount everest how tall is"),  # same words, other order: semantic only
             tenant="t",

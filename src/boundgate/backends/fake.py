@@ -29,10 +29,26 @@ from ..testing import ThreadedServer
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
 
 
+_VOCABULARY = (
+    "river mountain engine garden violin harbour pepper orbit castle winter copper lantern "
+    "meadow signal theatre glacier compass ledger falcon prism velvet canyon marble tunnel "
+    "orchard beacon cipher quarry saddle thunder anchor basket cotton desert ember fabric "
+    "granite hollow island jungle kettle lemon magnet needle oyster pillow quartz ribbon "
+    "silver timber umbrella valley walnut yellow zephyr bakery candle dolphin feather "
+    "harvest ivory jacket kitchen ladder mirror nectar olive parrot rocket spiral tractor"
+).split()
+
+
 def fake_answer(question: str) -> str:
-    """A deterministic answer that differs per question (distinct meanings, distinct answers)."""
-    digest = hashlib.sha256(question.encode()).hexdigest()[:12]
-    return f"Answer {digest}: this is the fake model's reply to your question."
+    """A deterministic answer per question whose *content* differs per question.
+
+    Distinct meanings get distinct answers in words, not just in an id, so that comparing
+    answers by embedding (the verifier's answer check) can tell them apart, as it must with a
+    real model's answers.
+    """
+    digest = hashlib.sha256(question.encode()).digest()
+    words = [_VOCABULARY[b % len(_VOCABULARY)] for b in digest[:10]]
+    return f"Answer {digest.hex()[:8]}: " + " ".join(words) + "."
 
 
 def _words(text: str) -> list[str]:
@@ -56,13 +72,15 @@ class FakeBackend(Backend):
         super().__init__(name, params_b=params_b, context_length=context_length)
         self.token_delay_s = token_delay_s
         self.calls = 0
+        self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken
     ) -> AsyncGenerator[Chunk, None]:
         self.calls += 1
         question = req.prompt if req.prompt is not None else (req.messages or [])[-1].content
-        words = _words(fake_answer(question or ""))[: req.max_tokens]
+        question = question or ""
+        words = _words(fake_answer(self.meanings.get(question, question)))[: req.max_tokens]
         for w in words:
             if cancel.cancelled:
                 break
@@ -94,6 +112,12 @@ class FakeUpstreamControl:
         self._lock = threading.Lock()
         self.requests = 0
         self.last_body: dict[str, Any] | None = None
+        # question → meaning id: questions with the same meaning get the same answer (the
+        # reuse benchmarks' ground truth). Unlisted questions are their own meaning.
+        self.meanings: dict[str, str] = {}
+
+    def answer(self, question: str) -> str:
+        return fake_answer(self.meanings.get(question, question))
 
     def push(self, *faults: Fault) -> None:
         with self._lock:
@@ -144,7 +168,7 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
             prompt = body.get("prompt", "")
             question = prompt[0] if isinstance(prompt, list) else str(prompt)
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
-        words = _words(fake_answer(question))[:max_tokens]
+        words = _words(ctl.answer(question))[:max_tokens]
         text = "".join(words)
         usage = {
             "prompt_tokens": max(1, len(question) // 4),

@@ -4,7 +4,8 @@ Embeddings place "how do I turn ON two-factor auth" right next to "... turn it O
 "flights to Paris in 2023" next to "... in 2024". Before a semantic candidate may be reused,
 the two questions are compared on features whose difference changes the answer:
 
-- negation: one side negates ("not", "never", "n't", "without", ...) and the other doesn't;
+- negation: the sides use a different number of negations ("not", "never", "n't", "without",
+  ...), so "Is it safe?" vs "Is it not safe?" and "If not, can I?" vs "If not, can I not?";
 - polarity: the sides use opposite members of an antonym pair (on/off, enable/disable, ...);
 - numbers: the numbers mentioned differ (digits and number words, normalised);
 - dates: years, months or weekdays differ;
@@ -523,7 +524,7 @@ def stem(word: str) -> str:
 class Features:
     """What a question asserts that must be equal in a question it is reused for."""
 
-    negated: bool
+    negations: int  # how many negation words: a differing count flips the meaning
     numbers: frozenset[str]
     dates: frozenset[str]
     units: frozenset[str]
@@ -553,7 +554,7 @@ def _number(tok: str) -> str | None:
 def features(text: str) -> Features:
     toks = words(text)
     joined = " ".join(toks)
-    negated = any(t in NEGATIONS for t in toks)
+    negations = sum(t in NEGATIONS for t in toks)
     numbers = set()
     dates = set()
     units = set()
@@ -579,7 +580,7 @@ def features(text: str) -> Features:
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
     names = frozenset(stem(w.casefold()) for w in raw if w.casefold() not in STOPWORDS)
     return Features(
-        negated,
+        negations,
         frozenset(numbers),
         frozenset(dates),
         frozenset(units),
@@ -603,7 +604,7 @@ class Comparison:
 def compare(a: str, b: str) -> Comparison:
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
-    if fa.negated != fb.negated:
+    if fa.negations != fb.negations:
         conflicts.append("negation")
     if fa.numbers != fb.numbers:
         conflicts.append("number")

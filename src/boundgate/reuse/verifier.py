@@ -11,12 +11,14 @@ where ``s`` is the cosine similarity between the request and the stored question
   answer embeddings at least ``reuse.answer_similarity`` apart). That labels ``s`` for nothing.
 - **Sampled verification.** A would-be hit is, with probability ``reuse.verify_rate``,
   recomputed instead of served and labelled the same way: this keeps watching the region
-  that is being served.
+  that is being served. While fewer than ``reuse.min_observations`` labels exist at or above
+  the threshold, *every* would-be hit is verified: the threshold must earn trust before it
+  serves anything.
 - **Feedback.** ``POST /v1/boundgate/feedback`` labels a served hit directly.
 
 For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with ``s ≥ t`` and
-the wrong ones among them, and ``h(t)`` the share of lookups whose best candidate has
-``s ≥ t``. Expected wrong reuses per lookup at ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses
+the wrong ones among them, and ``h(t)`` the share of recent lookups (the last
+``lookup_window``) whose best candidate has ``s ≥ t``. Expected wrong reuses per lookup at ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses
 the Wilson upper confidence bound (one-sided, ``reuse.confidence``) for ``e/n`` and picks the
 lowest ``t`` such that the bound holds at ``t`` and at every higher ``t`` with enough data
 (``reuse.min_observations``). Until the data proves a threshold, ``reuse.initial_threshold``
@@ -32,6 +34,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from collections import deque
 from bisect import bisect_left, insort
 from dataclasses import dataclass
 from enum import StrEnum
@@ -99,6 +102,7 @@ class Verifier:
         min_observations: int = 30,
         verify_rate: float = 0.05,
         confidence: float = 0.95,
+        lookup_window: int = 5000,
         rng: random.Random | None = None,
     ) -> None:
         self.delta = delta
@@ -112,8 +116,11 @@ class Verifier:
         # observations sorted by similarity, as (s, wrong) pairs
         self._sims: list[float] = []
         self._wrong: list[float] = []  # similarities of wrong observations, sorted
-        self._lookups: list[float] = []  # best-candidate similarity of each semantic lookup
-        self._lookups_none = 0  # lookups with no candidate at all
+        # best-candidate similarity of the most recent semantic lookups (-1: no candidate),
+        # kept sorted, and in arrival order for expiry: h(t) describes the traffic of now
+        self._lookups: list[float] = []
+        self._lookup_order: deque[float] = deque()
+        self.lookup_window = lookup_window
         self._entry_floor: dict[int, float] = {}
         self._threshold = initial_threshold
         self._by_source: dict[str, list[int]] = {}
@@ -134,11 +141,13 @@ class Verifier:
                 self._threshold = self._compute()
 
     def note_lookup(self, best_similarity: float | None) -> None:
+        s = -1.0 if best_similarity is None else best_similarity
         with self._lock:
-            if best_similarity is None:
-                self._lookups_none += 1
-            else:
-                insort(self._lookups, best_similarity)
+            insort(self._lookups, s)
+            self._lookup_order.append(s)
+            if len(self._lookup_order) > self.lookup_window:
+                old = self._lookup_order.popleft()
+                del self._lookups[bisect_left(self._lookups, old)]
 
     def forget_entry(self, entry: int) -> None:
         with self._lock:
@@ -152,10 +161,9 @@ class Verifier:
         return len(xs) - bisect_left(xs, t - 1e-12)
 
     def _hit_share(self, t: float) -> float:
-        total = len(self._lookups) + self._lookups_none
-        if total == 0:
+        if not self._lookups:
             return 1.0
-        return self._above(self._lookups, t) / total
+        return self._above(self._lookups, t) / len(self._lookups)
 
     def _compute(self) -> float:
         best: float | None = None
@@ -189,7 +197,12 @@ class Verifier:
         return t if floor is None else max(t, floor + self.STEP)
 
     def decide(self, entry: int, similarity: float) -> Verdict:
-        if similarity >= self.threshold_for(entry):
+        t = self.threshold_for(entry)
+        if similarity >= t:
+            # Earn trust first: until enough labels exist at or above the threshold, every
+            # would-be hit is verified (recomputed and compared) instead of served.
+            if self._above(self._sims, t) < self.min_observations:
+                return Verdict.VERIFY
             if self.rng.random() < self.verify_rate:
                 return Verdict.VERIFY
             return Verdict.SERVE
@@ -213,7 +226,7 @@ class Verifier:
                 hit_precision=(1 - e / n) if n else None,
                 observations=len(self._sims),
                 observations_above=n,
-                lookups=len(self._lookups) + self._lookups_none,
+                lookups=len(self._lookups),
             )
 
     def by_source(self) -> dict[str, dict[str, int]]:
