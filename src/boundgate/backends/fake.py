@@ -28,14 +28,13 @@ from starlette.routing import Route
 from ..testing import ThreadedServer
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
 
-
 _VOCABULARY = (
-    "river mountain engine garden violin harbour pepper orbit castle winter copper lantern "
-    "meadow signal theatre glacier compass ledger falcon prism velvet canyon marble tunnel "
-    "orchard beacon cipher quarry saddle thunder anchor basket cotton desert ember fabric "
-    "granite hollow island jungle kettle lemon magnet needle oyster pillow quartz ribbon "
-    "silver timber umbrella valley walnut yellow zephyr bakery candle dolphin feather "
-    "harvest ivory jacket kitchen ladder mirror nectar olive parrot rocket spiral tractor"
+    "river mountain engine garden violin harbour pepper orbit castle winter copper lantern  "
+    "meadow signal theatre glacier compass ledger falcon prism velvet canyon marble tunnel  "
+    "orchard beacon cipher quarry saddle thunder anchor basket cotton desert ember fabric  "
+    "granite hollow island jungle kettle lemon magnet needle oyster pillow quartz ribbon  "
+    "silver timber umbrella valley walnut yellow zephyr bakery candle dolphin feather harvest  "
+    "ivory jacket kitchen ladder mirror nectar olive parrot rocket spiral tractor"
 ).split()
 
 
