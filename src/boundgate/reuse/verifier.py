@@ -19,7 +19,8 @@ where ``s`` is the cosine similarity between the request and the stored question
 For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with ``s ≥ t`` and
 the wrong ones among them, and ``h(t)`` the share of recent lookups (the last
 ``lookup_window``) whose best candidate has ``s ≥ t``. Expected wrong reuses per lookup at
-``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence bound (one-sided, ``reuse.confidence``) for ``e/n`` and picks the
+``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence bound
+(one-sided, ``reuse.confidence``) for ``e/n`` and picks the
 lowest ``t`` such that the bound holds at ``t`` and at every higher ``t`` with enough data
 (``reuse.min_observations``). Until the data proves a threshold, ``reuse.initial_threshold``
 applies. Per entry, a wrong verdict raises that entry's own floor above the similarity that
