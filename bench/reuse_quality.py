@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import random
 import re
 import sys
@@ -99,11 +100,17 @@ class Components:
 
 
 def load_pairs(path: Path, limit: int | None, seed: int) -> list[tuple[str, str, int]]:
-    with path.open(newline="") as fh:
-        rows = [
-            (r["question1"].strip(), r["question2"].strip(), int(r["is_duplicate"]))
-            for r in csv.DictReader(fh)
-        ]
+    """CSV with question1,question2,is_duplicate; or GPTCache's JSON list of
+    {"origin", "similar"} (all duplicates)."""
+    if path.suffix == ".json":
+        items = json.loads(path.read_text())
+        rows = [(i["origin"].strip(), i["similar"].strip(), 1) for i in items]
+    else:
+        with path.open(newline="") as fh:
+            rows = [
+                (r["question1"].strip(), r["question2"].strip(), int(r["is_duplicate"]))
+                for r in csv.DictReader(fh)
+            ]
     rows = [r for r in rows if r[0] and r[1] and r[0] != r[1]]
     random.Random(seed).shuffle(rows)
     return rows[:limit] if limit else rows

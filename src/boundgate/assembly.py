@@ -22,9 +22,11 @@ from .gateway import Gateway
 from .grid import BundledCarbonSource
 from .grid.base import CarbonSource
 from .metrics import Metrics
+from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseConfig, ReuseEngine
 from .reuse.verifier import Verifier
+from .scheduler.jobs import JobQueue
 from .settings import ConfigError, ModelSettings, Settings
 from .store import SQLiteStore, Store
 from .tenants import Limiter
@@ -115,8 +117,13 @@ def build_reuse(
             time_sensitive_max_age=r.time_sensitive_max_age,
             time_sensitive_pattern=r.time_sensitive_pattern,
             max_entries=r.max_entries,
+            bind_after=r.bind_after,
+            require_bound=r.require_bound,
+            stale_policy=r.stale_policy,
         ),
         clock=clock,
+        signer=Signer.load_or_create(settings.server.data_dir),
+        jobs=JobQueue(store, clock),
     )
     engine.verifier_confidence = r.confidence
     return engine

@@ -9,6 +9,7 @@ a ledger row too. The HTTP layer (``server/``) only translates shapes.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from .errors import BoundgateError, ContextLengthExceededError, ModelNotFoundErr
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
-from .reuse.engine import Lookup, ReuseEngine, replay_pieces, usage_of
+from .reuse.engine import Lookup, ReuseEngine, replay_pieces, request_from_json, usage_of
 from .store import LedgerRow, Store
 from .tenants import Limiter, Reservation, Tenant
 
@@ -40,6 +41,7 @@ class RequestContext:
     started_mono: float  # monotonic, for latency
     cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
     reuse: Lookup | None = None  # what the reuse layer decided, once it has
+    internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,48 @@ class Gateway:
         )
         await self._commit(row)
 
+    # --- deferrable work ----------------------------------------------------------------------
+    def job_handlers(self) -> dict[str, Any]:
+        return {"rebind": self.rebind} if self.reuse is not None else {}
+
+    def model_versions(self) -> dict[str, str]:
+        return {name: b.version for name, b in self.backends.items()}
+
+    async def rebind(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Job handler: recompute a stale document's answer with the current model version and
+        bind it as a new document that supersedes the old one (with a diff). Idempotent."""
+        assert self.reuse is not None
+        doc = await asyncio.to_thread(self.store.get_document, str(payload["document"]))
+        if doc is None or doc.state != "stale" or doc.entry is None:
+            return {"skipped": "not stale" if doc else "unknown document"}
+        entry = await asyncio.to_thread(self.store.get_entry, doc.entry)
+        if entry is None or entry.request is None:
+            return {"skipped": "original request not recorded"}
+        req = request_from_json(entry.request)
+        endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
+        ctx = self.context(Tenant(name=doc.tenant), endpoint)
+        ctx.cache_control = "no-cache"  # compute afresh, store the new answer
+        ctx.internal = True
+        result = await self.complete(ctx, req)
+        stored = result.reuse.stored_id if result.reuse else None
+        key = self.reuse.entry_key(stored) if stored else None
+        if key is None:
+            return {"skipped": "new answer was not stored", "request_id": ctx.request_id}
+        old = json.loads(doc.body)
+        new = await self.reuse.bind(
+            key,
+            supersedes=doc,
+            previous_answer=entry.answer,
+            variants=list(old.get("bg:questionVariants") or []),
+            askers=int(old.get("bg:askerCount") or 1),
+        )
+        return {
+            "document": new.id if new else None,
+            "supersedes": doc.id,
+            "answer_changed": result.completion.text != entry.answer,
+            "request_id": ctx.request_id,
+        }
+
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(
         self, ctx: RequestContext, req: GenerationRequest, backend: Backend
@@ -319,7 +363,15 @@ class Gateway:
             endpoint=ctx.endpoint,
             cache_control=ctx.cache_control,
         )
-        return await self.reuse.lookup(p, key)
+        stale = self.reuse.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        return await self.reuse.lookup(p, key, stale)
+
+    @staticmethod
+    def asker(ctx: RequestContext, req: GenerationRequest) -> str | None:
+        """Who asked, for the prompt registry: tenant + the request's user, else the key."""
+        if ctx.internal:
+            return None
+        return f"{ctx.tenant.name}\x00{req.user or ctx.tenant.key_id or ''}"
 
     async def _remember(
         self,
@@ -328,6 +380,7 @@ class Gateway:
         backend: Backend,
         completion: Completion,
         energy: EnergyReport,
+        req: GenerationRequest,
     ) -> None:
         if self.reuse is None or lookup is None:
             return
@@ -339,6 +392,8 @@ class Gateway:
             model_version=backend.version,
             cost_wh=energy.wh,
             cost_gco2=energy.gco2,
+            request=req,
+            asker=self.asker(ctx, req),
         )
         self.reuse.settle_soon(lookup, completion.text, ctx.request_id)
 
@@ -387,7 +442,7 @@ class Gateway:
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(token, t0, ctx)
         usage = usage_of(lookup.entry)
-        await self.reuse.note_hit(lookup)
+        await self.reuse.note_hit(lookup, self.asker(ctx, req))
         await self._commit(
             self._row(ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup)
         )
@@ -417,7 +472,7 @@ class Gateway:
             usage = completion.usage
             m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
             await self._remember(
-                ctx, lookup, backend, completion, self.energy_report(m, ctx.started)
+                ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
             await self._commit(
@@ -499,7 +554,7 @@ class Gateway:
             m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
             completion = Completion("".join(parts), finish, usage)
             await self._remember(
-                ctx, lookup, backend, completion, self.energy_report(m, ctx.started)
+                ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
             await self._commit(

@@ -134,6 +134,17 @@ class ReuseSettings(_Section):
     max_entries: int = Field(
         100_000, ge=1, description="Stored answers kept; beyond it the least valuable go."
     )
+    bind_after: int = Field(
+        3, ge=1, description="Distinct askers after which an answer is bound (signed document)."
+    )
+    require_bound: bool = Field(
+        False, description="Serve semantic matches only from bound documents (strict)."
+    )
+    stale_policy: Literal["stale-while-rebind", "recompute"] = Field(
+        "stale-while-rebind",
+        description="When a model's version changes: serve its documents marked stale while a "
+        "rebind job recomputes them, or recompute without serving them.",
+    )
     embedder: Literal["minilm", "hash"] = Field(
         "minilm", description="minilm (all-MiniLM-L6-v2 int8 ONNX) or hash (tests only)."
     )

@@ -67,8 +67,11 @@ class FakeBackend(Backend):
         params_b: float = 0.135,
         context_length: int | None = 2048,
         token_delay_s: float = 0.0,
+        version: str | None = None,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
+        if version is not None:
+            self.version = version
         self.token_delay_s = token_delay_s
         self.calls = 0
         self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer

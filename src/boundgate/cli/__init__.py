@@ -359,6 +359,11 @@ def version() -> None:
     print(__version__)
 
 
+from .docs import docs_app  # noqa: E402  (needs the helpers above)
+
+app.add_typer(docs_app, name="docs")
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

@@ -17,6 +17,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -25,12 +26,15 @@ from ..backends.base import Completion, GenerationRequest, Usage
 from ..clock import Clock, SystemClock
 from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..fmt import plain_decimal
-from ..store import LedgerRow, ObservationRow, Store, StoredEntry
+from ..scheduler.jobs import JobQueue
+from ..store import DocumentRow, LedgerRow, ObservationRow, Store, StoredEntry
+from . import binding
+from .binding import Signer
 from .embedder import Embedder, Vectors
 from .guards import compare
 from .index import ScopedIndex
 from .policy import Mode, Plan, TimeSensitivity, plan
-from .scope import ReuseKey, canonical_query, reuse_key
+from .scope import ReuseKey, canonical_query, exact_hash, reuse_key, scope_hash
 from .verifier import Observation, Verdict, Verifier
 
 RECENCY_HALF_LIFE_S = 7 * 86400.0
@@ -51,7 +55,11 @@ class EntryMeta:
     size: int
     hits: int = 0
     last_used: float = 0.0
-    pinned: bool = False
+    pinned: bool = False  # bound entries are never evicted
+    document: str | None = None  # the bound document's short id
+    model: str = ""
+    model_version: str = ""
+    tenant: str = ""
 
 
 @dataclass
@@ -71,8 +79,14 @@ class Lookup:
     def hit(self) -> bool:
         return self.entry is not None
 
+    @property
+    def document(self) -> str | None:
+        if self.entry is not None:
+            return self.entry.document_id or self.entry.id
+        return self.stored_id
+
     def ledger_fields(self) -> dict[str, Any]:
-        doc = self.entry.id if self.entry is not None else self.stored_id
+        doc = self.document
         return {
             "reuse": self.status,
             "document_id": doc,
@@ -83,7 +97,7 @@ class Lookup:
 
     def headers(self) -> dict[str, str]:
         h = {"x-boundgate-reuse": self.status}
-        doc = self.entry.id if self.entry is not None else self.stored_id
+        doc = self.document
         if doc:
             h["x-boundgate-document"] = doc
         if self.similarity is not None:
@@ -102,6 +116,9 @@ class ReuseConfig:
     time_sensitive_pattern: str | None = None
     max_entries: int = 100_000
     candidates: int = 8
+    bind_after: int = 3
+    require_bound: bool = False
+    stale_policy: str = "stale-while-rebind"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,8 +132,12 @@ class ReuseEngine:
         config: ReuseConfig | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        signer: Signer | None = None,
+        jobs: JobQueue | None = None,
     ) -> None:
         self.store = store
+        self.signer = signer
+        self.jobs = jobs
         self.embedder = embedder
         self.verifier = verifier
         self.config = config or ReuseConfig()
@@ -134,6 +155,8 @@ class ReuseEngine:
         self._next_key = 1
         self._lock = threading.Lock()
         self._feedback_seen: set[str] = set()
+        self._stale_documents: set[str] = set()  # bound documents of superseded model versions
+        self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
         self._background: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = {}
 
@@ -175,10 +198,17 @@ class ReuseEngine:
             size=len(e.answer.encode()) + len(e.query.encode()) + len(e.vector) + 256,
             hits=e.hits,
             last_used=e.last_hit or e.created,
+            pinned=e.document_id is not None,
+            document=e.document_id,
+            model=e.model,
+            model_version=e.model_version,
+            tenant=e.tenant,
         )
         with self._lock:
             self._meta[e.key] = meta
             self._by_id[e.id] = e.key
+            if e.document_id:
+                self._by_id[e.document_id] = e.key
             prev = self._exact.get(e.exact)
             if prev is None or self._meta[prev].created <= e.created:
                 self._exact[e.exact] = e.key
@@ -186,6 +216,10 @@ class ReuseEngine:
 
     def __len__(self) -> int:
         return len(self._meta)
+
+    def entry_key(self, public_id: str) -> int | None:
+        """The entry behind an answer id (ans_…) or a bound document id (doc_…)."""
+        return self._by_id.get(public_id)
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -220,46 +254,85 @@ class ReuseEngine:
     async def embed(self, texts: list[str]) -> Vectors:
         return await asyncio.to_thread(self.embedder.embed, texts)
 
-    async def lookup(self, p: Plan, key: ReuseKey | None) -> Lookup:
+    async def lookup(
+        self, p: Plan, key: ReuseKey | None, stale_keys: tuple[ReuseKey, ...] = ()
+    ) -> Lookup:
+        """Exact, then semantic, in the request's scope; then bound documents of earlier
+        versions of the model (served marked ``stale`` while they are rebound)."""
         if key is None or p.lookup is Mode.OFF:
             self._count("bypass")
             return Lookup(p, key, "bypass")
         now = self.clock.time()
+        out = await self._search(p, key, now)
+        if not out.hit and stale_keys and self.config.stale_policy == "stale-while-rebind":
+            for sk in stale_keys:
+                alt = await self._search(p, sk, now, stale=True, vector=out.vector)
+                if alt.entry is not None:
+                    out.entry, out.status, out.similarity = alt.entry, "stale", alt.similarity
+                    out.candidate, out.verdict = None, None
+                    break
+        if out.semantic:
+            self.verifier.note_lookup(out.similarity)
+        self._count(out.status if out.verdict is not Verdict.VERIFY else "verify")
+        return out
+
+    async def _entry_if_live(self, meta: EntryMeta) -> StoredEntry | None:
+        """The stored entry, unless it was revoked (possibly by another process)."""
+        entry = await asyncio.to_thread(self.store.get_entry, meta.key)
+        if entry is None or entry.revoked:
+            await self.forget([meta.key], delete=False)
+            return None
+        if entry.document_id and not meta.document:
+            meta.document, meta.pinned = entry.document_id, True
+        return entry
+
+    async def _search(
+        self,
+        p: Plan,
+        key: ReuseKey,
+        now: float,
+        *,
+        stale: bool = False,
+        vector: Vectors | None = None,
+    ) -> Lookup:
+        def admissible(meta: EntryMeta | None) -> bool:
+            if meta is None or not self._fresh(meta, p, now):
+                return False
+            return not stale or meta.document in self._stale_documents
+
         exact = self._exact.get(key.exact)
-        if exact is not None:
-            meta = self._meta.get(exact)
-            if meta is not None and self._fresh(meta, p, now):
-                entry = await asyncio.to_thread(self.store.get_entry, exact)
-                if entry is not None:
-                    self._count("hit-exact")
-                    return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        meta = self._meta.get(exact) if exact is not None else None
+        if meta is not None and admissible(meta):
+            entry = await self._entry_if_live(meta)
+            if entry is not None:
+                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
         if p.lookup is not Mode.SEMANTIC or not self.config.semantic:
-            self._count("miss")
             return Lookup(p, key, "miss")
-        vector = (await self.embed([key.query]))[0]
-        out = Lookup(p, key, "miss", vector=vector, semantic=True)
+        if vector is None:
+            vector = (await self.embed([key.query]))[0]
+        out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
         for n in self.index.search(key.scope, vector, self.config.candidates):
             meta = self._meta.get(n.key)
-            if meta is None or not self._fresh(meta, p, now) or meta.exact == key.exact:
+            if not admissible(meta) or meta is None or meta.exact == key.exact:
                 continue
             if n.similarity < self.verifier.floor:
                 break
+            if self.config.require_bound and meta.document is None:
+                continue
             if not compare(key.query, meta.query).ok:
                 continue
             out.similarity = n.similarity
             out.verdict = self.verifier.decide(meta.key, n.similarity)
             if out.verdict is Verdict.SERVE:
-                entry = await asyncio.to_thread(self.store.get_entry, meta.key)
+                entry = await self._entry_if_live(meta)
                 if entry is not None:
                     out.entry, out.status = entry, "hit-semantic"
-            elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE):
+            elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
                 out.candidate = meta
             break
-        self.verifier.note_lookup(out.similarity)
-        self._count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
-    async def note_hit(self, lookup: Lookup) -> None:
+    async def note_hit(self, lookup: Lookup, asker: str | None = None) -> None:
         if lookup.entry is None:
             return
         now = self.clock.time()
@@ -268,6 +341,194 @@ class ReuseEngine:
             meta.hits += 1
             meta.last_used = now
         await self.store.note_hit(lookup.entry.key, now)
+        if asker is not None and lookup.key is not None and lookup.status != "stale":
+            bound = await self.register(lookup.entry.key, asker, lookup.key.query)
+            if bound is not None:
+                lookup.entry.document_id = bound
+
+    # --- prompt registry and binding ------------------------------------------------------
+    async def register(self, entry_key: int, asker: str, query: str) -> str | None:
+        """Count a distinct asker for a meaning; bind its answer once enough have asked.
+        Returns the document id if this ask bound it."""
+        digest = hashlib.sha256(asker.encode()).hexdigest()[:32]  # askers are not stored raw
+        count = await asyncio.to_thread(
+            self.store.add_asker, entry_key, digest, query, self.clock.time()
+        )
+        meta = self._meta.get(entry_key)
+        if meta is not None and meta.document is None and count >= self.config.bind_after:
+            row = await self.bind(entry_key)
+            return row.id if row is not None else None
+        return None
+
+    async def bind(
+        self,
+        entry_key: int,
+        *,
+        supersedes: DocumentRow | None = None,
+        previous_answer: str | None = None,
+        variants: list[str] | None = None,
+        askers: int | None = None,
+    ) -> DocumentRow | None:
+        """Freeze an entry's answer into a signed document (no-op if already bound)."""
+        if self.signer is None:
+            return None
+        entry = await asyncio.to_thread(self.store.get_entry, entry_key)
+        if entry is None or entry.revoked:
+            return None
+        if entry.document_id:
+            return await asyncio.to_thread(self.store.get_document, entry.document_id)
+        variants = (variants or []) + await asyncio.to_thread(self.store.variants, entry_key)
+        if askers is None:
+            askers = await asyncio.to_thread(self.store.asker_count, entry_key)
+        now = self.clock.time()
+        created = datetime.fromtimestamp(now, tz=UTC)
+        unsigned = binding.build(
+            question=entry.query,
+            variants=variants or [entry.query],
+            answer=entry.answer,
+            model=entry.model,
+            model_version=entry.model_version,
+            tenant=entry.tenant,
+            scope=json.loads(entry.scope_doc),
+            askers=max(1, askers),
+            created=created,
+            cost_wh=entry.cost_wh,
+            cost_gco2=entry.cost_gco2,
+            supersedes=json.loads(supersedes.body)["@id"] if supersedes else None,
+            previous_answer=previous_answer,
+        )
+        signed = self.signer.sign(unsigned, created)
+        row = DocumentRow(
+            id=binding.short_id(signed["@id"]),
+            entry=entry_key,
+            tenant=entry.tenant,
+            model=entry.model,
+            model_version=entry.model_version,
+            state="active",
+            supersedes=supersedes.id if supersedes else None,
+            superseded_by=None,
+            created=now,
+            body=binding.canonical(signed).decode(),
+        )
+        await asyncio.to_thread(self.store.put_document, row)
+        await asyncio.to_thread(self.store.set_entry_document, entry_key, row.id)
+        meta = self._meta.get(entry_key)
+        if meta is not None:
+            meta.document, meta.pinned = row.id, True
+            self._by_id[row.id] = entry_key
+        if supersedes is not None:
+            await asyncio.to_thread(
+                self.store.set_document_state, supersedes.id, "superseded", row.id
+            )
+            self._stale_documents.discard(supersedes.id)
+        self._count("bound")
+        return row
+
+    async def import_document(self, doc: dict[str, Any]) -> str | None:
+        """Add a verified document (from ``docs export`` of this or another gateway) so its
+        answer is served in its scope. Returns its id, or None if it is here already."""
+        doc_id = binding.short_id(str(doc["@id"]))
+        if await asyncio.to_thread(self.store.get_document, doc_id) is not None:
+            return None
+        scope = doc["bg:scope"]
+        tenant = str(scope["tenant"])
+        scope_doc = {
+            "model": doc["bg:model"]["name"],
+            "model_version": doc["bg:model"]["version"],
+            "endpoint": scope.get("endpoint"),
+            "context_sha256": scope.get("contextSha256"),
+            "params": doc["bg:parameters"],
+        }
+        query = str(doc["name"])
+        answer = str(doc["acceptedAnswer"]["text"])
+        created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
+        vector = (await self.embed([query]))[0]
+        newest = await asyncio.to_thread(self.store.max_entry_key)
+        with self._lock:
+            entry_key = max(self._next_key, newest + 1)
+            self._next_key = entry_key + 1
+        scope_key = scope_hash(tenant, scope_doc)
+        entry = StoredEntry(
+            key=entry_key,
+            id="ans_" + hashlib.sha256(f"import\n{doc['@id']}".encode()).hexdigest()[:24],
+            scope=scope_key,
+            exact=exact_hash(scope_key, query),
+            query=query,
+            answer=answer,
+            finish_reason="stop",
+            prompt_tokens=0,
+            completion_tokens=0,
+            model=scope_doc["model"],
+            model_version=scope_doc["model_version"],
+            tenant=tenant,
+            created=created.timestamp(),
+            cost_wh=float(doc.get("bg:generationEnergyWh") or 0.0),
+            cost_gco2=float(doc.get("bg:generationCarbonG") or 0.0),
+            vector=np.asarray(vector, dtype=np.float32).tobytes(),
+            embedder=self.embedder.name,
+            scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
+            document_id=doc_id,
+        )
+        await self.store.put_entry(entry)
+        row = DocumentRow(
+            id=doc_id,
+            entry=entry_key,
+            tenant=tenant,
+            model=entry.model,
+            model_version=entry.model_version,
+            state="active",
+            supersedes=None,
+            superseded_by=None,
+            created=created.timestamp(),
+            body=binding.canonical(doc).decode(),
+        )
+        await asyncio.to_thread(self.store.put_document, row)
+        self._add_meta(entry)
+        self.index.add(scope_key, entry_key, vector)
+        return doc_id
+
+    async def revoke(self, doc_id: str) -> bool:
+        """Stop serving a document's answer; the document stays, marked revoked."""
+        doc = await asyncio.to_thread(self.store.get_document, doc_id)
+        if doc is None:
+            return False
+        await asyncio.to_thread(self.store.set_document_state, doc_id, "revoked")
+        if doc.entry is not None:
+            await asyncio.to_thread(self.store.set_entry_document, doc.entry, doc_id, True)
+            await self.forget([doc.entry], delete=False)
+        self._stale_documents.discard(doc_id)
+        return True
+
+    # --- model versions: stale documents and rebinding -------------------------------------
+    def mark_stale(self, current_versions: dict[str, str]) -> list[str]:
+        """Documents bound by another version of a configured model become stale; a rebind
+        job is queued for each. Returns the stale document ids."""
+        stale: list[str] = []
+        for state in ("active", "stale"):
+            for doc in self.store.documents(state=state):
+                current = current_versions.get(doc.model)
+                if current is None or current == doc.model_version:
+                    continue
+                if state == "active":
+                    self.store.set_document_state(doc.id, "stale")
+                stale.append(doc.id)
+                self._stale_documents.add(doc.id)
+                self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
+                if self.jobs is not None:
+                    self.jobs.submit(
+                        "rebind", {"document": doc.id}, dedupe=f"rebind:{doc.id}:{current}"
+                    )
+        return stale
+
+    def stale_keys(
+        self, req: GenerationRequest, *, tenant: str, endpoint: str
+    ) -> tuple[ReuseKey, ...]:
+        keys = []
+        for version in sorted(self._stale_versions.get(req.model, ())):
+            k = reuse_key(req, tenant=tenant, model_version=version, endpoint=endpoint)
+            if k is not None:
+                keys.append(k)
+        return tuple(keys)
 
     # --- after generation -----------------------------------------------------------------
     async def remember(
@@ -280,6 +541,8 @@ class ReuseEngine:
         model_version: str,
         cost_wh: float,
         cost_gco2: float,
+        request: GenerationRequest | None = None,
+        asker: str | None = None,
     ) -> str | None:
         """Store a fresh answer (if the plan allows); returns its public id."""
         key = lookup.key
@@ -316,11 +579,16 @@ class ReuseEngine:
             vector=np.asarray(vector, dtype=np.float32).tobytes(),
             embedder=self.embedder.name,
             scope_doc=json.dumps(key.scope_doc, sort_keys=True, separators=(",", ":")),
+            request=_request_json(request) if request is not None else None,
         )
         await self.store.put_entry(entry)
         self._add_meta(entry)
         self.index.add(key.scope, entry_key, vector)
         lookup.stored_id = entry.id
+        if asker is not None:
+            bound = await self.register(entry_key, asker, key.query)
+            if bound is not None:
+                lookup.stored_id = bound
         if len(self._meta) > self.config.max_entries:
             await self.evict()
         return entry.id
@@ -408,19 +676,22 @@ class ReuseEngine:
     def _count_n(self, name: str, n: int) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    async def forget(self, keys: list[int]) -> None:
+    async def forget(self, keys: list[int], delete: bool = True) -> None:
         with self._lock:
             for k in keys:
                 meta = self._meta.pop(k, None)
                 if meta is None:
                     continue
                 self._by_id.pop(meta.id, None)
+                if meta.document:
+                    self._by_id.pop(meta.document, None)
                 if self._exact.get(meta.exact) == k:
                     del self._exact[meta.exact]
         for k in keys:
             self.index.remove(k)
             self.verifier.forget_entry(k)
-        await self.store.delete_entries(keys)
+        if delete:
+            await self.store.delete_entries(keys)
 
     # --- reporting ------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -455,3 +726,38 @@ def replay_pieces(text: str) -> list[str]:
 
 def usage_of(entry: StoredEntry) -> Usage:
     return Usage(entry.prompt_tokens, entry.completion_tokens)
+
+
+def _request_json(req: GenerationRequest) -> str:
+    """What is needed to recompute an answer (rebind): the request minus per-user fields."""
+    body: dict[str, Any] = {
+        "model": req.model,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "stop": req.stop,
+        "seed": req.seed,
+        "passthrough": req.passthrough,
+    }
+    if req.messages is not None:
+        body["messages"] = [[m.role, m.content] for m in req.messages]
+    else:
+        body["prompt"] = req.prompt
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def request_from_json(text: str) -> GenerationRequest:
+    from ..backends.base import Message
+
+    body = json.loads(text)
+    return GenerationRequest(
+        model=body["model"],
+        messages=[Message(r, c) for r, c in body["messages"]] if "messages" in body else None,
+        prompt=body.get("prompt"),
+        max_tokens=body["max_tokens"],
+        temperature=body["temperature"],
+        top_p=body["top_p"],
+        stop=list(body["stop"]),
+        seed=body["seed"],
+        passthrough=dict(body["passthrough"]),
+    )

@@ -17,11 +17,12 @@ filter that could be forgotten. Only the last user message is matched by meaning
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
+
+import rfc8785
 
 from ..backends.base import GenerationRequest
 
@@ -39,7 +40,9 @@ def max_tokens_class(n: int) -> int:
 
 
 def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """RFC 8785 (JCS), the canonical form documents are signed in: a scope rebuilt from a
+    document's JSON (where 1.0 reads back as 1) hashes like the original."""
+    return rfc8785.dumps(obj).decode()
 
 
 def _sha(text: str) -> str:
@@ -97,5 +100,13 @@ def reuse_key(
         "context_sha256": _sha(_canonical(context)),
         "params": params,
     }
-    scope = _sha(_canonical({"tenant": tenant, **scope_doc}))
-    return ReuseKey(scope, query, _sha(scope + "\n" + canonical_query(query)), scope_doc)
+    scope = scope_hash(tenant, scope_doc)
+    return ReuseKey(scope, query, exact_hash(scope, query), scope_doc)
+
+
+def scope_hash(tenant: str, scope_doc: dict[str, Any]) -> str:
+    return _sha(_canonical({"tenant": tenant, **scope_doc}))
+
+
+def exact_hash(scope: str, query: str) -> str:
+    return _sha(scope + "\n" + canonical_query(query))

@@ -27,6 +27,7 @@ from ..errors import (
     PayloadTooLargeError,
 )
 from ..gateway import Gateway
+from ..scheduler.jobs import JobRunner
 from .chat.router import router as chat_router
 from .common import loc_to_param
 from .completions.router import router as completions_router
@@ -111,15 +112,22 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.store.open()
+        runner = JobRunner(gateway.store, gateway.job_handlers(), clock=gateway.clock)
         try:
             if gateway.reuse is not None:
                 await asyncio.to_thread(gateway.reuse.load)
             for backend in gateway.backends.values():
                 await backend.start()
+            if gateway.reuse is not None:
+                # versions are known once models are loaded (the gguf hash)
+                await asyncio.to_thread(gateway.reuse.mark_stale, gateway.model_versions())
+            app.state.runner = runner
+            runner.start()
             app.state.ready = True
             yield
         finally:
             app.state.ready = False
+            await runner.stop()
             await gateway.drain()
             for backend in gateway.backends.values():
                 await backend.aclose()

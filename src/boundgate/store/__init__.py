@@ -1,10 +1,22 @@
 """Persistence: the ledger, API keys, reuse entries and observations."""
 
-from .base import ApiKey, LedgerRow, NewKey, ObservationRow, ReportRow, Store, StoredEntry
+from .base import (
+    ApiKey,
+    DocumentRow,
+    JobRow,
+    LedgerRow,
+    NewKey,
+    ObservationRow,
+    ReportRow,
+    Store,
+    StoredEntry,
+)
 from .sqlite import SQLiteStore
 
 __all__ = [
     "ApiKey",
+    "DocumentRow",
+    "JobRow",
     "LedgerRow",
     "NewKey",
     "ObservationRow",

@@ -69,6 +69,39 @@ class StoredEntry:
     scope_doc: str  # canonical JSON of the scope (minus tenant)
     hits: int = 0
     last_hit: float | None = None
+    request: str | None = None  # the generation request as JSON (to recompute on rebind)
+    document_id: str | None = None  # the bound document, once bound
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: str  # short id, doc_…
+    entry: int | None
+    tenant: str
+    model: str
+    model_version: str
+    state: str  # active | stale | superseded | revoked
+    supersedes: str | None
+    superseded_by: str | None
+    created: float
+    body: str  # the signed JSON-LD document, canonical JSON
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    kind: str
+    payload: str  # JSON
+    state: str  # pending | running | done | failed | cancelled
+    created: float
+    not_before: float
+    deadline: float
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    result: str | None = None
+    dedupe: str | None = None  # at most one job per dedupe key
 
 
 @dataclass(frozen=True)
@@ -160,6 +193,9 @@ class Store(ABC):
     def get_entry(self, key: int) -> StoredEntry | None: ...
 
     @abstractmethod
+    def get_entry_by_id(self, public_id: str) -> StoredEntry | None: ...
+
+    @abstractmethod
     def max_entry_key(self) -> int: ...
 
     @abstractmethod
@@ -177,6 +213,52 @@ class Store(ABC):
     @abstractmethod
     def lookup_similarities(self) -> list[float | None]:
         """Best-candidate similarity of every semantic lookup in the ledger (None: none)."""
+
+    # --- registry and documents -------------------------------------------------
+    @abstractmethod
+    def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
+        """Record that ``asker`` asked for ``entry``; returns the distinct askers so far."""
+
+    @abstractmethod
+    def asker_count(self, entry: int) -> int: ...
+
+    @abstractmethod
+    def variants(self, entry: int) -> list[str]:
+        """The question texts the askers of ``entry`` used."""
+
+    @abstractmethod
+    def put_document(self, doc: DocumentRow) -> None: ...
+
+    @abstractmethod
+    def get_document(self, doc_id: str) -> DocumentRow | None: ...
+
+    @abstractmethod
+    def documents(self, state: str | None = None, limit: int | None = None) -> list[DocumentRow]:
+        """Newest first."""
+
+    @abstractmethod
+    def set_document_state(
+        self, doc_id: str, state: str, superseded_by: str | None = None
+    ) -> None: ...
+
+    @abstractmethod
+    def set_entry_document(self, entry: int, doc_id: str | None, revoked: bool = False) -> None: ...
+
+    # --- jobs --------------------------------------------------------------------
+    @abstractmethod
+    def put_job(self, job: JobRow) -> bool:
+        """Queue a job; False if one with the same dedupe key exists already."""
+
+    @abstractmethod
+    def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+        """Lease the next due job (pending, or running with an expired lease)."""
+
+    @abstractmethod
+    def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+        """Complete a leased job (idempotent: only the lease holder's first call counts)."""
+
+    @abstractmethod
+    def jobs(self, state: str | None = None) -> list[JobRow]: ...
 
     # --- keys ------------------------------------------------------------------
     @abstractmethod

@@ -26,7 +26,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .base import ApiKey, LedgerRow, NewKey, ObservationRow, ReportRow, Store, StoredEntry
+from .base import (
+    ApiKey,
+    DocumentRow,
+    JobRow,
+    LedgerRow,
+    NewKey,
+    ObservationRow,
+    ReportRow,
+    Store,
+    StoredEntry,
+)
 
 _LEDGER_COLUMNS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = (
@@ -44,7 +54,12 @@ _INSERT_ENTRY = (
 def _entry_from(r: sqlite3.Row) -> StoredEntry:
     data = {c: r[c] for c in _ENTRY_COLUMNS}
     data["vector"] = bytes(data["vector"])
+    data["revoked"] = bool(data["revoked"])
     return StoredEntry(**data)
+
+
+_DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
+_JOB_COLUMNS = [f.name for f in fields(JobRow)]
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -84,6 +99,14 @@ def _hash_secret(salt: bytes, secret: str) -> bytes:
 
 
 _Write = tuple[str, Any, Callable[[BaseException | None], None]]
+_CALL = "<call>"  # a write whose params is a function of the writer's connection
+
+
+def _apply(conn: sqlite3.Connection, sql: str, params: Any) -> None:
+    if sql == _CALL:
+        params(conn)
+    else:
+        conn.execute(sql, params)
 
 
 class SQLiteStore(Store):
@@ -188,7 +211,7 @@ class SQLiteStore(Store):
         try:
             conn.execute("BEGIN IMMEDIATE")
             for sql, params, _ in batch:
-                conn.execute(sql, params)
+                _apply(conn, sql, params)
             conn.execute("COMMIT")
         except sqlite3.Error:
             if conn.in_transaction:
@@ -196,7 +219,7 @@ class SQLiteStore(Store):
             # Isolate the failing statement: commit the others one by one.
             for sql, params, done in batch:
                 try:
-                    conn.execute(sql, params)
+                    _apply(conn, sql, params)
                 except sqlite3.Error as exc:
                     done(exc)
                 else:
@@ -305,6 +328,14 @@ class SQLiteStore(Store):
         r = self._reader().execute("SELECT * FROM reuse_entries WHERE key = ?", (key,)).fetchone()
         return _entry_from(r) if r is not None else None
 
+    def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
+        r = (
+            self._reader()
+            .execute("SELECT * FROM reuse_entries WHERE id = ?", (public_id,))
+            .fetchone()
+        )
+        return _entry_from(r) if r is not None else None
+
     def max_entry_key(self) -> int:
         r = self._reader().execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
         return int(r[0])
@@ -337,6 +368,121 @@ class SQLiteStore(Store):
             "SELECT similarity FROM ledger WHERE json_extract(extra, '$.semantic_lookup') = 1"
         )
         return [None if r[0] is None else float(r[0]) for r in rows]
+
+    # --- registry and documents ------------------------------------------------------------
+    def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
+        def add(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR IGNORE INTO reuse_askers (entry, asker, query, ts) VALUES (?, ?, ?, ?)",
+                (entry, asker, query, ts),
+            )
+            r = conn.execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
+            return int(r.fetchone()[0])
+
+        return int(self._call_sync(add))
+
+    def asker_count(self, entry: int) -> int:
+        r = self._reader().execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
+        return int(r.fetchone()[0])
+
+    def variants(self, entry: int) -> list[str]:
+        rows = self._reader().execute(
+            "SELECT DISTINCT query FROM reuse_askers WHERE entry = ? ORDER BY query", (entry,)
+        )
+        return [r[0] for r in rows]
+
+    def put_document(self, doc: DocumentRow) -> None:
+        self._write_sync(
+            f"INSERT INTO documents ({', '.join(_DOC_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})",
+            tuple(getattr(doc, c) for c in _DOC_COLUMNS),
+        )
+
+    def get_document(self, doc_id: str) -> DocumentRow | None:
+        r = self._reader().execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) if r is not None else None
+
+    def documents(self, state: str | None = None, limit: int | None = None) -> list[DocumentRow]:
+        sql = "SELECT * FROM documents"
+        params: list[Any] = []
+        if state is not None:
+            sql += " WHERE state = ?"
+            params.append(state)
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._reader().execute(sql, params)
+        return [DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) for r in rows]
+
+    def set_document_state(self, doc_id: str, state: str, superseded_by: str | None = None) -> None:
+        self._write_sync(
+            "UPDATE documents SET state = ?, superseded_by = COALESCE(?, superseded_by) "
+            "WHERE id = ?",
+            (state, superseded_by, doc_id),
+        )
+
+    def set_entry_document(self, entry: int, doc_id: str | None, revoked: bool = False) -> None:
+        self._write_sync(
+            "UPDATE reuse_entries SET document_id = ?, revoked = ? WHERE key = ?",
+            (doc_id, int(revoked), entry),
+        )
+
+    # --- jobs ----------------------------------------------------------------------------
+    def _call_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` on the writer's connection inside its transaction; return its result."""
+        box: list[Any] = [None]
+
+        def run(conn: sqlite3.Connection) -> None:
+            box[0] = fn(conn)
+
+        self._write_sync(_CALL, run)
+        return box[0]
+
+    def put_job(self, job: JobRow) -> bool:
+        sql = (
+            f"INSERT OR IGNORE INTO jobs ({', '.join(_JOB_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _JOB_COLUMNS)})"
+        )
+        values = tuple(getattr(job, c) for c in _JOB_COLUMNS)
+        return bool(self._call_sync(lambda conn: conn.execute(sql, values).rowcount == 1))
+
+    def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+        sql = (
+            "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
+            "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
+            "(state = 'pending' AND not_before <= ?) OR "
+            "(state = 'running' AND lease_expires < ?) ORDER BY not_before LIMIT 1) "
+            "RETURNING *"
+        )
+
+        due = self._reader().execute(
+            "SELECT 1 FROM jobs WHERE (state = 'pending' AND not_before <= ?) OR "
+            "(state = 'running' AND lease_expires < ?) LIMIT 1",
+            (now, now),
+        )
+        if due.fetchone() is None:  # the common case: no write transaction at all
+            return None
+
+        def claim(conn: sqlite3.Connection) -> JobRow | None:
+            r = conn.execute(sql, (owner, now + lease_s, now, now)).fetchone()
+            return JobRow(**{c: r[c] for c in _JOB_COLUMNS}) if r is not None else None
+
+        job: JobRow | None = self._call_sync(claim)
+        return job
+
+    def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+        sql = (
+            "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (state, result, job_id, owner)
+        return bool(self._call_sync(lambda conn: conn.execute(sql, params).rowcount == 1))
+
+    def jobs(self, state: str | None = None) -> list[JobRow]:
+        sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created"
+        rows = self._reader().execute(sql, (state,) if state else ())
+        return [JobRow(**{c: r[c] for c in _JOB_COLUMNS}) for r in rows]
 
     def tokens_used(self, tenant: str, since: float) -> int:
         r = (

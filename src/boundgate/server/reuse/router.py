@@ -1,16 +1,19 @@
-"""Reuse feedback and live reuse statistics."""
+"""Reuse feedback, live reuse statistics, and bound documents."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import NotFoundError
 from ...gateway import RequestContext
-from ..common import context, gateway_of
+from ...store import DocumentRow
+from ..common import admin_context, context, gateway_of
 
 router = APIRouter()
 
@@ -43,3 +46,84 @@ async def stats(
     """Reuse statistics: threshold, live wrong-reuse estimate with its interval, counts."""
     gw = gateway_of(request)
     return {"object": "boundgate.stats", "reuse": gw.reuse.stats() if gw.reuse else None}
+
+
+def _doc_summary(row: DocumentRow) -> dict[str, Any]:
+    body = json.loads(row.body)
+    return {
+        "id": row.id,
+        "object": "boundgate.document",
+        "@id": body.get("@id"),
+        "question": body.get("name"),
+        "model": row.model,
+        "model_version": row.model_version,
+        "tenant": row.tenant,
+        "state": row.state,
+        "supersedes": row.supersedes,
+        "superseded_by": row.superseded_by,
+        "askers": body.get("bg:askerCount"),
+        "created": row.created,
+    }
+
+
+def _visible(row: DocumentRow, ctx: RequestContext) -> bool:
+    return ctx.tenant.admin or row.tenant == ctx.tenant.name
+
+
+@router.get("/v1/boundgate/documents", tags=["reuse"])
+async def list_documents(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+    state: Annotated[str | None, Query(pattern="^(active|stale|superseded|revoked)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    """Bound documents (your tenant's; all for admins), newest first."""
+    rows = await asyncio.to_thread(gateway_of(request).store.documents, state, None)
+    data = [_doc_summary(r) for r in rows if _visible(r, ctx)][:limit]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/boundgate/documents/{doc_id}", tags=["reuse"])
+async def get_document(
+    doc_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> Response:
+    """The signed JSON-LD document itself (what `boundgate docs verify FILE` accepts)."""
+    row = await asyncio.to_thread(gateway_of(request).store.get_document, doc_id)
+    if row is None or not _visible(row, ctx):
+        raise NotFoundError(f"no document {doc_id!r}", param="doc_id")
+    return Response(
+        row.body,
+        media_type="application/ld+json",
+        headers={"x-boundgate-document-state": row.state},
+    )
+
+
+@router.post("/v1/boundgate/documents/{doc_id}/revoke", tags=["reuse"])
+async def revoke_document(
+    doc_id: str, request: Request, ctx: Annotated[RequestContext, Depends(admin_context)]
+) -> dict[str, Any]:
+    """Stop serving a document's answer (admin). The document stays, marked revoked."""
+    gw = gateway_of(request)
+    if gw.reuse is None or not await gw.reuse.revoke(doc_id):
+        raise NotFoundError(f"no document {doc_id!r}", param="doc_id")
+    return {"id": doc_id, "object": "boundgate.document", "state": "revoked"}
+
+
+class BindRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    answer_id: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/v1/boundgate/documents", tags=["reuse"])
+async def bind_answer(
+    body: BindRequest, request: Request, ctx: Annotated[RequestContext, Depends(admin_context)]
+) -> dict[str, Any]:
+    """Bind a stored answer now (admin), whatever its asker count."""
+    gw = gateway_of(request)
+    key = gw.reuse.entry_key(body.answer_id) if gw.reuse else None
+    if gw.reuse is None or key is None:
+        raise NotFoundError(f"no stored answer {body.answer_id!r}", param="answer_id")
+    row = await gw.reuse.bind(key)
+    if row is None:
+        raise NotFoundError(f"answer {body.answer_id!r} cannot be bound", param="answer_id")
+    return _doc_summary(row)

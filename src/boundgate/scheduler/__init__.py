@@ -1,0 +1,5 @@
+"""Deferrable work: persistent jobs with leases, and the runner that executes them."""
+
+from .jobs import JobHandler, JobQueue, JobRunner, StartPolicy, run_now
+
+__all__ = ["JobHandler", "JobQueue", "JobRunner", "StartPolicy", "run_now"]

@@ -1,0 +1,142 @@
+"""The job seam: persistent jobs, leased by a runner, completed once.
+
+Jobs live in the store (table ``jobs``): kind, JSON payload, earliest start, deadline, state,
+lease owner and expiry, attempts, result. A runner claims the next due job with a lease; if
+the process dies (``kill -9``) the lease expires and another runner (or the restarted one)
+takes the job again. Completion only counts for the lease holder, so a job whose lease was
+taken over cannot be completed twice. Handlers must therefore be idempotent (rebinding a
+document twice supersedes once: the second run finds the document already superseded).
+
+*When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
+policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..clock import Clock, SystemClock
+from ..store import JobRow, Store
+
+log = logging.getLogger("boundgate.jobs")
+
+JobHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# (kind, now, deadline, estimated duration s) -> earliest start
+StartPolicy = Callable[[str, float, float, float], float]
+
+
+def run_now(kind: str, now: float, deadline: float, duration_s: float) -> float:
+    return now
+
+
+class JobQueue:
+    def __init__(
+        self, store: Store, clock: Clock | None = None, policy: StartPolicy = run_now
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.policy = policy
+
+    def submit(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        deadline_s: float = 86400.0,
+        duration_s: float = 60.0,
+        dedupe: str | None = None,
+    ) -> str | None:
+        """Queue a job; None if a job with the same dedupe key exists already."""
+        now = self.clock.time()
+        deadline = now + deadline_s
+        job = JobRow(
+            id="job_" + uuid.uuid4().hex,
+            kind=kind,
+            payload=json.dumps(payload, sort_keys=True),
+            state="pending",
+            created=now,
+            not_before=min(self.policy(kind, now, deadline, duration_s), deadline - duration_s),
+            deadline=deadline,
+            dedupe=dedupe,
+        )
+        return job.id if self.store.put_job(job) else None
+
+
+class JobRunner:
+    """Claims due jobs and runs their handlers, one at a time, in the event loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: dict[str, JobHandler],
+        *,
+        clock: Clock | None = None,
+        lease_s: float = 300.0,
+        poll_s: float = 1.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.clock = clock or SystemClock()
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.max_attempts = max_attempts
+        self.owner = "runner_" + uuid.uuid4().hex[:12]
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            ran = await self.run_once()
+            if not ran:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def run_once(self) -> bool:
+        """Claim and run one due job; False if none was due."""
+        now = self.clock.time()
+        job = await asyncio.to_thread(self.store.claim_job, self.owner, now, self.lease_s)
+        if job is None:
+            return False
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})
+            return True
+        try:
+            result = await handler(json.loads(job.payload))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failing job must not stop the runner
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            if job.attempts < self.max_attempts:
+                await self._finish(job, "pending", {"error": str(exc)})
+            else:
+                await self._finish(job, "failed", {"error": str(exc)})
+            return True
+        await self._finish(job, "done", result)
+        return True
+
+    async def _finish(self, job: JobRow, state: str, result: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.store.finish_job, job.id, self.owner, state, json.dumps(result, sort_keys=True)
+        )

@@ -1,0 +1,284 @@
+"""Prompt registry, bound documents (signing, tamper detection, CLI), stale → rebind, jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from boundgate.assembly import build_app
+from boundgate.backends.fake import FakeBackend
+from boundgate.cli import app as cli
+from boundgate.clock import FakeClock
+from boundgate.reuse import binding
+from boundgate.scheduler.jobs import JobQueue, JobRunner
+from boundgate.store import SQLiteStore
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings
+
+Q = "What is the boiling point of water at sea level?"
+
+
+def ask(live: Live, user: str | None = None, content: str = Q, **kw: Any) -> Any:
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": content}], "temperature": 0}
+    if user:
+        body["user"] = user
+    return live.http.post("/v1/chat/completions", json=body, **kw)
+
+
+def _wait(cond: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def serve(tmp: Path, version: str = "v1", **reuse: Any) -> tuple[ThreadedServer, Live]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    settings = fake_settings(tmp)
+    for k, v in reuse.items():
+        setattr(settings.reuse, k, v)
+    app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version=version)})
+    srv = ThreadedServer(app).__enter__()
+    return srv, Live(srv, app)
+
+
+def test_third_distinct_asker_binds_a_signed_document(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path)
+    try:
+        first = ask(live, "alice")
+        assert first.headers["x-boundgate-document"].startswith("ans_")
+        ask(live, "alice")  # the same asker again does not count
+        assert live.http.get("/v1/boundgate/documents").json()["data"] == []
+        ask(live, "bob")
+        third = ask(live, "carol")
+        doc_id = third.headers["x-boundgate-document"]
+        assert doc_id.startswith("doc_"), third.headers
+        listed = live.http.get("/v1/boundgate/documents").json()["data"]
+        assert [d["id"] for d in listed] == [doc_id] and listed[0]["askers"] == 3
+        r = live.http.get(f"/v1/boundgate/documents/{doc_id}")
+        assert r.headers["content-type"].startswith("application/ld+json")
+        doc = r.json()
+        assert doc["@context"]["@vocab"] == "https://schema.org/"
+        assert doc["acceptedAnswer"]["text"] == first.json()["choices"][0]["message"]["content"]
+        assert doc["bg:model"] == {"name": "fake", "version": "v1"}
+        assert doc["bg:supersedes"] is None and doc["bg:askerCount"] == 3
+        assert doc["@id"] == binding.content_id(doc)
+        # later hits name the document
+        assert ask(live, "dave").headers["x-boundgate-document"] == doc_id
+        assert live.http.get("/v1/boundgate/documents/doc_nope").status_code == 404
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+    # offline verification with only the public key, and tamper detection
+    key = binding.load_public_key(tmp_path / "data" / binding.PUBLIC_KEY_FILE)
+    assert binding.verify(doc, key).ok
+    for mutate in (
+        lambda d: d["acceptedAnswer"].update(text="Something else."),
+        lambda d: d.update({"bg:askerCount": 99}),
+        lambda d: d["bg:model"].update(version="v2"),
+        lambda d: d["proof"].update(proofValue=d["proof"]["proofValue"][:-4] + "AAA="),
+        lambda d: d.pop("proof"),
+    ):
+        bad = json.loads(json.dumps(doc))
+        mutate(bad)
+        assert not binding.verify(bad, key).ok
+
+    runner = CliRunner()
+    good_file = tmp_path / "doc.jsonld"
+    good_file.write_text(json.dumps(doc))
+    data = ["--data-dir", str(tmp_path / "data")]
+    res = runner.invoke(cli, ["docs", "verify", str(good_file), *data])
+    assert res.exit_code == 0, res.output
+    bad = json.loads(json.dumps(doc))
+    bad["acceptedAnswer"]["text"] = "tampered"
+    bad_file = tmp_path / "bad.jsonld"
+    bad_file.write_text(json.dumps(bad))
+    res = runner.invoke(cli, ["docs", "verify", str(bad_file), *data])
+    assert res.exit_code == 1 and "INVALID" in res.output
+    res = runner.invoke(cli, ["docs", "verify", doc_id, *data])  # by id, from the store
+    assert res.exit_code == 0, res.output
+
+
+def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path / "a", bind_after=1)
+    try:
+        doc_id = ask(live, "alice").headers["x-boundgate-document"]
+        assert doc_id.startswith("doc_")
+    finally:
+        live.http.close()
+        srv.__exit__()
+    runner = CliRunner()
+    export = tmp_path / "docs.ndjson"
+    a = ["--data-dir", str(tmp_path / "a" / "data")]
+    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "--out", str(export), *a])
+    assert res.exit_code == 0, res.output
+    assert len(export.read_text().splitlines()) == 1
+    res = runner.invoke(cli, ["docs", "list", *a])
+    assert doc_id in res.output
+
+    b = ["--data-dir", str(tmp_path / "b" / "data")]
+    pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)
+    res = runner.invoke(cli, ["docs", "import", str(export), "--public-key", pub, *b])
+    assert res.exit_code == 0 and "imported 1" in res.output, res.output
+    res = runner.invoke(cli, ["docs", "import", str(export), "--public-key", pub, *b])
+    assert "already present 1" in res.output
+    # without the exporter's key the import is refused
+    res = runner.invoke(cli, ["docs", "import", str(export), *b])
+    assert res.exit_code != 0
+
+    srv, live = serve(tmp_path / "b", bind_after=1)
+    try:
+        r = ask(live, "zed")
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        assert r.headers["x-boundgate-document"] == doc_id
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_revoke_stops_serving(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path, bind_after=1)
+    try:
+        doc_id = ask(live, "alice").headers["x-boundgate-document"]
+        assert ask(live, "bob").headers["x-boundgate-reuse"] == "hit-exact"
+        r = live.http.post(f"/v1/boundgate/documents/{doc_id}/revoke")
+        assert r.status_code == 200 and r.json()["state"] == "revoked"
+        assert ask(live, "carol").headers["x-boundgate-reuse"] == "miss"
+        states = {
+            d["id"]: d["state"] for d in live.http.get("/v1/boundgate/documents").json()["data"]
+        }
+        assert states[doc_id] == "revoked"
+        assert live.http.post("/v1/boundgate/documents/doc_nope/revoke").status_code == 404
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_cli_revoke_is_seen_by_a_running_server(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path, bind_after=1)
+    try:
+        doc_id = ask(live, "alice").headers["x-boundgate-document"]
+        res = CliRunner().invoke(
+            cli, ["docs", "revoke", doc_id, "--data-dir", str(tmp_path / "data")]
+        )
+        assert res.exit_code == 0, res.output
+        assert ask(live, "bob").headers["x-boundgate-reuse"] == "miss"
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_model_change_serves_stale_then_rebinds_and_supersedes(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path, version="v1", bind_after=1)
+    try:
+        old_id = ask(live, "alice").headers["x-boundgate-document"]
+        assert old_id.startswith("doc_")
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+    srv, live = serve(tmp_path, version="v2", bind_after=1)
+    try:
+        docs = {d["id"]: d for d in live.http.get("/v1/boundgate/documents").json()["data"]}
+        assert docs[old_id]["state"] in ("stale", "superseded")
+
+        def rebound() -> str | None:
+            data = live.http.get("/v1/boundgate/documents").json()["data"]
+            new = [d for d in data if d["supersedes"] == old_id]
+            return new[0]["id"] if new else None
+
+        new_id = _wait(rebound)
+        old = live.http.get(f"/v1/boundgate/documents/{old_id}")
+        assert old.headers["x-boundgate-document-state"] == "superseded"
+        new = live.http.get(f"/v1/boundgate/documents/{new_id}").json()
+        assert new["bg:model"]["version"] == "v2"
+        assert new["bg:supersedes"] == old.json()["@id"]
+        assert new["bg:changes"]["answerChanged"] is False  # the fake answers the same
+        key = binding.load_public_key(tmp_path / "data" / binding.PUBLIC_KEY_FILE)
+        assert binding.verify(new, key).ok
+        r = ask(live, "bob")
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        assert r.headers["x-boundgate-document"] == new_id
+        jobs = live.gateway.store.jobs()
+        assert [(j.kind, j.state) for j in jobs] == [("rebind", "done")]
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path, version="v1", bind_after=1)
+    try:
+        old_id = ask(live, "alice").headers["x-boundgate-document"]
+    finally:
+        live.http.close()
+        srv.__exit__()
+    # Start v2 with the job runner unable to run rebinds: the document stays stale.
+    settings = fake_settings(tmp_path)
+    settings.reuse.bind_after = 1
+    app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version="v2")})
+    app.state.gateway.job_handlers = lambda: {}  # no handler: jobs wait (a test seam, public)
+    with ThreadedServer(app) as srv2:
+        live2 = Live(srv2, app)
+        r = ask(live2, "bob")
+        assert r.headers["x-boundgate-reuse"] == "stale"
+        assert r.headers["x-boundgate-document"] == old_id
+        live2.http.close()
+
+
+def test_jobs_survive_a_dead_runner_and_complete_once(tmp_path: Path) -> None:
+    import asyncio
+
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+    try:
+        queue = JobQueue(store, clock)
+        job_id = queue.submit("rebind", {"document": "doc_x"}, dedupe="rebind:doc_x")
+        assert job_id is not None
+        assert queue.submit("rebind", {"document": "doc_x"}, dedupe="rebind:doc_x") is None
+        dead = store.claim_job("dead-runner", clock.time(), lease_s=60)  # then it "crashes"
+        assert dead is not None and dead.id == job_id
+        assert store.claim_job("other", clock.time(), lease_s=60) is None  # leased
+
+        ran: list[dict[str, Any]] = []
+
+        async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+            ran.append(payload)
+            return {"ok": True}
+
+        runner = JobRunner(store, {"rebind": handler}, clock=clock, lease_s=60)
+        assert asyncio.run(runner.run_once()) is False  # lease still valid
+        clock.advance(61)
+        assert asyncio.run(runner.run_once()) is True
+        assert ran == [{"document": "doc_x"}]
+        # the dead runner's late completion does not count
+        assert store.finish_job(job_id, "dead-runner", "done", "{}") is False
+        (job,) = store.jobs()
+        assert (
+            job.state == "done"
+            and job.attempts == 2
+            and json.loads(job.result or "") == {"ok": True}
+        )
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("bad", ["x", "[1, 2", ""])
+def test_verify_rejects_garbage_files(tmp_path: Path, bad: str) -> None:
+    srv, live = serve(tmp_path)  # creates the key pair
+    live.http.close()
+    srv.__exit__()
+    f = tmp_path / "x.json"
+    f.write_text(bad)
+    res = CliRunner().invoke(cli, ["docs", "verify", str(f), "--data-dir", str(tmp_path / "data")])
+    assert res.exit_code != 0
