@@ -39,9 +39,14 @@ format: dev
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+PAIRS ?= ../shared/data/cache/quora_val.csv
+
 bench: dev
 	$(BIN)/python bench/local_generation.py
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/reuse_quality.py --pairs $(PAIRS)
+	$(BIN)/python bench/replay.py --pairs $(PAIRS)
+	$(BIN)/python bench/lookup.py --pairs $(PAIRS)
 
 clean:
 	rm -rf $(VENV) .boundgate build dist
