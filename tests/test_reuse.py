@@ -47,6 +47,8 @@ def test_second_ask_is_an_exact_hit_with_honest_avoided_energy(fake_live: Live) 
     # the measured generation cost of the original: never more than that request's total
     # (which also paid for its own lookup)
     assert 0 < row2.avoided_wh <= row1.wh and 0 < row2.avoided_gco2 <= row1.gco2
+    (report,) = fake_live.gateway.store.report()
+    assert report.reused == 1 and report.avoided_wh == row2.avoided_wh
     assert row2.wh > 0 and row2.method == row1.method  # the lookup itself is metered too
 
 
@@ -255,6 +257,10 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert 0.5 < dot < 1.0
     b64 = client.embeddings.create(model="all-MiniLM-L6-v2", input="cat")  # SDK default: base64
     assert len(b64.data[0].embedding) == 384
+    raw = fake_live.http.post("/v1/embeddings", json={"input": "metered", "model": None})
+    assert raw.status_code == 200 and float(raw.headers["x-boundgate-energy-wh"]) > 0
+    row = fake_live.ledger()[raw.headers["x-request-id"]]
+    assert row.endpoint == "/v1/embeddings" and row.prompt_tokens > 0 and row.wh > 0
     r = fake_live.http.post("/v1/embeddings", json={"input": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
     r = fake_live.http.post("/v1/embeddings", json={"input": "x", "model": "nope"})

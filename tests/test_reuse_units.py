@@ -372,5 +372,30 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
     asyncio.run(run())
     costs = sorted(m.cost_wh for m in e._meta.values())
     assert costs == [0.02, 3.0, 5.0]  # the cheapest-to-recompute entry went first
+
+    # a bound (pinned) entry is never evicted, however cheap
+    cheapest = min(e._meta.values(), key=lambda m: m.cost_wh)
+    cheapest.pinned = True
+
+    async def more() -> None:
+        p, k = e.plan_for(
+            chat("one more question"),
+            tenant="t",
+            model_version="v",
+            endpoint="/e",
+            cache_control=None,
+        )
+        await e.remember(
+            await e.lookup(p, k),
+            Completion("same size answer", "stop", Usage(1, 1)),
+            tenant="t",
+            model="m",
+            model_version="v",
+            cost_wh=4.0,
+            cost_gco2=2.0,
+        )
+
+    asyncio.run(more())
+    assert cheapest.key in e._meta and len(e) == 3
     assert len(store.entries(e.embedder.name)) == 3
     store.close()

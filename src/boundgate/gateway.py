@@ -27,6 +27,8 @@ from .reuse.engine import Lookup, ReuseEngine, replay_pieces, request_from_json,
 from .store import LedgerRow, Store
 from .tenants import Limiter, Reservation, Tenant
 
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
 
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
@@ -307,6 +309,41 @@ class Gateway:
             error_code=err.code,
         )
         await self._commit(row)
+
+    # --- embeddings ---------------------------------------------------------------------------
+    async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
+        """``/v1/embeddings``: vectors from the reuse layer's embedder, metered and ledgered."""
+        assert self.reuse is not None
+        embedder = self.reuse.embedder
+        reservation = self.limiter.admit(ctx.tenant, sum(len(t.encode()) for t in texts))
+        t0 = self.clock.monotonic()
+        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        tokens = 0
+        try:
+            vectors = await asyncio.to_thread(embedder.embed, texts)
+            tokens = await asyncio.to_thread(embedder.count_tokens, texts)
+        finally:
+            self.limiter.settle(reservation, tokens)
+        m = self._lookup_measurement(token, t0)
+        energy = self.energy_report(m, ctx.started) if m is not None else None
+        row = LedgerRow(
+            id=ctx.request_id,
+            ts=ctx.started,
+            tenant=ctx.tenant.name,
+            endpoint=ctx.endpoint,
+            model=EMBEDDING_MODEL,
+            backend="onnx",
+            key_id=ctx.tenant.key_id,
+            prompt_tokens=tokens,
+            latency_ms=(self.clock.monotonic() - ctx.started_mono) * 1000.0,
+            grid_zone=self.grid_zone,
+        )
+        if energy is not None:
+            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
+            row.method, row.gco2, row.gco2_per_kwh = energy.method, energy.gco2, energy.gco2_per_kwh
+        await self._commit(row)
+        assert energy is not None
+        return vectors, tokens, energy
 
     # --- deferrable work ----------------------------------------------------------------------
     def job_handlers(self) -> dict[str, Any]:

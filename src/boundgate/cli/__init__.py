@@ -315,6 +315,9 @@ def report(
         "wh_low",
         "wh_high",
         "gco2",
+        "reused",
+        "avoided_wh",
+        "avoided_gco2",
         "avg_latency_ms",
     ]
     if fmt == "csv":

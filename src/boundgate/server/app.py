@@ -37,7 +37,8 @@ from .system.router import router as system_router
 
 log = logging.getLogger("boundgate")
 
-GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+# Paths whose every request (errors included) gets a ledger row.
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
 
 
 class BodyLimit:

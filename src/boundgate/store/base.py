@@ -144,6 +144,9 @@ class ReportRow:
     wh_high: float
     gco2: float
     avg_latency_ms: float
+    reused: int = 0  # requests answered from stored answers
+    avoided_wh: float = 0.0  # generation energy those reuses did not spend
+    avoided_gco2: float = 0.0
 
 
 class Store(ABC):

@@ -291,7 +291,9 @@ class SQLiteStore(Store):
                    SUM(prompt_tokens) AS prompt_tokens,
                    SUM(completion_tokens) AS completion_tokens,
                    SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
-                   SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms
+                   SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
+                   SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
             FROM ledger WHERE ts >= ?
             GROUP BY tenant, model ORDER BY tenant, model
             """,
@@ -310,6 +312,9 @@ class SQLiteStore(Store):
                 wh_high=float(r["wh_high"] or 0.0),
                 gco2=float(r["gco2"] or 0.0),
                 avg_latency_ms=float(r["avg_latency_ms"] or 0.0),
+                reused=int(r["reused"] or 0),
+                avoided_wh=float(r["avoided_wh"] or 0.0),
+                avoided_gco2=float(r["avoided_gco2"] or 0.0),
             )
             for r in rows
         ]

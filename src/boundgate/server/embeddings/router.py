@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import InvalidRequestError, NotFoundError
@@ -32,7 +32,7 @@ async def embeddings(
     body: EmbeddingRequest,
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Sentence embeddings (all-MiniLM-L6-v2, 384 dimensions, unit length)."""
     gw = gateway_of(request)
     if gw.reuse is None:
@@ -60,8 +60,7 @@ async def embeddings(
             param="dimensions",
         )
     strings = [str(t) for t in texts]
-    vectors = await asyncio.to_thread(embedder.embed, strings)
-    tokens = await asyncio.to_thread(embedder.count_tokens, strings)
+    vectors, tokens, energy = await gw.embed(ctx, strings)
     data = []
     for i, v in enumerate(vectors):
         emb: Any = (
@@ -70,9 +69,11 @@ async def embeddings(
             else [float(x) for x in v]
         )
         data.append({"object": "embedding", "index": i, "embedding": emb})
-    return {
+    out: dict[str, Any] = {
         "object": "list",
         "data": data,
         "model": "all-MiniLM-L6-v2",
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "boundgate": {"request_id": ctx.request_id, **energy.as_dict()},
     }
+    return JSONResponse(out, headers={"x-request-id": ctx.request_id, **energy.headers()})
