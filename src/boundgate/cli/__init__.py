@@ -363,8 +363,10 @@ def version() -> None:
 
 
 from .docs import docs_app  # noqa: E402  (needs the helpers above)
+from .schedule import schedule_app  # noqa: E402
 
 app.add_typer(docs_app, name="docs")
+app.add_typer(schedule_app, name="schedule")
 
 
 def main() -> None:
