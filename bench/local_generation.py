@@ -49,7 +49,9 @@ def gateway_round(client: httpx.Client, max_tokens: int) -> tuple[int, float]:
     }
     t0 = time.perf_counter()
     n = 0
-    with client.stream("POST", "/v1/completions", json=body) as r:
+    # no-store: measure generation, not answer reuse (the same prompt would be a stored hit)
+    headers = {"Cache-Control": "no-store"}
+    with client.stream("POST", "/v1/completions", json=body, headers=headers) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if line.startswith("data: {"):

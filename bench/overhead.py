@@ -60,6 +60,9 @@ def start_targets(tmp: Path, with_litellm: bool) -> tuple[dict[str, str], list[P
 data_dir = "{tmp / "data"}"
 log_level = "warning"
 
+[reuse]
+enabled = false   # caching off on both sides: this measures the gateway path itself
+
 [models.fake-up]
 backend = "openai"
 base_url = "http://127.0.0.1:{up_port}/v1"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
+
+import pytest
 
 from conftest import Live
 
@@ -27,8 +30,10 @@ def test_readme_python_example_streams_with_energy(local_live: Live) -> None:
     assert "'carbon_g'" in text
 
 
-def test_api_doc_python_examples_run(local_live: Live) -> None:
-    first, reuse = python_blocks(ROOT / "docs" / "api.md")
+def test_api_doc_python_examples_run(
+    local_live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, reuse, batch = python_blocks(ROOT / "docs" / "api.md")
     namespace: dict[str, object] = {}
     exec(
         compile(first.replace("http://127.0.0.1:8080/v1", local_live.url), "api.md", "exec"),
@@ -38,3 +43,16 @@ def test_api_doc_python_examples_run(local_live: Live) -> None:
     assert reply.choices[0].message.content  # type: ignore[attr-defined]
     # the reuse example (extra_body) runs with the same client
     exec(compile(reuse, "api.md", "exec"), namespace)
+    # the batch example, with a one-line input file in the working directory
+    monkeypatch.chdir(tmp_path)
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
+    }
+    (tmp_path / "requests.jsonl").write_text(json.dumps(line) + "\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(batch, "api.md", "exec"), namespace)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", out.getvalue()), out.getvalue()

@@ -43,6 +43,7 @@ def _wait(cond: Any, timeout: float = 15.0) -> Any:
 def serve(tmp: Path, version: str = "v1", **reuse: Any) -> tuple[ThreadedServer, Live]:
     tmp.mkdir(parents=True, exist_ok=True)
     settings = fake_settings(tmp)
+    settings.scheduler.policy = "now"  # rebind at once, not in the next clean hours
     for k, v in reuse.items():
         setattr(settings.reuse, k, v)
     app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version=version)})
@@ -225,6 +226,7 @@ def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -
     # Start v2 with the job runner unable to run rebinds: the document stays stale.
     settings = fake_settings(tmp_path)
     settings.reuse.bind_after = 1
+    settings.scheduler.policy = "now"
     app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version="v2")})
     app.state.gateway.job_handlers = lambda: {}  # no handler: jobs wait (a test seam, public)
     with ThreadedServer(app) as srv2:

@@ -26,7 +26,8 @@ from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseConfig, ReuseEngine
 from .reuse.verifier import Verifier
-from .scheduler.jobs import JobQueue
+from .scheduler.jobs import JobQueue, run_now
+from .scheduler.policy import CarbonAwareStart
 from .settings import ConfigError, ModelSettings, Settings
 from .store import SQLiteStore, Store
 from .tenants import Limiter
@@ -94,8 +95,18 @@ def build_embedder(settings: Settings) -> Embedder:
     return OnnxEmbedder(threads=r.embed_threads)
 
 
+def build_jobs(settings: Settings, store: Store, clock: Clock, carbon: CarbonSource) -> JobQueue:
+    if settings.scheduler.policy == "carbon":
+        return JobQueue(store, clock, CarbonAwareStart(carbon, settings.server.grid_zone))
+    return JobQueue(store, clock, run_now)
+
+
 def build_reuse(
-    settings: Settings, store: Store, clock: Clock, embedder: Embedder | None = None
+    settings: Settings,
+    store: Store,
+    clock: Clock,
+    embedder: Embedder | None = None,
+    jobs: JobQueue | None = None,
 ) -> ReuseEngine:
     r = settings.reuse
     verifier = Verifier(
@@ -120,10 +131,11 @@ def build_reuse(
             bind_after=r.bind_after,
             require_bound=r.require_bound,
             stale_policy=r.stale_policy,
+            rebind_window_s=settings.scheduler.rebind_window_s,
         ),
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),
-        jobs=JobQueue(store, clock),
+        jobs=jobs,
     )
     engine.verifier_confidence = r.confidence
     return engine
@@ -155,7 +167,8 @@ def build_gateway(
         backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}
     aliases = {a: name for name, ms in settings.models.items() for a in ms.aliases}
     default = settings.default_model if settings.default_model in backends else next(iter(backends))
-    reuse = build_reuse(settings, store, clock, embedder) if settings.reuse.enabled else None
+    jobs = build_jobs(settings, store, clock, carbon)
+    reuse = build_reuse(settings, store, clock, embedder, jobs) if settings.reuse.enabled else None
     if reuse is not None and reuse_meter is None:
         reuse_meter = local_energy_meter(settings)
     return Gateway(
@@ -172,6 +185,7 @@ def build_gateway(
         aliases=aliases,
         reuse=reuse,
         reuse_meter=reuse_meter,
+        jobs=jobs,
     )
 
 
@@ -179,4 +193,9 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
     from .server.app import create_app
 
     gateway = build_gateway(settings, **parts)  # type: ignore[arg-type]
-    return create_app(gateway, max_body_bytes=settings.server.max_body_bytes)
+    return create_app(
+        gateway,
+        max_body_bytes=settings.server.max_body_bytes,
+        job_poll_s=settings.scheduler.poll_s,
+        batch_request_s=settings.scheduler.batch_request_s,
+    )

@@ -24,6 +24,7 @@ from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
 from .reuse.engine import Lookup, ReuseEngine, replay_pieces, request_from_json, usage_of
+from .scheduler.jobs import JobQueue
 from .store import LedgerRow, Store
 from .tenants import Limiter, Reservation, Tenant
 
@@ -120,6 +121,7 @@ class Gateway:
         aliases: dict[str, str] | None = None,
         reuse: ReuseEngine | None = None,
         reuse_meter: Meter | None = None,
+        jobs: JobQueue | None = None,
     ) -> None:
         self.backends = backends
         self.default_model = default_model
@@ -134,6 +136,7 @@ class Gateway:
         self.aliases = aliases or {}
         self.reuse = reuse
         self.reuse_meter = reuse_meter
+        self.jobs = jobs
         self._background: set[asyncio.Task[None]] = set()
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)

@@ -151,6 +151,21 @@ class ReuseSettings(_Section):
     embed_threads: int = Field(1, ge=1, description="onnxruntime threads for the embedder.")
 
 
+class SchedulerSettings(_Section):
+    policy: Literal["carbon", "now"] = Field(
+        "carbon",
+        description="When deferrable jobs start: the forecast-cleanest hours before their "
+        "deadline (carbon) or at once (now).",
+    )
+    rebind_window_s: float = Field(
+        6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
+    )
+    poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
+    batch_request_s: float = Field(
+        2.0, gt=0, description="Estimated run time per batch line (s), to size its window."
+    )
+
+
 class ModelSettings(_Section):
     backend: Literal["llama_cpp", "openai", "fake"] = Field(
         description="llama_cpp (local gguf), openai (any OpenAI-compatible server), fake (tests)."
@@ -205,6 +220,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
     reuse: ReuseSettings = Field(default_factory=ReuseSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
     @classmethod
@@ -344,6 +360,7 @@ def reference_markdown() -> str:
         ("limits", LimitsSettings),
         ("energy", EnergySettings),
         ("reuse", ReuseSettings),
+        ("scheduler", SchedulerSettings),
         ("models.<name>", ModelSettings),
     ]
     lines = []

@@ -119,6 +119,7 @@ class ReuseConfig:
     bind_after: int = 3
     require_bound: bool = False
     stale_policy: str = "stale-while-rebind"
+    rebind_window_s: float = 6 * 3600.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -516,7 +517,11 @@ class ReuseEngine:
                 self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
                 if self.jobs is not None:
                     self.jobs.submit(
-                        "rebind", {"document": doc.id}, dedupe=f"rebind:{doc.id}:{current}"
+                        "rebind",
+                        {"document": doc.id},
+                        deadline_s=self.config.rebind_window_s,
+                        duration_s=60.0,
+                        dedupe=f"rebind:{doc.id}:{current}",
                     )
         return stale
 

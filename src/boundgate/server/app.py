@@ -28,6 +28,8 @@ from ..errors import (
 )
 from ..gateway import Gateway
 from ..scheduler.jobs import JobRunner
+from .batches.router import router as batches_router
+from .batches.serving import run_batch
 from .chat.router import router as chat_router
 from .common import loc_to_param
 from .completions.router import router as completions_router
@@ -107,13 +109,24 @@ def error_response(request: Request, err: BoundgateError) -> JSONResponse:
     return JSONResponse(err.to_dict(), status_code=err.status_code, headers=headers)
 
 
-def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
+def create_app(
+    gateway: Gateway,
+    *,
+    max_body_bytes: int = 1 << 20,
+    job_poll_s: float = 1.0,
+    batch_request_s: float = 2.0,
+) -> FastAPI:
     """An app serving ``gateway``. Lifespan opens the store and starts the backends."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway.store.open()
-        runner = JobRunner(gateway.store, gateway.job_handlers(), clock=gateway.clock)
+
+        async def batch(payload: dict[str, Any]) -> dict[str, Any]:
+            return await run_batch(gateway, payload)
+
+        handlers = {**gateway.job_handlers(), "batch": batch}
+        runner = JobRunner(gateway.store, handlers, clock=gateway.clock, poll_s=job_poll_s)
         try:
             if gateway.reuse is not None:
                 await asyncio.to_thread(gateway.reuse.load)
@@ -143,6 +156,7 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
     app.state.gateway = gateway
     app.state.started = time.time()
     app.state.ready = False
+    app.state.batch_request_s = batch_request_s
 
     async def record(request: Request, err: BoundgateError) -> None:
         if request.url.path in GENERATION_PATHS and not err.recorded:
@@ -204,6 +218,7 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 1 << 20) -> FastAPI:
     app.include_router(chat_router)
     app.include_router(completions_router)
     app.include_router(embeddings_router)
+    app.include_router(batches_router)
     app.include_router(reuse_router)
     app.include_router(system_router)
     app.add_middleware(BodyLimit, limit=max_body_bytes)

@@ -3,6 +3,7 @@
 from .base import (
     ApiKey,
     DocumentRow,
+    FileRow,
     JobRow,
     LedgerRow,
     NewKey,
@@ -16,6 +17,7 @@ from .sqlite import SQLiteStore
 __all__ = [
     "ApiKey",
     "DocumentRow",
+    "FileRow",
     "JobRow",
     "LedgerRow",
     "NewKey",

@@ -89,6 +89,17 @@ class DocumentRow:
 
 
 @dataclass(frozen=True)
+class FileRow:
+    id: str
+    tenant: str
+    purpose: str
+    filename: str
+    size: int  # bytes
+    created: float
+    content: bytes
+
+
+@dataclass(frozen=True)
 class JobRow:
     id: str
     kind: str
@@ -262,6 +273,25 @@ class Store(ABC):
 
     @abstractmethod
     def jobs(self, state: str | None = None) -> list[JobRow]: ...
+
+    # --- files and batches ------------------------------------------------------
+    @abstractmethod
+    def put_file(self, f: FileRow) -> None: ...
+
+    @abstractmethod
+    def get_file(self, file_id: str) -> FileRow | None: ...
+
+    @abstractmethod
+    def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
+        """Insert or replace a batch's JSON object."""
+
+    @abstractmethod
+    def get_batch(self, batch_id: str) -> tuple[str, str] | None:
+        """(tenant, JSON body) of a batch."""
+
+    @abstractmethod
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job that has not started; False if it is running or finished."""
 
     # --- keys ------------------------------------------------------------------
     @abstractmethod

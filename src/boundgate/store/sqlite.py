@@ -29,6 +29,7 @@ from typing import Any
 from .base import (
     ApiKey,
     DocumentRow,
+    FileRow,
     JobRow,
     LedgerRow,
     NewKey,
@@ -488,6 +489,41 @@ class SQLiteStore(Store):
         sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created"
         rows = self._reader().execute(sql, (state,) if state else ())
         return [JobRow(**{c: r[c] for c in _JOB_COLUMNS}) for r in rows]
+
+    # --- files and batches -----------------------------------------------------------------
+    def put_file(self, f: FileRow) -> None:
+        self._write_sync(
+            "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
+        )
+
+    def get_file(self, file_id: str) -> FileRow | None:
+        r = self._reader().execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+        if r is None:
+            return None
+        return FileRow(
+            r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
+            bytes(r["content"]),
+        )  # fmt: skip
+
+    def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
+        self._write_sync(
+            "INSERT OR REPLACE INTO batches (id, tenant, created, body) VALUES (?, ?, ?, ?)",
+            (batch_id, tenant, created, body),
+        )
+
+    def get_batch(self, batch_id: str) -> tuple[str, str] | None:
+        r = (
+            self._reader()
+            .execute("SELECT tenant, body FROM batches WHERE id = ?", (batch_id,))
+            .fetchone()
+        )
+        return (r[0], r[1]) if r is not None else None
+
+    def cancel_job(self, job_id: str) -> bool:
+        sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"
+        return bool(self._call_sync(lambda conn: conn.execute(sql, (job_id,)).rowcount == 1))
 
     def tokens_used(self, tenant: str, since: float) -> int:
         r = (

@@ -1,0 +1,61 @@
+"""When a deferrable job should start: the forecast-cleanest window before its deadline."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
+from ..grid.base import CarbonSource
+from ..grid.forecast import SeasonalForecaster
+
+HOUR = 3600
+
+
+class CarbonAwareStart:
+    """A :data:`~boundgate.scheduler.jobs.StartPolicy` from the configured zone's intensity.
+
+    The past ``profile_days`` of hourly intensity (from the carbon source: live where one is
+    configured, the bundled history replayed otherwise) feed the :class:`SeasonalForecaster`;
+    the job starts at the hour whose forecast mean over its duration is lowest among the
+    starts that still meet the deadline.
+    """
+
+    def __init__(
+        self, carbon: CarbonSource, zone: str, forecaster: SeasonalForecaster | None = None
+    ) -> None:
+        self.carbon = carbon
+        self.zone = zone
+        self.forecaster = forecaster or SeasonalForecaster()
+
+    def _history(self, now_h: int) -> tuple[np.ndarray, np.ndarray]:
+        hours = np.arange(now_h - self.forecaster.profile_days * 24, now_h, dtype=np.int64)
+        values = np.array(
+            [
+                self.carbon.intensity(
+                    self.zone, datetime.fromtimestamp(int(h) * HOUR, tz=UTC)
+                ).gco2_per_kwh
+                for h in hours
+            ]
+        )
+        return hours, values
+
+    def forecast(self, now: float, hours_ahead: int) -> np.ndarray:
+        now_h = int(now // HOUR)
+        hours, values = self._history(now_h)
+        profile = self.forecaster.profile(values, hours, now_h)
+        return self.forecaster.forecast(
+            float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile
+        )
+
+    def __call__(self, kind: str, now: float, deadline: float, duration_s: float) -> float:
+        d = max(1, math.ceil(duration_s / HOUR))
+        now_h = int(now // HOUR)
+        last_start_h = int((deadline - duration_s) // HOUR)
+        if last_start_h <= now_h:
+            return now
+        f = self.forecast(now, last_start_h - now_h + d)
+        costs = np.convolve(f, np.ones(d) / d, "valid") if d > 1 else f
+        best = int(np.argmin(costs[: last_start_h - now_h + 1]))
+        return now if best == 0 else float((now_h + best) * HOUR)

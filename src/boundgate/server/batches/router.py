@@ -1,0 +1,100 @@
+"""Routes for ``/v1/files`` and ``/v1/batches`` (OpenAI's formats)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...errors import InvalidRequestError
+from ...gateway import RequestContext
+from ..common import context, gateway_of
+from . import serving
+
+router = APIRouter()
+MAX_FILE_BYTES = 200 << 20
+PURPOSES = ("batch",)
+
+
+@router.post("/v1/files", tags=["batches"])
+async def upload_file(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+    file: Annotated[UploadFile, File(description="JSONL, one request per line")],
+    purpose: Annotated[str, Form()],
+) -> dict[str, Any]:
+    """Upload a batch input file (purpose ``batch``)."""
+    if purpose not in PURPOSES:
+        raise InvalidRequestError("purpose must be 'batch'", param="purpose")
+    content = await file.read()
+    if len(content) > MAX_FILE_BYTES:
+        raise InvalidRequestError("files are limited to 200 MiB", param="file")
+    gw = gateway_of(request)
+    f = await asyncio.to_thread(
+        serving.new_file, gw, ctx.tenant.name, purpose, file.filename or "upload.jsonl", content
+    )
+    return serving.file_object(f)
+
+
+@router.get("/v1/files/{file_id}", tags=["batches"])
+async def get_file(
+    file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    f = await asyncio.to_thread(serving.owned_file, gateway_of(request), ctx, file_id)
+    return serving.file_object(f)
+
+
+@router.get("/v1/files/{file_id}/content", tags=["batches"])
+async def file_content(
+    file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> Response:
+    f = await asyncio.to_thread(serving.owned_file, gateway_of(request), ctx, file_id)
+    return Response(f.content, media_type="application/jsonl")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_file_id: str = Field(min_length=1)
+    endpoint: str
+    completion_window: str = "24h"
+    metadata: dict[str, str] | None = None
+
+
+@router.post("/v1/batches", tags=["batches"])
+async def create_batch(
+    body: BatchRequest, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    """Queue a batch; it runs in the forecast-cleanest hours of its completion window."""
+    gw = gateway_of(request)
+    batch = await asyncio.to_thread(
+        serving.create_batch,
+        gw,
+        ctx,
+        input_file_id=body.input_file_id,
+        endpoint=body.endpoint,
+        completion_window=body.completion_window,
+        metadata=body.metadata,
+        request_s=request.app.state.batch_request_s,
+    )
+    runner = getattr(request.app.state, "runner", None)
+    if runner is not None:
+        runner.wake()
+    return batch
+
+
+@router.get("/v1/batches/{batch_id}", tags=["batches"])
+async def get_batch(
+    batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    _, batch = await asyncio.to_thread(serving.get_batch, gateway_of(request), ctx, batch_id)
+    return batch
+
+
+@router.post("/v1/batches/{batch_id}/cancel", tags=["batches"])
+async def cancel_batch(
+    batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    return await asyncio.to_thread(serving.cancel_batch, gateway_of(request), ctx, batch_id)

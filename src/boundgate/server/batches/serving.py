@@ -1,0 +1,330 @@
+"""OpenAI's Files and Batch APIs: batches run as deferrable jobs in clean hours.
+
+A batch is validated when it is created (every line: JSON, ``custom_id`` unique, ``method``
+POST, ``url`` the batch's endpoint, ``body`` an object), then queued as one ``batch`` job whose
+start the scheduler's policy picks: the forecast-cleanest hours that still finish before the
+completion window ends. When it runs, every line goes through the same gateway pipeline as a
+live request (reuse, metering, ledger). The batch object reports, under ``boundgate``, the
+scheduled and actual start, the carbon its lines emitted, and the counterfactual carbon had
+the same energy been used when the batch was submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ...errors import BoundgateError, InvalidRequestError, NotFoundError
+from ...gateway import Gateway, RequestContext
+from ...store import FileRow
+from ...tenants import Tenant
+from .. import generation
+from ..chat.protocol import ChatCompletionRequest
+from ..completions.protocol import CompletionRequest
+
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+MAX_LINES = 50_000
+_WINDOW = re.compile(r"^(\d{1,3})h$")
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def file_object(f: FileRow) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "object": "file",
+        "bytes": f.size,
+        "created_at": int(f.created),
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def new_file(gw: Gateway, tenant: str, purpose: str, filename: str, content: bytes) -> FileRow:
+    f = FileRow(
+        id="file-" + uuid.uuid4().hex[:24],
+        tenant=tenant,
+        purpose=purpose,
+        filename=filename,
+        size=len(content),
+        created=gw.clock.time(),
+        content=content,
+    )
+    gw.store.put_file(f)
+    return f
+
+
+def owned_file(gw: Gateway, ctx: RequestContext, file_id: str) -> FileRow:
+    f = gw.store.get_file(file_id)
+    if f is None or (f.tenant != ctx.tenant.name and not ctx.tenant.admin):
+        raise NotFoundError(f"No such File object: {file_id}", param="file_id")
+    return f
+
+
+def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("the input file is not UTF-8", param="input_file_id") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InvalidRequestError("the input file has no requests", param="input_file_id")
+    if len(lines) > MAX_LINES:
+        raise InvalidRequestError(f"at most {MAX_LINES} requests per batch", param="input_file_id")
+    seen: set[str] = set()
+    out = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            raise InvalidRequestError(f"line {n} is not JSON", param="input_file_id") from None
+        if not isinstance(item, dict):
+            raise InvalidRequestError(f"line {n} is not an object", param="input_file_id")
+        cid = item.get("custom_id")
+        if not isinstance(cid, str) or not cid:
+            raise InvalidRequestError(f"line {n}: custom_id is required", param="input_file_id")
+        if cid in seen:
+            raise InvalidRequestError(
+                f"line {n}: duplicate custom_id {cid!r}", param="input_file_id"
+            )
+        seen.add(cid)
+        if item.get("method", "POST") != "POST" or item.get("url") != endpoint:
+            raise InvalidRequestError(
+                f"line {n}: method must be POST and url {endpoint}", param="input_file_id"
+            )
+        if not isinstance(item.get("body"), dict):
+            raise InvalidRequestError(f"line {n}: body must be an object", param="input_file_id")
+        out.append(item)
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create_batch(
+    gw: Gateway,
+    ctx: RequestContext,
+    *,
+    input_file_id: str,
+    endpoint: str,
+    completion_window: str,
+    metadata: dict[str, str] | None,
+    request_s: float,
+) -> dict[str, Any]:
+    if endpoint not in ENDPOINTS:
+        raise InvalidRequestError(
+            f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint"
+        )
+    m = _WINDOW.match(completion_window)
+    if m is None or not 1 <= int(m.group(1)) <= 168:
+        raise InvalidRequestError(
+            "completion_window must be whole hours between 1h and 168h, e.g. '24h'",
+            param="completion_window",
+        )
+    f = owned_file(gw, ctx, input_file_id)
+    if f.purpose != "batch":
+        raise InvalidRequestError("the input file's purpose must be 'batch'", param="input_file_id")
+    lines = parse_lines(f.content, endpoint)
+    now = gw.clock.time()
+    window_s = int(m.group(1)) * 3600.0
+    duration_s = min(window_s, max(60.0, len(lines) * request_s))
+    batch_id = "batch_" + uuid.uuid4().hex[:24]
+    if gw.jobs is None:  # pragma: no cover - assembly always builds a queue
+        raise BoundgateError("batches need a job queue")
+    job_id = gw.jobs.submit(
+        "batch", {"batch": batch_id}, deadline_s=window_s, duration_s=duration_s
+    )
+    job = next((j for j in gw.store.jobs() if j.id == job_id), None)
+    intensity = gw.carbon.intensity(gw.grid_zone, datetime.fromtimestamp(now, tz=UTC))
+    batch: dict[str, Any] = {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": endpoint,
+        "errors": None,
+        "input_file_id": input_file_id,
+        "completion_window": completion_window,
+        "status": "in_progress",
+        "output_file_id": None,
+        "error_file_id": None,
+        "created_at": int(now),
+        "in_progress_at": int(now),
+        "expires_at": int(now + window_s),
+        "finalizing_at": None,
+        "completed_at": None,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
+        "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+        "metadata": metadata,
+        "boundgate": {
+            "job_id": job_id,
+            "state": "scheduled",
+            "scheduled_start": _iso(job.not_before if job else now),
+            "started_at": None,
+            "grid_zone": gw.grid_zone,
+            "submitted_gco2_per_kwh": intensity.gco2_per_kwh,
+            "energy_wh": 0.0,
+            "carbon_g": 0.0,
+            "run_now_carbon_g": 0.0,
+            "shifting_saved_g": 0.0,
+            "reuse_avoided_wh": 0.0,
+        },
+    }
+    gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch))
+    return batch
+
+
+def get_batch(gw: Gateway, ctx: RequestContext | None, batch_id: str) -> tuple[str, dict[str, Any]]:
+    row = gw.store.get_batch(batch_id)
+    if row is None or (ctx is not None and row[0] != ctx.tenant.name and not ctx.tenant.admin):
+        raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+    return row[0], json.loads(row[1])
+
+
+def save(gw: Gateway, tenant: str, batch: dict[str, Any]) -> None:
+    gw.store.put_batch(batch["id"], tenant, float(batch["created_at"]), json.dumps(batch))
+
+
+def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[str, Any]:
+    tenant, batch = get_batch(gw, ctx, batch_id)
+    if batch["status"] in TERMINAL:
+        raise InvalidRequestError(
+            f"batch {batch_id} is {batch['status']}; it cannot be cancelled", param="batch_id"
+        )
+    now = int(gw.clock.time())
+    if gw.store.cancel_job(batch["boundgate"]["job_id"]):  # not started: cancelled at once
+        batch.update(status="cancelled", cancelling_at=now, cancelled_at=now)
+        batch["boundgate"]["state"] = "cancelled"
+    else:  # running: the runner stops before its next line
+        batch.update(status="cancelling", cancelling_at=now)
+    save(gw, tenant, batch)
+    return batch
+
+
+async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
+    """Job handler: run every line through the gateway; write output and error files."""
+    import asyncio
+
+    batch_id = str(payload["batch"])
+    tenant, batch = await asyncio.to_thread(get_batch, gw, None, batch_id)
+    if batch["status"] in TERMINAL:
+        return {"skipped": batch["status"]}
+    infile = await asyncio.to_thread(gw.store.get_file, batch["input_file_id"])
+    if infile is None:
+        batch.update(status="failed", failed_at=int(gw.clock.time()))
+        batch["errors"] = {"object": "list", "data": [{"code": "missing_file"}]}
+        await asyncio.to_thread(save, gw, tenant, batch)
+        return {"failed": "input file missing"}
+    endpoint = batch["endpoint"]
+    lines = parse_lines(infile.content, endpoint)
+    started = gw.clock.time()
+    bg = batch["boundgate"]
+    bg.update(state="running", started_at=_iso(started))
+    await asyncio.to_thread(save, gw, tenant, batch)
+    outputs: list[str] = []
+    errors: list[str] = []
+    energy = carbon = avoided = 0.0
+    cancelled = False
+    for item in lines:
+        _, current = await asyncio.to_thread(get_batch, gw, None, batch_id)
+        if current["status"] == "cancelling":
+            cancelled = True
+            break
+        ctx = gw.context(Tenant(name=tenant), endpoint)
+        line_id = "batch_req_" + uuid.uuid4().hex[:24]
+        try:
+            body, _ = await _serve(gw, ctx, endpoint, item["body"])
+        except BoundgateError as err:
+            await gw.record_error(ctx, err)
+            errors.append(
+                json.dumps(
+                    {
+                        "id": line_id,
+                        "custom_id": item["custom_id"],
+                        "response": {
+                            "status_code": err.status_code,
+                            "request_id": ctx.request_id,
+                            "body": err.to_dict(),
+                        },
+                        "error": None,
+                    }
+                )
+            )
+            continue
+        info = body.get("boundgate", {})
+        energy += float(info.get("energy_wh", 0.0))
+        carbon += float(info.get("carbon_g", 0.0))
+        avoided += float(info.get("avoided_wh", 0.0))
+        outputs.append(
+            json.dumps(
+                {
+                    "id": line_id,
+                    "custom_id": item["custom_id"],
+                    "response": {"status_code": 200, "request_id": ctx.request_id, "body": body},
+                    "error": None,
+                }
+            )
+        )
+    now = gw.clock.time()
+    if outputs:
+        f = await asyncio.to_thread(
+            new_file, gw, tenant, "batch_output", f"{batch_id}_output.jsonl",
+            ("\n".join(outputs) + "\n").encode(),
+        )  # fmt: skip
+        batch["output_file_id"] = f.id
+    if errors:
+        f = await asyncio.to_thread(
+            new_file, gw, tenant, "batch_output", f"{batch_id}_error.jsonl",
+            ("\n".join(errors) + "\n").encode(),
+        )  # fmt: skip
+        batch["error_file_id"] = f.id
+    run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
+    batch["request_counts"].update(completed=len(outputs), failed=len(errors))
+    bg.update(
+        energy_wh=energy,
+        carbon_g=carbon,
+        run_now_carbon_g=run_now,
+        shifting_saved_g=run_now - carbon,
+        reuse_avoided_wh=avoided,
+        state="cancelled" if cancelled else "done",
+    )
+    if cancelled:
+        batch.update(status="cancelled", cancelled_at=int(now))
+    else:
+        batch.update(status="completed", finalizing_at=int(now), completed_at=int(now))
+    await asyncio.to_thread(save, gw, tenant, batch)
+    return {"completed": len(outputs), "failed": len(errors), "cancelled": cancelled}
+
+
+async def _serve(
+    gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    from pydantic import ValidationError
+
+    body = {**body, "stream": False}
+    try:
+        if endpoint == "/v1/chat/completions":
+            chat = ChatCompletionRequest.model_validate(body)
+            from ..chat.serving import to_generation_request
+
+            req = to_generation_request(chat, gw)
+            return await generation.complete(gw, ctx, req, generation.CHAT)
+        text = CompletionRequest.model_validate(body)
+        from ..completions.serving import serve
+
+        result, headers = await serve(gw, ctx, text)
+        assert isinstance(result, dict)
+        return result, headers
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidRequestError(
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code="invalid_value"
+        ) from None

@@ -1,0 +1,129 @@
+"""OpenAI Batch API end to end: files, scheduling into clean hours (fake clock), results."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.clock import FakeClock
+from boundgate.grid import BundledCarbonSource
+from boundgate.scheduler.policy import CarbonAwareStart
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings
+
+# 2023-06-01 05:00 UTC: morning in Germany, before the solar dip that a 24 h window can reach
+START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
+
+
+def _wait(cond: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def batch_live(tmp_path: Path) -> Any:
+    settings = fake_settings(tmp_path)
+    settings.scheduler.poll_s = 0.05
+    clock = FakeClock(start=START)
+    app = build_app(settings, clock=clock)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        yield live, clock
+        live.http.close()
+
+
+def lines(n: int) -> bytes:
+    return "\n".join(
+        json.dumps(
+            {
+                "custom_id": f"req-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "fake",
+                    "messages": [{"role": "user", "content": f"Question number {i}?"}],
+                    "temperature": 0,
+                },
+            }
+        )
+        for i in range(n)
+    ).encode()
+
+
+def test_batch_is_scheduled_into_clean_hours_and_returns_openai_results(batch_live: Any) -> None:
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+    assert f.purpose == "batch" and f.bytes > 0
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    info = b.model_extra["boundgate"]
+    scheduled = datetime.strptime(info["scheduled_start"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # the start the carbon-aware policy picks for this window
+    policy = CarbonAwareStart(BundledCarbonSource(), "DE-LU")
+    expected = policy("batch", START, START + 24 * 3600, 60.0)
+    assert scheduled.timestamp() == pytest.approx(expected if expected > START else START, abs=1)
+    assert START <= scheduled.timestamp() <= START + 24 * 3600
+    assert scheduled.timestamp() > START  # a June morning in DE: the solar dip is later
+    time.sleep(0.3)  # the runner polls; nothing is due yet
+    assert client.batches.retrieve(b.id).request_counts.completed == 0
+    clock.set(scheduled.timestamp())
+    done = _wait(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert done.request_counts.total == 3 and done.request_counts.completed == 3
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert sorted(o["custom_id"] for o in out) == ["req-0", "req-1", "req-2"]
+    for o in out:
+        body = o["response"]["body"]
+        assert o["response"]["status_code"] == 200
+        assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"]
+    bg = done.model_extra["boundgate"]
+    assert bg["state"] == "done" and bg["energy_wh"] > 0 and bg["carbon_g"] > 0
+    assert bg["shifting_saved_g"] == pytest.approx(bg["run_now_carbon_g"] - bg["carbon_g"])
+    # every line went through the pipeline: a ledger row each
+    rows = [o["response"]["request_id"] for o in out]
+    ledger = live.ledger()
+    assert all(r in ledger for r in rows)
+
+
+def test_cancel_before_start_and_bad_batches(batch_live: Any) -> None:
+    live, _ = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    # deferred to the afternoon solar dip (see the first test), so it has not started
+    assert b.model_extra["boundgate"]["scheduled_start"] > "2023-06-01T05:00:00Z"
+    c = client.batches.cancel(b.id)
+    assert c.status == "cancelled"
+    with pytest.raises(openai.BadRequestError):
+        client.batches.cancel(b.id)
+    bad = client.files.create(file=("bad.jsonl", b'{"custom_id": "x"}\nnot json'), purpose="batch")
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.batches.create(
+            input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert "line 1" in str(exc.value)
+    with pytest.raises(openai.BadRequestError):
+        client.batches.create(
+            input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h"
+        )
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_nope")
+    with pytest.raises(openai.NotFoundError):
+        client.batches.create(
+            input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
+        )
