@@ -7,16 +7,19 @@ ratios: the machines are shared and noisy, so a bare time means little.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -117,3 +120,38 @@ async def run_load(
 
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
+
+
+@contextlib.contextmanager
+def gateway_over_fake_upstream(
+    meanings: dict[str, str], extra_toml: str = ""
+) -> Iterator[tuple[httpx.Client, Any]]:
+    """boundgate (in-process, real HTTP, its own temp data dir) in front of the in-package fake
+    upstream, which answers questions of the same meaning alike. Yields (client, app)."""
+    from boundgate.assembly import build_app
+    from boundgate.backends.fake import FakeUpstreamServer
+    from boundgate.settings import load_settings
+    from boundgate.testing import ThreadedServer
+
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        upstream = stack.enter_context(FakeUpstreamServer())
+        upstream.control.meanings = meanings
+        cfg = Path(tmp) / "b.toml"
+        cfg.write_text(
+            f"""
+[server]
+data_dir = "{Path(tmp) / "data"}"
+log_level = "warning"
+{extra_toml}
+[models.upstream-8b]
+backend = "openai"
+base_url = "{upstream.url}"
+upstream_model = "fake"
+params_b = 8
+default = true
+"""
+        )
+        app = build_app(load_settings(cfg))
+        srv = stack.enter_context(ThreadedServer(app))
+        http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=60))
+        yield http, app

@@ -16,24 +16,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
-from boundgate.assembly import build_app
-from boundgate.backends.fake import FakeUpstreamServer
+from _harness import gateway_over_fake_upstream
 from boundgate.reuse.index import ScopedIndex
-from boundgate.settings import load_settings
 from boundgate.store import StoredEntry
-from boundgate.testing import ThreadedServer
 
 DIM = 384
 
@@ -94,33 +88,16 @@ def hit_path(n: int, pairs_path: Path, queries: int) -> None:
             (r["question1"], r["question2"]) for r in csv.DictReader(fh) if r["is_duplicate"] == "1"
         ]
     dups = dups[:queries]
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        upstream = stack.enter_context(FakeUpstreamServer())
-        upstream.control.meanings = {q: f"m{i}" for i, pair in enumerate(dups) for q in pair}
-        cfg = Path(tmp) / "b.toml"
-        cfg.write_text(
-            f"""
-[server]
-data_dir = "{Path(tmp) / "data"}"
-log_level = "warning"
-
+    meanings = {q: f"m{i}" for i, pair in enumerate(dups) for q in pair}
+    trusting = f"""
 [reuse]
 initial_threshold = 0.8
 min_observations = 1
 error_bound = 0.9
 verify_rate = 0.0
 max_entries = {n + 10 * queries}
-
-[models.up]
-backend = "openai"
-base_url = "{upstream.url}"
-upstream_model = "fake"
-default = true
 """
-        )
-        app = build_app(load_settings(cfg))
-        srv = stack.enter_context(ThreadedServer(app))
-        http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=60))
+    with gateway_over_fake_upstream(meanings, trusting) as (http, app):
 
         def ask(q: str) -> tuple[str, float]:
             t = time.perf_counter()

@@ -19,19 +19,13 @@ an answer of another cluster, over all requests).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from boundgate.assembly import build_app
-from boundgate.backends.fake import FakeUpstreamServer, fake_answer
-from boundgate.settings import load_settings
-from boundgate.testing import ThreadedServer
+from _harness import gateway_over_fake_upstream
+from boundgate.backends.fake import fake_answer
 from reuse_quality import Components, load_pairs
 
 
@@ -73,27 +67,7 @@ def main() -> None:
     ]
     meanings = {q: f"cluster-{ci}" for ci, c in enumerate(universe) for q in c}
 
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        upstream = stack.enter_context(FakeUpstreamServer())
-        upstream.control.meanings = meanings
-        cfg = Path(tmp) / "b.toml"
-        cfg.write_text(
-            f"""
-[server]
-data_dir = "{Path(tmp) / "data"}"
-log_level = "warning"
-
-[models.upstream-8b]
-backend = "openai"
-base_url = "{upstream.url}"
-upstream_model = "fake"
-params_b = 8
-default = true
-"""
-        )
-        app = build_app(load_settings(cfg))
-        srv = stack.enter_context(ThreadedServer(app))
-        http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=60))
+    with gateway_over_fake_upstream(meanings) as (http, _app):
         first_cost: dict[int, float] = {}
         avoidable = avoided = 0.0
         hits = wrong = exact = semantic = 0

@@ -28,24 +28,19 @@ same all-MiniLM-L6-v2 int8 model boundgate uses, so the comparison isolates the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import random
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 
-from boundgate.assembly import build_app
-from boundgate.backends.fake import FakeUpstreamServer, fake_answer
+from _harness import gateway_over_fake_upstream
+from boundgate.backends.fake import fake_answer
 from boundgate.reuse.embedder import OnnxEmbedder
-from boundgate.settings import load_settings
-from boundgate.testing import ThreadedServer
 
 AUX = re.compile(
     r"^(is|are|was|were|can|could|do|does|did|should|would|will|has|have)\s", re.IGNORECASE
@@ -137,79 +132,58 @@ def main() -> None:
         if n and n != q1 and len(negatives) < args.negatives:
             negatives.append((q1, n))
 
-    stack = contextlib.ExitStack()
-    upstream = stack.enter_context(FakeUpstreamServer())
     meanings = {q: comp.find(q) for q in comp.parent}
     for _, n in negatives:
         meanings[n] = "negated:" + n
-    upstream.control.meanings = meanings
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "b.toml"
-        cfg.write_text(
-            f"""
-[server]
-data_dir = "{Path(tmp) / "data"}"
-log_level = "warning"
+    with gateway_over_fake_upstream(meanings) as (http, _app):
 
-[models.upstream-8b]
-backend = "openai"
-base_url = "{upstream.url}"
-upstream_model = "fake"
-params_b = 8
-default = true
-"""
-        )
-        app = build_app(load_settings(cfg))
-        with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as http:
+        def ask(q: str) -> tuple[str, str, float, float]:
+            r = http.post(
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": q}], "temperature": 0},
+            )
+            r.raise_for_status()
+            text = r.json()["choices"][0]["message"]["content"]
+            return (
+                r.headers["x-boundgate-reuse"],
+                text,
+                float(r.headers.get("x-boundgate-energy-avoided-wh", 0.0)),
+                float(r.headers["x-boundgate-energy-wh"]),
+            )
 
-            def ask(q: str) -> tuple[str, str, float, float]:
-                r = http.post(
-                    "/v1/chat/completions",
-                    json={"messages": [{"role": "user", "content": q}], "temperature": 0},
-                )
-                r.raise_for_status()
-                text = r.json()["choices"][0]["message"]["content"]
-                return (
-                    r.headers["x-boundgate-reuse"],
-                    text,
-                    float(r.headers.get("x-boundgate-energy-avoided-wh", 0.0)),
-                    float(r.headers["x-boundgate-energy-wh"]),
-                )
-
-            t0 = time.perf_counter()
-            phase1_wh: dict[str, float] = {}
-            for i, (q1, _, _) in enumerate(pairs):
-                if q1 not in phase1_wh:
-                    phase1_wh[q1] = ask(q1)[3]
-                if i % 1000 == 0:
-                    print(f"phase 1: {i}/{len(pairs)}", file=sys.stderr)
-            hits = right_dup = wrong = wrong_nondup = 0
-            avoided = spent = 0.0
-            for i, (_, q2, dup) in enumerate(pairs):
-                status, text, avoided_wh, wh = ask(q2)
-                served = status.startswith("hit")
-                ok = text == fake_answer(meanings[q2])
-                if served:
-                    hits += 1
-                    avoided += avoided_wh
-                    if not ok:
-                        wrong += 1
-                        wrong_nondup += 0 if dup else 1
-                    elif dup:
-                        right_dup += 1
-                spent += wh
-                if i % 1000 == 0:
-                    print(f"phase 2: {i}/{len(pairs)}", file=sys.stderr)
-            neg_wrong = 0
-            for q1, n in negatives:
-                status, text, _, _ = ask(n)
-                if status.startswith("hit") and text != fake_answer(meanings[n]):
-                    neg_wrong += 1
-                    print(f"wrong on hard negative: {q1!r} -> {n!r}", file=sys.stderr)
-            stats = http.get("/v1/boundgate/stats").json()["reuse"]
-            wall = time.perf_counter() - t0
-    stack.close()
+        t0 = time.perf_counter()
+        phase1_wh: dict[str, float] = {}
+        for i, (q1, _, _) in enumerate(pairs):
+            if q1 not in phase1_wh:
+                phase1_wh[q1] = ask(q1)[3]
+            if i % 1000 == 0:
+                print(f"phase 1: {i}/{len(pairs)}", file=sys.stderr)
+        hits = right_dup = wrong = wrong_nondup = 0
+        avoided = spent = 0.0
+        for i, (_, q2, dup) in enumerate(pairs):
+            status, text, avoided_wh, wh = ask(q2)
+            served = status.startswith("hit")
+            ok = text == fake_answer(meanings[q2])
+            if served:
+                hits += 1
+                avoided += avoided_wh
+                if not ok:
+                    wrong += 1
+                    wrong_nondup += 0 if dup else 1
+                elif dup:
+                    right_dup += 1
+            spent += wh
+            if i % 1000 == 0:
+                print(f"phase 2: {i}/{len(pairs)}", file=sys.stderr)
+        neg_wrong = 0
+        for q1, n in negatives:
+            status, text, _, _ = ask(n)
+            if status.startswith("hit") and text != fake_answer(meanings[n]):
+                neg_wrong += 1
+                print(f"wrong on hard negative: {q1!r} -> {n!r}", file=sys.stderr)
+        stats = http.get("/v1/boundgate/stats").json()["reuse"]
+        wall = time.perf_counter() - t0
 
     n = len(pairs)
     n_dup = sum(d for _, _, d in pairs)

@@ -20,6 +20,19 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
+def wait_until(cond: Any, timeout: float = 20.0) -> Any:
+    """Poll ``cond`` until it returns something truthy (and return that), or fail."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

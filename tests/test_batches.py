@@ -16,20 +16,10 @@ from boundgate.clock import FakeClock
 from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings
+from conftest import Live, fake_settings, wait_until
 
 # 2023-06-01 05:00 UTC: morning in Germany, before the solar dip that a 24 h window can reach
 START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
-
-
-def _wait(cond: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -81,7 +71,7 @@ def test_batch_is_scheduled_into_clean_hours_and_returns_openai_results(batch_li
     time.sleep(0.3)  # the runner polls; nothing is due yet
     assert client.batches.retrieve(b.id).request_counts.completed == 0
     clock.set(scheduled.timestamp())
-    done = _wait(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
     assert done.request_counts.total == 3 and done.request_counts.completed == 3
     out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
     assert sorted(o["custom_id"] for o in out) == ["req-0", "req-1", "req-2"]

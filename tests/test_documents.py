@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from boundgate.reuse import binding
 from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings
+from conftest import Live, fake_settings, wait_until
 
 Q = "What is the boiling point of water at sea level?"
 
@@ -28,16 +27,6 @@ def ask(live: Live, user: str | None = None, content: str = Q, **kw: Any) -> Any
     if user:
         body["user"] = user
     return live.http.post("/v1/chat/completions", json=body, **kw)
-
-
-def _wait(cond: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
 
 
 def serve(tmp: Path, version: str = "v1", **reuse: Any) -> tuple[ThreadedServer, Live]:
@@ -197,7 +186,7 @@ def test_model_change_serves_stale_then_rebinds_and_supersedes(tmp_path: Path) -
             new = [d for d in data if d["supersedes"] == old_id]
             return new[0]["id"] if new else None
 
-        new_id = _wait(rebound)
+        new_id = wait_until(rebound)
         old = live.http.get(f"/v1/boundgate/documents/{old_id}")
         assert old.headers["x-boundgate-document-state"] == "superseded"
         new = live.http.get(f"/v1/boundgate/documents/{new_id}").json()

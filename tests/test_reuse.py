@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings
+from conftest import Live, fake_settings, wait_until
 
 Q = "How do I reset my password?"
 
@@ -101,15 +101,6 @@ def test_cache_control_and_temperature_dial(fake_live: Live) -> None:
     assert r.status_code == 400
 
 
-def _wait(cond: Any, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 class _Later:
     """A clock `offset` seconds ahead of another (to age stored answers)."""
 
@@ -187,7 +178,7 @@ def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
         # fresh answer, equal to the stored one, becomes the first label
         verified = ask(live, paraphrases[1])
         assert verified.headers["x-boundgate-reuse"] == "miss"
-        _wait(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
         hit = ask(live, paraphrases[2])
         assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
         assert float(hit.headers["x-boundgate-similarity"]) >= 0.8
