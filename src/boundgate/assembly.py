@@ -92,7 +92,8 @@ def build_embedder(settings: Settings) -> Embedder:
     r = settings.reuse
     if r.embedder == "hash":
         return HashEmbedder()
-    return OnnxEmbedder(threads=r.embed_threads)
+    threads = r.embed_threads or min(4, os.cpu_count() or 1)
+    return OnnxEmbedder(threads=threads)
 
 
 def build_jobs(settings: Settings, store: Store, clock: Clock, carbon: CarbonSource) -> JobQueue:

@@ -148,7 +148,9 @@ class ReuseSettings(_Section):
     embedder: Literal["minilm", "hash"] = Field(
         "minilm", description="minilm (all-MiniLM-L6-v2 int8 ONNX) or hash (tests only)."
     )
-    embed_threads: int = Field(1, ge=1, description="onnxruntime threads for the embedder.")
+    embed_threads: int = Field(
+        0, ge=0, description="onnxruntime threads for the embedder (0 = cores, at most 4)."
+    )
 
 
 class SchedulerSettings(_Section):

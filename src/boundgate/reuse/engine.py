@@ -341,8 +341,17 @@ class ReuseEngine:
         if meta is not None:
             meta.hits += 1
             meta.last_used = now
-        await self.store.note_hit(lookup.entry.key, now)
-        if asker is not None and lookup.key is not None and lookup.status != "stale":
+        # The hit count is bookkeeping for eviction, not part of the answer: off the path.
+        task = asyncio.get_running_loop().create_task(self.store.note_hit(lookup.entry.key, now))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        bound_already = meta is not None and meta.document is not None
+        if (
+            asker is not None
+            and lookup.key is not None
+            and lookup.status != "stale"
+            and not bound_already  # a bound answer's asker count is frozen in its document
+        ):
             bound = await self.register(lookup.entry.key, asker, lookup.key.query)
             if bound is not None:
                 lookup.entry.document_id = bound
