@@ -21,6 +21,14 @@ from .energy import Meter, local_meter, upstream_meter
 from .gateway import Gateway
 from .grid import BundledCarbonSource
 from .grid.base import CarbonSource
+from .grid.live import (
+    CarbonAwareSDK,
+    ElectricityMaps,
+    LiveCarbonSource,
+    Provider,
+    UKCarbonIntensity,
+    WattTime,
+)
 from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
@@ -96,6 +104,45 @@ def build_embedder(settings: Settings) -> Embedder:
     return OnnxEmbedder(threads=threads)
 
 
+DEFAULT_GRID_URLS = {
+    "electricitymaps": "https://api.electricitymap.org",
+    "watttime": "https://api.watttime.org",
+    "ukci": "https://api.carbonintensity.org.uk",
+    "carbon-aware-sdk": "http://127.0.0.1:8090",
+}
+
+
+def build_carbon(settings: Settings) -> CarbonSource:
+    """The bundled history, or a live provider that falls back to it (labelled)."""
+    bundled = BundledCarbonSource()
+    g = settings.grid
+    if g.source == "bundled":
+        return bundled
+    base = g.base_url or DEFAULT_GRID_URLS[g.source]
+    region = g.region or settings.server.grid_zone
+    provider: Provider
+    if g.source == "electricitymaps":
+        provider = ElectricityMaps(base, region, os.environ.get(g.token_env))
+    elif g.source == "watttime":
+        user, password = os.environ.get(g.username_env), os.environ.get(g.password_env)
+        if not user or not password:
+            raise ConfigError(
+                f"grid.source = 'watttime' needs {g.username_env} and {g.password_env} set"
+            )
+        provider = WattTime(base, region, user, password)
+    elif g.source == "ukci":
+        provider = UKCarbonIntensity(base, g.region or "national")
+    else:
+        provider = CarbonAwareSDK(base, region)
+    return LiveCarbonSource(
+        provider,
+        settings.server.grid_zone,
+        bundled,
+        refresh_s=g.refresh_s,
+        timeout_s=g.timeout_s,
+    )
+
+
 def build_jobs(settings: Settings, store: Store, clock: Clock, carbon: CarbonSource) -> JobQueue:
     if settings.scheduler.policy == "carbon":
         return JobQueue(store, clock, CarbonAwareStart(carbon, settings.server.grid_zone))
@@ -153,7 +200,7 @@ def build_gateway(
     embedder: Embedder | None = None,
     reuse_meter: Meter | None = None,
 ) -> Gateway:
-    carbon = carbon or BundledCarbonSource()
+    carbon = carbon or build_carbon(settings)
     zone = settings.server.grid_zone
     zones = carbon.zones()
     if zones and zone not in zones:

@@ -153,6 +153,29 @@ class ReuseSettings(_Section):
     )
 
 
+class GridSettings(_Section):
+    source: Literal["bundled", "electricitymaps", "watttime", "ukci", "carbon-aware-sdk"] = Field(
+        "bundled",
+        description="Where carbon intensity comes from; live sources fall back to the "
+        "bundled history, labelled, whenever they fail.",
+    )
+    base_url: str | None = Field(
+        None, description="The live API's base URL (default: the provider's public one)."
+    )
+    region: str | None = Field(
+        None,
+        description="The provider's name for the zone (Electricity Maps zone, WattTime region, "
+        "UK region id or 'national', Carbon Aware SDK location); default: server.grid_zone.",
+    )
+    token_env: str = Field(
+        "ELECTRICITYMAPS_API_KEY", description="Env var with the Electricity Maps token."
+    )
+    username_env: str = Field("WATTTIME_USERNAME", description="Env var: WattTime user.")
+    password_env: str = Field("WATTTIME_PASSWORD", description="Env var: WattTime password.")
+    refresh_s: float = Field(300.0, gt=0, description="How often the live source is polled.")
+    timeout_s: float = Field(5.0, gt=0, description="Per-request timeout for the live source.")
+
+
 class SchedulerSettings(_Section):
     policy: Literal["carbon", "now"] = Field(
         "carbon",
@@ -223,6 +246,7 @@ class Settings(BaseSettings):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    grid: GridSettings = Field(default_factory=GridSettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
     @classmethod
@@ -363,6 +387,7 @@ def reference_markdown() -> str:
         ("energy", EnergySettings),
         ("reuse", ReuseSettings),
         ("scheduler", SchedulerSettings),
+        ("grid", GridSettings),
         ("models.<name>", ModelSettings),
     ]
     lines = []

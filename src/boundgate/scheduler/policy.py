@@ -42,12 +42,20 @@ class CarbonAwareStart:
         return hours, values
 
     def forecast(self, now: float, hours_ahead: int) -> np.ndarray:
+        """Our forecast, with the live source's own forecast taking its place where the
+        source has one (a provider's forecast knows the weather; the profile does not)."""
         now_h = int(now // HOUR)
         hours, values = self._history(now_h)
         profile = self.forecaster.profile(values, hours, now_h)
-        return self.forecaster.forecast(
-            float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile
-        )
+        f = self.forecaster.forecast(float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile)
+        live = getattr(self.carbon, "forecast_values", None)
+        if live is not None:
+            ahead = [now_h + k for k in range(hours_ahead)]
+            known = live(self.zone, ahead)
+            for k, h in enumerate(ahead):
+                if h in known:
+                    f[k] = known[h]
+        return f
 
     def __call__(self, kind: str, now: float, deadline: float, duration_s: float) -> float:
         d = max(1, math.ceil(duration_s / HOUR))

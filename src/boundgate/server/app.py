@@ -135,6 +135,9 @@ def create_app(
             if gateway.reuse is not None:
                 # versions are known once models are loaded (the gguf hash)
                 await asyncio.to_thread(gateway.reuse.mark_stale, gateway.model_versions())
+            start_grid = getattr(gateway.carbon, "start", None)
+            if start_grid is not None:  # a live source: refresh in the background
+                start_grid()
             app.state.runner = runner
             runner.start()
             app.state.ready = True
@@ -142,6 +145,9 @@ def create_app(
         finally:
             app.state.ready = False
             await runner.stop()
+            stop_grid = getattr(gateway.carbon, "stop", None)
+            if stop_grid is not None:
+                await asyncio.to_thread(stop_grid)
             await gateway.drain()
             for backend in gateway.backends.values():
                 await backend.aclose()
