@@ -363,10 +363,12 @@ def version() -> None:
 
 
 from .docs import docs_app  # noqa: E402  (needs the helpers above)
-from .schedule import schedule_app  # noqa: E402
+from .schedule import batch_app, grid_app, schedule_app  # noqa: E402
 
 app.add_typer(docs_app, name="docs")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(grid_app, name="grid")
+app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -50,3 +50,224 @@ def schedule_replay(
     out.print(f"mean per job, perfect foresight: {result.oracle:.3f}")
     out.print(f"share of the oracle's saving achieved: {result.share_of_oracle:.3f}")
     out.print(f"plan written to {out_path}")
+
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
+ZoneOpt = Annotated[str | None, typer.Option("--zone", help="Grid zone (default: configured).")]
+
+grid_app = typer.Typer(help="Grid carbon intensity: now and forecast.", no_args_is_help=True)
+batch_app = typer.Typer(help="Submit and follow batches on a running server.", no_args_is_help=True)
+
+
+def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str]:
+    from ..assembly import build_carbon
+    from . import _settings
+
+    settings = _settings(config)
+    zone = zone or settings.server.grid_zone
+    if zone != settings.server.grid_zone:
+        settings.server.grid_zone = zone
+    source = build_carbon(settings)
+    refresh = getattr(source, "refresh", None)
+    if refresh is not None:
+        refresh()  # one synchronous poll of the live source
+    return source, zone
+
+
+@grid_app.command("now")
+def grid_now(config: ConfigOpt = None, zone: ZoneOpt = None) -> None:
+    """Carbon intensity of the current hour, with where it came from."""
+    from datetime import UTC, datetime
+
+    from . import out
+
+    source, zone = _carbon(config, zone)
+    i = source.intensity(zone, datetime.now(tz=UTC))
+    out.print(f"{zone} {i.at:%Y-%m-%d %H:00} UTC: {i.gco2_per_kwh:.1f} gCO2e/kWh")
+    out.print(f"method: {i.method}; source: {i.source}", highlight=False)
+
+
+@grid_app.command("forecast")
+def grid_forecast(
+    config: ConfigOpt = None,
+    zone: ZoneOpt = None,
+    hours: Annotated[int, typer.Option(min=1, max=168, help="Hours ahead.")] = 24,
+) -> None:
+    """The forecast the scheduler uses (the live source's own where it has one)."""
+    import time
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    from ..scheduler.policy import CarbonAwareStart
+    from . import out
+
+    source, zone = _carbon(config, zone)
+    now = time.time()
+    values = CarbonAwareStart(source, zone).forecast(now, hours)
+    best = int(values.argmin())
+    table = Table("hour (UTC)", "gCO2e/kWh", "")
+    for k, v in enumerate(values):
+        at = datetime.fromtimestamp((int(now // 3600) + k) * 3600, tz=UTC)
+        table.add_row(f"{at:%Y-%m-%d %H:00}", f"{v:.1f}", "← cleanest" if k == best else "")
+    out.print(table)
+
+
+@schedule_app.command("list")
+def schedule_list(
+    state: Annotated[str | None, typer.Option(help="pending, running, done, failed")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Queued and finished jobs (batches, rebinding), with their scheduled starts."""
+    import time
+
+    from rich.table import Table
+
+    from . import _settings, _store, out
+
+    store = _store(_settings(config, data_dir=data_dir))
+    try:
+        jobs = store.jobs(state)
+    finally:
+        store.close()
+
+    def fmt(ts: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else ""
+
+    table = Table("id", "kind", "state", "start after", "deadline", "attempts")
+    for j in jobs:
+        table.add_row(j.id, j.kind, j.state, fmt(j.not_before), fmt(j.deadline), str(j.attempts))
+    out.print(table)
+
+
+@schedule_app.command("plan")
+def schedule_plan(
+    duration: Annotated[str, typer.Option(help="Job run time, e.g. 1h.")] = "1h",
+    window: Annotated[str, typer.Option(help="Deadline from now, e.g. 8h.")] = "8h",
+    config: ConfigOpt = None,
+    zone: ZoneOpt = None,
+) -> None:
+    """When a job submitted now would start, and what that saves against starting now."""
+    import time
+    from datetime import UTC, datetime
+
+    from ..scheduler.policy import CarbonAwareStart
+    from ..scheduler.replay import parse_hours
+    from . import err, out
+
+    try:
+        d, w = parse_hours(duration), parse_hours(window)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    if w < d:
+        err.print("[red]error:[/red] --window must be at least --duration", markup=True)
+        raise typer.Exit(2)
+    source, zone = _carbon(config, zone)
+    policy = CarbonAwareStart(source, zone)
+    now = time.time()
+    start = policy("plan", now, now + w * 3600, d * 3600)
+    values = policy.forecast(now, w)
+    k = int((start // 3600) - (now // 3600))
+    now_mean = float(values[:d].mean())
+    plan_mean = float(values[k : k + d].mean())
+    at = datetime.fromtimestamp(start, tz=UTC)
+    out.print(f"start: {at:%Y-%m-%d %H:%M} UTC ({k} h from now) in {zone}")
+    out.print(
+        f"forecast mean over the run: {plan_mean:.1f} gCO2e/kWh vs {now_mean:.1f} if started "
+        f"now ({100 * (1 - plan_mean / now_mean):.1f} % less)"
+    )
+
+
+UrlOpt = Annotated[str, typer.Option(help="Server base URL.")]
+KeyOpt = Annotated[str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")]
+
+
+def _client(url: str, api_key: str | None) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=120)
+
+
+def _check(resp: Any) -> Any:
+    from . import err
+
+    if resp.status_code >= 400:
+        try:
+            message = resp.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = resp.text
+        err.print(f"error {resp.status_code}: {message}", highlight=False)
+        raise typer.Exit(1)
+    kind = resp.headers.get("content-type", "").split(";")[0].strip()
+    return resp.json() if kind == "application/json" else resp.text
+
+
+@batch_app.command("submit")
+def batch_submit(
+    file: Annotated[Path, typer.Argument(help="JSONL: one request per line (OpenAI batch).")],
+    endpoint: Annotated[str, typer.Option(help="Endpoint of every line.")] = (
+        "/v1/chat/completions"
+    ),
+    window: Annotated[str, typer.Option(help="Completion window, e.g. 24h.")] = "24h",
+    url: UrlOpt = "http://127.0.0.1:8080/v1",
+    api_key: KeyOpt = None,
+) -> None:
+    """Upload a file and create a batch; prints its id and scheduled start."""
+    import json
+
+    from rich.progress import Progress
+
+    with _client(url, api_key) as c, Progress(transient=True) as progress:
+        progress.add_task("uploading", total=None)
+        with file.open("rb") as fh:
+            f = _check(c.post("/files", files={"file": (file.name, fh)}, data={"purpose": "batch"}))
+        b = _check(
+            c.post(
+                "/batches",
+                json={
+                    "input_file_id": f["id"],
+                    "endpoint": endpoint,
+                    "completion_window": window,
+                },
+            )
+        )
+    print(json.dumps({"id": b["id"], "scheduled_start": b["boundgate"]["scheduled_start"]}))
+
+
+@batch_app.command("status")
+def batch_status(
+    batch_id: str, url: UrlOpt = "http://127.0.0.1:8080/v1", api_key: KeyOpt = None
+) -> None:
+    """The batch object (JSON)."""
+    import json
+
+    with _client(url, api_key) as c:
+        print(json.dumps(_check(c.get(f"/batches/{batch_id}")), indent=2))
+
+
+@batch_app.command("results")
+def batch_results(
+    batch_id: str,
+    out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
+    url: UrlOpt = "http://127.0.0.1:8080/v1",
+    api_key: KeyOpt = None,
+) -> None:
+    """The output file of a completed batch (JSONL)."""
+    import sys
+
+    from . import err
+
+    with _client(url, api_key) as c:
+        b = _check(c.get(f"/batches/{batch_id}"))
+        if not b.get("output_file_id"):
+            err.print(f"batch {batch_id} is {b['status']}: no output yet", highlight=False)
+            raise typer.Exit(1)
+        text = _check(c.get(f"/files/{b['output_file_id']}/content"))
+    if out_path is None:
+        sys.stdout.write(text)
+    else:
+        out_path.write_text(text)

@@ -43,6 +43,13 @@ class JobQueue:
         self.clock = clock or SystemClock()
         self.policy = policy
 
+    def plan(self, kind: str, deadline_s: float, duration_s: float) -> tuple[float, float]:
+        """(earliest start, deadline) the policy gives a job queued now."""
+        now = self.clock.time()
+        deadline = now + deadline_s
+        start = min(self.policy(kind, now, deadline, duration_s), deadline - duration_s)
+        return max(now, start), deadline
+
     def submit(
         self,
         kind: str,
@@ -51,21 +58,30 @@ class JobQueue:
         deadline_s: float = 86400.0,
         duration_s: float = 60.0,
         dedupe: str | None = None,
+        job_id: str | None = None,
+        planned: tuple[float, float] | None = None,
     ) -> str | None:
-        """Queue a job; None if a job with the same dedupe key exists already."""
-        now = self.clock.time()
-        deadline = now + deadline_s
+        """Queue a job; None if a job with the same dedupe key exists already.
+
+        ``job_id`` and ``planned`` (from :meth:`plan`) let a caller record the job's id and
+        start elsewhere *before* the job exists, so a runner can never see it first.
+        """
+        not_before, deadline = planned or self.plan(kind, deadline_s, duration_s)
         job = JobRow(
-            id="job_" + uuid.uuid4().hex,
+            id=job_id or new_job_id(),
             kind=kind,
             payload=json.dumps(payload, sort_keys=True),
             state="pending",
-            created=now,
-            not_before=min(self.policy(kind, now, deadline, duration_s), deadline - duration_s),
+            created=self.clock.time(),
+            not_before=not_before,
             deadline=deadline,
             dedupe=dedupe,
         )
         return job.id if self.store.put_job(job) else None
+
+
+def new_job_id() -> str:
+    return "job_" + uuid.uuid4().hex
 
 
 class JobRunner:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ...errors import BoundgateError, InvalidRequestError, NotFoundError
 from ...gateway import Gateway, RequestContext
+from ...scheduler.jobs import new_job_id
 from ...store import FileRow
 from ...tenants import Tenant
 from .. import generation
@@ -138,10 +139,8 @@ def create_batch(
     batch_id = "batch_" + uuid.uuid4().hex[:24]
     if gw.jobs is None:  # pragma: no cover - assembly always builds a queue
         raise BoundgateError("batches need a job queue")
-    job_id = gw.jobs.submit(
-        "batch", {"batch": batch_id}, deadline_s=window_s, duration_s=duration_s
-    )
-    job = next((j for j in gw.store.jobs() if j.id == job_id), None)
+    planned = gw.jobs.plan("batch", window_s, duration_s)
+    job_id = new_job_id()
     intensity = gw.carbon.intensity(gw.grid_zone, datetime.fromtimestamp(now, tz=UTC))
     batch: dict[str, Any] = {
         "id": batch_id,
@@ -167,7 +166,7 @@ def create_batch(
         "boundgate": {
             "job_id": job_id,
             "state": "scheduled",
-            "scheduled_start": _iso(job.not_before if job else now),
+            "scheduled_start": _iso(planned[0]),
             "started_at": None,
             "grid_zone": gw.grid_zone,
             "submitted_gco2_per_kwh": intensity.gco2_per_kwh,
@@ -179,6 +178,8 @@ def create_batch(
         },
     }
     gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch))
+    # queued only once the batch it runs exists
+    gw.jobs.submit("batch", {"batch": batch_id}, job_id=job_id, planned=planned)
     return batch
 
 

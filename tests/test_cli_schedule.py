@@ -1,0 +1,70 @@
+"""CLI: grid now/forecast, schedule plan/list, batch submit/status/results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from boundgate.assembly import build_app
+from boundgate.cli import app as cli
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings, wait_until
+
+
+def test_grid_and_plan_commands(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["grid", "now", "--zone", "NO"])
+    assert res.exit_code == 0 and "gCO2e/kWh" in res.output and "historical" in res.output
+    res = runner.invoke(cli, ["grid", "forecast", "--hours", "6"])
+    assert res.exit_code == 0 and res.output.count("cleanest") == 1
+    res = runner.invoke(cli, ["schedule", "plan", "--duration", "2h", "--window", "12h"])
+    assert res.exit_code == 0 and "start:" in res.output and "if started now" in res.output
+    res = runner.invoke(cli, ["schedule", "plan", "--duration", "5h", "--window", "2h"])
+    assert res.exit_code == 2
+
+
+def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    app = build_app(settings)
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"messages": [{"role": "user", "content": f"q{i}"}], "temperature": 0},
+        }
+        for i in range(2)
+    ]
+    infile = tmp_path / "in.jsonl"
+    infile.write_text("\n".join(json.dumps(x) for x in lines))
+    runner = CliRunner()
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        res = runner.invoke(cli, ["batch", "submit", str(infile), "--url", srv.url])
+        assert res.exit_code == 0, res.output
+        batch_id = json.loads(res.output.strip().splitlines()[-1])["id"]
+
+        def status() -> dict[str, object] | None:
+            r = runner.invoke(cli, ["batch", "status", batch_id, "--url", srv.url])
+            body: dict[str, object] = json.loads(r.output)
+            return body if body["status"] == "completed" else None
+
+        wait_until(status)
+        out = tmp_path / "out.jsonl"
+        res = runner.invoke(
+            cli, ["batch", "results", batch_id, "--url", srv.url, "--out", str(out)]
+        )
+        assert res.exit_code == 0, res.output
+        assert sorted(json.loads(x)["custom_id"] for x in out.read_text().splitlines()) == [
+            "c0",
+            "c1",
+        ]
+        res = runner.invoke(cli, ["batch", "status", "batch_nope", "--url", srv.url])
+        assert res.exit_code == 1 and "404" in res.output
+        res = runner.invoke(cli, ["schedule", "list", "--data-dir", str(tmp_path / "data")])
+        assert "batch" in res.output and "done" in res.output
+        live.http.close()
