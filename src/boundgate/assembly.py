@@ -33,6 +33,7 @@ from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseConfig, ReuseEngine
+from .reuse.variants import CreativityBuffer, CreativityConfig
 from .reuse.verifier import Verifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart
@@ -234,6 +235,20 @@ def build_gateway(
         reuse=reuse,
         reuse_meter=reuse_meter,
         jobs=jobs,
+        creativity=CreativityBuffer(
+            store,
+            jobs,
+            clock,
+            CreativityConfig(
+                min_askers=settings.creativity.min_askers,
+                variants=settings.creativity.variants,
+                window_s=settings.creativity.window_s,
+                novelty_per_day=settings.limits.novelty_per_day,
+                novelty_exhausted=settings.limits.novelty_exhausted,
+            ),
+        )
+        if settings.creativity.enabled and reuse is not None
+        else None,
     )
 
 

@@ -23,9 +23,17 @@ from .errors import BoundgateError, ContextLengthExceededError, ModelNotFoundErr
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
-from .reuse.engine import Lookup, ReuseEngine, replay_pieces, request_from_json, usage_of
+from .reuse.engine import (
+    Lookup,
+    ReuseEngine,
+    replay_pieces,
+    request_from_json,
+    request_json,
+    usage_of,
+)
+from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
-from .store import LedgerRow, Store
+from .store import LedgerRow, Store, VariantRow
 from .tenants import Limiter, Reservation, Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -122,6 +130,7 @@ class Gateway:
         reuse: ReuseEngine | None = None,
         reuse_meter: Meter | None = None,
         jobs: JobQueue | None = None,
+        creativity: CreativityBuffer | None = None,
     ) -> None:
         self.backends = backends
         self.default_model = default_model
@@ -137,6 +146,7 @@ class Gateway:
         self.reuse = reuse
         self.reuse_meter = reuse_meter
         self.jobs = jobs
+        self.creativity = creativity
         self._background: set[asyncio.Task[None]] = set()
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
@@ -232,6 +242,8 @@ class Gateway:
                 setattr(row, name, value)
             if lookup.semantic:
                 row.extra["semantic_lookup"] = 1
+            if lookup.novel:
+                row.extra["novel"] = 1
         return row
 
     def _observe(self, row: LedgerRow) -> None:
@@ -350,7 +362,38 @@ class Gateway:
 
     # --- deferrable work ----------------------------------------------------------------------
     def job_handlers(self) -> dict[str, Any]:
-        return {"rebind": self.rebind} if self.reuse is not None else {}
+        handlers: dict[str, Any] = {}
+        if self.reuse is not None:
+            handlers["rebind"] = self.rebind
+        if self.creativity is not None:
+            handlers["variants"] = self.make_variants
+        return handlers
+
+    async def make_variants(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Job handler: pre-generate answers for a creative prompt (creativity buffer)."""
+        assert self.creativity is not None
+        exact = str(payload["exact"])
+        text = await asyncio.to_thread(self.store.novel_request, exact)
+        if text is None:
+            return {"skipped": "prompt unknown"}
+        body = json.loads(text)
+        made: list[VariantRow] = []
+        for _ in range(int(payload.get("n", 1))):
+            req = request_from_json(text)
+            ctx = self.context(Tenant(name=str(body["tenant"])), str(body["endpoint"]))
+            ctx.internal = True
+            ctx.cache_control = "no-store"
+            result = await self.complete(ctx, req)
+            c = result.completion
+            made.append(
+                VariantRow(
+                    0, exact, c.text, c.finish_reason, c.usage.prompt_tokens,
+                    c.usage.completion_tokens, result.energy.wh, result.energy.gco2,
+                    self.clock.time(),
+                )
+            )  # fmt: skip
+        await asyncio.to_thread(self.store.add_variants, made)
+        return {"variants": len(made), "exact": exact}
 
     def model_versions(self) -> dict[str, str]:
         return {name: b.version for name, b in self.backends.items()}
@@ -404,7 +447,26 @@ class Gateway:
             cache_control=ctx.cache_control,
         )
         stale = self.reuse.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
-        return await self.reuse.lookup(p, key, stale)
+        lookup = await self.reuse.lookup(p, key, stale)
+        if p.reason == "temperature" and key is not None and not ctx.internal:
+            await self._creative(ctx, req, lookup)
+        return lookup
+
+    async def _creative(self, ctx: RequestContext, req: GenerationRequest, lookup: Lookup) -> None:
+        """Above the dial: a pre-generated variant if one is left, else a budgeted fresh one."""
+        buf = self.creativity
+        if buf is None or lookup.key is None:
+            return
+        asker = self.asker(ctx, req) or ctx.tenant.name
+        if buf.config.novelty_exhausted == "reject" and not buf.budget_left(ctx.tenant.name):
+            buf.admit_novel(ctx.tenant.name)  # raises 429
+        body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        variant = await buf.take(lookup.key.exact, asker, body)
+        if variant is not None:
+            lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
+            return
+        buf.admit_novel(ctx.tenant.name)
+        lookup.novel = True
 
     @staticmethod
     def asker(ctx: RequestContext, req: GenerationRequest) -> str | None:

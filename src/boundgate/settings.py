@@ -60,6 +60,16 @@ class LimitsSettings(_Section):
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens applied when a request gives none."
     )
+    novelty_per_day: int = Field(
+        0,
+        ge=0,
+        description="Fresh above-dial (creative) generations per tenant per UTC day (0 = off).",
+    )
+    novelty_exhausted: Literal["variants", "reject"] = Field(
+        "variants",
+        description="When the novelty budget is spent: serve pre-generated variants (429 if "
+        "none is left) or always answer 429.",
+    )
 
 
 class EnergySettings(_Section):
@@ -150,6 +160,17 @@ class ReuseSettings(_Section):
     )
     embed_threads: int = Field(
         0, ge=0, description="onnxruntime threads for the embedder (0 = cores, at most 4)."
+    )
+
+
+class CreativitySettings(_Section):
+    enabled: bool = Field(True, description="Pre-generate variants of popular creative prompts.")
+    min_askers: int = Field(
+        3, ge=1, description="Distinct askers of a creative prompt before variants are made."
+    )
+    variants: int = Field(5, ge=1, le=100, description="Variants generated per round.")
+    window_s: float = Field(
+        12 * 3600.0, gt=0, description="Deadline for generating a round of variants (s)."
     )
 
 
@@ -247,6 +268,7 @@ class Settings(BaseSettings):
     reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     grid: GridSettings = Field(default_factory=GridSettings)
+    creativity: CreativitySettings = Field(default_factory=CreativitySettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
     @classmethod
@@ -388,6 +410,7 @@ def reference_markdown() -> str:
         ("reuse", ReuseSettings),
         ("scheduler", SchedulerSettings),
         ("grid", GridSettings),
+        ("creativity", CreativitySettings),
         ("models.<name>", ModelSettings),
     ]
     lines = []

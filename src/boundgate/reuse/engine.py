@@ -73,6 +73,7 @@ class Lookup:
     candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
     verdict: Verdict | None = None
     semantic: bool = False  # a semantic lookup happened (counts towards h(t))
+    novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
     stored_id: str | None = None  # set by remember()
 
     @property
@@ -334,7 +335,7 @@ class ReuseEngine:
         return out
 
     async def note_hit(self, lookup: Lookup, asker: str | None = None) -> None:
-        if lookup.entry is None:
+        if lookup.entry is None or lookup.status == "hit-variant":
             return
         now = self.clock.time()
         meta = self._meta.get(lookup.entry.key)
@@ -742,7 +743,11 @@ def usage_of(entry: StoredEntry) -> Usage:
     return Usage(entry.prompt_tokens, entry.completion_tokens)
 
 
-def _request_json(req: GenerationRequest) -> str:
+def request_json(req: GenerationRequest, **extra: Any) -> str:
+    return _request_json(req, **extra)
+
+
+def _request_json(req: GenerationRequest, **extra: Any) -> str:
     """What is needed to recompute an answer (rebind): the request minus per-user fields."""
     body: dict[str, Any] = {
         "model": req.model,
@@ -752,6 +757,7 @@ def _request_json(req: GenerationRequest) -> str:
         "stop": req.stop,
         "seed": req.seed,
         "passthrough": req.passthrough,
+        **extra,
     }
     if req.messages is not None:
         body["messages"] = [[m.role, m.content] for m in req.messages]

@@ -11,6 +11,7 @@ from .base import (
     ReportRow,
     Store,
     StoredEntry,
+    VariantRow,
 )
 from .sqlite import SQLiteStore
 
@@ -26,4 +27,5 @@ __all__ = [
     "SQLiteStore",
     "Store",
     "StoredEntry",
+    "VariantRow",
 ]

@@ -89,6 +89,19 @@ class DocumentRow:
 
 
 @dataclass(frozen=True)
+class VariantRow:
+    id: int
+    exact: str  # the creative prompt's exact key
+    answer: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_wh: float
+    cost_gco2: float
+    created: float
+
+
+@dataclass(frozen=True)
 class FileRow:
     id: str
     tenant: str
@@ -292,6 +305,33 @@ class Store(ABC):
     @abstractmethod
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a job that has not started; False if it is running or finished."""
+
+    # --- creativity buffer ------------------------------------------------------
+    @abstractmethod
+    def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
+        """Record a creative (above-dial) ask; returns the distinct askers of that prompt."""
+
+    @abstractmethod
+    def novel_request(self, exact: str) -> str | None:
+        """The latest recorded request (JSON) for a creative prompt."""
+
+    @abstractmethod
+    def add_variants(self, variants: list[VariantRow]) -> None: ...
+
+    @abstractmethod
+    def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
+        """An unused variant for this asker, marked as served to them (atomically)."""
+
+    @abstractmethod
+    def variant_count(self, exact: str) -> int: ...
+
+    @abstractmethod
+    def unused_variants(self, exact: str) -> int:
+        """Variants nobody has been served yet."""
+
+    @abstractmethod
+    def novel_used(self, tenant: str, since: float) -> int:
+        """Fresh above-dial generations a tenant had since ``since`` (novelty budget)."""
 
     # --- keys ------------------------------------------------------------------
     @abstractmethod

@@ -37,6 +37,7 @@ from .base import (
     ReportRow,
     Store,
     StoredEntry,
+    VariantRow,
 )
 
 _LEDGER_COLUMNS = [f.name for f in fields(LedgerRow)]
@@ -524,6 +525,85 @@ class SQLiteStore(Store):
     def cancel_job(self, job_id: str) -> bool:
         sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"
         return bool(self._call_sync(lambda conn: conn.execute(sql, (job_id,)).rowcount == 1))
+
+    # --- creativity buffer -----------------------------------------------------------------
+    def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
+        def note(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR REPLACE INTO novel_asks (exact, asker, request, ts) VALUES (?, ?, ?, ?)",
+                (exact, asker, request, ts),
+            )
+            r = conn.execute("SELECT COUNT(*) FROM novel_asks WHERE exact = ?", (exact,))
+            return int(r.fetchone()[0])
+
+        return int(self._call_sync(note))
+
+    def novel_request(self, exact: str) -> str | None:
+        r = (
+            self._reader()
+            .execute(
+                "SELECT request FROM novel_asks WHERE exact = ? ORDER BY ts DESC LIMIT 1", (exact,)
+            )
+            .fetchone()
+        )
+        return str(r[0]) if r is not None else None
+
+    def add_variants(self, variants: list[VariantRow]) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO variants (exact, answer, finish_reason, prompt_tokens, "
+                "completion_tokens, cost_wh, cost_gco2, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (v.exact, v.answer, v.finish_reason, v.prompt_tokens, v.completion_tokens,
+                     v.cost_wh, v.cost_gco2, v.created)
+                    for v in variants
+                ],
+            )  # fmt: skip
+
+        self._call_sync(add)
+
+    def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
+        def take(conn: sqlite3.Connection) -> VariantRow | None:
+            r = conn.execute(
+                "SELECT * FROM variants v WHERE exact = ? AND NOT EXISTS (SELECT 1 FROM "
+                "variant_serves s WHERE s.variant = v.id AND s.asker = ?) "
+                "ORDER BY (SELECT COUNT(*) FROM variant_serves s WHERE s.variant = v.id), id "
+                "LIMIT 1",
+                (exact, asker),
+            ).fetchone()
+            if r is None:
+                return None
+            conn.execute(
+                "INSERT INTO variant_serves (variant, asker, ts) VALUES (?, ?, ?)",
+                (r["id"], asker, ts),
+            )
+            return VariantRow(
+                r["id"], r["exact"], r["answer"], r["finish_reason"], r["prompt_tokens"],
+                r["completion_tokens"], r["cost_wh"], r["cost_gco2"], r["created"],
+            )  # fmt: skip
+
+        row: VariantRow | None = self._call_sync(take)
+        return row
+
+    def variant_count(self, exact: str) -> int:
+        r = self._reader().execute("SELECT COUNT(*) FROM variants WHERE exact = ?", (exact,))
+        return int(r.fetchone()[0])
+
+    def unused_variants(self, exact: str) -> int:
+        r = self._reader().execute(
+            "SELECT COUNT(*) FROM variants v WHERE exact = ? AND NOT EXISTS "
+            "(SELECT 1 FROM variant_serves s WHERE s.variant = v.id)",
+            (exact,),
+        )
+        return int(r.fetchone()[0])
+
+    def novel_used(self, tenant: str, since: float) -> int:
+        r = self._reader().execute(
+            "SELECT COUNT(*) FROM ledger WHERE tenant = ? AND ts >= ? AND "
+            "json_extract(extra, '$.novel') = 1 AND outcome = 'ok'",
+            (tenant, since),
+        )
+        return int(r.fetchone()[0])
 
     def tokens_used(self, tenant: str, since: float) -> int:
         r = (

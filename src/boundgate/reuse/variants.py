@@ -1,0 +1,131 @@
+"""Creativity buffer and novelty budget: reuse for requests meant to be *different*.
+
+Requests above the temperature dial want a fresh answer, so they are never served a stored
+one. But when many askers send the same creative prompt ("write a haiku about autumn"), the
+answers are interchangeable draws. The buffer:
+
+- counts distinct askers per creative prompt (same exact key as reuse: tenant, model and
+  version, context, parameters, canonical prompt);
+- once ``creativity.min_askers`` have asked, queues a ``variants`` job that pre-generates
+  ``creativity.variants`` answers at the prompt's temperature, in the clean hours before
+  ``creativity.window_s`` (the scheduler's start policy);
+- serves an unused variant at request time (``x-boundgate-reuse: hit-variant``), never the same
+  one twice to one asker while others remain, and queues more when all have been served.
+
+The **novelty budget** (``limits.novelty_per_day``, per tenant, 0 = unlimited) counts fresh
+above-dial generations per UTC day. When it is spent, the request gets a variant if one is
+left for that asker (``limits.novelty_exhausted = "variants"``), else 429; with
+``"reject"`` it is always 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+
+from ..clock import Clock
+from ..errors import RateLimitError
+from ..scheduler.jobs import JobQueue
+from ..store import Store, StoredEntry, VariantRow
+
+DAY_S = 86400
+
+
+@dataclass
+class CreativityConfig:
+    min_askers: int = 3
+    variants: int = 5
+    window_s: float = 12 * 3600.0
+    novelty_per_day: int = 0
+    novelty_exhausted: str = "variants"
+
+
+def variant_entry(v: VariantRow) -> StoredEntry:
+    """A variant in the shape the gateway replays (a stored answer)."""
+    return StoredEntry(
+        key=-v.id,
+        id=f"var_{v.id}",
+        scope="",
+        exact=v.exact,
+        query="",
+        answer=v.answer,
+        finish_reason=v.finish_reason,
+        prompt_tokens=v.prompt_tokens,
+        completion_tokens=v.completion_tokens,
+        model="",
+        model_version="",
+        tenant="",
+        created=v.created,
+        cost_wh=v.cost_wh,
+        cost_gco2=v.cost_gco2,
+        vector=b"",
+        embedder="",
+        scope_doc="{}",
+    )
+
+
+class CreativityBuffer:
+    def __init__(
+        self, store: Store, jobs: JobQueue | None, clock: Clock, config: CreativityConfig
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.clock = clock
+        self.config = config
+        self._novel: dict[str, tuple[int, int]] = {}  # tenant → (day, fresh generations)
+
+    @staticmethod
+    def _asker(asker: str) -> str:
+        return hashlib.sha256(asker.encode()).hexdigest()[:32]
+
+    async def take(self, exact: str, asker: str, request_json: str) -> VariantRow | None:
+        """Record the ask, queue pre-generation when earned, and take a variant if any."""
+        now = self.clock.time()
+        who = self._asker(asker)
+        askers = await asyncio.to_thread(self.store.note_novel_ask, exact, who, request_json, now)
+        variant = await asyncio.to_thread(self.store.take_variant, exact, who, now)
+        if askers >= self.config.min_askers and self.jobs is not None:
+            unused = await asyncio.to_thread(self.store.unused_variants, exact)
+            if unused == 0:
+                # one job per round of variants: the dedupe key moves on as rounds are used up
+                made = await asyncio.to_thread(self.store.variant_count, exact)
+                await asyncio.to_thread(
+                    self.jobs.submit,
+                    "variants",
+                    {"exact": exact, "n": self.config.variants},
+                    deadline_s=self.config.window_s,
+                    duration_s=60.0 * self.config.variants,
+                    dedupe=f"variants:{exact}:{made}",
+                )
+        return variant
+
+    def admit_novel(self, tenant: str) -> None:
+        """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
+        budget = self.config.novelty_per_day
+        if not budget:
+            return
+        now = self.clock.time()
+        day = int(now // DAY_S)
+        seen_day, used = self._novel.get(tenant, (-1, 0))
+        if seen_day != day:
+            used = self.store.novel_used(tenant, day * DAY_S)
+        if used >= budget:
+            raise RateLimitError(
+                f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
+                "and no pre-generated variant is left for this prompt",
+                code="novelty_budget_exhausted",
+                retry_after=(day + 1) * DAY_S - now,
+            )
+        self._novel[tenant] = (day, used + 1)
+
+    def budget_left(self, tenant: str) -> bool:
+        budget = self.config.novelty_per_day
+        if not budget:
+            return True
+        day = int(self.clock.time() // DAY_S)
+        seen_day, used = self._novel.get(tenant, (-1, 0))
+        if seen_day != day:
+            used = self.store.novel_used(tenant, day * DAY_S)
+            self._novel[tenant] = (day, used)
+        return used < budget

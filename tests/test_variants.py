@@ -1,0 +1,103 @@
+"""Creativity buffer (pre-generated variants for popular creative prompts) and novelty budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from boundgate.assembly import build_app
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings, wait_until
+
+HAIKU = "Write a haiku about autumn."
+
+
+def ask(live: Live, user: str, content: str = HAIKU, temperature: float = 1.0) -> Any:
+    return live.http.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": content}],
+            "temperature": temperature,
+            "user": user,
+        },
+    )
+
+
+def serve(tmp_path: Path, **limits: Any) -> tuple[ThreadedServer, Live]:
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    settings.creativity.min_askers = 2
+    settings.creativity.variants = 3
+    for k, v in limits.items():
+        setattr(settings.limits, k, v)
+    app = build_app(settings)
+    srv = ThreadedServer(app).__enter__()
+    return srv, Live(srv, app)
+
+
+def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
+    tmp_path: Path,
+) -> None:
+    srv, live = serve(tmp_path)
+    try:
+        store = live.gateway.store
+        first = ask(live, "u1")
+        assert first.headers["x-boundgate-reuse"] == "bypass"  # fresh: above the dial
+        assert ask(live, "u2").headers["x-boundgate-reuse"] == "bypass"
+        # two askers: a round of 3 variants is generated (policy "now": at once)
+        wait_until(lambda: any(j.kind == "variants" and j.state == "done" for j in store.jobs()))
+        served = []
+        for _ in range(3):
+            r = ask(live, "u1")
+            assert r.headers["x-boundgate-reuse"] == "hit-variant", r.headers
+            assert float(r.headers["x-boundgate-energy-avoided-wh"]) > 0
+            served.append(r.headers["x-boundgate-document"])
+        assert len(set(served)) == 3  # never the same variant twice to one user
+        # u2 may get the same variants u1 had
+        assert ask(live, "u2").headers["x-boundgate-reuse"] == "hit-variant"
+        # u1 has seen them all: a fresh answer, and a new round is queued
+        assert ask(live, "u1").headers["x-boundgate-reuse"] == "bypass"
+        wait_until(
+            lambda: sum(j.kind == "variants" and j.state == "done" for j in store.jobs()) == 2
+        )
+        assert ask(live, "u1").headers["x-boundgate-reuse"] == "hit-variant"
+        rows = live.ledger().values()
+        assert sum(r.reuse == "hit-variant" for r in rows) == 5
+        assert sum(bool(r.extra.get("novel")) for r in rows) == 3  # the fresh ones
+        # a deterministic request is untouched by all this
+        assert ask(live, "u1", temperature=0).headers["x-boundgate-reuse"] == "miss"
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path, novelty_per_day=2)
+    live.gateway.creativity.config.min_askers = 100  # no variants in this test
+    try:
+        assert ask(live, "a", "Invent a word.").status_code == 200
+        assert ask(live, "b", "Invent a colour.").status_code == 200
+        r = ask(live, "c", "Invent a planet.")
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "novelty_budget_exhausted"
+        assert int(r.headers["retry-after"]) > 0
+        # deterministic requests don't draw on the novelty budget
+        assert ask(live, "c", "Invent a planet.", temperature=0).status_code == 200
+        assert live.ledger()[r.headers["x-request-id"]].status == 429
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_reject_mode_refuses_even_with_variants(tmp_path: Path) -> None:
+    srv, live = serve(tmp_path, novelty_per_day=2, novelty_exhausted="reject")
+    try:
+        assert ask(live, "u1").status_code == 200
+        assert ask(live, "u2").status_code == 200
+        store = live.gateway.store
+        wait_until(lambda: any(j.kind == "variants" and j.state == "done" for j in store.jobs()))
+        assert ask(live, "u3").status_code == 429
+    finally:
+        live.http.close()
+        srv.__exit__()
