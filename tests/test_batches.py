@@ -117,3 +117,52 @@ def test_cancel_before_start_and_bad_batches(batch_live: Any) -> None:
         client.batches.create(
             input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
         )
+
+
+def test_batch_lines_yield_to_interactive_requests(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai()
+        fake = live.gateway.backends["fake"]
+        fake.simulated_queue = 1  # an interactive request is waiting for the model
+        f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="1h"
+        )
+        time.sleep(0.5)
+        assert client.batches.retrieve(b.id).request_counts.completed == 0
+        fake.simulated_queue = 0
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        assert done.request_counts.completed == 2
+        live.http.close()
+
+
+def test_pending_jobs_are_replanned_on_a_new_forecast(tmp_path: Path) -> None:
+    from boundgate.scheduler.jobs import JobQueue
+    from boundgate.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    clock = FakeClock(start=START)
+    offsets = [2 * 3600.0]
+
+    def policy(kind: str, now: float, deadline: float, duration_s: float) -> float:
+        return now + offsets[0]
+
+    try:
+        queue = JobQueue(store, clock, policy)
+        job_id = queue.submit("batch", {"batch": "b"}, deadline_s=12 * 3600, duration_s=600)
+        (job,) = store.jobs()
+        assert job.not_before == START + 2 * 3600
+        offsets[0] = 5 * 3600.0  # the new forecast prefers later
+        clock.advance(3600)
+        assert queue.replan() == 1
+        (job,) = store.jobs()
+        assert job.id == job_id and job.not_before == START + 3600 + 5 * 3600
+        assert queue.replan() == 0  # no change, no move
+    finally:
+        store.close()

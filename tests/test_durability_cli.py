@@ -148,3 +148,95 @@ def test_cli_keys_ask_report(server: ServerProcess) -> None:
     assert server.cli("keys", "revoke", key_id, *cfg).returncode == 0
     r = server.cli("ask", "hello?", "--url", server.base + "/v1", env={"BOUNDGATE_API_KEY": secret})
     assert r.returncode == 1
+
+
+def test_queued_batch_survives_kill_9_and_runs_once(tmp_path: Path) -> None:
+    """A batch deferred to clean hours is still queued after kill -9, and runs once, later."""
+    import json as _json
+
+    cfg = write_config(
+        tmp_path / "b.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+
+[scheduler]
+policy = "carbon"
+poll_s = 0.1
+
+[models.fake]
+backend = "fake"
+default = true
+""",
+    )
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [*CLI, "serve", "--config", str(cfg), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                    return proc, base
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        proc.kill()
+        raise RuntimeError("server did not start")
+
+    line = {
+        "custom_id": "only",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"messages": [{"role": "user", "content": "durable?"}], "temperature": 0},
+    }
+    proc, base = start()
+    try:
+        f = httpx.post(
+            base + "/v1/files",
+            files={"file": ("in.jsonl", _json.dumps(line).encode())},
+            data={"purpose": "batch"},
+        ).json()
+        b = httpx.post(
+            base + "/v1/batches",
+            json={"input_file_id": f["id"], "endpoint": "/v1/chat/completions",
+                  "completion_window": "168h"},
+        ).json()  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    store = SQLiteStore(tmp_path / "data" / "boundgate.db")
+    store.open()
+    try:
+        (job,) = store.jobs()
+        assert job.kind == "batch" and job.state in ("pending", "running")
+        if job.state == "pending":
+            assert store.reschedule_job(job.id, time.time())  # make it due now
+    finally:
+        store.close()
+    proc, base = start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = httpx.get(base + f"/v1/batches/{b['id']}").json()
+            if got["status"] == "completed":
+                break
+            time.sleep(0.1)
+        assert got["status"] == "completed" and got["request_counts"]["completed"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    store = SQLiteStore(tmp_path / "data" / "boundgate.db")
+    store.open()
+    try:
+        (job,) = store.jobs()
+        assert job.state == "done"
+        ledger = [r for r in store.ledger() if r.endpoint == "/v1/chat/completions"]
+        assert len(ledger) == 1  # the line ran once
+    finally:
+        store.close()

@@ -260,5 +260,6 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
         gateway,
         max_body_bytes=settings.server.max_body_bytes,
         job_poll_s=settings.scheduler.poll_s,
+        job_replan_s=settings.scheduler.replan_s,
         batch_request_s=settings.scheduler.batch_request_s,
     )

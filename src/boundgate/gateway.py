@@ -510,10 +510,23 @@ class Gateway:
         assert m is not None
         return self.energy_report(m, ctx.started)
 
+    def interactive_waiting(self) -> bool:
+        """Requests are queued for a local model: background work should wait."""
+        return any(b.queue_depth() > 0 for b in self.backends.values())
+
+    async def yield_to_interactive(self, poll_s: float = 0.05, max_s: float = 300.0) -> None:
+        """Background work calls this before each generation: interactive requests first."""
+        waited = 0.0
+        while self.interactive_waiting() and waited < max_s:
+            await asyncio.sleep(poll_s)
+            waited += poll_s
+
     async def _begin(
         self, ctx: RequestContext, req: GenerationRequest, stream: bool
     ) -> tuple[Backend, Reservation, Lookup | None, Any, float]:
         """Resolve, admit and look up; errors are recorded and re-raised."""
+        if ctx.internal:
+            await self.yield_to_interactive()
         try:
             backend, reservation = self._prepare(ctx, req)
         except BoundgateError as err:

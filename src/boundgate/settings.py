@@ -207,6 +207,9 @@ class SchedulerSettings(_Section):
         6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
+    replan_s: float = Field(
+        3600.0, gt=0, description="How often queued jobs are re-planned on a fresh forecast."
+    )
     batch_request_s: float = Field(
         2.0, gt=0, description="Estimated run time per batch line (s), to size its window."
     )

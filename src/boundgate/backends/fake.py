@@ -75,6 +75,10 @@ class FakeBackend(Backend):
         self.token_delay_s = token_delay_s
         self.calls = 0
         self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer
+        self.simulated_queue = 0  # requests to pretend are waiting (tests of yielding)
+
+    def queue_depth(self) -> int:
+        return self.simulated_queue
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken

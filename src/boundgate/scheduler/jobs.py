@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -70,7 +71,7 @@ class JobQueue:
         job = JobRow(
             id=job_id or new_job_id(),
             kind=kind,
-            payload=json.dumps(payload, sort_keys=True),
+            payload=json.dumps({**payload, "_duration_s": duration_s}, sort_keys=True),
             state="pending",
             created=self.clock.time(),
             not_before=not_before,
@@ -78,6 +79,22 @@ class JobQueue:
             dedupe=dedupe,
         )
         return job.id if self.store.put_job(job) else None
+
+    def replan(self) -> int:
+        """Re-decide the start of pending jobs that have not started, with today's forecast;
+        returns how many moved."""
+        now = self.clock.time()
+        moved = 0
+        for job in self.store.jobs("pending"):
+            if job.not_before <= now or job.deadline <= now:
+                continue
+            duration = float(json.loads(job.payload).get("_duration_s", 60.0))
+            duration = min(duration, job.deadline - now)
+            start = min(self.policy(job.kind, now, job.deadline, duration), job.deadline - duration)
+            start = max(now, start)
+            if abs(start - job.not_before) >= 60 and self.store.reschedule_job(job.id, start):
+                moved += 1
+        return moved
 
 
 def new_job_id() -> str:
@@ -96,6 +113,8 @@ class JobRunner:
         lease_s: float = 300.0,
         poll_s: float = 1.0,
         max_attempts: int = 3,
+        replan: Callable[[], int] | None = None,
+        replan_s: float = 3600.0,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -103,6 +122,9 @@ class JobRunner:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.max_attempts = max_attempts
+        self.replan = replan
+        self.replan_s = replan_s
+        self._replanned = 0.0
         self.owner = "runner_" + uuid.uuid4().hex[:12]
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -122,6 +144,15 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while True:
+            if self.replan is not None and time.monotonic() - self._replanned >= self.replan_s:
+                self._replanned = time.monotonic()
+                try:
+                    moved = await asyncio.to_thread(self.replan)
+                except Exception:  # a forecast failure must not stop the runner
+                    log.exception("re-planning jobs failed")
+                else:
+                    if moved:
+                        log.info("re-planned %d job(s)", moved)
             ran = await self.run_once()
             if not ran:
                 self._wake.clear()
@@ -139,7 +170,8 @@ class JobRunner:
             await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})
             return True
         try:
-            result = await handler(json.loads(job.payload))
+            payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
+            result = await handler(payload)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a failing job must not stop the runner

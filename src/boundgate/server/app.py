@@ -114,6 +114,7 @@ def create_app(
     *,
     max_body_bytes: int = 1 << 20,
     job_poll_s: float = 1.0,
+    job_replan_s: float = 3600.0,
     batch_request_s: float = 2.0,
 ) -> FastAPI:
     """An app serving ``gateway``. Lifespan opens the store and starts the backends."""
@@ -126,7 +127,14 @@ def create_app(
             return await run_batch(gateway, payload)
 
         handlers = {**gateway.job_handlers(), "batch": batch}
-        runner = JobRunner(gateway.store, handlers, clock=gateway.clock, poll_s=job_poll_s)
+        runner = JobRunner(
+            gateway.store,
+            handlers,
+            clock=gateway.clock,
+            poll_s=job_poll_s,
+            replan=gateway.jobs.replan if gateway.jobs is not None else None,
+            replan_s=job_replan_s,
+        )
         try:
             if gateway.reuse is not None:
                 await asyncio.to_thread(gateway.reuse.load)

@@ -287,6 +287,10 @@ class Store(ABC):
     @abstractmethod
     def jobs(self, state: str | None = None) -> list[JobRow]: ...
 
+    @abstractmethod
+    def reschedule_job(self, job_id: str, not_before: float) -> bool:
+        """Move a pending job's earliest start (re-planning); False if it is not pending."""
+
     # --- files and batches ------------------------------------------------------
     @abstractmethod
     def put_file(self, f: FileRow) -> None: ...

@@ -486,6 +486,12 @@ class SQLiteStore(Store):
         params = (state, result, job_id, owner)
         return bool(self._call_sync(lambda conn: conn.execute(sql, params).rowcount == 1))
 
+    def reschedule_job(self, job_id: str, not_before: float) -> bool:
+        sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
+        return bool(
+            self._call_sync(lambda conn: conn.execute(sql, (not_before, job_id)).rowcount == 1)
+        )
+
     def jobs(self, state: str | None = None) -> list[JobRow]:
         sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created"
         rows = self._reader().execute(sql, (state,) if state else ())

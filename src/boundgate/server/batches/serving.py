@@ -239,6 +239,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         if current["status"] == "cancelling":
             cancelled = True
             break
+        await gw.yield_to_interactive()  # interactive requests first
         ctx = gw.context(Tenant(name=tenant), endpoint)
         line_id = "batch_req_" + uuid.uuid4().hex[:24]
         try:
