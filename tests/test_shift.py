@@ -93,3 +93,40 @@ def test_cli_replay_rejects_bad_input(tmp_path: Path) -> None:
         cli, ["schedule", "replay", "--intensity", str(ok), "--duration", "4h", "--window", "2h"]
     )
     assert res.exit_code == 2
+
+
+def test_price_weight_moves_the_start_from_carbon_to_price(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from boundgate.grid import BundledCarbonSource
+    from boundgate.grid.signal import CsvSignal
+    from boundgate.scheduler.policy import CarbonAwareStart, MixedStart
+
+    now = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
+    now_h = int(now // 3600)
+    prices = tmp_path / "prices.csv"
+    with prices.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["datetime_utc", "usd_per_mwh"])
+        for h in range(now_h - 40 * 24, now_h + 48):
+            iso = np.datetime64(h * 3600, "s").astype(str) + "Z"
+            w.writerow([iso, 20.0 if h % 24 == 8 else 100.0])  # cheap every day at 08 UTC
+    carbon = BundledCarbonSource()
+    window = now + 12 * 3600
+    carbon_pick = CarbonAwareStart(carbon, "DE-LU")("x", now, window, 3600)
+    price_pick = MixedStart(carbon, "DE-LU", CsvSignal(prices), 1.0)("x", now, window, 3600)
+    assert int(price_pick // 3600) % 24 == 8
+    assert carbon_pick != price_pick
+    same = MixedStart(carbon, "DE-LU", CsvSignal(prices), 0.0)("x", now, window, 3600)
+    assert same == carbon_pick
+
+
+def test_price_weight_needs_a_price_file(tmp_path: Path) -> None:
+    import pytest
+
+    from boundgate.settings import ConfigError, load_settings
+
+    cfg = tmp_path / "b.toml"
+    cfg.write_text("[scheduler]\nprice_weight = 0.5\n")
+    with pytest.raises(ConfigError, match="price_csv"):
+        load_settings(cfg)

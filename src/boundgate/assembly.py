@@ -29,6 +29,8 @@ from .grid.live import (
     UKCarbonIntensity,
     WattTime,
 )
+from .grid.series import SeriesError
+from .grid.signal import CsvSignal
 from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
@@ -36,7 +38,7 @@ from .reuse.engine import ReuseConfig, ReuseEngine
 from .reuse.variants import CreativityBuffer, CreativityConfig
 from .reuse.verifier import Verifier
 from .scheduler.jobs import JobQueue, run_now
-from .scheduler.policy import CarbonAwareStart
+from .scheduler.policy import CarbonAwareStart, MixedStart
 from .settings import ConfigError, ModelSettings, Settings
 from .store import SQLiteStore, Store
 from .tenants import Limiter
@@ -145,8 +147,16 @@ def build_carbon(settings: Settings) -> CarbonSource:
 
 
 def build_jobs(settings: Settings, store: Store, clock: Clock, carbon: CarbonSource) -> JobQueue:
-    if settings.scheduler.policy == "carbon":
-        return JobQueue(store, clock, CarbonAwareStart(carbon, settings.server.grid_zone))
+    sch = settings.scheduler
+    if sch.policy == "carbon":
+        zone = settings.server.grid_zone
+        if sch.price_csv is not None and sch.price_weight > 0:
+            try:
+                price = CsvSignal(sch.price_csv, sch.price_column)
+            except SeriesError as exc:
+                raise ConfigError(f"scheduler.price_csv: {exc}") from None
+            return JobQueue(store, clock, MixedStart(carbon, zone, price, sch.price_weight))
+        return JobQueue(store, clock, CarbonAwareStart(carbon, zone))
     return JobQueue(store, clock, run_now)
 
 

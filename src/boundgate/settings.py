@@ -207,6 +207,17 @@ class SchedulerSettings(_Section):
         6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
+    price_csv: Path | None = Field(
+        None,
+        description="Hourly price CSV (datetime_utc + price_column) to optimise price too.",
+    )
+    price_column: str = Field("usd_per_mwh", description="The price CSV's value column.")
+    price_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="0 = carbon only, 1 = price only, between: a weighted mix (needs price_csv).",
+    )
     replan_s: float = Field(
         3600.0, gt=0, description="How often queued jobs are re-planned on a fresh forecast."
     )
@@ -285,6 +296,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the file (passed in as init kwargs); CLI flags are applied after.
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _check_price(self) -> Settings:
+        if self.scheduler.price_weight > 0 and self.scheduler.price_csv is None:
+            raise ValueError("scheduler.price_weight > 0 needs scheduler.price_csv")
+        return self
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..grid.base import CarbonSource
 from ..grid.forecast import SeasonalForecaster
+from ..grid.signal import CsvSignal
 
 HOUR = 3600
 
@@ -57,13 +58,59 @@ class CarbonAwareStart:
                     f[k] = known[h]
         return f
 
+    def score(self, now: float, hours_ahead: int) -> np.ndarray:
+        """What the policy minimises, per hour ahead (here: forecast carbon intensity)."""
+        return self.forecast(now, hours_ahead)
+
     def __call__(self, kind: str, now: float, deadline: float, duration_s: float) -> float:
         d = max(1, math.ceil(duration_s / HOUR))
         now_h = int(now // HOUR)
         last_start_h = int((deadline - duration_s) // HOUR)
         if last_start_h <= now_h:
             return now
-        f = self.forecast(now, last_start_h - now_h + d)
+        f = self.score(now, last_start_h - now_h + d)
         costs = np.convolve(f, np.ones(d) / d, "valid") if d > 1 else f
         best = int(np.argmin(costs[: last_start_h - now_h + 1]))
         return now if best == 0 else float((now_h + best) * HOUR)
+
+
+class MixedStart(CarbonAwareStart):
+    """Carbon, price, or a weighted mix: each forecast is divided by its mean over the window
+    (so neither unit dominates) and ``price_weight`` blends them (0 = carbon only, 1 = price
+    only). The price forecast uses the same forecaster on the price signal's history."""
+
+    def __init__(
+        self,
+        carbon: CarbonSource,
+        zone: str,
+        price: CsvSignal,
+        price_weight: float,
+        forecaster: SeasonalForecaster | None = None,
+    ) -> None:
+        super().__init__(carbon, zone, forecaster)
+        if not 0.0 <= price_weight <= 1.0:
+            raise ValueError("price_weight must be within [0, 1]")
+        self.price = price
+        self.price_weight = price_weight
+
+    def price_forecast(self, now: float, hours_ahead: int) -> np.ndarray:
+        now_h = int(now // HOUR)
+        hours = np.arange(now_h - self.forecaster.profile_days * 24, now_h, dtype=np.int64)
+        values = np.array(
+            [self.price.value(datetime.fromtimestamp(int(h) * HOUR, tz=UTC)) for h in hours]
+        )
+        profile = self.forecaster.profile(values, hours, now_h)
+        return self.forecaster.forecast(
+            float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile
+        )
+
+    def score(self, now: float, hours_ahead: int) -> np.ndarray:
+        w = self.price_weight
+        parts = []
+        if w < 1.0:
+            c = self.forecast(now, hours_ahead)
+            parts.append((1.0 - w) * c / max(1e-9, float(np.mean(np.abs(c)))))
+        if w > 0.0:
+            p = self.price_forecast(now, hours_ahead)
+            parts.append(w * p / max(1e-9, float(np.mean(np.abs(p)))))
+        return np.asarray(sum(parts), dtype=np.float64)
