@@ -235,8 +235,13 @@ def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
             "boundgate_reuse_similarity_threshold",
             "boundgate_reuse",
             "boundgate_energy_avoided_wh",
+            "boundgate_documents",
+            "boundgate_jobs",
+            "boundgate_grid_intensity_gco2_per_kwh",
         ):
             assert name in metrics, name
+        grid = metrics["boundgate_grid_intensity_gco2_per_kwh"].samples[0]
+        assert grid.labels == {"zone": "DE-LU"} and grid.value > 0
         live.http.close()
 
 

@@ -152,6 +152,16 @@ class Gateway:
             self.metrics.track_queue(name, b.queue_depth)
         if reuse is not None:
             self.metrics.track_reuse(reuse)
+        self.metrics.track_state(
+            lambda: self.store.counts("documents"),
+            lambda: self.store.counts("jobs"),
+            grid_zone,
+            lambda: (
+                self.carbon.intensity(
+                    self.grid_zone, datetime.fromtimestamp(self.clock.time(), tz=UTC)
+                ).gco2_per_kwh
+            ),
+        )
 
     # --- helpers ------------------------------------------------------------------------------
     def context(

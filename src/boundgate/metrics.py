@@ -111,5 +111,40 @@ class Metrics:
         self.reuse_error_bound.set(v.delta)
         self.reuse_entries.set_function(lambda: float(len(engine)))
 
+    def track_state(
+        self,
+        documents: Callable[[], dict[str, int]],
+        jobs: Callable[[], dict[str, int]],
+        zone: str,
+        intensity: Callable[[], float],
+    ) -> None:
+        """Gauges read from the store and the grid at scrape time."""
+        r = self.registry
+        self.documents = Gauge(
+            "boundgate_documents", "Bound documents by state.", ["state"], registry=r
+        )
+        self.jobs = Gauge("boundgate_jobs", "Deferrable jobs by state.", ["state"], registry=r)
+        for state in ("active", "stale", "superseded", "revoked"):
+            self.documents.labels(state=state).set_function(_count_of(documents, state))
+        for state in ("pending", "running", "done", "failed", "cancelled"):
+            self.jobs.labels(state=state).set_function(_count_of(jobs, state))
+        self.grid = Gauge(
+            "boundgate_grid_intensity_gco2_per_kwh",
+            "Grid carbon intensity now for the configured zone (gCO2e/kWh).",
+            ["zone"],
+            registry=r,
+        )
+        self.grid.labels(zone=zone).set_function(intensity)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _count_of(counts: Callable[[], dict[str, int]], state: str) -> Callable[[], float]:
+    def read() -> float:
+        try:
+            return float(counts().get(state, 0))
+        except Exception:  # store not open yet (scrape during start-up): report nothing
+            return 0.0
+
+    return read

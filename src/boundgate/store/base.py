@@ -288,6 +288,10 @@ class Store(ABC):
     def jobs(self, state: str | None = None) -> list[JobRow]: ...
 
     @abstractmethod
+    def counts(self, table: str) -> dict[str, int]:
+        """Rows per state of ``documents`` or ``jobs`` (for metrics)."""
+
+    @abstractmethod
     def reschedule_job(self, job_id: str, not_before: float) -> bool:
         """Move a pending job's earliest start (re-planning); False if it is not pending."""
 

@@ -486,6 +486,12 @@ class SQLiteStore(Store):
         params = (state, result, job_id, owner)
         return bool(self._call_sync(lambda conn: conn.execute(sql, params).rowcount == 1))
 
+    def counts(self, table: str) -> dict[str, int]:
+        if table not in ("documents", "jobs"):
+            raise ValueError(f"no state counts for {table!r}")
+        rows = self._reader().execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
         return bool(
