@@ -23,6 +23,14 @@ def ask(live: Live, user: str, content: str = HAIKU, temperature: float = 1.0) -
     )
 
 
+def first_exact(live: Live) -> str:
+    """The exact key of the one creative prompt in these tests (from the jobs queued)."""
+    import json
+
+    (job, *_) = [j for j in live.gateway.store.jobs() if j.kind == "variants"]
+    return str(json.loads(job.payload)["exact"])
+
+
 def serve(tmp_path: Path, **limits: Any) -> tuple[ThreadedServer, Live]:
     settings = fake_settings(tmp_path)
     settings.scheduler.policy = "now"
@@ -54,16 +62,20 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
             assert float(r.headers["x-boundgate-energy-avoided-wh"]) > 0
             served.append(r.headers["x-boundgate-document"])
         assert len(set(served)) == 3  # never the same variant twice to one user
-        # u2 may get the same variants u1 had
+        # every variant has been served once: the next round is queued and made
+        wait_until(lambda: store.variant_count(first_exact(live)) == 6)
+        live.gateway.creativity.jobs = None  # no further rounds from here on
+        # u2 may get variants u1 had; u1 gets only new ones
         assert ask(live, "u2").headers["x-boundgate-reuse"] == "hit-variant"
-        # u1 has seen them all: a fresh answer, and a new round is queued
+        for _ in range(3):
+            r = ask(live, "u1")
+            assert r.headers["x-boundgate-reuse"] == "hit-variant", r.headers
+            served.append(r.headers["x-boundgate-document"])
+        assert len(set(served)) == 6
+        # no more rounds: u1 has seen them all, so a fresh answer
         assert ask(live, "u1").headers["x-boundgate-reuse"] == "bypass"
-        wait_until(
-            lambda: sum(j.kind == "variants" and j.state == "done" for j in store.jobs()) == 2
-        )
-        assert ask(live, "u1").headers["x-boundgate-reuse"] == "hit-variant"
         rows = live.ledger().values()
-        assert sum(r.reuse == "hit-variant" for r in rows) == 5
+        assert sum(r.reuse == "hit-variant" for r in rows) == 7
         assert sum(bool(r.extra.get("novel")) for r in rows) == 3  # the fresh ones
         # a deterministic request is untouched by all this
         assert ask(live, "u1", temperature=0).headers["x-boundgate-reuse"] == "miss"
