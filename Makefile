@@ -47,6 +47,7 @@ bench: dev
 	$(BIN)/python bench/reuse_quality.py --pairs $(PAIRS)
 	$(BIN)/python bench/replay.py --pairs $(PAIRS)
 	$(BIN)/python bench/lookup.py --pairs $(PAIRS)
+	$(BIN)/python bench/shift.py
 
 clean:
 	rm -rf $(VENV) .boundgate build dist
