@@ -157,6 +157,7 @@ class ReuseEngine:
         self._next_key = 1
         self._lock = threading.Lock()
         self._feedback_seen: set[str] = set()
+        self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
         self._stale_documents: set[str] = set()  # bound documents of superseded model versions
         self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
         self._background: set[asyncio.Task[None]] = set()
@@ -362,9 +363,14 @@ class ReuseEngine:
         """Count a distinct asker for a meaning; bind its answer once enough have asked.
         Returns the document id if this ask bound it."""
         digest = hashlib.sha256(asker.encode()).hexdigest()[:32]  # askers are not stored raw
+        seen = self._askers_seen.setdefault(entry_key, set())
+        if digest in seen:
+            return None  # already counted: no write on the hot path
         count = await asyncio.to_thread(
             self.store.add_asker, entry_key, digest, query, self.clock.time()
         )
+        if len(seen) < 64:  # a small memo per entry; beyond it the store deduplicates
+            seen.add(digest)
         meta = self._meta.get(entry_key)
         if meta is not None and meta.document is None and count >= self.config.bind_after:
             row = await self.bind(entry_key)
@@ -698,6 +704,7 @@ class ReuseEngine:
                 if meta is None:
                     continue
                 self._by_id.pop(meta.id, None)
+                self._askers_seen.pop(k, None)
                 if meta.document:
                     self._by_id.pop(meta.document, None)
                 if self._exact.get(meta.exact) == k:
