@@ -114,7 +114,14 @@ def serve(
     gw = application.state.gateway
     err.print(
         f"boundgate {__version__}: models {', '.join(gw.backends)} (default {gw.default_model}); "
-        f"grid zone {s.grid_zone}; data in {s.data_dir}; http://{s.host}:{s.port}/v1",
+        f"grid zone {s.grid_zone} ({settings.grid.source}); data in {s.data_dir}; "
+        f"http://{s.host}:{s.port}/v1",
+        highlight=False,
+    )
+    r = settings.reuse
+    err.print(
+        f"reuse {'on' if r.enabled else 'off'} (temperature ≤ {r.max_temperature}, "
+        f"error bound δ = {r.error_bound}); deferrable work: {settings.scheduler.policy} policy",
         highlight=False,
     )
     uvicorn.run(
