@@ -204,5 +204,7 @@ def test_models_health_ready_metrics(local_live: Live) -> None:
     assert ready.status_code == 200 and ready.json()["models"] == {"smollm2-135m": True}
     metrics = local_live.http.get("/metrics").text
     assert "boundgate_requests_total" in metrics
-    assert "boundgate_energy_wh_total" in metrics
+    assert 'boundgate_energy_joules_total{kind="spent",method=' in metrics
+    assert "boundgate_request_duration_seconds_bucket" in metrics
+    assert 'boundgate_tokens_total{direction="output"' in metrics
     assert local_live.http.get("/openapi.json").json()["paths"]["/v1/chat/completions"]

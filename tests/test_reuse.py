@@ -234,12 +234,15 @@ def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
             "boundgate_reuse_error_bound",
             "boundgate_reuse_similarity_threshold",
             "boundgate_reuse",
-            "boundgate_energy_avoided_wh",
+            "boundgate_energy_joules",
+            "boundgate_carbon_grams",
             "boundgate_documents",
             "boundgate_jobs",
             "boundgate_grid_intensity_gco2_per_kwh",
         ):
             assert name in metrics, name
+        kinds = {x.labels["kind"] for x in metrics["boundgate_energy_joules"].samples}
+        assert kinds == {"spent", "avoided"}
         grid = metrics["boundgate_grid_intensity_gco2_per_kwh"].samples[0]
         assert grid.labels == {"zone": "DE-LU"} and grid.value > 0
         live.http.close()

@@ -238,7 +238,7 @@ def build_gateway(
         meter_for=meter_for or default_meter_for(settings),
         grid_zone=zone,
         limiter=Limiter(store, clock, settings.limits.rpm, settings.limits.daily_tokens),
-        metrics=Metrics(),
+        metrics=Metrics(tenant_label=settings.server.metrics_tenant_label),
         clock=clock,
         default_max_tokens=settings.limits.default_max_tokens,
         aliases=aliases,

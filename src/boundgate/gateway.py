@@ -249,7 +249,11 @@ class Gateway:
             row.gco2_per_kwh = energy.gco2_per_kwh
         if lookup is not None:
             for name, value in lookup.ledger_fields().items():
-                setattr(row, name, value)
+                if name == "avoided_method":
+                    if value is not None:
+                        row.extra["avoided_method"] = value
+                else:
+                    setattr(row, name, value)
             if lookup.semantic:
                 row.extra["semantic_lookup"] = 1
             if lookup.novel:
@@ -260,20 +264,24 @@ class Gateway:
         # Only configured model names become label values: client input must not grow series.
         model = row.model if row.backend is not None and row.model else "unknown"
         m = self.metrics
-        m.requests.labels(model=model, outcome=row.outcome, status=str(row.status)).inc()
+        labels = {"model": model, "outcome": row.outcome, "status": str(row.status)}
+        if m.tenant_label:
+            labels["tenant"] = row.tenant
+        m.requests.labels(**labels).inc()
         m.latency.labels(model=model).observe(row.latency_ms / 1000.0)
         if row.prompt_tokens:
-            m.tokens.labels(model=model, kind="prompt").inc(row.prompt_tokens)
+            m.tokens.labels(model=model, direction="input").inc(row.prompt_tokens)
         if row.completion_tokens:
-            m.tokens.labels(model=model, kind="completion").inc(row.completion_tokens)
+            m.tokens.labels(model=model, direction="output").inc(row.completion_tokens)
         if row.wh:
-            m.energy_wh.labels(model=model, method=row.method).inc(row.wh)
-            m.carbon_g.labels(model=model).inc(row.gco2)
+            m.energy_j.labels(kind="spent", method=row.method).inc(row.wh * 3600.0)
+            m.carbon_g.labels(kind="spent").inc(row.gco2)
         if row.reuse is not None:
             m.reuse.labels(model=model, result=row.reuse).inc()
         if row.avoided_wh:
-            m.energy_avoided_wh.labels(model=model).inc(row.avoided_wh)
-            m.carbon_avoided_g.labels(model=model).inc(row.avoided_gco2)
+            method = str(row.extra.get("avoided_method", "estimate"))
+            m.energy_j.labels(kind="avoided", method=method).inc(row.avoided_wh * 3600.0)
+            m.carbon_g.labels(kind="avoided").inc(row.avoided_gco2)
 
     async def _commit(self, row: LedgerRow) -> None:
         self._observe(row)
@@ -504,6 +512,7 @@ class Gateway:
             model_version=backend.version,
             cost_wh=energy.wh,
             cost_gco2=energy.gco2,
+            cost_method=energy.method,
             request=req,
             asker=self.asker(ctx, req),
         )

@@ -18,54 +18,49 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """Prometheus metrics in base units (seconds, joules, grams).
+
+    ``tenant_label`` adds a ``tenant`` label to ``boundgate_requests_total``; it is off by
+    default because every tenant then becomes a time series.
+    """
+
+    def __init__(self, tenant_label: bool = False) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # drop *_created series
         self.registry = CollectorRegistry()
+        self.tenant_label = tenant_label
         r = self.registry
         self.requests = Counter(
             "boundgate_requests",
-            "Requests by model, outcome and HTTP status.",
-            ["model", "outcome", "status"],
+            "Requests by model, outcome and HTTP status (and tenant, when enabled).",
+            ["model", "outcome", "status", *(["tenant"] if tenant_label else [])],
             registry=r,
         )
         self.latency = Histogram(
-            "boundgate_request_latency_seconds",
+            "boundgate_request_duration_seconds",
             "Time from request arrival to the end of the response.",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.tokens = Counter(
-            "boundgate_tokens", "Tokens processed.", ["model", "kind"], registry=r
+            "boundgate_tokens", "Tokens processed.", ["model", "direction"], registry=r
         )
-        self.energy_wh = Counter(
-            "boundgate_energy_wh",
-            "Energy used, central estimate (Wh).",
-            ["model", "method"],
+        self.energy_j = Counter(
+            "boundgate_energy_joules",
+            "Energy spent (measured or estimated, central value) and avoided by reuse.",
+            ["kind", "method"],
             registry=r,
         )
         self.carbon_g = Counter(
             "boundgate_carbon_grams",
-            "Carbon emitted, central estimate (gCO2e).",
-            ["model"],
+            "Carbon emitted and avoided by reuse, central estimate (gCO2e).",
+            ["kind"],
             registry=r,
         )
         self.reuse = Counter(
             "boundgate_reuse",
             "Reuse decisions: hit-exact, hit-semantic, miss, bypass, stale.",
             ["model", "result"],
-            registry=r,
-        )
-        self.energy_avoided_wh = Counter(
-            "boundgate_energy_avoided_wh",
-            "Energy not spent thanks to reuse: the measured cost of the answers reused (Wh).",
-            ["model"],
-            registry=r,
-        )
-        self.carbon_avoided_g = Counter(
-            "boundgate_carbon_avoided_grams",
-            "Carbon not emitted thanks to reuse (gCO2e).",
-            ["model"],
             registry=r,
         )
         self.reuse_error_rate = Gauge(

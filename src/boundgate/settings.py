@@ -45,6 +45,9 @@ class ServerSettings(_Section):
         1 << 20, ge=1024, description="Largest accepted request body; larger gets 413."
     )
     log_level: str = Field("info", description="uvicorn log level.")
+    metrics_tenant_label: bool = Field(
+        False, description="Label request metrics by tenant (one series per tenant)."
+    )
 
 
 class LimitsSettings(_Section):

@@ -93,6 +93,7 @@ class Lookup:
             "document_id": doc,
             "similarity": self.similarity,
             "avoided_wh": self.entry.cost_wh if self.entry is not None else 0.0,
+            "avoided_method": self.entry.cost_method if self.entry is not None else None,
             "avoided_gco2": self.entry.cost_gco2 if self.entry is not None else 0.0,
         }
 
@@ -562,6 +563,7 @@ class ReuseEngine:
         model_version: str,
         cost_wh: float,
         cost_gco2: float,
+        cost_method: str = "estimate",
         request: GenerationRequest | None = None,
         asker: str | None = None,
     ) -> str | None:
@@ -601,6 +603,7 @@ class ReuseEngine:
             embedder=self.embedder.name,
             scope_doc=json.dumps(key.scope_doc, sort_keys=True, separators=(",", ":")),
             request=_request_json(request) if request is not None else None,
+            cost_method=cost_method,
         )
         await self.store.put_entry(entry)
         self._add_meta(entry)

@@ -72,6 +72,7 @@ class StoredEntry:
     request: str | None = None  # the generation request as JSON (to recompute on rebind)
     document_id: str | None = None  # the bound document, once bound
     revoked: bool = False
+    cost_method: str = "estimate"  # how cost_wh was measured (rapl, nvml or estimate)
 
 
 @dataclass(frozen=True)

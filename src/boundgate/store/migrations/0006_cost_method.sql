@@ -1,0 +1,1 @@
+ALTER TABLE reuse_entries ADD COLUMN cost_method TEXT NOT NULL DEFAULT 'estimate';
