@@ -196,7 +196,6 @@ def build_reuse(
         signer=Signer.load_or_create(settings.server.data_dir),
         jobs=jobs,
     )
-    engine.verifier_confidence = r.confidence
     return engine
 
 

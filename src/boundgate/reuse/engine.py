@@ -57,9 +57,6 @@ class EntryMeta:
     last_used: float = 0.0
     pinned: bool = False  # bound entries are never evicted
     document: str | None = None  # the bound document's short id
-    model: str = ""
-    model_version: str = ""
-    tenant: str = ""
 
 
 @dataclass
@@ -204,9 +201,6 @@ class ReuseEngine:
             last_used=e.last_hit or e.created,
             pinned=e.document_id is not None,
             document=e.document_id,
-            model=e.model,
-            model_version=e.model_version,
-            tenant=e.tenant,
         )
         with self._lock:
             self._meta[e.key] = meta
@@ -729,7 +723,7 @@ class ReuseEngine:
             "threshold": est.threshold,
             "error_rate_estimate": est.error_rate,
             "error_rate_ci": [est.error_low, est.error_high],
-            "confidence": self.verifier_confidence,
+            "confidence": self.verifier.confidence,
             "hit_precision": est.hit_precision,
             "observations": est.observations,
             "observations_above_threshold": est.observations_above,
@@ -737,8 +731,6 @@ class ReuseEngine:
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
         }
-
-    verifier_confidence: float = 0.95
 
 
 def replay_pieces(text: str) -> list[str]:

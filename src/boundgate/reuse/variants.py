@@ -100,32 +100,30 @@ class CreativityBuffer:
                 )
         return variant
 
-    def admit_novel(self, tenant: str) -> None:
-        """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
-        budget = self.config.novelty_per_day
-        if not budget:
-            return
-        now = self.clock.time()
-        day = int(now // DAY_S)
-        seen_day, used = self._novel.get(tenant, (-1, 0))
-        if seen_day != day:
-            used = self.store.novel_used(tenant, day * DAY_S)
-        if used >= budget:
-            raise RateLimitError(
-                f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
-                "and no pre-generated variant is left for this prompt",
-                code="novelty_budget_exhausted",
-                retry_after=(day + 1) * DAY_S - now,
-            )
-        self._novel[tenant] = (day, used + 1)
-
-    def budget_left(self, tenant: str) -> bool:
-        budget = self.config.novelty_per_day
-        if not budget:
-            return True
+    def _used_today(self, tenant: str) -> tuple[int, int]:
+        """(today's UTC day, fresh generations so far), from the store on a new day."""
         day = int(self.clock.time() // DAY_S)
         seen_day, used = self._novel.get(tenant, (-1, 0))
         if seen_day != day:
             used = self.store.novel_used(tenant, day * DAY_S)
             self._novel[tenant] = (day, used)
-        return used < budget
+        return day, used
+
+    def admit_novel(self, tenant: str) -> None:
+        """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
+        budget = self.config.novelty_per_day
+        if not budget:
+            return
+        day, used = self._used_today(tenant)
+        if used >= budget:
+            raise RateLimitError(
+                f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
+                "and no pre-generated variant is left for this prompt",
+                code="novelty_budget_exhausted",
+                retry_after=(day + 1) * DAY_S - self.clock.time(),
+            )
+        self._novel[tenant] = (day, used + 1)
+
+    def budget_left(self, tenant: str) -> bool:
+        budget = self.config.novelty_per_day
+        return not budget or self._used_today(tenant)[1] < budget

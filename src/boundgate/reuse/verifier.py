@@ -111,6 +111,7 @@ class Verifier:
         self.floor = floor
         self.min_observations = min_observations
         self.verify_rate = verify_rate
+        self.confidence = confidence
         self.z = z_for(confidence)
         self.rng = rng or random.Random()
         self._lock = threading.Lock()

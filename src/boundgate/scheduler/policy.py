@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -30,25 +31,25 @@ class CarbonAwareStart:
         self.zone = zone
         self.forecaster = forecaster or SeasonalForecaster()
 
-    def _history(self, now_h: int) -> tuple[np.ndarray, np.ndarray]:
+    def _forecast_of(
+        self, value_at: Callable[[datetime], float], now_h: int, hours_ahead: int
+    ) -> np.ndarray:
+        """The forecaster on the last ``profile_days`` of a signal's hourly values."""
         hours = np.arange(now_h - self.forecaster.profile_days * 24, now_h, dtype=np.int64)
-        values = np.array(
-            [
-                self.carbon.intensity(
-                    self.zone, datetime.fromtimestamp(int(h) * HOUR, tz=UTC)
-                ).gco2_per_kwh
-                for h in hours
-            ]
+        values = np.array([value_at(datetime.fromtimestamp(int(h) * HOUR, tz=UTC)) for h in hours])
+        profile = self.forecaster.profile(values, hours, now_h)
+        return self.forecaster.forecast(
+            float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile
         )
-        return hours, values
+
+    def _intensity_at(self, at: datetime) -> float:
+        return self.carbon.intensity(self.zone, at).gco2_per_kwh
 
     def forecast(self, now: float, hours_ahead: int) -> np.ndarray:
         """Our forecast, with the live source's own forecast taking its place where the
         source has one (a provider's forecast knows the weather; the profile does not)."""
         now_h = int(now // HOUR)
-        hours, values = self._history(now_h)
-        profile = self.forecaster.profile(values, hours, now_h)
-        f = self.forecaster.forecast(float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile)
+        f = self._forecast_of(self._intensity_at, now_h, hours_ahead)
         live = getattr(self.carbon, "forecast_values", None)
         if live is not None:
             ahead = [now_h + k for k in range(hours_ahead)]
@@ -94,15 +95,7 @@ class MixedStart(CarbonAwareStart):
         self.price_weight = price_weight
 
     def price_forecast(self, now: float, hours_ahead: int) -> np.ndarray:
-        now_h = int(now // HOUR)
-        hours = np.arange(now_h - self.forecaster.profile_days * 24, now_h, dtype=np.int64)
-        values = np.array(
-            [self.price.value(datetime.fromtimestamp(int(h) * HOUR, tz=UTC)) for h in hours]
-        )
-        profile = self.forecaster.profile(values, hours, now_h)
-        return self.forecaster.forecast(
-            float(values[-1]), int(hours[-1]), now_h, hours_ahead, profile
-        )
+        return self._forecast_of(self.price.value, int(now // HOUR), hours_ahead)
 
     def score(self, now: float, hours_ahead: int) -> np.ndarray:
         w = self.price_weight
