@@ -28,6 +28,7 @@ serve: install
 	$(BIN)/boundgate serve
 
 test: dev
+	scripts/ensure-chromium.sh
 	$(BIN)/pytest -p no:cacheprovider
 
 lint: dev

@@ -17,6 +17,7 @@ from .backends.fake import FakeBackend
 from .backends.llama_cpp import LlamaCppBackend
 from .backends.openai_upstream import OpenAIBackend
 from .clock import Clock, SystemClock
+from .dashboard import Sessions, load_or_create_secret
 from .energy import Meter, local_meter, upstream_meter
 from .gateway import Gateway
 from .grid import BundledCarbonSource
@@ -265,10 +266,15 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
     from .server.app import create_app
 
     gateway = build_gateway(settings, **parts)  # type: ignore[arg-type]
+    dashboard = None
+    if settings.dashboard.enabled:
+        secret = load_or_create_secret(settings.server.data_dir)
+        dashboard = Sessions(secret, settings.dashboard.session_hours * 3600.0)
     return create_app(
         gateway,
         max_body_bytes=settings.server.max_body_bytes,
         job_poll_s=settings.scheduler.poll_s,
         job_replan_s=settings.scheduler.replan_s,
         batch_request_s=settings.scheduler.batch_request_s,
+        dashboard=dashboard,
     )

@@ -271,6 +271,13 @@ def _default_models() -> dict[str, ModelSettings]:
     return {DEFAULT_MODEL_NAME: ModelSettings(backend="llama_cpp", default=True)}
 
 
+class DashboardSettings(_Section):
+    enabled: bool = Field(True, description="Serve the operator dashboard at /dashboard.")
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a dashboard login lasts."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -286,6 +293,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     grid: GridSettings = Field(default_factory=GridSettings)
     creativity: CreativitySettings = Field(default_factory=CreativitySettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
     @classmethod
@@ -434,6 +442,7 @@ def reference_markdown() -> str:
         ("scheduler", SchedulerSettings),
         ("grid", GridSettings),
         ("creativity", CreativitySettings),
+        ("dashboard", DashboardSettings),
         ("models.<name>", ModelSettings),
     ]
     lines = []

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..dashboard import Sessions
+from ..dashboard import install as install_dashboard
 from ..errors import (
     BoundgateError,
     InvalidRequestError,
@@ -116,6 +118,7 @@ def create_app(
     job_poll_s: float = 1.0,
     job_replan_s: float = 3600.0,
     batch_request_s: float = 2.0,
+    dashboard: Sessions | None = None,
 ) -> FastAPI:
     """An app serving ``gateway``. Lifespan opens the store and starts the backends."""
 
@@ -235,5 +238,7 @@ def create_app(
     app.include_router(batches_router)
     app.include_router(reuse_router)
     app.include_router(system_router)
+    if dashboard is not None:
+        install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

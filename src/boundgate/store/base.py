@@ -174,6 +174,32 @@ class ReportRow:
     avoided_gco2: float = 0.0
 
 
+@dataclass(frozen=True)
+class LedgerQuery:
+    """Filters for browsing the ledger; None means any."""
+
+    since: float | None = None
+    until: float | None = None  # exclusive
+    tenant: str | None = None
+    model: str | None = None
+    outcome: str | None = None  # ok | error | cancelled
+    reuse: str | None = None  # hit-exact | hit-semantic | stale | miss | bypass | none
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """Ledger totals over one time bucket starting at ``start`` (unix seconds)."""
+
+    start: float
+    requests: int
+    errors: int
+    reused: int
+    wh: float
+    avoided_wh: float
+    gco2: float
+    avoided_gco2: float
+
+
 class Store(ABC):
     # --- lifecycle -------------------------------------------------------------
     @abstractmethod
@@ -199,6 +225,22 @@ class Store(ABC):
 
     @abstractmethod
     def get_row(self, request_id: str) -> LedgerRow | None: ...
+
+    @abstractmethod
+    def query_ledger(self, q: LedgerQuery, limit: int = 100, offset: int = 0) -> list[LedgerRow]:
+        """Rows matching ``q``, newest first."""
+
+    @abstractmethod
+    def ledger_facets(self, since: float | None = None) -> dict[str, list[str]]:
+        """Distinct tenants and models seen since ``since`` (for filter menus)."""
+
+    @abstractmethod
+    def series(self, since: float, bucket_s: float) -> list[SeriesPoint]:
+        """Totals per time bucket from ``since`` on; buckets with no requests are absent."""
+
+    @abstractmethod
+    def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
+        """(model, reused, latency_ms) of successful requests since ``since``, newest first."""
 
     @abstractmethod
     def report(self, since: float | None = None) -> list[ReportRow]:
@@ -310,6 +352,10 @@ class Store(ABC):
     @abstractmethod
     def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         """(tenant, JSON body) of a batch."""
+
+    @abstractmethod
+    def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+        """(id, tenant, created, JSON body) of the newest batches."""
 
     @abstractmethod
     def cancel_job(self, job_id: str) -> bool:

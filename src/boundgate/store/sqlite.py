@@ -31,10 +31,12 @@ from .base import (
     DocumentRow,
     FileRow,
     JobRow,
+    LedgerQuery,
     LedgerRow,
     NewKey,
     ObservationRow,
     ReportRow,
+    SeriesPoint,
     Store,
     StoredEntry,
     VariantRow,
@@ -285,6 +287,80 @@ class SQLiteStore(Store):
         r = self._reader().execute("SELECT * FROM ledger WHERE id = ?", (request_id,)).fetchone()
         return _row_from(r) if r is not None else None
 
+    def query_ledger(self, q: LedgerQuery, limit: int = 100, offset: int = 0) -> list[LedgerRow]:
+        where, params = ["1"], []
+        for column, op, value in (
+            ("ts", ">=", q.since),
+            ("ts", "<", q.until),
+            ("tenant", "=", q.tenant),
+            ("model", "=", q.model),
+            ("outcome", "=", q.outcome),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        if q.reuse == "none":
+            where.append("reuse IS NULL")
+        elif q.reuse is not None:
+            where.append("reuse = ?")
+            params.append(q.reuse)
+        sql = (
+            f"SELECT * FROM ledger WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?"
+        )
+        rows = self._reader().execute(sql, [*params, limit, offset])
+        return [_row_from(r) for r in rows]
+
+    def ledger_facets(self, since: float | None = None) -> dict[str, list[str]]:
+        lo = since if since is not None else float("-inf")
+        out: dict[str, list[str]] = {}
+        for column in ("tenant", "model"):
+            rows = self._reader().execute(
+                f"SELECT DISTINCT {column} FROM ledger WHERE ts >= ? AND {column} IS NOT NULL "
+                f"ORDER BY {column}",
+                (lo,),
+            )
+            out[column] = [str(r[0]) for r in rows]
+        return out
+
+    def series(self, since: float, bucket_s: float) -> list[SeriesPoint]:
+        rows = self._reader().execute(
+            """
+            SELECT CAST(ts / ? AS INTEGER) AS b, COUNT(*) AS requests,
+                   SUM(outcome = 'error') AS errors,
+                   SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                   SUM(wh) AS wh, SUM(avoided_wh) AS avoided_wh,
+                   SUM(gco2) AS gco2, SUM(avoided_gco2) AS avoided_gco2
+            FROM ledger WHERE ts >= ? GROUP BY b ORDER BY b
+            """,
+            (bucket_s, since),
+        )
+        return [
+            SeriesPoint(
+                start=int(r["b"]) * bucket_s,
+                requests=int(r["requests"]),
+                errors=int(r["errors"] or 0),
+                reused=int(r["reused"] or 0),
+                wh=float(r["wh"] or 0.0),
+                avoided_wh=float(r["avoided_wh"] or 0.0),
+                gco2=float(r["gco2"] or 0.0),
+                avoided_gco2=float(r["avoided_gco2"] or 0.0),
+            )
+            for r in rows
+        ]
+
+    def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
+        rows = self._reader().execute(
+            """
+            SELECT COALESCE(model, '') AS model,
+                   COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale') AS reused,
+                   latency_ms
+            FROM ledger WHERE ts >= ? AND status < 400 ORDER BY ts DESC LIMIT ?
+            """,
+            (since, limit),
+        )
+        return [(str(r[0]), bool(r[1]), float(r[2])) for r in rows]
+
     def report(self, since: float | None = None) -> list[ReportRow]:
         rows = self._reader().execute(
             """
@@ -533,6 +609,12 @@ class SQLiteStore(Store):
             .fetchone()
         )
         return (r[0], r[1]) if r is not None else None
+
+    def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+        rows = self._reader().execute(
+            "SELECT id, tenant, created, body FROM batches ORDER BY created DESC LIMIT ?", (limit,)
+        )
+        return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
 
     def cancel_job(self, job_id: str) -> bool:
         sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"

@@ -1,0 +1,382 @@
+"""The operator dashboard at /dashboard: server-rendered pages, bundled assets only.
+
+Every page needs a dashboard session (see :mod:`.session`); every POST needs the session's
+CSRF token. Pages render with Jinja2 (autoescaped); charts are drawn by the bundled Chart.js
+from JSON embedded in the page. A strict Content-Security-Policy keeps everything on this
+origin: no inline script, no CDN, no external font.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from ..gateway import Gateway
+from ..store import LedgerQuery
+from . import views
+from .session import Session, Sessions
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+PAGE_SIZE = 100
+CSV_CHUNK = 5000
+NOTICES = {
+    "revoked": "Document revoked: its answer is no longer served.",
+    "bound": "Answer bound into a signed document.",
+    "not-bound": "That answer could not be bound (unknown id, or already bound).",
+    "logged-out": "Signed out.",
+}
+
+_env = Environment(
+    loader=PackageLoader("boundgate.dashboard", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters["utc"] = views.utc
+_env.filters["num"] = views.num
+_env.filters["pct"] = views.pct
+templates = Jinja2Templates(env=_env)
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_url: str) -> None:
+        self.next_url = next_url
+
+
+class Forbidden(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    sessions: Sessions
+
+
+def _gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def _sessions(request: Request) -> Sessions:
+    cfg: DashboardConfig = request.app.state.dashboard
+    return cfg.sessions
+
+
+def session(request: Request) -> Session:
+    """Dependency: the signed-in session; in open local mode one is made on the spot."""
+    gw = _gateway(request)
+    sessions = _sessions(request)
+    current = sessions.read(request, gw.store)
+    if current is not None:
+        return current
+    if not gw.store.has_keys():
+        fresh = sessions.new("local", None, admin=True)
+        request.state.new_session = fresh
+        return fresh
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raise LoginRequired(target)
+
+
+SessionDep = Annotated[Session, Depends(session)]
+
+
+def _secure(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def render(
+    request: Request, s: Session | None, name: str, nav: str, status: int = 200, **ctx: Any
+) -> Response:
+    gw = _gateway(request)
+    sessions = _sessions(request)
+    notice = NOTICES.get(request.query_params.get("notice", ""))
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "nav": nav,
+            "session": s,
+            "csrf": sessions.csrf_token(s) if s is not None else "",
+            "open_mode": not gw.store.has_keys(),
+            "notice": notice,
+            "zone": gw.grid_zone,
+            **ctx,
+        },
+        status_code=status,
+    )
+    fresh = getattr(request.state, "new_session", None)
+    if fresh is not None:
+        sessions.issue(response, request, fresh)
+    return _secure(response)
+
+
+def _redirect(url: str) -> Response:
+    return _secure(RedirectResponse(url, status_code=303))
+
+
+def _safe_next(url: str | None) -> str:
+    """Only local dashboard paths (no open redirect to another site)."""
+    if not url:
+        return "/dashboard"
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
+        return "/dashboard"
+    return url
+
+
+def _check_csrf(request: Request, s: Session, token: str | None) -> None:
+    if not _sessions(request).csrf_ok(request, s, token):
+        raise Forbidden()
+
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str | None = None) -> Response:
+    gw = _gateway(request)
+    if not gw.store.has_keys():
+        return _redirect(_safe_next(next))
+    return render(request, None, "login.html", "login", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    key: Annotated[str, Form(max_length=400)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/dashboard",
+) -> Response:
+    gw = _gateway(request)
+    sessions = _sessions(request)
+    target = _safe_next(next)
+    if not gw.store.has_keys():
+        return _redirect(target)
+    origin = request.headers.get("origin") or request.headers.get("referer") or ""
+    if urlsplit(origin).netloc != request.headers.get("host", request.url.netloc):
+        return render(
+            request, None, "login.html", "login", status=403, next=target,
+            error="This form must be sent from the dashboard's own page.",
+        )  # fmt: skip
+    found = await asyncio.to_thread(gw.store.verify_key, key.strip()) if key.strip() else None
+    if found is None or not found.admin:
+        error = "That key is not an admin key." if found else "Unknown or revoked key."
+        # the form again with the reason, as 200: a browser logs any 4xx page load as a
+        # console error, and this is an expected outcome of a form, not a failed resource
+        return render(request, None, "login.html", "login", next=target, error=error)
+    response = _redirect(target)
+    sessions.issue(response, request, sessions.new(found.tenant, found.id, admin=True))
+    return response
+
+
+@router.post("/logout")
+async def logout(
+    s: SessionDep, request: Request, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    _check_csrf(request, s, csrf_token)
+    has_keys = _gateway(request).store.has_keys()
+    response = _redirect("/dashboard/login?notice=logged-out" if has_keys else "/dashboard")
+    Sessions.clear(response)
+    return response
+
+
+@router.get("", response_class=HTMLResponse)
+async def overview(
+    s: SessionDep,
+    request: Request,
+    range: Annotated[str, Query(pattern="^(24h|7d|30d)$")] = "24h",
+) -> Response:
+    data = await asyncio.to_thread(views.overview, _gateway(request), range)
+    return render(request, s, "overview.html", "overview", data=data)
+
+
+@router.get("/documents", response_class=HTMLResponse)
+async def documents(
+    s: SessionDep,
+    request: Request,
+    q: Annotated[str, Query(max_length=200)] = "",
+    state: Annotated[str, Query(pattern="^(|active|stale|superseded|revoked)$")] = "",
+) -> Response:
+    data = await asyncio.to_thread(views.documents, _gateway(request), q, state or None)
+    return render(request, s, "documents.html", "documents", data=data)
+
+
+@router.get("/documents/{doc_id}.jsonld")
+async def document_file(s: SessionDep, request: Request, doc_id: str) -> Response:
+    row = await asyncio.to_thread(_gateway(request).store.get_document, doc_id)
+    if row is None:
+        return render(request, s, "missing.html", "documents", status=404, what=doc_id)
+    return _secure(
+        Response(
+            row.body,
+            media_type="application/ld+json",
+            headers={"Content-Disposition": f'attachment; filename="{row.id}.jsonld"'},
+        )
+    )
+
+
+@router.get("/documents/{doc_id}", response_class=HTMLResponse)
+async def document(s: SessionDep, request: Request, doc_id: str) -> Response:
+    data = await asyncio.to_thread(views.document, _gateway(request), doc_id)
+    if data is None:
+        return render(request, s, "missing.html", "documents", status=404, what=doc_id)
+    return render(request, s, "document.html", "documents", data=data)
+
+
+@router.post("/documents/{doc_id}/revoke")
+async def revoke(
+    s: SessionDep, request: Request, doc_id: str, csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    _check_csrf(request, s, csrf_token)
+    gw = _gateway(request)
+    if gw.reuse is None or not await gw.reuse.revoke(doc_id):
+        return render(request, s, "missing.html", "documents", status=404, what=doc_id)
+    return _redirect(f"/dashboard/documents/{doc_id}?notice=revoked")
+
+
+@router.post("/documents/bind")
+async def bind(
+    s: SessionDep,
+    request: Request,
+    answer_id: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    _check_csrf(request, s, csrf_token)
+    gw = _gateway(request)
+    key = gw.reuse.entry_key(answer_id.strip()) if gw.reuse is not None else None
+    row = await gw.reuse.bind(key) if gw.reuse is not None and key is not None else None
+    if row is None:
+        return _redirect("/dashboard/documents?notice=not-bound")
+    return _redirect(f"/dashboard/documents/{row.id}?notice=bound")
+
+
+def _ledger_params(request: Request) -> tuple[dict[str, str], LedgerQuery | None, str | None]:
+    keys = ("tenant", "model", "outcome", "reuse", "since", "until")
+    params = {k: request.query_params.get(k, "")[:200] for k in keys}
+    if params["outcome"] not in ("", *views.OUTCOMES):
+        return params, None, f"unknown outcome {params['outcome']!r}"
+    if params["reuse"] not in ("", *views.REUSE_RESULTS):
+        return params, None, f"unknown reuse result {params['reuse']!r}"
+    try:
+        return params, views.ledger_query(params), None
+    except ValueError:
+        return params, None, "since/until must be dates like 2026-01-31T12:00 (UTC)"
+
+
+@router.get("/ledger", response_class=HTMLResponse)
+async def ledger(
+    s: SessionDep, request: Request, page: Annotated[int, Query(ge=1, le=100_000)] = 1
+) -> Response:
+    gw = _gateway(request)
+    params, q, error = _ledger_params(request)
+    rows = []
+    if q is not None:
+        rows = await asyncio.to_thread(
+            gw.store.query_ledger, q, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE
+        )
+    facets = await asyncio.to_thread(gw.store.ledger_facets, None)
+    filters = {k: v for k, v in params.items() if v}
+    return render(
+        request, s, "ledger.html", "ledger",
+        status=400 if error else 200,
+        error=error, params=params, facets=facets,
+        outcomes=views.OUTCOMES, reuse_results=views.REUSE_RESULTS,
+        rows=rows[:PAGE_SIZE], page=page, more=len(rows) > PAGE_SIZE,
+        query=urlencode(filters),
+    )  # fmt: skip
+
+
+@router.get("/ledger.csv")
+async def ledger_csv(s: SessionDep, request: Request) -> Response:
+    gw = _gateway(request)
+    params, q, error = _ledger_params(request)
+    if q is None:
+        return render(
+            request, s, "ledger.html", "ledger", status=400, error=error, params=params,
+            facets={"tenant": [], "model": []}, outcomes=views.OUTCOMES,
+            reuse_results=views.REUSE_RESULTS, rows=[], page=1, more=False, query="",
+        )  # fmt: skip
+    query = q
+
+    async def body() -> AsyncIterator[str]:
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        out.writerow(views.LEDGER_CSV_COLUMNS)
+        offset = 0
+        while True:
+            rows = await asyncio.to_thread(gw.store.query_ledger, query, CSV_CHUNK, offset)
+            for row in rows:
+                record = views.ledger_record(row)
+                out.writerow([views.csv_safe(record[c]) for c in views.LEDGER_CSV_COLUMNS])
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+            if len(rows) < CSV_CHUNK:
+                return
+            offset += CSV_CHUNK
+
+    return _secure(
+        StreamingResponse(
+            body(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="boundgate-ledger.csv"'},
+        )
+    )
+
+
+@router.get("/grid", response_class=HTMLResponse)
+async def grid(s: SessionDep, request: Request) -> Response:
+    data = await asyncio.to_thread(views.grid, _gateway(request))
+    return render(request, s, "grid.html", "grid", data=data)
+
+
+@router.get("/tenants", response_class=HTMLResponse)
+async def tenants(s: SessionDep, request: Request) -> Response:
+    data = await asyncio.to_thread(views.tenants, _gateway(request))
+    return render(request, s, "tenants.html", "tenants", data=data)
+
+
+def install(app: FastAPI, sessions: Sessions) -> None:
+    """Serve the dashboard on ``app``: pages, bundled assets, and its two error pages."""
+    app.state.dashboard = DashboardConfig(sessions=sessions)
+
+    @app.exception_handler(LoginRequired)
+    async def on_login_required(request: Request, exc: LoginRequired) -> Response:
+        return _redirect("/dashboard/login?" + urlencode({"next": exc.next_url}))
+
+    @app.exception_handler(Forbidden)
+    async def on_forbidden(request: Request, exc: Forbidden) -> Response:
+        return render(
+            request, None, "missing.html", "", status=403,
+            what=None, forbidden="The form was stale or came from another site; reload the "
+            "page and try again.",
+        )  # fmt: skip
+
+    app.include_router(router)
+    app.mount(
+        "/dashboard/static",
+        StaticFiles(packages=[("boundgate.dashboard", "static")]),
+        name="dashboard-static",
+    )

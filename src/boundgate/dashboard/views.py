@@ -1,0 +1,420 @@
+"""What each dashboard page shows, computed from the gateway and its store.
+
+Pure data (dicts, lists, numbers) for the templates: no HTML here. Every section is optional
+and appears only when its data exists (reuse off: no reuse safety; no jobs: no job table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from ..fmt import plain_decimal
+from ..gateway import Gateway
+from ..reuse import binding
+from ..scheduler.policy import CarbonAwareStart
+from ..store import DocumentRow, LedgerQuery, SeriesPoint
+
+HOUR = 3600.0
+DAY = 86_400.0
+
+# name → (window in seconds, bucket in seconds)
+RANGES: dict[str, tuple[float, float]] = {
+    "24h": (DAY, HOUR),
+    "7d": (7 * DAY, 6 * HOUR),
+    "30d": (30 * DAY, DAY),
+}
+OUTCOMES = ("ok", "error", "cancelled")
+REUSE_RESULTS = ("hit-exact", "hit-semantic", "stale", "miss", "bypass", "none")
+DOC_STATES = ("active", "stale", "superseded", "revoked")
+
+
+def utc(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime(fmt)
+
+
+def num(x: float | None) -> str:
+    """Three significant digits, never scientific notation (Wh per request can be tiny)."""
+    if x is None:
+        return "–"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return plain_decimal(float(f"{x:.3g}"))
+
+
+def pct(x: float | None) -> str:
+    if x is None:
+        return "–"
+    v = 100 * x
+    return f"{v:.2f} %" if 0 < abs(v) < 1 else f"{v:.1f} %"
+
+
+def _bucket_label(start: float, bucket_s: float) -> str:
+    return utc(start, "%m-%d" if bucket_s >= DAY else "%m-%d %H:00")
+
+
+def _filled(
+    points: list[SeriesPoint], since: float, now: float, bucket_s: float
+) -> list[SeriesPoint]:
+    """One point per bucket from ``since`` to ``now``, zeros where nothing happened."""
+    by_start = {p.start: p for p in points}
+    first = math.floor(since / bucket_s) * bucket_s
+    out = []
+    t = first
+    while t <= now:
+        out.append(by_start.get(t) or SeriesPoint(t, 0, 0, 0, 0.0, 0.0, 0.0, 0.0))
+        t += bucket_s
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[int(q) - 1]
+
+
+def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
+    window, bucket = RANGES[range_name]
+    now = gw.clock.time()
+    since = now - window
+    points = _filled(gw.store.series(since, bucket), since, now, bucket)
+    totals: dict[str, Any] = {
+        "requests": sum(p.requests for p in points),
+        "errors": sum(p.errors for p in points),
+        "reused": sum(p.reused for p in points),
+        "wh": sum(p.wh for p in points),
+        "avoided_wh": sum(p.avoided_wh for p in points),
+        "gco2": sum(p.gco2 for p in points),
+        "avoided_gco2": sum(p.avoided_gco2 for p in points),
+    }
+    totals["reuse_rate"] = totals["reused"] / totals["requests"] if totals["requests"] else None
+    spent_and_avoided = totals["wh"] + totals["avoided_wh"]
+    totals["avoided_share"] = (
+        totals["avoided_wh"] / spent_and_avoided if spent_and_avoided else None
+    )
+    chart = {
+        "labels": [_bucket_label(p.start, bucket) for p in points],
+        "requests": [p.requests for p in points],
+        "reused": [p.reused for p in points],
+        "errors": [p.errors for p in points],
+        "wh": [round(p.wh, 6) for p in points],
+        "avoided_wh": [round(p.avoided_wh, 6) for p in points],
+        "gco2": [round(p.gco2, 6) for p in points],
+        "avoided_gco2": [round(p.avoided_gco2, 6) for p in points],
+    }
+    latency: dict[str, dict[str, list[float]]] = {}
+    for model, reused, ms in gw.store.latencies(since):
+        latency.setdefault(model or "(none)", {"generated": [], "reused": []})[
+            "reused" if reused else "generated"
+        ].append(ms)
+    models = []
+    for model, parts in sorted(latency.items()):
+        row: dict[str, Any] = {"model": model}
+        for kind, values in parts.items():
+            row[kind] = (
+                {
+                    "n": len(values),
+                    "p50": _percentile(values, 50),
+                    "p95": _percentile(values, 95),
+                }
+                if values
+                else None
+            )
+        models.append(row)
+    return {
+        "range": range_name,
+        "ranges": list(RANGES),
+        "bucket": "day" if bucket >= DAY else f"{int(bucket // HOUR)} h",
+        "totals": totals,
+        "chart": chart,
+        "models": models,
+        "reuse": reuse_safety(gw),
+        "grid": grid_now(gw),
+    }
+
+
+def reuse_safety(gw: Gateway) -> dict[str, Any] | None:
+    if gw.reuse is None:
+        return None
+    stats = gw.reuse.stats()
+    delta = float(stats["error_bound"])
+    high = stats["error_rate_ci"][1]
+    return {
+        **stats,
+        "delta": delta,
+        "within": high is None or high <= delta,
+        # the <meter> runs from 0 to twice the bound, so the bound sits in the middle
+        "meter_max": 2 * delta,
+    }
+
+
+def grid_now(gw: Gateway) -> dict[str, Any] | None:
+    try:
+        i = gw.carbon.intensity(gw.grid_zone, datetime.fromtimestamp(gw.clock.time(), tz=UTC))
+    except (KeyError, ValueError, LookupError):
+        return None
+    return {
+        "zone": i.zone,
+        "at": i.at.strftime("%Y-%m-%d %H:00"),
+        "gco2_per_kwh": i.gco2_per_kwh,
+        "method": i.method,
+        "source": i.source,
+    }
+
+
+def _doc_body(row: DocumentRow) -> dict[str, Any]:
+    body = json.loads(row.body)
+    return body if isinstance(body, dict) else {}
+
+
+def document_summary(row: DocumentRow) -> dict[str, Any]:
+    body = _doc_body(row)
+    return {
+        "id": row.id,
+        "question": body.get("name") or "",
+        "state": row.state,
+        "model": row.model,
+        "model_version": row.model_version,
+        "tenant": row.tenant,
+        "askers": body.get("bg:askerCount"),
+        "created": utc(row.created),
+        "supersedes": row.supersedes,
+        "superseded_by": row.superseded_by,
+    }
+
+
+def _searchable(row: DocumentRow) -> str:
+    return f"{row.id} {row.tenant} {row.model} {row.body}".casefold()
+
+
+def documents(gw: Gateway, q: str, state: str | None, limit: int = 200) -> dict[str, Any]:
+    rows = gw.store.documents(state)
+    needle = q.strip().casefold()
+    if needle:
+        rows = [r for r in rows if needle in _searchable(r)]
+    return {
+        "q": q,
+        "state": state or "",
+        "states": DOC_STATES,
+        "counts": gw.store.counts("documents"),
+        "total": len(rows),
+        "rows": [document_summary(r) for r in rows[:limit]],
+        "limit": limit,
+        "reuse_on": gw.reuse is not None,
+    }
+
+
+def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
+    row = gw.store.get_document(doc_id)
+    if row is None:
+        return None
+    body = _doc_body(row)
+    if gw.reuse is not None and gw.reuse.signer is not None:
+        check = binding.verify(body, gw.reuse.signer.public)
+        signature = {"ok": check.ok, "reason": check.reason, "key": gw.reuse.signer.fingerprint}
+    else:
+        signature = {"ok": None, "reason": "no signing key on this gateway", "key": None}
+    # the version chain, oldest first: walk back through `supersedes`, forward through
+    # `superseded_by` (bounded, in case a store was edited by hand into a loop)
+    older: list[DocumentRow] = []
+    cursor = row
+    while cursor.supersedes and len(older) < 50:
+        prev = gw.store.get_document(cursor.supersedes)
+        if prev is None or any(p.id == prev.id for p in older):
+            break
+        older.append(prev)
+        cursor = prev
+    newer: list[DocumentRow] = []
+    cursor = row
+    while cursor.superseded_by and len(newer) < 50:
+        nxt = gw.store.get_document(cursor.superseded_by)
+        if nxt is None or any(n.id == nxt.id for n in newer):
+            break
+        newer.append(nxt)
+        cursor = nxt
+    chain = [*reversed(older), row, *newer]
+    return {
+        "doc": document_summary(row),
+        "variants": body.get("bg:questionVariants") or [],
+        "answer": (body.get("acceptedAnswer") or {}).get("text", ""),
+        "jsonld": json.dumps(body, indent=2, ensure_ascii=False, sort_keys=True),
+        "signature": signature,
+        "chain": [document_summary(d) | {"current": d.id == row.id} for d in chain],
+    }
+
+
+def ledger_query(params: dict[str, str]) -> LedgerQuery:
+    """Filters from the query string (already validated by the route)."""
+
+    def ts(name: str) -> float | None:
+        value = params.get(name)
+        if not value:
+            return None
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+
+    return LedgerQuery(
+        since=ts("since"),
+        until=ts("until"),
+        tenant=params.get("tenant") or None,
+        model=params.get("model") or None,
+        outcome=params.get("outcome") or None,
+        reuse=params.get("reuse") or None,
+    )
+
+
+LEDGER_CSV_COLUMNS = (
+    "id", "time_utc", "tenant", "endpoint", "model", "outcome", "status", "error_code",
+    "reuse", "document_id", "similarity", "prompt_tokens", "completion_tokens", "latency_ms",
+    "wh", "wh_low", "wh_high", "method", "gco2", "grid_zone", "gco2_per_kwh", "avoided_wh",
+    "avoided_gco2",
+)  # fmt: skip
+
+
+def ledger_record(row: Any) -> dict[str, Any]:
+    data = asdict(row)
+    data["time_utc"] = utc(row.ts, "%Y-%m-%dT%H:%M:%SZ")
+    return {c: data.get(c) for c in LEDGER_CSV_COLUMNS}
+
+
+def csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in text cells (tenant names and ids come from users)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
+    now = gw.clock.time()
+    now_h = int(now // HOUR)
+    policy = gw.jobs.policy if gw.jobs is not None else None
+    if not isinstance(policy, CarbonAwareStart):
+        policy = CarbonAwareStart(gw.carbon, gw.grid_zone)
+    forecast = [float(v) for v in policy.forecast(now, hours)]
+    hour_labels = [utc((now_h + k) * HOUR, "%m-%d %H:00") for k in range(hours)]
+    jobs = gw.store.jobs()
+    placed = []
+    for job in jobs:
+        if job.state not in ("pending", "running"):
+            continue
+        k = int(job.not_before // HOUR) - now_h
+        if 0 <= k < hours:
+            placed.append({"x": hour_labels[k], "y": forecast[k], "id": job.id, "kind": job.kind})
+    best = min(range(hours), key=forecast.__getitem__) if forecast else None
+    job_rows = [
+        {
+            "id": j.id,
+            "kind": j.kind,
+            "state": j.state,
+            "created": utc(j.created),
+            "not_before": utc(j.not_before),
+            "deadline": utc(j.deadline),
+            "attempts": j.attempts,
+            "forecast": forecast[int(j.not_before // HOUR) - now_h]
+            if 0 <= int(j.not_before // HOUR) - now_h < hours
+            else None,
+        }
+        for j in sorted(jobs, key=lambda j: j.created, reverse=True)[:200]
+    ]
+    batches = []
+    for batch_id, tenant, created, body_json in gw.store.batches(100):
+        body = json.loads(body_json)
+        bg = body.get("boundgate") or {}
+        ran = bg.get("state") in ("done", "cancelled")
+        counts = body.get("request_counts") or {}
+        total = int(counts.get("total") or 0)
+        done = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
+        batches.append(
+            {
+                "id": batch_id,
+                "tenant": tenant,
+                "created": utc(created),
+                "status": body.get("status", ""),
+                "total": total,
+                "completed": int(counts.get("completed") or 0),
+                "failed": int(counts.get("failed") or 0),
+                "done": done,
+                "scheduled_start": bg.get("scheduled_start"),
+                # carbon figures exist once the batch has run
+                "carbon_g": bg.get("carbon_g") if ran else None,
+                "saved_g": bg.get("shifting_saved_g") if ran else None,
+            }
+        )
+    return {
+        "now": grid_now(gw),
+        "zone": gw.grid_zone,
+        "policy": type(gw.jobs.policy).__name__ if gw.jobs is not None else "none",
+        "chart": {"labels": hour_labels, "forecast": forecast, "jobs": placed},
+        "cleanest": {"at": hour_labels[best], "gco2_per_kwh": forecast[best]}
+        if best is not None
+        else None,
+        "jobs": job_rows,
+        "job_counts": gw.store.counts("jobs"),
+        "batches": batches,
+    }
+
+
+def tenants(gw: Gateway) -> dict[str, Any]:
+    now = gw.clock.time()
+    day_start = (now // DAY) * DAY
+    today = {r["tenant"]: r for r in _by_tenant(gw, day_start)}
+    keys = gw.store.list_keys()
+    names = sorted(set(today) | {k.tenant for k in keys})
+    default_daily = gw.limiter.default_daily
+    novelty = gw.creativity.config.novelty_per_day if gw.creativity is not None else 0
+    rows = []
+    for name in names:
+        active = [k for k in keys if k.tenant == name and not k.revoked]
+        overrides = [k.daily_tokens for k in active if k.daily_tokens is not None]
+        budget = max(overrides) if overrides else default_daily
+        t = today.get(name)
+        used = gw.store.tokens_used(name, day_start)
+        rows.append(
+            {
+                "tenant": name,
+                "keys": len(active),
+                "admin": any(k.admin for k in active),
+                "requests": t["requests"] if t else 0,
+                "reused": t["reused"] if t else 0,
+                "tokens": used,
+                "budget": budget,  # 0: unlimited
+                "novelty_used": gw.store.novel_used(name, day_start) if novelty else None,
+                "novelty_budget": novelty,
+                "wh": t["wh"] if t else 0.0,
+                "avoided_wh": t["avoided_wh"] if t else 0.0,
+                "gco2": t["gco2"] if t else 0.0,
+                "avoided_gco2": t["avoided_gco2"] if t else 0.0,
+            }
+        )
+    return {
+        "rows": rows,
+        "day": utc(day_start, "%Y-%m-%d"),
+        "default_daily": default_daily,
+        "default_rpm": gw.limiter.default_rpm,
+        "novelty": novelty,
+    }
+
+
+def _by_tenant(gw: Gateway, since: float) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in gw.store.report(since):
+        t = out.setdefault(
+            r.tenant,
+            {"tenant": r.tenant, "requests": 0, "reused": 0, "wh": 0.0, "avoided_wh": 0.0,
+             "gco2": 0.0, "avoided_gco2": 0.0},
+        )  # fmt: skip
+        t["requests"] += r.requests
+        t["reused"] += r.reused
+        t["wh"] += r.wh
+        t["avoided_wh"] += r.avoided_wh
+        t["gco2"] += r.gco2
+        t["avoided_gco2"] += r.avoided_gco2
+    return list(out.values())

@@ -1,0 +1,347 @@
+"""The operator dashboard over HTTP: sessions, CSRF, pages on a seeded store, ledger export.
+
+Browser tests (real Chromium through playwright) are in test_dashboard_browser.py; these run
+everywhere and pin the security properties with plain HTTP.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.clock import FakeClock
+from boundgate.dashboard.session import COOKIE
+from boundgate.store import LedgerRow
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings
+
+# 2023-06-01 05:00 UTC: inside the bundled grid history, so the forecast is deterministic
+START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
+PAGES = [
+    "/dashboard",
+    "/dashboard?range=7d",
+    "/dashboard?range=30d",
+    "/dashboard/documents",
+    "/dashboard/ledger",
+    "/dashboard/grid",
+    "/dashboard/tenants",
+]
+
+
+@dataclass
+class Seeded:
+    live: Live
+    clock: FakeClock
+    doc_id: str
+    admin_key: str | None
+    user_key: str | None
+    db_path: Path
+
+
+def seed(live: Live, clock: FakeClock, headers: dict[str, str]) -> str:
+    """Real traffic through the API (misses, hits, a bound document, a queued batch), plus
+    a day of older ledger rows so the charts have history. Returns the bound document id."""
+    http = live.http
+    answer_id = ""
+    for i in range(6):
+        r = http.post(
+            "/v1/chat/completions",
+            headers=headers,
+            json={
+                "model": "fake",
+                "messages": [{"role": "user", "content": f"How tall is mountain {i % 3}?"}],
+                "temperature": 0,
+                "user": f"user-{i}",
+            },
+        )
+        assert r.status_code == 200, r.text
+        answer_id = answer_id or r.headers["x-boundgate-document"]
+    bound = http.post("/v1/boundgate/documents", headers=headers, json={"answer_id": answer_id})
+    assert bound.status_code == 200, bound.text
+    # an error row, so outcomes differ
+    bad = http.post("/v1/chat/completions", headers=headers, json={"model": "nope", "messages": []})
+    assert bad.status_code in (400, 404)
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "fake", "messages": [{"role": "user", "content": "Hi?"}]},
+    }
+    f = http.post(
+        "/v1/files",
+        headers=headers,
+        files={"file": ("in.jsonl", json.dumps(line).encode())},
+        data={"purpose": "batch"},
+    )
+    assert f.status_code == 200, f.text
+    b = http.post(
+        "/v1/batches",
+        headers=headers,
+        json={
+            "input_file_id": f.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+    )
+    assert b.status_code == 200, b.text
+    store = live.gateway.store
+    now = clock.time()
+    for h in range(1, 24):
+        store.record_sync(
+            LedgerRow(
+                id=f"req_seed{h}",
+                ts=now - h * 3600,
+                tenant="acme" if h % 3 else "=HYPERLINK(evil)",
+                endpoint="/v1/chat/completions",
+                model="fake",
+                prompt_tokens=10,
+                completion_tokens=20,
+                latency_ms=30.0 + h,
+                wh=0.01 * h,
+                wh_low=0.008 * h,
+                wh_high=0.012 * h,
+                gco2=0.004 * h,
+                reuse="hit-semantic" if h % 2 else "miss",
+                avoided_wh=0.02 if h % 2 else 0.0,
+                avoided_gco2=0.008 if h % 2 else 0.0,
+            )
+        )
+    return str(bound.json()["id"])
+
+
+def _start(tmp_path: Path, keyed: bool) -> Iterator[Seeded]:
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    clock = FakeClock(start=START)
+    app = build_app(settings, clock=clock)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        admin_key = user_key = None
+        headers: dict[str, str] = {}
+        if keyed:
+            store = live.gateway.store
+            admin_key = store.create_key("ops", admin=True).secret
+            user_key = store.create_key("acme").secret
+            headers = {"Authorization": f"Bearer {admin_key}"}
+        doc_id = seed(live, clock, headers)
+        yield Seeded(live, clock, doc_id, admin_key, user_key, settings.db_path)
+        live.http.close()
+
+
+@pytest.fixture
+def open_dash(tmp_path: Path) -> Iterator[Seeded]:
+    yield from _start(tmp_path, keyed=False)
+
+
+@pytest.fixture
+def keyed_dash(tmp_path: Path) -> Iterator[Seeded]:
+    yield from _start(tmp_path, keyed=True)
+
+
+def browser(live: Live) -> httpx.Client:
+    """A cookie-keeping client that behaves like a same-origin browser."""
+    return httpx.Client(base_url=live.base, timeout=30, headers={"origin": live.base})
+
+
+def csrf_of(html: str) -> str:
+    marker = 'name="csrf_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
+
+
+def test_open_mode_pages_render_with_security_headers(open_dash: Seeded) -> None:
+    with browser(open_dash.live) as b:
+        for path in PAGES:
+            r = b.get(path)
+            assert r.status_code == 200, (path, r.text[:300])
+            assert r.headers["content-type"].startswith("text/html")
+            csp = r.headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "script-src 'self'" in csp
+            assert r.headers["x-frame-options"] == "DENY"
+            assert "Open local mode" in r.text
+        # once it has a session, the browser is not handed a new one on every page
+        assert "set-cookie" not in b.get("/dashboard").headers
+    # the first visit gets a session cookie: HttpOnly, SameSite=Strict, scoped to /dashboard
+    first = httpx.get(open_dash.live.base + "/dashboard").headers["set-cookie"]
+    assert first.startswith(COOKIE + "=")
+    assert "HttpOnly" in first and "samesite=strict" in first.lower()
+    assert "Path=/dashboard" in first
+
+
+def test_overview_shows_seeded_totals_and_reuse_safety(open_dash: Seeded) -> None:
+    with browser(open_dash.live) as b:
+        html = b.get("/dashboard").text
+    assert "Reuse safety" in html and "Energy avoided" in html
+    chart = json.loads(html.split('id="chart-data">', 1)[1].split("</script>", 1)[0])
+    # 23 seeded rows + 6 chat requests + 1 error + 1 admin bind call is not a generation row
+    assert sum(chart["requests"]) >= 23 + 6
+    assert sum(chart["reused"]) >= 12 + 3  # 12 seeded semantic hits, 3 exact repeats
+    # 12 seeded hits avoided 0.02 Wh each; the 3 real exact hits add their own measured cost
+    assert sum(chart["avoided_wh"]) >= 12 * 0.02 - 1e-9
+
+
+def test_keyed_mode_needs_an_admin_login(keyed_dash: Seeded) -> None:
+    live = keyed_dash.live
+    with browser(live) as b:
+        r = b.get("/dashboard/ledger?tenant=acme", follow_redirects=False)
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/dashboard/login?next=")
+        login = b.get(r.headers["location"])
+        assert login.status_code == 200 and 'type="password"' in login.text
+        # a tenant key is not enough, a made-up one neither
+        r = b.post("/dashboard/login", data={"key": keyed_dash.user_key, "next": "/dashboard"})
+        assert "not an admin key" in r.text and "set-cookie" not in r.headers
+        r = b.post("/dashboard/login", data={"key": "bg_nope", "next": "/dashboard"})
+        assert "Unknown or revoked key" in r.text and "set-cookie" not in r.headers
+        assert b.get("/dashboard", follow_redirects=False).status_code == 303
+        # an off-site next URL is not followed
+        r = b.post(
+            "/dashboard/login",
+            data={"key": keyed_dash.admin_key, "next": "https://evil.example/"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303 and r.headers["location"] == "/dashboard"
+        set_cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in set_cookie and keyed_dash.admin_key not in set_cookie
+        for path in PAGES:
+            assert b.get(path).status_code == 200, path
+        # revoking the key ends the session at the next page
+        store = live.gateway.store
+        ops = next(k for k in store.list_keys() if k.tenant == "ops")
+        store.revoke_key(ops.id)
+        r = b.get("/dashboard", follow_redirects=False)
+        assert r.status_code == 303 and "/dashboard/login" in r.headers["location"]
+
+
+def test_forged_or_foreign_cookie_is_refused(keyed_dash: Seeded) -> None:
+    live = keyed_dash.live
+    with browser(live) as b:
+        b.cookies.set(COOKIE, "eyJzaWQiOiJ4In0.forged.sig", domain="127.0.0.1", path="/dashboard")
+        r = b.get("/dashboard", follow_redirects=False)
+        assert r.status_code == 303
+
+
+def test_revoke_needs_the_csrf_token_and_same_origin(open_dash: Seeded) -> None:
+    live, doc_id = open_dash.live, open_dash.doc_id
+    store = live.gateway.store
+    with browser(live) as b:
+        page = b.get(f"/dashboard/documents/{doc_id}")
+        assert page.status_code == 200
+        assert "valid" in page.text and "Revoke this document" in page.text
+        token = csrf_of(page.text)
+        # no token
+        r = b.post(f"/dashboard/documents/{doc_id}/revoke", data={})
+        assert r.status_code == 403
+        # right token, other site
+        r = b.post(
+            f"/dashboard/documents/{doc_id}/revoke",
+            data={"csrf_token": token},
+            headers={"origin": "https://evil.example"},
+        )
+        assert r.status_code == 403
+        # a token from another session
+        with browser(live) as other:
+            other_token = csrf_of(other.get(f"/dashboard/documents/{doc_id}").text)
+        assert other_token != token
+        r = b.post(f"/dashboard/documents/{doc_id}/revoke", data={"csrf_token": other_token})
+        assert r.status_code == 403
+        doc = store.get_document(doc_id)
+        assert doc is not None and doc.state == "active"
+        r = b.post(
+            f"/dashboard/documents/{doc_id}/revoke",
+            data={"csrf_token": token},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303
+        doc = store.get_document(doc_id)
+        assert doc is not None and doc.state == "revoked"
+        after = b.get(r.headers["location"])
+        assert "Document revoked" in after.text and "Revoke this document" not in after.text
+
+
+def test_document_page_shows_tampering(open_dash: Seeded) -> None:
+    live, doc_id = open_dash.live, open_dash.doc_id
+    store = live.gateway.store
+    row = store.get_document(doc_id)
+    assert row is not None
+    with browser(live) as b:
+        assert ">valid<" in b.get(f"/dashboard/documents/{doc_id}").text
+        jsonld = b.get(f"/dashboard/documents/{doc_id}.jsonld")
+        assert jsonld.status_code == 200 and jsonld.json()["@id"] == json.loads(row.body)["@id"]
+        body = json.loads(row.body)
+        body["acceptedAnswer"]["text"] = "something else"
+        # documents never change through the store: tamper with the file on disk instead
+        with sqlite3.connect(open_dash.db_path) as conn:
+            conn.execute("UPDATE documents SET body = ? WHERE id = ?", (json.dumps(body), doc_id))
+        html = b.get(f"/dashboard/documents/{doc_id}").text
+        assert "invalid: content does not match its id" in html
+        assert b.get("/dashboard/documents/doc_missing").status_code == 404
+
+
+def test_document_search_and_bind_form(open_dash: Seeded) -> None:
+    with browser(open_dash.live) as b:
+        assert "mountain" in b.get("/dashboard/documents?q=MOUNTAIN").text
+        none = b.get("/dashboard/documents?q=zebra-crossing").text
+        assert "No document matches" in none
+        page = b.get("/dashboard/documents")
+        r = b.post(
+            "/dashboard/documents/bind",
+            data={"answer_id": "ans_unknown", "csrf_token": csrf_of(page.text)},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303 and "not-bound" in r.headers["location"]
+
+
+def test_ledger_filters_and_csv_export(open_dash: Seeded) -> None:
+    with browser(open_dash.live) as b:
+        html = b.get("/dashboard/ledger?tenant=acme&reuse=hit-semantic").text
+        assert html.count('<span class="outcome ok">') == 8  # h in 1..23, odd, not % 3 == 0
+        r = b.get("/dashboard/ledger.csv?reuse=hit-semantic")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert len(rows) == 12 and {row["reuse"] for row in rows} == {"hit-semantic"}
+        # a tenant name that looks like a formula is neutralised for spreadsheets
+        assert "'=HYPERLINK(evil)" in {row["tenant"] for row in rows}
+        errors = b.get("/dashboard/ledger.csv?outcome=error").text
+        assert len(list(csv.DictReader(io.StringIO(errors)))) == 1
+        bad = b.get("/dashboard/ledger?since=yesterday")
+        assert bad.status_code == 400 and "since/until" in bad.text
+        bad = b.get("/dashboard/ledger?outcome=exploded")
+        assert bad.status_code == 400
+        # paging: more than one page of rows
+        assert "Older" not in b.get("/dashboard/ledger").text
+
+
+def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:
+    with browser(open_dash.live) as b:
+        html = b.get("/dashboard/grid").text
+    chart: dict[str, Any] = json.loads(html.split('id="chart-data">', 1)[1].split("</script>")[0])
+    assert len(chart["forecast"]) == 48 and all(v > 0 for v in chart["forecast"])
+    assert [j["kind"] for j in chart["jobs"]] == ["batch"]
+    assert "batch_" in html and "0/1" in html
+
+
+def test_tenants_page_shows_usage(keyed_dash: Seeded) -> None:
+    live = keyed_dash.live
+    with browser(live) as b:
+        b.post("/dashboard/login", data={"key": keyed_dash.admin_key, "next": "/dashboard"})
+        html = b.get("/dashboard/tenants").text
+    assert "ops" in html and "acme" in html and "(admin)" in html
+
+
+def test_dashboard_can_be_switched_off(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path, '[dashboard]\nenabled = false\n[reuse]\nembedder = "hash"\n')
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        r = httpx.get(srv.base_url + "/dashboard")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
