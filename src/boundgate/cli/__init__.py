@@ -124,6 +124,8 @@ def serve(
         f"error bound δ = {r.error_bound}); deferrable work: {settings.scheduler.policy} policy",
         highlight=False,
     )
+    if settings.dashboard.enabled:
+        err.print(f"dashboard: http://{s.host}:{s.port}/dashboard", highlight=False)
     uvicorn.run(
         application,
         host=s.host,
