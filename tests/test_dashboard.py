@@ -24,7 +24,7 @@ from boundgate.clock import FakeClock
 from boundgate.dashboard.session import COOKIE
 from boundgate.store import LedgerRow
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings
+from conftest import Live, fake_settings, wait_until
 
 # 2023-06-01 05:00 UTC: inside the bundled grid history, so the forecast is deterministic
 START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
@@ -122,6 +122,7 @@ def seed(live: Live, clock: FakeClock, headers: dict[str, str]) -> str:
 
 def _start(tmp_path: Path, keyed: bool) -> Iterator[Seeded]:
     settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    settings.scheduler.poll_s = 0.05
     clock = FakeClock(start=START)
     app = build_app(settings, clock=clock)
     with ThreadedServer(app) as srv:
@@ -329,6 +330,23 @@ def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:
     assert len(chart["forecast"]) == 48 and all(v > 0 for v in chart["forecast"])
     assert [j["kind"] for j in chart["jobs"]] == ["batch"]
     assert "batch_" in html and "0/1" in html
+
+
+def test_a_batch_run_in_clean_hours_shows_its_saving(open_dash: Seeded) -> None:
+    live, clock = open_dash.live, open_dash.clock
+    store = live.gateway.store
+    (job,) = store.jobs("pending")
+    with browser(live) as b:
+        assert "Saved by shifting" not in b.get("/dashboard").text
+        clock.set(job.not_before)
+        batch_id, _, _, _ = store.batches()[0]
+        wait_until(lambda: json.loads(store.batches()[0][3])["status"] == "completed")
+        body = json.loads(store.batches()[0][3])["boundgate"]
+        assert body["shifting_saved_g"] > 0  # planned into the afternoon dip
+        html = b.get("/dashboard").text
+        assert "Saved by shifting" in html and "1 batch run in cleaner hours" in html
+        grid = b.get("/dashboard/grid").text
+        assert batch_id in grid and "1/1" in grid
 
 
 def test_tenants_page_shows_usage(keyed_dash: Seeded) -> None:

@@ -96,6 +96,9 @@ def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
         "gco2": sum(p.gco2 for p in points),
         "avoided_gco2": sum(p.avoided_gco2 for p in points),
     }
+    shifted = [b for b in batch_rows(gw) if b["created_ts"] >= since and b["saved_g"] is not None]
+    totals["shifted_batches"] = len(shifted)
+    totals["shifting_saved_g"] = sum(float(b["saved_g"]) for b in shifted)
     totals["reuse_rate"] = totals["reused"] / totals["requests"] if totals["requests"] else None
     spent_and_avoided = totals["wh"] + totals["avoided_wh"]
     totals["avoided_share"] = (
@@ -324,30 +327,7 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
         }
         for j in sorted(jobs, key=lambda j: j.created, reverse=True)[:200]
     ]
-    batches = []
-    for batch_id, tenant, created, body_json in gw.store.batches(100):
-        body = json.loads(body_json)
-        bg = body.get("boundgate") or {}
-        ran = bg.get("state") in ("done", "cancelled")
-        counts = body.get("request_counts") or {}
-        total = int(counts.get("total") or 0)
-        done = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
-        batches.append(
-            {
-                "id": batch_id,
-                "tenant": tenant,
-                "created": utc(created),
-                "status": body.get("status", ""),
-                "total": total,
-                "completed": int(counts.get("completed") or 0),
-                "failed": int(counts.get("failed") or 0),
-                "done": done,
-                "scheduled_start": bg.get("scheduled_start"),
-                # carbon figures exist once the batch has run
-                "carbon_g": bg.get("carbon_g") if ran else None,
-                "saved_g": bg.get("shifting_saved_g") if ran else None,
-            }
-        )
+    batches = batch_rows(gw)
     return {
         "now": grid_now(gw),
         "zone": gw.grid_zone,
@@ -360,6 +340,35 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
         "job_counts": gw.store.counts("jobs"),
         "batches": batches,
     }
+
+
+def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest batches with progress and, once run, their carbon and shifting saving."""
+    out = []
+    for batch_id, tenant, created, body_json in gw.store.batches(limit):
+        body = json.loads(body_json)
+        bg = body.get("boundgate") or {}
+        ran = bg.get("state") in ("done", "cancelled")
+        counts = body.get("request_counts") or {}
+        completed, failed = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
+        out.append(
+            {
+                "id": batch_id,
+                "tenant": tenant,
+                "created": utc(created),
+                "created_ts": created,
+                "status": body.get("status", ""),
+                "total": int(counts.get("total") or 0),
+                "completed": completed,
+                "failed": failed,
+                "done": completed + failed,
+                "scheduled_start": bg.get("scheduled_start"),
+                # carbon figures exist once the batch has run
+                "carbon_g": bg.get("carbon_g") if ran else None,
+                "saved_g": bg.get("shifting_saved_g") if ran else None,
+            }
+        )
+    return out
 
 
 def tenants(gw: Gateway) -> dict[str, Any]:
