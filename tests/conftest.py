@@ -112,3 +112,19 @@ n_ctx = 512
         live = Live(srv, app)
         yield live
         live.http.close()
+
+
+@pytest.fixture
+def open_dash(tmp_path: Path) -> Iterator[Any]:
+    """The dashboard in open local mode over a seeded store (see dashboard_seed.py)."""
+    from dashboard_seed import start
+
+    yield from start(tmp_path, keyed=False)
+
+
+@pytest.fixture
+def keyed_dash(tmp_path: Path) -> Iterator[Any]:
+    """The dashboard with an admin and a tenant key, over a seeded store."""
+    from dashboard_seed import start
+
+    yield from start(tmp_path, keyed=True)

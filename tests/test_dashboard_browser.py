@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from test_dashboard import Seeded, _start
+from dashboard_seed import Seeded
 
 CHROMIUM = os.environ.get("BOUNDGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -85,16 +85,6 @@ class Watch:
     def clean(self) -> None:
         assert self.outside == [], f"requests left the server: {self.outside}"
         assert self.errors == [], f"console errors: {self.errors}"
-
-
-@pytest.fixture
-def open_dash(tmp_path: Path) -> Iterator[Seeded]:
-    yield from _start(tmp_path, keyed=False)
-
-
-@pytest.fixture
-def keyed_dash(tmp_path: Path) -> Iterator[Seeded]:
-    yield from _start(tmp_path, keyed=True)
 
 
 def test_every_page_renders_at_desktop_and_phone_width(chromium: Any, open_dash: Seeded) -> None:

@@ -216,6 +216,22 @@ def documents(gw: Gateway, q: str, state: str | None, limit: int = 200) -> dict[
     }
 
 
+def _walk(gw: Gateway, row: DocumentRow, link: str, limit: int = 50) -> list[DocumentRow]:
+    """Follow ``supersedes`` (older) or ``superseded_by`` (newer) links from ``row``, nearest
+    first; bounded, in case a store was edited by hand into a loop."""
+    out: list[DocumentRow] = []
+    seen = {row.id}
+    cursor = row
+    while (next_id := getattr(cursor, link)) and len(out) < limit:
+        found = gw.store.get_document(next_id)
+        if found is None or found.id in seen:
+            break
+        out.append(found)
+        seen.add(found.id)
+        cursor = found
+    return out
+
+
 def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
     row = gw.store.get_document(doc_id)
     if row is None:
@@ -226,25 +242,7 @@ def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
         signature = {"ok": check.ok, "reason": check.reason, "key": gw.reuse.signer.fingerprint}
     else:
         signature = {"ok": None, "reason": "no signing key on this gateway", "key": None}
-    # the version chain, oldest first: walk back through `supersedes`, forward through
-    # `superseded_by` (bounded, in case a store was edited by hand into a loop)
-    older: list[DocumentRow] = []
-    cursor = row
-    while cursor.supersedes and len(older) < 50:
-        prev = gw.store.get_document(cursor.supersedes)
-        if prev is None or any(p.id == prev.id for p in older):
-            break
-        older.append(prev)
-        cursor = prev
-    newer: list[DocumentRow] = []
-    cursor = row
-    while cursor.superseded_by and len(newer) < 50:
-        nxt = gw.store.get_document(cursor.superseded_by)
-        if nxt is None or any(n.id == nxt.id for n in newer):
-            break
-        newer.append(nxt)
-        cursor = nxt
-    chain = [*reversed(older), row, *newer]
+    chain = [*reversed(_walk(gw, row, "supersedes")), row, *_walk(gw, row, "superseded_by")]
     return {
         "doc": document_summary(row),
         "variants": body.get("bg:questionVariants") or [],
