@@ -103,11 +103,18 @@ def serve(
             "accepted as tenant 'local'. Create a key to require authentication.",
             markup=True,
         )
+    from .progress import Steps
+
+    assembling = Steps()
     try:
+        assembling.update("assembling the gateway")
         application = build_app(settings)
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"error: {exc}", highlight=False)
         raise typer.Exit(2) from None
+    finally:
+        assembling.finish()
+    application.state.startup = Steps()  # models and stored answers load in the lifespan
     gw = application.state.gateway
     err.print(
         f"boundgate {__version__}: models {', '.join(gw.backends)} (default {gw.default_model}); "
