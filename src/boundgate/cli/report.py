@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,8 +99,10 @@ def totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"day": "all", "tenant": "", **t}
 
 
-def write_rows(fmt: str, rows: list[dict[str, Any]], fields: list[str], title: str) -> None:
-    """Print rows as JSON (a list of objects), CSV (with a header) or a table."""
+def write_rows(
+    fmt: str, rows: list[dict[str, Any]], fields: list[str], table: Callable[[], Table]
+) -> None:
+    """Print rows as JSON (a list of objects), CSV (with a header) or ``table()``."""
     from . import out
 
     if fmt == "json":
@@ -111,16 +113,17 @@ def write_rows(fmt: str, rows: list[dict[str, Any]], fields: list[str], title: s
         writer.writeheader()
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
-    elif fields == DAY_FIELDS:
-        # Piped output has no width to respect: never cut numbers to fit 80 columns.
-        (out if out.is_terminal else Console(width=160)).print(_day_table(rows, title))
     else:
-        table = Table(*fields, title=title)
-        for d in rows:
-            table.add_row(
-                *[f"{d[f]:.6g}" if isinstance(d[f], float) else str(d[f]) for f in fields]
-            )
-        out.print(table)
+        # Piped output has no width to respect: never cut numbers to fit 80 columns.
+        (out if out.is_terminal else Console(width=160)).print(table())
+
+
+def _model_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(*MODEL_FIELDS, title=title)
+    for d in rows:
+        cells = [d[f] for f in MODEL_FIELDS]
+        table.add_row(*[f"{v:.6g}" if isinstance(v, float) else str(v) for v in cells])
+    return table
 
 
 def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -265,7 +268,7 @@ def report(
         typer.Option(
             "--plot",
             help="Also draw energy over time and carbon by hour of day to a .png or .svg "
-            "(needs boundgate[plot]).",
+            "(needs boundgate\\[plot]).",
         ),
     ] = None,
     config: ConfigOpt = None,
@@ -303,12 +306,11 @@ def report(
     try:
         if by == "model":
             rows = [{k: asdict(r)[k] for k in MODEL_FIELDS} for r in store.report(start)]
-            write_rows(fmt, rows, MODEL_FIELDS, title)
+            write_rows(fmt, rows, MODEL_FIELDS, lambda: _model_table(rows, title))
         else:
             rows = day_rows(store.report_by_period(start, DAY))
-            if fmt == "table" and rows:
-                rows.append(totals(rows))
-            write_rows(fmt, rows, DAY_FIELDS, title)
+            with_total = [*rows, totals(rows)] if rows else rows
+            write_rows(fmt, rows, DAY_FIELDS, lambda: _day_table(with_total, title))
         if plot_path is not None:
             plot(plot_path, store.report_by_period(start, HOUR), start, now)
             err.print(f"plot written to {plot_path}", highlight=False)
