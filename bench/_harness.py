@@ -23,6 +23,9 @@ from typing import Any
 
 import httpx
 
+# the CLI's progress bars (stderr, only on a terminal), for the benchmarks' main loops
+from boundgate.cli.progress import track as track
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 

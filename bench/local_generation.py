@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from _harness import PY, Proc, free_port, median
+from _harness import PY, Proc, free_port, median, track
 
 PROMPT = "Once upon a time, in a small village by the sea, there lived an old lighthouse keeper who"
 
@@ -89,7 +89,7 @@ def main() -> None:
                 direct_round(llm, 8)  # warm-up both
                 gateway_round(client, 8)
                 d_rates, g_rates, d_tok, g_tok = [], [], [], []
-                for _ in range(args.rounds):
+                for _ in track(range(args.rounds), "rounds (direct, gateway)"):
                     n, s = direct_round(llm, args.max_tokens)
                     d_rates.append(n / s)
                     d_tok.append(n)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import gateway_over_fake_upstream
+from _harness import gateway_over_fake_upstream, track
 from boundgate.reuse.index import ScopedIndex
 from boundgate.store import StoredEntry
 
@@ -66,7 +66,7 @@ def ann(sizes: list[int], queries: int) -> None:
         q = vecs[picks] + 0.05 * rng.standard_normal((queries, DIM)).astype(np.float32)
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         ann_t, brute_t, agree = [], [], 0
-        for i in range(queries):
+        for i in track(range(queries), f"searching {n} entries"):
             t = time.perf_counter()
             res = index.search("s", q[i], 8)
             ann_t.append(time.perf_counter() - t)
@@ -109,7 +109,7 @@ max_entries = {n + 10 * queries}
             return r.headers["x-boundgate-reuse"], time.perf_counter() - t
 
         # store the paraphrase sources through the API (so their scope is the real one) ...
-        miss_t = [ask(q1)[1] for q1, _ in dups]
+        miss_t = [ask(q1)[1] for q1, _ in track(dups, "storing the sources")]
         engine = app.state.gateway.reuse
         probe = engine.store.get_entry(engine.store.max_entry_key())
         # ... then fill the same scope with N synthetic entries, straight into store and index
@@ -117,7 +117,7 @@ max_entries = {n + 10 * queries}
         vecs = clustered(n, rng)
         first = engine.store.max_entry_key() + 1
         entries = []
-        for i in range(n):
+        for i in track(range(n), "synthetic entries"):
             entries.append(
                 StoredEntry(
                     key=first + i,
@@ -147,7 +147,7 @@ max_entries = {n + 10 * queries}
         print(f"hit path: {len(engine)} entries in the scope", file=sys.stderr)
         ask(dups[0][1])  # the first semantic candidate teaches the verifier one label
         sem_t, exact_t, statuses = [], [], []
-        for q1, q2 in dups[1:]:
+        for q1, q2 in track(dups[1:], "asking paraphrases"):
             status, t = ask(q2)
             statuses.append(status)
             if status == "hit-semantic":

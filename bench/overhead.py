@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import PY, ROOT, LoadResult, Proc, free_port, median, run_load
+from _harness import PY, ROOT, LoadResult, Proc, free_port, median, run_load, track
 
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 BODY = {
@@ -124,7 +124,7 @@ def main() -> None:
             rows = []
             for conc in args.concurrency:
                 results: dict[str, list[LoadResult]] = {name: [] for name in urls}
-                for _ in range(args.rounds):
+                for _ in track(range(args.rounds), f"rounds at concurrency {conc}"):
                     for name, url in urls.items():
                         results[name].append(
                             asyncio.run(run_load(url, BODY, conc, args.requests, headers))

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
-from _harness import gateway_over_fake_upstream
+from _harness import gateway_over_fake_upstream, track
 from boundgate.backends.fake import fake_answer
 from reuse_quality import Components, load_pairs
 
@@ -72,7 +71,7 @@ def main() -> None:
         avoidable = avoided = 0.0
         hits = wrong = exact = semantic = 0
         t0 = time.perf_counter()
-        for i, (ci, q) in enumerate(stream):
+        for ci, q in track(stream, "replaying requests"):
             r = http.post(
                 "/v1/chat/completions",
                 json={"messages": [{"role": "user", "content": q}], "temperature": 0},
@@ -91,8 +90,6 @@ def main() -> None:
                     wrong += 1
             elif ci not in first_cost:
                 first_cost[ci] = float(r.headers["x-boundgate-energy-wh"])
-            if i % 1000 == 0:
-                print(f"{i}/{len(stream)}", file=sys.stderr)
         wall = time.perf_counter() - t0
         stats = http.get("/v1/boundgate/stats").json()["reuse"]
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import gateway_over_fake_upstream
+from _harness import gateway_over_fake_upstream, track
 from boundgate.backends.fake import fake_answer
 from boundgate.reuse.embedder import OnnxEmbedder
 
@@ -154,14 +154,12 @@ def main() -> None:
 
         t0 = time.perf_counter()
         phase1_wh: dict[str, float] = {}
-        for i, (q1, _, _) in enumerate(pairs):
+        for q1, _, _ in track(pairs, "phase 1: storing"):
             if q1 not in phase1_wh:
                 phase1_wh[q1] = ask(q1)[3]
-            if i % 1000 == 0:
-                print(f"phase 1: {i}/{len(pairs)}", file=sys.stderr)
         hits = right_dup = wrong = wrong_nondup = 0
         avoided = spent = 0.0
-        for i, (_, q2, dup) in enumerate(pairs):
+        for _, q2, dup in track(pairs, "phase 2: asking"):
             status, text, avoided_wh, wh = ask(q2)
             served = status.startswith("hit")
             ok = text == fake_answer(meanings[q2])
@@ -174,10 +172,8 @@ def main() -> None:
                 elif dup:
                     right_dup += 1
             spent += wh
-            if i % 1000 == 0:
-                print(f"phase 2: {i}/{len(pairs)}", file=sys.stderr)
         neg_wrong = 0
-        for q1, n in negatives:
+        for q1, n in track(negatives, "hard negatives"):
             status, text, _, _ = ask(n)
             if status.startswith("hit") and text != fake_answer(meanings[n]):
                 neg_wrong += 1

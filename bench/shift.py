@@ -14,6 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
+from _harness import track
 from boundgate.scheduler.replay import read_series, replay
 
 ZONES = ["BR", "DE-LU", "ES", "GB", "NO", "US-CAL-CISO"]
@@ -31,7 +32,7 @@ def run(kind: str, folder: Path, column: str, windows: list[int]) -> None:
         hist = [read_series(files[y], column) for y in (2021, 2022)]
         evaluation = read_series(files[2023], column)
         cells, detail = [], ""
-        for w in windows:
+        for w in track(windows, f"{kind}: {zone}"):
             r = replay(evaluation, hist, duration_h=1, window_h=w)
             means[w].append(r.share_of_oracle)
             cells.append(f"{r.share_of_oracle:.3f}")
@@ -60,7 +61,8 @@ def mape(folder: Path, column: str, horizons: tuple[int, ...] = (1, 6, 24)) -> N
         evaluation = series[2]
         errors: dict[int, list[float]] = {h: [] for h in horizons}
         pos = {int(h): i for i, h in enumerate(known.hours)}
-        for now in evaluation.hours[::7].tolist():  # every 7th hour: all hours of day
+        every_7th = evaluation.hours[::7].tolist()  # every 7th hour: all hours of day
+        for now in track(every_7th, f"forecasting {zone}"):
             i = pos[now] - 1
             f = shifter.forecaster.forecast(
                 float(known.values[i]),

@@ -86,6 +86,10 @@ def test_batch_is_scheduled_into_clean_hours_and_returns_openai_results(batch_li
     rows = [o["response"]["request_id"] for o in out]
     ledger = live.ledger()
     assert all(r in ledger for r in rows)
+    # the report counts the batch and its shifting saving, in the period it finished
+    (period,) = [p for p in live.gateway.store.report_by_period(START, 3600) if p.batches]
+    assert period.batches == 1 and period.start <= done.completed_at < period.start + 3600
+    assert period.shifting_saved_gco2 == pytest.approx(bg["shifting_saved_g"])
 
 
 def test_cancel_before_start_and_bad_batches(batch_live: Any) -> None:

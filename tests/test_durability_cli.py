@@ -137,12 +137,15 @@ def test_cli_keys_ask_report(server: ServerProcess) -> None:
     r = server.cli("ask", "hello?", "--url", server.base + "/v1", env={"BOUNDGATE_API_KEY": secret})
     assert r.returncode == 0, r.stderr
 
-    report = server.cli("report", "--since", "1h", "--format", "json", *cfg)
-    rows = json.loads(report.stdout)["rows"]
+    report = server.cli("report", "--since", "1h", "--format", "json", "--by", "model", *cfg)
+    rows = json.loads(report.stdout)
     assert {row["tenant"] for row in rows} >= {"local", "acme"}
     assert all(row["wh"] > 0 for row in rows if row["requests"] > row["errors"])
-    csv_out = server.cli("report", "--format", "csv", *cfg).stdout
+    csv_out = server.cli("report", "--format", "csv", "--by", "model", *cfg).stdout
     assert csv_out.splitlines()[0].startswith("tenant,model,requests")
+    days = json.loads(server.cli("report", "--format", "json", *cfg).stdout)
+    assert {row["tenant"] for row in days} >= {"local", "acme"}
+    assert sum(row["requests"] for row in days) == sum(row["requests"] for row in rows)
 
     key_id = secret.split("-")[1]
     assert server.cli("keys", "revoke", key_id, *cfg).returncode == 0

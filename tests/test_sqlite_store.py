@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -87,6 +88,60 @@ def test_report_and_tokens_used(store: SQLiteStore) -> None:
     assert store.tokens_used("a", 0) == 15
     assert store.tokens_used("a", 1001.5) == 5
     assert store.report(since=2000) == []
+
+
+def test_report_by_period_groups_days_hours_tenants_and_batches(store: SQLiteStore) -> None:
+    day = 86400.0
+    d0 = 20000 * day  # a UTC midnight
+    store.record_sync(LedgerRow("a1", d0 + 10, "a", "/v1/chat/completions", wh=1.0, gco2=0.5))
+    store.record_sync(
+        LedgerRow(
+            "a2", d0 + 3700, "a", "/v1/chat/completions",
+            reuse="hit-exact", avoided_wh=2.0, avoided_gco2=0.8,
+        )
+    )  # fmt: skip
+    store.record_sync(LedgerRow("a3", d0 + day + 5, "a", "/v1/chat/completions", wh=3.0))
+    store.record_sync(LedgerRow("b1", d0 + 20, "b", "/v1/completions", outcome="error", status=400))
+    store.record_sync(LedgerRow("old", d0 - 1, "a", "/v1/completions", wh=9.0))
+
+    def batch(bid: str, finished: float, saved: float, started: str | None, state: str) -> None:
+        body = {
+            "id": bid,
+            "completed_at": int(finished) if state == "done" else None,
+            "cancelled_at": int(finished) if state == "cancelled" else None,
+            "boundgate": {"started_at": started, "state": state, "shifting_saved_g": saved},
+        }
+        store.put_batch(bid, "b", finished - 100, json.dumps(body))
+
+    batch("x", d0 + day + 60, 1.25, "2024-10-04T00:00:00Z", "done")
+    batch("y", d0 + day + 90, 0.25, "2024-10-04T00:00:00Z", "cancelled")  # stopped mid-run
+    batch("z", d0 + day + 90, 0.0, None, "cancelled")  # never ran: no saving to report
+    batch("w", d0 + 2 * day, 0.0, "2024-10-04T00:00:00Z", "running")  # not finished yet
+
+    days = store.report_by_period(d0)
+    assert [(r.start, r.tenant) for r in days] == [
+        (d0, "a"),
+        (d0, "b"),
+        (d0 + day, "a"),
+        (d0 + day, "b"),
+    ]
+    a0, b0, a1, b1 = days
+    assert (a0.requests, a0.reused, a0.wh, a0.avoided_wh) == (2, 1, 1.0, 2.0)
+    assert a0.avoided_gco2 == pytest.approx(0.8) and a0.batches == 0
+    assert (b0.requests, b0.errors) == (1, 1)
+    assert (a1.requests, a1.wh) == (1, 3.0)
+    assert (b1.requests, b1.batches) == (0, 2)
+    assert b1.shifting_saved_gco2 == pytest.approx(1.5)
+
+    hours = store.report_by_period(d0, 3600)
+    assert [(r.start - d0, r.tenant, r.requests) for r in hours[:3]] == [
+        (0.0, "a", 1),
+        (0.0, "b", 1),
+        (3600.0, "a", 1),
+    ]
+    assert store.report_by_period(d0 + 3 * day) == []
+    with pytest.raises(ValueError):
+        store.report_by_period(d0, 0)
 
 
 def test_keys(store: SQLiteStore, tmp_path: Path) -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import ipaddress
 import json
 import os
 import re
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -106,11 +103,18 @@ def serve(
             "accepted as tenant 'local'. Create a key to require authentication.",
             markup=True,
         )
+    from .progress import Steps
+
+    assembling = Steps()
     try:
+        assembling.update("assembling the gateway")
         application = build_app(settings)
     except (ConfigError, FileNotFoundError) as exc:
         err.print(f"error: {exc}", highlight=False)
         raise typer.Exit(2) from None
+    finally:
+        assembling.finish()
+    application.state.startup = Steps()  # models and stored answers load in the lifespan
     gw = application.state.gateway
     err.print(
         f"boundgate {__version__}: models {', '.join(gw.backends)} (default {gw.default_model}); "
@@ -282,66 +286,6 @@ def keys_revoke(
     err.print(f"revoked {key_id}")
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise typer.BadParameter("use a number and a unit: 30m, 24h, 7d")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
-
-
-@app.command()
-def report(
-    since: Annotated[str, typer.Option(help="Window, e.g. 1h, 24h, 7d.")] = "24h",
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Requests, tokens, energy and carbon per tenant and model."""
-    if fmt not in ("table", "csv", "json"):
-        raise typer.BadParameter("--format must be table, csv or json")
-    start = time.time() - parse_duration(since)
-    store = _store(_settings(config, data_dir=data_dir))
-    try:
-        rows = store.report(start)
-    finally:
-        store.close()
-    dicts = [asdict(r) for r in rows]
-    if fmt == "json":
-        print(json.dumps({"since": start, "rows": dicts}, indent=2))
-        return
-    fields = [
-        "tenant",
-        "model",
-        "requests",
-        "errors",
-        "prompt_tokens",
-        "completion_tokens",
-        "wh",
-        "wh_low",
-        "wh_high",
-        "gco2",
-        "reused",
-        "avoided_wh",
-        "avoided_gco2",
-        "avg_latency_ms",
-    ]
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(dicts)
-        sys.stdout.write(buf.getvalue())
-        return
-    table = Table(*fields, title=f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}")
-    for d in dicts:
-        table.add_row(*[f"{d[f]:.6g}" if isinstance(d[f], float) else str(d[f]) for f in fields])
-    out.print(table)
-
-
 @app.command("settings")
 def show_settings(
     config: ConfigOpt = None,
@@ -372,7 +316,10 @@ def version() -> None:
 
 
 from .docs import docs_app  # noqa: E402  (needs the helpers above)
+from .report import report  # noqa: E402
 from .schedule import batch_app, grid_app, schedule_app  # noqa: E402
+
+app.command()(report)
 
 app.add_typer(docs_app, name="docs")
 app.add_typer(schedule_app, name="schedule")

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import track
 from rich.table import Table
 
 from ..reuse import binding
+from .progress import track
 
 docs_app = typer.Typer(help="Bound documents: signed, versioned answers.", no_args_is_help=True)
 
@@ -189,7 +189,8 @@ def docs_export(
         rows = store.documents(state=state)
     finally:
         store.close()
-    bodies = [r.body for r in track(rows, description="exporting", disable=output is None)]
+    # NDJSON/JSON on stdout is machine output: no bar beside it
+    bodies = [r.body for r in track(rows, "exporting documents", machine_output=output is None)]
     text = "\n".join(bodies) + "\n" if fmt == "ndjson" else "[" + ",\n".join(bodies) + "]\n"
     if output is None:
         sys.stdout.write(text)
@@ -216,7 +217,7 @@ def docs_import(
         docs = list(read_documents(file.read_text()))
         engine = _engine(settings, store, embedder=True)
         added = skipped = 0
-        for doc in track(docs, description="importing"):
+        for doc in track(docs, "importing documents"):
             result = binding.verify(doc, key)
             if not result.ok:
                 raise _fail(f"{doc.get('@id', '?')}: {result.reason}; nothing after it imported")

@@ -219,11 +219,11 @@ def batch_submit(
     """Upload a file and create a batch; prints its id and scheduled start."""
     import json
 
-    from rich.progress import Progress
+    from .progress import progress
 
-    with _client(url, api_key) as c, Progress(transient=True) as progress:
-        progress.add_task("uploading", total=None)
-        with file.open("rb") as fh:
+    # the id printed at the end is JSON, but a single line after the bar has gone
+    with _client(url, api_key) as c, progress(transfer=True) as p:
+        with p.open(file, "rb", description=f"uploading {file.name}") as fh:
             f = _check(c.post("/files", files={"file": (file.name, fh)}, data={"purpose": "batch"}))
         b = _check(
             c.post(
@@ -260,13 +260,28 @@ def batch_results(
     import sys
 
     from . import err
+    from .progress import progress
 
     with _client(url, api_key) as c:
         b = _check(c.get(f"/batches/{batch_id}"))
         if not b.get("output_file_id"):
             err.print(f"batch {batch_id} is {b['status']}: no output yet", highlight=False)
             raise typer.Exit(1)
-        text = _check(c.get(f"/files/{b['output_file_id']}/content"))
+        # JSONL to stdout is machine output: a bar only when writing a file
+        with (
+            progress(machine_output=out_path is None, transfer=True) as p,
+            c.stream("GET", f"/files/{b['output_file_id']}/content") as resp,
+        ):
+            if resp.status_code >= 400:
+                resp.read()
+                _check(resp)
+            size = resp.headers.get("content-length")
+            task = p.add_task("downloading results", total=int(size) if size else None)
+            chunks = []
+            for chunk in resp.iter_bytes():
+                chunks.append(chunk)
+                p.advance(task, len(chunk))
+    text = b"".join(chunks).decode("utf-8")
     if out_path is None:
         sys.stdout.write(text)
     else:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -111,6 +111,22 @@ def error_response(request: Request, err: BoundgateError) -> JSONResponse:
     return JSONResponse(err.to_dict(), status_code=err.status_code, headers=headers)
 
 
+class StartupSteps(Protocol):
+    """Told what start-up is doing (``app.state.startup``): `boundgate serve` shows it."""
+
+    def update(self, step: str, done: int = 0, total: int | None = None) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class _QuietSteps:
+    def update(self, step: str, done: int = 0, total: int | None = None) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 def create_app(
     gateway: Gateway,
     *,
@@ -138,14 +154,24 @@ def create_app(
             replan=gateway.jobs.replan if gateway.jobs is not None else None,
             replan_s=job_replan_s,
         )
+        steps: StartupSteps = app.state.startup or _QuietSteps()
         try:
-            if gateway.reuse is not None:
-                await asyncio.to_thread(gateway.reuse.load)
-            for backend in gateway.backends.values():
-                await backend.start()
-            if gateway.reuse is not None:
-                # versions are known once models are loaded (the gguf hash)
-                await asyncio.to_thread(gateway.reuse.mark_stale, gateway.model_versions())
+            try:
+                if gateway.reuse is not None:
+                    steps.update("loading stored answers")
+                    await asyncio.to_thread(
+                        gateway.reuse.load,
+                        lambda done, total: steps.update("loading stored answers", done, total),
+                    )
+                for k, (name, backend) in enumerate(gateway.backends.items()):
+                    steps.update(f"starting model {name}", k, len(gateway.backends))
+                    await backend.start()
+                if gateway.reuse is not None:
+                    # versions are known once models are loaded (the gguf hash)
+                    steps.update("checking stored answers against model versions")
+                    await asyncio.to_thread(gateway.reuse.mark_stale, gateway.model_versions())
+            finally:
+                steps.finish()
             start_grid = getattr(gateway.carbon, "start", None)
             if start_grid is not None:  # a live source: refresh in the background
                 start_grid()
@@ -173,6 +199,7 @@ def create_app(
     app.state.gateway = gateway
     app.state.started = time.time()
     app.state.ready = False
+    app.state.startup = None  # a StartupSteps to tell what start-up is doing
     app.state.batch_request_s = batch_request_s
 
     async def record(request: Request, err: BoundgateError) -> None:

@@ -200,6 +200,23 @@ class SeriesPoint:
     avoided_gco2: float
 
 
+@dataclass(frozen=True)
+class PeriodRow:
+    """One tenant's totals over one period (an hour or a UTC day) of the ledger and batches."""
+
+    start: float  # unix seconds where the period begins (a multiple of its length)
+    tenant: str
+    requests: int = 0
+    errors: int = 0
+    reused: int = 0  # requests answered from stored answers
+    wh: float = 0.0  # energy spent (central estimate)
+    gco2: float = 0.0
+    avoided_wh: float = 0.0  # generation energy the reuses did not spend
+    avoided_gco2: float = 0.0
+    batches: int = 0  # batches that finished (or were cancelled mid-run) in the period
+    shifting_saved_gco2: float = 0.0  # those batches' run-at-submission carbon minus actual
+
+
 class Store(ABC):
     # --- lifecycle -------------------------------------------------------------
     @abstractmethod
@@ -245,6 +262,12 @@ class Store(ABC):
     @abstractmethod
     def report(self, since: float | None = None) -> list[ReportRow]:
         """Totals per tenant and model."""
+
+    @abstractmethod
+    def report_by_period(self, since: float, period_s: int = 86400) -> list[PeriodRow]:
+        """Totals per period of ``period_s`` seconds (aligned to the epoch, so UTC hours or
+        days) and tenant, oldest first. A batch's shifting saving counts in the period it
+        finished in; its lines' own energy and carbon count when they ran."""
 
     @abstractmethod
     def tokens_used(self, tenant: str, since: float) -> int:

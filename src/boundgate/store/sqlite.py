@@ -35,6 +35,7 @@ from .base import (
     LedgerRow,
     NewKey,
     ObservationRow,
+    PeriodRow,
     ReportRow,
     SeriesPoint,
     Store,
@@ -396,6 +397,55 @@ class SQLiteStore(Store):
             )
             for r in rows
         ]
+
+    def report_by_period(self, since: float, period_s: int = 86400) -> list[PeriodRow]:
+        if period_s <= 0:
+            raise ValueError("period_s must be positive")
+        reader = self._reader()
+        totals: dict[tuple[float, str], dict[str, Any]] = {}
+        for r in reader.execute(
+            """
+            SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
+                   SUM(outcome = 'error') AS errors,
+                   SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                   SUM(wh) AS wh, SUM(gco2) AS gco2,
+                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+            FROM ledger WHERE ts >= :since GROUP BY start, tenant
+            """,
+            {"p": period_s, "since": since},
+        ):
+            totals[(float(r["start"]), r["tenant"])] = {
+                "requests": int(r["requests"]),
+                "errors": int(r["errors"] or 0),
+                "reused": int(r["reused"] or 0),
+                "wh": float(r["wh"] or 0.0),
+                "gco2": float(r["gco2"] or 0.0),
+                "avoided_wh": float(r["avoided_wh"] or 0.0),
+                "avoided_gco2": float(r["avoided_gco2"] or 0.0),
+            }
+        # Batches keep their counterfactual (carbon had they run at submission) in their JSON
+        # object; count the ones that ran, in the period they finished.
+        for r in reader.execute(
+            """
+            SELECT CAST(finished / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS batches,
+                   SUM(saved) AS saved
+            FROM (
+                SELECT tenant,
+                       COALESCE(json_extract(body, '$.completed_at'),
+                                json_extract(body, '$.cancelled_at')) AS finished,
+                       json_extract(body, '$.boundgate.shifting_saved_g') AS saved
+                FROM batches
+                WHERE json_extract(body, '$.boundgate.started_at') IS NOT NULL
+                  AND json_extract(body, '$.boundgate.state') IN ('done', 'cancelled')
+            )
+            WHERE finished >= :since GROUP BY start, tenant
+            """,
+            {"p": period_s, "since": since},
+        ):
+            t = totals.setdefault((float(r["start"]), r["tenant"]), {})
+            t["batches"] = int(r["batches"])
+            t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
+        return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
 
     # --- reuse ---------------------------------------------------------------------------
     async def put_entry(self, entry: StoredEntry) -> None:
