@@ -17,7 +17,7 @@ from ..fmt import plain_decimal
 from ..gateway import Gateway
 from ..reuse import binding
 from ..scheduler.policy import CarbonAwareStart
-from ..store import DocumentRow, LedgerQuery, SeriesPoint
+from ..store import DocumentRow, LedgerQuery
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -61,16 +61,23 @@ def _bucket_label(start: float, bucket_s: float) -> str:
     return utc(start, "%m-%d" if bucket_s >= DAY else "%m-%d %H:00")
 
 
-def _filled(
-    points: list[SeriesPoint], since: float, now: float, bucket_s: float
-) -> list[SeriesPoint]:
-    """One point per bucket from ``since`` to ``now``, zeros where nothing happened."""
-    by_start = {p.start: p for p in points}
-    first = math.floor(since / bucket_s) * bucket_s
+SERIES_FIELDS = (
+    "requests", "errors", "reused", "wh", "avoided_wh", "gco2", "avoided_gco2", "batches",
+    "shifting_saved_gco2",
+)  # fmt: skip
+
+
+def _series(gw: Gateway, since: float, now: float, bucket_s: float) -> list[dict[str, float]]:
+    """All tenants' totals per bucket from ``since`` to ``now``, zeros where nothing happened."""
+    sums: dict[float, dict[str, float]] = {}
+    for row in gw.store.report_by_period(since, int(bucket_s)):
+        acc = sums.setdefault(row.start, dict.fromkeys(SERIES_FIELDS, 0.0))
+        for name in SERIES_FIELDS:
+            acc[name] += getattr(row, name)
     out = []
-    t = first
+    t = math.floor(since / bucket_s) * bucket_s
     while t <= now:
-        out.append(by_start.get(t) or SeriesPoint(t, 0, 0, 0, 0.0, 0.0, 0.0, 0.0))
+        out.append({"start": t, **sums.get(t, dict.fromkeys(SERIES_FIELDS, 0.0))})
         t += bucket_s
     return out
 
@@ -86,34 +93,18 @@ def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
     window, bucket = RANGES[range_name]
     now = gw.clock.time()
     since = now - window
-    points = _filled(gw.store.series(since, bucket), since, now, bucket)
-    totals: dict[str, Any] = {
-        "requests": sum(p.requests for p in points),
-        "errors": sum(p.errors for p in points),
-        "reused": sum(p.reused for p in points),
-        "wh": sum(p.wh for p in points),
-        "avoided_wh": sum(p.avoided_wh for p in points),
-        "gco2": sum(p.gco2 for p in points),
-        "avoided_gco2": sum(p.avoided_gco2 for p in points),
-    }
-    shifted = [b for b in batch_rows(gw) if b["created_ts"] >= since and b["saved_g"] is not None]
-    totals["shifted_batches"] = len(shifted)
-    totals["shifting_saved_g"] = sum(float(b["saved_g"]) for b in shifted)
+    points = _series(gw, since, now, bucket)
+    totals: dict[str, Any] = {name: sum(p[name] for p in points) for name in SERIES_FIELDS}
     totals["reuse_rate"] = totals["reused"] / totals["requests"] if totals["requests"] else None
     spent_and_avoided = totals["wh"] + totals["avoided_wh"]
     totals["avoided_share"] = (
         totals["avoided_wh"] / spent_and_avoided if spent_and_avoided else None
     )
-    chart = {
-        "labels": [_bucket_label(p.start, bucket) for p in points],
-        "requests": [p.requests for p in points],
-        "reused": [p.reused for p in points],
-        "errors": [p.errors for p in points],
-        "wh": [round(p.wh, 6) for p in points],
-        "avoided_wh": [round(p.avoided_wh, 6) for p in points],
-        "gco2": [round(p.gco2, 6) for p in points],
-        "avoided_gco2": [round(p.avoided_gco2, 6) for p in points],
-    }
+    chart: dict[str, list[Any]] = {"labels": [_bucket_label(p["start"], bucket) for p in points]}
+    for name in ("requests", "reused", "errors"):
+        chart[name] = [int(p[name]) for p in points]
+    for name in ("wh", "avoided_wh", "gco2", "avoided_gco2"):
+        chart[name] = [round(p[name], 6) for p in points]
     latency: dict[str, dict[str, list[float]]] = {}
     for model, reused, ms in gw.store.latencies(since):
         latency.setdefault(model or "(none)", {"generated": [], "reused": []})[
@@ -354,7 +345,6 @@ def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
                 "id": batch_id,
                 "tenant": tenant,
                 "created": utc(created),
-                "created_ts": created,
                 "status": body.get("status", ""),
                 "total": int(counts.get("total") or 0),
                 "completed": completed,

@@ -187,20 +187,6 @@ class LedgerQuery:
 
 
 @dataclass(frozen=True)
-class SeriesPoint:
-    """Ledger totals over one time bucket starting at ``start`` (unix seconds)."""
-
-    start: float
-    requests: int
-    errors: int
-    reused: int
-    wh: float
-    avoided_wh: float
-    gco2: float
-    avoided_gco2: float
-
-
-@dataclass(frozen=True)
 class PeriodRow:
     """One tenant's totals over one period (an hour or a UTC day) of the ledger and batches."""
 
@@ -250,10 +236,6 @@ class Store(ABC):
     @abstractmethod
     def ledger_facets(self, since: float | None = None) -> dict[str, list[str]]:
         """Distinct tenants and models seen since ``since`` (for filter menus)."""
-
-    @abstractmethod
-    def series(self, since: float, bucket_s: float) -> list[SeriesPoint]:
-        """Totals per time bucket from ``since`` on; buckets with no requests are absent."""
 
     @abstractmethod
     def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:

@@ -37,7 +37,6 @@ from .base import (
     ObservationRow,
     PeriodRow,
     ReportRow,
-    SeriesPoint,
     Store,
     StoredEntry,
     VariantRow,
@@ -323,32 +322,6 @@ class SQLiteStore(Store):
             )
             out[column] = [str(r[0]) for r in rows]
         return out
-
-    def series(self, since: float, bucket_s: float) -> list[SeriesPoint]:
-        rows = self._reader().execute(
-            """
-            SELECT CAST(ts / ? AS INTEGER) AS b, COUNT(*) AS requests,
-                   SUM(outcome = 'error') AS errors,
-                   SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
-                   SUM(wh) AS wh, SUM(avoided_wh) AS avoided_wh,
-                   SUM(gco2) AS gco2, SUM(avoided_gco2) AS avoided_gco2
-            FROM ledger WHERE ts >= ? GROUP BY b ORDER BY b
-            """,
-            (bucket_s, since),
-        )
-        return [
-            SeriesPoint(
-                start=int(r["b"]) * bucket_s,
-                requests=int(r["requests"]),
-                errors=int(r["errors"] or 0),
-                reused=int(r["reused"] or 0),
-                wh=float(r["wh"] or 0.0),
-                avoided_wh=float(r["avoided_wh"] or 0.0),
-                gco2=float(r["gco2"] or 0.0),
-                avoided_gco2=float(r["avoided_gco2"] or 0.0),
-            )
-            for r in rows
-        ]
 
     def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
         rows = self._reader().execute(
