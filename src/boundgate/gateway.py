@@ -175,6 +175,14 @@ class Gateway:
             self.clock.monotonic(),
         )
 
+    def internal_context(self, tenant: str, endpoint: str, cache_control: str) -> RequestContext:
+        """A context for the gateway's own background work (rebinding, variants) on behalf
+        of ``tenant``: not counted as interactive, with the given reuse directive."""
+        ctx = self.context(Tenant(name=tenant), endpoint)
+        ctx.internal = True
+        ctx.cache_control = cache_control
+        return ctx
+
     def resolve(self, model: str | None) -> Backend:
         name = model or self.default_model
         name = self.aliases.get(name, name)
@@ -398,9 +406,7 @@ class Gateway:
         made: list[VariantRow] = []
         for _ in range(int(payload.get("n", 1))):
             req = request_from_json(text)
-            ctx = self.context(Tenant(name=str(body["tenant"])), str(body["endpoint"]))
-            ctx.internal = True
-            ctx.cache_control = "no-store"
+            ctx = self.internal_context(str(body["tenant"]), str(body["endpoint"]), "no-store")
             result = await self.complete(ctx, req)
             c = result.completion
             made.append(
@@ -428,9 +434,8 @@ class Gateway:
             return {"skipped": "original request not recorded"}
         req = request_from_json(entry.request)
         endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
-        ctx = self.context(Tenant(name=doc.tenant), endpoint)
-        ctx.cache_control = "no-cache"  # compute afresh, store the new answer
-        ctx.internal = True
+        # compute afresh, store the new answer
+        ctx = self.internal_context(doc.tenant, endpoint, "no-cache")
         result = await self.complete(ctx, req)
         stored = result.reuse.stored_id if result.reuse else None
         key = self.reuse.entry_key(stored) if stored else None

@@ -8,8 +8,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +19,9 @@ from rich.table import Table
 
 from .. import __version__
 from ..settings import ConfigError, Settings, describe, load_settings
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 app = typer.Typer(
     help="boundgate: an OpenAI-compatible gateway that meters energy and carbon.",
@@ -46,13 +51,18 @@ def _settings(config: Path | None, **server: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _store(settings: Settings) -> Any:
+@contextmanager
+def opened_store(settings: Settings) -> Iterator[Store]:
+    """The configured store, open for the ``with`` block and closed after it."""
     from ..store import SQLiteStore
 
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.db_path)
     store.open()
-    return store
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def _is_loopback(host: str) -> bool:
@@ -88,9 +98,8 @@ def serve(
         allow_open_remote=True if allow_open else None,
     )
     s = settings.server
-    store = _store(settings)
-    open_mode = not store.has_keys()
-    store.close()
+    with opened_store(settings) as store:
+        open_mode = not store.has_keys()
     if open_mode:
         if not _is_loopback(s.host) and not s.allow_open_remote:
             err.print(
@@ -233,11 +242,8 @@ def keys_create(
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", tenant):
         err.print("tenant: use 1-64 letters, digits, or _ . @ -")
         raise typer.Exit(2)
-    store = _store(_settings(config, data_dir=data_dir))
-    try:
+    with opened_store(_settings(config, data_dir=data_dir)) as store:
         new = store.create_key(tenant, admin=admin, rpm=rpm, daily_tokens=daily_tokens)
-    finally:
-        store.close()
     err.print(
         f"created key {new.key.id} for tenant {tenant}{' (admin)' if admin else ''}; "
         "it is shown once:",
@@ -249,11 +255,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List keys (ids and tenants, never secrets)."""
-    store = _store(_settings(config, data_dir=data_dir))
-    try:
+    with opened_store(_settings(config, data_dir=data_dir)) as store:
         rows = store.list_keys()
-    finally:
-        store.close()
     table = Table("id", "tenant", "admin", "created (UTC)", "revoked", "rpm", "daily tokens")
     for k in rows:
         table.add_row(
@@ -275,11 +278,8 @@ def keys_revoke(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Revoke a key; requests using it get 401 from then on."""
-    store = _store(_settings(config, data_dir=data_dir))
-    try:
+    with opened_store(_settings(config, data_dir=data_dir)) as store:
         ok = store.revoke_key(key_id)
-    finally:
-        store.close()
     if not ok:
         err.print(f"no such key: {key_id}")
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,11 +31,14 @@ PublicKeyOpt = Annotated[
 ]
 
 
-def _open(config: Path | None, data_dir: Path | None) -> tuple[Any, Any]:
-    from . import _settings, _store
+@contextmanager
+def _opened(config: Path | None, data_dir: Path | None) -> Iterator[tuple[Any, Any]]:
+    """(settings, open store) for the ``with`` block."""
+    from . import _settings, opened_store
 
     settings = _settings(config, data_dir=data_dir)
-    return settings, _store(settings)
+    with opened_store(settings) as store:
+        yield settings, store
 
 
 def _engine(settings: Any, store: Any, *, embedder: bool = False) -> Any:
@@ -85,11 +89,8 @@ def docs_list(
     """Bound documents, newest first."""
     from . import out
 
-    _, store = _open(config, data_dir)
-    try:
+    with _opened(config, data_dir) as (_, store):
         rows = store.documents(state=state)
-    finally:
-        store.close()
     table = Table()
     table.add_column("id", no_wrap=True, min_width=28)
     table.add_column("state", no_wrap=True)
@@ -112,11 +113,8 @@ def docs_list(
 @docs_app.command("show")
 def docs_show(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Print a document's signed JSON-LD."""
-    _, store = _open(config, data_dir)
-    try:
+    with _opened(config, data_dir) as (_, store):
         row = store.get_document(doc_id)
-    finally:
-        store.close()
     if row is None:
         raise _fail(f"no document {doc_id!r}")
     print(json.dumps(json.loads(row.body), indent=2, ensure_ascii=False))
@@ -146,13 +144,10 @@ def docs_verify(
         except json.JSONDecodeError as exc:
             raise _fail(f"{path} is not JSON or NDJSON: {exc}", 2) from None
     else:
-        from . import _store
+        from . import opened_store
 
-        store = _store(settings)
-        try:
+        with opened_store(settings) as store:
             row = store.get_document(file_or_id)
-        finally:
-            store.close()
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
         docs = [json.loads(row.body)]
@@ -184,11 +179,8 @@ def docs_export(
     """Write signed documents, exactly as stored."""
     if fmt not in ("jsonld", "ndjson"):
         raise typer.BadParameter("--format must be jsonld or ndjson")
-    _, store = _open(config, data_dir)
-    try:
+    with _opened(config, data_dir) as (_, store):
         rows = store.documents(state=state)
-    finally:
-        store.close()
     # NDJSON/JSON on stdout is machine output: no bar beside it
     bodies = [r.body for r in track(rows, "exporting documents", machine_output=output is None)]
     text = "\n".join(bodies) + "\n" if fmt == "ndjson" else "[" + ",\n".join(bodies) + "]\n"
@@ -208,8 +200,7 @@ def docs_import(
     """Verify documents (with --public-key: the exporting gateway's) and serve their answers."""
     from . import out
 
-    settings, store = _open(config, data_dir)
-    try:
+    with _opened(config, data_dir) as (settings, store):
         key_path = public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE
         if not key_path.exists():
             raise _fail(f"public key not found: {key_path} (give --public-key)", 2)
@@ -225,8 +216,6 @@ def docs_import(
                 skipped += 1
             else:
                 added += 1
-    finally:
-        store.close()
     out.print(f"imported {added}, already present {skipped}")
 
 
@@ -237,14 +226,11 @@ def docs_bind(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Bind a stored answer now, whatever its asker count."""
-    settings, store = _open(config, data_dir)
-    try:
+    with _opened(config, data_dir) as (settings, store):
         entry = store.get_entry_by_id(answer_id)
         if entry is None:
             raise _fail(f"no stored answer {answer_id!r}")
         row = asyncio.run(_engine(settings, store).bind(entry.key))
-    finally:
-        store.close()
     if row is None:
         raise _fail(f"answer {answer_id!r} cannot be bound (revoked?)")
     print(row.id)
@@ -253,11 +239,8 @@ def docs_bind(
 @docs_app.command("revoke")
 def docs_revoke(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Stop serving a document's answer (the document stays, marked revoked)."""
-    settings, store = _open(config, data_dir)
-    try:
+    with _opened(config, data_dir) as (settings, store):
         ok = asyncio.run(_engine(settings, store).revoke(doc_id))
-    finally:
-        store.close()
     if not ok:
         raise _fail(f"no document {doc_id!r}")
     print(f"revoked {doc_id}")

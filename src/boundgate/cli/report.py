@@ -279,7 +279,7 @@ def report(
     Per UTC day and tenant (the first day may be partial). Shifting savings are what batches
     did not emit by running in the hours the scheduler chose instead of at submission.
     """
-    from . import _settings, _store, err
+    from . import _settings, err, opened_store
 
     if fmt not in ("table", "csv", "json"):
         raise typer.BadParameter("use table, csv or json", param_hint="'--format'")
@@ -302,8 +302,7 @@ def report(
     now = time.time()
     start = now - window
     title = f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}"
-    store = _store(_settings(config, data_dir=data_dir))
-    try:
+    with opened_store(_settings(config, data_dir=data_dir)) as store:
         if by == "model":
             rows = [{k: asdict(r)[k] for k in MODEL_FIELDS} for r in store.report(start)]
             write_rows(fmt, rows, MODEL_FIELDS, lambda: _model_table(rows, title))
@@ -314,5 +313,3 @@ def report(
         if plot_path is not None:
             plot(plot_path, store.report_by_period(start, HOUR), start, now)
             err.print(f"plot written to {plot_path}", highlight=False)
-    finally:
-        store.close()

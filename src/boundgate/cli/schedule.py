@@ -125,13 +125,10 @@ def schedule_list(
 
     from rich.table import Table
 
-    from . import _settings, _store, out
+    from . import _settings, opened_store, out
 
-    store = _store(_settings(config, data_dir=data_dir))
-    try:
+    with opened_store(_settings(config, data_dir=data_dir)) as store:
         jobs = store.jobs(state)
-    finally:
-        store.close()
 
     def fmt(ts: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else ""
