@@ -66,6 +66,9 @@ def test_overview_shows_seeded_totals_and_reuse_safety(open_dash: Seeded) -> Non
     with browser(open_dash.live) as b:
         html = b.get("/dashboard").text
     assert "Reuse safety" in html and "Energy avoided" in html
+    # counts are shown as whole numbers
+    requests_card = html.split("<dt>Requests</dt><dd>", 1)[1].split("</dd>", 1)[0]
+    assert requests_card.isdigit() and int(requests_card) >= 29
     chart = json.loads(html.split('id="chart-data">', 1)[1].split("</script>", 1)[0])
     # 23 seeded rows + 6 chat requests + 1 error + 1 admin bind call is not a generation row
     assert sum(chart["requests"]) >= 23 + 6

@@ -65,6 +65,7 @@ SERIES_FIELDS = (
     "requests", "errors", "reused", "wh", "avoided_wh", "gco2", "avoided_gco2", "batches",
     "shifting_saved_gco2",
 )  # fmt: skip
+COUNT_FIELDS = ("requests", "errors", "reused", "batches")
 
 
 def _series(gw: Gateway, since: float, now: float, bucket_s: float) -> list[dict[str, float]]:
@@ -95,6 +96,8 @@ def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
     since = now - window
     points = _series(gw, since, now, bucket)
     totals: dict[str, Any] = {name: sum(p[name] for p in points) for name in SERIES_FIELDS}
+    for name in COUNT_FIELDS:
+        totals[name] = int(totals[name])
     totals["reuse_rate"] = totals["reused"] / totals["requests"] if totals["requests"] else None
     spent_and_avoided = totals["wh"] + totals["avoided_wh"]
     totals["avoided_share"] = (
@@ -146,6 +149,9 @@ def reuse_safety(gw: Gateway) -> dict[str, Any] | None:
         **stats,
         "delta": delta,
         "within": high is None or high <= delta,
+        # below this many labels at the threshold, every would-be semantic hit is verified
+        # (recomputed and compared), so none is served on an unproven threshold
+        "learning": stats["observations_above_threshold"] < stats["min_observations"],
         # the <meter> runs from 0 to twice the bound, so the bound sits in the middle
         "meter_max": 2 * delta,
     }

@@ -727,6 +727,7 @@ class ReuseEngine:
             "hit_precision": est.hit_precision,
             "observations": est.observations,
             "observations_above_threshold": est.observations_above,
+            "min_observations": self.verifier.min_observations,
             "observations_by_source": self.verifier.by_source(),
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
