@@ -200,6 +200,12 @@ def test_model_change_serves_stale_then_rebinds_and_supersedes(tmp_path: Path) -
         assert r.headers["x-boundgate-document"] == new_id
         jobs = live.gateway.store.jobs()
         assert [(j.kind, j.state) for j in jobs] == [("rebind", "done")]
+        # the dashboard shows the version chain from either end, oldest first
+        for page_id in (old_id, new_id):
+            html = live.http.get(f"/dashboard/documents/{page_id}").text
+            versions = html.split('id="chain-h"', 1)[1].split("</ol>", 1)[0]
+            assert versions.index(old_id) < versions.index(new_id)
+            assert "superseded" in versions and "active" in versions
     finally:
         live.http.close()
         srv.__exit__()
