@@ -30,6 +30,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+def side_venv(name: str, packages: Sequence[str]) -> Path:
+    """A virtualenv under bench/ holding a competitor (LiteLLM, GPTCache) apart from ours,
+    created and filled on first use; returns its bin/ directory."""
+    venv = Path(__file__).resolve().parent / f".venv-{name}"
+    marker = venv / ".installed"
+    if not marker.exists():
+        print(f"installing {' '.join(packages)} into bench/.venv-{name} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *packages], check=True)
+        marker.touch()
+    return venv / "bin"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

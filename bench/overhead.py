@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from _harness import PY, ROOT, LoadResult, Proc, free_port, median, run_load, track
+from _harness import PY, LoadResult, Proc, free_port, median, run_load, side_venv, track
 
-LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 BODY = {
     "model": "fake-up",
     "messages": [{"role": "user", "content": "How do I reset my password?"}],
@@ -37,14 +34,7 @@ BODY = {
 
 
 def ensure_litellm() -> Path:
-    exe = LITELLM_VENV / "bin" / "litellm"
-    if not exe.exists():
-        print("installing litellm[proxy] into bench/.venv-litellm ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        subprocess.run(
-            [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True
-        )
-    return exe
+    return side_venv("litellm", ["litellm[proxy]"]) / "litellm"
 
 
 def start_targets(tmp: Path, with_litellm: bool) -> tuple[dict[str, str], list[Proc]]:
