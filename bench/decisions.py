@@ -34,9 +34,10 @@ import numpy.typing as npt
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.reuse.guards import compare
 from boundgate.reuse.scope import canonical_query
+from boundgate.reuse.scoring import CosineScorer, DensityScorer
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
 from reuse_quality import Components, load_pairs
-from signals import cached, logistic
+from signals import cached
 
 K = 32  # nearest earlier questions kept per request; the store search takes the first 8 stored
 CANDIDATES = 8
@@ -68,76 +69,24 @@ class Fixed:
         pass
 
 
-class Plain:
-    """The gateway's verifier on the cosine alone."""
+class Gateway:
+    """The gateway's verifier (``boundgate.reuse.verifier``) with a given scorer."""
 
     def __init__(self, verifier: Verifier) -> None:
         self.v = verifier
         self.floor = verifier.floor
 
     def decide(self, entry: int, similarity: float, density: float) -> Verdict:
-        return self.v.decide(entry, similarity)
+        return self.v.decide(entry, similarity, density)
 
     def add(self, obs: Observation, density: float) -> None:
-        self.v.add(obs)
+        self.v.add(Observation(obs.similarity, obs.correct, obs.source, obs.entry, density))
 
     def note_lookup(self, best: tuple[float, float] | None) -> None:
-        self.v.note_lookup(None if best is None else best[0])
-
-    @property
-    def threshold(self) -> float:
-        return self.v.threshold
-
-
-class Adjusted:
-    """The verifier on a density-adjusted similarity s = cos − β·density, β learned online by a
-    two-feature logistic regression on the labels so far (refitted every ``refit`` labels;
-    β = 0 until both outcomes have ``min_class`` labels). When β changes, the verifier is
-    rebuilt from the stored (cos, density, label) triples, re-scored."""
-
-    def __init__(self, make: Callable[[], Verifier], refit: int = 200, min_class: int = 30) -> None:
-        self.make = make
-        self.v = make()
-        self.floor = self.v.floor
-        self.beta = 0.0
-        self.refit = refit
-        self.min_class = min_class
-        self.obs: list[tuple[Observation, float]] = []
-        self.lookups: list[tuple[float, float] | None] = []
-
-    def decide(self, entry: int, similarity: float, density: float) -> Verdict:
-        return self.v.decide(entry, similarity - self.beta * density)
-
-    def note_lookup(self, best: tuple[float, float] | None) -> None:
-        self.lookups.append(best)
-        self.lookups = self.lookups[-self.v.lookup_window :]
-        self.v.note_lookup(None if best is None else best[0] - self.beta * best[1])
-
-    def add(self, obs: Observation, density: float) -> None:
-        self.obs.append((obs, density))
-        self.v.add(self._scored(obs, density))
-        if len(self.obs) % self.refit == 0:
-            self._fit()
-
-    def _scored(self, obs: Observation, density: float) -> Observation:
-        return Observation(obs.similarity - self.beta * density, obs.correct, obs.source, obs.entry)
-
-    def _fit(self) -> None:
-        y = np.array([o.correct for o, _ in self.obs])
-        if y.sum() < self.min_class or (~y).sum() < self.min_class:
-            return
-        x = np.array([[o.similarity, d] for o, d in self.obs], dtype=np.float32)
-        w = logistic(x, y)
-        beta = float(np.clip(-w[1] / w[0], 0.0, 1.0)) if w[0] > 0 else 0.0
-        if abs(beta - self.beta) < 0.01:
-            return
-        self.beta = beta
-        self.v = self.make()
-        for o, d in self.obs:
-            self.v.add(self._scored(o, d), recompute=False)
-        for b in self.lookups:
-            self.v.note_lookup(None if b is None else b[0] - self.beta * b[1])
-        self.v.recompute()
+        if best is None:
+            self.v.note_lookup(None)
+        else:
+            self.v.note_lookup(best[0], best[1])
 
     @property
     def threshold(self) -> float:
@@ -306,11 +255,22 @@ def main() -> None:
         )
 
     results: list[Result] = []
-    results.append(run("verifier (defaults)", Plain(Verifier(rng=random.Random(args.seed)))))
-    adj = Adjusted(lambda: Verifier(rng=random.Random(args.seed)))
-    r = run("verifier on cos − β·density (β learned online)", adj)
-    r.extra["beta"] = adj.beta
-    results.append(r)
+    for scorer in (CosineScorer(), DensityScorer()):
+        g = Gateway(Verifier(rng=random.Random(args.seed), scorer=scorer))
+        r = run(f"verifier, {scorer.name} scorer", g)
+        r.extra.update(scorer.describe())
+        results.append(r)
+    # how much of the gap to the oracle is the bound's caution: looser settings, same labels
+    for label, kw in (
+        ("min_observations 10", {"min_observations": 10}),
+        ("confidence 0.80", {"confidence": 0.80}),
+        ("verify_rate 0.20", {"verify_rate": 0.20}),
+    ):
+        scorer = DensityScorer()
+        g = Gateway(Verifier(rng=random.Random(args.seed), scorer=scorer, **kw))
+        r = run(f"verifier, density scorer, {label}", g)
+        r.extra.update(scorer.describe())
+        results.append(r)
     for t in (0.96, 0.97, 0.98, 0.99):
         results.append(run(f"fixed cos ≥ {t:.2f} (oracle reference)", Fixed(t)))
     for t in (0.72, 0.74, 0.76, 0.78, 0.80):
