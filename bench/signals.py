@@ -31,6 +31,8 @@ Signals:
 - ``csls``: cross-domain similarity local scaling on the MiniLM space, 2·cos − r(asked) −
   r(candidate) with r the mean cosine of a question's 8 nearest stored questions: a high cosine
   in a dense neighbourhood counts for less;
+- ``density``: the gateway's ``DensityScorer`` (``boundgate.reuse.scoring``), cos − β·density
+  with density the mean of r(asked) and r(candidate), β learned on the calibration half;
 - ``logit``: logistic regression over (minilm, align, align-f1, lexical, novel words, csls,
   top-1 − top-2 margin), fitted on the calibration half only.
 
@@ -59,6 +61,7 @@ import numpy.typing as npt
 from boundgate.reuse.embedder import OnnxEmbedder, default_model_files
 from boundgate.reuse.guards import compare, features
 from boundgate.reuse.scope import canonical_query
+from boundgate.reuse.scoring import DensityScorer, Evidence
 from reuse_quality import Components, load_pairs
 
 F32 = npt.NDArray[np.float32]
@@ -290,13 +293,14 @@ def main() -> None:
     # hubness / density: how close the pair is compared with each side's usual neighbours
     # (CSLS, Lample et al. 2018): 2·cos − r(asked) − r(candidate), r = mean cosine of the 8
     # nearest stored questions (the candidate's own neighbours exclude itself)
-    r_asked = np.sort(sims, axis=1)[:, -CANDIDATES:].mean(axis=1)
-    r_stored = np.zeros(len(stored), dtype=np.float32)
+    top_sorted = np.sort(sims, axis=1)[:, ::-1]
+    near_stored = np.zeros((len(stored), 32), dtype=np.float32)  # each one's 32 nearest others
     for s0 in range(0, len(stored), 2048):
         block = vs[s0 : s0 + 2048] @ vs.T
-        r_stored[s0 : s0 + 2048] = np.sort(block, axis=1)[:, -CANDIDATES - 1 : -1].mean(axis=1)
+        near_stored[s0 : s0 + 2048] = np.sort(block, axis=1)[:, ::-1][:, 1:33]
+    r_asked = top_sorted[:, :CANDIDATES].mean(axis=1)
+    r_stored = near_stored[:, :CANDIDATES].mean(axis=1)
     csls = np.where(has, 2 * cos - r_asked - r_stored[np.maximum(cand, 0)], no)
-    top_sorted = np.sort(sims, axis=1)[:, ::-1]
     margin = np.where(has, cos - top_sorted[:, 1], no)
     signals: dict[str, tuple[F32, npt.NDArray[np.bool_]]] = {
         "minilm": (cos, right),
@@ -417,6 +421,30 @@ def main() -> None:
 
     for name, (s, rt) in signals.items():
         report(name, [s, s], rt)
+    # the gateway's density scorer: cos − β·density, β learned on the calibration half only
+    density = np.zeros(n, dtype=np.float32)
+    density[idx] = (r_asked[idx] + r_stored[cand[idx]]) / 2
+    fitted_d, betas = [], []
+    for cal, _ in folds:
+        m = np.flatnonzero(cal & has)
+        scorer = DensityScorer()
+        scorer.fit([(Evidence(float(cos[i]), float(density[i])), bool(right[i])) for i in m])
+        betas.append(scorer.beta)
+        fitted_d.append(np.where(has, cos - scorer.beta * density, no).astype(np.float32))
+    report(f"density (β {betas[0]:.3f}/{betas[1]:.3f}, learned)", fitted_d, right)
+    # is the neighbourhood size (8 = reuse.candidates) a tuned choice? the same, other sizes
+    for k in (1, 4, 16, 32):
+        dk = np.zeros(n, dtype=np.float32)
+        dk[idx] = (top_sorted[idx, :k].mean(axis=1) + near_stored[cand[idx], :k].mean(axis=1)) / 2
+        fk, bk = [], []
+        for cal, _ in folds:
+            m = np.flatnonzero(cal & has)
+            scorer = DensityScorer()
+            scorer.fit([(Evidence(float(cos[i]), float(dk[i])), bool(right[i])) for i in m])
+            bk.append(scorer.beta)
+            fk.append(np.where(has, cos - scorer.beta * dk, no).astype(np.float32))
+        report(f"density, {k} neighbours (β {bk[0]:.3f}/{bk[1]:.3f})", fk, right)
+
     # combined signals: fitted on the calibration half of each fold only
     columns = ("cos", "align", "f1", "lexical", "novel", "csls", "margin")
     variants = {
