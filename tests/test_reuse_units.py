@@ -293,6 +293,9 @@ def test_density_scorer_learns_the_weight_the_labels_show() -> None:
     flat = DensityScorer()
     flat.fit(_labels(0.0, 3000, 2))
     assert flat.beta < 0.05
+    # labels without a recorded density (from before it was kept) are left out of the fit
+    old = DensityScorer()
+    assert not old.fit([(Evidence(e.similarity), ok) for e, ok in _labels(0.4, 3000, 1)])
     assert CosineScorer().score(Evidence(0.9, 0.8)) == 0.9
 
 

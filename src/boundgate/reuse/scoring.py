@@ -76,6 +76,8 @@ class DensityScorer(Scorer):
         return e.similarity - self.beta * e.density
 
     def fit(self, labelled: Sequence[tuple[Evidence, bool]]) -> bool:
+        # labels stored before density was recorded (density 0: unknown) say nothing about β
+        labelled = [(e, c) for e, c in labelled if e.density > 0]
         y = np.array([c for _, c in labelled], dtype=bool)
         if int(y.sum()) < self.min_class or int((~y).sum()) < self.min_class:
             return False
