@@ -117,6 +117,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="use the first N pairs (shuffled)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--negatives", type=int, default=500, help="hard negatives to generate")
+    ap.add_argument(
+        "--scorer",
+        choices=["density", "cosine"],
+        default=None,
+        help="reuse.scorer for the gateway (default: the setting's default)",
+    )
     args = ap.parse_args()
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
@@ -136,7 +142,8 @@ def main() -> None:
     for _, n in negatives:
         meanings[n] = "negated:" + n
 
-    with gateway_over_fake_upstream(meanings) as (http, _app):
+    extra = f'[reuse]\nscorer = "{args.scorer}"\n' if args.scorer else ""
+    with gateway_over_fake_upstream(meanings, extra) as (http, _app):
 
         def ask(q: str) -> tuple[str, str, float, float]:
             r = http.post(
@@ -203,7 +210,8 @@ def main() -> None:
     print("| policy | recall on duplicates | wrong / all requests | wrong / non-duplicates |")
     print("|---|---:|---:|---:|")
     print(
-        f"| boundgate (δ = {stats['error_bound']}) | {right_dup / max(1, n_dup):.3f} | "
+        f"| boundgate (δ = {stats['error_bound']}, {stats['scorer']} scorer "
+        f"{stats['scorer_parameters']}) | {right_dup / max(1, n_dup):.3f} | "
         f"{wrong / n:.4f} | {wrong_nondup / max(1, n_non):.4f} |"
     )
     for t in (0.7, 0.8, 0.9, 0.95):

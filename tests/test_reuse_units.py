@@ -18,6 +18,7 @@ from boundgate.reuse.engine import ReuseConfig, ReuseEngine
 from boundgate.reuse.guards import compare
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
 from boundgate.reuse.scope import reuse_key
+from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
 from boundgate.store import SQLiteStore
 
@@ -272,6 +273,51 @@ def test_decisions_around_the_threshold() -> None:
     assert always.decide(1, 0.95) is Verdict.VERIFY
 
 
+def _labels(beta: float, n: int, seed: int) -> list[tuple[Evidence, bool]]:
+    """Synthetic labels: a pair has the same meaning when cos − β·density beats a noisy cut."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        cos, density = rng.uniform(0.7, 1.0), rng.uniform(0.5, 0.95)
+        out.append((Evidence(cos, density), cos - beta * density + rng.gauss(0, 0.02) > 0.7))
+    return out
+
+
+def test_density_scorer_learns_the_weight_the_labels_show() -> None:
+    s = DensityScorer()
+    assert not s.fit(_labels(0.4, 40, 1)[:20])  # too few labels of each outcome: stays cosine
+    assert s.beta == 0.0 and s.score(Evidence(0.9, 0.8)) == 0.9
+    assert s.fit(_labels(0.4, 3000, 1))
+    assert 0.3 < s.beta < 0.5
+    # where density says nothing about the meaning, the weight stays near zero
+    flat = DensityScorer()
+    flat.fit(_labels(0.0, 3000, 2))
+    assert flat.beta < 0.05
+    # labels without a recorded density (from before it was kept) are left out of the fit
+    old = DensityScorer()
+    assert not old.fit([(Evidence(e.similarity), ok) for e, ok in _labels(0.4, 3000, 1)])
+    assert CosineScorer().score(Evidence(0.9, 0.8)) == 0.9
+
+
+def test_verifier_rescores_its_labels_when_the_scorer_learns() -> None:
+    v = Verifier(
+        initial_threshold=0.95,
+        verify_rate=0.0,
+        min_observations=30,
+        scorer=DensityScorer(),
+        refit_every=100,
+    )
+    for e, ok in _labels(0.4, 1000, 3):
+        v.note_lookup(e.similarity, e.density)
+        v.add(Observation(e.similarity, ok, "observe", None, e.density))
+    assert isinstance(v.scorer, DensityScorer) and v.scorer.beta > 0.3
+    # the threshold now lives on the density-adjusted scale (scores here are at most 0.8)
+    assert v.threshold < 0.8
+    # the same cosine is served in a sparse neighbourhood and only labelled in a crowded one
+    assert v.decide(1, 0.95, 0.5) is Verdict.SERVE
+    assert v.decide(1, 0.95, 0.95) is Verdict.OBSERVE
+
+
 def test_store_and_index_survive_restart(tmp_path: Path) -> None:
     clock = FakeClock(start=1_800_000_000.0)
 
@@ -334,6 +380,56 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
     stored = asyncio.run(first())
     assert stored is not None and stored.startswith("ans_")
     asyncio.run(second())
+
+
+def test_engine_measures_density_and_keeps_it_with_the_label(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = SQLiteStore(tmp_path / "d.db")
+        store.open()
+
+        def engine() -> ReuseEngine:
+            e = ReuseEngine(
+                store=store,
+                embedder=HashEmbedder(),
+                verifier=Verifier(initial_threshold=0.99, verify_rate=0.0, scorer=DensityScorer()),
+                clock=FakeClock(start=1_800_000_000.0),
+            )
+            e.load()
+            return e
+
+        e = engine()
+        for q in ("red apple pie recipe", "red apple tart recipe", "green apple pie recipe"):
+            p, k = e.plan_for(
+                chat(q), tenant="t", model_version="v", endpoint="/e", cache_control=None
+            )
+            lookup = await e.lookup(p, k)
+            await e.remember(
+                lookup,
+                Completion(f"answer to {q}", "stop", Usage(3, 3)),
+                tenant="t",
+                model="m",
+                model_version="v",
+                cost_wh=0.1,
+                cost_gco2=0.1,
+            )
+        p, k = e.plan_for(
+            chat("apple pie recipe red"),
+            tenant="t",
+            model_version="v",
+            endpoint="/e",
+            cache_control=None,
+        )
+        lookup = await e.lookup(p, k)
+        assert lookup.similarity is not None and lookup.candidate is not None  # labelled
+        assert 0 < lookup.density <= 1
+        await e.settle(lookup, "another answer", "req_1")
+        rows = store.observations()
+        assert [(r.similarity, r.density) for r in rows] == [(lookup.similarity, lookup.density)]
+        # a restart rebuilds the verifier with the density of every label
+        assert engine().verifier.estimate().observations == 1
+        store.close()
+
+    asyncio.run(run())
 
 
 def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:

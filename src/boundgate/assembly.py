@@ -36,6 +36,7 @@ from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseConfig, ReuseEngine
+from .reuse.scoring import SCORERS
 from .reuse.variants import CreativityBuffer, CreativityConfig
 from .reuse.verifier import Verifier
 from .scheduler.jobs import JobQueue, run_now
@@ -176,6 +177,7 @@ def build_reuse(
         min_observations=r.min_observations,
         verify_rate=r.verify_rate,
         confidence=r.confidence,
+        scorer=SCORERS[r.scorer](),
     )
     engine = ReuseEngine(
         store=store,

@@ -264,6 +264,8 @@ class Gateway:
                     setattr(row, name, value)
             if lookup.semantic:
                 row.extra["semantic_lookup"] = 1
+                if lookup.density:
+                    row.extra["density"] = round(lookup.density, 6)
             if lookup.novel:
                 row.extra["novel"] = 1
         return row

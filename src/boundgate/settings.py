@@ -132,6 +132,13 @@ class ReuseSettings(_Section):
     verify_rate: float = Field(
         0.05, ge=0, le=1, description="Share of would-be semantic hits recomputed to verify."
     )
+    scorer: Literal["density", "cosine"] = Field(
+        "density",
+        description="What the verifier thresholds: density = cosine minus a learned weight "
+        "times the local density of the two questions (crowded neighbourhoods count less; the "
+        "weight is learned from the labels, 0 until they show an effect); cosine = the plain "
+        "cosine similarity.",
+    )
     answer_similarity: float = Field(
         0.90,
         gt=0,

@@ -32,7 +32,7 @@ from . import binding
 from .binding import Signer
 from .embedder import Embedder, Vectors
 from .guards import compare
-from .index import ScopedIndex
+from .index import Neighbour, ScopedIndex
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, canonical_query, exact_hash, reuse_key, scope_hash
 from .verifier import Observation, Verdict, Verifier
@@ -66,6 +66,7 @@ class Lookup:
     status: str  # hit-exact | hit-semantic | miss | bypass
     entry: StoredEntry | None = None  # the entry served, on a hit
     similarity: float | None = None  # best admissible candidate's similarity
+    density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
     vector: Vectors | None = None
     candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
     verdict: Verdict | None = None
@@ -178,12 +179,13 @@ class ReuseEngine:
         self._next_key = self.store.max_entry_key() + 1
         for o in self.store.observations():
             self.verifier.add(
-                Observation(o.similarity, o.correct, o.source, o.entry), recompute=False
+                Observation(o.similarity, o.correct, o.source, o.entry, o.density),
+                recompute=False,
             )
             if o.source == "feedback" and o.request_id:
                 self._feedback_seen.add(o.request_id)
-        for s in self.store.lookup_similarities():
-            self.verifier.note_lookup(s)
+        for s, d in self.store.lookup_similarities():
+            self.verifier.note_lookup(s, d)
         self.verifier.recompute()
 
     def _add_meta(self, e: StoredEntry) -> EntryMeta:
@@ -267,10 +269,11 @@ class ReuseEngine:
                 alt = await self._search(p, sk, now, stale=True, vector=out.vector)
                 if alt.entry is not None:
                     out.entry, out.status, out.similarity = alt.entry, "stale", alt.similarity
+                    out.density = alt.density
                     out.candidate, out.verdict = None, None
                     break
         if out.semantic:
-            self.verifier.note_lookup(out.similarity)
+            self.verifier.note_lookup(out.similarity, out.density)
         self._count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
@@ -309,7 +312,8 @@ class ReuseEngine:
         if vector is None:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
-        for n in self.index.search(key.scope, vector, self.config.candidates):
+        near = self.index.search(key.scope, vector, self.config.candidates)
+        for n in near:
             meta = self._meta.get(n.key)
             if not admissible(meta) or meta is None or meta.exact == key.exact:
                 continue
@@ -320,7 +324,9 @@ class ReuseEngine:
             if not compare(key.query, meta.query).ok:
                 continue
             out.similarity = n.similarity
-            out.verdict = self.verifier.decide(meta.key, n.similarity)
+            if self.verifier.scorer.uses_density:
+                out.density = self._density(key.scope, near, meta.key)
+            out.verdict = self.verifier.decide(meta.key, n.similarity, out.density)
             if out.verdict is Verdict.SERVE:
                 entry = await self._entry_if_live(meta)
                 if entry is not None:
@@ -329,6 +335,19 @@ class ReuseEngine:
                 out.candidate = meta
             break
         return out
+
+    def _density(self, scope: str, near: list[Neighbour], candidate: int) -> float:
+        """Mean cosine of the asked question to its nearest stored questions and of the
+        candidate to its own (itself excluded), averaged: the crowding that the density
+        scorer discounts. One extra index search, for the chosen candidate only."""
+        k = self.config.candidates
+        r_asked = sum(n.similarity for n in near[:k]) / max(1, len(near[:k]))
+        vec = self.index.vector(candidate)
+        if vec is None:
+            return r_asked
+        around = [n for n in self.index.search(scope, vec, k + 1) if n.key != candidate][:k]
+        r_cand = sum(n.similarity for n in around) / len(around) if around else r_asked
+        return (r_asked + r_cand) / 2
 
     async def note_hit(self, lookup: Lookup, asker: str | None = None) -> None:
         if lookup.entry is None or lookup.status == "hit-variant":
@@ -628,7 +647,7 @@ class ReuseEngine:
             return
         correct = await self.same_answer(stored.answer, fresh_text)
         source = "verify" if lookup.verdict is Verdict.VERIFY else "observe"
-        await self.observe(cand.key, sim, correct, source, request_id)
+        await self.observe(cand.key, sim, correct, source, request_id, lookup.density)
 
     async def same_answer(self, a: str, b: str) -> bool:
         if canonical_query(a) == canonical_query(b):
@@ -637,11 +656,19 @@ class ReuseEngine:
         return float(np.dot(va, vb)) >= self.config.answer_similarity
 
     async def observe(
-        self, entry: int | None, similarity: float, correct: bool, source: str, request_id: str
+        self,
+        entry: int | None,
+        similarity: float,
+        correct: bool,
+        source: str,
+        request_id: str,
+        density: float = 0.0,
     ) -> None:
-        self.verifier.add(Observation(similarity, correct, source, entry))
+        self.verifier.add(Observation(similarity, correct, source, entry, density))
         await self.store.add_observation(
-            ObservationRow(self.clock.time(), entry, similarity, correct, source, request_id)
+            ObservationRow(
+                self.clock.time(), entry, similarity, correct, source, request_id, density
+            )
         )
 
     async def drain(self) -> None:
@@ -665,7 +692,9 @@ class ReuseEngine:
         self._feedback_seen.add(row.id)
         key = self._by_id.get(row.document_id)
         similarity = row.similarity if row.similarity is not None else 1.0
-        await self.observe(key, similarity, correct, "feedback", row.id)
+        raw_density = row.extra.get("density", 0.0)
+        density = float(raw_density) if isinstance(raw_density, int | float) else 0.0
+        await self.observe(key, similarity, correct, "feedback", row.id, density)
         if not correct and key is not None and row.reuse == "hit-exact":
             # The stored answer itself is wrong for its own question: stop serving it.
             await self.forget([key])
@@ -721,6 +750,8 @@ class ReuseEngine:
             "embedder": self.embedder.name,
             "error_bound": self.verifier.delta,
             "threshold": est.threshold,
+            "scorer": self.verifier.scorer.name,
+            "scorer_parameters": self.verifier.scorer.describe(),
             "error_rate_estimate": est.error_rate,
             "error_rate_ci": [est.error_low, est.error_high],
             "confidence": self.verifier.confidence,

@@ -72,6 +72,14 @@ class ScopedIndex:
             if scope is not None:
                 self._indexes[scope].remove(key)
 
+    def vector(self, key: int) -> Vectors | None:
+        """The stored vector of an entry (None if it is not indexed)."""
+        scope = self._scope_of.get(key)
+        if scope is None:
+            return None
+        v = self._indexes[scope].get(key)
+        return None if v is None else np.asarray(v, dtype=np.float32)
+
     def search(self, scope: str, vector: Vectors, k: int = 8) -> list[Neighbour]:
         idx = self._indexes.get(scope)
         if idx is None or len(idx) == 0:

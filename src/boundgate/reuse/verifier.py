@@ -16,6 +16,12 @@ where ``s`` is the cosine similarity between the request and the stored question
   serves anything.
 - **Feedback.** ``POST /v1/boundgate/feedback`` labels a served hit directly.
 
+What is thresholded is a *score* computed from the evidence by a ``Scorer`` (``scoring.py``):
+the cosine itself, or (the default) the cosine corrected for local density with a weight the
+scorer learns from these same labels every ``refit_every`` labels. Observations and lookups
+keep their raw evidence, so when the scorer changes everything is re-scored and the threshold
+recomputed; the similarity floor stays on the raw cosine (it decides what is labelled at all).
+
 For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with ``s ≥ t`` and
 the wrong ones among them, and ``h(t)`` the share of recent lookups (the last
 ``lookup_window``) whose best candidate has ``s ≥ t``. Expected wrong reuses per lookup at
@@ -39,6 +45,8 @@ from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+
+from .scoring import CosineScorer, Evidence, Scorer
 
 
 class Verdict(StrEnum):
@@ -77,6 +85,11 @@ class Observation:
     correct: bool
     source: str  # "observe" | "verify" | "feedback"
     entry: int | None = None
+    density: float = 0.0  # local density of the pair (see scoring.py); 0 when unknown
+
+    @property
+    def evidence(self) -> Evidence:
+        return Evidence(self.similarity, self.density)
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,9 @@ class ErrorEstimate:
     observations: int
     observations_above: int
     lookups: int
+
+
+_NONE = -math.inf  # the score of a lookup that found no candidate
 
 
 class Verifier:
@@ -105,6 +121,8 @@ class Verifier:
         confidence: float = 0.95,
         lookup_window: int = 5000,
         rng: random.Random | None = None,
+        scorer: Scorer | None = None,
+        refit_every: int = 200,
     ) -> None:
         self.delta = delta
         self.initial_threshold = initial_threshold
@@ -114,49 +132,74 @@ class Verifier:
         self.confidence = confidence
         self.z = z_for(confidence)
         self.rng = rng or random.Random()
+        self.scorer = scorer or CosineScorer()
+        self.refit_every = refit_every
         self._lock = threading.Lock()
-        # observations sorted by similarity, as (s, wrong) pairs
+        # every labelled observation's raw evidence, for re-scoring when the scorer changes
+        self._labelled: list[tuple[Evidence, bool]] = []
+        # observation scores, sorted, and the scores of the wrong ones
         self._sims: list[float] = []
-        self._wrong: list[float] = []  # similarities of wrong observations, sorted
-        # best-candidate similarity of the most recent semantic lookups (-1: no candidate),
-        # kept sorted, and in arrival order for expiry: h(t) describes the traffic of now
+        self._wrong: list[float] = []
+        # best-candidate evidence of the most recent semantic lookups (None: no candidate),
+        # in arrival order for expiry, and their scores sorted (-inf: no candidate): h(t)
+        # describes the traffic of now
         self._lookups: list[float] = []
-        self._lookup_order: deque[float] = deque()
+        self._lookup_order: deque[Evidence | None] = deque()
         self.lookup_window = lookup_window
-        self._entry_floor: dict[int, float] = {}
+        self._entry_floor: dict[int, Evidence] = {}  # the best-scoring wrong evidence
         self._threshold = initial_threshold
         self._by_source: dict[str, list[int]] = {}
 
     # --- learning ---------------------------------------------------------------------------
     def add(self, obs: Observation, *, recompute: bool = True) -> None:
+        ev = obs.evidence
         with self._lock:
-            insort(self._sims, obs.similarity)
+            self._labelled.append((ev, obs.correct))
+            s = self.scorer.score(ev)
+            insort(self._sims, s)
             if not obs.correct:
-                insort(self._wrong, obs.similarity)
+                insort(self._wrong, s)
                 if obs.entry is not None:
-                    prev = self._entry_floor.get(obs.entry, 0.0)
-                    self._entry_floor[obs.entry] = max(prev, obs.similarity)
+                    prev = self._entry_floor.get(obs.entry)
+                    if prev is None or self.scorer.score(prev) < s:
+                        self._entry_floor[obs.entry] = ev
             counts = self._by_source.setdefault(obs.source, [0, 0])
             counts[0] += 1
             counts[1] += 0 if obs.correct else 1
+            refit = self.refit_every > 0 and len(self._labelled) % self.refit_every == 0
+            if recompute and refit:
+                self._refit()
             if recompute:
                 self._threshold = self._compute()
 
-    def note_lookup(self, best_similarity: float | None) -> None:
-        s = -1.0 if best_similarity is None else best_similarity
+    def _refit(self) -> None:
+        """Let the scorer learn from all labels; re-score everything if it changed."""
+        if not self.scorer.fit(self._labelled):
+            return
+        score = self.scorer.score
+        self._sims = sorted(score(e) for e, _ in self._labelled)
+        self._wrong = sorted(score(e) for e, ok in self._labelled if not ok)
+        self._lookups = sorted(_NONE if e is None else score(e) for e in self._lookup_order)
+
+    def note_lookup(self, best_similarity: float | None, density: float = 0.0) -> None:
+        ev = None if best_similarity is None else Evidence(best_similarity, density)
         with self._lock:
+            s = _NONE if ev is None else self.scorer.score(ev)
             insort(self._lookups, s)
-            self._lookup_order.append(s)
+            self._lookup_order.append(ev)
             if len(self._lookup_order) > self.lookup_window:
                 old = self._lookup_order.popleft()
-                del self._lookups[bisect_left(self._lookups, old)]
+                o = _NONE if old is None else self.scorer.score(old)
+                del self._lookups[bisect_left(self._lookups, o)]
 
     def forget_entry(self, entry: int) -> None:
         with self._lock:
             self._entry_floor.pop(entry, None)
 
     def recompute(self) -> None:
+        """Refit the scorer on every label (as at start-up) and recompute the threshold."""
         with self._lock:
+            self._refit()
             self._threshold = self._compute()
 
     def _above(self, xs: list[float], t: float) -> int:
@@ -170,9 +213,14 @@ class Verifier:
     def _compute(self) -> float:
         best: float | None = None
         failed_at: float | None = None
-        steps = round((1.0 - self.floor) / self.STEP)
+        # scores may sit below the floor (the density correction lowers them): start the grid
+        # at the lowest observed score, on the same 0.005 lattice
+        low = self.floor
+        if self._sims and self._sims[0] < low:
+            low = self.floor - math.ceil((self.floor - self._sims[0]) / self.STEP) * self.STEP
+        steps = round((1.0 - low) / self.STEP)
         for i in range(steps, -1, -1):
-            t = round(self.floor + i * self.STEP, 6)
+            t = round(low + i * self.STEP, 6)
             n = self._above(self._sims, t)
             if n < self.min_observations:
                 continue
@@ -194,13 +242,16 @@ class Verifier:
         return self._threshold
 
     def threshold_for(self, entry: int) -> float:
-        floor = self._entry_floor.get(entry)
+        failed = self._entry_floor.get(entry)
         t = self._threshold
-        return t if floor is None else max(t, floor + self.STEP)
+        return t if failed is None else max(t, self.scorer.score(failed) + self.STEP)
 
-    def decide(self, entry: int, similarity: float) -> Verdict:
+    def score(self, similarity: float, density: float = 0.0) -> float:
+        return self.scorer.score(Evidence(similarity, density))
+
+    def decide(self, entry: int, similarity: float, density: float = 0.0) -> Verdict:
         t = self.threshold_for(entry)
-        if similarity >= t:
+        if self.score(similarity, density) >= t:
             # Earn trust first: until enough labels exist at or above the threshold, every
             # would-be hit is verified (recomputed and compared) instead of served.
             if self._above(self._sims, t) < self.min_observations:

@@ -137,6 +137,7 @@ class ObservationRow:
     correct: bool
     source: str
     request_id: str | None = None
+    density: float = 0.0  # the pair's local density, for scorers that use it
 
 
 @dataclass(frozen=True)
@@ -286,8 +287,9 @@ class Store(ABC):
     def observations(self) -> list[ObservationRow]: ...
 
     @abstractmethod
-    def lookup_similarities(self) -> list[float | None]:
-        """Best-candidate similarity of every semantic lookup in the ledger (None: none)."""
+    def lookup_similarities(self) -> list[tuple[float | None, float]]:
+        """Best-candidate (similarity, density) of every semantic lookup in the ledger
+        (similarity None: no candidate; density 0 where not recorded)."""
 
     # --- registry and documents -------------------------------------------------
     @abstractmethod

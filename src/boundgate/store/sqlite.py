@@ -457,23 +457,36 @@ class SQLiteStore(Store):
 
     async def add_observation(self, obs: ObservationRow) -> None:
         await self._execute(
-            "INSERT INTO reuse_observations (ts, entry, similarity, correct, source, request_id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (obs.ts, obs.entry, obs.similarity, int(obs.correct), obs.source, obs.request_id),
+            "INSERT INTO reuse_observations "
+            "(ts, entry, similarity, correct, source, request_id, density) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                obs.ts,
+                obs.entry,
+                obs.similarity,
+                int(obs.correct),
+                obs.source,
+                obs.request_id,
+                obs.density,
+            ),
         )
 
     def observations(self) -> list[ObservationRow]:
         rows = self._reader().execute(
-            "SELECT ts, entry, similarity, correct, source, request_id "
+            "SELECT ts, entry, similarity, correct, source, request_id, density "
             "FROM reuse_observations ORDER BY id"
         )
-        return [ObservationRow(r[0], r[1], float(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+        return [
+            ObservationRow(r[0], r[1], float(r[2]), bool(r[3]), r[4], r[5], float(r[6]))
+            for r in rows
+        ]
 
-    def lookup_similarities(self) -> list[float | None]:
+    def lookup_similarities(self) -> list[tuple[float | None, float]]:
         rows = self._reader().execute(
-            "SELECT similarity FROM ledger WHERE json_extract(extra, '$.semantic_lookup') = 1"
+            "SELECT similarity, json_extract(extra, '$.density') FROM ledger "
+            "WHERE json_extract(extra, '$.semantic_lookup') = 1"
         )
-        return [None if r[0] is None else float(r[0]) for r in rows]
+        return [(None if r[0] is None else float(r[0]), float(r[1] or 0.0)) for r in rows]
 
     # --- registry and documents ------------------------------------------------------------
     def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:

@@ -1,0 +1,120 @@
+"""Scorers: what the verifier thresholds, computed from a candidate's evidence.
+
+The verifier learns a threshold on a score and keeps the error bound on it (``verifier.py``);
+a ``Scorer`` says what that score is. Two exist:
+
+- ``CosineScorer``: the cosine similarity of the two questions, as it is.
+- ``DensityScorer`` (the default): the cosine minus β times the *local density*, the mean
+  cosine of the asked question and of the candidate to their nearest stored questions. A high
+  cosine between questions that sit in a crowded neighbourhood ("how do I learn Python?" among
+  a hundred "how do I learn X?") is weaker evidence of the same meaning than the same cosine
+  between questions with no close neighbours; this is the hubness correction of CSLS
+  (Lample et al., 2018) and of margin scoring in bitext mining (Artetxe & Schwenk, 2019).
+  β is not a constant: it is learned online from the gateway's own labels by a two-feature
+  logistic regression, P(same meaning) = σ(a·cos + b·density + c), as β = −b/a clipped to
+  [0, 1]. Traffic on which density says nothing gets β ≈ 0, i.e. the plain cosine. The score
+  stays in cosine units, so thresholds, the similarity floor and the initial threshold keep
+  their meaning.
+
+Measured offline (``bench/signals.py``, ``bench/decisions.py``, ``bench/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What is known about a candidate when it is scored."""
+
+    similarity: float  # cosine of the asked and the stored question
+    density: float = 0.0  # mean cosine of both to their nearest stored questions (0: unknown)
+
+
+class Scorer(ABC):
+    """Evidence → score (higher = more likely the same meaning). ``fit`` may learn from labels."""
+
+    name: str
+    uses_density: bool = False
+
+    @abstractmethod
+    def score(self, e: Evidence) -> float: ...
+
+    def fit(self, labelled: Sequence[tuple[Evidence, bool]]) -> bool:
+        """Learn from ``(evidence, correct)`` labels; True if scores changed."""
+        return False
+
+    def describe(self) -> dict[str, float]:
+        return {}
+
+
+class CosineScorer(Scorer):
+    name = "cosine"
+
+    def score(self, e: Evidence) -> float:
+        return e.similarity
+
+
+class DensityScorer(Scorer):
+    """cos − β·density, β learned by logistic regression (see the module docstring)."""
+
+    name = "density"
+    uses_density = True
+
+    def __init__(self, *, min_class: int = 30, min_change: float = 0.01) -> None:
+        self.beta = 0.0
+        self.min_class = min_class  # labels of each outcome before β is learned at all
+        self.min_change = min_change  # smaller moves of β are not worth re-scoring for
+
+    def score(self, e: Evidence) -> float:
+        return e.similarity - self.beta * e.density
+
+    def fit(self, labelled: Sequence[tuple[Evidence, bool]]) -> bool:
+        # labels stored before density was recorded (density 0: unknown) say nothing about β
+        labelled = [(e, c) for e, c in labelled if e.density > 0]
+        y = np.array([c for _, c in labelled], dtype=bool)
+        if int(y.sum()) < self.min_class or int((~y).sum()) < self.min_class:
+            return False
+        x = np.array([[e.similarity, e.density] for e, _ in labelled], dtype=np.float64)
+        w = logistic(x, y)
+        beta = float(np.clip(-w[1] / w[0], 0.0, 1.0)) if w[0] > 0 else 0.0
+        if abs(beta - self.beta) < self.min_change:
+            return False
+        self.beta = beta
+        return True
+
+    def describe(self) -> dict[str, float]:
+        return {"beta": self.beta}
+
+
+def logistic(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.bool_], l2: float = 1e-3, iters: int = 50
+) -> npt.NDArray[np.float64]:
+    """Logistic regression weights (features then bias) by Newton's method, light L2."""
+    xb = np.hstack([np.asarray(x, dtype=np.float64), np.ones((len(x), 1))])
+    # standardise for a well-conditioned Newton step; map back at the end
+    mu = xb[:, :-1].mean(axis=0)
+    sd = xb[:, :-1].std(axis=0) + 1e-9
+    xs = xb.copy()
+    xs[:, :-1] = (xb[:, :-1] - mu) / sd
+    w = np.zeros(xs.shape[1])
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(xs @ w)))
+        g = xs.T @ (p - y) + l2 * w
+        h = (xs * (p * (1 - p))[:, None]).T @ xs + l2 * np.eye(len(w))
+        step = np.linalg.solve(h, g)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    coef = w[:-1] / sd
+    bias = w[-1] - float((w[:-1] * mu / sd).sum())
+    return np.asarray(np.append(coef, bias), dtype=np.float64)
+
+
+SCORERS: dict[str, type[Scorer]] = {"cosine": CosineScorer, "density": DensityScorer}

@@ -1,0 +1,1 @@
+ALTER TABLE reuse_observations ADD COLUMN density REAL NOT NULL DEFAULT 0;
