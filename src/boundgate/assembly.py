@@ -195,6 +195,7 @@ def build_reuse(
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),
         jobs=jobs,
+        index_dir=settings.server.data_dir / "index" if r.persist_index else None,
     )
     return engine
 

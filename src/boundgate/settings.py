@@ -164,6 +164,11 @@ class ReuseSettings(_Section):
     embed_threads: int = Field(
         0, ge=0, description="onnxruntime threads for the embedder (0 = cores, at most 4)."
     )
+    persist_index: bool = Field(
+        True,
+        description="Save the ANN indexes in data_dir/index at shutdown and reload them at "
+        "start-up (only entries added since are indexed again); off = rebuild at each start.",
+    )
 
 
 class CreativitySettings(_Section):

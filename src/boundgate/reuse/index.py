@@ -5,13 +5,16 @@ other, so entries of another tenant, model, conversation or parameter set cannot
 whatever their similarity. Vectors are unit length and stored as float32, so the reported
 similarity is the exact cosine (usearch returns ``1 - cos``).
 
-The indexes live in memory and are rebuilt from the store's embeddings at start-up; the
-store is the durable copy.
+The store is the durable copy of every vector. ``index_files.IndexFiles`` saves these
+indexes to the data dir so a restart reloads them instead of rebuilding; ``adopt`` takes a
+reloaded index in, and ``dirty`` says which scopes changed since they were last saved.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +30,34 @@ class Neighbour:
     similarity: float
 
 
+@dataclass(frozen=True)
+class IndexParams:
+    """HNSW parameters. ``connectivity`` and ``dtype`` shape the saved graph (a saved index
+    with others is rebuilt); ``expansion_add`` only affects how later entries are linked and
+    ``expansion_search`` only how queries walk it, so both may change across restarts."""
+
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 64
+    dtype: str = "f32"
+
+    def build_params(self) -> dict[str, object]:
+        """What a saved index must match to be reused."""
+        return {"metric": "cos", "connectivity": self.connectivity, "dtype": self.dtype}
+
+
+_SCALARS = {"f32": ScalarKind.F32, "f16": ScalarKind.F16, "i8": ScalarKind.I8}
+
+
 class ScopedIndex:
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, params: IndexParams | None = None) -> None:
         self.dim = dim
+        self.params = params or IndexParams()
+        if self.params.dtype not in _SCALARS:
+            raise ValueError(f"index dtype must be one of {sorted(_SCALARS)}")
         self._indexes: dict[str, Index] = {}
         self._scope_of: dict[int, str] = {}
+        self._dirty: set[str] = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -40,10 +66,30 @@ class ScopedIndex:
     def scopes(self) -> int:
         return len(self._indexes)
 
+    def new_index(self) -> Index:
+        p = self.params
+        return Index(
+            ndim=self.dim,
+            metric="cos",
+            dtype=_SCALARS[p.dtype],
+            connectivity=p.connectivity,
+            expansion_add=p.expansion_add,
+            expansion_search=p.expansion_search,
+        )
+
+    def fits(self, idx: Index) -> bool:
+        """Whether a reloaded index was built with this index's dimension and parameters."""
+        return (
+            idx.ndim == self.dim
+            and idx.connectivity == self.params.connectivity
+            and idx.dtype == _SCALARS[self.params.dtype]
+            and str(idx.metric_kind).lower().endswith("cos")
+        )
+
     def _index(self, scope: str) -> Index:
         idx = self._indexes.get(scope)
         if idx is None:
-            idx = Index(ndim=self.dim, metric="cos", dtype=ScalarKind.F32, connectivity=16)
+            idx = self.new_index()
             self._indexes[scope] = idx
         return idx
 
@@ -53,6 +99,7 @@ class ScopedIndex:
                 return
             self._index(scope).add(key, np.asarray(vector, dtype=np.float32))
             self._scope_of[key] = scope
+            self._dirty.add(scope)
 
     def add_many(self, scope: str, keys: list[int], vectors: Vectors) -> None:
         with self._lock:
@@ -65,12 +112,30 @@ class ScopedIndex:
             )
             for i in fresh:
                 self._scope_of[keys[i]] = scope
+            self._dirty.add(scope)
+
+    def adopt(self, scope: str, idx: Index, keys: list[int]) -> None:
+        """Take in a reloaded index holding exactly ``keys`` as the scope's index (clean)."""
+        # usearch defines these setters apart from their getters, which mypy reads as
+        # read-only properties; they are settable (usearch/index.py)
+        idx.expansion_add = self.params.expansion_add  # type: ignore[misc]
+        idx.expansion_search = self.params.expansion_search  # type: ignore[misc]
+        with self._lock:
+            old = self._indexes.pop(scope, None)
+            if old is not None:
+                for k in [k for k, s in self._scope_of.items() if s == scope]:
+                    del self._scope_of[k]
+            self._indexes[scope] = idx
+            for k in keys:
+                self._scope_of[k] = scope
+            self._dirty.discard(scope)
 
     def remove(self, key: int) -> None:
         with self._lock:
             scope = self._scope_of.pop(key, None)
             if scope is not None:
                 self._indexes[scope].remove(key)
+                self._dirty.add(scope)
 
     def search(self, scope: str, vector: Vectors, k: int = 8) -> list[Neighbour]:
         idx = self._indexes.get(scope)
@@ -81,3 +146,23 @@ class ScopedIndex:
             Neighbour(int(key), 1.0 - float(dist))
             for key, dist in zip(m.keys, m.distances, strict=True)
         ]
+
+    # --- persistence support --------------------------------------------------------------
+    def dirty(self) -> set[str]:
+        """Scopes changed since they were built from scratch, adopted or marked saved."""
+        return set(self._dirty)
+
+    def keys_by_scope(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {s: [] for s in self._indexes}
+        for k, s in self._scope_of.items():
+            out[s].append(k)
+        return out
+
+    @contextmanager
+    def frozen(self) -> Iterator[dict[str, Index]]:
+        """Hold off adds and removes (searches go on) while the indexes are written out."""
+        with self._lock:
+            yield self._indexes
+
+    def mark_saved(self, scopes: set[str]) -> None:
+        self._dirty -= scopes
