@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from boundgate.assembly import build_app
@@ -15,7 +16,7 @@ from boundgate.backends.base import Completion, GenerationRequest, Message, Usag
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
-from boundgate.reuse.index import IndexParams
+from boundgate.reuse.index import IndexParams, ScopedIndex
 from boundgate.reuse.verifier import Observation, Verifier
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
@@ -199,7 +200,28 @@ def test_an_index_saved_with_other_parameters_is_rebuilt(
     # search-time parameters do not change the saved graph: no rebuild for them
     run = Run(tmp_path, IndexParams(**{**other.__dict__, "expansion_search": 200}))
     assert run.engine.index_load is not None and run.engine.index_load.reused == 1
+    assert run.answer("everest") == "8849 m"
     run.close()
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16", "i8"])
+def test_similarities_are_exact_cosines_whatever_the_dtype(dtype: str) -> None:
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((300, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = ScopedIndex(32, IndexParams(dtype=dtype))
+    index.add_many("s", list(range(300)), vecs)
+    for i in range(0, 300, 30):
+        q = vecs[i] + 0.05 * rng.standard_normal(32).astype(np.float32)
+        q /= np.linalg.norm(q)
+        found = index.search("s", q, 8)
+        sims = [n.similarity for n in found]
+        assert sims == sorted(sims, reverse=True)
+        assert found[0].key == int(np.argmax(vecs @ q))
+        for n in found:
+            assert n.similarity == pytest.approx(float(vecs[n.key] @ q), abs=1e-5)
+    index.remove(0)
+    assert all(n.key != 0 for n in index.search("s", vecs[0], 8))
 
 
 def test_an_index_of_another_embedder_is_rebuilt(tmp_path: Path) -> None:

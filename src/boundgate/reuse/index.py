@@ -2,8 +2,11 @@
 
 One usearch HNSW index per scope key: a lookup searches the index of its own scope and no
 other, so entries of another tenant, model, conversation or parameter set cannot be returned
-whatever their similarity. Vectors are unit length and stored as float32, so the reported
-similarity is the exact cosine (usearch returns ``1 - cos``).
+whatever their similarity. Vectors are unit length. With ``dtype = "f32"`` the index holds
+them as they are and the similarity it reports (usearch returns ``1 - cos``) is exact; with
+``f16`` or ``i8`` the graph is walked with rounded vectors, so the float32 vectors are kept
+beside it and the best candidates are rescored with exact dot products: the verifier's
+threshold always compares exact cosines.
 
 The store is the durable copy of every vector. ``index_files.IndexFiles`` saves these
 indexes to the data dir so a restart reloads them instead of rebuilding; ``adopt`` takes a
@@ -13,9 +16,9 @@ reloaded index in, and ``dirty`` says which scopes changed since they were last 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from usearch.compiled import ScalarKind
@@ -41,6 +44,10 @@ class IndexParams:
     expansion_search: int = 64
     dtype: str = "f32"
 
+    @property
+    def quantized(self) -> bool:
+        return self.dtype != "f32"
+
     def build_params(self) -> dict[str, object]:
         """What a saved index must match to be reused."""
         return {"metric": "cos", "connectivity": self.connectivity, "dtype": self.dtype}
@@ -58,6 +65,7 @@ class ScopedIndex:
         self._indexes: dict[str, Index] = {}
         self._scope_of: dict[int, str] = {}
         self._dirty: set[str] = set()
+        self._exact: dict[int, bytes] = {}  # key → float32 vector, for rescoring (quantized)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -86,6 +94,13 @@ class ScopedIndex:
             and str(idx.metric_kind).lower().endswith("cos")
         )
 
+    def set_expansion_search(self, ef: int) -> None:
+        """Change how wide queries search (recall against latency); no rebuild needed."""
+        with self._lock:
+            self.params = replace(self.params, expansion_search=ef)
+            for idx in self._indexes.values():
+                idx.expansion_search = ef  # type: ignore[misc]  # settable, see adopt
+
     def _index(self, scope: str) -> Index:
         idx = self._indexes.get(scope)
         if idx is None:
@@ -97,8 +112,11 @@ class ScopedIndex:
         with self._lock:
             if key in self._scope_of:
                 return
-            self._index(scope).add(key, np.asarray(vector, dtype=np.float32))
+            v = np.asarray(vector, dtype=np.float32)
+            self._index(scope).add(key, v)
             self._scope_of[key] = scope
+            if self.params.quantized:
+                self._exact[key] = v.tobytes()
             self._dirty.add(scope)
 
     def add_many(self, scope: str, keys: list[int], vectors: Vectors) -> None:
@@ -106,16 +124,18 @@ class ScopedIndex:
             fresh = [i for i, k in enumerate(keys) if k not in self._scope_of]
             if not fresh:
                 return
-            self._index(scope).add(
-                np.asarray([keys[i] for i in fresh], dtype=np.uint64),
-                np.asarray(vectors[fresh], dtype=np.float32),
-            )
-            for i in fresh:
+            vs = np.asarray(vectors[fresh], dtype=np.float32)
+            self._index(scope).add(np.asarray([keys[i] for i in fresh], dtype=np.uint64), vs)
+            for row, i in enumerate(fresh):
                 self._scope_of[keys[i]] = scope
+                if self.params.quantized:
+                    self._exact[keys[i]] = vs[row].tobytes()
             self._dirty.add(scope)
 
-    def adopt(self, scope: str, idx: Index, keys: list[int]) -> None:
-        """Take in a reloaded index holding exactly ``keys`` as the scope's index (clean)."""
+    def adopt(self, scope: str, idx: Index, keys: list[int], exact: Mapping[int, bytes]) -> None:
+        """Take in a reloaded index holding exactly ``keys`` as the scope's index (clean).
+        ``exact``: the float32 vectors of those keys still in the store (for rescoring);
+        the caller removes the others right after."""
         # usearch defines these setters apart from their getters, which mypy reads as
         # read-only properties; they are settable (usearch/index.py)
         idx.expansion_add = self.params.expansion_add  # type: ignore[misc]
@@ -128,6 +148,9 @@ class ScopedIndex:
             self._indexes[scope] = idx
             for k in keys:
                 self._scope_of[k] = scope
+                v = exact.get(k)
+                if self.params.quantized and v is not None:
+                    self._exact[k] = v
             self._dirty.discard(scope)
 
     def remove(self, key: int) -> None:
@@ -135,17 +158,29 @@ class ScopedIndex:
             scope = self._scope_of.pop(key, None)
             if scope is not None:
                 self._indexes[scope].remove(key)
+                self._exact.pop(key, None)
                 self._dirty.add(scope)
 
     def search(self, scope: str, vector: Vectors, k: int = 8) -> list[Neighbour]:
         idx = self._indexes.get(scope)
         if idx is None or len(idx) == 0:
             return []
-        m = idx.search(np.asarray(vector, dtype=np.float32), min(k, len(idx)))
-        return [
-            Neighbour(int(key), 1.0 - float(dist))
-            for key, dist in zip(m.keys, m.distances, strict=True)
-        ]
+        q = np.asarray(vector, dtype=np.float32)
+        if not self.params.quantized:
+            m = idx.search(q, min(k, len(idx)), threads=1)
+            return [
+                Neighbour(int(key), 1.0 - float(dist))
+                for key, dist in zip(m.keys, m.distances, strict=True)
+            ]
+        # rounded distances may misorder close candidates: take twice as many, rescore
+        m = idx.search(q, min(2 * k, len(idx)), threads=1)
+        keys = [int(key) for key in m.keys if int(key) in self._exact]
+        if not keys:
+            return []
+        rows = np.frombuffer(b"".join(self._exact[key] for key in keys), dtype=np.float32)
+        sims = rows.reshape(len(keys), -1) @ q
+        best = np.argsort(-sims)[:k]
+        return [Neighbour(keys[i], float(sims[i])) for i in best]
 
     # --- persistence support --------------------------------------------------------------
     def dirty(self) -> set[str]:

@@ -248,8 +248,9 @@ def load_index(
         s = saved.get(scope)
         if s is None:
             continue
-        index.adopt(scope, s.index, list(s.fingerprints))
         want = dict(zip(entries.keys, entries.fingerprints, strict=True))
+        exact = dict(zip(entries.keys, entries.vectors, strict=True))
+        index.adopt(scope, s.index, list(s.fingerprints), exact)
         gone = [k for k, fp in s.fingerprints.items() if want.get(k) != fp]
         for k in gone:
             index.remove(k)
