@@ -184,7 +184,7 @@ def test_a_damaged_save_falls_back_to_a_rebuild(
 
 
 @pytest.mark.parametrize(
-    "other", [IndexParams(connectivity=8), IndexParams(dtype="f16"), IndexParams(dtype="i8")]
+    "other", [IndexParams(connectivity=8), IndexParams(dtype="f16"), IndexParams(dtype="f32")]
 )
 def test_an_index_saved_with_other_parameters_is_rebuilt(
     tmp_path: Path, other: IndexParams

@@ -37,12 +37,15 @@ class Neighbour:
 class IndexParams:
     """HNSW parameters. ``connectivity`` and ``dtype`` shape the saved graph (a saved index
     with others is rebuilt); ``expansion_add`` only affects how later entries are linked and
-    ``expansion_search`` only how queries walk it, so both may change across restarts."""
+    ``expansion_search`` only how queries walk it, so both may change across restarts.
 
-    connectivity: int = 16
+    The defaults (also those of ``reuse.index_*``) were picked with ``bench/lookup.py
+    --knobs`` at a million entries: see bench/RESULTS.md."""
+
+    connectivity: int = 32
     expansion_add: int = 128
-    expansion_search: int = 64
-    dtype: str = "f32"
+    expansion_search: int = 256
+    dtype: str = "i8"
 
     @property
     def quantized(self) -> bool:
