@@ -12,7 +12,8 @@ mixture as ``lookup.py``) is opened by a fresh ``ReuseEngine`` four times:
 Reported: the wall time of ``ReuseEngine.load()`` and what it did. The answers of 200
 queries are compared between the rebuilt and the reloaded engines.
 
-    python bench/restart.py [--entries 100000] [--tail 1000] [--evict 100] [--dtype f32]
+    python bench/restart.py [--entries 100000] [--tail 1000] [--evict 100] [--dtype i8]
+        [--connectivity 32]
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--tail", type=int, default=1000)
     ap.add_argument("--evict", type=int, default=100)
-    ap.add_argument("--dtype", default="f32")
+    ap.add_argument("--dtype", default="i8")
+    ap.add_argument("--connectivity", type=int, default=32)
     args = ap.parse_args()
     embedder = HashEmbedder(DIM)  # only its name and dimension matter: nothing is embedded
-    params = IndexParams(dtype=args.dtype)
+    params = IndexParams(dtype=args.dtype, connectivity=args.connectivity)
     rng = np.random.default_rng(0)
     vecs = clustered(args.entries + args.tail, rng)
     queries = vecs[rng.integers(0, args.entries, 200)]
@@ -116,7 +118,7 @@ def main() -> None:
         start("4. persist_index off: build", persist=False)
         store.close()
     same = sum(a == b for a, b in zip(answers["rebuilt"], answers["reloaded"], strict=True))
-    print(f"\n## Start-up with {args.entries} entries ({args.dtype})\n")
+    print(f"\n## Start-up with {args.entries} entries ({args.dtype}:{args.connectivity})\n")
     print("| start | load() s | reused | replayed | dropped | built |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, took, load in rows:
