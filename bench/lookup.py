@@ -4,13 +4,22 @@
    from a mixture of Gaussian clusters in 384 dimensions (the embedder's), then queried with
    perturbed copies of stored vectors; p50/p99 of single-query search (k = 8), and the
    exact brute-force scan (numpy matrix-vector product) over the same vectors, side by side.
-2. Hit path: a real ``boundgate`` app (in-process uvicorn, real HTTP, fake upstream) whose
+2. Knobs (``--knobs``): the same vectors and queries against several indexes side by side:
+   ``dtype`` (f32; f16/i8 with the top 2k rescored by exact float32 dot products) ×
+   ``connectivity`` at build time, ``expansion_search`` at query time, single queries through
+   ``ScopedIndex.search`` (what the gateway calls) with all configurations interleaved query
+   by query in a shuffled order, and batched search (all queries in one usearch call, both
+   cores) per query. Recall@1 is against the exact top-1 (brute force). ``--index-cache DIR``
+   saves each built index and loads it on the next run (a 1M build takes 10-25 minutes).
+3. Hit path: a real ``boundgate`` app (in-process uvicorn, real HTTP, fake upstream) whose
    store holds N entries in the request's scope; questions whose stored paraphrase is among
    them are asked, and the end-to-end latency of semantic hits is reported beside the same
    server's exact hits and misses. The verifier is configured to trust its threshold from
    the start (``min_observations = 1``), so that what is timed is the path, not the learning.
 
     python bench/lookup.py [--sizes 10000 100000 1000000] [--hit-path-size 100000]
+    python bench/lookup.py --knobs --sizes 1000000 --builds f32:16 i8:16 \
+        --efs 32 64 128 256 --index-cache /tmp/bg-index-cache --hit-path-size 0
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from _harness import gateway_over_fake_upstream, track
-from boundgate.reuse.index import ScopedIndex
+from boundgate.reuse.index import IndexParams, ScopedIndex
 from boundgate.store import StoredEntry
 
 DIM = 384
@@ -80,6 +89,128 @@ def ann(sizes: list[int], queries: int) -> None:
             f"{b50 / a50:.0f} | {agree / queries:.3f} |"
         )
         del index, vecs
+
+
+def exact_top1(vecs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    best = np.full(len(q), -1, dtype=np.int64)
+    best_sim = np.full(len(q), -np.inf, dtype=np.float32)
+    step = 100_000
+    for start in range(0, len(vecs), step):
+        sims = q @ vecs[start : start + step].T
+        arg = np.argmax(sims, axis=1)
+        top = sims[np.arange(len(q)), arg]
+        better = top > best_sim
+        best[better], best_sim[better] = arg[better] + start, top[better]
+    return best
+
+
+def built_index(
+    vecs: np.ndarray, params: IndexParams, cache: Path | None, tag: str
+) -> tuple[ScopedIndex, str]:
+    """An index over ``vecs`` (keys = row numbers), loaded from ``cache`` if saved there."""
+    index = ScopedIndex(DIM, params)
+    name = f"{tag}-{params.dtype}-M{params.connectivity}-ea{params.expansion_add}.usearch"
+    path = cache / name if cache is not None else None
+    if path is not None and path.exists():
+        from usearch.index import Index  # after boundgate.reuse, which loads onnxruntime first
+
+        t0 = time.perf_counter()
+        idx = Index.restore(path)
+        assert idx is not None and index.fits(idx) and len(idx) == len(vecs)
+        exact = {k: vecs[k].tobytes() for k in range(len(vecs))} if params.quantized else {}
+        index.adopt("s", idx, list(range(len(vecs))), exact)
+        return index, f"loaded in {time.perf_counter() - t0:.1f} s"
+    t0 = time.perf_counter()
+    index.add_many("s", list(range(len(vecs))), vecs)
+    how = f"built in {time.perf_counter() - t0:.1f} s"
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with index.frozen() as indexes:
+            indexes["s"].save(path)
+    return index, how
+
+
+def knobs(
+    n: int,
+    queries: int,
+    builds: list[str],
+    efs: list[int],
+    cold_efs: list[int],
+    cache: Path | None,
+    k: int = 8,
+) -> None:
+    rng = np.random.default_rng(0)
+    vecs = clustered(n, rng)
+    picks = rng.integers(0, n, queries)
+    q = vecs[picks] + 0.05 * rng.standard_normal((queries, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    truth = exact_top1(vecs, q)
+    indexes: list[tuple[str, IndexParams, ScopedIndex]] = []
+    for b in builds:
+        dtype, m = b.split(":")
+        params = IndexParams(connectivity=int(m), dtype=dtype)
+        index, how = built_index(vecs, params, cache, f"clustered-n{n}-seed0")
+        print(f"{dtype} connectivity {m}: {how}", file=sys.stderr, flush=True)
+        indexes.append((b, params, index))
+    configs = [(b, ef, index) for b, _, index in indexes for ef in efs]
+    times: dict[tuple[str, int], list[float]] = {(b, ef): [] for b, ef, _ in configs}
+    hits: dict[tuple[str, int], int] = {(b, ef): 0 for b, ef, _ in configs}
+    brute_t = []
+    order = np.random.default_rng(2)
+    for i in range(queries):
+        # interleaved, in a new order for each query: whichever runs first after another
+        # index (or the brute-force scan) finds the caches cold, so no configuration always is
+        for j in order.permutation(len(configs)):
+            b, ef, index = configs[j]
+            index.set_expansion_search(ef)
+            t = time.perf_counter()
+            res = index.search("s", q[i], k)
+            times[(b, ef)].append(time.perf_counter() - t)
+            hits[(b, ef)] += bool(res) and res[0].key == truth[i]
+        if i < 50:
+            t = time.perf_counter()
+            np.argmax(vecs @ q[i])
+            brute_t.append(time.perf_counter() - t)
+    # the first table times each ANN query right after a brute-force scan of all vectors,
+    # which leaves the CPU caches cold; the same here
+    cold: dict[tuple[str, int], list[float]] = {
+        (b, ef): [] for b, _, _ in indexes for ef in cold_efs
+    }
+    for i in range(min(100, queries)):
+        for b, _, index in indexes:
+            for ef in cold_efs:
+                np.argmax(vecs @ q[i])
+                index.set_expansion_search(ef)
+                t = time.perf_counter()
+                index.search("s", q[i], k)
+                cold[(b, ef)].append(time.perf_counter() - t)
+    batch: dict[tuple[str, int], tuple[float, float]] = {}
+    for b, ef, index in configs:
+        index.set_expansion_search(ef)
+        with index.frozen() as raw:
+            t = time.perf_counter()
+            m = raw["s"].search(q, k, threads=0)
+            per_q = (time.perf_counter() - t) / queries
+        batch[(b, ef)] = (per_q, float(np.mean(m.keys[:, 0] == truth)))
+    print(f"\n## ANN knobs at {n} entries, k = {k}, {queries} queries\n")
+    print(f"brute force (numpy, float32) p50: {pct(brute_t, 0.5) * 1000:.2f} ms\n")
+    print(
+        "| dtype:connectivity | expansion_search | p50 ms | p99 ms | recall@1 "
+        "| batched ms/query | batched recall@1 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for b, ef, _ in configs:
+        ts = times[(b, ef)]
+        per_q, brecall = batch[(b, ef)]
+        print(
+            f"| {b} | {ef} | {pct(ts, 0.5) * 1000:.3f} | {pct(ts, 0.99) * 1000:.3f} | "
+            f"{hits[(b, ef)] / queries:.3f} | {per_q * 1000:.3f} | {brecall:.3f} |"
+        )
+    print("\nEach query right after a brute-force scan (cold caches), first 100 queries:\n")
+    print("| dtype:connectivity | expansion_search | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    for (b, ef), ts in cold.items():
+        print(f"| {b} | {ef} | {pct(ts, 0.5) * 1000:.3f} | {pct(ts, 0.99) * 1000:.3f} |")
 
 
 def hit_path(n: int, pairs_path: Path, queries: int) -> None:
@@ -185,8 +316,17 @@ def main() -> None:
         type=Path,
         default=Path(__file__).resolve().parents[2] / "shared" / "data" / "cache" / "quora_val.csv",
     )
+    ap.add_argument("--knobs", action="store_true", help="compare index configurations")
+    ap.add_argument("--builds", nargs="+", default=["f32:16", "i8:16"], help="dtype:connectivity")
+    ap.add_argument("--efs", type=int, nargs="+", default=[32, 64, 128, 256])
+    ap.add_argument("--cold-efs", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--index-cache", type=Path, default=None)
     args = ap.parse_args()
-    ann(args.sizes, args.queries)
+    if args.knobs:
+        for n in args.sizes:
+            knobs(n, args.queries, args.builds, args.efs, args.cold_efs, args.index_cache)
+    else:
+        ann(args.sizes, args.queries)
     if args.hit_path_size:
         hit_path(args.hit_path_size, args.pairs, 200)
 

@@ -36,6 +36,7 @@ from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseConfig, ReuseEngine
+from .reuse.index import IndexParams
 from .reuse.scoring import SCORERS
 from .reuse.variants import CreativityBuffer, CreativityConfig
 from .reuse.verifier import Verifier
@@ -198,6 +199,13 @@ def build_reuse(
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),
         jobs=jobs,
+        index_params=IndexParams(
+            connectivity=r.index_connectivity,
+            expansion_add=r.index_expansion_add,
+            expansion_search=r.index_expansion_search,
+            dtype=r.index_dtype,
+        ),
+        index_dir=settings.server.data_dir / "index" if r.persist_index else None,
     )
     return engine
 

@@ -171,6 +171,25 @@ class ReuseSettings(_Section):
     embed_threads: int = Field(
         0, ge=0, description="onnxruntime threads for the embedder (0 = cores, at most 4)."
     )
+    index_dtype: Literal["f32", "f16", "i8"] = Field(
+        "i8",
+        description="How the ANN index holds vectors: f32, or f16/i8 (smaller, faster to "
+        "search; the best candidates are rescored with exact float32 similarities).",
+    )
+    index_connectivity: int = Field(
+        32, ge=4, le=128, description="HNSW links per node (M); changing it rebuilds the index."
+    )
+    index_expansion_add: int = Field(
+        128, ge=8, description="HNSW search width when adding entries (efConstruction)."
+    )
+    index_expansion_search: int = Field(
+        256, ge=8, description="HNSW search width per lookup (ef): recall against latency."
+    )
+    persist_index: bool = Field(
+        True,
+        description="Save the ANN indexes in data_dir/index at shutdown and reload them at "
+        "start-up (only entries added since are indexed again); off = rebuild at each start.",
+    )
 
 
 class CreativitySettings(_Section):

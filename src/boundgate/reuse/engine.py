@@ -4,7 +4,8 @@
 semantic candidates (per-scope ANN) → guards → verifier. ``remember`` files a fresh answer
 under its scope; ``settle`` compares a fresh answer with the candidate that was not served
 (below threshold, or sampled for verification) and teaches the verifier. State lives in the
-store; the in-memory maps and indexes are rebuilt from it at start-up.
+store; the in-memory maps are rebuilt from it at start-up, and the per-scope indexes are
+reloaded from their saved files where those match the store (``index_files.py``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import math
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,12 +35,15 @@ from . import binding
 from .binding import Signer
 from .embedder import Embedder, Vectors
 from .guards import compare
-from .index import Neighbour, ScopedIndex
+from .index import IndexParams, Neighbour, ScopedIndex
+from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, canonical_query, exact_hash, reuse_key, scope_hash
 from .verifier import Observation, Verdict, Verifier
 
 RECENCY_HALF_LIFE_S = 7 * 86400.0
+
+log = logging.getLogger("boundgate.reuse")
 
 
 @dataclass
@@ -135,7 +141,10 @@ class ReuseEngine:
         rng: random.Random | None = None,
         signer: Signer | None = None,
         jobs: JobQueue | None = None,
+        index_params: IndexParams | None = None,
+        index_dir: Path | None = None,
     ) -> None:
+        """``index_dir``: where the ANN indexes are saved between runs (None: not saved)."""
         self.store = store
         self.signer = signer
         self.jobs = jobs
@@ -149,7 +158,13 @@ class ReuseEngine:
             if self.config.time_sensitive_pattern
             else TimeSensitivity()
         )
-        self.index = ScopedIndex(embedder.dim)
+        self.index = ScopedIndex(embedder.dim, index_params)
+        self.index_files = (
+            IndexFiles(index_dir, embedder=embedder.name, index=self.index)
+            if index_dir is not None
+            else None
+        )
+        self.index_load: IndexLoad | None = None  # what start-up did with the saved indexes
         self._meta: dict[int, EntryMeta] = {}
         self._by_id: dict[str, int] = {}
         self._exact: dict[str, int] = {}
@@ -164,18 +179,25 @@ class ReuseEngine:
 
     # --- start-up -------------------------------------------------------------------------
     def load(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Rebuild maps and indexes from the store (entries, observations, lookup history)."""
+        """Rebuild maps from the store (entries, observations, lookup history); reload the
+        saved indexes, or build them, and save any that had to be built."""
         entries = self.store.entries(self.embedder.name)
-        by_scope: dict[str, tuple[list[int], list[Vectors]]] = {}
+        live: dict[str, LiveScope] = {}
         for i, e in enumerate(entries):
+            if e.revoked:  # never served again; lookups would drop it on sight
+                continue
             self._add_meta(e)
-            keys, vecs = by_scope.setdefault(e.scope, ([], []))
-            keys.append(e.key)
-            vecs.append(np.frombuffer(e.vector, dtype=np.float32))
+            scope = live.setdefault(e.scope, LiveScope([], [], []))
+            scope.keys.append(e.key)
+            scope.fingerprints.append(fingerprint(e.id))
+            scope.vectors.append(e.vector)
             if progress is not None and i % 1000 == 0:
                 progress(i, len(entries))
-        for scope, (keys, vecs) in by_scope.items():
-            self.index.add_many(scope, keys, np.vstack(vecs))
+        del entries
+        self.index_load = load_index(self.index, self.index_files, live)
+        log.info("ANN index: %s", self.index_load.summary())
+        if self.index_files is not None and self.index_load.rebuilt:
+            self.save_index()  # a crash now costs a replay of the tail, not another build
         self._next_key = self.store.max_entry_key() + 1
         for o in self.store.observations():
             self.verifier.add(
@@ -187,6 +209,18 @@ class ReuseEngine:
         for s, d in self.store.lookup_similarities():
             self.verifier.note_lookup(s, d)
         self.verifier.recompute()
+
+    def save_index(self) -> int:
+        """Save the indexes of the scopes changed since the last save (at shutdown).
+        Returns how many were written; 0 without an index dir or before ``load``."""
+        if self.index_files is None or self.index_load is None:
+            return 0
+
+        def fingerprint_of(key: int) -> int:
+            meta = self._meta.get(key)  # None: being forgotten right now; dropped next start
+            return fingerprint(meta.id) if meta is not None else 0
+
+        return self.index_files.save(fingerprint_of)
 
     def _add_meta(self, e: StoredEntry) -> EntryMeta:
         meta = EntryMeta(
@@ -747,6 +781,7 @@ class ReuseEngine:
         return {
             "entries": len(self._meta),
             "scopes": self.index.scopes(),
+            "index_load": asdict(self.index_load) if self.index_load is not None else None,
             "embedder": self.embedder.name,
             "error_bound": self.verifier.delta,
             "threshold": est.threshold,

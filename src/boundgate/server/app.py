@@ -186,6 +186,12 @@ def create_app(
             if stop_grid is not None:
                 await asyncio.to_thread(stop_grid)
             await gateway.drain()
+            if gateway.reuse is not None:
+                try:  # a restart can rebuild what is not saved; shutdown must go on
+                    written = await asyncio.to_thread(gateway.reuse.save_index)
+                    log.info("ANN index: saved %d changed scopes", written)
+                except Exception:
+                    log.exception("ANN index: not saved; the next start rebuilds from the store")
             for backend in gateway.backends.values():
                 await backend.aclose()
             gateway.store.close()
