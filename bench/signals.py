@@ -60,6 +60,7 @@ import numpy.typing as npt
 
 from boundgate.reuse.embedder import OnnxEmbedder, default_model_files
 from boundgate.reuse.guards import compare, features
+from boundgate.reuse.index import ScopedIndex
 from boundgate.reuse.scope import canonical_query
 from boundgate.reuse.scoring import DensityScorer, Evidence
 from reuse_quality import Components, load_pairs
@@ -527,6 +528,19 @@ def main() -> None:
     timeit(
         "align (both questions' token states)", lambda a, b: aligner.score(*aligner.tokens([a, b]))
     )
+    # the gateway's density term: the candidate's own neighbours, from the per-scope index
+    index = ScopedIndex(384)
+    index.add_many("s", list(range(len(stored))), vs)
+    where = {q: j for j, q in enumerate(stored)}
+
+    def density_term(a: str, b: str) -> float:
+        key = where[b]
+        vec = index.vector(key)
+        assert vec is not None
+        around = [x for x in index.search("s", vec, CANDIDATES + 1) if x.key != key]
+        return sum(x.similarity for x in around[:CANDIDATES]) / CANDIDATES
+
+    timeit(f"density term (index search, {len(stored)} stored)", density_term)
     if l3 is not None:
         timeit("l3 (embed both)", lambda a, b: l3.embed([a, b]))
     if e5 is not None:
