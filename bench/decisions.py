@@ -9,11 +9,14 @@ that is labelled (a miss with a candidate above the floor, or a sampled verifica
 the procedure whether its candidate had the same meaning, as the gateway learns from comparing
 answers. Wrong / all requests counts phase 2, as the gateway benchmark does.
 
-Procedures compared, all fed the same labels:
+Procedures compared, all fed the same kind of labels:
 
-- ``verifier``: ``boundgate.reuse.verifier.Verifier`` with the gateway's defaults;
-- ``fixed@t``: a fixed cosine threshold, labelled nothing (reference; the best one at δ is
-  chosen on the evaluation stream itself, so it is an *oracle*, not a result).
+- ``verifier, cosine scorer`` / ``density scorer``: ``boundgate.reuse.verifier.Verifier`` with
+  the gateway's defaults and the given ``Scorer`` (``boundgate.reuse.scoring``), learning
+  online from nothing; then the density scorer with looser bound settings;
+- ``fixed …``: a fixed threshold on the cosine, or on cos − 0.3·density, labelled nothing
+  (reference; the best one at δ is picked on the evaluation stream itself, so these rows are
+  *oracles*, not results; 0.3 is what the regression learned on this file).
 
     python bench/decisions.py --pairs ../shared/data/cache/quora_val.csv
 """

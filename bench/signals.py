@@ -60,6 +60,7 @@ import numpy.typing as npt
 
 from boundgate.reuse.embedder import OnnxEmbedder, default_model_files
 from boundgate.reuse.guards import compare, features
+from boundgate.reuse.index import ScopedIndex
 from boundgate.reuse.scope import canonical_query
 from boundgate.reuse.scoring import DensityScorer, Evidence
 from reuse_quality import Components, load_pairs
@@ -311,6 +312,8 @@ def main() -> None:
     pair_b = [stored[cand[i]] for i in range(n) if has[i]]
     idx = np.flatnonzero(has)
 
+    own_density: dict[str, tuple[F32, F32, npt.NDArray[np.bool_]]] = {}
+
     def rescore(name: str, embed: Callable[[Sequence[str]], F32]) -> None:
         es = cached(args.cache, name, stored, lambda: embed(stored))
         ea = cached(args.cache, name, asked, lambda: embed(asked))
@@ -327,7 +330,15 @@ def main() -> None:
                 if canonical_query(stored[j]) != cq and compare(q, stored[j]).ok:
                     oc[i] = j
                     break
-        signals[name + "-own"] = (np.where(oc >= 0, own[rows, np.maximum(oc, 0)], no), right_of(oc))
+        cos_own = np.where(oc >= 0, own[rows, np.maximum(oc, 0)], no).astype(np.float32)
+        signals[name + "-own"] = (cos_own, right_of(oc))
+        # the density correction in this model's own space, for the combined row below
+        r_a = np.sort(own, axis=1)[:, ::-1][:, :CANDIDATES].mean(axis=1)
+        r_s = np.zeros(len(stored), dtype=np.float32)
+        for s0 in range(0, len(stored), 2048):
+            block = np.sort(es[s0 : s0 + 2048] @ es.T, axis=1)[:, ::-1]
+            r_s[s0 : s0 + 2048] = block[:, 1 : CANDIDATES + 1].mean(axis=1)
+        own_density[name] = (cos_own, (r_a + r_s[np.maximum(oc, 0)]) / 2, right_of(oc))
 
     path = l3_path()
     l3: L3Embedder | None = None
@@ -432,6 +443,16 @@ def main() -> None:
         betas.append(scorer.beta)
         fitted_d.append(np.where(has, cos - scorer.beta * density, no).astype(np.float32))
     report(f"density (β {betas[0]:.3f}/{betas[1]:.3f}, learned)", fitted_d, right)
+    # the other models as retrievers, with the same density correction in their own space
+    for name, (c_own, d_own, r_own) in own_density.items():
+        fo, bo = [], []
+        for cal, _ in folds:
+            m = np.flatnonzero(cal & np.isfinite(c_own))
+            scorer = DensityScorer()
+            scorer.fit([(Evidence(float(c_own[i]), float(d_own[i])), bool(r_own[i])) for i in m])
+            bo.append(scorer.beta)
+            fo.append(np.where(np.isfinite(c_own), c_own - scorer.beta * d_own, no))
+        report(f"{name}-own + density (β {bo[0]:.3f}/{bo[1]:.3f})", fo, r_own)
     # is the neighbourhood size (8 = reuse.candidates) a tuned choice? the same, other sizes
     for k in (1, 4, 16, 32):
         dk = np.zeros(n, dtype=np.float32)
@@ -507,6 +528,19 @@ def main() -> None:
     timeit(
         "align (both questions' token states)", lambda a, b: aligner.score(*aligner.tokens([a, b]))
     )
+    # the gateway's density term: the candidate's own neighbours, from the per-scope index
+    index = ScopedIndex(384)
+    index.add_many("s", list(range(len(stored))), vs)
+    where = {q: j for j, q in enumerate(stored)}
+
+    def density_term(a: str, b: str) -> float:
+        key = where[b]
+        vec = index.vector(key)
+        assert vec is not None
+        around = [x for x in index.search("s", vec, CANDIDATES + 1) if x.key != key]
+        return sum(x.similarity for x in around[:CANDIDATES]) / CANDIDATES
+
+    timeit(f"density term (index search, {len(stored)} stored)", density_term)
     if l3 is not None:
         timeit("l3 (embed both)", lambda a, b: l3.embed([a, b]))
     if e5 is not None:
