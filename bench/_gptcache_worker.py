@@ -2,7 +2,8 @@
 
 Not imported by boundgate. Reads an .npz (stored questions and their vectors, asked questions
 and theirs), and for each similarity threshold builds a fresh GPTCache with its documented
-default pieces (SQLite cache store, faiss vector store, SearchDistanceEvaluation), `put`s
+default pieces (SQLite cache store, faiss vector store, SearchDistanceEvaluation; capacity
+raised above the number of stored questions so nothing is evicted), `put`s
 every stored question with its index as the answer, then `get`s every asked question. Prints
 JSON: {threshold: [index of the answer served, or -1 on a miss, per asked question]}.
 
@@ -49,6 +50,9 @@ def main() -> None:
             data_manager=get_data_manager(
                 CacheBase("sqlite", sql_url=f"sqlite:///{tmp / 'cache.db'}"),
                 VectorBase("faiss", dimension=dim, index_path=str(tmp / "faiss.index")),
+                # GPTCache evicts beyond 1000 entries by default; keep all, as boundgate does
+                # here, so the comparison is of the reuse decision, not of capacity
+                max_size=len(stored) + 1,
             ),
             similarity_evaluation=SearchDistanceEvaluation(),
             config=Config(similarity_threshold=t),
