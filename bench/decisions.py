@@ -217,12 +217,7 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
-    comp = Components()
-    for q1, q2, d in pairs:
-        comp.find(q1)
-        comp.find(q2)
-        if d:
-            comp.union(q1, q2)
+    comp = Components.of(pairs)
     stored_q1 = list(dict.fromkeys(q1 for q1, _, _ in pairs))
     asked = [q2 for _, q2, _ in pairs]
     texts = stored_q1 + asked

@@ -29,13 +29,7 @@ from reuse_quality import Components, load_pairs
 
 
 def clusters_from(paths: list[Path]) -> list[list[str]]:
-    comp = Components()
-    for path in paths:
-        for q1, q2, dup in load_pairs(path, None, 0):
-            comp.find(q1)
-            comp.find(q2)
-            if dup:
-                comp.union(q1, q2)
+    comp = Components.of(pair for path in paths for pair in load_pairs(path, None, 0))
     groups: dict[str, list[str]] = {}
     for q in comp.parent:
         groups.setdefault(comp.find(q), []).append(q)

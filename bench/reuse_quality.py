@@ -40,6 +40,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,17 @@ class Components:
     def union(self, a: str, b: str) -> None:
         self.parent[self.find(a)] = self.find(b)
 
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, str, int]]) -> Components:
+        """Every question of ``pairs``, with each duplicate pair joined."""
+        comp = cls()
+        for q1, q2, dup in pairs:
+            comp.find(q1)
+            comp.find(q2)
+            if dup:
+                comp.union(q1, q2)
+        return comp
+
 
 def load_pairs(path: Path, limit: int | None, seed: int) -> list[tuple[str, str, int]]:
     """CSV with question1,question2,is_duplicate; or GPTCache's JSON list of
@@ -140,12 +152,7 @@ def main() -> None:
     args = ap.parse_args()
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
-    comp = Components()
-    for q1, q2, dup in pairs:
-        comp.find(q1)
-        comp.find(q2)
-        if dup:
-            comp.union(q1, q2)
+    comp = Components.of(pairs)
     negatives: list[tuple[str, str]] = []
     for q1, _, _ in pairs:
         n = negate(q1)
