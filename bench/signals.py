@@ -430,35 +430,29 @@ def main() -> None:
     # the gateway's density scorer: cos − β·density, β learned on the calibration half only
     density = np.zeros(n, dtype=np.float32)
     density[idx] = (r_asked[idx] + r_stored[cand[idx]]) / 2
-    fitted_d, betas = [], []
-    for cal, _ in folds:
-        m = np.flatnonzero(cal & has)
-        scorer = DensityScorer()
-        scorer.fit([(Evidence(float(cos[i]), float(density[i])), bool(right[i])) for i in m])
-        betas.append(scorer.beta)
-        fitted_d.append(np.where(has, cos - scorer.beta * density, no).astype(np.float32))
+
+    def fit_density(c: Any, d: Any, labels: Any, valid: Any) -> tuple[list[Any], list[float]]:
+        """cos − β·density per fold, β fitted by the gateway's scorer on the calibration half."""
+        scores, fitted = [], []
+        for cal, _ in folds:
+            scorer = DensityScorer()
+            m = np.flatnonzero(cal & valid)
+            scorer.fit([(Evidence(float(c[i]), float(d[i])), bool(labels[i])) for i in m])
+            fitted.append(scorer.beta)
+            scores.append(np.where(valid, c - scorer.beta * d, no).astype(np.float32))
+        return scores, fitted
+
+    fitted_d, betas = fit_density(cos, density, right, has)
     report(f"density (β {betas[0]:.3f}/{betas[1]:.3f}, learned)", fitted_d, right)
     # the other models as retrievers, with the same density correction in their own space
     for name, (c_own, d_own, r_own) in own_density.items():
-        fo, bo = [], []
-        for cal, _ in folds:
-            m = np.flatnonzero(cal & np.isfinite(c_own))
-            scorer = DensityScorer()
-            scorer.fit([(Evidence(float(c_own[i]), float(d_own[i])), bool(r_own[i])) for i in m])
-            bo.append(scorer.beta)
-            fo.append(np.where(np.isfinite(c_own), c_own - scorer.beta * d_own, no))
+        fo, bo = fit_density(c_own, d_own, r_own, np.isfinite(c_own))
         report(f"{name}-own + density (β {bo[0]:.3f}/{bo[1]:.3f})", fo, r_own)
     # is the neighbourhood size (8 = reuse.candidates) a tuned choice? the same, other sizes
     for k in (1, 4, 16, 32):
         dk = np.zeros(n, dtype=np.float32)
         dk[idx] = (top_sorted[idx, :k].mean(axis=1) + near_stored[cand[idx], :k].mean(axis=1)) / 2
-        fk, bk = [], []
-        for cal, _ in folds:
-            m = np.flatnonzero(cal & has)
-            scorer = DensityScorer()
-            scorer.fit([(Evidence(float(cos[i]), float(dk[i])), bool(right[i])) for i in m])
-            bk.append(scorer.beta)
-            fk.append(np.where(has, cos - scorer.beta * dk, no).astype(np.float32))
+        fk, bk = fit_density(cos, dk, right, has)
         report(f"density, {k} neighbours (β {bk[0]:.3f}/{bk[1]:.3f})", fk, right)
 
     # combined signals: fitted on the calibration half of each fold only
