@@ -21,6 +21,8 @@ from .. import __version__
 from ..settings import ConfigError, Settings, describe, load_settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from ..store import Store
 
 app = typer.Typer(
@@ -63,6 +65,18 @@ def opened_store(settings: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def exit_on_http_error(resp: httpx.Response) -> None:
+    """Print the gateway's OpenAI-shaped error message and exit 1, if ``resp`` is an error."""
+    if resp.status_code < 400:
+        return
+    try:
+        message = resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = resp.text
+    err.print(f"error {resp.status_code}: {message}", highlight=False)
+    raise typer.Exit(1)
 
 
 def _is_loopback(host: str) -> bool:
@@ -179,12 +193,7 @@ def ask(
         ) as resp:
             if resp.status_code >= 400:
                 resp.read()
-                try:
-                    message = resp.json()["error"]["message"]
-                except (ValueError, KeyError, TypeError):
-                    message = resp.text
-                err.print(f"error {resp.status_code}: {message}", highlight=False)
-                raise typer.Exit(1)
+                exit_on_http_error(resp)
             for line in resp.iter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue

@@ -190,15 +190,9 @@ def _client(url: str, api_key: str | None) -> Any:
 
 
 def _check(resp: Any) -> Any:
-    from . import err
+    from . import exit_on_http_error
 
-    if resp.status_code >= 400:
-        try:
-            message = resp.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = resp.text
-        err.print(f"error {resp.status_code}: {message}", highlight=False)
-        raise typer.Exit(1)
+    exit_on_http_error(resp)
     kind = resp.headers.get("content-type", "").split(";")[0].strip()
     return resp.json() if kind == "application/json" else resp.text
 

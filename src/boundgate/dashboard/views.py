@@ -298,13 +298,21 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
         policy = CarbonAwareStart(gw.carbon, gw.grid_zone)
     forecast = [float(v) for v in policy.forecast(now, hours)]
     hour_labels = [utc((now_h + k) * HOUR, "%m-%d %H:00") for k in range(hours)]
+
+    def hour_of(ts: float) -> int | None:
+        """Index of ``ts``'s hour in the forecast, or None outside it."""
+        k = int(ts // HOUR) - now_h
+        return k if 0 <= k < hours else None
+
+    def forecast_at(ts: float) -> float | None:
+        k = hour_of(ts)
+        return None if k is None else forecast[k]
+
     jobs = gw.store.jobs()
     placed = []
     for job in jobs:
-        if job.state not in ("pending", "running"):
-            continue
-        k = int(job.not_before // HOUR) - now_h
-        if 0 <= k < hours:
+        k = hour_of(job.not_before)
+        if job.state in ("pending", "running") and k is not None:
             placed.append({"x": hour_labels[k], "y": forecast[k], "id": job.id, "kind": job.kind})
     best = min(range(hours), key=forecast.__getitem__) if forecast else None
     job_rows = [
@@ -316,9 +324,7 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
             "not_before": utc(j.not_before),
             "deadline": utc(j.deadline),
             "attempts": j.attempts,
-            "forecast": forecast[int(j.not_before // HOUR) - now_h]
-            if 0 <= int(j.not_before // HOUR) - now_h < hours
-            else None,
+            "forecast": forecast_at(j.not_before),
         }
         for j in sorted(jobs, key=lambda j: j.created, reverse=True)[:200]
     ]

@@ -276,18 +276,13 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
             )
         )
     now = gw.clock.time()
-    if outputs:
-        f = await asyncio.to_thread(
-            new_file, gw, tenant, "batch_output", f"{batch_id}_output.jsonl",
-            ("\n".join(outputs) + "\n").encode(),
-        )  # fmt: skip
-        batch["output_file_id"] = f.id
-    if errors:
-        f = await asyncio.to_thread(
-            new_file, gw, tenant, "batch_output", f"{batch_id}_error.jsonl",
-            ("\n".join(errors) + "\n").encode(),
-        )  # fmt: skip
-        batch["error_file_id"] = f.id
+    for kind, records in (("output", outputs), ("error", errors)):
+        if records:
+            f = await asyncio.to_thread(
+                new_file, gw, tenant, "batch_output", f"{batch_id}_{kind}.jsonl",
+                ("\n".join(records) + "\n").encode(),
+            )  # fmt: skip
+            batch[f"{kind}_file_id"] = f.id
     run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
     batch["request_counts"].update(completed=len(outputs), failed=len(errors))
     bg.update(
