@@ -20,10 +20,13 @@ detector lists are settings-free on purpose (they describe English, not a deploy
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+import snowballstemmer  # type: ignore[import-untyped]
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
 
@@ -56,8 +59,16 @@ NEGATIONS = frozenset(
         "hadnt",
         "without",
         "unable",
+        "aint",
+        "neednt",
+        "mustnt",
+        "mightnt",
+        "shant",
+        "nope",
     ]
 )
+# verbs that negate what follows when followed by "to" ("fail to arrive" = "not arrive")
+NEGATING_VERBS = frozenset(["fail", "fails", "failed", "failing", "refuse", "refuses", "refused"])
 
 _ANTONYMS = [
     ("on", "off"),
@@ -169,7 +180,110 @@ _ANTONYMS = [
     ("summer", "winter"),
     ("spring", "autumn"),
     ("asia", "europe"),
+    ("better", "worse"),
+    ("quickly", "slowly"),
+    ("fast", "slowly"),
+    ("up", "down"),
+    ("increase", "decline"),
+    ("increase", "drop"),
+    ("old", "young"),
+    ("older", "younger"),
+    ("old", "new"),
+    ("early", "late"),
+    ("earlier", "later"),
+    ("strong", "weak"),
+    ("stronger", "weaker"),
+    ("heavy", "light"),
+    ("heavier", "lighter"),
+    ("wide", "narrow"),
+    ("wider", "narrower"),
+    ("thick", "thin"),
+    ("thicker", "thinner"),
+    ("deep", "shallow"),
+    ("near", "far"),
+    ("rise", "fall"),
+    ("raise", "lower"),
+    ("grow", "shrink"),
+    ("expand", "shrink"),
+    ("help", "hurt"),
+    ("awake", "asleep"),
+    ("alive", "dead"),
+    ("live", "die"),
+    ("full", "empty"),
+    ("safe", "dangerous"),
+    ("accept", "decline"),
+    ("accept", "refuse"),
+    ("merge", "split"),
+    ("join", "leave"),
+    ("arrive", "depart"),
+    ("arrival", "departure"),
+    ("enter", "exit"),
+    ("borrow", "lend"),
+    ("give", "take"),
+    ("win", "loss"),
+    ("profit", "loss"),
+    ("credit", "debit"),
+    ("asset", "liability"),
+    ("optimistic", "pessimistic"),
+    ("introvert", "extrovert"),
+    ("vertical", "horizontal"),
+    ("client", "server"),
+    ("frontend", "backend"),
+    ("sync", "async"),
+    ("synchronous", "asynchronous"),
+    ("odd", "even"),
+    ("major", "minor"),
+    ("heat", "cool"),
+    ("warm", "cool"),
+    ("warm", "cold"),
+    ("wet", "dry"),
+    ("clean", "dirty"),
+    ("quiet", "loud"),
+    ("bright", "dark"),
+    ("light", "dark"),
+    ("happy", "sad"),
+    ("pass", "fail"),
+    ("succeed", "fail"),
+    ("cause", "prevent"),
+    ("allow", "prevent"),
+    ("kill", "protect"),
+    ("attack", "defend"),
+    ("offense", "defense"),
+    ("rich", "poor"),
+    ("winner", "loser"),
+    ("buyer", "seller"),
+    ("landlord", "tenant"),
+    ("doctor", "patient"),
+    ("sender", "recipient"),
 ]
+
+# Affixes that turn a word into its opposite: a word on one side only whose counterpart on
+# the other side only is the same root with a negating prefix (likely/unlikely,
+# relevant/irrelevant, hide/unhide) or suffix (harm(ful)/harmless), or with the opposite member
+# of a paired affix (overclock/underclock, encode/decode, upload/download, import/export,
+# employer/employee). Roots must keep at least 3 letters.
+NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "de", "anti", "ab", "mis")
+NEGATING_SUFFIXES = ("less",)
+PAIRED_PREFIXES = (
+    ("over", "under"),
+    ("up", "down"),
+    ("upper", "lower"),
+    ("en", "de"),
+    ("en", "dis"),
+    ("in", "de"),
+    ("in", "out"),
+    ("in", "ex"),
+    ("im", "ex"),
+    ("max", "min"),
+    ("pre", "post"),
+    ("inter", "intra"),
+    ("at", "de"),
+    ("ac", "de"),
+)
+PAIRED_SUFFIXES = (("ful", "less"), ("er", "ee"), ("ers", "ees"))
+# Words after which the next content word has a role (direction, comparison): the same words
+# in another order there ("convert a string to an int" / "an int to a string") swap roles.
+DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "towards", "against"])
 
 NUMBER_WORDS = {
     w: str(i)
@@ -342,6 +456,20 @@ UNITS = {
     "years": "y",
 }
 
+# the dimension of each unit code in UNITS (codes not listed are their own dimension)
+UNIT_DIMENSIONS = {
+    **dict.fromkeys(["km", "mi", "m", "cm", "mm", "in", "ft"], "length"),
+    **dict.fromkeys(["kg", "lb", "g", "oz"], "mass"),
+    **dict.fromkeys(["C", "F", "K", "deg"], "temperature"),
+    **dict.fromkeys(["USD", "EUR", "GBP", "JPY", "INR"], "currency"),
+    **dict.fromkeys(["l", "gal"], "volume"),
+    **dict.fromkeys(["kB", "MB", "GB", "TB"], "data"),
+    **dict.fromkeys(["GHz", "MHz"], "frequency"),
+    **dict.fromkeys(["kWh"], "energy"),
+    **dict.fromkeys(["W"], "power"),
+    **dict.fromkeys(["s", "min", "h", "d", "wk", "mo", "y"], "time"),
+}
+
 STOPWORDS = frozenset(
     [
         "a",
@@ -501,8 +629,14 @@ STOPWORDS = frozenset(
 )
 
 
+_HYPHENATED_PREFIX = re.compile(
+    r"\b(un|non|anti|dis|de|in|im|il|ir|mis|over|under|pre|post|re|co|self)-(?=[a-z])"
+)
+
+
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
+    text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
     return text.replace("’", "'").replace("n't", "nt").replace("'", "")
 
 
@@ -510,14 +644,13 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalise(text))
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
-    """A light suffix stripper (plural/tense), enough to match "tutorials" with "tutorial"."""
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + repl
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        return word[:-1]
-    return word
+    """The English Snowball (Porter2) stem: "tutorials" → "tutori", "enabling" → "enabl"."""
+    return str(_STEMMER.stemWord(word))
 
 
 @dataclass(frozen=True)
@@ -531,12 +664,38 @@ class Features:
     polar: frozenset[str]  # antonym-pair members mentioned, as "pair#side"
     content: frozenset[str]  # stemmed content words
     names: frozenset[str] = field(default_factory=frozenset)  # capitalised mid-sentence words
+    forms: frozenset[str] = field(default_factory=frozenset)  # content words, as written
+    # (directional word, stem after it, stems of the 3 content words before it): _roles
+    roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
+
+
+def _phrase_stems(phrase: str) -> str:
+    return " ".join(stem(w) for w in phrase.split())
+
+
+# antonym pairs keyed by their stemmed form, so "enabling"/"disabled" match enable/disable
+def _graded(word: str) -> list[str]:
+    """A one-word antonym with its comparative and superlative (high → higher, highest;
+    big → bigger; easy → easier), so every grade of a pair is opposed. (Not adverbs:
+    "largely", "lately" and "hardly" mean something else.)"""
+    if " " in word or len(word) < 3 or word in STOPWORDS:
+        return [word]
+    if word.endswith("e"):
+        return [word, word + "r", word + "st"]
+    if word.endswith("y") and len(word) > 3:
+        return [word, word[:-1] + "ier", word[:-1] + "iest"]
+    cvc = len(word) <= 4 and re.fullmatch(r".*[^aeiou][aeiou][^aeiouwxy]", word) is not None
+    base = word + word[-1] if cvc else word
+    return [word, base + "er", base + "est"]
 
 
 _POLAR_INDEX: dict[str, list[tuple[int, int]]] = {}
 for _i, (_a, _b) in enumerate(_ANTONYMS):
-    _POLAR_INDEX.setdefault(_a, []).append((_i, 0))
-    _POLAR_INDEX.setdefault(_b, []).append((_i, 1))
+    for _side, _word in ((0, _a), (1, _b)):
+        for _form in _graded(_word):
+            _sides = _POLAR_INDEX.setdefault(_phrase_stems(_form), [])
+            if (_i, _side) not in _sides:
+                _sides.append((_i, _side))
 
 
 def _number(tok: str) -> str | None:
@@ -550,11 +709,29 @@ def _number(tok: str) -> str | None:
     return NUMBER_WORDS.get(tok)
 
 
+def _roles(toks: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
+    """For each directional word: (the word, the stem of the first content word after it,
+    the stems of the last three content words before it)."""
+    out = []
+    for i, t in enumerate(toks):
+        if t not in DIRECTIONAL:
+            continue
+        prior = [stem(w) for w in toks[:i] if w not in STOPWORDS and not w[0].isdigit()]
+        before = frozenset(prior[-3:])
+        for nxt in toks[i + 1 : i + 4]:
+            if nxt not in STOPWORDS and not nxt[0].isdigit():
+                out.append((t, stem(nxt), before))
+                break
+    return frozenset(out)
+
+
 @lru_cache(maxsize=65536)
 def features(text: str) -> Features:
     toks = words(text)
-    joined = " ".join(toks)
+    stems = [stem(t) for t in toks]
+    joined = f" {' '.join(stems)} "
     negations = sum(t in NEGATIONS for t in toks)
+    negations += sum(t in NEGATING_VERBS and nxt == "to" for t, nxt in itertools.pairwise(toks))
     numbers = set()
     dates = set()
     units = set()
@@ -572,11 +749,13 @@ def features(text: str) -> Features:
         if t in UNITS:
             units.add(UNITS[t])
     polar: set[str] = set()
+    stem_set = set(stems)
     for phrase, sides in _POLAR_INDEX.items():
-        hit = f" {phrase} " in f" {joined} " if " " in phrase else phrase in toks
+        hit = f" {phrase} " in joined if " " in phrase else phrase in stem_set
         if hit:
             polar.update(f"{i}#{side}" for i, side in sides)
-    content = frozenset(stem(t) for t in toks if t not in STOPWORDS and not t[0].isdigit())
+    kept = [t for t in toks if t not in STOPWORDS and not t[0].isdigit()]
+    content = frozenset(stem(t) for t in kept)
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
     names = frozenset(stem(w.casefold()) for w in raw if w.casefold() not in STOPWORDS)
     return Features(
@@ -587,7 +766,97 @@ def features(text: str) -> Features:
         frozenset(polar),
         content,
         names,
+        frozenset(kept),
+        _roles(toks),
     )
+
+
+def _negated_by_affix(base: str, other: str) -> bool:
+    """Whether ``other`` is ``base`` with a negating prefix or suffix (root ≥ 3 letters)."""
+    if len(base) < 3:
+        return False
+    return any(other == p + base for p in NEGATING_PREFIXES) or any(
+        other == base + sfx for sfx in NEGATING_SUFFIXES
+    )
+
+
+def _paired_affixes(x: str, y: str) -> bool:
+    """Whether ``x`` and ``y`` are one root with paired opposite affixes (over/under, en/de,
+    ful/less, er/ee, ...; root ≥ 3 letters)."""
+    for a, b in ((x, y), (y, x)):
+        for p, q in PAIRED_PREFIXES:
+            root = a[len(p) :]
+            if a.startswith(p) and b.startswith(q) and len(root) >= 3 and root == b[len(q) :]:
+                return True
+        for p, q in PAIRED_SUFFIXES:
+            root = a[: -len(p)]
+            if a.endswith(p) and b.endswith(q) and len(root) >= 3 and root == b[: -len(q)]:
+                return True
+    return False
+
+
+def _unit_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
+    A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
+    same, and a number that differs is the number guard's business."""
+    for dim in {UNIT_DIMENSIONS.get(u, u) for u in a} & {UNIT_DIMENSIONS.get(u, u) for u in b}:
+        if {u for u in a if UNIT_DIMENSIONS.get(u, u) == dim} != {
+            u for u in b if UNIT_DIMENSIONS.get(u, u) == dim
+        }:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class AffixFlips:
+    negated_a: int  # words of side a that negate a word of side b by an affix ("unlikely")
+    negated_b: int
+    paired: bool  # a word pair with opposite paired affixes ("overclock"/"underclock")
+
+
+def _affix_flips(fa: Features, fb: Features) -> AffixFlips:
+    """Content words of one side only that are the opposite, by affix, of a content word of
+    the other side only; checked on the words as written and on their stems. A negating
+    affix counts as a negation of its side, so "if not refrigerated" and "unrefrigerated"
+    agree while "likely" and "unlikely" do not."""
+    only_a = (fa.forms - fb.forms) | (fa.content - fb.content)
+    only_b = (fb.forms - fa.forms) | (fb.content - fa.content)
+    if len(only_a) * len(only_b) > 400:  # long texts: not worth the quadratic scan
+        return AffixFlips(0, 0, False)
+    stems = fa.content | fb.content
+
+    def key(w: str) -> str:  # a word and its stem count once
+        return w if w in stems else stem(w)
+
+    neg_a: set[str] = set()  # the negated words
+    neg_b: set[str] = set()
+    paired = False
+    for x in only_a:
+        for y in only_b:
+            if _negated_by_affix(y, x):
+                neg_a.add(key(y))
+            elif _negated_by_affix(x, y):
+                neg_b.add(key(x))
+            elif _paired_affixes(x, y):
+                paired = True
+    return AffixFlips(len(neg_a), len(neg_b), paired)
+
+
+def _role_swap(fa: Features, fb: Features) -> bool:
+    """After the same directional word each side names what the other names before it: the
+    roles are swapped ("from London to Paris" / "from Paris to London", "is X faster than Y"
+    / "is Y faster than X", "convert a string to an int" / "an int to a string"), while a
+    mere reordering ("the best way to learn programming" / "learn to program") is not."""
+    pairs_a = {(d, x) for d, x, _ in fa.roles}
+    pairs_b = {(d, x) for d, x, _ in fb.roles}
+    for d, xa, before_a in fa.roles:
+        if (d, xa) in pairs_b:  # the other side has this role too: not swapped
+            continue
+        for d2, xb, before_b in fb.roles:
+            swapped = xa != xb and xa in before_b and xb in before_a
+            if d == d2 and swapped and (d, xb) not in pairs_a:
+                return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -604,13 +873,14 @@ class Comparison:
 def compare(a: str, b: str) -> Comparison:
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
-    if fa.negations != fb.negations:
+    flips = _affix_flips(fa, fb)
+    if fa.negations + flips.negated_a != fb.negations + flips.negated_b:
         conflicts.append("negation")
     if fa.numbers != fb.numbers:
         conflicts.append("number")
     if fa.dates != fb.dates:
         conflicts.append("date")
-    if fa.units != fb.units:
+    if _unit_conflict(fa.units, fb.units):
         conflicts.append("unit")
     opposite = {p.split("#")[0] for p in fa.polar} & {p.split("#")[0] for p in fb.polar}
     for pair in opposite:
@@ -619,6 +889,10 @@ def compare(a: str, b: str) -> Comparison:
         if sa != sb:
             conflicts.append("polarity")
             break
+    if flips.paired and "polarity" not in conflicts:
+        conflicts.append("polarity")
+    if _role_swap(fa, fb):
+        conflicts.append("order")
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
     if names_a and names_b:
         conflicts.append("entity")
