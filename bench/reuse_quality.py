@@ -14,7 +14,11 @@ Phase 1 asks every question1 (stored as misses); phase 2 asks every question2 an
 - energy avoided: the gateway's ``x-boundgate-energy-avoided-wh`` summed, over the energy
   phase 2 would have spent without reuse;
 - hard negatives: questions from the same file turned into their negation or antonym
-  ("Is X safe?" → "Is X not safe?", "turn on" → "turn off"); any reuse there is wrong.
+  ("Is X safe?" → "Is X not safe?", "turn on" → "turn off"); any reuse there is wrong;
+- hand-written contradictions (``tests/data/contradictions.tsv``, the list the guards were
+  developed on, and ``contradictions_heldout.tsv``, written before the guards were extended
+  and not used to develop them): after phase 2 the first side of each pair is stored and the
+  second asked; any reuse is wrong.
 
 Side by side, on the same pairs and the same embeddings: GPTCache 0.1.44 itself (installed
 into bench/.venv-gptcache; its SQLite store, faiss index and default SearchDistanceEvaluation)
@@ -86,6 +90,13 @@ def negate(q: str) -> str | None:
     return None
 
 
+def read_contradictions(path: Path) -> list[tuple[str, str]]:
+    """Pairs from a tab-separated file ("#" comments; a third column is a note)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
+    return [(r[0], r[1]) for r in rows]
+
+
 class Components:
     """Union-find over questions: duplicate pairs share a meaning, transitively."""
 
@@ -144,6 +155,14 @@ def main() -> None:
         help="reuse.scorer for the gateway (default: the setting's default)",
     )
     ap.add_argument(
+        "--contradictions",
+        type=Path,
+        action="append",
+        default=None,
+        help="tab-separated hand-written contradiction pairs (default: both lists in "
+        "tests/data/); the first side is stored, the second asked: any reuse is wrong",
+    )
+    ap.add_argument(
         "--gptcache-pairs",
         type=int,
         default=1500,
@@ -162,6 +181,14 @@ def main() -> None:
     meanings = {q: comp.find(q) for q in comp.parent}
     for _, n in negatives:
         meanings[n] = "negated:" + n
+    data = Path(__file__).resolve().parent.parent / "tests" / "data"
+    default_lists = [data / "contradictions.tsv", data / "contradictions_heldout.tsv"]
+    lists = args.contradictions or default_lists
+    contradictions = {path.name: read_contradictions(path) for path in lists}
+    for name, found in contradictions.items():
+        for a, b in found:
+            meanings.setdefault(a, f"{name}:{a}")
+            meanings.setdefault(b, f"{name}:{b}")
 
     extra = f'[reuse]\nscorer = "{args.scorer}"\n' if args.scorer else ""
     with gateway_over_fake_upstream(meanings, extra) as (http, _app):
@@ -206,6 +233,16 @@ def main() -> None:
             if status.startswith("hit") and text != fake_answer(meanings[n]):
                 neg_wrong += 1
                 print(f"wrong on hard negative: {q1!r} -> {n!r}", file=sys.stderr)
+        contra_wrong: dict[str, int] = {}
+        for name, found in contradictions.items():
+            contra_wrong[name] = 0
+            for a, _ in found:
+                ask(a)
+            for a, b in track(found, name):
+                status, text, _, _ = ask(b)
+                if status.startswith("hit") and text != fake_answer(meanings[b]):
+                    contra_wrong[name] += 1
+                    print(f"wrong on contradiction: {a!r} -> {b!r}", file=sys.stderr)
         stats = http.get("/v1/boundgate/stats").json()["reuse"]
         wall = time.perf_counter() - t0
 
@@ -288,6 +325,11 @@ def main() -> None:
         f"hard negatives (negation/antonym of a stored question): {neg_wrong} of "
         f"{len(negatives)} answered wrongly ({neg_wrong / max(1, len(negatives)):.4f})."
     )
+    for name, found in contradictions.items():
+        print(
+            f"hand-written contradictions ({name}; stored after phase 2, then asked): "
+            f"{contra_wrong[name]} of {len(found)} answered wrongly."
+        )
     print(
         f"verifier: estimate {stats['error_rate_estimate']:.4f} "
         f"(CI {stats['error_rate_ci'][0]:.4f}-{stats['error_rate_ci'][1]:.4f}), "

@@ -26,7 +26,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import snowballstemmer  # type: ignore[import-untyped]
+import Stemmer  # PyStemmer: the Snowball stemmers in C
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
 
@@ -644,7 +644,7 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalise(text))
 
 
-_STEMMER = snowballstemmer.stemmer("english")
+_STEMMER = Stemmer.Stemmer("english")
 
 
 @lru_cache(maxsize=65536)
@@ -689,11 +689,13 @@ def _graded(word: str) -> list[str]:
     return [word, base + "er", base + "est"]
 
 
-_POLAR_INDEX: dict[str, list[tuple[int, int]]] = {}
+_POLAR_WORDS: dict[str, list[tuple[int, int]]] = {}  # one-word members, by stem
+_POLAR_PHRASES: dict[str, list[tuple[int, int]]] = {}  # "turn on", "sign in", ... by stems
 for _i, (_a, _b) in enumerate(_ANTONYMS):
     for _side, _word in ((0, _a), (1, _b)):
         for _form in _graded(_word):
-            _sides = _POLAR_INDEX.setdefault(_phrase_stems(_form), [])
+            _key = _phrase_stems(_form)
+            _sides = (_POLAR_PHRASES if " " in _key else _POLAR_WORDS).setdefault(_key, [])
             if (_i, _side) not in _sides:
                 _sides.append((_i, _side))
 
@@ -749,10 +751,11 @@ def features(text: str) -> Features:
         if t in UNITS:
             units.add(UNITS[t])
     polar: set[str] = set()
-    stem_set = set(stems)
-    for phrase, sides in _POLAR_INDEX.items():
-        hit = f" {phrase} " in joined if " " in phrase else phrase in stem_set
-        if hit:
+    for st in set(stems):
+        for i, side in _POLAR_WORDS.get(st, ()):
+            polar.add(f"{i}#{side}")
+    for phrase, sides in _POLAR_PHRASES.items():
+        if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
     kept = [t for t in toks if t not in STOPWORDS and not t[0].isdigit()]
     content = frozenset(stem(t) for t in kept)
@@ -771,40 +774,39 @@ def features(text: str) -> Features:
     )
 
 
-def _negated_by_affix(base: str, other: str) -> bool:
-    """Whether ``other`` is ``base`` with a negating prefix or suffix (root ≥ 3 letters)."""
-    if len(base) < 3:
-        return False
-    return any(other == p + base for p in NEGATING_PREFIXES) or any(
-        other == base + sfx for sfx in NEGATING_SUFFIXES
-    )
+def _affix_bases(word: str) -> list[str]:
+    """The words that ``word`` negates by a negating affix ("unlikely" → "likely",
+    "harmless" → "harm"); roots keep at least 3 letters."""
+    out = [word[len(p) :] for p in NEGATING_PREFIXES if word.startswith(p)]
+    out += [word[: -len(s)] for s in NEGATING_SUFFIXES if word.endswith(s)]
+    return [w for w in out if len(w) >= 3]
 
 
-def _paired_affixes(x: str, y: str) -> bool:
-    """Whether ``x`` and ``y`` are one root with paired opposite affixes (over/under, en/de,
-    ful/less, er/ee, ...; root ≥ 3 letters)."""
-    for a, b in ((x, y), (y, x)):
-        for p, q in PAIRED_PREFIXES:
-            root = a[len(p) :]
-            if a.startswith(p) and b.startswith(q) and len(root) >= 3 and root == b[len(q) :]:
-                return True
-        for p, q in PAIRED_SUFFIXES:
-            root = a[: -len(p)]
-            if a.endswith(p) and b.endswith(q) and len(root) >= 3 and root == b[: -len(q)]:
-                return True
-    return False
+def _affix_opposites(word: str) -> list[str]:
+    """The words with the paired opposite affix ("overclock" → "underclock", "encode" →
+    "decode", "employer" → "employee"); roots keep at least 3 letters."""
+    out = []
+    for p, q in PAIRED_PREFIXES:
+        for a, b in ((p, q), (q, p)):
+            if word.startswith(a) and len(word) - len(a) >= 3:
+                out.append(b + word[len(a) :])
+    for p, q in PAIRED_SUFFIXES:
+        for a, b in ((p, q), (q, p)):
+            if word.endswith(a) and len(word) - len(a) >= 3:
+                out.append(word[: -len(a)] + b)
+    return out
 
 
 def _unit_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
     """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
     A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
     same, and a number that differs is the number guard's business."""
-    for dim in {UNIT_DIMENSIONS.get(u, u) for u in a} & {UNIT_DIMENSIONS.get(u, u) for u in b}:
-        if {u for u in a if UNIT_DIMENSIONS.get(u, u) == dim} != {
-            u for u in b if UNIT_DIMENSIONS.get(u, u) == dim
-        }:
-            return True
-    return False
+
+    def of(units: frozenset[str], dim: str) -> set[str]:
+        return {u for u in units if UNIT_DIMENSIONS.get(u, u) == dim}
+
+    dims = {UNIT_DIMENSIONS.get(u, u) for u in a} & {UNIT_DIMENSIONS.get(u, u) for u in b}
+    return any(of(a, dim) != of(b, dim) for dim in dims)
 
 
 @dataclass(frozen=True)
@@ -821,25 +823,17 @@ def _affix_flips(fa: Features, fb: Features) -> AffixFlips:
     agree while "likely" and "unlikely" do not."""
     only_a = (fa.forms - fb.forms) | (fa.content - fb.content)
     only_b = (fb.forms - fa.forms) | (fb.content - fa.content)
-    if len(only_a) * len(only_b) > 400:  # long texts: not worth the quadratic scan
-        return AffixFlips(0, 0, False)
     stems = fa.content | fb.content
 
     def key(w: str) -> str:  # a word and its stem count once
         return w if w in stems else stem(w)
 
-    neg_a: set[str] = set()  # the negated words
-    neg_b: set[str] = set()
-    paired = False
-    for x in only_a:
-        for y in only_b:
-            if _negated_by_affix(y, x):
-                neg_a.add(key(y))
-            elif _negated_by_affix(x, y):
-                neg_b.add(key(x))
-            elif _paired_affixes(x, y):
-                paired = True
-    return AffixFlips(len(neg_a), len(neg_b), paired)
+    def negated(side: set[str] | frozenset[str], other: set[str] | frozenset[str]) -> set[str]:
+        """Bases (on ``other``) of the words of ``side`` that negate them by an affix."""
+        return {key(base) for w in side for base in _affix_bases(w) if base in other}
+
+    paired = any(o in only_b for w in only_a for o in _affix_opposites(w))
+    return AffixFlips(len(negated(only_a, only_b)), len(negated(only_b, only_a)), paired)
 
 
 def _role_swap(fa: Features, fb: Features) -> bool:

@@ -1,4 +1,5 @@
-"""The storage seam. SQLite is the default; PostgreSQL comes as an extra.
+"""The storage seam. SQLite (``sqlite.py``) is the only store today; a shared PostgreSQL
+store would implement the same interface.
 
 Durability contract: :meth:`Store.record` returns only after the row is committed, so a
 response is never sent for a request whose ledger row could still be lost to a crash
