@@ -23,8 +23,10 @@ keep their raw evidence, so when the scorer changes everything is re-scored and 
 recomputed; the similarity floor stays on the raw cosine (it decides what is labelled at all).
 
 For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with ``s ≥ t`` and
-the wrong ones among them, and ``h(t)`` the share of recent lookups (the last
-``lookup_window``) whose best candidate has ``s ≥ t``. Expected wrong reuses per lookup at
+the wrong ones among them, and ``h(t)`` the share of recent lookups whose best candidate has
+``s ≥ t``: the highest such share over the last 250, 1000 and 5000 lookups
+(``lookup_windows``), so that when traffic turns to near-repeats the bound tightens within a
+few hundred lookups instead of after thousands. Expected wrong reuses per lookup at
 ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence bound
 (one-sided, ``reuse.confidence``) for ``e/n`` and picks the
 lowest ``t`` such that the bound holds at ``t`` and at every higher ``t`` with enough data
@@ -119,7 +121,7 @@ class Verifier:
         min_observations: int = 30,
         verify_rate: float = 0.05,
         confidence: float = 0.95,
-        lookup_window: int = 5000,
+        lookup_windows: tuple[int, ...] = (250, 1000, 5000),
         rng: random.Random | None = None,
         scorer: Scorer | None = None,
         refit_every: int = 200,
@@ -143,9 +145,9 @@ class Verifier:
         # best-candidate evidence of the most recent semantic lookups (None: no candidate),
         # in arrival order for expiry, and their scores sorted (-inf: no candidate): h(t)
         # describes the traffic of now
-        self._lookups: list[float] = []
-        self._lookup_order: deque[Evidence | None] = deque()
-        self.lookup_window = lookup_window
+        self.lookup_windows = tuple(sorted(lookup_windows))
+        self._lookup_order: deque[Evidence | None] = deque(maxlen=self.lookup_windows[-1])
+        self._lookup_scores: deque[float] = deque(maxlen=self.lookup_windows[-1])
         self._entry_floor: dict[int, Evidence] = {}  # the best-scoring wrong evidence
         self._threshold = initial_threshold
         self._by_source: dict[str, list[int]] = {}
@@ -179,18 +181,16 @@ class Verifier:
         score = self.scorer.score
         self._sims = sorted(score(e) for e, _ in self._labelled)
         self._wrong = sorted(score(e) for e, ok in self._labelled if not ok)
-        self._lookups = sorted(_NONE if e is None else score(e) for e in self._lookup_order)
+        self._lookup_scores = deque(
+            (_NONE if e is None else score(e) for e in self._lookup_order),
+            maxlen=self.lookup_windows[-1],
+        )
 
     def note_lookup(self, best_similarity: float | None, density: float = 0.0) -> None:
         ev = None if best_similarity is None else Evidence(best_similarity, density)
         with self._lock:
-            s = _NONE if ev is None else self.scorer.score(ev)
-            insort(self._lookups, s)
             self._lookup_order.append(ev)
-            if len(self._lookup_order) > self.lookup_window:
-                old = self._lookup_order.popleft()
-                o = _NONE if old is None else self.scorer.score(old)
-                del self._lookups[bisect_left(self._lookups, o)]
+            self._lookup_scores.append(_NONE if ev is None else self.scorer.score(ev))
 
     def forget_entry(self, entry: int) -> None:
         with self._lock:
@@ -205,12 +205,21 @@ class Verifier:
     def _above(self, xs: list[float], t: float) -> int:
         return len(xs) - bisect_left(xs, t - 1e-12)
 
-    def _hit_share(self, t: float) -> float:
-        if not self._lookups:
+    def _windows(self) -> list[list[float]]:
+        """The scores of the most recent lookups, sorted, for each window size."""
+        recent = list(self._lookup_scores)
+        return [sorted(recent[-w:]) for w in self.lookup_windows if recent]
+
+    def _hit_share(self, t: float, windows: list[list[float]]) -> float:
+        """h(t): the share of recent lookups whose best candidate scores ≥ t, the highest
+        over the windows, so a surge of near-repeats counts at once, not after thousands of
+        lookups have diluted it."""
+        if not windows:
             return 1.0
-        return self._above(self._lookups, t) / len(self._lookups)
+        return max(self._above(w, t) / len(w) for w in windows)
 
     def _compute(self) -> float:
+        windows = self._windows()
         best: float | None = None
         failed_at: float | None = None
         # scores may sit below the floor (the density correction lowers them): start the grid
@@ -225,7 +234,7 @@ class Verifier:
             if n < self.min_observations:
                 continue
             e = self._above(self._wrong, t)
-            if self._hit_share(t) * wilson(e, n, self.z)[1] <= self.delta:
+            if self._hit_share(t, windows) * wilson(e, n, self.z)[1] <= self.delta:
                 best = t
             else:
                 failed_at = t
@@ -269,7 +278,7 @@ class Verifier:
             t = self._threshold
             n = self._above(self._sims, t)
             e = self._above(self._wrong, t)
-            h = self._hit_share(t)
+            h = self._hit_share(t, self._windows())
             low, high = wilson(e, n, self.z)
             return ErrorEstimate(
                 threshold=t,
@@ -279,7 +288,7 @@ class Verifier:
                 hit_precision=(1 - e / n) if n else None,
                 observations=len(self._sims),
                 observations_above=n,
-                lookups=len(self._lookups),
+                lookups=len(self._lookup_scores),
             )
 
     def by_source(self) -> dict[str, dict[str, int]]:
