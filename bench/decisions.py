@@ -207,12 +207,42 @@ def replay(
     )
 
 
+def default_rows(run: Callable[[str, Procedure], Result], seed: int) -> list[Result]:
+    results: list[Result] = []
+    for scorer in (CosineScorer(), DensityScorer()):
+        g = Gateway(Verifier(rng=random.Random(seed), scorer=scorer))
+        r = run(f"verifier, {scorer.name} scorer", g)
+        r.extra.update(scorer.describe())
+        results.append(r)
+    # how much of the gap to the oracle is the bound's caution: looser settings, same labels
+    for label, kw in (
+        ("min_observations 10", {"min_observations": 10}),
+        ("confidence 0.80", {"confidence": 0.80}),
+        ("verify_rate 0.20", {"verify_rate": 0.20}),
+    ):
+        scorer = DensityScorer()
+        g = Gateway(Verifier(rng=random.Random(seed), scorer=scorer, **kw))
+        r = run(f"verifier, density scorer, {label}", g)
+        r.extra.update(scorer.describe())
+        results.append(r)
+    for t in (0.96, 0.97, 0.98, 0.99):
+        results.append(run(f"fixed cos ≥ {t:.2f} (oracle reference)", Fixed(t)))
+    for t in (0.72, 0.74, 0.76, 0.78, 0.80):
+        results.append(run(f"fixed cos − 0.3·density ≥ {t:.2f} (oracle reference)", Fixed(t, 0.3)))
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pairs", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/boundgate-signals"))
+    ap.add_argument(
+        "--windows",
+        default=None,
+        help="only compare the verifier's lookup windows for h(t), e.g. '5000;1000;250,1000,5000'",
+    )
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
 
@@ -253,27 +283,14 @@ def main() -> None:
         )
 
     results: list[Result] = []
-    for scorer in (CosineScorer(), DensityScorer()):
-        g = Gateway(Verifier(rng=random.Random(args.seed), scorer=scorer))
-        r = run(f"verifier, {scorer.name} scorer", g)
-        r.extra.update(scorer.describe())
-        results.append(r)
-    # how much of the gap to the oracle is the bound's caution: looser settings, same labels
-    for label, kw in (
-        ("min_observations 10", {"min_observations": 10}),
-        ("confidence 0.80", {"confidence": 0.80}),
-        ("verify_rate 0.20", {"verify_rate": 0.20}),
-    ):
-        scorer = DensityScorer()
-        g = Gateway(Verifier(rng=random.Random(args.seed), scorer=scorer, **kw))
-        r = run(f"verifier, density scorer, {label}", g)
-        r.extra.update(scorer.describe())
-        results.append(r)
-    for t in (0.96, 0.97, 0.98, 0.99):
-        results.append(run(f"fixed cos ≥ {t:.2f} (oracle reference)", Fixed(t)))
-    for t in (0.72, 0.74, 0.76, 0.78, 0.80):
-        results.append(run(f"fixed cos − 0.3·density ≥ {t:.2f} (oracle reference)", Fixed(t, 0.3)))
-
+    if args.windows:  # only the lookup windows of h(t)
+        for spec in args.windows.split(";"):
+            windows = tuple(int(w) for w in spec.split(","))
+            rng = random.Random(args.seed)
+            v = Verifier(rng=rng, scorer=DensityScorer(), lookup_windows=windows)
+            results.append(run(f"verifier, density scorer, lookup windows {spec}", Gateway(v)))
+    else:
+        results = default_rows(run, args.seed)
     print(f"\n# Decision procedures on the reuse_quality stream ({args.pairs.name})\n")
     print(
         "| procedure | recall on duplicates | wrong / phase-2 requests | served | labels "
