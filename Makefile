@@ -46,6 +46,7 @@ bench: dev
 	$(BIN)/python bench/local_generation.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/reuse_quality.py --pairs $(PAIRS)
+	$(BIN)/python bench/contradictions.py --pairs $(PAIRS)
 	$(BIN)/python bench/replay.py --pairs $(PAIRS)
 	$(BIN)/python bench/lookup.py --pairs $(PAIRS)
 	$(BIN)/python bench/shift.py

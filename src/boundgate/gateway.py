@@ -23,14 +23,8 @@ from .errors import BoundgateError, ContextLengthExceededError, ModelNotFoundErr
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
-from .reuse.engine import (
-    Lookup,
-    ReuseEngine,
-    replay_pieces,
-    request_from_json,
-    request_json,
-    usage_of,
-)
+from .reuse.engine import Lookup, ReuseEngine
+from .reuse.stored import replay_pieces, request_from_json, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
 from .store import LedgerRow, Store, VariantRow

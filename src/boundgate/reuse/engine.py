@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Completion, GenerationRequest, Usage
+from ..backends.base import Completion, GenerationRequest
 from ..clock import Clock, SystemClock
 from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..fmt import plain_decimal
@@ -39,6 +39,7 @@ from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, canonical_query, exact_hash, reuse_key, scope_hash
+from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
 
 RECENCY_HALF_LIFE_S = 7 * 86400.0
@@ -649,7 +650,7 @@ class ReuseEngine:
             vector=np.asarray(vector, dtype=np.float32).tobytes(),
             embedder=self.embedder.name,
             scope_doc=json.dumps(key.scope_doc, sort_keys=True, separators=(",", ":")),
-            request=_request_json(request) if request is not None else None,
+            request=request_json(request) if request is not None else None,
             cost_method=cost_method,
         )
         await self.store.put_entry(entry)
@@ -798,55 +799,3 @@ class ReuseEngine:
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
         }
-
-
-def replay_pieces(text: str) -> list[str]:
-    """Split a stored answer into token-sized pieces for streaming it back."""
-    import re
-
-    pieces = re.findall(r"\s*\S+|\s+$", text)
-    return pieces or [text]
-
-
-def usage_of(entry: StoredEntry) -> Usage:
-    return Usage(entry.prompt_tokens, entry.completion_tokens)
-
-
-def request_json(req: GenerationRequest, **extra: Any) -> str:
-    return _request_json(req, **extra)
-
-
-def _request_json(req: GenerationRequest, **extra: Any) -> str:
-    """What is needed to recompute an answer (rebind): the request minus per-user fields."""
-    body: dict[str, Any] = {
-        "model": req.model,
-        "max_tokens": req.max_tokens,
-        "temperature": req.temperature,
-        "top_p": req.top_p,
-        "stop": req.stop,
-        "seed": req.seed,
-        "passthrough": req.passthrough,
-        **extra,
-    }
-    if req.messages is not None:
-        body["messages"] = [[m.role, m.content] for m in req.messages]
-    else:
-        body["prompt"] = req.prompt
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
-
-
-def request_from_json(text: str) -> GenerationRequest:
-    from ..backends.base import Message
-
-    body = json.loads(text)
-    return GenerationRequest(
-        model=body["model"],
-        messages=[Message(r, c) for r, c in body["messages"]] if "messages" in body else None,
-        prompt=body.get("prompt"),
-        max_tokens=body["max_tokens"],
-        temperature=body["temperature"],
-        top_p=body["top_p"],
-        stop=list(body["stop"]),
-        seed=body["seed"],
-        passthrough=dict(body["passthrough"]),
-    )
