@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -301,3 +302,29 @@ def test_the_server_saves_at_shutdown_and_reloads_at_start(tmp_path: Path) -> No
     with ThreadedServer(app) as srv:
         load = httpx.get(srv.base_url + "/v1/boundgate/stats").json()["reuse"]["index_load"]
         assert (load["reused"], load["replayed"], load["rebuilt"]) == (1, 0, 0)
+
+
+def test_the_server_saves_changed_indexes_while_serving(tmp_path: Path) -> None:
+    """With ``index_save_interval_s`` the index is on disk before any shutdown: a crash
+    would cost no replay of this entry."""
+    settings = fake_settings(tmp_path, "[reuse]\nembedder = 'hash'\nindex_save_interval_s = 0.1\n")
+    manifest = tmp_path / "data" / "index" / "manifest.json"
+    with ThreadedServer(build_app(settings)) as srv:
+        r = httpx.post(
+            srv.base_url + "/v1/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "how deep is the mariana trench"}],
+                "temperature": 0,
+            },
+        )
+        assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss"
+        deadline = time.monotonic() + 10
+        counts: list[int] = []
+        while time.monotonic() < deadline:
+            if manifest.exists():
+                scopes = json.loads(manifest.read_text())["scopes"]
+                counts = [s["count"] for s in scopes.values()]
+                if counts == [1]:
+                    break
+            time.sleep(0.05)
+        assert counts == [1]

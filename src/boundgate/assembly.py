@@ -195,6 +195,7 @@ def build_reuse(
             require_bound=r.require_bound,
             stale_policy=r.stale_policy,
             rebind_window_s=settings.scheduler.rebind_window_s,
+            index_save_interval_s=r.index_save_interval_s,
         ),
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),

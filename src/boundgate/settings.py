@@ -190,6 +190,13 @@ class ReuseSettings(_Section):
         description="Save the ANN indexes in data_dir/index at shutdown and reload them at "
         "start-up (only entries added since are indexed again); off = rebuild at each start.",
     )
+    index_save_interval_s: float = Field(
+        600.0,
+        ge=0,
+        description="With persist_index, also save changed indexes this often while serving, "
+        "so a crash costs the replay of at most this much new traffic (0: at shutdown only). "
+        "Adds wait while a changed index is written (about 50 ms per 100k entries).",
+    )
 
 
 class CreativitySettings(_Section):

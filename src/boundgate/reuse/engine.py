@@ -127,6 +127,7 @@ class ReuseConfig:
     require_bound: bool = False
     stale_policy: str = "stale-while-rebind"
     rebind_window_s: float = 6 * 3600.0
+    index_save_interval_s: float = 600.0  # 0: save the indexes at shutdown only
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -222,6 +223,23 @@ class ReuseEngine:
             return fingerprint(meta.id) if meta is not None else 0
 
         return self.index_files.save(fingerprint_of)
+
+    async def keep_index_saved(self) -> None:
+        """While serving, save the changed indexes every ``index_save_interval_s`` (run as a
+        task; cancelled at shutdown, which saves once more). A crash then costs the replay
+        of at most one interval's new entries at the next start, not a rebuild."""
+        interval = self.config.index_save_interval_s
+        if self.index_files is None or interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            if not self.index.dirty():
+                continue
+            try:
+                written = await asyncio.to_thread(self.save_index)
+                log.info("ANN index: saved %d changed scopes", written)
+            except Exception:  # the next interval (or shutdown) tries again
+                log.exception("ANN index: periodic save failed")
 
     def _add_meta(self, e: StoredEntry) -> EntryMeta:
         meta = EntryMeta(

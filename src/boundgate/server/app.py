@@ -155,6 +155,7 @@ def create_app(
             replan_s=job_replan_s,
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
+        saver: asyncio.Task[None] | None = None
         try:
             try:
                 if gateway.reuse is not None:
@@ -177,10 +178,15 @@ def create_app(
                 start_grid()
             app.state.runner = runner
             runner.start()
+            if gateway.reuse is not None:
+                saver = asyncio.create_task(gateway.reuse.keep_index_saved())
             app.state.ready = True
             yield
         finally:
             app.state.ready = False
+            if saver is not None:
+                saver.cancel()
+                await asyncio.gather(saver, return_exceptions=True)
             await runner.stop()
             stop_grid = getattr(gateway.carbon, "stop", None)
             if stop_grid is not None:
