@@ -14,11 +14,14 @@ Phase 1 asks every question1 (stored as misses); phase 2 asks every question2 an
 - energy avoided: the gateway's ``x-boundgate-energy-avoided-wh`` summed, over the energy
   phase 2 would have spent without reuse;
 - hard negatives: questions from the same file turned into their negation or antonym
-  ("Is X safe?" → "Is X not safe?", "turn on" → "turn off"); any reuse there is wrong;
+  ("Is X safe?" → "Is X not safe?", "turn on" → "turn off"); serving the answer of the
+  question it contradicts is wrong (another stored question's answer is counted apart: a
+  generated negation can paraphrase another question of the file, "advantages" for a stored
+  "benefits");
 - hand-written contradictions (``tests/data/contradictions.tsv``, the list the guards were
   developed on, and ``contradictions_heldout.tsv``, written before the guards were extended
   and not used to develop them): after phase 2 the first side of each pair is stored and the
-  second asked; any reuse is wrong.
+  second asked; serving the first side's answer is wrong.
 
 Side by side, on the same pairs and the same embeddings: GPTCache 0.1.44 itself (installed
 into bench/.venv-gptcache; its SQLite store, faiss index and default SearchDistanceEvaluation)
@@ -227,22 +230,27 @@ def main() -> None:
                 elif dup:
                     right_dup += 1
             spent += wh
-        neg_wrong = 0
-        for q1, n in track(negatives, "hard negatives"):
-            status, text, _, _ = ask(n)
-            if status.startswith("hit") and text != fake_answer(meanings[n]):
-                neg_wrong += 1
-                print(f"wrong on hard negative: {q1!r} -> {n!r}", file=sys.stderr)
-        contra_wrong: dict[str, int] = {}
+
+        def contradicted(found: list[tuple[str, str]], label: str) -> tuple[int, int]:
+            """Ask each second side: (served the first side's answer, served another)."""
+            wrong = other = 0
+            for a, b in track(found, label):
+                status, text, _, _ = ask(b)
+                if not status.startswith("hit") or text == fake_answer(meanings[b]):
+                    continue
+                if text == fake_answer(meanings[a]):
+                    wrong += 1
+                    print(f"wrong ({label}): {a!r} -> {b!r}", file=sys.stderr)
+                else:  # another stored question's answer: its label says nothing here
+                    other += 1
+            return wrong, other
+
+        negated = contradicted(negatives, "hard negatives")
+        contra: dict[str, tuple[int, int]] = {}
         for name, found in contradictions.items():
-            contra_wrong[name] = 0
             for a, _ in found:
                 ask(a)
-            for a, b in track(found, name):
-                status, text, _, _ = ask(b)
-                if status.startswith("hit") and text != fake_answer(meanings[b]):
-                    contra_wrong[name] += 1
-                    print(f"wrong on contradiction: {a!r} -> {b!r}", file=sys.stderr)
+            contra[name] = contradicted(found, name)
         stats = http.get("/v1/boundgate/stats").json()["reuse"]
         wall = time.perf_counter() - t0
 
@@ -322,13 +330,15 @@ def main() -> None:
         f"({100 * avoided / max(1e-12, avoided + spent):.1f} %)."
     )
     print(
-        f"hard negatives (negation/antonym of a stored question): {neg_wrong} of "
-        f"{len(negatives)} answered wrongly ({neg_wrong / max(1, len(negatives)):.4f})."
+        f"hard negatives (negation/antonym of a stored question): {negated[0]} of "
+        f"{len(negatives)} got the answer of the question they contradict "
+        f"({negated[0] / max(1, len(negatives)):.4f}); {negated[1]} got another stored answer."
     )
     for name, found in contradictions.items():
         print(
             f"hand-written contradictions ({name}; stored after phase 2, then asked): "
-            f"{contra_wrong[name]} of {len(found)} answered wrongly."
+            f"{contra[name][0]} of {len(found)} got the contradicted answer; "
+            f"{contra[name][1]} got another stored answer."
         )
     print(
         f"verifier: estimate {stats['error_rate_estimate']:.4f} "
