@@ -283,6 +283,7 @@ PAIRED_PREFIXES = (
 PAIRED_SUFFIXES = (("ful", "less"), ("er", "ee"), ("ers", "ees"))
 # Words after which the next content word has a role (direction, comparison): the same words
 # in another order there ("convert a string to an int" / "an int to a string") swap roles.
+SYMMETRIC = frozenset(["and", "or", "vs", "versus", "between"])
 DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "towards", "against"])
 
 NUMBER_WORDS = {
@@ -665,6 +666,8 @@ class Features:
     content: frozenset[str]  # stemmed content words
     names: frozenset[str] = field(default_factory=frozenset)  # capitalised mid-sentence words
     forms: frozenset[str] = field(default_factory=frozenset)  # content words, as written
+    sequence: tuple[str, ...] = ()  # stemmed content words in order
+    symmetric: bool = False  # joins things with "and", "or", "vs", "versus" or "between"
     # (directional word, stem after it, stems of the 3 content words before it): _roles
     roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
 
@@ -769,8 +772,10 @@ def features(text: str) -> Features:
         frozenset(polar),
         content,
         names,
-        frozenset(kept),
-        _roles(toks),
+        forms=frozenset(kept),
+        roles=_roles(toks),
+        sequence=tuple(stem(t) for t in kept),
+        symmetric=not SYMMETRIC.isdisjoint(toks),
     )
 
 
@@ -853,6 +858,27 @@ def _role_swap(fa: Features, fb: Features) -> bool:
     return False
 
 
+def _transposed(fa: Features, fb: Features) -> bool:
+    """The same content words, with two of them exchanged around at least one that stays in
+    place: subject and object swapped ("can a landlord sue a tenant" / "can a tenant sue a
+    landlord"). Two neighbours trading places ("capital of France" / "France's capital"), a
+    word moved elsewhere ("learn Python quickly" / "quickly learn Python"), things joined by
+    "and" or "or", and sentences with directional words (``_role_swap``) are left alone."""
+    a, b = fa.sequence, fb.sequence
+    if len(a) != len(b) or len(a) < 3 or sorted(a) != sorted(b):
+        return False
+    if fa.roles or fb.roles:  # directional words: _role_swap judges those
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) != 2:
+        return False
+    i, j = diff
+    if j - i < 2 or a[i] != b[j] or a[j] != b[i]:
+        return False
+    # "X and Y", "X or Y", "X vs Y", "between X and Y": the order carries no role
+    return not (fa.symmetric and fb.symmetric)
+
+
 @dataclass(frozen=True)
 class Comparison:
     conflicts: tuple[str, ...]  # hard vetoes, by name
@@ -885,7 +911,7 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
-    if _role_swap(fa, fb):
+    if _role_swap(fa, fb) or _transposed(fa, fb):
         conflicts.append("order")
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
     if names_a and names_b:
