@@ -126,7 +126,11 @@ def test_daily_token_budget_never_overrun_under_concurrency(tmp_path: Path) -> N
         responses = asyncio.run(fire())
         ok = [r for r in responses if r.status_code == 200]
         limited = [r for r in responses if r.status_code == 429]
-        assert ok and limited and len(ok) + len(limited) == 60
+        statuses = sorted(r.status_code for r in responses)
+        assert ok and limited and len(ok) + len(limited) == 60, (
+            statuses,
+            [r.text for r in responses if r.status_code not in (200, 429)][:3],
+        )
         assert all(r.json()["error"]["code"] == "daily_token_budget_exceeded" for r in limited)
         assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
         used = sum(r.json()["usage"]["total_tokens"] for r in ok)

@@ -204,6 +204,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         # reordering is not swapping roles
         ("How do I fly from Rome to Oslo cheaply?", "How do I fly cheaply to Oslo from Rome?"),
         ("What is the best way to learn programming?", "How do you learn to program?"),
+        ("How hot is the surface of the sun?", "The sun's surface is how hot?"),
         # a unit on one side only is no conflict (the numbers agree)
         ("Best phone under 15000 rupees?", "What is the best phone under 15000?"),
     ],

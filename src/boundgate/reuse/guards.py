@@ -668,6 +668,7 @@ class Features:
     forms: frozenset[str] = field(default_factory=frozenset)  # content words, as written
     sequence: tuple[str, ...] = ()  # stemmed content words in order
     symmetric: bool = False  # joins things with "and", "or", "vs", "versus" or "between"
+    inverts: bool = False  # has "of", which may invert a compound ("surface of the sun")
     # (directional word, stem after it, stems of the 3 content words before it): _roles
     roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
 
@@ -776,6 +777,7 @@ def features(text: str) -> Features:
         roles=_roles(toks),
         sequence=tuple(stem(t) for t in kept),
         symmetric=not SYMMETRIC.isdisjoint(toks),
+        inverts="of" in toks,
     )
 
 
@@ -863,7 +865,8 @@ def _transposed(fa: Features, fb: Features) -> bool:
     place: subject and object swapped ("can a landlord sue a tenant" / "can a tenant sue a
     landlord"). Two neighbours trading places ("capital of France" / "France's capital"), a
     word moved elsewhere ("learn Python quickly" / "quickly learn Python"), things joined by
-    "and" or "or", and sentences with directional words (``_role_swap``) are left alone."""
+    "and" or "or", compounds inverted by "of", and sentences with directional words
+    (``_role_swap``) are left alone."""
     a, b = fa.sequence, fb.sequence
     if len(a) != len(b) or len(a) < 3 or sorted(a) != sorted(b):
         return False
@@ -875,8 +878,9 @@ def _transposed(fa: Features, fb: Features) -> bool:
     i, j = diff
     if j - i < 2 or a[i] != b[j] or a[j] != b[i]:
         return False
-    # "X and Y", "X or Y", "X vs Y", "between X and Y": the order carries no role
-    return not (fa.symmetric and fb.symmetric)
+    # "X and Y", "X or Y", "X vs Y", "between X and Y": the order carries no role; nor in
+    # "the surface of the sun" / "the sun's surface is how hot" ("of" inverts compounds)
+    return not (fa.symmetric and fb.symmetric) and not (fa.inverts or fb.inverts)
 
 
 @dataclass(frozen=True)
