@@ -284,18 +284,20 @@ def test_a_reused_key_is_indexed_with_its_new_entry(tmp_path: Path) -> None:
     run.close()
 
 
+def _ask_new_question(base_url: str, question: str) -> None:
+    """A deterministic question the gateway has not seen: answered fresh and stored."""
+    r = httpx.post(
+        base_url + "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": question}], "temperature": 0},
+    )
+    assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss"
+
+
 def test_the_server_saves_at_shutdown_and_reloads_at_start(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path, "[reuse]\nembedder = 'hash'\n")
     app = build_app(settings)
     with ThreadedServer(app) as srv:
-        r = httpx.post(
-            srv.base_url + "/v1/chat/completions",
-            json={
-                "messages": [{"role": "user", "content": "how tall is mount everest"}],
-                "temperature": 0,
-            },
-        )
-        assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss"
+        _ask_new_question(srv.base_url, "how tall is mount everest")
     assert (tmp_path / "data" / "index" / "manifest.json").exists()
 
     app = build_app(settings)
@@ -310,14 +312,7 @@ def test_the_server_saves_changed_indexes_while_serving(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path, "[reuse]\nembedder = 'hash'\nindex_save_interval_s = 0.1\n")
     manifest = tmp_path / "data" / "index" / "manifest.json"
     with ThreadedServer(build_app(settings)) as srv:
-        r = httpx.post(
-            srv.base_url + "/v1/chat/completions",
-            json={
-                "messages": [{"role": "user", "content": "how deep is the mariana trench"}],
-                "temperature": 0,
-            },
-        )
-        assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss"
+        _ask_new_question(srv.base_url, "how deep is the mariana trench")
         deadline = time.monotonic() + 10
         counts: list[int] = []
         while time.monotonic() < deadline:
