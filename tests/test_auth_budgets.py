@@ -111,7 +111,11 @@ def test_requests_per_minute(tmp_path: Path) -> None:
 
 
 def test_daily_token_budget_never_overrun_under_concurrency(tmp_path: Path) -> None:
-    budget = 2000
+    # below what 60 requests really use (16 tokens each with the fake backend), so some are
+    # refused however the requests interleave; a larger budget was exhausted only when many
+    # reservations (input bytes + max_tokens each) were in flight at once, which a loaded
+    # machine did not always produce
+    budget = 600
     live, keys = keyed_live(tmp_path, daily_tokens=budget)
     try:
         h = {"Authorization": f"Bearer {keys['acme']}"}
@@ -126,11 +130,12 @@ def test_daily_token_budget_never_overrun_under_concurrency(tmp_path: Path) -> N
         responses = asyncio.run(fire())
         ok = [r for r in responses if r.status_code == 200]
         limited = [r for r in responses if r.status_code == 429]
-        statuses = sorted(r.status_code for r in responses)
-        assert ok and limited and len(ok) + len(limited) == 60, (
-            statuses,
-            [r.text for r in responses if r.status_code not in (200, 429)][:3],
+        outcomes = sorted(
+            f"{r.status_code} {r.headers.get('x-boundgate-reuse')} "
+            f"{r.json().get('usage', {}).get('total_tokens')}"
+            for r in responses
         )
+        assert ok and limited and len(ok) + len(limited) == 60, outcomes
         assert all(r.json()["error"]["code"] == "daily_token_budget_exceeded" for r in limited)
         assert all(int(r.headers["retry-after"]) >= 1 for r in limited)
         used = sum(r.json()["usage"]["total_tokens"] for r in ok)
