@@ -500,10 +500,7 @@ class ReuseEngine:
         if meta is not None:
             meta.document, meta.pinned = row.id, True
             self._by_id[row.id] = entry_key
-        if supersedes is not None:
-            await asyncio.to_thread(
-                self.store.set_document_state, supersedes.id, "superseded", row.id
-            )
+        if supersedes is not None:  # put_document marked it superseded
             self._stale_documents.discard(supersedes.id)
         self._count("bound")
         return row

@@ -305,7 +305,10 @@ class Store(ABC):
         """The question texts the askers of ``entry`` used."""
 
     @abstractmethod
-    def put_document(self, doc: DocumentRow) -> None: ...
+    def put_document(self, doc: DocumentRow) -> None:
+        """Insert a document. A new version marks the one it supersedes as superseded in
+        the same transaction: no reader ever sees the new version and an old one that is
+        still current."""
 
     @abstractmethod
     def get_document(self, doc_id: str) -> DocumentRow | None: ...

@@ -511,11 +511,21 @@ class SQLiteStore(Store):
         return [r[0] for r in rows]
 
     def put_document(self, doc: DocumentRow) -> None:
-        self._write_sync(
+        insert = (
             f"INSERT INTO documents ({', '.join(_DOC_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})",
-            tuple(getattr(doc, c) for c in _DOC_COLUMNS),
+            f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})"
         )
+        values = tuple(getattr(doc, c) for c in _DOC_COLUMNS)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(insert, values)
+            if doc.supersedes is not None:
+                conn.execute(
+                    "UPDATE documents SET state = 'superseded', superseded_by = ? WHERE id = ?",
+                    (doc.id, doc.supersedes),
+                )
+
+        self._call_sync(write)
 
     def get_document(self, doc_id: str) -> DocumentRow | None:
         r = self._reader().execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
