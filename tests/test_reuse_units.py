@@ -528,3 +528,71 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
     assert cheapest.key in e._meta and len(e) == 3
     assert len(store.entries(e.embedder.name)) == 3
     store.close()
+
+
+def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
+    tmp_path: Path,
+) -> None:
+    """A model with a fixed input window embeds only the start of a longer question, so two
+    questions that differ after it get the same vector (similarity 1). Such questions must
+    never be served by meaning: only an exact repeat may reuse their answer, also after a
+    restart. Shorter questions keep semantic reuse."""
+    window = 6
+    first_words = "summarise this report about the budget"  # 7 words: past the window
+    long_a = first_words + " the project is approved"
+    long_b = first_words + " the project is cancelled"
+    short = "how tall is mount everest"
+
+    def engine(store: SQLiteStore) -> ReuseEngine:
+        verifier = Verifier(delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1)
+        verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
+        e = ReuseEngine(
+            store=store,
+            embedder=HashEmbedder(window=window),
+            verifier=verifier,
+            clock=FakeClock(start=1_800_000_000.0),
+        )
+        e.load()
+        return e
+
+    async def ask(e: ReuseEngine, q: str, answer: str | None = None) -> str:
+        p, k = e.plan_for(chat(q), tenant="t", model_version="v", endpoint="/e", cache_control=None)
+        lookup = await e.lookup(p, k)
+        if not lookup.hit and answer is not None:
+            done = Completion(answer, "stop", Usage(3, 3))
+            await e.remember(
+                lookup, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.1
+            )
+        return lookup.status
+
+    async def run() -> None:
+        for restart in (False, True):
+            store = SQLiteStore(tmp_path / "w.db")
+            store.open()
+            e = engine(store)
+            if not restart:
+                assert await ask(e, long_a, "approved: summary") == "miss"
+                assert await ask(e, short, "8849 m") == "miss"
+            assert e.embedder.embed([long_a]).tolist() == e.embedder.embed([long_b]).tolist()
+            assert await ask(e, long_b) == "miss"  # same vector, other question
+            assert await ask(e, long_a) == "hit-exact"
+            assert await ask(e, "mount everest how tall is") == "hit-semantic"
+            assert e.counters.get("too_long_for_semantic", 0) >= 1
+            store.close()
+
+    asyncio.run(run())
+
+
+def test_the_minilm_embedder_knows_when_a_question_overflows_its_window() -> None:
+    from boundgate.reuse.embedder import MAX_TOKENS, OnnxEmbedder
+
+    e = OnnxEmbedder()
+    start = "Summarise this report. " + " ".join(
+        f"Item {i} of the budget was reviewed." for i in range(25)
+    )
+    a, b = start + " It is approved.", start + " It is cancelled."
+    assert e.fits("How tall is Mount Everest?")
+    assert e.fits("word " * (MAX_TOKENS - 2)) and not e.fits("word " * (MAX_TOKENS - 1))
+    assert not e.fits(a) and not e.fits(b)
+    va, vb = e.embed([a, b])
+    assert float(va @ vb) > 0.999  # why such questions are never matched by meaning

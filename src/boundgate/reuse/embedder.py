@@ -41,6 +41,12 @@ class Embedder(ABC):
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(t.split()) for t in texts)
 
+    def fits(self, text: str) -> bool:
+        """Whether the vector of ``text`` reflects all of it. A model with a fixed input
+        window embeds only the start of a longer text, so two long texts that differ after
+        it get the same vector: such texts are matched exactly, never by meaning."""
+        return True
+
 
 def _package_file(package: str, *parts: str, hint: str) -> Path:
     spec = importlib.util.find_spec(package)
@@ -102,6 +108,12 @@ class OnnxEmbedder(Embedder):
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(e.ids) for e in self.tokenizer.encode_batch(list(texts)))
 
+    def fits(self, text: str) -> bool:
+        # a WordPiece token covers at least one character, so a short text always fits
+        if len(text) <= MAX_TOKENS - 2:
+            return True
+        return not self.tokenizer.encode(text).overflowing
+
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
@@ -135,14 +147,20 @@ class HashEmbedder(Embedder):
     same words get similarity 1, texts without shared words about 0.
     """
 
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: int = 64, window: int | None = None) -> None:
+        """``window``: embed only the first this many words, as a model with a fixed input
+        window does (None: all of them)."""
         self.dim = dim
-        self.name = f"hash-bow-{dim}"
+        self.window = window
+        self.name = f"hash-bow-{dim}" + (f"-w{window}" if window else "")
+
+    def fits(self, text: str) -> bool:
+        return self.window is None or len(text.split()) <= self.window
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
-            for word in text.lower().split():
+            for word in text.lower().split()[: self.window]:
                 h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
                 out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
             n = float(np.linalg.norm(out[i]))

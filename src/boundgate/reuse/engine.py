@@ -189,6 +189,8 @@ class ReuseEngine:
             if e.revoked:  # never served again; lookups would drop it on sight
                 continue
             self._add_meta(e)
+            if not e.vector or not self.embedder.fits(e.query):
+                continue  # matched exactly only (see Embedder.fits)
             scope = live.setdefault(e.scope, LiveScope([], [], []))
             scope.keys.append(e.key)
             scope.fingerprints.append(fingerprint(e.id))
@@ -362,6 +364,11 @@ class ReuseEngine:
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
         if p.lookup is not Mode.SEMANTIC or not self.config.semantic:
             return Lookup(p, key, "miss")
+        if not self.embedder.fits(key.query):
+            # the embedding would cover only the start of the question: two questions that
+            # differ further on would look identical, so only an exact match may serve
+            self._count("too_long_for_semantic")
+            return Lookup(p, key, "miss")
         if vector is None:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
@@ -523,7 +530,7 @@ class ReuseEngine:
         query = str(doc["name"])
         answer = str(doc["acceptedAnswer"]["text"])
         created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
-        vector = (await self.embed([query]))[0]
+        vector = (await self.embed([query]))[0] if self.embedder.fits(query) else None
         newest = await asyncio.to_thread(self.store.max_entry_key)
         with self._lock:
             entry_key = max(self._next_key, newest + 1)
@@ -545,7 +552,7 @@ class ReuseEngine:
             created=created.timestamp(),
             cost_wh=float(doc.get("bg:generationEnergyWh") or 0.0),
             cost_gco2=float(doc.get("bg:generationCarbonG") or 0.0),
-            vector=np.asarray(vector, dtype=np.float32).tobytes(),
+            vector=np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b"",
             embedder=self.embedder.name,
             scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
             document_id=doc_id,
@@ -565,7 +572,8 @@ class ReuseEngine:
         )
         await asyncio.to_thread(self.store.put_document, row)
         self._add_meta(entry)
-        self.index.add(scope_key, entry_key, vector)
+        if vector is not None:  # else matched exactly only (see Embedder.fits)
+            self.index.add(scope_key, entry_key, vector)
         return doc_id
 
     async def revoke(self, doc_id: str) -> bool:
@@ -636,8 +644,9 @@ class ReuseEngine:
             return None
         if completion.finish_reason not in ("stop", "length"):
             return None
+        indexed = self.embedder.fits(key.query)  # else it is matched exactly only
         vector = lookup.vector
-        if vector is None:
+        if vector is None and indexed:
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()
         with self._lock:
@@ -662,7 +671,7 @@ class ReuseEngine:
             created=now,
             cost_wh=cost_wh,
             cost_gco2=cost_gco2,
-            vector=np.asarray(vector, dtype=np.float32).tobytes(),
+            vector=np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b"",
             embedder=self.embedder.name,
             scope_doc=json.dumps(key.scope_doc, sort_keys=True, separators=(",", ":")),
             request=request_json(request) if request is not None else None,
@@ -670,7 +679,8 @@ class ReuseEngine:
         )
         await self.store.put_entry(entry)
         self._add_meta(entry)
-        self.index.add(key.scope, entry_key, vector)
+        if vector is not None:
+            self.index.add(key.scope, entry_key, vector)
         lookup.stored_id = entry.id
         if asker is not None:
             bound = await self.register(entry_key, asker, key.query)

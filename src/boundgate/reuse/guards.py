@@ -283,6 +283,7 @@ PAIRED_PREFIXES = (
 PAIRED_SUFFIXES = (("ful", "less"), ("er", "ee"), ("ers", "ees"))
 # Words after which the next content word has a role (direction, comparison): the same words
 # in another order there ("convert a string to an int" / "an int to a string") swap roles.
+MAX_ROLES = 32  # directional words looked at per text
 SYMMETRIC = frozenset(["and", "or", "vs", "versus", "between"])
 DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "towards", "against"])
 
@@ -718,10 +719,12 @@ def _number(tok: str) -> str | None:
 def _roles(toks: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
     """For each directional word: (the word, the stem of the first content word after it,
     the stems of the last three content words before it)."""
-    out = []
+    out: list[tuple[str, str, frozenset[str]]] = []
     for i, t in enumerate(toks):
         if t not in DIRECTIONAL:
             continue
+        if len(out) == MAX_ROLES:  # a long text: compared pairwise, more would cost too much
+            break
         prior = [stem(w) for w in toks[:i] if w not in STOPWORDS and not w[0].isdigit()]
         before = frozenset(prior[-3:])
         for nxt in toks[i + 1 : i + 4]:
