@@ -264,3 +264,11 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
     r = fake_live.http.post("/v1/embeddings", json={"input": "x", "model": "nope"})
     assert r.status_code == 404
+    # longer than the model reads: refused as OpenAI does, unless truncation is asked for
+    long = "The committee reviewed the budget line by line. " * 30
+    r = fake_live.http.post("/v1/embeddings", json={"input": ["short", long]})
+    err = r.json()["error"]
+    assert r.status_code == 400 and err["code"] == "context_length_exceeded"
+    assert err["param"] == "input" and "input 1 " in err["message"]
+    r = fake_live.http.post("/v1/embeddings", json={"input": long, "truncate": True})
+    assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 128

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import InvalidRequestError, NotFoundError
+from ...errors import ContextLengthExceededError, InvalidRequestError, NotFoundError
 from ...gateway import RequestContext
+from ...reuse.embedder import MAX_TOKENS
 from ..common import context, gateway_of
 
 router = APIRouter()
@@ -25,6 +26,8 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
+    # boundgate extension: embed only the start of an input longer than the model reads
+    truncate: bool = False
 
 
 @router.post("/v1/embeddings", tags=["embeddings"])
@@ -60,6 +63,14 @@ async def embeddings(
             param="dimensions",
         )
     strings = [str(t) for t in texts]
+    too_long = [] if body.truncate else [i for i, t in enumerate(strings) if not embedder.fits(t)]
+    if too_long:  # as OpenAI does: a vector of only the start would pass for the whole text
+        raise ContextLengthExceededError(
+            f"input {too_long[0]} is longer than the {MAX_TOKENS} tokens all-MiniLM-L6-v2 "
+            f'reads ({len(too_long)} such inputs); split it, or send "truncate": true to '
+            "embed only the start",
+            param="input",
+        )
     vectors, tokens, energy = await gw.embed(ctx, strings)
     data = []
     for i, v in enumerate(vectors):
