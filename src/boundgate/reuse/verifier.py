@@ -143,7 +143,7 @@ class Verifier:
         self._sims: list[float] = []
         self._wrong: list[float] = []
         # best-candidate evidence of the most recent semantic lookups (None: no candidate),
-        # in arrival order for expiry, and their scores sorted (-inf: no candidate): h(t)
+        # in arrival order, and their scores in the same order (-inf: no candidate): h(t)
         # describes the traffic of now
         self.lookup_windows = tuple(sorted(lookup_windows))
         self._lookup_order: deque[Evidence | None] = deque(maxlen=self.lookup_windows[-1])
