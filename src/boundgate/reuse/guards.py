@@ -716,21 +716,24 @@ def _number(tok: str) -> str | None:
     return NUMBER_WORDS.get(tok)
 
 
-def _roles(toks: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
+def _is_content(tok: str) -> bool:
+    return tok not in STOPWORDS and not tok[0].isdigit()
+
+
+def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
     """For each directional word: (the word, the stem of the first content word after it,
-    the stems of the last three content words before it)."""
+    the stems of the last three content words before it). ``stems`` are the tokens'."""
     out: list[tuple[str, str, frozenset[str]]] = []
+    prior: list[str] = []  # stems of the content words so far
     for i, t in enumerate(toks):
-        if t not in DIRECTIONAL:
-            continue
-        if len(out) == MAX_ROLES:  # a long text: compared pairwise, more would cost too much
-            break
-        prior = [stem(w) for w in toks[:i] if w not in STOPWORDS and not w[0].isdigit()]
-        before = frozenset(prior[-3:])
-        for nxt in toks[i + 1 : i + 4]:
-            if nxt not in STOPWORDS and not nxt[0].isdigit():
-                out.append((t, stem(nxt), before))
+        if t in DIRECTIONAL:
+            if len(out) == MAX_ROLES:  # a long text: compared pairwise, more would cost too much
                 break
+            after = [j for j in range(i + 1, min(i + 4, len(toks))) if _is_content(toks[j])]
+            if after:
+                out.append((t, stems[after[0]], frozenset(prior[-3:])))
+        if _is_content(t):
+            prior.append(stems[i])
     return frozenset(out)
 
 
@@ -764,8 +767,8 @@ def features(text: str) -> Features:
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
-    kept = [t for t in toks if t not in STOPWORDS and not t[0].isdigit()]
-    content = frozenset(stem(t) for t in kept)
+    kept = [i for i, t in enumerate(toks) if _is_content(t)]
+    sequence = tuple(stems[i] for i in kept)
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
     names = frozenset(stem(w.casefold()) for w in raw if w.casefold() not in STOPWORDS)
     return Features(
@@ -774,11 +777,11 @@ def features(text: str) -> Features:
         frozenset(dates),
         frozenset(units),
         frozenset(polar),
-        content,
+        frozenset(sequence),
         names,
-        forms=frozenset(kept),
-        roles=_roles(toks),
-        sequence=tuple(stem(t) for t in kept),
+        forms=frozenset(toks[i] for i in kept),
+        roles=_roles(toks, stems),
+        sequence=sequence,
         symmetric=not SYMMETRIC.isdisjoint(toks),
         inverts="of" in toks,
     )
