@@ -243,6 +243,13 @@ class ReuseEngine:
             except Exception:  # the next interval (or shutdown) tries again
                 log.exception("ANN index: periodic save failed")
 
+    def _admit(self, e: StoredEntry, vector: Vectors | None) -> None:
+        """Make a newly stored entry servable: exactly, and by meaning if it has a vector
+        (``None``: longer than the embedder reads, see ``Embedder.fits``)."""
+        self._add_meta(e)
+        if vector is not None:
+            self.index.add(e.scope, e.key, vector)
+
     def _add_meta(self, e: StoredEntry) -> EntryMeta:
         meta = EntryMeta(
             key=e.key,
@@ -552,7 +559,7 @@ class ReuseEngine:
             created=created.timestamp(),
             cost_wh=float(doc.get("bg:generationEnergyWh") or 0.0),
             cost_gco2=float(doc.get("bg:generationCarbonG") or 0.0),
-            vector=np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b"",
+            vector=_vector_bytes(vector),
             embedder=self.embedder.name,
             scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
             document_id=doc_id,
@@ -571,9 +578,7 @@ class ReuseEngine:
             body=binding.canonical(doc).decode(),
         )
         await asyncio.to_thread(self.store.put_document, row)
-        self._add_meta(entry)
-        if vector is not None:  # else matched exactly only (see Embedder.fits)
-            self.index.add(scope_key, entry_key, vector)
+        self._admit(entry, vector)
         return doc_id
 
     async def revoke(self, doc_id: str) -> bool:
@@ -644,9 +649,8 @@ class ReuseEngine:
             return None
         if completion.finish_reason not in ("stop", "length"):
             return None
-        indexed = self.embedder.fits(key.query)  # else it is matched exactly only
         vector = lookup.vector
-        if vector is None and indexed:
+        if vector is None and self.embedder.fits(key.query):  # else matched exactly only
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()
         with self._lock:
@@ -671,16 +675,14 @@ class ReuseEngine:
             created=now,
             cost_wh=cost_wh,
             cost_gco2=cost_gco2,
-            vector=np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b"",
+            vector=_vector_bytes(vector),
             embedder=self.embedder.name,
             scope_doc=json.dumps(key.scope_doc, sort_keys=True, separators=(",", ":")),
             request=request_json(request) if request is not None else None,
             cost_method=cost_method,
         )
         await self.store.put_entry(entry)
-        self._add_meta(entry)
-        if vector is not None:
-            self.index.add(key.scope, entry_key, vector)
+        self._admit(entry, vector)
         lookup.stored_id = entry.id
         if asker is not None:
             bound = await self.register(entry_key, asker, key.query)
@@ -824,3 +826,8 @@ class ReuseEngine:
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
         }
+
+
+def _vector_bytes(vector: Vectors | None) -> bytes:
+    """A vector as stored (float32); empty for an entry matched exactly only."""
+    return np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b""
