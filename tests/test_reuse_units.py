@@ -14,7 +14,7 @@ from boundgate.backends.base import Completion, GenerationRequest, Message, Usag
 from boundgate.clock import FakeClock
 from boundgate.errors import InvalidRequestError
 from boundgate.reuse.embedder import HashEmbedder
-from boundgate.reuse.engine import ReuseConfig, ReuseEngine
+from boundgate.reuse.engine import Lookup, ReuseConfig, ReuseEngine
 from boundgate.reuse.guards import compare
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
 from boundgate.reuse.scope import reuse_key
@@ -351,6 +351,30 @@ def test_verifier_rescores_its_labels_when_the_scorer_learns() -> None:
     assert v.decide(1, 0.95, 0.95) is Verdict.OBSERVE
 
 
+async def _lookup(e: ReuseEngine, question: str) -> Lookup:
+    """Plan and look up a chat question of tenant "t" for model version "v"."""
+    p, k = e.plan_for(
+        chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
+    )
+    return await e.lookup(p, k)
+
+
+async def _remember(
+    e: ReuseEngine, lookup: Lookup, answer: str, cost_wh: float = 0.1
+) -> str | None:
+    """Store ``answer`` for the question of ``lookup`` (carbon: half the energy cost)."""
+    done = Completion(answer, "stop", Usage(3, 3))
+    return await e.remember(
+        lookup,
+        done,
+        tenant="t",
+        model="m",
+        model_version="v",
+        cost_wh=cost_wh,
+        cost_gco2=cost_wh / 2,
+    )
+
+
 def test_store_and_index_survive_restart(tmp_path: Path) -> None:
     clock = FakeClock(start=1_800_000_000.0)
 
@@ -371,24 +395,9 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
         store = SQLiteStore(tmp_path / "b.db")
         store.open()
         e = engine(store)
-        p, k = e.plan_for(
-            chat("how tall is mount everest"),
-            tenant="t",
-            model_version="v",
-            endpoint="/e",
-            cache_control=None,
-        )
-        lookup = await e.lookup(p, k)
+        lookup = await _lookup(e, "how tall is mount everest")
         assert not lookup.hit
-        out = await e.remember(
-            lookup,
-            Completion("8849 m", "stop", Usage(3, 3)),
-            tenant="t",
-            model="m",
-            model_version="v",
-            cost_wh=0.2,
-            cost_gco2=0.1,
-        )
+        out = await _remember(e, lookup, "8849 m", cost_wh=0.2)
         await e.observe(None, 0.99, True, "verify", "req_1")  # the verifier's labels persist too
         store.close()
         return out
@@ -398,14 +407,8 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
         store.open()
         e = engine(store)
         assert len(e) == 1 and e.verifier.estimate().observations == 1
-        p, k = e.plan_for(
-            chat("mount everest how tall is"),  # same words, other order: semantic only
-            tenant="t",
-            model_version="v",
-            endpoint="/e",
-            cache_control=None,
-        )
-        lookup = await e.lookup(p, k)
+        # same words, other order: semantic only
+        lookup = await _lookup(e, "mount everest how tall is")
         assert lookup.status == "hit-semantic" and lookup.entry is not None
         assert lookup.entry.answer == "8849 m" and lookup.entry.cost_wh == 0.2
         store.close()
@@ -432,27 +435,8 @@ def test_engine_measures_density_and_keeps_it_with_the_label(tmp_path: Path) -> 
 
         e = engine()
         for q in ("red apple pie recipe", "red apple tart recipe", "green apple pie recipe"):
-            p, k = e.plan_for(
-                chat(q), tenant="t", model_version="v", endpoint="/e", cache_control=None
-            )
-            lookup = await e.lookup(p, k)
-            await e.remember(
-                lookup,
-                Completion(f"answer to {q}", "stop", Usage(3, 3)),
-                tenant="t",
-                model="m",
-                model_version="v",
-                cost_wh=0.1,
-                cost_gco2=0.1,
-            )
-        p, k = e.plan_for(
-            chat("apple pie recipe red"),
-            tenant="t",
-            model_version="v",
-            endpoint="/e",
-            cache_control=None,
-        )
-        lookup = await e.lookup(p, k)
+            await _remember(e, await _lookup(e, q), f"answer to {q}")
+        lookup = await _lookup(e, "apple pie recipe red")
         assert lookup.similarity is not None and lookup.candidate is not None  # labelled
         assert 0 < lookup.density <= 1
         await e.settle(lookup, "another answer", "req_1")
@@ -479,23 +463,8 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
 
     async def run() -> None:
         for i, cost in enumerate([5.0, 0.01, 3.0, 0.02]):
-            p, k = e.plan_for(
-                chat(f"question number {'x' * i}"),
-                tenant="t",
-                model_version="v",
-                endpoint="/e",
-                cache_control=None,
-            )
-            lookup = await e.lookup(p, k)
-            await e.remember(
-                lookup,
-                Completion("same size answer", "stop", Usage(1, 1)),
-                tenant="t",
-                model="m",
-                model_version="v",
-                cost_wh=cost,
-                cost_gco2=cost / 2,
-            )
+            lookup = await _lookup(e, f"question number {'x' * i}")
+            await _remember(e, lookup, "same size answer", cost_wh=cost)
             clock.advance(1)
 
     asyncio.run(run())
@@ -507,22 +476,7 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
     cheapest.pinned = True
 
     async def more() -> None:
-        p, k = e.plan_for(
-            chat("one more question"),
-            tenant="t",
-            model_version="v",
-            endpoint="/e",
-            cache_control=None,
-        )
-        await e.remember(
-            await e.lookup(p, k),
-            Completion("same size answer", "stop", Usage(1, 1)),
-            tenant="t",
-            model="m",
-            model_version="v",
-            cost_wh=4.0,
-            cost_gco2=2.0,
-        )
+        await _remember(e, await _lookup(e, "one more question"), "same size answer", cost_wh=4.0)
 
     asyncio.run(more())
     assert cheapest.key in e._meta and len(e) == 3
@@ -556,13 +510,9 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
         return e
 
     async def ask(e: ReuseEngine, q: str, answer: str | None = None) -> str:
-        p, k = e.plan_for(chat(q), tenant="t", model_version="v", endpoint="/e", cache_control=None)
-        lookup = await e.lookup(p, k)
+        lookup = await _lookup(e, q)
         if not lookup.hit and answer is not None:
-            done = Completion(answer, "stop", Usage(3, 3))
-            await e.remember(
-                lookup, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.1
-            )
+            await _remember(e, lookup, answer)
         return lookup.status
 
     async def run() -> None:
