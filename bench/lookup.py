@@ -41,6 +41,41 @@ from boundgate.store import StoredEntry
 DIM = 384
 
 
+def synthetic_entry(
+    key: int,
+    vector: np.ndarray,
+    *,
+    embedder: str,
+    scope: str = "bench-scope",
+    model: str = "m",
+    model_version: str = "v",
+    tenant: str = "t",
+    scope_doc: str = "{}",
+    created: float = 1_800_000_000.0,
+) -> StoredEntry:
+    """A stored entry with a synthetic question and answer around ``vector``."""
+    return StoredEntry(
+        key=key,
+        id=f"ans_synthetic{key:012d}",
+        scope=scope,
+        exact=f"synthetic-{key}",
+        query=f"synthetic question {key}",
+        answer="synthetic answer",
+        finish_reason="stop",
+        prompt_tokens=1,
+        completion_tokens=1,
+        model=model,
+        model_version=model_version,
+        tenant=tenant,
+        created=created,
+        cost_wh=0.001,
+        cost_gco2=0.0005,
+        vector=np.asarray(vector, dtype=np.float32).tobytes(),
+        embedder=embedder,
+        scope_doc=scope_doc,
+    )
+
+
 def clustered(n: int, rng: np.random.Generator, clusters: int = 1000) -> np.ndarray:
     centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
     out = np.empty((n, DIM), dtype=np.float32)
@@ -247,30 +282,21 @@ max_entries = {n + 10 * queries}
         rng = np.random.default_rng(1)
         vecs = clustered(n, rng)
         first = engine.store.max_entry_key() + 1
-        entries = []
-        for i in track(range(n), "synthetic entries"):
-            entries.append(
-                StoredEntry(
-                    key=first + i,
-                    id=f"ans_synthetic{i:012d}",
-                    scope=probe.scope,
-                    exact=f"synthetic-{i}",
-                    query=f"synthetic question {i}",
-                    answer="synthetic answer",
-                    finish_reason="stop",
-                    prompt_tokens=1,
-                    completion_tokens=1,
-                    model=probe.model,
-                    model_version=probe.model_version,
-                    tenant=probe.tenant,
-                    created=time.time(),
-                    cost_wh=0.001,
-                    cost_gco2=0.0005,
-                    vector=vecs[i].tobytes(),
-                    embedder=probe.embedder,
-                    scope_doc=probe.scope_doc,
-                )
+        now = time.time()
+        entries = [
+            synthetic_entry(
+                first + i,
+                vecs[i],
+                embedder=probe.embedder,
+                scope=probe.scope,
+                model=probe.model,
+                model_version=probe.model_version,
+                tenant=probe.tenant,
+                scope_doc=probe.scope_doc,
+                created=now,
             )
+            for i in track(range(n), "synthetic entries")
+        ]
         for e in entries:
             engine._add_meta(e)
         engine.index.add_many(probe.scope, [e.key for e in entries], vecs)

@@ -31,31 +31,8 @@ from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import ReuseEngine
 from boundgate.reuse.index import IndexParams
 from boundgate.reuse.verifier import Verifier
-from boundgate.store import SQLiteStore, StoredEntry
-from lookup import DIM, clustered
-
-
-def entry(key: int, vector: np.ndarray, embedder: str) -> StoredEntry:
-    return StoredEntry(
-        key=key,
-        id=f"ans_bench{key:012d}",
-        scope="bench-scope",
-        exact=f"exact-{key}",
-        query=f"synthetic question {key}",
-        answer="synthetic answer",
-        finish_reason="stop",
-        prompt_tokens=1,
-        completion_tokens=1,
-        model="m",
-        model_version="v",
-        tenant="t",
-        created=1_800_000_000.0,
-        cost_wh=0.001,
-        cost_gco2=0.0005,
-        vector=vector.astype(np.float32).tobytes(),
-        embedder=embedder,
-        scope_doc="{}",
-    )
+from boundgate.store import SQLiteStore
+from lookup import DIM, clustered, synthetic_entry
 
 
 async def fill(store: SQLiteStore, first: int, vecs: np.ndarray, embedder: str) -> None:
@@ -63,7 +40,7 @@ async def fill(store: SQLiteStore, first: int, vecs: np.ndarray, embedder: str) 
     for start in range(0, len(vecs), step):
         await asyncio.gather(
             *(
-                store.put_entry(entry(first + i, vecs[i], embedder))
+                store.put_entry(synthetic_entry(first + i, vecs[i], embedder=embedder))
                 for i in range(start, min(start + step, len(vecs)))
             )
         )
