@@ -62,7 +62,7 @@ from boundgate.reuse.embedder import OnnxEmbedder, default_model_files
 from boundgate.reuse.guards import compare, features
 from boundgate.reuse.index import ScopedIndex
 from boundgate.reuse.scope import canonical_query
-from boundgate.reuse.scoring import DensityScorer, Evidence
+from boundgate.reuse.scoring import DensityScorer, Evidence, logistic
 from reuse_quality import Components, load_pairs
 
 F32 = npt.NDArray[np.float32]
@@ -207,22 +207,7 @@ def outcome(
     return recall, wrong
 
 
-def logistic(x: F32, y: npt.NDArray[np.bool_], l2: float = 1e-3, iters: int = 50) -> F32:
-    """Logistic regression by Newton's method (IRLS), a bias column appended, light L2."""
-    xb = np.hstack([x, np.ones((len(x), 1), dtype=np.float32)]).astype(np.float64)
-    w = np.zeros(xb.shape[1])
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(xb @ w)))
-        g = xb.T @ (p - y) + l2 * w
-        h = (xb * (p * (1 - p))[:, None]).T @ xb + l2 * np.eye(len(w))
-        step = np.linalg.solve(h, g)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w.astype(np.float32)
-
-
-def predict(w: F32, x: F32) -> F32:
+def predict(w: npt.NDArray[np.float64], x: F32) -> F32:
     z = x @ w[:-1] + w[-1]
     return np.asarray(1 / (1 + np.exp(-z)), dtype=np.float32)
 
