@@ -205,6 +205,9 @@ def test_ledger_filters_and_csv_export(open_dash: Seeded) -> None:
         assert bad.status_code == 400 and "since/until" in bad.text
         bad = b.get("/dashboard/ledger?outcome=exploded")
         assert bad.status_code == 400
+        bad = b.get("/dashboard/ledger.csv?outcome=exploded")  # the same page, not a CSV
+        assert bad.status_code == 400 and "unknown outcome" in bad.text
+        assert bad.headers["content-type"].startswith("text/html")
         # paging: more than one page of rows
         assert "Older" not in b.get("/dashboard/ledger").text
 

@@ -289,6 +289,11 @@ def _ledger_params(request: Request) -> tuple[dict[str, str], LedgerQuery | None
 async def ledger(
     s: SessionDep, request: Request, page: Annotated[int, Query(ge=1, le=100_000)] = 1
 ) -> Response:
+    return await _ledger_page(s, request, page)
+
+
+async def _ledger_page(s: Session | None, request: Request, page: int) -> Response:
+    """The ledger page for the request's filters (400 with the error when they are bad)."""
     gw = _gateway(request)
     params, q, error = _ledger_params(request)
     rows = []
@@ -311,13 +316,9 @@ async def ledger(
 @router.get("/ledger.csv")
 async def ledger_csv(s: SessionDep, request: Request) -> Response:
     gw = _gateway(request)
-    params, q, error = _ledger_params(request)
-    if q is None:
-        return render(
-            request, s, "ledger.html", "ledger", status=400, error=error, params=params,
-            facets={"tenant": [], "model": []}, outcomes=views.OUTCOMES,
-            reuse_results=views.REUSE_RESULTS, rows=[], page=1, more=False, query="",
-        )  # fmt: skip
+    _, q, _ = _ledger_params(request)
+    if q is None:  # a bad filter: the ledger page says what is wrong with it
+        return await _ledger_page(s, request, 1)
     query = q
 
     async def body() -> AsyncIterator[str]:
