@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install dev serve test lint format bench clean
+.PHONY: install dev serve test lint format bench clean pair-model wordnet-antonyms
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,15 +32,31 @@ test: dev
 	$(BIN)/pytest -p no:cacheprovider
 
 lint: dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench training
+	$(BIN)/ruff format --check src tests bench training
 	$(BIN)/mypy src
 
 format: dev
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench training
+	$(BIN)/ruff check --fix src tests bench training
 
 PAIRS ?= ../shared/data/cache/quora_val.csv
+TRAIN_PAIRS ?= ../shared/data/cache/quora_train.csv
+
+$(VENV)/.train: $(VENV)/.installed
+	$(BIN)/pip install -e '.[train]'
+	touch $@
+
+# Antonym pairs from WordNet 3.0 (Debian's wordnet-base) into package data; needs
+# `apt-get install wordnet-base`. The result is committed; run again only to refresh it.
+wordnet-antonyms:
+	$(PY) training/wordnet_antonyms.py
+
+# Train, export (int8 ONNX), calibrate and card the pair model into
+# src/boundgate/reuse/pair_model/ (about 45 min on 2 cores; never run by CI).
+pair-model: $(VENV)/.train
+	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2
+	$(BIN)/python training/model_card.py
 
 bench: dev
 	$(BIN)/python bench/local_generation.py

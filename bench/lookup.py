@@ -248,7 +248,7 @@ def knobs(
         print(f"| {b} | {ef} | {pct(ts, 0.5) * 1000:.3f} | {pct(ts, 0.99) * 1000:.3f} |")
 
 
-def hit_path(n: int, pairs_path: Path, queries: int) -> None:
+def hit_path(n: int, pairs_path: Path, queries: int, scorer: str = "pair") -> None:
     with pairs_path.open(newline="") as fh:
         dups = [
             (r["question1"], r["question2"]) for r in csv.DictReader(fh) if r["is_duplicate"] == "1"
@@ -257,6 +257,7 @@ def hit_path(n: int, pairs_path: Path, queries: int) -> None:
     meanings = {q: f"m{i}" for i, pair in enumerate(dups) for q in pair}
     trusting = f"""
 [reuse]
+scorer = "{scorer}"
 initial_threshold = 0.8
 min_observations = 1
 error_bound = 0.9
@@ -312,7 +313,7 @@ max_entries = {n + 10 * queries}
             status, t = ask(q1)
             if status == "hit-exact":
                 exact_t.append(t)
-    print(f"\n## Hit path over HTTP, {n} entries in the scope\n")
+    print(f"\n## Hit path over HTTP, {n} entries in the scope, {scorer} scorer\n")
     print("| path | requests | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|")
     for name, xs in (
@@ -347,6 +348,13 @@ def main() -> None:
     ap.add_argument("--efs", type=int, nargs="+", default=[32, 64, 128, 256])
     ap.add_argument("--cold-efs", type=int, nargs="+", default=[64, 256])
     ap.add_argument("--index-cache", type=Path, default=None)
+    ap.add_argument(
+        "--scorers",
+        nargs="+",
+        default=["pair", "density"],
+        choices=["pair", "density", "cosine"],
+        help="reuse.scorer for the hit path, one run each in this order",
+    )
     args = ap.parse_args()
     if args.knobs:
         for n in args.sizes:
@@ -354,7 +362,8 @@ def main() -> None:
     else:
         ann(args.sizes, args.queries)
     if args.hit_path_size:
-        hit_path(args.hit_path_size, args.pairs, 200)
+        for scorer in args.scorers:
+            hit_path(args.hit_path_size, args.pairs, 200, scorer)
 
 
 if __name__ == "__main__":

@@ -153,9 +153,14 @@ def main() -> None:
     ap.add_argument("--negatives", type=int, default=500, help="hard negatives to generate")
     ap.add_argument(
         "--scorer",
-        choices=["density", "cosine"],
+        choices=["pair", "density", "cosine"],
         default=None,
         help="reuse.scorer for the gateway (default: the setting's default)",
+    )
+    ap.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="reuse.prior = false (the pair model without its offline calibration)",
     )
     ap.add_argument(
         "--contradictions",
@@ -193,7 +198,9 @@ def main() -> None:
             meanings.setdefault(a, f"{name}:{a}")
             meanings.setdefault(b, f"{name}:{b}")
 
-    extra = f'[reuse]\nscorer = "{args.scorer}"\n' if args.scorer else ""
+    extra = "[reuse]\n"
+    extra += f'scorer = "{args.scorer}"\n' if args.scorer else ""
+    extra += "prior = false\n" if args.no_prior else ""
     with gateway_over_fake_upstream(meanings, extra) as (http, _app):
 
         def ask(q: str) -> tuple[str, str, float, float]:
@@ -310,7 +317,10 @@ def main() -> None:
     rows.append(row("fixed cosine ≥ 0.95, all pairs", best_sim >= 0.95, best, q1s, n))
 
     print(f"\n# Reuse quality ({args.pairs.name}, {n} pairs: {n_dup} duplicates, {n_non} not)\n")
-    print(f"boundgate run: {wall:.0f} s; final threshold {stats['threshold']:.3f}\n")
+    print(
+        f"boundgate run: {wall:.0f} s; final threshold {stats['threshold']:.3f} "
+        f"(decided by {stats.get('threshold_decided_by')}; prior {stats.get('prior')})\n"
+    )
     print("| policy | recall on duplicates | wrong / all requests | wrong / non-duplicates |")
     print("|---|---:|---:|---:|")
     print(

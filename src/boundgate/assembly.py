@@ -37,6 +37,8 @@ from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseConfig, ReuseEngine
 from .reuse.index import IndexParams
+from .reuse.pair import OnnxPairScorer, PairScorer, packaged_model_dir
+from .reuse.prior import Prior
 from .reuse.scoring import SCORERS
 from .reuse.variants import CreativityBuffer, CreativityConfig
 from .reuse.verifier import Verifier
@@ -110,6 +112,20 @@ def build_embedder(settings: Settings) -> Embedder:
     return OnnxEmbedder(threads=threads)
 
 
+def build_pair_scorer(settings: Settings) -> tuple[PairScorer, Prior | None]:
+    """The shipped pair model and (with ``reuse.prior``) its calibration as the verifier's
+    prior. Raises ``ConfigError`` when the model is not in the package."""
+    r = settings.reuse
+    try:
+        model_dir = packaged_model_dir()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"reuse.scorer = 'pair': {exc}") from None
+    threads = r.embed_threads or min(4, os.cpu_count() or 1)
+    scorer = OnnxPairScorer(model_dir, threads=threads)
+    prior = Prior.load(model_dir / "calibration.json", scorer.name) if r.prior else None
+    return scorer, prior
+
+
 DEFAULT_GRID_URLS = {
     "electricitymaps": "https://api.electricitymap.org",
     "watttime": "https://api.watttime.org",
@@ -171,6 +187,11 @@ def build_reuse(
     jobs: JobQueue | None = None,
 ) -> ReuseEngine:
     r = settings.reuse
+    scorer = SCORERS[r.scorer]()
+    pair_scorer: PairScorer | None = None
+    prior: Prior | None = None
+    if scorer.uses_pair:
+        pair_scorer, prior = build_pair_scorer(settings)
     verifier = Verifier(
         delta=r.error_bound,
         initial_threshold=r.initial_threshold,
@@ -178,7 +199,9 @@ def build_reuse(
         min_observations=r.min_observations,
         verify_rate=r.verify_rate,
         confidence=r.confidence,
-        scorer=SCORERS[r.scorer](),
+        scorer=scorer,
+        prior=prior,
+        prior_weight=r.prior_weight,
     )
     engine = ReuseEngine(
         store=store,
@@ -192,6 +215,7 @@ def build_reuse(
             time_sensitive_pattern=r.time_sensitive_pattern,
             max_entries=r.max_entries,
             bind_after=r.bind_after,
+            pair_candidates=r.pair_candidates,
             require_bound=r.require_bound,
             stale_policy=r.stale_policy,
             rebind_window_s=settings.scheduler.rebind_window_s,
@@ -207,6 +231,7 @@ def build_reuse(
             dtype=r.index_dtype,
         ),
         index_dir=settings.server.data_dir / "index" if r.persist_index else None,
+        pair_scorer=pair_scorer,
     )
     return engine
 

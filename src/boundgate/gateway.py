@@ -260,6 +260,8 @@ class Gateway:
                 row.extra["semantic_lookup"] = 1
                 if lookup.density:
                     row.extra["density"] = round(lookup.density, 6)
+                if lookup.pair is not None:
+                    row.extra["pair_score"] = round(lookup.pair, 6)
             if lookup.novel:
                 row.extra["novel"] = 1
         return row
@@ -517,7 +519,7 @@ class Gateway:
             request=req,
             asker=self.asker(ctx, req),
         )
-        self.reuse.settle_soon(lookup, completion.text, ctx.request_id)
+        self.reuse.settle_soon(lookup, completion.text, ctx.request_id, self.asker(ctx, req))
 
     def _lookup_measurement(self, token: Any, t0: float) -> Measurement | None:
         if self.reuse_meter is None or token is None:

@@ -132,12 +132,32 @@ class ReuseSettings(_Section):
     verify_rate: float = Field(
         0.05, ge=0, le=1, description="Share of would-be semantic hits recomputed to verify."
     )
-    scorer: Literal["density", "cosine"] = Field(
-        "density",
-        description="What the verifier thresholds: density = cosine minus a learned weight "
-        "times the local density of the two questions (crowded neighbourhoods count less; the "
-        "weight is learned from the labels, 0 until they show an effect); cosine = the plain "
-        "cosine similarity.",
+    scorer: Literal["pair", "density", "cosine"] = Field(
+        "pair",
+        description="What the verifier thresholds: pair = the shipped pair model's probability "
+        "that the asked and the stored question mean the same (a cross-encoder reading both; "
+        "only candidates above similarity_floor that pass the guards are scored); density = "
+        "cosine minus a learned weight times the local density of the two questions; cosine = "
+        "the plain cosine similarity.",
+    )
+    pair_candidates: int = Field(
+        4,
+        ge=1,
+        le=16,
+        description="With scorer = pair: how many guard survivors (best cosine first) the pair "
+        "model scores per lookup; the best-scored one is the candidate.",
+    )
+    prior: bool = Field(
+        True,
+        description="With scorer = pair: start from the pair model's offline calibration (its "
+        "scores on labelled validation pairs) so a fresh gateway reuses from its first requests; "
+        "off = earn every threshold from this gateway's own labels.",
+    )
+    prior_weight: float = Field(
+        1000.0,
+        gt=0,
+        description="With prior: the prior's counts are multiplied by W / (W + labels seen), "
+        "so after W labels of its own the gateway weighs the prior at half.",
     )
     answer_similarity: float = Field(
         0.90,

@@ -151,7 +151,8 @@ def reuse_safety(gw: Gateway) -> dict[str, Any] | None:
         "within": high is None or high <= delta,
         # below this many labels at the threshold, every would-be semantic hit is verified
         # (recomputed and compared), so none is served on an unproven threshold
-        "learning": stats["observations_above_threshold"] < stats["min_observations"],
+        "learning": stats["threshold_decided_by"] == "initial_threshold"
+        and stats["observations_above_threshold"] < stats["min_observations"],
         # the <meter> runs from 0 to twice the bound, so the bound sits in the middle
         "meter_max": 2 * delta,
     }

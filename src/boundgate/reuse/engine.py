@@ -37,6 +37,7 @@ from .embedder import Embedder, Vectors
 from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
+from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, canonical_query, exact_hash, reuse_key, scope_hash
 from .stored import request_json
@@ -74,6 +75,7 @@ class Lookup:
     entry: StoredEntry | None = None  # the entry served, on a hit
     similarity: float | None = None  # best admissible candidate's similarity
     density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
+    pair: float | None = None  # that candidate's pair-model score (pair.py), when scored
     vector: Vectors | None = None
     candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
     verdict: Verdict | None = None
@@ -109,6 +111,8 @@ class Lookup:
             h["x-boundgate-document"] = doc
         if self.similarity is not None:
             h["x-boundgate-similarity"] = f"{self.similarity:.4f}"
+        if self.pair is not None:
+            h["x-boundgate-pair-score"] = f"{self.pair:.4f}"
         if self.entry is not None:
             h["x-boundgate-energy-avoided-wh"] = plain_decimal(self.entry.cost_wh)
         return h
@@ -123,6 +127,7 @@ class ReuseConfig:
     time_sensitive_pattern: str | None = None
     max_entries: int = 100_000
     candidates: int = 8
+    pair_candidates: int = 4  # survivors of the guards scored by the pair model, at most
     bind_after: int = 3
     require_bound: bool = False
     stale_policy: str = "stale-while-rebind"
@@ -145,9 +150,14 @@ class ReuseEngine:
         jobs: JobQueue | None = None,
         index_params: IndexParams | None = None,
         index_dir: Path | None = None,
+        pair_scorer: PairScorer | None = None,
     ) -> None:
-        """``index_dir``: where the ANN indexes are saved between runs (None: not saved)."""
+        """``index_dir``: where the ANN indexes are saved between runs (None: not saved).
+        ``pair_scorer``: scores the guard survivors when the verifier's scorer uses it."""
         self.store = store
+        self.pair_scorer = pair_scorer
+        if verifier.scorer.uses_pair and pair_scorer is None:
+            raise ValueError("the verifier's scorer needs a pair scorer")
         self.signer = signer
         self.jobs = jobs
         self.embedder = embedder
@@ -174,6 +184,7 @@ class ReuseEngine:
         self._lock = threading.Lock()
         self._feedback_seen: set[str] = set()
         self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
+        self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._stale_documents: set[str] = set()  # bound documents of superseded model versions
         self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
         self._background: set[asyncio.Task[None]] = set()
@@ -203,15 +214,19 @@ class ReuseEngine:
         if self.index_files is not None and self.index_load.rebuilt:
             self.save_index()  # a crash now costs a replay of the tail, not another build
         self._next_key = self.store.max_entry_key() + 1
+        for exact, key in self.store.question_variants():
+            if key in self._meta:
+                self._exact[exact] = key
+                self._variants.setdefault(key, set()).add(exact)
         for o in self.store.observations():
             self.verifier.add(
-                Observation(o.similarity, o.correct, o.source, o.entry, o.density),
+                Observation(o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score),
                 recompute=False,
             )
             if o.source == "feedback" and o.request_id:
                 self._feedback_seen.add(o.request_id)
-        for s, d in self.store.lookup_similarities():
-            self.verifier.note_lookup(s, d)
+        for s, d, pr in self.store.lookup_similarities():
+            self.verifier.note_lookup(s, d, pr)
         self.verifier.recompute()
 
     def save_index(self) -> int:
@@ -331,11 +346,11 @@ class ReuseEngine:
                 alt = await self._search(p, sk, now, stale=True, vector=out.vector)
                 if alt.entry is not None:
                     out.entry, out.status, out.similarity = alt.entry, "stale", alt.similarity
-                    out.density = alt.density
+                    out.density, out.pair = alt.density, alt.pair
                     out.candidate, out.verdict = None, None
                     break
         if out.semantic:
-            self.verifier.note_lookup(out.similarity, out.density)
+            self.verifier.note_lookup(out.similarity, out.density, out.pair)
         self._count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
@@ -380,6 +395,7 @@ class ReuseEngine:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
         near = self.index.search(key.scope, vector, self.config.candidates)
+        survivors: list[tuple[EntryMeta, float]] = []
         for n in near:
             meta = self._meta.get(n.key)
             if not admissible(meta) or meta is None or meta.exact == key.exact:
@@ -390,17 +406,30 @@ class ReuseEngine:
                 continue
             if not compare(key.query, meta.query).ok:
                 continue
-            out.similarity = n.similarity
-            if self.verifier.scorer.uses_density:
-                out.density = self._density(key.scope, near, meta.key)
-            out.verdict = self.verifier.decide(meta.key, n.similarity, out.density)
-            if out.verdict is Verdict.SERVE:
-                entry = await self._entry_if_live(meta)
-                if entry is not None:
-                    out.entry, out.status = entry, "hit-semantic"
-            elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
-                out.candidate = meta
-            break
+            survivors.append((meta, n.similarity))
+            if not self.verifier.scorer.uses_pair or len(survivors) >= self.config.pair_candidates:
+                break
+        if not survivors:
+            return out
+        meta, out.similarity = survivors[0]
+        if self.verifier.scorer.uses_pair and self.pair_scorer is not None:
+            # the cross-encoder reads (asked, stored) for each survivor; the best one is
+            # the candidate. Only would-be hits (above the floor, past the guards) pay for it.
+            scores = await asyncio.to_thread(
+                self.pair_scorer.score_pairs, [(key.query, m.query) for m, _ in survivors]
+            )
+            best = int(np.argmax(scores))
+            meta, out.similarity = survivors[best]
+            out.pair = float(scores[best])
+        if self.verifier.scorer.uses_density:
+            out.density = self._density(key.scope, near, meta.key)
+        out.verdict = self.verifier.decide(meta.key, out.similarity, out.density, out.pair)
+        if out.verdict is Verdict.SERVE:
+            entry = await self._entry_if_live(meta)
+            if entry is not None:
+                out.entry, out.status = entry, "hit-semantic"
+        elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
+            out.candidate = meta
         return out
 
     def _density(self, scope: str, near: list[Neighbour], candidate: int) -> float:
@@ -692,15 +721,24 @@ class ReuseEngine:
             await self.evict()
         return entry.id
 
-    def settle_soon(self, lookup: Lookup, fresh_text: str, request_id: str) -> None:
+    def settle_soon(
+        self, lookup: Lookup, fresh_text: str, request_id: str, asker: str | None = None
+    ) -> None:
         """Label the unserved candidate from the fresh answer, off the response path."""
         if lookup.candidate is None or lookup.similarity is None:
             return
-        task = asyncio.get_running_loop().create_task(self.settle(lookup, fresh_text, request_id))
+        task = asyncio.get_running_loop().create_task(
+            self.settle(lookup, fresh_text, request_id, asker)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def settle(self, lookup: Lookup, fresh_text: str, request_id: str) -> None:
+    async def settle(
+        self, lookup: Lookup, fresh_text: str, request_id: str, asker: str | None = None
+    ) -> None:
+        """Compare the fresh answer with the unserved candidate's: a label for the verifier.
+        A would-be hit (sampled for verification) whose fresh answer is equivalent also
+        teaches the cache: the question becomes a variant of the candidate (``confirm``)."""
         cand, sim = lookup.candidate, lookup.similarity
         if cand is None or sim is None:
             return
@@ -709,7 +747,29 @@ class ReuseEngine:
             return
         correct = await self.same_answer(stored.answer, fresh_text)
         source = "verify" if lookup.verdict is Verdict.VERIFY else "observe"
-        await self.observe(cand.key, sim, correct, source, request_id, lookup.density)
+        await self.observe(cand.key, sim, correct, source, request_id, lookup.density, lookup.pair)
+        if correct and lookup.verdict is Verdict.VERIFY:
+            await self.confirm(cand, lookup, asker)
+
+    async def confirm(self, cand: EntryMeta, lookup: Lookup, asker: str | None) -> None:
+        """Record the asked question as a variant of ``cand``, the entry whose answer proved
+        equivalent: its next arrival is an exact hit on ``cand`` (and, once bound, it is
+        among the document's ``bg:questionVariants``). The fresh answer stored for the same
+        question is dropped as a duplicate of a confirmed meaning."""
+        key = lookup.key
+        if key is None or cand.key not in self._meta:
+            return
+        await self.store.add_question_variant(cand.key, key.exact, key.query, self.clock.time())
+        fresh = self._by_id.get(lookup.stored_id) if lookup.stored_id else None
+        with self._lock:
+            self._exact[key.exact] = cand.key
+            self._variants.setdefault(cand.key, set()).add(key.exact)
+        self._count("variant_confirmed")
+        fresh_meta = self._meta.get(fresh) if fresh is not None else None
+        if fresh_meta is not None and fresh != cand.key and fresh_meta.document is None:
+            await self.forget([fresh_meta.key])
+        if asker is not None and cand.document is None:
+            await self.register(cand.key, asker, key.query)
 
     async def same_answer(self, a: str, b: str) -> bool:
         if canonical_query(a) == canonical_query(b):
@@ -725,11 +785,12 @@ class ReuseEngine:
         source: str,
         request_id: str,
         density: float = 0.0,
+        pair: float | None = None,
     ) -> None:
-        self.verifier.add(Observation(similarity, correct, source, entry, density))
+        self.verifier.add(Observation(similarity, correct, source, entry, density, pair))
         await self.store.add_observation(
             ObservationRow(
-                self.clock.time(), entry, similarity, correct, source, request_id, density
+                self.clock.time(), entry, similarity, correct, source, request_id, density, pair
             )
         )
 
@@ -756,7 +817,11 @@ class ReuseEngine:
         similarity = row.similarity if row.similarity is not None else 1.0
         raw_density = row.extra.get("density", 0.0)
         density = float(raw_density) if isinstance(raw_density, int | float) else 0.0
-        await self.observe(key, similarity, correct, "feedback", row.id, density)
+        raw_pair = row.extra.get("pair_score")
+        pair = float(raw_pair) if isinstance(raw_pair, int | float) else None
+        if pair is None and row.reuse == "hit-exact":
+            pair = 1.0  # the same question
+        await self.observe(key, similarity, correct, "feedback", row.id, density, pair)
         if not correct and key is not None and row.reuse == "hit-exact":
             # The stored answer itself is wrong for its own question: stop serving it.
             await self.forget([key])
@@ -797,6 +862,9 @@ class ReuseEngine:
                     self._by_id.pop(meta.document, None)
                 if self._exact.get(meta.exact) == k:
                     del self._exact[meta.exact]
+                for exact in self._variants.pop(k, ()):
+                    if self._exact.get(exact) == k:
+                        del self._exact[exact]
         for k in keys:
             self.index.remove(k)
             self.verifier.forget_entry(k)
@@ -815,6 +883,18 @@ class ReuseEngine:
             "threshold": est.threshold,
             "scorer": self.verifier.scorer.name,
             "scorer_parameters": self.verifier.scorer.describe(),
+            "pair_model": self.pair_scorer.name if self.pair_scorer is not None else None,
+            "prior": (
+                {
+                    "source": self.verifier.prior.source,
+                    "pairs": self.verifier.prior.pairs,
+                    "weight_now": est.prior_weight,
+                    "pairs_above_threshold": est.prior_pairs_above,
+                }
+                if self.verifier.prior is not None
+                else None
+            ),
+            "threshold_decided_by": est.decided_by,
             "error_rate_estimate": est.error_rate,
             "error_rate_ci": [est.error_low, est.error_high],
             "confidence": self.verifier.confidence,

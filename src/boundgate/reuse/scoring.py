@@ -1,10 +1,12 @@
 """Scorers: what the verifier thresholds, computed from a candidate's evidence.
 
 The verifier learns a threshold on a score and keeps the error bound on it (``verifier.py``);
-a ``Scorer`` says what that score is. Two exist:
+a ``Scorer`` says what that score is. Three exist:
 
 - ``CosineScorer``: the cosine similarity of the two questions, as it is.
-- ``DensityScorer`` (the default): the cosine minus β times the *local density*, the mean
+- ``PairModelScorer`` (the default): the probability of the same meaning from the
+  cross-encoder that reads both questions together (``pair.py``).
+- ``DensityScorer``: the cosine minus β times the *local density*, the mean
   cosine of the asked question and of the candidate to their nearest stored questions. A high
   cosine between questions that sit in a crowded neighbourhood ("how do I learn Python?" among
   a hundred "how do I learn X?") is weaker evidence of the same meaning than the same cosine
@@ -35,6 +37,7 @@ class Evidence:
 
     similarity: float  # cosine of the asked and the stored question
     density: float = 0.0  # mean cosine of both to their nearest stored questions (0: unknown)
+    pair: float | None = None  # the pair model's probability of the same meaning (None: unscored)
 
 
 class Scorer(ABC):
@@ -42,6 +45,7 @@ class Scorer(ABC):
 
     name: str
     uses_density: bool = False
+    uses_pair: bool = False  # needs the pair model's score of each candidate
 
     @abstractmethod
     def score(self, e: Evidence) -> float: ...
@@ -117,4 +121,22 @@ def logistic(
     return np.asarray(np.append(coef, bias), dtype=np.float64)
 
 
-SCORERS: dict[str, type[Scorer]] = {"cosine": CosineScorer, "density": DensityScorer}
+class PairModelScorer(Scorer):
+    """The pair model's probability that the two questions mean the same (``pair.py``).
+
+    Scores are in [0, 1], like the cosine, so thresholds, the floor grid and the initial
+    threshold keep working; evidence recorded before the pair model was on (``pair`` None)
+    scores 0 and so never counts above a threshold."""
+
+    name = "pair"
+    uses_pair = True
+
+    def score(self, e: Evidence) -> float:
+        return 0.0 if e.pair is None else e.pair
+
+
+SCORERS: dict[str, type[Scorer]] = {
+    "cosine": CosineScorer,
+    "density": DensityScorer,
+    "pair": PairModelScorer,
+}

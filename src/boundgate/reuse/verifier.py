@@ -48,6 +48,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .prior import Prior
 from .scoring import CosineScorer, Evidence, Scorer
 
 
@@ -58,9 +59,10 @@ class Verdict(StrEnum):
     MISS = "miss"
 
 
-def wilson(errors: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (low, high)."""
-    if n == 0:
+def wilson(errors: float, n: float, z: float) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (low, high); counts may be weighted
+    (fractional), as the prior's are."""
+    if n <= 0:
         return 0.0, 1.0
     p = errors / n
     denom = 1 + z * z / n
@@ -88,10 +90,11 @@ class Observation:
     source: str  # "observe" | "verify" | "feedback"
     entry: int | None = None
     density: float = 0.0  # local density of the pair (see scoring.py); 0 when unknown
+    pair: float | None = None  # the pair model's score (see pair.py); None when unscored
 
     @property
     def evidence(self) -> Evidence:
-        return Evidence(self.similarity, self.density)
+        return Evidence(self.similarity, self.density, self.pair)
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class ErrorEstimate:
     observations: int
     observations_above: int
     lookups: int
+    prior_weight: float  # λ: what the prior's counts are multiplied by now (0: no prior)
+    prior_pairs_above: float  # λ · prior pairs at or above the threshold
+    decided_by: str  # "prior", "prior+labels", "labels" or "initial_threshold"
 
 
 _NONE = -math.inf  # the score of a lookup that found no candidate
@@ -125,7 +131,14 @@ class Verifier:
         rng: random.Random | None = None,
         scorer: Scorer | None = None,
         refit_every: int = 200,
+        prior: Prior | None = None,
+        prior_weight: float = 1000.0,
+        recompute_every_lookups: int = 50,
     ) -> None:
+        """``prior``: an offline calibration of ``scorer``'s score (``prior.py``), counted with
+        weight λ = ``prior_weight`` / (``prior_weight`` + labels seen). ``recompute_every_lookups``:
+        the threshold is recomputed after this many lookups as well as after each label, so
+        h(t) follows the traffic even while no label arrives."""
         self.delta = delta
         self.initial_threshold = initial_threshold
         self.floor = floor
@@ -151,6 +164,11 @@ class Verifier:
         self._entry_floor: dict[int, Evidence] = {}  # the best-scoring wrong evidence
         self._threshold = initial_threshold
         self._by_source: dict[str, list[int]] = {}
+        self.prior = prior
+        self.prior_weight = prior_weight
+        self.recompute_every_lookups = recompute_every_lookups
+        self._lookups_since = 0
+        self._decided_by = "initial_threshold"
 
     # --- learning ---------------------------------------------------------------------------
     def add(self, obs: Observation, *, recompute: bool = True) -> None:
@@ -186,11 +204,31 @@ class Verifier:
             maxlen=self.lookup_windows[-1],
         )
 
-    def note_lookup(self, best_similarity: float | None, density: float = 0.0) -> None:
-        ev = None if best_similarity is None else Evidence(best_similarity, density)
+    def note_lookup(
+        self, best_similarity: float | None, density: float = 0.0, pair: float | None = None
+    ) -> None:
+        ev = None if best_similarity is None else Evidence(best_similarity, density, pair)
         with self._lock:
             self._lookup_order.append(ev)
             self._lookup_scores.append(_NONE if ev is None else self.scorer.score(ev))
+            self._lookups_since += 1
+            if self.recompute_every_lookups and self._lookups_since >= self.recompute_every_lookups:
+                self._threshold = self._compute()
+
+    def _lam(self) -> float:
+        """λ, the weight of the prior's counts now."""
+        if self.prior is None:
+            return 0.0
+        return self.prior_weight / (self.prior_weight + len(self._labelled))
+
+    def _counts(self, t: float, lam: float) -> tuple[float, float, int, int]:
+        """(n, e) pooled with the prior, and (n, e) of the gateway's own labels, at t."""
+        n_on = self._above(self._sims, t)
+        e_on = self._above(self._wrong, t)
+        if self.prior is None or lam == 0.0:
+            return n_on, e_on, n_on, e_on
+        n_p, e_p = self.prior.above(t)
+        return n_on + lam * n_p, e_on + lam * e_p, n_on, e_on
 
     def forget_entry(self, entry: int) -> None:
         with self._lock:
@@ -219,7 +257,9 @@ class Verifier:
         return max(self._above(w, t) / len(w) for w in windows)
 
     def _compute(self) -> float:
+        self._lookups_since = 0
         windows = self._windows()
+        lam = self._lam()
         best: float | None = None
         failed_at: float | None = None
         # scores may sit below the floor (the density correction lowers them): start the grid
@@ -230,17 +270,28 @@ class Verifier:
         steps = round((1.0 - low) / self.STEP)
         for i in range(steps, -1, -1):
             t = round(low + i * self.STEP, 6)
-            n = self._above(self._sims, t)
+            n, e, n_on, e_on = self._counts(t, lam)
             if n < self.min_observations:
                 continue
-            e = self._above(self._wrong, t)
-            if self._hit_share(t, windows) * wilson(e, n, self.z)[1] <= self.delta:
+            h = self._hit_share(t, windows)
+            ok = h * wilson(e, n, self.z)[1] <= self.delta
+            if ok and lam > 0 and n_on > 0:
+                # the gateway's own labels overrule the prior where they show δ broken: their
+                # lower confidence bound (cautious for few labels) already exceeds it
+                ok = h * wilson(e_on, n_on, self.z)[0] <= self.delta
+            if ok:
                 best = t
             else:
                 failed_at = t
                 break
         if best is not None:
+            n_on = self._above(self._sims, best)
+            if lam == 0.0:
+                self._decided_by = "labels"
+            else:
+                self._decided_by = "prior" if n_on == 0 else "prior+labels"
             return best
+        self._decided_by = "initial_threshold"
         if failed_at is not None and failed_at >= self.initial_threshold:
             return min(1.0 + self.STEP, failed_at + self.STEP)
         return self.initial_threshold
@@ -255,15 +306,17 @@ class Verifier:
         t = self._threshold
         return t if failed is None else max(t, self.scorer.score(failed) + self.STEP)
 
-    def score(self, similarity: float, density: float = 0.0) -> float:
-        return self.scorer.score(Evidence(similarity, density))
+    def score(self, similarity: float, density: float = 0.0, pair: float | None = None) -> float:
+        return self.scorer.score(Evidence(similarity, density, pair))
 
-    def decide(self, entry: int, similarity: float, density: float = 0.0) -> Verdict:
+    def decide(
+        self, entry: int, similarity: float, density: float = 0.0, pair: float | None = None
+    ) -> Verdict:
         t = self.threshold_for(entry)
-        if self.score(similarity, density) >= t:
-            # Earn trust first: until enough labels exist at or above the threshold, every
-            # would-be hit is verified (recomputed and compared) instead of served.
-            if self._above(self._sims, t) < self.min_observations:
+        if self.score(similarity, density, pair) >= t:
+            # Earn trust first: until enough labels (the prior's included) exist at or above
+            # the threshold, every would-be hit is verified (recomputed and compared).
+            if self._counts(t, self._lam())[0] < self.min_observations:
                 return Verdict.VERIFY
             if self.rng.random() < self.verify_rate:
                 return Verdict.VERIFY
@@ -276,8 +329,8 @@ class Verifier:
     def estimate(self) -> ErrorEstimate:
         with self._lock:
             t = self._threshold
-            n = self._above(self._sims, t)
-            e = self._above(self._wrong, t)
+            lam = self._lam()
+            n, e, n_on, _ = self._counts(t, lam)
             h = self._hit_share(t, self._windows())
             low, high = wilson(e, n, self.z)
             return ErrorEstimate(
@@ -287,8 +340,11 @@ class Verifier:
                 error_high=h * high,
                 hit_precision=(1 - e / n) if n else None,
                 observations=len(self._sims),
-                observations_above=n,
+                observations_above=n_on,
                 lookups=len(self._lookup_scores),
+                prior_weight=lam,
+                prior_pairs_above=n - n_on,
+                decided_by=self._decided_by,
             )
 
     def by_source(self) -> dict[str, dict[str, int]]:

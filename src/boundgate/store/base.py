@@ -139,6 +139,7 @@ class ObservationRow:
     source: str
     request_id: str | None = None
     density: float = 0.0  # the pair's local density, for scorers that use it
+    pair_score: float | None = None  # the pair model's score (None: not scored)
 
 
 @dataclass(frozen=True)
@@ -288,9 +289,19 @@ class Store(ABC):
     def observations(self) -> list[ObservationRow]: ...
 
     @abstractmethod
-    def lookup_similarities(self) -> list[tuple[float | None, float]]:
-        """Best-candidate (similarity, density) of every semantic lookup in the ledger
-        (similarity None: no candidate; density 0 where not recorded)."""
+    def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
+        """Best-candidate (similarity, density, pair score) of every semantic lookup in the
+        ledger (similarity None: no candidate; density 0 and pair score None where not
+        recorded)."""
+
+    @abstractmethod
+    async def add_question_variant(self, entry: int, exact: str, query: str, ts: float) -> None:
+        """Record that the question with exact hash ``exact`` is answered by ``entry``
+        (replaces an earlier variant of the same hash)."""
+
+    @abstractmethod
+    def question_variants(self) -> list[tuple[str, int]]:
+        """(exact hash, entry key) of every recorded question variant, oldest first."""
 
     # --- registry and documents -------------------------------------------------
     @abstractmethod

@@ -454,12 +454,13 @@ class SQLiteStore(Store):
     async def delete_entries(self, keys: list[int]) -> None:
         for key in keys:
             await self._execute("DELETE FROM reuse_entries WHERE key = ?", (key,))
+            await self._execute("DELETE FROM reuse_question_variants WHERE entry = ?", (key,))
 
     async def add_observation(self, obs: ObservationRow) -> None:
         await self._execute(
             "INSERT INTO reuse_observations "
-            "(ts, entry, similarity, correct, source, request_id, density) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "(ts, entry, similarity, correct, source, request_id, density, pair_score) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 obs.ts,
                 obs.entry,
@@ -468,25 +469,56 @@ class SQLiteStore(Store):
                 obs.source,
                 obs.request_id,
                 obs.density,
+                obs.pair_score,
             ),
         )
 
     def observations(self) -> list[ObservationRow]:
         rows = self._reader().execute(
-            "SELECT ts, entry, similarity, correct, source, request_id, density "
+            "SELECT ts, entry, similarity, correct, source, request_id, density, pair_score "
             "FROM reuse_observations ORDER BY id"
         )
         return [
-            ObservationRow(r[0], r[1], float(r[2]), bool(r[3]), r[4], r[5], float(r[6]))
+            ObservationRow(
+                r[0],
+                r[1],
+                float(r[2]),
+                bool(r[3]),
+                r[4],
+                r[5],
+                float(r[6]),
+                None if r[7] is None else float(r[7]),
+            )
             for r in rows
         ]
 
-    def lookup_similarities(self) -> list[tuple[float | None, float]]:
+    def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
         rows = self._reader().execute(
-            "SELECT similarity, json_extract(extra, '$.density') FROM ledger "
+            "SELECT similarity, json_extract(extra, '$.density'), "
+            "json_extract(extra, '$.pair_score') FROM ledger "
             "WHERE json_extract(extra, '$.semantic_lookup') = 1"
         )
-        return [(None if r[0] is None else float(r[0]), float(r[1] or 0.0)) for r in rows]
+        return [
+            (
+                None if r[0] is None else float(r[0]),
+                float(r[1] or 0.0),
+                None if r[2] is None else float(r[2]),
+            )
+            for r in rows
+        ]
+
+    async def add_question_variant(self, entry: int, exact: str, query: str, ts: float) -> None:
+        await self._execute(
+            "INSERT OR REPLACE INTO reuse_question_variants (exact, entry, query, ts) "
+            "VALUES (?, ?, ?, ?)",
+            (exact, entry, query, ts),
+        )
+
+    def question_variants(self) -> list[tuple[str, int]]:
+        rows = self._reader().execute(
+            "SELECT exact, entry FROM reuse_question_variants ORDER BY ts"
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
 
     # --- registry and documents ------------------------------------------------------------
     def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:

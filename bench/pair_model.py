@@ -1,0 +1,156 @@
+"""The pair model: cost per candidate, memory, and what it separates that cosine does not.
+
+1. Cost: p50/p99 of scoring one candidate (both orders, as served) and four candidates in one
+   call, beside embedding one question with the embedder, interleaved in rounds on the same
+   machine; onnxruntime on ``--threads`` threads.
+2. Memory: the resident set (VmRSS) of this process before loading the pair model and after
+   loading it and scoring a warm-up batch (what a serving process grows by).
+3. Quality on a labelled pair file (``--pairs``, never trained on): AUC, average precision,
+   and recall of duplicates at ≤ 1 % of pairs wrong, for MiniLM cosine, the pair model in one
+   order only, and the pair model as served (mean of both orders); with raw labels and with
+   the reviewed labels of ``--review`` (pairs whose "not duplicate" label was judged wrong on
+   reading, each with its reason; see bench/data/README.md).
+
+    python bench/pair_model.py --pairs ../shared/data/cache/quora_val.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from boundgate.reuse.embedder import OnnxEmbedder
+from boundgate.reuse.pair import OnnxPairScorer
+
+HERE = Path(__file__).resolve().parent
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, int]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [
+            (r["question1"], r["question2"], int(r["is_duplicate"])) for r in csv.DictReader(fh)
+        ]
+
+
+def read_review(path: Path) -> set[tuple[str, str]]:
+    if not path.exists():
+        return set()
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        return {(r["question1"], r["question2"]) for r in rows}
+
+
+def figures(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """AUC, AP, recall at ≤ 1 % of all pairs wrong (threshold chosen in hindsight)."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    pos, neg = int(y.sum()), int(len(y) - y.sum())
+    tp, fp = np.cumsum(y), np.cumsum(1 - y)
+    last = np.r_[s[1:] != s[:-1], True]
+    ok = fp[last] <= 0.01 * len(y)
+    recall = float(tp[last][ok].max() / pos) if ok.any() else 0.0
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.bincount(inv, weights=ranks) / counts)[inv]
+    auc = float((ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    ap = float(((tp / np.arange(1, len(y) + 1)) * y).sum() / pos)
+    return auc, ap, recall
+
+
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--pairs", type=Path, required=True)
+    ap.add_argument("--review", type=Path, default=HERE / "data" / "quora_val_label_review.tsv")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=300)
+    args = ap.parse_args()
+    pairs = read_pairs(args.pairs)
+
+    emb = OnnxEmbedder(threads=args.threads)
+    emb.embed(["warm up"])
+    before = rss_mb()
+    scorer = OnnxPairScorer(threads=args.threads)
+    scorer.score_pairs([(a, b) for a, b, _ in pairs[:64]])
+    after = rss_mb()
+
+    rng = random.Random(0)
+    one, four, embed = [], [], []
+    for _ in range(args.rounds):
+        batch = rng.sample(pairs, 4)
+        for name in rng.sample(["one", "four", "embed"], 3):
+            t = time.perf_counter()
+            if name == "one":
+                scorer.score_pairs([batch[0][:2]])
+                one.append(time.perf_counter() - t)
+            elif name == "four":
+                scorer.score_pairs([p[:2] for p in batch])
+                four.append(time.perf_counter() - t)
+            else:
+                emb.embed([batch[0][0]])
+                embed.append(time.perf_counter() - t)
+    print(f"\n# Pair model ({scorer.name}, {args.threads} threads)\n")
+    print("| work | p50 ms | p99 ms |")
+    print("|---|---:|---:|")
+    for name, xs in (
+        ("embed one question (MiniLM int8)", embed),
+        ("pair-score 1 candidate (both orders)", one),
+        ("pair-score 4 candidates in one call", four),
+    ):
+        print(f"| {name} | {pct(xs, 0.5) * 1000:.2f} | {pct(xs, 0.99) * 1000:.2f} |")
+    print(
+        f"\npair-score 1 candidate / embed one question, p50: "
+        f"{statistics.median(one) / statistics.median(embed):.2f}; per candidate in a call of 4: "
+        f"{statistics.median(four) / 4 * 1000:.2f} ms"
+    )
+    print(
+        f"RSS: {before:.0f} MB before the pair model, {after:.0f} MB after (+{after - before:.0f} MB)"
+    )
+
+    labels = np.array([y for _, _, y in pairs])
+    reviewed = read_review(args.review)
+    rev_labels = np.array([1 if (a, b) in reviewed else y for a, b, y in pairs])
+    va = emb.embed([a for a, _, _ in pairs])
+    vb = emb.embed([b for _, b, _ in pairs])
+    cos = (va * vb).sum(axis=1)
+    ab = np.concatenate(
+        [scorer._logits([p[:2] for p in pairs[i : i + 64]]) for i in range(0, len(pairs), 64)]
+    )
+    both = np.concatenate(
+        [scorer.score_pairs([p[:2] for p in pairs[i : i + 64]]) for i in range(0, len(pairs), 64)]
+    )
+    print(
+        f"\n## Quality on {args.pairs.name} ({len(pairs)} pairs, {int(labels.sum())} duplicates; "
+        f"{len(reviewed)} labels reviewed as duplicates)\n"
+    )
+    print("| score | labels | AUC | AP | recall at ≤ 1 % of pairs wrong |")
+    print("|---|---|---:|---:|---:|")
+    for name, sc in (
+        ("MiniLM cosine", cos),
+        ("pair model, one order", ab),
+        ("pair model, both orders (served)", both),
+    ):
+        for lname, lab in (("raw", labels), ("reviewed", rev_labels)):
+            auc, apr, rec = figures(np.asarray(sc, dtype=np.float64), lab)
+            print(f"| {name} | {lname} | {auc:.3f} | {apr:.3f} | {100 * rec:.1f} % |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Pair scoring: the probability that two questions ask the same thing.
+
+The embedder retrieves candidates by cosine similarity of independently embedded questions;
+a *cross-encoder* reads both questions together and sees what a vector average blurs: a
+swapped antonym, a dropped "not", another number or name. boundgate ships one it trained
+itself (``training/pair_model.py``; its card is ``pair_model/MODEL_CARD.md``): all-MiniLM-L6-v2
+fine-tuned on Quora question pairs plus rule-made hard negatives, exported to ONNX and
+quantized to int8 (onnxruntime dynamic quantization). Only candidates that survive retrieval
+and the guards are scored, so only would-be hits pay for it.
+
+``PairScorer`` is the seam; ``OnnxPairScorer`` is the real one, ``FakePairScorer`` a
+deterministic stand-in for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Scores = npt.NDArray[np.float32]
+Pair = tuple[str, str]
+
+
+def packaged_model_dir() -> Path:
+    """The directory of the shipped pair model (``boundgate/reuse/pair_model``).
+
+    Raises ``FileNotFoundError`` when the model file is missing (a checkout without it)."""
+    path = Path(str(resources.files("boundgate.reuse").joinpath("pair_model")))
+    if not (path / "model.int8.onnx").is_file():
+        raise FileNotFoundError(f"pair model not found in {path} (run `make pair-model`)")
+    return path
+
+
+class PairScorer(ABC):
+    """(question a, question b) → probability in [0, 1] that they ask the same thing.
+
+    ``name`` identifies the model (and its version) in stats and the ledger. The score must
+    not depend on the order of the two questions more than the model's own noise."""
+
+    name: str
+
+    @abstractmethod
+    def score_pairs(self, pairs: Sequence[Pair]) -> Scores:
+        """One float32 per pair, each in [0, 1]."""
+
+    def score(self, a: str, b: str) -> float:
+        return float(self.score_pairs([(a, b)])[0])
+
+
+class OnnxPairScorer(PairScorer):
+    """The shipped int8 cross-encoder on onnxruntime (CPU), tokenized with the ``tokenizers``
+    WordPiece tokenizer saved beside it. Thread-safe (one session, one lock).
+
+    Each pair is scored in both orders and the two probabilities are averaged, so the score is
+    symmetric (the model was trained on both orders; this removes the rest of the asymmetry).
+    Cost: p50 about 2-4 ms per candidate on 2 cores (bench/pair_model.py)."""
+
+    def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model_dir = model_dir or packaged_model_dir()
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        self.max_length = int(config["max_length"])
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
+        self.tokenizer.no_padding()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        model = model_dir / "model.int8.onnx"
+        self.session = ort.InferenceSession(
+            str(model), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+        self.name = f"boundgate-pair-minilm-int8@{digest}"
+        self._lock = threading.Lock()
+
+    def score_pairs(self, pairs: Sequence[Pair]) -> Scores:
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        both = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+        logits = self._logits(both)
+        p = 1.0 / (1.0 + np.exp(-logits))
+        n = len(pairs)
+        return np.asarray((p[:n] + p[n:]) / 2, dtype=np.float32)
+
+    def _logits(self, pairs: list[Pair]) -> npt.NDArray[np.float64]:
+        encs = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for i, e in enumerate(encs):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1
+            types[i, : len(e.ids)] = e.type_ids
+        feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        with self._lock:
+            out = self.session.run(None, feeds)[0]
+        return np.asarray(out[:, 0], dtype=np.float64)
+
+
+class FakePairScorer(PairScorer):
+    """A deterministic pair scorer for tests: ``rule(a, b)`` gives the score; by default the
+    share of shared lower-case words (Jaccard), which is 1.0 for identical word sets."""
+
+    name = "fake-pair"
+
+    def __init__(self, rule: Callable[[str, str], float] | None = None) -> None:
+        self.rule = rule or _jaccard
+        self.calls = 0
+
+    def score_pairs(self, pairs: Sequence[Pair]) -> Scores:
+        self.calls += len(pairs)
+        return np.array([self.rule(a, b) for a, b in pairs], dtype=np.float32)
+
+
+def _jaccard(a: str, b: str) -> float:
+    wa, wb = set(a.lower().split()), set(b.lower().split())
+    return len(wa & wb) / max(1, len(wa | wb))

@@ -1,0 +1,229 @@
+"""The pair model and its place in reuse: the shipped cross-encoder, the verifier's prior,
+candidate choice by pair score, and answers that teach the cache (issue #11)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
+from boundgate.clock import FakeClock
+from boundgate.reuse.embedder import HashEmbedder
+from boundgate.reuse.engine import Lookup, ReuseConfig, ReuseEngine
+from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
+from boundgate.reuse.prior import Prior
+from boundgate.reuse.scoring import PairModelScorer
+from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.store import SQLiteStore
+from boundgate.testing import ThreadedServer
+from conftest import Live, fake_settings, wait_until
+
+
+@pytest.fixture(scope="module")
+def scorer() -> OnnxPairScorer:
+    return OnnxPairScorer(threads=1)
+
+
+@pytest.fixture(scope="module")
+def prior(scorer: OnnxPairScorer) -> Prior:
+    return Prior.load(packaged_model_dir() / "calibration.json", scorer.name)
+
+
+# (asked, stored paraphrase, stored near-copy with another meaning)
+CASES = [
+    (
+        "How do I turn on two-factor authentication?",
+        "How can I enable two-factor authentication?",
+        "How do I turn off two-factor authentication?",
+    ),
+    (
+        "What is the best way to learn Python?",
+        "How should I go about learning Python?",
+        "What is the worst way to learn Python?",
+    ),
+    (
+        "Is coffee bad for your health?",
+        "Is drinking coffee unhealthy?",
+        "Is coffee not bad for your health?",
+    ),
+    (
+        "How many calories are in 2 eggs?",
+        "What is the calorie count of two eggs?",
+        "How many calories are in 6 eggs?",
+    ),
+    (
+        "How do I get from London to Paris by train?",
+        "What is the train route from London to Paris?",
+        "How do I get from Paris to London by train?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("asked", "same", "other"), CASES)
+def test_packaged_pair_model_separates_a_paraphrase_from_a_changed_meaning(
+    scorer: OnnxPairScorer, asked: str, same: str, other: str
+) -> None:
+    s_same, s_other = scorer.score_pairs([(asked, same), (asked, other)])
+    assert s_same > 0.5 > s_other, (s_same, s_other)
+
+
+def test_pair_scores_are_symmetric_probabilities(scorer: OnnxPairScorer) -> None:
+    a, b = "Why is the sky blue?", "What makes the sky look blue?"
+    ab, ba = scorer.score_pairs([(a, b), (b, a)])
+    assert 0.0 <= ab <= 1.0 and abs(ab - ba) < 1e-6
+    assert len(scorer.score_pairs([])) == 0
+    assert scorer.name.startswith("boundgate-pair-minilm-int8@")
+
+
+def test_prior_serves_from_the_first_lookup_and_labels_take_over(prior: Prior) -> None:
+    """Without the prior a fresh verifier verifies every would-be hit; with it, a high pair
+    score is served at once. A stream of non-duplicates that score high (traffic unlike the
+    calibration data) is caught by the gateway's own labels: the threshold rises, the
+    estimate stays within δ at the threshold in force, and the share of lookups served a
+    wrong answer stays within δ."""
+    cold = Verifier(scorer=PairModelScorer(), rng=random.Random(1))
+    assert cold.decide(1, 0.9, pair=0.999) is Verdict.VERIFY
+    v = Verifier(scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
+    assert v.decide(1, 0.9, pair=0.999) is Verdict.SERVE
+    assert v.estimate().decided_by == "prior"
+    assert v.estimate().error_high <= v.delta
+    # a stream of non-duplicates: the highest-scoring non-duplicates of the calibration,
+    # far more often than the calibration saw them
+    rng = random.Random(7)
+    hard = [s for s in prior.non_duplicates if s >= 0.5] or [0.99]
+    served_wrong = 0
+    lookups = 3000
+    for i in range(lookups):
+        score = rng.choice(hard)
+        v.note_lookup(0.9, pair=score)
+        verdict = v.decide(i, 0.9, pair=score)
+        if verdict is Verdict.SERVE:
+            served_wrong += 1
+        elif verdict in (Verdict.VERIFY, Verdict.OBSERVE):
+            v.add(Observation(0.9, False, verdict.value, i, pair=score))
+        est = v.estimate()
+        if est.observations_above or est.prior_pairs_above:
+            assert est.error_high <= v.delta + 1e-9 or est.decided_by == "initial_threshold"
+    assert served_wrong / lookups <= v.delta, served_wrong
+    assert v.estimate().prior_weight < 1.0  # labels have taken weight from the prior
+
+
+def chat(question: str) -> GenerationRequest:
+    return GenerationRequest(
+        model="m", messages=[Message("user", question)], temperature=0.0, max_tokens=50
+    )
+
+
+async def _lookup(e: ReuseEngine, question: str) -> Lookup:
+    p, k = e.plan_for(
+        chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
+    )
+    return await e.lookup(p, k)
+
+
+async def _remember(e: ReuseEngine, lookup: Lookup, answer: str) -> None:
+    done = Completion(answer, "stop", Usage(3, 3))
+    await e.remember(
+        lookup, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.05
+    )
+
+
+def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_scored(
+    tmp_path: Path,
+) -> None:
+    """Retrieval ranks by cosine; the pair model picks among the survivors of the guards;
+    questions below the similarity floor are never scored."""
+    preferred = "reset password account now please"
+
+    def rule(asked: str, stored: str) -> float:
+        return 0.99 if stored == preferred else 0.2
+
+    fake = FakePairScorer(rule)
+    verifier = Verifier(
+        delta=0.9,
+        scorer=PairModelScorer(),
+        initial_threshold=0.9,
+        verify_rate=0.0,
+        min_observations=1,
+    )
+    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
+    store = SQLiteStore(tmp_path / "p.db")
+    store.open()
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=verifier,
+        config=ReuseConfig(pair_candidates=4),
+        clock=FakeClock(start=1_800_000_000.0),
+        pair_scorer=fake,
+    )
+    e.load()
+
+    async def run() -> None:
+        for q in ("reset password account now", preferred, "completely unrelated words here"):
+            await _remember(e, await _lookup(e, q), f"answer to {q}")
+        before = fake.calls
+        got = await _lookup(e, "reset password account now please tell")
+        assert got.status == "hit-semantic"
+        assert got.entry is not None and got.entry.query == preferred
+        assert got.pair == pytest.approx(0.99)
+        assert fake.calls - before == 2  # the unrelated one is below the floor: never scored
+        before = fake.calls
+        nothing = await _lookup(e, "quantum chromodynamics lecture notes")
+        assert nothing.status == "miss" and fake.calls == before
+
+    asyncio.run(run())
+    store.close()
+
+
+def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_path: Path) -> None:
+    """Sampled verification recomputes a would-be hit; the fresh answer equals the stored
+    one, so the question joins the stored entry's variants: next time it is an exact hit on
+    that entry (no model call), also after a restart. A different answer is a labelled
+    negative and teaches nothing to the cache."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.verify_rate = 1.0  # every would-be hit is verified
+    settings.reuse.prior = False
+    settings.reuse.initial_threshold = 0.5
+    first, para, other = (
+        "How can I reset my password?",
+        "How do I reset my password?",
+        "How do I reset my router?",
+    )
+
+    def ask(live: Live, q: str) -> tuple[str, str, str]:
+        r = live.http.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": q}], "temperature": 0},
+        )
+        assert r.status_code == 200, r.text
+        return (
+            r.headers["x-boundgate-reuse"],
+            r.headers.get("x-boundgate-document", ""),
+            r.json()["choices"][0]["message"]["content"],
+        )
+
+    for restart in (False, True):
+        app = build_app(settings)
+        with ThreadedServer(app) as srv:
+            live = Live(srv, app)
+            fake = live.gateway.backends["fake"]
+            fake.meanings = {first: "reset password", para: "reset password"}
+            engine = live.gateway.reuse
+            assert engine is not None
+            if not restart:
+                status, doc, answer = ask(live, first)
+                assert status == "miss"
+                status, _, fresh = ask(live, para)
+                assert status == "miss" and fresh == answer  # verified, not served
+                wait_until(lambda: engine.counters.get("variant_confirmed", 0) >= 1)
+                assert ask(live, other)[0] == "miss"
+            calls = fake.calls
+            status, got_doc, got = ask(live, para)
+            assert status == "hit-exact" and got_doc == doc and got == answer
+            assert fake.calls == calls
+            live.http.close()

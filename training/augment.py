@@ -1,0 +1,272 @@
+"""Rule-made training pairs for the pair model (seeded; never from an evaluation list).
+
+Hard negatives (label 0) change what the answer must be while keeping almost every word:
+antonym swap (WordNet 3.0 pairs shipped in ``boundgate/reuse/data/antonyms_wordnet.tsv``),
+negation on/off, a changed number, year, month or weekday, a changed unit, a changed name
+(a capitalised word from the training questions), and swapped roles ("from A to B" /
+"from B to A", "A faster than B" / "B faster than A").
+
+Light-edit positives (label 1): the same question in another case, without its question mark,
+with contractions expanded or made, or behind a polite prefix ("Can you tell me ...").
+
+For a duplicate pair (q1, q2) a hard negative is (q1, mutate(q2)), so the model sees a true
+paraphrase beside a near-copy with the opposite meaning; otherwise it is (q, mutate(q)).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ANTONYMS = ROOT / "src/boundgate/reuse/data/antonyms_wordnet.tsv"
+
+_AUX_CONTRACT = {
+    "is": "isn't",
+    "are": "aren't",
+    "was": "wasn't",
+    "were": "weren't",
+    "do": "don't",
+    "does": "doesn't",
+    "did": "didn't",
+    "can": "can't",
+    "could": "couldn't",
+    "should": "shouldn't",
+    "would": "wouldn't",
+    "will": "won't",
+    "has": "hasn't",
+    "have": "haven't",
+}
+_UNCONTRACT = {v: k for k, v in _AUX_CONTRACT.items()} | {"cannot": "can", "dont": "do"}
+_PRONOUNS = {"i", "you", "we", "they", "he", "she", "it", "one", "people"}
+_MONTHS = (
+    "january february march april may june july august september october november december".split()
+)
+_DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_NUMWORDS = "one two three four five six seven eight nine ten".split()
+_UNITS = [
+    ("km", "miles"),
+    ("kilometers", "miles"),
+    ("kg", "pounds"),
+    ("kilograms", "pounds"),
+    ("celsius", "fahrenheit"),
+    ("meters", "feet"),
+    ("liters", "gallons"),
+    ("inches", "centimeters"),
+    ("dollars", "rupees"),
+    ("dollars", "euros"),
+    ("hours", "minutes"),
+    ("days", "weeks"),
+    ("months", "years"),
+    ("gb", "mb"),
+    ("mbps", "kbps"),
+]
+_COMPARATIVE = re.compile(
+    r"\b([A-Za-z][\w+#.]*) (\w+er|more \w+|less \w+|better|worse) than ([A-Za-z][\w+#.]*)"
+)
+_FROM_TO = re.compile(r"\bfrom ([A-Za-z][\w+#.]*) to ([A-Za-z][\w+#.]*)")
+_CAP_TO = re.compile(r"\b([A-Z][\w]*) to ([A-Z][\w]*)")
+_PREFIXES = ["Can you tell me ", "Please tell me ", "I'd like to know ", "Do you know ", "Tell me "]
+_LIGHT_CONTRACT = [
+    ("what is", "what's"),
+    ("i am", "i'm"),
+    ("do not", "don't"),
+    ("it is", "it's"),
+    ("how is", "how's"),
+]
+
+
+def load_antonyms(vocab: set[str]) -> dict[str, list[str]]:
+    """word → antonyms, both members whole tokens in the model's vocabulary (so common)."""
+    out: dict[str, list[str]] = {}
+    for line in ANTONYMS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            continue
+        a, b, _ = line.split("\t")
+        if a in vocab and b in vocab:
+            out.setdefault(a, []).append(b)
+            out.setdefault(b, []).append(a)
+    return out
+
+
+def _keep_case(old: str, new: str) -> str:
+    return new.capitalize() if old[:1].isupper() else new
+
+
+def _replace_word(q: str, i: int, new: str) -> str:
+    words = q.split(" ")
+    words[i] = new
+    return " ".join(words)
+
+
+def _tokens(q: str) -> list[tuple[int, str, str]]:
+    """(index, core lower-case word, trailing punctuation) for each space-separated word."""
+    out = []
+    for i, w in enumerate(q.split(" ")):
+        m = re.fullmatch(r"([A-Za-z']+)([?.,!:;]*)", w)
+        if m:
+            out.append((i, m.group(1).lower(), m.group(2)))
+    return out
+
+
+class Mutator:
+    def __init__(self, rng: random.Random, antonyms: dict[str, list[str]], names: list[str]):
+        self.rng = rng
+        self.antonyms = antonyms
+        self.names = names
+
+    def antonym(self, q: str) -> str | None:
+        words = q.split(" ")
+        cands = [(i, w, p) for i, w, p in _tokens(q) if w in self.antonyms]
+        if not cands:
+            return None
+        i, w, p = self.rng.choice(cands)
+        return _replace_word(q, i, _keep_case(words[i], self.rng.choice(self.antonyms[w])) + p)
+
+    def negation(self, q: str) -> str | None:
+        words = q.split(" ")
+        toks = _tokens(q)
+        for i, w, p in toks:  # remove a negation if there is one
+            if w in _UNCONTRACT:
+                return _replace_word(q, i, _keep_case(words[i], _UNCONTRACT[w]) + p)
+            if w in ("not", "never") and i > 0:
+                return " ".join(words[:i] + words[i + 1 :])
+        for k, (i, w, p) in enumerate(toks):
+            if w not in _AUX_CONTRACT or p:
+                continue
+            nxt = toks[k + 1][1] if k + 1 < len(toks) else ""
+            if k + 2 < len(toks) and nxt in _PRONOUNS:  # "how can I X" → "how can I not X"
+                j = toks[k + 1][0]
+                return " ".join([*words[: j + 1], "not", *words[j + 1 :]])
+            if i > 0 and toks[k - 1][1] in ("why", "what", "who", "which", "when", "where"):
+                return _replace_word(q, i, _AUX_CONTRACT[w])
+            if i > 0 and w in ("is", "are", "was", "were", "can", "should", "will"):
+                return " ".join([*words[: i + 1], "not", *words[i + 1 :]])
+        return None
+
+    def number(self, q: str) -> str | None:
+        nums = list(re.finditer(r"\b\d+(?:\.\d+)?\b", q))
+        if nums:
+            m = self.rng.choice(nums)
+            text = m.group(0)
+            if re.fullmatch(r"(19|20)\d\d", text):
+                new = str(int(text) + self.rng.choice([-3, -2, -1, 1, 2, 3]))
+            elif "." in text:
+                new = f"{float(text) * self.rng.choice([2, 3, 0.5]):g}"
+            else:
+                n = int(text)
+                new = str(self.rng.choice([n + 1, n + 2, max(0, n - 1), n * 2, n * 10]))
+            if new == text:
+                new = str(int(float(text)) + 1)
+            return q[: m.start()] + new + q[m.end() :]
+        words = q.split(" ")
+        for pool in (_NUMWORDS, _MONTHS, _DAYS):
+            cands = [(i, w, p) for i, w, p in _tokens(q) if w in pool and w != "may"]
+            if cands:
+                i, w, p = self.rng.choice(cands)
+                new = self.rng.choice([x for x in pool if x != w])
+                return _replace_word(q, i, _keep_case(words[i], new) + p)
+        return None
+
+    def unit(self, q: str) -> str | None:
+        words = q.split(" ")
+        for i, w, p in _tokens(q):
+            for a, b in _UNITS:
+                if w in (a, b):
+                    return _replace_word(q, i, _keep_case(words[i], b if w == a else a) + p)
+        return None
+
+    def name(self, q: str) -> str | None:
+        words = q.split(" ")
+        cands = [
+            (i, w, p) for i, w, p in _tokens(q) if i > 0 and words[i][:1].isupper() and w != "i"
+        ]
+        if not cands:
+            return None
+        i, w, p = self.rng.choice(cands)
+        new = self.rng.choice(self.names)
+        return None if new.lower() == w else _replace_word(q, i, new + p)
+
+    def roles(self, q: str) -> str | None:
+        for rx, groups in ((_FROM_TO, (1, 2)), (_COMPARATIVE, (1, 3)), (_CAP_TO, (1, 2))):
+            m = rx.search(q)
+            if m:
+                a, b = m.group(groups[0]), m.group(groups[1])
+                if a.lower() == b.lower():
+                    continue
+                s = m.group(0)
+                s = s[: m.start(groups[0]) - m.start()] + b + s[m.end(groups[0]) - m.start() :]
+                off = len(b) - len(a)
+                st, en = m.start(groups[1]) - m.start() + off, m.end(groups[1]) - m.start() + off
+                s = s[:st] + a + s[en:]
+                return q[: m.start()] + s + q[m.end() :]
+        return None
+
+    def light(self, q: str) -> str:
+        kind = self.rng.randrange(4)
+        if kind == 0:
+            return q.lower() if self.rng.random() < 0.5 else q.rstrip("?").rstrip()
+        if kind == 1:
+            low = q.lower()
+            for a, b in _LIGHT_CONTRACT:
+                if a in low:
+                    return re.sub(re.escape(a), b, q, count=1, flags=re.I)
+                if b in low:
+                    return re.sub(re.escape(b), a, q, count=1, flags=re.I)
+            return q.lower()
+        if kind == 2:
+            return self.rng.choice(_PREFIXES) + q[:1].lower() + q[1:]
+        return q.replace("?", " ?") if "?" in q else q + "?"
+
+
+def make_pairs(
+    train: list[tuple[str, str, int]],
+    rng: random.Random,
+    vocab: set[str],
+    hard_share: float,
+    light_share: float,
+) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
+    """Rule-made pairs: about ``hard_share`` × len(train) hard negatives and ``light_share`` ×
+    len(train) light-edit positives. Returns the pairs and a count per rule."""
+    caps: Counter[str] = Counter()
+    for a, b, _ in train:
+        for q in (a, b):
+            for w in q.split(" ")[1:]:
+                m = re.fullmatch(r"([A-Z][a-z]{2,})[?.,]*", w)
+                if m:
+                    caps[m.group(1)] += 1
+    names = [w for w, c in caps.items() if c >= 5]
+    mut = Mutator(rng, load_antonyms(vocab), names)
+    rules: dict[str, Callable[[str], str | None]] = {
+        "antonym": mut.antonym,
+        "negation": mut.negation,
+        "number": mut.number,
+        "unit": mut.unit,
+        "name": mut.name,
+        "roles": mut.roles,
+    }
+    counts: Counter[str] = Counter()
+    out: list[tuple[str, str, int]] = []
+    for a, b, y in train:
+        if rng.random() < hard_share:
+            # try rules in a random order; rarer rules first where they apply at all
+            order = list(rules)
+            rng.shuffle(order)
+            order.sort(key=lambda r: r not in ("roles", "unit", "number"))
+            anchor, target = (a, b) if y == 1 else (a, a)
+            for r in order:
+                new = rules[r](target)
+                if new and new != target and new.lower() != anchor.lower():
+                    out.append((anchor, new, 0))
+                    counts[r] += 1
+                    break
+        if rng.random() < light_share:
+            q = a if rng.random() < 0.5 else b
+            new = mut.light(q)
+            if new != q:
+                out.append((q, new, 1))
+                counts["light_positive"] += 1
+    return out, dict(counts)

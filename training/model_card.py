@@ -1,0 +1,98 @@
+"""Write ``MODEL_CARD.md`` beside the pair model from ``training.json`` (what
+``pair_model.py`` measured) and ``calibration.json`` (what ``pair_eval.py`` scored).
+
+    python training/model_card.py [--model src/boundgate/reuse/pair_model]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", type=Path, default=ROOT / "src/boundgate/reuse/pair_model")
+    args = p.parse_args()
+    t = json.loads((args.model / "training.json").read_text())
+    cal = json.loads((args.model / "calibration.json").read_text())
+    hp = t["hyper_parameters"]
+    made = t["made_pairs"]
+    i8 = t["int8_val"]
+    rows = "\n".join(
+        f"| {h['epoch']} | {h['train_s'] / 60:.1f} | {h['auc']:.3f} | {h['ap']:.3f} | "
+        f"{pct(h['recall_at_1pct_wrong'])} |"
+        for h in t["history"]
+    )
+    card = f"""# boundgate pair model (duplicate-question cross-encoder)
+
+Reads two questions together and gives the probability that they ask the same thing. Used by
+the reuse verifier on candidates that survive retrieval and the guards (`boundgate/reuse/pair.py`).
+Written by `training/model_card.py` from `training.json`; rebuild everything with
+`make pair-model`.
+
+## Model
+
+- Base: {t["base"]}. Licence of the weights: Apache-2.0 (`LICENSE.base`, `NOTICE.base`).
+- Architecture: BertForSequenceClassification (6 layers, 384 hidden), one logit; input
+  `[CLS] a [SEP] b [SEP]`, at most {hp["max_length"]} tokens (longest side truncated first).
+- Export: ONNX opset 17, onnxruntime dynamic quantization (int8 weights, per channel):
+  `model.int8.onnx`. Serving scores both orders and averages the two probabilities.
+
+## Data
+
+- `quora_train.csv`: {t["train_pairs"]:,} labelled pairs derived from Quora Question Pairs
+  (via GPTCache's QQP sample and MeanCache's split; no question shared with the validation or
+  held-out evaluation data). Quora's text is under Quora's terms (research and testing); the
+  file is not shipped, only the weights trained on it.
+- Rule-made pairs (`training/augment.py`, seeded, never from an evaluation list):
+  {", ".join(f"{k} {v:,}" for k, v in made.items())}. Hard negatives change one thing the
+  answer depends on (antonym from WordNet 3.0, negation, number/year/month/weekday, unit,
+  name, swapped roles); light positives change case, punctuation, contractions or add a
+  polite prefix.
+- Selection and calibration: `quora_val.csv` (12,128 pairs), never trained on.
+
+## Training
+
+- Hyper-parameters: {json.dumps(hp)}.
+- Each pair in a random order per step; batches of similar length (less padding);
+  bfloat16 autocast with fp32 master weights; gradient clipping at 1.0.
+- Wall time: {t["train_wall_s"] / 60:.0f} min on {t["threads"]} CPU threads ({t["host"]}),
+  torch {t["torch"]}.
+
+| epoch | train min | AUC (val) | AP (val) | recall at ≤ 1 % of pairs wrong (val, raw labels) |
+|---:|---:|---:|---:|---:|
+{rows}
+
+Selected: epoch {t["selected_epoch"]}. The int8 export on the same file: AUC {i8["auc"]:.3f},
+AP {i8["ap"]:.3f}, recall at ≤ 1 % of pairs wrong {pct(i8["recall_at_1pct_wrong"])}
+(probability threshold {i8["threshold"]:.4f}). For scale, MiniLM cosine on the same file:
+AUC 0.863, AP 0.753, 16.8 % (issue #11).
+
+## Calibration (the verifier's prior)
+
+`calibration.json` holds the int8 model's scores of the {len(cal["duplicate_scores"]):,}
+duplicate and {len(cal["non_duplicate_scores"]):,} non-duplicate validation pairs
+({cal["source"]}). The verifier counts them as prior observations, down-weighted as its own
+labels arrive (`boundgate/reuse/prior.py`).
+
+## Limits
+
+English questions only; Quora-style questions dominate the training data. Raw Quora labels
+are noisy (about 4 % of "not duplicate" pairs are duplicates), so the figures above overstate
+the wrong rate at high scores. The verifier's online labels, not this card, keep the error
+bound on a deployment's own traffic.
+"""
+    (args.model / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+    print(f"wrote {args.model / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Score pairs with the exported int8 pair model and fit its calibration (the verifier's prior).
+
+Used by ``pair_model.py`` after export, and on its own to re-calibrate a shipped model::
+
+    python training/pair_eval.py --val ../shared/data/cache/quora_val.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def evaluate_int8(
+    model_dir: Path, val: list[tuple[str, str, int]], max_length: int
+) -> dict[str, object]:
+    from boundgate.reuse.pair import OnnxPairScorer
+    from pair_model import figures
+
+    scorer = OnnxPairScorer(model_dir)
+    t0 = time.perf_counter()
+    scores = np.concatenate(
+        [
+            scorer.score_pairs([(a, b) for a, b, _ in val[i : i + 64]])
+            for i in range(0, len(val), 64)
+        ]
+    )
+    elapsed = time.perf_counter() - t0
+    labels = np.array([v[2] for v in val])
+    fig = figures(scores, labels)
+    calibration = calibrate(scores, labels)
+    calibration["model_sha256_12"] = scorer.name.rsplit("@", 1)[-1]
+    (model_dir / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
+    cache = ROOT / "training/.cache"
+    cache.mkdir(exist_ok=True)
+    np.save(cache / "val_scores.npy", scores)  # for reviewing labels (training/review_labels.py)
+    return fig | {"pairs": len(val), "score_s_per_pair_batch64": elapsed / len(val)}
+
+
+def calibrate(scores: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+    """The verifier's prior (``boundgate/reuse/prior.py``): the sorted pair scores of the
+    duplicate and of the non-duplicate validation pairs (4 decimals; numbers only, no text)."""
+    return {
+        "source": "quora_val.csv (MeanCache's split of Quora Question Pairs), raw labels",
+        "score": "pair model probability of the same meaning, mean of both orders",
+        "duplicate_scores": sorted(round(float(x), 4) for x in scores[labels == 1]),
+        "non_duplicate_scores": sorted(round(float(x), 4) for x in scores[labels == 0]),
+    }
+
+
+def main() -> None:
+    from pair_model import OUT, read_pairs
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--val", type=Path, default=ROOT / "../shared/data/cache/quora_val.csv")
+    p.add_argument("--model", type=Path, default=OUT)
+    args = p.parse_args()
+    cfg = json.loads((args.model / "config.json").read_text())
+    print(json.dumps(evaluate_int8(args.model, read_pairs(args.val), cfg["max_length"]), indent=1))
+
+
+if __name__ == "__main__":
+    main()
