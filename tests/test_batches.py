@@ -111,6 +111,14 @@ def test_cancel_before_start_and_bad_batches(batch_live: Any) -> None:
             input_file_id=bad.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
     assert "line 1" in str(exc.value)
+    assert exc.value.code == "invalid_value" and exc.value.param == "input_file_id"
+    line = b'{"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+    dup = client.files.create(file=("dup.jsonl", line + line), purpose="batch")
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.batches.create(
+            input_file_id=dup.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert "duplicate custom_id" in str(exc.value) and exc.value.code == "invalid_value"
     with pytest.raises(openai.BadRequestError):
         client.batches.create(
             input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h"

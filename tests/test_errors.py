@@ -42,6 +42,12 @@ def assert_error(
         ({"messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"messages": MSG, "tools": [{"type": "function"}]}, "tools"),
         ({"messages": "hello"}, "messages"),
+        ({"messages": MSG, "stop": 5}, "stop"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {}]}]},
+            "messages[0].content[1].type",
+        ),
     ],
 )
 def test_bad_parameters_are_400_with_param(

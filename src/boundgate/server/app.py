@@ -242,6 +242,12 @@ def create_app(
             )
         else:
             param = loc_to_param(tuple(first.get("loc", ())))
+            # a union reports one error per branch ("not a string", "part 1 is bad"): name the
+            # most specific place within the same parameter
+            for e in errors[1:]:
+                other = loc_to_param(tuple(e.get("loc", ())))
+                if param and other and other.startswith(param) and len(other) > len(param):
+                    first, param = e, other
             msg = str(first.get("msg", "invalid value"))
             if first.get("type") == "missing":
                 msg = "required parameter is missing"

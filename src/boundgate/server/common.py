@@ -22,13 +22,19 @@ from ..store import Store
 from ..tenants import OPEN_TENANT, Tenant
 
 
+# the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
+_TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
+
+
 def loc_to_param(loc: tuple[int | str, ...]) -> str | None:
-    """pydantic location → OpenAI-style param name, e.g. ``messages[0].role``."""
+    """pydantic location → OpenAI-style param name, e.g. ``messages[0].role``; union-branch
+    tags are left out (``stop.str`` → ``stop``, ``messages[0].content.list[...][1]`` →
+    ``messages[0].content[1]``)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("body",) or "[" in part or "-" in part:
+        elif part in ("body",) or part in _TYPE_TAGS or "[" in part or "-" in part:
             continue
         else:
             out += ("." if out else "") + part

@@ -70,35 +70,53 @@ def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidRequestError("the input file is not UTF-8", param="input_file_id") from None
+        raise InvalidRequestError(
+            "the input file is not UTF-8", param="input_file_id", code="invalid_value"
+        ) from None
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise InvalidRequestError("the input file has no requests", param="input_file_id")
+        raise InvalidRequestError(
+            "the input file has no requests", param="input_file_id", code="invalid_value"
+        )
     if len(lines) > MAX_LINES:
-        raise InvalidRequestError(f"at most {MAX_LINES} requests per batch", param="input_file_id")
+        raise InvalidRequestError(
+            f"at most {MAX_LINES} requests per batch", param="input_file_id", code="invalid_value"
+        )
     seen: set[str] = set()
     out = []
     for n, line in enumerate(lines, start=1):
         try:
             item = json.loads(line)
         except json.JSONDecodeError:
-            raise InvalidRequestError(f"line {n} is not JSON", param="input_file_id") from None
+            raise InvalidRequestError(
+                f"line {n} is not JSON", param="input_file_id", code="invalid_value"
+            ) from None
         if not isinstance(item, dict):
-            raise InvalidRequestError(f"line {n} is not an object", param="input_file_id")
+            raise InvalidRequestError(
+                f"line {n} is not an object", param="input_file_id", code="invalid_value"
+            )
         cid = item.get("custom_id")
         if not isinstance(cid, str) or not cid:
-            raise InvalidRequestError(f"line {n}: custom_id is required", param="input_file_id")
+            raise InvalidRequestError(
+                f"line {n}: custom_id is required", param="input_file_id", code="invalid_value"
+            )
         if cid in seen:
             raise InvalidRequestError(
-                f"line {n}: duplicate custom_id {cid!r}", param="input_file_id"
+                f"line {n}: duplicate custom_id {cid!r}",
+                param="input_file_id",
+                code="invalid_value",
             )
         seen.add(cid)
         if item.get("method", "POST") != "POST" or item.get("url") != endpoint:
             raise InvalidRequestError(
-                f"line {n}: method must be POST and url {endpoint}", param="input_file_id"
+                f"line {n}: method must be POST and url {endpoint}",
+                param="input_file_id",
+                code="invalid_value",
             )
         if not isinstance(item.get("body"), dict):
-            raise InvalidRequestError(f"line {n}: body must be an object", param="input_file_id")
+            raise InvalidRequestError(
+                f"line {n}: body must be an object", param="input_file_id", code="invalid_value"
+            )
         out.append(item)
     return out
 
@@ -131,7 +149,9 @@ def create_batch(
         )
     f = owned_file(gw, ctx, input_file_id)
     if f.purpose != "batch":
-        raise InvalidRequestError("the input file's purpose must be 'batch'", param="input_file_id")
+        raise InvalidRequestError(
+            "the input file's purpose must be 'batch'", param="input_file_id", code="invalid_value"
+        )
     lines = parse_lines(f.content, endpoint)
     now = gw.clock.time()
     window_s = int(m.group(1)) * 3600.0
