@@ -220,7 +220,8 @@ def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_pat
                 assert status == "miss"
                 status, _, fresh = ask(live, para)
                 assert status == "miss" and fresh == answer  # verified, not served
-                wait_until(lambda: engine.counters.get("variant_confirmed", 0) >= 1)
+                counters = engine.counters
+                wait_until(lambda: counters.get("variant_confirmed", 0) >= 1)
                 assert ask(live, other)[0] == "miss"
             calls = fake.calls
             status, got_doc, got = ask(live, para)

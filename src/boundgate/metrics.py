@@ -83,7 +83,8 @@ class Metrics:
         )
         self.reuse_threshold = Gauge(
             "boundgate_reuse_similarity_threshold",
-            "The threshold the verifier currently applies, on its scorer's score (pair probability, or cosine).",
+            "The threshold the verifier currently applies, on its scorer's score "
+            "(pair probability, or cosine).",
             registry=r,
         )
         self.reuse_entries = Gauge(

@@ -21,7 +21,6 @@ from ..gateway import Gateway, RequestContext
 from ..store import Store
 from ..tenants import OPEN_TENANT, Tenant
 
-
 # the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
 
