@@ -121,7 +121,8 @@ def main() -> None:
         f"{statistics.median(four) / 4 * 1000:.2f} ms"
     )
     print(
-        f"RSS: {before:.0f} MB before the pair model, {after:.0f} MB after (+{after - before:.0f} MB)"
+        f"RSS: {before:.0f} MB before the pair model, {after:.0f} MB after "
+        f"(+{after - before:.0f} MB)"
     )
 
     labels = np.array([y for _, _, y in pairs])

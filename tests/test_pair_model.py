@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,9 @@ def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_pat
             r.json()["choices"][0]["message"]["content"],
         )
 
+    def confirmed(engine: ReuseEngine) -> Callable[[], bool]:
+        return lambda: engine.counters.get("variant_confirmed", 0) >= 1
+
     for restart in (False, True):
         app = build_app(settings)
         with ThreadedServer(app) as srv:
@@ -220,8 +224,7 @@ def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_pat
                 assert status == "miss"
                 status, _, fresh = ask(live, para)
                 assert status == "miss" and fresh == answer  # verified, not served
-                counters = engine.counters
-                wait_until(lambda: counters.get("variant_confirmed", 0) >= 1)
+                wait_until(confirmed(engine))
                 assert ask(live, other)[0] == "miss"
             calls = fake.calls
             status, got_doc, got = ask(live, para)
