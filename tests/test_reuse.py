@@ -272,3 +272,33 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert err["param"] == "input" and "input 1 " in err["message"]
     r = fake_live.http.post("/v1/embeddings", json={"input": long, "truncate": True})
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 128
+
+
+def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
+    fake_live: Live,
+) -> None:
+    """Issue #13.1: an answer cut at 3 tokens is not served to a request allowing 60, and a
+    complete answer is not served to a request allowing fewer tokens than it has."""
+    q = "What is the tallest mountain in the Alps?"
+
+    def go(max_tokens: int) -> Any:
+        r = ask(fake_live, q, max_tokens=max_tokens, seed=1)
+        assert r.status_code == 200, r.text
+        return r
+
+    cut = go(3)
+    assert cut.json()["choices"][0]["finish_reason"] == "length"
+    assert go(3).headers["x-boundgate-reuse"] == "hit-exact"  # the same limit: the same answer
+    full = go(60)
+    assert full.headers["x-boundgate-reuse"] == "miss"
+    assert full.json()["choices"][0]["finish_reason"] == "stop"
+    n = full.json()["usage"]["completion_tokens"]
+    assert 3 < n < 60
+    longer = go(n + 1)
+    assert longer.headers["x-boundgate-reuse"] == "hit-exact"
+    assert longer.json()["choices"][0]["message"]["content"] == (
+        full.json()["choices"][0]["message"]["content"]
+    )
+    shorter = go(n - 1)
+    assert shorter.headers["x-boundgate-reuse"] == "miss"
+    assert shorter.json()["usage"]["completion_tokens"] <= n - 1

@@ -24,6 +24,7 @@ from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
 from .reuse.engine import Lookup, ReuseEngine
+from .reuse.scope import answer_fits
 from .reuse.stored import replay_pieces, request_from_json, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
@@ -483,7 +484,9 @@ class Gateway:
             buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         variant = await buf.take(lookup.key.exact, asker, body)
-        if variant is not None:
+        if variant is not None and answer_fits(
+            variant.finish_reason, variant.completion_tokens, req.max_tokens
+        ):
             lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
             return
         buf.admit_novel(ctx.tenant.name)

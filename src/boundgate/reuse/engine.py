@@ -39,7 +39,7 @@ from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
-from .scope import ReuseKey, canonical_query, exact_hash, reuse_key, scope_hash
+from .scope import ReuseKey, answer_fits, canonical_query, exact_hash, reuse_key, scope_hash
 from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
 
@@ -65,6 +65,8 @@ class EntryMeta:
     last_used: float = 0.0
     pinned: bool = False  # bound entries are never evicted
     document: str | None = None  # the bound document's short id
+    finish_reason: str = "stop"
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -280,6 +282,8 @@ class ReuseEngine:
             last_used=e.last_hit or e.created,
             pinned=e.document_id is not None,
             document=e.document_id,
+            finish_reason=e.finish_reason,
+            completion_tokens=e.completion_tokens,
         )
         with self._lock:
             self._meta[e.key] = meta
@@ -376,6 +380,8 @@ class ReuseEngine:
         def admissible(meta: EntryMeta | None) -> bool:
             if meta is None or not self._fresh(meta, p, now):
                 return False
+            if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
+                return False  # longer than this request allows, or cut shorter than it allows
             return not stale or meta.document in self._stale_documents
 
         exact = self._exact.get(key.exact)

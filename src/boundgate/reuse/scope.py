@@ -65,6 +65,21 @@ class ReuseKey:
     query: str  # the text matched by meaning (last user message or the prompt)
     exact: str  # sha256 hex of scope + canonical query
     scope_doc: dict[str, Any]  # what the scope hash covers, minus the tenant (for documents)
+    max_tokens: int = 0  # the request's completion-token limit (0: none to check)
+
+
+def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> bool:
+    """Whether a stored answer is one a request with ``max_tokens`` could have received.
+
+    A complete answer (``stop``) fits any limit at or above its length; an answer cut by its
+    own limit (``length``) is what a request gets only at exactly that limit (the same model,
+    greedy decoding: the same tokens up to the cut). ``max_tokens`` 0 means no limit to check.
+    """
+    if max_tokens <= 0:
+        return True
+    if finish_reason == "length":
+        return completion_tokens == max_tokens
+    return completion_tokens <= max_tokens
 
 
 def reuse_key(
@@ -101,7 +116,7 @@ def reuse_key(
         "params": params,
     }
     scope = scope_hash(tenant, scope_doc)
-    return ReuseKey(scope, query, exact_hash(scope, query), scope_doc)
+    return ReuseKey(scope, query, exact_hash(scope, query), scope_doc, req.max_tokens)
 
 
 def scope_hash(tenant: str, scope_doc: dict[str, Any]) -> str:
