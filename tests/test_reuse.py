@@ -296,8 +296,9 @@ def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
     assert 3 < n < 60
     longer = go(n + 1)
     assert longer.headers["x-boundgate-reuse"] == "hit-exact"
-    assert longer.json()["choices"][0]["message"]["content"] == (
-        full.json()["choices"][0]["message"]["content"]
+    assert (
+        longer.json()["choices"][0]["message"]["content"]
+        == (full.json()["choices"][0]["message"]["content"])
     )
     shorter = go(n - 1)
     assert shorter.headers["x-boundgate-reuse"] == "miss"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,36 @@ def test_stream_error_before_first_token_is_http_error(
     upstream.control.push(*[Fault(status=502)] * 3)
     r = live.http.post("/v1/chat/completions", json={"messages": MSG, "stream": True})
     assert_error(r, 502)
+
+
+@pytest.mark.parametrize("fault", [Fault(truncate_after=2), Fault(error_after=2)])
+def test_a_broken_stream_is_an_error_and_never_stored(
+    live: Live, upstream: FakeUpstreamServer, fault: Fault
+) -> None:
+    """Issue #13.2: two content chunks, then the body ends with no finish_reason, usage or
+    [DONE] (or an error event comes): the client gets an error event and no [DONE], the
+    ledger an error row, the store nothing, and the next identical request is a miss."""
+    body = {"messages": MSG, "stream": True, "temperature": 0}
+    upstream.control.push(fault)
+    with live.http.stream("POST", "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        events = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
+    assert "[DONE]" not in events
+    assert "error" in json.loads(events[-1])
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert row.outcome == "error"
+    again = live.http.post("/v1/chat/completions", json={**body, "stream": False})
+    assert again.status_code == 200 and again.headers["x-boundgate-reuse"] == "miss"
+
+
+def test_a_completion_without_finish_reason_is_502_and_never_stored(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    body = {"messages": MSG, "temperature": 0}
+    upstream.control.push(Fault(truncate_after=2))
+    assert_error(live.http.post("/v1/chat/completions", json=body), 502)
+    again = live.http.post("/v1/chat/completions", json=body)
+    assert again.status_code == 200 and again.headers["x-boundgate-reuse"] == "miss"
 
 
 def test_missing_upstream_key_fails_at_start(

@@ -108,6 +108,11 @@ class Fault:
     status: int = 200  # non-200: answer with this status and an OpenAI error body
     delay_s: float = 0.0  # sleep before answering (for timeout tests)
     retry_after: float | None = None
+    # a broken 200 answer: a stream that ends after this many content chunks with no
+    # finish_reason, usage or [DONE] (non-stream: a completion without a finish_reason)
+    truncate_after: int | None = None
+    # a stream that sends this many content chunks, then an OpenAI error event
+    error_after: int | None = None
 
 
 class FakeUpstreamControl:
@@ -138,8 +143,7 @@ class FakeUpstreamControl:
 def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Starlette:
     ctl = control or FakeUpstreamControl()
 
-    async def _fault() -> Response | None:
-        fault = ctl.next()
+    async def _fault(fault: Fault | None) -> Response | None:
         if fault is None:
             return None
         if fault.delay_s:
@@ -161,7 +165,8 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         )
 
     async def completions(request: Request) -> Response:
-        faulted = await _fault()
+        fault = ctl.next()
+        faulted = await _fault(fault)
         if faulted is not None:
             return faulted
         body = json.loads(await request.body())
@@ -186,7 +191,8 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         obj = "chat.completion" if chat else "text_completion"
         model = body.get("model", "fake")
         if not body.get("stream"):
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
+            finish = None if fault is not None and fault.truncate_after is not None else "stop"
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
             else:
@@ -203,7 +209,13 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
             )
 
         async def events() -> AsyncIterator[bytes]:
-            for w in words:
+            for i, w in enumerate(words):
+                if fault is not None and fault.truncate_after == i:
+                    return  # the body ends: no finish_reason, no usage, no [DONE]
+                if fault is not None and fault.error_after == i:
+                    error = {"message": "injected stream error", "type": "server_error"}
+                    yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                    return
                 part: dict[str, Any] = {"index": 0, "finish_reason": None}
                 if chat:
                     part["delta"] = {"content": w}

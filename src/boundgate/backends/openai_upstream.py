@@ -156,9 +156,12 @@ class OpenAIBackend(Backend):
                 if req.messages is not None
                 else choice.get("text") or ""
             )
-            finish = choice.get("finish_reason") or "stop"
+            finish = choice.get("finish_reason")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream sent a malformed completion: {exc!r}") from exc
+        if not isinstance(finish, str) or not finish:
+            # an answer is complete only when the upstream says why it ended
+            raise UpstreamError("upstream sent a completion without a finish_reason")
         return Completion(text, finish, self._usage(data.get("usage"), req, text))
 
     def _usage(self, usage: Any, req: GenerationRequest, text: str) -> Usage:
@@ -176,7 +179,7 @@ class OpenAIBackend(Backend):
         path, body = self._body(req, stream=True)
         resp = await self._send(path, body, stream=True)
         parts: list[str] = []
-        finish = "stop"
+        finish: str | None = None
         usage: Any = None
         try:
             async for line in resp.aiter_lines():
@@ -192,6 +195,12 @@ class OpenAIBackend(Backend):
                     event = json.loads(payload)
                 except ValueError as exc:
                     raise UpstreamError("upstream sent a malformed stream event") from exc
+                if not isinstance(event, dict):
+                    raise UpstreamError("upstream sent a malformed stream event")
+                if event.get("error"):
+                    err = event["error"]
+                    detail = err.get("message") if isinstance(err, dict) else str(err)
+                    raise UpstreamError(f"upstream stream error: {detail}")
                 if event.get("usage"):
                     usage = event["usage"]
                 for choice in event.get("choices") or []:
@@ -208,4 +217,7 @@ class OpenAIBackend(Backend):
             raise UpstreamError(f"upstream stream broke: {exc!r}") from exc
         finally:
             await resp.aclose()
+        if finish is None:
+            # the body ended (or said [DONE]) without a finish_reason: an incomplete answer
+            raise UpstreamError("upstream stream ended before the answer was finished")
         yield Chunk(finish_reason=finish, usage=self._usage(usage, req, "".join(parts)))
