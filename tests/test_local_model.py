@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -208,3 +209,16 @@ def test_models_health_ready_metrics(local_live: Live) -> None:
     assert "boundgate_request_duration_seconds_bucket" in metrics
     assert 'boundgate_tokens_total{direction="output"' in metrics
     assert local_live.http.get("/openapi.json").json()["paths"]["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("prompt", ["", [""], " "])
+@pytest.mark.parametrize("stream", [False, True])
+def test_empty_prompts_are_answered_not_500(local_live: Live, prompt: Any, stream: bool) -> None:
+    """Issue #13.3: an empty prompt tokenizes to nothing for SmolLM2, and llama-cpp-python
+    asserted on it (500). Blank prompts are answered and never reused for each other."""
+    body = {"prompt": prompt, "max_tokens": 4, "temperature": 0, "stream": stream}
+    r = local_live.http.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-boundgate-reuse"] == "bypass"
+    if stream:
+        assert r.text.rstrip().endswith("data: [DONE]")

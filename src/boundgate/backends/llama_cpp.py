@@ -148,7 +148,14 @@ class LlamaCppBackend(Backend):
                 stop += [res.stop] if isinstance(res.stop, str) else list(res.stop)
             tokens = llm.tokenize(res.prompt.encode(), add_bos=not res.added_special, special=True)
             return tokens, stop
-        return llm.tokenize((req.prompt or "").encode(), add_bos=True, special=False), stop
+        tokens = llm.tokenize((req.prompt or "").encode(), add_bos=True, special=False)
+        if not tokens:
+            # an empty prompt tokenizes to nothing for models without a BOS token, and
+            # llama.cpp cannot decode zero tokens: start from the start-of-text token, as a
+            # completion of an empty document
+            bos = llm.token_bos()
+            tokens = [bos if bos >= 0 else llm.token_eos()]
+        return tokens, stop
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken

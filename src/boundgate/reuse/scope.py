@@ -96,6 +96,8 @@ def reuse_key(
             return None
         query = req.prompt
         context = []
+    if not canonical_query(query):
+        return None  # nothing to match: "" and " " are not one question, nor any other
     params = {
         k: v for k, v in sorted(req.passthrough.items()) if k not in _NOT_SHAPING and v is not None
     }
