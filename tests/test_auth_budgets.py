@@ -71,6 +71,27 @@ def test_admin_routes_need_admin_key(keyed: tuple[Live, dict[str, str]]) -> None
     assert any(row["tenant"] == "acme" for row in r.json()["data"])
 
 
+def test_stats_show_a_tenant_only_its_own_entries(keyed: tuple[Live, dict[str, str]]) -> None:
+    """Issue #13: a non-admin key saw the gateway-wide count of stored entries and scopes."""
+    live, keys = keyed
+    acme = {"Authorization": f"Bearer {keys['acme']}"}
+    globex = {"Authorization": f"Bearer {keys['globex']}"}
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    for q in ("What is a gateway?", "What is a cache?"):
+        body = {"messages": [{"role": "user", "content": q}], "temperature": 0}
+        assert live.http.post("/v1/chat/completions", json=body, headers=acme).status_code == 200
+
+    def stats(h: dict[str, str]) -> dict[str, object]:
+        r = live.http.get("/v1/boundgate/stats", headers=h)
+        assert r.status_code == 200
+        return dict(r.json()["reuse"])
+
+    assert stats(acme)["entries"] == 2 and stats(acme)["scopes"] == 1
+    theirs = stats(globex)
+    assert theirs["entries"] == 0 and theirs["scopes"] == 0 and "outcomes" not in theirs
+    assert stats(admin)["entries"] == 2 and "outcomes" in stats(admin)
+
+
 def test_revoked_key_is_refused(keyed: tuple[Live, dict[str, str]]) -> None:
     live, keys = keyed
     key_id = keys["globex"].split("-")[1]

@@ -67,6 +67,7 @@ class EntryMeta:
     document: str | None = None  # the bound document's short id
     finish_reason: str = "stop"
     completion_tokens: int = 0
+    tenant: str = ""
 
 
 @dataclass
@@ -284,6 +285,7 @@ class ReuseEngine:
             document=e.document_id,
             finish_reason=e.finish_reason,
             completion_tokens=e.completion_tokens,
+            tenant=e.tenant,
         )
         with self._lock:
             self._meta[e.key] = meta
@@ -878,11 +880,19 @@ class ReuseEngine:
             await self.store.delete_entries(keys)
 
     # --- reporting ------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self, tenant: str | None = None) -> dict[str, Any]:
+        """Reuse statistics. With ``tenant``, the stored entries and scopes are that tenant's
+        only and the operator's details (outcome counters, index load) are left out; the
+        verifier's figures are the gateway's (one threshold serves every tenant)."""
         est = self.verifier.estimate()
-        return {
-            "entries": len(self._meta),
-            "scopes": self.index.scopes(),
+        if tenant is None:
+            entries, scopes = len(self._meta), self.index.scopes()
+        else:
+            mine = [m for m in list(self._meta.values()) if m.tenant == tenant]
+            entries, scopes = len(mine), len({m.scope for m in mine})
+        out = {
+            "entries": entries,
+            "scopes": scopes,
             "index_load": asdict(self.index_load) if self.index_load is not None else None,
             "embedder": self.embedder.name,
             "error_bound": self.verifier.delta,
@@ -912,6 +922,9 @@ class ReuseEngine:
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
         }
+        if tenant is not None:
+            del out["index_load"], out["outcomes"]
+        return out
 
 
 def _vector_bytes(vector: Vectors | None) -> bytes:

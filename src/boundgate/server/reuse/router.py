@@ -43,9 +43,11 @@ async def feedback(
 async def stats(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    """Reuse statistics: threshold, live wrong-reuse estimate with its interval, counts."""
+    """Reuse statistics: threshold, live wrong-reuse estimate with its interval, counts.
+    A non-admin key sees its own tenant's stored entries and scopes only."""
     gw = gateway_of(request)
-    return {"object": "boundgate.stats", "reuse": gw.reuse.stats() if gw.reuse else None}
+    tenant = None if ctx.tenant.admin else ctx.tenant.name
+    return {"object": "boundgate.stats", "reuse": gw.reuse.stats(tenant) if gw.reuse else None}
 
 
 def _doc_summary(row: DocumentRow) -> dict[str, Any]:
