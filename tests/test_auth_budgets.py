@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from boundgate.assembly import build_app
+from boundgate.settings import ConfigError
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from conftest import Live, fake_settings
@@ -165,3 +166,22 @@ def test_daily_token_budget_never_overrun_under_concurrency(tmp_path: Path) -> N
         assert sum(r.prompt_tokens + r.completion_tokens for r in rows) == used <= budget
     finally:
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_metrics_can_require_a_bearer_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BG_METRICS_TOKEN", "s3cret")
+    settings = fake_settings(tmp_path)
+    settings.server.metrics_token_env = "BG_METRICS_TOKEN"
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        assert_error(live.http.get("/metrics"), 401)
+        assert_error(live.http.get("/metrics", headers={"Authorization": "Bearer nope"}), 401)
+        ok = live.http.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and "boundgate_" in ok.text
+        live.http.close()
+    monkeypatch.delenv("BG_METRICS_TOKEN")
+    with pytest.raises(ConfigError, match="metrics_token_env"):
+        build_app(settings)

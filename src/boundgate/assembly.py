@@ -112,6 +112,18 @@ def build_embedder(settings: Settings) -> Embedder:
     return OnnxEmbedder(threads=threads)
 
 
+def metrics_token(settings: Settings) -> str | None:
+    """The bearer token /metrics requires, from ``server.metrics_token_env``. Raises
+    ``ConfigError`` when the setting names a variable that is unset or empty."""
+    name = settings.server.metrics_token_env
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"server.metrics_token_env: environment variable {name} is not set")
+    return value
+
+
 def build_pair_scorer(settings: Settings) -> tuple[PairScorer, Prior | None]:
     """The shipped pair model and (with ``reuse.prior``) its calibration as the verifier's
     prior. Raises ``ConfigError`` when the model is not in the package."""
@@ -313,4 +325,5 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
         job_replan_s=settings.scheduler.replan_s,
         batch_request_s=settings.scheduler.batch_request_s,
         dashboard=dashboard,
+        metrics_token=metrics_token(settings),
     )

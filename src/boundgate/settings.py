@@ -48,6 +48,12 @@ class ServerSettings(_Section):
     metrics_tenant_label: bool = Field(
         False, description="Label request metrics by tenant (one series per tenant)."
     )
+    metrics_token_env: str | None = Field(
+        None,
+        description="Environment variable holding a bearer token that /metrics then requires "
+        "(Prometheus: `authorization: {credentials_file: ...}`); unset = /metrics is open, as "
+        "Prometheus expects by default.",
+    )
 
 
 class LimitsSettings(_Section):

@@ -135,8 +135,10 @@ def create_app(
     job_replan_s: float = 3600.0,
     batch_request_s: float = 2.0,
     dashboard: Sessions | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
-    """An app serving ``gateway``. Lifespan opens the store and starts the backends."""
+    """An app serving ``gateway``. Lifespan opens the store and starts the backends.
+    ``metrics_token``: a bearer token ``/metrics`` requires (None: open)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -213,6 +215,7 @@ def create_app(
     app.state.ready = False
     app.state.startup = None  # a StartupSteps to tell what start-up is doing
     app.state.batch_request_s = batch_request_s
+    app.state.metrics_token = metrics_token
 
     async def record(request: Request, err: BoundgateError) -> None:
         if request.url.path in GENERATION_PATHS and not err.recorded:

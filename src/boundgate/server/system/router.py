@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from ...errors import AuthenticationError
 from ...gateway import RequestContext
 from ..common import admin_context, context, gateway_of
 
@@ -67,7 +69,16 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics", tags=["operations"])
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
+    """Prometheus text exposition. With ``server.metrics_token_env`` set, it needs
+    ``Authorization: Bearer <token>`` (401 otherwise)."""
+    token = getattr(request.app.state, "metrics_token", None)
+    if token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise AuthenticationError(
+                "/metrics needs the bearer token named by server.metrics_token_env",
+                code="invalid_metrics_token",
+            )
     return Response(
         gateway_of(request).metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
