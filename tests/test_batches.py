@@ -15,6 +15,7 @@ from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
+from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from conftest import Live, fake_settings, wait_until
 
@@ -178,3 +179,37 @@ def test_pending_jobs_are_replanned_on_a_new_forecast(tmp_path: Path) -> None:
         assert queue.replan() == 0  # no change, no move
     finally:
         store.close()
+
+
+def test_batch_lines_run_under_the_creating_keys_limits(tmp_path: Path) -> None:
+    """Issue #13.4: batch lines ran as a bare tenant, outside the key's daily token budget,
+    and their ledger rows had no key. Now they run as the key that created the batch: the
+    budget is never exceeded, lines beyond it fail with the 429 error in the error file, and
+    every line's ledger row carries the key."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    budget = 1200  # each line reserves its prompt plus the default max_tokens (1024)
+    key = store.create_key("acme", daily_tokens=budget)
+    store.close()
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai(key.secret)
+        f = client.files.create(file=("in.jsonl", lines(12)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        assert done.request_counts.completed >= 1 and done.request_counts.failed >= 1
+        errors = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+        for e in errors:
+            assert e["response"]["status_code"] == 429
+            assert e["response"]["body"]["error"]["code"] == "daily_token_budget_exceeded"
+        rows = [r for r in live.ledger().values() if r.tenant == "acme"]
+        assert rows and all(r.key_id == key.key.id for r in rows)
+        assert sum(r.prompt_tokens + r.completion_tokens for r in rows) <= budget
+        live.http.close()

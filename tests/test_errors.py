@@ -85,9 +85,7 @@ def test_oversized_body_is_413(fake_live: Live) -> None:
 
 
 @pytest.mark.parametrize("size", [4 << 20, 16 << 20])
-def test_a_client_that_sends_a_large_body_whole_reads_its_413(
-    fake_live: Live, size: int
-) -> None:
+def test_a_client_that_sends_a_large_body_whole_reads_its_413(fake_live: Live, size: int) -> None:
     """Issue #13 reported a broken pipe instead of the 413 for clients that write the whole
     body before reading. Not reproduced here (uvicorn keeps reading the body it refuses);
     this guards that every client reads its 413."""

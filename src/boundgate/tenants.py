@@ -65,6 +65,18 @@ class Limiter:
             self._usage[tenant] = st
         return st
 
+    def rpm_wait_s(self, tenant: Tenant) -> float:
+        """Seconds until ``tenant`` may make another request under its requests-per-minute
+        limit (0: now). Deferrable work (batch lines) waits this long instead of failing."""
+        now = self.clock.time()
+        st = self._state(tenant.name, now)
+        rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
+        if not rpm:
+            return 0.0
+        while st.recent and st.recent[0] <= now - 60:
+            st.recent.popleft()
+        return 0.0 if len(st.recent) < rpm else max(0.0, st.recent[0] + 60 - now)
+
     def admit(self, tenant: Tenant, reserve_tokens: int) -> Reservation:
         """Count one request and reserve tokens, or raise 429 with Retry-After."""
         now = self.clock.time()

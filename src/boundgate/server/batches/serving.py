@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ...errors import BoundgateError, InvalidRequestError, NotFoundError
+from ...errors import AuthenticationError, BoundgateError, InvalidRequestError, NotFoundError
 from ...gateway import Gateway, RequestContext
 from ...scheduler.jobs import new_job_id
 from ...store import FileRow
@@ -185,6 +185,7 @@ def create_batch(
         "metadata": metadata,
         "boundgate": {
             "job_id": job_id,
+            "key_id": ctx.tenant.key_id,  # lines run under this key's limits
             "state": "scheduled",
             "scheduled_start": _iso(planned[0]),
             "started_at": None,
@@ -230,6 +231,47 @@ def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[str, A
     return batch
 
 
+def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
+    """The tenant a batch's lines run as: the key that created it, with that key's current
+    limits (requests per minute, daily tokens); None when that key has been revoked. A batch
+    created without a key (open mode) runs as its tenant with the default limits."""
+    if key_id is None:
+        return Tenant(name=tenant)
+    for key in gw.store.list_keys():
+        if key.id == key_id:
+            if key.revoked:
+                return None
+            return Tenant(
+                name=key.tenant,
+                key_id=key.id,
+                admin=key.admin,
+                rpm=key.rpm,
+                daily_tokens=key.daily_tokens,
+            )
+    return None
+
+
+MAX_LINE_WAIT_S = 120.0  # the longest a line waits for its key's requests-per-minute window
+
+
+async def _serve_paced(
+    gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Serve one line under the owner's limits. Over the requests-per-minute limit the line
+    waits for the window to free up (a batch is deferrable; at most ``MAX_LINE_WAIT_S`` per
+    wait); over the daily token budget it fails with the 429 error, as an interactive request
+    would."""
+    import asyncio
+
+    for _ in range(100):
+        wait = gw.limiter.rpm_wait_s(ctx.tenant)
+        if wait <= 0:
+            break
+        await asyncio.sleep(min(wait, MAX_LINE_WAIT_S))
+    out, _ = await _serve(gw, ctx, endpoint, body)
+    return out
+
+
 async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     """Job handler: run every line through the gateway; write output and error files."""
     import asyncio
@@ -254,16 +296,19 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     errors: list[str] = []
     energy = carbon = avoided = 0.0
     cancelled = False
+    owner = await asyncio.to_thread(batch_owner, gw, tenant, bg.get("key_id"))
     for item in lines:
         _, current = await asyncio.to_thread(get_batch, gw, None, batch_id)
         if current["status"] == "cancelling":
             cancelled = True
             break
         await gw.yield_to_interactive()  # interactive requests first
-        ctx = gw.context(Tenant(name=tenant), endpoint)
         line_id = "batch_req_" + uuid.uuid4().hex[:24]
+        ctx = gw.context(owner or Tenant(name=tenant), endpoint)
         try:
-            body, _ = await _serve(gw, ctx, endpoint, item["body"])
+            if owner is None:
+                raise AuthenticationError("the API key that created this batch was revoked")
+            body = await _serve_paced(gw, ctx, endpoint, item["body"])
         except BoundgateError as err:
             await gw.record_error(ctx, err)
             errors.append(
