@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from typing import Any
 
 import anyio
 from fastapi import Request
+from fastapi.routing import APIRoute
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -23,6 +24,53 @@ from ..tenants import OPEN_TENANT, Tenant
 
 # the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone UTF-16 surrogate in a parsed JSON value (as ``\\udXXX``), if any."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            for ch in v:
+                if 0xD800 <= ord(ch) <= 0xDFFF:
+                    return f"\\u{ord(ch):04x}"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body must be valid Unicode: JSON's ``\\uXXXX`` escapes can carry
+    a lone surrogate, which no UTF-8 text (tokenizers, SQLite, the upstream) can hold. Such a
+    body is refused like malformed JSON (400 ``invalid_json``) instead of failing later."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            value = json.loads(body)
+            if b"\\ud" in body or b"\\uD" in body:  # only escapes can carry surrogates
+                bad = _lone_surrogate(value)
+                if bad is not None:
+                    text = body.decode("utf-8", "replace")
+                    raise json.JSONDecodeError(f"lone surrogate {bad} is not Unicode text", text, 0)
+            self._json = value
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """The route class of every API router: JSON bodies are parsed by ``StrictJSONRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict
 
 
 def loc_to_param(loc: tuple[int | str, ...]) -> str | None:

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import InvalidRequestError
 from ...gateway import RequestContext
-from ..common import context, gateway_of
+from ..common import StrictJSONRoute, context, gateway_of
 from . import serving
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 MAX_FILE_BYTES = 200 << 20
 PURPOSES = ("batch",)
 

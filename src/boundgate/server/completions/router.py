@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ...gateway import RequestContext
-from ..common import context, gateway_of, to_response
+from ..common import StrictJSONRoute, context, gateway_of, to_response
 from .protocol import CompletionRequest
 from .serving import serve
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.post("/v1/completions", tags=["generation"])

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import ContextLengthExceededError, InvalidRequestError, NotFoundError
 from ...gateway import RequestContext
 from ...reuse.embedder import MAX_TOKENS
-from ..common import context, gateway_of
+from ..common import StrictJSONRoute, context, gateway_of
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 MAX_INPUTS = 2048
 
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import NotFoundError
 from ...gateway import RequestContext
 from ...store import DocumentRow
-from ..common import admin_context, context, gateway_of
+from ..common import StrictJSONRoute, admin_context, context, gateway_of
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 class FeedbackRequest(BaseModel):

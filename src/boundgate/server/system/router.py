@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse, Response
 
 from ...errors import AuthenticationError
 from ...gateway import RequestContext
-from ..common import admin_context, context, gateway_of
+from ..common import StrictJSONRoute, admin_context, context, gateway_of
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.get("/v1/models", tags=["models"])
