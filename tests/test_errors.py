@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,3 +126,20 @@ def test_fake_backend_round_trip_and_headers(fake_live: Live) -> None:
     assert raw.headers["x-boundgate-energy-method"] == "estimate"
     row = fake_live.ledger()[raw.headers["x-request-id"]]
     assert row.backend == "fake" and row.completion_tokens == 3
+
+
+def test_every_error_code_is_declared_once_and_documented() -> None:
+    """Issue #12.4: codes are one enum, and docs/api.md names each of them."""
+    from boundgate.errors import ErrorCode
+
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    missing = [c.value for c in ErrorCode if f"`{c.value}`" not in api]
+    assert not missing, f"docs/api.md does not document: {missing}"
+    src = Path(__file__).resolve().parent.parent / "src" / "boundgate"
+    literal = re.compile(r'code\s*=\s*"[a-z_0-9]+"')
+    stray = [
+        f"{p.relative_to(src)}: {m.group(0)}"
+        for p in src.rglob("*.py")
+        for m in literal.finditer(p.read_text())
+    ]
+    assert not stray, f"error codes written as literals instead of ErrorCode: {stray}"

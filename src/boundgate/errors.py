@@ -22,7 +22,34 @@ Errors that tell the client when to come back carry ``retry_after`` (seconds).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """Every ``code`` the gateway sets in an error body, declared once (docs/api.md lists
+    each; a test checks it). An upstream's own 4xx passes through with the upstream's code."""
+
+    INVALID_JSON = "invalid_json"  # 400: malformed JSON, or not Unicode text
+    INVALID_VALUE = "invalid_value"  # 400: schema or value errors
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"  # 400
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # 400
+    NOT_A_REUSE = "not_a_reuse"  # 400: feedback on an answer that was not reused
+    INVALID_API_KEY = "invalid_api_key"  # 401
+    INVALID_METRICS_TOKEN = "invalid_metrics_token"  # 401: /metrics with its token set
+    ADMIN_REQUIRED = "admin_required"  # 403
+    NOT_FOUND = "not_found"  # 404
+    MODEL_NOT_FOUND = "model_not_found"  # 404
+    REUSE_DISABLED = "reuse_disabled"  # 404: reuse routes while reuse is off
+    METHOD_NOT_ALLOWED = "http_405"  # 405
+    REQUEST_TOO_LARGE = "request_too_large"  # 413
+    RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"  # 429: requests per minute
+    DAILY_TOKEN_BUDGET_EXCEEDED = "daily_token_budget_exceeded"  # 429
+    NOVELTY_BUDGET_EXHAUSTED = "novelty_budget_exhausted"  # 429
+    INTERNAL_ERROR = "internal_error"  # 500
+    UPSTREAM_ERROR = "upstream_error"  # 502
+    OVERLOADED = "overloaded"  # 503
+    UPSTREAM_TIMEOUT = "upstream_timeout"  # 504
 
 
 class BoundgateError(Exception):
@@ -67,59 +94,59 @@ class InvalidRequestError(BoundgateError):
 
 
 class ContextLengthExceededError(InvalidRequestError):
-    default_code = "context_length_exceeded"
+    default_code: str | None = ErrorCode.CONTEXT_LENGTH_EXCEEDED
 
 
 class AuthenticationError(BoundgateError):
     status_code = 401
     type = "authentication_error"
-    default_code = "invalid_api_key"
+    default_code: str | None = ErrorCode.INVALID_API_KEY
 
 
 class PermissionDeniedError(BoundgateError):
     status_code = 403
     type = "permission_error"
-    default_code = "admin_required"
+    default_code: str | None = ErrorCode.ADMIN_REQUIRED
 
 
 class NotFoundError(BoundgateError):
     status_code = 404
     type = "invalid_request_error"
-    default_code = "not_found"
+    default_code: str | None = ErrorCode.NOT_FOUND
 
 
 class ModelNotFoundError(NotFoundError):
-    default_code = "model_not_found"
+    default_code: str | None = ErrorCode.MODEL_NOT_FOUND
 
 
 class PayloadTooLargeError(BoundgateError):
     status_code = 413
     type = "invalid_request_error"
-    default_code = "request_too_large"
+    default_code: str | None = ErrorCode.REQUEST_TOO_LARGE
 
 
 class RateLimitError(BoundgateError):
     status_code = 429
     type = "rate_limit_error"
-    default_code = "rate_limit_exceeded"
+    default_code: str | None = ErrorCode.RATE_LIMIT_EXCEEDED
 
 
 class UpstreamError(BoundgateError):
     status_code = 502
-    type = "upstream_error"
-    default_code = "upstream_error"
+    type = "server_error"  # OpenAI's type for failures on its side
+    default_code: str | None = ErrorCode.UPSTREAM_ERROR
 
 
 class ServiceUnavailableError(BoundgateError):
     status_code = 503
     type = "server_error"
-    default_code = "overloaded"
+    default_code: str | None = ErrorCode.OVERLOADED
 
 
 class UpstreamTimeoutError(BoundgateError):
     status_code = 504
-    type = "upstream_error"
-    default_code = "upstream_timeout"
+    type = "server_error"
+    default_code: str | None = ErrorCode.UPSTREAM_TIMEOUT
 
 
 class UpstreamClientError(BoundgateError):

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .clock import Clock
-from .errors import RateLimitError
+from .errors import ErrorCode, RateLimitError
 from .store import Store
 
 DAY_S = 86_400
@@ -97,7 +97,7 @@ class Limiter:
                 f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
                 f"this request may need up to {reserve_tokens} (lower max_tokens "
                 "or wait for the next UTC day)",
-                code="daily_token_budget_exceeded",
+                code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
                 retry_after=(st.day + 1) * DAY_S - now,
             )
         if rpm:

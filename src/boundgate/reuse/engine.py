@@ -27,7 +27,7 @@ import numpy as np
 
 from ..backends.base import Completion, GenerationRequest
 from ..clock import Clock, SystemClock
-from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from ..errors import ErrorCode, InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..fmt import plain_decimal
 from ..scheduler.jobs import JobQueue
 from ..store import DocumentRow, LedgerRow, ObservationRow, Store, StoredEntry
@@ -816,7 +816,7 @@ class ReuseEngine:
             raise InvalidRequestError(
                 "feedback applies to reused answers; that request was not served from the store",
                 param="request_id",
-                code="not_a_reuse",
+                code=ErrorCode.NOT_A_REUSE,
             )
         if row.id in self._feedback_seen:
             return "duplicate"

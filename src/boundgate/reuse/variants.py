@@ -25,7 +25,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ..clock import Clock
-from ..errors import RateLimitError
+from ..errors import ErrorCode, RateLimitError
 from ..scheduler.jobs import JobQueue
 from ..store import Store, StoredEntry, VariantRow
 
@@ -119,7 +119,7 @@ class CreativityBuffer:
             raise RateLimitError(
                 f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
                 "and no pre-generated variant is left for this prompt",
-                code="novelty_budget_exhausted",
+                code=ErrorCode.NOVELTY_BUDGET_EXHAUSTED,
                 retry_after=(day + 1) * DAY_S - self.clock.time(),
             )
         self._novel[tenant] = (day, used + 1)

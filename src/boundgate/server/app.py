@@ -24,6 +24,7 @@ from ..dashboard import Sessions
 from ..dashboard import install as install_dashboard
 from ..errors import (
     BoundgateError,
+    ErrorCode,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -241,7 +242,8 @@ def create_app(
             ctx_info = first.get("ctx")
             detail = ctx_info.get("error", "") if isinstance(ctx_info, dict) else ""
             err = InvalidRequestError(
-                f"request body is not valid JSON: {detail}".rstrip(": "), code="invalid_json"
+                f"request body is not valid JSON: {detail}".rstrip(": "),
+                code=ErrorCode.INVALID_JSON,
             )
         else:
             param = loc_to_param(tuple(first.get("loc", ())))
@@ -257,7 +259,7 @@ def create_app(
             text = f"{param}: {msg}" if param else msg
             if len(errors) > 1:
                 text += f" (and {len(errors) - 1} more)"
-            err = InvalidRequestError(text, param=param, code="invalid_value")
+            err = InvalidRequestError(text, param=param, code=ErrorCode.INVALID_VALUE)
         await record(request, err)
         return error_response(request, err)
 
@@ -275,7 +277,7 @@ def create_app(
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         err = BoundgateError(
-            "internal error; the server log has the details", code="internal_error"
+            "internal error; the server log has the details", code=ErrorCode.INTERNAL_ERROR
         )
         await record(request, err)
         return error_response(request, err)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Chunk, GenerationRequest
-from ..errors import BoundgateError, InvalidRequestError
+from ..errors import BoundgateError, ErrorCode, InvalidRequestError
 from ..gateway import Finished, Gateway, RequestContext
 from .chat.protocol import SamplingParams
 from .common import sse_error, sse_event
@@ -64,7 +64,7 @@ def generation_request(
         raise InvalidRequestError(
             f"'{unsupported}' is not supported by this gateway yet",
             param=unsupported,
-            code="unsupported_parameter",
+            code=ErrorCode.UNSUPPORTED_PARAMETER,
         )
     return GenerationRequest(
         model=params.model or gateway.default_model,

@@ -17,7 +17,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ...errors import AuthenticationError, BoundgateError, InvalidRequestError, NotFoundError
+from ...errors import (
+    AuthenticationError,
+    BoundgateError,
+    ErrorCode,
+    InvalidRequestError,
+    NotFoundError,
+)
 from ...gateway import Gateway, RequestContext
 from ...scheduler.jobs import new_job_id
 from ...store import FileRow
@@ -66,57 +72,40 @@ def owned_file(gw: Gateway, ctx: RequestContext, file_id: str) -> FileRow:
     return f
 
 
+def _bad_input(message: str) -> InvalidRequestError:
+    """A 400 about the batch's input file (``param: input_file_id``)."""
+    return InvalidRequestError(message, param="input_file_id", code=ErrorCode.INVALID_VALUE)
+
+
 def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidRequestError(
-            "the input file is not UTF-8", param="input_file_id", code="invalid_value"
-        ) from None
+        raise _bad_input("the input file is not UTF-8") from None
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise InvalidRequestError(
-            "the input file has no requests", param="input_file_id", code="invalid_value"
-        )
+        raise _bad_input("the input file has no requests")
     if len(lines) > MAX_LINES:
-        raise InvalidRequestError(
-            f"at most {MAX_LINES} requests per batch", param="input_file_id", code="invalid_value"
-        )
+        raise _bad_input(f"at most {MAX_LINES} requests per batch")
     seen: set[str] = set()
     out = []
     for n, line in enumerate(lines, start=1):
         try:
             item = json.loads(line)
         except json.JSONDecodeError:
-            raise InvalidRequestError(
-                f"line {n} is not JSON", param="input_file_id", code="invalid_value"
-            ) from None
+            raise _bad_input(f"line {n} is not JSON") from None
         if not isinstance(item, dict):
-            raise InvalidRequestError(
-                f"line {n} is not an object", param="input_file_id", code="invalid_value"
-            )
+            raise _bad_input(f"line {n} is not an object")
         cid = item.get("custom_id")
         if not isinstance(cid, str) or not cid:
-            raise InvalidRequestError(
-                f"line {n}: custom_id is required", param="input_file_id", code="invalid_value"
-            )
+            raise _bad_input(f"line {n}: custom_id is required")
         if cid in seen:
-            raise InvalidRequestError(
-                f"line {n}: duplicate custom_id {cid!r}",
-                param="input_file_id",
-                code="invalid_value",
-            )
+            raise _bad_input(f"line {n}: duplicate custom_id {cid!r}")
         seen.add(cid)
         if item.get("method", "POST") != "POST" or item.get("url") != endpoint:
-            raise InvalidRequestError(
-                f"line {n}: method must be POST and url {endpoint}",
-                param="input_file_id",
-                code="invalid_value",
-            )
+            raise _bad_input(f"line {n}: method must be POST and url {endpoint}")
         if not isinstance(item.get("body"), dict):
-            raise InvalidRequestError(
-                f"line {n}: body must be an object", param="input_file_id", code="invalid_value"
-            )
+            raise _bad_input(f"line {n}: body must be an object")
         out.append(item)
     return out
 
@@ -149,9 +138,7 @@ def create_batch(
         )
     f = owned_file(gw, ctx, input_file_id)
     if f.purpose != "batch":
-        raise InvalidRequestError(
-            "the input file's purpose must be 'batch'", param="input_file_id", code="invalid_value"
-        )
+        raise _bad_input("the input file's purpose must be 'batch'")
     lines = parse_lines(f.content, endpoint)
     now = gw.clock.time()
     window_s = int(m.group(1)) * 3600.0
@@ -388,5 +375,6 @@ async def _serve(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidRequestError(
-            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}", code="invalid_value"
+            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}",
+            code=ErrorCode.INVALID_VALUE,
         ) from None

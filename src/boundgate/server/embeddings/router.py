@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import ContextLengthExceededError, InvalidRequestError, NotFoundError
+from ...errors import ContextLengthExceededError, ErrorCode, InvalidRequestError, NotFoundError
 from ...gateway import RequestContext
 from ...reuse.embedder import MAX_TOKENS
 from ..common import StrictJSONRoute, context, gateway_of
@@ -45,7 +45,7 @@ async def embeddings(
         raise NotFoundError(
             f"The model '{body.model}' does not exist; embeddings use 'all-MiniLM-L6-v2'",
             param="model",
-            code="model_not_found",
+            code=ErrorCode.MODEL_NOT_FOUND,
         )
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or not all(isinstance(t, str) for t in texts):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import NotFoundError
+from ...errors import ErrorCode, NotFoundError
 from ...gateway import RequestContext
 from ...store import DocumentRow
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
@@ -33,7 +33,7 @@ async def feedback(
     """Tell the gateway whether a reused answer was right; the verifier learns from it."""
     gw = gateway_of(request)
     if gw.reuse is None:
-        raise NotFoundError("reuse is disabled on this gateway", code="reuse_disabled")
+        raise NotFoundError("reuse is disabled on this gateway", code=ErrorCode.REUSE_DISABLED)
     row = await asyncio.to_thread(gw.store.get_row, body.request_id)
     status = await gw.reuse.feedback(row, body.correct, ctx.tenant.name, ctx.tenant.admin)
     return {"object": "boundgate.feedback", "request_id": body.request_id, "status": status}

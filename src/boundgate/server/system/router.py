@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...errors import AuthenticationError
+from ...errors import AuthenticationError, ErrorCode
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
 
@@ -77,7 +77,7 @@ async def metrics(request: Request) -> Response:
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise AuthenticationError(
                 "/metrics needs the bearer token named by server.metrics_token_env",
-                code="invalid_metrics_token",
+                code=ErrorCode.INVALID_METRICS_TOKEN,
             )
     return Response(
         gateway_of(request).metrics.render(),
