@@ -47,6 +47,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from statistics import NormalDist
 
 from .prior import Prior
 from .scoring import CosineScorer, Evidence, Scorer
@@ -72,15 +73,8 @@ def wilson(errors: float, n: float, z: float) -> tuple[float, float]:
 
 
 def z_for(confidence: float) -> float:
-    """One-sided normal quantile (inverse CDF by bisection; no scipy needed)."""
-    lo, hi = 0.0, 10.0
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(-mid / math.sqrt(2)) < confidence:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    """One-sided normal quantile for ``confidence`` (e.g. 0.95 → 1.645)."""
+    return NormalDist().inv_cdf(confidence)
 
 
 @dataclass(frozen=True)
