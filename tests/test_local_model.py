@@ -169,6 +169,8 @@ def test_queue_full_gives_503_with_retry_after(local_live: Live) -> None:
     assert r.status_code == 503
     assert int(r.headers["retry-after"]) >= 1
     assert r.json()["error"]["type"] == "server_error"
+    for box in boxes:  # close both streams at their next token: no 400-token stories
+        box["disconnect"] = True
     t1.join(120)
     t2.join(120)
     assert local_live.ledger()[r.headers["x-request-id"]].status == 503
