@@ -128,3 +128,20 @@ def keyed_dash(tmp_path: Path) -> Iterator[Any]:
     from dashboard_seed import start
 
     yield from start(tmp_path, keyed=True)
+
+
+def assert_error(
+    r: Any, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """An error response in OpenAI's shape with this status (and param/code if given)."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["message"] and "Traceback" not in err["message"]
+    if param is not None:
+        assert err["param"] == param
+    if code is not None:
+        assert err["code"] == code
+    return err

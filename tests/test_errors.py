@@ -8,25 +8,9 @@ from typing import Any
 
 import pytest
 
-from conftest import Live
+from conftest import Live, assert_error
 
 MSG = [{"role": "user", "content": "hi"}]
-
-
-def assert_error(
-    r: Any, status: int, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}
-    err = body["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert err["message"] and "Traceback" not in err["message"]
-    if param is not None:
-        assert err["param"] == param
-    if code is not None:
-        assert err["code"] == code
-    return err
 
 
 @pytest.mark.parametrize(
