@@ -56,6 +56,7 @@ wordnet-antonyms:
 # src/boundgate/reuse/pair_model/ (about 45 min on 2 cores; never run by CI).
 pair-model: $(VENV)/.train
 	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2
+	$(BIN)/python training/pair_eval.py --val $(PAIRS)
 	$(BIN)/python training/model_card.py
 
 bench: dev

@@ -26,6 +26,15 @@ def main() -> None:
     hp = t["hyper_parameters"]
     made = t["made_pairs"]
     i8 = t["int8_val"]
+    if (args.model / "evaluation.json").exists():  # pair_eval.py run since (reviewed labels)
+        i8 = json.loads((args.model / "evaluation.json").read_text())
+    reviewed = ""
+    if "reviewed_auc" in i8:
+        reviewed = (
+            f" With the reviewed labels (`bench/data/quora_val_label_review.tsv`): AUC "
+            f"{i8['reviewed_auc']:.3f}, AP {i8['reviewed_ap']:.3f}, recall "
+            f"{pct(i8['reviewed_recall_at_1pct_wrong'])}."
+        )
     rows = "\n".join(
         f"| {h['epoch']} | {h['train_s'] / 60:.1f} | {h['auc']:.3f} | {h['ap']:.3f} | "
         f"{pct(h['recall_at_1pct_wrong'])} |"
@@ -73,8 +82,8 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
 
 Selected: epoch {t["selected_epoch"]}. The int8 export on the same file: AUC {i8["auc"]:.3f},
 AP {i8["ap"]:.3f}, recall at ≤ 1 % of pairs wrong {pct(i8["recall_at_1pct_wrong"])}
-(probability threshold {i8["threshold"]:.4f}). For scale, MiniLM cosine on the same file:
-AUC 0.863, AP 0.753, 16.8 % (issue #11).
+(probability threshold {i8["threshold"]:.4f}).{reviewed} For scale, MiniLM cosine on the
+same file with raw labels: AUC 0.863, AP 0.753, 16.8 % (issue #11).
 
 ## Calibration (the verifier's prior)
 

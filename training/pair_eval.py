@@ -21,8 +21,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def evaluate_int8(
-    model_dir: Path, val: list[tuple[str, str, int]], max_length: int
+    model_dir: Path,
+    val: list[tuple[str, str, int]],
+    max_length: int,
+    review: Path | None = None,
 ) -> dict[str, object]:
+    """Score ``val`` with the exported int8 model and write ``calibration.json``. With
+    ``review`` (``bench/data/quora_val_label_review.tsv``) the pairs listed there count as
+    duplicates in the calibration, and the raw figures are returned beside the reviewed."""
     from boundgate.reuse.pair import OnnxPairScorer
     from pair_model import figures
 
@@ -37,23 +43,39 @@ def evaluate_int8(
     elapsed = time.perf_counter() - t0
     labels = np.array([v[2] for v in val])
     fig = figures(scores, labels)
-    calibration = calibrate(scores, labels)
+    source = "raw labels"
+    if review is not None and review.exists():
+        reviewed = read_review(review)
+        labels = np.array([1 if (a, b) in reviewed else y for a, b, y in val])
+        fig = fig | {f"reviewed_{k}": v for k, v in figures(scores, labels).items()}
+        source = f"labels with {len(reviewed)} reviewed as duplicates ({review.name})"
+    calibration = calibrate(scores, labels, source)
     calibration["model_sha256_12"] = scorer.name.rsplit("@", 1)[-1]
     (model_dir / "calibration.json").write_text(json.dumps(calibration, indent=1) + "\n")
     cache = ROOT / "training/.cache"
     cache.mkdir(exist_ok=True)
-    np.save(cache / "val_scores.npy", scores)  # for reviewing labels (training/review_labels.py)
+    np.save(cache / "val_scores.npy", scores)
     return fig | {"pairs": len(val), "score_s_per_pair_batch64": elapsed / len(val)}
 
 
-def calibrate(scores: np.ndarray, labels: np.ndarray) -> dict[str, object]:
+def read_review(path: Path) -> set[tuple[str, str]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        return {(r["question1"], r["question2"]) for r in rows}
+
+
+def calibrate(
+    scores: np.ndarray, labels: np.ndarray, source: str = "raw labels"
+) -> dict[str, object]:
     """The verifier's prior (``boundgate/reuse/prior.py``): the sorted pair scores of the
-    duplicate and of the non-duplicate validation pairs (4 decimals; numbers only, no text)."""
+    duplicate and of the non-duplicate validation pairs (6 decimals; numbers only, no text)."""
     return {
-        "source": "quora_val.csv (MeanCache's split of Quora Question Pairs), raw labels",
+        "source": f"quora_val.csv (MeanCache's split of Quora Question Pairs), {source}",
         "score": "pair model probability of the same meaning, mean of both orders",
-        "duplicate_scores": sorted(round(float(x), 4) for x in scores[labels == 1]),
-        "non_duplicate_scores": sorted(round(float(x), 4) for x in scores[labels == 0]),
+        "duplicate_scores": sorted(round(float(x), 6) for x in scores[labels == 1]),
+        "non_duplicate_scores": sorted(round(float(x), 6) for x in scores[labels == 0]),
     }
 
 
@@ -63,9 +85,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--val", type=Path, default=ROOT / "../shared/data/cache/quora_val.csv")
     p.add_argument("--model", type=Path, default=OUT)
+    p.add_argument("--review", type=Path, default=ROOT / "bench/data/quora_val_label_review.tsv")
     args = p.parse_args()
     cfg = json.loads((args.model / "config.json").read_text())
-    print(json.dumps(evaluate_int8(args.model, read_pairs(args.val), cfg["max_length"]), indent=1))
+    fig = evaluate_int8(args.model, read_pairs(args.val), cfg["max_length"], args.review)
+    (args.model / "evaluation.json").write_text(json.dumps(fig, indent=1) + "\n")
+    print(json.dumps(fig, indent=1))
 
 
 if __name__ == "__main__":
