@@ -32,7 +32,7 @@ def evaluate_int8(
     from boundgate.reuse.pair import OnnxPairScorer
     from pair_model import figures
 
-    scorer = OnnxPairScorer(model_dir)
+    scorer = OnnxPairScorer(model_dir, threads=2)
     t0 = time.perf_counter()
     scores = np.concatenate(
         [

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,16 @@ class Prior:
         d = len(self.duplicates) - bisect_left(self.duplicates, t - 1e-12)
         e = len(self.non_duplicates) - bisect_left(self.non_duplicates, t - 1e-12)
         return d + e, e
+
+    def mapped(self, score: Callable[[float], float]) -> Prior:
+        """The same pairs on another scale: ``score`` maps a pair probability to what the
+        verifier thresholds (it must not decrease)."""
+        return Prior(
+            tuple(sorted(score(x) for x in self.duplicates)),
+            tuple(sorted(score(x) for x in self.non_duplicates)),
+            self.source,
+            self.model,
+        )
 
     @classmethod
     def load(cls, path: Path, model: str) -> Prior:

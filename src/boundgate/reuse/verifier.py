@@ -127,12 +127,16 @@ class Verifier:
         refit_every: int = 200,
         prior: Prior | None = None,
         prior_weight: float = 1000.0,
+        prior_verify_rate: float = 0.2,
         recompute_every_lookups: int = 50,
     ) -> None:
         """``prior``: an offline calibration of ``scorer``'s score (``prior.py``), counted with
         weight λ = ``prior_weight`` / (``prior_weight`` + labels seen). ``recompute_every_lookups``:
         the threshold is recomputed after this many lookups as well as after each label, so
-        h(t) follows the traffic even while no label arrives."""
+        h(t) follows the traffic even while no label arrives. ``prior_verify_rate``: the
+        sampled-verification rate while the prior alone vouches for the threshold in force
+        (fewer than ``min_observations`` own labels at it), so that traffic unlike the
+        calibration data is caught after a few dozen would-be hits, not hundreds."""
         self.delta = delta
         self.initial_threshold = initial_threshold
         self.floor = floor
@@ -158,11 +162,19 @@ class Verifier:
         self._entry_floor: dict[int, Evidence] = {}  # the best-scoring wrong evidence
         self._threshold = initial_threshold
         self._by_source: dict[str, list[int]] = {}
-        self.prior = prior
+        # the prior's pairs on the scorer's scale (it calibrates the pair probability)
+        self.prior = (
+            prior.mapped(lambda p: self.scorer.score(Evidence(0.0, 0.0, p)))
+            if prior is not None
+            else None
+        )
         self.prior_weight = prior_weight
+        self.prior_verify_rate = prior_verify_rate
         self.recompute_every_lookups = recompute_every_lookups
         self._lookups_since = 0
         self._decided_by = "initial_threshold"
+        if self.prior is not None:  # a fresh verifier starts from the prior's threshold
+            self._threshold = self._compute()
 
     # --- learning ---------------------------------------------------------------------------
     def add(self, obs: Observation, *, recompute: bool = True) -> None:
@@ -206,7 +218,15 @@ class Verifier:
             self._lookup_order.append(ev)
             self._lookup_scores.append(_NONE if ev is None else self.scorer.score(ev))
             self._lookups_since += 1
-            if self.recompute_every_lookups and self._lookups_since >= self.recompute_every_lookups:
+            # A lookup at or above the threshold raises h(t) there: recompute at once, so the
+            # bound holds at the threshold in force after every lookup (about 0.5 ms with full
+            # windows). Lookups below it only lower h(t) there; they are taken in every
+            # ``recompute_every_lookups`` (and after the 10th and 25th, while h moves most).
+            every = self.recompute_every_lookups
+            above = self._lookup_scores[-1] >= self._threshold
+            if above or (
+                every and (self._lookups_since >= every or len(self._lookup_scores) in (10, 25))
+            ):
                 self._threshold = self._compute()
 
     def _lam(self) -> float:
@@ -310,9 +330,13 @@ class Verifier:
         if self.score(similarity, density, pair) >= t:
             # Earn trust first: until enough labels (the prior's included) exist at or above
             # the threshold, every would-be hit is verified (recomputed and compared).
-            if self._counts(t, self._lam())[0] < self.min_observations:
+            n, _, n_on, _ = self._counts(t, self._lam())
+            if n < self.min_observations:
                 return Verdict.VERIFY
-            if self.rng.random() < self.verify_rate:
+            rate = self.verify_rate
+            if self.prior is not None and n_on < self.min_observations:
+                rate = max(rate, self.prior_verify_rate)  # the prior alone vouches for t
+            if self.rng.random() < rate:
                 return Verdict.VERIFY
             return Verdict.SERVE
         if similarity >= self.floor:
