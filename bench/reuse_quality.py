@@ -158,6 +158,13 @@ def main() -> None:
         help="reuse.scorer for the gateway (default: the setting's default)",
     )
     ap.add_argument(
+        "--review",
+        type=Path,
+        default=Path(__file__).resolve().parent / "data" / "quora_val_label_review.tsv",
+        help="pairs whose 'not duplicate' label was reviewed as wrong: the 'reviewed' figures "
+        "count them as duplicates (the gateway runs on the raw labels either way)",
+    )
+    ap.add_argument(
         "--no-prior",
         action="store_true",
         help="reuse.prior = false (the pair model without its offline calibration)",
@@ -187,6 +194,13 @@ def main() -> None:
             negatives.append((q1, n))
 
     meanings = {q: comp.find(q) for q in comp.parent}
+    reviewed: set[tuple[str, str]] = set()
+    if args.review.exists():
+        lines = args.review.read_text(encoding="utf-8").splitlines()
+        rows = [x.split("\t") for x in lines[1:] if x and not x.startswith(("#", "question1\t"))]
+        reviewed = {(r[0].strip(), r[1].strip()) for r in rows}
+    rcomp = Components.of([(a, b, d or int((a, b) in reviewed)) for a, b, d in pairs])
+    n_reviewed = sum(1 for a, b, d in pairs if not d and (a, b) in reviewed)
     for _, n in negatives:
         meanings[n] = "negated:" + n
     data = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -223,8 +237,10 @@ def main() -> None:
             if q1 not in phase1_wh:
                 phase1_wh[q1] = ask(q1)[3]
         hits = right_dup = wrong = wrong_nondup = 0
+        r_right_dup = r_wrong = 0  # with the reviewed labels
+        meaning_of = {fake_answer(m): m for m in set(meanings.values())}
         avoided = spent = 0.0
-        for _, q2, dup in track(pairs, "phase 2: asking"):
+        for q1, q2, dup in track(pairs, "phase 2: asking"):
             status, text, avoided_wh, wh = ask(q2)
             served = status.startswith("hit")
             ok = text == fake_answer(meanings[q2])
@@ -236,6 +252,11 @@ def main() -> None:
                     wrong_nondup += 0 if dup else 1
                 elif dup:
                     right_dup += 1
+                got = meaning_of.get(text)
+                r_ok = got is not None and rcomp.find(got) == rcomp.find(q2)
+                r_dup = dup or (q1, q2) in reviewed
+                r_wrong += 0 if r_ok else 1
+                r_right_dup += 1 if r_ok and r_dup else 0
             spent += wh
 
         def contradicted(found: list[tuple[str, str]], label: str) -> tuple[int, int]:
@@ -328,6 +349,13 @@ def main() -> None:
         f"{stats['scorer_parameters']}) | {right_dup / max(1, n_dup):.3f} | "
         f"{wrong / n:.4f} | {wrong_nondup / max(1, n_non):.4f} |"
     )
+    if reviewed:
+        r_dups = n_dup + n_reviewed
+        print(
+            f"| boundgate, reviewed labels ({n_reviewed} non-duplicates of this run read as "
+            f"duplicates) | {r_right_dup / max(1, r_dups):.3f} | {r_wrong / n:.4f} | "
+            f"{r_wrong / max(1, n_non - n_reviewed):.4f} |"
+        )
     print("\n".join(rows))
     if agreement:
         print(

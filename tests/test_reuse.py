@@ -156,8 +156,10 @@ def test_contexts_and_tenants_do_not_cross(tmp_path: Path) -> None:
 
 def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
     # A loose bound and one label of trust, so a paraphrase is served after one verification
-    # (with δ = 0.01 the verifier rightly wants dozens of labels first).
+    # (with δ = 0.01 the verifier rightly wants dozens of labels first). No prior: this is
+    # about earning trust from labels (the prior is tested in test_pair_model.py).
     settings = fake_settings(tmp_path)
+    settings.reuse.prior = False
     settings.reuse.error_bound = 0.5
     settings.reuse.initial_threshold = 0.8
     settings.reuse.min_observations = 1
