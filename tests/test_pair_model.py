@@ -91,9 +91,9 @@ def test_prior_serves_from_the_first_lookups_and_labels_take_over(prior: Prior) 
     wrong answer stays within δ."""
     cold = Verifier(scorer=PairModelScorer(), rng=random.Random(1))
     warm = Verifier(scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
-    for v in (cold, warm):  # 50 lookups, one in ten with a high-scoring candidate
-        for i in range(50):
-            v.note_lookup(0.9, pair=0.97) if i % 10 == 0 else v.note_lookup(None)
+    for v in (cold, warm):  # 100 lookups, one in twenty with a high-scoring candidate
+        for i in range(100):
+            v.note_lookup(0.9, pair=0.97) if i % 20 == 0 else v.note_lookup(None)
     assert all(cold.decide(1, 0.9, pair=0.97) is Verdict.VERIFY for _ in range(100))
     # served, but for the sampled verification (20 % while only the prior vouches)
     served = sum(warm.decide(1, 0.9, pair=0.97) is Verdict.SERVE for _ in range(100))

@@ -162,8 +162,9 @@ class ReuseSettings(_Section):
     prior_weight: float = Field(
         1000.0,
         gt=0,
-        description="With prior: the prior's counts are multiplied by W / (W + labels seen), "
-        "so after W labels of its own the gateway weighs the prior at half.",
+        description="With prior: the prior counts as at most W calibration pairs in all, and "
+        "that weight is multiplied by W / (W + labels seen), so after W labels of its own the "
+        "gateway weighs the prior at half.",
     )
     answer_similarity: float = Field(
         0.90,

@@ -230,10 +230,13 @@ class Verifier:
                 self._threshold = self._compute()
 
     def _lam(self) -> float:
-        """λ, the weight of the prior's counts now."""
-        if self.prior is None:
+        """λ, the weight of each prior pair now: the prior counts as at most ``prior_weight``
+        pairs in all (its calibration data is not this gateway's traffic, so its confidence is
+        capped), and halves again with every ``prior_weight`` labels of the gateway's own."""
+        if self.prior is None or not self.prior.pairs:
             return 0.0
-        return self.prior_weight / (self.prior_weight + len(self._labelled))
+        cap = min(1.0, self.prior_weight / self.prior.pairs)
+        return cap * self.prior_weight / (self.prior_weight + len(self._labelled))
 
     def _counts(self, t: float, lam: float) -> tuple[float, float, int, int]:
         """(n, e) pooled with the prior, and (n, e) of the gateway's own labels, at t."""
