@@ -904,7 +904,8 @@ class ReuseEngine:
                 {
                     "source": self.verifier.prior.source,
                     "pairs": self.verifier.prior.pairs,
-                    "weight_now": est.prior_weight,
+                    # what the whole prior counts as now, in labelled pairs
+                    "effective_pairs": est.prior_weight * self.verifier.prior.pairs,
                     "pairs_above_threshold": est.prior_pairs_above,
                 }
                 if self.verifier.prior is not None
