@@ -165,6 +165,13 @@ def main() -> None:
         "count them as duplicates (the gateway runs on the raw labels either way)",
     )
     ap.add_argument(
+        "--lookup-windows",
+        type=int,
+        nargs="+",
+        default=None,
+        help="reuse.lookup_windows for the gateway (default: the setting's default)",
+    )
+    ap.add_argument(
         "--no-prior",
         action="store_true",
         help="reuse.prior = false (the pair model without its offline calibration)",
@@ -215,6 +222,7 @@ def main() -> None:
     extra = "[reuse]\n"
     extra += f'scorer = "{args.scorer}"\n' if args.scorer else ""
     extra += "prior = false\n" if args.no_prior else ""
+    extra += f"lookup_windows = {args.lookup_windows}\n" if args.lookup_windows else ""
     with gateway_over_fake_upstream(meanings, extra) as (http, _app):
 
         def ask(q: str) -> tuple[str, str, float, float]:

@@ -214,6 +214,7 @@ def build_reuse(
         scorer=scorer,
         prior=prior,
         prior_weight=r.prior_weight,
+        lookup_windows=tuple(r.lookup_windows),
     )
     engine = ReuseEngine(
         store=store,

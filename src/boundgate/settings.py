@@ -153,6 +153,13 @@ class ReuseSettings(_Section):
         description="With scorer = pair: how many guard survivors (best cosine first) the pair "
         "model scores per lookup; the best-scored one is the candidate.",
     )
+    lookup_windows: list[int] = Field(
+        [250, 1000, 5000],
+        min_length=1,
+        description="h(t), the share of semantic lookups whose candidate scores at or above a "
+        "threshold, is the highest share over the last this many lookups (each window): small "
+        "windows make the bound tighten quickly when traffic turns to near-repeats.",
+    )
     prior: bool = Field(
         True,
         description="With scorer = pair: start from the pair model's offline calibration (its "
