@@ -154,7 +154,7 @@ class ReuseSettings(_Section):
         "model scores per lookup; the best-scored one is the candidate.",
     )
     lookup_windows: list[int] = Field(
-        [250, 1000, 5000],
+        [100, 250, 1000, 5000],
         min_length=1,
         description="h(t), the share of semantic lookups whose candidate scores at or above a "
         "threshold, is the highest share over the last this many lookups (each window): small "

@@ -121,7 +121,7 @@ class Verifier:
         min_observations: int = 30,
         verify_rate: float = 0.05,
         confidence: float = 0.95,
-        lookup_windows: tuple[int, ...] = (250, 1000, 5000),
+        lookup_windows: tuple[int, ...] = (100, 250, 1000, 5000),
         rng: random.Random | None = None,
         scorer: Scorer | None = None,
         refit_every: int = 200,
