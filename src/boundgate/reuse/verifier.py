@@ -24,7 +24,7 @@ recomputed; the similarity floor stays on the raw cosine (it decides what is lab
 
 For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with ``s ≥ t`` and
 the wrong ones among them, and ``h(t)`` the share of recent lookups whose best candidate has
-``s ≥ t``: the highest such share over the last 250, 1000 and 5000 lookups
+``s ≥ t``: the highest such share over the last 100, 250, 1000 and 5000 lookups
 (``lookup_windows``), so that when traffic turns to near-repeats the bound tightens within a
 few hundred lookups instead of after thousands. Expected wrong reuses per lookup at
 ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence bound
