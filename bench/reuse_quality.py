@@ -245,7 +245,7 @@ def main() -> None:
             if q1 not in phase1_wh:
                 phase1_wh[q1] = ask(q1)[3]
         hits = right_dup = wrong = wrong_nondup = 0
-        r_right_dup = r_wrong = 0  # with the reviewed labels
+        r_right_dup = r_wrong = r_wrong_nondup = 0  # with the reviewed labels
         meaning_of = {fake_answer(m): m for m in set(meanings.values())}
         avoided = spent = 0.0
         for q1, q2, dup in track(pairs, "phase 2: asking"):
@@ -264,6 +264,7 @@ def main() -> None:
                 r_ok = got is not None and rcomp.find(got) == rcomp.find(q2)
                 r_dup = dup or (q1, q2) in reviewed
                 r_wrong += 0 if r_ok else 1
+                r_wrong_nondup += 1 if not r_ok and not r_dup else 0
                 r_right_dup += 1 if r_ok and r_dup else 0
             spent += wh
 
@@ -362,7 +363,7 @@ def main() -> None:
         print(
             f"| boundgate, reviewed labels ({n_reviewed} non-duplicates of this run read as "
             f"duplicates) | {r_right_dup / max(1, r_dups):.3f} | {r_wrong / n:.4f} | "
-            f"{r_wrong / max(1, n_non - n_reviewed):.4f} |"
+            f"{r_wrong_nondup / max(1, n_non - n_reviewed):.4f} |"
         )
     print("\n".join(rows))
     if agreement:
