@@ -172,6 +172,9 @@ def main() -> None:
         help="reuse.lookup_windows for the gateway (default: the setting's default)",
     )
     ap.add_argument(
+        "--prior-weight", type=float, default=None, help="reuse.prior_weight for the gateway"
+    )
+    ap.add_argument(
         "--no-prior",
         action="store_true",
         help="reuse.prior = false (the pair model without its offline calibration)",
@@ -223,6 +226,7 @@ def main() -> None:
     extra += f'scorer = "{args.scorer}"\n' if args.scorer else ""
     extra += "prior = false\n" if args.no_prior else ""
     extra += f"lookup_windows = {args.lookup_windows}\n" if args.lookup_windows else ""
+    extra += f"prior_weight = {args.prior_weight}\n" if args.prior_weight else ""
     with gateway_over_fake_upstream(meanings, extra) as (http, _app):
 
         def ask(q: str) -> tuple[str, str, float, float]:
