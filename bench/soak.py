@@ -79,22 +79,17 @@ async def soak(base: str, pid: int, duration_s: float, concurrency: int, window:
             if r < 0.60:
                 kind = "chat"
                 resp = await client.post("/v1/chat/completions", json=body)
-            elif r < 0.75:
-                kind = "stream"
-                async with client.stream(
-                    "POST", "/v1/chat/completions", json={**body, "stream": True}
-                ) as s:
-                    async for _ in s.aiter_lines():
-                        pass
-                resp = s
             elif r < 0.80:
-                kind = "abandoned stream"
-                body["messages"][0]["content"] = f"Write a long essay number {sent}"
+                abandon = r >= 0.75
+                kind = "abandoned stream" if abandon else "stream"
+                if abandon:
+                    body["messages"][0]["content"] = f"Write a long essay number {sent}"
                 async with client.stream(
                     "POST", "/v1/chat/completions", json={**body, "stream": True}
                 ) as s:
                     async for _ in s.aiter_lines():
-                        break
+                        if abandon:
+                            break  # leave after the first line: the server must cancel
                 resp = s
             elif r < 0.90:
                 kind = "bad request"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
-from .store import Store
+from .store import ApiKey, Store
 
 DAY_S = 86_400
 
@@ -26,6 +26,17 @@ class Tenant:
     admin: bool = False
     rpm: int | None = None  # None: settings default; 0: unlimited
     daily_tokens: int | None = None
+
+    @classmethod
+    def of_key(cls, key: ApiKey) -> Tenant:
+        """The tenant an API key acts as, with that key's limits."""
+        return cls(
+            name=key.tenant,
+            key_id=key.id,
+            admin=key.admin,
+            rpm=key.rpm,
+            daily_tokens=key.daily_tokens,
+        )
 
 
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)

@@ -102,13 +102,7 @@ def authenticate(request: Request, store: Store) -> Tenant:
     key = store.verify_key(secret.strip())
     if key is None:
         raise AuthenticationError("invalid or revoked API key")
-    return Tenant(
-        name=key.tenant,
-        key_id=key.id,
-        admin=key.admin,
-        rpm=key.rpm,
-        daily_tokens=key.daily_tokens,
-    )
+    return Tenant.of_key(key)
 
 
 def require_admin(tenant: Tenant) -> None:

@@ -226,15 +226,7 @@ def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
         return Tenant(name=tenant)
     for key in gw.store.list_keys():
         if key.id == key_id:
-            if key.revoked:
-                return None
-            return Tenant(
-                name=key.tenant,
-                key_id=key.id,
-                admin=key.admin,
-                rpm=key.rpm,
-                daily_tokens=key.daily_tokens,
-            )
+            return None if key.revoked else Tenant.of_key(key)
     return None
 
 
