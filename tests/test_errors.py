@@ -127,3 +127,27 @@ def test_every_error_code_is_declared_once_and_documented() -> None:
         for m in literal.finditer(p.read_text())
     ]
     assert not stray, f"error codes written as literals instead of ErrorCode: {stray}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"messages":[{"role":"user","content":"hi \xed\xa0\x80 there"}],"max_tokens":8}',
+        b'{"model":"x\xed\xa0\x80","messages":[{"role":"user","content":"hi"}],"max_tokens":8}',
+        b'{"user":"\xed\xa0\x80","messages":[{"role":"user","content":"hi"}],"max_tokens":8}',
+        b'{"messages":[{"role":"user","content":"\xff"}]}',
+    ],
+)
+def test_bodies_that_are_not_utf8_are_400_and_the_gateway_keeps_serving(
+    fake_live: Live, raw: bytes
+) -> None:
+    """A new user's trial: UTF-8-encoded lone surrogates passed json.loads (it decodes bytes
+    with surrogatepass), gave a 500 in message content, and in `model` or `user` killed the
+    store's writer thread, after which every request hung. Now: 400 invalid_json, and the
+    next request is answered."""
+    r = fake_live.http.post(
+        "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert_error(r, 400, code="invalid_json")
+    ok = fake_live.http.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 4})
+    assert ok.status_code == 200

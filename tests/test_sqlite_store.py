@@ -56,6 +56,17 @@ def test_record_round_trip(store: SQLiteStore) -> None:
     assert store.get_row("nope") is None
 
 
+def test_a_write_that_cannot_be_encoded_fails_alone_and_the_writer_lives_on(
+    store: SQLiteStore,
+) -> None:
+    """A lone surrogate cannot be stored as UTF-8: that write fails with its own error, and
+    the writer thread goes on committing (it used to die, and every later write hung)."""
+    with pytest.raises(UnicodeEncodeError):
+        store.record_sync(row(1, backend="x\ud800"))
+    store.record_sync(row(2))
+    assert store.get_row("r2") is not None and store.get_row("r1") is None
+
+
 def test_many_concurrent_async_records_are_all_committed(store: SQLiteStore) -> None:
     async def main() -> None:
         await asyncio.gather(*[store.record(row(i)) for i in range(500)])

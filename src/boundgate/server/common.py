@@ -51,8 +51,17 @@ class StrictJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            value = json.loads(body)
-            if b"\\ud" in body or b"\\uD" in body:  # only escapes can carry surrogates
+            try:
+                # strict UTF-8: json.loads(bytes) would let encoded surrogates through
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise json.JSONDecodeError(
+                    f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                    body.decode("utf-8", "replace"),
+                    exc.start,
+                ) from None
+            value = json.loads(text)
+            if b"\\ud" in body or b"\\uD" in body:  # \uXXXX escapes can carry surrogates
                 bad = _lone_surrogate(value)
                 if bad is not None:
                     text = body.decode("utf-8", "replace")

@@ -217,14 +217,15 @@ class SQLiteStore(Store):
             for sql, params, _ in batch:
                 _apply(conn, sql, params)
             conn.execute("COMMIT")
-        except sqlite3.Error:
+        except Exception:  # the writer thread must outlive any one bad write
+            # (sqlite3.Error, or e.g. a UnicodeEncodeError or OverflowError from a parameter)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             # Isolate the failing statement: commit the others one by one.
             for sql, params, done in batch:
                 try:
                     _apply(conn, sql, params)
-                except sqlite3.Error as exc:
+                except Exception as exc:
                     done(exc)
                 else:
                     done(None)
