@@ -109,8 +109,13 @@ def check(r: httpx.Response) -> None:
         assert set(err) == {"message", "type", "param", "code"}, err
 
 
+# derandomized: the same examples on every run, so CI is deterministic (explore further by
+# running with another --hypothesis-seed and derandomize off)
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

@@ -548,3 +548,13 @@ def test_the_minilm_embedder_knows_when_a_question_overflows_its_window() -> Non
     assert not e.fits(a) and not e.fits(b)
     va, vb = e.embed([a, b])
     assert float(va @ vb) > 0.999  # why such questions are never matched by meaning
+
+
+def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
+    """A valid int64 seed beyond 2^53 (and a NaN, which Python's JSON parser accepts) made
+    the RFC 8785 scope hash raise: a 500 found by the fuzz run. They are spelled as text."""
+    big = chat("hi", seed=2**63 - 1)
+    other = chat("hi", seed=2**63 - 2)
+    assert key(big) != key(other)
+    k = reuse_key(big, tenant="t", model_version="v1", endpoint="/v1/chat/completions")
+    assert k is not None and k.scope_doc["params"]["seed"] == f"int:{2**63 - 1}"

@@ -17,6 +17,7 @@ filter that could be forgotten. Only the last user message is matched by meaning
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -39,10 +40,30 @@ def max_tokens_class(n: int) -> int:
     return 1 << 30
 
 
+_SAFE_INT = 2**53 - 1  # JCS serialises numbers as IEEE doubles: larger integers are refused
+
+
+def _jcs_safe(obj: Any) -> Any:
+    """``obj`` with what JCS cannot serialise spelled as text: integers beyond ±(2^53 − 1)
+    (a valid int64 ``seed``) and non-finite floats (``NaN``, which Python's JSON parser
+    accepts). Distinct values stay distinct; values JCS can hold are left alone."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return obj if -_SAFE_INT <= obj <= _SAFE_INT else f"int:{obj}"
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else f"float:{obj}"
+    if isinstance(obj, dict):
+        return {str(k): _jcs_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jcs_safe(v) for v in obj]
+    return obj
+
+
 def _canonical(obj: Any) -> str:
     """RFC 8785 (JCS), the canonical form documents are signed in: a scope rebuilt from a
     document's JSON (where 1.0 reads back as 1) hashes like the original."""
-    return rfc8785.dumps(obj).decode()
+    return rfc8785.dumps(_jcs_safe(obj)).decode()
 
 
 def _sha(text: str) -> str:
@@ -110,13 +131,14 @@ def reuse_key(
     )
     if req.seed is not None:
         params["seed"] = req.seed
-    scope_doc = {
+    scope_doc: dict[str, Any] = {
         "model": req.model,
         "model_version": model_version,
         "endpoint": endpoint,
         "context_sha256": _sha(_canonical(context)),
         "params": params,
     }
+    scope_doc = _jcs_safe(scope_doc)  # as documents will carry it (signed in JCS)
     scope = scope_hash(tenant, scope_doc)
     return ReuseKey(scope, query, exact_hash(scope, query), scope_doc, req.max_tokens)
 
