@@ -13,12 +13,16 @@ is never listed there because the model gets it wrong, only because its label is
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from boundgate.reuse.pair import OnnxPairScorer
-from pair_model import read_pairs
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+
+from pairdata import read_pairs
 
 
 def main() -> None:

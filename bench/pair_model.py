@@ -18,9 +18,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +30,9 @@ from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.reuse.pair import OnnxPairScorer
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "training"))
+
+from pairdata import figures, read_pairs, read_review  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -37,39 +40,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def read_pairs(path: Path) -> list[tuple[str, str, int]]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return [
-            (r["question1"], r["question2"], int(r["is_duplicate"])) for r in csv.DictReader(fh)
-        ]
-
-
-def read_review(path: Path) -> set[tuple[str, str]]:
-    if not path.exists():
-        return set()
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
-        return {(r["question1"], r["question2"]) for r in rows}
-
-
-def figures(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-    """AUC, AP, recall at ≤ 1 % of all pairs wrong (threshold chosen in hindsight)."""
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    pos, neg = int(y.sum()), int(len(y) - y.sum())
-    tp, fp = np.cumsum(y), np.cumsum(1 - y)
-    last = np.r_[s[1:] != s[:-1], True]
-    ok = fp[last] <= 0.01 * len(y)
-    recall = float(tp[last][ok].max() / pos) if ok.any() else 0.0
-    ranks = np.empty(len(scores))
-    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
-    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.bincount(inv, weights=ranks) / counts)[inv]
-    auc = float((ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
-    ap = float(((tp / np.arange(1, len(y) + 1)) * y).sum() / pos)
-    return auc, ap, recall
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -128,7 +98,7 @@ def main() -> None:
     )
 
     labels = np.array([y for _, _, y in pairs])
-    reviewed = read_review(args.review)
+    reviewed = read_review(args.review) if args.review.exists() else set()
     rev_labels = np.array([1 if (a, b) in reviewed else y for a, b, y in pairs])
     va = emb.embed([a for a, _, _ in pairs])
     vb = emb.embed([b for _, b, _ in pairs])
@@ -151,7 +121,8 @@ def main() -> None:
         ("pair model, both orders (served)", both),
     ):
         for lname, lab in (("raw", labels), ("reviewed", rev_labels)):
-            auc, apr, rec = figures(np.asarray(sc, dtype=np.float64), lab)
+            fig = figures(np.asarray(sc, dtype=np.float64), lab)
+            auc, apr, rec = fig["auc"], fig["ap"], fig["recall_at_1pct_wrong"]
             print(f"| {name} | {lname} | {auc:.3f} | {apr:.3f} | {100 * rec:.1f} % |")
 
 

@@ -54,6 +54,11 @@ from typing import Any
 import numpy as np
 
 from _gptcache import run_gptcache
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+
+from pairdata import read_review
+
 from _harness import gateway_over_fake_upstream, track
 from boundgate.backends.fake import fake_answer
 from boundgate.reuse.embedder import OnnxEmbedder
@@ -206,9 +211,7 @@ def main() -> None:
     meanings = {q: comp.find(q) for q in comp.parent}
     reviewed: set[tuple[str, str]] = set()
     if args.review.exists():
-        lines = args.review.read_text(encoding="utf-8").splitlines()
-        rows = [x.split("\t") for x in lines[1:] if x and not x.startswith(("#", "question1\t"))]
-        reviewed = {(r[0].strip(), r[1].strip()) for r in rows}
+        reviewed = {(a.strip(), b.strip()) for a, b in read_review(args.review)}
     rcomp = Components.of([(a, b, d or int((a, b) in reviewed)) for a, b, d in pairs])
     n_reviewed = sum(1 for a, b, d in pairs if not d and (a, b) in reviewed)
     for _, n in negatives:

@@ -29,8 +29,9 @@ def evaluate_int8(
     """Score ``val`` with the exported int8 model and write ``calibration.json``. With
     ``review`` (``bench/data/quora_val_label_review.tsv``) the pairs listed there count as
     duplicates in the calibration, and the raw figures are returned beside the reviewed."""
+    from pairdata import figures, read_review
+
     from boundgate.reuse.pair import OnnxPairScorer
-    from pair_model import figures
 
     scorer = OnnxPairScorer(model_dir, threads=2)
     t0 = time.perf_counter()
@@ -58,14 +59,6 @@ def evaluate_int8(
     return fig | {"pairs": len(val), "score_s_per_pair_batch64": elapsed / len(val)}
 
 
-def read_review(path: Path) -> set[tuple[str, str]]:
-    import csv
-
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
-        return {(r["question1"], r["question2"]) for r in rows}
-
-
 def calibrate(
     scores: np.ndarray, labels: np.ndarray, source: str = "raw labels"
 ) -> dict[str, object]:
@@ -80,7 +73,9 @@ def calibrate(
 
 
 def main() -> None:
-    from pair_model import OUT, read_pairs
+    from pairdata import read_pairs
+
+    from pair_model import OUT
 
     p = argparse.ArgumentParser()
     p.add_argument("--val", type=Path, default=ROOT / "../shared/data/cache/quora_val.csv")

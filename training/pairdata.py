@@ -1,0 +1,53 @@
+"""Labelled question pairs and the figures reported on them, shared by the training scripts
+and the benchmarks (``bench/pair_model.py``, ``bench/label_review.py``,
+``bench/reuse_quality.py`` put this folder on their path).
+
+Needs only numpy; never imported by the serving package.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def read_pairs(path: Path) -> list[tuple[str, str, int]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [(r["question1"], r["question2"], int(r["is_duplicate"])) for r in csv.DictReader(f)]
+
+
+def figures(scores: np.ndarray, labels: np.ndarray, wrong_share: float = 0.01) -> dict[str, float]:
+    """AUC, average precision, and the recall of duplicates at the lowest threshold where the
+    non-duplicates at or above it are <= ``wrong_share`` of all pairs (chosen in hindsight),
+    with that threshold."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    pos, neg = y.sum(), len(y) - y.sum()
+    tp = np.cumsum(y)
+    fp = np.cumsum(1 - y)
+    # only cut between distinct scores
+    last = np.r_[s[1:] != s[:-1], True]
+    tp_c, fp_c = tp[last], fp[last]
+    ok = fp_c <= wrong_share * len(y)
+    recall = float(tp_c[ok].max() / pos) if ok.any() else 0.0
+    thr = float(s[last][ok][np.argmax(tp_c[ok])]) if ok.any() else float("inf")
+    # AUC by ranks (ties averaged)
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    ranks = (sums / counts)[inv]
+    auc = float((ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+    precision = tp / np.arange(1, len(y) + 1)
+    ap = float((precision * y).sum() / pos)
+    return {"auc": auc, "ap": ap, "recall_at_1pct_wrong": recall, "threshold": thr}
+
+
+def read_review(path: Path) -> set[tuple[str, str]]:
+    """The (question1, question2) pairs of a label review file (``bench/data/``): tab-separated,
+    ``#`` comment lines, a header row."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        return {(r["question1"], r["question2"]) for r in rows}
