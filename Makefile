@@ -57,6 +57,7 @@ wordnet-antonyms:
 pair-model: $(VENV)/.train
 	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2
 	$(BIN)/python training/pair_eval.py --val $(PAIRS)
+	$(BIN)/python training/lookup_calibration.py --val $(PAIRS) --write
 	$(BIN)/python training/model_card.py
 
 bench: dev

@@ -255,7 +255,11 @@ def main() -> None:
         r_right_dup = r_wrong = r_wrong_nondup = 0  # with the reviewed labels
         meaning_of = {fake_answer(m): m for m in set(meanings.values())}
         avoided = spent = 0.0
-        for q1, q2, dup in track(pairs, "phase 2: asking"):
+        before = http.get("/v1/boundgate/stats").json()["reuse"]["outcomes"]
+        trace: list[str] = []  # the threshold in force every 50 phase-2 requests
+        for i, (q1, q2, dup) in enumerate(track(pairs, "phase 2: asking")):
+            if i % 50 == 0:
+                trace.append(f"{http.get('/v1/boundgate/stats').json()['reuse']['threshold']:.3f}")
             status, text, avoided_wh, wh = ask(q2)
             served = status.startswith("hit")
             ok = text == fake_answer(meanings[q2])
@@ -274,6 +278,8 @@ def main() -> None:
                 r_wrong_nondup += 1 if not r_ok and not r_dup else 0
                 r_right_dup += 1 if r_ok and r_dup else 0
             spent += wh
+        after = http.get("/v1/boundgate/stats").json()["reuse"]["outcomes"]
+        phase2 = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
         def contradicted(found: list[tuple[str, str]], label: str) -> tuple[int, int]:
             """Ask each second side: (served the first side's answer, served another)."""
@@ -394,6 +400,7 @@ def main() -> None:
             f"{contra[name][0]} of {len(found)} got the contradicted answer; "
             f"{contra[name][1]} got another stored answer."
         )
+    print(f"phase 2 outcomes: {phase2}; threshold every 50 requests: {' '.join(trace)}")
     print(
         f"verifier: estimate {stats['error_rate_estimate']:.4f} "
         f"(CI {stats['error_rate_ci'][0]:.4f}-{stats['error_rate_ci'][1]:.4f}), "

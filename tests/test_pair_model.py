@@ -4,6 +4,7 @@ candidate choice by pair score, and answers that teach the cache (issue #11)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -126,6 +127,35 @@ def test_prior_serves_from_the_first_lookups_and_labels_take_over(prior: Prior) 
     late = [i for i in served_wrong if i >= lookups // 2]
     assert len(late) / (lookups // 2) <= warm.delta, (len(served_wrong), len(late))
     assert warm.estimate().prior_weight < 1.0  # labels have taken weight from the prior
+
+
+def test_novel_traffic_does_not_pull_the_threshold_below_the_calibrations_traffic(
+    prior: Prior,
+) -> None:
+    """A fresh gateway whose first lookups all find nothing (h(t) = 0 everywhere) would, on
+    its own windows, prove any threshold: the first near-repeats would then be served at a
+    pair score the calibration shows to be wrong one time in five. The calibration's share of
+    lookups above t, H(t), pooled into the windows, keeps the threshold where the calibration's
+    own traffic would keep δ."""
+    assert prior.lookups is not None and prior.lookups >= prior.pairs
+    pairs_only = dataclasses.replace(prior, lookups=None)
+    after = {}
+    for name, p in (("lookups", prior), ("pairs only", pairs_only)):
+        v = Verifier(scorer=PairModelScorer(), prior=p, rng=random.Random(1))
+        for _ in range(200):
+            v.note_lookup(None)
+        after[name] = v.threshold
+        est = v.estimate()
+        assert est.decided_by == "prior"
+        if name == "lookups":
+            # the bound holds for traffic like the calibration's: H(t) times the error
+            h = p.hit_share(v.threshold)
+            assert h is not None and h * (1 - est.hit_precision) <= v.delta  # type: ignore[operator]
+    assert after["pairs only"] < after["lookups"]
+    # the calibration's precision just below the threshold would break δ on its own traffic
+    t = after["lookups"] - 0.05
+    n, e = prior.above(t)
+    assert (prior.hit_share(t) or 0.0) * e / n > 0.01
 
 
 def chat(question: str) -> GenerationRequest:

@@ -87,10 +87,12 @@ same file with raw labels: AUC 0.863, AP 0.753, 16.8 % (issue #11).
 
 ## Calibration (the verifier's prior)
 
-`calibration.json` holds the int8 model's scores of the {len(cal["duplicate_scores"]):,}
-duplicate and {len(cal["non_duplicate_scores"]):,} non-duplicate validation pairs
-({cal["source"]}). The verifier counts them as prior observations, down-weighted as its own
-labels arrive (`boundgate/reuse/prior.py`).
+`calibration.json` holds the int8 model's best scores of {cal.get("lookups", 0):,} replayed
+lookups ({len(cal["duplicate_scores"]):,} whose best candidate had the asked question's
+meaning, {len(cal["non_duplicate_scores"]):,} whose best did not; the rest found no candidate):
+{cal["source"]}. The verifier counts them as prior observations, down-weighted as its own
+labels arrive, and takes the share of lookups above a threshold as its prior for h(t)
+(`boundgate/reuse/prior.py`).
 
 ## Limits
 

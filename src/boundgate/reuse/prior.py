@@ -3,11 +3,21 @@
 A fresh gateway has no labels, and without labels the verifier cannot prove any threshold, so
 every would-be hit would be recomputed until ``reuse.min_observations`` labels exist: the cold
 start that made a new deployment reuse almost nothing. The prior is what the shipped pair
-model scored on labelled pairs it was never trained on (``quora_val.csv``; written by
-``training/pair_eval.py`` into ``pair_model/calibration.json``): the sorted scores of the
-duplicate pairs and of the non-duplicate pairs. For a threshold ``t`` it gives ``n(t)`` pairs
-at or above ``t`` and ``e(t)`` non-duplicates among them, i.e. the calibration
-P(duplicate | score ≥ t) = 1 − e/n with the confidence its ``n`` carries.
+model scored on labelled questions it was never trained on (``quora_val.csv``), as the gateway
+uses it: the validation questions are replayed through the gateway's lookup
+(``training/lookup_calibration.py``, written into ``pair_model/calibration.json``): MiniLM
+retrieval, the cosine floor, the guards, the pair model on up to four survivors, the best one
+kept, against stores of 500 and 2,000 of their partners. Each lookup's best candidate is one
+observation, a *duplicate* when its meaning is the asked question's (duplicate pairs joined
+transitively) and a *non-duplicate* otherwise. For a threshold ``t`` the prior gives ``n(t)``
+lookups whose best candidate scores ≥ ``t`` and ``e(t)`` wrong ones among them, i.e.
+P(right | best score ≥ t) = 1 − e/n with the confidence its ``n`` carries. (A calibration of
+each question against its own partner, ``training/pair_eval.py``, was too optimistic: the best
+of several retrieved candidates is wrong more often, 0.84–0.90 precision above 0.9 where the
+pairs showed 0.97, and that is what the verifier's own labels see.) ``lookups`` counts every
+replayed lookup, with a candidate or not, so the calibration also gives H(t), the share of
+lookups whose best candidate scores ≥ t on that traffic: the verifier's floor for h(t)
+(``verifier.py``).
 
 The verifier adds these counts to its own labels, scaled by λ = W / (W + N), where N is the
 number of labels it has observed and W is ``reuse.prior_weight``: at the start the prior
@@ -36,6 +46,7 @@ class Prior:
     non_duplicates: tuple[float, ...]
     source: str
     model: str
+    lookups: int | None = None  # lookups replayed, with a candidate or not (None: pairs only)
 
     @property
     def pairs(self) -> int:
@@ -47,6 +58,13 @@ class Prior:
         e = len(self.non_duplicates) - bisect_left(self.non_duplicates, t - 1e-12)
         return d + e, e
 
+    def hit_share(self, t: float) -> float | None:
+        """H(t): the share of the replayed lookups whose best candidate scored ≥ t (None when
+        the calibration is of pairs, not lookups)."""
+        if not self.lookups:
+            return None
+        return min(1.0, self.above(t)[0] / self.lookups)
+
     def mapped(self, score: Callable[[float], float]) -> Prior:
         """The same pairs on another scale: ``score`` maps a pair probability to what the
         verifier thresholds (it must not decrease)."""
@@ -55,6 +73,7 @@ class Prior:
             tuple(sorted(score(x) for x in self.non_duplicates)),
             self.source,
             self.model,
+            self.lookups,
         )
 
     @classmethod
@@ -65,6 +84,9 @@ class Prior:
             dup = tuple(sorted(float(x) for x in doc["duplicate_scores"]))
             non = tuple(sorted(float(x) for x in doc["non_duplicate_scores"]))
             source = str(doc["source"])
-        except (KeyError, TypeError) as exc:
+            lookups = int(doc["lookups"]) if "lookups" in doc else None
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not a pair-model calibration ({exc})") from None
-        return cls(dup, non, source, model)
+        if lookups is not None and lookups < len(dup) + len(non):
+            raise ValueError(f"{path}: fewer lookups ({lookups}) than observations")
+        return cls(dup, non, source, model, lookups)

@@ -26,12 +26,13 @@ For a candidate threshold ``t`` let ``n(t)``, ``e(t)`` be the observations with 
 the wrong ones among them, and ``h(t)`` the share of recent lookups whose best candidate has
 ``s ≥ t``: the highest such share over the last 100, 250, 1000 and 5000 lookups
 (``lookup_windows``), so that when traffic turns to near-repeats the bound tightens within a
-few hundred lookups instead of after thousands. Expected wrong reuses per lookup at
-``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence bound
-(one-sided, ``reuse.confidence``) for ``e/n`` and picks the
-lowest ``t`` such that the bound holds at ``t`` and at every higher ``t`` with enough data
-(``reuse.min_observations``). Until the data proves a threshold, ``reuse.initial_threshold``
-applies. Per entry, a wrong verdict raises that entry's own floor above the similarity that
+few hundred lookups instead of after thousands; with a prior calibrated on lookups
+(``prior.py``), h(t) is never taken below that calibration's share H(t). Expected wrong
+reuses per lookup at ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence
+bound (one-sided, ``reuse.confidence``) for ``e/n`` and picks the lowest ``t`` such that the bound
+holds at ``t`` and at every higher ``t`` with enough data (``reuse.min_observations``). Until the
+data proves a threshold, ``reuse.initial_threshold`` applies. Per entry, a wrong verdict raises that
+entry's own floor above the similarity that
 failed, so one bad neighbourhood does not wait for the global curve to notice.
 
 Guards (negation, numbers, dates, units, antonyms, entities; ``guards.py``) veto before any of
@@ -268,10 +269,16 @@ class Verifier:
     def _hit_share(self, t: float, windows: list[list[float]]) -> float:
         """h(t): the share of recent lookups whose best candidate scores ≥ t, the highest
         over the windows, so a surge of near-repeats counts at once, not after thousands of
-        lookups have diluted it."""
+        lookups have diluted it. With a prior calibrated on lookups, h(t) is never taken
+        below the calibration's own share H(t): traffic that has so far been all novel (h near
+        0) cannot pull the threshold down to where the first near-repeats would be served
+        wrongly. H(t) decides only where the gateway's own traffic is sparser above t than the
+        calibration's, i.e. where hits are rare anyway."""
+        prior_h = self.prior.hit_share(t) if self.prior is not None else None
         if not windows:
-            return 1.0
-        return max(self._above(w, t) / len(w) for w in windows)
+            return 1.0 if prior_h is None else prior_h
+        own = max(self._above(w, t) / len(w) for w in windows)
+        return own if prior_h is None else max(own, prior_h)
 
     def _compute(self) -> float:
         self._lookups_since = 0

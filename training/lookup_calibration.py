@@ -1,0 +1,175 @@
+"""Calibrate the pair score as the gateway uses it: on the best of the retrieved candidates.
+
+``pair_eval.py`` scores each validation question against its own partner. A lookup does not
+see that pair: it retrieves the stored questions nearest the asked one (MiniLM cosine, at
+most ``candidates``, none below the verifier's floor), lets the guards veto, scores up to
+``pair_candidates`` survivors with the pair model and keeps the best. The best of several
+draws is more often a wrong one than a single draw is, so a calibration of pairs is too
+optimistic for lookups (the whole-file run of issue #11 saw 0.69 hit precision where the pair
+calibration promised 0.975).
+
+This script replays that lookup on ``quora_val.csv`` (never trained on): the questions are
+shuffled (seeded) into stores of ``--store-size`` pairs, as a fresh gateway would hold them;
+every question1 of a store is stored, every question2 asked. The asked question's answer is
+right when its meaning (duplicate pairs joined transitively, reviewed labels counted as
+duplicates) is the stored one's. Each lookup that finds a candidate yields one observation
+``(best pair score, right or wrong)``, which is what the verifier's own labels are; these
+become ``calibration.json``'s duplicate / non-duplicate scores (the verifier's prior).
+
+    python training/lookup_calibration.py --val ../shared/data/cache/quora_val.csv
+
+Needs only the serving package (embedder, guards, pair model) and numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def meanings(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
+    """Each question's meaning: union-find over the duplicate pairs (by exact text)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, y in pairs:
+        ra, rb = find(a), find(b)
+        if y and ra != rb:
+            parent[ra] = rb
+    return {q: find(q) for q in list(parent)}
+
+
+def replay(
+    pairs: list[tuple[str, str, int]],
+    store_size: int,
+    seed: int,
+    *,
+    floor: float = 0.70,
+    candidates: int = 8,
+    pair_candidates: int = 4,
+) -> tuple[list[tuple[float, bool, float, str, str]], int]:
+    """One observation per lookup with a candidate: (best pair score, right, its cosine, the
+    asked question, the candidate); and the number of semantic lookups (every asked question
+    that is not an exact repeat of a stored one), with or without a candidate."""
+    from boundgate.reuse.embedder import OnnxEmbedder
+    from boundgate.reuse.guards import compare
+    from boundgate.reuse.pair import OnnxPairScorer
+
+    embedder = OnnxEmbedder(threads=2)
+    scorer = OnnxPairScorer(threads=2)
+    meaning = meanings(pairs)
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    out: list[tuple[float, bool, float, str, str]] = []
+    lookups = 0
+    t0 = time.perf_counter()
+    for start in range(0, len(order), store_size):
+        chunk = [pairs[i] for i in order[start : start + store_size]]
+        stored = sorted({a for a, _, _ in chunk})
+        vs = embedder.embed(stored)
+        asked = [b for _, b, _ in chunk]
+        va = embedder.embed(asked)
+        sims = va @ vs.T
+        exact = set(stored)
+        lookups += sum(q not in exact for q in asked)
+        for qi, q in enumerate(asked):
+            if q in exact:
+                continue  # an exact hit, not a semantic lookup
+            top = np.argsort(-sims[qi])[:candidates]
+            survivors: list[tuple[str, float]] = []
+            for j in top:
+                s = float(sims[qi, j])
+                if s < floor:
+                    break
+                if not compare(q, stored[j]).ok:
+                    continue
+                survivors.append((stored[j], s))
+                if len(survivors) >= pair_candidates:
+                    break
+            if not survivors:
+                continue
+            scores = scorer.score_pairs([(q, c) for c, _ in survivors])
+            best = int(np.argmax(scores))
+            cand, cos = survivors[best]
+            out.append((float(scores[best]), meaning[q] == meaning[cand], cos, q, cand))
+        done = min(start + store_size, len(order))
+        print(f"  {done}/{len(order)} asked, {time.perf_counter() - t0:.0f} s", flush=True)
+    return out, lookups
+
+
+def summary(obs: list[tuple[float, bool, float, str, str]]) -> dict[str, object]:
+    """Hit precision among lookups whose best candidate scores at or above each threshold."""
+    s = np.array([o[0] for o in obs])
+    ok = np.array([o[1] for o in obs])
+    rows = {}
+    for t in (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99):
+        m = s >= t
+        precision = float(ok[m].mean()) if m.any() else None
+        rows[str(t)] = {"lookups": int(m.sum()), "precision": precision}
+    return {"lookups_with_candidate": len(obs), "by_threshold": rows}
+
+
+def main() -> None:
+    from pairdata import read_pairs, read_review
+
+    from boundgate.reuse.pair import packaged_model_dir
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--val", type=Path, default=ROOT / "../shared/data/cache/quora_val.csv")
+    p.add_argument("--review", type=Path, default=ROOT / "bench/data/quora_val_label_review.tsv")
+    p.add_argument("--store-size", type=int, nargs="+", default=[500, 2000])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", type=Path, default=packaged_model_dir())
+    p.add_argument("--write", action="store_true", help="write calibration.json")
+    args = p.parse_args()
+    pairs = read_pairs(args.val)
+    source = "raw labels"
+    if args.review.exists():
+        reviewed = read_review(args.review)
+        pairs = [(a, b, 1 if (a, b) in reviewed else y) for a, b, y in pairs]
+        source = f"labels with {len(reviewed)} reviewed as duplicates ({args.review.name})"
+    obs: list[tuple[float, bool, float, str, str]] = []
+    lookups = 0
+    for size in args.store_size:
+        part, n = replay(pairs, size, args.seed)
+        print(json.dumps({"store_size": size, "lookups": n} | summary(part), indent=1))
+        obs += part
+        lookups += n
+    cache = ROOT / "training/.cache"
+    cache.mkdir(exist_ok=True)
+    (cache / "lookup_obs.json").write_text(json.dumps(obs))
+    if args.write:
+        path = args.model / "calibration.json"
+        cal = json.loads(path.read_text())
+        sizes = ", ".join(str(s) for s in args.store_size)
+        cal |= {
+            "source": f"quora_val.csv (MeanCache's split of Quora Question Pairs), {source}; "
+            f"lookups replayed on stores of {sizes} pairs (training/lookup_calibration.py)",
+            "score": "pair model probability of the same meaning (mean of both orders) of the "
+            "best guard survivor among the retrieved candidates, per lookup",
+            "duplicate_scores": sorted(round(o[0], 6) for o in obs if o[1]),
+            "non_duplicate_scores": sorted(round(o[0], 6) for o in obs if not o[1]),
+            "lookups": lookups,
+        }
+        path.write_text(json.dumps(cal, indent=1) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
