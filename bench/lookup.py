@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import statistics
@@ -278,11 +279,11 @@ max_entries = {n + 10 * queries}
         # store the paraphrase sources through the API (so their scope is the real one) ...
         miss_t = [ask(q1)[1] for q1, _ in track(dups, "storing the sources")]
         engine = app.state.gateway.reuse
-        probe = engine.store.get_entry(engine.store.max_entry_key())
+        probe = asyncio.run(engine.store.get_entry(asyncio.run(engine.store.max_entry_key())))
         # ... then fill the same scope with N synthetic entries, straight into store and index
         rng = np.random.default_rng(1)
         vecs = clustered(n, rng)
-        first = engine.store.max_entry_key() + 1
+        first = asyncio.run(engine.store.max_entry_key()) + 1
         now = time.time()
         entries = [
             synthetic_entry(

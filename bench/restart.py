@@ -76,7 +76,7 @@ def main() -> None:
                 index_dir=Path(tmp) / "index" if persist else None,
             )
             t = time.perf_counter()
-            engine.load()
+            asyncio.run(engine.load())
             took = time.perf_counter() - t
             load = engine.index_load
             assert load is not None

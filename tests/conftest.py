@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from boundgate.assembly import build_app
 from boundgate.settings import Settings, load_settings
 from boundgate.testing import ThreadedServer
+
+T = TypeVar("T")
 
 # Tests must not pick up a developer's configuration.
 for _name in list(os.environ):
@@ -31,6 +35,17 @@ def wait_until(cond: Any, timeout: float = 20.0) -> Any:
             return value
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
+
+
+def arun(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine (a store call) from synchronous test code; on a worker thread when
+    this thread already runs an event loop (Playwright's sync API does)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -76,7 +91,7 @@ class Live:
         return openai.OpenAI(base_url=self.url, api_key=api_key, max_retries=0)
 
     def ledger(self) -> dict[str, Any]:
-        return {r.id: r for r in self.gateway.store.ledger()}
+        return {r.id: r for r in arun(self.gateway.store.ledger())}
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.store import LedgerRow
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings
+from conftest import Live, arun, fake_settings
 
 # 2023-06-01 05:00 UTC: inside the bundled grid history, so the forecast is deterministic
 START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
@@ -77,23 +77,25 @@ def seed(live: Live, clock: FakeClock, headers: dict[str, str]) -> str:
     store = live.gateway.store
     now = clock.time()
     for h in range(1, 24):
-        store.record_sync(
-            LedgerRow(
-                id=f"req_seed{h}",
-                ts=now - h * 3600,
-                tenant="acme" if h % 3 else "=HYPERLINK(evil)",
-                endpoint="/v1/chat/completions",
-                model="fake",
-                prompt_tokens=10,
-                completion_tokens=20,
-                latency_ms=30.0 + h,
-                wh=0.01 * h,
-                wh_low=0.008 * h,
-                wh_high=0.012 * h,
-                gco2=0.004 * h,
-                reuse="hit-semantic" if h % 2 else "miss",
-                avoided_wh=0.02 if h % 2 else 0.0,
-                avoided_gco2=0.008 if h % 2 else 0.0,
+        arun(
+            store.record(
+                LedgerRow(
+                    id=f"req_seed{h}",
+                    ts=now - h * 3600,
+                    tenant="acme" if h % 3 else "=HYPERLINK(evil)",
+                    endpoint="/v1/chat/completions",
+                    model="fake",
+                    prompt_tokens=10,
+                    completion_tokens=20,
+                    latency_ms=30.0 + h,
+                    wh=0.01 * h,
+                    wh_low=0.008 * h,
+                    wh_high=0.012 * h,
+                    gco2=0.004 * h,
+                    reuse="hit-semantic" if h % 2 else "miss",
+                    avoided_wh=0.02 if h % 2 else 0.0,
+                    avoided_gco2=0.008 if h % 2 else 0.0,
+                )
             )
         )
     return str(bound.json()["id"])
@@ -110,8 +112,8 @@ def start(tmp_path: Path, keyed: bool) -> Iterator[Seeded]:
         headers: dict[str, str] = {}
         if keyed:
             store = live.gateway.store
-            admin_key = store.create_key("ops", admin=True).secret
-            user_key = store.create_key("acme").secret
+            admin_key = arun(store.create_key("ops", admin=True)).secret
+            user_key = arun(store.create_key("acme")).secret
             headers = {"Authorization": f"Bearer {admin_key}"}
         doc_id = seed(live, clock, headers)
         yield Seeded(live, clock, doc_id, admin_key, user_key, settings.db_path)

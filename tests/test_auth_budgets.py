@@ -24,9 +24,9 @@ def keyed_live(tmp_path: Path, extra: str = "", **key_args: object) -> tuple[Liv
     store = SQLiteStore(settings.db_path)
     store.open()
     keys = {
-        "acme": store.create_key("acme", **key_args).secret,  # type: ignore[arg-type]
-        "globex": store.create_key("globex").secret,
-        "admin": store.create_key("ops", admin=True).secret,
+        "acme": asyncio.run(store.create_key("acme", **key_args)).secret,  # type: ignore[arg-type]
+        "globex": asyncio.run(store.create_key("globex")).secret,
+        "admin": asyncio.run(store.create_key("ops", admin=True)).secret,
     }
     store.close()
     app = build_app(settings)
@@ -98,7 +98,7 @@ def test_revoked_key_is_refused(keyed: tuple[Live, dict[str, str]]) -> None:
     # Revoke from a second store instance, as the CLI in another process would.
     other = SQLiteStore(live.gateway.store.path if hasattr(live.gateway.store, "path") else "")
     other.open()
-    assert other.revoke_key(key_id)
+    assert asyncio.run(other.revoke_key(key_id))
     other.close()
     r = live.http.post(
         "/v1/chat/completions",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -88,7 +89,9 @@ def test_batch_is_scheduled_into_clean_hours_and_returns_openai_results(batch_li
     ledger = live.ledger()
     assert all(r in ledger for r in rows)
     # the report counts the batch and its shifting saving, in the period it finished
-    (period,) = [p for p in live.gateway.store.report_by_period(START, 3600) if p.batches]
+    (period,) = [
+        p for p in asyncio.run(live.gateway.store.report_by_period(START, 3600)) if p.batches
+    ]
     assert period.batches == 1 and period.start <= done.completed_at < period.start + 3600
     assert period.shifting_saved_gco2 == pytest.approx(bg["shifting_saved_g"])
 
@@ -168,15 +171,17 @@ def test_pending_jobs_are_replanned_on_a_new_forecast(tmp_path: Path) -> None:
 
     try:
         queue = JobQueue(store, clock, policy)
-        job_id = queue.submit("batch", {"batch": "b"}, deadline_s=12 * 3600, duration_s=600)
-        (job,) = store.jobs()
+        job_id = asyncio.run(
+            queue.submit("batch", {"batch": "b"}, deadline_s=12 * 3600, duration_s=600)
+        )
+        (job,) = asyncio.run(store.jobs())
         assert job.not_before == START + 2 * 3600
         offsets[0] = 5 * 3600.0  # the new forecast prefers later
         clock.advance(3600)
-        assert queue.replan() == 1
-        (job,) = store.jobs()
+        assert asyncio.run(queue.replan()) == 1
+        (job,) = asyncio.run(store.jobs())
         assert job.id == job_id and job.not_before == START + 3600 + 5 * 3600
-        assert queue.replan() == 0  # no change, no move
+        assert asyncio.run(queue.replan()) == 0  # no change, no move
     finally:
         store.close()
 
@@ -193,7 +198,7 @@ def test_batch_lines_run_under_the_creating_keys_limits(tmp_path: Path) -> None:
     store = SQLiteStore(settings.db_path)
     store.open()
     budget = 1200  # each line reserves its prompt plus the default max_tokens (1024)
-    key = store.create_key("acme", daily_tokens=budget)
+    key = asyncio.run(store.create_key("acme", daily_tokens=budget))
     store.close()
     app = build_app(settings)
     with ThreadedServer(app) as srv:

@@ -6,6 +6,7 @@ everywhere and pin the security properties with plain HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -104,8 +105,8 @@ def test_keyed_mode_needs_an_admin_login(keyed_dash: Seeded) -> None:
             assert b.get(path).status_code == 200, path
         # revoking the key ends the session at the next page
         store = live.gateway.store
-        ops = next(k for k in store.list_keys() if k.tenant == "ops")
-        store.revoke_key(ops.id)
+        ops = next(k for k in asyncio.run(store.list_keys()) if k.tenant == "ops")
+        asyncio.run(store.revoke_key(ops.id))
         r = b.get("/dashboard", follow_redirects=False)
         assert r.status_code == 303 and "/dashboard/login" in r.headers["location"]
 
@@ -142,7 +143,7 @@ def test_revoke_needs_the_csrf_token_and_same_origin(open_dash: Seeded) -> None:
         assert other_token != token
         r = b.post(f"/dashboard/documents/{doc_id}/revoke", data={"csrf_token": other_token})
         assert r.status_code == 403
-        doc = store.get_document(doc_id)
+        doc = asyncio.run(store.get_document(doc_id))
         assert doc is not None and doc.state == "active"
         r = b.post(
             f"/dashboard/documents/{doc_id}/revoke",
@@ -150,7 +151,7 @@ def test_revoke_needs_the_csrf_token_and_same_origin(open_dash: Seeded) -> None:
             follow_redirects=False,
         )
         assert r.status_code == 303
-        doc = store.get_document(doc_id)
+        doc = asyncio.run(store.get_document(doc_id))
         assert doc is not None and doc.state == "revoked"
         after = b.get(r.headers["location"])
         assert "Document revoked" in after.text and "Revoke this document" not in after.text
@@ -159,7 +160,7 @@ def test_revoke_needs_the_csrf_token_and_same_origin(open_dash: Seeded) -> None:
 def test_document_page_shows_tampering(open_dash: Seeded) -> None:
     live, doc_id = open_dash.live, open_dash.doc_id
     store = live.gateway.store
-    row = store.get_document(doc_id)
+    row = asyncio.run(store.get_document(doc_id))
     assert row is not None
     with browser(live) as b:
         assert ">valid<" in b.get(f"/dashboard/documents/{doc_id}").text
@@ -224,13 +225,13 @@ def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:
 def test_a_batch_run_in_clean_hours_shows_its_saving(open_dash: Seeded) -> None:
     live, clock = open_dash.live, open_dash.clock
     store = live.gateway.store
-    (job,) = store.jobs("pending")
+    (job,) = asyncio.run(store.jobs("pending"))
     with browser(live) as b:
         assert "Saved by shifting" not in b.get("/dashboard").text
         clock.set(job.not_before)
-        batch_id, _, _, _ = store.batches()[0]
-        wait_until(lambda: json.loads(store.batches()[0][3])["status"] == "completed")
-        body = json.loads(store.batches()[0][3])["boundgate"]
+        batch_id, _, _, _ = asyncio.run(store.batches())[0]
+        wait_until(lambda: json.loads(asyncio.run(store.batches())[0][3])["status"] == "completed")
+        body = json.loads(asyncio.run(store.batches())[0][3])["boundgate"]
         assert body["shifting_saved_g"] > 0  # planned into the afternoon dip
         html = b.get("/dashboard").text
         assert "Saved by shifting" in html and "1 batch run in cleaner hours" in html

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import arun
 from dashboard_seed import Seeded
 
 CHROMIUM = os.environ.get("BOUNDGATE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -146,7 +147,7 @@ def test_login_and_revoke_round_trip_by_clicking(chromium: Any, keyed_dash: Seed
     page.get_by_role("button", name="Revoke this document").click()
     page.wait_for_url("**notice=revoked")
     assert page.get_by_role("status").inner_text().startswith("Document revoked")
-    doc = keyed_dash.live.gateway.store.get_document(keyed_dash.doc_id)
+    doc = arun(keyed_dash.live.gateway.store.get_document(keyed_dash.doc_id))
     assert doc is not None and doc.state == "revoked"
     # the API agrees: the revoked answer is no longer served
     ARTIFACTS.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def test_model_change_serves_stale_then_rebinds_and_supersedes(tmp_path: Path) -
         r = ask(live, "bob")
         assert r.headers["x-boundgate-reuse"] == "hit-exact"
         assert r.headers["x-boundgate-document"] == new_id
-        jobs = live.gateway.store.jobs()
+        jobs = asyncio.run(live.gateway.store.jobs())
         assert [(j.kind, j.state) for j in jobs] == [("rebind", "done")]
         # the dashboard shows the version chain from either end, oldest first
         for page_id in (old_id, new_id):
@@ -233,19 +234,22 @@ def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -
 
 
 def test_jobs_survive_a_dead_runner_and_complete_once(tmp_path: Path) -> None:
-    import asyncio
-
     store = SQLiteStore(tmp_path / "j.db")
     store.open()
     clock = FakeClock(start=1_800_000_000.0)
     try:
         queue = JobQueue(store, clock)
-        job_id = queue.submit("rebind", {"document": "doc_x"}, dedupe="rebind:doc_x")
+        job_id = asyncio.run(queue.submit("rebind", {"document": "doc_x"}, dedupe="rebind:doc_x"))
         assert job_id is not None
-        assert queue.submit("rebind", {"document": "doc_x"}, dedupe="rebind:doc_x") is None
-        dead = store.claim_job("dead-runner", clock.time(), lease_s=60)  # then it "crashes"
+        assert (
+            asyncio.run(queue.submit("rebind", {"document": "doc_x"}, dedupe="rebind:doc_x"))
+            is None
+        )
+        dead = asyncio.run(
+            store.claim_job("dead-runner", clock.time(), lease_s=60)
+        )  # then it "crashes"
         assert dead is not None and dead.id == job_id
-        assert store.claim_job("other", clock.time(), lease_s=60) is None  # leased
+        assert asyncio.run(store.claim_job("other", clock.time(), lease_s=60)) is None  # leased
 
         ran: list[dict[str, Any]] = []
 
@@ -259,8 +263,8 @@ def test_jobs_survive_a_dead_runner_and_complete_once(tmp_path: Path) -> None:
         assert asyncio.run(runner.run_once()) is True
         assert ran == [{"document": "doc_x"}]
         # the dead runner's late completion does not count
-        assert store.finish_job(job_id, "dead-runner", "done", "{}") is False
-        (job,) = store.jobs()
+        assert asyncio.run(store.finish_job(job_id, "dead-runner", "done", "{}")) is False
+        (job,) = asyncio.run(store.jobs())
         assert (
             job.state == "done"
             and job.attempts == 2

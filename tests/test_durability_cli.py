@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -111,7 +112,7 @@ def test_kill_9_under_load_loses_no_answered_request(server: ServerProcess) -> N
     store = SQLiteStore(server.data / "boundgate.db")
     store.open()
     try:
-        ids = {r.id for r in store.ledger()}
+        ids = {r.id for r in asyncio.run(store.ledger())}
     finally:
         store.close()
     missing = [a for a in answered if a not in ids]
@@ -216,10 +217,10 @@ default = true
     store = SQLiteStore(tmp_path / "data" / "boundgate.db")
     store.open()
     try:
-        (job,) = store.jobs()  # the accepted batch's job survived the kill
+        (job,) = asyncio.run(store.jobs())  # the accepted batch's job survived the kill
         assert job.kind == "batch"
         if job.state == "pending":  # deferred to cleaner hours (almost always): make it due
-            assert store.reschedule_job(job.id, time.time())
+            assert asyncio.run(store.reschedule_job(job.id, time.time()))
     finally:
         store.close()
     proc, base = start()
@@ -237,9 +238,9 @@ default = true
     store = SQLiteStore(tmp_path / "data" / "boundgate.db")
     store.open()
     try:
-        (job,) = store.jobs()
+        (job,) = asyncio.run(store.jobs())
         assert job.state == "done"
-        ledger = [r for r in store.ledger() if r.endpoint == "/v1/chat/completions"]
+        ledger = [r for r in asyncio.run(store.ledger()) if r.endpoint == "/v1/chat/completions"]
         assert len(ledger) == 1  # the line ran once
     finally:
         store.close()

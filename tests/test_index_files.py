@@ -52,7 +52,7 @@ class Run:
             index_dir=tmp / "index",
             index_params=params,
         )
-        self.engine.load()
+        asyncio.run(self.engine.load())
 
     def lookup(self, question: str) -> Lookup:
         p, k = self.engine.plan_for(
@@ -245,7 +245,7 @@ def test_deleted_and_revoked_entries_never_come_back(tmp_path: Path) -> None:
     run.remember("paris")
     run.engine.save_index()
     asyncio.run(run.engine.forget([everest]))  # evicted: gone from the store
-    run.store.set_entry_document(nile, "doc_x", True)  # revoked: kept, never served
+    asyncio.run(run.store.set_entry_document(nile, "doc_x", True))  # revoked: kept, never served
     run.close()  # no save after them
 
     run = Run(tmp_path)

@@ -207,7 +207,7 @@ def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_s
         clock=FakeClock(start=1_800_000_000.0),
         pair_scorer=fake,
     )
-    e.load()
+    asyncio.run(e.load())
 
     async def run() -> None:
         for q in ("reset password account now", preferred, "completely unrelated words here"):

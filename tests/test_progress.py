@@ -6,6 +6,7 @@ the bars are drawn into the captured stream here as they would be for a person.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,13 @@ def _docs(data: Path, n: int) -> None:
     store.open()
     try:
         for i in range(n):
-            store.put_document(
+            asyncio.run(store.put_document(
                 DocumentRow(
                     id=f"doc_{i}", entry=None, tenant="t", model="m", model_version="v",
                     state="active", supersedes=None, superseded_by=None, created=1000.0 + i,
                     body=json.dumps({"@id": f"doc_{i}"}),
                 )
-            )  # fmt: skip
+            ))  # fmt: skip
     finally:
         store.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -46,7 +47,7 @@ def seeded(tmp_path: Path) -> tuple[Path, list[LedgerRow], float]:
     store.open()
     try:
         for r in rows:
-            store.record_sync(r)
+            asyncio.run(store.record(r))
         batch = {
             "id": "batch_1",
             "completed_at": int(now - HOUR),
@@ -57,7 +58,7 @@ def seeded(tmp_path: Path) -> tuple[Path, list[LedgerRow], float]:
                 "shifting_saved_g": 0.7,
             },
         }
-        store.put_batch("batch_1", "acme", now - 3 * HOUR, json.dumps(batch))
+        asyncio.run(store.put_batch("batch_1", "acme", now - 3 * HOUR, json.dumps(batch)))
     finally:
         store.close()
     return data, rows, now

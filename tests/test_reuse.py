@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ def test_second_ask_is_an_exact_hit_with_honest_avoided_energy(fake_live: Live) 
     # the measured generation cost of the original: never more than that request's total
     # (which also paid for its own lookup)
     assert 0 < row2.avoided_wh <= row1.wh and 0 < row2.avoided_gco2 <= row1.gco2
-    (report,) = fake_live.gateway.store.report()
+    (report,) = asyncio.run(fake_live.gateway.store.report())
     assert report.reused == 1 and report.avoided_wh == row2.avoided_wh
     assert row2.wh > 0 and row2.method == row1.method  # the lookup itself is metered too
 
@@ -135,8 +136,8 @@ def test_contexts_and_tenants_do_not_cross(tmp_path: Path) -> None:
     with ThreadedServer(app) as srv:
         live = Live(srv, app)
         store = live.gateway.store
-        k1 = store.create_key("acme").secret
-        k2 = store.create_key("globex").secret
+        k1 = asyncio.run(store.create_key("acme")).secret
+        k2 = asyncio.run(store.create_key("globex")).secret
         h1 = {"Authorization": f"Bearer {k1}"}
         h2 = {"Authorization": f"Bearer {k2}"}
         assert ask(live, headers=h1).headers["x-boundgate-reuse"] == "miss"

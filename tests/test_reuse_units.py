@@ -380,7 +380,7 @@ async def _remember(
 def test_store_and_index_survive_restart(tmp_path: Path) -> None:
     clock = FakeClock(start=1_800_000_000.0)
 
-    def engine(store: SQLiteStore) -> ReuseEngine:
+    async def engine(store: SQLiteStore) -> ReuseEngine:
         e = ReuseEngine(
             store=store,
             embedder=HashEmbedder(),
@@ -390,13 +390,13 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
             ),
             clock=clock,
         )
-        e.load()
+        await e.load()
         return e
 
     async def first() -> str | None:
         store = SQLiteStore(tmp_path / "b.db")
         store.open()
-        e = engine(store)
+        e = await engine(store)
         lookup = await _lookup(e, "how tall is mount everest")
         assert not lookup.hit
         out = await _remember(e, lookup, "8849 m", cost_wh=0.2)
@@ -407,7 +407,7 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
     async def second() -> None:
         store = SQLiteStore(tmp_path / "b.db")
         store.open()
-        e = engine(store)
+        e = await engine(store)
         assert len(e) == 1 and e.verifier.estimate().observations == 1
         # same words, other order: semantic only
         lookup = await _lookup(e, "mount everest how tall is")
@@ -425,27 +425,27 @@ def test_engine_measures_density_and_keeps_it_with_the_label(tmp_path: Path) -> 
         store = SQLiteStore(tmp_path / "d.db")
         store.open()
 
-        def engine() -> ReuseEngine:
+        async def engine() -> ReuseEngine:
             e = ReuseEngine(
                 store=store,
                 embedder=HashEmbedder(),
                 verifier=Verifier(initial_threshold=0.99, verify_rate=0.0, scorer=DensityScorer()),
                 clock=FakeClock(start=1_800_000_000.0),
             )
-            e.load()
+            await e.load()
             return e
 
-        e = engine()
+        e = await engine()
         for q in ("red apple pie recipe", "red apple tart recipe", "green apple pie recipe"):
             await _remember(e, await _lookup(e, q), f"answer to {q}")
         lookup = await _lookup(e, "apple pie recipe red")
         assert lookup.similarity is not None and lookup.candidate is not None  # labelled
         assert 0 < lookup.density <= 1
         await e.settle(lookup, "another answer", "req_1")
-        rows = store.observations()
+        rows = await store.observations()
         assert [(r.similarity, r.density) for r in rows] == [(lookup.similarity, lookup.density)]
         # a restart rebuilds the verifier with the density of every label
-        assert engine().verifier.estimate().observations == 1
+        assert (await engine()).verifier.estimate().observations == 1
         store.close()
 
     asyncio.run(run())
@@ -482,7 +482,7 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
 
     asyncio.run(more())
     assert cheapest.key in e._meta and len(e) == 3
-    assert len(store.entries(e.embedder.name)) == 3
+    assert len(asyncio.run(store.entries(e.embedder.name))) == 3
     store.close()
 
 
@@ -499,7 +499,7 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     long_b = first_words + " the project is cancelled"
     short = "how tall is mount everest"
 
-    def engine(store: SQLiteStore) -> ReuseEngine:
+    async def engine(store: SQLiteStore) -> ReuseEngine:
         verifier = Verifier(delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1)
         verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
         e = ReuseEngine(
@@ -508,7 +508,7 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
             verifier=verifier,
             clock=FakeClock(start=1_800_000_000.0),
         )
-        e.load()
+        await e.load()
         return e
 
     async def ask(e: ReuseEngine, q: str, answer: str | None = None) -> str:
@@ -521,7 +521,7 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
         for restart in (False, True):
             store = SQLiteStore(tmp_path / "w.db")
             store.open()
-            e = engine(store)
+            e = await engine(store)
             if not restart:
                 assert await ask(e, long_a, "approved: summary") == "miss"
                 assert await ask(e, short, "8849 m") == "miss"

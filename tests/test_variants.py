@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def first_exact(live: Live) -> str:
     """The exact key of the one creative prompt in these tests (from the jobs queued)."""
     import json
 
-    (job, *_) = [j for j in live.gateway.store.jobs() if j.kind == "variants"]
+    (job, *_) = [j for j in asyncio.run(live.gateway.store.jobs()) if j.kind == "variants"]
     return str(json.loads(job.payload)["exact"])
 
 
@@ -54,7 +55,11 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
         assert first.headers["x-boundgate-reuse"] == "bypass"  # fresh: above the dial
         assert ask(live, "u2").headers["x-boundgate-reuse"] == "bypass"
         # two askers: a round of 3 variants is generated (policy "now": at once)
-        wait_until(lambda: any(j.kind == "variants" and j.state == "done" for j in store.jobs()))
+        wait_until(
+            lambda: any(
+                j.kind == "variants" and j.state == "done" for j in asyncio.run(store.jobs())
+            )
+        )
         served = []
         for _ in range(3):
             r = ask(live, "u1")
@@ -63,7 +68,7 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
             served.append(r.headers["x-boundgate-document"])
         assert len(set(served)) == 3  # never the same variant twice to one user
         # every variant has been served once: the next round is queued and made
-        wait_until(lambda: store.variant_count(first_exact(live)) == 6)
+        wait_until(lambda: asyncio.run(store.variant_count(first_exact(live))) == 6)
         live.gateway.creativity.jobs = None  # no further rounds from here on
         # u2 may get variants u1 had; u1 gets only new ones
         assert ask(live, "u2").headers["x-boundgate-reuse"] == "hit-variant"
@@ -108,7 +113,11 @@ def test_reject_mode_refuses_even_with_variants(tmp_path: Path) -> None:
         assert ask(live, "u1").status_code == 200
         assert ask(live, "u2").status_code == 200
         store = live.gateway.store
-        wait_until(lambda: any(j.kind == "variants" and j.state == "done" for j in store.jobs()))
+        wait_until(
+            lambda: any(
+                j.kind == "variants" and j.state == "done" for j in asyncio.run(store.jobs())
+            )
+        )
         assert ask(live, "u3").status_code == 429
     finally:
         live.http.close()

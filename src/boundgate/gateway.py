@@ -143,13 +143,14 @@ class Gateway:
         self.jobs = jobs
         self.creativity = creativity
         self._background: set[asyncio.Task[None]] = set()
+        self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
         if reuse is not None:
             self.metrics.track_reuse(reuse)
         self.metrics.track_state(
-            lambda: self.store.counts("documents"),
-            lambda: self.store.counts("jobs"),
+            lambda: self._state_counts["documents"],
+            lambda: self._state_counts["jobs"],
             grid_zone,
             lambda: (
                 self.carbon.intensity(
@@ -189,7 +190,9 @@ class Gateway:
             )
         return backend
 
-    def _prepare(self, ctx: RequestContext, req: GenerationRequest) -> tuple[Backend, Reservation]:
+    async def _prepare(
+        self, ctx: RequestContext, req: GenerationRequest
+    ) -> tuple[Backend, Reservation]:
         backend = self.resolve(req.model)
         req.model = backend.name
         if req.max_tokens <= 0:
@@ -201,7 +204,7 @@ class Gateway:
                 f"about {req.text_bytes() // 4} tokens.",
                 param="messages" if req.messages is not None else "prompt",
             )
-        reservation = self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
+        reservation = await self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
         return backend, reservation
 
     def energy_report(self, m: Measurement, at: float) -> EnergyReport:
@@ -355,7 +358,7 @@ class Gateway:
         """``/v1/embeddings``: vectors from the reuse layer's embedder, metered and ledgered."""
         assert self.reuse is not None
         embedder = self.reuse.embedder
-        reservation = self.limiter.admit(ctx.tenant, sum(len(t.encode()) for t in texts))
+        reservation = await self.limiter.admit(ctx.tenant, sum(len(t.encode()) for t in texts))
         t0 = self.clock.monotonic()
         token = self.reuse_meter.start() if self.reuse_meter is not None else None
         tokens = 0
@@ -398,7 +401,7 @@ class Gateway:
         """Job handler: pre-generate answers for a creative prompt (creativity buffer)."""
         assert self.creativity is not None
         exact = str(payload["exact"])
-        text = await asyncio.to_thread(self.store.novel_request, exact)
+        text = await self.store.novel_request(exact)
         if text is None:
             return {"skipped": "prompt unknown"}
         body = json.loads(text)
@@ -415,8 +418,16 @@ class Gateway:
                     self.clock.time(),
                 )
             )  # fmt: skip
-        await asyncio.to_thread(self.store.add_variants, made)
+        await self.store.add_variants(made)
         return {"variants": len(made), "exact": exact}
+
+    async def refresh_state_counts(self) -> None:
+        """Read the documents and jobs per state the metrics gauges report (before a scrape:
+        gauges are read synchronously, the store is async)."""
+        self._state_counts = {
+            "documents": await self.store.document_counts(),
+            "jobs": await self.store.job_counts(),
+        }
 
     def model_versions(self) -> dict[str, str]:
         return {name: b.version for name, b in self.backends.items()}
@@ -425,10 +436,10 @@ class Gateway:
         """Job handler: recompute a stale document's answer with the current model version and
         bind it as a new document that supersedes the old one (with a diff). Idempotent."""
         assert self.reuse is not None
-        doc = await asyncio.to_thread(self.store.get_document, str(payload["document"]))
+        doc = await self.store.get_document(str(payload["document"]))
         if doc is None or doc.state != "stale" or doc.entry is None:
             return {"skipped": "not stale" if doc else "unknown document"}
-        entry = await asyncio.to_thread(self.store.get_entry, doc.entry)
+        entry = await self.store.get_entry(doc.entry)
         if entry is None or entry.request is None:
             return {"skipped": "original request not recorded"}
         req = request_from_json(entry.request)
@@ -480,8 +491,8 @@ class Gateway:
         if buf is None or lookup.key is None:
             return
         asker = self.asker(ctx, req) or ctx.tenant.name
-        if buf.config.novelty_exhausted == "reject" and not buf.budget_left(ctx.tenant.name):
-            buf.admit_novel(ctx.tenant.name)  # raises 429
+        if buf.config.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
+            await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         variant = await buf.take(lookup.key.exact, asker, body)
         if variant is not None and answer_fits(
@@ -489,7 +500,7 @@ class Gateway:
         ):
             lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
             return
-        buf.admit_novel(ctx.tenant.name)
+        await buf.admit_novel(ctx.tenant.name)
         lookup.novel = True
 
     @staticmethod
@@ -553,7 +564,7 @@ class Gateway:
         if ctx.internal:
             await self.yield_to_interactive()
         try:
-            backend, reservation = self._prepare(ctx, req)
+            backend, reservation = await self._prepare(ctx, req)
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
             raise

@@ -66,21 +66,23 @@ class Limiter:
         self.default_daily = daily_tokens
         self._usage: dict[str, _Usage] = {}
 
-    def _state(self, tenant: str, now: float) -> _Usage:
+    async def _state(self, tenant: str, now: float) -> _Usage:
         day = int(now // DAY_S)
         st = self._usage.get(tenant)
         if st is None or st.day != day:
-            used = self.store.tokens_used(tenant, day * DAY_S)
-            recent = st.recent if st is not None else deque()
-            st = _Usage(day=day, used=used, recent=recent)
-            self._usage[tenant] = st
+            used = await self.store.tokens_used(tenant, day * DAY_S)
+            st = self._usage.get(tenant)  # another request may have loaded it meanwhile
+            if st is None or st.day != day:
+                recent = st.recent if st is not None else deque()
+                st = _Usage(day=day, used=used, recent=recent)
+                self._usage[tenant] = st
         return st
 
-    def rpm_wait_s(self, tenant: Tenant) -> float:
+    async def rpm_wait_s(self, tenant: Tenant) -> float:
         """Seconds until ``tenant`` may make another request under its requests-per-minute
         limit (0: now). Deferrable work (batch lines) waits this long instead of failing."""
         now = self.clock.time()
-        st = self._state(tenant.name, now)
+        st = await self._state(tenant.name, now)
         rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
         if not rpm:
             return 0.0
@@ -88,10 +90,10 @@ class Limiter:
             st.recent.popleft()
         return 0.0 if len(st.recent) < rpm else max(0.0, st.recent[0] + 60 - now)
 
-    def admit(self, tenant: Tenant, reserve_tokens: int) -> Reservation:
+    async def admit(self, tenant: Tenant, reserve_tokens: int) -> Reservation:
         """Count one request and reserve tokens, or raise 429 with Retry-After."""
         now = self.clock.time()
-        st = self._state(tenant.name, now)
+        st = await self._state(tenant.name, now)
         rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
         if rpm:
             while st.recent and st.recent[0] <= now - 60:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -113,7 +114,7 @@ def serve(
     )
     s = settings.server
     with opened_store(settings) as store:
-        open_mode = not store.has_keys()
+        open_mode = not asyncio.run(store.has_keys())
     if open_mode:
         if not _is_loopback(s.host) and not s.allow_open_remote:
             err.print(
@@ -252,7 +253,7 @@ def keys_create(
         err.print("tenant: use 1-64 letters, digits, or _ . @ -")
         raise typer.Exit(2)
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        new = store.create_key(tenant, admin=admin, rpm=rpm, daily_tokens=daily_tokens)
+        new = asyncio.run(store.create_key(tenant, admin=admin, rpm=rpm, daily_tokens=daily_tokens))
     err.print(
         f"created key {new.key.id} for tenant {tenant}{' (admin)' if admin else ''}; "
         "it is shown once:",
@@ -265,7 +266,7 @@ def keys_create(
 def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List keys (ids and tenants, never secrets)."""
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        rows = store.list_keys()
+        rows = asyncio.run(store.list_keys())
     table = Table("id", "tenant", "admin", "created (UTC)", "revoked", "rpm", "daily tokens")
     for k in rows:
         table.add_row(
@@ -288,7 +289,7 @@ def keys_revoke(
 ) -> None:
     """Revoke a key; requests using it get 401 from then on."""
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        ok = store.revoke_key(key_id)
+        ok = asyncio.run(store.revoke_key(key_id))
     if not ok:
         err.print(f"no such key: {key_id}")
         raise typer.Exit(1)

@@ -90,7 +90,7 @@ def docs_list(
     from . import out
 
     with _opened(config, data_dir) as (_, store):
-        rows = store.documents(state=state)
+        rows = asyncio.run(store.documents(state=state))
     table = Table()
     table.add_column("id", no_wrap=True, min_width=28)
     table.add_column("state", no_wrap=True)
@@ -114,7 +114,7 @@ def docs_list(
 def docs_show(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Print a document's signed JSON-LD."""
     with _opened(config, data_dir) as (_, store):
-        row = store.get_document(doc_id)
+        row = asyncio.run(store.get_document(doc_id))
     if row is None:
         raise _fail(f"no document {doc_id!r}")
     print(json.dumps(json.loads(row.body), indent=2, ensure_ascii=False))
@@ -147,7 +147,7 @@ def docs_verify(
         from . import opened_store
 
         with opened_store(settings) as store:
-            row = store.get_document(file_or_id)
+            row = asyncio.run(store.get_document(file_or_id))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
         docs = [json.loads(row.body)]
@@ -180,7 +180,7 @@ def docs_export(
     if fmt not in ("jsonld", "ndjson"):
         raise typer.BadParameter("--format must be jsonld or ndjson")
     with _opened(config, data_dir) as (_, store):
-        rows = store.documents(state=state)
+        rows = asyncio.run(store.documents(state=state))
     # NDJSON/JSON on stdout is machine output: no bar beside it
     bodies = [r.body for r in track(rows, "exporting documents", machine_output=output is None)]
     text = "\n".join(bodies) + "\n" if fmt == "ndjson" else "[" + ",\n".join(bodies) + "]\n"
@@ -227,7 +227,7 @@ def docs_bind(
 ) -> None:
     """Bind a stored answer now, whatever its asker count."""
     with _opened(config, data_dir) as (settings, store):
-        entry = store.get_entry_by_id(answer_id)
+        entry = asyncio.run(store.get_entry_by_id(answer_id))
         if entry is None:
             raise _fail(f"no stored answer {answer_id!r}")
         row = asyncio.run(_engine(settings, store).bind(entry.key))

@@ -8,6 +8,7 @@ global pyplot state. matplotlib is an extra (``boundgate[plot]``) and imported o
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -304,12 +305,14 @@ def report(
     title = f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}"
     with opened_store(_settings(config, data_dir=data_dir)) as store:
         if by == "model":
-            rows = [{k: asdict(r)[k] for k in MODEL_FIELDS} for r in store.report(start)]
+            rows = [
+                {k: asdict(r)[k] for k in MODEL_FIELDS} for r in asyncio.run(store.report(start))
+            ]
             write_rows(fmt, rows, MODEL_FIELDS, lambda: _model_table(rows, title))
         else:
-            rows = day_rows(store.report_by_period(start, DAY))
+            rows = day_rows(asyncio.run(store.report_by_period(start, DAY)))
             with_total = [*rows, totals(rows)] if rows else rows
             write_rows(fmt, rows, DAY_FIELDS, lambda: _day_table(with_total, title))
         if plot_path is not None:
-            plot(plot_path, store.report_by_period(start, HOUR), start, now)
+            plot(plot_path, asyncio.run(store.report_by_period(start, HOUR)), start, now)
             err.print(f"plot written to {plot_path}", highlight=False)

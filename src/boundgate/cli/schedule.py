@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,7 +129,7 @@ def schedule_list(
     from . import _settings, opened_store, out
 
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        jobs = store.jobs(state)
+        jobs = asyncio.run(store.jobs(state))
 
     def fmt(ts: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else ""

@@ -8,7 +8,6 @@ origin: no inline script, no CDN, no external font.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -84,14 +83,14 @@ def _sessions(request: Request) -> Sessions:
     return cfg.sessions
 
 
-def session(request: Request) -> Session:
+async def session(request: Request) -> Session:
     """Dependency: the signed-in session; in open local mode one is made on the spot."""
     gw = _gateway(request)
     sessions = _sessions(request)
-    current = sessions.read(request, gw.store)
+    current = await sessions.read(request, gw.store)
     if current is not None:
         return current
-    if not gw.store.has_keys():
+    if not await gw.store.has_keys():
         fresh = sessions.new("local", None, admin=True)
         request.state.new_session = fresh
         return fresh
@@ -107,7 +106,7 @@ def _secure(response: Response) -> Response:
     return response
 
 
-def render(
+async def render(
     request: Request, s: Session | None, name: str, nav: str, status: int = 200, **ctx: Any
 ) -> Response:
     gw = _gateway(request)
@@ -120,7 +119,7 @@ def render(
             "nav": nav,
             "session": s,
             "csrf": sessions.csrf_token(s) if s is not None else "",
-            "open_mode": not gw.store.has_keys(),
+            "open_mode": not await gw.store.has_keys(),
             "notice": notice,
             "zone": gw.grid_zone,
             **ctx,
@@ -158,9 +157,9 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, next: str | None = None) -> Response:
     gw = _gateway(request)
-    if not gw.store.has_keys():
+    if not await gw.store.has_keys():
         return _redirect(_safe_next(next))
-    return render(request, None, "login.html", "login", next=_safe_next(next), error=None)
+    return await render(request, None, "login.html", "login", next=_safe_next(next), error=None)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -172,20 +171,20 @@ async def login(
     gw = _gateway(request)
     sessions = _sessions(request)
     target = _safe_next(next)
-    if not gw.store.has_keys():
+    if not await gw.store.has_keys():
         return _redirect(target)
     origin = request.headers.get("origin") or request.headers.get("referer") or ""
     if urlsplit(origin).netloc != request.headers.get("host", request.url.netloc):
-        return render(
+        return await render(
             request, None, "login.html", "login", status=403, next=target,
             error="This form must be sent from the dashboard's own page.",
         )  # fmt: skip
-    found = await asyncio.to_thread(gw.store.verify_key, key.strip()) if key.strip() else None
+    found = await gw.store.verify_key(key.strip()) if key.strip() else None
     if found is None or not found.admin:
         error = "That key is not an admin key." if found else "Unknown or revoked key."
         # the form again with the reason, as 200: a browser logs any 4xx page load as a
         # console error, and this is an expected outcome of a form, not a failed resource
-        return render(request, None, "login.html", "login", next=target, error=error)
+        return await render(request, None, "login.html", "login", next=target, error=error)
     response = _redirect(target)
     sessions.issue(response, request, sessions.new(found.tenant, found.id, admin=True))
     return response
@@ -196,7 +195,7 @@ async def logout(
     s: SessionDep, request: Request, csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
     _check_csrf(request, s, csrf_token)
-    has_keys = _gateway(request).store.has_keys()
+    has_keys = await _gateway(request).store.has_keys()
     response = _redirect("/dashboard/login?notice=logged-out" if has_keys else "/dashboard")
     Sessions.clear(response)
     return response
@@ -208,8 +207,8 @@ async def overview(
     request: Request,
     range: Annotated[str, Query(pattern="^(24h|7d|30d)$")] = "24h",
 ) -> Response:
-    data = await asyncio.to_thread(views.overview, _gateway(request), range)
-    return render(request, s, "overview.html", "overview", data=data)
+    data = await views.overview(_gateway(request), range)
+    return await render(request, s, "overview.html", "overview", data=data)
 
 
 @router.get("/documents", response_class=HTMLResponse)
@@ -219,15 +218,15 @@ async def documents(
     q: Annotated[str, Query(max_length=200)] = "",
     state: Annotated[str, Query(pattern="^(|active|stale|superseded|revoked)$")] = "",
 ) -> Response:
-    data = await asyncio.to_thread(views.documents, _gateway(request), q, state or None)
-    return render(request, s, "documents.html", "documents", data=data)
+    data = await views.documents(_gateway(request), q, state or None)
+    return await render(request, s, "documents.html", "documents", data=data)
 
 
 @router.get("/documents/{doc_id}.jsonld")
 async def document_file(s: SessionDep, request: Request, doc_id: str) -> Response:
-    row = await asyncio.to_thread(_gateway(request).store.get_document, doc_id)
+    row = await _gateway(request).store.get_document(doc_id)
     if row is None:
-        return render(request, s, "missing.html", "documents", status=404, what=doc_id)
+        return await render(request, s, "missing.html", "documents", status=404, what=doc_id)
     return _secure(
         Response(
             row.body,
@@ -239,10 +238,10 @@ async def document_file(s: SessionDep, request: Request, doc_id: str) -> Respons
 
 @router.get("/documents/{doc_id}", response_class=HTMLResponse)
 async def document(s: SessionDep, request: Request, doc_id: str) -> Response:
-    data = await asyncio.to_thread(views.document, _gateway(request), doc_id)
+    data = await views.document(_gateway(request), doc_id)
     if data is None:
-        return render(request, s, "missing.html", "documents", status=404, what=doc_id)
-    return render(request, s, "document.html", "documents", data=data)
+        return await render(request, s, "missing.html", "documents", status=404, what=doc_id)
+    return await render(request, s, "document.html", "documents", data=data)
 
 
 @router.post("/documents/{doc_id}/revoke")
@@ -252,7 +251,7 @@ async def revoke(
     _check_csrf(request, s, csrf_token)
     gw = _gateway(request)
     if gw.reuse is None or not await gw.reuse.revoke(doc_id):
-        return render(request, s, "missing.html", "documents", status=404, what=doc_id)
+        return await render(request, s, "missing.html", "documents", status=404, what=doc_id)
     return _redirect(f"/dashboard/documents/{doc_id}?notice=revoked")
 
 
@@ -298,12 +297,10 @@ async def _ledger_page(s: Session | None, request: Request, page: int) -> Respon
     params, q, error = _ledger_params(request)
     rows = []
     if q is not None:
-        rows = await asyncio.to_thread(
-            gw.store.query_ledger, q, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE
-        )
-    facets = await asyncio.to_thread(gw.store.ledger_facets, None)
+        rows = await gw.store.query_ledger(q, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE)
+    facets = await gw.store.ledger_facets(None)
     filters = {k: v for k, v in params.items() if v}
-    return render(
+    return await render(
         request, s, "ledger.html", "ledger",
         status=400 if error else 200,
         error=error, params=params, facets=facets,
@@ -327,7 +324,7 @@ async def ledger_csv(s: SessionDep, request: Request) -> Response:
         out.writerow(views.LEDGER_CSV_COLUMNS)
         offset = 0
         while True:
-            rows = await asyncio.to_thread(gw.store.query_ledger, query, CSV_CHUNK, offset)
+            rows = await gw.store.query_ledger(query, CSV_CHUNK, offset)
             for row in rows:
                 record = views.ledger_record(row)
                 out.writerow([views.csv_safe(record[c]) for c in views.LEDGER_CSV_COLUMNS])
@@ -349,14 +346,14 @@ async def ledger_csv(s: SessionDep, request: Request) -> Response:
 
 @router.get("/grid", response_class=HTMLResponse)
 async def grid(s: SessionDep, request: Request) -> Response:
-    data = await asyncio.to_thread(views.grid, _gateway(request))
-    return render(request, s, "grid.html", "grid", data=data)
+    data = await views.grid(_gateway(request))
+    return await render(request, s, "grid.html", "grid", data=data)
 
 
 @router.get("/tenants", response_class=HTMLResponse)
 async def tenants(s: SessionDep, request: Request) -> Response:
-    data = await asyncio.to_thread(views.tenants, _gateway(request))
-    return render(request, s, "tenants.html", "tenants", data=data)
+    data = await views.tenants(_gateway(request))
+    return await render(request, s, "tenants.html", "tenants", data=data)
 
 
 def install(app: FastAPI, sessions: Sessions) -> None:
@@ -369,7 +366,7 @@ def install(app: FastAPI, sessions: Sessions) -> None:
 
     @app.exception_handler(Forbidden)
     async def on_forbidden(request: Request, exc: Forbidden) -> Response:
-        return render(
+        return await render(
             request, None, "missing.html", "", status=403,
             what=None, forbidden="The form was stale or came from another site; reload the "
             "page and try again.",

@@ -62,7 +62,7 @@ class Sessions:
         self._serializer = URLSafeTimedSerializer(secret, salt="boundgate-dashboard-session")
         self.max_age_s = max_age_s
 
-    def read(self, request: Request, store: Store) -> Session | None:
+    async def read(self, request: Request, store: Store) -> Session | None:
         """The request's valid session, or None (absent, forged, expired, key revoked)."""
         raw = request.cookies.get(COOKIE)
         if not raw:
@@ -81,11 +81,11 @@ class Sessions:
         )
         if not session.sid:
             return None
-        keyed = store.has_keys()
+        keyed = await store.has_keys()
         if session.key_id is None:
             # an open-mode session is worthless once keys exist
             return None if keyed else session
-        key = next((k for k in store.list_keys() if k.id == session.key_id), None)
+        key = next((k for k in await store.list_keys() if k.id == session.key_id), None)
         if key is None or key.revoked or not key.admin:
             return None
         return session

@@ -6,6 +6,7 @@ and appears only when its data exists (reuse off: no reuse safety; no jobs: no j
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import statistics
@@ -68,10 +69,10 @@ SERIES_FIELDS = (
 COUNT_FIELDS = ("requests", "errors", "reused", "batches")
 
 
-def _series(gw: Gateway, since: float, now: float, bucket_s: float) -> list[dict[str, float]]:
+async def _series(gw: Gateway, since: float, now: float, bucket_s: float) -> list[dict[str, float]]:
     """All tenants' totals per bucket from ``since`` to ``now``, zeros where nothing happened."""
     sums: dict[float, dict[str, float]] = {}
-    for row in gw.store.report_by_period(since, int(bucket_s)):
+    for row in await gw.store.report_by_period(since, int(bucket_s)):
         acc = sums.setdefault(row.start, dict.fromkeys(SERIES_FIELDS, 0.0))
         for name in SERIES_FIELDS:
             acc[name] += getattr(row, name)
@@ -90,11 +91,11 @@ def _percentile(values: list[float], q: float) -> float:
     return cuts[int(q) - 1]
 
 
-def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
+async def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
     window, bucket = RANGES[range_name]
     now = gw.clock.time()
     since = now - window
-    points = _series(gw, since, now, bucket)
+    points = await _series(gw, since, now, bucket)
     totals: dict[str, Any] = {name: sum(p[name] for p in points) for name in SERIES_FIELDS}
     for name in COUNT_FIELDS:
         totals[name] = int(totals[name])
@@ -109,7 +110,7 @@ def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
     for name in ("wh", "avoided_wh", "gco2", "avoided_gco2"):
         chart[name] = [round(p[name], 6) for p in points]
     latency: dict[str, dict[str, list[float]]] = {}
-    for model, reused, ms in gw.store.latencies(since):
+    for model, reused, ms in await gw.store.latencies(since):
         latency.setdefault(model or "(none)", {"generated": [], "reused": []})[
             "reused" if reused else "generated"
         ].append(ms)
@@ -134,8 +135,8 @@ def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
         "totals": totals,
         "chart": chart,
         "models": models,
-        "reuse": reuse_safety(gw),
-        "grid": grid_now(gw),
+        "reuse": await asyncio.to_thread(reuse_safety, gw),
+        "grid": await asyncio.to_thread(grid_now, gw),  # a live source may fetch
     }
 
 
@@ -197,8 +198,8 @@ def _searchable(row: DocumentRow) -> str:
     return f"{row.id} {row.tenant} {row.model} {row.body}".casefold()
 
 
-def documents(gw: Gateway, q: str, state: str | None, limit: int = 200) -> dict[str, Any]:
-    rows = gw.store.documents(state)
+async def documents(gw: Gateway, q: str, state: str | None, limit: int = 200) -> dict[str, Any]:
+    rows = await gw.store.documents(state)
     needle = q.strip().casefold()
     if needle:
         rows = [r for r in rows if needle in _searchable(r)]
@@ -206,7 +207,7 @@ def documents(gw: Gateway, q: str, state: str | None, limit: int = 200) -> dict[
         "q": q,
         "state": state or "",
         "states": DOC_STATES,
-        "counts": gw.store.counts("documents"),
+        "counts": await gw.store.document_counts(),
         "total": len(rows),
         "rows": [document_summary(r) for r in rows[:limit]],
         "limit": limit,
@@ -214,14 +215,14 @@ def documents(gw: Gateway, q: str, state: str | None, limit: int = 200) -> dict[
     }
 
 
-def _walk(gw: Gateway, row: DocumentRow, link: str, limit: int = 50) -> list[DocumentRow]:
+async def _walk(gw: Gateway, row: DocumentRow, link: str, limit: int = 50) -> list[DocumentRow]:
     """Follow ``supersedes`` (older) or ``superseded_by`` (newer) links from ``row``, nearest
     first; bounded, in case a store was edited by hand into a loop."""
     out: list[DocumentRow] = []
     seen = {row.id}
     cursor = row
     while (next_id := getattr(cursor, link)) and len(out) < limit:
-        found = gw.store.get_document(next_id)
+        found = await gw.store.get_document(next_id)
         if found is None or found.id in seen:
             break
         out.append(found)
@@ -230,8 +231,8 @@ def _walk(gw: Gateway, row: DocumentRow, link: str, limit: int = 50) -> list[Doc
     return out
 
 
-def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
-    row = gw.store.get_document(doc_id)
+async def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
+    row = await gw.store.get_document(doc_id)
     if row is None:
         return None
     body = _doc_body(row)
@@ -240,7 +241,8 @@ def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
         signature = {"ok": check.ok, "reason": check.reason, "key": gw.reuse.signer.fingerprint}
     else:
         signature = {"ok": None, "reason": "no signing key on this gateway", "key": None}
-    chain = [*reversed(_walk(gw, row, "supersedes")), row, *_walk(gw, row, "superseded_by")]
+    older = await _walk(gw, row, "supersedes")
+    chain = [*reversed(older), row, *await _walk(gw, row, "superseded_by")]
     return {
         "doc": document_summary(row),
         "variants": body.get("bg:questionVariants") or [],
@@ -291,13 +293,13 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
-def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
+async def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
     now = gw.clock.time()
     now_h = int(now // HOUR)
     policy = gw.jobs.policy if gw.jobs is not None else None
     if not isinstance(policy, CarbonAwareStart):
         policy = CarbonAwareStart(gw.carbon, gw.grid_zone)
-    forecast = [float(v) for v in policy.forecast(now, hours)]
+    forecast = [float(v) for v in await asyncio.to_thread(policy.forecast, now, hours)]
     hour_labels = [utc((now_h + k) * HOUR, "%m-%d %H:00") for k in range(hours)]
 
     def hour_of(ts: float) -> int | None:
@@ -309,7 +311,7 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
         k = hour_of(ts)
         return None if k is None else forecast[k]
 
-    jobs = gw.store.jobs()
+    jobs = await gw.store.jobs()
     placed = []
     for job in jobs:
         k = hour_of(job.not_before)
@@ -329,9 +331,9 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
         }
         for j in sorted(jobs, key=lambda j: j.created, reverse=True)[:200]
     ]
-    batches = batch_rows(gw)
+    batches = await batch_rows(gw)
     return {
-        "now": grid_now(gw),
+        "now": await asyncio.to_thread(grid_now, gw),
         "zone": gw.grid_zone,
         "policy": type(gw.jobs.policy).__name__ if gw.jobs is not None else "none",
         "chart": {"labels": hour_labels, "forecast": forecast, "jobs": placed},
@@ -339,15 +341,15 @@ def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
         if best is not None
         else None,
         "jobs": job_rows,
-        "job_counts": gw.store.counts("jobs"),
+        "job_counts": await gw.store.job_counts(),
         "batches": batches,
     }
 
 
-def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
+async def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
     """The newest batches with progress and, once run, their carbon and shifting saving."""
     out = []
-    for batch_id, tenant, created, body_json in gw.store.batches(limit):
+    for batch_id, tenant, created, body_json in await gw.store.batches(limit):
         body = json.loads(body_json)
         bg = body.get("boundgate") or {}
         ran = bg.get("state") in ("done", "cancelled")
@@ -372,11 +374,11 @@ def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
     return out
 
 
-def tenants(gw: Gateway) -> dict[str, Any]:
+async def tenants(gw: Gateway) -> dict[str, Any]:
     now = gw.clock.time()
     day_start = (now // DAY) * DAY
-    today = {r["tenant"]: r for r in _by_tenant(gw, day_start)}
-    keys = gw.store.list_keys()
+    today = {r["tenant"]: r for r in await _by_tenant(gw, day_start)}
+    keys = await gw.store.list_keys()
     names = sorted(set(today) | {k.tenant for k in keys})
     default_daily = gw.limiter.default_daily
     novelty = gw.creativity.config.novelty_per_day if gw.creativity is not None else 0
@@ -386,7 +388,7 @@ def tenants(gw: Gateway) -> dict[str, Any]:
         overrides = [k.daily_tokens for k in active if k.daily_tokens is not None]
         budget = max(overrides) if overrides else default_daily
         t = today.get(name)
-        used = gw.store.tokens_used(name, day_start)
+        used = await gw.store.tokens_used(name, day_start)
         rows.append(
             {
                 "tenant": name,
@@ -396,7 +398,7 @@ def tenants(gw: Gateway) -> dict[str, Any]:
                 "reused": t["reused"] if t else 0,
                 "tokens": used,
                 "budget": budget,  # 0: unlimited
-                "novelty_used": gw.store.novel_used(name, day_start) if novelty else None,
+                "novelty_used": await gw.store.novel_used(name, day_start) if novelty else None,
                 "novelty_budget": novelty,
                 "wh": t["wh"] if t else 0.0,
                 "avoided_wh": t["avoided_wh"] if t else 0.0,
@@ -413,9 +415,9 @@ def tenants(gw: Gateway) -> dict[str, Any]:
     }
 
 
-def _by_tenant(gw: Gateway, since: float) -> list[dict[str, Any]]:
+async def _by_tenant(gw: Gateway, since: float) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for r in gw.store.report(since):
+    for r in await gw.store.report(since):
         t = out.setdefault(
             r.tenant,
             {"tenant": r.tenant, "requests": 0, "reused": 0, "wh": 0.0, "avoided_wh": 0.0,

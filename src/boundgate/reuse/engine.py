@@ -194,10 +194,22 @@ class ReuseEngine:
         self.counters: dict[str, int] = {}
 
     # --- start-up -------------------------------------------------------------------------
-    def load(self, progress: Callable[[int, int], None] | None = None) -> None:
+    async def load(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Rebuild maps from the store (entries, observations, lookup history); reload the
-        saved indexes, or build them, and save any that had to be built."""
-        entries = self.store.entries(self.embedder.name)
+        saved indexes, or build them, and save any that had to be built. The building runs
+        on a worker thread (``progress`` is called from there)."""
+        entries = await self.store.entries(self.embedder.name)
+        await asyncio.to_thread(self._load_entries, entries, progress)
+        del entries
+        self._next_key = await self.store.max_entry_key() + 1
+        variants = await self.store.question_variants()
+        observations = await self.store.observations()
+        lookups = await self.store.lookup_similarities()
+        await asyncio.to_thread(self._load_labels, variants, observations, lookups)
+
+    def _load_entries(
+        self, entries: list[StoredEntry], progress: Callable[[int, int], None] | None
+    ) -> None:
         live: dict[str, LiveScope] = {}
         for i, e in enumerate(entries):
             if e.revoked:  # never served again; lookups would drop it on sight
@@ -211,24 +223,29 @@ class ReuseEngine:
             scope.vectors.append(e.vector)
             if progress is not None and i % 1000 == 0:
                 progress(i, len(entries))
-        del entries
         self.index_load = load_index(self.index, self.index_files, live)
         log.info("ANN index: %s", self.index_load.summary())
         if self.index_files is not None and self.index_load.rebuilt:
             self.save_index()  # a crash now costs a replay of the tail, not another build
-        self._next_key = self.store.max_entry_key() + 1
-        for exact, key in self.store.question_variants():
+
+    def _load_labels(
+        self,
+        variants: list[tuple[str, int]],
+        observations: list[ObservationRow],
+        lookups: list[tuple[float | None, float, float | None]],
+    ) -> None:
+        for exact, key in variants:
             if key in self._meta:
                 self._exact[exact] = key
                 self._variants.setdefault(key, set()).add(exact)
-        for o in self.store.observations():
+        for o in observations:
             self.verifier.add(
                 Observation(o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score),
                 recompute=False,
             )
             if o.source == "feedback" and o.request_id:
                 self._feedback_seen.add(o.request_id)
-        for s, d, pr in self.store.lookup_similarities():
+        for s, d, pr in lookups:
             self.verifier.note_lookup(s, d, pr)
         self.verifier.recompute()
 
@@ -362,7 +379,7 @@ class ReuseEngine:
 
     async def _entry_if_live(self, meta: EntryMeta) -> StoredEntry | None:
         """The stored entry, unless it was revoked (possibly by another process)."""
-        entry = await asyncio.to_thread(self.store.get_entry, meta.key)
+        entry = await self.store.get_entry(meta.key)
         if entry is None or entry.revoked:
             await self.forget([meta.key], delete=False)
             return None
@@ -484,9 +501,7 @@ class ReuseEngine:
         seen = self._askers_seen.setdefault(entry_key, set())
         if digest in seen:
             return None  # already counted: no write on the hot path
-        count = await asyncio.to_thread(
-            self.store.add_asker, entry_key, digest, query, self.clock.time()
-        )
+        count = await self.store.add_asker(entry_key, digest, query, self.clock.time())
         if len(seen) < 64:  # a small memo per entry; beyond it the store deduplicates
             seen.add(digest)
         meta = self._meta.get(entry_key)
@@ -507,14 +522,14 @@ class ReuseEngine:
         """Freeze an entry's answer into a signed document (no-op if already bound)."""
         if self.signer is None:
             return None
-        entry = await asyncio.to_thread(self.store.get_entry, entry_key)
+        entry = await self.store.get_entry(entry_key)
         if entry is None or entry.revoked:
             return None
         if entry.document_id:
-            return await asyncio.to_thread(self.store.get_document, entry.document_id)
-        variants = (variants or []) + await asyncio.to_thread(self.store.variants, entry_key)
+            return await self.store.get_document(entry.document_id)
+        variants = (variants or []) + await self.store.variants(entry_key)
         if askers is None:
-            askers = await asyncio.to_thread(self.store.asker_count, entry_key)
+            askers = await self.store.asker_count(entry_key)
         now = self.clock.time()
         created = datetime.fromtimestamp(now, tz=UTC)
         unsigned = binding.build(
@@ -545,8 +560,8 @@ class ReuseEngine:
             created=now,
             body=binding.canonical(signed).decode(),
         )
-        await asyncio.to_thread(self.store.put_document, row)
-        await asyncio.to_thread(self.store.set_entry_document, entry_key, row.id)
+        await self.store.put_document(row)
+        await self.store.set_entry_document(entry_key, row.id)
         meta = self._meta.get(entry_key)
         if meta is not None:
             meta.document, meta.pinned = row.id, True
@@ -560,7 +575,7 @@ class ReuseEngine:
         """Add a verified document (from ``docs export`` of this or another gateway) so its
         answer is served in its scope. Returns its id, or None if it is here already."""
         doc_id = binding.short_id(str(doc["@id"]))
-        if await asyncio.to_thread(self.store.get_document, doc_id) is not None:
+        if await self.store.get_document(doc_id) is not None:
             return None
         scope = doc["bg:scope"]
         tenant = str(scope["tenant"])
@@ -575,7 +590,7 @@ class ReuseEngine:
         answer = str(doc["acceptedAnswer"]["text"])
         created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
         vector = (await self.embed([query]))[0] if self.embedder.fits(query) else None
-        newest = await asyncio.to_thread(self.store.max_entry_key)
+        newest = await self.store.max_entry_key()
         with self._lock:
             entry_key = max(self._next_key, newest + 1)
             self._next_key = entry_key + 1
@@ -614,39 +629,39 @@ class ReuseEngine:
             created=created.timestamp(),
             body=binding.canonical(doc).decode(),
         )
-        await asyncio.to_thread(self.store.put_document, row)
+        await self.store.put_document(row)
         self._admit(entry, vector)
         return doc_id
 
     async def revoke(self, doc_id: str) -> bool:
         """Stop serving a document's answer; the document stays, marked revoked."""
-        doc = await asyncio.to_thread(self.store.get_document, doc_id)
+        doc = await self.store.get_document(doc_id)
         if doc is None:
             return False
-        await asyncio.to_thread(self.store.set_document_state, doc_id, "revoked")
+        await self.store.set_document_state(doc_id, "revoked")
         if doc.entry is not None:
-            await asyncio.to_thread(self.store.set_entry_document, doc.entry, doc_id, True)
+            await self.store.set_entry_document(doc.entry, doc_id, True)
             await self.forget([doc.entry], delete=False)
         self._stale_documents.discard(doc_id)
         return True
 
     # --- model versions: stale documents and rebinding -------------------------------------
-    def mark_stale(self, current_versions: dict[str, str]) -> list[str]:
+    async def mark_stale(self, current_versions: dict[str, str]) -> list[str]:
         """Documents bound by another version of a configured model become stale; a rebind
         job is queued for each. Returns the stale document ids."""
         stale: list[str] = []
         for state in ("active", "stale"):
-            for doc in self.store.documents(state=state):
+            for doc in await self.store.documents(state=state):
                 current = current_versions.get(doc.model)
                 if current is None or current == doc.model_version:
                     continue
                 if state == "active":
-                    self.store.set_document_state(doc.id, "stale")
+                    await self.store.set_document_state(doc.id, "stale")
                 stale.append(doc.id)
                 self._stale_documents.add(doc.id)
                 self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
                 if self.jobs is not None:
-                    self.jobs.submit(
+                    await self.jobs.submit(
                         "rebind",
                         {"document": doc.id},
                         deadline_s=self.config.rebind_window_s,
@@ -750,7 +765,7 @@ class ReuseEngine:
         cand, sim = lookup.candidate, lookup.similarity
         if cand is None or sim is None:
             return
-        stored = await asyncio.to_thread(self.store.get_entry, cand.key)
+        stored = await self.store.get_entry(cand.key)
         if stored is None:
             return
         correct = await self.same_answer(stored.answer, fresh_text)

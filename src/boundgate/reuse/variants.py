@@ -20,7 +20,6 @@ left for that asker (``limits.novelty_exhausted = "variants"``), else 429; with
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 
@@ -83,15 +82,14 @@ class CreativityBuffer:
         """Record the ask, queue pre-generation when earned, and take a variant if any."""
         now = self.clock.time()
         who = self._asker(asker)
-        askers = await asyncio.to_thread(self.store.note_novel_ask, exact, who, request_json, now)
-        variant = await asyncio.to_thread(self.store.take_variant, exact, who, now)
+        askers = await self.store.note_novel_ask(exact, who, request_json, now)
+        variant = await self.store.take_variant(exact, who, now)
         if askers >= self.config.min_askers and self.jobs is not None:
-            unused = await asyncio.to_thread(self.store.unused_variants, exact)
+            unused = await self.store.unused_variants(exact)
             if unused == 0:
                 # one job per round of variants: the dedupe key moves on as rounds are used up
-                made = await asyncio.to_thread(self.store.variant_count, exact)
-                await asyncio.to_thread(
-                    self.jobs.submit,
+                made = await self.store.variant_count(exact)
+                await self.jobs.submit(
                     "variants",
                     {"exact": exact, "n": self.config.variants},
                     deadline_s=self.config.window_s,
@@ -100,21 +98,24 @@ class CreativityBuffer:
                 )
         return variant
 
-    def _used_today(self, tenant: str) -> tuple[int, int]:
+    async def _used_today(self, tenant: str) -> tuple[int, int]:
         """(today's UTC day, fresh generations so far), from the store on a new day."""
         day = int(self.clock.time() // DAY_S)
         seen_day, used = self._novel.get(tenant, (-1, 0))
         if seen_day != day:
-            used = self.store.novel_used(tenant, day * DAY_S)
-            self._novel[tenant] = (day, used)
+            stored = await self.store.novel_used(tenant, day * DAY_S)
+            seen_day, used = self._novel.get(tenant, (-1, 0))  # loaded meanwhile?
+            if seen_day != day:
+                used = stored
+                self._novel[tenant] = (day, used)
         return day, used
 
-    def admit_novel(self, tenant: str) -> None:
+    async def admit_novel(self, tenant: str) -> None:
         """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
         budget = self.config.novelty_per_day
         if not budget:
             return
-        day, used = self._used_today(tenant)
+        day, used = await self._used_today(tenant)
         if used >= budget:
             raise RateLimitError(
                 f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
@@ -124,6 +125,6 @@ class CreativityBuffer:
             )
         self._novel[tenant] = (day, used + 1)
 
-    def budget_left(self, tenant: str) -> bool:
+    async def budget_left(self, tenant: str) -> bool:
         budget = self.config.novelty_per_day
-        return not budget or self._used_today(tenant)[1] < budget
+        return not budget or (await self._used_today(tenant))[1] < budget

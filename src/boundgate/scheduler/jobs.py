@@ -51,7 +51,7 @@ class JobQueue:
         start = min(self.policy(kind, now, deadline, duration_s), deadline - duration_s)
         return max(now, start), deadline
 
-    def submit(
+    async def submit(
         self,
         kind: str,
         payload: dict[str, Any],
@@ -67,7 +67,10 @@ class JobQueue:
         ``job_id`` and ``planned`` (from :meth:`plan`) let a caller record the job's id and
         start elsewhere *before* the job exists, so a runner can never see it first.
         """
-        not_before, deadline = planned or self.plan(kind, deadline_s, duration_s)
+        # the policy may read a forecast (blocking): off the event loop
+        if planned is None:
+            planned = await asyncio.to_thread(self.plan, kind, deadline_s, duration_s)
+        not_before, deadline = planned
         job = JobRow(
             id=job_id or new_job_id(),
             kind=kind,
@@ -78,23 +81,34 @@ class JobQueue:
             deadline=deadline,
             dedupe=dedupe,
         )
-        return job.id if self.store.put_job(job) else None
+        return job.id if await self.store.put_job(job) else None
 
-    def replan(self) -> int:
+    async def replan(self) -> int:
         """Re-decide the start of pending jobs that have not started, with today's forecast;
         returns how many moved."""
         now = self.clock.time()
+        pending = await self.store.jobs("pending")
+        # the policy may read a forecast (blocking): off the event loop
+        starts = await asyncio.to_thread(self._starts, pending, now)
         moved = 0
-        for job in self.store.jobs("pending"):
+        for job_id, start in starts:
+            if await self.store.reschedule_job(job_id, start):
+                moved += 1
+        return moved
+
+    def _starts(self, pending: list[JobRow], now: float) -> list[tuple[str, float]]:
+        """(job id, new start) of the pending jobs the policy moves by a minute or more."""
+        out = []
+        for job in pending:
             if job.not_before <= now or job.deadline <= now:
                 continue
             duration = float(json.loads(job.payload).get("_duration_s", 60.0))
             duration = min(duration, job.deadline - now)
             start = min(self.policy(job.kind, now, job.deadline, duration), job.deadline - duration)
             start = max(now, start)
-            if abs(start - job.not_before) >= 60 and self.store.reschedule_job(job.id, start):
-                moved += 1
-        return moved
+            if abs(start - job.not_before) >= 60:
+                out.append((job.id, start))
+        return out
 
 
 def new_job_id() -> str:
@@ -113,7 +127,7 @@ class JobRunner:
         lease_s: float = 300.0,
         poll_s: float = 1.0,
         max_attempts: int = 3,
-        replan: Callable[[], int] | None = None,
+        replan: Callable[[], Awaitable[int]] | None = None,
         replan_s: float = 3600.0,
     ) -> None:
         self.store = store
@@ -147,7 +161,7 @@ class JobRunner:
             if self.replan is not None and time.monotonic() - self._replanned >= self.replan_s:
                 self._replanned = time.monotonic()
                 try:
-                    moved = await asyncio.to_thread(self.replan)
+                    moved = await self.replan()
                 except Exception:  # a forecast failure must not stop the runner
                     log.exception("re-planning jobs failed")
                 else:
@@ -162,7 +176,7 @@ class JobRunner:
     async def run_once(self) -> bool:
         """Claim and run one due job; False if none was due."""
         now = self.clock.time()
-        job = await asyncio.to_thread(self.store.claim_job, self.owner, now, self.lease_s)
+        job = await self.store.claim_job(self.owner, now, self.lease_s)
         if job is None:
             return False
         handler = self.handlers.get(job.kind)
@@ -185,6 +199,4 @@ class JobRunner:
         return True
 
     async def _finish(self, job: JobRow, state: str, result: dict[str, Any]) -> None:
-        await asyncio.to_thread(
-            self.store.finish_job, job.id, self.owner, state, json.dumps(result, sort_keys=True)
-        )
+        await self.store.finish_job(job.id, self.owner, state, json.dumps(result, sort_keys=True))

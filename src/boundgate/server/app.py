@@ -163,8 +163,7 @@ def create_app(
             try:
                 if gateway.reuse is not None:
                     steps.update("loading stored answers")
-                    await asyncio.to_thread(
-                        gateway.reuse.load,
+                    await gateway.reuse.load(
                         lambda done, total: steps.update("loading stored answers", done, total),
                     )
                 for k, (name, backend) in enumerate(gateway.backends.items()):
@@ -173,7 +172,7 @@ def create_app(
                 if gateway.reuse is not None:
                     # versions are known once models are loaded (the gguf hash)
                     steps.update("checking stored answers against model versions")
-                    await asyncio.to_thread(gateway.reuse.mark_stale, gateway.model_versions())
+                    await gateway.reuse.mark_stale(gateway.model_versions())
             finally:
                 steps.finish()
             start_grid = getattr(gateway.carbon, "start", None)

@@ -97,9 +97,9 @@ def loc_to_param(loc: tuple[int | str, ...]) -> str | None:
     return out or None
 
 
-def authenticate(request: Request, store: Store) -> Tenant:
+async def authenticate(request: Request, store: Store) -> Tenant:
     """Bearer key → tenant. With no keys in the store the gateway is in open local mode."""
-    if not store.has_keys():
+    if not await store.has_keys():
         return OPEN_TENANT
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -108,7 +108,7 @@ def authenticate(request: Request, store: Store) -> Tenant:
             "missing API key: send 'Authorization: Bearer <key>' (create one with "
             "`boundgate keys create --tenant NAME`)"
         )
-    key = store.verify_key(secret.strip())
+    key = await store.verify_key(secret.strip())
     if key is None:
         raise AuthenticationError("invalid or revoked API key")
     return Tenant.of_key(key)
@@ -124,7 +124,7 @@ def gateway_of(request: Request) -> Gateway:
     return gw
 
 
-def context(request: Request) -> RequestContext:
+async def context(request: Request) -> RequestContext:
     """FastAPI dependency: open the request's context and authenticate it.
 
     The context exists before authentication so that a refused request still gets a ledger
@@ -134,12 +134,12 @@ def context(request: Request) -> RequestContext:
     ctx = gateway.context(OPEN_TENANT, request.url.path)
     request.state.ctx = ctx
     ctx.cache_control = request.headers.get("cache-control")
-    ctx.tenant = authenticate(request, gateway.store)
+    ctx.tenant = await authenticate(request, gateway.store)
     return ctx
 
 
-def admin_context(request: Request) -> RequestContext:
-    ctx = context(request)
+async def admin_context(request: Request) -> RequestContext:
+    ctx = await context(request)
     require_admin(ctx.tenant)
     return ctx
 

@@ -1,6 +1,19 @@
-"""Persistence: the ledger, API keys, reuse entries and observations."""
+"""Persistence: the ledger, API keys, stored answers, documents, labels, jobs, files and
+batches. ``protocols.py`` is the seam (one async protocol per aggregate, ``Store`` their
+union), ``rows.py`` the rows it speaks, ``sqlite.py`` the implementation."""
 
-from .base import (
+from .protocols import (
+    AnswerStore,
+    CreativityStore,
+    DocumentStore,
+    FileStore,
+    JobStore,
+    KeyStore,
+    LabelStore,
+    LedgerStore,
+    Store,
+)
+from .rows import (
     ApiKey,
     DocumentRow,
     FileRow,
@@ -11,19 +24,26 @@ from .base import (
     ObservationRow,
     PeriodRow,
     ReportRow,
-    Store,
     StoredEntry,
     VariantRow,
 )
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "AnswerStore",
     "ApiKey",
+    "CreativityStore",
     "DocumentRow",
+    "DocumentStore",
     "FileRow",
+    "FileStore",
     "JobRow",
+    "JobStore",
+    "KeyStore",
+    "LabelStore",
     "LedgerQuery",
     "LedgerRow",
+    "LedgerStore",
     "NewKey",
     "ObservationRow",
     "PeriodRow",

@@ -6,7 +6,11 @@ one thread removes ``database is locked`` retries and lets many concurrent reque
 rows cheap. ``synchronous=NORMAL`` in WAL mode keeps committed transactions across a process
 crash (``kill -9``); only an OS crash or power loss can drop the last ones.
 
-Reads use one connection per thread; WAL lets them run beside the writer.
+Reads use one connection per thread; WAL lets them run beside the writer. Every data method
+is async (the protocols in ``protocols.py``): reads hop to a worker thread, writes wait for
+the writer thread's commit, so the event loop never blocks on SQLite. The exception is the key
+cache (``verify_key``, ``has_keys``, ``list_keys``): one tiny fingerprint query on the caller's
+thread, cheaper than a thread hop on every request's path.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .base import (
+from .protocols import Store
+from .rows import (
     ApiKey,
     DocumentRow,
     FileRow,
@@ -37,7 +42,6 @@ from .base import (
     ObservationRow,
     PeriodRow,
     ReportRow,
-    Store,
     StoredEntry,
     VariantRow,
 )
@@ -102,6 +106,7 @@ def _hash_secret(salt: bytes, secret: str) -> bytes:
     return hmac.new(salt, secret.encode(), hashlib.sha256).digest()
 
 
+_T = TypeVar("_T")
 _Write = tuple[str, Any, Callable[[BaseException | None], None]]
 _CALL = "<call>"  # a write whose params is a function of the writer's connection
 
@@ -238,23 +243,6 @@ class SQLiteStore(Store):
             raise RuntimeError("store is not open")
         self._writes.put((sql, params, done))
 
-    def _write_sync(self, sql: str, params: Any) -> None:
-        event = threading.Event()
-        box: list[BaseException | None] = [None]
-
-        def done(exc: BaseException | None) -> None:
-            box[0] = exc
-            event.set()
-
-        self._submit(sql, params, done)
-        event.wait()
-        if box[0] is not None:
-            raise box[0]
-
-    # --- ledger --------------------------------------------------------------------------
-    async def record(self, row: LedgerRow) -> None:
-        await self._execute(_INSERT_LEDGER, _row_values(row))
-
     async def _execute(self, sql: str, params: Any) -> None:
         """Queue one write and wait until it is committed."""
         loop = asyncio.get_running_loop()
@@ -273,179 +261,225 @@ class SQLiteStore(Store):
         self._submit(sql, params, done)
         await fut
 
-    def record_sync(self, row: LedgerRow) -> None:
-        self._write_sync(_INSERT_LEDGER, _row_values(row))
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on the writer's connection inside its transaction; return its result."""
+        box: list[_T] = []
 
-    def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
-        sql = "SELECT * FROM ledger WHERE ts >= ? ORDER BY ts DESC, rowid DESC"
-        params: list[Any] = [since if since is not None else float("-inf")]
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_row_from(r) for r in self._reader().execute(sql, params)]
+        def run(conn: sqlite3.Connection) -> None:
+            box.append(fn(conn))
 
-    def get_row(self, request_id: str) -> LedgerRow | None:
-        r = self._reader().execute("SELECT * FROM ledger WHERE id = ?", (request_id,)).fetchone()
-        return _row_from(r) if r is not None else None
+        await self._execute(_CALL, run)
+        return box[0]
 
-    def query_ledger(self, q: LedgerQuery, limit: int = 100, offset: int = 0) -> list[LedgerRow]:
-        where, params = ["1"], []
-        for column, op, value in (
-            ("ts", ">=", q.since),
-            ("ts", "<", q.until),
-            ("tenant", "=", q.tenant),
-            ("model", "=", q.model),
-            ("outcome", "=", q.outcome),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                params.append(value)
-        if q.reuse == "none":
-            where.append("reuse IS NULL")
-        elif q.reuse is not None:
-            where.append("reuse = ?")
-            params.append(q.reuse)
-        sql = (
-            f"SELECT * FROM ledger WHERE {' AND '.join(where)} "
-            "ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?"
-        )
-        rows = self._reader().execute(sql, [*params, limit, offset])
-        return [_row_from(r) for r in rows]
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on a worker thread's reader connection; return its result."""
+        return await asyncio.to_thread(lambda: fn(self._reader()))
 
-    def ledger_facets(self, since: float | None = None) -> dict[str, list[str]]:
-        lo = since if since is not None else float("-inf")
-        out: dict[str, list[str]] = {}
-        for column in ("tenant", "model"):
-            rows = self._reader().execute(
-                f"SELECT DISTINCT {column} FROM ledger WHERE ts >= ? AND {column} IS NOT NULL "
-                f"ORDER BY {column}",
-                (lo,),
+    # --- ledger --------------------------------------------------------------------------
+    async def record(self, row: LedgerRow) -> None:
+        await self._execute(_INSERT_LEDGER, _row_values(row))
+
+    async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
+        def run(conn: sqlite3.Connection) -> list[LedgerRow]:
+            sql = "SELECT * FROM ledger WHERE ts >= ? ORDER BY ts DESC, rowid DESC"
+            params: list[Any] = [since if since is not None else float("-inf")]
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+            return [_row_from(r) for r in conn.execute(sql, params)]
+
+        return await self._read(run)
+
+    async def get_row(self, request_id: str) -> LedgerRow | None:
+        def run(conn: sqlite3.Connection) -> LedgerRow | None:
+            r = conn.execute("SELECT * FROM ledger WHERE id = ?", (request_id,)).fetchone()
+            return _row_from(r) if r is not None else None
+
+        return await self._read(run)
+
+    async def query_ledger(
+        self, q: LedgerQuery, limit: int = 100, offset: int = 0
+    ) -> list[LedgerRow]:
+        def run(conn: sqlite3.Connection) -> list[LedgerRow]:
+            where, params = ["1"], []
+            for column, op, value in (
+                ("ts", ">=", q.since),
+                ("ts", "<", q.until),
+                ("tenant", "=", q.tenant),
+                ("model", "=", q.model),
+                ("outcome", "=", q.outcome),
+            ):
+                if value is not None:
+                    where.append(f"{column} {op} ?")
+                    params.append(value)
+            if q.reuse == "none":
+                where.append("reuse IS NULL")
+            elif q.reuse is not None:
+                where.append("reuse = ?")
+                params.append(q.reuse)
+            sql = (
+                f"SELECT * FROM ledger WHERE {' AND '.join(where)} "
+                "ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?"
             )
-            out[column] = [str(r[0]) for r in rows]
-        return out
+            rows = conn.execute(sql, [*params, limit, offset])
+            return [_row_from(r) for r in rows]
 
-    def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
-        rows = self._reader().execute(
-            """
-            SELECT COALESCE(model, '') AS model,
-                   COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale') AS reused,
-                   latency_ms
-            FROM ledger WHERE ts >= ? AND status < 400 ORDER BY ts DESC LIMIT ?
-            """,
-            (since, limit),
-        )
-        return [(str(r[0]), bool(r[1]), float(r[2])) for r in rows]
+        return await self._read(run)
 
-    def report(self, since: float | None = None) -> list[ReportRow]:
-        rows = self._reader().execute(
-            """
-            SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
-                   SUM(outcome = 'error') AS errors,
-                   SUM(prompt_tokens) AS prompt_tokens,
-                   SUM(completion_tokens) AS completion_tokens,
-                   SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
-                   SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
-                   SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
-                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
-            FROM ledger WHERE ts >= ?
-            GROUP BY tenant, model ORDER BY tenant, model
-            """,
-            (since if since is not None else float("-inf"),),
-        )
-        return [
-            ReportRow(
-                tenant=r["tenant"],
-                model=r["model"],
-                requests=int(r["requests"]),
-                errors=int(r["errors"] or 0),
-                prompt_tokens=int(r["prompt_tokens"] or 0),
-                completion_tokens=int(r["completion_tokens"] or 0),
-                wh=float(r["wh"] or 0.0),
-                wh_low=float(r["wh_low"] or 0.0),
-                wh_high=float(r["wh_high"] or 0.0),
-                gco2=float(r["gco2"] or 0.0),
-                avg_latency_ms=float(r["avg_latency_ms"] or 0.0),
-                reused=int(r["reused"] or 0),
-                avoided_wh=float(r["avoided_wh"] or 0.0),
-                avoided_gco2=float(r["avoided_gco2"] or 0.0),
+    async def ledger_facets(self, since: float | None = None) -> dict[str, list[str]]:
+        def run(conn: sqlite3.Connection) -> dict[str, list[str]]:
+            lo = since if since is not None else float("-inf")
+            out: dict[str, list[str]] = {}
+            for column in ("tenant", "model"):
+                rows = conn.execute(
+                    f"SELECT DISTINCT {column} FROM ledger WHERE ts >= ? AND {column} IS NOT NULL "
+                    f"ORDER BY {column}",
+                    (lo,),
+                )
+                out[column] = [str(r[0]) for r in rows]
+            return out
+
+        return await self._read(run)
+
+    async def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, bool, float]]:
+            rows = conn.execute(
+                """
+                SELECT COALESCE(model, '') AS model,
+                       COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale') AS reused,
+                       latency_ms
+                FROM ledger WHERE ts >= ? AND status < 400 ORDER BY ts DESC LIMIT ?
+                """,
+                (since, limit),
             )
-            for r in rows
-        ]
+            return [(str(r[0]), bool(r[1]), float(r[2])) for r in rows]
 
-    def report_by_period(self, since: float, period_s: int = 86400) -> list[PeriodRow]:
-        if period_s <= 0:
-            raise ValueError("period_s must be positive")
-        reader = self._reader()
-        totals: dict[tuple[float, str], dict[str, Any]] = {}
-        for r in reader.execute(
-            """
-            SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
-                   SUM(outcome = 'error') AS errors,
-                   SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
-                   SUM(wh) AS wh, SUM(gco2) AS gco2,
-                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
-            FROM ledger WHERE ts >= :since GROUP BY start, tenant
-            """,
-            {"p": period_s, "since": since},
-        ):
-            totals[(float(r["start"]), r["tenant"])] = {
-                "requests": int(r["requests"]),
-                "errors": int(r["errors"] or 0),
-                "reused": int(r["reused"] or 0),
-                "wh": float(r["wh"] or 0.0),
-                "gco2": float(r["gco2"] or 0.0),
-                "avoided_wh": float(r["avoided_wh"] or 0.0),
-                "avoided_gco2": float(r["avoided_gco2"] or 0.0),
-            }
-        # Batches keep their counterfactual (carbon had they run at submission) in their JSON
-        # object; count the ones that ran, in the period they finished.
-        for r in reader.execute(
-            """
-            SELECT CAST(finished / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS batches,
-                   SUM(saved) AS saved
-            FROM (
-                SELECT tenant,
-                       COALESCE(json_extract(body, '$.completed_at'),
-                                json_extract(body, '$.cancelled_at')) AS finished,
-                       json_extract(body, '$.boundgate.shifting_saved_g') AS saved
-                FROM batches
-                WHERE json_extract(body, '$.boundgate.started_at') IS NOT NULL
-                  AND json_extract(body, '$.boundgate.state') IN ('done', 'cancelled')
+        return await self._read(run)
+
+    async def report(self, since: float | None = None) -> list[ReportRow]:
+        def run(conn: sqlite3.Connection) -> list[ReportRow]:
+            rows = conn.execute(
+                """
+                SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
+                       SUM(outcome = 'error') AS errors,
+                       SUM(prompt_tokens) AS prompt_tokens,
+                       SUM(completion_tokens) AS completion_tokens,
+                       SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
+                       SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
+                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                       SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+                FROM ledger WHERE ts >= ?
+                GROUP BY tenant, model ORDER BY tenant, model
+                """,
+                (since if since is not None else float("-inf"),),
             )
-            WHERE finished >= :since GROUP BY start, tenant
-            """,
-            {"p": period_s, "since": since},
-        ):
-            t = totals.setdefault((float(r["start"]), r["tenant"]), {})
-            t["batches"] = int(r["batches"])
-            t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
-        return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
+            return [
+                ReportRow(
+                    tenant=r["tenant"],
+                    model=r["model"],
+                    requests=int(r["requests"]),
+                    errors=int(r["errors"] or 0),
+                    prompt_tokens=int(r["prompt_tokens"] or 0),
+                    completion_tokens=int(r["completion_tokens"] or 0),
+                    wh=float(r["wh"] or 0.0),
+                    wh_low=float(r["wh_low"] or 0.0),
+                    wh_high=float(r["wh_high"] or 0.0),
+                    gco2=float(r["gco2"] or 0.0),
+                    avg_latency_ms=float(r["avg_latency_ms"] or 0.0),
+                    reused=int(r["reused"] or 0),
+                    avoided_wh=float(r["avoided_wh"] or 0.0),
+                    avoided_gco2=float(r["avoided_gco2"] or 0.0),
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def report_by_period(self, since: float, period_s: int = 86400) -> list[PeriodRow]:
+        def run(conn: sqlite3.Connection) -> list[PeriodRow]:
+            if period_s <= 0:
+                raise ValueError("period_s must be positive")
+            reader = conn
+            totals: dict[tuple[float, str], dict[str, Any]] = {}
+            for r in reader.execute(
+                """
+                SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
+                       SUM(outcome = 'error') AS errors,
+                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                       SUM(wh) AS wh, SUM(gco2) AS gco2,
+                       SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+                FROM ledger WHERE ts >= :since GROUP BY start, tenant
+                """,
+                {"p": period_s, "since": since},
+            ):
+                totals[(float(r["start"]), r["tenant"])] = {
+                    "requests": int(r["requests"]),
+                    "errors": int(r["errors"] or 0),
+                    "reused": int(r["reused"] or 0),
+                    "wh": float(r["wh"] or 0.0),
+                    "gco2": float(r["gco2"] or 0.0),
+                    "avoided_wh": float(r["avoided_wh"] or 0.0),
+                    "avoided_gco2": float(r["avoided_gco2"] or 0.0),
+                }
+            # Batches keep their counterfactual (carbon had they run at submission) in their JSON
+            # object; count the ones that ran, in the period they finished.
+            for r in reader.execute(
+                """
+                SELECT CAST(finished / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS batches,
+                       SUM(saved) AS saved
+                FROM (
+                    SELECT tenant,
+                           COALESCE(json_extract(body, '$.completed_at'),
+                                    json_extract(body, '$.cancelled_at')) AS finished,
+                           json_extract(body, '$.boundgate.shifting_saved_g') AS saved
+                    FROM batches
+                    WHERE json_extract(body, '$.boundgate.started_at') IS NOT NULL
+                      AND json_extract(body, '$.boundgate.state') IN ('done', 'cancelled')
+                )
+                WHERE finished >= :since GROUP BY start, tenant
+                """,
+                {"p": period_s, "since": since},
+            ):
+                t = totals.setdefault((float(r["start"]), r["tenant"]), {})
+                t["batches"] = int(r["batches"])
+                t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
+            return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
+
+        return await self._read(run)
 
     # --- reuse ---------------------------------------------------------------------------
     async def put_entry(self, entry: StoredEntry) -> None:
         await self._execute(_INSERT_ENTRY, tuple(getattr(entry, c) for c in _ENTRY_COLUMNS))
 
-    def entries(self, embedder: str) -> list[StoredEntry]:
-        rows = self._reader().execute(
-            "SELECT * FROM reuse_entries WHERE embedder = ? ORDER BY key", (embedder,)
-        )
-        return [_entry_from(r) for r in rows]
+    async def entries(self, embedder: str) -> list[StoredEntry]:
+        def run(conn: sqlite3.Connection) -> list[StoredEntry]:
+            rows = conn.execute(
+                "SELECT * FROM reuse_entries WHERE embedder = ? ORDER BY key", (embedder,)
+            )
+            return [_entry_from(r) for r in rows]
 
-    def get_entry(self, key: int) -> StoredEntry | None:
-        r = self._reader().execute("SELECT * FROM reuse_entries WHERE key = ?", (key,)).fetchone()
-        return _entry_from(r) if r is not None else None
+        return await self._read(run)
 
-    def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
-        r = (
-            self._reader()
-            .execute("SELECT * FROM reuse_entries WHERE id = ?", (public_id,))
-            .fetchone()
-        )
-        return _entry_from(r) if r is not None else None
+    async def get_entry(self, key: int) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute("SELECT * FROM reuse_entries WHERE key = ?", (key,)).fetchone()
+            return _entry_from(r) if r is not None else None
 
-    def max_entry_key(self) -> int:
-        r = self._reader().execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
-        return int(r[0])
+        return await self._read(run)
+
+    async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute("SELECT * FROM reuse_entries WHERE id = ?", (public_id,)).fetchone()
+            return _entry_from(r) if r is not None else None
+
+        return await self._read(run)
+
+    async def max_entry_key(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
+            return int(r[0])
+
+        return await self._read(run)
 
     async def note_hit(self, key: int, ts: float) -> None:
         await self._execute(
@@ -474,39 +508,45 @@ class SQLiteStore(Store):
             ),
         )
 
-    def observations(self) -> list[ObservationRow]:
-        rows = self._reader().execute(
-            "SELECT ts, entry, similarity, correct, source, request_id, density, pair_score "
-            "FROM reuse_observations ORDER BY id"
-        )
-        return [
-            ObservationRow(
-                r[0],
-                r[1],
-                float(r[2]),
-                bool(r[3]),
-                r[4],
-                r[5],
-                float(r[6]),
-                None if r[7] is None else float(r[7]),
+    async def observations(self) -> list[ObservationRow]:
+        def run(conn: sqlite3.Connection) -> list[ObservationRow]:
+            rows = conn.execute(
+                "SELECT ts, entry, similarity, correct, source, request_id, density, pair_score "
+                "FROM reuse_observations ORDER BY id"
             )
-            for r in rows
-        ]
+            return [
+                ObservationRow(
+                    r[0],
+                    r[1],
+                    float(r[2]),
+                    bool(r[3]),
+                    r[4],
+                    r[5],
+                    float(r[6]),
+                    None if r[7] is None else float(r[7]),
+                )
+                for r in rows
+            ]
 
-    def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
-        rows = self._reader().execute(
-            "SELECT similarity, json_extract(extra, '$.density'), "
-            "json_extract(extra, '$.pair_score') FROM ledger "
-            "WHERE json_extract(extra, '$.semantic_lookup') = 1"
-        )
-        return [
-            (
-                None if r[0] is None else float(r[0]),
-                float(r[1] or 0.0),
-                None if r[2] is None else float(r[2]),
+        return await self._read(run)
+
+    async def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[float | None, float, float | None]]:
+            rows = conn.execute(
+                "SELECT similarity, json_extract(extra, '$.density'), "
+                "json_extract(extra, '$.pair_score') FROM ledger "
+                "WHERE json_extract(extra, '$.semantic_lookup') = 1"
             )
-            for r in rows
-        ]
+            return [
+                (
+                    None if r[0] is None else float(r[0]),
+                    float(r[1] or 0.0),
+                    None if r[2] is None else float(r[2]),
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
 
     async def add_question_variant(self, entry: int, exact: str, query: str, ts: float) -> None:
         await self._execute(
@@ -515,14 +555,15 @@ class SQLiteStore(Store):
             (exact, entry, query, ts),
         )
 
-    def question_variants(self) -> list[tuple[str, int]]:
-        rows = self._reader().execute(
-            "SELECT exact, entry FROM reuse_question_variants ORDER BY ts"
-        )
-        return [(str(r[0]), int(r[1])) for r in rows]
+    async def question_variants(self) -> list[tuple[str, int]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = conn.execute("SELECT exact, entry FROM reuse_question_variants ORDER BY ts")
+            return [(str(r[0]), int(r[1])) for r in rows]
+
+        return await self._read(run)
 
     # --- registry and documents ------------------------------------------------------------
-    def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
+    async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
         def add(conn: sqlite3.Connection) -> int:
             conn.execute(
                 "INSERT OR IGNORE INTO reuse_askers (entry, asker, query, ts) VALUES (?, ?, ?, ?)",
@@ -531,19 +572,25 @@ class SQLiteStore(Store):
             r = conn.execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
             return int(r.fetchone()[0])
 
-        return int(self._call_sync(add))
+        return int(await self._call(add))
 
-    def asker_count(self, entry: int) -> int:
-        r = self._reader().execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
-        return int(r.fetchone()[0])
+    async def asker_count(self, entry: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
+            return int(r.fetchone()[0])
 
-    def variants(self, entry: int) -> list[str]:
-        rows = self._reader().execute(
-            "SELECT DISTINCT query FROM reuse_askers WHERE entry = ? ORDER BY query", (entry,)
-        )
-        return [r[0] for r in rows]
+        return await self._read(run)
 
-    def put_document(self, doc: DocumentRow) -> None:
+    async def variants(self, entry: int) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT DISTINCT query FROM reuse_askers WHERE entry = ? ORDER BY query", (entry,)
+            )
+            return [r[0] for r in rows]
+
+        return await self._read(run)
+
+    async def put_document(self, doc: DocumentRow) -> None:
         insert = (
             f"INSERT INTO documents ({', '.join(_DOC_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})"
@@ -558,58 +605,60 @@ class SQLiteStore(Store):
                     (doc.id, doc.supersedes),
                 )
 
-        self._call_sync(write)
+        await self._call(write)
 
-    def get_document(self, doc_id: str) -> DocumentRow | None:
-        r = self._reader().execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) if r is not None else None
+    async def get_document(self, doc_id: str) -> DocumentRow | None:
+        def run(conn: sqlite3.Connection) -> DocumentRow | None:
+            r = conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) if r is not None else None
 
-    def documents(self, state: str | None = None, limit: int | None = None) -> list[DocumentRow]:
-        sql = "SELECT * FROM documents"
-        params: list[Any] = []
-        if state is not None:
-            sql += " WHERE state = ?"
-            params.append(state)
-        sql += " ORDER BY created DESC, rowid DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        rows = self._reader().execute(sql, params)
-        return [DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) for r in rows]
+        return await self._read(run)
 
-    def set_document_state(self, doc_id: str, state: str, superseded_by: str | None = None) -> None:
-        self._write_sync(
+    async def documents(
+        self, state: str | None = None, limit: int | None = None
+    ) -> list[DocumentRow]:
+        def run(conn: sqlite3.Connection) -> list[DocumentRow]:
+            sql = "SELECT * FROM documents"
+            params: list[Any] = []
+            if state is not None:
+                sql += " WHERE state = ?"
+                params.append(state)
+            sql += " ORDER BY created DESC, rowid DESC"
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+            rows = conn.execute(sql, params)
+            return [DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) for r in rows]
+
+        return await self._read(run)
+
+    async def set_document_state(
+        self, doc_id: str, state: str, superseded_by: str | None = None
+    ) -> None:
+        await self._execute(
             "UPDATE documents SET state = ?, superseded_by = COALESCE(?, superseded_by) "
             "WHERE id = ?",
             (state, superseded_by, doc_id),
         )
 
-    def set_entry_document(self, entry: int, doc_id: str | None, revoked: bool = False) -> None:
-        self._write_sync(
+    async def set_entry_document(
+        self, entry: int, doc_id: str | None, revoked: bool = False
+    ) -> None:
+        await self._execute(
             "UPDATE reuse_entries SET document_id = ?, revoked = ? WHERE key = ?",
             (doc_id, int(revoked), entry),
         )
 
     # --- jobs ----------------------------------------------------------------------------
-    def _call_sync(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn`` on the writer's connection inside its transaction; return its result."""
-        box: list[Any] = [None]
-
-        def run(conn: sqlite3.Connection) -> None:
-            box[0] = fn(conn)
-
-        self._write_sync(_CALL, run)
-        return box[0]
-
-    def put_job(self, job: JobRow) -> bool:
+    async def put_job(self, job: JobRow) -> bool:
         sql = (
             f"INSERT OR IGNORE INTO jobs ({', '.join(_JOB_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in _JOB_COLUMNS)})"
         )
         values = tuple(getattr(job, c) for c in _JOB_COLUMNS)
-        return bool(self._call_sync(lambda conn: conn.execute(sql, values).rowcount == 1))
+        return bool(await self._call(lambda conn: conn.execute(sql, values).rowcount == 1))
 
-    def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
         sql = (
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
             "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
@@ -618,89 +667,108 @@ class SQLiteStore(Store):
             "RETURNING *"
         )
 
-        due = self._reader().execute(
-            "SELECT 1 FROM jobs WHERE (state = 'pending' AND not_before <= ?) OR "
-            "(state = 'running' AND lease_expires < ?) LIMIT 1",
-            (now, now),
+        due = await self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM jobs WHERE (state = 'pending' AND not_before <= ?) OR "
+                "(state = 'running' AND lease_expires < ?) LIMIT 1",
+                (now, now),
+            ).fetchone()
         )
-        if due.fetchone() is None:  # the common case: no write transaction at all
+        if due is None:  # the common case: no write transaction at all
             return None
 
         def claim(conn: sqlite3.Connection) -> JobRow | None:
             r = conn.execute(sql, (owner, now + lease_s, now, now)).fetchone()
             return JobRow(**{c: r[c] for c in _JOB_COLUMNS}) if r is not None else None
 
-        job: JobRow | None = self._call_sync(claim)
-        return job
+        return await self._call(claim)
 
-    def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
         sql = (
             "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_expires = NULL "
             "WHERE id = ? AND state = 'running' AND lease_owner = ?"
         )
         params = (state, result, job_id, owner)
-        return bool(self._call_sync(lambda conn: conn.execute(sql, params).rowcount == 1))
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
-    def counts(self, table: str) -> dict[str, int]:
-        if table not in ("documents", "jobs"):
-            raise ValueError(f"no state counts for {table!r}")
-        rows = self._reader().execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
-        return {str(r[0]): int(r[1]) for r in rows}
+    async def _state_counts(self, table: str) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
+            return {str(r[0]): int(r[1]) for r in rows}
 
-    def reschedule_job(self, job_id: str, not_before: float) -> bool:
+        return await self._read(run)
+
+    async def job_counts(self) -> dict[str, int]:
+        return await self._state_counts("jobs")
+
+    async def document_counts(self) -> dict[str, int]:
+        return await self._state_counts("documents")
+
+    async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
         return bool(
-            self._call_sync(lambda conn: conn.execute(sql, (not_before, job_id)).rowcount == 1)
+            await self._call(lambda conn: conn.execute(sql, (not_before, job_id)).rowcount == 1)
         )
 
-    def jobs(self, state: str | None = None) -> list[JobRow]:
-        sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created"
-        rows = self._reader().execute(sql, (state,) if state else ())
-        return [JobRow(**{c: r[c] for c in _JOB_COLUMNS}) for r in rows]
+    async def jobs(self, state: str | None = None) -> list[JobRow]:
+        def run(conn: sqlite3.Connection) -> list[JobRow]:
+            sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created"
+            rows = conn.execute(sql, (state,) if state else ())
+            return [JobRow(**{c: r[c] for c in _JOB_COLUMNS}) for r in rows]
+
+        return await self._read(run)
 
     # --- files and batches -----------------------------------------------------------------
-    def put_file(self, f: FileRow) -> None:
-        self._write_sync(
+    async def put_file(self, f: FileRow) -> None:
+        await self._execute(
             "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
         )
 
-    def get_file(self, file_id: str) -> FileRow | None:
-        r = self._reader().execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
-        if r is None:
-            return None
-        return FileRow(
-            r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
-            bytes(r["content"]),
-        )  # fmt: skip
+    async def get_file(self, file_id: str) -> FileRow | None:
+        def run(conn: sqlite3.Connection) -> FileRow | None:
+            r = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+            if r is None:
+                return None
+            return FileRow(
+                r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
+                bytes(r["content"]),
+            )  # fmt: skip
 
-    def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
-        self._write_sync(
+        return await self._read(run)
+
+    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
+        await self._execute(
             "INSERT OR REPLACE INTO batches (id, tenant, created, body) VALUES (?, ?, ?, ?)",
             (batch_id, tenant, created, body),
         )
 
-    def get_batch(self, batch_id: str) -> tuple[str, str] | None:
-        r = (
-            self._reader()
-            .execute("SELECT tenant, body FROM batches WHERE id = ?", (batch_id,))
-            .fetchone()
-        )
-        return (r[0], r[1]) if r is not None else None
+    async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
+        def run(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            r = conn.execute(
+                "SELECT tenant, body FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
+            return (r[0], r[1]) if r is not None else None
 
-    def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
-        rows = self._reader().execute(
-            "SELECT id, tenant, created, body FROM batches ORDER BY created DESC LIMIT ?", (limit,)
-        )
-        return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
+        return await self._read(run)
 
-    def cancel_job(self, job_id: str) -> bool:
+    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str, float, str]]:
+            rows = conn.execute(
+                "SELECT id, tenant, created, body FROM batches ORDER BY created DESC LIMIT ?",
+                (limit,),
+            )
+            return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
+
+        return await self._read(run)
+
+    async def cancel_job(self, job_id: str) -> bool:
         sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"
-        return bool(self._call_sync(lambda conn: conn.execute(sql, (job_id,)).rowcount == 1))
+        return bool(await self._call(lambda conn: conn.execute(sql, (job_id,)).rowcount == 1))
 
     # --- creativity buffer -----------------------------------------------------------------
-    def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
+    async def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
         def note(conn: sqlite3.Connection) -> int:
             conn.execute(
                 "INSERT OR REPLACE INTO novel_asks (exact, asker, request, ts) VALUES (?, ?, ?, ?)",
@@ -709,19 +777,18 @@ class SQLiteStore(Store):
             r = conn.execute("SELECT COUNT(*) FROM novel_asks WHERE exact = ?", (exact,))
             return int(r.fetchone()[0])
 
-        return int(self._call_sync(note))
+        return int(await self._call(note))
 
-    def novel_request(self, exact: str) -> str | None:
-        r = (
-            self._reader()
-            .execute(
+    async def novel_request(self, exact: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            r = conn.execute(
                 "SELECT request FROM novel_asks WHERE exact = ? ORDER BY ts DESC LIMIT 1", (exact,)
-            )
-            .fetchone()
-        )
-        return str(r[0]) if r is not None else None
+            ).fetchone()
+            return str(r[0]) if r is not None else None
 
-    def add_variants(self, variants: list[VariantRow]) -> None:
+        return await self._read(run)
+
+    async def add_variants(self, variants: list[VariantRow]) -> None:
         def add(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO variants (exact, answer, finish_reason, prompt_tokens, "
@@ -733,9 +800,9 @@ class SQLiteStore(Store):
                 ],
             )  # fmt: skip
 
-        self._call_sync(add)
+        await self._call(add)
 
-    def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
+    async def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
         def take(conn: sqlite3.Connection) -> VariantRow | None:
             r = conn.execute(
                 "SELECT * FROM variants v WHERE exact = ? AND NOT EXISTS (SELECT 1 FROM "
@@ -755,43 +822,50 @@ class SQLiteStore(Store):
                 r["completion_tokens"], r["cost_wh"], r["cost_gco2"], r["created"],
             )  # fmt: skip
 
-        row: VariantRow | None = self._call_sync(take)
-        return row
+        return await self._call(take)
 
-    def variant_count(self, exact: str) -> int:
-        r = self._reader().execute("SELECT COUNT(*) FROM variants WHERE exact = ?", (exact,))
-        return int(r.fetchone()[0])
+    async def variant_count(self, exact: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COUNT(*) FROM variants WHERE exact = ?", (exact,))
+            return int(r.fetchone()[0])
 
-    def unused_variants(self, exact: str) -> int:
-        r = self._reader().execute(
-            "SELECT COUNT(*) FROM variants v WHERE exact = ? AND NOT EXISTS "
-            "(SELECT 1 FROM variant_serves s WHERE s.variant = v.id)",
-            (exact,),
-        )
-        return int(r.fetchone()[0])
+        return await self._read(run)
 
-    def novel_used(self, tenant: str, since: float) -> int:
-        r = self._reader().execute(
-            "SELECT COUNT(*) FROM ledger WHERE tenant = ? AND ts >= ? AND "
-            "json_extract(extra, '$.novel') = 1 AND outcome = 'ok'",
-            (tenant, since),
-        )
-        return int(r.fetchone()[0])
+    async def unused_variants(self, exact: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COUNT(*) FROM variants v WHERE exact = ? AND NOT EXISTS "
+                "(SELECT 1 FROM variant_serves s WHERE s.variant = v.id)",
+                (exact,),
+            )
+            return int(r.fetchone()[0])
 
-    def tokens_used(self, tenant: str, since: float) -> int:
-        r = (
-            self._reader()
-            .execute(
+        return await self._read(run)
+
+    async def novel_used(self, tenant: str, since: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COUNT(*) FROM ledger WHERE tenant = ? AND ts >= ? AND "
+                "json_extract(extra, '$.novel') = 1 AND outcome = 'ok'",
+                (tenant, since),
+            )
+            return int(r.fetchone()[0])
+
+        return await self._read(run)
+
+    async def tokens_used(self, tenant: str, since: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
                 "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM ledger "
                 "WHERE tenant = ? AND ts >= ? AND COALESCE(reuse, '') NOT LIKE 'hit%'",
                 (tenant, since),
-            )
-            .fetchone()
-        )
-        return int(r[0])
+            ).fetchone()
+            return int(r[0])
+
+        return await self._read(run)
 
     # --- keys ----------------------------------------------------------------------------
-    def create_key(
+    async def create_key(
         self,
         tenant: str,
         admin: bool = False,
@@ -802,7 +876,7 @@ class SQLiteStore(Store):
         secret = f"{_KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(32)}"
         salt = secrets.token_bytes(16)
         created = time.time()
-        self._write_sync(
+        await self._execute(
             "INSERT INTO api_keys (id, tenant, admin, created, revoked, rpm, daily_tokens, "
             "salt, hash) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
             (
@@ -849,7 +923,7 @@ class SQLiteStore(Store):
         self._has_keys = bool(keys)
         self._keys_fingerprint = fingerprint
 
-    def verify_key(self, secret: str) -> ApiKey | None:
+    async def verify_key(self, secret: str) -> ApiKey | None:
         parts = secret.split("-", 2)
         if len(parts) != 3 or parts[0] != _KEY_PREFIX:
             return None
@@ -862,18 +936,18 @@ class SQLiteStore(Store):
             return None
         return key
 
-    def list_keys(self) -> list[ApiKey]:
+    async def list_keys(self) -> list[ApiKey]:
         self._refresh_keys(force=True)
         return sorted((k for k, _, _ in self._keys.values()), key=lambda k: k.created)
 
-    def revoke_key(self, key_id: str) -> bool:
+    async def revoke_key(self, key_id: str) -> bool:
         self._refresh_keys(force=True)
         if key_id not in self._keys:
             return False
-        self._write_sync("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
+        await self._execute("UPDATE api_keys SET revoked = 1 WHERE id = ?", (key_id,))
         self._refresh_keys(force=True)
         return True
 
-    def has_keys(self) -> bool:
+    async def has_keys(self) -> bool:
         self._refresh_keys()
         return self._has_keys

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -33,8 +32,8 @@ async def upload_file(
     if len(content) > MAX_FILE_BYTES:
         raise InvalidRequestError("files are limited to 200 MiB", param="file")
     gw = gateway_of(request)
-    f = await asyncio.to_thread(
-        serving.new_file, gw, ctx.tenant.name, purpose, file.filename or "upload.jsonl", content
+    f = await serving.new_file(
+        gw, ctx.tenant.name, purpose, file.filename or "upload.jsonl", content
     )
     return serving.file_object(f)
 
@@ -43,7 +42,7 @@ async def upload_file(
 async def get_file(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    f = await asyncio.to_thread(serving.owned_file, gateway_of(request), ctx, file_id)
+    f = await serving.owned_file(gateway_of(request), ctx, file_id)
     return serving.file_object(f)
 
 
@@ -51,7 +50,7 @@ async def get_file(
 async def file_content(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> Response:
-    f = await asyncio.to_thread(serving.owned_file, gateway_of(request), ctx, file_id)
+    f = await serving.owned_file(gateway_of(request), ctx, file_id)
     return Response(f.content, media_type="application/jsonl")
 
 
@@ -69,8 +68,7 @@ async def create_batch(
 ) -> dict[str, Any]:
     """Queue a batch; it runs in the forecast-cleanest hours of its completion window."""
     gw = gateway_of(request)
-    batch = await asyncio.to_thread(
-        serving.create_batch,
+    batch = await serving.create_batch(
         gw,
         ctx,
         input_file_id=body.input_file_id,
@@ -89,7 +87,7 @@ async def create_batch(
 async def get_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    _, batch = await asyncio.to_thread(serving.get_batch, gateway_of(request), ctx, batch_id)
+    _, batch = await serving.get_batch(gateway_of(request), ctx, batch_id)
     return batch
 
 
@@ -97,4 +95,4 @@ async def get_batch(
 async def cancel_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    return await asyncio.to_thread(serving.cancel_batch, gateway_of(request), ctx, batch_id)
+    return await serving.cancel_batch(gateway_of(request), ctx, batch_id)

@@ -11,6 +11,7 @@ the same energy been used when the batch was submitted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -51,7 +52,9 @@ def file_object(f: FileRow) -> dict[str, Any]:
     }
 
 
-def new_file(gw: Gateway, tenant: str, purpose: str, filename: str, content: bytes) -> FileRow:
+async def new_file(
+    gw: Gateway, tenant: str, purpose: str, filename: str, content: bytes
+) -> FileRow:
     f = FileRow(
         id="file-" + uuid.uuid4().hex[:24],
         tenant=tenant,
@@ -61,12 +64,12 @@ def new_file(gw: Gateway, tenant: str, purpose: str, filename: str, content: byt
         created=gw.clock.time(),
         content=content,
     )
-    gw.store.put_file(f)
+    await gw.store.put_file(f)
     return f
 
 
-def owned_file(gw: Gateway, ctx: RequestContext, file_id: str) -> FileRow:
-    f = gw.store.get_file(file_id)
+async def owned_file(gw: Gateway, ctx: RequestContext, file_id: str) -> FileRow:
+    f = await gw.store.get_file(file_id)
     if f is None or (f.tenant != ctx.tenant.name and not ctx.tenant.admin):
         raise NotFoundError(f"No such File object: {file_id}", param="file_id")
     return f
@@ -116,7 +119,7 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def create_batch(
+async def create_batch(
     gw: Gateway,
     ctx: RequestContext,
     *,
@@ -136,19 +139,21 @@ def create_batch(
             "completion_window must be whole hours between 1h and 168h, e.g. '24h'",
             param="completion_window",
         )
-    f = owned_file(gw, ctx, input_file_id)
+    f = await owned_file(gw, ctx, input_file_id)
     if f.purpose != "batch":
         raise _bad_input("the input file's purpose must be 'batch'")
-    lines = parse_lines(f.content, endpoint)
+    lines = await asyncio.to_thread(parse_lines, f.content, endpoint)  # up to 200 MiB
     now = gw.clock.time()
     window_s = int(m.group(1)) * 3600.0
     duration_s = min(window_s, max(60.0, len(lines) * request_s))
     batch_id = "batch_" + uuid.uuid4().hex[:24]
     if gw.jobs is None:  # pragma: no cover - assembly always builds a queue
         raise BoundgateError("batches need a job queue")
-    planned = gw.jobs.plan("batch", window_s, duration_s)
+    planned = await asyncio.to_thread(gw.jobs.plan, "batch", window_s, duration_s)
     job_id = new_job_id()
-    intensity = gw.carbon.intensity(gw.grid_zone, datetime.fromtimestamp(now, tz=UTC))
+    intensity = await asyncio.to_thread(
+        gw.carbon.intensity, gw.grid_zone, datetime.fromtimestamp(now, tz=UTC)
+    )
     batch: dict[str, Any] = {
         "id": batch_id,
         "object": "batch",
@@ -185,46 +190,48 @@ def create_batch(
             "reuse_avoided_wh": 0.0,
         },
     }
-    gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch))
+    await gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch))
     # queued only once the batch it runs exists
-    gw.jobs.submit("batch", {"batch": batch_id}, job_id=job_id, planned=planned)
+    await gw.jobs.submit("batch", {"batch": batch_id}, job_id=job_id, planned=planned)
     return batch
 
 
-def get_batch(gw: Gateway, ctx: RequestContext | None, batch_id: str) -> tuple[str, dict[str, Any]]:
-    row = gw.store.get_batch(batch_id)
+async def get_batch(
+    gw: Gateway, ctx: RequestContext | None, batch_id: str
+) -> tuple[str, dict[str, Any]]:
+    row = await gw.store.get_batch(batch_id)
     if row is None or (ctx is not None and row[0] != ctx.tenant.name and not ctx.tenant.admin):
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
     return row[0], json.loads(row[1])
 
 
-def save(gw: Gateway, tenant: str, batch: dict[str, Any]) -> None:
-    gw.store.put_batch(batch["id"], tenant, float(batch["created_at"]), json.dumps(batch))
+async def save(gw: Gateway, tenant: str, batch: dict[str, Any]) -> None:
+    await gw.store.put_batch(batch["id"], tenant, float(batch["created_at"]), json.dumps(batch))
 
 
-def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[str, Any]:
-    tenant, batch = get_batch(gw, ctx, batch_id)
+async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[str, Any]:
+    tenant, batch = await get_batch(gw, ctx, batch_id)
     if batch["status"] in TERMINAL:
         raise InvalidRequestError(
             f"batch {batch_id} is {batch['status']}; it cannot be cancelled", param="batch_id"
         )
     now = int(gw.clock.time())
-    if gw.store.cancel_job(batch["boundgate"]["job_id"]):  # not started: cancelled at once
+    if await gw.store.cancel_job(batch["boundgate"]["job_id"]):  # not started: cancelled at once
         batch.update(status="cancelled", cancelling_at=now, cancelled_at=now)
         batch["boundgate"]["state"] = "cancelled"
     else:  # running: the runner stops before its next line
         batch.update(status="cancelling", cancelling_at=now)
-    save(gw, tenant, batch)
+    await save(gw, tenant, batch)
     return batch
 
 
-def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
+async def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
     """The tenant a batch's lines run as: the key that created it, with that key's current
     limits (requests per minute, daily tokens); None when that key has been revoked. A batch
     created without a key (open mode) runs as its tenant with the default limits."""
     if key_id is None:
         return Tenant(name=tenant)
-    for key in gw.store.list_keys():
+    for key in await gw.store.list_keys():
         if key.id == key_id:
             return None if key.revoked else Tenant.of_key(key)
     return None
@@ -240,10 +247,8 @@ async def _serve_paced(
     waits for the window to free up (a batch is deferrable; at most ``MAX_LINE_WAIT_S`` per
     wait); over the daily token budget it fails with the 429 error, as an interactive request
     would."""
-    import asyncio
-
     for _ in range(100):
-        wait = gw.limiter.rpm_wait_s(ctx.tenant)
+        wait = await gw.limiter.rpm_wait_s(ctx.tenant)
         if wait <= 0:
             break
         await asyncio.sleep(min(wait, MAX_LINE_WAIT_S))
@@ -253,31 +258,29 @@ async def _serve_paced(
 
 async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     """Job handler: run every line through the gateway; write output and error files."""
-    import asyncio
-
     batch_id = str(payload["batch"])
-    tenant, batch = await asyncio.to_thread(get_batch, gw, None, batch_id)
+    tenant, batch = await get_batch(gw, None, batch_id)
     if batch["status"] in TERMINAL:
         return {"skipped": batch["status"]}
-    infile = await asyncio.to_thread(gw.store.get_file, batch["input_file_id"])
+    infile = await gw.store.get_file(batch["input_file_id"])
     if infile is None:
         batch.update(status="failed", failed_at=int(gw.clock.time()))
         batch["errors"] = {"object": "list", "data": [{"code": "missing_file"}]}
-        await asyncio.to_thread(save, gw, tenant, batch)
+        await save(gw, tenant, batch)
         return {"failed": "input file missing"}
     endpoint = batch["endpoint"]
     lines = parse_lines(infile.content, endpoint)
     started = gw.clock.time()
     bg = batch["boundgate"]
     bg.update(state="running", started_at=_iso(started))
-    await asyncio.to_thread(save, gw, tenant, batch)
+    await save(gw, tenant, batch)
     outputs: list[str] = []
     errors: list[str] = []
     energy = carbon = avoided = 0.0
     cancelled = False
-    owner = await asyncio.to_thread(batch_owner, gw, tenant, bg.get("key_id"))
+    owner = await batch_owner(gw, tenant, bg.get("key_id"))
     for item in lines:
-        _, current = await asyncio.to_thread(get_batch, gw, None, batch_id)
+        _, current = await get_batch(gw, None, batch_id)
         if current["status"] == "cancelling":
             cancelled = True
             break
@@ -322,8 +325,8 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     now = gw.clock.time()
     for kind, records in (("output", outputs), ("error", errors)):
         if records:
-            f = await asyncio.to_thread(
-                new_file, gw, tenant, "batch_output", f"{batch_id}_{kind}.jsonl",
+            f = await new_file(
+                gw, tenant, "batch_output", f"{batch_id}_{kind}.jsonl",
                 ("\n".join(records) + "\n").encode(),
             )  # fmt: skip
             batch[f"{kind}_file_id"] = f.id
@@ -341,7 +344,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         batch.update(status="cancelled", cancelled_at=int(now))
     else:
         batch.update(status="completed", finalizing_at=int(now), completed_at=int(now))
-    await asyncio.to_thread(save, gw, tenant, batch)
+    await save(gw, tenant, batch)
     return {"completed": len(outputs), "failed": len(errors), "cancelled": cancelled}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
@@ -34,7 +33,7 @@ async def feedback(
     gw = gateway_of(request)
     if gw.reuse is None:
         raise NotFoundError("reuse is disabled on this gateway", code=ErrorCode.REUSE_DISABLED)
-    row = await asyncio.to_thread(gw.store.get_row, body.request_id)
+    row = await gw.store.get_row(body.request_id)
     status = await gw.reuse.feedback(row, body.correct, ctx.tenant.name, ctx.tenant.admin)
     return {"object": "boundgate.feedback", "request_id": body.request_id, "status": status}
 
@@ -80,7 +79,7 @@ async def list_documents(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     """Bound documents (your tenant's; all for admins), newest first."""
-    rows = await asyncio.to_thread(gateway_of(request).store.documents, state, None)
+    rows = await gateway_of(request).store.documents(state, None)
     data = [_doc_summary(r) for r in rows if _visible(r, ctx)][:limit]
     return {"object": "list", "data": data}
 
@@ -90,7 +89,7 @@ async def get_document(
     doc_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> Response:
     """The signed JSON-LD document itself (what `boundgate docs verify FILE` accepts)."""
-    row = await asyncio.to_thread(gateway_of(request).store.get_document, doc_id)
+    row = await gateway_of(request).store.get_document(doc_id)
     if row is None or not _visible(row, ctx):
         raise NotFoundError(f"no document {doc_id!r}", param="doc_id")
     return Response(

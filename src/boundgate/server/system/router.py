@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -79,8 +80,11 @@ async def metrics(request: Request) -> Response:
                 "/metrics needs the bearer token named by server.metrics_token_env",
                 code=ErrorCode.INVALID_METRICS_TOKEN,
             )
+    gw = gateway_of(request)
+    with contextlib.suppress(Exception):  # store not open yet (start-up): gauges report 0
+        await gw.refresh_state_counts()
     return Response(
-        gateway_of(request).metrics.render(),
+        gw.metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )
 
@@ -92,7 +96,7 @@ async def report(
     since: Annotated[float | None, Query(description="unix seconds")] = None,
 ) -> dict[str, Any]:
     """Totals per tenant and model (admin)."""
-    rows = gateway_of(request).store.report(since)
+    rows = await gateway_of(request).store.report(since)
     return {"object": "list", "data": [asdict(r) for r in rows]}
 
 
@@ -104,5 +108,5 @@ async def ledger(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     """Ledger rows, newest first (admin)."""
-    rows = gateway_of(request).store.ledger(since, limit)
+    rows = await gateway_of(request).store.ledger(since, limit)
     return {"object": "list", "data": [asdict(r) for r in rows]}

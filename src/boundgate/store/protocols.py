@@ -1,0 +1,319 @@
+"""The storage seam: one small async protocol per aggregate, and :class:`Store`, their union.
+
+SQLite (``sqlite.py``) is the only store today; a shared PostgreSQL store implements the same
+protocols, and ``tests/test_store_contract.py`` is the suite every implementation must pass.
+Callers only ``await``: a store that blocks (SQLite) does its own thread hop, so no caller
+wraps a store call in ``asyncio.to_thread``.
+
+Conventions for every method: times are unix seconds (float), energy Wh, carbon gCO2e,
+latencies milliseconds. "Newest first" orders by the row's time, then by insertion for ties.
+Every write raises ``RuntimeError`` when called before :meth:`Store.open` or after
+:meth:`Store.close` (reads need an opened store too; what they do otherwise is not part of
+the contract); a write the database rejects (a duplicate id, a value it cannot encode)
+raises the implementation's own error (``sqlite3.Error``, ``UnicodeEncodeError``,
+``OverflowError`` for SQLite) and changes nothing. Not found is ``None`` or ``False``, never an
+exception.
+
+Durability contract: a write returns only after it is committed, so a response is never sent
+for a request whose ledger row (:meth:`LedgerStore.record`) could still be lost to a process
+crash (``kill -9``). Writes may be funnelled through one writer; reads may run concurrently.
+The methods documented as atomic must stay correct with several gateway processes sharing one
+database (row locks or one write transaction, never read-then-write from the caller).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .rows import (
+    ApiKey,
+    DocumentRow,
+    FileRow,
+    JobRow,
+    LedgerQuery,
+    LedgerRow,
+    NewKey,
+    ObservationRow,
+    PeriodRow,
+    ReportRow,
+    StoredEntry,
+    VariantRow,
+)
+
+
+class LedgerStore(Protocol):
+    """The ledger: one row per request, append-only (a row written again under the same id
+    replaces it)."""
+
+    async def record(self, row: LedgerRow) -> None:
+        """Append ``row`` (or replace the row with its id); returns once it is committed."""
+
+    async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
+        """Rows with ``ts >= since`` (None: all), newest first, at most ``limit`` (None: all)."""
+
+    async def get_row(self, request_id: str) -> LedgerRow | None:
+        """The row of request ``request_id``; None if there is none."""
+
+    async def query_ledger(
+        self, q: LedgerQuery, limit: int = 100, offset: int = 0
+    ) -> list[LedgerRow]:
+        """Rows matching every filter of ``q`` (``reuse="none"``: rows without a reuse
+        outcome), newest first; ``offset`` rows skipped, at most ``limit`` returned."""
+
+    async def ledger_facets(self, since: float | None = None) -> dict[str, list[str]]:
+        """``{"tenant": [...], "model": [...]}``: the distinct non-null values seen since
+        ``since`` (None: ever), each list sorted (for filter menus)."""
+
+    async def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
+        """``(model, reused, latency_ms)`` of requests since ``since`` with a status below 400,
+        newest first, at most ``limit``. ``model`` is "" where unknown; ``reused`` is True for
+        answers served from stored answers (hit-exact, hit-semantic, stale)."""
+
+    async def report(self, since: float | None = None) -> list[ReportRow]:
+        """Totals per (tenant, model) since ``since`` (None: ever), sorted by tenant then
+        model; ``model`` is "" where unknown, ``avg_latency_ms`` in milliseconds."""
+
+    async def report_by_period(self, since: float, period_s: int = 86400) -> list[PeriodRow]:
+        """Totals per period of ``period_s`` seconds (aligned to the epoch, so UTC hours or
+        days) and tenant, oldest first, then by tenant. A batch's shifting saving counts in the
+        period it finished in; its lines' own energy and carbon count when they ran. Raises
+        ``ValueError`` if ``period_s`` is not positive."""
+
+
+class KeyStore(Protocol):
+    """API keys and the per-tenant budgets they carry (daily tokens, daily fresh creative
+    generations), which are read from the ledger."""
+
+    async def create_key(
+        self,
+        tenant: str,
+        admin: bool = False,
+        rpm: int | None = None,
+        daily_tokens: int | None = None,
+    ) -> NewKey:
+        """A new key for ``tenant``; the secret is returned once and only its salted hash is
+        stored. ``rpm`` and ``daily_tokens``: per-key limits (None: the settings' default)."""
+
+    async def verify_key(self, secret: str) -> ApiKey | None:
+        """The key whose secret is ``secret``; None if the string is malformed, unknown or
+        revoked. Compares in constant time; sees keys created or revoked by other processes.
+        This is on every request's path: implementations keep it cheap (a cache validated by
+        a tiny query)."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+
+    async def revoke_key(self, key_id: str) -> bool:
+        """Revoke key ``key_id`` (for good); False if there is no such key."""
+
+    async def has_keys(self) -> bool:
+        """True once any key was created, revoked ones included (else: open local mode).
+
+        Revoking the last key must not silently reopen the gateway to everyone.
+        """
+
+    async def tokens_used(self, tenant: str, since: float) -> int:
+        """Prompt plus completion tokens ``tenant`` spent since ``since`` (daily budgets);
+        requests answered from stored answers (reuse ``hit-*``) count 0. Reads committed
+        ledger rows, so a row returned by :meth:`LedgerStore.record` counts at once."""
+
+    async def novel_used(self, tenant: str, since: float) -> int:
+        """Fresh above-dial (creative) generations ``tenant`` had since ``since``: ledger rows
+        with outcome ok and ``extra["novel"]`` true (the novelty budget)."""
+
+
+class AnswerStore(Protocol):
+    """Stored answers the reuse layer serves, their question variants and their askers (the
+    registry of who asked for an answer, used when binding it into a document)."""
+
+    async def put_entry(self, entry: StoredEntry) -> None:
+        """Store an answer; returns once committed. An entry whose ``key`` exists is ignored
+        (the first write wins)."""
+
+    async def entries(self, embedder: str) -> list[StoredEntry]:
+        """Every stored entry embedded by ``embedder``, revoked ones included, by key (the
+        start-up index rebuild)."""
+
+    async def get_entry(self, key: int) -> StoredEntry | None:
+        """The entry with integer key ``key``; None if there is none."""
+
+    async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
+        """The entry with public id ``public_id``; None if there is none."""
+
+    async def max_entry_key(self) -> int:
+        """The largest entry key ever stored and still present; 0 with no entries."""
+
+    async def note_hit(self, key: int, ts: float) -> None:
+        """Count one more hit on entry ``key`` and set its ``last_hit`` to ``ts`` (atomic
+        increment: concurrent hits all count). No entry: nothing happens."""
+
+    async def delete_entries(self, keys: list[int]) -> None:
+        """Delete the entries ``keys`` and their question variants; unknown keys are
+        skipped."""
+
+    async def set_entry_document(
+        self, entry: int, doc_id: str | None, revoked: bool = False
+    ) -> None:
+        """Point entry ``entry`` at its bound document (None: unbound) and set its revoked
+        flag. No entry: nothing happens."""
+
+    async def add_question_variant(self, entry: int, exact: str, query: str, ts: float) -> None:
+        """Record that the question with exact hash ``exact`` is answered by ``entry``
+        (replaces an earlier variant of the same hash)."""
+
+    async def question_variants(self) -> list[tuple[str, int]]:
+        """``(exact hash, entry key)`` of every recorded question variant, oldest first."""
+
+    async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
+        """Record that ``asker`` asked for ``entry`` with the words ``query``; returns the
+        number of distinct askers of ``entry`` so far, this one included (atomic: two askers
+        recorded at once see 1 and 2, never 1 and 1). The same asker again counts once."""
+
+    async def asker_count(self, entry: int) -> int:
+        """Distinct askers of ``entry`` (0 if none)."""
+
+    async def variants(self, entry: int) -> list[str]:
+        """The distinct question texts the askers of ``entry`` used, sorted."""
+
+
+class DocumentStore(Protocol):
+    """Bound JSON-LD documents and their lifecycle (active, stale, superseded, revoked)."""
+
+    async def put_document(self, doc: DocumentRow) -> None:
+        """Insert a document. A new version marks the one it supersedes as superseded in
+        the same transaction: no reader ever sees the new version and an old one that is
+        still current. Raises the implementation's integrity error if the id exists."""
+
+    async def get_document(self, doc_id: str) -> DocumentRow | None:
+        """The document ``doc_id``; None if there is none."""
+
+    async def documents(
+        self, state: str | None = None, limit: int | None = None
+    ) -> list[DocumentRow]:
+        """Documents in ``state`` (None: any), newest ``created`` first, at most ``limit``."""
+
+    async def set_document_state(
+        self, doc_id: str, state: str, superseded_by: str | None = None
+    ) -> None:
+        """Set a document's state (and ``superseded_by``, when given). No document: nothing
+        happens."""
+
+    async def document_counts(self) -> dict[str, int]:
+        """Documents per state (states with none are absent), for metrics."""
+
+
+class LabelStore(Protocol):
+    """The verifier's labels: observed (similarity, correct) pairs and the history of
+    semantic lookups, which the δ-bounded threshold is computed from."""
+
+    async def add_observation(self, obs: ObservationRow) -> None:
+        """Append one label; returns once committed."""
+
+    async def observations(self) -> list[ObservationRow]:
+        """Every label, in the order they were added."""
+
+    async def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
+        """Best-candidate ``(similarity, density, pair score)`` of every semantic lookup in the
+        ledger (ledger rows with ``extra["semantic_lookup"]`` true): similarity None where
+        there was no candidate; density 0 and pair score None where not recorded."""
+
+
+class JobStore(Protocol):
+    """The persistent job queue: deferrable work with a start window, leased to runners."""
+
+    async def put_job(self, job: JobRow) -> bool:
+        """Queue ``job``; False (and nothing written) if a job with its id or its dedupe key
+        exists already (atomic: of concurrent puts with one dedupe key exactly one wins)."""
+
+    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+        """Lease the due job with the earliest ``not_before`` (pending with ``not_before <=
+        now``, or running with a lease that expired before ``now``) to ``owner`` until ``now +
+        lease_s``: it becomes running, its attempts grow by one, and the returned row shows
+        that. None if no job is due. Atomic: concurrent claims never get the same job."""
+
+    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+        """Set a running job leased to ``owner`` to ``state`` (done, failed, or pending to
+        retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
+        the lease is someone else's (so only the lease holder's first call counts)."""
+
+    async def reschedule_job(self, job_id: str, not_before: float) -> bool:
+        """Move a pending job's earliest start (re-planning); False if it is not pending."""
+
+    async def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job that has not started; False if it is running, finished or unknown."""
+
+    async def jobs(self, state: str | None = None) -> list[JobRow]:
+        """Jobs in ``state`` (None: any), oldest ``created`` first."""
+
+    async def job_counts(self) -> dict[str, int]:
+        """Jobs per state (states with none are absent), for metrics."""
+
+
+class FileStore(Protocol):
+    """Uploaded files and batches (the OpenAI files and batches APIs)."""
+
+    async def put_file(self, f: FileRow) -> None:
+        """Store an uploaded file. Raises the implementation's integrity error if the id
+        exists."""
+
+    async def get_file(self, file_id: str) -> FileRow | None:
+        """The file ``file_id``, content included; None if there is none."""
+
+    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
+        """Insert or replace a batch's JSON object ``body``."""
+
+    async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
+        """``(tenant, JSON body)`` of batch ``batch_id``; None if there is none."""
+
+    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+        """``(id, tenant, created, JSON body)`` of the newest ``limit`` batches, newest
+        first."""
+
+
+class CreativityStore(Protocol):
+    """The creativity buffer: creative (above-dial) asks and pre-generated variants of them,
+    each served at most once to any one asker."""
+
+    async def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
+        """Record a creative ask of prompt ``exact`` by ``asker`` with its request JSON;
+        returns the distinct askers of that prompt so far, this one included (atomic)."""
+
+    async def novel_request(self, exact: str) -> str | None:
+        """The latest recorded request (JSON) for prompt ``exact``; None if never asked."""
+
+    async def add_variants(self, variants: list[VariantRow]) -> None:
+        """Store pre-generated variants (their ``id`` is ignored: the store assigns one)."""
+
+    async def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
+        """A variant of ``exact`` not yet served to ``asker``, the least served one first,
+        marked as served to them at ``ts``; None if there is none left. Atomic: concurrent
+        takes by one asker never get the same variant twice, and a variant never served is
+        never handed to two askers while another unserved one is left."""
+
+    async def variant_count(self, exact: str) -> int:
+        """Variants stored for ``exact``."""
+
+    async def unused_variants(self, exact: str) -> int:
+        """Variants of ``exact`` nobody has been served yet."""
+
+
+class Store(
+    LedgerStore,
+    KeyStore,
+    AnswerStore,
+    DocumentStore,
+    LabelStore,
+    JobStore,
+    FileStore,
+    CreativityStore,
+    Protocol,
+):
+    """Every aggregate in one store, with a lifecycle. ``open`` and ``close`` are blocking:
+    they run once at start-up and shutdown (and in the CLI), outside any request."""
+
+    def open(self) -> None:
+        """Create or migrate the schema and start whatever the store needs (connections, a
+        writer); idempotent."""
+
+    def close(self) -> None:
+        """Flush pending writes and release connections; the store may be opened again."""

@@ -1,0 +1,200 @@
+"""The rows the store protocols (``protocols.py``) take and return: plain dataclasses, the
+same for every store implementation. Times are unix seconds, energy Wh, carbon gCO2e."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LedgerRow:
+    """One request, whatever happened to it (errors and cancellations included)."""
+
+    id: str  # request id, also sent as x-request-id
+    ts: float  # unix seconds when the request arrived
+    tenant: str
+    endpoint: str  # "/v1/chat/completions", "/v1/completions", ...
+    model: str | None = None
+    backend: str | None = None  # "llama_cpp" | "openai" | "fake"
+    key_id: str | None = None
+    user: str | None = None  # the request's `user` field
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    outcome: str = "ok"  # ok | error | cancelled (reuse adds hit/miss/bypass later)
+    status: int = 200
+    error_code: str | None = None
+    latency_ms: float = 0.0
+    wh: float = 0.0
+    wh_low: float = 0.0
+    wh_high: float = 0.0
+    method: str = "estimate"
+    gco2: float = 0.0
+    grid_zone: str | None = None
+    gco2_per_kwh: float | None = None
+    reuse: str | None = None  # hit-exact | hit-semantic | miss | bypass | stale (None: n/a)
+    document_id: str | None = None  # entry/document served, or stored on a miss
+    similarity: float | None = None  # best candidate's cosine similarity, when there was one
+    avoided_wh: float = 0.0  # measured cost of the original computation, on hits
+    avoided_gco2: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)  # JSON column for later fields
+
+
+@dataclass
+class StoredEntry:
+    """A stored answer the reuse layer may serve (see ``reuse/``)."""
+
+    key: int  # integer id (ANN label)
+    id: str  # public id, sent as x-boundgate-document
+    scope: str
+    exact: str
+    query: str
+    answer: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    model_version: str
+    tenant: str
+    created: float
+    cost_wh: float
+    cost_gco2: float
+    vector: bytes
+    embedder: str
+    scope_doc: str  # canonical JSON of the scope (minus tenant)
+    hits: int = 0
+    last_hit: float | None = None
+    request: str | None = None  # the generation request as JSON (to recompute on rebind)
+    document_id: str | None = None  # the bound document, once bound
+    revoked: bool = False
+    cost_method: str = "estimate"  # how cost_wh was measured (rapl, nvml or estimate)
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: str  # short id, doc_…
+    entry: int | None
+    tenant: str
+    model: str
+    model_version: str
+    state: str  # active | stale | superseded | revoked
+    supersedes: str | None
+    superseded_by: str | None
+    created: float
+    body: str  # the signed JSON-LD document, canonical JSON
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    id: int
+    exact: str  # the creative prompt's exact key
+    answer: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_wh: float
+    cost_gco2: float
+    created: float
+
+
+@dataclass(frozen=True)
+class FileRow:
+    id: str
+    tenant: str
+    purpose: str
+    filename: str
+    size: int  # bytes
+    created: float
+    content: bytes
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: str
+    kind: str
+    payload: str  # JSON
+    state: str  # pending | running | done | failed | cancelled
+    created: float
+    not_before: float
+    deadline: float
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    result: str | None = None
+    dedupe: str | None = None  # at most one job per dedupe key
+
+
+@dataclass(frozen=True)
+class ObservationRow:
+    ts: float
+    entry: int | None
+    similarity: float
+    correct: bool
+    source: str
+    request_id: str | None = None
+    density: float = 0.0  # the pair's local density, for scorers that use it
+    pair_score: float | None = None  # the pair model's score (None: not scored)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str  # public id, part of the key string
+    tenant: str
+    admin: bool
+    created: float
+    revoked: bool
+    rpm: int | None = None  # per-tenant overrides; None = settings default
+    daily_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # the full key string, shown once, never stored
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    tenant: str
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    wh: float
+    wh_low: float
+    wh_high: float
+    gco2: float
+    avg_latency_ms: float
+    reused: int = 0  # requests answered from stored answers
+    avoided_wh: float = 0.0  # generation energy those reuses did not spend
+    avoided_gco2: float = 0.0
+
+
+@dataclass(frozen=True)
+class LedgerQuery:
+    """Filters for browsing the ledger; None means any."""
+
+    since: float | None = None
+    until: float | None = None  # exclusive
+    tenant: str | None = None
+    model: str | None = None
+    outcome: str | None = None  # ok | error | cancelled
+    reuse: str | None = None  # hit-exact | hit-semantic | stale | miss | bypass | none
+
+
+@dataclass(frozen=True)
+class PeriodRow:
+    """One tenant's totals over one period (an hour or a UTC day) of the ledger and batches."""
+
+    start: float  # unix seconds where the period begins (a multiple of its length)
+    tenant: str
+    requests: int = 0
+    errors: int = 0
+    reused: int = 0  # requests answered from stored answers
+    wh: float = 0.0  # energy spent (central estimate)
+    gco2: float = 0.0
+    avoided_wh: float = 0.0  # generation energy the reuses did not spend
+    avoided_gco2: float = 0.0
+    batches: int = 0  # batches that finished (or were cancelled mid-run) in the period
+    shifting_saved_gco2: float = 0.0  # those batches' run-at-submission carbon minus actual

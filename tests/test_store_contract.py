@@ -1,0 +1,705 @@
+"""The store contract: what every implementation of ``boundgate.store.Store`` must do.
+
+Each test runs against every implementation in ``IMPLEMENTATIONS`` (today SQLite; the
+PostgreSQL store becomes one more entry), each time on a fresh, empty store. Tests go
+through the protocols only; nothing here knows how a store keeps its data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boundgate.store import (
+    DocumentRow,
+    FileRow,
+    JobRow,
+    LedgerQuery,
+    LedgerRow,
+    ObservationRow,
+    SQLiteStore,
+    Store,
+    StoredEntry,
+    VariantRow,
+)
+
+DAY = 86400.0
+D0 = 20000 * DAY  # a UTC midnight
+
+
+def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+    """Store instances on one fresh database (several instances: several processes)."""
+    return lambda: SQLiteStore(tmp_path / "contract.db")
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Path], Callable[[], Store]]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Opens another instance on the same (fresh) database; closes them all afterwards."""
+    new = IMPLEMENTATIONS[request.param](tmp_path)
+    opened: list[Store] = []
+
+    def make() -> Store:
+        s = new()
+        s.open()
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[[], Store]) -> Store:
+    return make_store()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def row(i: int, tenant: str = "t", **kw: Any) -> LedgerRow:
+    fields: dict[str, Any] = {
+        "model": "m",
+        "prompt_tokens": 2,
+        "completion_tokens": 3,
+        "wh": 0.5,
+        "wh_low": 0.25,
+        "wh_high": 1.0,
+        "gco2": 0.1,
+    }
+    fields.update(kw)
+    return LedgerRow(
+        id=f"r{i}", ts=1000.0 + i, tenant=tenant, endpoint="/v1/chat/completions", **fields
+    )
+
+
+def entry(key: int, embedder: str = "hash", **kw: Any) -> StoredEntry:
+    fields: dict[str, Any] = {
+        "id": f"ans_{key}",
+        "scope": "s",
+        "exact": f"x{key}",
+        "query": f"question {key}",
+        "answer": f"answer {key}",
+        "finish_reason": "stop",
+        "prompt_tokens": 4,
+        "completion_tokens": 5,
+        "model": "m",
+        "model_version": "v1",
+        "tenant": "t",
+        "created": 1000.0 + key,
+        "cost_wh": 0.25,
+        "cost_gco2": 0.125,
+        "vector": bytes([key % 256, 1, 2, 3]),
+        "embedder": embedder,
+        "scope_doc": '{"model":"m"}',
+    }
+    fields.update(kw)
+    return StoredEntry(key=key, **fields)
+
+
+def doc(doc_id: str, created: float, state: str = "active", **kw: Any) -> DocumentRow:
+    fields: dict[str, Any] = {
+        "entry": None,
+        "tenant": "t",
+        "model": "m",
+        "model_version": "v1",
+        "supersedes": None,
+        "superseded_by": None,
+        "body": json.dumps({"@id": doc_id}),
+    }
+    fields.update(kw)
+    return DocumentRow(id=doc_id, state=state, created=created, **fields)
+
+
+def job(job_id: str, not_before: float = 0.0, **kw: Any) -> JobRow:
+    fields: dict[str, Any] = {"kind": "k", "payload": "{}", "state": "pending", "deadline": 1e12}
+    fields.update(kw)
+    return JobRow(id=job_id, created=not_before, not_before=not_before, **fields)
+
+
+def variant(exact: str, answer: str) -> VariantRow:
+    return VariantRow(0, exact, answer, "stop", 3, 4, 0.5, 0.25, 1000.0)
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+
+def test_a_recorded_row_survives_close_and_reopen(make_store: Callable[[], Store]) -> None:
+    first = make_store()
+    run(first.record(row(1, extra={"doc": "abc"})))
+    first.close()
+    again = make_store()
+    got = run(again.get_row("r1"))
+    assert got is not None and got.extra == {"doc": "abc"}
+
+
+def test_a_write_after_close_raises(store: Store) -> None:
+    store.close()
+    with pytest.raises(RuntimeError):
+        run(store.record(row(1)))
+
+
+def test_open_is_idempotent(store: Store) -> None:
+    store.open()
+    run(store.record(row(1)))
+    assert run(store.get_row("r1")) is not None
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+
+def test_record_round_trip_and_missing_row(store: Store) -> None:
+    original = row(
+        1, extra={"doc": "abc", "n": 2}, stream=True, reuse="hit-exact", similarity=0.93,
+        user="u", key_id="k", status=201, error_code=None, grid_zone="DE", gco2_per_kwh=300.0,
+    )  # fmt: skip
+    run(store.record(original))
+    assert run(store.get_row("r1")) == original
+    assert run(store.get_row("nope")) is None
+
+
+def test_record_with_an_existing_id_replaces_the_row(store: Store) -> None:
+    run(store.record(row(1, outcome="ok")))
+    run(store.record(row(1, outcome="cancelled")))
+    rows = run(store.ledger())
+    assert [(r.id, r.outcome) for r in rows] == [("r1", "cancelled")]
+
+
+def test_many_concurrent_records_are_all_committed(store: Store) -> None:
+    async def main() -> None:
+        await asyncio.gather(*[store.record(row(i)) for i in range(300)])
+
+    run(main())
+    assert len(run(store.ledger())) == 300
+
+
+def test_ledger_is_newest_first_with_since_and_limit(store: Store) -> None:
+    for i in (3, 1, 2):
+        run(store.record(row(i)))
+    assert [r.id for r in run(store.ledger())] == ["r3", "r2", "r1"]
+    assert [r.id for r in run(store.ledger(since=1002.0))] == ["r3", "r2"]
+    assert [r.id for r in run(store.ledger(limit=1))] == ["r3"]
+
+
+def test_query_ledger_filters_and_pages(store: Store) -> None:
+    run(store.record(row(1, tenant="a", model="m1")))
+    run(store.record(row(2, tenant="a", model="m2", reuse="hit-exact")))
+    run(store.record(row(3, tenant="b", model="m1", outcome="error", status=400)))
+    run(store.record(row(4, tenant="b", model="m1", reuse="miss")))
+
+    def ids(q: LedgerQuery, limit: int = 100, offset: int = 0) -> list[str]:
+        return [r.id for r in run(store.query_ledger(q, limit, offset))]
+
+    assert ids(LedgerQuery()) == ["r4", "r3", "r2", "r1"]
+    assert ids(LedgerQuery(tenant="a")) == ["r2", "r1"]
+    assert ids(LedgerQuery(model="m1")) == ["r4", "r3", "r1"]
+    assert ids(LedgerQuery(outcome="error")) == ["r3"]
+    assert ids(LedgerQuery(reuse="hit-exact")) == ["r2"]
+    assert ids(LedgerQuery(reuse="none")) == ["r3", "r1"]
+    assert ids(LedgerQuery(since=1002.0, until=1004.0)) == ["r3", "r2"]
+    assert ids(LedgerQuery(tenant="b", model="m1", reuse="miss")) == ["r4"]
+    assert ids(LedgerQuery(), limit=2, offset=1) == ["r3", "r2"]
+    assert ids(LedgerQuery(tenant="nobody")) == []
+
+
+def test_ledger_facets_are_sorted_distinct_and_skip_nulls(store: Store) -> None:
+    run(store.record(row(1, tenant="b", model="z")))
+    run(store.record(row(2, tenant="a", model=None)))
+    run(store.record(row(3, tenant="b", model="y")))
+    assert run(store.ledger_facets()) == {"tenant": ["a", "b"], "model": ["y", "z"]}
+    assert run(store.ledger_facets(since=1003.0)) == {"tenant": ["b"], "model": ["y"]}
+
+
+def test_latencies_of_successes_newest_first(store: Store) -> None:
+    run(store.record(row(1, latency_ms=10.0)))
+    run(store.record(row(2, latency_ms=20.0, reuse="hit-semantic")))
+    run(store.record(row(3, latency_ms=30.0, status=500, outcome="error")))
+    run(store.record(row(4, latency_ms=40.0, model=None, reuse="stale")))
+    assert run(store.latencies(0.0)) == [("", True, 40.0), ("m", True, 20.0), ("m", False, 10.0)]
+    assert run(store.latencies(1002.0)) == [("", True, 40.0), ("m", True, 20.0)]
+    assert run(store.latencies(0.0, limit=1)) == [("", True, 40.0)]
+
+
+def test_report_totals_per_tenant_and_model(store: Store) -> None:
+    for i in range(3):
+        run(store.record(row(i, tenant="a", latency_ms=10.0 * (i + 1))))
+    run(store.record(row(10, tenant="b", outcome="error", status=400)))
+    run(store.record(row(11, tenant="b", reuse="hit-exact", avoided_wh=2.0, avoided_gco2=1.0)))
+    run(store.record(row(12, tenant="b", model=None)))
+    rep = {(r.tenant, r.model): r for r in run(store.report())}
+    assert list(rep) == [("a", "m"), ("b", ""), ("b", "m")]
+    a = rep[("a", "m")]
+    assert (a.requests, a.errors, a.prompt_tokens, a.completion_tokens) == (3, 0, 6, 9)
+    assert a.wh == pytest.approx(1.5) and a.wh_low == pytest.approx(0.75)
+    assert a.wh_high == pytest.approx(3.0) and a.gco2 == pytest.approx(0.3)
+    assert a.avg_latency_ms == pytest.approx(20.0)
+    b = rep[("b", "m")]
+    assert (b.requests, b.errors, b.reused) == (2, 1, 1)
+    assert (b.avoided_wh, b.avoided_gco2) == (2.0, 1.0)
+    assert [r.tenant for r in run(store.report(since=1010.0))] == ["b", "b"]
+    assert run(store.report(since=5000.0)) == []
+
+
+def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) -> None:
+    records = [
+        LedgerRow("a1", D0 + 10, "a", "/v1/chat/completions", wh=1.0, gco2=0.5),
+        LedgerRow(
+            "a2", D0 + 3700, "a", "/v1/chat/completions",
+            reuse="hit-exact", avoided_wh=2.0, avoided_gco2=0.8,
+        ),
+        LedgerRow("a3", D0 + DAY + 5, "a", "/v1/chat/completions", wh=3.0),
+        LedgerRow("b1", D0 + 20, "b", "/v1/completions", outcome="error", status=400),
+        LedgerRow("old", D0 - 1, "a", "/v1/completions", wh=9.0),
+    ]  # fmt: skip
+    for r in records:
+        run(store.record(r))
+
+    def batch(bid: str, finished: float, saved: float, started: str | None, state: str) -> None:
+        body = {
+            "id": bid,
+            "completed_at": int(finished) if state == "done" else None,
+            "cancelled_at": int(finished) if state == "cancelled" else None,
+            "boundgate": {"started_at": started, "state": state, "shifting_saved_g": saved},
+        }
+        run(store.put_batch(bid, "b", finished - 100, json.dumps(body)))
+
+    batch("x", D0 + DAY + 60, 1.25, "2024-10-04T00:00:00Z", "done")
+    batch("y", D0 + DAY + 90, 0.25, "2024-10-04T00:00:00Z", "cancelled")  # stopped mid-run
+    batch("z", D0 + DAY + 90, 0.0, None, "cancelled")  # never ran: no saving to report
+    batch("w", D0 + 2 * DAY, 0.0, "2024-10-04T00:00:00Z", "running")  # not finished yet
+
+    days = run(store.report_by_period(D0))
+    assert [(r.start, r.tenant) for r in days] == [
+        (D0, "a"),
+        (D0, "b"),
+        (D0 + DAY, "a"),
+        (D0 + DAY, "b"),
+    ]
+    a0, b0, a1, b1 = days
+    assert (a0.requests, a0.reused, a0.wh, a0.avoided_wh) == (2, 1, 1.0, 2.0)
+    assert a0.avoided_gco2 == pytest.approx(0.8) and a0.batches == 0
+    assert (b0.requests, b0.errors) == (1, 1)
+    assert (a1.requests, a1.wh) == (1, 3.0)
+    assert (b1.requests, b1.batches) == (0, 2)
+    assert b1.shifting_saved_gco2 == pytest.approx(1.5)
+
+    hours = run(store.report_by_period(D0, 3600))
+    assert [(r.start - D0, r.tenant, r.requests) for r in hours[:3]] == [
+        (0.0, "a", 1),
+        (0.0, "b", 1),
+        (3600.0, "a", 1),
+    ]
+    assert run(store.report_by_period(D0 + 3 * DAY)) == []
+    with pytest.raises(ValueError):
+        run(store.report_by_period(D0, 0))
+
+
+# --- keys and budgets -----------------------------------------------------------------------
+
+
+def test_keys_verify_list_and_revoke(store: Store) -> None:
+    assert not run(store.has_keys())
+    new = run(store.create_key("acme", admin=True, rpm=5, daily_tokens=100))
+    key = run(store.verify_key(new.secret))
+    assert key == new.key
+    assert (key.tenant, key.admin, key.rpm, key.daily_tokens, key.revoked) == (
+        "acme", True, 5, 100, False,
+    )  # fmt: skip
+    for bad in ["", "nope", new.secret + "x", new.secret[:-1], new.key.id]:
+        assert run(store.verify_key(bad)) is None
+    assert run(store.has_keys())
+    second = run(store.create_key("globex"))
+    assert [k.id for k in run(store.list_keys())] == [new.key.id, second.key.id]
+    assert run(store.revoke_key(second.key.id))
+    assert run(store.verify_key(second.secret)) is None
+    assert not run(store.revoke_key("missing"))
+    assert run(store.revoke_key(new.key.id))
+    assert run(store.has_keys())  # revoking every key does not reopen the gateway
+    assert [k.revoked for k in run(store.list_keys())] == [True, True]
+
+
+def test_keys_changed_by_another_instance_are_seen(make_store: Callable[[], Store]) -> None:
+    store, other = make_store(), make_store()
+    assert run(store.verify_key("bg-0000-x")) is None  # warm any cache first
+    new = run(other.create_key("acme"))
+    assert run(store.has_keys())
+    assert run(store.verify_key(new.secret)) is not None
+    assert run(other.revoke_key(new.key.id))
+    assert run(store.verify_key(new.secret)) is None
+
+
+def test_tokens_used_counts_generated_tokens_of_one_tenant(store: Store) -> None:
+    run(store.record(row(1, tenant="a")))  # 5 tokens
+    run(store.record(row(2, tenant="a", reuse="hit-exact")))  # served from storage: free
+    run(store.record(row(3, tenant="a", reuse="miss", prompt_tokens=10, completion_tokens=0)))
+    run(store.record(row(4, tenant="b")))
+    assert run(store.tokens_used("a", 0.0)) == 15
+    assert run(store.tokens_used("a", 1002.0)) == 10
+    assert run(store.tokens_used("nobody", 0.0)) == 0
+
+
+def test_novel_used_counts_fresh_creative_generations(store: Store) -> None:
+    run(store.record(row(1, tenant="a", extra={"novel": True})))
+    run(store.record(row(2, tenant="a", extra={"novel": True}, outcome="error", status=500)))
+    run(store.record(row(3, tenant="a")))
+    run(store.record(row(4, tenant="b", extra={"novel": True})))
+    run(store.record(row(5, tenant="a", extra={"novel": True})))
+    assert run(store.novel_used("a", 0.0)) == 2
+    assert run(store.novel_used("a", 1002.0)) == 1
+    assert run(store.novel_used("b", 0.0)) == 1
+
+
+# --- stored answers and registry ------------------------------------------------------------
+
+
+def test_entries_round_trip_and_lookups(store: Store) -> None:
+    assert run(store.max_entry_key()) == 0
+    e = entry(1, request='{"m":1}', cost_method="rapl")
+    run(store.put_entry(e))
+    run(store.put_entry(entry(3, embedder="other")))
+    run(store.put_entry(entry(2)))
+    assert run(store.get_entry(1)) == e
+    assert run(store.get_entry_by_id("ans_1")) == e
+    assert run(store.get_entry(99)) is None
+    assert run(store.get_entry_by_id("ans_99")) is None
+    assert [x.key for x in run(store.entries("hash"))] == [1, 2]
+    assert [x.key for x in run(store.entries("other"))] == [3]
+    assert run(store.max_entry_key()) == 3
+
+
+def test_put_entry_with_an_existing_key_keeps_the_first(store: Store) -> None:
+    run(store.put_entry(entry(1, answer="first")))
+    run(store.put_entry(entry(1, answer="second")))
+    got = run(store.get_entry(1))
+    assert got is not None and got.answer == "first"
+
+
+def test_concurrent_hits_all_count(store: Store) -> None:
+    run(store.put_entry(entry(1)))
+
+    async def main() -> None:
+        await asyncio.gather(*[store.note_hit(1, 2000.0 + i) for i in range(20)])
+
+    run(main())
+    got = run(store.get_entry(1))
+    assert got is not None and got.hits == 20 and got.last_hit is not None
+    run(store.note_hit(99, 1.0))  # no such entry: nothing happens
+    assert run(store.get_entry(99)) is None
+
+
+def test_delete_entries_drops_them_and_their_question_variants(store: Store) -> None:
+    for k in (1, 2):
+        run(store.put_entry(entry(k)))
+        run(store.add_question_variant(k, f"q{k}", f"words {k}", 1000.0 + k))
+    run(store.delete_entries([1, 42]))
+    assert run(store.get_entry(1)) is None and run(store.get_entry(2)) is not None
+    assert run(store.question_variants()) == [("q2", 2)]
+
+
+def test_set_entry_document_and_revoked_flag(store: Store) -> None:
+    run(store.put_entry(entry(1)))
+    run(store.set_entry_document(1, "doc_a"))
+    got = run(store.get_entry(1))
+    assert got is not None and (got.document_id, got.revoked) == ("doc_a", False)
+    run(store.set_entry_document(1, "doc_a", revoked=True))
+    got = run(store.get_entry(1))
+    assert got is not None and got.revoked
+    run(store.set_entry_document(1, None))
+    got = run(store.get_entry(1))
+    assert got is not None and (got.document_id, got.revoked) == (None, False)
+
+
+def test_question_variants_oldest_first_and_replaced_by_hash(store: Store) -> None:
+    for k in (1, 2):
+        run(store.put_entry(entry(k)))
+    run(store.add_question_variant(1, "qa", "words a", 1003.0))
+    run(store.add_question_variant(2, "qb", "words b", 1001.0))
+    assert run(store.question_variants()) == [("qb", 2), ("qa", 1)]
+    run(store.add_question_variant(2, "qa", "words a again", 1005.0))  # same hash, other entry
+    assert run(store.question_variants()) == [("qb", 2), ("qa", 2)]
+
+
+def test_askers_count_distinct_and_keep_their_words(store: Store) -> None:
+    run(store.put_entry(entry(1)))
+    assert run(store.asker_count(1)) == 0 and run(store.variants(1)) == []
+    assert run(store.add_asker(1, "alice", "how tall", 1.0)) == 1
+    assert run(store.add_asker(1, "alice", "how tall", 2.0)) == 1  # the same asker once
+    assert run(store.add_asker(1, "bob", "height of", 3.0)) == 2
+    assert run(store.add_asker(1, "carol", "how tall", 4.0)) == 3
+    assert run(store.asker_count(1)) == 3
+    assert run(store.variants(1)) == ["height of", "how tall"]
+
+
+def test_concurrent_askers_each_get_their_own_count(store: Store) -> None:
+    run(store.put_entry(entry(1)))
+
+    async def main() -> list[int]:
+        return list(
+            await asyncio.gather(*[store.add_asker(1, f"a{i}", "q", 1.0) for i in range(10)])
+        )
+
+    assert sorted(run(main())) == list(range(1, 11))
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+def test_documents_round_trip_filter_and_counts(store: Store) -> None:
+    a = doc("doc_a", 1.0, entry=None)
+    run(store.put_document(a))
+    run(store.put_document(doc("doc_b", 3.0, state="stale")))
+    run(store.put_document(doc("doc_c", 2.0)))
+    assert run(store.get_document("doc_a")) == a
+    assert run(store.get_document("doc_zz")) is None
+    assert [d.id for d in run(store.documents())] == ["doc_b", "doc_c", "doc_a"]
+    assert [d.id for d in run(store.documents(state="active"))] == ["doc_c", "doc_a"]
+    assert [d.id for d in run(store.documents(limit=1))] == ["doc_b"]
+    assert run(store.document_counts()) == {"active": 2, "stale": 1}
+
+
+def test_a_new_version_supersedes_the_old_in_one_step(store: Store) -> None:
+    run(store.put_document(doc("doc_v1", 1.0)))
+    run(store.put_document(doc("doc_v2", 2.0, supersedes="doc_v1")))
+    old = run(store.get_document("doc_v1"))
+    assert old is not None and (old.state, old.superseded_by) == ("superseded", "doc_v2")
+    assert [d.id for d in run(store.documents(state="active"))] == ["doc_v2"]
+
+
+def test_set_document_state_keeps_superseded_by_unless_given(store: Store) -> None:
+    run(store.put_document(doc("doc_a", 1.0)))
+    run(store.set_document_state("doc_a", "superseded", superseded_by="doc_b"))
+    run(store.set_document_state("doc_a", "revoked"))
+    got = run(store.get_document("doc_a"))
+    assert got is not None and (got.state, got.superseded_by) == ("revoked", "doc_b")
+    run(store.set_document_state("doc_missing", "revoked"))  # nothing happens
+    assert run(store.get_document("doc_missing")) is None
+
+
+def test_a_document_id_is_written_once(store: Store) -> None:
+    run(store.put_document(doc("doc_a", 1.0)))
+    with pytest.raises(Exception):  # noqa: B017 - each implementation's own integrity error
+        run(store.put_document(doc("doc_a", 2.0, body="{}")))
+    got = run(store.get_document("doc_a"))
+    assert got is not None and got.created == 1.0
+
+
+# --- verifier labels ------------------------------------------------------------------------
+
+
+def test_observations_in_the_order_added(store: Store) -> None:
+    obs = [
+        ObservationRow(1.0, 7, 0.91, True, "verify", "req_1", 0.25, 0.8),
+        ObservationRow(0.5, None, 0.42, False, "feedback", None),
+        ObservationRow(2.0, 3, 0.77, True, "feedback", "req_3", 0.0, None),
+    ]
+    for o in obs:
+        run(store.add_observation(o))
+    assert run(store.observations()) == obs
+
+
+def test_lookup_similarities_come_from_semantic_lookups_in_the_ledger(store: Store) -> None:
+    run(store.record(row(1, similarity=0.8, extra={"semantic_lookup": 1, "density": 0.3})))
+    run(store.record(row(2, extra={"semantic_lookup": 1})))  # no candidate
+    run(store.record(row(3, similarity=0.6, extra={"semantic_lookup": 1, "pair_score": 0.9})))
+    run(store.record(row(4, similarity=0.99)))  # not a semantic lookup
+    assert sorted(run(store.lookup_similarities()), key=repr) == sorted(
+        [(0.8, 0.3, None), (None, 0.0, None), (0.6, 0.0, 0.9)], key=repr
+    )
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+def test_put_job_is_idempotent_by_id_and_dedupe_key(store: Store) -> None:
+    assert run(store.put_job(job("j1", dedupe="rebind:d")))
+    assert not run(store.put_job(job("j2", dedupe="rebind:d")))
+    assert not run(store.put_job(job("j1")))
+    assert run(store.put_job(job("j3")))
+    assert [j.id for j in run(store.jobs())] == ["j1", "j3"]
+
+
+def test_concurrent_puts_with_one_dedupe_key_have_one_winner(store: Store) -> None:
+    async def main() -> list[bool]:
+        return list(
+            await asyncio.gather(*[store.put_job(job(f"j{i}", dedupe="same")) for i in range(8)])
+        )
+
+    assert sorted(run(main())) == [False] * 7 + [True]
+    assert len(run(store.jobs())) == 1
+
+
+def test_jobs_oldest_first_by_state_and_counts(store: Store) -> None:
+    run(store.put_job(job("j2", 20.0)))
+    run(store.put_job(job("j1", 10.0)))
+    run(store.put_job(job("j3", 30.0, state="done")))
+    assert [j.id for j in run(store.jobs())] == ["j1", "j2", "j3"]
+    assert [j.id for j in run(store.jobs("pending"))] == ["j1", "j2"]
+    assert run(store.jobs("failed")) == []
+    assert run(store.job_counts()) == {"pending": 2, "done": 1}
+
+
+def test_claim_job_leases_the_earliest_due_job(store: Store) -> None:
+    assert run(store.claim_job("r1", 100.0, 60.0)) is None  # empty
+    run(store.put_job(job("later", 150.0)))
+    assert run(store.claim_job("r1", 100.0, 60.0)) is None  # not due yet
+    run(store.put_job(job("second", 90.0)))
+    run(store.put_job(job("first", 80.0)))
+    got = run(store.claim_job("r1", 100.0, 60.0))
+    assert got is not None and got.id == "first"
+    assert (got.state, got.lease_owner, got.lease_expires, got.attempts) == (
+        "running", "r1", 160.0, 1,
+    )  # fmt: skip
+    assert run(store.claim_job("r2", 100.0, 60.0)).id == "second"
+    assert run(store.claim_job("r2", 100.0, 60.0)) is None  # "first" is leased until 160
+    # the lease of "first" expires: another runner takes it over, one more attempt
+    again = run(store.claim_job("r3", 161.0, 60.0))
+    assert again is not None and (again.id, again.lease_owner, again.attempts) == (
+        "first", "r3", 2,
+    )  # fmt: skip
+
+
+def test_concurrent_claims_never_get_the_same_job(store: Store) -> None:
+    for i in range(6):
+        run(store.put_job(job(f"j{i}", float(i))))
+
+    async def main() -> list[JobRow | None]:
+        return list(
+            await asyncio.gather(*[store.claim_job(f"r{i}", 100.0, 60.0) for i in range(12)])
+        )
+
+    claimed = [j.id for j in run(main()) if j is not None]
+    assert sorted(claimed) == [f"j{i}" for i in range(6)]
+
+
+def test_concurrent_claims_from_two_instances_never_get_the_same_job(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()
+    for i in range(6):
+        run(a.put_job(job(f"j{i}", float(i))))
+
+    async def main() -> list[JobRow | None]:
+        calls = [s.claim_job(f"r{i}", 100.0, 60.0) for i in range(6) for s in (a, b)]
+        return list(await asyncio.gather(*calls))
+
+    claimed = [j.id for j in run(main()) if j is not None]
+    assert sorted(claimed) == [f"j{i}" for i in range(6)]
+
+
+def test_only_the_lease_holder_finishes_a_job_once(store: Store) -> None:
+    run(store.put_job(job("j1")))
+    assert not run(store.finish_job("j1", "r1", "done", "{}"))  # pending: not leased
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert not run(store.finish_job("j1", "intruder", "done", "{}"))
+    assert run(store.finish_job("j1", "r1", "done", '{"ok": 1}'))
+    assert not run(store.finish_job("j1", "r1", "failed", "{}"))  # the first call counts
+    (done,) = run(store.jobs())
+    assert (done.state, done.result, done.lease_owner, done.lease_expires) == (
+        "done", '{"ok": 1}', None, None,
+    )  # fmt: skip
+    assert not run(store.finish_job("missing", "r1", "done", None))
+
+
+def test_a_job_finished_as_pending_is_claimed_again(store: Store) -> None:
+    run(store.put_job(job("j1")))
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert run(store.finish_job("j1", "r1", "pending", '{"error": "x"}'))
+    again = run(store.claim_job("r2", 101.0, 60.0))
+    assert again is not None and (again.id, again.attempts) == ("j1", 2)
+
+
+def test_reschedule_and_cancel_only_pending_jobs(store: Store) -> None:
+    run(store.put_job(job("p", 10.0)))
+    run(store.put_job(job("r", 5.0)))
+    run(store.claim_job("runner", 100.0, 60.0))  # "r" is running
+    assert run(store.reschedule_job("p", 500.0))
+    assert not run(store.reschedule_job("r", 500.0))
+    assert not run(store.reschedule_job("missing", 500.0))
+    assert {j.id: j.not_before for j in run(store.jobs())} == {"p": 500.0, "r": 5.0}
+    assert not run(store.cancel_job("r"))
+    assert not run(store.cancel_job("missing"))
+    assert run(store.cancel_job("p"))
+    assert not run(store.cancel_job("p"))  # cancelled already
+    assert not run(store.reschedule_job("p", 600.0))
+    assert run(store.job_counts()) == {"cancelled": 1, "running": 1}
+    assert run(store.claim_job("other", 150.0, 60.0)) is None  # cancelled: never claimed
+
+
+# --- files and batches ----------------------------------------------------------------------
+
+
+def test_files_round_trip_once(store: Store) -> None:
+    f = FileRow("file-1", "acme", "batch", "in.jsonl", 5, 1000.0, b"\x00{}\n\xff")
+    run(store.put_file(f))
+    assert run(store.get_file("file-1")) == f
+    assert run(store.get_file("file-2")) is None
+    with pytest.raises(Exception):  # noqa: B017 - each implementation's own integrity error
+        run(store.put_file(FileRow("file-1", "other", "batch", "x", 1, 1.0, b"x")))
+    assert run(store.get_file("file-1")) == f
+
+
+def test_batches_insert_replace_and_newest_first(store: Store) -> None:
+    run(store.put_batch("b1", "acme", 10.0, '{"status": "in_progress"}'))
+    run(store.put_batch("b2", "globex", 20.0, "{}"))
+    run(store.put_batch("b1", "acme", 10.0, '{"status": "completed"}'))
+    assert run(store.get_batch("b1")) == ("acme", '{"status": "completed"}')
+    assert run(store.get_batch("b9")) is None
+    assert run(store.batches()) == [
+        ("b2", "globex", 20.0, "{}"),
+        ("b1", "acme", 10.0, '{"status": "completed"}'),
+    ]
+    assert [b[0] for b in run(store.batches(limit=1))] == ["b2"]
+
+
+# --- creativity buffer ----------------------------------------------------------------------
+
+
+def test_novel_asks_count_distinct_askers_and_keep_the_latest_request(store: Store) -> None:
+    assert run(store.novel_request("p")) is None
+    assert run(store.note_novel_ask("p", "alice", '{"n": 1}', 1.0)) == 1
+    assert run(store.note_novel_ask("p", "alice", '{"n": 2}', 2.0)) == 1
+    assert run(store.note_novel_ask("p", "bob", '{"n": 3}', 3.0)) == 2
+    assert run(store.note_novel_ask("other", "bob", '{"n": 4}', 4.0)) == 1
+    assert run(store.novel_request("p")) == '{"n": 3}'
+
+
+def test_variants_are_served_once_per_asker_least_served_first(store: Store) -> None:
+    assert run(store.take_variant("p", "alice", 1.0)) is None
+    run(store.add_variants([variant("p", "one"), variant("p", "two"), variant("q", "other")]))
+    assert (run(store.variant_count("p")), run(store.unused_variants("p"))) == (2, 2)
+    first = run(store.take_variant("p", "alice", 1.0))
+    assert first is not None and first.exact == "p" and first.answer in ("one", "two")
+    assert (first.prompt_tokens, first.completion_tokens, first.cost_wh) == (3, 4, 0.5)
+    assert run(store.unused_variants("p")) == 1
+    bob = run(store.take_variant("p", "bob", 2.0))
+    assert bob is not None and bob.id != first.id  # the unserved one goes first
+    assert run(store.unused_variants("p")) == 0
+    second = run(store.take_variant("p", "alice", 3.0))
+    assert second is not None and second.id == bob.id
+    assert run(store.take_variant("p", "alice", 4.0)) is None  # alice has had them all
+    assert run(store.variant_count("q")) == 1 and run(store.unused_variants("q")) == 1
+
+
+def test_concurrent_takes_never_hand_one_variant_twice(store: Store) -> None:
+    run(store.add_variants([variant("p", f"v{i}") for i in range(3)]))
+
+    async def takes(askers: list[str]) -> list[VariantRow | None]:
+        return list(await asyncio.gather(*[store.take_variant("p", a, 1.0) for a in askers]))
+
+    # three askers at once, three unserved variants: each gets a different one
+    got = run(takes(["a", "b", "c"]))
+    assert all(v is not None for v in got)
+    assert len({v.id for v in got if v is not None}) == 3
+    # one asker five times at once: the three variants once each, then nothing
+    got = run(takes(["d"] * 5))
+    ids = [v.id for v in got if v is not None]
+    assert len(ids) == 3 and len(set(ids)) == 3
