@@ -163,15 +163,16 @@ class ReuseSettings(_Section):
     prior: bool = Field(
         True,
         description="With scorer = pair: start from the pair model's offline calibration (its "
-        "scores on labelled validation pairs) so a fresh gateway reuses from its first requests; "
-        "off = earn every threshold from this gateway's own labels.",
+        "best scores on labelled validation questions replayed through the lookup, and their "
+        "share of lookups above each threshold as a floor for h(t)) so a fresh gateway reuses "
+        "from its first requests; off = earn every threshold from this gateway's own labels.",
     )
     prior_weight: float = Field(
-        1000.0,
+        3000.0,
         gt=0,
-        description="With prior: the prior counts as at most W calibration pairs in all, and "
-        "that weight is multiplied by W / (W + labels seen), so after W labels of its own the "
-        "gateway weighs the prior at half.",
+        description="With prior: the prior counts as at most W calibration observations in all, "
+        "and that weight is multiplied by W / (W + labels seen), so after W labels of its own "
+        "the gateway weighs the prior at half.",
     )
     answer_similarity: float = Field(
         0.90,

@@ -127,7 +127,7 @@ class Verifier:
         scorer: Scorer | None = None,
         refit_every: int = 200,
         prior: Prior | None = None,
-        prior_weight: float = 1000.0,
+        prior_weight: float = 3000.0,
         prior_verify_rate: float = 0.2,
         recompute_every_lookups: int = 50,
     ) -> None:
