@@ -74,6 +74,18 @@ def test_non_stream_pass_through(live: Live, upstream: FakeUpstreamServer) -> No
     assert row.wh > 0
 
 
+def test_model_version_names_the_model_not_the_upstream_address(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """Signed documents and exports carry the model version: it must identify the model (the
+    configured name and the upstream's model id), not the address it is reached at."""
+    models = {m.id: m for m in live.openai().models.list().data}
+    version = models["my-upstream"].model_extra["boundgate"]["version"]
+    assert version == "my-upstream#gpt-4o-mini"
+    host = upstream.url.split("//", 1)[1].split("/", 1)[0]
+    assert host not in version and "http" not in version
+
+
 def test_stream_pass_through(live: Live) -> None:
     chunks = list(
         live.openai().chat.completions.create(

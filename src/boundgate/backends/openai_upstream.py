@@ -53,7 +53,9 @@ class OpenAIBackend(Backend):
         super().__init__(name, params_b=params_b or 8.0, context_length=context_length)
         self.base_url = base_url.rstrip("/")
         self.upstream_model = upstream_model or name
-        self.version = f"{self.base_url}#{self.upstream_model}"
+        # the configured name and the upstream's model id; never the base URL, which would leak
+        # an internal address into every signed document and export (issue #13)
+        self.version = f"{name}#{self.upstream_model}"
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
