@@ -14,6 +14,7 @@ from boundgate.assembly import build_app
 from boundgate.backends.fake import FakeBackend
 from boundgate.cli import app as cli
 from boundgate.clock import FakeClock
+from boundgate.errors import RateLimitError
 from boundgate.reuse import binding
 from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import SQLiteStore
@@ -270,6 +271,38 @@ def test_jobs_survive_a_dead_runner_and_complete_once(tmp_path: Path) -> None:
             and job.attempts == 2
             and json.loads(job.result or "") == {"ok": True}
         )
+    finally:
+        store.close()
+
+
+def test_a_job_stopped_by_its_tenants_limits_waits_for_them(tmp_path: Path) -> None:
+    """Background work runs under its tenant's limits: a 429 from them (here a rebind over the
+    daily budget) is not a failure but a wait until the Retry-After, as a client's would be."""
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+    try:
+        queue = JobQueue(store, clock)
+        job_id = asyncio.run(queue.submit("rebind", {"document": "doc_x"}))
+        calls = 0
+
+        async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RateLimitError("over budget", retry_after=3600.0)
+            return {"ok": True}
+
+        runner = JobRunner(store, {"rebind": handler}, clock=clock, lease_s=60)
+        assert asyncio.run(runner.run_once()) is True
+        (job,) = asyncio.run(store.jobs())
+        assert job.id == job_id and job.state == "pending"
+        assert job.not_before >= clock.time() + 3600.0 - 1e-6
+        assert asyncio.run(runner.run_once()) is False  # not before the budget allows
+        clock.advance(3601)
+        assert asyncio.run(runner.run_once()) is True
+        (job,) = asyncio.run(store.jobs())
+        assert job.state == "done" and calls == 2
     finally:
         store.close()
 

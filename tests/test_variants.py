@@ -81,7 +81,8 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
         assert ask(live, "u1").headers["x-boundgate-reuse"] == "bypass"
         rows = live.ledger().values()
         assert sum(r.reuse == "hit-variant" for r in rows) == 7
-        assert sum(bool(r.extra.get("novel")) for r in rows) == 3  # the fresh ones
+        # the fresh ones, and the six variants: each a fresh creative generation
+        assert sum(bool(r.extra.get("novel")) for r in rows) == 3 + 6
         # a deterministic request is untouched by all this
         assert ask(live, "u1", temperature=0).headers["x-boundgate-reuse"] == "miss"
     finally:
@@ -119,6 +120,65 @@ def test_reject_mode_refuses_even_with_variants(tmp_path: Path) -> None:
             )
         )
         assert ask(live, "u3").status_code == 429
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_variants_run_under_the_limits_of_the_key_that_queued_them(tmp_path: Path) -> None:
+    """A round of variants is work a key caused: it runs as that key (its ledger rows carry
+    the key), each variant counts against the tenant's novelty budget, and the round stops,
+    keeping what it made, when the budget is spent (issue #13)."""
+    srv, live = serve(tmp_path, novelty_per_day=4)
+    try:
+        store = live.gateway.store
+        new = asyncio.run(store.create_key("acme"))
+        auth = {"Authorization": f"Bearer {new.secret}"}
+        body = {"messages": [{"role": "user", "content": HAIKU}], "temperature": 1.0}
+        for user in ("u1", "u2"):  # two askers, two fresh generations: 2 of 4 used
+            r = live.http.post("/v1/chat/completions", json=body | {"user": user}, headers=auth)
+            assert r.status_code == 200, r.text
+
+        def done() -> list[Any]:
+            return [
+                j for j in asyncio.run(store.jobs()) if j.kind == "variants" and j.state == "done"
+            ]
+
+        wait_until(lambda: bool(done()))
+        import json
+
+        result = json.loads(done()[0].result or "{}")
+        # 3 variants asked for, 2 left in the budget: the round stops after two
+        assert result["variants"] == 2, result
+        assert "fresh creative generations" in result["stopped"]
+        rows = [r for r in live.ledger().values() if r.tenant == "acme"]
+        assert len(rows) == 4 and all(r.key_id == new.key.id for r in rows)
+        assert sum(bool(r.extra.get("novel")) for r in rows) == 4
+        # the budget is spent, but what the round made is served
+        r = live.http.post("/v1/chat/completions", json=body | {"user": "u3"}, headers=auth)
+        assert r.headers["x-boundgate-reuse"] == "hit-variant", r.text
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_background_work_for_a_tenant_takes_its_strictest_keys_limits(tmp_path: Path) -> None:
+    """A rebind belongs to the tenant, not to one key: it runs under the strictest limits its
+    active keys carry (0 = unlimited is the loosest), or the named key's when one caused it."""
+    srv, live = serve(tmp_path)
+    try:
+        store, gw = live.gateway.store, live.gateway
+        assert asyncio.run(gw.background_tenant("nobody")).rpm is None  # settings' defaults
+        loose = asyncio.run(store.create_key("acme", rpm=0, daily_tokens=50_000))
+        tight = asyncio.run(store.create_key("acme", rpm=5))
+        gone = asyncio.run(store.create_key("acme", rpm=1, daily_tokens=10))
+        asyncio.run(store.revoke_key(gone.key.id))
+        asyncio.run(store.create_key("other", rpm=2, daily_tokens=1))
+        t = asyncio.run(gw.background_tenant("acme"))
+        assert (t.name, t.rpm, t.daily_tokens, t.key_id) == ("acme", 5, 50_000, None)
+        by_key = asyncio.run(gw.background_tenant("acme", loose.key.id))
+        assert (by_key.rpm, by_key.key_id) == (0, loose.key.id)
+        assert asyncio.run(gw.background_tenant("acme", tight.key.id)).rpm == 5
     finally:
         live.http.close()
         srv.__exit__()

@@ -19,7 +19,12 @@ from typing import Any
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from .clock import Clock, SystemClock
 from .energy import Measurement, Meter, Work, carbon_g, combine
-from .errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
+from .errors import (
+    BoundgateError,
+    ContextLengthExceededError,
+    ModelNotFoundError,
+    RateLimitError,
+)
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
@@ -48,6 +53,7 @@ class RequestContext:
     cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
     reuse: Lookup | None = None  # what the reuse layer decided, once it has
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
+    novel: bool = False  # internal work already counted against the novelty budget (variants)
 
 
 @dataclass(frozen=True)
@@ -171,13 +177,39 @@ class Gateway:
             self.clock.monotonic(),
         )
 
-    def internal_context(self, tenant: str, endpoint: str, cache_control: str) -> RequestContext:
+    def internal_context(self, tenant: Tenant, endpoint: str, cache_control: str) -> RequestContext:
         """A context for the gateway's own background work (rebinding, variants) on behalf
-        of ``tenant``: not counted as interactive, with the given reuse directive."""
-        ctx = self.context(Tenant(name=tenant), endpoint)
+        of ``tenant``: not counted as interactive, with the given reuse directive. It is
+        admitted like a request: the tenant's rpm and daily token budget apply."""
+        ctx = self.context(tenant, endpoint)
         ctx.internal = True
         ctx.cache_control = cache_control
         return ctx
+
+    async def background_tenant(self, tenant: str, key_id: str | None = None) -> Tenant:
+        """The limits that background work on behalf of ``tenant`` runs under: those of the
+        key that caused it (``key_id``, e.g. the asker whose ask queued a round of variants)
+        while that key is active; else the strictest of the tenant's active keys (a rebind is
+        the tenant's, not one key's); else the settings' defaults. Usage counts against the
+        tenant, as every request of its keys does."""
+        keys = [k for k in await self.store.list_keys() if k.tenant == tenant and not k.revoked]
+        for k in keys:
+            if k.id == key_id:
+                return Tenant.of_key(k)
+
+        def strictest(values: list[int | None]) -> int | None:
+            set_ = [v for v in values if v is not None]
+            if not set_:
+                return None  # no key overrides the default
+            limited = [v for v in set_ if v > 0]  # 0 = unlimited
+            return min(limited) if limited else 0
+
+        return Tenant(
+            name=tenant,
+            rpm=strictest([k.rpm for k in keys]),
+            daily_tokens=strictest([k.daily_tokens for k in keys]),
+            key_id=key_id,
+        )
 
     def resolve(self, model: str | None) -> Backend:
         name = model or self.default_model
@@ -405,11 +437,22 @@ class Gateway:
         if text is None:
             return {"skipped": "prompt unknown"}
         body = json.loads(text)
+        key_id = payload.get("key_id")
+        tenant = await self.background_tenant(str(body["tenant"]), key_id and str(key_id))
         made: list[VariantRow] = []
+        stopped: str | None = None
         for _ in range(int(payload.get("n", 1))):
             req = request_from_json(text)
-            ctx = self.internal_context(str(body["tenant"]), str(body["endpoint"]), "no-store")
-            result = await self.complete(ctx, req)
+            ctx = self.internal_context(tenant, str(body["endpoint"]), "no-store")
+            try:
+                # each variant is a fresh creative generation: the novelty budget, the rpm
+                # and the daily token budget of the tenant (its key) apply, as to a request
+                await self.creativity.admit_novel(tenant.name)
+                ctx.novel = True
+                result = await self.complete(ctx, req)
+            except RateLimitError as exc:
+                stopped = exc.message  # keep what was made; the next round asks again
+                break
             c = result.completion
             made.append(
                 VariantRow(
@@ -419,7 +462,10 @@ class Gateway:
                 )
             )  # fmt: skip
         await self.store.add_variants(made)
-        return {"variants": len(made), "exact": exact}
+        out: dict[str, Any] = {"variants": len(made), "exact": exact}
+        if stopped is not None:
+            out["stopped"] = stopped
+        return out
 
     async def refresh_state_counts(self) -> None:
         """Read the documents and jobs per state the metrics gauges report (before a scrape:
@@ -445,7 +491,8 @@ class Gateway:
         req = request_from_json(entry.request)
         endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
         # compute afresh, store the new answer
-        ctx = self.internal_context(doc.tenant, endpoint, "no-cache")
+        # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)
+        ctx = self.internal_context(await self.background_tenant(doc.tenant), endpoint, "no-cache")
         result = await self.complete(ctx, req)
         stored = result.reuse.stored_id if result.reuse else None
         key = self.reuse.entry_key(stored) if stored else None
@@ -483,6 +530,7 @@ class Gateway:
         lookup = await self.reuse.lookup(p, key, stale)
         if p.reason == "temperature" and key is not None and not ctx.internal:
             await self._creative(ctx, req, lookup)
+        lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
         return lookup
 
     async def _creative(self, ctx: RequestContext, req: GenerationRequest, lookup: Lookup) -> None:
@@ -494,7 +542,7 @@ class Gateway:
         if buf.config.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
             await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
-        variant = await buf.take(lookup.key.exact, asker, body)
+        variant = await buf.take(lookup.key.exact, asker, body, key_id=ctx.tenant.key_id)
         if variant is not None and answer_fits(
             variant.finish_reason, variant.completion_tokens, req.max_tokens
         ):

@@ -78,8 +78,11 @@ class CreativityBuffer:
     def _asker(asker: str) -> str:
         return hashlib.sha256(asker.encode()).hexdigest()[:32]
 
-    async def take(self, exact: str, asker: str, request_json: str) -> VariantRow | None:
-        """Record the ask, queue pre-generation when earned, and take a variant if any."""
+    async def take(
+        self, exact: str, asker: str, request_json: str, key_id: str | None = None
+    ) -> VariantRow | None:
+        """Record the ask, queue pre-generation when earned, and take a variant if any.
+        ``key_id``: the asker's key; a round it queues runs under that key's limits."""
         now = self.clock.time()
         who = self._asker(asker)
         askers = await self.store.note_novel_ask(exact, who, request_json, now)
@@ -91,7 +94,7 @@ class CreativityBuffer:
                 made = await self.store.variant_count(exact)
                 await self.jobs.submit(
                     "variants",
-                    {"exact": exact, "n": self.config.variants},
+                    {"exact": exact, "n": self.config.variants, "key_id": key_id},
                     deadline_s=self.config.window_s,
                     duration_s=60.0 * self.config.variants,
                     dedupe=f"variants:{exact}:{made}",

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..clock import Clock, SystemClock
+from ..errors import RateLimitError
 from ..store import JobRow, Store
 
 log = logging.getLogger("boundgate.jobs")
@@ -188,6 +189,15 @@ class JobRunner:
             result = await handler(payload)
         except asyncio.CancelledError:
             raise
+        except RateLimitError as exc:
+            # background work runs under its tenant's limits (rpm, daily token budget): wait
+            # until they allow it, as a client would after a 429 with Retry-After
+            log.info("job %s (%s) deferred: %s", job.id, job.kind, exc.message)
+            state = "pending" if job.attempts < self.max_attempts else "failed"
+            await self._finish(job, state, {"error": exc.message, "code": exc.code})
+            if state == "pending":
+                await self.store.reschedule_job(job.id, now + (exc.retry_after or self.poll_s))
+            return True
         except Exception as exc:  # a failing job must not stop the runner
             log.exception("job %s (%s) failed", job.id, job.kind)
             if job.attempts < self.max_attempts:
