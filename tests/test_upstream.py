@@ -184,3 +184,26 @@ api_key_env = "NOPE_KEY"
     )
     with pytest.raises(ConfigError, match=r"models\.up\.api_key_env"):
         build_app(load_settings(cfg))
+
+
+def test_retry_after_sets_the_wait_and_is_capped() -> None:
+    """stamina's hook: a 429/5xx waits its Retry-After (at most 10 s), else backs off; a
+    4xx is not retried; connection failures and timeouts are."""
+    import httpx
+
+    from boundgate.backends.openai_upstream import OpenAIBackend, _retry_or_wait
+    from boundgate.errors import UpstreamClientError
+
+    def error(status: int, retry_after: str | None = None) -> Exception:
+        headers = {"retry-after": retry_after} if retry_after is not None else {}
+        resp = httpx.Response(status, headers=headers)
+        return OpenAIBackend._error_for(resp, b'{"error": {"message": "x"}}')
+
+    assert _retry_or_wait(error(429, "0.25")) == 0.25
+    assert _retry_or_wait(error(503, "3600")) == 10.0
+    assert _retry_or_wait(error(503)) is True
+    assert _retry_or_wait(error(503, "Wed, 21 Oct 2026 07:28:00 GMT")) is True
+    assert isinstance(error(400), UpstreamClientError)
+    assert _retry_or_wait(error(400)) is False
+    assert _retry_or_wait(httpx.ConnectError("refused")) is True
+    assert _retry_or_wait(httpx.ReadTimeout("slow")) is True

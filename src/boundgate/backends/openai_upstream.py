@@ -1,20 +1,21 @@
 """Any OpenAI-compatible server as a backend.
 
 Retries are bounded and only where a retry can help: connection failures, 429 and 5xx, with
-exponential backoff and jitter (honouring a short ``Retry-After``). Other 4xx answers are
-the client's problem and pass through unchanged. A stream is retried only before its first
-byte: once text has reached the client, a retry would duplicate it.
+exponential backoff and jitter (honouring a short ``Retry-After``); ``stamina`` runs them.
+Other 4xx answers are the client's problem and pass through unchanged. A stream is retried
+only before its first byte: once text has reached the client, a retry would duplicate it.
+``httpx-sse`` parses the event stream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
+import stamina
+from httpx_sse import EventSource, SSEError
 
 from ..errors import (
     BoundgateError,
@@ -26,6 +27,28 @@ from .base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Us
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 10.0
+
+
+class _RetryableAnswer(UpstreamError):
+    """A 429 or 5xx from the upstream; ``retry_after`` is its ``Retry-After`` in seconds."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    try:
+        return min(max(float(resp.headers["retry-after"]), 0.0), MAX_RETRY_AFTER_S)
+    except (KeyError, ValueError):
+        return None  # absent, or an HTTP date: exponential backoff instead
+
+
+def _retry_or_wait(exc: Exception) -> bool | float:
+    """stamina's hook: whether to retry ``exc``, or the seconds to wait before retrying."""
+    if isinstance(exc, _RetryableAnswer):
+        return True if exc.retry_after is None else exc.retry_after
+    return isinstance(exc, httpx.TransportError)  # includes timeouts
 
 
 def _estimate_tokens(text: str) -> int:
@@ -95,16 +118,6 @@ class OpenAIBackend(Backend):
         body["prompt"] = req.prompt or ""
         return "/completions", body
 
-    def _delay(self, attempt: int, resp: httpx.Response | None) -> float:
-        if resp is not None:
-            ra = resp.headers.get("retry-after")
-            try:
-                if ra is not None:
-                    return min(float(ra), MAX_RETRY_AFTER_S)
-            except ValueError:
-                pass
-        return float(self.backoff_s * (2**attempt) * (0.5 + random.random()))
-
     @staticmethod
     def _error_for(resp: httpx.Response, body: bytes) -> BoundgateError:
         try:
@@ -113,38 +126,43 @@ class OpenAIBackend(Backend):
             parsed = None
         if resp.status_code in RETRY_STATUSES:
             detail = body[:200].decode(errors="replace")
-            return UpstreamError(f"upstream answered {resp.status_code}: {detail}")
+            return _RetryableAnswer(
+                f"upstream answered {resp.status_code}: {detail}", _retry_after(resp)
+            )
         return UpstreamClientError(
             resp.status_code, parsed, f"upstream answered {resp.status_code}"
         )
 
     async def _send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
         """POST with bounded retries; returns an open (possibly streaming) 2xx response."""
-        attempt = 0
-        while True:
-            resp: httpx.Response | None = None
-            try:
-                request = self._client.build_request("POST", path, json=body)
-                resp = await self._client.send(request, stream=stream)
-                if resp.status_code < 400:
-                    return resp
-                content = await resp.aread()
-                await resp.aclose()
-                err = self._error_for(resp, content)
-                if resp.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
-                    raise err
-            except httpx.TimeoutException as exc:
-                if attempt >= self.max_retries:
-                    raise UpstreamTimeoutError(
-                        f"upstream timed out after {attempt + 1} attempt(s) of {self.timeout_s:g}s"
-                    ) from exc
-            except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise UpstreamError(
-                        f"upstream unreachable after {attempt + 1} attempt(s): {exc!r}"
-                    ) from exc
-            await asyncio.sleep(self._delay(attempt, resp))
-            attempt += 1
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_or_wait,
+                attempts=self.max_retries + 1,
+                timeout=None,
+                wait_initial=self.backoff_s,
+                wait_jitter=self.backoff_s,
+                wait_max=MAX_RETRY_AFTER_S,
+            ):
+                with attempt:
+                    attempts = attempt.num
+                    request = self._client.build_request("POST", path, json=body)
+                    resp = await self._client.send(request, stream=stream)
+                    if resp.status_code < 400:
+                        return resp
+                    content = await resp.aread()
+                    await resp.aclose()
+                    raise self._error_for(resp, content)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError(
+                f"upstream timed out after {attempts} attempt(s) of {self.timeout_s:g}s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(
+                f"upstream unreachable after {attempts} attempt(s): {exc!r}"
+            ) from exc
+        raise AssertionError("stamina ended without an answer or an error")  # pragma: no cover
 
     # --- the Backend interface -----------------------------------------------------------
     async def complete(self, req: GenerationRequest, cancel: CancelToken) -> Completion:
@@ -184,13 +202,13 @@ class OpenAIBackend(Backend):
         finish: str | None = None
         usage: Any = None
         try:
-            async for line in resp.aiter_lines():
+            async for sse in EventSource(resp).aiter_sse():
                 if cancel.cancelled:
                     finish = "cancelled"
                     break
-                if not line.startswith("data:"):
+                payload = sse.data.strip()
+                if not payload:
                     continue
-                payload = line[5:].strip()
                 if payload == "[DONE]":
                     break
                 try:
@@ -213,6 +231,8 @@ class OpenAIBackend(Backend):
                         yield Chunk(text=text)
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
+        except SSEError as exc:
+            raise UpstreamError(f"upstream sent no event stream: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError("upstream stream stalled") from exc
         except httpx.TransportError as exc:
