@@ -37,6 +37,7 @@ from .chat.router import router as chat_router
 from .common import loc_to_param
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
+from .openapi import truthful_openapi
 from .reuse.router import router as reuse_router
 from .system.router import router as system_router
 
@@ -290,4 +291,5 @@ def create_app(
     if dashboard is not None:
         install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    truthful_openapi(app)
     return app
