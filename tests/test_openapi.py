@@ -154,8 +154,10 @@ def test_schema_declares_errors_and_media_types(api: Api) -> None:
         for status, response in responses.items():
             if status.startswith(("4", "5")) and path != "/readyz":
                 assert _error_ref(response).endswith("/ErrorResponse"), (method, path, status)
-        if path.startswith("/v1/"):
-            assert "401" in responses, (method, path)  # every /v1 route takes a key
+        if path.startswith("/v1/"):  # every /v1 route takes a key (none in open local mode)
+            assert "401" in responses and op["security"] == [{"apiKey": []}, {}], (method, path)
+        elif path != "/metrics":
+            assert "security" not in op and "401" not in responses, (method, path)
         if method == "post":
             assert "413" in responses, (method, path)  # the body limit guards every POST
     components = api.schema["components"]["schemas"]
@@ -164,6 +166,9 @@ def test_schema_declares_errors_and_media_types(api: Api) -> None:
     assert error["required"] == ["error"] and error["additionalProperties"] is False
     assert error["properties"]["error"]["$ref"].endswith("/ErrorObject")
     assert components["ErrorObject"]["required"] == list(ErrorObject.model_fields)
+    assert paths["/metrics"]["get"]["security"] == [{"metricsToken": []}, {}]
+    schemes = api.schema["components"]["securitySchemes"]
+    assert {s["scheme"] for s in schemes.values()} == {"bearer"}
     metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain"]
     for path in ("/v1/chat/completions", "/v1/completions"):

@@ -282,14 +282,18 @@ def create_app(
         await record(request, err)
         return error_response(request, err)
 
-    app.include_router(chat_router)
-    app.include_router(completions_router)
-    app.include_router(embeddings_router)
-    app.include_router(batches_router)
-    app.include_router(reuse_router)
-    app.include_router(system_router)
+    routers = [
+        chat_router,
+        completions_router,
+        embeddings_router,
+        batches_router,
+        reuse_router,
+        system_router,
+    ]
+    for router in routers:
+        app.include_router(router)
     if dashboard is not None:
         install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    truthful_openapi(app)
+    truthful_openapi(app, routers)
     return app

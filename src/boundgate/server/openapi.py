@@ -10,10 +10,14 @@ gateway to keep this true.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+
+from .common import admin_context, context
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -123,20 +127,59 @@ GENERATION_ERRORS = errors(
 )
 
 
-def truthful_openapi(app: FastAPI) -> None:
-    """Build ``app``'s schema without FastAPI's 422 answers (the gateway never sends one:
-    request validation fails with 400 ``invalid_value``) and without the validation-error
-    components only they used."""
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`boundgate keys create`). Optional in open local mode, "
+        "while no key exists",
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The token named by `server.metrics_token_env`, when it is set",
+    },
+}
+
+
+def _keyed(route: APIRoute) -> bool:
+    """Whether the route authenticates its caller's API key (``context``/``admin_context``)."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if dep.call in (context, admin_context):
+            return True
+        stack.extend(dep.dependencies)
+    return False
+
+
+def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Build the schema of ``app`` (its API ``routers``) without FastAPI's 422 answers (the
+    gateway never sends one: request validation fails with 400 ``invalid_value``) and without
+    the validation-error components only they used; say which operations take an API key
+    (optional: none is needed in open local mode) and that ``/metrics`` may take a token."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
-            for operations in schema.get("paths", {}).values():
+            paths = schema.get("paths", {})
+            for operations in paths.values():
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)
-            components = schema.get("components", {}).get("schemas", {})
+            for route in (r for router in routers for r in router.routes):
+                if not isinstance(route, APIRoute) or route.path not in paths:
+                    continue
+                scheme = "apiKey" if _keyed(route) else None
+                if route.path == "/metrics":
+                    scheme = "metricsToken"
+                for method in route.methods if scheme and route.methods else ():
+                    operation = paths[route.path].get(method.lower())
+                    if operation is not None:
+                        operation["security"] = [{scheme: []}, {}]
+            components = schema.setdefault("components", {})
             for name in ("HTTPValidationError", "ValidationError"):
-                components.pop(name, None)
+                components.get("schemas", {}).pop(name, None)
+            components["securitySchemes"] = SECURITY_SCHEMES
             app.openapi_schema = schema
         return app.openapi_schema
 
