@@ -37,6 +37,7 @@ from .chat.router import router as chat_router
 from .common import loc_to_param
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
+from .openapi import truthful_openapi
 from .reuse.router import router as reuse_router
 from .system.router import router as system_router
 
@@ -281,13 +282,18 @@ def create_app(
         await record(request, err)
         return error_response(request, err)
 
-    app.include_router(chat_router)
-    app.include_router(completions_router)
-    app.include_router(embeddings_router)
-    app.include_router(batches_router)
-    app.include_router(reuse_router)
-    app.include_router(system_router)
+    routers = [
+        chat_router,
+        completions_router,
+        embeddings_router,
+        batches_router,
+        reuse_router,
+        system_router,
+    ]
+    for router in routers:
+        app.include_router(router)
     if dashboard is not None:
         install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    truthful_openapi(app, routers)
     return app

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import InvalidRequestError
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of
+from ..openapi import errors
 from . import serving
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -18,7 +19,7 @@ MAX_FILE_BYTES = 200 << 20
 PURPOSES = ("batch",)
 
 
-@router.post("/v1/files", tags=["batches"])
+@router.post("/v1/files", tags=["batches"], responses=errors(400, 401, 413))
 async def upload_file(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
@@ -38,7 +39,7 @@ async def upload_file(
     return serving.file_object(f)
 
 
-@router.get("/v1/files/{file_id}", tags=["batches"])
+@router.get("/v1/files/{file_id}", tags=["batches"], responses=errors(401, 404))
 async def get_file(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -46,7 +47,18 @@ async def get_file(
     return serving.file_object(f)
 
 
-@router.get("/v1/files/{file_id}/content", tags=["batches"])
+@router.get(
+    "/v1/files/{file_id}/content",
+    tags=["batches"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file's bytes (JSON Lines)",
+            "content": {"application/jsonl": {"schema": {"type": "string"}}},
+        },
+        **errors(401, 404),
+    },
+)
 async def file_content(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> Response:
@@ -62,7 +74,13 @@ class BatchRequest(BaseModel):
     metadata: dict[str, str] | None = None
 
 
-@router.post("/v1/batches", tags=["batches"])
+@router.post(
+    "/v1/batches",
+    tags=["batches"],
+    responses=errors(
+        400, 401, 404, 413, notes={404: "no such input file (`param: input_file_id`)"}
+    ),
+)
 async def create_batch(
     body: BatchRequest, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -83,7 +101,7 @@ async def create_batch(
     return batch
 
 
-@router.get("/v1/batches/{batch_id}", tags=["batches"])
+@router.get("/v1/batches/{batch_id}", tags=["batches"], responses=errors(401, 404))
 async def get_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -91,7 +109,11 @@ async def get_batch(
     return batch
 
 
-@router.post("/v1/batches/{batch_id}/cancel", tags=["batches"])
+@router.post(
+    "/v1/batches/{batch_id}/cancel",
+    tags=["batches"],
+    responses=errors(400, 401, 404, 413, notes={400: "the batch has already ended"}),
+)
 async def cancel_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:

@@ -9,13 +9,18 @@ from fastapi.responses import Response
 
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of, to_response
+from ..openapi import GENERATION_ERRORS, JSON_OR_SSE
 from .protocol import ChatCompletionRequest
 from .serving import serve
 
 router = APIRouter(route_class=StrictJSONRoute)
 
 
-@router.post("/v1/chat/completions", tags=["generation"])
+@router.post(
+    "/v1/chat/completions",
+    tags=["generation"],
+    responses={**JSON_OR_SSE, **GENERATION_ERRORS},
+)
 async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,

@@ -14,6 +14,7 @@ from ...errors import ContextLengthExceededError, ErrorCode, InvalidRequestError
 from ...gateway import RequestContext
 from ...reuse.embedder import MAX_TOKENS
 from ..common import StrictJSONRoute, context, gateway_of
+from ..openapi import errors
 
 router = APIRouter(route_class=StrictJSONRoute)
 MAX_INPUTS = 2048
@@ -30,7 +31,21 @@ class EmbeddingRequest(BaseModel):
     truncate: bool = False
 
 
-@router.post("/v1/embeddings", tags=["embeddings"])
+@router.post(
+    "/v1/embeddings",
+    tags=["embeddings"],
+    responses=errors(
+        400,
+        401,
+        404,
+        413,
+        429,
+        notes={
+            400: "an input longer than the model reads (`context_length_exceeded`)",
+            404: "an unknown model (`model_not_found`), or reuse is disabled",
+        },
+    ),
+)
 async def embeddings(
     body: EmbeddingRequest,
     request: Request,

@@ -13,6 +13,7 @@ from ...errors import ErrorCode, NotFoundError
 from ...gateway import RequestContext
 from ...store import DocumentRow
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
+from ..openapi import errors
 
 router = APIRouter(route_class=StrictJSONRoute)
 
@@ -23,7 +24,22 @@ class FeedbackRequest(BaseModel):
     correct: bool
 
 
-@router.post("/v1/boundgate/feedback", tags=["reuse"])
+@router.post(
+    "/v1/boundgate/feedback",
+    tags=["reuse"],
+    responses=errors(
+        400,
+        401,
+        403,
+        404,
+        413,
+        notes={
+            400: "the request's answer was not reused (`not_a_reuse`)",
+            403: "or the request belongs to another tenant",
+            404: "no such request, or reuse is disabled (`reuse_disabled`)",
+        },
+    ),
+)
 async def feedback(
     body: FeedbackRequest,
     request: Request,
@@ -38,7 +54,7 @@ async def feedback(
     return {"object": "boundgate.feedback", "request_id": body.request_id, "status": status}
 
 
-@router.get("/v1/boundgate/stats", tags=["reuse"])
+@router.get("/v1/boundgate/stats", tags=["reuse"], responses=errors(401))
 async def stats(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -71,7 +87,7 @@ def _visible(row: DocumentRow, ctx: RequestContext) -> bool:
     return ctx.tenant.admin or row.tenant == ctx.tenant.name
 
 
-@router.get("/v1/boundgate/documents", tags=["reuse"])
+@router.get("/v1/boundgate/documents", tags=["reuse"], responses=errors(400, 401))
 async def list_documents(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
@@ -84,7 +100,18 @@ async def list_documents(
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/boundgate/documents/{doc_id}", tags=["reuse"])
+@router.get(
+    "/v1/boundgate/documents/{doc_id}",
+    tags=["reuse"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The signed JSON-LD document",
+            "content": {"application/ld+json": {"schema": {"type": "object"}}},
+        },
+        **errors(401, 404),
+    },
+)
 async def get_document(
     doc_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> Response:
@@ -99,7 +126,11 @@ async def get_document(
     )
 
 
-@router.post("/v1/boundgate/documents/{doc_id}/revoke", tags=["reuse"])
+@router.post(
+    "/v1/boundgate/documents/{doc_id}/revoke",
+    tags=["reuse"],
+    responses=errors(401, 403, 404, 413),
+)
 async def revoke_document(
     doc_id: str, request: Request, ctx: Annotated[RequestContext, Depends(admin_context)]
 ) -> dict[str, Any]:
@@ -115,7 +146,11 @@ class BindRequest(BaseModel):
     answer_id: str = Field(min_length=1, max_length=200)
 
 
-@router.post("/v1/boundgate/documents", tags=["reuse"])
+@router.post(
+    "/v1/boundgate/documents",
+    tags=["reuse"],
+    responses=errors(400, 401, 403, 404, 413, notes={404: "no such stored answer"}),
+)
 async def bind_answer(
     body: BindRequest, request: Request, ctx: Annotated[RequestContext, Depends(admin_context)]
 ) -> dict[str, Any]:

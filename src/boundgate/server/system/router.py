@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import hmac
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from ...errors import AuthenticationError, ErrorCode
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
+from ..openapi import ErrorResponse, errors
 
 router = APIRouter(route_class=StrictJSONRoute)
 
 
-@router.get("/v1/models", tags=["models"])
+@router.get("/v1/models", tags=["models"], responses=errors(401))
 async def list_models(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -36,7 +38,11 @@ async def list_models(
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/models/{model_id}", tags=["models"])
+@router.get(
+    "/v1/models/{model_id}",
+    tags=["models"],
+    responses=errors(401, 404, notes={404: "unknown model (`model_not_found`)"}),
+)
 async def get_model(
     model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -56,7 +62,17 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["operations"])
+class Readiness(BaseModel):
+    status: Literal["ready", "starting"]
+    models: dict[str, bool]
+
+
+@router.get(
+    "/readyz",
+    tags=["operations"],
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Starting: not every model is loaded"}},
+)
 async def readyz(request: Request) -> Response:
     """Readiness: the store is open and every model is loaded."""
     gw = gateway_of(request)
@@ -68,7 +84,22 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", tags=["operations"])
+@router.get(
+    "/metrics",
+    tags=["operations"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        401: {
+            "model": ErrorResponse,
+            "description": "With `server.metrics_token_env` set: no or a wrong bearer token "
+            "(`invalid_metrics_token`)",
+        },
+    },
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition. With ``server.metrics_token_env`` set, it needs
     ``Authorization: Bearer <token>`` (401 otherwise)."""
@@ -89,7 +120,7 @@ async def metrics(request: Request) -> Response:
     )
 
 
-@router.get("/v1/boundgate/report", tags=["admin"])
+@router.get("/v1/boundgate/report", tags=["admin"], responses=errors(400, 401, 403))
 async def report(
     request: Request,
     ctx: Annotated[RequestContext, Depends(admin_context)],
@@ -100,7 +131,7 @@ async def report(
     return {"object": "list", "data": [asdict(r) for r in rows]}
 
 
-@router.get("/v1/boundgate/ledger", tags=["admin"])
+@router.get("/v1/boundgate/ledger", tags=["admin"], responses=errors(400, 401, 403))
 async def ledger(
     request: Request,
     ctx: Annotated[RequestContext, Depends(admin_context)],

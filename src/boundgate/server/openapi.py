@@ -1,0 +1,186 @@
+"""What the OpenAPI schema says each operation answers (issue #12.5).
+
+Every route declares, with ``responses=``, each error status it can actually return, in
+OpenAI's error shape (``ErrorResponse``), and the media types it really sends (SSE beside
+JSON for the generation endpoints, Prometheus text for ``/metrics``). FastAPI's default 422
+is taken out of the schema (``truthful_openapi``): validation errors are answered with 400
+``invalid_value``, never 422. ``tests/test_openapi.py`` runs schemathesis against a live
+gateway to keep this true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+from .common import admin_context, context
+
+Responses = dict[int | str, dict[str, Any]]
+
+
+class ErrorObject(BaseModel):
+    """OpenAI's error object. ``code`` is one of ``boundgate.errors.ErrorCode``, or an
+    upstream's own code when its 4xx is passed through."""
+
+    model_config = ConfigDict(extra="forbid", title="Error")
+    message: str = Field(description="what went wrong, for people")
+    type: str = Field(
+        description="invalid_request_error, authentication_error, permission_error, "
+        "rate_limit_error, or server_error"
+    )
+    param: str | None = Field(description="the parameter at fault, e.g. messages[0].role")
+    code: str | None = Field(description="machine-readable code, e.g. invalid_value")
+
+
+class ErrorResponse(BaseModel):
+    """Every error body: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: ErrorObject
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+# what each status means on any route; routes add their own cases with ``notes``
+_WHEN: dict[int, str] = {
+    400: "Invalid request: malformed JSON (`invalid_json`), a schema or value error "
+    "(`invalid_value`; `param` names the field)",
+    401: "Missing, invalid or revoked API key (`invalid_api_key`), once any key exists",
+    403: "The route needs an admin key (`admin_required`)",
+    404: "Not found (`not_found`)",
+    413: "Request body over `server.max_body_bytes` (`request_too_large`)",
+    429: "Requests-per-minute (`rate_limit_exceeded`) or daily token budget "
+    "(`daily_token_budget_exceeded`) spent",
+    502: "Upstream 5xx or unreachable after retries, or an upstream answer without a "
+    "`finish_reason` (`upstream_error`)",
+    503: "Local model queue full, or the model still loading (`overloaded`)",
+    504: "Upstream timed out after retries (`upstream_timeout`)",
+}
+
+
+def errors(*statuses: int, notes: dict[int, str] | None = None) -> Responses:
+    """``responses=`` entries for these error statuses, each with ``ErrorResponse``;
+    ``notes`` adds a route's own cases to a status's description."""
+    out: Responses = {}
+    for status in statuses:
+        text = _WHEN[status]
+        if notes and status in notes:
+            text = f"{text}; {notes[status]}"
+        entry: dict[str, Any] = {"model": ErrorResponse, "description": text}
+        if status in (429, 503):
+            entry["headers"] = RETRY_AFTER
+        out[status] = entry
+    return out
+
+
+# one server-sent event (before OpenAPI 3.2, the ``schema`` of ``text/event-stream`` describes
+# each event, not the whole stream)
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "a chunk as JSON (`chat.completion.chunk` or `text_completion`), "
+            'an error as JSON (`{"error": {...}}`), or `[DONE]`',
+        },
+        "event": {"type": "string"},
+    },
+}
+
+# the 200 of the generation endpoints: JSON, or server-sent events with ``stream``
+JSON_OR_SSE: Responses = {
+    200: {
+        "description": "The completion as JSON, or with `stream: true` as server-sent events "
+        "(`data: {chunk}` lines, then `data: [DONE]`; an error after the stream started "
+        'arrives as a last `data: {"error": {...}}` event)',
+        "content": {"text/event-stream": {"schema": SSE_EVENT}},
+    }
+}
+
+# statuses the generation endpoints can answer (the backend's own failures included)
+GENERATION_ERRORS = errors(
+    400,
+    401,
+    404,
+    413,
+    429,
+    502,
+    503,
+    504,
+    notes={
+        400: "an unsupported parameter (`unsupported_parameter`), a prompt longer than the "
+        "model's context (`context_length_exceeded`); an upstream's own 4xx passes through "
+        "with its status and code",
+        404: "unknown model (`model_not_found`, `param: model`)",
+        429: "or the tenant's novelty budget (`novelty_budget_exhausted`)",
+    },
+)
+
+
+SECURITY_SCHEMES = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`boundgate keys create`). Optional in open local mode, "
+        "while no key exists",
+    },
+    "metricsToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The token named by `server.metrics_token_env`, when it is set",
+    },
+}
+
+
+def _keyed(route: APIRoute) -> bool:
+    """Whether the route authenticates its caller's API key (``context``/``admin_context``)."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if dep.call in (context, admin_context):
+            return True
+        stack.extend(dep.dependencies)
+    return False
+
+
+def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Build the schema of ``app`` (its API ``routers``) without FastAPI's 422 answers (the
+    gateway never sends one: request validation fails with 400 ``invalid_value``) and without
+    the validation-error components only they used; say which operations take an API key
+    (optional: none is needed in open local mode) and that ``/metrics`` may take a token."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            paths = schema.get("paths", {})
+            for operations in paths.values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for route in (r for router in routers for r in router.routes):
+                if not isinstance(route, APIRoute) or route.path not in paths:
+                    continue
+                scheme = "apiKey" if _keyed(route) else None
+                if route.path == "/metrics":
+                    scheme = "metricsToken"
+                for method in route.methods if scheme and route.methods else ():
+                    operation = paths[route.path].get(method.lower())
+                    if operation is not None:
+                        operation["security"] = [{scheme: []}, {}]
+            components = schema.setdefault("components", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.get("schemas", {}).pop(name, None)
+            components["securitySchemes"] = SECURITY_SCHEMES
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,218 @@
+"""The OpenAPI schema tells the truth (issue #12.5): schemathesis generates requests for every
+operation from ``/openapi.json`` and checks each answer of a live gateway (fake backend, keys
+on) against it: no 5xx, a declared status, a declared media type, a body that fits the
+declared schema. Each example is sent without a key, as generated with a tenant's key, then
+with ids that exist (model, file, batch, document, stored answer, reused request) and the
+admin key, so that the routes' found, forbidden and already-done branches are reached too.
+Derandomized and bounded (a few dozen requests per operation)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from boundgate.assembly import build_app
+from boundgate.gateway import Gateway
+from boundgate.server.app import create_app
+from boundgate.server.openapi import ErrorObject
+from boundgate.testing import ThreadedServer
+from conftest import arun, fake_settings
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
+@dataclass
+class Api:
+    base: str
+    admin: dict[str, str]  # headers
+    user: dict[str, str]
+    ids: dict[str, str]  # parameter or body field → an id that exists
+    schema: dict[str, Any]
+
+
+def _seed(http: httpx.Client, admin: dict[str, str]) -> dict[str, str]:
+    """A stored answer, a reuse hit on it, a bound document, a file and a batch."""
+    chat = {"model": "fake", "messages": [{"role": "user", "content": "How tall is K2?"}]}
+    miss = http.post("/v1/chat/completions", headers=admin, json={**chat, "temperature": 0})
+    assert miss.status_code == 200, miss.text
+    other = {"model": "fake", "messages": [{"role": "user", "content": "How deep is Baikal?"}]}
+    second = http.post("/v1/chat/completions", headers=admin, json={**other, "temperature": 0})
+    hit = http.post("/v1/chat/completions", headers=admin, json={**chat, "temperature": 0})
+    assert hit.headers["x-boundgate-reuse"].startswith("hit"), hit.headers
+    bound = http.post(
+        "/v1/boundgate/documents",
+        headers=admin,
+        json={"answer_id": second.headers["x-boundgate-document"]},
+    )
+    assert bound.status_code == 200, bound.text
+    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": chat}
+    f = http.post(
+        "/v1/files",
+        headers=admin,
+        files={"file": ("in.jsonl", json.dumps(line).encode())},
+        data={"purpose": "batch"},
+    )
+    assert f.status_code == 200, f.text
+    b = http.post(
+        "/v1/batches",
+        headers=admin,
+        json={"input_file_id": f.json()["id"], "endpoint": "/v1/chat/completions"},
+    )
+    assert b.status_code == 200, b.text
+    return {
+        "model_id": "fake",
+        "model": "fake",
+        "file_id": f.json()["id"],
+        "input_file_id": f.json()["id"],
+        "batch_id": b.json()["id"],
+        "doc_id": bound.json()["id"],
+        "answer_id": miss.headers["x-boundgate-document"],
+        "request_id": hit.headers["x-request-id"],
+    }
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    app = build_app(fake_settings(tmp_path_factory.mktemp("openapi")))
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as http:
+        store = app.state.gateway.store
+        admin = {"Authorization": f"Bearer {arun(store.create_key('ops', admin=True)).secret}"}
+        user = {"Authorization": f"Bearer {arun(store.create_key('acme')).secret}"}
+        ids = _seed(http, admin)
+        schema = http.get("/openapi.json").json()
+        yield Api(srv.base_url, admin, user, ids, schema)
+
+
+def _with_known_ids(case: Any, ids: dict[str, str]) -> bool:
+    """Put ids that exist into the case's path and body; whether anything changed."""
+    changed = False
+    for name in list(case.path_parameters or {}):
+        if name in ids:
+            case.path_parameters[name] = ids[name]
+            changed = True
+    if isinstance(case.body, dict):
+        for name in list(case.body):
+            if name in ids and name != "model":  # generation's model stays as generated
+                case.body[name] = ids[name]
+                changed = True
+    return changed
+
+
+# The schema of an app without a gateway (the schema does not depend on one; a test checks
+# that the live gateway serves the same), loaded when the module is: schemathesis's
+# fixture-based loader does not work with pytest 9.
+SCHEMA = create_app(cast(Gateway, None)).openapi()
+schema = schemathesis.openapi.from_dict(SCHEMA)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_answer_is_declared(case: Any, api: Api) -> None:
+    call = {"base_url": api.base, "checks": CHECKS, "timeout": 60}
+    case.call_and_validate(**call)  # no key: 401 where one is needed
+    case.call_and_validate(headers=api.user, **call)
+    if _with_known_ids(case, api.ids) or case.operation.path.startswith("/v1/boundgate/"):
+        case.call_and_validate(headers=api.admin, **call)
+
+
+def _error_ref(response: dict[str, Any]) -> str:
+    return str(response["content"]["application/json"]["schema"]["$ref"])
+
+
+def test_schema_declares_errors_and_media_types(api: Api) -> None:
+    assert api.schema == SCHEMA
+    paths = api.schema["paths"]
+    operations = [(p, m, op) for p, ops in paths.items() for m, op in ops.items()]
+    assert len(operations) >= 22
+    for path, method, op in operations:
+        responses = op["responses"]
+        assert "422" not in responses, (method, path)  # validation errors are 400s
+        for status, response in responses.items():
+            if status.startswith(("4", "5")) and path != "/readyz":
+                assert _error_ref(response).endswith("/ErrorResponse"), (method, path, status)
+        if path.startswith("/v1/"):  # every /v1 route takes a key (none in open local mode)
+            assert "401" in responses and op["security"] == [{"apiKey": []}, {}], (method, path)
+        elif path != "/metrics":
+            assert "security" not in op and "401" not in responses, (method, path)
+        if method == "post":
+            assert "413" in responses, (method, path)  # the body limit guards every POST
+    components = api.schema["components"]["schemas"]
+    assert "HTTPValidationError" not in components and "ValidationError" not in components
+    error = components["ErrorResponse"]
+    assert error["required"] == ["error"] and error["additionalProperties"] is False
+    assert error["properties"]["error"]["$ref"].endswith("/ErrorObject")
+    assert components["ErrorObject"]["required"] == list(ErrorObject.model_fields)
+    assert paths["/metrics"]["get"]["security"] == [{"metricsToken": []}, {}]
+    schemes = api.schema["components"]["securitySchemes"]
+    assert {s["scheme"] for s in schemes.values()} == {"bearer"}
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        content = paths[path]["post"]["responses"]["200"]["content"]
+        assert {"application/json", "text/event-stream"} <= set(content)
+    for path in ("/v1/files/{file_id}/content", "/v1/boundgate/documents/{doc_id}"):
+        assert "application/json" not in paths[path]["get"]["responses"]["200"]["content"]
+    assert not any(p.startswith("/dashboard") for p in paths)
+
+
+def _broken(schema: dict[str, Any], path: str, method: str, edit: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(schema))
+    responses = out["paths"][path][method]["responses"]
+    if edit == "drop-400":
+        del responses["400"]
+    elif edit == "metrics-as-json":
+        responses["200"]["content"] = {"application/json": {"schema": {"type": "object"}}}
+    elif edit == "error-without-code":
+        error = out["components"]["schemas"]["ErrorObject"]
+        error["properties"].pop("code")
+        error["required"].remove("code")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "edit", "body"),
+    [
+        ("/v1/chat/completions", "post", "drop-400", {}),
+        ("/metrics", "get", "metrics-as-json", None),
+        ("/v1/completions", "post", "error-without-code", {}),
+    ],
+)
+def test_the_checks_catch_a_wrong_declaration(
+    api: Api, path: str, method: str, edit: str, body: dict[str, Any] | None
+) -> None:
+    """The harness can fail: each of these schemas is wrong about one answer, and the checks
+    say so (the true schema passes the same request)."""
+    for wrong in (False, True):
+        schema_dict = _broken(api.schema, path, method, edit) if wrong else api.schema
+        operation = schemathesis.openapi.from_dict(schema_dict)[path][method.upper()]
+        case = operation.Case(body=body) if body is not None else operation.Case()
+        call = {"base_url": api.base, "headers": api.user, "checks": CHECKS, "timeout": 60}
+        if not wrong:
+            case.call_and_validate(**call)
+            continue
+        with pytest.raises((AssertionError, BaseExceptionGroup)):
+            case.call_and_validate(**call)
