@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import os
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ from boundgate.testing import ThreadedServer
 
 T = TypeVar("T")
 
-# Tests must not pick up a developer's configuration.
+# Tests must not pick up a developer's configuration (BOUNDGATE_TEST_* switch tests, not the
+# gateway: they stay).
 for _name in list(os.environ):
-    if _name.startswith("BOUNDGATE_"):
+    if _name.startswith("BOUNDGATE_") and not _name.startswith("BOUNDGATE_TEST_"):
         del os.environ[_name]
 
 
@@ -143,6 +145,35 @@ def keyed_dash(tmp_path: Path) -> Iterator[Any]:
     from dashboard_seed import start
 
     yield from start(tmp_path, keyed=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (see ``pg_server.py``). Fails when it
+    cannot start; skips when ``BOUNDGATE_TEST_POSTGRES=0``."""
+    if os.environ.get("BOUNDGATE_TEST_POSTGRES") == "0":
+        pytest.skip("BOUNDGATE_TEST_POSTGRES=0: PostgreSQL store tests not run")
+    from pg_server import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+_pg_schemas = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> str:
+    """The URL of a fresh, empty schema on the session's server (``search_path`` set to it)."""
+    import psycopg
+
+    schema = f"test_{next(_pg_schemas)}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return f"{postgres_url}?options=-csearch_path%3D{schema}"
 
 
 def assert_error(

@@ -1,8 +1,12 @@
 """The store contract: what every implementation of ``boundgate.store.Store`` must do.
 
-Each test runs against every implementation in ``IMPLEMENTATIONS`` (today SQLite; the
-PostgreSQL store becomes one more entry), each time on a fresh, empty store. Tests go
-through the protocols only; nothing here knows how a store keeps its data.
+Each test runs against every implementation in ``IMPLEMENTATIONS`` (SQLite, and PostgreSQL on
+a throwaway server started once per session, see ``pg_server.py``), each time on a fresh,
+empty store. Tests go through the protocols only; nothing here knows how a store keeps its
+data.
+
+The PostgreSQL tests fail when the server cannot start (the wheel missing, say); set
+``BOUNDGATE_TEST_POSTGRES=0`` to skip them instead (``conftest.py``).
 """
 
 from __future__ import annotations
@@ -32,18 +36,29 @@ DAY = 86400.0
 D0 = 20000 * DAY  # a UTC midnight
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     """Store instances on one fresh database (several instances: several processes)."""
     return lambda: SQLiteStore(tmp_path / "contract.db")
 
 
-IMPLEMENTATIONS: dict[str, Callable[[Path], Callable[[], Store]]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Store instances on one fresh schema of the session's server (``postgres_schema``)."""
+    from boundgate.store.postgres import PostgresStore
+
+    url = request.getfixturevalue("postgres_schema")
+    return lambda: PostgresStore(url, max_size=4)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path], Callable[[], Store]]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Opens another instance on the same (fresh) database; closes them all afterwards."""
-    new = IMPLEMENTATIONS[request.param](tmp_path)
+    new = IMPLEMENTATIONS[request.param](request, tmp_path)
     opened: list[Store] = []
 
     def make() -> Store:

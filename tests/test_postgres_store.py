@@ -1,0 +1,60 @@
+"""What the PostgreSQL store does beyond the contract (``test_store_contract.py``): replicas
+starting together migrate once, and one instance serves callers on several event loops."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import psycopg
+import pytest
+
+from boundgate.store import LedgerRow
+from boundgate.store.postgres import PostgresStore, load_migrations
+
+
+def test_replicas_opening_together_migrate_once(postgres_schema: str) -> None:
+    stores = [PostgresStore(postgres_schema, max_size=2) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def open_one(s: PostgresStore) -> None:
+        try:
+            s.open()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        with psycopg.connect(postgres_schema) as conn:
+            versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+        assert sorted(versions) == [v for v, _, _ in load_migrations()]
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_one_instance_serves_several_event_loops(postgres_schema: str) -> None:
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        for i in range(3):  # each asyncio.run is a new loop (the CLI does this)
+            asyncio.run(store.record(LedgerRow(f"r{i}", float(i), "t", "/v1/completions")))
+
+        results: list[int] = []
+
+        def in_thread() -> None:  # and a loop on another thread
+            results.append(len(asyncio.run(store.ledger())))
+
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+        assert results == [3]
+    finally:
+        store.close()
+    with pytest.raises(RuntimeError):
+        asyncio.run(store.ledger())
