@@ -31,6 +31,7 @@ from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import ReuseEngine
 from boundgate.reuse.index import IndexParams
 from boundgate.reuse.verifier import Verifier
+from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from lookup import DIM, clustered, synthetic_entry
 
@@ -71,7 +72,9 @@ def main() -> None:
             engine = ReuseEngine(
                 store=store,
                 embedder=embedder,
-                verifier=Verifier(),
+                verifier=Verifier(ReuseSettings()),
+                settings=ReuseSettings(),
+                rebind_window_s=3600.0,
                 index_params=params,
                 index_dir=Path(tmp) / "index" if persist else None,
             )

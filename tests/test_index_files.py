@@ -19,6 +19,7 @@ from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.index import IndexParams, ScopedIndex
 from boundgate.reuse.verifier import Observation, Verifier
+from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from conftest import fake_settings
@@ -42,12 +43,18 @@ class Run:
         self.store = SQLiteStore(tmp / "b.db")
         self.store.open()
         # a loose bound that one label makes trusted: what is tested here is the index
-        verifier = Verifier(delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1)
+        verifier = Verifier(
+            ReuseSettings(
+                error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+            )
+        )
         verifier.add(Observation(0.99, True, "verify", None))
         self.engine = ReuseEngine(
             store=self.store,
             embedder=HashEmbedder(),
             verifier=verifier,
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
             clock=FakeClock(start=1_800_000_000.0),
             index_dir=tmp / "index",
             index_params=params,

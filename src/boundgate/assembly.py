@@ -35,12 +35,12 @@ from .grid.signal import CsvSignal
 from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
-from .reuse.engine import ReuseConfig, ReuseEngine
+from .reuse.engine import ReuseEngine
 from .reuse.index import IndexParams
 from .reuse.pair import OnnxPairScorer, PairScorer, packaged_model_dir
 from .reuse.prior import Prior
 from .reuse.scoring import SCORERS
-from .reuse.variants import CreativityBuffer, CreativityConfig
+from .reuse.variants import CreativityBuffer
 from .reuse.verifier import Verifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
@@ -204,36 +204,13 @@ def build_reuse(
     prior: Prior | None = None
     if scorer.uses_pair:
         pair_scorer, prior = build_pair_scorer(settings)
-    verifier = Verifier(
-        delta=r.error_bound,
-        initial_threshold=r.initial_threshold,
-        floor=r.similarity_floor,
-        min_observations=r.min_observations,
-        verify_rate=r.verify_rate,
-        confidence=r.confidence,
-        scorer=scorer,
-        prior=prior,
-        prior_weight=r.prior_weight,
-        lookup_windows=tuple(r.lookup_windows),
-    )
+    verifier = Verifier(r, scorer=scorer, prior=prior)
     engine = ReuseEngine(
         store=store,
         embedder=embedder or build_embedder(settings),
         verifier=verifier,
-        config=ReuseConfig(
-            max_temperature=r.max_temperature,
-            semantic=r.semantic,
-            answer_similarity=r.answer_similarity,
-            time_sensitive_max_age=r.time_sensitive_max_age,
-            time_sensitive_pattern=r.time_sensitive_pattern,
-            max_entries=r.max_entries,
-            bind_after=r.bind_after,
-            pair_candidates=r.pair_candidates,
-            require_bound=r.require_bound,
-            stale_policy=r.stale_policy,
-            rebind_window_s=settings.scheduler.rebind_window_s,
-            index_save_interval_s=r.index_save_interval_s,
-        ),
+        settings=r,
+        rebind_window_s=settings.scheduler.rebind_window_s,
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),
         jobs=jobs,
@@ -294,18 +271,7 @@ def build_gateway(
         reuse=reuse,
         reuse_meter=reuse_meter,
         jobs=jobs,
-        creativity=CreativityBuffer(
-            store,
-            jobs,
-            clock,
-            CreativityConfig(
-                min_askers=settings.creativity.min_askers,
-                variants=settings.creativity.variants,
-                window_s=settings.creativity.window_s,
-                novelty_per_day=settings.limits.novelty_per_day,
-                novelty_exhausted=settings.limits.novelty_exhausted,
-            ),
-        )
+        creativity=CreativityBuffer(store, jobs, clock, settings.creativity, settings.limits)
         if settings.creativity.enabled and reuse is not None
         else None,
     )
