@@ -77,21 +77,13 @@ def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
             context_length=ms.context_length,
             timeout_s=ms.timeout_s,
             max_retries=ms.max_retries,
+            backoff_s=ms.backoff_s,
         )
     return FakeBackend(name, params_b=ms.params_b or 0.135, context_length=ms.n_ctx)
 
 
 def local_energy_meter(settings: Settings) -> Meter:
-    e = settings.energy
-    return local_meter(
-        method=e.method,
-        rapl_root=e.rapl_root,
-        watts_per_core=e.cpu_watts_per_core,
-        watts_per_core_low=e.cpu_watts_per_core_low,
-        watts_per_core_high=e.cpu_watts_per_core_high,
-        memory_watts_per_gb=e.memory_watts_per_gb,
-        pue=e.pue,
-    )
+    return local_meter(settings.energy)
 
 
 def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:

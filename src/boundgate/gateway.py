@@ -120,7 +120,7 @@ class Gateway:
         limiter: Limiter,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
-        default_max_tokens: int = 1024,
+        default_max_tokens: int,
         aliases: dict[str, str] | None = None,
         reuse: ReuseEngine | None = None,
         reuse_meter: Meter | None = None,

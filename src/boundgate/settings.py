@@ -357,6 +357,12 @@ class ModelSettings(_Section):
     max_retries: int = Field(
         2, ge=0, le=10, description="openai: retries on 429/5xx/connection errors."
     )
+    backoff_s: float = Field(
+        0.2,
+        ge=0,
+        description="openai: wait before the first retry (s), doubled for each further retry "
+        "and jittered (×0.5–1.5); an upstream Retry-After header (up to 10 s) overrides it.",
+    )
     aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
 
     @model_validator(mode="after")
