@@ -36,7 +36,6 @@ from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseEngine
-from .reuse.index import IndexParams
 from .reuse.pair import OnnxPairScorer, PairScorer, packaged_model_dir
 from .reuse.prior import Prior
 from .reuse.scoring import SCORERS
@@ -206,12 +205,6 @@ def build_reuse(
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),
         jobs=jobs,
-        index_params=IndexParams(
-            connectivity=r.index_connectivity,
-            expansion_add=r.index_expansion_add,
-            expansion_search=r.index_expansion_search,
-            dtype=r.index_dtype,
-        ),
         index_dir=settings.server.data_dir / "index" if r.persist_index else None,
         pair_scorer=pair_scorer,
     )

@@ -133,12 +133,11 @@ class ReuseEngine:
         rng: random.Random | None = None,
         signer: Signer | None = None,
         jobs: JobQueue | None = None,
-        index_params: IndexParams | None = None,
         index_dir: Path | None = None,
         pair_scorer: PairScorer | None = None,
     ) -> None:
         """``settings``: the ``[reuse]`` section (what is not passed as a part is read from it;
-        ``reuse.scorer``, ``embedder`` and the index settings are resolved by the caller).
+        ``reuse.scorer`` and ``embedder`` are resolved by the caller).
         ``rebind_window_s``: the deadline of rebind jobs (``scheduler.rebind_window_s``).
         ``index_dir``: where the ANN indexes are saved between runs (None: not saved).
         ``pair_scorer``: scores the guard survivors when the verifier's scorer uses it."""
@@ -159,7 +158,7 @@ class ReuseEngine:
             if self.settings.time_sensitive_pattern
             else TimeSensitivity()
         )
-        self.index = ScopedIndex(embedder.dim, index_params)
+        self.index = ScopedIndex(embedder.dim, IndexParams.of(settings))
         self.index_files = (
             IndexFiles(index_dir, embedder=embedder.name, index=self.index)
             if index_dir is not None
