@@ -39,6 +39,7 @@ from boundgate.reuse.guards import compare
 from boundgate.reuse.scope import canonical_query
 from boundgate.reuse.scoring import CosineScorer, DensityScorer
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.settings import ReuseSettings
 from reuse_quality import Components, load_pairs
 from signals import cached
 
@@ -210,7 +211,7 @@ def replay(
 def default_rows(run: Callable[[str, Procedure], Result], seed: int) -> list[Result]:
     results: list[Result] = []
     for scorer in (CosineScorer(), DensityScorer()):
-        g = Gateway(Verifier(rng=random.Random(seed), scorer=scorer))
+        g = Gateway(Verifier(ReuseSettings(), rng=random.Random(seed), scorer=scorer))
         r = run(f"verifier, {scorer.name} scorer", g)
         r.extra.update(scorer.describe())
         results.append(r)
@@ -221,7 +222,7 @@ def default_rows(run: Callable[[str, Procedure], Result], seed: int) -> list[Res
         ("verify_rate 0.20", {"verify_rate": 0.20}),
     ):
         scorer = DensityScorer()
-        g = Gateway(Verifier(rng=random.Random(seed), scorer=scorer, **kw))
+        g = Gateway(Verifier(ReuseSettings(**kw), rng=random.Random(seed), scorer=scorer))
         r = run(f"verifier, density scorer, {label}", g)
         r.extra.update(scorer.describe())
         results.append(r)
@@ -287,7 +288,7 @@ def main() -> None:
         for spec in args.windows.split(";"):
             windows = tuple(int(w) for w in spec.split(","))
             rng = random.Random(args.seed)
-            v = Verifier(rng=rng, scorer=DensityScorer(), lookup_windows=windows)
+            v = Verifier(ReuseSettings(lookup_windows=windows), rng=rng, scorer=DensityScorer())
             results.append(run(f"verifier, density scorer, lookup windows {spec}", Gateway(v)))
     else:
         results = default_rows(run, args.seed)

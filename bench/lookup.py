@@ -37,6 +37,7 @@ import numpy as np
 
 from _harness import gateway_over_fake_upstream, track
 from boundgate.reuse.index import IndexParams, ScopedIndex
+from boundgate.settings import ReuseSettings
 from boundgate.store import StoredEntry
 
 DIM = 384
@@ -103,7 +104,7 @@ def ann(sizes: list[int], queries: int) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         vecs = clustered(n, rng)
-        index = ScopedIndex(DIM)
+        index = ScopedIndex(DIM, IndexParams.of(ReuseSettings()))
         t0 = time.perf_counter()
         index.add_many("s", list(range(n)), vecs)
         build = time.perf_counter() - t0
@@ -184,7 +185,7 @@ def knobs(
     indexes: list[tuple[str, IndexParams, ScopedIndex]] = []
     for b in builds:
         dtype, m = b.split(":")
-        params = IndexParams(connectivity=int(m), dtype=dtype)
+        params = IndexParams.of(ReuseSettings(index_connectivity=int(m), index_dtype=dtype))
         index, how = built_index(vecs, params, cache, f"clustered-n{n}-seed0")
         print(f"{dtype} connectivity {m}: {how}", file=sys.stderr, flush=True)
         indexes.append((b, params, index))

@@ -29,8 +29,8 @@ import numpy as np
 
 from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import ReuseEngine
-from boundgate.reuse.index import IndexParams
 from boundgate.reuse.verifier import Verifier
+from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from lookup import DIM, clustered, synthetic_entry
 
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--connectivity", type=int, default=32)
     args = ap.parse_args()
     embedder = HashEmbedder(DIM)  # only its name and dimension matter: nothing is embedded
-    params = IndexParams(dtype=args.dtype, connectivity=args.connectivity)
+    reuse = ReuseSettings(index_dtype=args.dtype, index_connectivity=args.connectivity)
     rng = np.random.default_rng(0)
     vecs = clustered(args.entries + args.tail, rng)
     queries = vecs[rng.integers(0, args.entries, 200)]
@@ -71,8 +71,9 @@ def main() -> None:
             engine = ReuseEngine(
                 store=store,
                 embedder=embedder,
-                verifier=Verifier(),
-                index_params=params,
+                verifier=Verifier(reuse),
+                settings=reuse,
+                rebind_window_s=3600.0,
                 index_dir=Path(tmp) / "index" if persist else None,
             )
             t = time.perf_counter()

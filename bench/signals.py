@@ -60,9 +60,10 @@ import numpy.typing as npt
 
 from boundgate.reuse.embedder import OnnxEmbedder, default_model_files
 from boundgate.reuse.guards import compare, features
-from boundgate.reuse.index import ScopedIndex
+from boundgate.reuse.index import IndexParams, ScopedIndex
 from boundgate.reuse.scope import canonical_query
 from boundgate.reuse.scoring import DensityScorer, Evidence, logistic
+from boundgate.settings import ReuseSettings
 from reuse_quality import Components, load_pairs
 
 F32 = npt.NDArray[np.float32]
@@ -503,7 +504,7 @@ def main() -> None:
         "align (both questions' token states)", lambda a, b: aligner.score(*aligner.tokens([a, b]))
     )
     # the gateway's density term: the candidate's own neighbours, from the per-scope index
-    index = ScopedIndex(384)
+    index = ScopedIndex(384, IndexParams.of(ReuseSettings()))
     index.add_many("s", list(range(len(stored))), vs)
     where = {q: j for j, q in enumerate(stored)}
 

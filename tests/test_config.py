@@ -82,6 +82,28 @@ def test_env_overrides_file_and_flags_override_env(
     assert sources["server.host"] == "default"
 
 
+def test_renamed_settings_keep_their_old_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """reuse.time_sensitive_max_age became time_sensitive_max_age_s: old config files and
+    environment variables keep working, and `settings` names where the value came from."""
+    cfg = write_config(tmp_path / "c.toml", "[reuse]\ntime_sensitive_max_age = 42\n")
+    s = load_settings(cfg)
+    assert s.reuse.time_sensitive_max_age_s == 42
+    sources = {v.key: v.source for v in describe(s, cfg)}
+    assert sources["reuse.time_sensitive_max_age_s"] == f"file:{cfg}"
+    monkeypatch.setenv("BOUNDGATE_REUSE__TIME_SENSITIVE_MAX_AGE", "7")
+    s = load_settings(None)
+    assert s.reuse.time_sensitive_max_age_s == 7
+    sources = {v.key: v.source for v in describe(s)}
+    assert (
+        sources["reuse.time_sensitive_max_age_s"] == "env:BOUNDGATE_REUSE__TIME_SENSITIVE_MAX_AGE"
+    )
+    monkeypatch.setenv("BOUNDGATE_REUSE__TIME_SENSITIVE_MAX_AGE_S", "8")  # the new name wins
+    assert load_settings(None).reuse.time_sensitive_max_age_s == 8
+    assert load_settings(cfg).reuse.time_sensitive_max_age_s == 8  # an old file, a new env
+
+
 def test_every_setting_is_documented() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     for v in describe(load_settings(None)):

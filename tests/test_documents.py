@@ -258,7 +258,9 @@ def test_jobs_survive_a_dead_runner_and_complete_once(tmp_path: Path) -> None:
             ran.append(payload)
             return {"ok": True}
 
-        runner = JobRunner(store, {"rebind": handler}, clock=clock, lease_s=60)
+        runner = JobRunner(
+            store, {"rebind": handler}, clock=clock, lease_s=60, poll_s=1.0, replan_s=3600.0
+        )
         assert asyncio.run(runner.run_once()) is False  # lease still valid
         clock.advance(61)
         assert asyncio.run(runner.run_once()) is True

@@ -21,11 +21,12 @@ from boundgate.grid.live import (
     WattTime,
 )
 from boundgate.scheduler.policy import CarbonAwareStart
-from boundgate.settings import ConfigError
+from boundgate.settings import ConfigError, GridSettings
 from boundgate.testing import ThreadedServer
 from conftest import Live, fake_settings, wait_until
 
 HOUR = 3600
+TIMING = {"refresh_s": GridSettings().refresh_s, "timeout_s": GridSettings().timeout_s}
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_each_adapter_reads_current_and_forecast_values(grid: FakeGridServer, in
     provider = providers(grid.base_url)[index]
     now_h = int(time.time()) // HOUR
     grid.control.values = {now_h: 321.0, now_h + 3: 123.0}
-    source = LiveCarbonSource(provider, "DE-LU", BundledCarbonSource())
+    source = LiveCarbonSource(provider, "DE-LU", BundledCarbonSource(), **TIMING)
     assert source.refresh(), source.status()
     now = source.intensity("DE-LU", datetime.fromtimestamp(now_h * HOUR, tz=UTC))
     assert now.method == "live" and now.source == provider.name
@@ -66,7 +67,7 @@ def test_each_adapter_reads_current_and_forecast_values(grid: FakeGridServer, in
 def test_failing_source_falls_back_with_a_label_and_never_raises(grid: FakeGridServer) -> None:
     grid.control.status = 503
     source = LiveCarbonSource(
-        ElectricityMaps(grid.base_url, "DE", None), "DE-LU", BundledCarbonSource()
+        ElectricityMaps(grid.base_url, "DE", None), "DE-LU", BundledCarbonSource(), **TIMING
     )
     assert not source.refresh()
     got = source.intensity("DE-LU", datetime.now(tz=UTC))
@@ -75,7 +76,7 @@ def test_failing_source_falls_back_with_a_label_and_never_raises(grid: FakeGridS
     # unreachable host: same
     dead = LiveCarbonSource(
         ElectricityMaps("http://127.0.0.1:9", "DE", None), "DE-LU", BundledCarbonSource(),
-        timeout_s=0.5,
+        refresh_s=300.0, timeout_s=0.5,
     )  # fmt: skip
     assert not dead.refresh()
     assert "live unavailable" in dead.intensity("DE-LU", datetime.now(tz=UTC)).method
@@ -85,7 +86,10 @@ def test_failing_source_falls_back_with_a_label_and_never_raises(grid: FakeGridS
 
 def test_watttime_logs_in_again_when_its_token_expires(grid: FakeGridServer) -> None:
     source = LiveCarbonSource(
-        WattTime(grid.base_url, "CAISO_NORTH", "u", "p"), "US-CAL-CISO", BundledCarbonSource()
+        WattTime(grid.base_url, "CAISO_NORTH", "u", "p"),
+        "US-CAL-CISO",
+        BundledCarbonSource(),
+        **TIMING,
     )
     assert source.refresh()
     grid.control.expire_token_once = True
@@ -99,7 +103,7 @@ def test_live_forecast_steers_the_start_policy(grid: FakeGridServer) -> None:
     grid.control.values = {now_h + k: 400.0 for k in range(-2, 25)}
     grid.control.values[now_h + 5] = 50.0
     source = LiveCarbonSource(
-        ElectricityMaps(grid.base_url, "DE", None), "DE-LU", BundledCarbonSource()
+        ElectricityMaps(grid.base_url, "DE", None), "DE-LU", BundledCarbonSource(), **TIMING
     )
     assert source.refresh()
     policy = CarbonAwareStart(source, "DE-LU")

@@ -19,6 +19,7 @@ from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.index import IndexParams, ScopedIndex
 from boundgate.reuse.verifier import Observation, Verifier
+from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from conftest import fake_settings
@@ -38,19 +39,24 @@ def chat(question: str) -> GenerationRequest:
 class Run:
     """One process lifetime of an engine over the same store file and data dir."""
 
-    def __init__(self, tmp: Path, params: IndexParams | None = None) -> None:
+    def __init__(self, tmp: Path, settings: ReuseSettings | None = None) -> None:
         self.store = SQLiteStore(tmp / "b.db")
         self.store.open()
         # a loose bound that one label makes trusted: what is tested here is the index
-        verifier = Verifier(delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1)
+        verifier = Verifier(
+            ReuseSettings(
+                error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+            )
+        )
         verifier.add(Observation(0.99, True, "verify", None))
         self.engine = ReuseEngine(
             store=self.store,
             embedder=HashEmbedder(),
             verifier=verifier,
+            settings=settings or ReuseSettings(),
+            rebind_window_s=3600.0,
             clock=FakeClock(start=1_800_000_000.0),
             index_dir=tmp / "index",
-            index_params=params,
         )
         asyncio.run(self.engine.load())
 
@@ -185,10 +191,15 @@ def test_a_damaged_save_falls_back_to_a_rebuild(
 
 
 @pytest.mark.parametrize(
-    "other", [IndexParams(connectivity=8), IndexParams(dtype="f16"), IndexParams(dtype="f32")]
+    "other",
+    [
+        ReuseSettings(index_connectivity=8),
+        ReuseSettings(index_dtype="f16"),
+        ReuseSettings(index_dtype="f32"),
+    ],
 )
 def test_an_index_saved_with_other_parameters_is_rebuilt(
-    tmp_path: Path, other: IndexParams
+    tmp_path: Path, other: ReuseSettings
 ) -> None:
     run = Run(tmp_path)
     run.remember("everest")
@@ -199,7 +210,7 @@ def test_an_index_saved_with_other_parameters_is_rebuilt(
     assert run.answer("everest") == "8849 m"
     run.close()
     # search-time parameters do not change the saved graph: no rebuild for them
-    run = Run(tmp_path, IndexParams(**{**other.__dict__, "expansion_search": 200}))
+    run = Run(tmp_path, other.model_copy(update={"index_expansion_search": 200}))
     assert run.engine.index_load is not None and run.engine.index_load.reused == 1
     assert run.answer("everest") == "8849 m"
     run.close()
@@ -210,7 +221,7 @@ def test_similarities_are_exact_cosines_whatever_the_dtype(dtype: str) -> None:
     rng = np.random.default_rng(7)
     vecs = rng.standard_normal((300, 32)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    index = ScopedIndex(32, IndexParams(dtype=dtype))
+    index = ScopedIndex(32, IndexParams.of(ReuseSettings(index_dtype=dtype)))
     index.add_many("s", list(range(300)), vecs)
     for i in range(0, 300, 30):
         q = vecs[i] + 0.05 * rng.standard_normal(32).astype(np.float32)

@@ -17,6 +17,7 @@ from boundgate.energy import (
     carbon_g,
     local_meter,
 )
+from boundgate.settings import EnergySettings
 
 WORK = Work(backend_kind="llama_cpp", params_b=0.135, completion_tokens=10, memory_gb=0.1)
 
@@ -32,7 +33,7 @@ def make_rapl(root: Path, values: dict[str, int], max_range: int = 1000) -> None
 def test_rapl_sums_packages_and_ignores_subzones(tmp_path: Path) -> None:
     make_rapl(tmp_path, {"intel-rapl:0": 100, "intel-rapl:1": 200, "intel-rapl:0:0": 5})
     assert RaplMeter.available(tmp_path)
-    meter = RaplMeter(tmp_path)
+    meter = RaplMeter(tmp_path, pue=1.0)
     token = meter.start()
     make_rapl(tmp_path, {"intel-rapl:0": 400, "intel-rapl:1": 500, "intel-rapl:0:0": 900})
     m = meter.stop(token, WORK)
@@ -43,7 +44,7 @@ def test_rapl_sums_packages_and_ignores_subzones(tmp_path: Path) -> None:
 
 def test_rapl_handles_counter_wrap(tmp_path: Path) -> None:
     make_rapl(tmp_path, {"intel-rapl:0": 900}, max_range=1000)
-    meter = RaplMeter(tmp_path)
+    meter = RaplMeter(tmp_path, pue=1.0)
     token = meter.start()
     make_rapl(tmp_path, {"intel-rapl:0": 50}, max_range=1000)
     assert meter.stop(token, WORK).wh == pytest.approx(150 / 3.6e9)
@@ -51,14 +52,20 @@ def test_rapl_handles_counter_wrap(tmp_path: Path) -> None:
 
 def test_unreadable_rapl_falls_back_to_labelled_estimate(tmp_path: Path) -> None:
     assert not RaplMeter.available(tmp_path / "missing")
-    meter = local_meter(rapl_root=tmp_path / "missing")
+    meter = local_meter(EnergySettings(rapl_root=tmp_path / "missing"))
     assert isinstance(meter, CpuTimeEstimateMeter) and meter.name == "estimate"
     with pytest.raises(RuntimeError, match="rapl"):
-        local_meter(method="rapl", rapl_root=tmp_path / "missing")
+        local_meter(EnergySettings(method="rapl", rapl_root=tmp_path / "missing"))
 
 
 def test_cpu_estimate_grows_with_cpu_work() -> None:
-    meter = CpuTimeEstimateMeter(watts_per_core=4, watts_per_core_low=2, watts_per_core_high=8)
+    meter = CpuTimeEstimateMeter(
+        watts_per_core=4,
+        watts_per_core_low=2,
+        watts_per_core_high=8,
+        memory_watts_per_gb=0.392,
+        pue=1.0,
+    )
     token = meter.start()
     deadline = time.process_time() + 0.2
     x = 0

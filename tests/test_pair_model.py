@@ -15,11 +15,12 @@ from boundgate.assembly import build_app
 from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder
-from boundgate.reuse.engine import Lookup, ReuseConfig, ReuseEngine
+from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
 from boundgate.reuse.prior import Prior
 from boundgate.reuse.scoring import PairModelScorer
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from conftest import Live, fake_settings, wait_until
@@ -90,8 +91,8 @@ def test_prior_serves_from_the_first_lookups_and_labels_take_over(prior: Prior) 
     the calibration data) is caught by the gateway's own labels: the threshold rises, the
     estimate at the threshold in force stays within δ, and the share of lookups served a
     wrong answer stays within δ."""
-    cold = Verifier(scorer=PairModelScorer(), rng=random.Random(1))
-    warm = Verifier(scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
+    cold = Verifier(ReuseSettings(), scorer=PairModelScorer(), rng=random.Random(1))
+    warm = Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
     for v in (cold, warm):  # 100 lookups, one in twenty with a high-scoring candidate
         for i in range(100):
             v.note_lookup(0.9, pair=0.97) if i % 20 == 0 else v.note_lookup(None)
@@ -141,7 +142,7 @@ def test_novel_traffic_does_not_pull_the_threshold_below_the_calibrations_traffi
     pairs_only = dataclasses.replace(prior, lookups=None)
     after = {}
     for name, p in (("lookups", prior), ("pairs only", pairs_only)):
-        v = Verifier(scorer=PairModelScorer(), prior=p, rng=random.Random(1))
+        v = Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=p, rng=random.Random(1))
         for _ in range(200):
             v.note_lookup(None)
         after[name] = v.threshold
@@ -190,11 +191,8 @@ def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_s
 
     fake = FakePairScorer(rule)
     verifier = Verifier(
-        delta=0.9,
+        ReuseSettings(error_bound=0.9, initial_threshold=0.9, verify_rate=0.0, min_observations=1),
         scorer=PairModelScorer(),
-        initial_threshold=0.9,
-        verify_rate=0.0,
-        min_observations=1,
     )
     verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
     store = SQLiteStore(tmp_path / "p.db")
@@ -203,7 +201,8 @@ def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_s
         store=store,
         embedder=HashEmbedder(),
         verifier=verifier,
-        config=ReuseConfig(pair_candidates=4),
+        settings=ReuseSettings(pair_candidates=4),
+        rebind_window_s=3600.0,
         clock=FakeClock(start=1_800_000_000.0),
         pair_scorer=fake,
     )

@@ -14,12 +14,13 @@ from boundgate.backends.base import Completion, GenerationRequest, Message, Usag
 from boundgate.clock import FakeClock
 from boundgate.errors import InvalidRequestError
 from boundgate.reuse.embedder import HashEmbedder
-from boundgate.reuse.engine import Lookup, ReuseConfig, ReuseEngine
+from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.guards import compare
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
 from boundgate.reuse.scope import canonical_query, reuse_key
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 
 text = st.text(min_size=1, max_size=40)
@@ -130,8 +131,9 @@ def test_engine_never_serves_across_scopes(
         engine = ReuseEngine(
             store=store,
             embedder=HashEmbedder(),
-            verifier=Verifier(initial_threshold=0.5, verify_rate=0.0),
-            config=ReuseConfig(),
+            verifier=Verifier(ReuseSettings(initial_threshold=0.5, verify_rate=0.0)),
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
         )
 
         async def run() -> None:
@@ -241,7 +243,7 @@ def _plan(**kw: object) -> object:
         "cache_control": None,
         "options": None,
         "time_sensitive": TimeSensitivity(),
-        "time_sensitive_max_age": 300.0,
+        "time_sensitive_max_age_s": 300.0,
     }
     args.update(kw)
     return plan(**args)  # type: ignore[arg-type]
@@ -273,7 +275,11 @@ def test_policy_cache_control_and_options() -> None:
 
 # --- verifier ---------------------------------------------------------------------------
 def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> None:
-    v = Verifier(delta=0.01, initial_threshold=0.95, min_observations=30, verify_rate=0.0)
+    v = Verifier(
+        ReuseSettings(
+            error_bound=0.01, initial_threshold=0.95, min_observations=30, verify_rate=0.0
+        )
+    )
     assert v.threshold == 0.95
     for i in range(400):
         s = 0.80 + (i % 20) * 0.01
@@ -290,10 +296,9 @@ def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> No
 
 def test_decisions_around_the_threshold() -> None:
     v = Verifier(
-        initial_threshold=0.9,
-        floor=0.7,
-        verify_rate=0.0,
-        min_observations=3,
+        ReuseSettings(
+            initial_threshold=0.9, similarity_floor=0.7, verify_rate=0.0, min_observations=3
+        ),
         rng=random.Random(1),
     )
     # no labels above the threshold yet: a would-be hit is verified, not served
@@ -303,7 +308,7 @@ def test_decisions_around_the_threshold() -> None:
     assert v.decide(1, 0.95) is Verdict.SERVE
     assert v.decide(1, 0.8) is Verdict.OBSERVE
     assert v.decide(1, 0.5) is Verdict.MISS
-    always = Verifier(initial_threshold=0.9, verify_rate=1.0, min_observations=1)
+    always = Verifier(ReuseSettings(initial_threshold=0.9, verify_rate=1.0, min_observations=1))
     always.add(Observation(0.97, True, "verify", None), recompute=False)
     assert always.decide(1, 0.95) is Verdict.VERIFY
 
@@ -336,9 +341,7 @@ def test_density_scorer_learns_the_weight_the_labels_show() -> None:
 
 def test_verifier_rescores_its_labels_when_the_scorer_learns() -> None:
     v = Verifier(
-        initial_threshold=0.95,
-        verify_rate=0.0,
-        min_observations=30,
+        ReuseSettings(initial_threshold=0.95, verify_rate=0.0, min_observations=30),
         scorer=DensityScorer(),
         refit_every=100,
     )
@@ -386,8 +389,12 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
             embedder=HashEmbedder(),
             # a loose bound so that the one stored label is enough trust
             verifier=Verifier(
-                delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+                ReuseSettings(
+                    error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+                )
             ),
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
             clock=clock,
         )
         await e.load()
@@ -429,7 +436,11 @@ def test_engine_measures_density_and_keeps_it_with_the_label(tmp_path: Path) -> 
             e = ReuseEngine(
                 store=store,
                 embedder=HashEmbedder(),
-                verifier=Verifier(initial_threshold=0.99, verify_rate=0.0, scorer=DensityScorer()),
+                verifier=Verifier(
+                    ReuseSettings(initial_threshold=0.99, verify_rate=0.0), scorer=DensityScorer()
+                ),
+                settings=ReuseSettings(),
+                rebind_window_s=3600.0,
                 clock=FakeClock(start=1_800_000_000.0),
             )
             await e.load()
@@ -458,8 +469,9 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
     e = ReuseEngine(
         store=store,
         embedder=HashEmbedder(),
-        verifier=Verifier(verify_rate=0.0),
-        config=ReuseConfig(max_entries=3),
+        verifier=Verifier(ReuseSettings(verify_rate=0.0)),
+        settings=ReuseSettings(max_entries=3),
+        rebind_window_s=3600.0,
         clock=clock,
     )
 
@@ -500,12 +512,18 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     short = "how tall is mount everest"
 
     async def engine(store: SQLiteStore) -> ReuseEngine:
-        verifier = Verifier(delta=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1)
+        verifier = Verifier(
+            ReuseSettings(
+                error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+            )
+        )
         verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
         e = ReuseEngine(
             store=store,
             embedder=HashEmbedder(window=window),
             verifier=verifier,
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
             clock=FakeClock(start=1_800_000_000.0),
         )
         await e.load()

@@ -114,10 +114,14 @@ def test_price_weight_moves_the_start_from_carbon_to_price(tmp_path: Path) -> No
     carbon = BundledCarbonSource()
     window = now + 12 * 3600
     carbon_pick = CarbonAwareStart(carbon, "DE-LU")("x", now, window, 3600)
-    price_pick = MixedStart(carbon, "DE-LU", CsvSignal(prices), 1.0)("x", now, window, 3600)
+    price_pick = MixedStart(carbon, "DE-LU", CsvSignal(prices, "usd_per_mwh"), 1.0)(
+        "x", now, window, 3600
+    )
     assert int(price_pick // 3600) % 24 == 8
     assert carbon_pick != price_pick
-    same = MixedStart(carbon, "DE-LU", CsvSignal(prices), 0.0)("x", now, window, 3600)
+    same = MixedStart(carbon, "DE-LU", CsvSignal(prices, "usd_per_mwh"), 0.0)(
+        "x", now, window, 3600
+    )
     assert same == carbon_pick
 
 

@@ -43,11 +43,11 @@ upstream_model = "gpt-4o-mini"
 params_b = 8
 timeout_s = 0.5
 max_retries = 2
+backoff_s = 0.01
 default = true
 """,
     )
     app = build_app(load_settings(cfg))
-    app.state.gateway.backends["my-upstream"].backoff_s = 0.01
     with ThreadedServer(app) as srv:
         yield Live(srv, app)
 

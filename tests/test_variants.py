@@ -32,11 +32,11 @@ def first_exact(live: Live) -> str:
     return str(json.loads(job.payload)["exact"])
 
 
-def serve(tmp_path: Path, **limits: Any) -> tuple[ThreadedServer, Live]:
+def serve(tmp_path: Path, min_askers: int = 2, **limits: Any) -> tuple[ThreadedServer, Live]:
     settings = fake_settings(tmp_path)
     settings.scheduler.policy = "now"
     settings.scheduler.poll_s = 0.05
-    settings.creativity.min_askers = 2
+    settings.creativity.min_askers = min_askers
     settings.creativity.variants = 3
     for k, v in limits.items():
         setattr(settings.limits, k, v)
@@ -91,8 +91,7 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
 
 
 def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Path) -> None:
-    srv, live = serve(tmp_path, novelty_per_day=2)
-    live.gateway.creativity.config.min_askers = 100  # no variants in this test
+    srv, live = serve(tmp_path, min_askers=100, novelty_per_day=2)  # no variants in this test
     try:
         assert ask(live, "a", "Invent a word.").status_code == 200
         assert ask(live, "b", "Invent a colour.").status_code == 200

@@ -35,12 +35,11 @@ from .grid.signal import CsvSignal
 from .metrics import Metrics
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
-from .reuse.engine import ReuseConfig, ReuseEngine
-from .reuse.index import IndexParams
+from .reuse.engine import ReuseEngine
 from .reuse.pair import OnnxPairScorer, PairScorer, packaged_model_dir
 from .reuse.prior import Prior
 from .reuse.scoring import SCORERS
-from .reuse.variants import CreativityBuffer, CreativityConfig
+from .reuse.variants import CreativityBuffer
 from .reuse.verifier import Verifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
@@ -77,21 +76,13 @@ def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
             context_length=ms.context_length,
             timeout_s=ms.timeout_s,
             max_retries=ms.max_retries,
+            backoff_s=ms.backoff_s,
         )
     return FakeBackend(name, params_b=ms.params_b or 0.135, context_length=ms.n_ctx)
 
 
 def local_energy_meter(settings: Settings) -> Meter:
-    e = settings.energy
-    return local_meter(
-        method=e.method,
-        rapl_root=e.rapl_root,
-        watts_per_core=e.cpu_watts_per_core,
-        watts_per_core_low=e.cpu_watts_per_core_low,
-        watts_per_core_high=e.cpu_watts_per_core_high,
-        memory_watts_per_gb=e.memory_watts_per_gb,
-        pue=e.pue,
-    )
+    return local_meter(settings.energy)
 
 
 def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
@@ -204,45 +195,16 @@ def build_reuse(
     prior: Prior | None = None
     if scorer.uses_pair:
         pair_scorer, prior = build_pair_scorer(settings)
-    verifier = Verifier(
-        delta=r.error_bound,
-        initial_threshold=r.initial_threshold,
-        floor=r.similarity_floor,
-        min_observations=r.min_observations,
-        verify_rate=r.verify_rate,
-        confidence=r.confidence,
-        scorer=scorer,
-        prior=prior,
-        prior_weight=r.prior_weight,
-        lookup_windows=tuple(r.lookup_windows),
-    )
+    verifier = Verifier(r, scorer=scorer, prior=prior)
     engine = ReuseEngine(
         store=store,
         embedder=embedder or build_embedder(settings),
         verifier=verifier,
-        config=ReuseConfig(
-            max_temperature=r.max_temperature,
-            semantic=r.semantic,
-            answer_similarity=r.answer_similarity,
-            time_sensitive_max_age=r.time_sensitive_max_age,
-            time_sensitive_pattern=r.time_sensitive_pattern,
-            max_entries=r.max_entries,
-            bind_after=r.bind_after,
-            pair_candidates=r.pair_candidates,
-            require_bound=r.require_bound,
-            stale_policy=r.stale_policy,
-            rebind_window_s=settings.scheduler.rebind_window_s,
-            index_save_interval_s=r.index_save_interval_s,
-        ),
+        settings=r,
+        rebind_window_s=settings.scheduler.rebind_window_s,
         clock=clock,
         signer=Signer.load_or_create(settings.server.data_dir),
         jobs=jobs,
-        index_params=IndexParams(
-            connectivity=r.index_connectivity,
-            expansion_add=r.index_expansion_add,
-            expansion_search=r.index_expansion_search,
-            dtype=r.index_dtype,
-        ),
         index_dir=settings.server.data_dir / "index" if r.persist_index else None,
         pair_scorer=pair_scorer,
     )
@@ -294,18 +256,7 @@ def build_gateway(
         reuse=reuse,
         reuse_meter=reuse_meter,
         jobs=jobs,
-        creativity=CreativityBuffer(
-            store,
-            jobs,
-            clock,
-            CreativityConfig(
-                min_askers=settings.creativity.min_askers,
-                variants=settings.creativity.variants,
-                window_s=settings.creativity.window_s,
-                novelty_per_day=settings.limits.novelty_per_day,
-                novelty_exhausted=settings.limits.novelty_exhausted,
-            ),
-        )
+        creativity=CreativityBuffer(store, jobs, clock, settings.creativity, settings.limits)
         if settings.creativity.enabled and reuse is not None
         else None,
     )

@@ -126,7 +126,7 @@ class Gateway:
         limiter: Limiter,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
-        default_max_tokens: int = 1024,
+        default_max_tokens: int,
         aliases: dict[str, str] | None = None,
         reuse: ReuseEngine | None = None,
         reuse_meter: Meter | None = None,
@@ -539,7 +539,7 @@ class Gateway:
         if buf is None or lookup.key is None:
             return
         asker = self.asker(ctx, req) or ctx.tenant.name
-        if buf.config.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
+        if buf.limits.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
             await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         variant = await buf.take(lookup.key.exact, asker, body, key_id=ctx.tenant.key_id)

@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -28,6 +28,20 @@ DEFAULT_MODEL_NAME = "smollm2-135m"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # renamed settings: old name → new name. Old names stay accepted (files and env); when
+    # both are given the new name wins.
+    renamed: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_old_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(old in data for old in cls.renamed):
+            data = dict(data)
+            for old, new in cls.renamed.items():
+                if old in data:
+                    data.setdefault(new, data.pop(old))
+        return data
 
 
 class ServerSettings(_Section):
@@ -107,6 +121,8 @@ class EnergySettings(_Section):
 
 
 class ReuseSettings(_Section):
+    renamed: ClassVar[dict[str, str]] = {"time_sensitive_max_age": "time_sensitive_max_age_s"}
+
     enabled: bool = Field(True, description="Answer repeated questions from stored answers.")
     semantic: bool = Field(
         True, description="Match by meaning (embeddings); off = exact matches only."
@@ -146,6 +162,13 @@ class ReuseSettings(_Section):
         "cosine minus a learned weight times the local density of the two questions; cosine = "
         "the plain cosine similarity.",
     )
+    candidates: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Nearest stored questions the ANN index returns per semantic lookup (and "
+        "per density estimate); the guards and the scorer choose among them.",
+    )
     pair_candidates: int = Field(
         4,
         ge=1,
@@ -180,14 +203,23 @@ class ReuseSettings(_Section):
         le=1,
         description="Answer-embedding similarity at which a fresh answer matches a stored one.",
     )
-    time_sensitive_max_age: float = Field(
-        300.0, ge=0, description="Max age (s) of answers reused for time-sensitive questions."
+    time_sensitive_max_age_s: float = Field(
+        300.0,
+        ge=0,
+        description="Max age (s) of answers reused for time-sensitive questions (formerly "
+        "time_sensitive_max_age, still accepted).",
     )
     time_sensitive_pattern: str | None = Field(
         None, description="Regex for time-sensitive questions (default: built-in English list)."
     )
     max_entries: int = Field(
         100_000, ge=1, description="Stored answers kept; beyond it the least valuable go."
+    )
+    recency_half_life_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Eviction: an entry's value halves for every this many seconds since it "
+        "was last used (s).",
     )
     bind_after: int = Field(
         3, ge=1, description="Distinct askers after which an answer is bound (signed document)."
@@ -325,6 +357,12 @@ class ModelSettings(_Section):
     timeout_s: float = Field(60.0, gt=0, description="openai: per-attempt timeout (s).")
     max_retries: int = Field(
         2, ge=0, le=10, description="openai: retries on 429/5xx/connection errors."
+    )
+    backoff_s: float = Field(
+        0.2,
+        ge=0,
+        description="openai: wait before the first retry (s), doubled for each further retry "
+        "and jittered (×0.5–1.5); an upstream Retry-After header (up to 10 s) overrides it.",
     )
     aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
 
@@ -471,19 +509,24 @@ def describe(
     file_data = _read_toml(Path(path_s)) if path_s else {}
     env_lower = {k.lower() for k in os.environ}
 
-    def source(parts: list[str]) -> str:
+    def source(parts: list[str], old_names: list[str]) -> str:
         dotted = ".".join(parts)
         if cli_keys and dotted in cli_keys:
             return "cli"
-        env = _env_name(parts)
-        if env.lower() in env_lower:
-            return f"env:{env}"
-        node: Any = file_data
-        for p in parts:
-            if not isinstance(node, dict) or p not in node:
-                return "default"
-            node = node[p]
-        return f"file:{path_s}"
+        spellings = [parts, *([*parts[:-1], old] for old in old_names)]
+        for spelling in spellings:
+            env = _env_name(spelling)
+            if env.lower() in env_lower:
+                return f"env:{env}"
+        for spelling in spellings:
+            node: Any = file_data
+            for p in spelling:
+                if not isinstance(node, dict) or p not in node:
+                    break
+                node = node[p]
+            else:
+                return f"file:{path_s}"
+        return "default"
 
     def walk(model: BaseModel, prefix: list[str]) -> Iterator[SettingValue]:
         for name, field in type(model).model_fields.items():
@@ -495,7 +538,9 @@ def describe(
                 for mname, m in value.items():
                     yield from walk(m, [*parts, mname])
             else:
-                yield SettingValue(".".join(parts), value, source(parts), field.description or "")
+                old_names = [o for o, n in getattr(type(model), "renamed", {}).items() if n == name]
+                src = source(parts, old_names)
+                yield SettingValue(".".join(parts), value, src, field.description or "")
 
     yield from walk(settings, [])
 

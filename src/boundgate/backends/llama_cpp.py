@@ -71,10 +71,10 @@ class LlamaCppBackend(Backend):
         name: str,
         *,
         path: Path | None = None,
-        n_ctx: int = 2048,
+        n_ctx: int,
         n_threads: int | None = None,
         params_b: float | None = None,
-        queue_size: int = 16,
+        queue_size: int,
     ) -> None:
         super().__init__(name, params_b=params_b or 0.135, context_length=n_ctx)
         self.path = path or packaged_model_path()

@@ -68,9 +68,9 @@ class OpenAIBackend(Backend):
         upstream_model: str | None = None,
         params_b: float | None = None,
         context_length: int | None = None,
-        timeout_s: float = 60.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.2,
+        timeout_s: float,
+        max_retries: int,
+        backoff_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(name, params_b=params_b or 8.0, context_length=context_length)

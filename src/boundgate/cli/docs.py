@@ -50,7 +50,9 @@ def _engine(settings: Any, store: Any, *, embedder: bool = False) -> Any:
     return ReuseEngine(
         store=store,
         embedder=build_embedder(settings) if embedder else HashEmbedder(),
-        verifier=Verifier(),
+        verifier=Verifier(settings.reuse),
+        settings=settings.reuse,
+        rebind_window_s=settings.scheduler.rebind_window_s,
         signer=binding.Signer.load_or_create(settings.server.data_dir),
     )
 

@@ -381,7 +381,7 @@ async def tenants(gw: Gateway) -> dict[str, Any]:
     keys = await gw.store.list_keys()
     names = sorted(set(today) | {k.tenant for k in keys})
     default_daily = gw.limiter.default_daily
-    novelty = gw.creativity.config.novelty_per_day if gw.creativity is not None else 0
+    novelty = gw.creativity.limits.novelty_per_day if gw.creativity is not None else 0
     rows = []
     for name in names:
         active = [k for k in keys if k.tenant == name and not k.revoked]

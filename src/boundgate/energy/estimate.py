@@ -50,11 +50,11 @@ class CpuTimeEstimateMeter(Meter):
     def __init__(
         self,
         *,
-        watts_per_core: float = 4.0,
-        watts_per_core_low: float = 2.0,
-        watts_per_core_high: float = 8.0,
-        memory_watts_per_gb: float = 0.392,
-        pue: float = 1.0,
+        watts_per_core: float,
+        watts_per_core_low: float,
+        watts_per_core_high: float,
+        memory_watts_per_gb: float,
+        pue: float,
     ) -> None:
         if not 0 < watts_per_core_low <= watts_per_core <= watts_per_core_high:
             raise ValueError("need 0 < watts_per_core_low <= watts_per_core <= watts_per_core_high")
@@ -96,7 +96,7 @@ class TokenEstimateMeter(Meter):
 
     name = "estimate"
 
-    def __init__(self, *, pue: float = 1.2) -> None:
+    def __init__(self, *, pue: float) -> None:
         self.pue = pue
 
     def start(self) -> MeterToken:

@@ -29,7 +29,7 @@ class _NvmlToken(MeterToken):
 class NvmlMeter(Meter):
     name = "nvml"
 
-    def __init__(self, pue: float = 1.0) -> None:
+    def __init__(self, *, pue: float) -> None:
         self.nvml = _nvml()
         n = self.nvml.nvmlDeviceGetCount()
         self.handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in range(n)]

@@ -39,7 +39,7 @@ class _RaplToken(MeterToken):
 class RaplMeter(Meter):
     name = "rapl"
 
-    def __init__(self, root: str | Path = "/sys/class/powercap", pue: float = 1.0) -> None:
+    def __init__(self, root: str | Path, *, pue: float) -> None:
         self.root = Path(root)
         self.pue = pue
         self.domains = package_domains(self.root)
@@ -55,7 +55,7 @@ class RaplMeter(Meter):
             return default
 
     @classmethod
-    def available(cls, root: str | Path = "/sys/class/powercap") -> bool:
+    def available(cls, root: str | Path) -> bool:
         domains = package_domains(Path(root))
         if not domains:
             return False

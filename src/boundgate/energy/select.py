@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..settings import EnergySettings
 from .base import Meter
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
 from .nvml import NvmlMeter
 from .rapl import RaplMeter
 
 
-def local_meter(
-    *,
-    method: str = "auto",
-    rapl_root: str | Path = "/sys/class/powercap",
-    watts_per_core: float = 4.0,
-    watts_per_core_low: float = 2.0,
-    watts_per_core_high: float = 8.0,
-    memory_watts_per_gb: float = 0.392,
-    pue: float = 1.0,
-) -> Meter:
-    """RAPL if readable, else NVML if a GPU answers, else the CPU-time estimate.
+def local_meter(settings: EnergySettings) -> Meter:
+    """RAPL if readable, else NVML if a GPU answers, else the CPU-time estimate, configured
+    by the ``[energy]`` section.
 
-    ``method`` forces one; forcing a counter that can't be read is an error, not a silent
+    ``energy.method`` forces one; forcing a counter that can't be read is an error, not a silent
     fallback, because the method shown to users must be the one used.
     """
+    method, rapl_root, pue = settings.method, settings.rapl_root, settings.pue
     if method in ("auto", "rapl") and RaplMeter.available(rapl_root):
         return RaplMeter(rapl_root, pue=pue)
     if method == "rapl":
@@ -36,13 +28,13 @@ def local_meter(
     if method == "nvml":
         raise RuntimeError("energy.method = 'nvml' but NVML is not available (install [gpu])")
     return CpuTimeEstimateMeter(
-        watts_per_core=watts_per_core,
-        watts_per_core_low=watts_per_core_low,
-        watts_per_core_high=watts_per_core_high,
-        memory_watts_per_gb=memory_watts_per_gb,
+        watts_per_core=settings.cpu_watts_per_core,
+        watts_per_core_low=settings.cpu_watts_per_core_low,
+        watts_per_core_high=settings.cpu_watts_per_core_high,
+        memory_watts_per_gb=settings.memory_watts_per_gb,
         pue=pue,
     )
 
 
-def upstream_meter(*, pue: float = 1.2) -> Meter:
+def upstream_meter(*, pue: float) -> Meter:
     return TokenEstimateMeter(pue=pue)

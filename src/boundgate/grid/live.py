@@ -189,8 +189,8 @@ class LiveCarbonSource(CarbonSource):
         zone: str,
         fallback: CarbonSource,
         *,
-        refresh_s: float = 300.0,
-        timeout_s: float = 5.0,
+        refresh_s: float,
+        timeout_s: float,
         max_age_s: float = 3 * HOUR,
     ) -> None:
         self.provider = provider

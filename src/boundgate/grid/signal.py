@@ -16,7 +16,7 @@ from .series import read_series
 
 
 class CsvSignal:
-    def __init__(self, path: Path, column: str = "usd_per_mwh") -> None:
+    def __init__(self, path: Path, column: str) -> None:
         series = read_series(path, column)
         self.column = column
         self._by_hour: dict[int, float] = dict(

@@ -18,7 +18,7 @@ import math
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from ..clock import Clock, SystemClock
 from ..errors import ErrorCode, InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..fmt import plain_decimal
 from ..scheduler.jobs import JobQueue
+from ..settings import ReuseSettings
 from ..store import DocumentRow, LedgerRow, ObservationRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
@@ -42,8 +43,6 @@ from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, answer_fits, canonical_query, exact_hash, reuse_key, scope_hash
 from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
-
-RECENCY_HALF_LIFE_S = 7 * 86400.0
 
 log = logging.getLogger("boundgate.reuse")
 
@@ -121,24 +120,6 @@ class Lookup:
         return h
 
 
-@dataclass
-class ReuseConfig:
-    max_temperature: float = 0.3
-    semantic: bool = True
-    answer_similarity: float = 0.90
-    time_sensitive_max_age: float = 300.0
-    time_sensitive_pattern: str | None = None
-    max_entries: int = 100_000
-    candidates: int = 8
-    pair_candidates: int = 4  # survivors of the guards scored by the pair model, at most
-    bind_after: int = 3
-    require_bound: bool = False
-    stale_policy: str = "stale-while-rebind"
-    rebind_window_s: float = 6 * 3600.0
-    index_save_interval_s: float = 600.0  # 0: save the indexes at shutdown only
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class ReuseEngine:
     def __init__(
         self,
@@ -146,16 +127,19 @@ class ReuseEngine:
         store: Store,
         embedder: Embedder,
         verifier: Verifier,
-        config: ReuseConfig | None = None,
+        settings: ReuseSettings,
+        rebind_window_s: float,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         signer: Signer | None = None,
         jobs: JobQueue | None = None,
-        index_params: IndexParams | None = None,
         index_dir: Path | None = None,
         pair_scorer: PairScorer | None = None,
     ) -> None:
-        """``index_dir``: where the ANN indexes are saved between runs (None: not saved).
+        """``settings``: the ``[reuse]`` section (what is not passed as a part is read from it;
+        ``reuse.scorer`` and ``embedder`` are resolved by the caller).
+        ``rebind_window_s``: the deadline of rebind jobs (``scheduler.rebind_window_s``).
+        ``index_dir``: where the ANN indexes are saved between runs (None: not saved).
         ``pair_scorer``: scores the guard survivors when the verifier's scorer uses it."""
         self.store = store
         self.pair_scorer = pair_scorer
@@ -165,15 +149,16 @@ class ReuseEngine:
         self.jobs = jobs
         self.embedder = embedder
         self.verifier = verifier
-        self.config = config or ReuseConfig()
+        self.settings = settings
+        self.rebind_window_s = rebind_window_s
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.time_sensitive = (
-            TimeSensitivity(self.config.time_sensitive_pattern)
-            if self.config.time_sensitive_pattern
+            TimeSensitivity(self.settings.time_sensitive_pattern)
+            if self.settings.time_sensitive_pattern
             else TimeSensitivity()
         )
-        self.index = ScopedIndex(embedder.dim, index_params)
+        self.index = ScopedIndex(embedder.dim, IndexParams.of(settings))
         self.index_files = (
             IndexFiles(index_dir, embedder=embedder.name, index=self.index)
             if index_dir is not None
@@ -265,7 +250,7 @@ class ReuseEngine:
         """While serving, save the changed indexes every ``index_save_interval_s`` (run as a
         task; cancelled at shutdown, which saves once more). A crash then costs the replay
         of at most one interval's new entries at the next start, not a rebuild."""
-        interval = self.config.index_save_interval_s
+        interval = self.settings.index_save_interval_s
         if self.index_files is None or interval <= 0:
             return
         while True:
@@ -338,13 +323,13 @@ class ReuseEngine:
         has_tools = any(k in req.passthrough for k in ("tools", "functions"))
         p = plan(
             temperature=req.temperature,
-            max_temperature=self.config.max_temperature,
+            max_temperature=self.settings.max_temperature,
             query=key.query if key is not None else None,
             has_tools=has_tools,
             cache_control=cache_control,
             options=req.options,
             time_sensitive=self.time_sensitive,
-            time_sensitive_max_age=self.config.time_sensitive_max_age,
+            time_sensitive_max_age_s=self.settings.time_sensitive_max_age_s,
         )
         return p, key
 
@@ -364,7 +349,7 @@ class ReuseEngine:
             return Lookup(p, key, "bypass")
         now = self.clock.time()
         out = await self._search(p, key, now)
-        if not out.hit and stale_keys and self.config.stale_policy == "stale-while-rebind":
+        if not out.hit and stale_keys and self.settings.stale_policy == "stale-while-rebind":
             for sk in stale_keys:
                 alt = await self._search(p, sk, now, stale=True, vector=out.vector)
                 if alt.entry is not None:
@@ -409,7 +394,7 @@ class ReuseEngine:
             entry = await self._entry_if_live(meta)
             if entry is not None:
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
-        if p.lookup is not Mode.SEMANTIC or not self.config.semantic:
+        if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
             return Lookup(p, key, "miss")
         if not self.embedder.fits(key.query):
             # the embedding would cover only the start of the question: two questions that
@@ -419,7 +404,7 @@ class ReuseEngine:
         if vector is None:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
-        near = self.index.search(key.scope, vector, self.config.candidates)
+        near = self.index.search(key.scope, vector, self.settings.candidates)
         survivors: list[tuple[EntryMeta, float]] = []
         for n in near:
             meta = self._meta.get(n.key)
@@ -427,12 +412,15 @@ class ReuseEngine:
                 continue
             if n.similarity < self.verifier.floor:
                 break
-            if self.config.require_bound and meta.document is None:
+            if self.settings.require_bound and meta.document is None:
                 continue
             if not compare(key.query, meta.query).ok:
                 continue
             survivors.append((meta, n.similarity))
-            if not self.verifier.scorer.uses_pair or len(survivors) >= self.config.pair_candidates:
+            if (
+                not self.verifier.scorer.uses_pair
+                or len(survivors) >= self.settings.pair_candidates
+            ):
                 break
         if not survivors:
             return out
@@ -461,7 +449,7 @@ class ReuseEngine:
         """Mean cosine of the asked question to its nearest stored questions and of the
         candidate to its own (itself excluded), averaged: the crowding that the density
         scorer discounts. One extra index search, for the chosen candidate only."""
-        k = self.config.candidates
+        k = self.settings.candidates
         r_asked = sum(n.similarity for n in near[:k]) / max(1, len(near[:k]))
         vec = self.index.vector(candidate)
         if vec is None:
@@ -505,7 +493,7 @@ class ReuseEngine:
         if len(seen) < 64:  # a small memo per entry; beyond it the store deduplicates
             seen.add(digest)
         meta = self._meta.get(entry_key)
-        if meta is not None and meta.document is None and count >= self.config.bind_after:
+        if meta is not None and meta.document is None and count >= self.settings.bind_after:
             row = await self.bind(entry_key)
             return row.id if row is not None else None
         return None
@@ -664,7 +652,7 @@ class ReuseEngine:
                     await self.jobs.submit(
                         "rebind",
                         {"document": doc.id},
-                        deadline_s=self.config.rebind_window_s,
+                        deadline_s=self.rebind_window_s,
                         duration_s=60.0,
                         dedupe=f"rebind:{doc.id}:{current}",
                     )
@@ -740,7 +728,7 @@ class ReuseEngine:
             bound = await self.register(entry_key, asker, key.query)
             if bound is not None:
                 lookup.stored_id = bound
-        if len(self._meta) > self.config.max_entries:
+        if len(self._meta) > self.settings.max_entries:
             await self.evict()
         return entry.id
 
@@ -798,7 +786,7 @@ class ReuseEngine:
         if canonical_query(a) == canonical_query(b):
             return True
         va, vb = await self.embed([a, b])
-        return float(np.dot(va, vb)) >= self.config.answer_similarity
+        return float(np.dot(va, vb)) >= self.settings.answer_similarity
 
     async def observe(
         self,
@@ -853,15 +841,16 @@ class ReuseEngine:
     # --- eviction -------------------------------------------------------------------------
     def value(self, meta: EntryMeta, now: float) -> float:
         """Energy saved per byte kept: cost × (1 + reuse count) × recency decay / size."""
-        recency = math.exp(-max(0.0, now - meta.last_used) * math.log(2) / RECENCY_HALF_LIFE_S)
+        half_life = self.settings.recency_half_life_s
+        recency = math.exp(-max(0.0, now - meta.last_used) * math.log(2) / half_life)
         return meta.cost_wh * (1 + meta.hits) * recency / max(1, meta.size)
 
     async def evict(self) -> list[int]:
         now = self.clock.time()
-        excess = len(self._meta) - self.config.max_entries
+        excess = len(self._meta) - self.settings.max_entries
         if excess <= 0:
             return []
-        batch = max(excess, self.config.max_entries // 100)
+        batch = max(excess, self.settings.max_entries // 100)
         candidates = sorted(
             (m for m in self._meta.values() if not m.pinned), key=lambda m: self.value(m, now)
         )

@@ -24,6 +24,7 @@ import numpy as np
 from usearch.compiled import ScalarKind
 from usearch.index import Index
 
+from ..settings import ReuseSettings
 from .embedder import Vectors
 
 PARALLEL_ADD_MIN = 10_000  # batches at least this large are inserted on all cores
@@ -41,13 +42,23 @@ class IndexParams:
     with others is rebuilt); ``expansion_add`` only affects how later entries are linked and
     ``expansion_search`` only how queries walk it, so both may change across restarts.
 
-    The defaults (also those of ``reuse.index_*``) were picked with ``bench/lookup.py
-    --knobs`` at a million entries: see bench/RESULTS.md."""
+    They are the ``reuse.index_*`` settings (``of``), whose defaults were picked with
+    ``bench/lookup.py --knobs`` at a million entries: see bench/RESULTS.md."""
 
-    connectivity: int = 32
-    expansion_add: int = 128
-    expansion_search: int = 256
-    dtype: str = "i8"
+    connectivity: int
+    expansion_add: int
+    expansion_search: int
+    dtype: str
+
+    @classmethod
+    def of(cls, settings: ReuseSettings) -> IndexParams:
+        """The ``reuse.index_*`` settings."""
+        return cls(
+            connectivity=settings.index_connectivity,
+            expansion_add=settings.index_expansion_add,
+            expansion_search=settings.index_expansion_search,
+            dtype=settings.index_dtype,
+        )
 
     @property
     def quantized(self) -> bool:
@@ -62,9 +73,9 @@ _SCALARS = {"f32": ScalarKind.F32, "f16": ScalarKind.F16, "i8": ScalarKind.I8}
 
 
 class ScopedIndex:
-    def __init__(self, dim: int, params: IndexParams | None = None) -> None:
+    def __init__(self, dim: int, params: IndexParams) -> None:
         self.dim = dim
-        self.params = params or IndexParams()
+        self.params = params
         if self.params.dtype not in _SCALARS:
             raise ValueError(f"index dtype must be one of {sorted(_SCALARS)}")
         self._indexes: dict[str, Index] = {}

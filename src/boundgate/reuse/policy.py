@@ -14,7 +14,7 @@ Clients steer per request with ``Cache-Control`` (HTTP semantics) or the
 | ``{"reuse": "semantic"}`` (default) | exact, then by meaning | yes |
 
 Time-sensitive questions ("today", "latest", "current price of ...") are answered from the
-store only while younger than ``reuse.time_sensitive_max_age`` seconds.
+store only while younger than ``reuse.time_sensitive_max_age_s`` seconds.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def plan(
     cache_control: str | None,
     options: Any,
     time_sensitive: TimeSensitivity,
-    time_sensitive_max_age: float,
+    time_sensitive_max_age_s: float,
 ) -> Plan:
     """Decide lookup and store for one request. Raises 400 on malformed directives."""
     no_cache, no_store, max_age = _parse_cache_control(cache_control)
@@ -137,7 +137,7 @@ def plan(
         return Plan(Mode.OFF, False, None, "temperature")
     if time_sensitive(query):
         max_age = (
-            time_sensitive_max_age if max_age is None else min(max_age, time_sensitive_max_age)
+            time_sensitive_max_age_s if max_age is None else min(max_age, time_sensitive_max_age_s)
         )
     lookup = Mode.OFF if no_cache else (mode or Mode.SEMANTIC)
     return Plan(lookup, True, max_age, "no-cache" if no_cache else "")

@@ -21,23 +21,14 @@ left for that asker (``limits.novelty_exhausted = "variants"``), else 429; with
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from ..clock import Clock
 from ..errors import ErrorCode, RateLimitError
 from ..scheduler.jobs import JobQueue
+from ..settings import CreativitySettings, LimitsSettings
 from ..store import Store, StoredEntry, VariantRow
 
 DAY_S = 86400
-
-
-@dataclass
-class CreativityConfig:
-    min_askers: int = 3
-    variants: int = 5
-    window_s: float = 12 * 3600.0
-    novelty_per_day: int = 0
-    novelty_exhausted: str = "variants"
 
 
 def variant_entry(v: VariantRow) -> StoredEntry:
@@ -66,12 +57,20 @@ def variant_entry(v: VariantRow) -> StoredEntry:
 
 class CreativityBuffer:
     def __init__(
-        self, store: Store, jobs: JobQueue | None, clock: Clock, config: CreativityConfig
+        self,
+        store: Store,
+        jobs: JobQueue | None,
+        clock: Clock,
+        settings: CreativitySettings,
+        limits: LimitsSettings,
     ) -> None:
+        """``settings``: the ``[creativity]`` section; ``limits``: the ``[limits]`` section
+        (``novelty_per_day``, ``novelty_exhausted``)."""
         self.store = store
         self.jobs = jobs
         self.clock = clock
-        self.config = config
+        self.settings = settings
+        self.limits = limits
         self._novel: dict[str, tuple[int, int]] = {}  # tenant → (day, fresh generations)
 
     @staticmethod
@@ -87,16 +86,16 @@ class CreativityBuffer:
         who = self._asker(asker)
         askers = await self.store.note_novel_ask(exact, who, request_json, now)
         variant = await self.store.take_variant(exact, who, now)
-        if askers >= self.config.min_askers and self.jobs is not None:
+        if askers >= self.settings.min_askers and self.jobs is not None:
             unused = await self.store.unused_variants(exact)
             if unused == 0:
                 # one job per round of variants: the dedupe key moves on as rounds are used up
                 made = await self.store.variant_count(exact)
                 await self.jobs.submit(
                     "variants",
-                    {"exact": exact, "n": self.config.variants, "key_id": key_id},
-                    deadline_s=self.config.window_s,
-                    duration_s=60.0 * self.config.variants,
+                    {"exact": exact, "n": self.settings.variants, "key_id": key_id},
+                    deadline_s=self.settings.window_s,
+                    duration_s=60.0 * self.settings.variants,
                     dedupe=f"variants:{exact}:{made}",
                 )
         return variant
@@ -115,7 +114,7 @@ class CreativityBuffer:
 
     async def admit_novel(self, tenant: str) -> None:
         """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
-        budget = self.config.novelty_per_day
+        budget = self.limits.novelty_per_day
         if not budget:
             return
         day, used = await self._used_today(tenant)
@@ -129,5 +128,5 @@ class CreativityBuffer:
         self._novel[tenant] = (day, used + 1)
 
     async def budget_left(self, tenant: str) -> bool:
-        budget = self.config.novelty_per_day
+        budget = self.limits.novelty_per_day
         return not budget or (await self._used_today(tenant))[1] < budget

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
 
+from ..settings import ReuseSettings
 from .prior import Prior
 from .scoring import CosineScorer, Evidence, Scorer
 
@@ -115,36 +116,33 @@ class Verifier:
 
     def __init__(
         self,
+        settings: ReuseSettings,
         *,
-        delta: float = 0.01,
-        initial_threshold: float = 0.95,
-        floor: float = 0.70,
-        min_observations: int = 30,
-        verify_rate: float = 0.05,
-        confidence: float = 0.95,
-        lookup_windows: tuple[int, ...] = (100, 250, 1000, 5000),
         rng: random.Random | None = None,
         scorer: Scorer | None = None,
         refit_every: int = 200,
         prior: Prior | None = None,
-        prior_weight: float = 3000.0,
         prior_verify_rate: float = 0.2,
         recompute_every_lookups: int = 50,
     ) -> None:
-        """``prior``: an offline calibration of ``scorer``'s score (``prior.py``), counted with
+        """``settings``: the ``[reuse]`` section; the verifier reads ``error_bound`` (δ),
+        ``initial_threshold``, ``similarity_floor``, ``min_observations``, ``verify_rate``,
+        ``confidence``, ``lookup_windows`` and ``prior_weight`` from it. ``scorer``: what is
+        thresholded (the caller resolves ``reuse.scorer``; default: the plain cosine).
+        ``prior``: an offline calibration of ``scorer``'s score (``prior.py``), counted with
         weight λ = ``prior_weight`` / (``prior_weight`` + labels seen). ``recompute_every_lookups``:
         the threshold is recomputed after this many lookups as well as after each label, so
         h(t) follows the traffic even while no label arrives. ``prior_verify_rate``: the
         sampled-verification rate while the prior alone vouches for the threshold in force
         (fewer than ``min_observations`` own labels at it), so that traffic unlike the
         calibration data is caught after a few dozen would-be hits, not hundreds."""
-        self.delta = delta
-        self.initial_threshold = initial_threshold
-        self.floor = floor
-        self.min_observations = min_observations
-        self.verify_rate = verify_rate
-        self.confidence = confidence
-        self.z = z_for(confidence)
+        self.delta = settings.error_bound
+        self.initial_threshold = settings.initial_threshold
+        self.floor = settings.similarity_floor
+        self.min_observations = settings.min_observations
+        self.verify_rate = settings.verify_rate
+        self.confidence = settings.confidence
+        self.z = z_for(self.confidence)
         self.rng = rng or random.Random()
         self.scorer = scorer or CosineScorer()
         self.refit_every = refit_every
@@ -157,11 +155,11 @@ class Verifier:
         # best-candidate evidence of the most recent semantic lookups (None: no candidate),
         # in arrival order, and their scores in the same order (-inf: no candidate): h(t)
         # describes the traffic of now
-        self.lookup_windows = tuple(sorted(lookup_windows))
+        self.lookup_windows = tuple(sorted(settings.lookup_windows))
         self._lookup_order: deque[Evidence | None] = deque(maxlen=self.lookup_windows[-1])
         self._lookup_scores: deque[float] = deque(maxlen=self.lookup_windows[-1])
         self._entry_floor: dict[int, Evidence] = {}  # the best-scoring wrong evidence
-        self._threshold = initial_threshold
+        self._threshold = self.initial_threshold
         self._by_source: dict[str, list[int]] = {}
         # the prior's pairs on the scorer's scale (it calibrates the pair probability)
         self.prior = (
@@ -169,7 +167,7 @@ class Verifier:
             if prior is not None
             else None
         )
-        self.prior_weight = prior_weight
+        self.prior_weight = settings.prior_weight
         self.prior_verify_rate = prior_verify_rate
         self.recompute_every_lookups = recompute_every_lookups
         self._lookups_since = 0

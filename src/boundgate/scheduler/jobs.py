@@ -126,10 +126,10 @@ class JobRunner:
         *,
         clock: Clock | None = None,
         lease_s: float = 300.0,
-        poll_s: float = 1.0,
+        poll_s: float,
         max_attempts: int = 3,
         replan: Callable[[], Awaitable[int]] | None = None,
-        replan_s: float = 3600.0,
+        replan_s: float,
     ) -> None:
         self.store = store
         self.handlers = handlers

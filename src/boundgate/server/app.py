@@ -132,10 +132,10 @@ class _QuietSteps:
 def create_app(
     gateway: Gateway,
     *,
-    max_body_bytes: int = 1 << 20,
-    job_poll_s: float = 1.0,
-    job_replan_s: float = 3600.0,
-    batch_request_s: float = 2.0,
+    max_body_bytes: int,
+    job_poll_s: float,
+    job_replan_s: float,
+    batch_request_s: float,
     dashboard: Sessions | None = None,
     metrics_token: str | None = None,
 ) -> FastAPI:
