@@ -42,6 +42,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from .aggregate import ledger_filters, period_rows, report_row
 from .protocols import Store
 from .rows import (
     ApiKey,
@@ -296,22 +297,8 @@ class PostgresStore(Store):
     async def query_ledger(
         self, q: LedgerQuery, limit: int = 100, offset: int = 0
     ) -> list[LedgerRow]:
-        where, params = ["TRUE"], []
-        for column, op, value in (
-            ("ts", ">=", q.since),
-            ("ts", "<", q.until),
-            ("tenant", "=", q.tenant),
-            ("model", "=", q.model),
-            ("outcome", "=", q.outcome),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                params.append(value)
-        if q.reuse == "none":
-            where.append("reuse IS NULL")
-        elif q.reuse is not None:
-            where.append("reuse = %s")
-            params.append(q.reuse)
+        where, params = ledger_filters(q, "%s")
+        where = where or ["TRUE"]
         sql = (
             f"{_LEDGER_SELECT} WHERE {' AND '.join(where)} "
             "ORDER BY ts DESC, seq DESC LIMIT %s OFFSET %s"
@@ -359,25 +346,7 @@ class PostgresStore(Store):
         """
         lo = since if since is not None else float("-inf")
         rows = await self._run(lambda conn: _all(conn, sql, (lo,)))
-        return [
-            ReportRow(
-                tenant=r["tenant"],
-                model=r["model"],
-                requests=int(r["requests"]),
-                errors=int(r["errors"] or 0),
-                prompt_tokens=int(r["prompt_tokens"] or 0),
-                completion_tokens=int(r["completion_tokens"] or 0),
-                wh=float(r["wh"] or 0.0),
-                wh_low=float(r["wh_low"] or 0.0),
-                wh_high=float(r["wh_high"] or 0.0),
-                gco2=float(r["gco2"] or 0.0),
-                avg_latency_ms=float(r["avg_latency_ms"] or 0.0),
-                reused=int(r["reused"] or 0),
-                avoided_wh=float(r["avoided_wh"] or 0.0),
-                avoided_gco2=float(r["avoided_gco2"] or 0.0),
-            )
-            for r in rows
-        ]
+        return [report_row(r) for r in rows]
 
     async def report_by_period(self, since: float, period_s: int = 86400) -> list[PeriodRow]:
         if period_s <= 0:
@@ -412,22 +381,7 @@ class PostgresStore(Store):
             return await _all(conn, ledger_sql, params), await _all(conn, batch_sql, params)
 
         ledger_rows, batch_rows = await self._run(run, tx=True)  # one snapshot for both
-        totals: dict[tuple[float, str], dict[str, Any]] = {}
-        for r in ledger_rows:
-            totals[(float(r["start"]), r["tenant"])] = {
-                "requests": int(r["requests"]),
-                "errors": int(r["errors"] or 0),
-                "reused": int(r["reused"] or 0),
-                "wh": float(r["wh"] or 0.0),
-                "gco2": float(r["gco2"] or 0.0),
-                "avoided_wh": float(r["avoided_wh"] or 0.0),
-                "avoided_gco2": float(r["avoided_gco2"] or 0.0),
-            }
-        for r in batch_rows:
-            t = totals.setdefault((float(r["start"]), r["tenant"]), {})
-            t["batches"] = int(r["batches"])
-            t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
-        return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
+        return period_rows(ledger_rows, batch_rows)
 
     # --- keys and budgets ----------------------------------------------------------------
     async def create_key(

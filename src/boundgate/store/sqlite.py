@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .aggregate import ledger_filters, period_rows, report_row
 from .protocols import Store
 from .rows import (
     ApiKey,
@@ -301,22 +302,8 @@ class SQLiteStore(Store):
         self, q: LedgerQuery, limit: int = 100, offset: int = 0
     ) -> list[LedgerRow]:
         def run(conn: sqlite3.Connection) -> list[LedgerRow]:
-            where, params = ["1"], []
-            for column, op, value in (
-                ("ts", ">=", q.since),
-                ("ts", "<", q.until),
-                ("tenant", "=", q.tenant),
-                ("model", "=", q.model),
-                ("outcome", "=", q.outcome),
-            ):
-                if value is not None:
-                    where.append(f"{column} {op} ?")
-                    params.append(value)
-            if q.reuse == "none":
-                where.append("reuse IS NULL")
-            elif q.reuse is not None:
-                where.append("reuse = ?")
-                params.append(q.reuse)
+            where, params = ledger_filters(q, "?")
+            where = where or ["1"]
             sql = (
                 f"SELECT * FROM ledger WHERE {' AND '.join(where)} "
                 "ORDER BY ts DESC, rowid DESC LIMIT ? OFFSET ?"
@@ -373,25 +360,7 @@ class SQLiteStore(Store):
                 """,
                 (since if since is not None else float("-inf"),),
             )
-            return [
-                ReportRow(
-                    tenant=r["tenant"],
-                    model=r["model"],
-                    requests=int(r["requests"]),
-                    errors=int(r["errors"] or 0),
-                    prompt_tokens=int(r["prompt_tokens"] or 0),
-                    completion_tokens=int(r["completion_tokens"] or 0),
-                    wh=float(r["wh"] or 0.0),
-                    wh_low=float(r["wh_low"] or 0.0),
-                    wh_high=float(r["wh_high"] or 0.0),
-                    gco2=float(r["gco2"] or 0.0),
-                    avg_latency_ms=float(r["avg_latency_ms"] or 0.0),
-                    reused=int(r["reused"] or 0),
-                    avoided_wh=float(r["avoided_wh"] or 0.0),
-                    avoided_gco2=float(r["avoided_gco2"] or 0.0),
-                )
-                for r in rows
-            ]
+            return [report_row(r) for r in rows]
 
         return await self._read(run)
 
@@ -399,9 +368,8 @@ class SQLiteStore(Store):
         def run(conn: sqlite3.Connection) -> list[PeriodRow]:
             if period_s <= 0:
                 raise ValueError("period_s must be positive")
-            reader = conn
-            totals: dict[tuple[float, str], dict[str, Any]] = {}
-            for r in reader.execute(
+            params = {"p": period_s, "since": since}
+            ledger_rows = conn.execute(
                 """
                 SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
                        SUM(outcome = 'error') AS errors,
@@ -410,20 +378,11 @@ class SQLiteStore(Store):
                        SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
                 FROM ledger WHERE ts >= :since GROUP BY start, tenant
                 """,
-                {"p": period_s, "since": since},
-            ):
-                totals[(float(r["start"]), r["tenant"])] = {
-                    "requests": int(r["requests"]),
-                    "errors": int(r["errors"] or 0),
-                    "reused": int(r["reused"] or 0),
-                    "wh": float(r["wh"] or 0.0),
-                    "gco2": float(r["gco2"] or 0.0),
-                    "avoided_wh": float(r["avoided_wh"] or 0.0),
-                    "avoided_gco2": float(r["avoided_gco2"] or 0.0),
-                }
+                params,
+            ).fetchall()
             # Batches keep their counterfactual (carbon had they run at submission) in their JSON
             # object; count the ones that ran, in the period they finished.
-            for r in reader.execute(
+            batch_rows = conn.execute(
                 """
                 SELECT CAST(finished / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS batches,
                        SUM(saved) AS saved
@@ -438,12 +397,9 @@ class SQLiteStore(Store):
                 )
                 WHERE finished >= :since GROUP BY start, tenant
                 """,
-                {"p": period_s, "since": since},
-            ):
-                t = totals.setdefault((float(r["start"]), r["tenant"]), {})
-                t["batches"] = int(r["batches"])
-                t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
-            return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
+                params,
+            ).fetchall()
+            return period_rows(ledger_rows, batch_rows)
 
         return await self._read(run)
 

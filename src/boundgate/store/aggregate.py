@@ -1,0 +1,83 @@
+"""What the SQL stores share beyond their dialect: ledger filters and the report rows built
+from aggregate query results (``sqlite.py`` and ``postgres.py`` run their own SQL, with their
+own placeholders and JSON functions, and hand the rows here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from .rows import LedgerQuery, PeriodRow, ReportRow
+
+
+class Row(Protocol):
+    """A result row read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def ledger_filters(q: LedgerQuery, placeholder: str) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions (joined by AND) and their parameters for ``q``, with the store's
+    parameter ``placeholder`` (``?`` or ``%s``); ``reuse="none"`` selects rows without a reuse
+    outcome."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, op, value in (
+        ("ts", ">=", q.since),
+        ("ts", "<", q.until),
+        ("tenant", "=", q.tenant),
+        ("model", "=", q.model),
+        ("outcome", "=", q.outcome),
+    ):
+        if value is not None:
+            where.append(f"{column} {op} {placeholder}")
+            params.append(value)
+    if q.reuse == "none":
+        where.append("reuse IS NULL")
+    elif q.reuse is not None:
+        where.append(f"reuse = {placeholder}")
+        params.append(q.reuse)
+    return where, params
+
+
+def report_row(r: Row) -> ReportRow:
+    """A ``ReportRow`` from one row of the per-(tenant, model) aggregate (columns named as the
+    row's fields; SUMs over no rows are NULL and read as 0)."""
+    return ReportRow(
+        tenant=r["tenant"],
+        model=r["model"],
+        requests=int(r["requests"]),
+        errors=int(r["errors"] or 0),
+        prompt_tokens=int(r["prompt_tokens"] or 0),
+        completion_tokens=int(r["completion_tokens"] or 0),
+        wh=float(r["wh"] or 0.0),
+        wh_low=float(r["wh_low"] or 0.0),
+        wh_high=float(r["wh_high"] or 0.0),
+        gco2=float(r["gco2"] or 0.0),
+        avg_latency_ms=float(r["avg_latency_ms"] or 0.0),
+        reused=int(r["reused"] or 0),
+        avoided_wh=float(r["avoided_wh"] or 0.0),
+        avoided_gco2=float(r["avoided_gco2"] or 0.0),
+    )
+
+
+def period_rows(ledger_rows: Iterable[Row], batch_rows: Iterable[Row]) -> list[PeriodRow]:
+    """``PeriodRow``s from the per-(period start, tenant) ledger aggregate and the batches
+    finished per period (columns ``start``, ``tenant``, ``batches``, ``saved``), sorted by
+    period then tenant."""
+    totals: dict[tuple[float, str], dict[str, Any]] = {}
+    for r in ledger_rows:
+        totals[(float(r["start"]), r["tenant"])] = {
+            "requests": int(r["requests"]),
+            "errors": int(r["errors"] or 0),
+            "reused": int(r["reused"] or 0),
+            "wh": float(r["wh"] or 0.0),
+            "gco2": float(r["gco2"] or 0.0),
+            "avoided_wh": float(r["avoided_wh"] or 0.0),
+            "avoided_gco2": float(r["avoided_gco2"] or 0.0),
+        }
+    for r in batch_rows:
+        t = totals.setdefault((float(r["start"]), r["tenant"]), {})
+        t["batches"] = int(r["batches"])
+        t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
+    return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
