@@ -5,7 +5,7 @@ in-package fake upstream (another process), so its resident set and open file de
 are its own. A closed loop of ``--concurrency`` clients sends a mix drawn per request:
 
 - 40 % a question from a pool of 300 (mostly exact hits after the first pass),
-- 20 % a new question (a miss, stored),
+- 20 % a new question (a miss, stored; ``--new-share``),
 - 15 % a streamed request (pool or new),
 - 5 % a stream the client abandons after its first chunk (the server must cancel it),
 - 10 % a bad request (400),
@@ -54,7 +54,9 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def soak(base: str, pid: int, duration_s: float, concurrency: int, window: int) -> None:
+async def soak(
+    base: str, pid: int, duration_s: float, concurrency: int, window: int, new_share: float
+) -> None:
     rng = random.Random(1)
     pool = [f"What is fact number {i} about the history of energy?" for i in range(300)]
     sent = 0
@@ -72,7 +74,7 @@ async def soak(base: str, pid: int, duration_s: float, concurrency: int, window:
             r = rng.random()
             t0 = time.perf_counter()
             msg = rng.choice(pool)
-            if r < 0.20:
+            if r < new_share:  # new questions are chat requests (r < 0.60)
                 fresh += 1
                 msg = f"Tell me new thing {fresh} about grids?"
             body = {"messages": [{"role": "user", "content": msg}], "temperature": 0}
@@ -162,6 +164,13 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=1800.0, help="seconds")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--window", type=int, default=10_000, help="requests per row")
+    ap.add_argument(
+        "--new-share",
+        type=float,
+        default=0.20,
+        help="share of requests asking a new question (stored: memory grows by design); 0: "
+        "repeats only, so any steady RSS growth is a leak",
+    )
     args = ap.parse_args()
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,6 +206,7 @@ default = true
                     args.duration,
                     args.concurrency,
                     args.window,
+                    min(0.60, max(0.0, args.new_share)),
                 )
             )
         finally:
