@@ -295,7 +295,9 @@ def test_a_job_stopped_by_its_tenants_limits_waits_for_them(tmp_path: Path) -> N
                 raise RateLimitError("over budget", retry_after=3600.0)
             return {"ok": True}
 
-        runner = JobRunner(store, {"rebind": handler}, clock=clock, lease_s=60)
+        runner = JobRunner(
+            store, {"rebind": handler}, clock=clock, lease_s=60, poll_s=1.0, replan_s=3600.0
+        )
         assert asyncio.run(runner.run_once()) is True
         (job,) = asyncio.run(store.jobs())
         assert job.id == job_id and job.state == "pending"
