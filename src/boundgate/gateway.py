@@ -499,7 +499,7 @@ class Gateway:
         if key is None:
             return {"skipped": "new answer was not stored", "request_id": ctx.request_id}
         old = json.loads(doc.body)
-        new = await self.reuse.bind(
+        new = await self.reuse.documents.bind(
             key,
             supersedes=doc,
             previous_answer=entry.answer,
@@ -526,7 +526,7 @@ class Gateway:
             endpoint=ctx.endpoint,
             cache_control=ctx.cache_control,
         )
-        stale = self.reuse.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale)
         if p.reason == "temperature" and key is not None and not ctx.internal:
             await self._creative(ctx, req, lookup)

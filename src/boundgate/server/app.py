@@ -173,7 +173,7 @@ def create_app(
                 if gateway.reuse is not None:
                     # versions are known once models are loaded (the gguf hash)
                     steps.update("checking stored answers against model versions")
-                    await gateway.reuse.mark_stale(gateway.model_versions())
+                    await gateway.reuse.documents.mark_stale(gateway.model_versions())
             finally:
                 steps.finish()
             start_grid = getattr(gateway.carbon, "start", None)
