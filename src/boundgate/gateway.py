@@ -9,7 +9,6 @@ a ledger row too. The HTTP layer (``server/``) only translates shapes.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -23,17 +22,16 @@ from .errors import (
     BoundgateError,
     ContextLengthExceededError,
     ModelNotFoundError,
-    RateLimitError,
 )
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .metrics import Metrics
 from .reuse.engine import Lookup, ReuseEngine
 from .reuse.scope import answer_fits
-from .reuse.stored import replay_pieces, request_from_json, request_json, usage_of
+from .reuse.stored import replay_pieces, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
-from .store import LedgerRow, Store, VariantRow
+from .store import LedgerRow, Store
 from .tenants import Limiter, Reservation, Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -185,31 +183,6 @@ class Gateway:
         ctx.internal = True
         ctx.cache_control = cache_control
         return ctx
-
-    async def background_tenant(self, tenant: str, key_id: str | None = None) -> Tenant:
-        """The limits that background work on behalf of ``tenant`` runs under: those of the
-        key that caused it (``key_id``, e.g. the asker whose ask queued a round of variants)
-        while that key is active; else the strictest of the tenant's active keys (a rebind is
-        the tenant's, not one key's); else the settings' defaults. Usage counts against the
-        tenant, as every request of its keys does."""
-        keys = [k for k in await self.store.list_keys() if k.tenant == tenant and not k.revoked]
-        for k in keys:
-            if k.id == key_id:
-                return Tenant.of_key(k)
-
-        def strictest(values: list[int | None]) -> int | None:
-            set_ = [v for v in values if v is not None]
-            if not set_:
-                return None  # no key overrides the default
-            limited = [v for v in set_ if v > 0]  # 0 = unlimited
-            return min(limited) if limited else 0
-
-        return Tenant(
-            name=tenant,
-            rpm=strictest([k.rpm for k in keys]),
-            daily_tokens=strictest([k.daily_tokens for k in keys]),
-            key_id=key_id,
-        )
 
     def resolve(self, model: str | None) -> Backend:
         name = model or self.default_model
@@ -420,53 +393,6 @@ class Gateway:
         assert energy is not None
         return vectors, tokens, energy
 
-    # --- deferrable work ----------------------------------------------------------------------
-    def job_handlers(self) -> dict[str, Any]:
-        handlers: dict[str, Any] = {}
-        if self.reuse is not None:
-            handlers["rebind"] = self.rebind
-        if self.creativity is not None:
-            handlers["variants"] = self.make_variants
-        return handlers
-
-    async def make_variants(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Job handler: pre-generate answers for a creative prompt (creativity buffer)."""
-        assert self.creativity is not None
-        exact = str(payload["exact"])
-        text = await self.store.novel_request(exact)
-        if text is None:
-            return {"skipped": "prompt unknown"}
-        body = json.loads(text)
-        key_id = payload.get("key_id")
-        tenant = await self.background_tenant(str(body["tenant"]), key_id and str(key_id))
-        made: list[VariantRow] = []
-        stopped: str | None = None
-        for _ in range(int(payload.get("n", 1))):
-            req = request_from_json(text)
-            ctx = self.internal_context(tenant, str(body["endpoint"]), "no-store")
-            try:
-                # each variant is a fresh creative generation: the novelty budget, the rpm
-                # and the daily token budget of the tenant (its key) apply, as to a request
-                await self.creativity.admit_novel(tenant.name)
-                ctx.novel = True
-                result = await self.complete(ctx, req)
-            except RateLimitError as exc:
-                stopped = exc.message  # keep what was made; the next round asks again
-                break
-            c = result.completion
-            made.append(
-                VariantRow(
-                    0, exact, c.text, c.finish_reason, c.usage.prompt_tokens,
-                    c.usage.completion_tokens, result.energy.wh, result.energy.gco2,
-                    self.clock.time(),
-                )
-            )  # fmt: skip
-        await self.store.add_variants(made)
-        out: dict[str, Any] = {"variants": len(made), "exact": exact}
-        if stopped is not None:
-            out["stopped"] = stopped
-        return out
-
     async def refresh_state_counts(self) -> None:
         """Read the documents and jobs per state the metrics gauges report (before a scrape:
         gauges are read synchronously, the store is async)."""
@@ -477,41 +403,6 @@ class Gateway:
 
     def model_versions(self) -> dict[str, str]:
         return {name: b.version for name, b in self.backends.items()}
-
-    async def rebind(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Job handler: recompute a stale document's answer with the current model version and
-        bind it as a new document that supersedes the old one (with a diff). Idempotent."""
-        assert self.reuse is not None
-        doc = await self.store.get_document(str(payload["document"]))
-        if doc is None or doc.state != "stale" or doc.entry is None:
-            return {"skipped": "not stale" if doc else "unknown document"}
-        entry = await self.store.get_entry(doc.entry)
-        if entry is None or entry.request is None:
-            return {"skipped": "original request not recorded"}
-        req = request_from_json(entry.request)
-        endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
-        # compute afresh, store the new answer
-        # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)
-        ctx = self.internal_context(await self.background_tenant(doc.tenant), endpoint, "no-cache")
-        result = await self.complete(ctx, req)
-        stored = result.reuse.stored_id if result.reuse else None
-        key = self.reuse.entry_key(stored) if stored else None
-        if key is None:
-            return {"skipped": "new answer was not stored", "request_id": ctx.request_id}
-        old = json.loads(doc.body)
-        new = await self.reuse.documents.bind(
-            key,
-            supersedes=doc,
-            previous_answer=entry.answer,
-            variants=list(old.get("bg:questionVariants") or []),
-            askers=int(old.get("bg:askerCount") or 1),
-        )
-        return {
-            "document": new.id if new else None,
-            "supersedes": doc.id,
-            "answer_changed": result.completion.text != entry.answer,
-            "request_id": ctx.request_id,
-        }
 
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(
