@@ -25,13 +25,14 @@ from .errors import (
 )
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
+from .ledger import LedgerWriter
 from .metrics import Metrics
 from .reuse.engine import Lookup, ReuseEngine
 from .reuse.scope import answer_fits
 from .reuse.stored import replay_pieces, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
-from .store import LedgerRow, Store
+from .store import Store
 from .tenants import Limiter, Reservation, Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -146,7 +147,7 @@ class Gateway:
         self.reuse_meter = reuse_meter
         self.jobs = jobs
         self.creativity = creativity
-        self._background: set[asyncio.Task[None]] = set()
+        self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
         self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
@@ -220,101 +221,11 @@ class Gateway:
             m.wh, m.wh_low, m.wh_high, m.method, g, g_low, g_high, self.grid_zone, intensity
         )
 
-    def _row(
-        self,
-        ctx: RequestContext,
-        req: GenerationRequest | None,
-        backend: Backend | None,
-        *,
-        stream: bool,
-        usage: Usage | None = None,
-        energy: EnergyReport | None = None,
-        outcome: str = "ok",
-        status: int = 200,
-        error_code: str | None = None,
-        lookup: Lookup | None = None,
-    ) -> LedgerRow:
-        latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
-        row = LedgerRow(
-            id=ctx.request_id,
-            ts=ctx.started,
-            tenant=ctx.tenant.name,
-            endpoint=ctx.endpoint,
-            model=backend.name if backend else (req.model if req else None),
-            backend=backend.kind if backend else None,
-            key_id=ctx.tenant.key_id,
-            user=req.user if req else None,
-            stream=stream,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            outcome=outcome,
-            status=status,
-            error_code=error_code,
-            latency_ms=latency_ms,
-            grid_zone=self.grid_zone,
-        )
-        if energy is not None:
-            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
-            row.method = energy.method
-            row.gco2 = energy.gco2
-            row.gco2_per_kwh = energy.gco2_per_kwh
-        if lookup is not None:
-            for name, value in lookup.ledger_fields().items():
-                if name == "avoided_method":
-                    if value is not None:
-                        row.extra["avoided_method"] = value
-                else:
-                    setattr(row, name, value)
-            if lookup.semantic:
-                row.extra["semantic_lookup"] = 1
-                if lookup.density:
-                    row.extra["density"] = round(lookup.density, 6)
-                if lookup.pair is not None:
-                    row.extra["pair_score"] = round(lookup.pair, 6)
-            if lookup.novel:
-                row.extra["novel"] = 1
-        return row
-
-    def _observe(self, row: LedgerRow) -> None:
-        # Only configured model names become label values: client input must not grow series.
-        model = row.model if row.backend is not None and row.model else "unknown"
-        m = self.metrics
-        labels = {"model": model, "outcome": row.outcome, "status": str(row.status)}
-        if m.tenant_label:
-            labels["tenant"] = row.tenant
-        m.requests.labels(**labels).inc()
-        m.latency.labels(model=model).observe(row.latency_ms / 1000.0)
-        if row.prompt_tokens:
-            m.tokens.labels(model=model, direction="input").inc(row.prompt_tokens)
-        if row.completion_tokens:
-            m.tokens.labels(model=model, direction="output").inc(row.completion_tokens)
-        if row.wh:
-            m.energy_j.labels(kind="spent", method=row.method).inc(row.wh * 3600.0)
-            m.carbon_g.labels(kind="spent").inc(row.gco2)
-        if row.reuse is not None:
-            m.reuse.labels(model=model, result=row.reuse).inc()
-        if row.avoided_wh:
-            method = str(row.extra.get("avoided_method", "estimate"))
-            m.energy_j.labels(kind="avoided", method=method).inc(row.avoided_wh * 3600.0)
-            m.carbon_g.labels(kind="avoided").inc(row.avoided_gco2)
-
-    async def _commit(self, row: LedgerRow) -> None:
-        self._observe(row)
-        await self.store.record(row)
-
-    def _commit_soon(self, row: LedgerRow) -> None:
-        """Record from a context that is being torn down (client gone): don't await it here."""
-        self._observe(row)
-        task = asyncio.get_running_loop().create_task(self.store.record(row))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def drain(self) -> None:
         """Wait for rows recorded in the background (shutdown, tests)."""
         if self.reuse is not None:
             await self.reuse.drain()
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.ledger.drain()
 
     def _measure(
         self, meter: Meter, token: Any, backend: Backend, usage: Usage, wall_s: float
@@ -347,7 +258,7 @@ class Gateway:
                 backend = self.resolve(req.model)
             except ModelNotFoundError:
                 backend = None
-        row = self._row(
+        row = self.ledger.row(
             ctx,
             req,
             backend,
@@ -356,7 +267,7 @@ class Gateway:
             status=err.status_code,
             error_code=err.code,
         )
-        await self._commit(row)
+        await self.ledger.commit(row)
 
     # --- embeddings ---------------------------------------------------------------------------
     async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
@@ -374,22 +285,17 @@ class Gateway:
             self.limiter.settle(reservation, tokens)
         m = self._lookup_measurement(token, t0)
         energy = self.energy_report(m, ctx.started) if m is not None else None
-        row = LedgerRow(
-            id=ctx.request_id,
-            ts=ctx.started,
-            tenant=ctx.tenant.name,
-            endpoint=ctx.endpoint,
+        row = self.ledger.row(
+            ctx,
+            None,
+            None,
+            stream=False,
+            usage=Usage(tokens, 0),
+            energy=energy,
             model=EMBEDDING_MODEL,
-            backend="onnx",
-            key_id=ctx.tenant.key_id,
-            prompt_tokens=tokens,
-            latency_ms=(self.clock.monotonic() - ctx.started_mono) * 1000.0,
-            grid_zone=self.grid_zone,
+            backend_kind="onnx",
         )
-        if energy is not None:
-            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
-            row.method, row.gco2, row.gco2_per_kwh = energy.method, energy.gco2, energy.gco2_per_kwh
-        await self._commit(row)
+        await self.ledger.commit(row)
         assert energy is not None
         return vectors, tokens, energy
 
@@ -533,8 +439,10 @@ class Gateway:
         energy = self._hit_energy(token, t0, ctx)
         usage = usage_of(lookup.entry)
         await self.reuse.note_hit(lookup, self.asker(ctx, req))
-        await self._commit(
-            self._row(ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup)
+        await self.ledger.commit(
+            self.ledger.row(
+                ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
+            )
         )
         return energy
 
@@ -565,8 +473,8 @@ class Gateway:
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
-            await self._commit(
-                self._row(
+            await self.ledger.commit(
+                self.ledger.row(
                     ctx, req, backend, stream=False, usage=usage, energy=energy, lookup=lookup
                 )
             )
@@ -576,8 +484,8 @@ class Gateway:
             raise
         except asyncio.CancelledError:
             cancel.cancel()
-            self._commit_soon(
-                self._row(ctx, req, backend, stream=False, outcome="cancelled", status=499)
+            self.ledger.commit_soon(
+                self.ledger.row(ctx, req, backend, stream=False, outcome="cancelled", status=499)
             )
             raise
         finally:
@@ -606,8 +514,8 @@ class Gateway:
             finally:
                 if not replayed:  # the client left during the replay
                     energy = self._hit_energy(hit_token, hit_t0, ctx)
-                    self._commit_soon(
-                        self._row(
+                    self.ledger.commit_soon(
+                        self.ledger.row(
                             ctx,
                             req,
                             backend,
@@ -647,8 +555,10 @@ class Gateway:
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
-            await self._commit(
-                self._row(ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup)
+            await self.ledger.commit(
+                self.ledger.row(
+                    ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup
+                )
             )
             done = True
             yield Finished(finish, usage, energy, lookup)
@@ -664,8 +574,8 @@ class Gateway:
                 partial = Usage(usage.prompt_tokens, usage.completion_tokens or produced)
                 m = self._measure(meter, token, backend, partial, self.clock.monotonic() - t0)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)
-                self._commit_soon(
-                    self._row(
+                self.ledger.commit_soon(
+                    self.ledger.row(
                         ctx,
                         req,
                         backend,

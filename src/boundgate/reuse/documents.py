@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import GenerationRequest
+from ..clock import Clock
 from ..scheduler.jobs import JobQueue
-from ..store import DocumentRow, StoredEntry
+from ..store import DocumentRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
@@ -42,14 +43,20 @@ class Documents:
         jobs are queued (None: none are). ``rebind_window_s``: their deadline
         (``scheduler.rebind_window_s``)."""
         self.engine = engine
-        self.store = engine.store
-        self.clock = engine.clock
         self.signer = signer
         self.jobs = jobs
         self.rebind_window_s = rebind_window_s
         self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
         self._stale_documents: set[str] = set()  # bound documents of superseded model versions
         self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
+
+    @property
+    def store(self) -> Store:
+        return self.engine.store
+
+    @property
+    def clock(self) -> Clock:  # the engine's, even when a test replaces it
+        return self.engine.clock
 
     def is_stale(self, doc_id: str | None) -> bool:
         """A bound document of a superseded model version (served only marked ``stale``)."""
