@@ -204,7 +204,7 @@ class Gateway:
         if req.max_tokens <= 0:
             req.max_tokens = self.default_max_tokens
         limit = backend.context_length
-        if backend.kind == "openai" and limit is not None and req.text_bytes() // 4 >= limit:
+        if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {limit} tokens; the prompt is "
                 f"about {req.text_bytes() // 4} tokens.",
