@@ -225,7 +225,7 @@ def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -
     settings.reuse.bind_after = 1
     settings.scheduler.policy = "now"
     app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version="v2")})
-    app.state.gateway.job_handlers = lambda: {}  # no handler: jobs wait (a test seam, public)
+    app.state.job_handlers = lambda gw: {}  # no handler: jobs wait (a test seam, public)
     with ThreadedServer(app) as srv2:
         live2 = Live(srv2, app)
         r = ask(live2, "bob")

@@ -28,7 +28,7 @@ from boundgate.assembly import build_app
 from boundgate.gateway import Gateway
 from boundgate.server.app import create_app
 from boundgate.server.openapi import ErrorObject
-from boundgate.settings import Settings
+from boundgate.settings import SchedulerSettings, ServerSettings
 from boundgate.testing import ThreadedServer
 from conftest import arun, fake_settings
 
@@ -120,13 +120,13 @@ def _with_known_ids(case: Any, ids: dict[str, str]) -> bool:
 # The schema of an app without a gateway (the schema does not depend on one; a test checks
 # that the live gateway serves the same), loaded when the module is: schemathesis's
 # fixture-based loader does not work with pytest 9.
-_S = Settings()
+_server, _scheduler = ServerSettings(), SchedulerSettings()
 SCHEMA = create_app(
     cast(Gateway, None),
-    max_body_bytes=_S.server.max_body_bytes,
-    job_poll_s=_S.scheduler.poll_s,
-    job_replan_s=_S.scheduler.replan_s,
-    batch_request_s=_S.scheduler.batch_request_s,
+    max_body_bytes=_server.max_body_bytes,
+    job_poll_s=_scheduler.poll_s,
+    job_replan_s=_scheduler.replan_s,
+    batch_request_s=_scheduler.batch_request_s,
 ).openapi()
 schema = schemathesis.openapi.from_dict(SCHEMA)
 

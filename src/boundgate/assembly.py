@@ -90,7 +90,7 @@ def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
     remote = upstream_meter(pue=settings.energy.upstream_pue)
 
     def meter_for(backend: Backend) -> Meter:
-        return remote if backend.kind == "openai" else local
+        return remote if backend.remote else local
 
     return meter_for
 

@@ -9,7 +9,6 @@ a ledger row too. The HTTP layer (``server/``) only translates shapes.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -23,17 +22,17 @@ from .errors import (
     BoundgateError,
     ContextLengthExceededError,
     ModelNotFoundError,
-    RateLimitError,
 )
 from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
+from .ledger import LedgerWriter
 from .metrics import Metrics
 from .reuse.engine import Lookup, ReuseEngine
 from .reuse.scope import answer_fits
-from .reuse.stored import replay_pieces, request_from_json, request_json, usage_of
+from .reuse.stored import replay_pieces, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
-from .store import LedgerRow, Store, VariantRow
+from .store import Store
 from .tenants import Limiter, Reservation, Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -148,7 +147,7 @@ class Gateway:
         self.reuse_meter = reuse_meter
         self.jobs = jobs
         self.creativity = creativity
-        self._background: set[asyncio.Task[None]] = set()
+        self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
         self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
@@ -186,31 +185,6 @@ class Gateway:
         ctx.cache_control = cache_control
         return ctx
 
-    async def background_tenant(self, tenant: str, key_id: str | None = None) -> Tenant:
-        """The limits that background work on behalf of ``tenant`` runs under: those of the
-        key that caused it (``key_id``, e.g. the asker whose ask queued a round of variants)
-        while that key is active; else the strictest of the tenant's active keys (a rebind is
-        the tenant's, not one key's); else the settings' defaults. Usage counts against the
-        tenant, as every request of its keys does."""
-        keys = [k for k in await self.store.list_keys() if k.tenant == tenant and not k.revoked]
-        for k in keys:
-            if k.id == key_id:
-                return Tenant.of_key(k)
-
-        def strictest(values: list[int | None]) -> int | None:
-            set_ = [v for v in values if v is not None]
-            if not set_:
-                return None  # no key overrides the default
-            limited = [v for v in set_ if v > 0]  # 0 = unlimited
-            return min(limited) if limited else 0
-
-        return Tenant(
-            name=tenant,
-            rpm=strictest([k.rpm for k in keys]),
-            daily_tokens=strictest([k.daily_tokens for k in keys]),
-            key_id=key_id,
-        )
-
     def resolve(self, model: str | None) -> Backend:
         name = model or self.default_model
         name = self.aliases.get(name, name)
@@ -230,7 +204,7 @@ class Gateway:
         if req.max_tokens <= 0:
             req.max_tokens = self.default_max_tokens
         limit = backend.context_length
-        if backend.kind == "openai" and limit is not None and req.text_bytes() // 4 >= limit:
+        if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {limit} tokens; the prompt is "
                 f"about {req.text_bytes() // 4} tokens.",
@@ -247,101 +221,11 @@ class Gateway:
             m.wh, m.wh_low, m.wh_high, m.method, g, g_low, g_high, self.grid_zone, intensity
         )
 
-    def _row(
-        self,
-        ctx: RequestContext,
-        req: GenerationRequest | None,
-        backend: Backend | None,
-        *,
-        stream: bool,
-        usage: Usage | None = None,
-        energy: EnergyReport | None = None,
-        outcome: str = "ok",
-        status: int = 200,
-        error_code: str | None = None,
-        lookup: Lookup | None = None,
-    ) -> LedgerRow:
-        latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
-        row = LedgerRow(
-            id=ctx.request_id,
-            ts=ctx.started,
-            tenant=ctx.tenant.name,
-            endpoint=ctx.endpoint,
-            model=backend.name if backend else (req.model if req else None),
-            backend=backend.kind if backend else None,
-            key_id=ctx.tenant.key_id,
-            user=req.user if req else None,
-            stream=stream,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            outcome=outcome,
-            status=status,
-            error_code=error_code,
-            latency_ms=latency_ms,
-            grid_zone=self.grid_zone,
-        )
-        if energy is not None:
-            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
-            row.method = energy.method
-            row.gco2 = energy.gco2
-            row.gco2_per_kwh = energy.gco2_per_kwh
-        if lookup is not None:
-            for name, value in lookup.ledger_fields().items():
-                if name == "avoided_method":
-                    if value is not None:
-                        row.extra["avoided_method"] = value
-                else:
-                    setattr(row, name, value)
-            if lookup.semantic:
-                row.extra["semantic_lookup"] = 1
-                if lookup.density:
-                    row.extra["density"] = round(lookup.density, 6)
-                if lookup.pair is not None:
-                    row.extra["pair_score"] = round(lookup.pair, 6)
-            if lookup.novel:
-                row.extra["novel"] = 1
-        return row
-
-    def _observe(self, row: LedgerRow) -> None:
-        # Only configured model names become label values: client input must not grow series.
-        model = row.model if row.backend is not None and row.model else "unknown"
-        m = self.metrics
-        labels = {"model": model, "outcome": row.outcome, "status": str(row.status)}
-        if m.tenant_label:
-            labels["tenant"] = row.tenant
-        m.requests.labels(**labels).inc()
-        m.latency.labels(model=model).observe(row.latency_ms / 1000.0)
-        if row.prompt_tokens:
-            m.tokens.labels(model=model, direction="input").inc(row.prompt_tokens)
-        if row.completion_tokens:
-            m.tokens.labels(model=model, direction="output").inc(row.completion_tokens)
-        if row.wh:
-            m.energy_j.labels(kind="spent", method=row.method).inc(row.wh * 3600.0)
-            m.carbon_g.labels(kind="spent").inc(row.gco2)
-        if row.reuse is not None:
-            m.reuse.labels(model=model, result=row.reuse).inc()
-        if row.avoided_wh:
-            method = str(row.extra.get("avoided_method", "estimate"))
-            m.energy_j.labels(kind="avoided", method=method).inc(row.avoided_wh * 3600.0)
-            m.carbon_g.labels(kind="avoided").inc(row.avoided_gco2)
-
-    async def _commit(self, row: LedgerRow) -> None:
-        self._observe(row)
-        await self.store.record(row)
-
-    def _commit_soon(self, row: LedgerRow) -> None:
-        """Record from a context that is being torn down (client gone): don't await it here."""
-        self._observe(row)
-        task = asyncio.get_running_loop().create_task(self.store.record(row))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def drain(self) -> None:
         """Wait for rows recorded in the background (shutdown, tests)."""
         if self.reuse is not None:
             await self.reuse.drain()
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.ledger.drain()
 
     def _measure(
         self, meter: Meter, token: Any, backend: Backend, usage: Usage, wall_s: float
@@ -374,7 +258,7 @@ class Gateway:
                 backend = self.resolve(req.model)
             except ModelNotFoundError:
                 backend = None
-        row = self._row(
+        row = self.ledger.row(
             ctx,
             req,
             backend,
@@ -383,7 +267,7 @@ class Gateway:
             status=err.status_code,
             error_code=err.code,
         )
-        await self._commit(row)
+        await self.ledger.commit(row)
 
     # --- embeddings ---------------------------------------------------------------------------
     async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
@@ -401,71 +285,19 @@ class Gateway:
             self.limiter.settle(reservation, tokens)
         m = self._lookup_measurement(token, t0)
         energy = self.energy_report(m, ctx.started) if m is not None else None
-        row = LedgerRow(
-            id=ctx.request_id,
-            ts=ctx.started,
-            tenant=ctx.tenant.name,
-            endpoint=ctx.endpoint,
+        row = self.ledger.row(
+            ctx,
+            None,
+            None,
+            stream=False,
+            usage=Usage(tokens, 0),
+            energy=energy,
             model=EMBEDDING_MODEL,
-            backend="onnx",
-            key_id=ctx.tenant.key_id,
-            prompt_tokens=tokens,
-            latency_ms=(self.clock.monotonic() - ctx.started_mono) * 1000.0,
-            grid_zone=self.grid_zone,
+            backend_kind="onnx",
         )
-        if energy is not None:
-            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
-            row.method, row.gco2, row.gco2_per_kwh = energy.method, energy.gco2, energy.gco2_per_kwh
-        await self._commit(row)
+        await self.ledger.commit(row)
         assert energy is not None
         return vectors, tokens, energy
-
-    # --- deferrable work ----------------------------------------------------------------------
-    def job_handlers(self) -> dict[str, Any]:
-        handlers: dict[str, Any] = {}
-        if self.reuse is not None:
-            handlers["rebind"] = self.rebind
-        if self.creativity is not None:
-            handlers["variants"] = self.make_variants
-        return handlers
-
-    async def make_variants(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Job handler: pre-generate answers for a creative prompt (creativity buffer)."""
-        assert self.creativity is not None
-        exact = str(payload["exact"])
-        text = await self.store.novel_request(exact)
-        if text is None:
-            return {"skipped": "prompt unknown"}
-        body = json.loads(text)
-        key_id = payload.get("key_id")
-        tenant = await self.background_tenant(str(body["tenant"]), key_id and str(key_id))
-        made: list[VariantRow] = []
-        stopped: str | None = None
-        for _ in range(int(payload.get("n", 1))):
-            req = request_from_json(text)
-            ctx = self.internal_context(tenant, str(body["endpoint"]), "no-store")
-            try:
-                # each variant is a fresh creative generation: the novelty budget, the rpm
-                # and the daily token budget of the tenant (its key) apply, as to a request
-                await self.creativity.admit_novel(tenant.name)
-                ctx.novel = True
-                result = await self.complete(ctx, req)
-            except RateLimitError as exc:
-                stopped = exc.message  # keep what was made; the next round asks again
-                break
-            c = result.completion
-            made.append(
-                VariantRow(
-                    0, exact, c.text, c.finish_reason, c.usage.prompt_tokens,
-                    c.usage.completion_tokens, result.energy.wh, result.energy.gco2,
-                    self.clock.time(),
-                )
-            )  # fmt: skip
-        await self.store.add_variants(made)
-        out: dict[str, Any] = {"variants": len(made), "exact": exact}
-        if stopped is not None:
-            out["stopped"] = stopped
-        return out
 
     async def refresh_state_counts(self) -> None:
         """Read the documents and jobs per state the metrics gauges report (before a scrape:
@@ -477,41 +309,6 @@ class Gateway:
 
     def model_versions(self) -> dict[str, str]:
         return {name: b.version for name, b in self.backends.items()}
-
-    async def rebind(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Job handler: recompute a stale document's answer with the current model version and
-        bind it as a new document that supersedes the old one (with a diff). Idempotent."""
-        assert self.reuse is not None
-        doc = await self.store.get_document(str(payload["document"]))
-        if doc is None or doc.state != "stale" or doc.entry is None:
-            return {"skipped": "not stale" if doc else "unknown document"}
-        entry = await self.store.get_entry(doc.entry)
-        if entry is None or entry.request is None:
-            return {"skipped": "original request not recorded"}
-        req = request_from_json(entry.request)
-        endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
-        # compute afresh, store the new answer
-        # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)
-        ctx = self.internal_context(await self.background_tenant(doc.tenant), endpoint, "no-cache")
-        result = await self.complete(ctx, req)
-        stored = result.reuse.stored_id if result.reuse else None
-        key = self.reuse.entry_key(stored) if stored else None
-        if key is None:
-            return {"skipped": "new answer was not stored", "request_id": ctx.request_id}
-        old = json.loads(doc.body)
-        new = await self.reuse.bind(
-            key,
-            supersedes=doc,
-            previous_answer=entry.answer,
-            variants=list(old.get("bg:questionVariants") or []),
-            askers=int(old.get("bg:askerCount") or 1),
-        )
-        return {
-            "document": new.id if new else None,
-            "supersedes": doc.id,
-            "answer_changed": result.completion.text != entry.answer,
-            "request_id": ctx.request_id,
-        }
 
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(
@@ -526,7 +323,7 @@ class Gateway:
             endpoint=ctx.endpoint,
             cache_control=ctx.cache_control,
         )
-        stale = self.reuse.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale)
         if p.reason == "temperature" and key is not None and not ctx.internal:
             await self._creative(ctx, req, lookup)
@@ -642,8 +439,10 @@ class Gateway:
         energy = self._hit_energy(token, t0, ctx)
         usage = usage_of(lookup.entry)
         await self.reuse.note_hit(lookup, self.asker(ctx, req))
-        await self._commit(
-            self._row(ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup)
+        await self.ledger.commit(
+            self.ledger.row(
+                ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
+            )
         )
         return energy
 
@@ -674,8 +473,8 @@ class Gateway:
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
-            await self._commit(
-                self._row(
+            await self.ledger.commit(
+                self.ledger.row(
                     ctx, req, backend, stream=False, usage=usage, energy=energy, lookup=lookup
                 )
             )
@@ -685,8 +484,8 @@ class Gateway:
             raise
         except asyncio.CancelledError:
             cancel.cancel()
-            self._commit_soon(
-                self._row(ctx, req, backend, stream=False, outcome="cancelled", status=499)
+            self.ledger.commit_soon(
+                self.ledger.row(ctx, req, backend, stream=False, outcome="cancelled", status=499)
             )
             raise
         finally:
@@ -715,8 +514,8 @@ class Gateway:
             finally:
                 if not replayed:  # the client left during the replay
                     energy = self._hit_energy(hit_token, hit_t0, ctx)
-                    self._commit_soon(
-                        self._row(
+                    self.ledger.commit_soon(
+                        self.ledger.row(
                             ctx,
                             req,
                             backend,
@@ -756,8 +555,10 @@ class Gateway:
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
-            await self._commit(
-                self._row(ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup)
+            await self.ledger.commit(
+                self.ledger.row(
+                    ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup
+                )
             )
             done = True
             yield Finished(finish, usage, energy, lookup)
@@ -773,8 +574,8 @@ class Gateway:
                 partial = Usage(usage.prompt_tokens, usage.completion_tokens or produced)
                 m = self._measure(meter, token, backend, partial, self.clock.monotonic() - t0)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)
-                self._commit_soon(
-                    self._row(
+                self.ledger.commit_soon(
+                    self.ledger.row(
                         ctx,
                         req,
                         backend,

@@ -93,7 +93,14 @@ class CancelToken:
 class Backend(ABC):
     """A model server. Subclasses implement :meth:`generate`."""
 
-    kind: str = "abstract"
+    kind: str = "abstract"  # a label for the ledger and the energy estimate
+    # The model runs elsewhere (an upstream API): its energy is estimated from its tokens,
+    # not measured on this machine, and it is listed as owned by the upstream.
+    remote: bool = False
+    # The gateway checks the prompt against ``context_length`` itself, estimating tokens
+    # from bytes (4 a token) before sending, as it has no tokenizer for the model; local
+    # backends count the prompt's tokens with their own.
+    counts_context_by_bytes: bool = False
 
     def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
         self.name = name

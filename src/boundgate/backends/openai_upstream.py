@@ -58,6 +58,8 @@ def _estimate_tokens(text: str) -> int:
 
 class OpenAIBackend(Backend):
     kind = "openai"
+    remote = True
+    counts_context_by_bytes = True
 
     def __init__(
         self,

@@ -214,7 +214,7 @@ def docs_import(
             result = binding.verify(doc, key)
             if not result.ok:
                 raise _fail(f"{doc.get('@id', '?')}: {result.reason}; nothing after it imported")
-            if asyncio.run(engine.import_document(doc)) is None:
+            if asyncio.run(engine.documents.import_document(doc)) is None:
                 skipped += 1
             else:
                 added += 1
@@ -232,7 +232,7 @@ def docs_bind(
         entry = asyncio.run(store.get_entry_by_id(answer_id))
         if entry is None:
             raise _fail(f"no stored answer {answer_id!r}")
-        row = asyncio.run(_engine(settings, store).bind(entry.key))
+        row = asyncio.run(_engine(settings, store).documents.bind(entry.key))
     if row is None:
         raise _fail(f"answer {answer_id!r} cannot be bound (revoked?)")
     print(row.id)
@@ -242,7 +242,7 @@ def docs_bind(
 def docs_revoke(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Stop serving a document's answer (the document stays, marked revoked)."""
     with _opened(config, data_dir) as (settings, store):
-        ok = asyncio.run(_engine(settings, store).revoke(doc_id))
+        ok = asyncio.run(_engine(settings, store).documents.revoke(doc_id))
     if not ok:
         raise _fail(f"no document {doc_id!r}")
     print(f"revoked {doc_id}")

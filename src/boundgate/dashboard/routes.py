@@ -250,7 +250,7 @@ async def revoke(
 ) -> Response:
     _check_csrf(request, s, csrf_token)
     gw = _gateway(request)
-    if gw.reuse is None or not await gw.reuse.revoke(doc_id):
+    if gw.reuse is None or not await gw.reuse.documents.revoke(doc_id):
         return await render(request, s, "missing.html", "documents", status=404, what=doc_id)
     return _redirect(f"/dashboard/documents/{doc_id}?notice=revoked")
 
@@ -265,7 +265,7 @@ async def bind(
     _check_csrf(request, s, csrf_token)
     gw = _gateway(request)
     key = gw.reuse.entry_key(answer_id.strip()) if gw.reuse is not None else None
-    row = await gw.reuse.bind(key) if gw.reuse is not None and key is not None else None
+    row = await gw.reuse.documents.bind(key) if gw.reuse is not None and key is not None else None
     if row is None:
         return _redirect("/dashboard/documents?notice=not-bound")
     return _redirect(f"/dashboard/documents/{row.id}?notice=bound")

@@ -236,9 +236,13 @@ async def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     body = _doc_body(row)
-    if gw.reuse is not None and gw.reuse.signer is not None:
-        check = binding.verify(body, gw.reuse.signer.public)
-        signature = {"ok": check.ok, "reason": check.reason, "key": gw.reuse.signer.fingerprint}
+    if gw.reuse is not None and gw.reuse.documents.signer is not None:
+        check = binding.verify(body, gw.reuse.documents.signer.public)
+        signature = {
+            "ok": check.ok,
+            "reason": check.reason,
+            "key": gw.reuse.documents.signer.fingerprint,
+        }
     else:
         signature = {"ok": None, "reason": "no signing key on this gateway", "key": None}
     older = await _walk(gw, row, "supersedes")

@@ -167,3 +167,8 @@ class HashEmbedder(Embedder):
             if n > 0:
                 out[i] /= n
         return out
+
+
+def vector_bytes(vector: Vectors | None) -> bytes:
+    """A vector as stored (float32); empty for an entry matched exactly only."""
+    return np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b""

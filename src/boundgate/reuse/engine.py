@@ -19,7 +19,6 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,16 @@ from ..errors import ErrorCode, InvalidRequestError, NotFoundError, PermissionDe
 from ..fmt import plain_decimal
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
-from ..store import DocumentRow, LedgerRow, ObservationRow, Store, StoredEntry
-from . import binding
+from ..store import LedgerRow, ObservationRow, Store, StoredEntry
 from .binding import Signer
-from .embedder import Embedder, Vectors
+from .documents import Documents
+from .embedder import Embedder, Vectors, vector_bytes
 from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
-from .scope import ReuseKey, answer_fits, canonical_query, exact_hash, reuse_key, scope_hash
+from .scope import ReuseKey, answer_fits, canonical_query, reuse_key
 from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
 
@@ -138,19 +137,16 @@ class ReuseEngine:
     ) -> None:
         """``settings``: the ``[reuse]`` section (what is not passed as a part is read from it;
         ``reuse.scorer`` and ``embedder`` are resolved by the caller).
-        ``rebind_window_s``: the deadline of rebind jobs (``scheduler.rebind_window_s``).
+        ``signer``, ``jobs``, ``rebind_window_s``: for ``documents`` (``documents.py``).
         ``index_dir``: where the ANN indexes are saved between runs (None: not saved).
         ``pair_scorer``: scores the guard survivors when the verifier's scorer uses it."""
         self.store = store
         self.pair_scorer = pair_scorer
         if verifier.scorer.uses_pair and pair_scorer is None:
             raise ValueError("the verifier's scorer needs a pair scorer")
-        self.signer = signer
-        self.jobs = jobs
         self.embedder = embedder
         self.verifier = verifier
         self.settings = settings
-        self.rebind_window_s = rebind_window_s
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.time_sensitive = (
@@ -171,12 +167,10 @@ class ReuseEngine:
         self._next_key = 1
         self._lock = threading.Lock()
         self._feedback_seen: set[str] = set()
-        self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
-        self._stale_documents: set[str] = set()  # bound documents of superseded model versions
-        self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
         self._background: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = {}
+        self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
 
     # --- start-up -------------------------------------------------------------------------
     async def load(self, progress: Callable[[int, int], None] | None = None) -> None:
@@ -263,7 +257,7 @@ class ReuseEngine:
             except Exception:  # the next interval (or shutdown) tries again
                 log.exception("ANN index: periodic save failed")
 
-    def _admit(self, e: StoredEntry, vector: Vectors | None) -> None:
+    def admit(self, e: StoredEntry, vector: Vectors | None) -> None:
         """Make a newly stored entry servable: exactly, and by meaning if it has a vector
         (``None``: longer than the embedder reads, see ``Embedder.fits``)."""
         self._add_meta(e)
@@ -306,8 +300,25 @@ class ReuseEngine:
         """The entry behind an answer id (ans_…) or a bound document id (doc_…)."""
         return self._by_id.get(public_id)
 
-    def _count(self, name: str) -> None:
+    def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
+
+    def meta(self, key: int) -> EntryMeta | None:
+        return self._meta.get(key)
+
+    def pin(self, key: int, doc_id: str) -> None:
+        """The entry is bound to ``doc_id``: found by it, never evicted."""
+        meta = self._meta.get(key)
+        if meta is not None:
+            meta.document, meta.pinned = doc_id, True
+            self._by_id[doc_id] = key
+
+    def new_key(self, at_least: int = 0) -> int:
+        """A fresh entry key (``at_least``: above keys another process may have used)."""
+        with self._lock:
+            key = max(self._next_key, at_least)
+            self._next_key = key + 1
+        return key
 
     # --- lookup ---------------------------------------------------------------------------
     def plan_for(
@@ -345,7 +356,7 @@ class ReuseEngine:
         """Exact, then semantic, in the request's scope; then bound documents of earlier
         versions of the model (served marked ``stale`` while they are rebound)."""
         if key is None or p.lookup is Mode.OFF:
-            self._count("bypass")
+            self.count("bypass")
             return Lookup(p, key, "bypass")
         now = self.clock.time()
         out = await self._search(p, key, now)
@@ -359,7 +370,7 @@ class ReuseEngine:
                     break
         if out.semantic:
             self.verifier.note_lookup(out.similarity, out.density, out.pair)
-        self._count(out.status if out.verdict is not Verdict.VERIFY else "verify")
+        self.count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
     async def _entry_if_live(self, meta: EntryMeta) -> StoredEntry | None:
@@ -386,7 +397,7 @@ class ReuseEngine:
                 return False
             if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
                 return False  # longer than this request allows, or cut shorter than it allows
-            return not stale or meta.document in self._stale_documents
+            return not stale or self.documents.is_stale(meta.document)
 
         exact = self._exact.get(key.exact)
         meta = self._meta.get(exact) if exact is not None else None
@@ -399,7 +410,7 @@ class ReuseEngine:
         if not self.embedder.fits(key.query):
             # the embedding would cover only the start of the question: two questions that
             # differ further on would look identical, so only an exact match may serve
-            self._count("too_long_for_semantic")
+            self.count("too_long_for_semantic")
             return Lookup(p, key, "miss")
         if vector is None:
             vector = (await self.embed([key.query]))[0]
@@ -477,196 +488,9 @@ class ReuseEngine:
             and lookup.status != "stale"
             and not bound_already  # a bound answer's asker count is frozen in its document
         ):
-            bound = await self.register(lookup.entry.key, asker, lookup.key.query)
+            bound = await self.documents.register(lookup.entry.key, asker, lookup.key.query)
             if bound is not None:
                 lookup.entry.document_id = bound
-
-    # --- prompt registry and binding ------------------------------------------------------
-    async def register(self, entry_key: int, asker: str, query: str) -> str | None:
-        """Count a distinct asker for a meaning; bind its answer once enough have asked.
-        Returns the document id if this ask bound it."""
-        digest = hashlib.sha256(asker.encode()).hexdigest()[:32]  # askers are not stored raw
-        seen = self._askers_seen.setdefault(entry_key, set())
-        if digest in seen:
-            return None  # already counted: no write on the hot path
-        count = await self.store.add_asker(entry_key, digest, query, self.clock.time())
-        if len(seen) < 64:  # a small memo per entry; beyond it the store deduplicates
-            seen.add(digest)
-        meta = self._meta.get(entry_key)
-        if meta is not None and meta.document is None and count >= self.settings.bind_after:
-            row = await self.bind(entry_key)
-            return row.id if row is not None else None
-        return None
-
-    async def bind(
-        self,
-        entry_key: int,
-        *,
-        supersedes: DocumentRow | None = None,
-        previous_answer: str | None = None,
-        variants: list[str] | None = None,
-        askers: int | None = None,
-    ) -> DocumentRow | None:
-        """Freeze an entry's answer into a signed document (no-op if already bound)."""
-        if self.signer is None:
-            return None
-        entry = await self.store.get_entry(entry_key)
-        if entry is None or entry.revoked:
-            return None
-        if entry.document_id:
-            return await self.store.get_document(entry.document_id)
-        variants = (variants or []) + await self.store.variants(entry_key)
-        if askers is None:
-            askers = await self.store.asker_count(entry_key)
-        now = self.clock.time()
-        created = datetime.fromtimestamp(now, tz=UTC)
-        unsigned = binding.build(
-            question=entry.query,
-            variants=variants or [entry.query],
-            answer=entry.answer,
-            model=entry.model,
-            model_version=entry.model_version,
-            tenant=entry.tenant,
-            scope=json.loads(entry.scope_doc),
-            askers=max(1, askers),
-            created=created,
-            cost_wh=entry.cost_wh,
-            cost_gco2=entry.cost_gco2,
-            supersedes=json.loads(supersedes.body)["@id"] if supersedes else None,
-            previous_answer=previous_answer,
-        )
-        signed = self.signer.sign(unsigned, created)
-        row = DocumentRow(
-            id=binding.short_id(signed["@id"]),
-            entry=entry_key,
-            tenant=entry.tenant,
-            model=entry.model,
-            model_version=entry.model_version,
-            state="active",
-            supersedes=supersedes.id if supersedes else None,
-            superseded_by=None,
-            created=now,
-            body=binding.canonical(signed).decode(),
-        )
-        await self.store.put_document(row)
-        await self.store.set_entry_document(entry_key, row.id)
-        meta = self._meta.get(entry_key)
-        if meta is not None:
-            meta.document, meta.pinned = row.id, True
-            self._by_id[row.id] = entry_key
-        if supersedes is not None:  # put_document marked it superseded
-            self._stale_documents.discard(supersedes.id)
-        self._count("bound")
-        return row
-
-    async def import_document(self, doc: dict[str, Any]) -> str | None:
-        """Add a verified document (from ``docs export`` of this or another gateway) so its
-        answer is served in its scope. Returns its id, or None if it is here already."""
-        doc_id = binding.short_id(str(doc["@id"]))
-        if await self.store.get_document(doc_id) is not None:
-            return None
-        scope = doc["bg:scope"]
-        tenant = str(scope["tenant"])
-        scope_doc = {
-            "model": doc["bg:model"]["name"],
-            "model_version": doc["bg:model"]["version"],
-            "endpoint": scope.get("endpoint"),
-            "context_sha256": scope.get("contextSha256"),
-            "params": doc["bg:parameters"],
-        }
-        query = str(doc["name"])
-        answer = str(doc["acceptedAnswer"]["text"])
-        created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
-        vector = (await self.embed([query]))[0] if self.embedder.fits(query) else None
-        newest = await self.store.max_entry_key()
-        with self._lock:
-            entry_key = max(self._next_key, newest + 1)
-            self._next_key = entry_key + 1
-        scope_key = scope_hash(tenant, scope_doc)
-        entry = StoredEntry(
-            key=entry_key,
-            id="ans_" + hashlib.sha256(f"import\n{doc['@id']}".encode()).hexdigest()[:24],
-            scope=scope_key,
-            exact=exact_hash(scope_key, query),
-            query=query,
-            answer=answer,
-            finish_reason="stop",
-            prompt_tokens=0,
-            completion_tokens=0,
-            model=scope_doc["model"],
-            model_version=scope_doc["model_version"],
-            tenant=tenant,
-            created=created.timestamp(),
-            cost_wh=float(doc.get("bg:generationEnergyWh") or 0.0),
-            cost_gco2=float(doc.get("bg:generationCarbonG") or 0.0),
-            vector=_vector_bytes(vector),
-            embedder=self.embedder.name,
-            scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
-            document_id=doc_id,
-        )
-        await self.store.put_entry(entry)
-        row = DocumentRow(
-            id=doc_id,
-            entry=entry_key,
-            tenant=tenant,
-            model=entry.model,
-            model_version=entry.model_version,
-            state="active",
-            supersedes=None,
-            superseded_by=None,
-            created=created.timestamp(),
-            body=binding.canonical(doc).decode(),
-        )
-        await self.store.put_document(row)
-        self._admit(entry, vector)
-        return doc_id
-
-    async def revoke(self, doc_id: str) -> bool:
-        """Stop serving a document's answer; the document stays, marked revoked."""
-        doc = await self.store.get_document(doc_id)
-        if doc is None:
-            return False
-        await self.store.set_document_state(doc_id, "revoked")
-        if doc.entry is not None:
-            await self.store.set_entry_document(doc.entry, doc_id, True)
-            await self.forget([doc.entry], delete=False)
-        self._stale_documents.discard(doc_id)
-        return True
-
-    # --- model versions: stale documents and rebinding -------------------------------------
-    async def mark_stale(self, current_versions: dict[str, str]) -> list[str]:
-        """Documents bound by another version of a configured model become stale; a rebind
-        job is queued for each. Returns the stale document ids."""
-        stale: list[str] = []
-        for state in ("active", "stale"):
-            for doc in await self.store.documents(state=state):
-                current = current_versions.get(doc.model)
-                if current is None or current == doc.model_version:
-                    continue
-                if state == "active":
-                    await self.store.set_document_state(doc.id, "stale")
-                stale.append(doc.id)
-                self._stale_documents.add(doc.id)
-                self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
-                if self.jobs is not None:
-                    await self.jobs.submit(
-                        "rebind",
-                        {"document": doc.id},
-                        deadline_s=self.rebind_window_s,
-                        duration_s=60.0,
-                        dedupe=f"rebind:{doc.id}:{current}",
-                    )
-        return stale
-
-    def stale_keys(
-        self, req: GenerationRequest, *, tenant: str, endpoint: str
-    ) -> tuple[ReuseKey, ...]:
-        keys = []
-        for version in sorted(self._stale_versions.get(req.model, ())):
-            k = reuse_key(req, tenant=tenant, model_version=version, endpoint=endpoint)
-            if k is not None:
-                keys.append(k)
-        return tuple(keys)
 
     # --- after generation -----------------------------------------------------------------
     async def remember(
@@ -693,9 +517,7 @@ class ReuseEngine:
         if vector is None and self.embedder.fits(key.query):  # else matched exactly only
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()
-        with self._lock:
-            entry_key = self._next_key
-            self._next_key += 1
+        entry_key = self.new_key()
         digest = hashlib.sha256(
             f"{key.scope}\n{key.exact}\n{completion.text}\n{now!r}".encode()
         ).hexdigest()
@@ -715,17 +537,17 @@ class ReuseEngine:
             created=now,
             cost_wh=cost_wh,
             cost_gco2=cost_gco2,
-            vector=_vector_bytes(vector),
+            vector=vector_bytes(vector),
             embedder=self.embedder.name,
             scope_doc=json.dumps(key.scope_doc, sort_keys=True, separators=(",", ":")),
             request=request_json(request) if request is not None else None,
             cost_method=cost_method,
         )
         await self.store.put_entry(entry)
-        self._admit(entry, vector)
+        self.admit(entry, vector)
         lookup.stored_id = entry.id
         if asker is not None:
-            bound = await self.register(entry_key, asker, key.query)
+            bound = await self.documents.register(entry_key, asker, key.query)
             if bound is not None:
                 lookup.stored_id = bound
         if len(self._meta) > self.settings.max_entries:
@@ -775,12 +597,12 @@ class ReuseEngine:
         with self._lock:
             self._exact[key.exact] = cand.key
             self._variants.setdefault(cand.key, set()).add(key.exact)
-        self._count("variant_confirmed")
+        self.count("variant_confirmed")
         fresh_meta = self._meta.get(fresh) if fresh is not None else None
         if fresh_meta is not None and fresh != cand.key and fresh_meta.document is None:
             await self.forget([fresh_meta.key])
         if asker is not None and cand.document is None:
-            await self.register(cand.key, asker, key.query)
+            await self.documents.register(cand.key, asker, key.query)
 
     async def same_answer(self, a: str, b: str) -> bool:
         if canonical_query(a) == canonical_query(b):
@@ -869,7 +691,6 @@ class ReuseEngine:
                 if meta is None:
                     continue
                 self._by_id.pop(meta.id, None)
-                self._askers_seen.pop(k, None)
                 if meta.document:
                     self._by_id.pop(meta.document, None)
                 if self._exact.get(meta.exact) == k:
@@ -877,6 +698,7 @@ class ReuseEngine:
                 for exact in self._variants.pop(k, ()):
                     if self._exact.get(exact) == k:
                         del self._exact[exact]
+        self.documents.forget(keys)
         for k in keys:
             self.index.remove(k)
             self.verifier.forget_entry(k)
@@ -930,8 +752,3 @@ class ReuseEngine:
         if tenant is not None:
             del out["index_load"], out["outcomes"]
         return out
-
-
-def _vector_bytes(vector: Vectors | None) -> bytes:
-    """A vector as stored (float32); empty for an entry matched exactly only."""
-    return np.asarray(vector, dtype=np.float32).tobytes() if vector is not None else b""

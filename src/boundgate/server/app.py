@@ -30,6 +30,7 @@ from ..errors import (
     PayloadTooLargeError,
 )
 from ..gateway import Gateway
+from ..scheduler.handlers import job_handlers
 from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import run_batch
@@ -149,7 +150,7 @@ def create_app(
         async def batch(payload: dict[str, Any]) -> dict[str, Any]:
             return await run_batch(gateway, payload)
 
-        handlers = {**gateway.job_handlers(), "batch": batch}
+        handlers = {**app.state.job_handlers(gateway), "batch": batch}
         runner = JobRunner(
             gateway.store,
             handlers,
@@ -173,7 +174,7 @@ def create_app(
                 if gateway.reuse is not None:
                     # versions are known once models are loaded (the gguf hash)
                     steps.update("checking stored answers against model versions")
-                    await gateway.reuse.mark_stale(gateway.model_versions())
+                    await gateway.reuse.documents.mark_stale(gateway.model_versions())
             finally:
                 steps.finish()
             start_grid = getattr(gateway.carbon, "start", None)
@@ -216,6 +217,7 @@ def create_app(
     app.state.ready = False
     app.state.startup = None  # a StartupSteps to tell what start-up is doing
     app.state.batch_request_s = batch_request_s
+    app.state.job_handlers = job_handlers  # gateway → its handlers (a test seam)
     app.state.metrics_token = metrics_token
 
     async def record(request: Request, err: BoundgateError) -> None:

@@ -136,7 +136,7 @@ async def revoke_document(
 ) -> dict[str, Any]:
     """Stop serving a document's answer (admin). The document stays, marked revoked."""
     gw = gateway_of(request)
-    if gw.reuse is None or not await gw.reuse.revoke(doc_id):
+    if gw.reuse is None or not await gw.reuse.documents.revoke(doc_id):
         raise NotFoundError(f"no document {doc_id!r}", param="doc_id")
     return {"id": doc_id, "object": "boundgate.document", "state": "revoked"}
 
@@ -159,7 +159,7 @@ async def bind_answer(
     key = gw.reuse.entry_key(body.answer_id) if gw.reuse else None
     if gw.reuse is None or key is None:
         raise NotFoundError(f"no stored answer {body.answer_id!r}", param="answer_id")
-    row = await gw.reuse.bind(key)
+    row = await gw.reuse.documents.bind(key)
     if row is None:
         raise NotFoundError(f"answer {body.answer_id!r} cannot be bound", param="answer_id")
     return _doc_summary(row)

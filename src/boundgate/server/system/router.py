@@ -30,7 +30,7 @@ async def list_models(
             "id": name,
             "object": "model",
             "created": created,
-            "owned_by": "boundgate" if b.kind != "openai" else "upstream",
+            "owned_by": "upstream" if b.remote else "boundgate",
             "boundgate": {**b.describe(), "default": name == gw.default_model},
         }
         for name, b in gw.backends.items()
@@ -52,7 +52,7 @@ async def get_model(
         "id": b.name,
         "object": "model",
         "created": int(request.app.state.started),
-        "owned_by": "boundgate" if b.kind != "openai" else "upstream",
+        "owned_by": "upstream" if b.remote else "boundgate",
     }
 
 

@@ -1,0 +1,134 @@
+"""The one ledger writer: a request's row, its metrics, and its commit to the store.
+
+Completions (hits, misses, errors, cancellations) and embeddings build their rows here from
+the request's context, its outcome, the energy it took and what the reuse layer decided. A
+row is observed by the Prometheus metrics and recorded in the store; ``commit`` resolves after
+the store committed it (the caller answers the client only then), ``commit_soon`` records
+from a context that is being torn down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .backends.base import Backend, GenerationRequest, Usage
+from .clock import Clock
+from .metrics import Metrics
+from .store import LedgerRow, LedgerStore
+
+if TYPE_CHECKING:
+    from .gateway import EnergyReport, RequestContext
+    from .reuse.engine import Lookup
+
+
+class LedgerWriter:
+    def __init__(self, store: LedgerStore, metrics: Metrics, clock: Clock, grid_zone: str) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.grid_zone = grid_zone
+        self._background: set[asyncio.Task[None]] = set()
+
+    def row(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest | None,
+        backend: Backend | None,
+        *,
+        stream: bool,
+        usage: Usage | None = None,
+        energy: EnergyReport | None = None,
+        outcome: str = "ok",
+        status: int = 200,
+        error_code: str | None = None,
+        lookup: Lookup | None = None,
+        model: str | None = None,
+        backend_kind: str | None = None,
+    ) -> LedgerRow:
+        """The row of the request ``ctx``. ``model`` and ``backend_kind`` name what served it
+        when that is not a ``Backend`` (embeddings)."""
+        latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
+        if model is None:
+            model = backend.name if backend else (req.model if req else None)
+        if backend_kind is None:
+            backend_kind = backend.kind if backend else None
+        row = LedgerRow(
+            id=ctx.request_id,
+            ts=ctx.started,
+            tenant=ctx.tenant.name,
+            endpoint=ctx.endpoint,
+            model=model,
+            backend=backend_kind,
+            key_id=ctx.tenant.key_id,
+            user=req.user if req else None,
+            stream=stream,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            outcome=outcome,
+            status=status,
+            error_code=error_code,
+            latency_ms=latency_ms,
+            grid_zone=self.grid_zone,
+        )
+        if energy is not None:
+            row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
+            row.method = energy.method
+            row.gco2 = energy.gco2
+            row.gco2_per_kwh = energy.gco2_per_kwh
+        if lookup is not None:
+            for name, value in lookup.ledger_fields().items():
+                if name == "avoided_method":
+                    if value is not None:
+                        row.extra["avoided_method"] = value
+                else:
+                    setattr(row, name, value)
+            if lookup.semantic:
+                row.extra["semantic_lookup"] = 1
+                if lookup.density:
+                    row.extra["density"] = round(lookup.density, 6)
+                if lookup.pair is not None:
+                    row.extra["pair_score"] = round(lookup.pair, 6)
+            if lookup.novel:
+                row.extra["novel"] = 1
+        return row
+
+    def observe(self, row: LedgerRow) -> None:
+        # Only configured model names become label values: client input must not grow series.
+        model = row.model if row.backend is not None and row.model else "unknown"
+        m = self.metrics
+        labels = {"model": model, "outcome": row.outcome, "status": str(row.status)}
+        if m.tenant_label:
+            labels["tenant"] = row.tenant
+        m.requests.labels(**labels).inc()
+        m.latency.labels(model=model).observe(row.latency_ms / 1000.0)
+        if row.prompt_tokens:
+            m.tokens.labels(model=model, direction="input").inc(row.prompt_tokens)
+        if row.completion_tokens:
+            m.tokens.labels(model=model, direction="output").inc(row.completion_tokens)
+        if row.wh:
+            m.energy_j.labels(kind="spent", method=row.method).inc(row.wh * 3600.0)
+            m.carbon_g.labels(kind="spent").inc(row.gco2)
+        if row.reuse is not None:
+            m.reuse.labels(model=model, result=row.reuse).inc()
+        if row.avoided_wh:
+            method = str(row.extra.get("avoided_method", "estimate"))
+            m.energy_j.labels(kind="avoided", method=method).inc(row.avoided_wh * 3600.0)
+            m.carbon_g.labels(kind="avoided").inc(row.avoided_gco2)
+
+    async def commit(self, row: LedgerRow) -> None:
+        """Observe and record ``row``; returns once the store committed it."""
+        self.observe(row)
+        await self.store.record(row)
+
+    def commit_soon(self, row: LedgerRow) -> None:
+        """Record from a context that is being torn down (client gone): don't await it here."""
+        self.observe(row)
+        task = asyncio.get_running_loop().create_task(self.store.record(row))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for rows recorded in the background (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -1,0 +1,249 @@
+"""Documents: the prompt registry, binding and the bound documents' life.
+
+A meaning asked by ``reuse.bind_after`` distinct askers is bound: its answer is frozen into a
+signed JSON-LD document (``binding.py``). Documents are imported from another gateway,
+revoked, and marked stale when their model's version changes (a rebind job is queued for
+each; while it waits, ``stale_keys`` lets the engine serve the stale answer marked so).
+``ReuseEngine`` holds one ``Documents`` (``engine.documents``) and calls ``register`` on hits
+and fresh answers; the entries themselves stay the engine's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..backends.base import GenerationRequest
+from ..clock import Clock
+from ..scheduler.jobs import JobQueue
+from ..store import DocumentRow, Store, StoredEntry
+from . import binding
+from .binding import Signer
+from .embedder import vector_bytes
+from .scope import ReuseKey, exact_hash, reuse_key, scope_hash
+
+if TYPE_CHECKING:
+    from .engine import ReuseEngine
+
+
+class Documents:
+    """Askers, binding, import, revocation and stale documents of one ``ReuseEngine``."""
+
+    def __init__(
+        self,
+        engine: ReuseEngine,
+        *,
+        signer: Signer | None,
+        jobs: JobQueue | None,
+        rebind_window_s: float,
+    ) -> None:
+        """``signer``: signs bound documents (None: nothing is bound). ``jobs``: where rebind
+        jobs are queued (None: none are). ``rebind_window_s``: their deadline
+        (``scheduler.rebind_window_s``)."""
+        self.engine = engine
+        self.signer = signer
+        self.jobs = jobs
+        self.rebind_window_s = rebind_window_s
+        self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
+        self._stale_documents: set[str] = set()  # bound documents of superseded model versions
+        self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
+
+    @property
+    def store(self) -> Store:
+        return self.engine.store
+
+    @property
+    def clock(self) -> Clock:  # the engine's, even when a test replaces it
+        return self.engine.clock
+
+    def is_stale(self, doc_id: str | None) -> bool:
+        """A bound document of a superseded model version (served only marked ``stale``)."""
+        return doc_id in self._stale_documents
+
+    def forget(self, keys: list[int]) -> None:
+        """Drop what is remembered about entries the engine forgot."""
+        for k in keys:
+            self._askers_seen.pop(k, None)
+
+    async def register(self, entry_key: int, asker: str, query: str) -> str | None:
+        """Count a distinct asker for a meaning; bind its answer once enough have asked.
+        Returns the document id if this ask bound it."""
+        digest = hashlib.sha256(asker.encode()).hexdigest()[:32]  # askers are not stored raw
+        seen = self._askers_seen.setdefault(entry_key, set())
+        if digest in seen:
+            return None  # already counted: no write on the hot path
+        count = await self.store.add_asker(entry_key, digest, query, self.clock.time())
+        if len(seen) < 64:  # a small memo per entry; beyond it the store deduplicates
+            seen.add(digest)
+        meta = self.engine.meta(entry_key)
+        if meta is not None and meta.document is None and count >= self.engine.settings.bind_after:
+            row = await self.bind(entry_key)
+            return row.id if row is not None else None
+        return None
+
+    async def bind(
+        self,
+        entry_key: int,
+        *,
+        supersedes: DocumentRow | None = None,
+        previous_answer: str | None = None,
+        variants: list[str] | None = None,
+        askers: int | None = None,
+    ) -> DocumentRow | None:
+        """Freeze an entry's answer into a signed document (no-op if already bound)."""
+        if self.signer is None:
+            return None
+        entry = await self.store.get_entry(entry_key)
+        if entry is None or entry.revoked:
+            return None
+        if entry.document_id:
+            return await self.store.get_document(entry.document_id)
+        variants = (variants or []) + await self.store.variants(entry_key)
+        if askers is None:
+            askers = await self.store.asker_count(entry_key)
+        now = self.clock.time()
+        created = datetime.fromtimestamp(now, tz=UTC)
+        unsigned = binding.build(
+            question=entry.query,
+            variants=variants or [entry.query],
+            answer=entry.answer,
+            model=entry.model,
+            model_version=entry.model_version,
+            tenant=entry.tenant,
+            scope=json.loads(entry.scope_doc),
+            askers=max(1, askers),
+            created=created,
+            cost_wh=entry.cost_wh,
+            cost_gco2=entry.cost_gco2,
+            supersedes=json.loads(supersedes.body)["@id"] if supersedes else None,
+            previous_answer=previous_answer,
+        )
+        signed = self.signer.sign(unsigned, created)
+        row = DocumentRow(
+            id=binding.short_id(signed["@id"]),
+            entry=entry_key,
+            tenant=entry.tenant,
+            model=entry.model,
+            model_version=entry.model_version,
+            state="active",
+            supersedes=supersedes.id if supersedes else None,
+            superseded_by=None,
+            created=now,
+            body=binding.canonical(signed).decode(),
+        )
+        await self.store.put_document(row)
+        await self.store.set_entry_document(entry_key, row.id)
+        self.engine.pin(entry_key, row.id)
+        if supersedes is not None:  # put_document marked it superseded
+            self._stale_documents.discard(supersedes.id)
+        self.engine.count("bound")
+        return row
+
+    async def import_document(self, doc: dict[str, Any]) -> str | None:
+        """Add a verified document (from ``docs export`` of this or another gateway) so its
+        answer is served in its scope. Returns its id, or None if it is here already."""
+        doc_id = binding.short_id(str(doc["@id"]))
+        if await self.store.get_document(doc_id) is not None:
+            return None
+        scope = doc["bg:scope"]
+        tenant = str(scope["tenant"])
+        scope_doc = {
+            "model": doc["bg:model"]["name"],
+            "model_version": doc["bg:model"]["version"],
+            "endpoint": scope.get("endpoint"),
+            "context_sha256": scope.get("contextSha256"),
+            "params": doc["bg:parameters"],
+        }
+        query = str(doc["name"])
+        answer = str(doc["acceptedAnswer"]["text"])
+        created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
+        vector = (await self.engine.embed([query]))[0] if self.engine.embedder.fits(query) else None
+        newest = await self.store.max_entry_key()
+        entry_key = self.engine.new_key(at_least=newest + 1)
+        scope_key = scope_hash(tenant, scope_doc)
+        entry = StoredEntry(
+            key=entry_key,
+            id="ans_" + hashlib.sha256(f"import\n{doc['@id']}".encode()).hexdigest()[:24],
+            scope=scope_key,
+            exact=exact_hash(scope_key, query),
+            query=query,
+            answer=answer,
+            finish_reason="stop",
+            prompt_tokens=0,
+            completion_tokens=0,
+            model=scope_doc["model"],
+            model_version=scope_doc["model_version"],
+            tenant=tenant,
+            created=created.timestamp(),
+            cost_wh=float(doc.get("bg:generationEnergyWh") or 0.0),
+            cost_gco2=float(doc.get("bg:generationCarbonG") or 0.0),
+            vector=vector_bytes(vector),
+            embedder=self.engine.embedder.name,
+            scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
+            document_id=doc_id,
+        )
+        await self.store.put_entry(entry)
+        row = DocumentRow(
+            id=doc_id,
+            entry=entry_key,
+            tenant=tenant,
+            model=entry.model,
+            model_version=entry.model_version,
+            state="active",
+            supersedes=None,
+            superseded_by=None,
+            created=created.timestamp(),
+            body=binding.canonical(doc).decode(),
+        )
+        await self.store.put_document(row)
+        self.engine.admit(entry, vector)
+        return doc_id
+
+    async def revoke(self, doc_id: str) -> bool:
+        """Stop serving a document's answer; the document stays, marked revoked."""
+        doc = await self.store.get_document(doc_id)
+        if doc is None:
+            return False
+        await self.store.set_document_state(doc_id, "revoked")
+        if doc.entry is not None:
+            await self.store.set_entry_document(doc.entry, doc_id, True)
+            await self.engine.forget([doc.entry], delete=False)
+        self._stale_documents.discard(doc_id)
+        return True
+
+    # --- model versions: stale documents and rebinding ---------------------------------
+    async def mark_stale(self, current_versions: dict[str, str]) -> list[str]:
+        """Documents bound by another version of a configured model become stale; a rebind
+        job is queued for each. Returns the stale document ids."""
+        stale: list[str] = []
+        for state in ("active", "stale"):
+            for doc in await self.store.documents(state=state):
+                current = current_versions.get(doc.model)
+                if current is None or current == doc.model_version:
+                    continue
+                if state == "active":
+                    await self.store.set_document_state(doc.id, "stale")
+                stale.append(doc.id)
+                self._stale_documents.add(doc.id)
+                self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
+                if self.jobs is not None:
+                    await self.jobs.submit(
+                        "rebind",
+                        {"document": doc.id},
+                        deadline_s=self.rebind_window_s,
+                        duration_s=60.0,
+                        dedupe=f"rebind:{doc.id}:{current}",
+                    )
+        return stale
+
+    def stale_keys(
+        self, req: GenerationRequest, *, tenant: str, endpoint: str
+    ) -> tuple[ReuseKey, ...]:
+        keys = []
+        for version in sorted(self._stale_versions.get(req.model, ())):
+            k = reuse_key(req, tenant=tenant, model_version=version, endpoint=endpoint)
+            if k is not None:
+                keys.append(k)
+        return tuple(keys)

@@ -1,0 +1,145 @@
+"""Job handlers: the gateway's deferrable work, run by the :class:`JobRunner` (``jobs.py``).
+
+``rebind`` recomputes a stale document's answer with the current model version and binds it
+as a new document that supersedes the old one; ``variants`` pre-generates answers for a
+creative prompt (the creativity buffer). Both run through the gateway's pipeline
+(``Gateway.complete``) as its own work (``Gateway.internal_context``), under the limits of
+:func:`background_tenant`; a ``RateLimitError`` from the pipeline reaches the runner, which
+reschedules the job after its Retry-After (``variants`` keeps what it made and stops).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RateLimitError
+from ..reuse.stored import request_from_json
+from ..store import KeyStore, VariantRow
+from ..tenants import Tenant
+from .jobs import JobHandler
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+
+def job_handlers(gateway: Gateway) -> dict[str, JobHandler]:
+    """The handlers of the work ``gateway`` has parts for (``batch`` is the server's)."""
+    handlers: dict[str, JobHandler] = {}
+    if gateway.reuse is not None:
+
+        async def rebind_job(payload: dict[str, Any]) -> dict[str, Any]:
+            return await rebind(gateway, payload)
+
+        handlers["rebind"] = rebind_job
+    if gateway.creativity is not None:
+
+        async def variants_job(payload: dict[str, Any]) -> dict[str, Any]:
+            return await make_variants(gateway, payload)
+
+        handlers["variants"] = variants_job
+    return handlers
+
+
+async def background_tenant(store: KeyStore, tenant: str, key_id: str | None = None) -> Tenant:
+    """The limits that background work on behalf of ``tenant`` runs under: those of the
+    key that caused it (``key_id``, e.g. the asker whose ask queued a round of variants)
+    while that key is active; else the strictest of the tenant's active keys (a rebind is
+    the tenant's, not one key's); else the settings' defaults. Usage counts against the
+    tenant, as every request of its keys does."""
+    keys = [k for k in await store.list_keys() if k.tenant == tenant and not k.revoked]
+    for k in keys:
+        if k.id == key_id:
+            return Tenant.of_key(k)
+
+    def strictest(values: list[int | None]) -> int | None:
+        set_ = [v for v in values if v is not None]
+        if not set_:
+            return None  # no key overrides the default
+        limited = [v for v in set_ if v > 0]  # 0 = unlimited
+        return min(limited) if limited else 0
+
+    return Tenant(
+        name=tenant,
+        rpm=strictest([k.rpm for k in keys]),
+        daily_tokens=strictest([k.daily_tokens for k in keys]),
+        key_id=key_id,
+    )
+
+
+async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
+    """Job handler: pre-generate answers for a creative prompt (creativity buffer)."""
+    assert gateway.creativity is not None
+    store = gateway.store
+    exact = str(payload["exact"])
+    text = await store.novel_request(exact)
+    if text is None:
+        return {"skipped": "prompt unknown"}
+    body = json.loads(text)
+    key_id = payload.get("key_id")
+    tenant = await background_tenant(store, str(body["tenant"]), key_id and str(key_id))
+    made: list[VariantRow] = []
+    stopped: str | None = None
+    for _ in range(int(payload.get("n", 1))):
+        req = request_from_json(text)
+        ctx = gateway.internal_context(tenant, str(body["endpoint"]), "no-store")
+        try:
+            # each variant is a fresh creative generation: the novelty budget, the rpm
+            # and the daily token budget of the tenant (its key) apply, as to a request
+            await gateway.creativity.admit_novel(tenant.name)
+            ctx.novel = True
+            result = await gateway.complete(ctx, req)
+        except RateLimitError as exc:
+            stopped = exc.message  # keep what was made; the next round asks again
+            break
+        c = result.completion
+        made.append(
+            VariantRow(
+                0, exact, c.text, c.finish_reason, c.usage.prompt_tokens,
+                c.usage.completion_tokens, result.energy.wh, result.energy.gco2,
+                gateway.clock.time(),
+            )
+        )  # fmt: skip
+    await store.add_variants(made)
+    out: dict[str, Any] = {"variants": len(made), "exact": exact}
+    if stopped is not None:
+        out["stopped"] = stopped
+    return out
+
+
+async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
+    """Job handler: recompute a stale document's answer with the current model version and
+    bind it as a new document that supersedes the old one (with a diff). Idempotent."""
+    reuse, store = gateway.reuse, gateway.store
+    assert reuse is not None
+    doc = await store.get_document(str(payload["document"]))
+    if doc is None or doc.state != "stale" or doc.entry is None:
+        return {"skipped": "not stale" if doc else "unknown document"}
+    entry = await store.get_entry(doc.entry)
+    if entry is None or entry.request is None:
+        return {"skipped": "original request not recorded"}
+    req = request_from_json(entry.request)
+    endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
+    # compute afresh, store the new answer
+    # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)
+    tenant = await background_tenant(store, doc.tenant)
+    ctx = gateway.internal_context(tenant, endpoint, "no-cache")
+    result = await gateway.complete(ctx, req)
+    stored = result.reuse.stored_id if result.reuse else None
+    key = reuse.entry_key(stored) if stored else None
+    if key is None:
+        return {"skipped": "new answer was not stored", "request_id": ctx.request_id}
+    old = json.loads(doc.body)
+    new = await reuse.documents.bind(
+        key,
+        supersedes=doc,
+        previous_answer=entry.answer,
+        variants=list(old.get("bg:questionVariants") or []),
+        askers=int(old.get("bg:askerCount") or 1),
+    )
+    return {
+        "document": new.id if new else None,
+        "supersedes": doc.id,
+        "answer_changed": result.completion.text != entry.answer,
+        "request_id": ctx.request_id,
+    }
