@@ -196,7 +196,14 @@ def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, froze
     return frozenset(out)
 
 
-@lru_cache(maxsize=65536)
+# Features of recent texts, so a stored question met as a candidate again is not parsed again.
+# About 3.6 KB per text (measured on quora_val's questions): 4,096 texts keep it near 15 MB. It
+# was 65,536 (about 240 MB when full, reached by a stream of distinct prompts: the repeat-only
+# soak's RSS growth in bench/RESULTS.md).
+FEATURES_CACHE = 4096
+
+
+@lru_cache(maxsize=FEATURES_CACHE)
 def features(text: str) -> Features:
     toks = words(text)
     stems = [stem(t) for t in toks]
