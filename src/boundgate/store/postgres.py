@@ -28,8 +28,6 @@ A shared pgvector index is a later step.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -43,6 +41,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from .aggregate import ledger_filters, period_rows, report_row
+from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
@@ -58,7 +57,6 @@ from .rows import (
     StoredEntry,
     VariantRow,
 )
-from .sqlite import _KEY_PREFIX, _hash_secret
 
 _T = TypeVar("_T")
 _Conn = AsyncConnection[Any]
@@ -391,29 +389,25 @@ class PostgresStore(Store):
         rpm: int | None = None,
         daily_tokens: int | None = None,
     ) -> NewKey:
-        key_id = secrets.token_hex(4)
-        secret = f"{_KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(32)}"
-        salt = secrets.token_bytes(16)
-        created = time.time()
+        m = mint_key()
         await self._execute(
             "INSERT INTO api_keys (id, tenant, admin, created, revoked, rpm, daily_tokens, "
             "salt, hash) VALUES (%s, %s, %s, %s, FALSE, %s, %s, %s, %s)",
-            (key_id, tenant, admin, created, rpm, daily_tokens, salt, _hash_secret(salt, secret)),
+            (m.id, tenant, admin, m.created, rpm, daily_tokens, m.salt, m.digest),
         )
         self._has_keys = True
-        key = ApiKey(key_id, tenant, admin, created, False, rpm, daily_tokens)
-        return NewKey(key=key, secret=secret)
+        key = ApiKey(m.id, tenant, admin, m.created, False, rpm, daily_tokens)
+        return NewKey(key=key, secret=m.secret)
 
     async def verify_key(self, secret: str) -> ApiKey | None:
-        parts = secret.split("-", 2)
-        if len(parts) != 3 or parts[0] != _KEY_PREFIX:
+        key_id = key_id_of(secret)
+        if key_id is None:
             return None
         sql = f"SELECT {_cols(_KEY_COLUMNS)}, salt, hash FROM api_keys WHERE id = %s"
-        r = await self._run(lambda conn: _one(conn, sql, (parts[1],)))
+        r = await self._run(lambda conn: _one(conn, sql, (key_id,)))
         if r is None:
             return None
-        digest = _hash_secret(bytes(r["salt"]), secret)
-        if not hmac.compare_digest(digest, bytes(r["hash"])) or r["revoked"]:
+        if not secret_matches(secret, bytes(r["salt"]), bytes(r["hash"])) or r["revoked"]:
             return None
         return ApiKey(**{c: r[c] for c in _KEY_COLUMNS})
 
