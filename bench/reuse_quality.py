@@ -47,7 +47,6 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ from _gptcache import run_gptcache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
-from pairdata import read_review
+from pairdata import Components, read_review
 
 from _harness import gateway_over_fake_upstream, track
 from boundgate.backends.fake import fake_answer
@@ -103,34 +102,6 @@ def read_contradictions(path: Path) -> list[tuple[str, str]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     rows = [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
     return [(r[0], r[1]) for r in rows]
-
-
-class Components:
-    """Union-find over questions: duplicate pairs share a meaning, transitively."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        self.parent[self.find(a)] = self.find(b)
-
-    @classmethod
-    def of(cls, pairs: Iterable[tuple[str, str, int]]) -> Components:
-        """Every question of ``pairs``, with each duplicate pair joined."""
-        comp = cls()
-        for q1, q2, dup in pairs:
-            comp.find(q1)
-            comp.find(q2)
-            if dup:
-                comp.union(q1, q2)
-        return comp
 
 
 def load_pairs(path: Path, limit: int | None, seed: int) -> list[tuple[str, str, int]]:

@@ -37,24 +37,6 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def meanings(pairs: list[tuple[str, str, int]]) -> dict[str, str]:
-    """Each question's meaning: union-find over the duplicate pairs (by exact text)."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b, y in pairs:
-        ra, rb = find(a), find(b)
-        if y and ra != rb:
-            parent[ra] = rb
-    return {q: find(q) for q in list(parent)}
-
-
 def replay(
     pairs: list[tuple[str, str, int]],
     store_size: int,
@@ -73,7 +55,9 @@ def replay(
 
     embedder = OnnxEmbedder(threads=2)
     scorer = OnnxPairScorer(threads=2)
-    meaning = meanings(pairs)
+    from pairdata import Components
+
+    comp = Components.of(pairs)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     out: list[tuple[float, bool, float, str, str]] = []
@@ -107,7 +91,7 @@ def replay(
             scores = scorer.score_pairs([(q, c) for c, _ in survivors])
             best = int(np.argmax(scores))
             cand, cos = survivors[best]
-            out.append((float(scores[best]), meaning[q] == meaning[cand], cos, q, cand))
+            out.append((float(scores[best]), comp.find(q) == comp.find(cand), cos, q, cand))
         done = min(start + store_size, len(order))
         print(f"  {done}/{len(order)} asked, {time.perf_counter() - t0:.0f} s", flush=True)
     return out, lookups

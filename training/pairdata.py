@@ -8,6 +8,7 @@ Needs only numpy; never imported by the serving package.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,31 @@ def read_review(path: Path) -> set[tuple[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
         return {(r["question1"], r["question2"]) for r in rows}
+
+
+class Components:
+    """Union-find over questions: duplicate pairs share a meaning, transitively."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[str, str, int]]) -> Components:
+        """Every question of ``pairs``, with each duplicate pair joined."""
+        comp = cls()
+        for q1, q2, dup in pairs:
+            comp.find(q1)
+            comp.find(q2)
+            if dup:
+                comp.union(q1, q2)
+        return comp
