@@ -230,7 +230,13 @@ def main() -> None:
         trace: list[str] = []  # the threshold in force every 50 phase-2 requests
         for i, (q1, q2, dup) in enumerate(track(pairs, "phase 2: asking")):
             if i % 50 == 0:
-                trace.append(f"{http.get('/v1/boundgate/stats').json()['reuse']['threshold']:.3f}")
+                r = http.get("/v1/boundgate/stats").json()["reuse"]
+                on = (
+                    ""
+                    if r.get("threshold_scorer") == r.get("scorer")
+                    else f"({r.get('threshold_scorer')})"
+                )
+                trace.append(f"{r['threshold']:.3f}{on}")
             status, text, avoided_wh, wh = ask(q2)
             served = status.startswith("hit")
             ok = text == fake_answer(meanings[q2])
@@ -333,7 +339,8 @@ def main() -> None:
     print(f"\n# Reuse quality ({args.pairs.name}, {n} pairs: {n_dup} duplicates, {n_non} not)\n")
     print(
         f"boundgate run: {wall:.0f} s; final threshold {stats['threshold']:.3f} "
-        f"(decided by {stats.get('threshold_decided_by')}; prior {stats.get('prior')})\n"
+        f"(decided by {stats.get('threshold_decided_by')} on {stats.get('threshold_scorer')}; "
+        f"prior {stats.get('prior')})\n"
     )
     print("| policy | recall on duplicates | wrong / all requests | wrong / non-duplicates |")
     print("|---|---:|---:|---:|")

@@ -18,7 +18,7 @@ from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
 from boundgate.reuse.prior import Prior
-from boundgate.reuse.scoring import PairModelScorer
+from boundgate.reuse.scoring import CosineScorer, PairModelScorer
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
@@ -157,6 +157,88 @@ def test_novel_traffic_does_not_pull_the_threshold_below_the_calibrations_traffi
     t = after["lookups"] - 0.05
     n, e = prior.above(t)
     assert (prior.hit_share(t) or 0.0) * e / n > 0.01
+
+
+def test_own_labels_prove_a_threshold_the_prior_cannot_vouch_for(prior: Prior) -> None:
+    """Traffic unlike the calibration data in the other direction: every lookup is a
+    paraphrase of a stored question (h(t) near 1), and they are right. The Quora prior cannot
+    vouch for the per-hit error of under 1 % that such traffic needs, so pooled with it the
+    threshold would stay high for thousands of labels; the gateway's own labels, once they are
+    enough to prove a threshold by themselves, lower it, and the bound they prove holds."""
+    v = Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior, rng=random.Random(3))
+    rng = random.Random(5)
+    start = None
+    for i in range(1500):
+        score = rng.uniform(0.6, 1.0)
+        v.note_lookup(0.9, pair=score)
+        if start is None:
+            start = v.threshold
+        verdict = v.decide(i, 0.9, pair=score)
+        if verdict in (Verdict.VERIFY, Verdict.OBSERVE):
+            v.add(Observation(0.9, True, verdict.value, i, pair=score))
+    est = v.estimate()
+    assert start is not None and est.threshold < start - 0.1, (start, est)
+    assert est.decided_by == "labels"
+    # the bound on the gateway's own labels alone holds at the threshold in force
+    assert est.observations_above >= v.min_observations
+    assert est.prior_weight > 0  # the prior still counts; the labels decided
+
+
+def _stream(v: Verifier, n: int, seed: int, right_cosine: float, wrong_cosine: float) -> int:
+    """``n`` lookups, nine in ten a paraphrase (right) at a cosine near ``right_cosine``, one
+    in ten another question (wrong) near ``wrong_cosine``; every pair score in 0.5–0.8, where
+    the calibration cannot vouch for anything. Labels as the engine makes them; returns the
+    wrong answers served."""
+    rng = random.Random(seed)
+    served_wrong = 0
+    for i in range(n):
+        right = rng.random() < 0.9
+        cos = min(1.0, (right_cosine if right else wrong_cosine) + rng.uniform(-0.03, 0.03))
+        pair = rng.uniform(0.5, 0.8)
+        v.note_lookup(cos, pair=pair)
+        verdict = v.decide(i, cos, pair=pair)
+        if verdict is Verdict.SERVE:
+            served_wrong += 0 if right else 1
+        elif verdict in (Verdict.VERIFY, Verdict.OBSERVE):
+            v.add(Observation(cos, right, verdict.value, i, pair=pair))
+    return served_wrong
+
+
+def test_the_cosine_takes_over_where_the_labels_prove_it_serves_more(prior: Prior) -> None:
+    """Traffic on which the pair model is the weaker signal (another domain): its scores sit
+    where the calibration vouches for nothing, while the cosine separates right from wrong.
+    The cosine's threshold, proven on the gateway's own labels, is put in force, and the
+    bound holds on what is served."""
+    alone = Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
+    both = Verifier(
+        ReuseSettings(),
+        scorer=PairModelScorer(),
+        prior=prior,
+        alternative=CosineScorer(),
+        rng=random.Random(1),
+    )
+    assert _stream(alone, 1500, 2, 0.97, 0.85) == 0
+    wrong = _stream(both, 1500, 2, 0.97, 0.85)
+    assert alone.active_scorer.name == "pair" and alone.threshold > 0.8
+    assert both.active_scorer.name == "cosine"
+    assert 0.88 <= both.threshold <= 0.97, both.threshold
+    assert wrong / 1500 <= both.delta
+    est = both.estimate()
+    assert est.decided_by == "labels" and est.error_high <= both.delta + 1e-9
+
+
+def test_the_cosine_is_not_put_in_force_where_it_does_not_separate(prior: Prior) -> None:
+    """The same stream with the wrong candidates as close as the right ones: no cosine
+    threshold is proven, and the pair model's stays in force."""
+    v = Verifier(
+        ReuseSettings(),
+        scorer=PairModelScorer(),
+        prior=prior,
+        alternative=CosineScorer(),
+        rng=random.Random(1),
+    )
+    _stream(v, 1500, 2, 0.97, 0.97)
+    assert v.active_scorer.name == "pair"
 
 
 def chat(question: str) -> GenerationRequest:

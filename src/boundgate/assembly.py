@@ -195,7 +195,10 @@ def build_reuse(
     prior: Prior | None = None
     if scorer.uses_pair:
         pair_scorer, prior = build_pair_scorer(settings)
-    verifier = Verifier(r, scorer=scorer, prior=prior)
+    alternative = None
+    if r.alternative_scorer != "none" and r.alternative_scorer != r.scorer:
+        alternative = SCORERS[r.alternative_scorer]()
+    verifier = Verifier(r, scorer=scorer, prior=prior, alternative=alternative)
     engine = ReuseEngine(
         store=store,
         embedder=embedder or build_embedder(settings),

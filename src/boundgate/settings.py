@@ -162,6 +162,15 @@ class ReuseSettings(_Section):
         "cosine minus a learned weight times the local density of the two questions; cosine = "
         "the plain cosine similarity.",
     )
+    alternative_scorer: Literal["cosine", "none"] = Field(
+        "cosine",
+        description="A second scorer whose threshold the verifier learns from this gateway's "
+        "own labels alone (no prior), proven at half the miss probability; whichever of the "
+        "two proves the larger share of lookups within the error bound is thresholded. It "
+        "keeps a deployment whose traffic is unlike the pair model's training data (another "
+        "domain, long statements) from being held to the weaker signal. none = the scorer "
+        "alone.",
+    )
     candidates: int = Field(
         8,
         ge=1,

@@ -725,6 +725,9 @@ class ReuseEngine:
             "threshold": est.threshold,
             "scorer": self.verifier.scorer.name,
             "scorer_parameters": self.verifier.scorer.describe(),
+            # the scorer whose threshold is in force: the scorer's, or the alternative's when
+            # the gateway's own labels prove it serves more (reuse.alternative_scorer)
+            "threshold_scorer": self.verifier.active_scorer.name,
             "pair_model": self.pair_scorer.name if self.pair_scorer is not None else None,
             "prior": (
                 {

@@ -23,7 +23,10 @@ The verifier adds these counts to its own labels, scaled by λ = W / (W + N), wh
 number of labels it has observed and W is ``reuse.prior_weight``: at the start the prior
 counts in full; after W labels it counts half; online labels take over as they accumulate.
 Where the gateway's own labels at a threshold contradict the prior (their *lower* confidence
-bound already breaks δ), the threshold fails whatever the prior says (``verifier.py``).
+bound already breaks δ), the threshold fails whatever the prior says; where they are enough to
+prove it by themselves (at least ``reuse.min_observations`` at or above it, their *upper*
+bound within δ), it passes whatever the prior says (``verifier.py``). The prior decides only
+what the gateway's own labels cannot yet decide.
 """
 
 from __future__ import annotations

@@ -124,6 +124,7 @@ class Verifier:
         prior: Prior | None = None,
         prior_verify_rate: float = 0.2,
         recompute_every_lookups: int = 50,
+        alternative: Scorer | None = None,
     ) -> None:
         """``settings``: the ``[reuse]`` section; the verifier reads ``error_bound`` (δ),
         ``initial_threshold``, ``similarity_floor``, ``min_observations``, ``verify_rate``,
@@ -135,7 +136,12 @@ class Verifier:
         h(t) follows the traffic even while no label arrives. ``prior_verify_rate``: the
         sampled-verification rate while the prior alone vouches for the threshold in force
         (fewer than ``min_observations`` own labels at it), so that traffic unlike the
-        calibration data is caught after a few dozen would-be hits, not hundreds."""
+        calibration data is caught after a few dozen would-be hits, not hundreds.
+        ``alternative``: a second scorer (the plain cosine beside the pair model) whose threshold
+        is learned from the gateway's own labels alone; whichever of the two proves the larger
+        share of lookups within δ is thresholded (see ``_compute``), so traffic on which the
+        primary scorer is the weaker signal (another domain than its training data) is not
+        held to it."""
         self.delta = settings.error_bound
         self.initial_threshold = settings.initial_threshold
         self.floor = settings.similarity_floor
@@ -172,6 +178,14 @@ class Verifier:
         self.recompute_every_lookups = recompute_every_lookups
         self._lookups_since = 0
         self._decided_by = "initial_threshold"
+        # the alternative scorer's labels, lookups and entry floors, on its own scale
+        self.alternative = alternative
+        self.z_alternative = z_for(1 - (1 - self.confidence) / 2)
+        self._alt_sims: list[float] = []
+        self._alt_wrong: list[float] = []
+        self._alt_lookup_scores: deque[float] = deque(maxlen=self.lookup_windows[-1])
+        self._alt_entry_floor: dict[int, float] = {}
+        self._alt_active = False
         if self.prior is not None:  # a fresh verifier starts from the prior's threshold
             self._threshold = self._compute()
 
@@ -188,6 +202,14 @@ class Verifier:
                     prev = self._entry_floor.get(obs.entry)
                     if prev is None or self.scorer.score(prev) < s:
                         self._entry_floor[obs.entry] = ev
+            if self.alternative is not None:
+                a = self.alternative.score(ev)
+                insort(self._alt_sims, a)
+                if not obs.correct:
+                    insort(self._alt_wrong, a)
+                    if obs.entry is not None:
+                        floor = self._alt_entry_floor.get(obs.entry, -math.inf)
+                        self._alt_entry_floor[obs.entry] = max(floor, a)
             counts = self._by_source.setdefault(obs.source, [0, 0])
             counts[0] += 1
             counts[1] += 0 if obs.correct else 1
@@ -216,13 +238,16 @@ class Verifier:
         with self._lock:
             self._lookup_order.append(ev)
             self._lookup_scores.append(_NONE if ev is None else self.scorer.score(ev))
+            if self.alternative is not None:
+                self._alt_lookup_scores.append(_NONE if ev is None else self.alternative.score(ev))
             self._lookups_since += 1
             # A lookup at or above the threshold raises h(t) there: recompute at once, so the
             # bound holds at the threshold in force after every lookup (about 0.5 ms with full
             # windows). Lookups below it only lower h(t) there; they are taken in every
             # ``recompute_every_lookups`` (and after the 10th and 25th, while h moves most).
             every = self.recompute_every_lookups
-            above = self._lookup_scores[-1] >= self._threshold
+            latest = self._alt_lookup_scores if self._alt_active else self._lookup_scores
+            above = latest[-1] >= self._threshold
             if above or (
                 every and (self._lookups_since >= every or len(self._lookup_scores) in (10, 25))
             ):
@@ -246,9 +271,18 @@ class Verifier:
         n_p, e_p = self.prior.above(t)
         return n_on + lam * n_p, e_on + lam * e_p, n_on, e_on
 
+    def _active_counts(self, t: float) -> tuple[float, float, int, int]:
+        """``_counts`` for the scorer in force: the alternative has no prior."""
+        if self._alt_active:
+            n = self._above(self._alt_sims, t)
+            e = self._above(self._alt_wrong, t)
+            return n, e, n, e
+        return self._counts(t, self._lam())
+
     def forget_entry(self, entry: int) -> None:
         with self._lock:
             self._entry_floor.pop(entry, None)
+            self._alt_entry_floor.pop(entry, None)
 
     def recompute(self) -> None:
         """Refit the scorer on every label (as at start-up) and recompute the threshold."""
@@ -279,10 +313,62 @@ class Verifier:
         return own if prior_h is None else max(own, prior_h)
 
     def _compute(self) -> float:
+        """The threshold in force, and on which scorer: the primary's (``_compute_primary``),
+        unless the alternative proves a threshold on the gateway's own labels at which a
+        larger share of recent lookups would be served. The alternative must prove it at half
+        the miss probability (one-sided confidence 1 − (1 − c)/2), so that choosing the
+        better of two tests keeps the chance of a wrong bound within the primary's; and its
+        hits must be right at least 1 − 10δ of the time (upper bound), so it never relies on
+        hits being rare, which is what lets a novel stream prove any threshold."""
         self._lookups_since = 0
+        t = self._compute_primary()
+        self._alt_active = False
+        if self.alternative is None:
+            return t
+        alt = self._compute_alternative()
+        if alt is None:
+            return t
+        recent = list(self._lookup_scores)
+        alt_recent = list(self._alt_lookup_scores)
+        share = sum(1 for x in recent if x >= t) / len(recent)
+        alt_share = sum(1 for x in alt_recent if x >= alt) / len(alt_recent)
+        if alt_share > share:
+            self._alt_active = True
+            self._decided_by = "labels"
+            return alt
+        return t
+
+    def _compute_alternative(self) -> float | None:
+        """The lowest threshold on the alternative scorer that the gateway's own labels prove
+        (see ``_compute``), or None while none is proven or fewer lookups than the smallest
+        window have been seen."""
+        assert self.alternative is not None
+        recent = list(self._alt_lookup_scores)
+        if len(recent) < self.lookup_windows[0]:
+            return None
+        windows = [sorted(recent[-w:]) for w in self.lookup_windows]
+        best: float | None = None
+        steps = round((1.0 - self.floor) / self.STEP)
+        for i in range(steps, -1, -1):
+            t = round(self.floor + i * self.STEP, 6)
+            n = self._above(self._alt_sims, t)
+            if n < self.min_observations:
+                continue
+            high = wilson(self._above(self._alt_wrong, t), n, self.z_alternative)[1]
+            if high > 10 * self.delta:
+                continue  # not yet precise enough to rely on, whatever h(t) is
+            h = max(self._above(w, t) / len(w) for w in windows)
+            if h * high <= self.delta:
+                best = t
+            else:
+                break
+        return best
+
+    def _compute_primary(self) -> float:
         windows = self._windows()
         lam = self._lam()
         best: float | None = None
+        best_by_labels = False
         failed_at: float | None = None
         # scores may sit below the floor (the density correction lowers them): start the grid
         # at the lowest observed score, on the same 0.005 lattice
@@ -301,14 +387,24 @@ class Verifier:
                 # the gateway's own labels overrule the prior where they show δ broken: their
                 # lower confidence bound (cautious for few labels) already exceeds it
                 ok = h * wilson(e_on, n_on, self.z)[0] <= self.delta
-            if ok:
+            # ... and prove a threshold by themselves where they are enough to: the prior is
+            # for the cold start, and on traffic unlike its calibration data (all paraphrases,
+            # another domain) its pessimism would otherwise outlive thousands of own labels
+            own = (
+                not ok
+                and lam > 0
+                and n_on >= self.min_observations
+                and h * wilson(e_on, n_on, self.z)[1] <= self.delta
+            )
+            if ok or own:
                 best = t
+                best_by_labels = own
             else:
                 failed_at = t
                 break
         if best is not None:
             n_on = self._above(self._sims, best)
-            if lam == 0.0:
+            if lam == 0.0 or best_by_labels:
                 self._decided_by = "labels"
             else:
                 self._decided_by = "prior" if n_on == 0 else "prior+labels"
@@ -323,13 +419,23 @@ class Verifier:
     def threshold(self) -> float:
         return self._threshold
 
+    @property
+    def active_scorer(self) -> Scorer:
+        """The scorer whose threshold is in force (see ``_compute``)."""
+        if self._alt_active and self.alternative is not None:
+            return self.alternative
+        return self.scorer
+
     def threshold_for(self, entry: int) -> float:
-        failed = self._entry_floor.get(entry)
         t = self._threshold
+        if self._alt_active:
+            alt_failed = self._alt_entry_floor.get(entry)
+            return t if alt_failed is None else max(t, alt_failed + self.STEP)
+        failed = self._entry_floor.get(entry)
         return t if failed is None else max(t, self.scorer.score(failed) + self.STEP)
 
     def score(self, similarity: float, density: float = 0.0, pair: float | None = None) -> float:
-        return self.scorer.score(Evidence(similarity, density, pair))
+        return self.active_scorer.score(Evidence(similarity, density, pair))
 
     def decide(
         self, entry: int, similarity: float, density: float = 0.0, pair: float | None = None
@@ -338,7 +444,7 @@ class Verifier:
         if self.score(similarity, density, pair) >= t:
             # Earn trust first: until enough labels (the prior's included) exist at or above
             # the threshold, every would-be hit is verified (recomputed and compared).
-            n, _, n_on, _ = self._counts(t, self._lam())
+            n, _, n_on, _ = self._active_counts(t)
             if n < self.min_observations:
                 return Verdict.VERIFY
             rate = self.verify_rate
@@ -356,9 +462,17 @@ class Verifier:
         with self._lock:
             t = self._threshold
             lam = self._lam()
-            n, e, n_on, _ = self._counts(t, lam)
-            h = self._hit_share(t, self._windows())
-            low, high = wilson(e, n, self.z)
+            n, e, n_on, _ = self._active_counts(t)
+            if self._alt_active:
+                recent = list(self._alt_lookup_scores)
+                h = max(
+                    self._above(sorted(recent[-w:]), t) / len(recent[-w:])
+                    for w in self.lookup_windows
+                )
+                low, high = wilson(e, n, self.z_alternative)
+            else:
+                h = self._hit_share(t, self._windows())
+                low, high = wilson(e, n, self.z)
             return ErrorEstimate(
                 threshold=t,
                 error_rate=h * (e / n) if n else 0.0,
