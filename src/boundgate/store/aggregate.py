@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .rows import LedgerQuery, PeriodRow, ReportRow
+from .rows import ChangeRow, LedgerQuery, ObservationRow, PeriodRow, ReportRow
 
 
 class Row(Protocol):
@@ -81,3 +81,33 @@ def period_rows(ledger_rows: Iterable[Row], batch_rows: Iterable[Row]) -> list[P
         t["batches"] = int(r["batches"])
         t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
     return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
+
+
+# the change log after a sequence number, each label with its observation; ``{0}`` is the
+# store's parameter placeholder
+CHANGES_SQL = (
+    "SELECT c.seq, c.kind, c.entry, c.ref, o.id AS oid, o.ts, o.entry AS oentry, "
+    "o.similarity, o.correct, o.source, o.request_id, o.density, o.pair_score "
+    "FROM reuse_changes c LEFT JOIN reuse_observations o "
+    "ON c.kind = 'label' AND o.id = c.label "
+    "WHERE c.seq > {0} ORDER BY c.seq LIMIT {0}"
+)
+
+
+def change_from(r: Row) -> ChangeRow:
+    """A change-log row joined with its observation (``oid`` and the observation's columns,
+    NULL unless it is a label): both stores' ``changes`` read this shape."""
+    obs = None
+    if r["oid"] is not None:
+        obs = ObservationRow(
+            float(r["ts"]),
+            None if r["oentry"] is None else int(r["oentry"]),
+            float(r["similarity"]),
+            bool(r["correct"]),
+            str(r["source"]),
+            r["request_id"],
+            float(r["density"]),
+            None if r["pair_score"] is None else float(r["pair_score"]),
+        )
+    entry = None if r["entry"] is None else int(r["entry"])
+    return ChangeRow(int(r["seq"]), str(r["kind"]), entry, r["ref"], obs)

@@ -27,11 +27,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .aggregate import ledger_filters, period_rows, report_row
+from .aggregate import CHANGES_SQL, change_from, ledger_filters, period_rows, report_row
 from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
+    ChangeRow,
     DocumentRow,
     FileRow,
     JobRow,
@@ -507,6 +508,35 @@ class SQLiteStore(Store):
             return [(str(r[0]), int(r[1])) for r in rows]
 
         return await self._read(run)
+
+    # --- the change log ------------------------------------------------------------------
+    async def new_entry_key(self) -> int:
+        def take(conn: sqlite3.Connection) -> int:
+            # above any key stored without one (older code, imports of old files)
+            r = conn.execute(
+                "UPDATE reuse_entry_keys SET next = MAX(next, "
+                "(SELECT COALESCE(MAX(key), 0) FROM reuse_entries)) + 1 RETURNING next"
+            ).fetchone()
+            return int(r[0])
+
+        return int(await self._call(take))
+
+    async def change_head(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM reuse_changes").fetchone()
+            return int(r[0])
+
+        return await self._read(run)
+
+    async def changes(self, after: int, limit: int = 1000) -> list[ChangeRow]:
+        def run(conn: sqlite3.Connection) -> list[ChangeRow]:
+            rows = conn.execute(CHANGES_SQL.format("?"), (after, limit))
+            return [change_from(r) for r in rows]
+
+        return await self._read(run)
+
+    async def wait_for_changes(self, after: int, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)  # SQLite cannot tell other processes: they poll
 
     # --- registry and documents ------------------------------------------------------------
     async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
