@@ -427,6 +427,21 @@ def test_the_change_log_records_every_reuse_change_in_order(
     assert run(b.changes(seqs[-1])) == []
 
 
+def test_semantic_lookups_in_the_ledger_are_in_the_change_log(store: Store) -> None:
+    head = run(store.change_head())
+    run(store.record(row(1, similarity=0.9, extra={"semantic_lookup": 1, "pair_score": 0.5})))
+    run(store.record(row(2, extra={"semantic_lookup": 1, "density": 0.25})))
+    run(store.record(row(3, similarity=0.8)))  # not a semantic lookup
+    got = run(store.changes(head))
+    assert [(c.kind, c.lookup) for c in got] == [
+        ("lookup", (0.9, 0.0, 0.5)),
+        ("lookup", (None, 0.25, None)),
+    ]
+    assert [c.lookup for c in run(store.changes(head))] == [
+        tuple(x) for x in run(store.lookup_similarities())
+    ]
+
+
 def test_concurrent_writers_number_changes_without_gaps_seen_late(
     make_store: Callable[[], Store],
 ) -> None:

@@ -264,6 +264,15 @@ class ReuseSettings(_Section):
         "so a crash costs the replay of at most this much new traffic (0: at shutdown only). "
         "Adds wait while a changed index is written (about 50 ms per 100k entries).",
     )
+    sync_interval_s: float = Field(
+        0.25,
+        gt=0,
+        le=1.0,
+        description="How often a gateway reads the store's change log for answers, labels and "
+        "revocations written by other workers or replicas when the store cannot notify it "
+        "(SQLite); on PostgreSQL changes arrive by NOTIFY within milliseconds and this is "
+        "the fallback poll. At most 1 s: a revoked answer is never served longer elsewhere.",
+    )
 
 
 class CreativitySettings(_Section):

@@ -4,6 +4,7 @@ own placeholders and JSON functions, and hand the rows here)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -110,4 +111,9 @@ def change_from(r: Row) -> ChangeRow:
             None if r["pair_score"] is None else float(r["pair_score"]),
         )
     entry = None if r["entry"] is None else int(r["entry"])
+    lookup = None
+    if r["kind"] == "lookup" and r["ref"]:
+        s, d, p = json.loads(r["ref"])
+        lookup = (None if s is None else float(s), float(d or 0.0), None if p is None else float(p))
+        return ChangeRow(int(r["seq"]), "lookup", lookup=lookup)
     return ChangeRow(int(r["seq"]), str(r["kind"]), entry, r["ref"], obs)

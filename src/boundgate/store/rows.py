@@ -144,10 +144,13 @@ class ChangeRow:
     numbered in commit order."""
 
     seq: int  # position in the log, increasing in commit order
-    kind: str  # entry | entry-update | delete | variant | label | document
+    kind: str  # entry | entry-update | delete | variant | label | document | lookup
     entry: int | None = None  # the entry key (entry, entry-update, delete, variant, document)
     ref: str | None = None  # variant: its exact hash; document: its id
     observation: ObservationRow | None = None  # label: the label added
+    # lookup: a semantic lookup's best candidate (similarity or None, density, pair score
+    # or None), as ``LabelStore.lookup_similarities`` gives them
+    lookup: tuple[float | None, float, float | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,3 +31,7 @@ BEGIN INSERT INTO reuse_changes (kind, entry, ref) VALUES ('document', NEW.entry
 CREATE TRIGGER documents_state_updated AFTER UPDATE OF state ON documents
 WHEN OLD.state IS NOT NEW.state
 BEGIN INSERT INTO reuse_changes (kind, entry, ref) VALUES ('document', NEW.entry, NEW.id); END;
+-- a semantic lookup's best candidate (the verifier's h(t)), as JSON [similarity, density, pair]
+CREATE TRIGGER ledger_semantic_lookup AFTER INSERT ON ledger
+WHEN json_extract(NEW.extra, '$.semantic_lookup') = 1
+BEGIN INSERT INTO reuse_changes (kind, ref) VALUES ('lookup', json_array(NEW.similarity, COALESCE(json_extract(NEW.extra, '$.density'), 0), json_extract(NEW.extra, '$.pair_score'))); END;

@@ -65,3 +65,15 @@ BEGIN
 END $$;
 CREATE TRIGGER documents_changed AFTER INSERT OR UPDATE ON documents
 FOR EACH ROW EXECUTE FUNCTION boundgate_documents_changed();
+-- a semantic lookup's best candidate (the verifier's h(t)), as JSON [similarity, density, pair]
+CREATE FUNCTION boundgate_ledger_semantic_lookup() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM boundgate_reuse_change('lookup', NULL, json_build_array(
+        NEW.similarity,
+        COALESCE((NEW.extra ->> 'density')::float8, 0),
+        (NEW.extra ->> 'pair_score')::float8)::text, NULL);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_semantic_lookup AFTER INSERT ON ledger FOR EACH ROW
+WHEN (NEW.extra -> 'semantic_lookup' IN ('1'::jsonb, 'true'::jsonb))
+EXECUTE FUNCTION boundgate_ledger_semantic_lookup();
