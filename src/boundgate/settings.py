@@ -59,6 +59,13 @@ class ServerSettings(_Section):
         1 << 20, ge=1024, description="Largest accepted request body; larger gets 413."
     )
     log_level: str = Field("info", description="uvicorn log level.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes serving one port over the shared store (`serve "
+        "--workers`); each loads its own local model (memory × workers) and follows the "
+        "others' stored answers through the store's change log.",
+    )
     metrics_tenant_label: bool = Field(
         False, description="Label request metrics by tenant (one series per tenant)."
     )
