@@ -472,6 +472,19 @@ def test_concurrent_writers_number_changes_without_gaps_seen_late(
     assert sorted(seen) == [*range(100, 120), *range(200, 220)]
 
 
+def test_prune_changes_drops_old_changes_but_never_moves_the_head_back(store: Store) -> None:
+    for k in (1, 2, 3):
+        run(store.put_entry(entry(k)))
+    head = run(store.change_head())
+    assert run(store.prune_changes(0.0)) == 0  # nothing is that old
+    assert len(run(store.changes(0))) == 3
+    assert run(store.prune_changes(4e9)) == 2  # all old: the newest stays, as the head
+    assert [c.seq for c in run(store.changes(0))] == [head]
+    assert run(store.change_head()) == head
+    run(store.put_entry(entry(4)))
+    assert [c.entry for c in run(store.changes(head))] == [4]
+
+
 def test_wait_for_changes_returns_by_its_timeout(store: Store) -> None:
     head = run(store.change_head())
     run(store.wait_for_changes(head, 0.05))  # nothing changed: returns after the timeout

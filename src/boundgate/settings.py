@@ -280,6 +280,12 @@ class ReuseSettings(_Section):
         "(SQLite); on PostgreSQL changes arrive by NOTIFY within milliseconds and this is "
         "the fallback poll. At most 1 s: a revoked answer is never served longer elsewhere.",
     )
+    sync_retention_s: float = Field(
+        7 * 86400.0,
+        gt=3600,
+        description="How long the store's change log keeps a change (pruned hourly). A "
+        "gateway cut off from the store for longer must be restarted to reload its state.",
+    )
 
 
 class CreativitySettings(_Section):

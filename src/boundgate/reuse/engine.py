@@ -53,6 +53,7 @@ from .verifier import Observation, Verdict, Verifier
 log = logging.getLogger("boundgate.reuse")
 
 SYNC_BATCH = 1000  # changes read from the log at a time
+PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
 OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
 
 
@@ -348,9 +349,14 @@ class ReuseEngine:
         change applied: a dropped connection or a missed announcement costs latency, never
         a change."""
         interval = self.settings.sync_interval_s
+        next_prune = 0.0
         while True:
             try:
                 await self.catch_up()
+                now = self.clock.time()
+                if now >= next_prune:  # every follower does: pruning twice deletes nothing
+                    await self.store.prune_changes(now - self.settings.sync_retention_s)
+                    next_prune = now + PRUNE_EVERY_S
                 await self.store.wait_for_changes(self._seen, interval)
             except asyncio.CancelledError:
                 raise

@@ -95,6 +95,15 @@ CHANGES_SQL = (
 )
 
 
+# the log's rows before a time, found from the oldest end (numbers grow with time), so a
+# prune reads only what it deletes; ``{0}`` is the store's parameter placeholder
+PRUNE_CHANGES_SQL = (
+    "DELETE FROM reuse_changes WHERE seq < COALESCE("
+    "(SELECT seq FROM reuse_changes WHERE ts >= {0} ORDER BY seq LIMIT 1), "
+    "(SELECT MAX(seq) FROM reuse_changes))"
+)
+
+
 def change_from(r: Row) -> ChangeRow:
     """A change-log row joined with its observation (``oid`` and the observation's columns,
     NULL unless it is a label): both stores' ``changes`` read this shape."""

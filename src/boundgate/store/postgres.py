@@ -45,7 +45,14 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from .aggregate import CHANGES_SQL, change_from, ledger_filters, period_rows, report_row
+from .aggregate import (
+    CHANGES_SQL,
+    PRUNE_CHANGES_SQL,
+    change_from,
+    ledger_filters,
+    period_rows,
+    report_row,
+)
 from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
@@ -559,6 +566,9 @@ class PostgresStore(Store):
         if loop is None:
             raise RuntimeError("store is not open")
         await self._hop(self._wait_for_changes(after, timeout_s), loop)
+
+    async def prune_changes(self, before: float) -> int:
+        return await self._execute(PRUNE_CHANGES_SQL.format("%s"), (before,))
 
     async def _wait_for_changes(self, after: int, timeout_s: float) -> None:
         """On the store's loop: until a change after ``after`` is announced, or the timeout."""

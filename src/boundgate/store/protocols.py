@@ -205,6 +205,10 @@ class ChangeFeed(Protocol):
         at most. A store that can be told (PostgreSQL ``LISTEN``) returns as soon as one
         commits; one that cannot (SQLite) simply waits ``timeout_s``: the caller polls."""
 
+    async def prune_changes(self, before: float) -> int:
+        """Delete the changes logged before unix time ``before`` (the log's head is never
+        numbered lower afterwards); returns how many were deleted."""
+
 
 class DocumentStore(Protocol):
     """Bound JSON-LD documents and their lifecycle (active, stale, superseded, revoked)."""

@@ -27,7 +27,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .aggregate import CHANGES_SQL, change_from, ledger_filters, period_rows, report_row
+from .aggregate import (
+    CHANGES_SQL,
+    PRUNE_CHANGES_SQL,
+    change_from,
+    ledger_filters,
+    period_rows,
+    report_row,
+)
 from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
@@ -537,6 +544,12 @@ class SQLiteStore(Store):
 
     async def wait_for_changes(self, after: int, timeout_s: float) -> None:
         await asyncio.sleep(timeout_s)  # SQLite cannot tell other processes: they poll
+
+    async def prune_changes(self, before: float) -> int:
+        def prune(conn: sqlite3.Connection) -> int:
+            return conn.execute(PRUNE_CHANGES_SQL.format("?"), (before,)).rowcount
+
+        return int(await self._call(prune))
 
     # --- registry and documents ------------------------------------------------------------
     async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
