@@ -287,3 +287,57 @@ def test_serve_with_two_workers_shares_answers_between_them(tmp_path: Path) -> N
         assert {r.headers["x-boundgate-document"] for r in served} == {doc}
     finally:
         _stop(proc)
+
+
+def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_runner_lives(
+    tmp_path: Path,
+) -> None:
+    """Two runners (two workers) on one store: the one running a long job renews its lease,
+    so the other never starts the same job."""
+    from boundgate.clock import FakeClock
+    from boundgate.scheduler.jobs import JobQueue, JobRunner
+    from boundgate.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "jobs.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+    runs: list[str] = []
+    release = threading.Event()
+    started = asyncio.Event()
+
+    async def long_job(payload: dict[str, Any]) -> dict[str, Any]:
+        runs.append(payload["n"])
+        started.set()
+        await asyncio.to_thread(release.wait, 60)
+        return {}
+
+    async def renewed() -> None:
+        for _ in range(2000):
+            lease = (await store.jobs())[0].lease_expires
+            if lease is not None and lease >= clock.time():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the lease was never renewed")
+
+    def runner() -> JobRunner:
+        return JobRunner(store, {"long": long_job}, clock=clock, lease_s=0.3, poll_s=0.05,
+                         replan_s=3600)  # fmt: skip
+
+    async def scenario() -> None:
+        job_id = await JobQueue(store, clock).submit("long", {"n": "one"})
+        a, b = runner(), runner()
+        first = asyncio.create_task(a.run_once())
+        await started.wait()
+        clock.advance(100.0)  # far past the first lease: only a renewal keeps it
+        await renewed()
+        assert not await b.run_once()  # leased: nothing due for the other runner
+        release.set()
+        assert await first
+        (done,) = await store.jobs()
+        assert (done.id, done.state, done.attempts) == (job_id, "done", 1)
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        store.close()
+    assert runs == ["one"]

@@ -744,6 +744,19 @@ def test_only_the_lease_holder_finishes_a_job_once(store: Store) -> None:
     assert not run(store.finish_job("missing", "r1", "done", None))
 
 
+def test_only_the_lease_holder_renews_a_running_job(store: Store) -> None:
+    run(store.put_job(job("j1")))
+    assert not run(store.renew_job("j1", "r1", 500.0))  # pending: not leased
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert not run(store.renew_job("j1", "intruder", 500.0))
+    assert run(store.renew_job("j1", "r1", 500.0))
+    assert run(store.claim_job("r2", 200.0, 60.0)) is None  # the renewed lease holds
+    (running,) = run(store.jobs())
+    assert (running.lease_owner, running.lease_expires) == ("r1", 500.0)
+    run(store.finish_job("j1", "r1", "done", None))
+    assert not run(store.renew_job("j1", "r1", 900.0))  # finished
+
+
 def test_a_job_finished_as_pending_is_claimed_again(store: Store) -> None:
     run(store.put_job(job("j1")))
     run(store.claim_job("r1", 100.0, 60.0))

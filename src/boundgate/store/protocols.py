@@ -270,6 +270,11 @@ class JobStore(Protocol):
         retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
         the lease is someone else's (so only the lease holder's first call counts)."""
 
+    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
+        """Extend the lease of a running job held by ``owner`` to ``lease_expires`` (a runner
+        does so while a long job runs, so no other runner takes it over); False if the job
+        is not running or its lease is someone else's."""
+
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         """Move a pending job's earliest start (re-planning); False if it is not pending."""
 

@@ -680,6 +680,14 @@ class SQLiteStore(Store):
         params = (state, result, job_id, owner)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
+    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = ? "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (lease_expires, job_id, owner)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
+
     async def _state_counts(self, table: str) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
