@@ -273,10 +273,11 @@ def test_deleted_and_revoked_entries_never_come_back(tmp_path: Path) -> None:
     run.close()
 
 
-def test_a_reused_key_is_indexed_with_its_new_entry(tmp_path: Path) -> None:
-    """Keys restart above the highest one left in the store, so after the newest entry is
-    deleted without a save, its key comes back for another question: the saved vector of
-    the old entry must not answer for the new one."""
+def test_a_deleted_entrys_key_is_not_handed_out_again(tmp_path: Path) -> None:
+    """Keys come from the store's counter (``new_entry_key``), so after the newest entry is
+    deleted without a save its key does not come back for another question (it did when
+    keys restarted above the highest one left): the saved vector of the old entry is
+    dropped and never answers for the new one."""
     run = Run(tmp_path)
     run.remember("everest")
     nile = run.remember("nile")
@@ -285,7 +286,7 @@ def test_a_reused_key_is_indexed_with_its_new_entry(tmp_path: Path) -> None:
     run.close()  # crash: the saved index still holds the nile entry under its key
 
     run = Run(tmp_path)
-    assert run.remember("sun") == nile  # the same key, another entry
+    assert run.remember("sun") > nile  # a fresh key, not the deleted entry's
     run.close()  # crash again, before any save
 
     run = Run(tmp_path)

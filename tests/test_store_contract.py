@@ -373,6 +373,126 @@ def test_novel_used_counts_fresh_creative_generations(store: Store) -> None:
     assert run(store.novel_used("b", 0.0)) == 1
 
 
+# --- the change log (several processes on one store) ---------------------------------------
+
+
+def test_entry_keys_are_unique_across_instances_and_above_stored_keys(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()
+    run(a.put_entry(entry(5)))
+
+    async def take(s: Store, n: int) -> list[int]:
+        return list(await asyncio.gather(*(s.new_entry_key() for _ in range(n))))
+
+    got = run(take(a, 10)) + run(take(b, 10))
+    assert len(set(got)) == 20
+    assert min(got) > 5
+
+
+def test_the_change_log_records_every_reuse_change_in_order(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()
+    head = run(b.change_head())
+    run(a.put_entry(entry(1)))
+    run(a.put_entry(entry(2)))
+    run(a.note_hit(1, 5.0))  # bookkeeping: not a change to what is served
+    run(a.add_question_variant(1, "x1", "q one", 1.0))
+    run(a.set_entry_document(1, "doc_1"))
+    run(a.put_document(doc("doc_1", 1.0, entry=1)))
+    run(a.set_document_state("doc_1", "revoked"))
+    run(a.set_entry_document(1, "doc_1", revoked=True))
+    obs = ObservationRow(2.0, 2, 0.9, True, "verify", "r1", 0.1, 0.8)
+    run(a.add_observation(obs))
+    run(a.delete_entries([2]))
+    got = run(b.changes(head))
+    assert [(c.kind, c.entry, c.ref) for c in got] == [
+        ("entry", 1, None),
+        ("entry", 2, None),
+        ("variant", 1, "x1"),
+        ("entry-update", 1, None),
+        ("document", 1, "doc_1"),
+        ("document", 1, "doc_1"),
+        ("entry-update", 1, None),
+        ("label", 2, None),
+        ("delete", 2, None),
+    ]
+    assert got[7].observation == obs
+    assert [c.observation for c in got[:7] + got[8:]] == [None] * 8
+    seqs = [c.seq for c in got]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert run(b.change_head()) == seqs[-1]
+    assert [c.seq for c in run(b.changes(seqs[2], limit=2))] == seqs[3:5]
+    assert run(b.changes(seqs[-1])) == []
+
+
+def test_semantic_lookups_in_the_ledger_are_in_the_change_log(store: Store) -> None:
+    head = run(store.change_head())
+    run(store.record(row(1, similarity=0.9, extra={"semantic_lookup": 1, "pair_score": 0.5})))
+    run(store.record(row(2, extra={"semantic_lookup": 1, "density": 0.25})))
+    run(store.record(row(3, similarity=0.8)))  # not a semantic lookup
+    got = run(store.changes(head))
+    assert [(c.kind, c.lookup) for c in got] == [
+        ("lookup", (0.9, 0.0, 0.5)),
+        ("lookup", (None, 0.25, None)),
+    ]
+    assert [c.lookup for c in run(store.changes(head))] == [
+        tuple(x) for x in run(store.lookup_similarities())
+    ]
+
+
+def test_concurrent_writers_number_changes_without_gaps_seen_late(
+    make_store: Callable[[], Store],
+) -> None:
+    """Two instances storing at once: a follower reading after its last seen number never
+    finds a change numbered below one it has already read."""
+    a, b, follower = make_store(), make_store(), make_store()
+
+    async def scenario() -> list[int]:
+        seen: list[int] = []
+        last = await follower.change_head()
+
+        async def write(s: Store, base: int) -> None:
+            for i in range(20):
+                await s.put_entry(entry(base + i))
+
+        async def follow() -> None:
+            nonlocal last
+            while len(seen) < 40:
+                for c in await follower.changes(last):
+                    seen.append(c.entry or 0)
+                    last = c.seq
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(asyncio.gather(write(a, 100), write(b, 200), follow()), 60)
+        return seen
+
+    seen = run(scenario())
+    assert sorted(seen) == [*range(100, 120), *range(200, 220)]
+
+
+def test_prune_changes_drops_old_changes_but_never_moves_the_head_back(store: Store) -> None:
+    for k in (1, 2, 3):
+        run(store.put_entry(entry(k)))
+    head = run(store.change_head())
+    assert run(store.prune_changes(0.0)) == 0  # nothing is that old
+    assert len(run(store.changes(0))) == 3
+    assert run(store.prune_changes(4e9)) == 2  # all old: the newest stays, as the head
+    assert [c.seq for c in run(store.changes(0))] == [head]
+    assert run(store.change_head()) == head
+    run(store.put_entry(entry(4)))
+    assert [c.entry for c in run(store.changes(head))] == [4]
+
+
+def test_wait_for_changes_returns_by_its_timeout(store: Store) -> None:
+    head = run(store.change_head())
+    run(store.wait_for_changes(head, 0.05))  # nothing changed: returns after the timeout
+    run(store.put_entry(entry(1)))
+    run(store.wait_for_changes(head, 0.05))  # changed: returns (at once where notified)
+    assert run(store.change_head()) > head
+
+
 # --- stored answers and registry ------------------------------------------------------------
 
 
@@ -622,6 +742,19 @@ def test_only_the_lease_holder_finishes_a_job_once(store: Store) -> None:
         "done", '{"ok": 1}', None, None,
     )  # fmt: skip
     assert not run(store.finish_job("missing", "r1", "done", None))
+
+
+def test_only_the_lease_holder_renews_a_running_job(store: Store) -> None:
+    run(store.put_job(job("j1")))
+    assert not run(store.renew_job("j1", "r1", 500.0))  # pending: not leased
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert not run(store.renew_job("j1", "intruder", 500.0))
+    assert run(store.renew_job("j1", "r1", 500.0))
+    assert run(store.claim_job("r2", 200.0, 60.0)) is None  # the renewed lease holds
+    (running,) = run(store.jobs())
+    assert (running.lease_owner, running.lease_expires) == ("r1", 500.0)
+    run(store.finish_job("j1", "r1", "done", None))
+    assert not run(store.renew_job("j1", "r1", 900.0))  # finished
 
 
 def test_a_job_finished_as_pending_is_claimed_again(store: Store) -> None:

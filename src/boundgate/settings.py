@@ -59,6 +59,13 @@ class ServerSettings(_Section):
         1 << 20, ge=1024, description="Largest accepted request body; larger gets 413."
     )
     log_level: str = Field("info", description="uvicorn log level.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes serving one port over the shared store (`serve "
+        "--workers`); each loads its own local model (memory × workers) and follows the "
+        "others' stored answers through the store's change log.",
+    )
     metrics_tenant_label: bool = Field(
         False, description="Label request metrics by tenant (one series per tenant)."
     )
@@ -272,6 +279,21 @@ class ReuseSettings(_Section):
         description="With persist_index, also save changed indexes this often while serving, "
         "so a crash costs the replay of at most this much new traffic (0: at shutdown only). "
         "Adds wait while a changed index is written (about 50 ms per 100k entries).",
+    )
+    sync_interval_s: float = Field(
+        0.25,
+        gt=0,
+        le=1.0,
+        description="How often a gateway reads the store's change log for answers, labels and "
+        "revocations written by other workers or replicas when the store cannot notify it "
+        "(SQLite); on PostgreSQL changes arrive by NOTIFY within milliseconds and this is "
+        "the fallback poll. At most 1 s: a revoked answer is never served longer elsewhere.",
+    )
+    sync_retention_s: float = Field(
+        7 * 86400.0,
+        gt=3600,
+        description="How long the store's change log keeps a change (pruned hourly). A "
+        "gateway cut off from the store for longer must be restarted to reload its state.",
     )
 
 

@@ -99,6 +99,10 @@ def serve(
         bool,
         typer.Option("--allow-open", help="Serve a non-loopback host without API keys."),
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes on this port, over the shared store."),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible API."""
     import uvicorn
@@ -111,6 +115,7 @@ def serve(
         port=port,
         data_dir=data_dir,
         allow_open_remote=True if allow_open else None,
+        workers=workers,
     )
     s = settings.server
     with opened_store(settings) as store:
@@ -154,6 +159,23 @@ def serve(
     )
     if settings.dashboard.enabled:
         err.print(f"dashboard: http://{s.host}:{s.port}/dashboard", highlight=False)
+    if s.workers > 1:
+        # each worker builds its own gateway from these settings (cli/workers.py); the one
+        # built here checked them and created the data dir's secrets, so workers starting
+        # together never race to create different signing keys
+        del application, gw
+        err.print(f"{s.workers} worker processes", highlight=False)
+        os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            "boundgate.cli.workers:app",
+            factory=True,
+            workers=s.workers,
+            host=s.host,
+            port=s.port,
+            log_level=s.log_level,
+            timeout_graceful_shutdown=10,
+        )
+        return
     uvicorn.run(
         application,
         host=s.host,
@@ -328,6 +350,7 @@ def version() -> None:
 from .docs import docs_app  # noqa: E402  (needs the helpers above)
 from .report import report  # noqa: E402
 from .schedule import batch_app, grid_app, schedule_app  # noqa: E402
+from .workers import WORKER_SETTINGS_ENV  # noqa: E402
 
 app.command()(report)
 

@@ -62,6 +62,16 @@ class Documents:
         """A bound document of a superseded model version (served only marked ``stale``)."""
         return doc_id in self._stale_documents
 
+    def note_state(self, doc: DocumentRow) -> None:
+        """Another process changed a document's state (the engine's ``follow``): only a
+        stale document is served marked stale, so a superseded or revoked one stops here
+        too."""
+        if doc.state == "stale":
+            self._stale_documents.add(doc.id)
+            self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
+        else:
+            self._stale_documents.discard(doc.id)
+
     def forget(self, keys: list[int]) -> None:
         """Drop what is remembered about entries the engine forgot."""
         for k in keys:
@@ -160,8 +170,7 @@ class Documents:
         answer = str(doc["acceptedAnswer"]["text"])
         created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
         vector = (await self.engine.embed([query]))[0] if self.engine.embedder.fits(query) else None
-        newest = await self.store.max_entry_key()
-        entry_key = self.engine.new_key(at_least=newest + 1)
+        entry_key = await self.store.new_entry_key()
         scope_key = scope_hash(tenant, scope_doc)
         entry = StoredEntry(
             key=entry_key,

@@ -6,6 +6,12 @@ under its scope; ``settle`` compares a fresh answer with the candidate that was 
 (below threshold, or sampled for verification) and teaches the verifier. State lives in the
 store; the in-memory maps are rebuilt from it at start-up, and the per-scope indexes are
 reloaded from their saved files where those match the store (``index_files.py``).
+
+Several gateways on one store (worker processes, replicas): ``follow`` keeps this process's
+maps, index and verifier in step with the store's change log (``store.ChangeFeed``), so an
+answer stored or a label learnt by one is used by all, and one revoked, superseded or
+evicted by one is dropped by all (a hit re-reads its entry from the store anyway, so a
+revoked or deleted answer is never served, even before the change arrives).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import math
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +37,7 @@ from ..errors import ErrorCode, InvalidRequestError, NotFoundError, PermissionDe
 from ..fmt import plain_decimal
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
-from ..store import LedgerRow, ObservationRow, Store, StoredEntry
+from ..store import ChangeRow, LedgerRow, ObservationRow, Store, StoredEntry
 from .binding import Signer
 from .documents import Documents
 from .embedder import Embedder, Vectors, vector_bytes
@@ -44,6 +51,22 @@ from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
 
 log = logging.getLogger("boundgate.reuse")
+
+SYNC_BATCH = 1000  # changes read from the log at a time
+PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
+OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
+
+
+def _lookup_key(
+    similarity: float | None, density: float, pair: float | None
+) -> tuple[float | None, float, float | None]:
+    """A semantic lookup as the ledger keeps it (``ledger.py`` rounds density and pair score
+    to 6 digits), so this process knows its own lookups when the change log echoes them."""
+    return (
+        None if similarity is None else round(similarity, 6),
+        round(density, 6) if density else 0.0,
+        None if pair is None else round(pair, 6),
+    )
 
 
 @dataclass
@@ -164,8 +187,11 @@ class ReuseEngine:
         self._meta: dict[int, EntryMeta] = {}
         self._by_id: dict[str, int] = {}
         self._exact: dict[str, int] = {}
-        self._next_key = 1
         self._lock = threading.Lock()
+        self._seen = 0  # the last change of the store's log applied here
+        self._sync_lock = asyncio.Lock()
+        self._own_labels: set[tuple[float, int | None, str, str | None]] = set()
+        self._own_lookups: Counter[tuple[float | None, float, float | None]] = Counter()
         self._feedback_seen: set[str] = set()
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._background: set[asyncio.Task[None]] = set()
@@ -177,10 +203,12 @@ class ReuseEngine:
         """Rebuild maps from the store (entries, observations, lookup history); reload the
         saved indexes, or build them, and save any that had to be built. The building runs
         on a worker thread (``progress`` is called from there)."""
+        # the log's head first: whatever commits while loading is applied again by
+        # ``catch_up``, which is idempotent, and nothing is missed
+        self._seen = await self.store.change_head()
         entries = await self.store.entries(self.embedder.name)
         await asyncio.to_thread(self._load_entries, entries, progress)
         del entries
-        self._next_key = await self.store.max_entry_key() + 1
         variants = await self.store.question_variants()
         observations = await self.store.observations()
         lookups = await self.store.lookup_similarities()
@@ -313,12 +341,90 @@ class ReuseEngine:
             meta.document, meta.pinned = doc_id, True
             self._by_id[doc_id] = key
 
-    def new_key(self, at_least: int = 0) -> int:
-        """A fresh entry key (``at_least``: above keys another process may have used)."""
-        with self._lock:
-            key = max(self._next_key, at_least)
-            self._next_key = key + 1
-        return key
+    # --- other processes on the same store ------------------------------------------------
+    async def follow(self) -> None:
+        """Apply the changes other processes make to the store (run as a task while serving;
+        cancelled at shutdown). Waits for the store's announcement (PostgreSQL ``NOTIFY``)
+        or ``sync_interval_s`` (the poll SQLite needs), then reads the log after the last
+        change applied: a dropped connection or a missed announcement costs latency, never
+        a change."""
+        interval = self.settings.sync_interval_s
+        next_prune = 0.0
+        while True:
+            try:
+                await self.catch_up()
+                now = self.clock.time()
+                if now >= next_prune:  # every follower does: pruning twice deletes nothing
+                    await self.store.prune_changes(now - self.settings.sync_retention_s)
+                    next_prune = now + PRUNE_EVERY_S
+                await self.store.wait_for_changes(self._seen, interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store unreachable for now: try again next interval
+                log.exception("reuse sync: reading the change log failed")
+                await asyncio.sleep(interval)
+
+    async def catch_up(self) -> int:
+        """Apply every change in the store's log after the last one applied; returns how
+        many were read. Applying a change twice, or one made here, changes nothing."""
+        read = 0
+        async with self._sync_lock:
+            while True:
+                changes = await self.store.changes(self._seen, SYNC_BATCH)
+                if changes:
+                    await self._apply(changes)
+                    self._seen = changes[-1].seq
+                    read += len(changes)
+                if len(changes) < SYNC_BATCH:
+                    return read
+
+    async def _apply(self, changes: list[ChangeRow]) -> None:
+        labels = False
+        for c in changes:
+            if c.kind == "entry" and c.entry is not None and c.entry not in self._meta:
+                e = await self.store.get_entry(c.entry)
+                if e is None or e.revoked or e.embedder != self.embedder.name:
+                    continue  # deleted or revoked since (its own change follows), or not ours
+                fits = bool(e.vector) and self.embedder.fits(e.query)
+                self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
+                self.count("synced_entry")
+            elif c.kind == "delete" and c.entry is not None and c.entry in self._meta:
+                await self.forget([c.entry], delete=False)
+            elif c.kind == "entry-update" and c.entry is not None and c.entry in self._meta:
+                e = await self.store.get_entry(c.entry)
+                if e is None or e.revoked:
+                    await self.forget([c.entry], delete=False)
+                elif e.document_id:
+                    self.pin(e.key, e.document_id)
+            elif c.kind == "variant" and c.entry in self._meta and c.ref is not None:
+                with self._lock:
+                    self._exact[c.ref] = c.entry
+                    self._variants.setdefault(c.entry, set()).add(c.ref)
+            elif c.kind == "label" and c.observation is not None:
+                o = c.observation
+                mine = (o.ts, o.entry, o.source, o.request_id)
+                if mine in self._own_labels:
+                    self._own_labels.discard(mine)  # learnt when it was made
+                    continue
+                label = Observation(
+                    o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score
+                )
+                self.verifier.add(label, recompute=False)
+                if o.source == "feedback" and o.request_id:
+                    self._feedback_seen.add(o.request_id)
+                labels = True
+            elif c.kind == "lookup" and c.lookup is not None:
+                seen = _lookup_key(*c.lookup)
+                if self._own_lookups[seen] > 0:
+                    self._own_lookups[seen] -= 1  # noted when it was made
+                    continue
+                self.verifier.note_lookup(*c.lookup)
+            elif c.kind == "document" and c.ref is not None:
+                doc = await self.store.get_document(c.ref)
+                if doc is not None:
+                    self.documents.note_state(doc)
+        if labels:
+            self.verifier.recompute()
 
     # --- lookup ---------------------------------------------------------------------------
     def plan_for(
@@ -370,6 +476,9 @@ class ReuseEngine:
                     break
         if out.semantic:
             self.verifier.note_lookup(out.similarity, out.density, out.pair)
+            if len(self._own_lookups) > OWN_LOOKUPS_MAX:  # rows never written (failures)
+                self._own_lookups.clear()
+            self._own_lookups[_lookup_key(out.similarity, out.density, out.pair)] += 1
         self.count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
@@ -517,7 +626,7 @@ class ReuseEngine:
         if vector is None and self.embedder.fits(key.query):  # else matched exactly only
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()
-        entry_key = self.new_key()
+        entry_key = await self.store.new_entry_key()
         digest = hashlib.sha256(
             f"{key.scope}\n{key.exact}\n{completion.text}\n{now!r}".encode()
         ).hexdigest()
@@ -621,11 +730,11 @@ class ReuseEngine:
         pair: float | None = None,
     ) -> None:
         self.verifier.add(Observation(similarity, correct, source, entry, density, pair))
-        await self.store.add_observation(
-            ObservationRow(
-                self.clock.time(), entry, similarity, correct, source, request_id, density, pair
-            )
+        row = ObservationRow(
+            self.clock.time(), entry, similarity, correct, source, request_id, density, pair
         )
+        self._own_labels.add((row.ts, row.entry, row.source, row.request_id))  # see _apply
+        await self.store.add_observation(row)
 
     async def drain(self) -> None:
         while self._background:

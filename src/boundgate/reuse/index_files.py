@@ -18,10 +18,16 @@ name, renamed to a name no earlier save used, and the manifest goes last: a cras
 old manifest with its files or the new one with its files. A file that does not match its
 manifest line (missing, truncated, corrupt, other parameters) costs a rebuild of that scope,
 never a wrong answer.
+
+Several worker processes sharing a data dir: one saves (the first to take ``saver.lock``,
+an ``flock`` held for its life); the others skip saving, since their indexes hold the same
+entries (each follows the store's change log). Loading needs no lock: a file replaced
+while being read fails its checksum and costs a rebuild of its scope.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -40,6 +46,11 @@ log = logging.getLogger("boundgate.reuse")
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+
+# directory → the descriptor of its saver.lock, held by this process. An flock belongs to
+# the process (its open file), not to one IndexFiles: engines rebuilt in one process (a
+# restart in tests, the CLI) stay the saver.
+_SAVER_LOCKS: dict[Path, int] = {}
 
 
 def fingerprint(entry_id: str) -> int:
@@ -139,10 +150,28 @@ class IndexFiles:
         return Saved(idx, dict(zip(keys, rows[:, 1].tolist(), strict=True)), int(entry["max_key"]))
 
     # --- writing --------------------------------------------------------------------------
+    def saver(self) -> bool:
+        """Whether this process saves the directory's indexes: the first process to lock
+        ``saver.lock`` does, for as long as it lives."""
+        where = self.directory.resolve()
+        if where in _SAVER_LOCKS:
+            return True
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / "saver.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        _SAVER_LOCKS[where] = fd
+        return True
+
     def save(self, fingerprint_of: Callable[[int], int]) -> int:
         """Write the scopes changed since the last save, then the manifest. Returns the
-        number of scopes written. Adds and removes wait meanwhile; searches go on."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        number of scopes written (0 when another process is the saver, see ``saver``).
+        Adds and removes wait meanwhile; searches go on."""
+        if not self.saver():
+            return 0
         written = 0
         self._generation += 1
         with self.index.frozen() as indexes:

@@ -3,9 +3,12 @@
 Jobs live in the store (table ``jobs``): kind, JSON payload, earliest start, deadline, state,
 lease owner and expiry, attempts, result. A runner claims the next due job with a lease; if
 the process dies (``kill -9``) the lease expires and another runner (or the restarted one)
-takes the job again. Completion only counts for the lease holder, so a job whose lease was
-taken over cannot be completed twice. Handlers must therefore be idempotent (rebinding a
-document twice supersedes once: the second run finds the document already superseded).
+takes the job again. While a handler runs, its runner renews the lease every third of it, so a
+job longer than one lease (a large batch) is never taken over by another runner (worker
+processes and replicas share the queue) while its runner lives. Completion only counts for
+the lease holder, so a job whose lease was taken over cannot be completed twice. Handlers
+must therefore be idempotent (rebinding a document twice supersedes once: the second run finds
+the document already superseded).
 
 *When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
 policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
@@ -184,6 +187,7 @@ class JobRunner:
         if handler is None:
             await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})
             return True
+        renewing = asyncio.get_running_loop().create_task(self._renew(job))
         try:
             payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
             result = await handler(payload)
@@ -205,8 +209,24 @@ class JobRunner:
             else:
                 await self._finish(job, "failed", {"error": str(exc)})
             return True
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
         await self._finish(job, "done", result)
         return True
+
+    async def _renew(self, job: JobRow) -> None:
+        """Keep ``job``'s lease ahead while its handler runs (cancelled when it ends)."""
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                if not await self.store.renew_job(
+                    job.id, self.owner, self.clock.time() + self.lease_s
+                ):
+                    log.warning("job %s: lease lost; another runner may take it", job.id)
+                    return
+            except Exception:  # the store unreachable for now: try again next time
+                log.exception("job %s: renewing the lease failed", job.id)
 
     async def _finish(self, job: JobRow, state: str, result: dict[str, Any]) -> None:
         await self.store.finish_job(job.id, self.owner, state, json.dumps(result, sort_keys=True))

@@ -160,7 +160,7 @@ def create_app(
             replan_s=job_replan_s,
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
-        saver: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []  # index saver, change-log follower
         try:
             try:
                 if gateway.reuse is not None:
@@ -183,14 +183,16 @@ def create_app(
             app.state.runner = runner
             runner.start()
             if gateway.reuse is not None:
-                saver = asyncio.create_task(gateway.reuse.keep_index_saved())
+                background.append(asyncio.create_task(gateway.reuse.keep_index_saved()))
+                # what other workers and replicas on this store change (engine.follow)
+                background.append(asyncio.create_task(gateway.reuse.follow()))
             app.state.ready = True
             yield
         finally:
             app.state.ready = False
-            if saver is not None:
-                saver.cancel()
-                await asyncio.gather(saver, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await runner.stop()
             stop_grid = getattr(gateway.carbon, "stop", None)
             if stop_grid is not None:

@@ -4,6 +4,7 @@ union), ``rows.py`` the rows it speaks, ``sqlite.py`` the implementation."""
 
 from .protocols import (
     AnswerStore,
+    ChangeFeed,
     CreativityStore,
     DocumentStore,
     FileStore,
@@ -15,6 +16,7 @@ from .protocols import (
 )
 from .rows import (
     ApiKey,
+    ChangeRow,
     DocumentRow,
     FileRow,
     JobRow,
@@ -32,6 +34,8 @@ from .sqlite import SQLiteStore
 __all__ = [
     "AnswerStore",
     "ApiKey",
+    "ChangeFeed",
+    "ChangeRow",
     "CreativityStore",
     "DocumentRow",
     "DocumentStore",

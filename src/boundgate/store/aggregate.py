@@ -4,10 +4,11 @@ own placeholders and JSON functions, and hand the rows here)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .rows import LedgerQuery, PeriodRow, ReportRow
+from .rows import ChangeRow, LedgerQuery, ObservationRow, PeriodRow, ReportRow
 
 
 class Row(Protocol):
@@ -81,3 +82,47 @@ def period_rows(ledger_rows: Iterable[Row], batch_rows: Iterable[Row]) -> list[P
         t["batches"] = int(r["batches"])
         t["shifting_saved_gco2"] = float(r["saved"] or 0.0)
     return [PeriodRow(start=k[0], tenant=k[1], **v) for k, v in sorted(totals.items())]
+
+
+# the change log after a sequence number, each label with its observation; ``{0}`` is the
+# store's parameter placeholder
+CHANGES_SQL = (
+    "SELECT c.seq, c.kind, c.entry, c.ref, o.id AS oid, o.ts, o.entry AS oentry, "
+    "o.similarity, o.correct, o.source, o.request_id, o.density, o.pair_score "
+    "FROM reuse_changes c LEFT JOIN reuse_observations o "
+    "ON c.kind = 'label' AND o.id = c.label "
+    "WHERE c.seq > {0} ORDER BY c.seq LIMIT {0}"
+)
+
+
+# the log's rows before a time, found from the oldest end (numbers grow with time), so a
+# prune reads only what it deletes; ``{0}`` is the store's parameter placeholder
+PRUNE_CHANGES_SQL = (
+    "DELETE FROM reuse_changes WHERE seq < COALESCE("
+    "(SELECT seq FROM reuse_changes WHERE ts >= {0} ORDER BY seq LIMIT 1), "
+    "(SELECT MAX(seq) FROM reuse_changes))"
+)
+
+
+def change_from(r: Row) -> ChangeRow:
+    """A change-log row joined with its observation (``oid`` and the observation's columns,
+    NULL unless it is a label): both stores' ``changes`` read this shape."""
+    obs = None
+    if r["oid"] is not None:
+        obs = ObservationRow(
+            float(r["ts"]),
+            None if r["oentry"] is None else int(r["oentry"]),
+            float(r["similarity"]),
+            bool(r["correct"]),
+            str(r["source"]),
+            r["request_id"],
+            float(r["density"]),
+            None if r["pair_score"] is None else float(r["pair_score"]),
+        )
+    entry = None if r["entry"] is None else int(r["entry"])
+    lookup = None
+    if r["kind"] == "lookup" and r["ref"]:
+        s, d, p = json.loads(r["ref"])
+        lookup = (None if s is None else float(s), float(d or 0.0), None if p is None else float(p))
+        return ChangeRow(int(r["seq"]), "lookup", lookup=lookup)
+    return ChangeRow(int(r["seq"]), str(r["kind"]), entry, r["ref"], obs)

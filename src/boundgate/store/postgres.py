@@ -21,13 +21,18 @@ Keys: ``verify_key`` reads the key's row by primary key on every call (no cache)
 revoked by any replica is rejected by every replica at once; ``has_keys`` caches only True
 (keys are never deleted).
 
-Vectors are ``bytea`` as in SQLite; each replica builds its own index from :meth:`entries`.
-A shared pgvector index is a later step.
+Vectors are ``bytea`` as in SQLite; each replica builds its own index from :meth:`entries`
+and follows the change log (``ChangeFeed``, migration 0005): triggers number every change
+under a per-schema advisory lock and ``NOTIFY`` it at commit, and :meth:`wait_for_changes`
+holds one ``LISTEN`` connection that wakes the followers (``bench/replicas.py`` measured this
+against a shared pgvector index; docs/reuse.md says why the local index won).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -35,16 +40,24 @@ from dataclasses import fields
 from importlib import resources
 from typing import Any, TypeVar
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from .aggregate import ledger_filters, period_rows, report_row
+from .aggregate import (
+    CHANGES_SQL,
+    PRUNE_CHANGES_SQL,
+    change_from,
+    ledger_filters,
+    period_rows,
+    report_row,
+)
 from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
+    ChangeRow,
     DocumentRow,
     FileRow,
     JobRow,
@@ -57,6 +70,8 @@ from .rows import (
     StoredEntry,
     VariantRow,
 )
+
+log = logging.getLogger("boundgate.store")
 
 _T = TypeVar("_T")
 _Conn = AsyncConnection[Any]
@@ -181,6 +196,10 @@ class PostgresStore(Store):
         self._thread: threading.Thread | None = None
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._has_keys = False
+        # the change-log listener, on the store's loop (started by the first wait)
+        self._listener: asyncio.Task[None] | None = None
+        self._notified = 0  # highest change number announced by NOTIFY
+        self._changed = asyncio.Event()  # set (and replaced) at each announcement
 
     # --- lifecycle -----------------------------------------------------------------------
     def open(self) -> None:
@@ -241,6 +260,7 @@ class PostgresStore(Store):
         if loop is None or pool is None:
             return
         try:
+            asyncio.run_coroutine_threadsafe(self._stop_listening(), loop).result()
             asyncio.run_coroutine_threadsafe(pool.close(), loop).result()
         finally:
             loop.call_soon_threadsafe(loop.stop)
@@ -527,6 +547,69 @@ class PostgresStore(Store):
         rows = await self._run(lambda conn: _all(conn, sql, (entry,)))
         return [str(r["query"]) for r in rows]
 
+    # --- the change log ------------------------------------------------------------------
+    async def new_entry_key(self) -> int:
+        sql_ = "SELECT nextval('reuse_entry_keys')"
+        return int(await self._run(lambda conn: _scalar(conn, sql_)))
+
+    async def change_head(self) -> int:
+        sql_ = "SELECT COALESCE(MAX(seq), 0) FROM reuse_changes"
+        return int(await self._run(lambda conn: _scalar(conn, sql_)))
+
+    async def changes(self, after: int, limit: int = 1000) -> list[ChangeRow]:
+        sql_ = CHANGES_SQL.format("%s")
+        rows = await self._run(lambda conn: _all(conn, sql_, (after, limit)))
+        return [change_from(r) for r in rows]
+
+    async def wait_for_changes(self, after: int, timeout_s: float) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("store is not open")
+        await self._hop(self._wait_for_changes(after, timeout_s), loop)
+
+    async def prune_changes(self, before: float) -> int:
+        return await self._execute(PRUNE_CHANGES_SQL.format("%s"), (before,))
+
+    async def _wait_for_changes(self, after: int, timeout_s: float) -> None:
+        """On the store's loop: until a change after ``after`` is announced, or the timeout."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        if self._notified > after:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+    def _announce(self, seq: int | None) -> None:
+        if seq is not None:
+            self._notified = max(self._notified, seq)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _listen(self) -> None:
+        """Hold one connection that ``LISTEN``s on this schema's channel; reconnect after a
+        failure. Missed announcements cost nothing but latency: waiters time out and the
+        follower reads the log by sequence number."""
+        while True:
+            try:
+                async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    schema = await _scalar(conn, "SELECT current_schema()")
+                    channel = sql.Identifier(f"boundgate_reuse_{schema}")
+                    await conn.execute(sql.SQL("LISTEN {}").format(channel))
+                    self._announce(None)  # whatever happened while not listening: look now
+                    async for n in conn.notifies():
+                        self._announce(int(n.payload) if n.payload.isdigit() else None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database restarting, a network cut
+                log.warning("change-log listener: %s; reconnecting in 1 s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _stop_listening(self) -> None:
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     # --- documents -----------------------------------------------------------------------
     async def put_document(self, doc: DocumentRow) -> None:
         insert = f"INSERT INTO documents ({_cols(_DOC_COLUMNS)}) VALUES ({_marks(_DOC_COLUMNS)})"
@@ -662,6 +745,13 @@ class PostgresStore(Store):
             "WHERE id = %s AND state = 'running' AND lease_owner = %s"
         )
         return await self._execute(sql, (state, result, job_id, owner)) == 1
+
+    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = %s "
+            "WHERE id = %s AND state = 'running' AND lease_owner = %s"
+        )
+        return await self._execute(sql, (lease_expires, job_id, owner)) == 1
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = %s WHERE id = %s AND state = 'pending'"

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from .rows import (
     ApiKey,
+    ChangeRow,
     DocumentRow,
     FileRow,
     JobRow,
@@ -176,6 +177,39 @@ class AnswerStore(Protocol):
         """The distinct question texts the askers of ``entry`` used, sorted."""
 
 
+class ChangeFeed(Protocol):
+    """What several gateway processes sharing one store need to serve as one: entry keys
+    unique across them, and the log of changes to what the reuse layer serves (answers
+    stored, revoked, re-pointed or deleted; question variants; verifier labels; document
+    states), which each process follows to keep its in-memory maps and index in step.
+
+    The log is written by the store in the same transaction as the change (whoever made it:
+    this process, another replica, the CLI), so no change is ever missing from it, and
+    sequence numbers are visible in commit order: a reader that has applied every change up
+    to ``seq`` and then asks for ``changes(seq)`` misses nothing."""
+
+    async def new_entry_key(self) -> int:
+        """A fresh entry key, never handed out before by any process on this store, above
+        every key stored (atomic)."""
+
+    async def change_head(self) -> int:
+        """The sequence number of the newest change (0 with none): read it before loading
+        the state, then follow ``changes`` from it."""
+
+    async def changes(self, after: int, limit: int = 1000) -> list[ChangeRow]:
+        """Changes with ``seq > after``, oldest first, at most ``limit``; a ``label`` change
+        carries its observation."""
+
+    async def wait_for_changes(self, after: int, timeout_s: float) -> None:
+        """Return once there may be changes after ``after``, or after ``timeout_s`` seconds
+        at most. A store that can be told (PostgreSQL ``LISTEN``) returns as soon as one
+        commits; one that cannot (SQLite) simply waits ``timeout_s``: the caller polls."""
+
+    async def prune_changes(self, before: float) -> int:
+        """Delete the changes logged before unix time ``before`` (the log's head is never
+        numbered lower afterwards); returns how many were deleted."""
+
+
 class DocumentStore(Protocol):
     """Bound JSON-LD documents and their lifecycle (active, stale, superseded, revoked)."""
 
@@ -235,6 +269,11 @@ class JobStore(Protocol):
         """Set a running job leased to ``owner`` to ``state`` (done, failed, or pending to
         retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
         the lease is someone else's (so only the lease holder's first call counts)."""
+
+    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
+        """Extend the lease of a running job held by ``owner`` to ``lease_expires`` (a runner
+        does so while a long job runs, so no other runner takes it over); False if the job
+        is not running or its lease is someone else's."""
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         """Move a pending job's earliest start (re-planning); False if it is not pending."""
@@ -301,6 +340,7 @@ class Store(
     LedgerStore,
     KeyStore,
     AnswerStore,
+    ChangeFeed,
     DocumentStore,
     LabelStore,
     JobStore,

@@ -137,6 +137,23 @@ class ObservationRow:
 
 
 @dataclass(frozen=True)
+class ChangeRow:
+    """One change to what the reuse layer serves, in the store's change log: how replicas
+    and worker processes sharing one store keep their in-memory maps and indexes in step.
+    Written by the store itself (database triggers) in the transaction that made the change,
+    numbered in commit order."""
+
+    seq: int  # position in the log, increasing in commit order
+    kind: str  # entry | entry-update | delete | variant | label | document | lookup
+    entry: int | None = None  # the entry key (entry, entry-update, delete, variant, document)
+    ref: str | None = None  # variant: its exact hash; document: its id
+    observation: ObservationRow | None = None  # label: the label added
+    # lookup: a semantic lookup's best candidate (similarity or None, density, pair score
+    # or None), as ``LabelStore.lookup_similarities`` gives them
+    lookup: tuple[float | None, float, float | None] | None = None
+
+
+@dataclass(frozen=True)
 class ApiKey:
     id: str  # public id, part of the key string
     tenant: str

@@ -27,11 +27,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .aggregate import ledger_filters, period_rows, report_row
+from .aggregate import (
+    CHANGES_SQL,
+    PRUNE_CHANGES_SQL,
+    change_from,
+    ledger_filters,
+    period_rows,
+    report_row,
+)
 from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
+    ChangeRow,
     DocumentRow,
     FileRow,
     JobRow,
@@ -508,6 +516,41 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
+    # --- the change log ------------------------------------------------------------------
+    async def new_entry_key(self) -> int:
+        def take(conn: sqlite3.Connection) -> int:
+            # above any key stored without one (older code, imports of old files)
+            r = conn.execute(
+                "UPDATE reuse_entry_keys SET next = MAX(next, "
+                "(SELECT COALESCE(MAX(key), 0) FROM reuse_entries)) + 1 RETURNING next"
+            ).fetchone()
+            return int(r[0])
+
+        return int(await self._call(take))
+
+    async def change_head(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM reuse_changes").fetchone()
+            return int(r[0])
+
+        return await self._read(run)
+
+    async def changes(self, after: int, limit: int = 1000) -> list[ChangeRow]:
+        def run(conn: sqlite3.Connection) -> list[ChangeRow]:
+            rows = conn.execute(CHANGES_SQL.format("?"), (after, limit))
+            return [change_from(r) for r in rows]
+
+        return await self._read(run)
+
+    async def wait_for_changes(self, after: int, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)  # SQLite cannot tell other processes: they poll
+
+    async def prune_changes(self, before: float) -> int:
+        def prune(conn: sqlite3.Connection) -> int:
+            return conn.execute(PRUNE_CHANGES_SQL.format("?"), (before,)).rowcount
+
+        return int(await self._call(prune))
+
     # --- registry and documents ------------------------------------------------------------
     async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
         def add(conn: sqlite3.Connection) -> int:
@@ -635,6 +678,14 @@ class SQLiteStore(Store):
             "WHERE id = ? AND state = 'running' AND lease_owner = ?"
         )
         params = (state, result, job_id, owner)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
+
+    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = ? "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (lease_expires, job_id, owner)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def _state_counts(self, table: str) -> dict[str, int]:

@@ -62,7 +62,8 @@ async def stats(
     A non-admin key sees its own tenant's stored entries and scopes only."""
     gw = gateway_of(request)
     tenant = None if ctx.tenant.admin else ctx.tenant.name
-    return {"object": "boundgate.stats", "reuse": gw.reuse.stats(tenant) if gw.reuse else None}
+    reuse = gw.reuse.stats(tenant) if gw.reuse is not None else None  # no entries: falsy
+    return {"object": "boundgate.stats", "reuse": reuse}
 
 
 def _doc_summary(row: DocumentRow) -> dict[str, Any]:
