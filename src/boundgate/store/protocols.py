@@ -28,6 +28,7 @@ from typing import Protocol
 from .rows import (
     ApiKey,
     DocumentRow,
+    EnergyProfileRow,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -116,6 +117,11 @@ class KeyStore(Protocol):
         """Prompt plus completion tokens ``tenant`` spent since ``since`` (daily budgets);
         requests answered from stored answers (reuse ``hit-*``) count 0. Reads committed
         ledger rows, so a row returned by :meth:`LedgerStore.record` counts at once."""
+
+    async def reasoning_tokens_used(self, tenant: str, since: float) -> int:
+        """Reasoning tokens ``tenant`` spent since ``since`` (the daily reasoning budget): the
+        ledger's ``reasoning_tokens``, hits counting 0, committed rows at once, as
+        :meth:`tokens_used`."""
 
     async def novel_used(self, tenant: str, since: float) -> int:
         """Fresh above-dial (creative) generations ``tenant`` had since ``since``: ledger rows
@@ -297,6 +303,17 @@ class CreativityStore(Protocol):
         """Variants of ``exact`` nobody has been served yet."""
 
 
+class ProfileStore(Protocol):
+    """Measured energy profiles of local models (``boundgate models profile``)."""
+
+    async def put_profile(self, profile: EnergyProfileRow) -> None:
+        """Append a profile; returns once committed. Older profiles are kept (history)."""
+
+    async def profiles(self, host: str | None = None) -> list[EnergyProfileRow]:
+        """The newest profile of each model (measured on ``host``, when given; newest by
+        ``measured_at``, then by insertion), sorted by model."""
+
+
 class Store(
     LedgerStore,
     KeyStore,
@@ -306,6 +323,7 @@ class Store(
     JobStore,
     FileStore,
     CreativityStore,
+    ProfileStore,
     Protocol,
 ):
     """Every aggregate in one store, with a lifecycle. ``open`` and ``close`` are blocking:
