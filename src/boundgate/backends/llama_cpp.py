@@ -117,11 +117,17 @@ class LlamaCppBackend(Backend):
                 bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
                 stop_token_ids=[eos_id],
             )
-        self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
-        self.memory_gb = self.path.stat().st_size / 1e9
+        self.identify()
         if not self._explicit_params:
             self.params_b = params_from_gguf(llm, self.params_b)
         self._llm = llm
+
+    def identify(self) -> None:
+        """Set ``version`` (file name + SHA-256 prefix) and ``memory_gb`` from the model file,
+        without loading it (listing models and their profiles). Raises ``OSError`` if the
+        file cannot be read."""
+        self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
+        self.memory_gb = self.path.stat().st_size / 1e9
 
     async def aclose(self) -> None:
         llm, self._llm = self._llm, None

@@ -220,23 +220,6 @@ def ask(
         )
 
 
-@app.command()
-def models(config: ConfigOpt = None) -> None:
-    """List the configured models."""
-    settings = _settings(config)
-    table = Table("id", "backend", "default", "where", "params (B)")
-    for name, m in settings.models.items():
-        where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
-        table.add_row(
-            name,
-            m.backend,
-            "yes" if name == settings.default_model else "",
-            where,
-            "" if m.params_b is None else f"{m.params_b:g}",
-        )
-    out.print(table)
-
-
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
@@ -326,11 +309,13 @@ def version() -> None:
 
 
 from .docs import docs_app  # noqa: E402  (needs the helpers above)
+from .models import models_app  # noqa: E402
 from .report import report  # noqa: E402
 from .schedule import batch_app, grid_app, schedule_app  # noqa: E402
 
 app.command()(report)
 
+app.add_typer(models_app, name="models")
 app.add_typer(docs_app, name="docs")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(grid_app, name="grid")
