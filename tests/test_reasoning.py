@@ -17,6 +17,7 @@ from boundgate.backends.fake import FakeBackend, FakeUpstreamServer
 from boundgate.backends.llama_cpp import LlamaCppBackend
 from boundgate.backends.reasoning import CLOSE_THINKING, ThinkBudget
 from boundgate.settings import REASONING_EFFORTS, ReasoningSettings
+from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from conftest import Live, arun, assert_error, fake_settings
 
@@ -328,3 +329,27 @@ def test_real_local_model_thinking_is_cut_at_the_cap_then_it_answers() -> None:
     assert CLOSE_THINKING in capped and capped.index(CLOSE_THINKING) == 3  # 3 thinking tokens
     assert usage.completion_tokens >= 3 and usage.completion_tokens <= 24
     assert usage0.reasoning_tokens == 0 and unthought[0] == CLOSE_THINKING
+
+
+def test_a_key_can_carry_its_own_daily_reasoning_budget(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path, CAPS)  # no default budget
+    settings.server.data_dir.mkdir(parents=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    capped = arun(store.create_key("acme", daily_reasoning_tokens=10)).secret
+    free = arun(store.create_key("globex")).secret
+    store.close()
+    think = FakeBackend("think", reasoning=True, thinking_tokens=50)
+    app = build_app(settings, backends={"think": think})
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+
+        def ask(secret: str) -> httpx.Response:
+            h = {"Authorization": f"Bearer {secret}"}
+            return live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=h)
+
+        assert ask(capped).status_code == 200  # medium: 10 of 10
+        assert_error(ask(capped), 429, code="daily_reasoning_budget_exceeded")
+        for _ in range(3):
+            assert ask(free).status_code == 200
+        live.http.close()

@@ -325,17 +325,21 @@ def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) ->
 
 def test_keys_verify_list_and_revoke(store: Store) -> None:
     assert not run(store.has_keys())
-    new = run(store.create_key("acme", admin=True, rpm=5, daily_tokens=100))
+    new = run(
+        store.create_key("acme", admin=True, rpm=5, daily_tokens=100, daily_reasoning_tokens=7)
+    )
     key = run(store.verify_key(new.secret))
     assert key == new.key
     assert (key.tenant, key.admin, key.rpm, key.daily_tokens, key.revoked) == (
         "acme", True, 5, 100, False,
     )  # fmt: skip
+    assert key.daily_reasoning_tokens == 7
     for bad in ["", "nope", new.secret + "x", new.secret[:-1], new.key.id]:
         assert run(store.verify_key(bad)) is None
     assert run(store.has_keys())
     second = run(store.create_key("globex"))
     assert [k.id for k in run(store.list_keys())] == [new.key.id, second.key.id]
+    assert [k.daily_reasoning_tokens for k in run(store.list_keys())] == [7, None]
     assert run(store.revoke_key(second.key.id))
     assert run(store.verify_key(second.secret)) is None
     assert not run(store.revoke_key("missing"))

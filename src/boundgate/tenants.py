@@ -41,6 +41,7 @@ class Tenant:
             admin=key.admin,
             rpm=key.rpm,
             daily_tokens=key.daily_tokens,
+            daily_reasoning_tokens=key.daily_reasoning_tokens,
         )
 
 

@@ -228,6 +228,10 @@ def keys_create(
     daily_tokens: Annotated[
         int | None, typer.Option(help="Tokens per UTC day (0 = unlimited).")
     ] = None,
+    daily_reasoning_tokens: Annotated[
+        int | None,
+        typer.Option(help="Reasoning tokens per UTC day on reasoning models (0 = unlimited)."),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -236,7 +240,15 @@ def keys_create(
         err.print("tenant: use 1-64 letters, digits, or _ . @ -")
         raise typer.Exit(2)
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        new = asyncio.run(store.create_key(tenant, admin=admin, rpm=rpm, daily_tokens=daily_tokens))
+        new = asyncio.run(
+            store.create_key(
+                tenant,
+                admin=admin,
+                rpm=rpm,
+                daily_tokens=daily_tokens,
+                daily_reasoning_tokens=daily_reasoning_tokens,
+            )
+        )
     err.print(
         f"created key {new.key.id} for tenant {tenant}{' (admin)' if admin else ''}; "
         "it is shown once:",
@@ -250,7 +262,16 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List keys (ids and tenants, never secrets)."""
     with opened_store(_settings(config, data_dir=data_dir)) as store:
         rows = asyncio.run(store.list_keys())
-    table = Table("id", "tenant", "admin", "created (UTC)", "revoked", "rpm", "daily tokens")
+    table = Table(
+        "id",
+        "tenant",
+        "admin",
+        "created (UTC)",
+        "revoked",
+        "rpm",
+        "daily tokens",
+        "daily reasoning tokens",
+    )
     for k in rows:
         table.add_row(
             k.id,
@@ -260,6 +281,7 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
             "yes" if k.revoked else "",
             "" if k.rpm is None else str(k.rpm),
             "" if k.daily_tokens is None else str(k.daily_tokens),
+            "" if k.daily_reasoning_tokens is None else str(k.daily_reasoning_tokens),
         )
     out.print(table)
 

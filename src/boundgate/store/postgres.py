@@ -102,7 +102,16 @@ _JOB_COLUMNS = [f.name for f in fields(JobRow)]
 _PROFILE_COLUMNS = [f.name for f in fields(EnergyProfileRow)]
 _JOB_SELECT = f"SELECT {_cols(_JOB_COLUMNS)} FROM jobs"
 _VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
-_KEY_COLUMNS = ["id", "tenant", "admin", "created", "revoked", "rpm", "daily_tokens"]
+_KEY_COLUMNS = [
+    "id",
+    "tenant",
+    "admin",
+    "created",
+    "revoked",
+    "rpm",
+    "daily_tokens",
+    "daily_reasoning_tokens",
+]
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -391,15 +400,29 @@ class PostgresStore(Store):
         admin: bool = False,
         rpm: int | None = None,
         daily_tokens: int | None = None,
+        daily_reasoning_tokens: int | None = None,
     ) -> NewKey:
         m = mint_key()
         await self._execute(
             "INSERT INTO api_keys (id, tenant, admin, created, revoked, rpm, daily_tokens, "
-            "salt, hash) VALUES (%s, %s, %s, %s, FALSE, %s, %s, %s, %s)",
-            (m.id, tenant, admin, m.created, rpm, daily_tokens, m.salt, m.digest),
+            "daily_reasoning_tokens, salt, hash) "
+            "VALUES (%s, %s, %s, %s, FALSE, %s, %s, %s, %s, %s)",
+            (
+                m.id,
+                tenant,
+                admin,
+                m.created,
+                rpm,
+                daily_tokens,
+                daily_reasoning_tokens,
+                m.salt,
+                m.digest,
+            ),
         )
         self._has_keys = True
-        key = ApiKey(m.id, tenant, admin, m.created, False, rpm, daily_tokens)
+        key = ApiKey(
+            m.id, tenant, admin, m.created, False, rpm, daily_tokens, daily_reasoning_tokens
+        )
         return NewKey(key=key, secret=m.secret)
 
     async def verify_key(self, secret: str) -> ApiKey | None:

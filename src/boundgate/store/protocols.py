@@ -91,9 +91,11 @@ class KeyStore(Protocol):
         admin: bool = False,
         rpm: int | None = None,
         daily_tokens: int | None = None,
+        daily_reasoning_tokens: int | None = None,
     ) -> NewKey:
         """A new key for ``tenant``; the secret is returned once and only its salted hash is
-        stored. ``rpm`` and ``daily_tokens``: per-key limits (None: the settings' default)."""
+        stored. ``rpm``, ``daily_tokens`` and ``daily_reasoning_tokens``: per-key limits (None:
+        the settings' default)."""
 
     async def verify_key(self, secret: str) -> ApiKey | None:
         """The key whose secret is ``secret``; None if the string is malformed, unknown or

@@ -146,6 +146,7 @@ class ApiKey:
     revoked: bool
     rpm: int | None = None  # per-tenant overrides; None = settings default
     daily_tokens: int | None = None
+    daily_reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)

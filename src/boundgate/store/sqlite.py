@@ -853,15 +853,28 @@ class SQLiteStore(Store):
         admin: bool = False,
         rpm: int | None = None,
         daily_tokens: int | None = None,
+        daily_reasoning_tokens: int | None = None,
     ) -> NewKey:
         m = mint_key()
         await self._execute(
             "INSERT INTO api_keys (id, tenant, admin, created, revoked, rpm, daily_tokens, "
-            "salt, hash) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
-            (m.id, tenant, int(admin), m.created, rpm, daily_tokens, m.salt, m.digest),
+            "daily_reasoning_tokens, salt, hash) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (
+                m.id,
+                tenant,
+                int(admin),
+                m.created,
+                rpm,
+                daily_tokens,
+                daily_reasoning_tokens,
+                m.salt,
+                m.digest,
+            ),
         )
         self._refresh_keys(force=True)
-        key = ApiKey(m.id, tenant, admin, m.created, False, rpm, daily_tokens)
+        key = ApiKey(
+            m.id, tenant, admin, m.created, False, rpm, daily_tokens, daily_reasoning_tokens
+        )
         return NewKey(key=key, secret=m.secret)
 
     def _refresh_keys(self, force: bool = False) -> None:
@@ -887,6 +900,7 @@ class SQLiteStore(Store):
                 bool(r["revoked"]),
                 r["rpm"],
                 r["daily_tokens"],
+                r["daily_reasoning_tokens"],
             )
             keys[key.id] = (key, bytes(r["salt"]), bytes(r["hash"]))
         self._keys = keys

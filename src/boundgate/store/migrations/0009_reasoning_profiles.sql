@@ -1,5 +1,7 @@
 -- reasoning tokens (of completion_tokens) per request, for reasoning models' daily budget
 ALTER TABLE ledger ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+-- a key's own daily reasoning-token budget (NULL: limits.daily_reasoning_tokens)
+ALTER TABLE api_keys ADD COLUMN daily_reasoning_tokens INTEGER;
 -- measured energy profiles of local models (boundgate models profile), one row per run
 CREATE TABLE energy_profiles (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
