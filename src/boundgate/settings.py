@@ -427,7 +427,7 @@ class ModelSettings(_Section):
     reasoning: bool = Field(
         False,
         description="A reasoning model: requests' reasoning_effort caps its reasoning tokens "
-        "(local: thinking between <think> and </think> is counted and cut at the cap) and "
+        "(local: thinking between `<think>` and `</think>` is counted and cut at the cap) and "
         "counts against limits.daily_reasoning_tokens; other models ignore reasoning_effort.",
     )
 
