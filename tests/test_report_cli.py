@@ -34,7 +34,10 @@ def seeded(tmp_path: Path) -> tuple[Path, list[LedgerRow], float]:
     data.mkdir()
     now = time.time()
     rows = [
-        LedgerRow("a1", now - HOUR, "acme", "/v1/chat/completions", wh=1.0, gco2=0.4),
+        LedgerRow(
+            "a1", now - HOUR, "acme", "/v1/chat/completions", wh=1.0, gco2=0.4,
+            completion_tokens=30, reasoning_tokens=12,
+        ),
         LedgerRow(
             "a2", now - HOUR - 60, "acme", "/v1/chat/completions",
             reuse="hit-semantic", avoided_wh=2.0, avoided_gco2=0.9,
@@ -137,6 +140,8 @@ def test_table_and_per_model_view(seeded: tuple[Path, list[LedgerRow], float]) -
     by_model = json.loads(res.stdout)
     assert {o["tenant"] for o in by_model} == {"acme", "beta"}
     assert all("model" in o and "avg_latency_ms" in o for o in by_model)
+    reasoning = {o["tenant"]: o["reasoning_tokens"] for o in by_model}
+    assert reasoning == {"acme": 12, "beta": 0}
 
 
 @pytest.mark.parametrize("bad", ["7x", "7", "-1d", "0h", "week"])

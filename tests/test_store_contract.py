@@ -21,6 +21,7 @@ import pytest
 
 from boundgate.store import (
     DocumentRow,
+    EnergyProfileRow,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -176,6 +177,7 @@ def test_record_round_trip_and_missing_row(store: Store) -> None:
     original = row(
         1, extra={"doc": "abc", "n": 2}, stream=True, reuse="hit-exact", similarity=0.93,
         user="u", key_id="k", status=201, error_code=None, grid_zone="DE", gco2_per_kwh=300.0,
+        reasoning_tokens=2,
     )  # fmt: skip
     run(store.record(original))
     assert run(store.get_row("r1")) == original
@@ -323,17 +325,21 @@ def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) ->
 
 def test_keys_verify_list_and_revoke(store: Store) -> None:
     assert not run(store.has_keys())
-    new = run(store.create_key("acme", admin=True, rpm=5, daily_tokens=100))
+    new = run(
+        store.create_key("acme", admin=True, rpm=5, daily_tokens=100, daily_reasoning_tokens=7)
+    )
     key = run(store.verify_key(new.secret))
     assert key == new.key
     assert (key.tenant, key.admin, key.rpm, key.daily_tokens, key.revoked) == (
         "acme", True, 5, 100, False,
     )  # fmt: skip
+    assert key.daily_reasoning_tokens == 7
     for bad in ["", "nope", new.secret + "x", new.secret[:-1], new.key.id]:
         assert run(store.verify_key(bad)) is None
     assert run(store.has_keys())
     second = run(store.create_key("globex"))
     assert [k.id for k in run(store.list_keys())] == [new.key.id, second.key.id]
+    assert [k.daily_reasoning_tokens for k in run(store.list_keys())] == [7, None]
     assert run(store.revoke_key(second.key.id))
     assert run(store.verify_key(second.secret)) is None
     assert not run(store.revoke_key("missing"))
@@ -360,6 +366,18 @@ def test_tokens_used_counts_generated_tokens_of_one_tenant(store: Store) -> None
     assert run(store.tokens_used("a", 0.0)) == 15
     assert run(store.tokens_used("a", 1002.0)) == 10
     assert run(store.tokens_used("nobody", 0.0)) == 0
+
+
+def test_reasoning_tokens_used_counts_generated_reasoning_of_one_tenant(store: Store) -> None:
+    run(store.record(row(1, tenant="a", completion_tokens=9, reasoning_tokens=6)))
+    run(store.record(row(2, tenant="a", reuse="hit-exact", reasoning_tokens=6)))  # free
+    run(store.record(row(3, tenant="a", reuse="miss", reasoning_tokens=2)))
+    run(store.record(row(4, tenant="b", reasoning_tokens=5)))
+    run(store.record(row(5, tenant="a")))  # a model that does not reason
+    assert run(store.reasoning_tokens_used("a", 0.0)) == 8
+    assert run(store.reasoning_tokens_used("a", 1002.0)) == 2
+    assert run(store.reasoning_tokens_used("nobody", 0.0)) == 0
+    assert {(r.tenant, r.reasoning_tokens) for r in run(store.report())} == {("a", 14), ("b", 5)}
 
 
 def test_novel_used_counts_fresh_creative_generations(store: Store) -> None:
@@ -851,3 +869,60 @@ def test_concurrent_takes_never_hand_one_variant_twice(store: Store) -> None:
     got = run(takes(["d"] * 5))
     ids = [v.id for v in got if v is not None]
     assert len(ids) == 3 and len(set(ids)) == 3
+
+
+# --- energy profiles ------------------------------------------------------------------------
+
+
+def profile(model: str, at: float, host: str = "h1", **kw: Any) -> EnergyProfileRow:
+    fields: dict[str, Any] = {
+        "model_version": f"{model}@v1",
+        "cpu": "Some CPU @ 2.0GHz",
+        "method": "estimate",
+        "prompt_wh_per_1k_tokens": 0.1,
+        "prompt_wh_per_1k_tokens_low": 0.05,
+        "prompt_wh_per_1k_tokens_high": 0.2,
+        "output_wh_per_1k_tokens": 1.0,
+        "output_wh_per_1k_tokens_low": 0.5,
+        "output_wh_per_1k_tokens_high": 2.0,
+        "prompt_tokens_per_s": 800.0,
+        "output_tokens_per_s": 40.0,
+        "runs": 3,
+        "prompt_tokens": 500,
+        "output_tokens": 64,
+    }
+    fields.update(kw)
+    return EnergyProfileRow(model=model, measured_at=at, host=host, **fields)
+
+
+def test_profiles_give_the_newest_of_each_model(store: Store) -> None:
+    assert run(store.profiles()) == []
+    old = profile("b-model", 10.0)
+    new = profile("b-model", 20.0, method="rapl", model_version="b-model@v2")
+    a = profile("a-model", 15.0)
+    for p in (new, a, old):  # insertion order is not measurement order
+        run(store.put_profile(p))
+    assert run(store.profiles()) == [a, new]
+    same_time = profile("a-model", 15.0, runs=5)  # a tie: the later insertion wins
+    run(store.put_profile(same_time))
+    assert run(store.profiles())[0] == same_time
+
+
+def test_profiles_of_one_host(store: Store) -> None:
+    here = profile("m", 10.0, host="here")
+    there = profile("m", 20.0, host="there")
+    run(store.put_profile(here))
+    run(store.put_profile(there))
+    assert run(store.profiles("here")) == [here]
+    assert run(store.profiles("there")) == [there]
+    assert run(store.profiles()) == [there]
+    assert run(store.profiles("elsewhere")) == []
+
+
+def test_profiles_survive_close_and_reopen(make_store: Callable[[], Store]) -> None:
+    store = make_store()
+    p = profile("m", 10.0)
+    run(store.put_profile(p))
+    store.close()
+    store.open()
+    assert run(store.profiles()) == [p]

@@ -33,6 +33,7 @@ from .grid.live import (
 from .grid.series import SeriesError
 from .grid.signal import CsvSignal
 from .metrics import Metrics
+from .profiles import EnergyProfiles
 from .reuse.binding import Signer
 from .reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from .reuse.engine import ReuseEngine
@@ -49,6 +50,12 @@ from .tenants import Limiter
 
 
 def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
+    backend = _build_backend(name, ms, settings)
+    backend.reasoning = ms.reasoning
+    return backend
+
+
+def _build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
     if ms.backend == "llama_cpp":
         return LlamaCppBackend(
             name,
@@ -251,7 +258,13 @@ def build_gateway(
         carbon=carbon,
         meter_for=meter_for or default_meter_for(settings),
         grid_zone=zone,
-        limiter=Limiter(store, clock, settings.limits.rpm, settings.limits.daily_tokens),
+        limiter=Limiter(
+            store,
+            clock,
+            settings.limits.rpm,
+            settings.limits.daily_tokens,
+            settings.limits.daily_reasoning_tokens,
+        ),
         metrics=Metrics(tenant_label=settings.server.metrics_tenant_label),
         clock=clock,
         default_max_tokens=settings.limits.default_max_tokens,
@@ -262,6 +275,8 @@ def build_gateway(
         creativity=CreativityBuffer(store, jobs, clock, settings.creativity, settings.limits)
         if settings.creativity.enabled and reuse is not None
         else None,
+        reasoning=settings.reasoning,
+        profiles=EnergyProfiles(store, backends, settings.energy),
     )
 
 

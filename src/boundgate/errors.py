@@ -10,7 +10,7 @@ The tree (status in brackets)::
     ├── NotFoundError [404]
     │   └── ModelNotFoundError [404]
     ├── PayloadTooLargeError [413]
-    ├── RateLimitError [429]               requests per minute, daily tokens
+    ├── RateLimitError [429]               requests per minute, daily (reasoning) tokens
     ├── UpstreamError [502]                upstream 5xx / connection failure after retries
     ├── ServiceUnavailableError [503]      local model queue full, not ready
     └── UpstreamTimeoutError [504]
@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"  # 429: requests per minute
     DAILY_TOKEN_BUDGET_EXCEEDED = "daily_token_budget_exceeded"  # 429
     NOVELTY_BUDGET_EXHAUSTED = "novelty_budget_exhausted"  # 429
+    DAILY_REASONING_BUDGET_EXCEEDED = "daily_reasoning_budget_exceeded"  # 429
     INTERNAL_ERROR = "internal_error"  # 500
     UPSTREAM_ERROR = "upstream_error"  # 502
     OVERLOADED = "overloaded"  # 503

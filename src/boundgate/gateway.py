@@ -27,11 +27,13 @@ from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .ledger import LedgerWriter
 from .metrics import Metrics
+from .profiles import EnergyProfiles
 from .reuse.engine import Lookup, ReuseEngine
 from .reuse.scope import answer_fits
 from .reuse.stored import replay_pieces, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
 from .scheduler.jobs import JobQueue
+from .settings import EnergySettings, ReasoningSettings
 from .store import Store
 from .tenants import Limiter, Reservation, Tenant
 
@@ -131,6 +133,8 @@ class Gateway:
         reuse_meter: Meter | None = None,
         jobs: JobQueue | None = None,
         creativity: CreativityBuffer | None = None,
+        reasoning: ReasoningSettings | None = None,
+        profiles: EnergyProfiles | None = None,
     ) -> None:
         self.backends = backends
         self.default_model = default_model
@@ -147,6 +151,9 @@ class Gateway:
         self.reuse_meter = reuse_meter
         self.jobs = jobs
         self.creativity = creativity
+        self.reasoning = reasoning or ReasoningSettings()
+        # the models' energy profiles and the per-token estimate (``profiles.estimate``)
+        self.profiles = profiles or EnergyProfiles(store, backends, EnergySettings())
         self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
         self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
         for name, b in backends.items():
@@ -210,8 +217,32 @@ class Gateway:
                 f"about {req.text_bytes() // 4} tokens.",
                 param="messages" if req.messages is not None else "prompt",
             )
-        reservation = await self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
+        reasoning = self.reasoning_cap(backend, req)
+        reservation = await self.limiter.admit(
+            ctx.tenant, req.text_bytes() + req.max_tokens, reasoning
+        )
         return backend, reservation
+
+    def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int:
+        """Apply ``reasoning_effort`` to ``req`` for ``backend``; return the most reasoning
+        tokens the request may use (its reservation against the daily reasoning budget).
+
+        Not a reasoning model: the parameter is dropped (never sent upstream, not part of the
+        reuse scope) and 0 returned. A local reasoning model gets the effort's cap from
+        ``[reasoning].effort_tokens`` as ``max_reasoning_tokens``, which it enforces; an
+        upstream one gets the effort as ``reasoning_effort``, a hint it may exceed, so its
+        worst case is ``max_tokens``.
+        """
+        effort = req.passthrough.pop("reasoning_effort", None)
+        if not backend.reasoning:
+            req.max_reasoning_tokens = None
+            return 0
+        effort = effort or self.reasoning.default_effort
+        req.passthrough["reasoning_effort"] = effort
+        if backend.remote:
+            return req.max_tokens
+        req.max_reasoning_tokens = self.reasoning.cap(effort)
+        return min(req.max_reasoning_tokens, req.max_tokens)
 
     def energy_report(self, m: Measurement, at: float) -> EnergyReport:
         when = datetime.fromtimestamp(at, tz=UTC)
@@ -489,7 +520,7 @@ class Gateway:
             )
             raise
         finally:
-            self.limiter.settle(reservation, usage.total_tokens)
+            self.limiter.settle(reservation, usage.total_tokens, usage.reasoning_tokens)
 
     async def stream(
         self, ctx: RequestContext, req: GenerationRequest
@@ -571,7 +602,13 @@ class Gateway:
                 # The consumer went away mid-stream: stop the model, account what it did.
                 cancel.cancel()
                 await gen.aclose()
-                partial = Usage(usage.prompt_tokens, usage.completion_tokens or produced)
+                # reasoning tokens of an unfinished stream are not reported: count what it
+                # produced, up to its cap
+                partial = Usage(
+                    usage.prompt_tokens,
+                    usage.completion_tokens or produced,
+                    usage.reasoning_tokens or min(produced, reservation.reasoning_tokens),
+                )
                 m = self._measure(meter, token, backend, partial, self.clock.monotonic() - t0)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)
                 self.ledger.commit_soon(
@@ -586,4 +623,5 @@ class Gateway:
                         status=499,
                     )
                 )
-            self.limiter.settle(reservation, usage.total_tokens or produced)
+                usage = partial
+            self.limiter.settle(reservation, usage.total_tokens or produced, usage.reasoning_tokens)

@@ -65,6 +65,7 @@ class LedgerWriter:
             stream=stream,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
             outcome=outcome,
             status=status,
             error_code=error_code,

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "BOUNDGATE_"
@@ -86,6 +93,12 @@ class LimitsSettings(_Section):
     rpm: int = Field(0, ge=0, description="Default requests per minute per tenant (0 = unlimited).")
     daily_tokens: int = Field(
         0, ge=0, description="Default prompt+completion tokens per tenant per UTC day (0 = off)."
+    )
+    daily_reasoning_tokens: int = Field(
+        0,
+        ge=0,
+        description="Default reasoning tokens per tenant per UTC day on reasoning models "
+        "(0 = off); reserved before each call at its worst case, settled after.",
     )
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens applied when a request gives none."
@@ -297,6 +310,52 @@ class ReuseSettings(_Section):
     )
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def _default_effort_tokens() -> dict[ReasoningEffort, int]:
+    # low/medium/high: the thinking budgets Google maps OpenAI's reasoning_effort to in the
+    # Gemini API's OpenAI compatibility (ai.google.dev/gemini-api/docs/openai); none: no
+    # thinking; minimal and xhigh: CLIProxyAPI's presets (help.router-for.me/configuration/
+    # thinking), as OpenAI publishes no token figure for any effort.
+    return {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768}
+
+
+class ReasoningSettings(_Section):
+    effort_tokens: dict[ReasoningEffort, int] = Field(
+        default_factory=_default_effort_tokens,
+        description="Cap on reasoning tokens per request for each reasoning_effort, on models "
+        "with reasoning = true (enforced on local models, sent upstream as reasoning_effort). "
+        "Defaults: Gemini's OpenAI-compatible mapping for low/medium/high, 0 for none, "
+        "CLIProxyAPI's presets for minimal/xhigh (docs/api.md).",
+    )
+    default_effort: ReasoningEffort = Field(
+        "medium",
+        description="The effort assumed when a request to a reasoning model gives none "
+        "(OpenAI's default for its reasoning models before gpt-5.1).",
+    )
+
+    @field_validator("effort_tokens", mode="before")
+    @classmethod
+    def _merge_defaults(cls, v: Any) -> Any:
+        # a file or env var may set some efforts; the others keep their defaults
+        return {**_default_effort_tokens(), **v} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _check_efforts(self) -> ReasoningSettings:
+        if any(v < 0 for v in self.effort_tokens.values()):
+            raise ValueError("effort_tokens: caps must be >= 0")
+        return self
+
+    def cap(self, effort: str | None) -> int:
+        """The reasoning-token cap of ``effort`` (None: ``default_effort``)."""
+        key = effort or self.default_effort
+        if key not in self.effort_tokens:
+            raise ValueError(f"unknown reasoning_effort {key!r}")
+        return self.effort_tokens[key]
+
+
 class CreativitySettings(_Section):
     enabled: bool = Field(True, description="Pre-generate variants of popular creative prompts.")
     min_askers: int = Field(
@@ -396,6 +455,12 @@ class ModelSettings(_Section):
         "and jittered (×0.5–1.5); an upstream Retry-After header (up to 10 s) overrides it.",
     )
     aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+    reasoning: bool = Field(
+        False,
+        description="A reasoning model: requests' reasoning_effort caps its reasoning tokens "
+        "(local: thinking between `<think>` and `</think>` is counted and cut at the cap) and "
+        "counts against limits.daily_reasoning_tokens; other models ignore reasoning_effort.",
+    )
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> ModelSettings:
@@ -430,6 +495,7 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     grid: GridSettings = Field(default_factory=GridSettings)
     creativity: CreativitySettings = Field(default_factory=CreativitySettings)
+    reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
@@ -586,6 +652,7 @@ def reference_markdown() -> str:
         ("scheduler", SchedulerSettings),
         ("grid", GridSettings),
         ("creativity", CreativitySettings),
+        ("reasoning", ReasoningSettings),
         ("dashboard", DashboardSettings),
         ("models.<name>", ModelSettings),
     ]

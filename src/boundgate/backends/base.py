@@ -42,6 +42,9 @@ class GenerationRequest:
     passthrough: dict[str, Any] = field(default_factory=dict)
     # The request's ``boundgate`` field (gateway options such as reuse); never sent upstream.
     options: Any = None
+    # Reasoning models only: the most reasoning tokens this request may use (set by the
+    # gateway from reasoning_effort; local backends enforce it). None: no cap.
+    max_reasoning_tokens: int | None = None
 
     def text_bytes(self) -> int:
         """UTF-8 size of the input: an upper bound on its token count for BPE vocabularies."""
@@ -53,7 +56,8 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class Usage:
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # reasoning tokens included, as OpenAI counts them
+    reasoning_tokens: int = 0  # OpenAI's completion_tokens_details.reasoning_tokens
 
     @property
     def total_tokens(self) -> int:
@@ -101,6 +105,9 @@ class Backend(ABC):
     # from bytes (4 a token) before sending, as it has no tokenizer for the model; local
     # backends count the prompt's tokens with their own.
     counts_context_by_bytes: bool = False
+    # A reasoning model (``models.<name>.reasoning``): requests get a reasoning-token cap
+    # from their reasoning_effort and count against the daily reasoning budget.
+    reasoning: bool = False
 
     def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
         self.name = name
@@ -152,6 +159,7 @@ class Backend(ABC):
             "params_b": self.params_b,
             "context_length": self.context_length,
             "version": self.version,
+            "reasoning": self.reasoning,
         }
 
 

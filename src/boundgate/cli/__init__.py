@@ -242,23 +242,6 @@ def ask(
         )
 
 
-@app.command()
-def models(config: ConfigOpt = None) -> None:
-    """List the configured models."""
-    settings = _settings(config)
-    table = Table("id", "backend", "default", "where", "params (B)")
-    for name, m in settings.models.items():
-        where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
-        table.add_row(
-            name,
-            m.backend,
-            "yes" if name == settings.default_model else "",
-            where,
-            "" if m.params_b is None else f"{m.params_b:g}",
-        )
-    out.print(table)
-
-
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
@@ -266,6 +249,10 @@ def keys_create(
     rpm: Annotated[int | None, typer.Option(help="Requests per minute (0 = unlimited).")] = None,
     daily_tokens: Annotated[
         int | None, typer.Option(help="Tokens per UTC day (0 = unlimited).")
+    ] = None,
+    daily_reasoning_tokens: Annotated[
+        int | None,
+        typer.Option(help="Reasoning tokens per UTC day on reasoning models (0 = unlimited)."),
     ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -275,7 +262,15 @@ def keys_create(
         err.print("tenant: use 1-64 letters, digits, or _ . @ -")
         raise typer.Exit(2)
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        new = asyncio.run(store.create_key(tenant, admin=admin, rpm=rpm, daily_tokens=daily_tokens))
+        new = asyncio.run(
+            store.create_key(
+                tenant,
+                admin=admin,
+                rpm=rpm,
+                daily_tokens=daily_tokens,
+                daily_reasoning_tokens=daily_reasoning_tokens,
+            )
+        )
     err.print(
         f"created key {new.key.id} for tenant {tenant}{' (admin)' if admin else ''}; "
         "it is shown once:",
@@ -289,7 +284,16 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List keys (ids and tenants, never secrets)."""
     with opened_store(_settings(config, data_dir=data_dir)) as store:
         rows = asyncio.run(store.list_keys())
-    table = Table("id", "tenant", "admin", "created (UTC)", "revoked", "rpm", "daily tokens")
+    table = Table(
+        "id",
+        "tenant",
+        "admin",
+        "created (UTC)",
+        "revoked",
+        "rpm",
+        "daily tokens",
+        "daily reasoning tokens",
+    )
     for k in rows:
         table.add_row(
             k.id,
@@ -299,6 +303,7 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
             "yes" if k.revoked else "",
             "" if k.rpm is None else str(k.rpm),
             "" if k.daily_tokens is None else str(k.daily_tokens),
+            "" if k.daily_reasoning_tokens is None else str(k.daily_reasoning_tokens),
         )
     out.print(table)
 
@@ -348,12 +353,14 @@ def version() -> None:
 
 
 from .docs import docs_app  # noqa: E402  (needs the helpers above)
+from .models import models_app  # noqa: E402
 from .report import report  # noqa: E402
 from .schedule import batch_app, grid_app, schedule_app  # noqa: E402
 from .workers import WORKER_SETTINGS_ENV  # noqa: E402
 
 app.command()(report)
 
+app.add_typer(models_app, name="models")
 app.add_typer(docs_app, name="docs")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(grid_app, name="grid")

@@ -63,6 +63,7 @@ MODEL_FIELDS = [
     "avoided_wh",
     "avoided_gco2",
     "avg_latency_ms",
+    "reasoning_tokens",  # of completion_tokens, the reasoning ones (reasoning models)
 ]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")

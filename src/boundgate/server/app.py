@@ -175,6 +175,7 @@ def create_app(
                     # versions are known once models are loaded (the gguf hash)
                     steps.update("checking stored answers against model versions")
                     await gateway.reuse.documents.mark_stale(gateway.model_versions())
+                await gateway.profiles.refresh()  # versions known: profiles can be checked
             finally:
                 steps.finish()
             start_grid = getattr(gateway.carbon, "start", None)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import Chunk, GenerationRequest
+from ..backends.base import Chunk, GenerationRequest, Usage
 from ..errors import BoundgateError, ErrorCode, InvalidRequestError
 from ..gateway import Finished, Gateway, RequestContext
 from .chat.protocol import SamplingParams
@@ -79,11 +79,12 @@ def generation_request(
     )
 
 
-def _usage(u: Any) -> dict[str, int]:
+def _usage(u: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
 
 

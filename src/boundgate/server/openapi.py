@@ -122,7 +122,8 @@ GENERATION_ERRORS = errors(
         "model's context (`context_length_exceeded`); an upstream's own 4xx passes through "
         "with its status and code",
         404: "unknown model (`model_not_found`, `param: model`)",
-        429: "or the tenant's novelty budget (`novelty_budget_exhausted`)",
+        429: "or the tenant's novelty budget (`novelty_budget_exhausted`), or its daily "
+        "reasoning-token budget on reasoning models (`daily_reasoning_budget_exceeded`)",
     },
 )
 

@@ -59,6 +59,7 @@ def report_row(r: Row) -> ReportRow:
         reused=int(r["reused"] or 0),
         avoided_wh=float(r["avoided_wh"] or 0.0),
         avoided_gco2=float(r["avoided_gco2"] or 0.0),
+        reasoning_tokens=int(r["reasoning_tokens"] or 0),
     )
 
 

@@ -59,6 +59,7 @@ from .rows import (
     ApiKey,
     ChangeRow,
     DocumentRow,
+    EnergyProfileRow,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -113,9 +114,19 @@ _INSERT_ENTRY = (
 _DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
 _DOC_SELECT = f"SELECT {_cols(_DOC_COLUMNS)} FROM documents"
 _JOB_COLUMNS = [f.name for f in fields(JobRow)]
+_PROFILE_COLUMNS = [f.name for f in fields(EnergyProfileRow)]
 _JOB_SELECT = f"SELECT {_cols(_JOB_COLUMNS)} FROM jobs"
 _VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
-_KEY_COLUMNS = ["id", "tenant", "admin", "created", "revoked", "rpm", "daily_tokens"]
+_KEY_COLUMNS = [
+    "id",
+    "tenant",
+    "admin",
+    "created",
+    "revoked",
+    "rpm",
+    "daily_tokens",
+    "daily_reasoning_tokens",
+]
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -358,7 +369,8 @@ class PostgresStore(Store):
                    SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
                    SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
                    SUM(({_REUSED})::int) AS reused,
-                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
+                   SUM(reasoning_tokens) AS reasoning_tokens
             FROM ledger WHERE ts >= %s
             GROUP BY 1, 2 ORDER BY 1, 2
         """
@@ -408,15 +420,29 @@ class PostgresStore(Store):
         admin: bool = False,
         rpm: int | None = None,
         daily_tokens: int | None = None,
+        daily_reasoning_tokens: int | None = None,
     ) -> NewKey:
         m = mint_key()
         await self._execute(
             "INSERT INTO api_keys (id, tenant, admin, created, revoked, rpm, daily_tokens, "
-            "salt, hash) VALUES (%s, %s, %s, %s, FALSE, %s, %s, %s, %s)",
-            (m.id, tenant, admin, m.created, rpm, daily_tokens, m.salt, m.digest),
+            "daily_reasoning_tokens, salt, hash) "
+            "VALUES (%s, %s, %s, %s, FALSE, %s, %s, %s, %s, %s)",
+            (
+                m.id,
+                tenant,
+                admin,
+                m.created,
+                rpm,
+                daily_tokens,
+                daily_reasoning_tokens,
+                m.salt,
+                m.digest,
+            ),
         )
         self._has_keys = True
-        key = ApiKey(m.id, tenant, admin, m.created, False, rpm, daily_tokens)
+        key = ApiKey(
+            m.id, tenant, admin, m.created, False, rpm, daily_tokens, daily_reasoning_tokens
+        )
         return NewKey(key=key, secret=m.secret)
 
     async def verify_key(self, secret: str) -> ApiKey | None:
@@ -453,6 +479,30 @@ class PostgresStore(Store):
             "WHERE tenant = %s AND ts >= %s AND COALESCE(reuse, '') NOT LIKE 'hit%%'"
         )
         return int(await self._run(lambda conn: _scalar(conn, sql, (tenant, since))))
+
+    async def reasoning_tokens_used(self, tenant: str, since: float) -> int:
+        sql = (
+            "SELECT COALESCE(SUM(reasoning_tokens), 0) FROM ledger "
+            "WHERE tenant = %s AND ts >= %s AND COALESCE(reuse, '') NOT LIKE 'hit%%'"
+        )
+        return int(await self._run(lambda conn: _scalar(conn, sql, (tenant, since))))
+
+    async def put_profile(self, profile: EnergyProfileRow) -> None:
+        await self._execute(
+            f"INSERT INTO energy_profiles ({_cols(_PROFILE_COLUMNS)}) "
+            f"VALUES ({_marks(_PROFILE_COLUMNS)})",
+            [getattr(profile, c) for c in _PROFILE_COLUMNS],
+        )
+
+    async def profiles(self, host: str | None = None) -> list[EnergyProfileRow]:
+        where, params = ("WHERE host = %s", (host,)) if host is not None else ("", ())
+        sql = (
+            f"SELECT DISTINCT ON (model) {_cols(_PROFILE_COLUMNS)} FROM energy_profiles "
+            f"{where} ORDER BY model, measured_at DESC, id DESC"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql, params))
+        out = [EnergyProfileRow(**{c: r[c] for c in _PROFILE_COLUMNS}) for r in rows]
+        return sorted(out, key=lambda p: p.model)  # by code point, as SQLite's store
 
     async def novel_used(self, tenant: str, since: float) -> int:
         sql = (

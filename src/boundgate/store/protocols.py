@@ -29,6 +29,7 @@ from .rows import (
     ApiKey,
     ChangeRow,
     DocumentRow,
+    EnergyProfileRow,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -91,9 +92,11 @@ class KeyStore(Protocol):
         admin: bool = False,
         rpm: int | None = None,
         daily_tokens: int | None = None,
+        daily_reasoning_tokens: int | None = None,
     ) -> NewKey:
         """A new key for ``tenant``; the secret is returned once and only its salted hash is
-        stored. ``rpm`` and ``daily_tokens``: per-key limits (None: the settings' default)."""
+        stored. ``rpm``, ``daily_tokens`` and ``daily_reasoning_tokens``: per-key limits (None:
+        the settings' default)."""
 
     async def verify_key(self, secret: str) -> ApiKey | None:
         """The key whose secret is ``secret``; None if the string is malformed, unknown or
@@ -117,6 +120,11 @@ class KeyStore(Protocol):
         """Prompt plus completion tokens ``tenant`` spent since ``since`` (daily budgets);
         requests answered from stored answers (reuse ``hit-*``) count 0. Reads committed
         ledger rows, so a row returned by :meth:`LedgerStore.record` counts at once."""
+
+    async def reasoning_tokens_used(self, tenant: str, since: float) -> int:
+        """Reasoning tokens ``tenant`` spent since ``since`` (the daily reasoning budget): the
+        ledger's ``reasoning_tokens``, hits counting 0, committed rows at once, as
+        :meth:`tokens_used`."""
 
     async def novel_used(self, tenant: str, since: float) -> int:
         """Fresh above-dial (creative) generations ``tenant`` had since ``since``: ledger rows
@@ -336,6 +344,17 @@ class CreativityStore(Protocol):
         """Variants of ``exact`` nobody has been served yet."""
 
 
+class ProfileStore(Protocol):
+    """Measured energy profiles of local models (``boundgate models profile``)."""
+
+    async def put_profile(self, profile: EnergyProfileRow) -> None:
+        """Append a profile; returns once committed. Older profiles are kept (history)."""
+
+    async def profiles(self, host: str | None = None) -> list[EnergyProfileRow]:
+        """The newest profile of each model (measured on ``host``, when given; newest by
+        ``measured_at``, then by insertion), sorted by model."""
+
+
 class Store(
     LedgerStore,
     KeyStore,
@@ -346,6 +365,7 @@ class Store(
     JobStore,
     FileStore,
     CreativityStore,
+    ProfileStore,
     Protocol,
 ):
     """Every aggregate in one store, with a lifecycle. ``open`` and ``close`` are blocking:

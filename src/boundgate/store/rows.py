@@ -38,6 +38,7 @@ class LedgerRow:
     avoided_wh: float = 0.0  # measured cost of the original computation, on hits
     avoided_gco2: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)  # JSON column for later fields
+    reasoning_tokens: int = 0  # of completion_tokens, the reasoning ones (reasoning models)
 
 
 @dataclass
@@ -162,6 +163,7 @@ class ApiKey:
     revoked: bool
     rpm: int | None = None  # per-tenant overrides; None = settings default
     daily_tokens: int | None = None
+    daily_reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class ReportRow:
     reused: int = 0  # requests answered from stored answers
     avoided_wh: float = 0.0  # generation energy those reuses did not spend
     avoided_gco2: float = 0.0
+    reasoning_tokens: int = 0  # of completion_tokens, the reasoning ones
 
 
 @dataclass(frozen=True)
@@ -215,3 +218,28 @@ class PeriodRow:
     avoided_gco2: float = 0.0
     batches: int = 0  # batches that finished (or were cancelled mid-run) in the period
     shifting_saved_gco2: float = 0.0  # those batches' run-at-submission carbon minus actual
+
+
+@dataclass(frozen=True)
+class EnergyProfileRow:
+    """One measured energy profile of a local model on one host (``boundgate models
+    profile``): energy per 1000 prompt tokens (prefill) and per 1000 output tokens (decode),
+    with the meter's range, and the throughput of each."""
+
+    model: str
+    model_version: str  # the weights measured (``Backend.version``)
+    measured_at: float  # unix seconds
+    host: str  # hostname
+    cpu: str  # CPU model name
+    method: str  # the meter: rapl | nvml | estimate
+    prompt_wh_per_1k_tokens: float
+    prompt_wh_per_1k_tokens_low: float
+    prompt_wh_per_1k_tokens_high: float
+    output_wh_per_1k_tokens: float
+    output_wh_per_1k_tokens_low: float
+    output_wh_per_1k_tokens_high: float
+    prompt_tokens_per_s: float
+    output_tokens_per_s: float
+    runs: int  # metered runs of each kind
+    prompt_tokens: int  # prompt tokens of one prefill run
+    output_tokens: int  # output tokens of one decode run

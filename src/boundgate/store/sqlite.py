@@ -41,6 +41,7 @@ from .rows import (
     ApiKey,
     ChangeRow,
     DocumentRow,
+    EnergyProfileRow,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -73,6 +74,7 @@ def _entry_from(r: sqlite3.Row) -> StoredEntry:
 
 
 _DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
+_PROFILE_COLUMNS = [f.name for f in fields(EnergyProfileRow)]
 _JOB_COLUMNS = [f.name for f in fields(JobRow)]
 
 
@@ -352,7 +354,8 @@ class SQLiteStore(Store):
                        SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
                        SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
                        SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
-                       SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+                       SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
+                       SUM(reasoning_tokens) AS reasoning_tokens
                 FROM ledger WHERE ts >= ?
                 GROUP BY tenant, model ORDER BY tenant, model
                 """,
@@ -861,6 +864,39 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
+    async def reasoning_tokens_used(self, tenant: str, since: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COALESCE(SUM(reasoning_tokens), 0) FROM ledger "
+                "WHERE tenant = ? AND ts >= ? AND COALESCE(reuse, '') NOT LIKE 'hit%'",
+                (tenant, since),
+            ).fetchone()
+            return int(r[0])
+
+        return await self._read(run)
+
+    # --- energy profiles -------------------------------------------------------------------
+    async def put_profile(self, profile: EnergyProfileRow) -> None:
+        await self._execute(
+            f"INSERT INTO energy_profiles ({', '.join(_PROFILE_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _PROFILE_COLUMNS)})",
+            tuple(getattr(profile, c) for c in _PROFILE_COLUMNS),
+        )
+
+    async def profiles(self, host: str | None = None) -> list[EnergyProfileRow]:
+        def run(conn: sqlite3.Connection) -> list[EnergyProfileRow]:
+            where, params = ("WHERE host = ?", (host,)) if host is not None else ("", ())
+            rows = conn.execute(
+                f"SELECT * FROM energy_profiles {where} ORDER BY model, measured_at, id", params
+            )
+            newest = {r["model"]: r for r in rows}
+            return [
+                EnergyProfileRow(**{c: newest[m][c] for c in _PROFILE_COLUMNS})
+                for m in sorted(newest)
+            ]
+
+        return await self._read(run)
+
     # --- keys ----------------------------------------------------------------------------
     async def create_key(
         self,
@@ -868,15 +904,28 @@ class SQLiteStore(Store):
         admin: bool = False,
         rpm: int | None = None,
         daily_tokens: int | None = None,
+        daily_reasoning_tokens: int | None = None,
     ) -> NewKey:
         m = mint_key()
         await self._execute(
             "INSERT INTO api_keys (id, tenant, admin, created, revoked, rpm, daily_tokens, "
-            "salt, hash) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)",
-            (m.id, tenant, int(admin), m.created, rpm, daily_tokens, m.salt, m.digest),
+            "daily_reasoning_tokens, salt, hash) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (
+                m.id,
+                tenant,
+                int(admin),
+                m.created,
+                rpm,
+                daily_tokens,
+                daily_reasoning_tokens,
+                m.salt,
+                m.digest,
+            ),
         )
         self._refresh_keys(force=True)
-        key = ApiKey(m.id, tenant, admin, m.created, False, rpm, daily_tokens)
+        key = ApiKey(
+            m.id, tenant, admin, m.created, False, rpm, daily_tokens, daily_reasoning_tokens
+        )
         return NewKey(key=key, secret=m.secret)
 
     def _refresh_keys(self, force: bool = False) -> None:
@@ -902,6 +951,7 @@ class SQLiteStore(Store):
                 bool(r["revoked"]),
                 r["rpm"],
                 r["daily_tokens"],
+                r["daily_reasoning_tokens"],
             )
             keys[key.id] = (key, bytes(r["salt"]), bytes(r["hash"]))
         self._keys = keys

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...settings import ReasoningEffort
+
 # Parameters the gateway does not implement yet: rejected clearly instead of ignored.
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio")
 
@@ -50,6 +52,8 @@ class SamplingParams(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # OpenAI's values; caps reasoning on models with reasoning = true, ignored by others
+    reasoning_effort: ReasoningEffort | None = None
 
     @field_validator("stop")
     @classmethod
@@ -78,7 +82,12 @@ class SamplingParams(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
     def passthrough(self) -> dict[str, Any]:
-        return {k: v for k, v in (self.model_extra or {}).items() if k != "boundgate"}
+        """Parameters sent on to an upstream unchanged (reasoning_effort too: the gateway
+        drops it for models that are not reasoning models)."""
+        out = {k: v for k, v in (self.model_extra or {}).items() if k != "boundgate"}
+        if self.reasoning_effort is not None:
+            out["reasoning_effort"] = self.reasoning_effort
+        return out
 
 
 class ChatCompletionRequest(SamplingParams):

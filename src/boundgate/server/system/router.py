@@ -23,15 +23,22 @@ router = APIRouter(route_class=StrictJSONRoute)
 async def list_models(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
+    """The models, each with boundgate's details: backend, version, whether it reasons, and
+    its energy profile (measured on this host, or the labelled per-token estimate)."""
     gw = gateway_of(request)
     created = int(request.app.state.started)
+    await gw.profiles.refresh()  # a profile measured while serving shows at once
     data = [
         {
             "id": name,
             "object": "model",
             "created": created,
             "owned_by": "upstream" if b.remote else "boundgate",
-            "boundgate": {**b.describe(), "default": name == gw.default_model},
+            "boundgate": {
+                **b.describe(),
+                "default": name == gw.default_model,
+                "energy_profile": gw.profiles.describe(name),
+            },
         }
         for name, b in gw.backends.items()
     ]

@@ -1,0 +1,223 @@
+"""``boundgate models``: the configured models with their energy profiles, and ``boundgate
+models profile`` to measure them on this host (see ``profiles.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+    from ..settings import Settings
+    from ..store import EnergyProfileRow, Store
+
+from . import ConfigOpt, DataDirOpt
+
+models_app = typer.Typer(
+    help="List the configured models (with their energy profiles); measure profiles.",
+    invoke_without_command=True,
+)
+
+
+def _backends(settings: Settings) -> dict[str, Backend]:
+    """The configured models as backends, identified but not loaded (a local model's version
+    comes from its file; a model that cannot be built or read keeps its name as version)."""
+    from ..assembly import build_backend
+    from ..backends.llama_cpp import LlamaCppBackend
+    from ..backends.openai_upstream import OpenAIBackend
+    from ..settings import ConfigError
+
+    out: dict[str, Backend] = {}
+    for name, ms in settings.models.items():
+        try:
+            b = build_backend(name, ms, settings)
+        except (ConfigError, FileNotFoundError):
+            continue
+        if isinstance(b, LlamaCppBackend):
+            with contextlib.suppress(OSError):
+                b.identify()
+        if isinstance(b, OpenAIBackend):
+            asyncio.run(b.aclose())  # only its figures are needed
+        out[name] = b
+    return out
+
+
+def _range(value: float, lo_hi: list[float]) -> str:
+    return f"{value:.3g} ({lo_hi[0]:.3g}-{lo_hi[1]:.3g})"
+
+
+@models_app.callback()
+def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """List the configured models with their energy profiles (measured on this host, or the
+    labelled per-token estimate)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..profiles import EnergyProfiles
+    from . import _settings, opened_store, out
+
+    settings = _settings(config, data_dir=data_dir)
+    backends = _backends(settings)
+    table = Table(
+        "id",
+        "backend",
+        "default",
+        "where",
+        "params (B)",
+        "reasoning",
+        "Wh / 1k prompt tokens",
+        "Wh / 1k output tokens",
+        "energy profile",
+    )
+    with opened_store(settings) as store:
+        profiles = EnergyProfiles(store, backends, settings.energy)
+        asyncio.run(profiles.refresh())
+    for name, m in settings.models.items():
+        where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
+        cells = ["", "", "unknown"]
+        if name in backends:
+            d = profiles.describe(name)
+            if d["source"] == "profile":
+                when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(d["measured_at"]))
+                label = f"{d['method']}, {when} UTC on {d['host']}"
+            else:
+                label = "estimate (EcoLogits, output tokens only)"
+            cells = [
+                _range(d["prompt_wh_per_1k_tokens"], d["prompt_wh_per_1k_tokens_range"]),
+                _range(d["output_wh_per_1k_tokens"], d["output_wh_per_1k_tokens_range"]),
+                label,
+            ]
+        table.add_row(
+            name,
+            m.backend,
+            "yes" if name == settings.default_model else "",
+            where,
+            "" if m.params_b is None else f"{m.params_b:g}",
+            "yes" if m.reasoning else "",
+            *cells,
+        )
+    out.print(table)
+
+
+async def _profile_all(
+    settings: Settings,
+    store: Store,
+    names: list[str],
+    *,
+    runs: int,
+    prompt_tokens: int,
+    output_tokens: int,
+) -> tuple[list[EnergyProfileRow], dict[str, dict[str, Any]]]:
+    from ..assembly import build_backend
+    from ..clock import SystemClock
+    from ..energy import local_meter
+    from ..profiles import EnergyProfiles, measure_profile
+    from . import err
+
+    meter = local_meter(settings.energy)
+    measured: list[EnergyProfileRow] = []
+    estimated: dict[str, dict[str, Any]] = {}
+    for name in names:
+        backend = build_backend(name, settings.models[name], settings)
+        try:
+            if backend.remote:  # not measurable here: the estimate it is metered with
+                estimated[name] = EnergyProfiles(store, {name: backend}, settings.energy).describe(
+                    name
+                )
+                continue
+            err.print(f"profiling {name}: loading", highlight=False)
+            await backend.start()
+            words = prompt_tokens
+            if backend.context_length is not None:  # leave room for the answer
+                words = max(1, min(words, (backend.context_length - output_tokens) // 2))
+            err.print(
+                f"profiling {name}: {runs} prefill runs (~{words} prompt tokens) and {runs} "
+                f"decode runs (up to {output_tokens} output tokens) with the {meter.name} meter",
+                highlight=False,
+            )
+            p = await measure_profile(
+                backend,
+                meter,
+                SystemClock(),
+                runs=runs,
+                prompt_tokens=words,
+                output_tokens=output_tokens,
+            )
+            await store.put_profile(p)
+            measured.append(p)
+        finally:
+            await backend.aclose()
+    return measured, estimated
+
+
+@models_app.command("profile")
+def profile(
+    model: Annotated[
+        str | None, typer.Argument(help="A configured model (default: every model).")
+    ] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Metered runs of each kind.")] = 3,
+    prompt_tokens: Annotated[
+        int, typer.Option(min=1, help="Prompt length of a prefill run (about, in tokens).")
+    ] = 512,
+    output_tokens: Annotated[
+        int, typer.Option(min=1, help="Most output tokens of a decode run.")
+    ] = 64,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Measure each local model's energy per 1000 prompt and output tokens on this host and
+    store it; upstream models show the per-token estimate they are metered with."""
+    from ..profiles import profile_dict
+    from . import _settings, err, opened_store, out
+
+    settings = _settings(config, data_dir=data_dir)
+    if model is not None and model not in settings.models:
+        err.print(f"no such model: {model} (configured: {', '.join(settings.models)})")
+        raise typer.Exit(2)
+    names = [model] if model is not None else list(settings.models)
+    with opened_store(settings) as store:
+        measured, estimated = asyncio.run(
+            _profile_all(
+                settings,
+                store,
+                names,
+                runs=runs,
+                prompt_tokens=prompt_tokens,
+                output_tokens=output_tokens,
+            )
+        )
+    table = Table(
+        "id",
+        "method",
+        "Wh / 1k prompt tokens",
+        "Wh / 1k output tokens",
+        "prompt tokens/s",
+        "output tokens/s",
+        "measured",
+    )
+    for p in measured:
+        d = profile_dict(p)
+        table.add_row(
+            p.model,
+            p.method,
+            _range(d["prompt_wh_per_1k_tokens"], d["prompt_wh_per_1k_tokens_range"]),
+            _range(d["output_wh_per_1k_tokens"], d["output_wh_per_1k_tokens_range"]),
+            f"{p.prompt_tokens_per_s:.1f}",
+            f"{p.output_tokens_per_s:.1f}",
+            f"{p.runs} runs on {p.host} ({p.cpu}), {p.model_version}",
+        )
+    for name, d in estimated.items():
+        table.add_row(
+            name,
+            "estimate",
+            _range(d["prompt_wh_per_1k_tokens"], d["prompt_wh_per_1k_tokens_range"]),
+            _range(d["output_wh_per_1k_tokens"], d["output_wh_per_1k_tokens_range"]),
+            "",
+            "",
+            "upstream: EcoLogits per-token estimate, not measured",
+        )
+    out.print(table)
