@@ -43,7 +43,6 @@ from task_classifier import (
     measure,
 )
 
-import boundgate.routing.classifier as classifier_module
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.routing.classifier import EmbeddingTaskClassifier, window_text
 from boundgate.routing.prompts import task_prompts
@@ -107,15 +106,9 @@ def long_prompts(shipped: EmbeddingTaskClassifier, embedder: OnnxEmbedder) -> No
     print(f"long prompts ({len(texts)}, all past the 128-token window):")
     print("| read as | right | misses |")
     print("|---|---:|---|")
-    saved = classifier_module.HEAD_TAIL_CHARS
     variants: list[tuple[str, Callable[[str], str]]] = [("truncation", lambda t: t)]
     for n in (80, 120, 200):
-
-        def head_tail(t: str, n: int = n) -> str:
-            classifier_module.HEAD_TAIL_CHARS = n
-            return window_text(t, embedder)
-
-        variants.append((f"head + tail, {n} chars", head_tail))
+        variants.append((f"head + tail, {n} chars", lambda t, n=n: window_text(t, embedder, n)))
     for name, read in variants:
         vectors = embedder.embed([read(t) for t in texts])
         got = [shipped.classify_vector(v).task for v in vectors]
@@ -125,7 +118,6 @@ def long_prompts(shipped: EmbeddingTaskClassifier, embedder: OnnxEmbedder) -> No
             if g is not want
         ]
         print(f"| {name} | {len(texts) - len(misses)}/{len(texts)} | {', '.join(misses)} |")
-    classifier_module.HEAD_TAIL_CHARS = saved
     print()
 
 

@@ -3,8 +3,8 @@
 A prompt's MiniLM vector (``reuse.embedder.OnnxEmbedder``, 384-d, unit length) goes through
 one linear layer per task and a softmax: ``p = softmax(W·x + b)``. ``W`` and ``b`` are
 package data (``data/task_classifier.json``), written by ``training/task_classifier.py``
-(multinomial logistic regression on the training part of ``data/task_prompts.jsonl``; the
-methods it was measured against and the numbers are in that file and in bench/RESULTS.md).
+(multinomial logistic regression on the training part of ``data/task_prompts.jsonl``; its
+accuracy is recorded in that file, the methods it was measured against in bench/RESULTS.md).
 Serving needs numpy only; the layer costs microseconds beside the embedding's milliseconds,
 and a caller that already holds the prompt's vector (the reuse lookup embeds it too) can
 pass it to ``classify_vector`` and pay nothing more.
@@ -87,11 +87,12 @@ class LinearTaskModel:
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
-def window_text(text: str, embedder: Embedder) -> str:
-    """``text`` itself when the embedder reads all of it, else its head and tail joined."""
+def window_text(text: str, embedder: Embedder, chars: int = HEAD_TAIL_CHARS) -> str:
+    """``text`` itself when the embedder reads all of it, else its first and last ``chars``
+    characters joined."""
     if embedder.fits(text):
         return text
-    return f"{text[:HEAD_TAIL_CHARS]} … {text[-HEAD_TAIL_CHARS:]}"
+    return f"{text[:chars]} … {text[-chars:]}"
 
 
 class EmbeddingTaskClassifier(TaskClassifier):
