@@ -5,9 +5,10 @@ one linear layer per task and a softmax: ``p = softmax(W·x + b)``. ``W`` and ``
 package data (``data/task_classifier.json``), written by ``training/task_classifier.py``
 (multinomial logistic regression on the training part of ``data/task_prompts.jsonl``; its
 accuracy is recorded in that file, the methods it was measured against in bench/RESULTS.md).
-Serving needs numpy only; the layer costs microseconds beside the embedding's milliseconds,
-and a caller that already holds the prompt's vector (the reuse lookup embeds it too) can
-pass it to ``classify_vector`` and pay nothing more.
+Serving needs numpy only; the layer costs a tenth of a millisecond beside the embedding's
+milliseconds, and a caller that already holds the prompt's vector can pass it to
+``classify_vector`` and pay nothing more (the reuse lookup embeds the last message; for a
+prompt that ``fits`` the embedder's window that vector is the one ``classify`` would make).
 
 The weights only mean something in the vector space they were trained in: the file names its
 embedder, and a classifier over another one is refused.
