@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install dev serve test lint format bench soak clean pair-model wordnet-antonyms
+.PHONY: install dev serve test lint format bench soak clean pair-model wordnet-antonyms task-classifier
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,12 @@ pair-model: $(VENV)/.train
 	$(BIN)/python training/lookup_calibration.py --val $(PAIRS) --write
 	$(BIN)/python training/model_card.py
 
+# Train the task classifier for model "auto" (issue #15) on the shipped prompt set into
+# src/boundgate/routing/data/task_classifier.json (numpy only, a few minutes on 2 cores;
+# deterministic). The result is committed; run again after editing task_prompts.jsonl.
+task-classifier: install
+	$(BIN)/python training/task_classifier.py
+
 bench: dev
 	$(BIN)/python bench/local_generation.py
 	$(BIN)/python bench/overhead.py
@@ -69,6 +75,7 @@ bench: dev
 	$(BIN)/python bench/lookup.py --pairs $(PAIRS)
 	$(BIN)/python bench/pair_model.py --pairs $(PAIRS)
 	$(BIN)/python bench/shift.py
+	$(BIN)/python bench/task_classes.py
 
 # 30 minutes of mixed traffic against one server: RSS, open fds and p99 per 10k requests.
 soak: dev

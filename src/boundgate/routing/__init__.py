@@ -1,5 +1,7 @@
 """Right-sized compute (issue #15): task classification, model ladders, escalation.
 
 ``tasks.py`` is the seam: a ``TaskClassifier`` says which kind of task a prompt is, so the
-gateway can try the smallest adequate model first for ``model: "auto"``.
+gateway can try the smallest adequate model first for ``model: "auto"``; ``classifier.py``
+is the real one (``load_task_classifier``), a linear layer over the embedder's vector trained
+on ``prompts.py``'s labelled set (``data/``).
 """
