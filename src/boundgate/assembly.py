@@ -41,6 +41,8 @@ from .reuse.prior import Prior
 from .reuse.scoring import SCORERS
 from .reuse.variants import CreativityBuffer
 from .reuse.verifier import Verifier
+from .routing.ladder import Router
+from .routing.tasks import TaskClassifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
 from .settings import ConfigError, ModelSettings, Settings
@@ -211,6 +213,28 @@ def build_reuse(
     return engine
 
 
+def build_task_classifier(settings: Settings) -> TaskClassifier | None:
+    """The task classifier ``model: "auto"`` routes by: THE place the real classifier is built.
+
+    None on this branch: no trained classifier ships yet, so every auto request is
+    ``unclassified`` and follows ``routing.unclassified`` (the default ladder from its first
+    rung), never a fake classifier's guess. The embedding classifier (issue #15,
+    ``routing-tasks``) is wired in here."""
+    return None
+
+
+def build_router(
+    settings: Settings, classifier: TaskClassifier | None, aliases: dict[str, str]
+) -> Router:
+    return Router(
+        settings.routing,
+        settings.energy,
+        default_model=settings.default_model,
+        aliases=aliases,
+        classifier=classifier,
+    )
+
+
 def build_gateway(
     settings: Settings,
     *,
@@ -221,6 +245,7 @@ def build_gateway(
     clock: Clock | None = None,
     embedder: Embedder | None = None,
     reuse_meter: Meter | None = None,
+    task_classifier: TaskClassifier | None = None,
 ) -> Gateway:
     carbon = carbon or build_carbon(settings)
     zone = settings.server.grid_zone
@@ -241,6 +266,7 @@ def build_gateway(
     reuse = build_reuse(settings, store, clock, embedder, jobs) if settings.reuse.enabled else None
     if reuse is not None and reuse_meter is None:
         reuse_meter = local_energy_meter(settings)
+    classifier = task_classifier or build_task_classifier(settings)
     return Gateway(
         backends=backends,
         default_model=default,
@@ -259,6 +285,7 @@ def build_gateway(
         creativity=CreativityBuffer(store, jobs, clock, settings.creativity, settings.limits)
         if settings.creativity.enabled and reuse is not None
         else None,
+        router=build_router(settings, classifier, aliases),
     )
 
 
