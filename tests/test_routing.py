@@ -518,3 +518,17 @@ def test_refusal_patterns_can_come_from_a_file(tmp_path: Path) -> None:
     router = _router(refusal_patterns=f)
     assert router.escalation(_c("Nope, not today."), 16, False) == "refusal"
     assert router.escalation(_c("I cannot help with that."), 16, False) is None
+
+
+def test_the_dashboard_shows_right_sizing_beside_reuse(live: Live) -> None:
+    chat(live, LOOKUP)
+    overview = live.http.get("/dashboard").text
+    assert "Avoided by right-sizing" in overview and "Energy avoided" in overview
+    assert "1 auto-routed request:" in overview
+    ledger = live.http.get("/dashboard/ledger").text
+    assert 'title="route: small;escalated=refusal, medium;answered"' in ledger
+    assert "right-sized" in ledger
+    csv_text = live.http.get("/dashboard/ledger.csv").text
+    header, first = csv_text.splitlines()[:2]
+    assert "route" in header.split(",") and "rightsizing_avoided_wh" in header.split(",")
+    assert "small;escalated=refusal, medium;answered" in first

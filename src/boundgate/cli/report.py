@@ -47,6 +47,9 @@ DAY_FIELDS = [
     "avoided_gco2",  # carbon of the avoided generations
     "batches",  # batches that ran and finished that day
     "shifting_saved_gco2",  # their run-at-submission carbon minus what they emitted
+    "routed",  # requests routed by model: "auto"
+    "rightsizing_avoided_wh",  # the ladders' top rungs' estimate minus what the routes spent
+    "rightsizing_avoided_gco2",
 ]
 MODEL_FIELDS = [
     "tenant",
@@ -63,6 +66,9 @@ MODEL_FIELDS = [
     "avoided_wh",
     "avoided_gco2",
     "avg_latency_ms",
+    "routed",
+    "rightsizing_avoided_wh",
+    "rightsizing_avoided_gco2",
 ]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -131,7 +137,9 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
     """People's view of the day rows: units in the headers, a total line at the end."""
     table = Table(
         title=title,
-        caption="shifted: the carbon batches saved by running later than submitted",
+        caption="avoided: by reuse · right-sized: the ladders' top rungs' estimate minus what "
+        "auto-routed requests spent · shifted: the carbon batches saved by running later "
+        "than submitted",
         box=box.SIMPLE_HEAD,
     )
     table.add_column("day", no_wrap=True)
@@ -143,6 +151,7 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
         "Wh\navoided",
         "gCO2e\nspent",
         "gCO2e\navoided",
+        "Wh\nright-sized",
         "batches",
         "gCO2e\nshifted",
     ):
@@ -159,6 +168,7 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
             f"{d['avoided_wh']:.3g}",
             f"{d['gco2']:.3g}",
             f"{d['avoided_gco2']:.3g}",
+            f"{d['rightsizing_avoided_wh']:.3g}",
             str(d["batches"]),
             f"{d['shifting_saved_gco2']:.3g}",
             style="bold" if d["day"] == "all" else None,
@@ -275,10 +285,12 @@ def report(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Requests, reuse, energy and carbon spent and avoided, and shifting savings.
+    """Requests, reuse, energy and carbon spent and avoided, right-sizing and shifting savings.
 
-    Per UTC day and tenant (the first day may be partial). Shifting savings are what batches
-    did not emit by running in the hours the scheduler chose instead of at submission.
+    Per UTC day and tenant (the first day may be partial). Right-sizing savings are the
+    estimated energy of each auto-routed request's ladder top rung minus what its rungs spent.
+    Shifting savings are what batches did not emit by running in the hours the scheduler chose
+    instead of at submission.
     """
     from . import _settings, err, opened_store
 
