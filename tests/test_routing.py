@@ -23,7 +23,7 @@ from boundgate.routing.ladder import Router, top_rung_estimate
 from boundgate.routing.tasks import FakeTaskClassifier, Task
 from boundgate.settings import ConfigError, EnergySettings, RoutingSettings, load_settings
 from boundgate.testing import ThreadedServer
-from conftest import Live, assert_error, write_config
+from conftest import Live, assert_error, wait_until, write_config
 
 MATH = "What is 12 times 12?"
 LOOKUP = "What is the capital of Australia?"
@@ -532,3 +532,58 @@ def test_the_dashboard_shows_right_sizing_beside_reuse(live: Live) -> None:
     header, first = csv_text.splitlines()[:2]
     assert "route" in header.split(",") and "rightsizing_avoided_wh" in header.split(",")
     assert "small;escalated=refusal, medium;answered" in first
+
+
+def test_batch_lines_are_routed(tmp_path: Path) -> None:
+    live = routed_live(
+        tmp_path, FakeTaskClassifier(TASKS), '\n[scheduler]\npolicy = "now"\npoll_s = 0.05\n'
+    )
+    try:
+        client = live.openai()
+        lines = [
+            {
+                "custom_id": name,
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "auto", "messages": [{"role": "user", "content": q}]},
+            }
+            for name, q in (("math", MATH), ("lookup", LOOKUP))
+        ]
+        data = "\n".join(json.dumps(x) for x in lines).encode()
+        f = client.files.create(file=("in.jsonl", data), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        out = {
+            o["custom_id"]: o["response"]["body"]
+            for o in map(json.loads, client.files.content(done.output_file_id).text.splitlines())
+        }
+        assert out["math"]["model"] == "small"
+        assert out["lookup"]["model"] == "medium"
+        assert out["lookup"]["boundgate"]["route"] == "small;escalated=refusal, medium;answered"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_an_escalated_creative_request_counts_once_against_the_novelty_budget(
+    tmp_path: Path,
+) -> None:
+    live = routed_live(
+        tmp_path,
+        FakeTaskClassifier(TASKS),
+        "\n[creativity]\nmin_askers = 100\n",
+    )
+    live.gateway.creativity.limits.novelty_per_day = 1
+    live.gateway.creativity.limits.novelty_exhausted = "reject"
+    try:
+        r = chat(live, CREATIVE, temperature=1.2)  # above the dial: novel, empty → escalated
+        assert r.status_code == 200, r.text
+        assert r.headers["x-boundgate-route"] == "small;escalated=empty, medium;answered"
+        row = live.ledger()[r.headers["x-request-id"]]
+        assert row.extra.get("novel") == 1
+        assert_error(chat(live, MATH, temperature=1.2), 429, code="novelty_budget_exhausted")
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]

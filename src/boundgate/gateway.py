@@ -54,7 +54,7 @@ class RequestContext:
     cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
     reuse: Lookup | None = None  # what the reuse layer decided, once it has
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
-    novel: bool = False  # internal work already counted against the novelty budget (variants)
+    novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
     route: Route | None = None  # model: "auto": the rungs tried so far
 
 
@@ -334,7 +334,7 @@ class Gateway:
         )
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale)
-        if p.reason == "temperature" and key is not None and not ctx.internal:
+        if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
             await self._creative(ctx, req, lookup)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
         return lookup
@@ -469,6 +469,8 @@ class Gateway:
         token = self.reuse_meter.start() if self.reuse_meter is not None else None
         lookup = await self._lookup(ctx, req, backend)
         lookup_m = self._lookup_measurement(token, t0)
+        if lookup is not None and lookup.novel:
+            ctx.novel = True  # counted once against the novelty budget, not once per rung
         if lookup is not None and lookup.entry is not None:
             assert self.reuse is not None
             await self.reuse.note_hit(lookup, self.asker(ctx, req))
