@@ -503,6 +503,8 @@ class Gateway:
         answered. The row's energy and tokens are those of every rung tried; the budget is
         settled with the tokens generated (reused answers use none). Errors are recorded."""
         assert self.router is not None
+        if ctx.internal:
+            await self.yield_to_interactive()
         client_limit = req.max_tokens > 0
         if not client_limit:
             req.max_tokens = self.default_max_tokens
