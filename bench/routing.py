@@ -45,7 +45,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +281,7 @@ class ArmResult:
     escalations: dict[str, int]
     methods: set[str]
     seconds: float
+    by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind → [right, known]
 
 
 def run_arm(ladder: str, arm: str, items: list[Item]) -> ArmResult:
@@ -313,8 +314,12 @@ def run_arm(ladder: str, arm: str, items: list[Item]) -> ArmResult:
                         reason = step.split("escalated=")[1]
                         result.escalations[reason] = result.escalations.get(reason, 0) + 1
                 if it.answer is not None:
+                    ok = correct(it, text)
                     result.known += 1
-                    result.right += correct(it, text)
+                    result.right += ok
+                    kind = result.by_kind.setdefault(it.kind, [0, 0])
+                    kind[0] += ok
+                    kind[1] += 1
             # the ledger agrees with the responses (the ledger is what reports read)
             ledger = http.get("/v1/boundgate/ledger", params={"limit": 1000}).json()["data"]
             assert abs(sum(row["wh"] for row in ledger) - sum(result.wh)) < 1e-9
@@ -335,10 +340,10 @@ def main() -> None:
         print(f"\n### ladder: {ladder} ({len(items)} requests, "
               f"{sum(it.answer is not None for it in items)} with known answers)\n")  # fmt: skip
         print(
-            "| arm | Wh/request | vs top | accuracy | vs top | answered by | escalations "
-            "| method | s |"
+            "| arm | Wh/request | vs top | accuracy | vs top | by kind | answered by "
+            "| escalations | method | s |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         top: ArmResult | None = None  # the first arm is the reference: run "top" first
         for arm in args.arm or ARMS:
             print(f"running {ladder}/{arm} ...", file=sys.stderr)
@@ -350,9 +355,10 @@ def main() -> None:
             top_acc = top.right / top.known
             by = ", ".join(f"{k} {v}" for k, v in sorted(r.answered_by.items()))
             esc = ", ".join(f"{k} {v}" for k, v in sorted(r.escalations.items())) or "–"
+            kinds = ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(r.by_kind.items()))
             print(
                 f"| {arm} | {per:.4g} | {100 * per / top_per:.1f} % | {r.right}/{r.known} = "
-                f"{100 * acc:.1f} % | {100 * acc / top_acc:.1f} % | {by} | {esc} | "
+                f"{100 * acc:.1f} % | {100 * acc / top_acc:.1f} % | {kinds} | {by} | {esc} | "
                 f"{'+'.join(sorted(r.methods))} | {r.seconds:.0f} |",
                 flush=True,
             )
