@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -239,8 +238,3 @@ class Router:
         data centre for a remote model, of this machine for a local one."""
         pue = self.energy.upstream_pue if top.remote else self.energy.pue
         return top_rung_estimate(top.params_b, usage, pue)
-
-
-def ladder_rungs(router: Router | None) -> dict[str, Sequence[str]]:
-    """Each ladder's rungs (for ``/v1/models``); empty without a router."""
-    return dict(router.ladders) if router is not None else {}
