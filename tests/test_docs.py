@@ -33,7 +33,7 @@ def test_readme_python_example_streams_with_energy(local_live: Live) -> None:
 def test_api_doc_python_examples_run(
     local_live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, reuse, batch = python_blocks(ROOT / "docs" / "api.md")
+    first, reuse, auto, batch = python_blocks(ROOT / "docs" / "api.md")
     namespace: dict[str, object] = {}
     exec(
         compile(first.replace("http://127.0.0.1:8080/v1", local_live.url), "api.md", "exec"),
@@ -43,6 +43,11 @@ def test_api_doc_python_examples_run(
     assert reply.choices[0].message.content  # type: ignore[attr-defined]
     # the reuse example (extra_body) runs with the same client
     exec(compile(reuse, "api.md", "exec"), namespace)
+    # the auto example: without a [routing] section the default ladder is the default model
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(auto, "api.md", "exec"), namespace)
+    assert out.getvalue() == "smollm2-135m;answered smollm2-135m\n"
     # the batch example, with a one-line input file in the working directory
     monkeypatch.chdir(tmp_path)
     line = {

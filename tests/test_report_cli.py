@@ -189,3 +189,32 @@ def test_plot_without_matplotlib_says_what_to_install(
     assert res.exit_code == 1
     assert "pip install 'boundgate[plot]'" in plain(res.stderr)
     assert res.stdout == "" and not target.exists()
+
+
+def test_right_sizing_is_reported_beside_reuse(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    now = time.time()
+    rows = [
+        LedgerRow(
+            "r1", now - 60, "acme", "/v1/chat/completions", model="small", wh=0.1,
+            task="math", route="small;answered", counterfactual_wh=0.5,
+            rightsizing_avoided_wh=0.4, rightsizing_avoided_gco2=0.16,
+        ),
+        LedgerRow("n1", now - 120, "acme", "/v1/chat/completions", model="small", wh=0.2),
+    ]  # fmt: skip
+    store = SQLiteStore(data / "boundgate.db")
+    store.open()
+    try:
+        for r in rows:
+            asyncio.run(store.record(r))
+    finally:
+        store.close()
+    (day,) = json.loads(run("--format", "json", "--data-dir", str(data)).stdout)
+    assert (day["requests"], day["routed"]) == (2, 1)
+    assert day["rightsizing_avoided_wh"] == pytest.approx(0.4)
+    assert day["rightsizing_avoided_gco2"] == pytest.approx(0.16)
+    (model,) = json.loads(run("--by", "model", "--format", "json", "--data-dir", str(data)).stdout)
+    assert (model["routed"], model["rightsizing_avoided_wh"]) == (1, pytest.approx(0.4))
+    table = run("--data-dir", str(data)).stdout
+    assert "right-sized" in table and "0.4" in table

@@ -266,6 +266,27 @@ def test_report_totals_per_tenant_and_model(store: Store) -> None:
     assert run(store.report(since=5000.0)) == []
 
 
+def test_routed_rows_round_trip_and_their_savings_are_summed(store: Store) -> None:
+    routed = row(
+        1, task="lookup", route="small;escalated=refusal, big;answered", counterfactual_wh=0.75,
+        rightsizing_avoided_wh=0.25, rightsizing_avoided_gco2=0.125,
+    )  # fmt: skip
+    run(store.record(routed))
+    run(store.record(row(2, task="math", route="small;answered", counterfactual_wh=2.0,
+                         rightsizing_avoided_wh=1.5, rightsizing_avoided_gco2=0.5)))  # fmt: skip
+    run(store.record(row(3)))  # named a model: not routed
+    assert run(store.get_row("r1")) == routed
+    plain = run(store.get_row("r3"))
+    assert (plain.task, plain.route, plain.counterfactual_wh) == (None, None, None)
+    assert plain.rightsizing_avoided_wh == 0.0
+    (rep,) = run(store.report())
+    assert (rep.requests, rep.routed) == (3, 2)
+    assert rep.rightsizing_avoided_wh == pytest.approx(1.75)
+    assert rep.rightsizing_avoided_gco2 == pytest.approx(0.625)
+    (day,) = run(store.report_by_period(0.0))
+    assert (day.routed, day.rightsizing_avoided_wh) == (2, pytest.approx(1.75))
+
+
 def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) -> None:
     records = [
         LedgerRow("a1", D0 + 10, "a", "/v1/chat/completions", wh=1.0, gco2=0.5),

@@ -42,6 +42,9 @@ from .reuse.prior import Prior
 from .reuse.scoring import SCORERS
 from .reuse.variants import CreativityBuffer
 from .reuse.verifier import Verifier
+from .routing.classifier import load_task_classifier
+from .routing.ladder import Router
+from .routing.tasks import TaskClassifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
 from .settings import ConfigError, ModelSettings, Settings
@@ -221,6 +224,33 @@ def build_reuse(
     return engine
 
 
+def build_task_classifier(
+    settings: Settings, embedder: Embedder | None = None
+) -> TaskClassifier | None:
+    """The task classifier ``model: "auto"`` routes by: the shipped linear layer over the
+    MiniLM vector (``routing/classifier.py``), sharing ``embedder`` (the reuse engine's) when
+    it is the MiniLM one. None with ``reuse.embedder = "hash"`` (tests): the weights were
+    trained on MiniLM vectors, so auto requests are then ``unclassified`` and follow
+    ``routing.unclassified``, never a guess."""
+    if settings.reuse.embedder == "hash":
+        return None
+    if not isinstance(embedder, OnnxEmbedder):
+        embedder = build_embedder(settings)
+    return load_task_classifier(embedder)
+
+
+def build_router(
+    settings: Settings, classifier: TaskClassifier | None, aliases: dict[str, str]
+) -> Router:
+    return Router(
+        settings.routing,
+        settings.energy,
+        default_model=settings.default_model,
+        aliases=aliases,
+        classifier=classifier,
+    )
+
+
 def build_gateway(
     settings: Settings,
     *,
@@ -231,6 +261,7 @@ def build_gateway(
     clock: Clock | None = None,
     embedder: Embedder | None = None,
     reuse_meter: Meter | None = None,
+    task_classifier: TaskClassifier | None = None,
 ) -> Gateway:
     carbon = carbon or build_carbon(settings)
     zone = settings.server.grid_zone
@@ -251,6 +282,9 @@ def build_gateway(
     reuse = build_reuse(settings, store, clock, embedder, jobs) if settings.reuse.enabled else None
     if reuse is not None and reuse_meter is None:
         reuse_meter = local_energy_meter(settings)
+    classifier = task_classifier or build_task_classifier(
+        settings, reuse.embedder if reuse is not None else embedder
+    )
     return Gateway(
         backends=backends,
         default_model=default,
@@ -277,6 +311,7 @@ def build_gateway(
         else None,
         reasoning=settings.reasoning,
         profiles=EnergyProfiles(store, backends, settings.energy),
+        router=build_router(settings, classifier, aliases),
     )
 
 

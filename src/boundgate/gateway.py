@@ -9,6 +9,7 @@ a ledger row too. The HTTP layer (``server/``) only translates shapes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ from .reuse.engine import Lookup, ReuseEngine
 from .reuse.scope import answer_fits
 from .reuse.stored import replay_pieces, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry
+from .routing.ladder import Route, Router
 from .scheduler.jobs import JobQueue
 from .settings import EnergySettings, ReasoningSettings
-from .store import Store
+from .store import LedgerRow, Store
 from .tenants import Limiter, Reservation, Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -54,7 +56,8 @@ class RequestContext:
     cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
     reuse: Lookup | None = None  # what the reuse layer decided, once it has
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
-    novel: bool = False  # internal work already counted against the novelty budget (variants)
+    novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
+    route: Route | None = None  # model: "auto": the rungs tried so far
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,14 @@ class Result:
     model: str
     energy: EnergyReport
     reuse: Lookup | None = None
+    route: Route | None = None
 
     def headers(self) -> dict[str, str]:
         h = self.energy.headers()
         if self.reuse is not None:
             h.update(self.reuse.headers())
+        if self.route is not None:
+            h["x-boundgate-route"] = self.route.header()
         return h
 
 
@@ -112,6 +118,7 @@ class Finished:
     usage: Usage
     energy: EnergyReport
     reuse: Lookup | None = None
+    route: Route | None = None
 
 
 class Gateway:
@@ -135,6 +142,7 @@ class Gateway:
         creativity: CreativityBuffer | None = None,
         reasoning: ReasoningSettings | None = None,
         profiles: EnergyProfiles | None = None,
+        router: Router | None = None,
     ) -> None:
         self.backends = backends
         self.default_model = default_model
@@ -154,6 +162,7 @@ class Gateway:
         self.reasoning = reasoning or ReasoningSettings()
         # the models' energy profiles and the per-token estimate (``profiles.estimate``)
         self.profiles = profiles or EnergyProfiles(store, backends, EnergySettings())
+        self.router = router  # model: "auto" (routing/ladder.py); None: auto is unknown
         self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
         self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
         for name, b in backends.items():
@@ -356,7 +365,7 @@ class Gateway:
         )
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale)
-        if p.reason == "temperature" and key is not None and not ctx.internal:
+        if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
             await self._creative(ctx, req, lookup)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
         return lookup
@@ -477,8 +486,151 @@ class Gateway:
         )
         return energy
 
+    def routes(self, req: GenerationRequest) -> bool:
+        """Whether ``req`` asks for ``model: "auto"`` (or ``auto:<ladder>``)."""
+        return self.router is not None and self.router.is_auto(req.model)
+
+    async def _run_rung(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, cancel: CancelToken
+    ) -> tuple[Completion, Measurement, Lookup | None]:
+        """One rung of an auto request through the normal pipeline (reuse lookup in the
+        rung's own scope, else generate, meter and remember): its answer, the energy it took
+        (lookup included) and the lookup (``lookup.entry`` set: the answer was reused)."""
+        t0 = self.clock.monotonic()
+        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        lookup = await self._lookup(ctx, req, backend)
+        lookup_m = self._lookup_measurement(token, t0)
+        if lookup is not None and lookup.novel:
+            ctx.novel = True  # counted once against the novelty budget, not once per rung
+        if lookup is not None and lookup.entry is not None:
+            assert self.reuse is not None
+            await self.reuse.note_hit(lookup, self.asker(ctx, req))
+            e = lookup.entry
+            spent = lookup_m or Measurement(0.0, 0.0, 0.0, "estimate")
+            return Completion(e.answer, e.finish_reason, usage_of(e)), spent, lookup
+        limit = backend.context_length
+        if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {limit} tokens; the prompt is "
+                f"about {req.text_bytes() // 4} tokens.",
+                param="messages" if req.messages is not None else "prompt",
+            )
+        meter = self.meter_for(backend)
+        t1 = self.clock.monotonic()
+        mtoken = meter.start()
+        completion = await backend.complete(req, cancel)
+        m = self._measure(meter, mtoken, backend, completion.usage, self.clock.monotonic() - t1)
+        await self._remember(
+            ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
+        )
+        return completion, combine(m, lookup_m), lookup
+
+    async def _route(
+        self, ctx: RequestContext, req: GenerationRequest, *, stream: bool
+    ) -> tuple[Result, LedgerRow]:
+        """``model: "auto"``: plan the ladder, admit once, climb the rungs until an answer
+        passes the router's checks (the last rung's answer is kept whatever it is). Returns
+        the result and its ledger row, not yet committed; ``req.model`` becomes the model that
+        answered. The row's energy and tokens are those of every rung tried; the budget is
+        settled with the tokens generated (reused answers use none). Errors are recorded."""
+        assert self.router is not None
+        if ctx.internal:
+            await self.yield_to_interactive()
+        client_limit = req.max_tokens > 0
+        if not client_limit:
+            req.max_tokens = self.default_max_tokens
+        try:
+            plan = await self.router.plan(req)
+            reservation = await self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req, stream=stream)
+            raise
+        route = ctx.route = Route(plan)
+        cancel = CancelToken()
+        spent: Measurement | None = None
+        generated = prompt_tokens = completion_tokens = 0
+        try:
+            for i, name in enumerate(plan.rungs):
+                backend = self.backends[name]
+                rreq = dataclasses.replace(req, model=name)
+                last = i == len(plan.rungs) - 1
+                try:
+                    completion, m, lookup = await self._run_rung(ctx, rreq, backend, cancel)
+                except BoundgateError as err:
+                    reason = None if last else self.router.escalates_error(err)
+                    if reason is None:
+                        raise
+                    route.escalated(name, reason)
+                    self.metrics.routing_escalations.labels(from_model=name, reason=reason).inc()
+                    continue
+                reused = lookup is not None and lookup.entry is not None
+                spent = combine(m, spent)
+                if not reused:
+                    generated += completion.usage.total_tokens
+                prompt_tokens += completion.usage.prompt_tokens
+                completion_tokens += completion.usage.completion_tokens
+                reason = self.router.escalation(completion, rreq.max_tokens, client_limit)
+                reason = None if last else reason
+                if reason is not None:
+                    route.escalated(name, reason)
+                    self.metrics.routing_escalations.labels(from_model=name, reason=reason).inc()
+                    continue
+                route.answered(name, reused)
+                break
+            assert spent is not None  # the last rung either answered or raised
+            energy = self.energy_report(spent, ctx.started)
+            counterfactual = self.router.counterfactual(self.backends[plan.top], completion.usage)
+            route.savings(counterfactual, energy.wh, energy.gco2_per_kwh, reused)
+            req.model = backend.name
+            ctx.reuse = lookup
+            row = self.ledger.row(
+                ctx,
+                rreq,
+                backend,
+                stream=stream,
+                usage=Usage(prompt_tokens, completion_tokens),
+                energy=energy,
+                lookup=lookup,
+                route=route,
+            )
+            return Result(completion, backend.name, energy, lookup, route), row
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req, stream=stream)
+            raise
+        except asyncio.CancelledError:
+            cancel.cancel()
+            self.ledger.commit_soon(
+                self.ledger.row(ctx, req, None, stream=stream, outcome="cancelled", status=499)
+            )
+            raise
+        finally:
+            self.limiter.settle(reservation, generated)
+
+    async def _stream_routed(
+        self, ctx: RequestContext, req: GenerationRequest
+    ) -> AsyncGenerator[Chunk | Finished, None]:
+        """An auto request streamed: the ladder runs to its answer first (a rung's answer must
+        pass the checks before any of it is sent), then the answer is replayed as chunks."""
+        result, row = await self._route(ctx, req, stream=True)
+        replayed = False
+        try:
+            for piece in replay_pieces(result.completion.text):
+                yield Chunk(piece)
+            replayed = True
+            await self.ledger.commit(row)
+            c = result.completion
+            yield Finished(c.finish_reason, c.usage, result.energy, result.reuse, result.route)
+        finally:
+            if not replayed:  # the client left during the replay
+                row.outcome, row.status = "cancelled", 499
+                self.ledger.commit_soon(row)
+
     async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:
         """Non-streamed generation. Errors are recorded and re-raised."""
+        if self.routes(req):
+            result, row = await self._route(ctx, req, stream=False)
+            await self.ledger.commit(row)
+            return result
         backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, False)
         if lookup is not None and lookup.entry is not None:
             try:
@@ -530,6 +682,10 @@ class Gateway:
         If the consumer stops early (client disconnected), generation is cancelled and the
         ledger row says ``cancelled``.
         """
+        if self.routes(req):
+            async for event in self._stream_routed(ctx, req):
+                yield event
+            return
         backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, True)
         if lookup is not None and lookup.entry is not None:
             entry = lookup.entry

@@ -20,6 +20,7 @@ from .store import LedgerRow, LedgerStore
 if TYPE_CHECKING:
     from .gateway import EnergyReport, RequestContext
     from .reuse.engine import Lookup
+    from .routing.ladder import Route
 
 
 class LedgerWriter:
@@ -45,6 +46,7 @@ class LedgerWriter:
         lookup: Lookup | None = None,
         model: str | None = None,
         backend_kind: str | None = None,
+        route: Route | None = None,
     ) -> LedgerRow:
         """The row of the request ``ctx``. ``model`` and ``backend_kind`` name what served it
         when that is not a ``Backend`` (embeddings)."""
@@ -92,6 +94,13 @@ class LedgerWriter:
                     row.extra["pair_score"] = round(lookup.pair, 6)
             if lookup.novel:
                 row.extra["novel"] = 1
+        route = route or ctx.route
+        if route is not None:
+            row.task, row.route = route.plan.task, route.header()
+            if route.answering_model is not None:
+                row.counterfactual_wh = route.counterfactual_wh
+                row.rightsizing_avoided_wh = route.avoided_wh
+                row.rightsizing_avoided_gco2 = route.avoided_gco2
         return row
 
     def observe(self, row: LedgerRow) -> None:
@@ -116,6 +125,10 @@ class LedgerWriter:
             method = str(row.extra.get("avoided_method", "estimate"))
             m.energy_j.labels(kind="avoided", method=method).inc(row.avoided_wh * 3600.0)
             m.carbon_g.labels(kind="avoided").inc(row.avoided_gco2)
+        if row.route is not None and row.task is not None and row.outcome == "ok":
+            m.routing_requests.labels(task=row.task, model=model).inc()
+        if row.rightsizing_avoided_wh:
+            m.routing_avoided_j.inc(row.rightsizing_avoided_wh * 3600.0)
 
     async def commit(self, row: LedgerRow) -> None:
         """Observe and record ``row``; returns once the store committed it."""

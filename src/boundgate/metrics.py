@@ -90,6 +90,25 @@ class Metrics:
         self.reuse_entries = Gauge(
             "boundgate_reuse_entries", "Answers stored for reuse.", registry=r
         )
+        self.routing_requests = Counter(
+            "boundgate_routing_requests",
+            "Requests routed by model: auto, by task and the model that answered.",
+            ["task", "model"],
+            registry=r,
+        )
+        self.routing_escalations = Counter(
+            "boundgate_routing_escalations",
+            "Auto-routed requests sent on to the next rung, by the rung left and why "
+            "(empty, length, refusal, error).",
+            ["from_model", "reason"],
+            registry=r,
+        )
+        self.routing_avoided_j = Counter(
+            "boundgate_routing_avoided_energy_joules",
+            "Energy avoided by right-sizing: the ladder top rung's estimate minus what the "
+            "tried rungs spent (estimate).",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "boundgate_queue_depth", "Requests waiting for a local model.", ["model"], registry=r
         )

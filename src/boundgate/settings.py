@@ -473,6 +473,63 @@ def _default_models() -> dict[str, ModelSettings]:
     return {DEFAULT_MODEL_NAME: ModelSettings(backend="llama_cpp", default=True)}
 
 
+# The six task kinds of ``routing/tasks.py`` (``Task``), spelled here so settings import nothing.
+TASK_NAMES = ("math", "code", "lookup", "rewrite", "creative", "conversation")
+Trigger = Literal["empty", "length", "refusal", "error"]
+ESCALATION_TRIGGERS: tuple[Trigger, ...] = ("empty", "length", "refusal", "error")
+
+
+class TaskPolicy(_Section):
+    ladder: str = Field("default", description="The ladder (a key of routing.ladders) to use.")
+    first_rung: int = Field(
+        0, ge=0, description="Index of the first rung to try (0 = the ladder's smallest model)."
+    )
+    reasoning: bool = Field(
+        False,
+        description="Whether reasoning (reasoning_effort above none) is allowed for the task; "
+        "kept in the route plan for the reasoning budget, routing itself does not use it.",
+    )
+
+
+def _default_policy() -> dict[str, TaskPolicy]:
+    # Reasoning helps mostly with mathematics and code (issue #15); everything starts small.
+    return {t: TaskPolicy(reasoning=t in ("math", "code")) for t in TASK_NAMES}
+
+
+class RoutingSettings(_Section):
+    auto_model: str = Field(
+        "auto",
+        description='The model name that asks the gateway to choose (`model: "auto"`); '
+        "`<auto_model>:<ladder>` names a ladder directly.",
+    )
+    ladders: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Ladder name → configured model names, smallest first. Without a "
+        "`default` ladder, the default ladder is the default model alone.",
+    )
+    policy: dict[str, TaskPolicy] = Field(
+        default_factory=_default_policy,
+        description="Task (math, code, lookup, rewrite, creative, conversation) → ladder, "
+        "first rung and whether reasoning is allowed; a task not listed uses `unclassified`.",
+    )
+    unclassified: TaskPolicy = Field(
+        default_factory=TaskPolicy,
+        description="The policy when no task classifier is configured (or a task is not in "
+        "`policy`).",
+    )
+    escalate_on: list[Trigger] = Field(
+        list(ESCALATION_TRIGGERS),
+        description="What sends a request to the next rung: an empty answer; a `length` "
+        "finish the client's own max_tokens did not cause; a refusal (package data "
+        "`routing/data/refusals.txt`); a 5xx-class error of the rung.",
+    )
+    refusal_patterns: Path | None = Field(
+        None,
+        description="A file of refusal regexes (one a line, `#` comments) instead of the "
+        "bundled list.",
+    )
+
+
 class DashboardSettings(_Section):
     enabled: bool = Field(True, description="Serve the operator dashboard at /dashboard.")
     session_hours: float = Field(
@@ -497,6 +554,7 @@ class Settings(BaseSettings):
     creativity: CreativitySettings = Field(default_factory=CreativitySettings)
     reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     models: dict[str, ModelSettings] = Field(default_factory=_default_models)
 
     @classmethod
@@ -524,6 +582,39 @@ class Settings(BaseSettings):
         defaults = [name for name, m in self.models.items() if m.default]
         if len(defaults) > 1:
             raise ValueError(f"models: only one model may set default = true, got {defaults}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_routing(self) -> Settings:
+        r = self.routing
+        names = set(self.models) | {a for m in self.models.values() for a in m.aliases}
+        if r.auto_model in names:
+            raise ValueError(
+                f"routing.auto_model: {r.auto_model!r} is also a configured model name or alias"
+            )
+        for ladder, rungs in r.ladders.items():
+            if not rungs:
+                raise ValueError(f"routing.ladders.{ladder}: a ladder needs at least one rung")
+            for i, rung in enumerate(rungs):
+                if rung not in names:
+                    raise ValueError(
+                        f"routing.ladders.{ladder}[{i}]: {rung!r} is not a configured model "
+                        f"(models: {', '.join(sorted(self.models))})"
+                    )
+        ladders = {"default": [self.default_model], **r.ladders}
+        for task, p in [*r.policy.items(), ("unclassified", r.unclassified)]:
+            where = f"routing.policy.{task}" if task != "unclassified" else "routing.unclassified"
+            if task not in (*TASK_NAMES, "unclassified"):
+                raise ValueError(f"{where}: unknown task (tasks: {', '.join(TASK_NAMES)})")
+            if p.ladder not in ladders:
+                raise ValueError(
+                    f"{where}.ladder: no ladder {p.ladder!r} (ladders: {', '.join(ladders)})"
+                )
+            if p.first_rung >= len(ladders[p.ladder]):
+                raise ValueError(
+                    f"{where}.first_rung: {p.first_rung} is past the last rung of ladder "
+                    f"{p.ladder!r} ({len(ladders[p.ladder])} rungs)"
+                )
         return self
 
     @property
@@ -631,7 +722,11 @@ def describe(
             parts = [*prefix, name]
             if isinstance(value, BaseModel):
                 yield from walk(value, parts)
-            elif name == "models" and isinstance(value, dict):
+            elif (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, BaseModel) for v in value.values())
+            ):  # models.<name>, routing.policy.<task>
                 for mname, m in value.items():
                     yield from walk(m, [*parts, mname])
             else:
@@ -654,6 +749,8 @@ def reference_markdown() -> str:
         ("creativity", CreativitySettings),
         ("reasoning", ReasoningSettings),
         ("dashboard", DashboardSettings),
+        ("routing", RoutingSettings),
+        ("routing.policy.<task>", TaskPolicy),
         ("models.<name>", ModelSettings),
     ]
     lines = []
@@ -668,7 +765,14 @@ def reference_markdown() -> str:
             if field.is_required():
                 default = "required"
             elif field.default_factory is not None:
-                default = f"`{field.default_factory()!r}`"  # type: ignore[call-arg]
+                value = field.default_factory()  # type: ignore[call-arg]
+                if isinstance(value, BaseModel):
+                    value = value.model_dump(mode="json")
+                elif isinstance(value, dict) and all(
+                    isinstance(v, BaseModel) for v in value.values()
+                ):
+                    value = {k: v.model_dump(mode="json") for k, v in value.items()}
+                default = f"`{value!r}`"
             else:
                 default = f"`{field.default!s}`" if field.default is not None else "unset"
             ann = str(field.annotation).replace("typing.", "").replace("pathlib.", "")

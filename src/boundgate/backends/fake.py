@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,12 @@ def _words(text: str) -> list[str]:
 
 
 class FakeBackend(Backend):
-    """Deterministic in-process backend; ``token_delay_s`` simulates generation time."""
+    """Deterministic in-process backend; ``token_delay_s`` simulates generation time.
+
+    ``answers`` scripts what it says: question → answer text (split into one token a word and
+    cut at ``max_tokens`` with ``finish_reason: "length"``), e.g. a small rung that is right
+    on arithmetic and refuses lookups (tests, ``bench/routing.py``). Without it the answer is
+    :func:`fake_answer` of the question's meaning."""
 
     kind = "fake"
 
@@ -71,8 +76,10 @@ class FakeBackend(Backend):
         version: str | None = None,
         reasoning: bool = False,
         thinking_tokens: int = 0,
+        answers: Callable[[str], str] | None = None,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
+        self.answers = answers
         if version is not None:
             self.version = version
         # a simulated reasoning model: ``thinking_tokens`` tokens between <think> and
@@ -97,7 +104,11 @@ class FakeBackend(Backend):
             async for chunk in self._reason(req, cancel, question):
                 yield chunk
             return
-        words = _words(fake_answer(self.meanings.get(question, question)))[: req.max_tokens]
+        if self.answers is not None:
+            text = self.answers(question)
+        else:
+            text = fake_answer(self.meanings.get(question, question))
+        words = (_words(text) if text else [])[: req.max_tokens]
         for w in words:
             if cancel.cancelled:
                 break

@@ -47,6 +47,9 @@ DAY_FIELDS = [
     "avoided_gco2",  # carbon of the avoided generations
     "batches",  # batches that ran and finished that day
     "shifting_saved_gco2",  # their run-at-submission carbon minus what they emitted
+    "routed",  # requests routed by model: "auto"
+    "rightsizing_avoided_wh",  # the ladders' top rungs' estimate minus what the routes spent
+    "rightsizing_avoided_gco2",
 ]
 MODEL_FIELDS = [
     "tenant",
@@ -64,6 +67,9 @@ MODEL_FIELDS = [
     "avoided_gco2",
     "avg_latency_ms",
     "reasoning_tokens",  # of completion_tokens, the reasoning ones (reasoning models)
+    "routed",
+    "rightsizing_avoided_wh",
+    "rightsizing_avoided_gco2",
 ]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -132,7 +138,9 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
     """People's view of the day rows: units in the headers, a total line at the end."""
     table = Table(
         title=title,
-        caption="shifted: the carbon batches saved by running later than submitted",
+        caption="avoided: by reuse · right-sized: the ladders' top rungs' estimate minus what "
+        "auto-routed requests spent · shifted: the carbon batches saved by running later "
+        "than submitted",
         box=box.SIMPLE_HEAD,
     )
     table.add_column("day", no_wrap=True)
@@ -144,6 +152,7 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
         "Wh\navoided",
         "gCO2e\nspent",
         "gCO2e\navoided",
+        "Wh\nright-sized",
         "batches",
         "gCO2e\nshifted",
     ):
@@ -160,6 +169,7 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
             f"{d['avoided_wh']:.3g}",
             f"{d['gco2']:.3g}",
             f"{d['avoided_gco2']:.3g}",
+            f"{d['rightsizing_avoided_wh']:.3g}",
             str(d["batches"]),
             f"{d['shifting_saved_gco2']:.3g}",
             style="bold" if d["day"] == "all" else None,
@@ -276,10 +286,12 @@ def report(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Requests, reuse, energy and carbon spent and avoided, and shifting savings.
+    """Requests, reuse, energy and carbon spent and avoided, right-sizing and shifting savings.
 
-    Per UTC day and tenant (the first day may be partial). Shifting savings are what batches
-    did not emit by running in the hours the scheduler chose instead of at submission.
+    Per UTC day and tenant (the first day may be partial). Right-sizing savings are the
+    estimated energy of each auto-routed request's ladder top rung minus what its rungs spent.
+    Shifting savings are what batches did not emit by running in the hours the scheduler chose
+    instead of at submission.
     """
     from . import _settings, err, opened_store
 

@@ -64,9 +64,9 @@ def _bucket_label(start: float, bucket_s: float) -> str:
 
 SERIES_FIELDS = (
     "requests", "errors", "reused", "wh", "avoided_wh", "gco2", "avoided_gco2", "batches",
-    "shifting_saved_gco2",
+    "shifting_saved_gco2", "routed", "rightsizing_avoided_wh", "rightsizing_avoided_gco2",
 )  # fmt: skip
-COUNT_FIELDS = ("requests", "errors", "reused", "batches")
+COUNT_FIELDS = ("requests", "errors", "reused", "batches", "routed")
 
 
 async def _series(gw: Gateway, since: float, now: float, bucket_s: float) -> list[dict[str, float]]:
@@ -280,7 +280,8 @@ LEDGER_CSV_COLUMNS = (
     "id", "time_utc", "tenant", "endpoint", "model", "outcome", "status", "error_code",
     "reuse", "document_id", "similarity", "prompt_tokens", "completion_tokens", "latency_ms",
     "wh", "wh_low", "wh_high", "method", "gco2", "grid_zone", "gco2_per_kwh", "avoided_wh",
-    "avoided_gco2",
+    "avoided_gco2", "task", "route", "counterfactual_wh", "rightsizing_avoided_wh",
+    "rightsizing_avoided_gco2",
 )  # fmt: skip
 
 

@@ -104,6 +104,7 @@ async def complete(
             "request_id": ctx.request_id,
             **result.energy.as_dict(),
             **(result.reuse.ledger_fields() if result.reuse else {}),
+            **(result.route.fields() if result.route else {}),
         },
     }
     headers = {"x-request-id": ctx.request_id, **result.headers()}
@@ -150,6 +151,7 @@ async def stream(
                         "request_id": ctx.request_id,
                         **event.energy.as_dict(),
                         **(event.reuse.ledger_fields() if event.reuse else {}),
+                        **(event.route.fields() if event.route else {}),
                     }
                     last = {**base, "choices": [shape.delta(None, event.finish_reason)]}
                     if include_usage:
@@ -168,4 +170,6 @@ async def stream(
     headers = {"x-request-id": ctx.request_id, "x-boundgate-grid-zone": gateway.grid_zone}
     if ctx.reuse is not None:
         headers.update(ctx.reuse.headers())
+    if ctx.route is not None:
+        headers["x-boundgate-route"] = ctx.route.header()
     return body(), headers

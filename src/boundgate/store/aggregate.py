@@ -60,6 +60,9 @@ def report_row(r: Row) -> ReportRow:
         avoided_wh=float(r["avoided_wh"] or 0.0),
         avoided_gco2=float(r["avoided_gco2"] or 0.0),
         reasoning_tokens=int(r["reasoning_tokens"] or 0),
+        routed=int(r["routed"] or 0),
+        rightsizing_avoided_wh=float(r["rightsizing_avoided_wh"] or 0.0),
+        rightsizing_avoided_gco2=float(r["rightsizing_avoided_gco2"] or 0.0),
     )
 
 
@@ -77,6 +80,9 @@ def period_rows(ledger_rows: Iterable[Row], batch_rows: Iterable[Row]) -> list[P
             "gco2": float(r["gco2"] or 0.0),
             "avoided_wh": float(r["avoided_wh"] or 0.0),
             "avoided_gco2": float(r["avoided_gco2"] or 0.0),
+            "routed": int(r["routed"] or 0),
+            "rightsizing_avoided_wh": float(r["rightsizing_avoided_wh"] or 0.0),
+            "rightsizing_avoided_gco2": float(r["rightsizing_avoided_gco2"] or 0.0),
         }
     for r in batch_rows:
         t = totals.setdefault((float(r["start"]), r["tenant"]), {})

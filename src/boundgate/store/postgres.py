@@ -370,7 +370,10 @@ class PostgresStore(Store):
                    SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
                    SUM(({_REUSED})::int) AS reused,
                    SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
-                   SUM(reasoning_tokens) AS reasoning_tokens
+                   SUM(reasoning_tokens) AS reasoning_tokens,
+                   SUM((route IS NOT NULL)::int) AS routed,
+                   SUM(rightsizing_avoided_wh) AS rightsizing_avoided_wh,
+                   SUM(rightsizing_avoided_gco2) AS rightsizing_avoided_gco2
             FROM ledger WHERE ts >= %s
             GROUP BY 1, 2 ORDER BY 1, 2
         """
@@ -386,7 +389,10 @@ class PostgresStore(Store):
                    SUM((outcome = 'error')::int) AS errors,
                    SUM(({_REUSED})::int) AS reused,
                    SUM(wh) AS wh, SUM(gco2) AS gco2,
-                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+                   SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
+                   SUM((route IS NOT NULL)::int) AS routed,
+                   SUM(rightsizing_avoided_wh) AS rightsizing_avoided_wh,
+                   SUM(rightsizing_avoided_gco2) AS rightsizing_avoided_gco2
             FROM ledger WHERE ts >= %(since)s GROUP BY 1, 2
         """
         # Batches keep their counterfactual (carbon had they run at submission) in their JSON

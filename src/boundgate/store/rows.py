@@ -37,6 +37,12 @@ class LedgerRow:
     similarity: float | None = None  # best candidate's cosine similarity, when there was one
     avoided_wh: float = 0.0  # measured cost of the original computation, on hits
     avoided_gco2: float = 0.0
+    # model: "auto" (issue #15); None / 0 for requests that named a model
+    task: str | None = None  # the routed task (math, code, …, unclassified)
+    route: str | None = None  # the rungs tried, as in the x-boundgate-route header
+    counterfactual_wh: float | None = None  # the ladder's top rung's estimate for the answer
+    rightsizing_avoided_wh: float = 0.0  # counterfactual − spent, ≥ 0, ≤ counterfactual
+    rightsizing_avoided_gco2: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)  # JSON column for later fields
     reasoning_tokens: int = 0  # of completion_tokens, the reasoning ones (reasoning models)
 
@@ -189,6 +195,9 @@ class ReportRow:
     avoided_wh: float = 0.0  # generation energy those reuses did not spend
     avoided_gco2: float = 0.0
     reasoning_tokens: int = 0  # of completion_tokens, the reasoning ones
+    routed: int = 0  # requests routed by model: "auto"
+    rightsizing_avoided_wh: float = 0.0  # energy right-sizing avoided (estimate)
+    rightsizing_avoided_gco2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,9 @@ class PeriodRow:
     avoided_gco2: float = 0.0
     batches: int = 0  # batches that finished (or were cancelled mid-run) in the period
     shifting_saved_gco2: float = 0.0  # those batches' run-at-submission carbon minus actual
+    routed: int = 0  # requests routed by model: "auto"
+    rightsizing_avoided_wh: float = 0.0  # energy right-sizing avoided (estimate)
+    rightsizing_avoided_gco2: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -355,7 +355,10 @@ class SQLiteStore(Store):
                        SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
                        SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
                        SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
-                       SUM(reasoning_tokens) AS reasoning_tokens
+                       SUM(reasoning_tokens) AS reasoning_tokens,
+                       SUM(route IS NOT NULL) AS routed,
+                       SUM(rightsizing_avoided_wh) AS rightsizing_avoided_wh,
+                       SUM(rightsizing_avoided_gco2) AS rightsizing_avoided_gco2
                 FROM ledger WHERE ts >= ?
                 GROUP BY tenant, model ORDER BY tenant, model
                 """,
@@ -376,7 +379,10 @@ class SQLiteStore(Store):
                        SUM(outcome = 'error') AS errors,
                        SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
                        SUM(wh) AS wh, SUM(gco2) AS gco2,
-                       SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2
+                       SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
+                       SUM(route IS NOT NULL) AS routed,
+                       SUM(rightsizing_avoided_wh) AS rightsizing_avoided_wh,
+                       SUM(rightsizing_avoided_gco2) AS rightsizing_avoided_gco2
                 FROM ledger WHERE ts >= :since GROUP BY start, tenant
                 """,
                 params,

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from ...errors import AuthenticationError, ErrorCode
 from ...gateway import RequestContext
+from ...routing.ladder import Router
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
 from ..openapi import ErrorResponse, errors
 
@@ -42,7 +43,25 @@ async def list_models(
         }
         for name, b in gw.backends.items()
     ]
+    if gw.router is not None:
+        data += [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "boundgate",
+                "boundgate": _auto_description(gw.router, name),
+            }
+            for name in gw.router.model_names()
+        ]
     return {"object": "list", "data": data}
+
+
+def _auto_description(router: Router, name: str) -> dict[str, Any]:
+    """What an auto model name routes over: its ladders (rungs smallest first)."""
+    ladder = name.removeprefix(router.auto_model).removeprefix(":")
+    ladders = {k: list(v) for k, v in router.ladders.items() if not ladder or k == ladder}
+    return {"id": name, "backend": "router", "ladders": ladders, "default": False}
 
 
 @router.get(
@@ -54,6 +73,13 @@ async def get_model(
     model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
     gw = gateway_of(request)
+    if gw.router is not None and model_id in gw.router.model_names():
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": int(request.app.state.started),
+            "owned_by": "boundgate",
+        }
     b = gw.resolve(model_id)
     return {
         "id": b.name,

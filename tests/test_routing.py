@@ -1,0 +1,589 @@
+"""``model: "auto"`` (issue #15): routing by task, escalation, the route header, the ledger.
+
+Three fake rungs of different sizes, scripted per question (``FakeBackend(answers=...)``),
+a ``FakeTaskClassifier`` mapping the questions to tasks, real HTTP, real SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boundgate.assembly import build_app
+from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
+from boundgate.backends.fake import FakeBackend
+from boundgate.energy import FakeMeter
+from boundgate.errors import ModelNotFoundError, ServiceUnavailableError
+from boundgate.routing.ladder import Router, top_rung_estimate
+from boundgate.routing.tasks import FakeTaskClassifier, Task
+from boundgate.settings import ConfigError, EnergySettings, RoutingSettings, load_settings
+from boundgate.testing import ThreadedServer
+from conftest import Live, assert_error, wait_until, write_config
+
+MATH = "What is 12 times 12?"
+LOOKUP = "What is the capital of Australia?"
+CREATIVE = "Write a haiku about rain."
+REWRITE = "Summarise the following text: the cat sat on the mat."
+CODE = "Write a Python function that reverses a string."
+BROKEN = "Tell me about the weather."  # the small rung fails with 503
+
+TASKS = {
+    MATH: Task.MATH,
+    LOOKUP: Task.LOOKUP,
+    CREATIVE: Task.CREATIVE,
+    REWRITE: Task.REWRITE,
+    CODE: Task.CODE,
+    BROKEN: Task.CONVERSATION,
+}
+
+CONFIG = """
+[server]
+data_dir = "{data}"
+grid_zone = "DE-LU"
+
+[limits]
+default_max_tokens = 16
+
+[reuse]
+embedder = "hash"
+scorer = "cosine"
+
+[routing.ladders]
+default = ["small", "medium", "large"]
+short = ["medium", "large"]
+
+[routing.policy.code]
+ladder = "default"
+first_rung = 1
+reasoning = true
+
+[models.small]
+backend = "fake"
+default = true
+params_b = 0.135
+
+[models.medium]
+backend = "fake"
+params_b = 8
+
+[models.large]
+backend = "fake"
+params_b = 70
+aliases = ["big"]
+"""
+
+
+def small_answers(question: str) -> str:
+    if question == MATH:
+        return "144"
+    if question == LOOKUP:
+        return "I'm sorry, but I can't help with that."
+    if question == CREATIVE:
+        return "   "
+    if question == REWRITE:
+        return " ".join(["cat"] * 40)  # runs into the 16-token default limit
+    if question == BROKEN:
+        raise ServiceUnavailableError("the small model's queue is full")
+    return "small answer"
+
+
+def medium_answers(question: str) -> str:
+    return {LOOKUP: "Canberra.", CREATIVE: "Grey clouds gather, soft rain falls."}.get(
+        question, f"medium answer to {question}"
+    )
+
+
+def large_answers(question: str) -> str:
+    return f"large answer to {question}"
+
+
+def rungs() -> dict[str, FakeBackend]:
+    return {
+        "small": FakeBackend("small", params_b=0.135, answers=small_answers),
+        "medium": FakeBackend("medium", params_b=8, answers=medium_answers),
+        "large": FakeBackend("large", params_b=70, answers=large_answers),
+    }
+
+
+def routed_live(tmp_path: Path, classifier: FakeTaskClassifier | None, extra: str = "") -> Live:
+    cfg = write_config(tmp_path / "boundgate.toml", CONFIG.format(data=tmp_path / "data") + extra)
+    meter = FakeMeter(wh=0.001)
+    app = build_app(
+        load_settings(cfg),
+        backends=rungs(),
+        meter_for=lambda backend: meter,
+        reuse_meter=FakeMeter(wh=0.0001),
+        task_classifier=classifier,
+    )
+    srv = ThreadedServer(app).__enter__()
+    live = Live(srv, app)
+    live.srv_exit = srv.__exit__  # type: ignore[attr-defined]
+    return live
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    lv = routed_live(tmp_path, FakeTaskClassifier(TASKS))
+    yield lv
+    lv.http.close()
+    lv.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def chat(live: Live, content: str, **kw: Any) -> Any:
+    body = {"model": "auto", "messages": [{"role": "user", "content": content}], **kw}
+    return live.http.post("/v1/chat/completions", json=body)
+
+
+def backend(live: Live, name: str) -> FakeBackend:
+    b = live.gateway.backends[name]
+    assert isinstance(b, FakeBackend)
+    return b
+
+
+# --- routing by task ----------------------------------------------------------------------
+
+
+def test_math_is_answered_by_the_smallest_rung(live: Live) -> None:
+    r = chat(live, MATH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "small"
+    assert body["choices"][0]["message"]["content"] == "144"
+    assert r.headers["x-boundgate-route"] == "small;answered"
+    assert body["boundgate"]["task"] == "math"
+    assert (backend(live, "medium").calls, backend(live, "large").calls) == (0, 0)
+
+
+def test_the_policy_picks_the_first_rung(live: Live) -> None:
+    r = chat(live, CODE)  # policy: code starts at rung 1 (medium)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "medium"
+    assert r.headers["x-boundgate-route"] == "medium;answered"
+    assert backend(live, "small").calls == 0
+
+
+def test_a_named_ladder_starts_at_its_first_rung(live: Live) -> None:
+    r = chat(live, MATH, model="auto:short")
+    assert r.status_code == 200, r.text
+    assert r.headers["x-boundgate-route"] == "medium;answered"
+
+
+def test_a_named_model_is_not_routed(live: Live) -> None:
+    r = chat(live, LOOKUP, model="small")
+    assert r.status_code == 200
+    assert "x-boundgate-route" not in r.headers
+    assert "sorry" in r.json()["choices"][0]["message"]["content"]
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert (row.task, row.route, row.counterfactual_wh) == (None, None, None)
+
+
+# --- escalation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "route", "answer"),
+    [
+        (LOOKUP, "small;escalated=refusal, medium;answered", "Canberra."),
+        (
+            CREATIVE,
+            "small;escalated=empty, medium;answered",
+            "Grey clouds gather, soft rain falls.",
+        ),
+        (REWRITE, "small;escalated=length, medium;answered", f"medium answer to {REWRITE}"),
+        (BROKEN, "small;escalated=error, medium;answered", f"medium answer to {BROKEN}"),
+    ],
+)
+def test_each_trigger_escalates_to_the_next_rung(
+    live: Live, question: str, route: str, answer: str
+) -> None:
+    r = chat(live, question)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-boundgate-route"] == route
+    assert r.json()["model"] == "medium"
+    assert r.json()["choices"][0]["message"]["content"] == answer
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert (row.model, row.route) == ("medium", route)
+    reason = route.split("=")[1].split(",")[0]
+    metrics = live.http.get("/metrics").text
+    assert (
+        f'boundgate_routing_escalations_total{{from_model="small",reason="{reason}"}} 1.0'
+        in metrics
+    )
+
+
+def test_a_truncation_the_client_asked_for_is_kept(live: Live) -> None:
+    r = chat(live, REWRITE, max_tokens=5)
+    assert r.status_code == 200
+    assert r.headers["x-boundgate-route"] == "small;answered"
+    assert r.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_the_last_rung_answers_whatever_it_says(tmp_path: Path) -> None:
+    live = routed_live(
+        tmp_path,
+        FakeTaskClassifier(TASKS),
+        '\n[routing.policy.lookup]\nladder = "default"\nfirst_rung = 2\n',
+    )
+    try:
+        live.gateway.backends["large"].answers = small_answers  # the top rung refuses too
+        r = chat(live, LOOKUP)
+        assert r.status_code == 200
+        assert r.headers["x-boundgate-route"] == "large;answered"
+        assert "sorry" in r.json()["choices"][0]["message"]["content"]
+        row = live.ledger()[r.headers["x-request-id"]]
+        assert row.rightsizing_avoided_wh == 0.0  # the top rung answered: nothing right-sized
+        assert row.counterfactual_wh is not None and row.counterfactual_wh > 0
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+# --- what it saved ------------------------------------------------------------------------
+
+
+def test_ledger_records_task_route_counterfactual_and_savings(live: Live) -> None:
+    r = chat(live, LOOKUP)
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert row.task == "lookup" and row.model == "medium"
+    assert row.route == "small;escalated=refusal, medium;answered"
+    # both rungs ran: two generations metered at 0.001 Wh each, plus two reuse lookups
+    assert row.wh == pytest.approx(2 * 0.001 + 2 * 0.0001)
+    usage = r.json()["usage"]
+    # the top rung is a local (fake) model: this machine's PUE, energy.pue = 1.0
+    answer = Usage(usage["prompt_tokens"], usage["completion_tokens"])
+    expected = top_rung_estimate(70, answer, 1.0)
+    assert row.counterfactual_wh == pytest.approx(expected.wh)
+    assert row.counterfactual_wh >= row.wh
+    assert row.rightsizing_avoided_wh == pytest.approx(row.counterfactual_wh - row.wh)
+    assert row.rightsizing_avoided_gco2 == pytest.approx(
+        row.rightsizing_avoided_wh * row.gco2_per_kwh / 1000.0
+    )
+    # both rungs' tokens are in the ledger, the answering rung's in the response
+    assert row.completion_tokens > usage["completion_tokens"]
+    info = r.json()["boundgate"]
+    assert info["rightsizing_avoided_wh"] == pytest.approx(row.rightsizing_avoided_wh)
+    assert info["counterfactual_wh"] == pytest.approx(row.counterfactual_wh)
+
+
+def test_savings_are_never_negative_nor_above_the_counterfactual() -> None:
+    from boundgate.routing.ladder import Route, RoutePlan
+
+    plan = RoutePlan("math", "default", ("s", "l"), "l", reasoning=True)
+    cf = top_rung_estimate(70, Usage(10, 20), 1.2)
+    for spent in (0.0, cf.wh / 2, cf.wh, cf.wh * 10):
+        route = Route(plan)
+        route.answered("s", reused=False)
+        route.savings(cf, spent, 400.0, reused=False)
+        assert 0.0 <= route.avoided_wh <= route.counterfactual_wh
+        assert route.avoided_wh == pytest.approx(max(0.0, cf.wh - spent))
+    route = Route(plan)
+    route.answered("s", reused=True)
+    route.savings(cf, 0.0, 400.0, reused=True)
+    assert route.avoided_wh == 0.0  # reuse claims its own avoided energy
+
+
+def test_report_and_admin_ledger_show_right_sizing(live: Live) -> None:
+    chat(live, MATH)
+    chat(live, LOOKUP)
+    rows = live.http.get("/v1/boundgate/ledger").json()["data"]
+    routed = [r for r in rows if r["route"]]
+    assert {r["task"] for r in routed} == {"math", "lookup"}
+    assert all(r["rightsizing_avoided_wh"] > 0 for r in routed)
+    report = live.http.get("/v1/boundgate/report").json()["data"]
+    assert sum(r["routed"] for r in report) == 2
+    assert sum(r["rightsizing_avoided_wh"] for r in report) == pytest.approx(
+        sum(r["rightsizing_avoided_wh"] for r in routed)
+    )
+    metrics = live.http.get("/metrics").text
+    assert 'boundgate_routing_requests_total{model="small",task="math"} 1.0' in metrics
+    assert 'boundgate_routing_requests_total{model="medium",task="lookup"} 1.0' in metrics
+    assert "boundgate_routing_avoided_energy_joules_total" in metrics
+
+
+# --- reuse --------------------------------------------------------------------------------
+
+
+def test_a_repeat_is_reused_from_the_rung_that_answered(live: Live) -> None:
+    chat(live, MATH, temperature=0)
+    r = chat(live, MATH, temperature=0)
+    assert r.headers["x-boundgate-route"] == "small;reused"
+    assert r.headers["x-boundgate-reuse"] == "hit-exact"
+    assert backend(live, "small").calls == 1
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert row.reuse == "hit-exact" and row.rightsizing_avoided_wh == 0.0
+
+
+def test_a_reused_refusal_still_escalates_and_no_answer_crosses_models(live: Live) -> None:
+    chat(live, LOOKUP, temperature=0)
+    r = chat(live, LOOKUP, temperature=0)
+    # the small rung's stored refusal is checked like a fresh one; the medium rung's own
+    # stored answer is served, never the small rung's under the medium's name
+    assert r.headers["x-boundgate-route"] == "small;escalated=refusal, medium;reused"
+    assert r.json()["choices"][0]["message"]["content"] == "Canberra."
+    assert (backend(live, "small").calls, backend(live, "medium").calls) == (1, 1)
+
+
+# --- streams and text completions ---------------------------------------------------------
+
+
+def _events(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            out.append(json.loads(line[6:]))
+    return out
+
+
+def test_a_stream_is_escalated_before_any_token_is_sent(live: Live) -> None:
+    body = {
+        "model": "auto",
+        "stream": True,
+        "messages": [{"role": "user", "content": LOOKUP}],
+    }
+    with live.http.stream("POST", "/v1/chat/completions", json=body) as r:
+        assert r.status_code == 200
+        assert r.headers["x-boundgate-route"] == "small;escalated=refusal, medium;answered"
+        events = _events(r.read().decode())
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+    assert text == "Canberra."
+    assert {e["model"] for e in events} == {"medium"}
+    assert events[-1]["boundgate"]["route"] == "small;escalated=refusal, medium;answered"
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert row.stream and row.model == "medium" and row.outcome == "ok"
+
+
+def test_text_completions_are_routed(live: Live) -> None:
+    r = live.http.post("/v1/completions", json={"model": "auto", "prompt": LOOKUP})
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == "medium"
+    assert r.json()["choices"][0]["text"] == "Canberra."
+    assert r.headers["x-boundgate-route"] == "small;escalated=refusal, medium;answered"
+
+
+# --- models and errors --------------------------------------------------------------------
+
+
+def test_auto_is_listed_in_models(live: Live) -> None:
+    data = {m["id"]: m for m in live.http.get("/v1/models").json()["data"]}
+    assert {"small", "medium", "large", "auto", "auto:default", "auto:short"} <= set(data)
+    assert data["auto"]["boundgate"]["ladders"]["default"] == ["small", "medium", "large"]
+    assert data["auto:short"]["boundgate"]["ladders"] == {"short": ["medium", "large"]}
+    assert live.http.get("/v1/models/auto").json()["id"] == "auto"
+    assert_error(live.http.get("/v1/models/auto:nope"), 404, code="model_not_found")
+
+
+def test_an_unknown_ladder_or_model_is_404(live: Live) -> None:
+    err = assert_error(chat(live, MATH, model="auto:nope"), 404, "model", "model_not_found")
+    assert "ladder" in err["message"]
+    assert_error(chat(live, MATH, model="nope"), 404, "model", "model_not_found")
+    rows = [r for r in live.ledger().values() if r.status == 404]
+    assert len(rows) == 2
+
+
+def test_a_bad_parameter_on_auto_is_400(live: Live) -> None:
+    assert_error(chat(live, MATH, logprobs=True), 400, "logprobs", "unsupported_parameter")
+
+
+def test_without_a_classifier_requests_are_unclassified(tmp_path: Path) -> None:
+    live = routed_live(tmp_path, None, "\n[routing.unclassified]\nfirst_rung = 1\n")
+    try:
+        r = chat(live, MATH)
+        assert r.status_code == 200
+        assert r.headers["x-boundgate-route"] == "medium;answered"
+        assert r.json()["boundgate"]["task"] == "unclassified"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ('[routing.ladders]\ndefault = ["small", "missing"]\n', "routing.ladders.default[1]"),
+        ("[routing.ladders]\nempty = []\n", "routing.ladders.empty"),
+        ('[routing.policy.math]\nladder = "nope"\n', "routing.policy.math.ladder"),
+        ("[routing.policy.math]\nfirst_rung = 3\n", "routing.policy.math.first_rung"),
+        ('[routing.policy.poetry]\nladder = "default"\n', "routing.policy.poetry"),
+        ('[routing]\nauto_model = "small"\n', "routing.auto_model"),
+    ],
+)
+def test_bad_routing_config_is_a_config_error_naming_the_setting(
+    tmp_path: Path, extra: str, names: str
+) -> None:
+    cfg = write_config(
+        tmp_path / "b.toml",
+        f"""
+{extra}
+[models.small]
+backend = "fake"
+default = true
+""",
+    )
+    with pytest.raises(ConfigError, match=names.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(cfg)
+
+
+def test_aliases_may_be_rungs(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "b.toml",
+        """
+[routing.ladders]
+default = ["small", "big"]
+[models.small]
+backend = "fake"
+default = true
+[models.large]
+backend = "fake"
+aliases = ["big"]
+""",
+    )
+    s = load_settings(cfg)
+    router = Router(
+        s.routing, s.energy, default_model="small", aliases={"big": "large"}, classifier=None
+    )
+    assert router.ladders["default"] == ("small", "large")
+
+
+# --- the router's checks, without a server ------------------------------------------------
+
+
+def _router(**kw: Any) -> Router:
+    return Router(
+        RoutingSettings(ladders={"default": ["s", "l"]}, **kw),
+        EnergySettings(),
+        default_model="s",
+        aliases={},
+        classifier=FakeTaskClassifier({MATH: Task.MATH}),
+    )
+
+
+def _c(text: str, finish: str = "stop", tokens: int = 3) -> Completion:
+    return Completion(text, finish, Usage(5, tokens))
+
+
+@pytest.mark.parametrize(
+    ("completion", "max_tokens", "client_limit", "reason"),
+    [
+        (_c("144"), 16, False, None),
+        (_c(""), 16, False, "empty"),
+        (_c(" \n"), 16, False, "empty"),
+        (_c("cat " * 16, "length", 16), 16, False, "length"),  # the gateway's default limit
+        (_c("cat " * 16, "length", 16), 16, True, None),  # the client's own limit
+        (_c("cat " * 9, "length", 9), 16, True, "length"),  # cut before it: context ran out
+        (_c("I cannot help with that request."), 16, False, "refusal"),
+        (_c("As an AI language model, I don't have opinions."), 16, False, "refusal"),
+        (_c("Sorry, I can't do that."), 16, False, "refusal"),
+        (_c("The answer is 4. I can't stress enough how easy that was."), 16, False, None),
+    ],
+)
+def test_escalation_checks(
+    completion: Completion, max_tokens: int, client_limit: bool, reason: str | None
+) -> None:
+    assert _router().escalation(completion, max_tokens, client_limit) == reason
+
+
+def test_triggers_can_be_turned_off() -> None:
+    router = _router(escalate_on=["length"])
+    assert router.escalation(_c(""), 16, False) is None
+    assert router.escalation(_c("I cannot help with that."), 16, False) is None
+
+
+def test_plan_runs_the_classifier_and_follows_the_policy() -> None:
+    router = _router()
+
+    def plan(text: str, model: str = "auto") -> Any:
+        req = GenerationRequest(model=model, messages=[Message("user", text)])
+        return asyncio.run(router.plan(req))
+
+    p = plan(MATH)
+    assert (p.task, p.ladder, p.rungs, p.top, p.reasoning) == (
+        "math", "default", ("s", "l"), "l", True,
+    )  # fmt: skip
+    assert plan("hello").task == "conversation" and not plan("hello").reasoning
+    with pytest.raises(ModelNotFoundError):
+        plan(MATH, "auto:nope")
+
+
+def test_refusal_patterns_can_come_from_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "refusals.txt"
+    f.write_text("# mine\n^nope\\b\n")
+    router = _router(refusal_patterns=f)
+    assert router.escalation(_c("Nope, not today."), 16, False) == "refusal"
+    assert router.escalation(_c("I cannot help with that."), 16, False) is None
+
+
+def test_the_dashboard_shows_right_sizing_beside_reuse(live: Live) -> None:
+    chat(live, LOOKUP)
+    overview = live.http.get("/dashboard").text
+    assert "Avoided by right-sizing" in overview and "Energy avoided" in overview
+    assert "1 auto-routed request:" in overview
+    ledger = live.http.get("/dashboard/ledger").text
+    assert 'title="route: small;escalated=refusal, medium;answered"' in ledger
+    assert "right-sized" in ledger
+    csv_text = live.http.get("/dashboard/ledger.csv").text
+    header, first = csv_text.splitlines()[:2]
+    assert "route" in header.split(",") and "rightsizing_avoided_wh" in header.split(",")
+    assert "small;escalated=refusal, medium;answered" in first
+
+
+def test_batch_lines_are_routed(tmp_path: Path) -> None:
+    live = routed_live(
+        tmp_path, FakeTaskClassifier(TASKS), '\n[scheduler]\npolicy = "now"\npoll_s = 0.05\n'
+    )
+    try:
+        client = live.openai()
+        lines = [
+            {
+                "custom_id": name,
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "auto", "messages": [{"role": "user", "content": q}]},
+            }
+            for name, q in (("math", MATH), ("lookup", LOOKUP))
+        ]
+        data = "\n".join(json.dumps(x) for x in lines).encode()
+        f = client.files.create(file=("in.jsonl", data), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        out = {
+            o["custom_id"]: o["response"]["body"]
+            for o in map(json.loads, client.files.content(done.output_file_id).text.splitlines())
+        }
+        assert out["math"]["model"] == "small"
+        assert out["lookup"]["model"] == "medium"
+        assert out["lookup"]["boundgate"]["route"] == "small;escalated=refusal, medium;answered"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_an_escalated_creative_request_counts_once_against_the_novelty_budget(
+    tmp_path: Path,
+) -> None:
+    live = routed_live(
+        tmp_path,
+        FakeTaskClassifier(TASKS),
+        "\n[creativity]\nmin_askers = 100\n",
+    )
+    live.gateway.creativity.limits.novelty_per_day = 1
+    live.gateway.creativity.limits.novelty_exhausted = "reject"
+    try:
+        r = chat(live, CREATIVE, temperature=1.2)  # above the dial: novel, empty → escalated
+        assert r.status_code == 200, r.text
+        assert r.headers["x-boundgate-route"] == "small;escalated=empty, medium;answered"
+        row = live.ledger()[r.headers["x-request-id"]]
+        assert row.extra.get("novel") == 1
+        assert_error(chat(live, MATH, temperature=1.2), 429, code="novelty_budget_exhausted")
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
