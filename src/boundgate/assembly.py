@@ -7,6 +7,7 @@ not passed is built from settings.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,51 @@ from .scheduler.policy import CarbonAwareStart, MixedStart
 from .settings import ConfigError, ModelSettings, Settings
 from .store import SQLiteStore, Store
 from .tenants import Limiter
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def build_store(settings: Settings) -> Store:
+    """The configured store, not yet open: PostgreSQL at ``store.url``, else SQLite in
+    ``server.data_dir``. Raises ``ConfigError`` (naming ``store.url``) when the URL is set but
+    the ``postgres`` extra is not installed."""
+    url = settings.store.url
+    if url is None:
+        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(settings.db_path)
+    try:
+        from .store.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"store.url is set but the PostgreSQL driver is missing ({exc}); install the "
+            "postgres extra: pip install 'boundgate[postgres]'"
+        ) from None
+    return PostgresStore(
+        url,
+        max_size=settings.store.pool_size,
+        connect_timeout_s=settings.store.connect_timeout_s,
+    )
+
+
+def open_store(store: Store, settings: Settings) -> None:
+    """Open ``store`` (connect, migrate). Raises ``ConfigError`` naming ``store.url`` when the
+    configured database cannot be reached or used; other stores' errors pass through."""
+    url = settings.store.url
+    if url is None:
+        store.open()
+        return
+    import psycopg
+
+    try:
+        store.open()
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(
+            f"store.url: cannot use the PostgreSQL database at {redact_url(url)}: {reason}"
+        ) from None
 
 
 def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
@@ -230,8 +276,7 @@ def build_gateway(
             f"server.grid_zone: no carbon data for {zone!r}; known zones: {', '.join(zones)}"
         )
     if store is None:
-        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
-        store = SQLiteStore(settings.db_path)
+        store = build_store(settings)
     clock = clock or SystemClock()
     if backends is None:
         backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}

@@ -95,6 +95,28 @@ class LimitsSettings(_Section):
     )
 
 
+class StoreSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="PostgreSQL database the gateway keeps all its state in "
+        "(`postgresql://user@host:5432/db`; libpq's `PGPASSWORD`/`PGPASSFILE` keep the password "
+        "out of the URL), so several replicas serve as one (needs the `postgres` extra). "
+        "Unset = SQLite in `server.data_dir`.",
+    )
+    pool_size: int = Field(
+        10, ge=1, description="Most PostgreSQL connections one gateway process opens."
+    )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long start-up waits for PostgreSQL before failing."
+    )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> StoreSettings:
+        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store.url must be a postgresql:// URL (unset: SQLite)")
+        return self
+
+
 class EnergySettings(_Section):
     cpu_watts_per_core: float = Field(
         4.0, gt=0, description="Central estimate of power per busy vCPU (W)."
@@ -394,6 +416,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
     reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
@@ -550,6 +573,7 @@ def reference_markdown() -> str:
     sections: list[tuple[str, type[BaseModel]]] = [
         ("server", ServerSettings),
         ("limits", LimitsSettings),
+        ("store", StoreSettings),
         ("energy", EnergySettings),
         ("reuse", ReuseSettings),
         ("scheduler", SchedulerSettings),

@@ -173,10 +173,18 @@ class PostgresStore(Store):
     ``options=-csearch_path=…`` picks a schema). ``min_size``/``max_size``: the pool's
     connections."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
         self.url = url
         self._min_size = min_size
         self._max_size = max_size
+        self._connect_timeout_s = connect_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: AsyncConnectionPool[_Conn] | None = None
@@ -201,6 +209,12 @@ class PostgresStore(Store):
         self._loop, self._thread, self._pool = loop, thread, pool
 
     async def _start(self) -> AsyncConnectionPool[_Conn]:
+        # one direct connection first: a bad URL or a server that is down fails here, fast and
+        # with libpq's own message (a pool would only time out)
+        probe = await AsyncConnection.connect(
+            self.url, connect_timeout=max(1, round(self._connect_timeout_s))
+        )
+        await probe.close()
         pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
             self.url,
             min_size=self._min_size,
@@ -209,7 +223,7 @@ class PostgresStore(Store):
             open=False,
             name="boundgate-store",
         )
-        await pool.open(wait=True, timeout=30.0)
+        await pool.open(wait=True, timeout=self._connect_timeout_s)
         try:
             async with pool.connection() as conn:
                 await self._migrate(conn)
