@@ -293,7 +293,7 @@ def build_gateway(
         carbon=carbon,
         meter_for=meter_for or default_meter_for(settings),
         grid_zone=zone,
-        limiter=Limiter(store, clock, settings.limits.rpm, settings.limits.daily_tokens),
+        limiter=Limiter(store, clock, settings.limits),
         metrics=Metrics(tenant_label=settings.server.metrics_tenant_label),
         clock=clock,
         default_max_tokens=settings.limits.default_max_tokens,

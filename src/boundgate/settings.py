@@ -83,6 +83,12 @@ class LimitsSettings(_Section):
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens applied when a request gives none."
     )
+    reservation_lease_s: float = Field(
+        900.0,
+        gt=0,
+        description="How long a request's budget reservation holds if its gateway process "
+        "dies before settling it; then the reserved tokens are free again.",
+    )
     novelty_per_day: int = Field(
         0,
         ge=0,

@@ -1,22 +1,42 @@
 """Who is asking, and how much they may still ask.
 
-Budgets are enforced by *reservation*: before a request runs, its worst case (input bytes, an
-upper bound on BPE tokens, plus ``max_tokens``) is reserved against the tenant's daily token
-budget; when it finishes, the reservation is replaced by the real usage. Checks and
-reservations happen without an ``await`` in between, so concurrent requests on the event loop
-can never jointly overrun a budget.
+Limits live in the store (:class:`~boundgate.store.LimitStore`), so every gateway process
+sharing a database enforces one limit, not one each (issue #14):
+
+- **Daily token budget** (``tokens:<tenant>``, window = the UTC day): before a request runs,
+  its worst case (input bytes, an upper bound on BPE tokens, plus ``max_tokens``) is *held*
+  against the budget in one conditional update (``used + held + n <= budget``); after it
+  finished, the hold is *settled*: replaced by the tokens really used (0 for answers served
+  from stored answers). A hold whose process died is freed when its lease
+  (``limits.reservation_lease_s``) runs out. Settling happens right after the response, off
+  its path; until it commits the hold still counts, so the budget is only ever
+  over-estimated, never overrun.
+- **Requests per minute** (``rpm:<tenant>``): a *sliding* window. Each admitted request holds
+  1 for 60 s and is never settled, so at most ``rpm`` requests are admitted in any 60 seconds;
+  ``Retry-After`` is when the oldest of them leaves the window.
+
+Both are claimed in one reservation: a request refused by its budget does not count against
+its rate either. Tenants without limits (rpm and budget 0) never touch the store.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
 
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
-from .store import ApiKey, Store
+from .settings import LimitsSettings
+from .store import ApiKey, Claim, LimitStore
 
 DAY_S = 86_400
+RPM_WINDOW_S = 60.0
+PRUNE_EVERY_S = 3600.0  # how often old days' counters are deleted
+KEEP_DAYS = 2  # days of counters kept (today and yesterday, for late settles)
+
+log = logging.getLogger("boundgate")
 
 
 @dataclass(frozen=True)
@@ -42,89 +62,143 @@ class Tenant:
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)
 
 
-@dataclass
-class _Usage:
-    day: int
-    used: int  # settled tokens today
-    reserved: int = 0  # in-flight reservations
-    recent: deque[float] = field(default_factory=deque)  # request times in the last minute
+def tokens_counter(tenant: str) -> str:
+    return f"tokens:{tenant}"
+
+
+def rpm_counter(tenant: str) -> str:
+    return f"rpm:{tenant}"
 
 
 @dataclass
 class Reservation:
+    """What :meth:`Limiter.admit` held for one request: ``tokens`` on ``tenant``'s budget of
+    ``day`` (UTC day number) under ``hold_id`` (None: nothing held, no budget)."""
+
     tenant: str
     day: int
     tokens: int
+    hold_id: str | None = None
     settled: bool = False
 
 
 class Limiter:
-    def __init__(self, store: Store, clock: Clock, rpm: int, daily_tokens: int) -> None:
+    """Admits requests under their tenant's limits (``limits``: the defaults; a key's own
+    ``rpm``/``daily_tokens`` override them)."""
+
+    def __init__(self, store: LimitStore, clock: Clock, limits: LimitsSettings) -> None:
         self.store = store
         self.clock = clock
-        self.default_rpm = rpm
-        self.default_daily = daily_tokens
-        self._usage: dict[str, _Usage] = {}
+        self.limits = limits
+        self._settling: set[asyncio.Task[None]] = set()
+        self._pruned_at = float("-inf")
 
-    async def _state(self, tenant: str, now: float) -> _Usage:
-        day = int(now // DAY_S)
-        st = self._usage.get(tenant)
-        if st is None or st.day != day:
-            used = await self.store.tokens_used(tenant, day * DAY_S)
-            st = self._usage.get(tenant)  # another request may have loaded it meanwhile
-            if st is None or st.day != day:
-                recent = st.recent if st is not None else deque()
-                st = _Usage(day=day, used=used, recent=recent)
-                self._usage[tenant] = st
-        return st
+    @property
+    def default_rpm(self) -> int:
+        return self.limits.rpm
+
+    @property
+    def default_daily(self) -> int:
+        return self.limits.daily_tokens
+
+    def _rpm(self, tenant: Tenant) -> int:
+        return self.limits.rpm if tenant.rpm is None else tenant.rpm
+
+    def _budget(self, tenant: Tenant) -> int:
+        return self.limits.daily_tokens if tenant.daily_tokens is None else tenant.daily_tokens
 
     async def rpm_wait_s(self, tenant: Tenant) -> float:
         """Seconds until ``tenant`` may make another request under its requests-per-minute
         limit (0: now). Deferrable work (batch lines) waits this long instead of failing."""
-        now = self.clock.time()
-        st = await self._state(tenant.name, now)
-        rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
+        rpm = self._rpm(tenant)
         if not rpm:
             return 0.0
-        while st.recent and st.recent[0] <= now - 60:
-            st.recent.popleft()
-        return 0.0 if len(st.recent) < rpm else max(0.0, st.recent[0] + 60 - now)
+        now = self.clock.time()
+        state = await self.store.counter_state(rpm_counter(tenant.name), 0.0, now)
+        if state.held < rpm or state.next_expiry is None:
+            return 0.0
+        return max(0.0, state.next_expiry - now)
 
     async def admit(self, tenant: Tenant, reserve_tokens: int) -> Reservation:
-        """Count one request and reserve tokens, or raise 429 with Retry-After."""
+        """Count one request and hold ``reserve_tokens`` on the tenant's daily budget, or
+        raise :class:`RateLimitError` (429) with ``retry_after`` in seconds."""
         now = self.clock.time()
-        st = await self._state(tenant.name, now)
-        rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
+        day = int(now // DAY_S)
+        rpm, budget = self._rpm(tenant), self._budget(tenant)
+        if not rpm and not budget:
+            return Reservation(tenant.name, day, reserve_tokens)
+        claims = []
         if rpm:
-            while st.recent and st.recent[0] <= now - 60:
-                st.recent.popleft()
-            if len(st.recent) >= rpm:
-                raise RateLimitError(
-                    f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
-                    retry_after=st.recent[0] + 60 - now,
+            claims.append(Claim(rpm_counter(tenant.name), 0.0, 1, rpm, RPM_WINDOW_S))
+        if budget:
+            claims.append(
+                Claim(
+                    tokens_counter(tenant.name),
+                    float(day * DAY_S),
+                    reserve_tokens,
+                    budget,
+                    self.limits.reservation_lease_s,
                 )
-        budget = self.default_daily if tenant.daily_tokens is None else tenant.daily_tokens
-        if budget and st.used + st.reserved + reserve_tokens > budget:
-            left = max(0, budget - st.used - st.reserved)
-            raise RateLimitError(
-                f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
-                f"this request may need up to {reserve_tokens} (lower max_tokens "
-                "or wait for the next UTC day)",
-                code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
-                retry_after=(st.day + 1) * DAY_S - now,
             )
-        if rpm:
-            st.recent.append(now)
-        st.reserved += reserve_tokens
-        return Reservation(tenant.name, st.day, reserve_tokens)
+        hold_id = uuid.uuid4().hex
+        refused = await self.store.reserve(hold_id, claims, now)
+        self._maybe_prune(now)
+        if refused is None:
+            return Reservation(tenant.name, day, reserve_tokens, hold_id if budget else None)
+        claim = claims[refused]
+        state = await self.store.counter_state(claim.counter, claim.window, now)
+        if claim.counter == rpm_counter(tenant.name):
+            expiry = state.next_expiry if state.next_expiry is not None else now + RPM_WINDOW_S
+            raise RateLimitError(
+                f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
+                retry_after=max(1.0, expiry - now),
+            )
+        left = max(0, budget - state.used - state.held)
+        raise RateLimitError(
+            f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
+            f"this request may need up to {reserve_tokens} (lower max_tokens "
+            "or wait for the next UTC day)",
+            code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
+            retry_after=(day + 1) * DAY_S - now,
+        )
 
     def settle(self, res: Reservation, actual_tokens: int) -> None:
-        """Replace a reservation by what was really used (idempotent)."""
+        """Replace a reservation by what was really used (idempotent). The store write runs
+        in the background (it may be called while the request is being cancelled);
+        :meth:`drain` waits for it."""
         if res.settled:
             return
         res.settled = True
-        st = self._usage.get(res.tenant)
-        if st is None or st.day != res.day:
-            return  # the day rolled over; the ledger holds the truth for the old day
-        st.reserved -= res.tokens
-        st.used += actual_tokens
+        if res.hold_id is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._settle(res.hold_id, res.tenant, float(res.day * DAY_S), actual_tokens)
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, hold_id: str, tenant: str, window: float, used: int) -> None:
+        try:
+            await self.store.settle(hold_id, tokens_counter(tenant), window, used)
+        except Exception:  # the hold expires with its lease; the ledger keeps the truth
+            log.exception("budget: settling a reservation of tenant %r failed", tenant)
+
+    def _maybe_prune(self, now: float) -> None:
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        before = (now // DAY_S - (KEEP_DAYS - 1)) * DAY_S
+        task = asyncio.get_running_loop().create_task(self._prune(before))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _prune(self, before: float) -> None:
+        try:
+            await self.store.prune_counters(before)
+        except Exception:
+            log.exception("budget: pruning old counters failed")
+
+    async def drain(self) -> None:
+        """Wait until every settle started so far is committed."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)

@@ -11,10 +11,13 @@ from .protocols import (
     KeyStore,
     LabelStore,
     LedgerStore,
+    LimitStore,
     Store,
 )
 from .rows import (
     ApiKey,
+    Claim,
+    CounterState,
     DocumentRow,
     FileRow,
     JobRow,
@@ -32,6 +35,8 @@ from .sqlite import SQLiteStore
 __all__ = [
     "AnswerStore",
     "ApiKey",
+    "Claim",
+    "CounterState",
     "CreativityStore",
     "DocumentRow",
     "DocumentStore",
@@ -44,6 +49,7 @@ __all__ = [
     "LedgerQuery",
     "LedgerRow",
     "LedgerStore",
+    "LimitStore",
     "NewKey",
     "ObservationRow",
     "PeriodRow",

@@ -36,6 +36,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection
+from psycopg.errors import DeadlockDetected
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -45,6 +46,8 @@ from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
+    Claim,
+    CounterState,
     DocumentRow,
     FileRow,
     JobRow,
@@ -101,6 +104,69 @@ _JOB_COLUMNS = [f.name for f in fields(JobRow)]
 _JOB_SELECT = f"SELECT {_cols(_JOB_COLUMNS)} FROM jobs"
 _VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
 _KEY_COLUMNS = ["id", "tenant", "admin", "created", "revoked", "rpm", "daily_tokens"]
+
+
+# One claim in one statement: the counter row is created by the window's first claim, or
+# updated only while the claim fits (ON CONFLICT locks the row and re-checks its newest
+# version, so concurrent claims from any replica never overshoot), and the hold is recorded
+# in the same statement.
+_TAKE = """
+WITH c AS (
+    INSERT INTO limit_counters AS lc (counter, window_start, used, reserved)
+    SELECT %(counter)s, %(window)s, %(used)s, %(held)s WHERE %(amount)s <= %(limit)s
+    ON CONFLICT (counter, window_start) DO UPDATE
+        SET used = lc.used + %(used)s, reserved = lc.reserved + %(held)s
+        WHERE lc.used + lc.reserved + %(amount)s <= %(limit)s
+    RETURNING 1
+), h AS (
+    INSERT INTO limit_holds (hold_id, counter, window_start, amount, expires)
+    SELECT %(hold_id)s, %(counter)s, %(window)s, %(amount)s, %(expires)s
+    FROM c WHERE %(holds)s
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM c) + (SELECT COUNT(*) FROM h) AS n
+"""
+# Free a counter's expired holds (each hold is deleted once, so freed once).
+_SWEEP = """
+WITH h AS (
+    DELETE FROM limit_holds
+    WHERE counter = %(counter)s AND window_start = %(window)s AND expires < %(now)s
+    RETURNING amount
+)
+UPDATE limit_counters SET reserved = reserved - (SELECT SUM(amount) FROM h)
+WHERE counter = %(counter)s AND window_start = %(window)s AND EXISTS (SELECT 1 FROM h)
+"""
+_SETTLE = """
+WITH h AS (
+    DELETE FROM limit_holds
+    WHERE hold_id = %(hold_id)s AND counter = %(counter)s AND window_start = %(window)s
+    RETURNING amount
+)
+UPDATE limit_counters
+SET used = used + %(used)s, reserved = reserved - COALESCE((SELECT SUM(amount) FROM h), 0)
+WHERE counter = %(counter)s AND window_start = %(window)s
+"""
+
+
+class _Refused(Exception):
+    """A claim did not fit: roll the reservation's transaction back."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+async def _take(conn: _Conn, hold_id: str, c: Claim, now: float) -> bool:
+    """Take claim ``c`` if it fits, freeing the counter's expired holds first if it does not."""
+    held = c.amount if c.hold_s is not None else 0
+    params = {
+        "counter": c.counter, "window": c.window, "amount": c.amount, "limit": c.limit,
+        "used": c.amount - held, "held": held, "hold_id": hold_id, "holds": held > 0,
+        "expires": now + (c.hold_s or 0.0),
+    }  # fmt: skip
+    if int(await _scalar(conn, _TAKE, params)) > 0:
+        return True
+    freed = await _rowcount(conn, _SWEEP, {"counter": c.counter, "window": c.window, "now": now})
+    return freed > 0 and int(await _scalar(conn, _TAKE, params)) > 0
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -540,6 +606,59 @@ class PostgresStore(Store):
         sql = "SELECT DISTINCT query FROM reuse_askers WHERE entry = %s ORDER BY query"
         rows = await self._run(lambda conn: _all(conn, sql, (entry,)))
         return [str(r["query"]) for r in rows]
+
+    # --- budgets and rate limits ---------------------------------------------------------
+    async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
+        order = sorted(range(len(claims)), key=lambda i: (claims[i].counter, claims[i].window))
+
+        async def take(conn: _Conn) -> int | None:
+            for i in order:
+                if not await _take(conn, hold_id, claims[i], now):
+                    raise _Refused(i)
+            return None
+
+        for attempt in range(5):
+            try:
+                # one claim is one statement (atomic alone); several share a transaction
+                return await self._run(take, tx=len(claims) > 1)
+            except _Refused as refused:
+                return refused.index
+            except DeadlockDetected:
+                # a settle and a sweep of the same expired hold, locking in opposite order:
+                # PostgreSQL rolled this one back, so it can simply run again
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
+        params = {"hold_id": hold_id, "counter": counter, "window": window, "used": used}
+        for attempt in range(5):
+            try:
+                await self._execute(_SETTLE, params)
+                return
+            except DeadlockDetected:
+                if attempt == 4:
+                    raise
+
+    async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
+        sql = (
+            "SELECT (SELECT used FROM limit_counters WHERE counter = %(c)s AND "
+            "window_start = %(w)s) AS used, COALESCE(SUM(amount), 0) AS held, "
+            "MIN(expires) AS expiry FROM limit_holds WHERE counter = %(c)s AND "
+            "window_start = %(w)s AND expires >= %(now)s"
+        )
+        params = {"c": counter, "w": window, "now": now}
+        r = await self._run(lambda conn: _one(conn, sql, params))
+        assert r is not None
+        return CounterState(int(r["used"] or 0), int(r["held"]), r["expiry"])
+
+    async def prune_counters(self, before: float) -> None:
+        async def prune(conn: _Conn) -> None:
+            where = "window_start < %s AND window_start <> 0"
+            await conn.execute(f"DELETE FROM limit_holds WHERE {where}", (before,))
+            await conn.execute(f"DELETE FROM limit_counters WHERE {where}", (before,))
+
+        await self._run(prune, tx=True)
 
     # --- documents -----------------------------------------------------------------------
     async def put_document(self, doc: DocumentRow) -> None:

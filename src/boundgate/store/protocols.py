@@ -27,6 +27,8 @@ from typing import Protocol
 
 from .rows import (
     ApiKey,
+    Claim,
+    CounterState,
     DocumentRow,
     FileRow,
     JobRow,
@@ -297,9 +299,42 @@ class CreativityStore(Protocol):
         """Variants of ``exact`` nobody has been served yet."""
 
 
+class LimitStore(Protocol):
+    """Budgets and rate limits as shared counters: per (counter, window) a settled ``used``
+    and the holds of requests in flight, so every gateway process sharing the database
+    enforces one limit (issue #14).
+
+    Reserving never reads and then writes from the caller: each claim is one conditional
+    update in the database (``used + held + amount <= limit``), all claims of one reservation
+    in one transaction. A hold lives until it is settled or its lease (``Claim.hold_s``)
+    runs out; expired holds stop counting (a gateway killed mid-request frees its holds when
+    their lease ends), which also makes a counter of holds alone (``hold_s = 60``, never
+    settled) a sliding window of requests."""
+
+    async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
+        """Take every claim or none (atomic): None when all fit, else the index of the
+        first claim that did not (and nothing changed). Held claims are recorded under
+        ``hold_id`` (unique per reservation) expiring at ``now + hold_s``; holds that expired
+        before ``now`` do not count. Claims are taken in counter order, so concurrent
+        reservations over the same counters cannot deadlock."""
+
+    async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
+        """Replace hold ``hold_id`` on ``counter``'s ``window`` by ``used`` (atomic). If the
+        hold expired meanwhile, ``used`` is still added. Call once per hold: every call adds
+        ``used``."""
+
+    async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
+        """``counter`` in ``window`` at ``now`` (zeros for a counter never claimed)."""
+
+    async def prune_counters(self, before: float) -> None:
+        """Delete the counters of windows that started before ``before`` (and are not 0),
+        with their holds: old days' budgets."""
+
+
 class Store(
     LedgerStore,
     KeyStore,
+    LimitStore,
     AnswerStore,
     DocumentStore,
     LabelStore,
