@@ -584,6 +584,20 @@ def test_claim_job_leases_the_earliest_due_job(store: Store) -> None:
     )  # fmt: skip
 
 
+def test_the_lease_holder_renews_its_lease(store: Store) -> None:
+    run(store.put_job(job("long", 0.0)))
+    claimed = run(store.claim_job("r1", 100.0, 60.0))
+    assert claimed is not None and claimed.lease_expires == 160.0
+    assert run(store.renew_job("long", "r1", 250.0))
+    assert not run(store.renew_job("long", "r2", 400.0))  # not the holder
+    assert run(store.claim_job("r2", 200.0, 60.0)) is None  # still leased at 200
+    taken = run(store.claim_job("r2", 251.0, 60.0))  # the holder stopped renewing
+    assert taken is not None and taken.lease_owner == "r2"
+    assert not run(store.renew_job("long", "r1", 500.0))  # r1 lost it
+    assert run(store.finish_job("long", "r2", "done", None))
+    assert not run(store.renew_job("long", "r2", 600.0))  # finished
+
+
 def test_concurrent_claims_never_get_the_same_job(store: Store) -> None:
     for i in range(6):
         run(store.put_job(job(f"j{i}", float(i))))

@@ -338,6 +338,12 @@ class SchedulerSettings(_Section):
         6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
+    job_lease_s: float = Field(
+        300.0,
+        ge=1,
+        description="A running job's lease, renewed every third of it while it runs; a "
+        "process killed mid-job leaves its job to another runner this long after.",
+    )
     price_csv: Path | None = Field(
         None,
         description="Hourly price CSV (datetime_utc + price_column) to optimise price too.",

@@ -1,10 +1,12 @@
 """The job seam: persistent jobs, leased by a runner, completed once.
 
 Jobs live in the store (table ``jobs``): kind, JSON payload, earliest start, deadline, state,
-lease owner and expiry, attempts, result. A runner claims the next due job with a lease; if
+lease owner and expiry, attempts, result. A runner claims the next due job with a lease and
+renews it every third of ``lease_s`` while the handler runs (a batch may run for hours); if
 the process dies (``kill -9``) the lease expires and another runner (or the restarted one)
-takes the job again. Completion only counts for the lease holder, so a job whose lease was
-taken over cannot be completed twice. Handlers must therefore be idempotent (rebinding a
+takes the job again. A runner that finds its lease taken over stops the handler. Completion
+only counts for the lease holder, so a job whose lease was taken over cannot be completed
+twice. Handlers must therefore be idempotent (rebinding a
 document twice supersedes once: the second run finds the document already superseded).
 
 *When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
@@ -116,6 +118,10 @@ def new_job_id() -> str:
     return "job_" + uuid.uuid4().hex
 
 
+class _LeaseLost(Exception):
+    """The job's lease expired and another runner claimed it."""
+
+
 class JobRunner:
     """Claims due jobs and runs their handlers, one at a time, in the event loop."""
 
@@ -186,7 +192,10 @@ class JobRunner:
             return True
         try:
             payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
-            result = await handler(payload)
+            result = await self._run_leased(job, handler(payload))
+        except _LeaseLost:
+            log.warning("job %s (%s): lease taken over by another runner", job.id, job.kind)
+            return True
         except asyncio.CancelledError:
             raise
         except RateLimitError as exc:
@@ -207,6 +216,26 @@ class JobRunner:
             return True
         await self._finish(job, "done", result)
         return True
+
+    async def _run_leased(self, job: JobRow, work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """Await ``work`` while renewing the job's lease; raise :class:`_LeaseLost` (work
+        cancelled) if a renewal finds the job leased to another runner."""
+        task = asyncio.ensure_future(work)
+        every_s = self.lease_s / 3
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=every_s)
+                if done:
+                    return task.result()
+                until = self.clock.time() + self.lease_s
+                if not await self.store.renew_job(job.id, self.owner, until):
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise _LeaseLost(job.id)
+        finally:
+            if not task.done():  # this runner was stopped: stop the work too
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _finish(self, job: JobRow, state: str, result: dict[str, Any]) -> None:
         await self.store.finish_job(job.id, self.owner, state, json.dumps(result, sort_keys=True))

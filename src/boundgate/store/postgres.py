@@ -796,6 +796,13 @@ class PostgresStore(Store):
         )
         return await self._execute(sql, (state, result, job_id, owner)) == 1
 
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = %s "
+            "WHERE id = %s AND state = 'running' AND lease_owner = %s"
+        )
+        return await self._execute(sql, (until, job_id, owner)) == 1
+
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = %s WHERE id = %s AND state = 'pending'"
         return await self._execute(sql, (not_before, job_id)) == 1

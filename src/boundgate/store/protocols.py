@@ -238,6 +238,11 @@ class JobStore(Protocol):
         retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
         the lease is someone else's (so only the lease holder's first call counts)."""
 
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        """Extend the lease of running job ``job_id`` to ``until`` if ``owner`` still holds it
+        (a long job's heartbeat); False if the job is not running or leased to someone else
+        (the lease expired and another runner claimed it)."""
+
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         """Move a pending job's earliest start (re-planning); False if it is not pending."""
 

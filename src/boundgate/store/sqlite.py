@@ -694,6 +694,14 @@ class SQLiteStore(Store):
     async def document_counts(self) -> dict[str, int]:
         return await self._state_counts("documents")
 
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = ? "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (until, job_id, owner)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
+
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
         return bool(
