@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -146,7 +148,8 @@ class JobRunner:
         self.replan = replan
         self.replan_s = replan_s
         self._replanned = 0.0
-        self.owner = "runner_" + uuid.uuid4().hex[:12]
+        # which process holds a lease: host and pid, for operators of several replicas
+        self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
