@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -58,3 +59,35 @@ def test_one_instance_serves_several_event_loops(postgres_schema: str) -> None:
         store.close()
     with pytest.raises(RuntimeError):
         asyncio.run(store.ledger())
+
+
+def test_the_schema_covers_every_sqlite_table_and_column(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    """Migration parity: whatever SQLite's migrations create, PostgreSQL's create too (PostgreSQL
+    adds ``seq`` columns for insertion order)."""
+    import sqlite3
+
+    from boundgate.store import SQLiteStore
+
+    lite = SQLiteStore(tmp_path / "x.db")
+    lite.open()
+    lite.close()
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        sqlite_cols = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    store = PostgresStore(postgres_schema)
+    store.open()
+    store.close()
+    schema = postgres_schema.rsplit("%3D", 1)[1]
+    with psycopg.connect(postgres_schema) as conn:
+        pg_cols: dict[str, set[str]] = {}
+        for table, column in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s",
+            (schema,),
+        ):
+            pg_cols.setdefault(table, set()).add(column)
+    for table, columns in sqlite_cols.items():
+        assert table in pg_cols, f"table {table} is missing from PostgreSQL"
+        assert columns <= pg_cols[table], f"{table}: {columns - pg_cols[table]} missing"
