@@ -8,6 +8,7 @@ embedder, every request the same question, so all but the first are exact hits):
                the reservation and, off the response path, its settle)
   sqlite-free  this tree, SQLite, a key without limits (the fast path: no counter touched)
   postgres     this tree, PostgreSQL (a throwaway embedded server, tests/pg_server.py), limits
+  postgres-free  the same without limits: the difference to postgres is what the limits cost
 
 Rounds are interleaved (before, sqlite, sqlite-free, postgres, before, ...) so drift on the
 shared machine hits all targets alike; medians over rounds. The load generator shares the
@@ -100,6 +101,14 @@ def main() -> None:
     from pg_server import PostgresServer
 
     pg = PostgresServer().start()
+
+    def pg_url(schema: str) -> str:  # one schema per target: each its own keys
+        import psycopg
+
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        return f"{pg.url}?options=-csearch_path%3D{schema}"
+
     procs: list[Proc] = []
     try:
         with tempfile.TemporaryDirectory() as tmp_s:
@@ -109,7 +118,8 @@ def main() -> None:
                 ("before", args.before, {}, True),
                 ("sqlite", SRC, {}, True),
                 ("sqlite-free", SRC, {}, False),
-                ("postgres", SRC, {"BOUNDGATE_STORE__URL": pg.url}, True),
+                ("postgres", SRC, {"BOUNDGATE_STORE__URL": pg_url("limits")}, True),
+                ("postgres-free", SRC, {"BOUNDGATE_STORE__URL": pg_url("free")}, False),
             ):
                 url, headers, proc = start(tmp, name, src, env, limited)
                 procs.append(proc)

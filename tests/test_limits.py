@@ -147,3 +147,78 @@ def test_two_processes_share_one_budget(make_store: Callable[[], Store]) -> None
 
     used = sum(asyncio.run(main()))
     assert 700 <= used <= 1000  # at most 1000 held at once: at least 14 of 40 admitted
+
+
+def test_the_migration_carries_todays_usage_over_from_the_ledger(tmp_path: Path) -> None:
+    """Budgets were counted from the ledger before the counters existed: a database migrated
+    mid-day keeps what its tenants already spent today."""
+    import json
+    import sqlite3
+    import time
+
+    from boundgate.store.sqlite import load_migrations
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied REAL NOT NULL)"
+    )
+    for version, name, sql in load_migrations():
+        if version > 8:
+            break
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    now = time.time()
+    rows = [  # (id, ts, prompt, completion, reuse, extra)
+        ("a", now, 10, 20, None, None),
+        ("b", now, 5, 5, "hit-exact", None),  # served from a stored answer: free
+        ("c", now - 2 * DAY_S, 100, 100, None, None),  # another day
+        ("d", now, 1, 2, "miss", json.dumps({"novel": True})),
+    ]
+    for rid, ts, p, c, reuse, extra in rows:
+        conn.execute(
+            "INSERT INTO ledger (id, ts, tenant, endpoint, prompt_tokens, completion_tokens, "
+            "outcome, status, reuse, extra) VALUES (?, ?, 'acme', '/v1/chat/completions', ?, ?, "
+            "'ok', 200, ?, ?)",
+            (rid, ts, p, c, reuse, extra),
+        )
+    conn.close()
+    store = SQLiteStore(db)
+    store.open()
+    try:
+        day = float(int(now // DAY_S) * DAY_S)
+        tokens = asyncio.run(store.counter_state("tokens:acme", day, now))
+        novel = asyncio.run(store.counter_state("novel:acme", day, now))
+        assert (tokens.used, novel.used) == (33, 1)
+    finally:
+        store.close()
+
+
+def test_two_processes_share_one_novelty_budget(make_store: Callable[[], Store]) -> None:
+    from boundgate.reuse.variants import CreativityBuffer
+    from boundgate.settings import CreativitySettings
+
+    clock = FakeClock(T0)
+    limits = LimitsSettings(novelty_per_day=5)
+    buffers = [
+        CreativityBuffer(make_store(), None, clock, CreativitySettings(), limits) for _ in range(2)
+    ]
+
+    async def one(buf: CreativityBuffer) -> bool:
+        try:
+            await buf.admit_novel("acme")
+        except RateLimitError as exc:
+            assert exc.code == ErrorCode.NOVELTY_BUDGET_EXHAUSTED
+            return False
+        return True
+
+    async def main() -> list[bool]:
+        return list(await asyncio.gather(*[one(b) for _ in range(8) for b in buffers]))
+
+    assert sum(asyncio.run(main())) == 5
+    assert not asyncio.run(buffers[0].budget_left("acme"))
+    clock.advance(DAY_S)
+    assert asyncio.run(buffers[1].budget_left("acme"))

@@ -16,11 +16,18 @@ CREATE TABLE limit_holds (
     PRIMARY KEY (hold_id, counter, window_start)
 );
 CREATE INDEX limit_holds_expiry ON limit_holds (counter, window_start, expires);
--- Today's token budgets were counted from the ledger until now: carry today's usage over.
+-- Today's token and novelty budgets were counted from the ledger until now: carry today's
+-- usage over.
 INSERT INTO limit_counters (counter, window_start, used, reserved)
 SELECT 'tokens:' || tenant, CAST(strftime('%s', 'now') AS INTEGER) / 86400 * 86400.0,
        SUM(prompt_tokens + completion_tokens), 0
 FROM ledger
 WHERE ts >= CAST(strftime('%s', 'now') AS INTEGER) / 86400 * 86400.0
   AND COALESCE(reuse, '') NOT LIKE 'hit%'
+GROUP BY tenant;
+INSERT INTO limit_counters (counter, window_start, used, reserved)
+SELECT 'novel:' || tenant, CAST(strftime('%s', 'now') AS INTEGER) / 86400 * 86400.0, COUNT(*), 0
+FROM ledger
+WHERE ts >= CAST(strftime('%s', 'now') AS INTEGER) / 86400 * 86400.0
+  AND json_extract(extra, '$.novel') = 1 AND outcome = 'ok'
 GROUP BY tenant;
