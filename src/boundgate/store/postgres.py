@@ -16,6 +16,9 @@ Atomicity is the database's, never read-then-write from Python: ``ON CONFLICT`` 
 -wins and dedupe, ``UPDATE … RETURNING`` with ``FOR UPDATE SKIP LOCKED`` for job claims,
 ``hits = hits + 1`` for hits, and a transaction-scoped advisory lock per entry or prompt where
 a write and the count it returns must be one step (askers, creative asks, variant takes).
+Budgets and rate limits: a reservation is one call of the ``boundgate_reserve`` function
+(migration 0004), each claim in it a conditional upsert of its counter row, all undone if one
+does not fit; a settle is one statement that deletes the hold and updates the counter.
 
 Keys: ``verify_key`` reads the key's row by primary key on every call (no cache), so a key
 revoked by any replica is rejected by every replica at once; ``has_keys`` caches only True
@@ -106,36 +109,6 @@ _VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
 _KEY_COLUMNS = ["id", "tenant", "admin", "created", "revoked", "rpm", "daily_tokens"]
 
 
-# One claim in one statement: the counter row is created by the window's first claim, or
-# updated only while the claim fits (ON CONFLICT locks the row and re-checks its newest
-# version, so concurrent claims from any replica never overshoot), and the hold is recorded
-# in the same statement.
-_TAKE = """
-WITH c AS (
-    INSERT INTO limit_counters AS lc (counter, window_start, used, reserved)
-    SELECT %(counter)s, %(window)s, %(used)s, %(held)s WHERE %(amount)s <= %(limit)s
-    ON CONFLICT (counter, window_start) DO UPDATE
-        SET used = lc.used + %(used)s, reserved = lc.reserved + %(held)s
-        WHERE lc.used + lc.reserved + %(amount)s <= %(limit)s
-    RETURNING 1
-), h AS (
-    INSERT INTO limit_holds (hold_id, counter, window_start, amount, expires)
-    SELECT %(hold_id)s, %(counter)s, %(window)s, %(amount)s, %(expires)s
-    FROM c WHERE %(holds)s
-    RETURNING 1
-)
-SELECT (SELECT COUNT(*) FROM c) + (SELECT COUNT(*) FROM h) AS n
-"""
-# Free a counter's expired holds (each hold is deleted once, so freed once).
-_SWEEP = """
-WITH h AS (
-    DELETE FROM limit_holds
-    WHERE counter = %(counter)s AND window_start = %(window)s AND expires < %(now)s
-    RETURNING amount
-)
-UPDATE limit_counters SET reserved = reserved - (SELECT SUM(amount) FROM h)
-WHERE counter = %(counter)s AND window_start = %(window)s AND EXISTS (SELECT 1 FROM h)
-"""
 _SETTLE = """
 WITH h AS (
     DELETE FROM limit_holds
@@ -146,27 +119,6 @@ UPDATE limit_counters
 SET used = used + %(used)s, reserved = reserved - COALESCE((SELECT SUM(amount) FROM h), 0)
 WHERE counter = %(counter)s AND window_start = %(window)s
 """
-
-
-class _Refused(Exception):
-    """A claim did not fit: roll the reservation's transaction back."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
-async def _take(conn: _Conn, hold_id: str, c: Claim, now: float) -> bool:
-    """Take claim ``c`` if it fits, freeing the counter's expired holds first if it does not."""
-    held = c.amount if c.hold_s is not None else 0
-    params = {
-        "counter": c.counter, "window": c.window, "amount": c.amount, "limit": c.limit,
-        "used": c.amount - held, "held": held, "hold_id": hold_id, "holds": held > 0,
-        "expires": now + (c.hold_s or 0.0),
-    }  # fmt: skip
-    if int(await _scalar(conn, _TAKE, params)) > 0:
-        return True
-    freed = await _rowcount(conn, _SWEEP, {"counter": c.counter, "window": c.window, "now": now})
-    return freed > 0 and int(await _scalar(conn, _TAKE, params)) > 0
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -609,20 +561,27 @@ class PostgresStore(Store):
 
     # --- budgets and rate limits ---------------------------------------------------------
     async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
+        # one statement however many claims: boundgate_reserve (migration 0004) takes them
+        # in counter order, each a conditional upsert, undoing all if one does not fit
         order = sorted(range(len(claims)), key=lambda i: (claims[i].counter, claims[i].window))
-
-        async def take(conn: _Conn) -> int | None:
-            for i in order:
-                if not await _take(conn, hold_id, claims[i], now):
-                    raise _Refused(i)
-            return None
-
+        ordered = [claims[i] for i in order]
+        sql = (
+            "SELECT boundgate_reserve(%s, %s::text[], %s::float8[], %s::bigint[], "
+            "%s::bigint[], %s::float8[], %s)"
+        )
+        params = (
+            hold_id,
+            [c.counter for c in ordered],
+            [c.window for c in ordered],
+            [c.amount for c in ordered],
+            [c.limit for c in ordered],
+            [c.hold_s for c in ordered],
+            now,
+        )
         for attempt in range(5):
             try:
-                # one claim is one statement (atomic alone); several share a transaction
-                return await self._run(take, tx=len(claims) > 1)
-            except _Refused as refused:
-                return refused.index
+                refused = await self._run(lambda conn: _scalar(conn, sql, params))
+                return None if refused is None else order[int(refused)]
             except DeadlockDetected:
                 # a settle and a sweep of the same expired hold, locking in opposite order:
                 # PostgreSQL rolled this one back, so it can simply run again
