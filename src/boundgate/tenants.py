@@ -117,7 +117,7 @@ class Limiter:
         state = await self.store.counter_state(rpm_counter(tenant.name), 0.0, now)
         if state.held < rpm or state.next_expiry is None:
             return 0.0
-        return max(0.0, state.next_expiry - now)
+        return min(RPM_WINDOW_S, max(0.0, state.next_expiry - now))
 
     async def admit(self, tenant: Tenant, reserve_tokens: int) -> Reservation:
         """Count one request and hold ``reserve_tokens`` on the tenant's daily budget, or
@@ -149,9 +149,11 @@ class Limiter:
         state = await self.store.counter_state(claim.counter, claim.window, now)
         if claim.counter == rpm_counter(tenant.name):
             expiry = state.next_expiry if state.next_expiry is not None else now + RPM_WINDOW_S
+            # another process's clock read may be a little ahead of ours: never over 60 s
+            wait_s = min(RPM_WINDOW_S, max(1.0, expiry - now))
             raise RateLimitError(
                 f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
-                retry_after=max(1.0, expiry - now),
+                retry_after=wait_s,
             )
         left = max(0, budget - state.used - state.held)
         raise RateLimitError(

@@ -1,7 +1,8 @@
 """The storage seam: one small async protocol per aggregate, and :class:`Store`, their union.
 
-SQLite (``sqlite.py``) is the only store today; a shared PostgreSQL store implements the same
-protocols, and ``tests/test_store_contract.py`` is the suite every implementation must pass.
+SQLite (``sqlite.py``, the default) and PostgreSQL (``postgres.py``, ``store.url``, shared by
+replicas) implement them; ``tests/test_store_contract.py`` is the suite every implementation
+must pass.
 Callers only ``await``: a store that blocks (SQLite) does its own thread hop, so no caller
 wraps a store call in ``asyncio.to_thread``.
 
