@@ -91,3 +91,40 @@ def test_the_schema_covers_every_sqlite_table_and_column(
     for table, columns in sqlite_cols.items():
         assert table in pg_cols, f"table {table} is missing from PostgreSQL"
         assert columns <= pg_cols[table], f"{table}: {columns - pg_cols[table]} missing"
+
+
+def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema: str) -> None:
+    import json
+    import time
+
+    first = [m for m in load_migrations() if m[0] == 1]
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in first:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+        now = time.time()
+        for rid, ts, p, c, reuse, extra in [
+            ("a", now, 10, 20, None, None),
+            ("b", now, 5, 5, "hit-exact", None),
+            ("c", now - 2 * 86400, 100, 100, None, None),
+            ("d", now, 1, 2, "miss", json.dumps({"novel": True})),
+        ]:
+            conn.execute(
+                "INSERT INTO ledger (id, ts, tenant, endpoint, prompt_tokens, completion_tokens, "
+                "outcome, status, reuse, extra) VALUES (%s, %s, 'acme', '/v1/chat/completions', "
+                "%s, %s, 'ok', 200, %s, %s::jsonb)",
+                (rid, ts, p, c, reuse, extra),
+            )
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        day = float(int(now // 86400) * 86400)
+        tokens = asyncio.run(store.counter_state("tokens:acme", day, now))
+        novel = asyncio.run(store.counter_state("novel:acme", day, now))
+        assert (tokens.used, novel.used) == (33, 1)
+    finally:
+        store.close()
