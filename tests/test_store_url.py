@@ -3,6 +3,7 @@ start-up failure when that database cannot be used."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +76,10 @@ def test_report_and_docs_read_the_configured_database(
     done = _cli(tmp_path, postgres_schema, *command)
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "data" / "boundgate.db").exists()
+
+
+def test_settings_listing_hides_the_password(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "postgresql://boundgate:s3cret@db:5432/x", "settings", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (url,) = [s["value"] for s in json.loads(done.stdout) if s["key"] == "store.url"]
+    assert url == "postgresql://boundgate:***@db:5432/x"

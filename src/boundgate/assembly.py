@@ -7,7 +7,6 @@ not passed is built from settings.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,14 +43,9 @@ from .reuse.variants import CreativityBuffer
 from .reuse.verifier import Verifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
-from .settings import ConfigError, ModelSettings, Settings
+from .settings import ConfigError, ModelSettings, Settings, redact_url
 from .store import SQLiteStore, Store
 from .tenants import Limiter
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 def build_store(settings: Settings) -> Store:

@@ -13,6 +13,7 @@ its value and where that value came from.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -476,6 +477,11 @@ class Settings(BaseSettings):
         return self.server.data_dir / "boundgate.db"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and listings)."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
 class ConfigError(Exception):
     """A configuration problem, with the offending key named in the message."""
 
@@ -575,6 +581,8 @@ def describe(
             else:
                 old_names = [o for o, n in getattr(type(model), "renamed", {}).items() if n == name]
                 src = source(parts, old_names)
+                if isinstance(value, str) and parts == ["store", "url"]:
+                    value = redact_url(value)
                 yield SettingValue(".".join(parts), value, src, field.description or "")
 
     yield from walk(settings, [])

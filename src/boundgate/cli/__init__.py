@@ -145,7 +145,7 @@ def serve(
     application.state.startup = Steps()  # models and stored answers load in the lifespan
     gw = application.state.gateway
     if settings.store.url is not None:
-        from ..assembly import redact_url
+        from ..settings import redact_url
 
         where = f"store PostgreSQL {redact_url(settings.store.url)}, files in {s.data_dir}"
     else:
