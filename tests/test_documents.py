@@ -320,3 +320,51 @@ def test_verify_rejects_garbage_files(tmp_path: Path, bad: str) -> None:
     f.write_text(bad)
     res = CliRunner().invoke(cli, ["docs", "verify", str(f), "--data-dir", str(tmp_path / "data")])
     assert res.exit_code != 0
+
+
+def test_a_long_job_renews_its_lease_and_stops_when_it_loses_it(tmp_path: Path) -> None:
+    """A batch may outlive its lease: the runner renews it while the handler runs, so no
+    other replica takes the job over; if the lease was taken over anyway (this process
+    stalled), the handler is stopped and its result does not count."""
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    t0 = 1_800_000_000.0
+    clock = FakeClock(start=t0)
+    cancelled = asyncio.Event()
+
+    async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return {"ok": True}
+
+    async def lease_expires() -> float:
+        (job,) = await store.jobs()
+        return job.lease_expires or 0.0
+
+    async def main() -> None:
+        await JobQueue(store, clock).submit("long", {})
+        runner = JobRunner(
+            store, {"long": handler}, clock=clock, lease_s=3.0, poll_s=1.0, replan_s=3600.0
+        )
+        running = asyncio.create_task(runner.run_once())
+        clock.advance(2)  # the next renewal extends the lease to t0 + 2 + 3
+        for _ in range(600):
+            if await lease_expires() == t0 + 5:
+                break
+            await asyncio.sleep(0.05)
+        assert await lease_expires() == t0 + 5
+        assert await store.claim_job("thief", t0 + 4, 60.0) is None  # renewed: not due
+        stolen = await store.claim_job("thief", t0 + 6, 60.0)  # this runner stalled
+        assert stolen is not None and stolen.lease_owner == "thief"
+        assert await asyncio.wait_for(running, 60) is True
+        assert cancelled.is_set()
+        (job,) = await store.jobs()
+        assert (job.state, job.lease_owner) == ("running", "thief")
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -58,3 +59,72 @@ def test_one_instance_serves_several_event_loops(postgres_schema: str) -> None:
         store.close()
     with pytest.raises(RuntimeError):
         asyncio.run(store.ledger())
+
+
+def test_the_schema_covers_every_sqlite_table_and_column(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    """Migration parity: whatever SQLite's migrations create, PostgreSQL's create too (PostgreSQL
+    adds ``seq`` columns for insertion order)."""
+    import sqlite3
+
+    from boundgate.store import SQLiteStore
+
+    lite = SQLiteStore(tmp_path / "x.db")
+    lite.open()
+    lite.close()
+    with sqlite3.connect(tmp_path / "x.db") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        sqlite_cols = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in tables}
+    store = PostgresStore(postgres_schema)
+    store.open()
+    store.close()
+    schema = postgres_schema.rsplit("%3D", 1)[1]
+    with psycopg.connect(postgres_schema) as conn:
+        pg_cols: dict[str, set[str]] = {}
+        for table, column in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = %s",
+            (schema,),
+        ):
+            pg_cols.setdefault(table, set()).add(column)
+    for table, columns in sqlite_cols.items():
+        assert table in pg_cols, f"table {table} is missing from PostgreSQL"
+        assert columns <= pg_cols[table], f"{table}: {columns - pg_cols[table]} missing"
+
+
+def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema: str) -> None:
+    import json
+    import time
+
+    first = [m for m in load_migrations() if m[0] == 1]
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in first:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+        now = time.time()
+        for rid, ts, p, c, reuse, extra in [
+            ("a", now, 10, 20, None, None),
+            ("b", now, 5, 5, "hit-exact", None),
+            ("c", now - 2 * 86400, 100, 100, None, None),
+            ("d", now, 1, 2, "miss", json.dumps({"novel": True})),
+        ]:
+            conn.execute(
+                "INSERT INTO ledger (id, ts, tenant, endpoint, prompt_tokens, completion_tokens, "
+                "outcome, status, reuse, extra) VALUES (%s, %s, 'acme', '/v1/chat/completions', "
+                "%s, %s, 'ok', 200, %s, %s::jsonb)",
+                (rid, ts, p, c, reuse, extra),
+            )
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        day = float(int(now // 86400) * 86400)
+        tokens = asyncio.run(store.counter_state("tokens:acme", day, now))
+        novel = asyncio.run(store.counter_state("novel:acme", day, now))
+        assert (tokens.used, novel.used) == (33, 1)
+    finally:
+        store.close()

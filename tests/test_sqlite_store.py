@@ -78,3 +78,27 @@ def test_keys_store_only_a_salted_hash(store: SQLiteStore, tmp_path: Path) -> No
     raw = (tmp_path / "b.db").read_bytes()
     assert new.secret.split("-")[2].encode() not in raw
     assert asyncio.run(store.verify_key(new.secret)) is not None
+
+
+def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
+    """Two gateway workers on one host open a new database at the same moment: the migration
+    runs once (``BEGIN IMMEDIATE``: the second waits for the first, then finds it done)."""
+    import os
+    import subprocess
+    import sys
+
+    from boundgate.store.sqlite import load_migrations
+
+    db = tmp_path / "new.db"
+    code = (
+        "import sys; from boundgate.store import SQLiteStore; "
+        "s = SQLiteStore(sys.argv[1]); s.open(); s.close()"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(db)], env=os.environ.copy())
+        for _ in range(4)
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    with sqlite3.connect(db) as conn:
+        versions = sorted(r[0] for r in conn.execute("SELECT version FROM schema_migrations"))
+    assert versions == [v for v, _, _ in load_migrations()]

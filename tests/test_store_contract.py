@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from boundgate.store import (
+    Claim,
+    CounterState,
     DocumentRow,
     EnergyProfileRow,
     FileRow,
@@ -741,6 +743,20 @@ def test_claim_job_leases_the_earliest_due_job(store: Store) -> None:
     )  # fmt: skip
 
 
+def test_the_lease_holder_renews_its_lease(store: Store) -> None:
+    run(store.put_job(job("long", 0.0)))
+    claimed = run(store.claim_job("r1", 100.0, 60.0))
+    assert claimed is not None and claimed.lease_expires == 160.0
+    assert run(store.renew_job("long", "r1", 250.0))
+    assert not run(store.renew_job("long", "r2", 400.0))  # not the holder
+    assert run(store.claim_job("r2", 200.0, 60.0)) is None  # still leased at 200
+    taken = run(store.claim_job("r2", 251.0, 60.0))  # the holder stopped renewing
+    assert taken is not None and taken.lease_owner == "r2"
+    assert not run(store.renew_job("long", "r1", 500.0))  # r1 lost it
+    assert run(store.finish_job("long", "r2", "done", None))
+    assert not run(store.renew_job("long", "r2", 600.0))  # finished
+
+
 def test_concurrent_claims_never_get_the_same_job(store: Store) -> None:
     for i in range(6):
         run(store.put_job(job(f"j{i}", float(i))))
@@ -947,3 +963,95 @@ def test_profiles_survive_close_and_reopen(make_store: Callable[[], Store]) -> N
     store.close()
     store.open()
     assert run(store.profiles()) == [p]
+
+
+# --- budgets and rate limits (LimitStore) ------------------------------------------------
+
+
+def tokens(amount: int, limit: int = 100, hold_s: float | None = 900.0) -> Claim:
+    return Claim("tokens:acme", D0, amount, limit, hold_s)
+
+
+def test_a_claim_is_taken_while_it_fits(store: Store) -> None:
+    assert run(store.reserve("h1", [tokens(60)], D0 + 1)) is None
+    assert run(store.reserve("h2", [tokens(40)], D0 + 2)) is None
+    assert run(store.reserve("h3", [tokens(1)], D0 + 3)) == 0  # 60 + 40 + 1 > 100
+    assert run(store.counter_state("tokens:acme", D0, D0 + 3)) == CounterState(0, 100, D0 + 901)
+    assert run(store.reserve("h4", [tokens(101)], D0 + 3)) == 0  # never fits a new window
+    assert run(store.counter_state("tokens:other", D0, D0)) == CounterState(0, 0, None)
+
+
+def test_settle_replaces_the_hold_by_real_usage(store: Store) -> None:
+    run(store.reserve("h1", [tokens(60)], D0))
+    run(store.reserve("h2", [tokens(30)], D0))
+    run(store.settle("h1", "tokens:acme", D0, 25))
+    assert run(store.counter_state("tokens:acme", D0, D0)) == CounterState(25, 30, D0 + 900)
+    assert run(store.reserve("h3", [tokens(45)], D0)) is None  # 25 + 30 + 45 = 100
+    assert run(store.reserve("h4", [tokens(1)], D0)) == 0
+
+
+def test_a_claim_without_a_hold_counts_as_used_at_once(store: Store) -> None:
+    assert run(store.reserve("h1", [tokens(3, limit=5, hold_s=None)], D0)) is None
+    assert run(store.counter_state("tokens:acme", D0, D0)) == CounterState(3, 0, None)
+    assert run(store.reserve("h2", [tokens(3, limit=5, hold_s=None)], D0)) == 0
+
+
+def test_all_claims_or_none(store: Store) -> None:
+    rpm = Claim("rpm:acme", 0.0, 1, 5, 60.0)
+    assert run(store.reserve("h1", [rpm, tokens(90)], D0)) is None
+    assert run(store.reserve("h2", [rpm, tokens(20)], D0)) == 1  # the tokens do not fit
+    state = run(store.counter_state("rpm:acme", 0.0, D0))
+    assert (state.used, state.held) == (0, 1)  # and the request was not counted either
+    assert run(store.reserve("h3", [tokens(20), rpm], D0)) == 0  # index in the caller's order
+
+
+def test_expired_holds_stop_counting(store: Store) -> None:
+    """A gateway killed mid-request never settles: its hold frees itself when the lease ends."""
+    assert run(store.reserve("dead", [tokens(80, hold_s=10.0)], D0)) is None
+    assert run(store.reserve("h2", [tokens(30)], D0 + 9)) == 0
+    assert run(store.counter_state("tokens:acme", D0, D0 + 11)).held == 0
+    assert run(store.reserve("h2", [tokens(30)], D0 + 11)) is None
+    run(store.settle("dead", "tokens:acme", D0, 50))  # settled late: usage still counts
+    assert run(store.counter_state("tokens:acme", D0, D0 + 11)) == CounterState(50, 30, D0 + 911)
+    assert run(store.reserve("h3", [tokens(21)], D0 + 11)) == 0
+
+
+def test_holds_alone_are_a_sliding_window(store: Store) -> None:
+    def rpm(at: float, hold: str) -> int | None:
+        return run(store.reserve(hold, [Claim("rpm:acme", 0.0, 1, 3, 60.0)], at))
+
+    assert [rpm(D0 + t, f"h{t}") for t in (0, 10, 20, 30)] == [None, None, None, 0]
+    state = run(store.counter_state("rpm:acme", 0.0, D0 + 30))
+    assert (state.held, state.next_expiry) == (3, D0 + 60)  # Retry-After: 30 s
+    assert rpm(D0 + 60.5, "a") is None  # the first one left the window
+    assert rpm(D0 + 61, "b") == 0
+    assert rpm(D0 + 70.5, "b") is None
+
+
+def test_concurrent_reservations_from_two_instances_never_overshoot(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()
+
+    async def main() -> list[int | None]:
+        calls = [
+            s.reserve(f"{n}-{i}", [tokens(7), Claim("rpm:acme", 0.0, 1, 1000, 60.0)], D0)
+            for i in range(20)
+            for n, s in (("a", a), ("b", b))
+        ]
+        return list(await asyncio.gather(*calls))
+
+    granted = [r for r in run(main()) if r is None]
+    assert len(granted) == 14  # 14 × 7 = 98 ≤ 100 < 15 × 7
+    assert run(a.counter_state("tokens:acme", D0, D0)).held == 98
+    assert run(b.counter_state("rpm:acme", 0.0, D0)).held == 14
+
+
+def test_prune_drops_old_windows_only(store: Store) -> None:
+    run(store.reserve("h1", [Claim("tokens:acme", D0 - DAY, 5, 10, 900.0)], D0 - DAY))
+    run(store.reserve("h2", [tokens(5)], D0))
+    run(store.reserve("h3", [Claim("rpm:acme", 0.0, 1, 10, 60.0)], D0))
+    run(store.prune_counters(D0))
+    assert run(store.counter_state("tokens:acme", D0 - DAY, D0 - DAY)) == CounterState(0, 0, None)
+    assert run(store.counter_state("tokens:acme", D0, D0)).held == 5
+    assert run(store.counter_state("rpm:acme", 0.0, D0)).held == 1

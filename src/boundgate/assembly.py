@@ -47,9 +47,49 @@ from .routing.ladder import Router
 from .routing.tasks import TaskClassifier
 from .scheduler.jobs import JobQueue, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
-from .settings import ConfigError, ModelSettings, Settings
+from .settings import ConfigError, ModelSettings, Settings, redact_url
 from .store import SQLiteStore, Store
 from .tenants import Limiter
+
+
+def build_store(settings: Settings) -> Store:
+    """The configured store, not yet open: PostgreSQL at ``store.url``, else SQLite in
+    ``server.data_dir``. Raises ``ConfigError`` (naming ``store.url``) when the URL is set but
+    the ``postgres`` extra is not installed."""
+    url = settings.store.url
+    if url is None:
+        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
+        return SQLiteStore(settings.db_path)
+    try:
+        from .store.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"store.url is set but the PostgreSQL driver is missing ({exc}); install the "
+            "postgres extra: pip install 'boundgate[postgres]'"
+        ) from None
+    return PostgresStore(
+        url,
+        max_size=settings.store.pool_size,
+        connect_timeout_s=settings.store.connect_timeout_s,
+    )
+
+
+def open_store(store: Store, settings: Settings) -> None:
+    """Open ``store`` (connect, migrate). Raises ``ConfigError`` naming ``store.url`` when the
+    configured database cannot be reached or used; other stores' errors pass through."""
+    url = settings.store.url
+    if url is None:
+        store.open()
+        return
+    import psycopg
+
+    try:
+        store.open()
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(
+            f"store.url: cannot use the PostgreSQL database at {redact_url(url)}: {reason}"
+        ) from None
 
 
 def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
@@ -271,8 +311,7 @@ def build_gateway(
             f"server.grid_zone: no carbon data for {zone!r}; known zones: {', '.join(zones)}"
         )
     if store is None:
-        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
-        store = SQLiteStore(settings.db_path)
+        store = build_store(settings)
     clock = clock or SystemClock()
     if backends is None:
         backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}
@@ -292,13 +331,7 @@ def build_gateway(
         carbon=carbon,
         meter_for=meter_for or default_meter_for(settings),
         grid_zone=zone,
-        limiter=Limiter(
-            store,
-            clock,
-            settings.limits.rpm,
-            settings.limits.daily_tokens,
-            settings.limits.daily_reasoning_tokens,
-        ),
+        limiter=Limiter(store, clock, settings.limits),
         metrics=Metrics(tenant_label=settings.server.metrics_tenant_label),
         clock=clock,
         default_max_tokens=settings.limits.default_max_tokens,
@@ -328,6 +361,7 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
         max_body_bytes=settings.server.max_body_bytes,
         job_poll_s=settings.scheduler.poll_s,
         job_replan_s=settings.scheduler.replan_s,
+        job_lease_s=settings.scheduler.job_lease_s,
         batch_request_s=settings.scheduler.batch_request_s,
         dashboard=dashboard,
         metrics_token=metrics_token(settings),

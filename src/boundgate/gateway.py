@@ -262,10 +262,11 @@ class Gateway:
         )
 
     async def drain(self) -> None:
-        """Wait for rows recorded in the background (shutdown, tests)."""
+        """Wait for rows recorded and budgets settled in the background (shutdown, tests)."""
         if self.reuse is not None:
             await self.reuse.drain()
         await self.ledger.drain()
+        await self.limiter.drain()
 
     def _measure(
         self, meter: Meter, token: Any, backend: Backend, usage: Usage, wall_s: float

@@ -13,6 +13,7 @@ its value and where that value came from.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,6 +104,12 @@ class LimitsSettings(_Section):
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens applied when a request gives none."
     )
+    reservation_lease_s: float = Field(
+        900.0,
+        gt=0,
+        description="How long a request's budget reservation holds if its gateway process "
+        "dies before settling it; then the reserved tokens are free again.",
+    )
     novelty_per_day: int = Field(
         0,
         ge=0,
@@ -113,6 +120,28 @@ class LimitsSettings(_Section):
         description="When the novelty budget is spent: serve pre-generated variants (429 if "
         "none is left) or always answer 429.",
     )
+
+
+class StoreSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="PostgreSQL database the gateway keeps all its state in "
+        "(`postgresql://user@host:5432/db`; libpq's `PGPASSWORD`/`PGPASSFILE` keep the password "
+        "out of the URL), so several replicas serve as one (needs the `postgres` extra). "
+        "Unset = SQLite in `server.data_dir`.",
+    )
+    pool_size: int = Field(
+        10, ge=1, description="Most PostgreSQL connections one gateway process opens."
+    )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long start-up waits for PostgreSQL before failing."
+    )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> StoreSettings:
+        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store.url must be a postgresql:// URL (unset: SQLite)")
+        return self
 
 
 class EnergySettings(_Section):
@@ -400,6 +429,12 @@ class SchedulerSettings(_Section):
         6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
+    job_lease_s: float = Field(
+        300.0,
+        ge=1,
+        description="A running job's lease, renewed every third of it while it runs; a "
+        "process killed mid-job leaves its job to another runner this long after.",
+    )
     price_csv: Path | None = Field(
         None,
         description="Hourly price CSV (datetime_utc + price_column) to optimise price too.",
@@ -547,6 +582,7 @@ class Settings(BaseSettings):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
     reuse: ReuseSettings = Field(default_factory=ReuseSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
@@ -627,6 +663,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.server.data_dir / "boundgate.db"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and listings)."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
 class ConfigError(Exception):
@@ -732,6 +773,8 @@ def describe(
             else:
                 old_names = [o for o, n in getattr(type(model), "renamed", {}).items() if n == name]
                 src = source(parts, old_names)
+                if isinstance(value, str) and parts == ["store", "url"]:
+                    value = redact_url(value)
                 yield SettingValue(".".join(parts), value, src, field.description or "")
 
     yield from walk(settings, [])
@@ -742,6 +785,7 @@ def reference_markdown() -> str:
     sections: list[tuple[str, type[BaseModel]]] = [
         ("server", ServerSettings),
         ("limits", LimitsSettings),
+        ("store", StoreSettings),
         ("energy", EnergySettings),
         ("reuse", ReuseSettings),
         ("scheduler", SchedulerSettings),

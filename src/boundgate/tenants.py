@@ -1,26 +1,47 @@
 """Who is asking, and how much they may still ask.
 
-Budgets are enforced by *reservation*: before a request runs, its worst case (input bytes, an
-upper bound on BPE tokens, plus ``max_tokens``) is reserved against the tenant's daily token
-budget; when it finishes, the reservation is replaced by the real usage. Checks and
-reservations happen without an ``await`` in between, so concurrent requests on the event loop
-can never jointly overrun a budget.
+Limits live in the store (:class:`~boundgate.store.LimitStore`), so every gateway process
+sharing a database enforces one limit, not one each (issue #14):
 
-Reasoning models have a second daily budget, of reasoning tokens (``limits.daily_reasoning_
-tokens``), kept the same way: a request reserves its worst case (its reasoning cap where the
-gateway enforces it, else its ``max_tokens``) and settles the reasoning tokens it reported.
+- **Daily token budget** (``tokens:<tenant>``, window = the UTC day): before a request runs,
+  its worst case (input bytes, an upper bound on BPE tokens, plus ``max_tokens``) is *held*
+  against the budget in one conditional update (``used + held + n <= budget``); after it
+  finished, the hold is *settled*: replaced by the tokens really used (0 for answers served
+  from stored answers). A hold whose process died is freed when its lease
+  (``limits.reservation_lease_s``) runs out. Settling happens right after the response, off
+  its path; until it commits the hold still counts, so the budget is only ever
+  over-estimated, never overrun.
+- **Requests per minute** (``rpm:<tenant>``): a *sliding* window. Each admitted request holds
+  1 for 60 s and is never settled, so at most ``rpm`` requests are admitted in any 60 seconds;
+  ``Retry-After`` is when the oldest of them leaves the window.
+
+- **Daily reasoning-token budget** (``reasoning:<tenant>``, the UTC day) for reasoning models
+  (``limits.daily_reasoning_tokens`` or the key's own): held and settled the same way, with the
+  request's worst case (its reasoning cap where the gateway enforces it, else its
+  ``max_tokens``) held and the reasoning tokens it reported settled.
+
+All are claimed in one reservation: a request refused by one limit does not count against the
+others. Tenants without limits (all 0) never touch the store.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
 
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
-from .store import ApiKey, Store
+from .settings import LimitsSettings
+from .store import ApiKey, Claim, LimitStore
 
 DAY_S = 86_400
+RPM_WINDOW_S = 60.0
+PRUNE_EVERY_S = 3600.0  # how often old days' counters are deleted
+KEEP_DAYS = 2  # days of counters kept (today and yesterday, for late settles)
+
+log = logging.getLogger("boundgate")
 
 
 @dataclass(frozen=True)
@@ -48,127 +69,196 @@ class Tenant:
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)
 
 
-@dataclass
-class _Usage:
-    day: int
-    used: int  # settled tokens today
-    reasoning_used: int = 0  # settled reasoning tokens today
-    reserved: int = 0  # in-flight reservations
-    reasoning_reserved: int = 0
-    recent: deque[float] = field(default_factory=deque)  # request times in the last minute
+def tokens_counter(tenant: str) -> str:
+    return f"tokens:{tenant}"
+
+
+def rpm_counter(tenant: str) -> str:
+    return f"rpm:{tenant}"
+
+
+def reasoning_counter(tenant: str) -> str:
+    return f"reasoning:{tenant}"
 
 
 @dataclass
 class Reservation:
+    """What :meth:`Limiter.admit` held for one request: ``tokens`` on ``tenant``'s budget of
+    ``day`` (UTC day number) under ``hold_id`` (None: nothing held, no budget)."""
+
     tenant: str
     day: int
     tokens: int
-    reasoning_tokens: int = 0
+    hold_id: str | None = None
     settled: bool = False
+    reasoning_tokens: int = 0  # held on the reasoning budget (0: none held)
+    budget_held: bool = True  # ``tokens`` held on the daily token budget under ``hold_id``
 
 
 class Limiter:
-    def __init__(
-        self,
-        store: Store,
-        clock: Clock,
-        rpm: int,
-        daily_tokens: int,
-        daily_reasoning_tokens: int = 0,
-    ) -> None:
+    """Admits requests under their tenant's limits (``limits``: the defaults; a key's own
+    ``rpm``/``daily_tokens`` override them)."""
+
+    def __init__(self, store: LimitStore, clock: Clock, limits: LimitsSettings) -> None:
         self.store = store
         self.clock = clock
-        self.default_rpm = rpm
-        self.default_daily = daily_tokens
-        self.default_daily_reasoning = daily_reasoning_tokens
-        self._usage: dict[str, _Usage] = {}
+        self.limits = limits
+        self._settling: set[asyncio.Task[None]] = set()
+        self._pruned_at = float("-inf")
 
-    async def _state(self, tenant: str, now: float) -> _Usage:
-        day = int(now // DAY_S)
-        st = self._usage.get(tenant)
-        if st is None or st.day != day:
-            used = await self.store.tokens_used(tenant, day * DAY_S)
-            reasoning = await self.store.reasoning_tokens_used(tenant, day * DAY_S)
-            st = self._usage.get(tenant)  # another request may have loaded it meanwhile
-            if st is None or st.day != day:
-                recent = st.recent if st is not None else deque()
-                st = _Usage(day=day, used=used, reasoning_used=reasoning, recent=recent)
-                self._usage[tenant] = st
-        return st
+    @property
+    def default_rpm(self) -> int:
+        return self.limits.rpm
+
+    @property
+    def default_daily(self) -> int:
+        return self.limits.daily_tokens
+
+    def _rpm(self, tenant: Tenant) -> int:
+        return self.limits.rpm if tenant.rpm is None else tenant.rpm
+
+    def _budget(self, tenant: Tenant) -> int:
+        return self.limits.daily_tokens if tenant.daily_tokens is None else tenant.daily_tokens
+
+    def _reasoning_budget(self, tenant: Tenant) -> int:
+        if tenant.daily_reasoning_tokens is None:
+            return self.limits.daily_reasoning_tokens
+        return tenant.daily_reasoning_tokens
 
     async def rpm_wait_s(self, tenant: Tenant) -> float:
         """Seconds until ``tenant`` may make another request under its requests-per-minute
         limit (0: now). Deferrable work (batch lines) waits this long instead of failing."""
-        now = self.clock.time()
-        st = await self._state(tenant.name, now)
-        rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
+        rpm = self._rpm(tenant)
         if not rpm:
             return 0.0
-        while st.recent and st.recent[0] <= now - 60:
-            st.recent.popleft()
-        return 0.0 if len(st.recent) < rpm else max(0.0, st.recent[0] + 60 - now)
+        now = self.clock.time()
+        state = await self.store.counter_state(rpm_counter(tenant.name), 0.0, now)
+        if state.held < rpm or state.next_expiry is None:
+            return 0.0
+        return min(RPM_WINDOW_S, max(0.0, state.next_expiry - now))
 
     async def admit(
         self, tenant: Tenant, reserve_tokens: int, reserve_reasoning_tokens: int = 0
     ) -> Reservation:
-        """Count one request and reserve tokens (and reasoning tokens), or raise 429 with
-        Retry-After: ``rate_limit_exceeded``, ``daily_token_budget_exceeded`` or
-        ``daily_reasoning_budget_exceeded``."""
+        """Count one request and hold ``reserve_tokens`` on the tenant's daily budget (and
+        ``reserve_reasoning_tokens`` on its reasoning budget), or raise
+        :class:`RateLimitError` (429, ``rate_limit_exceeded``, ``daily_token_budget_exceeded``
+        or ``daily_reasoning_budget_exceeded``) with ``retry_after`` in seconds."""
         now = self.clock.time()
-        st = await self._state(tenant.name, now)
-        rpm = self.default_rpm if tenant.rpm is None else tenant.rpm
+        day = int(now // DAY_S)
+        rpm, budget = self._rpm(tenant), self._budget(tenant)
+        reasoning = self._reasoning_budget(tenant) if reserve_reasoning_tokens else 0
+        if not rpm and not budget and not reasoning:
+            return Reservation(tenant.name, day, reserve_tokens)
+        claims = []
         if rpm:
-            while st.recent and st.recent[0] <= now - 60:
-                st.recent.popleft()
-            if len(st.recent) >= rpm:
-                raise RateLimitError(
-                    f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
-                    retry_after=st.recent[0] + 60 - now,
+            claims.append(Claim(rpm_counter(tenant.name), 0.0, 1, rpm, RPM_WINDOW_S))
+        if budget:
+            claims.append(
+                Claim(
+                    tokens_counter(tenant.name),
+                    float(day * DAY_S),
+                    reserve_tokens,
+                    budget,
+                    self.limits.reservation_lease_s,
                 )
-        budget = self.default_daily if tenant.daily_tokens is None else tenant.daily_tokens
-        if budget and st.used + st.reserved + reserve_tokens > budget:
-            left = max(0, budget - st.used - st.reserved)
-            raise RateLimitError(
-                f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
-                f"this request may need up to {reserve_tokens} (lower max_tokens "
-                "or wait for the next UTC day)",
-                code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
-                retry_after=(st.day + 1) * DAY_S - now,
             )
-        reasoning_budget = (
-            self.default_daily_reasoning
-            if tenant.daily_reasoning_tokens is None
-            else tenant.daily_reasoning_tokens
-        )
-        if (
-            reasoning_budget
-            and reserve_reasoning_tokens
-            and st.reasoning_used + st.reasoning_reserved + reserve_reasoning_tokens
-            > reasoning_budget
-        ):
-            left = max(0, reasoning_budget - st.reasoning_used - st.reasoning_reserved)
+        if reasoning:
+            claims.append(
+                Claim(
+                    reasoning_counter(tenant.name),
+                    float(day * DAY_S),
+                    reserve_reasoning_tokens,
+                    reasoning,
+                    self.limits.reservation_lease_s,
+                )
+            )
+        hold_id = uuid.uuid4().hex
+        refused = await self.store.reserve(hold_id, claims, now)
+        self._maybe_prune(now)
+        if refused is None:
+            return Reservation(
+                tenant.name,
+                day,
+                reserve_tokens,
+                hold_id if budget or reasoning else None,
+                reasoning_tokens=reserve_reasoning_tokens if reasoning else 0,
+                budget_held=bool(budget),
+            )
+        claim = claims[refused]
+        state = await self.store.counter_state(claim.counter, claim.window, now)
+        if claim.counter == rpm_counter(tenant.name):
+            expiry = state.next_expiry if state.next_expiry is not None else now + RPM_WINDOW_S
+            # another process's clock read may be a little ahead of ours: never over 60 s
+            wait_s = min(RPM_WINDOW_S, max(1.0, expiry - now))
             raise RateLimitError(
-                f"tenant {tenant.name!r} has {left} of its {reasoning_budget} daily reasoning "
+                f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
+                retry_after=wait_s,
+            )
+        if claim.counter == reasoning_counter(tenant.name):
+            left = max(0, reasoning - state.used - state.held)
+            raise RateLimitError(
+                f"tenant {tenant.name!r} has {left} of its {reasoning} daily reasoning "
                 f"tokens left; this request may reason for up to {reserve_reasoning_tokens} "
                 "(lower reasoning_effort or max_tokens, or wait for the next UTC day)",
                 code=ErrorCode.DAILY_REASONING_BUDGET_EXCEEDED,
-                retry_after=(st.day + 1) * DAY_S - now,
+                retry_after=(day + 1) * DAY_S - now,
             )
-        if rpm:
-            st.recent.append(now)
-        st.reserved += reserve_tokens
-        st.reasoning_reserved += reserve_reasoning_tokens
-        return Reservation(tenant.name, st.day, reserve_tokens, reserve_reasoning_tokens)
+        left = max(0, budget - state.used - state.held)
+        raise RateLimitError(
+            f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
+            f"this request may need up to {reserve_tokens} (lower max_tokens "
+            "or wait for the next UTC day)",
+            code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
+            retry_after=(day + 1) * DAY_S - now,
+        )
 
     def settle(self, res: Reservation, actual_tokens: int, reasoning_tokens: int = 0) -> None:
-        """Replace a reservation by what was really used (idempotent)."""
+        """Replace a reservation by what was really used (idempotent). The store write runs
+        in the background (it may be called while the request is being cancelled);
+        :meth:`drain` waits for it."""
         if res.settled:
             return
         res.settled = True
-        st = self._usage.get(res.tenant)
-        if st is None or st.day != res.day:
-            return  # the day rolled over; the ledger holds the truth for the old day
-        st.reserved -= res.tokens
-        st.used += actual_tokens
-        st.reasoning_reserved -= res.reasoning_tokens
-        st.reasoning_used += reasoning_tokens
+        if res.hold_id is None:
+            return
+        window = float(res.day * DAY_S)
+        settles = []
+        if res.budget_held:
+            settles.append((tokens_counter(res.tenant), actual_tokens))
+        if res.reasoning_tokens:
+            settles.append((reasoning_counter(res.tenant), reasoning_tokens))
+        for counter, used in settles:
+            task = asyncio.get_running_loop().create_task(
+                self._settle(res.hold_id, counter, res.tenant, window, used)
+            )
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settle(
+        self, hold_id: str, counter: str, tenant: str, window: float, used: int
+    ) -> None:
+        try:
+            await self.store.settle(hold_id, counter, window, used)
+        except Exception:  # the hold expires with its lease; the ledger keeps the truth
+            log.exception("budget: settling a reservation of tenant %r failed", tenant)
+
+    def _maybe_prune(self, now: float) -> None:
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        before = (now // DAY_S - (KEEP_DAYS - 1)) * DAY_S
+        task = asyncio.get_running_loop().create_task(self._prune(before))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _prune(self, before: float) -> None:
+        try:
+            await self.store.prune_counters(before)
+        except Exception:
+            log.exception("budget: pruning old counters failed")
+
+    async def drain(self) -> None:
+        """Wait until every settle started so far is committed."""
+        while self._settling:
+            await asyncio.gather(*list(self._settling), return_exceptions=True)

@@ -56,12 +56,16 @@ def _settings(config: Path | None, **server: Any) -> Settings:
 
 @contextmanager
 def opened_store(settings: Settings) -> Iterator[Store]:
-    """The configured store, open for the ``with`` block and closed after it."""
-    from ..store import SQLiteStore
+    """The configured store (``store.url``, else SQLite in the data dir), open for the
+    ``with`` block and closed after it; exits 2 with the reason when it cannot be opened."""
+    from ..assembly import build_store, open_store
 
-    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(settings.db_path)
-    store.open()
+    try:
+        store = build_store(settings)
+        open_store(store, settings)
+    except ConfigError as exc:
+        err.print(f"error: {exc}", highlight=False)
+        raise typer.Exit(2) from None
     try:
         yield store
     finally:
@@ -145,9 +149,15 @@ def serve(
         assembling.finish()
     application.state.startup = Steps()  # models and stored answers load in the lifespan
     gw = application.state.gateway
+    if settings.store.url is not None:
+        from ..settings import redact_url
+
+        where = f"store PostgreSQL {redact_url(settings.store.url)}, files in {s.data_dir}"
+    else:
+        where = f"data in {s.data_dir}"
     err.print(
         f"boundgate {__version__}: models {', '.join(gw.backends)} (default {gw.default_model}); "
-        f"grid zone {s.grid_zone} ({settings.grid.source}); data in {s.data_dir}; "
+        f"grid zone {s.grid_zone} ({settings.grid.source}); {where}; "
         f"http://{s.host}:{s.port}/v1",
         highlight=False,
     )

@@ -13,20 +13,22 @@ answers are interchangeable draws. The buffer:
   one twice to one asker while others remain, and queues more when all have been served.
 
 The **novelty budget** (``limits.novelty_per_day``, per tenant, 0 = unlimited) counts fresh
-above-dial generations per UTC day. When it is spent, the request gets a variant if one is
-left for that asker (``limits.novelty_exhausted = "variants"``), else 429; with
-``"reject"`` it is always 429.
+above-dial generations per UTC day, as a counter in the store (``novel:<tenant>``, one atomic
+claim per generation; see ``tenants.py``), so replicas sharing a database share the budget.
+When it is spent, the request gets a variant if one is left for that asker
+(``limits.novelty_exhausted = "variants"``), else 429; with ``"reject"`` it is always 429.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from ..clock import Clock
 from ..errors import ErrorCode, RateLimitError
 from ..scheduler.jobs import JobQueue
 from ..settings import CreativitySettings, LimitsSettings
-from ..store import Store, StoredEntry, VariantRow
+from ..store import Claim, Store, StoredEntry, VariantRow
 
 DAY_S = 86400
 
@@ -71,7 +73,6 @@ class CreativityBuffer:
         self.clock = clock
         self.settings = settings
         self.limits = limits
-        self._novel: dict[str, tuple[int, int]] = {}  # tenant → (day, fresh generations)
 
     @staticmethod
     def _asker(asker: str) -> str:
@@ -100,33 +101,30 @@ class CreativityBuffer:
                 )
         return variant
 
-    async def _used_today(self, tenant: str) -> tuple[int, int]:
-        """(today's UTC day, fresh generations so far), from the store on a new day."""
-        day = int(self.clock.time() // DAY_S)
-        seen_day, used = self._novel.get(tenant, (-1, 0))
-        if seen_day != day:
-            stored = await self.store.novel_used(tenant, day * DAY_S)
-            seen_day, used = self._novel.get(tenant, (-1, 0))  # loaded meanwhile?
-            if seen_day != day:
-                used = stored
-                self._novel[tenant] = (day, used)
-        return day, used
+    @staticmethod
+    def _counter(tenant: str) -> str:
+        return f"novel:{tenant}"
 
     async def admit_novel(self, tenant: str) -> None:
         """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
         budget = self.limits.novelty_per_day
         if not budget:
             return
-        day, used = await self._used_today(tenant)
-        if used >= budget:
+        now = self.clock.time()
+        day = int(now // DAY_S)
+        claim = Claim(self._counter(tenant), float(day * DAY_S), 1, budget)
+        if await self.store.reserve(uuid.uuid4().hex, [claim], now) is not None:
             raise RateLimitError(
                 f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
                 "and no pre-generated variant is left for this prompt",
                 code=ErrorCode.NOVELTY_BUDGET_EXHAUSTED,
-                retry_after=(day + 1) * DAY_S - self.clock.time(),
+                retry_after=(day + 1) * DAY_S - now,
             )
-        self._novel[tenant] = (day, used + 1)
 
     async def budget_left(self, tenant: str) -> bool:
         budget = self.limits.novelty_per_day
-        return not budget or (await self._used_today(tenant))[1] < budget
+        if not budget:
+            return True
+        now = self.clock.time()
+        window = float(int(now // DAY_S) * DAY_S)
+        return (await self.store.counter_state(self._counter(tenant), window, now)).used < budget

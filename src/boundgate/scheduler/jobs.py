@@ -1,14 +1,13 @@
 """The job seam: persistent jobs, leased by a runner, completed once.
 
 Jobs live in the store (table ``jobs``): kind, JSON payload, earliest start, deadline, state,
-lease owner and expiry, attempts, result. A runner claims the next due job with a lease; if
+lease owner and expiry, attempts, result. A runner claims the next due job with a lease and
+renews it every third of ``lease_s`` while the handler runs (a batch may run for hours); if
 the process dies (``kill -9``) the lease expires and another runner (or the restarted one)
-takes the job again. While a handler runs, its runner renews the lease every third of it, so a
-job longer than one lease (a large batch) is never taken over by another runner (worker
-processes and replicas share the queue) while its runner lives. Completion only counts for
-the lease holder, so a job whose lease was taken over cannot be completed twice. Handlers
-must therefore be idempotent (rebinding a document twice supersedes once: the second run finds
-the document already superseded).
+takes the job again. A runner that finds its lease taken over stops the handler. Completion
+only counts for the lease holder, so a job whose lease was taken over cannot be completed
+twice. Handlers must therefore be idempotent (rebinding a
+document twice supersedes once: the second run finds the document already superseded).
 
 *When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
 policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
@@ -20,6 +19,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -119,6 +120,10 @@ def new_job_id() -> str:
     return "job_" + uuid.uuid4().hex
 
 
+class _LeaseLost(Exception):
+    """The job's lease expired and another runner claimed it."""
+
+
 class JobRunner:
     """Claims due jobs and runs their handlers, one at a time, in the event loop."""
 
@@ -143,7 +148,8 @@ class JobRunner:
         self.replan = replan
         self.replan_s = replan_s
         self._replanned = 0.0
-        self.owner = "runner_" + uuid.uuid4().hex[:12]
+        # which process holds a lease: host and pid, for operators of several replicas
+        self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -187,10 +193,12 @@ class JobRunner:
         if handler is None:
             await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})
             return True
-        renewing = asyncio.get_running_loop().create_task(self._renew(job))
         try:
             payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
-            result = await handler(payload)
+            result = await self._run_leased(job, handler(payload))
+        except _LeaseLost:
+            log.warning("job %s (%s): lease taken over by another runner", job.id, job.kind)
+            return True
         except asyncio.CancelledError:
             raise
         except RateLimitError as exc:
@@ -209,24 +217,28 @@ class JobRunner:
             else:
                 await self._finish(job, "failed", {"error": str(exc)})
             return True
-        finally:
-            renewing.cancel()
-            await asyncio.gather(renewing, return_exceptions=True)
         await self._finish(job, "done", result)
         return True
 
-    async def _renew(self, job: JobRow) -> None:
-        """Keep ``job``'s lease ahead while its handler runs (cancelled when it ends)."""
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                if not await self.store.renew_job(
-                    job.id, self.owner, self.clock.time() + self.lease_s
-                ):
-                    log.warning("job %s: lease lost; another runner may take it", job.id)
-                    return
-            except Exception:  # the store unreachable for now: try again next time
-                log.exception("job %s: renewing the lease failed", job.id)
+    async def _run_leased(self, job: JobRow, work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """Await ``work`` while renewing the job's lease; raise :class:`_LeaseLost` (work
+        cancelled) if a renewal finds the job leased to another runner."""
+        task = asyncio.ensure_future(work)
+        every_s = self.lease_s / 3
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=every_s)
+                if done:
+                    return task.result()
+                until = self.clock.time() + self.lease_s
+                if not await self.store.renew_job(job.id, self.owner, until):
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    raise _LeaseLost(job.id)
+        finally:
+            if not task.done():  # this runner was stopped: stop the work too
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def _finish(self, job: JobRow, state: str, result: dict[str, Any]) -> None:
         await self.store.finish_job(job.id, self.owner, state, json.dumps(result, sort_keys=True))

@@ -136,6 +136,7 @@ def create_app(
     max_body_bytes: int,
     job_poll_s: float,
     job_replan_s: float,
+    job_lease_s: float = 300.0,
     batch_request_s: float,
     dashboard: Sessions | None = None,
     metrics_token: str | None = None,
@@ -156,6 +157,7 @@ def create_app(
             handlers,
             clock=gateway.clock,
             poll_s=job_poll_s,
+            lease_s=job_lease_s,
             replan=gateway.jobs.replan if gateway.jobs is not None else None,
             replan_s=job_replan_s,
         )

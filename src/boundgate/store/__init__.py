@@ -1,6 +1,7 @@
 """Persistence: the ledger, API keys, stored answers, documents, labels, jobs, files and
 batches. ``protocols.py`` is the seam (one async protocol per aggregate, ``Store`` their
-union), ``rows.py`` the rows it speaks, ``sqlite.py`` the implementation."""
+union), ``rows.py`` the rows it speaks, ``sqlite.py`` and ``postgres.py`` the implementations
+(``assembly.build_store`` picks one from ``store.url``)."""
 
 from .protocols import (
     AnswerStore,
@@ -12,12 +13,15 @@ from .protocols import (
     KeyStore,
     LabelStore,
     LedgerStore,
+    LimitStore,
     ProfileStore,
     Store,
 )
 from .rows import (
     ApiKey,
     ChangeRow,
+    Claim,
+    CounterState,
     DocumentRow,
     EnergyProfileRow,
     FileRow,
@@ -38,6 +42,8 @@ __all__ = [
     "ApiKey",
     "ChangeFeed",
     "ChangeRow",
+    "Claim",
+    "CounterState",
     "CreativityStore",
     "DocumentRow",
     "DocumentStore",
@@ -51,6 +57,7 @@ __all__ = [
     "LedgerQuery",
     "LedgerRow",
     "LedgerStore",
+    "LimitStore",
     "NewKey",
     "ObservationRow",
     "PeriodRow",

@@ -16,6 +16,9 @@ Atomicity is the database's, never read-then-write from Python: ``ON CONFLICT`` 
 -wins and dedupe, ``UPDATE … RETURNING`` with ``FOR UPDATE SKIP LOCKED`` for job claims,
 ``hits = hits + 1`` for hits, and a transaction-scoped advisory lock per entry or prompt where
 a write and the count it returns must be one step (askers, creative asks, variant takes).
+Budgets and rate limits: a reservation is one call of the ``boundgate_reserve`` function
+(migration 0004), each claim in it a conditional upsert of its counter row, all undone if one
+does not fit; a settle is one statement that deletes the hold and updates the counter.
 
 Keys: ``verify_key`` reads the key's row by primary key on every call (no cache), so a key
 revoked by any replica is rejected by every replica at once; ``has_keys`` caches only True
@@ -41,6 +44,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection, sql
+from psycopg.errors import DeadlockDetected
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -58,6 +62,8 @@ from .protocols import Store
 from .rows import (
     ApiKey,
     ChangeRow,
+    Claim,
+    CounterState,
     DocumentRow,
     EnergyProfileRow,
     FileRow,
@@ -127,6 +133,18 @@ _KEY_COLUMNS = [
     "daily_tokens",
     "daily_reasoning_tokens",
 ]
+
+
+_SETTLE = """
+WITH h AS (
+    DELETE FROM limit_holds
+    WHERE hold_id = %(hold_id)s AND counter = %(counter)s AND window_start = %(window)s
+    RETURNING amount
+)
+UPDATE limit_counters
+SET used = used + %(used)s, reserved = reserved - COALESCE((SELECT SUM(amount) FROM h), 0)
+WHERE counter = %(counter)s AND window_start = %(window)s
+"""
 
 
 def load_migrations() -> list[tuple[int, str, str]]:
@@ -199,10 +217,18 @@ class PostgresStore(Store):
     ``options=-csearch_path=…`` picks a schema). ``min_size``/``max_size``: the pool's
     connections."""
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
         self.url = url
         self._min_size = min_size
         self._max_size = max_size
+        self._connect_timeout_s = connect_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: AsyncConnectionPool[_Conn] | None = None
@@ -231,6 +257,12 @@ class PostgresStore(Store):
         self._loop, self._thread, self._pool = loop, thread, pool
 
     async def _start(self) -> AsyncConnectionPool[_Conn]:
+        # one direct connection first: a bad URL or a server that is down fails here, fast and
+        # with libpq's own message (a pool would only time out)
+        probe = await AsyncConnection.connect(
+            self.url, connect_timeout=max(1, round(self._connect_timeout_s))
+        )
+        await probe.close()
         pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
             self.url,
             min_size=self._min_size,
@@ -239,7 +271,7 @@ class PostgresStore(Store):
             open=False,
             name="boundgate-store",
         )
-        await pool.open(wait=True, timeout=30.0)
+        await pool.open(wait=True, timeout=self._connect_timeout_s)
         try:
             async with pool.connection() as conn:
                 await self._migrate(conn)
@@ -666,6 +698,66 @@ class PostgresStore(Store):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    # --- budgets and rate limits ---------------------------------------------------------
+    async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
+        # one statement however many claims: boundgate_reserve (migration 0004) takes them
+        # in counter order, each a conditional upsert, undoing all if one does not fit
+        order = sorted(range(len(claims)), key=lambda i: (claims[i].counter, claims[i].window))
+        ordered = [claims[i] for i in order]
+        sql = (
+            "SELECT boundgate_reserve(%s, %s::text[], %s::float8[], %s::bigint[], "
+            "%s::bigint[], %s::float8[], %s)"
+        )
+        params = (
+            hold_id,
+            [c.counter for c in ordered],
+            [c.window for c in ordered],
+            [c.amount for c in ordered],
+            [c.limit for c in ordered],
+            [c.hold_s for c in ordered],
+            now,
+        )
+        for attempt in range(5):
+            try:
+                refused = await self._run(lambda conn: _scalar(conn, sql, params))
+                return None if refused is None else order[int(refused)]
+            except DeadlockDetected:
+                # a settle and a sweep of the same expired hold, locking in opposite order:
+                # PostgreSQL rolled this one back, so it can simply run again
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
+        params = {"hold_id": hold_id, "counter": counter, "window": window, "used": used}
+        for attempt in range(5):
+            try:
+                await self._execute(_SETTLE, params)
+                return
+            except DeadlockDetected:
+                if attempt == 4:
+                    raise
+
+    async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
+        sql = (
+            "SELECT (SELECT used FROM limit_counters WHERE counter = %(c)s AND "
+            "window_start = %(w)s) AS used, COALESCE(SUM(amount), 0) AS held, "
+            "MIN(expires) AS expiry FROM limit_holds WHERE counter = %(c)s AND "
+            "window_start = %(w)s AND expires >= %(now)s"
+        )
+        params = {"c": counter, "w": window, "now": now}
+        r = await self._run(lambda conn: _one(conn, sql, params))
+        assert r is not None
+        return CounterState(int(r["used"] or 0), int(r["held"]), r["expiry"])
+
+    async def prune_counters(self, before: float) -> None:
+        async def prune(conn: _Conn) -> None:
+            where = "window_start < %s AND window_start <> 0"
+            await conn.execute(f"DELETE FROM limit_holds WHERE {where}", (before,))
+            await conn.execute(f"DELETE FROM limit_counters WHERE {where}", (before,))
+
+        await self._run(prune, tx=True)
+
     # --- documents -----------------------------------------------------------------------
     async def put_document(self, doc: DocumentRow) -> None:
         insert = f"INSERT INTO documents ({_cols(_DOC_COLUMNS)}) VALUES ({_marks(_DOC_COLUMNS)})"
@@ -802,12 +894,12 @@ class PostgresStore(Store):
         )
         return await self._execute(sql, (state, result, job_id, owner)) == 1
 
-    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
         sql = (
             "UPDATE jobs SET lease_expires = %s "
             "WHERE id = %s AND state = 'running' AND lease_owner = %s"
         )
-        return await self._execute(sql, (lease_expires, job_id, owner)) == 1
+        return await self._execute(sql, (until, job_id, owner)) == 1
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = %s WHERE id = %s AND state = 'pending'"

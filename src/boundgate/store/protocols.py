@@ -1,7 +1,8 @@
 """The storage seam: one small async protocol per aggregate, and :class:`Store`, their union.
 
-SQLite (``sqlite.py``) is the only store today; a shared PostgreSQL store implements the same
-protocols, and ``tests/test_store_contract.py`` is the suite every implementation must pass.
+SQLite (``sqlite.py``, the default) and PostgreSQL (``postgres.py``, ``store.url``, shared by
+replicas) implement them; ``tests/test_store_contract.py`` is the suite every implementation
+must pass.
 Callers only ``await``: a store that blocks (SQLite) does its own thread hop, so no caller
 wraps a store call in ``asyncio.to_thread``.
 
@@ -28,6 +29,8 @@ from typing import Protocol
 from .rows import (
     ApiKey,
     ChangeRow,
+    Claim,
+    CounterState,
     DocumentRow,
     EnergyProfileRow,
     FileRow,
@@ -278,10 +281,10 @@ class JobStore(Protocol):
         retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
         the lease is someone else's (so only the lease holder's first call counts)."""
 
-    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
-        """Extend the lease of a running job held by ``owner`` to ``lease_expires`` (a runner
-        does so while a long job runs, so no other runner takes it over); False if the job
-        is not running or its lease is someone else's."""
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        """Extend the lease of running job ``job_id`` to ``until`` if ``owner`` still holds it
+        (a long job's heartbeat); False if the job is not running or leased to someone else
+        (the lease expired and another runner claimed it)."""
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         """Move a pending job's earliest start (re-planning); False if it is not pending."""
@@ -355,9 +358,42 @@ class ProfileStore(Protocol):
         ``measured_at``, then by insertion), sorted by model."""
 
 
+class LimitStore(Protocol):
+    """Budgets and rate limits as shared counters: per (counter, window) a settled ``used``
+    and the holds of requests in flight, so every gateway process sharing the database
+    enforces one limit (issue #14).
+
+    Reserving never reads and then writes from the caller: each claim is one conditional
+    update in the database (``used + held + amount <= limit``), all claims of one reservation
+    in one transaction. A hold lives until it is settled or its lease (``Claim.hold_s``)
+    runs out; expired holds stop counting (a gateway killed mid-request frees its holds when
+    their lease ends), which also makes a counter of holds alone (``hold_s = 60``, never
+    settled) a sliding window of requests."""
+
+    async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
+        """Take every claim or none (atomic): None when all fit, else the index of the
+        first claim that did not (and nothing changed). Held claims are recorded under
+        ``hold_id`` (unique per reservation) expiring at ``now + hold_s``; holds that expired
+        before ``now`` do not count. Claims are taken in counter order, so concurrent
+        reservations over the same counters cannot deadlock."""
+
+    async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
+        """Replace hold ``hold_id`` on ``counter``'s ``window`` by ``used`` (atomic). If the
+        hold expired meanwhile, ``used`` is still added. Call once per hold: every call adds
+        ``used``."""
+
+    async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
+        """``counter`` in ``window`` at ``now`` (zeros for a counter never claimed)."""
+
+    async def prune_counters(self, before: float) -> None:
+        """Delete the counters of windows that started before ``before`` (and are not 0),
+        with their holds: old days' budgets."""
+
+
 class Store(
     LedgerStore,
     KeyStore,
+    LimitStore,
     AnswerStore,
     ChangeFeed,
     DocumentStore,

@@ -255,3 +255,32 @@ class EnergyProfileRow:
     runs: int  # metered runs of each kind
     prompt_tokens: int  # prompt tokens of one prefill run
     output_tokens: int  # output tokens of one decode run
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One counter a reservation draws on (:meth:`LimitStore.reserve`).
+
+    ``counter`` names what is counted and for whom (``"tokens:acme"``, ``"rpm:acme"``);
+    ``window`` is the start of the counting window in unix seconds (a UTC day's midnight for
+    daily budgets; one fixed value, e.g. 0, for a counter whose holds are its only content);
+    ``amount`` is taken when ``used + held + amount <= limit``. ``hold_s``: the amount is *held*
+    until :meth:`LimitStore.settle` replaces it by real usage, or for at most ``hold_s``
+    seconds (the lease: a holder that died frees it then); None: it counts as used at once.
+    """
+
+    counter: str
+    window: float
+    amount: int
+    limit: int
+    hold_s: float | None = None
+
+
+@dataclass(frozen=True)
+class CounterState:
+    """A counter in one window at one moment: settled ``used``, the sum of live (unexpired)
+    holds ``held``, and when the earliest live hold expires (None: no live hold)."""
+
+    used: int
+    held: int
+    next_expiry: float | None

@@ -40,6 +40,8 @@ from .protocols import Store
 from .rows import (
     ApiKey,
     ChangeRow,
+    Claim,
+    CounterState,
     DocumentRow,
     EnergyProfileRow,
     FileRow,
@@ -117,6 +119,46 @@ def _apply(conn: sqlite3.Connection, sql: str, params: Any) -> None:
         params(conn)
     else:
         conn.execute(sql, params)
+
+
+_TAKE = (
+    # the first claim of a window creates its row; later ones add to it while it fits
+    "INSERT INTO limit_counters (counter, window_start, used, reserved) "
+    "SELECT :counter, :window, :used, :held WHERE :amount <= :limit "
+    "ON CONFLICT (counter, window_start) DO UPDATE SET used = used + :used, "
+    "reserved = reserved + :held WHERE used + reserved + :amount <= :limit RETURNING 1"
+)
+
+
+def _take(conn: sqlite3.Connection, hold_id: str, c: Claim, now: float) -> bool:
+    """Take claim ``c`` if it fits, freeing expired holds first when it does not."""
+    held = c.amount if c.hold_s is not None else 0
+    params = {
+        "counter": c.counter, "window": c.window, "amount": c.amount, "limit": c.limit,
+        "used": c.amount - held, "held": held,
+    }  # fmt: skip
+    taken = conn.execute(_TAKE, params).fetchone() is not None
+    if not taken:
+        freed = conn.execute(
+            "DELETE FROM limit_holds WHERE counter = ? AND window_start = ? AND expires < ? "
+            "RETURNING amount",
+            (c.counter, c.window, now),
+        ).fetchall()
+        if not freed:
+            return False
+        conn.execute(
+            "UPDATE limit_counters SET reserved = reserved - ? "
+            "WHERE counter = ? AND window_start = ?",
+            (sum(r[0] for r in freed), c.counter, c.window),
+        )
+        taken = conn.execute(_TAKE, params).fetchone() is not None
+    if taken and c.hold_s is not None:
+        conn.execute(
+            "INSERT INTO limit_holds (hold_id, counter, window_start, amount, expires) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (hold_id, c.counter, c.window, c.amount, now + c.hold_s),
+        )
+    return taken
 
 
 class SQLiteStore(Store):
@@ -267,7 +309,9 @@ class SQLiteStore(Store):
         box: list[_T] = []
 
         def run(conn: sqlite3.Connection) -> None:
-            box.append(fn(conn))
+            # a group commit that failed runs ``fn`` again after the rollback: keep only the
+            # result of the run that was committed
+            box[:] = [fn(conn)]
 
         await self._execute(_CALL, run)
         return box[0]
@@ -689,14 +733,6 @@ class SQLiteStore(Store):
         params = (state, result, job_id, owner)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
-    async def renew_job(self, job_id: str, owner: str, lease_expires: float) -> bool:
-        sql = (
-            "UPDATE jobs SET lease_expires = ? "
-            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
-        )
-        params = (lease_expires, job_id, owner)
-        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
-
     async def _state_counts(self, table: str) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
@@ -709,6 +745,14 @@ class SQLiteStore(Store):
 
     async def document_counts(self) -> dict[str, int]:
         return await self._state_counts("documents")
+
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = ? "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (until, job_id, owner)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
         sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
@@ -902,6 +946,69 @@ class SQLiteStore(Store):
             ]
 
         return await self._read(run)
+
+    # --- budgets and rate limits -------------------------------------------------------
+    async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
+        order = sorted(range(len(claims)), key=lambda i: (claims[i].counter, claims[i].window))
+
+        def take(conn: sqlite3.Connection) -> int | None:
+            # one savepoint: inside the writer's transaction (or alone, when a failed group
+            # is retried one write at a time) all claims are taken or none
+            conn.execute("SAVEPOINT reserve")
+            refused: int | None = None
+            try:
+                for i in order:
+                    if not _take(conn, hold_id, claims[i], now):
+                        refused = i
+                        break
+            except BaseException:
+                conn.execute("ROLLBACK TO reserve")
+                conn.execute("RELEASE reserve")
+                raise
+            if refused is not None:
+                conn.execute("ROLLBACK TO reserve")
+            conn.execute("RELEASE reserve")
+            return refused
+
+        return await self._call(take)
+
+    async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            r = conn.execute(
+                "DELETE FROM limit_holds WHERE hold_id = ? AND counter = ? AND window_start = ? "
+                "RETURNING amount",
+                (hold_id, counter, window),
+            ).fetchone()
+            conn.execute(
+                "UPDATE limit_counters SET used = used + ?, reserved = reserved - ? "
+                "WHERE counter = ? AND window_start = ?",
+                (used, r[0] if r is not None else 0, counter, window),
+            )
+
+        await self._call(write)
+
+    async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
+        def run(conn: sqlite3.Connection) -> CounterState:
+            used = conn.execute(
+                "SELECT used FROM limit_counters WHERE counter = ? AND window_start = ?",
+                (counter, window),
+            ).fetchone()
+            held, expiry = conn.execute(
+                "SELECT COALESCE(SUM(amount), 0), MIN(expires) FROM limit_holds "
+                "WHERE counter = ? AND window_start = ? AND expires >= ?",
+                (counter, window, now),
+            ).fetchone()
+            return CounterState(int(used[0]) if used else 0, int(held), expiry)
+
+        return await self._read(run)
+
+    async def prune_counters(self, before: float) -> None:
+        def prune(conn: sqlite3.Connection) -> None:
+            where = "window_start < ? AND window_start <> 0"
+            conn.execute(f"DELETE FROM limit_holds WHERE {where}", (before,))
+            conn.execute(f"DELETE FROM limit_counters WHERE {where}", (before,))
+
+        await self._call(prune)
 
     # --- keys ----------------------------------------------------------------------------
     async def create_key(

@@ -1,0 +1,224 @@
+"""The Limiter over a real store: sliding requests-per-minute, daily budgets held and
+settled, leases of holds whose process died, and one budget for two processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from boundgate.clock import FakeClock
+from boundgate.errors import ErrorCode, RateLimitError
+from boundgate.settings import LimitsSettings
+from boundgate.store import SQLiteStore, Store
+from boundgate.tenants import DAY_S, Limiter, Tenant
+
+T0 = 20_000 * DAY_S + 3600.0  # 01:00 UTC on some day
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    opened: list[Store] = []
+
+    def make() -> Store:
+        if request.param == "sqlite":
+            s: Store = SQLiteStore(tmp_path / "limits.db")
+        else:
+            from boundgate.store.postgres import PostgresStore
+
+            s = PostgresStore(request.getfixturevalue("postgres_schema"), max_size=4)
+        s.open()
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def limiter(store: Store, clock: FakeClock, **limits: object) -> Limiter:
+    return Limiter(store, clock, LimitsSettings(**limits))  # type: ignore[arg-type]
+
+
+def test_requests_per_minute_is_a_sliding_window(make_store: Callable[[], Store]) -> None:
+    clock = FakeClock(T0)
+    lim = limiter(make_store(), clock, rpm=3)
+    acme = Tenant("acme")
+
+    async def main() -> None:
+        for _ in range(3):
+            await lim.admit(acme, 10)
+            clock.advance(10)
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(acme, 10)  # at +30 s: the first leaves the window at +60 s
+        assert exc.value.retry_after == pytest.approx(30.0)
+        assert await lim.rpm_wait_s(acme) == pytest.approx(30.0)
+        await lim.admit(Tenant("globex"), 10)  # other tenants are not affected
+        clock.advance(30.5)
+        assert await lim.rpm_wait_s(acme) == 0.0
+        await lim.admit(acme, 10)
+        with pytest.raises(RateLimitError):
+            await lim.admit(acme, 10)  # the ones at +10 and +20 are still in the window
+
+    asyncio.run(main())
+
+
+def test_daily_budget_holds_then_settles(make_store: Callable[[], Store]) -> None:
+    clock = FakeClock(T0)
+    lim = limiter(make_store(), clock, daily_tokens=100)
+    acme = Tenant("acme")
+
+    async def main() -> None:
+        first = await lim.admit(acme, 60)
+        await lim.admit(acme, 40)
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(acme, 1)
+        assert exc.value.code == ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED
+        assert exc.value.retry_after == pytest.approx(DAY_S - 3600.0)
+        lim.settle(first, 10)  # used 10 of the 60 it held
+        lim.settle(first, 10)  # idempotent
+        await lim.drain()
+        await lim.admit(acme, 50)
+        with pytest.raises(RateLimitError):
+            await lim.admit(acme, 1)
+        clock.advance(DAY_S)  # a new UTC day, a new budget
+        await lim.admit(acme, 100)
+
+    asyncio.run(main())
+
+
+def test_a_key_without_limits_never_touches_the_counters(
+    make_store: Callable[[], Store],
+) -> None:
+    store = make_store()
+    lim = limiter(store, FakeClock(T0), rpm=1, daily_tokens=10)
+    free = Tenant("acme", rpm=0, daily_tokens=0)
+
+    async def main() -> None:
+        for _ in range(5):
+            lim.settle(await lim.admit(free, 1_000), 1_000)
+        await lim.drain()
+        state = await store.counter_state("tokens:acme", T0 // DAY_S * DAY_S, T0)
+        assert (state.used, state.held) == (0, 0)
+
+    asyncio.run(main())
+
+
+def test_the_hold_of_a_dead_process_expires_with_its_lease(
+    make_store: Callable[[], Store],
+) -> None:
+    clock = FakeClock(T0)
+    acme = Tenant("acme")
+    dead = limiter(make_store(), clock, daily_tokens=100, reservation_lease_s=300)
+    alive = limiter(make_store(), clock, daily_tokens=100, reservation_lease_s=300)
+
+    async def main() -> None:
+        await dead.admit(acme, 90)  # never settled: its process was killed
+        with pytest.raises(RateLimitError):
+            await alive.admit(acme, 20)
+        clock.advance(301)
+        alive.settle(await alive.admit(acme, 20), 20)
+        await alive.drain()
+
+    asyncio.run(main())
+
+
+def test_two_processes_share_one_budget(make_store: Callable[[], Store]) -> None:
+    clock = FakeClock(T0)
+    acme = Tenant("acme")
+    limiters = [limiter(make_store(), clock, daily_tokens=1000) for _ in range(2)]
+
+    async def one(lim: Limiter) -> int:
+        try:
+            res = await lim.admit(acme, 70)
+        except RateLimitError:
+            return 0
+        await asyncio.sleep(0)
+        lim.settle(res, 50)
+        return 50
+
+    async def main() -> list[int]:
+        got = await asyncio.gather(*[one(lim) for _ in range(20) for lim in limiters])
+        for lim in limiters:
+            await lim.drain()
+        return list(got)
+
+    used = sum(asyncio.run(main()))
+    assert 700 <= used <= 1000  # at most 1000 held at once: at least 14 of 40 admitted
+
+
+def test_the_migration_carries_todays_usage_over_from_the_ledger(tmp_path: Path) -> None:
+    """Budgets were counted from the ledger before the counters existed: a database migrated
+    mid-day keeps what its tenants already spent today."""
+    import json
+    import sqlite3
+    import time
+
+    from boundgate.store.sqlite import load_migrations
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied REAL NOT NULL)"
+    )
+    for version, name, sql in load_migrations():
+        if version > 8:
+            break
+        for statement in sql.split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    now = time.time()
+    rows = [  # (id, ts, prompt, completion, reuse, extra)
+        ("a", now, 10, 20, None, None),
+        ("b", now, 5, 5, "hit-exact", None),  # served from a stored answer: free
+        ("c", now - 2 * DAY_S, 100, 100, None, None),  # another day
+        ("d", now, 1, 2, "miss", json.dumps({"novel": True})),
+    ]
+    for rid, ts, p, c, reuse, extra in rows:
+        conn.execute(
+            "INSERT INTO ledger (id, ts, tenant, endpoint, prompt_tokens, completion_tokens, "
+            "outcome, status, reuse, extra) VALUES (?, ?, 'acme', '/v1/chat/completions', ?, ?, "
+            "'ok', 200, ?, ?)",
+            (rid, ts, p, c, reuse, extra),
+        )
+    conn.close()
+    store = SQLiteStore(db)
+    store.open()
+    try:
+        day = float(int(now // DAY_S) * DAY_S)
+        tokens = asyncio.run(store.counter_state("tokens:acme", day, now))
+        novel = asyncio.run(store.counter_state("novel:acme", day, now))
+        assert (tokens.used, novel.used) == (33, 1)
+    finally:
+        store.close()
+
+
+def test_two_processes_share_one_novelty_budget(make_store: Callable[[], Store]) -> None:
+    from boundgate.reuse.variants import CreativityBuffer
+    from boundgate.settings import CreativitySettings
+
+    clock = FakeClock(T0)
+    limits = LimitsSettings(novelty_per_day=5)
+    buffers = [
+        CreativityBuffer(make_store(), None, clock, CreativitySettings(), limits) for _ in range(2)
+    ]
+
+    async def one(buf: CreativityBuffer) -> bool:
+        try:
+            await buf.admit_novel("acme")
+        except RateLimitError as exc:
+            assert exc.code == ErrorCode.NOVELTY_BUDGET_EXHAUSTED
+            return False
+        return True
+
+    async def main() -> list[bool]:
+        return list(await asyncio.gather(*[one(b) for _ in range(8) for b in buffers]))
+
+    assert sum(asyncio.run(main())) == 5
+    assert not asyncio.run(buffers[0].budget_left("acme"))
+    clock.advance(DAY_S)
+    assert asyncio.run(buffers[1].budget_left("acme"))

@@ -1,0 +1,85 @@
+"""``store.url``: the gateway and its CLI on the configured PostgreSQL database, and a clear
+start-up failure when that database cannot be used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from boundgate.testing import free_port
+from conftest import write_config
+
+CLI = [sys.executable, "-m", "boundgate"]
+
+
+def _config(tmp: Path) -> Path:
+    return write_config(
+        tmp / "b.toml",
+        f"""
+[server]
+data_dir = "{tmp / "data"}"
+
+[models.fake]
+backend = "fake"
+default = true
+""",
+    )
+
+
+def _cli(tmp: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BOUNDGATE_STORE__URL": url}
+    return subprocess.run(
+        [*CLI, *args, "--config", str(_config(tmp))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+def test_serve_with_an_unreachable_database_fails_naming_the_setting(tmp_path: Path) -> None:
+    url = f"postgresql://boundgate:s3cret@127.0.0.1:{free_port()}/nothing"
+    done = _cli(tmp_path, url, "serve", "--port", str(free_port()))
+    assert done.returncode == 2, done.stderr
+    assert "store.url" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "s3cret" not in done.stderr  # the password is not echoed
+
+
+def test_serve_with_a_url_that_is_not_postgresql_fails_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    done = _cli(tmp_path, "mysql://localhost/db", "serve", "--port", str(free_port()))
+    assert done.returncode == 2
+    assert "store.url" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_keys_cli_uses_the_configured_database(tmp_path: Path, postgres_schema: str) -> None:
+    created = _cli(tmp_path, postgres_schema, "keys", "create", "--tenant", "acme")
+    assert created.returncode == 0, created.stderr
+    listed = _cli(tmp_path, postgres_schema, "keys", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "acme" in listed.stdout
+    assert not (tmp_path / "data" / "boundgate.db").exists()  # nothing went to SQLite
+
+
+@pytest.mark.parametrize("command", [["report"], ["docs", "list"]])
+def test_report_and_docs_read_the_configured_database(
+    tmp_path: Path, postgres_schema: str, command: list[str]
+) -> None:
+    done = _cli(tmp_path, postgres_schema, *command)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "data" / "boundgate.db").exists()
+
+
+def test_settings_listing_hides_the_password(tmp_path: Path) -> None:
+    done = _cli(tmp_path, "postgresql://boundgate:s3cret@db:5432/x", "settings", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (url,) = [s["value"] for s in json.loads(done.stdout) if s["key"] == "store.url"]
+    assert url == "postgresql://boundgate:***@db:5432/x"
