@@ -23,7 +23,7 @@ from boundgate.routing.ladder import Router, top_rung_estimate
 from boundgate.routing.tasks import FakeTaskClassifier, Task
 from boundgate.settings import ConfigError, EnergySettings, RoutingSettings, load_settings
 from boundgate.testing import ThreadedServer
-from conftest import Live, assert_error, wait_until, write_config
+from conftest import Live, arun, assert_error, wait_until, write_config
 
 MATH = "What is 12 times 12?"
 LOOKUP = "What is the capital of Australia?"
@@ -268,6 +268,34 @@ def test_ledger_records_task_route_counterfactual_and_savings(live: Live) -> Non
     info = r.json()["boundgate"]
     assert info["rightsizing_avoided_wh"] == pytest.approx(row.rightsizing_avoided_wh)
     assert info["counterfactual_wh"] == pytest.approx(row.counterfactual_wh)
+
+
+def test_the_counterfactual_comes_from_the_top_rungs_measured_profile(live: Live) -> None:
+    """With an energy profile of the top rung measured on this host (``boundgate models
+    profile``), the counterfactual is that profile's rates times the answer's tokens, not the
+    per-token estimate."""
+    from boundgate.profiles import host_info
+    from boundgate.store import EnergyProfileRow
+
+    gw = live.gateway
+    host, cpu = host_info()[0], "test CPU"
+    large = gw.backends["large"]
+    profile = EnergyProfileRow(
+        model="large", model_version=large.version, measured_at=1.0, host=host, cpu=cpu,
+        method="rapl", prompt_wh_per_1k_tokens=2.0, prompt_wh_per_1k_tokens_low=1.0,
+        prompt_wh_per_1k_tokens_high=3.0, output_wh_per_1k_tokens=20.0,
+        output_wh_per_1k_tokens_low=10.0, output_wh_per_1k_tokens_high=30.0,
+        prompt_tokens_per_s=100.0, output_tokens_per_s=10.0, runs=3, prompt_tokens=512,
+        output_tokens=64,
+    )  # fmt: skip
+    arun(gw.store.put_profile(profile))
+    arun(gw.profiles.refresh())
+    r = chat(live, LOOKUP)
+    row = live.ledger()[r.headers["x-request-id"]]
+    usage = r.json()["usage"]
+    expected = (usage["prompt_tokens"] * 2.0 + usage["completion_tokens"] * 20.0) / 1000.0
+    assert row.counterfactual_wh == pytest.approx(expected)
+    assert row.rightsizing_avoided_wh == pytest.approx(max(0.0, expected - row.wh))
 
 
 def test_savings_are_never_negative_nor_above_the_counterfactual() -> None:

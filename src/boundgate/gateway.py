@@ -580,7 +580,13 @@ class Gateway:
                 break
             assert spent is not None  # the last rung either answered or raised
             energy = self.energy_report(spent, ctx.started)
-            counterfactual = self.router.counterfactual(self.backends[plan.top], completion.usage)
+            # the top rung's energy for this answer: its measured profile on this host when
+            # there is one, else the per-token estimate; a counterfactual is always an estimate
+            u = completion.usage
+            est = self.profiles.estimate(plan.top, u.prompt_tokens, u.completion_tokens)
+            counterfactual = Measurement(
+                est.wh, est.wh_low, est.wh_high, "estimate", f"{plan.top} ({est.source})"
+            )
             route.savings(counterfactual, energy.wh, energy.gco2_per_kwh, reused)
             req.model = backend.name
             ctx.reuse = lookup

@@ -21,9 +21,11 @@ first answer that passes the cheap checks of :meth:`Router.escalation`:
 The last rung's answer is returned whatever it is. A mean token log-probability trigger is not
 implemented (no calibration was done; see docs/routing.md).
 
-What right-sizing saved (:func:`top_rung_estimate`, :meth:`Route.savings`): the energy the
-ladder's top rung would have spent on the answer's output tokens, from the per-token estimate
-(EcoLogits, ``TokenEstimateMeter``, labelled an estimate) is the counterfactual; the energy
+What right-sizing saved (:meth:`Route.savings`): the energy the ladder's top rung would have
+spent on the answer is the counterfactual, from the top rung's measured energy profile on this
+host when it has one, else the per-token estimate (EcoLogits, ``TokenEstimateMeter``;
+:func:`top_rung_estimate` is that estimate), always labelled an estimate
+(``profiles.EnergyProfiles.estimate``, called by the gateway); the energy
 avoided is that minus what the tried rungs spent, never below 0 and never above the
 counterfactual, and 0 when the top rung answered or the answer was reused (reuse claims its
 own avoided energy).
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..backends.base import Backend, Completion, GenerationRequest, Usage
+from ..backends.base import Completion, GenerationRequest, Usage
 from ..energy import Measurement, Work
 from ..energy.estimate import TokenEstimateMeter
 from ..errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
@@ -232,9 +234,3 @@ class Router:
         if isinstance(err, ContextLengthExceededError):
             return "context"
         return "error" if err.status_code >= 500 else None
-
-    def counterfactual(self, top: Backend, usage: Usage) -> Measurement:
-        """The top rung's estimated energy for an answer of ``usage``: PUE of the upstream
-        data centre for a remote model, of this machine for a local one."""
-        pue = self.energy.upstream_pue if top.remote else self.energy.pue
-        return top_rung_estimate(top.params_b, usage, pue)
