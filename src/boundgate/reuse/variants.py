@@ -15,12 +15,18 @@ answers are interchangeable draws. The buffer:
 The **novelty budget** (``limits.novelty_per_day``, per tenant, 0 = unlimited) counts fresh
 above-dial generations per UTC day. When it is spent, the request gets a variant if one is
 left for that asker (``limits.novelty_exhausted = "variants"``), else 429; with
-``"reject"`` it is always 429.
+``"reject"`` it is always 429. A unit is taken before the generation runs (so concurrent
+requests cannot jointly overrun the budget) and given back if the generation then does not
+happen (:meth:`CreativityBuffer.novel`), e.g. when the tenant's requests-per-minute or daily
+token budget refuses it: the budget counts fresh generations made, as the store's count (``ok``
+rows marked ``novel``) does after a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import AsyncIterator
 
 from ..clock import Clock
 from ..errors import ErrorCode, RateLimitError
@@ -126,6 +132,28 @@ class CreativityBuffer:
                 retry_after=(day + 1) * DAY_S - self.clock.time(),
             )
         self._novel[tenant] = (day, used + 1)
+
+    def refund_novel(self, tenant: str) -> None:
+        """Give back one unit :meth:`admit_novel` counted today for a generation that did not
+        happen (a unit of an earlier UTC day is gone with that day)."""
+        if not self.limits.novelty_per_day:
+            return
+        day = int(self.clock.time() // DAY_S)
+        seen_day, used = self._novel.get(tenant, (-1, 0))
+        if seen_day == day and used > 0:
+            self._novel[tenant] = (day, used - 1)
+
+    @contextlib.asynccontextmanager
+    async def novel(self, tenant: str) -> AsyncIterator[None]:
+        """One fresh generation under the novelty budget: a unit is admitted on entry (429
+        when the budget is spent) and refunded when the body raises (the generation failed,
+        e.g. 429 from the tenant's other limits, or was cancelled)."""
+        await self.admit_novel(tenant)
+        try:
+            yield
+        except BaseException:
+            self.refund_novel(tenant)
+            raise
 
     async def budget_left(self, tenant: str) -> bool:
         budget = self.limits.novelty_per_day

@@ -85,10 +85,11 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
         ctx = gateway.internal_context(tenant, str(body["endpoint"]), "no-store")
         try:
             # each variant is a fresh creative generation: the novelty budget, the rpm
-            # and the daily token budget of the tenant (its key) apply, as to a request
-            await gateway.creativity.admit_novel(tenant.name)
-            ctx.novel = True
-            result = await gateway.complete(ctx, req)
+            # and the daily token budget of the tenant (its key) apply, as to a request;
+            # a variant the other limits refuse gives its novelty unit back
+            async with gateway.creativity.novel(tenant.name):
+                ctx.novel = True
+                result = await gateway.complete(ctx, req)
         except RateLimitError as exc:
             stopped = exc.message  # keep what was made; the next round asks again
             break
