@@ -17,13 +17,12 @@ from typing import Any
 
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from .clock import Clock, SystemClock
-from .energy import Measurement, Meter, Work, carbon_g, combine
+from .energy import EnergyReport, EnergyReporter, Measurement, Meter, Work, combine
 from .errors import (
     BoundgateError,
     ContextLengthExceededError,
     ModelNotFoundError,
 )
-from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .ledger import LedgerWriter
 from .metrics import Metrics
@@ -53,39 +52,6 @@ class RequestContext:
     reuse: Lookup | None = None  # what the reuse layer decided, once it has
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
     novel: bool = False  # internal work already counted against the novelty budget (variants)
-
-
-@dataclass(frozen=True)
-class EnergyReport:
-    wh: float
-    wh_low: float
-    wh_high: float
-    method: str
-    gco2: float
-    gco2_low: float
-    gco2_high: float
-    zone: str
-    gco2_per_kwh: float
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "x-boundgate-energy-wh": _dec(self.wh),
-            "x-boundgate-energy-range-wh": f"{_dec(self.wh_low)}-{_dec(self.wh_high)}",
-            "x-boundgate-energy-method": self.method,
-            "x-boundgate-carbon-g": _dec(self.gco2),
-            "x-boundgate-grid-zone": self.zone,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "energy_wh": self.wh,
-            "energy_range_wh": [self.wh_low, self.wh_high],
-            "energy_method": self.method,
-            "carbon_g": self.gco2,
-            "carbon_range_g": [self.gco2_low, self.gco2_high],
-            "grid_zone": self.zone,
-            "grid_gco2_per_kwh": self.gco2_per_kwh,
-        }
 
 
 @dataclass(frozen=True)
@@ -148,14 +114,13 @@ class Gateway:
         self.jobs = jobs
         self.creativity = creativity
         self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
-        self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
+        self.energy_report = EnergyReporter(carbon, grid_zone).report
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
         if reuse is not None:
             self.metrics.track_reuse(reuse)
         self.metrics.track_state(
-            lambda: self._state_counts["documents"],
-            lambda: self._state_counts["jobs"],
+            store,
             grid_zone,
             lambda: (
                 self.carbon.intensity(
@@ -175,15 +140,6 @@ class Gateway:
             self.clock.time(),
             self.clock.monotonic(),
         )
-
-    def internal_context(self, tenant: Tenant, endpoint: str, cache_control: str) -> RequestContext:
-        """A context for the gateway's own background work (rebinding, variants) on behalf
-        of ``tenant``: not counted as interactive, with the given reuse directive. It is
-        admitted like a request: the tenant's rpm and daily token budget apply."""
-        ctx = self.context(tenant, endpoint)
-        ctx.internal = True
-        ctx.cache_control = cache_control
-        return ctx
 
     def resolve(self, model: str | None) -> Backend:
         name = model or self.default_model
@@ -212,14 +168,6 @@ class Gateway:
             )
         reservation = await self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
         return backend, reservation
-
-    def energy_report(self, m: Measurement, at: float) -> EnergyReport:
-        when = datetime.fromtimestamp(at, tz=UTC)
-        intensity = self.carbon.intensity(self.grid_zone, when).gco2_per_kwh
-        g, g_low, g_high = carbon_g(m, intensity)
-        return EnergyReport(
-            m.wh, m.wh_low, m.wh_high, m.method, g, g_low, g_high, self.grid_zone, intensity
-        )
 
     async def drain(self) -> None:
         """Wait for rows recorded in the background (shutdown, tests)."""
@@ -298,17 +246,6 @@ class Gateway:
         await self.ledger.commit(row)
         assert energy is not None
         return vectors, tokens, energy
-
-    async def refresh_state_counts(self) -> None:
-        """Read the documents and jobs per state the metrics gauges report (before a scrape:
-        gauges are read synchronously, the store is async)."""
-        self._state_counts = {
-            "documents": await self.store.document_counts(),
-            "jobs": await self.store.job_counts(),
-        }
-
-    def model_versions(self) -> dict[str, str]:
-        return {name: b.version for name, b in self.backends.items()}
 
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(

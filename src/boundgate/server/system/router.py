@@ -113,7 +113,7 @@ async def metrics(request: Request) -> Response:
             )
     gw = gateway_of(request)
     with contextlib.suppress(Exception):  # store not open yet (start-up): gauges report 0
-        await gw.refresh_state_counts()
+        await gw.metrics.refresh_state_counts()
     return Response(
         gw.metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
