@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from boundgate.settings import ConfigError, describe, load_settings
-from conftest import write_config
+from helpers import write_config
 
 CLI = [sys.executable, "-m", "boundgate"]
 

@@ -19,8 +19,8 @@ import httpx
 from boundgate.assembly import build_app
 from boundgate.dashboard.session import COOKIE
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
 from dashboard_seed import Seeded
+from helpers import Live, fake_settings, wait_until
 
 PAGES = [
     "/dashboard",

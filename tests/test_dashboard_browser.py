@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import arun
 from dashboard_seed import Seeded
+from helpers import arun
 
 CHROMIUM = os.environ.get("BOUNDGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Live
+from helpers import Live
 
 ROOT = Path(__file__).resolve().parent.parent
 

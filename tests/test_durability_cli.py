@@ -18,7 +18,7 @@ import pytest
 
 from boundgate.store import SQLiteStore
 from boundgate.testing import free_port
-from conftest import write_config
+from helpers import write_config
 
 CLI = [sys.executable, "-m", "boundgate"]
 

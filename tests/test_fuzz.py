@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from conftest import fake_settings
+from helpers import fake_settings
 
 # all code points, surrogates too (json.dumps escapes them; a server must cope)
 TEXT = st.one_of(

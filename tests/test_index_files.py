@@ -22,7 +22,7 @@ from boundgate.reuse.verifier import Observation, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import fake_settings
+from helpers import fake_settings
 
 QUESTIONS = {
     "everest": ("how tall is mount everest", "mount everest how tall is", "8849 m"),

@@ -30,7 +30,7 @@ from boundgate.server.app import create_app
 from boundgate.server.openapi import ErrorObject
 from boundgate.settings import SchedulerSettings, ServerSettings
 from boundgate.testing import ThreadedServer
-from conftest import arun, fake_settings
+from helpers import arun, fake_settings
 
 CHECKS = [
     not_a_server_error,

@@ -12,7 +12,7 @@ from boundgate.assembly import build_app
 from boundgate.backends.fake import FakeUpstreamServer, Fault, fake_answer
 from boundgate.settings import load_settings
 from boundgate.testing import ThreadedServer
-from conftest import Live, assert_error, write_config
+from helpers import Live, assert_error, write_config
 
 MSG = [{"role": "user", "content": "What is boundgate?"}]
 

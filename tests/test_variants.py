@@ -9,7 +9,7 @@ from typing import Any
 from boundgate.assembly import build_app
 from boundgate.scheduler.handlers import background_tenant
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 HAIKU = "Write a haiku about autumn."
 
