@@ -21,8 +21,9 @@ from boundgate.testing import ThreadedServer
 T = TypeVar("T")
 
 
-def wait_until(cond: Any, timeout: float = 20.0) -> Any:
-    """Poll ``cond`` until it returns something truthy (and return that), or fail."""
+def wait_until(cond: Any, timeout: float = 120.0) -> Any:
+    """Poll ``cond`` until it returns something truthy (and return that), or fail after
+    ``timeout`` seconds (a bound for a broken test on a busy machine, never a measurement)."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()

@@ -22,6 +22,8 @@ import pytest
 from dashboard_seed import Seeded
 from helpers import arun
 
+pytestmark = pytest.mark.slow  # a real browser
+
 CHROMIUM = os.environ.get("BOUNDGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PAGES = {

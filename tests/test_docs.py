@@ -12,6 +12,8 @@ import pytest
 
 from helpers import Live
 
+pytestmark = pytest.mark.slow  # the examples run on the real model
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -18,6 +18,8 @@ from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
 from helpers import fake_settings
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests per endpoint
+
 # all code points, surrogates too (json.dumps escapes them; a server must cope)
 TEXT = st.one_of(
     st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40),
