@@ -14,12 +14,18 @@ from pydantic import BaseModel
 from ...errors import AuthenticationError, ErrorCode
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
-from ..openapi import ErrorResponse, errors
+from ..openapi import ErrorResponse, errors, ok
+from .protocol import Model, ModelList
 
 router = APIRouter(route_class=StrictJSONRoute)
 
 
-@router.get("/v1/models", tags=["models"], responses=errors(401))
+@router.get(
+    "/v1/models",
+    tags=["models"],
+    response_model=None,
+    responses={**ok(ModelList), **errors(401)},
+)
 async def list_models(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -41,7 +47,8 @@ async def list_models(
 @router.get(
     "/v1/models/{model_id}",
     tags=["models"],
-    responses=errors(401, 404, notes={404: "unknown model (`model_not_found`)"}),
+    response_model=None,
+    responses={**ok(Model), **errors(401, 404, notes={404: "unknown model (`model_not_found`)"})},
 )
 async def get_model(
     model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
