@@ -18,17 +18,14 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 from boundgate.assembly import build_app  # noqa: E402
-from boundgate.testing import ThreadedServer  # noqa: E402
 from helpers import Live, fake_settings, local_server  # noqa: E402
 
 
 @pytest.fixture
 def fake_live(tmp_path: Path) -> Iterator[Live]:
-    app = build_app(fake_settings(tmp_path))
-    with ThreadedServer(app) as srv:
-        live = Live(srv, app)
+    """A gateway on the fake backend, in-process (no socket)."""
+    with Live.in_process(build_app(fake_settings(tmp_path))) as live:
         yield live
-        live.http.close()
 
 
 @pytest.fixture(scope="session")

@@ -68,14 +68,32 @@ params_b = 1
 
 
 class Live:
-    """A running gateway and handy clients for it."""
+    """A running gateway and handy clients for it: on a real port (``Live(server, app)``), or
+    in-process (``Live.in_process(app)``) where the socket adds nothing to what is tested."""
 
-    def __init__(self, server: ThreadedServer, app: Any) -> None:
+    def __init__(self, server: ThreadedServer | None, app: Any) -> None:
         self.server = server
         self.app = app
-        self.url = server.url
-        self.base = server.base_url
-        self.http = httpx.Client(base_url=server.base_url, timeout=120)
+        if server is not None:
+            self.url = server.url
+            self.base = server.base_url
+            self.http: httpx.Client = httpx.Client(base_url=server.base_url, timeout=120)
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_process(cls, app: Any) -> Iterator[Live]:
+        """The app served through Starlette's ``TestClient`` (its lifespan runs; no socket).
+        Its responses arrive whole, so streams are read only once they have ended: tests of
+        disconnects and of the socket keep a real server."""
+        from fastapi.testclient import TestClient
+
+        live = cls(None, app)
+        live.base = "http://testserver"
+        live.url = live.base + "/v1"
+        # a fault is answered as a server would (500 in OpenAI's shape), not raised here
+        with TestClient(app, base_url=live.base, raise_server_exceptions=False) as client:
+            live.http = client
+            yield live
 
     @property
     def gateway(self) -> Any:
@@ -84,7 +102,10 @@ class Live:
     def openai(self, api_key: str = "unused") -> Any:
         import openai
 
-        return openai.OpenAI(base_url=self.url, api_key=api_key, max_retries=0)
+        in_process = self.http if self.server is None else None
+        return openai.OpenAI(
+            base_url=self.url, api_key=api_key, max_retries=0, http_client=in_process
+        )
 
     def ledger(self) -> dict[str, Any]:
         return {r.id: r for r in arun(self.gateway.store.ledger())}
