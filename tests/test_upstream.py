@@ -23,17 +23,14 @@ def upstream() -> Iterator[FakeUpstreamServer]:
         yield up
 
 
-@pytest.fixture
-def live(
-    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Live]:
-    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
-    cfg = write_config(
+def upstream_config(tmp_path: Path, upstream: FakeUpstreamServer, extra: str = "") -> Path:
+    return write_config(
         tmp_path / "b.toml",
         f"""
 [server]
 data_dir = "{tmp_path / "data"}"
 grid_zone = "GB"
+{extra}
 
 [models.my-upstream]
 backend = "openai"
@@ -47,7 +44,14 @@ backoff_s = 0.01
 default = true
 """,
     )
-    app = build_app(load_settings(cfg))
+
+
+@pytest.fixture
+def live(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Live]:
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    app = build_app(load_settings(upstream_config(tmp_path, upstream)))
     with ThreadedServer(app) as srv:
         yield Live(srv, app)
 
@@ -102,6 +106,23 @@ def test_retries_5xx_and_429_then_succeeds(live: Live, upstream: FakeUpstreamSer
     r = live.http.post("/v1/chat/completions", json={"messages": MSG})
     assert r.status_code == 200
     assert upstream.control.requests == 3
+
+
+def test_a_failed_creative_generation_gives_its_novelty_unit_back(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #13: the novelty budget counts fresh generations made; one whose upstream fails
+    (502 here) takes no unit, so the next creative request is still served."""
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = upstream_config(tmp_path, upstream, "[limits]\nnovelty_per_day = 1\n")
+    body = {"messages": MSG, "temperature": 1.0}
+    with Live.in_process(build_app(load_settings(cfg))) as live:
+        upstream.control.push(*[Fault(status=500)] * 3)
+        assert_error(live.http.post("/v1/chat/completions", json=body), 502)
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text  # the one unit of the day is still there
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert_error(r, 429, code="novelty_budget_exhausted")  # and now it is used
 
 
 def test_persistent_5xx_is_502(live: Live, upstream: FakeUpstreamServer) -> None:

@@ -200,6 +200,8 @@ class Gateway:
         if err.recorded:
             return
         err.recorded = True
+        if ctx.reuse is not None and ctx.reuse.novel and not ctx.novel and self.creativity:
+            self.creativity.refund_novel(ctx.tenant.name)  # nothing fresh was made
         backend = None
         if req is not None:
             try:

@@ -17,8 +17,9 @@ above-dial generations per UTC day. When it is spent, the request gets a variant
 left for that asker (``limits.novelty_exhausted = "variants"``), else 429; with
 ``"reject"`` it is always 429. A unit is taken before the generation runs (so concurrent
 requests cannot jointly overrun the budget) and given back if the generation then does not
-happen (:meth:`CreativityBuffer.novel`), e.g. when the tenant's requests-per-minute or daily
-token budget refuses it: the budget counts fresh generations made, as the store's count (``ok``
+happen (:meth:`CreativityBuffer.novel` for variants; the gateway's error path for requests),
+e.g. when the tenant's requests-per-minute or daily token budget refuses it or the backend
+fails: the budget counts fresh generations made, as the store's count (``ok``
 rows marked ``novel``) does after a restart.
 """
 
