@@ -23,7 +23,11 @@ def upstream() -> Iterator[FakeUpstreamServer]:
         yield up
 
 
-def upstream_config(tmp_path: Path, upstream: FakeUpstreamServer, extra: str = "") -> Path:
+def upstream_config(
+    tmp_path: Path, upstream: FakeUpstreamServer, extra: str = "", timeout_s: float = 30.0
+) -> Path:
+    """A gateway on the fake upstream. ``timeout_s`` is generous but for the timeout test: an
+    answer must never time out only because the machine is busy."""
     return write_config(
         tmp_path / "b.toml",
         f"""
@@ -38,7 +42,7 @@ base_url = "{upstream.url}"
 api_key_env = "UPSTREAM_API_KEY"
 upstream_model = "gpt-4o-mini"
 params_b = 8
-timeout_s = 0.5
+timeout_s = {timeout_s}
 max_retries = 2
 backoff_s = 0.01
 default = true
@@ -141,10 +145,15 @@ def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServ
     assert upstream.control.requests == 1
 
 
-def test_timeout_is_504(live: Live, upstream: FakeUpstreamServer) -> None:
-    upstream.control.push(*[Fault(delay_s=1.0)] * 3)
-    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
-    assert_error(r, 504, code="upstream_timeout")
+def test_timeout_is_504(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = upstream_config(tmp_path, upstream, timeout_s=0.5)
+    with Live.in_process(build_app(load_settings(cfg))) as live:
+        upstream.control.push(*[Fault(delay_s=1.0)] * 3)
+        r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+        assert_error(r, 504, code="upstream_timeout")
 
 
 def test_stream_error_before_first_token_is_http_error(
