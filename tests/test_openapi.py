@@ -131,6 +131,7 @@ SCHEMA = create_app(
 schema = schemathesis.openapi.from_dict(SCHEMA)
 
 
+@pytest.mark.slow  # generated requests for every operation
 @schema.parametrize()
 @settings(
     max_examples=12,
