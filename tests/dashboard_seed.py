@@ -12,7 +12,7 @@ from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.store import LedgerRow
 from boundgate.testing import ThreadedServer
-from conftest import Live, arun, fake_settings
+from helpers import Live, arun, fake_settings
 
 # 2023-06-01 05:00 UTC: inside the bundled grid history, so the forecast is deterministic
 START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()

@@ -13,7 +13,7 @@ from boundgate.assembly import build_app
 from boundgate.settings import ConfigError
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, assert_error, fake_settings
+from helpers import Live, assert_error, fake_settings
 
 MSG = [{"role": "user", "content": "hello there"}]
 

@@ -18,7 +18,7 @@ from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 # 2023-06-01 05:00 UTC: morning in Germany, before the solar dip that a 24 h window can reach
 START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()

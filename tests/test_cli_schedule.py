@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from boundgate.assembly import build_app
 from boundgate.cli import app as cli
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 
 def test_grid_and_plan_commands(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from boundgate.settings import ConfigError, describe, load_settings
-from conftest import write_config
+from helpers import write_config
 
 CLI = [sys.executable, "-m", "boundgate"]
 
@@ -111,6 +111,7 @@ def test_every_setting_is_documented() -> None:
         assert f"`{key}`" in doc, f"{v.key} is missing from docs/configuration.md"
 
 
+@pytest.mark.slow  # CLI processes
 def test_cli_settings_and_bad_config_exit_code(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "c.toml", "[server]\nport = 9100\n")
     r = subprocess.run(
@@ -126,6 +127,7 @@ def test_cli_settings_and_bad_config_exit_code(tmp_path: Path) -> None:
     assert r.returncode == 2 and "server.port" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # a CLI process
 def test_open_mode_refuses_public_host(tmp_path: Path) -> None:
     r = subprocess.run(
         [*CLI, "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)],

@@ -19,8 +19,8 @@ import httpx
 from boundgate.assembly import build_app
 from boundgate.dashboard.session import COOKIE
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
 from dashboard_seed import Seeded
+from helpers import Live, fake_settings, wait_until
 
 PAGES = [
     "/dashboard",
@@ -57,7 +57,7 @@ def test_open_mode_pages_render_with_security_headers(open_dash: Seeded) -> None
         # once it has a session, the browser is not handed a new one on every page
         assert "set-cookie" not in b.get("/dashboard").headers
     # the first visit gets a session cookie: HttpOnly, SameSite=Strict, scoped to /dashboard
-    first = httpx.get(open_dash.live.base + "/dashboard").headers["set-cookie"]
+    first = httpx.get(open_dash.live.base + "/dashboard", timeout=60).headers["set-cookie"]
     assert first.startswith(COOKIE + "=")
     assert "HttpOnly" in first and "samesite=strict" in first.lower()
     assert "Path=/dashboard" in first
@@ -251,5 +251,5 @@ def test_dashboard_can_be_switched_off(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path, '[dashboard]\nenabled = false\n[reuse]\nembedder = "hash"\n')
     app = build_app(settings)
     with ThreadedServer(app) as srv:
-        r = httpx.get(srv.base_url + "/dashboard")
+        r = httpx.get(srv.base_url + "/dashboard", timeout=60)
     assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"

@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import arun
 from dashboard_seed import Seeded
+from helpers import arun
+
+pytestmark = pytest.mark.slow  # a real browser
 
 CHROMIUM = os.environ.get("BOUNDGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Live
+from helpers import Live
+
+pytestmark = pytest.mark.slow  # the examples run on the real model
 
 ROOT = Path(__file__).resolve().parent.parent
 

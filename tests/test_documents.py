@@ -19,7 +19,7 @@ from boundgate.reuse import binding
 from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 Q = "What is the boiling point of water at sea level?"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Live, assert_error
+from helpers import Live, assert_error
 
 MSG = [{"role": "user", "content": "hi"}]
 

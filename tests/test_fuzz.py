@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from conftest import fake_settings
+from helpers import fake_settings
+
+pytestmark = pytest.mark.slow  # hundreds of generated requests per endpoint
 
 # all code points, surrogates too (json.dumps escapes them; a server must cope)
 TEXT = st.one_of(

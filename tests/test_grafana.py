@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from conftest import fake_settings
+from helpers import fake_settings
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "boundgate.json"
 METRIC = re.compile(r"\bboundgate_[a-z0-9_]+\b")

@@ -23,7 +23,7 @@ from boundgate.grid.live import (
 from boundgate.scheduler.policy import CarbonAwareStart
 from boundgate.settings import ConfigError, GridSettings
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 HOUR = 3600
 TIMING = {"refresh_s": GridSettings().refresh_s, "timeout_s": GridSettings().timeout_s}

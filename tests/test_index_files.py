@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from boundgate.reuse.verifier import Observation, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import fake_settings
+from helpers import fake_settings, wait_until
 
 QUESTIONS = {
     "everest": ("how tall is mount everest", "mount everest how tall is", "8849 m"),
@@ -301,6 +300,7 @@ def _ask_new_question(base_url: str, question: str) -> None:
     r = httpx.post(
         base_url + "/v1/chat/completions",
         json={"messages": [{"role": "user", "content": question}], "temperature": 0},
+        timeout=60,
     )
     assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss"
 
@@ -314,7 +314,9 @@ def test_the_server_saves_at_shutdown_and_reloads_at_start(tmp_path: Path) -> No
 
     app = build_app(settings)
     with ThreadedServer(app) as srv:
-        load = httpx.get(srv.base_url + "/v1/boundgate/stats").json()["reuse"]["index_load"]
+        load = httpx.get(srv.base_url + "/v1/boundgate/stats", timeout=60).json()["reuse"][
+            "index_load"
+        ]
         assert (load["reused"], load["replayed"], load["rebuilt"]) == (1, 0, 0)
 
 
@@ -325,13 +327,11 @@ def test_the_server_saves_changed_indexes_while_serving(tmp_path: Path) -> None:
     manifest = tmp_path / "data" / "index" / "manifest.json"
     with ThreadedServer(build_app(settings)) as srv:
         _ask_new_question(srv.base_url, "how deep is the mariana trench")
-        deadline = time.monotonic() + 10
-        counts: list[int] = []
-        while time.monotonic() < deadline:
-            if manifest.exists():
-                scopes = json.loads(manifest.read_text())["scopes"]
-                counts = [s["count"] for s in scopes.values()]
-                if counts == [1]:
-                    break
-            time.sleep(0.05)
-        assert counts == [1]
+
+        def counts() -> list[int]:
+            if not manifest.exists():
+                return []
+            scopes = json.loads(manifest.read_text())["scopes"]
+            return [s["count"] for s in scopes.values()]
+
+        wait_until(lambda: counts() == [1])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import Live
+from helpers import Live, local_server, wait_until
+
+pytestmark = pytest.mark.slow  # a real model on the CPU
 
 ENERGY_HEADERS = (
     "x-request-id",
@@ -127,76 +129,86 @@ def test_context_length_exceeded(local_live: Live) -> None:
     assert set(err) == {"message", "type", "param", "code"}
 
 
-def _slow_stream(live: Live, started: threading.Event, box: dict[str, object]) -> None:
-    with httpx.stream(
-        "POST",
-        live.base + "/v1/chat/completions",
-        json={
-            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
-            "max_tokens": 400,
-            "temperature": 0,
-            "stream": True,
-        },
-        headers={"Cache-Control": "no-store"},  # must generate, not replay a stored answer
-        timeout=120,
-    ) as r:
-        box["id"] = r.headers["x-request-id"]
-        for line in r.iter_lines():
-            if line.startswith("data: {") and json.loads(line[6:]).get("choices"):
-                started.set()
-                if box.get("disconnect"):
-                    return  # closing the response drops the connection mid-stream
+# Counting goes on until ``max_tokens`` (the model never ends it), so a stream of it holds the
+# model until its client leaves. ``no-store``: it must generate, never replay a stored answer.
+COUNTING = {"prompt": "1, 2, 3, 4, 5,", "max_tokens": 400, "temperature": 0, "stream": True}
+NO_STORE = {"Cache-Control": "no-store"}
 
 
-def test_queue_full_gives_503_with_retry_after(local_live: Live) -> None:
+class CountingStream(threading.Thread):
+    """A streamed counting completion read on its own thread: ``first_token`` is set once the
+    model runs for it; once ``leave`` is set it closes the connection at its next token."""
+
+    def __init__(self, live: Live) -> None:
+        super().__init__(daemon=True)
+        self.live = live
+        self.first_token = threading.Event()
+        self.leave = threading.Event()
+        self.request_id = ""
+
+    def run(self) -> None:
+        with httpx.stream(
+            "POST",
+            self.live.base + "/v1/completions",
+            json=COUNTING,
+            headers=NO_STORE,
+            timeout=300,
+        ) as r:
+            self.request_id = r.headers["x-request-id"]
+            for line in r.iter_lines():
+                if line.startswith("data: {") and json.loads(line[6:]).get("choices"):
+                    self.first_token.set()
+                    if self.leave.is_set():
+                        return  # closing the response drops the connection mid-stream
+
+
+def probe(live: Live) -> httpx.Response:
+    """A two-token request that needs the model (never a stored answer)."""
+    body = {"prompt": "hi", "max_tokens": 2, "temperature": 0}
+    return live.http.post("/v1/completions", json=body, headers=NO_STORE)
+
+
+def test_queue_full_gives_503_with_retry_after(tmp_path: Path) -> None:
     # queue_size = 1: one generation running + one waiting; the third is refused.
-    started = threading.Event()
-    boxes: list[dict[str, object]] = [{}, {}]
-    t1 = threading.Thread(target=_slow_stream, args=(local_live, started, boxes[0]))
-    t1.start()
-    assert started.wait(60)
-    waiting = threading.Event()
-    t2 = threading.Thread(target=_slow_stream, args=(local_live, waiting, boxes[1]))
-    t2.start()
-    deadline = time.monotonic() + 30
-    backend = local_live.gateway.backends["smollm2-135m"]
-    while backend.queue_depth() < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    r = local_live.http.post(
-        "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
-    )
-    assert r.status_code == 503
-    assert int(r.headers["retry-after"]) >= 1
-    assert r.json()["error"]["type"] == "server_error"
-    for box in boxes:  # close both streams at their next token: no 400-token stories
-        box["disconnect"] = True
-    t1.join(120)
-    t2.join(120)
-    assert local_live.ledger()[r.headers["x-request-id"]].status == 503
+    with local_server(tmp_path, queue_size=1) as live:
+        running, waiting = CountingStream(live), CountingStream(live)
+        try:
+            running.start()
+            assert running.first_token.wait(300)
+            waiting.start()
+            backend = live.gateway.backends["smollm2-135m"]
+            wait_until(lambda: backend.queue_depth() >= 1, timeout=300)
+            r = probe(live)  # the first stream holds the model until it is told to leave
+            assert r.status_code == 503, r.text
+            assert int(r.headers["retry-after"]) >= 1
+            assert r.json()["error"]["type"] == "server_error"
+        finally:  # close both streams at their next token: no 400-token counts
+            running.leave.set()
+            waiting.leave.set()
+            running.join()
+            waiting.join()
+        ids = [running.request_id, waiting.request_id, r.headers["x-request-id"]]
+
+        def recorded() -> dict[str, Any]:
+            rows = live.ledger()
+            return rows if all(i in rows for i in ids) else {}
+
+        ledger = wait_until(recorded)
+        assert ledger[ids[2]].status == 503
+        assert ledger[ids[0]].outcome == ledger[ids[1]].outcome == "cancelled"
+        assert probe(live).status_code == 200  # the model is free again
 
 
-def test_client_disconnect_cancels_generation(local_live: Live) -> None:
-    started = threading.Event()
-    box: dict[str, object] = {"disconnect": True}
-    _slow_stream(local_live, started, box)
-    assert started.is_set()
-    request_id = str(box["id"])
-    deadline = time.monotonic() + 30
-    row = None
-    while time.monotonic() < deadline:
-        row = local_live.ledger().get(request_id)
-        if row is not None:
-            break
-        time.sleep(0.05)
-    assert row is not None and row.outcome == "cancelled"
-    assert row.completion_tokens < 400
-    # The model is free again: a new request completes.
-    r = local_live.http.post(
-        "/v1/chat/completions",
-        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
-    )
-    assert r.status_code == 200
+def test_client_disconnect_cancels_generation(tmp_path: Path) -> None:
+    with local_server(tmp_path) as live:
+        stream = CountingStream(live)
+        stream.leave.set()
+        stream.run()  # on this thread: leaves at the first token
+        assert stream.first_token.is_set()
+        row = wait_until(lambda: live.ledger().get(stream.request_id), timeout=120)
+        assert row.outcome == "cancelled" and row.status == 499
+        assert row.completion_tokens < COUNTING["max_tokens"]
+        assert probe(live).status_code == 200  # the model is free again
 
 
 def test_models_health_ready_metrics(local_live: Live) -> None:

@@ -30,7 +30,7 @@ from boundgate.server.app import create_app
 from boundgate.server.openapi import ErrorObject
 from boundgate.settings import SchedulerSettings, ServerSettings
 from boundgate.testing import ThreadedServer
-from conftest import arun, fake_settings
+from helpers import arun, fake_settings
 
 CHECKS = [
     not_a_server_error,
@@ -131,6 +131,7 @@ SCHEMA = create_app(
 schema = schemathesis.openapi.from_dict(SCHEMA)
 
 
+@pytest.mark.slow  # generated requests for every operation
 @schema.parametrize()
 @settings(
     max_examples=12,
@@ -145,6 +146,21 @@ def test_every_answer_is_declared(case: Any, api: Api) -> None:
     case.call_and_validate(headers=api.user, **call)
     if _with_known_ids(case, api.ids) or case.operation.path.startswith("/v1/boundgate/"):
         case.call_and_validate(headers=api.admin, **call)
+
+
+# the main operations' success bodies, each declared by a model in its ``protocol.py``
+SUCCESS_MODELS = {
+    ("/v1/chat/completions", "post"): "ChatCompletion",
+    ("/v1/completions", "post"): "TextCompletion",
+    ("/v1/embeddings", "post"): "EmbeddingList",
+    ("/v1/models", "get"): "ModelList",
+    ("/v1/models/{model_id}", "get"): "Model",
+    ("/v1/files", "post"): "FileObject",
+    ("/v1/files/{file_id}", "get"): "FileObject",
+    ("/v1/batches", "post"): "Batch",
+    ("/v1/batches/{batch_id}", "get"): "Batch",
+    ("/v1/batches/{batch_id}/cancel", "post"): "Batch",
+}
 
 
 def _error_ref(response: dict[str, Any]) -> str:
@@ -184,6 +200,10 @@ def test_schema_declares_errors_and_media_types(api: Api) -> None:
         assert {"application/json", "text/event-stream"} <= set(content)
     for path in ("/v1/files/{file_id}/content", "/v1/boundgate/documents/{doc_id}"):
         assert "application/json" not in paths[path]["get"]["responses"]["200"]["content"]
+    for (path, method), model in SUCCESS_MODELS.items():  # issue #12.5: 200s declared exactly
+        content = paths[path][method]["responses"]["200"]["content"]
+        assert content["application/json"]["schema"] == {"$ref": f"#/components/schemas/{model}"}
+        assert components[model]["additionalProperties"] is False, model
     assert not any(p.startswith("/dashboard") for p in paths)
 
 
@@ -194,11 +214,22 @@ def _broken(schema: dict[str, Any], path: str, method: str, edit: str) -> dict[s
         del responses["400"]
     elif edit == "metrics-as-json":
         responses["200"]["content"] = {"application/json": {"schema": {"type": "object"}}}
+    elif edit == "success-needs-a-field":  # a field the server never sends
+        ref = responses["200"]["content"]["application/json"]["schema"]["$ref"]
+        model = out["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        model["properties"]["never_sent"] = {"type": "string"}
+        model["required"].append("never_sent")
+    elif edit == "success-usage-as-string":
+        out["components"]["schemas"]["Usage"]["properties"]["total_tokens"] = {"type": "string"}
     elif edit == "error-without-code":
         error = out["components"]["schemas"]["ErrorObject"]
         error["properties"].pop("code")
         error["required"].remove("code")
     return out
+
+
+CHAT_OK = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+TEXT_OK = {"prompt": "Hi", "max_tokens": 4}
 
 
 @pytest.mark.parametrize(
@@ -207,6 +238,9 @@ def _broken(schema: dict[str, Any], path: str, method: str, edit: str) -> dict[s
         ("/v1/chat/completions", "post", "drop-400", {}),
         ("/metrics", "get", "metrics-as-json", None),
         ("/v1/completions", "post", "error-without-code", {}),
+        ("/v1/chat/completions", "post", "success-needs-a-field", CHAT_OK),
+        ("/v1/completions", "post", "success-usage-as-string", TEXT_OK),
+        ("/v1/models", "get", "success-needs-a-field", None),
     ],
 )
 def test_the_checks_catch_a_wrong_declaration(

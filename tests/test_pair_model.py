@@ -23,7 +23,7 @@ from boundgate.reuse.verifier import Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 
 @pytest.fixture(scope="module")

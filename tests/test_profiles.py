@@ -24,7 +24,7 @@ from boundgate.profiles import EnergyProfiles, host_info, measure_profile
 from boundgate.settings import EnergySettings
 from boundgate.store import EnergyProfileRow, SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, arun, write_config
+from helpers import Live, arun, write_config
 
 A_WH = 2e-6  # per prompt token
 B_WH = 5e-5  # per output token

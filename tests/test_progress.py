@@ -19,7 +19,7 @@ from boundgate.cli import app as cli
 from boundgate.cli.progress import Steps, shown, track
 from boundgate.store import DocumentRow, SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import fake_settings, wait_until
+from helpers import fake_settings, wait_until
 
 TTY = {"TTY_COMPATIBLE": "1"}
 

@@ -19,7 +19,7 @@ from boundgate.backends.reasoning import CLOSE_THINKING, ThinkBudget
 from boundgate.settings import REASONING_EFFORTS, ReasoningSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from conftest import Live, arun, assert_error, fake_settings
+from helpers import Live, arun, assert_error, fake_settings
 
 MSG = [{"role": "user", "content": "why is the sky blue?"}]
 CAPS = """

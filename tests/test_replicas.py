@@ -26,7 +26,7 @@ from boundgate.assembly import build_app
 from boundgate.backends.fake import FakeBackend
 from boundgate.scheduler.handlers import job_handlers
 from boundgate.testing import ThreadedServer, free_port
-from conftest import Live, arun, fake_settings, wait_until
+from helpers import Live, arun, fake_settings, wait_until
 
 PARAPHRASES = [
     "How can I reset my password?",

@@ -28,7 +28,7 @@ from boundgate.backends.fake import FakeUpstreamServer, Fault
 from boundgate.store import LedgerRow, SQLiteStore, Store
 from boundgate.store.postgres import PostgresStore
 from boundgate.testing import free_port
-from conftest import wait_until, write_config
+from helpers import wait_until, write_config
 
 CLI = [sys.executable, "-m", "boundgate"]
 MSG = [{"role": "user", "content": "hello there"}]

@@ -152,6 +152,7 @@ def test_since_errors_are_clear(bad: str, tmp_path: Path) -> None:
     assert "--since" in text and "not a duration" in text and "24h" in text
 
 
+@pytest.mark.slow  # matplotlib renders two plots
 def test_plot_png_and_svg(seeded: tuple[Path, list[LedgerRow], float], tmp_path: Path) -> None:
     data, _, _ = seeded
     png = tmp_path / "report.png"

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 Q = "How do I reset my password?"
 

@@ -23,7 +23,7 @@ from boundgate.routing.ladder import Router, top_rung_estimate
 from boundgate.routing.tasks import FakeTaskClassifier, Task
 from boundgate.settings import ConfigError, EnergySettings, RoutingSettings, load_settings
 from boundgate.testing import ThreadedServer
-from conftest import Live, arun, assert_error, wait_until, write_config
+from helpers import Live, arun, assert_error, wait_until, write_config
 
 MATH = "What is 12 times 12?"
 LOOKUP = "What is the capital of Australia?"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from boundgate.testing import free_port
-from conftest import write_config
+from helpers import write_config
 
 CLI = [sys.executable, "-m", "boundgate"]
 

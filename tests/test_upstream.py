@@ -12,7 +12,7 @@ from boundgate.assembly import build_app
 from boundgate.backends.fake import FakeUpstreamServer, Fault, fake_answer
 from boundgate.settings import load_settings
 from boundgate.testing import ThreadedServer
-from conftest import Live, assert_error, write_config
+from helpers import Live, assert_error, write_config
 
 MSG = [{"role": "user", "content": "What is boundgate?"}]
 
@@ -23,17 +23,18 @@ def upstream() -> Iterator[FakeUpstreamServer]:
         yield up
 
 
-@pytest.fixture
-def live(
-    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Live]:
-    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
-    cfg = write_config(
+def upstream_config(
+    tmp_path: Path, upstream: FakeUpstreamServer, extra: str = "", timeout_s: float = 30.0
+) -> Path:
+    """A gateway on the fake upstream. ``timeout_s`` is generous but for the timeout test: an
+    answer must never time out only because the machine is busy."""
+    return write_config(
         tmp_path / "b.toml",
         f"""
 [server]
 data_dir = "{tmp_path / "data"}"
 grid_zone = "GB"
+{extra}
 
 [models.my-upstream]
 backend = "openai"
@@ -41,13 +42,20 @@ base_url = "{upstream.url}"
 api_key_env = "UPSTREAM_API_KEY"
 upstream_model = "gpt-4o-mini"
 params_b = 8
-timeout_s = 0.5
+timeout_s = {timeout_s}
 max_retries = 2
 backoff_s = 0.01
 default = true
 """,
     )
-    app = build_app(load_settings(cfg))
+
+
+@pytest.fixture
+def live(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Live]:
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    app = build_app(load_settings(upstream_config(tmp_path, upstream)))
     with ThreadedServer(app) as srv:
         yield Live(srv, app)
 
@@ -104,6 +112,23 @@ def test_retries_5xx_and_429_then_succeeds(live: Live, upstream: FakeUpstreamSer
     assert upstream.control.requests == 3
 
 
+def test_a_failed_creative_generation_gives_its_novelty_unit_back(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #13: the novelty budget counts fresh generations made; one whose upstream fails
+    (502 here) takes no unit, so the next creative request is still served."""
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = upstream_config(tmp_path, upstream, "[limits]\nnovelty_per_day = 1\n")
+    body = {"messages": MSG, "temperature": 1.0}
+    with Live.in_process(build_app(load_settings(cfg))) as live:
+        upstream.control.push(*[Fault(status=500)] * 3)
+        assert_error(live.http.post("/v1/chat/completions", json=body), 502)
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text  # the one unit of the day is still there
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert_error(r, 429, code="novelty_budget_exhausted")  # and now it is used
+
+
 def test_persistent_5xx_is_502(live: Live, upstream: FakeUpstreamServer) -> None:
     upstream.control.push(*[Fault(status=500)] * 3)
     r = live.http.post("/v1/chat/completions", json={"messages": MSG})
@@ -120,10 +145,15 @@ def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServ
     assert upstream.control.requests == 1
 
 
-def test_timeout_is_504(live: Live, upstream: FakeUpstreamServer) -> None:
-    upstream.control.push(*[Fault(delay_s=1.0)] * 3)
-    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
-    assert_error(r, 504, code="upstream_timeout")
+def test_timeout_is_504(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = upstream_config(tmp_path, upstream, timeout_s=0.5)
+    with Live.in_process(build_app(load_settings(cfg))) as live:
+        upstream.control.push(*[Fault(delay_s=1.0)] * 3)
+        r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+        assert_error(r, 504, code="upstream_timeout")
 
 
 def test_stream_error_before_first_token_is_http_error(

@@ -9,7 +9,7 @@ from typing import Any
 from boundgate.assembly import build_app
 from boundgate.scheduler.handlers import background_tenant
 from boundgate.testing import ThreadedServer
-from conftest import Live, fake_settings, wait_until
+from helpers import Live, fake_settings, wait_until
 
 HAIKU = "Write a haiku about autumn."
 
@@ -179,6 +179,43 @@ def test_background_work_for_a_tenant_takes_its_strictest_keys_limits(tmp_path: 
         by_key = asyncio.run(background_tenant(store, "acme", loose.key.id))
         assert (by_key.rpm, by_key.key_id) == (0, loose.key.id)
         assert asyncio.run(background_tenant(store, "acme", tight.key.id)).rpm == 5
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_a_variant_refused_by_the_keys_rpm_gives_its_novelty_unit_back(tmp_path: Path) -> None:
+    """Issue #13: a variant's novelty unit is taken before it is generated; when the key's
+    requests-per-minute limit then refuses the generation (429), the unit is refunded, so the
+    budget counts only fresh generations made."""
+    srv, live = serve(tmp_path, novelty_per_day=4)
+    try:
+        store = live.gateway.store
+        new = asyncio.run(store.create_key("acme", rpm=3))
+        auth = {"Authorization": f"Bearer {new.secret}"}
+        body = {"messages": [{"role": "user", "content": HAIKU}], "temperature": 1.0}
+        for user in ("u1", "u2"):  # two fresh generations: 2 of 4 novelty, 2 of 3 rpm
+            r = live.http.post("/v1/chat/completions", json=body | {"user": user}, headers=auth)
+            assert r.status_code == 200, r.text
+
+        def done() -> list[Any]:
+            return [
+                j for j in asyncio.run(store.jobs()) if j.kind == "variants" and j.state == "done"
+            ]
+
+        wait_until(lambda: bool(done()))
+        import json
+
+        result = json.loads(done()[0].result or "{}")
+        # the first variant takes the last request of the minute; the second is refused
+        assert result["variants"] == 1, result
+        assert "requests per minute" in result["stopped"]
+        novel = [r for r in live.ledger().values() if r.extra.get("novel")]
+        assert len(novel) == 3  # made: two asks and one variant
+        buffer = live.gateway.creativity
+        assert asyncio.run(buffer.budget_left("acme"))  # 3 of 4 used, not 4
+        asyncio.run(buffer.admit_novel("acme"))  # the fourth unit is there
+        assert not asyncio.run(buffer.budget_left("acme"))
     finally:
         live.http.close()
         srv.__exit__()

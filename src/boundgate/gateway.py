@@ -18,13 +18,12 @@ from typing import Any
 
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from .clock import Clock, SystemClock
-from .energy import Measurement, Meter, Work, carbon_g, combine
+from .energy import EnergyReport, EnergyReporter, Measurement, Meter, Work, combine
 from .errors import (
     BoundgateError,
     ContextLengthExceededError,
     ModelNotFoundError,
 )
-from .fmt import plain_decimal as _dec
 from .grid.base import CarbonSource
 from .ledger import LedgerWriter
 from .metrics import Metrics
@@ -58,39 +57,6 @@ class RequestContext:
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
     novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
     route: Route | None = None  # model: "auto": the rungs tried so far
-
-
-@dataclass(frozen=True)
-class EnergyReport:
-    wh: float
-    wh_low: float
-    wh_high: float
-    method: str
-    gco2: float
-    gco2_low: float
-    gco2_high: float
-    zone: str
-    gco2_per_kwh: float
-
-    def headers(self) -> dict[str, str]:
-        return {
-            "x-boundgate-energy-wh": _dec(self.wh),
-            "x-boundgate-energy-range-wh": f"{_dec(self.wh_low)}-{_dec(self.wh_high)}",
-            "x-boundgate-energy-method": self.method,
-            "x-boundgate-carbon-g": _dec(self.gco2),
-            "x-boundgate-grid-zone": self.zone,
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "energy_wh": self.wh,
-            "energy_range_wh": [self.wh_low, self.wh_high],
-            "energy_method": self.method,
-            "carbon_g": self.gco2,
-            "carbon_range_g": [self.gco2_low, self.gco2_high],
-            "grid_zone": self.zone,
-            "grid_gco2_per_kwh": self.gco2_per_kwh,
-        }
 
 
 @dataclass(frozen=True)
@@ -164,14 +130,13 @@ class Gateway:
         self.profiles = profiles or EnergyProfiles(store, backends, EnergySettings())
         self.router = router  # model: "auto" (routing/ladder.py); None: auto is unknown
         self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
-        self._state_counts: dict[str, dict[str, int]] = {}  # read at scrape time (metrics)
+        self.energy_report = EnergyReporter(carbon, grid_zone).report
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
         if reuse is not None:
             self.metrics.track_reuse(reuse)
         self.metrics.track_state(
-            lambda: self._state_counts["documents"],
-            lambda: self._state_counts["jobs"],
+            store,
             grid_zone,
             lambda: (
                 self.carbon.intensity(
@@ -191,15 +156,6 @@ class Gateway:
             self.clock.time(),
             self.clock.monotonic(),
         )
-
-    def internal_context(self, tenant: Tenant, endpoint: str, cache_control: str) -> RequestContext:
-        """A context for the gateway's own background work (rebinding, variants) on behalf
-        of ``tenant``: not counted as interactive, with the given reuse directive. It is
-        admitted like a request: the tenant's rpm and daily token budget apply."""
-        ctx = self.context(tenant, endpoint)
-        ctx.internal = True
-        ctx.cache_control = cache_control
-        return ctx
 
     def resolve(self, model: str | None) -> Backend:
         name = model or self.default_model
@@ -253,14 +209,6 @@ class Gateway:
         req.max_reasoning_tokens = self.reasoning.cap(effort)
         return min(req.max_reasoning_tokens, req.max_tokens)
 
-    def energy_report(self, m: Measurement, at: float) -> EnergyReport:
-        when = datetime.fromtimestamp(at, tz=UTC)
-        intensity = self.carbon.intensity(self.grid_zone, when).gco2_per_kwh
-        g, g_low, g_high = carbon_g(m, intensity)
-        return EnergyReport(
-            m.wh, m.wh_low, m.wh_high, m.method, g, g_low, g_high, self.grid_zone, intensity
-        )
-
     async def drain(self) -> None:
         """Wait for rows recorded and budgets settled in the background (shutdown, tests)."""
         if self.reuse is not None:
@@ -293,6 +241,8 @@ class Gateway:
         if err.recorded:
             return
         err.recorded = True
+        if ctx.reuse is not None and ctx.reuse.novel and not ctx.novel and self.creativity:
+            await self.creativity.refund_novel(ctx.tenant.name)  # nothing fresh was made
         backend = None
         if req is not None:
             try:
@@ -339,17 +289,6 @@ class Gateway:
         await self.ledger.commit(row)
         assert energy is not None
         return vectors, tokens, energy
-
-    async def refresh_state_counts(self) -> None:
-        """Read the documents and jobs per state the metrics gauges report (before a scrape:
-        gauges are read synchronously, the store is async)."""
-        self._state_counts = {
-            "documents": await self.store.document_counts(),
-            "jobs": await self.store.job_counts(),
-        }
-
-    def model_versions(self) -> dict[str, str]:
-        return {name: b.version for name, b in self.backends.items()}
 
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
+from .energy import EnergyReport
 from .metrics import Metrics
 from .store import LedgerRow, LedgerStore
 
 if TYPE_CHECKING:
-    from .gateway import EnergyReport, RequestContext
+    from .gateway import RequestContext
     from .reuse.engine import Lookup
     from .routing.ladder import Route
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -13,6 +13,15 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+
+class StateCounts(Protocol):
+    """What the state gauges read: the store's documents and jobs per state."""
+
+    async def document_counts(self) -> dict[str, int]: ...
+
+    async def job_counts(self) -> dict[str, int]: ...
+
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -126,15 +135,19 @@ class Metrics:
         self.reuse_error_bound.set(v.delta)
         self.reuse_entries.set_function(lambda: float(len(engine)))
 
-    def track_state(
-        self,
-        documents: Callable[[], dict[str, int]],
-        jobs: Callable[[], dict[str, int]],
-        zone: str,
-        intensity: Callable[[], float],
-    ) -> None:
-        """Gauges read from the store and the grid at scrape time."""
+    def track_state(self, store: StateCounts, zone: str, intensity: Callable[[], float]) -> None:
+        """Gauges read from the store and the grid at scrape time (the store's counts as of
+        the last :meth:`refresh_state_counts`)."""
+        self._state_store = store
+        self._state_counts: dict[str, dict[str, int]] = {}
         r = self.registry
+
+        def documents() -> dict[str, int]:
+            return self._state_counts["documents"]
+
+        def jobs() -> dict[str, int]:
+            return self._state_counts["jobs"]
+
         self.documents = Gauge(
             "boundgate_documents", "Bound documents by state.", ["state"], registry=r
         )
@@ -150,6 +163,14 @@ class Metrics:
             registry=r,
         )
         self.grid.labels(zone=zone).set_function(intensity)
+
+    async def refresh_state_counts(self) -> None:
+        """Read the documents and jobs per state the gauges report (before a scrape: gauges
+        are read synchronously, the store is async)."""
+        self._state_counts = {
+            "documents": await self._state_store.document_counts(),
+            "jobs": await self._state_store.job_counts(),
+        }
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -178,3 +178,9 @@ async def cancel_on_exit(
         aclose = getattr(it, "aclose", None)
         if aclose is not None:
             await asyncio.shield(aclose())
+
+
+def model_versions(backends: Mapping[str, Backend]) -> dict[str, str]:
+    """Each configured model's version (known once the backends have started), which stored
+    answers and documents are checked against."""
+    return {name: b.version for name, b in backends.items()}

@@ -1,7 +1,7 @@
 """Energy metering: counters where readable (RAPL, NVML), labelled estimates otherwise."""
 
 from .base import Measurement, Meter, MeterToken, Method, Work, combine
-from .carbon import carbon_g
+from .carbon import EnergyReport, EnergyReporter, carbon_g
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
 from .fake import FakeMeter
 from .nvml import NvmlMeter
@@ -10,6 +10,8 @@ from .select import local_meter, upstream_meter
 
 __all__ = [
     "CpuTimeEstimateMeter",
+    "EnergyReport",
+    "EnergyReporter",
     "FakeMeter",
     "Measurement",
     "Meter",

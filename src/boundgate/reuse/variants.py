@@ -16,13 +16,21 @@ The **novelty budget** (``limits.novelty_per_day``, per tenant, 0 = unlimited) c
 above-dial generations per UTC day, as a counter in the store (``novel:<tenant>``, one atomic
 claim per generation; see ``tenants.py``), so replicas sharing a database share the budget.
 When it is spent, the request gets a variant if one is left for that asker
-(``limits.novelty_exhausted = "variants"``), else 429; with ``"reject"`` it is always 429.
+(``limits.novelty_exhausted = "variants"``), else 429; with ``"reject"`` it is always 429. A
+unit is taken before the generation runs (so concurrent requests cannot jointly overrun the
+budget) and given back if the generation then does not happen (:meth:`CreativityBuffer.novel`
+for variants; the gateway's error path for requests), e.g. when the tenant's
+requests-per-minute or daily token budget refuses it or the backend fails: the budget counts
+fresh generations made.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 
 from ..clock import Clock
 from ..errors import ErrorCode, RateLimitError
@@ -120,6 +128,29 @@ class CreativityBuffer:
                 code=ErrorCode.NOVELTY_BUDGET_EXHAUSTED,
                 retry_after=(day + 1) * DAY_S - now,
             )
+
+    async def refund_novel(self, tenant: str) -> None:
+        """Give back one unit :meth:`admit_novel` counted today for a generation that did not
+        happen (a unit of an earlier UTC day is gone with that day): one atomic decrement of
+        the day's counter in the store (a claim without a hold counts as used at once, and
+        settling ``-1`` takes it back)."""
+        if not self.limits.novelty_per_day:
+            return
+        now = self.clock.time()
+        window = float(int(now // DAY_S) * DAY_S)
+        await self.store.settle(uuid.uuid4().hex, self._counter(tenant), window, -1)
+
+    @contextlib.asynccontextmanager
+    async def novel(self, tenant: str) -> AsyncIterator[None]:
+        """One fresh generation under the novelty budget: a unit is admitted on entry (429
+        when the budget is spent) and refunded when the body raises (the generation failed,
+        e.g. 429 from the tenant's other limits, or was cancelled)."""
+        await self.admit_novel(tenant)
+        try:
+            yield
+        except BaseException:
+            await asyncio.shield(self.refund_novel(tenant))
+            raise
 
     async def budget_left(self, tenant: str) -> bool:
         budget = self.limits.novelty_per_day

@@ -3,7 +3,7 @@
 ``rebind`` recomputes a stale document's answer with the current model version and binds it
 as a new document that supersedes the old one; ``variants`` pre-generates answers for a
 creative prompt (the creativity buffer). Both run through the gateway's pipeline
-(``Gateway.complete``) as its own work (``Gateway.internal_context``), under the limits of
+(``Gateway.complete``) as its own work (:func:`internal_context`), under the limits of
 :func:`background_tenant`; a ``RateLimitError`` from the pipeline reaches the runner, which
 reschedules the job after its Retry-After (``variants`` keeps what it made and stops).
 """
@@ -20,7 +20,7 @@ from ..tenants import Tenant
 from .jobs import JobHandler
 
 if TYPE_CHECKING:
-    from ..gateway import Gateway
+    from ..gateway import Gateway, RequestContext
 
 
 def job_handlers(gateway: Gateway) -> dict[str, JobHandler]:
@@ -39,6 +39,18 @@ def job_handlers(gateway: Gateway) -> dict[str, JobHandler]:
 
         handlers["variants"] = variants_job
     return handlers
+
+
+def internal_context(
+    gateway: Gateway, tenant: Tenant, endpoint: str, cache_control: str
+) -> RequestContext:
+    """A context for the gateway's own background work (rebinding, variants) on behalf of
+    ``tenant``: not counted as interactive, with the given reuse directive. It is admitted
+    like a request: the tenant's rpm and daily token budget apply."""
+    ctx = gateway.context(tenant, endpoint)
+    ctx.internal = True
+    ctx.cache_control = cache_control
+    return ctx
 
 
 async def background_tenant(store: KeyStore, tenant: str, key_id: str | None = None) -> Tenant:
@@ -82,13 +94,14 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     stopped: str | None = None
     for _ in range(int(payload.get("n", 1))):
         req = request_from_json(text)
-        ctx = gateway.internal_context(tenant, str(body["endpoint"]), "no-store")
+        ctx = internal_context(gateway, tenant, str(body["endpoint"]), "no-store")
         try:
             # each variant is a fresh creative generation: the novelty budget, the rpm
-            # and the daily token budget of the tenant (its key) apply, as to a request
-            await gateway.creativity.admit_novel(tenant.name)
-            ctx.novel = True
-            result = await gateway.complete(ctx, req)
+            # and the daily token budget of the tenant (its key) apply, as to a request;
+            # a variant the other limits refuse gives its novelty unit back
+            async with gateway.creativity.novel(tenant.name):
+                ctx.novel = True
+                result = await gateway.complete(ctx, req)
         except RateLimitError as exc:
             stopped = exc.message  # keep what was made; the next round asks again
             break
@@ -123,7 +136,7 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     # compute afresh, store the new answer
     # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)
     tenant = await background_tenant(store, doc.tenant)
-    ctx = gateway.internal_context(tenant, endpoint, "no-cache")
+    ctx = internal_context(gateway, tenant, endpoint, "no-cache")
     result = await gateway.complete(ctx, req)
     stored = result.reuse.stored_id if result.reuse else None
     key = reuse.entry_key(stored) if stored else None

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..backends.base import model_versions
 from ..dashboard import Sessions
 from ..dashboard import install as install_dashboard
 from ..errors import (
@@ -176,7 +177,7 @@ def create_app(
                 if gateway.reuse is not None:
                     # versions are known once models are loaded (the gguf hash)
                     steps.update("checking stored answers against model versions")
-                    await gateway.reuse.documents.mark_stale(gateway.model_versions())
+                    await gateway.reuse.documents.mark_stale(model_versions(gateway.backends))
                 await gateway.profiles.refresh()  # versions known: profiles can be checked
             finally:
                 steps.finish()

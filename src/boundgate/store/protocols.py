@@ -380,7 +380,8 @@ class LimitStore(Protocol):
     async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
         """Replace hold ``hold_id`` on ``counter``'s ``window`` by ``used`` (atomic). If the
         hold expired meanwhile, ``used`` is still added. Call once per hold: every call adds
-        ``used``."""
+        ``used``. A negative ``used`` with a fresh ``hold_id`` gives back units a claim
+        without a hold (``hold_s`` None) counted as used at once."""
 
     async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
         """``counter`` in ``window`` at ``now`` (zeros for a counter never claimed)."""

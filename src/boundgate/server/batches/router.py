@@ -11,15 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import InvalidRequestError
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of
-from ..openapi import errors
+from ..openapi import errors, ok
 from . import serving
+from .protocol import Batch, FileObject
 
 router = APIRouter(route_class=StrictJSONRoute)
 MAX_FILE_BYTES = 200 << 20
 PURPOSES = ("batch",)
 
 
-@router.post("/v1/files", tags=["batches"], responses=errors(400, 401, 413))
+@router.post(
+    "/v1/files",
+    tags=["batches"],
+    response_model=None,
+    responses={**ok(FileObject), **errors(400, 401, 413)},
+)
 async def upload_file(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
@@ -39,7 +45,12 @@ async def upload_file(
     return serving.file_object(f)
 
 
-@router.get("/v1/files/{file_id}", tags=["batches"], responses=errors(401, 404))
+@router.get(
+    "/v1/files/{file_id}",
+    tags=["batches"],
+    response_model=None,
+    responses={**ok(FileObject), **errors(401, 404)},
+)
 async def get_file(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -77,9 +88,11 @@ class BatchRequest(BaseModel):
 @router.post(
     "/v1/batches",
     tags=["batches"],
-    responses=errors(
-        400, 401, 404, 413, notes={404: "no such input file (`param: input_file_id`)"}
-    ),
+    response_model=None,
+    responses={
+        **ok(Batch),
+        **errors(400, 401, 404, 413, notes={404: "no such input file (`param: input_file_id`)"}),
+    },
 )
 async def create_batch(
     body: BatchRequest, request: Request, ctx: Annotated[RequestContext, Depends(context)]
@@ -101,7 +114,12 @@ async def create_batch(
     return batch
 
 
-@router.get("/v1/batches/{batch_id}", tags=["batches"], responses=errors(401, 404))
+@router.get(
+    "/v1/batches/{batch_id}",
+    tags=["batches"],
+    response_model=None,
+    responses={**ok(Batch), **errors(401, 404)},
+)
 async def get_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -112,7 +130,11 @@ async def get_batch(
 @router.post(
     "/v1/batches/{batch_id}/cancel",
     tags=["batches"],
-    responses=errors(400, 401, 404, 413, notes={400: "the batch has already ended"}),
+    response_model=None,
+    responses={
+        **ok(Batch),
+        **errors(400, 401, 404, 413, notes={400: "the batch has already ended"}),
+    },
 )
 async def cancel_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]

@@ -93,3 +93,64 @@ class SamplingParams(BaseModel):
 class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+
+
+# --- responses (what the server sends; declared in the OpenAPI schema, not used to build the
+# answer, so the hot path pays nothing for them) ---------------------------------------------
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class EnergyInfo(BaseModel):
+    """The ``boundgate`` object of an answer: what it cost, and how reuse decided."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str
+    energy_wh: float = Field(description="energy spent on this request (Wh)")
+    energy_range_wh: list[float] = Field(min_length=2, max_length=2, description="[low, high]")
+    energy_method: str = Field(description="rapl, nvml, estimate, or upstream-estimate")
+    carbon_g: float = Field(description="gCO2e: energy × grid intensity")
+    carbon_range_g: list[float] = Field(min_length=2, max_length=2)
+    grid_zone: str
+    grid_gco2_per_kwh: float
+    # set on generations that went through the reuse layer
+    reuse: str | None = Field(None, description="hit-exact, hit-semantic, miss, bypass, …")
+    document_id: str | None = None
+    similarity: float | None = None
+    avoided_wh: float | None = Field(None, description="energy a reused answer avoided (Wh)")
+    avoided_method: str | None = None
+    avoided_gco2: float | None = None
+
+
+class AssistantMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["assistant"]
+    content: str
+    refusal: None = None
+
+
+class ChatChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: str = Field(description="stop or length")
+
+
+class ChatCompletion(BaseModel):
+    """A chat completion (``stream: false``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChatChoice]
+    usage: Usage
+    boundgate: EnergyInfo

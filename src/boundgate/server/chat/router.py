@@ -9,8 +9,8 @@ from fastapi.responses import Response
 
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of, to_response
-from ..openapi import GENERATION_ERRORS, JSON_OR_SSE
-from .protocol import ChatCompletionRequest
+from ..openapi import GENERATION_ERRORS, json_or_sse
+from .protocol import ChatCompletion, ChatCompletionRequest
 from .serving import serve
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -19,7 +19,7 @@ router = APIRouter(route_class=StrictJSONRoute)
 @router.post(
     "/v1/chat/completions",
     tags=["generation"],
-    responses={**JSON_OR_SSE, **GENERATION_ERRORS},
+    responses={**json_or_sse(ChatCompletion), **GENERATION_ERRORS},
 )
 async def chat_completions(
     body: ChatCompletionRequest,

@@ -1,10 +1,12 @@
-"""Request model for ``/v1/completions`` (OpenAI's legacy text completions)."""
+"""Request and response models for ``/v1/completions`` (OpenAI's legacy text completions)."""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
 
-from ..chat.protocol import SamplingParams
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..chat.protocol import EnergyInfo, SamplingParams, Usage
 
 
 class CompletionRequest(SamplingParams):
@@ -21,3 +23,25 @@ class CompletionRequest(SamplingParams):
 
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+class TextChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    text: str
+    logprobs: None = None
+    finish_reason: str = Field(description="stop or length")
+
+
+class TextCompletion(BaseModel):
+    """A text completion (``stream: false``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[TextChoice]
+    usage: Usage
+    boundgate: EnergyInfo

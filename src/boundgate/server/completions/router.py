@@ -9,14 +9,18 @@ from fastapi.responses import Response
 
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of, to_response
-from ..openapi import GENERATION_ERRORS, JSON_OR_SSE
-from .protocol import CompletionRequest
+from ..openapi import GENERATION_ERRORS, json_or_sse
+from .protocol import CompletionRequest, TextCompletion
 from .serving import serve
 
 router = APIRouter(route_class=StrictJSONRoute)
 
 
-@router.post("/v1/completions", tags=["generation"], responses={**JSON_OR_SSE, **GENERATION_ERRORS})
+@router.post(
+    "/v1/completions",
+    tags=["generation"],
+    responses={**json_or_sse(TextCompletion), **GENERATION_ERRORS},
+)
 async def completions(
     body: CompletionRequest,
     request: Request,

@@ -3,48 +3,41 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import ContextLengthExceededError, ErrorCode, InvalidRequestError, NotFoundError
 from ...gateway import RequestContext
 from ...reuse.embedder import MAX_TOKENS
 from ..common import StrictJSONRoute, context, gateway_of
-from ..openapi import errors
+from ..openapi import errors, ok
+from .protocol import EmbeddingList, EmbeddingRequest
 
 router = APIRouter(route_class=StrictJSONRoute)
 MAX_INPUTS = 2048
 
 
-class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    input: str | list[str] | list[int] | list[list[int]]
-    model: str | None = None
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
-    user: str | None = None
-    # boundgate extension: embed only the start of an input longer than the model reads
-    truncate: bool = False
-
-
 @router.post(
     "/v1/embeddings",
     tags=["embeddings"],
-    responses=errors(
-        400,
-        401,
-        404,
-        413,
-        429,
-        notes={
-            400: "an input longer than the model reads (`context_length_exceeded`)",
-            404: "an unknown model (`model_not_found`), or reuse is disabled",
-        },
-    ),
+    response_model=None,
+    responses={
+        **ok(EmbeddingList),
+        **errors(
+            400,
+            401,
+            404,
+            413,
+            429,
+            notes={
+                400: "an input longer than the model reads (`context_length_exceeded`)",
+                404: "an unknown model (`model_not_found`), or reuse is disabled",
+            },
+        ),
+    },
 )
 async def embeddings(
     body: EmbeddingRequest,

@@ -15,12 +15,18 @@ from ...errors import AuthenticationError, ErrorCode
 from ...gateway import RequestContext
 from ...routing.ladder import Router
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
-from ..openapi import ErrorResponse, errors
+from ..openapi import ErrorResponse, errors, ok
+from .protocol import Model, ModelList
 
 router = APIRouter(route_class=StrictJSONRoute)
 
 
-@router.get("/v1/models", tags=["models"], responses=errors(401))
+@router.get(
+    "/v1/models",
+    tags=["models"],
+    response_model=None,
+    responses={**ok(ModelList), **errors(401)},
+)
 async def list_models(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -67,7 +73,8 @@ def _auto_description(router: Router, name: str) -> dict[str, Any]:
 @router.get(
     "/v1/models/{model_id}",
     tags=["models"],
-    responses=errors(401, 404, notes={404: "unknown model (`model_not_found`)"}),
+    response_model=None,
+    responses={**ok(Model), **errors(401, 404, notes={404: "unknown model (`model_not_found`)"})},
 )
 async def get_model(
     model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
@@ -146,7 +153,7 @@ async def metrics(request: Request) -> Response:
             )
     gw = gateway_of(request)
     with contextlib.suppress(Exception):  # store not open yet (start-up): gauges report 0
-        await gw.refresh_state_counts()
+        await gw.metrics.refresh_state_counts()
     return Response(
         gw.metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",

@@ -1,0 +1,160 @@
+"""Helpers the test modules share (import them from here, not from ``conftest``): a running
+gateway with its clients (``Live``), polling for a condition, store calls from sync code, a
+fake-backend configuration, and the OpenAI error shape."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from boundgate.assembly import build_app
+from boundgate.settings import Settings, load_settings
+from boundgate.testing import ThreadedServer
+
+T = TypeVar("T")
+
+
+def wait_until(cond: Any, timeout: float = 120.0) -> Any:
+    """Poll ``cond`` until it returns something truthy (and return that), or fail after
+    ``timeout`` seconds (a bound for a broken test on a busy machine, never a measurement)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def arun(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine (a store call) from synchronous test code; on a worker thread when
+    this thread already runs an event loop (Playwright's sync API does)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def fake_settings(tmp: Path, extra: str = "") -> Settings:
+    cfg = write_config(
+        tmp / "boundgate.toml",
+        f"""
+[server]
+data_dir = "{tmp / "data"}"
+grid_zone = "DE-LU"
+
+[models.fake]
+backend = "fake"
+default = true
+params_b = 1
+{extra}
+""",
+    )
+    return load_settings(cfg)
+
+
+class Live:
+    """A running gateway and handy clients for it: on a real port (``Live(server, app)``), or
+    in-process (``Live.in_process(app)``) where the socket adds nothing to what is tested."""
+
+    def __init__(self, server: ThreadedServer | None, app: Any) -> None:
+        self.server = server
+        self.app = app
+        if server is not None:
+            self.url = server.url
+            self.base = server.base_url
+            self.http: httpx.Client = httpx.Client(base_url=server.base_url, timeout=120)
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_process(cls, app: Any) -> Iterator[Live]:
+        """The app served through Starlette's ``TestClient`` (its lifespan runs; no socket).
+        Its responses arrive whole, so streams are read only once they have ended: tests of
+        disconnects and of the socket keep a real server."""
+        from fastapi.testclient import TestClient
+
+        live = cls(None, app)
+        live.base = "http://testserver"
+        live.url = live.base + "/v1"
+        # a fault is answered as a server would (500 in OpenAI's shape), not raised here
+        with TestClient(app, base_url=live.base, raise_server_exceptions=False) as client:
+            live.http = client
+            yield live
+
+    @property
+    def gateway(self) -> Any:
+        return self.app.state.gateway
+
+    def openai(self, api_key: str = "unused") -> Any:
+        import openai
+
+        in_process = self.http if self.server is None else None
+        return openai.OpenAI(
+            base_url=self.url, api_key=api_key, max_retries=0, http_client=in_process
+        )
+
+    def ledger(self) -> dict[str, Any]:
+        return {r.id: r for r in arun(self.gateway.store.ledger())}
+
+
+def assert_error(
+    r: Any, status: int, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """An error response in OpenAI's shape with this status (and param/code if given)."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"}
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["message"] and "Traceback" not in err["message"]
+    if param is not None:
+        assert err["param"] == param
+    if code is not None:
+        assert err["code"] == code
+    return err
+
+
+@contextlib.contextmanager
+def local_server(tmp: Path, queue_size: int = 1) -> Iterator[Live]:
+    """A gateway on the packaged SmolLM2 through llama.cpp, on a port of its own.
+
+    One llama.cpp thread: the suite runs beside other work on few cores, where llama.cpp's
+    spinning worker threads slow each other down by an order of magnitude (three 40-token
+    generations took 50-110 s with two threads and 6 s with one on 2 busy cores)."""
+    cfg = write_config(
+        tmp / "boundgate.toml",
+        f"""
+[server]
+data_dir = "{tmp / "data"}"
+
+[limits]
+queue_size = {queue_size}
+
+[models.smollm2-135m]
+backend = "llama_cpp"
+default = true
+n_ctx = 512
+n_threads = 1
+""",
+    )
+    app = build_app(load_settings(cfg))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        try:
+            yield live
+        finally:
+            live.http.close()
