@@ -243,6 +243,26 @@ def test_the_last_rung_answers_whatever_it_says(tmp_path: Path) -> None:
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
 
+def test_a_task_whose_policy_allows_no_reasoning_gets_none_on_a_reasoning_rung(
+    live: Live,
+) -> None:
+    """The policy table says whether a task may reason: a lookup (not allowed) that climbs to
+    a reasoning model is sent with ``reasoning_effort: none`` (cap 0), unless the client asked
+    for an effort itself; the same model asked by name reasons at the default effort."""
+    medium = backend(live, "medium")
+    medium.reasoning, medium.thinking_tokens = True, 12
+    r = chat(live, LOOKUP, max_tokens=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-boundgate-route"].endswith("medium;answered")
+    assert r.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0
+    asked = chat(live, LOOKUP, max_tokens=60, reasoning_effort="low")
+    thought = asked.json()["usage"]["completion_tokens_details"]["reasoning_tokens"]
+    assert thought >= 12
+    body = {"model": "medium", "messages": [{"role": "user", "content": LOOKUP}], "max_tokens": 60}
+    direct = live.http.post("/v1/chat/completions", json=body)
+    assert direct.json()["usage"]["completion_tokens_details"]["reasoning_tokens"] == thought
+
+
 # --- what it saved ------------------------------------------------------------------------
 
 

@@ -481,18 +481,30 @@ class Gateway:
             req.max_tokens = self.default_max_tokens
         try:
             plan = await self.router.plan(req)
-            reservation = await self.limiter.admit(ctx.tenant, req.text_bytes() + req.max_tokens)
+            if not plan.reasoning:  # the task's policy: no reasoning unless the client asks
+                req.passthrough.setdefault("reasoning_effort", "none")
+            # the reasoning budget holds the most any rung may reason (each rung gets its cap)
+            reasoning = max(
+                self.reasoning_cap(
+                    self.backends[n], dataclasses.replace(req, passthrough={**req.passthrough})
+                )
+                for n in plan.rungs
+            )
+            reservation = await self.limiter.admit(
+                ctx.tenant, req.text_bytes() + req.max_tokens, reasoning
+            )
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
             raise
         route = ctx.route = Route(plan)
         cancel = CancelToken()
         spent: Measurement | None = None
-        generated = prompt_tokens = completion_tokens = 0
+        generated = prompt_tokens = completion_tokens = reasoned = 0
         try:
             for i, name in enumerate(plan.rungs):
                 backend = self.backends[name]
-                rreq = dataclasses.replace(req, model=name)
+                rreq = dataclasses.replace(req, model=name, passthrough={**req.passthrough})
+                self.reasoning_cap(backend, rreq)
                 last = i == len(plan.rungs) - 1
                 try:
                     completion, m, lookup = await self._run_rung(ctx, rreq, backend, cancel)
@@ -507,6 +519,7 @@ class Gateway:
                 spent = combine(m, spent)
                 if not reused:
                     generated += completion.usage.total_tokens
+                    reasoned += completion.usage.reasoning_tokens
                 prompt_tokens += completion.usage.prompt_tokens
                 completion_tokens += completion.usage.completion_tokens
                 reason = self.router.escalation(completion, rreq.max_tokens, client_limit)
@@ -550,7 +563,7 @@ class Gateway:
             )
             raise
         finally:
-            self.limiter.settle(reservation, generated)
+            self.limiter.settle(reservation, generated, reasoned)
 
     async def _stream_routed(
         self, ctx: RequestContext, req: GenerationRequest
