@@ -99,11 +99,17 @@ class ChatCompletionRequest(SamplingParams):
 # answer, so the hot path pays nothing for them) ---------------------------------------------
 
 
+class CompletionTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reasoning_tokens: int = Field(description="of completion_tokens, the reasoning ones")
+
+
 class Usage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class EnergyInfo(BaseModel):
@@ -125,6 +131,16 @@ class EnergyInfo(BaseModel):
     avoided_wh: float | None = Field(None, description="energy a reused answer avoided (Wh)")
     avoided_method: str | None = None
     avoided_gco2: float | None = None
+    # set on model "auto" answers (docs/routing.md)
+    task: str | None = Field(None, description="the classified task, or unclassified")
+    route: str | None = Field(None, description="the rungs tried (x-boundgate-route)")
+    counterfactual_wh: float | None = Field(
+        None, description="the ladder's top rung's estimated energy for this answer (Wh)"
+    )
+    rightsizing_avoided_wh: float | None = Field(
+        None, description="energy right-sizing avoided (Wh, estimate)"
+    )
+    rightsizing_avoided_gco2: float | None = None
 
 
 class AssistantMessage(BaseModel):

@@ -8,15 +8,43 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class EnergyProfile(BaseModel):
+    """A model's energy per 1000 tokens: measured on this host (``source: "profile"``,
+    ``boundgate models profile``) or the per-token estimate (``source: "ecologits"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["profile", "ecologits"]
+    method: str = Field(description="the meter: rapl, nvml or estimate")
+    prompt_wh_per_1k_tokens: float
+    prompt_wh_per_1k_tokens_range: list[float] = Field(min_length=2, max_length=2)
+    output_wh_per_1k_tokens: float
+    output_wh_per_1k_tokens_range: list[float] = Field(min_length=2, max_length=2)
+    prompt_tokens_per_s: float | None = None
+    output_tokens_per_s: float | None = None
+    measured_at: float | None = Field(None, description="unix seconds")
+    host: str | None = None
+    cpu: str | None = None
+    model_version: str | None = None
+    runs: int | None = None
+
+
 class ModelInfo(BaseModel):
-    """What the gateway knows of a configured model (``Backend.describe``)."""
+    """What the gateway knows of a configured model (``Backend.describe``), or of an auto
+    model name (``backend: "router"``, with its ladders)."""
 
     model_config = ConfigDict(extra="forbid")
     id: str
-    backend: str = Field(description="llama_cpp, openai, or fake")
-    params_b: float = Field(description="parameters, in billions (energy estimates)")
-    context_length: int | None
-    version: str = Field(description="file name and hash prefix, or the upstream's model id")
+    backend: str = Field(description="llama_cpp, openai, fake, or router (model auto)")
+    params_b: float | None = Field(None, description="parameters, in billions (estimates)")
+    context_length: int | None = None
+    version: str | None = Field(
+        None, description="file name and hash prefix, or the upstream's model id"
+    )
+    reasoning: bool | None = Field(None, description="a reasoning model (reasoning_effort)")
+    energy_profile: EnergyProfile | None = None
+    ladders: dict[str, list[str]] | None = Field(
+        None, description="model auto: the ladders it routes over, smallest rung first"
+    )
     default: bool
 
 
