@@ -13,7 +13,7 @@ from boundgate.assembly import build_app
 from boundgate.settings import ConfigError
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, assert_error, fake_settings
+from helpers import Live, arun, assert_error, fake_settings
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -184,3 +184,29 @@ def test_metrics_can_require_a_bearer_token(
     monkeypatch.delenv("BG_METRICS_TOKEN")
     with pytest.raises(ConfigError, match="metrics_token_env"):
         build_app(settings)
+
+
+def test_keys_create_refuses_negative_limits(tmp_path: Path) -> None:
+    """A negative limit would make a key that every request is refused with (429 "over its
+    limit of -1"); the CLI refuses it and creates nothing (0 is unlimited)."""
+    from typer.testing import CliRunner
+
+    from boundgate.cli import app as cli
+
+    data = tmp_path / "data"
+    runner = CliRunner()
+    for flag in ("--rpm", "--daily-tokens", "--daily-reasoning-tokens"):
+        r = runner.invoke(
+            cli, ["keys", "create", "--tenant", "x", flag, "-1", "--data-dir", str(data)]
+        )
+        assert r.exit_code == 2, (flag, r.output)
+    ok = runner.invoke(
+        cli, ["keys", "create", "--tenant", "x", "--rpm", "0", "--data-dir", str(data)]
+    )
+    assert ok.exit_code == 0, ok.output
+    store = SQLiteStore(data / "boundgate.db")
+    store.open()
+    try:
+        assert [k.rpm for k in arun(store.list_keys())] == [0]
+    finally:
+        store.close()

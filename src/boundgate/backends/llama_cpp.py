@@ -172,7 +172,10 @@ class LlamaCppBackend(Backend):
     ) -> AsyncGenerator[Chunk, None]:
         if self._llm is None:
             raise ServiceUnavailableError("model is still loading", retry_after=5)
-        tokens, stop, opens_thinking = self._prompt_tokens(req)
+        # the chat template and the tokenizer are CPU work that grows with the request (20,000
+        # short messages took 9 s): off the event loop, so other requests are not held up. The
+        # worker thread already tokenizes beside generation (the vocabulary is read-only).
+        tokens, stop, opens_thinking = await asyncio.to_thread(self._prompt_tokens, req)
         if len(tokens) >= self.n_ctx:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {self.n_ctx} tokens, "

@@ -256,13 +256,17 @@ def ask(
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     admin: Annotated[bool, typer.Option(help="May use admin routes.")] = False,
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute (0 = unlimited).")] = None,
+    rpm: Annotated[
+        int | None, typer.Option(min=0, help="Requests per minute (0 = unlimited).")
+    ] = None,
     daily_tokens: Annotated[
-        int | None, typer.Option(help="Tokens per UTC day (0 = unlimited).")
+        int | None, typer.Option(min=0, help="Tokens per UTC day (0 = unlimited).")
     ] = None,
     daily_reasoning_tokens: Annotated[
         int | None,
-        typer.Option(help="Reasoning tokens per UTC day on reasoning models (0 = unlimited)."),
+        typer.Option(
+            min=0, help="Reasoning tokens per UTC day on reasoning models (0 = unlimited)."
+        ),
     ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
