@@ -30,6 +30,11 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": "hello"}, "messages"),
         ({"messages": MSG, "stop": 5}, "stop"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        # strict types, as OpenAI's API: no string or boolean taken for a number or a flag
+        ({"messages": MSG, "stream": "yes"}, "stream"),
+        ({"messages": MSG, "temperature": "0.2"}, "temperature"),
+        ({"messages": MSG, "max_tokens": True}, "max_tokens"),
+        ({"messages": MSG, "stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
         (
             {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {}]}]},
             "messages[0].content[1].type",

@@ -13,13 +13,13 @@ UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logprobs",
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -33,14 +33,17 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     include_usage: bool = False
 
 
 class SamplingParams(BaseModel):
-    """Parameters shared by chat and plain completions."""
+    """Parameters shared by chat and plain completions. Strict, as OpenAI's API is: a string
+    where a number or boolean belongs (``"stream": "yes"``, ``"temperature": "0.2"``,
+    ``"max_tokens": true``) is a 400 naming the parameter, not a guess (an integer is still a
+    number)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)
