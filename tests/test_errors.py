@@ -30,6 +30,7 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": "hello"}, "messages"),
         ({"messages": MSG, "stop": 5}, "stop"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"messages": MSG, "model": ""}, "model"),
         # strict types, as OpenAI's API: no string or boolean taken for a number or a flag
         ({"messages": MSG, "stream": "yes"}, "stream"),
         ({"messages": MSG, "temperature": "0.2"}, "temperature"),
@@ -156,3 +157,20 @@ def test_bodies_that_are_not_utf8_are_400_and_the_gateway_keeps_serving(
     assert_error(r, 400, code="invalid_json")
     ok = fake_live.http.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 4})
     assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": ""}, "input"),
+        ({"input": ["a"] * 10_000}, "input"),
+        ({"input": "a", "dimensions": 3}, "dimensions"),
+    ],
+)
+def test_embeddings_value_errors_say_invalid_value(
+    fake_live: Live, body: dict[str, Any], param: str
+) -> None:
+    """Every 400 names its parameter and a code: ``invalid_value`` where no narrower code
+    applies (the embeddings endpoint answered ``code: null``)."""
+    err = assert_error(fake_live.http.post("/v1/embeddings", json=body), 400, param=param)
+    assert err["code"] == "invalid_value"

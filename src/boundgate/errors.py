@@ -92,6 +92,8 @@ class BoundgateError(Exception):
 class InvalidRequestError(BoundgateError):
     status_code = 400
     type = "invalid_request_error"
+    # a value the request may not carry, unless a narrower code says more (docs/api.md)
+    default_code: str | None = ErrorCode.INVALID_VALUE
 
 
 class ContextLengthExceededError(InvalidRequestError):

@@ -45,7 +45,7 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True)
 
-    model: str | None = None
+    model: str | None = Field(None, min_length=1, description="omit for the default model")
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
