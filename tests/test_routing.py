@@ -17,9 +17,10 @@ import pytest
 from boundgate.assembly import build_app
 from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
 from boundgate.backends.fake import FakeBackend
-from boundgate.energy import FakeMeter
+from boundgate.energy import FakeMeter, Measurement, Work
+from boundgate.energy.estimate import TokenEstimateMeter
 from boundgate.errors import ModelNotFoundError, ServiceUnavailableError
-from boundgate.routing.ladder import Router, top_rung_estimate
+from boundgate.routing.ladder import Router
 from boundgate.routing.tasks import FakeTaskClassifier, Task
 from boundgate.settings import ConfigError, EnergySettings, RoutingSettings, load_settings
 from boundgate.testing import ThreadedServer
@@ -100,6 +101,19 @@ def medium_answers(question: str) -> str:
 
 def large_answers(question: str) -> str:
     return f"large answer to {question}"
+
+
+def top_rung_estimate(params_b: float, usage: Usage, pue: float) -> Measurement:
+    """EcoLogits' per-token estimate (``TokenEstimateMeter``), computed here independently of
+    the gateway: what the counterfactual is for a top rung without a measured profile."""
+    meter = TokenEstimateMeter(pue=pue)
+    work = Work(
+        backend_kind="counterfactual",
+        params_b=params_b,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+    )
+    return meter.stop(meter.start(), work)
 
 
 def rungs() -> dict[str, FakeBackend]:

@@ -23,8 +23,8 @@ implemented (no calibration was done; see docs/routing.md).
 
 What right-sizing saved (:meth:`Route.savings`): the energy the ladder's top rung would have
 spent on the answer is the counterfactual, from the top rung's measured energy profile on this
-host when it has one, else the per-token estimate (EcoLogits, ``TokenEstimateMeter``;
-:func:`top_rung_estimate` is that estimate), always labelled an estimate
+host when it has one, else the per-token estimate (EcoLogits, ``TokenEstimateMeter``),
+always labelled an estimate
 (``profiles.EnergyProfiles.estimate``, called by the gateway); the energy
 avoided is that minus what the tried rungs spent, never below 0 and never above the
 counterfactual, and 0 when the top rung answered or the answer was reused (reuse claims its
@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..backends.base import Completion, GenerationRequest, Usage
-from ..energy import Measurement, Work
-from ..energy.estimate import TokenEstimateMeter
+from ..backends.base import Completion, GenerationRequest
+from ..energy import Measurement
 from ..errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
 from ..settings import EnergySettings, RoutingSettings, TaskPolicy
 from .tasks import TaskClassifier
@@ -119,21 +118,6 @@ class Route:
             "rightsizing_avoided_wh": self.avoided_wh,
             "rightsizing_avoided_gco2": self.avoided_gco2,
         }
-
-
-def top_rung_estimate(params_b: float, usage: Usage, pue: float) -> Measurement:
-    """The counterfactual: energy (Wh, a range, method ``estimate``) the top rung of
-    ``params_b`` billion parameters would spend on ``usage.completion_tokens`` output tokens,
-    by EcoLogits' per-token model (``TokenEstimateMeter``, see docs/energy.md) at ``pue``.
-    The one place measured energy profiles (issue #15) replace the estimate."""
-    meter = TokenEstimateMeter(pue=pue)
-    work = Work(
-        backend_kind="counterfactual",
-        params_b=params_b,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-    )
-    return meter.stop(meter.start(), work)
 
 
 def _prompt_text(req: GenerationRequest) -> str:
