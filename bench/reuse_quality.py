@@ -151,6 +151,12 @@ def main() -> None:
         "--prior-weight", type=float, default=None, help="reuse.prior_weight for the gateway"
     )
     ap.add_argument(
+        "--prior-verify-rate",
+        type=float,
+        default=None,
+        help="reuse.prior_verify_rate for the gateway",
+    )
+    ap.add_argument(
         "--no-prior",
         action="store_true",
         help="reuse.prior = false (the pair model without its offline calibration)",
@@ -201,6 +207,8 @@ def main() -> None:
     extra += "prior = false\n" if args.no_prior else ""
     extra += f"lookup_windows = {args.lookup_windows}\n" if args.lookup_windows else ""
     extra += f"prior_weight = {args.prior_weight}\n" if args.prior_weight else ""
+    if args.prior_verify_rate is not None:
+        extra += f"prior_verify_rate = {args.prior_verify_rate}\n"
     with gateway_over_fake_upstream(meanings, extra) as (http, _app):
 
         def ask(q: str) -> tuple[str, str, float, float]:

@@ -28,6 +28,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,19 @@ def replay(
     floor: float = 0.70,
     candidates: int = 8,
     pair_candidates: int = 4,
+    losses: Counter[str] | None = None,
+    duplicates: list[tuple[float, bool]] | None = None,
 ) -> tuple[list[tuple[float, bool, float, str, str]], int]:
     """One observation per lookup with a candidate: (best pair score, right, its cosine, the
     asked question, the candidate); and the number of semantic lookups (every asked question
-    that is not an exact repeat of a stored one), with or without a candidate."""
+    that is not an exact repeat of a stored one), with or without a candidate.
+
+    ``losses``, when given, counts where each asked *duplicate* (its own partner is stored)
+    ends: ``partner below floor`` (cosine < ``floor``), ``partner vetoed by guards``,
+    ``partner not scored`` (outside the top ``candidates`` or after ``pair_candidates``
+    survivors), ``another candidate scored higher`` (a wrong one), ``best is right``.
+    ``duplicates``, when given, receives (best score, right) for each asked duplicate
+    (score −1 when no candidate survived), to read recall at a threshold off."""
     from boundgate.reuse.embedder import OnnxEmbedder
     from boundgate.reuse.guards import compare
     from boundgate.reuse.pair import OnnxPairScorer
@@ -77,21 +87,39 @@ def replay(
                 continue  # an exact hit, not a semantic lookup
             top = np.argsort(-sims[qi])[:candidates]
             survivors: list[tuple[str, float]] = []
+            partner, vetoed = chunk[qi][0], False
             for j in top:
                 s = float(sims[qi, j])
                 if s < floor:
                     break
                 if not compare(q, stored[j]).ok:
+                    vetoed = vetoed or stored[j] == partner
                     continue
                 survivors.append((stored[j], s))
                 if len(survivors) >= pair_candidates:
                     break
-            if not survivors:
-                continue
-            scores = scorer.score_pairs([(q, c) for c, _ in survivors])
-            best = int(np.argmax(scores))
-            cand, cos = survivors[best]
-            out.append((float(scores[best]), comp.find(q) == comp.find(cand), cos, q, cand))
+            is_dup = comp.find(q) == comp.find(partner)
+            result: tuple[float, bool] = (-1.0, False)
+            if survivors:
+                scores = scorer.score_pairs([(q, c) for c, _ in survivors])
+                best = int(np.argmax(scores))
+                cand, cos = survivors[best]
+                right = comp.find(q) == comp.find(cand)
+                out.append((float(scores[best]), right, cos, q, cand))
+                result = (float(scores[best]), right)
+            if is_dup and duplicates is not None:
+                duplicates.append(result)
+            if is_dup and losses is not None:
+                if result[1]:
+                    losses["best is right"] += 1
+                elif float(sims[qi, stored.index(partner)]) < floor:
+                    losses["partner below floor"] += 1
+                elif vetoed:
+                    losses["partner vetoed by guards"] += 1
+                elif all(c != partner for c, _ in survivors):
+                    losses["partner not scored"] += 1
+                else:
+                    losses["another candidate scored higher"] += 1
         done = min(start + store_size, len(order))
         print(f"  {done}/{len(order)} asked, {time.perf_counter() - t0:.0f} s", flush=True)
     return out, lookups
@@ -107,6 +135,29 @@ def summary(obs: list[tuple[float, bool, float, str, str]]) -> dict[str, object]
         precision = float(ok[m].mean()) if m.any() else None
         rows[str(t)] = {"lookups": int(m.sum()), "precision": precision}
     return {"lookups_with_candidate": len(obs), "by_threshold": rows}
+
+
+def recall_curve(
+    obs: list[tuple[float, bool, float, str, str]],
+    dups: list[tuple[float, bool]],
+    lookups: int,
+    losses: Counter[str],
+) -> dict[str, object]:
+    """What a fixed threshold on the best score would do on this replay (chosen in hindsight,
+    so a ceiling for the verifier, which must learn it): the share of asked duplicates served
+    their right answer, and wrong answers over all semantic lookups (vCache's δ), per
+    threshold; and where the duplicates were lost (``replay``'s ``losses``)."""
+    s = np.array([o[0] for o in obs])
+    ok = np.array([o[1] for o in obs])
+    ds = np.array([d[0] for d in dups])
+    dok = np.array([d[1] for d in dups])
+    rows = {}
+    for t in (0.8, 0.85, 0.9, 0.93, 0.95, 0.97):
+        rows[str(t)] = {
+            "recall": round(float(((ds >= t) & dok).sum()) / max(1, len(dups)), 4),
+            "wrong_per_lookup": round(float(((s >= t) & ~ok).sum()) / max(1, lookups), 4),
+        }
+    return {"asked_duplicates": len(dups), "losses": dict(losses), "by_threshold": rows}
 
 
 def main() -> None:
@@ -131,8 +182,11 @@ def main() -> None:
     obs: list[tuple[float, bool, float, str, str]] = []
     lookups = 0
     for size in args.store_size:
-        part, n = replay(pairs, size, args.seed)
+        losses: Counter[str] = Counter()
+        dups: list[tuple[float, bool]] = []
+        part, n = replay(pairs, size, args.seed, losses=losses, duplicates=dups)
         print(json.dumps({"store_size": size, "lookups": n} | summary(part), indent=1))
+        print(json.dumps({"store_size": size} | recall_curve(part, dups, n, losses), indent=1))
         obs += part
         lookups += n
     cache = ROOT / "training/.cache"

@@ -203,6 +203,15 @@ class ReuseSettings(_Section):
     verify_rate: float = Field(
         0.05, ge=0, le=1, description="Share of would-be semantic hits recomputed to verify."
     )
+    prior_verify_rate: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="With prior: the share of would-be semantic hits recomputed to verify while "
+        "the prior alone vouches for the threshold in force (fewer than min_observations of "
+        "this gateway's own labels at or above it), so traffic unlike the calibration data is "
+        "caught after a few dozen would-be hits; the larger of this and verify_rate applies.",
+    )
     scorer: Literal["pair", "density", "cosine"] = Field(
         "pair",
         description="What the verifier thresholds: pair = the shipped pair model's probability "

@@ -122,21 +122,19 @@ class Verifier:
         scorer: Scorer | None = None,
         refit_every: int = 200,
         prior: Prior | None = None,
-        prior_verify_rate: float = 0.2,
         recompute_every_lookups: int = 50,
         alternative: Scorer | None = None,
     ) -> None:
         """``settings``: the ``[reuse]`` section; the verifier reads ``error_bound`` (δ),
         ``initial_threshold``, ``similarity_floor``, ``min_observations``, ``verify_rate``,
-        ``confidence``, ``lookup_windows`` and ``prior_weight`` from it. ``scorer``: what is
-        thresholded (the caller resolves ``reuse.scorer``; default: the plain cosine).
+        ``prior_verify_rate`` (the sampled-verification rate while the prior alone vouches for
+        the threshold in force), ``confidence``, ``lookup_windows`` and ``prior_weight`` from
+        it. ``scorer``: what is thresholded (the caller resolves ``reuse.scorer``; default:
+        the plain cosine).
         ``prior``: an offline calibration of ``scorer``'s score (``prior.py``), counted with
         weight λ = ``prior_weight`` / (``prior_weight`` + labels seen). ``recompute_every_lookups``:
         the threshold is recomputed after this many lookups as well as after each label, so
-        h(t) follows the traffic even while no label arrives. ``prior_verify_rate``: the
-        sampled-verification rate while the prior alone vouches for the threshold in force
-        (fewer than ``min_observations`` own labels at it), so that traffic unlike the
-        calibration data is caught after a few dozen would-be hits, not hundreds.
+        h(t) follows the traffic even while no label arrives.
         ``alternative``: a second scorer (the plain cosine beside the pair model) whose threshold
         is learned from the gateway's own labels alone; whichever of the two proves the larger
         share of lookups within δ is thresholded (see ``_compute``), so traffic on which the
@@ -174,7 +172,7 @@ class Verifier:
             else None
         )
         self.prior_weight = settings.prior_weight
-        self.prior_verify_rate = prior_verify_rate
+        self.prior_verify_rate = settings.prior_verify_rate
         self.recompute_every_lookups = recompute_every_lookups
         self._lookups_since = 0
         self._decided_by = "initial_threshold"

@@ -1,0 +1,88 @@
+"""What sampled verification buys while the prior alone vouches: wrong answers on hostile traffic.
+
+``reuse.prior_verify_rate`` is the share of would-be semantic hits recomputed (not served)
+while the pair model's offline calibration, not the gateway's own labels, vouches for the
+threshold in force. A lower rate serves more paraphrases on traffic like the calibration's
+(`bench/reuse_quality.py --prior-verify-rate R` measures that end to end); this benchmark
+measures the other side: traffic *unlike* the calibration, where the calibration is wrong.
+
+The verifier alone (no HTTP, no model), fresh per run, with the shipped calibration as its
+prior: ``--novel`` lookups that find nothing (a fresh gateway filling up), then ``--lookups``
+lookups of which a share ``--hostile`` has a candidate that is *wrong* but scores like the
+calibration's highest-scoring non-duplicates (pair score ≥ 0.5, drawn from them), the rest
+novel. Every recomputed candidate (sampled or below the threshold) is labelled wrong, as the
+gateway's answer comparison would label it. Reported per rate: wrong answers served over all
+lookups of the stream, per seed and at most, side by side in one run.
+
+    python bench/prior_verify_rate.py [--rates 0.2 0.1 0.05] [--seeds 6] [--hostile 1.0 0.3 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from boundgate.reuse.pair import packaged_model_dir
+from boundgate.reuse.prior import Prior
+from boundgate.reuse.scoring import PairModelScorer
+from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.settings import ReuseSettings
+
+
+def run(prior: Prior, rate: float, hostile: float, seed: int, novel: int, lookups: int) -> int:
+    """Wrong answers served in one stream."""
+    v = Verifier(
+        ReuseSettings(prior_verify_rate=rate),
+        scorer=PairModelScorer(),
+        prior=prior,
+        rng=random.Random(seed),
+    )
+    rng = random.Random(1000 + seed)
+    high = [s for s in prior.non_duplicates if s >= 0.5]
+    for _ in range(novel):
+        v.note_lookup(None)
+    served = 0
+    for i in range(lookups):
+        if rng.random() >= hostile:
+            v.note_lookup(None)
+            continue
+        score = rng.choice(high)
+        v.note_lookup(0.9, pair=score)
+        verdict = v.decide(i, 0.9, pair=score)
+        if verdict is Verdict.SERVE:
+            served += 1
+        elif verdict in (Verdict.VERIFY, Verdict.OBSERVE):
+            v.add(Observation(0.9, False, verdict.value, i, pair=score))
+    return served
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.2, 0.1, 0.05])
+    ap.add_argument("--hostile", type=float, nargs="+", default=[1.0, 0.3, 0.1])
+    ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--novel", type=int, default=300)
+    ap.add_argument("--lookups", type=int, default=2000)
+    args = ap.parse_args()
+    prior = Prior.load(packaged_model_dir() / "calibration.json", "shipped pair model")
+    print(f"# Wrong answers served per {args.lookups} lookups (after {args.novel} novel ones)\n")
+    print("| hostile share | " + " | ".join(f"rate {r}" for r in args.rates) + " |")
+    print("|---:|" + "---|" * len(args.rates))
+    for hostile in args.hostile:
+        cells = []
+        for rate in args.rates:
+            wrong = [
+                run(prior, rate, hostile, seed, args.novel, args.lookups)
+                for seed in range(args.seeds)
+            ]
+            share = max(wrong) / args.lookups
+            cells.append(f"{' '.join(map(str, wrong))} (max {share:.2%})")
+        print(f"| {hostile} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
