@@ -185,6 +185,7 @@ def test_engine_never_serves_across_scopes(
         ("Is this plugin harmful?", "Is this plugin harmless?", "negation"),
         ("How do I overclock my GPU?", "How do I underclock my GPU?", "polarity"),
         ("What is the fastest sort?", "What is the slowest sort?", "polarity"),
+        ("Best gift you have ever received?", "Best gift you have ever given?", "polarity"),
         ("Why did my order fail to arrive?", "Why did my order arrive?", "negation"),
         ("How do I convert a list to a tuple?", "How do I convert a tuple to a list?", "order"),
         ("Is a lion stronger than a tiger?", "Is a tiger stronger than a lion?", "order"),
