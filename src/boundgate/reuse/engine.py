@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import math
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -514,6 +515,10 @@ class ReuseEngine:
             entry = await self._entry_if_live(meta)
             if entry is not None:
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        elif meta is None and not stale:
+            entry = await self._exact_from_store(key.exact)
+            if entry is not None and admissible(self._meta.get(entry.key)):
+                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
         if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
             return Lookup(p, key, "miss")
         if not self.embedder.fits(key.query):
@@ -525,45 +530,72 @@ class ReuseEngine:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
         near = self.index.search(key.scope, vector, self.settings.candidates)
-        survivors: list[tuple[EntryMeta, float]] = []
+        survivors = self._survivors(key, near, admissible)
+        batch = self.settings.pair_candidates if self.verifier.scorer.uses_pair else 1
+        while ranked := await self._rank(list(itertools.islice(survivors, batch)), key):
+            for meta, similarity, pair in ranked:
+                out.similarity, out.pair = similarity, pair
+                if self.verifier.scorer.uses_density:
+                    out.density = self._density(key.scope, near, meta.key)
+                out.verdict = self.verifier.decide(meta.key, similarity, out.density, out.pair)
+                if out.verdict is Verdict.SERVE:
+                    entry = await self._entry_if_live(meta)
+                    if entry is None:
+                        # revoked or deleted by another process since the change log was
+                        # read: the next survivor may still serve
+                        self.count("dropped_candidate")
+                        continue
+                    out.entry, out.status = entry, "hit-semantic"
+                elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
+                    out.candidate = meta
+                return out
+        return out
+
+    def _survivors(
+        self, key: ReuseKey, near: list[Neighbour], admissible: Callable[[EntryMeta | None], bool]
+    ) -> Iterator[tuple[EntryMeta, float]]:
+        """The neighbours that may answer ``key``, nearest first: admissible, above the
+        verifier's floor, bound if only bound answers serve, and past the guards (run only
+        as far as the caller reads)."""
         for n in near:
             meta = self._meta.get(n.key)
             if not admissible(meta) or meta is None or meta.exact == key.exact:
                 continue
             if n.similarity < self.verifier.floor:
-                break
+                return
             if self.settings.require_bound and meta.document is None:
                 continue
             if not compare(key.query, meta.query).ok:
                 continue
-            survivors.append((meta, n.similarity))
-            if (
-                not self.verifier.scorer.uses_pair
-                or len(survivors) >= self.settings.pair_candidates
-            ):
-                break
-        if not survivors:
-            return out
-        meta, out.similarity = survivors[0]
-        if self.verifier.scorer.uses_pair and self.pair_scorer is not None:
-            # the cross-encoder reads (asked, stored) for each survivor; the best one is
-            # the candidate. Only would-be hits (above the floor, past the guards) pay for it.
-            scores = await asyncio.to_thread(
-                self.pair_scorer.score_pairs, [(key.query, m.query) for m, _ in survivors]
-            )
-            best = int(np.argmax(scores))
-            meta, out.similarity = survivors[best]
-            out.pair = float(scores[best])
-        if self.verifier.scorer.uses_density:
-            out.density = self._density(key.scope, near, meta.key)
-        out.verdict = self.verifier.decide(meta.key, out.similarity, out.density, out.pair)
-        if out.verdict is Verdict.SERVE:
-            entry = await self._entry_if_live(meta)
-            if entry is not None:
-                out.entry, out.status = entry, "hit-semantic"
-        elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
-            out.candidate = meta
-        return out
+            yield meta, n.similarity
+
+    async def _rank(
+        self, survivors: list[tuple[EntryMeta, float]], key: ReuseKey
+    ) -> list[tuple[EntryMeta, float, float | None]]:
+        """Survivors with their pair-model scores, best first. The cross-encoder reads
+        (asked, stored) for each; only would-be hits (above the floor, past the guards) pay
+        for it. Without a pair scorer: in the index's order, unscored."""
+        if not survivors or self.pair_scorer is None or not self.verifier.scorer.uses_pair:
+            return [(m, s, None) for m, s in survivors]
+        scores = await asyncio.to_thread(
+            self.pair_scorer.score_pairs, [(key.query, m.query) for m, _ in survivors]
+        )
+        order = sorted(range(len(survivors)), key=lambda i: -float(scores[i]))
+        return [(survivors[i][0], survivors[i][1], float(scores[i])) for i in order]
+
+    async def _exact_from_store(self, exact: str) -> StoredEntry | None:
+        """The newest live entry stored under ``exact`` by another process since this one
+        last read the change log (SQLite's followers poll it every ``sync_interval_s``): one
+        indexed read before a miss runs the model, so worker processes share exact answers
+        at once. The entry is admitted here as the change log would admit it."""
+        e = await self.store.get_entry_by_exact(exact)
+        if e is None or e.revoked or e.embedder != self.embedder.name:
+            return None
+        if e.key not in self._meta:
+            fits = bool(e.vector) and self.embedder.fits(e.query)
+            self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
+            self.count("read_exact")
+        return e
 
     def _density(self, scope: str, near: list[Neighbour], candidate: int) -> float:
         """Mean cosine of the asked question to its nearest stored questions and of the

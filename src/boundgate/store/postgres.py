@@ -567,6 +567,14 @@ class PostgresStore(Store):
         r = await self._run(lambda conn: _one(conn, sql, (public_id,)))
         return _entry_from(r) if r is not None else None
 
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        sql = (
+            _ENTRY_SELECT + " WHERE exact = %s AND NOT revoked ORDER BY created DESC, key DESC "
+            "LIMIT 1"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (exact,)))
+        return _entry_from(r) if r is not None else None
+
     async def max_entry_key(self) -> int:
         sql = "SELECT COALESCE(MAX(key), 0) FROM reuse_entries"
         return int(await self._run(lambda conn: _scalar(conn, sql)))

@@ -152,6 +152,11 @@ class AnswerStore(Protocol):
     async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
         """The entry with public id ``public_id``; None if there is none."""
 
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        """The newest entry stored under exact hash ``exact`` that is not revoked; None if
+        there is none (one indexed read: a process asks it before a miss runs the model, so
+        an answer another process stored is served before the change log brings it)."""
+
     async def max_entry_key(self) -> int:
         """The largest entry key ever stored and still present; 0 with no entries."""
 

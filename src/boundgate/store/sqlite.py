@@ -481,6 +481,17 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute(
+                "SELECT * FROM reuse_entries WHERE exact = ? AND NOT revoked "
+                "ORDER BY created DESC, key DESC LIMIT 1",
+                (exact,),
+            ).fetchone()
+            return _entry_from(r) if r is not None else None
+
+        return await self._read(run)
+
     async def max_entry_key(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
             r = conn.execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
