@@ -585,6 +585,9 @@ def test_concurrent_hits_all_count(store: Store) -> None:
     run(main())
     got = run(store.get_entry(1))
     assert got is not None and got.hits == 20 and got.last_hit is not None
+    run(store.note_hit(1, 3000.0, n=5))  # hits counted in memory, written at once
+    got = run(store.get_entry(1))
+    assert got is not None and (got.hits, got.last_hit) == (25, 3000.0)
     run(store.note_hit(99, 1.0))  # no such entry: nothing happens
     assert run(store.get_entry(99)) is None
 

@@ -56,6 +56,7 @@ log = logging.getLogger("boundgate.reuse")
 SYNC_BATCH = 1000  # changes read from the log at a time
 PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
 OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
+HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 
 
 def _lookup_key(
@@ -196,6 +197,8 @@ class ReuseEngine:
         self._feedback_seen: set[str] = set()
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._background: set[asyncio.Task[None]] = set()
+        self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
+        self._hit_flush: asyncio.Task[None] | None = None
         self.counters: dict[str, int] = {}
         self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
 
@@ -618,10 +621,13 @@ class ReuseEngine:
         if meta is not None:
             meta.hits += 1
             meta.last_used = now
-        # The hit count is bookkeeping for eviction, not part of the answer: off the path.
-        task = asyncio.get_running_loop().create_task(self.store.note_hit(lookup.entry.key, now))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        # The hit count is bookkeeping for eviction, not part of the answer: counted here and
+        # written every HIT_FLUSH_S, one statement per entry hit meanwhile, so a popular
+        # answer's row is not updated (and locked) by every hit of every process.
+        n, _ = self._hits.get(lookup.entry.key, (0, now))
+        self._hits[lookup.entry.key] = (n + 1, now)
+        if self._hit_flush is None:
+            self._hit_flush = asyncio.get_running_loop().create_task(self._flush_hits_later())
         bound_already = meta is not None and meta.document is not None
         if (
             asker is not None
@@ -768,7 +774,26 @@ class ReuseEngine:
         self._own_labels.add((row.ts, row.entry, row.source, row.request_id))  # see _apply
         await self.store.add_observation(row)
 
+    async def _flush_hits_later(self) -> None:
+        await asyncio.sleep(HIT_FLUSH_S)
+        self._hit_flush = None
+        await self.flush_hits()
+
+    async def flush_hits(self) -> None:
+        """Write the hits counted since the last flush (at most HIT_FLUSH_S old; a process
+        killed loses these counts, which only steer eviction)."""
+        pending, self._hits = self._hits, {}
+        for key, (n, ts) in pending.items():
+            try:
+                await self.store.note_hit(key, ts, n)
+            except Exception:  # bookkeeping: never worth failing for
+                log.exception("reuse: writing hit counts failed")
+
     async def drain(self) -> None:
+        if self._hit_flush is not None:
+            self._hit_flush.cancel()
+            self._hit_flush = None
+        await self.flush_hits()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 

@@ -579,9 +579,10 @@ class PostgresStore(Store):
         sql = "SELECT COALESCE(MAX(key), 0) FROM reuse_entries"
         return int(await self._run(lambda conn: _scalar(conn, sql)))
 
-    async def note_hit(self, key: int, ts: float) -> None:
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
         await self._execute(
-            "UPDATE reuse_entries SET hits = hits + 1, last_hit = %s WHERE key = %s", (ts, key)
+            "UPDATE reuse_entries SET hits = hits + %s, last_hit = %s WHERE key = %s",
+            (n, ts, key),
         )
 
     async def delete_entries(self, keys: list[int]) -> None:

@@ -160,8 +160,8 @@ class AnswerStore(Protocol):
     async def max_entry_key(self) -> int:
         """The largest entry key ever stored and still present; 0 with no entries."""
 
-    async def note_hit(self, key: int, ts: float) -> None:
-        """Count one more hit on entry ``key`` and set its ``last_hit`` to ``ts`` (atomic
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
+        """Count ``n`` more hits on entry ``key`` and set its ``last_hit`` to ``ts`` (atomic
         increment: concurrent hits all count). No entry: nothing happens."""
 
     async def delete_entries(self, keys: list[int]) -> None:

@@ -499,9 +499,9 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
-    async def note_hit(self, key: int, ts: float) -> None:
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
         await self._execute(
-            "UPDATE reuse_entries SET hits = hits + 1, last_hit = ? WHERE key = ?", (ts, key)
+            "UPDATE reuse_entries SET hits = hits + ?, last_hit = ? WHERE key = ?", (n, ts, key)
         )
 
     async def delete_entries(self, keys: list[int]) -> None:
