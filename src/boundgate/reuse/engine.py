@@ -518,7 +518,7 @@ class ReuseEngine:
             entry = await self._entry_if_live(meta)
             if entry is not None:
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
-        elif meta is None and not stale:
+        elif meta is None and not stale and not self.store.announces_changes:
             entry = await self._exact_from_store(key.exact)
             if entry is not None and admissible(self._meta.get(entry.key)):
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
@@ -588,9 +588,11 @@ class ReuseEngine:
 
     async def _exact_from_store(self, exact: str) -> StoredEntry | None:
         """The newest live entry stored under ``exact`` by another process since this one
-        last read the change log (SQLite's followers poll it every ``sync_interval_s``): one
-        indexed read before a miss runs the model, so worker processes share exact answers
-        at once. The entry is admitted here as the change log would admit it."""
+        last read the change log, on a store whose followers poll it (SQLite, every
+        ``sync_interval_s``): one indexed read before a miss runs the model, so worker
+        processes share exact answers at once. (Where changes are announced, PostgreSQL,
+        followers are milliseconds behind and a semantic lookup is spared the round trip.)
+        The entry is admitted here as the change log would admit it."""
         e = await self.store.get_entry_by_exact(exact)
         if e is None or e.revoked or e.embedder != self.embedder.name:
             return None

@@ -223,6 +223,8 @@ class PostgresStore(Store):
     ``options=-csearch_path=…`` picks a schema). ``min_size``/``max_size``: the pool's
     connections."""
 
+    announces_changes = True  # LISTEN/NOTIFY
+
     def __init__(
         self,
         url: str,

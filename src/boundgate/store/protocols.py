@@ -204,6 +204,11 @@ class ChangeFeed(Protocol):
     sequence numbers are visible in commit order: a reader that has applied every change up
     to ``seq`` and then asks for ``changes(seq)`` misses nothing."""
 
+    #: True when ``wait_for_changes`` returns as soon as a change commits (PostgreSQL
+    #: ``NOTIFY``: followers are milliseconds behind); False when followers poll (SQLite),
+    #: so a process reads an exact key from the store before a miss runs the model.
+    announces_changes: bool
+
     async def new_entry_key(self) -> int:
         """A fresh entry key, never handed out before by any process on this store, above
         every key stored (atomic)."""

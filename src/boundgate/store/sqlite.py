@@ -162,6 +162,8 @@ def _take(conn: sqlite3.Connection, hold_id: str, c: Claim, now: float) -> bool:
 
 
 class SQLiteStore(Store):
+    announces_changes = False  # followers poll the change log
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
