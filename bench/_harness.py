@@ -134,6 +134,47 @@ async def run_load(
     return LoadResult(latencies, wall, errors)
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stats() -> list[tuple[int, int, int, float]]:
+    """(pid, parent, process group, CPU seconds used) of every process (Linux ``/proc``)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ppid, pgrp = int(fields[1]), int(fields[2])
+        out.append((int(d), ppid, pgrp, (int(fields[11]) + int(fields[12])) / _TICK))
+    return out
+
+
+def cpu_seconds(group: int | None = None, tree: int | None = None) -> float:
+    """CPU seconds used so far by the live processes of process group ``group`` (a
+    ``Proc``: its workers), or by process ``tree`` and its children (a PostgreSQL server's
+    postmaster and its backends). Processes that exited meanwhile are not counted: take
+    both readings while the processes run."""
+    stats = _proc_stats()
+    if group is not None:
+        return sum(cpu for _, _, g, cpu in stats if g == group)
+    assert tree is not None
+    return sum(cpu for pid, ppid, _, cpu in stats if tree in (pid, ppid))
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy CPU seconds, all CPU seconds) of the whole machine so far, all cores
+    (``/proc/stat``; idle and iowait count as not busy)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks) - idle) / _TICK, sum(ticks) / _TICK
+
+
 def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 

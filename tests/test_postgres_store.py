@@ -12,6 +12,7 @@ import pytest
 
 from boundgate.store import LedgerRow
 from boundgate.store.postgres import PostgresStore, load_migrations
+from helpers import arun, wait_until
 
 
 def test_replicas_opening_together_migrate_once(postgres_schema: str) -> None:
@@ -59,6 +60,32 @@ def test_one_instance_serves_several_event_loops(postgres_schema: str) -> None:
         store.close()
     with pytest.raises(RuntimeError):
         asyncio.run(store.ledger())
+
+
+def test_key_checks_follow_keys_created_and_revoked_through_another_instance(
+    postgres_schema: str,
+) -> None:
+    """Key checks are kept for a moment (``KEY_CACHE_S``) and dropped when the keys'
+    channel announces a change, so what one replica or the CLI does to a key holds on every
+    other within that bound; the bound of ``wait_until`` is a guard, not a timing."""
+    a, b = PostgresStore(postgres_schema, max_size=2), PostgresStore(postgres_schema, max_size=2)
+    a.open()
+    b.open()
+    try:
+        assert arun(b.has_keys()) is False  # open mode, and now cached as such
+        assert arun(b.has_keys()) is False
+        secret = arun(a.create_key("acme")).secret
+        wait_until(lambda: arun(b.has_keys()), timeout=30)
+        key = arun(b.verify_key(secret))
+        assert key is not None and key.tenant == "acme"
+        assert arun(b.verify_key(secret)) == key
+        assert arun(a.revoke_key(key.id))
+        assert arun(a.verify_key(secret)) is None  # the revoking instance: at once
+        wait_until(lambda: arun(b.verify_key(secret)) is None, timeout=30)
+        assert arun(b.verify_key(secret.replace("-", "-x", 1))) is None
+    finally:
+        a.close()
+        b.close()
 
 
 def test_the_schema_covers_every_sqlite_table_and_column(

@@ -428,6 +428,99 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
     asyncio.run(second())
 
 
+async def _process(path: Path, clock: FakeClock) -> ReuseEngine:
+    """One gateway process's engine on the store file ``path`` (its own store instance),
+    trusting a semantic match from the start and not following the change log."""
+    store = SQLiteStore(path)
+    store.open()
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=Verifier(
+            ReuseSettings(
+                error_bound=0.9,
+                initial_threshold=0.5,
+                verify_rate=0.0,
+                prior=False,
+                min_observations=1,
+            )
+        ),
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+        clock=clock,
+    )
+    await e.load()
+    await e.observe(None, 0.99, True, "verify", "req_0")  # one label: enough trust
+    return e
+
+
+def test_an_exact_repeat_at_another_process_is_served_before_its_change_log_is_read(
+    tmp_path: Path,
+) -> None:
+    """Worker A stores an answer; worker B, which has not read the change log since (no
+    ``follow``, no ``catch_up``), serves the same question exactly from the store."""
+
+    async def run() -> None:
+        clock = FakeClock(start=1_800_000_000.0)
+        a = await _process(tmp_path / "b.db", clock)
+        b = await _process(tmp_path / "b.db", clock)
+        try:
+            stored = await _remember(a, await _lookup(a, "how deep is the mariana trench"), "11 km")
+            hit = await _lookup(b, "how deep is the mariana trench")
+            assert hit.status == "hit-exact" and hit.entry is not None
+            assert (hit.entry.id, hit.entry.answer) == (stored, "11 km")
+            # admitted as the change log would: by meaning too, and once
+            assert (await _lookup(b, "the mariana trench how deep is")).status == "hit-semantic"
+            await b.catch_up()
+            assert len(b) == 1 and b.counters.get("synced_entry", 0) == 0
+            # a revoked answer is not read back
+            assert stored is not None
+            key = b.entry_key(stored)
+            assert key is not None
+            await a.store.set_entry_document(key, None, revoked=True)
+            c = await _process(tmp_path / "b.db", clock)
+            assert not (await _lookup(c, "how deep is the mariana trench")).hit
+            c.store.close()
+        finally:
+            a.store.close()
+            b.store.close()
+
+    asyncio.run(run())
+
+
+def test_a_candidate_dropped_by_another_process_falls_to_the_next_survivor(
+    tmp_path: Path,
+) -> None:
+    """B's best candidate was revoked through A after B last read the change log: B drops
+    it on sight and serves the next one that passes, rather than answering miss."""
+
+    async def run() -> None:
+        clock = FakeClock(start=1_800_000_000.0)
+        a = await _process(tmp_path / "b.db", clock)
+        try:
+            best = await _remember(
+                a, await _lookup(a, "how do i bake an apple pie"), "first answer"
+            )
+            await _remember(a, await _lookup(a, "how do i bake an apple pie at home"), "second")
+            b = await _process(tmp_path / "b.db", clock)
+            asked = "how do i bake apple pie"
+            probe = await _lookup(b, asked)
+            assert probe.status == "hit-semantic" and probe.entry is not None
+            assert probe.entry.id == best  # the nearer of the two
+            key = a.entry_key(best or "")
+            assert key is not None
+            await a.store.set_entry_document(key, None, revoked=True)
+            served = await _lookup(b, asked)
+            assert served.status == "hit-semantic" and served.entry is not None
+            assert served.entry.answer == "second"
+            assert b.meta(key) is None and b.counters["dropped_candidate"] == 1
+            b.store.close()
+        finally:
+            a.store.close()
+
+    asyncio.run(run())
+
+
 def test_engine_measures_density_and_keeps_it_with_the_label(tmp_path: Path) -> None:
     async def run() -> None:
         store = SQLiteStore(tmp_path / "d.db")

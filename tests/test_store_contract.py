@@ -552,6 +552,23 @@ def test_entries_round_trip_and_lookups(store: Store) -> None:
     assert run(store.max_entry_key()) == 3
 
 
+def test_the_newest_live_entry_of_an_exact_hash_is_read_from_any_instance(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()
+    assert run(b.get_entry_by_exact("x")) is None
+    run(a.put_entry(entry(1, exact="x", created=1000.0)))
+    run(a.put_entry(entry(2, exact="x", created=1002.0)))
+    run(a.put_entry(entry(3, exact="y", created=1003.0)))
+    got = run(b.get_entry_by_exact("x"))
+    assert got is not None and got.key == 2 and got == run(b.get_entry(2))
+    run(a.set_entry_document(2, None, revoked=True))  # revoked: never read back
+    got = run(b.get_entry_by_exact("x"))
+    assert got is not None and got.key == 1
+    run(a.delete_entries([1]))
+    assert run(b.get_entry_by_exact("x")) is None
+
+
 def test_put_entry_with_an_existing_key_keeps_the_first(store: Store) -> None:
     run(store.put_entry(entry(1, answer="first")))
     run(store.put_entry(entry(1, answer="second")))
@@ -568,6 +585,9 @@ def test_concurrent_hits_all_count(store: Store) -> None:
     run(main())
     got = run(store.get_entry(1))
     assert got is not None and got.hits == 20 and got.last_hit is not None
+    run(store.note_hit(1, 3000.0, n=5))  # hits counted in memory, written at once
+    got = run(store.get_entry(1))
+    assert got is not None and (got.hits, got.last_hit) == (25, 3000.0)
     run(store.note_hit(99, 1.0))  # no such entry: nothing happens
     assert run(store.get_entry(99)) is None
 

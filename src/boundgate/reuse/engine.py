@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import math
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ log = logging.getLogger("boundgate.reuse")
 SYNC_BATCH = 1000  # changes read from the log at a time
 PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
 OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
+HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 
 
 def _lookup_key(
@@ -195,6 +197,8 @@ class ReuseEngine:
         self._feedback_seen: set[str] = set()
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._background: set[asyncio.Task[None]] = set()
+        self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
+        self._hit_flush: asyncio.Task[None] | None = None
         self.counters: dict[str, int] = {}
         self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
 
@@ -514,6 +518,10 @@ class ReuseEngine:
             entry = await self._entry_if_live(meta)
             if entry is not None:
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        elif meta is None and not stale and not self.store.announces_changes:
+            entry = await self._exact_from_store(key.exact)
+            if entry is not None and admissible(self._meta.get(entry.key)):
+                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
         if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
             return Lookup(p, key, "miss")
         if not self.embedder.fits(key.query):
@@ -525,45 +533,74 @@ class ReuseEngine:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
         near = self.index.search(key.scope, vector, self.settings.candidates)
-        survivors: list[tuple[EntryMeta, float]] = []
+        survivors = self._survivors(key, near, admissible)
+        batch = self.settings.pair_candidates if self.verifier.scorer.uses_pair else 1
+        while ranked := await self._rank(list(itertools.islice(survivors, batch)), key):
+            for meta, similarity, pair in ranked:
+                out.similarity, out.pair = similarity, pair
+                if self.verifier.scorer.uses_density:
+                    out.density = self._density(key.scope, near, meta.key)
+                out.verdict = self.verifier.decide(meta.key, similarity, out.density, out.pair)
+                if out.verdict is Verdict.SERVE:
+                    entry = await self._entry_if_live(meta)
+                    if entry is None:
+                        # revoked or deleted by another process since the change log was
+                        # read: the next survivor may still serve
+                        self.count("dropped_candidate")
+                        continue
+                    out.entry, out.status = entry, "hit-semantic"
+                elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
+                    out.candidate = meta
+                return out
+        return out
+
+    def _survivors(
+        self, key: ReuseKey, near: list[Neighbour], admissible: Callable[[EntryMeta | None], bool]
+    ) -> Iterator[tuple[EntryMeta, float]]:
+        """The neighbours that may answer ``key``, nearest first: admissible, above the
+        verifier's floor, bound if only bound answers serve, and past the guards (run only
+        as far as the caller reads)."""
         for n in near:
             meta = self._meta.get(n.key)
             if not admissible(meta) or meta is None or meta.exact == key.exact:
                 continue
             if n.similarity < self.verifier.floor:
-                break
+                return
             if self.settings.require_bound and meta.document is None:
                 continue
             if not compare(key.query, meta.query).ok:
                 continue
-            survivors.append((meta, n.similarity))
-            if (
-                not self.verifier.scorer.uses_pair
-                or len(survivors) >= self.settings.pair_candidates
-            ):
-                break
-        if not survivors:
-            return out
-        meta, out.similarity = survivors[0]
-        if self.verifier.scorer.uses_pair and self.pair_scorer is not None:
-            # the cross-encoder reads (asked, stored) for each survivor; the best one is
-            # the candidate. Only would-be hits (above the floor, past the guards) pay for it.
-            scores = await asyncio.to_thread(
-                self.pair_scorer.score_pairs, [(key.query, m.query) for m, _ in survivors]
-            )
-            best = int(np.argmax(scores))
-            meta, out.similarity = survivors[best]
-            out.pair = float(scores[best])
-        if self.verifier.scorer.uses_density:
-            out.density = self._density(key.scope, near, meta.key)
-        out.verdict = self.verifier.decide(meta.key, out.similarity, out.density, out.pair)
-        if out.verdict is Verdict.SERVE:
-            entry = await self._entry_if_live(meta)
-            if entry is not None:
-                out.entry, out.status = entry, "hit-semantic"
-        elif out.verdict in (Verdict.VERIFY, Verdict.OBSERVE) and not stale:
-            out.candidate = meta
-        return out
+            yield meta, n.similarity
+
+    async def _rank(
+        self, survivors: list[tuple[EntryMeta, float]], key: ReuseKey
+    ) -> list[tuple[EntryMeta, float, float | None]]:
+        """Survivors with their pair-model scores, best first. The cross-encoder reads
+        (asked, stored) for each; only would-be hits (above the floor, past the guards) pay
+        for it. Without a pair scorer: in the index's order, unscored."""
+        if not survivors or self.pair_scorer is None or not self.verifier.scorer.uses_pair:
+            return [(m, s, None) for m, s in survivors]
+        scores = await asyncio.to_thread(
+            self.pair_scorer.score_pairs, [(key.query, m.query) for m, _ in survivors]
+        )
+        order = sorted(range(len(survivors)), key=lambda i: -float(scores[i]))
+        return [(survivors[i][0], survivors[i][1], float(scores[i])) for i in order]
+
+    async def _exact_from_store(self, exact: str) -> StoredEntry | None:
+        """The newest live entry stored under ``exact`` by another process since this one
+        last read the change log, on a store whose followers poll it (SQLite, every
+        ``sync_interval_s``): one indexed read before a miss runs the model, so worker
+        processes share exact answers at once. (Where changes are announced, PostgreSQL,
+        followers are milliseconds behind and a semantic lookup is spared the round trip.)
+        The entry is admitted here as the change log would admit it."""
+        e = await self.store.get_entry_by_exact(exact)
+        if e is None or e.revoked or e.embedder != self.embedder.name:
+            return None
+        if e.key not in self._meta:
+            fits = bool(e.vector) and self.embedder.fits(e.query)
+            self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
+            self.count("read_exact")
+        return e
 
     def _density(self, scope: str, near: list[Neighbour], candidate: int) -> float:
         """Mean cosine of the asked question to its nearest stored questions and of the
@@ -586,10 +623,13 @@ class ReuseEngine:
         if meta is not None:
             meta.hits += 1
             meta.last_used = now
-        # The hit count is bookkeeping for eviction, not part of the answer: off the path.
-        task = asyncio.get_running_loop().create_task(self.store.note_hit(lookup.entry.key, now))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        # The hit count is bookkeeping for eviction, not part of the answer: counted here and
+        # written every HIT_FLUSH_S, one statement per entry hit meanwhile, so a popular
+        # answer's row is not updated (and locked) by every hit of every process.
+        n, _ = self._hits.get(lookup.entry.key, (0, now))
+        self._hits[lookup.entry.key] = (n + 1, now)
+        if self._hit_flush is None:
+            self._hit_flush = asyncio.get_running_loop().create_task(self._flush_hits_later())
         bound_already = meta is not None and meta.document is not None
         if (
             asker is not None
@@ -736,7 +776,26 @@ class ReuseEngine:
         self._own_labels.add((row.ts, row.entry, row.source, row.request_id))  # see _apply
         await self.store.add_observation(row)
 
+    async def _flush_hits_later(self) -> None:
+        await asyncio.sleep(HIT_FLUSH_S)
+        self._hit_flush = None
+        await self.flush_hits()
+
+    async def flush_hits(self) -> None:
+        """Write the hits counted since the last flush (at most HIT_FLUSH_S old; a process
+        killed loses these counts, which only steer eviction)."""
+        pending, self._hits = self._hits, {}
+        for key, (n, ts) in pending.items():
+            try:
+                await self.store.note_hit(key, ts, n)
+            except Exception:  # bookkeeping: never worth failing for
+                log.exception("reuse: writing hit counts failed")
+
     async def drain(self) -> None:
+        if self._hit_flush is not None:
+            self._hit_flush.cancel()
+            self._hit_flush = None
+        await self.flush_hits()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 

@@ -20,8 +20,12 @@ Budgets and rate limits: a reservation is one call of the ``boundgate_reserve`` 
 (migration 0004), each claim in it a conditional upsert of its counter row, all undone if one
 does not fit; a settle is one statement that deletes the hold and updates the counter.
 
-Keys: ``verify_key`` reads the key's row by primary key on every call (no cache), so a key
-revoked by any replica is rejected by every replica at once; ``has_keys`` caches only True
+Keys: a key check (``verify_key``, and ``has_keys`` while there is no key) is kept for at
+most ``KEY_CACHE_S`` and dropped the moment the change-log listener hears, on the keys'
+channel (a trigger, migration 0007), that any replica or the CLI created, revoked or changed
+a key; it is used only while that listener is connected. So a revoke holds on every replica
+within milliseconds, and within ``KEY_CACHE_S`` even if the announcement were lost, and a
+request's path does not read the key table every time. ``has_keys`` keeps True for good
 (keys are never deleted).
 
 Vectors are ``bytea`` as in SQLite; each replica builds its own index from :meth:`entries`
@@ -89,6 +93,8 @@ _MIGRATION_LOCK = 0x626F756E64676174  # "boundgat"
 _LOCK_ASKERS, _LOCK_NOVEL, _LOCK_VARIANTS = 1, 2, 3
 
 _REUSED = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')"
+
+KEY_CACHE_S = 0.5  # the longest a key check is trusted without reading the key table
 
 
 def _q(column: str) -> str:
@@ -217,6 +223,8 @@ class PostgresStore(Store):
     ``options=-csearch_path=…`` picks a schema). ``min_size``/``max_size``: the pool's
     connections."""
 
+    announces_changes = True  # LISTEN/NOTIFY
+
     def __init__(
         self,
         url: str,
@@ -233,7 +241,14 @@ class PostgresStore(Store):
         self._thread: threading.Thread | None = None
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._has_keys = False
-        # the change-log listener, on the store's loop (started by the first wait)
+        # key checks (see the module docstring): read at (monotonic) → row, and when the key
+        # table was last seen empty; dropped (and the generation bumped) when a key changes
+        self._keys_lock = threading.Lock()
+        self._key_rows: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._no_keys_at: float | None = None
+        self._key_generation = 0
+        self._listening = False  # the listener holds its LISTENs: announcements arrive
+        # the change-log listener, on the store's loop (started by the first wait or key check)
         self._listener: asyncio.Task[None] | None = None
         self._notified = 0  # highest change number announced by NOTIFY
         self._changed = asyncio.Event()  # set (and replaced) at each announcement
@@ -478,6 +493,7 @@ class PostgresStore(Store):
             ),
         )
         self._has_keys = True
+        self._keys_changed()
         key = ApiKey(
             m.id, tenant, admin, m.created, False, rpm, daily_tokens, daily_reasoning_tokens
         )
@@ -487,13 +503,31 @@ class PostgresStore(Store):
         key_id = key_id_of(secret)
         if key_id is None:
             return None
-        sql = f"SELECT {_cols(_KEY_COLUMNS)}, salt, hash FROM api_keys WHERE id = %s"
-        r = await self._run(lambda conn: _one(conn, sql, (key_id,)))
+        now = time.monotonic()
+        cached = self._key_rows.get(key_id) if self._listening else None
+        if cached is not None and now - cached[0] < KEY_CACHE_S:
+            r: dict[str, Any] | None = cached[1]
+        else:
+            self._ensure_listener()
+            generation = self._key_generation
+            sql = f"SELECT {_cols(_KEY_COLUMNS)}, salt, hash FROM api_keys WHERE id = %s"
+            r = await self._run(lambda conn: _one(conn, sql, (key_id,)))
+            if r is not None:
+                with self._keys_lock:  # unless a key changed while it was being read
+                    if generation == self._key_generation:
+                        self._key_rows[key_id] = (now, r)
         if r is None:
             return None
         if not secret_matches(secret, bytes(r["salt"]), bytes(r["hash"])) or r["revoked"]:
             return None
         return ApiKey(**{c: r[c] for c in _KEY_COLUMNS})
+
+    def _keys_changed(self) -> None:
+        """A key was created, revoked or changed (here, or announced): forget key checks."""
+        with self._keys_lock:
+            self._key_generation += 1
+            self._key_rows.clear()
+            self._no_keys_at = None
 
     async def list_keys(self) -> list[ApiKey]:
         sql = f"SELECT {_cols(_KEY_COLUMNS)} FROM api_keys ORDER BY created, seq"
@@ -501,15 +535,28 @@ class PostgresStore(Store):
         return [ApiKey(**{c: r[c] for c in _KEY_COLUMNS}) for r in rows]
 
     async def revoke_key(self, key_id: str) -> bool:
-        return (
-            await self._execute("UPDATE api_keys SET revoked = TRUE WHERE id = %s", (key_id,)) == 1
-        )
+        sql = "UPDATE api_keys SET revoked = TRUE WHERE id = %s"
+        revoked = await self._execute(sql, (key_id,)) == 1
+        self._keys_changed()
+        return revoked
 
     async def has_keys(self) -> bool:
-        if not self._has_keys:  # keys are never deleted: once True, always True
-            sql = "SELECT EXISTS (SELECT 1 FROM api_keys)"
-            self._has_keys = bool(await self._run(lambda conn: _scalar(conn, sql)))
-        return self._has_keys
+        if self._has_keys:  # keys are never deleted: once True, always True
+            return True
+        now = time.monotonic()
+        seen = self._no_keys_at
+        if self._listening and seen is not None and now - seen < KEY_CACHE_S:
+            return False
+        self._ensure_listener()
+        generation = self._key_generation
+        sql = "SELECT EXISTS (SELECT 1 FROM api_keys)"
+        found = bool(await self._run(lambda conn: _scalar(conn, sql)))
+        with self._keys_lock:
+            if found:
+                self._has_keys = True
+            elif generation == self._key_generation:
+                self._no_keys_at = now
+        return found
 
     async def tokens_used(self, tenant: str, since: float) -> int:
         sql = (
@@ -567,13 +614,22 @@ class PostgresStore(Store):
         r = await self._run(lambda conn: _one(conn, sql, (public_id,)))
         return _entry_from(r) if r is not None else None
 
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        sql = (
+            _ENTRY_SELECT + " WHERE exact = %s AND NOT revoked ORDER BY created DESC, key DESC "
+            "LIMIT 1"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (exact,)))
+        return _entry_from(r) if r is not None else None
+
     async def max_entry_key(self) -> int:
         sql = "SELECT COALESCE(MAX(key), 0) FROM reuse_entries"
         return int(await self._run(lambda conn: _scalar(conn, sql)))
 
-    async def note_hit(self, key: int, ts: float) -> None:
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
         await self._execute(
-            "UPDATE reuse_entries SET hits = hits + 1, last_hit = %s WHERE key = %s", (ts, key)
+            "UPDATE reuse_entries SET hits = hits + %s, last_hit = %s WHERE key = %s",
+            (n, ts, key),
         )
 
     async def delete_entries(self, keys: list[int]) -> None:
@@ -658,10 +714,20 @@ class PostgresStore(Store):
     async def prune_changes(self, before: float) -> int:
         return await self._execute(PRUNE_CHANGES_SQL.format("%s"), (before,))
 
-    async def _wait_for_changes(self, after: int, timeout_s: float) -> None:
-        """On the store's loop: until a change after ``after`` is announced, or the timeout."""
+    def _ensure_listener(self) -> None:
+        """Start the listener (from any thread) unless it runs."""
+        loop = self._loop
+        if loop is not None and (self._listener is None or self._listener.done()):
+            loop.call_soon_threadsafe(self._start_listener)
+
+    def _start_listener(self) -> None:
+        """On the store's loop."""
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _wait_for_changes(self, after: int, timeout_s: float) -> None:
+        """On the store's loop: until a change after ``after`` is announced, or the timeout."""
+        self._start_listener()
         if self._notified > after:
             return
         with contextlib.suppress(TimeoutError):
@@ -674,25 +740,35 @@ class PostgresStore(Store):
         changed.set()
 
     async def _listen(self) -> None:
-        """Hold one connection that ``LISTEN``s on this schema's channel; reconnect after a
-        failure. Missed announcements cost nothing but latency: waiters time out and the
-        follower reads the log by sequence number."""
+        """Hold one connection that ``LISTEN``s on this schema's channels (the change log's
+        and the keys'); reconnect after a failure. Missed announcements of the change log
+        cost nothing but latency: waiters time out and the follower reads the log by
+        sequence number. Key checks are trusted only while this listens."""
         while True:
             try:
                 async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
                     schema = await _scalar(conn, "SELECT current_schema()")
-                    channel = sql.Identifier(f"boundgate_reuse_{schema}")
-                    await conn.execute(sql.SQL("LISTEN {}").format(channel))
-                    self._announce(None)  # whatever happened while not listening: look now
+                    keys = f"boundgate_keys_{schema}"
+                    for channel in (f"boundgate_reuse_{schema}", keys):
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self._keys_changed()  # whatever happened while not listening: look now
+                    self._listening = True
+                    self._announce(None)
                     async for n in conn.notifies():
-                        self._announce(int(n.payload) if n.payload.isdigit() else None)
+                        if n.channel == keys:
+                            self._keys_changed()
+                        else:
+                            self._announce(int(n.payload) if n.payload.isdigit() else None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database restarting, a network cut
                 log.warning("change-log listener: %s; reconnecting in 1 s", exc)
                 await asyncio.sleep(1.0)
+            finally:
+                self._listening = False
 
     async def _stop_listening(self) -> None:
+        self._listening = False
         task, self._listener = self._listener, None
         if task is not None:
             task.cancel()

@@ -152,11 +152,16 @@ class AnswerStore(Protocol):
     async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
         """The entry with public id ``public_id``; None if there is none."""
 
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        """The newest entry stored under exact hash ``exact`` that is not revoked; None if
+        there is none (one indexed read: a process asks it before a miss runs the model, so
+        an answer another process stored is served before the change log brings it)."""
+
     async def max_entry_key(self) -> int:
         """The largest entry key ever stored and still present; 0 with no entries."""
 
-    async def note_hit(self, key: int, ts: float) -> None:
-        """Count one more hit on entry ``key`` and set its ``last_hit`` to ``ts`` (atomic
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
+        """Count ``n`` more hits on entry ``key`` and set its ``last_hit`` to ``ts`` (atomic
         increment: concurrent hits all count). No entry: nothing happens."""
 
     async def delete_entries(self, keys: list[int]) -> None:
@@ -198,6 +203,11 @@ class ChangeFeed(Protocol):
     this process, another replica, the CLI), so no change is ever missing from it, and
     sequence numbers are visible in commit order: a reader that has applied every change up
     to ``seq`` and then asks for ``changes(seq)`` misses nothing."""
+
+    #: True when ``wait_for_changes`` returns as soon as a change commits (PostgreSQL
+    #: ``NOTIFY``: followers are milliseconds behind); False when followers poll (SQLite),
+    #: so a process reads an exact key from the store before a miss runs the model.
+    announces_changes: bool
 
     async def new_entry_key(self) -> int:
         """A fresh entry key, never handed out before by any process on this store, above

@@ -162,6 +162,8 @@ def _take(conn: sqlite3.Connection, hold_id: str, c: Claim, now: float) -> bool:
 
 
 class SQLiteStore(Store):
+    announces_changes = False  # followers poll the change log
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._writes: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
@@ -481,6 +483,17 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute(
+                "SELECT * FROM reuse_entries WHERE exact = ? AND NOT revoked "
+                "ORDER BY created DESC, key DESC LIMIT 1",
+                (exact,),
+            ).fetchone()
+            return _entry_from(r) if r is not None else None
+
+        return await self._read(run)
+
     async def max_entry_key(self) -> int:
         def run(conn: sqlite3.Connection) -> int:
             r = conn.execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
@@ -488,9 +501,9 @@ class SQLiteStore(Store):
 
         return await self._read(run)
 
-    async def note_hit(self, key: int, ts: float) -> None:
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
         await self._execute(
-            "UPDATE reuse_entries SET hits = hits + 1, last_hit = ? WHERE key = ?", (ts, key)
+            "UPDATE reuse_entries SET hits = hits + ?, last_hit = ? WHERE key = ?", (n, ts, key)
         )
 
     async def delete_entries(self, keys: list[int]) -> None:
