@@ -306,3 +306,34 @@ def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
     shorter = go(n - 1)
     assert shorter.headers["x-boundgate-reuse"] == "miss"
     assert shorter.json()["usage"]["completion_tokens"] <= n - 1
+
+
+def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live: Live) -> None:
+    """The exact key forgives only what cannot change an answer (the case and spacing of
+    prose, a closing question mark); quoted text, code, formulas, a factorial sign and a
+    text completion's prompt count character by character, and the semantic path vetoes what
+    its uncased models cannot see (the new-user trial's inputs)."""
+    pairs = [
+        ("Calculate 5!", "Calculate 5"),
+        ('In Python, what does print("Hi") output?', 'In Python, what does print("hi") output?'),
+        ("Is the word 'ABC' written in uppercase?", "Is the word 'abc' written in uppercase?"),
+        (
+            "How many spaces are between a and b in 'a    b'?",
+            "How many spaces are between a and b in 'a b'?",
+        ),
+        ("What is x² if x is 3?", "What is x2 if x is 3?"),
+    ]
+    for first, second in pairs:
+        assert ask(fake_live, first).headers["x-boundgate-reuse"] == "miss"
+        assert ask(fake_live, second).headers["x-boundgate-reuse"] == "miss", second
+        assert ask(fake_live, first).headers["x-boundgate-reuse"] == "hit-exact"
+
+    def complete(prompt: str) -> str:
+        body = {"prompt": prompt, "max_tokens": 8, "temperature": 0}
+        r = fake_live.http.post("/v1/completions", json=body)
+        assert r.status_code == 200
+        return r.headers["x-boundgate-reuse"]
+
+    assert complete("def add(a, b):\n    return") == "miss"
+    assert complete("DEF ADD(A, B): RETURN") == "miss"
+    assert complete("def add(a, b):\n    return") == "hit-exact"

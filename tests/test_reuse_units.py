@@ -186,6 +186,10 @@ def test_engine_never_serves_across_scopes(
         ("How do I overclock my GPU?", "How do I underclock my GPU?", "polarity"),
         ("What is the fastest sort?", "What is the slowest sort?", "polarity"),
         ("Best gift you have ever received?", "Best gift you have ever given?", "polarity"),
+        ("Calculate 5!", "Calculate 5", "number"),
+        ("What is x² if x is 3?", "What is x2 if x is 3?", "literal"),
+        ('What does print("Hi") output?', 'What is the output of print("hi")?', "literal"),
+        ("Is 'ABC' in uppercase?", "Is 'abc' in uppercase?", "literal"),
         ("Why did my order fail to arrive?", "Why did my order arrive?", "negation"),
         ("How do I convert a list to a tuple?", "How do I convert a tuple to a list?", "order"),
         ("Is a lion stronger than a tiger?", "Is a tiger stronger than a lion?", "order"),
@@ -670,3 +674,29 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
     assert key(big) != key(other)
     k = reuse_key(big, tenant="t", model_version="v1", endpoint="/v1/chat/completions")
     assert k is not None and k.scope_doc["params"]["seed"] == f"int:{2**63 - 1}"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("How do I reset my password?", "  how do I reset my PASSWORD ", True),
+        ("What is Python?", "what   is python.", True),
+        ("Is it 5?", "is it 5", True),
+        ("Calculate 5!", "Calculate 5", False),
+        ('What does print("Hi") output?', 'What does print("hi") output?', False),
+        ("Is 'a    b' spaced?", "Is 'a b' spaced?", False),
+        ("What is x² if x is 3?", "What is x2 if x is 3?", False),
+        ("Café?", "Cafe\u0301?", True),  # NFC: canonically equivalent spellings
+    ],
+)
+def test_the_exact_form_forgives_only_what_cannot_change_an_answer(
+    a: str, b: str, same: bool
+) -> None:
+    assert (canonical_query(a) == canonical_query(b)) is same
+
+
+def test_a_text_completions_prompt_is_exact_to_the_character() -> None:
+    assert canonical_query("def f(a):\n    return", verbatim=True) != canonical_query(
+        "DEF F(A): RETURN", verbatim=True
+    )
+    assert canonical_query("  def f(a):\n", verbatim=True) == "def f(a):"

@@ -10,7 +10,9 @@ the two questions are compared on features whose difference changes the answer:
 - numbers: the numbers mentioned differ (digits and number words, normalised);
 - dates: years, months or weekdays differ;
 - units: the units of measure differ (km vs miles, °C vs °F, ...);
-- entities: the capitalised names or rare content words of one side have no counterpart.
+- entities: the capitalised names or rare content words of one side have no counterpart;
+- literal: the sides differ where the uncased models cannot see it (the case or spacing of
+  quoted text or code, "x²" / "x2"), so a high score would say nothing about it.
 
 A guard never *grants* reuse; it only vetoes (``conflicts``) or, for the softer signals,
 reports how many content words are unmatched (``novel_words``), which the verifier uses as a
@@ -38,6 +40,8 @@ from importlib import resources
 from typing import Any
 
 import Stemmer  # PyStemmer: the Snowball stemmers in C
+
+from .scope import canonical_query
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
 
@@ -366,13 +370,41 @@ class Comparison:
         return not self.conflicts
 
 
+_QUOTED = re.compile(r"""(?<!\w)"[^"\n]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”\n]*”|‘[^’\n]*’|`[^`\n]*`""")
+_FACTORIAL = re.compile(r"\d+!(?!=)")
+_SPACES = re.compile(r"\s+")
+
+
+def _model_view(text: str) -> str:
+    """The text as the uncased embedder and pair model read it: compatibility characters
+    folded (NFKC: "x²" reads as "x2"), case folded, whitespace runs as one space, a trailing
+    ``?!.`` dropped."""
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return text.rstrip("?!. ")
+
+
+def _blind_spot(a: str, b: str) -> bool:
+    """The sides differ where the models cannot see it, so their scores say nothing about it:
+    the texts read the same to the models but not as exact questions (``canonical_query``:
+    the case or spacing of quoted text or code, "x²" / "x2", "5!" / "5"), or a quoted text of
+    one side differs from one of the other only in case or spacing ('print("Hi")' /
+    'print("hi")' in otherwise different wordings)."""
+    if canonical_query(a) != canonical_query(b) and _model_view(a) == _model_view(b):
+        return True
+    qa, qb = set(_QUOTED.findall(a)), set(_QUOTED.findall(b))
+    fold = {_model_view(q) for q in qa - qb}
+    return any(_model_view(q) in fold for q in qb - qa)
+
+
 def compare(a: str, b: str) -> Comparison:
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
+    if _blind_spot(a, b):
+        conflicts.append("literal")
     flips = _affix_flips(fa, fb)
     if fa.negations + flips.negated_a != fb.negations + flips.negated_b:
         conflicts.append("negation")
-    if fa.numbers != fb.numbers:
+    if fa.numbers != fb.numbers or set(_FACTORIAL.findall(a)) != set(_FACTORIAL.findall(b)):
         conflicts.append("number")
     if fa.dates != fb.dates:
         conflicts.append("date")

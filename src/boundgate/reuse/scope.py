@@ -71,13 +71,40 @@ def _sha(text: str) -> str:
 
 
 _SPACE = re.compile(r"\s+")
-_TRAILING = re.compile(r"[\s?!.。？！]+$")
+_TRAILING = re.compile(r"(?<!\d)[\s?!.。？！]+$|(?<=\d)[\s?.。？]+$")
+# Spans whose every character counts: quoted text ("…", '…', “…”, ‘…’, `…`) and tokens with
+# characters of code or formulas (print(x), a_b, x^2, C++, 5!).
+LITERAL = re.compile(
+    r"""(?<!\w)"[^"\n]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”\n]*”|‘[^’\n]*’|`[^`\n]*`"""
+    r"""|\S*[()\[\]{}<>=_^*/\\|&$#@%~+][^\s]*|\d+!"""
+)
 
 
-def canonical_query(text: str) -> str:
-    """Exact-match form: NFKC, case-folded, whitespace collapsed, trailing ?!. dropped."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _TRAILING.sub("", _SPACE.sub(" ", text).strip())
+def canonical_query(text: str, *, verbatim: bool = False) -> str:
+    """Exact-match form of a question: two questions with the same form share an answer
+    without any other check, so only differences that cannot change the answer are removed.
+
+    Prose: Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"), whitespace
+    runs as one space, case folded, a trailing ``?``, ``!`` or ``.`` dropped; but literal spans
+    (``LITERAL``: quoted text, code and formulas) keep their case and spacing, and a ``!`` after
+    a digit is kept (a factorial). ``verbatim`` (text completions, whose continuation depends on
+    every character): NFC with outer whitespace stripped, nothing else."""
+    text = unicodedata.normalize("NFC", text)
+    if verbatim:
+        return text.strip()
+    out: list[str] = []
+    pos = 0
+    for m in LITERAL.finditer(text):
+        out.append(_SPACE.sub(" ", text[pos : m.start()]).casefold())
+        out.append(m.group())
+        pos = m.end()
+    out.append(_SPACE.sub(" ", text[pos:]).casefold())
+    return _TRAILING.sub("", "".join(out).strip())
+
+
+def literal_spans(text: str) -> tuple[str, ...]:
+    """The literal spans of ``text`` (see ``canonical_query``), in order, as written (NFC)."""
+    return tuple(m.group() for m in LITERAL.finditer(unicodedata.normalize("NFC", text)))
 
 
 @dataclass(frozen=True)
@@ -87,6 +114,7 @@ class ReuseKey:
     exact: str  # sha256 hex of scope + canonical query
     scope_doc: dict[str, Any]  # what the scope hash covers, minus the tenant (for documents)
     max_tokens: int = 0  # the request's completion-token limit (0: none to check)
+    verbatim: bool = False  # a text completion's prompt: exact reuse only, every character
 
 
 def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> bool:
@@ -117,7 +145,8 @@ def reuse_key(
             return None
         query = req.prompt
         context = []
-    if not canonical_query(query):
+    verbatim = req.messages is None
+    if not canonical_query(query, verbatim=verbatim):
         return None  # nothing to match: "" and " " are not one question, nor any other
     params = {
         k: v for k, v in sorted(req.passthrough.items()) if k not in _NOT_SHAPING and v is not None
@@ -140,12 +169,14 @@ def reuse_key(
     }
     scope_doc = _jcs_safe(scope_doc)  # as documents will carry it (signed in JCS)
     scope = scope_hash(tenant, scope_doc)
-    return ReuseKey(scope, query, exact_hash(scope, query), scope_doc, req.max_tokens)
+    exact = exact_hash(scope, query, verbatim=verbatim)
+    return ReuseKey(scope, query, exact, scope_doc, req.max_tokens, verbatim)
 
 
 def scope_hash(tenant: str, scope_doc: dict[str, Any]) -> str:
     return _sha(_canonical({"tenant": tenant, **scope_doc}))
 
 
-def exact_hash(scope: str, query: str) -> str:
-    return _sha(scope + "\n" + canonical_query(query))
+def exact_hash(scope: str, query: str, *, verbatim: bool = False) -> str:
+    """The exact key: SHA-256 hex of the scope and the question's ``canonical_query``."""
+    return _sha(scope + "\n" + canonical_query(query, verbatim=verbatim))
