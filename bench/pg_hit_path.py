@@ -79,7 +79,7 @@ class CountingProxy:
         await asyncio.gather(pipe(cr, sw, True), pipe(sr, cw, False))
 
 
-def counting_store(url: str) -> Any:
+def counting_store(url: str, key_cache_s: float = 0.0) -> Any:
     from boundgate.store.postgres import PostgresStore
 
     class Counting(PostgresStore):
@@ -102,11 +102,11 @@ def counting_store(url: str) -> Any:
             return counted
 
         setattr(Counting, name, wrap(name, fn))
-    return Counting(url, max_size=4)
+    return Counting(url, max_size=4, key_cache_s=key_cache_s)
 
 
 def run(
-    url: str, hits: int, keyed: bool, limits: bool = False
+    url: str, hits: int, keyed: bool, limits: bool = False, key_cache_s: float = 0.0
 ) -> list[tuple[str, float, float, str, str]]:
     from boundgate.assembly import build_app
     from boundgate.backends.fake import FakeBackend
@@ -127,7 +127,7 @@ def run(
         trust |= {"min_observations": 1, "verify_rate": 0.0, "scorer": "cosine"}
         for k, v in trust.items():
             setattr(settings.reuse, k, v)
-        store = counting_store(url)
+        store = counting_store(url, key_cache_s)
         questions = ["How do I reset my password?", "How can I reset my password?",
                      "How should I reset my password?"]  # fmt: skip
         meanings = dict.fromkeys(questions, "reset")
@@ -189,12 +189,18 @@ def run(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hits", type=int, default=200)
+    ap.add_argument(
+        "--key-cache-s",
+        type=float,
+        default=0.0,
+        help="store.key_cache_s (0, the default: every request reads its key)",
+    )
     a = ap.parse_args()
     rows = []
     with postgres() as server:
         for keyed, limits in ((False, False), (True, False), (True, True)):
             schema = fresh_schema(server.url, f"hits_{int(keyed)}_{int(limits)}")
-            rows += run(schema, a.hits, keyed, limits)
+            rows += run(schema, a.hits, keyed, limits, a.key_cache_s)
     print("| hit | round trips per hit (all) | p50 ms (1 client) | store calls answered "
           "before the response | store calls per hit, all |")  # fmt: skip
     print("|---|---:|---:|---|---|")

@@ -65,10 +65,11 @@ def test_one_instance_serves_several_event_loops(postgres_schema: str) -> None:
 def test_key_checks_follow_keys_created_and_revoked_through_another_instance(
     postgres_schema: str,
 ) -> None:
-    """Key checks are kept for a moment (``KEY_CACHE_S``) and dropped when the keys'
-    channel announces a change, so what one replica or the CLI does to a key holds on every
-    other within that bound; the bound of ``wait_until`` is a guard, not a timing."""
-    a, b = PostgresStore(postgres_schema, max_size=2), PostgresStore(postgres_schema, max_size=2)
+    """With ``store.key_cache_s`` above 0, key checks are kept for a moment and dropped when
+    the keys' channel announces a change, so what one replica or the CLI does to a key holds
+    on every other within that bound; the bound of ``wait_until`` is a guard, not a timing."""
+    a = PostgresStore(postgres_schema, max_size=2, key_cache_s=0.5)
+    b = PostgresStore(postgres_schema, max_size=2, key_cache_s=0.5)
     a.open()
     b.open()
     try:

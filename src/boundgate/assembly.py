@@ -71,6 +71,7 @@ def build_store(settings: Settings) -> Store:
         url,
         max_size=settings.store.pool_size,
         connect_timeout_s=settings.store.connect_timeout_s,
+        key_cache_s=settings.store.key_cache_s,
     )
 
 

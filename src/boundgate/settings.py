@@ -136,6 +136,16 @@ class StoreSettings(_Section):
     connect_timeout_s: float = Field(
         10.0, gt=0, description="How long start-up waits for PostgreSQL before failing."
     )
+    key_cache_s: float = Field(
+        0.0,
+        ge=0,
+        le=5,
+        description="PostgreSQL: how long a replica trusts a key check (and 'no keys yet') "
+        "without reading the key table. 0 = every request reads its key, so a key revoked "
+        "through any replica is refused by every replica on its next request. Above 0 saves "
+        "a round trip per request; a change is then announced to every replica (NOTIFY, "
+        "milliseconds) and trusted at most this long should the announcement be lost.",
+    )
 
     @model_validator(mode="after")
     def _check_url(self) -> StoreSettings:

@@ -20,11 +20,13 @@ Budgets and rate limits: a reservation is one call of the ``boundgate_reserve`` 
 (migration 0004), each claim in it a conditional upsert of its counter row, all undone if one
 does not fit; a settle is one statement that deletes the hold and updates the counter.
 
-Keys: a key check (``verify_key``, and ``has_keys`` while there is no key) is kept for at
-most ``KEY_CACHE_S`` and dropped the moment the change-log listener hears, on the keys'
+Keys: with ``store.key_cache_s`` = 0 (the default) every key check reads the key's row, so a
+key revoked by any replica is refused by every replica at its next request. Above 0, a key
+check (``verify_key``, and ``has_keys`` while there is no key) is kept for at most that long and
+dropped the moment the change-log listener hears, on the keys'
 channel (a trigger, migration 0007), that any replica or the CLI created, revoked or changed
 a key; it is used only while that listener is connected. So a revoke holds on every replica
-within milliseconds, and within ``KEY_CACHE_S`` even if the announcement were lost, and a
+within milliseconds, and within ``key_cache_s`` even if the announcement were lost, and a
 request's path does not read the key table every time. ``has_keys`` keeps True for good
 (keys are never deleted).
 
@@ -93,8 +95,6 @@ _MIGRATION_LOCK = 0x626F756E64676174  # "boundgat"
 _LOCK_ASKERS, _LOCK_NOVEL, _LOCK_VARIANTS = 1, 2, 3
 
 _REUSED = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')"
-
-KEY_CACHE_S = 0.5  # the longest a key check is trusted without reading the key table
 
 
 def _q(column: str) -> str:
@@ -232,8 +232,12 @@ class PostgresStore(Store):
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout_s: float = 30.0,
+        key_cache_s: float = 0.0,
     ) -> None:
+        """``key_cache_s``: how long a key check may be trusted (``store.key_cache_s``; 0:
+        every check reads the key table)."""
         self.url = url
+        self.key_cache_s = key_cache_s
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout_s = connect_timeout_s
@@ -505,7 +509,7 @@ class PostgresStore(Store):
             return None
         now = time.monotonic()
         cached = self._key_rows.get(key_id) if self._listening else None
-        if cached is not None and now - cached[0] < KEY_CACHE_S:
+        if cached is not None and now - cached[0] < self.key_cache_s:
             r: dict[str, Any] | None = cached[1]
         else:
             self._ensure_listener()
@@ -545,7 +549,7 @@ class PostgresStore(Store):
             return True
         now = time.monotonic()
         seen = self._no_keys_at
-        if self._listening and seen is not None and now - seen < KEY_CACHE_S:
+        if self._listening and seen is not None and now - seen < self.key_cache_s:
             return False
         self._ensure_listener()
         generation = self._key_generation

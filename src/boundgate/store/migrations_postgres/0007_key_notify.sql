@@ -1,5 +1,5 @@
 -- Key changes announced (issue #14): a replica trusts a key check it made for a moment
--- (PostgresStore.KEY_CACHE_S) and drops it at once when told, on channel
+-- (store.key_cache_s) and drops it at once when told, on channel
 -- 'boundgate_keys_<schema>' (payload: the key's id), that a key was created, revoked or
 -- changed, by any replica or the CLI.
 CREATE FUNCTION boundgate_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
