@@ -99,7 +99,9 @@ async def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
     totals: dict[str, Any] = {name: sum(p[name] for p in points) for name in SERIES_FIELDS}
     for name in COUNT_FIELDS:
         totals[name] = int(totals[name])
-    totals["reuse_rate"] = totals["reused"] / totals["requests"] if totals["requests"] else None
+    # as `boundgate report` counts it: reused over answered requests (errors answer nothing)
+    answered = totals["requests"] - totals["errors"]
+    totals["reuse_rate"] = totals["reused"] / answered if answered > 0 else None
     spent_and_avoided = totals["wh"] + totals["avoided_wh"]
     totals["avoided_share"] = (
         totals["avoided_wh"] / spent_and_avoided if spent_and_avoided else None
