@@ -510,8 +510,8 @@ def _default_models() -> dict[str, ModelSettings]:
 
 # The six task kinds of ``routing/tasks.py`` (``Task``), spelled here so settings import nothing.
 TASK_NAMES = ("math", "code", "lookup", "rewrite", "creative", "conversation")
-Trigger = Literal["empty", "length", "refusal", "error"]
-ESCALATION_TRIGGERS: tuple[Trigger, ...] = ("empty", "length", "refusal", "error")
+Trigger = Literal["empty", "length", "refusal", "error", "logprob"]
+ESCALATION_TRIGGERS: tuple[Trigger, ...] = ("empty", "length", "refusal", "error", "logprob")
 
 
 class TaskPolicy(_Section):
@@ -556,7 +556,16 @@ class RoutingSettings(_Section):
         list(ESCALATION_TRIGGERS),
         description="What sends a request to the next rung: an empty answer; a `length` "
         "finish the client's own max_tokens did not cause; a refusal (package data "
-        "`routing/data/refusals.txt`); a 5xx-class error of the rung.",
+        "`routing/data/refusals.txt`); a 5xx-class error of the rung; (local models) a mean "
+        "token log-probability below the rung's threshold (`logprob_thresholds`).",
+    )
+    logprob_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Model name → mean token log-probability (nats per token, ≤ 0) below "
+        "which that rung's answer escalates as `logprob`; 0 turns the check off for the "
+        "model. A model not listed uses the threshold calibrated for its weights (package "
+        "data `routing/data/logprob_thresholds.json`, by model version: SmolLM2-135M's), "
+        "else none. Only local models report log-probabilities.",
     )
     refusal_patterns: Path | None = Field(
         None,
@@ -637,6 +646,17 @@ class Settings(BaseSettings):
                         f"routing.ladders.{ladder}[{i}]: {rung!r} is not a configured model "
                         f"(models: {', '.join(sorted(self.models))})"
                     )
+        for model, threshold in r.logprob_thresholds.items():
+            if model not in names:
+                raise ValueError(
+                    f"routing.logprob_thresholds.{model}: not a configured model "
+                    f"(models: {', '.join(sorted(self.models))})"
+                )
+            if not threshold <= 0:
+                raise ValueError(
+                    f"routing.logprob_thresholds.{model}: {threshold} is not a log-probability "
+                    "(nats per token, ≤ 0; 0 turns the check off)"
+                )
         ladders = {"default": [self.default_model], **r.ladders}
         for task, p in [*r.policy.items(), ("unclassified", r.unclassified)]:
             where = f"routing.policy.{task}" if task != "unclassified" else "routing.unclassified"
