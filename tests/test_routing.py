@@ -65,6 +65,14 @@ ladder = "default"
 first_rung = 1
 reasoning = true
 
+[routing.policy.math]     # the built-in policy starts mathematics and lookups at rung 1
+first_rung = 0
+reasoning = true
+logprob = true
+
+[routing.policy.lookup]
+first_rung = {lookup_rung}
+
 [models.small]
 backend = "fake"
 default = true
@@ -135,8 +143,11 @@ def rungs() -> dict[str, FakeBackend]:
     }
 
 
-def routed_live(tmp_path: Path, classifier: FakeTaskClassifier | None, extra: str = "") -> Live:
-    cfg = write_config(tmp_path / "boundgate.toml", CONFIG.format(data=tmp_path / "data") + extra)
+def routed_live(
+    tmp_path: Path, classifier: FakeTaskClassifier | None, extra: str = "", lookup_rung: int = 0
+) -> Live:
+    text = CONFIG.format(data=tmp_path / "data", lookup_rung=lookup_rung) + extra
+    cfg = write_config(tmp_path / "boundgate.toml", text)
     meter = FakeMeter(wh=0.001)
     app = build_app(
         load_settings(cfg),
@@ -249,11 +260,7 @@ def test_a_truncation_the_client_asked_for_is_kept(live: Live) -> None:
 
 
 def test_the_last_rung_answers_whatever_it_says(tmp_path: Path) -> None:
-    live = routed_live(
-        tmp_path,
-        FakeTaskClassifier(TASKS),
-        '\n[routing.policy.lookup]\nladder = "default"\nfirst_rung = 2\n',
-    )
+    live = routed_live(tmp_path, FakeTaskClassifier(TASKS), lookup_rung=2)
     try:
         live.gateway.backends["large"].answers = small_answers  # the top rung refuses too
         r = chat(live, LOOKUP)
@@ -656,13 +663,40 @@ def test_plan_runs_the_classifier_and_follows_the_policy() -> None:
         req = GenerationRequest(model=model, messages=[Message("user", text)])
         return asyncio.run(router.plan(req))
 
-    p = plan(MATH)
-    assert (p.task, p.ladder, p.rungs, p.top, p.reasoning) == (
-        "math", "default", ("s", "l"), "l", True,
+    p = plan(MATH)  # the built-in policy: mathematics from rung 1, with the logprob check
+    assert (p.task, p.ladder, p.rungs, p.top, p.reasoning, p.logprob) == (
+        "math", "default", ("l",), "l", True, True,
     )  # fmt: skip
-    assert plan("hello").task == "conversation" and not plan("hello").reasoning
+    hello = plan("hello")
+    assert hello.task == "conversation" and not hello.reasoning and not hello.logprob
+    assert hello.rungs == ("s", "l")
     with pytest.raises(ModelNotFoundError):
         plan(MATH, "auto:nope")
+
+
+def test_the_built_in_policy_fits_a_one_rung_ladder_and_survives_configuring_a_task() -> None:
+    one_rung = Router(
+        RoutingSettings(),  # no ladders: the default ladder is the default model alone
+        EnergySettings(),
+        default_model="s",
+        aliases={},
+        classifier=FakeTaskClassifier({MATH: Task.MATH}),
+    )
+    req = GenerationRequest(model="auto", messages=[Message("user", MATH)])
+    assert asyncio.run(one_rung.plan(req)).rungs == ("s",)  # rung 1 clamped to the top
+    configured = RoutingSettings(policy={"code": {"first_rung": 1}})
+    assert configured.policy["math"].first_rung == 1 and configured.policy["math"].logprob
+    assert configured.policy["code"].first_rung == 1 and not configured.policy["code"].logprob
+
+
+def test_the_logprob_check_applies_to_the_tasks_whose_policy_says_so(tmp_path: Path) -> None:
+    live = routed_live(tmp_path, FakeTaskClassifier({**TASKS, UNSURE: Task.CREATIVE}), LOGPROB)
+    try:  # a creative answer with a low log-probability is only a less predictable text
+        r = chat(live, UNSURE)
+        assert r.headers["x-boundgate-route"] == "small;answered"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
 
 def test_refusal_patterns_can_come_from_a_file(tmp_path: Path) -> None:

@@ -517,7 +517,8 @@ class Gateway:
                 rreq = dataclasses.replace(req, model=name, passthrough={**req.passthrough})
                 self.reasoning_cap(backend, rreq)
                 last = i == len(plan.rungs) - 1
-                threshold = None if last else self.router.logprob_threshold(backend)
+                check_logprob = plan.logprob and not last
+                threshold = self.router.logprob_threshold(backend) if check_logprob else None
                 rreq.report_logprob = threshold is not None
 
                 def check(

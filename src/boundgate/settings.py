@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -517,18 +518,47 @@ ESCALATION_TRIGGERS: tuple[Trigger, ...] = ("empty", "length", "refusal", "error
 class TaskPolicy(_Section):
     ladder: str = Field("default", description="The ladder (a key of routing.ladders) to use.")
     first_rung: int = Field(
-        0, ge=0, description="Index of the first rung to try (0 = the ladder's smallest model)."
+        0,
+        ge=0,
+        description="Index of the first rung to try (0 = the ladder's smallest model). A "
+        "configured value must be a rung of the ladder; the built-in default policy's rung 1 "
+        "means the top rung on a one-rung ladder.",
     )
     reasoning: bool = Field(
         False,
         description="Whether reasoning (reasoning_effort above none) is allowed for the task; "
         "kept in the route plan for the reasoning budget, routing itself does not use it.",
     )
+    # set on the built-in default policy's entries (not configured ones): their rung is
+    # clamped to the ladder instead of being checked against it
+    _builtin: bool = PrivateAttr(False)
+    logprob: bool = Field(
+        False,
+        description="Whether the log-probability check (`logprob` in routing.escalate_on) "
+        "applies to the task's answers. Its thresholds were calibrated on questions with one "
+        "right answer (arithmetic, conversions, facts), where a low log-probability means a "
+        "likely wrong answer; for writing, rewriting or conversation it only means a less "
+        "predictable text.",
+    )
 
 
 def _default_policy() -> dict[str, TaskPolicy]:
-    # Reasoning helps mostly with mathematics and code (issue #15); everything starts small.
-    return {t: TaskPolicy(reasoning=t in ("math", "code")) for t in TASK_NAMES}
+    # bench/routing.py (bench/RESULTS.md, "Routing"): SmolLM2-135M keeps too many wrong
+    # answers to arithmetic, conversions and facts (67.5 % accuracy with every task on it,
+    # 88.8 % with the log-probability check), so mathematics and lookups start one rung up
+    # (100 % at 28 % of always-top-rung energy). Reasoning helps mostly with mathematics and
+    # code (issue #15).
+    policy = {
+        t: TaskPolicy(
+            first_rung=1 if t in ("math", "lookup") else 0,
+            reasoning=t in ("math", "code"),
+            logprob=t in ("math", "lookup"),
+        )
+        for t in TASK_NAMES
+    }
+    for p in policy.values():
+        p._builtin = True
+    return policy
 
 
 class RoutingSettings(_Section):
@@ -545,13 +575,22 @@ class RoutingSettings(_Section):
     policy: dict[str, TaskPolicy] = Field(
         default_factory=_default_policy,
         description="Task (math, code, lookup, rewrite, creative, conversation) → ladder, "
-        "first rung and whether reasoning is allowed; a task not listed uses `unclassified`.",
+        "first rung, whether reasoning is allowed and whether the log-probability check "
+        "applies. A task not configured keeps the built-in policy: mathematics and lookups "
+        "from rung 1 (the top rung on a one-rung ladder) with the log-probability check, the "
+        "rest from rung 0; reasoning for mathematics and code.",
     )
     unclassified: TaskPolicy = Field(
         default_factory=TaskPolicy,
-        description="The policy when no task classifier is configured (or a task is not in "
-        "`policy`).",
+        description="The policy when no task classifier is configured (the task is unknown).",
     )
+
+    @field_validator("policy", mode="after")
+    @classmethod
+    def _keep_default_policy(cls, policy: dict[str, TaskPolicy]) -> dict[str, TaskPolicy]:
+        # configuring one task's policy leaves the others' built-in policies in place
+        return {**_default_policy(), **policy}
+
     escalate_on: list[Trigger] = Field(
         list(ESCALATION_TRIGGERS),
         description="What sends a request to the next rung: an empty answer; a `length` "
@@ -666,7 +705,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{where}.ladder: no ladder {p.ladder!r} (ladders: {', '.join(ladders)})"
                 )
-            if p.first_rung >= len(ladders[p.ladder]):
+            # the built-in policy's rung is clamped to the ladder (Router.plan)
+            if not p._builtin and p.first_rung >= len(ladders[p.ladder]):
                 raise ValueError(
                     f"{where}.first_rung: {p.first_rung} is past the last rung of ladder "
                     f"{p.ladder!r} ({len(ladders[p.ladder])} rungs)"

@@ -84,6 +84,7 @@ class RoutePlan:
     top: str
     reasoning: bool
     probability: float | None = None  # the classifier's probability for ``task``
+    logprob: bool = False  # the task's policy applies the log-probability check
 
 
 @dataclass
@@ -217,8 +218,15 @@ class Router:
             if ladder != policy.ladder:
                 first = 0
         rungs = self.ladders[ladder]
+        first = min(first, len(rungs) - 1)  # the default policy's rung 1 on a one-rung ladder
         return RoutePlan(
-            task, ladder, rungs[first:], rungs[-1], policy.reasoning, probability=probability
+            task,
+            ladder,
+            rungs[first:],
+            rungs[-1],
+            policy.reasoning,
+            probability=probability,
+            logprob=policy.logprob,
         )
 
     def escalation(
