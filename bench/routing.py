@@ -4,20 +4,22 @@ A mixed workload of 100 requests: arithmetic (30) and unit conversions (20) with
 answers, capitals from a bundled table (30, ``data/routing_facts.tsv``), and creative (10) and
 rewrite (10) prompts without one. Each arm sends the same requests through a real gateway
 (HTTP, SQLite ledger, reuse off so every request is generated) and reads energy from the
-ledger:
+ledger.
 
 Arms (``--arm``, a name is ``<policy>-<classifier>[-nolp]``):
 
 - ``top``: every request names the ladder's top rung;
-- policy ``auto``: the default policy table (every task starts at the bottom rung);
-  ``tuned``: lookups start at rung 1; ``cautious``: lookups and mathematics start at rung 1
-  (only creative and rewrite prompts start at the bottom);
+- policy ``auto``: the built-in policy table (mathematics and lookups start at rung 1, the
+  other tasks at the bottom rung); ``bottom``: every task starts at the bottom rung (the
+  built-in policy before this benchmark); ``tuned``: lookups start at rung 1, mathematics at
+  the bottom;
 - classifier ``oracle``: the workload's own task labels (``FakeTaskClassifier``);
   ``real``: the gateway's own classifier (``EmbeddingTaskClassifier``, MiniLM + the shipped
   linear layer, built by the gateway as for any user); ``unclassified``: none (every request
   follows ``routing.unclassified``, the bottom rung);
 - ``-nolp``: the log-probability trigger off (``routing.escalate_on`` without ``logprob``);
-  without it the trigger is on, with the threshold shipped for SmolLM2's weights
+  without it the trigger is on for the tasks whose policy applies it (mathematics and
+  lookups), with the threshold shipped for SmolLM2's weights
   (``routing/data/logprob_thresholds.json``). The scripted rungs report no log-probabilities,
   so on the ``fake`` ladder the trigger never fires.
 
@@ -230,21 +232,26 @@ params_b = 70
 """
 
 POLICIES = {
+    # the built-in policy: mathematics and lookups from rung 1 (with the log-probability
+    # check), creative, rewrite, code and conversation from rung 0
     "default": "",
-    "tuned": """
-[routing.policy.lookup]
-ladder = "default"
-first_rung = 1
-""",
-    "cautious": """
-[routing.policy.lookup]
-ladder = "default"
-first_rung = 1
-
+    # every task from the bottom rung (the built-in policy before this benchmark decided it)
+    "bottom": """
 [routing.policy.math]
-ladder = "default"
-first_rung = 1
+first_rung = 0
 reasoning = true
+logprob = true
+
+[routing.policy.lookup]
+first_rung = 0
+logprob = true
+""",
+    # lookups from rung 1, mathematics from the bottom
+    "tuned": """
+[routing.policy.math]
+first_rung = 0
+reasoning = true
+logprob = true
 """,
 }
 
@@ -360,16 +367,13 @@ def run_arm(ladder: str, arm: str, items: list[Item]) -> ArmResult:
 
 ARMS = (
     "top",
-    "auto-oracle-nolp",
-    "auto-oracle",
+    "bottom-real-nolp",
+    "bottom-real",
+    "tuned-real",
     "auto-real-nolp",
     "auto-real",
+    "auto-oracle",
     "auto-unclassified",
-    "tuned-real",
-    "cautious-oracle-nolp",
-    "cautious-oracle",
-    "cautious-real-nolp",
-    "cautious-real",
 )
 
 
