@@ -17,8 +17,9 @@ first answer that passes the cheap checks of :meth:`Router.escalation`:
 - ``error``: the rung failed with a 5xx-class error (upstream down, queue full, timeout),
   reported as ``error``, or the prompt does not fit its context window, reported as
   ``context``;
-- ``logprob``: (local models) the answer's mean token log-probability is below the rung's
-  threshold (:meth:`Router.logprob_threshold`): ``routing.logprob_thresholds``, else the value
+- ``logprob``: (local models, tasks whose policy sets ``logprob``: by default mathematics
+  and lookups) the answer's mean token log-probability is below the rung's threshold
+  (:meth:`Router.logprob_threshold`): ``routing.logprob_thresholds``, else the value
   calibrated for the model's weights by ``training/logprob_calibration.py`` and shipped in
   ``data/logprob_thresholds.json``.
 
