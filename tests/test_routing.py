@@ -689,6 +689,21 @@ def test_the_built_in_policy_fits_a_one_rung_ladder_and_survives_configuring_a_t
     assert configured.policy["code"].first_rung == 1 and not configured.policy["code"].logprob
 
 
+def test_the_built_in_policy_survives_the_settings_round_trip_to_workers(tmp_path: Path) -> None:
+    """``serve --workers`` hands each worker the settings as JSON: the built-in policy's
+    rung 1 on a one-rung ladder must still be taken as the built-in one (clamped), while a
+    configured rung past the ladder stays an error."""
+    from boundgate.settings import Settings
+
+    cfg = write_config(tmp_path / "b.toml", '[models.small]\nbackend = "fake"\ndefault = true\n')
+    settings = load_settings(cfg)
+    again = Settings(**json.loads(settings.model_dump_json()))
+    assert again.routing.policy["math"].first_rung == 1
+    with pytest.raises(ValueError, match=r"routing\.policy\.math\.first_rung"):
+        Settings(**{**json.loads(settings.model_dump_json()),
+                    "routing": {"policy": {"math": {"first_rung": 2}}}})  # fmt: skip
+
+
 def test_the_logprob_check_applies_to_the_tasks_whose_policy_says_so(tmp_path: Path) -> None:
     live = routed_live(tmp_path, FakeTaskClassifier({**TASKS, UNSURE: Task.CREATIVE}), LOGPROB)
     try:  # a creative answer with a low log-probability is only a less predictable text

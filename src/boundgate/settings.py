@@ -24,7 +24,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -529,9 +528,6 @@ class TaskPolicy(_Section):
         description="Whether reasoning (reasoning_effort above none) is allowed for the task; "
         "kept in the route plan for the reasoning budget, routing itself does not use it.",
     )
-    # set on the built-in default policy's entries (not configured ones): their rung is
-    # clamped to the ladder instead of being checked against it
-    _builtin: bool = PrivateAttr(False)
     logprob: bool = Field(
         False,
         description="Whether the log-probability check (`logprob` in routing.escalate_on) "
@@ -556,8 +552,6 @@ def _default_policy() -> dict[str, TaskPolicy]:
         )
         for t in TASK_NAMES
     }
-    for p in policy.values():
-        p._builtin = True
     return policy
 
 
@@ -697,6 +691,7 @@ class Settings(BaseSettings):
                     "(nats per token, ≤ 0; 0 turns the check off)"
                 )
         ladders = {"default": [self.default_model], **r.ladders}
+        builtin_policy = {t: p.model_dump() for t, p in _default_policy().items()}
         for task, p in [*r.policy.items(), ("unclassified", r.unclassified)]:
             where = f"routing.policy.{task}" if task != "unclassified" else "routing.unclassified"
             if task not in (*TASK_NAMES, "unclassified"):
@@ -705,8 +700,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{where}.ladder: no ladder {p.ladder!r} (ladders: {', '.join(ladders)})"
                 )
-            # the built-in policy's rung is clamped to the ladder (Router.plan)
-            if not p._builtin and p.first_rung >= len(ladders[p.ladder]):
+            # the built-in policy's rung is clamped to the ladder (Router.plan); it is told
+            # by its values, which survive the settings' JSON round trip to workers
+            builtin = task in builtin_policy and p.model_dump() == builtin_policy[task]
+            if not builtin and p.first_rung >= len(ladders[p.ladder]):
                 raise ValueError(
                     f"{where}.first_rung: {p.first_rung} is past the last rung of ladder "
                     f"{p.ladder!r} ({len(ladders[p.ladder])} rungs)"
