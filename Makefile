@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install dev serve test lint format bench soak clean pair-model wordnet-antonyms task-classifier
+.PHONY: install dev serve test lint format bench soak clean pair-model wordnet-antonyms task-classifier logprob-calibration
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -65,6 +65,10 @@ pair-model: $(VENV)/.train
 # deterministic). The result is committed; run again after editing task_prompts.jsonl.
 task-classifier: install
 	$(BIN)/python training/task_classifier.py
+
+# the log-probability trigger's threshold for the packaged SmolLM2 (issue #15; a few minutes)
+logprob-calibration: install
+	$(BIN)/python training/logprob_calibration.py
 
 bench: dev
 	$(BIN)/python bench/local_generation.py

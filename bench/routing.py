@@ -4,16 +4,24 @@ A mixed workload of 100 requests: arithmetic (30) and unit conversions (20) with
 answers, capitals from a bundled table (30, ``data/routing_facts.tsv``), and creative (10) and
 rewrite (10) prompts without one. Each arm sends the same requests through a real gateway
 (HTTP, SQLite ledger, reuse off so every request is generated) and reads energy from the
-ledger:
+ledger.
+
+Arms (``--arm``, a name is ``<policy>-<classifier>[-nolp]``):
 
 - ``top``: every request names the ladder's top rung;
-- ``auto``: ``model: "auto"`` with the workload's own task labels as the classifier (an oracle:
-  no trained classifier exists on this branch; the real one is issue #15's other half);
-- ``auto-unclassified``: ``model: "auto"`` with no classifier (every request starts at the
-  bottom rung);
-- ``auto-tuned``: as ``auto``, with the policy starting lookups at rung 1;
-- ``auto-cautious``: as ``auto``, with lookups and mathematics starting at rung 1 (only
-  creative and rewrite prompts start at the bottom).
+- policy ``auto``: the built-in policy table (mathematics and lookups start at rung 1, the
+  other tasks at the bottom rung); ``bottom``: every task starts at the bottom rung (the
+  built-in policy before this benchmark); ``tuned``: lookups start at rung 1, mathematics at
+  the bottom;
+- classifier ``oracle``: the workload's own task labels (``FakeTaskClassifier``);
+  ``real``: the gateway's own classifier (``EmbeddingTaskClassifier``, MiniLM + the shipped
+  linear layer, built by the gateway as for any user); ``unclassified``: none (every request
+  follows ``routing.unclassified``, the bottom rung);
+- ``-nolp``: the log-probability trigger off (``routing.escalate_on`` without ``logprob``);
+  without it the trigger is on for the tasks whose policy applies it (mathematics and
+  lookups), with the threshold shipped for SmolLM2's weights
+  (``routing/data/logprob_thresholds.json``). The scripted rungs report no log-probabilities,
+  so on the ``fake`` ladder the trigger never fires.
 
 Ladders (``--ladder``):
 
@@ -38,6 +46,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import json
 import random
 import re
 import sys
@@ -194,6 +203,10 @@ queue_size = 200
 
 [reuse]
 enabled = false
+embedder = "{embedder}"
+
+[routing]
+escalate_on = {escalate_on}
 
 [dashboard]
 enabled = false
@@ -219,29 +232,35 @@ params_b = 70
 """
 
 POLICIES = {
+    # the built-in policy: mathematics and lookups from rung 1 (with the log-probability
+    # check), creative, rewrite, code and conversation from rung 0
     "default": "",
-    "tuned": """
-[routing.policy.lookup]
-ladder = "default"
-first_rung = 1
-""",
-    "cautious": """
-[routing.policy.lookup]
-ladder = "default"
-first_rung = 1
-
+    # every task from the bottom rung (the built-in policy before this benchmark decided it)
+    "bottom": """
 [routing.policy.math]
-ladder = "default"
-first_rung = 1
+first_rung = 0
 reasoning = true
+logprob = true
+
+[routing.policy.lookup]
+first_rung = 0
+logprob = true
+""",
+    # lookups from rung 1, mathematics from the bottom
+    "tuned": """
+[routing.policy.math]
+first_rung = 0
+reasoning = true
+logprob = true
 """,
 }
 
 
 def build(
-    tmp: Path, ladder: str, items: list[Item], policy: str, classify: bool
+    tmp: Path, ladder: str, items: list[Item], policy: str, classifier: str, logprob: bool
 ) -> tuple[Any, dict[str, Backend]]:
     bottom = "tiny" if ladder == "fake" else "smollm2-135m"
+    triggers = ["empty", "length", "refusal", "error"] + (["logprob"] if logprob else [])
     text = CONFIG.format(
         data=tmp / "data",
         max_tokens=MAX_TOKENS,
@@ -250,6 +269,9 @@ def build(
         # one thread: on a shared 2-core machine llama.cpp's second thread mostly waits
         bottom_extra="" if ladder == "fake" else "n_ctx = 512\nn_threads = 1",
         policy=POLICIES[policy],
+        # without the MiniLM embedder the gateway builds no classifier (unclassified)
+        embedder="hash" if classifier == "unclassified" else "minilm",
+        escalate_on=json.dumps(triggers),
     )
     (tmp / "b.toml").write_text(text)
     settings = load_settings(tmp / "b.toml")
@@ -266,8 +288,11 @@ def build(
         from boundgate.assembly import build_backend
 
         backends = {bottom: build_backend(bottom, settings.models[bottom], settings), **backends}
-    classifier = FakeTaskClassifier({it.prompt: it.task for it in items}) if classify else None
-    app = build_app(settings, backends=backends, task_classifier=classifier)
+    # "real" and "unclassified": None, so the gateway builds its own (or none, with "hash")
+    oracle = FakeTaskClassifier({it.prompt: it.task for it in items})
+    app = build_app(
+        settings, backends=backends, task_classifier=oracle if classifier == "oracle" else None
+    )
     return app, backends
 
 
@@ -279,20 +304,29 @@ class ArmResult:
     known: int
     answered_by: dict[str, int]
     escalations: dict[str, int]
+    tasks: dict[str, int]  # the task the gateway classified each request as
     methods: set[str]
     seconds: float
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind → [right, known]
 
 
+def parse_arm(arm: str) -> tuple[str, str, bool]:
+    """``<policy>-<classifier>[-nolp]`` → (policy, classifier, log-probability trigger on)."""
+    if arm == "top":
+        return "default", "oracle", False
+    parts = arm.split("-")
+    policy = {"auto": "default"}.get(parts[0], parts[0])
+    return policy, parts[1], parts[-1] != "nolp"
+
+
 def run_arm(ladder: str, arm: str, items: list[Item]) -> ArmResult:
-    policy = {"auto-tuned": "tuned", "auto-cautious": "cautious"}.get(arm, "default")
-    classify = arm != "auto-unclassified"
+    policy, classifier, logprob = parse_arm(arm)
     model = "large" if arm == "top" else "auto"
     with tempfile.TemporaryDirectory() as d:
-        app, _ = build(Path(d), ladder, items, policy, classify)
+        app, _ = build(Path(d), ladder, items, policy, classifier, logprob)
         t0 = time.monotonic()
         with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=600) as http:
-            result = ArmResult(arm, [], 0, 0, {}, {}, set(), 0.0)
+            result = ArmResult(arm, [], 0, 0, {}, {}, {}, set(), 0.0)
             for i, it in enumerate(items):
                 if i % 10 == 0:
                     print(f"  {arm}: {i}/{len(items)}", file=sys.stderr, flush=True)
@@ -309,6 +343,10 @@ def run_arm(ladder: str, arm: str, items: list[Item]) -> ArmResult:
                 result.wh.append(float(j["boundgate"]["energy_wh"]))
                 result.methods.add(j["boundgate"]["energy_method"])
                 result.answered_by[j["model"]] = result.answered_by.get(j["model"], 0) + 1
+                task = j["boundgate"].get("task")
+                if task is not None:
+                    key = "right" if task == str(it.task) else "wrong"
+                    result.tasks[key] = result.tasks.get(key, 0) + 1
                 for step in r.headers.get("x-boundgate-route", "").split(", "):
                     if "escalated=" in step:
                         reason = step.split("escalated=")[1]
@@ -327,7 +365,16 @@ def run_arm(ladder: str, arm: str, items: list[Item]) -> ArmResult:
     return result
 
 
-ARMS = ("top", "auto", "auto-unclassified", "auto-tuned", "auto-cautious")
+ARMS = (
+    "top",
+    "bottom-real-nolp",
+    "bottom-real",
+    "tuned-real",
+    "auto-real-nolp",
+    "auto-real",
+    "auto-oracle",
+    "auto-unclassified",
+)
 
 
 def main() -> None:
@@ -341,9 +388,9 @@ def main() -> None:
               f"{sum(it.answer is not None for it in items)} with known answers)\n")  # fmt: skip
         print(
             "| arm | Wh/request | vs top | accuracy | vs top | by kind | answered by "
-            "| escalations | method | s |"
+            "| escalations | task right | method | s |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         top: ArmResult | None = None  # the first arm is the reference: run "top" first
         for arm in args.arm or ARMS:
             print(f"running {ladder}/{arm} ...", file=sys.stderr)
@@ -356,10 +403,12 @@ def main() -> None:
             by = ", ".join(f"{k} {v}" for k, v in sorted(r.answered_by.items()))
             esc = ", ".join(f"{k} {v}" for k, v in sorted(r.escalations.items())) or "–"
             kinds = ", ".join(f"{k} {a}/{n}" for k, (a, n) in sorted(r.by_kind.items()))
+            tasks = r.tasks.get("right", 0)
+            classified = f"{tasks}/{sum(r.tasks.values())}" if r.tasks else "–"
             print(
                 f"| {arm} | {per:.4g} | {100 * per / top_per:.1f} % | {r.right}/{r.known} = "
                 f"{100 * acc:.1f} % | {100 * acc / top_acc:.1f} % | {kinds} | {by} | {esc} | "
-                f"{'+'.join(sorted(r.methods))} | {r.seconds:.0f} |",
+                f"{classified} | {'+'.join(sorted(r.methods))} | {r.seconds:.0f} |",
                 flush=True,
             )
 

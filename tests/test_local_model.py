@@ -237,3 +237,41 @@ def test_empty_prompts_are_answered_not_500(local_live: Live, prompt: Any, strea
     assert r.headers["x-boundgate-reuse"] == "bypass"
     if stream:
         assert r.text.rstrip().endswith("data: [DONE]")
+
+
+def test_the_mean_token_logprob_of_a_real_answer() -> None:
+    """The log-probability trigger's measurement (issue #15) on the packaged model: asked for,
+    a greedy answer carries its mean token log-probability (nats per token: ≤ 0, and above
+    the log of a uniform guess over SmolLM2's 49,152-token vocabulary, -10.8); not asked for,
+    none. The shipped calibration is for these very weights."""
+    import asyncio
+    import math
+
+    from boundgate.backends.base import CancelToken, GenerationRequest, Message
+    from boundgate.backends.llama_cpp import LlamaCppBackend
+    from boundgate.routing.ladder import load_logprob_thresholds
+
+    async def run() -> tuple[Any, Any, str]:
+        backend = LlamaCppBackend("smollm2-135m", n_ctx=256, n_threads=1, queue_size=1)
+        await backend.start()
+        try:
+            req = GenerationRequest(
+                model="smollm2-135m",
+                messages=[Message("user", "What is the capital of France?")],
+                max_tokens=8,
+                temperature=0.0,
+                report_logprob=True,
+            )
+            scored = await backend.complete(req, CancelToken())
+            req.report_logprob = False
+            plain = await backend.complete(req, CancelToken())
+        finally:
+            await backend.aclose()
+        return scored, plain, backend.version
+
+    scored, plain, version = asyncio.run(run())
+    assert scored.text == plain.text  # scoring does not change what is generated
+    assert scored.mean_token_logprob is not None
+    assert -math.log(49152) < scored.mean_token_logprob <= 0
+    assert plain.mean_token_logprob is None
+    assert version in load_logprob_thresholds()

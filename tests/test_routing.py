@@ -32,6 +32,7 @@ CREATIVE = "Write a haiku about rain."
 REWRITE = "Summarise the following text: the cat sat on the mat."
 CODE = "Write a Python function that reverses a string."
 BROKEN = "Tell me about the weather."  # the small rung fails with 503
+UNSURE = "What is 17 times 23?"  # the small rung answers wrong, with a low log-probability
 
 TASKS = {
     MATH: Task.MATH,
@@ -40,6 +41,7 @@ TASKS = {
     REWRITE: Task.REWRITE,
     CODE: Task.CODE,
     BROKEN: Task.CONVERSATION,
+    UNSURE: Task.MATH,
 }
 
 CONFIG = """
@@ -62,6 +64,14 @@ short = ["medium", "large"]
 ladder = "default"
 first_rung = 1
 reasoning = true
+
+[routing.policy.math]     # the built-in policy starts mathematics and lookups at rung 1
+first_rung = 0
+reasoning = true
+logprob = true
+
+[routing.policy.lookup]
+first_rung = {lookup_rung}
 
 [models.small]
 backend = "fake"
@@ -90,7 +100,14 @@ def small_answers(question: str) -> str:
         return " ".join(["cat"] * 40)  # runs into the 16-token default limit
     if question == BROKEN:
         raise ServiceUnavailableError("the small model's queue is full")
+    if question == UNSURE:
+        return "The answer is 381."
     return "small answer"
+
+
+def small_logprobs(question: str) -> float:
+    """The small rung's mean token log-probability (nats per token), when asked for it."""
+    return -2.5 if question == UNSURE else -0.2
 
 
 def medium_answers(question: str) -> str:
@@ -118,14 +135,19 @@ def top_rung_estimate(params_b: float, usage: Usage, pue: float) -> Measurement:
 
 def rungs() -> dict[str, FakeBackend]:
     return {
-        "small": FakeBackend("small", params_b=0.135, answers=small_answers),
+        "small": FakeBackend(
+            "small", params_b=0.135, answers=small_answers, logprobs=small_logprobs
+        ),
         "medium": FakeBackend("medium", params_b=8, answers=medium_answers),
         "large": FakeBackend("large", params_b=70, answers=large_answers),
     }
 
 
-def routed_live(tmp_path: Path, classifier: FakeTaskClassifier | None, extra: str = "") -> Live:
-    cfg = write_config(tmp_path / "boundgate.toml", CONFIG.format(data=tmp_path / "data") + extra)
+def routed_live(
+    tmp_path: Path, classifier: FakeTaskClassifier | None, extra: str = "", lookup_rung: int = 0
+) -> Live:
+    text = CONFIG.format(data=tmp_path / "data", lookup_rung=lookup_rung) + extra
+    cfg = write_config(tmp_path / "boundgate.toml", text)
     meter = FakeMeter(wh=0.001)
     app = build_app(
         load_settings(cfg),
@@ -238,11 +260,7 @@ def test_a_truncation_the_client_asked_for_is_kept(live: Live) -> None:
 
 
 def test_the_last_rung_answers_whatever_it_says(tmp_path: Path) -> None:
-    live = routed_live(
-        tmp_path,
-        FakeTaskClassifier(TASKS),
-        '\n[routing.policy.lookup]\nladder = "default"\nfirst_rung = 2\n',
-    )
+    live = routed_live(tmp_path, FakeTaskClassifier(TASKS), lookup_rung=2)
     try:
         live.gateway.backends["large"].answers = small_answers  # the top rung refuses too
         r = chat(live, LOOKUP)
@@ -367,6 +385,44 @@ def test_report_and_admin_ledger_show_right_sizing(live: Live) -> None:
     assert "boundgate_routing_avoided_energy_joules_total" in metrics
 
 
+# --- the log-probability trigger ------------------------------------------------------------
+
+LOGPROB = "\n[routing.logprob_thresholds]\nsmall = -1.0\n"
+
+
+def test_a_low_logprob_answer_escalates_and_is_not_stored(tmp_path: Path) -> None:
+    live = routed_live(tmp_path, FakeTaskClassifier(TASKS), LOGPROB)
+    try:
+        r = chat(live, UNSURE, temperature=0)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-boundgate-route"] == "small;escalated=logprob, medium;answered"
+        assert r.json()["choices"][0]["message"]["content"] == f"medium answer to {UNSURE}"
+        row = live.ledger()[r.headers["x-request-id"]]
+        assert row.route == "small;escalated=logprob, medium;answered"
+        metrics = live.http.get("/metrics").text
+        assert 'boundgate_routing_escalations_total{from_model="small",reason="logprob"} 1.0' in (
+            metrics
+        )
+        # a confident answer of the same rung is kept
+        r = chat(live, MATH, temperature=0)
+        assert r.headers["x-boundgate-route"] == "small;answered"
+        # the unsure answer was not stored: a repeat asks the small rung again (a stored
+        # answer has no log-probability to check) and the medium rung's own answer is reused
+        r = chat(live, UNSURE, temperature=0)
+        assert r.headers["x-boundgate-route"] == "small;escalated=logprob, medium;reused"
+        assert backend(live, "small").calls == 3
+        assert backend(live, "medium").calls == 1
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_without_a_threshold_a_low_logprob_answer_is_kept(live: Live) -> None:
+    r = chat(live, UNSURE)  # the fake rungs' versions have no shipped calibration
+    assert r.headers["x-boundgate-route"] == "small;answered"
+    assert r.json()["choices"][0]["message"]["content"] == "The answer is 381."
+
+
 # --- reuse --------------------------------------------------------------------------------
 
 
@@ -475,6 +531,8 @@ def test_without_a_classifier_requests_are_unclassified(tmp_path: Path) -> None:
         ("[routing.policy.math]\nfirst_rung = 3\n", "routing.policy.math.first_rung"),
         ('[routing.policy.poetry]\nladder = "default"\n', "routing.policy.poetry"),
         ('[routing]\nauto_model = "small"\n', "routing.auto_model"),
+        ("[routing.logprob_thresholds]\nmissing = -1.0\n", "routing.logprob_thresholds.missing"),
+        ("[routing.logprob_thresholds]\nsmall = 0.5\n", "routing.logprob_thresholds.small"),
     ],
 )
 def test_bad_routing_config_is_a_config_error_naming_the_setting(
@@ -558,6 +616,46 @@ def test_triggers_can_be_turned_off() -> None:
     assert router.escalation(_c("I cannot help with that."), 16, False) is None
 
 
+def _lp(text: str, mean: float | None) -> Completion:
+    return Completion(text, "stop", Usage(5, 3), mean)
+
+
+@pytest.mark.parametrize(
+    ("completion", "threshold", "reason"),
+    [
+        (_lp("381", -2.5), -1.0, "logprob"),
+        (_lp("391", -0.2), -1.0, None),
+        (_lp("391", -1.0), -1.0, None),  # at the threshold: kept (below escalates)
+        (_lp("391", None), -1.0, None),  # reused or upstream: no log-probability, kept
+        (_lp("391", -2.5), None, None),  # the rung has no threshold
+        (_lp("", -2.5), -1.0, "empty"),  # the cheaper checks name the reason first
+        (_lp("I cannot help with that.", -3.0), -1.0, "refusal"),
+    ],
+)
+def test_the_logprob_check(completion: Completion, threshold: float | None, reason: str) -> None:
+    assert _router().escalation(completion, 16, False, threshold) == reason
+
+
+def test_a_rungs_logprob_threshold_comes_from_settings_else_the_shipped_calibration() -> None:
+    from boundgate.routing.ladder import load_logprob_thresholds
+
+    shipped = load_logprob_thresholds()
+    assert shipped and all(t < 0 for t in shipped.values())
+    version, calibrated = next(iter(shipped.items()))
+    local = FakeBackend("s", version=version)
+    other = FakeBackend("l", version="another-model@sha256:0")
+    assert _router().logprob_threshold(local) == calibrated
+    assert _router().logprob_threshold(other) is None
+    configured = _router(logprob_thresholds={"s": -1.5, "l": -0.9})
+    assert configured.logprob_threshold(local) == -1.5
+    assert configured.logprob_threshold(other) == -0.9
+    assert _router(logprob_thresholds={"s": 0.0}).logprob_threshold(local) is None  # off
+    off = _router(escalate_on=["empty", "length", "refusal", "error"])
+    assert off.logprob_threshold(local) is None
+    local.remote = True  # an upstream model reports no log-probabilities
+    assert _router().logprob_threshold(local) is None
+
+
 def test_plan_runs_the_classifier_and_follows_the_policy() -> None:
     router = _router()
 
@@ -565,13 +663,55 @@ def test_plan_runs_the_classifier_and_follows_the_policy() -> None:
         req = GenerationRequest(model=model, messages=[Message("user", text)])
         return asyncio.run(router.plan(req))
 
-    p = plan(MATH)
-    assert (p.task, p.ladder, p.rungs, p.top, p.reasoning) == (
-        "math", "default", ("s", "l"), "l", True,
+    p = plan(MATH)  # the built-in policy: mathematics from rung 1, with the logprob check
+    assert (p.task, p.ladder, p.rungs, p.top, p.reasoning, p.logprob) == (
+        "math", "default", ("l",), "l", True, True,
     )  # fmt: skip
-    assert plan("hello").task == "conversation" and not plan("hello").reasoning
+    hello = plan("hello")
+    assert hello.task == "conversation" and not hello.reasoning and not hello.logprob
+    assert hello.rungs == ("s", "l")
     with pytest.raises(ModelNotFoundError):
         plan(MATH, "auto:nope")
+
+
+def test_the_built_in_policy_fits_a_one_rung_ladder_and_survives_configuring_a_task() -> None:
+    one_rung = Router(
+        RoutingSettings(),  # no ladders: the default ladder is the default model alone
+        EnergySettings(),
+        default_model="s",
+        aliases={},
+        classifier=FakeTaskClassifier({MATH: Task.MATH}),
+    )
+    req = GenerationRequest(model="auto", messages=[Message("user", MATH)])
+    assert asyncio.run(one_rung.plan(req)).rungs == ("s",)  # rung 1 clamped to the top
+    configured = RoutingSettings(policy={"code": {"first_rung": 1}})
+    assert configured.policy["math"].first_rung == 1 and configured.policy["math"].logprob
+    assert configured.policy["code"].first_rung == 1 and not configured.policy["code"].logprob
+
+
+def test_the_built_in_policy_survives_the_settings_round_trip_to_workers(tmp_path: Path) -> None:
+    """``serve --workers`` hands each worker the settings as JSON: the built-in policy's
+    rung 1 on a one-rung ladder must still be taken as the built-in one (clamped), while a
+    configured rung past the ladder stays an error."""
+    from boundgate.settings import Settings
+
+    cfg = write_config(tmp_path / "b.toml", '[models.small]\nbackend = "fake"\ndefault = true\n')
+    settings = load_settings(cfg)
+    again = Settings(**json.loads(settings.model_dump_json()))
+    assert again.routing.policy["math"].first_rung == 1
+    with pytest.raises(ValueError, match=r"routing\.policy\.math\.first_rung"):
+        Settings(**{**json.loads(settings.model_dump_json()),
+                    "routing": {"policy": {"math": {"first_rung": 2}}}})  # fmt: skip
+
+
+def test_the_logprob_check_applies_to_the_tasks_whose_policy_says_so(tmp_path: Path) -> None:
+    live = routed_live(tmp_path, FakeTaskClassifier({**TASKS, UNSURE: Task.CREATIVE}), LOGPROB)
+    try:  # a creative answer with a low log-probability is only a less predictable text
+        r = chat(live, UNSURE)
+        assert r.headers["x-boundgate-route"] == "small;answered"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
 
 def test_refusal_patterns_can_come_from_a_file(tmp_path: Path) -> None:

@@ -431,11 +431,19 @@ class Gateway:
         return self.router is not None and self.router.is_auto(req.model)
 
     async def _run_rung(
-        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, cancel: CancelToken
-    ) -> tuple[Completion, Measurement, Lookup | None]:
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        cancel: CancelToken,
+        check: Callable[[Completion], str | None],
+    ) -> tuple[Completion, Measurement, Lookup | None, str | None]:
         """One rung of an auto request through the normal pipeline (reuse lookup in the
         rung's own scope, else generate, meter and remember): its answer, the energy it took
-        (lookup included) and the lookup (``lookup.entry`` set: the answer was reused)."""
+        (lookup included), the lookup (``lookup.entry`` set: the answer was reused) and why
+        ``check`` sends it to the next rung (None: keep it). An answer escalated as
+        ``logprob`` is not remembered: a stored answer has no log-probabilities, so a later
+        lookup could not check it again and would serve it."""
         t0 = self.clock.monotonic()
         token = self.reuse_meter.start() if self.reuse_meter is not None else None
         lookup = await self._lookup(ctx, req, backend)
@@ -447,7 +455,8 @@ class Gateway:
             await self.reuse.note_hit(lookup, self.asker(ctx, req))
             e = lookup.entry
             spent = lookup_m or Measurement(0.0, 0.0, 0.0, "estimate")
-            return Completion(e.answer, e.finish_reason, usage_of(e)), spent, lookup
+            reused = Completion(e.answer, e.finish_reason, usage_of(e))
+            return reused, spent, lookup, check(reused)
         limit = backend.context_length
         if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
             raise ContextLengthExceededError(
@@ -460,10 +469,12 @@ class Gateway:
         mtoken = meter.start()
         completion = await backend.complete(req, cancel)
         m = self._measure(meter, mtoken, backend, completion.usage, self.clock.monotonic() - t1)
-        await self._remember(
-            ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
-        )
-        return completion, combine(m, lookup_m), lookup
+        reason = check(completion)
+        if reason != "logprob":
+            await self._remember(
+                ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
+            )
+        return completion, combine(m, lookup_m), lookup, reason
 
     async def _route(
         self, ctx: RequestContext, req: GenerationRequest, *, stream: bool
@@ -506,8 +517,25 @@ class Gateway:
                 rreq = dataclasses.replace(req, model=name, passthrough={**req.passthrough})
                 self.reasoning_cap(backend, rreq)
                 last = i == len(plan.rungs) - 1
+                check_logprob = plan.logprob and not last
+                threshold = self.router.logprob_threshold(backend) if check_logprob else None
+                rreq.report_logprob = threshold is not None
+
+                def check(
+                    c: Completion,
+                    router: Router = self.router,
+                    limit: int = rreq.max_tokens,
+                    last: bool = last,
+                    threshold: float | None = threshold,
+                ) -> str | None:
+                    if last:  # the last rung's answer is kept whatever it is
+                        return None
+                    return router.escalation(c, limit, client_limit, threshold)
+
                 try:
-                    completion, m, lookup = await self._run_rung(ctx, rreq, backend, cancel)
+                    completion, m, lookup, reason = await self._run_rung(
+                        ctx, rreq, backend, cancel, check
+                    )
                 except BoundgateError as err:
                     reason = None if last else self.router.escalates_error(err)
                     if reason is None:
@@ -522,8 +550,6 @@ class Gateway:
                     reasoned += completion.usage.reasoning_tokens
                 prompt_tokens += completion.usage.prompt_tokens
                 completion_tokens += completion.usage.completion_tokens
-                reason = self.router.escalation(completion, rreq.max_tokens, client_limit)
-                reason = None if last else reason
                 if reason is not None:
                     route.escalated(name, reason)
                     self.metrics.routing_escalations.labels(from_model=name, reason=reason).inc()

@@ -529,25 +529,49 @@ def _default_models() -> dict[str, ModelSettings]:
 
 # The six task kinds of ``routing/tasks.py`` (``Task``), spelled here so settings import nothing.
 TASK_NAMES = ("math", "code", "lookup", "rewrite", "creative", "conversation")
-Trigger = Literal["empty", "length", "refusal", "error"]
-ESCALATION_TRIGGERS: tuple[Trigger, ...] = ("empty", "length", "refusal", "error")
+Trigger = Literal["empty", "length", "refusal", "error", "logprob"]
+ESCALATION_TRIGGERS: tuple[Trigger, ...] = ("empty", "length", "refusal", "error", "logprob")
 
 
 class TaskPolicy(_Section):
     ladder: str = Field("default", description="The ladder (a key of routing.ladders) to use.")
     first_rung: int = Field(
-        0, ge=0, description="Index of the first rung to try (0 = the ladder's smallest model)."
+        0,
+        ge=0,
+        description="Index of the first rung to try (0 = the ladder's smallest model). A "
+        "configured value must be a rung of the ladder; the built-in default policy's rung 1 "
+        "means the top rung on a one-rung ladder.",
     )
     reasoning: bool = Field(
         False,
         description="Whether reasoning (reasoning_effort above none) is allowed for the task; "
         "kept in the route plan for the reasoning budget, routing itself does not use it.",
     )
+    logprob: bool = Field(
+        False,
+        description="Whether the log-probability check (`logprob` in routing.escalate_on) "
+        "applies to the task's answers. Its thresholds were calibrated on questions with one "
+        "right answer (arithmetic, conversions, facts), where a low log-probability means a "
+        "likely wrong answer; for writing, rewriting or conversation it only means a less "
+        "predictable text.",
+    )
 
 
 def _default_policy() -> dict[str, TaskPolicy]:
-    # Reasoning helps mostly with mathematics and code (issue #15); everything starts small.
-    return {t: TaskPolicy(reasoning=t in ("math", "code")) for t in TASK_NAMES}
+    # bench/routing.py (bench/RESULTS.md, "Routing"): SmolLM2-135M keeps too many wrong
+    # answers to arithmetic, conversions and facts (67.5 % accuracy with every task on it,
+    # 88.8 % with the log-probability check), so mathematics and lookups start one rung up
+    # (100 % at 28 % of always-top-rung energy). Reasoning helps mostly with mathematics and
+    # code (issue #15).
+    policy = {
+        t: TaskPolicy(
+            first_rung=1 if t in ("math", "lookup") else 0,
+            reasoning=t in ("math", "code"),
+            logprob=t in ("math", "lookup"),
+        )
+        for t in TASK_NAMES
+    }
+    return policy
 
 
 class RoutingSettings(_Section):
@@ -564,18 +588,36 @@ class RoutingSettings(_Section):
     policy: dict[str, TaskPolicy] = Field(
         default_factory=_default_policy,
         description="Task (math, code, lookup, rewrite, creative, conversation) → ladder, "
-        "first rung and whether reasoning is allowed; a task not listed uses `unclassified`.",
+        "first rung, whether reasoning is allowed and whether the log-probability check "
+        "applies. A task not configured keeps the built-in policy: mathematics and lookups "
+        "from rung 1 (the top rung on a one-rung ladder) with the log-probability check, the "
+        "rest from rung 0; reasoning for mathematics and code.",
     )
     unclassified: TaskPolicy = Field(
         default_factory=TaskPolicy,
-        description="The policy when no task classifier is configured (or a task is not in "
-        "`policy`).",
+        description="The policy when no task classifier is configured (the task is unknown).",
     )
+
+    @field_validator("policy", mode="after")
+    @classmethod
+    def _keep_default_policy(cls, policy: dict[str, TaskPolicy]) -> dict[str, TaskPolicy]:
+        # configuring one task's policy leaves the others' built-in policies in place
+        return {**_default_policy(), **policy}
+
     escalate_on: list[Trigger] = Field(
         list(ESCALATION_TRIGGERS),
         description="What sends a request to the next rung: an empty answer; a `length` "
         "finish the client's own max_tokens did not cause; a refusal (package data "
-        "`routing/data/refusals.txt`); a 5xx-class error of the rung.",
+        "`routing/data/refusals.txt`); a 5xx-class error of the rung; (local models) a mean "
+        "token log-probability below the rung's threshold (`logprob_thresholds`).",
+    )
+    logprob_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Model name → mean token log-probability (nats per token, ≤ 0) below "
+        "which that rung's answer escalates as `logprob`; 0 turns the check off for the "
+        "model. A model not listed uses the threshold calibrated for its weights (package "
+        "data `routing/data/logprob_thresholds.json`, by model version: SmolLM2-135M's), "
+        "else none. Only local models report log-probabilities.",
     )
     refusal_patterns: Path | None = Field(
         None,
@@ -656,7 +698,19 @@ class Settings(BaseSettings):
                         f"routing.ladders.{ladder}[{i}]: {rung!r} is not a configured model "
                         f"(models: {', '.join(sorted(self.models))})"
                     )
+        for model, threshold in r.logprob_thresholds.items():
+            if model not in names:
+                raise ValueError(
+                    f"routing.logprob_thresholds.{model}: not a configured model "
+                    f"(models: {', '.join(sorted(self.models))})"
+                )
+            if not threshold <= 0:
+                raise ValueError(
+                    f"routing.logprob_thresholds.{model}: {threshold} is not a log-probability "
+                    "(nats per token, ≤ 0; 0 turns the check off)"
+                )
         ladders = {"default": [self.default_model], **r.ladders}
+        builtin_policy = {t: p.model_dump() for t, p in _default_policy().items()}
         for task, p in [*r.policy.items(), ("unclassified", r.unclassified)]:
             where = f"routing.policy.{task}" if task != "unclassified" else "routing.unclassified"
             if task not in (*TASK_NAMES, "unclassified"):
@@ -665,7 +719,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{where}.ladder: no ladder {p.ladder!r} (ladders: {', '.join(ladders)})"
                 )
-            if p.first_rung >= len(ladders[p.ladder]):
+            # the built-in policy's rung is clamped to the ladder (Router.plan); it is told
+            # by its values, which survive the settings' JSON round trip to workers
+            builtin = task in builtin_policy and p.model_dump() == builtin_policy[task]
+            if not builtin and p.first_rung >= len(ladders[p.ladder]):
                 raise ValueError(
                     f"{where}.first_rung: {p.first_rung} is past the last rung of ladder "
                     f"{p.ladder!r} ({len(ladders[p.ladder])} rungs)"

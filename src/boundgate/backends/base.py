@@ -45,6 +45,10 @@ class GenerationRequest:
     # Reasoning models only: the most reasoning tokens this request may use (set by the
     # gateway from reasoning_effort; local backends enforce it). None: no cap.
     max_reasoning_tokens: int | None = None
+    # Set by the router for a rung with a log-probability threshold: report the answer's
+    # mean token log-probability (``Completion.mean_token_logprob``). Backends that cannot
+    # (upstream servers) ignore it and report None.
+    report_logprob: bool = False
 
     def text_bytes(self) -> int:
         """UTF-8 size of the input: an upper bound on its token count for BPE vocabularies."""
@@ -66,18 +70,26 @@ class Usage:
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of streamed output. The last chunk has ``finish_reason`` and ``usage``."""
+    """A piece of streamed output. The last chunk has ``finish_reason`` and ``usage``, and
+    ``mean_token_logprob`` when the request set ``report_logprob`` and the backend can."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    mean_token_logprob: float | None = None
 
 
 @dataclass(frozen=True)
 class Completion:
+    """A whole answer. ``mean_token_logprob``: the mean natural-log probability (nats per
+    token, ≤ 0) the model gave the tokens it generated, unscaled by temperature or sampling
+    filters; None when not asked for (``report_logprob``), not available (upstream models,
+    reused answers) or no token was scored."""
+
     text: str
     finish_reason: str
     usage: Usage
+    mean_token_logprob: float | None = None
 
 
 class CancelToken:
@@ -130,13 +142,16 @@ class Backend(ABC):
         parts: list[str] = []
         finish = "stop"
         usage = Usage(0, 0)
+        logprob: float | None = None
         async for chunk in self.generate(req, cancel):
             parts.append(chunk.text)
             if chunk.finish_reason is not None:
                 finish = chunk.finish_reason
             if chunk.usage is not None:
                 usage = chunk.usage
-        return Completion("".join(parts), finish, usage)
+            if chunk.mean_token_logprob is not None:
+                logprob = chunk.mean_token_logprob
+        return Completion("".join(parts), finish, usage, logprob)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load weights / open connections. Called once before serving."""

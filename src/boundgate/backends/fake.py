@@ -62,7 +62,10 @@ class FakeBackend(Backend):
     ``answers`` scripts what it says: question → answer text (split into one token a word and
     cut at ``max_tokens`` with ``finish_reason: "length"``), e.g. a small rung that is right
     on arithmetic and refuses lookups (tests, ``bench/routing.py``). Without it the answer is
-    :func:`fake_answer` of the question's meaning."""
+    :func:`fake_answer` of the question's meaning. ``logprobs`` scripts its confidence:
+    question → the answer's mean token log-probability (nats per token), reported on the last
+    chunk when the request sets ``report_logprob``, as ``LlamaCppBackend`` does; without it
+    the fake reports none, like an upstream model."""
 
     kind = "fake"
 
@@ -77,9 +80,11 @@ class FakeBackend(Backend):
         reasoning: bool = False,
         thinking_tokens: int = 0,
         answers: Callable[[str], str] | None = None,
+        logprobs: Callable[[str], float] | None = None,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
         self.answers = answers
+        self.logprobs = logprobs
         if version is not None:
             self.version = version
         # a simulated reasoning model: ``thinking_tokens`` tokens between <think> and
@@ -116,9 +121,11 @@ class FakeBackend(Backend):
                 await asyncio.sleep(self.token_delay_s)
             yield Chunk(text=w)
         finish = "length" if len(words) == req.max_tokens else "stop"
+        scored = req.report_logprob and self.logprobs is not None and bool(words)
         yield Chunk(
             finish_reason="cancelled" if cancel.cancelled else finish,
             usage=Usage(max(1, req.text_bytes() // 4), len(words)),
+            mean_token_logprob=self.logprobs(question) if scored and self.logprobs else None,
         )
 
     async def _reason(

@@ -8,6 +8,10 @@ The chat template is applied here (not inside ``create_chat_completion``) so the
 tokenized once, up front: that gives exact prompt-token usage, which llama-cpp-python's
 streaming API does not report, and lets an over-long prompt fail with 400
 ``context_length_exceeded`` before it takes a place in the queue.
+
+When the request sets ``report_logprob`` (the router does, for a rung with a log-probability
+threshold), a logits processor (:class:`TokenLogprobs`) scores each generated token and the
+last chunk carries the answer's mean token log-probability.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import ContextLengthExceededError, ServiceUnavailableError
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
@@ -59,6 +65,34 @@ def params_from_gguf(llm: Any, fallback: float) -> float:
     except Exception:  # pragma: no cover - older bindings
         return fallback
     return n / 1e9 if n > 0 else fallback
+
+
+class TokenLogprobs:
+    """A llama.cpp logits processor that sums the log-probability of each token sampled.
+
+    llama.cpp calls it before each sampling step with the tokens so far and the model's raw
+    next-token logits (before temperature and the top-k/top-p filters, which come later in the
+    sampler chain). The distribution of one call scores the token that step produced, the
+    last of ``input_ids`` at the next call, so the last token sampled is not scored: an
+    answer that ends at the end-of-text token has every text token scored, one cut by
+    ``max_tokens`` or a stop string all but its last. Cost: a log-sum-exp over the vocabulary
+    (49,152 entries for SmolLM2) per token. Use one instance per ``create_completion`` call.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0  # nats
+        self.count = 0
+        self._pending: tuple[Any, float] | None = None  # (logits copy, log-sum-exp)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self._pending is not None and len(input_ids):
+            logits, lse = self._pending
+            self.total += float(logits[int(input_ids[-1])]) - lse
+            self.count += 1
+        logits = np.array(scores, dtype=np.float64)
+        top = float(logits.max())
+        self._pending = (logits, top + float(np.log(np.exp(logits - top).sum())))
+        return scores
 
 
 _DONE = object()
@@ -213,6 +247,7 @@ class LlamaCppBackend(Backend):
             if self.reasoning:
                 budget = ThinkBudget(req.max_reasoning_tokens, thinking=opens_thinking)
             prompt, generated = tokens, ""
+            scored_total, scored = 0.0, 0  # nats over tokens scored (report_logprob)
             try:
                 while True:
                     if budget is not None and budget.must_cut():
@@ -227,6 +262,7 @@ class LlamaCppBackend(Backend):
                             finish = "length"
                             break
                     cut = False
+                    recorder = TokenLogprobs() if req.report_logprob else None
                     stream = self._llm.create_completion(
                         prompt,
                         max_tokens=max_tokens - produced,
@@ -235,6 +271,7 @@ class LlamaCppBackend(Backend):
                         stop=stop or None,
                         seed=req.seed,
                         stream=True,
+                        logits_processor=[recorder] if recorder is not None else None,
                     )
                     for part in stream:
                         if cancel.cancelled:
@@ -252,10 +289,14 @@ class LlamaCppBackend(Backend):
                                 cut = True
                                 break
                     stream.close()
+                    if recorder is not None:
+                        scored_total += recorder.total
+                        scored += recorder.count
                     if not cut:
                         break
                 reasoning = budget.reasoning_tokens if budget is not None else 0
-                put(queue.put_nowait, (_DONE, finish, produced, reasoning))
+                mean = scored_total / scored if scored else None
+                put(queue.put_nowait, (_DONE, finish, produced, reasoning, mean))
             except BaseException as exc:  # delivered to the awaiting coroutine
                 put(queue.put_nowait, exc)
             finally:
@@ -276,11 +317,12 @@ class LlamaCppBackend(Backend):
                 elif isinstance(item, BaseException):
                     raise item
                 else:
-                    _, finish, produced, reasoning = item
+                    _, finish, produced, reasoning, mean = item
                     completed = True
                     yield Chunk(
                         finish_reason=finish,
                         usage=Usage(len(tokens), produced, reasoning),
+                        mean_token_logprob=mean,
                     )
                     return
         finally:

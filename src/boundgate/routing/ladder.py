@@ -16,10 +16,14 @@ first answer that passes the cheap checks of :meth:`Router.escalation`:
   ``data/refusals.txt``);
 - ``error``: the rung failed with a 5xx-class error (upstream down, queue full, timeout),
   reported as ``error``, or the prompt does not fit its context window, reported as
-  ``context``.
+  ``context``;
+- ``logprob``: (local models, tasks whose policy sets ``logprob``: by default mathematics
+  and lookups) the answer's mean token log-probability is below the rung's threshold
+  (:meth:`Router.logprob_threshold`): ``routing.logprob_thresholds``, else the value
+  calibrated for the model's weights by ``training/logprob_calibration.py`` and shipped in
+  ``data/logprob_thresholds.json``.
 
-The last rung's answer is returned whatever it is. A mean token log-probability trigger is not
-implemented (no calibration was done; see docs/routing.md).
+The last rung's answer is returned whatever it is.
 
 What right-sizing saved (:meth:`Route.savings`): the energy the ladder's top rung would have
 spent on the answer is the counterfactual, from the top rung's measured energy profile on this
@@ -34,12 +38,13 @@ own avoided energy).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from ..backends.base import Completion, GenerationRequest
+from ..backends.base import Backend, Completion, GenerationRequest
 from ..energy import Measurement
 from ..errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
 from ..settings import EnergySettings, RoutingSettings, TaskPolicy
@@ -60,6 +65,15 @@ def load_refusal_patterns(path: Path | None = None) -> list[re.Pattern[str]]:
     return [re.compile(ln, re.IGNORECASE) for ln in lines if ln and not ln.startswith("#")]
 
 
+def load_logprob_thresholds() -> dict[str, float]:
+    """The shipped calibrated thresholds: model version (``Backend.version``) → mean token
+    log-probability (nats per token) below which an answer escalates. Written by
+    ``training/logprob_calibration.py``; each entry of the file also says how it was fitted."""
+    path = resources.files("boundgate.routing").joinpath("data/logprob_thresholds.json")
+    data = json.loads(path.read_text())
+    return {version: float(entry["threshold_nats"]) for version, entry in data["models"].items()}
+
+
 @dataclass(frozen=True)
 class RoutePlan:
     """Where an auto request starts: its task, ladder, the rungs to try (first rung onward,
@@ -71,6 +85,7 @@ class RoutePlan:
     top: str
     reasoning: bool
     probability: float | None = None  # the classifier's probability for ``task``
+    logprob: bool = False  # the task's policy applies the log-probability check
 
 
 @dataclass
@@ -152,6 +167,22 @@ class Router:
         }
         self.triggers = frozenset(settings.escalate_on)
         self.refusals = load_refusal_patterns(settings.refusal_patterns)
+        self.calibrated_logprob = load_logprob_thresholds()
+        self.aliases = aliases
+
+    def logprob_threshold(self, backend: Backend) -> float | None:
+        """The mean token log-probability (nats per token) below which ``backend``'s answer
+        escalates as ``logprob``, or None (the trigger is off, or the model has no threshold):
+        ``routing.logprob_thresholds`` by model name (0 turns it off), else the calibrated value
+        shipped for the backend's version, else None. Upstream models report no
+        log-probabilities, so only local rungs are checked."""
+        if "logprob" not in self.triggers or backend.remote:
+            return None
+        configured = self.settings.logprob_thresholds
+        for name, threshold in configured.items():
+            if self.aliases.get(name, name) == backend.name:
+                return threshold if threshold < 0 else None
+        return self.calibrated_logprob.get(backend.version)
 
     def is_auto(self, model: str | None) -> bool:
         return model is not None and (
@@ -188,13 +219,29 @@ class Router:
             if ladder != policy.ladder:
                 first = 0
         rungs = self.ladders[ladder]
+        first = min(first, len(rungs) - 1)  # the default policy's rung 1 on a one-rung ladder
         return RoutePlan(
-            task, ladder, rungs[first:], rungs[-1], policy.reasoning, probability=probability
+            task,
+            ladder,
+            rungs[first:],
+            rungs[-1],
+            policy.reasoning,
+            probability=probability,
+            logprob=policy.logprob,
         )
 
-    def escalation(self, completion: Completion, max_tokens: int, client_limit: bool) -> str | None:
+    def escalation(
+        self,
+        completion: Completion,
+        max_tokens: int,
+        client_limit: bool,
+        logprob_threshold: float | None = None,
+    ) -> str | None:
         """Why this answer should go to the next rung, or None to keep it. ``max_tokens`` is
-        the limit the rung ran with; ``client_limit`` whether the client set it."""
+        the limit the rung ran with; ``client_limit`` whether the client set it;
+        ``logprob_threshold`` the rung's (:meth:`logprob_threshold`, nats per token). An
+        answer without a mean log-probability (reused, upstream) passes the log-probability
+        check."""
         text = completion.text
         if "empty" in self.triggers and not text.strip():
             return "empty"
@@ -208,6 +255,9 @@ class Router:
             opening = text[:REFUSAL_WINDOW_CHARS]
             if any(p.search(opening) for p in self.refusals):
                 return "refusal"
+        mean = completion.mean_token_logprob
+        if logprob_threshold is not None and mean is not None and mean < logprob_threshold:
+            return "logprob"
         return None
 
     def escalates_error(self, err: BoundgateError) -> str | None:
