@@ -164,7 +164,7 @@ async def metrics(request: Request) -> Response:
 async def report(
     request: Request,
     ctx: Annotated[RequestContext, Depends(admin_context)],
-    since: Annotated[float | None, Query(description="unix seconds")] = None,
+    since: Annotated[float | None, Query(description="unix seconds", allow_inf_nan=False)] = None,
 ) -> dict[str, Any]:
     """Totals per tenant and model (admin)."""
     rows = await gateway_of(request).store.report(since)
@@ -175,7 +175,7 @@ async def report(
 async def ledger(
     request: Request,
     ctx: Annotated[RequestContext, Depends(admin_context)],
-    since: Annotated[float | None, Query(description="unix seconds")] = None,
+    since: Annotated[float | None, Query(description="unix seconds", allow_inf_nan=False)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     """Ledger rows, newest first (admin)."""
