@@ -214,7 +214,12 @@ def test_client_disconnect_cancels_generation(tmp_path: Path) -> None:
 def test_models_health_ready_metrics(local_live: Live) -> None:
     models = local_live.openai().models.list()
     # the configured model, then the auto names (the default ladder: the default model)
-    assert [m.id for m in models.data] == ["smollm2-135m", "auto", "auto:default"]
+    assert [m.id for m in models.data] == [
+        "smollm2-135m",
+        "auto",
+        "auto:default",
+        "all-MiniLM-L6-v2",
+    ]
     assert local_live.http.get("/healthz").json() == {"status": "ok"}
     ready = local_live.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["models"] == {"smollm2-135m": True}

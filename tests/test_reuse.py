@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, assert_error, fake_settings, wait_until
 
 Q = "How do I reset my password?"
 
@@ -275,6 +275,39 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert err["param"] == "input" and "input 1 " in err["message"]
     r = fake_live.http.post("/v1/embeddings", json={"input": long, "truncate": True})
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 128
+
+
+def test_the_embeddings_model_is_listed_in_models(fake_live: Live) -> None:
+    """OpenAI lists its embedding models in ``GET /v1/models``; ours was missing, so a client
+    choosing a model from the list could not find the one ``/v1/embeddings`` serves."""
+    listed = {m.id: m for m in fake_live.openai().models.list().data}
+    assert "all-MiniLM-L6-v2" in listed
+    entry = fake_live.http.get("/v1/models").json()["data"]
+    mini = next(m for m in entry if m["id"] == "all-MiniLM-L6-v2")
+    assert mini["object"] == "model" and mini["owned_by"] == "boundgate"
+    info = mini["boundgate"]
+    assert info["backend"] == "onnx" and info["dimensions"] == 384
+    assert info["context_length"] == 128 and info["default"] is False
+    assert info["version"].startswith("all-MiniLM-L6-v2-int8@")
+    assert "energy_profile" not in info  # metered per request, no per-token profile
+    one = fake_live.http.get("/v1/models/all-MiniLM-L6-v2")
+    assert one.status_code == 200 and one.json()["id"] == "all-MiniLM-L6-v2"
+    # it embeds, it does not generate: a chat request naming it is told so
+    r = fake_live.http.post(
+        "/v1/chat/completions",
+        json={"model": "all-MiniLM-L6-v2", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    err = assert_error(r, 404, param="model", code="model_not_found")
+    assert "/v1/embeddings" in err["message"]
+
+
+def test_models_leave_out_the_embeddings_model_when_reuse_is_off(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.reuse.enabled = False
+    with Live.in_process(build_app(settings)) as live:
+        ids = [m["id"] for m in live.http.get("/v1/models").json()["data"]]
+        assert "all-MiniLM-L6-v2" not in ids and "fake" in ids
+        assert_error(live.http.get("/v1/models/all-MiniLM-L6-v2"), 404, code="model_not_found")
 
 
 def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
