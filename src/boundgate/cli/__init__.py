@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
 from ..settings import ConfigError, Settings, describe, load_settings
+from .console import err as err
+from .console import out as out
 
 if TYPE_CHECKING:
     import httpx
@@ -34,8 +35,6 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-out = Console()
-err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
