@@ -103,6 +103,26 @@ def test_unknown_route_and_method(fake_live: Live) -> None:
     assert_error(fake_live.http.get("/v1/chat/completions"), 405)
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        # issue #13.5: named `prompt.str` (pydantic's union branch) instead of `prompt`
+        ({"prompt": 5}, "prompt"),
+        ({"prompt": None}, "prompt"),
+        ({"prompt": [5]}, "prompt[0]"),
+        ({}, "prompt"),
+        ({"prompt": "x", "stop": [1]}, "stop[0]"),
+        ({"prompt": "x", "echo": "yes"}, "echo"),
+    ],
+)
+def test_completions_bad_parameters_are_400_with_param(
+    fake_live: Live, body: dict[str, Any], param: str
+) -> None:
+    r = fake_live.http.post("/v1/completions", json=body)
+    err = assert_error(r, 400, param=param, code="invalid_value")
+    assert err["message"].startswith(f"{param}: ")
+
+
 def test_completions_rejects_several_prompts(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/completions", json={"prompt": ["a", "b"]})
     assert_error(r, 400, param="prompt")

@@ -339,3 +339,46 @@ def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
     shorter = go(n - 1)
     assert shorter.headers["x-boundgate-reuse"] == "miss"
     assert shorter.json()["usage"]["completion_tokens"] <= n - 1
+
+
+def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) -> None:
+    """Issue #13.1 with the newer name of the limit: an answer cut at 3 tokens is served only
+    at exactly that limit, never to a request allowing more."""
+    q = "Which river flows through Vienna?"
+    cut = ask(fake_live, q, max_completion_tokens=3, seed=2)
+    assert cut.json()["choices"][0]["finish_reason"] == "length"
+    again = ask(fake_live, q, max_completion_tokens=3, seed=2)
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"
+    more = ask(fake_live, q, max_completion_tokens=60, seed=2)
+    assert more.headers["x-boundgate-reuse"] == "miss"
+    assert more.json()["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path: Path) -> None:
+    """Issue #13.1 for reuse by meaning: a paraphrase whose limit (in the same limit class,
+    so the same scope) is below the stored answer's length is computed, not served."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.prior = False
+    settings.reuse.error_bound = 0.5
+    settings.reuse.initial_threshold = 0.8
+    settings.reuse.min_observations = 1
+    settings.reuse.verify_rate = 0.0
+    with Live.in_process(build_app(settings)) as live:
+        fake = live.gateway.backends["fake"]
+        paraphrases = [
+            "How can I reset my password?",
+            "How do I reset my password?",
+            "How should I reset my password?",
+            "How would I reset my password?",
+        ]
+        fake.meanings = {q: "reset password" for q in paraphrases}
+        first = ask(live, paraphrases[0], max_tokens=60)
+        n = first.json()["usage"]["completion_tokens"]
+        assert first.json()["choices"][0]["finish_reason"] == "stop" and 3 < n < 60
+        ask(live, paraphrases[1], max_tokens=60)  # verified: the first label
+        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        hit = ask(live, paraphrases[2], max_tokens=60)
+        assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
+        short = ask(live, paraphrases[3], max_tokens=n - 1)
+        assert short.headers["x-boundgate-reuse"] == "miss"
+        assert short.json()["usage"]["completion_tokens"] <= n - 1
