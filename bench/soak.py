@@ -18,6 +18,10 @@ Every ``--window`` requests it reads the server's VmRSS and open descriptors
 window, and the summary the growth per 10k requests after the first (warm-up) window.
 
     python bench/soak.py --duration 1800 [--concurrency 4] [--window 10000]
+
+``--tracemalloc N`` runs the server under tracemalloc (N frames per allocation; it runs
+several times slower), takes a snapshot at each window and prints what grew most from the
+first window's snapshot to the last, by the line that allocated it (and its callers).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -55,7 +60,13 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def soak(
-    base: str, pid: int, duration_s: float, concurrency: int, window: int, new_share: float
+    base: str,
+    pid: int,
+    duration_s: float,
+    concurrency: int,
+    window: int,
+    new_share: float,
+    snapshots: Path | None = None,
 ) -> None:
     rng = random.Random(1)
     pool = [f"What is fact number {i} about the history of energy?" for i in range(300)]
@@ -116,6 +127,8 @@ async def soak(
                         (sent, proc_rss_mb(pid), proc_fds(pid), pct(lat, 0.5), pct(lat, 0.99), {})
                     )
                     lat.clear()
+                    if snapshots is not None:
+                        await snapshot(pid, snapshots, len(rows) - 1)
 
         await asyncio.gather(*[worker() for _ in range(concurrency)])
     print(f"\n# Soak: {sent} requests in {duration_s:.0f} s, {concurrency} clients\n")
@@ -132,6 +145,40 @@ async def soak(
             f"{statistics.median(r[4] for r in rows) * 1000:.1f} ms"
         )
     print(f"outcomes: {json.dumps(dict(sorted(kinds.items())))}")
+    if snapshots is not None and len(rows) >= 2:
+        grown(snapshots, 0, len(rows) - 1, rows[-1][0] - rows[0][0])
+
+
+async def snapshot(pid: int, where: Path, n: int) -> None:
+    """Ask the traced server for snapshot ``n`` and wait until it is written."""
+    os.kill(pid, signal.SIGUSR1)
+    # the server process writes the marker: nothing in this loop to wait on but the file
+    while not (where / f"snap-{n}.done").exists():  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+
+
+def grown(where: Path, first: int, last: int, requests: int, top: int = 15) -> None:
+    """The allocation sites that grew most between two snapshots (per 10k requests)."""
+    import tracemalloc
+
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+    a = tracemalloc.Snapshot.load(str(where / f"snap-{first}.pickle")).filter_traces(ignore)
+    b = tracemalloc.Snapshot.load(str(where / f"snap-{last}.pickle")).filter_traces(ignore)
+    diff = b.compare_to(a, "traceback")
+    total = sum(d.size_diff for d in diff)
+    per = 10_000 / max(1, requests)
+    print(
+        f"\n# tracemalloc: traced memory {total / 2**20 * per:+.2f} MB per 10k requests "
+        f"from window {first + 1} to {last + 1}; the sites that grew most:\n"
+    )
+    for d in diff[:top]:
+        print(f"{d.size_diff / 1024 * per:+9.1f} KB/10k  {d.count_diff * per:+8.0f} blocks/10k")
+        for line in d.traceback.format(limit=6, most_recent_first=True):
+            print("    " + line)
 
 
 async def batch(client: httpx.AsyncClient, n: int) -> None:
@@ -171,6 +218,13 @@ def main() -> None:
         help="share of requests asking a new question (stored: memory grows by design); 0: "
         "repeats only, so any steady RSS growth is a leak",
     )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="run the server under tracemalloc with this many frames; print what grew",
+    )
     args = ap.parse_args()
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,7 +249,14 @@ default = true
 """
         )
         upstream = Proc([PY, "-m", "boundgate.backends.fake", "--port", str(up_port)])
-        server = Proc([str(bin_dir / "boundgate"), "serve", "--config", str(cfg)])
+        snapshots = Path(tmp) / "snapshots" if args.tracemalloc else None
+        if snapshots is not None:
+            snapshots.mkdir()
+            traced = Path(__file__).with_name("_traced_serve.py")
+            cmd = [PY, str(traced), str(snapshots), str(args.tracemalloc)]
+        else:
+            cmd = [str(bin_dir / "boundgate")]
+        server = Proc([*cmd, "serve", "--config", str(cfg)])
         try:
             upstream.wait_http(f"http://127.0.0.1:{up_port}/v1/models")
             server.wait_http(f"http://127.0.0.1:{port}/readyz")
@@ -207,6 +268,7 @@ default = true
                     args.concurrency,
                     args.window,
                     min(0.60, max(0.0, args.new_share)),
+                    snapshots,
                 )
             )
         finally:

@@ -248,3 +248,64 @@ default = true
         assert len(ledger) == 1  # the line ran once
     finally:
         store.close()
+
+
+FAKE_CONFIG = """
+[server]
+data_dir = "{data}"
+
+[models.fake]
+backend = "fake"
+default = true
+"""
+
+
+def test_serve_on_a_port_in_use_is_a_one_line_error_before_any_banner(tmp_path: Path) -> None:
+    """The start banner claimed serving, the start-up ran, and only then did the bind fail,
+    with uvicorn's log line. Now the port is bound first: one error line, exit 1."""
+    cfg = write_config(tmp_path / "b.toml", FAKE_CONFIG.format(data=tmp_path / "data"))
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = subprocess.run(
+            [*CLI, "serve", "--config", str(cfg), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=START_S,
+        )
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "serving" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; another process "
+        "is listening there (choose a port with --port)"
+    ], r.stderr
+
+
+def test_serve_announces_the_port_it_bound(tmp_path: Path) -> None:
+    """``--port 0`` binds a free port: the banner names the one bound, and it answers there."""
+    cfg = write_config(tmp_path / "b.toml", FAKE_CONFIG.format(data=tmp_path / "data"))
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--config", str(cfg), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "serving http://" in line:
+                break
+        banner = seen[-1]
+        url = banner.split("serving ", 1)[1].split()[0].rstrip(";")
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), seen
+        assert not url.startswith("http://127.0.0.1:0/")
+        wait_ready(proc, url.removesuffix("/v1"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

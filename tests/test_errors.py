@@ -103,6 +103,26 @@ def test_unknown_route_and_method(fake_live: Live) -> None:
     assert_error(fake_live.http.get("/v1/chat/completions"), 405)
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        # issue #13.5: named `prompt.str` (pydantic's union branch) instead of `prompt`
+        ({"prompt": 5}, "prompt"),
+        ({"prompt": None}, "prompt"),
+        ({"prompt": [5]}, "prompt[0]"),
+        ({}, "prompt"),
+        ({"prompt": "x", "stop": [1]}, "stop[0]"),
+        ({"prompt": "x", "echo": "yes"}, "echo"),
+    ],
+)
+def test_completions_bad_parameters_are_400_with_param(
+    fake_live: Live, body: dict[str, Any], param: str
+) -> None:
+    r = fake_live.http.post("/v1/completions", json=body)
+    err = assert_error(r, 400, param=param, code="invalid_value")
+    assert err["message"].startswith(f"{param}: ")
+
+
 def test_completions_rejects_several_prompts(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/completions", json={"prompt": ["a", "b"]})
     assert_error(r, 400, param="prompt")
@@ -174,3 +194,65 @@ def test_embeddings_value_errors_say_invalid_value(
     applies (the embeddings endpoint answered ``code: null``)."""
     err = assert_error(fake_live.http.post("/v1/embeddings", json=body), 400, param=param)
     assert err["code"] == "invalid_value"
+
+
+CHAT = '{"messages":[{"role":"user","content":"hi"}],%s}'
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        ("/v1/chat/completions", CHAT % '"temperature":NaN', "temperature"),
+        ("/v1/chat/completions", CHAT % '"temperature":Infinity', "temperature"),
+        ("/v1/chat/completions", CHAT % '"top_p":-Infinity', "top_p"),
+        ("/v1/chat/completions", CHAT % '"temperature":1e999', "temperature"),
+        # parameters passed on to an upstream and free-form objects are checked as well
+        ("/v1/chat/completions", CHAT % '"presence_penalty":NaN', "presence_penalty"),
+        ("/v1/chat/completions", CHAT % '"frequency_penalty":-1e400', "frequency_penalty"),
+        ("/v1/chat/completions", CHAT % '"metadata":{"a":[1,NaN]}', "metadata.a[1]"),
+        ("/v1/chat/completions", CHAT % '"max_tokens":Infinity', "max_tokens"),
+        ("/v1/completions", '{"prompt":"hi","temperature":NaN}', "temperature"),
+        ("/v1/completions", '{"prompt":"hi","logit_bias":{"50256":-Infinity}}', "logit_bias.50256"),
+        ("/v1/embeddings", '{"input":[1,2,NaN]}', "input[2]"),
+    ],
+)
+def test_non_finite_numbers_are_400_naming_the_param(
+    fake_live: Live, path: str, raw: str, param: str
+) -> None:
+    """Python's json reads JSON's non-standard ``NaN``/``Infinity`` (and ``1e999`` as inf);
+    ``temperature: NaN`` was refused as "less than or equal to 2" and ``presence_penalty:
+    NaN`` was accepted. Any non-finite number anywhere in a body is a 400 naming its place."""
+    r = fake_live.http.post(path, content=raw, headers={"content-type": "application/json"})
+    err = assert_error(r, 400, param=param, code="invalid_value")
+    assert err["type"] == "invalid_request_error"
+    assert err["message"].startswith(f"{param}: must be a finite number")
+    row = fake_live.ledger()[r.headers["x-request-id"]]
+    assert row.outcome == "error" and row.status == 400
+
+
+def test_non_finite_numbers_in_batch_lines_are_refused_at_creation(fake_live: Live) -> None:
+    line = (
+        b'{"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": '
+        b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}}\n'
+    )
+    f = fake_live.http.post(
+        "/v1/files", files={"file": ("in.jsonl", line)}, data={"purpose": "batch"}
+    )
+    assert f.status_code == 200, f.text
+    r = fake_live.http.post(
+        "/v1/batches",
+        json={
+            "input_file_id": f.json()["id"],
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+    )
+    err = assert_error(r, 400, param="input_file_id", code="invalid_value")
+    assert "line 1: body.temperature: must be a finite number" in err["message"]
+
+
+@pytest.mark.parametrize("since", ["nan", "inf", "-Infinity"])
+def test_non_finite_query_numbers_are_400(fake_live: Live, since: str) -> None:
+    r = fake_live.http.get("/v1/boundgate/ledger", params={"since": since})
+    err = assert_error(r, 400, param="since", code="invalid_value")
+    assert "finite number" in err["message"]

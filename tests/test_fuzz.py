@@ -6,6 +6,7 @@ escapes). Bounded: a few hundred examples per endpoint on the fake backend."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,8 @@ TEXT = st.one_of(
 NUMBER = st.one_of(
     st.integers(min_value=-(2**63), max_value=2**63),
     st.floats(allow_nan=False, allow_infinity=False),
+    # json.dumps writes these as NaN/Infinity, which Python's json reads back: never a value
+    st.sampled_from([math.nan, math.inf, -math.inf]),
 )
 ANY_SCALAR = st.one_of(st.none(), st.booleans(), NUMBER, TEXT)
 CONTENT = st.one_of(
@@ -101,7 +104,17 @@ def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         yield client
 
 
-def check(r: httpx.Response) -> None:
+def non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(non_finite(v) for v in value)
+    return False
+
+
+def check(r: httpx.Response, body: dict[str, Any]) -> None:
     OUTCOMES[r.status_code // 100] = OUTCOMES.get(r.status_code // 100, 0) + 1
     assert r.status_code < 500, r.text[:500]
     if r.headers.get("content-type", "").startswith("text/event-stream"):
@@ -109,6 +122,11 @@ def check(r: httpx.Response) -> None:
     if r.status_code >= 400:
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"}, err
+    if non_finite(body):  # refused, naming the number (unless the JSON is not Unicode text)
+        assert r.status_code == 400, r.text[:500]
+        if err["code"] != "invalid_json":
+            assert err["code"] == "invalid_value" and "must be a finite number" in err["message"]
+            assert err["param"] and err["message"].startswith(err["param"] + ": "), err
 
 
 # derandomized: the same examples on every run, so CI is deterministic (explore further by
@@ -124,19 +142,19 @@ FUZZ = settings(
 @FUZZ
 @given(body=CHAT)
 def test_chat_never_500(http: httpx.Client, body: dict[str, Any]) -> None:
-    check(http.post("/v1/chat/completions", content=json.dumps(body), headers=JSON))
+    check(http.post("/v1/chat/completions", content=json.dumps(body), headers=JSON), body)
 
 
 @FUZZ
 @given(body=COMPLETION)
 def test_completions_never_500(http: httpx.Client, body: dict[str, Any]) -> None:
-    check(http.post("/v1/completions", content=json.dumps(body), headers=JSON))
+    check(http.post("/v1/completions", content=json.dumps(body), headers=JSON), body)
 
 
 @FUZZ
 @given(body=EMBEDDING)
 def test_embeddings_never_500(http: httpx.Client, body: dict[str, Any]) -> None:
-    check(http.post("/v1/embeddings", content=json.dumps(body), headers=JSON))
+    check(http.post("/v1/embeddings", content=json.dumps(body), headers=JSON), body)
 
 
 JSON = {"content-type": "application/json"}

@@ -214,10 +214,18 @@ def test_client_disconnect_cancels_generation(tmp_path: Path) -> None:
 def test_models_health_ready_metrics(local_live: Live) -> None:
     models = local_live.openai().models.list()
     # the configured model, then the auto names (the default ladder: the default model)
-    assert [m.id for m in models.data] == ["smollm2-135m", "auto", "auto:default"]
+    assert [m.id for m in models.data] == [
+        "smollm2-135m",
+        "auto",
+        "auto:default",
+        "all-MiniLM-L6-v2",
+    ]
     assert local_live.http.get("/healthz").json() == {"status": "ok"}
     ready = local_live.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["models"] == {"smollm2-135m": True}
+    # one request of this test's own, so the metrics below exist whatever ran before it
+    asked = {"prompt": "Metrics probe:", "max_tokens": 1, "temperature": 0}
+    assert local_live.http.post("/v1/completions", json=asked).status_code == 200
     metrics = local_live.http.get("/metrics").text
     assert "boundgate_requests_total" in metrics
     assert 'boundgate_energy_joules_total{kind="spent",method=' in metrics
@@ -228,10 +236,14 @@ def test_models_health_ready_metrics(local_live: Live) -> None:
 
 @pytest.mark.parametrize("prompt", ["", [""], " "])
 @pytest.mark.parametrize("stream", [False, True])
-def test_empty_prompts_are_answered_not_500(local_live: Live, prompt: Any, stream: bool) -> None:
+@pytest.mark.parametrize("temperature", [0, 1.3])
+def test_empty_prompts_are_answered_not_500(
+    local_live: Live, prompt: Any, stream: bool, temperature: float
+) -> None:
     """Issue #13.3: an empty prompt tokenizes to nothing for SmolLM2, and llama-cpp-python
-    asserted on it (500). Blank prompts are answered and never reused for each other."""
-    body = {"prompt": prompt, "max_tokens": 4, "temperature": 0, "stream": stream}
+    asserted on it (500), at any temperature. Blank prompts are answered and never reused
+    for each other."""
+    body = {"prompt": prompt, "max_tokens": 4, "temperature": temperature, "stream": stream}
     r = local_live.http.post("/v1/completions", json=body)
     assert r.status_code == 200, r.text
     assert r.headers["x-boundgate-reuse"] == "bypass"

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, assert_error, fake_settings, wait_until
 
 Q = "How do I reset my password?"
 
@@ -277,6 +277,39 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 128
 
 
+def test_the_embeddings_model_is_listed_in_models(fake_live: Live) -> None:
+    """OpenAI lists its embedding models in ``GET /v1/models``; ours was missing, so a client
+    choosing a model from the list could not find the one ``/v1/embeddings`` serves."""
+    listed = {m.id: m for m in fake_live.openai().models.list().data}
+    assert "all-MiniLM-L6-v2" in listed
+    entry = fake_live.http.get("/v1/models").json()["data"]
+    mini = next(m for m in entry if m["id"] == "all-MiniLM-L6-v2")
+    assert mini["object"] == "model" and mini["owned_by"] == "boundgate"
+    info = mini["boundgate"]
+    assert info["backend"] == "onnx" and info["dimensions"] == 384
+    assert info["context_length"] == 128 and info["default"] is False
+    assert info["version"].startswith("all-MiniLM-L6-v2-int8@")
+    assert "energy_profile" not in info  # metered per request, no per-token profile
+    one = fake_live.http.get("/v1/models/all-MiniLM-L6-v2")
+    assert one.status_code == 200 and one.json()["id"] == "all-MiniLM-L6-v2"
+    # it embeds, it does not generate: a chat request naming it is told so
+    r = fake_live.http.post(
+        "/v1/chat/completions",
+        json={"model": "all-MiniLM-L6-v2", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    err = assert_error(r, 404, param="model", code="model_not_found")
+    assert "/v1/embeddings" in err["message"]
+
+
+def test_models_leave_out_the_embeddings_model_when_reuse_is_off(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.reuse.enabled = False
+    with Live.in_process(build_app(settings)) as live:
+        ids = [m["id"] for m in live.http.get("/v1/models").json()["data"]]
+        assert "all-MiniLM-L6-v2" not in ids and "fake" in ids
+        assert_error(live.http.get("/v1/models/all-MiniLM-L6-v2"), 404, code="model_not_found")
+
+
 def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
     fake_live: Live,
 ) -> None:
@@ -337,3 +370,46 @@ def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live
     assert complete("def add(a, b):\n    return") == "miss"
     assert complete("DEF ADD(A, B): RETURN") == "miss"
     assert complete("def add(a, b):\n    return") == "hit-exact"
+
+
+def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) -> None:
+    """Issue #13.1 with the newer name of the limit: an answer cut at 3 tokens is served only
+    at exactly that limit, never to a request allowing more."""
+    q = "Which river flows through Vienna?"
+    cut = ask(fake_live, q, max_completion_tokens=3, seed=2)
+    assert cut.json()["choices"][0]["finish_reason"] == "length"
+    again = ask(fake_live, q, max_completion_tokens=3, seed=2)
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"
+    more = ask(fake_live, q, max_completion_tokens=60, seed=2)
+    assert more.headers["x-boundgate-reuse"] == "miss"
+    assert more.json()["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path: Path) -> None:
+    """Issue #13.1 for reuse by meaning: a paraphrase whose limit (in the same limit class,
+    so the same scope) is below the stored answer's length is computed, not served."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.prior = False
+    settings.reuse.error_bound = 0.5
+    settings.reuse.initial_threshold = 0.8
+    settings.reuse.min_observations = 1
+    settings.reuse.verify_rate = 0.0
+    with Live.in_process(build_app(settings)) as live:
+        fake = live.gateway.backends["fake"]
+        paraphrases = [
+            "How can I reset my password?",
+            "How do I reset my password?",
+            "How should I reset my password?",
+            "How would I reset my password?",
+        ]
+        fake.meanings = {q: "reset password" for q in paraphrases}
+        first = ask(live, paraphrases[0], max_tokens=60)
+        n = first.json()["usage"]["completion_tokens"]
+        assert first.json()["choices"][0]["finish_reason"] == "stop" and 3 < n < 60
+        ask(live, paraphrases[1], max_tokens=60)  # verified: the first label
+        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        hit = ask(live, paraphrases[2], max_tokens=60)
+        assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
+        short = ask(live, paraphrases[3], max_tokens=n - 1)
+        assert short.headers["x-boundgate-reuse"] == "miss"
+        assert short.json()["usage"]["completion_tokens"] <= n - 1

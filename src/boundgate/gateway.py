@@ -163,6 +163,12 @@ class Gateway:
         backend = self.backends.get(name)
         if backend is None:
             known = ", ".join(sorted(self.backends))
+            if name == EMBEDDING_MODEL and self.reuse is not None:
+                raise ModelNotFoundError(
+                    f"The model '{model}' makes embeddings (POST /v1/embeddings) and does not "
+                    f"generate text; available: {known}",
+                    param="model",
+                )
             raise ModelNotFoundError(
                 f"The model '{model}' does not exist; available: {known}", param="model"
             )

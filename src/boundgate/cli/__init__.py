@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import ipaddress
 import json
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -15,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
 from ..settings import ConfigError, Settings, describe, load_settings
+from .console import err as err
+from .console import out as out
 
 if TYPE_CHECKING:
     import httpx
@@ -34,8 +38,6 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-out = Console()
-err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
@@ -136,6 +138,9 @@ def serve(
             "accepted as tenant 'local'. Create a key to require authentication.",
             markup=True,
         )
+    # bound before anything claims to serve (and before models load): a port in use is a
+    # one-line error at once, not a traceback after the start-up
+    sock = _listen(s.host, s.port)
     from .progress import Steps
 
     assembling = Steps()
@@ -143,6 +148,7 @@ def serve(
         assembling.update("assembling the gateway")
         application = build_app(settings)
     except (ConfigError, FileNotFoundError) as exc:
+        sock.close()
         err.print(f"error: {exc}", highlight=False)
         raise typer.Exit(2) from None
     finally:
@@ -158,7 +164,7 @@ def serve(
     err.print(
         f"boundgate {__version__}: models {', '.join(gw.backends)} (default {gw.default_model}); "
         f"grid zone {s.grid_zone} ({settings.grid.source}); {where}; "
-        f"http://{s.host}:{s.port}/v1",
+        f"serving http://{_url_host(s.host)}:{sock.getsockname()[1]}/v1",
         highlight=False,
     )
     r = settings.reuse
@@ -168,7 +174,10 @@ def serve(
         highlight=False,
     )
     if settings.dashboard.enabled:
-        err.print(f"dashboard: http://{s.host}:{s.port}/dashboard", highlight=False)
+        err.print(
+            f"dashboard: http://{_url_host(s.host)}:{sock.getsockname()[1]}/dashboard",
+            highlight=False,
+        )
     if s.workers > 1:
         # each worker builds its own gateway from these settings (cli/workers.py); the one
         # built here checked them and created the data dir's secrets, so workers starting
@@ -176,7 +185,9 @@ def serve(
         del application, gw
         err.print(f"{s.workers} worker processes", highlight=False)
         os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run(
+        from uvicorn.supervisors import Multiprocess
+
+        worker_config = uvicorn.Config(
             "boundgate.cli.workers:app",
             factory=True,
             workers=s.workers,
@@ -185,14 +196,49 @@ def serve(
             log_level=s.log_level,
             timeout_graceful_shutdown=10,
         )
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(worker_config, sockets=[sock]).run()
         return
-    uvicorn.run(
-        application,
-        host=s.host,
-        port=s.port,
-        log_level=s.log_level,
-        timeout_graceful_shutdown=10,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application,
+            host=s.host,
+            port=s.port,
+            log_level=s.log_level,
+            timeout_graceful_shutdown=10,
+        )
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    if not server.started:  # start-up failed; the server log says why
+        raise typer.Exit(3)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` for uvicorn to serve on (as uvicorn binds one:
+    IPv6 when the host has a colon, ``SO_REUSEADDR``, inheritable by worker processes).
+    Exits 1 with a one-line reason when the address cannot be bound (in use, not this
+    machine's, a privileged port)."""
+    sock = socket.socket(family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = "; another process is listening there (choose a port with --port)"
+        err.print(
+            f"error: cannot listen on {_url_host(host)}:{port}: {reason}{hint}", highlight=False
+        )
+        raise typer.Exit(1) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @app.command()

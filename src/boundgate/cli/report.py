@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -122,8 +121,7 @@ def write_rows(
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
-        # Piped output has no width to respect: never cut numbers to fit 80 columns.
-        (out if out.is_terminal else Console(width=160)).print(table())
+        out.print(table())  # whole when piped: the console has no width then
 
 
 def _model_table(rows: list[dict[str, Any]], title: str) -> Table:

@@ -29,10 +29,12 @@ MAX_TOKENS = 128  # what all-MiniLM-L6-v2 was trained with; longer input is trun
 
 
 class Embedder(ABC):
-    """Text → unit-length vectors. ``dim`` and ``name`` describe the vector space."""
+    """Text → unit-length vectors. ``dim`` and ``name`` describe the vector space;
+    ``params_b`` is the model's size in billions of parameters, where it has one."""
 
     dim: int
     name: str
+    params_b: float | None = None
 
     @abstractmethod
     def embed(self, texts: Sequence[str]) -> Vectors:
@@ -75,6 +77,7 @@ class OnnxEmbedder(Embedder):
     """all-MiniLM-L6-v2 int8 on onnxruntime (CPU). Thread-safe; batches are padded per batch."""
 
     dim = 384
+    params_b = 0.0227  # 22.7 M parameters
 
     def __init__(
         self,

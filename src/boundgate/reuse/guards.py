@@ -109,10 +109,14 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalise(text))
 
 
+# PyStemmer keeps its own cache of recent words (10,000, then purged), so ours is not needed.
+# Ours held 65,536 words at about 185 bytes each (12 MB when full) and was still filling in
+# the repeat-only soak: every prompt with a new number or name added a word (bench/RESULTS.md).
+# Without it `features` costs the same on a miss (90 µs on 12-word texts). PyStemmer's
+# stemmers must not be called concurrently: the guards run on the event loop only.
 _STEMMER = Stemmer.Stemmer("english")
 
 
-@lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """The English Snowball (Porter2) stem: "tutorials" → "tutori", "enabling" → "enabl"."""
     return str(_STEMMER.stemWord(word))

@@ -36,7 +36,7 @@ from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import run_batch
 from .chat.router import router as chat_router
-from .common import loc_to_param
+from .common import NON_FINITE, loc_to_param
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
 from .openapi import truthful_openapi
@@ -264,6 +264,8 @@ def create_app(
             msg = str(first.get("msg", "invalid value"))
             if first.get("type") == "missing":
                 msg = "required parameter is missing"
+            elif first.get("type") == "finite_number":
+                msg = NON_FINITE
             text = f"{param}: {msg}" if param else msg
             if len(errors) > 1:
                 text += f" (and {len(errors) - 1} more)"

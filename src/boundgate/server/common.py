@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -16,6 +17,8 @@ from starlette.types import Receive, Scope, Send
 from ..errors import (
     AuthenticationError,
     BoundgateError,
+    ErrorCode,
+    InvalidRequestError,
     PermissionDeniedError,
 )
 from ..gateway import Gateway, RequestContext
@@ -41,6 +44,53 @@ def _lone_surrogate(value: Any) -> str | None:
         elif isinstance(v, list):
             stack.extend(v)
     return None
+
+
+def non_finite_number(value: Any) -> str | None:
+    """The place of the first non-finite number in a parsed JSON value, as an OpenAI-style
+    param (``temperature``, ``metadata.a[1]``; ``""`` for the value itself), or None.
+
+    Python's json reads JSON's non-standard ``NaN``, ``Infinity`` and ``-Infinity`` literals,
+    and a number beyond a double's range (``1e999``) as infinity; none is a value any
+    parameter may take, nor one an upstream or the store could carry on."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        place, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return place
+        if isinstance(v, dict):
+            stack.extend(
+                (f"{place}.{k}" if place else str(k), item) for k, item in reversed(v.items())
+            )
+        elif isinstance(v, list):
+            stack.extend((f"{place}[{i}]", item) for i, item in reversed(list(enumerate(v))))
+    return None
+
+
+NON_FINITE = "must be a finite number (not NaN, Infinity or a number beyond ±1.8e308)"
+
+
+def check_finite(value: Any) -> None:
+    """Raise a 400 ``invalid_value`` naming the first non-finite number in a parsed JSON
+    body (see ``non_finite_number``); return if there is none."""
+    place = non_finite_number(value)
+    if place is not None:
+        raise InvalidRequestError(
+            f"{place or 'body'}: {NON_FINITE}",
+            param=place or None,
+            code=ErrorCode.INVALID_VALUE,
+        )
+
+
+def _json_content_type(value: str | None) -> bool:
+    """Whether FastAPI reads a body with this content type as JSON (none, or application/
+    json or application/*+json)."""
+    if not value:
+        return True
+    kind = value.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 class StrictJSONRequest(Request):
@@ -71,13 +121,26 @@ class StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
-    """The route class of every API router: JSON bodies are parsed by ``StrictJSONRequest``."""
+    """The route class of every API router: JSON bodies are parsed by ``StrictJSONRequest``,
+    and one holding a non-finite number anywhere is a 400 ``invalid_value`` naming its place
+    (``check_finite``) before any model reads it. The check runs here because FastAPI turns
+    any other exception raised while it parses a body into a bare 400 without our shape."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        has_body = self.body_field is not None
 
         async def strict(request: Request) -> Response:
-            return await handler(StrictJSONRequest(request.scope, request.receive))
+            req = StrictJSONRequest(request.scope, request.receive)
+            if has_body and _json_content_type(req.headers.get("content-type")):
+                body = await req.body()
+                if body:
+                    try:
+                        value = await req.json()
+                    except json.JSONDecodeError:
+                        value = None  # FastAPI answers it (invalid_json) as it parses again
+                    check_finite(value)
+            return await handler(req)
 
         return strict
 
@@ -85,7 +148,9 @@ class StrictJSONRoute(APIRoute):
 def loc_to_param(loc: tuple[int | str, ...]) -> str | None:
     """pydantic location → OpenAI-style param name, e.g. ``messages[0].role``; union-branch
     tags are left out (``stop.str`` → ``stop``, ``messages[0].content.list[...][1]`` →
-    ``messages[0].content[1]``)."""
+    ``messages[0].content[1]``); so is where a value came from (``query.since`` → ``since``)."""
+    if loc and loc[0] in ("query", "path", "header", "cookie"):
+        loc = loc[1:]
     out = ""
     for part in loc:
         if isinstance(part, int):

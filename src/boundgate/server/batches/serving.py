@@ -31,6 +31,7 @@ from ...store import FileRow
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest
+from ..common import NON_FINITE, non_finite_number
 from ..completions.protocol import CompletionRequest
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
@@ -99,6 +100,9 @@ def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
             raise _bad_input(f"line {n} is not JSON") from None
         if not isinstance(item, dict):
             raise _bad_input(f"line {n} is not an object")
+        place = non_finite_number(item)
+        if place is not None:
+            raise _bad_input(f"line {n}: {place}: {NON_FINITE}")
         cid = item.get("custom_id")
         if not isinstance(cid, str) or not cid:
             raise _bad_input(f"line {n}: custom_id is required")

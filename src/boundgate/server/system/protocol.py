@@ -29,12 +29,15 @@ class EnergyProfile(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """What the gateway knows of a configured model (``Backend.describe``), or of an auto
-    model name (``backend: "router"``, with its ladders)."""
+    """What the gateway knows of a configured model (``Backend.describe``), of an auto
+    model name (``backend: "router"``, with its ladders), or of the embeddings model
+    (``backend: "onnx"``, with its ``dimensions``)."""
 
     model_config = ConfigDict(extra="forbid")
     id: str
-    backend: str = Field(description="llama_cpp, openai, fake, or router (model auto)")
+    backend: str = Field(
+        description="llama_cpp, openai, fake, router (model auto), or onnx (embeddings)"
+    )
     params_b: float | None = Field(None, description="parameters, in billions (estimates)")
     context_length: int | None = None
     version: str | None = Field(
@@ -44,6 +47,9 @@ class ModelInfo(BaseModel):
     energy_profile: EnergyProfile | None = None
     ladders: dict[str, list[str]] | None = Field(
         None, description="model auto: the ladders it routes over, smallest rung first"
+    )
+    dimensions: int | None = Field(
+        None, description="the embeddings model: the length of its vectors"
     )
     default: bool
 

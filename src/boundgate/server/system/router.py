@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ...errors import AuthenticationError, ErrorCode
-from ...gateway import RequestContext
+from ...gateway import EMBEDDING_MODEL, Gateway, RequestContext
+from ...reuse.embedder import MAX_TOKENS
 from ...routing.ladder import Router
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
 from ..openapi import ErrorResponse, errors, ok
@@ -31,7 +32,8 @@ async def list_models(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
     """The models, each with boundgate's details: backend, version, whether it reasons, and
-    its energy profile (measured on this host, or the labelled per-token estimate)."""
+    its energy profile (measured on this host, or the labelled per-token estimate); then the
+    auto names (model ladders) and, with reuse on, the embeddings model (``dimensions``)."""
     gw = gateway_of(request)
     created = int(request.app.state.started)
     await gw.profiles.refresh()  # a profile measured while serving shows at once
@@ -60,7 +62,33 @@ async def list_models(
             }
             for name in gw.router.model_names()
         ]
+    if gw.reuse is not None:
+        data.append(
+            {
+                "id": EMBEDDING_MODEL,
+                "object": "model",
+                "created": created,
+                "owned_by": "boundgate",
+                "boundgate": _embedding_description(gw),
+            }
+        )
     return {"object": "list", "data": data}
+
+
+def _embedding_description(gw: Gateway) -> dict[str, Any]:
+    """The model ``/v1/embeddings`` serves: the reuse layer's embedder (no energy profile:
+    each request is metered as it runs)."""
+    assert gw.reuse is not None
+    embedder = gw.reuse.embedder
+    return {
+        "id": EMBEDDING_MODEL,
+        "backend": "onnx",
+        "params_b": embedder.params_b,
+        "context_length": MAX_TOKENS,
+        "version": embedder.name,
+        "dimensions": embedder.dim,
+        "default": False,
+    }
 
 
 def _auto_description(router: Router, name: str) -> dict[str, Any]:
@@ -83,6 +111,13 @@ async def get_model(
     if gw.router is not None and model_id in gw.router.model_names():
         return {
             "id": model_id,
+            "object": "model",
+            "created": int(request.app.state.started),
+            "owned_by": "boundgate",
+        }
+    if gw.reuse is not None and model_id in (EMBEDDING_MODEL, gw.reuse.embedder.name):
+        return {
+            "id": EMBEDDING_MODEL,
             "object": "model",
             "created": int(request.app.state.started),
             "owned_by": "boundgate",
@@ -164,7 +199,7 @@ async def metrics(request: Request) -> Response:
 async def report(
     request: Request,
     ctx: Annotated[RequestContext, Depends(admin_context)],
-    since: Annotated[float | None, Query(description="unix seconds")] = None,
+    since: Annotated[float | None, Query(description="unix seconds", allow_inf_nan=False)] = None,
 ) -> dict[str, Any]:
     """Totals per tenant and model (admin)."""
     rows = await gateway_of(request).store.report(since)
@@ -175,7 +210,7 @@ async def report(
 async def ledger(
     request: Request,
     ctx: Annotated[RequestContext, Depends(admin_context)],
-    since: Annotated[float | None, Query(description="unix seconds")] = None,
+    since: Annotated[float | None, Query(description="unix seconds", allow_inf_nan=False)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     """Ledger rows, newest first (admin)."""

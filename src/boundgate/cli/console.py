@@ -1,0 +1,31 @@
+"""The CLI's rich consoles: fitted to a terminal, never cut when the output is not one."""
+
+from __future__ import annotations
+
+from rich.console import Console, ConsoleDimensions
+
+# wide enough that no table or line is ever wrapped or truncated to fit
+UNBOUNDED = 1_000_000
+
+
+class CliConsole(Console):
+    """A ``rich`` console that fits tables and text to the terminal, as usual, but where its
+    file is not a terminal (a pipe, a file, a test's ``CliRunner``) has no width at all:
+    tables take their natural width and lines stay whole, so no cell is cut to an ellipsis
+    or folded over lines. ``COLUMNS`` counts only on a terminal. The file is looked at on each
+    print, so one console serves both cases (no colour either when it is not a terminal)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self.is_terminal:
+            return dims
+        return ConsoleDimensions(UNBOUNDED, dims.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+out = CliConsole()
+err = CliConsole(stderr=True)

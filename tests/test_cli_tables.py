@@ -1,0 +1,68 @@
+"""CLI tables piped or captured (not a terminal) print every value whole: no cell is cut to
+fit 80 columns, so ``grep``, ``cut`` and scripts see what the store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from boundgate.cli import app as cli
+from boundgate.settings import describe, load_settings
+from helpers import write_config
+
+TENANT = "research-group-with-a-long-and-descriptive-name-for-billing.eu"
+BASE_URL = "http://inference-gateway.internal.example.org:9000/some/deep/prefix/v1"
+
+
+def lines_with(output: str, value: str) -> list[str]:
+    return [line for line in output.splitlines() if value in line]
+
+
+def test_keys_list_shows_long_tenants_whole(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path)]
+    made = runner.invoke(cli, ["keys", "create", "--tenant", TENANT, *data])
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(cli, ["keys", "list", *data])
+    assert listed.exit_code == 0, listed.output
+    assert len(lines_with(listed.output, TENANT)) == 1
+    assert "…" not in listed.output
+    assert "daily reasoning tokens" in listed.output  # the header is not folded either
+
+
+def test_models_shows_long_upstream_urls_whole(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "c.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+
+[reuse]
+enabled = false
+
+[models.fake]
+backend = "fake"
+default = true
+
+[models.remote-model-with-a-long-name]
+backend = "openai"
+base_url = "{BASE_URL}"
+""",
+    )
+    listed = CliRunner().invoke(cli, ["models", "-c", str(cfg)])
+    assert listed.exit_code == 0, listed.output
+    (row,) = lines_with(listed.output, BASE_URL)
+    assert "remote-model-with-a-long-name" in row
+    assert "estimate (EcoLogits, output tokens only)" in row
+    assert "…" not in listed.output
+
+
+def test_settings_show_each_meaning_whole() -> None:
+    items = list(describe(load_settings(None), None))
+    longest = max(items, key=lambda i: len(i.description))
+    assert len(longest.description) > 80
+    shown = CliRunner().invoke(cli, ["settings"])
+    assert shown.exit_code == 0, shown.output
+    (row,) = lines_with(shown.output, longest.description)
+    assert longest.key in row
