@@ -29,6 +29,9 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "tools": [{"type": "function"}]}, "tools"),
         ({"messages": "hello"}, "messages"),
         ({"messages": MSG, "stop": 5}, "stop"),
+        # an empty stop sequence is meaningless (it answered 200 with empty content)
+        ({"messages": MSG, "stop": ""}, "stop"),
+        ({"messages": MSG, "stop": ["end", ""]}, "stop"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": MSG, "model": ""}, "model"),
         # strict types, as OpenAI's API: no string or boolean taken for a number or a flag
@@ -59,6 +62,12 @@ def test_malformed_json_is_400(fake_live: Live) -> None:
         headers={"content-type": "application/json"},
     )
     assert_error(r, 400, code="invalid_json")
+
+
+def test_empty_stop_is_refused_on_text_completions(fake_live: Live) -> None:
+    for stop in ("", ["x", ""]):
+        r = fake_live.http.post("/v1/completions", json={"prompt": "hi", "stop": stop})
+        assert_error(r, 400, param="stop", code="invalid_value")
 
 
 def test_unknown_model_is_404(fake_live: Live) -> None:
