@@ -60,7 +60,15 @@ class StrictJSONRequest(Request):
                     body.decode("utf-8", "replace"),
                     exc.start,
                 ) from None
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except RecursionError:
+                raise json.JSONDecodeError("it is nested too deeply", text[:64], 0) from None
+            except ValueError as exc:
+                if isinstance(exc, json.JSONDecodeError):
+                    raise
+                # Python's limit on integer literals (4300 digits)
+                raise json.JSONDecodeError("an integer literal is too long", text[:64], 0) from None
             if b"\\ud" in body or b"\\uD" in body:  # \uXXXX escapes can carry surrogates
                 bad = _lone_surrogate(value)
                 if bad is not None:
