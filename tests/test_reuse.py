@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
+from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, arun, assert_error, fake_settings, wait_until
 
 Q = "How do I reset my password?"
 
@@ -337,3 +339,26 @@ def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live
     assert complete("def add(a, b):\n    return") == "miss"
     assert complete("DEF ADD(A, B): RETURN") == "miss"
     assert complete("def add(a, b):\n    return") == "hit-exact"
+
+
+@pytest.fixture
+def two_tenants(tmp_path: Path) -> Any:
+    settings = fake_settings(tmp_path)
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    acme = arun(store.create_key("acme")).secret
+    globex = arun(store.create_key("globex")).secret
+    store.close()
+    with Live.in_process(build_app(settings)) as live:
+        yield live, {"Authorization": f"Bearer {acme}"}, {"Authorization": f"Bearer {globex}"}
+
+
+@pytest.mark.parametrize("correct", ["no", "false", "true", 0, 1, None, [True]])
+def test_feedback_correct_must_be_a_boolean(two_tenants: Any, correct: Any) -> None:
+    """``"correct": "no"`` was taken for False and, on an exact hit, deleted the entry."""
+    live, acme, _ = two_tenants
+    r = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": "req_x", "correct": correct}, headers=acme
+    )
+    assert_error(r, 400, param="correct", code="invalid_value")
