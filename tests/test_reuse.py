@@ -362,3 +362,25 @@ def test_feedback_correct_must_be_a_boolean(two_tenants: Any, correct: Any) -> N
         "/v1/boundgate/feedback", json={"request_id": "req_x", "correct": correct}, headers=acme
     )
     assert_error(r, 400, param="correct", code="invalid_value")
+
+
+def test_feedback_on_another_tenants_request_is_an_unknown_request(two_tenants: Any) -> None:
+    """It was a 403 "that request belongs to another tenant": it told the id exists."""
+    live, acme, globex = two_tenants
+    r = live.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "Name a colour."}], "temperature": 0},
+        headers=acme,
+    )
+    theirs = r.headers["x-request-id"]
+    other = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": theirs, "correct": True}, headers=globex
+    )
+    unknown = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": "req_nope", "correct": True}, headers=globex
+    )
+    assert assert_error(other, 404) == assert_error(unknown, 404)
+    own = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": theirs, "correct": True}, headers=acme
+    )
+    assert_error(own, 400, code="not_a_reuse")  # its owner gets the real answer
