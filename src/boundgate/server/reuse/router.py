@@ -35,8 +35,7 @@ class FeedbackRequest(BaseModel):
         413,
         notes={
             400: "the request's answer was not reused (`not_a_reuse`)",
-            404: "no such request (or another tenant's), or reuse is disabled "
-            "(`reuse_disabled`)",
+            404: "no such request (or another tenant's), or reuse is disabled (`reuse_disabled`)",
         },
     ),
 )
