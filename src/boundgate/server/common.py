@@ -22,6 +22,9 @@ from ..gateway import Gateway, RequestContext
 from ..store import Store
 from ..tenants import OPEN_TENANT, Tenant
 
+# whom a request refused for its key is ledgered under
+UNAUTHENTICATED = Tenant(name="unauthenticated")
+
 # the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
 
@@ -142,7 +145,11 @@ async def context(request: Request) -> RequestContext:
     ctx = gateway.context(OPEN_TENANT, request.url.path)
     request.state.ctx = ctx
     ctx.cache_control = request.headers.get("cache-control")
-    ctx.tenant = await authenticate(request, gateway.store)
+    try:
+        ctx.tenant = await authenticate(request, gateway.store)
+    except AuthenticationError:
+        ctx.tenant = UNAUTHENTICATED  # its ledger row is no tenant's, not open mode's
+        raise
     return ctx
 
 
