@@ -342,8 +342,15 @@ def test_a_batch_that_cannot_run_is_failed_and_one_without_a_job_cancels(
     assert client.batches.retrieve(orphan.id).status == "in_progress"
     c = client.batches.cancel(orphan.id)
     assert c.status == "cancelled" and c.cancelled_at is not None  # not "cancelling" for good
+    # (3) as (1), but its owner had asked to cancel it: it ends cancelled
+    asked = client.batches.create(**make)
+    _swap_input(live, asked.id, b"not json\n")
+    tenant, body = arun(store.get_batch(asked.id))
+    arun(store.put_batch(asked.id, tenant, asked.created_at, body.replace(
+        '"status": "in_progress"', '"status": "cancelling"')))  # fmt: skip
     clock.set(START + 24 * 3600)
     failed = wait_until(lambda: (r := client.batches.retrieve(broken.id)).status == "failed" and r)
+    wait_until(lambda: client.batches.retrieve(asked.id).status == "cancelled")
     assert failed.failed_at is not None and failed.errors is not None
     assert "line 1" in (failed.errors.data[0].message or "")
     with pytest.raises(openai.BadRequestError):

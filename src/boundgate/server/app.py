@@ -153,7 +153,9 @@ def create_app(
             return await run_batch(gateway, payload)
 
         async def batch_failed(payload: dict[str, Any], error: str) -> None:
-            await fail_batch(gateway, str(payload.get("batch")), error)
+            # the runner logged the error; the client is told no internals
+            reason = "the batch's job failed after its retries; the server log has the details"
+            await fail_batch(gateway, str(payload.get("batch")), reason)
 
         handlers = {**app.state.job_handlers(gateway), "batch": batch}
         runner = JobRunner(

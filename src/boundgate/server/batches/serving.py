@@ -325,8 +325,9 @@ async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[
 
 
 async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
-    """Mark a batch that cannot go on ``failed`` (its job failed for good, or its input is
-    gone): a batch is never left ``in_progress`` or ``cancelling`` without a job."""
+    """End a batch that cannot go on (its job failed for good, or its input can no longer be
+    read): ``failed`` with ``reason`` (shown to the client), or ``cancelled`` if that was
+    asked; a batch is never left ``in_progress`` or ``cancelling`` without a job."""
     row = await gw.store.get_batch(batch_id)
     if row is None:
         return
@@ -334,6 +335,11 @@ async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
     if batch["status"] in TERMINAL:
         return
     now = int(gw.clock.time())
+    if batch["status"] == "cancelling":  # what its owner asked for
+        batch.update(status="cancelled", cancelled_at=now)
+        batch["boundgate"]["state"] = "cancelled"
+        await save(gw, tenant, batch)
+        return
     batch.update(status="failed", failed_at=now)
     batch["errors"] = {
         "object": "list",
