@@ -60,6 +60,16 @@ def test_keys_required_once_they_exist(keyed: tuple[Live, dict[str, str]]) -> No
     assert live.ledger()[c.headers["x-request-id"]].tenant == "acme"
 
 
+def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[str, str]]) -> None:
+    """A 401's ledger row said tenant "local", a name open mode gives real requests."""
+    live, _ = keyed
+    for headers in ({}, {"Authorization": "Bearer bg-nope-nope"}):
+        r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=headers)
+        assert_error(r, 401, code="invalid_api_key")
+        row = live.ledger()[r.headers["x-request-id"]]
+        assert row.tenant == "unauthenticated" and row.status == 401 and row.key_id is None
+
+
 def test_admin_routes_need_admin_key(keyed: tuple[Live, dict[str, str]]) -> None:
     live, keys = keyed
     tenant = {"Authorization": f"Bearer {keys['acme']}"}

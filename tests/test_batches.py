@@ -18,7 +18,7 @@ from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, arun, assert_error, fake_settings, wait_until
 
 # 2023-06-01 05:00 UTC: morning in Germany, before the solar dip that a 24 h window can reach
 START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
@@ -116,7 +116,7 @@ def test_cancel_before_start_and_bad_batches(batch_live: Any) -> None:
         )
     assert "line 1" in str(exc.value)
     assert exc.value.code == "invalid_value" and exc.value.param == "input_file_id"
-    line = b'{"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+    line = _line("x", {"messages": ASK}) + b"\n"
     dup = client.files.create(file=("dup.jsonl", line + line), purpose="batch")
     with pytest.raises(openai.BadRequestError) as exc:
         client.batches.create(
@@ -218,3 +218,174 @@ def test_batch_lines_run_under_the_creating_keys_limits(tmp_path: Path) -> None:
         assert rows and all(r.key_id == key.key.id for r in rows)
         assert sum(r.prompt_tokens + r.completion_tokens for r in rows) <= budget
         live.http.close()
+
+
+def _line(cid: str, body: dict[str, Any], url: str = "/v1/chat/completions") -> bytes:
+    return json.dumps({"custom_id": cid, "method": "POST", "url": url, "body": body}).encode()
+
+
+ASK = [{"role": "user", "content": "Question number 1?"}]
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        # a lone surrogate passed creation, then failed every run of the batch
+        (_line("b", {"messages": [{"role": "user", "content": "\ud800"}]}),
+         "body.messages[0].content: lone surrogate"),
+        (_line("b", {"messages": [{"role": "wizard", "content": "x"}]}), "body.messages[0].role"),
+        (_line("b", {"messages": ASK, "temperature": "0.2"}), "body.temperature"),
+        (_line("b", {"messages": ASK, "stop": ""}), "body.stop"),
+        (_line("b", {"messages": ASK, "stop": ["x", ""]}), "body.stop"),
+        (_line("b", {"messages": ASK, "tools": [{"type": "function"}]}), "body.tools"),
+        (_line("b", {}), "body.messages: required"),
+        (b"[" * 50_000, "nested too deeply"),  # RecursionError: was a 500
+        (b'{"custom_id": "b", "n": ' + b"9" * 5000 + b"}", "more than 4300 digits"),  # a 500
+    ],
+)  # fmt: skip
+def test_every_line_is_checked_when_the_batch_is_created(
+    fake_live: Live, bad: bytes, says: str
+) -> None:
+    client: openai.OpenAI = fake_live.openai()
+    good = _line("a", {"messages": ASK})
+    f = client.files.create(file=("in.jsonl", good + b"\n" + bad + b"\n"), purpose="batch")
+    r = fake_live.http.post(
+        "/v1/batches",
+        json={"input_file_id": f.id, "endpoint": "/v1/chat/completions"},
+    )
+    err = assert_error(r, 400, param="input_file_id")
+    assert err["message"].startswith("line 2") and says in err["message"], err["message"]
+    assert not arun(fake_live.gateway.store.jobs())  # nothing was queued
+
+
+def test_text_completion_lines_are_checked_too(fake_live: Live) -> None:
+    client: openai.OpenAI = fake_live.openai()
+    bad = _line("a", {"prompt": "hi", "suffix": "x"}, url="/v1/completions")
+    empty_stop = _line("b", {"prompt": "hi", "stop": ""}, url="/v1/completions")
+    for content, says in ((bad, "body.suffix"), (empty_stop, "body.stop")):
+        f = client.files.create(file=("in.jsonl", content), purpose="batch")
+        r = fake_live.http.post(
+            "/v1/batches", json={"input_file_id": f.id, "endpoint": "/v1/completions"}
+        )
+        err = assert_error(r, 400, param="input_file_id")
+        assert err["message"].startswith("line 1") and says in err["message"]
+
+
+def _swap_input(live: Live, batch_id: str, content: bytes) -> None:
+    """Point a queued batch at an input file a former version accepted unchecked."""
+    from boundgate.store import FileRow
+
+    store = live.gateway.store
+    tenant, body = arun(store.get_batch(batch_id))
+    batch = json.loads(body)
+    f = FileRow("file-old" + batch_id[-8:], tenant, "batch", "old.jsonl", len(content), 0.0,
+                content)  # fmt: skip
+    arun(store.put_file(f))
+    batch["input_file_id"] = f.id
+    arun(store.put_batch(batch_id, tenant, float(batch["created_at"]), json.dumps(batch)))
+
+
+def test_a_failing_line_fails_alone_and_the_others_complete(batch_live: Any) -> None:
+    """Any fault on one line (not only a BoundgateError) is that line's 500 in the error file;
+    the lines before and after it are answered, and the batch completes."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+
+    def answers(question: str) -> str:
+        if "number 1?" in question:
+            raise RuntimeError("an unexpected fault in the backend")
+        return "forty-two"
+
+    live.gateway.backends["fake"].answers = answers
+    f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    # a line accepted before bodies were checked: its text cannot be encoded as UTF-8
+    surrogate = _line(
+        "req-3", {"model": "fake", "messages": [{"role": "user", "content": "\ud800"}]}
+    )
+    _swap_input(live, b.id, lines(3) + b"\n" + surrogate + b"\n")
+    clock.set(START + 24 * 3600)  # due
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert done.request_counts.completed == 2 and done.request_counts.failed == 2
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert sorted(o["custom_id"] for o in out) == ["req-0", "req-2"]
+    errs = {
+        e["custom_id"]: e["response"]
+        for e in map(json.loads, client.files.content(done.error_file_id).text.splitlines())
+    }
+    assert errs["req-1"]["status_code"] == 500
+    assert errs["req-1"]["body"]["error"]["type"] == "server_error"
+    assert errs["req-1"]["body"]["error"]["code"] == "internal_error"
+    assert "fault" not in errs["req-1"]["body"]["error"]["message"]  # the log has it
+    assert errs["req-3"]["status_code"] == 400  # checked at run time as at creation
+    assert errs["req-3"]["body"]["error"]["param"] == "messages[0].content"
+    (job,) = arun(live.gateway.store.jobs())
+    assert job.state == "done" and job.attempts == 1  # one run, no line answered twice
+
+
+def test_a_batch_that_cannot_run_is_failed_and_one_without_a_job_cancels(
+    batch_live: Any,
+) -> None:
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    store = live.gateway.store
+    f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    make = dict(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    # (1) its input can no longer be read: the batch ends failed, with the reason
+    broken = client.batches.create(**make)
+    _swap_input(live, broken.id, b"not json\n")
+    # (2) its job ended without finishing it (e.g. failed for good in a former version)
+    orphan = client.batches.create(**make)
+    assert arun(store.cancel_job(orphan.model_extra["boundgate"]["job_id"]))  # batch untouched
+    assert client.batches.retrieve(orphan.id).status == "in_progress"
+    c = client.batches.cancel(orphan.id)
+    assert c.status == "cancelled" and c.cancelled_at is not None  # not "cancelling" for good
+    # (3) as (1), but its owner had asked to cancel it: it ends cancelled
+    asked = client.batches.create(**make)
+    _swap_input(live, asked.id, b"not json\n")
+    tenant, body = arun(store.get_batch(asked.id))
+    arun(store.put_batch(asked.id, tenant, asked.created_at, body.replace(
+        '"status": "in_progress"', '"status": "cancelling"')))  # fmt: skip
+    clock.set(START + 24 * 3600)
+    failed = wait_until(lambda: (r := client.batches.retrieve(broken.id)).status == "failed" and r)
+    wait_until(lambda: client.batches.retrieve(asked.id).status == "cancelled")
+    assert failed.failed_at is not None and failed.errors is not None
+    assert "line 1" in (failed.errors.data[0].message or "")
+    with pytest.raises(openai.BadRequestError):
+        client.batches.cancel(broken.id)
+
+
+def test_a_job_that_fails_for_good_tells_its_failure_hook(tmp_path: Path) -> None:
+    from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+
+    told: list[tuple[dict[str, Any], str]] = []
+
+    async def broken(payload: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("store unreachable")
+
+    async def on_failed(payload: dict[str, Any], error: str) -> None:
+        told.append((payload, error))
+
+    async def scenario() -> list[str]:
+        store = SQLiteStore(tmp_path / "j.db")
+        store.open()
+        try:
+            await JobQueue(store, FakeClock(start=START), run_now).submit(
+                "batch", {"batch": "b1"}, deadline_s=3600, duration_s=60
+            )
+            runner = JobRunner(
+                store, {"batch": broken}, clock=FakeClock(start=START), poll_s=0.05,
+                replan_s=3600, max_attempts=3, on_failure={"batch": on_failed},
+            )  # fmt: skip
+            states = []
+            for _ in range(3):
+                assert await runner.run_once()
+                states.append((await store.jobs())[0].state)
+            return states
+        finally:
+            store.close()
+
+    assert asyncio.run(scenario()) == ["pending", "pending", "failed"]
+    assert told == [({"batch": "b1"}, "store unreachable")]  # once, when it failed for good

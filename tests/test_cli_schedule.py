@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from boundgate.assembly import build_app
@@ -68,3 +69,19 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         res = runner.invoke(cli, ["schedule", "list", "--data-dir", str(tmp_path / "data")])
         assert "batch" in res.output and "done" in res.output
         live.http.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["grid", "now", "--zone", "XX"], "no bundled carbon data for zone 'XX'"),
+        (["grid", "forecast", "--zone", "XX"], "no bundled carbon data for zone 'XX'"),
+        (["batch", "submit", "/nonexistent/requests.jsonl"], "no such file"),
+    ],
+)
+def test_usage_errors_are_one_line_not_a_traceback(args: list[str], says: str) -> None:
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
+    assert "Traceback" not in text and text.startswith("error:") and says in text

@@ -10,6 +10,7 @@ import asyncio
 import csv
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,10 @@ def test_tenants_page_shows_usage(keyed_dash: Seeded) -> None:
         b.post("/dashboard/login", data={"key": keyed_dash.admin_key, "next": "/dashboard"})
         html = b.get("/dashboard/tenants").text
     assert "ops" in html and "acme" in html and "(admin)" in html
+    # the Keys column is each tenant's number of active keys (it showed dict.keys's repr)
+    assert "built-in method" not in html
+    row = re.search(r'<th scope="row">acme</th>\s*<td>(\d+)</td>', html)
+    assert row is not None and row.group(1) == "1", html
 
 
 def test_dashboard_can_be_switched_off(tmp_path: Path) -> None:

@@ -368,3 +368,26 @@ def test_a_long_job_renews_its_lease_and_stops_when_it_loses_it(tmp_path: Path) 
         asyncio.run(main())
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("[" * 50_000, "nested too deeply"),  # RecursionError: was a traceback
+        ('{"@id": ' + "1" * 5000 + "}", "integer literal is too long"),  # ValueError: same
+    ],
+)
+@pytest.mark.parametrize("command", ["verify", "import"])
+def test_docs_commands_refuse_json_python_cannot_parse_in_one_line(
+    tmp_path: Path, command: str, content: str, says: str
+) -> None:
+    data_dir = tmp_path / "data"
+    binding.Signer.load_or_create(data_dir)  # the key pair the commands check with
+    f = tmp_path / "x.json"
+    f.write_text(content)
+    args = ["--public-key", str(data_dir / binding.PUBLIC_KEY_FILE)]
+    res = CliRunner().invoke(cli, ["docs", command, str(f), *args, "--data-dir", str(data_dir)])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
+    assert "Traceback" not in text and text.startswith("error:") and says in text

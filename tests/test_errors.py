@@ -29,6 +29,9 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "tools": [{"type": "function"}]}, "tools"),
         ({"messages": "hello"}, "messages"),
         ({"messages": MSG, "stop": 5}, "stop"),
+        # an empty stop sequence is meaningless (it answered 200 with empty content)
+        ({"messages": MSG, "stop": ""}, "stop"),
+        ({"messages": MSG, "stop": ["end", ""]}, "stop"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         ({"messages": MSG, "model": ""}, "model"),
         # strict types, as OpenAI's API: no string or boolean taken for a number or a flag
@@ -59,6 +62,30 @@ def test_malformed_json_is_400(fake_live: Live) -> None:
         headers={"content-type": "application/json"},
     )
     assert_error(r, 400, code="invalid_json")
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"[" * 50_000, "nested too deeply"),  # RecursionError in the parser
+        (b'{"messages": [], "seed": ' + b"7" * 5000 + b"}", "integer literal is too long"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_json_python_cannot_parse_is_invalid_json(
+    fake_live: Live, path: str, content: bytes, says: str
+) -> None:
+    """Deep nesting and a 5000-digit integer were a generic 400 ``http_400`` ("There was an
+    error parsing the body"); they are malformed JSON for this gateway, said plainly."""
+    r = fake_live.http.post(path, content=content, headers={"content-type": "application/json"})
+    err = assert_error(r, 400, code="invalid_json")
+    assert says in err["message"]
+
+
+def test_empty_stop_is_refused_on_text_completions(fake_live: Live) -> None:
+    for stop in ("", ["x", ""]):
+        r = fake_live.http.post("/v1/completions", json={"prompt": "hi", "stop": stop})
+        assert_error(r, 400, param="stop", code="invalid_value")
 
 
 def test_unknown_model_is_404(fake_live: Live) -> None:

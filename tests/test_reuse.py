@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
+from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, assert_error, fake_settings, wait_until
+from helpers import Live, arun, assert_error, fake_settings, wait_until
 
 Q = "How do I reset my password?"
 
@@ -413,3 +415,48 @@ def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path:
         short = ask(live, paraphrases[3], max_tokens=n - 1)
         assert short.headers["x-boundgate-reuse"] == "miss"
         assert short.json()["usage"]["completion_tokens"] <= n - 1
+
+
+@pytest.fixture
+def two_tenants(tmp_path: Path) -> Any:
+    settings = fake_settings(tmp_path)
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    acme = arun(store.create_key("acme")).secret
+    globex = arun(store.create_key("globex")).secret
+    store.close()
+    with Live.in_process(build_app(settings)) as live:
+        yield live, {"Authorization": f"Bearer {acme}"}, {"Authorization": f"Bearer {globex}"}
+
+
+@pytest.mark.parametrize("correct", ["no", "false", "true", 0, 1, None, [True]])
+def test_feedback_correct_must_be_a_boolean(two_tenants: Any, correct: Any) -> None:
+    """``"correct": "no"`` was taken for False and, on an exact hit, deleted the entry."""
+    live, acme, _ = two_tenants
+    r = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": "req_x", "correct": correct}, headers=acme
+    )
+    assert_error(r, 400, param="correct", code="invalid_value")
+
+
+def test_feedback_on_another_tenants_request_is_an_unknown_request(two_tenants: Any) -> None:
+    """It was a 403 "that request belongs to another tenant": it told the id exists."""
+    live, acme, globex = two_tenants
+    r = live.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "Name a colour."}], "temperature": 0},
+        headers=acme,
+    )
+    theirs = r.headers["x-request-id"]
+    other = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": theirs, "correct": True}, headers=globex
+    )
+    unknown = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": "req_nope", "correct": True}, headers=globex
+    )
+    assert assert_error(other, 404) == assert_error(unknown, 404)
+    own = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": theirs, "correct": True}, headers=acme
+    )
+    assert_error(own, 400, code="not_a_reuse")  # its owner gets the real answer

@@ -64,17 +64,30 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _loads(text: str) -> Any:
+    """``json.loads``, with what Python's parser refuses beyond JSON's grammar (nesting deeper
+    than the recursion limit, integers of over 4300 digits) as a JSONDecodeError too."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text[:64], 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        raise json.JSONDecodeError("an integer literal is too long", text[:64], 0) from None
+
+
 def read_documents(text: str) -> Iterator[Any]:
-    """One JSON document, a JSON array of them, or NDJSON."""
+    """One JSON document, a JSON array of them, or NDJSON (JSONDecodeError if none)."""
     text = text.strip()
     if not text:
         return
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError:
         for line in text.splitlines():
             if line.strip():
-                yield json.loads(line)
+                yield _loads(line)
         return
     if isinstance(data, list):
         yield from data
@@ -138,13 +151,13 @@ def docs_verify(
         raise _fail(f"public key not found: {key_path} (give --public-key)", 2)
     key = binding.load_public_key(key_path)
     path = Path(file_or_id)
-    if file_or_id == "-":
-        docs = list(read_documents(sys.stdin.read()))
-    elif path.exists():
+    if file_or_id == "-" or path.exists():
         try:
-            docs = list(read_documents(path.read_text()))
+            docs = list(read_documents(sys.stdin.read() if file_or_id == "-" else path.read_text()))
         except json.JSONDecodeError as exc:
-            raise _fail(f"{path} is not JSON or NDJSON: {exc}", 2) from None
+            raise _fail(f"{file_or_id} is not JSON or NDJSON: {exc}", 2) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read {file_or_id}: {exc}", 2) from None
     else:
         from . import opened_store
 
@@ -207,13 +220,19 @@ def docs_import(
         if not key_path.exists():
             raise _fail(f"public key not found: {key_path} (give --public-key)", 2)
         key = binding.load_public_key(key_path)
-        docs = list(read_documents(file.read_text()))
+        try:
+            docs = list(read_documents(file.read_text()))
+        except json.JSONDecodeError as exc:
+            raise _fail(f"{file} is not JSON or NDJSON: {exc}", 2) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail(f"cannot read {file}: {exc}", 2) from None
         engine = _engine(settings, store, embedder=True)
         added = skipped = 0
         for doc in track(docs, "importing documents"):
             result = binding.verify(doc, key)
             if not result.ok:
-                raise _fail(f"{doc.get('@id', '?')}: {result.reason}; nothing after it imported")
+                name = doc.get("@id", "?") if isinstance(doc, dict) else "?"
+                raise _fail(f"{name}: {result.reason}; nothing after it imported")
             if asyncio.run(engine.documents.import_document(doc)) is None:
                 skipped += 1
             else:

@@ -61,6 +61,14 @@ grid_app = typer.Typer(help="Grid carbon intensity: now and forecast.", no_args_
 batch_app = typer.Typer(help="Submit and follow batches on a running server.", no_args_is_help=True)
 
 
+def _usage_error(message: object) -> typer.Exit:
+    """One line on stderr, exit 2: a usage error is not a traceback."""
+    from . import err
+
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(2)
+
+
 def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str]:
     from ..assembly import build_carbon
     from . import _settings
@@ -69,10 +77,13 @@ def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str]:
     zone = zone or settings.server.grid_zone
     if zone != settings.server.grid_zone:
         settings.server.grid_zone = zone
-    source = build_carbon(settings)
-    refresh = getattr(source, "refresh", None)
-    if refresh is not None:
-        refresh()  # one synchronous poll of the live source
+    try:
+        source = build_carbon(settings)
+        refresh = getattr(source, "refresh", None)
+        if refresh is not None:
+            refresh()  # one synchronous poll of the live source
+    except ValueError as exc:  # e.g. a zone without data
+        raise _usage_error(exc) from None
     return source, zone
 
 
@@ -84,7 +95,10 @@ def grid_now(config: ConfigOpt = None, zone: ZoneOpt = None) -> None:
     from . import out
 
     source, zone = _carbon(config, zone)
-    i = source.intensity(zone, datetime.now(tz=UTC))
+    try:
+        i = source.intensity(zone, datetime.now(tz=UTC))
+    except ValueError as exc:  # no bundled data for the zone
+        raise _usage_error(exc) from None
     out.print(f"{zone} {i.at:%Y-%m-%d %H:00} UTC: {i.gco2_per_kwh:.1f} gCO2e/kWh")
     out.print(f"method: {i.method}; source: {i.source}", highlight=False)
 
@@ -106,7 +120,10 @@ def grid_forecast(
 
     source, zone = _carbon(config, zone)
     now = time.time()
-    values = CarbonAwareStart(source, zone).forecast(now, hours)
+    try:
+        values = CarbonAwareStart(source, zone).forecast(now, hours)
+    except ValueError as exc:  # no bundled data for the zone
+        raise _usage_error(exc) from None
     best = int(values.argmin())
     table = Table("hour (UTC)", "gCO2e/kWh", "")
     for k, v in enumerate(values):
@@ -213,6 +230,8 @@ def batch_submit(
 
     from .progress import progress
 
+    if not file.is_file():
+        raise _usage_error(f"no such file: {file}")
     # the id printed at the end is JSON, but a single line after the bar has gone
     with _client(url, api_key) as c, progress(transfer=True) as p:
         with p.open(file, "rb", description=f"uploading {file.name}") as fh:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..backends.base import Completion, GenerationRequest
 from ..clock import Clock, SystemClock
-from ..errors import ErrorCode, InvalidRequestError, NotFoundError, PermissionDeniedError
+from ..errors import ErrorCode, InvalidRequestError, NotFoundError
 from ..fmt import plain_decimal
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
@@ -801,10 +801,9 @@ class ReuseEngine:
 
     # --- feedback -------------------------------------------------------------------------
     async def feedback(self, row: LedgerRow | None, correct: bool, tenant: str, admin: bool) -> str:
-        if row is None:
+        if row is None or (row.tenant != tenant and not admin):
+            # another tenant's request is answered as an unknown one: its existence is theirs
             raise NotFoundError("no request with that id", param="request_id")
-        if row.tenant != tenant and not admin:
-            raise PermissionDeniedError("that request belongs to another tenant")
         if not (row.reuse or "").startswith("hit") or row.document_id is None:
             raise InvalidRequestError(
                 "feedback applies to reused answers; that request was not served from the store",

@@ -33,6 +33,8 @@ from ..store import JobRow, Store
 log = logging.getLogger("boundgate.jobs")
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# (payload, error) -> None: told when a job of its kind has failed for good
+FailureHandler = Callable[[dict[str, Any], str], Awaitable[None]]
 # (kind, now, deadline, estimated duration s) -> earliest start
 StartPolicy = Callable[[str, float, float, float], float]
 
@@ -138,9 +140,12 @@ class JobRunner:
         max_attempts: int = 3,
         replan: Callable[[], Awaitable[int]] | None = None,
         replan_s: float,
+        on_failure: dict[str, FailureHandler] | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
+        # per kind: what to do when a job has failed for good (a batch is marked failed)
+        self.on_failure = on_failure or {}
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
         self.poll_s = poll_s
@@ -193,6 +198,7 @@ class JobRunner:
         if handler is None:
             await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})
             return True
+        payload: dict[str, Any] = {}
         try:
             payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
             result = await self._run_leased(job, handler(payload))
@@ -207,6 +213,8 @@ class JobRunner:
             log.info("job %s (%s) deferred: %s", job.id, job.kind, exc.message)
             state = "pending" if job.attempts < self.max_attempts else "failed"
             await self._finish(job, state, {"error": exc.message, "code": exc.code})
+            if state == "failed":
+                await self._failed(job, payload, exc.message)
             if state == "pending":
                 await self.store.reschedule_job(job.id, now + (exc.retry_after or self.poll_s))
             return True
@@ -216,9 +224,19 @@ class JobRunner:
                 await self._finish(job, "pending", {"error": str(exc)})
             else:
                 await self._finish(job, "failed", {"error": str(exc)})
+                await self._failed(job, payload, str(exc) or type(exc).__name__)
             return True
         await self._finish(job, "done", result)
         return True
+
+    async def _failed(self, job: JobRow, payload: dict[str, Any], error: str) -> None:
+        hook = self.on_failure.get(job.kind)
+        if hook is None:
+            return
+        try:
+            await hook(payload, error)
+        except Exception:  # the runner goes on; the job's own row says it failed
+            log.exception("job %s (%s): its failure hook failed", job.id, job.kind)
 
     async def _run_leased(self, job: JobRow, work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         """Await ``work`` while renewing the job's lease; raise :class:`_LeaseLost` (work

@@ -34,7 +34,7 @@ from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers
 from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
-from .batches.serving import run_batch
+from .batches.serving import fail_batch, run_batch
 from .chat.router import router as chat_router
 from .common import NON_FINITE, loc_to_param
 from .completions.router import router as completions_router
@@ -152,6 +152,11 @@ def create_app(
         async def batch(payload: dict[str, Any]) -> dict[str, Any]:
             return await run_batch(gateway, payload)
 
+        async def batch_failed(payload: dict[str, Any], error: str) -> None:
+            # the runner logged the error; the client is told no internals
+            reason = "the batch's job failed after its retries; the server log has the details"
+            await fail_batch(gateway, str(payload.get("batch")), reason)
+
         handlers = {**app.state.job_handlers(gateway), "batch": batch}
         runner = JobRunner(
             gateway.store,
@@ -161,6 +166,7 @@ def create_app(
             lease_s=job_lease_s,
             replan=gateway.jobs.replan if gateway.jobs is not None else None,
             replan_s=job_replan_s,
+            on_failure={"batch": batch_failed},
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
         background: list[asyncio.Task[None]] = []  # index saver, change-log follower

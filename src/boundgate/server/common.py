@@ -25,6 +25,9 @@ from ..gateway import Gateway, RequestContext
 from ..store import Store
 from ..tenants import OPEN_TENANT, Tenant
 
+# whom a request refused for its key is ledgered under
+UNAUTHENTICATED = Tenant(name="unauthenticated")
+
 # the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
 
@@ -110,7 +113,15 @@ class StrictJSONRequest(Request):
                     body.decode("utf-8", "replace"),
                     exc.start,
                 ) from None
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except RecursionError:
+                raise json.JSONDecodeError("it is nested too deeply", text[:64], 0) from None
+            except ValueError as exc:
+                if isinstance(exc, json.JSONDecodeError):
+                    raise
+                # Python's limit on integer literals (4300 digits)
+                raise json.JSONDecodeError("an integer literal is too long", text[:64], 0) from None
             if b"\\ud" in body or b"\\uD" in body:  # \uXXXX escapes can carry surrogates
                 bad = _lone_surrogate(value)
                 if bad is not None:
@@ -199,7 +210,11 @@ async def context(request: Request) -> RequestContext:
     ctx = gateway.context(OPEN_TENANT, request.url.path)
     request.state.ctx = ctx
     ctx.cache_control = request.headers.get("cache-control")
-    ctx.tenant = await authenticate(request, gateway.store)
+    try:
+        ctx.tenant = await authenticate(request, gateway.store)
+    except AuthenticationError:
+        ctx.tenant = UNAUTHENTICATED  # its ledger row is no tenant's, not open mode's
+        raise
     return ctx
 
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from ...errors import (
     AuthenticationError,
@@ -31,13 +35,16 @@ from ...store import FileRow
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest
-from ..common import NON_FINITE, non_finite_number
+from ..common import NON_FINITE, loc_to_param, non_finite_number
 from ..completions.protocol import CompletionRequest
+
+log = logging.getLogger("boundgate.batches")
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 MAX_LINES = 50_000
 _WINDOW = re.compile(r"^(\d{1,3})h$")
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+TOO_MANY_DIGITS = f"an integer literal has more than {sys.get_int_max_str_digits()} digits"
 
 
 def file_object(f: FileRow) -> dict[str, Any]:
@@ -81,7 +88,69 @@ def _bad_input(message: str) -> InvalidRequestError:
     return InvalidRequestError(message, param="input_file_id", code=ErrorCode.INVALID_VALUE)
 
 
-def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
+def _lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first lone UTF-16 surrogate in a parsed JSON value: (where, ``\\udXXX``)."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            for ch in v:
+                if 0xD800 <= ord(ch) <= 0xDFFF:
+                    return where, f"\\u{ord(ch):04x}"
+        elif isinstance(v, dict):
+            for k, item in reversed(list(v.items())):
+                stack.append((where, k))  # a key is where its object is
+                stack.append((f"{where}.{k}" if where else str(k), item))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(v))))
+    return None
+
+
+def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
+    """One line's ``body`` checked as the online endpoint checks a request before it runs:
+    Unicode text only (no lone surrogate), the endpoint's request model (strict types, value
+    ranges), no unsupported parameter. Raises InvalidRequestError naming the parameter."""
+    bad = _lone_surrogate(body)
+    if bad is not None:
+        where, esc = bad
+        raise InvalidRequestError(
+            f"{where or 'body'}: lone surrogate {esc} is not Unicode text",
+            param=where or None,
+            code=ErrorCode.INVALID_VALUE,
+        )
+    body = {**body, "stream": False}
+    model: type[ChatCompletionRequest] | type[CompletionRequest] = (
+        ChatCompletionRequest if endpoint == "/v1/chat/completions" else CompletionRequest
+    )
+    try:
+        req = model.model_validate(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        param = loc_to_param(tuple(first["loc"]))
+        for e in errors[1:]:  # a union's branches: the most specific place in the same param
+            other = loc_to_param(tuple(e["loc"]))
+            if param and other and other.startswith(param) and len(other) > len(param):
+                first, param = e, other
+        msg = "required parameter is missing" if first["type"] == "missing" else first["msg"]
+        raise InvalidRequestError(
+            f"{param}: {msg}" if param else str(msg), param=param, code=ErrorCode.INVALID_VALUE
+        ) from None
+    unsupported = req.unsupported()
+    if unsupported is not None:
+        raise InvalidRequestError(
+            f"'{unsupported}' is not supported by this gateway yet",
+            param=unsupported,
+            code=ErrorCode.UNSUPPORTED_PARAMETER,
+        )
+    if isinstance(req, CompletionRequest) and req.suffix:
+        raise InvalidRequestError("'suffix' is not supported", param="suffix")
+    return req
+
+
+def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[dict[str, Any]]:
+    """The batch's lines. ``check``: also check every body as the endpoint would (at
+    creation; at run time a line that fails the check fails alone, in the error file)."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
@@ -96,8 +165,12 @@ def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
     for n, line in enumerate(lines, start=1):
         try:
             item = json.loads(line)
-        except json.JSONDecodeError:
-            raise _bad_input(f"line {n} is not JSON") from None
+        except RecursionError:
+            raise _bad_input(f"line {n} is not JSON: it is nested too deeply") from None
+        except json.JSONDecodeError as exc:
+            raise _bad_input(f"line {n} is not JSON: {exc.msg}") from None
+        except ValueError:  # Python's limit on integer literals (4300 digits)
+            raise _bad_input(f"line {n} is not JSON: {TOO_MANY_DIGITS}") from None
         if not isinstance(item, dict):
             raise _bad_input(f"line {n} is not an object")
         place = non_finite_number(item)
@@ -106,6 +179,8 @@ def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
         cid = item.get("custom_id")
         if not isinstance(cid, str) or not cid:
             raise _bad_input(f"line {n}: custom_id is required")
+        if _lone_surrogate(cid) is not None:
+            raise _bad_input(f"line {n}: custom_id is not Unicode text (a lone surrogate)")
         if cid in seen:
             raise _bad_input(f"line {n}: duplicate custom_id {cid!r}")
         seen.add(cid)
@@ -113,6 +188,17 @@ def parse_lines(content: bytes, endpoint: str) -> list[dict[str, Any]]:
             raise _bad_input(f"line {n}: method must be POST and url {endpoint}")
         if not isinstance(item.get("body"), dict):
             raise _bad_input(f"line {n}: body must be an object")
+        if check:
+            try:
+                check_body(endpoint, item["body"])
+            except InvalidRequestError as err:
+                where = f"body.{err.param}" if err.param else "body"
+                detail = err.message.removeprefix(f"{err.param}: ") if err.param else err.message
+                raise InvalidRequestError(
+                    f"line {n} (custom_id {cid!r}): {where}: {detail}",
+                    param="input_file_id",
+                    code=err.code,
+                ) from None
         out.append(item)
     return out
 
@@ -220,13 +306,51 @@ async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[
             f"batch {batch_id} is {batch['status']}; it cannot be cancelled", param="batch_id"
         )
     now = int(gw.clock.time())
-    if await gw.store.cancel_job(batch["boundgate"]["job_id"]):  # not started: cancelled at once
+    job_id = batch["boundgate"]["job_id"]
+    if await gw.store.cancel_job(job_id):  # not started: cancelled at once
         batch.update(status="cancelled", cancelling_at=now, cancelled_at=now)
         batch["boundgate"]["state"] = "cancelled"
-    else:  # running: the runner stops before its next line
+    elif any(j.id == job_id for j in await gw.store.jobs("running")):
+        # running: the runner stops before its next line
         batch.update(status="cancelling", cancelling_at=now)
+    else:  # no job will run it any more (it failed or ended): nothing to wait for
+        tenant, batch = await get_batch(gw, ctx, batch_id)  # as its job left it
+        if batch["status"] in TERMINAL:
+            raise InvalidRequestError(
+                f"batch {batch_id} is {batch['status']}; it cannot be cancelled",
+                param="batch_id",
+            )
+        batch.update(status="cancelled", cancelled_at=now)
+        batch["cancelling_at"] = batch["cancelling_at"] or now
+        batch["boundgate"]["state"] = "cancelled"
     await save(gw, tenant, batch)
     return batch
+
+
+async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
+    """End a batch that cannot go on (its job failed for good, or its input can no longer be
+    read): ``failed`` with ``reason`` (shown to the client), or ``cancelled`` if that was
+    asked; a batch is never left ``in_progress`` or ``cancelling`` without a job."""
+    row = await gw.store.get_batch(batch_id)
+    if row is None:
+        return
+    tenant, batch = row[0], json.loads(row[1])
+    if batch["status"] in TERMINAL:
+        return
+    now = int(gw.clock.time())
+    if batch["status"] == "cancelling":  # what its owner asked for
+        batch.update(status="cancelled", cancelled_at=now)
+        batch["boundgate"]["state"] = "cancelled"
+        await save(gw, tenant, batch)
+        return
+    batch.update(status="failed", failed_at=now)
+    batch["errors"] = {
+        "object": "list",
+        "data": [{"code": ErrorCode.INTERNAL_ERROR.value, "message": reason, "param": None,
+                  "line": None}],
+    }  # fmt: skip
+    batch["boundgate"]["state"] = "failed"
+    await save(gw, tenant, batch)
 
 
 async def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
@@ -273,7 +397,11 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         await save(gw, tenant, batch)
         return {"failed": "input file missing"}
     endpoint = batch["endpoint"]
-    lines = parse_lines(infile.content, endpoint)
+    try:
+        lines = parse_lines(infile.content, endpoint, check=False)
+    except BoundgateError as err:  # checked at creation: only a changed file gets here
+        await fail_batch(gw, batch_id, err.message)
+        return {"failed": err.message}
     started = gw.clock.time()
     bg = batch["boundgate"]
     bg.update(state="running", started_at=_iso(started))
@@ -283,49 +411,66 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     energy = carbon = avoided = 0.0
     cancelled = False
     owner = await batch_owner(gw, tenant, bg.get("key_id"))
-    for item in lines:
-        _, current = await get_batch(gw, None, batch_id)
-        if current["status"] == "cancelling":
-            cancelled = True
-            break
-        await gw.yield_to_interactive()  # interactive requests first
-        line_id = "batch_req_" + uuid.uuid4().hex[:24]
-        ctx = gw.context(owner or Tenant(name=tenant), endpoint)
-        try:
-            if owner is None:
-                raise AuthenticationError("the API key that created this batch was revoked")
-            body = await _serve_paced(gw, ctx, endpoint, item["body"])
-        except BoundgateError as err:
-            await gw.record_error(ctx, err)
-            errors.append(
+    fault: str | None = None
+    try:
+        for item in lines:
+            _, current = await get_batch(gw, None, batch_id)
+            if current["status"] == "cancelling":
+                cancelled = True
+                break
+            await gw.yield_to_interactive()  # interactive requests first
+            line_id = "batch_req_" + uuid.uuid4().hex[:24]
+            ctx = gw.context(owner or Tenant(name=tenant), endpoint)
+            try:
+                if owner is None:
+                    raise AuthenticationError("the API key that created this batch was revoked")
+                body = await _serve_paced(gw, ctx, endpoint, item["body"])
+            except Exception as exc:  # one line's fault is that line's error, never the batch's
+                if isinstance(exc, BoundgateError):
+                    line_err: BoundgateError = exc
+                else:
+                    log.exception("batch %s: line %r failed", batch_id, item["custom_id"])
+                    line_err = BoundgateError(
+                        "internal error; the server log has the details",
+                        code=ErrorCode.INTERNAL_ERROR,
+                    )
+                await gw.record_error(ctx, line_err)
+                errors.append(
+                    json.dumps(
+                        {
+                            "id": line_id,
+                            "custom_id": item["custom_id"],
+                            "response": {
+                                "status_code": line_err.status_code,
+                                "request_id": ctx.request_id,
+                                "body": line_err.to_dict(),
+                            },
+                            "error": None,
+                        }
+                    )
+                )
+                continue
+            info = body.get("boundgate", {})
+            energy += float(info.get("energy_wh", 0.0))
+            carbon += float(info.get("carbon_g", 0.0))
+            avoided += float(info.get("avoided_wh", 0.0))
+            outputs.append(
                 json.dumps(
                     {
                         "id": line_id,
                         "custom_id": item["custom_id"],
                         "response": {
-                            "status_code": err.status_code,
+                            "status_code": 200,
                             "request_id": ctx.request_id,
-                            "body": err.to_dict(),
+                            "body": body,
                         },
                         "error": None,
                     }
                 )
             )
-            continue
-        info = body.get("boundgate", {})
-        energy += float(info.get("energy_wh", 0.0))
-        carbon += float(info.get("carbon_g", 0.0))
-        avoided += float(info.get("avoided_wh", 0.0))
-        outputs.append(
-            json.dumps(
-                {
-                    "id": line_id,
-                    "custom_id": item["custom_id"],
-                    "response": {"status_code": 200, "request_id": ctx.request_id, "body": body},
-                    "error": None,
-                }
-            )
-        )
+    except Exception:  # not one line's fault (the store?): keep what was answered
+        log.exception("batch %s failed after %d lines", batch_id, len(outputs) + len(errors))
+        fault = "the batch stopped on an internal error; the server log has the details"
     now = gw.clock.time()
     for kind, records in (("output", outputs), ("error", errors)):
         if records:
@@ -344,7 +489,15 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         reuse_avoided_wh=avoided,
         state="cancelled" if cancelled else "done",
     )
-    if cancelled:
+    if fault is not None:
+        bg["state"] = "failed"
+        batch.update(status="failed", failed_at=int(now))
+        batch["errors"] = {
+            "object": "list",
+            "data": [{"code": ErrorCode.INTERNAL_ERROR.value, "message": fault, "param": None,
+                      "line": len(outputs) + len(errors) + 1}],
+        }  # fmt: skip
+    elif cancelled:
         batch.update(status="cancelled", cancelled_at=int(now))
     else:
         batch.update(status="completed", finalizing_at=int(now), completed_at=int(now))
@@ -355,25 +508,13 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
 async def _serve(
     gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    from pydantic import ValidationError
+    req = check_body(endpoint, body)
+    if isinstance(req, ChatCompletionRequest):
+        from ..chat.serving import to_generation_request
 
-    body = {**body, "stream": False}
-    try:
-        if endpoint == "/v1/chat/completions":
-            chat = ChatCompletionRequest.model_validate(body)
-            from ..chat.serving import to_generation_request
+        return await generation.complete(gw, ctx, to_generation_request(req, gw), generation.CHAT)
+    from ..completions.serving import serve
 
-            req = to_generation_request(chat, gw)
-            return await generation.complete(gw, ctx, req, generation.CHAT)
-        text = CompletionRequest.model_validate(body)
-        from ..completions.serving import serve
-
-        result, headers = await serve(gw, ctx, text)
-        assert isinstance(result, dict)
-        return result, headers
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidRequestError(
-            f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}",
-            code=ErrorCode.INVALID_VALUE,
-        ) from None
+    result, headers = await serve(gw, ctx, req)
+    assert isinstance(result, dict)
+    return result, headers

@@ -63,6 +63,8 @@ class SamplingParams(BaseModel):
     def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and len(v) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
+        if v == "" or (isinstance(v, list) and "" in v):
+            raise ValueError("a stop sequence must not be empty")
         return v
 
     @field_validator("n")

@@ -19,7 +19,8 @@ router = APIRouter(route_class=StrictJSONRoute)
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict, as the completions' parameters: "no", "false", 0 or 1 are not a boolean
+    model_config = ConfigDict(extra="forbid", strict=True)
     request_id: str = Field(min_length=1, max_length=200)
     correct: bool
 
@@ -30,13 +31,11 @@ class FeedbackRequest(BaseModel):
     responses=errors(
         400,
         401,
-        403,
         404,
         413,
         notes={
             400: "the request's answer was not reused (`not_a_reuse`)",
-            403: "or the request belongs to another tenant",
-            404: "no such request, or reuse is disabled (`reuse_disabled`)",
+            404: "no such request (or another tenant's), or reuse is disabled (`reuse_disabled`)",
         },
     ),
 )
