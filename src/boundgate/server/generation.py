@@ -56,9 +56,9 @@ CHAT = Shape(chat=True)
 TEXT = Shape(chat=False)
 
 
-def generation_request(
-    params: SamplingParams, gateway: Gateway, *, max_tokens: int | None = None
-) -> GenerationRequest:
+def refuse_unsupported(params: SamplingParams) -> None:
+    """Raises ``InvalidRequestError`` (400 ``unsupported_parameter``) naming the first
+    parameter of ``params`` this gateway does not implement yet."""
     unsupported = params.unsupported()
     if unsupported is not None:
         raise InvalidRequestError(
@@ -66,6 +66,12 @@ def generation_request(
             param=unsupported,
             code=ErrorCode.UNSUPPORTED_PARAMETER,
         )
+
+
+def generation_request(
+    params: SamplingParams, gateway: Gateway, *, max_tokens: int | None = None
+) -> GenerationRequest:
+    refuse_unsupported(params)
     return GenerationRequest(
         model=params.model or gateway.default_model,
         max_tokens=max_tokens or params.max_tokens or 0,

@@ -136,13 +136,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
         raise InvalidRequestError(
             f"{param}: {msg}" if param else str(msg), param=param, code=ErrorCode.INVALID_VALUE
         ) from None
-    unsupported = req.unsupported()
-    if unsupported is not None:
-        raise InvalidRequestError(
-            f"'{unsupported}' is not supported by this gateway yet",
-            param=unsupported,
-            code=ErrorCode.UNSUPPORTED_PARAMETER,
-        )
+    generation.refuse_unsupported(req)
     if isinstance(req, CompletionRequest) and req.suffix:
         raise InvalidRequestError("'suffix' is not supported", param="suffix")
     return req
