@@ -41,7 +41,7 @@ from typing import Any
 
 import Stemmer  # PyStemmer: the Snowball stemmers in C
 
-from .scope import canonical_query
+from .scope import QUOTED_SPAN, canonical_query
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
 
@@ -374,7 +374,6 @@ class Comparison:
         return not self.conflicts
 
 
-_QUOTED = re.compile(r"""(?<!\w)"[^"\n]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”\n]*”|‘[^’\n]*’|`[^`\n]*`""")
 _FACTORIAL = re.compile(r"\d+!(?!=)")
 _SPACES = re.compile(r"\s+")
 
@@ -395,7 +394,7 @@ def _blind_spot(a: str, b: str) -> bool:
     'print("hi")' in otherwise different wordings)."""
     if canonical_query(a) != canonical_query(b) and _model_view(a) == _model_view(b):
         return True
-    qa, qb = set(_QUOTED.findall(a)), set(_QUOTED.findall(b))
+    qa, qb = set(QUOTED_SPAN.findall(a)), set(QUOTED_SPAN.findall(b))
     fold = {_model_view(q) for q in qa - qb}
     return any(_model_view(q) in fold for q in qb - qa)
 

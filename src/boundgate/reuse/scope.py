@@ -71,13 +71,18 @@ def _sha(text: str) -> str:
 
 
 _SPACE = re.compile(r"\s+")
-# Spans whose every character counts: fenced code, quoted text ("…" even over lines, '…',
-# “…”, ‘…’, «…», „…“, 「…」, 『…』, `…`) and tokens with characters of code or formulas
-# (print(x), a_b, x^2, C++, 5!).
-LITERAL = re.compile(
+# Quoted text, whose every character counts: fenced code, "…" (even over lines), '…', “…”,
+# ‘…’, «…», „…“, 「…」, 『…』, `…`. The exact form keeps it as written; the guards' literal
+# check compares it (guards.py).
+QUOTED = (
     r"""```.*?```|(?<!\w)"[^"]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”]*”|‘[^’\n]*’|«[^»]*»"""
     r"""|„[^“”]*[“”]|「[^」]*」|『[^』]*』|`[^`\n]*`"""
-    r"""|\S*[()\[\]{}<>=_^*/\\|&$#@%~+][^\s]*|\d+!+""",
+)
+QUOTED_SPAN = re.compile(QUOTED, re.DOTALL)
+# Spans whose every character counts: quoted text and tokens with characters of code or
+# formulas (print(x), a_b, x^2, C++, 5!).
+LITERAL = re.compile(
+    QUOTED + r"""|\S*[()\[\]{}<>=_^*/\\|&$#@%~+][^\s]*|\d+!+""",
     re.DOTALL,
 )
 _TRAILING = "?.。？ \t"
