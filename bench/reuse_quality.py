@@ -170,6 +170,13 @@ def main() -> None:
         "tests/data/); the first side is stored, the second asked: any reuse is wrong",
     )
     ap.add_argument(
+        "--mixed",
+        action="store_true",
+        help="contradictions arrive among the pairs instead of after them: first sides "
+        "shuffled into phase 1, second sides (and the generated negatives) into phase 2, so "
+        "what the verifier learns from them shapes the paraphrases' recall",
+    )
+    ap.add_argument(
         "--gptcache-pairs",
         type=int,
         default=1500,
@@ -227,16 +234,29 @@ def main() -> None:
 
         t0 = time.perf_counter()
         phase1_wh: dict[str, float] = {}
-        for q1, _, _ in track(pairs, "phase 1: storing"):
-            if q1 not in phase1_wh:
-                phase1_wh[q1] = ask(q1)[3]
+        first = [q1 for q1, _, _ in pairs]
+        # phase-2 items: (pairs index, None) or (None, (list name, (stored, asked)))
+        items: list[tuple[int | None, tuple[str, tuple[str, str]] | None]] = [
+            (i, None) for i in range(len(pairs))
+        ]
+        if args.mixed:
+            lists = {"hard negatives": negatives} | contradictions
+            first += [a for name, found in contradictions.items() for a, _ in found]
+            items += [(None, (name, ab)) for name, found in lists.items() for ab in found]
+            mix = random.Random(args.seed + 1)
+            mix.shuffle(first)
+            mix.shuffle(items)
+        for q in track(first, "phase 1: storing"):
+            if q not in phase1_wh:
+                phase1_wh[q] = ask(q)[3]
+        mixed_wrong = {name: [0, 0] for name in ["hard negatives", *contradictions]}
         hits = right_dup = wrong = wrong_nondup = 0
         r_right_dup = r_wrong = r_wrong_nondup = 0  # with the reviewed labels
         meaning_of = {fake_answer(m): m for m in set(meanings.values())}
         avoided = spent = 0.0
         before = http.get("/v1/boundgate/stats").json()["reuse"]["outcomes"]
         trace: list[str] = []  # the threshold in force every 50 phase-2 requests
-        for i, (q1, q2, dup) in enumerate(track(pairs, "phase 2: asking")):
+        for i, (index, contra_item) in enumerate(track(items, "phase 2: asking")):
             if i % 50 == 0:
                 r = http.get("/v1/boundgate/stats").json()["reuse"]
                 on = (
@@ -245,6 +265,19 @@ def main() -> None:
                     else f"({r.get('threshold_scorer')})"
                 )
                 trace.append(f"{r['threshold']:.3f}{on}")
+            if contra_item is not None:  # --mixed: a contradiction among the pairs
+                name, (a, b) = contra_item
+                status, text, avoided_wh, wh = ask(b)
+                spent += wh
+                if status.startswith("hit") and text != fake_answer(meanings[b]):
+                    hits += 1
+                    wrong += 1
+                    r_wrong += 1
+                    avoided += avoided_wh
+                    mixed_wrong[name][0 if text == fake_answer(meanings[a]) else 1] += 1
+                continue
+            assert index is not None
+            q1, q2, dup = pairs[index]
             status, text, avoided_wh, wh = ask(q2)
             served = status.startswith("hit")
             ok = text == fake_answer(meanings[q2])
@@ -280,16 +313,21 @@ def main() -> None:
                     other += 1
             return wrong, other
 
-        negated = contradicted(negatives, "hard negatives")
-        contra: dict[str, tuple[int, int]] = {}
-        for name, found in contradictions.items():
-            for a, _ in found:
-                ask(a)
-            contra[name] = contradicted(found, name)
+        if args.mixed:
+            negated = (mixed_wrong["hard negatives"][0], mixed_wrong["hard negatives"][1])
+            contra = {name: (mixed_wrong[name][0], mixed_wrong[name][1]) for name in contradictions}
+        else:
+            negated = contradicted(negatives, "hard negatives")
+            contra = {}
+            for name, found in contradictions.items():
+                for a, _ in found:
+                    ask(a)
+                contra[name] = contradicted(found, name)
         stats = http.get("/v1/boundgate/stats").json()["reuse"]
         wall = time.perf_counter() - t0
 
     n = len(pairs)
+    n_asked = len(items)  # phase-2 requests (pairs, and with --mixed the contradictions)
     n_dup = sum(d for _, _, d in pairs)
     n_non = n - n_dup
 
@@ -355,13 +393,13 @@ def main() -> None:
     print(
         f"| boundgate (δ = {stats['error_bound']}, {stats['scorer']} scorer "
         f"{stats['scorer_parameters']}) | {right_dup / max(1, n_dup):.3f} | "
-        f"{wrong / n:.4f} | {wrong_nondup / max(1, n_non):.4f} |"
+        f"{wrong / n_asked:.4f} | {wrong_nondup / max(1, n_non):.4f} |"
     )
     if reviewed:
         r_dups = n_dup + n_reviewed
         print(
             f"| boundgate, reviewed labels ({n_reviewed} non-duplicates of this run read as "
-            f"duplicates) | {r_right_dup / max(1, r_dups):.3f} | {r_wrong / n:.4f} | "
+            f"duplicates) | {r_right_dup / max(1, r_dups):.3f} | {r_wrong / n_asked:.4f} | "
             f"{r_wrong_nondup / max(1, n_non - n_reviewed):.4f} |"
         )
     print("\n".join(rows))
@@ -371,7 +409,7 @@ def main() -> None:
             f"decisions: {', '.join(agreement)}"
         )
     print(
-        f"\nboundgate: {hits} of {n} phase-2 requests served from the store; energy avoided "
+        f"\nboundgate: {hits} of {n_asked} phase-2 requests served from the store; energy avoided "
         f"{avoided:.4f} Wh of {avoided + spent:.4f} Wh phase 2 would have used "
         f"({100 * avoided / max(1e-12, avoided + spent):.1f} %)."
     )
@@ -382,7 +420,8 @@ def main() -> None:
     )
     for name, found in contradictions.items():
         print(
-            f"hand-written contradictions ({name}; stored after phase 2, then asked): "
+            f"hand-written contradictions ({name}; "
+            f"{'mixed into the phases' if args.mixed else 'stored after phase 2, then asked'}): "
             f"{contra[name][0]} of {len(found)} got the contradicted answer; "
             f"{contra[name][1]} got another stored answer."
         )
