@@ -42,6 +42,7 @@ from ..store import ChangeRow, LedgerRow, ObservationRow, Store, StoredEntry
 from .binding import Signer
 from .documents import Documents
 from .embedder import Embedder, Vectors, vector_bytes
+from .exact import ExactMap, slot_of
 from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
@@ -188,7 +189,7 @@ class ReuseEngine:
         self.index_load: IndexLoad | None = None  # what start-up did with the saved indexes
         self._meta: dict[int, EntryMeta] = {}
         self._by_id: dict[str, int] = {}
-        self._exact: dict[str, int] = {}
+        self._exact = ExactMap()  # exact hash → the entries that may serve it (exact.py)
         self._lock = threading.Lock()
         self._seen = 0  # the last change of the store's log applied here
         self._sync_lock = asyncio.Lock()
@@ -247,8 +248,7 @@ class ReuseEngine:
     ) -> None:
         for exact, key in variants:
             if key in self._meta:
-                self._exact[exact] = key
-                self._variants.setdefault(key, set()).add(exact)
+                self._file_variant(exact, key)
         for o in observations:
             self.verifier.add(
                 Observation(o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score),
@@ -320,10 +320,17 @@ class ReuseEngine:
             self._by_id[e.id] = e.key
             if e.document_id:
                 self._by_id[e.document_id] = e.key
-            prev = self._exact.get(e.exact)
-            if prev is None or self._meta[prev].created <= e.created:
-                self._exact[e.exact] = e.key
+            slot = slot_of(e.finish_reason, e.completion_tokens)
+            self._exact.put(e.exact, e.key, slot, e.created, newer=True)
         return meta
+
+    def _file_variant(self, exact: str, key: int) -> None:
+        """A confirmed variant: ``exact`` is served entry ``key``, in the entry's slot."""
+        meta = self._meta[key]
+        with self._lock:
+            slot = slot_of(meta.finish_reason, meta.completion_tokens)
+            self._exact.put(exact, key, slot, meta.created, newer=False)
+            self._variants.setdefault(key, set()).add(exact)
 
     def __len__(self) -> int:
         return len(self._meta)
@@ -401,9 +408,7 @@ class ReuseEngine:
                 elif e.document_id:
                     self.pin(e.key, e.document_id)
             elif c.kind == "variant" and c.entry in self._meta and c.ref is not None:
-                with self._lock:
-                    self._exact[c.ref] = c.entry
-                    self._variants.setdefault(c.entry, set()).add(c.ref)
+                self._file_variant(c.ref, c.entry)
             elif c.kind == "label" and c.observation is not None:
                 o = c.observation
                 mine = (o.ts, o.entry, o.source, o.request_id)
@@ -512,16 +517,9 @@ class ReuseEngine:
                 return False  # longer than this request allows, or cut shorter than it allows
             return not stale or self.documents.is_stale(meta.document)
 
-        exact = self._exact.get(key.exact)
-        meta = self._meta.get(exact) if exact is not None else None
-        if meta is not None and admissible(meta):
-            entry = await self._entry_if_live(meta)
-            if entry is not None:
-                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
-        elif meta is None and not stale and not self.store.announces_changes:
-            entry = await self._exact_from_store(key.exact)
-            if entry is not None and admissible(self._meta.get(entry.key)):
-                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        hit = await self._exact_hit(p, key, admissible, stale=stale)
+        if hit is not None:
+            return hit
         if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
             return Lookup(p, key, "miss")
         if not self.embedder.fits(key.query):
@@ -553,6 +551,29 @@ class ReuseEngine:
                     out.candidate = meta
                 return out
         return out
+
+    async def _exact_hit(
+        self,
+        p: Plan,
+        key: ReuseKey,
+        admissible: Callable[[EntryMeta | None], bool],
+        *,
+        stale: bool = False,
+    ) -> Lookup | None:
+        """An answer filed under the request's exact key that fits it (``exact.py``): from
+        memory, else, on a store whose followers poll, the newest one another process stored
+        since the change log was last read."""
+        for k in list(self._exact.candidates(key.exact, key.max_tokens)):
+            meta = self._meta.get(k)
+            if meta is not None and admissible(meta):
+                entry = await self._entry_if_live(meta)
+                if entry is not None:
+                    return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        if not stale and not self.store.announces_changes:
+            entry = await self._exact_from_store(key.exact)
+            if entry is not None and admissible(self._meta.get(entry.key)):
+                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        return None
 
     def _survivors(
         self, key: ReuseKey, near: list[Neighbour], admissible: Callable[[EntryMeta | None], bool]
@@ -743,9 +764,7 @@ class ReuseEngine:
             return
         await self.store.add_question_variant(cand.key, key.exact, key.query, self.clock.time())
         fresh = self._by_id.get(lookup.stored_id) if lookup.stored_id else None
-        with self._lock:
-            self._exact[key.exact] = cand.key
-            self._variants.setdefault(cand.key, set()).add(key.exact)
+        self._file_variant(key.exact, cand.key)
         self.count("variant_confirmed")
         fresh_meta = self._meta.get(fresh) if fresh is not None else None
         if fresh_meta is not None and fresh != cand.key and fresh_meta.document is None:
@@ -860,11 +879,9 @@ class ReuseEngine:
                 self._by_id.pop(meta.id, None)
                 if meta.document:
                     self._by_id.pop(meta.document, None)
-                if self._exact.get(meta.exact) == k:
-                    del self._exact[meta.exact]
+                self._exact.remove(meta.exact, k)
                 for exact in self._variants.pop(k, ()):
-                    if self._exact.get(exact) == k:
-                        del self._exact[exact]
+                    self._exact.remove(exact, k)
         self.documents.forget(keys)
         for k in keys:
             self.index.remove(k)
