@@ -43,6 +43,7 @@ from .binding import Signer
 from .documents import Documents
 from .embedder import Embedder, Vectors, vector_bytes
 from .exact import ExactMap, slot_of
+from .flight import Flight, Flights
 from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
@@ -98,7 +99,7 @@ class EntryMeta:
 class Lookup:
     plan: Plan
     key: ReuseKey | None
-    status: str  # hit-exact | hit-semantic | miss | bypass
+    status: str  # hit-exact | hit-semantic | hit-coalesced | hit-variant | stale | miss | bypass
     entry: StoredEntry | None = None  # the entry served, on a hit
     similarity: float | None = None  # best admissible candidate's similarity
     density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
@@ -109,6 +110,7 @@ class Lookup:
     semantic: bool = False  # a semantic lookup happened (counts towards h(t))
     novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
     stored_id: str | None = None  # set by remember()
+    flight: Flight | None = None  # the flight this miss leads (flight.py), until it lands
 
     @property
     def hit(self) -> bool:
@@ -201,6 +203,7 @@ class ReuseEngine:
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
         self._hit_flush: asyncio.Task[None] | None = None
         self.counters: dict[str, int] = {}
+        self.flights = Flights()  # identical misses being computed here (flight.py)
         self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
 
     # --- start-up -------------------------------------------------------------------------
@@ -510,13 +513,7 @@ class ReuseEngine:
         stale: bool = False,
         vector: Vectors | None = None,
     ) -> Lookup:
-        def admissible(meta: EntryMeta | None) -> bool:
-            if meta is None or not self._fresh(meta, p, now):
-                return False
-            if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
-                return False  # longer than this request allows, or cut shorter than it allows
-            return not stale or self.documents.is_stale(meta.document)
-
+        admissible = self._admissible(p, key, now, stale=stale)
         hit = await self._exact_hit(p, key, admissible, stale=stale)
         if hit is not None:
             return hit
@@ -551,6 +548,59 @@ class ReuseEngine:
                     out.candidate = meta
                 return out
         return out
+
+    def _admissible(
+        self, p: Plan, key: ReuseKey, now: float, *, stale: bool = False
+    ) -> Callable[[EntryMeta | None], bool]:
+        """Whether an entry may serve ``key`` under plan ``p`` at ``now``: fresh enough, one
+        the request could have received (``answer_fits``), and (``stale``) a document of an
+        older model version being rebound."""
+
+        def admissible(meta: EntryMeta | None) -> bool:
+            if meta is None or not self._fresh(meta, p, now):
+                return False
+            if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
+                return False  # longer than this request allows, or cut shorter than it allows
+            return not stale or self.documents.is_stale(meta.document)
+
+        return admissible
+
+    # --- coalescing (flight.py) -----------------------------------------------------------
+    def join_flight(self, lookup: Lookup) -> Flight | None:
+        """The flight to wait for when an identical request is computing this miss's answer.
+        Else None, and a miss whose answer will be stored leads a flight of its own
+        (``lookup.flight``), landed by ``remember`` once stored or by ``land``."""
+        key = lookup.key
+        if (
+            key is None
+            or lookup.entry is not None
+            or lookup.status != "miss"
+            or self.settings.coalesce_wait_s <= 0
+        ):
+            return None
+        wait, lookup.flight = self.flights.join((key.exact, key.max_tokens), lead=lookup.plan.store)
+        return wait
+
+    def land(self, lookup: Lookup | None) -> None:
+        """End the flight ``lookup`` leads, if any: its waiters look up again (idempotent)."""
+        if lookup is not None and lookup.flight is not None:
+            self.flights.land(lookup.flight)
+            lookup.flight = None
+
+    async def after_flight(self, lookup: Lookup) -> Lookup | None:
+        """Once the flight ``lookup`` waited for has landed: the answer filed under its exact
+        key that fits it, as a ``hit-coalesced`` lookup; None if there is none (the leader
+        failed, left or stored nothing that fits: the waiter runs on its own)."""
+        key = lookup.key
+        assert key is not None
+        p = lookup.plan
+        hit = await self._exact_hit(p, key, self._admissible(p, key, self.clock.time()))
+        if hit is None:
+            self.count("coalesced-alone")
+            return None
+        hit.status = "hit-coalesced"
+        self.count("hit-coalesced")
+        return hit
 
     async def _exact_hit(
         self,
@@ -715,6 +765,7 @@ class ReuseEngine:
         )
         await self.store.put_entry(entry)
         self.admit(entry, vector)
+        self.land(lookup)  # identical requests waiting for this answer are served it now
         lookup.stored_id = entry.id
         if asker is not None:
             bound = await self.documents.register(entry_key, asker, key.query)
@@ -838,10 +889,11 @@ class ReuseEngine:
         density = float(raw_density) if isinstance(raw_density, int | float) else 0.0
         raw_pair = row.extra.get("pair_score")
         pair = float(raw_pair) if isinstance(raw_pair, int | float) else None
-        if pair is None and row.reuse == "hit-exact":
+        same_question = row.reuse in ("hit-exact", "hit-coalesced")
+        if pair is None and same_question:
             pair = 1.0  # the same question
         await self.observe(key, similarity, correct, "feedback", row.id, density, pair)
-        if not correct and key is not None and row.reuse == "hit-exact":
+        if not correct and key is not None and same_question:
             # The stored answer itself is wrong for its own question: stop serving it.
             await self.forget([key])
         return "recorded"
