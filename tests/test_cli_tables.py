@@ -56,6 +56,28 @@ base_url = "{BASE_URL}"
     assert "remote-model-with-a-long-name" in row
     assert "estimate (EcoLogits, output tokens only)" in row
     assert "…" not in listed.output
+    assert "all-MiniLM-L6-v2" not in listed.output  # reuse off: no embeddings served
+
+
+def test_models_lists_the_embeddings_model_as_the_api_does(tmp_path: Path) -> None:
+    """``GET /v1/models`` lists the model ``/v1/embeddings`` serves when reuse is on; the
+    CLI listing left it out."""
+    cfg = write_config(
+        tmp_path / "c.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+
+[models.fake]
+backend = "fake"
+default = true
+""",
+    )
+    listed = CliRunner().invoke(cli, ["models", "-c", str(cfg)])
+    assert listed.exit_code == 0, listed.output
+    (row,) = lines_with(listed.output, "all-MiniLM-L6-v2")
+    assert "onnx" in row and "/v1/embeddings" in row and "0.0227" in row
+    assert "metered per request" in row
 
 
 def test_settings_show_each_meaning_whole() -> None:

@@ -343,6 +343,78 @@ def test_a_stored_answer_is_served_only_within_the_requests_token_limit(
     assert shorter.json()["usage"]["completion_tokens"] <= n - 1
 
 
+LONG = " ".join(f"w{i}" for i in range(20))  # 20 tokens for the fake: cut by limits below
+
+
+def long_answers(live: Live) -> Any:
+    """The fake backend answering every question with ``LONG`` (one token a word)."""
+    fake = live.gateway.backends["fake"]
+    fake.answers = lambda _question: LONG
+    return fake
+
+
+def test_alternating_limits_in_one_class_both_hit_once_stored(fake_live: Live) -> None:
+    """max_tokens 12 and 13 share a scope (one limit class): each cut answer keeps its own
+    slot, so a client alternating them hits with both instead of each answer replacing the
+    other."""
+    fake = long_answers(fake_live)
+    q = "Describe the water cycle"
+    seen = []
+    for limit in (12, 13, 12, 13, 12, 13):
+        r = ask(fake_live, q, max_tokens=limit)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["choices"][0]["finish_reason"] == "length"
+        assert body["usage"]["completion_tokens"] == limit
+        assert body["choices"][0]["message"]["content"] == " ".join(LONG.split()[:limit])
+        seen.append(r.headers["x-boundgate-reuse"])
+    assert seen == ["miss", "miss", "hit-exact", "hit-exact", "hit-exact", "hit-exact"]
+    assert fake.calls == 2
+
+
+def test_a_cut_answer_is_served_only_at_its_own_limit(fake_live: Live) -> None:
+    """Cuts at 11, 12 and 13 are all kept and each is served only to its own limit; a limit
+    with no cut of its own (14) runs the model, and its answer does not displace the others."""
+    fake = long_answers(fake_live)
+    q = "Explain photosynthesis"
+    for limit in (11, 12, 13, 14):
+        assert ask(fake_live, q, max_tokens=limit).headers["x-boundgate-reuse"] == "miss"
+    assert fake.calls == 4
+    for limit in (14, 13, 12, 11):
+        r = ask(fake_live, q, max_tokens=limit)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact", limit
+        assert r.json()["usage"]["completion_tokens"] == limit
+        assert r.json()["choices"][0]["message"]["content"] == " ".join(LONG.split()[:limit])
+    assert fake.calls == 4
+    r = ask(fake_live, q, max_tokens=10)
+    assert r.headers["x-boundgate-reuse"] == "miss"
+    assert r.json()["usage"]["completion_tokens"] == 10
+
+
+def test_a_natural_answer_serves_larger_limits_beside_a_cut(fake_live: Live) -> None:
+    """An answer that ended by itself (20 tokens, asked with 30) serves any limit of at least
+    20 in its class, even after a shorter limit stored its own cut answer."""
+    fake = long_answers(fake_live)
+    q = "Summarise the plot of Hamlet"
+    full = ask(fake_live, q, max_tokens=30)
+    assert full.json()["choices"][0]["finish_reason"] == "stop"
+    assert full.json()["usage"]["completion_tokens"] == 20
+    cut = ask(fake_live, q, max_tokens=12)
+    assert cut.headers["x-boundgate-reuse"] == "miss"
+    assert cut.json()["choices"][0]["finish_reason"] == "length"
+    for limit in (25, 20, 64, 30):
+        r = ask(fake_live, q, max_tokens=limit)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact", limit
+        assert r.json()["choices"][0]["message"]["content"] == LONG
+        assert r.json()["choices"][0]["finish_reason"] == "stop"
+    again = ask(fake_live, q, max_tokens=12)
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"
+    assert again.json()["choices"][0]["finish_reason"] == "length"
+    assert fake.calls == 2
+    # below the natural answer's length, with no cut of its own: the model runs
+    assert ask(fake_live, q, max_tokens=19).headers["x-boundgate-reuse"] == "miss"
+
+
 def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live: Live) -> None:
     """The exact key forgives only what cannot change an answer (the case and spacing of
     prose, a closing question mark); quoted text, code, formulas, a factorial sign and a

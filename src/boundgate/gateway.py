@@ -18,7 +18,7 @@ from typing import Any
 
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from .clock import Clock, SystemClock
-from .energy import EnergyReport, EnergyReporter, Measurement, Meter, Work, combine
+from .energy import EnergyReport, EnergyReporter, Measurement, Meter, Span, Work, combine
 from .errors import (
     BoundgateError,
     ContextLengthExceededError,
@@ -272,15 +272,14 @@ class Gateway:
         assert self.reuse is not None
         embedder = self.reuse.embedder
         reservation = await self.limiter.admit(ctx.tenant, sum(len(t.encode()) for t in texts))
-        t0 = self.clock.monotonic()
-        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        span = self._span()
         tokens = 0
         try:
             vectors = await asyncio.to_thread(embedder.embed, texts)
             tokens = await asyncio.to_thread(embedder.count_tokens, texts)
         finally:
             self.limiter.settle(reservation, tokens)
-        m = self._lookup_measurement(token, t0)
+        m = span.stop()
         energy = self.energy_report(m, ctx.started) if m is not None else None
         row = self.ledger.row(
             ctx,
@@ -366,14 +365,12 @@ class Gateway:
         )
         self.reuse.settle_soon(lookup, completion.text, ctx.request_id, self.asker(ctx, req))
 
-    def _lookup_measurement(self, token: Any, t0: float) -> Measurement | None:
-        if self.reuse_meter is None or token is None:
-            return None
-        work = Work(backend_kind="reuse", params_b=0.0, wall_s=self.clock.monotonic() - t0)
-        return self.reuse_meter.stop(token, work)
+    def _span(self) -> Span:
+        """The reuse meter over a request's lookups, from now."""
+        return Span(self.reuse_meter, self.clock.monotonic)
 
-    def _hit_energy(self, token: Any, t0: float, ctx: RequestContext) -> EnergyReport:
-        m = self._lookup_measurement(token, t0)
+    def _hit_energy(self, span: Span, ctx: RequestContext) -> EnergyReport:
+        m = span.stop()
         assert m is not None
         return self.energy_report(m, ctx.started)
 
@@ -390,8 +387,10 @@ class Gateway:
 
     async def _begin(
         self, ctx: RequestContext, req: GenerationRequest, stream: bool
-    ) -> tuple[Backend, Reservation, Lookup | None, Any, float]:
-        """Resolve, admit and look up; errors are recorded and re-raised."""
+    ) -> tuple[Backend, Reservation, Lookup | None, Span]:
+        """Resolve, admit and look up (waiting for an identical request in flight, if one
+        is computing the answer); errors are recorded and re-raised. A miss may come back
+        leading a flight (``lookup.flight``): the caller lands it when it is done."""
         if ctx.internal:
             await self.yield_to_interactive()
         try:
@@ -399,16 +398,45 @@ class Gateway:
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
             raise
-        t0 = self.clock.monotonic()
-        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        span = self._span()
         try:
-            lookup = await self._lookup(ctx, req, backend)
-            ctx.reuse = lookup
+            lookup = ctx.reuse = await self._lookup(ctx, req, backend)
+            if lookup is not None:
+                lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
         except BoundgateError as err:
             self.limiter.settle(reservation, 0)
             await self.record_error(ctx, err, req, stream=stream)
             raise
-        return backend, reservation, lookup, token, t0
+        except asyncio.CancelledError:  # the client left while waiting
+            self.limiter.settle(reservation, 0)
+            row = self.ledger.row(ctx, req, backend, stream=stream, outcome="cancelled", status=499)
+            self.ledger.commit_soon(row)
+            raise
+        return backend, reservation, lookup, span
+
+    async def _coalesce(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        lookup: Lookup,
+        span: Span,
+    ) -> Lookup:
+        """A miss that an identical request in flight is computing waits for it, at most
+        ``reuse.coalesce_wait_s`` (reuse/flight.py): its stored answer as a ``hit-coalesced``
+        lookup, or, if it stored none that fits or the wait ran out, ``lookup`` (the request
+        runs on its own). The wait is not metered as this request's energy."""
+        assert self.reuse is not None
+        flight = self.reuse.join_flight(lookup)
+        if flight is None:
+            return lookup
+        span.pause()
+        landed = await flight.wait(self.reuse.settings.coalesce_wait_s)
+        span.resume()
+        hit = await self.reuse.after_flight(lookup) if landed else None
+        result = "served" if hit is not None else "alone"
+        self.metrics.reuse_coalesced.labels(model=backend.name, result=result).inc()
+        return hit or lookup
 
     async def _commit_hit(
         self,
@@ -416,13 +444,12 @@ class Gateway:
         req: GenerationRequest,
         backend: Backend,
         lookup: Lookup,
-        token: Any,
-        t0: float,
+        span: Span,
         *,
         stream: bool,
     ) -> EnergyReport:
         assert self.reuse is not None and lookup.entry is not None
-        energy = self._hit_energy(token, t0, ctx)
+        energy = self._hit_energy(span, ctx)
         usage = usage_of(lookup.entry)
         await self.reuse.note_hit(lookup, self.asker(ctx, req))
         await self.ledger.commit(
@@ -431,6 +458,12 @@ class Gateway:
             )
         )
         return energy
+
+    def _land(self, lookup: Lookup | None) -> None:
+        """The request is done (answered, failed or cancelled): requests waiting for it run
+        on their own if it stored nothing for them."""
+        if self.reuse is not None:
+            self.reuse.land(lookup)
 
     def routes(self, req: GenerationRequest) -> bool:
         """Whether ``req`` asks for ``model: "auto"`` (or ``auto:<ladder>``)."""
@@ -450,10 +483,9 @@ class Gateway:
         ``check`` sends it to the next rung (None: keep it). An answer escalated as
         ``logprob`` is not remembered: a stored answer has no log-probabilities, so a later
         lookup could not check it again and would serve it."""
-        t0 = self.clock.monotonic()
-        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        span = self._span()
         lookup = await self._lookup(ctx, req, backend)
-        lookup_m = self._lookup_measurement(token, t0)
+        lookup_m = span.stop()
         if lookup is not None and lookup.novel:
             ctx.novel = True  # counted once against the novelty budget, not once per rung
         if lookup is not None and lookup.entry is not None:
@@ -622,18 +654,16 @@ class Gateway:
             result, row = await self._route(ctx, req, stream=False)
             await self.ledger.commit(row)
             return result
-        backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, False)
+        backend, reservation, lookup, span = await self._begin(ctx, req, False)
         if lookup is not None and lookup.entry is not None:
             try:
-                energy = await self._commit_hit(
-                    ctx, req, backend, lookup, hit_token, hit_t0, stream=False
-                )
+                energy = await self._commit_hit(ctx, req, backend, lookup, span, stream=False)
             finally:
                 self.limiter.settle(reservation, 0)
             e = lookup.entry
             completion = Completion(e.answer, e.finish_reason, usage_of(e))
             return Result(completion, backend.name, energy, lookup)
-        lookup_m = self._lookup_measurement(hit_token, hit_t0)
+        lookup_m = span.stop()
         meter = self.meter_for(backend)
         cancel = CancelToken()
         usage = Usage(0, 0)
@@ -663,6 +693,7 @@ class Gateway:
             )
             raise
         finally:
+            self._land(lookup)
             self.limiter.settle(reservation, usage.total_tokens, usage.reasoning_tokens)
 
     async def stream(
@@ -677,7 +708,7 @@ class Gateway:
             async for event in self._stream_routed(ctx, req):
                 yield event
             return
-        backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, True)
+        backend, reservation, lookup, span = await self._begin(ctx, req, True)
         if lookup is not None and lookup.entry is not None:
             entry = lookup.entry
             replayed = False
@@ -685,13 +716,11 @@ class Gateway:
                 for piece in replay_pieces(entry.answer):
                     yield Chunk(piece)
                 replayed = True
-                energy = await self._commit_hit(
-                    ctx, req, backend, lookup, hit_token, hit_t0, stream=True
-                )
+                energy = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
                 yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
             finally:
                 if not replayed:  # the client left during the replay
-                    energy = self._hit_energy(hit_token, hit_t0, ctx)
+                    energy = self._hit_energy(span, ctx)
                     self.ledger.commit_soon(
                         self.ledger.row(
                             ctx,
@@ -706,7 +735,7 @@ class Gateway:
                     )
                 self.limiter.settle(reservation, 0)
             return
-        lookup_m = self._lookup_measurement(hit_token, hit_t0)
+        lookup_m = span.stop()
         meter = self.meter_for(backend)
         cancel = CancelToken()
         usage = Usage(0, 0)
@@ -745,6 +774,7 @@ class Gateway:
             await self.record_error(ctx, err, req, stream=True)
             raise
         finally:
+            self._land(lookup)
             if not done:
                 # The consumer went away mid-stream: stop the model, account what it did.
                 cancel.cancel()

@@ -68,7 +68,16 @@ class Metrics:
         )
         self.reuse = Counter(
             "boundgate_reuse",
-            "Reuse decisions: hit-exact, hit-semantic, miss, bypass, stale.",
+            "Reuse decisions: hit-exact, hit-semantic, hit-coalesced, hit-variant, miss, bypass, "
+            "stale.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.reuse_coalesced = Counter(
+            "boundgate_reuse_coalesced",
+            "Requests that waited for an identical request in flight (request coalescing), "
+            "by what followed: served (its stored answer, a hit-coalesced) or alone (it ran "
+            "the model itself: the other failed, left or stored nothing, or the wait ran out).",
             ["model", "result"],
             registry=r,
         )

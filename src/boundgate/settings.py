@@ -341,6 +341,14 @@ class ReuseSettings(_Section):
         "so a crash costs the replay of at most this much new traffic (0: at shutdown only). "
         "Adds wait while a changed index is written (about 50 ms per 100k entries).",
     )
+    coalesce_wait_s: float = Field(
+        60.0,
+        ge=0,
+        description="Request coalescing: how long (s) a request may wait for an identical one "
+        "in flight in this process (same tenant scope, question and max_tokens, reusable) to "
+        "store its answer, served to it as a hit (hit-coalesced), instead of running the model "
+        "again; if the wait runs out or the other fails it runs on its own. 0: no coalescing.",
+    )
     sync_interval_s: float = Field(
         0.25,
         gt=0,

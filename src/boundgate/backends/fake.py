@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..errors import ServiceUnavailableError
 from ..testing import ThreadedServer
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
 from .reasoning import CLOSE, CLOSE_THINKING, OPEN, ThinkBudget
@@ -65,7 +66,9 @@ class FakeBackend(Backend):
     :func:`fake_answer` of the question's meaning. ``logprobs`` scripts its confidence:
     question → the answer's mean token log-probability (nats per token), reported on the last
     chunk when the request sets ``report_logprob``, as ``LlamaCppBackend`` does; without it
-    the fake reports none, like an upstream model."""
+    the fake reports none, like an upstream model. ``failures`` scripts faults: each
+    generation takes the next number n, if any, and fails with a 503 after n tokens (a model
+    that goes away mid-answer)."""
 
     kind = "fake"
 
@@ -95,6 +98,7 @@ class FakeBackend(Backend):
         self.calls = 0
         self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer
         self.simulated_queue = 0  # requests to pretend are waiting (tests of yielding)
+        self.failures: deque[int] = deque()  # the next generations fail after n tokens
 
     def queue_depth(self) -> int:
         return self.simulated_queue
@@ -114,9 +118,12 @@ class FakeBackend(Backend):
         else:
             text = fake_answer(self.meanings.get(question, question))
         words = (_words(text) if text else [])[: req.max_tokens]
-        for w in words:
+        fail_at = self.failures.popleft() if self.failures else None
+        for i, w in enumerate(words):
             if cancel.cancelled:
                 break
+            if i == fail_at:
+                raise ServiceUnavailableError("The fake model failed (a scripted failure).")
             if self.token_delay_s:
                 await asyncio.sleep(self.token_delay_s)
             yield Chunk(text=w)

@@ -126,21 +126,21 @@ def serve(
     s = settings.server
     with opened_store(settings) as store:
         open_mode = not asyncio.run(store.has_keys())
+    if open_mode and not _is_loopback(s.host) and not s.allow_open_remote:
+        err.print(
+            f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
+            "with `boundgate keys create --tenant NAME`, or pass --allow-open."
+        )
+        raise typer.Exit(2)
+    # bound before anything claims to serve (and before models load): a port in use is a
+    # one-line error at once, alone, not a traceback after the start-up
+    sock = _listen(s.host, s.port)
     if open_mode:
-        if not _is_loopback(s.host) and not s.allow_open_remote:
-            err.print(
-                f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
-                "with `boundgate keys create --tenant NAME`, or pass --allow-open."
-            )
-            raise typer.Exit(2)
         err.print(
             "[yellow]open local mode:[/yellow] no API keys exist, so every request is "
             "accepted as tenant 'local'. Create a key to require authentication.",
             markup=True,
         )
-    # bound before anything claims to serve (and before models load): a port in use is a
-    # one-line error at once, not a traceback after the start-up
-    sock = _listen(s.host, s.port)
     from .progress import Steps
 
     assembling = Steps()

@@ -54,7 +54,8 @@ def _range(value: float, lo_hi: list[float]) -> str:
 @models_app.callback()
 def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List the configured models with their energy profiles (measured on this host, or the
-    labelled per-token estimate)."""
+    labelled per-token estimate), and the embeddings model when reuse is on, as
+    ``GET /v1/models`` does."""
     if ctx.invoked_subcommand is not None:
         return
     from ..profiles import EnergyProfiles
@@ -100,7 +101,31 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
             "yes" if m.reasoning else "",
             *cells,
         )
+    if settings.reuse.enabled:  # listed by GET /v1/models too: what /v1/embeddings serves
+        table.add_row(*_embeddings_row(settings))
     out.print(table)
+
+
+def _embeddings_row(settings: Settings) -> list[str]:
+    """The embeddings model's row (the reuse layer's embedder; not loaded to list it). No
+    energy profile: each embeddings request is metered as it runs."""
+    from ..gateway import EMBEDDING_MODEL
+    from ..reuse.embedder import OnnxEmbedder
+
+    minilm = settings.reuse.embedder == "minilm"
+    where = "packaged int8 ONNX" if minilm else "hash embedder (tests)"
+    params = f"{OnnxEmbedder.params_b:g}" if minilm else ""
+    return [
+        EMBEDDING_MODEL,
+        "onnx",
+        "",
+        f"{where}, POST /v1/embeddings",
+        params,
+        "",
+        "",
+        "",
+        "metered per request",
+    ]
 
 
 async def _profile_all(

@@ -30,7 +30,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "30d": (30 * DAY, DAY),
 }
 OUTCOMES = ("ok", "error", "cancelled")
-REUSE_RESULTS = ("hit-exact", "hit-semantic", "stale", "miss", "bypass", "none")
+REUSE_RESULTS = ("hit-exact", "hit-semantic", "hit-coalesced", "stale", "miss", "bypass", "none")
 DOC_STATES = ("active", "stale", "superseded", "revoked")
 
 

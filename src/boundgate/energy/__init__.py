@@ -1,6 +1,6 @@
 """Energy metering: counters where readable (RAPL, NVML), labelled estimates otherwise."""
 
-from .base import Measurement, Meter, MeterToken, Method, Work, combine
+from .base import Measurement, Meter, MeterToken, Method, Span, Work, combine
 from .carbon import EnergyReport, EnergyReporter, carbon_g
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
 from .fake import FakeMeter
@@ -19,6 +19,7 @@ __all__ = [
     "Method",
     "NvmlMeter",
     "RaplMeter",
+    "Span",
     "TokenEstimateMeter",
     "Work",
     "carbon_g",

@@ -9,6 +9,7 @@ method produced it and how uncertain it is.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -66,3 +67,41 @@ class Meter(ABC):
     @abstractmethod
     def stop(self, token: MeterToken, work: Work) -> Measurement:
         """Read counters at the end of an interval and return the energy used."""
+
+
+class Span:
+    """A meter over one request's reuse work (lookups), which may pause.
+
+    A request that waits for an identical one in flight (request coalescing) pauses its span
+    for the wait: what the machine spends meanwhile is the other request's generation, which
+    that one's ledger row already carries, and a wall-time estimate would bill the idle wait.
+    ``stop`` returns the energy of the intervals metered (None without a meter) and may be
+    called again (it returns the same)."""
+
+    def __init__(self, meter: Meter | None, monotonic: Callable[[], float]) -> None:
+        self.meter = meter
+        self.monotonic = monotonic
+        self._spent: Measurement | None = None
+        self._token: MeterToken | None = None
+        self._t0 = 0.0
+        self.resume()
+
+    def resume(self) -> None:
+        """Meter again (a no-op while metering)."""
+        if self.meter is not None and self._token is None:
+            self._token = self.meter.start()
+            self._t0 = self.monotonic()
+
+    def pause(self) -> None:
+        """Stop metering until ``resume``; the interval so far is kept."""
+        if self.meter is None or self._token is None:
+            return
+        work = Work(backend_kind="reuse", params_b=0.0, wall_s=self.monotonic() - self._t0)
+        m = self.meter.stop(self._token, work)
+        self._token = None
+        self._spent = m if self._spent is None else combine(m, self._spent)
+
+    def stop(self) -> Measurement | None:
+        """The energy of every interval metered, in Wh with its range and method."""
+        self.pause()
+        return self._spent

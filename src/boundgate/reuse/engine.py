@@ -42,6 +42,8 @@ from ..store import ChangeRow, LedgerRow, ObservationRow, Store, StoredEntry
 from .binding import Signer
 from .documents import Documents
 from .embedder import Embedder, Vectors, vector_bytes
+from .exact import ExactMap, slot_of
+from .flight import Flight, Flights
 from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
@@ -97,7 +99,7 @@ class EntryMeta:
 class Lookup:
     plan: Plan
     key: ReuseKey | None
-    status: str  # hit-exact | hit-semantic | miss | bypass
+    status: str  # hit-exact | hit-semantic | hit-coalesced | hit-variant | stale | miss | bypass
     entry: StoredEntry | None = None  # the entry served, on a hit
     similarity: float | None = None  # best admissible candidate's similarity
     density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
@@ -108,6 +110,7 @@ class Lookup:
     semantic: bool = False  # a semantic lookup happened (counts towards h(t))
     novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
     stored_id: str | None = None  # set by remember()
+    flight: Flight | None = None  # the flight this miss leads (flight.py), until it lands
 
     @property
     def hit(self) -> bool:
@@ -188,7 +191,7 @@ class ReuseEngine:
         self.index_load: IndexLoad | None = None  # what start-up did with the saved indexes
         self._meta: dict[int, EntryMeta] = {}
         self._by_id: dict[str, int] = {}
-        self._exact: dict[str, int] = {}
+        self._exact = ExactMap()  # exact hash → the entries that may serve it (exact.py)
         self._lock = threading.Lock()
         self._seen = 0  # the last change of the store's log applied here
         self._sync_lock = asyncio.Lock()
@@ -200,6 +203,7 @@ class ReuseEngine:
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
         self._hit_flush: asyncio.Task[None] | None = None
         self.counters: dict[str, int] = {}
+        self.flights = Flights()  # identical misses being computed here (flight.py)
         self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
 
     # --- start-up -------------------------------------------------------------------------
@@ -247,8 +251,7 @@ class ReuseEngine:
     ) -> None:
         for exact, key in variants:
             if key in self._meta:
-                self._exact[exact] = key
-                self._variants.setdefault(key, set()).add(exact)
+                self._file_variant(exact, key)
         for o in observations:
             self.verifier.add(
                 Observation(o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score),
@@ -320,10 +323,17 @@ class ReuseEngine:
             self._by_id[e.id] = e.key
             if e.document_id:
                 self._by_id[e.document_id] = e.key
-            prev = self._exact.get(e.exact)
-            if prev is None or self._meta[prev].created <= e.created:
-                self._exact[e.exact] = e.key
+            slot = slot_of(e.finish_reason, e.completion_tokens)
+            self._exact.put(e.exact, e.key, slot, e.created, newer=True)
         return meta
+
+    def _file_variant(self, exact: str, key: int) -> None:
+        """A confirmed variant: ``exact`` is served entry ``key``, in the entry's slot."""
+        meta = self._meta[key]
+        with self._lock:
+            slot = slot_of(meta.finish_reason, meta.completion_tokens)
+            self._exact.put(exact, key, slot, meta.created, newer=False)
+            self._variants.setdefault(key, set()).add(exact)
 
     def __len__(self) -> int:
         return len(self._meta)
@@ -401,9 +411,7 @@ class ReuseEngine:
                 elif e.document_id:
                     self.pin(e.key, e.document_id)
             elif c.kind == "variant" and c.entry in self._meta and c.ref is not None:
-                with self._lock:
-                    self._exact[c.ref] = c.entry
-                    self._variants.setdefault(c.entry, set()).add(c.ref)
+                self._file_variant(c.ref, c.entry)
             elif c.kind == "label" and c.observation is not None:
                 o = c.observation
                 mine = (o.ts, o.entry, o.source, o.request_id)
@@ -505,23 +513,10 @@ class ReuseEngine:
         stale: bool = False,
         vector: Vectors | None = None,
     ) -> Lookup:
-        def admissible(meta: EntryMeta | None) -> bool:
-            if meta is None or not self._fresh(meta, p, now):
-                return False
-            if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
-                return False  # longer than this request allows, or cut shorter than it allows
-            return not stale or self.documents.is_stale(meta.document)
-
-        exact = self._exact.get(key.exact)
-        meta = self._meta.get(exact) if exact is not None else None
-        if meta is not None and admissible(meta):
-            entry = await self._entry_if_live(meta)
-            if entry is not None:
-                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
-        elif meta is None and not stale and not self.store.announces_changes:
-            entry = await self._exact_from_store(key.exact)
-            if entry is not None and admissible(self._meta.get(entry.key)):
-                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        admissible = self._admissible(p, key, now, stale=stale)
+        hit = await self._exact_hit(p, key, admissible, stale=stale)
+        if hit is not None:
+            return hit
         if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
             return Lookup(p, key, "miss")
         if not self.embedder.fits(key.query):
@@ -553,6 +548,82 @@ class ReuseEngine:
                     out.candidate = meta
                 return out
         return out
+
+    def _admissible(
+        self, p: Plan, key: ReuseKey, now: float, *, stale: bool = False
+    ) -> Callable[[EntryMeta | None], bool]:
+        """Whether an entry may serve ``key`` under plan ``p`` at ``now``: fresh enough, one
+        the request could have received (``answer_fits``), and (``stale``) a document of an
+        older model version being rebound."""
+
+        def admissible(meta: EntryMeta | None) -> bool:
+            if meta is None or not self._fresh(meta, p, now):
+                return False
+            if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
+                return False  # longer than this request allows, or cut shorter than it allows
+            return not stale or self.documents.is_stale(meta.document)
+
+        return admissible
+
+    # --- coalescing (flight.py) -----------------------------------------------------------
+    def join_flight(self, lookup: Lookup) -> Flight | None:
+        """The flight to wait for when an identical request is computing this miss's answer.
+        Else None, and a miss whose answer will be stored leads a flight of its own
+        (``lookup.flight``), landed by ``remember`` once stored or by ``land``."""
+        key = lookup.key
+        if (
+            key is None
+            or lookup.entry is not None
+            or lookup.status != "miss"
+            or self.settings.coalesce_wait_s <= 0
+        ):
+            return None
+        wait, lookup.flight = self.flights.join((key.exact, key.max_tokens), lead=lookup.plan.store)
+        return wait
+
+    def land(self, lookup: Lookup | None) -> None:
+        """End the flight ``lookup`` leads, if any: its waiters look up again (idempotent)."""
+        if lookup is not None and lookup.flight is not None:
+            self.flights.land(lookup.flight)
+            lookup.flight = None
+
+    async def after_flight(self, lookup: Lookup) -> Lookup | None:
+        """Once the flight ``lookup`` waited for has landed: the answer filed under its exact
+        key that fits it, as a ``hit-coalesced`` lookup; None if there is none (the leader
+        failed, left or stored nothing that fits: the waiter runs on its own)."""
+        key = lookup.key
+        assert key is not None
+        p = lookup.plan
+        hit = await self._exact_hit(p, key, self._admissible(p, key, self.clock.time()))
+        if hit is None:
+            self.count("coalesced-alone")
+            return None
+        hit.status = "hit-coalesced"
+        self.count("hit-coalesced")
+        return hit
+
+    async def _exact_hit(
+        self,
+        p: Plan,
+        key: ReuseKey,
+        admissible: Callable[[EntryMeta | None], bool],
+        *,
+        stale: bool = False,
+    ) -> Lookup | None:
+        """An answer filed under the request's exact key that fits it (``exact.py``): from
+        memory, else, on a store whose followers poll, the newest one another process stored
+        since the change log was last read."""
+        for k in list(self._exact.candidates(key.exact, key.max_tokens)):
+            meta = self._meta.get(k)
+            if meta is not None and admissible(meta):
+                entry = await self._entry_if_live(meta)
+                if entry is not None:
+                    return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        if not stale and not self.store.announces_changes:
+            entry = await self._exact_from_store(key.exact)
+            if entry is not None and admissible(self._meta.get(entry.key)):
+                return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+        return None
 
     def _survivors(
         self, key: ReuseKey, near: list[Neighbour], admissible: Callable[[EntryMeta | None], bool]
@@ -694,6 +765,7 @@ class ReuseEngine:
         )
         await self.store.put_entry(entry)
         self.admit(entry, vector)
+        self.land(lookup)  # identical requests waiting for this answer are served it now
         lookup.stored_id = entry.id
         if asker is not None:
             bound = await self.documents.register(entry_key, asker, key.query)
@@ -743,9 +815,7 @@ class ReuseEngine:
             return
         await self.store.add_question_variant(cand.key, key.exact, key.query, self.clock.time())
         fresh = self._by_id.get(lookup.stored_id) if lookup.stored_id else None
-        with self._lock:
-            self._exact[key.exact] = cand.key
-            self._variants.setdefault(cand.key, set()).add(key.exact)
+        self._file_variant(key.exact, cand.key)
         self.count("variant_confirmed")
         fresh_meta = self._meta.get(fresh) if fresh is not None else None
         if fresh_meta is not None and fresh != cand.key and fresh_meta.document is None:
@@ -819,10 +889,11 @@ class ReuseEngine:
         density = float(raw_density) if isinstance(raw_density, int | float) else 0.0
         raw_pair = row.extra.get("pair_score")
         pair = float(raw_pair) if isinstance(raw_pair, int | float) else None
-        if pair is None and row.reuse == "hit-exact":
+        same_question = row.reuse in ("hit-exact", "hit-coalesced")
+        if pair is None and same_question:
             pair = 1.0  # the same question
         await self.observe(key, similarity, correct, "feedback", row.id, density, pair)
-        if not correct and key is not None and row.reuse == "hit-exact":
+        if not correct and key is not None and same_question:
             # The stored answer itself is wrong for its own question: stop serving it.
             await self.forget([key])
         return "recorded"
@@ -860,11 +931,9 @@ class ReuseEngine:
                 self._by_id.pop(meta.id, None)
                 if meta.document:
                     self._by_id.pop(meta.document, None)
-                if self._exact.get(meta.exact) == k:
-                    del self._exact[meta.exact]
+                self._exact.remove(meta.exact, k)
                 for exact in self._variants.pop(k, ()):
-                    if self._exact.get(exact) == k:
-                        del self._exact[exact]
+                    self._exact.remove(exact, k)
         self.documents.forget(keys)
         for k in keys:
             self.index.remove(k)

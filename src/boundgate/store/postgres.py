@@ -94,7 +94,7 @@ _Conn = AsyncConnection[Any]
 _MIGRATION_LOCK = 0x626F756E64676174  # "boundgat"
 _LOCK_ASKERS, _LOCK_NOVEL, _LOCK_VARIANTS = 1, 2, 3
 
-_REUSED = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')"
+_REUSED = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced', 'stale')"
 
 
 def _q(column: str) -> str:

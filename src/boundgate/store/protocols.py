@@ -72,7 +72,7 @@ class LedgerStore(Protocol):
     async def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
         """``(model, reused, latency_ms)`` of requests since ``since`` with a status below 400,
         newest first, at most ``limit``. ``model`` is "" where unknown; ``reused`` is True for
-        answers served from stored answers (hit-exact, hit-semantic, stale)."""
+        answers served from stored answers (hit-exact, hit-semantic, hit-coalesced, stale)."""
 
     async def report(self, since: float | None = None) -> list[ReportRow]:
         """Totals per (tenant, model) since ``since`` (None: ever), sorted by tenant then

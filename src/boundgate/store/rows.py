@@ -32,7 +32,7 @@ class LedgerRow:
     gco2: float = 0.0
     grid_zone: str | None = None
     gco2_per_kwh: float | None = None
-    reuse: str | None = None  # hit-exact | hit-semantic | miss | bypass | stale (None: n/a)
+    reuse: str | None = None  # hit-exact | hit-semantic | hit-coalesced | miss | … (None: n/a)
     document_id: str | None = None  # entry/document served, or stored on a miss
     similarity: float | None = None  # best candidate's cosine similarity, when there was one
     avoided_wh: float = 0.0  # measured cost of the original computation, on hits
@@ -209,7 +209,7 @@ class LedgerQuery:
     tenant: str | None = None
     model: str | None = None
     outcome: str | None = None  # ok | error | cancelled
-    reuse: str | None = None  # hit-exact | hit-semantic | stale | miss | bypass | none
+    reuse: str | None = None  # hit-exact | hit-coalesced | … | miss | bypass | none
 
 
 @dataclass(frozen=True)

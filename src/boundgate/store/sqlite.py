@@ -379,7 +379,8 @@ class SQLiteStore(Store):
             rows = conn.execute(
                 """
                 SELECT COALESCE(model, '') AS model,
-                       COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale') AS reused,
+                       COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
+                                               'stale') AS reused,
                        latency_ms
                 FROM ledger WHERE ts >= ? AND status < 400 ORDER BY ts DESC LIMIT ?
                 """,
@@ -399,7 +400,8 @@ class SQLiteStore(Store):
                        SUM(completion_tokens) AS completion_tokens,
                        SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
                        SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
-                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
+                                                   'stale')) AS reused,
                        SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
                        SUM(reasoning_tokens) AS reasoning_tokens,
                        SUM(route IS NOT NULL) AS routed,
@@ -423,7 +425,8 @@ class SQLiteStore(Store):
                 """
                 SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
                        SUM(outcome = 'error') AS errors,
-                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'stale')) AS reused,
+                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
+                                                   'stale')) AS reused,
                        SUM(wh) AS wh, SUM(gco2) AS gco2,
                        SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
                        SUM(route IS NOT NULL) AS routed,
