@@ -23,6 +23,11 @@ Phase 1 asks every question1 (stored as misses); phase 2 asks every question2 an
   and not used to develop them): after phase 2 the first side of each pair is stored and the
   second asked; serving the first side's answer is wrong.
 
+With ``--mixed`` the contradictions arrive among the pairs instead of after them (first sides
+shuffled into phase 1, second sides and the generated negatives into phase 2), so what the
+verifier learns from them also shapes the paraphrases' recall; "wrong / all requests" is then
+over every phase-2 request, contradictions included.
+
 Side by side, on the same pairs and the same embeddings: GPTCache 0.1.44 itself (installed
 into bench/.venv-gptcache; its SQLite store, faiss index and default SearchDistanceEvaluation)
 at similarity thresholds 0.7/0.8/0.9, over the last message only. Only its embedding function
