@@ -614,6 +614,28 @@ def test_set_entry_document_and_revoked_flag(store: Store) -> None:
     assert got is not None and (got.document_id, got.revoked) == (None, False)
 
 
+def test_record_hit_writes_the_row_only_while_the_entry_is_as_it_was_read(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()  # b changes the entry, as another replica would
+    stored = entry(1)
+    run(a.put_entry(stored))
+    full = row(1, reuse="hit-exact", extra={"doc": "abc"}, stream=True, similarity=1.0)
+    assert run(a.record_hit(full, stored)) is True
+    assert run(a.get_row("r1")) == full
+    run(b.set_entry_document(1, "doc_a"))  # bound since it was read: not as it was read
+    assert run(a.record_hit(row(2), stored)) is False
+    rebound = run(a.get_entry(1))
+    assert rebound is not None and run(a.record_hit(row(2), rebound)) is True
+    run(b.set_entry_document(1, "doc_a", revoked=True))
+    assert run(a.record_hit(row(3), rebound)) is False
+    run(b.put_entry(entry(5, id="ans_other")))  # same key, another answer: never counted live
+    assert run(a.record_hit(row(4), entry(5))) is False
+    run(b.delete_entries([2]))
+    assert run(a.record_hit(row(5), entry(2))) is False  # never stored
+    assert [r.id for r in run(a.ledger())] == ["r2", "r1"]
+
+
 def test_question_variants_oldest_first_and_replaced_by_hash(store: Store) -> None:
     for k in (1, 2):
         run(store.put_entry(entry(k)))

@@ -298,8 +298,14 @@ class Gateway:
 
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(
-        self, ctx: RequestContext, req: GenerationRequest, backend: Backend
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        check_live: bool = True,
     ) -> Lookup | None:
+        """``check_live``: see ``ReuseEngine.lookup`` (False: a hit may come from memory,
+        ``Lookup.unchecked``, and ``_commit_hit`` then checks it with the ledger row)."""
         if self.reuse is None:
             return None
         p, key = self.reuse.plan_for(
@@ -310,7 +316,7 @@ class Gateway:
             cache_control=ctx.cache_control,
         )
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
-        lookup = await self.reuse.lookup(p, key, stale)
+        lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)
         if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
             await self._creative(ctx, req, lookup)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
@@ -330,6 +336,7 @@ class Gateway:
             variant.finish_reason, variant.completion_tokens, req.max_tokens
         ):
             lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
+            lookup.unchecked = False  # a variant is no stored answer: recorded as it is
             return
         await buf.admit_novel(ctx.tenant.name)
         lookup.novel = True
@@ -389,7 +396,7 @@ class Gateway:
             waited += poll_s
 
     async def _begin(
-        self, ctx: RequestContext, req: GenerationRequest, stream: bool
+        self, ctx: RequestContext, req: GenerationRequest, stream: bool, check_live: bool = True
     ) -> tuple[Backend, Reservation, Lookup | None, Any, float]:
         """Resolve, admit and look up; errors are recorded and re-raised."""
         if ctx.internal:
@@ -402,13 +409,31 @@ class Gateway:
         t0 = self.clock.monotonic()
         token = self.reuse_meter.start() if self.reuse_meter is not None else None
         try:
-            lookup = await self._lookup(ctx, req, backend)
+            lookup = await self._lookup(ctx, req, backend, check_live)
             ctx.reuse = lookup
         except BoundgateError as err:
             self.limiter.settle(reservation, 0)
             await self.record_error(ctx, err, req, stream=stream)
             raise
         return backend, reservation, lookup, token, t0
+
+    async def _look_again(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, gone: Lookup
+    ) -> tuple[Lookup | None, Any, float]:
+        """The answer ``gone`` came from memory and its ledger row's check found it revoked
+        or rebound: forget the copy and look up again, reading the store (a hit then is
+        live; else a miss). Errors are recorded and re-raised; the caller settles."""
+        assert self.reuse is not None and gone.entry is not None
+        self.reuse.drop_answer(gone.entry.key)
+        t0 = self.clock.monotonic()
+        token = self.reuse_meter.start() if self.reuse_meter is not None else None
+        try:
+            lookup = await self._lookup(ctx, req, backend)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req)
+            raise
+        ctx.reuse = lookup
+        return lookup, token, t0
 
     async def _commit_hit(
         self,
@@ -420,16 +445,20 @@ class Gateway:
         t0: float,
         *,
         stream: bool,
-    ) -> EnergyReport:
+    ) -> EnergyReport | None:
+        """Commit a hit's ledger row; its energy. None only for an answer from memory
+        (``lookup.unchecked``) that is no longer live: no row was written, and it must not
+        be served."""
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(token, t0, ctx)
         usage = usage_of(lookup.entry)
         await self.reuse.note_hit(lookup, self.asker(ctx, req))
-        await self.ledger.commit(
-            self.ledger.row(
-                ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
-            )
+        row = self.ledger.row(
+            ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
         )
+        if lookup.unchecked:
+            return energy if await self.ledger.commit_hit(row, lookup.entry) else None
+        await self.ledger.commit(row)
         return energy
 
     def routes(self, req: GenerationRequest) -> bool:
@@ -622,7 +651,24 @@ class Gateway:
             result, row = await self._route(ctx, req, stream=False)
             await self.ledger.commit(row)
             return result
-        backend, reservation, lookup, hit_token, hit_t0 = await self._begin(ctx, req, False)
+        # a hit may come from memory: its ledger row's statement checks it is still live
+        backend, reservation, lookup, hit_token, hit_t0 = await self._begin(
+            ctx, req, False, check_live=False
+        )
+        if lookup is not None and lookup.entry is not None and lookup.unchecked:
+            e = lookup.entry
+            try:
+                energy = await self._commit_hit(
+                    ctx, req, backend, lookup, hit_token, hit_t0, stream=False
+                )
+                if energy is not None:
+                    completion = Completion(e.answer, e.finish_reason, usage_of(e))
+                    self.limiter.settle(reservation, 0)
+                    return Result(completion, backend.name, energy, lookup)
+                lookup, hit_token, hit_t0 = await self._look_again(ctx, req, backend, lookup)
+            except BaseException:
+                self.limiter.settle(reservation, 0)
+                raise
         if lookup is not None and lookup.entry is not None:
             try:
                 energy = await self._commit_hit(
@@ -630,6 +676,7 @@ class Gateway:
                 )
             finally:
                 self.limiter.settle(reservation, 0)
+            assert energy is not None  # a checked lookup's row is always written
             e = lookup.entry
             completion = Completion(e.answer, e.finish_reason, usage_of(e))
             return Result(completion, backend.name, energy, lookup)
@@ -688,6 +735,7 @@ class Gateway:
                 energy = await self._commit_hit(
                     ctx, req, backend, lookup, hit_token, hit_t0, stream=True
                 )
+                assert energy is not None  # a checked lookup's row is always written
                 yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
             finally:
                 if not replayed:  # the client left during the replay

@@ -16,7 +16,7 @@ from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
 from .energy import EnergyReport
 from .metrics import Metrics
-from .store import LedgerRow, LedgerStore
+from .store import LedgerRow, LedgerStore, StoredEntry
 
 if TYPE_CHECKING:
     from .gateway import RequestContext
@@ -135,6 +135,15 @@ class LedgerWriter:
         """Observe and record ``row``; returns once the store committed it."""
         self.observe(row)
         await self.store.record(row)
+
+    async def commit_hit(self, row: LedgerRow, entry: StoredEntry) -> bool:
+        """Record ``row``, a request answered with ``entry``, if that entry is still live
+        (``LedgerStore.record_hit``: one statement); observe it only then. False: nothing
+        was written, and the answer must not be served."""
+        if not await self.store.record_hit(row, entry):
+            return False
+        self.observe(row)
+        return True
 
     def commit_soon(self, row: LedgerRow) -> None:
         """Record from a context that is being torn down (client gone): don't await it here."""

@@ -117,6 +117,13 @@ _INSERT_LEDGER = (
     + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in _LEDGER_COLUMNS if c != "id")
     + ", seq = DEFAULT"  # a replaced row counts as inserted now, as SQLite's REPLACE does
 )
+# the row of a reused answer, written only if the answer is still live (record_hit)
+_INSERT_LEDGER_IF_LIVE = (
+    f"INSERT INTO ledger ({_cols(_LEDGER_COLUMNS)}) SELECT {_marks(_LEDGER_COLUMNS)} "
+    "WHERE EXISTS (SELECT 1 FROM reuse_entries WHERE key = %s AND id = %s AND NOT revoked "
+    "AND document_id IS NOT DISTINCT FROM %s::text) "
+    + _INSERT_LEDGER[_INSERT_LEDGER.index("ON CONFLICT") :]
+)
 _ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
 _ENTRY_SELECT = f"SELECT {_cols(_ENTRY_COLUMNS)} FROM reuse_entries"
 _INSERT_ENTRY = (
@@ -358,6 +365,10 @@ class PostgresStore(Store):
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
         await self._execute(_INSERT_LEDGER, _ledger_values(row))
+
+    async def record_hit(self, row: LedgerRow, entry: StoredEntry) -> bool:
+        params = [*_ledger_values(row), entry.key, entry.id, entry.document_id]
+        return await self._execute(_INSERT_LEDGER_IF_LIVE, params) == 1
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         sql = _LEDGER_SELECT + " WHERE ts >= %s ORDER BY ts DESC, seq DESC"

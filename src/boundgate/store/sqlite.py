@@ -61,6 +61,13 @@ _INSERT_LEDGER = (
     f"INSERT OR REPLACE INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _LEDGER_COLUMNS)})"
 )
+# the row of a reused answer, written only if the answer is still live (record_hit)
+_INSERT_LEDGER_IF_LIVE = (
+    f"INSERT OR REPLACE INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "
+    f"SELECT {', '.join('?' for _ in _LEDGER_COLUMNS)} "
+    "WHERE EXISTS (SELECT 1 FROM reuse_entries WHERE key = ? AND id = ? AND NOT revoked "
+    "AND document_id IS ?)"
+)
 _ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
 _INSERT_ENTRY = (
     f"INSERT OR IGNORE INTO reuse_entries ({', '.join(_ENTRY_COLUMNS)}) "
@@ -325,6 +332,14 @@ class SQLiteStore(Store):
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
         await self._execute(_INSERT_LEDGER, _row_values(row))
+
+    async def record_hit(self, row: LedgerRow, entry: StoredEntry) -> bool:
+        params = [*_row_values(row), entry.key, entry.id, entry.document_id]
+
+        def write(conn: sqlite3.Connection) -> bool:
+            return conn.execute(_INSERT_LEDGER_IF_LIVE, params).rowcount == 1
+
+        return await self._call(write)
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         def run(conn: sqlite3.Connection) -> list[LedgerRow]:
