@@ -169,3 +169,53 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
         assert (tokens.used, novel.used) == (33, 1)
     finally:
         store.close()
+
+
+# what an exact hit of a non-streamed completion sends on the response path: the key check
+# (verify_key; has_keys is kept once a key exists) and the ledger row, whose statement also
+# checks the answer is still live (record_hit). bench/pg_hit_path.py measures the rest.
+EXACT_HIT_STATEMENTS = 2
+
+
+def test_an_exact_hit_sends_two_statements_to_postgresql(
+    postgres_url: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    from boundgate.assembly import build_app
+    from boundgate.backends.fake import FakeBackend
+    from boundgate.testing import PgCountingProxy
+    from helpers import Live, fake_settings
+
+    port = int(postgres_url.split("@127.0.0.1:")[1].split("/")[0])
+    proxy = PgCountingProxy(port)
+    settings = fake_settings(tmp_path)
+    settings.reuse.embedder = "hash"
+    settings.reuse.persist_index = False
+    settings.dashboard.enabled = False
+    store = PostgresStore(proxy.url(postgres_schema), max_size=4)
+    app = build_app(settings, store=store, backends={"fake": FakeBackend("fake", params_b=1)})
+    try:
+        with Live.in_process(app) as live:
+            secret = arun(store.create_key("acme")).secret
+            body = {"messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+            body["temperature"] = 0
+
+            def ask() -> str:
+                r = live.http.post(
+                    "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}
+                )
+                assert r.status_code == 200, r.text
+                return str(r.headers["x-boundgate-reuse"])
+
+            assert ask() == "miss"
+            assert ask() == "hit-exact"
+            sent = []
+            for _ in range(20):
+                before = proxy.statements
+                assert ask() == "hit-exact"
+                sent.append(proxy.statements - before)
+            # background work (hit counts, the change-log follower, the job runner) only adds
+            # to a request's count: the fewest seen is the response path's own
+            assert min(sent) <= EXACT_HIT_STATEMENTS, sent
+            assert min(sent) > 0, sent  # the proxy sees the store's statements at all
+    finally:
+        proxy.close()
