@@ -445,10 +445,12 @@ class Gateway:
         t0: float,
         *,
         stream: bool,
+        reservation: Reservation | None = None,
     ) -> EnergyReport | None:
         """Commit a hit's ledger row; its energy. None only for an answer from memory
         (``lookup.unchecked``) that is no longer live: no row was written, and it must not
-        be served."""
+        be served. With ``reservation`` (only for ``lookup.unchecked``), its holds are given
+        back in the row's statement and it is settled when the row is committed."""
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(token, t0, ctx)
         usage = usage_of(lookup.entry)
@@ -457,7 +459,12 @@ class Gateway:
             ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
         )
         if lookup.unchecked:
-            return energy if await self.ledger.commit_hit(row, lookup.entry) else None
+            release = self.limiter.release_of(reservation) if reservation is not None else None
+            if not await self.ledger.commit_hit(row, lookup.entry, release):
+                return None
+            if reservation is not None and release is not None:
+                self.limiter.released(reservation)
+            return energy
         await self.ledger.commit(row)
         return energy
 
@@ -659,8 +666,9 @@ class Gateway:
             e = lookup.entry
             try:
                 energy = await self._commit_hit(
-                    ctx, req, backend, lookup, hit_token, hit_t0, stream=False
-                )
+                    ctx, req, backend, lookup, hit_token, hit_t0, stream=False,
+                    reservation=reservation,
+                )  # fmt: skip
                 if energy is not None:
                     completion = Completion(e.answer, e.finish_reason, usage_of(e))
                     self.limiter.settle(reservation, 0)

@@ -16,7 +16,7 @@ from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
 from .energy import EnergyReport
 from .metrics import Metrics
-from .store import LedgerRow, LedgerStore, StoredEntry
+from .store import LedgerRow, LedgerStore, Release, StoredEntry
 
 if TYPE_CHECKING:
     from .gateway import RequestContext
@@ -136,11 +136,14 @@ class LedgerWriter:
         self.observe(row)
         await self.store.record(row)
 
-    async def commit_hit(self, row: LedgerRow, entry: StoredEntry) -> bool:
-        """Record ``row``, a request answered with ``entry``, if that entry is still live
-        (``LedgerStore.record_hit``: one statement); observe it only then. False: nothing
-        was written, and the answer must not be served."""
-        if not await self.store.record_hit(row, entry):
+    async def commit_hit(
+        self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
+    ) -> bool:
+        """Record ``row``, a request answered with ``entry``, if that entry is still live,
+        giving back the holds of ``release`` (``LedgerStore.record_hit``: one statement);
+        observe it only then. False: nothing was written or released, and the answer must
+        not be served."""
+        if not await self.store.record_hit(row, entry, release):
             return False
         self.observe(row)
         return True
