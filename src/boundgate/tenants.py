@@ -9,8 +9,9 @@ sharing a database enforces one limit, not one each (issue #14):
   finished, the hold is *settled*: replaced by the tokens really used (0 for answers served
   from stored answers). A hold whose process died is freed when its lease
   (``limits.reservation_lease_s``) runs out. Settling happens right after the response, off
-  its path; until it commits the hold still counts, so the budget is only ever
-  over-estimated, never overrun.
+  its path (a non-streamed reused answer's holds go back in its ledger row's statement
+  instead: :meth:`Limiter.release_of`); until it commits the hold still counts, so the budget
+  is only ever over-estimated, never overrun.
 - **Requests per minute** (``rpm:<tenant>``): a *sliding* window. Each admitted request holds
   1 for 60 s and is never settled, so at most ``rpm`` requests are admitted in any 60 seconds;
   ``Retry-After`` is when the oldest of them leaves the window.
