@@ -493,6 +493,7 @@ def test_an_answer_revoked_behind_the_gateways_back_is_not_served_from_memory(
         after = await complete()
         assert after.reuse.status == "miss" and backend.calls == calls + 1
         assert gw.reuse.meta(first.reuse.entry.key) is None  # forgotten
+        assert gw.reuse.counters["dropped_answer"] == 1
         await gw.drain()
         rows = await store.ledger()
         assert [r.reuse for r in reversed(rows)] == ["miss", "hit-exact", "hit-exact", "miss"]

@@ -533,8 +533,9 @@ class ReuseEngine:
 
     def drop_answer(self, key: int) -> None:
         """Forget the copy of entry ``key`` kept in memory (``record_hit`` found it revoked
-        or changed): the next lookup reads the store."""
+        or changed): the next lookup reads the store. Counted as ``dropped_answer``."""
         self._answers.pop(key, None)
+        self.count("dropped_answer")
 
     async def _search(
         self,
