@@ -202,6 +202,8 @@ def main() -> None:
     if args.review.exists():
         reviewed = {(a.strip(), b.strip()) for a, b in read_review(args.review)}
     rcomp = Components.of([(a, b, d or int((a, b) in reviewed)) for a, b, d in pairs])
+    for a, b in reviewed:  # also pairs of questions from different pairs, met by lookups
+        rcomp.union(a, b)
     n_reviewed = sum(1 for a, b, d in pairs if not d and (a, b) in reviewed)
     for _, n in negatives:
         meanings[n] = "negated:" + n

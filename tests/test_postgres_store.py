@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -169,3 +170,66 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
         assert (tokens.used, novel.used) == (33, 1)
     finally:
         store.close()
+
+
+# what an exact hit of a non-streamed completion sends on the response path: the key check
+# (verify_key; has_keys is kept once a key exists) and the ledger row, whose statement also
+# checks the answer is still live (record_hit); a key with limits adds its reservation, and
+# the ledger row's statement gives its token hold back (no settle after the response).
+# bench/pg_hit_path.py measures the rest.
+EXACT_HIT_STATEMENTS = 2
+EXACT_HIT_STATEMENTS_WITH_LIMITS = 3
+
+
+def test_an_exact_hit_sends_two_statements_to_postgresql_three_with_limits(
+    postgres_url: str, postgres_schema: str, tmp_path: Path
+) -> None:
+    from boundgate.assembly import build_app
+    from boundgate.backends.fake import FakeBackend
+    from boundgate.testing import PgCountingProxy
+    from helpers import Live, fake_settings
+
+    port = int(postgres_url.split("@127.0.0.1:")[1].split("/")[0])
+    proxy = PgCountingProxy(port)
+    settings = fake_settings(tmp_path)
+    settings.reuse.embedder = "hash"
+    settings.reuse.persist_index = False
+    settings.dashboard.enabled = False
+    store = PostgresStore(proxy.url(postgres_schema), max_size=4)
+    app = build_app(settings, store=store, backends={"fake": FakeBackend("fake", params_b=1)})
+    try:
+        with Live.in_process(app) as live:
+            for quota, most in (
+                ({}, EXACT_HIT_STATEMENTS),
+                ({"rpm": 10**6, "daily_tokens": 10**9}, EXACT_HIT_STATEMENTS_WITH_LIMITS),
+            ):
+                secret = arun(store.create_key(f"acme{len(quota)}", **quota)).secret
+                body = {"messages": [{"role": "user", "content": "Why is the sky blue?"}]}
+                body["temperature"] = 0
+                headers = {"Authorization": f"Bearer {secret}"}
+
+                def ask(body: dict[str, object] = body, headers: dict[str, str] = headers) -> str:
+                    r = live.http.post("/v1/chat/completions", json=body, headers=headers)
+                    assert r.status_code == 200, r.text
+                    return str(r.headers["x-boundgate-reuse"])
+
+                assert ask() == "miss"
+                assert ask() == "hit-exact"
+                time.sleep(0.5)  # the warm-up's background work
+                sent = []
+                start, t0 = proxy.statements, time.monotonic()
+                for _ in range(40):
+                    before = proxy.statements
+                    assert ask() == "hit-exact"
+                    sent.append(proxy.statements - before)
+                elapsed = time.monotonic() - t0
+                time.sleep(0.5)  # work left after the responses (settles) is counted too
+                # background work (hit counts, the change-log follower, the job runner) only
+                # adds to a request's count: the fewest seen is the response path's own
+                assert 0 < min(sent) <= most, (quota, sent)
+                # and in all, little beyond it: the slack is for that background work (about
+                # 2 statements a second: hit counts and the job runner's poll, 1 s each)
+                slack = 10 + 3 * (elapsed + 0.5)
+                assert proxy.statements - start <= 40 * most + slack, (quota, sent, elapsed)
+    finally:
+        proxy.close()

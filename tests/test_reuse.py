@@ -532,3 +532,45 @@ def test_feedback_on_another_tenants_request_is_an_unknown_request(two_tenants: 
         "/v1/boundgate/feedback", json={"request_id": theirs, "correct": True}, headers=acme
     )
     assert_error(own, 400, code="not_a_reuse")  # its owner gets the real answer
+
+
+def test_an_answer_revoked_behind_the_gateways_back_is_not_served_from_memory(
+    tmp_path: Path,
+) -> None:
+    """A non-streamed hit comes from memory once its answer was read; the ledger row's
+    statement checks it is still live. Here another process (the store, written directly)
+    revokes it before this gateway heard (no follower runs: no lifespan): the check fails, so
+    the answer is forgotten and generated afresh, and no hit row is written for it."""
+    from boundgate.backends.base import GenerationRequest, Message
+    from boundgate.tenants import Tenant
+
+    app = build_app(fake_settings(tmp_path))
+    gw = app.state.gateway
+    store = gw.store
+    store.open()
+    backend = gw.backends["fake"]
+
+    async def main() -> None:
+        async def complete() -> Any:
+            req = GenerationRequest(model="fake", messages=[Message("user", Q)], temperature=0)
+            return await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), req)
+
+        assert (await complete()).reuse.status == "miss"
+        first = await complete()  # read from the store, then kept
+        assert first.reuse.status == "hit-exact" and not first.reuse.unchecked
+        again = await complete()
+        assert again.reuse.status == "hit-exact" and again.reuse.unchecked
+        calls = backend.calls
+        await store.set_entry_document(first.reuse.entry.key, None, revoked=True)
+        after = await complete()
+        assert after.reuse.status == "miss" and backend.calls == calls + 1
+        assert gw.reuse.meta(first.reuse.entry.key) is None  # forgotten
+        assert gw.reuse.counters["dropped_answer"] == 1
+        await gw.drain()
+        rows = await store.ledger()
+        assert [r.reuse for r in reversed(rows)] == ["miss", "hit-exact", "hit-exact", "miss"]
+
+    try:
+        arun(main())
+    finally:
+        store.close()

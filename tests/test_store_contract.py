@@ -29,6 +29,7 @@ from boundgate.store import (
     LedgerQuery,
     LedgerRow,
     ObservationRow,
+    Release,
     SQLiteStore,
     Store,
     StoredEntry,
@@ -612,6 +613,49 @@ def test_set_entry_document_and_revoked_flag(store: Store) -> None:
     run(store.set_entry_document(1, None))
     got = run(store.get_entry(1))
     assert got is not None and (got.document_id, got.revoked) == (None, False)
+
+
+def test_record_hit_writes_the_row_only_while_the_entry_is_as_it_was_read(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()  # b changes the entry, as another replica would
+    stored = entry(1)
+    run(a.put_entry(stored))
+    full = row(1, reuse="hit-exact", extra={"doc": "abc"}, stream=True, similarity=1.0)
+    assert run(a.record_hit(full, stored)) is True
+    assert run(a.get_row("r1")) == full
+    run(b.set_entry_document(1, "doc_a"))  # bound since it was read: not as it was read
+    assert run(a.record_hit(row(2), stored)) is False
+    rebound = run(a.get_entry(1))
+    assert rebound is not None and run(a.record_hit(row(2), rebound)) is True
+    run(b.set_entry_document(1, "doc_a", revoked=True))
+    assert run(a.record_hit(row(3), rebound)) is False
+    run(b.put_entry(entry(5, id="ans_other")))  # same key, another answer: never counted live
+    assert run(a.record_hit(row(4), entry(5))) is False
+    run(b.delete_entries([2]))
+    assert run(a.record_hit(row(5), entry(2))) is False  # never stored
+    assert [r.id for r in run(a.ledger())] == ["r2", "r1"]
+
+
+def test_record_hit_gives_back_the_holds_it_is_given_only_with_its_row(store: Store) -> None:
+    day = (D0, "tokens:t")
+    claims = [Claim("rpm:t", 0.0, 1, 10, 60.0), Claim(day[1], D0, 100, 1000, 60.0)]
+    assert run(store.reserve("h1", claims, D0 + 5)) is None
+    assert run(store.reserve("h2", claims, D0 + 5)) is None
+    stored = entry(1)
+    run(store.put_entry(stored))
+    release = Release("h1", ((day[1], D0),))  # the rpm hold is never given back
+    gone = entry(9)
+    assert run(store.record_hit(row(1), gone, release)) is False
+    assert run(store.counter_state(day[1], D0, D0 + 6)) == CounterState(0, 200, D0 + 65)
+    assert run(store.record_hit(row(2), stored, release)) is True
+    assert run(store.counter_state(day[1], D0, D0 + 6)) == CounterState(0, 100, D0 + 65)
+    assert run(store.counter_state("rpm:t", 0.0, D0 + 6)).held == 2
+    assert run(store.record_hit(row(3), stored)) is True  # nothing to give back
+    # settling the released hold again later (a cancelled request) changes nothing
+    run(store.settle("h1", day[1], D0, 0))
+    assert run(store.counter_state(day[1], D0, D0 + 6)) == CounterState(0, 100, D0 + 65)
+    assert [r.id for r in run(store.ledger())] == ["r3", "r2"]
 
 
 def test_question_variants_oldest_first_and_replaced_by_hash(store: Store) -> None:

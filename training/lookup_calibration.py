@@ -29,6 +29,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ def replay(
     pair_candidates: int = 4,
     losses: Counter[str] | None = None,
     duplicates: list[tuple[float, bool]] | None = None,
+    same_meaning: Iterable[tuple[str, str]] = (),
 ) -> tuple[list[tuple[float, bool, float, str, str]], int]:
     """One observation per lookup with a candidate: (best pair score, right, its cosine, the
     asked question, the candidate); and the number of semantic lookups (every asked question
@@ -58,7 +60,10 @@ def replay(
     ``partner not scored`` (outside the top ``candidates`` or after ``pair_candidates``
     survivors), ``another candidate scored higher`` (a wrong one), ``best is right``.
     ``duplicates``, when given, receives (best score, right) for each asked duplicate
-    (score −1 when no candidate survived), to read recall at a threshold off."""
+    (score −1 when no candidate survived), to read recall at a threshold off.
+    ``same_meaning``: more pairs of questions that ask the same thing (reviewed labels of
+    questions from different pairs of the file, which a lookup can meet); joined like
+    duplicate pairs."""
     from boundgate.reuse.embedder import OnnxEmbedder
     from boundgate.reuse.guards import compare
     from boundgate.reuse.pair import OnnxPairScorer
@@ -68,6 +73,8 @@ def replay(
     from pairdata import Components
 
     comp = Components.of(pairs)
+    for a, b in same_meaning:
+        comp.union(a, b)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     out: list[tuple[float, bool, float, str, str]] = []
@@ -175,6 +182,7 @@ def main() -> None:
     args = p.parse_args()
     pairs = read_pairs(args.val)
     source = "raw labels"
+    reviewed: set[tuple[str, str]] = set()
     if args.review.exists():
         reviewed = read_review(args.review)
         pairs = [(a, b, 1 if (a, b) in reviewed else y) for a, b, y in pairs]
@@ -184,7 +192,9 @@ def main() -> None:
     for size in args.store_size:
         losses: Counter[str] = Counter()
         dups: list[tuple[float, bool]] = []
-        part, n = replay(pairs, size, args.seed, losses=losses, duplicates=dups)
+        part, n = replay(
+            pairs, size, args.seed, losses=losses, duplicates=dups, same_meaning=reviewed
+        )
         print(json.dumps({"store_size": size, "lookups": n} | summary(part), indent=1))
         print(json.dumps({"store_size": size} | recall_curve(part, dups, n, losses), indent=1))
         obs += part

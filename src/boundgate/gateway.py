@@ -297,8 +297,14 @@ class Gateway:
 
     # --- the pipeline -------------------------------------------------------------------------
     async def _lookup(
-        self, ctx: RequestContext, req: GenerationRequest, backend: Backend
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        check_live: bool = True,
     ) -> Lookup | None:
+        """``check_live``: see ``ReuseEngine.lookup`` (False: a hit may come from memory,
+        ``Lookup.unchecked``, and ``_commit_hit`` then checks it with the ledger row)."""
         if self.reuse is None:
             return None
         p, key = self.reuse.plan_for(
@@ -309,7 +315,7 @@ class Gateway:
             cache_control=ctx.cache_control,
         )
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
-        lookup = await self.reuse.lookup(p, key, stale)
+        lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)
         if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
             await self._creative(ctx, req, lookup)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
@@ -329,6 +335,7 @@ class Gateway:
             variant.finish_reason, variant.completion_tokens, req.max_tokens
         ):
             lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
+            lookup.unchecked = False  # a variant is no stored answer: recorded as it is
             return
         await buf.admit_novel(ctx.tenant.name)
         lookup.novel = True
@@ -386,11 +393,12 @@ class Gateway:
             waited += poll_s
 
     async def _begin(
-        self, ctx: RequestContext, req: GenerationRequest, stream: bool
+        self, ctx: RequestContext, req: GenerationRequest, stream: bool, check_live: bool = True
     ) -> tuple[Backend, Reservation, Lookup | None, Span]:
         """Resolve, admit and look up (waiting for an identical request in flight, if one
         is computing the answer); errors are recorded and re-raised. A miss may come back
-        leading a flight (``lookup.flight``): the caller lands it when it is done."""
+        leading a flight (``lookup.flight``): the caller lands it when it is done.
+        ``check_live``: see ``_lookup``."""
         if ctx.internal:
             await self.yield_to_interactive()
         try:
@@ -400,7 +408,7 @@ class Gateway:
             raise
         span = self._span()
         try:
-            lookup = ctx.reuse = await self._lookup(ctx, req, backend)
+            lookup = ctx.reuse = await self._lookup(ctx, req, backend, check_live)
             if lookup is not None:
                 lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
         except BoundgateError as err:
@@ -438,6 +446,23 @@ class Gateway:
         self.metrics.reuse_coalesced.labels(model=backend.name, result=result).inc()
         return hit or lookup
 
+    async def _look_again(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, gone: Lookup
+    ) -> tuple[Lookup | None, Span]:
+        """The answer ``gone`` came from memory and its ledger row's check found it revoked
+        or rebound: forget the copy and look up again, reading the store (a hit then is
+        live; else a miss). Errors are recorded and re-raised; the caller settles."""
+        assert self.reuse is not None and gone.entry is not None
+        self.reuse.drop_answer(gone.entry.key)
+        span = self._span()
+        try:
+            lookup = await self._lookup(ctx, req, backend)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req)
+            raise
+        ctx.reuse = lookup
+        return lookup, span
+
     async def _commit_hit(
         self,
         ctx: RequestContext,
@@ -447,16 +472,27 @@ class Gateway:
         span: Span,
         *,
         stream: bool,
-    ) -> EnergyReport:
+        reservation: Reservation | None = None,
+    ) -> EnergyReport | None:
+        """Commit a hit's ledger row; its energy. None only for an answer from memory
+        (``lookup.unchecked``) that is no longer live: no row was written, and it must not
+        be served. With ``reservation`` (only for ``lookup.unchecked``), its holds are given
+        back in the row's statement and it is settled when the row is committed."""
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(span, ctx)
         usage = usage_of(lookup.entry)
         await self.reuse.note_hit(lookup, self.asker(ctx, req))
-        await self.ledger.commit(
-            self.ledger.row(
-                ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
-            )
+        row = self.ledger.row(
+            ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
         )
+        if lookup.unchecked:
+            release = self.limiter.release_of(reservation) if reservation is not None else None
+            if not await self.ledger.commit_hit(row, lookup.entry, release):
+                return None
+            if reservation is not None and release is not None:
+                self.limiter.released(reservation)
+            return energy
+        await self.ledger.commit(row)
         return energy
 
     def _land(self, lookup: Lookup | None) -> None:
@@ -654,12 +690,28 @@ class Gateway:
             result, row = await self._route(ctx, req, stream=False)
             await self.ledger.commit(row)
             return result
-        backend, reservation, lookup, span = await self._begin(ctx, req, False)
+        # a hit may come from memory: its ledger row's statement checks it is still live
+        backend, reservation, lookup, span = await self._begin(ctx, req, False, check_live=False)
+        if lookup is not None and lookup.entry is not None and lookup.unchecked:
+            e = lookup.entry
+            try:
+                energy = await self._commit_hit(
+                    ctx, req, backend, lookup, span, stream=False, reservation=reservation
+                )
+                if energy is not None:
+                    completion = Completion(e.answer, e.finish_reason, usage_of(e))
+                    self.limiter.settle(reservation, 0)
+                    return Result(completion, backend.name, energy, lookup)
+                lookup, span = await self._look_again(ctx, req, backend, lookup)
+            except BaseException:
+                self.limiter.settle(reservation, 0)
+                raise
         if lookup is not None and lookup.entry is not None:
             try:
                 energy = await self._commit_hit(ctx, req, backend, lookup, span, stream=False)
             finally:
                 self.limiter.settle(reservation, 0)
+            assert energy is not None  # a checked lookup's row is always written
             e = lookup.entry
             completion = Completion(e.answer, e.finish_reason, usage_of(e))
             return Result(completion, backend.name, energy, lookup)
@@ -717,6 +769,7 @@ class Gateway:
                     yield Chunk(piece)
                 replayed = True
                 energy = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
+                assert energy is not None  # a checked lookup's row is always written
                 yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
             finally:
                 if not replayed:  # the client left during the replay

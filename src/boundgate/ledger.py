@@ -16,7 +16,7 @@ from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
 from .energy import EnergyReport
 from .metrics import Metrics
-from .store import LedgerRow, LedgerStore
+from .store import LedgerRow, LedgerStore, Release, StoredEntry
 
 if TYPE_CHECKING:
     from .gateway import RequestContext
@@ -135,6 +135,18 @@ class LedgerWriter:
         """Observe and record ``row``; returns once the store committed it."""
         self.observe(row)
         await self.store.record(row)
+
+    async def commit_hit(
+        self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
+    ) -> bool:
+        """Record ``row``, a request answered with ``entry``, if that entry is still live,
+        giving back the holds of ``release`` (``LedgerStore.record_hit``: one statement);
+        observe it only then. False: nothing was written or released, and the answer must
+        not be served."""
+        if not await self.store.record_hit(row, entry, release):
+            return False
+        self.observe(row)
+        return True
 
     def commit_soon(self, row: LedgerRow) -> None:
         """Record from a context that is being torn down (client gone): don't await it here."""

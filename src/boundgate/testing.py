@@ -68,3 +68,96 @@ class ThreadedServer:
         self._server.should_exit = True
         self._thread.join(timeout=30)
         self._socket.close()
+
+
+class PgCountingProxy:
+    """A TCP proxy on loopback (its own thread and event loop) in front of a PostgreSQL
+    server that counts what clients send through it, for tests and benchmarks that count
+    the database work of a request instead of timing it.
+
+    ``flights``: round trips, each time a connection sends after the server answered (or
+    sends first), so pipelined statements count once and an idle connection counts
+    nothing. ``statements``: statements run, read from the wire protocol: each simple
+    ``Query`` message and each ``Execute`` of the extended protocol (``BEGIN`` and
+    ``COMMIT`` included). Point a client at ``port`` instead of the server's; plain
+    connections only (``sslmode=disable``: an encrypted stream cannot be read).
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        import asyncio
+
+        self.target = (target_host, target_port)
+        self.flights = 0
+        self.statements = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._run, name="pg-counting-proxy", daemon=True).start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the counting proxy did not start")
+
+    def url(self, url: str) -> str:
+        """``url`` (a ``postgresql://…@host:port/…`` URI of the target) pointed at the proxy."""
+        host, port = self.target
+        return url.replace(f"@{host}:{port}/", f"@127.0.0.1:{self.port}/")
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = int(server.sockets[0].getsockname()[1])
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, cr: Any, cw: Any) -> None:
+        import asyncio
+
+        sr, sw = await asyncio.open_connection(*self.target)
+        answered = [True]  # the client speaks first
+        buf = bytearray()
+        started = [False]  # past the start-up message: typed messages follow
+
+        def count(data: bytes) -> None:
+            buf.extend(data)
+            while True:
+                if not started[0]:  # [int32 length][int32 code]…, no type byte
+                    if len(buf) < 8:
+                        return
+                    n = int.from_bytes(buf[:4], "big")
+                    if len(buf) < n:
+                        return
+                    code = int.from_bytes(buf[4:8], "big")
+                    started[0] = code not in (80877103, 80877104)  # SSL / GSS requests
+                    del buf[:n]
+                    continue
+                if len(buf) < 5:
+                    return
+                n = int.from_bytes(buf[1:5], "big")
+                if len(buf) < 1 + n:
+                    return
+                if buf[0] in b"QE":
+                    self.statements += 1
+                del buf[: 1 + n]
+
+        async def pipe(r: Any, w: Any, up: bool) -> None:
+            try:
+                while data := await r.read(65536):
+                    if up:
+                        if answered[0]:
+                            self.flights += 1
+                            answered[0] = False
+                        count(data)
+                    else:
+                        answered[0] = True
+                    w.write(data)
+                    await w.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pipe(cr, sw, True), pipe(sr, cw, False))

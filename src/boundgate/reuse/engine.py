@@ -24,9 +24,9 @@ import logging
 import math
 import random
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ SYNC_BATCH = 1000  # changes read from the log at a time
 PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
 OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
 HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
+# stored answers kept in memory for lookups that leave the live check to the ledger row
+# (``lookup(..., check_live=False)``); beyond this many, the least recently served goes
+ANSWERS_KEPT = 1024
 
 
 def _lookup_key(
@@ -111,6 +114,9 @@ class Lookup:
     novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
     stored_id: str | None = None  # set by remember()
     flight: Flight | None = None  # the flight this miss leads (flight.py), until it lands
+    # the entry came from memory, not checked against the store: its ledger row must be
+    # written with ``LedgerStore.record_hit``, which checks it is still live (``lookup``)
+    unchecked: bool = False
 
     @property
     def hit(self) -> bool:
@@ -201,6 +207,7 @@ class ReuseEngine:
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._background: set[asyncio.Task[None]] = set()
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
+        self._answers: OrderedDict[int, StoredEntry] = OrderedDict()  # see ANSWERS_KEPT
         self._hit_flush: asyncio.Task[None] | None = None
         self.counters: dict[str, int] = {}
         self.flights = Flights()  # identical misses being computed here (flight.py)
@@ -351,6 +358,7 @@ class ReuseEngine:
     def pin(self, key: int, doc_id: str) -> None:
         """The entry is bound to ``doc_id``: found by it, never evicted."""
         meta = self._meta.get(key)
+        self._answers.pop(key, None)  # its document_id changed
         if meta is not None:
             meta.document, meta.pinned = doc_id, True
             self._by_id[doc_id] = key
@@ -469,20 +477,35 @@ class ReuseEngine:
         return await asyncio.to_thread(self.embedder.embed, texts)
 
     async def lookup(
-        self, p: Plan, key: ReuseKey | None, stale_keys: tuple[ReuseKey, ...] = ()
+        self,
+        p: Plan,
+        key: ReuseKey | None,
+        stale_keys: tuple[ReuseKey, ...] = (),
+        *,
+        check_live: bool = True,
     ) -> Lookup:
         """Exact, then semantic, in the request's scope; then bound documents of earlier
-        versions of the model (served marked ``stale`` while they are rebound)."""
+        versions of the model (served marked ``stale`` while they are rebound).
+
+        ``check_live``: a hit's entry is read from the store, so an answer revoked by any
+        process is never returned. False: an answer served before may come from memory
+        unchecked (``Lookup.unchecked``); the caller then writes the request's ledger row with
+        ``LedgerStore.record_hit``, which writes it only if the entry is still live and
+        unchanged, in the same statement, and must not serve the answer otherwise (one round
+        trip less per hit on the response path)."""
         if key is None or p.lookup is Mode.OFF:
             self.count("bypass")
             return Lookup(p, key, "bypass")
         now = self.clock.time()
-        out = await self._search(p, key, now)
+        out = await self._search(p, key, now, check_live=check_live)
         if not out.hit and stale_keys and self.settings.stale_policy == "stale-while-rebind":
             for sk in stale_keys:
-                alt = await self._search(p, sk, now, stale=True, vector=out.vector)
+                alt = await self._search(
+                    p, sk, now, stale=True, vector=out.vector, check_live=check_live
+                )
                 if alt.entry is not None:
                     out.entry, out.status, out.similarity = alt.entry, "stale", alt.similarity
+                    out.unchecked = alt.unchecked
                     out.density, out.pair = alt.density, alt.pair
                     out.candidate, out.verdict = None, None
                     break
@@ -494,15 +517,33 @@ class ReuseEngine:
         self.count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
-    async def _entry_if_live(self, meta: EntryMeta) -> StoredEntry | None:
-        """The stored entry, unless it was revoked (possibly by another process)."""
+    async def _entry_if_live(
+        self, meta: EntryMeta, check_live: bool = True
+    ) -> tuple[StoredEntry | None, bool]:
+        """The stored entry, unless it was revoked (possibly by another process), and
+        whether it came from memory unchecked (only when not ``check_live``)."""
+        if not check_live:
+            kept = self._answers.get(meta.key)
+            if kept is not None:
+                self._answers.move_to_end(meta.key)
+                return replace(kept), True
         entry = await self.store.get_entry(meta.key)
         if entry is None or entry.revoked:
             await self.forget([meta.key], delete=False)
-            return None
+            return None, False
         if entry.document_id and not meta.document:
             meta.document, meta.pinned = entry.document_id, True
-        return entry
+        self._answers[meta.key] = replace(entry)
+        self._answers.move_to_end(meta.key)
+        while len(self._answers) > ANSWERS_KEPT:
+            self._answers.popitem(last=False)
+        return entry, False
+
+    def drop_answer(self, key: int) -> None:
+        """Forget the copy of entry ``key`` kept in memory (``record_hit`` found it revoked
+        or changed): the next lookup reads the store. Counted as ``dropped_answer``."""
+        self._answers.pop(key, None)
+        self.count("dropped_answer")
 
     async def _search(
         self,
@@ -512,9 +553,10 @@ class ReuseEngine:
         *,
         stale: bool = False,
         vector: Vectors | None = None,
+        check_live: bool = True,
     ) -> Lookup:
         admissible = self._admissible(p, key, now, stale=stale)
-        hit = await self._exact_hit(p, key, admissible, stale=stale)
+        hit = await self._exact_hit(p, key, admissible, stale=stale, check_live=check_live)
         if hit is not None:
             return hit
         if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
@@ -537,7 +579,7 @@ class ReuseEngine:
                     out.density = self._density(key.scope, near, meta.key)
                 out.verdict = self.verifier.decide(meta.key, similarity, out.density, out.pair)
                 if out.verdict is Verdict.SERVE:
-                    entry = await self._entry_if_live(meta)
+                    entry, out.unchecked = await self._entry_if_live(meta, check_live)
                     if entry is None:
                         # revoked or deleted by another process since the change log was
                         # read: the next survivor may still serve
@@ -609,16 +651,19 @@ class ReuseEngine:
         admissible: Callable[[EntryMeta | None], bool],
         *,
         stale: bool = False,
+        check_live: bool = True,
     ) -> Lookup | None:
         """An answer filed under the request's exact key that fits it (``exact.py``): from
         memory, else, on a store whose followers poll, the newest one another process stored
-        since the change log was last read."""
+        since the change log was last read. ``check_live``: see ``lookup``."""
         for k in list(self._exact.candidates(key.exact, key.max_tokens)):
             meta = self._meta.get(k)
             if meta is not None and admissible(meta):
-                entry = await self._entry_if_live(meta)
+                entry, unchecked = await self._entry_if_live(meta, check_live)
                 if entry is not None:
-                    return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+                    hit = Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
+                    hit.unchecked = unchecked
+                    return hit
         if not stale and not self.store.announces_changes:
             entry = await self._exact_from_store(key.exact)
             if entry is not None and admissible(self._meta.get(entry.key)):
@@ -936,6 +981,7 @@ class ReuseEngine:
                     self._exact.remove(exact, k)
         self.documents.forget(keys)
         for k in keys:
+            self._answers.pop(k, None)
             self.index.remove(k)
             self.verifier.forget_entry(k)
         if delete:

@@ -79,6 +79,7 @@ from .rows import (
     NewKey,
     ObservationRow,
     PeriodRow,
+    Release,
     ReportRow,
     StoredEntry,
     VariantRow,
@@ -116,6 +117,20 @@ _INSERT_LEDGER = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in _LEDGER_COLUMNS if c != "id")
     + ", seq = DEFAULT"  # a replaced row counts as inserted now, as SQLite's REPLACE does
+)
+# the row of a reused answer, written only if the answer is still live, and its holds given
+# back (record_hit): one statement; its data-modifying parts run once each, on one snapshot
+_RECORD_HIT = (
+    "WITH live AS (SELECT 1 FROM reuse_entries WHERE key = %s AND id = %s AND NOT revoked "
+    "AND document_id IS NOT DISTINCT FROM %s::text), "
+    f"ins AS (INSERT INTO ledger ({_cols(_LEDGER_COLUMNS)}) SELECT {_marks(_LEDGER_COLUMNS)} "
+    "FROM live " + _INSERT_LEDGER[_INSERT_LEDGER.index("ON CONFLICT") :] + " RETURNING 1), "
+    "h AS (DELETE FROM limit_holds WHERE hold_id = %s AND EXISTS (SELECT 1 FROM ins) "
+    "AND (counter, window_start) IN (SELECT * FROM unnest(%s::text[], %s::float8[])) "
+    "RETURNING counter, window_start, amount), "
+    "u AS (UPDATE limit_counters c SET reserved = c.reserved - h.amount FROM h "
+    "WHERE c.counter = h.counter AND c.window_start = h.window_start RETURNING 1) "
+    "SELECT COUNT(*) FROM ins"
 )
 _ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
 _ENTRY_SELECT = f"SELECT {_cols(_ENTRY_COLUMNS)} FROM reuse_entries"
@@ -358,6 +373,29 @@ class PostgresStore(Store):
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
         await self._execute(_INSERT_LEDGER, _ledger_values(row))
+
+    async def record_hit(
+        self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
+    ) -> bool:
+        held = release.counters if release is not None else ()
+        params = [
+            entry.key,
+            entry.id,
+            entry.document_id,
+            *_ledger_values(row),
+            release.hold_id if release is not None else None,
+            [c for c, _ in held],
+            [w for _, w in held],
+        ]
+        for attempt in range(5):
+            try:
+                return int(await self._run(lambda conn: _scalar(conn, _RECORD_HIT, params))) == 1
+            except DeadlockDetected:
+                # the release against a sweep of the same expired hold (see ``reserve``):
+                # rolled back whole, the row included, so it can simply run again
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         sql = _LEDGER_SELECT + " WHERE ts >= %s ORDER BY ts DESC, seq DESC"

@@ -40,6 +40,7 @@ from .rows import (
     NewKey,
     ObservationRow,
     PeriodRow,
+    Release,
     ReportRow,
     StoredEntry,
     VariantRow,
@@ -52,6 +53,16 @@ class LedgerStore(Protocol):
 
     async def record(self, row: LedgerRow) -> None:
         """Append ``row`` (or replace the row with its id); returns once it is committed."""
+
+    async def record_hit(
+        self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
+    ) -> bool:
+        """Record ``row``, the row of a request answered with the stored ``entry``, only if
+        that entry is still stored as it was read (same key and public id, not revoked, bound
+        to ``entry.document_id``), and then give back the holds of ``release`` (as
+        ``LimitStore.settle`` with 0 used would); check, write and release are one atomic
+        statement (one round trip on a server). True once the row is committed; False:
+        nothing was written or released, and the answer must not be served."""
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         """Rows with ``ts >= since`` (None: all), newest first, at most ``limit`` (None: all)."""

@@ -277,6 +277,17 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Release:
+    """Holds a request no longer needs, given back in the statement that records its ledger
+    row (:meth:`LedgerStore.record_hit`): hold ``hold_id`` on each ``(counter, window)`` of
+    ``counters``, settled as ``LimitStore.settle(hold_id, counter, window, 0)`` would (a
+    reused answer uses no tokens)."""
+
+    hold_id: str
+    counters: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
 class CounterState:
     """A counter in one window at one moment: settled ``used``, the sum of live (unexpired)
     holds ``held``, and when the earliest live hold expires (None: no live hold)."""

@@ -51,6 +51,7 @@ from .rows import (
     NewKey,
     ObservationRow,
     PeriodRow,
+    Release,
     ReportRow,
     StoredEntry,
     VariantRow,
@@ -60,6 +61,13 @@ _LEDGER_COLUMNS = [f.name for f in fields(LedgerRow)]
 _INSERT_LEDGER = (
     f"INSERT OR REPLACE INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _LEDGER_COLUMNS)})"
+)
+# the row of a reused answer, written only if the answer is still live (record_hit)
+_INSERT_LEDGER_IF_LIVE = (
+    f"INSERT OR REPLACE INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "
+    f"SELECT {', '.join('?' for _ in _LEDGER_COLUMNS)} "
+    "WHERE EXISTS (SELECT 1 FROM reuse_entries WHERE key = ? AND id = ? AND NOT revoked "
+    "AND document_id IS ?)"
 )
 _ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
 _INSERT_ENTRY = (
@@ -100,6 +108,20 @@ def _row_values(row: LedgerRow) -> tuple[Any, ...]:
             v = int(v)
         values.append(v)
     return tuple(values)
+
+
+def _settle(conn: sqlite3.Connection, hold_id: str, counter: str, window: float, used: int) -> None:
+    """``LimitStore.settle`` in the writer's transaction."""
+    r = conn.execute(
+        "DELETE FROM limit_holds WHERE hold_id = ? AND counter = ? AND window_start = ? "
+        "RETURNING amount",
+        (hold_id, counter, window),
+    ).fetchone()
+    conn.execute(
+        "UPDATE limit_counters SET used = used + ?, reserved = reserved - ? "
+        "WHERE counter = ? AND window_start = ?",
+        (used, r[0] if r is not None else 0, counter, window),
+    )
 
 
 def _row_from(r: sqlite3.Row) -> LedgerRow:
@@ -325,6 +347,21 @@ class SQLiteStore(Store):
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
         await self._execute(_INSERT_LEDGER, _row_values(row))
+
+    async def record_hit(
+        self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
+    ) -> bool:
+        params = [*_row_values(row), entry.key, entry.id, entry.document_id]
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_INSERT_LEDGER_IF_LIVE, params).rowcount != 1:
+                return False
+            if release is not None:
+                for counter, window in release.counters:
+                    _settle(conn, release.hold_id, counter, window, 0)
+            return True
+
+        return await self._call(write)
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         def run(conn: sqlite3.Connection) -> list[LedgerRow]:
@@ -989,19 +1026,7 @@ class SQLiteStore(Store):
         return await self._call(take)
 
     async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            r = conn.execute(
-                "DELETE FROM limit_holds WHERE hold_id = ? AND counter = ? AND window_start = ? "
-                "RETURNING amount",
-                (hold_id, counter, window),
-            ).fetchone()
-            conn.execute(
-                "UPDATE limit_counters SET used = used + ?, reserved = reserved - ? "
-                "WHERE counter = ? AND window_start = ?",
-                (used, r[0] if r is not None else 0, counter, window),
-            )
-
-        await self._call(write)
+        await self._call(lambda conn: _settle(conn, hold_id, counter, window, used))
 
     async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
         def run(conn: sqlite3.Connection) -> CounterState:
