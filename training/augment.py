@@ -270,3 +270,54 @@ def make_pairs(
                 out.append((q, new, 1))
                 counts["light_positive"] += 1
     return out, dict(counts)
+
+
+def transitive_pairs(
+    train: list[tuple[str, str, int]], max_component: int = 5
+) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
+    """Pairs the labels imply but do not state (the classic QQP augmentation): questions joined
+    by "duplicate" labels form a meaning (union-find); two questions of one meaning are
+    duplicates, and a question of a meaning labelled "not duplicate" of a question is not a
+    duplicate of that question either. Meanings of more than ``max_component`` questions are
+    left out: long chains of noisy labels drift. Returns new pairs (none already labelled, in
+    either order) and their counts."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, y in train:
+        find(a), find(b)
+        if y == 1:
+            parent[find(a)] = find(b)
+    members: dict[str, list[str]] = {}
+    for q in parent:
+        members.setdefault(find(q), []).append(q)
+    seen = {(a, b) for a, b, _ in train} | {(b, a) for a, b, _ in train}
+    out: list[tuple[str, str, int]] = []
+
+    def add(a: str, b: str, y: int) -> None:
+        if a != b and (a, b) not in seen:
+            seen.update({(a, b), (b, a)})
+            out.append((a, b, y))
+
+    for group in members.values():
+        if 2 < len(group) <= max_component:
+            group.sort()
+            for i, a in enumerate(group):
+                for b in group[i + 1 :]:
+                    add(a, b, 1)
+    for a, b, y in train:
+        if y == 0:
+            ga, gb = members[find(a)], members[find(b)]
+            if len(ga) <= max_component and len(gb) <= max_component:
+                for x in ga:
+                    add(x, b, 0)
+                for x in gb:
+                    add(a, x, 0)
+    counts = Counter("transitive_positive" if y else "transitive_negative" for *_, y in out)
+    return out, dict(counts)
