@@ -87,12 +87,6 @@ def main() -> None:
     p.add_argument("--hard-negatives", type=float, default=0.4, help="share of train pairs")
     p.add_argument("--light-positives", type=float, default=0.1, help="share of train pairs")
     p.add_argument("--seed", type=int, default=13)
-    p.add_argument(
-        "--transitive",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="add the pairs the labels imply (augment.transitive_pairs)",
-    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="train on the first N pairs (smoke)")
     p.add_argument(
@@ -125,9 +119,6 @@ def main() -> None:
     made, made_counts = augment.make_pairs(
         train, rng, vocab, args.hard_negatives, args.light_positives
     )
-    if args.transitive:
-        implied, implied_counts = augment.transitive_pairs(train)
-        made, made_counts = made + implied, made_counts | implied_counts
     data = train + made
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
 
@@ -206,8 +197,6 @@ def main() -> None:
                 {k: v.detach().clone() for k, v in model.state_dict().items()},
                 epoch,
             )
-            args.out.mkdir(parents=True, exist_ok=True)
-            torch.save(best[1], args.out / "best_epoch.pt")  # survives an interrupted run
     assert best[1] is not None
     model.load_state_dict(best[1])
     model.eval()
@@ -235,7 +224,6 @@ def main() -> None:
                 "hard_negatives",
                 "light_positives",
                 "bf16",
-                "transitive",
             )
         }
         | {
@@ -280,7 +268,6 @@ def export(model, tok, out: Path, max_length: int) -> None:  # type: ignore[no-u
         str(fp32), str(out / "model.int8.onnx"), weight_type=QuantType.QInt8, per_channel=True
     )
     fp32.unlink()
-    (out / "best_epoch.pt").unlink(missing_ok=True)
     shutil.copy(base_dir() / "tokenizer.json", out / "tokenizer.json")
     shutil.copy(base_dir() / "NOTICE", out / "NOTICE.base")
     shutil.copy(base_dir() / "LICENSE", out / "LICENSE.base")
