@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -204,3 +205,26 @@ def test_a_zero_wait_turns_coalescing_off(tmp_path: Path) -> None:
             "miss",
         ]
         assert len(live.gateway.reuse.flights) == 0
+
+
+def test_on_a_local_model_a_waiter_outlasts_its_wait_bound(tmp_path: Path) -> None:
+    """A local model runs one generation at a time, so a waiter whose wait bound runs out
+    would only queue behind the leader and compute the same answer again: it waits on until
+    the leader lands (a trial saw 96 s generations make 60 s waiters run the model again)."""
+    extra = "\n[reuse]\ncoalesce_wait_s = 0.2\n"
+    with slow_gateway(tmp_path, extra) as (live, fake), ThreadPoolExecutor(2) as pool:
+        assert not fake.remote
+        flights = live.gateway.reuse.flights
+        leader = pool.submit(post, live, body())
+        wait_until(lambda: fake.calls == 1 and len(flights) == 1)
+        waiter = pool.submit(post, live, body())
+        wait_until(lambda: flights.waiting() == 1)
+        # several wait bounds pass while the leader is still generating
+        time.sleep(1.0)
+        assert flights.waiting() == 1 and not leader.done()
+        release(fake)
+        assert leader.result().headers["x-boundgate-reuse"] == "miss"
+        r = waiter.result()
+        assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "hit-coalesced"
+        assert fake.calls == 1
+        assert coalesced(live) == {"served": 1.0}

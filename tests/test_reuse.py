@@ -574,3 +574,22 @@ def test_an_answer_revoked_behind_the_gateways_back_is_not_served_from_memory(
         arun(main())
     finally:
         store.close()
+
+
+def test_a_new_answer_replaces_the_one_in_its_slot(fake_live: Live) -> None:
+    """A fresh answer to a question already answered (here forced by ``no-cache``) takes the
+    old one's slot, and the old one is deleted: one slot does not pile up answers that no
+    exact lookup reaches any more (a trial found three identical rows under one key)."""
+    first = ask(fake_live)
+    assert first.headers["x-boundgate-reuse"] == "miss"
+    engine = fake_live.gateway.reuse
+    assert len(engine) == 1
+    again = ask(fake_live, headers={"Cache-Control": "no-cache"})
+    assert again.headers["x-boundgate-reuse"] == "bypass"
+    assert len(engine) == 1
+    assert engine.entry_key(first.headers["x-boundgate-document"]) is None
+    hit = ask(fake_live)
+    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+    assert hit.headers["x-boundgate-document"] == again.headers["x-boundgate-document"]
+    stats = fake_live.http.get("/v1/boundgate/stats").json()["reuse"]
+    assert stats["entries"] == 1

@@ -431,7 +431,8 @@ class Gateway:
         span: Span,
     ) -> Lookup:
         """A miss that an identical request in flight is computing waits for it, at most
-        ``reuse.coalesce_wait_s`` (reuse/flight.py): its stored answer as a ``hit-coalesced``
+        ``reuse.coalesce_wait_s`` on an upstream, until it lands on a local model (which
+        would make the waiter queue behind the leader anyway) (reuse/flight.py): its stored answer as a ``hit-coalesced``
         lookup, or, if it stored none that fits or the wait ran out, ``lookup`` (the request
         runs on its own). The wait is not metered as this request's energy."""
         assert self.reuse is not None
@@ -439,7 +440,13 @@ class Gateway:
         if flight is None:
             return lookup
         span.pause()
-        landed = await flight.wait(self.reuse.settings.coalesce_wait_s)
+        wait_s = self.reuse.settings.coalesce_wait_s
+        landed = await flight.wait(wait_s)
+        while not landed and not backend.remote and not flight.landed:
+            # A local model runs one generation at a time: a waiter that ran on its own now
+            # would queue behind the leader and then compute the same answer again. It waits
+            # on (its client leaving still cancels it); the wait bound is for upstreams.
+            landed = await flight.wait(wait_s)
         span.resume()
         hit = await self.reuse.after_flight(lookup) if landed else None
         result = "served" if hit is not None else "alone"

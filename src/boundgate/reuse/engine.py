@@ -808,9 +808,22 @@ class ReuseEngine:
             request=request_json(request) if request is not None else None,
             cost_method=cost_method,
         )
+        slot = slot_of(entry.finish_reason, entry.completion_tokens)
+        displaced = self._exact.holder(key.exact, slot)
         await self.store.put_entry(entry)
         self.admit(entry, vector)
         self.land(lookup)  # identical requests waiting for this answer are served it now
+        if displaced is not None and self._exact.holder(key.exact, slot) == entry_key:
+            # the answer this one replaced in its slot: no exact lookup reaches it any more
+            old = self._meta.get(displaced)
+            if (
+                old is not None
+                and old.exact == key.exact
+                and not old.pinned
+                and displaced not in self._variants
+            ):
+                await self.forget([displaced])
+                self.count("replaced")
         lookup.stored_id = entry.id
         if asker is not None:
             bound = await self.documents.register(entry_key, asker, key.query)

@@ -13,6 +13,8 @@ So a key keeps one entry per *slot*: one natural answer (slot ``NATURAL``) and o
 answer per limit (slot n). A new answer replaces only the entry in its own slot, the one
 that serves the same requests: a client alternating ``max_tokens`` 12 and 13 on one question
 hits with both once both answers are stored, instead of each answer evicting the other.
+The entry a new answer displaces from its slot is forgotten and deleted (``ReuseEngine.remember``),
+unless it is a bound document's, so one slot never piles up answers no exact lookup can reach.
 
 Why slots rather than "keep the natural answer": a request whose limit is below the natural
 answer's length can only be served a cut at its own limit; with one entry per key, storing
@@ -52,6 +54,11 @@ class ExactMap:
         prev = slots.get(slot)
         if not newer or prev is None or prev[1] <= created:
             slots[slot] = (key, created)
+
+    def holder(self, exact: str, slot: int) -> int | None:
+        """The entry filed under ``exact`` in ``slot``, if any."""
+        held = self._slots.get(exact, {}).get(slot)
+        return None if held is None else held[0]
 
     def remove(self, exact: str, key: int) -> None:
         """Unfile entry ``key`` from ``exact`` (whatever slot it is in)."""

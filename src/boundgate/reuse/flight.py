@@ -15,8 +15,11 @@ Only a request that will store its answer leads. Whatever ends the leader's flig
 answer stored, its failure, its client leaving, an answer that is not stored: empty,
 filtered, over the limit it asked for) *lands* it, waking the waiters: each looks up the
 exact key again and, finding no answer that fits, runs the model on its own as if it had
-never waited. A leader's error is never theirs. Waiting is bounded by
-``reuse.coalesce_wait_s`` (0: no coalescing); a waiter whose wait runs out runs on its own.
+never waited. A leader's error is never theirs. On an upstream, waiting is bounded by
+``reuse.coalesce_wait_s`` (0: no coalescing) and a waiter whose wait runs out runs on its own.
+On a local model, which runs one generation at a time, a waiter that ran on its own would
+queue behind the leader and then compute the same answer again, so it waits until the leader
+lands (the gateway, ``Gateway._coalesce``); its client leaving still ends its wait.
 
 Per process: the flights live in this process's memory. Across worker processes and
 replicas each process leads its own flight, and the second answer stored is one more entry.
