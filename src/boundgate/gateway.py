@@ -434,7 +434,8 @@ class Gateway:
         ``reuse.coalesce_wait_s`` on an upstream, until it lands on a local model (which
         would make the waiter queue behind the leader anyway) (reuse/flight.py): its stored
         answer as a ``hit-coalesced`` lookup, or, if it stored none that fits or the wait ran
-        out, ``lookup`` (the request runs on its own). The wait is not metered as this request's energy."""
+        out, ``lookup`` (the request runs on its own). The wait is not metered as this
+        request's energy."""
         assert self.reuse is not None
         flight = self.reuse.join_flight(lookup)
         if flight is None:
