@@ -239,6 +239,13 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
         (_line("b", {"messages": ASK, "stop": ["x", ""]}), "body.stop"),
         (_line("b", {"messages": ASK, "tools": [{"type": "function"}]}), "body.tools"),
         (_line("b", {}), "body.messages: required"),
+        (_line("b", {"messages": [{"role": "user", "content": None}]}),
+         "body.messages[0].content"),
+        (_line("b", {"messages": ASK, "response_format": {"type": "bogus"}}),
+         "body.response_format"),
+        (_line("b", {"messages": ASK, "logit_bias": {"abc": 5}}), "body.logit_bias"),
+        (_line("b", {"messages": ASK, "seed": 2**64}), "body.seed"),
+        (_line("b", {"messages": ASK, "max_tokens": 10**20}), "body.max_tokens"),
         (b"[" * 50_000, "nested too deeply"),  # RecursionError: was a 500
         (b'{"custom_id": "b", "n": ' + b"9" * 5000 + b"}", "more than 4300 digits"),  # a 500
     ],
@@ -262,7 +269,12 @@ def test_text_completion_lines_are_checked_too(fake_live: Live) -> None:
     client: openai.OpenAI = fake_live.openai()
     bad = _line("a", {"prompt": "hi", "suffix": "x"}, url="/v1/completions")
     empty_stop = _line("b", {"prompt": "hi", "stop": ""}, url="/v1/completions")
-    for content, says in ((bad, "body.suffix"), (empty_stop, "body.stop")):
+    best_of = _line("c", {"prompt": "hi", "best_of": 3}, url="/v1/completions")
+    for content, says in (
+        (bad, "body.suffix"),
+        (empty_stop, "body.stop"),
+        (best_of, "body.best_of"),
+    ):
         f = client.files.create(file=("in.jsonl", content), purpose="batch")
         r = fake_live.http.post(
             "/v1/batches", json={"input_file_id": f.id, "endpoint": "/v1/completions"}

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from boundgate.cli import app as cli
 from boundgate.settings import describe, load_settings
-from helpers import write_config
+from helpers import Live, write_config
 
 TENANT = "research-group-with-a-long-and-descriptive-name-for-billing.eu"
 BASE_URL = "http://inference-gateway.internal.example.org:9000/some/deep/prefix/v1"
@@ -78,6 +78,30 @@ default = true
     (row,) = lines_with(listed.output, "all-MiniLM-L6-v2")
     assert "onnx" in row and "/v1/embeddings" in row and "0.0227" in row
     assert "metered per request" in row
+
+
+def test_models_shows_the_local_models_size_as_the_api_does(
+    tmp_path: Path, local_live: Live
+) -> None:
+    """The CLI left "params (B)" blank for the local model while ``GET /v1/models`` gives
+    its ``params_b`` (llama.cpp's count once loaded): the CLI reads it from the gguf's header."""
+    served = local_live.http.get("/v1/models").json()["data"]
+    params_b = next(m for m in served if m["id"] == "smollm2-135m")["boundgate"]["params_b"]
+    cfg = write_config(
+        tmp_path / "c.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+
+[models.smollm2-135m]
+backend = "llama_cpp"
+default = true
+""",
+    )
+    listed = CliRunner().invoke(cli, ["models", "-c", str(cfg)])
+    assert listed.exit_code == 0, listed.output
+    (row,) = lines_with(listed.output, "smollm2-135m")
+    assert f" {params_b:g} " in row, row
 
 
 def test_settings_show_each_meaning_whole() -> None:

@@ -43,6 +43,21 @@ MSG = [{"role": "user", "content": "hi"}]
             {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {}]}]},
             "messages[0].content[1].type",
         ),
+        # each of these answered 200 where OpenAI answers 400
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+        ({"messages": [{"role": "system", "content": None}, *MSG]}, "messages[0].content"),
+        ({"messages": [{"role": "assistant", "content": None}, *MSG]}, "messages[0].content"),
+        ({"messages": MSG, "response_format": {"type": "bogus"}}, "response_format"),
+        ({"messages": MSG, "response_format": {"type": "json_schema"}}, "response_format"),
+        ({"messages": MSG, "response_format": "json"}, "response_format"),
+        ({"messages": MSG, "logit_bias": {"abc": 5}}, "logit_bias"),
+        ({"messages": MSG, "logit_bias": {"50256": 101}}, "logit_bias"),
+        ({"messages": MSG, "logit_bias": {"50256": "5"}}, "logit_bias"),
+        ({"messages": MSG, "seed": 99999999999999999999999}, "seed"),
+        ({"messages": MSG, "seed": 2**63}, "seed"),
+        ({"messages": MSG, "max_tokens": 99999999999999999999}, "max_tokens"),
+        ({"messages": MSG, "max_completion_tokens": 2**31}, "max_completion_tokens"),
     ],
 )
 def test_bad_parameters_are_400_with_param(
@@ -140,6 +155,10 @@ def test_unknown_route_and_method(fake_live: Live) -> None:
         ({}, "prompt"),
         ({"prompt": "x", "stop": [1]}, "stop[0]"),
         ({"prompt": "x", "echo": "yes"}, "echo"),
+        ({"prompt": "x", "max_tokens": 99999999999999999999}, "max_tokens"),
+        ({"prompt": "x", "seed": -(2**63) - 1}, "seed"),
+        ({"prompt": "x", "best_of": 3}, "best_of"),
+        ({"prompt": "x", "logit_bias": {"-": 1}}, "logit_bias"),
     ],
 )
 def test_completions_bad_parameters_are_400_with_param(
@@ -148,6 +167,34 @@ def test_completions_bad_parameters_are_400_with_param(
     r = fake_live.http.post("/v1/completions", json=body)
     err = assert_error(r, 400, param=param, code="invalid_value")
     assert err["message"].startswith(f"{param}: ")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"messages": [{"role": "assistant", "content": None, "tool_calls": []}, *MSG]},
+        {"messages": [{"role": "assistant", "function_call": {"name": "f"}}, *MSG]},
+        {"response_format": {"type": "text"}},
+        {"response_format": {"type": "json_object"}},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
+        {"logit_bias": {"50256": -100, "7": 100, "8": 0.5}},
+        {"seed": 2**63 - 1},
+        {"seed": -(2**63)},
+        # in range but beyond the context: capped by the backend as before, not refused
+        {"max_tokens": 2**31 - 1},
+        {"max_completion_tokens": 1_000_000},
+    ],
+)
+def test_valid_edge_values_are_still_served(fake_live: Live, extra: dict[str, Any]) -> None:
+    r = fake_live.http.post(
+        "/v1/chat/completions", json={"messages": MSG, "max_tokens": 1, **extra}
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_best_of_one_is_served_on_text_completions(fake_live: Live) -> None:
+    r = fake_live.http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 1, "best_of": 1})
+    assert r.status_code == 200, r.text
 
 
 def test_completions_rejects_several_prompts(fake_live: Live) -> None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import math
 import os
+import struct
 import threading
 from collections.abc import AsyncGenerator
 from pathlib import Path
@@ -65,6 +67,56 @@ def params_from_gguf(llm: Any, fallback: float) -> float:
     except Exception:  # pragma: no cover - older bindings
         return fallback
     return n / 1e9 if n > 0 else fallback
+
+
+# GGUF metadata value types of a fixed size (struct formats); 8 is a string, 9 an array
+_GGUF_SCALARS = {
+    0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"
+}  # fmt: skip
+
+
+def gguf_param_count(path: Path) -> int | None:
+    """The number of parameters in a GGUF file (the elements of its tensors, as llama.cpp's
+    ``n_params`` counts them), read from its header without loading the model; None if the
+    file is not GGUF or its header cannot be read. Raises ``OSError`` if it cannot be opened."""
+    with path.open("rb") as f:
+
+        def read(fmt: str) -> tuple[Any, ...]:
+            size = struct.calcsize("<" + fmt)
+            data = f.read(size)
+            if len(data) != size:
+                raise ValueError("truncated GGUF header")
+            return struct.unpack("<" + fmt, data)
+
+        def skip(kind: int) -> None:
+            if kind == 8:
+                f.seek(read("Q")[0], 1)
+            elif kind == 9:
+                item, n = read("IQ")
+                if item in _GGUF_SCALARS:
+                    f.seek(n * struct.calcsize("<" + _GGUF_SCALARS[item]), 1)
+                else:
+                    for _ in range(n):
+                        skip(item)
+            else:
+                f.seek(struct.calcsize("<" + _GGUF_SCALARS[kind]), 1)
+
+        try:
+            if f.read(4) != b"GGUF":
+                return None
+            _version, n_tensors, n_kv = read("IQQ")
+            for _ in range(n_kv):
+                f.seek(read("Q")[0], 1)  # the key
+                skip(read("I")[0])
+            total = 0
+            for _ in range(n_tensors):
+                f.seek(read("Q")[0], 1)  # the name
+                dims = read("Q" * read("I")[0])
+                f.seek(4 + 8, 1)  # type, offset
+                total += math.prod(dims)
+        except (KeyError, ValueError, RecursionError):
+            return None
+    return total or None
 
 
 class TokenLogprobs:
@@ -162,6 +214,10 @@ class LlamaCppBackend(Backend):
         file cannot be read."""
         self.version = f"{self.path.name}@sha256:{file_sha256(self.path)[:16]}"
         self.memory_gb = self.path.stat().st_size / 1e9
+        if not self._explicit_params:  # the figure loading gives (params_from_gguf)
+            n = gguf_param_count(self.path)
+            if n is not None:
+                self.params_b = n / 1e9
 
     async def aclose(self) -> None:
         llm, self._llm = self._llm, None

@@ -80,7 +80,10 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
     for name, m in settings.models.items():
         where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
         cells = ["", "", "unknown"]
+        params_b = m.params_b
         if name in backends:
+            # the backend's figure, as GET /v1/models gives it (a local model's from its file)
+            params_b = backends[name].params_b
             d = profiles.describe(name)
             if d["source"] == "profile":
                 when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(d["measured_at"]))
@@ -97,7 +100,7 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
             m.backend,
             "yes" if name == settings.default_model else "",
             where,
-            "" if m.params_b is None else f"{m.params_b:g}",
+            "" if params_b is None else f"{params_b:g}",
             "yes" if m.reasoning else "",
             *cells,
         )

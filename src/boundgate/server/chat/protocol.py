@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ...settings import ReasoningEffort
 
 # Parameters the gateway does not implement yet: rejected clearly instead of ignored.
 UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio")
+
+# The widest integers OpenAI's API takes: ``seed`` is a signed 64-bit integer; a token limit
+# beyond a signed 32-bit one is no limit any model has (and no value an upstream takes).
+INT64 = (-(2**63), 2**63 - 1)
+MAX_TOKENS_LIMIT = 2**31 - 1
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 
 
 class TextPart(BaseModel):
@@ -21,8 +28,28 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    # read only to decide whether an assistant message may go without content (OpenAI's rule)
+    tool_calls: Any = None
+    function_call: Any = None
+    content: str | list[TextPart] | None = Field(None, validate_default=True)
     name: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(
+        cls, v: str | list[TextPart] | None, info: ValidationInfo
+    ) -> str | list[TextPart] | None:
+        """Content may be missing or null only on an assistant message with ``tool_calls``
+        or ``function_call``, as in OpenAI's API."""
+        if v is None:
+            if info.data.get("role") != "assistant":
+                raise ValueError("content is required for this role (null is not allowed)")
+            if info.data.get("tool_calls") is None and info.data.get("function_call") is None:
+                raise ValueError(
+                    "content is required on an assistant message without tool_calls or "
+                    "function_call"
+                )
+        return v
 
     def text(self) -> str:
         if self.content is None:
@@ -48,15 +75,44 @@ class SamplingParams(BaseModel):
     model: str | None = Field(None, min_length=1, description="omit for the default model")
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=INT64[0], le=INT64[1])
     n: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
     # OpenAI's values; caps reasoning on models with reasoning = true, ignored by others
     reasoning_effort: ReasoningEffort | None = None
+    # checked here, then forwarded unchanged (``passthrough``)
+    response_format: dict[str, Any] | None = None
+    logit_bias: dict[str, Any] | None = None
+
+    @field_validator("response_format")
+    @classmethod
+    def _response_format(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        kind = v.get("type")
+        if kind not in RESPONSE_FORMATS:
+            raise ValueError(
+                f"type must be one of {', '.join(RESPONSE_FORMATS)} (got {json.dumps(kind)})"
+            )
+        if kind == "json_schema" and not isinstance(v.get("json_schema"), dict):
+            raise ValueError("type json_schema requires a json_schema object")
+        return v
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _logit_bias(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, bias in (v or {}).items():
+            if not (key.isascii() and key.isdigit()):
+                raise ValueError(f"keys must be token ids (integers as strings), not {key!r}")
+            if isinstance(bias, bool) or not isinstance(bias, int | float):
+                raise ValueError(f"the bias of token {key} must be a number")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"the bias of token {key} must be between -100 and 100")
+        return v
 
     @field_validator("stop")
     @classmethod
@@ -90,6 +146,10 @@ class SamplingParams(BaseModel):
         """Parameters sent on to an upstream unchanged (reasoning_effort too: the gateway
         drops it for models that are not reasoning models)."""
         out = {k: v for k, v in (self.model_extra or {}).items() if k != "boundgate"}
+        if self.response_format is not None:
+            out["response_format"] = self.response_format
+        if self.logit_bias is not None:
+            out["logit_bias"] = self.logit_bias
         if self.reasoning_effort is not None:
             out["reasoning_effort"] = self.reasoning_effort
         return out
@@ -97,7 +157,7 @@ class SamplingParams(BaseModel):
 
 class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
 
 
 # --- responses (what the server sends; declared in the OpenAPI schema, not used to build the

@@ -13,6 +13,14 @@ class CompletionRequest(SamplingParams):
     prompt: str | list[str] = Field(description="One prompt (a list of exactly one is accepted).")
     echo: bool = False
     suffix: str | None = None
+    best_of: int | None = None
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of(cls, v: int | None) -> int | None:
+        if v is not None and v != 1:
+            raise ValueError("only best_of=1 is supported")
+        return v
 
     @field_validator("prompt")
     @classmethod
