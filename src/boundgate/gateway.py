@@ -18,7 +18,16 @@ from typing import Any
 
 from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from .clock import Clock, SystemClock
-from .energy import EnergyReport, EnergyReporter, Measurement, Meter, Span, Work, combine
+from .energy import (
+    EnergyReport,
+    EnergyReporter,
+    GenerationSpan,
+    Measurement,
+    Meter,
+    Span,
+    Work,
+    combine,
+)
 from .errors import (
     BoundgateError,
     ContextLengthExceededError,
@@ -222,9 +231,8 @@ class Gateway:
         await self.ledger.drain()
         await self.limiter.drain()
 
-    def _measure(
-        self, meter: Meter, token: Any, backend: Backend, usage: Usage, wall_s: float
-    ) -> Measurement:
+    def _measure(self, gen: GenerationSpan, backend: Backend, usage: Usage) -> Measurement:
+        token, wall_s = gen.end()
         work = Work(
             backend_kind=backend.kind,
             params_b=backend.params_b,
@@ -233,7 +241,7 @@ class Gateway:
             wall_s=wall_s,
             memory_gb=backend.memory_gb,
         )
-        return meter.stop(token, work)
+        return gen.meter.stop(token, work)
 
     async def record_error(
         self,
@@ -546,11 +554,11 @@ class Gateway:
                 f"about {req.text_bytes() // 4} tokens.",
                 param="messages" if req.messages is not None else "prompt",
             )
-        meter = self.meter_for(backend)
-        t1 = self.clock.monotonic()
-        mtoken = meter.start()
-        completion = await backend.complete(req, cancel)
-        m = self._measure(meter, mtoken, backend, completion.usage, self.clock.monotonic() - t1)
+        gen = GenerationSpan(
+            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
+        )
+        completion = await backend.complete(dataclasses.replace(req, on_start=gen.begin), cancel)
+        m = self._measure(gen, backend, completion.usage)
         reason = check(completion)
         if reason != "logprob":
             await self._remember(
@@ -724,15 +732,17 @@ class Gateway:
             completion = Completion(e.answer, e.finish_reason, usage_of(e))
             return Result(completion, backend.name, energy, lookup)
         lookup_m = span.stop()
-        meter = self.meter_for(backend)
         cancel = CancelToken()
         usage = Usage(0, 0)
         try:
-            t0 = self.clock.monotonic()
-            token = meter.start()
-            completion = await backend.complete(req, cancel)
+            gen = GenerationSpan(
+                self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
+            )
+            completion = await backend.complete(
+                dataclasses.replace(req, on_start=gen.begin), cancel
+            )
             usage = completion.usage
-            m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
+            m = self._measure(gen, backend, usage)
             await self._remember(
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
@@ -797,16 +807,16 @@ class Gateway:
                 self.limiter.settle(reservation, 0)
             return
         lookup_m = span.stop()
-        meter = self.meter_for(backend)
         cancel = CancelToken()
         usage = Usage(0, 0)
         finish = "stop"
         done = False
         produced = 0
         parts: list[str] = []
-        t0 = self.clock.monotonic()
-        token = meter.start()
-        gen = backend.generate(req, cancel)
+        metered = GenerationSpan(
+            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
+        )
+        gen = backend.generate(dataclasses.replace(req, on_start=metered.begin), cancel)
         try:
             async for chunk in gen:
                 if chunk.usage is not None:
@@ -817,7 +827,7 @@ class Gateway:
                     produced += 1
                     parts.append(chunk.text)
                     yield chunk
-            m = self._measure(meter, token, backend, usage, self.clock.monotonic() - t0)
+            m = self._measure(metered, backend, usage)
             completion = Completion("".join(parts), finish, usage)
             await self._remember(
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
@@ -847,7 +857,7 @@ class Gateway:
                     usage.completion_tokens or produced,
                     usage.reasoning_tokens or min(produced, reservation.reasoning_tokens),
                 )
-                m = self._measure(meter, token, backend, partial, self.clock.monotonic() - t0)
+                m = self._measure(metered, backend, partial)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)
                 self.ledger.commit_soon(
                     self.ledger.row(

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import platform
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, CancelToken, GenerationRequest, Usage
 from .clock import Clock
-from .energy import Measurement, Meter, MeterToken, TokenEstimateMeter, Work
+from .energy import GenerationSpan, Measurement, Meter, MeterToken, TokenEstimateMeter, Work
 from .settings import EnergySettings
 from .store import EnergyProfileRow, ProfileStore
 
@@ -104,10 +104,11 @@ class _Totals:
 async def _metered(
     backend: Backend, meter: Meter, clock: Clock, req: GenerationRequest
 ) -> tuple[Usage, float, Measurement]:
-    t0 = clock.monotonic()
-    token = meter.start()
-    completion = await backend.complete(req, CancelToken())
-    wall_s = max(clock.monotonic() - t0, 0.0)
+    # metered from when the run has the model: live requests it queued behind are not its own
+    gen = GenerationSpan(meter, clock.monotonic, deferred=backend.reports_start)
+    completion = await backend.complete(replace(req, on_start=gen.begin), CancelToken())
+    token, wall_s = gen.end()
+    wall_s = max(wall_s, 0.0)
     usage = completion.usage
     work = Work(
         backend_kind=backend.kind,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +49,10 @@ class GenerationRequest:
     # mean token log-probability (``Completion.mean_token_logprob``). Backends that cannot
     # (upstream servers) ignore it and report None.
     report_logprob: bool = False
+    # Set by the gateway for backends that ``report_start``: called once, on the event loop,
+    # when this request's generation really starts (it has the model, after any queue wait),
+    # so the energy meter brackets the generation and not the wait. Never sent upstream.
+    on_start: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def text_bytes(self) -> int:
         """UTF-8 size of the input: an upper bound on its token count for BPE vocabularies."""
@@ -120,6 +124,11 @@ class Backend(ABC):
     # A reasoning model (``models.<name>.reasoning``): requests get a reasoning-token cap
     # from their reasoning_effort and count against the daily reasoning budget.
     reasoning: bool = False
+    # The backend calls ``req.on_start()`` when the request's generation starts (local
+    # backends that run one generation at a time behind a queue): the gateway meters the
+    # generation from that call, not from when it asked, so the queue wait, whose energy is
+    # another request's, is not billed. False (upstream backends): metered from the call.
+    reports_start: bool = False
 
     def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
         self.name = name

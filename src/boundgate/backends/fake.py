@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..clock import FakeClock
 from ..errors import ServiceUnavailableError
 from ..testing import ThreadedServer
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
@@ -68,9 +69,13 @@ class FakeBackend(Backend):
     chunk when the request sets ``report_logprob``, as ``LlamaCppBackend`` does; without it
     the fake reports none, like an upstream model. ``failures`` scripts faults: each
     generation takes the next number n, if any, and fails with a 503 after n tokens (a model
-    that goes away mid-answer)."""
+    that goes away mid-answer). ``serialize`` makes it run one generation at a time, the
+    others waiting their turn, as ``LlamaCppBackend`` does; either way it calls the request's
+    ``on_start`` when its generation starts (after any wait). With ``clock``, each token
+    advances that fake clock by ``token_delay_s`` instead of sleeping."""
 
     kind = "fake"
+    reports_start = True
 
     def __init__(
         self,
@@ -84,6 +89,8 @@ class FakeBackend(Backend):
         thinking_tokens: int = 0,
         answers: Callable[[str], str] | None = None,
         logprobs: Callable[[str], float] | None = None,
+        serialize: bool = False,
+        clock: FakeClock | None = None,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
         self.answers = answers
@@ -95,18 +102,52 @@ class FakeBackend(Backend):
         self.reasoning = reasoning
         self.thinking_tokens = thinking_tokens
         self.token_delay_s = token_delay_s
+        self.clock = clock
+        self._lock = asyncio.Lock() if serialize else None
+        self._waiting = 0
         self.calls = 0
         self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer
         self.simulated_queue = 0  # requests to pretend are waiting (tests of yielding)
         self.failures: deque[int] = deque()  # the next generations fail after n tokens
 
     def queue_depth(self) -> int:
-        return self.simulated_queue
+        return self.simulated_queue + self._waiting
+
+    async def _delay(self) -> None:
+        if not self.token_delay_s:
+            return
+        if self.clock is not None:
+            self.clock.advance(self.token_delay_s)
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(self.token_delay_s)
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken
     ) -> AsyncGenerator[Chunk, None]:
         self.calls += 1
+        if self._lock is None:
+            if req.on_start is not None:
+                req.on_start()
+            async for chunk in self._generate(req, cancel):
+                yield chunk
+            return
+        self._waiting += 1
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            if req.on_start is not None:
+                req.on_start()  # it has the model now: the wait is not its generation
+            async for chunk in self._generate(req, cancel):
+                yield chunk
+        finally:
+            self._lock.release()
+
+    async def _generate(
+        self, req: GenerationRequest, cancel: CancelToken
+    ) -> AsyncGenerator[Chunk, None]:
         question = req.prompt if req.prompt is not None else (req.messages or [])[-1].content
         question = question or ""
         if self.reasoning:
@@ -124,8 +165,7 @@ class FakeBackend(Backend):
                 break
             if i == fail_at:
                 raise ServiceUnavailableError("The fake model failed (a scripted failure).")
-            if self.token_delay_s:
-                await asyncio.sleep(self.token_delay_s)
+            await self._delay()
             yield Chunk(text=w)
         finish = "length" if len(words) == req.max_tokens else "stop"
         scored = req.report_logprob and self.logprobs is not None and bool(words)
@@ -146,8 +186,7 @@ class FakeBackend(Backend):
             if produced >= req.max_tokens:
                 finish = "length"
                 break
-            if self.token_delay_s:
-                await asyncio.sleep(self.token_delay_s)
+            await self._delay()
             piece = pieces[i]
             i += 1
             produced += 1

@@ -152,6 +152,7 @@ _DONE = object()
 
 class LlamaCppBackend(Backend):
     kind = "llama_cpp"
+    reports_start = True
 
     def __init__(
         self,
@@ -284,6 +285,13 @@ class LlamaCppBackend(Backend):
         finally:
             self._waiting -= 1
         self._busy = True
+        if req.on_start is not None:
+            try:
+                req.on_start()  # the generation starts now: the queue wait is not metered
+            except BaseException:
+                self._busy = False
+                self._lock.release()
+                raise
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         started = loop.time()

@@ -1,6 +1,6 @@
 """Energy metering: counters where readable (RAPL, NVML), labelled estimates otherwise."""
 
-from .base import Measurement, Meter, MeterToken, Method, Span, Work, combine
+from .base import GenerationSpan, Measurement, Meter, MeterToken, Method, Span, Work, combine
 from .carbon import EnergyReport, EnergyReporter, carbon_g
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
 from .fake import FakeMeter
@@ -13,6 +13,7 @@ __all__ = [
     "EnergyReport",
     "EnergyReporter",
     "FakeMeter",
+    "GenerationSpan",
     "Measurement",
     "Meter",
     "MeterToken",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Method = Literal["rapl", "nvml", "estimate"]
 
@@ -105,3 +105,33 @@ class Span:
         """The energy of every interval metered, in Wh with its range and method."""
         self.pause()
         return self._spent
+
+
+class GenerationSpan:
+    """The metered interval of one generation: from when it starts to when it ends.
+
+    ``deferred`` (a backend that ``reports_start``: a local model run one generation at a
+    time, the others queued): the interval starts at :meth:`begin`, which the backend calls
+    (as the request's ``on_start``) once the request has the model, so it is not billed for
+    its wait in the queue, when the machine's energy is the running generation's (already on
+    that request's row). A request that never got the model (cancelled or failed while
+    queued) gets an empty interval. Not deferred (upstream models, metered by their tokens):
+    the interval starts at once, when the backend is called."""
+
+    def __init__(self, meter: Meter, monotonic: Callable[[], float], *, deferred: bool) -> None:
+        self.meter = meter
+        self.monotonic = monotonic
+        self.token: Any = None
+        self.t0 = 0.0
+        if not deferred:
+            self.begin()
+
+    def begin(self) -> None:
+        if self.token is None:
+            self.token = self.meter.start()
+            self.t0 = self.monotonic()
+
+    def end(self) -> tuple[Any, float]:
+        """The meter token and the interval's wall seconds (0 if it never started)."""
+        self.begin()
+        return self.token, self.monotonic() - self.t0
