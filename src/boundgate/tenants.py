@@ -222,12 +222,8 @@ class Limiter:
         if res.settled or res.hold_id is None:
             return None
         window = float(res.day * DAY_S)
-        counters = []
-        if res.budget_held:
-            counters.append((tokens_counter(res.tenant), window))
-        if res.reasoning_tokens:
-            counters.append((reasoning_counter(res.tenant), window))
-        return Release(res.hold_id, tuple(counters)) if counters else None
+        counters = tuple((counter, window) for counter, _ in _held(res, 0, 0))
+        return Release(res.hold_id, counters) if counters else None
 
     def released(self, res: Reservation) -> None:
         """The holds of :meth:`release_of` were given back with the ledger row: ``res`` is
@@ -244,12 +240,7 @@ class Limiter:
         if res.hold_id is None:
             return
         window = float(res.day * DAY_S)
-        settles = []
-        if res.budget_held:
-            settles.append((tokens_counter(res.tenant), actual_tokens))
-        if res.reasoning_tokens:
-            settles.append((reasoning_counter(res.tenant), reasoning_tokens))
-        for counter, used in settles:
+        for counter, used in _held(res, actual_tokens, reasoning_tokens):
             task = asyncio.get_running_loop().create_task(
                 self._settle(res.hold_id, counter, res.tenant, window, used)
             )
@@ -283,3 +274,14 @@ class Limiter:
         """Wait until every settle started so far is committed."""
         while self._settling:
             await asyncio.gather(*list(self._settling), return_exceptions=True)
+
+
+def _held(res: Reservation, tokens: int, reasoning_tokens: int) -> list[tuple[str, int]]:
+    """The daily counters ``res`` holds on, each with the amount really used on it: the token
+    budget (``tokens``) and the reasoning-token budget (``reasoning_tokens``)."""
+    held = []
+    if res.budget_held:
+        held.append((tokens_counter(res.tenant), tokens))
+    if res.reasoning_tokens:
+        held.append((reasoning_counter(res.tenant), reasoning_tokens))
+    return held
