@@ -128,7 +128,7 @@ def test_kill_9_under_load_loses_no_answered_request(server: ServerProcess) -> N
 
 def test_cli_keys_ask_report(server: ServerProcess) -> None:
     cfg = ["--config", str(server.cfg)]
-    r = server.cli("ask", "hello?", "--url", server.base + "/v1")
+    r = server.cli("ask", "hello?", "--url", server.base)  # /v1 is added when missing
     assert r.returncode == 0, r.stderr
     assert "Answer" in r.stdout and "Wh" in r.stderr and "gCO2e" in r.stderr
 
@@ -142,7 +142,7 @@ def test_cli_keys_ask_report(server: ServerProcess) -> None:
     # The running server now requires keys.
     r = server.cli("ask", "hello?", "--url", server.base + "/v1")
     assert r.returncode == 1 and "401" in r.stderr
-    r = server.cli("ask", "hello?", "--url", server.base + "/v1", env={"BOUNDGATE_API_KEY": secret})
+    r = server.cli("ask", "hello?", "--url", server.base + "/v1/", env={"BOUNDGATE_API_KEY": secret})
     assert r.returncode == 0, r.stderr
 
     report = server.cli("report", "--since", "1h", "--format", "json", "--by", "model", *cfg)

@@ -104,3 +104,31 @@ def test_processes_starting_together_migrate_once(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:
         versions = sorted(r[0] for r in conn.execute("SELECT version FROM schema_migrations"))
     assert versions == [v for v, _, _ in load_migrations()]
+
+
+def test_writers_of_several_processes_queue_on_one_file_lock(tmp_path: Path) -> None:
+    """Every write transaction holds an exclusive ``flock`` on ``<db>.write-lock``, the lock
+    another process's writer (``serve --workers N``) takes too: while someone else holds it,
+    nothing is committed; once released, the write commits. (flock locks belong to an open
+    file, so this process's own descriptor stands in for another process.)"""
+    import fcntl
+    import os
+
+    s = SQLiteStore(tmp_path / "b.db")
+    s.open()
+    fd = os.open(tmp_path / "b.db.write-lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+        async def run() -> None:
+            write = asyncio.ensure_future(s.record(row(1)))
+            done, _ = await asyncio.wait([write], timeout=0.3)
+            assert not done  # held elsewhere: the writer waits for the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            await asyncio.wait_for(write, 30)
+
+        asyncio.run(run())
+        assert asyncio.run(s.get_row("r1")) is not None
+    finally:
+        os.close(fd)
+        s.close()

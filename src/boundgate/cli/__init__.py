@@ -74,6 +74,14 @@ def opened_store(settings: Settings) -> Iterator[Store]:
         store.close()
 
 
+def api_base_url(url: str) -> str:
+    """The API base of a server URL given to ``--url``: every route is under ``/v1``, so a
+    URL that does not end in ``/v1`` (``http://127.0.0.1:8080``, or a proxy's prefix such as
+    ``https://host/boundgate/``) gets it appended. No trailing slash."""
+    base = url.rstrip("/")
+    return base if base.endswith("/v1") else base + "/v1"
+
+
 def exit_on_http_error(resp: httpx.Response) -> None:
     """Print the gateway's OpenAI-shaped error message and exit 1, if ``resp`` is an error."""
     if resp.status_code < 400:
@@ -245,7 +253,9 @@ def _listen(host: str, port: int) -> socket.socket:
 def ask(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
     model: Annotated[str | None, typer.Option(help="Model id (default: server's).")] = None,
-    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8080/v1",
+    url: Annotated[
+        str, typer.Option(help="Server URL; /v1 is added if missing.")
+    ] = "http://127.0.0.1:8080/v1",
     api_key: Annotated[
         str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")
     ] = None,
@@ -268,7 +278,7 @@ def ask(
     info: dict[str, Any] = {}
     try:
         with httpx.stream(
-            "POST", url.rstrip("/") + "/chat/completions", json=body, headers=headers, timeout=300
+            "POST", api_base_url(url) + "/chat/completions", json=body, headers=headers, timeout=300
         ) as resp:
             if resp.status_code >= 400:
                 resp.read()

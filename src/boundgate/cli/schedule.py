@@ -196,15 +196,17 @@ def schedule_plan(
     )
 
 
-UrlOpt = Annotated[str, typer.Option(help="Server base URL.")]
+UrlOpt = Annotated[str, typer.Option(help="Server URL; /v1 is added if missing.")]
 KeyOpt = Annotated[str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")]
 
 
 def _client(url: str, api_key: str | None) -> Any:
     import httpx
 
+    from . import api_base_url
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=120)
+    return httpx.Client(base_url=api_base_url(url), headers=headers, timeout=120)
 
 
 def _check(resp: Any) -> Any:

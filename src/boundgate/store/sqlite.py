@@ -3,8 +3,12 @@
 Why one writer: SQLite allows one write transaction at a time; funnelling every write through
 one thread removes ``database is locked`` retries and lets many concurrent requests share one
 ``BEGIN IMMEDIATE … COMMIT`` (group commit), which is what makes per-request durable ledger
-rows cheap. ``synchronous=NORMAL`` in WAL mode keeps committed transactions across a process
-crash (``kill -9``); only an OS crash or power loss can drop the last ones.
+rows cheap. Between processes (``serve --workers N`` on one file), each writer takes an
+exclusive ``flock`` on ``<db>.write-lock`` around its transaction: the kernel hands the lock
+to a waiting process the moment it is released, where SQLite's own busy handler sleeps and
+polls (1, 2, 5 … 100 ms) and can starve one process for a second under steady load.
+``synchronous=NORMAL`` in WAL mode keeps committed transactions across a process crash
+(``kill -9``); only an OS crash or power loss can drop the last ones.
 
 Reads use one connection per thread; WAL lets them run beside the writer. Every data method
 is async (the protocols in ``protocols.py``): reads hop to a worker thread, writes wait for
@@ -16,12 +20,15 @@ thread, cheaper than a thread hop on every request's path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from importlib import resources
 from pathlib import Path
@@ -183,6 +190,37 @@ def _take(conn: sqlite3.Connection, hold_id: str, c: Claim, now: float) -> bool:
     return taken
 
 
+class _WriteLock:
+    """An exclusive ``flock`` on a file beside the database, held around every write
+    transaction so that writer threads of several processes queue in the kernel instead of in
+    SQLite's sleeping busy handler (``busy_timeout`` stays, for writers that do not take the
+    lock, such as the ``sqlite3`` shell)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._fd is None:  # closed
+            yield
+            return
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class SQLiteStore(Store):
     announces_changes = False  # followers poll the change log
 
@@ -196,6 +234,7 @@ class SQLiteStore(Store):
         self._keys: dict[str, tuple[ApiKey, bytes, bytes]] = {}
         self._keys_fingerprint: tuple[int, int] | None = None
         self._has_keys = False
+        self._write_lock = _WriteLock(self.path.with_name(self.path.name + ".write-lock"))
 
     # --- connections ---------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -221,8 +260,10 @@ class SQLiteStore(Store):
         if self._writer is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock.open()
         conn = self._connect()
-        self._migrate(conn)
+        with self._write_lock.held():
+            self._migrate(conn)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="boundgate-store-writer", daemon=True
         )
@@ -261,6 +302,7 @@ class SQLiteStore(Store):
                 conn.close()
             self._readers.clear()
         self._local = threading.local()
+        self._write_lock.close()
 
     # --- the writer ----------------------------------------------------------------------
     def _write_loop(self, conn: sqlite3.Connection) -> None:
@@ -280,7 +322,8 @@ class SQLiteStore(Store):
                     stop = True
                     break
                 batch.append(nxt)
-            self._commit_batch(conn, batch)
+            with self._write_lock.held():
+                self._commit_batch(conn, batch)
         conn.close()
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
