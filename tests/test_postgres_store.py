@@ -172,7 +172,7 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
         store.close()
 
 
-# what an exact hit of a non-streamed completion sends on the response path: the key check
+# what an exact hit sends on the response path (streamed or not): the key check
 # (verify_key; has_keys is kept once a key exists) and the ledger row, whose statement also
 # checks the answer is still live (record_hit); a key with limits adds its reservation, and
 # the ledger row's statement gives its token hold back (no settle after the response).
@@ -181,7 +181,7 @@ EXACT_HIT_STATEMENTS = 2
 EXACT_HIT_STATEMENTS_WITH_LIMITS = 3
 
 
-def test_an_exact_hit_sends_two_statements_to_postgresql_three_with_limits(
+def test_an_exact_hit_sends_two_statements_to_postgresql_three_with_limits_streamed_or_not(
     postgres_url: str, postgres_schema: str, tmp_path: Path
 ) -> None:
     from boundgate.assembly import build_app
@@ -195,17 +195,21 @@ def test_an_exact_hit_sends_two_statements_to_postgresql_three_with_limits(
     settings.reuse.embedder = "hash"
     settings.reuse.persist_index = False
     settings.dashboard.enabled = False
+    settings.scheduler.poll_s = 3600.0  # no job-runner polls among the counted statements
     store = PostgresStore(proxy.url(postgres_schema), max_size=4)
     app = build_app(settings, store=store, backends={"fake": FakeBackend("fake", params_b=1)})
     try:
         with Live.in_process(app) as live:
-            for quota, most in (
-                ({}, EXACT_HIT_STATEMENTS),
-                ({"rpm": 10**6, "daily_tokens": 10**9}, EXACT_HIT_STATEMENTS_WITH_LIMITS),
+            for quota, most, stream in (
+                ({}, EXACT_HIT_STATEMENTS, False),
+                ({}, EXACT_HIT_STATEMENTS, True),
+                ({"rpm": 10**6, "daily_tokens": 10**9}, EXACT_HIT_STATEMENTS_WITH_LIMITS, False),
+                ({"rpm": 10**6, "daily_tokens": 10**9}, EXACT_HIT_STATEMENTS_WITH_LIMITS, True),
             ):
-                secret = arun(store.create_key(f"acme{len(quota)}", **quota)).secret
+                secret = arun(store.create_key(f"acme{len(quota)}{stream}", **quota)).secret
                 body = {"messages": [{"role": "user", "content": "Why is the sky blue?"}]}
                 body["temperature"] = 0
+                body["stream"] = stream
                 headers = {"Authorization": f"Bearer {secret}"}
 
                 def ask(body: dict[str, object] = body, headers: dict[str, str] = headers) -> str:
@@ -226,10 +230,10 @@ def test_an_exact_hit_sends_two_statements_to_postgresql_three_with_limits(
                 time.sleep(0.5)  # work left after the responses (settles) is counted too
                 # background work (hit counts, the change-log follower, the job runner) only
                 # adds to a request's count: the fewest seen is the response path's own
-                assert 0 < min(sent) <= most, (quota, sent)
+                assert 0 < min(sent) <= most, (quota, stream, sent)
                 # and in all, little beyond it: the slack is for that background work (about
-                # 2 statements a second: hit counts and the job runner's poll, 1 s each)
+                # 2 statements a second: hit counts, 1 s, and the change-log follower's read)
                 slack = 10 + 3 * (elapsed + 0.5)
-                assert proxy.statements - start <= 40 * most + slack, (quota, sent, elapsed)
+                assert proxy.statements - start <= 40 * most + slack, (quota, stream, sent)
     finally:
         proxy.close()

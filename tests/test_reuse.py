@@ -534,14 +534,17 @@ def test_feedback_on_another_tenants_request_is_an_unknown_request(two_tenants: 
     assert_error(own, 400, code="not_a_reuse")  # its owner gets the real answer
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_an_answer_revoked_behind_the_gateways_back_is_not_served_from_memory(
-    tmp_path: Path,
+    tmp_path: Path, stream: bool
 ) -> None:
-    """A non-streamed hit comes from memory once its answer was read; the ledger row's
-    statement checks it is still live. Here another process (the store, written directly)
-    revokes it before this gateway heard (no follower runs: no lifespan): the check fails, so
-    the answer is forgotten and generated afresh, and no hit row is written for it."""
+    """A hit comes from memory once its answer was read; the ledger row's statement checks it
+    is still live (a streamed hit's row is committed before its replay begins). Here another
+    process (the store, written directly) revokes it before this gateway heard (no follower
+    runs: no lifespan): the check fails, so the answer is forgotten and generated afresh, and
+    no hit row is written for it."""
     from boundgate.backends.base import GenerationRequest, Message
+    from boundgate.gateway import Finished
     from boundgate.tenants import Tenant
 
     app = build_app(fake_settings(tmp_path))
@@ -553,7 +556,12 @@ def test_an_answer_revoked_behind_the_gateways_back_is_not_served_from_memory(
     async def main() -> None:
         async def complete() -> Any:
             req = GenerationRequest(model="fake", messages=[Message("user", Q)], temperature=0)
-            return await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), req)
+            ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+            if not stream:
+                return await gw.complete(ctx, req)
+            events = [e async for e in gw.stream(ctx, req)]
+            assert isinstance(events[-1], Finished) and len(events) > 1
+            return events[-1]
 
         assert (await complete()).reuse.status == "miss"
         first = await complete()  # read from the store, then kept
@@ -593,3 +601,38 @@ def test_a_new_answer_replaces_the_one_in_its_slot(fake_live: Live) -> None:
     assert hit.headers["x-boundgate-document"] == again.headers["x-boundgate-document"]
     stats = fake_live.http.get("/v1/boundgate/stats").json()["reuse"]
     assert stats["entries"] == 1
+
+
+def test_a_streamed_hit_whose_client_leaves_during_the_replay_is_ledgered_once_as_cancelled(
+    tmp_path: Path,
+) -> None:
+    """A streamed hit's row is committed (as served) before the replay begins; a client that
+    leaves during the replay turns that row into a cancelled one (499), not a second row."""
+    from boundgate.backends.base import Chunk, GenerationRequest, Message
+    from boundgate.tenants import Tenant
+
+    app = build_app(fake_settings(tmp_path))
+    gw = app.state.gateway
+    store = gw.store
+    store.open()
+
+    async def main() -> None:
+        def request() -> tuple[Any, GenerationRequest]:
+            req = GenerationRequest(model="fake", messages=[Message("user", Q)], temperature=0)
+            return gw.context(Tenant("acme"), "/v1/chat/completions"), req
+
+        assert (await gw.complete(*request())).reuse.status == "miss"
+        ctx, req = request()
+        events = gw.stream(ctx, req)
+        first = await events.__anext__()
+        assert isinstance(first, Chunk) and first.text
+        await events.aclose()  # the client went away after one chunk
+        await gw.drain()
+        rows = [r for r in await store.ledger() if r.id == ctx.request_id]
+        assert len(rows) == 1
+        assert (rows[0].reuse, rows[0].outcome, rows[0].status) == ("hit-exact", "cancelled", 499)
+
+    try:
+        arun(main())
+    finally:
+        store.close()

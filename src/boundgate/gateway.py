@@ -778,21 +778,41 @@ class Gateway:
             async for event in self._stream_routed(ctx, req):
                 yield event
             return
-        backend, reservation, lookup, span = await self._begin(ctx, req, True)
+        # a hit may come from memory: its ledger row, committed before the replay, checks it
+        backend, reservation, lookup, span = await self._begin(ctx, req, True, check_live=False)
+        energy: EnergyReport | None = None
         if lookup is not None and lookup.entry is not None:
+            try:
+                energy = await self._commit_hit(
+                    ctx,
+                    req,
+                    backend,
+                    lookup,
+                    span,
+                    stream=True,
+                    reservation=reservation if lookup.unchecked else None,
+                )
+                if energy is None:  # from memory, and no longer live: nothing was written
+                    lookup, span = await self._look_again(ctx, req, backend, lookup)
+                    if lookup is not None and lookup.entry is not None:
+                        energy = await self._commit_hit(
+                            ctx, req, backend, lookup, span, stream=True
+                        )
+            except BaseException:
+                self.limiter.settle(reservation, 0)
+                raise
+        if lookup is not None and lookup.entry is not None:
+            assert energy is not None  # a checked lookup's row is always written
             entry = lookup.entry
             replayed = False
             try:
                 for piece in replay_pieces(entry.answer):
                     yield Chunk(piece)
                 replayed = True
-                energy = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
-                assert energy is not None  # a checked lookup's row is always written
                 yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
             finally:
-                if not replayed:  # the client left during the replay
-                    energy = self._hit_energy(span, ctx)
-                    self.ledger.commit_soon(
+                if not replayed:  # the client left during the replay: its row says so now
+                    self.ledger.amend_soon(
                         self.ledger.row(
                             ctx,
                             req,

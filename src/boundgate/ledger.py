@@ -151,6 +151,16 @@ class LedgerWriter:
     def commit_soon(self, row: LedgerRow) -> None:
         """Record from a context that is being torn down (client gone): don't await it here."""
         self.observe(row)
+        self._record_soon(row)
+
+    def amend_soon(self, row: LedgerRow) -> None:
+        """Replace the committed row of the same request id with ``row`` (a streamed hit whose
+        client left during the replay: it was committed as served before the replay began),
+        from a context being torn down. Not observed again: Prometheus counted the request
+        once, when its first row was committed."""
+        self._record_soon(row)
+
+    def _record_soon(self, row: LedgerRow) -> None:
         task = asyncio.get_running_loop().create_task(self.store.record(row))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
