@@ -142,7 +142,9 @@ def test_cli_keys_ask_report(server: ServerProcess) -> None:
     # The running server now requires keys.
     r = server.cli("ask", "hello?", "--url", server.base + "/v1")
     assert r.returncode == 1 and "401" in r.stderr
-    r = server.cli("ask", "hello?", "--url", server.base + "/v1/", env={"BOUNDGATE_API_KEY": secret})
+    r = server.cli(
+        "ask", "hello?", "--url", server.base + "/v1/", env={"BOUNDGATE_API_KEY": secret}
+    )
     assert r.returncode == 0, r.stderr
 
     report = server.cli("report", "--since", "1h", "--format", "json", "--by", "model", *cfg)
