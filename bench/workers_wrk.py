@@ -18,7 +18,12 @@ reads where the CPU went: the gateway's processes, PostgreSQL's, wrk's, and the 
 machine (other users' work included: on a shared machine, read the busy-cores column before
 any ratio).
 
+``--variants`` takes ``store[@base]:workers``; an ``@base`` variant runs the gateway from
+``--baseline-src`` (the ``src/`` of another checkout, e.g. ``git archive REV src``), so a
+change is measured against its base in the same run, round by round.
+
     PYTHONPATH=src python bench/workers_wrk.py [--rounds 3] [--duration 10] [--connections 16]
+        [--variants sqlite:1 sqlite:2 sqlite@base:1 sqlite@base:2 …] [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -88,22 +93,27 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
     ap.add_argument("--warmup", type=int, default=2, help="seconds of load before each run")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--variants", nargs="*", default=VARIANTS, help="store:workers")
+    ap.add_argument("--variants", nargs="*", default=VARIANTS, help="store[@base]:workers")
+    ap.add_argument("--baseline-src", type=Path, help="the src/ of the @base variants")
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install -y wrk)")
+    if any("@base" in v for v in a.variants) and a.baseline_src is None:
+        sys.exit("@base variants need --baseline-src")
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     with postgres() as server, ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
         servers: dict[tuple[str, int], tuple[str, str, int]] = {}  # → base URL, key, group
         for variant in a.variants:
-            store, workers = variant.split(":")[0], int(variant.split(":")[1])
-            d = Path(tmp) / f"{store}-{workers}"
+            label, workers = variant.split(":")[0], int(variant.split(":")[1])
+            store = label.split("@")[0]
+            env = {"PYTHONPATH": str(a.baseline_src.resolve())} if "@base" in label else {}
+            d = Path(tmp) / f"{label}-{workers}"
             d.mkdir()
             cfg = d / "boundgate.toml"
             text = CONFIG.format(data=d / "data")
             if store == "postgres":
-                url = fresh_schema(server.url, f"wrk_{workers}")
+                url = fresh_schema(server.url, f"wrk_{label.replace('@', '_')}_{workers}")
                 text += f'\n[store]\nurl = "{url}"\n'
             cfg.write_text(text)
             key = subprocess.run(
@@ -121,15 +131,16 @@ def main() -> None:
                 capture_output=True,
                 text=True,
                 check=True,
+                env={**os.environ, **env},
             ).stdout.strip()
             port = free_port()
             args = [PY, "-m", "boundgate", "serve", "--config", str(cfg), "--port", str(port)]
             args += ["--workers", str(workers)]
-            proc = Proc(args)
+            proc = Proc(args, env)
             stack.callback(proc.stop)
             base = f"http://127.0.0.1:{port}"
             proc.wait_http(base + "/readyz")
-            servers[(store, workers)] = (base, key, proc.proc.pid)
+            servers[(label, workers)] = (base, key, proc.proc.pid)
         for base, key, _ in servers.values():  # store the answer (a miss), then it is a hit
             body = {"messages": [{"role": "user", "content": PROMPT}], "temperature": 0}
             httpx.post(
@@ -140,20 +151,21 @@ def main() -> None:
             ).raise_for_status()
         time.sleep(2)  # every worker's follower has read the new answer
         for r in range(a.rounds):
-            for (store, workers), (base, key, group) in servers.items():
+            for (label, workers), (base, key, group) in servers.items():
+                store = label.split("@")[0]
                 check_hit(base, key)
                 wrk(base, key, a.connections, a.warmup)
                 cpu0 = (cpu_seconds(group=group), cpu_seconds(tree=postmaster), *machine_busy_s())
                 res = wrk(base, key, a.connections, a.duration)
                 cpu1 = (cpu_seconds(group=group), cpu_seconds(tree=postmaster), *machine_busy_s())
                 check_hit(base, key)
-                assert res["errors"] == 0, f"{store}:{workers}: {res['errors']} errors"
+                assert res["errors"] == 0, f"{label}:{workers}: {res['errors']} errors"
                 n = res["requests"]
                 res["gateway_ms"] = (cpu1[0] - cpu0[0]) * 1000 / n
                 res["pg_ms"] = (cpu1[1] - cpu0[1]) * 1000 / n if store == "postgres" else 0.0
                 res["wrk_ms"] = res["wrk_cpu_s"] * 1000 / n
                 res["cores"] = (cpu1[2] - cpu0[2]) / (cpu1[3] - cpu0[3]) * (os.cpu_count() or 1)
-                results.setdefault((store, workers), []).append(res)
+                results.setdefault((label, workers), []).append(res)
             print(f"(round {r + 1} of {a.rounds} done)", file=sys.stderr)
     print(
         f"\n## Hit path, wrk -t1 -c{a.connections}, {a.duration} s per run, median of "
