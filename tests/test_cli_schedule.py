@@ -85,3 +85,16 @@ def test_usage_errors_are_one_line_not_a_traceback(args: list[str], says: str) -
     assert res.exception is None or isinstance(res.exception, SystemExit)
     text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
     assert "Traceback" not in text and text.startswith("error:") and says in text
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:1", "127.0.0.1:1", "http://[::1"])
+def test_batch_and_ask_commands_say_in_one_line_when_the_server_cannot_be_reached(
+    url: str,
+) -> None:
+    """A refused port, a URL without scheme, a malformed one: one line naming the URL and
+    exit status 1, not a traceback (a trial got 233 lines from ``batch submit``)."""
+    runner = CliRunner()
+    for args in (["batch", "status", "batch_x"], ["batch", "results", "batch_x"], ["ask", "hi"]):
+        res = runner.invoke(cli, [*args, "--url", url])
+        assert res.exit_code == 1, (args, res.output)
+        assert f"cannot reach {url}" in res.output and "Traceback" not in res.output, res.output

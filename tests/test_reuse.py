@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -636,3 +637,32 @@ def test_a_streamed_hit_whose_client_leaves_during_the_replay_is_ledgered_once_a
         arun(main())
     finally:
         store.close()
+
+
+def test_a_client_leaving_a_long_streamed_hit_over_http_is_heard_and_ledgered_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Over a real socket: a replay yields to the event loop as it goes, so a client that
+    closes its stream after the first bytes of a long stored answer is heard as gone, and the
+    hit's row becomes cancelled (a trial saw every such row stay ``ok``: nothing in a replay
+    waits, so it ran to its end, blocking the server meanwhile)."""
+    from boundgate.backends.fake import FakeBackend
+
+    words = 20_000
+    backend = FakeBackend("fake", params_b=1, answers=lambda q: "word " * words)
+    app = build_app(fake_settings(tmp_path), backends={"fake": backend})
+    body = {"messages": [{"role": "user", "content": Q}], "temperature": 0, "max_tokens": 30_000}
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=120) as http:
+        assert http.post("/v1/chat/completions", json=body).headers["x-boundgate-reuse"] == "miss"
+        with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+            assert r.headers["x-boundgate-reuse"] == "hit-exact"
+            request_id = r.headers["x-request-id"]
+            next(r.iter_raw())  # the first bytes, then the client goes away
+        store = app.state.gateway.store
+
+        def row() -> Any:
+            found = [x for x in arun(store.ledger()) if x.id == request_id]
+            return found if found and found[0].outcome == "cancelled" else None
+
+        rows = wait_until(row)
+        assert len(rows) == 1 and (rows[0].reuse, rows[0].status) == ("hit-exact", 499)

@@ -132,3 +132,35 @@ def test_writers_of_several_processes_queue_on_one_file_lock(tmp_path: Path) -> 
     finally:
         os.close(fd)
         s.close()
+
+
+def test_a_deleted_write_lock_file_is_replaced_not_split(tmp_path: Path) -> None:
+    """The lock file deleted while a process holds it open (a trial's ``rm``): the next write
+    notices its descriptor is no longer the path's file and locks the file now there, so
+    processes started later (which create a new one) still queue with this one."""
+    import fcntl
+    import os
+
+    s = SQLiteStore(tmp_path / "b.db")
+    s.open()
+    lock = tmp_path / "b.db.write-lock"
+    try:
+        lock.unlink()
+        asyncio.run(s.record(row(1)))
+        assert lock.exists()  # opened afresh
+        fd = os.open(lock, os.O_RDWR)  # what a newly started process locks
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+
+            async def run() -> None:
+                write = asyncio.ensure_future(s.record(row(2)))
+                done, _ = await asyncio.wait([write], timeout=0.3)
+                assert not done
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                await asyncio.wait_for(write, 30)
+
+            asyncio.run(run())
+        finally:
+            os.close(fd)
+    finally:
+        s.close()

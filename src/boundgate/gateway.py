@@ -85,6 +85,9 @@ class Result:
         return h
 
 
+REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
+
+
 @dataclass(frozen=True)
 class Finished:
     """The last event of a stream: emitted after the ledger row is committed."""
@@ -806,8 +809,13 @@ class Gateway:
             entry = lookup.entry
             replayed = False
             try:
-                for piece in replay_pieces(entry.answer):
+                for i, piece in enumerate(replay_pieces(entry.answer), 1):
                     yield Chunk(piece)
+                    if i % REPLAY_YIELD_EVERY == 0:
+                        # Nothing in a replay waits: without a turn for the event loop, a long
+                        # answer would be sent whole (blocking other requests) and a client's
+                        # disconnect never heard before it ends.
+                        await asyncio.sleep(0)
                 replayed = True
                 yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
             finally:

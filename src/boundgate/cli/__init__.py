@@ -79,7 +79,20 @@ def api_base_url(url: str) -> str:
     URL that does not end in ``/v1`` (``http://127.0.0.1:8080``, or a proxy's prefix such as
     ``https://host/boundgate/``) gets it appended. No trailing slash."""
     base = url.rstrip("/")
-    return base if base.endswith("/v1") else base + "/v1"
+    return base[:-3] + "/v1" if base.lower().endswith("/v1") else base + "/v1"
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Turn a failure to talk to the server at ``url`` (refused, unknown host, a URL httpx
+    cannot use) into one line on stderr and exit status 1, instead of a traceback."""
+    import httpx
+
+    try:
+        yield
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        err.print(f"cannot reach {url}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def exit_on_http_error(resp: httpx.Response) -> None:
@@ -294,8 +307,8 @@ def ask(
                     sys.stdout.write(choice.get("delta", {}).get("content") or "")
                     sys.stdout.flush()
                 info = event.get("boundgate") or info
-    except httpx.HTTPError as exc:
-        err.print(f"cannot reach {url}: {exc}")
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        err.print(f"cannot reach {url}: {exc}", highlight=False)
         raise typer.Exit(1) from None
     sys.stdout.write("\n")
     sys.stdout.flush()

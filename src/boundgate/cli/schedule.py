@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -200,13 +202,20 @@ UrlOpt = Annotated[str, typer.Option(help="Server URL; /v1 is added if missing."
 KeyOpt = Annotated[str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")]
 
 
-def _client(url: str, api_key: str | None) -> Any:
+@contextmanager
+def _client(url: str, api_key: str | None) -> Iterator[Any]:
+    """An httpx client for the server at ``url`` (``/v1`` added if missing); a failure to
+    reach it ends the command with one line (``reaching``)."""
     import httpx
 
-    from . import api_base_url
+    from . import api_base_url, reaching
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=api_base_url(url), headers=headers, timeout=120)
+    with (
+        reaching(url),
+        httpx.Client(base_url=api_base_url(url), headers=headers, timeout=120) as client,
+    ):
+        yield client
 
 
 def _check(resp: Any) -> Any:

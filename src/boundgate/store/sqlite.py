@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -190,35 +191,61 @@ def _take(conn: sqlite3.Connection, hold_id: str, c: Claim, now: float) -> bool:
     return taken
 
 
+log = logging.getLogger("boundgate.store")
+
+
 class _WriteLock:
     """An exclusive ``flock`` on a file beside the database, held around every write
     transaction so that writer threads of several processes queue in the kernel instead of in
     SQLite's sleeping busy handler (``busy_timeout`` stays, for writers that do not take the
-    lock, such as the ``sqlite3`` shell)."""
+    lock, such as the ``sqlite3`` shell, and as the fallback when the file cannot be opened:
+    a read-only data directory). A lock file deleted or replaced while held open is noticed
+    on the next write (its inode no longer is the path's) and opened afresh, so processes
+    never end up locking different files."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
     def open(self) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if self._fd is not None:
+            return
+        for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):  # flock needs no write access
+            try:
+                self._fd = os.open(self.path, flags, 0o600)
+                return
+            except OSError as exc:
+                error = exc
+        log.warning("cannot open %s (%s): SQLite's busy handler orders writers", self.path, error)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
 
+    def _current(self, fd: int) -> bool:
+        try:
+            held, now = os.fstat(fd), os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        if self._fd is None:  # closed
-            yield
-            return
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        fd = self._fd
+        while fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if self._current(fd):
+                break
+            fcntl.flock(fd, fcntl.LOCK_UN)  # deleted or replaced: lock the file now there
+            self.close()
+            self.open()
+            fd = self._fd
         try:
             yield
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class SQLiteStore(Store):
