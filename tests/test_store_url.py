@@ -83,3 +83,23 @@ def test_settings_listing_hides_the_password(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     (url,) = [s["value"] for s in json.loads(done.stdout) if s["key"] == "store.url"]
     assert url == "postgresql://boundgate:***@db:5432/x"
+
+
+@pytest.mark.parametrize("command", [["report"], ["serve", "--port", "0"]])
+def test_a_data_dir_sqlite_cannot_use_fails_naming_the_setting(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """No ``store.url``: SQLite in ``server.data_dir``. A data dir it cannot use (here a file
+    where the directory should be; a trial's was mounted read-only) is one line naming the
+    setting and exit status 2, not a traceback."""
+    (tmp_path / "data").write_text("not a directory")
+    done = subprocess.run(
+        [*CLI, *command, "--config", str(_config(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "BOUNDGATE_STORE__URL"},
+    )
+    assert done.returncode == 2, done.stderr
+    assert "server.data_dir" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

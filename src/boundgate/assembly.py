@@ -54,11 +54,17 @@ from .tenants import Limiter
 
 def build_store(settings: Settings) -> Store:
     """The configured store, not yet open: PostgreSQL at ``store.url``, else SQLite in
-    ``server.data_dir``. Raises ``ConfigError`` (naming ``store.url``) when the URL is set but
-    the ``postgres`` extra is not installed."""
+    ``server.data_dir``. Raises ``ConfigError`` naming ``store.url`` when the URL is set but
+    the ``postgres`` extra is not installed, or naming ``server.data_dir`` when that
+    directory cannot be created."""
     url = settings.store.url
     if url is None:
-        Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(settings.server.data_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"server.data_dir: cannot create {exc.filename}: {exc.strerror}"
+            ) from None
         return SQLiteStore(settings.db_path)
     try:
         from .store.postgres import PostgresStore
@@ -76,11 +82,21 @@ def build_store(settings: Settings) -> Store:
 
 
 def open_store(store: Store, settings: Settings) -> None:
-    """Open ``store`` (connect, migrate). Raises ``ConfigError`` naming ``store.url`` when the
-    configured database cannot be reached or used; other stores' errors pass through."""
+    """Open ``store`` (connect, migrate). Raises ``ConfigError`` naming the setting when the
+    configured database cannot be reached or used: ``store.url`` for PostgreSQL,
+    ``server.data_dir`` for SQLite (e.g. a read-only directory: SQLite in WAL mode writes
+    beside the database even to read it)."""
     url = settings.store.url
     if url is None:
-        store.open()
+        import sqlite3
+
+        try:
+            store.open()
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                f"server.data_dir: cannot use the SQLite database in {settings.server.data_dir}:"
+                f" {exc}"
+            ) from None
         return
     import psycopg
 
