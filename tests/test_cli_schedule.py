@@ -98,3 +98,19 @@ def test_batch_and_ask_commands_say_in_one_line_when_the_server_cannot_be_reache
         res = runner.invoke(cli, [*args, "--url", url])
         assert res.exit_code == 1, (args, res.output)
         assert f"cannot reach {url}" in res.output and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080/v1"),
+        ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1"),
+        ("http://h/V1", "http://h/v1"),
+        ("http://h/v1/chat/completions", "http://h/v1"),  # an endpoint pasted whole
+        ("https://h/boundgate/", "https://h/boundgate/v1"),  # a proxy's prefix
+    ],
+)
+def test_the_cli_finds_the_api_base_in_any_url_it_is_given(url: str, base: str) -> None:
+    from boundgate.cli import api_base_url
+
+    assert api_base_url(url) == base

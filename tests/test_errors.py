@@ -79,6 +79,13 @@ def test_malformed_json_is_400(fake_live: Live) -> None:
     assert_error(r, 400, code="invalid_json")
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+def test_an_empty_body_says_the_body_is_missing(fake_live: Live, path: str) -> None:
+    r = fake_live.http.post(path, content=b"", headers={"content-type": "application/json"})
+    error = assert_error(r, 400)
+    assert error["message"] == "request body is missing", error
+
+
 @pytest.mark.parametrize(
     ("content", "says"),
     [

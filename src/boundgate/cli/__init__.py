@@ -76,10 +76,12 @@ def opened_store(settings: Settings) -> Iterator[Store]:
 
 def api_base_url(url: str) -> str:
     """The API base of a server URL given to ``--url``: every route is under ``/v1``, so a
-    URL that does not end in ``/v1`` (``http://127.0.0.1:8080``, or a proxy's prefix such as
-    ``https://host/boundgate/``) gets it appended. No trailing slash."""
+    URL whose path has no ``/v1`` segment (``http://127.0.0.1:8080``, or a proxy's prefix such
+    as ``https://host/boundgate/``) gets it appended, and one with an endpoint pasted after it
+    (``…/v1/chat/completions``) is cut back to it. No trailing slash."""
     base = url.rstrip("/")
-    return base[:-3] + "/v1" if base.lower().endswith("/v1") else base + "/v1"
+    found = list(re.finditer(r"/v1(?=/|$)", base, re.IGNORECASE))
+    return base[: found[-1].start()] + "/v1" if found else base + "/v1"
 
 
 @contextmanager

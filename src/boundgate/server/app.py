@@ -269,7 +269,8 @@ def create_app(
                     first, param = e, other
             msg = str(first.get("msg", "invalid value"))
             if first.get("type") == "missing":
-                msg = "required parameter is missing"
+                # no parameter named: the body itself is missing (empty request)
+                msg = "required parameter is missing" if param else "request body is missing"
             elif first.get("type") == "finite_number":
                 msg = NON_FINITE
             text = f"{param}: {msg}" if param else msg
