@@ -185,6 +185,9 @@ def test_semantic_hit_feedback_and_stats(tmp_path: Path) -> None:
         verified = ask(live, paraphrases[1])
         assert verified.headers["x-boundgate-reuse"] == "miss"
         wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        # ... and the paraphrase is confirmed: its own fresh answer, stored meanwhile, is
+        # dropped (else it could serve the feedback check below from a second entry)
+        wait_until(lambda: len(live.gateway.reuse) == 1)
         hit = ask(live, paraphrases[2])
         assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
         assert float(hit.headers["x-boundgate-similarity"]) >= 0.8
