@@ -124,7 +124,7 @@ def index_bench(url: str, sizes: list[int], queries: int) -> None:
                         buf.write(f"{k}\ts\t{_vector_text(vecs[k])}\n")
                     copy.write(buf.getvalue())
             copy_s = time.perf_counter() - t0
-            conn.execute("SET maintenance_work_mem = '2GB'")
+            conn.execute("SET maintenance_work_mem = '4GB'")  # a 1M graph needs ~2.3 GB
             t0 = time.perf_counter()
             conn.execute(
                 "CREATE INDEX ON vectors USING hnsw (embedding vector_cosine_ops) "

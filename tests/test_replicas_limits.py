@@ -273,6 +273,10 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
         return jobs[0].lease_owner if jobs and len(rows) >= 10 else None
 
     owner = wait_until(running_owner, timeout=60)
+    # a running batch shows its progress (its finished lines, kept in the store)
+    progress = httpx.get(f"{a.base}/v1/batches/{batch_id}", headers=headers).json()
+    assert progress["status"] == "in_progress"
+    assert progress["request_counts"]["completed"] >= 1, progress
     pid = int(owner.split("_")[-2])
     victim, survivor = (a, b) if a.proc.pid == pid else (b, a)
     assert victim.proc.pid == pid
@@ -294,6 +298,10 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
     ledger = {r.id for r in cluster.ledger()}
     answered = [json.loads(x)["response"]["request_id"] for x in out.text.splitlines()]
     assert all(r in ledger for r in answered)
+    # the survivor went on from the lines the victim finished: only a line in flight when
+    # it was killed can have been served twice
+    served = [r for r in cluster.ledger() if r.tenant == "batcher" and r.status == 200]
+    assert lines <= len(served) <= lines + 1, len(served)
 
 
 def test_no_answered_request_is_lost_when_a_replica_is_killed_under_load(

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from boundgate.store import (
+    BatchLineRow,
     Claim,
     CounterState,
     DocumentRow,
@@ -925,6 +926,22 @@ def test_batches_insert_replace_and_newest_first(store: Store) -> None:
         ("b1", "acme", 10.0, '{"status": "completed"}'),
     ]
     assert [b[0] for b in run(store.batches(limit=1))] == ["b2"]
+
+
+def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) -> None:
+    out = BatchLineRow("b1", 2, "output", '{"custom_id": "c"}', 0.5, 0.25, 0.125)
+    err = BatchLineRow("b1", 0, "error", '{"custom_id": "a"}', 0.0, 0.0, 0.0)
+    other = BatchLineRow("b2", 1, "output", "{}", 1.0, 1.0, 1.0)
+    for row in (out, err, other):
+        run(store.put_batch_line(row))
+    # the first write wins: a line served again by a second runner keeps its first record
+    run(store.put_batch_line(BatchLineRow("b1", 2, "error", "{}", 9.0, 9.0, 9.0)))
+    assert run(store.batch_lines("b1")) == [err, out]
+    assert run(store.batch_line_counts("b1")) == (1, 1)
+    assert run(store.batch_line_counts("b9")) == (0, 0)
+    run(store.drop_batch_lines("b1"))
+    assert run(store.batch_lines("b1")) == []
+    assert run(store.batch_lines("b2")) == [other]
 
 
 # --- creativity buffer ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from .protocols import (
 )
 from .rows import (
     ApiKey,
+    BatchLineRow,
     ChangeRow,
     Claim,
     CounterState,
@@ -41,6 +42,7 @@ from .sqlite import SQLiteStore
 __all__ = [
     "AnswerStore",
     "ApiKey",
+    "BatchLineRow",
     "ChangeFeed",
     "ChangeRow",
     "Claim",

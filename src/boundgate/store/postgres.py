@@ -67,6 +67,7 @@ from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
+    BatchLineRow,
     ChangeRow,
     Claim,
     CounterState,
@@ -1075,6 +1076,34 @@ class PostgresStore(Store):
         )
         rows = await self._run(lambda conn: _all(conn, sql, (limit,)))
         return [(str(r["id"]), str(r["tenant"]), float(r["created"]), str(r["body"])) for r in rows]
+
+    async def put_batch_line(self, row: BatchLineRow) -> None:
+        await self._execute(
+            "INSERT INTO batch_lines (batch_id, line, kind, record, energy_wh, carbon_g, "
+            "avoided_wh) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (row.batch_id, row.line, row.kind, row.record, row.energy_wh, row.carbon_g,
+             row.avoided_wh),
+        )  # fmt: skip
+
+    async def batch_lines(self, batch_id: str) -> list[BatchLineRow]:
+        sql = (
+            "SELECT batch_id, line, kind, record, energy_wh, carbon_g, avoided_wh "
+            "FROM batch_lines WHERE batch_id = %s ORDER BY line"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql, (batch_id,)))
+        return [BatchLineRow(**r) for r in rows]
+
+    async def batch_line_counts(self, batch_id: str) -> tuple[int, int]:
+        sql = (
+            "SELECT COUNT(*) FILTER (WHERE kind = 'output') AS outputs, "
+            "COUNT(*) FILTER (WHERE kind = 'error') AS errors "
+            "FROM batch_lines WHERE batch_id = %s"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (batch_id,)))
+        return (int(r["outputs"]), int(r["errors"])) if r is not None else (0, 0)
+
+    async def drop_batch_lines(self, batch_id: str) -> None:
+        await self._execute("DELETE FROM batch_lines WHERE batch_id = %s", (batch_id,))
 
     # --- creativity buffer ---------------------------------------------------------------
     async def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from .rows import (
     ApiKey,
+    BatchLineRow,
     ChangeRow,
     Claim,
     CounterState,
@@ -339,6 +340,19 @@ class FileStore(Protocol):
     async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
         """``(id, tenant, created, JSON body)`` of the newest ``limit`` batches, newest
         first."""
+
+    async def put_batch_line(self, row: BatchLineRow) -> None:
+        """Keep a finished line of a running batch (its checkpoint). A line kept already is
+        kept as it was (the first write wins)."""
+
+    async def batch_lines(self, batch_id: str) -> list[BatchLineRow]:
+        """The lines kept for batch ``batch_id``, in input order."""
+
+    async def batch_line_counts(self, batch_id: str) -> tuple[int, int]:
+        """``(output lines, error lines)`` kept for batch ``batch_id`` (its progress)."""
+
+    async def drop_batch_lines(self, batch_id: str) -> None:
+        """Forget the lines kept for ``batch_id`` (its files hold them now)."""
 
 
 class CreativityStore(Protocol):

@@ -116,6 +116,21 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class BatchLineRow:
+    """One finished line of a running batch, kept until the batch's files are written, so a
+    runner taking over the batch (its process died) goes on from there instead of serving
+    the line again."""
+
+    batch_id: str
+    line: int  # 0-based position in the input file
+    kind: str  # "output" or "error": which of the batch's files the record goes to
+    record: str  # the output/error file's JSON line
+    energy_wh: float
+    carbon_g: float
+    avoided_wh: float
+
+
+@dataclass(frozen=True)
 class JobRow:
     id: str
     kind: str

@@ -47,6 +47,7 @@ from .keys import key_id_of, mint_key, secret_matches
 from .protocols import Store
 from .rows import (
     ApiKey,
+    BatchLineRow,
     ChangeRow,
     Claim,
     CounterState,
@@ -935,6 +936,39 @@ class SQLiteStore(Store):
             return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
 
         return await self._read(run)
+
+    async def put_batch_line(self, row: BatchLineRow) -> None:
+        await self._execute(
+            "INSERT OR IGNORE INTO batch_lines (batch_id, line, kind, record, energy_wh, "
+            "carbon_g, avoided_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.batch_id, row.line, row.kind, row.record, row.energy_wh, row.carbon_g,
+             row.avoided_wh),
+        )  # fmt: skip
+
+    async def batch_lines(self, batch_id: str) -> list[BatchLineRow]:
+        def run(conn: sqlite3.Connection) -> list[BatchLineRow]:
+            rows = conn.execute(
+                "SELECT batch_id, line, kind, record, energy_wh, carbon_g, avoided_wh "
+                "FROM batch_lines WHERE batch_id = ? ORDER BY line",
+                (batch_id,),
+            )
+            return [BatchLineRow(*r) for r in rows]
+
+        return await self._read(run)
+
+    async def batch_line_counts(self, batch_id: str) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            r = conn.execute(
+                "SELECT COALESCE(SUM(kind = 'output'), 0), COALESCE(SUM(kind = 'error'), 0) "
+                "FROM batch_lines WHERE batch_id = ?",
+                (batch_id,),
+            ).fetchone()
+            return int(r[0]), int(r[1])
+
+        return await self._read(run)
+
+    async def drop_batch_lines(self, batch_id: str) -> None:
+        await self._execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
 
     async def cancel_job(self, job_id: str) -> bool:
         sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"

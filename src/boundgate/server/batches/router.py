@@ -123,8 +123,9 @@ async def create_batch(
 async def get_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    _, batch = await serving.get_batch(gateway_of(request), ctx, batch_id)
-    return batch
+    gw = gateway_of(request)
+    _, batch = await serving.get_batch(gw, ctx, batch_id)
+    return await serving.with_progress(gw, batch)
 
 
 @router.post(

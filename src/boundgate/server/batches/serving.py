@@ -31,7 +31,7 @@ from ...errors import (
 )
 from ...gateway import Gateway, RequestContext
 from ...scheduler.jobs import new_job_id
-from ...store import FileRow
+from ...store import BatchLineRow, FileRow
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest
@@ -344,7 +344,36 @@ async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
                   "line": None}],
     }  # fmt: skip
     batch["boundgate"]["state"] = "failed"
+    await write_files(gw, tenant, batch, await gw.store.batch_lines(batch_id))
     await save(gw, tenant, batch)
+    await gw.store.drop_batch_lines(batch_id)
+
+
+async def write_files(
+    gw: Gateway, tenant: str, batch: dict[str, Any], rows: list[BatchLineRow]
+) -> None:
+    """Write a batch's finished lines ``rows`` (input order) as its output and error files
+    and count them in ``request_counts``; sets ``output_file_id`` / ``error_file_id`` of
+    the ``batch`` object (not saved here)."""
+    for kind in ("output", "error"):
+        records = [r.record for r in rows if r.kind == kind]
+        if records:
+            f = await new_file(
+                gw, tenant, "batch_output", f"{batch['id']}_{kind}.jsonl",
+                ("\n".join(records) + "\n").encode(),
+            )  # fmt: skip
+            batch[f"{kind}_file_id"] = f.id
+    done = sum(r.kind == "output" for r in rows)
+    batch["request_counts"].update(completed=done, failed=len(rows) - done)
+
+
+async def with_progress(gw: Gateway, batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` with ``request_counts`` of a running batch read from its kept lines (the
+    stored object counts them only when it ends)."""
+    if batch["status"] not in TERMINAL:
+        completed, failed = await gw.store.batch_line_counts(batch["id"])
+        batch["request_counts"].update(completed=completed, failed=failed)
+    return batch
 
 
 async def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
@@ -379,7 +408,12 @@ async def _serve_paced(
 
 
 async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
-    """Job handler: run every line through the gateway; write output and error files."""
+    """Job handler: run every line through the gateway; write output and error files.
+
+    Each finished line is kept in the store (``FileStore.put_batch_line``) until the files
+    are written, so a run that takes over the job after its process died (a lease that
+    expired) goes on from the lines left: only a line in flight when the process died is
+    served twice."""
     batch_id = str(payload["batch"])
     tenant, batch = await get_batch(gw, None, batch_id)
     if batch["status"] in TERMINAL:
@@ -400,81 +434,33 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     bg = batch["boundgate"]
     bg.update(state="running", started_at=_iso(started))
     await save(gw, tenant, batch)
-    outputs: list[str] = []
-    errors: list[str] = []
-    energy = carbon = avoided = 0.0
+    # lines finished by an earlier run of this job (its process died): not served again
+    kept = {r.line: r for r in await gw.store.batch_lines(batch_id)}
     cancelled = False
     owner = await batch_owner(gw, tenant, bg.get("key_id"))
     fault: str | None = None
     try:
-        for item in lines:
+        for line, item in enumerate(lines):
+            if line in kept:
+                continue
             _, current = await get_batch(gw, None, batch_id)
             if current["status"] == "cancelling":
                 cancelled = True
                 break
             await gw.yield_to_interactive()  # interactive requests first
-            line_id = "batch_req_" + uuid.uuid4().hex[:24]
-            ctx = gw.context(owner or Tenant(name=tenant), endpoint)
-            try:
-                if owner is None:
-                    raise AuthenticationError("the API key that created this batch was revoked")
-                body = await _serve_paced(gw, ctx, endpoint, item["body"])
-            except Exception as exc:  # one line's fault is that line's error, never the batch's
-                if isinstance(exc, BoundgateError):
-                    line_err: BoundgateError = exc
-                else:
-                    log.exception("batch %s: line %r failed", batch_id, item["custom_id"])
-                    line_err = BoundgateError(
-                        "internal error; the server log has the details",
-                        code=ErrorCode.INTERNAL_ERROR,
-                    )
-                await gw.record_error(ctx, line_err)
-                errors.append(
-                    json.dumps(
-                        {
-                            "id": line_id,
-                            "custom_id": item["custom_id"],
-                            "response": {
-                                "status_code": line_err.status_code,
-                                "request_id": ctx.request_id,
-                                "body": line_err.to_dict(),
-                            },
-                            "error": None,
-                        }
-                    )
-                )
-                continue
-            info = body.get("boundgate", {})
-            energy += float(info.get("energy_wh", 0.0))
-            carbon += float(info.get("carbon_g", 0.0))
-            avoided += float(info.get("avoided_wh", 0.0))
-            outputs.append(
-                json.dumps(
-                    {
-                        "id": line_id,
-                        "custom_id": item["custom_id"],
-                        "response": {
-                            "status_code": 200,
-                            "request_id": ctx.request_id,
-                            "body": body,
-                        },
-                        "error": None,
-                    }
-                )
-            )
+            row = await _run_line(gw, owner, tenant, endpoint, batch_id, line, item)
+            await gw.store.put_batch_line(row)
+            kept[line] = row
     except Exception:  # not one line's fault (the store?): keep what was answered
-        log.exception("batch %s failed after %d lines", batch_id, len(outputs) + len(errors))
+        log.exception("batch %s failed after %d lines", batch_id, len(kept))
         fault = "the batch stopped on an internal error; the server log has the details"
     now = gw.clock.time()
-    for kind, records in (("output", outputs), ("error", errors)):
-        if records:
-            f = await new_file(
-                gw, tenant, "batch_output", f"{batch_id}_{kind}.jsonl",
-                ("\n".join(records) + "\n").encode(),
-            )  # fmt: skip
-            batch[f"{kind}_file_id"] = f.id
+    rows = [kept[k] for k in sorted(kept)]
+    await write_files(gw, tenant, batch, rows)
+    energy = sum(r.energy_wh for r in rows)
+    carbon = sum(r.carbon_g for r in rows)
+    avoided = sum(r.avoided_wh for r in rows)
     run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
-    batch["request_counts"].update(completed=len(outputs), failed=len(errors))
     bg.update(
         energy_wh=energy,
         carbon_g=carbon,
@@ -489,14 +475,66 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         batch["errors"] = {
             "object": "list",
             "data": [{"code": ErrorCode.INTERNAL_ERROR.value, "message": fault, "param": None,
-                      "line": len(outputs) + len(errors) + 1}],
+                      "line": len(rows) + 1}],
         }  # fmt: skip
     elif cancelled:
         batch.update(status="cancelled", cancelled_at=int(now))
     else:
         batch.update(status="completed", finalizing_at=int(now), completed_at=int(now))
     await save(gw, tenant, batch)
-    return {"completed": len(outputs), "failed": len(errors), "cancelled": cancelled}
+    await gw.store.drop_batch_lines(batch_id)
+    counts = batch["request_counts"]
+    return {"completed": counts["completed"], "failed": counts["failed"], "cancelled": cancelled}
+
+
+async def _run_line(
+    gw: Gateway,
+    owner: Tenant | None,
+    tenant: str,
+    endpoint: str,
+    batch_id: str,
+    line: int,
+    item: dict[str, Any],
+) -> BatchLineRow:
+    """Serve input line ``line`` of a batch as its owner: the line's output record, or its
+    error record (one line's fault is that line's error, never the batch's)."""
+    line_id = "batch_req_" + uuid.uuid4().hex[:24]
+    ctx = gw.context(owner or Tenant(name=tenant), endpoint)
+    try:
+        if owner is None:
+            raise AuthenticationError("the API key that created this batch was revoked")
+        body = await _serve_paced(gw, ctx, endpoint, item["body"])
+    except Exception as exc:
+        if isinstance(exc, BoundgateError):
+            line_err: BoundgateError = exc
+        else:
+            log.exception("batch %s: line %r failed", batch_id, item["custom_id"])
+            line_err = BoundgateError(
+                "internal error; the server log has the details",
+                code=ErrorCode.INTERNAL_ERROR,
+            )
+        await gw.record_error(ctx, line_err)
+        response = {
+            "status_code": line_err.status_code,
+            "request_id": ctx.request_id,
+            "body": line_err.to_dict(),
+        }
+        record = {"id": line_id, "custom_id": item["custom_id"], "response": response}
+        return BatchLineRow(
+            batch_id, line, "error", json.dumps({**record, "error": None}), 0.0, 0.0, 0.0
+        )
+    info = body.get("boundgate", {})
+    response = {"status_code": 200, "request_id": ctx.request_id, "body": body}
+    record = {"id": line_id, "custom_id": item["custom_id"], "response": response}
+    return BatchLineRow(
+        batch_id,
+        line,
+        "output",
+        json.dumps({**record, "error": None}),
+        float(info.get("energy_wh", 0.0)),
+        float(info.get("carbon_g", 0.0)),
+        float(info.get("avoided_wh", 0.0)),
+    )
 
 
 async def _serve(
