@@ -1,6 +1,6 @@
 """Persistence: the ledger, API keys, stored answers, documents, labels, jobs, files and
 batches. ``protocols.py`` is the seam (one async protocol per aggregate, ``Store`` their
-union), ``rows.py`` the rows it speaks, ``sqlite.py`` and ``postgres.py`` the implementations
+union), ``rows.py`` the rows it speaks, ``sqlite/`` and ``postgres/`` the implementations
 (``assembly.build_store`` picks one from ``store.url``)."""
 
 from .protocols import (

@@ -1,5 +1,5 @@
 """What the SQL stores share beyond their dialect: ledger filters and the report rows built
-from aggregate query results (``sqlite.py`` and ``postgres.py`` run their own SQL, with their
+from aggregate query results (``sqlite/`` and ``postgres/`` run their own SQL, with their
 own placeholders and JSON functions, and hand the rows here)."""
 
 from __future__ import annotations

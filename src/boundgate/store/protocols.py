@@ -1,6 +1,6 @@
 """The storage seam: one small async protocol per aggregate, and :class:`Store`, their union.
 
-SQLite (``sqlite.py``, the default) and PostgreSQL (``postgres.py``, ``store.url``, shared by
+SQLite (``sqlite/``, the default) and PostgreSQL (``postgres/``, ``store.url``, shared by
 replicas) implement them; ``tests/test_store_contract.py`` is the suite every implementation
 must pass.
 Callers only ``await``: a store that blocks (SQLite) does its own thread hop, so no caller

@@ -1,0 +1,241 @@
+"""The PostgreSQL store's reuse side: stored answers (``AnswerStore``), documents
+(``DocumentStore``) and verifier labels (``LabelStore``)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from ..rows import (
+    DocumentRow,
+    ObservationRow,
+    StoredEntry,
+)
+from .core import (
+    _LOCK_ASKERS,
+    PostgresBase,
+    _all,
+    _cols,
+    _Conn,
+    _marks,
+    _one,
+    _scalar,
+)
+
+_ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
+_ENTRY_SELECT = f"SELECT {_cols(_ENTRY_COLUMNS)} FROM reuse_entries"
+_INSERT_ENTRY = (
+    f"INSERT INTO reuse_entries ({_cols(_ENTRY_COLUMNS)}) VALUES ({_marks(_ENTRY_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING"
+)
+_DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
+_DOC_SELECT = f"SELECT {_cols(_DOC_COLUMNS)} FROM documents"
+
+
+def _entry_from(r: dict[str, Any]) -> StoredEntry:
+    data = {c: r[c] for c in _ENTRY_COLUMNS}
+    data["vector"] = bytes(data["vector"])
+    return StoredEntry(**data)
+
+
+def _doc_from(r: dict[str, Any]) -> DocumentRow:
+    return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS})
+
+
+class PostgresAnswers(PostgresBase):
+    """``AnswerStore``, ``DocumentStore`` and ``LabelStore`` on PostgreSQL."""
+
+    # --- stored answers and registry -----------------------------------------------------
+    async def put_entry(self, entry: StoredEntry) -> None:
+        await self._execute(_INSERT_ENTRY, [getattr(entry, c) for c in _ENTRY_COLUMNS])
+
+    async def entries(self, embedder: str) -> list[StoredEntry]:
+        sql = _ENTRY_SELECT + " WHERE embedder = %s ORDER BY key"
+        rows = await self._run(lambda conn: _all(conn, sql, (embedder,)))
+        return [_entry_from(r) for r in rows]
+
+    async def get_entry(self, key: int) -> StoredEntry | None:
+        r = await self._run(lambda conn: _one(conn, _ENTRY_SELECT + " WHERE key = %s", (key,)))
+        return _entry_from(r) if r is not None else None
+
+    async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
+        sql = _ENTRY_SELECT + " WHERE id = %s"
+        r = await self._run(lambda conn: _one(conn, sql, (public_id,)))
+        return _entry_from(r) if r is not None else None
+
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        sql = (
+            _ENTRY_SELECT + " WHERE exact = %s AND NOT revoked ORDER BY created DESC, key DESC "
+            "LIMIT 1"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (exact,)))
+        return _entry_from(r) if r is not None else None
+
+    async def max_entry_key(self) -> int:
+        sql = "SELECT COALESCE(MAX(key), 0) FROM reuse_entries"
+        return int(await self._run(lambda conn: _scalar(conn, sql)))
+
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
+        await self._execute(
+            "UPDATE reuse_entries SET hits = hits + %s, last_hit = %s WHERE key = %s",
+            (n, ts, key),
+        )
+
+    async def delete_entries(self, keys: list[int]) -> None:
+        if not keys:
+            return
+
+        async def delete(conn: _Conn) -> None:
+            await conn.execute("DELETE FROM reuse_entries WHERE key = ANY(%s::bigint[])", (keys,))
+            await conn.execute(
+                "DELETE FROM reuse_question_variants WHERE entry = ANY(%s::bigint[])", (keys,)
+            )
+
+        await self._run(delete, tx=True)
+
+    async def set_entry_document(
+        self, entry: int, doc_id: str | None, revoked: bool = False
+    ) -> None:
+        await self._execute(
+            "UPDATE reuse_entries SET document_id = %s, revoked = %s WHERE key = %s",
+            (doc_id, revoked, entry),
+        )
+
+    async def add_question_variant(self, entry: int, exact: str, query: str, ts: float) -> None:
+        await self._execute(
+            "INSERT INTO reuse_question_variants (exact, entry, query, ts) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (exact) DO UPDATE SET entry = EXCLUDED.entry, query = EXCLUDED.query, "
+            "ts = EXCLUDED.ts",
+            (exact, entry, query, ts),
+        )
+
+    async def question_variants(self) -> list[tuple[str, int]]:
+        sql = "SELECT exact, entry FROM reuse_question_variants ORDER BY ts, exact"
+        rows = await self._run(lambda conn: _all(conn, sql))
+        return [(str(r["exact"]), int(r["entry"])) for r in rows]
+
+    async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
+        async def add(conn: _Conn) -> int:
+            # askers of one entry one at a time, so each count includes every earlier asker
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_ASKERS, str(entry))
+            )
+            await conn.execute(
+                "INSERT INTO reuse_askers (entry, asker, query, ts) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (entry, asker, query, ts),
+            )
+            return int(
+                await _scalar(conn, "SELECT COUNT(*) FROM reuse_askers WHERE entry = %s", (entry,))
+            )
+
+        return await self._run(add, tx=True)
+
+    async def asker_count(self, entry: int) -> int:
+        sql = "SELECT COUNT(*) FROM reuse_askers WHERE entry = %s"
+        return int(await self._run(lambda conn: _scalar(conn, sql, (entry,))))
+
+    async def variants(self, entry: int) -> list[str]:
+        sql = "SELECT DISTINCT query FROM reuse_askers WHERE entry = %s ORDER BY query"
+        rows = await self._run(lambda conn: _all(conn, sql, (entry,)))
+        return [str(r["query"]) for r in rows]
+
+    # --- documents -----------------------------------------------------------------------
+    async def put_document(self, doc: DocumentRow) -> None:
+        insert = f"INSERT INTO documents ({_cols(_DOC_COLUMNS)}) VALUES ({_marks(_DOC_COLUMNS)})"
+        values = [getattr(doc, c) for c in _DOC_COLUMNS]
+
+        async def write(conn: _Conn) -> None:
+            await conn.execute(insert, values)
+            if doc.supersedes is not None:
+                await conn.execute(
+                    "UPDATE documents SET state = 'superseded', superseded_by = %s WHERE id = %s",
+                    (doc.id, doc.supersedes),
+                )
+
+        await self._run(write, tx=True)
+
+    async def get_document(self, doc_id: str) -> DocumentRow | None:
+        r = await self._run(lambda conn: _one(conn, _DOC_SELECT + " WHERE id = %s", (doc_id,)))
+        return _doc_from(r) if r is not None else None
+
+    async def documents(
+        self, state: str | None = None, limit: int | None = None
+    ) -> list[DocumentRow]:
+        sql = _DOC_SELECT
+        params: list[Any] = []
+        if state is not None:
+            sql += " WHERE state = %s"
+            params.append(state)
+        sql += " ORDER BY created DESC, seq DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        rows = await self._run(lambda conn: _all(conn, sql, params))
+        return [_doc_from(r) for r in rows]
+
+    async def set_document_state(
+        self, doc_id: str, state: str, superseded_by: str | None = None
+    ) -> None:
+        await self._execute(
+            "UPDATE documents SET state = %s, superseded_by = COALESCE(%s::text, superseded_by) "
+            "WHERE id = %s",
+            (state, superseded_by, doc_id),
+        )
+
+    async def document_counts(self) -> dict[str, int]:
+        return await self._state_counts("documents")
+
+    # --- verifier labels -----------------------------------------------------------------
+    async def add_observation(self, obs: ObservationRow) -> None:
+        await self._execute(
+            "INSERT INTO reuse_observations "
+            "(ts, entry, similarity, correct, source, request_id, density, pair_score) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                obs.ts,
+                obs.entry,
+                obs.similarity,
+                obs.correct,
+                obs.source,
+                obs.request_id,
+                obs.density,
+                obs.pair_score,
+            ),
+        )
+
+    async def observations(self) -> list[ObservationRow]:
+        sql = (
+            "SELECT ts, entry, similarity, correct, source, request_id, density, pair_score "
+            "FROM reuse_observations ORDER BY id"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql))
+        return [
+            ObservationRow(
+                r["ts"],
+                r["entry"],
+                float(r["similarity"]),
+                bool(r["correct"]),
+                r["source"],
+                r["request_id"],
+                float(r["density"]),
+                None if r["pair_score"] is None else float(r["pair_score"]),
+            )
+            for r in rows
+        ]
+
+    async def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
+        sql = (
+            "SELECT similarity, extra ->> 'density' AS density, "
+            "extra ->> 'pair_score' AS pair_score FROM ledger "
+            "WHERE extra -> 'semantic_lookup' IN ('1'::jsonb, 'true'::jsonb)"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql))
+        return [
+            (
+                None if r["similarity"] is None else float(r["similarity"]),
+                float(r["density"] or 0.0),
+                None if r["pair_score"] is None else float(r["pair_score"]),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,233 @@
+"""The PostgreSQL store's background work: jobs (``JobStore``), files and batches
+(``FileStore``) and the creativity buffer (``CreativityStore``)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from ..rows import (
+    BatchLineRow,
+    FileRow,
+    JobRow,
+    VariantRow,
+)
+from .core import (
+    _LOCK_NOVEL,
+    _LOCK_VARIANTS,
+    PostgresBase,
+    _all,
+    _cols,
+    _Conn,
+    _marks,
+    _one,
+    _scalar,
+)
+
+_JOB_COLUMNS = [f.name for f in fields(JobRow)]
+
+
+_JOB_SELECT = f"SELECT {_cols(_JOB_COLUMNS)} FROM jobs"
+_VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
+
+
+def _job_from(r: dict[str, Any]) -> JobRow:
+    return JobRow(**{c: r[c] for c in _JOB_COLUMNS})
+
+
+class PostgresWork(PostgresBase):
+    """``JobStore``, ``FileStore`` and ``CreativityStore`` on PostgreSQL."""
+
+    # --- jobs ----------------------------------------------------------------------------
+    async def put_job(self, job: JobRow) -> bool:
+        # no conflict target: a clash on the id or on the dedupe key writes nothing
+        sql = (
+            f"INSERT INTO jobs ({_cols(_JOB_COLUMNS)}) VALUES ({_marks(_JOB_COLUMNS)}) "
+            "ON CONFLICT DO NOTHING"
+        )
+        return await self._execute(sql, [getattr(job, c) for c in _JOB_COLUMNS]) == 1
+
+    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+        # SKIP LOCKED: a job another replica is claiming right now is passed over, not waited
+        # for (and re-checked against the condition once locked)
+        sql = (
+            "UPDATE jobs SET state = 'running', lease_owner = %s, lease_expires = %s, "
+            "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
+            "(state = 'pending' AND not_before <= %s) OR "
+            "(state = 'running' AND lease_expires < %s) "
+            "ORDER BY not_before, seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_cols(_JOB_COLUMNS)}"
+        )
+        params = (owner, now + lease_s, now, now)
+        r = await self._run(lambda conn: _one(conn, sql, params))
+        return _job_from(r) if r is not None else None
+
+    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+        sql = (
+            "UPDATE jobs SET state = %s, result = %s, lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = %s AND state = 'running' AND lease_owner = %s"
+        )
+        return await self._execute(sql, (state, result, job_id, owner)) == 1
+
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = %s "
+            "WHERE id = %s AND state = 'running' AND lease_owner = %s"
+        )
+        return await self._execute(sql, (until, job_id, owner)) == 1
+
+    async def reschedule_job(self, job_id: str, not_before: float) -> bool:
+        sql = "UPDATE jobs SET not_before = %s WHERE id = %s AND state = 'pending'"
+        return await self._execute(sql, (not_before, job_id)) == 1
+
+    async def cancel_job(self, job_id: str) -> bool:
+        sql = "UPDATE jobs SET state = 'cancelled' WHERE id = %s AND state = 'pending'"
+        return await self._execute(sql, (job_id,)) == 1
+
+    async def jobs(self, state: str | None = None) -> list[JobRow]:
+        sql = _JOB_SELECT + (" WHERE state = %s" if state else "") + " ORDER BY created, seq"
+        params = (state,) if state else ()
+        rows = await self._run(lambda conn: _all(conn, sql, params))
+        return [_job_from(r) for r in rows]
+
+    async def job_counts(self) -> dict[str, int]:
+        return await self._state_counts("jobs")
+
+    # --- files and batches ---------------------------------------------------------------
+    async def put_file(self, f: FileRow) -> None:
+        await self._execute(
+            "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
+        )
+
+    async def get_file(self, file_id: str) -> FileRow | None:
+        sql = (
+            "SELECT id, tenant, purpose, filename, bytes, created, content FROM files WHERE id = %s"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (file_id,)))
+        if r is None:
+            return None
+        return FileRow(
+            r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
+            bytes(r["content"]),
+        )  # fmt: skip
+
+    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
+        await self._execute(
+            "INSERT INTO batches (id, tenant, created, body) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, "
+            "created = EXCLUDED.created, body = EXCLUDED.body",
+            (batch_id, tenant, created, body),
+        )
+
+    async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
+        sql = "SELECT tenant, body FROM batches WHERE id = %s"
+        r = await self._run(lambda conn: _one(conn, sql, (batch_id,)))
+        return (str(r["tenant"]), str(r["body"])) if r is not None else None
+
+    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+        sql = (
+            "SELECT id, tenant, created, body FROM batches ORDER BY created DESC, id DESC LIMIT %s"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql, (limit,)))
+        return [(str(r["id"]), str(r["tenant"]), float(r["created"]), str(r["body"])) for r in rows]
+
+    async def put_batch_line(self, row: BatchLineRow) -> None:
+        await self._execute(
+            "INSERT INTO batch_lines (batch_id, line, kind, record, energy_wh, carbon_g, "
+            "avoided_wh) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (row.batch_id, row.line, row.kind, row.record, row.energy_wh, row.carbon_g,
+             row.avoided_wh),
+        )  # fmt: skip
+
+    async def batch_lines(self, batch_id: str) -> list[BatchLineRow]:
+        sql = (
+            "SELECT batch_id, line, kind, record, energy_wh, carbon_g, avoided_wh "
+            "FROM batch_lines WHERE batch_id = %s ORDER BY line"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql, (batch_id,)))
+        return [BatchLineRow(**r) for r in rows]
+
+    async def batch_line_counts(self, batch_id: str) -> tuple[int, int]:
+        sql = (
+            "SELECT COUNT(*) FILTER (WHERE kind = 'output') AS outputs, "
+            "COUNT(*) FILTER (WHERE kind = 'error') AS errors "
+            "FROM batch_lines WHERE batch_id = %s"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (batch_id,)))
+        return (int(r["outputs"]), int(r["errors"])) if r is not None else (0, 0)
+
+    async def drop_batch_lines(self, batch_id: str) -> None:
+        await self._execute("DELETE FROM batch_lines WHERE batch_id = %s", (batch_id,))
+
+    # --- creativity buffer ---------------------------------------------------------------
+    async def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
+        async def note(conn: _Conn) -> int:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NOVEL, exact)
+            )
+            await conn.execute(
+                "INSERT INTO novel_asks (exact, asker, request, ts) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (exact, asker) DO UPDATE SET request = EXCLUDED.request, "
+                "ts = EXCLUDED.ts",
+                (exact, asker, request, ts),
+            )
+            sql = "SELECT COUNT(*) FROM novel_asks WHERE exact = %s"
+            return int(await _scalar(conn, sql, (exact,)))
+
+        return await self._run(note, tx=True)
+
+    async def novel_request(self, exact: str) -> str | None:
+        sql = "SELECT request FROM novel_asks WHERE exact = %s ORDER BY ts DESC LIMIT 1"
+        r = await self._run(lambda conn: _scalar(conn, sql, (exact,)))
+        return str(r) if r is not None else None
+
+    async def add_variants(self, variants: list[VariantRow]) -> None:
+        if not variants:
+            if self._pool is None:
+                raise RuntimeError("store is not open")
+            return
+        columns = [c for c in _VARIANT_COLUMNS if c != "id"]
+        sql = f"INSERT INTO variants ({_cols(columns)}) VALUES ({_marks(columns)})"
+        rows = [[getattr(v, c) for c in columns] for v in variants]
+
+        async def add(conn: _Conn) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(sql, rows)
+
+        await self._run(add, tx=True)
+
+    async def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
+        select = (
+            f"SELECT {_cols(_VARIANT_COLUMNS)} FROM variants v WHERE exact = %s AND NOT EXISTS "
+            "(SELECT 1 FROM variant_serves s WHERE s.variant = v.id AND s.asker = %s) "
+            "ORDER BY (SELECT COUNT(*) FROM variant_serves s WHERE s.variant = v.id), id LIMIT 1"
+        )
+
+        async def take(conn: _Conn) -> VariantRow | None:
+            # takes of one prompt one at a time: each sees every serve before it
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_VARIANTS, exact)
+            )
+            r = await _one(conn, select, (exact, asker))
+            if r is None:
+                return None
+            await conn.execute(
+                "INSERT INTO variant_serves (variant, asker, ts) VALUES (%s, %s, %s)",
+                (r["id"], asker, ts),
+            )
+            return VariantRow(**{c: r[c] for c in _VARIANT_COLUMNS})
+
+        return await self._run(take, tx=True)
+
+    async def variant_count(self, exact: str) -> int:
+        sql = "SELECT COUNT(*) FROM variants WHERE exact = %s"
+        return int(await self._run(lambda conn: _scalar(conn, sql, (exact,))))
+
+    async def unused_variants(self, exact: str) -> int:
+        sql = (
+            "SELECT COUNT(*) FROM variants v WHERE exact = %s AND NOT EXISTS "
+            "(SELECT 1 FROM variant_serves s WHERE s.variant = v.id)"
+        )
+        return int(await self._run(lambda conn: _scalar(conn, sql, (exact,))))

@@ -1,0 +1,290 @@
+"""The SQLite store's reuse side: stored answers and labels (``AnswerStore``,
+``LabelStore``), the change log (``ChangeFeed``) and documents (``DocumentStore``)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import fields
+from typing import Any
+
+from ..aggregate import (
+    CHANGES_SQL,
+    PRUNE_CHANGES_SQL,
+    change_from,
+)
+from ..rows import (
+    ChangeRow,
+    DocumentRow,
+    ObservationRow,
+    StoredEntry,
+)
+from .core import SQLiteBase
+
+_ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
+_INSERT_ENTRY = (
+    f"INSERT OR IGNORE INTO reuse_entries ({', '.join(_ENTRY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
+)
+
+
+def _entry_from(r: sqlite3.Row) -> StoredEntry:
+    data = {c: r[c] for c in _ENTRY_COLUMNS}
+    data["vector"] = bytes(data["vector"])
+    data["revoked"] = bool(data["revoked"])
+    return StoredEntry(**data)
+
+
+_DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
+
+
+class SQLiteAnswers(SQLiteBase):
+    """``AnswerStore``, ``LabelStore``, ``ChangeFeed`` and ``DocumentStore`` on SQLite."""
+
+    # --- reuse ---------------------------------------------------------------------------
+    async def put_entry(self, entry: StoredEntry) -> None:
+        await self._execute(_INSERT_ENTRY, tuple(getattr(entry, c) for c in _ENTRY_COLUMNS))
+
+    async def entries(self, embedder: str) -> list[StoredEntry]:
+        def run(conn: sqlite3.Connection) -> list[StoredEntry]:
+            rows = conn.execute(
+                "SELECT * FROM reuse_entries WHERE embedder = ? ORDER BY key", (embedder,)
+            )
+            return [_entry_from(r) for r in rows]
+
+        return await self._read(run)
+
+    async def get_entry(self, key: int) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute("SELECT * FROM reuse_entries WHERE key = ?", (key,)).fetchone()
+            return _entry_from(r) if r is not None else None
+
+        return await self._read(run)
+
+    async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute("SELECT * FROM reuse_entries WHERE id = ?", (public_id,)).fetchone()
+            return _entry_from(r) if r is not None else None
+
+        return await self._read(run)
+
+    async def get_entry_by_exact(self, exact: str) -> StoredEntry | None:
+        def run(conn: sqlite3.Connection) -> StoredEntry | None:
+            r = conn.execute(
+                "SELECT * FROM reuse_entries WHERE exact = ? AND NOT revoked "
+                "ORDER BY created DESC, key DESC LIMIT 1",
+                (exact,),
+            ).fetchone()
+            return _entry_from(r) if r is not None else None
+
+        return await self._read(run)
+
+    async def max_entry_key(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COALESCE(MAX(key), 0) FROM reuse_entries").fetchone()
+            return int(r[0])
+
+        return await self._read(run)
+
+    async def note_hit(self, key: int, ts: float, n: int = 1) -> None:
+        await self._execute(
+            "UPDATE reuse_entries SET hits = hits + ?, last_hit = ? WHERE key = ?", (n, ts, key)
+        )
+
+    async def delete_entries(self, keys: list[int]) -> None:
+        for key in keys:
+            await self._execute("DELETE FROM reuse_entries WHERE key = ?", (key,))
+            await self._execute("DELETE FROM reuse_question_variants WHERE entry = ?", (key,))
+
+    async def add_observation(self, obs: ObservationRow) -> None:
+        await self._execute(
+            "INSERT INTO reuse_observations "
+            "(ts, entry, similarity, correct, source, request_id, density, pair_score) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                obs.ts,
+                obs.entry,
+                obs.similarity,
+                int(obs.correct),
+                obs.source,
+                obs.request_id,
+                obs.density,
+                obs.pair_score,
+            ),
+        )
+
+    async def observations(self) -> list[ObservationRow]:
+        def run(conn: sqlite3.Connection) -> list[ObservationRow]:
+            rows = conn.execute(
+                "SELECT ts, entry, similarity, correct, source, request_id, density, pair_score "
+                "FROM reuse_observations ORDER BY id"
+            )
+            return [
+                ObservationRow(
+                    r[0],
+                    r[1],
+                    float(r[2]),
+                    bool(r[3]),
+                    r[4],
+                    r[5],
+                    float(r[6]),
+                    None if r[7] is None else float(r[7]),
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def lookup_similarities(self) -> list[tuple[float | None, float, float | None]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[float | None, float, float | None]]:
+            rows = conn.execute(
+                "SELECT similarity, json_extract(extra, '$.density'), "
+                "json_extract(extra, '$.pair_score') FROM ledger "
+                "WHERE json_extract(extra, '$.semantic_lookup') = 1"
+            )
+            return [
+                (
+                    None if r[0] is None else float(r[0]),
+                    float(r[1] or 0.0),
+                    None if r[2] is None else float(r[2]),
+                )
+                for r in rows
+            ]
+
+        return await self._read(run)
+
+    async def add_question_variant(self, entry: int, exact: str, query: str, ts: float) -> None:
+        await self._execute(
+            "INSERT OR REPLACE INTO reuse_question_variants (exact, entry, query, ts) "
+            "VALUES (?, ?, ?, ?)",
+            (exact, entry, query, ts),
+        )
+
+    async def question_variants(self) -> list[tuple[str, int]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = conn.execute("SELECT exact, entry FROM reuse_question_variants ORDER BY ts")
+            return [(str(r[0]), int(r[1])) for r in rows]
+
+        return await self._read(run)
+
+    # --- the change log ------------------------------------------------------------------
+    async def new_entry_key(self) -> int:
+        def take(conn: sqlite3.Connection) -> int:
+            # above any key stored without one (older code, imports of old files)
+            r = conn.execute(
+                "UPDATE reuse_entry_keys SET next = MAX(next, "
+                "(SELECT COALESCE(MAX(key), 0) FROM reuse_entries)) + 1 RETURNING next"
+            ).fetchone()
+            return int(r[0])
+
+        return int(await self._call(take))
+
+    async def change_head(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM reuse_changes").fetchone()
+            return int(r[0])
+
+        return await self._read(run)
+
+    async def changes(self, after: int, limit: int = 1000) -> list[ChangeRow]:
+        def run(conn: sqlite3.Connection) -> list[ChangeRow]:
+            rows = conn.execute(CHANGES_SQL.format("?"), (after, limit))
+            return [change_from(r) for r in rows]
+
+        return await self._read(run)
+
+    async def wait_for_changes(self, after: int, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)  # SQLite cannot tell other processes: they poll
+
+    async def prune_changes(self, before: float) -> int:
+        def prune(conn: sqlite3.Connection) -> int:
+            return conn.execute(PRUNE_CHANGES_SQL.format("?"), (before,)).rowcount
+
+        return int(await self._call(prune))
+
+    # --- registry and documents ------------------------------------------------------------
+    async def add_asker(self, entry: int, asker: str, query: str, ts: float) -> int:
+        def add(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR IGNORE INTO reuse_askers (entry, asker, query, ts) VALUES (?, ?, ?, ?)",
+                (entry, asker, query, ts),
+            )
+            r = conn.execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
+            return int(r.fetchone()[0])
+
+        return int(await self._call(add))
+
+    async def asker_count(self, entry: int) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COUNT(*) FROM reuse_askers WHERE entry = ?", (entry,))
+            return int(r.fetchone()[0])
+
+        return await self._read(run)
+
+    async def variants(self, entry: int) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT DISTINCT query FROM reuse_askers WHERE entry = ? ORDER BY query", (entry,)
+            )
+            return [r[0] for r in rows]
+
+        return await self._read(run)
+
+    async def put_document(self, doc: DocumentRow) -> None:
+        insert = (
+            f"INSERT INTO documents ({', '.join(_DOC_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})"
+        )
+        values = tuple(getattr(doc, c) for c in _DOC_COLUMNS)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(insert, values)
+            if doc.supersedes is not None:
+                conn.execute(
+                    "UPDATE documents SET state = 'superseded', superseded_by = ? WHERE id = ?",
+                    (doc.id, doc.supersedes),
+                )
+
+        await self._call(write)
+
+    async def get_document(self, doc_id: str) -> DocumentRow | None:
+        def run(conn: sqlite3.Connection) -> DocumentRow | None:
+            r = conn.execute("SELECT * FROM documents WHERE id = ?", (doc_id,)).fetchone()
+            return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) if r is not None else None
+
+        return await self._read(run)
+
+    async def documents(
+        self, state: str | None = None, limit: int | None = None
+    ) -> list[DocumentRow]:
+        def run(conn: sqlite3.Connection) -> list[DocumentRow]:
+            sql = "SELECT * FROM documents"
+            params: list[Any] = []
+            if state is not None:
+                sql += " WHERE state = ?"
+                params.append(state)
+            sql += " ORDER BY created DESC, rowid DESC"
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(limit)
+            rows = conn.execute(sql, params)
+            return [DocumentRow(**{c: r[c] for c in _DOC_COLUMNS}) for r in rows]
+
+        return await self._read(run)
+
+    async def set_document_state(
+        self, doc_id: str, state: str, superseded_by: str | None = None
+    ) -> None:
+        await self._execute(
+            "UPDATE documents SET state = ?, superseded_by = COALESCE(?, superseded_by) "
+            "WHERE id = ?",
+            (state, superseded_by, doc_id),
+        )
+
+    async def set_entry_document(
+        self, entry: int, doc_id: str | None, revoked: bool = False
+    ) -> None:
+        await self._execute(
+            "UPDATE reuse_entries SET document_id = ?, revoked = ? WHERE key = ?",
+            (doc_id, int(revoked), entry),
+        )

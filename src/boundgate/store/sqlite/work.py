@@ -1,0 +1,288 @@
+"""The SQLite store's background work: jobs (``JobStore``), files and batches
+(``FileStore``) and the creativity buffer (``CreativityStore``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import fields
+
+from ..rows import (
+    BatchLineRow,
+    FileRow,
+    JobRow,
+    VariantRow,
+)
+from .core import SQLiteBase
+
+_JOB_COLUMNS = [f.name for f in fields(JobRow)]
+
+
+class SQLiteWork(SQLiteBase):
+    """``JobStore``, ``FileStore`` and ``CreativityStore`` on SQLite."""
+
+    # --- jobs ----------------------------------------------------------------------------
+    async def put_job(self, job: JobRow) -> bool:
+        sql = (
+            f"INSERT OR IGNORE INTO jobs ({', '.join(_JOB_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _JOB_COLUMNS)})"
+        )
+        values = tuple(getattr(job, c) for c in _JOB_COLUMNS)
+        return bool(await self._call(lambda conn: conn.execute(sql, values).rowcount == 1))
+
+    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+        sql = (
+            "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
+            "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
+            "(state = 'pending' AND not_before <= ?) OR "
+            "(state = 'running' AND lease_expires < ?) ORDER BY not_before LIMIT 1) "
+            "RETURNING *"
+        )
+
+        due = await self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM jobs WHERE (state = 'pending' AND not_before <= ?) OR "
+                "(state = 'running' AND lease_expires < ?) LIMIT 1",
+                (now, now),
+            ).fetchone()
+        )
+        if due is None:  # the common case: no write transaction at all
+            return None
+
+        def claim(conn: sqlite3.Connection) -> JobRow | None:
+            r = conn.execute(sql, (owner, now + lease_s, now, now)).fetchone()
+            return JobRow(**{c: r[c] for c in _JOB_COLUMNS}) if r is not None else None
+
+        return await self._call(claim)
+
+    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+        sql = (
+            "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_expires = NULL "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (state, result, job_id, owner)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
+
+    async def _state_counts(self, table: str) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        return await self._read(run)
+
+    async def job_counts(self) -> dict[str, int]:
+        return await self._state_counts("jobs")
+
+    async def document_counts(self) -> dict[str, int]:
+        return await self._state_counts("documents")
+
+    async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
+        sql = (
+            "UPDATE jobs SET lease_expires = ? "
+            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+        )
+        params = (until, job_id, owner)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
+
+    async def reschedule_job(self, job_id: str, not_before: float) -> bool:
+        sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
+        return bool(
+            await self._call(lambda conn: conn.execute(sql, (not_before, job_id)).rowcount == 1)
+        )
+
+    async def jobs(self, state: str | None = None) -> list[JobRow]:
+        def run(conn: sqlite3.Connection) -> list[JobRow]:
+            sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created"
+            rows = conn.execute(sql, (state,) if state else ())
+            return [JobRow(**{c: r[c] for c in _JOB_COLUMNS}) for r in rows]
+
+        return await self._read(run)
+
+    # --- files and batches -----------------------------------------------------------------
+    async def put_file(self, f: FileRow) -> None:
+        await self._execute(
+            "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
+        )
+
+    async def get_file(self, file_id: str) -> FileRow | None:
+        def run(conn: sqlite3.Connection) -> FileRow | None:
+            r = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+            if r is None:
+                return None
+            return FileRow(
+                r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
+                bytes(r["content"]),
+            )  # fmt: skip
+
+        return await self._read(run)
+
+    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
+        await self._execute(
+            "INSERT OR REPLACE INTO batches (id, tenant, created, body) VALUES (?, ?, ?, ?)",
+            (batch_id, tenant, created, body),
+        )
+
+    async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
+        def run(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            r = conn.execute(
+                "SELECT tenant, body FROM batches WHERE id = ?", (batch_id,)
+            ).fetchone()
+            return (r[0], r[1]) if r is not None else None
+
+        return await self._read(run)
+
+    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str, float, str]]:
+            rows = conn.execute(
+                "SELECT id, tenant, created, body FROM batches ORDER BY created DESC LIMIT ?",
+                (limit,),
+            )
+            return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
+
+        return await self._read(run)
+
+    async def put_batch_line(self, row: BatchLineRow) -> None:
+        await self._execute(
+            "INSERT OR IGNORE INTO batch_lines (batch_id, line, kind, record, energy_wh, "
+            "carbon_g, avoided_wh) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.batch_id, row.line, row.kind, row.record, row.energy_wh, row.carbon_g,
+             row.avoided_wh),
+        )  # fmt: skip
+
+    async def batch_lines(self, batch_id: str) -> list[BatchLineRow]:
+        def run(conn: sqlite3.Connection) -> list[BatchLineRow]:
+            rows = conn.execute(
+                "SELECT batch_id, line, kind, record, energy_wh, carbon_g, avoided_wh "
+                "FROM batch_lines WHERE batch_id = ? ORDER BY line",
+                (batch_id,),
+            )
+            return [BatchLineRow(*r) for r in rows]
+
+        return await self._read(run)
+
+    async def batch_line_counts(self, batch_id: str) -> tuple[int, int]:
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            r = conn.execute(
+                "SELECT COALESCE(SUM(kind = 'output'), 0), COALESCE(SUM(kind = 'error'), 0) "
+                "FROM batch_lines WHERE batch_id = ?",
+                (batch_id,),
+            ).fetchone()
+            return int(r[0]), int(r[1])
+
+        return await self._read(run)
+
+    async def drop_batch_lines(self, batch_id: str) -> None:
+        await self._execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
+
+    async def cancel_job(self, job_id: str) -> bool:
+        sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"
+        return bool(await self._call(lambda conn: conn.execute(sql, (job_id,)).rowcount == 1))
+
+    # --- creativity buffer -----------------------------------------------------------------
+    async def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:
+        def note(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "INSERT OR REPLACE INTO novel_asks (exact, asker, request, ts) VALUES (?, ?, ?, ?)",
+                (exact, asker, request, ts),
+            )
+            r = conn.execute("SELECT COUNT(*) FROM novel_asks WHERE exact = ?", (exact,))
+            return int(r.fetchone()[0])
+
+        return int(await self._call(note))
+
+    async def novel_request(self, exact: str) -> str | None:
+        def run(conn: sqlite3.Connection) -> str | None:
+            r = conn.execute(
+                "SELECT request FROM novel_asks WHERE exact = ? ORDER BY ts DESC LIMIT 1", (exact,)
+            ).fetchone()
+            return str(r[0]) if r is not None else None
+
+        return await self._read(run)
+
+    async def add_variants(self, variants: list[VariantRow]) -> None:
+        def add(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO variants (exact, answer, finish_reason, prompt_tokens, "
+                "completion_tokens, cost_wh, cost_gco2, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (v.exact, v.answer, v.finish_reason, v.prompt_tokens, v.completion_tokens,
+                     v.cost_wh, v.cost_gco2, v.created)
+                    for v in variants
+                ],
+            )  # fmt: skip
+
+        await self._call(add)
+
+    async def take_variant(self, exact: str, asker: str, ts: float) -> VariantRow | None:
+        def take(conn: sqlite3.Connection) -> VariantRow | None:
+            r = conn.execute(
+                "SELECT * FROM variants v WHERE exact = ? AND NOT EXISTS (SELECT 1 FROM "
+                "variant_serves s WHERE s.variant = v.id AND s.asker = ?) "
+                "ORDER BY (SELECT COUNT(*) FROM variant_serves s WHERE s.variant = v.id), id "
+                "LIMIT 1",
+                (exact, asker),
+            ).fetchone()
+            if r is None:
+                return None
+            conn.execute(
+                "INSERT INTO variant_serves (variant, asker, ts) VALUES (?, ?, ?)",
+                (r["id"], asker, ts),
+            )
+            return VariantRow(
+                r["id"], r["exact"], r["answer"], r["finish_reason"], r["prompt_tokens"],
+                r["completion_tokens"], r["cost_wh"], r["cost_gco2"], r["created"],
+            )  # fmt: skip
+
+        return await self._call(take)
+
+    async def variant_count(self, exact: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute("SELECT COUNT(*) FROM variants WHERE exact = ?", (exact,))
+            return int(r.fetchone()[0])
+
+        return await self._read(run)
+
+    async def unused_variants(self, exact: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COUNT(*) FROM variants v WHERE exact = ? AND NOT EXISTS "
+                "(SELECT 1 FROM variant_serves s WHERE s.variant = v.id)",
+                (exact,),
+            )
+            return int(r.fetchone()[0])
+
+        return await self._read(run)
+
+    async def novel_used(self, tenant: str, since: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COUNT(*) FROM ledger WHERE tenant = ? AND ts >= ? AND "
+                "json_extract(extra, '$.novel') = 1 AND outcome = 'ok'",
+                (tenant, since),
+            )
+            return int(r.fetchone()[0])
+
+        return await self._read(run)
+
+    async def tokens_used(self, tenant: str, since: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM ledger "
+                "WHERE tenant = ? AND ts >= ? AND COALESCE(reuse, '') NOT LIKE 'hit%'",
+                (tenant, since),
+            ).fetchone()
+            return int(r[0])
+
+        return await self._read(run)
+
+    async def reasoning_tokens_used(self, tenant: str, since: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            r = conn.execute(
+                "SELECT COALESCE(SUM(reasoning_tokens), 0) FROM ledger "
+                "WHERE tenant = ? AND ts >= ? AND COALESCE(reuse, '') NOT LIKE 'hit%'",
+                (tenant, since),
+            ).fetchone()
+            return int(r[0])
+
+        return await self._read(run)
