@@ -69,12 +69,14 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
-def fresh_schema(url: str, name: str) -> str:
+def fresh_schema(url: str, name: str, *, public: bool = False) -> str:
+    """A new schema's URL; ``public``: with ``public`` on the search path after it (where
+    pgvector's type lives, created once per database)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {name}")
-    return f"{url}?options=-csearch_path%3D{name}"
+    return f"{url}?options=-csearch_path%3D{name}{',public' if public else ''}"
 
 
 # --- 1. index -------------------------------------------------------------------------------
@@ -109,9 +111,10 @@ def index_bench(url: str, sizes: list[int], queries: int) -> None:
         index.add_many("s", list(range(n)), vecs)
         builds = {"usearch": time.perf_counter() - t0}
 
-        schema = fresh_schema(url, f"vectors_{n}")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+        schema = fresh_schema(url, f"vectors_{n}", public=True)
         with psycopg.connect(schema, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             conn.execute(
                 f"CREATE TABLE vectors (key BIGINT PRIMARY KEY, scope TEXT NOT NULL, "
                 f"embedding vector({DIM}) NOT NULL)"
