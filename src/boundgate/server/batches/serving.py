@@ -417,6 +417,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     batch_id = str(payload["batch"])
     tenant, batch = await get_batch(gw, None, batch_id)
     if batch["status"] in TERMINAL:
+        await gw.store.drop_batch_lines(batch_id)  # a run that died after saving it
         return {"skipped": batch["status"]}
     infile = await gw.store.get_file(batch["input_file_id"])
     if infile is None:
