@@ -19,6 +19,7 @@ import httpx
 
 from boundgate.assembly import build_app
 from boundgate.dashboard.session import COOKIE
+from boundgate.store import BatchLineRow
 from boundgate.testing import ThreadedServer
 from dashboard_seed import Seeded
 from helpers import Live, fake_settings, wait_until
@@ -221,6 +222,23 @@ def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:
     assert len(chart["forecast"]) == 48 and all(v > 0 for v in chart["forecast"])
     assert [j["kind"] for j in chart["jobs"]] == ["batch"]
     assert "batch_" in html and "0/1" in html
+
+
+def test_grid_page_shows_a_running_batch_progress(open_dash: Seeded) -> None:
+    store = open_dash.live.gateway.store
+    body = {
+        "id": "batch_running",
+        "status": "in_progress",
+        "created_at": 1,
+        "request_counts": {"total": 3, "completed": 0, "failed": 0},
+        "boundgate": {"state": "running"},
+    }
+    asyncio.run(store.put_batch("batch_running", "acme", 1.0, json.dumps(body)))
+    for line, kind in ((0, "output"), (1, "error")):  # its finished lines, kept as it runs
+        asyncio.run(store.put_batch_line(BatchLineRow("batch_running", line, kind, "{}", 0, 0, 0)))
+    with browser(open_dash.live) as b:
+        grid = b.get("/dashboard/grid").text
+    assert "batch_running" in grid and "2/3" in grid
 
 
 def test_a_batch_run_in_clean_hours_shows_its_saving(open_dash: Seeded) -> None:

@@ -362,6 +362,8 @@ async def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
         ran = bg.get("state") in ("done", "cancelled")
         counts = body.get("request_counts") or {}
         completed, failed = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
+        if body.get("status") in ("in_progress", "cancelling"):  # counted when it ends
+            completed, failed = await gw.store.batch_line_counts(batch_id)
         out.append(
             {
                 "id": batch_id,
