@@ -68,6 +68,11 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         assert res.exit_code == 1 and "404" in res.output
         res = runner.invoke(cli, ["schedule", "list", "--data-dir", str(tmp_path / "data")])
         assert "batch" in res.output and "done" in res.output
+        data = ["--data-dir", str(tmp_path / "data")]
+        res = runner.invoke(cli, ["schedule", "list", "--state", "pending", *data])
+        assert res.exit_code == 0 and "done" not in res.output
+        res = runner.invoke(cli, ["schedule", "list", "--state", "bogus", *data])
+        assert res.exit_code == 2 and "bogus" in res.output  # not an empty table
         live.http.close()
 
 

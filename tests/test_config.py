@@ -76,10 +76,36 @@ def test_env_overrides_file_and_flags_override_env(
     assert s.server.port == 9002 and s.server.grid_zone == "ES"
     s = load_settings(cfg, {"server": {"port": 9003}})
     assert s.server.port == 9003
+    with pytest.raises(ConfigError, match=r"command-line flag --port \(server.port\)"):
+        load_settings(cfg, {"server": {"port": 99999}})  # the flag is named, not the file
     sources = {v.key: v.source for v in describe(load_settings(cfg), cfg)}
     assert sources["server.port"] == "env:BOUNDGATE_SERVER__PORT"
     assert sources["server.grid_zone"] == f"file:{cfg}"
     assert sources["server.host"] == "default"
+
+
+def test_a_model_named_with_a_hyphen_is_reachable_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # env names cannot hold "-": SMOLLM2_135M is the packaged default model, smollm2-135m
+    monkeypatch.setenv("BOUNDGATE_MODELS__SMOLLM2_135M__N_THREADS", "1")
+    s = load_settings(None)
+    assert list(s.models) == ["smollm2-135m"]
+    m = s.models["smollm2-135m"]
+    assert (m.backend, m.default, m.n_threads) == ("llama_cpp", True, 1)
+    # ... and merged with the file's settings of that model, the environment winning
+    cfg = write_config(
+        tmp_path / "c.toml",
+        "[models.up-stream]\nbackend = 'openai'\nbase_url = 'http://127.0.0.1:9/v1'\n"
+        "default = true\n[models.smollm2-135m]\nbackend = 'llama_cpp'\nn_threads = 2\n"
+        "n_ctx = 1024\n",
+    )
+    monkeypatch.setenv("BOUNDGATE_MODELS__UP_STREAM__UPSTREAM_MODEL", "gpt-x")
+    s = load_settings(cfg)
+    assert sorted(s.models) == ["smollm2-135m", "up-stream"]
+    local, up = s.models["smollm2-135m"], s.models["up-stream"]
+    assert (local.n_threads, local.n_ctx, local.default) == (1, 1024, False)
+    assert (up.upstream_model, up.default) == ("gpt-x", True)
 
 
 def test_renamed_settings_keep_their_old_names(

@@ -98,6 +98,10 @@ def test_third_distinct_asker_binds_a_signed_document(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "INVALID" in res.output
     res = runner.invoke(cli, ["docs", "verify", doc_id, *data])  # by id, from the store
     assert res.exit_code == 0, res.output
+    empty = tmp_path / "empty.ndjson"  # an export of a store with nothing bound
+    empty.write_text("\n")
+    res = runner.invoke(cli, ["docs", "verify", str(empty), *data])
+    assert res.exit_code == 1 and "no documents" in res.output
 
 
 def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> None:

@@ -289,6 +289,7 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
     done = wait_until(finished, timeout=120)
     assert done["status"] == "completed"
     assert done["request_counts"] == {"total": lines, "completed": lines, "failed": 0}
+    assert done["boundgate"]["started_at"] == progress["boundgate"]["started_at"]  # first start
     out = httpx.get(f"{survivor.base}/v1/files/{done['output_file_id']}/content", headers=headers)
     ids = [json.loads(x)["custom_id"] for x in out.text.splitlines()]
     assert sorted(ids) == sorted(f"req-{i}" for i in range(lines))  # each line once

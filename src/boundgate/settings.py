@@ -493,7 +493,11 @@ class ModelSettings(_Section):
     )
     n_ctx: int = Field(2048, ge=64, description="llama_cpp: context window in tokens.")
     n_threads: int | None = Field(
-        None, ge=1, description="llama_cpp: threads (default: all cores)."
+        None,
+        ge=1,
+        description="llama_cpp: threads (default: half the cores, at least 1, as "
+        "llama-cpp-python's own default; all cores is faster on an idle host and several "
+        "times slower beside any other work: bench/llama_threads.py).",
     )
     base_url: str | None = Field(None, description="openai: base URL ending in /v1.")
     api_key_env: str | None = Field(
@@ -676,6 +680,41 @@ class Settings(BaseSettings):
         # Environment beats the file (passed in as init kwargs); CLI flags are applied after.
         return (env_settings, init_settings)
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _env_model_names(cls, value: Any) -> Any:
+        """Environment variable names cannot hold ``-``: ``BOUNDGATE_MODELS__SMOLLM2_135M__…``
+        arrives as model ``smollm2_135m``. Such a name is the model it names with ``-``
+        (merged into that model's settings from the file); the packaged default model
+        keeps its backend and default flag when only some of its fields are set."""
+        if not isinstance(value, dict):
+            return value
+
+        def same(a: str, b: str) -> bool:
+            return a.replace("_", "-").lower() == b.replace("_", "-").lower()
+
+        out: dict[str, Any] = {}
+        for name, spec in value.items():
+            target = next((n for n in out if n != name and same(n, name)), None)
+            if target is None and same(name, DEFAULT_MODEL_NAME):
+                target = DEFAULT_MODEL_NAME
+            if target is None:
+                target = name
+            if isinstance(spec, dict) and isinstance(out.get(target), dict):
+                out[target] = {**out[target], **spec}
+            else:
+                out[target] = spec
+        default = out.get(DEFAULT_MODEL_NAME)
+        if isinstance(default, dict) and "backend" not in default:
+            others_default = any(
+                isinstance(s, dict) and s.get("default") for n, s in out.items()
+                if n != DEFAULT_MODEL_NAME
+            )  # fmt: skip
+            out[DEFAULT_MODEL_NAME] = {
+                "backend": "llama_cpp", **({} if others_default else {"default": True}), **default
+            }  # fmt: skip
+        return out
+
     @model_validator(mode="after")
     def _check_price(self) -> Settings:
         if self.scheduler.price_weight > 0 and self.scheduler.price_csv is None:
@@ -792,13 +831,21 @@ def load_settings(
     origin = str(path) if path else "environment/defaults"
     try:
         settings = Settings(**data)
-        for section, values in (overrides or {}).items():
-            sect = getattr(settings, section)
-            for key, value in values.items():
-                if value is not None:
-                    setattr(sect, key, value)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, origin)) from exc
+    for section, values in (overrides or {}).items():  # command-line flags
+        sect = getattr(settings, section)
+        for key, value in values.items():
+            if value is None:
+                continue
+            try:
+                setattr(sect, key, value)
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"]
+                flag = "--" + key.replace("_", "-")
+                raise ConfigError(
+                    f"invalid command-line flag {flag} ({section}.{key}): {msg}"
+                ) from exc
     return settings
 
 

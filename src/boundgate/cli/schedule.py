@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,9 +135,19 @@ def grid_forecast(
     out.print(table)
 
 
+class JobState(enum.StrEnum):
+    """A job's states (``JobStore``)."""
+
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
 @schedule_app.command("list")
 def schedule_list(
-    state: Annotated[str | None, typer.Option(help="pending, running, done, failed")] = None,
+    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -148,7 +159,7 @@ def schedule_list(
     from . import _settings, opened_store, out
 
     with opened_store(_settings(config, data_dir=data_dir)) as store:
-        jobs = asyncio.run(store.jobs(state))
+        jobs = asyncio.run(store.jobs(state.value if state is not None else None))
 
     def fmt(ts: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else ""

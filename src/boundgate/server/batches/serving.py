@@ -433,7 +433,8 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         return {"failed": err.message}
     started = gw.clock.time()
     bg = batch["boundgate"]
-    bg.update(state="running", started_at=_iso(started))
+    # a run taking over after its process died keeps the batch's first start
+    bg.update(state="running", started_at=bg.get("started_at") or _iso(started))
     await save(gw, tenant, batch)
     # lines finished by an earlier run of this job (its process died): not served again
     kept = {r.line: r for r in await gw.store.batch_lines(batch_id)}
