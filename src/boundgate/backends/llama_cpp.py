@@ -41,8 +41,8 @@ def default_threads() -> int:
     """llama.cpp threads when ``models.<name>.n_threads`` is unset: half the cores, at least
     one (llama-cpp-python's own default). With every core, each token waits for the slowest
     thread, so any other work on the host (the gateway's own embedder included) stalls
-    generation: bench/llama_threads.py measured 2 threads on 2 cores at 0.46× one thread's
-    tokens/s beside one busy process, and 1.27× when idle."""
+    generation: bench/llama_threads.py measured 2 threads on 2 cores at 0.42× one thread's
+    tokens/s beside one busy process, and 1.45× when idle."""
     return max(1, (os.cpu_count() or 1) // 2)
 
 
