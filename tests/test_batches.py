@@ -401,3 +401,64 @@ def test_a_job_that_fails_for_good_tells_its_failure_hook(tmp_path: Path) -> Non
 
     assert asyncio.run(scenario()) == ["pending", "pending", "failed"]
     assert told == [({"batch": "b1"}, "store unreachable")]  # once, when it failed for good
+
+
+def test_batch_files_have_their_own_size_limit(tmp_path: Path) -> None:
+    """A batch input file may be larger than an API request (server.max_body_bytes, 1 MiB);
+    server.max_file_bytes bounds it instead, with a 413 in OpenAI's shape."""
+    settings = fake_settings(tmp_path)
+    settings.server.max_file_bytes = 3 << 20
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+
+        def upload(size: int) -> Any:
+            body = _line("c0", {"messages": [{"role": "user", "content": "x" * size}]})
+            return live.http.post(
+                "/v1/files", files={"file": ("in.jsonl", body)}, data={"purpose": "batch"}
+            )
+
+        r = upload(2 << 20)  # over max_body_bytes, under max_file_bytes
+        assert r.status_code == 200, r.text
+        assert r.json()["bytes"] > settings.server.max_body_bytes
+        assert_error(upload(4 << 20), 413)
+        big = {"messages": [{"role": "user", "content": "x" * (2 << 20)}]}
+        assert_error(live.http.post("/v1/chat/completions", json=big), 413)  # unchanged
+        live.http.close()
+
+
+def test_the_sdk_lists_files_and_batches_page_by_page_per_tenant(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    acme, globex = (asyncio.run(store.create_key(t)) for t in ("acme", "globex"))
+    store.close()
+    clock = FakeClock(start=START)  # nothing runs: all stay queued
+    app = build_app(settings, clock=clock)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        a: openai.OpenAI = live.openai(acme.secret)
+        g: openai.OpenAI = live.openai(globex.secret)
+        made = []
+        for i in range(3):
+            clock.set(START + i)
+            f = a.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+            b = a.batches.create(
+                input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            made.append((f.id, b.id))
+        other = g.files.create(file=("in.jsonl", lines(1)), purpose="batch")
+        first = a.batches.list(limit=2)
+        assert [b.id for b in first.data] == [made[2][1], made[1][1]]  # newest first
+        assert first.has_more
+        assert [b.id for b in a.batches.list(limit=2)] == [b for _, b in reversed(made)]  # pages
+        assert all(b.request_counts.total == 2 for b in first.data)
+        assert [f.id for f in a.files.list(order="asc")] == [f for f, _ in made]
+        assert [f.id for f in g.files.list()] == [other.id]  # another tenant's are not listed
+        assert list(g.batches.list()) == []
+        r = live.http.get(
+            "/v1/batches", params={"limit": 0}, headers={"Authorization": f"Bearer {acme.secret}"}
+        )
+        assert_error(r, 400, param="limit")
+        live.http.close()

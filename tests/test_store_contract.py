@@ -928,6 +928,33 @@ def test_batches_insert_replace_and_newest_first(store: Store) -> None:
     assert [b[0] for b in run(store.batches(limit=1))] == ["b2"]
 
 
+def test_batches_and_files_list_by_tenant_with_a_cursor(store: Store) -> None:
+    for i, tenant in enumerate(["acme", "globex", "acme", "acme"]):
+        run(store.put_batch(f"b{i}", tenant, 10.0 + i, "{}"))
+        content = b"x" * (i + 1)
+        run(
+            store.put_file(
+                FileRow(f"f{i}", tenant, "batch", f"{i}.jsonl", i + 1, 10.0 + i, content)
+            )
+        )
+    run(store.put_batch("b4", "acme", 13.0, "{}"))  # the same second as b3: ids order them
+    assert [b[0] for b in run(store.batches(tenant="acme"))] == ["b4", "b3", "b2", "b0"]
+    assert [b[0] for b in run(store.batches(2, tenant="acme", after="b4"))] == ["b3", "b2"]
+    assert [b[0] for b in run(store.batches(tenant="acme", after="b2"))] == ["b0"]
+    assert run(store.batches(tenant="acme", after="nope")) == []
+    assert [b[0] for b in run(store.batches(after="b2"))] == ["b1", "b0"]
+    acme = run(store.files(tenant="acme"))
+    assert [f.id for f in acme] == ["f3", "f2", "f0"]
+    assert acme[0] == FileRow("f3", "acme", "batch", "3.jsonl", 4, 13.0, b"")  # no content
+    assert [f.id for f in run(store.files(tenant="acme", ascending=True, limit=2))] == [
+        "f0",
+        "f2",
+    ]
+    assert [f.id for f in run(store.files(tenant="acme", after="f3", limit=1))] == ["f2"]
+    assert [f.id for f in run(store.files(after="f1", ascending=True))] == ["f2", "f3"]
+    assert run(store.files(purpose="batch_output")) == []
+
+
 def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) -> None:
     out = BatchLineRow("b1", 2, "output", '{"custom_id": "c"}', 0.5, 0.25, 0.125)
     err = BatchLineRow("b1", 0, "error", '{"custom_id": "a"}', 0.0, 0.0, 0.0)

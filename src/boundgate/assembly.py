@@ -376,6 +376,7 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
     return create_app(
         gateway,
         max_body_bytes=settings.server.max_body_bytes,
+        max_file_bytes=settings.server.max_file_bytes,
         job_poll_s=settings.scheduler.poll_s,
         job_replan_s=settings.scheduler.replan_s,
         job_lease_s=settings.scheduler.job_lease_s,

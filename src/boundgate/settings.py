@@ -64,7 +64,15 @@ class ServerSettings(_Section):
         description="Allow binding a non-loopback host while no API keys exist (open mode).",
     )
     max_body_bytes: int = Field(
-        1 << 20, ge=1024, description="Largest accepted request body; larger gets 413."
+        1 << 20,
+        ge=1024,
+        description="Largest accepted request body, file uploads aside; larger gets 413.",
+    )
+    max_file_bytes: int = Field(
+        200 << 20,
+        ge=1024,
+        description="Largest accepted file upload (`POST /v1/files`, a batch's input; "
+        "OpenAI's limit for batch files is 200 MB); larger gets 413.",
     )
     log_level: str = Field("info", description="uvicorn log level.")
     workers: int = Field(

@@ -50,29 +50,36 @@ GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/em
 
 
 class BodyLimit:
-    """Pure-ASGI guard: refuse bodies over ``limit`` bytes before anything parses them."""
+    """Pure-ASGI guard: refuse bodies over ``limit`` bytes (``file_limit`` for file uploads,
+    ``POST /v1/files``) before anything parses them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    FILE_UPLOADS = "/v1/files"
+    MULTIPART_SLACK = 64 << 10  # the form's boundaries and headers around the file
+
+    def __init__(self, app: ASGIApp, limit: int, file_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.file_limit = file_limit if file_limit is not None else limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
+        limit = self.limit
+        if scope["path"].rstrip("/") == self.FILE_UPLOADS:
+            limit = self.file_limit + self.MULTIPART_SLACK
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if value.isdigit() and int(value) > self.limit:
+                if value.isdigit() and int(value) > limit:
                     await _send_error(
                         send,
                         PayloadTooLargeError(
-                            f"request body is {int(value)} bytes; the limit is {self.limit}"
+                            f"request body is {int(value)} bytes; the limit is {limit}"
                         ),
                     )
                     return
                 break
         seen = 0
-        limit = self.limit
         refused = False
 
         async def limited() -> Message:
@@ -135,6 +142,7 @@ def create_app(
     gateway: Gateway,
     *,
     max_body_bytes: int,
+    max_file_bytes: int | None = None,
     job_poll_s: float,
     job_replan_s: float,
     job_lease_s: float = 300.0,
@@ -228,6 +236,7 @@ def create_app(
     app.state.started = time.time()
     app.state.ready = False
     app.state.startup = None  # a StartupSteps to tell what start-up is doing
+    app.state.max_file_bytes = max_file_bytes if max_file_bytes is not None else max_body_bytes
     app.state.batch_request_s = batch_request_s
     app.state.job_handlers = job_handlers  # gateway → its handlers (a test seam)
     app.state.metrics_token = metrics_token
@@ -311,6 +320,6 @@ def create_app(
         app.include_router(router)
     if dashboard is not None:
         install_dashboard(app, dashboard)
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(BodyLimit, limit=max_body_bytes, file_limit=max_file_bytes)
     truthful_openapi(app, routers)
     return app

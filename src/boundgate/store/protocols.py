@@ -337,9 +337,24 @@ class FileStore(Protocol):
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         """``(tenant, JSON body)`` of batch ``batch_id``; None if there is none."""
 
-    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
-        """``(id, tenant, created, JSON body)`` of the newest ``limit`` batches, newest
-        first."""
+    async def files(
+        self,
+        tenant: str | None = None,
+        purpose: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        ascending: bool = False,
+    ) -> list[FileRow]:
+        """Files (of ``tenant`` and ``purpose`` where given), newest first (``ascending``:
+        oldest first), at most ``limit``, those after file ``after`` in that order (a
+        cursor; an unknown id gives none); their ``content`` is not read (``b""``)."""
+
+    async def batches(
+        self, limit: int = 100, tenant: str | None = None, after: str | None = None
+    ) -> list[tuple[str, str, float, str]]:
+        """``(id, tenant, created, JSON body)`` of the newest ``limit`` batches (of
+        ``tenant`` where given), newest first; with ``after``, those after that batch in this
+        order (a cursor; an unknown id gives none)."""
 
     async def put_batch_line(self, row: BatchLineRow) -> None:
         """Keep a finished line of a running batch (its checkpoint). A line kept already is

@@ -78,3 +78,25 @@ class Batch(BaseModel):
     request_counts: RequestCounts
     metadata: dict[str, str] | None
     boundgate: BatchInfo
+
+
+class FileList(BaseModel):
+    """``GET /v1/files``: a page of files, OpenAI's list object."""
+
+    model_config = ConfigDict(extra="forbid")
+    object: Literal["list"]
+    data: list[FileObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class BatchList(BaseModel):
+    """``GET /v1/batches``: a page of batches, newest first, OpenAI's list object."""
+
+    model_config = ConfigDict(extra="forbid")
+    object: Literal["list"]
+    data: list[Batch]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import InvalidRequestError
+from ...errors import InvalidRequestError, PayloadTooLargeError
 from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of
 from ..openapi import errors, ok
 from . import serving
-from .protocol import Batch, FileObject
+from .protocol import Batch, BatchList, FileList, FileObject
 
 router = APIRouter(route_class=StrictJSONRoute)
-MAX_FILE_BYTES = 200 << 20
 PURPOSES = ("batch",)
 
 
@@ -36,13 +35,35 @@ async def upload_file(
     if purpose not in PURPOSES:
         raise InvalidRequestError("purpose must be 'batch'", param="purpose")
     content = await file.read()
-    if len(content) > MAX_FILE_BYTES:
-        raise InvalidRequestError("files are limited to 200 MiB", param="file")
+    limit = int(request.app.state.max_file_bytes)
+    if len(content) > limit:  # (the form around it may have fitted: server.max_file_bytes)
+        raise PayloadTooLargeError(f"the file is {len(content)} bytes; the limit is {limit}")
     gw = gateway_of(request)
     f = await serving.new_file(
         gw, ctx.tenant.name, purpose, file.filename or "upload.jsonl", content
     )
     return serving.file_object(f)
+
+
+@router.get(
+    "/v1/files",
+    tags=["batches"],
+    response_model=None,
+    responses={**ok(FileList), **errors(400, 401)},
+)
+async def list_files(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+    purpose: Annotated[str | None, Query(pattern="^(batch|batch_output)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    after: Annotated[str | None, Query(description="a file id: the page after it")] = None,
+) -> dict[str, Any]:
+    """Your files (every tenant's for an admin), by ``created_at`` (``order``)."""
+    return await serving.list_files(
+        gateway_of(request), ctx, purpose=purpose, limit=limit, after=after,
+        ascending=order == "asc",
+    )  # fmt: skip
 
 
 @router.get(
@@ -112,6 +133,22 @@ async def create_batch(
     if runner is not None:
         runner.wake()
     return batch
+
+
+@router.get(
+    "/v1/batches",
+    tags=["batches"],
+    response_model=None,
+    responses={**ok(BatchList), **errors(400, 401)},
+)
+async def list_batches(
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(description="a batch id: the page after it")] = None,
+) -> dict[str, Any]:
+    """Your batches (every tenant's for an admin), newest first."""
+    return await serving.list_batches(gateway_of(request), ctx, limit=limit, after=after)
 
 
 @router.get(

@@ -76,6 +76,45 @@ async def new_file(
     return f
 
 
+def page(data: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """OpenAI's list object of the first ``limit`` of ``data`` (fetched with one more, which
+    tells ``has_more``)."""
+    shown = data[:limit]
+    return {
+        "object": "list",
+        "data": shown,
+        "first_id": shown[0]["id"] if shown else None,
+        "last_id": shown[-1]["id"] if shown else None,
+        "has_more": len(data) > limit,
+    }
+
+
+async def list_files(
+    gw: Gateway,
+    ctx: RequestContext,
+    *,
+    purpose: str | None,
+    limit: int,
+    after: str | None,
+    ascending: bool,
+) -> dict[str, Any]:
+    """The tenant's files (every tenant's for an admin), OpenAI's list object."""
+    tenant = None if ctx.tenant.admin else ctx.tenant.name
+    rows = await gw.store.files(tenant, purpose, limit + 1, after, ascending)
+    return page([file_object(f) for f in rows], limit)
+
+
+async def list_batches(
+    gw: Gateway, ctx: RequestContext, *, limit: int, after: str | None
+) -> dict[str, Any]:
+    """The tenant's batches (every tenant's for an admin), newest first, OpenAI's list
+    object; a running batch's ``request_counts`` from its kept lines."""
+    tenant = None if ctx.tenant.admin else ctx.tenant.name
+    rows = await gw.store.batches(limit + 1, tenant, after)
+    data = [await with_progress(gw, json.loads(body)) for *_, body in rows]
+    return page(data, limit)
+
+
 async def owned_file(gw: Gateway, ctx: RequestContext, file_id: str) -> FileRow:
     f = await gw.store.get_file(file_id)
     if f is None or (f.tenant != ctx.tenant.name and not ctx.tenant.admin):

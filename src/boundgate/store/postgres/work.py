@@ -126,11 +126,43 @@ class PostgresWork(PostgresBase):
         r = await self._run(lambda conn: _one(conn, sql, (batch_id,)))
         return (str(r["tenant"]), str(r["body"])) if r is not None else None
 
-    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+    async def files(
+        self,
+        tenant: str | None = None,
+        purpose: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        ascending: bool = False,
+    ) -> list[FileRow]:
+        cmp, order = (">", "ASC") if ascending else ("<", "DESC")
         sql = (
-            "SELECT id, tenant, created, body FROM batches ORDER BY created DESC, id DESC LIMIT %s"
+            "SELECT id, tenant, purpose, filename, bytes, created FROM files "
+            "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) "
+            "AND (%(purpose)s::text IS NULL OR purpose = %(purpose)s) "
+            f"AND (%(after)s::text IS NULL OR (created, id) {cmp} "
+            "(SELECT created, id FROM files WHERE id = %(after)s)) "
+            f"ORDER BY created {order}, id {order} LIMIT %(limit)s"
         )
-        rows = await self._run(lambda conn: _all(conn, sql, (limit,)))
+        params = {"tenant": tenant, "purpose": purpose, "after": after, "limit": limit}
+        rows = await self._run(lambda conn: _all(conn, sql, params))
+        return [
+            FileRow(r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
+                    b"")
+            for r in rows
+        ]  # fmt: skip
+
+    async def batches(
+        self, limit: int = 100, tenant: str | None = None, after: str | None = None
+    ) -> list[tuple[str, str, float, str]]:
+        sql = (
+            "SELECT id, tenant, created, body FROM batches "
+            "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) "
+            "AND (%(after)s::text IS NULL OR (created, id) < "
+            "(SELECT created, id FROM batches WHERE id = %(after)s)) "
+            "ORDER BY created DESC, id DESC LIMIT %(limit)s"
+        )
+        params = {"tenant": tenant, "after": after, "limit": limit}
+        rows = await self._run(lambda conn: _all(conn, sql, params))
         return [(str(r["id"]), str(r["tenant"]), float(r["created"]), str(r["body"])) for r in rows]
 
     async def put_batch_line(self, row: BatchLineRow) -> None:

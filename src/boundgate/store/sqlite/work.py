@@ -132,12 +132,45 @@ class SQLiteWork(SQLiteBase):
 
         return await self._read(run)
 
-    async def batches(self, limit: int = 100) -> list[tuple[str, str, float, str]]:
+    async def files(
+        self,
+        tenant: str | None = None,
+        purpose: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        ascending: bool = False,
+    ) -> list[FileRow]:
+        cmp, order = (">", "ASC") if ascending else ("<", "DESC")
+        sql = (
+            "SELECT id, tenant, purpose, filename, bytes, created FROM files "
+            "WHERE (:tenant IS NULL OR tenant = :tenant) "
+            "AND (:purpose IS NULL OR purpose = :purpose) "
+            f"AND (:after IS NULL OR (created, id) {cmp} "
+            "(SELECT created, id FROM files WHERE id = :after)) "
+            f"ORDER BY created {order}, id {order} LIMIT :limit"
+        )
+        params = {"tenant": tenant, "purpose": purpose, "after": after, "limit": limit}
+
+        def run(conn: sqlite3.Connection) -> list[FileRow]:
+            return [
+                FileRow(r[0], r[1], r[2], r[3], r[4], r[5], b"") for r in conn.execute(sql, params)
+            ]
+
+        return await self._read(run)
+
+    async def batches(
+        self, limit: int = 100, tenant: str | None = None, after: str | None = None
+    ) -> list[tuple[str, str, float, str]]:
+        sql = (
+            "SELECT id, tenant, created, body FROM batches "
+            "WHERE (:tenant IS NULL OR tenant = :tenant) AND (:after IS NULL OR (created, id) < "
+            "(SELECT created, id FROM batches WHERE id = :after)) "
+            "ORDER BY created DESC, id DESC LIMIT :limit"
+        )
+        params = {"tenant": tenant, "after": after, "limit": limit}
+
         def run(conn: sqlite3.Connection) -> list[tuple[str, str, float, str]]:
-            rows = conn.execute(
-                "SELECT id, tenant, created, body FROM batches ORDER BY created DESC LIMIT ?",
-                (limit,),
-            )
+            rows = conn.execute(sql, params)
             return [(str(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]
 
         return await self._read(run)
