@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,9 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "seed": 2**63}, "seed"),
         ({"messages": MSG, "max_tokens": 99999999999999999999}, "max_tokens"),
         ({"messages": MSG, "max_completion_tokens": 2**31}, "max_completion_tokens"),
+        # from a new-user trial: both answered 200 (OpenAI: 400)
+        ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
+        ({"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
     ],
 )
 def test_bad_parameters_are_400_with_param(
@@ -68,6 +72,16 @@ def test_bad_parameters_are_400_with_param(
     assert err["type"] == "invalid_request_error"
     row = fake_live.ledger()[r.headers["x-request-id"]]
     assert row.outcome == "error" and row.status == 400
+
+
+def test_a_body_not_sent_as_json_says_so(fake_live: Live) -> None:
+    body = json.dumps({"messages": MSG}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded"):  # curl -d's default
+        r = fake_live.http.post(
+            "/v1/chat/completions", content=body, headers={"content-type": kind}
+        )
+        err = assert_error(r, 400, code="invalid_value")
+        assert "Content-Type: application/json" in err["message"] and kind in err["message"]
 
 
 def test_malformed_json_is_400(fake_live: Live) -> None:

@@ -140,10 +140,22 @@ class StrictJSONRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         has_body = self.body_field is not None
+        # a JSON body, not a form (file uploads)
+        json_body = has_body and not any(
+            type(p.field_info).__name__ in ("Form", "File") for p in self.dependant.body_params
+        )
 
         async def strict(request: Request) -> Response:
             req = StrictJSONRequest(request.scope, request.receive)
-            if has_body and _json_content_type(req.headers.get("content-type")):
+            content_type = req.headers.get("content-type")
+            if json_body and not _json_content_type(content_type):
+                # else pydantic's "Input should be a valid dictionary" for a JSON text
+                raise InvalidRequestError(
+                    f"the request body must be JSON, sent as Content-Type: application/json "
+                    f"(got {content_type})",
+                    code=ErrorCode.INVALID_VALUE,
+                )
+            if has_body and _json_content_type(content_type):
                 body = await req.body()
                 if body:
                     try:

@@ -49,6 +49,8 @@ class ChatMessage(BaseModel):
                     "content is required on an assistant message without tool_calls or "
                     "function_call"
                 )
+        if isinstance(v, list) and not v:
+            raise ValueError("content must not be an empty array (give at least one part)")
         return v
 
     def text(self) -> str:
@@ -121,6 +123,13 @@ class SamplingParams(BaseModel):
             raise ValueError("at most 4 stop sequences are allowed")
         if v == "" or (isinstance(v, list) and "" in v):
             raise ValueError("a stop sequence must not be empty")
+        return v
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options(cls, v: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if v is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")
         return v
 
     @field_validator("n")

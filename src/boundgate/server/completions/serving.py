@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...errors import InvalidRequestError
+from ...errors import ErrorCode, InvalidRequestError
 from ...gateway import Gateway, RequestContext
 from .. import generation
 from .protocol import CompletionRequest
@@ -15,7 +15,11 @@ async def serve(
     gateway: Gateway, ctx: RequestContext, body: CompletionRequest
 ) -> tuple[dict[str, Any] | AsyncIterator[bytes], dict[str, str]]:
     if body.suffix:
-        raise InvalidRequestError("'suffix' is not supported", param="suffix")
+        raise InvalidRequestError(
+            "'suffix' is not supported by this gateway yet",
+            param="suffix",
+            code=ErrorCode.UNSUPPORTED_PARAMETER,
+        )
     req = generation.generation_request(body, gateway)
     req.prompt = body.prompt_text()
     prefix = req.prompt if body.echo else ""
