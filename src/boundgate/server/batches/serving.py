@@ -210,8 +210,10 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         if place is not None:
             raise _bad_input(f"line {n}: {place}: {NON_FINITE}")
         cid = item.get("custom_id")
-        if not isinstance(cid, str) or not cid:
+        if cid is None or cid == "":
             raise _bad_input(f"line {n}: custom_id is required")
+        if not isinstance(cid, str):
+            raise _bad_input(f"line {n}: custom_id must be a string (got {json.dumps(cid)})")
         if _lone_surrogate(cid) is not None:
             raise _bad_input(f"line {n}: custom_id is not Unicode text (a lone surrogate)")
         if cid in seen:
