@@ -24,6 +24,8 @@ def test_grid_and_plan_commands(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "start:" in res.output and "if started now" in res.output
     res = runner.invoke(cli, ["schedule", "plan", "--duration", "5h", "--window", "2h"])
     assert res.exit_code == 2
+    res = runner.invoke(cli, ["schedule", "plan", "--window", "100000h"])  # planned 1206 h out
+    assert res.exit_code == 2 and "at most 168h" in res.output
 
 
 def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:

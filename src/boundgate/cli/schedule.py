@@ -193,6 +193,9 @@ def schedule_plan(
     if w < d:
         err.print("[red]error:[/red] --window must be at least --duration", markup=True)
         raise typer.Exit(2)
+    if w > 168:  # as a batch's completion_window, and as far as `grid forecast` looks
+        err.print("[red]error:[/red] --window is at most 168h (a week)", markup=True)
+        raise typer.Exit(2)
     source, zone = _carbon(config, zone)
     policy = CarbonAwareStart(source, zone)
     now = time.time()
