@@ -351,3 +351,17 @@ def test_non_finite_query_numbers_are_400(fake_live: Live, since: str) -> None:
     r = fake_live.http.get("/v1/boundgate/ledger", params={"since": since})
     err = assert_error(r, 400, param="since", code="invalid_value")
     assert "finite number" in err["message"]
+
+
+def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
+    """A new-user trial froze the whole server with one 900 KB prompt of one "word" (the
+    exact form's literal-span pattern backtracked from every position: 24 s at 40 KB, hours
+    at 900 KB, on the event loop). It must be answered like any other (the suite's timeout
+    bounds it; no timing is asserted)."""
+    for text in ("ACGT" * 225_000, "x" * 900_000, "1" * 900_000):
+        r = fake_live.http.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": text}], "max_tokens": 4},
+        )
+        assert r.status_code in (200, 400), r.text
+        assert fake_live.http.get("/healthz").status_code == 200

@@ -80,9 +80,13 @@ QUOTED = (
 )
 QUOTED_SPAN = re.compile(QUOTED, re.DOTALL)
 # Spans whose every character counts: quoted text and tokens with characters of code or
-# formulas (print(x), a_b, x^2, C++, 5!).
+# formulas (print(x), a_b, x^2, C++, 5!). A code token or a factorial starts only where a
+# token can (after a space, the start, or a quote that ended a span): tried from every
+# position, a long run of characters without spaces took quadratic time (a 40 KB DNA
+# sequence 24 s, on the event loop).
+_TOKEN_START = r"""(?<![^\s"'”’»“」』`])"""
 LITERAL = re.compile(
-    QUOTED + r"""|\S*[()\[\]{}<>=_^*/\\|&$#@%~+][^\s]*|\d+!+""",
+    QUOTED + rf"""|{_TOKEN_START}\S*[()\[\]{{}}<>=_^*/\\|&$#@%~+][^\s]*|(?<!\d)\d+!+""",
     re.DOTALL,
 )
 _TRAILING = "?.。？ \t"
