@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from helpers import Live, local_server, wait_until
+from helpers import Live, arun, local_server, wait_until
 
 pytestmark = pytest.mark.slow  # a real model on the CPU
 
@@ -208,6 +209,8 @@ def test_client_disconnect_cancels_generation(tmp_path: Path) -> None:
         row = wait_until(lambda: live.ledger().get(stream.request_id), timeout=120)
         assert row.outcome == "cancelled" and row.status == 499
         assert row.completion_tokens < COUNTING["max_tokens"]
+        # the prompt the model evaluated counts (it was 0: a trial overspent a budget so)
+        assert row.prompt_tokens >= 3, row
         assert probe(live).status_code == 200  # the model is free again
 
 
@@ -287,3 +290,26 @@ def test_the_mean_token_logprob_of_a_real_answer() -> None:
     assert -math.log(49152) < scored.mean_token_logprob <= 0
     assert plain.mean_token_logprob is None
     assert version in load_logprob_thresholds()
+
+
+def test_a_daily_token_budget_holds_under_concurrency_with_the_chat_template(
+    tmp_path: Path,
+) -> None:
+    """A trial spent 586 tokens of a 300-token budget with 60 concurrent "Hi {i}" requests:
+    the hold counted the text's bytes and max_tokens, not the ~30 tokens SmolLM2's chat
+    template adds (its default system prompt, role tags). Holds now add the template,
+    measured from the model's own template at load."""
+    with local_server(tmp_path, queue_size=64) as live:
+        key = arun(live.gateway.store.create_key("tight", daily_tokens=300))
+        headers = {"Authorization": f"Bearer {key.secret}", **NO_STORE}
+
+        def ask(i: int) -> int:
+            body = {"messages": [{"role": "user", "content": f"Hi {i}"}], "max_tokens": 1}
+            return live.http.post("/v1/chat/completions", json=body, headers=headers).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(ask, range(24)))
+        assert 200 in statuses and 429 in statuses, statuses
+        rows = [r for r in live.ledger().values() if r.tenant == "tight"]
+        used = sum(r.prompt_tokens + r.completion_tokens for r in rows)
+        assert 0 < used <= 300, used

@@ -201,8 +201,10 @@ class Gateway:
                 param="messages" if req.messages is not None else "prompt",
             )
         reasoning = self.reasoning_cap(backend, req)
+        # the worst case: the text's bytes (≥ its tokens), what the prompt format adds, and
+        # every token the answer may take
         reservation = await self.limiter.admit(
-            ctx.tenant, req.text_bytes() + req.max_tokens, reasoning
+            ctx.tenant, req.text_bytes() + backend.template_tokens(req) + req.max_tokens, reasoning
         )
         return backend, reservation
 
@@ -879,9 +881,15 @@ class Gateway:
                 cancel.cancel()
                 await gen.aclose()
                 # reasoning tokens of an unfinished stream are not reported: count what it
-                # produced, up to its cap
+                # produced, up to its cap. Its prompt: as the backend counted it (local
+                # models report it when they start on it), else, once output came, the
+                # 4-bytes-a-token estimate the context check uses (an upstream server
+                # reports usage only at the end)
+                prompt = usage.prompt_tokens
+                if not prompt and produced:
+                    prompt = req.text_bytes() // 4 + backend.template_tokens(req)
                 partial = Usage(
-                    usage.prompt_tokens,
+                    prompt,
                     usage.completion_tokens or produced,
                     usage.reasoning_tokens or min(produced, reservation.reasoning_tokens),
                 )

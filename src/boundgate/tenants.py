@@ -4,7 +4,8 @@ Limits live in the store (:class:`~boundgate.store.LimitStore`), so every gatewa
 sharing a database enforces one limit, not one each (issue #14):
 
 - **Daily token budget** (``tokens:<tenant>``, window = the UTC day): before a request runs,
-  its worst case (input bytes, an upper bound on BPE tokens, plus ``max_tokens``) is *held*
+  its worst case (input bytes, an upper bound on BPE tokens, plus the tokens the model's
+  prompt format adds, ``Backend.template_tokens``, plus ``max_tokens``) is *held*
   against the budget in one conditional update (``used + held + n <= budget``); after it
   finished, the hold is *settled*: replaced by the tokens really used (0 for answers served
   from stored answers). A hold whose process died is freed when its lease

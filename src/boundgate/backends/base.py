@@ -75,7 +75,8 @@ class Usage:
 @dataclass(frozen=True)
 class Chunk:
     """A piece of streamed output. The last chunk has ``finish_reason`` and ``usage``, and
-    ``mean_token_logprob`` when the request set ``report_logprob`` and the backend can."""
+    ``mean_token_logprob`` when the request set ``report_logprob`` and the backend can; an
+    earlier one may carry the usage known so far (see ``Backend.generate``)."""
 
     text: str = ""
     finish_reason: str | None = None
@@ -138,9 +139,19 @@ class Backend(ABC):
         self.version = name
         self.memory_gb = 0.0  # resident weights on this machine (local backends)
 
+    def template_tokens(self, req: GenerationRequest) -> int:
+        """Tokens the model's prompt format adds to what ``req.text_bytes()`` counts (which
+        allows 8 per message): held with it against daily budgets, so an upper bound. The
+        default is the 3 tokens OpenAI's chat format adds to prime the reply (OpenAI
+        cookbook, "How to count tokens with tiktoken": 3 per message + 3); local backends
+        measure their own chat template."""
+        return 3 if req.messages is not None else 0
+
     @abstractmethod
     def generate(self, req: GenerationRequest, cancel: CancelToken) -> AsyncGenerator[Chunk, None]:
-        """Stream the answer. The final chunk carries finish_reason and usage.
+        """Stream the answer. The final chunk carries finish_reason and usage; an earlier
+        chunk may carry the usage known so far (the prompt's tokens, once the model starts
+        on it), so a stream cut short still counts its prompt.
 
         Raises :class:`boundgate.errors.BoundgateError` subclasses for anything the client
         should see (context too long, upstream failures, overload).

