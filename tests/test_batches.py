@@ -464,3 +464,34 @@ def test_the_sdk_lists_files_and_batches_page_by_page_per_tenant(tmp_path: Path)
         )
         assert_error(r, 400, param="limit")
         live.http.close()
+
+
+def test_cancelling_a_running_batch_answers_with_its_progress(tmp_path: Path) -> None:
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        live.gateway.backends["fake"].token_delay_s = 0.01  # lines take a moment each
+        client: openai.OpenAI = live.openai()
+        f = client.files.create(file=("in.jsonl", lines(200)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        wait_until(lambda: client.batches.retrieve(b.id).request_counts.completed >= 2)
+        c = client.batches.cancel(b.id)
+        assert c.status == "cancelling" and c.request_counts.completed >= 2  # it said 0
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "cancelled" and r)
+        assert 2 <= done.request_counts.completed < 200
+        live.http.close()
+
+
+def test_a_saving_within_rounding_is_zero() -> None:
+    from boundgate.server.batches.serving import _saving
+
+    run_now = 0.1 * 3 * 0.37  # a batch run in its submission hour: the same sum, other order
+    carbon = 0.37 * 0.1 * 3
+    assert run_now - carbon != 0  # -2.8e-17 showed as a (negative) saving
+    assert _saving(run_now, carbon) == 0.0
+    assert _saving(2.0, 1.5) == 0.5 and _saving(1.0, 1.5) == -0.5  # a dirtier hour: negative

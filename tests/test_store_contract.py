@@ -942,6 +942,8 @@ def test_batches_and_files_list_by_tenant_with_a_cursor(store: Store) -> None:
     assert [b[0] for b in run(store.batches(2, tenant="acme", after="b4"))] == ["b3", "b2"]
     assert [b[0] for b in run(store.batches(tenant="acme", after="b2"))] == ["b0"]
     assert run(store.batches(tenant="acme", after="nope")) == []
+    assert run(store.batches(tenant="acme", after="b1")) == []  # globex's: tells nothing
+    assert run(store.files(tenant="acme", after="f1")) == []
     assert [b[0] for b in run(store.batches(after="b2"))] == ["b1", "b0"]
     acme = run(store.files(tenant="acme"))
     assert [f.id for f in acme] == ["f3", "f2", "f0"]

@@ -347,14 +347,15 @@ class FileStore(Protocol):
     ) -> list[FileRow]:
         """Files (of ``tenant`` and ``purpose`` where given), newest first (``ascending``:
         oldest first), at most ``limit``, those after file ``after`` in that order (a
-        cursor; an unknown id gives none); their ``content`` is not read (``b""``)."""
+        cursor; an id unknown, or not ``tenant``'s, gives none); their ``content`` is not
+        read (``b""``)."""
 
     async def batches(
         self, limit: int = 100, tenant: str | None = None, after: str | None = None
     ) -> list[tuple[str, str, float, str]]:
         """``(id, tenant, created, JSON body)`` of the newest ``limit`` batches (of
         ``tenant`` where given), newest first; with ``after``, those after that batch in this
-        order (a cursor; an unknown id gives none)."""
+        order (a cursor; an id unknown, or not ``tenant``'s, gives none)."""
 
     async def put_batch_line(self, row: BatchLineRow) -> None:
         """Keep a finished line of a running batch (its checkpoint). A line kept already is

@@ -177,4 +177,5 @@ async def get_batch(
 async def cancel_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    return await serving.cancel_batch(gateway_of(request), ctx, batch_id)
+    gw = gateway_of(request)
+    return await serving.with_progress(gw, await serving.cancel_batch(gw, ctx, batch_id))

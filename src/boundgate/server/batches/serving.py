@@ -508,7 +508,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         energy_wh=energy,
         carbon_g=carbon,
         run_now_carbon_g=run_now,
-        shifting_saved_g=run_now - carbon,
+        shifting_saved_g=_saving(run_now, carbon),
         reuse_avoided_wh=avoided,
         state="cancelled" if cancelled else "done",
     )
@@ -528,6 +528,13 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     await gw.store.drop_batch_lines(batch_id)
     counts = batch["request_counts"]
     return {"completed": counts["completed"], "failed": counts["failed"], "cancelled": cancelled}
+
+
+def _saving(run_now_g: float, carbon_g: float) -> float:
+    """What shifting saved: run-now carbon minus what was emitted; a difference within
+    floating-point rounding of the two (the same hour's intensity) is 0, not -2.8e-17."""
+    saved = run_now_g - carbon_g
+    return 0.0 if abs(saved) <= 1e-9 * max(abs(run_now_g), abs(carbon_g)) else saved
 
 
 async def _run_line(

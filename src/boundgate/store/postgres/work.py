@@ -140,7 +140,8 @@ class PostgresWork(PostgresBase):
             "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) "
             "AND (%(purpose)s::text IS NULL OR purpose = %(purpose)s) "
             f"AND (%(after)s::text IS NULL OR (created, id) {cmp} "
-            "(SELECT created, id FROM files WHERE id = %(after)s)) "
+            "(SELECT created, id FROM files WHERE id = %(after)s "
+            "AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s))) "
             f"ORDER BY created {order}, id {order} LIMIT %(limit)s"
         )
         params = {"tenant": tenant, "purpose": purpose, "after": after, "limit": limit}
@@ -158,7 +159,8 @@ class PostgresWork(PostgresBase):
             "SELECT id, tenant, created, body FROM batches "
             "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) "
             "AND (%(after)s::text IS NULL OR (created, id) < "
-            "(SELECT created, id FROM batches WHERE id = %(after)s)) "
+            "(SELECT created, id FROM batches WHERE id = %(after)s "
+            "AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s))) "
             "ORDER BY created DESC, id DESC LIMIT %(limit)s"
         )
         params = {"tenant": tenant, "after": after, "limit": limit}

@@ -146,7 +146,8 @@ class SQLiteWork(SQLiteBase):
             "WHERE (:tenant IS NULL OR tenant = :tenant) "
             "AND (:purpose IS NULL OR purpose = :purpose) "
             f"AND (:after IS NULL OR (created, id) {cmp} "
-            "(SELECT created, id FROM files WHERE id = :after)) "
+            "(SELECT created, id FROM files WHERE id = :after "
+            "AND (:tenant IS NULL OR tenant = :tenant))) "
             f"ORDER BY created {order}, id {order} LIMIT :limit"
         )
         params = {"tenant": tenant, "purpose": purpose, "after": after, "limit": limit}
@@ -164,7 +165,8 @@ class SQLiteWork(SQLiteBase):
         sql = (
             "SELECT id, tenant, created, body FROM batches "
             "WHERE (:tenant IS NULL OR tenant = :tenant) AND (:after IS NULL OR (created, id) < "
-            "(SELECT created, id FROM batches WHERE id = :after)) "
+            "(SELECT created, id FROM batches WHERE id = :after "
+            "AND (:tenant IS NULL OR tenant = :tenant))) "
             "ORDER BY created DESC, id DESC LIMIT :limit"
         )
         params = {"tenant": tenant, "after": after, "limit": limit}
