@@ -62,6 +62,7 @@ MSG = [{"role": "user", "content": "hi"}]
         # from a new-user trial: both answered 200 (OpenAI: 400)
         ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
         ({"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
+        ({"messages": MSG, "top_logprobs": 3}, "top_logprobs"),  # logprobs are not served
     ],
 )
 def test_bad_parameters_are_400_with_param(
@@ -365,3 +366,9 @@ def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
         )
         assert r.status_code in (200, 400), r.text
         assert fake_live.http.get("/healthz").status_code == 200
+
+
+def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> None:
+    body = {"messages": MSG, "stream_options": {"include_usage": True}}
+    err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)
+    assert err["message"] == "stream_options: stream_options is only allowed when stream is true"

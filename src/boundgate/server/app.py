@@ -282,6 +282,8 @@ def create_app(
                 msg = "required parameter is missing" if param else "request body is missing"
             elif first.get("type") == "finite_number":
                 msg = NON_FINITE
+            elif first.get("type") == "value_error":
+                msg = msg.removeprefix("Value error, ")  # our validators' own words
             text = f"{param}: {msg}" if param else msg
             if len(errors) > 1:
                 text += f" (and {len(errors) - 1} more)"

@@ -172,6 +172,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
             if param and other and other.startswith(param) and len(other) > len(param):
                 first, param = e, other
         msg = "required parameter is missing" if first["type"] == "missing" else first["msg"]
+        msg = msg.removeprefix("Value error, ")  # our validators' own words
         raise InvalidRequestError(
             f"{param}: {msg}" if param else str(msg), param=param, code=ErrorCode.INVALID_VALUE
         ) from None

@@ -10,7 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ...settings import ReasoningEffort
 
 # Parameters the gateway does not implement yet: rejected clearly instead of ignored.
-UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call", "logprobs", "audio")
+UNSUPPORTED = (
+    "tools",
+    "functions",
+    "tool_choice",
+    "function_call",
+    "logprobs",
+    "top_logprobs",
+    "audio",
+)
 
 # The widest integers OpenAI's API takes: ``seed`` is a signed 64-bit integer; a token limit
 # beyond a signed 32-bit one is no limit any model has (and no value an upstream takes).
