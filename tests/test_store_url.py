@@ -103,3 +103,21 @@ def test_a_data_dir_sqlite_cannot_use_fails_naming_the_setting(
     assert done.returncode == 2, done.stderr
     assert "server.data_dir" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("command", [["report"], ["keys", "list"], ["schedule", "list"]])
+def test_reading_commands_do_not_create_a_store_in_a_mistyped_data_dir(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A trial's `boundgate report --data-dir /nonexistent/x` created an empty store there
+    and printed an empty report."""
+    mistyped = tmp_path / "nonexistent" / "x"
+    done = subprocess.run(
+        [*CLI, *command, "--data-dir", str(mistyped)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "BOUNDGATE_STORE__URL"},
+    )
+    assert done.returncode == 1 and "no boundgate store in" in done.stderr, done.stderr
+    assert not mistyped.exists()

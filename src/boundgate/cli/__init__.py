@@ -57,11 +57,27 @@ def _settings(config: Path | None, **server: Any) -> Settings:
 
 
 @contextmanager
-def opened_store(settings: Settings) -> Iterator[Store]:
+def opened_store(settings: Settings, *, existing: bool = False) -> Iterator[Store]:
     """The configured store (``store.url``, else SQLite in the data dir), open for the
-    ``with`` block and closed after it; exits 2 with the reason when it cannot be opened."""
+    ``with`` block and closed after it; exits 2 with the reason when it cannot be opened.
+    ``existing`` (commands that only read or change what is there): a data dir without a
+    SQLite store exits 1 saying so, instead of creating an empty store there (a mistyped
+    ``--data-dir`` printed an empty report)."""
     from ..assembly import build_store, open_store
 
+    data_dir = settings.server.data_dir
+    if (
+        existing
+        and not settings.store.url
+        and not settings.db_path.exists()
+        and (data_dir.is_dir() or not data_dir.exists())  # else: what SQLite says (exit 2)
+    ):
+        err.print(
+            f"error: no boundgate store in {data_dir} (server.data_dir, "
+            "--data-dir): nothing has been served or set up with this data directory",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     try:
         store = build_store(settings)
         open_store(store, settings)
@@ -367,7 +383,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List keys (ids and tenants, never secrets)."""
-    with opened_store(_settings(config, data_dir=data_dir)) as store:
+    with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         rows = asyncio.run(store.list_keys())
     table = Table(
         "id",
@@ -400,7 +416,7 @@ def keys_revoke(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Revoke a key; requests using it get 401 from then on."""
-    with opened_store(_settings(config, data_dir=data_dir)) as store:
+    with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         ok = asyncio.run(store.revoke_key(key_id))
     if not ok:
         err.print(f"no such key: {key_id}")

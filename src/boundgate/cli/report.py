@@ -314,7 +314,7 @@ def report(
     now = time.time()
     start = now - window
     title = f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}"
-    with opened_store(_settings(config, data_dir=data_dir)) as store:
+    with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         if by == "model":
             rows = [
                 {k: asdict(r)[k] for k in MODEL_FIELDS} for r in asyncio.run(store.report(start))

@@ -158,7 +158,7 @@ def schedule_list(
 
     from . import _settings, opened_store, out
 
-    with opened_store(_settings(config, data_dir=data_dir)) as store:
+    with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         jobs = asyncio.run(store.jobs(state.value if state is not None else None))
 
     def fmt(ts: float | None) -> str:
