@@ -459,6 +459,14 @@ def test_the_sdk_lists_files_and_batches_page_by_page_per_tenant(tmp_path: Path)
         assert [f.id for f in a.files.list(order="asc")] == [f for f, _ in made]
         assert [f.id for f in g.files.list()] == [other.id]  # another tenant's are not listed
         assert list(g.batches.list()) == []
+        # the SDK's delete (it answered 405); another tenant's file is not found
+        with pytest.raises(openai.NotFoundError):
+            g.files.delete(made[0][0])
+        gone = a.files.delete(made[0][0])
+        assert gone.deleted and gone.id == made[0][0]
+        assert [f.id for f in a.files.list(order="asc")] == [f for f, _ in made[1:]]
+        with pytest.raises(openai.NotFoundError):
+            a.files.retrieve(made[0][0])
         r = live.http.get(
             "/v1/batches", params={"limit": 0}, headers={"Authorization": f"Bearer {acme.secret}"}
         )

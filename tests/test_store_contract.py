@@ -955,6 +955,9 @@ def test_batches_and_files_list_by_tenant_with_a_cursor(store: Store) -> None:
     assert [f.id for f in run(store.files(tenant="acme", after="f3", limit=1))] == ["f2"]
     assert [f.id for f in run(store.files(after="f1", ascending=True))] == ["f2", "f3"]
     assert run(store.files(purpose="batch_output")) == []
+    assert run(store.delete_file("f2")) is True and run(store.delete_file("f2")) is False
+    assert run(store.get_file("f2")) is None
+    assert [f.id for f in run(store.files(tenant="acme"))] == ["f3", "f0"]
 
 
 def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) -> None:

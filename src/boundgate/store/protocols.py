@@ -328,6 +328,9 @@ class FileStore(Protocol):
         """Store an uploaded file. Raises the implementation's integrity error if the id
         exists."""
 
+    async def delete_file(self, file_id: str) -> bool:
+        """Delete file ``file_id``; False if there is none."""
+
     async def get_file(self, file_id: str) -> FileRow | None:
         """The file ``file_id``, content included; None if there is none."""
 

@@ -100,3 +100,12 @@ class BatchList(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+class FileDeleted(BaseModel):
+    """``DELETE /v1/files/{file_id}``: OpenAI's deletion status."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    object: Literal["file"]
+    deleted: bool

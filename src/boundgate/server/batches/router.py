@@ -13,7 +13,7 @@ from ...gateway import RequestContext
 from ..common import StrictJSONRoute, context, gateway_of
 from ..openapi import errors, ok
 from . import serving
-from .protocol import Batch, BatchList, FileList, FileObject
+from .protocol import Batch, BatchList, FileDeleted, FileList, FileObject
 
 router = APIRouter(route_class=StrictJSONRoute)
 PURPOSES = ("batch",)
@@ -96,6 +96,23 @@ async def file_content(
 ) -> Response:
     f = await serving.owned_file(gateway_of(request), ctx, file_id)
     return Response(f.content, media_type="application/jsonl")
+
+
+@router.delete(
+    "/v1/files/{file_id}",
+    tags=["batches"],
+    response_model=None,
+    responses={**ok(FileDeleted), **errors(401, 404)},
+)
+async def delete_file(
+    file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+) -> dict[str, Any]:
+    """Delete a file (yours; any for an admin). A batch that has not finished reading it
+    fails when it runs (its input is gone), as on OpenAI."""
+    gw = gateway_of(request)
+    await serving.owned_file(gw, ctx, file_id)  # 404 for another tenant's, as for reads
+    deleted = await gw.store.delete_file(file_id)
+    return {"id": file_id, "object": "file", "deleted": deleted}
 
 
 class BatchRequest(BaseModel):

@@ -101,6 +101,9 @@ class PostgresWork(PostgresBase):
             (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
         )
 
+    async def delete_file(self, file_id: str) -> bool:
+        return await self._execute("DELETE FROM files WHERE id = %s", (file_id,)) == 1
+
     async def get_file(self, file_id: str) -> FileRow | None:
         sql = (
             "SELECT id, tenant, purpose, filename, bytes, created, content FROM files WHERE id = %s"

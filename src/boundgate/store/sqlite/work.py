@@ -105,6 +105,10 @@ class SQLiteWork(SQLiteBase):
             (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
         )
 
+    async def delete_file(self, file_id: str) -> bool:
+        sql = "DELETE FROM files WHERE id = ?"
+        return bool(await self._call(lambda conn: conn.execute(sql, (file_id,)).rowcount == 1))
+
     async def get_file(self, file_id: str) -> FileRow | None:
         def run(conn: sqlite3.Connection) -> FileRow | None:
             r = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
