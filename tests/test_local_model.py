@@ -313,3 +313,20 @@ def test_a_daily_token_budget_holds_under_concurrency_with_the_chat_template(
         rows = [r for r in live.ledger().values() if r.tenant == "tight"]
         used = sum(r.prompt_tokens + r.completion_tokens for r in rows)
         assert 0 < used <= 300, used
+
+
+def test_a_non_streamed_generation_stops_when_its_client_leaves(tmp_path: Path) -> None:
+    """A client that gives up on a non-streamed answer: the model stops (it generated on for
+    nobody) and the row says cancelled, with the prompt the model had started on counted."""
+    with local_server(tmp_path) as live:
+        body = {**COUNTING, "stream": False}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(live.base + "/v1/completions", json=body, headers=NO_STORE, timeout=1.5)
+
+        def cancelled() -> Any:
+            rows = [r for r in live.ledger().values() if r.outcome == "cancelled"]
+            return rows[0] if rows else None
+
+        row = wait_until(cancelled, timeout=120)
+        assert row.status == 499 and row.prompt_tokens > 0, row
+        assert probe(live).status_code == 200  # the model is free again

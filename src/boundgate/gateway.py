@@ -739,10 +739,10 @@ class Gateway:
         lookup_m = span.stop()
         cancel = CancelToken()
         usage = Usage(0, 0)
+        gen = GenerationSpan(
+            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
+        )
         try:
-            gen = GenerationSpan(
-                self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
-            )
             completion = await backend.complete(
                 dataclasses.replace(req, on_start=gen.begin), cancel
             )
@@ -762,9 +762,17 @@ class Gateway:
             await self.record_error(ctx, err, req)
             raise
         except asyncio.CancelledError:
+            # the client left (server.common.until_disconnected) or the server stops
             cancel.cancel()
+            if gen.token is not None:
+                # the model had started on the prompt, which counts, as a stream cut short
+                # does; a whole answer's usage comes only at its end: the estimate the
+                # context check uses (4 bytes a token) plus the prompt format
+                usage = Usage(req.text_bytes() // 4 + backend.template_tokens(req), 0)
             self.ledger.commit_soon(
-                self.ledger.row(ctx, req, backend, stream=False, outcome="cancelled", status=499)
+                self.ledger.row(
+                    ctx, req, backend, stream=False, usage=usage, outcome="cancelled", status=499
+                )
             )
             raise
         finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import Request
@@ -285,3 +287,34 @@ def to_response(
             headers=headers,
         )
     return SSEResponse(content, headers)
+
+
+_T = TypeVar("_T")
+
+
+async def until_disconnected(request: Request, work: Awaitable[_T]) -> _T | None:
+    """Run ``work`` (a request's handling, its body already read); if the client disconnects
+    first, cancel it and return None, so a generation nobody waits for stops (the gateway
+    ledgers it as cancelled). vLLM's ``with_cancellation`` does the same: the ASGI receive
+    channel, once the body is read, yields ``http.disconnect`` when the client goes.
+    Streamed responses need no such watch (Starlette's StreamingResponse listens itself)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler itself is cancelled (shutdown): so is the work
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None

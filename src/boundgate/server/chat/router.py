@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from ...gateway import RequestContext
-from ..common import StrictJSONRoute, context, gateway_of, to_response
+from ..common import StrictJSONRoute, context, gateway_of, to_response, until_disconnected
 from ..openapi import GENERATION_ERRORS, json_or_sse
 from .protocol import ChatCompletion, ChatCompletionRequest
 from .serving import serve
@@ -27,4 +27,7 @@ async def chat_completions(
     ctx: Annotated[RequestContext, Depends(context)],
 ) -> Response:
     """Create a chat completion (OpenAI-compatible; ``stream`` gives server-sent events)."""
-    return to_response(*await serve(gateway_of(request), ctx, body))
+    served = await until_disconnected(request, serve(gateway_of(request), ctx, body))
+    if served is None:  # the client left before its answer: nobody reads this
+        return Response(status_code=499)
+    return to_response(*served)
