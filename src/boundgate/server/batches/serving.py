@@ -176,9 +176,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
         raise InvalidRequestError(
             f"{param}: {msg}" if param else str(msg), param=param, code=ErrorCode.INVALID_VALUE
         ) from None
-    generation.refuse_unsupported(req)
-    if isinstance(req, CompletionRequest) and req.suffix:
-        raise InvalidRequestError("'suffix' is not supported", param="suffix")
+    generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
     return req
 
 

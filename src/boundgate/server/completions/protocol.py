@@ -29,6 +29,10 @@ class CompletionRequest(SamplingParams):
             raise ValueError("exactly one prompt per request is supported")
         return v
 
+    def unsupported(self) -> str | None:
+        """As ``SamplingParams.unsupported``, and ``suffix`` (insertion) when given."""
+        return "suffix" if self.suffix else super().unsupported()
+
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...errors import ErrorCode, InvalidRequestError
 from ...gateway import Gateway, RequestContext
 from .. import generation
 from .protocol import CompletionRequest
@@ -14,13 +13,7 @@ from .protocol import CompletionRequest
 async def serve(
     gateway: Gateway, ctx: RequestContext, body: CompletionRequest
 ) -> tuple[dict[str, Any] | AsyncIterator[bytes], dict[str, str]]:
-    if body.suffix:
-        raise InvalidRequestError(
-            "'suffix' is not supported by this gateway yet",
-            param="suffix",
-            code=ErrorCode.UNSUPPORTED_PARAMETER,
-        )
-    req = generation.generation_request(body, gateway)
+    req = generation.generation_request(body, gateway)  # refuses suffix, as unsupported
     req.prompt = body.prompt_text()
     prefix = req.prompt if body.echo else ""
     if body.stream:
