@@ -88,6 +88,26 @@ class Result:
 REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
 
 
+def refuse_over_context(backend: Backend, req: GenerationRequest) -> None:
+    """For a backend whose context the gateway checks (``counts_context_by_bytes``: no
+    tokenizer here), raise ``ContextLengthExceededError`` when the prompt, at 4 bytes a
+    token, fills its context."""
+    limit = backend.context_length
+    if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limit} tokens; the prompt is "
+            f"about {req.text_bytes() // 4} tokens.",
+            param="messages" if req.messages is not None else "prompt",
+        )
+
+
+def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
+    """A prompt's tokens where no backend counted them (a generation cut short before it
+    reported usage): 4 bytes a token, the estimate the context check uses, plus what the
+    prompt format adds (``Backend.template_tokens``)."""
+    return req.text_bytes() // 4 + backend.template_tokens(req)
+
+
 @dataclass(frozen=True)
 class Finished:
     """The last event of a stream: emitted after the ledger row is committed."""
@@ -193,13 +213,7 @@ class Gateway:
         req.model = backend.name
         if req.max_tokens <= 0:
             req.max_tokens = self.default_max_tokens
-        limit = backend.context_length
-        if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {limit} tokens; the prompt is "
-                f"about {req.text_bytes() // 4} tokens.",
-                param="messages" if req.messages is not None else "prompt",
-            )
+        refuse_over_context(backend, req)
         reasoning = self.reasoning_cap(backend, req)
         # the worst case: the text's bytes (≥ its tokens), what the prompt format adds, and
         # every token the answer may take
@@ -552,13 +566,7 @@ class Gateway:
             spent = lookup_m or Measurement(0.0, 0.0, 0.0, "estimate")
             reused = Completion(e.answer, e.finish_reason, usage_of(e))
             return reused, spent, lookup, check(reused)
-        limit = backend.context_length
-        if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {limit} tokens; the prompt is "
-                f"about {req.text_bytes() // 4} tokens.",
-                param="messages" if req.messages is not None else "prompt",
-            )
+        refuse_over_context(backend, req)
         gen = GenerationSpan(
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
@@ -768,7 +776,7 @@ class Gateway:
                 # the model had started on the prompt, which counts, as a stream cut short
                 # does; a whole answer's usage comes only at its end: the estimate the
                 # context check uses (4 bytes a token) plus the prompt format
-                usage = Usage(req.text_bytes() // 4 + backend.template_tokens(req), 0)
+                usage = Usage(estimated_prompt_tokens(backend, req), 0)
             self.ledger.commit_soon(
                 self.ledger.row(
                     ctx, req, backend, stream=False, usage=usage, outcome="cancelled", status=499
@@ -895,7 +903,7 @@ class Gateway:
                 # reports usage only at the end)
                 prompt = usage.prompt_tokens
                 if not prompt and produced:
-                    prompt = req.text_bytes() // 4 + backend.template_tokens(req)
+                    prompt = estimated_prompt_tokens(backend, req)
                 partial = Usage(
                     prompt,
                     usage.completion_tokens or produced,
