@@ -307,27 +307,26 @@ def ask(
         body["model"] = model
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     info: dict[str, Any] = {}
-    try:
-        with httpx.stream(
+    with (
+        reaching(url),
+        httpx.stream(
             "POST", api_base_url(url) + "/chat/completions", json=body, headers=headers, timeout=300
-        ) as resp:
-            if resp.status_code >= 400:
-                resp.read()
-                exit_on_http_error(resp)
-            for line in resp.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                event = json.loads(line[6:])
-                if "error" in event:
-                    err.print(f"\nerror: {event['error'].get('message')}", highlight=False)
-                    raise typer.Exit(1)
-                for choice in event.get("choices") or []:
-                    sys.stdout.write(choice.get("delta", {}).get("content") or "")
-                    sys.stdout.flush()
-                info = event.get("boundgate") or info
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        err.print(f"cannot reach {url}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        ) as resp,
+    ):
+        if resp.status_code >= 400:
+            resp.read()
+            exit_on_http_error(resp)
+        for line in resp.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if "error" in event:
+                err.print(f"\nerror: {event['error'].get('message')}", highlight=False)
+                raise typer.Exit(1)
+            for choice in event.get("choices") or []:
+                sys.stdout.write(choice.get("delta", {}).get("content") or "")
+                sys.stdout.flush()
+            info = event.get("boundgate") or info
     sys.stdout.write("\n")
     sys.stdout.flush()
     if info:
