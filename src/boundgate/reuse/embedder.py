@@ -73,6 +73,27 @@ def default_model_files() -> tuple[Path, Path]:
     return model, tokenizer
 
 
+def cpu_session(model_path: Path, threads: int) -> Any:
+    """An onnxruntime ``InferenceSession`` on the CPU with ``threads`` intra-op threads that
+    sleep between runs instead of spinning.
+
+    onnxruntime's workers spin-wait after each run by default. The gateway runs two sessions
+    one after the other on every semantic lookup (the embedder, then the pair model) beside
+    llama.cpp, so one session's spinning workers took the cores the next one needed: on 2 cores
+    embedding a question and scoring one pair took a median 15.2 ms with spinning and 10.8 ms
+    without (``bench/onnx_spinning.py``). Raises onnxruntime's errors for a missing or invalid
+    model file."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
+    )
+
+
 class OnnxEmbedder(Embedder):
     """all-MiniLM-L6-v2 int8 on onnxruntime (CPU). Thread-safe; batches are padded per batch."""
 
@@ -86,7 +107,6 @@ class OnnxEmbedder(Embedder):
         threads: int = 1,
         batch_size: int = 32,
     ) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         if model_path is None or tokenizer_path is None:
@@ -96,12 +116,7 @@ class OnnxEmbedder(Embedder):
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(Path(model_path), threads)
         self.input_names = {i.name for i in self.session.get_inputs()}
         digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:12]
         self.name = f"all-MiniLM-L6-v2-int8@{digest}"

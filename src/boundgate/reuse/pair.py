@@ -65,8 +65,9 @@ class OnnxPairScorer(PairScorer):
     Cost: p50 about 2-4 ms per candidate on 2 cores (bench/pair_model.py)."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
+
+        from .embedder import cpu_session
 
         model_dir = model_dir or packaged_model_dir()
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -74,13 +75,8 @@ class OnnxPairScorer(PairScorer):
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         self.tokenizer.no_padding()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
         model = model_dir / "model.int8.onnx"
-        self.session = ort.InferenceSession(
-            str(model), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(model, threads)
         digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
         self.name = f"boundgate-pair-minilm-int8@{digest}"
         self._lock = threading.Lock()
