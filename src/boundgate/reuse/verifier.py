@@ -50,6 +50,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
 
+import numpy as np
+import numpy.typing as npt
+
 from ..settings import ReuseSettings
 from .prior import Prior
 from .scoring import CosineScorer, Evidence, Scorer
@@ -72,6 +75,27 @@ def wilson(errors: float, n: float, z: float) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+Floats = npt.NDArray[np.float64]
+
+
+def wilson_arrays(errors: Floats, n: Floats, z: float) -> tuple[Floats, Floats]:
+    """``wilson`` element-wise over arrays of counts: (low, high) arrays."""
+    safe = np.where(n > 0, n, 1.0)
+    p = errors / safe
+    denom = 1 + z * z / safe
+    centre = (p + z * z / (2 * safe)) / denom
+    half = z * np.sqrt(np.maximum(p * (1 - p) / safe + z * z / (4 * safe * safe), 0.0)) / denom
+    low = np.where(n > 0, np.maximum(0.0, centre - half), 0.0)
+    high = np.where(n > 0, np.minimum(1.0, centre + half), 1.0)
+    return low, high
+
+
+def count_above(sorted_xs: Floats, grid: Floats) -> Floats:
+    """For each ``t`` of ``grid``: how many of ``sorted_xs`` are ≥ t (as ``bisect_left`` at
+    t − 1e-12 counts them one at a time)."""
+    return np.asarray(len(sorted_xs) - np.searchsorted(sorted_xs, grid - 1e-12, "left"), float)
 
 
 def z_for(confidence: float) -> float:
@@ -170,6 +194,10 @@ class Verifier:
             prior.mapped(lambda p: self.scorer.score(Evidence(0.0, 0.0, p)))
             if prior is not None
             else None
+        )
+        self._prior_duplicates = np.asarray(self.prior.duplicates if self.prior else (), float)
+        self._prior_non_duplicates = np.asarray(
+            self.prior.non_duplicates if self.prior else (), float
         )
         self.prior_weight = settings.prior_weight
         self.prior_verify_rate = settings.prior_verify_rate
@@ -291,24 +319,24 @@ class Verifier:
     def _above(self, xs: list[float], t: float) -> int:
         return len(xs) - bisect_left(xs, t - 1e-12)
 
-    def _windows(self) -> list[list[float]]:
-        """The scores of the most recent lookups, sorted, for each window size."""
-        recent = list(self._lookup_scores)
-        return [sorted(recent[-w:]) for w in self.lookup_windows if recent]
-
-    def _hit_share(self, t: float, windows: list[list[float]]) -> float:
-        """h(t): the share of recent lookups whose best candidate scores ≥ t, the highest
-        over the windows, so a surge of near-repeats counts at once, not after thousands of
-        lookups have diluted it. With a prior calibrated on lookups, h(t) is never taken
-        below the calibration's own share H(t): traffic that has so far been all novel (h near
-        0) cannot pull the threshold down to where the first near-repeats would be served
-        wrongly. H(t) decides only where the gateway's own traffic is sparser above t than the
-        calibration's, i.e. where hits are rare anyway."""
-        prior_h = self.prior.hit_share(t) if self.prior is not None else None
-        if not windows:
-            return 1.0 if prior_h is None else prior_h
-        own = max(self._above(w, t) / len(w) for w in windows)
-        return own if prior_h is None else max(own, prior_h)
+    def _hit_shares(self, grid: Floats) -> Floats:
+        """h(t) for each ``t`` of ``grid``: the share of recent lookups whose best candidate
+        scores ≥ t, the highest over the windows, so a surge of near-repeats counts at once,
+        not after thousands of lookups have diluted it. With a prior calibrated on lookups,
+        h(t) is never taken below the calibration's own share H(t): traffic that has so far
+        been all novel (h near 0) cannot pull the threshold down to where the first
+        near-repeats would be served wrongly. H(t) decides only where the gateway's own traffic
+        is sparser above t than the calibration's, i.e. where hits are rare anyway."""
+        prior_h: Floats | None = None
+        if self.prior is not None and self.prior.lookups:
+            n_p = count_above(self._prior_duplicates, grid)
+            n_p += count_above(self._prior_non_duplicates, grid)
+            prior_h = np.minimum(1.0, n_p / self.prior.lookups)
+        recent = np.fromiter(self._lookup_scores, float)
+        if not len(recent):
+            return prior_h if prior_h is not None else np.ones(len(grid))
+        own = self._window_shares(recent, grid)
+        return own if prior_h is None else np.maximum(own, prior_h)
 
     def _compute(self) -> float:
         """The threshold in force, and on which scorer: the primary's (``_compute_primary``),
@@ -326,10 +354,10 @@ class Verifier:
         alt = self._compute_alternative()
         if alt is None:
             return t
-        recent = list(self._lookup_scores)
-        alt_recent = list(self._alt_lookup_scores)
-        share = sum(1 for x in recent if x >= t) / len(recent)
-        alt_share = sum(1 for x in alt_recent if x >= alt) / len(alt_recent)
+        recent = np.fromiter(self._lookup_scores, float)
+        alt_recent = np.fromiter(self._alt_lookup_scores, float)
+        share = np.count_nonzero(recent >= t) / len(recent)
+        alt_share = np.count_nonzero(alt_recent >= alt) / len(alt_recent)
         if alt_share > share:
             self._alt_active = True
             self._decided_by = "labels"
@@ -341,73 +369,89 @@ class Verifier:
         (see ``_compute``), or None while none is proven or fewer lookups than the smallest
         window have been seen."""
         assert self.alternative is not None
-        recent = list(self._alt_lookup_scores)
+        recent = np.fromiter(self._alt_lookup_scores, float)
         if len(recent) < self.lookup_windows[0]:
             return None
-        windows = [sorted(recent[-w:]) for w in self.lookup_windows]
-        best: float | None = None
         steps = round((1.0 - self.floor) / self.STEP)
-        for i in range(steps, -1, -1):
-            t = round(self.floor + i * self.STEP, 6)
-            n = self._above(self._alt_sims, t)
-            if n < self.min_observations:
-                continue
-            high = wilson(self._above(self._alt_wrong, t), n, self.z_alternative)[1]
-            if high > 10 * self.delta:
-                continue  # not yet precise enough to rely on, whatever h(t) is
-            h = max(self._above(w, t) / len(w) for w in windows)
-            if h * high <= self.delta:
-                best = t
-            else:
-                break
-        return best
+        grid = np.round(self.floor + np.arange(steps, -1, -1) * self.STEP, 6)  # high to low
+        n = count_above(np.asarray(self._alt_sims, float), grid)
+        high = wilson_arrays(
+            count_above(np.asarray(self._alt_wrong, float), grid), n, self.z_alternative
+        )[1]
+        h = self._window_shares(recent, grid)
+        # not yet precise enough to rely on (whatever h(t) is): skipped, as too few labels are
+        considered = (n >= self.min_observations) & (high <= 10 * self.delta)
+        passed = h * high <= self.delta
+        return self._lowest_proven(grid, considered, passed)
+
+    def _window_shares(self, recent: Floats, grid: Floats) -> Floats:
+        """For each ``t`` of ``grid``: the highest share, over the lookup windows, of the
+        ``recent`` lookups (oldest first) whose score is ≥ t."""
+        shares = np.zeros(len(grid))
+        for w in self.lookup_windows:
+            window = np.sort(recent[-w:])
+            shares = np.maximum(shares, count_above(window, grid) / len(window))
+        return shares
+
+    @staticmethod
+    def _lowest_proven(
+        grid: Floats, considered: npt.NDArray[np.bool_], passed: npt.NDArray[np.bool_]
+    ) -> float | None:
+        """Walking ``grid`` from its highest threshold down, over the ``considered`` ones: the
+        last that ``passed`` before the first that did not (None if the first one failed or
+        none is considered)."""
+        idx = np.flatnonzero(considered)
+        if not len(idx):
+            return None
+        failures = np.flatnonzero(~passed[idx])
+        upto = idx if not len(failures) else idx[: failures[0]]
+        return float(grid[upto[-1]]) if len(upto) else None
 
     def _compute_primary(self) -> float:
-        windows = self._windows()
+        """The lowest threshold, on the grid of ``STEP`` from the floor (or the lowest
+        observed score) up to 1, such that the bound holds there and at every higher
+        threshold with at least ``min_observations`` observations (the prior's included);
+        all thresholds are tested at once (numpy), as one pass from the top down would."""
         lam = self._lam()
-        best: float | None = None
-        best_by_labels = False
-        failed_at: float | None = None
         # scores may sit below the floor (the density correction lowers them): start the grid
         # at the lowest observed score, on the same 0.005 lattice
         low = self.floor
         if self._sims and self._sims[0] < low:
             low = self.floor - math.ceil((self.floor - self._sims[0]) / self.STEP) * self.STEP
         steps = round((1.0 - low) / self.STEP)
-        for i in range(steps, -1, -1):
-            t = round(low + i * self.STEP, 6)
-            n, e, n_on, e_on = self._counts(t, lam)
-            if n < self.min_observations:
-                continue
-            h = self._hit_share(t, windows)
-            ok = h * wilson(e, n, self.z)[1] <= self.delta
-            if ok and lam > 0 and n_on > 0:
-                # the gateway's own labels overrule the prior where they show δ broken: their
-                # lower confidence bound (cautious for few labels) already exceeds it
-                ok = h * wilson(e_on, n_on, self.z)[0] <= self.delta
+        grid = np.round(low + np.arange(steps, -1, -1) * self.STEP, 6)  # high to low
+        n_on = count_above(np.asarray(self._sims, float), grid)
+        e_on = count_above(np.asarray(self._wrong, float), grid)
+        n, e = n_on, e_on
+        if self.prior is not None and lam != 0.0:
+            e_p = count_above(self._prior_non_duplicates, grid)
+            n_p = count_above(self._prior_duplicates, grid) + e_p
+            n, e = n_on + lam * n_p, e_on + lam * e_p
+        h = self._hit_shares(grid)
+        ok = h * wilson_arrays(e, n, self.z)[1] <= self.delta
+        own = np.zeros(len(grid), dtype=bool)
+        if lam > 0:
+            low_on, high_on = wilson_arrays(e_on, n_on, self.z)
+            # the gateway's own labels overrule the prior where they show δ broken: their
+            # lower confidence bound (cautious for few labels) already exceeds it ...
+            ok &= (n_on <= 0) | (h * low_on <= self.delta)
             # ... and prove a threshold by themselves where they are enough to: the prior is
             # for the cold start, and on traffic unlike its calibration data (all paraphrases,
             # another domain) its pessimism would otherwise outlive thousands of own labels
-            own = (
-                not ok
-                and lam > 0
-                and n_on >= self.min_observations
-                and h * wilson(e_on, n_on, self.z)[1] <= self.delta
-            )
-            if ok or own:
-                best = t
-                best_by_labels = own
-            else:
-                failed_at = t
-                break
+            own = ~ok & (n_on >= self.min_observations) & (h * high_on <= self.delta)
+        considered = n >= self.min_observations
+        passed = ok | own
+        best = self._lowest_proven(grid, considered, passed)
         if best is not None:
-            n_on = self._above(self._sims, best)
-            if lam == 0.0 or best_by_labels:
+            at = int(np.flatnonzero(grid == best)[0])
+            if lam == 0.0 or own[at]:
                 self._decided_by = "labels"
             else:
-                self._decided_by = "prior" if n_on == 0 else "prior+labels"
+                self._decided_by = "prior" if n_on[at] == 0 else "prior+labels"
             return best
         self._decided_by = "initial_threshold"
+        idx = np.flatnonzero(considered & ~passed)
+        failed_at = float(grid[idx[0]]) if len(idx) else None
         if failed_at is not None and failed_at >= self.initial_threshold:
             return min(1.0 + self.STEP, failed_at + self.STEP)
         return self.initial_threshold
@@ -469,7 +513,7 @@ class Verifier:
                 )
                 low, high = wilson(e, n, self.z_alternative)
             else:
-                h = self._hit_share(t, self._windows())
+                h = float(self._hit_shares(np.array([t]))[0])
                 low, high = wilson(e, n, self.z)
             return ErrorEstimate(
                 threshold=t,
