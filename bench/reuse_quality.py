@@ -146,6 +146,13 @@ def main() -> None:
         "count them as duplicates (the gateway runs on the raw labels either way)",
     )
     ap.add_argument(
+        "--answer-reviewed",
+        action="store_true",
+        help="the fake upstream answers the pairs of --review with one answer, as an LLM "
+        "would answer two texts that say the same: the gateway then learns from the reviewed "
+        "meanings, and the raw figures equal the reviewed ones",
+    )
+    ap.add_argument(
         "--lookup-windows",
         type=int,
         nargs="+",
@@ -205,6 +212,8 @@ def main() -> None:
     for a, b in reviewed:  # also pairs of questions from different pairs, met by lookups
         rcomp.union(a, b)
     n_reviewed = sum(1 for a, b, d in pairs if not d and (a, b) in reviewed)
+    if args.answer_reviewed:  # the fake upstream answers reviewed pairs alike
+        meanings = {q: rcomp.find(q) for q in comp.parent}
     for _, n in negatives:
         meanings[n] = "negated:" + n
     data = Path(__file__).resolve().parent.parent / "tests" / "data"

@@ -14,7 +14,7 @@ import pytest
 from boundgate.assembly import build_app
 from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
 from boundgate.clock import FakeClock
-from boundgate.reuse.embedder import HashEmbedder
+from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
 from boundgate.reuse.prior import Prior
@@ -73,6 +73,28 @@ def test_packaged_pair_model_separates_a_paraphrase_from_a_changed_meaning(
     scorer: OnnxPairScorer, asked: str, same: str, other: str
 ) -> None:
     s_same, s_other = scorer.score_pairs([(asked, same), (asked, other)])
+    assert s_same > 0.5 > s_other, (s_same, s_other)
+
+
+# A long prompt (about 75 tokens, within the embedder's 128) whose meaning is in its last words.
+LONG = (
+    "I am writing a report for my manager about our quarterly sales figures across the three "
+    "regional offices in Lyon, Porto and Gdansk, and I need to explain why revenue dropped in "
+    "the second quarter while costs stayed flat compared with last year, given that the "
+    "marketing budget was cut by a fifth and two of our largest customers delayed their "
+    "orders until the autumn. "
+)
+
+
+def test_the_pair_model_reads_two_long_prompts_whole(scorer: OnnxPairScorer) -> None:
+    """Cut to the 96 tokens it was trained on, two long prompts that differ only in their
+    last words looked identical to the model (it scored every such pair alike)."""
+    french, german = LONG + "Write the summary in French.", LONG + "Write the summary in German."
+    paraphrase = LONG + "Please write that summary in French."
+    embedder = OnnxEmbedder()
+    assert all(embedder.fits(t) for t in (french, german, paraphrase))
+    assert not scorer.tokenizer.encode(french, german).overflowing
+    s_same, s_other = scorer.score_pairs([(french, paraphrase), (french, german)])
     assert s_same > 0.5 > s_other, (s_same, s_other)
 
 

@@ -51,9 +51,16 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
 
 - Base: {t["base"]}. Licence of the weights: Apache-2.0 (`LICENSE.base`, `NOTICE.base`).
 - Architecture: BertForSequenceClassification (6 layers, 384 hidden), one logit; input
-  `[CLS] a [SEP] b [SEP]`, at most {hp["max_length"]} tokens (longest side truncated first).
+  `[CLS] a [SEP] b [SEP]`, trained on at most {hp["max_length"]} tokens (longest side
+  truncated first).
 - Export: ONNX opset 17, onnxruntime dynamic quantization (int8 weights, per channel):
-  `model.int8.onnx`. Serving scores both orders and averages the two probabilities.
+  `model.int8.onnx`. Serving scores both orders and averages the two probabilities, and
+  reads each pair whole, up to 256 tokens (`SERVING_MAX_TOKENS` in `boundgate/reuse/pair.py`:
+  any two questions the embedder reads whole). Cut to the training length, two long prompts
+  differing only in their last words looked identical to the model. Pairs longer than the
+  training length are rare in Quora (39 of quora_val's 12,129) and common in longer texts
+  (123 of the 999 pairs of GPTCache's mock data); the calibration below was replayed at the
+  serving length.
 
 ## Data
 

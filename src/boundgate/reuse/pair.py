@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .embedder import MAX_TOKENS, cpu_session
+
 Scores = npt.NDArray[np.float32]
 Pair = tuple[str, str]
 
@@ -56,22 +58,31 @@ class PairScorer(ABC):
         return float(self.score_pairs([(a, b)])[0])
 
 
+# Every pair the gateway scores is read whole: the embedder reads at most MAX_TOKENS of each
+# question (special tokens included) and a longer question is never a semantic candidate, so
+# a pair is at most 2 · (MAX_TOKENS − 2) + 3 ≤ 2 · MAX_TOKENS tokens. The model was trained on
+# pairs cut to ``config.json``'s max_length (96); cut the same way when serving, two long
+# prompts that differ only after their first ~47 tokens each looked identical to it.
+SERVING_MAX_TOKENS = 2 * MAX_TOKENS
+
+
 class OnnxPairScorer(PairScorer):
     """The shipped int8 cross-encoder on onnxruntime (CPU), tokenized with the ``tokenizers``
     WordPiece tokenizer saved beside it. Thread-safe (one session, one lock).
 
-    Each pair is scored in both orders and the two probabilities are averaged, so the score is
-    symmetric (the model was trained on both orders; this removes the rest of the asymmetry).
+    Pairs are read up to ``SERVING_MAX_TOKENS`` (the whole of any two questions the embedder
+    reads whole; longer ones are cut longest side first). Each pair is scored in both orders
+    and the two probabilities are averaged, so the score is symmetric (the model was trained
+    on both orders; this removes the rest of the asymmetry).
     Cost: p50 about 2-4 ms per candidate on 2 cores (bench/pair_model.py)."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         from tokenizers import Tokenizer
 
-        from .embedder import cpu_session
-
         model_dir = model_dir or packaged_model_dir()
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        self.max_length = int(config["max_length"])
+        self.trained_max_length = int(config["max_length"])
+        self.max_length = max(self.trained_max_length, SERVING_MAX_TOKENS)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         self.tokenizer.no_padding()
