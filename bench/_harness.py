@@ -190,7 +190,8 @@ def gateway_over_fake_upstream(
     from boundgate.settings import load_settings
     from boundgate.testing import ThreadedServer
 
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+    # the server stops (ExitStack) before its data dir is removed
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         upstream = stack.enter_context(FakeUpstreamServer())
         upstream.control.meanings = meanings
         cfg = Path(tmp) / "b.toml"

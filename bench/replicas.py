@@ -286,7 +286,7 @@ def serve_bench(
     body = {"messages": [{"role": "user", "content": "What is the boiling point of water?"}]}
     body["temperature"] = 0
     results: dict[tuple[str, int, str], list[tuple[float, ...]]] = {}
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:  # servers stop first
         ports: dict[tuple[str, int], int] = {}
         groups: dict[tuple[str, int], int] = {}
         for variant in variants:

@@ -101,7 +101,7 @@ def main() -> None:
     if any("@base" in v for v in a.variants) and a.baseline_src is None:
         sys.exit("@base variants need --baseline-src")
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
-    with postgres() as server, ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+    with postgres() as server, tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
         servers: dict[tuple[str, int], tuple[str, str, int]] = {}  # → base URL, key, group
         for variant in a.variants:
