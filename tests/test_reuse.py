@@ -433,6 +433,13 @@ def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live
             "How many spaces are between a and b in 'a b'?",
         ),
         ("What is x² if x is 3?", "What is x2 if x is 3?"),
+        # the second trial's: a capital that tells a name from a word, an instruction's material
+        ("What does the word Polish mean", "What does the word polish mean"),
+        ("Translate into French: You are coming?", "Translate into French: You are coming."),
+        (
+            "Count the capital letters in: Hello World From Berlin",
+            "Count the capital letters in: hello world from berlin",
+        ),
     ]
     for first, second in pairs:
         assert ask(fake_live, first).headers["x-boundgate-reuse"] == "miss"

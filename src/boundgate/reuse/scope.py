@@ -93,12 +93,26 @@ _TRAILING = "?.。？ \t"
 _QUOTES = "\"'“‘«„「『`"
 
 
-def _prose_word(word: str) -> str:
-    """A word of prose in its exact form: lower case, unless its case says something beyond
-    the start of a sentence: an upper-case letter after the first ("MB" / "Mb", "mW" / "MW",
-    "CO" / "Co", "iPhone") keeps the word as written. ``lower`` rather than ``casefold``:
-    "Maße" is not "Masse"."""
-    return word if any(c.isupper() for c in word[1:]) else word.lower()
+_SENTENCE_END = ".!?。？！"
+# The material of an instruction: what follows its first colon ("Translate into French: You
+# are coming?", "Count the capitals in: Hello World"), which the answer is about, letter by
+# letter.
+_MATERIAL = re.compile(r":\s")
+
+
+def _prose_word(word: str, sentence_start: bool) -> str:
+    """A word of prose in its exact form. Lower case only where case cannot say anything: the
+    first word of a sentence ("What" / "what") and the pronoun I ("I'm" / "i'm"). Elsewhere a
+    capital is kept, since it may be all that tells a name from a word ("Polish" / "polish",
+    "Turkey" / "turkey", "Nice" / "nice", "Python" / "python"), and so is every word with an
+    upper-case letter after its first ("MB" / "Mb", "CO" / "Co", "iPhone"). ``lower`` rather
+    than ``casefold``: "Maße" is not "Masse"."""
+    if any(c.isupper() for c in word[1:]):
+        return word
+    low = word.lower()
+    if sentence_start or low == "i" or low.startswith(("i'", "i’")):
+        return low
+    return word
 
 
 def _strip_end(text: str) -> str:
@@ -128,33 +142,50 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     Always Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"). A text of
     several lines (code, data, a pasted document) keeps every line as written, only trailing
     spaces and blank outer lines dropped: indentation and case count. One line of prose:
-    runs of whitespace as one space, words in lower case unless their case says more than a
-    sentence start (``_prose_word``) or the line holds code or a formula (then case counts
-    throughout), a trailing ``?``, ``.`` or exclamation mark dropped
-    (``_strip_end``); literal spans (``LITERAL``: quoted text, code, formulas) keep their case
-    and spacing. ``verbatim`` (text completions, whose continuation depends on every
-    character, trailing spaces too): NFC and nothing else."""
+    runs of whitespace as one space, the first word of each sentence and the pronoun I in
+    lower case, every other word as written (``_prose_word``: "Polish" is not "polish"), a
+    trailing ``?``, ``.`` or exclamation mark dropped (``_strip_end``). Kept exactly as
+    written: literal spans (``LITERAL``: quoted text, code, formulas; a line holding code or a
+    formula keeps its case throughout) and the material of an instruction, everything after
+    its first colon ("Translate into French: You are coming?" is not "...coming."; "Count the
+    spaces in: cat    dog"). ``verbatim`` (text completions, whose continuation depends on
+    every character, trailing spaces too): NFC and nothing else."""
     text = unicodedata.normalize("NFC", text)
     if verbatim:
         return text
     if "\n" in text.strip():
         return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).strip("\n")
+    text = text.strip()
+    material = ""
+    colon = _MATERIAL.search(text)
+    if colon is not None and text[colon.end() :].strip():
+        text, material = text[: colon.start()], text[colon.end() :].lstrip()
     out: list[str] = []
     pos = 0
     # a text that holds code or a formula keeps its case throughout ("x = True" / "x = true")
     code = any(m.group()[0] not in _QUOTES for m in LITERAL.finditer(text))
 
-    def prose(part: str) -> str:
+    def prose(part: str, after: str) -> str:
         if code or not part:
             return part
-        return " ".join(_prose_word(w) for w in part.split(" "))
+        words = part.split(" ")
+        start = not after.strip() or after.rstrip()[-1] in _SENTENCE_END
+        out = []
+        for w in words:
+            out.append(_prose_word(w, start))
+            if w:
+                start = w[-1] in _SENTENCE_END
+        return " ".join(out)
 
     for m in LITERAL.finditer(text):
-        out.append(prose(_SPACE.sub(" ", text[pos : m.start()])))
+        out.append(prose(_SPACE.sub(" ", text[pos : m.start()]), text[:pos]))
         out.append(m.group())
         pos = m.end()
-    out.append(prose(_SPACE.sub(" ", text[pos:])))
-    return _strip_end("".join(out).strip())
+    out.append(prose(_SPACE.sub(" ", text[pos:]), text[:pos]))
+    head = "".join(out).strip()
+    if material:
+        return f"{head}: {material}"
+    return _strip_end(head)
 
 
 def literal_spans(text: str) -> tuple[str, ...]:
