@@ -70,6 +70,16 @@ def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[st
         assert row.tenant == "unauthenticated" and row.status == 401 and row.key_id is None
 
 
+def test_a_refused_body_in_open_mode_is_the_open_tenants(fake_live: Live) -> None:
+    """Open local mode takes every request as tenant "local"; a body refused before the key
+    is read (malformed JSON) was ledgered as "unauthenticated", a second tenant in reports."""
+    r = fake_live.http.post(
+        "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert_error(r, 400, code="invalid_json")
+    assert fake_live.ledger()[r.headers["x-request-id"]].tenant == "local"
+
+
 def test_admin_routes_need_admin_key(keyed: tuple[Live, dict[str, str]]) -> None:
     live, keys = keyed
     tenant = {"Authorization": f"Bearer {keys['acme']}"}

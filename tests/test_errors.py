@@ -129,6 +129,7 @@ def test_unknown_model_is_404(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/chat/completions", json={"model": "gpt-9", "messages": MSG})
     err = assert_error(r, 404, param="model", code="model_not_found")
     assert "fake" in err["message"]
+    assert "auto, auto:default" in err["message"]  # the names routing accepts are listed too
     assert fake_live.ledger()[r.headers["x-request-id"]].error_code == "model_not_found"
 
 

@@ -194,7 +194,10 @@ class Gateway:
         name = self.aliases.get(name, name)
         backend = self.backends.get(name)
         if backend is None:
-            known = ", ".join(sorted(self.backends))
+            names = sorted(self.backends)
+            if self.router is not None:  # model: "auto" and "auto:<ladder>" are accepted too
+                names += self.router.model_names()
+            known = ", ".join(names)
             if name == EMBEDDING_MODEL and self.reuse is not None:
                 raise ModelNotFoundError(
                     f"The model '{model}' makes embeddings (POST /v1/embeddings) and does not "

@@ -248,7 +248,10 @@ def create_app(
                 from ..tenants import OPEN_TENANT
 
                 ctx = gateway.context(OPEN_TENANT, request.url.path)
-                ctx.tenant = type(OPEN_TENANT)(name="unauthenticated")
+                # refused before its key was read: open local mode's tenant when there are
+                # no keys (every request is), else no tenant's
+                if await gateway.store.has_keys():
+                    ctx.tenant = type(OPEN_TENANT)(name="unauthenticated")
                 request.state.ctx = ctx
             await gateway.record_error(ctx, err)
 
