@@ -125,6 +125,16 @@ def test_empty_stop_is_refused_on_text_completions(fake_live: Live) -> None:
         assert_error(r, 400, param="stop", code="invalid_value")
 
 
+@pytest.mark.parametrize("part", ["image_url", "input_audio", "file"])
+def test_a_content_part_that_is_not_text_is_named(fake_live: Live, part: str) -> None:
+    """An image part got "Input should be 'text' (and 2 more)", which did not say that
+    images are what is unsupported."""
+    body = {"messages": [{"role": "user", "content": [{"type": part, part: {}}]}]}
+    r = fake_live.http.post("/v1/chat/completions", json=body)
+    err = assert_error(r, 400, param="messages[0].content[0]")
+    assert f"type '{part}' are not supported" in err["message"] and "text only" in err["message"]
+
+
 def test_unknown_model_is_404(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/chat/completions", json={"model": "gpt-9", "messages": MSG})
     err = assert_error(r, 404, param="model", code="model_not_found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ...settings import ReasoningEffort
 
@@ -31,6 +31,17 @@ class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     type: Literal["text"]
     text: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """Name what is unsupported: an image or audio part got "Input should be 'text'"."""
+        if isinstance(data, dict) and isinstance(data.get("type"), str) and data["type"] != "text":
+            raise ValueError(
+                f"content parts of type '{data['type']}' are not supported: the models behind "
+                "this gateway read text only (parts of type 'text')"
+            )
+        return data
 
 
 class ChatMessage(BaseModel):
