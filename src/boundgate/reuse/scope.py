@@ -16,11 +16,13 @@ filter that could be forgotten. Only the last user message is matched by meaning
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
 import unicodedata
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 import rfc8785
@@ -96,29 +98,51 @@ _QUOTES = "\"'“‘«„「『`"
 _SENTENCE_END = ".!?。？！"
 # The material of an instruction: what follows its first colon ("Translate into French: You
 # are coming?", "Count the capitals in: Hello World"), which the answer is about, letter by
-# letter.
-_MATERIAL = re.compile(r":\s")
+# letter. A colon followed by a space or a letter ("French:You"), or a full-width colon (the
+# usual one in Chinese and Japanese); not one in a time or a URL ("10:30", "http://").
+_MATERIAL = re.compile(r":(?=\s|[^\W\d_])|：")
+# One line longer than this is a paste, not a typed question: it is matched as written (NFC,
+# outer spaces dropped). This also bounds the literal-span search, whose regular expression
+# is quadratic on some inputs (a long run of unclosed quotes).
+LONG_LINE_CHARS = 1000
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+@functools.cache
+def capitonyms() -> frozenset[str]:
+    """Words that are both a common word and a name, lower case ("polish" / "Polish"): from
+    WordNet 3.0, ``data/capitonyms_wordnet.txt`` (``training/wordnet_capitonyms.py``)."""
+    path = resources.files("boundgate.reuse").joinpath("data/capitonyms_wordnet.txt")
+    lines = path.read_text("utf-8").splitlines()
+    return frozenset(w for w in lines if w and not w.startswith("#"))
 
 
 def _prose_word(word: str, sentence_start: bool) -> str:
-    """A word of prose in its exact form. Lower case only where case cannot say anything: the
-    first word of a sentence ("What" / "what") and the pronoun I ("I'm" / "i'm"). Elsewhere a
-    capital is kept, since it may be all that tells a name from a word ("Polish" / "polish",
-    "Turkey" / "turkey", "Nice" / "nice", "Python" / "python"), and so is every word with an
-    upper-case letter after its first ("MB" / "Mb", "CO" / "Co", "iPhone"). ``lower`` rather
-    than ``casefold``: "Maße" is not "Masse"."""
+    """A word of prose in its exact form: lower case, unless its case may say which word it
+    is. Kept as written: a word with an upper-case letter after its first ("MB" / "Mb", "CO" /
+    "Co", "iPhone"), and a capitalised capitonym after a sentence's first word, where the
+    capital may be all that tells a name from a word ("Polish" / "polish", "Turkey" /
+    "turkey", "Nice" / "nice"; ``capitonyms``). A name that is no common word ("France" /
+    "france") and the pronoun I ("I" / "i") are forgiven. ``lower`` rather than ``casefold``:
+    "Maße" is not "Masse"."""
     if any(c.isupper() for c in word[1:]):
         return word
     low = word.lower()
-    if sentence_start or low == "i" or low.startswith(("i'", "i’")):
+    if low == word or sentence_start:
         return low
-    return word
+    core = _LETTERS.search(low)
+    if core is None or core.group() == "i":
+        return low
+    return word if core.group() in capitonyms() else low
 
 
 def _strip_end(text: str) -> str:
     """Drop trailing spaces, ``?``, ``.`` and a ``!`` of exclamation; a ``!`` after a digit,
-    another ``!`` or a one-letter word is a factorial and stays ("5!", "5!!", "n!")."""
+    another ``!`` or a one-letter word is a factorial and stays ("5!", "5!!", "n!"), and so do
+    dots standing alone after a space ("git add .")."""
     while text:
+        if text[-1] == "." and text.rstrip(".")[-1:].isspace():
+            return text  # a dot of its own is an argument: "git add .", "ls .."
         if text[-1] in _TRAILING:
             text = text[:-1]
         elif text[-1] in "!！":
@@ -141,50 +165,56 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
 
     Always Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"). A text of
     several lines (code, data, a pasted document) keeps every line as written, only trailing
-    spaces and blank outer lines dropped: indentation and case count. One line of prose:
-    runs of whitespace as one space, the first word of each sentence and the pronoun I in
-    lower case, every other word as written (``_prose_word``: "Polish" is not "polish"), a
-    trailing ``?``, ``.`` or exclamation mark dropped (``_strip_end``). Kept exactly as
-    written: literal spans (``LITERAL``: quoted text, code, formulas; a line holding code or a
-    formula keeps its case throughout) and the material of an instruction, everything after
-    its first colon ("Translate into French: You are coming?" is not "...coming."; "Count the
-    spaces in: cat    dog"). ``verbatim`` (text completions, whose continuation depends on
-    every character, trailing spaces too): NFC and nothing else."""
+    spaces and blank outer lines dropped: indentation and case count; so does one line of
+    more than ``LONG_LINE_CHARS`` (outer spaces dropped). One line of prose: runs of whitespace
+    as one space, words in lower case unless their case may say which word they are
+    (``_prose_word``: "Polish" is not "polish", "France" is "france"), a trailing ``?``, ``.``
+    or exclamation mark dropped (``_strip_end``). Kept exactly as written: literal spans
+    (``LITERAL``: quoted text, code, formulas; a line holding code or a formula keeps its case
+    and spacing throughout, and its end when it ends in code: "\\d+?" is not "\\d+") and the
+    material of an instruction, everything after its first colon ("Translate into French: You
+    are coming?" is not "...coming."; "Count the spaces in: cat    dog"). ``verbatim`` (text
+    completions, whose continuation depends on every character, trailing spaces too): NFC and
+    nothing else."""
     text = unicodedata.normalize("NFC", text)
     if verbatim:
         return text
     if "\n" in text.strip():
         return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).strip("\n")
     text = text.strip()
+    if len(text) > LONG_LINE_CHARS:
+        return text
     material = ""
     colon = _MATERIAL.search(text)
     if colon is not None and text[colon.end() :].strip():
         text, material = text[: colon.start()], text[colon.end() :].lstrip()
-    out: list[str] = []
-    pos = 0
-    # a text that holds code or a formula keeps its case throughout ("x = True" / "x = true")
-    code = any(m.group()[0] not in _QUOTES for m in LITERAL.finditer(text))
+    literals = list(LITERAL.finditer(text))
+    # a text that holds code or a formula keeps its case and spacing throughout
+    code = any(m.group()[0] not in _QUOTES for m in literals)
 
-    def prose(part: str, after: str) -> str:
+    def prose(part: str, before: str) -> str:
         if code or not part:
             return part
-        words = part.split(" ")
-        start = not after.strip() or after.rstrip()[-1] in _SENTENCE_END
+        start = not before.strip() or before.rstrip()[-1] in _SENTENCE_END
         out = []
-        for w in words:
+        for w in _SPACE.sub(" ", part).split(" "):
             out.append(_prose_word(w, start))
             if w:
                 start = w[-1] in _SENTENCE_END
         return " ".join(out)
 
-    for m in LITERAL.finditer(text):
-        out.append(prose(_SPACE.sub(" ", text[pos : m.start()]), text[:pos]))
+    out: list[str] = []
+    pos = 0
+    for m in literals:
+        out.append(prose(text[pos : m.start()], text[:pos]))
         out.append(m.group())
         pos = m.end()
-    out.append(prose(_SPACE.sub(" ", text[pos:]), text[:pos]))
+    out.append(prose(text[pos:], text[:pos]))
     head = "".join(out).strip()
     if material:
         return f"{head}: {material}"
+    if code and literals and literals[-1].end() == len(text):
+        return head  # it ends in code: "\\d+?", "print(x)?"
     return _strip_end(head)
 
 

@@ -1,0 +1,62 @@
+"""Extract capitonyms from WordNet 3.0 into a package data file: words that are both a common
+word and a name, so that their capital may be all that tells which is meant ("polish" /
+"Polish", "turkey" / "Turkey", "nice" / "Nice", "mercury" / "Mercury").
+
+Source: Princeton WordNet 3.0 as installed by Debian's ``wordnet-base`` package
+(``/usr/share/wordnet/data.{adj,adv,noun,verb}``), whose synsets list their words as written.
+A capitonym is a single word of letters that appears there both in lower case and with only
+its first letter capitalised. Licence: the WordNet 3.0 licence (see NOTICE).
+
+Writes ``src/boundgate/reuse/data/capitonyms_wordnet.txt``: one lower-case word per line,
+sorted. The exact form of a question (``boundgate/reuse/scope.py``) keeps the capital of
+these words after a sentence's first word, and forgives every other word's case.
+
+Usage: ``python training/wordnet_capitonyms.py [--wordnet /usr/share/wordnet] [--out PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_POS_FILES = ("data.adj", "data.adv", "data.noun", "data.verb")
+
+
+def words_as_written(wordnet: Path) -> set[str]:
+    """Every single-word lemma of the data files, as written (adjective markers dropped)."""
+    out: set[str] = set()
+    for name in _POS_FILES:
+        for line in (wordnet / name).read_text(encoding="latin-1").splitlines():
+            if line.startswith("  "):
+                continue  # licence header
+            fields = line.split(" | ")[0].split()
+            for i in range(int(fields[3], 16)):
+                word = fields[4 + 2 * i].split("(")[0]  # "(a)", "(p)" markers
+                if word.isalpha():
+                    out.add(word)
+    return out
+
+
+def extract(wordnet: Path) -> list[str]:
+    words = words_as_written(wordnet)
+    lower = {w for w in words if w.islower()}
+    named = {w.lower() for w in words if w[0].isupper() and (len(w) == 1 or w[1:].islower())}
+    return sorted(lower & named)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
+    here = Path(__file__).resolve().parent.parent
+    parser.add_argument(
+        "--out", type=Path, default=here / "src/boundgate/reuse/data/capitonyms_wordnet.txt"
+    )
+    args = parser.parse_args()
+    words = extract(args.wordnet)
+    lines = ["# capitonyms from Princeton WordNet 3.0 (WordNet licence, see NOTICE)", *words]
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"{len(words)} capitonyms -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
