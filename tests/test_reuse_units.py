@@ -703,6 +703,7 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ("What is the capital of France?", "what is the capital of france", True),
         ("Who is Elon Musk", "who is elon musk", True),
         ("Can I?", "can i?", True),
+        ("What’s a VPN?", "What's a VPN?", True),  # a phone's apostrophe is the keyboard's
         ("What is Python?", "what is python?", False),
         ("What does the word Polish mean", "What does the word polish mean", False),
         ("Tell me about the history of Turkey", "tell me about the history of turkey", False),

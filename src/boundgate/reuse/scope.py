@@ -106,6 +106,7 @@ _MATERIAL = re.compile(r":(?=\s|[^\W\d_])|：")
 # is quadratic on some inputs (a long run of unclosed quotes).
 LONG_LINE_CHARS = 1000
 _LETTERS = re.compile(r"[^\W\d_]+")
+_APOSTROPHE = re.compile(r"(?<=\w)’(?=\w)")
 
 
 @functools.cache
@@ -197,7 +198,8 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
             return part
         start = not before.strip() or before.rstrip()[-1] in _SENTENCE_END
         out = []
-        for w in _SPACE.sub(" ", part).split(" "):
+        # a typographic apostrophe in a word is the keyboard's ("What’s" / "What's")
+        for w in _APOSTROPHE.sub("'", _SPACE.sub(" ", part)).split(" "):
             out.append(_prose_word(w, start))
             if w:
                 start = w[-1] in _SENTENCE_END
