@@ -81,6 +81,9 @@ bench: dev
 	$(BIN)/python bench/pair_model.py --pairs $(PAIRS)
 	$(BIN)/python bench/shift.py
 	$(BIN)/python bench/task_classes.py
+	$(BIN)/python bench/onnx_spinning.py --pairs $(PAIRS)
+	$(BIN)/python bench/verifier_compute.py
+	$(BIN)/python bench/exact_form.py
 
 # 30 minutes of mixed traffic against one server: RSS, open fds and p99 per 10k requests.
 soak: dev
