@@ -175,7 +175,9 @@ def test_oversized_chunked_body_is_413(fake_live: Live) -> None:
 
 def test_unknown_route_and_method(fake_live: Live) -> None:
     assert_error(fake_live.http.get("/v1/nothing"), 404)
-    assert_error(fake_live.http.get("/v1/chat/completions"), 405)
+    r = fake_live.http.get("/v1/chat/completions")
+    err = assert_error(r, 405)
+    assert r.headers["allow"] == "POST" and "use POST" in err["message"]
 
 
 @pytest.mark.parametrize(

@@ -296,13 +296,20 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        allow = (exc.headers or {}).get("Allow") if exc.status_code == 405 else None
         if exc.status_code == 404:
             err: BoundgateError = NotFoundError(f"no route {request.method} {request.url.path}")
         else:
-            err = BoundgateError(str(exc.detail), code=f"http_{exc.status_code}")
+            message = str(exc.detail)
+            if allow:  # say what the route takes (the Allow header says it too, RFC 9110)
+                message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
+            err = BoundgateError(message, code=f"http_{exc.status_code}")
             err.status_code = exc.status_code
             err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return error_response(request, err)
+        response = error_response(request, err)
+        if allow:
+            response.headers["Allow"] = allow
+        return response
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
