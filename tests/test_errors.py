@@ -125,6 +125,17 @@ def test_empty_stop_is_refused_on_text_completions(fake_live: Live) -> None:
         assert_error(r, 400, param="stop", code="invalid_value")
 
 
+@pytest.mark.parametrize(("content", "kind"), [(5, "a number"), ({"a": 1}, "an object")])
+def test_content_of_the_wrong_type_gets_one_message(
+    fake_live: Live, content: object, kind: str
+) -> None:
+    """It got "Input should be a valid string (and 1 more)", one error per union member."""
+    body = {"messages": [{"role": "user", "content": content}]}
+    err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)
+    assert err["param"] == "messages[0].content" and "(and" not in err["message"]
+    assert f"a string or an array of content parts, not {kind}" in err["message"]
+
+
 @pytest.mark.parametrize("part", ["image_url", "input_audio", "file"])
 def test_a_content_part_that_is_not_text_is_named(fake_live: Live, part: str) -> None:
     """An image part got "Input should be 'text' (and 2 more)", which did not say that

@@ -53,6 +53,19 @@ class ChatMessage(BaseModel):
     content: str | list[TextPart] | None = Field(None, validate_default=True)
     name: str | None = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _content_shape(cls, v: Any) -> Any:
+        """One message instead of one per member of the union ("Input should be a valid
+        string (and 1 more)" for a number)."""
+        if v is not None and not isinstance(v, str | list):
+            kind = {bool: "a boolean", int: "a number", float: "a number", dict: "an object"}
+            raise ValueError(
+                "content must be a string or an array of content parts, not "
+                + kind.get(type(v), type(v).__name__)
+            )
+        return v
+
     @field_validator("content")
     @classmethod
     def _content(
