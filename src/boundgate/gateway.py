@@ -37,7 +37,8 @@ from .grid.base import CarbonSource
 from .ledger import LedgerWriter
 from .metrics import Metrics
 from .profiles import EnergyProfiles
-from .reuse.engine import Lookup, ReuseEngine
+from .reuse.engine import ReuseEngine
+from .reuse.lookup import Lookup
 from .reuse.scope import answer_fits
 from .reuse.stored import replay_pieces, request_json, usage_of
 from .reuse.variants import CreativityBuffer, variant_entry

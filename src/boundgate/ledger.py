@@ -20,7 +20,7 @@ from .store import LedgerRow, LedgerStore, Release, StoredEntry
 
 if TYPE_CHECKING:
     from .gateway import RequestContext
-    from .reuse.engine import Lookup
+    from .reuse.lookup import Lookup
     from .routing.ladder import Route
 
 

@@ -3,11 +3,13 @@
 ``lookup`` runs the pipeline of ``docs/reuse.md``: policy → scope key → exact match →
 semantic candidates (per-scope ANN) → guards → verifier. ``remember`` files a fresh answer
 under its scope; ``settle`` compares a fresh answer with the candidate that was not served
-(below threshold, or sampled for verification) and teaches the verifier. State lives in the
+(below threshold, or sampled for verification) and teaches the verifier (``labels.py``, a
+mixin; ``lookup.py`` holds what a lookup returns). State lives in the
 store; the in-memory maps are rebuilt from it at start-up, and the per-scope indexes are
 reloaded from their saved files where those match the store (``index_files.py``).
 
-Several gateways on one store (worker processes, replicas): ``follow`` keeps this process's
+Several gateways on one store (worker processes, replicas): ``follow`` (``following.py``, a
+mixin) keeps this process's
 maps, index and verifier in step with the store's change log (``store.ChangeFeed``), so an
 answer stored or a label learnt by one is used by all, and one revoked, superseded or
 evicted by one is dropped by all (a hit re-reads its entry from the store anyway, so a
@@ -26,7 +28,7 @@ import random
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +36,28 @@ import numpy as np
 
 from ..backends.base import Completion, GenerationRequest
 from ..clock import Clock, SystemClock
-from ..errors import ErrorCode, InvalidRequestError, NotFoundError
-from ..fmt import plain_decimal
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
-from ..store import ChangeRow, LedgerRow, ObservationRow, Store, StoredEntry
+from ..store import ObservationRow, Store, StoredEntry
 from .binding import Signer
 from .documents import Documents
 from .embedder import Embedder, Vectors, vector_bytes
 from .exact import ExactMap, slot_of
 from .flight import Flight, Flights
+from .following import Following
 from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
+from .labels import Labelling
+from .lookup import EntryMeta, Lookup, lookup_key
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
-from .scope import ReuseKey, answer_fits, canonical_query, reuse_key
+from .scope import ReuseKey, answer_fits, reuse_key
 from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
 
 log = logging.getLogger("boundgate.reuse")
 
-SYNC_BATCH = 1000  # changes read from the log at a time
-PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
 OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
 HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 # stored answers kept in memory for lookups that leave the live check to the ledger row
@@ -64,96 +65,7 @@ HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 ANSWERS_KEPT = 1024
 
 
-def _lookup_key(
-    similarity: float | None, density: float, pair: float | None
-) -> tuple[float | None, float, float | None]:
-    """A semantic lookup as the ledger keeps it (``ledger.py`` rounds density and pair score
-    to 6 digits), so this process knows its own lookups when the change log echoes them."""
-    return (
-        None if similarity is None else round(similarity, 6),
-        round(density, 6) if density else 0.0,
-        None if pair is None else round(pair, 6),
-    )
-
-
-@dataclass
-class EntryMeta:
-    """What a lookup needs about an entry, kept in memory (answers stay in the store)."""
-
-    key: int
-    id: str
-    scope: str
-    exact: str
-    query: str
-    created: float
-    cost_wh: float
-    cost_gco2: float
-    size: int
-    hits: int = 0
-    last_used: float = 0.0
-    pinned: bool = False  # bound entries are never evicted
-    document: str | None = None  # the bound document's short id
-    finish_reason: str = "stop"
-    completion_tokens: int = 0
-    tenant: str = ""
-
-
-@dataclass
-class Lookup:
-    plan: Plan
-    key: ReuseKey | None
-    status: str  # hit-exact | hit-semantic | hit-coalesced | hit-variant | stale | miss | bypass
-    entry: StoredEntry | None = None  # the entry served, on a hit
-    similarity: float | None = None  # best admissible candidate's similarity
-    density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
-    pair: float | None = None  # that candidate's pair-model score (pair.py), when scored
-    vector: Vectors | None = None
-    candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
-    verdict: Verdict | None = None
-    semantic: bool = False  # a semantic lookup happened (counts towards h(t))
-    novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
-    stored_id: str | None = None  # set by remember()
-    flight: Flight | None = None  # the flight this miss leads (flight.py), until it lands
-    # the entry came from memory, not checked against the store: its ledger row must be
-    # written with ``LedgerStore.record_hit``, which checks it is still live (``lookup``)
-    unchecked: bool = False
-
-    @property
-    def hit(self) -> bool:
-        return self.entry is not None
-
-    @property
-    def document(self) -> str | None:
-        if self.entry is not None:
-            return self.entry.document_id or self.entry.id
-        return self.stored_id
-
-    def ledger_fields(self) -> dict[str, Any]:
-        doc = self.document
-        return {
-            "reuse": self.status,
-            "document_id": doc,
-            "similarity": self.similarity,
-            "avoided_wh": self.entry.cost_wh if self.entry is not None else 0.0,
-            "avoided_method": self.entry.cost_method if self.entry is not None else None,
-            "avoided_gco2": self.entry.cost_gco2 if self.entry is not None else 0.0,
-        }
-
-    def headers(self) -> dict[str, str]:
-        h = {"x-boundgate-reuse": self.status}
-        doc = self.document
-        if doc:
-            h["x-boundgate-document"] = doc
-        if self.similarity is not None:
-            h["x-boundgate-similarity"] = f"{self.similarity:.4f}"
-        if self.pair is not None:
-            h["x-boundgate-pair-score"] = f"{self.pair:.4f}"
-        if self.entry is not None:
-            h["x-boundgate-energy-avoided-wh"] = plain_decimal(self.entry.cost_wh)
-        return h
-
-
-class ReuseEngine:
+class ReuseEngine(Following, Labelling):
     def __init__(
         self,
         *,
@@ -363,89 +275,6 @@ class ReuseEngine:
             meta.document, meta.pinned = doc_id, True
             self._by_id[doc_id] = key
 
-    # --- other processes on the same store ------------------------------------------------
-    async def follow(self) -> None:
-        """Apply the changes other processes make to the store (run as a task while serving;
-        cancelled at shutdown). Waits for the store's announcement (PostgreSQL ``NOTIFY``)
-        or ``sync_interval_s`` (the poll SQLite needs), then reads the log after the last
-        change applied: a dropped connection or a missed announcement costs latency, never
-        a change."""
-        interval = self.settings.sync_interval_s
-        next_prune = 0.0
-        while True:
-            try:
-                await self.catch_up()
-                now = self.clock.time()
-                if now >= next_prune:  # every follower does: pruning twice deletes nothing
-                    await self.store.prune_changes(now - self.settings.sync_retention_s)
-                    next_prune = now + PRUNE_EVERY_S
-                await self.store.wait_for_changes(self._seen, interval)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the store unreachable for now: try again next interval
-                log.exception("reuse sync: reading the change log failed")
-                await asyncio.sleep(interval)
-
-    async def catch_up(self) -> int:
-        """Apply every change in the store's log after the last one applied; returns how
-        many were read. Applying a change twice, or one made here, changes nothing."""
-        read = 0
-        async with self._sync_lock:
-            while True:
-                changes = await self.store.changes(self._seen, SYNC_BATCH)
-                if changes:
-                    await self._apply(changes)
-                    self._seen = changes[-1].seq
-                    read += len(changes)
-                if len(changes) < SYNC_BATCH:
-                    return read
-
-    async def _apply(self, changes: list[ChangeRow]) -> None:
-        labels = False
-        for c in changes:
-            if c.kind == "entry" and c.entry is not None and c.entry not in self._meta:
-                e = await self.store.get_entry(c.entry)
-                if e is None or e.revoked or e.embedder != self.embedder.name:
-                    continue  # deleted or revoked since (its own change follows), or not ours
-                fits = bool(e.vector) and self.embedder.fits(e.query)
-                self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
-                self.count("synced_entry")
-            elif c.kind == "delete" and c.entry is not None and c.entry in self._meta:
-                await self.forget([c.entry], delete=False)
-            elif c.kind == "entry-update" and c.entry is not None and c.entry in self._meta:
-                e = await self.store.get_entry(c.entry)
-                if e is None or e.revoked:
-                    await self.forget([c.entry], delete=False)
-                elif e.document_id:
-                    self.pin(e.key, e.document_id)
-            elif c.kind == "variant" and c.entry in self._meta and c.ref is not None:
-                self._file_variant(c.ref, c.entry)
-            elif c.kind == "label" and c.observation is not None:
-                o = c.observation
-                mine = (o.ts, o.entry, o.source, o.request_id)
-                if mine in self._own_labels:
-                    self._own_labels.discard(mine)  # learnt when it was made
-                    continue
-                label = Observation(
-                    o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score
-                )
-                self.verifier.add(label, recompute=False)
-                if o.source == "feedback" and o.request_id:
-                    self._feedback_seen.add(o.request_id)
-                labels = True
-            elif c.kind == "lookup" and c.lookup is not None:
-                seen = _lookup_key(*c.lookup)
-                if self._own_lookups[seen] > 0:
-                    self._own_lookups[seen] -= 1  # noted when it was made
-                    continue
-                self.verifier.note_lookup(*c.lookup)
-            elif c.kind == "document" and c.ref is not None:
-                doc = await self.store.get_document(c.ref)
-                if doc is not None:
-                    self.documents.note_state(doc)
-        if labels:
-            self.verifier.recompute()
-
     # --- lookup ---------------------------------------------------------------------------
     def plan_for(
         self,
@@ -513,7 +342,7 @@ class ReuseEngine:
             self.verifier.note_lookup(out.similarity, out.density, out.pair)
             if len(self._own_lookups) > OWN_LOOKUPS_MAX:  # rows never written (failures)
                 self._own_lookups.clear()
-            self._own_lookups[_lookup_key(out.similarity, out.density, out.pair)] += 1
+            self._own_lookups[lookup_key(out.similarity, out.density, out.pair)] += 1
         self.count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 
@@ -833,77 +662,6 @@ class ReuseEngine:
             await self.evict()
         return entry.id
 
-    def settle_soon(
-        self, lookup: Lookup, fresh_text: str, request_id: str, asker: str | None = None
-    ) -> None:
-        """Label the unserved candidate from the fresh answer, off the response path."""
-        if lookup.candidate is None or lookup.similarity is None:
-            return
-        task = asyncio.get_running_loop().create_task(
-            self.settle(lookup, fresh_text, request_id, asker)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def settle(
-        self, lookup: Lookup, fresh_text: str, request_id: str, asker: str | None = None
-    ) -> None:
-        """Compare the fresh answer with the unserved candidate's: a label for the verifier.
-        A would-be hit (sampled for verification) whose fresh answer is equivalent also
-        teaches the cache: the question becomes a variant of the candidate (``confirm``)."""
-        cand, sim = lookup.candidate, lookup.similarity
-        if cand is None or sim is None:
-            return
-        stored = await self.store.get_entry(cand.key)
-        if stored is None:
-            return
-        correct = await self.same_answer(stored.answer, fresh_text)
-        source = "verify" if lookup.verdict is Verdict.VERIFY else "observe"
-        await self.observe(cand.key, sim, correct, source, request_id, lookup.density, lookup.pair)
-        if correct and lookup.verdict is Verdict.VERIFY:
-            await self.confirm(cand, lookup, asker)
-
-    async def confirm(self, cand: EntryMeta, lookup: Lookup, asker: str | None) -> None:
-        """Record the asked question as a variant of ``cand``, the entry whose answer proved
-        equivalent: its next arrival is an exact hit on ``cand`` (and, once bound, it is
-        among the document's ``bg:questionVariants``). The fresh answer stored for the same
-        question is dropped as a duplicate of a confirmed meaning."""
-        key = lookup.key
-        if key is None or cand.key not in self._meta:
-            return
-        await self.store.add_question_variant(cand.key, key.exact, key.query, self.clock.time())
-        fresh = self._by_id.get(lookup.stored_id) if lookup.stored_id else None
-        self._file_variant(key.exact, cand.key)
-        self.count("variant_confirmed")
-        fresh_meta = self._meta.get(fresh) if fresh is not None else None
-        if fresh_meta is not None and fresh != cand.key and fresh_meta.document is None:
-            await self.forget([fresh_meta.key])
-        if asker is not None and cand.document is None:
-            await self.documents.register(cand.key, asker, key.query)
-
-    async def same_answer(self, a: str, b: str) -> bool:
-        if canonical_query(a) == canonical_query(b):
-            return True
-        va, vb = await self.embed([a, b])
-        return float(np.dot(va, vb)) >= self.settings.answer_similarity
-
-    async def observe(
-        self,
-        entry: int | None,
-        similarity: float,
-        correct: bool,
-        source: str,
-        request_id: str,
-        density: float = 0.0,
-        pair: float | None = None,
-    ) -> None:
-        self.verifier.add(Observation(similarity, correct, source, entry, density, pair))
-        row = ObservationRow(
-            self.clock.time(), entry, similarity, correct, source, request_id, density, pair
-        )
-        self._own_labels.add((row.ts, row.entry, row.source, row.request_id))  # see _apply
-        await self.store.add_observation(row)
-
     async def _flush_hits_later(self) -> None:
         await asyncio.sleep(HIT_FLUSH_S)
         self._hit_flush = None
@@ -926,35 +684,6 @@ class ReuseEngine:
         await self.flush_hits()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-    # --- feedback -------------------------------------------------------------------------
-    async def feedback(self, row: LedgerRow | None, correct: bool, tenant: str, admin: bool) -> str:
-        if row is None or (row.tenant != tenant and not admin):
-            # another tenant's request is answered as an unknown one: its existence is theirs
-            raise NotFoundError("no request with that id", param="request_id")
-        if not (row.reuse or "").startswith("hit") or row.document_id is None:
-            raise InvalidRequestError(
-                "feedback applies to reused answers; that request was not served from the store",
-                param="request_id",
-                code=ErrorCode.NOT_A_REUSE,
-            )
-        if row.id in self._feedback_seen:
-            return "duplicate"
-        self._feedback_seen.add(row.id)
-        key = self._by_id.get(row.document_id)
-        similarity = row.similarity if row.similarity is not None else 1.0
-        raw_density = row.extra.get("density", 0.0)
-        density = float(raw_density) if isinstance(raw_density, int | float) else 0.0
-        raw_pair = row.extra.get("pair_score")
-        pair = float(raw_pair) if isinstance(raw_pair, int | float) else None
-        same_question = row.reuse in ("hit-exact", "hit-coalesced")
-        if pair is None and same_question:
-            pair = 1.0  # the same question
-        await self.observe(key, similarity, correct, "feedback", row.id, density, pair)
-        if not correct and key is not None and same_question:
-            # The stored answer itself is wrong for its own question: stop serving it.
-            await self.forget([key])
-        return "recorded"
 
     # --- eviction -------------------------------------------------------------------------
     def value(self, meta: EntryMeta, now: float) -> float:

@@ -1,0 +1,139 @@
+"""The reuse engine's side that follows other processes on the same store (worker processes,
+replicas): ``follow`` keeps this process's maps, index and verifier in step with the store's
+change log (``store.ChangeFeed``), so an answer stored or a label learnt by one is used by
+all, and one revoked, superseded or evicted by one is dropped by all. A mixin of
+``ReuseEngine`` (``engine.py``), whose state it reads and writes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..store import ChangeRow
+from .lookup import lookup_key
+from .verifier import Observation
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from ..clock import Clock
+    from ..settings import ReuseSettings
+    from ..store import Store, StoredEntry
+    from .documents import Documents
+    from .embedder import Embedder, Vectors
+    from .lookup import EntryMeta
+    from .verifier import Verifier
+
+log = logging.getLogger("boundgate.reuse")
+
+SYNC_BATCH = 1000  # changes read from the log at a time
+PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
+
+
+class Following:
+    """``follow``, ``catch_up`` and the change log's application (mixed into ``ReuseEngine``)."""
+
+    if TYPE_CHECKING:  # what it uses of the engine
+        settings: ReuseSettings
+        clock: Clock
+        store: Store
+        embedder: Embedder
+        verifier: Verifier
+        documents: Documents
+        _meta: dict[int, EntryMeta]
+        _seen: int
+        _sync_lock: asyncio.Lock
+        _own_labels: set[tuple[float, int | None, str, str | None]]
+        _own_lookups: Counter[tuple[float | None, float, float | None]]
+        _feedback_seen: set[str]
+
+        def admit(self, e: StoredEntry, vector: Vectors | None) -> None: ...
+        def count(self, name: str) -> None: ...
+        async def forget(self, keys: list[int], delete: bool = True) -> None: ...
+        def pin(self, key: int, doc_id: str) -> None: ...
+        def _file_variant(self, exact: str, key: int) -> None: ...
+
+    async def follow(self) -> None:
+        """Apply the changes other processes make to the store (run as a task while serving;
+        cancelled at shutdown). Waits for the store's announcement (PostgreSQL ``NOTIFY``)
+        or ``sync_interval_s`` (the poll SQLite needs), then reads the log after the last
+        change applied: a dropped connection or a missed announcement costs latency, never
+        a change."""
+        interval = self.settings.sync_interval_s
+        next_prune = 0.0
+        while True:
+            try:
+                await self.catch_up()
+                now = self.clock.time()
+                if now >= next_prune:  # every follower does: pruning twice deletes nothing
+                    await self.store.prune_changes(now - self.settings.sync_retention_s)
+                    next_prune = now + PRUNE_EVERY_S
+                await self.store.wait_for_changes(self._seen, interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store unreachable for now: try again next interval
+                log.exception("reuse sync: reading the change log failed")
+                await asyncio.sleep(interval)
+
+    async def catch_up(self) -> int:
+        """Apply every change in the store's log after the last one applied; returns how
+        many were read. Applying a change twice, or one made here, changes nothing."""
+        read = 0
+        async with self._sync_lock:
+            while True:
+                changes = await self.store.changes(self._seen, SYNC_BATCH)
+                if changes:
+                    await self._apply(changes)
+                    self._seen = changes[-1].seq
+                    read += len(changes)
+                if len(changes) < SYNC_BATCH:
+                    return read
+
+    async def _apply(self, changes: list[ChangeRow]) -> None:
+        labels = False
+        for c in changes:
+            if c.kind == "entry" and c.entry is not None and c.entry not in self._meta:
+                e = await self.store.get_entry(c.entry)
+                if e is None or e.revoked or e.embedder != self.embedder.name:
+                    continue  # deleted or revoked since (its own change follows), or not ours
+                fits = bool(e.vector) and self.embedder.fits(e.query)
+                self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
+                self.count("synced_entry")
+            elif c.kind == "delete" and c.entry is not None and c.entry in self._meta:
+                await self.forget([c.entry], delete=False)
+            elif c.kind == "entry-update" and c.entry is not None and c.entry in self._meta:
+                e = await self.store.get_entry(c.entry)
+                if e is None or e.revoked:
+                    await self.forget([c.entry], delete=False)
+                elif e.document_id:
+                    self.pin(e.key, e.document_id)
+            elif c.kind == "variant" and c.entry in self._meta and c.ref is not None:
+                self._file_variant(c.ref, c.entry)
+            elif c.kind == "label" and c.observation is not None:
+                o = c.observation
+                mine = (o.ts, o.entry, o.source, o.request_id)
+                if mine in self._own_labels:
+                    self._own_labels.discard(mine)  # learnt when it was made
+                    continue
+                label = Observation(
+                    o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score
+                )
+                self.verifier.add(label, recompute=False)
+                if o.source == "feedback" and o.request_id:
+                    self._feedback_seen.add(o.request_id)
+                labels = True
+            elif c.kind == "lookup" and c.lookup is not None:
+                seen = lookup_key(*c.lookup)
+                if self._own_lookups[seen] > 0:
+                    self._own_lookups[seen] -= 1  # noted when it was made
+                    continue
+                self.verifier.note_lookup(*c.lookup)
+            elif c.kind == "document" and c.ref is not None:
+                doc = await self.store.get_document(c.ref)
+                if doc is not None:
+                    self.documents.note_state(doc)
+        if labels:
+            self.verifier.recompute()

@@ -1,0 +1,105 @@
+"""What a lookup returns and what it knows of stored entries: ``Lookup`` (the outcome of
+``ReuseEngine.lookup``, its ledger fields and response headers), ``EntryMeta`` (an entry as
+kept in memory for lookups) and ``lookup_key`` (a semantic lookup as the ledger keeps it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..fmt import plain_decimal
+from ..store import StoredEntry
+from .embedder import Vectors
+from .flight import Flight
+from .policy import Plan
+from .scope import ReuseKey
+from .verifier import Verdict
+
+
+def lookup_key(
+    similarity: float | None, density: float, pair: float | None
+) -> tuple[float | None, float, float | None]:
+    """A semantic lookup as the ledger keeps it (``ledger.py`` rounds density and pair score
+    to 6 digits), so this process knows its own lookups when the change log echoes them."""
+    return (
+        None if similarity is None else round(similarity, 6),
+        round(density, 6) if density else 0.0,
+        None if pair is None else round(pair, 6),
+    )
+
+
+@dataclass
+class EntryMeta:
+    """What a lookup needs about an entry, kept in memory (answers stay in the store)."""
+
+    key: int
+    id: str
+    scope: str
+    exact: str
+    query: str
+    created: float
+    cost_wh: float
+    cost_gco2: float
+    size: int
+    hits: int = 0
+    last_used: float = 0.0
+    pinned: bool = False  # bound entries are never evicted
+    document: str | None = None  # the bound document's short id
+    finish_reason: str = "stop"
+    completion_tokens: int = 0
+    tenant: str = ""
+
+
+@dataclass
+class Lookup:
+    plan: Plan
+    key: ReuseKey | None
+    status: str  # hit-exact | hit-semantic | hit-coalesced | hit-variant | stale | miss | bypass
+    entry: StoredEntry | None = None  # the entry served, on a hit
+    similarity: float | None = None  # best admissible candidate's similarity
+    density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
+    pair: float | None = None  # that candidate's pair-model score (pair.py), when scored
+    vector: Vectors | None = None
+    candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
+    verdict: Verdict | None = None
+    semantic: bool = False  # a semantic lookup happened (counts towards h(t))
+    novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
+    stored_id: str | None = None  # set by remember()
+    flight: Flight | None = None  # the flight this miss leads (flight.py), until it lands
+    # the entry came from memory, not checked against the store: its ledger row must be
+    # written with ``LedgerStore.record_hit``, which checks it is still live (``lookup``)
+    unchecked: bool = False
+
+    @property
+    def hit(self) -> bool:
+        return self.entry is not None
+
+    @property
+    def document(self) -> str | None:
+        if self.entry is not None:
+            return self.entry.document_id or self.entry.id
+        return self.stored_id
+
+    def ledger_fields(self) -> dict[str, Any]:
+        doc = self.document
+        return {
+            "reuse": self.status,
+            "document_id": doc,
+            "similarity": self.similarity,
+            "avoided_wh": self.entry.cost_wh if self.entry is not None else 0.0,
+            "avoided_method": self.entry.cost_method if self.entry is not None else None,
+            "avoided_gco2": self.entry.cost_gco2 if self.entry is not None else 0.0,
+        }
+
+    def headers(self) -> dict[str, str]:
+        h = {"x-boundgate-reuse": self.status}
+        doc = self.document
+        if doc:
+            h["x-boundgate-document"] = doc
+        if self.similarity is not None:
+            h["x-boundgate-similarity"] = f"{self.similarity:.4f}"
+        if self.pair is not None:
+            h["x-boundgate-pair-score"] = f"{self.pair:.4f}"
+        if self.entry is not None:
+            h["x-boundgate-energy-avoided-wh"] = plain_decimal(self.entry.cost_wh)
+        return h
