@@ -49,11 +49,7 @@ class Labelling:
         def _file_variant(self, exact: str, key: int) -> None: ...
 
     def settle_soon(
-        self,
-        lookup: Lookup,
-        fresh_text: str,
-        request_id: str,
-        asker: str | None = None,
+        self, lookup: Lookup, fresh_text: str, request_id: str, asker: str | None = None
     ) -> None:
         """Label the unserved candidate from the fresh answer, off the response path."""
         if lookup.candidate is None or lookup.similarity is None:
@@ -65,11 +61,7 @@ class Labelling:
         task.add_done_callback(self._background.discard)
 
     async def settle(
-        self,
-        lookup: Lookup,
-        fresh_text: str,
-        request_id: str,
-        asker: str | None = None,
+        self, lookup: Lookup, fresh_text: str, request_id: str, asker: str | None = None
     ) -> None:
         """Compare the fresh answer with the unserved candidate's: a label for the verifier.
         A would-be hit (sampled for verification) whose fresh answer is equivalent also
