@@ -59,6 +59,31 @@ def test_a_write_that_cannot_be_encoded_fails_alone_and_the_writer_lives_on(
     assert asyncio.run(store.get_row("r2")) is not None and asyncio.run(store.get_row("r1")) is None
 
 
+def test_the_writer_lives_on_when_a_callers_event_loop_has_closed(store: SQLiteStore) -> None:
+    """A write whose caller's event loop closed before it was committed (its task cancelled
+    at the loop's end) killed the writer thread with "Event loop is closed" when it reported
+    back, and every later write hung (seen once in a CI run's warnings)."""
+    held, holding = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        holding.set()
+        held.wait(10)
+
+    async def leave_writes_behind() -> None:
+        asyncio.get_running_loop().create_task(store._call(hold))
+        asyncio.get_running_loop().create_task(store.record(row(1)))
+        await asyncio.to_thread(holding.wait, 10)  # the writer is inside ``hold``
+
+    asyncio.run(leave_writes_behind())  # cancels both tasks and closes the loop
+    held.set()  # the writer reports both writes to the closed loop
+
+    async def later() -> None:
+        await asyncio.wait_for(store.record(row(2)), 10)
+
+    asyncio.run(later())
+    assert asyncio.run(store.get_row("r2")) is not None
+
+
 def test_records_from_threads(store: SQLiteStore) -> None:
     def work(base: int) -> None:
         for i in range(50):

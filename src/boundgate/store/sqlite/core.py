@@ -246,7 +246,10 @@ class SQLiteBase:
                     fut.set_exception(exc)
 
         def done(exc: BaseException | None) -> None:
-            loop.call_soon_threadsafe(resolve, exc)
+            try:
+                loop.call_soon_threadsafe(resolve, exc)
+            except RuntimeError:  # the caller's event loop is closed: nobody awaits this
+                pass
 
         self._submit(sql, params, done)
         await fut
