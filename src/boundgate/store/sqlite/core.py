@@ -246,10 +246,9 @@ class SQLiteBase:
                     fut.set_exception(exc)
 
         def done(exc: BaseException | None) -> None:
-            try:
+            # the caller's event loop may have closed (its task cancelled): nobody awaits this
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(resolve, exc)
-            except RuntimeError:  # the caller's event loop is closed: nobody awaits this
-                pass
 
         self._submit(sql, params, done)
         await fut
