@@ -506,11 +506,8 @@ class Verifier:
             lam = self._lam()
             n, e, n_on, _ = self._active_counts(t)
             if self._alt_active:
-                recent = list(self._alt_lookup_scores)
-                h = max(
-                    self._above(sorted(recent[-w:]), t) / len(recent[-w:])
-                    for w in self.lookup_windows
-                )
+                recent = np.fromiter(self._alt_lookup_scores, float)
+                h = float(self._window_shares(recent, np.array([t]))[0])
                 low, high = wilson(e, n, self.z_alternative)
             else:
                 h = float(self._hit_shares(np.array([t]))[0])

@@ -36,7 +36,7 @@ from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import fail_batch, run_batch
 from .chat.router import router as chat_router
-from .common import NON_FINITE, loc_to_param
+from .common import NON_FINITE, UNAUTHENTICATED, loc_to_param
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
 from .openapi import truthful_openapi
@@ -251,7 +251,7 @@ def create_app(
                 # refused before its key was read: open local mode's tenant when there are
                 # no keys (every request is), else no tenant's
                 if await gateway.store.has_keys():
-                    ctx.tenant = type(OPEN_TENANT)(name="unauthenticated")
+                    ctx.tenant = UNAUTHENTICATED
                 request.state.ctx = ctx
             await gateway.record_error(ctx, err)
 
