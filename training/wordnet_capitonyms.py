@@ -17,23 +17,20 @@ Usage: ``python training/wordnet_capitonyms.py [--wordnet /usr/share/wordnet] [-
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-_POS_FILES = ("data.adj", "data.adv", "data.noun", "data.verb")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from wordnet_antonyms import _POS_FILES, _parse  # one reader of WordNet's data files
 
 
 def words_as_written(wordnet: Path) -> set[str]:
     """Every single-word lemma of the data files, as written (adjective markers dropped)."""
     out: set[str] = set()
-    for name in _POS_FILES:
-        for line in (wordnet / name).read_text(encoding="latin-1").splitlines():
-            if line.startswith("  "):
-                continue  # licence header
-            fields = line.split(" | ")[0].split()
-            for i in range(int(fields[3], 16)):
-                word = fields[4 + 2 * i].split("(")[0]  # "(a)", "(p)" markers
-                if word.isalpha():
-                    out.add(word)
+    for name in _POS_FILES.values():
+        for words, _ in _parse(wordnet / name).values():
+            out.update(w for w in (word.split("(")[0] for word in words) if w.isalpha())
     return out
 
 
