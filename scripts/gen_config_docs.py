@@ -1,4 +1,5 @@
-"""Regenerate the settings reference in docs/configuration.md from settings.py."""
+"""Regenerate the settings reference in docs/configuration.md from the section models in
+src/boundgate/settings/."""
 
 from __future__ import annotations
 

@@ -1,0 +1,357 @@
+"""``Settings`` (every section, with the checks across sections), loading it from file,
+environment and flags, and describing every value with its source."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .base import DEFAULT_MODEL_NAME, ENV_PREFIX
+from .reuse import ReuseSettings
+from .routing import (
+    TASK_NAMES,
+    ModelSettings,
+    ReasoningSettings,
+    RoutingSettings,
+    TaskPolicy,
+    _default_models,
+    _default_policy,
+)
+from .sections import (
+    CreativitySettings,
+    DashboardSettings,
+    EnergySettings,
+    GridSettings,
+    LimitsSettings,
+    SchedulerSettings,
+    ServerSettings,
+    StoreSettings,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
+    reuse: ReuseSettings = Field(default_factory=ReuseSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    grid: GridSettings = Field(default_factory=GridSettings)
+    creativity: CreativitySettings = Field(default_factory=CreativitySettings)
+    reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    models: dict[str, ModelSettings] = Field(default_factory=_default_models)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file (passed in as init kwargs); CLI flags are applied after.
+        return (env_settings, init_settings)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _env_model_names(cls, value: Any) -> Any:
+        """Environment variable names cannot hold ``-``: ``BOUNDGATE_MODELS__SMOLLM2_135M__…``
+        arrives as model ``smollm2_135m``. Such a name is the model it names with ``-``
+        (merged into that model's settings from the file); the packaged default model
+        keeps its backend and default flag when only some of its fields are set."""
+        if not isinstance(value, dict):
+            return value
+
+        def same(a: str, b: str) -> bool:
+            return a.replace("_", "-").lower() == b.replace("_", "-").lower()
+
+        out: dict[str, Any] = {}
+        for name, spec in value.items():
+            target = next((n for n in out if n != name and same(n, name)), None)
+            if target is None and same(name, DEFAULT_MODEL_NAME):
+                target = DEFAULT_MODEL_NAME
+            if target is None:
+                target = name
+            if isinstance(spec, dict) and isinstance(out.get(target), dict):
+                out[target] = {**out[target], **spec}
+            else:
+                out[target] = spec
+        default = out.get(DEFAULT_MODEL_NAME)
+        if isinstance(default, dict) and "backend" not in default:
+            others_default = any(
+                isinstance(s, dict) and s.get("default") for n, s in out.items()
+                if n != DEFAULT_MODEL_NAME
+            )  # fmt: skip
+            out[DEFAULT_MODEL_NAME] = {
+                "backend": "llama_cpp", **({} if others_default else {"default": True}), **default
+            }  # fmt: skip
+        return out
+
+    @model_validator(mode="after")
+    def _check_price(self) -> Settings:
+        if self.scheduler.price_weight > 0 and self.scheduler.price_csv is None:
+            raise ValueError("scheduler.price_weight > 0 needs scheduler.price_csv")
+        return self
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        if not self.models:
+            raise ValueError("models: at least one model must be configured")
+        defaults = [name for name, m in self.models.items() if m.default]
+        if len(defaults) > 1:
+            raise ValueError(f"models: only one model may set default = true, got {defaults}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_routing(self) -> Settings:
+        r = self.routing
+        names = set(self.models) | {a for m in self.models.values() for a in m.aliases}
+        if r.auto_model in names:
+            raise ValueError(
+                f"routing.auto_model: {r.auto_model!r} is also a configured model name or alias"
+            )
+        for ladder, rungs in r.ladders.items():
+            if not rungs:
+                raise ValueError(f"routing.ladders.{ladder}: a ladder needs at least one rung")
+            for i, rung in enumerate(rungs):
+                if rung not in names:
+                    raise ValueError(
+                        f"routing.ladders.{ladder}[{i}]: {rung!r} is not a configured model "
+                        f"(models: {', '.join(sorted(self.models))})"
+                    )
+        for model, threshold in r.logprob_thresholds.items():
+            if model not in names:
+                raise ValueError(
+                    f"routing.logprob_thresholds.{model}: not a configured model "
+                    f"(models: {', '.join(sorted(self.models))})"
+                )
+            if not threshold <= 0:
+                raise ValueError(
+                    f"routing.logprob_thresholds.{model}: {threshold} is not a log-probability "
+                    "(nats per token, ≤ 0; 0 turns the check off)"
+                )
+        ladders = {"default": [self.default_model], **r.ladders}
+        builtin_policy = {t: p.model_dump() for t, p in _default_policy().items()}
+        for task, p in [*r.policy.items(), ("unclassified", r.unclassified)]:
+            where = f"routing.policy.{task}" if task != "unclassified" else "routing.unclassified"
+            if task not in (*TASK_NAMES, "unclassified"):
+                raise ValueError(f"{where}: unknown task (tasks: {', '.join(TASK_NAMES)})")
+            if p.ladder not in ladders:
+                raise ValueError(
+                    f"{where}.ladder: no ladder {p.ladder!r} (ladders: {', '.join(ladders)})"
+                )
+            # the built-in policy's rung is clamped to the ladder (Router.plan); it is told
+            # by its values, which survive the settings' JSON round trip to workers
+            builtin = task in builtin_policy and p.model_dump() == builtin_policy[task]
+            if not builtin and p.first_rung >= len(ladders[p.ladder]):
+                raise ValueError(
+                    f"{where}.first_rung: {p.first_rung} is past the last rung of ladder "
+                    f"{p.ladder!r} ({len(ladders[p.ladder])} rungs)"
+                )
+        return self
+
+    @property
+    def default_model(self) -> str:
+        for name, m in self.models.items():
+            if m.default:
+                return name
+        return next(iter(self.models))
+
+    @property
+    def db_path(self) -> Path:
+        return self.server.data_dir / "boundgate.db"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and listings)."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the offending key named in the message."""
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(
+    config: Path | str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Settings:
+    """Build settings from file + env + overrides; raise ConfigError naming the bad key."""
+    path_s = config if config is not None else os.environ.get(f"{ENV_PREFIX}CONFIG")
+    path = Path(path_s) if path_s else None
+    data: dict[str, Any] = _read_toml(path) if path else {}
+    origin = str(path) if path else "environment/defaults"
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from exc
+    for section, values in (overrides or {}).items():  # command-line flags
+        sect = getattr(settings, section)
+        for key, value in values.items():
+            if value is None:
+                continue
+            try:
+                setattr(sect, key, value)
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"]
+                flag = "--" + key.replace("_", "-")
+                raise ConfigError(
+                    f"invalid command-line flag {flag} ({section}.{key}): {msg}"
+                ) from exc
+    return settings
+
+
+@dataclass(frozen=True)
+class SettingValue:
+    key: str  # dotted, e.g. "server.port"
+    value: Any
+    source: str  # "default" | "env:NAME" | "file:PATH" | "cli"
+    description: str
+
+
+def _env_name(parts: list[str]) -> str:
+    return ENV_PREFIX + "__".join(p.upper().replace("-", "_") for p in parts)
+
+
+def describe(
+    settings: Settings,
+    config: Path | str | None = None,
+    cli_keys: set[str] | None = None,
+) -> Iterator[SettingValue]:
+    """Every leaf setting with its value and the source it came from."""
+    path_s = config if config is not None else os.environ.get(f"{ENV_PREFIX}CONFIG")
+    file_data = _read_toml(Path(path_s)) if path_s else {}
+    env_lower = {k.lower() for k in os.environ}
+
+    def source(parts: list[str], old_names: list[str]) -> str:
+        dotted = ".".join(parts)
+        if cli_keys and dotted in cli_keys:
+            return "cli"
+        spellings = [parts, *([*parts[:-1], old] for old in old_names)]
+        for spelling in spellings:
+            env = _env_name(spelling)
+            if env.lower() in env_lower:
+                return f"env:{env}"
+        for spelling in spellings:
+            node: Any = file_data
+            for p in spelling:
+                if not isinstance(node, dict) or p not in node:
+                    break
+                node = node[p]
+            else:
+                return f"file:{path_s}"
+        return "default"
+
+    def walk(model: BaseModel, prefix: list[str]) -> Iterator[SettingValue]:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            parts = [*prefix, name]
+            if isinstance(value, BaseModel):
+                yield from walk(value, parts)
+            elif (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, BaseModel) for v in value.values())
+            ):  # models.<name>, routing.policy.<task>
+                for mname, m in value.items():
+                    yield from walk(m, [*parts, mname])
+            else:
+                old_names = [o for o, n in getattr(type(model), "renamed", {}).items() if n == name]
+                src = source(parts, old_names)
+                if isinstance(value, str) and parts == ["store", "url"]:
+                    value = redact_url(value)
+                yield SettingValue(".".join(parts), value, src, field.description or "")
+
+    yield from walk(settings, [])
+
+
+def reference_markdown() -> str:
+    """The settings reference table for docs/configuration.md, generated from the fields."""
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("server", ServerSettings),
+        ("limits", LimitsSettings),
+        ("store", StoreSettings),
+        ("energy", EnergySettings),
+        ("reuse", ReuseSettings),
+        ("scheduler", SchedulerSettings),
+        ("grid", GridSettings),
+        ("creativity", CreativitySettings),
+        ("reasoning", ReasoningSettings),
+        ("dashboard", DashboardSettings),
+        ("routing", RoutingSettings),
+        ("routing.policy.<task>", TaskPolicy),
+        ("models.<name>", ModelSettings),
+    ]
+    lines = []
+    for section, cls in sections:
+        lines += [
+            f"### `[{section}]`",
+            "",
+            "| key | type | default | env | meaning |",
+            "|---|---|---|---|---|",
+        ]
+        for name, field in cls.model_fields.items():
+            if field.is_required():
+                default = "required"
+            elif field.default_factory is not None:
+                value = field.default_factory()  # type: ignore[call-arg]
+                if isinstance(value, BaseModel):
+                    value = value.model_dump(mode="json")
+                elif isinstance(value, dict) and all(
+                    isinstance(v, BaseModel) for v in value.values()
+                ):
+                    value = {k: v.model_dump(mode="json") for k, v in value.items()}
+                default = f"`{value!r}`"
+            else:
+                default = f"`{field.default!s}`" if field.default is not None else "unset"
+            ann = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
+            ann = ann.replace("<class '", "").replace("'>", "").replace("|", "\\|")
+            ann = re.sub(r"boundgate\.settings\.\w+\.", "boundgate.settings.", ann)  # re-exported
+            env = _env_name([*section.replace("<name>", "NAME").split("."), name])
+            lines.append(f"| `{name}` | {ann} | {default} | `{env}` | {field.description} |")
+        lines.append("")
+    return "\n".join(lines)

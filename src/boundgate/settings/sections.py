@@ -1,0 +1,225 @@
+"""The section models of the server, limits, store, energy, grid, scheduler, creativity and
+dashboard (``[server]`` … ``[dashboard]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from .base import _Section
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 = any free port).")
+    data_dir: Path = Field(Path(".boundgate"), description="Where the SQLite store and keys live.")
+    grid_zone: str = Field(
+        "DE-LU", description="Grid zone for carbon figures; any zone with bundled data."
+    )
+    allow_open_remote: bool = Field(
+        False,
+        description="Allow binding a non-loopback host while no API keys exist (open mode).",
+    )
+    max_body_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest accepted request body, file uploads aside; larger gets 413.",
+    )
+    max_file_bytes: int = Field(
+        200 << 20,
+        ge=1024,
+        description="Largest accepted file upload (`POST /v1/files`, a batch's input; "
+        "OpenAI's limit for batch files is 200 MB); larger gets 413.",
+    )
+    log_level: str = Field("info", description="uvicorn log level.")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes serving one port over the shared store (`serve "
+        "--workers`); each loads its own local model (memory × workers) and follows the "
+        "others' stored answers through the store's change log.",
+    )
+    metrics_tenant_label: bool = Field(
+        False, description="Label request metrics by tenant (one series per tenant)."
+    )
+    metrics_token_env: str | None = Field(
+        None,
+        description="Environment variable holding a bearer token that /metrics then requires "
+        "(Prometheus: `authorization: {credentials_file: ...}`); unset = /metrics is open, as "
+        "Prometheus expects by default.",
+    )
+
+
+class LimitsSettings(_Section):
+    queue_size: int = Field(
+        16,
+        ge=0,
+        description="Requests that may wait for a busy local model; more get 503.",
+    )
+    rpm: int = Field(0, ge=0, description="Default requests per minute per tenant (0 = unlimited).")
+    daily_tokens: int = Field(
+        0, ge=0, description="Default prompt+completion tokens per tenant per UTC day (0 = off)."
+    )
+    daily_reasoning_tokens: int = Field(
+        0,
+        ge=0,
+        description="Default reasoning tokens per tenant per UTC day on reasoning models "
+        "(0 = off); reserved before each call at its worst case, settled after.",
+    )
+    default_max_tokens: int = Field(
+        1024, ge=1, description="max_tokens applied when a request gives none."
+    )
+    reservation_lease_s: float = Field(
+        900.0,
+        gt=0,
+        description="How long a request's budget reservation holds if its gateway process "
+        "dies before settling it; then the reserved tokens are free again.",
+    )
+    novelty_per_day: int = Field(
+        0,
+        ge=0,
+        description="Fresh above-dial (creative) generations per tenant per UTC day (0 = off).",
+    )
+    novelty_exhausted: Literal["variants", "reject"] = Field(
+        "variants",
+        description="When the novelty budget is spent: serve pre-generated variants (429 if "
+        "none is left) or always answer 429.",
+    )
+
+
+class StoreSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="PostgreSQL database the gateway keeps all its state in "
+        "(`postgresql://user@host:5432/db`; libpq's `PGPASSWORD`/`PGPASSFILE` keep the password "
+        "out of the URL), so several replicas serve as one (needs the `postgres` extra). "
+        "Unset = SQLite in `server.data_dir`.",
+    )
+    pool_size: int = Field(
+        10, ge=1, description="Most PostgreSQL connections one gateway process opens."
+    )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, description="How long start-up waits for PostgreSQL before failing."
+    )
+    key_cache_s: float = Field(
+        0.0,
+        ge=0,
+        le=5,
+        description="PostgreSQL: how long a replica trusts a key check (and 'no keys yet') "
+        "without reading the key table. 0 = every request reads its key, so a key revoked "
+        "through any replica is refused by every replica on its next request. Above 0 saves "
+        "a round trip per request; a change is then announced to every replica (NOTIFY, "
+        "milliseconds) and trusted at most this long should the announcement be lost.",
+    )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> StoreSettings:
+        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store.url must be a postgresql:// URL (unset: SQLite)")
+        return self
+
+
+class EnergySettings(_Section):
+    cpu_watts_per_core: float = Field(
+        4.0, gt=0, description="Central estimate of power per busy vCPU (W)."
+    )
+    cpu_watts_per_core_low: float = Field(
+        2.0, gt=0, description="Low end of the per-vCPU power range (W)."
+    )
+    cpu_watts_per_core_high: float = Field(
+        8.0, gt=0, description="High end of the per-vCPU power range (W)."
+    )
+    memory_watts_per_gb: float = Field(
+        0.392, ge=0, description="Power per GB of resident model memory (W/GB)."
+    )
+    pue: float = Field(1.0, ge=1.0, description="Power usage effectiveness of this machine.")
+    upstream_pue: float = Field(
+        1.2, ge=1.0, description="PUE assumed for upstream (remote) data centres."
+    )
+    rapl_root: Path = Field(
+        Path("/sys/class/powercap"), description="Where RAPL powercap counters are read."
+    )
+    method: Literal["auto", "rapl", "nvml", "estimate"] = Field(
+        "auto", description="Force a meter for local models; auto = RAPL, NVML, estimate."
+    )
+
+
+class CreativitySettings(_Section):
+    enabled: bool = Field(True, description="Pre-generate variants of popular creative prompts.")
+    min_askers: int = Field(
+        3, ge=1, description="Distinct askers of a creative prompt before variants are made."
+    )
+    variants: int = Field(5, ge=1, le=100, description="Variants generated per round.")
+    window_s: float = Field(
+        12 * 3600.0, gt=0, description="Deadline for generating a round of variants (s)."
+    )
+
+
+class GridSettings(_Section):
+    source: Literal["bundled", "electricitymaps", "watttime", "ukci", "carbon-aware-sdk"] = Field(
+        "bundled",
+        description="Where carbon intensity comes from; live sources fall back to the "
+        "bundled history, labelled, whenever they fail.",
+    )
+    base_url: str | None = Field(
+        None, description="The live API's base URL (default: the provider's public one)."
+    )
+    region: str | None = Field(
+        None,
+        description="The provider's name for the zone (Electricity Maps zone, WattTime region, "
+        "UK region id or 'national', Carbon Aware SDK location); default: server.grid_zone.",
+    )
+    token_env: str = Field(
+        "ELECTRICITYMAPS_API_KEY", description="Env var with the Electricity Maps token."
+    )
+    username_env: str = Field("WATTTIME_USERNAME", description="Env var: WattTime user.")
+    password_env: str = Field("WATTTIME_PASSWORD", description="Env var: WattTime password.")
+    refresh_s: float = Field(300.0, gt=0, description="How often the live source is polled.")
+    timeout_s: float = Field(5.0, gt=0, description="Per-request timeout for the live source.")
+
+
+class SchedulerSettings(_Section):
+    policy: Literal["carbon", "now"] = Field(
+        "carbon",
+        description="When deferrable jobs start: the forecast-cleanest hours before their "
+        "deadline (carbon) or at once (now).",
+    )
+    rebind_window_s: float = Field(
+        6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
+    )
+    poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
+    job_lease_s: float = Field(
+        300.0,
+        ge=1,
+        description="A running job's lease, renewed every third of it while it runs; a "
+        "process killed mid-job leaves its job to another runner this long after.",
+    )
+    price_csv: Path | None = Field(
+        None,
+        description="Hourly price CSV (datetime_utc + price_column) to optimise price too.",
+    )
+    price_column: str = Field("usd_per_mwh", description="The price CSV's value column.")
+    price_weight: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="0 = carbon only, 1 = price only, between: a weighted mix (needs price_csv).",
+    )
+    replan_s: float = Field(
+        3600.0, gt=0, description="How often queued jobs are re-planned on a fresh forecast."
+    )
+    batch_request_s: float = Field(
+        2.0, gt=0, description="Estimated run time per batch line (s), to size its window."
+    )
+
+
+class DashboardSettings(_Section):
+    enabled: bool = Field(True, description="Serve the operator dashboard at /dashboard.")
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a dashboard login lasts."
+    )
