@@ -1,24 +1,17 @@
-"""The request pipeline, with no HTTP in it.
-
-For every request: pick the backend, admit it against the tenant's budgets, run it inside a
-meter, turn energy into carbon for the configured grid zone, write the ledger row (committed
-before the caller may answer the client), and settle the budget. Errors and cancellations get
-a ledger row too. The HTTP layer (``server/``) only translates shapes.
-"""
+"""``Gateway``: the pipeline of a request (see the package's docstring) for a named model, plain
+or streamed, with reuse before generation and the ledger row before the answer."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
-from .clock import Clock, SystemClock
-from .energy import (
+from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
+from ..clock import Clock, SystemClock
+from ..energy import (
     EnergyReport,
     EnergyReporter,
     GenerationSpan,
@@ -28,99 +21,36 @@ from .energy import (
     Work,
     combine,
 )
-from .errors import (
-    BoundgateError,
-    ContextLengthExceededError,
-    ModelNotFoundError,
+from ..errors import BoundgateError, ModelNotFoundError
+from ..grid.base import CarbonSource
+from ..ledger import LedgerWriter
+from ..metrics import Metrics
+from ..profiles import EnergyProfiles
+from ..reuse.engine import ReuseEngine
+from ..reuse.lookup import Lookup
+from ..reuse.scope import answer_fits
+from ..reuse.stored import replay_pieces, request_json, usage_of
+from ..reuse.variants import CreativityBuffer, variant_entry
+from ..routing.ladder import Router
+from ..scheduler.jobs import JobQueue
+from ..settings import EnergySettings, ReasoningSettings
+from ..store import Store
+from ..tenants import Limiter, Reservation, Tenant
+from .context import (
+    EMBEDDING_MODEL,
+    Finished,
+    RequestContext,
+    Result,
+    estimated_prompt_tokens,
+    new_request_id,
+    refuse_over_context,
 )
-from .grid.base import CarbonSource
-from .ledger import LedgerWriter
-from .metrics import Metrics
-from .profiles import EnergyProfiles
-from .reuse.engine import ReuseEngine
-from .reuse.lookup import Lookup
-from .reuse.scope import answer_fits
-from .reuse.stored import replay_pieces, request_json, usage_of
-from .reuse.variants import CreativityBuffer, variant_entry
-from .routing.ladder import Route, Router
-from .scheduler.jobs import JobQueue
-from .settings import EnergySettings, ReasoningSettings
-from .store import LedgerRow, Store
-from .tenants import Limiter, Reservation, Tenant
-
-EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-
-
-def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
-
-
-@dataclass
-class RequestContext:
-    request_id: str
-    tenant: Tenant
-    endpoint: str
-    started: float  # wall clock, for the ledger
-    started_mono: float  # monotonic, for latency
-    cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
-    reuse: Lookup | None = None  # what the reuse layer decided, once it has
-    internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
-    novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
-    route: Route | None = None  # model: "auto": the rungs tried so far
-
-
-@dataclass(frozen=True)
-class Result:
-    completion: Completion
-    model: str
-    energy: EnergyReport
-    reuse: Lookup | None = None
-    route: Route | None = None
-
-    def headers(self) -> dict[str, str]:
-        h = self.energy.headers()
-        if self.reuse is not None:
-            h.update(self.reuse.headers())
-        if self.route is not None:
-            h["x-boundgate-route"] = self.route.header()
-        return h
-
+from .routed import Routing
 
 REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
 
 
-def refuse_over_context(backend: Backend, req: GenerationRequest) -> None:
-    """For a backend whose context the gateway checks (``counts_context_by_bytes``: no
-    tokenizer here), raise ``ContextLengthExceededError`` when the prompt, at 4 bytes a
-    token, fills its context."""
-    limit = backend.context_length
-    if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
-        raise ContextLengthExceededError(
-            f"This model's maximum context length is {limit} tokens; the prompt is "
-            f"about {req.text_bytes() // 4} tokens.",
-            param="messages" if req.messages is not None else "prompt",
-        )
-
-
-def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
-    """A prompt's tokens where no backend counted them (a generation cut short before it
-    reported usage): 4 bytes a token, the estimate the context check uses, plus what the
-    prompt format adds (``Backend.template_tokens``)."""
-    return req.text_bytes() // 4 + backend.template_tokens(req)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event of a stream: emitted after the ledger row is committed."""
-
-    finish_reason: str
-    usage: Usage
-    energy: EnergyReport
-    reuse: Lookup | None = None
-    route: Route | None = None
-
-
-class Gateway:
+class Gateway(Routing):
     def __init__(
         self,
         *,
@@ -539,183 +469,6 @@ class Gateway:
         on their own if it stored nothing for them."""
         if self.reuse is not None:
             self.reuse.land(lookup)
-
-    def routes(self, req: GenerationRequest) -> bool:
-        """Whether ``req`` asks for ``model: "auto"`` (or ``auto:<ladder>``)."""
-        return self.router is not None and self.router.is_auto(req.model)
-
-    async def _run_rung(
-        self,
-        ctx: RequestContext,
-        req: GenerationRequest,
-        backend: Backend,
-        cancel: CancelToken,
-        check: Callable[[Completion], str | None],
-    ) -> tuple[Completion, Measurement, Lookup | None, str | None]:
-        """One rung of an auto request through the normal pipeline (reuse lookup in the
-        rung's own scope, else generate, meter and remember): its answer, the energy it took
-        (lookup included), the lookup (``lookup.entry`` set: the answer was reused) and why
-        ``check`` sends it to the next rung (None: keep it). An answer escalated as
-        ``logprob`` is not remembered: a stored answer has no log-probabilities, so a later
-        lookup could not check it again and would serve it."""
-        span = self._span()
-        lookup = await self._lookup(ctx, req, backend)
-        lookup_m = span.stop()
-        if lookup is not None and lookup.novel:
-            ctx.novel = True  # counted once against the novelty budget, not once per rung
-        if lookup is not None and lookup.entry is not None:
-            assert self.reuse is not None
-            await self.reuse.note_hit(lookup, self.asker(ctx, req))
-            e = lookup.entry
-            spent = lookup_m or Measurement(0.0, 0.0, 0.0, "estimate")
-            reused = Completion(e.answer, e.finish_reason, usage_of(e))
-            return reused, spent, lookup, check(reused)
-        refuse_over_context(backend, req)
-        gen = GenerationSpan(
-            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
-        )
-        completion = await backend.complete(dataclasses.replace(req, on_start=gen.begin), cancel)
-        m = self._measure(gen, backend, completion.usage)
-        reason = check(completion)
-        if reason != "logprob":
-            await self._remember(
-                ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
-            )
-        return completion, combine(m, lookup_m), lookup, reason
-
-    async def _route(
-        self, ctx: RequestContext, req: GenerationRequest, *, stream: bool
-    ) -> tuple[Result, LedgerRow]:
-        """``model: "auto"``: plan the ladder, admit once, climb the rungs until an answer
-        passes the router's checks (the last rung's answer is kept whatever it is). Returns
-        the result and its ledger row, not yet committed; ``req.model`` becomes the model that
-        answered. The row's energy and tokens are those of every rung tried; the budget is
-        settled with the tokens generated (reused answers use none). Errors are recorded."""
-        assert self.router is not None
-        if ctx.internal:
-            await self.yield_to_interactive()
-        client_limit = req.max_tokens > 0
-        if not client_limit:
-            req.max_tokens = self.default_max_tokens
-        try:
-            plan = await self.router.plan(req)
-            if not plan.reasoning:  # the task's policy: no reasoning unless the client asks
-                req.passthrough.setdefault("reasoning_effort", "none")
-            # the reasoning budget holds the most any rung may reason (each rung gets its cap)
-            reasoning = max(
-                self.reasoning_cap(
-                    self.backends[n], dataclasses.replace(req, passthrough={**req.passthrough})
-                )
-                for n in plan.rungs
-            )
-            reservation = await self.limiter.admit(
-                ctx.tenant, req.text_bytes() + req.max_tokens, reasoning
-            )
-        except BoundgateError as err:
-            await self.record_error(ctx, err, req, stream=stream)
-            raise
-        route = ctx.route = Route(plan)
-        cancel = CancelToken()
-        spent: Measurement | None = None
-        generated = prompt_tokens = completion_tokens = reasoned = 0
-        try:
-            for i, name in enumerate(plan.rungs):
-                backend = self.backends[name]
-                rreq = dataclasses.replace(req, model=name, passthrough={**req.passthrough})
-                self.reasoning_cap(backend, rreq)
-                last = i == len(plan.rungs) - 1
-                check_logprob = plan.logprob and not last
-                threshold = self.router.logprob_threshold(backend) if check_logprob else None
-                rreq.report_logprob = threshold is not None
-
-                def check(
-                    c: Completion,
-                    router: Router = self.router,
-                    limit: int = rreq.max_tokens,
-                    last: bool = last,
-                    threshold: float | None = threshold,
-                ) -> str | None:
-                    if last:  # the last rung's answer is kept whatever it is
-                        return None
-                    return router.escalation(c, limit, client_limit, threshold)
-
-                try:
-                    completion, m, lookup, reason = await self._run_rung(
-                        ctx, rreq, backend, cancel, check
-                    )
-                except BoundgateError as err:
-                    reason = None if last else self.router.escalates_error(err)
-                    if reason is None:
-                        raise
-                    route.escalated(name, reason)
-                    self.metrics.routing_escalations.labels(from_model=name, reason=reason).inc()
-                    continue
-                reused = lookup is not None and lookup.entry is not None
-                spent = combine(m, spent)
-                if not reused:
-                    generated += completion.usage.total_tokens
-                    reasoned += completion.usage.reasoning_tokens
-                prompt_tokens += completion.usage.prompt_tokens
-                completion_tokens += completion.usage.completion_tokens
-                if reason is not None:
-                    route.escalated(name, reason)
-                    self.metrics.routing_escalations.labels(from_model=name, reason=reason).inc()
-                    continue
-                route.answered(name, reused)
-                break
-            assert spent is not None  # the last rung either answered or raised
-            energy = self.energy_report(spent, ctx.started)
-            # the top rung's energy for this answer: its measured profile on this host when
-            # there is one, else the per-token estimate; a counterfactual is always an estimate
-            u = completion.usage
-            est = self.profiles.estimate(plan.top, u.prompt_tokens, u.completion_tokens)
-            counterfactual = Measurement(
-                est.wh, est.wh_low, est.wh_high, "estimate", f"{plan.top} ({est.source})"
-            )
-            route.savings(counterfactual, energy.wh, energy.gco2_per_kwh, reused)
-            req.model = backend.name
-            ctx.reuse = lookup
-            row = self.ledger.row(
-                ctx,
-                rreq,
-                backend,
-                stream=stream,
-                usage=Usage(prompt_tokens, completion_tokens),
-                energy=energy,
-                lookup=lookup,
-                route=route,
-            )
-            return Result(completion, backend.name, energy, lookup, route), row
-        except BoundgateError as err:
-            await self.record_error(ctx, err, req, stream=stream)
-            raise
-        except asyncio.CancelledError:
-            cancel.cancel()
-            self.ledger.commit_soon(
-                self.ledger.row(ctx, req, None, stream=stream, outcome="cancelled", status=499)
-            )
-            raise
-        finally:
-            self.limiter.settle(reservation, generated, reasoned)
-
-    async def _stream_routed(
-        self, ctx: RequestContext, req: GenerationRequest
-    ) -> AsyncGenerator[Chunk | Finished, None]:
-        """An auto request streamed: the ladder runs to its answer first (a rung's answer must
-        pass the checks before any of it is sent), then the answer is replayed as chunks."""
-        result, row = await self._route(ctx, req, stream=True)
-        replayed = False
-        try:
-            for piece in replay_pieces(result.completion.text):
-                yield Chunk(piece)
-            replayed = True
-            await self.ledger.commit(row)
-            c = result.completion
-            yield Finished(c.finish_reason, c.usage, result.energy, result.reuse, result.route)
-        finally:
-            if not replayed:  # the client left during the replay
-                row.outcome, row.status = "cancelled", 499
-                self.ledger.commit_soon(row)
 
     async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:
         """Non-streamed generation. Errors are recorded and re-raised."""

@@ -1,0 +1,32 @@
+"""The request pipeline, with no HTTP in it.
+
+For every request: pick the backend, admit it against the tenant's budgets, run it inside a
+meter, turn energy into carbon for the configured grid zone, write the ledger row (committed
+before the caller may answer the client), and settle the budget. Errors and cancellations get
+a ledger row too. The HTTP layer (``server/``) only translates shapes.
+
+``pipeline.py`` (``Gateway``), ``routed.py`` (its ``model: "auto"`` side), ``context.py`` (the
+request-scoped types).
+"""
+
+from .context import (
+    EMBEDDING_MODEL,
+    Finished,
+    RequestContext,
+    Result,
+    estimated_prompt_tokens,
+    new_request_id,
+    refuse_over_context,
+)
+from .pipeline import Gateway
+
+__all__ = [
+    "EMBEDDING_MODEL",
+    "Finished",
+    "Gateway",
+    "RequestContext",
+    "Result",
+    "estimated_prompt_tokens",
+    "new_request_id",
+    "refuse_over_context",
+]

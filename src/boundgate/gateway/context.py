@@ -1,0 +1,82 @@
+"""The gateway's request-scoped types: a request's context, its result, the last event of a
+stream, and the checks every path shares (the context length, a prompt's estimated tokens)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from ..backends.base import Backend, Completion, GenerationRequest, Usage
+from ..energy import EnergyReport
+from ..errors import ContextLengthExceededError
+from ..reuse.lookup import Lookup
+from ..routing.ladder import Route
+from ..tenants import Tenant
+
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass
+class RequestContext:
+    request_id: str
+    tenant: Tenant
+    endpoint: str
+    started: float  # wall clock, for the ledger
+    started_mono: float  # monotonic, for latency
+    cache_control: str | None = None  # the request's Cache-Control header (reuse policy)
+    reuse: Lookup | None = None  # what the reuse layer decided, once it has
+    internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
+    novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
+    route: Route | None = None  # model: "auto": the rungs tried so far
+
+
+@dataclass(frozen=True)
+class Result:
+    completion: Completion
+    model: str
+    energy: EnergyReport
+    reuse: Lookup | None = None
+    route: Route | None = None
+
+    def headers(self) -> dict[str, str]:
+        h = self.energy.headers()
+        if self.reuse is not None:
+            h.update(self.reuse.headers())
+        if self.route is not None:
+            h["x-boundgate-route"] = self.route.header()
+        return h
+
+
+def refuse_over_context(backend: Backend, req: GenerationRequest) -> None:
+    """For a backend whose context the gateway checks (``counts_context_by_bytes``: no
+    tokenizer here), raise ``ContextLengthExceededError`` when the prompt, at 4 bytes a
+    token, fills its context."""
+    limit = backend.context_length
+    if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
+        raise ContextLengthExceededError(
+            f"This model's maximum context length is {limit} tokens; the prompt is "
+            f"about {req.text_bytes() // 4} tokens.",
+            param="messages" if req.messages is not None else "prompt",
+        )
+
+
+def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
+    """A prompt's tokens where no backend counted them (a generation cut short before it
+    reported usage): 4 bytes a token, the estimate the context check uses, plus what the
+    prompt format adds (``Backend.template_tokens``)."""
+    return req.text_bytes() // 4 + backend.template_tokens(req)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a stream: emitted after the ledger row is committed."""
+
+    finish_reason: str
+    usage: Usage
+    energy: EnergyReport
+    reuse: Lookup | None = None
+    route: Route | None = None
