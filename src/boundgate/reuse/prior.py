@@ -31,11 +31,22 @@ what the gateway's own labels cannot yet decide.
 
 from __future__ import annotations
 
+import functools
 import json
-from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+
+
+def count_above(sorted_xs: Floats, grid: Floats) -> Floats:
+    """For each ``t`` of ``grid``: how many of ``sorted_xs`` are ≥ t (scores within 1e-12
+    below t count as at t)."""
+    return np.asarray(len(sorted_xs) - np.searchsorted(sorted_xs, grid - 1e-12, "left"), float)
 
 
 @dataclass(frozen=True)
@@ -55,18 +66,33 @@ class Prior:
     def pairs(self) -> int:
         return len(self.duplicates) + len(self.non_duplicates)
 
-    def above(self, t: float) -> tuple[int, int]:
-        """(pairs scoring ≥ t, non-duplicates among them)."""
-        d = len(self.duplicates) - bisect_left(self.duplicates, t - 1e-12)
-        e = len(self.non_duplicates) - bisect_left(self.non_duplicates, t - 1e-12)
-        return d + e, e
+    @functools.cached_property
+    def _arrays(self) -> tuple[Floats, Floats]:
+        return np.asarray(self.duplicates, float), np.asarray(self.non_duplicates, float)
 
-    def hit_share(self, t: float) -> float | None:
-        """H(t): the share of the replayed lookups whose best candidate scored ≥ t (None when
-        the calibration is of pairs, not lookups)."""
+    def counts(self, grid: Floats) -> tuple[Floats, Floats]:
+        """For each threshold ``t`` of ``grid``: (pairs scoring ≥ t, non-duplicates among
+        them), as float arrays."""
+        dup, non = self._arrays
+        e = count_above(non, grid)
+        return count_above(dup, grid) + e, e
+
+    def hit_shares(self, grid: Floats) -> Floats | None:
+        """H(t) for each ``t`` of ``grid``: the share of the replayed lookups whose best
+        candidate scored ≥ t (None when the calibration is of pairs, not lookups)."""
         if not self.lookups:
             return None
-        return min(1.0, self.above(t)[0] / self.lookups)
+        return np.minimum(1.0, self.counts(grid)[0] / self.lookups)
+
+    def above(self, t: float) -> tuple[int, int]:
+        """(pairs scoring ≥ t, non-duplicates among them): ``counts`` at one threshold."""
+        n, e = self.counts(np.array([t]))
+        return int(n[0]), int(e[0])
+
+    def hit_share(self, t: float) -> float | None:
+        """H(t) at one threshold (``hit_shares``)."""
+        shares = self.hit_shares(np.array([t]))
+        return None if shares is None else float(shares[0])
 
     def mapped(self, score: Callable[[float], float]) -> Prior:
         """The same pairs on another scale: ``score`` maps a pair probability to what the

@@ -54,7 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..settings import ReuseSettings
-from .prior import Prior
+from .prior import Floats, Prior, count_above
 from .scoring import CosineScorer, Evidence, Scorer
 
 
@@ -77,9 +77,6 @@ def wilson(errors: float, n: float, z: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-Floats = npt.NDArray[np.float64]
-
-
 def wilson_arrays(errors: Floats, n: Floats, z: float) -> tuple[Floats, Floats]:
     """``wilson`` element-wise over arrays of counts: (low, high) arrays."""
     safe = np.where(n > 0, n, 1.0)
@@ -90,12 +87,6 @@ def wilson_arrays(errors: Floats, n: Floats, z: float) -> tuple[Floats, Floats]:
     low = np.where(n > 0, np.maximum(0.0, centre - half), 0.0)
     high = np.where(n > 0, np.minimum(1.0, centre + half), 1.0)
     return low, high
-
-
-def count_above(sorted_xs: Floats, grid: Floats) -> Floats:
-    """For each ``t`` of ``grid``: how many of ``sorted_xs`` are ≥ t (as ``bisect_left`` at
-    t − 1e-12 counts them one at a time)."""
-    return np.asarray(len(sorted_xs) - np.searchsorted(sorted_xs, grid - 1e-12, "left"), float)
 
 
 def z_for(confidence: float) -> float:
@@ -194,10 +185,6 @@ class Verifier:
             prior.mapped(lambda p: self.scorer.score(Evidence(0.0, 0.0, p)))
             if prior is not None
             else None
-        )
-        self._prior_duplicates = np.asarray(self.prior.duplicates if self.prior else (), float)
-        self._prior_non_duplicates = np.asarray(
-            self.prior.non_duplicates if self.prior else (), float
         )
         self.prior_weight = settings.prior_weight
         self.prior_verify_rate = settings.prior_verify_rate
@@ -327,11 +314,7 @@ class Verifier:
         been all novel (h near 0) cannot pull the threshold down to where the first
         near-repeats would be served wrongly. H(t) decides only where the gateway's own traffic
         is sparser above t than the calibration's, i.e. where hits are rare anyway."""
-        prior_h: Floats | None = None
-        if self.prior is not None and self.prior.lookups:
-            n_p = count_above(self._prior_duplicates, grid)
-            n_p += count_above(self._prior_non_duplicates, grid)
-            prior_h = np.minimum(1.0, n_p / self.prior.lookups)
+        prior_h = self.prior.hit_shares(grid) if self.prior is not None else None
         recent = np.fromiter(self._lookup_scores, float)
         if not len(recent):
             return prior_h if prior_h is not None else np.ones(len(grid))
@@ -424,8 +407,7 @@ class Verifier:
         e_on = count_above(np.asarray(self._wrong, float), grid)
         n, e = n_on, e_on
         if self.prior is not None and lam != 0.0:
-            e_p = count_above(self._prior_non_duplicates, grid)
-            n_p = count_above(self._prior_duplicates, grid) + e_p
+            n_p, e_p = self.prior.counts(grid)
             n, e = n_on + lam * n_p, e_on + lam * e_p
         h = self._hit_shares(grid)
         ok = h * wilson_arrays(e, n, self.z)[1] <= self.delta
