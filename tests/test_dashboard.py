@@ -215,6 +215,34 @@ def test_ledger_filters_and_csv_export(open_dash: Seeded) -> None:
         assert "Older" not in b.get("/dashboard/ledger").text
 
 
+def test_the_dashboard_answers_its_errors_in_html_and_the_api_in_json(open_dash: Seeded) -> None:
+    """A browser on /dashboard gets a page for a bad query, an unknown page or a wrong method;
+    the same mistakes on the API keep OpenAI's JSON error shape."""
+    with browser(open_dash.live) as b:
+        bad = b.get("/dashboard?range=1y")
+        assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/html")
+        assert "Bad request" in bad.text and "range" in bad.text
+        assert bad.headers["content-security-policy"]  # a dashboard page like the others
+        bad = b.get("/dashboard/ledger?page=0")
+        assert bad.status_code == 400 and "page" in bad.text
+        assert bad.headers["content-type"].startswith("text/html")
+        missing = b.get("/dashboard/nowhere")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith(
+            "text/html"
+        )
+        assert "/dashboard/nowhere" in missing.text
+        wrong = b.put("/dashboard/ledger")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        assert wrong.headers["content-type"].startswith("text/html")
+        # the API's own errors are unchanged
+        api = b.get("/v1/nowhere")
+        assert api.status_code == 404 and api.json()["error"]["type"] == "invalid_request_error"
+        api = b.post("/v1/chat/completions", json={"messages": "hi"})
+        assert api.status_code == 400 and api.json()["error"]["param"] == "messages"
+        static = b.get("/dashboard/static/nothing.js")
+        assert static.status_code == 404 and "text/html" not in static.headers["content-type"]
+
+
 def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:
     with browser(open_dash.live) as b:
         html = b.get("/dashboard/grid").text

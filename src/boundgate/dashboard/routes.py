@@ -9,17 +9,24 @@ origin: no inline script, no CDN, no external font.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..gateway import Gateway
 from ..store import LedgerQuery
@@ -356,6 +363,11 @@ async def tenants(s: SessionDep, request: Request) -> Response:
     return await render(request, s, "tenants.html", "tenants", data=data)
 
 
+async def _answer(response: Response | Awaitable[Response]) -> Response:
+    """What an exception handler returned (handlers may be sync or async)."""
+    return await response if inspect.isawaitable(response) else response
+
+
 def install(app: FastAPI, sessions: Sessions) -> None:
     """Serve the dashboard on ``app``: pages, bundled assets, and its two error pages."""
     app.state.dashboard = DashboardConfig(sessions=sessions)
@@ -371,6 +383,47 @@ def install(app: FastAPI, sessions: Sessions) -> None:
             what=None, forbidden="The form was stale or came from another site; reload the "
             "page and try again.",
         )  # fmt: skip
+
+    # A browser on the dashboard gets pages for its errors, the API keeps its JSON: a bad
+    # query, an unknown page or a wrong method under /dashboard is answered in HTML.
+    api_bad_request = app.exception_handlers.get(
+        RequestValidationError, request_validation_exception_handler
+    )
+    api_http_error = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
+
+    def on_page(request: Request) -> bool:
+        path = request.url.path
+        return (path == "/dashboard" or path.startswith("/dashboard/")) and not path.startswith(
+            "/dashboard/static/"
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_bad_request(request: Request, exc: RequestValidationError) -> Response:
+        if not on_page(request):
+            return await _answer(api_bad_request(request, exc))
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
+            problems.append(f"{where}: {e.get('msg', 'invalid value')}")
+        return await render(
+            request, None, "missing.html", "", status=400, problem="; ".join(problems)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not on_page(request) or exc.status_code not in (404, 405):
+            return await _answer(api_http_error(request, exc))
+        if exc.status_code == 404:
+            return await render(
+                request, None, "missing.html", "", status=404, page=request.url.path
+            )
+        allow = (exc.headers or {}).get("Allow", "")
+        response = await render(
+            request, None, "missing.html", "", status=405,
+            problem=f"{request.method} is not allowed on {request.url.path}; use {allow}.",
+        )  # fmt: skip
+        response.headers["Allow"] = allow
+        return response
 
     app.include_router(router)
     app.mount(
