@@ -105,6 +105,23 @@ def test_cache_control_and_temperature_dial(fake_live: Live) -> None:
     assert r.status_code == 400
 
 
+def test_every_cache_control_field_counts_and_pragma_no_cache_without_one(
+    fake_live: Live,
+) -> None:
+    """Two Cache-Control fields are one list (RFC 9110 §5.3): a no-cache in the second field
+    bypasses the store even after a max-age in the first; Pragma: no-cache is no-cache when
+    the request has no Cache-Control (RFC 9111 §5.4)."""
+    assert ask(fake_live).headers["x-boundgate-reuse"] == "miss"
+    assert ask(fake_live).headers["x-boundgate-reuse"] == "hit-exact"
+    two = ask(fake_live, headers=[("Cache-Control", "max-age=3600"), ("Cache-Control", "no-cache")])
+    assert two.headers["x-boundgate-reuse"] == "bypass"
+    pragma = ask(fake_live, headers={"Pragma": "no-cache"})
+    assert pragma.headers["x-boundgate-reuse"] == "bypass"
+    # Cache-Control present: it alone decides (Pragma is for HTTP/1.0 caches)
+    both = ask(fake_live, headers={"Pragma": "no-cache", "Cache-Control": "max-age=3600"})
+    assert both.headers["x-boundgate-reuse"] == "hit-exact"
+
+
 class _Later:
     """A clock `offset` seconds ahead of another (to age stored answers)."""
 
@@ -396,8 +413,10 @@ def test_a_cut_answer_is_served_only_at_its_own_limit(fake_live: Live) -> None:
 
 
 def test_a_natural_answer_serves_larger_limits_beside_a_cut(fake_live: Live) -> None:
-    """An answer that ended by itself (20 tokens, asked with 30) serves any limit of at least
-    20 in its class, even after a shorter limit stored its own cut answer."""
+    """An answer that ended by itself (20 tokens, asked with 30) serves any limit above 20 in
+    its class, even after a shorter limit stored its own cut answer. At exactly 20 the model
+    stops at the limit (``length``), so the natural answer, which says ``stop``, is not what
+    that request would have received."""
     fake = long_answers(fake_live)
     q = "Summarise the plot of Hamlet"
     full = ask(fake_live, q, max_tokens=30)
@@ -406,7 +425,7 @@ def test_a_natural_answer_serves_larger_limits_beside_a_cut(fake_live: Live) -> 
     cut = ask(fake_live, q, max_tokens=12)
     assert cut.headers["x-boundgate-reuse"] == "miss"
     assert cut.json()["choices"][0]["finish_reason"] == "length"
-    for limit in (25, 20, 64, 30):
+    for limit in (25, 21, 64, 30):
         r = ask(fake_live, q, max_tokens=limit)
         assert r.headers["x-boundgate-reuse"] == "hit-exact", limit
         assert r.json()["choices"][0]["message"]["content"] == LONG
@@ -415,6 +434,13 @@ def test_a_natural_answer_serves_larger_limits_beside_a_cut(fake_live: Live) -> 
     assert again.headers["x-boundgate-reuse"] == "hit-exact"
     assert again.json()["choices"][0]["finish_reason"] == "length"
     assert fake.calls == 2
+    at_length = ask(fake_live, q, max_tokens=20)
+    assert at_length.headers["x-boundgate-reuse"] == "miss"
+    assert at_length.json()["choices"][0]["finish_reason"] == "length"
+    again = ask(fake_live, q, max_tokens=20)
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"
+    assert again.json()["choices"][0]["finish_reason"] == "length"
+    assert fake.calls == 3
     # below the natural answer's length, with no cut of its own: the model runs
     assert ask(fake_live, q, max_tokens=19).headers["x-boundgate-reuse"] == "miss"
 

@@ -5,7 +5,7 @@ One exact key (scope + the question's exact form; the scope holds the request's
 may serve depends on how it ended (``scope.answer_fits``):
 
 - an answer that ended by itself (``stop``) with n tokens serves every request whose limit
-  is at least n;
+  is above n (at exactly n the model stops at the limit: ``length``);
 - an answer cut by its limit (``length``) at n tokens serves only requests whose limit is
   exactly n (the same model, greedy decoding: the same tokens up to the cut).
 

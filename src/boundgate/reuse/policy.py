@@ -13,6 +13,9 @@ Clients steer per request with ``Cache-Control`` (HTTP semantics) or the
 | ``{"reuse": "exact"}`` | exact matches only | yes |
 | ``{"reuse": "semantic"}`` (default) | exact, then by meaning | yes |
 
+Several ``Cache-Control`` fields count as one list (``max-age=3600`` and ``no-cache`` in two
+fields is ``no-cache``), and without any, ``Pragma: no-cache`` is ``no-cache`` (RFC 9111 §5.4).
+
 Time-sensitive questions ("today", "latest", "current price of ...") are answered from the
 store only while younger than ``reuse.time_sensitive_max_age_s`` seconds.
 """

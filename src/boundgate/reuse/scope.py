@@ -238,15 +238,17 @@ class ReuseKey:
 def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> bool:
     """Whether a stored answer is one a request with ``max_tokens`` could have received.
 
-    A complete answer (``stop``) fits any limit at or above its length; an answer cut by its
-    own limit (``length``) is what a request gets only at exactly that limit (the same model,
-    greedy decoding: the same tokens up to the cut). ``max_tokens`` 0 means no limit to check.
+    A complete answer (``stop``) fits any limit above its length: at exactly its length the
+    model stops at the limit before it can end by itself, so that request gets the same
+    tokens with ``finish_reason`` ``length``, not this answer. An answer cut by its own limit
+    (``length``) is what a request gets only at exactly that limit (the same model, greedy
+    decoding: the same tokens up to the cut). ``max_tokens`` 0 means no limit to check.
     """
     if max_tokens <= 0:
         return True
     if finish_reason == "length":
         return completion_tokens == max_tokens
-    return completion_tokens <= max_tokens
+    return completion_tokens < max_tokens
 
 
 def reuse_key(

@@ -214,6 +214,19 @@ def gateway_of(request: Request) -> Gateway:
     return gw
 
 
+def request_cache_control(request: Request) -> str | None:
+    """The request's cache directives: every ``Cache-Control`` header field, joined as one
+    list (RFC 9110 §5.3: several fields are one comma-separated list), or, when there is
+    none, ``no-cache`` for ``Pragma: no-cache`` (RFC 9111 §5.4). None: no directive."""
+    fields = request.headers.getlist("cache-control")
+    if fields:
+        return ", ".join(fields)
+    pragma = request.headers.get("pragma", "")
+    if "no-cache" in (d.strip().lower() for d in pragma.split(",")):
+        return "no-cache"
+    return None
+
+
 async def context(request: Request) -> RequestContext:
     """FastAPI dependency: open the request's context and authenticate it.
 
@@ -223,7 +236,7 @@ async def context(request: Request) -> RequestContext:
     gateway = gateway_of(request)
     ctx = gateway.context(OPEN_TENANT, request.url.path)
     request.state.ctx = ctx
-    ctx.cache_control = request.headers.get("cache-control")
+    ctx.cache_control = request_cache_control(request)
     try:
         ctx.tenant = await authenticate(request, gateway.store)
     except AuthenticationError:
