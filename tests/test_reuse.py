@@ -122,6 +122,22 @@ def test_every_cache_control_field_counts_and_pragma_no_cache_without_one(
     assert both.headers["x-boundgate-reuse"] == "hit-exact"
 
 
+def test_a_request_at_temperature_0_is_not_served_a_sampled_answer(fake_live: Live) -> None:
+    """A trial's finding: an answer sampled at temperature 0.3 was served to the same question
+    at temperature 0, which decodes greedily and could never have received it. A greedy
+    answer still serves a sampled request (the most likely answer is one it may get)."""
+    fake = fake_live.gateway.backends["fake"]
+    q = "Write a one-line slogan for a bakery."
+    assert ask(fake_live, q, temperature=0.3).headers["x-boundgate-reuse"] == "miss"
+    assert ask(fake_live, q, temperature=0.2).headers["x-boundgate-reuse"] == "hit-exact"
+    calls = fake.calls
+    greedy = ask(fake_live, q, temperature=0)
+    assert greedy.headers["x-boundgate-reuse"] == "miss" and fake.calls == calls + 1
+    assert ask(fake_live, q, temperature=0).headers["x-boundgate-reuse"] == "hit-exact"
+    assert ask(fake_live, q, temperature=0.3).headers["x-boundgate-reuse"] == "hit-exact"
+    assert fake.calls == calls + 1
+
+
 class _Later:
     """A clock `offset` seconds ahead of another (to age stored answers)."""
 

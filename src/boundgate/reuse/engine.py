@@ -49,7 +49,7 @@ from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .labels import Labelling
-from .lookup import EntryMeta, Lookup, lookup_key
+from .lookup import EntryMeta, Lookup, lookup_key, sampled_request
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, answer_fits, reuse_key
@@ -236,6 +236,7 @@ class ReuseEngine(Following, Labelling):
             finish_reason=e.finish_reason,
             completion_tokens=e.completion_tokens,
             tenant=e.tenant,
+            sampled=sampled_request(e.request),
         )
         with self._lock:
             self._meta[e.key] = meta
@@ -424,7 +425,8 @@ class ReuseEngine(Following, Labelling):
         self, p: Plan, key: ReuseKey, now: float, *, stale: bool = False
     ) -> Callable[[EntryMeta | None], bool]:
         """Whether an entry may serve ``key`` under plan ``p`` at ``now``: fresh enough, one
-        the request could have received (``answer_fits``), and (``stale``) a document of an
+        the request could have received (``answer_fits``; a request at temperature 0 is not
+        served a sampled answer), and (``stale``) a document of an
         older model version being rebound."""
 
         def admissible(meta: EntryMeta | None) -> bool:
@@ -432,6 +434,8 @@ class ReuseEngine(Following, Labelling):
                 return False
             if not answer_fits(meta.finish_reason, meta.completion_tokens, key.max_tokens):
                 return False  # longer than this request allows, or cut shorter than it allows
+            if key.greedy and meta.sampled:
+                return False  # a sampled answer; greedy decoding would not give it
             return not stale or self.documents.is_stale(meta.document)
 
         return admissible

@@ -4,6 +4,7 @@ kept in memory for lookups) and ``lookup_key`` (a semantic lookup as the ledger 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class EntryMeta:
     finish_reason: str = "stop"
     completion_tokens: int = 0
     tenant: str = ""
+    sampled: bool = False  # generated at a temperature above 0 (``sampled_request``)
 
 
 @dataclass
@@ -103,3 +105,16 @@ class Lookup:
         if self.entry is not None:
             h["x-boundgate-energy-avoided-wh"] = plain_decimal(self.entry.cost_wh)
         return h
+
+
+def sampled_request(request: str | None) -> bool:
+    """Whether a stored answer was sampled: its generation request (``StoredEntry.request``,
+    JSON) ran at a temperature above 0. A request at temperature 0 decodes greedily, so a
+    sampled answer is not one it could have received. False when the request is unknown."""
+    if not request:
+        return False
+    try:
+        temperature = json.loads(request).get("temperature")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(temperature, int | float) and temperature > 0

@@ -233,6 +233,7 @@ class ReuseKey:
     scope_doc: dict[str, Any]  # what the scope hash covers, minus the tenant (for documents)
     max_tokens: int = 0  # the request's completion-token limit (0: none to check)
     verbatim: bool = False  # a text completion's prompt: exact reuse only, every character
+    greedy: bool = False  # temperature 0: only an answer decoded greedily could be its own
 
 
 def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> bool:
@@ -290,7 +291,9 @@ def reuse_key(
     scope_doc = _jcs_safe(scope_doc)  # as documents will carry it (signed in JCS)
     scope = scope_hash(tenant, scope_doc)
     exact = exact_hash(scope, query, verbatim=verbatim)
-    return ReuseKey(scope, query, exact, scope_doc, req.max_tokens, verbatim)
+    return ReuseKey(
+        scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=req.temperature == 0
+    )
 
 
 def scope_hash(tenant: str, scope_doc: dict[str, Any]) -> str:
