@@ -193,6 +193,14 @@ def test_engine_never_serves_across_scopes(
         ("Why did my order fail to arrive?", "Why did my order arrive?", "negation"),
         ("How do I convert a list to a tuple?", "How do I convert a tuple to a list?", "order"),
         ("Is a lion stronger than a tiger?", "Is a tiger stronger than a lion?", "order"),
+        # the question word is the object on one side, the subject on the other (a trial's
+        # finding: the pair model scored these 0.95-0.99)
+        ("What does inflation cause?", "What causes inflation?", "order"),
+        ("What is glass made of?", "What is made of glass?", "order"),
+        ("What can dogs smell?", "What can smell dogs?", "order"),
+        ("What do vaccines protect against?", "What protects against vaccines?", "order"),
+        ("Which team did Brazil beat?", "Which team beat Brazil?", "order"),
+        ("Who do lions eat?", "Who eats lions?", "order"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -216,6 +224,19 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("How hot is the surface of the sun?", "The sun's surface is how hot?"),
         # a unit on one side only is no conflict (the numbers agree)
         ("Best phone under 15000 rupees?", "What is the best phone under 15000?"),
+        # the question word keeps its role: a passive with "by", "which thing is", a
+        # superlative, a small word or an adverb moved, an auxiliary moved
+        ("What does inflation cause?", "What is caused by inflation?"),
+        ("Who invented the telephone?", "Who was the telephone invented by?"),
+        ("What colour is the sky?", "What is the sky colour?"),
+        ("Which country has the most population?", "Which is the most populated country?"),
+        ("What is dating in Australia like?", "What is dating like in Australia?"),
+        (
+            "What is the best way to learn Python quickly?",
+            "What is the best way to quickly learn Python?",
+        ),
+        ("Which laptop should I buy?", "Which laptop I should buy?"),
+        ("What does love mean?", "What love means?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

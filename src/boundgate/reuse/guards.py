@@ -83,6 +83,13 @@ PAIRED_SUFFIXES = (("ful", "less"), ("er", "ee"), ("ers", "ees"))
 MAX_ROLES = 32  # directional words looked at per text
 SYMMETRIC = frozenset(["and", "or", "vs", "versus", "between"])
 DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "towards", "against"])
+# Question words that stand for a subject or an object ("what causes X" / "what does X cause"),
+# the auxiliaries and articles that move or come and go when one becomes the other
+WH_PRONOUNS = frozenset(["what", "who", "whom", "which"])
+AUXILIARIES = frozenset(_LISTS["auxiliaries"])
+ARTICLES = frozenset(["a", "an", "the"])
+SUPERLATIVES = frozenset(["most", "least", "best", "worst"])
+WH_SWAP_WORDS = 5  # _wh_swapped: the longest reordering it judges
 
 NUMBER_WORDS: dict[str, str] = _LISTS["number_words"]
 ORDINALS: dict[str, str] = _LISTS["ordinals"]
@@ -122,6 +129,9 @@ def stem(word: str) -> str:
     return str(_STEMMER.stemWord(word))
 
 
+_STOPWORD_STEMS = frozenset(stem(w) for w in STOPWORDS)
+
+
 @dataclass(frozen=True)
 class Features:
     """What a question asserts that must be equal in a question it is reused for."""
@@ -139,6 +149,12 @@ class Features:
     inverts: bool = False  # has "of", which may invert a compound ("surface of the sun")
     # (directional word, stem after it, stems of the 3 content words before it): _roles
     roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
+    # a question opening with a question word for a subject or object (``WH_PRONOUNS``): that
+    # word, then the stems after it without auxiliaries and articles (``_wh_swapped``)
+    wh: str = ""
+    wh_rest: tuple[str, ...] = ()
+    wh_determiner: bool = False  # the question word asks "which thing": "what colour is it"
+    superlative: bool = False  # "most", "best", "largest": "which is the largest X"
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -258,7 +274,27 @@ def features(text: str) -> Features:
         sequence=sequence,
         symmetric=not SYMMETRIC.isdisjoint(toks),
         inverts="of" in toks,
+        **_wh_parts(toks, stems),
     )
+
+
+def _wh_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
+    """``wh``, ``wh_rest`` and ``wh_determiner`` of ``Features`` (empty unless the question
+    opens with one of ``WH_PRONOUNS``)."""
+    if len(toks) < 3 or toks[0] not in WH_PRONOUNS:
+        return {}
+    # auxiliaries and articles come and go; an adverb may stand anywhere ("quickly")
+    rest = tuple(
+        st
+        for t, st in zip(toks[1:], stems[1:], strict=True)
+        if t not in AUXILIARIES and t not in ARTICLES and not (len(t) > 4 and t.endswith("ly"))
+    )
+    # "what colour is the sky", "which credit card is the best": the question word and its
+    # noun are the complement of "is"
+    first_aux = next((t for t in toks[1:] if t in AUXILIARIES), "")
+    determiner = toks[1] not in AUXILIARIES and first_aux in ("is", "are", "was", "were")
+    superlative = any(t in SUPERLATIVES or (len(t) > 5 and t.endswith("est")) for t in toks)
+    return {"wh": toks[0], "wh_rest": rest, "wh_determiner": determiner, "superlative": superlative}
 
 
 def _affix_bases(word: str) -> list[str]:
@@ -363,6 +399,36 @@ def _transposed(fa: Features, fb: Features) -> bool:
     return not (fa.symmetric and fb.symmetric) and not (fa.inverts or fb.inverts)
 
 
+def _wh_swapped(fa: Features, fb: Features) -> bool:
+    """Both ask "what" (or "who", "which") of the same words, but the question word is the
+    subject on one side and the object on the other: after the question word (and its own
+    noun, "which team"), one side's words are the other's in two blocks exchanged ("what does
+    inflation cause" / "what causes inflation", "what is glass made of" / "what is made of
+    glass", "which team did Brazil beat" / "which team beat Brazil"). Left to the models: a
+    passive with "by" ("what is caused by inflation": a word more), a question word that asks
+    "which thing" of "is" ("what colour is the sky" / "what is the sky colour"), a
+    superlative ("which country has the most people" / "which is the most populous
+    country"), one small word moved ("what is dating in Australia like" / "like in
+    Australia"), an adverb moved ("learn Python quickly" / "quickly learn Python"), things
+    joined by "and" or "or", and reorderings of more than ``WH_SWAP_WORDS`` words."""
+    if not fa.wh or fa.wh != fb.wh or fa.wh_determiner or fb.wh_determiner:
+        return False
+    if fa.superlative or fb.superlative or (fa.symmetric and fb.symmetric):
+        return False
+    a, b = fa.wh_rest, fb.wh_rest
+    if a == b or len(a) != len(b) or sorted(a) != sorted(b):
+        return False
+    shared = 1 if a[0] == b[0] else 0  # the question word's own noun: "which team"
+    a, b = a[shared:], b[shared:]
+    if len(a) > WH_SWAP_WORDS:
+        return False
+    for cut in range(1, len(a)):
+        if b == a[cut:] + a[:cut]:
+            blocks = (a[:cut], a[cut:])
+            return not any(len(x) == 1 and x[0] in _STOPWORD_STEMS for x in blocks)
+    return False
+
+
 @dataclass(frozen=True)
 class Comparison:
     conflicts: tuple[str, ...]  # hard vetoes, by name
@@ -422,7 +488,7 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
-    if _role_swap(fa, fb) or _transposed(fa, fb):
+    if _role_swap(fa, fb) or _transposed(fa, fb) or _wh_swapped(fa, fb):
         conflicts.append("order")
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
     if names_a and names_b:
