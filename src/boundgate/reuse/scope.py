@@ -20,6 +20,7 @@ import functools
 import hashlib
 import math
 import re
+import tomllib
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
@@ -106,44 +107,110 @@ _MATERIAL = re.compile(r":(?=\s|[^\W\d_])|：")
 # is quadratic on some inputs (a long run of unclosed quotes).
 LONG_LINE_CHARS = 1000
 _LETTERS = re.compile(r"[^\W\d_]+")
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)*")
 _APOSTROPHE = re.compile(r"(?<=\w)’(?=\w)")
+
+
+@functools.cache
+def _exact_form_lists() -> dict[str, list[str]]:
+    """``data/exact_form.toml``: the hand-written word lists of the exact form."""
+    path = resources.files("boundgate.reuse").joinpath("data/exact_form.toml")
+    return {k: list(v) for k, v in tomllib.loads(path.read_text("utf-8")).items()}
 
 
 @functools.cache
 def capitonyms() -> frozenset[str]:
     """Words that are both a common word and a name, lower case ("polish" / "Polish"): from
-    WordNet 3.0, ``data/capitonyms_wordnet.txt`` (``training/wordnet_capitonyms.py``)."""
+    WordNet 3.0, ``data/capitonyms_wordnet.txt`` (``training/wordnet_capitonyms.py``), and
+    the names of products, companies and languages that are common words ("rust" / "Rust",
+    "windows" / "Windows"; ``case_names`` in ``data/exact_form.toml``)."""
     path = resources.files("boundgate.reuse").joinpath("data/capitonyms_wordnet.txt")
     lines = path.read_text("utf-8").splitlines()
-    return frozenset(w for w in lines if w and not w.startswith("#"))
+    wordnet = {w for w in lines if w and not w.startswith("#")}
+    return frozenset(wordnet | set(_exact_form_lists()["case_names"]))
 
 
-def _prose_word(word: str, sentence_start: bool) -> str:
+@functools.cache
+def form_words() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Words and phrases that make a question about its own text's form ("capitalized",
+    "how many spaces"; ``form_words`` and ``form_phrases`` in ``data/exact_form.toml``)."""
+    lists = _exact_form_lists()
+    return frozenset(lists["form_words"]), tuple(f" {p} " for p in lists["form_phrases"])
+
+
+@functools.cache
+def unit_symbols() -> frozenset[str]:
+    """Units' symbols of up to three letters, lower case ("mm", "kb", "hz"): the keys of the
+    guards' ``[units]`` table (``data/english.toml``). After a number their case may be all
+    that tells two units apart ("5 Mm" is a megametre, "5 mm" a millimetre)."""
+    path = resources.files("boundgate.reuse").joinpath("data/english.toml")
+    units = tomllib.loads(path.read_text("utf-8"))["units"]
+    return frozenset(u for u in units if len(u) <= 3)
+
+
+@functools.cache
+def abbreviations() -> frozenset[str]:
+    """Abbreviations whose dot ends no sentence ("vs", "etc", "dr"; ``data/exact_form.toml``)."""
+    return frozenset(_exact_form_lists()["abbreviations"])
+
+
+def _ends_sentence(word: str) -> bool:
+    """Whether ``word`` ends a sentence: it ends in ``.``, ``!``, ``?`` (or a full-width one),
+    and is not an abbreviation ("vs.", "e.g.", "U.S.", a single letter's "J.")."""
+    if not word or word[-1] not in _SENTENCE_END:
+        return False
+    if word[-1] != ".":
+        return True
+    body = word.rstrip(".")
+    return not ("." in body or len(body) == 1 or body.lower() in abbreviations())
+
+
+def _about_form(text: str) -> bool:
+    """Whether a text asks about its own letters, case, spaces or punctuation
+    (``form_words``): then every character of it counts."""
+    words, phrases = form_words()
+    found = _LETTERS.findall(text.lower())
+    joined = f" {' '.join(found)} "
+    return not words.isdisjoint(found) or any(p in joined for p in phrases)
+
+
+def _prose_word(word: str, sentence_start: bool, after_number: bool = False) -> str:
     """A word of prose in its exact form: lower case, unless its case may say which word it
     is. Kept as written: a word with an upper-case letter after its first ("MB" / "Mb", "CO" /
     "Co", "iPhone"), and a capitalised capitonym after a sentence's first word, where the
     capital may be all that tells a name from a word ("Polish" / "polish", "Turkey" /
-    "turkey", "Nice" / "nice"; ``capitonyms``). A name that is no common word ("France" /
-    "france") and the pronoun I ("I" / "i") are forgiven. ``lower`` rather than ``casefold``:
-    "Maße" is not "Masse"."""
+    "turkey", "Nice" / "nice", "Rust" / "rust"; ``capitonyms``) or a word of one letter ("Σ"
+    / "σ"), and a unit's symbol right after a number wherever it stands ("5 Mm" / "5 mm";
+    ``unit_symbols``). A name that is no common word ("France" / "france") and the pronoun I
+    ("I" / "i") are forgiven. ``lower`` rather than ``casefold``: "Maße" is not "Masse"."""
     if any(c.isupper() for c in word[1:]):
         return word
     low = word.lower()
-    if low == word or sentence_start:
+    if low == word:
         return low
     core = _LETTERS.search(low)
     if core is None or core.group() == "i":
         return low
+    if after_number and core.group() in unit_symbols():
+        return word
+    if sentence_start:
+        return low
+    if len(core.group()) == 1:
+        return word
     return word if core.group() in capitonyms() else low
 
 
 def _strip_end(text: str) -> str:
     """Drop trailing spaces, ``?``, ``.`` and a ``!`` of exclamation; a ``!`` after a digit,
-    another ``!`` or a one-letter word is a factorial and stays ("5!", "5!!", "n!"), and so do
-    dots standing alone after a space ("git add .")."""
+    another ``!`` or a one-letter word is a factorial and stays ("5!", "5!!", "n!"), and so
+    does a last word made of punctuation alone ("git add .", "the operator ??" / "?."), unless
+    it is one ``?``, ``.`` or ``!`` after a space ("What is this ?")."""
+    last = text.rstrip(" \t").rsplit(" ", 1)[-1]
+    if " " in text.strip() and len(last) > 1 and not any(c.isalnum() for c in last):
+        return text.rstrip(" \t")  # an argument or an operator: "ls ..", "??", "?."
     while text:
         if text[-1] == "." and text.rstrip(".")[-1:].isspace():
-            return text  # a dot of its own is an argument: "git add .", "ls .."
+            return text  # a dot of its own is an argument: "git add ."
         if text[-1] in _TRAILING:
             text = text[:-1]
         elif text[-1] in "!！":
@@ -164,26 +231,34 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     """Exact-match form of a question: two questions with the same form share an answer
     without any other check, so only differences that cannot change the answer are removed.
 
-    Always Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"). A text of
-    several lines (code, data, a pasted document) keeps every line as written, only trailing
-    spaces and blank outer lines dropped: indentation and case count; so does one line of
-    more than ``LONG_LINE_CHARS`` (outer spaces dropped). One line of prose: runs of whitespace
-    as one space, words in lower case unless their case may say which word they are
-    (``_prose_word``: "Polish" is not "polish", "France" is "france"), a trailing ``?``, ``.``
-    or exclamation mark dropped (``_strip_end``). Kept exactly as written: literal spans
-    (``LITERAL``: quoted text, code, formulas; a line holding code or a formula keeps its case
-    and spacing throughout, and its end when it ends in code: "\\d+?" is not "\\d+") and the
-    material of an instruction, everything after its first colon ("Translate into French: You
-    are coming?" is not "...coming."; "Count the spaces in: cat    dog"). ``verbatim`` (text
-    completions, whose continuation depends on every character, trailing spaces too): NFC and
-    nothing else."""
-    text = unicodedata.normalize("NFC", text)
+    Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"). A text of several
+    lines (code, data, a pasted document) keeps every line as written, only trailing spaces
+    and blank outer lines dropped: indentation and case count; so does one line of more than
+    ``LONG_LINE_CHARS`` (outer spaces dropped). A text that asks about its own form, its
+    letters, case, spaces or punctuation (``form_words``: "Is Hello capitalized?", "How many
+    spaces are in a   b?"), is kept as written, outer blank lines or spaces dropped. One line
+    of prose: runs of whitespace as one space, words in lower case unless their case may say
+    which word they are (``_prose_word``: "Polish" is not "polish", "Rust" is not "rust", "5
+    Mm" is not "5 mm", "France" is "france"; a sentence ends at ".", not at "vs." or "e.g."),
+    a trailing ``?``, ``.`` or exclamation mark dropped (``_strip_end``; not a last word made
+    of punctuation: "the operator ??"). Kept exactly as written: literal spans (``LITERAL``:
+    quoted text, code, formulas; a line holding code or a formula keeps its case and spacing
+    throughout, and its end when it ends in code: "\\d+?" is not "\\d+") and the material of
+    an instruction, everything after its first colon ("Translate into French: You are
+    coming?" is not "...coming."; "Count the spaces in: cat    dog"). ``verbatim`` (text
+    completions, whose continuation depends on every character and on how it is encoded:
+    "é" precomposed or as "e" and an accent are different tokens): the text as it is."""
     if verbatim:
         return text
+    text = unicodedata.normalize("NFC", text)
     if "\n" in text.strip():
+        if _about_form(text):  # "does the second line end with spaces?"
+            return text.strip("\n")
         return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).strip("\n")
     text = text.strip()
     if len(text) > LONG_LINE_CHARS:
+        return text
+    if _about_form(text):  # "Is Hello capitalized?", "How many spaces are in a   b?"
         return text
     material = ""
     colon = _MATERIAL.search(text)
@@ -196,13 +271,16 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     def prose(part: str, before: str) -> str:
         if code or not part:
             return part
-        start = not before.strip() or before.rstrip()[-1] in _SENTENCE_END
+        prior = before.rstrip().rsplit(" ", 1)[-1]
+        start = not before.strip() or _ends_sentence(prior)
+        number = _NUMBER.fullmatch(prior) is not None
         out = []
         # a typographic apostrophe in a word is the keyboard's ("What’s" / "What's")
         for w in _APOSTROPHE.sub("'", _SPACE.sub(" ", part)).split(" "):
-            out.append(_prose_word(w, start))
+            out.append(_prose_word(w, start, number))
             if w:
-                start = w[-1] in _SENTENCE_END
+                start = _ends_sentence(w)
+                number = _NUMBER.fullmatch(w) is not None
         return " ".join(out)
 
     out: list[str] = []
