@@ -330,3 +330,41 @@ def test_a_non_streamed_generation_stops_when_its_client_leaves(tmp_path: Path) 
         row = wait_until(cancelled, timeout=120)
         assert row.status == 499 and row.prompt_tokens > 0, row
         assert probe(live).status_code == 200  # the model is free again
+
+
+def test_tokens_are_counted_by_the_model_and_a_cut_answer_is_reused(local_live: Live) -> None:
+    """A trial's finding: an answer cut by max_tokens in the middle of a character of several
+    tokens (emoji, CJK) reported fewer completion tokens than its limit (one piece of text
+    per character, the cut character never sent), so it was filed as cut at another length
+    and never served again, and budgets were charged too little. Tokens are now the model's
+    own count (llama.cpp may run one past the limit to finish a character), and a cut answer
+    is filed at the limit that cut it."""
+
+    def ask(text: str, max_tokens: int) -> httpx.Response:
+        r = local_live.http.post(
+            "/v1/chat/completions",
+            json={
+                "model": "smollm2-135m",
+                "messages": [{"role": "user", "content": text}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+            },
+        )
+        assert r.status_code == 200, r.text
+        return r
+
+    for text, limit in (
+        ("Give me three emoji for happiness.", 14),
+        ("Translate 'thank you' into Chinese.", 9),
+    ):
+        first = ask(text, limit)
+        body = first.json()
+        assert body["choices"][0]["finish_reason"] == "length"
+        # the pieces of text were far fewer (5 for the emoji, 4 for the Chinese)
+        assert limit <= body["usage"]["completion_tokens"] <= limit + 1
+        again = ask(text, limit)
+        assert again.headers["x-boundgate-reuse"] == "hit-exact"
+        assert (
+            again.json()["choices"][0]["message"]["content"]
+            == body["choices"][0]["message"]["content"]
+        )

@@ -65,6 +65,17 @@ HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 ANSWERS_KEPT = 1024
 
 
+def filed_tokens(completion: Completion, max_tokens: int) -> int:
+    """The completion tokens an answer is filed with: its own count, except that an answer cut
+    by the request's limit (``length``) is filed at that limit, the one it serves
+    (``scope.answer_fits``): llama.cpp may generate a token past the limit to finish a
+    character of several tokens ("Give me three emoji", limit 14: 15 tokens), and an answer
+    filed at 15 would serve no request."""
+    if completion.finish_reason == "length" and max_tokens > 0:
+        return max_tokens
+    return completion.usage.completion_tokens
+
+
 class ReuseEngine(Following, Labelling):
     def __init__(
         self,
@@ -628,7 +639,7 @@ class ReuseEngine(Following, Labelling):
             answer=completion.text,
             finish_reason=completion.finish_reason,
             prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
+            completion_tokens=filed_tokens(completion, key.max_tokens),
             model=model,
             model_version=model_version,
             tenant=tenant,

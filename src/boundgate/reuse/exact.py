@@ -7,7 +7,9 @@ may serve depends on how it ended (``scope.answer_fits``):
 - an answer that ended by itself (``stop``) with n tokens serves every request whose limit
   is above n (at exactly n the model stops at the limit: ``length``);
 - an answer cut by its limit (``length``) at n tokens serves only requests whose limit is
-  exactly n (the same model, greedy decoding: the same tokens up to the cut).
+  exactly n (the same model, greedy decoding: the same tokens up to the cut); it is filed
+  at the limit that cut it (``engine.filed_tokens``: llama.cpp may run a token past it to
+  finish a character).
 
 So a key keeps one entry per *slot*: one natural answer (slot ``NATURAL``) and one cut
 answer per limit (slot n). A new answer replaces only the entry in its own slot, the one
