@@ -201,6 +201,9 @@ def test_engine_never_serves_across_scopes(
         ("What do vaccines protect against?", "What protects against vaccines?", "order"),
         ("Which team did Brazil beat?", "Which team beat Brazil?", "order"),
         ("Who do lions eat?", "Who eats lions?", "order"),
+        # what is asked of the same word (a trial's finding: pair score 0.956)
+        ("How do you spell necessary?", "How do you pronounce necessary?", "task"),
+        ("What is the meaning of serendipity?", "What is the origin of serendipity?", "task"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -237,6 +240,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         ("Which laptop should I buy?", "Which laptop I should buy?"),
         ("What does love mean?", "What love means?"),
+        ("What does serendipity mean?", "What is the meaning of serendipity?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -87,6 +87,8 @@ DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "toward
 # the auxiliaries and articles that move or come and go when one becomes the other
 WH_PRONOUNS = frozenset(["what", "who", "whom", "which"])
 AUXILIARIES = frozenset(_LISTS["auxiliaries"])
+# word → its group in ``language_tasks`` ("spell" → the spelling group)
+LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w in group}
 ARTICLES = frozenset(["a", "an", "the"])
 SUPERLATIVES = frozenset(["most", "least", "best", "worst"])
 WH_SWAP_WORDS = 5  # _wh_swapped: the longest reordering it judges
@@ -155,6 +157,7 @@ class Features:
     wh_rest: tuple[str, ...] = ()
     wh_determiner: bool = False  # the question word asks "which thing": "what colour is it"
     superlative: bool = False  # "most", "best", "largest": "which is the largest X"
+    tasks: frozenset[int] = field(default_factory=frozenset)  # ``LANGUAGE_TASKS`` groups named
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -274,6 +277,7 @@ def features(text: str) -> Features:
         sequence=sequence,
         symmetric=not SYMMETRIC.isdisjoint(toks),
         inverts="of" in toks,
+        tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         **_wh_parts(toks, stems),
     )
 
@@ -488,6 +492,8 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
+    if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
+        conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     if _role_swap(fa, fb) or _transposed(fa, fb) or _wh_swapped(fa, fb):
         conflicts.append("order")
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
