@@ -782,6 +782,12 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ),
         ("Explain the JavaScript operator ??", "Explain the JavaScript operator ?.", False),
         ("What is this ?", "what is this", True),
+        # a line with code keeps its case, not its opening question word's
+        ("What is C++?", "what is C++?", True),
+        ("What is 50% of 80?", "what is 50% of 80", True),
+        ("True == 1?", "true == 1?", False),
+        ("How do I use std::vector?", "how do I use std::vector", True),
+        ("How do I use std::vector?", "How do I use std:: vector?", False),
     ],
 )
 def test_the_exact_form_forgives_only_what_cannot_change_an_answer(

@@ -100,8 +100,9 @@ _SENTENCE_END = ".!?。？！"
 # The material of an instruction: what follows its first colon ("Translate into French: You
 # are coming?", "Count the capitals in: Hello World"), which the answer is about, letter by
 # letter. A colon followed by a space or a letter ("French:You"), or a full-width colon (the
-# usual one in Chinese and Japanese); not one in a time or a URL ("10:30", "http://").
-_MATERIAL = re.compile(r":(?=\s|[^\W\d_])|：")
+# usual one in Chinese and Japanese); not one in a time, a URL or a C++ name ("10:30",
+# "http://", "std::vector").
+_MATERIAL = re.compile(r"(?<!:):(?!:)(?=\s|[^\W\d_])|：")
 # One line longer than this is a paste, not a typed question: it is matched as written (NFC,
 # outer spaces dropped). This also bounds the literal-span search, whose regular expression
 # is quadratic on some inputs (a long run of unclosed quotes).
@@ -136,6 +137,13 @@ def form_words() -> tuple[frozenset[str], tuple[str, ...]]:
     "how many spaces"; ``form_words`` and ``form_phrases`` in ``data/exact_form.toml``)."""
     lists = _exact_form_lists()
     return frozenset(lists["form_words"]), tuple(f" {p} " for p in lists["form_phrases"])
+
+
+@functools.cache
+def question_openers() -> frozenset[str]:
+    """Words a question or a request opens with ("what", "how", "explain"), lower case: in a
+    line with code they are still prose (``question_openers`` in ``data/exact_form.toml``)."""
+    return frozenset(_exact_form_lists()["question_openers"])
 
 
 @functools.cache
@@ -269,6 +277,12 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     code = any(m.group()[0] not in _QUOTES for m in literals)
 
     def prose(part: str, before: str) -> str:
+        if code and not before and part:
+            # a line with code keeps its case, but its opening question word is prose
+            # ("What is C++?" / "what is C++?"); a first word that may be code stays
+            first, sep, rest = part.partition(" ")
+            if first.lower() in question_openers() and sep:
+                return first.lower() + sep + rest
         if code or not part:
             return part
         prior = before.rstrip().rsplit(" ", 1)[-1]
