@@ -283,8 +283,8 @@ def features(text: str) -> Features:
 
 
 def _wh_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
-    """``wh``, ``wh_rest`` and ``wh_determiner`` of ``Features`` (empty unless the question
-    opens with one of ``WH_PRONOUNS``)."""
+    """``wh``, ``wh_rest``, ``wh_determiner`` and ``superlative`` of ``Features`` (none
+    unless the question opens with one of ``WH_PRONOUNS``)."""
     if len(toks) < 3 or toks[0] not in WH_PRONOUNS:
         return {}
     # auxiliaries and articles come and go; an adverb may stand anywhere ("quickly")
