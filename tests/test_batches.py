@@ -247,6 +247,8 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
         (_line("b", {"messages": ASK, "seed": 2**64}), "body.seed"),
         (_line("b", {"messages": ASK, "max_tokens": 10**20}), "body.max_tokens"),
         (b"[" * 50_000, "nested too deeply"),  # RecursionError: was a 500
+        (_line("b", {"messages": ASK, "x": json.loads("[" * 500 + "]" * 500)}),
+         "nested too deeply"),  # parsed, then a 500 at run time
         (b'{"custom_id": 5, "method": "POST"}', "custom_id must be a string (got 5)"),
         (b'{"method": "POST"}', "custom_id is required"),
         (b'{"custom_id": "b", "n": ' + b"9" * 5000 + b"}", "more than 4300 digits"),  # a 500

@@ -106,6 +106,14 @@ def test_an_empty_body_says_the_body_is_missing(fake_live: Live, path: str) -> N
     [
         (b"[" * 50_000, "nested too deeply"),  # RecursionError in the parser
         (b'{"messages": [], "seed": ' + b"7" * 5000 + b"}", "integer literal is too long"),
+        # parsed, but 500 levels overflowed the scope hash's recursion (a trial: a 500)
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}], "prompt": "hi", "x": '
+            + b"[" * 500
+            + b"]" * 500
+            + b"}",
+            "nested too deeply (more than 128 levels)",
+        ),
     ],
 )
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])

@@ -72,6 +72,26 @@ def non_finite_number(value: Any) -> str | None:
     return None
 
 
+# How deep a request body may nest. OpenAI's bodies nest a few levels (a JSON schema in
+# response_format or tools a few dozen at most); the scope hash and its canonical JSON walk
+# the body recursively, and 500 levels of arrays overflowed Python's stack there (a 500).
+MAX_JSON_DEPTH = 128
+TOO_DEEP = f"it is nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+
+
+def nested_too_deeply(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than ``limit`` levels."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > limit:
+                return True
+            items = v.values() if isinstance(v, dict) else v
+            stack.extend((item, depth + 1) for item in items)
+    return False
+
+
 NON_FINITE = "must be a finite number (not NaN, Infinity or a number beyond ±1.8e308)"
 
 
@@ -118,12 +138,14 @@ class StrictJSONRequest(Request):
             try:
                 value = json.loads(text)
             except RecursionError:
-                raise json.JSONDecodeError("it is nested too deeply", text[:64], 0) from None
+                raise json.JSONDecodeError(TOO_DEEP, text[:64], 0) from None
             except ValueError as exc:
                 if isinstance(exc, json.JSONDecodeError):
                     raise
                 # Python's limit on integer literals (4300 digits)
                 raise json.JSONDecodeError("an integer literal is too long", text[:64], 0) from None
+            if nested_too_deeply(value):
+                raise json.JSONDecodeError(TOO_DEEP, text[:64], 0)
             if b"\\ud" in body or b"\\uD" in body:  # \uXXXX escapes can carry surrogates
                 bad = _lone_surrogate(value)
                 if bad is not None:

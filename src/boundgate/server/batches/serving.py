@@ -35,7 +35,7 @@ from ...store import BatchLineRow, FileRow
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest
-from ..common import NON_FINITE, loc_to_param, non_finite_number
+from ..common import NON_FINITE, TOO_DEEP, loc_to_param, nested_too_deeply, non_finite_number
 from ..completions.protocol import CompletionRequest
 
 log = logging.getLogger("boundgate.batches")
@@ -198,13 +198,15 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         try:
             item = json.loads(line)
         except RecursionError:
-            raise _bad_input(f"line {n} is not JSON: it is nested too deeply") from None
+            raise _bad_input(f"line {n} is not JSON: {TOO_DEEP}") from None
         except json.JSONDecodeError as exc:
             raise _bad_input(f"line {n} is not JSON: {exc.msg}") from None
         except ValueError:  # Python's limit on integer literals (4300 digits)
             raise _bad_input(f"line {n} is not JSON: {TOO_MANY_DIGITS}") from None
         if not isinstance(item, dict):
             raise _bad_input(f"line {n} is not an object")
+        if nested_too_deeply(item):
+            raise _bad_input(f"line {n}: {TOO_DEEP}")
         place = non_finite_number(item)
         if place is not None:
             raise _bad_input(f"line {n}: {place}: {NON_FINITE}")
