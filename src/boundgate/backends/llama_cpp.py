@@ -406,6 +406,10 @@ class LlamaCppBackend(Backend):
                         scored += recorder.count
                     if not cut:
                         break
+                # llama.cpp may run a token or two past max_tokens to finish a character of
+                # several tokens; usage stays within the limit, as OpenAI's does (the energy
+                # meter still measures the work)
+                produced = min(produced, max_tokens)
                 reasoning = budget.reasoning_tokens if budget is not None else 0
                 mean = scored_total / scored if scored else None
                 put(queue.put_nowait, (_DONE, finish, produced, reasoning, mean))
