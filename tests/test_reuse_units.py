@@ -201,6 +201,12 @@ def test_engine_never_serves_across_scopes(
         ("What do vaccines protect against?", "What protects against vaccines?", "order"),
         ("Which team did Brazil beat?", "Which team beat Brazil?", "order"),
         ("Who do lions eat?", "Who eats lions?", "order"),
+        # the same question in another tense (a second trial: pair scores 0.93-0.99, served)
+        ("Who is the king of England?", "Who was the king of England?", "tense"),
+        ("Who won the world cup?", "Who will win the world cup?", "tense"),
+        ("How do I become a doctor?", "How did I become a doctor?", "tense"),
+        ("Who invented the telephone?", "Who will invent the telephone?", "tense"),
+        ("How many people live in Tokyo?", "How many people lived in Tokyo?", "tense"),
         # what is asked of the same word (a trial's finding: pair score 0.956)
         ("How do you spell necessary?", "How do you pronounce necessary?", "task"),
         ("What is the meaning of serendipity?", "What is the origin of serendipity?", "task"),
@@ -241,6 +247,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("Which laptop should I buy?", "Which laptop I should buy?"),
         ("What does love mean?", "What love means?"),
         ("What does serendipity mean?", "What is the meaning of serendipity?"),
+        ("What's the capital of France?", "What is the capital of France?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

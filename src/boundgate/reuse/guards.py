@@ -87,6 +87,13 @@ DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "toward
 # the auxiliaries and articles that move or come and go when one becomes the other
 WH_PRONOUNS = frozenset(["what", "who", "whom", "which"])
 AUXILIARIES = frozenset(_LISTS["auxiliaries"])
+# tense markers: word → "past" / "present" / "future"; irregular past → its present
+TENSES = {
+    **{w: "past" for w in _LISTS["past_auxiliaries"]},
+    **{w: "present" for w in _LISTS["present_auxiliaries"]},
+    **{w: "future" for w in _LISTS["future_auxiliaries"]},
+}
+IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
 # word → its group in ``language_tasks`` ("spell" → the spelling group)
 LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w in group}
 ARTICLES = frozenset(["a", "an", "the"])
@@ -158,6 +165,11 @@ class Features:
     wh_determiner: bool = False  # the question word asks "which thing": "what colour is it"
     superlative: bool = False  # "most", "best", "largest": "which is the largest X"
     tasks: frozenset[int] = field(default_factory=frozenset)  # ``LANGUAGE_TASKS`` groups named
+    # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
+    # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
+    tenses: frozenset[str] = field(default_factory=frozenset)
+    untensed: tuple[str, ...] = ()
+    untensed_forms: tuple[str, ...] = ()  # the same words as written
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -278,8 +290,50 @@ def features(text: str) -> Features:
         symmetric=not SYMMETRIC.isdisjoint(toks),
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
+        **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )
+
+
+def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
+    """``tenses`` and ``untensed`` of ``Features``."""
+    tenses: set[str] = set()
+    untensed: list[str] = []
+    forms: list[str] = []
+    for t, st in zip(toks, stems, strict=True):
+        if t in TENSES:
+            tenses.add(TENSES[t])
+            continue
+        if t in IRREGULAR_PAST:
+            tenses.add("past")
+            st = stem(IRREGULAR_PAST[t])
+        untensed.append(st)
+        forms.append(t)
+    return {
+        "tenses": frozenset(tenses),
+        "untensed": tuple(untensed),
+        "untensed_forms": tuple(forms),
+    }
+
+
+def _tense_conflict(fa: Features, fb: Features) -> bool:
+    """The same words in the same order, asked in different tenses: "Who is the king of
+    England?" / "Who was …", "Who won the world cup?" / "Who will win …", "Who invented the
+    telephone?" / "Who will invent …", "How many people live in Tokyo?" / "… lived …". Only
+    where every other word agrees and both sides say a tense (by an auxiliary, an irregular
+    past, or a verb in "-ed" against its present). Quora's labels call some such pairs one
+    question ("Who is Napoleon?" / "Who was Napoleon?"): this vetoes 11 of quora_val's 4,522
+    duplicates and 4 of its 7,607 non-duplicates (bench/RESULTS.md)."""
+    if fa.untensed != fb.untensed:
+        return False
+    ta, tb = set(fa.tenses), set(fb.tenses)
+    for x, y in zip(fa.untensed_forms, fb.untensed_forms, strict=True):
+        # a verb in "-ed" against its present: "Who invented ..." / "Who will invent ..."
+        if x != y and x.endswith("ed") != y.endswith("ed"):
+            (ta if x.endswith("ed") else tb).add("past")
+            if not (tb if x.endswith("ed") else ta):
+                (tb if x.endswith("ed") else ta).add("present")
+    return bool(ta) and bool(tb) and ta != tb
 
 
 def _wh_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
@@ -492,6 +546,8 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
+    if _tense_conflict(fa, fb):
+        conflicts.append("tense")
     if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     if _role_swap(fa, fb) or _transposed(fa, fb) or _wh_swapped(fa, fb):
