@@ -201,6 +201,9 @@ def test_engine_never_serves_across_scopes(
         ("What do vaccines protect against?", "What protects against vaccines?", "order"),
         ("Which team did Brazil beat?", "Which team beat Brazil?", "order"),
         ("Who do lions eat?", "Who eats lions?", "order"),
+        # operators made of symbols alone (a second trial: "??" / "?." served by meaning)
+        ("What does the ?? operator do", "What does the ?. operator do", "literal"),
+        ("What does ... mean in Python?", "What does .. mean in Python?", "literal"),
         # the same question in another tense (a second trial: pair scores 0.93-0.99, served)
         ("Who is the king of England?", "Who was the king of England?", "tense"),
         ("Who won the world cup?", "Who will win the world cup?", "tense"),
@@ -248,6 +251,11 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What does love mean?", "What love means?"),
         ("What does serendipity mean?", "What is the meaning of serendipity?"),
         ("What's the capital of France?", "What is the capital of France?"),
+        ("What is the ?? operator?", "What does the ?? operator do?"),
+        (
+            "Who is better - Taylor Swift or Katy Perry?",
+            "Who is better, Taylor Swift or Katy Perry?",
+        ),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -94,6 +94,12 @@ TENSES = {
     **{w: "future" for w in _LISTS["future_auxiliaries"]},
 }
 IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
+# Punctuation that stands alone in prose ("X - Y", "a & b", a "?" after a space) and fences:
+# the other words made of symbols alone are operators and arguments ("??", "?.", "--", "..")
+_PROSE_MARKS = frozenset(
+    ["?", "!", ".", ",", ":", ";", "-", "–", "—", "&", "/", "(", ")", '"', "'", "```"]
+)
+_TYPOGRAPHIC = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
 # word → its group in ``language_tasks`` ("spell" → the spelling group)
 LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w in group}
 ARTICLES = frozenset(["a", "an", "the"])
@@ -167,6 +173,7 @@ class Features:
     tasks: frozenset[int] = field(default_factory=frozenset)  # ``LANGUAGE_TASKS`` groups named
     # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
     # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
+    symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
     tenses: frozenset[str] = field(default_factory=frozenset)
     untensed: tuple[str, ...] = ()
     untensed_forms: tuple[str, ...] = ()  # the same words as written
@@ -290,9 +297,18 @@ def features(text: str) -> Features:
         symmetric=not SYMMETRIC.isdisjoint(toks),
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
+        symbols=_symbols(text),
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )
+
+
+def _symbols(text: str) -> frozenset[str]:
+    """The words of ``text`` made of symbols alone, operators and arguments ("??", "?.",
+    "--", "=="), typographic quotes as the keyboard's; punctuation that stands alone in prose
+    (``_PROSE_MARKS``) is left out."""
+    words_ = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC).split()
+    return frozenset(w for w in words_ if not any(c.isalnum() for c in w) and w not in _PROSE_MARKS)
 
 
 def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
@@ -546,6 +562,8 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
+    if fa.symbols and fb.symbols and fa.symbols != fb.symbols:
+        conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
     if _tense_conflict(fa, fb):
         conflicts.append("tense")
     if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
