@@ -201,6 +201,9 @@ def test_engine_never_serves_across_scopes(
         ("What do vaccines protect against?", "What protects against vaccines?", "order"),
         ("Which team did Brazil beat?", "Which team beat Brazil?", "order"),
         ("Who do lions eat?", "Who eats lions?", "order"),
+        # a statement asks for another reply than its question (a second trial: 0.964, served)
+        ("Is the earth flat?", "The earth is flat.", "mood"),
+        ("Is coffee good for you?", "Coffee is good for you.", "mood"),
         # operators made of symbols alone (a second trial: "??" / "?." served by meaning)
         ("What does the ?? operator do", "What does the ?. operator do", "literal"),
         ("What does ... mean in Python?", "What does .. mean in Python?", "literal"),
@@ -252,6 +255,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What does serendipity mean?", "What is the meaning of serendipity?"),
         ("What's the capital of France?", "What is the capital of France?"),
         ("What is the ?? operator?", "What does the ?? operator do?"),
+        ("Is the earth flat?", "Is the earth flat or round?"),
+        ("Tell me if the earth is flat.", "Is the earth flat?"),
         (
             "Who is better - Taylor Swift or Katy Perry?",
             "Who is better, Taylor Swift or Katy Perry?",

@@ -41,7 +41,7 @@ from typing import Any
 
 import Stemmer  # PyStemmer: the Snowball stemmers in C
 
-from .scope import QUOTED_SPAN, canonical_query
+from .scope import QUOTED_SPAN, canonical_query, question_openers
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
 
@@ -174,6 +174,7 @@ class Features:
     # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
     # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
     symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
+    mood: str = ""  # "question" (yes/no), "statement" or "" (neither, or several sentences)
     tenses: frozenset[str] = field(default_factory=frozenset)
     untensed: tuple[str, ...] = ()
     untensed_forms: tuple[str, ...] = ()  # the same words as written
@@ -298,6 +299,7 @@ def features(text: str) -> Features:
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         symbols=_symbols(text),
+        mood=_mood(text, toks),
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )
@@ -309,6 +311,29 @@ def _symbols(text: str) -> frozenset[str]:
     (``_PROSE_MARKS``) is left out."""
     words_ = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC).split()
     return frozenset(w for w in words_ if not any(c.isalnum() for c in w) and w not in _PROSE_MARKS)
+
+
+_QUESTION_WORDS = frozenset(
+    ["what", "who", "whom", "whose", "which", "when", "where", "why", "how"]
+)
+_SENTENCE_BREAK = re.compile(r"[.?!]\s")
+
+
+def _mood(text: str, toks: list[str]) -> str:
+    """One sentence's mood: "question" for a yes/no question ("Is the earth flat?"),
+    "statement" for a sentence ending in "." that opens with no auxiliary, question word or
+    request ("The earth is flat."; ``scope.question_openers``), else "" (other questions,
+    requests, fragments,
+    several sentences): a statement asks for another reply (agreement, a correction) than
+    the question it turns around."""
+    stripped = text.strip()
+    if not toks or _SENTENCE_BREAK.search(stripped):
+        return ""
+    if stripped.endswith("?") and toks[0] in AUXILIARIES:
+        return "question"
+    if stripped.endswith(".") and toks[0] not in question_openers() | _QUESTION_WORDS:
+        return "statement"  # not a request either: "Tell me if the earth is flat."
+    return ""
 
 
 def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
@@ -564,6 +589,8 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("polarity")
     if fa.symbols and fb.symbols and fa.symbols != fb.symbols:
         conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
+    if fa.mood and fb.mood and fa.mood != fb.mood:
+        conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
     if _tense_conflict(fa, fb):
         conflicts.append("tense")
     if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
