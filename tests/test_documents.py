@@ -141,6 +141,49 @@ def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> N
         srv.__exit__()
 
 
+def test_an_imported_cut_answer_serves_only_its_own_limit(tmp_path: Path) -> None:
+    """A trial found a bound document of an answer cut at its limit that did not say so; an
+    importing gateway filed it as complete and would serve it to any limit of its class.
+    Documents now carry bg:finishReason and bg:completionTokens."""
+
+    def ask_limit(live: Live, max_tokens: int) -> Any:
+        body = {"messages": [{"role": "user", "content": Q}], "temperature": 0}
+        return live.http.post("/v1/chat/completions", json={**body, "max_tokens": max_tokens})
+
+    srv, live = serve(tmp_path / "a", bind_after=1)
+    try:
+        cut = ask_limit(live, 3)
+        assert cut.json()["choices"][0]["finish_reason"] == "length"
+        doc_id = cut.headers["x-boundgate-document"]
+    finally:
+        live.http.close()
+        srv.__exit__()
+    runner = CliRunner()
+    export = tmp_path / "docs.ndjson"
+    a = ["--data-dir", str(tmp_path / "a" / "data")]
+    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "--out", str(export), *a])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(export.read_text().splitlines()[0])
+    assert doc["bg:finishReason"] == "length" and doc["bg:completionTokens"] == 3
+    pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)
+    b = ["--data-dir", str(tmp_path / "b" / "data")]
+    res = runner.invoke(cli, ["docs", "import", str(export), "--public-key", pub, *b])
+    assert res.exit_code == 0 and "imported 1" in res.output, res.output
+
+    srv, live = serve(tmp_path / "b", bind_after=1)
+    try:
+        longer = ask_limit(live, 60)  # the same limit class (≤ 64), a longer limit
+        assert longer.headers["x-boundgate-reuse"] == "miss"
+        assert longer.json()["choices"][0]["finish_reason"] == "stop"
+        same = ask_limit(live, 3)
+        assert same.headers["x-boundgate-reuse"] == "hit-exact"
+        assert same.headers["x-boundgate-document"] == doc_id
+        assert same.json()["choices"][0]["finish_reason"] == "length"
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
 def test_revoke_stops_serving(tmp_path: Path) -> None:
     srv, live = serve(tmp_path, bind_after=1)
     try:

@@ -164,14 +164,21 @@ def build(
     cost_gco2: float,
     supersedes: str | None = None,
     previous_answer: str | None = None,
+    finish_reason: str = "stop",
+    completion_tokens: int = 0,
 ) -> dict[str, Any]:
-    """An unsigned bound document (pass it to :meth:`Signer.sign`)."""
+    """An unsigned bound document (pass it to :meth:`Signer.sign`). ``finish_reason`` and
+    ``completion_tokens`` say whether the answer is whole (``stop``) or cut by its limit
+    (``length``) at that many tokens: a gateway importing the document serves a cut answer
+    only to requests with that very limit (``scope.answer_fits``)."""
     doc: dict[str, Any] = {
         "@context": copy.deepcopy(CONTEXT),
         "@type": ["Question", "bg:BoundAnswer"],
         "name": question,
         "bg:questionVariants": sorted(set(variants)),
         "acceptedAnswer": {"@type": "Answer", "text": answer},
+        "bg:finishReason": finish_reason,
+        "bg:completionTokens": completion_tokens,
         "bg:model": {"name": model, "version": model_version},
         "bg:parameters": scope.get("params", {}),
         "bg:scope": {

@@ -129,6 +129,8 @@ class Documents:
             cost_gco2=entry.cost_gco2,
             supersedes=json.loads(supersedes.body)["@id"] if supersedes else None,
             previous_answer=previous_answer,
+            finish_reason=entry.finish_reason,
+            completion_tokens=entry.completion_tokens,
         )
         signed = self.signer.sign(unsigned, created)
         row = DocumentRow(
@@ -168,6 +170,10 @@ class Documents:
         }
         query = str(doc["name"])
         answer = str(doc["acceptedAnswer"]["text"])
+        # whole or cut, and where (documents bound before these fields say neither: whole)
+        finish_reason = "length" if doc.get("bg:finishReason") == "length" else "stop"
+        raw_tokens = doc.get("bg:completionTokens")
+        completion_tokens = raw_tokens if isinstance(raw_tokens, int) and raw_tokens > 0 else 0
         created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
         vector = (await self.engine.embed([query]))[0] if self.engine.embedder.fits(query) else None
         entry_key = await self.store.new_entry_key()
@@ -179,9 +185,9 @@ class Documents:
             exact=exact_hash(scope_key, query),
             query=query,
             answer=answer,
-            finish_reason="stop",
+            finish_reason=finish_reason,
             prompt_tokens=0,
-            completion_tokens=0,
+            completion_tokens=completion_tokens,
             model=scope_doc["model"],
             model_version=scope_doc["model_version"],
             tenant=tenant,
