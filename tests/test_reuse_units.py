@@ -201,6 +201,19 @@ def test_engine_never_serves_across_scopes(
         ("What do vaccines protect against?", "What protects against vaccines?", "order"),
         ("Which team did Brazil beat?", "Which team beat Brazil?", "order"),
         ("Who do lions eat?", "Who eats lions?", "order"),
+        # a third trial: conversions and operations the other way round, "is A a B", a
+        # statement without its full stop; case typed in lower case still counts in a
+        # question about form
+        (
+            "What is 30 degrees Celsius in Fahrenheit?",
+            "What is 30 degrees Fahrenheit in Celsius?",
+            "order",
+        ),
+        ("What is 10 divided by 2?", "What is 2 divided by 10?", "order"),
+        ("Is a square a rectangle?", "Is a rectangle a square?", "order"),
+        ("Do vaccines cause autism?", "Vaccines cause autism", "mood"),
+        ("is hello capitalized", "Is Hello capitalized?", "literal"),
+        ("What is Rust?", "What is rust?", "literal"),
         # a statement asks for another reply than its question (a second trial: 0.964, served)
         ("Is the earth flat?", "The earth is flat.", "mood"),
         ("Is coffee good for you?", "Coffee is good for you.", "mood"),
@@ -255,6 +268,19 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What does serendipity mean?", "What is the meaning of serendipity?"),
         ("What's the capital of France?", "What is the capital of France?"),
         ("What is the ?? operator?", "What does the ?? operator do?"),
+        # a third trial's over-vetoes: a passive, an operator before "?", a lower-case typist,
+        # a unit's name and symbol
+        ("How are exceptions handled in C++?", "How does C++ handle exceptions?"),
+        ("How are rainbows formed?", "How do rainbows form?"),
+        (
+            "What is the difference between == and === in JavaScript?",
+            "In JavaScript, how does == differ from ===?",
+        ),
+        ("what is dna", "What is DNA?"),
+        ("how do i install node.js on windows?", "How do I install Node.js on Windows?"),
+        ("How many centimeters are in an inch?", "How many cm are in an inch?"),
+        ("What is 100 degrees Fahrenheit in Celsius?", "Convert 100°F to Celsius."),
+        ("What is 2 + 3?", "What is 3 + 2?"),
         ("Is the earth flat?", "Is the earth flat or round?"),
         ("Tell me if the earth is flat.", "Is the earth flat?"),
         (
@@ -281,6 +307,27 @@ def test_hand_written_contradictions_are_vetoed(pair: tuple[str, ...]) -> None:
     misses (a third column), which must still get through: a fix moves them out."""
     a, b, *known_miss = pair
     assert compare(a, b).ok == bool(known_miss), (a, b, compare(a, b))
+
+
+PARAPHRASES_DEV = Path(__file__).parent / "data" / "paraphrases_dev.tsv"
+DIFFERENT_DEV = Path(__file__).parent / "data" / "different_dev.tsv"
+
+
+@pytest.mark.parametrize("pair", _pairs(PARAPHRASES_DEV), ids=lambda p: p[0][:40])
+def test_chatbot_paraphrases_pass_the_guards(pair: tuple[str, ...]) -> None:
+    """Every paraphrase of the development set passes the guards (reusing too little is the
+    second sin), except the known over-vetoes the file marks, which must still be vetoed: a
+    fix moves them out."""
+    a, b, *known = pair
+    assert compare(a, b).ok != bool(known), (a, b, compare(a, b))
+
+
+@pytest.mark.parametrize("pair", _pairs(DIFFERENT_DEV), ids=lambda p: p[1][:40])
+def test_look_alike_questions_with_other_answers_are_vetoed(pair: tuple[str, ...]) -> None:
+    """Pairs that read alike and ask different things are vetoed, except the known misses
+    the file marks (left to the pair model and the verifier), which must still get through."""
+    _kind, a, b, *known = pair
+    assert compare(a, b).ok == bool(known), (a, b, compare(a, b))
 
 
 # --- policy -----------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from typing import Any
 
 import Stemmer  # PyStemmer: the Snowball stemmers in C
 
-from .scope import QUOTED_SPAN, canonical_query, question_openers
+from .scope import QUOTED_SPAN, about_form, canonical_query, literal_spans, question_openers
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
 
@@ -94,6 +94,16 @@ TENSES = {
     **{w: "future" for w in _LISTS["future_auxiliaries"]},
 }
 IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
+PARTICIPLES = frozenset(_LISTS["irregular_participles"])
+# operations whose operands' order changes the result ("10 divided by 2" / "2 divided by 10")
+NONCOMMUTATIVE = frozenset(
+    ["divided", "divide", "minus", "subtract", "subtracted", "power", "exponent", "root", "over",
+     "modulo", "mod", "percent", "log", "logarithm", "choose", "ratio"]
+)  # fmt: skip
+SHORT_WORDS = 12  # a conversion's units are compared in order only in questions this short
+_BE = frozenset(
+    ["is", "are", "was", "were", "be", "been", "being", "am", "isnt", "arent", "wasnt", "werent"]
+)
 # Punctuation that stands alone in prose ("X - Y", "a & b", a "?" after a space) and fences:
 # the other words made of symbols alone are operators and arguments ("??", "?.", "--", "..")
 _PROSE_MARKS = frozenset(
@@ -121,8 +131,14 @@ _HYPHENATED_PREFIX = re.compile(
 )
 
 
+_DEGREES = re.compile(r"°\s*([cfk])\b")
+_DEGREE_NAMES = {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}
+
+
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
+    # "100°F" names the unit as "100 degrees Fahrenheit" does
+    text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
     text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
     return text.replace("’", "'").replace("n't", "nt").replace("'", "")
 
@@ -175,6 +191,11 @@ class Features:
     # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
     symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
     mood: str = ""  # "question" (yes/no), "statement" or "" (neither, or several sentences)
+    passive: bool = False  # a form of "be" and then a participle: "how are exceptions handled"
+    unit_order: tuple[str, ...] = ()  # units in the order named: ("C", "F") for "°C in °F"
+    number_order: tuple[str, ...] = ()  # numbers (not years) in the order written
+    operation: bool = False  # "divided", "minus", "power", "/", "^": the numbers' order counts
+    short: bool = False  # at most SHORT_WORDS words
     tenses: frozenset[str] = field(default_factory=frozenset)
     untensed: tuple[str, ...] = ()
     untensed_forms: tuple[str, ...] = ()  # the same words as written
@@ -260,6 +281,8 @@ def features(text: str) -> Features:
     numbers = set()
     dates = set()
     units = set()
+    unit_order: list[str] = []
+    number_order: list[str] = []
     for t in toks:
         n = _number(t)
         if n is not None:
@@ -267,12 +290,15 @@ def features(text: str) -> Features:
                 dates.add(n)
             else:
                 numbers.add(n)
+                number_order.append(n)
         elif t in ORDINALS:
             numbers.add("#" + ORDINALS[t])
         if t in MONTHS or t in WEEKDAYS:
             dates.add(t[:3])
         if t in UNITS:
             units.add(UNITS[t])
+            if UNITS[t] not in unit_order:
+                unit_order.append(UNITS[t])
     polar: set[str] = set()
     for st in set(stems):
         for i, side in _POLAR_WORDS.get(st, ()):
@@ -300,6 +326,11 @@ def features(text: str) -> Features:
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         symbols=_symbols(text),
         mood=_mood(text, toks),
+        passive=_passive(toks),
+        unit_order=tuple(unit_order),
+        number_order=tuple(number_order),
+        operation=not NONCOMMUTATIVE.isdisjoint(toks) or any(c in text for c in "/^÷−"),
+        short=len(toks) <= SHORT_WORDS,
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )
@@ -310,7 +341,37 @@ def _symbols(text: str) -> frozenset[str]:
     "--", "=="), typographic quotes as the keyboard's; punctuation that stands alone in prose
     (``_PROSE_MARKS``) is left out."""
     words_ = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC).split()
+    if words_ and len(words_[-1]) > 1 and words_[-1][-1] in "?？":
+        words_[-1] = words_[-1][:-1]  # the question's mark: "how does == differ from ===?"
+    words_ = [w.rstrip(",;") or w for w in words_]
     return frozenset(w for w in words_ if not any(c.isalnum() for c in w) and w not in _PROSE_MARKS)
+
+
+def _turned_around(a: str, b: str, fa: Features, fb: Features) -> bool:
+    """A yes/no question and the same words as a statement without its full stop: "Do
+    vaccines cause autism?" / "Vaccines cause autism", "Is Python slow?" / "Python is slow"
+    (the words but the auxiliaries agree; the statement opens with no auxiliary, question
+    word or request)."""
+    for fq, t, ft in ((fa, b, fb), (fb, a, fa)):
+        if (
+            fq.mood == "question"
+            and not t.rstrip().endswith(("?", "？"))
+            and fq.untensed == ft.untensed
+        ):
+            first = words(t)[:1]
+            return bool(first) and first[0] not in question_openers() | _QUESTION_WORDS
+    return False
+
+
+def _passive(toks: list[str]) -> bool:
+    """Whether a form of "be" comes before a participle ("-ed", "-en" or an irregular one):
+    "How are exceptions handled", "What is glass made of"."""
+    be = next((i for i, t in enumerate(toks) if t in _BE), None)
+    if be is None:
+        return False
+    return any(
+        t in PARTICIPLES or (len(t) > 4 and t.endswith(("ed", "en"))) for t in toks[be + 1 :]
+    )
 
 
 _QUESTION_WORDS = frozenset(
@@ -357,6 +418,12 @@ def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
     }
 
 
+def _sequence_turned(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same two or more things named in another order: units ("30 °C in °F" / "30 °F in
+    °C"), numbers ("10 divided by 2" / "2 divided by 10")."""
+    return len(set(a)) >= 2 and sorted(a) == sorted(b) and a != b
+
+
 def _tense_conflict(fa: Features, fb: Features) -> bool:
     """The same words in the same order, asked in different tenses: "Who is the king of
     England?" / "Who was …", "Who won the world cup?" / "Who will win …", "Who invented the
@@ -369,8 +436,10 @@ def _tense_conflict(fa: Features, fb: Features) -> bool:
         return False
     ta, tb = set(fa.tenses), set(fb.tenses)
     for x, y in zip(fa.untensed_forms, fb.untensed_forms, strict=True):
-        # a verb in "-ed" against its present: "Who invented ..." / "Who will invent ..."
-        if x != y and x.endswith("ed") != y.endswith("ed"):
+        # a verb in "-ed" against its present: "Who invented ..." / "Who will invent ...";
+        # after an auxiliary it is a participle ("How are rainbows formed?" / "do … form")
+        ed_side = fa if x.endswith("ed") else fb
+        if x != y and x.endswith("ed") != y.endswith("ed") and not ed_side.tenses:
             (ta if x.endswith("ed") else tb).add("past")
             if not (tb if x.endswith("ed") else ta):
                 (tb if x.endswith("ed") else ta).add("present")
@@ -380,13 +449,16 @@ def _tense_conflict(fa: Features, fb: Features) -> bool:
 def _wh_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
     """``wh``, ``wh_rest``, ``wh_determiner`` and ``superlative`` of ``Features`` (none
     unless the question opens with one of ``WH_PRONOUNS``)."""
-    if len(toks) < 3 or toks[0] not in WH_PRONOUNS:
-        return {}
+    if len(toks) < 3 or (toks[0] not in WH_PRONOUNS and toks[0] not in AUXILIARIES):
+        return {}  # a question word for a subject or object, or a yes/no question's verb
     # auxiliaries and articles come and go; an adverb may stand anywhere ("quickly")
     rest = tuple(
         st
         for t, st in zip(toks[1:], stems[1:], strict=True)
-        if t not in AUXILIARIES and t not in ARTICLES and not (len(t) > 4 and t.endswith("ly"))
+        if t not in AUXILIARIES
+        and t not in ARTICLES
+        and not (len(t) > 4 and t.endswith("ly"))
+        and not t[0].isdigit()  # numbers' order is the operations' business
     )
     # "what colour is the sky", "which credit card is the best": the question word and its
     # noun are the complement of "is"
@@ -551,13 +623,25 @@ def _model_view(text: str) -> str:
     return text.rstrip("?!. ")
 
 
+def _lowercase_typist(a: str, b: str, ca: str, cb: str) -> bool:
+    """Whether the exact forms ``ca``, ``cb`` differ only in the case of prose words and one
+    side is typed without any capital, so its case says nothing ("what is dna" / "What is
+    DNA?", "... on windows" / "... on Windows"): there the models decide, under the
+    verifier's bound. Not for quoted text, code or a question about its own form, whose case
+    counts even when typed in lower case."""
+    if ca.lower() != cb.lower() or (any(c.isupper() for c in a) and any(c.isupper() for c in b)):
+        return False
+    return not (literal_spans(a) or literal_spans(b) or about_form(a) or about_form(b))
+
+
 def _blind_spot(a: str, b: str) -> bool:
     """The sides differ where the models cannot see it, so their scores say nothing about it:
     the texts read the same to the models but not as exact questions (``canonical_query``:
     the case or spacing of quoted text or code, "x²" / "x2", "5!" / "5"), or a quoted text of
     one side differs from one of the other only in case or spacing ('print("Hi")' /
     'print("hi")' in otherwise different wordings)."""
-    if canonical_query(a) != canonical_query(b) and _model_view(a) == _model_view(b):
+    ca, cb = canonical_query(a), canonical_query(b)
+    if ca != cb and _model_view(a) == _model_view(b) and not _lowercase_typist(a, b, ca, cb):
         return True
     qa, qb = set(QUOTED_SPAN.findall(a)), set(QUOTED_SPAN.findall(b))
     fold = {_model_view(q) for q in qa - qb}
@@ -589,14 +673,21 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("polarity")
     if fa.symbols and fb.symbols and fa.symbols != fb.symbols:
         conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
-    if fa.mood and fb.mood and fa.mood != fb.mood:
+    if (fa.mood and fb.mood and fa.mood != fb.mood) or _turned_around(a, b, fa, fb):
         conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
     if _tense_conflict(fa, fb):
         conflicts.append("tense")
     if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
-    if _role_swap(fa, fb) or _transposed(fa, fb) or _wh_swapped(fa, fb):
+    # a passive turns subject and object around by itself: "How are exceptions handled in
+    # C++?" / "How does C++ handle exceptions?"
+    turned = fa.passive != fb.passive
+    if _role_swap(fa, fb) or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb))):
         conflicts.append("order")
+    elif (fa.short and fb.short and _sequence_turned(fa.unit_order, fb.unit_order)) or (
+        fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order)
+    ):
+        conflicts.append("order")  # a conversion or an operation the other way round
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
     if names_a and names_b:
         conflicts.append("entity")

@@ -173,7 +173,7 @@ def _ends_sentence(word: str) -> bool:
     return not ("." in body or len(body) == 1 or body.lower() in abbreviations())
 
 
-def _about_form(text: str) -> bool:
+def about_form(text: str) -> bool:
     """Whether a text asks about its own letters, case, spaces or punctuation
     (``form_words``): then every character of it counts."""
     words, phrases = form_words()
@@ -260,13 +260,13 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
         return text
     text = unicodedata.normalize("NFC", text)
     if "\n" in text.strip():
-        if _about_form(text):  # "does the second line end with spaces?"
+        if about_form(text):  # "does the second line end with spaces?"
             return text.strip("\n")
         return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).strip("\n")
     text = text.strip()
     if len(text) > LONG_LINE_CHARS:
         return text
-    if _about_form(text):  # "Is Hello capitalized?", "How many spaces are in a   b?"
+    if about_form(text):  # "Is Hello capitalized?", "How many spaces are in a   b?"
         return text
     material = ""
     colon = _MATERIAL.search(text)
