@@ -9,6 +9,9 @@
 - **False vetoes.** On labelled pairs files (``--pairs``, as for ``reuse_quality.py``), the
   share of duplicate pairs the guards veto is recall they take away; the share of
   non-duplicates they veto is work they take off the verifier. Counted by conflict kind.
+- **Both ways on chatbot traffic.** ``tests/data/paraphrases_dev.tsv`` (paraphrases: every
+  veto is a false one) and ``tests/data/different_dev.tsv`` (look-alikes with other answers:
+  every pass is a miss), written by a helper before it read the guards.
 - **Cost.** ``compare`` on a pair whose features are not cached yet (as for a new question),
   against embedding one question with MiniLM, measured side by side in one run.
 
@@ -32,6 +35,11 @@ from boundgate.reuse.embedder import OnnxEmbedder
 from reuse_quality import load_pairs, read_contradictions
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+
+
+def _rows(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def p50_ms(fn: Callable[[int], object], n: int) -> float:
@@ -68,6 +76,21 @@ def main() -> None:
         )
     print("\nNot vetoed:\n" + "\n".join(f"- {m}" for m in missed))
 
+    # the development sets a helper wrote before reading the guards: both ways
+    par = [line.split("\t")[:2] for line in _rows(DATA / "paraphrases_dev.tsv")]
+    dif = [line.split("\t")[1:3] for line in _rows(DATA / "different_dev.tsv")]
+    over = [(a, b) for a, b in par if not guards.compare(a, b).ok]
+    under: Counter[str] = Counter(
+        line.split("\t")[0]
+        for line in _rows(DATA / "different_dev.tsv")
+        if guards.compare(*line.split("\t")[1:3]).ok
+    )
+    print(
+        f"\nparaphrases_dev.tsv: {len(over)} of {len(par)} paraphrases vetoed; "
+        f"different_dev.tsv: {sum(under.values())} of {len(dif)} look-alikes let through, "
+        f"by kind {dict(under.most_common())}"
+    )
+
     timing: list[tuple[str, str]] = []
     for path in args.pairs:
         rows = load_pairs(path, None, 0)
@@ -89,7 +112,7 @@ def main() -> None:
         )
         timing += [(a, b) for a, b, _ in rows]
 
-    if timing:
+    if timing and args.timing_pairs > 0:
         sample = timing[: args.timing_pairs]
 
         def cold_compare(i: int) -> None:
