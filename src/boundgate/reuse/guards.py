@@ -240,7 +240,22 @@ def _number(tok: str) -> str | None:
         except ValueError:
             return None
         return str(int(v)) if v.is_integer() else str(v)
-    return NUMBER_WORDS.get(tok)
+    return NUMBER_WORDS.get(tok) or _ROMAN.get(tok)
+
+
+def _roman(n: int) -> str:
+    out = ""
+    for value, letters in ((10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
+        while n >= value:
+            out, n = out + letters, n - value
+    return out
+
+
+# Roman numerals of two letters or more, up to 39 ("World War II", "Henry VIII"); not "vi"
+# (the editor) nor "xx" / "xxx"; one letter ("i", "v", "x") is a word or a variable
+_ROMAN = {_roman(n): str(n) for n in range(2, 40) if len(_roman(n)) > 1}
+for _word in ("vi", "xx", "xxx"):
+    _ROMAN.pop(_word, None)
 
 
 def _is_content(tok: str) -> bool:
