@@ -131,6 +131,30 @@ def test_an_answer_and_a_label_from_one_replica_serve_through_another(
     assert a.gateway.reuse.verifier.estimate().observations == 1
 
 
+def test_a_sampled_answer_from_one_replica_is_not_served_greedy_by_another(
+    replicas: Replicas,
+) -> None:
+    """An answer sampled at temperature 0.3 through replica A reaches replica B through the
+    change log, and B, like A, serves it to a sampled request but not to one at
+    temperature 0 (which decodes greedily and could never have received it)."""
+    a, b = replicas.start(), replicas.start()
+    q = "Write a one-line slogan for a bakery."
+    miss = a.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": q}], "temperature": 0.3},
+    )
+    assert miss.headers["x-boundgate-reuse"] == "miss"
+    doc = miss.headers["x-boundgate-document"]
+    wait_until(lambda: b.gateway.reuse.entry_key(doc) is not None, timeout=1.0)
+    hot = b.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": q}], "temperature": 0.2},
+    )
+    assert hot.headers["x-boundgate-reuse"] == "hit-exact"
+    greedy = ask(b, q)  # temperature 0
+    assert greedy.headers["x-boundgate-reuse"] == "miss"
+
+
 def test_a_document_revoked_through_one_replica_is_refused_by_another(
     replicas: Replicas,
 ) -> None:
