@@ -104,6 +104,17 @@ def test_third_distinct_asker_binds_a_signed_document(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "no documents" in res.output
 
 
+def export_from(tmp_path: Path, name: str) -> Path:
+    """``docs export`` of gateway ``name``'s data dir (under ``tmp_path``) as NDJSON."""
+    export = tmp_path / "docs.ndjson"
+    a = ["--data-dir", str(tmp_path / name / "data")]
+    res = CliRunner().invoke(
+        cli, ["docs", "export", "--format", "ndjson", "--out", str(export), *a]
+    )
+    assert res.exit_code == 0, res.output
+    return export
+
+
 def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> None:
     srv, live = serve(tmp_path / "a", bind_after=1)
     try:
@@ -113,10 +124,8 @@ def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> N
         live.http.close()
         srv.__exit__()
     runner = CliRunner()
-    export = tmp_path / "docs.ndjson"
+    export = export_from(tmp_path, "a")
     a = ["--data-dir", str(tmp_path / "a" / "data")]
-    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "--out", str(export), *a])
-    assert res.exit_code == 0, res.output
     assert len(export.read_text().splitlines()) == 1
     res = runner.invoke(cli, ["docs", "list", *a])
     assert doc_id in res.output
@@ -159,10 +168,7 @@ def test_an_imported_cut_answer_serves_only_its_own_limit(tmp_path: Path) -> Non
         live.http.close()
         srv.__exit__()
     runner = CliRunner()
-    export = tmp_path / "docs.ndjson"
-    a = ["--data-dir", str(tmp_path / "a" / "data")]
-    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "--out", str(export), *a])
-    assert res.exit_code == 0, res.output
+    export = export_from(tmp_path, "a")
     doc = json.loads(export.read_text().splitlines()[0])
     assert doc["bg:finishReason"] == "length" and doc["bg:completionTokens"] == 3
     pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)
