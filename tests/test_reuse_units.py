@@ -213,6 +213,9 @@ def test_engine_never_serves_across_scopes(
         ("Is a square a rectangle?", "Is a rectangle a square?", "order"),
         ("Do vaccines cause autism?", "Vaccines cause autism", "mood"),
         ("is hello capitalized", "Is Hello capitalized?", "literal"),
+        ("Can I take aspirin while pregnant?", "Should I take aspirin while pregnant?", "modality"),
+        ("Do all mammals lay eggs?", "Do any mammals lay eggs?", "quantity"),
+        ("Name one planet with rings.", "Name all planets with rings.", "quantity"),
         ("What is Rust?", "What is rust?", "literal"),
         # a statement asks for another reply than its question (a second trial: 0.964, served)
         ("Is the earth flat?", "The earth is flat.", "mood"),
@@ -281,6 +284,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("How many centimeters are in an inch?", "How many cm are in an inch?"),
         ("What is 100 degrees Fahrenheit in Celsius?", "Convert 100°F to Celsius."),
         ("What is 2 + 3?", "What is 3 + 2?"),
+        ("Can you share the image?", "Will you share the image?"),
+        ("How can I surprise my husband?", "How should I surprise my husband?"),
         ("Is the earth flat?", "Is the earth flat or round?"),
         ("Tell me if the earth is flat.", "Is the earth flat?"),
         (

@@ -95,6 +95,8 @@ TENSES = {
 }
 IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
 PARTICIPLES = frozenset(_LISTS["irregular_participles"])
+MODALS = {w: i for i, group in enumerate(_LISTS["modal_groups"]) for w in group}
+QUANTIFIERS = {w: i for i, group in enumerate(_LISTS["quantifier_groups"]) for w in group}
 # operations whose operands' order changes the result ("10 divided by 2" / "2 divided by 10")
 NONCOMMUTATIVE = frozenset(
     ["divided", "divide", "minus", "subtract", "subtracted", "power", "exponent", "root", "over",
@@ -193,6 +195,8 @@ class Features:
     mood: str = ""  # "question" (yes/no), "statement" or "" (neither, or several sentences)
     passive: bool = False  # a form of "be" and then a participle: "how are exceptions handled"
     unit_order: tuple[str, ...] = ()  # units in the order named: ("C", "F") for "°C in °F"
+    words: list[str] = field(default_factory=list)  # the tokens, lower case
+    stems: list[str] = field(default_factory=list)  # their stems
     number_order: tuple[str, ...] = ()  # numbers (not years) in the order written
     operation: bool = False  # "divided", "minus", "power", "/", "^": the numbers' order counts
     short: bool = False  # at most SHORT_WORDS words
@@ -343,6 +347,8 @@ def features(text: str) -> Features:
         mood=_mood(text, toks),
         passive=_passive(toks),
         unit_order=tuple(unit_order),
+        words=toks,
+        stems=stems,
         number_order=tuple(number_order),
         operation=not NONCOMMUTATIVE.isdisjoint(toks) or any(c in text for c in "/^÷−"),
         short=len(toks) <= SHORT_WORDS,
@@ -431,6 +437,32 @@ def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
         "untensed": tuple(untensed),
         "untensed_forms": tuple(forms),
     }
+
+
+def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
+    """The two questions' words (stems) are the same but one, and the two that differ are of
+    ``groups`` and of different groups ("Do all mammals lay eggs?" / "Do any mammals …")."""
+    a, b = fa.stems, fb.stems
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) != 1:
+        return False
+    x, y = fa.words[diff[0]], fb.words[diff[0]]
+    return x in groups and y in groups and groups[x] != groups[y]
+
+
+def _modality_conflict(fa: Features, fb: Features) -> bool:
+    """Yes/no questions that differ only in their opening modal, of different meanings:
+    "Can I take aspirin while pregnant?" / "Should I …?", "Can you get the flu twice?" /
+    "Will you …?" (asking what may be, what is advised, what will be). Not a request: "Can
+    you share …" / "Will you share …" ask the same. Elsewhere a modal is left to the models
+    ("How can I …" / "How should I …", which Quora's labels call one question)."""
+    if not fa.words or not fb.words or fa.words[0] not in MODALS or fb.words[0] not in MODALS:
+        return False
+    if fa.words[1:2] == ["you"]:
+        return False
+    return _one_word_apart(fa, fb, MODALS)
 
 
 def _sequence_turned(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -692,6 +724,10 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
     if _tense_conflict(fa, fb):
         conflicts.append("tense")
+    if _modality_conflict(fa, fb):
+        conflicts.append("modality")  # "Can I take aspirin …?" / "Should I take aspirin …?"
+    if _one_word_apart(fa, fb, QUANTIFIERS):
+        conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
     if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     # a passive turns subject and object around by itself: "How are exceptions handled in
