@@ -207,8 +207,9 @@ def test_engine_never_serves_across_scopes(
         (
             "What is 30 degrees Celsius in Fahrenheit?",
             "What is 30 degrees Fahrenheit in Celsius?",
-            "order",
+            "unit",
         ),
+        ("How many seconds are in an hour?", "How many hours are in a second?", "unit"),
         ("What is 10 divided by 2?", "What is 2 divided by 10?", "order"),
         ("Is a square a rectangle?", "Is a rectangle a square?", "order"),
         ("Do vaccines cause autism?", "Vaccines cause autism", "mood"),
@@ -284,6 +285,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("How many centimeters are in an inch?", "How many cm are in an inch?"),
         ("What is 100 degrees Fahrenheit in Celsius?", "Convert 100°F to Celsius."),
         ("What is 2 + 3?", "What is 3 + 2?"),
+        # a fourth trial: "how many X in Y" turned around keeps its question
+        ("How many seconds are in an hour?", "an hour has how many seconds?"),
+        ("Convert 5 kilometers to miles", "how many miles is 5 km"),
+        ("What is twenty five divided by five?", "25 / 5?"),
         ("Can you share the image?", "Will you share the image?"),
         ("How can I surprise my husband?", "How should I surprise my husband?"),
         ("Is the earth flat?", "Is the earth flat or round?"),

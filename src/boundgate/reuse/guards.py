@@ -102,7 +102,6 @@ NONCOMMUTATIVE = frozenset(
     ["divided", "divide", "minus", "subtract", "subtracted", "power", "exponent", "root", "over",
      "modulo", "mod", "percent", "log", "logarithm", "choose", "ratio"]
 )  # fmt: skip
-SHORT_WORDS = 12  # a conversion's units are compared in order only in questions this short
 _BE = frozenset(
     ["is", "are", "was", "were", "be", "been", "being", "am", "isnt", "arent", "wasnt", "werent"]
 )
@@ -194,12 +193,14 @@ class Features:
     symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
     mood: str = ""  # "question" (yes/no), "statement" or "" (neither, or several sentences)
     passive: bool = False  # a form of "be" and then a participle: "how are exceptions handled"
-    unit_order: tuple[str, ...] = ()  # units in the order named: ("C", "F") for "°C in °F"
+    # the unit a quantity is in, by number ("30 degrees Celsius": {"30": "C"}), and the unit
+    # "how many" / "how much" asks for ("How many seconds are in an hour": "s")
+    measures: dict[str, str] = field(default_factory=dict)
+    asked_unit: str = ""
     words: list[str] = field(default_factory=list)  # the tokens, lower case
     stems: list[str] = field(default_factory=list)  # their stems
     number_order: tuple[str, ...] = ()  # numbers (not years) in the order written
     operation: bool = False  # "divided", "minus", "power", "/", "^": the numbers' order counts
-    short: bool = False  # at most SHORT_WORDS words
     tenses: frozenset[str] = field(default_factory=frozenset)
     untensed: tuple[str, ...] = ()
     untensed_forms: tuple[str, ...] = ()  # the same words as written
@@ -300,24 +301,32 @@ def features(text: str) -> Features:
     numbers = set()
     dates = set()
     units = set()
-    unit_order: list[str] = []
+    measures: dict[str, str] = {}
+    asked_unit = ""
     number_order: list[str] = []
-    for t in toks:
+    for i, t in enumerate(toks):
+        if i and _compound(toks[i - 1], t) is not None:
+            continue  # "five" of "twenty five", counted with "twenty"
         n = _number(t)
+        if n is not None and i + 1 < len(toks):
+            n = _compound(t, toks[i + 1]) or n
         if n is not None:
             if len(n) == 4 and n.startswith(("19", "20")):
                 dates.add(n)
             else:
                 numbers.add(n)
                 number_order.append(n)
+                unit = _unit_after(toks, i + 1)
+                if unit:
+                    measures.setdefault(n, unit)
+        if t in ("many", "much") and i and toks[i - 1] == "how" and not asked_unit:
+            asked_unit = _unit_after(toks, i + 1)
         elif t in ORDINALS:
             numbers.add("#" + ORDINALS[t])
         if t in MONTHS or t in WEEKDAYS:
             dates.add(t[:3])
         if t in UNITS:
             units.add(UNITS[t])
-            if UNITS[t] not in unit_order:
-                unit_order.append(UNITS[t])
     polar: set[str] = set()
     for st in set(stems):
         for i, side in _POLAR_WORDS.get(st, ()):
@@ -346,12 +355,12 @@ def features(text: str) -> Features:
         symbols=_symbols(text),
         mood=_mood(text, toks),
         passive=_passive(toks),
-        unit_order=tuple(unit_order),
+        measures=measures,
+        asked_unit=asked_unit,
         words=toks,
         stems=stems,
         number_order=tuple(number_order),
         operation=not NONCOMMUTATIVE.isdisjoint(toks) or any(c in text for c in "/^÷−"),
-        short=len(toks) <= SHORT_WORDS,
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )
@@ -439,6 +448,45 @@ def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
     }
 
 
+_ONES = {
+    "one": 1,
+    **{w: int(v) for w, v in NUMBER_WORDS.items() if v.isdigit() and 1 < int(v) < 10},
+}
+
+
+def _compound(tens: str, ones: str) -> str | None:
+    """A number written in two words: "twenty five" → "25" (None if the two are not)."""
+    value = NUMBER_WORDS.get(tens)
+    if value is None or ones not in _ONES or value not in {str(t) for t in range(20, 100, 10)}:
+        return None
+    return str(int(value) + _ONES[ones])
+
+
+def _unit_after(toks: list[str], start: int) -> str:
+    """The unit named right after position ``start`` ("30 degrees Celsius": "C"; "5 km":
+    "km"), a degree sign or "degrees" passed over for the scale it names; "" if none."""
+    unit = ""
+    for t in toks[start : start + 2]:
+        if t not in UNITS:
+            break
+        unit = UNITS[t]
+        if unit != "deg":
+            break
+    return unit
+
+
+def _measure_conflict(fa: Features, fb: Features) -> bool:
+    """The same quantity in another unit, or another unit asked for: "30 degrees Celsius in
+    Fahrenheit" / "30 degrees Fahrenheit in Celsius" (30 is Celsius on one side and
+    Fahrenheit on the other), "How many seconds are in an hour?" / "How many hours are in a
+    second?". Rewordings that keep them pass: "Convert 5 km to miles" / "How many miles is
+    5 km?", "An hour has how many seconds?"."""
+    if fa.asked_unit and fb.asked_unit and fa.asked_unit != fb.asked_unit:
+        return True
+    shared = fa.measures.keys() & fb.measures.keys()
+    return any(fa.measures[n] != fb.measures[n] for n in shared)
+
+
 def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
     """The two questions' words (stems) are the same but one, and the two that differ are of
     ``groups`` and of different groups ("Do all mammals lay eggs?" / "Do any mammals …")."""
@@ -466,8 +514,7 @@ def _modality_conflict(fa: Features, fb: Features) -> bool:
 
 
 def _sequence_turned(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """The same two or more things named in another order: units ("30 °C in °F" / "30 °F in
-    °C"), numbers ("10 divided by 2" / "2 divided by 10")."""
+    """The same two or more numbers in another order ("10 divided by 2" / "2 divided by 10")."""
     return len(set(a)) >= 2 and sorted(a) == sorted(b) and a != b
 
 
@@ -735,10 +782,10 @@ def compare(a: str, b: str) -> Comparison:
     turned = fa.passive != fb.passive
     if _role_swap(fa, fb) or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb))):
         conflicts.append("order")
-    elif (fa.short and fb.short and _sequence_turned(fa.unit_order, fb.unit_order)) or (
-        fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order)
-    ):
-        conflicts.append("order")  # a conversion or an operation the other way round
+    elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
+        conflicts.append("order")  # an operation the other way round: "10 divided by 2"
+    if _measure_conflict(fa, fb) and "unit" not in conflicts:
+        conflicts.append("unit")  # a conversion the other way round
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
     if names_a and names_b:
         conflicts.append("entity")
