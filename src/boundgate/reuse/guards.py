@@ -388,8 +388,7 @@ def _turned_around(a: str, b: str, fa: Features, fb: Features) -> bool:
             and not t.rstrip().endswith(("?", "？"))
             and fq.untensed == ft.untensed
         ):
-            first = words(t)[:1]
-            return bool(first) and first[0] not in question_openers() | _QUESTION_WORDS
+            return bool(ft.words) and ft.words[0] not in question_openers()
     return False
 
 
@@ -404,9 +403,6 @@ def _passive(toks: list[str]) -> bool:
     )
 
 
-_QUESTION_WORDS = frozenset(
-    ["what", "who", "whom", "whose", "which", "when", "where", "why", "how"]
-)
 _SENTENCE_BREAK = re.compile(r"[.?!]\s")
 
 
@@ -422,7 +418,7 @@ def _mood(text: str, toks: list[str]) -> str:
         return ""
     if stripped.endswith("?") and toks[0] in AUXILIARIES:
         return "question"
-    if stripped.endswith(".") and toks[0] not in question_openers() | _QUESTION_WORDS:
+    if stripped.endswith(".") and toks[0] not in question_openers():
         return "statement"  # not a request either: "Tell me if the earth is flat."
     return ""
 
@@ -454,10 +450,13 @@ _ONES = {
 }
 
 
+_TENS = frozenset(str(t) for t in range(20, 100, 10))
+
+
 def _compound(tens: str, ones: str) -> str | None:
     """A number written in two words: "twenty five" → "25" (None if the two are not)."""
     value = NUMBER_WORDS.get(tens)
-    if value is None or ones not in _ONES or value not in {str(t) for t in range(20, 100, 10)}:
+    if value is None or ones not in _ONES or value not in _TENS:
         return None
     return str(int(value) + _ONES[ones])
 
@@ -530,13 +529,15 @@ def _tense_conflict(fa: Features, fb: Features) -> bool:
         return False
     ta, tb = set(fa.tenses), set(fb.tenses)
     for x, y in zip(fa.untensed_forms, fb.untensed_forms, strict=True):
+        if x == y or x.endswith("ed") == y.endswith("ed"):
+            continue
         # a verb in "-ed" against its present: "Who invented ..." / "Who will invent ...";
         # after an auxiliary it is a participle ("How are rainbows formed?" / "do … form")
-        ed_side = fa if x.endswith("ed") else fb
-        if x != y and x.endswith("ed") != y.endswith("ed") and not ed_side.tenses:
-            (ta if x.endswith("ed") else tb).add("past")
-            if not (tb if x.endswith("ed") else ta):
-                (tb if x.endswith("ed") else ta).add("present")
+        ed, ed_tenses, plain_tenses = (fa, ta, tb) if x.endswith("ed") else (fb, tb, ta)
+        if not ed.tenses:
+            ed_tenses.add("past")
+            if not plain_tenses:
+                plain_tenses.add("present")
     return bool(ta) and bool(tb) and ta != tb
 
 
