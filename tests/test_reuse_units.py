@@ -233,6 +233,13 @@ def test_engine_never_serves_across_scopes(
         # what is asked of the same word (a trial's finding: pair score 0.956)
         ("How do you spell necessary?", "How do you pronounce necessary?", "task"),
         ("What is the meaning of serendipity?", "What is the origin of serendipity?", "task"),
+        # a number that is part of a name: another name (the guards saw no number in them)
+        ("What is a 401k?", "What is a 403b?", "number"),
+        ("What is 4G?", "What is 5G?", "number"),
+        ("Is a 3D printer worth it?", "Is a 2D printer worth it?", "number"),
+        ("Is a 16GB phone enough?", "Is a 32GB phone enough?", "number"),
+        ("Is 4G faster than 5G?", "Is 5G faster than 4G?", "order"),
+        ("When did WW2 end?", "When did WW1 end?", "number"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -297,6 +304,12 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "Who is better - Taylor Swift or Katy Perry?",
             "Who is better, Taylor Swift or Katy Perry?",
         ),
+        # a number glued to its unit, a letter in parentheses, a short form of one name
+        ("Is a 16GB phone enough?", "Is a 16 GB phone enough?"),
+        ("How does a 401(k) match work?", "How do 401k matches work?"),
+        ("What is a closure in JS?", "What is a closure in JavaScript?"),
+        ("When did World War II end?", "When did WW2 end?"),
+        ("What caused World War I?", "What caused WWI?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

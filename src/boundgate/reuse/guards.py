@@ -134,18 +134,35 @@ _HYPHENATED_PREFIX = re.compile(
 
 _DEGREES = re.compile(r"°\s*([cfk])\b")
 _DEGREE_NAMES = {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}
+_LETTER_IN_PARENTHESES = re.compile(r"(\d)\(([a-z])\)")
+_RUPEES = re.compile(r"\brs\.\s*")
+_WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
+# a number glued to letters: "16gb" (a unit of ``UNITS`` of two letters or more: 16 GB) or an
+# identifier ("4g", "401k", "3d"), whose number is part of a name
+_GLUED = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)|([a-z]+)(\d+(?:\.\d+)?)")
+_ORDINAL_SUFFIXES = frozenset(["st", "nd", "rd", "th"])
+# short forms that name the same thing as their long form: "JS" / "JavaScript"
+ALIASES = {short: tuple(long.split()) for short, long in _LISTS["aliases"].items()}
 
 
 def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     # "100°F" names the unit as "100 degrees Fahrenheit" does
     text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
+    text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
+    text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
+    text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
     text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
     return text.replace("’", "'").replace("n't", "nt").replace("'", "")
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(normalise(text))
+    """The lower-case words of ``text``, each short form of ``ALIASES`` written out ("JS"
+    → "javascript", "WW2" → "world war 2")."""
+    toks: list[str] = _WORD.findall(normalise(text))
+    if ALIASES.keys().isdisjoint(toks):
+        return toks
+    return [w for t in toks for w in ALIASES.get(t, (t,))]
 
 
 # PyStemmer keeps its own cache of recent words (10,000, then purged), so ours is not needed.
@@ -264,7 +281,10 @@ for _word in ("vi", "xx", "xxx"):
 
 
 def _is_content(tok: str) -> bool:
-    return tok not in STOPWORDS and not tok[0].isdigit()
+    """Not a stopword nor a number; an identifier with a number in it is ("4g", "401k")."""
+    return tok not in STOPWORDS and (
+        not tok[0].isdigit() or (not tok.isdigit() and _GLUED.fullmatch(tok) is not None)
+    )
 
 
 def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
@@ -308,6 +328,19 @@ def features(text: str) -> Features:
         if i and _compound(toks[i - 1], t) is not None:
             continue  # "five" of "twenty five", counted with "twenty"
         n = _number(t)
+        glued_unit = ""
+        if n is None and (glued := _GLUED.fullmatch(t)):
+            value, letters = (glued[1], glued[2]) if glued[1] else (glued[4], glued[3])
+            if len(letters) > 1 and letters in UNITS:  # "16gb" is "16 gb", "rs500" "500 rs"
+                n, glued_unit = _number(value), UNITS[letters]
+                units.add(glued_unit)
+            elif letters == "k" and glued[1]:  # "60k" is 60,000
+                n = str(int(float(value) * 1000))
+            elif letters in _ORDINAL_SUFFIXES and value.isdigit() and glued[1]:
+                if value != "1":  # "21st" is "#21"; "1st" like "first" is no rank (ORDINALS)
+                    numbers.add("#" + value)
+            elif glued[1]:
+                numbers.add(t)  # "4g" / "5g", "401k" / "403b", "3d" / "2d"
         if n is not None and i + 1 < len(toks):
             n = _compound(t, toks[i + 1]) or n
         if n is not None:
@@ -316,7 +349,7 @@ def features(text: str) -> Features:
             else:
                 numbers.add(n)
                 number_order.append(n)
-                unit = _unit_after(toks, i + 1)
+                unit = glued_unit or _unit_after(toks, i + 1)
                 if unit:
                     measures.setdefault(n, unit)
         if t in ("many", "much") and i and toks[i - 1] == "how" and not asked_unit:
@@ -337,7 +370,12 @@ def features(text: str) -> Features:
     kept = [i for i, t in enumerate(toks) if _is_content(t)]
     sequence = tuple(stems[i] for i in kept)
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
-    names = frozenset(stem(w.casefold()) for w in raw if w.casefold() not in STOPWORDS)
+    names = frozenset(
+        stem(w)
+        for name in raw
+        for w in ALIASES.get(name.casefold(), (name.casefold(),))
+        if w not in STOPWORDS and _number(w) is None  # "II" of "World War II" is a number
+    )
     return Features(
         negations,
         frozenset(numbers),
