@@ -542,6 +542,40 @@ def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path:
         assert short.json()["usage"]["completion_tokens"] <= n - 1
 
 
+def test_a_text_completion_is_reused_exactly_only(tmp_path: Path) -> None:
+    """A trial's finding: "The largest planet is " (a trailing space) was served the stored
+    continuation of "The largest planet is" as a semantic hit; a completion's continuation
+    depends on every character, so a prompt is reused when it is the same, never by meaning
+    (a chat paraphrase, under the same trusting settings, is)."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.prior = False
+    settings.reuse.error_bound = 0.5
+    settings.reuse.initial_threshold = 0.8
+    settings.reuse.min_observations = 1
+    settings.reuse.verify_rate = 0.0
+    with Live.in_process(build_app(settings)) as live:
+
+        def complete(prompt: str) -> str:
+            body = {"prompt": prompt, "max_tokens": 8, "temperature": 0}
+            r = live.http.post("/v1/completions", json=body)
+            assert r.status_code == 200, r.text
+            return str(r.headers["x-boundgate-reuse"])
+
+        prompts = ["The largest planet is", "The largest planet is ", "the largest planet is"]
+        live.gateway.backends["fake"].meanings = {q: "planet" for q in prompts}
+        assert [complete(q) for q in prompts] == ["miss", "miss", "miss"]
+        assert complete(prompts[1]) == "hit-exact"
+        chat = ["How can I reset my password?", "How do I reset my password?"]
+        live.gateway.backends["fake"].meanings.update({q: "reset" for q in chat})
+        ask(live, chat[0])
+        ask(live, chat[1])  # labelled: the verifier's first observation
+        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        assert (
+            ask(live, "How should I reset my password?").headers["x-boundgate-reuse"]
+            == "hit-semantic"
+        )
+
+
 @pytest.fixture
 def two_tenants(tmp_path: Path) -> Any:
     settings = fake_settings(tmp_path)

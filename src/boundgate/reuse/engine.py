@@ -400,7 +400,9 @@ class ReuseEngine(Following, Labelling):
         hit = await self._exact_hit(p, key, admissible, stale=stale, check_live=check_live)
         if hit is not None:
             return hit
-        if p.lookup is not Mode.SEMANTIC or not self.settings.semantic:
+        if p.lookup is not Mode.SEMANTIC or not self.settings.semantic or key.verbatim:
+            # a text completion's prompt is reused exactly only: its continuation depends on
+            # every character ("The capital of France is" / "… is "), which no meaning shows
             return Lookup(p, key, "miss")
         if not self.embedder.fits(key.query):
             # the embedding would cover only the start of the question: two questions that
@@ -623,7 +625,8 @@ class ReuseEngine(Following, Labelling):
         if completion.finish_reason not in ("stop", "length"):
             return None
         vector = lookup.vector
-        if vector is None and self.embedder.fits(key.query):  # else matched exactly only
+        if vector is None and not key.verbatim and self.embedder.fits(key.query):
+            # (else matched exactly only)
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()
         entry_key = await self.store.new_entry_key()
