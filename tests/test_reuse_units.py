@@ -310,6 +310,15 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What is a closure in JS?", "What is a closure in JavaScript?"),
         ("When did World War II end?", "When did WW2 end?"),
         ("What caused World War I?", "What caused WWI?"),
+        # blocks moved that keep their roles (_blocks_exchanged)
+        ("How do I fly from Rome to Oslo cheaply?", "How do I fly cheaply to Oslo from Rome?"),
+        ("The speed of light is how fast?", "how fast is the speed of light"),
+        ("Which is better, Python or Java?", "Which is better, Java or Python?"),
+        ("What is 2 plus 3?", "What is 3 plus 2?"),
+        # sentences moved, or changed in small words only (_sentence_changed)
+        ("I am vegetarian. What should I eat?", "What should I eat? I am vegetarian."),
+        ("I need a new job. What should I do?", "I needed a new job. What should I do?"),
+        ("What are ribosomes? What is their main job?", "What are ribosomes? What do they do?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

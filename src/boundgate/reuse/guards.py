@@ -703,6 +703,86 @@ def _transposed(fa: Features, fb: Features) -> bool:
     return not (fa.symmetric and fb.symmetric) and not (fa.inverts or fb.inverts)
 
 
+_WH_WORDS = frozenset(["how", "what", "which", "who", "whom", "whose", "where", "when", "why"])
+# words between two exchanged blocks that leave their order without a role: "Python or Java",
+# "2 plus 3", "between London and Paris" (SYMMETRIC), "2 times 3"
+_COMMUTATIVE = frozenset(["plus", "times", "multiplied", "added", "+", "*", "x", "×", "&"])
+SWAP_WINDOW = 16  # _blocks_exchanged: the longest differing stretch it judges
+
+
+def _blocks_exchanged(fa: Features, fb: Features) -> bool:
+    """One side's words are the other's with two blocks exchanged around words that stay in
+    place, articles aside: "How many cups are in a gallon?" / "… gallons … in a cup?", "3pm
+    EST in PST" / "3pm PST in EST", "get from Boston to New York" / "get to Boston from New
+    York", "pay off debt before investing" / "invest before paying off debt", "2 raised to 3"
+    / "3 raised to 2" (a trial served all of these, pair scores 0.94-0.99). Not when the words
+    between them join things whose order carries no role ("Python or Java", "2 plus 3",
+    "between A and B") or are only "is" beside a question word ("the speed of light is how
+    fast" / "how fast is the speed of light"), nor when the blocks carry their directional
+    words along and each still names what it named ("fly from Rome to Oslo cheaply" / "fly
+    cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
+    "France's capital" differ in more than order anyway)."""
+    a = [st for t, st in zip(fa.words, fa.stems, strict=True) if t not in ARTICLES]
+    b = [st for t, st in zip(fb.words, fb.stems, strict=True) if t not in ARTICLES]
+    if a == b or len(a) != len(b) or sorted(a) != sorted(b):
+        return False
+    start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+    end = len(a) - next(i for i, (x, y) in enumerate(zip(a[::-1], b[::-1], strict=True)) if x != y)
+    wa, wb = a[start:end], b[start:end]
+    if len(wa) > SWAP_WINDOW:
+        return False
+    roles_kept = {r[:2] for r in fa.roles} == {r[:2] for r in fb.roles}
+    for x in range(1, len(wa) - 1):
+        for y in range(1, len(wa) - x):
+            first, middle, last = wa[:x], wa[x : len(wa) - y], wa[len(wa) - y :]
+            if wb != last + middle + first:
+                continue
+            copula = set(middle) <= AUXILIARIES and bool({first[0], last[0]} & _WH_WORDS)
+            carried = roles_kept and not DIRECTIONAL.isdisjoint(first + last)
+            joined = not SYMMETRIC.isdisjoint(middle) or not _COMMUTATIVE.isdisjoint(middle)
+            return not (copula or carried or joined)
+    return False
+
+
+def _sentence_changed(a: str, b: str) -> bool:
+    """Both texts have the same number of sentences (two or more), one of them the same on
+    both sides, and a statement or an instruction that says something else beside it: a
+    template with its context or its instruction changed asks something else ("I am
+    vegetarian. What should I eat for dinner?" / "I am vegan. …", "What is the capital of
+    Italy? Answer in one word." / "… Answer in detail.": a trial served both, pair scores 0.95
+    and 0.98, the shared sentence outweighing the changed one). Sentences moved around, or
+    changed only in small words and endings ("the journal" / "a journal", "need" / "needed"),
+    are no change; a changed *question* is left to the models (it may be a paraphrase: "What is
+    their main job?" / "What are their functions?")."""
+    sa, sb = _sentences(a), _sentences(b)
+    if len(sa) < 2 or len(sa) != len(sb) or sorted(sa) == sorted(sb) or set(sa).isdisjoint(sb):
+        return False
+    changed_a = [x for x in sa if x not in sb]
+    changed_b = [x for x in sb if x not in sa]
+    if any(q for _, q in changed_a + changed_b):
+        return False
+
+    def content(changed: list[tuple[tuple[str, ...], bool]]) -> set[str]:
+        stems = (stem(w) for ws, _ in changed for w in ws if _is_content(w))
+        return {st for st in stems if st not in _STOPWORD_STEMS}  # "needed" as "need"
+
+    return content(changed_a) != content(changed_b)
+
+
+@lru_cache(maxsize=FEATURES_CACHE)
+def _sentences(text: str) -> tuple[tuple[tuple[str, ...], bool], ...]:
+    """The sentences of ``text`` (split after ``.?!``, a space and a capital): each as its
+    words, and whether it is a question (ends in "?")."""
+    parts = _SENTENCE_BREAK_KEEP.split(text.strip())
+    if len(parts) < 2:
+        return ()
+    return tuple((tuple(w), part.rstrip().endswith("?")) for part in parts if (w := words(part)))
+
+
+# a sentence ends at ".?!" before a space and a capital, a digit does not start one ("0! 1?")
+_SENTENCE_BREAK_KEEP = re.compile(r"(?<=[.?!])\s+(?=[A-Z\"'“(])")
+
+
 def _wh_swapped(fa: Features, fb: Features) -> bool:
     """Both ask "what" (or "who", "which") of the same words, but the question word is the
     subject on one side and the object on the other: after the question word (and its own
@@ -823,6 +903,10 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
         conflicts.append("order")  # an operation the other way round: "10 divided by 2"
+    elif _blocks_exchanged(fa, fb):
+        conflicts.append("order")  # "How many cups are in a gallon?" / "… gallons … cup?"
+    if _sentence_changed(a, b):
+        conflicts.append("context")  # "I am vegetarian. What …?" / "I am vegan. What …?"
     if _measure_conflict(fa, fb) and "unit" not in conflicts:
         conflicts.append("unit")  # a conversion the other way round
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
