@@ -237,6 +237,8 @@ def test_completions_bad_parameters_are_400_with_param(
         # in range but beyond the context: capped by the backend as before, not refused
         {"max_tokens": 2**31 - 1},
         {"max_completion_tokens": 1_000_000},
+        # a trial's 500: float() of a 400-digit max_age overflowed (RFC 9111: 2^31 seconds)
+        {"boundgate": {"max_age": 10**400}},
     ],
 )
 def test_valid_edge_values_are_still_served(fake_live: Live, extra: dict[str, Any]) -> None:

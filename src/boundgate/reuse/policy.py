@@ -61,6 +61,9 @@ class TimeSensitivity:
         return bool(self.pattern.search(text))
 
 
+DELTA_SECONDS_MAX = 2**31  # RFC 9111 §1.2.2
+
+
 def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
     """(no_cache, no_store, max_age) from a Cache-Control request header."""
     no_cache = no_store = False
@@ -74,7 +77,7 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
             no_store = True
         elif name == "max-age":
             try:
-                max_age = max(0.0, float(value.strip().strip('"')))
+                max_age = min(max(0.0, float(value.strip().strip('"'))), DELTA_SECONDS_MAX)
             except ValueError:
                 raise InvalidRequestError(
                     f"Cache-Control max-age must be a number of seconds, got {value!r}",
@@ -111,7 +114,11 @@ def _parse_options(options: Any) -> tuple[Mode | None, float | None]:
             "'boundgate.max_age' must be a non-negative number of seconds",
             param="boundgate.max_age",
         )
-    return mode, None if max_age is None else float(max_age)
+    if max_age is None:
+        return mode, None
+    # RFC 9111 §1.2.2: a delta-seconds value too large to represent counts as 2^31 (a
+    # 400-digit integer overflowed float() into a 500)
+    return mode, float(min(max_age, DELTA_SECONDS_MAX))
 
 
 def plan(
