@@ -499,6 +499,19 @@ def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live
     assert complete("def add(a, b):\n    return") == "hit-exact"
 
 
+def test_a_seeded_request_gets_only_what_its_seed_and_temperature_give(fake_live: Live) -> None:
+    """A trial's finding: "Invent a name for a cat." with seed 7 at temperature 0.3 was served
+    the greedy answer stored at temperature 0, though the seed fixes another one. Without a
+    seed a greedy answer still serves requests up to the dial."""
+    q = "Invent a name for a cat."
+    assert ask(fake_live, q, temperature=0, seed=7).headers["x-boundgate-reuse"] == "miss"
+    assert ask(fake_live, q, temperature=0.3, seed=7).headers["x-boundgate-reuse"] == "miss"
+    assert ask(fake_live, q, temperature=0.3, seed=7).headers["x-boundgate-reuse"] == "hit-exact"
+    assert ask(fake_live, q, temperature=0, seed=7).headers["x-boundgate-reuse"] == "hit-exact"
+    assert ask(fake_live, q, temperature=0).headers["x-boundgate-reuse"] == "miss"
+    assert ask(fake_live, q, temperature=0.2).headers["x-boundgate-reuse"] == "hit-exact"
+
+
 def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) -> None:
     """Issue #13.1 with the newer name of the limit: an answer cut at 3 tokens is served only
     at exactly that limit, never to a request allowing more."""

@@ -86,6 +86,10 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
         assert sum(bool(r.extra.get("novel")) for r in rows) == 3 + 6
         # a deterministic request is untouched by all this
         assert ask(live, "u1", temperature=0).headers["x-boundgate-reuse"] == "miss"
+        # nor is another temperature: variants drawn at 1.0 are no draws at 1.5 (a trial's
+        # finding: a new asker at 1.5 was served one)
+        assert ask(live, "u3", temperature=1.5).headers["x-boundgate-reuse"] == "bypass"
+        assert ask(live, "u2", temperature=1.0).headers["x-boundgate-reuse"] == "hit-variant"
     finally:
         live.http.close()
         srv.__exit__()

@@ -30,7 +30,7 @@ from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
 from ..reuse.scope import answer_fits
 from ..reuse.stored import replay_pieces, request_json, usage_of
-from ..reuse.variants import CreativityBuffer, variant_entry
+from ..reuse.variants import CreativityBuffer, variant_entry, variants_key
 from ..routing.ladder import Router
 from ..scheduler.jobs import JobQueue
 from ..settings import EnergySettings, ReasoningSettings
@@ -291,7 +291,8 @@ class Gateway(Routing):
         if buf.limits.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
             await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
-        variant = await buf.take(lookup.key.exact, asker, body, key_id=ctx.tenant.key_id)
+        key = variants_key(lookup.key.exact, req.temperature)
+        variant = await buf.take(key, asker, body, key_id=ctx.tenant.key_id)
         if variant is not None and answer_fits(
             variant.finish_reason, variant.completion_tokens, req.max_tokens
         ):

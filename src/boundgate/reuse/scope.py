@@ -372,7 +372,10 @@ def reuse_key(
         }
     )
     if req.seed is not None:
+        # a seed fixes the one answer each temperature samples: a greedy answer is not what
+        # a seeded request at 0.3 gets (a trial's finding), so both are in the scope
         params["seed"] = req.seed
+        params["temperature"] = req.temperature
     scope_doc: dict[str, Any] = {
         "model": req.model,
         "model_version": model_version,

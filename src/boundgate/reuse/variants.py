@@ -5,7 +5,7 @@ one. But when many askers send the same creative prompt ("write a haiku about au
 answers are interchangeable draws. The buffer:
 
 - counts distinct askers per creative prompt (same exact key as reuse: tenant, model and
-  version, context, parameters, canonical prompt);
+  version, context, parameters, canonical prompt; and the temperature, ``variants_key``);
 - once ``creativity.min_askers`` have asked, queues a ``variants`` job that pre-generates
   ``creativity.variants`` answers at the prompt's temperature, in the clean hours before
   ``creativity.window_s`` (the scheduler's start policy);
@@ -39,6 +39,13 @@ from ..settings import CreativitySettings, LimitsSettings
 from ..store import Claim, Store, StoredEntry, VariantRow
 
 DAY_S = 86400
+
+
+def variants_key(exact: str, temperature: float) -> str:
+    """The buffer's key of a creative prompt: its exact reuse key (``ReuseKey.exact``) and its
+    temperature, hex. Variants are draws at one temperature: a draw at 0.5 is not one a request
+    at 1.5 could have received (a trial was served one), so each temperature has its own."""
+    return hashlib.sha256(f"{exact}\ntemperature={temperature!r}".encode()).hexdigest()
 
 
 def variant_entry(v: VariantRow) -> StoredEntry:
