@@ -190,6 +190,69 @@ def test_an_imported_cut_answer_serves_only_its_own_limit(tmp_path: Path) -> Non
         srv.__exit__()
 
 
+def _export_and_import(tmp_path: Path) -> dict[str, Any]:
+    """Export gateway a's documents and import them into gateway b; the one document."""
+    export = export_from(tmp_path, "a")
+    pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)
+    b = ["--data-dir", str(tmp_path / "b" / "data")]
+    res = CliRunner().invoke(cli, ["docs", "import", str(export), "--public-key", pub, *b])
+    assert res.exit_code == 0 and "imported 1" in res.output, res.output
+    return dict(json.loads(export.read_text().splitlines()[0]))
+
+
+def test_an_imported_sampled_answer_is_never_served_to_temperature_0(tmp_path: Path) -> None:
+    """A trial's finding: a document bound from answers sampled at 0.3 did not say so, and
+    the importing gateway served it to temperature 0 (its home gateway knew better).
+    Documents carry bg:temperature; one without it counts as sampled."""
+    def ask_at(live: Live, temperature: float) -> str:
+        body = {"messages": [{"role": "user", "content": Q}], "temperature": temperature}
+        r = live.http.post("/v1/chat/completions", json={**body, "user": "u"})
+        assert r.status_code == 200, r.text
+        return str(r.headers["x-boundgate-reuse"])
+
+    srv, live = serve(tmp_path / "a", bind_after=1)
+    try:
+        assert ask_at(live, 0.3) == "miss"
+    finally:
+        live.http.close()
+        srv.__exit__()
+    assert _export_and_import(tmp_path)["bg:temperature"] == 0.3
+    srv, live = serve(tmp_path / "b", bind_after=1)
+    try:
+        assert ask_at(live, 0) == "miss"
+        assert ask_at(live, 0.3) == "hit-exact"
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_an_imported_text_completion_is_reused_to_the_character(tmp_path: Path) -> None:
+    """A text completion's prompt is reused exactly only, to the character: also when its
+    document is imported by another gateway."""
+
+    def complete(live: Live, prompt: str) -> str:
+        body = {"prompt": prompt, "max_tokens": 8, "temperature": 0}
+        r = live.http.post("/v1/completions", json=body)
+        assert r.status_code == 200, r.text
+        return str(r.headers["x-boundgate-reuse"])
+
+    srv, live = serve(tmp_path / "a", bind_after=1)
+    try:
+        assert complete(live, "The largest planet is") == "miss"
+    finally:
+        live.http.close()
+        srv.__exit__()
+    _export_and_import(tmp_path)
+    srv, live = serve(tmp_path / "b", bind_after=1, initial_threshold=0.5, prior=False)
+    try:
+        assert complete(live, "The largest planet is ") == "miss"
+        assert complete(live, "the largest planet is") == "miss"
+        assert complete(live, "The largest planet is") == "hit-exact"
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
 def test_revoke_stops_serving(tmp_path: Path) -> None:
     srv, live = serve(tmp_path, bind_after=1)
     try:

@@ -166,11 +166,14 @@ def build(
     previous_answer: str | None = None,
     finish_reason: str = "stop",
     completion_tokens: int = 0,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """An unsigned bound document (pass it to :meth:`Signer.sign`). ``finish_reason`` and
     ``completion_tokens`` say whether the answer is whole (``stop``) or cut by its limit
     (``length``) at that many tokens: a gateway importing the document serves a cut answer
-    only to requests with that very limit (``scope.answer_fits``)."""
+    only to requests with that very limit (``scope.answer_fits``). ``temperature`` is the
+    one the answer was generated at (``bg:temperature``, where known): a gateway importing
+    it never serves a sampled answer to a request at temperature 0."""
     doc: dict[str, Any] = {
         "@context": copy.deepcopy(CONTEXT),
         "@type": ["Question", "bg:BoundAnswer"],
@@ -179,6 +182,7 @@ def build(
         "acceptedAnswer": {"@type": "Answer", "text": answer},
         "bg:finishReason": finish_reason,
         "bg:completionTokens": completion_tokens,
+        **({} if temperature is None else {"bg:temperature": temperature}),
         "bg:model": {"name": model, "version": model_version},
         "bg:parameters": scope.get("params", {}),
         "bg:scope": {

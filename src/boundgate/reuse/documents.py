@@ -22,6 +22,7 @@ from ..store import DocumentRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
+from .lookup import imported_request, request_temperature
 from .scope import ReuseKey, exact_hash, reuse_key, scope_hash
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class Documents:
             previous_answer=previous_answer,
             finish_reason=entry.finish_reason,
             completion_tokens=entry.completion_tokens,
+            temperature=request_temperature(entry.request),
         )
         signed = self.signer.sign(unsigned, created)
         row = DocumentRow(
@@ -175,14 +177,22 @@ class Documents:
         raw_tokens = doc.get("bg:completionTokens")
         completion_tokens = raw_tokens if isinstance(raw_tokens, int) and raw_tokens > 0 else 0
         created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
-        vector = (await self.engine.embed([query]))[0] if self.engine.embedder.fits(query) else None
+        # sampled or greedy (documents bound before bg:temperature do not say: sampled, so
+        # never served to temperature 0); only this is known here, not the request itself
+        temperature = doc.get("bg:temperature")
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            temperature = None
+        # a text completion's prompt is kept to the character and reused exactly only
+        verbatim = scope_doc["endpoint"] == "/v1/completions"
+        fits = not verbatim and self.engine.embedder.fits(query)
+        vector = (await self.engine.embed([query]))[0] if fits else None
         entry_key = await self.store.new_entry_key()
         scope_key = scope_hash(tenant, scope_doc)
         entry = StoredEntry(
             key=entry_key,
             id="ans_" + hashlib.sha256(f"import\n{doc['@id']}".encode()).hexdigest()[:24],
             scope=scope_key,
-            exact=exact_hash(scope_key, query),
+            exact=exact_hash(scope_key, query, verbatim=verbatim),
             query=query,
             answer=answer,
             finish_reason=finish_reason,
@@ -198,6 +208,7 @@ class Documents:
             embedder=self.engine.embedder.name,
             scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
             document_id=doc_id,
+            request=imported_request(temperature),
         )
         await self.store.put_entry(entry)
         row = DocumentRow(

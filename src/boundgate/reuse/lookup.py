@@ -110,11 +110,47 @@ class Lookup:
 def sampled_request(request: str | None) -> bool:
     """Whether a stored answer was sampled: its generation request (``StoredEntry.request``,
     JSON) ran at a temperature above 0. A request at temperature 0 decodes greedily, so a
-    sampled answer is not one it could have received. False when the request is unknown."""
+    sampled answer is not one it could have received. False when the request is unknown,
+    except for an imported document's answer whose document does not say
+    (``imported_request``): it may have been sampled."""
     if not request:
         return False
     try:
-        temperature = json.loads(request).get("temperature")
+        body = json.loads(request)
+        temperature = body.get("temperature")
     except (ValueError, AttributeError):
         return False
+    if temperature is None and body.get("imported"):
+        return True
     return isinstance(temperature, int | float) and temperature > 0
+
+
+def request_temperature(request: str | None) -> float | None:
+    """The temperature of a stored generation request (``StoredEntry.request``), if known."""
+    if not request:
+        return None
+    try:
+        temperature = json.loads(request).get("temperature")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        return None
+    return float(temperature)
+
+
+def imported_request(temperature: float | None) -> str:
+    """What an imported document's entry records of its generation request: only the
+    temperature its document gives (``bg:temperature``; None: unknown, taken as sampled), and
+    that it was imported. Not a request to recompute (``is_recorded_request``)."""
+    return json.dumps({"imported": True, "temperature": temperature})
+
+
+def is_recorded_request(request: str | None) -> bool:
+    """Whether ``StoredEntry.request`` holds the whole generation request (not an import's
+    temperature alone), so the answer can be recomputed on rebind."""
+    if not request:
+        return False
+    try:
+        return "model" in json.loads(request)
+    except (ValueError, TypeError):
+        return False

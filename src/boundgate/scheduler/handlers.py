@@ -14,6 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RateLimitError
+from ..reuse.lookup import is_recorded_request
 from ..reuse.stored import request_from_json
 from ..store import KeyStore, VariantRow
 from ..tenants import Tenant
@@ -129,7 +130,7 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     if doc is None or doc.state != "stale" or doc.entry is None:
         return {"skipped": "not stale" if doc else "unknown document"}
     entry = await store.get_entry(doc.entry)
-    if entry is None or entry.request is None:
+    if entry is None or entry.request is None or not is_recorded_request(entry.request):
         return {"skipped": "original request not recorded"}
     req = request_from_json(entry.request)
     endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
