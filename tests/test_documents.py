@@ -204,6 +204,7 @@ def test_an_imported_sampled_answer_is_never_served_to_temperature_0(tmp_path: P
     """A trial's finding: a document bound from answers sampled at 0.3 did not say so, and
     the importing gateway served it to temperature 0 (its home gateway knew better).
     Documents carry bg:temperature; one without it counts as sampled."""
+
     def ask_at(live: Live, temperature: float) -> str:
         body = {"messages": [{"role": "user", "content": Q}], "temperature": temperature}
         r = live.http.post("/v1/chat/completions", json={**body, "user": "u"})
