@@ -187,6 +187,41 @@ def test_daily_token_budget_never_overrun_under_concurrency(tmp_path: Path) -> N
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
 
+def test_a_stored_answer_is_served_when_the_budget_cannot_cover_a_fresh_one(
+    tmp_path: Path,
+) -> None:
+    """A trial's finding: with the daily budget nearly spent, an exact repeat got 429
+    ``daily_token_budget_exceeded`` (the worst case of a fresh answer was reserved before
+    the lookup), though hits use no tokens. The stored answer is served; a new question
+    still gets the 429."""
+    live, keys = keyed_live(tmp_path, daily_tokens=150)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+
+        def ask(q: str) -> httpx.Response:
+            body = {"messages": [{"role": "user", "content": q}], "temperature": 0}
+            return live.http.post(
+                "/v1/chat/completions", json={**body, "max_tokens": 40}, headers=h
+            )
+
+        first = ask("Which river flows through Vienna?")
+        assert first.status_code == 200, first.text
+        spent = [ask(f"Name a city on river number {i}.") for i in range(6)]
+        assert spent[-1].status_code == 429, [r.status_code for r in spent]
+        again = ask("Which river flows through Vienna?")
+        assert again.status_code == 200, again.text
+        assert again.headers["x-boundgate-reuse"] == "hit-exact"
+        assert (
+            again.json()["choices"][0]["message"]["content"]
+            == first.json()["choices"][0]["message"]["content"]
+        )
+        new = ask("Which river flows through Budapest?")
+        assert new.status_code == 429
+        assert new.json()["error"]["code"] == "daily_token_budget_exceeded"
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
 def test_metrics_can_require_a_bearer_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -140,16 +140,23 @@ class Limiter:
         return min(RPM_WINDOW_S, max(0.0, state.next_expiry - now))
 
     async def admit(
-        self, tenant: Tenant, reserve_tokens: int, reserve_reasoning_tokens: int = 0
+        self,
+        tenant: Tenant,
+        reserve_tokens: int,
+        reserve_reasoning_tokens: int = 0,
+        *,
+        budgets: bool = True,
     ) -> Reservation:
         """Count one request and hold ``reserve_tokens`` on the tenant's daily budget (and
         ``reserve_reasoning_tokens`` on its reasoning budget), or raise
         :class:`RateLimitError` (429, ``rate_limit_exceeded``, ``daily_token_budget_exceeded``
-        or ``daily_reasoning_budget_exceeded``) with ``retry_after`` in seconds."""
+        or ``daily_reasoning_budget_exceeded``) with ``retry_after`` in seconds.
+        ``budgets=False``: count the request only (a stored answer uses no tokens)."""
         now = self.clock.time()
         day = int(now // DAY_S)
-        rpm, budget = self._rpm(tenant), self._budget(tenant)
-        reasoning = self._reasoning_budget(tenant) if reserve_reasoning_tokens else 0
+        rpm = self._rpm(tenant)
+        budget = self._budget(tenant) if budgets else 0
+        reasoning = self._reasoning_budget(tenant) if reserve_reasoning_tokens and budgets else 0
         if not rpm and not budget and not reasoning:
             return Reservation(tenant.name, day, reserve_tokens)
         claims = []

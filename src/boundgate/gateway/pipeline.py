@@ -21,7 +21,7 @@ from ..energy import (
     Work,
     combine,
 )
-from ..errors import BoundgateError, ModelNotFoundError
+from ..errors import BoundgateError, ErrorCode, ModelNotFoundError, RateLimitError
 from ..grid.base import CarbonSource
 from ..ledger import LedgerWriter
 from ..metrics import Metrics
@@ -46,6 +46,11 @@ from .context import (
     refuse_over_context,
 )
 from .routed import Routing
+
+# refusals for tokens a fresh answer would use: a stored answer, which uses none, is served
+BUDGET_CODES = frozenset(
+    {ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED, ErrorCode.DAILY_REASONING_BUDGET_EXCEEDED}
+)
 
 REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
 
@@ -140,21 +145,23 @@ class Gateway(Routing):
             )
         return backend
 
-    async def _prepare(
-        self, ctx: RequestContext, req: GenerationRequest
-    ) -> tuple[Backend, Reservation]:
+    def _prepare(self, req: GenerationRequest) -> tuple[Backend, int]:
+        """The request's backend, its defaults applied and its context checked; and the most
+        reasoning tokens it may use."""
         backend = self.resolve(req.model)
         req.model = backend.name
         if req.max_tokens <= 0:
             req.max_tokens = self.default_max_tokens
         refuse_over_context(backend, req)
-        reasoning = self.reasoning_cap(backend, req)
+        return backend, self.reasoning_cap(backend, req)
+
+    async def _admit(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
+    ) -> Reservation:
         # the worst case: the text's bytes (≥ its tokens), what the prompt format adds, and
         # every token the answer may take
-        reservation = await self.limiter.admit(
-            ctx.tenant, req.text_bytes() + backend.template_tokens(req) + req.max_tokens, reasoning
-        )
-        return backend, reservation
+        worst = req.text_bytes() + backend.template_tokens(req) + req.max_tokens
+        return await self.limiter.admit(ctx.tenant, worst, reasoning)
 
     def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int:
         """Apply ``reasoning_effort`` to ``req`` for ``backend``; return the most reasoning
@@ -363,15 +370,27 @@ class Gateway(Routing):
         ``check_live``: see ``_lookup``."""
         if ctx.internal:
             await self.yield_to_interactive()
+        spent: RateLimitError | None = None
         try:
-            backend, reservation = await self._prepare(ctx, req)
+            backend, reasoning = self._prepare(req)
+            try:
+                reservation = await self._admit(ctx, req, backend, reasoning)
+            except RateLimitError as err:
+                if err.code not in BUDGET_CODES or self.reuse is None:
+                    raise
+                # the daily budget cannot cover a fresh answer, but a stored one uses no
+                # tokens (docs/api.md): look it up, counting the request only
+                spent = err
+                reservation = await self.limiter.admit(ctx.tenant, 0, budgets=False)
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
             raise
         span = self._span()
         try:
             lookup = ctx.reuse = await self._lookup(ctx, req, backend, check_live)
-            if lookup is not None:
+            if spent is not None and (lookup is None or lookup.entry is None):
+                raise spent  # no stored answer: the budget's 429 stands
+            if lookup is not None and spent is None:
                 lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
         except BoundgateError as err:
             self.limiter.settle(reservation, 0)
