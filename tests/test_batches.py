@@ -246,6 +246,9 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
         (_line("b", {"messages": ASK, "logit_bias": {"abc": 5}}), "body.logit_bias"),
         (_line("b", {"messages": ASK, "seed": 2**64}), "body.seed"),
         (_line("b", {"messages": ASK, "max_tokens": 10**20}), "body.max_tokens"),
+        # a trial's: accepted, then failed at run time
+        (_line("b", {"messages": ASK, "boundgate": {"reuse": "bogus"}}), "boundgate.reuse"),
+        (_line("b", {"messages": ASK, "presence_penalty": 3}), "body.presence_penalty"),
         (b"[" * 50_000, "nested too deeply"),  # RecursionError: was a 500
         (_line("b", {"messages": ASK, "x": json.loads("[" * 500 + "]" * 500)}),
          "nested too deeply"),  # parsed, then a 500 at run time

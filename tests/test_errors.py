@@ -63,6 +63,16 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "stream_options": {"include_usage": True}}, "stream_options"),
         ({"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
         ({"messages": MSG, "top_logprobs": 3}, "top_logprobs"),  # logprobs are not served
+        # from a fifth trial: each answered 200
+        ({"messages": MSG, "presence_penalty": "a"}, "presence_penalty"),
+        ({"messages": MSG, "frequency_penalty": 5}, "frequency_penalty"),
+        ({"messages": MSG, "metadata": "x"}, "metadata"),
+        ({"messages": MSG, "metadata": {"a": 1}}, "metadata.a"),
+        ({"messages": MSG, "modalities": ["audio"]}, "modalities[0]"),
+        ({"messages": MSG, "tools": 0}, "tools"),
+        ({"messages": MSG, "tools": False}, "tools"),
+        ({"messages": MSG, "logprobs": 0}, "logprobs"),
+        ({"messages": MSG, "top_logprobs": 0}, "top_logprobs"),
     ],
 )
 def test_bad_parameters_are_400_with_param(
@@ -213,6 +223,7 @@ def test_unknown_route_and_method(fake_live: Live) -> None:
         ({"prompt": "x", "seed": -(2**63) - 1}, "seed"),
         ({"prompt": "x", "best_of": 3}, "best_of"),
         ({"prompt": "x", "logit_bias": {"-": 1}}, "logit_bias"),
+        ({"prompt": "x", "presence_penalty": 2.5}, "presence_penalty"),
     ],
 )
 def test_completions_bad_parameters_are_400_with_param(
@@ -239,6 +250,8 @@ def test_completions_bad_parameters_are_400_with_param(
         {"max_completion_tokens": 1_000_000},
         # a trial's 500: float() of a 400-digit max_age overflowed (RFC 9111: 2^31 seconds)
         {"boundgate": {"max_age": 10**400}},
+        {"presence_penalty": -2, "frequency_penalty": 2},
+        {"metadata": {"run": "7"}, "modalities": ["text"], "logprobs": False},
     ],
 )
 def test_valid_edge_values_are_still_served(fake_live: Live, extra: dict[str, Any]) -> None:

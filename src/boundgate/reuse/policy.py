@@ -86,6 +86,12 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
     return no_cache, no_store, max_age
 
 
+def check_options(options: Any) -> None:
+    """Check a request's ``boundgate`` object as serving it would (a batch line at the
+    batch's creation). Raises InvalidRequestError naming the field."""
+    _parse_options(options)
+
+
 def _parse_options(options: Any) -> tuple[Mode | None, float | None]:
     if options is None:
         return None, None

@@ -30,6 +30,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...gateway import Gateway, RequestContext
+from ...reuse.policy import check_options
 from ...scheduler.jobs import new_job_id
 from ...store import BatchLineRow, FileRow
 from ...tenants import Tenant
@@ -177,6 +178,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
             f"{param}: {msg}" if param else str(msg), param=param, code=ErrorCode.INVALID_VALUE
         ) from None
     generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
+    check_options((req.model_extra or {}).get("boundgate"))  # "reuse": "bogus" ran, then failed
     return req
 
 

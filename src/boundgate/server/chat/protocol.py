@@ -121,6 +121,8 @@ class SamplingParams(BaseModel):
     # checked here, then forwarded unchanged (``passthrough``)
     response_format: dict[str, Any] | None = None
     logit_bias: dict[str, Any] | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
 
     @field_validator("response_format")
     @classmethod
@@ -172,9 +174,13 @@ class SamplingParams(BaseModel):
         return v
 
     def unsupported(self) -> str | None:
-        """The first parameter given that the gateway does not implement, if any."""
+        """The first parameter given that the gateway does not implement, if any: any value
+        but null (``"tools": 0`` and ``"logprobs": 0`` were taken for absent), except
+        ``"logprobs": false``, which asks for nothing."""
+        extra = self.model_extra or {}
         for name in UNSUPPORTED:
-            if (self.model_extra or {}).get(name) not in (None, False):
+            value = extra.get(name)
+            if value is not None and not (name == "logprobs" and value is False):
                 return name
         return None
 
@@ -191,6 +197,9 @@ class SamplingParams(BaseModel):
             out["response_format"] = self.response_format
         if self.logit_bias is not None:
             out["logit_bias"] = self.logit_bias
+        for name in ("presence_penalty", "frequency_penalty"):
+            if (value := getattr(self, name)) is not None:
+                out[name] = value
         if self.reasoning_effort is not None:
             out["reasoning_effort"] = self.reasoning_effort
         return out
@@ -199,6 +208,18 @@ class SamplingParams(BaseModel):
 class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    # checked here, then forwarded unchanged: OpenAI's shapes (at most 16 string pairs), and
+    # text, the one output modality the models behind the gateway have
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    modalities: list[Literal["text"]] | None = None
+
+    def passthrough(self) -> dict[str, Any]:
+        out = super().passthrough()
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.modalities is not None:
+            out["modalities"] = self.modalities
+        return out
 
 
 # --- responses (what the server sends; declared in the OpenAPI schema, not used to build the
