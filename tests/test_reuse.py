@@ -512,6 +512,36 @@ def test_a_seeded_request_gets_only_what_its_seed_and_temperature_give(fake_live
     assert ask(fake_live, q, temperature=0.2).headers["x-boundgate-reuse"] == "hit-exact"
 
 
+def test_names_and_tool_calls_are_part_of_the_context(fake_live: Live) -> None:
+    """A trial's finding: "What is my name?" from Carol (``name``) was served the answer to
+    no name, and histories that differed only in an assistant's ``tool_calls`` shared one
+    answer: both were dropped before the model and the reuse scope saw them."""
+    q = [{"role": "user", "content": "What is my name?"}]
+
+    def status(messages: list[dict[str, Any]]) -> str:
+        body = {"messages": messages, "temperature": 0}
+        r = fake_live.http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        return str(r.headers["x-boundgate-reuse"])
+
+    assert status(q) == "miss"
+    assert status([{**q[0], "name": "Carol"}]) == "miss"
+    assert status([{**q[0], "name": "Carol"}]) == "hit-exact"
+    assert status([{**q[0], "name": "Dave"}]) == "miss"
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    turn = {"role": "assistant", "content": "", "tool_calls": [call]}
+    other = {**turn, "tool_calls": [{**call, "function": {"name": "g", "arguments": "{}"}}]}
+    assert status([{"role": "user", "content": "hi"}, turn, *q]) == "miss"
+    assert status([{"role": "user", "content": "hi"}, other, *q]) == "miss"
+    assert status([{"role": "user", "content": "hi"}, turn, *q]) == "hit-exact"
+    # no calls at all and an empty list of them are one history, as before
+    plain = {"role": "assistant", "content": ""}
+    assert status([{"role": "user", "content": "hi"}, plain, *q]) == "miss"
+    assert status([{"role": "user", "content": "hi"}, {**plain, "tool_calls": []}, *q]) == (
+        "hit-exact"
+    )
+
+
 def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) -> None:
     """Issue #13.1 with the newer name of the limit: an answer cut at 3 tokens is served only
     at exactly that limit, never to a request allowing more."""

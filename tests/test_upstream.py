@@ -82,6 +82,18 @@ def test_non_stream_pass_through(live: Live, upstream: FakeUpstreamServer) -> No
     assert row.wh > 0
 
 
+def test_a_participant_name_reaches_the_upstream(live: Live, upstream: FakeUpstreamServer) -> None:
+    """``name`` was dropped before the model saw it (a trial's finding)."""
+    live.openai().chat.completions.create(
+        model="my-upstream",
+        messages=[{"role": "user", "content": "What is my name?", "name": "Carol"}],
+        max_tokens=20,
+    )
+    sent = upstream.control.last_body
+    assert sent is not None
+    assert sent["messages"] == [{"role": "user", "content": "What is my name?", "name": "Carol"}]
+
+
 def test_model_version_names_the_model_not_the_upstream_address(
     live: Live, upstream: FakeUpstreamServer
 ) -> None:

@@ -18,8 +18,31 @@ Role = Literal["system", "user", "assistant", "developer"]
 
 @dataclass(frozen=True)
 class Message:
+    """One chat message. ``name`` is OpenAI's participant name (sent to the model);
+    ``calls`` the canonical JSON of an assistant message's ``tool_calls`` / ``function_call``,
+    kept for the reuse scope only (tools are not supported, so never sent)."""
+
     role: Role
     content: str
+    name: str | None = None
+    calls: str | None = None
+
+    def fields(self) -> list[str]:
+        """``[role, content]``, with ``name`` and ``calls`` where set (stored requests and
+        the reuse scope; a message without them keeps the two-field form it always had)."""
+        out = [self.role, self.content]
+        if self.name is not None or self.calls is not None:
+            out.append(self.name or "")
+        if self.calls is not None:
+            out.append(self.calls)
+        return out
+
+    def openai(self) -> dict[str, str]:
+        """The message as OpenAI's API takes it (``calls`` left out)."""
+        out = {"role": self.role, "content": self.content}
+        if self.name:
+            out["name"] = self.name
+        return out
 
 
 @dataclass

@@ -282,7 +282,7 @@ class LlamaCppBackend(Backend):
         llm = self._llm
         stop = list(req.stop)
         if req.messages is not None:
-            msgs = [{"role": m.role, "content": m.content} for m in req.messages]
+            msgs = [m.openai() for m in req.messages]  # the chat template decides on names
             if self._formatter is None:
                 text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
                 return llm.tokenize(text.encode(), add_bos=True, special=False), stop, False

@@ -124,7 +124,7 @@ class OpenAIBackend(Backend):
         if stream:
             body["stream_options"] = {"include_usage": True}
         if req.messages is not None:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
+            body["messages"] = [m.openai() for m in req.messages]
             return "/chat/completions", body
         body["prompt"] = req.prompt or ""
         return "/completions", body

@@ -352,7 +352,11 @@ def reuse_key(
         if not req.messages or req.messages[-1].role != "user":
             return None
         query = req.messages[-1].content
-        context = [[m.role, m.content] for m in req.messages[:-1]]
+        # every earlier turn, with its participant name and tool calls where given; and the
+        # asker's own name (a trial: "What is my name?" from Carol got an answer to no name)
+        context = [m.fields() for m in req.messages[:-1]]
+        if req.messages[-1].name:
+            context.append(["name", req.messages[-1].name])
     else:
         if req.prompt is None:
             return None

@@ -34,7 +34,7 @@ def request_json(req: GenerationRequest, **extra: Any) -> str:
         **extra,
     }
     if req.messages is not None:
-        body["messages"] = [[m.role, m.content] for m in req.messages]
+        body["messages"] = [m.fields() for m in req.messages]
     else:
         body["prompt"] = req.prompt
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -44,7 +44,7 @@ def request_from_json(text: str) -> GenerationRequest:
     body = json.loads(text)
     return GenerationRequest(
         model=body["model"],
-        messages=[Message(r, c) for r, c in body["messages"]] if "messages" in body else None,
+        messages=[Message(*m) for m in body["messages"]] if "messages" in body else None,
         prompt=body.get("prompt"),
         max_tokens=body["max_tokens"],
         temperature=body["temperature"],

@@ -85,6 +85,14 @@ class ChatMessage(BaseModel):
             raise ValueError("content must not be an empty array (give at least one part)")
         return v
 
+    def calls(self) -> str | None:
+        """The assistant's ``tool_calls`` / ``function_call`` as canonical JSON, where given
+        and not empty (part of the reuse scope: histories with other calls are other
+        contexts), else None."""
+        given = {k: v for k, v in (("tool_calls", self.tool_calls), ("function_call",
+                 self.function_call)) if v}  # fmt: skip
+        return json.dumps(given, sort_keys=True, separators=(",", ":")) if given else None
+
     def text(self) -> str:
         if self.content is None:
             return ""

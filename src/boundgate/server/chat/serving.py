@@ -15,7 +15,9 @@ def to_generation_request(body: ChatCompletionRequest, gateway: Gateway) -> Any:
     req = generation.generation_request(
         body, gateway, max_tokens=body.max_completion_tokens or body.max_tokens
     )
-    req.messages = [Message(m.role, m.text()) for m in body.messages]
+    req.messages = [
+        Message(m.role, m.text(), m.name or None, calls=m.calls()) for m in body.messages
+    ]
     return req
 
 
