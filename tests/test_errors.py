@@ -73,6 +73,7 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "tools": False}, "tools"),
         ({"messages": MSG, "logprobs": 0}, "logprobs"),
         ({"messages": MSG, "top_logprobs": 0}, "top_logprobs"),
+        ({"messages": MSG, "max_tokens": 3, "max_completion_tokens": 30}, "max_completion_tokens"),
     ],
 )
 def test_bad_parameters_are_400_with_param(

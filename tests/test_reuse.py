@@ -305,7 +305,10 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/embeddings", json={"input": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
     r = fake_live.http.post("/v1/embeddings", json={"input": "x", "model": "nope"})
-    assert r.status_code == 404
+    assert r.status_code == 404 and "does not exist" in r.json()["error"]["message"]
+    # a chat model is named as one (a trial was told it "does not exist")
+    r = fake_live.http.post("/v1/embeddings", json={"input": "x", "model": "fake"})
+    assert r.status_code == 404 and "generates text" in r.json()["error"]["message"]
     # longer than the model reads: refused as OpenAI does, unless truncation is asked for
     long = "The committee reviewed the budget line by line. " * 30
     r = fake_live.http.post("/v1/embeddings", json={"input": ["short", long]})

@@ -221,6 +221,18 @@ class ChatCompletionRequest(SamplingParams):
     metadata: dict[str, str] | None = Field(None, max_length=16)
     modalities: list[Literal["text"]] | None = None
 
+    @field_validator("max_completion_tokens")
+    @classmethod
+    def _one_limit(cls, v: int | None, info: ValidationInfo) -> int | None:
+        """Both limits at once: OpenAI refuses it (a trial's max_tokens 3 was silently
+        overruled by max_completion_tokens 30)."""
+        if v is not None and info.data.get("max_tokens") is not None:
+            raise ValueError(
+                "setting max_tokens and max_completion_tokens at the same time is not "
+                "supported (max_tokens is the older name of max_completion_tokens)"
+            )
+        return v
+
     def passthrough(self) -> dict[str, Any]:
         out = super().passthrough()
         if self.metadata is not None:

@@ -50,8 +50,12 @@ async def embeddings(
         raise NotFoundError("embeddings need the reuse layer, which is disabled")
     embedder = gw.reuse.embedder
     if body.model not in (None, embedder.name, "all-MiniLM-L6-v2"):
+        generates = body.model in gw.backends or body.model in gw.aliases
         raise NotFoundError(
-            f"The model '{body.model}' does not exist; embeddings use 'all-MiniLM-L6-v2'",
+            f"The model '{body.model}' generates text (POST /v1/chat/completions) and makes no "
+            "embeddings; embeddings use 'all-MiniLM-L6-v2'"
+            if generates
+            else f"The model '{body.model}' does not exist; embeddings use 'all-MiniLM-L6-v2'",
             param="model",
             code=ErrorCode.MODEL_NOT_FOUND,
         )
