@@ -558,16 +558,21 @@ def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) 
     assert more.json()["choices"][0]["finish_reason"] == "stop"
 
 
-def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path: Path) -> None:
-    """Issue #13.1 for reuse by meaning: a paraphrase whose limit (in the same limit class,
-    so the same scope) is below the stored answer's length is computed, not served."""
+def trusting_settings(tmp_path: Path) -> Any:
+    """Settings whose verifier serves by meaning after one label (no prior, δ = 0.5)."""
     settings = fake_settings(tmp_path)
     settings.reuse.prior = False
     settings.reuse.error_bound = 0.5
     settings.reuse.initial_threshold = 0.8
     settings.reuse.min_observations = 1
     settings.reuse.verify_rate = 0.0
-    with Live.in_process(build_app(settings)) as live:
+    return settings
+
+
+def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path: Path) -> None:
+    """Issue #13.1 for reuse by meaning: a paraphrase whose limit (in the same limit class,
+    so the same scope) is below the stored answer's length is computed, not served."""
+    with Live.in_process(build_app(trusting_settings(tmp_path))) as live:
         fake = live.gateway.backends["fake"]
         paraphrases = [
             "How can I reset my password?",
@@ -593,13 +598,7 @@ def test_a_text_completion_is_reused_exactly_only(tmp_path: Path) -> None:
     continuation of "The largest planet is" as a semantic hit; a completion's continuation
     depends on every character, so a prompt is reused when it is the same, never by meaning
     (a chat paraphrase, under the same trusting settings, is)."""
-    settings = fake_settings(tmp_path)
-    settings.reuse.prior = False
-    settings.reuse.error_bound = 0.5
-    settings.reuse.initial_threshold = 0.8
-    settings.reuse.min_observations = 1
-    settings.reuse.verify_rate = 0.0
-    with Live.in_process(build_app(settings)) as live:
+    with Live.in_process(build_app(trusting_settings(tmp_path))) as live:
 
         def complete(prompt: str) -> str:
             body = {"prompt": prompt, "max_tokens": 8, "temperature": 0}
