@@ -98,6 +98,7 @@ IRREGULAR_PLURALS = {plural: one for plural, one in _LISTS["irregular_plurals"]}
 PARTICIPLES = frozenset(_LISTS["irregular_participles"])
 MODALS = {w: i for i, group in enumerate(_LISTS["modal_groups"]) for w in group}
 QUANTIFIERS = {w: i for i, group in enumerate(_LISTS["quantifier_groups"]) for w in group}
+CONTRASTS = {w: i for i, group in enumerate(_LISTS["contrast_groups"]) for w in group}
 # operations whose operands' order changes the result ("10 divided by 2" / "2 divided by 10")
 NONCOMMUTATIVE = frozenset(
     ["divided", "divide", "minus", "subtract", "subtracted", "power", "exponent", "root", "over",
@@ -617,17 +618,38 @@ def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
     return x in groups and y in groups and groups[x] != groups[y]
 
 
+# words that narrow a claim when added, all else the same: "Is it safe to …?" / "Is it always
+# safe to …?" (a trial was served it)
+SCOPE_WORDS = frozenset(["always", "only", "solely"])  # not "ever", "exactly": emphasis
+
+
+def _one_word_added(fa: Features, fb: Features, added: frozenset[str]) -> bool:
+    """One side is the other with one word of ``added`` more."""
+    a, b = (fa.words, fb.words) if len(fa.words) < len(fb.words) else (fb.words, fa.words)
+    if len(b) != len(a) + 1:
+        return False
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))  # noqa: B905
+    return b[i] in added and a[i:] == b[i + 1 :]
+
+
 def _modality_conflict(fa: Features, fb: Features) -> bool:
-    """Yes/no questions that differ only in their opening modal, of different meanings:
-    "Can I take aspirin while pregnant?" / "Should I …?", "Can you get the flu twice?" /
-    "Will you …?" (asking what may be, what is advised, what will be). Not a request: "Can
-    you share …" / "Will you share …" ask the same. Elsewhere a modal is left to the models
+    """Questions that differ only in a modal, of different meanings (asking what may be, what
+    is advised, what will be): "Can I take aspirin while pregnant?" / "Should I …?", "What
+    would be Trump's policy?" / "What should be …?", "How would India be if …?" / "How should
+    India be …?" (a trial was served these, 0.95-0.99). Not a request ("Can you share …" /
+    "Will you share …" ask the same), nor how someone asking may or should do something
     ("How can I …" / "How should I …", which Quora's labels call one question)."""
-    if not fa.words or not fb.words or fa.words[0] not in MODALS or fb.words[0] not in MODALS:
+    if not _one_word_apart(fa, fb, MODALS):
         return False
-    if fa.words[1:2] == ["you"]:
-        return False
-    return _one_word_apart(fa, fb, MODALS)
+    i = next(i for i, (x, y) in enumerate(zip(fa.words, fb.words, strict=True)) if x != y)
+    after = fa.words[i + 1 : i + 2]
+    if i == 0:
+        return after != ["you"]
+    return not (after and after[0] in _ASKERS)
+
+
+# "how can I …" / "what should I do …": what the asker may or should do is advice either way
+_ASKERS = frozenset(["i", "we", "you", "one"])
 
 
 def _sequence_turned(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -807,6 +829,8 @@ def _swap_form(f: Features) -> list[str]:
             continue
         if t in _BE:
             out.append("be")
+        elif t in ("do", "does"):
+            out.append("do")  # "How does inflation affect rates?" / "How do rates affect …"
         else:
             base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t)
             out.append(stem(base) if base else st)
@@ -1011,6 +1035,8 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("modality")  # "Can I take aspirin …?" / "Should I take aspirin …?"
     if _one_word_apart(fa, fb, QUANTIFIERS):
         conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
+    if _one_word_apart(fa, fb, CONTRASTS) or _one_word_added(fa, fb, SCOPE_WORDS):
+        conflicts.append("contrast")  # "Who will be the next / current president?"
     if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     # a passive turns subject and object around by itself: "How are exceptions handled in
