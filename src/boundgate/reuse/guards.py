@@ -469,12 +469,26 @@ def _within(part: tuple[str, ...], whole: list[str]) -> bool:
 def _symbols(text: str) -> frozenset[str]:
     """The words of ``text`` made of symbols alone, operators and arguments ("??", "?.",
     "--", "=="), typographic quotes as the keyboard's; punctuation that stands alone in prose
-    (``_PROSE_MARKS``) is left out."""
+    (``_PROSE_MARKS``) is left out, but not between two operands ("10 / 3", "a - b": an
+    operator, which "10 // 3" and "a + b" are not the same as)."""
     words_ = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC).split()
     if words_ and len(words_[-1]) > 1 and words_[-1][-1] in "?？":
         words_[-1] = words_[-1][:-1]  # the question's mark: "how does == differ from ===?"
     words_ = [w.rstrip(",;") or w for w in words_]
-    return frozenset(w for w in words_ if not any(c.isalnum() for c in w) and w not in _PROSE_MARKS)
+    out = set()
+    for i, w in enumerate(words_):
+        if any(c.isalnum() for c in w):
+            continue
+        operands = 0 < i < len(words_) - 1 and _operand(words_[i - 1]) and _operand(words_[i + 1])
+        if w not in _PROSE_MARKS or (operands and w in "/-"):
+            out.add(w)
+    return frozenset(out)
+
+
+def _operand(word: str) -> bool:
+    """A number or a one-letter variable ("10", "3.5", "a", "x?"): what an operator joins."""
+    w = word.rstrip("?.!")
+    return bool(w) and (w.replace(".", "", 1).isdigit() or (len(w) == 1 and w.isalpha()))
 
 
 def _turned_around(a: str, b: str, fa: Features, fb: Features) -> bool:
