@@ -370,7 +370,6 @@ class Gateway(Routing):
         ``check_live``: see ``_lookup``."""
         if ctx.internal:
             await self.yield_to_interactive()
-        spent: RateLimitError | None = None
         try:
             backend, reasoning = self._prepare(req)
             try:
@@ -380,7 +379,7 @@ class Gateway(Routing):
                     raise
                 # the daily budget cannot cover a fresh answer, but a stored one uses no
                 # tokens (docs/api.md): look it up, counting the request only
-                spent = err
+                ctx.budget_refusal = err
                 reservation = await self.limiter.admit(ctx.tenant, 0, budgets=False)
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
@@ -388,9 +387,8 @@ class Gateway(Routing):
         span = self._span()
         try:
             lookup = ctx.reuse = await self._lookup(ctx, req, backend, check_live)
-            if spent is not None and (lookup is None or lookup.entry is None):
-                raise spent  # no stored answer: the budget's 429 stands
-            if lookup is not None and spent is None:
+            self._refuse_if_spent(ctx, lookup)
+            if lookup is not None and ctx.budget_refusal is None:
                 lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
         except BoundgateError as err:
             self.limiter.settle(reservation, 0)
@@ -446,11 +444,19 @@ class Gateway(Routing):
         span = self._span()
         try:
             lookup = await self._lookup(ctx, req, backend)
+            self._refuse_if_spent(ctx, lookup)  # no stored answer after all: no fresh one
         except BoundgateError as err:
             await self.record_error(ctx, err, req)
             raise
         ctx.reuse = lookup
         return lookup, span
+
+    @staticmethod
+    def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None:
+        """Raise the daily budget's 429 (``ctx.budget_refusal``) unless ``lookup`` serves a
+        stored answer."""
+        if ctx.budget_refusal is not None and (lookup is None or lookup.entry is None):
+            raise ctx.budget_refusal
 
     async def _commit_hit(
         self,

@@ -197,6 +197,7 @@ class Features:
     forms: frozenset[str] = field(default_factory=frozenset)  # content words, as written
     sequence: tuple[str, ...] = ()  # stemmed content words in order
     symmetric: bool = False  # joins things with "and", "or", "vs", "versus" or "between"
+    relation: bool = False  # names a relation both ways alike: "the same as", "related to"
     inverts: bool = False  # has "of", which may invert a compound ("surface of the sun")
     # (directional word, stem after it, stems of the 3 content words before it): _roles
     roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
@@ -262,6 +263,8 @@ for _i, (_a, _b) in enumerate(_ANTONYMS):
 
 def _number(tok: str) -> str | None:
     if tok[0].isdigit():
+        if "," in tok and not _THOUSANDS.fullmatch(tok):
+            return None  # "1,2,3": a list (``features`` reads each), not 123
         t = tok.replace(",", "")
         try:
             v = float(t)
@@ -269,6 +272,9 @@ def _number(tok: str) -> str | None:
             return None
         return str(int(v)) if v.is_integer() else str(v)
     return NUMBER_WORDS.get(tok) or _ROMAN.get(tok)
+
+
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
 def _roman(n: int) -> str:
@@ -335,6 +341,10 @@ def features(text: str) -> Features:
             continue  # "five" of "twenty five", counted with "twenty"
         n = _number(t)
         glued_unit = ""
+        if n is None and t[0].isdigit() and "," in t and not _THOUSANDS.fullmatch(t):
+            listed = [_number(x) for x in t.split(",") if x]
+            numbers.update(x for x in listed if x is not None)  # "1,2,3" is 1, 2 and 3
+            continue
         if n is None and (glued := _GLUED.fullmatch(t)):
             value, letters = (glued[1], glued[2]) if glued[1] else (glued[4], glued[3])
             if len(letters) > 1 and letters in UNITS:  # "16gb" is "16 gb", "rs500" "500 rs"
@@ -345,6 +355,8 @@ def features(text: str) -> Features:
             elif letters in _ORDINAL_SUFFIXES and value.isdigit() and glued[1]:
                 if value != "1":  # "21st" is "#21"; "1st" like "first" is no rank (ORDINALS)
                     numbers.add("#" + value)
+            elif glued[1] and len(letters) > 2:
+                n = _number(value)  # "50mbps" is "50 mbps": a unit we do not list
             elif glued[1]:
                 numbers.add(t)  # "4g" / "5g", "401k" / "403b", "3d" / "2d"
         if n is not None and i + 1 < len(toks):
@@ -394,6 +406,7 @@ def features(text: str) -> Features:
         roles=_roles(toks, stems),
         sequence=sequence,
         symmetric=not SYMMETRIC.isdisjoint(toks),
+        relation=not _SYMMETRIC_RELATIONS.isdisjoint(stems),
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         symbols=_symbols(text),
@@ -413,6 +426,37 @@ def features(text: str) -> Features:
 
 
 _CODE_CHARS = frozenset("()[]{}<>=_^*/\\|&$#@~+!")
+# spaces after a comma or bracket before a digit or bracket: "len([1, 2, 3])"
+_CODE_SPACE = re.compile(r"(?<=[\d()\[\]{},])\s+(?=[\d()\[\]{}])")
+# a short operand at a token's end or start: a number ("2", "2x", "3.5") or one letter,
+# brackets aside ("print(2", "3)")
+_OPERAND_END = re.compile(r"(?:^|[^\w.])(?:\d[\d.]*[a-zA-Z]?|[a-zA-Z])[)\]}]*$")
+_OPERAND_START = re.compile(r"^[(\[{]*(?:\d[\d.]*[a-zA-Z]?|[a-zA-Z])(?![\w.])")
+
+
+def _closed_up(text: str) -> list[str]:
+    """The whitespace tokens of ``text`` with code written without its spaces: an operator
+    standing between two short operands joined to them ("print(2 ** 3)", "2x + 3 = 11", "x
+    += 1"), spaces after commas in brackets dropped ("len([1, 2, 3])"); operators between
+    words stay apart ("between == and ===")."""
+    toks = _CODE_SPACE.sub("", text).split()
+    out: list[str] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        operator = not any(c.isalnum() for c in t) and not set(t) <= _PROSE_ONLY
+        between = out and i + 1 < len(toks) and _OPERAND_END.search(out[-1])
+        if operator and between and _OPERAND_START.search(toks[i + 1]):
+            out[-1] += t + toks[i + 1]
+            i += 2
+            continue
+        out.append(t)
+        i += 1
+    return out
+
+
+_SUM_OR_PRODUCT = re.compile(r"(\d[\d.]*)([+*×])(\d[\d.]*)")
+_PROSE_ONLY = frozenset("?!.,;:\"'“”‘’`")
 _PROSE_SLASH = re.compile(r"[^\W\d_]+(?:/[^\W\d_]+)+")  # words joined by slashes
 _MONEY = re.compile(r"\$?[\d.,]+\$?")
 _TOKEN_QUOTES = "\"'“”‘’«»„「」『』`"
@@ -424,7 +468,7 @@ def _code_tokens(text: str) -> tuple[str, ...]:
     prose brackets ("(in India)") left out. An operator standing alone ("12 * 12", "== and
     ===") is prose's business (``_symbols``): spacing is no difference."""
     out = []
-    for raw in unicodedata.normalize("NFKC", text).split():
+    for raw in _closed_up(unicodedata.normalize("NFKC", text)):
         w = raw.strip(_TOKEN_QUOTES).rstrip("?.,;:!").strip(_TOKEN_QUOTES).rstrip("=")
         if w.count("(") != w.count(")"):
             w = w.removeprefix("(").removesuffix(")")
@@ -434,7 +478,9 @@ def _code_tokens(text: str) -> tuple[str, ...]:
             continue
         if _PROSE_SLASH.fullmatch(w) or _MONEY.fullmatch(w):
             continue  # "gay/lesbian", "Lab/Pitbull"; "$1000" / "1000$" (the units' business)
-        out.append(w.casefold())
+        if m := _SUM_OR_PRODUCT.fullmatch(w):  # "2+3" is "3+2"
+            w = m[2].join(sorted((m[1], m[3])))
+        out.append(w.casefold().replace("'", '"'))  # print('a') is print("a")
     return tuple(sorted(set(out)))
 
 
@@ -474,7 +520,7 @@ def _symbols(text: str) -> frozenset[str]:
     words_ = unicodedata.normalize("NFKC", text).translate(_TYPOGRAPHIC).split()
     if words_ and len(words_[-1]) > 1 and words_[-1][-1] in "?？":
         words_[-1] = words_[-1][:-1]  # the question's mark: "how does == differ from ===?"
-    words_ = [w.rstrip(",;") or w for w in words_]
+    words_ = [w.rstrip(",;").strip("`") or w for w in words_]  # `==` is ==
     out = set()
     for i, w in enumerate(words_):
         if any(c.isalnum() for c in w):
@@ -845,6 +891,13 @@ _WH_WORDS = frozenset(["how", "what", "which", "who", "whom", "whose", "where", 
 _COMMUTATIVE = frozenset(["plus", "times", "multiplied", "added", "+", "*", "x", "×", "&"])
 _SWAP_DROPPED = frozenset(["one", "all", "every", "each"])
 _KIND = {"type": "kind", "types": "kind", "sort": "kind", "sorts": "kind", "kinds": "kind"}
+# relations that hold both ways: two things exchanged around them ask the same (a trial's
+# paraphrases: "Is baking soda the same as baking powder?", "Are tomatoes related to potatoes?")
+_SYMMETRIC_RELATIONS = frozenset(
+    stem(w)
+    for w in ["same", "similar", "related", "equal", "equivalent", "identical", "different",
+              "compatible", "married", "alike", "unlike"]
+)  # fmt: skip
 _JOINING_STEMS = frozenset(stem(w) for w in SYMMETRIC | _COMMUTATIVE)
 SWAP_WINDOW = 16  # _blocks_exchanged: the longest differing stretch it judges
 
@@ -937,7 +990,21 @@ def _sentence_changed(a: str, b: str) -> bool:
 
 
 _COURTESY_STEMS = frozenset(
-    stem(w) for w in ["hi", "hello", "hey", "thanks", "thank", "please", "pls", "cheers"]
+    stem(w)
+    for w in [
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "please",
+        "pls",
+        "cheers",
+        "good",
+        "morning",
+        "afternoon",
+        "evening",
+    ]
 )
 
 
@@ -1074,7 +1141,9 @@ def compare(a: str, b: str) -> Comparison:
     # a passive turns subject and object around by itself: "How are exceptions handled in
     # C++?" / "How does C++ handle exceptions?"
     turned = fa.passive != fb.passive
-    if _role_swap(fa, fb) or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb))):
+    if fa.relation and fb.relation:
+        pass  # "Is a yam the same as a sweet potato?" / "Is a sweet potato the same as a yam?"
+    elif _role_swap(fa, fb) or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb))):
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
         conflicts.append("order")  # an operation the other way round: "10 divided by 2"
