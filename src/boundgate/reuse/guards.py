@@ -330,7 +330,7 @@ def features(text: str) -> Features:
     joined = f" {' '.join(stems)} "
     negations = sum(t in NEGATIONS for t in toks)
     negations += sum(t in NEGATING_VERBS and nxt == "to" for t, nxt in itertools.pairwise(toks))
-    numbers = set()
+    numbers: set[str] = set()
     dates = set()
     units = set()
     measures: dict[str, str] = {}
