@@ -307,6 +307,11 @@ def main() -> None:
                     right_dup += 1
                 got = meaning_of.get(text)
                 r_ok = got is not None and rcomp.find(got) == rcomp.find(q2)
+                if not ok:  # to read (and review the labels of): the asked and the served
+                    print(
+                        f"wrong served ({'reviewed ok' if r_ok else 'wrong'}): {q2!r} <- {got!r}",
+                        file=sys.stderr,
+                    )
                 r_dup = dup or (q1, q2) in reviewed
                 r_wrong += 0 if r_ok else 1
                 r_wrong_nondup += 1 if not r_ok and not r_dup else 0
