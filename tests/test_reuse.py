@@ -593,6 +593,31 @@ def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path:
         assert short.json()["usage"]["completion_tokens"] <= n - 1
 
 
+def test_a_question_in_another_language_is_reused_exactly_only(tmp_path: Path) -> None:
+    """A trial was served "¿Cuánto dura el vuelo de Madrid a París?"'s answer for "… de París
+    a Madrid?" (pair 0.98): the guards' lists and the pair model read English, so another
+    language is reused on an exact repeat only (an English paraphrase, under the same
+    trusting settings, is reused by meaning)."""
+    with Live.in_process(build_app(trusting_settings(tmp_path))) as live:
+        fake = live.gateway.backends["fake"]
+        chat = ["How can I reset my password?", "How do I reset my password?"]
+        spanish = [
+            "¿Cuánto dura el vuelo de Madrid a París?",
+            "¿Cuánto dura el vuelo de París a Madrid?",
+        ]
+        fake.meanings = {chat[0]: "reset", chat[1]: "reset"}
+        ask(live, chat[0])
+        ask(live, chat[1])  # labelled: the verifier's first observation
+        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        assert (
+            ask(live, "How should I reset my password?").headers["x-boundgate-reuse"]
+            == "hit-semantic"
+        )
+        assert ask(live, spanish[0]).headers["x-boundgate-reuse"] == "miss"
+        assert ask(live, spanish[1]).headers["x-boundgate-reuse"] == "miss"
+        assert ask(live, spanish[0]).headers["x-boundgate-reuse"] == "hit-exact"
+
+
 def test_a_text_completion_is_reused_exactly_only(tmp_path: Path) -> None:
     """A trial's finding: "The largest planet is " (a trailing space) was served the stored
     continuation of "The largest planet is" as a semantic hit; a completion's continuation

@@ -15,7 +15,7 @@ from boundgate.clock import FakeClock
 from boundgate.errors import InvalidRequestError
 from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
-from boundgate.reuse.guards import compare
+from boundgate.reuse.guards import compare, reads_english
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
 from boundgate.reuse.scope import canonical_query, reuse_key
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
@@ -906,3 +906,23 @@ def test_a_text_completions_prompt_is_exact_to_the_character() -> None:
     assert canonical_query("The word Café is spelled C-A-F-", verbatim=True) != canonical_query(
         "The word Cafe\u0301 is spelled C-A-F-", verbatim=True
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "english"),
+    [
+        ("How long is the flight from Madrid to Paris?", True),
+        ("Why was Quora down on 27th August by 12 pm (IST)?", True),
+        ("What is the best hotel in Los Angeles or Las Vegas?", True),
+        ("What does MIT stand for?", True),
+        ("What is the meaning of 'pourquoi' in French?", False),  # a word of it: exact only
+        ("¿Cuánto dura el vuelo de Madrid a París?", False),
+        ("Ist Schokolade nicht giftig für Hunde?", False),
+        ("Combien de temps dure le train de Paris à Lyon ?", False),
+        ("Quais alimentos não devo comer na gravidez?", False),
+        ("Как включить Bluetooth?", False),
+        ("如何打开蓝牙", False),
+    ],
+)
+def test_semantic_reuse_is_for_the_language_the_guards_read(text: str, english: bool) -> None:
+    assert reads_english(text) is english

@@ -184,7 +184,7 @@ class Documents:
             temperature = None
         # a text completion's prompt is kept to the character and reused exactly only
         verbatim = scope_doc["endpoint"] == "/v1/completions"
-        fits = not verbatim and self.engine.embedder.fits(query)
+        fits = not verbatim and self.engine.by_meaning(query)
         vector = (await self.engine.embed([query]))[0] if fits else None
         entry_key = await self.store.new_entry_key()
         scope_key = scope_hash(tenant, scope_doc)

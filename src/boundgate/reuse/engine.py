@@ -45,7 +45,7 @@ from .embedder import Embedder, Vectors, vector_bytes
 from .exact import ExactMap, slot_of
 from .flight import Flight, Flights
 from .following import Following
-from .guards import compare
+from .guards import compare, reads_english
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .labels import Labelling
@@ -160,7 +160,7 @@ class ReuseEngine(Following, Labelling):
             if e.revoked:  # never served again; lookups would drop it on sight
                 continue
             self._add_meta(e)
-            if not e.vector or not self.embedder.fits(e.query):
+            if not e.vector or not self.by_meaning(e.query):
                 continue  # matched exactly only (see Embedder.fits)
             scope = live.setdefault(e.scope, LiveScope([], [], []))
             scope.keys.append(e.key)
@@ -314,6 +314,12 @@ class ReuseEngine(Following, Labelling):
     def _fresh(self, meta: EntryMeta, p: Plan, now: float) -> bool:
         return p.max_age_s is None or now - meta.created <= p.max_age_s
 
+    def by_meaning(self, query: str) -> bool:
+        """Whether a stored question may be found by meaning: its embedding covers all of it
+        (``Embedder.fits``) and it is in the language the guards and the pair model read
+        (``guards.reads_english``); else it is matched exactly only."""
+        return self.embedder.fits(query) and reads_english(query)
+
     async def embed(self, texts: list[str]) -> Vectors:
         return await asyncio.to_thread(self.embedder.embed, texts)
 
@@ -408,6 +414,11 @@ class ReuseEngine(Following, Labelling):
             # the embedding would cover only the start of the question: two questions that
             # differ further on would look identical, so only an exact match may serve
             self.count("too_long_for_semantic")
+            return Lookup(p, key, "miss")
+        if not reads_english(key.query):
+            # the guards' word lists and the pair model read English: another language is
+            # reused on an exact repeat only (guards.reads_english)
+            self.count("not_english_for_semantic")
             return Lookup(p, key, "miss")
         if vector is None:
             vector = (await self.embed([key.query]))[0]
@@ -559,7 +570,7 @@ class ReuseEngine(Following, Labelling):
         if e is None or e.revoked or e.embedder != self.embedder.name:
             return None
         if e.key not in self._meta:
-            fits = bool(e.vector) and self.embedder.fits(e.query)
+            fits = bool(e.vector) and self.by_meaning(e.query)
             self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
             self.count("read_exact")
         return e
@@ -625,7 +636,7 @@ class ReuseEngine(Following, Labelling):
         if completion.finish_reason not in ("stop", "length"):
             return None
         vector = lookup.vector
-        if vector is None and not key.verbatim and self.embedder.fits(key.query):
+        if vector is None and not key.verbatim and self.by_meaning(key.query):
             # (else matched exactly only)
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()

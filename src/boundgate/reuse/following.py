@@ -51,6 +51,7 @@ class Following:
         _feedback_seen: set[str]
 
         def admit(self, e: StoredEntry, vector: Vectors | None) -> None: ...
+        def by_meaning(self, query: str) -> bool: ...
         def count(self, name: str) -> None: ...
         async def forget(self, keys: list[int], delete: bool = True) -> None: ...
         def pin(self, key: int, doc_id: str) -> None: ...
@@ -99,7 +100,7 @@ class Following:
                 e = await self.store.get_entry(c.entry)
                 if e is None or e.revoked or e.embedder != self.embedder.name:
                     continue  # deleted or revoked since (its own change follows), or not ours
-                fits = bool(e.vector) and self.embedder.fits(e.query)
+                fits = bool(e.vector) and self.by_meaning(e.query)
                 self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
                 self.count("synced_entry")
             elif c.kind == "delete" and c.entry is not None and c.entry in self._meta:
