@@ -593,26 +593,29 @@ def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path:
         assert short.json()["usage"]["completion_tokens"] <= n - 1
 
 
+def assert_a_paraphrase_is_served_by_meaning(live: Live) -> None:
+    """The control of the exact-only tests: under ``trusting_settings`` an English paraphrase
+    is served by meaning once the verifier has its first label."""
+    chat = ["How can I reset my password?", "How do I reset my password?"]
+    live.gateway.backends["fake"].meanings.update({q: "reset" for q in chat})
+    ask(live, chat[0])
+    ask(live, chat[1])  # labelled: the verifier's first observation
+    wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+    served = ask(live, "How should I reset my password?")
+    assert served.headers["x-boundgate-reuse"] == "hit-semantic", served.headers
+
+
 def test_a_question_in_another_language_is_reused_exactly_only(tmp_path: Path) -> None:
     """A trial was served "¿Cuánto dura el vuelo de Madrid a París?"'s answer for "… de París
     a Madrid?" (pair 0.98): the guards' lists and the pair model read English, so another
     language is reused on an exact repeat only (an English paraphrase, under the same
     trusting settings, is reused by meaning)."""
     with Live.in_process(build_app(trusting_settings(tmp_path))) as live:
-        fake = live.gateway.backends["fake"]
-        chat = ["How can I reset my password?", "How do I reset my password?"]
         spanish = [
             "¿Cuánto dura el vuelo de Madrid a París?",
             "¿Cuánto dura el vuelo de París a Madrid?",
         ]
-        fake.meanings = {chat[0]: "reset", chat[1]: "reset"}
-        ask(live, chat[0])
-        ask(live, chat[1])  # labelled: the verifier's first observation
-        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
-        assert (
-            ask(live, "How should I reset my password?").headers["x-boundgate-reuse"]
-            == "hit-semantic"
-        )
+        assert_a_paraphrase_is_served_by_meaning(live)
         assert ask(live, spanish[0]).headers["x-boundgate-reuse"] == "miss"
         assert ask(live, spanish[1]).headers["x-boundgate-reuse"] == "miss"
         assert ask(live, spanish[0]).headers["x-boundgate-reuse"] == "hit-exact"
@@ -635,15 +638,7 @@ def test_a_text_completion_is_reused_exactly_only(tmp_path: Path) -> None:
         live.gateway.backends["fake"].meanings = {q: "planet" for q in prompts}
         assert [complete(q) for q in prompts] == ["miss", "miss", "miss"]
         assert complete(prompts[1]) == "hit-exact"
-        chat = ["How can I reset my password?", "How do I reset my password?"]
-        live.gateway.backends["fake"].meanings.update({q: "reset" for q in chat})
-        ask(live, chat[0])
-        ask(live, chat[1])  # labelled: the verifier's first observation
-        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
-        assert (
-            ask(live, "How should I reset my password?").headers["x-boundgate-reuse"]
-            == "hit-semantic"
-        )
+        assert_a_paraphrase_is_served_by_meaning(live)
 
 
 @pytest.fixture
