@@ -22,7 +22,7 @@ from ..store import DocumentRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
-from .lookup import imported_request, request_temperature
+from .lookup import imported_request, known_temperature, request_temperature
 from .scope import ReuseKey, exact_hash, reuse_key, scope_hash
 
 if TYPE_CHECKING:
@@ -179,9 +179,7 @@ class Documents:
         created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
         # sampled or greedy (documents bound before bg:temperature do not say: sampled, so
         # never served to temperature 0); only this is known here, not the request itself
-        temperature = doc.get("bg:temperature")
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-            temperature = None
+        temperature = known_temperature(doc.get("bg:temperature"))
         # a text completion's prompt is kept to the character and reused exactly only
         verbatim = scope_doc["endpoint"] == "/v1/completions"
         fits = not verbatim and self.engine.by_meaning(query)

@@ -249,6 +249,7 @@ class Features:
     # the words of each quoted text ('"banana"'): ``_literals_differ``
     code: tuple[str, ...] = ()
     quoted: tuple[tuple[str, ...], ...] = ()
+    swap_form: tuple[str, ...] = ()  # the stems swaps are judged on (``_swap_form``)
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -441,6 +442,7 @@ def features(text: str) -> Features:
         operation=not NONCOMMUTATIVE.isdisjoint(toks) or any(c in text for c in "/^÷−"),
         code=_code_tokens(text),
         quoted=tuple(tuple(words(q)) for q in QUOTED_SPAN.findall(text)),
+        swap_form=_swap_form(toks, stems),
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )
@@ -704,13 +706,20 @@ def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
 SCOPE_WORDS = frozenset(["always", "only", "solely"])  # not "ever", "exactly": emphasis
 
 
+def _inserted(a: list[str], b: list[str], n: int) -> tuple[str, ...] | None:
+    """The ``n`` words one of ``a``, ``b`` has in one place more than the other, all else the
+    same ("is it safe" / "is it always safe": ("always",)); None if they differ otherwise."""
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    if len(long_) != len(short) + n:
+        return None
+    i = next((i for i, (x, y) in enumerate(zip(short, long_)) if x != y), len(short))  # noqa: B905
+    return tuple(long_[i : i + n]) if short[i:] == long_[i + n :] else None
+
+
 def _one_word_added(fa: Features, fb: Features, added: frozenset[str]) -> bool:
     """One side is the other with one word of ``added`` more."""
-    a, b = (fa.words, fb.words) if len(fa.words) < len(fb.words) else (fb.words, fa.words)
-    if len(b) != len(a) + 1:
-        return False
-    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), len(a))  # noqa: B905
-    return b[i] in added and a[i:] == b[i + 1 :]
+    extra = _inserted(fa.words, fb.words, 1)
+    return extra is not None and extra[0] in added
 
 
 def _negation_moved(fa: Features, fb: Features) -> bool:
@@ -721,11 +730,7 @@ def _negation_moved(fa: Features, fb: Features) -> bool:
     if len(a) == len(b) and a != b and sorted(a) == sorted(b):
         kept_a = [w for w in a if w not in NEGATIONS]
         return len(kept_a) < len(a) and kept_a == [w for w in b if w not in NEGATIONS]
-    short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    if len(long_) != len(short) + 2:
-        return False
-    i = next((i for i, (x, y) in enumerate(zip(short, long_)) if x != y), len(short))  # noqa: B905
-    return tuple(long_[i : i + 2]) in _NEGATING_PHRASES and short[i:] == long_[i + 2 :]
+    return _inserted(a, b, 2) in _NEGATING_PHRASES
 
 
 _NEGATING_PHRASES = frozenset([("rid", "of"), ("anything", "but")])
@@ -923,14 +928,14 @@ _JOINING_STEMS = frozenset(stem(w) for w in SYMMETRIC | _COMMUTATIVE)
 SWAP_WINDOW = 16  # _blocks_exchanged: the longest differing stretch it judges
 
 
-def _swap_form(f: Features) -> list[str]:
+def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
     """The stems of a text as swaps are judged on: articles, "one" and quantifiers left out,
     forms of "be" as one, irregular plurals and pasts as their base ("teeth" → "tooth",
     "taught" → "teach"), "type" / "sort" as "kind"; so "How many cups are in a gallon?" /
     "How many gallons are in one cup?" and "Is a whale a type of fish?" / "Is a fish a kind
     of whale?" are swaps (a trial was served both)."""
     out = []
-    for t, st in zip(f.words, f.stems, strict=True):
+    for t, st in zip(toks, stems, strict=True):
         if t in ARTICLES or t in _SWAP_DROPPED:
             continue
         if t in _BE:
@@ -940,7 +945,7 @@ def _swap_form(f: Features) -> list[str]:
         else:
             base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t)
             out.append(stem(base) if base else st)
-    return out
+    return tuple(out)
 
 
 def _blocks_exchanged(fa: Features, fb: Features) -> bool:
@@ -955,7 +960,7 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     words along and each still names what it named ("fly from Rome to Oslo cheaply" / "fly
     cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
     "France's capital" differ in more than order anyway)."""
-    a, b = _swap_form(fa), _swap_form(fb)
+    a, b = fa.swap_form, fb.swap_form
     if a == b or len(a) != len(b) or sorted(a) != sorted(b):
         return False
     start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)

@@ -107,19 +107,33 @@ class Lookup:
         return h
 
 
+def _request_body(request: str | None) -> dict[str, Any]:
+    """A stored generation request (``StoredEntry.request``, JSON) as its object; ``{}`` when
+    there is none or it is no JSON object."""
+    if not request:
+        return {}
+    try:
+        body = json.loads(request)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def known_temperature(value: Any) -> float | None:
+    """``value`` as a temperature if it is a number (not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def sampled_request(request: str | None) -> bool:
     """Whether a stored answer was sampled: its generation request (``StoredEntry.request``,
     JSON) ran at a temperature above 0. A request at temperature 0 decodes greedily, so a
     sampled answer is not one it could have received. False when the request is unknown,
     except for an imported document's answer whose document does not say
     (``imported_request``): it may have been sampled."""
-    if not request:
-        return False
-    try:
-        body = json.loads(request)
-        temperature = body.get("temperature")
-    except (ValueError, AttributeError):
-        return False
+    body = _request_body(request)
+    temperature = body.get("temperature")
     if temperature is None and body.get("imported"):
         return True
     return isinstance(temperature, int | float) and temperature > 0
@@ -127,15 +141,7 @@ def sampled_request(request: str | None) -> bool:
 
 def request_temperature(request: str | None) -> float | None:
     """The temperature of a stored generation request (``StoredEntry.request``), if known."""
-    if not request:
-        return None
-    try:
-        temperature = json.loads(request).get("temperature")
-    except (ValueError, AttributeError):
-        return None
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
-        return None
-    return float(temperature)
+    return known_temperature(_request_body(request).get("temperature"))
 
 
 def imported_request(temperature: float | None) -> str:
@@ -148,9 +154,4 @@ def imported_request(temperature: float | None) -> str:
 def is_recorded_request(request: str | None) -> bool:
     """Whether ``StoredEntry.request`` holds the whole generation request (not an import's
     temperature alone), so the answer can be recomputed on rebind."""
-    if not request:
-        return False
-    try:
-        return "model" in json.loads(request)
-    except (ValueError, TypeError):
-        return False
+    return "model" in _request_body(request)
