@@ -45,10 +45,11 @@ from .embedder import Embedder, Vectors, vector_bytes
 from .exact import ExactMap, slot_of
 from .flight import Flight, Flights
 from .following import Following
-from .guards import compare, reads_english
+from .guards import compare
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .labels import Labelling
+from .language import reads_english
 from .lookup import EntryMeta, Lookup, lookup_key, sampled_request
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
@@ -317,7 +318,7 @@ class ReuseEngine(Following, Labelling):
     def by_meaning(self, query: str) -> bool:
         """Whether a stored question may be found by meaning: its embedding covers all of it
         (``Embedder.fits``) and it is in the language the guards and the pair model read
-        (``guards.reads_english``); else it is matched exactly only."""
+        (``language.reads_english``); else it is matched exactly only."""
         return self.embedder.fits(query) and reads_english(query)
 
     async def embed(self, texts: list[str]) -> Vectors:
@@ -417,7 +418,7 @@ class ReuseEngine(Following, Labelling):
             return Lookup(p, key, "miss")
         if not reads_english(key.query):
             # the guards' word lists and the pair model read English: another language is
-            # reused on an exact repeat only (guards.reads_english)
+            # reused on an exact repeat only (language.reads_english)
             self.count("not_english_for_semantic")
             return Lookup(p, key, "miss")
         if vector is None:

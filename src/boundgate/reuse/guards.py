@@ -99,25 +99,6 @@ PARTICIPLES = frozenset(_LISTS["irregular_participles"])
 MODALS = {w: i for i, group in enumerate(_LISTS["modal_groups"]) for w in group}
 QUANTIFIERS = {w: i for i, group in enumerate(_LISTS["quantifier_groups"]) for w in group}
 CONTRASTS = {w: i for i, group in enumerate(_LISTS["contrast_groups"]) for w in group}
-FOREIGN_FUNCTION_WORDS = frozenset(_LISTS["foreign_function_words"])
-_UNICODE_WORD = re.compile(r"[^\W\d_]+")
-
-
-def reads_english(text: str) -> bool:
-    """Whether ``text`` is in the language the guards' word lists and the pair model read:
-    not mostly in another script (more than a fifth of its letters outside ASCII: "Как
-    включить Bluetooth?", "打开蓝牙"), without "¿" or "¡", and without a function word of
-    another language written in Latin letters (``foreign_function_words``: "¿Cuánto dura el
-    vuelo de Madrid a París?", "Ist Schokolade nicht giftig für Hunde?"). A trial was served 8
-    wrong answers in such languages end to end ("de Madrid a París" / "de París a Madrid",
-    "nicht giftig", "включить" / "выключить"), while the pair model reused 1 of 31 of their
-    paraphrases: a question the guards cannot read is reused exactly only."""
-    letters = [c for c in text if c.isalpha()]
-    if letters and sum(not c.isascii() for c in letters) * 5 > len(letters):
-        return False
-    if "¿" in text or "¡" in text:
-        return False
-    return FOREIGN_FUNCTION_WORDS.isdisjoint(_UNICODE_WORD.findall(text.casefold()))
 
 
 # operations whose operands' order changes the result ("10 divided by 2" / "2 divided by 10")
