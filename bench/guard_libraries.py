@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from boundgate.reuse import guards
+from boundgate.reuse.guards import extract
 from reuse_quality import load_pairs
 
 Number = Callable[[str], str | None]
@@ -55,7 +56,7 @@ def main() -> None:
 
     pairs = [(a, b) for a, b, _ in load_pairs(args.pairs, args.limit, 0)]
     questions = [q for pair in pairs for q in pair]
-    ours: Number = guards._number
+    ours: Number = extract._number
 
     def t2n(tok: str) -> str | None:
         if tok[0].isdigit() or tok == "one":
@@ -74,12 +75,12 @@ def main() -> None:
         return [prepare(q) for q in questions] if prepare else questions
 
     def once(number: Number, prepare: Callable[[str], str] | None) -> list[guards.Features]:
-        guards._number = number  # features() calls the module's _number
+        extract._number = number  # features() calls its module's _number
         try:
             # a rewriting variant pays for the rewrite too, as it would on the hot path
             return [plain(t) for t in texts_for(prepare)]
         finally:
-            guards._number = ours
+            extract._number = ours
 
     variants: list[tuple[str, Number, Callable[[str], str] | None]] = [
         ("ours (table)", ours, None),
@@ -113,11 +114,11 @@ def main() -> None:
     for a, b in pairs:
         before = guards.compare(a, b).conflicts
         guards.features.cache_clear()
-        guards._number = t2n
+        extract._number = t2n
         try:
             after = guards.compare(a, b).conflicts
         finally:
-            guards._number = ours
+            extract._number = ours
             guards.features.cache_clear()
         flipped += before != after
     print(f"text2num per token: compare() decisions changed on {flipped} of {len(pairs)} pairs")

@@ -76,7 +76,7 @@ def _sha(text: str) -> str:
 _SPACE = re.compile(r"\s+")
 # Quoted text, whose every character counts: fenced code, "…" (even over lines), '…', “…”,
 # ‘…’, «…», „…“, 「…」, 『…』, `…`. The exact form keeps it as written; the guards' literal
-# check compares it (guards.py).
+# check compares it (guards/literals.py).
 QUOTED = (
     r"""```.*?```|(?<!\w)"[^"]*"|(?<!\w)'[^'\n]*'(?!\w)|“[^”]*”|‘[^’\n]*’|«[^»]*»"""
     r"""|„[^“”]*[“”]|「[^」]*」|『[^』]*』|`[^`\n]*`"""

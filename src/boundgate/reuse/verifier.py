@@ -35,7 +35,7 @@ data proves a threshold, ``reuse.initial_threshold`` applies. Per entry, a wrong
 entry's own floor above the similarity that
 failed, so one bad neighbourhood does not wait for the global curve to notice.
 
-Guards (negation, numbers, dates, units, antonyms, entities; ``guards.py``) veto before any of
+Guards (negation, numbers, dates, units, antonyms, entities; ``guards/``) veto before any of
 this, and vetoed candidates are neither served nor counted.
 """
 

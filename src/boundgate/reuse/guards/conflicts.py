@@ -1,0 +1,158 @@
+"""``compare``: the conflicts between two questions, each a veto, and the overlap of their content
+words; a changed statement or instruction beside a shared sentence (``context``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .extract import FEATURES_CACHE, _is_content, features
+from .lexicon import _STOPWORD_STEMS, CONTRASTS, QUANTIFIERS, stem, words
+from .literals import _FACTORIAL, _blind_spot, _literals_differ
+from .order import _blocks_exchanged, _role_swap, _sequence_turned, _transposed, _wh_swapped
+from .wording import (
+    SCOPE_WORDS,
+    _affix_flips,
+    _measure_conflict,
+    _modality_conflict,
+    _mood_conflict,
+    _negation_moved,
+    _one_word_added,
+    _one_word_apart,
+    _tense_conflict,
+    _turned_around,
+    _unit_conflict,
+)
+
+
+def _sentence_changed(a: str, b: str) -> bool:
+    """A sentence beside one both texts share says something else, or stands on one side
+    only: a template with its context or its instruction changed or added asks something
+    else ("I am vegetarian. What should I eat for dinner?" / "I am vegan. …", "What is the
+    capital of Italy? Answer in one word." / "… Answer in detail.", "What is DNA?" / "What is
+    DNA? Give the answer as JSON.": a trial was served all of these, pair scores 0.95-0.98,
+    the shared sentence outweighing the other). Sentences moved around, changed only in small
+    words and endings ("the journal" / "a journal", "need" / "needed"), or a greeting or
+    thanks added, are no change; a changed or added *question* is left to the models (it may
+    be a paraphrase: "What is their main job?" / "What are their functions?")."""
+    sa, sb = _sentences(a), _sentences(b)
+    if len(sa) + len(sb) < 3 or abs(len(sa) - len(sb)) > 1 or set(sa).isdisjoint(sb):
+        return False
+    changed_a = [x for x in sa if x not in sb]
+    changed_b = [x for x in sb if x not in sa]
+    if any(q for _, q in changed_a + changed_b):
+        return False
+    if len(sa) != len(sb) and (changed_a if len(sa) < len(sb) else changed_b):
+        return False  # not one sentence added, the rest reworded across sentences
+
+    def content(changed: list[tuple[tuple[str, ...], bool]]) -> set[str]:
+        stems = (stem(w) for ws, _ in changed for w in ws if _is_content(w))
+        return {st for st in stems if st not in _STOPWORD_STEMS}  # "needed" as "need"
+
+    added = content(changed_a) ^ content(changed_b)
+    return bool(added) and not added <= _COURTESY_STEMS
+
+
+_COURTESY_STEMS = frozenset(
+    stem(w)
+    for w in [
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "please",
+        "pls",
+        "cheers",
+        "good",
+        "morning",
+        "afternoon",
+        "evening",
+    ]
+)
+
+
+@lru_cache(maxsize=FEATURES_CACHE)
+def _sentences(text: str) -> tuple[tuple[tuple[str, ...], bool], ...]:
+    """The sentences of ``text`` (split after ``.?!``, a space and a capital): each as its
+    words, and whether it is a question (ends in "?")."""
+    parts = _SENTENCE_BREAK_KEEP.split(text.strip())
+    return tuple((tuple(w), part.rstrip().endswith("?")) for part in parts if (w := words(part)))
+
+
+# a sentence ends at ".?!" before a space and a capital, a digit does not start one ("0! 1?")
+_SENTENCE_BREAK_KEEP = re.compile(r"(?<=[.?!])\s+(?=[A-Z\"'“(])")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    conflicts: tuple[str, ...]  # hard vetoes, by name
+    novel_words: int  # content words of either side with no counterpart in the other
+    content_overlap: float  # Jaccard of stemmed content words
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts
+
+
+def compare(a: str, b: str) -> Comparison:
+    fa, fb = features(a), features(b)
+    conflicts: list[str] = []
+    if _blind_spot(a, b):
+        conflicts.append("literal")
+    flips = _affix_flips(fa, fb)
+    if fa.negations + flips.negated_a != fb.negations + flips.negated_b or _negation_moved(fa, fb):
+        conflicts.append("negation")
+    if fa.numbers != fb.numbers or set(_FACTORIAL.findall(a)) != set(_FACTORIAL.findall(b)):
+        conflicts.append("number")
+    if fa.dates != fb.dates:
+        conflicts.append("date")
+    if _unit_conflict(fa.units, fb.units):
+        conflicts.append("unit")
+    opposite = {p.split("#")[0] for p in fa.polar} & {p.split("#")[0] for p in fb.polar}
+    for pair in opposite:
+        sa = {p for p in fa.polar if p.startswith(pair + "#")}
+        sb = {p for p in fb.polar if p.startswith(pair + "#")}
+        if sa != sb:
+            conflicts.append("polarity")
+            break
+    if flips.paired and "polarity" not in conflicts:
+        conflicts.append("polarity")
+    symbols = bool(fa.symbols and fb.symbols and fa.symbols != fb.symbols)
+    if (symbols or _literals_differ(fa, fb)) and "literal" not in conflicts:
+        conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
+    if _mood_conflict(fa, fb) or _turned_around(a, b, fa, fb):
+        conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
+    if _tense_conflict(fa, fb):
+        conflicts.append("tense")
+    if _modality_conflict(fa, fb):
+        conflicts.append("modality")  # "Can I take aspirin …?" / "Should I take aspirin …?"
+    if _one_word_apart(fa, fb, QUANTIFIERS):
+        conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
+    if _one_word_apart(fa, fb, CONTRASTS) or _one_word_added(fa, fb, SCOPE_WORDS):
+        conflicts.append("contrast")  # "Who will be the next / current president?"
+    if fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks):
+        conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
+    # a passive turns subject and object around by itself: "How are exceptions handled in
+    # C++?" / "How does C++ handle exceptions?"
+    turned = fa.passive != fb.passive
+    if fa.relation and fb.relation:
+        pass  # "Is a yam the same as a sweet potato?" / "Is a sweet potato the same as a yam?"
+    elif _role_swap(fa, fb) or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb))):
+        conflicts.append("order")
+    elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
+        conflicts.append("order")  # an operation the other way round: "10 divided by 2"
+    elif _blocks_exchanged(fa, fb):
+        conflicts.append("order")  # "How many cups are in a gallon?" / "… gallons … cup?"
+    if _sentence_changed(a, b):
+        conflicts.append("context")  # "I am vegetarian. What …?" / "I am vegan. What …?"
+    if _measure_conflict(fa, fb) and "unit" not in conflicts:
+        conflicts.append("unit")  # a conversion the other way round
+    names_a, names_b = fa.names - fb.content, fb.names - fa.content
+    if names_a and names_b:
+        conflicts.append("entity")
+    union = fa.content | fb.content
+    overlap = len(fa.content & fb.content) / len(union) if union else 1.0
+    novel = len(fa.content ^ fb.content)
+    return Comparison(tuple(conflicts), novel, overlap)

@@ -1,0 +1,285 @@
+"""What a question asserts (``Features``), read once per text and cached: negations, numbers,
+dates, units, antonym sides, names, roles, tense, mood, code and quoted text."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..scope import QUOTED_SPAN
+from .lexicon import (
+    _ANTONYMS,
+    _GLUED,
+    _ORDINAL_SUFFIXES,
+    ALIASES,
+    DIRECTIONAL,
+    LANGUAGE_TASKS,
+    MAX_ROLES,
+    MONTHS,
+    NEGATING_VERBS,
+    NEGATIONS,
+    NONCOMMUTATIVE,
+    NUMBER_WORDS,
+    ORDINALS,
+    STOPWORDS,
+    SYMMETRIC,
+    UNITS,
+    WEEKDAYS,
+    stem,
+    words,
+)
+from .literals import _code_tokens, _symbols
+from .order import _SYMMETRIC_RELATIONS, _swap_form, _wh_parts
+from .wording import _compound, _mood, _passive, _tense_parts, _unit_after
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a question asserts that must be equal in a question it is reused for."""
+
+    negations: int  # how many negation words: a differing count flips the meaning
+    numbers: frozenset[str]
+    dates: frozenset[str]
+    units: frozenset[str]
+    polar: frozenset[str]  # antonym-pair members mentioned, as "pair#side"
+    content: frozenset[str]  # stemmed content words
+    names: frozenset[str] = field(default_factory=frozenset)  # capitalised mid-sentence words
+    forms: frozenset[str] = field(default_factory=frozenset)  # content words, as written
+    sequence: tuple[str, ...] = ()  # stemmed content words in order
+    symmetric: bool = False  # joins things with "and", "or", "vs", "versus" or "between"
+    relation: bool = False  # names a relation both ways alike: "the same as", "related to"
+    inverts: bool = False  # has "of", which may invert a compound ("surface of the sun")
+    # (directional word, stem after it, stems of the 3 content words before it): _roles
+    roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
+    # a question opening with a question word for a subject or object (``WH_PRONOUNS``): that
+    # word, then the stems after it without auxiliaries and articles (``_wh_swapped``)
+    wh: str = ""
+    wh_rest: tuple[str, ...] = ()
+    wh_determiner: bool = False  # the question word asks "which thing": "what colour is it"
+    superlative: bool = False  # "most", "best", "largest": "which is the largest X"
+    tasks: frozenset[int] = field(default_factory=frozenset)  # ``LANGUAGE_TASKS`` groups named
+    # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
+    # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
+    symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
+    mood: str = ""  # "question" (yes/no), "request" ("could you …?"), "statement" or ""
+    passive: bool = False  # a form of "be" and then a participle: "how are exceptions handled"
+    # the unit a quantity is in, by number ("30 degrees Celsius": {"30": "C"}), and the unit
+    # "how many" / "how much" asks for ("How many seconds are in an hour": "s")
+    measures: dict[str, str] = field(default_factory=dict)
+    asked_unit: str = ""
+    words: list[str] = field(default_factory=list)  # the tokens, lower case
+    stems: list[str] = field(default_factory=list)  # their stems
+    number_order: tuple[str, ...] = ()  # numbers (not years) in the order written
+    operation: bool = False  # "divided", "minus", "power", "/", "^": the numbers' order counts
+    tenses: frozenset[str] = field(default_factory=frozenset)
+    untensed: tuple[str, ...] = ()
+    untensed_forms: tuple[str, ...] = ()  # the same words as written
+    # tokens with characters of code, case folded, sorted ("2**3", "s[::2]", "2>&1"), and
+    # the words of each quoted text ('"banana"'): ``_literals_differ``
+    code: tuple[str, ...] = ()
+    quoted: tuple[tuple[str, ...], ...] = ()
+    swap_form: tuple[str, ...] = ()  # the stems swaps are judged on (``_swap_form``)
+
+
+def _phrase_stems(phrase: str) -> str:
+    return " ".join(stem(w) for w in phrase.split())
+
+
+# antonym pairs keyed by their stemmed form, so "enabling"/"disabled" match enable/disable
+def _graded(word: str) -> list[str]:
+    """A one-word antonym with its comparative and superlative (high → higher, highest;
+    big → bigger; easy → easier), so every grade of a pair is opposed. (Not adverbs:
+    "largely", "lately" and "hardly" mean something else.)"""
+    if " " in word or len(word) < 3 or word in STOPWORDS:
+        return [word]
+    if word.endswith("e"):
+        return [word, word + "r", word + "st"]
+    if word.endswith("y") and len(word) > 3:
+        return [word, word[:-1] + "ier", word[:-1] + "iest"]
+    cvc = len(word) <= 4 and re.fullmatch(r".*[^aeiou][aeiou][^aeiouwxy]", word) is not None
+    base = word + word[-1] if cvc else word
+    return [word, base + "er", base + "est"]
+
+
+_POLAR_WORDS: dict[str, list[tuple[int, int]]] = {}  # one-word members, by stem
+
+
+_POLAR_PHRASES: dict[str, list[tuple[int, int]]] = {}  # "turn on", "sign in", ... by stems
+
+
+for _i, (_a, _b) in enumerate(_ANTONYMS):
+    for _side, _word in ((0, _a), (1, _b)):
+        for _form in _graded(_word):
+            _key = _phrase_stems(_form)
+            _sides = (_POLAR_PHRASES if " " in _key else _POLAR_WORDS).setdefault(_key, [])
+            if (_i, _side) not in _sides:
+                _sides.append((_i, _side))
+
+
+def _number(tok: str) -> str | None:
+    if tok[0].isdigit():
+        if "," in tok and not _THOUSANDS.fullmatch(tok):
+            return None  # "1,2,3": a list (``features`` reads each), not 123
+        t = tok.replace(",", "")
+        try:
+            v = float(t)
+        except ValueError:
+            return None
+        return str(int(v)) if v.is_integer() else str(v)
+    return NUMBER_WORDS.get(tok) or _ROMAN.get(tok)
+
+
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _roman(n: int) -> str:
+    out = ""
+    for value, letters in ((10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
+        while n >= value:
+            out, n = out + letters, n - value
+    return out
+
+
+# Roman numerals of two letters or more, up to 39 ("World War II", "Henry VIII"); not "vi"
+# (the editor) nor "xx" / "xxx"; one letter ("i", "v", "x") is a word or a variable
+_ROMAN = {_roman(n): str(n) for n in range(2, 40) if len(_roman(n)) > 1}
+
+
+for _word in ("vi", "xx", "xxx"):
+    _ROMAN.pop(_word, None)
+
+
+def _is_content(tok: str) -> bool:
+    """Not a stopword nor a number; an identifier with a number in it is ("4g", "401k")."""
+    return tok not in STOPWORDS and (
+        not tok[0].isdigit() or (not tok.isdigit() and _GLUED.fullmatch(tok) is not None)
+    )
+
+
+def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
+    """For each directional word: (the word, the stem of the first content word after it,
+    the stems of the last three content words before it). ``stems`` are the tokens'."""
+    out: list[tuple[str, str, frozenset[str]]] = []
+    prior: list[str] = []  # stems of the content words so far
+    for i, t in enumerate(toks):
+        if t in DIRECTIONAL:
+            if len(out) == MAX_ROLES:  # a long text: compared pairwise, more would cost too much
+                break
+            after = [j for j in range(i + 1, min(i + 4, len(toks))) if _is_content(toks[j])]
+            if after:
+                out.append((t, stems[after[0]], frozenset(prior[-3:])))
+        if _is_content(t):
+            prior.append(stems[i])
+    return frozenset(out)
+
+
+# Features of recent texts, so a stored question met as a candidate again is not parsed again.
+# About 3.6 KB per text (measured on quora_val's questions): 4,096 texts keep it near 15 MB. It
+# was 65,536 (about 240 MB when full, reached by a stream of distinct prompts: the repeat-only
+# soak's RSS growth in bench/RESULTS.md).
+FEATURES_CACHE = 4096
+
+
+@lru_cache(maxsize=FEATURES_CACHE)
+def features(text: str) -> Features:
+    toks = words(text)
+    stems = [stem(t) for t in toks]
+    joined = f" {' '.join(stems)} "
+    negations = sum(t in NEGATIONS for t in toks)
+    negations += sum(t in NEGATING_VERBS and nxt == "to" for t, nxt in itertools.pairwise(toks))
+    numbers: set[str] = set()
+    dates = set()
+    units = set()
+    measures: dict[str, str] = {}
+    asked_unit = ""
+    number_order: list[str] = []
+    for i, t in enumerate(toks):
+        if i and _compound(toks[i - 1], t) is not None:
+            continue  # "five" of "twenty five", counted with "twenty"
+        n = _number(t)
+        glued_unit = ""
+        if n is None and t[0].isdigit() and "," in t and not _THOUSANDS.fullmatch(t):
+            listed = [_number(x) for x in t.split(",") if x]
+            numbers.update(x for x in listed if x is not None)  # "1,2,3" is 1, 2 and 3
+            continue
+        if n is None and (glued := _GLUED.fullmatch(t)):
+            value, letters = (glued[1], glued[2]) if glued[1] else (glued[4], glued[3])
+            if len(letters) > 1 and letters in UNITS:  # "16gb" is "16 gb", "rs500" "500 rs"
+                n, glued_unit = _number(value), UNITS[letters]
+                units.add(glued_unit)
+            elif letters == "k" and glued[1]:  # "60k" is 60,000
+                n = str(int(float(value) * 1000))
+            elif letters in _ORDINAL_SUFFIXES and value.isdigit() and glued[1]:
+                if value != "1":  # "21st" is "#21"; "1st" like "first" is no rank (ORDINALS)
+                    numbers.add("#" + value)
+            elif glued[1] and len(letters) > 2:
+                n = _number(value)  # "50mbps" is "50 mbps": a unit we do not list
+            elif glued[1]:
+                numbers.add(t)  # "4g" / "5g", "401k" / "403b", "3d" / "2d"
+        if n is not None and i + 1 < len(toks):
+            n = _compound(t, toks[i + 1]) or n
+        if n is not None:
+            if len(n) == 4 and n.startswith(("19", "20")):
+                dates.add(n)
+            else:
+                numbers.add(n)
+                number_order.append(n)
+                unit = glued_unit or _unit_after(toks, i + 1)
+                if unit:
+                    measures.setdefault(n, unit)
+        if t in ("many", "much") and i and toks[i - 1] == "how" and not asked_unit:
+            asked_unit = _unit_after(toks, i + 1)
+        elif t in ORDINALS:
+            numbers.add("#" + ORDINALS[t])
+        if t in MONTHS or t in WEEKDAYS:
+            dates.add(t[:3])
+        if t in UNITS:
+            units.add(UNITS[t])
+    polar: set[str] = set()
+    for st in set(stems):
+        for i, side in _POLAR_WORDS.get(st, ()):
+            polar.add(f"{i}#{side}")
+    for phrase, sides in _POLAR_PHRASES.items():
+        if f" {phrase} " in joined:
+            polar.update(f"{i}#{side}" for i, side in sides)
+    kept = [i for i, t in enumerate(toks) if _is_content(t)]
+    sequence = tuple(stems[i] for i in kept)
+    raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
+    names = frozenset(
+        stem(w)
+        for name in raw
+        for w in ALIASES.get(name.casefold(), (name.casefold(),))
+        if w not in STOPWORDS and _number(w) is None  # "II" of "World War II" is a number
+    )
+    return Features(
+        negations,
+        frozenset(numbers),
+        frozenset(dates),
+        frozenset(units),
+        frozenset(polar),
+        frozenset(sequence),
+        names,
+        forms=frozenset(toks[i] for i in kept),
+        roles=_roles(toks, stems),
+        sequence=sequence,
+        symmetric=not SYMMETRIC.isdisjoint(toks),
+        relation=not _SYMMETRIC_RELATIONS.isdisjoint(stems),
+        inverts="of" in toks,
+        tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
+        symbols=_symbols(text),
+        mood=_mood(text, toks),
+        passive=_passive(toks),
+        measures=measures,
+        asked_unit=asked_unit,
+        words=toks,
+        stems=stems,
+        number_order=tuple(number_order),
+        operation=not NONCOMMUTATIVE.isdisjoint(toks) or any(c in text for c in "/^÷−"),
+        code=_code_tokens(text),
+        quoted=tuple(tuple(words(q)) for q in QUOTED_SPAN.findall(text)),
+        swap_form=_swap_form(toks, stems),
+        **_tense_parts(toks, stems),
+        **_wh_parts(toks, stems),
+    )

@@ -1,0 +1,232 @@
+"""The guards' word lists (package data ``data/english.toml``, read once at import) and how a
+text is split into words and stems."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import unicodedata
+from importlib import resources
+from typing import Any
+
+import Stemmer  # PyStemmer: the Snowball stemmers in C
+
+_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
+
+
+# The word lists are package data (data/english.toml), read once here.
+_LISTS: dict[str, Any] = tomllib.loads(
+    resources.files("boundgate.reuse").joinpath("data/english.toml").read_text("utf-8")
+)
+
+
+NEGATIONS = frozenset(_LISTS["negations"])
+
+
+# verbs that negate what follows when followed by "to" ("fail to arrive" = "not arrive")
+NEGATING_VERBS = frozenset(_LISTS["negating_verbs"])
+
+
+_ANTONYMS = [(a, b) for a, b in _LISTS["antonyms"]]
+
+
+# Affixes that turn a word into its opposite: a word on one side only whose counterpart on
+# the other side only is the same root with a negating prefix (likely/unlikely,
+# relevant/irrelevant, hide/unhide) or suffix (harm(ful)/harmless), or with the opposite member
+# of a paired affix (overclock/underclock, encode/decode, upload/download, import/export,
+# employer/employee). Roots must keep at least 3 letters.
+NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "de", "anti", "ab", "mis")
+
+
+NEGATING_SUFFIXES = ("less",)
+
+
+PAIRED_PREFIXES = (
+    ("over", "under"),
+    ("up", "down"),
+    ("upper", "lower"),
+    ("en", "de"),
+    ("en", "dis"),
+    ("in", "de"),
+    ("in", "out"),
+    ("in", "ex"),
+    ("im", "ex"),
+    ("max", "min"),
+    ("pre", "post"),
+    ("inter", "intra"),
+    ("at", "de"),
+    ("ac", "de"),
+)
+
+
+PAIRED_SUFFIXES = (("ful", "less"), ("er", "ee"), ("ers", "ees"))
+
+
+# Words after which the next content word has a role (direction, comparison): the same words
+# in another order there ("convert a string to an int" / "an int to a string") swap roles.
+MAX_ROLES = 32  # directional words looked at per text
+
+
+SYMMETRIC = frozenset(["and", "or", "vs", "versus", "between"])
+
+
+DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "towards", "against"])
+
+
+# Question words that stand for a subject or an object ("what causes X" / "what does X cause"),
+# the auxiliaries and articles that move or come and go when one becomes the other
+WH_PRONOUNS = frozenset(["what", "who", "whom", "which"])
+
+
+AUXILIARIES = frozenset(_LISTS["auxiliaries"])
+
+
+# tense markers: word → "past" / "present" / "future"; irregular past → its present
+TENSES = {
+    **{w: "past" for w in _LISTS["past_auxiliaries"]},
+    **{w: "present" for w in _LISTS["present_auxiliaries"]},
+    **{w: "future" for w in _LISTS["future_auxiliaries"]},
+}
+
+
+IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
+
+
+IRREGULAR_PLURALS = {plural: one for plural, one in _LISTS["irregular_plurals"]}
+
+
+PARTICIPLES = frozenset(_LISTS["irregular_participles"])
+
+
+MODALS = {w: i for i, group in enumerate(_LISTS["modal_groups"]) for w in group}
+
+
+QUANTIFIERS = {w: i for i, group in enumerate(_LISTS["quantifier_groups"]) for w in group}
+
+
+CONTRASTS = {w: i for i, group in enumerate(_LISTS["contrast_groups"]) for w in group}
+
+
+# operations whose operands' order changes the result ("10 divided by 2" / "2 divided by 10")
+NONCOMMUTATIVE = frozenset(
+    ["divided", "divide", "minus", "subtract", "subtracted", "power", "exponent", "root", "over",
+     "modulo", "mod", "percent", "log", "logarithm", "choose", "ratio"]
+)  # fmt: skip
+
+
+_BE = frozenset(
+    ["is", "are", "was", "were", "be", "been", "being", "am", "isnt", "arent", "wasnt", "werent"]
+)
+
+
+# Punctuation that stands alone in prose ("X - Y", "a & b", a "?" after a space) and fences:
+# the other words made of symbols alone are operators and arguments ("??", "?.", "--", "..")
+_PROSE_MARKS = frozenset(
+    ["?", "!", ".", ",", ":", ";", "-", "–", "—", "&", "/", "(", ")", '"', "'", "```"]
+)
+
+
+_TYPOGRAPHIC = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'"})
+
+
+# word → its group in ``language_tasks`` ("spell" → the spelling group)
+LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w in group}
+
+
+ARTICLES = frozenset(["a", "an", "the"])
+
+
+SUPERLATIVES = frozenset(["most", "least", "best", "worst"])
+
+
+WH_SWAP_WORDS = 5  # _wh_swapped: the longest reordering it judges
+
+
+NUMBER_WORDS: dict[str, str] = _LISTS["number_words"]
+
+
+ORDINALS: dict[str, str] = _LISTS["ordinals"]
+
+
+MONTHS = frozenset(_LISTS["months"])
+
+
+WEEKDAYS = frozenset(_LISTS["weekdays"])
+
+
+UNITS: dict[str, str] = _LISTS["units"]
+
+
+# the dimension of each unit code in UNITS (codes not listed are their own dimension)
+UNIT_DIMENSIONS = {code: dim for dim, codes in _LISTS["unit_dimensions"].items() for code in codes}
+
+
+STOPWORDS = frozenset(_LISTS["stopwords"])
+
+
+_HYPHENATED_PREFIX = re.compile(
+    r"\b(un|non|anti|dis|de|in|im|il|ir|mis|over|under|pre|post|re|co|self)-(?=[a-z])"
+)
+
+
+_DEGREES = re.compile(r"°\s*([cfk])\b")
+
+
+_DEGREE_NAMES = {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}
+
+
+_LETTER_IN_PARENTHESES = re.compile(r"(\d)\(([a-z])\)")
+
+
+_RUPEES = re.compile(r"\brs\.\s*")
+
+
+_WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
+
+
+# a number glued to letters: "16gb" (a unit of ``UNITS`` of two letters or more: 16 GB) or an
+# identifier ("4g", "401k", "3d"), whose number is part of a name
+_GLUED = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)|([a-z]+)(\d+(?:\.\d+)?)")
+
+
+_ORDINAL_SUFFIXES = frozenset(["st", "nd", "rd", "th"])
+
+
+# short forms that name the same thing as their long form: "JS" / "JavaScript"
+ALIASES = {short: tuple(long.split()) for short, long in _LISTS["aliases"].items()}
+
+
+def normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    # "100°F" names the unit as "100 degrees Fahrenheit" does
+    text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
+    text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
+    text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
+    text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
+    text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
+    return text.replace("’", "'").replace("n't", "nt").replace("'", "")
+
+
+def words(text: str) -> list[str]:
+    """The lower-case words of ``text``, each short form of ``ALIASES`` written out ("JS"
+    → "javascript", "WW2" → "world war 2")."""
+    toks: list[str] = _WORD.findall(normalise(text))
+    if ALIASES.keys().isdisjoint(toks):
+        return toks
+    return [w for t in toks for w in ALIASES.get(t, (t,))]
+
+
+# PyStemmer keeps its own cache of recent words (10,000, then purged), so ours is not needed.
+# Ours held 65,536 words at about 185 bytes each (12 MB when full) and was still filling in
+# the repeat-only soak: every prompt with a new number or name added a word (bench/RESULTS.md).
+# Without it `features` costs the same on a miss (90 µs on 12-word texts). PyStemmer's
+# stemmers must not be called concurrently: the guards run on the event loop only.
+_STEMMER = Stemmer.Stemmer("english")
+
+
+def stem(word: str) -> str:
+    """The English Snowball (Porter2) stem: "tutorials" → "tutori", "enabling" → "enabl"."""
+    return str(_STEMMER.stemWord(word))
+
+
+_STOPWORD_STEMS = frozenset(stem(w) for w in STOPWORDS)

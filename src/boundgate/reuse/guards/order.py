@@ -1,0 +1,214 @@
+"""Who does what to whom: roles and operands swapped ("from Boston to New York" / "to
+Boston from New York", "Who taught Plato?" / "Who did Plato teach?", "cups in a gallon" /
+"gallons in a cup")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .lexicon import (
+    _BE,
+    _STOPWORD_STEMS,
+    ARTICLES,
+    AUXILIARIES,
+    DIRECTIONAL,
+    IRREGULAR_PAST,
+    IRREGULAR_PLURALS,
+    SUPERLATIVES,
+    SYMMETRIC,
+    WH_PRONOUNS,
+    WH_SWAP_WORDS,
+    stem,
+)
+
+if TYPE_CHECKING:
+    from .extract import Features
+
+
+def _sequence_turned(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """The same two or more numbers in another order ("10 divided by 2" / "2 divided by 10")."""
+    return len(set(a)) >= 2 and sorted(a) == sorted(b) and a != b
+
+
+def _wh_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
+    """``wh``, ``wh_rest``, ``wh_determiner`` and ``superlative`` of ``Features`` (none
+    unless the question opens with one of ``WH_PRONOUNS``)."""
+    if len(toks) < 3 or (toks[0] not in WH_PRONOUNS and toks[0] not in AUXILIARIES):
+        return {}  # a question word for a subject or object, or a yes/no question's verb
+    # auxiliaries and articles come and go; an adverb may stand anywhere ("quickly")
+    # an irregular past as its present: "which company bought Instagram" / "which company did
+    # Instagram buy" (a trial's finding: 0.917, let through)
+    rest = tuple(
+        stem(IRREGULAR_PAST[t]) if t in IRREGULAR_PAST else st
+        for t, st in zip(toks[1:], stems[1:], strict=True)
+        if t not in AUXILIARIES
+        and t not in ARTICLES
+        and not (len(t) > 4 and t.endswith("ly"))
+        and not t[0].isdigit()  # numbers' order is the operations' business
+    )
+    # "what colour is the sky", "which credit card is the best": the question word and its
+    # noun are the complement of "is"
+    first_aux = next((t for t in toks[1:] if t in AUXILIARIES), "")
+    determiner = toks[1] not in AUXILIARIES and first_aux in ("is", "are", "was", "were")
+    superlative = any(t in SUPERLATIVES or (len(t) > 5 and t.endswith("est")) for t in toks)
+    return {"wh": toks[0], "wh_rest": rest, "wh_determiner": determiner, "superlative": superlative}
+
+
+def _role_swap(fa: Features, fb: Features) -> bool:
+    """After the same directional word each side names what the other names before it: the
+    roles are swapped ("from London to Paris" / "from Paris to London", "is X faster than Y"
+    / "is Y faster than X", "convert a string to an int" / "an int to a string"), while a
+    mere reordering ("the best way to learn programming" / "learn to program") is not."""
+    pairs_a = {(d, x) for d, x, _ in fa.roles}
+    pairs_b = {(d, x) for d, x, _ in fb.roles}
+    for d, xa, before_a in fa.roles:
+        if (d, xa) in pairs_b:  # the other side has this role too: not swapped
+            continue
+        for d2, xb, before_b in fb.roles:
+            swapped = xa != xb and xa in before_b and xb in before_a
+            if d == d2 and swapped and (d, xb) not in pairs_a:
+                return True
+    return False
+
+
+def _transposed(fa: Features, fb: Features) -> bool:
+    """The same content words, with two of them exchanged around at least one that stays in
+    place: subject and object swapped ("can a landlord sue a tenant" / "can a tenant sue a
+    landlord"). Two neighbours trading places ("capital of France" / "France's capital"), a
+    word moved elsewhere ("learn Python quickly" / "quickly learn Python"), things joined by
+    "and" or "or", compounds inverted by "of", and sentences with directional words
+    (``_role_swap``) are left alone."""
+    a, b = fa.sequence, fb.sequence
+    if len(a) != len(b) or len(a) < 3 or sorted(a) != sorted(b):
+        return False
+    if fa.roles or fb.roles:  # directional words: _role_swap judges those
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) != 2:
+        return False
+    i, j = diff
+    if j - i < 2 or a[i] != b[j] or a[j] != b[i]:
+        return False
+    # "X and Y", "X or Y", "X vs Y", "between X and Y": the order carries no role; nor in
+    # "the surface of the sun" / "the sun's surface is how hot" ("of" inverts compounds)
+    return not (fa.symmetric and fb.symmetric) and not (fa.inverts or fb.inverts)
+
+
+_WH_WORDS = frozenset(["how", "what", "which", "who", "whom", "whose", "where", "when", "why"])
+
+
+# words between two exchanged blocks that leave their order without a role: "Python or Java",
+# "2 plus 3", "between London and Paris" (SYMMETRIC), "2 times 3"
+_COMMUTATIVE = frozenset(["plus", "times", "multiplied", "added", "+", "*", "x", "×", "&"])
+
+
+_SWAP_DROPPED = frozenset(["one", "all", "every", "each"])
+
+
+_KIND = {"type": "kind", "types": "kind", "sort": "kind", "sorts": "kind", "kinds": "kind"}
+
+
+# relations that hold both ways: two things exchanged around them ask the same (a trial's
+# paraphrases: "Is baking soda the same as baking powder?", "Are tomatoes related to potatoes?")
+_SYMMETRIC_RELATIONS = frozenset(
+    stem(w)
+    for w in ["same", "similar", "related", "equal", "equivalent", "identical", "different",
+              "compatible", "married", "alike", "unlike"]
+)  # fmt: skip
+
+
+_JOINING_STEMS = frozenset(stem(w) for w in SYMMETRIC | _COMMUTATIVE)
+
+
+SWAP_WINDOW = 16  # _blocks_exchanged: the longest differing stretch it judges
+
+
+def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
+    """The stems of a text as swaps are judged on: articles, "one" and quantifiers left out,
+    forms of "be" as one, irregular plurals and pasts as their base ("teeth" → "tooth",
+    "taught" → "teach"), "type" / "sort" as "kind"; so "How many cups are in a gallon?" /
+    "How many gallons are in one cup?" and "Is a whale a type of fish?" / "Is a fish a kind
+    of whale?" are swaps (a trial was served both)."""
+    out = []
+    for t, st in zip(toks, stems, strict=True):
+        if t in ARTICLES or t in _SWAP_DROPPED:
+            continue
+        if t in _BE:
+            out.append("be")
+        elif t in ("do", "does"):
+            out.append("do")  # "How does inflation affect rates?" / "How do rates affect …"
+        else:
+            base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t)
+            out.append(stem(base) if base else st)
+    return tuple(out)
+
+
+def _blocks_exchanged(fa: Features, fb: Features) -> bool:
+    """One side's words are the other's with two blocks exchanged around words that stay in
+    place, articles aside: "How many cups are in a gallon?" / "… gallons … in a cup?", "3pm
+    EST in PST" / "3pm PST in EST", "get from Boston to New York" / "get to Boston from New
+    York", "pay off debt before investing" / "invest before paying off debt", "2 raised to 3"
+    / "3 raised to 2" (a trial served all of these, pair scores 0.94-0.99). Not when the words
+    between them join things whose order carries no role ("Python or Java", "2 plus 3",
+    "between A and B") or are only "is" beside a question word ("the speed of light is how
+    fast" / "how fast is the speed of light"), nor when the blocks carry their directional
+    words along and each still names what it named ("fly from Rome to Oslo cheaply" / "fly
+    cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
+    "France's capital" differ in more than order anyway)."""
+    a, b = fa.swap_form, fb.swap_form
+    if a == b or len(a) != len(b) or sorted(a) != sorted(b):
+        return False
+    start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+    end = len(a) - next(i for i, (x, y) in enumerate(zip(a[::-1], b[::-1], strict=True)) if x != y)
+    wa, wb = a[start:end], b[start:end]
+    if len(wa) > SWAP_WINDOW:
+        return False
+    if len(wa) == 2 and fa.mood == fb.mood == "question":
+        # two words of a yes/no question trading places: "Are all squares rectangles?" /
+        # "Is every rectangle a square?" (0.92, served)
+        return _STOPWORD_STEMS.isdisjoint(wa)
+    roles_kept = {r[:2] for r in fa.roles} == {r[:2] for r in fb.roles}
+    for x in range(1, len(wa) - 1):
+        for y in range(1, len(wa) - x):
+            first, middle, last = wa[:x], wa[x : len(wa) - y], wa[len(wa) - y :]
+            if wb != last + middle + first:
+                continue
+            copula = set(middle) <= AUXILIARIES and bool({first[0], last[0]} & _WH_WORDS)
+            carried = roles_kept and not DIRECTIONAL.isdisjoint(first + last)
+            # "Python or Java", "6 multiplied by 9" (stems: "multipli"); not "and" joining
+            # clauses ("John has 3 apples and gives Mary 2")
+            joined = len(middle) <= 2 and not _JOINING_STEMS.isdisjoint(middle)
+            return not (copula or carried or joined)
+    return False
+
+
+def _wh_swapped(fa: Features, fb: Features) -> bool:
+    """Both ask "what" (or "who", "which") of the same words, but the question word is the
+    subject on one side and the object on the other: after the question word (and its own
+    noun, "which team"), one side's words are the other's in two blocks exchanged ("what does
+    inflation cause" / "what causes inflation", "what is glass made of" / "what is made of
+    glass", "which team did Brazil beat" / "which team beat Brazil"). Left to the models: a
+    passive with "by" ("what is caused by inflation": a word more), a question word that asks
+    "which thing" of "is" ("what colour is the sky" / "what is the sky colour"), a
+    superlative ("which country has the most people" / "which is the most populous
+    country"), one small word moved ("what is dating in Australia like" / "like in
+    Australia"), an adverb moved ("learn Python quickly" / "quickly learn Python"), things
+    joined by "and" or "or", and reorderings of more than ``WH_SWAP_WORDS`` words."""
+    if not fa.wh or fa.wh != fb.wh or fa.wh_determiner or fb.wh_determiner:
+        return False
+    if fa.superlative or fb.superlative or (fa.symmetric and fb.symmetric):
+        return False
+    a, b = fa.wh_rest, fb.wh_rest
+    if a == b or len(a) != len(b) or sorted(a) != sorted(b):
+        return False
+    shared = 1 if a[0] == b[0] else 0  # the question word's own noun: "which team"
+    a, b = a[shared:], b[shared:]
+    while a and a[-1] == b[-1]:  # what follows alike: "who beat Brazil in the 2002 final"
+        a, b = a[:-1], b[:-1]
+    if len(a) > WH_SWAP_WORDS:
+        return False
+    for cut in range(1, len(a)):
+        if b == a[cut:] + a[:cut]:
+            blocks = (a[:cut], a[cut:])
+            return not any(len(x) == 1 and x[0] in _STOPWORD_STEMS for x in blocks)
+    return False

@@ -1,0 +1,314 @@
+"""Questions one word or form apart: mood, tense, modality, quantifiers and contrasts,
+negation moved, affixes that flip a word ("like" / "dislike"), units and conversions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..scope import question_openers
+from .lexicon import (
+    _BE,
+    AUXILIARIES,
+    IRREGULAR_PAST,
+    MODALS,
+    NEGATING_PREFIXES,
+    NEGATING_SUFFIXES,
+    NEGATIONS,
+    NUMBER_WORDS,
+    PAIRED_PREFIXES,
+    PAIRED_SUFFIXES,
+    PARTICIPLES,
+    TENSES,
+    UNIT_DIMENSIONS,
+    UNITS,
+    stem,
+)
+
+if TYPE_CHECKING:
+    from .extract import Features
+
+
+def _turned_around(a: str, b: str, fa: Features, fb: Features) -> bool:
+    """A yes/no question and the same words as a statement without its full stop: "Do
+    vaccines cause autism?" / "Vaccines cause autism", "Is Python slow?" / "Python is slow"
+    (the words but the auxiliaries agree; the statement opens with no auxiliary, question
+    word or request)."""
+    for fq, t, ft in ((fa, b, fb), (fb, a, fa)):
+        if (
+            fq.mood in ("question", "request")
+            and not t.rstrip().endswith(("?", "？"))
+            and fq.untensed == ft.untensed
+        ):
+            return bool(ft.words) and ft.words[0] not in question_openers()
+    return False
+
+
+def _passive(toks: list[str]) -> bool:
+    """Whether a form of "be" comes before a participle ("-ed", "-en" or an irregular one):
+    "How are exceptions handled", "What is glass made of"."""
+    be = next((i for i, t in enumerate(toks) if t in _BE), None)
+    if be is None:
+        return False
+    return any(
+        t in PARTICIPLES or (len(t) > 4 and t.endswith(("ed", "en"))) for t in toks[be + 1 :]
+    )
+
+
+_SENTENCE_BREAK = re.compile(r"[.?!]\s")
+
+
+_REQUEST_MODALS = frozenset(["can", "could", "would", "will"])
+
+
+def _mood(text: str, toks: list[str]) -> str:
+    """One sentence's mood: "question" for a yes/no question ("Is the earth flat?"),
+    "statement" for a sentence ending in "." that opens with no auxiliary, question word or
+    request ("The earth is flat."; ``scope.question_openers``), else "" (other questions,
+    requests, fragments,
+    several sentences): a statement asks for another reply (agreement, a correction) than
+    the question it turns around."""
+    stripped = text.strip()
+    if not toks or _SENTENCE_BREAK.search(stripped):
+        return ""
+    if stripped.endswith("?") and toks[0] in AUXILIARIES:
+        if len(toks) > 1 and toks[0] in _REQUEST_MODALS and toks[1] == "you":
+            return "request"  # "Could you recommend a novel?" asks "Recommend a novel."
+        return "question"
+    if stripped.endswith(".") and toks[0] not in question_openers():
+        return "statement"  # not a request either: "Tell me if the earth is flat."
+    return ""
+
+
+_PRONOUNS = frozenset(["i", "you", "we", "he", "she", "they", "it"])
+
+
+def _mood_conflict(fa: Features, fb: Features) -> bool:
+    """A yes/no question against a statement ("Is the earth flat?" / "The earth is flat.").
+    A polite request ("Could you recommend a novel?", mood "request") is its imperative
+    ("Recommend a novel.") but not a statement about someone ("You can recommend a novel.")."""
+    moods = {fa.mood, fb.mood}
+    if "" in moods or len(moods) == 1:
+        return False
+    if moods == {"request", "statement"}:
+        statement = fa if fa.mood == "statement" else fb
+        return bool(statement.words) and statement.words[0] in _PRONOUNS
+    return "statement" in moods
+
+
+def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
+    """``tenses`` and ``untensed`` of ``Features``."""
+    tenses: set[str] = set()
+    untensed: list[str] = []
+    forms: list[str] = []
+    for t, st in zip(toks, stems, strict=True):
+        if t in TENSES:
+            tenses.add(TENSES[t])
+            continue
+        if t in IRREGULAR_PAST:
+            tenses.add("past")
+            st = stem(IRREGULAR_PAST[t])
+        untensed.append(st)
+        forms.append(t)
+    return {
+        "tenses": frozenset(tenses),
+        "untensed": tuple(untensed),
+        "untensed_forms": tuple(forms),
+    }
+
+
+_ONES = {
+    "one": 1,
+    **{w: int(v) for w, v in NUMBER_WORDS.items() if v.isdigit() and 1 < int(v) < 10},
+}
+
+
+_TENS = frozenset(str(t) for t in range(20, 100, 10))
+
+
+def _compound(tens: str, ones: str) -> str | None:
+    """A number written in two words: "twenty five" → "25" (None if the two are not)."""
+    value = NUMBER_WORDS.get(tens)
+    if value is None or ones not in _ONES or value not in _TENS:
+        return None
+    return str(int(value) + _ONES[ones])
+
+
+def _unit_after(toks: list[str], start: int) -> str:
+    """The unit named right after position ``start`` ("30 degrees Celsius": "C"; "5 km":
+    "km"), a degree sign or "degrees" passed over for the scale it names; "" if none."""
+    unit = ""
+    for t in toks[start : start + 2]:
+        if t not in UNITS:
+            break
+        unit = UNITS[t]
+        if unit != "deg":
+            break
+    return unit
+
+
+def _measure_conflict(fa: Features, fb: Features) -> bool:
+    """The same quantity in another unit, or another unit asked for: "30 degrees Celsius in
+    Fahrenheit" / "30 degrees Fahrenheit in Celsius" (30 is Celsius on one side and
+    Fahrenheit on the other), "How many seconds are in an hour?" / "How many hours are in a
+    second?". Rewordings that keep them pass: "Convert 5 km to miles" / "How many miles is
+    5 km?", "An hour has how many seconds?"."""
+    if fa.asked_unit and fb.asked_unit and fa.asked_unit != fb.asked_unit:
+        return True
+    shared = fa.measures.keys() & fb.measures.keys()
+    return any(fa.measures[n] != fb.measures[n] for n in shared)
+
+
+def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
+    """The two questions' words (stems) are the same but one, and the two that differ are of
+    ``groups`` and of different groups ("Do all mammals lay eggs?" / "Do any mammals …")."""
+    a, b = fa.stems, fb.stems
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    if len(diff) != 1:
+        return False
+    x, y = fa.words[diff[0]], fb.words[diff[0]]
+    return x in groups and y in groups and groups[x] != groups[y]
+
+
+# words that narrow a claim when added, all else the same: "Is it safe to …?" / "Is it always
+# safe to …?" (a trial was served it)
+SCOPE_WORDS = frozenset(["always", "only", "solely"])  # not "ever", "exactly": emphasis
+
+
+def _inserted(a: list[str], b: list[str], n: int) -> tuple[str, ...] | None:
+    """The ``n`` words one of ``a``, ``b`` has in one place more than the other, all else the
+    same ("is it safe" / "is it always safe": ("always",)); None if they differ otherwise."""
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    if len(long_) != len(short) + n:
+        return None
+    i = next((i for i, (x, y) in enumerate(zip(short, long_)) if x != y), len(short))  # noqa: B905
+    return tuple(long_[i : i + n]) if short[i:] == long_[i + n :] else None
+
+
+def _one_word_added(fa: Features, fb: Features, added: frozenset[str]) -> bool:
+    """One side is the other with one word of ``added`` more."""
+    extra = _inserted(fa.words, fb.words, 1)
+    return extra is not None and extra[0] in added
+
+
+def _negation_moved(fa: Features, fb: Features) -> bool:
+    """The same words, a negation or a negating phrase elsewhere or added: "Why is it not
+    good to sleep after eating?" / "Why is it good to not sleep …?", "get rid of acne" /
+    "get acne", "is it safe" / "is it anything but safe" (a trial generated these; 0.95-0.97)."""
+    a, b = fa.words, fb.words
+    if len(a) == len(b) and a != b and sorted(a) == sorted(b):
+        kept_a = [w for w in a if w not in NEGATIONS]
+        return len(kept_a) < len(a) and kept_a == [w for w in b if w not in NEGATIONS]
+    return _inserted(a, b, 2) in _NEGATING_PHRASES
+
+
+_NEGATING_PHRASES = frozenset([("rid", "of"), ("anything", "but")])
+
+
+def _modality_conflict(fa: Features, fb: Features) -> bool:
+    """Questions that differ only in a modal, of different meanings (asking what may be, what
+    is advised, what will be): "Can I take aspirin while pregnant?" / "Should I …?", "What
+    would be Trump's policy?" / "What should be …?", "How would India be if …?" / "How should
+    India be …?" (a trial was served these, 0.95-0.99). Not a request ("Can you share …" /
+    "Will you share …" ask the same), nor how someone asking may or should do something
+    ("How can I …" / "How should I …", which Quora's labels call one question)."""
+    if not _one_word_apart(fa, fb, MODALS):
+        return False
+    i = next(i for i, (x, y) in enumerate(zip(fa.words, fb.words, strict=True)) if x != y)
+    after = fa.words[i + 1 : i + 2]
+    if i == 0:
+        return after != ["you"]
+    return not (after and after[0] in _ASKERS)
+
+
+# "how can I …" / "what should I do …": what the asker may or should do is advice either way
+_ASKERS = frozenset(["i", "we", "you", "one"])
+
+
+def _tense_conflict(fa: Features, fb: Features) -> bool:
+    """The same words in the same order, asked in different tenses: "Who is the king of
+    England?" / "Who was …", "Who won the world cup?" / "Who will win …", "Who invented the
+    telephone?" / "Who will invent …", "How many people live in Tokyo?" / "… lived …". Only
+    where every other word agrees and both sides say a tense (by an auxiliary, an irregular
+    past, or a verb in "-ed" against its present). Quora's labels call some such pairs one
+    question ("Who is Napoleon?" / "Who was Napoleon?"): this vetoes 11 of quora_val's 4,522
+    duplicates and 4 of its 7,607 non-duplicates (bench/RESULTS.md)."""
+    if fa.untensed != fb.untensed:
+        return False
+    ta, tb = set(fa.tenses), set(fb.tenses)
+    for x, y in zip(fa.untensed_forms, fb.untensed_forms, strict=True):
+        if x == y or x.endswith("ed") == y.endswith("ed"):
+            continue
+        # a verb in "-ed" against its present: "Who invented ..." / "Who will invent ...";
+        # after an auxiliary it is a participle ("How are rainbows formed?" / "do … form")
+        ed, ed_tenses, plain_tenses = (fa, ta, tb) if x.endswith("ed") else (fb, tb, ta)
+        if not ed.tenses:
+            ed_tenses.add("past")
+            if not plain_tenses:
+                plain_tenses.add("present")
+    return bool(ta) and bool(tb) and ta != tb
+
+
+def _affix_bases(word: str) -> list[str]:
+    """The words that ``word`` negates by a negating affix ("unlikely" → "likely",
+    "harmless" → "harm"); roots keep at least 3 letters."""
+    out = [word[len(p) :] for p in NEGATING_PREFIXES if word.startswith(p)]
+    out += [word[: -len(s)] for s in NEGATING_SUFFIXES if word.endswith(s)]
+    return [w for w in out if len(w) >= 3]
+
+
+def _affix_opposites(word: str) -> list[str]:
+    """The words with the paired opposite affix ("overclock" → "underclock", "encode" →
+    "decode", "employer" → "employee"); roots keep at least 3 letters."""
+    out = []
+    for p, q in PAIRED_PREFIXES:
+        for a, b in ((p, q), (q, p)):
+            if word.startswith(a) and len(word) - len(a) >= 3:
+                out.append(b + word[len(a) :])
+    for p, q in PAIRED_SUFFIXES:
+        for a, b in ((p, q), (q, p)):
+            if word.endswith(a) and len(word) - len(a) >= 3:
+                out.append(word[: -len(a)] + b)
+    return out
+
+
+def _unit_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
+    A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
+    same, and a number that differs is the number guard's business."""
+
+    def of(units: frozenset[str], dim: str) -> set[str]:
+        return {u for u in units if UNIT_DIMENSIONS.get(u, u) == dim}
+
+    dims = {UNIT_DIMENSIONS.get(u, u) for u in a} & {UNIT_DIMENSIONS.get(u, u) for u in b}
+    return any(of(a, dim) != of(b, dim) for dim in dims)
+
+
+@dataclass(frozen=True)
+class AffixFlips:
+    negated_a: int  # words of side a that negate a word of side b by an affix ("unlikely")
+    negated_b: int
+    paired: bool  # a word pair with opposite paired affixes ("overclock"/"underclock")
+
+
+def _affix_flips(fa: Features, fb: Features) -> AffixFlips:
+    """Content words of one side only that are the opposite, by affix, of a content word of
+    the other side only; checked on the words as written and on their stems. A negating
+    affix counts as a negation of its side, so "if not refrigerated" and "unrefrigerated"
+    agree while "likely" and "unlikely" do not."""
+    only_a = (fa.forms - fb.forms) | (fa.content - fb.content)
+    only_b = (fb.forms - fa.forms) | (fb.content - fa.content)
+    stems = fa.content | fb.content
+
+    def key(w: str) -> str:  # a word and its stem count once
+        return w if w in stems else stem(w)
+
+    def negated(side: set[str] | frozenset[str], other: set[str] | frozenset[str]) -> set[str]:
+        """Bases (on ``other``) of the words of ``side`` that negate them by an affix."""
+        return {key(base) for w in side for base in _affix_bases(w) if base in other}
+
+    paired = any(o in only_b for w in only_a for o in _affix_opposites(w))
+    return AffixFlips(len(negated(only_a, only_b)), len(negated(only_b, only_a)), paired)
