@@ -10,7 +10,15 @@ from functools import lru_cache
 from .extract import FEATURES_CACHE, _is_content, features
 from .lexicon import _STOPWORD_STEMS, CONTRASTS, QUANTIFIERS, stem, words
 from .literals import _FACTORIAL, _blind_spot, _literals_differ
-from .order import _blocks_exchanged, _role_swap, _sequence_turned, _transposed, _wh_swapped
+from .order import (
+    _agent_made_object,
+    _blocks_exchanged,
+    _possessives_swapped,
+    _role_swap,
+    _sequence_turned,
+    _transposed,
+    _wh_swapped,
+)
 from .wording import (
     SCOPE_WORDS,
     _affix_flips,
@@ -139,7 +147,12 @@ def compare(a: str, b: str) -> Comparison:
     turned = fa.passive != fb.passive
     if fa.relation and fb.relation:
         pass  # "Is a yam the same as a sweet potato?" / "Is a sweet potato the same as a yam?"
-    elif _role_swap(fa, fb) or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb))):
+    elif (
+        _role_swap(fa, fb)
+        or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb)))
+        or _agent_made_object(fa, fb)
+        or _possessives_swapped(fa, fb)
+    ):
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
         conflicts.append("order")  # an operation the other way round: "10 divided by 2"

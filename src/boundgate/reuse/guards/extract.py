@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -81,6 +82,8 @@ class Features:
     code: tuple[str, ...] = ()
     quoted: tuple[tuple[str, ...], ...] = ()
     swap_form: tuple[str, ...] = ()  # the stems swaps are judged on (``_swap_form``)
+    # (possessor, possessed) stems: "my wife's boss" → ("wife", "boss"): _possessives_swapped
+    possessives: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -182,6 +185,30 @@ def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, froze
 FEATURES_CACHE = 4096
 
 
+# a period named relative to now: "last year" / "this year" / "next year" are three dates
+RELATIVE_TIME = {
+    "this": 0, "current": 0, "present": 0,
+    "last": -1, "previous": -1, "prior": -1,  # not "past": "for the past week" is a span
+    "next": 1, "coming": 1, "upcoming": 1, "following": 1,
+}  # fmt: skip
+RELATIVE_PERIODS = frozenset(
+    ["year", "month", "week", "decade", "century", "quarter", "semester", "season", "term"]
+)
+# "wife's boss", "parents' house": a possessor and the word after it
+_POSSESSIVE = re.compile(r"\b([^\W\d_]+)(?:'s|s')\s+([^\W\d_]+)")
+
+
+def _period(tok: str) -> str:
+    """The period ``tok`` names, also as a possessive ("last year's" reads "years"), or ""."""
+    if tok in RELATIVE_PERIODS:
+        return tok
+    return tok[:-1] if tok.endswith("s") and tok[:-1] in RELATIVE_PERIODS else ""
+
+
+def _apostrophes(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
+
+
 @lru_cache(maxsize=FEATURES_CACHE)
 def features(text: str) -> Features:
     toks = words(text)
@@ -235,8 +262,12 @@ def features(text: str) -> Features:
             numbers.add("#" + ORDINALS[t])
         if t in MONTHS or t in WEEKDAYS:
             dates.add(t[:3])
+        elif i and toks[i - 1] in RELATIVE_TIME and (period := _period(t)):
+            dates.add(f"{RELATIVE_TIME[toks[i - 1]]:+d} {period}")  # "last year": "-1 year"
         if t in UNITS:
             units.add(UNITS[t])
+    if any(d.isdigit() for d in dates):  # "this year 2017" is 2017
+        dates = {d for d in dates if not d.startswith(("+", "-"))}
     polar: set[str] = set()
     for st in set(stems):
         for i, side in _POLAR_WORDS.get(st, ()):
@@ -280,6 +311,9 @@ def features(text: str) -> Features:
         code=_code_tokens(text),
         quoted=tuple(tuple(words(q)) for q in QUOTED_SPAN.findall(text)),
         swap_form=_swap_form(toks, stems),
+        possessives=frozenset(
+            (stem(owner), stem(owned)) for owner, owned in _POSSESSIVE.findall(_apostrophes(text))
+        ),
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),
     )

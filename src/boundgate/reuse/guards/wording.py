@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..scope import question_openers
 from .lexicon import (
     _BE,
+    _LISTS,
     AUXILIARIES,
     IRREGULAR_PAST,
     MODALS,
@@ -173,9 +174,8 @@ def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
     return x in groups and y in groups and groups[x] != groups[y]
 
 
-# words that narrow a claim when added, all else the same: "Is it safe to …?" / "Is it always
-# safe to …?" (a trial was served it)
-SCOPE_WORDS = frozenset(["always", "only", "solely"])  # not "ever", "exactly": emphasis
+# words that narrow a claim when added, all else the same ("always", "prime"; english.toml)
+SCOPE_WORDS = frozenset(_LISTS["narrowing_words"])
 
 
 def _inserted(a: list[str], b: list[str], n: int) -> tuple[str, ...] | None:
