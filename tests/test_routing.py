@@ -51,6 +51,7 @@ grid_zone = "DE-LU"
 
 [limits]
 default_max_tokens = 16
+daily_tokens = {daily_tokens}
 
 [reuse]
 embedder = "hash"
@@ -144,9 +145,14 @@ def rungs() -> dict[str, FakeBackend]:
 
 
 def routed_live(
-    tmp_path: Path, classifier: FakeTaskClassifier | None, extra: str = "", lookup_rung: int = 0
+    tmp_path: Path,
+    classifier: FakeTaskClassifier | None,
+    extra: str = "",
+    lookup_rung: int = 0,
+    daily_tokens: int = 0,
 ) -> Live:
-    text = CONFIG.format(data=tmp_path / "data", lookup_rung=lookup_rung) + extra
+    text = CONFIG.format(data=tmp_path / "data", lookup_rung=lookup_rung, daily_tokens=daily_tokens)
+    text += extra
     cfg = write_config(tmp_path / "boundgate.toml", text)
     meter = FakeMeter(wh=0.001)
     app = build_app(
@@ -444,6 +450,32 @@ def test_a_reused_refusal_still_escalates_and_no_answer_crosses_models(live: Liv
     assert r.headers["x-boundgate-route"] == "small;escalated=refusal, medium;reused"
     assert r.json()["choices"][0]["message"]["content"] == "Canberra."
     assert (backend(live, "small").calls, backend(live, "medium").calls) == (1, 1)
+
+
+def test_a_stored_answer_on_any_rung_is_served_when_the_budget_is_spent(tmp_path: Path) -> None:
+    """With the daily budget spent, ``model: "auto"`` still serves a stored answer (hits use
+    no tokens), found on whichever rung holds it, and refuses a question none holds."""
+    live = routed_live(tmp_path, FakeTaskClassifier(TASKS), daily_tokens=80)
+    try:
+        math, lookup = chat(live, MATH, temperature=0), chat(live, LOOKUP, temperature=0)
+        assert (math.status_code, lookup.status_code) == (200, 200), lookup.text
+        spent = [chat(live, f"Tell me fact number {i}.", temperature=0) for i in range(12)]
+        assert spent[-1].status_code == 429, [r.status_code for r in spent]
+        calls = {n: backend(live, n).calls for n in ("small", "medium", "large")}
+        again = chat(live, MATH, temperature=0)
+        assert again.status_code == 200, again.text
+        assert again.headers["x-boundgate-route"] == "small;reused"
+        found = chat(live, LOOKUP, temperature=0)  # the small rung's refusal, then the medium's
+        assert found.status_code == 200, found.text
+        assert found.json()["choices"][0]["message"]["content"] == "Canberra."
+        assert found.headers["x-boundgate-route"].endswith("medium;reused")
+        new = chat(live, "What is the capital of Peru?", temperature=0)
+        assert new.status_code == 429
+        assert new.json()["error"]["code"] == "daily_token_budget_exceeded"
+        assert {n: backend(live, n).calls for n in calls} == calls  # nothing generated
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
 
 # --- streams and text completions ---------------------------------------------------------

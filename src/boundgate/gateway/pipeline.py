@@ -161,7 +161,21 @@ class Gateway(Routing):
         # the worst case: the text's bytes (≥ its tokens), what the prompt format adds, and
         # every token the answer may take
         worst = req.text_bytes() + backend.template_tokens(req) + req.max_tokens
-        return await self.limiter.admit(ctx.tenant, worst, reasoning)
+        return await self.admit_or_count(ctx, worst, reasoning)
+
+    async def admit_or_count(self, ctx: RequestContext, tokens: int, reasoning: int) -> Reservation:
+        """Admit ``tokens`` (and ``reasoning`` tokens) against the tenant's limits. When only
+        the daily budget refuses and reuse is on, a stored answer may still be served (it
+        uses no tokens; docs/api.md): the request is counted per minute only and the refusal
+        kept in ``ctx.budget_refusal``, raised by ``_refuse_if_spent`` when no stored answer
+        is found. Raises ``RateLimitError`` otherwise."""
+        try:
+            return await self.limiter.admit(ctx.tenant, tokens, reasoning)
+        except RateLimitError as err:
+            if err.code not in BUDGET_CODES or self.reuse is None:
+                raise
+            ctx.budget_refusal = err
+            return await self.limiter.admit(ctx.tenant, 0, budgets=False)
 
     def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int:
         """Apply ``reasoning_effort`` to ``req`` for ``backend``; return the most reasoning
@@ -372,15 +386,7 @@ class Gateway(Routing):
             await self.yield_to_interactive()
         try:
             backend, reasoning = self._prepare(req)
-            try:
-                reservation = await self._admit(ctx, req, backend, reasoning)
-            except RateLimitError as err:
-                if err.code not in BUDGET_CODES or self.reuse is None:
-                    raise
-                # the daily budget cannot cover a fresh answer, but a stored one uses no
-                # tokens (docs/api.md): look it up, counting the request only
-                ctx.budget_refusal = err
-                reservation = await self.limiter.admit(ctx.tenant, 0, budgets=False)
+            reservation = await self._admit(ctx, req, backend, reasoning)
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
             raise

@@ -22,7 +22,7 @@ from ..reuse.lookup import Lookup
 from ..reuse.stored import replay_pieces, usage_of
 from ..routing.ladder import Route, Router
 from ..store import LedgerRow
-from ..tenants import Limiter
+from ..tenants import Limiter, Reservation
 from .context import Finished, RequestContext, Result, refuse_over_context
 
 
@@ -43,6 +43,11 @@ class Routing:
         energy_report: Callable[[Measurement, float], EnergyReport]
 
         def _span(self) -> Span: ...
+        async def admit_or_count(
+            self, ctx: RequestContext, tokens: int, reasoning: int
+        ) -> Reservation: ...
+        @staticmethod
+        def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None: ...
         def _measure(self, gen: GenerationSpan, backend: Backend, usage: Usage) -> Measurement: ...
         def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int: ...
         @staticmethod
@@ -105,6 +110,7 @@ class Routing:
             spent = lookup_m or Measurement(0.0, 0.0, 0.0, "estimate")
             reused = Completion(e.answer, e.finish_reason, usage_of(e))
             return reused, spent, lookup, check(reused)
+        self._refuse_if_spent(ctx, lookup)  # the daily budget is spent: no fresh answer
         refuse_over_context(backend, req)
         gen = GenerationSpan(
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
@@ -143,8 +149,8 @@ class Routing:
                 )
                 for n in plan.rungs
             )
-            reservation = await self.limiter.admit(
-                ctx.tenant, req.text_bytes() + req.max_tokens, reasoning
+            reservation = await self.admit_or_count(
+                ctx, req.text_bytes() + req.max_tokens, reasoning
             )
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
@@ -179,6 +185,8 @@ class Routing:
                         ctx, rreq, backend, cancel, check
                     )
                 except BoundgateError as err:
+                    if err is ctx.budget_refusal and not last:
+                        continue  # no stored answer on this rung: look on the next one
                     reason = None if last else self.router.escalates_error(err)
                     if reason is None:
                         raise
