@@ -22,6 +22,7 @@ from .order import (
 from .wording import (
     SCOPE_WORDS,
     _affix_flips,
+    _asks_for_a_detail,
     _measure_conflict,
     _modality_conflict,
     _mood_conflict,
@@ -130,7 +131,7 @@ def compare(a: str, b: str) -> Comparison:
     symbols = bool(fa.symbols and fb.symbols and fa.symbols != fb.symbols)
     if (symbols or _literals_differ(fa, fb)) and "literal" not in conflicts:
         conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
-    if _mood_conflict(fa, fb) or _turned_around(a, b, fa, fb):
+    if _mood_conflict(fa, fb) or _turned_around(a, b, fa, fb) or _asks_for_a_detail(fa, fb):
         conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
     if _tense_conflict(fa, fb):
         conflicts.append("tense")

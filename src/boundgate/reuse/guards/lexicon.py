@@ -76,6 +76,7 @@ DIRECTIONAL = frozenset(["to", "from", "than", "into", "onto", "toward", "toward
 # Question words that stand for a subject or an object ("what causes X" / "what does X cause"),
 # the auxiliaries and articles that move or come and go when one becomes the other
 WH_PRONOUNS = frozenset(["what", "who", "whom", "which"])
+WH_WORDS = frozenset(["how", "what", "which", "who", "whom", "whose", "where", "when", "why"])
 
 
 AUXILIARIES = frozenset(_LISTS["auxiliaries"])

@@ -19,6 +19,7 @@ from .lexicon import (
     SYMMETRIC,
     WH_PRONOUNS,
     WH_SWAP_WORDS,
+    WH_WORDS,
     stem,
 )
 
@@ -169,9 +170,6 @@ def _transposed(fa: Features, fb: Features) -> bool:
     return not (fa.symmetric and fb.symmetric) and not (fa.inverts or fb.inverts)
 
 
-_WH_WORDS = frozenset(["how", "what", "which", "who", "whom", "whose", "where", "when", "why"])
-
-
 # words between two exchanged blocks that leave their order without a role: "Python or Java",
 # "2 plus 3", "between London and Paris" (SYMMETRIC), "2 times 3"
 _COMMUTATIVE = frozenset(["plus", "times", "multiplied", "added", "+", "*", "x", "×", "&"])
@@ -248,7 +246,7 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
             first, middle, last = wa[:x], wa[x : len(wa) - y], wa[len(wa) - y :]
             if wb != last + middle + first:
                 continue
-            copula = set(middle) <= AUXILIARIES and bool({first[0], last[0]} & _WH_WORDS)
+            copula = set(middle) <= AUXILIARIES and bool({first[0], last[0]} & WH_WORDS)
             carried = roles_kept and not DIRECTIONAL.isdisjoint(first + last)
             # "Python or Java", "6 multiplied by 9" (stems: "multipli"); not "and" joining
             # clauses ("John has 3 apples and gives Mary 2")

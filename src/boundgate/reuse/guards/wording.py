@@ -194,6 +194,22 @@ def _one_word_added(fa: Features, fb: Features, added: frozenset[str]) -> bool:
     return extra is not None and extra[0] in added
 
 
+# question words that ask for a detail a yes/no question does not: "When does time end?" /
+# "Does time end?" (served in a benchmark run). Not "why" and "how": "Why is X good?" and
+# "How can I X?" are asked as "Is X good?" and "Can I X?" (Quora pairs them as duplicates).
+DETAIL_WORDS = frozenset(["when", "where", "who", "whom", "what", "which"])
+
+
+def _asks_for_a_detail(fa: Features, fb: Features) -> bool:
+    """One side is the other's yes/no question with a question word in front ("When does
+    time end?" / "Does time end?")."""
+    extra = _inserted(fa.words, fb.words, 1)
+    if extra is None or extra[0] not in DETAIL_WORDS:
+        return False
+    longer = fa if len(fa.words) > len(fb.words) else fb
+    return longer.words[0] == extra[0]
+
+
 def _negation_moved(fa: Features, fb: Features) -> bool:
     """The same words, a negation or a negating phrase elsewhere or added: "Why is it not
     good to sleep after eating?" / "Why is it good to not sleep …?", "get rid of acne" /
