@@ -16,6 +16,7 @@ from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
+from boundgate.settings import SchedulerSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from helpers import Live, arun, assert_error, fake_settings, wait_until
@@ -374,6 +375,62 @@ def test_a_batch_that_cannot_run_is_failed_and_one_without_a_job_cancels(
     assert "line 1" in (failed.errors.data[0].message or "")
     with pytest.raises(openai.BadRequestError):
         client.batches.cancel(broken.id)
+
+
+def test_lines_answered_before_the_input_was_deleted_are_kept(batch_live: Any) -> None:
+    """A trial's finding: a batch whose process died after answering lines, and whose input
+    file was then deleted, ended ``failed`` with no output file (the answers were gone) and
+    ``boundgate.state`` still ``running``. The answered lines are written out; the error
+    says what happened."""
+    from boundgate.store import BatchLineRow
+
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(4)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    answered = [
+        BatchLineRow(b.id, i, "output", json.dumps({"custom_id": f"req-{i}"}), 0.5, 0.25, 0.0)
+        for i in range(2)
+    ]  # what a run that died had kept
+    for row in answered:
+        arun(live.gateway.store.put_batch_line(row))
+    assert client.files.delete(f.id).deleted
+    clock.set(START + 24 * 3600)  # due: a runner takes the job over
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "failed" and r)
+    assert done.request_counts.completed == 2 and done.output_file_id is not None
+    out = client.files.content(done.output_file_id).text.splitlines()
+    assert [json.loads(x)["custom_id"] for x in out] == ["req-0", "req-1"]
+    assert done.errors is not None
+    error = done.errors.data[0]
+    assert error.code == "missing_file" and f.id in (error.message or "")
+    assert "2 of 4" in (error.message or "")
+    bg = done.model_extra["boundgate"]
+    assert bg["state"] == "failed" and bg["energy_wh"] == 1.0
+
+
+def test_a_replan_keeps_a_batch_inside_its_window_and_shows_its_start(batch_live: Any) -> None:
+    """A trial's finding: the job of a batch forgot the batch's estimated duration (60 s),
+    so a replan could start a 40,000 s batch two hours before its deadline, and the batch
+    object kept showing its first start."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    (job,) = arun(live.gateway.store.jobs())
+    duration = 3 * SchedulerSettings().batch_request_s  # the default, as fake_settings keeps
+    assert json.loads(job.payload)["_duration_s"] == max(60.0, duration)
+    jobs = live.gateway.jobs
+    assert jobs is not None
+    jobs.policy = lambda kind, now, deadline, duration_s: deadline  # the cleanest: the end
+    assert arun(jobs.replan()) == 1
+    (job,) = arun(live.gateway.store.jobs())
+    assert job.not_before == job.deadline - max(60.0, duration)  # still finishes in time
+    moved = client.batches.retrieve(b.id).model_extra["boundgate"]["scheduled_start"]
+    assert moved == datetime.fromtimestamp(job.not_before, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_a_job_that_fails_for_good_tells_its_failure_hook(tmp_path: Path) -> None:

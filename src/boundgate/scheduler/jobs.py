@@ -50,6 +50,9 @@ class JobQueue:
         self.store = store
         self.clock = clock or SystemClock()
         self.policy = policy
+        # per kind: told a job's payload and new start when a replan moves it (a batch
+        # shows its start in its own object)
+        self.on_moved: dict[str, Callable[[dict[str, Any], float], Awaitable[None]]] = {}
 
     def plan(self, kind: str, deadline_s: float, duration_s: float) -> tuple[float, float]:
         """(earliest start, deadline) the policy gives a job queued now."""
@@ -98,13 +101,15 @@ class JobQueue:
         # the policy may read a forecast (blocking): off the event loop
         starts = await asyncio.to_thread(self._starts, pending, now)
         moved = 0
-        for job_id, start in starts:
-            if await self.store.reschedule_job(job_id, start):
+        for job, start in starts:
+            if await self.store.reschedule_job(job.id, start):
                 moved += 1
+                if (told := self.on_moved.get(job.kind)) is not None:
+                    await told(json.loads(job.payload), start)
         return moved
 
-    def _starts(self, pending: list[JobRow], now: float) -> list[tuple[str, float]]:
-        """(job id, new start) of the pending jobs the policy moves by a minute or more."""
+    def _starts(self, pending: list[JobRow], now: float) -> list[tuple[JobRow, float]]:
+        """(job, new start) of the pending jobs the policy moves by a minute or more."""
         out = []
         for job in pending:
             if job.not_before <= now or job.deadline <= now:
@@ -114,7 +119,7 @@ class JobQueue:
             start = min(self.policy(job.kind, now, job.deadline, duration), job.deadline - duration)
             start = max(now, start)
             if abs(start - job.not_before) >= 60:
-                out.append((job.id, start))
+                out.append((job, start))
         return out
 
 

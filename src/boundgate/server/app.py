@@ -7,6 +7,7 @@ logged with its traceback on the server and answered with a generic 500, never a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,7 +35,7 @@ from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers
 from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
-from .batches.serving import fail_batch, run_batch
+from .batches.serving import batch_moved, fail_batch, run_batch
 from .chat.router import router as chat_router
 from .common import NON_FINITE, UNAUTHENTICATED, loc_to_param
 from .completions.router import router as completions_router
@@ -166,6 +167,8 @@ def create_app(
             await fail_batch(gateway, str(payload.get("batch")), reason)
 
         handlers = {**app.state.job_handlers(gateway), "batch": batch}
+        if gateway.jobs is not None:
+            gateway.jobs.on_moved["batch"] = functools.partial(batch_moved, gateway)
         runner = JobRunner(
             gateway.store,
             handlers,

@@ -320,7 +320,14 @@ async def create_batch(
     }
     await gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch))
     # queued only once the batch it runs exists
-    await gw.jobs.submit("batch", {"batch": batch_id}, job_id=job_id, planned=planned)
+    await gw.jobs.submit(
+        "batch",
+        {"batch": batch_id},
+        deadline_s=window_s,
+        duration_s=duration_s,  # a replan keeps the run inside its window
+        job_id=job_id,
+        planned=planned,
+    )
     return batch
 
 
@@ -331,6 +338,19 @@ async def get_batch(
     if row is None or (ctx is not None and row[0] != ctx.tenant.name and not ctx.tenant.admin):
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
     return row[0], json.loads(row[1])
+
+
+async def batch_moved(gw: Gateway, payload: dict[str, Any], start: float) -> None:
+    """A replan moved a batch's job to ``start``: its object shows the new
+    ``boundgate.scheduled_start`` (a batch that has started or ended keeps its own)."""
+    row = await gw.store.get_batch(str(payload.get("batch")))
+    if row is None:
+        return
+    tenant, batch = row[0], json.loads(row[1])
+    if batch["status"] in TERMINAL or batch["boundgate"].get("state") != "scheduled":
+        return
+    batch["boundgate"]["scheduled_start"] = _iso(start)
+    await save(gw, tenant, batch)
 
 
 async def save(gw: Gateway, tenant: str, batch: dict[str, Any]) -> None:
@@ -463,12 +483,17 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     if batch["status"] in TERMINAL:
         await gw.store.drop_batch_lines(batch_id)  # a run that died after saving it
         return {"skipped": batch["status"]}
+    # lines finished by an earlier run of this job (its process died): not served again
+    kept = {r.line: r for r in await gw.store.batch_lines(batch_id)}
     infile = await gw.store.get_file(batch["input_file_id"])
-    if infile is None:
-        batch.update(status="failed", failed_at=int(gw.clock.time()))
-        batch["errors"] = {"object": "list", "data": [{"code": "missing_file"}]}
-        await save(gw, tenant, batch)
-        return {"failed": "input file missing"}
+    if infile is None:  # deleted before the batch finished reading it: keep what was answered
+        missing = (
+            f"the input file {batch['input_file_id']} was deleted before the batch finished; "
+            f"{len(kept)} of {batch['request_counts']['total']} lines were answered before "
+            "and are in the output and error files"
+        )
+        await _close(gw, tenant, batch, kept, fault=("missing_file", missing))
+        return {"failed": "input file missing", "kept": len(kept)}
     endpoint = batch["endpoint"]
     try:
         lines = parse_lines(infile.content, endpoint, check=False)
@@ -480,8 +505,6 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     # a run taking over after its process died keeps the batch's first start
     bg.update(state="running", started_at=bg.get("started_at") or _iso(started))
     await save(gw, tenant, batch)
-    # lines finished by an earlier run of this job (its process died): not served again
-    kept = {r.line: r for r in await gw.store.batch_lines(batch_id)}
     cancelled = False
     owner = await batch_owner(gw, tenant, bg.get("key_id"))
     fault: str | None = None
@@ -500,37 +523,60 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # not one line's fault (the store?): keep what was answered
         log.exception("batch %s failed after %d lines", batch_id, len(kept))
         fault = "the batch stopped on an internal error; the server log has the details"
+    await _close(
+        gw,
+        tenant,
+        batch,
+        kept,
+        cancelled=cancelled,
+        fault=None if fault is None else (ErrorCode.INTERNAL_ERROR.value, fault),
+    )
+    counts = batch["request_counts"]
+    return {"completed": counts["completed"], "failed": counts["failed"], "cancelled": cancelled}
+
+
+async def _close(
+    gw: Gateway,
+    tenant: str,
+    batch: dict[str, Any],
+    kept: dict[int, BatchLineRow],
+    *,
+    cancelled: bool = False,
+    fault: tuple[str, str] | None = None,
+) -> None:
+    """End a run: write the finished lines ``kept`` (by line number) as the output and error
+    files, total their energy, carbon and avoided energy, set the status (``failed`` with
+    ``fault`` = (code, message), else ``cancelled`` or ``completed``), save the batch and drop
+    its kept lines."""
     now = gw.clock.time()
     rows = [kept[k] for k in sorted(kept)]
     await write_files(gw, tenant, batch, rows)
+    bg = batch["boundgate"]
     energy = sum(r.energy_wh for r in rows)
     carbon = sum(r.carbon_g for r in rows)
-    avoided = sum(r.avoided_wh for r in rows)
     run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
     bg.update(
         energy_wh=energy,
         carbon_g=carbon,
         run_now_carbon_g=run_now,
         shifting_saved_g=_saving(run_now, carbon),
-        reuse_avoided_wh=avoided,
+        reuse_avoided_wh=sum(r.avoided_wh for r in rows),
         state="cancelled" if cancelled else "done",
     )
     if fault is not None:
         bg["state"] = "failed"
         batch.update(status="failed", failed_at=int(now))
+        code, message = fault
         batch["errors"] = {
             "object": "list",
-            "data": [{"code": ErrorCode.INTERNAL_ERROR.value, "message": fault, "param": None,
-                      "line": len(rows) + 1}],
-        }  # fmt: skip
+            "data": [{"code": code, "message": message, "param": None, "line": len(rows) + 1}],
+        }
     elif cancelled:
         batch.update(status="cancelled", cancelled_at=int(now))
     else:
         batch.update(status="completed", finalizing_at=int(now), completed_at=int(now))
     await save(gw, tenant, batch)
-    await gw.store.drop_batch_lines(batch_id)
-    counts = batch["request_counts"]
-    return {"completed": counts["completed"], "failed": counts["failed"], "cancelled": cancelled}
+    await gw.store.drop_batch_lines(batch["id"])
 
 
 def _saving(run_now_g: float, carbon_g: float) -> float:
