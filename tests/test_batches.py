@@ -414,7 +414,7 @@ def test_a_replan_keeps_a_batch_inside_its_window_and_shows_its_start(batch_live
     """A trial's finding: the job of a batch forgot the batch's estimated duration (60 s),
     so a replan could start a 40,000 s batch two hours before its deadline, and the batch
     object kept showing its first start."""
-    live, clock = batch_live
+    live, _clock = batch_live
     client: openai.OpenAI = live.openai()
     f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
     b = client.batches.create(
