@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
-from .lexicon import _STOPWORD_STEMS, CONTRASTS, QUANTIFIERS, stem, words
+from .lexicon import _LISTS, _STOPWORD_STEMS, CONTRASTS, QUANTIFIERS, stem, words
 from .literals import _FACTORIAL, _blind_spot, _literals_differ
 from .order import (
     _agent_made_object,
@@ -61,6 +61,63 @@ def _sentence_changed(a: str, b: str) -> bool:
 
     added = content(changed_a) ^ content(changed_b)
     return bool(added) and not added <= _COURTESY_STEMS
+
+
+LEAD_IN_WORDS = 5  # _lead_in: the longest phrase before a ", " read as a lead-in
+INSTRUCTION_WORDS = 8  # _lead_in: the longest instruction before a ": "
+# what opens an instruction on form or manner before ": " or ", " (english.toml)
+INSTRUCTION_VERBS = frozenset(_LISTS["instruction_verbs"])
+_MANNER_PREPOSITIONS = frozenset(["in", "as", "like", "with", "using"])
+
+
+def _lead_in(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(lead-in, body) of ``text``: an instruction on form or manner before its first ": "
+    ("Be concise: …", "Summarize this: …", "ELI5: …") or ", " ("In rhyme, tell me why …",
+    "Poetically, what is the sun?", "In one word, …"): opening with an instruction verb
+    (``instruction_verbs``) or with "in", "as", "like", "with" or "using" (at most
+    ``INSTRUCTION_WORDS`` words before ": ", ``LEAD_IN_WORDS`` before ", "), or before a
+    comma one word in "-ly". Else no
+    lead-in, and all of the text as the body. (A topic label, "Social Studies: What is …?",
+    and a question before its options, "Which is better, A or B?", are no lead-ins.)"""
+    for mark, longest in ((": ", INSTRUCTION_WORDS), (", ", LEAD_IN_WORDS)):
+        head, found, tail = text.partition(mark)
+        lead = words(head)
+        if not found or not lead or len(lead) > longest:
+            continue
+        adverb = mark == ", " and len(lead) == 1 and lead[0].endswith("ly")
+        if lead[0] in INSTRUCTION_VERBS or lead[0] in _MANNER_PREPOSITIONS or adverb:
+            return tuple(lead), tuple(words(tail))
+    return (), tuple(words(text))
+
+
+def _lead_in_changed(a: str, b: str) -> bool:
+    """The same question or text after a lead-in that one side adds or changes: an
+    instruction on form or manner asks for another answer ("Be concise: what is a neural
+    network?" / "What is a neural network?", "ELI5: …", "In one word, …" / "In detail, …",
+    "Summarize this: <text>" / "Expand this: <text>"; a trial was served 16 such pairs, pair
+    scores 0.92-0.98)."""
+    (la, ba), (lb, bb) = _lead_in(a), _lead_in(b)
+    # without a lead-in, the body is all of the text
+    return la != lb and ba == bb and len(ba) >= 3
+
+
+# a second question joined by "and": "What is gout and what causes it?"
+_SECOND_QUESTION = re.compile(
+    r"^(.+?),?\s+and\s+((?:what|how|why|where|when|who|which)\b.+)$",
+    re.IGNORECASE,
+)
+
+
+def _second_question_changed(a: str, b: str) -> bool:
+    """The same first question with another second one joined by "and": "What is inflation
+    and what causes it?" / "… and how is it measured?" (a trial was served 7 such pairs, pair
+    scores 0.95-0.97). A second question on one side only ("What is X?" / "What is X and
+    why?") is left to the models: Quora pairs it as a duplicate 43 times in quora_train."""
+    ma, mb = _SECOND_QUESTION.match(a.strip()), _SECOND_QUESTION.match(b.strip())
+    if ma is None or mb is None or words(ma[1]) != words(mb[1]) or len(words(ma[1])) < 2:
+        return False
+    second_a, second_b = ({stem(w) for w in words(m[2]) if _is_content(w)} for m in (ma, mb))
+    return second_a != second_b
 
 
 _COURTESY_STEMS = frozenset(
@@ -159,7 +216,7 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("order")  # an operation the other way round: "10 divided by 2"
     elif _blocks_exchanged(fa, fb):
         conflicts.append("order")  # "How many cups are in a gallon?" / "… gallons … cup?"
-    if _sentence_changed(a, b):
+    if _sentence_changed(a, b) or _lead_in_changed(a, b) or _second_question_changed(a, b):
         conflicts.append("context")  # "I am vegetarian. What …?" / "I am vegan. What …?"
     if _measure_conflict(fa, fb) and "unit" not in conflicts:
         conflicts.append("unit")  # a conversion the other way round

@@ -179,6 +179,10 @@ _SWAP_DROPPED = frozenset(["one", "all", "every", "each"])
 
 
 _KIND = {"type": "kind", "types": "kind", "sort": "kind", "sorts": "kind", "kinds": "kind"}
+# a pronoun as object is the same person as subject: "my employer owes me money" / "I owe my
+# employer money" exchange "my employer" and "I" (a trial was served 18 such pairs); not
+# "her", which is also a possessive
+_CASE = {"me": "i", "him": "he", "us": "we", "them": "they"}
 
 
 # relations that hold both ways: two things exchanged around them ask the same (a trial's
@@ -199,7 +203,8 @@ SWAP_WINDOW = 16  # _blocks_exchanged: the longest differing stretch it judges
 def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
     """The stems of a text as swaps are judged on: articles, "one" and quantifiers left out,
     forms of "be" as one, irregular plurals and pasts as their base ("teeth" → "tooth",
-    "taught" → "teach"), "type" / "sort" as "kind"; so "How many cups are in a gallon?" /
+    "taught" → "teach"), "type" / "sort" as "kind", "me" as "i"; so "How many cups are in a
+    gallon?" /
     "How many gallons are in one cup?" and "Is a whale a type of fish?" / "Is a fish a kind
     of whale?" are swaps (a trial was served both)."""
     out = []
@@ -211,7 +216,7 @@ def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
         elif t in ("do", "does"):
             out.append("do")  # "How does inflation affect rates?" / "How do rates affect …"
         else:
-            base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t)
+            base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t) or _CASE.get(t)
             out.append(stem(base) if base else st)
     return tuple(out)
 
