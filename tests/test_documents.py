@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -508,3 +510,126 @@ def test_docs_commands_refuse_json_python_cannot_parse_in_one_line(
     assert res.exception is None or isinstance(res.exception, SystemExit)
     text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
     assert "Traceback" not in text and text.startswith("error:") and says in text
+
+
+# --- documents that are validly signed but not servable; proofs; export of revoked ---------
+
+WHEN = datetime(2026, 11, 26, 1, 47, 2, tzinfo=UTC)
+
+
+def _config(tmp_path: Path) -> list[str]:
+    """CLI options for a data dir under ``tmp_path`` with the hash embedder (no model load)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    fake_settings(tmp_path, '[reuse]\nembedder = "hash"')
+    return ["--config", str(tmp_path / "boundgate.toml")]
+
+
+def _signed(signer: binding.Signer, question: str = Q, **fields: Any) -> dict[str, Any]:
+    """A document as a gateway binds it, with ``fields`` replaced (None: removed), signed."""
+    doc = binding.build(
+        question=question,
+        variants=[question],
+        answer="100 °C.",
+        model="fake",
+        model_version="v1",
+        tenant="default",
+        scope={"endpoint": "/v1/chat/completions", "params": {"max_tokens_class": 1024}},
+        askers=3,
+        created=WHEN,
+        cost_wh=0.002,
+        cost_gco2=0.0008,
+        temperature=0,
+    )
+    for name, value in fields.items():
+        if value is None:
+            doc.pop(name, None)
+        else:
+            doc[name] = value
+    return signer.sign(doc, WHEN)
+
+
+def _write(path: Path, *docs: Any) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+def _one_line(res: Any) -> str:
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
+    assert "Traceback" not in text
+    return text
+
+
+async def _documents(data_dir: Path) -> list[Any]:
+    store = SQLiteStore(data_dir / "boundgate.db")
+    store.open()
+    try:
+        return list(await store.documents())
+    finally:
+        store.close()
+
+
+def test_a_document_error_is_an_openai_shaped_400_naming_the_field(tmp_path: Path) -> None:
+    signer = binding.Signer.load_or_create(tmp_path)
+    content = binding.parse(_signed(signer))
+    assert content.cost_wh == 0.002 and content.temperature == 0.0 and content.tenant == "default"
+    limit = binding.MAX_ANSWER_WH
+    assert binding.parse(_signed(signer, **{"bg:generationEnergyWh": limit})).cost_wh == limit
+    with pytest.raises(binding.DocumentError) as caught:
+        binding.parse(_signed(signer, **{"bg:generationEnergyWh": limit * 1.001}))
+    err = caught.value
+    assert err.status_code == 400 and err.to_dict() == {
+        "error": {
+            "message": f"bg:generationEnergyWh: must be from 0 to 1000 Wh, not {limit * 1.001!r}",
+            "type": "invalid_request_error",
+            "param": "bg:generationEnergyWh",
+            "code": "invalid_value",
+        }
+    }
+    # documents bound before the optional fields: whole, temperature unknown, no energy
+    old = _signed(signer, **{f: None for f in ("bg:temperature", "bg:generationEnergyWh")})
+    content = binding.parse(old)
+    assert (content.temperature, content.cost_wh, content.finish_reason) == (None, 0.0, "stop")
+
+
+def test_proof_options_are_checked_and_signed(tmp_path: Path) -> None:
+    """A tester's finding: proof.type "None" or another proof.created still verified."""
+    signer = binding.Signer.load_or_create(tmp_path)
+    doc = _signed(signer)
+    assert doc["proof"]["cryptosuite"] == binding.SUITE
+    assert binding.verify(doc, signer.public).ok
+    for name, value, says in (
+        ("type", "None", "unsupported proof type"),
+        ("cryptosuite", "eddsa-jcs-2022", "unsupported cryptosuite"),
+        ("proofPurpose", "authentication", "unsupported proofPurpose"),
+        ("created", "yesterday", "proof.created is not a timestamp"),
+        ("created", "2020-01-01T00:00:00", "proof.created is not a timestamp"),  # no offset
+        ("created", "2020-01-01T00:00:00Z", "bad signature"),  # a timestamp, but not signed
+        ("nonce", "x", "unexpected proof field 'nonce'"),
+    ):
+        bad = json.loads(json.dumps(doc))
+        bad["proof"][name] = value
+        result = binding.verify(bad, signer.public)
+        assert not result.ok and result.reason.startswith(says), (name, value, result)
+    # NaN in a document has no canonical form: refused, not raised
+    nan = {**doc, "bg:generationEnergyWh": float("nan")}
+    assert binding.verify(nan, signer.public).reason.startswith("not canonical JSON")
+
+
+def test_documents_signed_before_the_proof_options_were_covered_still_verify(
+    tmp_path: Path,
+) -> None:
+    """The first cryptosuite signed the document alone: those documents stay valid, with
+    their proof options held to exactly what boundgate wrote."""
+    signer = binding.Signer.load_or_create(tmp_path)
+    doc = _signed(signer)
+    body = {k: v for k, v in doc.items() if k != "proof"}
+    signature = base64.b64encode(signer.private.sign(binding.canonical(body))).decode()
+    old = {**doc, "proof": {**doc["proof"], "cryptosuite": binding.SUITE_V1}}
+    old["proof"]["proofValue"] = signature
+    assert binding.verify(old, signer.public).ok
+    new_signature = {**old, "proof": {**old["proof"], "cryptosuite": binding.SUITE}}
+    assert not binding.verify(new_signature, signer.public).ok  # the suites do not mix
+    for name, value in (("type", "None"), ("created", "yesterday")):
+        bad = {**old, "proof": {**old["proof"], name: value}}
+        assert not binding.verify(bad, signer.public).ok
