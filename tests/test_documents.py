@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -508,3 +510,231 @@ def test_docs_commands_refuse_json_python_cannot_parse_in_one_line(
     assert res.exception is None or isinstance(res.exception, SystemExit)
     text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
     assert "Traceback" not in text and text.startswith("error:") and says in text
+
+
+# --- documents that are validly signed but not servable; proofs; export of revoked ---------
+
+WHEN = datetime(2026, 11, 26, 1, 47, 2, tzinfo=UTC)
+
+
+def _config(tmp_path: Path) -> list[str]:
+    """CLI options for a data dir under ``tmp_path`` with the hash embedder (no model load)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    fake_settings(tmp_path, '[reuse]\nembedder = "hash"')
+    return ["--config", str(tmp_path / "boundgate.toml")]
+
+
+def _signed(signer: binding.Signer, question: str = Q, **fields: Any) -> dict[str, Any]:
+    """A document as a gateway binds it, with ``fields`` replaced (None: removed), signed."""
+    doc = binding.build(
+        question=question,
+        variants=[question],
+        answer="100 °C.",
+        model="fake",
+        model_version="v1",
+        tenant="default",
+        scope={"endpoint": "/v1/chat/completions", "params": {"max_tokens_class": 1024}},
+        askers=3,
+        created=WHEN,
+        cost_wh=0.002,
+        cost_gco2=0.0008,
+        temperature=0,
+    )
+    for name, value in fields.items():
+        if value is None:
+            doc.pop(name, None)
+        else:
+            doc[name] = value
+    return signer.sign(doc, WHEN)
+
+
+def _write(path: Path, *docs: Any) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    return path
+
+
+def _one_line(res: Any) -> str:
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
+    assert "Traceback" not in text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"bg:generationEnergyWh": -1000.0}, "bg:generationEnergyWh"),  # every hit a 500
+        ({"bg:generationEnergyWh": 1e6}, "bg:generationEnergyWh"),  # 1 MWh avoided a hit
+        ({"bg:generationEnergyWh": "NaN"}, "bg:generationEnergyWh"),  # active, no answer
+        ({"bg:generationEnergyWh": True}, "bg:generationEnergyWh"),
+        ({"bg:generationCarbonG": -500.0}, "bg:generationCarbonG"),
+        ({"bg:temperature": -1}, "bg:temperature"),
+        ({"bg:temperature": "0"}, "bg:temperature"),
+        ({"bg:completionTokens": -3}, "bg:completionTokens"),
+        ({"bg:finishReason": "cut"}, "bg:finishReason"),
+        ({"bg:scope": None}, "bg:scope"),  # was a KeyError traceback
+        ({"bg:scope": {"endpoint": "/v1/chat/completions"}}, "bg:scope.tenant"),
+        ({"dateCreated": "yesterday"}, "dateCreated"),  # was a ValueError traceback
+        ({"dateCreated": "[/red]"}, "dateCreated"),  # quoted, not read as rich markup
+        ({"acceptedAnswer": ["a"]}, "acceptedAnswer"),  # was a TypeError traceback
+        ({"bg:model": {"name": "fake"}}, "bg:model.version"),
+    ],
+)
+def test_import_refuses_a_validly_signed_document_it_cannot_serve(
+    tmp_path: Path, fields: dict[str, Any], field: str
+) -> None:
+    """A tester's finding: imported documents were trusted once their signature held; an
+    energy of -1000 Wh made every request for the question a 500 (a counter cannot go
+    down), 1e6 Wh reported a megawatt-hour avoided per hit, "NaN" imported an active
+    document with no answer behind it, and a missing or malformed field was a traceback."""
+    cfg = _config(tmp_path)
+    signer = binding.Signer.load_or_create(tmp_path / "data")
+    good = _signed(signer, "What is the boiling point of water on Everest?")
+    bad = _signed(signer, **fields)
+    f = _write(tmp_path / "docs.ndjson", good, bad, _signed(signer, "Why is the sky blue?"))
+    res = CliRunner().invoke(cli, ["docs", "import", str(f), *cfg])
+    text = _one_line(res)
+    assert res.exit_code == 1 and text.startswith("error:"), text
+    assert f"document 2 ({bad['@id']}): validly signed, but {field}:" in text
+    assert "before it: imported 1, already present 0" in text  # the first stays imported
+    rows = asyncio.run(_documents(tmp_path / "data"))
+    assert [r.id for r in rows] == [binding.short_id(good["@id"])]
+    # docs verify says the same of it, and exits 1
+    res = CliRunner().invoke(cli, ["docs", "verify", str(f), *cfg])
+    text = _one_line(res)
+    assert res.exit_code == 1 and f"INVALID document 2 ({bad['@id']})" in text, text
+    assert text.count("INVALID") == 1
+
+
+async def _documents(data_dir: Path) -> list[Any]:
+    store = SQLiteStore(data_dir / "boundgate.db")
+    store.open()
+    try:
+        return list(await store.documents())
+    finally:
+        store.close()
+
+
+def test_a_document_error_is_an_openai_shaped_400_naming_the_field(tmp_path: Path) -> None:
+    signer = binding.Signer.load_or_create(tmp_path)
+    content = binding.parse(_signed(signer))
+    assert content.cost_wh == 0.002 and content.temperature == 0.0 and content.tenant == "default"
+    limit = binding.MAX_ANSWER_WH
+    assert binding.parse(_signed(signer, **{"bg:generationEnergyWh": limit})).cost_wh == limit
+    with pytest.raises(binding.DocumentError) as caught:
+        binding.parse(_signed(signer, **{"bg:generationEnergyWh": limit * 1.001}))
+    err = caught.value
+    assert err.status_code == 400 and err.to_dict() == {
+        "error": {
+            "message": f"bg:generationEnergyWh: must be from 0 to 1000 Wh, not {limit * 1.001!r}",
+            "type": "invalid_request_error",
+            "param": "bg:generationEnergyWh",
+            "code": "invalid_value",
+        }
+    }
+    # documents bound before the optional fields: whole, temperature unknown, no energy
+    old = _signed(signer, **{f: None for f in ("bg:temperature", "bg:generationEnergyWh")})
+    content = binding.parse(old)
+    assert (content.temperature, content.cost_wh, content.finish_reason) == (None, 0.0, "stop")
+
+
+@pytest.mark.parametrize("command", ["verify", "import"])
+@pytest.mark.parametrize("key", ["not a key\n", "directory"])
+def test_docs_commands_refuse_a_public_key_that_is_not_pem_in_one_line(
+    tmp_path: Path, command: str, key: str
+) -> None:
+    cfg = _config(tmp_path)
+    f = _write(tmp_path / "docs.ndjson", _signed(binding.Signer.load_or_create(tmp_path / "k")))
+    pem = tmp_path / "key.pem"
+    if key == "directory":
+        pem.mkdir()
+    else:
+        pem.write_text(key)
+    res = CliRunner().invoke(cli, ["docs", command, str(f), "--public-key", str(pem), *cfg])
+    text = _one_line(res)
+    assert res.exit_code == 2 and text.startswith(f"error: {pem} is not an Ed25519 public key")
+
+
+def test_proof_options_are_checked_and_signed(tmp_path: Path) -> None:
+    """A tester's finding: proof.type "None" or another proof.created still verified."""
+    signer = binding.Signer.load_or_create(tmp_path)
+    doc = _signed(signer)
+    assert doc["proof"]["cryptosuite"] == binding.SUITE
+    assert binding.verify(doc, signer.public).ok
+    for name, value, says in (
+        ("type", "None", "unsupported proof type"),
+        ("cryptosuite", "eddsa-jcs-2022", "unsupported cryptosuite"),
+        ("proofPurpose", "authentication", "unsupported proofPurpose"),
+        ("created", "yesterday", "proof.created is not a timestamp"),
+        ("created", "2020-01-01T00:00:00", "proof.created is not a timestamp"),  # no offset
+        ("created", "2020-01-01T00:00:00Z", "bad signature"),  # a timestamp, but not signed
+        ("nonce", "x", "unexpected proof field 'nonce'"),
+    ):
+        bad = json.loads(json.dumps(doc))
+        bad["proof"][name] = value
+        result = binding.verify(bad, signer.public)
+        assert not result.ok and result.reason.startswith(says), (name, value, result)
+    # NaN in a document has no canonical form: refused, not raised
+    nan = {**doc, "bg:generationEnergyWh": float("nan")}
+    assert binding.verify(nan, signer.public).reason.startswith("not canonical JSON")
+
+
+def test_documents_signed_before_the_proof_options_were_covered_still_verify(
+    tmp_path: Path,
+) -> None:
+    """The first cryptosuite signed the document alone: those documents stay valid, with
+    their proof options held to exactly what boundgate wrote."""
+    signer = binding.Signer.load_or_create(tmp_path)
+    doc = _signed(signer)
+    body = {k: v for k, v in doc.items() if k != "proof"}
+    signature = base64.b64encode(signer.private.sign(binding.canonical(body))).decode()
+    old = {**doc, "proof": {**doc["proof"], "cryptosuite": binding.SUITE_V1}}
+    old["proof"]["proofValue"] = signature
+    assert binding.verify(old, signer.public).ok
+    new_signature = {**old, "proof": {**old["proof"], "cryptosuite": binding.SUITE}}
+    assert not binding.verify(new_signature, signer.public).ok  # the suites do not mix
+    for name, value in (("type", "None"), ("created", "yesterday")):
+        bad = {**old, "proof": {**old["proof"], name: value}}
+        assert not binding.verify(bad, signer.public).ok
+
+
+def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> None:
+    """A tester's finding: export included revoked documents, and as a signed document
+    carries no state, importing them elsewhere made them active again."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    cfg_a, cfg_b = _config(a), _config(b)
+    signer = binding.Signer.load_or_create(a / "data")
+    kept, dropped = _signed(signer), _signed(signer, "Why is the sky blue?")
+    runner = CliRunner()
+    f = _write(tmp_path / "in.ndjson", kept, dropped)
+    assert runner.invoke(cli, ["docs", "import", str(f), *cfg_a]).exit_code == 0
+    dropped_id = binding.short_id(dropped["@id"])
+    assert runner.invoke(cli, ["docs", "revoke", dropped_id, *cfg_a]).exit_code == 0
+
+    out = tmp_path / "out.ndjson"
+    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "-o", str(out), *cfg_a])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [kept]
+
+    res = runner.invoke(
+        cli, ["docs", "export", "--state", "all", "--format", "ndjson", "-o", str(out), *cfg_a]
+    )
+    assert res.exit_code == 0, res.output
+    written = sorted((json.loads(line) for line in out.read_text().splitlines()), key=len)
+    assert written == [{"state": "revoked", "document": dropped}, kept]
+    res = runner.invoke(cli, ["docs", "verify", str(out), *cfg_a])
+    assert res.exit_code == 0 and "(revoked: not imported by docs import)" in res.output
+
+    pub = ["--public-key", str(a / "data" / binding.PUBLIC_KEY_FILE)]
+    res = runner.invoke(cli, ["docs", "import", str(out), *pub, *cfg_b])
+    assert res.exit_code == 0, res.output
+    assert "imported 1, already present 0, not active (not imported) 1" in res.output
+    rows = asyncio.run(_documents(b / "data"))
+    assert [(r.id, r.state) for r in rows] == [(binding.short_id(kept["@id"]), "active")]
+
+
+@pytest.mark.parametrize("command", ["list", "export"])
+def test_docs_state_must_be_a_state(tmp_path: Path, command: str) -> None:
+    """A tester's finding: `docs list --state bogus` printed an empty table and exit 0."""
+    res = CliRunner().invoke(cli, ["docs", command, "--state", "bogus", *_config(tmp_path)])
+    assert res.exit_code == 2 and "bogus" in res.output

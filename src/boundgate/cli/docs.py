@@ -2,11 +2,17 @@
 
 These commands work on the store directly (SQLite allows it beside a running server); a
 server notices a revocation at the next hit on the document's answer.
+
+An export holds the active documents exactly as signed. With ``--state`` it may hold others:
+each is written wrapped, ``{"state": "revoked", "document": {...}}`` (a signed document
+carries no state), and ``docs import`` never serves a wrapped document that is not active
+(it verifies it and counts it as not imported).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import sys
 import time
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..reuse import binding
@@ -60,8 +67,55 @@ def _engine(settings: Any, store: Any, *, embedder: bool = False) -> Any:
 def _fail(message: str, code: int = 1) -> typer.Exit:
     from . import err
 
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    # the message may quote a document's text: never markup
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
+
+
+class DocState(enum.StrEnum):
+    """A bound document's states (``DocumentStore``)."""
+
+    active = "active"
+    stale = "stale"
+    superseded = "superseded"
+    revoked = "revoked"
+
+
+class ExportState(enum.StrEnum):
+    """What ``docs export --state`` writes: documents in one state, or all of them."""
+
+    active = "active"
+    stale = "stale"
+    superseded = "superseded"
+    revoked = "revoked"
+    all = "all"
+
+
+def unwrap(item: Any) -> tuple[Any, str]:
+    """(document, state) of one item of an export: a bare document counts as ``active``; a
+    document in another state is exported as ``{"state": S, "document": D}``."""
+    if isinstance(item, dict) and set(item) == {"state", "document"}:
+        return item["document"], str(item["state"])
+    return item, "active"
+
+
+def _name(doc: Any, number: int) -> str:
+    """How errors name the ``number``-th document of a file (1-based): with its id if any."""
+    doc_id = doc.get("@id") if isinstance(doc, dict) else None
+    return f"document {number} ({doc_id})" if isinstance(doc_id, str) else f"document {number}"
+
+
+def _public_key(path: Path) -> Any:
+    """The Ed25519 public key in PEM file ``path``; a one-line error (exit 2) if it is not."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    if not path.exists():
+        raise _fail(f"public key not found: {path} (give --public-key)", 2)
+    try:
+        return binding.load_public_key(path)
+    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(f"{path} is not an Ed25519 public key in PEM: {first}", 2) from None
 
 
 def _loads(text: str) -> Any:
@@ -97,7 +151,7 @@ def read_documents(text: str) -> Iterator[Any]:
 
 @docs_app.command("list")
 def docs_list(
-    state: Annotated[str | None, typer.Option(help="active, stale, superseded, revoked")] = None,
+    state: Annotated[DocState | None, typer.Option(help="Only documents in this state.")] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -105,7 +159,7 @@ def docs_list(
     from . import out
 
     with _opened(config, data_dir) as (_, store):
-        rows = asyncio.run(store.documents(state=state))
+        rows = asyncio.run(store.documents(state=state.value if state is not None else None))
     table = Table()
     table.add_column("id", no_wrap=True, min_width=28)
     table.add_column("state", no_wrap=True)
@@ -142,14 +196,12 @@ def docs_verify(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check content ids and signatures offline; exit 1 if any document fails."""
+    """Check content ids, signatures and contents offline; exit 1 if any document fails
+    (a validly signed document whose fields ``docs import`` would refuse fails too)."""
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)
-    key_path = public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE
-    if not key_path.exists():
-        raise _fail(f"public key not found: {key_path} (give --public-key)", 2)
-    key = binding.load_public_key(key_path)
+    key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
     path = Path(file_or_id)
     if file_or_id == "-" or path.exists():
         try:
@@ -165,20 +217,38 @@ def docs_verify(
             row = asyncio.run(store.get_document(file_or_id))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
-        docs = [json.loads(row.body)]
+        docs = [
+            json.loads(row.body)
+            if row.state == "active"
+            else {"state": row.state, "document": json.loads(row.body)}
+        ]
     if not docs:  # an empty or truncated export verifies nothing: never "all valid"
         raise _fail(f"no documents in {file_or_id}: nothing to verify", 1)
     bad = 0
-    for doc in docs:
-        result = binding.verify(doc, key)
-        name = doc.get("@id", "?") if isinstance(doc, dict) else "?"
-        if result.ok:
-            out.print(f"[green]valid[/green]   {name}", highlight=False)
+    for number, item in enumerate(docs, 1):
+        doc, state = unwrap(item)
+        name = _name(doc, number)
+        reason = _problem(doc, key)
+        if reason is None:
+            marked = "" if state == "active" else f" ({state}: not imported by docs import)"
+            out.print(f"[green]valid[/green]   {escape(name + marked)}", highlight=False)
         else:
             bad += 1
-            out.print(f"[red]INVALID[/red] {name}: {result.reason}", highlight=False)
+            out.print(f"[red]INVALID[/red] {escape(f'{name}: {reason}')}", highlight=False)
     if bad:
         raise typer.Exit(1)
+
+
+def _problem(doc: Any, key: Any) -> str | None:
+    """What is wrong with a document (its signature, else its content), or None."""
+    result = binding.verify(doc, key)
+    if not result.ok:
+        return result.reason
+    try:
+        binding.parse(doc)
+    except binding.DocumentError as exc:
+        return f"validly signed, but {exc.message}"
+    return None
 
 
 @docs_app.command("export")
@@ -186,20 +256,30 @@ def docs_export(
     fmt: Annotated[
         str, typer.Option("--format", help="jsonld (a JSON array) or ndjson")
     ] = "jsonld",
-    state: Annotated[str | None, typer.Option(help="Only documents in this state.")] = None,
+    state: Annotated[
+        ExportState,
+        typer.Option(
+            help="Documents in this state, or all. Any but active are written wrapped, "
+            '{"state": S, "document": D}, and never imported as active.'
+        ),
+    ] = ExportState.active,
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="File (default stdout).")
     ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Write signed documents, exactly as stored."""
+    """Write the active signed documents exactly as stored (with --state: others, marked)."""
     if fmt not in ("jsonld", "ndjson"):
         raise typer.BadParameter("--format must be jsonld or ndjson")
     with _opened(config, data_dir) as (_, store):
-        rows = asyncio.run(store.documents(state=state))
+        wanted = None if state is ExportState.all else state.value
+        rows = asyncio.run(store.documents(state=wanted))
     # NDJSON/JSON on stdout is machine output: no bar beside it
-    bodies = [r.body for r in track(rows, "exporting documents", machine_output=output is None)]
+    bodies = [
+        r.body if r.state == "active" else f'{{"state":{json.dumps(r.state)},"document":{r.body}}}'
+        for r in track(rows, "exporting documents", machine_output=output is None)
+    ]
     text = "\n".join(bodies) + "\n" if fmt == "ndjson" else "[" + ",\n".join(bodies) + "]\n"
     if output is None:
         sys.stdout.write(text)
@@ -214,14 +294,14 @@ def docs_import(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Verify documents (with --public-key: the exporting gateway's) and serve their answers."""
+    """Verify documents (with --public-key: the exporting gateway's) and serve their answers.
+    Stops at the first document that fails (exit 1), naming it and the field; the ones
+    before it stay imported and are counted. A document exported in another state than
+    active is verified but not imported."""
     from . import out
 
     with _opened(config, data_dir) as (settings, store):
-        key_path = public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE
-        if not key_path.exists():
-            raise _fail(f"public key not found: {key_path} (give --public-key)", 2)
-        key = binding.load_public_key(key_path)
+        key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
         try:
             docs = list(read_documents(file.read_text()))
         except json.JSONDecodeError as exc:
@@ -229,17 +309,28 @@ def docs_import(
         except (OSError, UnicodeDecodeError) as exc:
             raise _fail(f"cannot read {file}: {exc}", 2) from None
         engine = _engine(settings, store, embedder=True)
-        added = skipped = 0
-        for doc in track(docs, "importing documents"):
-            result = binding.verify(doc, key)
-            if not result.ok:
-                name = doc.get("@id", "?") if isinstance(doc, dict) else "?"
-                raise _fail(f"{name}: {result.reason}; nothing after it imported")
-            if asyncio.run(engine.documents.import_document(doc)) is None:
+        added = skipped = inactive = 0
+
+        def counts() -> str:
+            return f"imported {added}, already present {skipped}" + (
+                f", not active (not imported) {inactive}" if inactive else ""
+            )
+
+        for number, item in enumerate(track(docs, "importing documents"), 1):
+            doc, state = unwrap(item)
+            reason = _problem(doc, key)
+            if reason is not None:
+                raise _fail(
+                    f"{_name(doc, number)}: {reason}; before it: {counts()}; "
+                    "nothing after it imported"
+                )
+            if state != "active":
+                inactive += 1  # verified, never served here
+            elif asyncio.run(engine.documents.import_document(doc)) is None:
                 skipped += 1
             else:
                 added += 1
-    out.print(f"imported {added}, already present {skipped}")
+    out.print(counts())
 
 
 @docs_app.command("bind")

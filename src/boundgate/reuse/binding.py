@@ -4,9 +4,17 @@ When a meaning has been asked by enough distinct askers, its answer is *bound*: 
 JSON-LD document that names the question variants seen, the answer, the model and version
 that produced it, the parameters and scope it is valid for, and what it supersedes. The
 document's ``@id`` is the SHA-256 of its canonical JSON (RFC 8785, via ``rfc8785``) without
-``@id`` and ``proof``; the ``proof`` is an Ed25519 signature over the canonical JSON of
-everything but ``proof``. Anyone holding the public key can verify a document offline; any
-change to any field breaks the id or the signature.
+``@id`` and ``proof``; the ``proof`` is an Ed25519 signature (cryptosuite ``SUITE``) over the
+SHA-256 of the canonical JSON of the proof's options (the proof without ``proofValue``)
+followed by the SHA-256 of the canonical JSON of everything but ``proof``. Documents signed
+before the options were covered (``SUITE_V1``) still verify: their signature covers the
+document only, and their options must be exactly the ones boundgate wrote. Anyone holding the
+public key can verify a document offline; any change to any field breaks the id or the
+signature.
+
+A validly signed document may still hold what no gateway should serve (a negative energy, a
+date that is not one): ``parse`` reads what an import needs, and refuses the rest with a
+``DocumentError`` naming the field.
 
 Documents never change. A new answer (model changed, operator rebinds) is a new document whose
 ``supersedes`` names the old one, with a diff of the answer.
@@ -18,6 +26,7 @@ import base64
 import copy
 import difflib
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +37,8 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ..errors import InvalidRequestError
 
 CONTEXT: dict[str, Any] = {
     "@vocab": "https://schema.org/",
@@ -40,6 +51,20 @@ CONTEXT: dict[str, Any] = {
 }
 PRIVATE_KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
+PROOF_TYPE = "Ed25519Signature2020"
+PROOF_PURPOSE = "assertionMethod"
+SUITE = "boundgate-jcs-ed25519-proof-2026"  # signs the proof's options and the document
+SUITE_V1 = "boundgate-jcs-ed25519-2026"  # the first documents: signs the document only
+PROOF_FIELDS = frozenset(
+    {"type", "cryptosuite", "created", "verificationMethod", "proofPurpose", "proofValue"}
+)
+# The most one answer can plausibly have cost: 1 kWh is an 8-GPU node (~10 kW) generating for
+# six minutes, far beyond any single completion; a document claiming more would let one
+# imported answer dominate the energy reports (each hit counts it as avoided).
+MAX_ANSWER_WH = 1000.0
+# ... and its carbon at 2 gCO2e/Wh, twice the intensity of a coal-fired grid.
+MAX_ANSWER_GCO2 = 2.0 * MAX_ANSWER_WH
+MAX_TEMPERATURE = 2.0  # the API's own bound (chat and text completions)
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
@@ -97,16 +122,43 @@ class Signer:
         """The document with ``@id`` set and a ``proof`` added."""
         doc = {k: v for k, v in doc.items() if k not in ("@id", "proof")}
         doc["@id"] = content_id(doc)
-        signature = self.private.sign(canonical(doc))
-        doc["proof"] = {
-            "type": "Ed25519Signature2020",
-            "cryptosuite": "boundgate-jcs-ed25519-2026",
-            "created": created.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        options = {
+            "type": PROOF_TYPE,
+            "cryptosuite": SUITE,
+            "created": _timestamp(created),
             "verificationMethod": f"urn:boundgate:key:{self.fingerprint}",
-            "proofPurpose": "assertionMethod",
-            "proofValue": base64.b64encode(signature).decode(),
+            "proofPurpose": PROOF_PURPOSE,
         }
+        signature = self.private.sign(signing_input(doc, options))
+        doc["proof"] = {**options, "proofValue": base64.b64encode(signature).decode()}
         return doc
+
+
+def _timestamp(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 date and time with its offset (``...Z`` or ``+hh:mm``) as an aware
+    datetime; None if ``value`` is not one (a bare date or a time without offset is not)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def signing_input(body: dict[str, Any], options: dict[str, Any]) -> bytes:
+    """What the proof's signature is over: for ``SUITE``, SHA-256 of the canonical options
+    (the proof without ``proofValue``) then SHA-256 of the canonical document without
+    ``proof``; for ``SUITE_V1`` the canonical document alone. Raises ValueError (rfc8785's
+    CanonicalizationError) for what JSON canonicalization cannot represent (NaN, integers
+    beyond 2**53)."""
+    if options.get("cryptosuite") == SUITE_V1:
+        return canonical(body)
+    return hashlib.sha256(canonical(options)).digest() + hashlib.sha256(canonical(body)).digest()
 
 
 def public_pem(public: Ed25519PublicKey) -> bytes:
@@ -129,24 +181,155 @@ class Verification:
 
 
 def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
-    """Check a document's content id and signature with only the public key."""
+    """Check a document's content id, proof and signature with only the public key. The
+    proof must be the kind boundgate writes: ``type`` ``PROOF_TYPE``, ``cryptosuite``
+    ``SUITE`` (or ``SUITE_V1``), ``proofPurpose`` ``PROOF_PURPOSE``, ``created`` a timestamp
+    with its offset, no other fields. Never raises: what is wrong is the ``reason``."""
     if not isinstance(doc, dict):
         return Verification(False, "not a JSON object")
     proof = doc.get("proof")
     if not isinstance(proof, dict) or not isinstance(proof.get("proofValue"), str):
         return Verification(False, "missing proof")
     body = {k: v for k, v in doc.items() if k != "proof"}
-    if body.get("@id") != content_id(body):
-        return Verification(False, "content does not match its id (tampered)")
+    try:
+        if body.get("@id") != content_id(body):
+            return Verification(False, "content does not match its id (tampered)")
+    except ValueError as exc:  # NaN, an integer beyond 2**53: no canonical form
+        return Verification(False, f"not canonical JSON ({exc})")
+    extra = sorted(set(proof) - PROOF_FIELDS)
+    if extra:
+        return Verification(False, f"unexpected proof field {extra[0]!r}")
+    if proof.get("type") != PROOF_TYPE:
+        return Verification(False, f"unsupported proof type {proof.get('type')!r}")
+    if proof.get("cryptosuite") not in (SUITE, SUITE_V1):
+        return Verification(False, f"unsupported cryptosuite {proof.get('cryptosuite')!r}")
+    if proof.get("proofPurpose") != PROOF_PURPOSE:
+        return Verification(False, f"unsupported proofPurpose {proof.get('proofPurpose')!r}")
+    if parse_timestamp(proof.get("created")) is None:
+        return Verification(False, f"proof.created is not a timestamp ({proof.get('created')!r})")
     method = proof.get("verificationMethod", "")
     if method != f"urn:boundgate:key:{key_fingerprint(public)}":
         return Verification(False, f"signed by another key ({method})")
+    options = {k: v for k, v in proof.items() if k != "proofValue"}
     try:
         signature = base64.b64decode(proof["proofValue"], validate=True)
-        public.verify(signature, canonical(body))
+        public.verify(signature, signing_input(body, options))
     except (InvalidSignature, ValueError):
         return Verification(False, "bad signature (tampered)")
     return Verification(True, "valid")
+
+
+class DocumentError(InvalidRequestError):
+    """A document (signed or not) whose content boundgate cannot serve: ``field`` names the
+    offending field (also the error's ``param``), ``problem`` says what is wrong with it.
+    Over HTTP an OpenAI-shaped 400 ``invalid_value``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}", param=field)
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Content:
+    """What a gateway reads from a bound document to serve its answer (``parse``)."""
+
+    question: str
+    answer: str
+    model: str
+    model_version: str
+    tenant: str
+    endpoint: str | None
+    context_sha256: str | None
+    params: dict[str, Any]
+    created: datetime  # aware
+    finish_reason: str  # "stop" or "length"
+    completion_tokens: int  # ≥ 0; 0: not said
+    temperature: float | None  # 0 to MAX_TEMPERATURE; None: not said (taken as sampled)
+    cost_wh: float  # 0 to MAX_ANSWER_WH
+    cost_gco2: float  # 0 to MAX_ANSWER_GCO2
+
+
+def _number(doc: dict[str, Any], field: str, ceiling: float, unit: str = "") -> float:
+    """A finite number from 0 to ``ceiling``; absent: 0 (documents that do not say)."""
+    value = doc.get(field, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DocumentError(field, f"must be a number, not {value!r}")
+    if not math.isfinite(value) or not 0 <= value <= ceiling:
+        bound = f"{ceiling:g} {unit}".rstrip()
+        raise DocumentError(field, f"must be from 0 to {bound}, not {value!r}")
+    return float(value)
+
+
+def _text(obj: dict[str, Any], key: str, field: str, *, optional: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not optional and not value):
+        kind = "a string or null" if optional else "a non-empty string"
+        raise DocumentError(field, f"must be {kind}, not {value!r}")
+    return value
+
+
+def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    if not isinstance(value, dict):
+        raise DocumentError(key, f"must be an object, not {value!r}")
+    return value
+
+
+def parse(doc: dict[str, Any]) -> Content:
+    """The servable content of a document, checked field by field (call ``verify`` first:
+    this does not look at the signature). Raises ``DocumentError`` for a missing or
+    malformed field: ``name``, ``acceptedAnswer.text``, ``bg:model.name``/``.version``,
+    ``bg:scope.tenant`` (non-empty strings), ``bg:scope.endpoint``/``.contextSha256``
+    (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
+    offset), ``bg:finishReason`` (``stop`` or ``length``), ``bg:completionTokens`` and
+    ``bg:askerCount`` (integers ≥ 0), ``bg:temperature`` (0 to ``MAX_TEMPERATURE``),
+    ``bg:generationEnergyWh`` (finite, 0 to ``MAX_ANSWER_WH`` Wh),
+    ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2`` gCO2e),
+    ``bg:questionVariants`` (strings), ``bg:supersedes`` (a string or null). The optional
+    fields may be absent (documents bound before them): whole, not said, unknown, 0."""
+    question = _text(doc, "name", "name")
+    answer = _text(_object(doc, "acceptedAnswer"), "text", "acceptedAnswer.text")
+    model = _object(doc, "bg:model")
+    scope = _object(doc, "bg:scope")
+    params = _object(doc, "bg:parameters")
+    created = parse_timestamp(doc.get("dateCreated"))
+    if created is None:
+        raise DocumentError(
+            "dateCreated", f"must be a timestamp with its offset, not {doc.get('dateCreated')!r}"
+        )
+    finish_reason = doc.get("bg:finishReason", "stop")
+    if finish_reason not in ("stop", "length"):
+        raise DocumentError("bg:finishReason", f"must be 'stop' or 'length', not {finish_reason!r}")
+    for field in ("bg:completionTokens", "bg:askerCount"):
+        count = doc.get(field, 0)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise DocumentError(field, f"must be an integer ≥ 0, not {count!r}")
+    temperature = doc.get("bg:temperature")
+    if temperature is not None:
+        temperature = _number(doc, "bg:temperature", MAX_TEMPERATURE)
+    variants = doc.get("bg:questionVariants", [])
+    if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+        raise DocumentError("bg:questionVariants", "must be a list of strings")
+    _text(doc, "bg:supersedes", "bg:supersedes", optional=True)
+    return Content(
+        question=str(question),
+        answer=str(answer),
+        model=str(_text(model, "name", "bg:model.name")),
+        model_version=str(_text(model, "version", "bg:model.version")),
+        tenant=str(_text(scope, "tenant", "bg:scope.tenant")),
+        endpoint=_text(scope, "endpoint", "bg:scope.endpoint", optional=True),
+        context_sha256=_text(scope, "contextSha256", "bg:scope.contextSha256", optional=True),
+        params=params,
+        created=created,
+        finish_reason=str(finish_reason),
+        completion_tokens=int(doc.get("bg:completionTokens", 0)),
+        temperature=temperature,
+        cost_wh=_number(doc, "bg:generationEnergyWh", MAX_ANSWER_WH, "Wh"),
+        cost_gco2=_number(doc, "bg:generationCarbonG", MAX_ANSWER_GCO2, "gCO2e"),
+    )
 
 
 def build(
@@ -190,7 +373,7 @@ def build(
             "endpoint": scope.get("endpoint"),
             "contextSha256": scope.get("context_sha256"),
         },
-        "dateCreated": created.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "dateCreated": _timestamp(created),
         "bg:supersedes": supersedes,
         "bg:askerCount": askers,
         "bg:generationEnergyWh": cost_wh,

@@ -22,7 +22,7 @@ from ..store import DocumentRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
-from .lookup import imported_request, known_temperature, request_temperature
+from .lookup import imported_request, request_temperature
 from .scope import ReuseKey, exact_hash, reuse_key, scope_hash
 
 if TYPE_CHECKING:
@@ -156,30 +156,33 @@ class Documents:
         return row
 
     async def import_document(self, doc: dict[str, Any]) -> str | None:
-        """Add a verified document (from ``docs export`` of this or another gateway) so its
-        answer is served in its scope. Returns its id, or None if it is here already."""
+        """Add a verified document (``binding.verify``; from ``docs export`` of this or another
+        gateway) so its answer is served in its scope. Returns its id, or None if it is here
+        already. Raises ``binding.DocumentError`` (an InvalidRequestError: 400 over HTTP,
+        ``param`` the field) if a field is missing or out of range (``binding.parse``: e.g.
+        an energy that is negative, not finite or above ``binding.MAX_ANSWER_WH``); nothing
+        is stored then."""
+        content = binding.parse(doc)
         doc_id = binding.short_id(str(doc["@id"]))
         if await self.store.get_document(doc_id) is not None:
             return None
-        scope = doc["bg:scope"]
-        tenant = str(scope["tenant"])
+        tenant = content.tenant
         scope_doc = {
-            "model": doc["bg:model"]["name"],
-            "model_version": doc["bg:model"]["version"],
-            "endpoint": scope.get("endpoint"),
-            "context_sha256": scope.get("contextSha256"),
-            "params": doc["bg:parameters"],
+            "model": content.model,
+            "model_version": content.model_version,
+            "endpoint": content.endpoint,
+            "context_sha256": content.context_sha256,
+            "params": content.params,
         }
-        query = str(doc["name"])
-        answer = str(doc["acceptedAnswer"]["text"])
+        query = content.question
+        answer = content.answer
         # whole or cut, and where (documents bound before these fields say neither: whole)
-        finish_reason = "length" if doc.get("bg:finishReason") == "length" else "stop"
-        raw_tokens = doc.get("bg:completionTokens")
-        completion_tokens = raw_tokens if isinstance(raw_tokens, int) and raw_tokens > 0 else 0
-        created = datetime.fromisoformat(str(doc["dateCreated"]).replace("Z", "+00:00"))
+        finish_reason = content.finish_reason
+        completion_tokens = content.completion_tokens
+        created = content.created
         # sampled or greedy (documents bound before bg:temperature do not say: sampled, so
         # never served to temperature 0); only this is known here, not the request itself
-        temperature = known_temperature(doc.get("bg:temperature"))
+        temperature = content.temperature
         # a text completion's prompt is kept to the character and reused exactly only
         verbatim = scope_doc["endpoint"] == "/v1/completions"
         fits = not verbatim and self.engine.by_meaning(query)
@@ -196,12 +199,12 @@ class Documents:
             finish_reason=finish_reason,
             prompt_tokens=0,
             completion_tokens=completion_tokens,
-            model=scope_doc["model"],
-            model_version=scope_doc["model_version"],
+            model=content.model,
+            model_version=content.model_version,
             tenant=tenant,
             created=created.timestamp(),
-            cost_wh=float(doc.get("bg:generationEnergyWh") or 0.0),
-            cost_gco2=float(doc.get("bg:generationCarbonG") or 0.0),
+            cost_wh=content.cost_wh,
+            cost_gco2=content.cost_gco2,
             vector=vector_bytes(vector),
             embedder=self.engine.embedder.name,
             scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
