@@ -105,3 +105,24 @@ def test_measurement_rejects_inconsistent_range() -> None:
 def test_carbon_is_energy_times_intensity() -> None:
     m = FakeMeter(wh=2.0, low=1.0, high=4.0).stop(FakeMeter().start(), WORK)
     assert carbon_g(m, 500.0) == (1.0, 0.5, 2.0)
+
+
+def test_a_negative_or_non_finite_figure_never_fails_a_request() -> None:
+    """A document imported before its figures were checked may carry -1000 Wh: a Prometheus
+    counter cannot go down, and every hit for its question was an HTTP 500. The row is
+    observed; the counters keep only finite amounts ≥ 0."""
+    from boundgate.clock import FakeClock
+    from boundgate.ledger import LedgerWriter
+    from boundgate.metrics import Metrics
+    from boundgate.store import LedgerRow
+
+    metrics = Metrics()
+    writer = LedgerWriter(None, metrics, FakeClock(), "DE")  # type: ignore[arg-type]  # no store: observe only
+    for bad in (-1000.0, float("nan"), float("inf")):
+        row = LedgerRow("r", 0.0, "t", "/v1/chat/completions", reuse="hit-exact", avoided_wh=bad)
+        writer.observe(row)
+    writer.observe(LedgerRow("r", 0.0, "t", "/v1/chat/completions", avoided_wh=0.5, wh=0.25))
+    avoided = metrics.registry.get_sample_value(
+        "boundgate_energy_joules_total", {"kind": "avoided", "method": "estimate"}
+    )
+    assert avoided == 0.5 * 3600.0

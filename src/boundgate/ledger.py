@@ -10,7 +10,9 @@ from a context that is being torn down.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import logging
+import math
+from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
@@ -22,6 +24,23 @@ if TYPE_CHECKING:
     from .gateway import RequestContext
     from .reuse.lookup import Lookup
     from .routing.ladder import Route
+
+
+log = logging.getLogger(__name__)
+
+
+class _Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+def _add(counter: _Counter, amount: float) -> None:
+    """Add ``amount`` to a Prometheus counter if it is a finite number ≥ 0: a counter may not
+    go down (prometheus-client raises), and a document imported before its figures were
+    checked (``binding.parse``) may carry any number; the ledger row keeps it as it is."""
+    if math.isfinite(amount) and amount >= 0:
+        counter.inc(amount)
+    else:
+        log.warning("not added to a counter: %r (not a finite number >= 0)", amount)
 
 
 class LedgerWriter:
@@ -118,18 +137,18 @@ class LedgerWriter:
         if row.completion_tokens:
             m.tokens.labels(model=model, direction="output").inc(row.completion_tokens)
         if row.wh:
-            m.energy_j.labels(kind="spent", method=row.method).inc(row.wh * 3600.0)
-            m.carbon_g.labels(kind="spent").inc(row.gco2)
+            _add(m.energy_j.labels(kind="spent", method=row.method), row.wh * 3600.0)
+            _add(m.carbon_g.labels(kind="spent"), row.gco2)
         if row.reuse is not None:
             m.reuse.labels(model=model, result=row.reuse).inc()
         if row.avoided_wh:
             method = str(row.extra.get("avoided_method", "estimate"))
-            m.energy_j.labels(kind="avoided", method=method).inc(row.avoided_wh * 3600.0)
-            m.carbon_g.labels(kind="avoided").inc(row.avoided_gco2)
+            _add(m.energy_j.labels(kind="avoided", method=method), row.avoided_wh * 3600.0)
+            _add(m.carbon_g.labels(kind="avoided"), row.avoided_gco2)
         if row.route is not None and row.task is not None and row.outcome == "ok":
             m.routing_requests.labels(task=row.task, model=model).inc()
         if row.rightsizing_avoided_wh:
-            m.routing_avoided_j.inc(row.rightsizing_avoided_wh * 3600.0)
+            _add(m.routing_avoided_j, row.rightsizing_avoided_wh * 3600.0)
 
     async def commit(self, row: LedgerRow) -> None:
         """Observe and record ``row``; returns once the store committed it."""
