@@ -68,6 +68,7 @@ INSTRUCTION_WORDS = 8  # _lead_in: the longest instruction before a ": "
 # what opens an instruction on form or manner before ": " or ", " (english.toml)
 INSTRUCTION_VERBS = frozenset(_LISTS["instruction_verbs"])
 _MANNER_PREPOSITIONS = frozenset(["in", "as", "like", "with", "using"])
+_STANCE = frozenset(_LISTS["stance_adverbs"])  # "Honestly, …": no lead-in
 
 
 def _lead_in(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -84,7 +85,9 @@ def _lead_in(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         lead = words(head)
         if not found or not lead or len(lead) > longest:
             continue
-        adverb = mark == ", " and len(lead) == 1 and lead[0].endswith("ly")
+        adverb = (
+            mark == ", " and len(lead) == 1 and lead[0].endswith("ly") and lead[0] not in _STANCE
+        )
         if lead[0] in INSTRUCTION_VERBS or lead[0] in _MANNER_PREPOSITIONS or adverb:
             return tuple(lead), tuple(words(tail))
     return (), tuple(words(text))
@@ -135,6 +138,12 @@ _COURTESY_STEMS = frozenset(
         "morning",
         "afternoon",
         "evening",
+        "lol",
+        "haha",
+        "thx",
+        "ty",
+        "curious",
+        "wondering",
     ]
 )
 
