@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -110,6 +111,73 @@ def test_stats_show_a_tenant_only_its_own_entries(keyed: tuple[Live, dict[str, s
     theirs = stats(globex)
     assert theirs["entries"] == 0 and theirs["scopes"] == 0 and "outcomes" not in theirs
     assert stats(admin)["entries"] == 2 and "outcomes" in stats(admin)
+
+
+def test_stats_hide_other_tenants_labels_and_lookups(keyed: tuple[Live, dict[str, str]]) -> None:
+    """A tenant's stats showed every tenant's feedback (``observations_by_source``) and
+    semantic lookups; it sees the deployment's threshold and bound, and its own counts."""
+    live, keys = keyed
+    acme = {"Authorization": f"Bearer {keys['acme']}"}
+    globex = {"Authorization": f"Bearer {keys['globex']}"}
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    body = {"messages": [{"role": "user", "content": "What is a gateway?"}], "temperature": 0}
+    live.http.post("/v1/chat/completions", json=body, headers=acme)
+    hit = live.http.post("/v1/chat/completions", json=body, headers=acme)
+    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+    r = live.http.post(
+        "/v1/boundgate/feedback",
+        json={"request_id": hit.headers["x-request-id"], "correct": False},
+        headers=acme,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "recorded"
+
+    def stats(h: dict[str, str]) -> dict[str, Any]:
+        r = live.http.get("/v1/boundgate/stats", headers=h)
+        assert r.status_code == 200
+        return dict(r.json()["reuse"])
+
+    assert stats(admin)["observations_by_source"]["feedback"] == {"total": 1, "wrong": 1}
+    for tenant in (acme, globex):
+        seen = stats(tenant)
+        for hidden in (
+            "observations_by_source",
+            "semantic_lookups",
+            "observations",
+            "observations_above_threshold",
+            "hit_precision",
+        ):
+            assert hidden not in seen
+        assert seen["prior"] is None or set(seen["prior"]) == {"source", "pairs"}
+        assert seen["threshold"] == stats(admin)["threshold"]
+        assert seen["error_bound"] == stats(admin)["error_bound"]
+        assert "error_rate_estimate" in seen and "error_rate_ci" in seen
+
+
+def test_a_tenants_correct_feedback_does_not_move_the_shared_threshold(
+    keyed: tuple[Live, dict[str, str]],
+) -> None:
+    """One threshold serves every tenant: a tenant's ``correct: true`` would lower it for
+    all (raising the others' wrong-reuse risk), so it is noted, not learned; an admin's is
+    learned."""
+    live, keys = keyed
+    admin = {"Authorization": f"Bearer {keys['admin']}"}
+    labelled = []
+    for who, q in (("acme", "What is a gateway?"), ("admin", "What is a cache?")):
+        h = {"Authorization": f"Bearer {keys[who]}"}
+        body = {"messages": [{"role": "user", "content": q}], "temperature": 0}
+        live.http.post("/v1/chat/completions", json=body, headers=h)
+        hit = live.http.post("/v1/chat/completions", json=body, headers=h)
+        assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+        r = live.http.post(
+            "/v1/boundgate/feedback",
+            json={"request_id": hit.headers["x-request-id"], "correct": True},
+            headers=h,
+        )
+        assert r.status_code == 200
+        labelled.append(r.json()["status"])
+    assert labelled == ["noted", "recorded"]
+    r = live.http.get("/v1/boundgate/stats", headers=admin)
+    assert r.json()["reuse"]["observations_by_source"]["feedback"] == {"total": 1, "wrong": 0}
 
 
 def test_revoked_key_is_refused(keyed: tuple[Live, dict[str, str]]) -> None:

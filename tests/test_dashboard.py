@@ -241,6 +241,12 @@ def test_the_dashboard_answers_its_errors_in_html_and_the_api_in_json(open_dash:
         assert api.status_code == 400 and api.json()["error"]["param"] == "messages"
         static = b.get("/dashboard/static/nothing.js")
         assert static.status_code == 404 and "text/html" not in static.headers["content-type"]
+        # an asset: a plain 404, not the API's JSON error
+        assert static.headers["content-type"].startswith("text/plain")
+        assert static.text == "404 Not Found"
+        static = b.post("/dashboard/static/app.js")
+        assert static.status_code == 405 and static.headers["content-type"].startswith("text/plain")
+        assert static.headers["allow"] == "GET, HEAD"
 
 
 def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:

@@ -68,6 +68,10 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "frequency_penalty": 5}, "frequency_penalty"),
         ({"messages": MSG, "metadata": "x"}, "metadata"),
         ({"messages": MSG, "metadata": {"a": 1}}, "metadata.a"),
+        # OpenAI's limits: keys of at most 64 characters, values of at most 512, 16 pairs
+        ({"messages": MSG, "metadata": {"k" * 65: "v"}}, "metadata." + "k" * 65),
+        ({"messages": MSG, "metadata": {"a": "v" * 513}}, "metadata.a"),
+        ({"messages": MSG, "metadata": {str(i): "v" for i in range(17)}}, "metadata"),
         ({"messages": MSG, "modalities": ["audio"]}, "modalities[0]"),
         ({"messages": MSG, "tools": 0}, "tools"),
         ({"messages": MSG, "tools": False}, "tools"),

@@ -10,7 +10,9 @@ processes on one data dir, and ``boundgate serve --workers 2``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -323,6 +325,82 @@ def test_serve_with_two_workers_shares_answers_between_them(tmp_path: Path) -> N
         assert {r.headers["x-boundgate-document"] for r in served} == {doc}
     finally:
         _stop(proc)
+
+
+def _workers_of(parent: int) -> list[int]:
+    """The pids of ``parent``'s uvicorn workers (multiprocessing's spawned children; not its
+    resource tracker), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _listening(port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of ``serve --workers 2``'s parent: its workers stop (as on SIGTERM) and
+    free the port, so the gateway can be started again on it."""
+    fake_settings(tmp_path)
+    port = free_port()
+    proc = _serve(tmp_path / "data", port, "--workers", "2")
+    workers: list[int] = []
+    try:
+        wait_until(lambda: _ready(port), timeout=120)
+        workers = wait_until(lambda: (w := _workers_of(proc.pid)) and len(w) == 2 and w)
+        proc.kill()
+        proc.wait()
+        wait_until(lambda: not any(_running(pid) for pid in workers), timeout=60)
+        assert not _listening(port)
+        again = _serve(tmp_path / "data", port)
+        try:
+            wait_until(lambda: _ready(port), timeout=120)
+        finally:
+            _stop(again)
+    finally:
+        _stop(proc)
+        for pid in workers:  # never leave a worker behind, whatever failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_parent_watch_sends_sigterm_once_the_parent_is_not_the_parent() -> None:
+    """The portable half of ``exit_with_parent`` (no prctl needed): a process told its
+    parent is a pid that is not its parent (as after its parent died and it was adopted)
+    gets SIGTERM, the signal a normal shutdown sends."""
+    code = (
+        "import time\n"
+        "from boundgate.cli.workers import exit_with_parent\n"
+        "exit_with_parent(-1, poll_s=0.05)\n"
+        "time.sleep(120)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], timeout=120, check=False)
+    assert child.returncode == -signal.SIGTERM
 
 
 def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_runner_lives(

@@ -224,6 +224,7 @@ def serve(
         del application, gw
         err.print(f"{s.workers} worker processes", highlight=False)
         os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
+        os.environ[WORKER_PARENT_ENV] = str(os.getpid())  # workers exit when it dies
         from uvicorn.supervisors import Multiprocess
 
         worker_config = uvicorn.Config(
@@ -456,7 +457,7 @@ from .docs import docs_app  # noqa: E402  (needs the helpers above)
 from .models import models_app  # noqa: E402
 from .report import report  # noqa: E402
 from .schedule import batch_app, grid_app, schedule_app  # noqa: E402
-from .workers import WORKER_SETTINGS_ENV  # noqa: E402
+from .workers import WORKER_PARENT_ENV, WORKER_SETTINGS_ENV  # noqa: E402
 
 app.command()(report)
 

@@ -22,7 +22,13 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -409,8 +415,17 @@ def install(app: FastAPI, sessions: Sessions) -> None:
             request, None, "missing.html", "", status=400, problem="; ".join(problems)
         )
 
+    def on_static(request: Request) -> bool:
+        return request.url.path.startswith("/dashboard/static/")
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if on_static(request) and exc.status_code in (404, 405):
+            # an asset the pages ask for: a plain answer, neither a page nor the API's JSON
+            plain = PlainTextResponse(f"{exc.status_code} {exc.detail}", exc.status_code)
+            if exc.status_code == 405:
+                plain.headers["Allow"] = (exc.headers or {}).get("Allow", "GET, HEAD")
+            return _secure(plain)
         if not on_page(request) or exc.status_code not in (404, 405):
             return await _answer(api_http_error(request, exc))
         if exc.status_code == 404:

@@ -64,6 +64,16 @@ HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 # stored answers kept in memory for lookups that leave the live check to the ledger row
 # (``lookup(..., check_live=False)``); beyond this many, the least recently served goes
 ANSWERS_KEPT = 1024
+# what ``stats(tenant)`` leaves out for a non-admin key: counts of every tenant's traffic
+TENANT_HIDDEN_STATS = (
+    "index_load",
+    "outcomes",
+    "observations",
+    "observations_above_threshold",
+    "observations_by_source",
+    "semantic_lookups",
+    "hit_precision",
+)
 
 
 def filed_tokens(completion: Completion, max_tokens: int) -> int:
@@ -761,9 +771,14 @@ class ReuseEngine(Following, Labelling):
 
     # --- reporting ------------------------------------------------------------------------
     def stats(self, tenant: str | None = None) -> dict[str, Any]:
-        """Reuse statistics. With ``tenant``, the stored entries and scopes are that tenant's
-        only and the operator's details (outcome counters, index load) are left out; the
-        verifier's figures are the gateway's (one threshold serves every tenant)."""
+        """Reuse statistics (the body of ``GET /v1/boundgate/stats``'s ``reuse``).
+
+        With ``tenant`` (a non-admin key), counts are that tenant's own (``entries``,
+        ``scopes``) and what every request is subject to is the deployment's (``error_bound``,
+        ``threshold``, what decided it, the scorer, the live ``error_rate_estimate`` and its
+        ``error_rate_ci``); what counts other tenants' traffic (labels by source, semantic
+        lookups, observations, hit precision, the prior's live weight, outcome counters,
+        index load) is the operator's and left out. Without it: everything."""
         est = self.verifier.estimate()
         if tenant is None:
             entries, scopes = len(self._meta), self.index.scopes()
@@ -807,5 +822,9 @@ class ReuseEngine(Following, Labelling):
             "outcomes": dict(self.counters),
         }
         if tenant is not None:
-            del out["index_load"], out["outcomes"]
+            for key in TENANT_HIDDEN_STATS:
+                del out[key]
+            prior = self.verifier.prior
+            if prior is not None:  # its live weight moves with every tenant's labels
+                out["prior"] = {"source": prior.source, "pairs": prior.pairs}
         return out

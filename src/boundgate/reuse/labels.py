@@ -120,6 +120,14 @@ class Labelling:
         await self.store.add_observation(row)
 
     async def feedback(self, row: LedgerRow | None, correct: bool, tenant: str, admin: bool) -> str:
+        """Label the reused answer of ledger ``row`` right or wrong for ``tenant``.
+
+        Returns ``"recorded"`` (learned by the shared verifier), ``"noted"`` (a non-admin
+        key's ``correct: true``: accepted, not learned, as it would lower the threshold
+        every tenant is served under) or ``"duplicate"`` (this request was labelled before).
+        Raises ``NotFoundError`` for an unknown request or another tenant's (unless
+        ``admin``) and ``InvalidRequestError`` (``not_a_reuse``) when its answer was not
+        reused."""
         if row is None or (row.tenant != tenant and not admin):
             # another tenant's request is answered as an unknown one: its existence is theirs
             raise NotFoundError("no request with that id", param="request_id")
@@ -132,6 +140,11 @@ class Labelling:
         if row.id in self._feedback_seen:
             return "duplicate"
         self._feedback_seen.add(row.id)
+        if correct and not admin:
+            # One threshold serves every tenant: a tenant's "right" would lower it for all
+            # (and raise the others' wrong-reuse risk), so only an admin's counts. A tenant's
+            # "wrong" is learned: it can only make reuse more careful.
+            return "noted"
         key = self._by_id.get(row.document_id)
         similarity = row.similarity if row.similarity is not None else 1.0
         raw_density = row.extra.get("density", 0.0)

@@ -306,7 +306,11 @@ def create_app(
             message = str(exc.detail)
             if allow:  # say what the route takes (the Allow header says it too, RFC 9110)
                 message = f"{request.method} is not allowed on {request.url.path}; use {allow}"
-            err = BoundgateError(message, code=f"http_{exc.status_code}")
+            # a documented code where there is one (400: e.g. malformed multipart data)
+            code = {400: ErrorCode.INVALID_VALUE, 413: ErrorCode.REQUEST_TOO_LARGE}.get(
+                exc.status_code, f"http_{exc.status_code}"
+            )
+            err = BoundgateError(message, code=code)
             err.status_code = exc.status_code
             err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         response = error_response(request, err)

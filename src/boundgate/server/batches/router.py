@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import InvalidRequestError, PayloadTooLargeError
 from ...gateway import RequestContext
+from ..chat.protocol import Metadata
 from ..common import StrictJSONRoute, context, gateway_of
 from ..openapi import errors, ok
 from . import serving
@@ -31,18 +32,39 @@ async def upload_file(
     file: Annotated[UploadFile, File(description="JSONL, one request per line")],
     purpose: Annotated[str, Form()],
 ) -> dict[str, Any]:
-    """Upload a batch input file (purpose ``batch``)."""
+    """Upload a batch input file (purpose ``batch``). 400 ``invalid_value`` for another
+    purpose or a file name with control characters (or cut short by one, as a line break
+    ends the part's header and leaves an unterminated quote); 413 over
+    ``server.max_file_bytes``."""
     if purpose not in PURPOSES:
         raise InvalidRequestError("purpose must be 'batch'", param="purpose")
+    filename = _checked_filename(file.filename)
     content = await file.read()
     limit = int(request.app.state.max_file_bytes)
     if len(content) > limit:  # (the form around it may have fitted: server.max_file_bytes)
         raise PayloadTooLargeError(f"the file is {len(content)} bytes; the limit is {limit}")
     gw = gateway_of(request)
-    f = await serving.new_file(
-        gw, ctx.tenant.name, purpose, file.filename or "upload.jsonl", content
-    )
+    f = await serving.new_file(gw, ctx.tenant.name, purpose, filename, content)
     return serving.file_object(f)
+
+
+def _checked_filename(name: str | None) -> str:
+    """The uploaded file's name as stored (``upload.jsonl`` when none is given). Raises
+    ``InvalidRequestError`` (``param: file``) for a control character (C0, DEL, C1) in it,
+    or a name starting with a quote, what a quoted ``filename`` cut by a line break leaves."""
+    if not name:
+        return "upload.jsonl"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+        raise InvalidRequestError(
+            "the file name must not contain control characters (line breaks, tabs, ...)",
+            param="file",
+        )
+    if name.startswith('"'):
+        raise InvalidRequestError(
+            "the file name is malformed: its quoted value is not closed (a line break in it?)",
+            param="file",
+        )
+    return name
 
 
 @router.get(
@@ -120,7 +142,7 @@ class BatchRequest(BaseModel):
     input_file_id: str = Field(min_length=1)
     endpoint: str
     completion_window: str = "24h"
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None  # as chat completions': 16 pairs, keys 64, values 512
 
 
 @router.post(

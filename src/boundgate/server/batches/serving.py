@@ -43,7 +43,7 @@ log = logging.getLogger("boundgate.batches")
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 MAX_LINES = 50_000
-_WINDOW = re.compile(r"^(\d{1,3})h$")
+_WINDOW = re.compile(r"([1-9][0-9]{0,2})h")  # whole hours, no leading zero (fullmatch)
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 TOO_MANY_DIGITS = f"an integer literal has more than {sys.get_int_max_str_digits()} digits"
 
@@ -261,10 +261,11 @@ async def create_batch(
         raise InvalidRequestError(
             f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint"
         )
-    m = _WINDOW.match(completion_window)
+    m = _WINDOW.fullmatch(completion_window)
     if m is None or not 1 <= int(m.group(1)) <= 168:
         raise InvalidRequestError(
-            "completion_window must be whole hours between 1h and 168h, e.g. '24h'",
+            "completion_window must be whole hours between 1h and 168h, written without a "
+            "leading zero, e.g. '24h'",
             param="completion_window",
         )
     f = await owned_file(gw, ctx, input_file_id)

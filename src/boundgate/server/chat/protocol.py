@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ...settings import ReasoningEffort
 
@@ -25,6 +33,18 @@ UNSUPPORTED = (
 INT64 = (-(2**63), 2**63 - 1)
 MAX_TOKENS_LIMIT = 2**31 - 1
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
+# OpenAI's ``metadata`` (chat completions, batches): at most 16 pairs, keys of at most 64
+# characters, string values of at most 512
+METADATA_PAIRS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
+Metadata = Annotated[
+    dict[
+        Annotated[str, StringConstraints(max_length=METADATA_KEY_CHARS)],
+        Annotated[str, StringConstraints(max_length=METADATA_VALUE_CHARS)],
+    ],
+    Field(max_length=METADATA_PAIRS),
+]
 
 
 class TextPart(BaseModel):
@@ -216,9 +236,9 @@ class SamplingParams(BaseModel):
 class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
-    # checked here, then forwarded unchanged: OpenAI's shapes (at most 16 string pairs), and
-    # text, the one output modality the models behind the gateway have
-    metadata: dict[str, str] | None = Field(None, max_length=16)
+    # checked here, then forwarded unchanged: OpenAI's shapes (``Metadata``), and text, the
+    # one output modality the models behind the gateway have
+    metadata: Metadata | None = None
     modalities: list[Literal["text"]] | None = None
 
     @field_validator("max_completion_tokens")

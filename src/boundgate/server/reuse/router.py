@@ -44,7 +44,9 @@ async def feedback(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
 ) -> dict[str, Any]:
-    """Tell the gateway whether a reused answer was right; the verifier learns from it."""
+    """Tell the gateway whether a reused answer was right; the verifier learns from it
+    (``status``: ``recorded``, ``duplicate``, or ``noted``: a non-admin key's
+    ``correct: true``, not learned, as it would lower the threshold shared by every tenant)."""
     gw = gateway_of(request)
     if gw.reuse is None:
         raise NotFoundError("reuse is disabled on this gateway", code=ErrorCode.REUSE_DISABLED)
@@ -58,7 +60,8 @@ async def stats(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
     """Reuse statistics: threshold, live wrong-reuse estimate with its interval, counts.
-    A non-admin key sees its own tenant's stored entries and scopes only."""
+    A non-admin key sees the deployment's threshold and bound and its own tenant's counts
+    only (``ReuseEngine.stats``); counts of other tenants' traffic are an admin's."""
     gw = gateway_of(request)
     tenant = None if ctx.tenant.admin else ctx.tenant.name
     reuse = gw.reuse.stats(tenant) if gw.reuse is not None else None  # no entries: falsy
