@@ -222,6 +222,7 @@ def test_an_open_request_becomes_its_row_only_once_its_lease_ran_out(
     assert got == _interrupted(1, completion_tokens=7)
     assert run(a.get_row("r1")) == got
     assert run(a.recover_requests(1e9)) == []  # recovered once
+    assert run(a.report())[0].errors == 1  # not answered: it counts as failed
 
 
 def test_recording_a_requests_row_closes_its_open_note(store: Store) -> None:

@@ -196,7 +196,7 @@ class SQLiteLedger(SQLiteBase):
             rows = conn.execute(
                 """
                 SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
-                       SUM(outcome = 'error') AS errors,
+                       SUM(outcome IN ('error', 'interrupted')) AS errors,
                        SUM(prompt_tokens) AS prompt_tokens,
                        SUM(completion_tokens) AS completion_tokens,
                        SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
@@ -225,7 +225,7 @@ class SQLiteLedger(SQLiteBase):
             ledger_rows = conn.execute(
                 """
                 SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
-                       SUM(outcome = 'error') AS errors,
+                       SUM(outcome IN ('error', 'interrupted')) AS errors,
                        SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
                                                    'stale')) AS reused,
                        SUM(wh) AS wh, SUM(gco2) AS gco2,
