@@ -229,7 +229,7 @@ class LedgerWriter:
         """Renew this process's notes and recover dead processes' every third of the lease
         (the server runs this in the background from start-up on)."""
         while True:
-            for step in (self.recover, self.renew):
+            for step in (self.renew, self.recover):  # its own renewed before any recovery
                 try:
                     await step()
                 except asyncio.CancelledError:
