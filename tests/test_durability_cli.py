@@ -10,14 +10,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from boundgate.store import SQLiteStore
-from boundgate.testing import free_port
+from boundgate.testing import ThreadedServer, free_port
 from helpers import wait_until, write_config
 
 pytestmark = pytest.mark.slow  # server and CLI processes, kill -9
@@ -310,3 +311,97 @@ def test_serve_announces_the_port_it_bound(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def _endless_upstream() -> Any:
+    """An OpenAI-compatible upstream whose streams never end: a token every 10 ms."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    async def chat(request: Request) -> Response:
+        async def events() -> AsyncIterator[bytes]:
+            while True:
+                event = {
+                    "id": "up", "object": "chat.completion.chunk", "created": 0, "model": "up",
+                    "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
+                }  # fmt: skip
+                yield f"data: {json.dumps(event)}\n\n".encode()
+                await asyncio.sleep(0.01)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def test_kill_9_mid_stream_leaves_an_interrupted_row(tmp_path: Path) -> None:
+    """A stream cut by kill -9 after 277 chunks had no ledger row at all; its write-ahead note
+    becomes an ``interrupted`` row (500, its tokens so far, estimated energy) once the lease
+    runs out, written by the restarted server."""
+    data = tmp_path / "data"
+    with ThreadedServer(_endless_upstream(), lifespan="off") as up:
+        cfg = write_config(
+            tmp_path / "b.toml",
+            f"""
+[server]
+data_dir = "{data}"
+
+[store]
+open_request_lease_s = 1.5
+
+[models.slow]
+backend = "openai"
+base_url = "{up.url}"
+default = true
+""",
+        )
+
+        def start() -> tuple[subprocess.Popen[str], str]:
+            port = free_port()
+            proc = subprocess.Popen(
+                [*CLI, "serve", "--config", str(cfg), "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(proc, base)
+            return proc, base
+
+        proc, base = start()
+        chunks = 0
+        try:
+            body = {"messages": [{"role": "user", "content": "go on forever"}], "stream": True}
+            with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=60) as r:
+                assert r.status_code == 200
+                request_id = r.headers["x-request-id"]
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        chunks += 1
+                    if chunks == 277:
+                        proc.send_signal(signal.SIGKILL)
+                        proc.wait()
+                        break
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        assert chunks == 277
+
+        store = SQLiteStore(data / "boundgate.db")
+        store.open()
+        try:
+            assert asyncio.run(store.get_row(request_id)) is None  # nobody recovered it yet
+            proc, base = start()
+            try:
+                got = wait_until(lambda: asyncio.run(store.get_row(request_id)), timeout=60)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        finally:
+            store.close()
+    assert (got.outcome, got.status, got.error_code) == ("interrupted", 500, "interrupted")
+    assert got.stream and got.model == "slow" and got.endpoint == "/v1/chat/completions"
+    assert got.prompt_tokens > 0 and 0 < got.completion_tokens <= 277
+    assert got.wh > 0 and got.method == "estimate" and got.latency_ms > 0

@@ -117,7 +117,7 @@ def test_a_negative_or_non_finite_figure_never_fails_a_request() -> None:
     from boundgate.store import LedgerRow
 
     metrics = Metrics()
-    writer = LedgerWriter(None, metrics, FakeClock(), "DE")  # type: ignore[arg-type]  # no store: observe only
+    writer = LedgerWriter(None, metrics, FakeClock(), "DE", lease_s=30.0)  # type: ignore[arg-type]
     for bad in (-1000.0, float("nan"), float("inf")):
         row = LedgerRow("r", 0.0, "t", "/v1/chat/completions", reuse="hit-exact", avoided_wh=bad)
         writer.observe(row)

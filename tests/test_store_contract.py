@@ -203,6 +203,66 @@ def test_many_concurrent_records_are_all_committed(store: Store) -> None:
     assert len(run(store.ledger())) == 300
 
 
+def _interrupted(i: int, **kw: Any) -> LedgerRow:
+    return row(i, outcome="interrupted", status=500, error_code="interrupted", **kw)
+
+
+def test_an_open_request_becomes_its_row_only_once_its_lease_ran_out(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()  # two processes on one database
+    run(a.open_request(_interrupted(1, extra={"n": 1}), "pa", 100.0))
+    assert run(b.recover_requests(99.0)) == []  # its owner still vouches for it
+    assert run(b.get_row("r1")) is None
+    # the owner renews it with what it used so far; another owner's renewal is ignored
+    run(a.renew_requests("pa", 200.0, [_interrupted(1, completion_tokens=7)]))
+    run(b.renew_requests("pb", 300.0, [_interrupted(1, completion_tokens=99)]))
+    assert run(b.recover_requests(150.0)) == []
+    (got,) = run(b.recover_requests(200.5))
+    assert got == _interrupted(1, completion_tokens=7)
+    assert run(a.get_row("r1")) == got
+    assert run(a.recover_requests(1e9)) == []  # recovered once
+    assert run(a.report())[0].errors == 1  # not answered: it counts as failed
+
+
+def test_recording_a_requests_row_closes_its_open_note(store: Store) -> None:
+    run(store.open_request(_interrupted(1), "p", 100.0))
+    run(store.open_request(_interrupted(2), "p", 100.0))
+    run(store.record(row(1)))  # answered: its own row
+    assert run(store.record_hit(row(2, reuse="hit-exact"), _stored(store))) is True
+    run(store.renew_requests("p", 300.0, [_interrupted(1), _interrupted(2)]))  # no note again
+    assert run(store.recover_requests(1e9)) == []
+    assert {r.id: r.outcome for r in run(store.ledger())} == {"r1": "ok", "r2": "ok"}
+
+
+def test_a_recovered_note_never_replaces_a_recorded_row(store: Store) -> None:
+    run(store.record(row(1)))
+    run(store.open_request(_interrupted(1), "p", 100.0))  # noted after its row (a race)
+    assert run(store.recover_requests(1e9)) == []
+    assert run(store.get_row("r1")) == row(1)
+    assert run(store.recover_requests(1e9)) == []  # the note is gone
+
+
+def test_concurrent_recoveries_write_each_row_once(make_store: Callable[[], Store]) -> None:
+    stores = [make_store() for _ in range(3)]
+
+    async def main() -> list[list[LedgerRow]]:
+        await asyncio.gather(
+            *[stores[0].open_request(_interrupted(i), "p", 10.0) for i in range(40)]
+        )
+        return await asyncio.gather(*[s.recover_requests(20.0) for s in stores])
+
+    found = [r.id for rows in run(main()) for r in rows]
+    assert sorted(found) == sorted(f"r{i}" for i in range(40))
+    assert len(run(stores[0].ledger())) == 40
+
+
+def _stored(store: Store) -> StoredEntry:
+    e = entry(1)
+    run(store.put_entry(e))
+    return e
+
+
 def test_ledger_is_newest_first_with_since_and_limit(store: Store) -> None:
     for i in (3, 1, 2):
         run(store.record(row(i)))

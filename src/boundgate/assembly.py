@@ -362,6 +362,7 @@ def build_gateway(
         reasoning=settings.reasoning,
         profiles=EnergyProfiles(store, backends, settings.energy),
         router=build_router(settings, classifier, aliases),
+        open_lease_s=settings.store.open_request_lease_s,
     )
 
 

@@ -5,6 +5,12 @@ the request's context, its outcome, the energy it took and what the reuse layer 
 row is observed by the Prometheus metrics and recorded in the store; ``commit`` resolves after
 the store committed it (the caller answers the client only then), ``commit_soon`` records
 from a context that is being torn down.
+
+A generation is noted before it starts (``open``, a write-ahead record: the row it would have
+if this process died now, outcome ``interrupted``); the note is this process's under a lease
+that ``keep_open_requests`` renews with the tokens counted so far, and the request's own row
+removes it. Whichever process finds a note whose lease ran out (its process died) writes its
+row (``recover``), so a request accepted by a process killed mid-answer is not lost.
 """
 
 from __future__ import annotations
@@ -12,6 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import socket
+import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Backend, GenerationRequest, Usage
@@ -26,7 +36,7 @@ if TYPE_CHECKING:
     from .routing.ladder import Route
 
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("boundgate.ledger")
 
 
 class _Counter(Protocol):
@@ -43,12 +53,34 @@ def _add(counter: _Counter, amount: float) -> None:
         log.warning("not added to a counter: %r (not a finite number >= 0)", amount)
 
 
+# the row of a request whose process died before recording its own (docs/api.md#ledger)
+INTERRUPTED = "interrupted"
+INTERRUPTED_STATUS = 500
+
+
 class LedgerWriter:
-    def __init__(self, store: LedgerStore, metrics: Metrics, clock: Clock, grid_zone: str) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        metrics: Metrics,
+        clock: Clock,
+        grid_zone: str,
+        *,
+        lease_s: float,
+        estimate: Callable[[LedgerRow], None] | None = None,
+    ) -> None:
+        """``lease_s``: how long an open request's note is vouched for without a renewal
+        (``store.open_request_lease_s``; renewed every third of it); ``estimate`` sets a
+        row's energy from its tokens (an open request's row, which no meter has read)."""
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self.grid_zone = grid_zone
+        self.lease_s = lease_s
+        self.estimate = estimate
+        # who holds this process's notes: host, pid and a fresh id (pids are reused)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._open: dict[str, LedgerRow] = {}  # request id → its note's row, kept current
         self._background: set[asyncio.Task[None]] = set()
 
     def row(
@@ -150,10 +182,86 @@ class LedgerWriter:
         if row.rightsizing_avoided_wh:
             _add(m.routing_avoided_j, row.rightsizing_avoided_wh * 3600.0)
 
+    # --- open requests (write-ahead notes) ------------------------------------------------
+    async def open(self, row: LedgerRow) -> LedgerRow:
+        """Note request ``row.id`` as in progress before its generation starts (and before a
+        stream's first byte), with ``row`` turned into the row it gets should this process die
+        first: outcome ``interrupted``, status 500, energy estimated from its tokens. Returns
+        once the note is committed; returns that row, which the caller keeps current (its
+        ``completion_tokens``) for the renewals. The request's own row closes the note."""
+        row.outcome, row.status, row.error_code = INTERRUPTED, INTERRUPTED_STATUS, INTERRUPTED
+        self._refresh(row)
+        self._open[row.id] = row
+        try:
+            await self.store.open_request(row, self.owner, self.clock.time() + self.lease_s)
+        except BaseException:
+            self._open.pop(row.id, None)
+            raise
+        return row
+
+    def opened(self, request_id: str) -> LedgerRow | None:
+        """The row of request ``request_id``'s note, while this process renews it."""
+        return self._open.get(request_id)
+
+    def close(self, request_id: str) -> None:
+        """Stop renewing request ``request_id``'s note (its own row is recorded, or is being
+        recorded, which removes the note; or it failed in a way that records none, and then
+        the note becomes its row once the lease runs out)."""
+        self._open.pop(request_id, None)
+
+    def _refresh(self, row: LedgerRow) -> None:
+        row.latency_ms = max(0.0, (self.clock.time() - row.ts) * 1000.0)
+        if self.estimate is not None:
+            try:
+                self.estimate(row)
+            except Exception:  # an estimate is best effort: the row is what matters
+                log.exception("no energy estimate for open request %s", row.id)
+
+    async def renew(self) -> None:
+        """Extend the leases of this process's open requests, with their tokens so far."""
+        if not self._open:
+            return
+        rows = list(self._open.values())
+        for row in rows:
+            self._refresh(row)
+        await self.store.renew_requests(self.owner, self.clock.time() + self.lease_s, rows)
+
+    async def recover(self) -> list[LedgerRow]:
+        """Write the rows of requests whose process died (their notes' leases ran out)."""
+        rows = await self.store.recover_requests(self.clock.time())
+        for row in rows:
+            self.observe(row)
+            log.warning(
+                "request %s (%s, %s) was interrupted: its process stopped before answering; "
+                "ledgered as %s",
+                row.id,
+                row.tenant,
+                row.model,
+                INTERRUPTED,
+            )
+        return rows
+
+    async def keep_open_requests(self) -> None:
+        """Renew this process's notes and recover dead processes' every third of the lease
+        (the server runs this in the background from start-up on)."""
+        while True:
+            for step in (self.renew, self.recover):  # its own renewed before any recovery
+                try:
+                    await step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the store restarting: try again next time
+                    log.exception("open requests: %s failed", step.__name__)
+            await asyncio.sleep(self.lease_s / 3)
+
+    # --- commits -------------------------------------------------------------------------
     async def commit(self, row: LedgerRow) -> None:
         """Observe and record ``row``; returns once the store committed it."""
         self.observe(row)
-        await self.store.record(row)
+        try:
+            await self.store.record(row)
+        finally:  # not recorded: the note, no longer renewed, becomes the row
+            self.close(row.id)
 
     async def commit_hit(
         self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
@@ -165,12 +273,14 @@ class LedgerWriter:
         if not await self.store.record_hit(row, entry, release):
             return False
         self.observe(row)
+        self.close(row.id)
         return True
 
     def commit_soon(self, row: LedgerRow) -> None:
         """Record from a context that is being torn down (client gone): don't await it here."""
         self.observe(row)
         self._record_soon(row)
+        self.close(row.id)
 
     def amend_soon(self, row: LedgerRow) -> None:
         """Replace the committed row of the same request id with ``row`` (a streamed hit whose

@@ -29,7 +29,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "7d": (7 * DAY, 6 * HOUR),
     "30d": (30 * DAY, DAY),
 }
-OUTCOMES = ("ok", "error", "cancelled")
+OUTCOMES = ("ok", "error", "cancelled", "interrupted")
 REUSE_RESULTS = ("hit-exact", "hit-semantic", "hit-coalesced", "stale", "miss", "bypass", "none")
 DOC_STATES = ("active", "stale", "superseded", "revoked")
 

@@ -33,8 +33,8 @@ from ..reuse.stored import replay_pieces, request_json, usage_of
 from ..reuse.variants import CreativityBuffer, variant_entry, variants_key
 from ..routing.ladder import Router
 from ..scheduler.jobs import JobQueue
-from ..settings import EnergySettings, ReasoningSettings
-from ..store import Store
+from ..settings import EnergySettings, ReasoningSettings, StoreSettings
+from ..store import LedgerRow, Store
 from ..tenants import Limiter, Reservation, Tenant
 from .context import (
     EMBEDDING_MODEL,
@@ -77,7 +77,10 @@ class Gateway(Routing):
         reasoning: ReasoningSettings | None = None,
         profiles: EnergyProfiles | None = None,
         router: Router | None = None,
+        open_lease_s: float | None = None,
     ) -> None:
+        """``open_lease_s``: how long a generation's write-ahead note is vouched for without
+        a renewal (``store.open_request_lease_s``; ``LedgerWriter.open``)."""
         self.backends = backends
         self.default_model = default_model
         self.store = store
@@ -97,8 +100,15 @@ class Gateway(Routing):
         # the models' energy profiles and the per-token estimate (``profiles.estimate``)
         self.profiles = profiles or EnergyProfiles(store, backends, EnergySettings())
         self.router = router  # model: "auto" (routing/ladder.py); None: auto is unknown
-        self.ledger = LedgerWriter(store, self.metrics, self.clock, grid_zone)
         self.energy_report = EnergyReporter(carbon, grid_zone).report
+        self.ledger = LedgerWriter(
+            store,
+            self.metrics,
+            self.clock,
+            grid_zone,
+            lease_s=open_lease_s or StoreSettings().open_request_lease_s,
+            estimate=self._estimate_open,
+        )
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
         if reuse is not None:
@@ -247,6 +257,32 @@ class Gateway(Routing):
             error_code=err.code,
         )
         await self.ledger.commit(row)
+
+    # --- open requests (write-ahead notes) ------------------------------------------------
+    async def _open_request(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, *, stream: bool
+    ) -> LedgerRow:
+        """Note ``ctx``'s request before its generation starts (``LedgerWriter.open``): its
+        prompt at the context check's estimate, no output yet. Once per request (an auto
+        request's rungs share it); returns the note's row, for the caller to keep current."""
+        row = self.ledger.opened(ctx.request_id)
+        if row is not None:
+            return row
+        usage = Usage(estimated_prompt_tokens(backend, req), 0)
+        return await self.ledger.open(
+            self.ledger.row(ctx, req, backend, stream=stream, usage=usage)
+        )
+
+    def _estimate_open(self, row: LedgerRow) -> None:
+        """An open request's energy from its tokens so far (``profiles.estimate``: the model's
+        profile, else the per-token estimate); method ``estimate`` whatever the source, since
+        no meter read it."""
+        if row.model not in self.backends:
+            return
+        est = self.profiles.estimate(row.model, row.prompt_tokens, row.completion_tokens)
+        e = self.energy_report(Measurement(est.wh, est.wh_low, est.wh_high, "estimate"), row.ts)
+        row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
+        row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
 
     # --- embeddings ---------------------------------------------------------------------------
     async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
@@ -540,6 +576,7 @@ class Gateway(Routing):
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
         try:
+            await self._open_request(ctx, req, backend, stream=False)
             completion = await backend.complete(
                 dataclasses.replace(req, on_start=gen.begin), cancel
             )
@@ -573,6 +610,7 @@ class Gateway(Routing):
             )
             raise
         finally:
+            self.ledger.close(ctx.request_id)
             self._land(lookup)
             self.limiter.settle(reservation, usage.total_tokens, usage.reasoning_tokens)
 
@@ -653,6 +691,8 @@ class Gateway(Routing):
         )
         gen = backend.generate(dataclasses.replace(req, on_start=metered.begin), cancel)
         try:
+            # noted before the model starts and before the first byte is sent
+            note = await self._open_request(ctx, req, backend, stream=True)
             async for chunk in gen:
                 if chunk.usage is not None:
                     usage = chunk.usage
@@ -660,6 +700,7 @@ class Gateway(Routing):
                     finish = chunk.finish_reason
                 if chunk.text:
                     produced += 1
+                    note.completion_tokens = produced  # for the note's renewals
                     parts.append(chunk.text)
                     yield chunk
             m = self._measure(metered, backend, usage)
@@ -680,6 +721,7 @@ class Gateway(Routing):
             await self.record_error(ctx, err, req, stream=True)
             raise
         finally:
+            self.ledger.close(ctx.request_id)
             self._land(lookup)
             if not done:
                 # The consumer went away mid-stream: stop the model, account what it did.

@@ -79,6 +79,9 @@ class Routing:
             energy: EnergyReport,
             req: GenerationRequest,
         ) -> None: ...
+        async def _open_request(
+            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, *, stream: bool
+        ) -> LedgerRow: ...
 
     def routes(self, req: GenerationRequest) -> bool:
         """Whether ``req`` asks for ``model: "auto"`` (or ``auto:<ladder>``)."""
@@ -91,6 +94,8 @@ class Routing:
         backend: Backend,
         cancel: CancelToken,
         check: Callable[[Completion], str | None],
+        *,
+        stream: bool,
     ) -> tuple[Completion, Measurement, Lookup | None, str | None]:
         """One rung of an auto request through the normal pipeline (reuse lookup in the
         rung's own scope, else generate, meter and remember): its answer, the energy it took
@@ -115,6 +120,7 @@ class Routing:
         gen = GenerationSpan(
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
+        await self._open_request(ctx, req, backend, stream=stream)
         completion = await backend.complete(dataclasses.replace(req, on_start=gen.begin), cancel)
         m = self._measure(gen, backend, completion.usage)
         reason = check(completion)
@@ -182,7 +188,7 @@ class Routing:
 
                 try:
                     completion, m, lookup, reason = await self._run_rung(
-                        ctx, rreq, backend, cancel, check
+                        ctx, rreq, backend, cancel, check, stream=stream
                     )
                 except BoundgateError as err:
                     if err is ctx.budget_refusal and not last:
@@ -259,3 +265,4 @@ class Routing:
             if not replayed:  # the client left during the replay
                 row.outcome, row.status = "cancelled", 499
                 self.ledger.commit_soon(row)
+            self.ledger.close(ctx.request_id)

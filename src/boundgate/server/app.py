@@ -180,7 +180,7 @@ def create_app(
             on_failure={"batch": batch_failed},
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
-        background: list[asyncio.Task[None]] = []  # index saver, change-log follower
+        background: list[asyncio.Task[None]] = []  # open requests, index saver, follower
         try:
             try:
                 if gateway.reuse is not None:
@@ -203,6 +203,8 @@ def create_app(
                 start_grid()
             app.state.runner = runner
             runner.start()
+            # this process's generations in progress, and those of processes that died
+            background.append(asyncio.create_task(gateway.ledger.keep_open_requests()))
             if gateway.reuse is not None:
                 background.append(asyncio.create_task(gateway.reuse.keep_index_saved()))
                 # what other workers and replicas on this store change (engine.follow)

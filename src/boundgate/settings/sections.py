@@ -117,6 +117,15 @@ class StoreSettings(_Section):
         "milliseconds) and trusted at most this long should the announcement be lost.",
     )
 
+    open_request_lease_s: float = Field(
+        30.0,
+        ge=1,
+        description="A generation in progress is noted in the store before it starts (a "
+        "write-ahead record) and its process renews the note every third of this; a process "
+        "killed mid-answer leaves its requests to whichever process on the store finds their "
+        "notes this long after, which ledgers them as `interrupted`.",
+    )
+
     @model_validator(mode="after")
     def _check_url(self) -> StoreSettings:
         if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):

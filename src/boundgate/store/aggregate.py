@@ -4,11 +4,12 @@ own placeholders and JSON functions, and hand the rows here)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .rows import ChangeRow, LedgerQuery, ObservationRow, PeriodRow, ReportRow
+from .rows import ChangeRow, LedgerQuery, LedgerRow, ObservationRow, PeriodRow, ReportRow
 
 
 class Row(Protocol):
@@ -133,3 +134,13 @@ def change_from(r: Row) -> ChangeRow:
         lookup = (None if s is None else float(s), float(d or 0.0), None if p is None else float(p))
         return ChangeRow(int(r["seq"]), "lookup", lookup=lookup)
     return ChangeRow(int(r["seq"]), str(r["kind"]), entry, r["ref"], obs)
+
+
+def open_row_json(row: LedgerRow) -> str:
+    """The ledger row an open request's note keeps (``open_requests.row``), as JSON."""
+    return json.dumps(dataclasses.asdict(row), separators=(",", ":"))
+
+
+def open_row_from(text: str) -> LedgerRow:
+    """The ledger row of an open request's note (``open_row_json``)."""
+    return LedgerRow(**json.loads(text))

@@ -17,9 +17,12 @@ exception.
 
 Durability contract: a write returns only after it is committed, so a response is never sent
 for a request whose ledger row (:meth:`LedgerStore.record`) could still be lost to a process
-crash (``kill -9``). Writes may be funnelled through one writer; reads may run concurrently.
-The methods documented as atomic must stay correct with several gateway processes sharing one
-database (row locks or one write transaction, never read-then-write from the caller).
+crash (``kill -9``), and a generation is noted (:meth:`LedgerStore.open_request`) before it
+starts, so a request whose process dies mid-answer still gets its row (``interrupted``) from
+whichever process recovers its note. Writes may be funnelled through one writer; reads may
+run concurrently. The methods documented as atomic must stay correct with several gateway
+processes sharing one database (row locks or one write transaction, never read-then-write from
+the caller).
 """
 
 from __future__ import annotations
@@ -64,6 +67,23 @@ class LedgerStore(Protocol):
         ``LimitStore.settle`` with 0 used would); check, write and release are one atomic
         statement (one round trip on a server). True once the row is committed; False:
         nothing was written or released, and the answer must not be served."""
+
+    async def open_request(self, row: LedgerRow, owner: str, lease_until: float) -> None:
+        """Note that request ``row.id`` was accepted and is in progress (a write-ahead record),
+        with ``row`` the ledger row to write should its process die before recording the
+        request's own row; the note is ``owner``'s until ``lease_until``. Returns once it is
+        committed; a note with that id is replaced. Recording a row with that id (``record``,
+        ``record_hit``) removes the note in the same transaction."""
+
+    async def renew_requests(self, owner: str, until: float, rows: list[LedgerRow]) -> None:
+        """Extend the lease of ``owner``'s notes of ``rows`` to ``until`` and keep ``rows`` as
+        their rows (what the requests used so far). A row whose note is gone (its own row was
+        recorded meanwhile) or is not ``owner``'s is skipped: no note is made again."""
+
+    async def recover_requests(self, now: float) -> list[LedgerRow]:
+        """Turn every note whose lease ran out before ``now`` into its ledger row, unless a
+        row with its id is there already (that one stays), and remove the notes; returns the
+        rows written. Atomic: of concurrent calls (any process) each row is written once."""
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         """Rows with ``ts >= since`` (None: all), newest first, at most ``limit`` (None: all)."""

@@ -21,7 +21,7 @@ class LedgerRow:
     stream: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    outcome: str = "ok"  # ok | error | cancelled (reuse adds hit/miss/bypass later)
+    outcome: str = "ok"  # ok | error | cancelled | interrupted (its process died first)
     status: int = 200
     error_code: str | None = None
     latency_ms: float = 0.0
@@ -223,7 +223,7 @@ class LedgerQuery:
     until: float | None = None  # exclusive
     tenant: str | None = None
     model: str | None = None
-    outcome: str | None = None  # ok | error | cancelled
+    outcome: str | None = None  # ok | error | cancelled | interrupted
     reuse: str | None = None  # hit-exact | hit-coalesced | … | miss | bypass | none
 
 

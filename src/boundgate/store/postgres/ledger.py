@@ -10,6 +10,8 @@ from psycopg.types.json import Jsonb
 
 from ..aggregate import (
     ledger_filters,
+    open_row_from,
+    open_row_json,
     period_rows,
     report_row,
 )
@@ -57,6 +59,20 @@ _RECORD_HIT = (
     "u AS (UPDATE limit_counters c SET reserved = c.reserved - h.amount FROM h "
     "WHERE c.counter = h.counter AND c.window_start = h.window_start RETURNING 1) "
     "SELECT COUNT(*) FROM ins"
+)
+# a recovered note's row: a row recorded under its id meanwhile stays (recover_requests)
+_INSERT_LEDGER_NEW = (
+    f"INSERT INTO ledger ({_cols(_LEDGER_COLUMNS)}) VALUES ({_marks(_LEDGER_COLUMNS)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_OPEN_REQUEST = (
+    "INSERT INTO open_requests (id, owner, lease_until, row) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (id) DO UPDATE SET owner = EXCLUDED.owner, "
+    "lease_until = EXCLUDED.lease_until, row = EXCLUDED.row"
+)
+_RENEW_REQUESTS = (
+    "UPDATE open_requests o SET lease_until = %s, row = u.row "
+    "FROM unnest(%s::text[], %s::text[]) AS u(id, row) WHERE o.id = u.id AND o.owner = %s"
 )
 
 
@@ -108,6 +124,37 @@ class PostgresLedger(PostgresBase):
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")
+
+    async def open_request(self, row: LedgerRow, owner: str, lease_until: float) -> None:
+        await self._execute(_OPEN_REQUEST, (row.id, owner, lease_until, open_row_json(row)))
+
+    async def renew_requests(self, owner: str, until: float, rows: list[LedgerRow]) -> None:
+        params = (until, [r.id for r in rows], [open_row_json(r) for r in rows], owner)
+        await self._execute(_RENEW_REQUESTS, params)
+
+    async def recover_requests(self, now: float) -> list[LedgerRow]:
+        async def run(conn: _Conn) -> list[LedgerRow]:
+            # the notes locked by a concurrent recovery are that one's to write
+            notes = await _all(
+                conn,
+                "SELECT id, row FROM open_requests WHERE lease_until < %s "
+                "ORDER BY lease_until FOR UPDATE SKIP LOCKED",
+                (now,),
+            )
+            written = []
+            for note in notes:
+                row = open_row_from(note["row"])
+                async with conn.cursor() as cur:
+                    await cur.execute(_INSERT_LEDGER_NEW, _ledger_values(row))
+                    if cur.rowcount == 1:
+                        written.append(row)
+            if notes:
+                await conn.execute(
+                    "DELETE FROM open_requests WHERE id = ANY(%s)", ([n["id"] for n in notes],)
+                )
+            return written
+
+        return await self._run(run, tx=True)
 
     async def ledger(self, since: float | None = None, limit: int | None = None) -> list[LedgerRow]:
         sql = _LEDGER_SELECT + " WHERE ts >= %s ORDER BY ts DESC, seq DESC"
@@ -164,7 +211,7 @@ class PostgresLedger(PostgresBase):
     async def report(self, since: float | None = None) -> list[ReportRow]:
         sql = f"""
             SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
-                   SUM((outcome = 'error')::int) AS errors,
+                   SUM((outcome IN ('error', 'interrupted'))::int) AS errors,
                    SUM(prompt_tokens) AS prompt_tokens,
                    SUM(completion_tokens) AS completion_tokens,
                    SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
@@ -187,7 +234,7 @@ class PostgresLedger(PostgresBase):
             raise ValueError("period_s must be positive")
         ledger_sql = f"""
             SELECT floor(ts / %(p)s) * %(p)s AS start, tenant, COUNT(*) AS requests,
-                   SUM((outcome = 'error')::int) AS errors,
+                   SUM((outcome IN ('error', 'interrupted'))::int) AS errors,
                    SUM(({_REUSED})::int) AS reused,
                    SUM(wh) AS wh, SUM(gco2) AS gco2,
                    SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,

@@ -9,6 +9,8 @@ from typing import Any
 
 from ..aggregate import (
     ledger_filters,
+    open_row_from,
+    open_row_json,
     period_rows,
     report_row,
 )
@@ -36,6 +38,8 @@ _INSERT_LEDGER_IF_LIVE = (
     "WHERE EXISTS (SELECT 1 FROM reuse_entries WHERE key = ? AND id = ? AND NOT revoked "
     "AND document_id IS ?)"
 )
+# a recovered note's row: a row recorded under its id meanwhile stays (recover_requests)
+_INSERT_LEDGER_NEW = _INSERT_LEDGER.replace("INSERT OR REPLACE", "INSERT OR IGNORE", 1)
 
 
 _PROFILE_COLUMNS = [f.name for f in fields(EnergyProfileRow)]
@@ -79,6 +83,47 @@ class SQLiteLedger(SQLiteBase):
                 for counter, window in release.counters:
                     _settle(conn, release.hold_id, counter, window, 0)
             return True
+
+        return await self._call(write)
+
+    async def open_request(self, row: LedgerRow, owner: str, lease_until: float) -> None:
+        await self._execute(
+            "INSERT OR REPLACE INTO open_requests (id, owner, lease_until, row) "
+            "VALUES (?, ?, ?, ?)",
+            (row.id, owner, lease_until, open_row_json(row)),
+        )
+
+    async def renew_requests(self, owner: str, until: float, rows: list[LedgerRow]) -> None:
+        params = [(until, open_row_json(r), r.id, owner) for r in rows]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE open_requests SET lease_until = ?, row = ? WHERE id = ? AND owner = ?",
+                params,
+            )
+
+        await self._call(write)
+
+    async def recover_requests(self, now: float) -> list[LedgerRow]:
+        def due(conn: sqlite3.Connection) -> bool:
+            sql = "SELECT 1 FROM open_requests WHERE lease_until < ? LIMIT 1"
+            return conn.execute(sql, (now,)).fetchone() is not None
+
+        if not await self._read(due):  # the common case: a read, no trip through the writer
+            return []
+
+        def write(conn: sqlite3.Connection) -> list[LedgerRow]:
+            notes = conn.execute(
+                "SELECT id, row FROM open_requests WHERE lease_until < ? ORDER BY lease_until",
+                (now,),
+            ).fetchall()
+            written = []
+            for note in notes:
+                row = open_row_from(note["row"])
+                if conn.execute(_INSERT_LEDGER_NEW, _row_values(row)).rowcount == 1:
+                    written.append(row)
+                conn.execute("DELETE FROM open_requests WHERE id = ?", (note["id"],))
+            return written
 
         return await self._call(write)
 
@@ -151,7 +196,7 @@ class SQLiteLedger(SQLiteBase):
             rows = conn.execute(
                 """
                 SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
-                       SUM(outcome = 'error') AS errors,
+                       SUM(outcome IN ('error', 'interrupted')) AS errors,
                        SUM(prompt_tokens) AS prompt_tokens,
                        SUM(completion_tokens) AS completion_tokens,
                        SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
@@ -180,7 +225,7 @@ class SQLiteLedger(SQLiteBase):
             ledger_rows = conn.execute(
                 """
                 SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
-                       SUM(outcome = 'error') AS errors,
+                       SUM(outcome IN ('error', 'interrupted')) AS errors,
                        SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
                                                    'stale')) AS reused,
                        SUM(wh) AS wh, SUM(gco2) AS gco2,

@@ -1,0 +1,142 @@
+"""Write-ahead notes of generations in progress (``LedgerWriter.open``): noted before the model
+starts, kept current by the renewals, closed by the request's own row, and turned into an
+``interrupted`` row only when no process renews them (the real ``kill -9``:
+``test_durability_cli.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boundgate.assembly import build_gateway
+from boundgate.backends.base import GenerationRequest
+from boundgate.backends.fake import FakeBackend
+from boundgate.gateway import Finished, Gateway
+from boundgate.store import LedgerRow, SQLiteStore
+from boundgate.tenants import OPEN_TENANT
+from helpers import fake_settings
+
+FAR = 1e12  # a time past every lease
+
+
+def _gateway(tmp_path: Path, extra: str = "") -> tuple[Gateway, SQLiteStore, list[str]]:
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n' + extra)
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    gw = build_gateway(settings, store=store, backends={"fake": FakeBackend("fake")})
+    noted: list[str] = []
+    real = store.open_request
+
+    async def counting(row: LedgerRow, owner: str, lease_until: float) -> None:
+        noted.append(row.id)
+        await real(row, owner, lease_until)
+
+    store.open_request = counting  # type: ignore[method-assign]
+    return gw, store, noted
+
+
+def _req(question: str, **kw: Any) -> GenerationRequest:
+    return GenerationRequest(model="fake", prompt=question, max_tokens=50, temperature=0, **kw)
+
+
+def test_a_stream_is_noted_before_its_first_chunk_and_renewed_with_its_tokens(
+    tmp_path: Path,
+) -> None:
+    gw, store, noted = _gateway(tmp_path)
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        events = gw.stream(ctx, _req("tell me more"))
+        await anext(events)
+        assert noted == [ctx.request_id]  # noted before the first chunk came out
+        await anext(events)
+        await gw.ledger.renew()  # what a heartbeat keeps: the tokens so far
+        # the owner renews it: no process takes it over while the lease holds
+        assert await store.recover_requests(time.time()) == []
+        # the process "died" here (nothing closes it): its note becomes its row
+        rows = await store.recover_requests(FAR)
+        await events.aclose()
+        await gw.drain()
+        return rows
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert (row.outcome, row.status, row.error_code) == ("interrupted", 500, "interrupted")
+    assert row.stream and row.model == "fake" and row.tenant == "local"
+    assert row.prompt_tokens > 0 and row.completion_tokens == 2
+    assert row.wh > 0 and row.method == "estimate" and row.gco2 > 0
+
+
+def test_answered_and_cancelled_requests_leave_no_note(tmp_path: Path) -> None:
+    gw, store, noted = _gateway(tmp_path)
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        events = [e async for e in gw.stream(ctx, _req("streamed"))]
+        assert isinstance(events[-1], Finished)
+        await gw.complete(gw.context(OPEN_TENANT, "/v1/completions"), _req("plain"))
+        cut = gw.stream(gw.context(OPEN_TENANT, "/v1/completions"), _req("cut short"))
+        await anext(cut)
+        await cut.aclose()  # the client left
+        await gw.drain()
+        assert not gw.ledger._open  # nothing left to renew
+        return await store.recover_requests(FAR)
+
+    try:
+        assert asyncio.run(main()) == []
+        outcomes = sorted(r.outcome for r in asyncio.run(store.ledger()))
+    finally:
+        store.close()
+    assert outcomes == ["cancelled", "ok", "ok"] and len(noted) == 3
+
+
+def test_hits_are_not_noted(tmp_path: Path) -> None:
+    """A stored answer's row is written at once (before a replay): no note, no extra write."""
+    gw, store, noted = _gateway(tmp_path)
+
+    async def main() -> None:
+        first = await gw.complete(gw.context(OPEN_TENANT, "/v1/completions"), _req("again?"))
+        await gw.drain()
+        hit = await gw.complete(gw.context(OPEN_TENANT, "/v1/completions"), _req("again?"))
+        assert hit.reuse is not None and hit.reuse.status == "hit-exact"
+        assert hit.completion.text == first.completion.text
+        events = [e async for e in gw.stream(gw.context(OPEN_TENANT, "/v1/completions"),
+                                             _req("again?"))]  # fmt: skip
+        assert isinstance(events[-1], Finished) and events[-1].reuse is not None
+        await gw.drain()
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    assert len(noted) == 1  # the miss only
+
+
+def test_an_open_request_whose_row_failed_is_recovered_after_its_lease(tmp_path: Path) -> None:
+    """The store refusing a request's own row leaves its note, no longer renewed: the request
+    is ledgered as interrupted rather than lost."""
+    gw, store, _ = _gateway(tmp_path)
+    real = store.record
+
+    async def failing(row: LedgerRow) -> None:
+        raise RuntimeError("disk full")
+
+    async def main() -> list[LedgerRow]:
+        store.record = failing  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await gw.complete(gw.context(OPEN_TENANT, "/v1/completions"), _req("lost?"))
+        store.record = real  # type: ignore[method-assign]
+        assert not gw.ledger._open
+        return await store.recover_requests(FAR)
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "interrupted" and not row.stream
