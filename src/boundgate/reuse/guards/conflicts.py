@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
-from .lexicon import _LISTS, _STOPWORD_STEMS, CONTRASTS, QUANTIFIERS, stem, words
+from .lexicon import _LISTS, _STOPWORD_STEMS, CONTRASTS, NEGATIONS, QUANTIFIERS, stem, words
 from .literals import _FACTORIAL, _blind_spot, _literals_differ
 from .order import (
     _agent_made_object,
@@ -171,7 +171,40 @@ class Comparison:
         return not self.conflicts
 
 
+HEDGE_STEMS = frozenset(stem(w) for w in _LISTS["hedge_words"])
+_PREAMBLE_END = re.compile(r"(?:[,:.?!]|\bbut)\s+")
+
+
+def _without_hedge(a: str, b: str) -> tuple[str, str] | None:
+    """``a`` and ``b`` with a hedge before one of them dropped, when the rest is the other
+    one's words: "If you don't mind me asking, what is a black hole?" / "What is a black
+    hole?", "Not sure if this is a dumb question but why …?", "I never understood this: why
+    …?" (a trial's paraphrases, vetoed for the hedge's negation). A hedge is a clause ending
+    in ",", ":", ".", "?", "!" or "but" whose content words are all ``hedge_words`` or
+    courtesy ("I don't have an oven, how do I bake bread?" keeps its clause). None when
+    neither side has one."""
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        wy = words(y)
+        if len(wy) < 3:
+            continue
+        for m in _PREAMBLE_END.finditer(x):
+            body = x[m.end() :]
+            if words(body) != wy:
+                continue
+            stems = {
+                stem(w) for w in words(x[: m.start()]) if _is_content(w) and w not in NEGATIONS
+            }
+            if stems - _STOPWORD_STEMS <= HEDGE_STEMS | _COURTESY_STEMS:
+                return (y, body) if swap else (body, y)
+    return None
+
+
 def compare(a: str, b: str) -> Comparison:
+    """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
+    of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
+    content words. A hedge before one side is left out first (``_without_hedge``)."""
+    if (unhedged := _without_hedge(a, b)) is not None:
+        a, b = unhedged
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
     if _blind_spot(a, b):
