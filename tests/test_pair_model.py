@@ -16,6 +16,7 @@ from boundgate.backends.base import Completion, GenerationRequest, Message, Usag
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
+from boundgate.reuse.guards.lexicon import spelled_out
 from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
 from boundgate.reuse.prior import Prior
 from boundgate.reuse.scoring import CosineScorer, PairModelScorer
@@ -379,3 +380,14 @@ def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_pat
             assert status == "hit-exact" and got_doc == doc and got == answer
             assert fake.calls == calls
             live.http.close()
+
+
+def test_the_model_reads_short_forms_spelled_out(scorer: OnnxPairScorer) -> None:
+    """A trial's chatbot paraphrases with short forms scored about 0.01 ("how many tbsp in a
+    cup" / "How many tablespoons are in a cup?"): the model, trained on Quora's wording,
+    reads them spelled out, both sides alike, and a unit changed still scores low."""
+    same = scorer.score("how many tbsp in a cup", "How many tablespoons are in a cup?")
+    assert same > 0.9
+    assert scorer.score("how many tbsp in a cup", "How many teaspoons are in a cup?") < 0.5
+    assert spelled_out("Which ships were sunk by U-boats?") == "Which ships were sunk by U-boats?"
+    assert spelled_out("how do u convert 5 ft to cm") == "how do you convert 5 feet to centimeters"

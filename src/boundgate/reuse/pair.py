@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .embedder import MAX_TOKENS, cpu_session
+from .guards.lexicon import spelled_out
 
 Scores = npt.NDArray[np.float32]
 Pair = tuple[str, str]
@@ -95,7 +96,8 @@ class OnnxPairScorer(PairScorer):
     def score_pairs(self, pairs: Sequence[Pair]) -> Scores:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        both = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+        read = [(spelled_out(a), spelled_out(b)) for a, b in pairs]
+        both = read + [(b, a) for a, b in read]
         logits = self._logits(both)
         p = 1.0 / (1.0 + np.exp(-logits))
         n = len(pairs)

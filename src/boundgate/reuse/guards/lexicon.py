@@ -195,6 +195,24 @@ _ORDINAL_SUFFIXES = frozenset(["st", "nd", "rd", "th"])
 
 # short forms that name the same thing as their long form: "JS" / "JavaScript"
 ALIASES = {short: tuple(long.split()) for short, long in _LISTS["aliases"].items()}
+# what the duplicate-question model reads spelled out (``spelled_out``)
+SHORT_FORMS: dict[str, str] = {**_LISTS["aliases"], **_LISTS["short_forms"]}
+SHORT_FORMS_LOWER: dict[str, str] = _LISTS["short_forms_lower_case"]
+# a word of letters and digits standing alone: not part of "U-boats", "a/b", "3.5", "k8s-x"
+_STANDALONE = re.compile(r"(?<![\w\-/.'])[A-Za-z][A-Za-z0-9]*(?![\w\-/'])")
+
+
+def spelled_out(text: str) -> str:
+    """``text`` with its short forms written out, as the duplicate-question model should read
+    them ("how many tbsp in a cup" → "how many tablespoons in a cup", "js" → "javascript";
+    ``short_forms`` and ``aliases`` in english.toml, any case; ``short_forms_lower_case`` only
+    as typed in lower case). Other words are kept as written."""
+
+    def full(m: re.Match[str]) -> str:
+        word = m.group(0)
+        return SHORT_FORMS.get(word.casefold()) or SHORT_FORMS_LOWER.get(word) or word
+
+    return _STANDALONE.sub(full, text)
 
 
 def normalise(text: str) -> str:
