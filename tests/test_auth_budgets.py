@@ -113,6 +113,22 @@ def test_stats_show_a_tenant_only_its_own_entries(keyed: tuple[Live, dict[str, s
     assert stats(admin)["entries"] == 2 and "outcomes" in stats(admin)
 
 
+def label_a_hit(live: Live, headers: dict[str, str], question: str, *, correct: bool) -> str:
+    """Ask ``question`` twice (the second an exact hit) and label the hit: the feedback's
+    ``status``."""
+    body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
+    live.http.post("/v1/chat/completions", json=body, headers=headers)
+    hit = live.http.post("/v1/chat/completions", json=body, headers=headers)
+    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+    r = live.http.post(
+        "/v1/boundgate/feedback",
+        json={"request_id": hit.headers["x-request-id"], "correct": correct},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["status"])
+
+
 def test_stats_hide_other_tenants_labels_and_lookups(keyed: tuple[Live, dict[str, str]]) -> None:
     """A tenant's stats showed every tenant's feedback (``observations_by_source``) and
     semantic lookups; it sees the deployment's threshold and bound, and its own counts."""
@@ -120,16 +136,7 @@ def test_stats_hide_other_tenants_labels_and_lookups(keyed: tuple[Live, dict[str
     acme = {"Authorization": f"Bearer {keys['acme']}"}
     globex = {"Authorization": f"Bearer {keys['globex']}"}
     admin = {"Authorization": f"Bearer {keys['admin']}"}
-    body = {"messages": [{"role": "user", "content": "What is a gateway?"}], "temperature": 0}
-    live.http.post("/v1/chat/completions", json=body, headers=acme)
-    hit = live.http.post("/v1/chat/completions", json=body, headers=acme)
-    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
-    r = live.http.post(
-        "/v1/boundgate/feedback",
-        json={"request_id": hit.headers["x-request-id"], "correct": False},
-        headers=acme,
-    )
-    assert r.status_code == 200 and r.json()["status"] == "recorded"
+    assert label_a_hit(live, acme, "What is a gateway?", correct=False) == "recorded"
 
     def stats(h: dict[str, str]) -> dict[str, Any]:
         r = live.http.get("/v1/boundgate/stats", headers=h)
@@ -164,17 +171,7 @@ def test_a_tenants_correct_feedback_does_not_move_the_shared_threshold(
     labelled = []
     for who, q in (("acme", "What is a gateway?"), ("admin", "What is a cache?")):
         h = {"Authorization": f"Bearer {keys[who]}"}
-        body = {"messages": [{"role": "user", "content": q}], "temperature": 0}
-        live.http.post("/v1/chat/completions", json=body, headers=h)
-        hit = live.http.post("/v1/chat/completions", json=body, headers=h)
-        assert hit.headers["x-boundgate-reuse"] == "hit-exact"
-        r = live.http.post(
-            "/v1/boundgate/feedback",
-            json={"request_id": hit.headers["x-request-id"], "correct": True},
-            headers=h,
-        )
-        assert r.status_code == 200
-        labelled.append(r.json()["status"])
+        labelled.append(label_a_hit(live, h, q, correct=True))
     assert labelled == ["noted", "recorded"]
     r = live.http.get("/v1/boundgate/stats", headers=admin)
     assert r.json()["reuse"]["observations_by_source"]["feedback"] == {"total": 1, "wrong": 0}

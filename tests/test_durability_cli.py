@@ -27,6 +27,20 @@ CLI = [sys.executable, "-m", "boundgate"]
 START_S = 240  # a generous bound on a busy machine: the process imports, opens, loads
 
 
+def serve(cfg: Path) -> tuple[subprocess.Popen[str], str]:
+    """A real ``boundgate serve`` on ``cfg`` and a free port, ready: (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--config", str(cfg), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(proc, base)
+    return proc, base
+
+
 def wait_ready(proc: subprocess.Popen[str], base: str) -> None:
     """Until ``base`` answers /readyz with 200; fails if the process exits first."""
     deadline = time.monotonic() + START_S
@@ -184,25 +198,13 @@ default = true
 """,
     )
 
-    def start() -> tuple[subprocess.Popen[str], str]:
-        port = free_port()
-        proc = subprocess.Popen(
-            [*CLI, "serve", "--config", str(cfg), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(proc, base)
-        return proc, base
-
     line = {
         "custom_id": "only",
         "method": "POST",
         "url": "/v1/chat/completions",
         "body": {"messages": [{"role": "user", "content": "durable?"}], "temperature": 0},
     }
-    proc, base = start()
+    proc, base = serve(cfg)
     try:
         f = httpx.post(
             base + "/v1/files",
@@ -228,7 +230,7 @@ default = true
             assert asyncio.run(store.reschedule_job(job.id, time.time()))
     finally:
         store.close()
-    proc, base = start()
+    proc, base = serve(cfg)
     try:
         got = wait_until(
             lambda: (
@@ -357,19 +359,7 @@ default = true
 """,
         )
 
-        def start() -> tuple[subprocess.Popen[str], str]:
-            port = free_port()
-            proc = subprocess.Popen(
-                [*CLI, "serve", "--config", str(cfg), "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            base = f"http://127.0.0.1:{port}"
-            wait_ready(proc, base)
-            return proc, base
-
-        proc, base = start()
+        proc, base = serve(cfg)
         chunks = 0
         try:
             body = {"messages": [{"role": "user", "content": "go on forever"}], "stream": True}
@@ -393,7 +383,7 @@ default = true
         store.open()
         try:
             assert asyncio.run(store.get_row(request_id)) is None  # nobody recovered it yet
-            proc, base = start()
+            proc, base = serve(cfg)
             try:
                 got = wait_until(lambda: asyncio.run(store.get_row(request_id)), timeout=60)
             finally:
