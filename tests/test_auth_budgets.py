@@ -177,6 +177,22 @@ def test_a_tenants_correct_feedback_does_not_move_the_shared_threshold(
     assert r.json()["reuse"]["observations_by_source"]["feedback"] == {"total": 1, "wrong": 0}
 
 
+def test_a_noted_label_leaves_the_request_open_to_a_learned_one(
+    keyed: tuple[Live, dict[str, str]],
+) -> None:
+    """A trial's finding: a tenant's ``correct: true`` (noted, not learned) used up the
+    request's only label, so its later ``correct: false`` was a duplicate and never
+    learned."""
+    live, keys = keyed
+    acme = {"Authorization": f"Bearer {keys['acme']}"}
+    assert label_a_hit(live, acme, "What is a gateway?", correct=True) == "noted"
+    (row,) = [r for r in live.ledger().values() if r.reuse == "hit-exact"]
+    again = live.http.post(
+        "/v1/boundgate/feedback", json={"request_id": row.id, "correct": False}, headers=acme
+    )
+    assert again.json()["status"] == "recorded"
+
+
 def test_revoked_key_is_refused(keyed: tuple[Live, dict[str, str]]) -> None:
     live, keys = keyed
     key_id = keys["globex"].split("-")[1]

@@ -576,6 +576,8 @@ def _one_line(res: Any) -> str:
         ({"bg:scope": {"endpoint": "/v1/chat/completions"}}, "bg:scope.tenant"),
         ({"dateCreated": "yesterday"}, "dateCreated"),  # was a ValueError traceback
         ({"dateCreated": "[/red]"}, "dateCreated"),  # quoted, not read as rich markup
+        ({"dateCreated": "9999-12-31T23:59:59+00:00"}, "dateCreated"),  # fresh for ever
+        ({"dateCreated": "0001-01-01T00:00:00+14:00"}, "dateCreated"),
         ({"acceptedAnswer": ["a"]}, "acceptedAnswer"),  # was a TypeError traceback
         ({"bg:model": {"name": "fake"}}, "bg:model.version"),
     ],

@@ -28,6 +28,7 @@ import difflib
 import hashlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,13 +279,22 @@ def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def parse(doc: dict[str, Any]) -> Content:
+# a document dated later than this after the reader's clock is refused: its age would read
+# as negative, and max-age or a freshness policy would serve it as new for ever (a trial
+# imported one dated 9999-12-31); a day covers clocks that disagree
+MAX_FUTURE_S = 86400.0
+EARLIEST_CREATED = datetime(2020, 1, 1, tzinfo=UTC)  # no document of this kind is older
+
+
+def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     """The servable content of a document, checked field by field (call ``verify`` first:
     this does not look at the signature). Raises ``DocumentError`` for a missing or
     malformed field: ``name``, ``acceptedAnswer.text``, ``bg:model.name``/``.version``,
     ``bg:scope.tenant`` (non-empty strings), ``bg:scope.endpoint``/``.contextSha256``
     (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
-    offset), ``bg:finishReason`` (``stop`` or ``length``), ``bg:completionTokens`` and
+    offset, from ``EARLIEST_CREATED`` to ``MAX_FUTURE_S`` after ``now``, unix seconds, the
+    system clock when None), ``bg:finishReason`` (``stop`` or ``length``),
+    ``bg:completionTokens`` and
     ``bg:askerCount`` (integers ≥ 0), ``bg:temperature`` (0 to ``MAX_TEMPERATURE``),
     ``bg:generationEnergyWh`` (finite, 0 to ``MAX_ANSWER_WH`` Wh),
     ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2`` gCO2e),
@@ -299,6 +309,13 @@ def parse(doc: dict[str, Any]) -> Content:
     if created is None:
         raise DocumentError(
             "dateCreated", f"must be a timestamp with its offset, not {doc.get('dateCreated')!r}"
+        )
+    latest = (time.time() if now is None else now) + MAX_FUTURE_S
+    if not EARLIEST_CREATED <= created <= datetime.fromtimestamp(latest, tz=UTC):
+        raise DocumentError(
+            "dateCreated",
+            f"must lie between {EARLIEST_CREATED.date()} and a day from now, not "
+            f"{doc.get('dateCreated')!r}",
         )
     finish_reason = doc.get("bg:finishReason", "stop")
     if finish_reason not in ("stop", "length"):

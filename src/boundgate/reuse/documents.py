@@ -162,7 +162,7 @@ class Documents:
         ``param`` the field) if a field is missing or out of range (``binding.parse``: e.g.
         an energy that is negative, not finite or above ``binding.MAX_ANSWER_WH``); nothing
         is stored then."""
-        content = binding.parse(doc)
+        content = binding.parse(doc, self.clock.time())
         doc_id = binding.short_id(str(doc["@id"]))
         if await self.store.get_document(doc_id) is not None:
             return None

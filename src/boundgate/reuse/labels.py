@@ -139,12 +139,13 @@ class Labelling:
             )
         if row.id in self._feedback_seen:
             return "duplicate"
-        self._feedback_seen.add(row.id)
         if correct and not admin:
             # One threshold serves every tenant: a tenant's "right" would lower it for all
             # (and raise the others' wrong-reuse risk), so only an admin's counts. A tenant's
-            # "wrong" is learned: it can only make reuse more careful.
+            # "wrong" is learned: it can only make reuse more careful. Noted, the request
+            # may still be labelled: a later "wrong", or an admin's label, is learned.
             return "noted"
+        self._feedback_seen.add(row.id)
         key = self._by_id.get(row.document_id)
         similarity = row.similarity if row.similarity is not None else 1.0
         raw_density = row.extra.get("density", 0.0)

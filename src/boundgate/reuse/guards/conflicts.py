@@ -14,6 +14,7 @@ from .order import (
     _agent_made_object,
     _blocks_exchanged,
     _possessives_swapped,
+    _relative_turned,
     _role_swap,
     _sequence_turned,
     _transposed,
@@ -29,6 +30,7 @@ from .wording import (
     _negation_moved,
     _one_word_added,
     _one_word_apart,
+    _other_one_asked,
     _tense_conflict,
     _turned_around,
     _unit_conflict,
@@ -252,6 +254,7 @@ def compare(a: str, b: str) -> Comparison:
         or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb)))
         or _agent_made_object(fa, fb)
         or _possessives_swapped(fa, fb)
+        or _relative_turned(fa, fb)
     ):
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
@@ -263,8 +266,8 @@ def compare(a: str, b: str) -> Comparison:
     if _measure_conflict(fa, fb) and "unit" not in conflicts:
         conflicts.append("unit")  # a conversion the other way round
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
-    if names_a and names_b:
-        conflicts.append("entity")
+    if (names_a and names_b) or _other_one_asked(fa, fb):
+        conflicts.append("entity")  # "… How many does Alice have?" / "… Bob have?"
     union = fa.content | fb.content
     overlap = len(fa.content & fb.content) / len(union) if union else 1.0
     novel = len(fa.content ^ fb.content)

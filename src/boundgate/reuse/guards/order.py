@@ -147,6 +147,35 @@ def _possessives_swapped(fa: Features, fb: Features) -> bool:
     return any((owned, owner) in fb.possessives for owner, owned in fa.possessives)
 
 
+RELATIVIZERS = frozenset(["that", "who", "whom", "which"])
+
+
+def _relative_clause(form: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
+    """(antecedent, clause) of the first relative clause in a swap form: the word before
+    "that" / "who" / "whom" / "which" (not at the start) and the words after it; None
+    without one."""
+    i = next((i for i, w in enumerate(form) if i and w in RELATIVIZERS), None)
+    if i is None or i + 1 >= len(form):
+        return None
+    return form[i - 1], form[i + 1 :]
+
+
+def _relative_turned(fa: Features, fb: Features) -> bool:
+    """Subject and object of a relative clause the other way round: the same antecedent
+    with the clause's words in another order ("the player who Kasparov beat" / "the player
+    who beat Kasparov", "the animal that cats are afraid of" / "that is afraid of cats"), or
+    antecedent and a word of the clause exchanged ("the dog that bit the mailman" / "the
+    mailman that the dog bit"). A trial was served 21 such pairs, pair scores 0.94-0.99."""
+    a, b = (tuple("that" if w in RELATIVIZERS else w for w in f.swap_form) for f in (fa, fb))
+    ra, rb = _relative_clause(a), _relative_clause(b)
+    if ra is None or rb is None or sorted(a) != sorted(b):
+        return False
+    (xa, ca), (xb, cb) = ra, rb
+    if xa == xb:
+        return ca != cb and sorted(ca) == sorted(cb)
+    return xa in cb and xb in ca
+
+
 def _transposed(fa: Features, fb: Features) -> bool:
     """The same content words, with two of them exchanged around at least one that stays in
     place: subject and object swapped ("can a landlord sue a tenant" / "can a tenant sue a
@@ -213,7 +242,7 @@ def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
             continue
         if t in _BE:
             out.append("be")
-        elif t in ("do", "does"):
+        elif t in ("do", "does", "did"):
             out.append("do")  # "How does inflation affect rates?" / "How do rates affect …"
         else:
             base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t) or _CASE.get(t)
