@@ -20,11 +20,12 @@ Two tests, cheapest first:
 The identifier replaced a list of Spanish/French/German/Italian/Portuguese/Dutch function
 words, which let through 60 of 71 short requests written without one ("Vuelos baratos de
 Barcelona a Londres", "Convierte dólares a euros"). Measured on 83 short requests in 19
-languages and on English text (bench/RESULTS.md, "Other languages: a language identifier"),
-English's probability below 0.05 over these 19 languages flags 81 of the 83, 6 of 23,285
-Quora questions and 4 of 1,653 chatbot-style English prompts ("Convert 100 Fahrenheit to
-Celsius.", "Define "déjà vu""); with all of py3langid's 97 languages, short English questions
-spread their probability over rare ones ("Am I pregnant?": 1.5 % of Quora flagged at 0.2).
+languages and on English text (``bench/language_id.py``; bench/RESULTS.md, "Other languages:
+a language identifier"), English's probability below 0.05 over these 19 languages flags 81 of
+the 83, 73 of Quora's 116,425 questions and 5 of 2,461 chatbot-style English prompts
+("Convert 100 Fahrenheit to Celsius", "Define "déjà vu""); with all of py3langid's 97
+languages, short English questions spread their probability over rare ones ("Am I
+pregnant?": 1.6 % of Quora flagged at 0.2).
 Text without letters gives the identifier no evidence: it reads as English (the guards read
 numbers and symbols).
 """
