@@ -2,7 +2,7 @@
 
 A question in another language than English is reused on an exact repeat only. This prints,
 for the shipped rule and the variants it was chosen over, how many short requests in other
-languages it flags (``bench/data/other_languages.tsv``: 83 requests in 19 languages, most
+languages it flags (``bench/data/other_languages.tsv``: 83 requests in 15 languages, most
 without a function word a list would know) and how many English texts it flags (the
 questions of the pairs files, and the development sets' chatbot-style prompts), plus the cost
 per question. A flagged English question loses reuse by meaning; an unflagged foreign one

@@ -19,7 +19,7 @@ Two tests, cheapest first:
 
 The identifier replaced a list of Spanish/French/German/Italian/Portuguese/Dutch function
 words, which let through 60 of 71 short requests written without one ("Vuelos baratos de
-Barcelona a Londres", "Convierte dólares a euros"). Measured on 83 short requests in 19
+Barcelona a Londres", "Convierte dólares a euros"). Measured on 83 short requests in 15
 languages and on English text (``bench/language_id.py``; bench/RESULTS.md, "Other languages:
 a language identifier"), English's probability below 0.05 over these 19 languages flags 81 of
 the 83, 73 of Quora's 116,425 questions and 5 of 2,461 chatbot-style English prompts
