@@ -140,3 +140,47 @@ def test_an_open_request_whose_row_failed_is_recovered_after_its_lease(tmp_path:
     finally:
         store.close()
     assert row.outcome == "interrupted" and not row.stream
+
+
+def test_an_open_generation_is_metered_as_its_own_row_would_be(tmp_path: Path) -> None:
+    """A trial's finding: a non-streamed generation killed after 26 s became an interrupted
+    row with 0 Wh (its tokens are unknown until it ends), and a streamed one on the local
+    model took the per-token estimate of a datacenter GPU (about 100 times the CPU meter's
+    figure). A note's energy is read from its generation's own meter at each renewal."""
+    from boundgate.energy import FakeMeter
+
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    wall: list[float] = []
+    meter = FakeMeter(method="rapl", per_work=lambda work: wall.append(work.wall_s) or 0.25)
+    gw = build_gateway(
+        settings,
+        store=store,
+        backends={"fake": FakeBackend("fake", token_delay_s=0.05)},
+        meter_for=lambda backend: meter,
+    )
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+        for _ in range(500):  # until the model has it and a renewal has read its meter
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None:
+                await gw.ledger.renew()
+                if note.wh > 0:
+                    break
+            await asyncio.sleep(0.01)
+        rows = await store.recover_requests(FAR)  # the process "died" here
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return rows
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "interrupted" and not row.stream
+    assert row.wh > 0 and row.method == "rapl"  # the generation's meter, not an estimate
+    assert wall and wall[-1] > 0

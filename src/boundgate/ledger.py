@@ -81,6 +81,8 @@ class LedgerWriter:
         # who holds this process's notes: host, pid and a fresh id (pids are reused)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._open: dict[str, LedgerRow] = {}  # request id → its note's row, kept current
+        # request id → what sets its note's energy so far (its generation's meter)
+        self._progress: dict[str, Callable[[LedgerRow], None]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     def row(
@@ -183,19 +185,25 @@ class LedgerWriter:
             _add(m.routing_avoided_j, row.rightsizing_avoided_wh * 3600.0)
 
     # --- open requests (write-ahead notes) ------------------------------------------------
-    async def open(self, row: LedgerRow) -> LedgerRow:
+    async def open(
+        self, row: LedgerRow, progress: Callable[[LedgerRow], None] | None = None
+    ) -> LedgerRow:
         """Note request ``row.id`` as in progress before its generation starts (and before a
         stream's first byte), with ``row`` turned into the row it gets should this process die
-        first: outcome ``interrupted``, status 500, energy estimated from its tokens. Returns
-        once the note is committed; returns that row, which the caller keeps current (its
-        ``completion_tokens``) for the renewals. The request's own row closes the note."""
+        first: outcome ``interrupted``, status 500, energy as ``progress`` sets it at each
+        renewal (the generation's own meter read so far), else estimated from its tokens.
+        Returns once the note is committed; returns that row, which the caller keeps current
+        (its ``completion_tokens``) for the renewals. The request's own row closes the
+        note."""
         row.outcome, row.status, row.error_code = INTERRUPTED, INTERRUPTED_STATUS, INTERRUPTED
+        if progress is not None:
+            self._progress[row.id] = progress
         self._refresh(row)
         self._open[row.id] = row
         try:
             await self.store.open_request(row, self.owner, self.clock.time() + self.lease_s)
         except BaseException:
-            self._open.pop(row.id, None)
+            self.close(row.id)
             raise
         return row
 
@@ -208,12 +216,14 @@ class LedgerWriter:
         recorded, which removes the note; or it failed in a way that records none, and then
         the note becomes its row once the lease runs out)."""
         self._open.pop(request_id, None)
+        self._progress.pop(request_id, None)
 
     def _refresh(self, row: LedgerRow) -> None:
         row.latency_ms = max(0.0, (self.clock.time() - row.ts) * 1000.0)
-        if self.estimate is not None:
+        progress = self._progress.get(row.id, self.estimate)
+        if progress is not None:
             try:
-                self.estimate(row)
+                progress(row)
             except Exception:  # an estimate is best effort: the row is what matters
                 log.exception("no energy estimate for open request %s", row.id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -260,18 +261,44 @@ class Gateway(Routing):
 
     # --- open requests (write-ahead notes) ------------------------------------------------
     async def _open_request(
-        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, *, stream: bool
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        gen: GenerationSpan,
+        *,
+        stream: bool,
     ) -> LedgerRow:
         """Note ``ctx``'s request before its generation starts (``LedgerWriter.open``): its
-        prompt at the context check's estimate, no output yet. Once per request (an auto
-        request's rungs share it); returns the note's row, for the caller to keep current."""
+        prompt at the context check's estimate, no output yet, and its energy read from
+        ``gen``'s meter at each renewal. Once per request (an auto request's rungs share it);
+        returns the note's row, for the caller to keep current."""
         row = self.ledger.opened(ctx.request_id)
         if row is not None:
             return row
         usage = Usage(estimated_prompt_tokens(backend, req), 0)
         return await self.ledger.open(
-            self.ledger.row(ctx, req, backend, stream=stream, usage=usage)
+            self.ledger.row(ctx, req, backend, stream=stream, usage=usage),
+            functools.partial(self._metered_so_far, gen, backend),
         )
+
+    def _metered_so_far(self, gen: GenerationSpan, backend: Backend, row: LedgerRow) -> None:
+        """An open request's energy so far, read from its generation's meter as its own row
+        would be (a local model's CPU time or RAPL counters, an upstream's tokens so far);
+        nothing while it waits for the model (its energy is the running generation's)."""
+        if gen.token is None:
+            return
+        work = Work(
+            backend_kind=backend.kind,
+            params_b=backend.params_b,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+            wall_s=gen.monotonic() - gen.t0,
+            memory_gb=backend.memory_gb,
+        )
+        e = self.energy_report(gen.meter.stop(gen.token, work), row.ts)
+        row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
+        row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
 
     def _estimate_open(self, row: LedgerRow) -> None:
         """An open request's energy from its tokens so far (``profiles.estimate``: the model's
@@ -576,7 +603,7 @@ class Gateway(Routing):
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
         try:
-            await self._open_request(ctx, req, backend, stream=False)
+            await self._open_request(ctx, req, backend, gen, stream=False)
             completion = await backend.complete(
                 dataclasses.replace(req, on_start=gen.begin), cancel
             )
@@ -692,7 +719,7 @@ class Gateway(Routing):
         gen = backend.generate(dataclasses.replace(req, on_start=metered.begin), cancel)
         try:
             # noted before the model starts and before the first byte is sent
-            note = await self._open_request(ctx, req, backend, stream=True)
+            note = await self._open_request(ctx, req, backend, metered, stream=True)
             async for chunk in gen:
                 if chunk.usage is not None:
                     usage = chunk.usage

@@ -80,7 +80,13 @@ class Routing:
             req: GenerationRequest,
         ) -> None: ...
         async def _open_request(
-            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, *, stream: bool
+            self,
+            ctx: RequestContext,
+            req: GenerationRequest,
+            backend: Backend,
+            gen: GenerationSpan,
+            *,
+            stream: bool,
         ) -> LedgerRow: ...
 
     def routes(self, req: GenerationRequest) -> bool:
@@ -120,7 +126,7 @@ class Routing:
         gen = GenerationSpan(
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
-        await self._open_request(ctx, req, backend, stream=stream)
+        await self._open_request(ctx, req, backend, gen, stream=stream)
         completion = await backend.complete(dataclasses.replace(req, on_start=gen.begin), cancel)
         m = self._measure(gen, backend, completion.usage)
         reason = check(completion)
