@@ -67,17 +67,14 @@ class LedgerWriter:
         grid_zone: str,
         *,
         lease_s: float,
-        estimate: Callable[[LedgerRow], None] | None = None,
     ) -> None:
         """``lease_s``: how long an open request's note is vouched for without a renewal
-        (``store.open_request_lease_s``; renewed every third of it); ``estimate`` sets a
-        row's energy from its tokens (an open request's row, which no meter has read)."""
+        (``store.open_request_lease_s``; renewed every third of it)."""
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self.grid_zone = grid_zone
         self.lease_s = lease_s
-        self.estimate = estimate
         # who holds this process's notes: host, pid and a fresh id (pids are reused)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._open: dict[str, LedgerRow] = {}  # request id → its note's row, kept current
@@ -191,7 +188,7 @@ class LedgerWriter:
         """Note request ``row.id`` as in progress before its generation starts (and before a
         stream's first byte), with ``row`` turned into the row it gets should this process die
         first: outcome ``interrupted``, status 500, energy as ``progress`` sets it at each
-        renewal (the generation's own meter read so far), else estimated from its tokens.
+        renewal (the generation's own meter read so far; none without it).
         Returns once the note is committed; returns that row, which the caller keeps current
         (its ``completion_tokens``) for the renewals. The request's own row closes the
         note."""
@@ -220,7 +217,7 @@ class LedgerWriter:
 
     def _refresh(self, row: LedgerRow) -> None:
         row.latency_ms = max(0.0, (self.clock.time() - row.ts) * 1000.0)
-        progress = self._progress.get(row.id, self.estimate)
+        progress = self._progress.get(row.id)
         if progress is not None:
             try:
                 progress(row)

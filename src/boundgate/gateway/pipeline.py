@@ -108,7 +108,6 @@ class Gateway(Routing):
             self.clock,
             grid_zone,
             lease_s=open_lease_s or StoreSettings().open_request_lease_s,
-            estimate=self._estimate_open,
         )
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
@@ -297,17 +296,6 @@ class Gateway(Routing):
             memory_gb=backend.memory_gb,
         )
         e = self.energy_report(gen.meter.stop(gen.token, work), row.ts)
-        row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
-        row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
-
-    def _estimate_open(self, row: LedgerRow) -> None:
-        """An open request's energy from its tokens so far (``profiles.estimate``: the model's
-        profile, else the per-token estimate); method ``estimate`` whatever the source, since
-        no meter read it."""
-        if row.model not in self.backends:
-            return
-        est = self.profiles.estimate(row.model, row.prompt_tokens, row.completion_tokens)
-        e = self.energy_report(Measurement(est.wh, est.wh_low, est.wh_high, "estimate"), row.ts)
         row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
         row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
 
