@@ -161,16 +161,22 @@ def _measure_conflict(fa: Features, fb: Features) -> bool:
     return any(fa.measures[n] != fb.measures[n] for n in shared)
 
 
+def _apart_at(fa: Features, fb: Features) -> int | None:
+    """Where the two questions' stems differ when they differ in exactly one place, else
+    None."""
+    a, b = fa.stems, fb.stems
+    if len(a) != len(b):
+        return None
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return diff[0] if len(diff) == 1 else None
+
+
 def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
     """The two questions' words (stems) are the same but one, and the two that differ are of
     ``groups`` and of different groups ("Do all mammals lay eggs?" / "Do any mammals …")."""
-    a, b = fa.stems, fb.stems
-    if len(a) != len(b):
+    if (i := _apart_at(fa, fb)) is None:
         return False
-    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    if len(diff) != 1:
-        return False
-    x, y = fa.words[diff[0]], fb.words[diff[0]]
+    x, y = fa.words[i], fb.words[i]
     return x in groups and y in groups and groups[x] != groups[y]
 
 
@@ -193,14 +199,10 @@ def _other_one_asked(fa: Features, fb: Features) -> bool:
     setup, asked about the other one ("Alice has 5 apples and gives Bob 2. How many does
     Alice have?" / "… Bob have?", "Bert and Ernie share a room. What color is Bert?" /
     "… Ernie?"; a trial was served 11 such pairs, pair scores 0.92-0.99)."""
-    a, b = fa.stems, fb.stems
-    if len(a) != len(b):
+    if (i := _apart_at(fa, fb)) is None:
         return False
-    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
-    if len(diff) != 1:
-        return False
-    x, y = a[diff[0]], b[diff[0]]
-    return x in fa.content and y in fb.content and a.count(y) >= 1 and b.count(x) >= 1
+    x, y = fa.stems[i], fb.stems[i]
+    return x in fa.content and y in fb.content and y in fa.stems and x in fb.stems
 
 
 def _one_word_added(fa: Features, fb: Features, added: frozenset[str]) -> bool:
@@ -246,9 +248,9 @@ def _modality_conflict(fa: Features, fb: Features) -> bool:
     India be …?" (a trial was served these, 0.95-0.99). Not a request ("Can you share …" /
     "Will you share …" ask the same), nor how someone asking may or should do something
     ("How can I …" / "How should I …", which Quora's labels call one question)."""
-    if not _one_word_apart(fa, fb, MODALS):
+    i = _apart_at(fa, fb)
+    if i is None or not _one_word_apart(fa, fb, MODALS):
         return False
-    i = next(i for i, (x, y) in enumerate(zip(fa.words, fb.words, strict=True)) if x != y)
     after = fa.words[i + 1 : i + 2]
     if i == 0:
         return after != ["you"]
