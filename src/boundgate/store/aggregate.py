@@ -94,6 +94,9 @@ def period_rows(ledger_rows: Iterable[Row], batch_rows: Iterable[Row]) -> list[P
 
 # the change log after a sequence number, each label with its observation; ``{0}`` is the
 # store's parameter placeholder
+# the outcomes a report counts among errors: failed, and cut off by its process dying
+ERROR_OUTCOMES_SQL = "('error', 'interrupted')"
+
 CHANGES_SQL = (
     "SELECT c.seq, c.kind, c.entry, c.ref, o.id AS oid, o.ts, o.entry AS oentry, "
     "o.similarity, o.correct, o.source, o.request_id, o.density, o.pair_score "

@@ -9,6 +9,7 @@ from psycopg.errors import DeadlockDetected
 from psycopg.types.json import Jsonb
 
 from ..aggregate import (
+    ERROR_OUTCOMES_SQL,
     ledger_filters,
     open_row_from,
     open_row_json,
@@ -211,7 +212,7 @@ class PostgresLedger(PostgresBase):
     async def report(self, since: float | None = None) -> list[ReportRow]:
         sql = f"""
             SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
-                   SUM((outcome IN ('error', 'interrupted'))::int) AS errors,
+                   SUM((outcome IN {ERROR_OUTCOMES_SQL})::int) AS errors,
                    SUM(prompt_tokens) AS prompt_tokens,
                    SUM(completion_tokens) AS completion_tokens,
                    SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
@@ -234,7 +235,7 @@ class PostgresLedger(PostgresBase):
             raise ValueError("period_s must be positive")
         ledger_sql = f"""
             SELECT floor(ts / %(p)s) * %(p)s AS start, tenant, COUNT(*) AS requests,
-                   SUM((outcome IN ('error', 'interrupted'))::int) AS errors,
+                   SUM((outcome IN {ERROR_OUTCOMES_SQL})::int) AS errors,
                    SUM(({_REUSED})::int) AS reused,
                    SUM(wh) AS wh, SUM(gco2) AS gco2,
                    SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,

@@ -8,6 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..aggregate import (
+    ERROR_OUTCOMES_SQL,
     ledger_filters,
     open_row_from,
     open_row_json,
@@ -194,9 +195,9 @@ class SQLiteLedger(SQLiteBase):
     async def report(self, since: float | None = None) -> list[ReportRow]:
         def run(conn: sqlite3.Connection) -> list[ReportRow]:
             rows = conn.execute(
-                """
+                f"""
                 SELECT tenant, COALESCE(model, '') AS model, COUNT(*) AS requests,
-                       SUM(outcome IN ('error', 'interrupted')) AS errors,
+                       SUM(outcome IN {ERROR_OUTCOMES_SQL}) AS errors,
                        SUM(prompt_tokens) AS prompt_tokens,
                        SUM(completion_tokens) AS completion_tokens,
                        SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
@@ -223,9 +224,9 @@ class SQLiteLedger(SQLiteBase):
                 raise ValueError("period_s must be positive")
             params = {"p": period_s, "since": since}
             ledger_rows = conn.execute(
-                """
+                f"""
                 SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
-                       SUM(outcome IN ('error', 'interrupted')) AS errors,
+                       SUM(outcome IN {ERROR_OUTCOMES_SQL}) AS errors,
                        SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
                                                    'stale')) AS reused,
                        SUM(wh) AS wh, SUM(gco2) AS gco2,
