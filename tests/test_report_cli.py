@@ -135,6 +135,12 @@ def test_table_and_per_model_view(seeded: tuple[Path, list[LedgerRow], float]) -
     res = run("--since", "7d", "--data-dir", str(data))
     assert res.exit_code == 0, res.output
     assert "acme" in res.stdout and "beta" in res.stdout and "all" in res.stdout
+    # the failed request is a column of its own beside the requests (the JSON has it too)
+    lines = res.stdout.splitlines()
+    header = next(line.split() for line in lines if "requests" in line)
+    assert header[header.index("requests") + 1] == "errors"
+    total = next(line.split() for line in lines if line.split()[:1] == ["all"])
+    assert total[1:4] == ["4", "1", "1"]  # requests, errors, reused (acme 3 + beta 1)
     res = run("--since", "7d", "--by", "model", "--format", "json", "--data-dir", str(data))
     assert res.exit_code == 0, res.output
     by_model = json.loads(res.stdout)

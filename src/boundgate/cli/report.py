@@ -145,6 +145,7 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
     table.add_column("tenant")
     for name in (
         "requests",
+        "errors",
         "reused",
         "Wh\nspent",
         "Wh\navoided",
@@ -162,6 +163,7 @@ def _day_table(rows: list[dict[str, Any]], title: str) -> Table:
             d["day"],
             d["tenant"],
             str(d["requests"]),
+            str(d["errors"]),
             f"{d['reused']} ({100 * d['reuse_rate']:.0f} %)",
             f"{d['wh']:.3g}",
             f"{d['avoided_wh']:.3g}",
