@@ -89,6 +89,10 @@ def test_batch_is_scheduled_into_clean_hours_and_returns_openai_results(batch_li
     rows = [o["response"]["request_id"] for o in out]
     ledger = live.ledger()
     assert all(r in ledger for r in rows)
+    # and each row names its batch and line (an interrupted line's row too: same builder)
+    named = {(ledger[o["response"]["request_id"]].extra.get("batch_id"),
+              ledger[o["response"]["request_id"]].extra.get("custom_id")) for o in out}  # fmt: skip
+    assert named == {(b.id, "req-0"), (b.id, "req-1"), (b.id, "req-2")}
     # the report counts the batch and its shifting saving, in the period it finished
     (period,) = [
         p for p in asyncio.run(live.gateway.store.report_by_period(START, 3600)) if p.batches

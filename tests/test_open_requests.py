@@ -184,3 +184,37 @@ def test_an_open_generation_is_metered_as_its_own_row_would_be(tmp_path: Path) -
     assert row.outcome == "interrupted" and not row.stream
     assert row.wh > 0 and row.method == "rapl"  # the generation's meter, not an estimate
     assert wall and wall[-1] > 0
+
+
+def test_a_non_streamed_generation_counts_its_tokens_on_its_note(tmp_path: Path) -> None:
+    """The last trial's finding: a non-streamed request killed mid-generation became an
+    interrupted row with 0 completion tokens (its usage comes only at its end). Its note
+    counts the tokens as the local model produces them, as a stream's does."""
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    gw = build_gateway(
+        settings, store=store, backends={"fake": FakeBackend("fake", token_delay_s=0.05)}
+    )
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+        for _ in range(500):  # until a few tokens came out and a renewal kept them
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None and note.completion_tokens >= 3:
+                await gw.ledger.renew()
+                break
+            await asyncio.sleep(0.01)
+        rows = await store.recover_requests(FAR)  # the process "died" here
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return rows
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "interrupted" and not row.stream
+    assert row.completion_tokens >= 3

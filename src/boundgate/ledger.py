@@ -125,6 +125,8 @@ class LedgerWriter:
             latency_ms=latency_ms,
             grid_zone=self.grid_zone,
         )
+        if ctx.batch_line is not None:
+            row.extra["batch_id"], row.extra["custom_id"] = ctx.batch_line
         if energy is not None:
             row.wh, row.wh_low, row.wh_high = energy.wh, energy.wh_low, energy.wh_high
             row.method = energy.method

@@ -76,6 +76,10 @@ class GenerationRequest:
     # when this request's generation really starts (it has the model, after any queue wait),
     # so the energy meter brackets the generation and not the wait. Never sent upstream.
     on_start: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    # Set by the gateway on a non-streamed generation: called on the event loop with the
+    # number of text chunks (tokens, for local models) produced so far, so the request's
+    # write-ahead note counts them (``Backend.complete``). Never sent upstream.
+    on_token: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
 
     def text_bytes(self) -> int:
         """UTF-8 size of the input: an upper bound on its token count for BPE vocabularies."""
@@ -181,13 +185,18 @@ class Backend(ABC):
         """
 
     async def complete(self, req: GenerationRequest, cancel: CancelToken) -> Completion:
-        """Collect a whole answer. Backends with a cheaper non-streamed path override this."""
+        """Collect a whole answer, calling ``req.on_token`` with the text chunks so far.
+        Backends with a cheaper non-streamed path override this."""
         parts: list[str] = []
+        produced = 0
         finish = "stop"
         usage = Usage(0, 0)
         logprob: float | None = None
         async for chunk in self.generate(req, cancel):
             parts.append(chunk.text)
+            if chunk.text and req.on_token is not None:
+                produced += 1
+                req.on_token(produced)
             if chunk.finish_reason is not None:
                 finish = chunk.finish_reason
             if chunk.usage is not None:

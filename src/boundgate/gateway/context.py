@@ -35,6 +35,8 @@ class RequestContext:
     # the daily budget's 429, while the request looks for a stored answer (which uses no
     # tokens) instead: raised if none is served
     budget_refusal: RateLimitError | None = None
+    # a batch line: (batch id, the line's custom_id), kept in its ledger row's ``extra``
+    batch_line: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,19 @@ class Gateway(Routing):
             functools.partial(self._metered_so_far, gen, backend),
         )
 
+    @staticmethod
+    def _metered_request(
+        req: GenerationRequest, gen: GenerationSpan, note: LedgerRow
+    ) -> GenerationRequest:
+        """``req`` for a non-streamed generation: metered from its start (``gen``), its
+        tokens counted on its open note as they come (on top of an earlier rung's)."""
+        before = note.completion_tokens
+
+        def produced(n: int) -> None:
+            note.completion_tokens = before + n
+
+        return dataclasses.replace(req, on_start=gen.begin, on_token=produced)
+
     def _metered_so_far(self, gen: GenerationSpan, backend: Backend, row: LedgerRow) -> None:
         """An open request's energy so far, read from its generation's meter as its own row
         would be (a local model's CPU time or RAPL counters, an upstream's tokens so far);
@@ -591,10 +604,8 @@ class Gateway(Routing):
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
         try:
-            await self._open_request(ctx, req, backend, gen, stream=False)
-            completion = await backend.complete(
-                dataclasses.replace(req, on_start=gen.begin), cancel
-            )
+            note = await self._open_request(ctx, req, backend, gen, stream=False)
+            completion = await backend.complete(self._metered_request(req, gen, note), cancel)
             usage = completion.usage
             m = self._measure(gen, backend, usage)
             await self._remember(

@@ -88,6 +88,10 @@ class Routing:
             *,
             stream: bool,
         ) -> LedgerRow: ...
+        @staticmethod
+        def _metered_request(
+            req: GenerationRequest, gen: GenerationSpan, note: LedgerRow
+        ) -> GenerationRequest: ...
 
     def routes(self, req: GenerationRequest) -> bool:
         """Whether ``req`` asks for ``model: "auto"`` (or ``auto:<ladder>``)."""
@@ -126,8 +130,8 @@ class Routing:
         gen = GenerationSpan(
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
-        await self._open_request(ctx, req, backend, gen, stream=stream)
-        completion = await backend.complete(dataclasses.replace(req, on_start=gen.begin), cancel)
+        note = await self._open_request(ctx, req, backend, gen, stream=stream)
+        completion = await backend.complete(self._metered_request(req, gen, note), cancel)
         m = self._measure(gen, backend, completion.usage)
         reason = check(completion)
         if reason != "logprob":

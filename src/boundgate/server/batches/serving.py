@@ -600,6 +600,7 @@ async def _run_line(
     error record (one line's fault is that line's error, never the batch's)."""
     line_id = "batch_req_" + uuid.uuid4().hex[:24]
     ctx = gw.context(owner or Tenant(name=tenant), endpoint)
+    ctx.batch_line = (batch_id, item["custom_id"])
     try:
         if owner is None:
             raise AuthenticationError("the API key that created this batch was revoked")
