@@ -10,6 +10,7 @@ from psycopg.types.json import Jsonb
 
 from ..aggregate import (
     ERROR_OUTCOMES_SQL,
+    REUSED_SQL,
     ledger_filters,
     open_row_from,
     open_row_json,
@@ -35,9 +36,6 @@ from .core import (
     _q,
     _scalar,
 )
-
-_REUSED = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced', 'stale')"
-
 
 _LEDGER_COLUMNS = [f.name for f in fields(LedgerRow)]
 _LEDGER_SELECT = f"SELECT {_cols(_LEDGER_COLUMNS)} FROM ledger"
@@ -203,7 +201,7 @@ class PostgresLedger(PostgresBase):
 
     async def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
         sql = (
-            f"SELECT COALESCE(model, '') AS model, {_REUSED} AS reused, latency_ms FROM ledger "
+            f"SELECT COALESCE(model, '') AS model, {REUSED_SQL} AS reused, latency_ms FROM ledger "
             "WHERE ts >= %s AND status < 400 ORDER BY ts DESC, seq DESC LIMIT %s"
         )
         rows = await self._run(lambda conn: _all(conn, sql, (since, limit)))
@@ -217,7 +215,7 @@ class PostgresLedger(PostgresBase):
                    SUM(completion_tokens) AS completion_tokens,
                    SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
                    SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
-                   SUM(({_REUSED})::int) AS reused,
+                   SUM(({REUSED_SQL})::int) AS reused,
                    SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
                    SUM(reasoning_tokens) AS reasoning_tokens,
                    SUM((route IS NOT NULL)::int) AS routed,
@@ -236,7 +234,7 @@ class PostgresLedger(PostgresBase):
         ledger_sql = f"""
             SELECT floor(ts / %(p)s) * %(p)s AS start, tenant, COUNT(*) AS requests,
                    SUM((outcome IN {ERROR_OUTCOMES_SQL})::int) AS errors,
-                   SUM(({_REUSED})::int) AS reused,
+                   SUM(({REUSED_SQL})::int) AS reused,
                    SUM(wh) AS wh, SUM(gco2) AS gco2,
                    SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
                    SUM((route IS NOT NULL)::int) AS routed,

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..aggregate import (
     ERROR_OUTCOMES_SQL,
+    REUSED_SQL,
     ledger_filters,
     open_row_from,
     open_row_json,
@@ -179,10 +180,9 @@ class SQLiteLedger(SQLiteBase):
     async def latencies(self, since: float, limit: int = 100_000) -> list[tuple[str, bool, float]]:
         def run(conn: sqlite3.Connection) -> list[tuple[str, bool, float]]:
             rows = conn.execute(
-                """
+                f"""
                 SELECT COALESCE(model, '') AS model,
-                       COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
-                                               'stale') AS reused,
+                       {REUSED_SQL} AS reused,
                        latency_ms
                 FROM ledger WHERE ts >= ? AND status < 400 ORDER BY ts DESC LIMIT ?
                 """,
@@ -202,8 +202,7 @@ class SQLiteLedger(SQLiteBase):
                        SUM(completion_tokens) AS completion_tokens,
                        SUM(wh) AS wh, SUM(wh_low) AS wh_low, SUM(wh_high) AS wh_high,
                        SUM(gco2) AS gco2, AVG(latency_ms) AS avg_latency_ms,
-                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
-                                                   'stale')) AS reused,
+                       SUM({REUSED_SQL}) AS reused,
                        SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
                        SUM(reasoning_tokens) AS reasoning_tokens,
                        SUM(route IS NOT NULL) AS routed,
@@ -227,8 +226,7 @@ class SQLiteLedger(SQLiteBase):
                 f"""
                 SELECT CAST(ts / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS requests,
                        SUM(outcome IN {ERROR_OUTCOMES_SQL}) AS errors,
-                       SUM(COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced',
-                                                   'stale')) AS reused,
+                       SUM({REUSED_SQL}) AS reused,
                        SUM(wh) AS wh, SUM(gco2) AS gco2,
                        SUM(avoided_wh) AS avoided_wh, SUM(avoided_gco2) AS avoided_gco2,
                        SUM(route IS NOT NULL) AS routed,
