@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,35 @@ def _gateway(tmp_path: Path, extra: str = "") -> tuple[Gateway, SQLiteStore, lis
 
 def _req(question: str, **kw: Any) -> GenerationRequest:
     return GenerationRequest(model="fake", prompt=question, max_tokens=50, temperature=0, **kw)
+
+
+def _killed_mid_generation(
+    gw: Gateway, store: SQLiteStore, until: Callable[[LedgerRow], bool]
+) -> LedgerRow:
+    """A non-streamed generation whose process "dies" once a renewal of its note shows
+    ``until``: the interrupted row its note becomes (the store is closed after)."""
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+        for _ in range(500):
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None:
+                await gw.ledger.renew()
+                if until(note):
+                    break
+            await asyncio.sleep(0.01)
+        rows = await store.recover_requests(FAR)  # the process "died" here
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return rows
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    return row
 
 
 def test_a_stream_is_noted_before_its_first_chunk_and_renewed_with_its_tokens(
@@ -161,26 +191,8 @@ def test_an_open_generation_is_metered_as_its_own_row_would_be(tmp_path: Path) -
         meter_for=lambda backend: meter,
     )
 
-    async def main() -> list[LedgerRow]:
-        ctx = gw.context(OPEN_TENANT, "/v1/completions")
-        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
-        for _ in range(500):  # until the model has it and a renewal has read its meter
-            note = gw.ledger.opened(ctx.request_id)
-            if note is not None:
-                await gw.ledger.renew()
-                if note.wh > 0:
-                    break
-            await asyncio.sleep(0.01)
-        rows = await store.recover_requests(FAR)  # the process "died" here
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await gw.drain()
-        return rows
-
-    try:
-        (row,) = asyncio.run(main())
-    finally:
-        store.close()
+    # until the model has it and a renewal has read its meter
+    row = _killed_mid_generation(gw, store, lambda note: note.wh > 0)
     assert row.outcome == "interrupted" and not row.stream
     assert row.wh > 0 and row.method == "rapl"  # the generation's meter, not an estimate
     assert wall and wall[-1] > 0
@@ -197,24 +209,7 @@ def test_a_non_streamed_generation_counts_its_tokens_on_its_note(tmp_path: Path)
         settings, store=store, backends={"fake": FakeBackend("fake", token_delay_s=0.05)}
     )
 
-    async def main() -> list[LedgerRow]:
-        ctx = gw.context(OPEN_TENANT, "/v1/completions")
-        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
-        for _ in range(500):  # until a few tokens came out and a renewal kept them
-            note = gw.ledger.opened(ctx.request_id)
-            if note is not None and note.completion_tokens >= 3:
-                await gw.ledger.renew()
-                break
-            await asyncio.sleep(0.01)
-        rows = await store.recover_requests(FAR)  # the process "died" here
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await gw.drain()
-        return rows
-
-    try:
-        (row,) = asyncio.run(main())
-    finally:
-        store.close()
+    # until a few tokens came out and a renewal kept them
+    row = _killed_mid_generation(gw, store, lambda note: note.completion_tokens >= 3)
     assert row.outcome == "interrupted" and not row.stream
     assert row.completion_tokens >= 3
