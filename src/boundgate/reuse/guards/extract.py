@@ -9,12 +9,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from ..scope import QUOTED_SPAN
+from ..scope import QUOTED_SPAN, capitonyms
 from .lexicon import (
     _ANTONYMS,
     _GLUED,
+    _LISTS,
     _ORDINAL_SUFFIXES,
     ALIASES,
+    ANSWER_LEVELS,
     DIRECTIONAL,
     LANGUAGE_TASKS,
     MAX_ROLES,
@@ -84,6 +86,14 @@ class Features:
     swap_form: tuple[str, ...] = ()  # the stems swaps are judged on (``_swap_form``)
     # (possessor, possessed) stems: "my wife's boss" → ("wife", "boss"): _possessives_swapped
     possessives: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    # the levels an answer is asked at (``ANSWER_LEVELS``): "in simple terms" is "basic"
+    levels: frozenset[str] = field(default_factory=frozenset)
+    # stems of lower-case nouns right after an article and before a function word or the
+    # end ("a python?", "the apple."), and of words in title case after a sentence's first
+    # and no article (not "CSV", nor "the Earth"): the same word both ways is a common noun
+    # and a name (``_name_made_common``)
+    common: frozenset[str] = field(default_factory=frozenset)
+    titled: frozenset[str] = field(default_factory=frozenset)
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -205,6 +215,31 @@ def _period(tok: str) -> str:
     return tok[:-1] if tok.endswith("s") and tok[:-1] in RELATIVE_PERIODS else ""
 
 
+EITHER_CASE = frozenset(_LISTS["either_case_words"])
+_ARTICLE_NOUN = re.compile(r"\b(?:[Aa]n?|[Tt]he)\s+([a-z][a-z0-9]+)\b(?:\s+([A-Za-z0-9]+))?")
+# a word in title case after a sentence's first, and not after an article ("the Earth")
+_TITLED = re.compile(r"(?<![.!?]\s)(?<!^)(?<!\b[Aa] )(?<!\b[Aa]n )(?<!\b[Tt]he )\b([A-Z][a-z]+)\b")
+
+
+def _common_nouns(text: str) -> frozenset[str]:
+    """Stems of the lower-case words right after an article that end a noun phrase (the next
+    word is a function word, or there is none: "a python dict" is no python)."""
+    found = _ARTICLE_NOUN.findall(text)
+    return frozenset(stem(noun) for noun, after in found if not after or after.lower() in STOPWORDS)
+
+
+def _levels(toks: list[str]) -> frozenset[str]:
+    """The levels whose phrases ``toks`` contains (``ANSWER_LEVELS``)."""
+    found = set()
+    for level, phrases in ANSWER_LEVELS.items():
+        for phrase in phrases:
+            n = len(phrase)
+            if any(tuple(toks[i : i + n]) == phrase for i in range(len(toks) - n + 1)):
+                found.add(level)
+                break
+    return frozenset(found)
+
+
 def _apostrophes(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
 
@@ -313,6 +348,13 @@ def features(text: str) -> Features:
         swap_form=_swap_form(toks, stems),
         possessives=frozenset(
             (stem(owner), stem(owned)) for owner, owned in _POSSESSIVE.findall(_apostrophes(text))
+        ),
+        levels=_levels(toks),
+        common=_common_nouns(text),
+        titled=frozenset(
+            stem(w)
+            for t in _TITLED.findall(text.strip())
+            if (w := t.lower()) in capitonyms() and w not in EITHER_CASE
         ),
         **_tense_parts(toks, stems),
         **_wh_parts(toks, stems),

@@ -23,6 +23,14 @@ _LISTS: dict[str, Any] = tomllib.loads(
 NEGATIONS = frozenset(_LISTS["negations"])
 
 
+# The levels an answer is asked at ("basic", "intermediate", "advanced") by the phrases that
+# name them, each phrase as the words ``words`` reads (``[answer_levels]``).
+ANSWER_LEVELS: dict[str, list[tuple[str, ...]]] = {
+    level: [tuple(_WORD.findall(p)) for p in phrases]
+    for level, phrases in _LISTS["answer_levels"].items()
+}
+
+
 # verbs that negate what follows when followed by "to" ("fail to arrive" = "not arrive")
 NEGATING_VERBS = frozenset(_LISTS["negating_verbs"])
 

@@ -311,10 +311,12 @@ def _affix_opposites(word: str) -> list[str]:
 def _unit_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
     """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
     A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
-    same, and a number that differs is the number guard's business."""
+    same, and a number that differs is the number guard's business. "Degrees" beside a
+    named scale says nothing more: "30 degrees Fahrenheit" is "30 fahrenheit"."""
 
     def of(units: frozenset[str], dim: str) -> set[str]:
-        return {u for u in units if UNIT_DIMENSIONS.get(u, u) == dim}
+        named = {u for u in units if UNIT_DIMENSIONS.get(u, u) == dim}
+        return named - {"deg"} if len(named) > 1 else named
 
     dims = {UNIT_DIMENSIONS.get(u, u) for u in a} & {UNIT_DIMENSIONS.get(u, u) for u in b}
     return any(of(a, dim) != of(b, dim) for dim in dims)
