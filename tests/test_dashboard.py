@@ -12,6 +12,7 @@ import io
 import json
 import re
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,57 @@ def test_document_page_shows_tampering(open_dash: Seeded) -> None:
         html = b.get(f"/dashboard/documents/{doc_id}").text
         assert "invalid: content does not match its id" in html
         assert b.get("/dashboard/documents/doc_missing").status_code == 404
+
+
+def test_an_imported_document_reads_valid_with_its_issuers_key(
+    open_dash: Seeded, tmp_path: Path
+) -> None:
+    """The bug: every imported document read "Signature invalid" (checked with this
+    gateway's own key); it is checked with the key it was verified with at import."""
+    from typer.testing import CliRunner
+
+    from boundgate.cli import app as cli
+    from boundgate.reuse import binding
+
+    live = open_dash.live
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    unsigned = binding.build(
+        question="Why is the sky blue?",
+        variants=["Why is the sky blue?"],
+        answer="Rayleigh scattering.",
+        model="fake",
+        model_version="v1",
+        tenant="default",
+        scope={"endpoint": "/v1/chat/completions", "params": {}},
+        askers=3,
+        created=datetime.fromtimestamp(open_dash.clock.time(), tz=UTC),
+        cost_wh=0.001,
+        cost_gco2=0.0004,
+    )
+    doc = issuer.sign(unsigned, datetime.fromtimestamp(open_dash.clock.time(), tz=UTC))
+    f = tmp_path / "a.jsonld"
+    f.write_text(json.dumps(doc))
+    pub = str(tmp_path / "a" / binding.PUBLIC_KEY_FILE)
+    res = CliRunner().invoke(
+        cli,
+        ["docs", "import", str(f), "--public-key", pub, "-c", str(tmp_path / "boundgate.toml")],
+    )
+    assert res.exit_code == 0, res.output
+    doc_id = binding.short_id(doc["@id"])
+    with browser(live) as b:
+        html = b.get(f"/dashboard/documents/{doc_id}").text
+        assert ">valid<" in html and f"issuer's key {issuer.fingerprint}, kept at import" in html
+        own = b.get(f"/dashboard/documents/{open_dash.doc_id}").text  # bound here: own key
+        own_key = live.gateway.reuse.documents.signer.fingerprint
+        assert ">valid<" in own and f"(key {own_key})" in own
+        tampered = json.loads(json.dumps(doc))
+        tampered["acceptedAnswer"]["text"] = "something else"
+        with sqlite3.connect(open_dash.db_path) as conn:
+            conn.execute(
+                "UPDATE documents SET body = ? WHERE id = ?", (json.dumps(tampered), doc_id)
+            )
+        html = b.get(f"/dashboard/documents/{doc_id}").text
+        assert "invalid: content does not match its id" in html
 
 
 def test_document_search_and_bind_form(open_dash: Seeded) -> None:

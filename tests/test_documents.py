@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -740,3 +741,171 @@ def test_docs_state_must_be_a_state(tmp_path: Path, command: str) -> None:
     """A tester's finding: `docs list --state bogus` printed an empty table and exit 0."""
     res = CliRunner().invoke(cli, ["docs", command, "--state", "bogus", *_config(tmp_path)])
     assert res.exit_code == 2 and "bogus" in res.output
+
+
+# --- documents imported from another gateway: verified with their issuer's key -------------
+
+
+def test_imported_documents_verify_with_their_issuers_key(tmp_path: Path) -> None:
+    """The bug: gateway B verified its documents with its own key only, so a document it
+    imported from A read "signed by another key" in `docs verify` (by id, and its export) and
+    on the dashboard. B now keeps the key each import was verified with, and its export
+    carries that key endorsed by B, so a third gateway trusting B can verify A's document."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    cfg_b, cfg_c = _config(b), _config(c)
+    signer_a = binding.Signer.load_or_create(a / "data")
+    signer_b = binding.Signer.load_or_create(b / "data")
+    theirs, ours = _signed(signer_a), _signed(signer_b, "Why is the sky blue?")
+    theirs_id, ours_id = binding.short_id(theirs["@id"]), binding.short_id(ours["@id"])
+    runner = CliRunner()
+    pub_a = ["--public-key", str(a / "data" / binding.PUBLIC_KEY_FILE)]
+    res = runner.invoke(
+        cli, ["docs", "import", str(_write(tmp_path / "a.ndjson", theirs)), *pub_a, *cfg_b]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["docs", "import", str(_write(tmp_path / "b.ndjson", ours)), *cfg_b])
+    assert res.exit_code == 0, res.output
+    for doc_id in (theirs_id, ours_id):  # by id, from B's store, with B's own key file
+        res = runner.invoke(cli, ["docs", "verify", doc_id, *cfg_b])
+        assert res.exit_code == 0 and "valid" in res.output, _one_line(res)
+
+    out = tmp_path / "b-export.ndjson"
+    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "-o", str(out), *cfg_b])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["docs", "verify", str(out), *cfg_b])
+    assert res.exit_code == 0 and _one_line(res).count("valid ") == 2, _one_line(res)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert ours in written  # B's own document: bare, as before
+    wrapped = next(i for i in written if i is not ours and "issuer" in i)
+    assert set(wrapped) == {"document", "issuer"} and wrapped["document"] == theirs
+    assert wrapped["issuer"]["publicKeyPem"] == binding.public_pem(signer_a.public).decode()
+    assert wrapped["issuer"]["endorsedBy"] == binding.key_id(signer_b.public)
+
+    # a third gateway that trusts B (only B's key) imports and verifies both
+    pub_b = ["--public-key", str(b / "data" / binding.PUBLIC_KEY_FILE)]
+    res = runner.invoke(cli, ["docs", "import", str(out), *pub_b, *cfg_c])
+    assert res.exit_code == 0 and "imported 2" in res.output, _one_line(res)
+    for doc_id in (theirs_id, ours_id):
+        res = runner.invoke(cli, ["docs", "verify", doc_id, *cfg_c])
+        assert res.exit_code == 0, _one_line(res)
+    rows = {r.id: r for r in asyncio.run(_documents(c / "data"))}
+    assert rows[theirs_id].public_key == binding.public_pem(signer_a.public).decode()
+    assert rows[ours_id].public_key == binding.public_pem(signer_b.public).decode()
+    # B keeps no key for its own document (NULL: its own key)
+    rows = {r.id: r for r in asyncio.run(_documents(b / "data"))}
+    assert rows[ours_id].public_key is None and rows[theirs_id].public_key is not None
+
+
+def _import_from_a(tmp_path: Path) -> tuple[list[str], dict[str, Any], binding.Signer]:
+    """Gateway B (config options returned) with one document imported from A (returned,
+    with B's signer)."""
+    cfg_b = _config(tmp_path / "b")
+    signer_a = binding.Signer.load_or_create(tmp_path / "a" / "data")
+    signer_b = binding.Signer.load_or_create(tmp_path / "b" / "data")
+    theirs = _signed(signer_a)
+    pub_a = ["--public-key", str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)]
+    f = _write(tmp_path / "a.ndjson", theirs)
+    res = CliRunner().invoke(cli, ["docs", "import", str(f), *pub_a, *cfg_b])
+    assert res.exit_code == 0, res.output
+    return cfg_b, theirs, signer_b
+
+
+def test_an_imported_document_that_no_longer_verifies_with_its_key_is_invalid(
+    tmp_path: Path,
+) -> None:
+    cfg_b, theirs, _ = _import_from_a(tmp_path)
+    doc_id = binding.short_id(theirs["@id"])
+    runner = CliRunner()
+    res = runner.invoke(cli, ["docs", "verify", doc_id, *cfg_b])
+    assert res.exit_code == 0, _one_line(res)
+    db = tmp_path / "b" / "data" / "boundgate.db"
+    tampered = json.loads(json.dumps(theirs))
+    tampered["acceptedAnswer"]["text"] = "Something else."
+    other = binding.Signer.load_or_create(tmp_path / "x")
+    for column, value, says in (
+        ("body", json.dumps(tampered), "content does not match its id (tampered)"),
+        ("public_key", binding.public_pem(other.public).decode(), "signed by another key"),
+        ("public_key", "not a key", "its stored key: "),
+    ):
+        with sqlite3.connect(db) as conn:
+            before = conn.execute(f"SELECT {column} FROM documents").fetchone()[0]
+            conn.execute(f"UPDATE documents SET {column} = ?", (value,))
+        res = runner.invoke(cli, ["docs", "verify", doc_id, *cfg_b])
+        text = _one_line(res)
+        assert res.exit_code == 1 and f"INVALID document 1 ({theirs['@id']}): {says}" in text
+        with sqlite3.connect(db) as conn:
+            conn.execute(f"UPDATE documents SET {column} = ?", (before,))
+    res = runner.invoke(cli, ["docs", "verify", doc_id, *cfg_b])
+    assert res.exit_code == 0, _one_line(res)
+
+
+def test_an_export_whose_issuer_keys_were_changed_is_refused(tmp_path: Path) -> None:
+    """The issuer key an export carries counts only if the exporting gateway endorsed it
+    for that very document: a key put in its place, or an endorsement moved to another
+    document, is refused by `docs verify` and `docs import`."""
+    cfg_b, theirs, signer_b = _import_from_a(tmp_path)
+    runner = CliRunner()
+    out = tmp_path / "b.ndjson"
+    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "-o", str(out), *cfg_b])
+    assert res.exit_code == 0, res.output
+    (wrapped,) = [json.loads(line) for line in out.read_text().splitlines()]
+    endorsement = wrapped["issuer"]
+    assert binding.endorsed_key(endorsement, theirs, signer_b.public).ok
+    mallory = binding.Signer.load_or_create(tmp_path / "m")
+    forged = _signed(mallory, "Is the earth flat?")
+    tampered = json.loads(json.dumps(theirs))
+    tampered["acceptedAnswer"]["text"] = "Something else."
+    mallory_pem = binding.public_pem(mallory.public).decode()
+    for item, says in (
+        ({"document": tampered, "issuer": endorsement}, "content does not match its id"),
+        ({"document": forged, "issuer": endorsement}, "bad issuer endorsement"),
+        (
+            {"document": forged, "issuer": {**endorsement, "publicKeyPem": mallory_pem}},
+            "bad issuer endorsement",
+        ),
+        (
+            {"document": forged, "issuer": mallory.endorse(forged["@id"], mallory.public)},
+            "issuer key endorsed by another key",
+        ),
+        ({"document": forged, "issuer": {**endorsement, "extra": 1}}, "unexpected issuer"),
+        ({"document": theirs}, "signed by another key"),  # no key carried: B's own key
+    ):
+        f = _write(tmp_path / "bad.ndjson", item)
+        res = runner.invoke(cli, ["docs", "verify", str(f), *cfg_b])
+        text = _one_line(res)
+        assert res.exit_code == 1 and "INVALID document 1" in text and says in text, text
+        cfg_c = _config(tmp_path / "c")
+        pub_b = ["--public-key", str(tmp_path / "b" / "data" / binding.PUBLIC_KEY_FILE)]
+        res = runner.invoke(cli, ["docs", "import", str(f), *pub_b, *cfg_c])
+        assert res.exit_code == 1 and says in _one_line(res)
+        assert asyncio.run(_documents(tmp_path / "c" / "data")) == []
+
+
+def test_import_document_stores_only_what_verifies_with_the_key_it_is_given(
+    tmp_path: Path,
+) -> None:
+    """``Documents.import_document`` checks the document with the key it will keep for it
+    (the CLI checks first; this guards any other caller), and keeps none for its own key."""
+    from boundgate.cli.docs import _engine
+
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"')
+    signer_a = binding.Signer.load_or_create(tmp_path / "a")
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    try:
+        engine = _engine(settings, store)
+        own = engine.documents.signer
+        theirs, ours = _signed(signer_a), _signed(own, "Why is the sky blue?")
+        with pytest.raises(binding.DocumentError) as caught:
+            asyncio.run(engine.documents.import_document(theirs, public_key=own.public))
+        assert caught.value.field == "proof" and "signed by another key" in caught.value.problem
+        assert asyncio.run(store.documents()) == []
+        asyncio.run(engine.documents.import_document(theirs, public_key=signer_a.public))
+        asyncio.run(engine.documents.import_document(ours, public_key=own.public))
+        keys = {r.id: r.public_key for r in asyncio.run(store.documents())}
+        assert keys == {
+            binding.short_id(theirs["@id"]): binding.public_pem(signer_a.public).decode(),
+            binding.short_id(ours["@id"]): None,
+        }
+    finally:
+        store.close()

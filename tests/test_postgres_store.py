@@ -172,6 +172,38 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
         store.close()
 
 
+def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
+    postgres_schema: str,
+) -> None:
+    """Migration 0010 on a database of the migrations before it: the documents already there
+    (all bound by the gateway itself) keep no key, NULL: verified with the own key."""
+    from boundgate.store import DocumentRow
+
+    before = [m for m in load_migrations() if m[0] < 10]
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in before:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+        conn.execute(
+            "INSERT INTO documents (id, entry, tenant, model, model_version, state, created, body)"
+            " VALUES ('doc_old', NULL, 't', 'm', 'v1', 'active', 1.0, '{}')"
+        )
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        old = asyncio.run(store.get_document("doc_old"))
+        assert old is not None and old.public_key is None and old.body == "{}"
+        new = DocumentRow("doc_new", None, "t", "m", "v1", "active", None, None, 2.0, "{}", "PEM")
+        asyncio.run(store.put_document(new))
+        assert asyncio.run(store.get_document("doc_new")) == new
+    finally:
+        store.close()
+
+
 # what an exact hit sends on the response path (streamed or not): the key check
 # (verify_key; has_keys is kept once a key exists) and the ledger row, whose statement also
 # checks the answer is still live (record_hit); a key with limits adds its reservation, and

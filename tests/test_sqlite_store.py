@@ -48,6 +48,41 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
+    tmp_path: Path,
+) -> None:
+    """Migration 0015 on a database of the migrations before it: the documents already there
+    (all bound by the gateway itself) keep no key, NULL: verified with the own key."""
+    from boundgate.store import DocumentRow
+    from boundgate.store.sqlite import load_migrations
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
+        )
+        for version, name, sql in load_migrations():
+            if version >= 15:
+                continue
+            conn.executescript(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+        conn.execute(
+            "INSERT INTO documents (id, entry, tenant, model, model_version, state, created, body)"
+            " VALUES ('doc_old', NULL, 't', 'm', 'v1', 'active', 1.0, '{}')"
+        )
+    s = SQLiteStore(db)
+    s.open()
+    try:
+        old = asyncio.run(s.get_document("doc_old"))
+        assert old is not None and old.public_key is None and old.body == "{}"
+        new = DocumentRow("doc_new", None, "t", "m", "v1", "active", None, None, 2.0, "{}", "PEM")
+        asyncio.run(s.put_document(new))
+        assert asyncio.run(s.get_document("doc_new")) == new
+    finally:
+        s.close()
+
+
 def test_a_write_that_cannot_be_encoded_fails_alone_and_the_writer_lives_on(
     store: SQLiteStore,
 ) -> None:

@@ -767,6 +767,16 @@ def test_documents_round_trip_filter_and_counts(store: Store) -> None:
     assert run(store.document_counts()) == {"active": 2, "stale": 1}
 
 
+def test_a_document_keeps_the_key_it_was_imported_with(store: Store) -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+    run(store.put_document(doc("doc_own", 1.0)))
+    run(store.put_document(doc("doc_theirs", 2.0, public_key=pem)))
+    own, theirs = run(store.get_document("doc_own")), run(store.get_document("doc_theirs"))
+    assert own is not None and own.public_key is None
+    assert theirs is not None and theirs.public_key == pem
+    assert [d.public_key for d in run(store.documents())] == [pem, None]
+
+
 def test_a_new_version_supersedes_the_old_in_one_step(store: Store) -> None:
     run(store.put_document(doc("doc_v1", 1.0)))
     run(store.put_document(doc("doc_v2", 2.0, supersedes="doc_v1")))

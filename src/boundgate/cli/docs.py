@@ -7,6 +7,11 @@ An export holds the active documents exactly as signed. With ``--state`` it may 
 each is written wrapped, ``{"state": "revoked", "document": {...}}`` (a signed document
 carries no state), and ``docs import`` never serves a wrapped document that is not active
 (it verifies it and counts it as not imported).
+
+A document this gateway imported is verified with its issuer's key, kept at import; its
+export is wrapped too, ``{"document": {...}, "issuer": {...}}`` (with ``"state"`` when not
+active), the issuer's key endorsed by this gateway's (``binding.Signer.endorse``), so whoever
+verifies the export with this gateway's key verifies that document with its issuer's.
 """
 
 from __future__ import annotations
@@ -91,12 +96,28 @@ class ExportState(enum.StrEnum):
     all = "all"
 
 
-def unwrap(item: Any) -> tuple[Any, str]:
-    """(document, state) of one item of an export: a bare document counts as ``active``; a
-    document in another state is exported as ``{"state": S, "document": D}``."""
-    if isinstance(item, dict) and set(item) == {"state", "document"}:
-        return item["document"], str(item["state"])
-    return item, "active"
+WRAPPER_FIELDS = frozenset({"state", "document", "issuer"})
+
+
+def unwrap(item: Any) -> tuple[Any, str, Any]:
+    """(document, state, issuer) of one item of an export. A bare document counts as
+    ``active``, signed by the exporting gateway (issuer None). Others are wrapped,
+    ``{"document": D}`` with ``"state": S`` (a document in another state than active) and/or
+    ``"issuer": E`` (a document the exporting gateway imported: its issuer's key, endorsed by
+    the exporter, ``binding.Signer.endorse``); a wrapper without ``state`` is active."""
+    if isinstance(item, dict) and "document" in item and set(item) <= WRAPPER_FIELDS:
+        return item["document"], str(item.get("state", "active")), item.get("issuer")
+    return item, "active", None
+
+
+def _document_key(doc: Any, issuer: Any, key: Any) -> tuple[Any, str | None]:
+    """(the key ``doc`` verifies with, None): ``key``, the exporting gateway's, for a bare
+    document; the issuer key an item carries (``issuer``) if ``key`` endorsed it for this
+    document. (None, what is wrong) if it did not."""
+    if issuer is None:
+        return key, None
+    endorsed = binding.endorsed_key(issuer, doc, key)
+    return (endorsed.key, None) if endorsed.ok else (None, endorsed.reason)
 
 
 def _name(doc: Any, number: int) -> str:
@@ -197,12 +218,18 @@ def docs_verify(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Check content ids, signatures and contents offline; exit 1 if any document fails
-    (a validly signed document whose fields ``docs import`` would refuse fails too)."""
+    (a validly signed document whose fields ``docs import`` would refuse fails too). A file
+    is checked with the exporting gateway's key (``--public-key``; default: this data
+    directory's), and a document it carries with an issuer key (one that gateway imported)
+    with that key, if the exporter endorsed it. A document in the store is checked with the
+    key it was verified with at import, else with ``--public-key``."""
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)
     key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
     path = Path(file_or_id)
+    # (document, state, the key to check it with, what is wrong before that check)
+    checks: list[tuple[Any, str, Any, str | None]] = []
     if file_or_id == "-" or path.exists():
         try:
             docs = list(read_documents(sys.stdin.read() if file_or_id == "-" else path.read_text()))
@@ -210,25 +237,27 @@ def docs_verify(
             raise _fail(f"{file_or_id} is not JSON or NDJSON: {exc}", 2) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise _fail(f"cannot read {file_or_id}: {exc}", 2) from None
+        for item in docs:
+            doc, state, issuer = unwrap(item)
+            checks.append((doc, state, *_document_key(doc, issuer, key)))
     else:
+        from ..reuse.documents import verifying_key
         from . import opened_store
 
         with opened_store(settings) as store:
             row = asyncio.run(store.get_document(file_or_id))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
-        docs = [
-            json.loads(row.body)
-            if row.state == "active"
-            else {"state": row.state, "document": json.loads(row.body)}
-        ]
-    if not docs:  # an empty or truncated export verifies nothing: never "all valid"
+        try:
+            checks.append((json.loads(row.body), row.state, verifying_key(row, key), None))
+        except ValueError as exc:
+            checks.append((json.loads(row.body), row.state, None, f"its stored key: {exc}"))
+    if not checks:  # an empty or truncated export verifies nothing: never "all valid"
         raise _fail(f"no documents in {file_or_id}: nothing to verify", 1)
     bad = 0
-    for number, item in enumerate(docs, 1):
-        doc, state = unwrap(item)
+    for number, (doc, state, doc_key, wrong) in enumerate(checks, 1):
         name = _name(doc, number)
-        reason = _problem(doc, key)
+        reason = wrong or _problem(doc, doc_key)
         if reason is None:
             marked = "" if state == "active" else f" ({state}: not imported by docs import)"
             out.print(f"[green]valid[/green]   {escape(name + marked)}", highlight=False)
@@ -269,17 +298,34 @@ def docs_export(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Write the active signed documents exactly as stored (with --state: others, marked)."""
+    """Write the active signed documents exactly as stored (with --state: others, marked;
+    imported ones with their issuer's key, endorsed by this gateway's)."""
     if fmt not in ("jsonld", "ndjson"):
         raise typer.BadParameter("--format must be jsonld or ndjson")
-    with _opened(config, data_dir) as (_, store):
+    with _opened(config, data_dir) as (settings, store):
         wanted = None if state is ExportState.all else state.value
         rows = asyncio.run(store.documents(state=wanted))
+    signer: binding.Signer | None = None
+
+    def item(row: Any) -> str:
+        nonlocal signer
+        if row.state == "active" and row.public_key is None:
+            return str(row.body)
+        parts = [] if row.state == "active" else [f'"state":{json.dumps(row.state)}']
+        parts.append(f'"document":{row.body}')
+        if row.public_key is not None:  # imported: its issuer's key, endorsed by this one
+            if signer is None:
+                signer = binding.Signer.load_or_create(settings.server.data_dir)
+            try:
+                issuer = binding.public_key_from_pem(row.public_key)
+            except ValueError as exc:
+                raise _fail(f"document {row.id}: its stored key: {exc}") from None
+            endorsement = signer.endorse(str(json.loads(row.body).get("@id")), issuer)
+            parts.append(f'"issuer":{json.dumps(endorsement, separators=(",", ":"))}')
+        return "{" + ",".join(parts) + "}"
+
     # NDJSON/JSON on stdout is machine output: no bar beside it
-    bodies = [
-        r.body if r.state == "active" else f'{{"state":{json.dumps(r.state)},"document":{r.body}}}'
-        for r in track(rows, "exporting documents", machine_output=output is None)
-    ]
+    bodies = [item(r) for r in track(rows, "exporting documents", machine_output=output is None)]
     text = "\n".join(bodies) + "\n" if fmt == "ndjson" else "[" + ",\n".join(bodies) + "]\n"
     if output is None:
         sys.stdout.write(text)
@@ -295,7 +341,9 @@ def docs_import(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Verify documents (with --public-key: the exporting gateway's) and serve their answers.
-    Stops at the first document that fails (exit 1), naming it and the field; the ones
+    A document the exporting gateway imported itself is verified with the issuer key it
+    carries, if the exporter endorsed it; the key each document verified with is kept with
+    it. Stops at the first document that fails (exit 1), naming it and the field; the ones
     before it stay imported and are counted. A document exported in another state than
     active is verified but not imported."""
     from . import out
@@ -317,8 +365,9 @@ def docs_import(
             )
 
         for number, item in enumerate(track(docs, "importing documents"), 1):
-            doc, state = unwrap(item)
-            reason = _problem(doc, key)
+            doc, state, issuer = unwrap(item)
+            doc_key, reason = _document_key(doc, issuer, key)
+            reason = reason or _problem(doc, doc_key)
             if reason is not None:
                 raise _fail(
                     f"{_name(doc, number)}: {reason}; before it: {counts()}; "
@@ -326,7 +375,7 @@ def docs_import(
                 )
             if state != "active":
                 inactive += 1  # verified, never served here
-            elif asyncio.run(engine.documents.import_document(doc)) is None:
+            elif asyncio.run(engine.documents.import_document(doc, public_key=doc_key)) is None:
                 skipped += 1
             else:
                 added += 1

@@ -17,6 +17,7 @@ from typing import Any
 from ..fmt import plain_decimal
 from ..gateway import Gateway
 from ..reuse import binding
+from ..reuse.documents import verifying_key
 from ..scheduler.policy import CarbonAwareStart
 from ..store import DocumentRow, LedgerQuery
 
@@ -233,20 +234,29 @@ async def _walk(gw: Gateway, row: DocumentRow, link: str, limit: int = 50) -> li
     return out
 
 
+def _signature(gw: Gateway, row: DocumentRow, body: dict[str, Any]) -> dict[str, Any]:
+    """A document's signature state, checked with the key it verifies with: an imported
+    one's issuer key (kept at import), else this gateway's own. ``ok`` None: no key to
+    check it with; ``issuer``: the key is the issuer's, not this gateway's."""
+    signer = gw.reuse.documents.signer if gw.reuse is not None else None
+    issuer = row.public_key is not None
+    try:
+        key = verifying_key(row, signer.public if signer is not None else None)
+    except ValueError as exc:
+        return {"ok": False, "reason": f"its stored key: {exc}", "key": None, "issuer": issuer}
+    if key is None:
+        return {"ok": None, "reason": "no signing key on this gateway", "key": None}
+    check = binding.verify(body, key)
+    fingerprint = binding.key_fingerprint(key)
+    return {"ok": check.ok, "reason": check.reason, "key": fingerprint, "issuer": issuer}
+
+
 async def document(gw: Gateway, doc_id: str) -> dict[str, Any] | None:
     row = await gw.store.get_document(doc_id)
     if row is None:
         return None
     body = _doc_body(row)
-    if gw.reuse is not None and gw.reuse.documents.signer is not None:
-        check = binding.verify(body, gw.reuse.documents.signer.public)
-        signature = {
-            "ok": check.ok,
-            "reason": check.reason,
-            "key": gw.reuse.documents.signer.fingerprint,
-        }
-    else:
-        signature = {"ok": None, "reason": "no signing key on this gateway", "key": None}
+    signature = _signature(gw, row, body)
     older = await _walk(gw, row, "supersedes")
     chain = [*reversed(older), row, *await _walk(gw, row, "superseded_by")]
     return {

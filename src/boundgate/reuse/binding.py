@@ -12,6 +12,12 @@ document only, and their options must be exactly the ones boundgate wrote. Anyon
 public key can verify a document offline; any change to any field breaks the id or the
 signature.
 
+A gateway verifies its own documents with its own key, and a document it imported with the
+key that verified it at import, its issuer's (kept in the store). Its export carries that
+key beside such a document, endorsed (``Signer.endorse``: an Ed25519 signature by the
+exporting gateway over the key and the document's ``@id``), so whoever trusts the exporter
+can verify the document too (``endorsed_key``).
+
 A validly signed document may still hold what no gateway should serve (a negative energy, a
 date that is not one): ``parse`` reads what an import needs, and refuses the rest with a
 ``DocumentError`` naming the field.
@@ -35,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -59,6 +65,8 @@ SUITE_V1 = "boundgate-jcs-ed25519-2026"  # the first documents: signs the docume
 PROOF_FIELDS = frozenset(
     {"type", "cryptosuite", "created", "verificationMethod", "proofPurpose", "proofValue"}
 )
+ENDORSEMENT_TYPE = "bg:IssuerKeyEndorsement"
+ENDORSEMENT_FIELDS = frozenset({"type", "publicKeyPem", "endorsedBy", "proofValue"})
 # The most one answer can plausibly have cost: 1 kWh is an 8-GPU node (~10 kW) generating for
 # six minutes, far beyond any single completion; a document claiming more would let one
 # imported answer dominate the energy reports (each hit counts it as avoided).
@@ -85,6 +93,12 @@ def short_id(doc_id: str) -> str:
 def key_fingerprint(public: Ed25519PublicKey) -> str:
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    """How a proof names the key that signed it (``verificationMethod``):
+    ``urn:boundgate:key:`` + ``key_fingerprint``."""
+    return f"urn:boundgate:key:{key_fingerprint(public)}"
 
 
 class Signer:
@@ -127,12 +141,26 @@ class Signer:
             "type": PROOF_TYPE,
             "cryptosuite": SUITE,
             "created": _timestamp(created),
-            "verificationMethod": f"urn:boundgate:key:{self.fingerprint}",
+            "verificationMethod": key_id(self.public),
             "proofPurpose": PROOF_PURPOSE,
         }
         signature = self.private.sign(signing_input(doc, options))
         doc["proof"] = {**options, "proofValue": base64.b64encode(signature).decode()}
         return doc
+
+    def endorse(self, doc_id: str, issuer: Ed25519PublicKey) -> dict[str, str]:
+        """What an export carries beside document ``doc_id`` (its ``@id``) signed by another
+        gateway's key ``issuer``: ``{"type": ENDORSEMENT_TYPE, "publicKeyPem": <issuer's
+        PEM>, "endorsedBy": <this key's id>, "proofValue": <base64 Ed25519 signature over
+        endorsement_input>}``, this gateway's word that ``issuer`` is the key the document
+        verified with when it was imported here."""
+        options = {
+            "type": ENDORSEMENT_TYPE,
+            "publicKeyPem": public_pem(issuer).decode(),
+            "endorsedBy": key_id(self.public),
+        }
+        signature = self.private.sign(endorsement_input(doc_id, options))
+        return {**options, "proofValue": base64.b64encode(signature).decode()}
 
 
 def _timestamp(when: datetime) -> str:
@@ -168,6 +196,18 @@ def public_pem(public: Ed25519PublicKey) -> bytes:
     )
 
 
+def public_key_from_pem(pem: str | bytes) -> Ed25519PublicKey:
+    """The Ed25519 public key in ``pem`` (SubjectPublicKeyInfo, as ``public_pem`` writes it).
+    Raises ValueError if it is not one (malformed, or another algorithm's key)."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    except UnsupportedAlgorithm as exc:
+        raise ValueError(f"not an Ed25519 public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey:
     key = serialization.load_pem_public_key(path.read_bytes())
     if not isinstance(key, Ed25519PublicKey):
@@ -177,8 +217,11 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 @dataclass(frozen=True)
 class Verification:
+    """The outcome of ``verify`` or ``endorsed_key``."""
+
     ok: bool
     reason: str  # "valid" or what is wrong
+    key: Ed25519PublicKey | None = None  # endorsed_key: the key it found endorsed
 
 
 def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
@@ -209,7 +252,7 @@ def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
     if parse_timestamp(proof.get("created")) is None:
         return Verification(False, f"proof.created is not a timestamp ({proof.get('created')!r})")
     method = proof.get("verificationMethod", "")
-    if method != f"urn:boundgate:key:{key_fingerprint(public)}":
+    if method != key_id(public):
         return Verification(False, f"signed by another key ({method})")
     options = {k: v for k, v in proof.items() if k != "proofValue"}
     try:
@@ -218,6 +261,45 @@ def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
     except (InvalidSignature, ValueError):
         return Verification(False, "bad signature (tampered)")
     return Verification(True, "valid")
+
+
+def endorsement_input(doc_id: str, options: dict[str, Any]) -> bytes:
+    """What an endorsement's signature is over: the canonical JSON of its options (the
+    endorsement without ``proofValue``) with ``"document": doc_id`` added. Its ``type``
+    keeps it apart from a document's signing input (a document has an ``@id``)."""
+    return canonical({**options, "document": doc_id})
+
+
+def endorsed_key(endorsement: Any, doc: Any, trusted: Ed25519PublicKey) -> Verification:
+    """Check the issuer key an export carries beside ``doc`` (``Signer.endorse``) against
+    the key of the gateway that wrote the export, ``trusted``: the endorsement must be an
+    object of exactly ``ENDORSEMENT_FIELDS``, of ``type`` ``ENDORSEMENT_TYPE``, endorsed by
+    ``trusted`` for this document's ``@id``, and carry an Ed25519 public key in PEM. Returns
+    ``Verification(True, "valid", key)`` with the carried key (verify the document with it),
+    else ``ok`` False and what is wrong. Never raises."""
+    if not isinstance(endorsement, dict):
+        return Verification(False, "issuer endorsement is not a JSON object")
+    extra = sorted(set(endorsement) - ENDORSEMENT_FIELDS)
+    if extra:
+        return Verification(False, f"unexpected issuer endorsement field {extra[0]!r}")
+    if endorsement.get("type") != ENDORSEMENT_TYPE:
+        return Verification(
+            False, f"unsupported issuer endorsement type {endorsement.get('type')!r}"
+        )
+    doc_id = doc.get("@id") if isinstance(doc, dict) else None
+    pem, value = endorsement.get("publicKeyPem"), endorsement.get("proofValue")
+    if not isinstance(doc_id, str) or not isinstance(pem, str) or not isinstance(value, str):
+        return Verification(False, "issuer endorsement without a document id, key or proof")
+    by = endorsement.get("endorsedBy")
+    if by != key_id(trusted):
+        return Verification(False, f"issuer key endorsed by another key ({by})")
+    options = {k: v for k, v in endorsement.items() if k != "proofValue"}
+    try:
+        trusted.verify(base64.b64decode(value, validate=True), endorsement_input(doc_id, options))
+        key = public_key_from_pem(pem)
+    except (InvalidSignature, ValueError):
+        return Verification(False, "bad issuer endorsement (tampered)")
+    return Verification(True, "valid", key)
 
 
 class DocumentError(InvalidRequestError):

@@ -15,6 +15,8 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from ..backends.base import GenerationRequest
 from ..clock import Clock
 from ..scheduler.jobs import JobQueue
@@ -27,6 +29,15 @@ from .scope import ReuseKey, exact_hash, reuse_key, scope_hash
 
 if TYPE_CHECKING:
     from .engine import ReuseEngine
+
+
+def verifying_key(row: DocumentRow, own: Ed25519PublicKey | None) -> Ed25519PublicKey | None:
+    """The key a stored document is verified with: the issuer's key it was verified with at
+    import (``row.public_key``), else ``own``, this gateway's (None: none here). Raises
+    ValueError if the stored key is not an Ed25519 public key in PEM."""
+    if row.public_key is not None:
+        return binding.public_key_from_pem(row.public_key)
+    return own
 
 
 class Documents:
@@ -155,13 +166,21 @@ class Documents:
         self.engine.count("bound")
         return row
 
-    async def import_document(self, doc: dict[str, Any]) -> str | None:
-        """Add a verified document (``binding.verify``; from ``docs export`` of this or another
-        gateway) so its answer is served in its scope. Returns its id, or None if it is here
-        already. Raises ``binding.DocumentError`` (an InvalidRequestError: 400 over HTTP,
-        ``param`` the field) if a field is missing or out of range (``binding.parse``: e.g.
-        an energy that is negative, not finite or above ``binding.MAX_ANSWER_WH``); nothing
-        is stored then."""
+    async def import_document(
+        self, doc: dict[str, Any], *, public_key: Ed25519PublicKey
+    ) -> str | None:
+        """Add a document (from ``docs export`` of this or another gateway) so its answer is
+        served in its scope, once it verifies with ``public_key``, its issuer's key
+        (``binding.verify``). That key is stored with it (``DocumentRow.public_key``; None
+        when it is this gateway's own), and every later check of the document uses it.
+        Returns its id, or None if it is here already. Raises ``binding.DocumentError`` (an
+        InvalidRequestError: 400 over HTTP, ``param`` the field): ``proof`` if the document
+        does not verify with ``public_key``; the field if one is missing or out of range
+        (``binding.parse``: e.g. an energy that is negative, not finite or above
+        ``binding.MAX_ANSWER_WH``). Nothing is stored then."""
+        check = binding.verify(doc, public_key)
+        if not check.ok:
+            raise binding.DocumentError("proof", check.reason)
         content = binding.parse(doc, self.clock.time())
         doc_id = binding.short_id(str(doc["@id"]))
         if await self.store.get_document(doc_id) is not None:
@@ -223,10 +242,20 @@ class Documents:
             superseded_by=None,
             created=created.timestamp(),
             body=binding.canonical(doc).decode(),
+            public_key=None if self.is_own(public_key) else binding.public_pem(public_key).decode(),
         )
         await self.store.put_document(row)
         self.engine.admit(entry, vector)
         return doc_id
+
+    def is_own(self, public_key: Ed25519PublicKey) -> bool:
+        """``public_key`` is this gateway's own signing key."""
+        own = self.signer
+        return own is not None and binding.key_fingerprint(public_key) == own.fingerprint
+
+    def key_of(self, row: DocumentRow) -> Ed25519PublicKey | None:
+        """The key ``row`` verifies with (``verifying_key``, with this gateway's own key)."""
+        return verifying_key(row, self.signer.public if self.signer is not None else None)
 
     async def revoke(self, doc_id: str) -> bool:
         """Stop serving a document's answer; the document stays, marked revoked."""

@@ -267,12 +267,15 @@ class DocumentStore(Protocol):
     """Bound JSON-LD documents and their lifecycle (active, stale, superseded, revoked)."""
 
     async def put_document(self, doc: DocumentRow) -> None:
-        """Insert a document. A new version marks the one it supersedes as superseded in
-        the same transaction: no reader ever sees the new version and an old one that is
-        still current. Raises the implementation's integrity error if the id exists."""
+        """Insert a document, with the key it verifies with (``public_key``: an imported
+        document's issuer key; None: this gateway's own). A new version marks the one it
+        supersedes as superseded in the same transaction: no reader ever sees the new
+        version and an old one that is still current. Raises the implementation's integrity
+        error if the id exists."""
 
     async def get_document(self, doc_id: str) -> DocumentRow | None:
-        """The document ``doc_id``; None if there is none."""
+        """The document ``doc_id`` (rows written before keys were kept: ``public_key``
+        None); None if there is none."""
 
     async def documents(
         self, state: str | None = None, limit: int | None = None

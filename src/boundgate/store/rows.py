@@ -89,6 +89,9 @@ class DocumentRow:
     superseded_by: str | None
     created: float
     body: str  # the signed JSON-LD document, canonical JSON
+    # the Ed25519 public key (PEM) an imported document was verified with at import, its
+    # issuer's; None: signed by this gateway's own key (every document bound here)
+    public_key: str | None = None
 
 
 @dataclass(frozen=True)
