@@ -107,6 +107,15 @@ class ReuseSettings(_Section):
         "and that weight is multiplied by W / (W + labels seen), so after W labels of its own "
         "the gateway weighs the prior at half.",
     )
+    feedback_labels_per_tenant_per_day: int = Field(
+        10,
+        ge=0,
+        description="How many correct: false feedback labels from one tenant's non-admin keys "
+        "the shared verifier learns per UTC day (an atomic counter in the store, shared by "
+        "every process and kept across restarts); beyond it a label is answered noted and "
+        "only stops that answer being served to its tenant again. 0: non-admin feedback is "
+        "never learned, only noted. Admin keys' labels are not limited (docs/reuse.md).",
+    )
     answer_similarity: float = Field(
         0.90,
         gt=0,
