@@ -17,7 +17,7 @@ from boundgate.clock import FakeClock
 from boundgate.settings import Settings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, arun, fake_settings, wait_until
 
 DAY = 86_400.0
 NOON = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
@@ -176,6 +176,13 @@ def test_the_quota_is_per_utc_day_and_survives_a_restart(tmp_path: Path) -> None
             "quota_per_tenant": 2,
             "tenants": {"acme": {"learned": 1, "admin": 0, "noted": 0}},
         }
+        # old days' counters are pruned as old days' budgets are (days before yesterday)
+        store = live.gateway.store
+        first_day = NOON - 12 * 3600
+        assert arun(store.counters_used("feedback:", first_day)) != {}
+        clock.advance(2 * DAY)
+        assert label_a_hit(live, acme, "What is the sea number 1?", correct=False) == "recorded"
+        assert arun(store.counters_used("feedback:", first_day)) == {}
 
 
 def test_a_noted_wrong_semantic_hit_is_not_served_to_its_tenant_again(tmp_path: Path) -> None:

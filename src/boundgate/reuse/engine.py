@@ -139,6 +139,7 @@ class ReuseEngine(Following, Labelling):
         self._own_lookups: Counter[tuple[float | None, float, float | None]] = Counter()
         self._feedback_seen: set[str] = set()  # requests whose feedback was learned
         self._feedback_noted: set[str] = set()  # ... whose "wrong" was noted (labels.py)
+        self._counters_pruned_at = -math.inf  # old days' feedback counters (labels.py)
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._background: set[asyncio.Task[None]] = set()
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import ErrorCode, InvalidRequestError, NotFoundError
 from ..store import Claim, LedgerRow, ObservationRow
+from ..tenants import DAY_S, KEEP_DAYS, PRUNE_EVERY_S
 from .lookup import EntryMeta, Lookup
 from .scope import canonical_query
 from .verifier import ENTRY_ONLY, Observation, Verdict
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from .embedder import Vectors
     from .verifier import Verifier
 
-DAY_S = 86_400
 FEEDBACK_PREFIX = "feedback:"
 # what a tenant's feedback counters count, per UTC day: "learned" its non-admin keys'
 # labels learned (the quota), "admin" its admin keys' labels learned, "noted" its labels
@@ -71,6 +71,7 @@ class Labelling:
         _own_labels: set[tuple[float, int | None, str, str | None]]
         _feedback_seen: set[str]
         _feedback_noted: set[str]
+        _counters_pruned_at: float
 
         async def embed(self, texts: list[str]) -> Vectors: ...
         def count(self, name: str) -> None: ...
@@ -237,12 +238,23 @@ class Labelling:
             return False
         now = self.clock.time()
         claim = Claim(feedback_counter(tenant, "learned"), day_window(now), 1, quota)
-        return await self.store.reserve(uuid.uuid4().hex, [claim], now) is None
+        taken = await self.store.reserve(uuid.uuid4().hex, [claim], now) is None
+        await self._prune_counters(now)
+        return taken
 
     async def _count_feedback(self, tenant: str, kind: str) -> None:
         now = self.clock.time()
         claim = Claim(feedback_counter(tenant, kind), day_window(now), 1, UNLIMITED)
         await self.store.reserve(uuid.uuid4().hex, [claim], now)
+        await self._prune_counters(now)
+
+    async def _prune_counters(self, now: float) -> None:
+        """At most hourly, delete the daily counters of days before yesterday, as the
+        ``Limiter`` does for budgets (it prunes only when some tenant has limits)."""
+        if now - self._counters_pruned_at < PRUNE_EVERY_S:
+            return
+        self._counters_pruned_at = now
+        await self.store.prune_counters((now // DAY_S - (KEEP_DAYS - 1)) * DAY_S)
 
     async def feedback_counts(self, tenant: str | None = None) -> dict[str, Any]:
         """Today's feedback labels per tenant (the ``feedback_labels`` of

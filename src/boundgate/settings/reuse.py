@@ -111,10 +111,11 @@ class ReuseSettings(_Section):
         10,
         ge=0,
         description="How many correct: false feedback labels from one tenant's non-admin keys "
-        "the shared verifier learns per UTC day (an atomic counter in the store, shared by "
-        "every process and kept across restarts); beyond it a label is answered noted and "
-        "only stops that answer being served to its tenant again. 0: non-admin feedback is "
-        "never learned, only noted. Admin keys' labels are not limited (docs/reuse.md).",
+        "the verifier every tenant shares learns per UTC day (counted in the store: one quota "
+        "across processes and restarts); beyond it a label is answered noted and only stops "
+        "the answer it judged wrong being served to that tenant again. 0: non-admin feedback "
+        "is never learned, only noted. Admin keys' labels are not limited (docs/reuse.md, "
+        "Feedback quota).",
     )
     answer_similarity: float = Field(
         0.90,
