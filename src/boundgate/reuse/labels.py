@@ -195,7 +195,11 @@ class Labelling:
         # A tenant's "wrong" can only make reuse more careful, but for every tenant: one
         # tenant labelling every hit wrong would switch semantic reuse off for all. So the
         # shared verifier learns a tenant's "wrong" up to its daily quota only.
-        learned = admin or await self._within_quota(tenant)
+        try:
+            learned = admin or await self._within_quota(tenant)
+        except BaseException:
+            self._feedback_seen.discard(row.id)  # not labelled: it may be sent again
+            raise
         if not learned:
             self._feedback_seen.discard(row.id)
             self._feedback_noted.add(row.id)  # an admin's label may still be learned
