@@ -20,7 +20,7 @@ from boundgate.reuse.language import reads_english
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
 from boundgate.reuse.scope import canonical_query, reuse_key
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
-from boundgate.reuse.verifier import Observation, Verdict, Verifier
+from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 
@@ -422,6 +422,26 @@ def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> No
     assert v.threshold > low
     # the entry that was wrong gets its own floor above the failing similarity
     assert v.threshold_for(7) > low + 0.001
+
+
+def test_an_entry_only_label_raises_its_entrys_floor_and_nothing_else() -> None:
+    """A tenant's "wrong" beyond its feedback quota: the entry it judged wrong is not served
+    at that score again, but the curve every tenant is served under does not move."""
+    settings = ReuseSettings(error_bound=0.01, min_observations=30, verify_rate=0.0)
+    v = Verifier(settings, alternative=DensityScorer())
+    for i in range(400):
+        s = 0.80 + (i % 20) * 0.01
+        v.note_lookup(s)
+        v.add(Observation(s, True, "observe", None))
+    low, before = v.threshold, v.estimate()
+    for _ in range(40):
+        v.add(Observation(low + 0.001, False, ENTRY_ONLY, 7))
+    assert v.threshold == low and v.estimate() == before
+    assert ENTRY_ONLY not in v.by_source()
+    assert v.threshold_for(7) > low + 0.001 and v.threshold_for(8) == low
+    assert v.decide(7, low + 0.001) is not Verdict.SERVE
+    v.add(Observation(low + 0.001, True, ENTRY_ONLY, 8))  # never lowers anything
+    assert v.threshold_for(8) == low and v.estimate() == before
 
 
 def test_decisions_around_the_threshold() -> None:

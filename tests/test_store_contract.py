@@ -1179,6 +1179,26 @@ def test_a_claim_without_a_hold_counts_as_used_at_once(store: Store) -> None:
     assert run(store.reserve("h2", [tokens(3, limit=5, hold_s=None)], D0)) == 0
 
 
+def test_counters_used_by_prefix_and_window(store: Store) -> None:
+    """What ``/v1/boundgate/stats`` lists of the feedback counters: one read for every
+    tenant's counters of a day, by literal prefix (a ``_`` or ``%`` is no wildcard)."""
+    for counter, window in (
+        ("fb:a_b", D0),
+        ("fb:a_b", D0),
+        ("fb:axb", D0),
+        ("fb:c", D0 - DAY),
+        ("fbx:a", D0),
+        ("f%:z", D0),
+    ):
+        assert run(store.reserve(f"h{counter}", [Claim(counter, window, 1, 9, None)], D0)) is None
+    run(store.reserve("held", [Claim("fb:held", D0, 4, 9, 60.0)], D0))
+    assert run(store.counters_used("fb:", D0)) == {"fb:a_b": 2, "fb:axb": 1, "fb:held": 0}
+    assert run(store.counters_used("fb:a_", D0)) == {"fb:a_b": 2}
+    assert run(store.counters_used("f%", D0)) == {"f%:z": 1}
+    assert run(store.counters_used("fb:", D0 - DAY)) == {"fb:c": 1}
+    assert run(store.counters_used("nothing:", D0)) == {}
+
+
 def test_all_claims_or_none(store: Store) -> None:
     rpm = Claim("rpm:acme", 0.0, 1, 5, 60.0)
     assert run(store.reserve("h1", [rpm, tokens(90)], D0)) is None

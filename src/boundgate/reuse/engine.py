@@ -137,7 +137,9 @@ class ReuseEngine(Following, Labelling):
         self._sync_lock = asyncio.Lock()
         self._own_labels: set[tuple[float, int | None, str, str | None]] = set()
         self._own_lookups: Counter[tuple[float | None, float, float | None]] = Counter()
-        self._feedback_seen: set[str] = set()
+        self._feedback_seen: set[str] = set()  # requests whose feedback was learned
+        self._feedback_noted: set[str] = set()  # ... whose "wrong" was noted (labels.py)
+        self._counters_pruned_at = -math.inf  # old days' feedback counters (labels.py)
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         self._background: set[asyncio.Task[None]] = set()
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
@@ -198,8 +200,7 @@ class ReuseEngine(Following, Labelling):
                 Observation(o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score),
                 recompute=False,
             )
-            if o.source == "feedback" and o.request_id:
-                self._feedback_seen.add(o.request_id)
+            self._note_feedback(o)
         for s, d, pr in lookups:
             self.verifier.note_lookup(s, d, pr)
         self.verifier.recompute()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..store import ChangeRow
+from ..store import ChangeRow, ObservationRow
 from .lookup import lookup_key
 from .verifier import Observation
 
@@ -48,7 +48,6 @@ class Following:
         _sync_lock: asyncio.Lock
         _own_labels: set[tuple[float, int | None, str, str | None]]
         _own_lookups: Counter[tuple[float | None, float, float | None]]
-        _feedback_seen: set[str]
 
         def admit(self, e: StoredEntry, vector: Vectors | None) -> None: ...
         def by_meaning(self, query: str) -> bool: ...
@@ -56,6 +55,7 @@ class Following:
         async def forget(self, keys: list[int], delete: bool = True) -> None: ...
         def pin(self, key: int, doc_id: str) -> None: ...
         def _file_variant(self, exact: str, key: int) -> None: ...
+        def _note_feedback(self, o: ObservationRow) -> None: ...
 
     async def follow(self) -> None:
         """Apply the changes other processes make to the store (run as a task while serving;
@@ -123,8 +123,7 @@ class Following:
                     o.similarity, o.correct, o.source, o.entry, o.density, o.pair_score
                 )
                 self.verifier.add(label, recompute=False)
-                if o.source == "feedback" and o.request_id:
-                    self._feedback_seen.add(o.request_id)
+                self._note_feedback(o)
                 labels = True
             elif c.kind == "lookup" and c.lookup is not None:
                 seen = lookup_key(*c.lookup)

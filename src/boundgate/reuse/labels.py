@@ -4,20 +4,31 @@ would-be hit sampled for verification) and takes clients' feedback on served ans
 (``feedback``); each verdict is an observation for the verifier (``observe``), and a
 verified paraphrase whose answer proved equivalent becomes a question variant of the
 candidate (``confirm``), so its next arrival is an exact hit. A mixin of ``ReuseEngine``
-(``engine.py``), whose state it reads and writes."""
+(``engine.py``), whose state it reads and writes.
+
+Feedback from a non-admin key is trusted only as far as one tenant may move the threshold
+every tenant is served under: ``correct: true`` is never learned, and ``correct: false`` up to
+``reuse.feedback_labels_per_tenant_per_day`` labels per tenant and UTC day. Beyond that the
+label still protects the tenant that sent it (its wrong answer is not served to it again), but
+the shared curve does not learn it. The labels of each tenant and day are counted in the
+store's limit counters (``feedback:<tenant>:<kind>``, ``LimitStore``), so the quota is one
+across processes and survives a restart."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ErrorCode, InvalidRequestError, NotFoundError
-from ..store import LedgerRow, ObservationRow
+from ..store import Claim, LedgerRow, ObservationRow
+from ..tenants import DAY_S, KEEP_DAYS, PRUNE_EVERY_S
 from .lookup import EntryMeta, Lookup
 from .scope import canonical_query
-from .verifier import Observation, Verdict
+from .verifier import ENTRY_ONLY, Observation, Verdict
 
 if TYPE_CHECKING:
     from ..clock import Clock
@@ -26,6 +37,23 @@ if TYPE_CHECKING:
     from .documents import Documents
     from .embedder import Vectors
     from .verifier import Verifier
+
+FEEDBACK_PREFIX = "feedback:"
+# what a tenant's feedback counters count, per UTC day: "learned" its non-admin keys'
+# labels learned (the quota), "admin" its admin keys' labels learned, "noted" its labels
+# accepted and not learned
+FEEDBACK_KINDS = ("learned", "admin", "noted")
+UNLIMITED = 2**62  # the limit of a counter that only counts
+
+
+def feedback_counter(tenant: str, kind: str) -> str:
+    """The name of ``tenant``'s counter of ``kind`` (one of ``FEEDBACK_KINDS``)."""
+    return f"{FEEDBACK_PREFIX}{tenant}:{kind}"
+
+
+def day_window(now: float) -> float:
+    """The start of the UTC day of ``now`` (unix seconds): a daily counter's window."""
+    return float(int(now // DAY_S) * DAY_S)
 
 
 class Labelling:
@@ -42,6 +70,8 @@ class Labelling:
         _background: set[asyncio.Task[None]]
         _own_labels: set[tuple[float, int | None, str, str | None]]
         _feedback_seen: set[str]
+        _feedback_noted: set[str]
+        _counters_pruned_at: float
 
         async def embed(self, texts: list[str]) -> Vectors: ...
         def count(self, name: str) -> None: ...
@@ -120,14 +150,28 @@ class Labelling:
         await self.store.add_observation(row)
 
     async def feedback(self, row: LedgerRow | None, correct: bool, tenant: str, admin: bool) -> str:
-        """Label the reused answer of ledger ``row`` right or wrong for ``tenant``.
+        """Label the reused answer of ledger ``row`` right (``correct``) or wrong, for the key
+        of ``tenant`` (``admin``: an admin key).
 
-        Returns ``"recorded"`` (learned by the shared verifier), ``"noted"`` (a non-admin
-        key's ``correct: true``: accepted, not learned, as it would lower the threshold
-        every tenant is served under) or ``"duplicate"`` (this request was labelled before).
+        Returns the label's ``status``:
+
+        - ``"recorded"``: learned by the shared verifier (an admin key's label, or a non-admin
+          key's ``correct: false`` within ``reuse.feedback_labels_per_tenant_per_day`` of its
+          tenant's today, UTC);
+        - ``"noted"``: accepted, not learned by the shared verifier: a non-admin key's
+          ``correct: true`` (it would lower the threshold every tenant is served under), or
+          its ``correct: false`` beyond the quota. A noted ``correct: false`` still stops the
+          answer being served to the tenant for that question: an exact (or coalesced) hit's
+          entry is forgotten, a semantic hit's entry gets its own floor above the score that
+          failed (both entries are in the tenant's own scope);
+        - ``"duplicate"``: this request's label was learned before, or (for a non-admin key)
+          its ``correct: false`` was noted before. A noted ``correct: true`` leaves the
+          request open to a later label, and a noted ``correct: false`` to an admin's.
+
+        Each label is counted in the store under its tenant and UTC day (``feedback_counts``).
         Raises ``NotFoundError`` for an unknown request or another tenant's (unless
         ``admin``) and ``InvalidRequestError`` (``not_a_reuse``) when its answer was not
-        reused."""
+        reused; the store's errors propagate."""
         if row is None or (row.tenant != tenant and not admin):
             # another tenant's request is answered as an unknown one: its existence is theirs
             raise NotFoundError("no request with that id", param="request_id")
@@ -141,11 +185,24 @@ class Labelling:
             return "duplicate"
         if correct and not admin:
             # One threshold serves every tenant: a tenant's "right" would lower it for all
-            # (and raise the others' wrong-reuse risk), so only an admin's counts. A tenant's
-            # "wrong" is learned: it can only make reuse more careful. Noted, the request
-            # may still be labelled: a later "wrong", or an admin's label, is learned.
+            # (and raise the others' wrong-reuse risk), so only an admin's counts. Noted, the
+            # request may still be labelled: a later "wrong", or an admin's label, is learned.
+            await self._count_feedback(tenant, "noted")
             return "noted"
-        self._feedback_seen.add(row.id)
+        if not admin and row.id in self._feedback_noted:
+            return "duplicate"
+        self._feedback_seen.add(row.id)  # before any wait: a concurrent repeat is a duplicate
+        # A tenant's "wrong" can only make reuse more careful, but for every tenant: one
+        # tenant labelling every hit wrong would switch semantic reuse off for all. So the
+        # shared verifier learns a tenant's "wrong" up to its daily quota only.
+        try:
+            learned = admin or await self._within_quota(tenant)
+        except BaseException:
+            self._feedback_seen.discard(row.id)  # not labelled: it may be sent again
+            raise
+        if not learned:
+            self._feedback_seen.discard(row.id)
+            self._feedback_noted.add(row.id)  # an admin's label may still be learned
         key = self._by_id.get(row.document_id)
         similarity = row.similarity if row.similarity is not None else 1.0
         raw_density = row.extra.get("density", 0.0)
@@ -155,8 +212,75 @@ class Labelling:
         same_question = row.reuse in ("hit-exact", "hit-coalesced")
         if pair is None and same_question:
             pair = 1.0  # the same question
-        await self.observe(key, similarity, correct, "feedback", row.id, density, pair)
+        # noted: stored all the same (ENTRY_ONLY): the entry's own floor, in every process
+        # and after a restart, and the request's mark against a second "wrong"
+        source = "feedback" if learned else ENTRY_ONLY
+        await self.observe(key, similarity, correct, source, row.id, density, pair)
+        if admin:
+            await self._count_feedback(tenant, "admin")
+        elif not learned:
+            await self._count_feedback(tenant, "noted")
         if not correct and key is not None and same_question:
             # The stored answer itself is wrong for its own question: stop serving it.
             await self.forget([key])
-        return "recorded"
+        return "recorded" if learned else "noted"
+
+    def _note_feedback(self, o: ObservationRow) -> None:
+        """Mark the request of a stored feedback label (loaded, or another process's) as
+        labelled, so a second label of it is a duplicate here too."""
+        if o.request_id and o.source == "feedback":
+            self._feedback_seen.add(o.request_id)
+        elif o.request_id and o.source == ENTRY_ONLY:
+            self._feedback_noted.add(o.request_id)
+
+    async def _within_quota(self, tenant: str) -> bool:
+        """Take one of ``tenant``'s learned labels of today (UTC) if its quota has one left:
+        one atomic claim on its counter in the store, so concurrent labels (in any process)
+        never take more than the quota."""
+        quota = self.settings.feedback_labels_per_tenant_per_day
+        if quota <= 0:
+            return False
+        now = self.clock.time()
+        claim = Claim(feedback_counter(tenant, "learned"), day_window(now), 1, quota)
+        taken = await self.store.reserve(uuid.uuid4().hex, [claim], now) is None
+        await self._prune_counters(now)
+        return taken
+
+    async def _count_feedback(self, tenant: str, kind: str) -> None:
+        now = self.clock.time()
+        claim = Claim(feedback_counter(tenant, kind), day_window(now), 1, UNLIMITED)
+        await self.store.reserve(uuid.uuid4().hex, [claim], now)
+        await self._prune_counters(now)
+
+    async def _prune_counters(self, now: float) -> None:
+        """At most hourly, delete the daily counters of days before yesterday, as the
+        ``Limiter`` does for budgets (it prunes only when some tenant has limits)."""
+        if now - self._counters_pruned_at < PRUNE_EVERY_S:
+            return
+        self._counters_pruned_at = now
+        await self.store.prune_counters((now // DAY_S - (KEEP_DAYS - 1)) * DAY_S)
+
+    async def feedback_counts(self, tenant: str | None = None) -> dict[str, Any]:
+        """Today's feedback labels per tenant (the ``feedback_labels`` of
+        ``GET /v1/boundgate/stats``): ``{"day": "YYYY-MM-DD" (UTC), "quota_per_tenant":
+        reuse.feedback_labels_per_tenant_per_day, "tenants": {name: {"learned": n,
+        "admin": n, "noted": n}}}``, counts of labels: ``learned`` from the tenant's
+        non-admin keys (what the quota limits), ``admin`` learned from its admin keys,
+        ``noted`` accepted and not learned. With ``tenant`` (a non-admin key): that tenant
+        only, zeros included; without it: every tenant that labelled today. One read of the
+        store (its errors propagate)."""
+        now = self.clock.time()
+        used = await self.store.counters_used(FEEDBACK_PREFIX, day_window(now))
+        tenants: dict[str, dict[str, int]] = {}
+        if tenant is not None:
+            tenants[tenant] = dict.fromkeys(FEEDBACK_KINDS, 0)
+        for counter, n in sorted(used.items()):
+            name, _, kind = counter[len(FEEDBACK_PREFIX) :].rpartition(":")
+            if kind not in FEEDBACK_KINDS or (tenant is not None and name != tenant):
+                continue
+            tenants.setdefault(name, dict.fromkeys(FEEDBACK_KINDS, 0))[kind] = n
+        return {
+            "day": time.strftime("%Y-%m-%d", time.gmtime(now)),
+            "quota_per_tenant": self.settings.feedback_labels_per_tenant_per_day,
+            "tenants": tenants,
+        }

@@ -94,11 +94,18 @@ def z_for(confidence: float) -> float:
     return NormalDist().inv_cdf(confidence)
 
 
+# The source of a "wrong" label the shared curve does not learn: a non-admin tenant's
+# feedback beyond its daily quota (``labels.py``). It raises its entry's own floor only (the
+# entry is in that tenant's scope, so only that tenant is served by it), and counts nowhere
+# else: not in n(t) or e(t), the scorer's refit, or ``by_source``.
+ENTRY_ONLY = "feedback-noted"
+
+
 @dataclass(frozen=True)
 class Observation:
     similarity: float
     correct: bool
-    source: str  # "observe" | "verify" | "feedback"
+    source: str  # "observe" | "verify" | "feedback" | ENTRY_ONLY
     entry: int | None = None
     density: float = 0.0  # local density of the pair (see scoring.py); 0 when unknown
     pair: float | None = None  # the pair model's score (see pair.py); None when unscored
@@ -204,25 +211,25 @@ class Verifier:
 
     # --- learning ---------------------------------------------------------------------------
     def add(self, obs: Observation, *, recompute: bool = True) -> None:
+        """Learn a label: into the curve (n(t), e(t)), the scorer's refit and ``by_source``,
+        and a wrong one raises its entry's own floor. A label of source ``ENTRY_ONLY``
+        raises the floor only (if wrong) and leaves the threshold as it is."""
         ev = obs.evidence
         with self._lock:
+            if not obs.correct and obs.entry is not None:
+                self._raise_floor(obs.entry, ev)
+            if obs.source == ENTRY_ONLY:
+                return
             self._labelled.append((ev, obs.correct))
             s = self.scorer.score(ev)
             insort(self._sims, s)
             if not obs.correct:
                 insort(self._wrong, s)
-                if obs.entry is not None:
-                    prev = self._entry_floor.get(obs.entry)
-                    if prev is None or self.scorer.score(prev) < s:
-                        self._entry_floor[obs.entry] = ev
             if self.alternative is not None:
                 a = self.alternative.score(ev)
                 insort(self._alt_sims, a)
                 if not obs.correct:
                     insort(self._alt_wrong, a)
-                    if obs.entry is not None:
-                        floor = self._alt_entry_floor.get(obs.entry, -math.inf)
-                        self._alt_entry_floor[obs.entry] = max(floor, a)
             counts = self._by_source.setdefault(obs.source, [0, 0])
             counts[0] += 1
             counts[1] += 0 if obs.correct else 1
@@ -231,6 +238,15 @@ class Verifier:
                 self._refit()
             if recompute:
                 self._threshold = self._compute()
+
+    def _raise_floor(self, entry: int, ev: Evidence) -> None:
+        """``entry`` failed at ``ev``: it is not served at that score or below again."""
+        prev = self._entry_floor.get(entry)
+        if prev is None or self.scorer.score(prev) < self.scorer.score(ev):
+            self._entry_floor[entry] = ev
+        if self.alternative is not None:
+            floor = self._alt_entry_floor.get(entry, -math.inf)
+            self._alt_entry_floor[entry] = max(floor, self.alternative.score(ev))
 
     def _refit(self) -> None:
         """Let the scorer learn from all labels; re-score everything if it changed."""

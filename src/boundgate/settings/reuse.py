@@ -107,6 +107,16 @@ class ReuseSettings(_Section):
         "and that weight is multiplied by W / (W + labels seen), so after W labels of its own "
         "the gateway weighs the prior at half.",
     )
+    feedback_labels_per_tenant_per_day: int = Field(
+        10,
+        ge=0,
+        description="How many correct: false feedback labels from one tenant's non-admin keys "
+        "the verifier every tenant shares learns per UTC day (counted in the store: one quota "
+        "across processes and restarts); beyond it a label is answered noted and only stops "
+        "the answer it judged wrong being served to that tenant again. 0: non-admin feedback "
+        "is never learned, only noted. Admin keys' labels are not limited (docs/reuse.md, "
+        "Feedback quota).",
+    )
     answer_similarity: float = Field(
         0.90,
         gt=0,

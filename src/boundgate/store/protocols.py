@@ -467,6 +467,11 @@ class LimitStore(Protocol):
         """Delete the counters of windows that started before ``before`` (and are not 0),
         with their holds: old days' budgets."""
 
+    async def counters_used(self, prefix: str, window: float) -> dict[str, int]:
+        """The settled ``used`` of every counter whose name starts with ``prefix`` (taken
+        literally: ``%`` and ``_`` are not wildcards) in ``window``, by counter name; holds
+        are not included. Counters never claimed in that window are absent."""
+
 
 class Store(
     LedgerStore,

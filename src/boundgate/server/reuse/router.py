@@ -45,8 +45,10 @@ async def feedback(
     ctx: Annotated[RequestContext, Depends(context)],
 ) -> dict[str, Any]:
     """Tell the gateway whether a reused answer was right; the verifier learns from it
-    (``status``: ``recorded``, ``duplicate``, or ``noted``: a non-admin key's
-    ``correct: true``, not learned, as it would lower the threshold shared by every tenant)."""
+    (``status``: ``recorded``, ``duplicate``, or ``noted``: accepted, not learned by the
+    threshold shared by every tenant: a non-admin key's ``correct: true``, or its
+    ``correct: false`` beyond its tenant's ``reuse.feedback_labels_per_tenant_per_day``, which
+    still stops that answer being served to the tenant for that question)."""
     gw = gateway_of(request)
     if gw.reuse is None:
         raise NotFoundError("reuse is disabled on this gateway", code=ErrorCode.REUSE_DISABLED)
@@ -59,12 +61,17 @@ async def feedback(
 async def stats(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    """Reuse statistics: threshold, live wrong-reuse estimate with its interval, counts.
+    """Reuse statistics: threshold, live wrong-reuse estimate with its interval, counts,
+    and today's feedback labels per tenant (``feedback_labels``).
     A non-admin key sees the deployment's threshold and bound and its own tenant's counts
-    only (``ReuseEngine.stats``); counts of other tenants' traffic are an admin's."""
+    only (``ReuseEngine.stats``, ``feedback_counts``); counts of other tenants' traffic are
+    an admin's."""
     gw = gateway_of(request)
     tenant = None if ctx.tenant.admin else ctx.tenant.name
-    reuse = gw.reuse.stats(tenant) if gw.reuse is not None else None  # no entries: falsy
+    reuse = None
+    if gw.reuse is not None:  # (an engine without entries is falsy)
+        reuse = gw.reuse.stats(tenant)
+        reuse["feedback_labels"] = await gw.reuse.feedback_counts(tenant)
     return {"object": "boundgate.stats", "reuse": reuse}
 
 

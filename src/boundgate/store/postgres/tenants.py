@@ -195,3 +195,13 @@ class PostgresTenants(PostgresBase):
             await conn.execute(f"DELETE FROM limit_counters WHERE {where}", (before,))
 
         await self._run(prune, tx=True)
+
+    async def counters_used(self, prefix: str, window: float) -> dict[str, int]:
+        # left() rather than LIKE: the prefix is taken literally ('_' and '%' in a tenant name)
+        sql = (
+            "SELECT counter, used FROM limit_counters "
+            "WHERE left(counter, %(n)s) = %(p)s AND window_start = %(w)s"
+        )
+        params = {"n": len(prefix), "p": prefix, "w": window}
+        rows = await self._run(lambda conn: _all(conn, sql, params))
+        return {str(r["counter"]): int(r["used"]) for r in rows}

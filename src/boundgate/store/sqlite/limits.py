@@ -127,6 +127,17 @@ class SQLiteTenants(SQLiteBase):
 
         await self._call(prune)
 
+    async def counters_used(self, prefix: str, window: float) -> dict[str, int]:
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                "SELECT counter, used FROM limit_counters "
+                "WHERE substr(counter, 1, ?) = ? AND window_start = ?",
+                (len(prefix), prefix, window),
+            ).fetchall()
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        return await self._read(run)
+
     # --- keys ----------------------------------------------------------------------------
     async def create_key(
         self,
