@@ -100,6 +100,16 @@ def test_a_body_not_sent_as_json_says_so(fake_live: Live) -> None:
         assert "Content-Type: application/json" in err["message"] and kind in err["message"]
 
 
+def test_a_body_without_a_content_type_is_read_as_json(fake_live: Live) -> None:
+    """A trial's finding: a JSON body sent with no Content-Type was refused as "Input should
+    be a valid dictionary"; it is read as JSON (and one that is not JSON says so)."""
+    body = json.dumps({"messages": MSG, "max_tokens": 1}).encode()
+    r = fake_live.http.post("/v1/chat/completions", content=body, headers={"content-type": ""})
+    assert r.status_code == 200, r.text
+    r = fake_live.http.post("/v1/chat/completions", content=b"{nope", headers={"content-type": ""})
+    assert_error(r, 400, code="invalid_json")
+
+
 def test_malformed_json_is_400(fake_live: Live) -> None:
     r = fake_live.http.post(
         "/v1/chat/completions",
@@ -257,6 +267,7 @@ def test_completions_bad_parameters_are_400_with_param(
         {"boundgate": {"max_age": 10**400}},
         {"presence_penalty": -2, "frequency_penalty": 2},
         {"metadata": {"run": "7"}, "modalities": ["text"], "logprobs": False},
+        {"stream": None},  # null is "not given" (a trial's 400 "should be a valid boolean")
     ],
 )
 def test_valid_edge_values_are_still_served(fake_live: Live, extra: dict[str, Any]) -> None:

@@ -515,6 +515,26 @@ def test_a_seeded_request_gets_only_what_its_seed_and_temperature_give(fake_live
     assert ask(fake_live, q, temperature=0.2).headers["x-boundgate-reuse"] == "hit-exact"
 
 
+def test_who_asks_and_how_an_upstream_stores_it_do_not_split_the_scope(fake_live: Live) -> None:
+    """A trial's finding: ``metadata``, ``store``, ``service_tier``, ``prompt_cache_key`` and
+    ``safety_identifier`` each made a miss of an exact repeat, so a client tagging each
+    request with its own metadata was never reused. What shapes the answer still does."""
+    q = "What is the capital of Australia?"
+    assert ask(fake_live, q, temperature=0).headers["x-boundgate-reuse"] == "miss"
+    for extra in (
+        {"metadata": {"trace": "a1"}},
+        {"metadata": {"trace": "b2"}, "store": True},
+        {"service_tier": "auto"},
+        {"prompt_cache_key": "x"},
+        {"safety_identifier": "hash-of-alice"},
+        {"user": "alice"},
+    ):
+        r = ask(fake_live, q, temperature=0, **extra)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact", extra
+    shaped = ask(fake_live, q, temperature=0, response_format={"type": "json_object"})
+    assert shaped.headers["x-boundgate-reuse"] == "miss"
+
+
 def test_names_and_tool_calls_are_part_of_the_context(fake_live: Live) -> None:
     """A trial's finding: "What is my name?" from Carol (``name``) was served the answer to
     no name, and histories that differed only in an assistant's ``tool_calls`` shared one

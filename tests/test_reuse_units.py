@@ -399,8 +399,9 @@ def test_policy_cache_control_and_options() -> None:
     for bad in ({"reuse": "always"}, {"max_age": -1}, {"nope": 1}, "x"):
         with pytest.raises(InvalidRequestError):
             _plan(options=bad)
-    with pytest.raises(InvalidRequestError):
-        _plan(cache_control="max-age=soon")
+    for bad in ("max-age=soon", "max-age=-1", "max-age=nan"):  # -1 was taken for 0
+        with pytest.raises(InvalidRequestError):
+            _plan(cache_control=bad)
 
 
 # --- verifier ---------------------------------------------------------------------------

@@ -77,12 +77,16 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
             no_store = True
         elif name == "max-age":
             try:
-                max_age = min(max(0.0, float(value.strip().strip('"'))), DELTA_SECONDS_MAX)
+                seconds = float(value.strip().strip('"'))
             except ValueError:
+                seconds = -1.0
+            if not seconds >= 0:  # RFC 9111's delta-seconds: digits only (also not NaN)
                 raise InvalidRequestError(
-                    f"Cache-Control max-age must be a number of seconds, got {value!r}",
+                    f"Cache-Control max-age must be a non-negative number of seconds, "
+                    f"got {value!r}",
                     param="Cache-Control",
-                ) from None
+                )
+            max_age = min(seconds, DELTA_SECONDS_MAX)
     return no_cache, no_store, max_age
 
 

@@ -7,7 +7,10 @@ that may change the answer except the wording of the last user message:
 - the model name and its version (gguf file hash, or the upstream model name);
 - the shape (chat or text completion), the system prompt and every earlier turn, verbatim;
 - output-shaping parameters: ``response_format``, ``stop`` (sorted), the ``max_tokens`` class,
-  ``seed`` where given, ``top_p``, and any other passthrough parameter except ``user``.
+  ``seed`` where given, ``top_p``, and any other passthrough parameter except who asks
+  (``user``, ``safety_identifier``) and how an upstream stores, bills or caches the request
+  (``store``, ``metadata``, ``service_tier``, ``prompt_cache_key``,
+  ``prompt_cache_retention``).
 
 The index is partitioned by scope key (one ANN index per scope), so a lookup can only ever
 see entries of its own scope: cross-scope reuse is impossible by construction, not by a
@@ -32,8 +35,26 @@ from ..backends.base import GenerationRequest
 
 # Answers cut at different lengths differ; requests in the same class share answers.
 MAX_TOKENS_CLASSES = (64, 256, 1024, 4096)
-# Parameters that don't shape the answer's content (or are handled elsewhere).
-_NOT_SHAPING = frozenset({"user", "stream", "stream_options", "n", "boundgate", "temperature"})
+# Parameters that don't shape the answer's content (or are handled elsewhere): who asks
+# ("user", "safety_identifier"), how it is delivered, stored or billed by an OpenAI upstream
+# ("store", "metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention"). A
+# client tagging each request with its own metadata would otherwise never be reused.
+_NOT_SHAPING = frozenset(
+    {
+        "user",
+        "safety_identifier",
+        "stream",
+        "stream_options",
+        "n",
+        "boundgate",
+        "temperature",
+        "store",
+        "metadata",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+    }
+)
 
 
 def max_tokens_class(n: int) -> int:

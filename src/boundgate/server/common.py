@@ -108,8 +108,8 @@ def check_finite(value: Any) -> None:
 
 
 def _json_content_type(value: str | None) -> bool:
-    """Whether FastAPI reads a body with this content type as JSON (none, or application/
-    json or application/*+json)."""
+    """Whether FastAPI reads a body with this content type as JSON (application/json or
+    application/*+json; a body without one is given application/json first)."""
     if not value:
         return True
     kind = value.split(";", 1)[0].strip().lower()
@@ -170,7 +170,14 @@ class StrictJSONRoute(APIRoute):
         )
 
         async def strict(request: Request) -> Response:
-            req = StrictJSONRequest(request.scope, request.receive)
+            scope = request.scope
+            if json_body and not request.headers.get("content-type", "").strip():
+                # a body sent without a Content-Type is read as JSON, as this route expects
+                # (FastAPI would not parse it, and refuse it as "not a valid dictionary")
+                headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                headers.append((b"content-type", b"application/json"))
+                scope = {**scope, "headers": headers}
+            req = StrictJSONRequest(scope, request.receive)
             content_type = req.headers.get("content-type")
             if json_body and not _json_content_type(content_type):
                 # else pydantic's "Input should be a valid dictionary" for a JSON text

@@ -187,6 +187,11 @@ class SamplingParams(BaseModel):
             raise ValueError("a stop sequence must not be empty")
         return v
 
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream(cls, v: object) -> object:
+        return False if v is None else v  # null is "not given", as for every optional field
+
     @field_validator("stream_options")
     @classmethod
     def _stream_options(cls, v: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
