@@ -545,6 +545,26 @@ def test_semantic_lookups_in_the_ledger_are_in_the_change_log(store: Store) -> N
     ]
 
 
+def test_a_lookup_change_carries_its_id_and_a_replaced_row_logs_none(store: Store) -> None:
+    """The process that made a lookup knows its echo by id (lookups of one value are many);
+    a row replaced under its id (a streamed hit amended to cancelled) was counted once."""
+    head = run(store.change_head())
+    big = 2**63 - 1
+    run(store.record(row(1, similarity=0.9, extra={"semantic_lookup": 1, "lookup_id": big})))
+    run(store.record(row(2, extra={"semantic_lookup": 1, "lookup_id": 7})))
+    run(store.record(row(3, extra={"semantic_lookup": 1})))  # an older gateway's: no id
+    amended = row(1, similarity=0.9, outcome="cancelled", status=499)
+    amended.extra = {"semantic_lookup": 1, "lookup_id": big}
+    run(store.record(amended))
+    got = run(store.changes(head))
+    assert [(c.kind, c.lookup, c.lookup_id) for c in got] == [
+        ("lookup", (0.9, 0.0, None), big),
+        ("lookup", (None, 0.0, None), 7),
+        ("lookup", (None, 0.0, None), None),
+    ]
+    assert len(run(store.lookup_similarities())) == 3  # what a restart counts: the same
+
+
 def test_concurrent_writers_number_changes_without_gaps_seen_late(
     make_store: Callable[[], Store],
 ) -> None:

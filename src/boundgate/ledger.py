@@ -11,6 +11,12 @@ if this process died now, outcome ``interrupted``); the note is this process's u
 that ``keep_open_requests`` renews with the tokens counted so far, and the request's own row
 removes it. Whichever process finds a note whose lease ran out (its process died) writes its
 row (``recover``), so a request accepted by a process killed mid-answer is not lost.
+
+A row that carries a semantic lookup (``extra["semantic_lookup"]``; only the rows of answered
+requests do: a hit's, a fresh answer's) is what counts that lookup in the reuse verifier's
+h(t): the store logs it for every process when the row is first written, and this writer
+tells its ``LookupCounter`` (the reuse engine) around the write, so this process counts it
+then too, and knows its echo from the log by the lookup's id.
 """
 
 from __future__ import annotations
@@ -43,6 +49,17 @@ class _Counter(Protocol):
     def inc(self, amount: float = 1) -> None: ...
 
 
+class LookupCounter(Protocol):
+    """Who counts the semantic lookups this process writes (``ReuseEngine``)."""
+
+    def lookup_writing(self, row: LedgerRow) -> None:
+        """``row``, which carries a semantic lookup, is about to be written."""
+
+    def lookup_written(self, row: LedgerRow, written: bool) -> None:
+        """The write of ``row`` ended: ``written`` if the store committed it, False if it
+        wrote nothing or failed."""
+
+
 def _add(counter: _Counter, amount: float) -> None:
     """Add ``amount`` to a Prometheus counter if it is a finite number ≥ 0: a counter may not
     go down (prometheus-client raises), and a document imported before its figures were
@@ -67,10 +84,13 @@ class LedgerWriter:
         grid_zone: str,
         *,
         lease_s: float,
+        lookups: LookupCounter | None = None,
     ) -> None:
         """``lease_s``: how long an open request's note is vouched for without a renewal
-        (``store.open_request_lease_s``; renewed every third of it)."""
+        (``store.open_request_lease_s``; renewed every third of it). ``lookups``: told of
+        every row carrying a semantic lookup that this writer writes (the reuse engine)."""
         self.store = store
+        self.lookups = lookups
         self.metrics = metrics
         self.clock = clock
         self.grid_zone = grid_zone
@@ -100,7 +120,10 @@ class LedgerWriter:
         route: Route | None = None,
     ) -> LedgerRow:
         """The row of the request ``ctx``. ``model`` and ``backend_kind`` name what served it
-        when that is not a ``Backend`` (embeddings)."""
+        when that is not a ``Backend`` (embeddings). ``lookup``: what reuse decided; a
+        semantic one is written into the row with its id (``extra["semantic_lookup"]``,
+        ``"lookup_id"``), and the row then counts it in the verifier (module docstring):
+        pass it only for a request that was answered."""
         latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
         if model is None:
             model = backend.name if backend else (req.model if req else None)
@@ -141,6 +164,7 @@ class LedgerWriter:
                     setattr(row, name, value)
             if lookup.semantic:
                 row.extra["semantic_lookup"] = 1
+                row.extra["lookup_id"] = lookup.id
                 if lookup.density:
                     row.extra["density"] = round(lookup.density, 6)
                 if lookup.pair is not None:
@@ -264,13 +288,26 @@ class LedgerWriter:
             await asyncio.sleep(self.lease_s / 3)
 
     # --- commits -------------------------------------------------------------------------
+    def _counts_lookup(self, row: LedgerRow) -> bool:
+        """Whether ``row`` carries a semantic lookup to count; if so, tell ``lookups``."""
+        if self.lookups is None or not row.extra.get("semantic_lookup"):
+            return False
+        self.lookups.lookup_writing(row)
+        return True
+
     async def commit(self, row: LedgerRow) -> None:
         """Observe and record ``row``; returns once the store committed it."""
         self.observe(row)
+        counts = self._counts_lookup(row)
+        written = False
         try:
             await self.store.record(row)
+            written = True
         finally:  # not recorded: the note, no longer renewed, becomes the row
             self.close(row.id)
+            if counts:
+                assert self.lookups is not None
+                self.lookups.lookup_written(row, written)
 
     async def commit_hit(
         self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
@@ -279,7 +316,15 @@ class LedgerWriter:
         giving back the holds of ``release`` (``LedgerStore.record_hit``: one statement);
         observe it only then. False: nothing was written or released, and the answer must
         not be served."""
-        if not await self.store.record_hit(row, entry, release):
+        counts = self._counts_lookup(row)
+        written = False
+        try:
+            written = await self.store.record_hit(row, entry, release)
+        finally:
+            if counts:
+                assert self.lookups is not None
+                self.lookups.lookup_written(row, written)
+        if not written:
             return False
         self.observe(row)
         self.close(row.id)
@@ -288,20 +333,29 @@ class LedgerWriter:
     def commit_soon(self, row: LedgerRow) -> None:
         """Record from a context that is being torn down (client gone): don't await it here."""
         self.observe(row)
-        self._record_soon(row)
+        self._record_soon(row, self._counts_lookup(row))
         self.close(row.id)
 
     def amend_soon(self, row: LedgerRow) -> None:
         """Replace the committed row of the same request id with ``row`` (a streamed hit whose
         client left during the replay: it was committed as served before the replay began),
         from a context being torn down. Not observed again: Prometheus counted the request
-        once, when its first row was committed."""
-        self._record_soon(row)
+        once, when its first row was committed; nor its lookup, counted then too (the store
+        logs no second one for a row replaced under its lookup's id)."""
+        self._record_soon(row, False)
 
-    def _record_soon(self, row: LedgerRow) -> None:
+    def _record_soon(self, row: LedgerRow, counts: bool) -> None:
         task = asyncio.get_running_loop().create_task(self.store.record(row))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if counts:
+            lookups = self.lookups
+            assert lookups is not None
+
+            def written(t: asyncio.Task[None]) -> None:
+                lookups.lookup_written(row, not t.cancelled() and t.exception() is None)
+
+            task.add_done_callback(written)
 
     async def drain(self) -> None:
         """Wait for rows recorded in the background (shutdown, tests)."""

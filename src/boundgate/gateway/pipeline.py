@@ -108,6 +108,7 @@ class Gateway(Routing):
             self.clock,
             grid_zone,
             lease_s=open_lease_s or StoreSettings().open_request_lease_s,
+            lookups=reuse,  # a semantic lookup counts when its answered request's row is written
         )
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)

@@ -26,7 +26,7 @@ import logging
 import math
 import random
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -50,7 +50,7 @@ from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .labels import Labelling
 from .language import reads_english
-from .lookup import EntryMeta, Lookup, lookup_key, sampled_request
+from .lookup import EntryMeta, Lookup, sampled_request
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, answer_fits, reuse_key
@@ -59,7 +59,6 @@ from .verifier import Observation, Verdict, Verifier
 
 log = logging.getLogger("boundgate.reuse")
 
-OWN_LOOKUPS_MAX = 10_000  # own semantic lookups awaiting their echo from the log
 HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 # stored answers kept in memory for lookups that leave the live check to the ledger row
 # (``lookup(..., check_live=False)``); beyond this many, the least recently served goes
@@ -136,7 +135,9 @@ class ReuseEngine(Following, Labelling):
         self._seen = 0  # the last change of the store's log applied here
         self._sync_lock = asyncio.Lock()
         self._own_labels: set[tuple[float, int | None, str, str | None]] = set()
-        self._own_lookups: Counter[tuple[float | None, float, float | None]] = Counter()
+        # ids of the semantic lookups this process counted (or is writing), until the change
+        # log echoes them (``following.py``), oldest first
+        self._own_lookups: dict[int, None] = {}
         self._feedback_seen: set[str] = set()  # requests whose feedback was learned
         self._feedback_noted: set[str] = set()  # ... whose "wrong" was noted (labels.py)
         self._counters_pruned_at = -math.inf  # old days' feedback counters (labels.py)
@@ -351,7 +352,11 @@ class ReuseEngine(Following, Labelling):
         unchecked (``Lookup.unchecked``); the caller then writes the request's ledger row with
         ``LedgerStore.record_hit``, which writes it only if the entry is still live and
         unchanged, in the same statement, and must not serve the answer otherwise (one round
-        trip less per hit on the response path)."""
+        trip less per hit on the response path).
+
+        A semantic lookup (``Lookup.semantic``) is not counted in the verifier's h(t) here:
+        it counts once its request's ledger row is written carrying it (``lookup_written``),
+        and a request that gets no answer writes none."""
         if key is None or p.lookup is Mode.OFF:
             self.count("bypass")
             return Lookup(p, key, "bypass")
@@ -368,11 +373,6 @@ class ReuseEngine(Following, Labelling):
                     out.density, out.pair = alt.density, alt.pair
                     out.candidate, out.verdict = None, None
                     break
-        if out.semantic:
-            self.verifier.note_lookup(out.similarity, out.density, out.pair)
-            if len(self._own_lookups) > OWN_LOOKUPS_MAX:  # rows never written (failures)
-                self._own_lookups.clear()
-            self._own_lookups[lookup_key(out.similarity, out.density, out.pair)] += 1
         self.count(out.status if out.verdict is not Verdict.VERIFY else "verify")
         return out
 

@@ -1,8 +1,10 @@
 """The reuse engine's side that follows other processes on the same store (worker processes,
 replicas): ``follow`` keeps this process's maps, index and verifier in step with the store's
 change log (``store.ChangeFeed``), so an answer stored or a label learnt by one is used by
-all, and one revoked, superseded or evicted by one is dropped by all. A mixin of
-``ReuseEngine`` (``engine.py``), whose state it reads and writes."""
+all, and one revoked, superseded or evicted by one is dropped by all; and every process counts
+the same semantic lookups, those whose ledger rows were written (``lookup_written`` for this
+process's own, the log for the others'). A mixin of ``ReuseEngine`` (``engine.py``), whose
+state it reads and writes."""
 
 from __future__ import annotations
 
@@ -12,13 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..store import ChangeRow, ObservationRow
-from .lookup import lookup_key
+from ..store import ChangeRow, LedgerRow, ObservationRow
 from .verifier import Observation
 
 if TYPE_CHECKING:
-    from collections import Counter
-
     from ..clock import Clock
     from ..settings import ReuseSettings
     from ..store import Store, StoredEntry
@@ -31,6 +30,15 @@ log = logging.getLogger("boundgate.reuse")
 
 SYNC_BATCH = 1000  # changes read from the log at a time
 PRUNE_EVERY_S = 3600.0  # how often a follower prunes the log of changes past retention
+# own semantic lookups awaiting their echo from the log; beyond this many (a follower that
+# cannot read the log, or none running) the oldest is forgotten and its echo counts again
+OWN_LOOKUPS_MAX = 10_000
+
+
+def _lookup_id(row: LedgerRow) -> int | None:
+    """The id of the semantic lookup ``row`` carries (``extra["lookup_id"]``), if any."""
+    value = row.extra.get("lookup_id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class Following:
@@ -47,7 +55,7 @@ class Following:
         _seen: int
         _sync_lock: asyncio.Lock
         _own_labels: set[tuple[float, int | None, str, str | None]]
-        _own_lookups: Counter[tuple[float | None, float, float | None]]
+        _own_lookups: dict[int, None]
 
         def admit(self, e: StoredEntry, vector: Vectors | None) -> None: ...
         def by_meaning(self, query: str) -> bool: ...
@@ -93,6 +101,39 @@ class Following:
                 if len(changes) < SYNC_BATCH:
                     return read
 
+    def lookup_writing(self, row: LedgerRow) -> None:
+        """``row``, the ledger row of an answered request, carries a semantic lookup and is
+        about to be written (``LedgerWriter``, as its ``LookupCounter``): the log's echo of
+        that lookup (by its id, ``extra["lookup_id"]``) is this process's own from now on,
+        even if it arrives before the write returns. A row without an id is left to the log."""
+        lookup_id = _lookup_id(row)
+        if lookup_id is None:
+            return
+        self._own_lookups[lookup_id] = None
+        while len(self._own_lookups) > OWN_LOOKUPS_MAX:
+            del self._own_lookups[next(iter(self._own_lookups))]
+
+    def lookup_written(self, row: LedgerRow, written: bool) -> None:
+        """The write of ``row`` (after ``lookup_writing``) ended. ``written``: committed, so
+        its lookup counts in this process's verifier now, as in every other's when the log
+        brings it (the store logs it with the row, in the same transaction). Not written
+        (nothing stored, or the write failed): it counts nowhere; unless its echo came
+        meanwhile, which says it was written after all, and then it counts here too. So a
+        lookup counts in this process exactly when it is in the change log, once."""
+        lookup_id = _lookup_id(row)
+        if lookup_id is None:
+            return
+        echoed = lookup_id not in self._own_lookups
+        if not written and not echoed:
+            del self._own_lookups[lookup_id]  # no echo will come (if one does: counted)
+            return
+        density, pair = row.extra.get("density"), row.extra.get("pair_score")
+        self.verifier.note_lookup(
+            row.similarity,
+            float(density) if isinstance(density, int | float) else 0.0,
+            float(pair) if isinstance(pair, int | float) else None,
+        )
+
     async def _apply(self, changes: list[ChangeRow]) -> None:
         labels = False
         for c in changes:
@@ -126,9 +167,8 @@ class Following:
                 self._note_feedback(o)
                 labels = True
             elif c.kind == "lookup" and c.lookup is not None:
-                seen = lookup_key(*c.lookup)
-                if self._own_lookups[seen] > 0:
-                    self._own_lookups[seen] -= 1  # noted when it was made
+                if c.lookup_id is not None and c.lookup_id in self._own_lookups:
+                    del self._own_lookups[c.lookup_id]  # counted here: ``lookup_written``
                     continue
                 self.verifier.note_lookup(*c.lookup)
             elif c.kind == "document" and c.ref is not None:

@@ -1,11 +1,13 @@
 """What a lookup returns and what it knows of stored entries: ``Lookup`` (the outcome of
 ``ReuseEngine.lookup``, its ledger fields and response headers), ``EntryMeta`` (an entry as
-kept in memory for lookups) and ``lookup_key`` (a semantic lookup as the ledger keeps it)."""
+kept in memory for lookups) and ``new_lookup_id`` (a lookup's id in the ledger and the
+store's change log)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..fmt import plain_decimal
@@ -16,17 +18,16 @@ from .policy import Plan
 from .scope import ReuseKey
 from .verifier import Verdict
 
+_IDS = random.SystemRandom()
 
-def lookup_key(
-    similarity: float | None, density: float, pair: float | None
-) -> tuple[float | None, float, float | None]:
-    """A semantic lookup as the ledger keeps it (``ledger.py`` rounds density and pair score
-    to 6 digits), so this process knows its own lookups when the change log echoes them."""
-    return (
-        None if similarity is None else round(similarity, 6),
-        round(density, 6) if density else 0.0,
-        None if pair is None else round(pair, 6),
-    )
+
+def new_lookup_id() -> int:
+    """A fresh lookup id: random, 63 bits (the change log keeps it in a signed 64-bit column,
+    ``ChangeRow.lookup_id``), so no two processes give one id to two lookups (a clash is a
+    chance of 2⁻⁶³ a pair). Its ledger row carries it (``extra["lookup_id"]``) and the change
+    log echoes it, so the process that counted the lookup knows it as its own by id, not by
+    its values, which most misses share (``ReuseEngine.lookup_written``)."""
+    return _IDS.getrandbits(63)
 
 
 @dataclass
@@ -64,7 +65,11 @@ class Lookup:
     vector: Vectors | None = None
     candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
     verdict: Verdict | None = None
-    semantic: bool = False  # a semantic lookup happened (counts towards h(t))
+    # a semantic lookup happened: it counts towards h(t) once its request's ledger row is
+    # written carrying it, in this process and through the change log in every other
+    # (``ReuseEngine.lookup_written``)
+    semantic: bool = False
+    id: int = field(default_factory=new_lookup_id)  # the ledger's ``extra["lookup_id"]``
     novel: bool = False  # a fresh above-dial generation (counts against the novelty budget)
     stored_id: str | None = None  # set by remember()
     flight: Flight | None = None  # the flight this miss leads (flight.py), until it lands

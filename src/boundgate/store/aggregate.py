@@ -101,7 +101,7 @@ ERROR_OUTCOMES_SQL = "('error', 'interrupted')"
 REUSED_SQL = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced', 'stale')"
 
 CHANGES_SQL = (
-    "SELECT c.seq, c.kind, c.entry, c.ref, o.id AS oid, o.ts, o.entry AS oentry, "
+    "SELECT c.seq, c.kind, c.entry, c.ref, c.label, o.id AS oid, o.ts, o.entry AS oentry, "
     "o.similarity, o.correct, o.source, o.request_id, o.density, o.pair_score "
     "FROM reuse_changes c LEFT JOIN reuse_observations o "
     "ON c.kind = 'label' AND o.id = c.label "
@@ -138,7 +138,8 @@ def change_from(r: Row) -> ChangeRow:
     if r["kind"] == "lookup" and r["ref"]:
         s, d, p = json.loads(r["ref"])
         lookup = (None if s is None else float(s), float(d or 0.0), None if p is None else float(p))
-        return ChangeRow(int(r["seq"]), "lookup", lookup=lookup)
+        lookup_id = None if r["label"] is None else int(r["label"])
+        return ChangeRow(int(r["seq"]), "lookup", lookup=lookup, lookup_id=lookup_id)
     return ChangeRow(int(r["seq"]), str(r["kind"]), entry, r["ref"], obs)
 
 

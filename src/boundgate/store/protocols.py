@@ -251,7 +251,10 @@ class ChangeFeed(Protocol):
 
     async def changes(self, after: int, limit: int = 1000) -> list[ChangeRow]:
         """Changes with ``seq > after``, oldest first, at most ``limit``; a ``label`` change
-        carries its observation."""
+        carries its observation, a ``lookup`` change its best candidate and its id. A ledger
+        row with ``extra["semantic_lookup"]`` logs one ``lookup`` change when it is first
+        written; a row that replaces it under the same id and ``extra["lookup_id"]`` logs
+        none."""
 
     async def wait_for_changes(self, after: int, timeout_s: float) -> None:
         """Return once there may be changes after ``after``, or after ``timeout_s`` seconds

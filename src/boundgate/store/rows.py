@@ -176,6 +176,9 @@ class ChangeRow:
     # lookup: a semantic lookup's best candidate (similarity or None, density, pair score
     # or None), as ``LabelStore.lookup_similarities`` gives them
     lookup: tuple[float | None, float, float | None] | None = None
+    # lookup: the lookup's id (the ledger row's ``extra["lookup_id"]``), by which the process
+    # that made it knows it as its own; None for a row written without one (an older gateway)
+    lookup_id: int | None = None
 
 
 @dataclass(frozen=True)
