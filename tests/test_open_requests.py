@@ -47,18 +47,18 @@ def _req(question: str, **kw: Any) -> GenerationRequest:
 def _killed_mid_generation(
     gw: Gateway, store: SQLiteStore, until: Callable[[LedgerRow], bool]
 ) -> LedgerRow:
-    """A non-streamed generation whose process "dies" once a renewal of its note shows
-    ``until``: the interrupted row its note becomes (the store is closed after)."""
+    """A non-streamed generation whose process "dies" right after a renewal of its note,
+    once the note shows ``until``: the interrupted row it becomes (the store is closed
+    after)."""
 
     async def main() -> list[LedgerRow]:
         ctx = gw.context(OPEN_TENANT, "/v1/completions")
         task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
         for _ in range(500):
             note = gw.ledger.opened(ctx.request_id)
-            if note is not None:
-                await gw.ledger.renew()
-                if until(note):
-                    break
+            if note is not None and until(note):
+                await gw.ledger.renew()  # what the process kept before it "died"
+                break
             await asyncio.sleep(0.01)
         rows = await store.recover_requests(FAR)  # the process "died" here
         task.cancel()
@@ -191,8 +191,8 @@ def test_an_open_generation_is_metered_as_its_own_row_would_be(tmp_path: Path) -
         meter_for=lambda backend: meter,
     )
 
-    # until the model has it and a renewal has read its meter
-    row = _killed_mid_generation(gw, store, lambda note: note.wh > 0)
+    # once the model has it and produced: the renewal reads its meter
+    row = _killed_mid_generation(gw, store, lambda note: note.completion_tokens >= 1)
     assert row.outcome == "interrupted" and not row.stream
     assert row.wh > 0 and row.method == "rapl"  # the generation's meter, not an estimate
     assert wall and wall[-1] > 0
@@ -209,7 +209,46 @@ def test_a_non_streamed_generation_counts_its_tokens_on_its_note(tmp_path: Path)
         settings, store=store, backends={"fake": FakeBackend("fake", token_delay_s=0.05)}
     )
 
-    # until a few tokens came out and a renewal kept them
+    # once a few tokens came out: the renewal keeps them
     row = _killed_mid_generation(gw, store, lambda note: note.completion_tokens >= 3)
     assert row.outcome == "interrupted" and not row.stream
     assert row.completion_tokens >= 3
+
+
+def test_a_non_streamed_request_the_client_left_is_metered(tmp_path: Path) -> None:
+    """A trial's finding: a client that timed out on a non-streamed request left a
+    ``cancelled`` row with 0 completion tokens and 0 Wh, though the model had run for a
+    second (a stream cut short was metered). The generation that ran is metered now."""
+    from boundgate.energy import FakeMeter
+
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    meter = FakeMeter(method="rapl", per_work=lambda work: 0.25)
+    gw = build_gateway(
+        settings,
+        store=store,
+        backends={"fake": FakeBackend("fake", token_delay_s=0.05)},
+        meter_for=lambda backend: meter,
+    )
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+        for _ in range(500):  # until a few tokens came out
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None and note.completion_tokens >= 3:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()  # the client left
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return await store.ledger()
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert (row.outcome, row.status, row.stream) == ("cancelled", 499, False)
+    assert row.completion_tokens >= 3 and row.prompt_tokens > 0
+    assert row.wh == pytest.approx(0.25, rel=1e-3)  # the generation's meter, and the lookup

@@ -625,14 +625,27 @@ class Gateway(Routing):
         except asyncio.CancelledError:
             # the client left (server.common.until_disconnected) or the server stops
             cancel.cancel()
+            energy = None
             if gen.token is not None:
                 # the model had started on the prompt, which counts, as a stream cut short
                 # does; a whole answer's usage comes only at its end: the estimate the
-                # context check uses (4 bytes a token) plus the prompt format
-                usage = Usage(estimated_prompt_tokens(backend, req), 0)
+                # context check uses (4 bytes a token) plus the prompt format, and the
+                # tokens its note counted as they came. Its energy is metered up to now.
+                open_row = self.ledger.opened(ctx.request_id)
+                produced = open_row.completion_tokens if open_row is not None else 0
+                usage = Usage(estimated_prompt_tokens(backend, req), produced)
+                m = self._measure(gen, backend, usage)
+                energy = self.energy_report(combine(m, lookup_m), ctx.started)
             self.ledger.commit_soon(
                 self.ledger.row(
-                    ctx, req, backend, stream=False, usage=usage, outcome="cancelled", status=499
+                    ctx,
+                    req,
+                    backend,
+                    stream=False,
+                    usage=usage,
+                    energy=energy,
+                    outcome="cancelled",
+                    status=499,
                 )
             )
             raise
