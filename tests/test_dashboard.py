@@ -12,7 +12,7 @@ import io
 import json
 import re
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from boundgate.assembly import build_app
 from boundgate.dashboard.session import COOKIE
 from boundgate.store import BatchLineRow
 from boundgate.testing import ThreadedServer
-from dashboard_seed import Seeded
+from dashboard_seed import START, Seeded
 from helpers import Live, fake_settings, wait_until
 
 PAGES = [
@@ -260,6 +260,14 @@ def test_ledger_filters_and_csv_export(open_dash: Seeded) -> None:
         assert bad.status_code == 400 and "since/until" in bad.text
         bad = b.get("/dashboard/ledger?outcome=exploded")
         assert bad.status_code == 400
+        # a trial's findings: "hit-variant" rows could not be filtered (400), and a time's
+        # offset was dropped (+05:00 read as UTC)
+        assert b.get("/dashboard/ledger?reuse=hit-variant").status_code == 200
+        since = datetime.fromtimestamp(START, UTC) - timedelta(hours=10, minutes=30)
+        naive = since.strftime("%Y-%m-%dT%H:%M")
+        utc = list(csv.DictReader(io.StringIO(b.get(f"/dashboard/ledger.csv?since={naive}").text)))
+        ahead = b.get(f"/dashboard/ledger.csv?since={naive}%2B05:00").text
+        assert len(list(csv.DictReader(io.StringIO(ahead)))) > len(utc)  # 5 h earlier
         bad = b.get("/dashboard/ledger.csv?outcome=exploded")  # the same page, not a CSV
         assert bad.status_code == 400 and "unknown outcome" in bad.text
         assert bad.headers["content-type"].startswith("text/html")

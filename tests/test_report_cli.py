@@ -225,3 +225,23 @@ def test_right_sizing_is_reported_beside_reuse(tmp_path: Path) -> None:
     assert (model["routed"], model["rightsizing_avoided_wh"]) == (1, pytest.approx(0.4))
     table = run("--data-dir", str(data)).stdout
     assert "right-sized" in table and "0.4" in table
+
+
+def test_creative_variants_count_as_reused(tmp_path: Path) -> None:
+    """A trial's finding: ``hit-variant`` answers (a creative variant made earlier, in clean
+    hours) were left out of ``reused`` while their avoided energy was counted."""
+    data = tmp_path / "data"
+    data.mkdir()
+    now = time.time()
+    store = SQLiteStore(data / "boundgate.db")
+    store.open()
+    try:
+        for i, reuse in enumerate(["hit-exact", "hit-variant", "hit-variant", "miss"]):
+            row = LedgerRow(f"v{i}", now - 60, "acme", "/v1/chat/completions", reuse=reuse)
+            row.avoided_wh = 0.0 if reuse == "miss" else 0.5
+            asyncio.run(store.record(row))
+    finally:
+        store.close()
+    (day,) = json.loads(run("--format", "json", "--data-dir", str(data)).stdout)
+    assert (day["requests"], day["reused"]) == (4, 3)
+    assert day["avoided_wh"] == pytest.approx(1.5)

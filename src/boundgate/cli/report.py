@@ -38,7 +38,7 @@ DAY_FIELDS = [
     "tenant",
     "requests",  # every ledger row: answered, failed and cancelled
     "errors",
-    "reused",  # answered from stored answers (exact, semantic or stale hits)
+    "reused",  # answered from stored answers (store.aggregate.REUSED: hits and variants)
     "reuse_rate",  # reused ÷ (requests − errors); 0 when nothing was answered
     "wh",  # energy spent, central estimate
     "avoided_wh",  # generation energy the reuses did not spend (their original cost)

@@ -20,6 +20,7 @@ from ..reuse import binding
 from ..reuse.documents import verifying_key
 from ..scheduler.policy import CarbonAwareStart
 from ..store import DocumentRow, LedgerQuery
+from ..store.aggregate import REUSED
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -31,7 +32,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "30d": (30 * DAY, DAY),
 }
 OUTCOMES = ("ok", "error", "cancelled", "interrupted")
-REUSE_RESULTS = ("hit-exact", "hit-semantic", "hit-coalesced", "stale", "miss", "bypass", "none")
+REUSE_RESULTS = (*REUSED, "miss", "bypass", "none")
 DOC_STATES = ("active", "stale", "superseded", "revoked")
 
 
@@ -276,7 +277,8 @@ def ledger_query(params: dict[str, str]) -> LedgerQuery:
         value = params.get(name)
         if not value:
             return None
-        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+        when = datetime.fromisoformat(value)  # a time without an offset is UTC
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
     return LedgerQuery(
         since=ts("since"),

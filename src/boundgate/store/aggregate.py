@@ -96,9 +96,12 @@ def period_rows(ledger_rows: Iterable[Row], batch_rows: Iterable[Row]) -> list[P
 # store's parameter placeholder
 # the outcomes a report counts among errors: failed, and cut off by its process dying
 ERROR_OUTCOMES_SQL = "('error', 'interrupted')"
-# a ledger row answered from stored answers (exact, semantic, coalesced or stale hits): a
-# boolean expression (SQLite's is an integer, PostgreSQL's casts with ``::int`` to sum)
-REUSED_SQL = "COALESCE(reuse, '') IN ('hit-exact', 'hit-semantic', 'hit-coalesced', 'stale')"
+# the ledger's ``reuse`` values of a request answered from stored answers: exact, semantic,
+# coalesced and stale hits, and a creative variant made earlier (``hit-variant``)
+REUSED = ("hit-exact", "hit-semantic", "hit-coalesced", "hit-variant", "stale")
+# a ledger row answered from stored answers, as a boolean expression (SQLite's is an
+# integer, PostgreSQL's casts with ``::int`` to sum)
+REUSED_SQL = f"COALESCE(reuse, '') IN ({', '.join(repr(r) for r in REUSED)})"
 
 CHANGES_SQL = (
     "SELECT c.seq, c.kind, c.entry, c.ref, c.label, o.id AS oid, o.ts, o.entry AS oentry, "
