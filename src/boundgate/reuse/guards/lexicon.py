@@ -3,6 +3,7 @@ text is split into words and stems."""
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 import unicodedata
@@ -102,6 +103,47 @@ IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
 
 
 IRREGULAR_PLURALS = {plural: one for plural, one in _LISTS["irregular_plurals"]}
+
+
+@functools.cache
+def _nouns() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """WordNet 3.0's single-word nouns: lemma → (its senses, the hypernyms of its first two
+    senses), synsets as written in ``data/nouns_wordnet.tsv`` (``training/wordnet_nouns.py``).
+    Read on first use (1.4 MB)."""
+    path = resources.files("boundgate.reuse").joinpath("data/nouns_wordnet.tsv")
+    out = {}
+    for line in path.read_text("utf-8").splitlines():
+        if line.startswith("#"):
+            continue
+        lemma, senses, above = line.split("\t")
+        out[lemma] = (frozenset(senses.split(",")), frozenset(above.split(",")) - {""})
+    return out
+
+
+def _noun_lemma(word: str) -> str | None:
+    """``word``'s WordNet noun lemma ("mice" → "mouse", "pears" → "pear"), or None."""
+    nouns = _nouns()
+    if word in nouns:
+        return word
+    one: str | None = IRREGULAR_PLURALS.get(word)
+    if one is not None and one in nouns:
+        return one
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and (base := word[: -len(suffix)] + repl) in nouns:
+            return base
+    return None
+
+
+def noun_siblings(x: str, y: str) -> bool:
+    """Whether nouns ``x`` and ``y`` are kinds of one thing in WordNet 3.0 and never the same
+    thing: a hypernym of their first two senses in common ("rat" / "mouse": rodent, "apple"
+    / "pear": edible fruit, "hockey" / "cricket": field game), no sense in common ("car" /
+    "automobile" are one synset)."""
+    lx, ly = _noun_lemma(x), _noun_lemma(y)
+    if lx is None or ly is None or lx == ly:
+        return False
+    (senses_x, above_x), (senses_y, above_y) = _nouns()[lx], _nouns()[ly]
+    return senses_x.isdisjoint(senses_y) and not above_x.isdisjoint(above_y)
 
 
 PARTICIPLES = frozenset(_LISTS["irregular_participles"])
