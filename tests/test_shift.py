@@ -134,3 +134,44 @@ def test_price_weight_needs_a_price_file(tmp_path: Path) -> None:
     cfg.write_text("[scheduler]\nprice_weight = 0.5\n")
     with pytest.raises(ConfigError, match="price_csv"):
         load_settings(cfg)
+
+
+def _january_2024_prices(path: Path) -> Path:
+    """A price file covering January 2024 only (a trial's file): 50 + hour of the day."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["datetime_utc", "usd_per_mwh"])
+        first = 1_704_067_200 // 3600  # 2024-01-01T00:00Z
+        for h in range(first, first + 31 * 24):
+            w.writerow([np.datetime64(h * 3600, "s").astype(str) + "Z", 50 + h % 24])
+    return path
+
+
+def test_a_price_file_shorter_than_a_year_gives_every_hour_a_value(tmp_path: Path) -> None:
+    """A trial's finding: a price file of January 2024 alone had no value for November 2026
+    (``LookupError``), and every batch and variants job planned on it failed with a 500."""
+    from datetime import UTC, datetime
+
+    from boundgate.grid.signal import CsvSignal
+
+    signal = CsvSignal(_january_2024_prices(tmp_path / "jan.csv"), "usd_per_mwh")
+    # an hour of the year it lacks: the same hour of the week from its nearest week
+    at = datetime(2026, 11, 3, 20, tzinfo=UTC)  # a Tuesday
+    assert signal.value(at) == 70
+    # in the file; the same hour of the year replayed from it
+    assert signal.value(datetime(2024, 1, 5, 7, tzinfo=UTC)) == 57
+    assert signal.value(datetime(2026, 1, 5, 7, tzinfo=UTC)) == 57
+    assert signal.hours_of_year == 31 * 24
+    nearest = datetime(2024, 1, 30, 20, tzinfo=UTC)  # the file's last Tuesday, 20:00
+    assert signal.value(nearest) == 70 and nearest.weekday() == at.weekday()
+    before = datetime(2023, 6, 1, 3, tzinfo=UTC)
+    assert signal.value(before) == 53
+    # and a forecast over it plans a start within the window
+    from boundgate.grid import BundledCarbonSource
+    from boundgate.scheduler.policy import MixedStart
+
+    now = at.timestamp()
+    start = MixedStart(BundledCarbonSource(), "DE-LU", signal, 0.5)(
+        "batch", now, now + 8 * 3600, 3600
+    )
+    assert now <= start <= now + 7 * 3600
