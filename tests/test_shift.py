@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from boundgate.cli import app as cli
@@ -175,3 +176,39 @@ def test_a_price_file_shorter_than_a_year_gives_every_hour_a_value(tmp_path: Pat
         "batch", now, now + 8 * 3600, 3600
     )
     assert now <= start <= now + 7 * 3600
+
+
+def test_a_failing_start_policy_starts_the_job_now_and_a_replan_leaves_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from boundgate.clock import FakeClock
+    from boundgate.scheduler.jobs import JobQueue
+    from boundgate.store import SQLiteStore
+
+    start = 1_700_000_000.0
+    later = [True]
+
+    def policy(kind: str, now: float, deadline: float, duration_s: float) -> float:
+        if later[0]:
+            return now + 3 * 3600
+        raise LookupError("no value for this hour in the usd_per_mwh signal")
+
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    clock = FakeClock(start=start)
+    queue = JobQueue(store, clock, policy)
+    try:
+        asyncio.run(queue.submit("batch", {"b": 1}, deadline_s=12 * 3600, duration_s=600))
+        later[0] = False
+        with caplog.at_level("WARNING", logger="boundgate.jobs"):
+            assert queue.plan("variants", 12 * 3600, 600) == (start, start + 12 * 3600)
+            clock.advance(3600)
+            assert asyncio.run(queue.replan()) == 0  # the queued job keeps its start
+        (job,) = asyncio.run(store.jobs())
+        assert job.not_before == start + 3 * 3600
+        assert "start policy failed for a variants job: it starts now" in caplog.text
+        assert "LookupError" in caplog.text and "left at their starts" in caplog.text
+    finally:
+        store.close()
