@@ -212,3 +212,17 @@ def test_a_failing_start_policy_starts_the_job_now_and_a_replan_leaves_it(
         assert "LookupError" in caplog.text and "left at their starts" in caplog.text
     finally:
         store.close()
+
+
+def test_the_current_hour_is_planned_at_its_known_value() -> None:
+    """``schedule plan`` said 635.9 "if started now" while ``grid now`` (what requests are
+    billed at) said 669.8: the policy forecast the current hour instead of reading it."""
+    from datetime import UTC, datetime
+
+    from boundgate.grid import BundledCarbonSource
+    from boundgate.scheduler.policy import CarbonAwareStart
+
+    carbon = BundledCarbonSource()
+    now = datetime(2026, 12, 1, 20, 30, tzinfo=UTC)
+    f = CarbonAwareStart(carbon, "DE-LU").forecast(now.timestamp(), 6)
+    assert f[0] == carbon.intensity("DE-LU", now).gco2_per_kwh
