@@ -633,3 +633,67 @@ def test_completion_window_and_metadata_are_checked_as_documented(fake_live: Liv
     most = {f"k{i:02d}" + "k" * 61: "v" * 512 for i in range(16)}
     r = create(metadata=most)
     assert r.status_code == 200 and r.json()["metadata"] == most
+
+
+def test_a_scheduling_failure_never_breaks_a_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trial's finding: with a price file of January 2024 alone, planning a job in
+    November 2026 raised ``LookupError``, so ``POST /v1/batches`` and the third asker of a
+    creative prompt (whose ask queues variants) got 500. The file's missing hours now fall
+    back (``grid/signal.py``); and a start policy that fails anyway starts the job now."""
+    import csv
+
+    prices = tmp_path / "jan.csv"
+    with prices.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["datetime_utc", "usd_per_mwh"])
+        for d in range(1, 32):
+            for h in range(24):
+                w.writerow([f"2024-01-{d:02d}T{h:02d}:00:00Z", 50 + h])
+    settings = fake_settings(tmp_path, f'[scheduler]\nprice_csv = "{prices}"\nprice_weight = 0.5\n')
+    now = datetime(2026, 11, 3, 20, tzinfo=UTC).timestamp()
+    app = build_app(settings, clock=FakeClock(start=now))
+    with Live.in_process(app) as live:
+        client: openai.OpenAI = live.openai()
+
+        def batch() -> float:
+            f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+            b = client.batches.create(
+                input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            start = b.model_extra["boundgate"]["scheduled_start"]
+            return datetime.strptime(start, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+        def ask_three(prompt: str) -> list[int]:
+            return [
+                live.http.post(
+                    "/v1/chat/completions",
+                    json={
+                        "messages": [{"role": "user", "content": prompt}],
+                        "temperature": 1.0,
+                        "max_tokens": 8,
+                        "user": user,
+                    },
+                ).status_code
+                for user in ("u1", "u2", "u3")
+            ]
+
+        def variant_jobs() -> list[Any]:
+            return [j for j in arun(live.gateway.store.jobs()) if j.kind == "variants"]
+
+        assert now <= batch() <= now + 24 * 3600
+        assert ask_three("Write a limerick about cats") == [200, 200, 200]
+        (job,) = variant_jobs()
+        assert now <= job.not_before <= job.deadline
+
+        # a start policy that fails: logged, the job starts now, the request is answered
+        def broken(kind: str, at: float, deadline: float, duration_s: float) -> float:
+            raise LookupError("no value in the usd_per_mwh signal")
+
+        live.gateway.jobs.policy = broken
+        with caplog.at_level("WARNING", logger="boundgate.jobs"):
+            assert batch() == now
+            assert ask_three("Write a limerick about dogs") == [200, 200, 200]
+        assert [j.not_before for j in variant_jobs() if j.id != job.id] == [now]
+        assert caplog.text.count("start policy failed") == 2

@@ -28,6 +28,46 @@ def test_grid_and_plan_commands(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "at most 168h" in res.output
 
 
+def test_plan_uses_the_start_policy_the_gateway_builds_from_the_config(tmp_path: Path) -> None:
+    """A trial's finding: ``schedule plan --config`` with a price mix printed a carbon-only
+    plan. It now plans with ``assembly.build_start_policy``, the gateway's policy."""
+    import csv
+    import time
+
+    import numpy as np
+
+    from boundgate.assembly import build_carbon
+    from boundgate.scheduler.policy import CarbonAwareStart
+
+    if 3600 - time.time() % 3600 < 30:  # plan and test in the same hour
+        time.sleep(3600 - time.time() % 3600 + 1)
+    now = time.time()
+    now_h = int(now // 3600)
+    carbon = build_carbon(fake_settings(tmp_path))
+    carbon_k = int(CarbonAwareStart(carbon, "DE-LU")("plan", now, now + 8 * 3600, 3600) // 3600)
+    cheap_k = next(k for k in (5, 3) if k != carbon_k - now_h)  # not where carbon would go
+    prices = tmp_path / "prices.csv"
+    with prices.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["datetime_utc", "usd_per_mwh"])
+        for h in range(now_h - 40 * 24, now_h + 48):  # cheap every day at one hour
+            cheap = (h - now_h - cheap_k) % 24 == 0
+            w.writerow([np.datetime64(h * 3600, "s").astype(str) + "Z", 20 if cheap else 100])
+    cfg = tmp_path / "price.toml"
+    cfg.write_text(f'[scheduler]\nprice_csv = "{prices}"\nprice_weight = 1.0\n')
+    res = CliRunner().invoke(cli, ["schedule", "plan", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert f"({cheap_k} h from now)" in res.output
+    assert "policy: carbon 0 % / price 100 % (usd_per_mwh)" in res.output
+    assert "20.0 usd_per_mwh vs 100.0 if started now" in res.output
+    cfg.write_text('[scheduler]\npolicy = "now"\n')
+    res = CliRunner().invoke(cli, ["schedule", "plan", "--config", str(cfg)])
+    assert res.exit_code == 0 and "(0 h from now)" in res.output and "policy: now" in res.output
+    cfg.write_text(f'[scheduler]\nprice_csv = "{tmp_path}/none.csv"\nprice_weight = 0.5\n')
+    res = CliRunner().invoke(cli, ["schedule", "plan", "--config", str(cfg)])
+    assert res.exit_code == 2 and res.output.startswith("error: scheduler.price_csv:")
+
+
 def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
     settings = fake_settings(tmp_path)
     settings.scheduler.policy = "now"
@@ -81,8 +121,10 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["grid", "now", "--zone", "XX"], "no bundled carbon data for zone 'XX'"),
-        (["grid", "forecast", "--zone", "XX"], "no bundled carbon data for zone 'XX'"),
+        (["grid", "now", "--zone", "XX"], "--zone: no carbon data for 'XX'; known zones: BR"),
+        (["grid", "forecast", "--zone", "XX"], "--zone: no carbon data for 'XX'"),
+        # a trial's finding: a traceback, exit 1
+        (["schedule", "plan", "--zone", "FR"], "--zone: no carbon data for 'FR'"),
         (["batch", "submit", "/nonexistent/requests.jsonl"], "no such file"),
     ],
 )

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from boundgate.cli import app as cli
@@ -134,3 +135,94 @@ def test_price_weight_needs_a_price_file(tmp_path: Path) -> None:
     cfg.write_text("[scheduler]\nprice_weight = 0.5\n")
     with pytest.raises(ConfigError, match="price_csv"):
         load_settings(cfg)
+
+
+def _january_2024_prices(path: Path) -> Path:
+    """A price file covering January 2024 only (a trial's file): 50 + hour of the day."""
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["datetime_utc", "usd_per_mwh"])
+        first = 1_704_067_200 // 3600  # 2024-01-01T00:00Z
+        for h in range(first, first + 31 * 24):
+            w.writerow([np.datetime64(h * 3600, "s").astype(str) + "Z", 50 + h % 24])
+    return path
+
+
+def test_a_price_file_shorter_than_a_year_gives_every_hour_a_value(tmp_path: Path) -> None:
+    """A trial's finding: a price file of January 2024 alone had no value for November 2026
+    (``LookupError``), and every batch and variants job planned on it failed with a 500."""
+    from datetime import UTC, datetime
+
+    from boundgate.grid.signal import CsvSignal
+
+    signal = CsvSignal(_january_2024_prices(tmp_path / "jan.csv"), "usd_per_mwh")
+    # an hour of the year it lacks: the same hour of the week from its nearest week
+    at = datetime(2026, 11, 3, 20, tzinfo=UTC)  # a Tuesday
+    assert signal.value(at) == 70
+    # in the file; the same hour of the year replayed from it
+    assert signal.value(datetime(2024, 1, 5, 7, tzinfo=UTC)) == 57
+    assert signal.value(datetime(2026, 1, 5, 7, tzinfo=UTC)) == 57
+    assert signal.hours_of_year == 31 * 24
+    nearest = datetime(2024, 1, 30, 20, tzinfo=UTC)  # the file's last Tuesday, 20:00
+    assert signal.value(nearest) == 70 and nearest.weekday() == at.weekday()
+    before = datetime(2023, 6, 1, 3, tzinfo=UTC)
+    assert signal.value(before) == 53
+    # and a forecast over it plans a start within the window
+    from boundgate.grid import BundledCarbonSource
+    from boundgate.scheduler.policy import MixedStart
+
+    now = at.timestamp()
+    start = MixedStart(BundledCarbonSource(), "DE-LU", signal, 0.5)(
+        "batch", now, now + 8 * 3600, 3600
+    )
+    assert now <= start <= now + 7 * 3600
+
+
+def test_a_failing_start_policy_starts_the_job_now_and_a_replan_leaves_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from boundgate.clock import FakeClock
+    from boundgate.scheduler.jobs import JobQueue
+    from boundgate.store import SQLiteStore
+
+    start = 1_700_000_000.0
+    later = [True]
+
+    def policy(kind: str, now: float, deadline: float, duration_s: float) -> float:
+        if later[0]:
+            return now + 3 * 3600
+        raise LookupError("no value for this hour in the usd_per_mwh signal")
+
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    clock = FakeClock(start=start)
+    queue = JobQueue(store, clock, policy)
+    try:
+        asyncio.run(queue.submit("batch", {"b": 1}, deadline_s=12 * 3600, duration_s=600))
+        later[0] = False
+        with caplog.at_level("WARNING", logger="boundgate.jobs"):
+            assert queue.plan("variants", 12 * 3600, 600) == (start, start + 12 * 3600)
+            clock.advance(3600)
+            assert asyncio.run(queue.replan()) == 0  # the queued job keeps its start
+        (job,) = asyncio.run(store.jobs())
+        assert job.not_before == start + 3 * 3600
+        assert "start policy failed for a variants job: it starts now" in caplog.text
+        assert "LookupError" in caplog.text and "left at their starts" in caplog.text
+    finally:
+        store.close()
+
+
+def test_the_current_hour_is_planned_at_its_known_value() -> None:
+    """``schedule plan`` said 635.9 "if started now" while ``grid now`` (what requests are
+    billed at) said 669.8: the policy forecast the current hour instead of reading it."""
+    from datetime import UTC, datetime
+
+    from boundgate.grid import BundledCarbonSource
+    from boundgate.scheduler.policy import CarbonAwareStart
+
+    carbon = BundledCarbonSource()
+    now = datetime(2026, 12, 1, 20, 30, tzinfo=UTC)
+    f = CarbonAwareStart(carbon, "DE-LU").forecast(now.timestamp(), 6)
+    assert f[0] == carbon.intensity("DE-LU", now).gco2_per_kwh

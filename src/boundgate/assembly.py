@@ -6,6 +6,7 @@ not passed is built from settings.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ from .grid.live import (
     WattTime,
 )
 from .grid.series import SeriesError
-from .grid.signal import CsvSignal
+from .grid.signal import HOURS_PER_YEAR, CsvSignal
 from .metrics import Metrics
 from .profiles import EnergyProfiles
 from .reuse.binding import Signer
@@ -45,11 +46,13 @@ from .reuse.verifier import Verifier
 from .routing.classifier import load_task_classifier
 from .routing.ladder import Router
 from .routing.tasks import TaskClassifier
-from .scheduler.jobs import JobQueue, run_now
+from .scheduler.jobs import JobQueue, StartPolicy, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
 from .settings import ConfigError, ModelSettings, Settings, redact_url
 from .store import SQLiteStore, Store
 from .tenants import Limiter
+
+log = logging.getLogger("boundgate.jobs")
 
 
 def build_store(settings: Settings) -> Store:
@@ -235,18 +238,50 @@ def build_carbon(settings: Settings) -> CarbonSource:
     )
 
 
-def build_jobs(settings: Settings, store: Store, clock: Clock, carbon: CarbonSource) -> JobQueue:
+def check_zone(carbon: CarbonSource, zone: str, setting: str = "server.grid_zone") -> None:
+    """Raise ``ConfigError`` (naming ``setting``, e.g. ``server.grid_zone`` or ``--zone``)
+    when ``carbon`` lists its zones and ``zone`` is not among them."""
+    zones = carbon.zones()
+    if zones and zone not in zones:
+        raise ConfigError(
+            f"{setting}: no carbon data for {zone!r}; known zones: {', '.join(zones)}"
+        )
+
+
+def build_start_policy(settings: Settings, carbon: CarbonSource) -> StartPolicy:
+    """The start policy of deferrable jobs, the one ``boundgate schedule plan`` shows too:
+    ``run_now`` (``scheduler.policy = "now"``), ``MixedStart`` (a price file and
+    ``price_weight`` above 0) or ``CarbonAwareStart``, for ``server.grid_zone``.
+
+    Raises ``ConfigError`` naming ``scheduler.price_csv`` when the price file cannot be used;
+    logs a warning when it does not cover every hour of a year (those hours take the file's
+    nearest week, ``grid/signal.py``)."""
     sch = settings.scheduler
-    if sch.policy == "carbon":
-        zone = settings.server.grid_zone
-        if sch.price_csv is not None and sch.price_weight > 0:
-            try:
-                price = CsvSignal(sch.price_csv, sch.price_column)
-            except SeriesError as exc:
-                raise ConfigError(f"scheduler.price_csv: {exc}") from None
-            return JobQueue(store, clock, MixedStart(carbon, zone, price, sch.price_weight))
-        return JobQueue(store, clock, CarbonAwareStart(carbon, zone))
-    return JobQueue(store, clock, run_now)
+    if sch.policy != "carbon":
+        return run_now
+    zone = settings.server.grid_zone
+    if sch.price_csv is None or sch.price_weight <= 0:
+        return CarbonAwareStart(carbon, zone)
+    try:
+        price = CsvSignal(sch.price_csv, sch.price_column)
+    except SeriesError as exc:
+        raise ConfigError(f"scheduler.price_csv: {exc}") from None
+    if price.hours_of_year < HOURS_PER_YEAR:
+        log.warning(
+            "scheduler.price_csv %s covers %d of the %d hours of a year (%s to %s): hours of "
+            "the year it lacks take the same hour of the week from its nearest week",
+            sch.price_csv,
+            price.hours_of_year,
+            HOURS_PER_YEAR,
+            f"{price.first:%Y-%m-%d %H:00}",
+            f"{price.last:%Y-%m-%d %H:00} UTC",
+        )
+    return MixedStart(carbon, zone, price, sch.price_weight)
+
+
+def build_jobs(settings: Settings, store: Store, clock: Clock, carbon: CarbonSource) -> JobQueue:
+    """The job queue, with the start policy of :func:`build_start_policy`."""
+    return JobQueue(store, clock, build_start_policy(settings, carbon))
 
 
 def build_reuse(
@@ -322,11 +357,7 @@ def build_gateway(
 ) -> Gateway:
     carbon = carbon or build_carbon(settings)
     zone = settings.server.grid_zone
-    zones = carbon.zones()
-    if zones and zone not in zones:
-        raise ConfigError(
-            f"server.grid_zone: no carbon data for {zone!r}; known zones: {', '.join(zones)}"
-        )
+    check_zone(carbon, zone)
     if store is None:
         store = build_store(settings)
     clock = clock or SystemClock()

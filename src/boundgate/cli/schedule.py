@@ -72,22 +72,29 @@ def _usage_error(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str]:
-    from ..assembly import build_carbon
+def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str, Any]:
+    """(carbon source, zone, settings) for a grid or plan command: the configured source,
+    polled once if live, for ``zone`` (``--zone``, else ``server.grid_zone``, which it then
+    is in the settings). A zone without data, or a config the gateway would refuse, ends the
+    command with one line (exit 2)."""
+    from ..assembly import build_carbon, check_zone
+    from ..settings import ConfigError
     from . import _settings
 
     settings = _settings(config)
+    setting = "server.grid_zone" if zone is None else "--zone"
     zone = zone or settings.server.grid_zone
     if zone != settings.server.grid_zone:
         settings.server.grid_zone = zone
     try:
         source = build_carbon(settings)
+        check_zone(source, zone, setting)
         refresh = getattr(source, "refresh", None)
         if refresh is not None:
             refresh()  # one synchronous poll of the live source
-    except ValueError as exc:  # e.g. a zone without data
+    except (ConfigError, ValueError) as exc:  # a zone without data, missing credentials
         raise _usage_error(exc) from None
-    return source, zone
+    return source, zone, settings
 
 
 @grid_app.command("now")
@@ -97,7 +104,7 @@ def grid_now(config: ConfigOpt = None, zone: ZoneOpt = None) -> None:
 
     from . import out
 
-    source, zone = _carbon(config, zone)
+    source, zone, _ = _carbon(config, zone)
     try:
         i = source.intensity(zone, datetime.now(tz=UTC))
     except ValueError as exc:  # no bundled data for the zone
@@ -121,7 +128,7 @@ def grid_forecast(
     from ..scheduler.policy import CarbonAwareStart
     from . import out
 
-    source, zone = _carbon(config, zone)
+    source, zone, _ = _carbon(config, zone)
     now = time.time()
     try:
         values = CarbonAwareStart(source, zone).forecast(now, hours)
@@ -177,12 +184,16 @@ def schedule_plan(
     config: ConfigOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """When a job submitted now would start, and what that saves against starting now."""
+    """When a job submitted now would start, by the start policy the gateway builds from the
+    same config (carbon, a carbon/price mix, or now), and what that saves against now."""
     import time
     from datetime import UTC, datetime
 
-    from ..scheduler.policy import CarbonAwareStart
+    from ..assembly import build_start_policy
+    from ..scheduler.jobs import decide_start
+    from ..scheduler.policy import CarbonAwareStart, MixedStart
     from ..scheduler.replay import parse_hours
+    from ..settings import ConfigError
     from . import err, out
 
     try:
@@ -196,20 +207,47 @@ def schedule_plan(
     if w > 168:  # as a batch's completion_window, and as far as `grid forecast` looks
         err.print("[red]error:[/red] --window is at most 168h (a week)", markup=True)
         raise typer.Exit(2)
-    source, zone = _carbon(config, zone)
-    policy = CarbonAwareStart(source, zone)
+    source, zone, settings = _carbon(config, zone)
+    try:
+        policy = build_start_policy(settings, source)
+    except ConfigError as exc:  # e.g. an unreadable scheduler.price_csv
+        raise _usage_error(exc) from None
     now = time.time()
-    start = policy("plan", now, now + w * 3600, d * 3600)
-    values = policy.forecast(now, w)
+    try:
+        start = decide_start(policy, "plan", now, now + w * 3600, d * 3600)
+    except Exception as exc:  # the gateway logs it and starts the job now
+        err.print(
+            f"[red]error:[/red] the start policy failed ({type(exc).__name__}: {exc}); "
+            "the gateway would start such a job now",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    carbon = policy if isinstance(policy, CarbonAwareStart) else CarbonAwareStart(source, zone)
     k = int((start // 3600) - (now // 3600))
-    now_mean = float(values[:d].mean())
-    plan_mean = float(values[k : k + d].mean())
     at = datetime.fromtimestamp(start, tz=UTC)
-    out.print(f"start: {at:%Y-%m-%d %H:%M} UTC ({k} h from now) in {zone}")
-    out.print(
-        f"forecast mean over the run: {plan_mean:.1f} gCO2e/kWh vs {now_mean:.1f} if started "
-        f"now ({100 * (1 - plan_mean / now_mean):.1f} % less)"
-    )
+    if isinstance(policy, MixedStart):
+        wp = policy.price_weight
+        how = f"carbon {100 * (1 - wp):.0f} % / price {100 * wp:.0f} % ({policy.price.column})"
+    elif isinstance(policy, CarbonAwareStart):
+        how = "carbon"
+    else:
+        how = "now (scheduler.policy)"
+    out.print(f"start: {at:%Y-%m-%d %H:%M} UTC ({k} h from now) in {zone}; policy: {how}")
+
+    def compare(values: Any, unit: str) -> None:
+        now_mean = float(values[:d].mean())
+        plan_mean = float(values[k : k + d].mean())
+        less = 100 * (1 - plan_mean / now_mean) if now_mean else 0.0
+        out.print(
+            f"forecast mean over the run: {plan_mean:.1f} {unit} vs {now_mean:.1f} if started "
+            f"now ({less:.1f} % less)",
+            highlight=False,
+        )
+
+    compare(carbon.forecast(now, w), "gCO2e/kWh")
+    if isinstance(policy, MixedStart):
+        compare(policy.price_forecast(now, w), policy.price.column)
 
 
 UrlOpt = Annotated[str, typer.Option(help="Server URL; /v1 is added if missing.")]

@@ -43,6 +43,16 @@ def run_now(kind: str, now: float, deadline: float, duration_s: float) -> float:
     return now
 
 
+def decide_start(
+    policy: StartPolicy, kind: str, now: float, deadline: float, duration_s: float
+) -> float:
+    """The policy's start for a job, kept within [``now``, ``deadline - duration_s``] (or
+    ``now`` when the deadline is nearer than the duration). Raises whatever the policy
+    raises: callers choose the fallback (:meth:`JobQueue.plan` starts the job now)."""
+    start = min(policy(kind, now, deadline, duration_s), deadline - duration_s)
+    return max(now, start)
+
+
 class JobQueue:
     def __init__(
         self, store: Store, clock: Clock | None = None, policy: StartPolicy = run_now
@@ -55,11 +65,19 @@ class JobQueue:
         self.on_moved: dict[str, Callable[[dict[str, Any], float], Awaitable[None]]] = {}
 
     def plan(self, kind: str, deadline_s: float, duration_s: float) -> tuple[float, float]:
-        """(earliest start, deadline) the policy gives a job queued now."""
+        """(earliest start, deadline) the policy gives a job queued now.
+
+        Never raises for the policy: a policy that fails (a forecast without data, a bug)
+        is logged with its traceback and the job starts now, so the request that queued it
+        (a batch, a chat request earning variants) is still answered."""
         now = self.clock.time()
         deadline = now + deadline_s
-        start = min(self.policy(kind, now, deadline, duration_s), deadline - duration_s)
-        return max(now, start), deadline
+        try:
+            start = decide_start(self.policy, kind, now, deadline, duration_s)
+        except Exception:
+            log.warning("start policy failed for a %s job: it starts now", kind, exc_info=True)
+            start = now
+        return start, deadline
 
     async def submit(
         self,
@@ -109,17 +127,28 @@ class JobQueue:
         return moved
 
     def _starts(self, pending: list[JobRow], now: float) -> list[tuple[JobRow, float]]:
-        """(job, new start) of the pending jobs the policy moves by a minute or more."""
+        """(job, new start) of the pending jobs the policy moves by a minute or more. A job
+        the policy fails for keeps its start (one warning per replan names how many)."""
         out = []
+        failed: list[str] = []
         for job in pending:
             if job.not_before <= now or job.deadline <= now:
                 continue
             duration = float(json.loads(job.payload).get("_duration_s", 60.0))
             duration = min(duration, job.deadline - now)
-            start = min(self.policy(job.kind, now, job.deadline, duration), job.deadline - duration)
-            start = max(now, start)
+            try:
+                start = decide_start(self.policy, job.kind, now, job.deadline, duration)
+            except Exception as exc:
+                failed.append(f"{job.id}: {type(exc).__name__}: {exc}")
+                continue
             if abs(start - job.not_before) >= 60:
                 out.append((job, start))
+        if failed:
+            log.warning(
+                "start policy failed for %d pending job(s), left at their starts (first: %s)",
+                len(failed),
+                failed[0],
+            )
         return out
 
 

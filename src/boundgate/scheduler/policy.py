@@ -46,8 +46,12 @@ class CarbonAwareStart:
         return self.carbon.intensity(self.zone, at).gco2_per_kwh
 
     def forecast(self, now: float, hours_ahead: int) -> np.ndarray:
-        """Our forecast, with the live source's own forecast taking its place where the
-        source has one (a provider's forecast knows the weather; the profile does not)."""
+        """Intensity of the ``hours_ahead`` hours from ``now``'s hour on (shape
+        ``(hours_ahead,)``, gCO2e/kWh): our forecast, with the live source's own forecast
+        taking its place where the source has one (a provider's forecast knows the weather;
+        the profile does not), and the current hour at its known value, the one requests
+        are billed at (``carbon.intensity(zone, now)``). Raises ``ValueError`` for a zone
+        without data."""
         now_h = int(now // HOUR)
         f = self._forecast_of(self._intensity_at, now_h, hours_ahead)
         live = getattr(self.carbon, "forecast_values", None)
@@ -57,6 +61,8 @@ class CarbonAwareStart:
             for k, h in enumerate(ahead):
                 if h in known:
                     f[k] = known[h]
+        if hours_ahead > 0:
+            f[0] = self._intensity_at(datetime.fromtimestamp(now, tz=UTC))
         return f
 
     def score(self, now: float, hours_ahead: int) -> np.ndarray:
@@ -95,7 +101,13 @@ class MixedStart(CarbonAwareStart):
         self.price_weight = price_weight
 
     def price_forecast(self, now: float, hours_ahead: int) -> np.ndarray:
-        return self._forecast_of(self.price.value, int(now // HOUR), hours_ahead)
+        """Price of the ``hours_ahead`` hours from ``now``'s hour on (shape
+        ``(hours_ahead,)``, the price column's unit): the forecaster on the price signal's
+        history, the current hour at the signal's value for it."""
+        f = self._forecast_of(self.price.value, int(now // HOUR), hours_ahead)
+        if hours_ahead > 0:
+            f[0] = self.price.value(datetime.fromtimestamp(now, tz=UTC))
+        return f
 
     def score(self, now: float, hours_ahead: int) -> np.ndarray:
         w = self.price_weight
