@@ -153,7 +153,8 @@ class Routing:
         answer's tokens and energy (lookup included); a failed rung's lookup only (its
         generation returned nothing to meter); a cancelled one's generation so far (its
         prompt, at the context check's estimate once the model had started on it, and the
-        tokens it produced). An answer escalated as ``logprob`` is not remembered: a stored
+        tokens it produced, all of them reasoning tokens for a reasoning model, up to its
+        cap). An answer escalated as ``logprob`` is not remembered: a stored
         answer has no log-probabilities, so a later lookup could not check it again and
         would serve it."""
         span = self._span()
@@ -193,7 +194,10 @@ class Routing:
                 climb.ran(lookup_m)
                 raise
             produced = note.completion_tokens - before if note is not None else 0
-            partial = Usage(estimated_prompt_tokens(backend, req), produced)
+            # an unfinished answer's reasoning is not reported: what it produced, up to its cap
+            cap = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else produced
+            reasoned = min(produced, cap) if backend.reasoning else 0
+            partial = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
             climb.ran(combine(self._measure(gen, backend, partial), lookup_m), partial)
             raise
         m = self._measure(gen, backend, completion.usage)
@@ -302,13 +306,13 @@ class Routing:
                         route.failed(name)
                         raise
                     self._escalated(route, name, reason)
-                    await self._settle_rung(held, climb, wait=True)
+                    await self._settle_rung(held, climb)
                     continue
                 answer = (completion, backend, rreq, lookup)
                 if reason is not None:
                     self._escalated(route, name, reason)
                     running = None
-                    await self._settle_rung(held, climb, wait=True)
+                    await self._settle_rung(held, climb)
                     continue
                 route.answered(name, lookup is not None and lookup.entry is not None)
                 running = None
@@ -373,13 +377,11 @@ class Routing:
         route.escalated(name, reason)
         self.metrics.routing_escalations.labels(from_model=name, reason=reason).inc()
 
-    async def _settle_rung(self, held: Reservation, climb: Climb, *, wait: bool) -> None:
-        """Settle a rung's hold with the tokens it generated (``wait``: before the next rung
-        holds its own, so that it is not refused for this one's worst case)."""
-        if wait:
-            await self.limiter.settle_now(held, climb.rung_tokens, climb.rung_reasoning)
-        else:
-            self.limiter.settle(held, climb.rung_tokens, climb.rung_reasoning)
+    async def _settle_rung(self, held: Reservation, climb: Climb) -> None:
+        """Settle an escalated rung's hold with the tokens it generated, in the store before
+        the next rung holds its own (not to be refused for this one's worst case). The
+        answering rung's is settled off the response's path (``_route``'s ``finally``)."""
+        await self.limiter.settle_now(held, climb.rung_tokens, climb.rung_reasoning)
         climb.rung_tokens = climb.rung_reasoning = 0
 
     def _spent(self, ctx: RequestContext, climb: Climb) -> EnergyReport | None:
