@@ -89,6 +89,31 @@ def test_daily_budget_holds_then_settles(make_store: Callable[[], Store]) -> Non
     asyncio.run(main())
 
 
+def test_a_further_hold_is_not_a_request_and_a_settle_can_be_waited_for(
+    make_store: Callable[[], Store],
+) -> None:
+    """An auto request's next rung: ``count=False`` holds on the budget without counting a
+    request per minute; ``settle_now`` returns once the store has the real usage, so the next
+    hold sees the room given back (no ``drain``)."""
+    clock = FakeClock(T0)
+    lim = limiter(make_store(), clock, rpm=1, daily_tokens=100)
+    acme = Tenant("acme")
+
+    async def main() -> None:
+        first = await lim.admit(acme, 60)
+        await lim.admit(acme, 30, count=False)  # not refused for the minute's one request
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(acme, 30, count=False)  # 60 + 30 + 30 > 100
+        assert exc.value.code == ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED
+        await lim.settle_now(first, 10)
+        await lim.admit(acme, 60, count=False)  # 10 used + 30 + 60 held
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(acme, 0)  # the minute's one request was the first
+        assert exc.value.code == ErrorCode.RATE_LIMIT_EXCEEDED
+
+    asyncio.run(main())
+
+
 def test_a_key_without_limits_never_touches_the_counters(
     make_store: Callable[[], Store],
 ) -> None:

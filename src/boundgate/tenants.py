@@ -12,7 +12,9 @@ sharing a database enforces one limit, not one each (issue #14):
   (``limits.reservation_lease_s``) runs out. Settling happens right after the response, off
   its path (a non-streamed reused answer's holds go back in its ledger row's statement
   instead: :meth:`Limiter.release_of`); until it commits the hold still counts, so the budget
-  is only ever over-estimated, never overrun.
+  is only ever over-estimated, never overrun. A ``model: "auto"`` request holds one rung at a
+  time: each rung's worst case before it runs, settled (:meth:`Limiter.settle_now`) before the
+  next rung holds its own (``count=False``: the request was counted once).
 - **Requests per minute** (``rpm:<tenant>``): a *sliding* window. Each admitted request holds
   1 for 60 s and is never settled, so at most ``rpm`` requests are admitted in any 60 seconds;
   ``Retry-After`` is when the oldest of them leaves the window.
@@ -146,15 +148,18 @@ class Limiter:
         reserve_reasoning_tokens: int = 0,
         *,
         budgets: bool = True,
+        count: bool = True,
     ) -> Reservation:
         """Count one request and hold ``reserve_tokens`` on the tenant's daily budget (and
         ``reserve_reasoning_tokens`` on its reasoning budget), or raise
         :class:`RateLimitError` (429, ``rate_limit_exceeded``, ``daily_token_budget_exceeded``
         or ``daily_reasoning_budget_exceeded``) with ``retry_after`` in seconds.
-        ``budgets=False``: count the request only (a stored answer uses no tokens)."""
+        ``budgets=False``: count the request only (a stored answer uses no tokens).
+        ``count=False``: hold on the budgets only, for a request already counted (the next
+        rung of a ``model: "auto"`` request)."""
         now = self.clock.time()
         day = int(now // DAY_S)
-        rpm = self._rpm(tenant)
+        rpm = self._rpm(tenant) if count else 0
         budget = self._budget(tenant) if budgets else 0
         reasoning = self._reasoning_budget(tenant) if reserve_reasoning_tokens and budgets else 0
         if not rpm and not budget and not reasoning:
@@ -242,18 +247,36 @@ class Limiter:
         """Replace a reservation by what was really used (idempotent). The store write runs
         in the background (it may be called while the request is being cancelled);
         :meth:`drain` waits for it."""
+        self._settle_tasks(res, actual_tokens, reasoning_tokens)
+
+    async def settle_now(
+        self, res: Reservation, actual_tokens: int, reasoning_tokens: int = 0
+    ) -> None:
+        """:meth:`settle`, returning once the store has the real usage: a request that holds
+        again next (an auto request's next rung) is then not refused for the hold it just
+        gave back. Cancelling the caller does not cancel the write."""
+        tasks = self._settle_tasks(res, actual_tokens, reasoning_tokens)
+        if tasks:
+            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+
+    def _settle_tasks(
+        self, res: Reservation, actual_tokens: int, reasoning_tokens: int
+    ) -> list[asyncio.Task[None]]:
         if res.settled:
-            return
+            return []
         res.settled = True
         if res.hold_id is None:
-            return
+            return []
         window = float(res.day * DAY_S)
+        tasks = []
         for counter, used in _held(res, actual_tokens, reasoning_tokens):
             task = asyncio.get_running_loop().create_task(
                 self._settle(res.hold_id, counter, res.tenant, window, used)
             )
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
+            tasks.append(task)
+        return tasks
 
     async def _settle(
         self, hold_id: str, counter: str, tenant: str, window: float, used: int

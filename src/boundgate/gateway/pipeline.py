@@ -235,8 +235,11 @@ class Gateway(Routing):
         req: GenerationRequest | None = None,
         *,
         stream: bool = False,
+        usage: Usage | None = None,
+        energy: EnergyReport | None = None,
     ) -> None:
-        """Ledger row for a request that failed before or during generation."""
+        """Ledger row for a request that failed before or during generation; ``usage`` and
+        ``energy``: what ran before it failed (an auto request's lower rungs)."""
         if err.recorded:
             return
         err.recorded = True
@@ -253,6 +256,8 @@ class Gateway(Routing):
             req,
             backend,
             stream=stream,
+            usage=usage,
+            energy=energy,
             outcome="error",
             status=err.status_code,
             error_code=err.code,

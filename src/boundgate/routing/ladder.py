@@ -97,20 +97,39 @@ class Route:
     counterfactual_wh: float = 0.0  # the top rung's estimated energy for the answer
     avoided_wh: float = 0.0  # energy avoided by right-sizing (≥ 0, ≤ counterfactual_wh)
     avoided_gco2: float = 0.0
+    # the rung whose answer is returned: the last step's (answered, reused), or a lower
+    # rung's escalated answer when the budget stopped the climb (``kept``); None: no answer
+    answering_model: str | None = None
 
     def escalated(self, model: str, reason: str) -> None:
         self.steps.append((model, f"escalated={reason}"))
 
     def answered(self, model: str, reused: bool) -> None:
         self.steps.append((model, "reused" if reused else "answered"))
+        self.answering_model = model
 
-    @property
-    def answering_model(self) -> str | None:
-        return self.steps[-1][0] if self.steps and "=" not in self.steps[-1][1] else None
+    def failed(self, model: str) -> None:
+        """``model``'s error ended the request (the last rung, or an error that does not
+        escalate)."""
+        self.steps.append((model, "failed"))
+
+    def cancelled(self, model: str) -> None:
+        """The client left while ``model`` was the rung running."""
+        self.steps.append((model, "cancelled"))
+
+    def skipped(self, model: str, reason: str) -> None:
+        """``model`` was not run (``budget``: the daily budget could not cover it and it held
+        no stored answer)."""
+        self.steps.append((model, f"skipped={reason}"))
+
+    def kept(self, model: str) -> None:
+        """The climb stopped (the budget) and ``model``'s escalated answer is returned."""
+        self.answering_model = model
 
     def header(self) -> str:
         """``x-boundgate-route``: ``model;outcome`` per rung tried, in order, comma-separated,
-        e.g. ``smollm2-135m;escalated=length, my-upstream;answered``."""
+        e.g. ``smollm2-135m;escalated=length, my-upstream;answered``. Outcomes: ``answered``,
+        ``reused``, ``escalated=<reason>``, ``skipped=budget``, ``failed``, ``cancelled``."""
         return ", ".join(f"{m};{o}" for m, o in self.steps)
 
     def savings(
