@@ -217,6 +217,8 @@ def test_an_imported_document_reads_valid_with_its_issuers_key(
     with browser(live) as b:
         html = b.get(f"/dashboard/documents/{doc_id}").text
         assert ">valid<" in html and f"issuer's key {issuer.fingerprint}, kept at import" in html
+        # a trial's finding: the offline hint named this gateway's key for an imported one
+        assert "--public-key ISSUER.pub.pem" in html and "signing-key.pub.pem" not in html
         own = b.get(f"/dashboard/documents/{open_dash.doc_id}").text  # bound here: own key
         own_key = live.gateway.reuse.documents.signer.fingerprint
         assert ">valid<" in own and f"(key {own_key})" in own

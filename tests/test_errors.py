@@ -37,6 +37,8 @@ MSG = [{"role": "user", "content": "hi"}]
         ({"messages": MSG, "model": ""}, "model"),
         # strict types, as OpenAI's API: no string or boolean taken for a number or a flag
         ({"messages": MSG, "stream": "yes"}, "stream"),
+        ({"messages": MSG, "store": "yes"}, "store"),  # a trial's 200s
+        ({"messages": MSG, "service_tier": "bogus"}, "service_tier"),
         ({"messages": MSG, "temperature": "0.2"}, "temperature"),
         ({"messages": MSG, "max_tokens": True}, "max_tokens"),
         ({"messages": MSG, "stream_options": {"include_usage": 1}}, "stream_options.include_usage"),

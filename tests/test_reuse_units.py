@@ -399,7 +399,8 @@ def test_policy_cache_control_and_options() -> None:
     for bad in ({"reuse": "always"}, {"max_age": -1}, {"nope": 1}, "x"):
         with pytest.raises(InvalidRequestError):
             _plan(options=bad)
-    for bad in ("max-age=soon", "max-age=-1", "max-age=nan"):  # -1 was taken for 0
+    assert _plan(cache_control="max-age=" + "9" * 5000).max_age_s == 2**31  # type: ignore[attr-defined]
+    for bad in ("max-age=soon", "max-age=-1", "max-age=nan", "max-age=1e3", "max-age=5.5"):
         with pytest.raises(InvalidRequestError):
             _plan(cache_control=bad)
 

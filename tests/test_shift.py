@@ -96,6 +96,28 @@ def test_cli_replay_rejects_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        ("2024-01-01T00:00:00Z,nan\n", "not a finite number"),
+        ("2024-01-01T00:00:00Z,inf\n", "not a finite number"),
+        ("2024-01-01T00:00:00Z,-inf\n", "not a finite number"),
+        ("2024-01-01T00:00:00Z,40\n2024-01-01T00:00:00Z,60\n", "a second row for"),
+    ],
+)
+def test_a_price_file_without_a_number_for_each_hour_is_refused(
+    tmp_path: Path, rows: str, says: str
+) -> None:
+    """A trial's finding: "nan" and "inf" prices were taken (a plan "nan % less", the
+    +inf-priced hour chosen) and a second row for one hour silently won."""
+    from boundgate.grid.series import SeriesError, read_series
+
+    f = tmp_path / "prices.csv"
+    f.write_text("datetime_utc,usd_per_mwh\n" + rows)
+    with pytest.raises(SeriesError, match=says):
+        read_series(f, "usd_per_mwh")
+
+
 def test_price_weight_moves_the_start_from_carbon_to_price(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,9 +52,14 @@ def read_series(path: Path, column: str) -> Series:
         pairs: dict[int, float] = {}
         for lineno, row in enumerate(reader, start=2):
             try:
-                pairs[_parse_hour(row["datetime_utc"])] = float(row[column])
+                hour, value = _parse_hour(row["datetime_utc"]), float(row[column])
             except (TypeError, ValueError):
                 raise SeriesError(f"{path}:{lineno}: bad datetime or {column} value") from None
+            if not math.isfinite(value):  # "nan", "inf": no hour could be planned against it
+                raise SeriesError(f"{path}:{lineno}: {column} is not a finite number")
+            if hour in pairs:
+                raise SeriesError(f"{path}:{lineno}: a second row for {row['datetime_utc']}")
+            pairs[hour] = value
     if not pairs:
         raise SeriesError(f"{path}: no rows")
     hours = np.array(sorted(pairs), dtype=np.int64)

@@ -76,17 +76,17 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
         elif name == "no-store":
             no_store = True
         elif name == "max-age":
-            try:
-                seconds = float(value.strip().strip('"'))
-            except ValueError:
-                seconds = -1.0
-            if not seconds >= 0:  # RFC 9111's delta-seconds: digits only (also not NaN)
+            digits = value.strip().strip('"')  # the quoted form is forgiven (RFC 9111 §5.2)
+            if not (digits.isascii() and digits.isdigit()):  # delta-seconds: digits only
                 raise InvalidRequestError(
-                    f"Cache-Control max-age must be a non-negative number of seconds, "
+                    f"Cache-Control max-age must be a whole number of seconds (digits), "
                     f"got {value!r}",
                     param="Cache-Control",
                 )
-            max_age = min(seconds, DELTA_SECONDS_MAX)
+            # clamped at 2^31 (RFC 9111 §1.2.2); a long one without int()'s 4,300-digit limit
+            max_age = float(
+                DELTA_SECONDS_MAX if len(digits) > 10 else min(int(digits), DELTA_SECONDS_MAX)
+            )
     return no_cache, no_store, max_age
 
 

@@ -245,6 +245,8 @@ class ChatCompletionRequest(SamplingParams):
     # one output modality the models behind the gateway have
     metadata: Metadata | None = None
     modalities: list[Literal["text"]] | None = None
+    store: bool | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
 
     @field_validator("max_completion_tokens")
     @classmethod
@@ -264,6 +266,9 @@ class ChatCompletionRequest(SamplingParams):
             out["metadata"] = self.metadata
         if self.modalities is not None:
             out["modalities"] = self.modalities
+        for name in ("store", "service_tier"):
+            if (value := getattr(self, name)) is not None:
+                out[name] = value
         return out
 
 
