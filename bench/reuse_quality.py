@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--negatives", type=int, default=500, help="hard negatives to generate")
     ap.add_argument(
         "--scorer",
-        choices=["pair", "density", "cosine"],
+        choices=["pair", "blend", "density", "cosine"],
         default=None,
         help="reuse.scorer for the gateway (default: the setting's default)",
     )

@@ -16,7 +16,14 @@ duplicates) is the stored one's. Each lookup that finds a candidate yields one o
 ``(best pair score, right or wrong)``, which is what the verifier's own labels are; these
 become ``calibration.json``'s duplicate / non-duplicate scores (the verifier's prior).
 
+With ``--scorer blend`` the lookups are scored as ``reuse.scorer = "blend"`` scores them
+(``scoring.BlendScorer``: max(pair, f(cosine)), f from ``pair_model/blend.json``): the best
+survivor is the one with the highest blend score, and that score is the observation;
+``--write`` then writes ``calibration_blend.json``, the blend's prior, and leaves the pair
+model's ``calibration.json`` as it is.
+
     python training/lookup_calibration.py --val ../shared/data/cache/quora_val.csv
+    python training/lookup_calibration.py --val ../shared/data/cache/quora_val.csv --scorer blend
 
 Needs only the serving package (embedder, guards, pair model) and numpy.
 """
@@ -29,7 +36,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +57,14 @@ def replay(
     losses: Counter[str] | None = None,
     duplicates: list[tuple[float, bool]] | None = None,
     same_meaning: Iterable[tuple[str, str]] = (),
+    score: Callable[[float, float], float] | None = None,
 ) -> tuple[list[tuple[float, bool, float, str, str]], int]:
-    """One observation per lookup with a candidate: (best pair score, right, its cosine, the
+    """One observation per lookup with a candidate: (best score, right, its cosine, the
     asked question, the candidate); and the number of semantic lookups (every asked question
     that is not an exact repeat of a stored one), with or without a candidate.
+
+    ``score``: (pair score, cosine) → the score the lookup ranks survivors by and the
+    verifier thresholds (default: the pair score).
 
     ``losses``, when given, counts where each asked *duplicate* (its own partner is stored)
     ends: ``partner below floor`` (cosine < ``floor``), ``partner vetoed by guards``,
@@ -109,6 +120,9 @@ def replay(
             result: tuple[float, bool] = (-1.0, False)
             if survivors:
                 scores = scorer.score_pairs([(q, c) for c, _ in survivors])
+                if score is not None:
+                    cosines = [s for _, s in survivors]
+                    scores = [score(float(x), s) for x, s in zip(scores, cosines, strict=True)]
                 best = int(np.argmax(scores))
                 cand, cos = survivors[best]
                 right = comp.find(q) == comp.find(cand)
@@ -167,6 +181,14 @@ def recall_curve(
     return {"asked_duplicates": len(dups), "losses": dict(losses), "by_threshold": rows}
 
 
+def blend_digest(model: Path) -> str:
+    """The first 12 hex digits of ``blend.json``'s SHA-256: the map a blend calibration
+    was replayed with."""
+    import hashlib
+
+    return hashlib.sha256((model / "blend.json").read_bytes()).hexdigest()[:12]
+
+
 def main() -> None:
     from pairdata import read_pairs, read_review
 
@@ -178,8 +200,24 @@ def main() -> None:
     p.add_argument("--store-size", type=int, nargs="+", default=[500, 2000])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", type=Path, default=packaged_model_dir())
-    p.add_argument("--write", action="store_true", help="write calibration.json")
+    p.add_argument(
+        "--scorer",
+        choices=["pair", "blend"],
+        default="pair",
+        help="score lookups as reuse.scorer does: pair (calibration.json) or blend, "
+        "max(pair, f(cosine)) (calibration_blend.json)",
+    )
+    p.add_argument("--write", action="store_true", help="write the scorer's calibration")
     args = p.parse_args()
+    score: Callable[[float, float], float] | None = None
+    if args.scorer == "blend":
+        from boundgate.reuse.scoring import BlendScorer, CosineMap, Evidence
+
+        blend = BlendScorer(CosineMap.load(args.model / "blend.json"))
+
+        def score(pair: float, cosine: float) -> float:
+            return blend.score(Evidence(cosine, 0.0, pair))
+
     pairs = read_pairs(args.val)
     source = "raw labels"
     reviewed: set[tuple[str, str]] = set()
@@ -193,7 +231,13 @@ def main() -> None:
         losses: Counter[str] = Counter()
         dups: list[tuple[float, bool]] = []
         part, n = replay(
-            pairs, size, args.seed, losses=losses, duplicates=dups, same_meaning=reviewed
+            pairs,
+            size,
+            args.seed,
+            losses=losses,
+            duplicates=dups,
+            same_meaning=reviewed,
+            score=score,
         )
         print(json.dumps({"store_size": size, "lookups": n} | summary(part), indent=1))
         print(json.dumps({"store_size": size} | recall_curve(part, dups, n, losses), indent=1))
@@ -201,16 +245,24 @@ def main() -> None:
         lookups += n
     cache = ROOT / "training/.cache"
     cache.mkdir(exist_ok=True)
-    (cache / "lookup_obs.json").write_text(json.dumps(obs))
+    suffix = "" if args.scorer == "pair" else f"_{args.scorer}"
+    (cache / f"lookup_obs{suffix}.json").write_text(json.dumps(obs))
     if args.write:
-        path = args.model / "calibration.json"
-        cal = json.loads(path.read_text())
+        path = args.model / f"calibration{suffix}.json"
+        cal = json.loads((args.model / "calibration.json").read_text())
         sizes = ", ".join(str(s) for s in args.store_size)
+        what = (
+            "pair model probability of the same meaning (mean of both orders)"
+            if args.scorer == "pair"
+            else "blend score, max(pair model probability, f(cosine)) with f of blend.json "
+            f"(sha256 {blend_digest(args.model)}),"
+        )
         cal |= {
             "source": f"quora_val.csv (MeanCache's split of Quora Question Pairs), {source}; "
-            f"lookups replayed on stores of {sizes} pairs (training/lookup_calibration.py)",
-            "score": "pair model probability of the same meaning (mean of both orders) of the "
-            "best guard survivor among the retrieved candidates, per lookup",
+            f"lookups replayed on stores of {sizes} pairs (training/lookup_calibration.py "
+            f"--scorer {args.scorer})",
+            "score": f"{what} of the best guard survivor among the retrieved candidates, "
+            "per lookup",
             "duplicate_scores": sorted(round(o[0], 6) for o in obs if o[1]),
             "non_duplicate_scores": sorted(round(o[0], 6) for o in obs if not o[1]),
             "lookups": lookups,

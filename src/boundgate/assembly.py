@@ -185,17 +185,22 @@ def metrics_token(settings: Settings) -> str | None:
     return value
 
 
-def build_pair_scorer(settings: Settings) -> tuple[PairScorer, Prior | None]:
-    """The shipped pair model and (with ``reuse.prior``) its calibration as the verifier's
-    prior. Raises ``ConfigError`` when the model is not in the package."""
+def build_pair_scorer(
+    settings: Settings, prior_file: str | None = "calibration.json"
+) -> tuple[PairScorer, Prior | None]:
+    """The shipped pair model and (with ``reuse.prior``) the calibration ``prior_file`` beside
+    it as the verifier's prior (the scorer's: ``Scorer.prior_file``). Raises ``ConfigError``
+    when the model is not in the package."""
     r = settings.reuse
     try:
         model_dir = packaged_model_dir()
     except FileNotFoundError as exc:
-        raise ConfigError(f"reuse.scorer = 'pair': {exc}") from None
+        raise ConfigError(f"reuse.scorer = '{r.scorer}': {exc}") from None
     threads = r.embed_threads or min(4, os.cpu_count() or 1)
     scorer = OnnxPairScorer(model_dir, threads=threads)
-    prior = Prior.load(model_dir / "calibration.json", scorer.name) if r.prior else None
+    prior = None
+    if r.prior and prior_file is not None:
+        prior = Prior.load(model_dir / prior_file, scorer.name)
     return scorer, prior
 
 
@@ -292,11 +297,14 @@ def build_reuse(
     jobs: JobQueue | None = None,
 ) -> ReuseEngine:
     r = settings.reuse
-    scorer = SCORERS[r.scorer]()
+    try:
+        scorer = SCORERS[r.scorer]()
+    except (FileNotFoundError, ValueError) as exc:  # the blend's map is not in the package
+        raise ConfigError(f"reuse.scorer = '{r.scorer}': {exc}") from None
     pair_scorer: PairScorer | None = None
     prior: Prior | None = None
     if scorer.uses_pair:
-        pair_scorer, prior = build_pair_scorer(settings)
+        pair_scorer, prior = build_pair_scorer(settings, scorer.prior_file)
     alternative = None
     if r.alternative_scorer != "none" and r.alternative_scorer != r.scorer:
         alternative = SCORERS[r.alternative_scorer]()

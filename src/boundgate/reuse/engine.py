@@ -54,6 +54,7 @@ from .lookup import EntryMeta, Lookup, sampled_request
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
 from .scope import ReuseKey, answer_fits, reuse_key
+from .scoring import Evidence
 from .stored import request_json
 from .verifier import Observation, Verdict, Verifier
 
@@ -560,15 +561,20 @@ class ReuseEngine(Following, Labelling):
     async def _rank(
         self, survivors: list[tuple[EntryMeta, float]], key: ReuseKey
     ) -> list[tuple[EntryMeta, float, float | None]]:
-        """Survivors with their pair-model scores, best first. The cross-encoder reads
-        (asked, stored) for each; only would-be hits (above the floor, past the guards) pay
-        for it. Without a pair scorer: in the index's order, unscored."""
+        """Survivors with their pair-model scores, best first by the verifier's scorer (the
+        pair score, or the blend of it with the cosine). The cross-encoder reads (asked,
+        stored) for each; only would-be hits (above the floor, past the guards) pay for it.
+        Without a pair scorer: in the index's order, unscored."""
         if not survivors or self.pair_scorer is None or not self.verifier.scorer.uses_pair:
             return [(m, s, None) for m, s in survivors]
         scores = await asyncio.to_thread(
             self.pair_scorer.score_pairs, [(key.query, m.query) for m, _ in survivors]
         )
-        order = sorted(range(len(survivors)), key=lambda i: -float(scores[i]))
+        rank = self.verifier.scorer.score
+        order = sorted(
+            range(len(survivors)),
+            key=lambda i: -rank(Evidence(survivors[i][1], 0.0, float(scores[i]))),
+        )
         return [(survivors[i][0], survivors[i][1], float(scores[i])) for i in order]
 
     async def _exact_from_store(self, exact: str) -> StoredEntry | None:

@@ -1,7 +1,7 @@
 """Scorers: what the verifier thresholds, computed from a candidate's evidence.
 
 The verifier learns a threshold on a score and keeps the error bound on it (``verifier.py``);
-a ``Scorer`` says what that score is. Three exist:
+a ``Scorer`` says what that score is. Four exist:
 
 - ``CosineScorer``: the cosine similarity of the two questions, as it is.
 - ``PairModelScorer`` (the default): the probability of the same meaning from the
@@ -17,15 +17,24 @@ a ``Scorer`` says what that score is. Three exist:
   [0, 1]. Traffic on which density says nothing gets β ≈ 0, i.e. the plain cosine. The score
   stays in cosine units, so thresholds, the similarity floor and the initial threshold keep
   their meaning.
+- ``BlendScorer``: max(pair, f(cosine)), the pair model's score or the cosine put on its scale,
+  whichever is higher. f maps a cosine to the pair score of equal precision on Quora's
+  validation pairs (``training/blend_fit.py``, shipped as ``pair_model/blend.json``): a
+  near-identical pair that the pair model, trained on Quora's wording, scores low is still
+  served where the cosine alone is as precise as the threshold asks. One score, so the
+  verifier keeps δ on it as on any other; its prior is its own replayed calibration
+  (``pair_model/calibration_blend.json``).
 
 Measured offline (``bench/signals.py``, ``bench/decisions.py``, ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +55,8 @@ class Scorer(ABC):
     name: str
     uses_density: bool = False
     uses_pair: bool = False  # needs the pair model's score of each candidate
+    # the calibration beside the pair model that is this scorer's prior (``prior.py``), if any
+    prior_file: str | None = None
 
     @abstractmethod
     def score(self, e: Evidence) -> float: ...
@@ -56,6 +67,12 @@ class Scorer(ABC):
 
     def describe(self) -> dict[str, float]:
         return {}
+
+    def from_prior(self, score: float) -> float:
+        """A score of this scorer's prior on the scale the verifier thresholds. The pair
+        model's calibration holds pair probabilities: a scorer that reads them scores them as
+        evidence with that pair score alone."""
+        return self.score(Evidence(0.0, 0.0, score))
 
 
 class CosineScorer(Scorer):
@@ -130,13 +147,74 @@ class PairModelScorer(Scorer):
 
     name = "pair"
     uses_pair = True
+    prior_file = "calibration.json"
 
     def score(self, e: Evidence) -> float:
         return 0.0 if e.pair is None else e.pair
+
+
+@dataclass(frozen=True)
+class CosineMap:
+    """f: a cosine → the pair score of equal precision, linear between knots (non-decreasing
+    knots make a non-decreasing f; below the first knot f is the first value, above the last
+    the last)."""
+
+    cosine: tuple[float, ...]
+    pair: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        c, p = np.asarray(self.cosine, float), np.asarray(self.pair, float)
+        if len(c) < 2 or len(c) != len(p):
+            raise ValueError("a cosine map needs two or more knots, as many values as cosines")
+        if np.any(np.diff(c) <= 0) or np.any(np.diff(p) < 0):
+            raise ValueError("a cosine map's knots must rise and its values must not fall")
+        if p[0] < 0 or p[-1] > 1:
+            raise ValueError("a cosine map's values are pair scores, in [0, 1]")
+
+    def __call__(self, cosine: float) -> float:
+        return float(np.interp(cosine, self.cosine, self.pair))
+
+    @classmethod
+    def load(cls, path: Path) -> CosineMap:
+        """Read ``blend.json`` (``training/blend_fit.py``). Raises ``ValueError`` when
+        malformed."""
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return cls(tuple(map(float, doc["cosine"])), tuple(map(float, doc["pair"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a cosine map ({exc})") from None
+
+
+def packaged_cosine_map() -> CosineMap:
+    """The cosine map shipped beside the pair model (``pair_model/blend.json``)."""
+    from .pair import packaged_model_dir
+
+    return CosineMap.load(packaged_model_dir() / "blend.json")
+
+
+class BlendScorer(Scorer):
+    """max(pair, f(cosine)) (see the module docstring): the pair model's score, or the cosine
+    on the pair score's scale where that is higher. Evidence without a pair score is scored by
+    the cosine alone. ``cosine_map``: f (default: the shipped one)."""
+
+    name = "blend"
+    uses_pair = True
+    prior_file = "calibration_blend.json"
+
+    def __init__(self, cosine_map: CosineMap | None = None) -> None:
+        self.f = cosine_map if cosine_map is not None else packaged_cosine_map()
+
+    def score(self, e: Evidence) -> float:
+        return max(0.0 if e.pair is None else e.pair, self.f(e.similarity))
+
+    def from_prior(self, score: float) -> float:
+        """The blend's own calibration holds blend scores: they are on its scale already."""
+        return score
 
 
 SCORERS: dict[str, type[Scorer]] = {
     "cosine": CosineScorer,
     "density": DensityScorer,
     "pair": PairModelScorer,
+    "blend": BlendScorer,
 }

@@ -187,12 +187,9 @@ class Verifier:
         self._entry_floor: dict[int, Evidence] = {}  # the best-scoring wrong evidence
         self._threshold = self.initial_threshold
         self._by_source: dict[str, list[int]] = {}
-        # the prior's pairs on the scorer's scale (it calibrates the pair probability)
-        self.prior = (
-            prior.mapped(lambda p: self.scorer.score(Evidence(0.0, 0.0, p)))
-            if prior is not None
-            else None
-        )
+        # the prior's observations on the scorer's scale (the pair model's calibration holds
+        # pair probabilities, the blend's its own scores: ``Scorer.from_prior``)
+        self.prior = prior.mapped(self.scorer.from_prior) if prior is not None else None
         self.prior_weight = settings.prior_weight
         self.prior_verify_rate = settings.prior_verify_rate
         self.recompute_every_lookups = recompute_every_lookups

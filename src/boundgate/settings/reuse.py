@@ -55,11 +55,13 @@ class ReuseSettings(_Section):
         "this gateway's own labels at or above it), so traffic unlike the calibration data is "
         "caught after a few dozen would-be hits; the larger of this and verify_rate applies.",
     )
-    scorer: Literal["pair", "density", "cosine"] = Field(
+    scorer: Literal["pair", "blend", "density", "cosine"] = Field(
         "pair",
         description="What the verifier thresholds: pair = the shipped pair model's probability "
         "that the asked and the stored question mean the same (a cross-encoder reading both; "
-        "only candidates above similarity_floor that pass the guards are scored); density = "
+        "only candidates above similarity_floor that pass the guards are scored); blend = the "
+        "higher of the pair score and the cosine mapped to the pair score of equal precision "
+        "on Quora's validation pairs (pair_model/blend.json), with its own prior; density = "
         "cosine minus a learned weight times the local density of the two questions; cosine = "
         "the plain cosine similarity.",
     )
@@ -83,8 +85,8 @@ class ReuseSettings(_Section):
         4,
         ge=1,
         le=16,
-        description="With scorer = pair: how many guard survivors (best cosine first) the pair "
-        "model scores per lookup; the best-scored one is the candidate.",
+        description="With scorer = pair or blend: how many guard survivors (best cosine first) "
+        "the pair model scores per lookup; the best-scored one (by the scorer) is the candidate.",
     )
     lookup_windows: list[int] = Field(
         [100, 250, 1000, 5000],
@@ -95,7 +97,7 @@ class ReuseSettings(_Section):
     )
     prior: bool = Field(
         True,
-        description="With scorer = pair: start from the pair model's offline calibration (its "
+        description="With scorer = pair or blend: start from its offline calibration (its "
         "best scores on labelled validation questions replayed through the lookup, and their "
         "share of lookups above each threshold as a floor for h(t)) so a fresh gateway reuses "
         "from its first requests; off = earn every threshold from this gateway's own labels.",
