@@ -46,6 +46,7 @@ from .exact import ExactMap, slot_of
 from .flight import Flight, Flights
 from .following import Following
 from .guards import compare
+from .guards.lexicon import nouns
 from .index import IndexParams, Neighbour, ScopedIndex
 from .index_files import IndexFiles, IndexLoad, LiveScope, fingerprint, load_index
 from .labels import Labelling
@@ -166,6 +167,7 @@ class ReuseEngine(Following, Labelling):
         observations = await self.store.observations()
         lookups = await self.store.lookup_similarities()
         await asyncio.to_thread(self._load_labels, variants, observations, lookups)
+        await asyncio.to_thread(nouns)  # the guards' noun table, before the first request
 
     def _load_entries(
         self, entries: list[StoredEntry], progress: Callable[[int, int], None] | None

@@ -10,6 +10,7 @@ import unicodedata
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import Stemmer  # PyStemmer: the Snowball stemmers in C
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
@@ -105,31 +106,58 @@ IRREGULAR_PAST = {past: base for past, base in _LISTS["irregular_past"]}
 IRREGULAR_PLURALS = {plural: one for plural, one in _LISTS["irregular_plurals"]}
 
 
+class NounTable:
+    """WordNet 3.0's single-word nouns, compact: lemma → row, and per row its senses and the
+    hypernyms of its first two senses as slices of two int32 arrays (``data/nouns_wordnet.tsv``,
+    ``training/wordnet_nouns.py``; about 6 MB where sets of strings took 41 MB)."""
+
+    def __init__(self, text: str) -> None:
+        rows: dict[str, int] = {}
+        senses: list[int] = []
+        above: list[int] = []
+        sense_at, above_at = [0], [0]
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            lemma, own, up = line.split("\t")
+            rows[lemma] = len(rows)
+            senses.extend(int(x, 36) for x in own.split(","))
+            above.extend(int(x, 36) for x in up.split(",") if x)
+            sense_at.append(len(senses))
+            above_at.append(len(above))
+        self.rows = rows
+        self._senses = np.array(senses, dtype=np.int32)
+        self._above = np.array(above, dtype=np.int32)
+        self._sense_at = np.array(sense_at, dtype=np.int32)
+        self._above_at = np.array(above_at, dtype=np.int32)
+
+    def senses(self, lemma: str) -> set[int]:
+        i = self.rows[lemma]
+        return set(self._senses[self._sense_at[i] : self._sense_at[i + 1]].tolist())
+
+    def above(self, lemma: str) -> set[int]:
+        i = self.rows[lemma]
+        return set(self._above[self._above_at[i] : self._above_at[i + 1]].tolist())
+
+
 @functools.cache
-def _nouns() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
-    """WordNet 3.0's single-word nouns: lemma → (its senses, the hypernyms of its first two
-    senses), synsets as written in ``data/nouns_wordnet.tsv`` (``training/wordnet_nouns.py``).
-    Read on first use (1.4 MB)."""
+def nouns() -> NounTable:
+    """The noun table, read on first use (about 0.2 s; ``ReuseEngine.load`` reads it at
+    start-up, off the event loop, so no request pays for it)."""
     path = resources.files("boundgate.reuse").joinpath("data/nouns_wordnet.tsv")
-    out = {}
-    for line in path.read_text("utf-8").splitlines():
-        if line.startswith("#"):
-            continue
-        lemma, senses, above = line.split("\t")
-        out[lemma] = (frozenset(senses.split(",")), frozenset(above.split(",")) - {""})
-    return out
+    return NounTable(path.read_text("utf-8"))
 
 
 def _noun_lemma(word: str) -> str | None:
     """``word``'s WordNet noun lemma ("mice" → "mouse", "pears" → "pear"), or None."""
-    nouns = _nouns()
-    if word in nouns:
+    rows = nouns().rows
+    if word in rows:
         return word
     one: str | None = IRREGULAR_PLURALS.get(word)
-    if one is not None and one in nouns:
+    if one is not None and one in rows:
         return one
     for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
-        if word.endswith(suffix) and (base := word[: -len(suffix)] + repl) in nouns:
+        if word.endswith(suffix) and (base := word[: -len(suffix)] + repl) in rows:
             return base
     return None
 
@@ -142,8 +170,10 @@ def noun_siblings(x: str, y: str) -> bool:
     lx, ly = _noun_lemma(x), _noun_lemma(y)
     if lx is None or ly is None or lx == ly:
         return False
-    (senses_x, above_x), (senses_y, above_y) = _nouns()[lx], _nouns()[ly]
-    return senses_x.isdisjoint(senses_y) and not above_x.isdisjoint(above_y)
+    table = nouns()
+    return table.senses(lx).isdisjoint(table.senses(ly)) and not table.above(lx).isdisjoint(
+        table.above(ly)
+    )
 
 
 PARTICIPLES = frozenset(_LISTS["irregular_participles"])
