@@ -151,7 +151,13 @@ n_ctx = 512
 n_threads = 1
 """,
     )
-    app = build_app(load_settings(cfg))
+    with live_server(build_app(load_settings(cfg))) as live:
+        yield live
+
+
+@contextlib.contextmanager
+def live_server(app: Any) -> Iterator[Live]:
+    """``app`` served on a port of its own, with a client; closed after."""
     with ThreadedServer(app) as srv:
         live = Live(srv, app)
         try:

@@ -16,8 +16,7 @@ from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.settings import Settings
 from boundgate.store import SQLiteStore
-from boundgate.testing import ThreadedServer
-from helpers import Live, arun, fake_settings, wait_until
+from helpers import Live, arun, fake_settings, live_server, wait_until
 
 DAY = 86_400.0
 NOON = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
@@ -41,12 +40,8 @@ def make_keys(settings: Settings) -> dict[str, dict[str, str]]:
 @contextlib.contextmanager
 def serving(settings: Settings, clock: FakeClock | None = None) -> Iterator[Live]:
     app = build_app(settings, clock=clock) if clock is not None else build_app(settings)
-    with ThreadedServer(app) as srv:
-        live = Live(srv, app)
-        try:
-            yield live
-        finally:
-            live.http.close()
+    with live_server(app) as live:
+        yield live
 
 
 def feedback_labels(live: Live, headers: dict[str, str]) -> dict[str, Any]:
