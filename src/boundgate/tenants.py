@@ -45,6 +45,18 @@ RPM_WINDOW_S = 60.0
 PRUNE_EVERY_S = 3600.0  # how often old days' counters are deleted
 KEEP_DAYS = 2  # days of counters kept (today and yesterday, for late settles)
 
+
+def day_window(now: float) -> float:
+    """The start of the UTC day of ``now`` (unix seconds): a daily counter's window."""
+    return float(int(now // DAY_S) * DAY_S)
+
+
+def kept_from(now: float) -> float:
+    """The start of the oldest day whose counters are kept (``KEEP_DAYS``): older ones are
+    pruned (``LimitStore.prune_counters``)."""
+    return (now // DAY_S - (KEEP_DAYS - 1)) * DAY_S
+
+
 log = logging.getLogger("boundgate")
 
 
@@ -290,8 +302,7 @@ class Limiter:
         if now - self._pruned_at < PRUNE_EVERY_S:
             return
         self._pruned_at = now
-        before = (now // DAY_S - (KEEP_DAYS - 1)) * DAY_S
-        task = asyncio.get_running_loop().create_task(self._prune(before))
+        task = asyncio.get_running_loop().create_task(self._prune(kept_from(now)))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 

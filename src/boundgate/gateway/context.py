@@ -69,6 +69,13 @@ def refuse_over_context(backend: Backend, req: GenerationRequest) -> None:
         )
 
 
+def worst_case_tokens(backend: Backend, req: GenerationRequest) -> int:
+    """The most tokens ``req`` may use on ``backend``, held on the daily budget before it
+    runs: the text's bytes (≥ its tokens), what the prompt format adds, and every token the
+    answer may take."""
+    return req.text_bytes() + backend.template_tokens(req) + req.max_tokens
+
+
 def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
     """A prompt's tokens where no backend counted them (a generation cut short before it
     reported usage): 4 bytes a token, the estimate the context check uses, plus what the

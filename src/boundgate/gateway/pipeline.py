@@ -45,6 +45,7 @@ from .context import (
     estimated_prompt_tokens,
     new_request_id,
     refuse_over_context,
+    worst_case_tokens,
 )
 from .routed import Routing
 
@@ -169,10 +170,7 @@ class Gateway(Routing):
     async def _admit(
         self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
     ) -> Reservation:
-        # the worst case: the text's bytes (≥ its tokens), what the prompt format adds, and
-        # every token the answer may take
-        worst = req.text_bytes() + backend.template_tokens(req) + req.max_tokens
-        return await self.admit_or_count(ctx, worst, reasoning)
+        return await self.admit_or_count(ctx, worst_case_tokens(backend, req), reasoning)
 
     async def admit_or_count(self, ctx: RequestContext, tokens: int, reasoning: int) -> Reservation:
         """Admit ``tokens`` (and ``reasoning`` tokens) against the tenant's limits. When only

@@ -30,6 +30,7 @@ from .context import (
     Result,
     estimated_prompt_tokens,
     refuse_over_context,
+    worst_case_tokens,
 )
 
 
@@ -225,7 +226,7 @@ class Routing:
         the refusal goes to ``ctx.budget_refusal`` and nothing is held: this rung and the
         ones above may serve a stored answer only (which uses no tokens)."""
         if ctx.budget_refusal is None:
-            worst = req.text_bytes() + backend.template_tokens(req) + req.max_tokens
+            worst = worst_case_tokens(backend, req)
             try:
                 return await self.limiter.admit(ctx.tenant, worst, reasoning, count=False)
             except RateLimitError as err:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ErrorCode, InvalidRequestError, NotFoundError
 from ..store import Claim, LedgerRow, ObservationRow
-from ..tenants import DAY_S, KEEP_DAYS, PRUNE_EVERY_S
+from ..tenants import PRUNE_EVERY_S, day_window, kept_from
 from .lookup import EntryMeta, Lookup
 from .scope import canonical_query
 from .verifier import ENTRY_ONLY, Observation, Verdict
@@ -49,11 +49,6 @@ UNLIMITED = 2**62  # the limit of a counter that only counts
 def feedback_counter(tenant: str, kind: str) -> str:
     """The name of ``tenant``'s counter of ``kind`` (one of ``FEEDBACK_KINDS``)."""
     return f"{FEEDBACK_PREFIX}{tenant}:{kind}"
-
-
-def day_window(now: float) -> float:
-    """The start of the UTC day of ``now`` (unix seconds): a daily counter's window."""
-    return float(int(now // DAY_S) * DAY_S)
 
 
 class Labelling:
@@ -258,7 +253,7 @@ class Labelling:
         if now - self._counters_pruned_at < PRUNE_EVERY_S:
             return
         self._counters_pruned_at = now
-        await self.store.prune_counters((now // DAY_S - (KEEP_DAYS - 1)) * DAY_S)
+        await self.store.prune_counters(kept_from(now))
 
     async def feedback_counts(self, tenant: str | None = None) -> dict[str, Any]:
         """Today's feedback labels per tenant (the ``feedback_labels`` of
