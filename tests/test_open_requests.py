@@ -252,3 +252,35 @@ def test_a_non_streamed_request_the_client_left_is_metered(tmp_path: Path) -> No
     assert (row.outcome, row.status, row.stream) == ("cancelled", 499, False)
     assert row.completion_tokens >= 3 and row.prompt_tokens > 0
     assert row.wh == pytest.approx(0.25, rel=1e-3)  # the generation's meter, and the lookup
+
+
+def test_a_reasoning_generation_the_client_left_counts_its_reasoning(tmp_path: Path) -> None:
+    """Read-back: a non-streamed reasoning generation whose client left counted its tokens
+    but none as reasoning (a stream cut short counted them only up to a reasoning budget's
+    hold, 0 for a tenant without one; the auto path up to the request's cap). One rule now:
+    what a reasoning model produced, up to its cap (``cut_short_reasoning``)."""
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    backend = FakeBackend("fake", token_delay_s=0.05, reasoning=True, thinking_tokens=200)
+    gw = build_gateway(settings, store=store, backends={"fake": backend})
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req("think about it")))
+        for _ in range(500):  # until it has been thinking a while
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None and note.completion_tokens >= 3:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()  # the client left
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return await store.ledger()
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "cancelled" and row.completion_tokens >= 3
+    assert 3 <= row.reasoning_tokens <= row.completion_tokens

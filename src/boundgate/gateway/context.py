@@ -76,6 +76,16 @@ def worst_case_tokens(backend: Backend, req: GenerationRequest) -> int:
     return req.text_bytes() + backend.template_tokens(req) + req.max_tokens
 
 
+def cut_short_reasoning(backend: Backend, req: GenerationRequest, produced: int) -> int:
+    """The reasoning tokens of a generation cut short after ``produced`` tokens, which never
+    reported its usage: on a reasoning model all it produced, up to its cap
+    (``req.max_reasoning_tokens``, set by ``reasoning_cap``); 0 on any other model."""
+    if not backend.reasoning:
+        return 0
+    cap = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else produced
+    return min(produced, cap)
+
+
 def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
     """A prompt's tokens where no backend counted them (a generation cut short before it
     reported usage): 4 bytes a token, the estimate the context check uses, plus what the

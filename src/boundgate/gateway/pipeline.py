@@ -42,6 +42,7 @@ from .context import (
     Finished,
     RequestContext,
     Result,
+    cut_short_reasoning,
     estimated_prompt_tokens,
     new_request_id,
     refuse_over_context,
@@ -633,10 +634,13 @@ class Gateway(Routing):
                 # the model had started on the prompt, which counts, as a stream cut short
                 # does; a whole answer's usage comes only at its end: the estimate the
                 # context check uses (4 bytes a token) plus the prompt format, and the
-                # tokens its note counted as they came. Its energy is metered up to now.
+                # tokens its note counted as they came, as reasoning on a reasoning model (an
+                # unfinished answer's reasoning is not reported), as a stream cut short
+                # counts them. Its energy is metered up to now.
                 open_row = self.ledger.opened(ctx.request_id)
                 produced = open_row.completion_tokens if open_row is not None else 0
-                usage = Usage(estimated_prompt_tokens(backend, req), produced)
+                reasoned = cut_short_reasoning(backend, req, produced)
+                usage = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
                 m = self._measure(gen, backend, usage)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)
             self.ledger.commit_soon(
@@ -781,7 +785,7 @@ class Gateway(Routing):
                 partial = Usage(
                     prompt,
                     usage.completion_tokens or produced,
-                    usage.reasoning_tokens or min(produced, reservation.reasoning_tokens),
+                    usage.reasoning_tokens or cut_short_reasoning(backend, req, produced),
                 )
                 m = self._measure(metered, backend, partial)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)

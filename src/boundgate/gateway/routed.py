@@ -28,6 +28,7 @@ from .context import (
     Finished,
     RequestContext,
     Result,
+    cut_short_reasoning,
     estimated_prompt_tokens,
     refuse_over_context,
     worst_case_tokens,
@@ -195,9 +196,7 @@ class Routing:
                 climb.ran(lookup_m)
                 raise
             produced = note.completion_tokens - before if note is not None else 0
-            # an unfinished answer's reasoning is not reported: what it produced, up to its cap
-            cap = req.max_reasoning_tokens if req.max_reasoning_tokens is not None else produced
-            reasoned = min(produced, cap) if backend.reasoning else 0
+            reasoned = cut_short_reasoning(backend, req, produced)
             partial = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
             climb.ran(combine(self._measure(gen, backend, partial), lookup_m), partial)
             raise
