@@ -73,6 +73,30 @@ def _killed_mid_generation(
     return row
 
 
+def _left_mid_generation(gw: Gateway, store: SQLiteStore, question: str) -> LedgerRow:
+    """A non-streamed generation whose client leaves once it produced 3 tokens: its ledger
+    row (the store is closed after)."""
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req(question)))
+        for _ in range(500):
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None and note.completion_tokens >= 3:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()  # the client left
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return await store.ledger()
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    return row
+
+
 def test_a_stream_is_noted_before_its_first_chunk_and_renewed_with_its_tokens(
     tmp_path: Path,
 ) -> None:
@@ -232,23 +256,7 @@ def test_a_non_streamed_request_the_client_left_is_metered(tmp_path: Path) -> No
         meter_for=lambda backend: meter,
     )
 
-    async def main() -> list[LedgerRow]:
-        ctx = gw.context(OPEN_TENANT, "/v1/completions")
-        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
-        for _ in range(500):  # until a few tokens came out
-            note = gw.ledger.opened(ctx.request_id)
-            if note is not None and note.completion_tokens >= 3:
-                break
-            await asyncio.sleep(0.01)
-        task.cancel()  # the client left
-        await asyncio.gather(task, return_exceptions=True)
-        await gw.drain()
-        return await store.ledger()
-
-    try:
-        (row,) = asyncio.run(main())
-    finally:
-        store.close()
+    row = _left_mid_generation(gw, store, "tell me a long story")
     assert (row.outcome, row.status, row.stream) == ("cancelled", 499, False)
     assert row.completion_tokens >= 3 and row.prompt_tokens > 0
     assert row.wh == pytest.approx(0.25, rel=1e-3)  # the generation's meter, and the lookup
@@ -265,22 +273,6 @@ def test_a_reasoning_generation_the_client_left_counts_its_reasoning(tmp_path: P
     backend = FakeBackend("fake", token_delay_s=0.05, reasoning=True, thinking_tokens=200)
     gw = build_gateway(settings, store=store, backends={"fake": backend})
 
-    async def main() -> list[LedgerRow]:
-        ctx = gw.context(OPEN_TENANT, "/v1/completions")
-        task = asyncio.create_task(gw.complete(ctx, _req("think about it")))
-        for _ in range(500):  # until it has been thinking a while
-            note = gw.ledger.opened(ctx.request_id)
-            if note is not None and note.completion_tokens >= 3:
-                break
-            await asyncio.sleep(0.01)
-        task.cancel()  # the client left
-        await asyncio.gather(task, return_exceptions=True)
-        await gw.drain()
-        return await store.ledger()
-
-    try:
-        (row,) = asyncio.run(main())
-    finally:
-        store.close()
+    row = _left_mid_generation(gw, store, "think about it")
     assert row.outcome == "cancelled" and row.completion_tokens >= 3
     assert 3 <= row.reasoning_tokens <= row.completion_tokens
