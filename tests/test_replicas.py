@@ -247,15 +247,33 @@ def test_a_document_superseded_through_one_replica_is_no_longer_served_stale(
 
 
 def _serve(data_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """``boundgate serve`` on ``port``; its output goes to ``serve-<port>.log`` beside the
+    data dir (``_wait_ready`` shows it when the process never gets ready)."""
     env = {**os.environ, "BOUNDGATE_REUSE__EMBEDDER": "hash"}
     config = data_dir.parent / "boundgate.toml"
     argv = ["serve", "--config", str(config), "--port", str(port), *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "boundgate", *argv],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (data_dir.parent / f"serve-{port}.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "boundgate", *argv], env=env, stdout=log, stderr=log
+        )
+
+
+def _wait_ready(data_dir: Path, port: int) -> None:
+    """Until the server on ``port`` is ready; failing, with what it printed."""
+    try:
+        wait_until(lambda: _ready(port), timeout=120)
+    except AssertionError:
+        log = (data_dir.parent / f"serve-{port}.log").read_text(errors="replace")
+        raise AssertionError(f"the server on port {port} never got ready:\n{log[-4000:]}") from None
+
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` different free ports (two asks in a row may return the same one)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
 
 
 def _ready(port: int) -> bool:
@@ -288,11 +306,11 @@ def _chat(port: int, content: str) -> httpx.Response:
 
 def test_two_processes_on_one_sqlite_file_share_answers(tmp_path: Path) -> None:
     fake_settings(tmp_path)  # writes tmp_path/boundgate.toml with data in tmp_path/data
-    ports = free_port(), free_port()
+    ports = _free_ports(2)
     procs = [_serve(tmp_path / "data", p) for p in ports]
     try:
         for p in ports:
-            wait_until(lambda p=p: _ready(p), timeout=120)
+            _wait_ready(tmp_path / "data", p)
         q = "Which river is the longest?"
         first = _chat(ports[0], q)
         assert first.headers["x-boundgate-reuse"] == "miss"
@@ -312,7 +330,7 @@ def test_serve_with_two_workers_shares_answers_between_them(tmp_path: Path) -> N
     port = free_port()
     proc = _serve(tmp_path / "data", port, "--workers", "2")
     try:
-        wait_until(lambda: _ready(port), timeout=120)
+        _wait_ready(tmp_path / "data", port)
         q = "What is the capital of Australia?"
         first = _chat(port, q)
         assert first.headers["x-boundgate-reuse"] == "miss"
@@ -371,7 +389,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     proc = _serve(tmp_path / "data", port, "--workers", "2")
     workers: list[int] = []
     try:
-        wait_until(lambda: _ready(port), timeout=120)
+        _wait_ready(tmp_path / "data", port)
         workers = wait_until(lambda: (w := _workers_of(proc.pid)) and len(w) == 2 and w)
         proc.kill()
         proc.wait()
@@ -379,7 +397,7 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         assert not _listening(port)
         again = _serve(tmp_path / "data", port)
         try:
-            wait_until(lambda: _ready(port), timeout=120)
+            _wait_ready(tmp_path / "data", port)
         finally:
             _stop(again)
     finally:
