@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
@@ -220,3 +223,25 @@ def test_a_noted_wrong_semantic_hit_is_not_served_to_its_tenant_again(tmp_path: 
         assert live.gateway.reuse.verifier.threshold_for(entry) > floor
         assert learned_feedback(live) == {}
         assert feedback(live, hit.headers["x-request-id"], False, acme) == "duplicate"
+
+
+class PruneFails(SQLiteStore):
+    """A store whose housekeeping delete fails (a locked database, a full disk)."""
+
+    async def prune_counters(self, before: float) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+
+def test_a_failing_prune_of_old_counters_never_fails_the_feedback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Counting a label prunes old daily counters at most hourly; a failure there failed the
+    feedback request (HTTP 500) although the label was already taken. It is logged now."""
+    settings = fake_settings(tmp_path)
+    keys = make_keys(settings)
+    store = PruneFails(settings.db_path)
+    app = build_app(settings, clock=FakeClock(start=NOON), store=store)
+    with live_server(app) as live:
+        assert label_a_hit(live, keys["acme"], "What is a prune?", correct=False) == "recorded"
+        assert learned_feedback(live) == {"total": 1, "wrong": 1}
+    assert "pruning old counters failed" in caplog.text

@@ -17,6 +17,7 @@ across processes and survives a restart."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .documents import Documents
     from .embedder import Vectors
     from .verifier import Verifier
+
+log = logging.getLogger("boundgate.reuse")
 
 FEEDBACK_PREFIX = "feedback:"
 # what a tenant's feedback counters count, per UTC day: "learned" its non-admin keys'
@@ -249,11 +252,15 @@ class Labelling:
 
     async def _prune_counters(self, now: float) -> None:
         """At most hourly, delete the daily counters of days before yesterday, as the
-        ``Limiter`` does for budgets (it prunes only when some tenant has limits)."""
+        ``Limiter`` does for budgets (it prunes only when some tenant has limits). A failure
+        is logged, never the feedback request's error."""
         if now - self._counters_pruned_at < PRUNE_EVERY_S:
             return
         self._counters_pruned_at = now
-        await self.store.prune_counters(kept_from(now))
+        try:
+            await self.store.prune_counters(kept_from(now))
+        except Exception:  # housekeeping: the label is taken; the next hour tries again
+            log.exception("feedback: pruning old counters failed")
 
     async def feedback_counts(self, tenant: str | None = None) -> dict[str, Any]:
         """Today's feedback labels per tenant (the ``feedback_labels`` of
