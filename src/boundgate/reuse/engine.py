@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import random
+import sys
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -192,7 +193,8 @@ class ReuseEngine(Following, Labelling, Reembedding):
             meta = self._add_meta(e)
             state = self.vector_state(e)
             if state == "embed":  # another embedder's vector, or none yet
-                unembedded.append((meta.last_used, e.key, e.embedder if e.vector else ""))
+                source = sys.intern(e.embedder) if e.vector else ""  # one copy per name
+                unembedded.append((meta.last_used, e.key, source))
             if state != "ours":
                 continue  # matched exactly only (for now)
             scope = live.setdefault(e.scope, LiveScope([], [], []))

@@ -144,6 +144,8 @@ class Reembedding:
             sources.update(replaced)
             done += len(replaced)
             elsewhere += taken
+            self._count_n("reembedded", len(replaced))
+            self._count_n("reembedded_elsewhere", taken)
             if done + elsewhere >= next_progress and self._unembedded:
                 next_progress += PROGRESS_EVERY
                 log.info(
@@ -151,8 +153,6 @@ class Reembedding:
                     done + elsewhere,
                     len(self._unembedded),
                 )
-        self._count_n("reembedded", done)
-        self._count_n("reembedded_elsewhere", elsewhere)
         if done or elsewhere:
             log.info(
                 "reuse: re-embedded %d stored answers with %s (%s)%s",
