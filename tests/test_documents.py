@@ -153,6 +153,63 @@ def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> N
         srv.__exit__()
 
 
+def test_documents_imported_with_another_embedder_are_served(tmp_path: Path) -> None:
+    """``docs import`` without ``--config`` embeds with the default embedder (MiniLM), while
+    the gateway runs with another (here the hash embedder): its documents used to be
+    invisible to it, even exactly. Imported before the start or while it runs, each is an
+    exact hit at once and is re-embedded in the background with the gateway's embedder (its
+    vector written back); a revoked one is neither served nor re-embedded."""
+    questions = [Q, "What is the capital of France?", "How many legs does a spider have?"]
+    srv, live = serve(tmp_path / "a", bind_after=1, embedder="hash")
+    try:
+        docs = [ask(live, "alice", q).headers["x-boundgate-document"] for q in questions]
+        assert all(d.startswith("doc_") for d in docs)
+    finally:
+        live.http.close()
+        srv.__exit__()
+    lines = {
+        binding.short_id(json.loads(line)["@id"]): line
+        for line in export_from(tmp_path, "a").read_text().splitlines()
+    }
+    runner = CliRunner()
+    b = ["--data-dir", str(tmp_path / "b" / "data")]  # no --config: the default embedder
+    pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)
+
+    def import_(*doc_ids: str) -> None:
+        part = tmp_path / "part.ndjson"
+        part.write_text("".join(lines[d] + "\n" for d in doc_ids))
+        res = runner.invoke(cli, ["docs", "import", str(part), "--public-key", pub, *b])
+        assert res.exit_code == 0 and f"imported {len(doc_ids)}" in res.output, res.output
+
+    def embedders() -> dict[str, str]:
+        with sqlite3.connect(tmp_path / "b" / "data" / "boundgate.db") as conn:
+            rows = conn.execute("SELECT document_id, embedder FROM reuse_entries").fetchall()
+        return {str(d): str(e) for d, e in rows if d is not None}
+
+    import_(docs[0], docs[1])
+    res = runner.invoke(cli, ["docs", "revoke", docs[1], *b])
+    assert res.exit_code == 0, res.output
+    minilm = embedders()[docs[0]]
+    assert minilm.startswith("all-MiniLM-L6-v2") and embedders()[docs[1]] == minilm
+    srv, live = serve(tmp_path / "b", bind_after=1, embedder="hash")
+    try:
+        r = ask(live, "zed", questions[0])
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        assert r.headers["x-boundgate-document"] == docs[0]
+        assert ask(live, "zed", questions[1]).headers["x-boundgate-reuse"] == "miss"  # revoked
+        import_(docs[2])  # while the gateway runs
+        r = ask(live, "zed", questions[2])
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        assert r.headers["x-boundgate-document"] == docs[2]
+        wait_until(lambda: embedders()[docs[0]] == embedders()[docs[2]] == "hash-bow-64")
+        assert embedders()[docs[1]] == minilm  # revoked: left as it was
+        stats = live.http.get("/v1/boundgate/stats").json()["reuse"]
+        assert stats["vectors_pending"] == 0 and stats["outcomes"]["reembedded"] == 2
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
 def test_an_imported_cut_answer_serves_only_its_own_limit(tmp_path: Path) -> None:
     """A trial found a bound document of an answer cut at its limit that did not say so; an
     importing gateway filed it as complete and would serve it to any limit of its class.

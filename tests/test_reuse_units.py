@@ -739,7 +739,7 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
 
     asyncio.run(more())
     assert cheapest.key in e._meta and len(e) == 3
-    assert len(asyncio.run(store.entries(e.embedder.name))) == 3
+    assert len(asyncio.run(store.entries())) == 3
     store.close()
 
 

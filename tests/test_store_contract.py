@@ -25,6 +25,7 @@ from boundgate.store import (
     CounterState,
     DocumentRow,
     EnergyProfileRow,
+    EntryVector,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -629,9 +630,49 @@ def test_entries_round_trip_and_lookups(store: Store) -> None:
     assert run(store.get_entry_by_id("ans_1")) == e
     assert run(store.get_entry(99)) is None
     assert run(store.get_entry_by_id("ans_99")) is None
-    assert [x.key for x in run(store.entries("hash"))] == [1, 2]
-    assert [x.key for x in run(store.entries("other"))] == [3]
+    # every embedder's: a start matches them all exactly, and re-embeds the others' vectors
+    assert [(x.key, x.embedder) for x in run(store.entries())] == [
+        (1, "hash"),
+        (2, "hash"),
+        (3, "other"),
+    ]
+    assert run(store.get_entries([3, 99, 1])) == [e, run(store.get_entry(3))]
+    assert run(store.get_entries([])) == []
     assert run(store.max_entry_key()) == 3
+
+
+def test_entry_vectors_are_replaced_once_and_log_no_change(
+    make_store: Callable[[], Store],
+) -> None:
+    """A process with another embedder re-embeds stored entries and writes the vectors back;
+    a second process doing the same at once writes nothing more (the first one's vector stays),
+    a revoked entry keeps its old vector, and followers see no new answer in the log."""
+    a, b = make_store(), make_store()
+    run(a.put_entry(entry(1, embedder="old", hits=7, last_hit=1500.0)))
+    run(a.put_entry(entry(2, embedder="old")))
+    run(a.put_entry(entry(3, embedder="old", document_id="doc_3", revoked=True)))
+    run(a.put_entry(entry(4, embedder="new", vector=b"")))  # none yet: may be given one
+    head = run(a.change_head())
+    mine = [
+        EntryVector(1, b"\x01" * 8, replaces="old"),
+        EntryVector(2, b"\x02" * 8, replaces="old"),
+        EntryVector(3, b"\x03" * 8, replaces="old"),
+        EntryVector(4, b"\x04" * 8, replaces="new"),
+        EntryVector(99, b"\x09" * 8, replaces="old"),  # no such entry
+    ]
+    assert run(a.set_entry_vectors("new", mine)) == 3
+    theirs = [EntryVector(k, b"\xff" * 8, replaces="old") for k in (1, 2, 3)]
+    assert run(b.set_entry_vectors("new", theirs)) == 0  # done already: skipped
+    assert run(b.set_entry_vectors("new", [])) == 0
+    got = {e.key: e for e in run(b.entries())}
+    assert [(got[k].embedder, got[k].vector) for k in (1, 2, 4)] == [
+        ("new", b"\x01" * 8),
+        ("new", b"\x02" * 8),
+        ("new", b"\x04" * 8),
+    ]
+    assert (got[1].hits, got[1].last_hit, got[1].id) == (7, 1500.0, "ans_1")
+    assert got[3] == entry(3, embedder="old", document_id="doc_3", revoked=True)
+    assert run(b.changes(head)) == []
 
 
 def test_the_newest_live_entry_of_an_exact_hash_is_read_from_any_instance(

@@ -25,7 +25,7 @@ from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
 from .lookup import imported_request, request_temperature
-from .scope import ReuseKey, exact_hash, reuse_key, scope_hash
+from .scope import ReuseKey, exact_hash, reuse_key, scope_hash, verbatim_scope
 
 if TYPE_CHECKING:
     from .engine import ReuseEngine
@@ -203,7 +203,7 @@ class Documents:
         # never served to temperature 0); only this is known here, not the request itself
         temperature = content.temperature
         # a text completion's prompt is kept to the character and reused exactly only
-        verbatim = scope_doc["endpoint"] == "/v1/completions"
+        verbatim = verbatim_scope(scope_doc)
         fits = not verbatim and self.engine.by_meaning(query)
         vector = (await self.engine.embed([query]))[0] if fits else None
         entry_key = await self.store.new_entry_key()

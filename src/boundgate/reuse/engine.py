@@ -14,6 +14,10 @@ maps, index and verifier in step with the store's change log (``store.ChangeFeed
 answer stored or a label learnt by one is used by all, and one revoked, superseded or
 evicted by one is dropped by all (a hit re-reads its entry from the store anyway, so a
 revoked or deleted answer is never served, even before the change arrives).
+
+Entries whose vector another embedder made (``reuse.embedder`` changed, ``docs import`` under
+another configuration) are matched exactly at once and re-embedded in the background
+(``reembed.py``, a mixin: ``keep_embedded``), then found by meaning too.
 """
 
 from __future__ import annotations
@@ -25,14 +29,13 @@ import json
 import logging
 import math
 import random
+import sys
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ..backends.base import Completion, GenerationRequest
 from ..clock import Clock, SystemClock
@@ -54,6 +57,7 @@ from .language import reads_english
 from .lookup import EntryMeta, Lookup, sampled_request
 from .pair import PairScorer
 from .policy import Mode, Plan, TimeSensitivity, plan
+from .reembed import Reembedding
 from .scope import ReuseKey, answer_fits, reuse_key
 from .scoring import Evidence
 from .stored import request_json
@@ -74,6 +78,7 @@ TENANT_HIDDEN_STATS = (
     "observations_by_source",
     "semantic_lookups",
     "hit_precision",
+    "vectors_pending",
 )
 
 
@@ -88,7 +93,7 @@ def filed_tokens(completion: Completion, max_tokens: int) -> int:
     return completion.usage.completion_tokens
 
 
-class ReuseEngine(Following, Labelling):
+class ReuseEngine(Following, Labelling, Reembedding):
     def __init__(
         self,
         *,
@@ -148,6 +153,9 @@ class ReuseEngine(Following, Labelling):
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
         self._answers: OrderedDict[int, StoredEntry] = OrderedDict()  # see ANSWERS_KEPT
         self._hit_flush: asyncio.Task[None] | None = None
+        # entries waiting for a vector of this embedder → what made theirs (reembed.py)
+        self._unembedded: dict[int, str] = {}
+        self._embed_wanted: asyncio.Event | None = None  # set by ``keep_embedded`` while it runs
         self.counters: dict[str, int] = {}
         self.flights = Flights()  # identical misses being computed here (flight.py)
         self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
@@ -156,11 +164,16 @@ class ReuseEngine(Following, Labelling):
     async def load(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Rebuild maps from the store (entries, observations, lookup history); reload the
         saved indexes, or build them, and save any that had to be built. The building runs
-        on a worker thread (``progress`` is called from there)."""
+        on a worker thread (``progress`` is called from there).
+
+        Every live entry is matched exactly from here on, whatever embedder made its vector;
+        those whose vector is another embedder's (or that lack one they may have) are
+        queued to be re-embedded, most recently used first, by ``keep_embedded`` (or
+        ``embed_pending``) after start-up, which never waits for them (``reembed.py``)."""
         # the log's head first: whatever commits while loading is applied again by
         # ``catch_up``, which is idempotent, and nothing is missed
         self._seen = await self.store.change_head()
-        entries = await self.store.entries(self.embedder.name)
+        entries = await self.store.entries()
         await asyncio.to_thread(self._load_entries, entries, progress)
         del entries
         variants = await self.store.question_variants()
@@ -173,12 +186,17 @@ class ReuseEngine(Following, Labelling):
         self, entries: list[StoredEntry], progress: Callable[[int, int], None] | None
     ) -> None:
         live: dict[str, LiveScope] = {}
+        unembedded: list[tuple[float, int, str]] = []  # (last use, key, what made its vector)
         for i, e in enumerate(entries):
             if e.revoked:  # never served again; lookups would drop it on sight
                 continue
-            self._add_meta(e)
-            if not e.vector or not self.by_meaning(e.query):
-                continue  # matched exactly only (see Embedder.fits)
+            meta = self._add_meta(e)
+            state = self.vector_state(e)
+            if state == "embed":  # another embedder's vector, or none yet
+                source = sys.intern(e.embedder) if e.vector else ""  # one copy per name
+                unembedded.append((meta.last_used, e.key, source))
+            if state != "ours":
+                continue  # matched exactly only (for now)
             scope = live.setdefault(e.scope, LiveScope([], [], []))
             scope.keys.append(e.key)
             scope.fingerprints.append(fingerprint(e.id))
@@ -187,6 +205,17 @@ class ReuseEngine(Following, Labelling):
                 progress(i, len(entries))
         self.index_load = load_index(self.index, self.index_files, live)
         log.info("ANN index: %s", self.index_load.summary())
+        if unembedded:
+            unembedded.sort(reverse=True)  # the most recently used first
+            self._unembedded.update((key, source) for _, key, source in unembedded)
+            by_source = Counter(source or "no vector" for _, _, source in unembedded)
+            log.info(
+                "reuse: %d stored answers wait for a vector of %s (%s): matched exactly until "
+                "they are re-embedded, in the background after start-up",
+                len(unembedded),
+                self.embedder.name,
+                ", ".join(f"{n} from {src}" for src, n in sorted(by_source.items())),
+            )
         if self.index_files is not None and self.index_load.rebuilt:
             self.save_index()  # a crash now costs a replay of the tail, not another build
 
@@ -587,11 +616,10 @@ class ReuseEngine(Following, Labelling):
         followers are milliseconds behind and a semantic lookup is spared the round trip.)
         The entry is admitted here as the change log would admit it."""
         e = await self.store.get_entry_by_exact(exact)
-        if e is None or e.revoked or e.embedder != self.embedder.name:
+        if e is None or e.revoked:
             return None
         if e.key not in self._meta:
-            fits = bool(e.vector) and self.by_meaning(e.query)
-            self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
+            self.admit_stored(e)  # whatever embedder made its vector (reembed.py)
             self.count("read_exact")
         return e
 
@@ -773,6 +801,7 @@ class ReuseEngine(Following, Labelling):
         self.documents.forget(keys)
         for k in keys:
             self._answers.pop(k, None)
+            self._unembedded.pop(k, None)
             self.index.remove(k)
             self.verifier.forget_entry(k)
         if delete:
@@ -799,6 +828,8 @@ class ReuseEngine(Following, Labelling):
             "scopes": scopes,
             "index_load": asdict(self.index_load) if self.index_load is not None else None,
             "embedder": self.embedder.name,
+            # stored answers matched exactly only until they have this embedder's vector
+            "vectors_pending": len(self._unembedded),
             "error_bound": self.verifier.delta,
             "threshold": est.threshold,
             "scorer": self.verifier.scorer.name,

@@ -12,8 +12,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..store import ChangeRow, LedgerRow, ObservationRow
 from .verifier import Observation
 
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
     from ..settings import ReuseSettings
     from ..store import Store, StoredEntry
     from .documents import Documents
-    from .embedder import Embedder, Vectors
+    from .embedder import Embedder
     from .lookup import EntryMeta
     from .verifier import Verifier
 
@@ -57,8 +55,7 @@ class Following:
         _own_labels: set[tuple[float, int | None, str, str | None]]
         _own_lookups: dict[int, None]
 
-        def admit(self, e: StoredEntry, vector: Vectors | None) -> None: ...
-        def by_meaning(self, query: str) -> bool: ...
+        def admit_stored(self, e: StoredEntry) -> None: ...
         def count(self, name: str) -> None: ...
         async def forget(self, keys: list[int], delete: bool = True) -> None: ...
         def pin(self, key: int, doc_id: str) -> None: ...
@@ -139,10 +136,11 @@ class Following:
         for c in changes:
             if c.kind == "entry" and c.entry is not None and c.entry not in self._meta:
                 e = await self.store.get_entry(c.entry)
-                if e is None or e.revoked or e.embedder != self.embedder.name:
-                    continue  # deleted or revoked since (its own change follows), or not ours
-                fits = bool(e.vector) and self.by_meaning(e.query)
-                self.admit(e, np.frombuffer(e.vector, dtype=np.float32) if fits else None)
+                if e is None or e.revoked:
+                    continue  # deleted or revoked since (its own change follows)
+                # exactly at once; by meaning with its vector, or once re-embedded if another
+                # embedder made it (a replica or `docs import` on another configuration)
+                self.admit_stored(e)
                 self.count("synced_entry")
             elif c.kind == "delete" and c.entry is not None and c.entry in self._meta:
                 await self.forget([c.entry], delete=False)

@@ -416,6 +416,12 @@ def reuse_key(
     )
 
 
+def verbatim_scope(scope_doc: dict[str, Any]) -> bool:
+    """Whether the questions of a scope (its ``scope_doc``, as stored or in a document) are
+    text completions' prompts, matched exactly only (``ReuseKey.verbatim``)."""
+    return scope_doc.get("endpoint") == "/v1/completions"
+
+
 def scope_hash(tenant: str, scope_doc: dict[str, Any]) -> str:
     return _sha(_canonical({"tenant": tenant, **scope_doc}))
 

@@ -180,7 +180,7 @@ def create_app(
             on_failure={"batch": batch_failed},
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
-        background: list[asyncio.Task[None]] = []  # open requests, index saver, follower
+        background: list[asyncio.Task[None]] = []  # the tasks started below
         try:
             try:
                 if gateway.reuse is not None:
@@ -209,6 +209,8 @@ def create_app(
                 background.append(asyncio.create_task(gateway.reuse.keep_index_saved()))
                 # what other workers and replicas on this store change (engine.follow)
                 background.append(asyncio.create_task(gateway.reuse.follow()))
+                # stored answers another embedder made vectors for (reuse/reembed.py)
+                background.append(asyncio.create_task(gateway.reuse.keep_embedded()))
             app.state.ready = True
             yield
         finally:

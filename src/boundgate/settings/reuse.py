@@ -155,7 +155,10 @@ class ReuseSettings(_Section):
         "rebind job recomputes them, or recompute without serving them.",
     )
     embedder: Literal["minilm", "hash"] = Field(
-        "minilm", description="minilm (all-MiniLM-L6-v2 int8 ONNX) or hash (tests only)."
+        "minilm",
+        description="minilm (all-MiniLM-L6-v2 int8 ONNX) or hash (tests only). Changing it "
+        "keeps the stored answers: exact hits at once, by meaning once re-embedded in the "
+        "background.",
     )
     embed_threads: int = Field(
         0, ge=0, description="onnxruntime threads for the embedder (0 = cores, at most 4)."

@@ -37,6 +37,7 @@ from .rows import (
     CounterState,
     DocumentRow,
     EnergyProfileRow,
+    EntryVector,
     FileRow,
     JobRow,
     LedgerQuery,
@@ -174,12 +175,25 @@ class AnswerStore(Protocol):
         """Store an answer; returns once committed. An entry whose ``key`` exists is ignored
         (the first write wins)."""
 
-    async def entries(self, embedder: str) -> list[StoredEntry]:
-        """Every stored entry embedded by ``embedder``, revoked ones included, by key (the
-        start-up index rebuild)."""
+    async def entries(self) -> list[StoredEntry]:
+        """Every stored entry, whatever embedder made its vector, revoked ones included, by
+        key (the start-up load: every entry is matched exactly, whatever its vector)."""
 
     async def get_entry(self, key: int) -> StoredEntry | None:
         """The entry with integer key ``key``; None if there is none."""
+
+    async def get_entries(self, keys: list[int]) -> list[StoredEntry]:
+        """The entries with these keys, by key; keys with no entry are skipped."""
+
+    async def set_entry_vectors(self, embedder: str, vectors: list[EntryVector]) -> int:
+        """Give each entry of ``vectors`` its new vector, made by ``embedder``, and that
+        embedder's name, if the entry is not revoked and its ``embedder`` is still
+        ``EntryVector.replaces`` (else it is skipped: revoked, re-embedded by another process
+        meanwhile, or deleted). Returns how many were written. Atomic per entry, so processes
+        doing it at once are harmless: the first to write an entry wins and the others skip
+        it. Nothing else of the entry changes (hits, document, key) and nothing is logged in
+        the change log: the answer served is the same, and each process keeps its own
+        index."""
 
     async def get_entry_by_id(self, public_id: str) -> StoredEntry | None:
         """The entry with public id ``public_id``; None if there is none."""

@@ -78,6 +78,17 @@ class StoredEntry:
 
 
 @dataclass(frozen=True)
+class EntryVector:
+    """A stored entry's vector made anew by the current embedder
+    (``AnswerStore.set_entry_vectors``): the entry ``key`` gets ``vector`` if its vector is
+    still the one ``replaces`` made (the embedder name it was read with)."""
+
+    key: int
+    vector: bytes  # float32, as ``StoredEntry.vector``
+    replaces: str  # the entry's ``embedder`` when it was read
+
+
+@dataclass(frozen=True)
 class DocumentRow:
     id: str  # short id, doc_…
     entry: int | None

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..rows import (
     DocumentRow,
+    EntryVector,
     ObservationRow,
     StoredEntry,
 )
@@ -49,10 +50,34 @@ class PostgresAnswers(PostgresBase):
     async def put_entry(self, entry: StoredEntry) -> None:
         await self._execute(_INSERT_ENTRY, [getattr(entry, c) for c in _ENTRY_COLUMNS])
 
-    async def entries(self, embedder: str) -> list[StoredEntry]:
-        sql = _ENTRY_SELECT + " WHERE embedder = %s ORDER BY key"
-        rows = await self._run(lambda conn: _all(conn, sql, (embedder,)))
+    async def entries(self) -> list[StoredEntry]:
+        sql = _ENTRY_SELECT + " ORDER BY key"
+        rows = await self._run(lambda conn: _all(conn, sql))
         return [_entry_from(r) for r in rows]
+
+    async def get_entries(self, keys: list[int]) -> list[StoredEntry]:
+        if not keys:
+            return []
+        sql = _ENTRY_SELECT + " WHERE key = ANY(%s::bigint[]) ORDER BY key"
+        rows = await self._run(lambda conn: _all(conn, sql, (keys,)))
+        return [_entry_from(r) for r in rows]
+
+    async def set_entry_vectors(self, embedder: str, vectors: list[EntryVector]) -> int:
+        if not vectors:
+            return 0
+        # one statement; the update trigger logs no change for a vector (migration 0005)
+        sql = (
+            "UPDATE reuse_entries AS e SET vector = v.vector, embedder = %s "
+            "FROM unnest(%s::bigint[], %s::text[], %s::bytea[]) AS v(key, replaces, vector) "
+            "WHERE e.key = v.key AND e.embedder = v.replaces AND NOT e.revoked"
+        )
+        params = (
+            embedder,
+            [v.key for v in vectors],
+            [v.replaces for v in vectors],
+            [v.vector for v in vectors],
+        )
+        return await self._execute(sql, params)
 
     async def get_entry(self, key: int) -> StoredEntry | None:
         r = await self._run(lambda conn: _one(conn, _ENTRY_SELECT + " WHERE key = %s", (key,)))

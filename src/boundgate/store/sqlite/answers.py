@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from dataclasses import fields
 from typing import Any
@@ -16,6 +17,7 @@ from ..aggregate import (
 from ..rows import (
     ChangeRow,
     DocumentRow,
+    EntryVector,
     ObservationRow,
     StoredEntry,
 )
@@ -45,14 +47,40 @@ class SQLiteAnswers(SQLiteBase):
     async def put_entry(self, entry: StoredEntry) -> None:
         await self._execute(_INSERT_ENTRY, tuple(getattr(entry, c) for c in _ENTRY_COLUMNS))
 
-    async def entries(self, embedder: str) -> list[StoredEntry]:
+    async def entries(self) -> list[StoredEntry]:
         def run(conn: sqlite3.Connection) -> list[StoredEntry]:
-            rows = conn.execute(
-                "SELECT * FROM reuse_entries WHERE embedder = ? ORDER BY key", (embedder,)
-            )
+            rows = conn.execute("SELECT * FROM reuse_entries ORDER BY key")
             return [_entry_from(r) for r in rows]
 
         return await self._read(run)
+
+    async def get_entries(self, keys: list[int]) -> list[StoredEntry]:
+        def run(conn: sqlite3.Connection) -> list[StoredEntry]:
+            rows = conn.execute(
+                "SELECT * FROM reuse_entries WHERE key IN (SELECT value FROM json_each(?)) "
+                "ORDER BY key",
+                (json.dumps(keys),),
+            )
+            return [_entry_from(r) for r in rows]
+
+        return await self._read(run) if keys else []
+
+    async def set_entry_vectors(self, embedder: str, vectors: list[EntryVector]) -> int:
+        # vector and embedder are not the update trigger's columns (migration 0012): no
+        # change is logged
+        params = [(v.vector, embedder, v.key, v.replaces) for v in vectors]
+
+        def write(conn: sqlite3.Connection) -> int:
+            return sum(
+                conn.execute(
+                    "UPDATE reuse_entries SET vector = ?, embedder = ? "
+                    "WHERE key = ? AND embedder = ? AND NOT revoked",
+                    p,
+                ).rowcount
+                for p in params
+            )
+
+        return int(await self._call(write)) if params else 0
 
     async def get_entry(self, key: int) -> StoredEntry | None:
         def run(conn: sqlite3.Connection) -> StoredEntry | None:
