@@ -11,7 +11,10 @@ served them, so that count is biased against it), and with ``--quora`` a labelle
 (recall of its duplicates, wrong = non-duplicates passing, over all its pairs).
 
 Usage: ``PYTHONPATH=src python bench/pair_vs_cosine.py [--quora QUORA_CSV]``, e.g. with
-``--quora ../shared/data/cache/quora_val.csv``.
+``--quora ../shared/data/cache/quora_val.csv``. ``--model DIR`` scores with another pair model
+(a directory as ``training/pair_model.py --out`` writes it) instead of the shipped one;
+``--pairs CSV`` reads another labelled set (``question1,question2,is_duplicate``, e.g.
+``bench/data/chat_heldout.csv``) instead of the development sets.
 """
 
 from __future__ import annotations
@@ -77,13 +80,23 @@ def _name(rule: tuple[float | None, float | None]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quora", type=Path, help="a labelled Quora CSV (question1, question2, ...)")
+    ap.add_argument("--model", type=Path, help="a pair model directory (default: the shipped)")
+    ap.add_argument("--pairs", type=Path, help="a labelled CSV instead of the development sets")
     args = ap.parse_args()
-    scorer, embedder = OnnxPairScorer(threads=2), OnnxEmbedder()
-    pos = _tsv(HERE / "tests/data/paraphrases_dev.tsv", slice(0, 2))
-    neg = _tsv(HERE / "tests/data/different_dev.tsv", slice(1, 3))
+    scorer, embedder = OnnxPairScorer(args.model, threads=2), OnnxEmbedder()
+    print(f"pair model: {scorer.name}")
+    if args.pairs:
+        rows = list(csv.DictReader(args.pairs.open(encoding="utf-8")))
+        pos = [(r["question1"], r["question2"]) for r in rows if r["is_duplicate"] == "1"]
+        neg = [(r["question1"], r["question2"]) for r in rows if r["is_duplicate"] == "0"]
+        title = args.pairs.name
+    else:
+        pos = _tsv(HERE / "tests/data/paraphrases_dev.tsv", slice(0, 2))
+        neg = _tsv(HERE / "tests/data/different_dev.tsv", slice(1, 3))
+        title = "chatbot development sets"
     pp, pc, pok = _signals(pos, scorer, embedder)
     np_, nc, nok = _signals(neg, scorer, embedder)
-    print(f"chatbot development sets: {len(pos)} paraphrases, {len(neg)} look-alikes")
+    print(f"{title}: {len(pos)} paraphrases, {len(neg)} look-alikes")
     print("| rule | paraphrases reused | look-alikes past |\n|---|---:|---:|")
     for rule in RULES:
         reused = (_passes(pp, pc, rule) & pok).mean()
