@@ -60,6 +60,8 @@ pair-model: $(VENV)/.train
 	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2
 	$(BIN)/python training/pair_eval.py --val $(PAIRS)
 	$(BIN)/python training/lookup_calibration.py --val $(PAIRS) --write
+	$(BIN)/python training/blend_fit.py --val $(PAIRS) --write
+	$(BIN)/python training/lookup_calibration.py --val $(PAIRS) --scorer blend --write
 	$(BIN)/python training/model_card.py
 
 # Train the task classifier for model "auto" (issue #15) on the shipped prompt set into

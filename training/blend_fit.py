@@ -45,18 +45,25 @@ Floats = npt.NDArray[np.float64]
 
 
 def signals(pairs: list[tuple[str, str, int]], cache: Path) -> tuple[Floats, Floats, npt.NDArray]:
-    """(pair score, cosine, guards pass) for every pair, cached by the pairs' digest."""
-    digest = hashlib.sha256(json.dumps([(a, b) for a, b, _ in pairs]).encode()).hexdigest()[:16]
-    if cache.exists():
-        d = np.load(cache)
-        if str(d["digest"]) == digest:
-            return d["pair"], d["cosine"], d["ok"]
+    """(pair score, cosine, guards pass) for every pair, cached by the digest of the pairs,
+    the pair model, the guards' source and their data (a new model or rule scores afresh)."""
+    from boundgate.reuse import guards
     from boundgate.reuse.embedder import OnnxEmbedder
     from boundgate.reuse.guards import compare
     from boundgate.reuse.pair import OnnxPairScorer
 
     t0 = time.perf_counter()
     scorer = OnnxPairScorer(threads=2)
+    h = hashlib.sha256(json.dumps([(a, b) for a, b, _ in pairs]).encode())
+    h.update(scorer.name.encode())
+    here = Path(guards.__file__).parent
+    for src in sorted([*here.glob("*.py"), *(here.parent / "data").glob("*")]):
+        h.update(src.read_bytes())
+    digest = h.hexdigest()[:16]
+    if cache.exists():
+        d = np.load(cache)
+        if str(d["digest"]) == digest:
+            return d["pair"], d["cosine"], d["ok"]
     embedder = OnnxEmbedder(threads=2)
     qs = [(a, b) for a, b, _ in pairs]
     pair = np.concatenate(
