@@ -436,3 +436,34 @@ def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> N
     body = {"messages": MSG, "stream_options": {"include_usage": True}}
     err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)
     assert err["message"] == "stream_options: stream_options is only allowed when stream is true"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "name", "known"),
+    [
+        ("/v1/chat/completions", {"messages": MSG, "max_token": 5}, "max_token", "max_tokens"),
+        ("/v1/chat/completions", {"messages": MSG, "temprature": 0}, "temprature", "temperature"),
+        ("/v1/chat/completions", {"messages": MSG, "stops": ["x"]}, "stops", "stop"),
+        ("/v1/chat/completions", {"messages": MSG, "tool": []}, "tool", "tools"),
+        ("/v1/chat/completions", {"messages": MSG, "stream": True, "seeds": 1}, "seeds", "seed"),
+        ("/v1/completions", {"prompt": "hi", "echos": True}, "echos", "echo"),
+    ],
+)
+def test_a_misspelled_parameter_is_400_naming_the_known_one(
+    fake_live: Live, path: str, body: dict[str, Any], name: str, known: str
+) -> None:
+    """A trial's typo, ``"max_token": 5``, was forwarded as an unknown parameter: the answer
+    took the default length limit and the request a reuse scope of its own, unseen."""
+    r = fake_live.http.post(path, json=body)
+    assert_error(r, 400, param=name, code="unknown_parameter")
+    assert f"'{known}'" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("extra", [{"top_k": 40, "min_p": 0.05}, {"foo": 1}, {"my_tag": "x"}])
+def test_other_unknown_parameters_are_still_forwarded(
+    fake_live: Live, extra: dict[str, Any]
+) -> None:
+    """Names of OpenAI-compatible servers' own parameters ("top_k" is one letter from
+    "top_p") and names unlike any known one are served as before."""
+    body = {"messages": MSG, "max_tokens": 1, **extra}
+    assert fake_live.http.post("/v1/chat/completions", json=body).status_code == 200

@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     INVALID_JSON = "invalid_json"  # 400: malformed JSON, or not Unicode text
     INVALID_VALUE = "invalid_value"  # 400: schema or value errors
     UNSUPPORTED_PARAMETER = "unsupported_parameter"  # 400
+    UNKNOWN_PARAMETER = "unknown_parameter"  # 400: a misspelled parameter name
     CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # 400
     NOT_A_REUSE = "not_a_reuse"  # 400: feedback on an answer that was not reused
     INVALID_API_KEY = "invalid_api_key"  # 401

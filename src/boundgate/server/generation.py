@@ -58,7 +58,16 @@ TEXT = Shape(chat=False)
 
 def refuse_unsupported(params: SamplingParams) -> None:
     """Raises ``InvalidRequestError`` (400 ``unsupported_parameter``) naming the first
-    parameter of ``params`` this gateway does not implement yet."""
+    parameter of ``params`` this gateway does not implement yet, or (400
+    ``unknown_parameter``, as OpenAI's) the first that is a misspelling of a known one."""
+    misspelled = params.misspelled()
+    if misspelled is not None:
+        name, known = misspelled
+        raise InvalidRequestError(
+            f"Unknown parameter: '{name}'. Did you mean '{known}'?",
+            param=name,
+            code=ErrorCode.UNKNOWN_PARAMETER,
+        )
     unsupported = params.unsupported()
     if unsupported is not None:
         raise InvalidRequestError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,76 @@ UNSUPPORTED = (
     "top_logprobs",
     "audio",
 )
+
+# Parameters of OpenAI's chat and text completion APIs that are not fields of the models below:
+# forwarded to upstreams unchanged (or refused, ``UNSUPPORTED``). With the fields, the names a
+# misspelled parameter is compared with (``SamplingParams.misspelled``).
+OPENAI_PASSTHROUGH = (
+    "parallel_tool_calls",
+    "prediction",
+    "web_search_options",
+    "verbosity",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "safety_identifier",
+)
+# Sampling parameters of common OpenAI-compatible servers (vLLM, llama.cpp's server, Ollama's
+# OpenAI API, SGLang, TGI): forwarded unchanged and never taken for a misspelling of an
+# OpenAI name ("top_k" is one letter from "top_p").
+VENDOR_PARAMETERS = frozenset(
+    {
+        "top_k",
+        "min_p",
+        "typical_p",
+        "repetition_penalty",
+        "repeat_penalty",
+        "repeat_last_n",
+        "min_tokens",
+        "ignore_eos",
+        "use_beam_search",
+        "length_penalty",
+        "stop_token_ids",
+        "include_stop_str_in_output",
+        "skip_special_tokens",
+        "spaces_between_special_tokens",
+        "bad_words",
+        "allowed_token_ids",
+        "truncate_prompt_tokens",
+        "guided_json",
+        "guided_regex",
+        "guided_choice",
+        "guided_grammar",
+        "chat_template",
+        "chat_template_kwargs",
+        "add_generation_prompt",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "tfs_z",
+        "grammar",
+        "json_schema",
+        "n_probs",
+        "n_predict",
+        "cache_prompt",
+        "dynatemp_range",
+        "dynatemp_exponent",
+        "dry_multiplier",
+        "dry_base",
+        "xtc_probability",
+        "xtc_threshold",
+        "keep_alive",
+        "num_ctx",
+        "priority",
+        "return_tokens_as_token_ids",
+        "enable_thinking",
+        "thinking",
+        "separate_reasoning",
+        "top_a",
+    }
+)
+# how alike a name must be to a known one to be called its misspelling (difflib's ratio):
+# "max_token", "temprature", "stops" and "seeds" are; "foo" and "my_tag" are not
+MISSPELLING_CUTOFF = 0.85
 
 # The widest integers OpenAI's API takes: ``seed`` is a signed 64-bit integer; a token limit
 # beyond a signed 32-bit one is no limit any model has (and no value an upstream takes).
@@ -215,6 +286,24 @@ class SamplingParams(BaseModel):
             value = extra.get(name)
             if value is not None and not (name == "logprobs" and value is False):
                 return name
+        return None
+
+    def misspelled(self) -> tuple[str, str] | None:
+        """The first parameter given that is not one of the gateway's or OpenAI's but is
+        spelled almost like one (difflib ratio ≥ ``MISSPELLING_CUTOFF``), with that name:
+        ``("max_token", "max_tokens")``. Other unknown names are forwarded to upstreams
+        (OpenAI-compatible servers take their own), but a typo would silently fall back to a
+        default (a length limit, a temperature) and split the reuse scope."""
+        extra = self.model_extra or {}
+        if not extra:
+            return None
+        known = [*type(self).model_fields, *UNSUPPORTED, *OPENAI_PASSTHROUGH, "boundgate"]
+        for name in extra:
+            if name in known or name in VENDOR_PARAMETERS:
+                continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_CUTOFF)
+            if close:
+                return name, close[0]
         return None
 
     def stop_list(self) -> list[str]:
