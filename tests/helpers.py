@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import httpx
 
 from boundgate.assembly import build_app
-from boundgate.settings import Settings, load_settings
+from boundgate.reuse.verifier import Verifier
+from boundgate.settings import ReuseSettings, Settings, load_settings
 from boundgate.testing import ThreadedServer
 
 T = TypeVar("T")
@@ -164,3 +165,17 @@ def live_server(app: Any) -> Iterator[Live]:
             yield live
         finally:
             live.http.close()
+
+
+def trusting_verifier() -> Verifier:
+    """A verifier that serves any candidate at or above 0.5 once it has one label (δ 0.9, no
+    prior, no sampled verification): for tests of what is found, not of the bound."""
+    return Verifier(
+        ReuseSettings(
+            error_bound=0.9,
+            initial_threshold=0.5,
+            verify_rate=0.0,
+            prior=False,
+            min_observations=1,
+        )
+    )

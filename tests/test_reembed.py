@@ -16,9 +16,9 @@ from boundgate.backends.base import Completion, GenerationRequest, Message, Usag
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import Embedder, HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
-from boundgate.reuse.verifier import Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore, Store
+from helpers import trusting_verifier
 
 OLD, NEW = HashEmbedder(dim=64), HashEmbedder(dim=32)  # two vector spaces, two dimensions
 CLOCK = FakeClock(start=1_800_000_000.0)
@@ -57,15 +57,7 @@ async def _engine(new_store: NewStore, embedder: Embedder) -> ReuseEngine:
     e = ReuseEngine(
         store=new_store(),
         embedder=embedder,
-        verifier=Verifier(
-            ReuseSettings(
-                error_bound=0.9,
-                initial_threshold=0.5,
-                verify_rate=0.0,
-                prior=False,
-                min_observations=1,
-            )
-        ),
+        verifier=trusting_verifier(),
         settings=ReuseSettings(),
         rebind_window_s=3600.0,
         clock=CLOCK,

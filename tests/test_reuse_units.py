@@ -23,6 +23,7 @@ from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
+from helpers import trusting_verifier
 
 text = st.text(min_size=1, max_size=40)
 # questions with something to match (a blank one bypasses reuse: no key)
@@ -587,15 +588,7 @@ async def _process(path: Path, clock: FakeClock) -> ReuseEngine:
     e = ReuseEngine(
         store=store,
         embedder=HashEmbedder(),
-        verifier=Verifier(
-            ReuseSettings(
-                error_bound=0.9,
-                initial_threshold=0.5,
-                verify_rate=0.0,
-                prior=False,
-                min_observations=1,
-            )
-        ),
+        verifier=trusting_verifier(),
         settings=ReuseSettings(),
         rebind_window_s=3600.0,
         clock=clock,
