@@ -55,7 +55,8 @@ wordnet-antonyms:
 	$(PY) training/wordnet_nouns.py
 
 # Train, export (int8 ONNX), calibrate and card the pair model into
-# src/boundgate/reuse/pair_model/ (about 45 min on 2 cores; never run by CI).
+# src/boundgate/reuse/pair_model/ (about 60 min of training and 30 of calibration on 2 cores;
+# never run by CI).
 pair-model: $(VENV)/.train
 	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2
 	$(BIN)/python training/pair_eval.py --val $(PAIRS)

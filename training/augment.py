@@ -9,6 +9,14 @@ negation on/off, a changed number, year, month or weekday, a changed unit, a cha
 Light-edit positives (label 1): the same question in another case, without its question mark,
 with contractions expanded or made, or behind a polite prefix ("Can you tell me ...").
 
+Chat-style rewrites: the same question as people type it to a chatbot: "How do I X?" as
+"how to X", "What is the best way to X?" as "best way to X", "What is X?" as "X?" or
+"define X", "How long does it take to X?" as "X how long", with the articles or the question
+mark dropped, a greeting in front or a letter typed wrong. They are used three ways, so that
+the style itself says nothing about the label: a question against its rewrite (label 1), a
+labelled pair with one side rewritten (its label kept), and a hard negative rewritten after
+its change (label 0).
+
 For a duplicate pair (q1, q2) a hard negative is (q1, mutate(q2)), so the model sees a true
 paraphrase beside a near-copy with the opposite meaning; otherwise it is (q, mutate(q)).
 """
@@ -77,6 +85,24 @@ _LIGHT_CONTRACT = [
     ("it is", "it's"),
     ("how is", "how's"),
 ]
+
+
+_HOW = re.compile(
+    r"^how (?:do|can|should|could|would|will) (?:i|you|we|one|someone) (.+?)[?.!]*$", re.I
+)
+_BEST_WAY = re.compile(
+    r"^what(?: is|'s| are) (?:the )?(best|easiest|fastest) (ways?) to (.+?)[?.!]*$", re.I
+)
+_WHAT_IS = re.compile(r"^what(?: is|'s| are) (?:an? |the )?([^,;:]+?)[?.!]*$", re.I)
+_SOME = re.compile(r"^what are (?:some )?(?:of )?(?:the )?(best|good|great|top) (.+?)[?.!]*$", re.I)
+_HOW_LONG = re.compile(
+    r"^how (long|much time|many (?:hours|days|years|months|weeks|minutes)) "
+    r"(?:does|do|will|would) it take (?:for (?:me|you|a person|someone) )?to (.+?)[?.!]*$",
+    re.I,
+)
+_GREETINGS = ["hi, ", "hello! ", "hey ", "Hi there. ", "quick question: ", "question - "]
+_SIGN_OFFS = [" thanks", " thank you!", " thx", " please", " pls", "??"]
+_ARTICLES = re.compile(r"\b(?:the|a|an) ", re.I)
 
 
 def load_antonyms(vocab: set[str]) -> dict[str, list[str]]:
@@ -205,6 +231,77 @@ class Mutator:
                 return q[: m.start()] + s + q[m.end() :]
         return None
 
+    def chat(self, q: str) -> str | None:
+        """The question as typed to a chatbot: a structural rewrite where one applies, then
+        (or else) a surface one; None when nothing changed."""
+        rng = self.rng
+        new = q
+        if m := _HOW.match(q):
+            rest = m.group(1)
+            new = rng.choice(
+                [
+                    f"how to {rest}",
+                    f"How do I {rest}?",
+                    f"how can i {rest}",
+                    f"best way to {rest}",
+                    f"What's the way to {rest}?",
+                    f"{rest} - how?",
+                    f"how would I {rest}",
+                ]
+            )
+        elif m := _BEST_WAY.match(q):
+            new = rng.choice(
+                [
+                    f"{m.group(1)} {m.group(2)} to {m.group(3)}?",
+                    f"how to {m.group(3)}",
+                    f"how do I {m.group(3)}",
+                ]
+            )
+        elif m := _HOW_LONG.match(q):
+            new = rng.choice(
+                [
+                    f"{m.group(2)} how {m.group(1)}",
+                    f"how {m.group(1)} to {m.group(2)}",
+                    f"how {m.group(1)} for {m.group(2)}?",
+                ]
+            )
+        elif m := _SOME.match(q):
+            new = rng.choice(
+                [f"{m.group(1)} {m.group(2)}?", f"recommend some {m.group(1)} {m.group(2)}"]
+            )
+        elif (m := _WHAT_IS.match(q)) and len(m.group(1).split()) <= 4:
+            x = m.group(1)
+            if x.split()[0].lower() not in _PRONOUNS | {"your", "my", "this", "that", "there"}:
+                forms = [f"{x}?", f"explain {x}", f"tell me about {x}"]
+                if len(x.split()) <= 2:
+                    forms += [f"define {x}", f"{x} meaning"]
+                new = rng.choice(forms)
+        if new == q or rng.random() < 0.5:
+            kind = rng.randrange(4)
+            if kind == 0:
+                new = _ARTICLES.sub("", new).lower().rstrip("?").rstrip()
+            elif kind == 1:
+                new = rng.choice(_GREETINGS) + new[:1].lower() + new[1:]
+            elif kind == 2:
+                new = new.rstrip("?.! ") + rng.choice(_SIGN_OFFS)
+            else:
+                new = self.typo(new)
+        return None if new.strip() == q.strip() or len(new) < 3 else new
+
+    def typo(self, q: str) -> str:
+        """One letter swapped with its neighbour or dropped, in a lower-case word of ≥ 5 letters."""
+        words = q.split(" ")
+        cands = [i for i, w in enumerate(words) if re.fullmatch(r"[a-z]{5,}", w)]
+        if not cands:
+            return q
+        i = self.rng.choice(cands)
+        w = words[i]
+        j = self.rng.randrange(1, len(w) - 1)
+        words[i] = (
+            w[:j] + w[j + 1] + w[j] + w[j + 2 :] if self.rng.random() < 0.5 else w[:j] + w[j + 1 :]
+        )
+        return " ".join(words)
+
     def light(self, q: str) -> str:
         kind = self.rng.randrange(4)
         if kind == 0:
@@ -228,9 +325,12 @@ def make_pairs(
     vocab: set[str],
     hard_share: float,
     light_share: float,
+    chat_share: float = 0.0,
 ) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
-    """Rule-made pairs: about ``hard_share`` × len(train) hard negatives and ``light_share`` ×
-    len(train) light-edit positives. Returns the pairs and a count per rule."""
+    """Rule-made pairs: about ``hard_share`` × len(train) hard negatives (a third of them
+    rewritten chat-style when ``chat_share`` > 0), ``light_share`` × len(train) light-edit
+    positives, ``chat_share`` × len(train) chat-style positives and as many labelled pairs
+    with one side rewritten chat-style. Returns the pairs and a count per rule."""
     caps: Counter[str] = Counter()
     for a, b, _ in train:
         for q in (a, b):
@@ -260,6 +360,11 @@ def make_pairs(
             for r in order:
                 new = rules[r](target)
                 if new and new != target and new.lower() != anchor.lower():
+                    if chat_share and rng.random() < 1 / 3:
+                        styled = mut.chat(new)
+                        if styled and styled.lower() != anchor.lower():
+                            new = styled
+                            counts["chat_hard_negative"] += 1
                     out.append((anchor, new, 0))
                     counts[r] += 1
                     break
@@ -269,4 +374,15 @@ def make_pairs(
             if new != q:
                 out.append((q, new, 1))
                 counts["light_positive"] += 1
+        if chat_share and rng.random() < chat_share:
+            q = a if rng.random() < 0.5 else b
+            new2 = mut.chat(q)
+            if new2:
+                out.append((q, new2, 1))
+                counts["chat_positive"] += 1
+        if chat_share and rng.random() < chat_share:
+            new2 = mut.chat(b)
+            if new2 and new2.lower() != a.lower():
+                out.append((a, new2, y))
+                counts[f"chat_restyled_{y}"] += 1
     return out, dict(counts)

@@ -25,6 +25,18 @@ def main() -> None:
     cal = json.loads((args.model / "calibration.json").read_text())
     hp = t["hyper_parameters"]
     made = t["made_pairs"]
+    chat = (
+        ' Chat-style rewrites put a question as people type it to a chatbot ("How do\n'
+        '  I X?" as "how to X", "What is X?" as "X?" or "define X", "How long does it take to'
+        ' X?" as\n  "X how long", articles or the question mark dropped, a greeting or "thx"'
+        " added, a letter\n  typed wrong), three ways so that the style says nothing about"
+        " the label: a question\n  against its rewrite (chat_positive, label 1), a labelled"
+        " pair with one side rewritten\n  (chat_restyled_0/1, its label kept), and a hard"
+        " negative rewritten after its change\n  (chat_hard_negative, label 0, counted in its"
+        " rule too)."
+        if any(k.startswith("chat_") for k in made)
+        else ""
+    )
     i8 = t["int8_val"]
     if (args.model / "evaluation.json").exists():  # pair_eval.py run since (reviewed labels)
         i8 = json.loads((args.model / "evaluation.json").read_text())
@@ -74,7 +86,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   {", ".join(f"{k} {v:,}" for k, v in made.items())}. Hard negatives change one thing the
   answer depends on (antonym from WordNet 3.0, negation, number/year/month/weekday, unit,
   name, swapped roles); light positives change case, punctuation, contractions or add a
-  polite prefix.
+  polite prefix.{chat}
 - Selection and calibration: `quora_val.csv` (12,128 pairs), never trained on.
 
 ## Training
