@@ -395,3 +395,27 @@ default = true
     assert got.stream and got.model == "slow" and got.endpoint == "/v1/chat/completions"
     assert got.prompt_tokens > 0 and 0 < got.completion_tokens <= 277
     assert got.wh > 0 and got.method == "estimate" and got.latency_ms > 0
+
+
+def test_serve_prints_boundgate_info_logs(tmp_path: Path) -> None:
+    """A trial: the log lines the docs promise (the index summary at start-up, what was
+    re-embedded) never appeared. boundgate's loggers had no handler, so only their warnings
+    were printed; they now go to uvicorn's handler at ``server.log_level``."""
+    cfg = write_config(tmp_path / "b.toml", FAKE_CONFIG.format(data=tmp_path / "data"))
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--config", str(cfg), "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "Application startup complete" in line:
+                break
+        assert any(line.startswith("INFO:") and "ANN index:" in line for line in seen), seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)

@@ -447,6 +447,7 @@ def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> N
         ("/v1/chat/completions", {"messages": MSG, "tool": []}, "tool", "tools"),
         ("/v1/chat/completions", {"messages": MSG, "stream": True, "seeds": 1}, "seeds", "seed"),
         ("/v1/completions", {"prompt": "hi", "echos": True}, "echos", "echo"),
+        ("/v1/chat/completions", {"messages": MSG, "Max_Tokens": 5}, "Max_Tokens", "max_tokens"),
     ],
 )
 def test_a_misspelled_parameter_is_400_naming_the_known_one(

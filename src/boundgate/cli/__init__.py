@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import errno
 import ipaddress
 import json
@@ -234,6 +235,7 @@ def serve(
             host=s.host,
             port=s.port,
             log_level=s.log_level,
+            log_config=log_config(s.log_level),
             timeout_graceful_shutdown=10,
         )
         with contextlib.suppress(KeyboardInterrupt):
@@ -245,6 +247,7 @@ def serve(
             host=s.host,
             port=s.port,
             log_level=s.log_level,
+            log_config=log_config(s.log_level),
             timeout_graceful_shutdown=10,
         )
     )
@@ -252,6 +255,22 @@ def serve(
         server.run(sockets=[sock])
     if not server.started:  # start-up failed; the server log says why
         raise typer.Exit(3)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration with boundgate's own loggers (``boundgate.*``) on its
+    handler at ``server.log_level``. Without it they had no handler, and Python printed only
+    their warnings: the start-up's index summary and the re-embedding's progress, logged at
+    info, never appeared."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["boundgate"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def _url_host(host: str) -> str:

@@ -299,9 +299,10 @@ class SamplingParams(BaseModel):
             return None
         known = [*type(self).model_fields, *UNSUPPORTED, *OPENAI_PASSTHROUGH, "boundgate"]
         for name in extra:
-            if name in known or name in VENDOR_PARAMETERS:
+            if name in known or name.lower() in VENDOR_PARAMETERS:
                 continue
-            close = difflib.get_close_matches(name, known, n=1, cutoff=MISSPELLING_CUTOFF)
+            # case too: "Max_Tokens" is forwarded unseen as much as "max_token"
+            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=MISSPELLING_CUTOFF)
             if close:
                 return name, close[0]
         return None
