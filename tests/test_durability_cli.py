@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -289,12 +290,16 @@ def test_serve_on_a_port_in_use_is_a_one_line_error_before_any_banner(tmp_path: 
     ], r.stderr
 
 
-def test_serve_announces_the_port_it_bound(tmp_path: Path) -> None:
-    """``--port 0`` binds a free port: the banner names the one bound, and it answers there."""
+@contextlib.contextmanager
+def serving_on_port_0(
+    tmp_path: Path, until: str
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``boundgate serve --port 0`` on the fake config: (the process, its stderr lines up to
+    and including the first containing ``until``); stopped (SIGTERM) on leaving."""
     cfg = write_config(tmp_path / "b.toml", FAKE_CONFIG.format(data=tmp_path / "data"))
     proc = subprocess.Popen(
         [*CLI, "serve", "--config", str(cfg), "--port", "0"],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -303,16 +308,22 @@ def test_serve_announces_the_port_it_bound(tmp_path: Path) -> None:
         seen = []
         for line in proc.stderr:
             seen.append(line)
-            if "serving http://" in line:
+            if until in line:
                 break
+        yield proc, seen
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_serve_announces_the_port_it_bound(tmp_path: Path) -> None:
+    """``--port 0`` binds a free port: the banner names the one bound, and it answers there."""
+    with serving_on_port_0(tmp_path, "serving http://") as (proc, seen):
         banner = seen[-1]
         url = banner.split("serving ", 1)[1].split()[0].rstrip(";")
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), seen
         assert not url.startswith("http://127.0.0.1:0/")
         wait_ready(proc, url.removesuffix("/v1"))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
 
 
 def _endless_upstream() -> Any:
@@ -401,21 +412,5 @@ def test_serve_prints_boundgate_info_logs(tmp_path: Path) -> None:
     """A trial: the log lines the docs promise (the index summary at start-up, what was
     re-embedded) never appeared. boundgate's loggers had no handler, so only their warnings
     were printed; they now go to uvicorn's handler at ``server.log_level``."""
-    cfg = write_config(tmp_path / "b.toml", FAKE_CONFIG.format(data=tmp_path / "data"))
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--config", str(cfg), "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if "Application startup complete" in line:
-                break
+    with serving_on_port_0(tmp_path, "Application startup complete") as (_, seen):
         assert any(line.startswith("INFO:") and "ANN index:" in line for line in seen), seen
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
