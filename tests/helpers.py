@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import httpx
 
 from boundgate.assembly import build_app
+from boundgate.backends.base import GenerationRequest, Message
+from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.verifier import Verifier
 from boundgate.settings import ReuseSettings, Settings, load_settings
 from boundgate.testing import ThreadedServer
@@ -179,3 +181,18 @@ def trusting_verifier() -> Verifier:
             min_observations=1,
         )
     )
+
+
+def greedy_chat(question: str) -> GenerationRequest:
+    """One user message at temperature 0 (max 50 tokens) to model "m"."""
+    return GenerationRequest(
+        model="m", messages=[Message("user", question)], temperature=0.0, max_tokens=50
+    )
+
+
+async def engine_lookup(e: ReuseEngine, question: str) -> Lookup:
+    """``e``'s lookup of ``question`` (``greedy_chat``) for tenant "t" on model version "v"."""
+    p, k = e.plan_for(
+        greedy_chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
+    )
+    return await e.lookup(p, k)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from boundgate.assembly import build_reuse
-from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
+from boundgate.backends.base import Completion, Usage
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
@@ -30,7 +30,7 @@ from boundgate.reuse.scoring import (
 from boundgate.reuse.verifier import Observation, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
-from helpers import fake_settings
+from helpers import engine_lookup, fake_settings
 
 IDENTITY = CosineMap((0.0, 1.0), (0.0, 1.0))
 
@@ -121,19 +121,6 @@ def test_a_gateway_with_the_blend_scorer_starts_from_the_blends_prior(tmp_path: 
     assert 0.7 < thresholds["blend"] <= 1.0
 
 
-def _chat(text: str) -> GenerationRequest:
-    return GenerationRequest(
-        model="m", messages=[Message("user", text)], temperature=0.0, max_tokens=50
-    )
-
-
-async def _lookup(e: ReuseEngine, question: str) -> Lookup:
-    p, k = e.plan_for(
-        _chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
-    )
-    return await e.lookup(p, k)
-
-
 def test_the_lookup_takes_the_survivor_with_the_best_blend_score(tmp_path: Path) -> None:
     """The pair model prefers one survivor, the cosine another: the blend's candidate is the
     one its score ranks first, and the pair scorer's the pair model's first."""
@@ -168,7 +155,7 @@ def test_the_lookup_takes_the_survivor_with_the_best_blend_score(tmp_path: Path)
             for q in (close, paired):
                 done = Completion(f"answer to {q}", "stop", Usage(3, 3))
                 await e.remember(
-                    await _lookup(e, q),
+                    await engine_lookup(e, q),
                     done,
                     tenant="t",
                     model="m",
@@ -176,7 +163,7 @@ def test_the_lookup_takes_the_survivor_with_the_best_blend_score(tmp_path: Path)
                     cost_wh=0.1,
                     cost_gco2=0.05,
                 )
-            return await _lookup(e, asked)
+            return await engine_lookup(e, asked)
 
         got = asyncio.run(run())
         meta = got.entry.query if got.entry is not None else None

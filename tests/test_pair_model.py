@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from boundgate.assembly import build_app
-from boundgate.backends.base import Completion, GenerationRequest, Message, Usage
+from boundgate.backends.base import Completion, Usage
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
@@ -24,7 +24,7 @@ from boundgate.reuse.verifier import Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, engine_lookup, fake_settings, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -264,19 +264,6 @@ def test_the_cosine_is_not_put_in_force_where_it_does_not_separate(prior: Prior)
     assert v.active_scorer.name == "pair"
 
 
-def chat(question: str) -> GenerationRequest:
-    return GenerationRequest(
-        model="m", messages=[Message("user", question)], temperature=0.0, max_tokens=50
-    )
-
-
-async def _lookup(e: ReuseEngine, question: str) -> Lookup:
-    p, k = e.plan_for(
-        chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
-    )
-    return await e.lookup(p, k)
-
-
 async def _remember(e: ReuseEngine, lookup: Lookup, answer: str) -> None:
     done = Completion(answer, "stop", Usage(3, 3))
     await e.remember(
@@ -315,15 +302,15 @@ def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_s
 
     async def run() -> None:
         for q in ("reset password account now", preferred, "completely unrelated words here"):
-            await _remember(e, await _lookup(e, q), f"answer to {q}")
+            await _remember(e, await engine_lookup(e, q), f"answer to {q}")
         before = fake.calls
-        got = await _lookup(e, "reset password account now please tell")
+        got = await engine_lookup(e, "reset password account now please tell")
         assert got.status == "hit-semantic"
         assert got.entry is not None and got.entry.query == preferred
         assert got.pair == pytest.approx(0.99)
         assert fake.calls - before == 2  # the unrelated one is below the floor: never scored
         before = fake.calls
-        nothing = await _lookup(e, "quantum chromodynamics lecture notes")
+        nothing = await engine_lookup(e, "quantum chromodynamics lecture notes")
         assert nothing.status == "miss" and fake.calls == before
 
     asyncio.run(run())
