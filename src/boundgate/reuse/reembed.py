@@ -86,12 +86,14 @@ class Reembedding:
         only by rule (``exact``: a question too long for the embedder or not in English, a
         text completion's prompt), or by meaning once it has a vector of this embedder
         (``embed``: its vector is another embedder's, or it has none and may have one)."""
+        # a vector-less entry may be a text completion's prompt, verbatim: told from its
+        # scope without the language identifier (as the load before re-embedding skipped it)
+        if not e.vector and _verbatim(e):  # (an entry with a vector was never verbatim)
+            return "exact"
         if not self.by_meaning(e.query):
             return "exact"
         if e.vector and e.embedder == self.embedder.name:
             return "ours"
-        if not e.vector and _verbatim(e):  # (an entry with a vector was never verbatim)
-            return "exact"
         return "embed"
 
     def admit_stored(self, e: StoredEntry) -> None:
