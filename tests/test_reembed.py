@@ -132,6 +132,8 @@ def test_answers_stored_under_another_embedder_are_served_after_a_restart(
         assert (await _ask(e, "how deep is the mariana trench")).status == "miss"
         # by meaning only once re-embedded; the text completion never
         assert e.stats()["vectors_pending"] == 1
+        # start-up says why nothing was indexed: the answer waits for a vector
+        assert e.stats()["index_load"]["waiting"] == 1
         assert (await _ask(e, "mount everest how tall is")).status == "miss"
         with caplog.at_level(logging.INFO, logger="boundgate.reuse"):
             assert await e.embed_pending() == 1
@@ -151,6 +153,7 @@ def test_answers_stored_under_another_embedder_are_served_after_a_restart(
         assert await e.store.changes(head) == []
         again = await _engine(new_store, NEW)
         assert again.stats()["vectors_pending"] == 0  # loaded with its vector
+        assert again.stats()["index_load"]["waiting"] == 0
         assert (await _ask(again, "mount everest how tall is")).status == "hit-semantic"
 
     revoked = asyncio.run(before())

@@ -252,12 +252,16 @@ class IndexLoad:
     dropped: int = 0  # saved entries gone from the store (evicted, revoked, replaced)
     rebuilt_scopes: int = 0
     rebuilt: int = 0  # entries indexed from scratch
+    # entries left out, to be indexed once re-embedded (``reembed.py``): their vector is
+    # another embedder's, or they have none yet
+    waiting: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.reloaded_scopes} scopes reloaded ({self.reused} entries, "
             f"{self.replayed} replayed, {self.dropped} dropped), "
-            f"{self.rebuilt_scopes} rebuilt ({self.rebuilt} entries)"
+            f"{self.rebuilt_scopes} rebuilt ({self.rebuilt} entries), "
+            f"{self.waiting} entries waiting to be re-embedded"
         )
 
 

@@ -98,6 +98,7 @@ class Loading:
             if progress is not None and i % 1000 == 0:
                 progress(i, len(entries))
         self.index_load = load_index(self.index, self.index_files, live)
+        self.index_load.waiting = len(unembedded)
         log.info("ANN index: %s", self.index_load.summary())
         if unembedded:
             unembedded.sort(reverse=True)  # the most recently used first
