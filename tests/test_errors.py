@@ -447,6 +447,7 @@ def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> N
         ("/v1/chat/completions", {"messages": MSG, "tool": []}, "tool", "tools"),
         ("/v1/chat/completions", {"messages": MSG, "stream": True, "seeds": 1}, "seeds", "seed"),
         ("/v1/completions", {"prompt": "hi", "echos": True}, "echos", "echo"),
+        ("/v1/completions", {"prompt": "hi", "logprob": 1}, "logprob", "logprobs"),
         ("/v1/chat/completions", {"messages": MSG, "Max_Tokens": 5}, "Max_Tokens", "max_tokens"),
     ],
 )
@@ -458,6 +459,20 @@ def test_a_misspelled_parameter_is_400_naming_the_known_one(
     r = fake_live.http.post(path, json=body)
     assert_error(r, 400, param=name, code="unknown_parameter")
     assert f"'{known}'" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "extra", [{"tool": []}, {"web_search_option": {}}, {"metadat": {}}, {"top_logprob": 2}]
+)
+def test_text_completions_suggest_none_of_chats_names(
+    fake_live: Live, extra: dict[str, Any]
+) -> None:
+    """A trial's ``"tool"`` on /v1/completions was refused as a misspelling of ``tools``, a
+    chat parameter text completions do not take: near chat-only names, a text completion's
+    unknown parameter is forwarded like any other."""
+    body = {"prompt": "hi", "max_tokens": 1, **extra}
+    r = fake_live.http.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("extra", [{"top_k": 40, "min_p": 0.05}, {"foo": 1}, {"my_tag": "x"}])

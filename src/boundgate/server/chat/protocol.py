@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,9 +30,10 @@ UNSUPPORTED = (
     "audio",
 )
 
-# Parameters of OpenAI's chat and text completion APIs that are not fields of the models below:
-# forwarded to upstreams unchanged (or refused, ``UNSUPPORTED``). With the fields, the names a
-# misspelled parameter is compared with (``SamplingParams.misspelled``).
+# Parameters of OpenAI's chat completion API that are not fields of the models below: forwarded
+# to upstreams unchanged (or refused, ``UNSUPPORTED``). With the fields, the names a misspelled
+# chat parameter is compared with (``ChatCompletionRequest.OTHER_NAMES``); none of them is a
+# text completion parameter.
 OPENAI_PASSTHROUGH = (
     "parallel_tool_calls",
     "prediction",
@@ -98,6 +100,18 @@ VENDOR_PARAMETERS = frozenset(
 # how alike a name must be to a known one to be called its misspelling (difflib's ratio):
 # "max_token", "temprature", "stops" and "seeds" are; "foo" and "my_tag" are not
 MISSPELLING_CUTOFF = 0.85
+
+
+def near_miss(name: str, known: Iterable[str]) -> str | None:
+    """The name of ``known`` that ``name`` is almost spelled as (difflib ratio ≥
+    ``MISSPELLING_CUTOFF``, case aside: "Max_Tokens" is as wrong as "max_token"), or None
+    (also when ``name`` is one of them)."""
+    names = list(known)
+    if name in names:
+        return None
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=MISSPELLING_CUTOFF)
+    return close[0] if close else None
+
 
 # The widest integers OpenAI's API takes: ``seed`` is a signed 64-bit integer; a token limit
 # beyond a signed 32-bit one is no limit any model has (and no value an upstream takes).
@@ -204,6 +218,9 @@ class SamplingParams(BaseModel):
     number)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
+    # the endpoint's OpenAI parameters that are not fields: with the fields, the names a
+    # misspelling is compared with (``misspelled``), so each endpoint suggests only its own
+    OTHER_NAMES: ClassVar[tuple[str, ...]] = ()
 
     model: str | None = Field(None, min_length=1, description="omit for the default model")
     temperature: float | None = Field(None, ge=0, le=2)
@@ -289,22 +306,23 @@ class SamplingParams(BaseModel):
         return None
 
     def misspelled(self) -> tuple[str, str] | None:
-        """The first parameter given that is not one of the gateway's or OpenAI's but is
-        spelled almost like one (difflib ratio ≥ ``MISSPELLING_CUTOFF``), with that name:
+        """The first parameter given that is not one of this endpoint's (the gateway's or
+        OpenAI's) but is spelled almost like one (``near_miss``), with that name:
         ``("max_token", "max_tokens")``. Other unknown names are forwarded to upstreams
         (OpenAI-compatible servers take their own), but a typo would silently fall back to a
-        default (a length limit, a temperature) and split the reuse scope."""
+        default (a length limit, a temperature) and split the reuse scope. Only the
+        endpoint's own names are suggested: "tool" on text completions is no misspelling of
+        chat's "tools"."""
         extra = self.model_extra or {}
         if not extra:
             return None
-        known = [*type(self).model_fields, *UNSUPPORTED, *OPENAI_PASSTHROUGH, "boundgate"]
+        known = [*type(self).model_fields, *self.OTHER_NAMES, "boundgate"]
         for name in extra:
-            if name in known or name.lower() in VENDOR_PARAMETERS:
+            if name.lower() in VENDOR_PARAMETERS:
                 continue
-            # case too: "Max_Tokens" is forwarded unseen as much as "max_token"
-            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=MISSPELLING_CUTOFF)
-            if close:
-                return name, close[0]
+            close = near_miss(name, known)
+            if close is not None:
+                return name, close
         return None
 
     def stop_list(self) -> list[str]:
@@ -329,6 +347,8 @@ class SamplingParams(BaseModel):
 
 
 class ChatCompletionRequest(SamplingParams):
+    OTHER_NAMES = (*UNSUPPORTED, *OPENAI_PASSTHROUGH)
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     # checked here, then forwarded unchanged: OpenAI's shapes (``Metadata``), and text, the

@@ -10,6 +10,10 @@ from ..chat.protocol import EnergyInfo, SamplingParams, Usage
 
 
 class CompletionRequest(SamplingParams):
+    # OpenAI's text completion parameters beyond the fields: ``logprobs`` (refused,
+    # ``unsupported``); chat's names (``tools``, ``metadata``, …) are not among them
+    OTHER_NAMES = ("logprobs",)
+
     prompt: str | list[str] = Field(description="One prompt (a list of exactly one is accepted).")
     echo: bool = False
     suffix: str | None = None
