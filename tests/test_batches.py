@@ -259,6 +259,15 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
          "nested too deeply"),  # parsed, then a 500 at run time
         (b'{"custom_id": 5, "method": "POST"}', "custom_id must be a string (got 5)"),
         (b'{"method": "POST"}', "custom_id is required"),
+        # a trial's: an unknown key was dropped unseen (OpenAI's line has these four only)
+        (_line("b", {"messages": ASK})[:-1] + b', "metdata": {}}',
+         "unknown key 'metdata'; a batch's metadata goes with the request that creates it"),
+        (_line("b", {"messages": ASK})[:-1] + b', "priority": 1}',
+         "unknown key 'priority'; a line has only custom_id, method, url and body"),
+        (b'{"custom-id": "b", "method": "POST", "url": "/v1/chat/completions", "body": {}}',
+         "unknown key 'custom-id'; did you mean 'custom_id'?"),
+        (_line("b", {"messages": ASK}).replace(b'"body"', b'"Body"'),
+         "unknown key 'Body'; did you mean 'body'?"),
         (b'{"custom_id": "b", "n": ' + b"9" * 5000 + b"}", "more than 4300 digits"),  # a 500
     ],
 )  # fmt: skip
@@ -347,6 +356,23 @@ def test_a_failing_line_fails_alone_and_the_others_complete(batch_live: Any) -> 
     assert errs["req-3"]["body"]["error"]["param"] == "messages[0].content"
     (job,) = arun(live.gateway.store.jobs())
     assert job.state == "done" and job.attempts == 1  # one run, no line answered twice
+
+
+def test_a_line_with_another_key_accepted_before_keys_were_checked_runs(
+    batch_live: Any,
+) -> None:
+    """Keys are checked when a batch is created: one queued by a former version, whose line
+    carries another key, is answered rather than failed when it runs."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(1)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    _swap_input(live, b.id, lines(1)[:-1] + b', "metdata": {}}\n')
+    clock.set(START + 24 * 3600)  # due
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert done.request_counts.completed == 1 and done.request_counts.failed == 0
 
 
 def test_a_batch_that_cannot_run_is_failed_and_one_without_a_job_cancels(

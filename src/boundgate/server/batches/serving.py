@@ -1,12 +1,12 @@
 """OpenAI's Files and Batch APIs: batches run as deferrable jobs in clean hours.
 
-A batch is validated when it is created (every line: JSON, ``custom_id`` unique, ``method``
-POST, ``url`` the batch's endpoint, ``body`` an object), then queued as one ``batch`` job whose
-start the scheduler's policy picks: the forecast-cleanest hours that still finish before the
-completion window ends. When it runs, every line goes through the same gateway pipeline as a
-live request (reuse, metering, ledger). The batch object reports, under ``boundgate``, the
-scheduled and actual start, the carbon its lines emitted, and the counterfactual carbon had
-the same energy been used when the batch was submitted.
+A batch is validated when it is created (every line: JSON, only OpenAI's four keys,
+``custom_id`` unique, ``method`` POST, ``url`` the batch's endpoint, ``body`` an object), then
+queued as one ``batch`` job whose start the scheduler's policy picks: the forecast-cleanest
+hours that still finish before the completion window ends. When it runs, every line goes
+through the same gateway pipeline as a live request (reuse, metering, ledger). The batch object
+reports, under ``boundgate``, the scheduled and actual start, the carbon its lines emitted, and
+the counterfactual carbon had the same energy been used when the batch was submitted.
 """
 
 from __future__ import annotations
@@ -35,13 +35,14 @@ from ...scheduler.jobs import new_job_id
 from ...store import BatchLineRow, FileRow
 from ...tenants import Tenant
 from .. import generation
-from ..chat.protocol import ChatCompletionRequest
+from ..chat.protocol import ChatCompletionRequest, near_miss
 from ..common import NON_FINITE, TOO_DEEP, loc_to_param, nested_too_deeply, non_finite_number
 from ..completions.protocol import CompletionRequest
 
 log = logging.getLogger("boundgate.batches")
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+LINE_KEYS = ("custom_id", "method", "url", "body")  # OpenAI's batch input line, all of it
 MAX_LINES = 50_000
 _WINDOW = re.compile(r"([1-9][0-9]{0,2})h")  # whole hours, no leading zero (fullmatch)
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -182,9 +183,25 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
     return req
 
 
+def _check_keys(n: int, item: dict[str, Any]) -> None:
+    """Line ``n`` has no key but OpenAI's four: a misspelt ``custom_id`` or a ``metadata``
+    meant for the batch was dropped unseen."""
+    for key in item:
+        if key in LINE_KEYS:
+            continue
+        if (close := near_miss(key, LINE_KEYS)) is not None:
+            hint = f"did you mean '{close}'?"
+        elif key == "metadata" or near_miss(key, ("metadata",)):
+            hint = "a batch's metadata goes with the request that creates it (POST /v1/batches)"
+        else:
+            hint = "a line has only custom_id, method, url and body"
+        raise _bad_input(f"line {n}: unknown key {key!r}; {hint}")
+
+
 def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[dict[str, Any]]:
-    """The batch's lines. ``check``: also check every body as the endpoint would (at
-    creation; at run time a line that fails the check fails alone, in the error file)."""
+    """The batch's lines. ``check``: also check every line's keys and every body as the
+    endpoint would (at creation; at run time a line whose body fails the check fails alone,
+    in the error file, and a line with another key, accepted before keys were checked, runs)."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
@@ -212,6 +229,8 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         place = non_finite_number(item)
         if place is not None:
             raise _bad_input(f"line {n}: {place}: {NON_FINITE}")
+        if check:
+            _check_keys(n, item)
         cid = item.get("custom_id")
         if cid is None or cid == "":
             raise _bad_input(f"line {n}: custom_id is required")
