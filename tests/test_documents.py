@@ -654,7 +654,8 @@ def test_import_refuses_a_validly_signed_document_it_cannot_serve(
     f = _write(tmp_path / "docs.ndjson", good, bad, _signed(signer, "Why is the sky blue?"))
     res = CliRunner().invoke(cli, ["docs", "import", str(f), *cfg])
     text = _one_line(res)
-    assert res.exit_code == 1 and text.startswith("error:"), text
+    # after the line naming the store it imports into: one error line
+    assert res.exit_code == 1 and res.stderr.splitlines()[-1].startswith("error:"), text
     assert f"document 2 ({bad['@id']}): validly signed, but {field}:" in text
     assert "before it: imported 1, already present 0" in text  # the first stays imported
     rows = asyncio.run(_documents(tmp_path / "data"))
@@ -664,6 +665,30 @@ def test_import_refuses_a_validly_signed_document_it_cannot_serve(
     text = _one_line(res)
     assert res.exit_code == 1 and f"INVALID document 2 ({bad['@id']})" in text, text
     assert text.count("INVALID") == 1
+
+
+def test_import_says_which_store_it_writes_and_warns_when_it_creates_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's import without --config went into ./.boundgate of the current directory,
+    silently, and the server configured elsewhere never saw the documents. It still goes
+    there, but says so (stderr), and warns that no server uses a store it has just created."""
+    signer = binding.Signer.load_or_create(tmp_path / "exporter")
+    f = _write(tmp_path / "docs.ndjson", _signed(signer))
+    pub = ["--public-key", str(tmp_path / "exporter" / binding.PUBLIC_KEY_FILE)]
+    monkeypatch.chdir(tmp_path)
+    env = {"BOUNDGATE_CONFIG": None, "BOUNDGATE_REUSE__EMBEDDER": "hash"}
+    runner = CliRunner(env=env)
+    res = runner.invoke(cli, ["docs", "import", str(f), *pub])
+    assert res.exit_code == 0 and "imported 1" in res.stdout, res.output
+    db = tmp_path / ".boundgate" / "boundgate.db"
+    first, warning = res.stderr.splitlines()
+    assert f"importing into the SQLite store {db}" in first
+    assert warning.startswith("warning:") and "no server uses it yet" in warning
+    assert "--config" in warning
+    res = runner.invoke(cli, ["docs", "import", str(f), *pub])  # the store is there now
+    assert res.exit_code == 0 and "already present 1" in res.stdout, res.output
+    assert res.stderr.splitlines() == [first]
 
 
 async def _documents(data_dir: Path) -> list[Any]:

@@ -340,22 +340,29 @@ def docs_import(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Verify documents (with --public-key: the exporting gateway's) and serve their answers.
-    A document the exporting gateway imported itself is verified with the issuer key it
-    carries, if the exporter endorsed it; the key each document verified with is kept with
-    it. Stops at the first document that fails (exit 1), naming it and the field; the ones
-    before it stay imported and are counted. A document exported in another state than
-    active is verified but not imported."""
-    from . import out
+    """Verify documents (with --public-key: the exporting gateway's) and serve their answers
+    from the store of --config's (or --data-dir's) data directory, by default ./.boundgate:
+    give the server's config to import into the store it serves from. A document the
+    exporting gateway imported itself is verified with the issuer key it carries, if the
+    exporter endorsed it; the key each document verified with is kept with it. Stops at the
+    first document that fails (exit 1), naming it and the field; the ones before it stay
+    imported and are counted. A document exported in another state than active is verified
+    but not imported. Says on stderr which store it imports into, and warns when the import
+    creates it (no server uses it yet)."""
+    from . import _settings, opened_store, out
 
-    with _opened(config, data_dir) as (settings, store):
-        key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
-        try:
-            docs = list(read_documents(file.read_text()))
-        except json.JSONDecodeError as exc:
-            raise _fail(f"{file} is not JSON or NDJSON: {exc}", 2) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(f"cannot read {file}: {exc}", 2) from None
+    settings = _settings(config, data_dir=data_dir)
+    # the key and the file first: a mistake there leaves no store behind
+    key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
+    try:
+        docs = list(read_documents(file.read_text()))
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{file} is not JSON or NDJSON: {exc}", 2) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {file}: {exc}", 2) from None
+    created = settings.store.url is None and not settings.db_path.exists()
+    with opened_store(settings) as store:
+        _say_where(settings, created)
         engine = _engine(settings, store, embedder=True)
         added = skipped = inactive = 0
 
@@ -380,6 +387,31 @@ def docs_import(
             else:
                 added += 1
     out.print(counts())
+
+
+def _say_where(settings: Any, created: bool) -> None:
+    """Tell (stderr) which store ``docs import`` writes to; warn if it has just created it:
+    without --config it is ./.boundgate's, which a server configured elsewhere never reads."""
+    from ..settings import redact_url
+    from . import err
+
+    data_dir = settings.server.data_dir.resolve()
+    if settings.store.url is not None:
+        where = f"the PostgreSQL store {redact_url(settings.store.url)}"
+    else:
+        where = f"the SQLite store {settings.db_path.resolve()}"
+    err.print(f"importing into {where} (data directory {data_dir})", markup=False, highlight=False)
+    if created:
+        err.print(
+            "[yellow]warning:[/yellow] "
+            + escape(
+                "that store did not exist before this import, so no server uses it yet; to "
+                "import into a server's store, give its config file with --config (or its "
+                "data directory with --data-dir)"
+            ),
+            markup=True,
+            highlight=False,
+        )
 
 
 @docs_app.command("bind")
