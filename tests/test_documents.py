@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
+import shlex
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +153,38 @@ def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> N
     finally:
         live.http.close()
         srv.__exit__()
+
+
+def test_the_readmes_docs_commands_import_into_another_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README showed no import, and a trial's import without ``--public-key`` checked
+    another gateway's documents with the importing data directory's own key. Its commands,
+    run as written in a gateway's directory (data in ./.boundgate), export, verify and
+    import a document into the gateway of ``other.toml``."""
+    srv, live = serve(tmp_path / "a", bind_after=1, embedder="hash")
+    try:
+        doc_id = ask(live, "alice").headers["x-boundgate-document"]
+    finally:
+        live.http.close()
+        srv.__exit__()
+    here = tmp_path / "a"
+    (here / "data").rename(here / ".boundgate")  # where the README's gateway keeps its data
+    _, other = _config(tmp_path / "b")  # the other gateway's
+    (here / "other.toml").write_text(Path(other).read_text())
+    monkeypatch.chdir(here)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```sh\n(.*?)```", readme, re.S) if " docs " in b]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    commands = [c[1:] for c in commands if c and c[0].endswith("boundgate")]
+    assert [c[:2] for c in commands][-1] == ["docs", "import"], commands
+    runner = CliRunner(env={"BOUNDGATE_CONFIG": None})
+    for command in commands:
+        res = runner.invoke(cli, command)
+        assert res.exit_code == 0, (command, res.output)
+    assert "imported 1" in res.stdout, res.output
+    rows = asyncio.run(_documents(tmp_path / "b" / "data"))
+    assert [r.id for r in rows] == [doc_id]
 
 
 def test_documents_imported_with_another_embedder_are_served(tmp_path: Path) -> None:
