@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import augment  # noqa: E402
-from pairdata import figures, read_pairs  # noqa: E402
+from pairdata import figures, read_dev_pairs, read_pairs  # noqa: E402
 
 ROOT = HERE.parent
 OUT = ROOT / "src/boundgate/reuse/pair_model"
@@ -96,6 +96,14 @@ def main() -> None:
         "rewritten (0: none, as the shipped model; 0.15 was measured and not shipped, "
         "bench/RESULTS.md)",
     )
+    p.add_argument(
+        "--chat-pairs",
+        type=int,
+        default=0,
+        help="times each labelled pair of the chatbot development sets "
+        "(tests/data/paraphrases_dev.tsv, different_dev.tsv) joins the training data "
+        "(0: none, as the shipped model)",
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="train on the first N pairs (smoke)")
@@ -123,13 +131,20 @@ def main() -> None:
     train = read_pairs(args.train)
     if args.limit:
         train = train[: args.limit]
+    chat: list[tuple[str, str, int]] = []
+    if args.chat_pairs:
+        dev = ROOT / "tests" / "data"
+        chat = read_dev_pairs(dev / "paraphrases_dev.tsv", 1) + read_dev_pairs(
+            dev / "different_dev.tsv", 0
+        )
+        print(f"chatbot development pairs {len(chat)} x {args.chat_pairs}", flush=True)
     val = read_pairs(args.val)
     rng = random.Random(args.seed)
     vocab = set(tok.get_vocab())
     made, made_counts = augment.make_pairs(
         train, rng, vocab, args.hard_negatives, args.light_positives, args.chat_style
     )
-    data = train + made
+    data = train + made + chat * args.chat_pairs
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
 
     def encode(batch: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:
@@ -234,6 +249,7 @@ def main() -> None:
                 "hard_negatives",
                 "light_positives",
                 "chat_style",
+                "chat_pairs",
                 "bf16",
             )
         }

@@ -19,6 +19,40 @@ def read_pairs(path: Path) -> list[tuple[str, str, int]]:
         return [(r["question1"], r["question2"], int(r["is_duplicate"])) for r in csv.DictReader(f)]
 
 
+def read_dev_pairs(path: Path, label: int) -> list[tuple[str, str, int]]:
+    """The pairs of a chatbot development set (``tests/data/paraphrases_dev.tsv``: question,
+    paraphrase, optional mark; ``tests/data/different_dev.tsv``: kind, question, look-alike,
+    optional mark), all labelled ``label``. Tab-separated, ``#`` comment lines."""
+    cols = slice(0, 2) if label == 1 else slice(1, 3)
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = csv.reader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        return [(r[cols][0], r[cols][1], label) for r in rows if len(r) >= cols.stop]
+
+
+DEV_SETS = Path(__file__).resolve().parent.parent / "tests" / "data"
+
+
+def _plain(q: str) -> str:
+    return " ".join(q.lower().strip(" ?.!").split())
+
+
+def dev_questions() -> set[str]:
+    """Every question of the chatbot development sets (``read_dev_pairs``), lower-cased, with
+    spacing and end punctuation ignored: what a pair model trained with ``--chat-pairs`` saw."""
+    pairs = read_dev_pairs(DEV_SETS / "paraphrases_dev.tsv", 1) + read_dev_pairs(
+        DEV_SETS / "different_dev.tsv", 0
+    )
+    return {_plain(q) for a, b, _ in pairs for q in (a, b)}
+
+
+def unseen(pairs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """``pairs`` without those with a question of the chatbot development sets (as
+    ``dev_questions`` reads them): a held-out set as a model trained on those sets meets it
+    for the first time."""
+    seen = dev_questions()
+    return [p for p in pairs if _plain(p[0]) not in seen and _plain(p[1]) not in seen]
+
+
 def figures(scores: np.ndarray, labels: np.ndarray, wrong_share: float = 0.01) -> dict[str, float]:
     """AUC, average precision, and the recall of duplicates at the lowest threshold where the
     non-duplicates at or above it are <= ``wrong_share`` of all pairs (chosen in hindsight),
