@@ -110,7 +110,8 @@ def test_reading_commands_do_not_create_a_store_in_a_mistyped_data_dir(
     tmp_path: Path, command: list[str]
 ) -> None:
     """A trial's `boundgate report --data-dir /nonexistent/x` created an empty store there
-    and printed an empty report."""
+    and printed an empty report. The refusal names the database file it looked for and the
+    options that point at the server's, with exit status 2 (a usage error)."""
     mistyped = tmp_path / "nonexistent" / "x"
     done = subprocess.run(
         [*CLI, *command, "--data-dir", str(mistyped)],
@@ -119,5 +120,7 @@ def test_reading_commands_do_not_create_a_store_in_a_mistyped_data_dir(
         timeout=120,
         env={k: v for k, v in os.environ.items() if k != "BOUNDGATE_STORE__URL"},
     )
-    assert done.returncode == 1 and "no boundgate store in" in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert f"no boundgate store at {mistyped / 'boundgate.db'}" in done.stderr
+    assert "--config" in done.stderr and "--data-dir" in done.stderr
     assert not mistyped.exists()

@@ -57,28 +57,40 @@ def _settings(config: Path | None, **server: Any) -> Settings:
         raise typer.Exit(2) from None
 
 
+def store_missing(settings: Settings) -> bool:
+    """The store is SQLite (no ``store.url``) and its file does not exist yet: opening it
+    would create an empty one, in ``./.boundgate`` when neither ``--config`` nor
+    ``--data-dir`` says where."""
+    return settings.store.url is None and not settings.db_path.exists()
+
+
+def no_store(settings: Settings) -> str:
+    """Why a command that only reads or changes what is stored refuses when ``store_missing``:
+    the database file it looked for, and how to point it at the server's."""
+    return (
+        f"no boundgate store at {settings.db_path.resolve()} (nothing has been served or set "
+        "up with this data directory): run this in the server's directory, or give its config "
+        "file with --config or its data directory with --data-dir"
+    )
+
+
 @contextmanager
 def opened_store(settings: Settings, *, existing: bool = False) -> Iterator[Store]:
     """The configured store (``store.url``, else SQLite in the data dir), open for the
     ``with`` block and closed after it; exits 2 with the reason when it cannot be opened.
     ``existing`` (commands that only read or change what is there): a data dir without a
-    SQLite store exits 1 saying so, instead of creating an empty store there (a mistyped
-    ``--data-dir`` printed an empty report)."""
+    SQLite store exits 2 saying so (``no_store``) and creates nothing, instead of creating an
+    empty store there (a mistyped ``--data-dir`` printed an empty report)."""
     from ..assembly import build_store, open_store
 
     data_dir = settings.server.data_dir
     if (
         existing
-        and not settings.store.url
-        and not settings.db_path.exists()
+        and store_missing(settings)
         and (data_dir.is_dir() or not data_dir.exists())  # else: what SQLite says (exit 2)
     ):
-        err.print(
-            f"error: no boundgate store in {data_dir} (server.data_dir, "
-            "--data-dir): nothing has been served or set up with this data directory",
-            highlight=False,
-        )
-        raise typer.Exit(1)
+        err.print(f"error: {no_store(settings)}", markup=False, highlight=False)
+        raise typer.Exit(2)
     try:
         store = build_store(settings)
         open_store(store, settings)

@@ -349,7 +349,7 @@ def docs_import(
     imported and are counted. A document exported in another state than active is verified
     but not imported. Says on stderr which store it imports into, and warns when the import
     creates it (no server uses it yet)."""
-    from . import _settings, opened_store, out
+    from . import _settings, opened_store, out, store_missing
 
     settings = _settings(config, data_dir=data_dir)
     # the key and the file first: a mistake there leaves no store behind
@@ -360,7 +360,7 @@ def docs_import(
         raise _fail(f"{file} is not JSON or NDJSON: {exc}", 2) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(f"cannot read {file}: {exc}", 2) from None
-    created = settings.store.url is None and not settings.db_path.exists()
+    created = store_missing(settings)
     with opened_store(settings) as store:
         _say_where(settings, created)
         engine = _engine(settings, store, embedder=True)
