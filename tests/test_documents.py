@@ -725,6 +725,53 @@ def test_import_says_which_store_it_writes_and_warns_when_it_creates_it(
     assert res.stderr.splitlines() == [first]
 
 
+NO_STORE_ENV = {"BOUNDGATE_CONFIG": None, "BOUNDGATE_STORE__URL": None}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["list", "--state", "revoked"],
+        ["show", "doc_0"],
+        ["export"],
+        ["export", "--state", "all", "--out", "docs.json"],
+        ["bind", "ans_0"],
+        ["revoke", "doc_0"],
+        ["verify", "doc_0"],
+    ],
+)
+def test_docs_commands_refuse_a_directory_without_a_store_and_create_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """Run in another directory than the server's, a command that reads or changes stored
+    documents created an empty ./.boundgate store there and listed nothing, or said "no
+    document". It now refuses (exit 2), naming the database it looked for and how to point
+    it at the server's, and leaves the directory as it was."""
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner(env=NO_STORE_ENV).invoke(cli, ["docs", *command])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.stderr.split())
+    db = tmp_path.resolve() / ".boundgate" / "boundgate.db"
+    assert text.startswith("error:") and f"no boundgate store at {db}" in text, text
+    assert "server's directory" in text and "--config" in text and "--data-dir" in text
+    assert res.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_docs_commands_refuse_a_data_dir_without_a_store(tmp_path: Path) -> None:
+    """A data directory that exists but holds no store (here: only a signing key) is refused
+    the same way, and no database file appears in it."""
+    data = tmp_path / "data"
+    binding.Signer.load_or_create(data)
+    before = sorted(data.iterdir())
+    for command in (["list"], ["revoke", "doc_0"], ["verify", "doc_0"]):
+        res = CliRunner(env=NO_STORE_ENV).invoke(cli, ["docs", *command, "--data-dir", str(data)])
+        assert res.exit_code == 2, res.output
+        assert f"no boundgate store at {data.resolve() / 'boundgate.db'}" in res.stderr
+    assert sorted(data.iterdir()) == before
+
+
 async def _documents(data_dir: Path) -> list[Any]:
     store = SQLiteStore(data_dir / "boundgate.db")
     store.open()

@@ -1,7 +1,10 @@
 """``boundgate docs``: list, show, verify, export, import, bind and revoke bound documents.
 
 These commands work on the store directly (SQLite allows it beside a running server); a
-server notices a revocation at the next hit on the document's answer.
+server notices a revocation at the next hit on the document's answer. The store is the one of
+``--config``'s (or ``--data-dir``'s) data directory, by default ``./.boundgate`` of the current
+directory: all but ``import`` (and ``verify`` of a file) refuse where it holds no SQLite store
+rather than create an empty one (``opened_store(existing=True)``).
 
 An export holds the active documents exactly as signed. With ``--state`` it may hold others:
 each is written wrapped, ``{"state": "revoked", "document": {...}}`` (a signed document
@@ -33,10 +36,20 @@ from rich.table import Table
 from ..reuse import binding
 from .progress import track
 
-docs_app = typer.Typer(help="Bound documents: signed, versioned answers.", no_args_is_help=True)
+docs_app = typer.Typer(
+    help="Bound documents: signed, versioned answers, in the store of --config's (or "
+    "--data-dir's) data directory, by default ./.boundgate of the current directory.",
+    no_args_is_help=True,
+)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
-DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file; its data directory holds the store."),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory holding the store (default ./.boundgate)."),
+]
 PublicKeyOpt = Annotated[
     Path | None,
     typer.Option("--public-key", help="PEM public key (default: the data directory's)."),
@@ -45,11 +58,12 @@ PublicKeyOpt = Annotated[
 
 @contextmanager
 def _opened(config: Path | None, data_dir: Path | None) -> Iterator[tuple[Any, Any]]:
-    """(settings, open store) for the ``with`` block."""
+    """(settings, open store) for the ``with`` block; exits 2 if the data directory holds no
+    SQLite store (creating none)."""
     from . import _settings, opened_store
 
     settings = _settings(config, data_dir=data_dir)
-    with opened_store(settings) as store:
+    with opened_store(settings, existing=True) as store:
         yield settings, store
 
 
@@ -226,11 +240,12 @@ def docs_verify(
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)
-    key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
+    key_path = public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE
     path = Path(file_or_id)
     # (document, state, the key to check it with, what is wrong before that check)
     checks: list[tuple[Any, str, Any, str | None]] = []
     if file_or_id == "-" or path.exists():
+        key = _public_key(key_path)
         try:
             docs = list(read_documents(sys.stdin.read() if file_or_id == "-" else path.read_text()))
         except json.JSONDecodeError as exc:
@@ -242,12 +257,15 @@ def docs_verify(
             checks.append((doc, state, *_document_key(doc, issuer, key)))
     else:
         from ..reuse.documents import verifying_key
-        from . import opened_store
+        from . import no_store, opened_store, store_missing
 
-        with opened_store(settings) as store:
+        if store_missing(settings):  # a mistyped file name, or an id looked up elsewhere
+            raise _fail(f"no file {file_or_id!r}; as a document id: {no_store(settings)}", 2)
+        with opened_store(settings, existing=True) as store:
             row = asyncio.run(store.get_document(file_or_id))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
+        key = _public_key(key_path)
         try:
             checks.append((json.loads(row.body), row.state, verifying_key(row, key), None))
         except ValueError as exc:
