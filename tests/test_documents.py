@@ -772,6 +772,33 @@ def test_docs_commands_refuse_a_data_dir_without_a_store(tmp_path: Path) -> None
     assert sorted(data.iterdir()) == before
 
 
+@pytest.mark.parametrize("command", ["verify", "import"])
+def test_a_missing_public_key_is_named_with_its_full_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """Without --public-key a file is checked with the data directory's key; in another
+    directory than the gateway's that key is missing, and the error gave its path relative
+    to a directory it did not name. It names the file in full and --public-key, and a path
+    given with --public-key in full too; nothing is created."""
+    signer = binding.Signer.load_or_create(tmp_path / "exporter")
+    f = _write(tmp_path / "docs.ndjson", _signed(signer))
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    runner = CliRunner(env=NO_STORE_ENV)
+    res = runner.invoke(cli, ["docs", command, str(f)])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.stderr.split())
+    key = here.resolve() / ".boundgate" / binding.PUBLIC_KEY_FILE
+    assert text.startswith(f"error: public key not found: {key}, the data directory's"), text
+    assert "--public-key" in text
+    res = runner.invoke(cli, ["docs", command, str(f), "--public-key", "exporter.pem"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.stderr.split())
+    assert text == f"error: public key not found: {here.resolve() / 'exporter.pem'} (--public-key)"
+    assert list(here.iterdir()) == []
+
+
 async def _documents(data_dir: Path) -> list[Any]:
     store = SQLiteStore(data_dir / "boundgate.db")
     store.open()

@@ -140,12 +140,20 @@ def _name(doc: Any, number: int) -> str:
     return f"document {number} ({doc_id})" if isinstance(doc_id, str) else f"document {number}"
 
 
-def _public_key(path: Path) -> Any:
-    """The Ed25519 public key in PEM file ``path``; a one-line error (exit 2) if it is not."""
+def _public_key(given: Path | None, settings: Any) -> Any:
+    """The Ed25519 public key in PEM file ``given`` (``--public-key``), else in the data
+    directory's; a one-line error (exit 2) if it is not, naming the file it looked for."""
     from cryptography.exceptions import UnsupportedAlgorithm
 
+    path = given or settings.server.data_dir / binding.PUBLIC_KEY_FILE
     if not path.exists():
-        raise _fail(f"public key not found: {path} (give --public-key)", 2)
+        if given is None:  # run in another directory than the gateway's, likely
+            raise _fail(
+                f"public key not found: {path.resolve()}, the data directory's (the default): "
+                "give the exporting gateway's with --public-key",
+                2,
+            )
+        raise _fail(f"public key not found: {path.resolve()} (--public-key)", 2)
     try:
         return binding.load_public_key(path)
     except (OSError, ValueError, UnsupportedAlgorithm) as exc:
@@ -240,12 +248,11 @@ def docs_verify(
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)
-    key_path = public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE
     path = Path(file_or_id)
     # (document, state, the key to check it with, what is wrong before that check)
     checks: list[tuple[Any, str, Any, str | None]] = []
     if file_or_id == "-" or path.exists():
-        key = _public_key(key_path)
+        key = _public_key(public_key, settings)
         try:
             docs = list(read_documents(sys.stdin.read() if file_or_id == "-" else path.read_text()))
         except json.JSONDecodeError as exc:
@@ -265,7 +272,7 @@ def docs_verify(
             row = asyncio.run(store.get_document(file_or_id))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
-        key = _public_key(key_path)
+        key = _public_key(public_key, settings)
         try:
             checks.append((json.loads(row.body), row.state, verifying_key(row, key), None))
         except ValueError as exc:
@@ -371,7 +378,7 @@ def docs_import(
 
     settings = _settings(config, data_dir=data_dir)
     # the key and the file first: a mistake there leaves no store behind
-    key = _public_key(public_key or settings.server.data_dir / binding.PUBLIC_KEY_FILE)
+    key = _public_key(public_key, settings)
     try:
         docs = list(read_documents(file.read_text()))
     except json.JSONDecodeError as exc:
