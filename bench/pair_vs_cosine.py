@@ -14,23 +14,16 @@ Usage: ``PYTHONPATH=src python bench/pair_vs_cosine.py [--quora QUORA_CSV]``, e.
 ``--quora ../shared/data/cache/quora_val.csv``. ``--model DIR`` scores with another pair model
 (a directory as ``training/pair_model.py --out`` writes it) instead of the shipped one;
 ``--pairs CSV`` reads another labelled set (``question1,question2,is_duplicate``, e.g.
-``bench/data/chat_heldout.csv``) instead of the development sets, and ``--unseen`` leaves out
-its pairs with a question of the development sets (which a model trained with
-``training/pair_model.py --chat-pairs`` saw).
+``bench/data/chat_heldout.csv``) instead of the development sets.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
-
-from pairdata import unseen
 
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.reuse.guards import compare
@@ -89,25 +82,14 @@ def main() -> None:
     ap.add_argument("--quora", type=Path, help="a labelled Quora CSV (question1, question2, ...)")
     ap.add_argument("--model", type=Path, help="a pair model directory (default: the shipped)")
     ap.add_argument("--pairs", type=Path, help="a labelled CSV instead of the development sets")
-    ap.add_argument(
-        "--unseen",
-        action="store_true",
-        help="with --pairs: leave out pairs with a question of the development sets (which a "
-        "pair model trained with --chat-pairs saw)",
-    )
     args = ap.parse_args()
     scorer, embedder = OnnxPairScorer(args.model, threads=2), OnnxEmbedder()
     print(f"pair model: {scorer.name}")
     if args.pairs:
-        rows = [
-            (r["question1"], r["question2"], int(r["is_duplicate"]))
-            for r in csv.DictReader(args.pairs.open(encoding="utf-8"))
-        ]
-        if args.unseen:
-            rows = unseen(rows)
-        pos = [(a, b) for a, b, y in rows if y == 1]
-        neg = [(a, b) for a, b, y in rows if y == 0]
-        title = args.pairs.name + (" (questions of the development sets left out)" * args.unseen)
+        rows = list(csv.DictReader(args.pairs.open(encoding="utf-8")))
+        pos = [(r["question1"], r["question2"]) for r in rows if r["is_duplicate"] == "1"]
+        neg = [(r["question1"], r["question2"]) for r in rows if r["is_duplicate"] == "0"]
+        title = args.pairs.name
     else:
         pos = _tsv(HERE / "tests/data/paraphrases_dev.tsv", slice(0, 2))
         neg = _tsv(HERE / "tests/data/different_dev.tsv", slice(1, 3))

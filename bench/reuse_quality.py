@@ -61,7 +61,7 @@ from _gptcache import run_gptcache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
-from pairdata import Components, read_review, unseen
+from pairdata import Components, read_review
 
 from _harness import gateway_over_fake_upstream, track
 from boundgate.backends.fake import fake_answer
@@ -194,17 +194,9 @@ def main() -> None:
         default=1500,
         help="pairs to run GPTCache itself on (0: skip it; its rule still runs on all pairs)",
     )
-    ap.add_argument(
-        "--unseen",
-        action="store_true",
-        help="leave out pairs with a question of the chatbot development sets (tests/data), "
-        "which a pair model trained with --chat-pairs saw",
-    )
     args = ap.parse_args()
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
-    if args.unseen:
-        pairs = unseen(pairs)
     comp = Components.of(pairs)
     negatives: list[tuple[str, str]] = []
     for q1, _, _ in pairs:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,30 @@ def main() -> None:
         if any(k.startswith("chat_") for k in made)
         else ""
     )
+    chat_pairs = ""
+    if hp.get("chat_pairs"):
+        sys.path.insert(0, str(ROOT / "training"))
+        from pairdata import DEV_SETS, evaluation_questions, read_dev_pairs, without_questions
+
+        held_out = evaluation_questions(ROOT / "../shared/data/cache/quora_val.csv")
+        kept = without_questions(
+            read_dev_pairs(DEV_SETS / "paraphrases_dev.tsv", 1)
+            + read_dev_pairs(DEV_SETS / "different_dev.tsv", 0),
+            held_out,
+        )
+        para = sum(y for *_, y in kept)
+        diff = len(kept) - para
+        chat_pairs = (
+            f"\n- The chatbot development sets, each pair {hp['chat_pairs']} times: "
+            f"`tests/data/paraphrases_dev.tsv`\n  ({para:,} paraphrases, label 1) and "
+            f"`tests/data/different_dev.tsv` ({diff:,} look-alikes\n  asking something else, "
+            "label 0), written for boundgate by helper agents in chatbot style\n  (fragments, "
+            "typos, imperatives; provenance in the files' headers). Since they are\n  training "
+            "data, `bench/dev_pairs.py` on them no longer measures the model;\n  "
+            "`bench/data/chat_heldout.csv` (another author) does. Pairs sharing a question\n  "
+            "with any evaluation set (quora_val.csv, the contradictions, GPTCache's mock\n  "
+            "data, chat_heldout.csv) are left out (`pairdata.evaluation_questions`)."
+        )
     i8 = t["int8_val"]
     if (args.model / "evaluation.json").exists():  # pair_eval.py run since (reviewed labels)
         i8 = json.loads((args.model / "evaluation.json").read_text())
@@ -86,7 +111,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   {", ".join(f"{k} {v:,}" for k, v in made.items())}. Hard negatives change one thing the
   answer depends on (antonym from WordNet 3.0, negation, number/year/month/weekday, unit,
   name, swapped roles); light positives change case, punctuation, contractions or add a
-  polite prefix.{chat}
+  polite prefix.{chat}{chat_pairs}
 - Selection and calibration: `quora_val.csv` (12,128 pairs), never trained on.
 
 ## Training

@@ -46,7 +46,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import augment  # noqa: E402
-from pairdata import figures, read_dev_pairs, read_pairs  # noqa: E402
+from pairdata import (  # noqa: E402
+    evaluation_questions,
+    figures,
+    read_dev_pairs,
+    read_pairs,
+    without_questions,
+)
 
 ROOT = HERE.parent
 OUT = ROOT / "src/boundgate/reuse/pair_model"
@@ -134,10 +140,16 @@ def main() -> None:
     chat: list[tuple[str, str, int]] = []
     if args.chat_pairs:
         dev = ROOT / "tests" / "data"
-        chat = read_dev_pairs(dev / "paraphrases_dev.tsv", 1) + read_dev_pairs(
+        every = read_dev_pairs(dev / "paraphrases_dev.tsv", 1) + read_dev_pairs(
             dev / "different_dev.tsv", 0
         )
-        print(f"chatbot development pairs {len(chat)} x {args.chat_pairs}", flush=True)
+        # never a question of what the model is selected, calibrated or measured on
+        chat = without_questions(every, evaluation_questions(args.val))
+        print(
+            f"chatbot development pairs {len(chat)} of {len(every)} (the rest share a "
+            f"question with an evaluation set) x {args.chat_pairs}",
+            flush=True,
+        )
     val = read_pairs(args.val)
     rng = random.Random(args.seed)
     vocab = set(tok.get_vocab())

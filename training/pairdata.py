@@ -8,6 +8,7 @@ Needs only numpy; never imported by the serving package.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,28 +30,38 @@ def read_dev_pairs(path: Path, label: int) -> list[tuple[str, str, int]]:
         return [(r[cols][0], r[cols][1], label) for r in rows if len(r) >= cols.stop]
 
 
-DEV_SETS = Path(__file__).resolve().parent.parent / "tests" / "data"
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SETS = ROOT / "tests" / "data"
 
 
 def _plain(q: str) -> str:
     return " ".join(q.lower().strip(" ?.!").split())
 
 
-def dev_questions() -> set[str]:
-    """Every question of the chatbot development sets (``read_dev_pairs``), lower-cased, with
-    spacing and end punctuation ignored: what a pair model trained with ``--chat-pairs`` saw."""
-    pairs = read_dev_pairs(DEV_SETS / "paraphrases_dev.tsv", 1) + read_dev_pairs(
-        DEV_SETS / "different_dev.tsv", 0
-    )
-    return {_plain(q) for a, b, _ in pairs for q in (a, b)}
+def evaluation_questions(val: Path) -> set[str]:
+    """Every question of the sets the project measures or calibrates on, read as
+    ``dev_questions`` reads them: ``val`` (quora_val.csv), the hand-written contradictions
+    (``tests/data/contradictions*.tsv``), GPTCache's mock data beside ``val`` if present, and
+    ``bench/data/chat_heldout.csv``. Training data must share none of them."""
+    out: set[str] = set()
+    for path in (val, ROOT / "bench" / "data" / "chat_heldout.csv"):
+        out |= {_plain(q) for a, b, _ in read_pairs(path) for q in (a, b)}
+    for path in sorted(DEV_SETS.glob("contradictions*.tsv")):
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = csv.reader((line for line in fh if not line.startswith("#")), delimiter="\t")
+            out |= {_plain(q) for r in rows for q in r[:2]}
+    mock = val.parent / "gptcache_mock_data.json"
+    if mock.exists():
+        items = json.loads(mock.read_text(encoding="utf-8"))
+        out |= {_plain(i[k]) for i in items for k in ("origin", "similar")}
+    return out
 
 
-def unseen(pairs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """``pairs`` without those with a question of the chatbot development sets (as
-    ``dev_questions`` reads them): a held-out set as a model trained on those sets meets it
-    for the first time."""
-    seen = dev_questions()
-    return [p for p in pairs if _plain(p[0]) not in seen and _plain(p[1]) not in seen]
+def without_questions(
+    pairs: list[tuple[str, str, int]], questions: set[str]
+) -> list[tuple[str, str, int]]:
+    """``pairs`` without those with a question of ``questions`` (read as ``_plain`` reads)."""
+    return [p for p in pairs if _plain(p[0]) not in questions and _plain(p[1]) not in questions]
 
 
 def figures(scores: np.ndarray, labels: np.ndarray, wrong_share: float = 0.01) -> dict[str, float]:
