@@ -181,10 +181,12 @@ def median(xs: Sequence[float]) -> float:
 
 @contextlib.contextmanager
 def gateway_over_fake_upstream(
-    meanings: dict[str, str], extra_toml: str = ""
+    meanings: dict[str, str], extra_toml: str = "", seed: int | None = None
 ) -> Iterator[tuple[httpx.Client, Any]]:
     """boundgate (in-process, real HTTP, its own temp data dir) in front of the in-package fake
-    upstream, which answers questions of the same meaning alike. Yields (client, app)."""
+    upstream, which answers questions of the same meaning alike. Yields (client, app).
+    ``seed``: seeds the verifier's draws (which would-be hits are verified), so that two runs
+    of one stream differ only by what else differs (a pair model, a setting)."""
     from boundgate.assembly import build_app
     from boundgate.backends.fake import FakeUpstreamServer
     from boundgate.settings import load_settings
@@ -210,6 +212,8 @@ default = true
 """
         )
         app = build_app(load_settings(cfg))
+        if seed is not None:
+            app.state.gateway.reuse.verifier.rng.seed(seed)
         srv = stack.enter_context(ThreadedServer(app))
         http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=60))
         yield http, app

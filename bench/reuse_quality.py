@@ -130,7 +130,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pairs", type=Path, required=True)
     ap.add_argument("--limit", type=int, default=None, help="use the first N pairs (shuffled)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="orders the pairs and seeds the verifier's draws of would-be hits to verify",
+    )
     ap.add_argument("--negatives", type=int, default=500, help="hard negatives to generate")
     ap.add_argument(
         "--scorer",
@@ -232,7 +237,7 @@ def main() -> None:
     extra += f"prior_weight = {args.prior_weight}\n" if args.prior_weight else ""
     if args.prior_verify_rate is not None:
         extra += f"prior_verify_rate = {args.prior_verify_rate}\n"
-    with gateway_over_fake_upstream(meanings, extra) as (http, _app):
+    with gateway_over_fake_upstream(meanings, extra, seed=args.seed) as (http, _app):
 
         def ask(q: str) -> tuple[str, str, float, float]:
             r = http.post(
