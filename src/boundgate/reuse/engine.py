@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import threading
 from collections import OrderedDict
 from dataclasses import asdict
@@ -97,7 +96,6 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         settings: ReuseSettings,
         rebind_window_s: float,
         clock: Clock | None = None,
-        rng: random.Random | None = None,
         signer: Signer | None = None,
         jobs: JobQueue | None = None,
         index_dir: Path | None = None,
@@ -116,7 +114,6 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         self.verifier = verifier
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.rng = rng or random.Random()
         self.time_sensitive = (
             TimeSensitivity(self.settings.time_sensitive_pattern)
             if self.settings.time_sensitive_pattern
