@@ -153,6 +153,27 @@ def test_prior_serves_from_the_first_lookups_and_labels_take_over(prior: Prior) 
     assert warm.estimate().prior_weight < 1.0  # labels have taken weight from the prior
 
 
+def test_a_fresh_gateways_first_near_repeats_do_not_shut_reuse(prior: Prior) -> None:
+    """A new user asks a question, then paraphrases of it: three of the first ten lookups
+    score 0.99. Taken as a window of their own, those ten made h(t) 0.3 (the calibration's
+    is 0.02 there) and the threshold rose to 0.99 with the prior's precision, so every
+    paraphrase was recomputed after a handful of requests (a new user's trial). A window not
+    full yet counts its missing lookups at the calibration's share: they are still served."""
+    v = Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
+    for i in range(10):
+        v.note_lookup(0.95, pair=0.99) if i % 3 == 0 else v.note_lookup(None)
+    est = v.estimate()
+    assert est.decided_by == "prior" and v.threshold < 0.98, (v.threshold, est.decided_by)
+    served = sum(v.decide(1, 0.95, pair=0.99) is Verdict.SERVE for _ in range(100))
+    assert served >= 60  # all but the sampled verification (20 % while the prior vouches)
+    # a window that fills with near-repeats still tightens the bound: 100 lookups, half of
+    # them near-repeats, and the threshold is above where the calibration alone puts it
+    calm = v.threshold
+    for i in range(100):
+        v.note_lookup(0.95, pair=0.93) if i % 2 == 0 else v.note_lookup(None)
+    assert v.threshold > calm
+
+
 def test_novel_traffic_does_not_pull_the_threshold_below_the_calibrations_traffic(
     prior: Prior,
 ) -> None:

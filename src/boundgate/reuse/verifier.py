@@ -27,7 +27,8 @@ the wrong ones among them, and ``h(t)`` the share of recent lookups whose best c
 ``s ≥ t``: the highest such share over the last 100, 250, 1000 and 5000 lookups
 (``lookup_windows``), so that when traffic turns to near-repeats the bound tightens within a
 few hundred lookups instead of after thousands; with a prior calibrated on lookups
-(``prior.py``), h(t) is never taken below that calibration's share H(t). Expected wrong
+(``prior.py``), h(t) is never taken below that calibration's share H(t), and a window not
+full yet counts the lookups it lacks at H(t) (``_window_shares``). Expected wrong
 reuses per lookup at ``t`` are ``h(t) · e(t)/n(t)``; the verifier uses the Wilson upper confidence
 bound (one-sided, ``reuse.confidence``) for ``e/n`` and picks the lowest ``t`` such that the bound
 holds at ``t`` and at every higher ``t`` with enough data (``reuse.min_observations``). Until the
@@ -331,7 +332,7 @@ class Verifier:
         recent = np.fromiter(self._lookup_scores, float)
         if not len(recent):
             return prior_h if prior_h is not None else np.ones(len(grid))
-        own = self._window_shares(recent, grid)
+        own = self._window_shares(recent, grid, prior_h)
         return own if prior_h is None else np.maximum(own, prior_h)
 
     def _compute(self) -> float:
@@ -380,13 +381,26 @@ class Verifier:
         passed = h * high <= self.delta
         return self._lowest_proven(grid, considered, passed)
 
-    def _window_shares(self, recent: Floats, grid: Floats) -> Floats:
+    def _window_shares(self, recent: Floats, grid: Floats, fill: Floats | None = None) -> Floats:
         """For each ``t`` of ``grid``: the highest share, over the lookup windows, of the
-        ``recent`` lookups (oldest first) whose score is ≥ t."""
+        ``recent`` lookups (oldest first) whose score is ≥ t.
+
+        ``fill`` (the prior's H(t)): a window that is not full yet counts the lookups it
+        lacks at that share. Without it, a fresh gateway's first few lookups were a window of
+        their own: three near-repeats in the first ten made h(t) 0.3 where the calibration's
+        is 0.02, and the threshold rose to 0.99 after a handful of requests (a new user's
+        trial, 2026-12-02). The padding is a prior of one window's size: it is outweighed
+        lookup by lookup and gone once the window is full, and the gateway's own labels
+        overrule the prior as before wherever they show δ broken."""
         shares = np.zeros(len(grid))
         for w in self.lookup_windows:
             window = np.sort(recent[-w:])
-            shares = np.maximum(shares, count_above(window, grid) / len(window))
+            above = count_above(window, grid)
+            if fill is not None and len(window) < w:
+                share = (above + (w - len(window)) * fill) / w
+            else:
+                share = above / len(window)
+            shares = np.maximum(shares, share)
         return shares
 
     @staticmethod
