@@ -1099,3 +1099,36 @@ def test_import_document_stores_only_what_verifies_with_the_key_it_is_given(
         }
     finally:
         store.close()
+
+
+def test_an_import_whose_first_document_fails_creates_no_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose first document fails verification (tampered, or JSON that is no
+    document) imported nothing but created a store and a signing key pair in ./.boundgate,
+    so the next `docs list` there listed an empty store instead of refusing. Documents are
+    verified before the store is opened; one that fails after valid ones still stops the
+    import there, the ones before it imported."""
+    signer = binding.Signer.load_or_create(tmp_path / "exporter")
+    pub = str(tmp_path / "exporter" / binding.PUBLIC_KEY_FILE)
+    good = _signed(signer)
+    tampered = json.loads(json.dumps(good))
+    tampered["acceptedAnswer"]["text"] = "50 °C."
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    runner = CliRunner(env=NO_STORE_ENV)
+    for name, item in (("tampered", tampered), ("not a document", {"a": 1})):
+        f = _write(tmp_path / f"{name}.ndjson", item)
+        res = runner.invoke(cli, ["docs", "import", str(f), "--public-key", pub])
+        assert res.exit_code == 1, res.output
+        assert "before it: imported 0" in " ".join(res.stderr.split())
+        assert list(here.iterdir()) == [], name
+    # a valid document before a failing one: imported, then the import stops
+    other = _signed(signer, question="What is the freezing point of water at sea level?")
+    f = tmp_path / "mixed.ndjson"
+    f.write_text(json.dumps(other) + "\n" + json.dumps(tampered) + "\n")
+    res = runner.invoke(cli, ["docs", "import", str(f), "--public-key", pub])
+    assert res.exit_code == 1, res.output
+    assert "before it: imported 1" in " ".join(res.stderr.split())
+    assert (here / ".boundgate" / "boundgate.db").exists()

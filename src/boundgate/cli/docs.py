@@ -371,9 +371,10 @@ def docs_import(
     exporting gateway imported itself is verified with the issuer key it carries, if the
     exporter endorsed it; the key each document verified with is kept with it. Stops at the
     first document that fails (exit 1), naming it and the field; the ones before it stay
-    imported and are counted. A document exported in another state than active is verified
-    but not imported. Says on stderr which store it imports into, and warns when the import
-    creates it (no server uses it yet)."""
+    imported and are counted (all are verified before the store is opened, so a file whose
+    first document fails creates nothing). A document exported in another state than active
+    is verified but not imported. Says on stderr which store it imports into, and warns when
+    the import creates it (no server uses it yet)."""
     from . import _settings, opened_store, out, store_missing
 
     settings = _settings(config, data_dir=data_dir)
@@ -385,32 +386,39 @@ def docs_import(
         raise _fail(f"{file} is not JSON or NDJSON: {exc}", 2) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(f"cannot read {file}: {exc}", 2) from None
-    created = store_missing(settings)
-    with opened_store(settings) as store:
-        _say_where(settings, created)
-        engine = _engine(settings, store, embedder=True)
-        added = skipped = inactive = 0
+    # every document is verified before the store is opened: a file whose first document
+    # fails leaves no store (and no signing key) behind, as a bad key or file does
+    verified: list[tuple[dict[str, Any], str, Any]] = []
+    failure: str | None = None
+    for number, item in enumerate(docs, 1):
+        doc, state, issuer = unwrap(item)
+        doc_key, reason = _document_key(doc, issuer, key)
+        reason = reason or _problem(doc, doc_key)
+        if reason is not None:
+            failure = f"{_name(doc, number)}: {reason}"
+            break
+        verified.append((doc, state, doc_key))
+    added = skipped = inactive = 0
 
-        def counts() -> str:
-            return f"imported {added}, already present {skipped}" + (
-                f", not active (not imported) {inactive}" if inactive else ""
-            )
+    def counts() -> str:
+        return f"imported {added}, already present {skipped}" + (
+            f", not active (not imported) {inactive}" if inactive else ""
+        )
 
-        for number, item in enumerate(track(docs, "importing documents"), 1):
-            doc, state, issuer = unwrap(item)
-            doc_key, reason = _document_key(doc, issuer, key)
-            reason = reason or _problem(doc, doc_key)
-            if reason is not None:
-                raise _fail(
-                    f"{_name(doc, number)}: {reason}; before it: {counts()}; "
-                    "nothing after it imported"
-                )
-            if state != "active":
-                inactive += 1  # verified, never served here
-            elif asyncio.run(engine.documents.import_document(doc, public_key=doc_key)) is None:
-                skipped += 1
-            else:
-                added += 1
+    if verified:
+        created = store_missing(settings)
+        with opened_store(settings) as store:
+            _say_where(settings, created)
+            engine = _engine(settings, store, embedder=True)
+            for doc, state, doc_key in track(verified, "importing documents"):
+                if state != "active":
+                    inactive += 1  # verified, never served here
+                elif asyncio.run(engine.documents.import_document(doc, public_key=doc_key)) is None:
+                    skipped += 1
+                else:
+                    added += 1
+    if failure is not None:
+        raise _fail(f"{failure}; before it: {counts()}; nothing after it imported")
     out.print(counts())
 
 
