@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -611,6 +612,72 @@ def test_a_semantic_hit_is_served_only_within_the_requests_token_limit(tmp_path:
         short = ask(live, paraphrases[3], max_tokens=n - 1)
         assert short.headers["x-boundgate-reuse"] == "miss"
         assert short.json()["usage"]["completion_tokens"] <= n - 1
+
+
+def documented_header_fields() -> dict[str, str]:
+    """docs/api.md's header tables: each ``x-boundgate-*`` header (and ``x-request-id``) with
+    the ``boundgate`` body field that carries the same value."""
+    api = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    rows = re.findall(r"^\| `(x-[a-z-]+)` \| `([a-z_]+)` \|", api, flags=re.M)
+    return dict(rows)
+
+
+def assert_body_agrees_with_headers(headers: Any, info: dict[str, Any]) -> None:
+    """Every ``x-boundgate-*`` header sent is in docs/api.md's tables, and the body's
+    ``boundgate`` object has its field with the same value; a header not sent is null there."""
+    documented = documented_header_fields()
+    sent = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-boundgate-")}
+    assert set(sent) <= set(documented), set(sent) - set(documented)
+    for header, value in sent.items():
+        field = info[documented[header]]
+        if isinstance(field, list):
+            low, high = (float(x) for x in value.split("-"))
+            assert [low, high] == pytest.approx(field, rel=1e-4), header
+        elif isinstance(field, float):
+            assert float(value) == pytest.approx(field, rel=1e-3, abs=1e-4), header
+        else:
+            assert value == field, header
+    for header in ("x-boundgate-similarity", "x-boundgate-pair-score", "x-boundgate-document"):
+        if header not in sent:
+            assert info[documented[header]] is None, header
+
+
+def test_the_body_carries_every_reuse_header_streamed_or_not(tmp_path: Path) -> None:
+    """The ``boundgate`` object says what the headers say, the pair model's score included
+    (``pair_score``; it was in the headers only), in a body and in a stream's last chunk."""
+    with Live.in_process(build_app(trusting_settings(tmp_path))) as live:
+        paraphrases = [
+            "How can I reset my password?",
+            "How do I reset my password?",
+            "How should I reset my password?",
+            "How would I reset my password?",
+        ]
+        live.gateway.backends["fake"].meanings = {q: "reset password" for q in paraphrases}
+        miss = ask(live, paraphrases[0])
+        assert miss.headers["x-boundgate-reuse"] == "miss"
+        assert_body_agrees_with_headers(miss.headers, miss.json()["boundgate"])
+        ask(live, paraphrases[1])  # verified: the first label
+        wait_until(lambda: live.gateway.reuse.verifier.estimate().observations >= 1)
+        hit = ask(live, paraphrases[2])
+        assert hit.headers["x-boundgate-reuse"] == "hit-semantic", hit.headers
+        info = hit.json()["boundgate"]
+        header = float(hit.headers["x-boundgate-pair-score"])
+        assert info["pair_score"] == pytest.approx(header, abs=1e-4)
+        assert_body_agrees_with_headers(hit.headers, info)
+        streamed = live.http.post(
+            "/v1/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": paraphrases[3]}],
+                "temperature": 0,
+                "stream": True,
+            },
+        )
+        assert streamed.headers["x-boundgate-reuse"] == "hit-semantic", streamed.headers
+        events = [json.loads(line[6:]) for line in streamed.text.splitlines() if "{" in line]
+        last = events[-1]["boundgate"]
+        header = float(streamed.headers["x-boundgate-pair-score"])
+        assert last["pair_score"] == pytest.approx(header, abs=1e-4)
+        assert_body_agrees_with_headers(streamed.headers, last)
 
 
 def assert_a_paraphrase_is_served_by_meaning(live: Live) -> None:

@@ -98,6 +98,12 @@ class Lookup:
             "avoided_gco2": self.entry.cost_gco2 if self.entry is not None else 0.0,
         }
 
+    def fields(self) -> dict[str, Any]:
+        """The response's ``boundgate`` fields: the ledger's, and the pair-model score
+        (``pair_score``, null when no candidate was scored), so the body says all the
+        headers say (``headers``)."""
+        return {**self.ledger_fields(), "pair_score": self.pair}
+
     def headers(self) -> dict[str, str]:
         h = {"x-boundgate-reuse": self.status}
         doc = self.document

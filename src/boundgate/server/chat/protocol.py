@@ -406,7 +406,7 @@ class EnergyInfo(BaseModel):
     request_id: str
     energy_wh: float = Field(description="energy spent on this request (Wh)")
     energy_range_wh: list[float] = Field(min_length=2, max_length=2, description="[low, high]")
-    energy_method: str = Field(description="rapl, nvml, estimate, or upstream-estimate")
+    energy_method: str = Field(description="rapl, nvml or estimate")
     carbon_g: float = Field(description="gCO2e: energy × grid intensity")
     carbon_range_g: list[float] = Field(min_length=2, max_length=2)
     grid_zone: str
@@ -415,6 +415,9 @@ class EnergyInfo(BaseModel):
     reuse: str | None = Field(None, description="hit-exact, hit-semantic, miss, bypass, …")
     document_id: str | None = None
     similarity: float | None = None
+    pair_score: float | None = Field(
+        None, description="the pair model's score of that candidate, when scored"
+    )
     avoided_wh: float | None = Field(None, description="energy a reused answer avoided (Wh)")
     avoided_method: str | None = None
     avoided_gco2: float | None = None
