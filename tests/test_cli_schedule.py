@@ -1,8 +1,9 @@
-"""CLI: grid now/forecast, schedule plan/list, batch submit/status/results."""
+"""CLI: grid now/forecast, schedule plan/list, batch submit/status/results, ask."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from boundgate.assembly import build_app
 from boundgate.cli import app as cli
+from boundgate.fmt import plain_decimal
 from boundgate.testing import ThreadedServer
 from helpers import Live, fake_settings, wait_until
 
@@ -147,6 +149,29 @@ def test_batch_and_ask_commands_say_in_one_line_when_the_server_cannot_be_reache
         res = runner.invoke(cli, [*args, "--url", url])
         assert res.exit_code == 1, (args, res.output)
         assert f"cannot reach {url}" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_ask_says_whether_the_answer_was_generated_or_reused_and_what_reuse_avoided(
+    tmp_path: Path,
+) -> None:
+    """A trial's finding: a reused answer printed "0.000000 Wh (0.000000 to 0.000001…)" and
+    did not say it was reused. ``ask`` now says how the answer was obtained and what reuse
+    avoided, in plain decimals to three significant digits: no figure is rounded to 0."""
+    app = build_app(fake_settings(tmp_path))
+    runner = CliRunner()
+    with ThreadedServer(app) as srv:
+        first = runner.invoke(cli, ["ask", "What is the boiling point?", "--url", srv.url])
+        second = runner.invoke(cli, ["ask", "What is the boiling point?", "--url", srv.url])
+        rows = Live(srv, app).ledger()
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    hit = next(r for r in rows.values() if r.reuse == "hit-exact")
+    assert "generated: " in first.output and "reused" not in first.output
+    assert "avoided" not in first.output
+    assert "generated" not in second.output
+    assert f"reused (hit-exact): the lookup used {plain_decimal(hit.wh, 3)} Wh" in second.output
+    assert f"avoided by reuse: {plain_decimal(hit.avoided_wh, 3)} Wh" in second.output
+    figures = re.findall(r"([0-9.]+) (?:Wh|gCO2e)", first.output + second.output)
+    assert len(figures) == 6 and all(float(f) > 0 for f in figures), figures
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
+from ..fmt import plain_decimal
 from ..settings import ConfigError, Settings, describe, load_settings
 from .console import err as err
 from .console import out as out
@@ -325,7 +327,8 @@ def ask(
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
 ) -> None:
-    """Ask a running server, streaming the answer, then print its energy and carbon."""
+    """Ask a running server, streaming the answer, then say how it was obtained (generated,
+    or reused and how), its energy and carbon, and what reuse or right-sizing avoided."""
     import httpx
 
     body: dict[str, Any] = {
@@ -362,12 +365,42 @@ def ask(
     sys.stdout.write("\n")
     sys.stdout.flush()
     if info:
-        low, high = info["energy_range_wh"]
-        err.print(
-            f"[dim]{info['energy_wh']:.6f} Wh ({low:.6f} to {high:.6f}, {info['energy_method']}), "
-            f"{info['carbon_g']:.6f} gCO2e in {info['grid_zone']}[/dim]",
-            markup=True,
+        err.print(f"[dim]{escape(answer_summary(info))}[/dim]", markup=True, highlight=False)
+
+
+def answer_summary(info: dict[str, Any]) -> str:
+    """What ``ask`` says of an answer from its ``boundgate`` object: how it was obtained,
+    what it cost (a reused answer: the lookup), and what reuse or right-sizing avoided. Plain
+    decimals as in the response headers (``fmt.plain_decimal``, to three significant digits),
+    so a small figure is never rounded to 0."""
+    reuse = info.get("reuse")
+    reused = reuse is not None and (reuse.startswith("hit-") or reuse == "stale")
+    how = f"reused ({reuse})" if reused else "generated"
+    if reuse == "bypass":
+        how += " (reuse bypassed)"
+    low, high = info["energy_range_wh"]
+    spent = "the lookup used " if reused else ""
+    lines = [
+        f"{how}: {spent}{_figure(info['energy_wh'])} Wh ({_figure(low)} to "
+        f"{_figure(high)}, {info['energy_method']}), {_figure(info['carbon_g'])} "
+        f"gCO2e in {info['grid_zone']}"
+    ]
+    if reused and info.get("avoided_wh"):
+        lines.append(
+            f"avoided by reuse: {_figure(info['avoided_wh'])} Wh, "
+            f"{_figure(info.get('avoided_gco2') or 0.0)} gCO2e (the stored answer's "
+            "generation)"
         )
+    if info.get("rightsizing_avoided_wh"):
+        lines.append(
+            f"avoided by right-sizing: {_figure(info['rightsizing_avoided_wh'])} Wh, "
+            f"{_figure(info.get('rightsizing_avoided_gco2') or 0.0)} gCO2e (estimate)"
+        )
+    return "\n".join(lines)
+
+
+def _figure(x: float) -> str:
+    return plain_decimal(x, digits=3)
 
 
 @keys_app.command("create")
