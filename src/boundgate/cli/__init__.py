@@ -33,10 +33,13 @@ if TYPE_CHECKING:
 
     from ..store import Store
 
+# Help is rendered as Markdown: docstrings' paragraphs are reflowed to the terminal (typer's
+# "rich" mode keeps each source line break), and `code` shows as code, not as backticks.
 app = typer.Typer(
     help="boundgate: an OpenAI-compatible gateway that meters energy and carbon.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -327,8 +330,10 @@ def ask(
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
 ) -> None:
-    """Ask a running server, streaming the answer, then say how it was obtained (generated,
-    or reused and how), its energy and carbon, and what reuse or right-sizing avoided."""
+    """Ask a running server and stream the answer.
+
+    Then say how it was obtained (generated, or reused and how), its energy and carbon, and
+    what reuse or right-sizing avoided."""
     import httpx
 
     body: dict[str, Any] = {

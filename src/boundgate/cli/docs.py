@@ -37,8 +37,9 @@ from ..reuse import binding
 from .progress import track
 
 docs_app = typer.Typer(
-    help="Bound documents: signed, versioned answers, in the store of --config's (or "
-    "--data-dir's) data directory, by default ./.boundgate of the current directory.",
+    help="Bound documents: signed, versioned answers.\n\n"
+    "They are kept in the store of --config's (or --data-dir's) data directory, by default "
+    "./.boundgate of the current directory.",
     no_args_is_help=True,
 )
 
@@ -239,12 +240,13 @@ def docs_verify(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check content ids, signatures and contents offline; exit 1 if any document fails
-    (a validly signed document whose fields ``docs import`` would refuse fails too). A file
-    is checked with the exporting gateway's key (``--public-key``; default: this data
-    directory's), and a document it carries with an issuer key (one that gateway imported)
-    with that key, if the exporter endorsed it. A document in the store is checked with the
-    key it was verified with at import, else with ``--public-key``."""
+    """Check documents offline: content ids, signatures and contents.
+
+    Exits 1 if any document fails; so does a validly signed document whose fields docs
+    import would refuse. A file is checked with the exporting gateway's key (--public-key;
+    default: this data directory's), and a document it carries with an issuer key (one that
+    gateway imported) with that key, if the exporter endorsed it. A document in the store is
+    checked with the key it was verified with at import, else with --public-key."""
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)
@@ -323,8 +325,10 @@ def docs_export(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Write the active signed documents exactly as stored (with --state: others, marked;
-    imported ones with their issuer's key, endorsed by this gateway's)."""
+    """Write the active signed documents exactly as stored.
+
+    With --state: documents in other states too, marked as such. Imported documents are
+    written with their issuer's key, endorsed by this gateway's."""
     if fmt not in ("jsonld", "ndjson"):
         raise typer.BadParameter("--format must be jsonld or ndjson")
     with _opened(config, data_dir) as (settings, store):
@@ -365,16 +369,22 @@ def docs_import(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Verify documents (with --public-key: the exporting gateway's) and serve their answers
-    from the store of --config's (or --data-dir's) data directory, by default ./.boundgate:
-    give the server's config to import into the store it serves from. A document the
-    exporting gateway imported itself is verified with the issuer key it carries, if the
-    exporter endorsed it; the key each document verified with is kept with it. Stops at the
-    first document that fails (exit 1), naming it and the field; the ones before it stay
-    imported and are counted (all are verified before the store is opened, so a file whose
-    first document fails creates nothing). A document exported in another state than active
-    is verified but not imported. Says on stderr which store it imports into, and warns when
-    the import creates it (no server uses it yet)."""
+    """Verify signed documents and import them, so the gateway serves their answers.
+
+    Documents are verified with --public-key, the exporting gateway's key (default: this
+    data directory's). They are imported into the store of --config's (or --data-dir's)
+    data directory, by default ./.boundgate: give the server's config to import into the
+    store it serves from.
+
+    A document the exporting gateway imported itself is verified with the issuer key it
+    carries, if the exporter endorsed it; the key each document verified with is kept with
+    it. Stops at the first document that fails (exit 1), naming it and the field; the ones
+    before it stay imported and are counted (all are verified before the store is opened,
+    so a file whose first document fails creates nothing). A document exported in another
+    state than active is verified but not imported.
+
+    Says on stderr which store it imports into, and warns when the import creates it (no
+    server uses it yet)."""
     from . import _settings, opened_store, out, store_missing
 
     settings = _settings(config, data_dir=data_dir)

@@ -197,8 +197,10 @@ def profile(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Measure each local model's energy per 1000 prompt and output tokens on this host and
-    store it; upstream models show the per-token estimate they are metered with."""
+    """Measure each local model's energy per 1000 prompt and output tokens on this host.
+
+    The profiles are stored; upstream models show the per-token estimate they are metered
+    with."""
     from ..profiles import profile_dict
     from . import _settings, err, opened_store, out
 

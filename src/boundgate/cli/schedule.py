@@ -184,8 +184,10 @@ def schedule_plan(
     config: ConfigOpt = None,
     zone: ZoneOpt = None,
 ) -> None:
-    """When a job submitted now would start, by the start policy the gateway builds from the
-    same config (carbon, a carbon/price mix, or now), and what that saves against now."""
+    """When a job submitted now would start, and what that saves against now.
+
+    The start is the one the start policy the gateway builds from the same config picks
+    (carbon, a carbon/price mix, or now)."""
     import time
     from datetime import UTC, datetime
 
