@@ -316,6 +316,10 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     err = r.json()["error"]
     assert r.status_code == 400 and err["code"] == "context_length_exceeded"
     assert err["param"] == "input" and "input 1 " in err["message"]
+    assert "(1 such input); split it," in err["message"]  # was "(1 such inputs)"
+    r = fake_live.http.post("/v1/embeddings", json={"input": [long, "short", long]})
+    assert "input 0 " in r.json()["error"]["message"]
+    assert "(2 such inputs); split them," in r.json()["error"]["message"]
     r = fake_live.http.post("/v1/embeddings", json={"input": long, "truncate": True})
     assert r.status_code == 200 and r.json()["usage"]["prompt_tokens"] == 128
 

@@ -77,10 +77,11 @@ async def embeddings(
     strings = [str(t) for t in texts]
     too_long = [] if body.truncate else [i for i, t in enumerate(strings) if not embedder.fits(t)]
     if too_long:  # as OpenAI does: a vector of only the start would pass for the whole text
+        many = len(too_long) > 1
         raise ContextLengthExceededError(
             f"input {too_long[0]} is longer than the {MAX_TOKENS} tokens all-MiniLM-L6-v2 "
-            f'reads ({len(too_long)} such inputs); split it, or send "truncate": true to '
-            "embed only the start",
+            f"reads ({len(too_long)} such input{'s' if many else ''}); split "
+            f'{"them" if many else "it"}, or send "truncate": true to embed only the start',
             param="input",
         )
     vectors, tokens, energy = await gw.embed(ctx, strings)
