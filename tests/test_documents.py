@@ -799,6 +799,32 @@ def test_a_missing_public_key_is_named_with_its_full_path(
     assert list(here.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["verify", "import"])
+def test_a_file_that_cannot_be_read_is_named_before_the_public_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A trial's ``docs import nothere.ndjson`` (no --public-key, in a directory without a
+    gateway) complained that the public key was missing, not the file. The file is read
+    first, then the key; nothing is created either way."""
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    garbage = tmp_path / "garbage.ndjson"
+    garbage.write_text("not json\n")
+    runner = CliRunner(env=NO_STORE_ENV)
+    for name, says in (("nothere.ndjson", "nothere.ndjson"), (str(garbage), "not JSON")):
+        res = runner.invoke(cli, ["docs", command, name])
+        assert res.exit_code == 2, res.output
+        text = " ".join(res.stderr.split())
+        assert text.startswith("error:") and says in text, text
+        assert "public key" not in text, text
+    res = runner.invoke(cli, ["docs", "import", "nothere.ndjson", "--public-key", "k.pem"])
+    text = " ".join(res.stderr.split())
+    missing = here.resolve() / "nothere.ndjson"
+    assert res.exit_code == 2 and text == f"error: no such file: {missing}", text
+    assert list(here.iterdir()) == []
+
+
 async def _documents(data_dir: Path) -> list[Any]:
     store = SQLiteStore(data_dir / "boundgate.db")
     store.open()

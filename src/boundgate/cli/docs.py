@@ -175,6 +175,20 @@ def _loads(text: str) -> Any:
         raise json.JSONDecodeError("an integer literal is too long", text[:64], 0) from None
 
 
+def _read_file(name: str) -> list[Any]:
+    """The documents in file ``name`` (``-``: stdin); a one-line error (exit 2) if it cannot
+    be read or holds no JSON or NDJSON."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text()
+        return list(read_documents(text))
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{name} is not JSON or NDJSON: {exc}", 2) from None
+    except FileNotFoundError:
+        raise _fail(f"no such file: {Path(name).resolve()}", 2) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read {name}: {exc}", 2) from None
+
+
 def read_documents(text: str) -> Iterator[Any]:
     """One JSON document, a JSON array of them, or NDJSON (JSONDecodeError if none)."""
     text = text.strip()
@@ -254,13 +268,8 @@ def docs_verify(
     # (document, state, the key to check it with, what is wrong before that check)
     checks: list[tuple[Any, str, Any, str | None]] = []
     if file_or_id == "-" or path.exists():
+        docs = _read_file(file_or_id)  # the file, then the key
         key = _public_key(public_key, settings)
-        try:
-            docs = list(read_documents(sys.stdin.read() if file_or_id == "-" else path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise _fail(f"{file_or_id} is not JSON or NDJSON: {exc}", 2) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _fail(f"cannot read {file_or_id}: {exc}", 2) from None
         for item in docs:
             doc, state, issuer = unwrap(item)
             checks.append((doc, state, *_document_key(doc, issuer, key)))
@@ -388,14 +397,10 @@ def docs_import(
     from . import _settings, opened_store, out, store_missing
 
     settings = _settings(config, data_dir=data_dir)
-    # the key and the file first: a mistake there leaves no store behind
+    # the file and then the key first: a mistake there leaves no store behind, and a file
+    # that is not there is named as such, not as a key missing for it
+    docs = _read_file(str(file))
     key = _public_key(public_key, settings)
-    try:
-        docs = list(read_documents(file.read_text()))
-    except json.JSONDecodeError as exc:
-        raise _fail(f"{file} is not JSON or NDJSON: {exc}", 2) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"cannot read {file}: {exc}", 2) from None
     # every document is verified before the store is opened: a file whose first document
     # fails leaves no store (and no signing key) behind, as a bad key or file does
     verified: list[tuple[dict[str, Any], str, Any]] = []
