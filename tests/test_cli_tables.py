@@ -3,6 +3,7 @@ fit 80 columns, so ``grep``, ``cut`` and scripts see what the store holds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -112,3 +113,26 @@ def test_settings_show_each_meaning_whole() -> None:
     assert shown.exit_code == 0, shown.output
     (row,) = lines_with(shown.output, longest.description)
     assert longest.key in row
+
+
+def test_settings_takes_data_dir_as_the_other_commands_do(tmp_path: Path) -> None:
+    """A trial's finding: ``serve``, ``docs`` and ``keys`` take --data-dir, ``settings`` did
+    not, so it could not show what they would use. It shows server.data_dir from the flag,
+    its source the command line, over the file's."""
+    cfg = write_config(tmp_path / "c.toml", f'[server]\ndata_dir = "{tmp_path / "file"}"\n')
+    wanted = tmp_path / "flag"
+    shown = CliRunner().invoke(
+        cli, ["settings", "-c", str(cfg), "--data-dir", str(wanted), "--format", "json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    items = {i["key"]: i for i in json.loads(shown.stdout)}
+    assert items["server.data_dir"]["value"] == str(wanted)
+    assert items["server.data_dir"]["source"] == "cli"
+    assert items["server.port"]["source"] == "default"
+    assert not wanted.exists()  # shown, not created
+    plain = CliRunner().invoke(cli, ["settings", "-c", str(cfg), "--format", "json"])
+    items = {i["key"]: i for i in json.loads(plain.stdout)}
+    assert items["server.data_dir"]["source"] == f"file:{cfg}"
+    table = CliRunner().invoke(cli, ["settings", "--data-dir", str(wanted)])
+    (row,) = lines_with(table.output, "│ server.data_dir ")
+    assert str(wanted) in row and " cli " in row

@@ -496,11 +496,15 @@ def keys_revoke(
 @app.command("settings")
 def show_settings(
     config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
-    """Every setting, its value, and where the value came from."""
-    settings = _settings(config)
-    items = list(describe(settings, config))
+    """Every setting, its value, and where the value came from.
+
+    With --data-dir: the settings the other commands use when given that flag too
+    (server.data_dir from the command line)."""
+    settings = _settings(config, data_dir=data_dir)
+    items = list(describe(settings, config, {"server.data_dir"} if data_dir else None))
     if fmt == "json":
         print(
             json.dumps(
