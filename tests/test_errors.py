@@ -449,6 +449,9 @@ def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> N
         ("/v1/completions", {"prompt": "hi", "echos": True}, "echos", "echo"),
         ("/v1/completions", {"prompt": "hi", "logprob": 1}, "logprob", "logprobs"),
         ("/v1/chat/completions", {"messages": MSG, "Max_Tokens": 5}, "Max_Tokens", "max_tokens"),
+        # two neighbouring letters swapped: a short name's ratio is below the cutoff (0.75)
+        ("/v1/chat/completions", {"messages": MSG, "sotp": ["x"]}, "sotp", "stop"),
+        ("/v1/completions", {"prompt": "hi", "ecoh": True}, "ecoh", "echo"),
     ],
 )
 def test_a_misspelled_parameter_is_400_naming_the_known_one(

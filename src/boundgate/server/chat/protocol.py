@@ -104,13 +104,31 @@ MISSPELLING_CUTOFF = 0.85
 
 def near_miss(name: str, known: Iterable[str]) -> str | None:
     """The name of ``known`` that ``name`` is almost spelled as (difflib ratio ≥
-    ``MISSPELLING_CUTOFF``, case aside: "Max_Tokens" is as wrong as "max_token"), or None
-    (also when ``name`` is one of them)."""
+    ``MISSPELLING_CUTOFF``, or two neighbouring letters swapped; case aside: "Max_Tokens" is
+    as wrong as "max_token"), or None (also when ``name`` is one of them). The swap is its
+    own rule because the ratio punishes it in a short name: "nmae" is 0.75 from "name"."""
     names = list(known)
     if name in names:
         return None
-    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=MISSPELLING_CUTOFF)
+    lowered = name.lower()
+    for known_name in names:
+        if _swapped_neighbours(lowered, known_name):
+            return known_name
+    close = difflib.get_close_matches(lowered, names, n=1, cutoff=MISSPELLING_CUTOFF)
     return close[0] if close else None
+
+
+def _swapped_neighbours(a: str, b: str) -> bool:
+    """Whether ``a`` is ``b`` with two neighbouring (different) characters swapped."""
+    if len(a) != len(b):
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and a[diff[0]] == b[diff[1]]
+        and a[diff[1]] == b[diff[0]]
+    )
 
 
 # The widest integers OpenAI's API takes: ``seed`` is a signed 64-bit integer; a token limit
