@@ -486,3 +486,39 @@ def test_other_unknown_parameters_are_still_forwarded(
     "top_p") and names unlike any known one are served as before."""
     body = {"messages": MSG, "max_tokens": 1, **extra}
     assert fake_live.http.post("/v1/chat/completions", json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "name", "known"),
+    [
+        ("/v1/chat/completions", {"mesages": MSG}, "mesages", "messages"),
+        ("/v1/completions", {"promt": "Hi"}, "promt", "prompt"),
+        ("/v1/completions", {"prompts": "Hi", "max_tokens": 1}, "prompts", "prompt"),
+        ("/v1/embeddings", {"inputs": "Hi"}, "inputs", "input"),
+        ("/v1/boundgate/feedback", {"request_id": "r", "corect": True}, "corect", "correct"),
+        ("/v1/boundgate/documents", {"answerid": "a"}, "answerid", "answer_id"),
+    ],
+)
+def test_a_misspelled_required_parameter_is_named(
+    fake_live: Live, path: str, body: dict[str, Any], name: str, known: str
+) -> None:
+    """A trial's ``{"mesages": [...]}`` was told "messages: required parameter is missing"
+    (and feedback's ``corect`` "correct: required parameter is missing (and 1 more)", the
+    one more being the typo itself): the typo is named, as a misspelled optional one is."""
+    r = fake_live.http.post(path, json=body)
+    err = assert_error(r, 400, param=name, code="unknown_parameter")
+    assert err["message"] == f"Unknown parameter: '{name}'. Did you mean '{known}'?"
+
+
+def test_a_misspelled_required_parameter_is_named_with_the_other_problem(
+    fake_live: Live,
+) -> None:
+    r = fake_live.http.post("/v1/boundgate/feedback", json={"corect": True})
+    err = assert_error(r, 400, param="corect", code="unknown_parameter")
+    assert err["message"] == (
+        "Unknown parameter: 'corect'. Did you mean 'correct'? "
+        "(and request_id: required parameter is missing)"
+    )
+    r = fake_live.http.post("/v1/chat/completions", json={"mesages": MSG, "temperature": 3})
+    err = assert_error(r, 400, param="mesages", code="unknown_parameter")
+    assert err["message"].endswith("(and temperature: Input should be less than or equal to 2)")

@@ -37,7 +37,7 @@ from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import batch_moved, fail_batch, run_batch
 from .chat.router import router as chat_router
-from .common import NON_FINITE, UNAUTHENTICATED, loc_to_param
+from .common import UNAUTHENTICATED, request_error
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
 from .openapi import truthful_openapi
@@ -279,25 +279,7 @@ def create_app(
                 code=ErrorCode.INVALID_JSON,
             )
         else:
-            param = loc_to_param(tuple(first.get("loc", ())))
-            # a union reports one error per branch ("not a string", "part 1 is bad"): name the
-            # most specific place within the same parameter
-            for e in errors[1:]:
-                other = loc_to_param(tuple(e.get("loc", ())))
-                if param and other and other.startswith(param) and len(other) > len(param):
-                    first, param = e, other
-            msg = str(first.get("msg", "invalid value"))
-            if first.get("type") == "missing":
-                # no parameter named: the body itself is missing (empty request)
-                msg = "required parameter is missing" if param else "request body is missing"
-            elif first.get("type") == "finite_number":
-                msg = NON_FINITE
-            elif first.get("type") == "value_error":
-                msg = msg.removeprefix("Value error, ")  # our validators' own words
-            text = f"{param}: {msg}" if param else msg
-            if len(errors) > 1:
-                text += f" (and {len(errors) - 1} more)"
-            err = InvalidRequestError(text, param=param, code=ErrorCode.INVALID_VALUE)
+            err = request_error(errors, exc.body)
         await record(request, err)
         return error_response(request, err)
 

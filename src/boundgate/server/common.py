@@ -6,7 +6,15 @@ import asyncio
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from functools import partial
 from typing import Any, TypeVar
 
@@ -26,6 +34,7 @@ from ..errors import (
 from ..gateway import Gateway, RequestContext
 from ..store import Store
 from ..tenants import OPEN_TENANT, Tenant
+from .chat.protocol import near_miss
 
 # whom a request refused for its key is ledgered under
 UNAUTHENTICATED = Tenant(name="unauthenticated")
@@ -197,6 +206,129 @@ class StrictJSONRoute(APIRoute):
             return await handler(req)
 
         return strict
+
+
+def unknown_parameter(param: str, known: str) -> InvalidRequestError:
+    """400 ``unknown_parameter``: ``param`` is spelled almost like ``known`` (``near_miss``)."""
+    return InvalidRequestError(
+        f"Unknown parameter: '{param}'. Did you mean '{known}'?",
+        param=param,
+        code=ErrorCode.UNKNOWN_PARAMETER,
+    )
+
+
+def request_error(
+    errors: Sequence[Mapping[str, Any]], body: Any, known: Collection[str] = ()
+) -> InvalidRequestError:
+    """A request model's validation ``errors`` (pydantic's, locations from the body, or
+    FastAPI's, under ``body``) as one 400 naming a parameter. A required field reported
+    missing, or a key an endpoint forbids, beside a key of the body spelled almost like it is
+    the typo it is (``unknown_parameter``, naming the key given; ``known``: the body model's
+    fields, what a forbidden top-level key is compared with); otherwise the first error
+    (``invalid_value``). Further problems are named after it."""
+    typo = _misspelling(errors, body, known)
+    if typo is None:
+        param, text = _describe(errors)
+        return InvalidRequestError(text, param=param, code=ErrorCode.INVALID_VALUE)
+    param, close, explained = typo
+    err = unknown_parameter(param, close)
+    rest = [e for i, e in enumerate(errors) if i not in explained]
+    if rest:
+        err.message += f" (and {request_error(rest, body, known).message})"
+    return err
+
+
+def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
+    """The param and message of the first of ``errors``: "param: what is wrong"."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    param = loc_to_param(tuple(first.get("loc", ())))
+    # a union reports one error per branch ("not a string", "part 1 is bad"): name the most
+    # specific place within the same parameter
+    for e in errors[1:]:
+        other = loc_to_param(tuple(e.get("loc", ())))
+        if param and other and other.startswith(param) and len(other) > len(param):
+            first, param = e, other
+    msg = str(first.get("msg", "invalid value"))
+    if first.get("type") == "missing":
+        # no parameter named: the body itself is missing (empty request)
+        msg = "required parameter is missing" if param else "request body is missing"
+    elif first.get("type") == "finite_number":
+        msg = NON_FINITE
+    elif first.get("type") == "value_error":
+        msg = msg.removeprefix("Value error, ")  # our validators' own words
+    text = f"{param}: {msg}" if param else msg
+    if len(errors) > 1:
+        text += f" (and {len(errors) - 1} more)"
+    return param, text
+
+
+def _misspelling(
+    errors: Sequence[Mapping[str, Any]], body: Any, known: Collection[str]
+) -> tuple[str, str, set[int]] | None:
+    """The first misspelled key ``errors`` reveal in ``body``: its param, the name it
+    resembles, and the indexes of the errors it explains (the missing field, the forbidden
+    key). A trial's ``{"mesages": [...]}`` was told "messages: required parameter is
+    missing", the typo unnamed."""
+    for i, e in enumerate(errors):
+        loc = tuple(e.get("loc", ()))
+        if e.get("type") not in ("missing", "extra_forbidden") or not loc:
+            continue
+        if not isinstance(loc[-1], str):
+            continue
+        where = loc[:-1]
+        parent = _value_at(body, where)
+        if not isinstance(parent, dict):
+            continue
+        top = where in ((), ("body",))
+        siblings = [
+            (j, other)
+            for j, other in enumerate(errors)
+            if tuple(other.get("loc", ()))[:-1] == where
+        ]
+        missing = [str(o["loc"][-1]) for _, o in siblings if o.get("type") == "missing"]
+        if e.get("type") == "missing":
+            wrong = next(
+                (
+                    k
+                    for k in parent
+                    if isinstance(k, str)
+                    and not (top and k in known)
+                    and near_miss(k, [loc[-1]]) is not None
+                ),
+                None,
+            )
+            close = loc[-1] if wrong is not None else None
+        else:
+            wrong = loc[-1]
+            close = near_miss(wrong, [*missing, *(known if top else ())])
+        if wrong is None or close is None:
+            continue
+        explained = {
+            j
+            for j, o in siblings
+            if (o.get("type"), o["loc"][-1]) in (("missing", close), ("extra_forbidden", wrong))
+        }
+        prefix = loc_to_param(where)
+        return (f"{prefix}.{wrong}" if prefix else wrong), close, explained | {i}
+    return None
+
+
+def _value_at(body: Any, loc: tuple[int | str, ...]) -> Any:
+    """The value at a pydantic location in a parsed body (FastAPI's leading ``body`` and
+    union branches' tags skipped), or None where it leads nowhere."""
+    value = body
+    for n, part in enumerate(loc):
+        if n == 0 and part == "body":
+            continue
+        if isinstance(part, int):
+            if not (isinstance(value, list) and 0 <= part < len(value)):
+                return None
+            value = value[part]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        elif not (part in _TYPE_TAGS or "[" in part or "-" in part):
+            return None
+    return value
 
 
 def loc_to_param(loc: tuple[int | str, ...]) -> str | None:

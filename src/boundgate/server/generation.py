@@ -14,7 +14,7 @@ from ..backends.base import Chunk, GenerationRequest, Usage
 from ..errors import BoundgateError, ErrorCode, InvalidRequestError
 from ..gateway import Finished, Gateway, RequestContext
 from .chat.protocol import SamplingParams
-from .common import sse_error, sse_event
+from .common import sse_error, sse_event, unknown_parameter
 
 
 @dataclass(frozen=True)
@@ -62,12 +62,7 @@ def refuse_unsupported(params: SamplingParams) -> None:
     ``unknown_parameter``, as OpenAI's) the first that is a misspelling of a known one."""
     misspelled = params.misspelled()
     if misspelled is not None:
-        name, known = misspelled
-        raise InvalidRequestError(
-            f"Unknown parameter: '{name}'. Did you mean '{known}'?",
-            param=name,
-            code=ErrorCode.UNKNOWN_PARAMETER,
-        )
+        raise unknown_parameter(*misspelled)
     unsupported = params.unsupported()
     if unsupported is not None:
         raise InvalidRequestError(

@@ -36,7 +36,7 @@ from ...store import BatchLineRow, FileRow
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
-from ..common import NON_FINITE, TOO_DEEP, loc_to_param, nested_too_deeply, non_finite_number
+from ..common import NON_FINITE, TOO_DEEP, nested_too_deeply, non_finite_number, request_error
 from ..completions.protocol import CompletionRequest
 
 log = logging.getLogger("boundgate.batches")
@@ -166,18 +166,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
     try:
         req = model.model_validate(body)
     except ValidationError as exc:
-        errors = exc.errors()
-        first = errors[0]
-        param = loc_to_param(tuple(first["loc"]))
-        for e in errors[1:]:  # a union's branches: the most specific place in the same param
-            other = loc_to_param(tuple(e["loc"]))
-            if param and other and other.startswith(param) and len(other) > len(param):
-                first, param = e, other
-        msg = "required parameter is missing" if first["type"] == "missing" else first["msg"]
-        msg = msg.removeprefix("Value error, ")  # our validators' own words
-        raise InvalidRequestError(
-            f"{param}: {msg}" if param else str(msg), param=param, code=ErrorCode.INVALID_VALUE
-        ) from None
+        raise request_error(exc.errors(), body) from None
     generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
     check_options((req.model_extra or {}).get("boundgate"))  # "reuse": "bogus" ran, then failed
     return req
