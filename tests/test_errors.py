@@ -522,3 +522,32 @@ def test_a_misspelled_required_parameter_is_named_with_the_other_problem(
     r = fake_live.http.post("/v1/chat/completions", json={"mesages": MSG, "temperature": 3})
     err = assert_error(r, 400, param="mesages", code="unknown_parameter")
     assert err["message"].endswith("(and temperature: Input should be less than or equal to 2)")
+
+
+@pytest.mark.parametrize(
+    ("message", "name", "known"),
+    [
+        ({"role": "user", "content": "Hi", "nmae": "bob"}, "nmae", "name"),
+        ({"role": "user", "content": "Hi", "Name": "bob"}, "Name", "name"),
+        ({"role": "user", "contnet": "Hi"}, "contnet", "content"),
+        ({"rloe": "user", "content": "Hi"}, "rloe", "role"),
+    ],
+)
+def test_a_misspelled_message_key_is_400(
+    fake_live: Live, message: dict[str, Any], name: str, known: str
+) -> None:
+    """A trial's ``"nmae": "bob"`` (or ``"Name"``) in a message answered 200: the key was
+    dropped, the name reaching neither the model nor the reuse scope."""
+    body = {"messages": [{"role": "system", "content": "Be brief."}, message]}
+    r = fake_live.http.post("/v1/chat/completions", json=body)
+    param = f"messages[1].{name}"
+    err = assert_error(r, 400, param=param, code="unknown_parameter")
+    assert err["message"] == f"Unknown parameter: '{param}'. Did you mean '{known}'?"
+
+
+@pytest.mark.parametrize("extra", [{"foo": 1}, {"refusal": None}, {"nickname": "bob"}])
+def test_other_unknown_message_keys_are_still_ignored(
+    fake_live: Live, extra: dict[str, Any]
+) -> None:
+    body = {"messages": [{**MSG[0], **extra}], "max_tokens": 1}
+    assert fake_live.http.post("/v1/chat/completions", json=body).status_code == 200

@@ -271,6 +271,12 @@ def _misspelling(
     missing", the typo unnamed."""
     for i, e in enumerate(errors):
         loc = tuple(e.get("loc", ()))
+        ctx = e.get("ctx")
+        if e.get("type") == ErrorCode.UNKNOWN_PARAMETER and isinstance(ctx, dict):
+            # a model's own check (ChatMessage's keys): the key is in the object at ``loc``
+            prefix = loc_to_param(loc)
+            name = str(ctx["name"])
+            return (f"{prefix}.{name}" if prefix else name), str(ctx["known"]), {i}
         if e.get("type") not in ("missing", "extra_forbidden") or not loc:
             continue
         if not isinstance(loc[-1], str):

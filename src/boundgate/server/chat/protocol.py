@@ -16,7 +16,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from ...errors import ErrorCode
 from ...settings import ReasoningEffort
 
 # Parameters the gateway does not implement yet: rejected clearly instead of ignored.
@@ -168,13 +170,38 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
+    """One message. Keys it has no field for are ignored (OpenAI's ``refusal``, ``audio``,
+    …), but not one spelled almost like a field (``misspelled_keys``)."""
+
     model_config = ConfigDict(extra="ignore", strict=True)
+    # OpenAI's message keys the gateway ignores: with the fields, what a key is compared with
+    OTHER_NAMES: ClassVar[tuple[str, ...]] = ("refusal", "audio", "tool_call_id")
+
     role: Literal["system", "developer", "user", "assistant"]
     # read only to decide whether an assistant message may go without content (OpenAI's rule)
     tool_calls: Any = None
     function_call: Any = None
     content: str | list[TextPart] | None = Field(None, validate_default=True)
     name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _misspelled_keys(cls, data: Any) -> Any:
+        """A key spelled almost like a field (``near_miss``) is refused as
+        ``unknown_parameter`` (the error's type; ``request_error`` names the key): a trial's
+        ``"nmae": "bob"`` was dropped, the name reaching neither the model nor the reuse
+        scope."""
+        if isinstance(data, dict):
+            known = [*cls.model_fields, *cls.OTHER_NAMES]
+            for key in data:
+                close = near_miss(key, known) if isinstance(key, str) else None
+                if close is not None:
+                    raise PydanticCustomError(
+                        ErrorCode.UNKNOWN_PARAMETER.value,
+                        "Unknown parameter: '{name}'. Did you mean '{known}'?",
+                        {"name": key, "known": close},
+                    )
+        return data
 
     @field_validator("content", mode="before")
     @classmethod
