@@ -304,6 +304,18 @@ def test_text_completion_lines_are_checked_too(fake_live: Live) -> None:
         assert err["message"].startswith("line 1") and says in err["message"]
 
 
+def test_an_unknown_input_file_is_404_naming_input_file_id(fake_live: Live) -> None:
+    """A trial's 404 named ``file_id``, a parameter the request does not have."""
+    r = fake_live.http.post(
+        "/v1/batches",
+        json={"input_file_id": "file-nope", "endpoint": "/v1/chat/completions"},
+    )
+    err = assert_error(r, 404, param="input_file_id", code="not_found")
+    assert "file-nope" in err["message"]
+    # the file routes name theirs as before
+    assert_error(fake_live.http.get("/v1/files/file-nope"), 404, param="file_id")
+
+
 def _swap_input(live: Live, batch_id: str, content: bytes) -> None:
     """Point a queued batch at an input file a former version accepted unchecked."""
     from boundgate.store import FileRow

@@ -117,10 +117,14 @@ async def list_batches(
     return page(data, limit)
 
 
-async def owned_file(gw: Gateway, ctx: RequestContext, file_id: str) -> FileRow:
+async def owned_file(
+    gw: Gateway, ctx: RequestContext, file_id: str, param: str = "file_id"
+) -> FileRow:
+    """The file, if it is the tenant's (any for an admin); else 404 naming ``param``, the
+    request's name for it (``input_file_id`` when a batch is created)."""
     f = await gw.store.get_file(file_id)
     if f is None or (f.tenant != ctx.tenant.name and not ctx.tenant.admin):
-        raise NotFoundError(f"No such File object: {file_id}", param="file_id")
+        raise NotFoundError(f"No such File object: {file_id}", param=param)
     return f
 
 
@@ -276,7 +280,7 @@ async def create_batch(
             "leading zero, e.g. '24h'",
             param="completion_window",
         )
-    f = await owned_file(gw, ctx, input_file_id)
+    f = await owned_file(gw, ctx, input_file_id, "input_file_id")
     if f.purpose != "batch":
         raise _bad_input("the input file's purpose must be 'batch'")
     lines = await asyncio.to_thread(parse_lines, f.content, endpoint)  # up to 200 MiB
