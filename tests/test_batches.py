@@ -316,6 +316,17 @@ def test_an_unknown_input_file_is_404_naming_input_file_id(fake_live: Live) -> N
     assert_error(fake_live.http.get("/v1/files/file-nope"), 404, param="file_id")
 
 
+def test_a_misspelled_batch_parameter_is_400_naming_the_known_one(fake_live: Live) -> None:
+    """A trial's ``metdata`` was "metdata: Extra inputs are not permitted" (``invalid_value``),
+    with no word of ``metadata``; chat completions name the parameter a typo resembles."""
+    create = {"input_file_id": "file-x", "endpoint": "/v1/chat/completions"}
+    r = fake_live.http.post("/v1/batches", json={**create, "metdata": {"a": "b"}})
+    err = assert_error(r, 400, param="metdata", code="unknown_parameter")
+    assert err["message"] == "Unknown parameter: 'metdata'. Did you mean 'metadata'?"
+    r = fake_live.http.post("/v1/batches", json={**create, "priority": 1})  # no typo
+    assert_error(r, 400, param="priority", code="invalid_value")
+
+
 def _swap_input(live: Live, batch_id: str, content: bytes) -> None:
     """Point a queued batch at an input file a former version accepted unchecked."""
     from boundgate.store import FileRow

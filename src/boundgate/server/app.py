@@ -37,7 +37,7 @@ from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import batch_moved, fail_batch, run_batch
 from .chat.router import router as chat_router
-from .common import UNAUTHENTICATED, request_error
+from .common import UNAUTHENTICATED, body_fields, request_error
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
 from .openapi import truthful_openapi
@@ -279,7 +279,7 @@ def create_app(
                 code=ErrorCode.INVALID_JSON,
             )
         else:
-            err = request_error(errors, exc.body)
+            err = request_error(errors, exc.body, body_fields(request))
         await record(request, err)
         return error_response(request, err)
 

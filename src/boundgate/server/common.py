@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import anyio
 from fastapi import Request
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -236,6 +237,16 @@ def request_error(
     if rest:
         err.message += f" (and {request_error(rest, body, known).message})"
     return err
+
+
+def body_fields(request: Request) -> tuple[str, ...]:
+    """The field names of the request model the matched route reads its JSON body into
+    (what ``request_error`` compares a forbidden key with), or none."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return tuple(model.model_fields)
+    return ()
 
 
 def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
