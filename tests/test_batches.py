@@ -327,6 +327,19 @@ def test_a_misspelled_batch_parameter_is_400_naming_the_known_one(fake_live: Liv
     assert_error(r, 400, param="priority", code="invalid_value")
 
 
+def test_an_input_file_with_a_byte_order_mark_is_read(fake_live: Live) -> None:
+    """A trial's file from a Windows tool, starting with a UTF-8 BOM, was refused with
+    Python's "Unexpected UTF-8 BOM (decode using utf-8-sig)"."""
+    client: openai.OpenAI = fake_live.openai()
+    content = "\ufeff".encode() + _line("a", {"messages": ASK}) + b"\n"
+    f = client.files.create(file=("in.jsonl", content), purpose="batch")
+    r = fake_live.http.post(
+        "/v1/batches", json={"input_file_id": f.id, "endpoint": "/v1/chat/completions"}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["request_counts"]["total"] == 1
+
+
 def _swap_input(live: Live, batch_id: str, content: bytes) -> None:
     """Point a queued batch at an input file a former version accepted unchecked."""
     from boundgate.store import FileRow

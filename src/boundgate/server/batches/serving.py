@@ -199,6 +199,7 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         raise _bad_input("the input file is not UTF-8") from None
+    text = text.removeprefix("\ufeff")  # a byte order mark, as many Windows tools write
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise _bad_input("the input file has no requests")
