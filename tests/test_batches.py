@@ -269,6 +269,13 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
         (_line("b", {"messages": ASK}).replace(b'"body"', b'"Body"'),
          "unknown key 'Body'; did you mean 'body'?"),
         (b'{"custom_id": "b", "n": ' + b"9" * 5000 + b"}", "more than 4300 digits"),  # a 500
+        # a trial's: a line without method ran (OpenAI requires "POST")
+        (b'{"custom_id": "b", "url": "/v1/chat/completions", "body": {"messages": []}}',
+         'method is required (it must be "POST")'),
+        (_line("b", {"messages": ASK}).replace(b'"POST"', b'"GET"'),
+         'method must be POST (got "GET")'),
+        (_line("b", {"messages": ASK}, url="/v1/completions"),
+         "url must be the batch's endpoint /v1/chat/completions (got \"/v1/completions\")"),
     ],
 )  # fmt: skip
 def test_every_line_is_checked_when_the_batch_is_created(

@@ -192,9 +192,10 @@ def _check_keys(n: int, item: dict[str, Any]) -> None:
 
 
 def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[dict[str, Any]]:
-    """The batch's lines. ``check``: also check every line's keys and every body as the
-    endpoint would (at creation; at run time a line whose body fails the check fails alone,
-    in the error file, and a line with another key, accepted before keys were checked, runs)."""
+    """The batch's lines. ``check``: also check every line's keys, that it has a ``method``,
+    and every body as the endpoint would (at creation; at run time a line whose body fails the
+    check fails alone, in the error file, and a line with another key or without ``method``,
+    accepted before they were checked, runs)."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
@@ -235,8 +236,14 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         if cid in seen:
             raise _bad_input(f"line {n}: duplicate custom_id {cid!r}")
         seen.add(cid)
-        if item.get("method", "POST") != "POST" or item.get("url") != endpoint:
-            raise _bad_input(f"line {n}: method must be POST and url {endpoint}")
+        method = item.get("method")
+        if method is None and check:  # (a line without one, accepted before, still runs)
+            raise _bad_input(f'line {n}: method is required (it must be "POST")')
+        if method not in (None, "POST"):
+            raise _bad_input(f"line {n}: method must be POST (got {json.dumps(method)})")
+        if item.get("url") != endpoint:
+            got = json.dumps(item.get("url"))
+            raise _bad_input(f"line {n}: url must be the batch's endpoint {endpoint} (got {got})")
         if not isinstance(item.get("body"), dict):
             raise _bad_input(f"line {n}: body must be an object")
         if check:
