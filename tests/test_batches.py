@@ -347,6 +347,39 @@ def test_an_input_file_with_a_byte_order_mark_is_read(fake_live: Live) -> None:
     assert r.json()["request_counts"]["total"] == 1
 
 
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        (_line("b", {"messages": ASK, "temperature": float("nan")}),
+         "line 2 (custom_id 'b'): body.temperature: must be a finite number"),
+        (_line("b", {"messages": ASK}).replace(b'"POST"', b'"GET"'),
+         "line 2 (custom_id 'b'): method must be POST"),
+        (_line("b", {"messages": ASK})[:-1] + b', "priority": 1}',
+         "line 2 (custom_id 'b'): unknown key 'priority'"),
+        (_line("a", {"messages": ASK}),
+         "line 2 (custom_id 'a'): duplicate custom_id (line 1 has it too)"),
+        (_line("b", {"messages": ASK, "temperature": 5}),
+         "line 2 (custom_id 'b'): body.temperature: "),
+        # no custom_id to name
+        (b'{"custom_id": 5, "method": "POST"}', "line 2: custom_id must be a string"),
+        (b'{"custom_ids": "b"}', "line 2: unknown key 'custom_ids'; did you mean 'custom_id'?"),
+    ],
+)  # fmt: skip
+def test_every_line_error_names_its_custom_id_the_same_way(
+    fake_live: Live, bad: bytes, says: str
+) -> None:
+    """A trial's "line 1: body.temperature: must be a finite number" and "line 1: method
+    must be POST…" did not name the line's custom_id, where a bad body's error did."""
+    client: openai.OpenAI = fake_live.openai()
+    good = _line("a", {"messages": ASK})
+    f = client.files.create(file=("in.jsonl", good + b"\n" + bad + b"\n"), purpose="batch")
+    r = fake_live.http.post(
+        "/v1/batches", json={"input_file_id": f.id, "endpoint": "/v1/chat/completions"}
+    )
+    err = assert_error(r, 400, param="input_file_id")
+    assert err["message"].startswith(says), err["message"]
+
+
 def _swap_input(live: Live, batch_id: str, content: bytes) -> None:
     """Point a queued batch at an input file a former version accepted unchecked."""
     from boundgate.store import FileRow

@@ -408,7 +408,7 @@ def test_non_finite_numbers_in_batch_lines_are_refused_at_creation(fake_live: Li
         },
     )
     err = assert_error(r, 400, param="input_file_id", code="invalid_value")
-    assert "line 1: body.temperature: must be a finite number" in err["message"]
+    assert "line 1 (custom_id 'x'): body.temperature: must be a finite number" in err["message"]
 
 
 @pytest.mark.parametrize("since", ["nan", "inf", "-Infinity"])

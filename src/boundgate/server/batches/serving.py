@@ -176,9 +176,9 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
     return req
 
 
-def _check_keys(n: int, item: dict[str, Any]) -> None:
-    """Line ``n`` has no key but OpenAI's four: a misspelt ``custom_id`` or a ``metadata``
-    meant for the batch was dropped unseen."""
+def _check_keys(where: str, item: dict[str, Any]) -> None:
+    """The line (``where``: ``_line_label``) has no key but OpenAI's four: a misspelt
+    ``custom_id`` or a ``metadata`` meant for the batch was dropped unseen."""
     for key in item:
         if key in LINE_KEYS:
             continue
@@ -188,7 +188,16 @@ def _check_keys(n: int, item: dict[str, Any]) -> None:
             hint = "a batch's metadata goes with the request that creates it (POST /v1/batches)"
         else:
             hint = "a line has only custom_id, method, url and body"
-        raise _bad_input(f"line {n}: unknown key {key!r}; {hint}")
+        raise _bad_input(f"{where}: unknown key {key!r}; {hint}")
+
+
+def _line_label(n: int, item: dict[str, Any]) -> str:
+    """How an error names line ``n``: ``line 3 (custom_id 'q3')``, or ``line 3`` where the
+    line has no usable ``custom_id`` (missing, not a string, not Unicode text)."""
+    cid = item.get("custom_id")
+    if isinstance(cid, str) and cid and _lone_surrogate(cid) is None:
+        return f"line {n} (custom_id {cid!r})"
+    return f"line {n}"
 
 
 def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[dict[str, Any]]:
@@ -206,7 +215,7 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         raise _bad_input("the input file has no requests")
     if len(lines) > MAX_LINES:
         raise _bad_input(f"at most {MAX_LINES} requests per batch")
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # custom_id → its line
     out = []
     for n, line in enumerate(lines, start=1):
         try:
@@ -219,13 +228,14 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
             raise _bad_input(f"line {n} is not JSON: {TOO_MANY_DIGITS}") from None
         if not isinstance(item, dict):
             raise _bad_input(f"line {n} is not an object")
+        where = _line_label(n, item)
         if nested_too_deeply(item):
-            raise _bad_input(f"line {n}: {TOO_DEEP}")
+            raise _bad_input(f"{where}: {TOO_DEEP}")
         place = non_finite_number(item)
         if place is not None:
-            raise _bad_input(f"line {n}: {place}: {NON_FINITE}")
+            raise _bad_input(f"{where}: {place}: {NON_FINITE}")
         if check:
-            _check_keys(n, item)
+            _check_keys(where, item)
         cid = item.get("custom_id")
         if cid is None or cid == "":
             raise _bad_input(f"line {n}: custom_id is required")
@@ -234,26 +244,26 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         if _lone_surrogate(cid) is not None:
             raise _bad_input(f"line {n}: custom_id is not Unicode text (a lone surrogate)")
         if cid in seen:
-            raise _bad_input(f"line {n}: duplicate custom_id {cid!r}")
-        seen.add(cid)
+            raise _bad_input(f"{where}: duplicate custom_id (line {seen[cid]} has it too)")
+        seen[cid] = n
         method = item.get("method")
         if method is None and check:  # (a line without one, accepted before, still runs)
-            raise _bad_input(f'line {n}: method is required (it must be "POST")')
+            raise _bad_input(f'{where}: method is required (it must be "POST")')
         if method not in (None, "POST"):
-            raise _bad_input(f"line {n}: method must be POST (got {json.dumps(method)})")
+            raise _bad_input(f"{where}: method must be POST (got {json.dumps(method)})")
         if item.get("url") != endpoint:
             got = json.dumps(item.get("url"))
-            raise _bad_input(f"line {n}: url must be the batch's endpoint {endpoint} (got {got})")
+            raise _bad_input(f"{where}: url must be the batch's endpoint {endpoint} (got {got})")
         if not isinstance(item.get("body"), dict):
-            raise _bad_input(f"line {n}: body must be an object")
+            raise _bad_input(f"{where}: body must be an object")
         if check:
             try:
                 check_body(endpoint, item["body"])
             except InvalidRequestError as err:
-                where = f"body.{err.param}" if err.param else "body"
+                field = f"body.{err.param}" if err.param else "body"
                 detail = err.message.removeprefix(f"{err.param}: ") if err.param else err.message
                 raise InvalidRequestError(
-                    f"line {n} (custom_id {cid!r}): {where}: {detail}",
+                    f"{where}: {field}: {detail}",
                     param="input_file_id",
                     code=err.code,
                 ) from None
