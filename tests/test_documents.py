@@ -772,6 +772,32 @@ def test_docs_commands_refuse_a_data_dir_without_a_store(tmp_path: Path) -> None
     assert sorted(data.iterdir()) == before
 
 
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["show", "doc_missing"], "no document 'doc_missing'"),
+        (["revoke", "doc_missing"], "no document 'doc_missing'"),
+        (["bind", "ans_missing"], "no stored answer 'ans_missing'"),
+        (["verify", "doc_missing"], "no file or document 'doc_missing'"),
+    ],
+)
+def test_docs_commands_exit_2_on_an_id_that_is_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], message: str
+) -> None:
+    """An id that names nothing in the store is what was given that cannot be used, as a
+    missing file, key or store is: exit 2 for all (show, revoke and bind exited 1, verify
+    2), leaving 1 for documents that are there but fail."""
+    monkeypatch.chdir(tmp_path)
+    data = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner(env=NO_STORE_ENV)
+    created = runner.invoke(cli, ["keys", "create", "--tenant", "alice", *data])  # a store
+    assert created.exit_code == 0, created.output
+    res = runner.invoke(cli, ["docs", *command, *data])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.startswith("error:") and message in res.stderr, res.stderr
+    assert res.stdout == ""
+
+
 @pytest.mark.parametrize("command", ["verify", "import"])
 def test_a_missing_public_key_is_named_with_its_full_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str

@@ -6,6 +6,11 @@ server notices a revocation at the next hit on the document's answer. The store 
 directory: all but ``import`` (and ``verify`` of a file) refuse where it holds no SQLite store
 rather than create an empty one (``opened_store(existing=True)``).
 
+Exit codes: 2 when what the command is given cannot be used (a file, key, store, document or
+stored answer that is not there, a file that is not JSON, a key that is not PEM), 1 when it
+is there but fails (a document that does not verify, an import that stops, an answer that
+cannot be bound).
+
 An export holds the active documents exactly as signed. With ``--state`` it may hold others:
 each is written wrapped, ``{"state": "revoked", "document": {...}}`` (a signed document
 carries no state), and ``docs import`` never serves a wrapped document that is not active
@@ -243,7 +248,7 @@ def docs_show(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None
     with _opened(config, data_dir) as (_, store):
         row = asyncio.run(store.get_document(doc_id))
     if row is None:
-        raise _fail(f"no document {doc_id!r}")
+        raise _fail(f"no document {doc_id!r}", 2)
     print(json.dumps(json.loads(row.body), indent=2, ensure_ascii=False))
 
 
@@ -472,7 +477,7 @@ def docs_bind(
     with _opened(config, data_dir) as (settings, store):
         entry = asyncio.run(store.get_entry_by_id(answer_id))
         if entry is None:
-            raise _fail(f"no stored answer {answer_id!r}")
+            raise _fail(f"no stored answer {answer_id!r}", 2)
         row = asyncio.run(_engine(settings, store).documents.bind(entry.key))
     if row is None:
         raise _fail(f"answer {answer_id!r} cannot be bound (revoked?)")
@@ -485,5 +490,5 @@ def docs_revoke(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = No
     with _opened(config, data_dir) as (settings, store):
         ok = asyncio.run(_engine(settings, store).documents.revoke(doc_id))
     if not ok:
-        raise _fail(f"no document {doc_id!r}")
+        raise _fail(f"no document {doc_id!r}", 2)
     print(f"revoked {doc_id}")
