@@ -66,3 +66,17 @@ def test_help_reads_cleanly_at_80_columns(path: tuple[str, ...]) -> None:
             else:
                 entries[-1].append(body)
         assert all(len(e) <= 2 for e in entries), "\n".join(panel)
+
+
+@pytest.mark.parametrize("path", list(command_paths()), ids=lambda p: " ".join(p) or "boundgate")
+def test_every_argument_says_what_it_is(path: tuple[str, ...]) -> None:
+    """docs import's FILE, docs show's and revoke's ID and batch status's and results' ID
+    were listed with only their type and [required]: each argument has its line."""
+    command = get_command(cli)
+    for name in path:
+        command = command.commands[name]
+    for param in command.params:
+        if param.param_type_name == "argument":
+            text = str(getattr(param, "help", None) or "").replace("`", "")
+            assert text, (path, param.name)
+            assert text.split()[0] in help_of(path), (path, param.name)

@@ -56,6 +56,7 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory holding the store (default ./.boundgate)."),
 ]
+DocIdArg = Annotated[str, typer.Argument(help="A document's id (doc_…, from docs list).")]
 PublicKeyOpt = Annotated[
     Path | None,
     typer.Option("--public-key", help="PEM public key (default: the data directory's)."),
@@ -243,7 +244,7 @@ def docs_list(
 
 
 @docs_app.command("show")
-def docs_show(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def docs_show(doc_id: DocIdArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Print a document's signed JSON-LD."""
     with _opened(config, data_dir) as (_, store):
         row = asyncio.run(store.get_document(doc_id))
@@ -254,7 +255,13 @@ def docs_show(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None
 
 @docs_app.command("verify")
 def docs_verify(
-    file_or_id: Annotated[str, typer.Argument(help="A JSON-LD/NDJSON file, '-', or a doc id.")],
+    file_or_id: Annotated[
+        str,
+        typer.Argument(
+            help="A file of documents (JSON-LD or NDJSON, as docs export writes; '-': stdin), "
+            "or the id of a document in the store."
+        ),
+    ],
     public_key: PublicKeyOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -378,7 +385,12 @@ def docs_export(
 
 @docs_app.command("import")
 def docs_import(
-    file: Path,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The documents to import (JSON-LD or NDJSON, as docs export writes; '-': stdin)."
+        ),
+    ],
     public_key: PublicKeyOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -485,7 +497,7 @@ def docs_bind(
 
 
 @docs_app.command("revoke")
-def docs_revoke(doc_id: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+def docs_revoke(doc_id: DocIdArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Stop serving a document's answer (the document stays, marked revoked)."""
     with _opened(config, data_dir) as (settings, store):
         ok = asyncio.run(_engine(settings, store).documents.revoke(doc_id))

@@ -314,9 +314,12 @@ def batch_submit(
     print(json.dumps({"id": b["id"], "scheduled_start": b["boundgate"]["scheduled_start"]}))
 
 
+BatchIdArg = Annotated[str, typer.Argument(help="A batch's id (batch_…, from batch submit).")]
+
+
 @batch_app.command("status")
 def batch_status(
-    batch_id: str, url: UrlOpt = "http://127.0.0.1:8080/v1", api_key: KeyOpt = None
+    batch_id: BatchIdArg, url: UrlOpt = "http://127.0.0.1:8080/v1", api_key: KeyOpt = None
 ) -> None:
     """The batch object (JSON)."""
     import json
@@ -327,7 +330,7 @@ def batch_status(
 
 @batch_app.command("results")
 def batch_results(
-    batch_id: str,
+    batch_id: BatchIdArg,
     out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
     url: UrlOpt = "http://127.0.0.1:8080/v1",
     api_key: KeyOpt = None,
