@@ -80,3 +80,14 @@ def test_every_argument_says_what_it_is(path: tuple[str, ...]) -> None:
             text = str(getattr(param, "help", None) or "").replace("`", "")
             assert text, (path, param.name)
             assert text.split()[0] in help_of(path), (path, param.name)
+
+
+@pytest.mark.parametrize("path", list(command_paths()), ids=lambda p: " ".join(p) or "boundgate")
+def test_every_config_option_names_the_environment_variable(path: tuple[str, ...]) -> None:
+    """The docs, report, grid and plan commands' --config read BOUNDGATE_CONFIG without it as
+    serve's does, but only serve's help said so."""
+    command = get_command(cli)
+    for name in path:
+        command = command.commands[name]
+    if any("--config" in getattr(p, "opts", ()) for p in command.params):
+        assert "BOUNDGATE_CONFIG" in help_of(path)

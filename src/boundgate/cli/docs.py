@@ -50,7 +50,11 @@ docs_app = typer.Typer(
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file; its data directory holds the store."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML config file (or BOUNDGATE_CONFIG); its data directory holds the store.",
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,

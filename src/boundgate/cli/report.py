@@ -265,7 +265,9 @@ def plot(path: Path, hourly: Sequence[PeriodRow], since: float, until: float) ->
     fig.savefig(path, format=path.suffix.lower().lstrip("."))
 
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (or BOUNDGATE_CONFIG).")
+]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
 
 

@@ -56,7 +56,9 @@ def schedule_replay(
     out.print(f"plan written to {out_path}")
 
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (or BOUNDGATE_CONFIG).")
+]
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Data directory.")]
 ZoneOpt = Annotated[str | None, typer.Option("--zone", help="Grid zone (default: configured).")]
 
