@@ -551,3 +551,24 @@ def test_other_unknown_message_keys_are_still_ignored(
 ) -> None:
     body = {"messages": [{**MSG[0], **extra}], "max_tokens": 1}
     assert fake_live.http.post("/v1/chat/completions", json=body).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"])
+def test_a_body_that_starts_with_a_byte_order_mark_is_read(fake_live: Live, path: str) -> None:
+    """A JSON body written by a tool that starts UTF-8 with a byte order mark (Windows
+    PowerShell, Notepad) was refused 400 invalid_json with Python's own words, "Unexpected
+    UTF-8 BOM (decode using utf-8-sig)"; the mark is skipped, as in batch input files."""
+    body = {"messages": MSG, "max_tokens": 1} if "chat" in path else {"max_tokens": 1}
+    if path == "/v1/completions":
+        body["prompt"] = "hi"
+    if path == "/v1/embeddings":
+        body = {"input": "hi"}
+    content = b"\xef\xbb\xbf" + json.dumps(body).encode()
+    r = fake_live.http.post(path, content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    # only one mark, at the start: JSON's grammar has no place for another
+    r = fake_live.http.post(
+        path, content=b"\xef\xbb\xbf" + content, headers={"content-type": "application/json"}
+    )
+    err = assert_error(r, 400, code="invalid_json")
+    assert "BOM" not in err["message"] and "utf-8-sig" not in err["message"], err

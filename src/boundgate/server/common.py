@@ -131,7 +131,8 @@ def _json_content_type(value: str | None) -> bool:
 class StrictJSONRequest(Request):
     """A request whose JSON body must be valid Unicode: JSON's ``\\uXXXX`` escapes can carry
     a lone surrogate, which no UTF-8 text (tokenizers, SQLite, the upstream) can hold. Such a
-    body is refused like malformed JSON (400 ``invalid_json``) instead of failing later."""
+    body is refused like malformed JSON (400 ``invalid_json``) instead of failing later. A
+    UTF-8 byte order mark at the start is skipped."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
@@ -145,6 +146,11 @@ class StrictJSONRequest(Request):
                     body.decode("utf-8", "replace"),
                     exc.start,
                 ) from None
+            # a byte order mark, as many Windows tools write (batch input files skip it too);
+            # json.loads refuses it in Python's words ("decode using utf-8-sig")
+            text = text.removeprefix("\ufeff")
+            if text.startswith("\ufeff"):
+                raise json.JSONDecodeError("more than one byte order mark (U+FEFF)", text, 0)
             try:
                 value = json.loads(text)
             except RecursionError:
