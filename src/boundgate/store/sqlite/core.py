@@ -142,8 +142,11 @@ class SQLiteBase:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock.open()
-        conn = self._connect()
         with self._write_lock.held():
+            # the first connection under the lock too: it turns a new database to WAL, which
+            # needs the file to itself, and SQLite refuses that at once ("database is locked",
+            # no busy wait) while another process is doing the same
+            conn = self._connect()
             self._migrate(conn)
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="boundgate-store-writer", daemon=True
