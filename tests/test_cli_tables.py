@@ -32,6 +32,15 @@ def test_keys_list_shows_long_tenants_whole(tmp_path: Path) -> None:
     assert "daily reasoning tokens" in listed.output  # the header is not folded either
 
 
+def test_revoking_an_unknown_key_exits_2_like_other_missing_things(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path)]
+    assert runner.invoke(cli, ["keys", "create", "--tenant", "acme", *data]).exit_code == 0
+    res = runner.invoke(cli, ["keys", "revoke", "key_missing", *data])
+    assert res.exit_code == 2, res.output
+    assert "no such key: key_missing" in res.output
+
+
 def test_models_shows_long_upstream_urls_whole(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path / "c.toml",

@@ -488,8 +488,8 @@ def keys_revoke(
     with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         ok = asyncio.run(store.revoke_key(key_id))
     if not ok:
-        err.print(f"no such key: {key_id}")
-        raise typer.Exit(1)
+        err.print(f"no such key: {key_id} (see `boundgate keys list`)")
+        raise typer.Exit(2)
     err.print(f"revoked {key_id}")
 
 
