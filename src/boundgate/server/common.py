@@ -35,7 +35,7 @@ from ..errors import (
 from ..gateway import Gateway, RequestContext
 from ..store import Store
 from ..tenants import OPEN_TENANT, Tenant
-from .chat.protocol import near_miss
+from .chat.protocol import UNKNOWN_PARAMETER, near_miss
 
 # whom a request refused for its key is ledgered under
 UNAUTHENTICATED = Tenant(name="unauthenticated")
@@ -218,7 +218,7 @@ class StrictJSONRoute(APIRoute):
 def unknown_parameter(param: str, known: str) -> InvalidRequestError:
     """400 ``unknown_parameter``: ``param`` is spelled almost like ``known`` (``near_miss``)."""
     return InvalidRequestError(
-        f"Unknown parameter: '{param}'. Did you mean '{known}'?",
+        UNKNOWN_PARAMETER.format(name=param, known=known),
         param=param,
         code=ErrorCode.UNKNOWN_PARAMETER,
     )

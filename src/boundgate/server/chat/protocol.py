@@ -104,6 +104,11 @@ VENDOR_PARAMETERS = frozenset(
 MISSPELLING_CUTOFF = 0.85
 
 
+UNKNOWN_PARAMETER = "Unknown parameter: '{name}'. Did you mean '{known}'?"
+"""The message of a misspelled key's 400 ``unknown_parameter`` (``near_miss``), for the
+request models' validators and ``server.common.unknown_parameter`` alike."""
+
+
 def near_miss(name: str, known: Iterable[str]) -> str | None:
     """The name of ``known`` that ``name`` is almost spelled as (difflib ratio ≥
     ``MISSPELLING_CUTOFF``, or two neighbouring letters swapped; case aside: "Max_Tokens" is
@@ -198,7 +203,7 @@ class ChatMessage(BaseModel):
                 if close is not None:
                     raise PydanticCustomError(
                         ErrorCode.UNKNOWN_PARAMETER.value,
-                        "Unknown parameter: '{name}'. Did you mean '{known}'?",
+                        UNKNOWN_PARAMETER,
                         {"name": key, "known": close},
                     )
         return data
