@@ -171,6 +171,21 @@ def test_content_of_the_wrong_type_gets_one_message(
     assert f"a string or an array of content parts, not {kind}" in err["message"]
 
 
+def test_a_union_parameter_of_the_wrong_type_is_one_problem(fake_live: Live) -> None:
+    """``"stop": 5`` got "stop: Input should be a valid string (and 1 more)", the one more
+    being the union's other branch, read as a second problem nobody named."""
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": MSG, "stop": 5})
+    err = assert_error(r, 400, param="stop", code="invalid_value")
+    assert err["message"] == "stop: Input should be a valid string or a valid list"
+
+
+def test_the_other_invalid_parameters_are_named(fake_live: Live) -> None:
+    body = {"messages": MSG, "max_tokens": "x", "stop": [5], "n": "y"}
+    err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)
+    assert err["param"] == "max_tokens"
+    assert err["message"].endswith("(also invalid: stop, n)"), err["message"]
+
+
 @pytest.mark.parametrize("part", ["image_url", "input_audio", "file"])
 def test_a_content_part_that_is_not_text_is_named(fake_live: Live, part: str) -> None:
     """An image part got "Input should be 'text' (and 2 more)", which did not say that

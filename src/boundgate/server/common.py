@@ -256,7 +256,10 @@ def body_fields(request: Request) -> tuple[str, ...]:
 
 
 def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
-    """The param and message of the first of ``errors``: "param: what is wrong"."""
+    """The param and message of the first of ``errors``: "param: what is wrong", then the
+    other parameters with a problem: "(also invalid: n, stop)". A union's branches (one
+    error each for the same parameter) are one problem: "stop: Input should be a valid
+    string or a valid list" (a trial read "(and 1 more)" as a second problem, unnamed)."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     param = loc_to_param(tuple(first.get("loc", ())))
     # a union reports one error per branch ("not a string", "part 1 is bad"): name the most
@@ -266,6 +269,12 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
         if param and other and other.startswith(param) and len(other) > len(param):
             first, param = e, other
     msg = str(first.get("msg", "invalid value"))
+    branches = [
+        str(e.get("msg", ""))
+        for e in errors
+        if loc_to_param(tuple(e.get("loc", ()))) == param
+        and str(e.get("type", "")).endswith("_type")
+    ]
     if first.get("type") == "missing":
         # no parameter named: the body itself is missing (empty request)
         msg = "required parameter is missing" if param else "request body is missing"
@@ -273,9 +282,20 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
         msg = NON_FINITE
     elif first.get("type") == "value_error":
         msg = msg.removeprefix("Value error, ")  # our validators' own words
+    elif len(branches) > 1 and all(b.startswith("Input should be ") for b in branches):
+        msg = "Input should be " + " or ".join(
+            dict.fromkeys(b.removeprefix("Input should be ") for b in branches)
+        )
     text = f"{param}: {msg}" if param else msg
-    if len(errors) > 1:
-        text += f" (and {len(errors) - 1} more)"
+    others = dict.fromkeys(
+        other
+        for e in errors
+        if (other := loc_to_param(tuple(e.get("loc", ()))) or "body") != (param or "body")
+        and not (param and (other.startswith(param) or param.startswith(other)))
+    )
+    named = [o for o in others if not any(o != x and o.startswith(x) for x in others)]
+    if named:
+        text += f" (also invalid: {', '.join(named)})"
     return param, text
 
 
