@@ -23,6 +23,7 @@ paraphrase beside a near-copy with the opposite meaning; otherwise it is (q, mut
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections import Counter
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ANTONYMS = ROOT / "src/boundgate/reuse/data/antonyms_wordnet.tsv"
+NOUNS = ROOT / "src/boundgate/reuse/data/nouns_wordnet.tsv"
 
 _AUX_CONTRACT = {
     "is": "isn't",
@@ -118,6 +120,61 @@ def load_antonyms(vocab: set[str]) -> dict[str, list[str]]:
     return out
 
 
+_DETERMINERS = frozenset(
+    "a an the my your our their his her its this that these those some any each every "
+    "which what".split()
+)
+
+
+def noun_counts(questions: list[str]) -> Counter[str]:
+    """How often each lower-case word follows a determiner ("a", "the", "my", "which", ...)
+    in ``questions``: words that do are nouns in use, whatever else WordNet calls them."""
+    out: Counter[str] = Counter()
+    for q in questions:
+        toks = _tokens(q)
+        for (i, w, p), (j, v, _) in itertools.pairwise(toks):
+            if j == i + 1 and w in _DETERMINERS and not p:
+                out[v] += 1
+    return out
+
+
+def load_siblings(vocab: set[str], nouns: Counter[str], least: int = 5) -> dict[str, list[str]]:
+    """noun → its WordNet 3.0 siblings (a hypernym of the first two senses in common, no
+    sense in common: "rat" / "mouse", "flu" / "pneumonia", "car" / "truck"), both whole
+    tokens of at least 3 letters in the model's vocabulary and following a determiner at
+    least ``least`` times in the training questions (``nouns``, from ``noun_counts``). Read
+    from the guards' ``nouns_wordnet.tsv``."""
+    senses: dict[str, set[str]] = {}
+    under: dict[str, list[str]] = {}
+    for line in NOUNS.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            continue
+        lemma, own, up = line.split("\t")
+        if lemma not in vocab or len(lemma) < 3 or nouns[lemma] < least:
+            continue
+        senses[lemma] = set(own.split(","))
+        for h in up.split(","):
+            if h:
+                under.setdefault(h, []).append(lemma)
+    out: dict[str, set[str]] = {}
+    for kin in under.values():
+        if len(kin) > 60:  # a broad class ("person", "act"): its members are not look-alikes
+            continue
+        for a in kin:
+            for b in kin:
+                if a != b and senses[a].isdisjoint(senses[b]):
+                    out.setdefault(a, set()).add(b)
+    return {a: sorted(bs) for a, bs in out.items()}
+
+
+def _plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
 def _keep_case(old: str, new: str) -> str:
     return new.capitalize() if old[:1].isupper() else new
 
@@ -139,10 +196,37 @@ def _tokens(q: str) -> list[tuple[int, str, str]]:
 
 
 class Mutator:
-    def __init__(self, rng: random.Random, antonyms: dict[str, list[str]], names: list[str]):
+    def __init__(
+        self,
+        rng: random.Random,
+        antonyms: dict[str, list[str]],
+        names: list[str],
+        siblings: dict[str, list[str]] | None = None,
+    ):
         self.rng = rng
         self.antonyms = antonyms
         self.names = names
+        self.siblings = siblings or {}
+
+    def sibling(self, q: str) -> str | None:
+        """One lower-case noun swapped for a sibling ("mouse" → "rat"), plural kept; the noun
+        follows a determiner or is a plural, so it is a noun here."""
+        words = q.split(" ")
+        cands = []
+        toks = _tokens(q)
+        for k, (i, w, p) in enumerate(toks):
+            after_det = k > 0 and toks[k - 1][1] in _DETERMINERS and toks[k - 1][0] == i - 1
+            if not words[i][:1].islower() or not (after_det or w.endswith("s")):
+                continue
+            if w in self.siblings:
+                cands.append((i, w, False, p))
+            elif w.endswith("s") and w[:-1] in self.siblings:
+                cands.append((i, w[:-1], True, p))
+        if not cands:
+            return None
+        i, w, plural, p = self.rng.choice(cands)
+        new = self.rng.choice(self.siblings[w])
+        return _replace_word(q, i, (_plural(new) if plural else new) + p)
 
     def antonym(self, q: str) -> str | None:
         words = q.split(" ")
@@ -326,11 +410,17 @@ def make_pairs(
     hard_share: float,
     light_share: float,
     chat_share: float = 0.0,
+    siblings: bool = False,
+    chat_pairs: list[tuple[str, str, int]] | None = None,
+    chat_hard: int = 0,
 ) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
     """Rule-made pairs: about ``hard_share`` × len(train) hard negatives (a third of them
     rewritten chat-style when ``chat_share`` > 0), ``light_share`` × len(train) light-edit
     positives, ``chat_share`` × len(train) chat-style positives and as many labelled pairs
-    with one side rewritten chat-style. Returns the pairs and a count per rule."""
+    with one side rewritten chat-style. With ``siblings`` a hard negative may swap a noun for
+    a WordNet sibling. With ``chat_hard`` > 0, each pair of ``chat_pairs`` (labelled chatbot
+    pairs) gets up to ``chat_hard`` hard negatives made by the same rules. Returns the pairs
+    and a count per rule."""
     caps: Counter[str] = Counter()
     for a, b, _ in train:
         for q in (a, b):
@@ -339,7 +429,10 @@ def make_pairs(
                 if m:
                     caps[m.group(1)] += 1
     names = [w for w, c in caps.items() if c >= 5]
-    mut = Mutator(rng, load_antonyms(vocab), names)
+    sibs = None
+    if siblings:
+        sibs = load_siblings(vocab, noun_counts([q for a, b, _ in train for q in (a, b)]))
+    mut = Mutator(rng, load_antonyms(vocab), names, sibs)
     rules: dict[str, Callable[[str], str | None]] = {
         "antonym": mut.antonym,
         "negation": mut.negation,
@@ -348,26 +441,35 @@ def make_pairs(
         "name": mut.name,
         "roles": mut.roles,
     }
+    if siblings:
+        rules["sibling"] = mut.sibling
     counts: Counter[str] = Counter()
     out: list[tuple[str, str, int]] = []
+
+    def hard_negative(a: str, b: str, y: int, prefix: str = "") -> None:
+        # try rules in a random order; rarer rules first where they apply at all
+        order = list(rules)
+        rng.shuffle(order)
+        order.sort(key=lambda r: r not in ("roles", "unit", "number"))
+        anchor, target = (a, b) if y == 1 else (a, a)
+        for r in order:
+            new = rules[r](target)
+            if new and new != target and new.lower() != anchor.lower():
+                if chat_share and rng.random() < 1 / 3:
+                    styled = mut.chat(new)
+                    if styled and styled.lower() != anchor.lower():
+                        new = styled
+                        counts["chat_hard_negative"] += 1
+                out.append((anchor, new, 0))
+                counts[prefix + r] += 1
+                return
+
+    for a, b, y in chat_pairs or []:
+        for _ in range(chat_hard):
+            hard_negative(a, b, y, "chat_")
     for a, b, y in train:
         if rng.random() < hard_share:
-            # try rules in a random order; rarer rules first where they apply at all
-            order = list(rules)
-            rng.shuffle(order)
-            order.sort(key=lambda r: r not in ("roles", "unit", "number"))
-            anchor, target = (a, b) if y == 1 else (a, a)
-            for r in order:
-                new = rules[r](target)
-                if new and new != target and new.lower() != anchor.lower():
-                    if chat_share and rng.random() < 1 / 3:
-                        styled = mut.chat(new)
-                        if styled and styled.lower() != anchor.lower():
-                            new = styled
-                            counts["chat_hard_negative"] += 1
-                    out.append((anchor, new, 0))
-                    counts[r] += 1
-                    break
+            hard_negative(a, b, y)
         if rng.random() < light_share:
             q = a if rng.random() < 0.5 else b
             new = mut.light(q)

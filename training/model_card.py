@@ -35,7 +35,14 @@ def main() -> None:
         " pair with one side rewritten\n  (chat_restyled_0/1, its label kept), and a hard"
         " negative rewritten after its change\n  (chat_hard_negative, label 0, counted in its"
         " rule too)."
-        if any(k.startswith("chat_") for k in made)
+        if any(k.startswith(("chat_positive", "chat_restyled", "chat_hard_negative")) for k in made)
+        else ""
+    )
+    siblings = (
+        " Sibling swaps (`--siblings`) change one noun for another kind of the\n  same thing in"
+        " WordNet 3.0 (flu / cold, car / truck, city / country), nouns being words\n  that"
+        " follow a determiner in the training questions."
+        if hp.get("siblings")
         else ""
     )
     chat_pairs = ""
@@ -62,6 +69,12 @@ def main() -> None:
             "with any evaluation set (quora_val.csv, the contradictions, GPTCache's mock\n  "
             "data, chat_heldout.csv) are left out (`pairdata.evaluation_questions`)."
         )
+        if hp.get("chat_hard"):
+            chat_pairs += (
+                f"\n  Each of these pairs also gets up to {hp['chat_hard']} hard negatives by the"
+                " rules above\n  (the counts named chat_*), so chat-style paraphrases meet"
+                " near-copies with\n  another meaning."
+            )
     i8 = t["int8_val"]
     if (args.model / "evaluation.json").exists():  # pair_eval.py run since (reviewed labels)
         i8 = json.loads((args.model / "evaluation.json").read_text())
@@ -111,7 +124,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   {", ".join(f"{k} {v:,}" for k, v in made.items())}. Hard negatives change one thing the
   answer depends on (antonym from WordNet 3.0, negation, number/year/month/weekday, unit,
   name, swapped roles); light positives change case, punctuation, contractions or add a
-  polite prefix.{chat}{chat_pairs}
+  polite prefix.{siblings}{chat}{chat_pairs}
 - Selection and calibration: `quora_val.csv` (12,128 pairs), never trained on.
 
 ## Training

@@ -17,7 +17,10 @@ Steps:
    positives (case, punctuation, contractions, a polite prefix), and chat-style rewrites
    ("how to X", "X?", "define X", a greeting, a typo) used as positives, on one side of
    labelled pairs and on hard negatives (``--chat-style``, off by default: measured, not
-   shipped). Nothing is made from any evaluation list.
+   shipped). ``--siblings`` adds noun swaps for a WordNet sibling (flu / cold), and
+   ``--chat-hard N`` up to N hard negatives made by the same rules from each labelled chatbot
+   pair of ``--chat-pairs`` (both off by default: measured, bench/RESULTS.md). Nothing is
+   made from any evaluation list.
 3. Fine-tune: BCE on one logit, AdamW, linear warm-up (10 %) then linear decay, batch 32, each
    pair in a random order each epoch (the score should not depend on which side is stored).
 4. Select the epoch with the highest recall at <= 1 % of pairs wrong on ``quora_val.csv``
@@ -110,6 +113,18 @@ def main() -> None:
         "(tests/data/paraphrases_dev.tsv, different_dev.tsv) joins the training data "
         "(0: none, as the shipped model)",
     )
+    p.add_argument(
+        "--siblings",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="hard negatives may swap a noun for a WordNet sibling (rat / mouse)",
+    )
+    p.add_argument(
+        "--chat-hard",
+        type=int,
+        default=0,
+        help="hard negatives made by rule from each labelled chatbot pair (with --chat-pairs)",
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="train on the first N pairs (smoke)")
@@ -154,7 +169,15 @@ def main() -> None:
     rng = random.Random(args.seed)
     vocab = set(tok.get_vocab())
     made, made_counts = augment.make_pairs(
-        train, rng, vocab, args.hard_negatives, args.light_positives, args.chat_style
+        train,
+        rng,
+        vocab,
+        args.hard_negatives,
+        args.light_positives,
+        args.chat_style,
+        siblings=args.siblings,
+        chat_pairs=chat,
+        chat_hard=args.chat_hard,
     )
     data = train + made + chat * args.chat_pairs
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
@@ -262,6 +285,8 @@ def main() -> None:
                 "light_positives",
                 "chat_style",
                 "chat_pairs",
+                "siblings",
+                "chat_hard",
                 "bf16",
             )
         }
