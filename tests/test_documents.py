@@ -1052,6 +1052,18 @@ def _import_from_a(tmp_path: Path) -> tuple[list[str], dict[str, Any], binding.S
     return cfg_b, theirs, signer_b
 
 
+def test_an_imported_document_verifies_by_id_without_this_directorys_key(
+    tmp_path: Path,
+) -> None:
+    """It verifies with the issuer key kept at import; `docs verify ID` still demanded the
+    data directory's own public key first (a replica's data directory without one, a key
+    file moved) and exited 2."""
+    cfg_b, theirs, _ = _import_from_a(tmp_path)
+    (tmp_path / "b" / "data" / binding.PUBLIC_KEY_FILE).unlink()
+    res = CliRunner().invoke(cli, ["docs", "verify", binding.short_id(theirs["@id"]), *cfg_b])
+    assert res.exit_code == 0 and "valid" in res.output, _one_line(res)
+
+
 def test_an_imported_document_that_no_longer_verifies_with_its_key_is_invalid(
     tmp_path: Path,
 ) -> None:
