@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -92,7 +93,9 @@ class PgCountingProxy:
         self.port = 0
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._run, name="pg-counting-proxy", daemon=True).start()
+        self._server: asyncio.Server
+        self._thread = threading.Thread(target=self._run, name="pg-counting-proxy", daemon=True)
+        self._thread.start()
         if not self._ready.wait(10):
             raise RuntimeError("the counting proxy did not start")
 
@@ -102,14 +105,35 @@ class PgCountingProxy:
         return url.replace(f"@{host}:{port}/", f"@127.0.0.1:{self.port}/")
 
     def close(self) -> None:
+        """Stop listening, end every proxied connection and the proxy's thread. (Stopping
+        the loop with its connections' tasks pending left their coroutines to be closed by
+        the garbage collector, which warned in whatever test ran next.)"""
+        import asyncio
+
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _shutdown(self) -> None:
+        import asyncio
+
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run(self) -> None:
         import asyncio
 
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = int(server.sockets[0].getsockname()[1])
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0)
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
         self._ready.set()
         self._loop.run_forever()
 
@@ -160,4 +184,6 @@ class PgCountingProxy:
             finally:
                 w.close()
 
-        await asyncio.gather(pipe(cr, sw, True), pipe(sr, cw, False))
+        with contextlib.suppress(asyncio.CancelledError):  # close(): a normal end (an
+            # exception, cancellation included, is logged by asyncio's stream callback)
+            await asyncio.gather(pipe(cr, sw, True), pipe(sr, cw, False))
