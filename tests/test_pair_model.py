@@ -390,6 +390,48 @@ def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_pat
             live.http.close()
 
 
+@pytest.mark.parametrize(
+    ("stored", "fresh", "same"),
+    [
+        (
+            "The boiling point of water at sea level is 100 °C.",
+            "The boiling point of water at sea level is 120 °C.",
+            False,
+        ),
+        (
+            "Yes, it is safe to eat raw eggs in moderation.",
+            "No, it is not safe to eat raw eggs.",
+            False,
+        ),
+        ("Paris is north of Madrid.", "Madrid is north of Paris.", False),
+        (
+            "To reset your password, go to Settings and click 'Forgot password'.",
+            "Go to Settings and click on 'Forgot password' to reset your password.",
+            True,
+        ),
+    ],
+)
+def test_close_answers_that_contradict_each_other_are_not_the_same(
+    tmp_path: Path, stored: str, fresh: str, same: bool
+) -> None:
+    """A trial (sampled verification, the real embedder): answers at cosine >= 0.90 were
+    the same answer, so "… 120 °C" confirmed "… 100 °C"'s paraphrase for good, an exact
+    alias serving the stored answer to a question whose own answer contradicts it."""
+    settings = ReuseSettings(answer_similarity=0.01)  # the embedding says "same" to all
+    store = SQLiteStore(tmp_path / "a.db")
+    store.open()
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=Verifier(settings),
+        settings=settings,
+        rebind_window_s=3600.0,
+        clock=FakeClock(start=1_800_000_000.0),
+    )
+    assert asyncio.run(e.same_answer(stored, fresh)) is same
+    store.close()
+
+
 def test_the_model_reads_short_forms_spelled_out(scorer: OnnxPairScorer) -> None:
     """A trial's chatbot paraphrases with short forms scored about 0.01 ("how many tbsp in a
     cup" / "How many tablespoons are in a cup?"): the model, trained on Quora's wording,

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import ErrorCode, InvalidRequestError, NotFoundError
 from ..store import Claim, LedgerRow, ObservationRow
 from ..tenants import PRUNE_EVERY_S, day_window, kept_from
+from . import guards
 from .lookup import EntryMeta, Lookup
 from .scope import canonical_query
 from .verifier import ENTRY_ONLY, Observation, Verdict
@@ -47,6 +48,11 @@ FEEDBACK_PREFIX = "feedback:"
 # accepted and not learned
 FEEDBACK_KINDS = ("learned", "admin", "noted")
 UNLIMITED = 2**62  # the limit of a counter that only counts
+# what makes two close answers contradict each other: a negation more or less, another
+# number, date or unit, an opposite (north / south), the same terms in another order. The
+# guards' other conflicts (mood, tense, entities, ...) describe questions and would take
+# two wordings of one answer apart.
+ANSWER_CONFLICTS = frozenset({"negation", "number", "date", "unit", "polarity", "order"})
 
 
 def feedback_counter(tenant: str, kind: str) -> str:
@@ -125,10 +131,18 @@ class Labelling:
             await self.documents.register(cand.key, asker, key.query)
 
     async def same_answer(self, a: str, b: str) -> bool:
+        """Whether answers ``a`` and ``b`` say the same: equal after normalisation, or
+        answer embeddings at cosine >= ``reuse.answer_similarity`` with no contradiction the
+        question guards see between them (``ANSWER_CONFLICTS``). Embeddings alone put "… is
+        100 °C" beside "… is 120 °C" (0.92) and "Yes, it is safe …" beside "No, it is not
+        safe …" (0.995, all-MiniLM-L6-v2), and an answer taken as the same confirms a
+        paraphrase for good (``confirm``)."""
         if canonical_query(a) == canonical_query(b):
             return True
         va, vb = await self.embed([a, b])
-        return float(np.dot(va, vb)) >= self.settings.answer_similarity
+        if float(np.dot(va, vb)) < self.settings.answer_similarity:
+            return False
+        return not ANSWER_CONFLICTS.intersection(guards.compare(a, b).conflicts)
 
     async def observe(
         self,
