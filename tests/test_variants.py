@@ -95,6 +95,43 @@ def test_popular_creative_prompt_gets_variants_never_repeated_to_one_user(
         srv.__exit__()
 
 
+def test_a_request_that_asks_for_fresh_content_is_never_served_a_variant(
+    tmp_path: Path,
+) -> None:
+    """A helper's audit: `Cache-Control: no-cache`, a max-age and a time-sensitive question
+    were checked only after the temperature dial, so a variant made a week before was served
+    to "no-cache, max-age=0" and to "… today's news"."""
+    srv, live = serve(tmp_path)
+    news = "Write a haiku about today's news."
+    try:
+        store = live.gateway.store
+        for content in (HAIKU, news):
+            assert ask(live, "u1", content).headers["x-boundgate-reuse"] == "bypass"
+            assert ask(live, "u2", content).headers["x-boundgate-reuse"] == "bypass"
+        wait_until(
+            lambda: any(
+                j.kind == "variants" and j.state == "done" for j in asyncio.run(store.jobs())
+            )
+        )
+        # none is made for the time-sensitive prompt: none could be served
+        assert sum(j.kind == "variants" for j in asyncio.run(store.jobs())) == 1
+        body = {"messages": [{"role": "user", "content": HAIKU}], "temperature": 1.0}
+        for headers, extra in (
+            ({"Cache-Control": "no-cache"}, {}),
+            ({"Cache-Control": "max-age=3600"}, {}),
+            ({}, {"boundgate": {"max_age": 3600}}),
+        ):
+            r = live.http.post(
+                "/v1/chat/completions", json=body | extra | {"user": "u3"}, headers=headers
+            )
+            assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "bypass", headers
+        assert ask(live, "u3", news).headers["x-boundgate-reuse"] == "bypass"
+        assert ask(live, "u3").headers["x-boundgate-reuse"] == "hit-variant"  # the others may
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
 def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Path) -> None:
     srv, live = serve(tmp_path, min_askers=100, novelty_per_day=2)  # no variants in this test
     try:

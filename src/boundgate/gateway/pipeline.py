@@ -368,12 +368,15 @@ class Gateway(Routing):
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)
         if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
-            await self._creative(ctx, req, lookup)
+            await self._creative(ctx, req, lookup, variants=p.variants)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
         return lookup
 
-    async def _creative(self, ctx: RequestContext, req: GenerationRequest, lookup: Lookup) -> None:
-        """Above the dial: a pre-generated variant if one is left, else a budgeted fresh one."""
+    async def _creative(
+        self, ctx: RequestContext, req: GenerationRequest, lookup: Lookup, *, variants: bool
+    ) -> None:
+        """Above the dial: a pre-generated variant if one is left (and ``variants``: the
+        request takes stored answers), else a budgeted fresh one."""
         buf = self.creativity
         if buf is None or lookup.key is None:
             return
@@ -382,7 +385,7 @@ class Gateway(Routing):
             await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         key = variants_key(lookup.key.exact, req.temperature)
-        variant = await buf.take(key, asker, body, key_id=ctx.tenant.key_id)
+        variant = await buf.take(key, asker, body, key_id=ctx.tenant.key_id) if variants else None
         if variant is not None and answer_fits(
             variant.finish_reason, variant.completion_tokens, req.max_tokens
         ):

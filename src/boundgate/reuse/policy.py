@@ -42,6 +42,9 @@ class Plan:
     store: bool
     max_age_s: float | None  # only reuse answers younger than this
     reason: str  # why reuse was bypassed ("" when it wasn't)
+    # above the temperature dial: whether a pre-generated variant may be served (not to a
+    # request with no-cache, a max-age or a time-sensitive question: a variant is stored)
+    variants: bool = True
 
 
 DEFAULT_TIME_SENSITIVE = (
@@ -153,11 +156,11 @@ def plan(
         return Plan(Mode.OFF, False, None, "no-question")
     if has_tools:
         return Plan(Mode.OFF, False, None, "tools")
-    if temperature > max_temperature:
-        return Plan(Mode.OFF, False, None, "temperature")
     if time_sensitive(query):
         max_age = (
             time_sensitive_max_age_s if max_age is None else min(max_age, time_sensitive_max_age_s)
         )
+    if temperature > max_temperature:
+        return Plan(Mode.OFF, False, None, "temperature", not no_cache and max_age is None)
     lookup = Mode.OFF if no_cache else (mode or Mode.SEMANTIC)
     return Plan(lookup, True, max_age, "no-cache" if no_cache else "")
