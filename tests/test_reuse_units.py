@@ -14,11 +14,11 @@ from boundgate.backends.base import Completion, GenerationRequest, Message, Usag
 from boundgate.clock import FakeClock
 from boundgate.errors import InvalidRequestError
 from boundgate.reuse.embedder import HashEmbedder
-from boundgate.reuse.engine import Lookup, ReuseEngine
+from boundgate.reuse.engine import Lookup, ReuseEngine, filed_tokens
 from boundgate.reuse.guards import compare
 from boundgate.reuse.language import reads_english
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
-from boundgate.reuse.scope import canonical_query, reuse_key
+from boundgate.reuse.scope import answer_fits, canonical_query, reuse_key
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
@@ -109,6 +109,23 @@ def test_params_and_model_versions_never_share_a_scope(
     kb = key(chat(q, stop=tuple(sb), seed=seed_b, response_format=fmt_b), version=vb)
     same = sorted(sa) == sorted(sb) and seed_a == seed_b and fmt_a == fmt_b and va == vb
     assert (ka == kb) == same
+
+
+def test_an_answer_cut_short_by_the_context_window_is_filed_as_it_is() -> None:
+    """A helper's audit: an answer the context window cut after 5 tokens (``length`` below
+    the request's 10) was filed at 10, so a request allowing 10 was served the cut answer
+    as if its own limit had cut it, and model "auto" no longer escalated it. Cut at the limit
+    (or a token past it: llama.cpp finishing a character) it is filed at the limit."""
+
+    def cut(tokens: int) -> Completion:
+        return Completion("a b c d e", "length", Usage(prompt_tokens=3, completion_tokens=tokens))
+
+    assert filed_tokens(cut(5), 10) == 5
+    assert not answer_fits("length", filed_tokens(cut(5), 10), 10)
+    assert answer_fits("length", filed_tokens(cut(5), 10), 5)  # a limit of 5 cuts it there
+    assert filed_tokens(cut(10), 10) == 10 and filed_tokens(cut(11), 10) == 10
+    assert answer_fits("length", filed_tokens(cut(11), 10), 10)
+    assert filed_tokens(Completion("a b", "stop", Usage(3, 2)), 10) == 2
 
 
 def test_the_question_itself_is_not_part_of_the_scope() -> None:

@@ -77,11 +77,17 @@ TENANT_HIDDEN_STATS = (
 
 def filed_tokens(completion: Completion, max_tokens: int) -> int:
     """The completion tokens an answer is filed with: its own count, except that an answer cut
-    by the request's limit (``length``) is filed at that limit, the one it serves
-    (``scope.answer_fits``): llama.cpp may generate a token past the limit to finish a
+    by the request's limit (``length`` at or past it) is filed at that limit, the one it
+    serves (``scope.answer_fits``): llama.cpp may generate a token past the limit to finish a
     character of several tokens ("Give me three emoji", limit 14: 15 tokens), and an answer
-    filed at 15 would serve no request."""
-    if completion.finish_reason == "length" and max_tokens > 0:
+    filed at 15 would serve no request. An answer cut short of the limit (``length`` below
+    it: the context window ran out) keeps its own count, so it serves only a request whose
+    limit would cut it there; filed at the limit it was served as a whole answer, and model
+    "auto" no longer saw it cut short (a helper's audit)."""
+    if (
+        completion.finish_reason == "length"
+        and 0 < max_tokens <= completion.usage.completion_tokens
+    ):
         return max_tokens
     return completion.usage.completion_tokens
 
