@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from pathlib import Path
 
@@ -107,8 +108,43 @@ def test_params_and_model_versions_never_share_a_scope(
 ) -> None:
     ka = key(chat(q, stop=tuple(sa), seed=seed_a, response_format=fmt_a), version=va)
     kb = key(chat(q, stop=tuple(sb), seed=seed_b, response_format=fmt_b), version=vb)
-    same = sorted(sa) == sorted(sb) and seed_a == seed_b and fmt_a == fmt_b and va == vb
+    # greedy decoding (these requests are at temperature 0) draws nothing a seed could fix;
+    # "text" is the default format; a stop sequence twice stops where it does once
+    same = set(sa) == set(sb) and (fmt_a or "text") == (fmt_b or "text") and va == vb
     assert (ka == kb) == same
+    sampled_a = dataclasses.replace(chat(q, seed=seed_a), temperature=0.7)
+    sampled_b = dataclasses.replace(chat(q, seed=seed_b), temperature=0.7)
+    assert (key(sampled_a) == key(sampled_b)) == (seed_a == seed_b)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("logit_bias", {}),
+        ("presence_penalty", 0),
+        ("frequency_penalty", 0.0),
+        ("response_format", {"type": "text"}),
+        ("modalities", ["text"]),
+        ("logprobs", False),
+    ],
+)
+def test_a_parameter_at_its_default_shares_the_scope_of_none(name: str, value: object) -> None:
+    """A helper's audit: `"logit_bias": {}`, `"presence_penalty": 0`, … missed every answer
+    stored without them, though they change nothing the model does."""
+    plain = chat("Why is the sky blue?")
+    given = dataclasses.replace(plain, passthrough={name: value})
+    assert key(given) == key(plain)
+    other = {"logit_bias": {"50256": -100}, "modalities": ["text", "audio"]}.get(name, 0.5)
+    assert key(dataclasses.replace(plain, passthrough={name: other})) != key(plain)
+    if not isinstance(value, bool):
+        assert key(dataclasses.replace(plain, passthrough={name: False})) != key(plain)
+
+
+def test_top_p_is_no_part_of_a_greedy_requests_scope() -> None:
+    plain = chat("Why is the sky blue?")
+    assert key(dataclasses.replace(plain, top_p=0.5)) == key(plain)
+    sampled = dataclasses.replace(plain, temperature=0.7)
+    assert key(dataclasses.replace(sampled, top_p=0.5)) != key(sampled)
 
 
 def test_an_answer_cut_short_by_the_context_window_is_filed_as_it_is() -> None:
@@ -826,8 +862,8 @@ def test_the_minilm_embedder_knows_when_a_question_overflows_its_window() -> Non
 def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
     """A valid int64 seed beyond 2^53 (and a NaN, which Python's JSON parser accepts) made
     the RFC 8785 scope hash raise: a 500 found by the fuzz run. They are spelled as text."""
-    big = chat("hi", seed=2**63 - 1)
-    other = chat("hi", seed=2**63 - 2)
+    big = dataclasses.replace(chat("hi", seed=2**63 - 1), temperature=0.7)  # sampled: seeded
+    other = dataclasses.replace(chat("hi", seed=2**63 - 2), temperature=0.7)
     assert key(big) != key(other)
     k = reuse_key(big, tenant="t", model_version="v1", endpoint="/v1/chat/completions")
     assert k is not None and k.scope_doc["params"]["seed"] == f"int:{2**63 - 1}"

@@ -57,6 +57,31 @@ _NOT_SHAPING = frozenset(
 )
 
 
+# parameters at OpenAI's documented default change nothing the model does: sent or left out,
+# one scope (a helper's audit: `"logit_bias": {}` or `"presence_penalty": 0` missed every
+# answer stored without them)
+_DEFAULTS: dict[str, Any] = {
+    "logit_bias": {},
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+    "response_format": {"type": "text"},
+    "modalities": ["text"],
+    "logprobs": False,
+}
+
+
+def _shaping(k: str, v: Any) -> bool:
+    """Whether passthrough parameter ``k`` with value ``v`` is in the scope."""
+    if k in _NOT_SHAPING or v is None:
+        return False
+    if k not in _DEFAULTS:
+        return True
+    default = _DEFAULTS[k]
+    if isinstance(v, bool) != isinstance(default, bool):
+        return True  # `"presence_penalty": false` is no 0 (what the upstream makes of it)
+    return bool(v != default)
+
+
 def max_tokens_class(n: int) -> int:
     for c in MAX_TOKENS_CLASSES:
         if n <= c:
@@ -386,19 +411,20 @@ def reuse_key(
     verbatim = req.messages is None
     if not query.strip():
         return None  # nothing to match: "" and " " are not one question, nor any other
-    params = {
-        k: v for k, v in sorted(req.passthrough.items()) if k not in _NOT_SHAPING and v is not None
-    }
+    params = {k: v for k, v in sorted(req.passthrough.items()) if _shaping(k, v)}
+    greedy = req.temperature == 0
     params.update(
         {
-            "stop": sorted(req.stop),
+            "stop": sorted(set(req.stop)),
             "max_tokens_class": max_tokens_class(req.max_tokens),
-            "top_p": req.top_p,
+            # greedy decoding takes the likeliest token whatever top_p keeps
+            "top_p": 1.0 if greedy else req.top_p,
         }
     )
-    if req.seed is not None:
+    if req.seed is not None and not greedy:
         # a seed fixes the one answer each temperature samples: a greedy answer is not what
-        # a seeded request at 0.3 gets (a trial's finding), so both are in the scope
+        # a seeded request at 0.3 gets (a trial's finding), so both are in the scope; greedy
+        # decoding draws nothing for a seed to fix
         params["seed"] = req.seed
         params["temperature"] = req.temperature
     scope_doc: dict[str, Any] = {
@@ -411,9 +437,7 @@ def reuse_key(
     scope_doc = _jcs_safe(scope_doc)  # as documents will carry it (signed in JCS)
     scope = scope_hash(tenant, scope_doc)
     exact = exact_hash(scope, query, verbatim=verbatim)
-    return ReuseKey(
-        scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=req.temperature == 0
-    )
+    return ReuseKey(scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=greedy)
 
 
 def verbatim_scope(scope_doc: dict[str, Any]) -> bool:
