@@ -18,13 +18,14 @@ from boundgate.reuse.embedder import HashEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine, filed_tokens
 from boundgate.reuse.guards import compare
 from boundgate.reuse.language import reads_english
+from boundgate.reuse.pair import FakePairScorer
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
 from boundgate.reuse.scope import answer_fits, canonical_query, reuse_key
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore
-from helpers import trusting_verifier
+from helpers import engine_lookup, trusting_verifier
 
 text = st.text(min_size=1, max_size=40)
 # questions with something to match (a blank one bypasses reuse: no key)
@@ -1012,3 +1013,43 @@ def test_a_text_completions_prompt_is_exact_to_the_character() -> None:
 )
 def test_semantic_reuse_is_for_the_language_the_guards_read(text: str, english: bool) -> None:
     assert reads_english(text) is english
+
+
+@pytest.mark.parametrize(
+    "stored", ["What is the current price of bitcoin?", "What is the latest price of bitcoin?"]
+)
+def test_a_time_sensitive_stored_question_ages_out_for_its_paraphrases_too(
+    tmp_path: Path, stored: str
+) -> None:
+    """A helper's audit: the time-sensitive limit (``reuse.time_sensitive_max_age_s``) was
+    applied when the *asked* question reads time-sensitive only, so "What is the current
+    price of bitcoin?" still answered "What is the price of bitcoin?" an hour later."""
+    store = SQLiteStore(tmp_path / "t.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+    verifier = trusting_verifier()
+    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=verifier,
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+        clock=clock,
+        pair_scorer=FakePairScorer(lambda asked, kept: 0.99),
+    )
+
+    async def run() -> None:
+        await e.load()
+        first = await engine_lookup(e, stored)
+        done = Completion("About 90,000 dollars.", "stop", Usage(3, 3))
+        await e.remember(
+            first, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.05
+        )
+        asked = "What is the price of bitcoin?"
+        assert (await engine_lookup(e, asked)).status == "hit-semantic"
+        clock.advance(ReuseSettings().time_sensitive_max_age_s + 1)
+        assert (await engine_lookup(e, asked)).status == "miss"
+
+    asyncio.run(run())
+    store.close()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .flight import Flight, Flights
     from .index import Neighbour, ScopedIndex
     from .pair import PairScorer
+    from .policy import TimeSensitivity
     from .verifier import Verifier
 
 # stored answers kept in memory for lookups that leave the live check to the ledger row
@@ -59,6 +60,7 @@ class Searching:
         flights: Flights
         _meta: dict[int, EntryMeta]
         _exact: ExactMap
+        time_sensitive: TimeSensitivity
         _answers: OrderedDict[int, StoredEntry]
 
         def count(self, name: str) -> None: ...
@@ -67,7 +69,14 @@ class Searching:
         def admit_stored(self, e: StoredEntry) -> None: ...
 
     def _fresh(self, meta: EntryMeta, p: Plan, now: float) -> bool:
-        return p.max_age_s is None or now - meta.created <= p.max_age_s
+        """Whether ``meta``'s answer is young enough for plan ``p``: within its max-age, and
+        within ``reuse.time_sensitive_max_age_s`` when the stored question is time-sensitive
+        (the plan's limit covers the asked one only: a helper's audit found "What is the
+        current price of bitcoin?" answering "How much is a bitcoin worth?" days later)."""
+        age = now - meta.created
+        if p.max_age_s is not None and age > p.max_age_s:
+            return False
+        return age <= self.settings.time_sensitive_max_age_s or not self.time_sensitive(meta.query)
 
     async def lookup(
         self,
