@@ -423,6 +423,26 @@ def test_a_low_logprob_answer_escalates_and_is_not_stored(tmp_path: Path) -> Non
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
 
+def test_a_rung_never_serves_an_answer_its_logprob_check_did_not_keep(tmp_path: Path) -> None:
+    """A helper's audit: a request naming "small" stored its unsure answer; an auto request
+    for the same question then got it as "small;reused", where fresh it escalates (a stored
+    answer has no log-probability to check). The rung's scope now holds its threshold."""
+    live = routed_live(tmp_path, FakeTaskClassifier(TASKS), LOGPROB)
+    try:
+        r = chat(live, UNSURE, temperature=0, model="small")
+        assert r.json()["choices"][0]["message"]["content"] == "The answer is 381."
+        again = chat(live, UNSURE, temperature=0, model="small")
+        assert again.headers["x-boundgate-reuse"] == "hit-exact"  # its own repeat, as before
+        r = chat(live, UNSURE, temperature=0)
+        assert r.headers["x-boundgate-route"] == "small;escalated=logprob, medium;answered"
+        # a confident rung answer is stored in the rung's scope and reused there
+        assert chat(live, MATH, temperature=0).headers["x-boundgate-route"] == "small;answered"
+        assert chat(live, MATH, temperature=0).headers["x-boundgate-route"] == "small;reused"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
 def test_without_a_threshold_a_low_logprob_answer_is_kept(live: Live) -> None:
     r = chat(live, UNSURE)  # the fake rungs' versions have no shipped calibration
     assert r.headers["x-boundgate-route"] == "small;answered"

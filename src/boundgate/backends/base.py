@@ -72,6 +72,10 @@ class GenerationRequest:
     # mean token log-probability (``Completion.mean_token_logprob``). Backends that cannot
     # (upstream servers) ignore it and report None.
     report_logprob: bool = False
+    # Set by the router with it: the threshold (nats per token) the answer is checked
+    # against. Part of the reuse scope, so the rung reuses only answers a check at that
+    # threshold kept, never one stored by a request that named the model directly.
+    logprob_threshold: float | None = None
     # Set by the gateway for backends that ``report_start``: called once, on the event loop,
     # when this request's generation really starts (it has the model, after any queue wait),
     # so the energy meter brackets the generation and not the wait. Never sent upstream.

@@ -280,6 +280,7 @@ class Routing:
                 check_logprob = plan.logprob and not last
                 threshold = self.router.logprob_threshold(backend) if check_logprob else None
                 rreq.report_logprob = threshold is not None
+                rreq.logprob_threshold = threshold
 
                 def check(
                     c: Completion,

@@ -421,6 +421,11 @@ def reuse_key(
             "top_p": 1.0 if greedy else req.top_p,
         }
     )
+    if req.logprob_threshold is not None:
+        # a rung of model "auto" keeps an answer only if its mean token log-probability
+        # passes: a stored answer keeps none, so the rung reuses only what its own check
+        # kept (a helper's audit: one stored by a request naming the model was served)
+        params["logprob_threshold"] = req.logprob_threshold
     if req.seed is not None and not greedy:
         # a seed fixes the one answer each temperature samples: a greedy answer is not what
         # a seeded request at 0.3 gets (a trial's finding), so both are in the scope; greedy
