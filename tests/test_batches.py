@@ -14,8 +14,11 @@ import pytest
 
 from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
+from boundgate.errors import InvalidRequestError
 from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
+from boundgate.server.batches.protocol import Batch
+from boundgate.server.batches.serving import parse_lines
 from boundgate.settings import SchedulerSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
@@ -432,6 +435,91 @@ def test_a_failing_line_fails_alone_and_the_others_complete(batch_live: Any) -> 
     assert errs["req-3"]["body"]["error"]["param"] == "messages[0].content"
     (job,) = arun(live.gateway.store.jobs())
     assert job.state == "done" and job.attempts == 1  # one run, no line answered twice
+
+
+def test_a_batch_past_its_completion_window_expires_keeping_the_lines_done(
+    batch_live: Any,
+) -> None:
+    """An audit: nothing ever expired a batch; one whose gateway was down past its window
+    ran to "completed" two days late. The lines done before the window ended stay in the
+    output file; the others are in the error file as OpenAI writes them (batch_expired)."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+    def answers(question: str) -> str:
+        if "number 0?" in question:
+            clock.set(b.expires_at + 1)  # the window ends while the first line runs
+        return "forty-two"
+
+    live.gateway.backends["fake"].answers = answers
+    clock.set(START + 23 * 3600)  # due
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "expired" and r)
+    assert done.expired_at == b.expires_at + 1 and done.completed_at is None
+    assert done.request_counts.completed == 1 and done.request_counts.failed == 2
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    assert [o["custom_id"] for o in out] == ["req-0"]
+    errs = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+    assert [e["custom_id"] for e in errs] == ["req-1", "req-2"]
+    assert all(e["response"] is None and e["error"]["code"] == "batch_expired" for e in errs)
+
+
+def test_a_cancel_from_another_process_during_the_last_line_is_kept(batch_live: Any) -> None:
+    """An audit: the run saved the object it had read, so a cancel saved while its last line
+    ran was overwritten by "completed" (or, the other way round, left the batch "cancelling"
+    for good). The run now ends the batch as it is in the store: cancelled, with the
+    cancel's own cancelling_at, the lines done in the output file."""
+    import sqlite3
+
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    cancel_at = int(START + 23 * 3600)
+
+    def answers(question: str) -> str:
+        if "number 1?" in question:  # another gateway process on the store cancels now
+            with sqlite3.connect(live.gateway.store.path) as db:
+                (body,) = db.execute("SELECT body FROM batches WHERE id = ?", (b.id,)).fetchone()
+                batch = json.loads(body)
+                batch.update(status="cancelling", cancelling_at=cancel_at)
+                db.execute("UPDATE batches SET body = ? WHERE id = ?", (json.dumps(batch), b.id))
+        return "forty-two"
+
+    live.gateway.backends["fake"].answers = answers
+    clock.set(START + 23 * 3600)  # due
+    done = wait_until(
+        lambda: (r := client.batches.retrieve(b.id)).status in ("completed", "cancelled") and r
+    )
+    assert done.status == "cancelled" and done.cancelling_at == cancel_at
+    assert done.request_counts.completed == 2 and done.output_file_id is not None
+
+
+def test_json_lines_end_at_newlines_only_and_errors_name_the_editors_line() -> None:
+    """An audit: str.splitlines() also split at U+2028, U+2029 and U+0085, which JSON
+    strings may hold unescaped (json.dumps(..., ensure_ascii=False) writes them): a valid
+    file got 400 "line 1 is not JSON: Unterminated string". And an error on the fourth line
+    of a file with blank lines was called "line 2"."""
+    body = {"model": "fake", "messages": [{"role": "user", "content": "a\u2028b\u2029c\x85d"}]}
+    text = json.dumps(
+        {"custom_id": "q", "method": "POST", "url": "/v1/chat/completions", "body": body},
+        ensure_ascii=False,
+    )
+    (item,) = parse_lines((text + "\r\n").encode(), "/v1/chat/completions")
+    assert item["body"]["messages"][0]["content"] == "a\u2028b\u2029c\x85d"
+    with pytest.raises(InvalidRequestError, match=r"^line 4 is not JSON"):
+        parse_lines(lines(1) + b"\n\n\n{oops\n", "/v1/chat/completions")
+
+
+def test_every_state_a_batch_ends_in_is_in_its_schema() -> None:
+    """An audit: a failed batch said boundgate.state "failed", which its schema refused."""
+    states = Batch.model_json_schema()["$defs"]["BatchInfo"]["properties"]["state"]["enum"]
+    assert {"scheduled", "running", "done", "cancelled", "expired", "failed"} <= set(states)
 
 
 def test_a_line_with_another_key_accepted_before_keys_were_checked_runs(

@@ -1059,6 +1059,18 @@ def test_batches_insert_replace_and_newest_first(store: Store) -> None:
     assert [b[0] for b in run(store.batches(limit=1))] == ["b2"]
 
 
+def test_a_batch_is_replaced_only_if_unchanged_since_it_was_read(store: Store) -> None:
+    run(store.put_batch("b1", "acme", 10.5, '{"status": "in_progress"}'))
+    assert run(store.replace_batch("b1", '{"status": "in_progress"}', '{"status": "cancelling"}'))
+    # a writer holding the old object (the batch's run) does not overwrite the cancel
+    assert not run(
+        store.replace_batch("b1", '{"status": "in_progress"}', '{"status": "completed"}')
+    )
+    assert run(store.get_batch("b1")) == ("acme", '{"status": "cancelling"}')
+    assert not run(store.replace_batch("b9", "{}", "{}"))  # none: nothing replaced
+    assert run(store.batches()) == [("b1", "acme", 10.5, '{"status": "cancelling"}')]
+
+
 def test_batches_and_files_list_by_tenant_with_a_cursor(store: Store) -> None:
     for i, tenant in enumerate(["acme", "globex", "acme", "acme"]):
         run(store.put_batch(f"b{i}", tenant, 10.0 + i, "{}"))

@@ -380,6 +380,11 @@ class FileStore(Protocol):
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         """``(tenant, JSON body)`` of batch ``batch_id``; None if there is none."""
 
+    async def replace_batch(self, batch_id: str, old_body: str, body: str) -> bool:
+        """Replace batch ``batch_id``'s JSON object with ``body`` if it is still ``old_body``
+        (compare-and-set: a writer that read the object earlier never overwrites a change
+        made since, such as a cancel beside the run); False if it changed or is gone."""
+
     async def files(
         self,
         tenant: str | None = None,

@@ -34,7 +34,7 @@ class BatchInfo(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_id: str
     key_id: str | None = Field(description="the key whose limits the lines run under")
-    state: Literal["scheduled", "running", "done", "cancelled"]
+    state: Literal["scheduled", "running", "done", "cancelled", "expired", "failed"]
     scheduled_start: str = Field(description="the forecast-cleanest start, ISO 8601 UTC")
     started_at: str | None
     grid_zone: str

@@ -17,6 +17,7 @@ import logging
 import re
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -210,14 +211,17 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
     except UnicodeDecodeError:
         raise _bad_input("the input file is not UTF-8") from None
     text = text.removeprefix("\ufeff")  # a byte order mark, as many Windows tools write
-    lines = [line for line in text.splitlines() if line.strip()]
+    # JSON Lines ends a line at "\n" only ("\r\n" too): str.splitlines() also split at
+    # U+2028, U+2029 and U+0085, which JSON strings may hold unescaped. Numbered as an
+    # editor numbers them, blank lines counted and skipped.
+    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     if not lines:
         raise _bad_input("the input file has no requests")
     if len(lines) > MAX_LINES:
         raise _bad_input(f"at most {MAX_LINES} requests per batch")
     seen: dict[str, int] = {}  # custom_id → its line
     out = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in lines:
         try:
             item = json.loads(line)
         except RecursionError:
@@ -371,95 +375,147 @@ async def get_batch(
     return row[0], json.loads(row[1])
 
 
+async def update_batch(
+    gw: Gateway, batch_id: str, change: Callable[[dict[str, Any]], bool | None]
+) -> tuple[str, dict[str, Any]] | None:
+    """Apply ``change`` to batch ``batch_id``'s object as it is in the store and save it;
+    when another writer changed it in between (a cancel beside the run, a replica), again
+    on the object as it is now (compare-and-set, ``FileStore.replace_batch``). ``change``
+    returns False to leave the object as it is, or raises. Returns ``(tenant, object)`` as
+    saved or left; None if there is no such batch. (Saving a copy read earlier lost a cancel
+    that came while the run parsed its input, and a cancel answered as the run completed
+    left the batch ``cancelling`` for good: an audit's findings.)"""
+    for _ in range(100):
+        row = await gw.store.get_batch(batch_id)
+        if row is None:
+            return None
+        tenant, raw = row
+        batch = json.loads(raw)
+        if change(batch) is False:
+            return tenant, batch
+        if await gw.store.replace_batch(batch_id, raw, json.dumps(batch)):
+            return tenant, batch
+    raise BoundgateError(f"batch {batch_id} kept changing while it was being saved")
+
+
 async def batch_moved(gw: Gateway, payload: dict[str, Any], start: float) -> None:
     """A replan moved a batch's job to ``start``: its object shows the new
     ``boundgate.scheduled_start`` (a batch that has started or ended keeps its own)."""
-    row = await gw.store.get_batch(str(payload.get("batch")))
-    if row is None:
-        return
-    tenant, batch = row[0], json.loads(row[1])
-    if batch["status"] in TERMINAL or batch["boundgate"].get("state") != "scheduled":
-        return
-    batch["boundgate"]["scheduled_start"] = _iso(start)
-    await save(gw, tenant, batch)
+
+    def move(batch: dict[str, Any]) -> bool | None:
+        if batch["status"] in TERMINAL or batch["boundgate"].get("state") != "scheduled":
+            return False
+        batch["boundgate"]["scheduled_start"] = _iso(start)
+        return None
+
+    await update_batch(gw, str(payload.get("batch")), move)
 
 
-async def save(gw: Gateway, tenant: str, batch: dict[str, Any]) -> None:
-    await gw.store.put_batch(batch["id"], tenant, float(batch["created_at"]), json.dumps(batch))
+def _cancellable(batch: dict[str, Any]) -> None:
+    if batch["status"] in TERMINAL:
+        raise InvalidRequestError(
+            f"batch {batch['id']} is {batch['status']}; it cannot be cancelled",
+            param="batch_id",
+        )
 
 
 async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[str, Any]:
-    tenant, batch = await get_batch(gw, ctx, batch_id)
-    if batch["status"] in TERMINAL:
-        raise InvalidRequestError(
-            f"batch {batch_id} is {batch['status']}; it cannot be cancelled", param="batch_id"
-        )
+    """Cancel a batch: at once if its job has not started (the lines a run before it kept,
+    if any, written as its files), else ``cancelling`` until the run stops before its next
+    line. A second cancel keeps the first ``cancelling_at``."""
+    _, batch = await get_batch(gw, ctx, batch_id)  # (its owner's, or 404)
+    _cancellable(batch)
     now = int(gw.clock.time())
     job_id = batch["boundgate"]["job_id"]
-    if await gw.store.cancel_job(job_id):  # not started: cancelled at once
-        batch.update(status="cancelled", cancelling_at=now, cancelled_at=now)
-        batch["boundgate"]["state"] = "cancelled"
-    elif any(j.id == job_id for j in await gw.store.jobs("running")):
-        # running: the runner stops before its next line
-        batch.update(status="cancelling", cancelling_at=now)
-    else:  # no job will run it any more (it failed or ended): nothing to wait for
-        tenant, batch = await get_batch(gw, ctx, batch_id)  # as its job left it
-        if batch["status"] in TERMINAL:
-            raise InvalidRequestError(
-                f"batch {batch_id} is {batch['status']}; it cannot be cancelled",
-                param="batch_id",
-            )
-        batch.update(status="cancelled", cancelled_at=now)
-        batch["cancelling_at"] = batch["cancelling_at"] or now
-        batch["boundgate"]["state"] = "cancelled"
-    await save(gw, tenant, batch)
-    return batch
+    if await gw.store.cancel_job(job_id):  # not started (or waiting to retry): ends now
+        return await _end_without_a_run(gw, batch_id, now, cancelled=True)
+
+    def ask(b: dict[str, Any]) -> bool | None:
+        _cancellable(b)  # (it ended meanwhile)
+        if b["status"] == "cancelling":
+            return False  # asked before
+        b.update(status="cancelling", cancelling_at=now)
+        return None
+
+    done = await update_batch(gw, batch_id, ask)
+    assert done is not None
+    if any(j.id == job_id for j in await gw.store.jobs("running")):
+        return done[1]  # the run stops before its next line and ends it
+    # no job will run it any more (it failed or ended without ending the batch)
+    return await _end_without_a_run(gw, batch_id, now, cancelled=True)
+
+
+async def _end_without_a_run(
+    gw: Gateway, batch_id: str, now: int, *, cancelled: bool, reason: str = ""
+) -> dict[str, Any]:
+    """End a batch no run will end: ``cancelled``, or ``failed`` with ``reason``, with the
+    lines an earlier run kept written as its output and error files. A batch that ended
+    meanwhile is left as it is. Returns the object."""
+    row = await gw.store.get_batch(batch_id)
+    if row is None:
+        raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+    rows = await gw.store.batch_lines(batch_id)
+    files = await write_files(gw, row[0], batch_id, rows)
+
+    def end(b: dict[str, Any]) -> bool | None:
+        if b["status"] in TERMINAL:
+            return False
+        _set_files(b, files)
+        if cancelled or b["status"] == "cancelling":  # what its owner asked for
+            b.update(status="cancelled", cancelled_at=now)
+            b["cancelling_at"] = b["cancelling_at"] or now
+            b["boundgate"]["state"] = "cancelled"
+            return None
+        b.update(status="failed", failed_at=now)
+        b["errors"] = {
+            "object": "list",
+            "data": [{"code": ErrorCode.INTERNAL_ERROR.value, "message": reason, "param": None,
+                      "line": None}],
+        }  # fmt: skip
+        b["boundgate"]["state"] = "failed"
+        return None
+
+    ended = await update_batch(gw, batch_id, end)
+    await gw.store.drop_batch_lines(batch_id)
+    assert ended is not None
+    return ended[1]
 
 
 async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
     """End a batch that cannot go on (its job failed for good, or its input can no longer be
     read): ``failed`` with ``reason`` (shown to the client), or ``cancelled`` if that was
-    asked; a batch is never left ``in_progress`` or ``cancelling`` without a job."""
-    row = await gw.store.get_batch(batch_id)
-    if row is None:
+    asked, the lines kept so far written either way; a batch is never left ``in_progress``
+    or ``cancelling`` without a job."""
+    if await gw.store.get_batch(batch_id) is None:
         return
-    tenant, batch = row[0], json.loads(row[1])
-    if batch["status"] in TERMINAL:
-        return
-    now = int(gw.clock.time())
-    if batch["status"] == "cancelling":  # what its owner asked for
-        batch.update(status="cancelled", cancelled_at=now)
-        batch["boundgate"]["state"] = "cancelled"
-        await save(gw, tenant, batch)
-        return
-    batch.update(status="failed", failed_at=now)
-    batch["errors"] = {
-        "object": "list",
-        "data": [{"code": ErrorCode.INTERNAL_ERROR.value, "message": reason, "param": None,
-                  "line": None}],
-    }  # fmt: skip
-    batch["boundgate"]["state"] = "failed"
-    await write_files(gw, tenant, batch, await gw.store.batch_lines(batch_id))
-    await save(gw, tenant, batch)
-    await gw.store.drop_batch_lines(batch_id)
+    await _end_without_a_run(gw, batch_id, int(gw.clock.time()), cancelled=False, reason=reason)
 
 
 async def write_files(
-    gw: Gateway, tenant: str, batch: dict[str, Any], rows: list[BatchLineRow]
-) -> None:
-    """Write a batch's finished lines ``rows`` (input order) as its output and error files
-    and count them in ``request_counts``; sets ``output_file_id`` / ``error_file_id`` of
-    the ``batch`` object (not saved here)."""
+    gw: Gateway, tenant: str, batch_id: str, rows: list[BatchLineRow]
+) -> dict[str, Any]:
+    """Write a batch's finished lines ``rows`` (input order) as its output and error files;
+    returns what the batch object gets (``_set_files``): the files' ids and the counts."""
+    files: dict[str, Any] = {}
     for kind in ("output", "error"):
         records = [r.record for r in rows if r.kind == kind]
         if records:
             f = await new_file(
-                gw, tenant, "batch_output", f"{batch['id']}_{kind}.jsonl",
+                gw, tenant, "batch_output", f"{batch_id}_{kind}.jsonl",
                 ("\n".join(records) + "\n").encode(),
             )  # fmt: skip
-            batch[f"{kind}_file_id"] = f.id
+            files[f"{kind}_file_id"] = f.id
     done = sum(r.kind == "output" for r in rows)
-    batch["request_counts"].update(completed=done, failed=len(rows) - done)
+    files["request_counts"] = {"completed": done, "failed": len(rows) - done}
+    return files
+
+
+def _set_files(batch: dict[str, Any], files: dict[str, Any]) -> None:
+    for k, v in files.items():
+        if k == "request_counts":
+            batch["request_counts"].update(v)
+        else:
+            batch[k] = v
 
 
 async def with_progress(gw: Gateway, batch: dict[str, Any]) -> dict[str, Any]:
@@ -523,29 +579,41 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
             f"{len(kept)} of {batch['request_counts']['total']} lines were answered before "
             "and are in the output and error files"
         )
-        await _close(gw, tenant, batch, kept, fault=("missing_file", missing))
+        batch = await _close(gw, tenant, batch_id, kept, fault=("missing_file", missing))
         return {"failed": "input file missing", "kept": len(kept)}
     endpoint = batch["endpoint"]
     try:
-        lines = parse_lines(infile.content, endpoint, check=False)
+        # (up to 200 MiB: off the event loop, as at creation)
+        lines = await asyncio.to_thread(parse_lines, infile.content, endpoint, check=False)
     except BoundgateError as err:  # checked at creation: only a changed file gets here
         await fail_batch(gw, batch_id, err.message)
         return {"failed": err.message}
-    started = gw.clock.time()
-    bg = batch["boundgate"]
-    # a run taking over after its process died keeps the batch's first start
-    bg.update(state="running", started_at=bg.get("started_at") or _iso(started))
-    await save(gw, tenant, batch)
-    cancelled = False
-    owner = await batch_owner(gw, tenant, bg.get("key_id"))
+    started = _iso(gw.clock.time())
+
+    def start(b: dict[str, Any]) -> bool | None:
+        if b["status"] in TERMINAL:
+            return False
+        # a run taking over after its process died keeps the batch's first start
+        b["boundgate"].update(
+            state="running", started_at=b["boundgate"].get("started_at") or started
+        )
+        return None
+
+    await update_batch(gw, batch_id, start)
+    cancelled = expired = False
+    expires_at = float(batch["expires_at"])
+    owner = await batch_owner(gw, tenant, batch["boundgate"].get("key_id"))
     fault: str | None = None
     try:
         for line, item in enumerate(lines):
             if line in kept:
                 continue
             _, current = await get_batch(gw, None, batch_id)
-            if current["status"] == "cancelling":
+            if current["status"] in ("cancelling", "cancelled"):
                 cancelled = True
+                break
+            if gw.clock.time() > expires_at:  # the completion window is over
+                expired = True
                 break
             await gw.yield_to_interactive()  # interactive requests first
             row = await _run_line(gw, owner, tenant, endpoint, batch_id, line, item)
@@ -554,60 +622,103 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # not one line's fault (the store?): keep what was answered
         log.exception("batch %s failed after %d lines", batch_id, len(kept))
         fault = "the batch stopped on an internal error; the server log has the details"
-    await _close(
+    if expired and fault is None:
+        for line, item in enumerate(lines):
+            if line not in kept:
+                kept[line] = _expired_line(batch_id, line, item)
+    batch = await _close(
         gw,
         tenant,
-        batch,
+        batch_id,
         kept,
         cancelled=cancelled,
+        expired=expired,
         fault=None if fault is None else (ErrorCode.INTERNAL_ERROR.value, fault),
     )
     counts = batch["request_counts"]
-    return {"completed": counts["completed"], "failed": counts["failed"], "cancelled": cancelled}
+    return {
+        "completed": counts["completed"],
+        "failed": counts["failed"],
+        "status": batch["status"],
+    }
+
+
+def _expired_line(batch_id: str, line: int, item: dict[str, Any]) -> BatchLineRow:
+    """The error record of a line the completion window ended before it ran, as OpenAI
+    writes it (``batch_expired``)."""
+    record = {
+        "id": "batch_req_" + uuid.uuid4().hex[:24],
+        "custom_id": item["custom_id"],
+        "response": None,
+        "error": {
+            "code": "batch_expired",
+            "message": "This request could not be executed before the completion window expired.",
+        },
+    }
+    return BatchLineRow(batch_id, line, "error", json.dumps(record), 0.0, 0.0, 0.0)
 
 
 async def _close(
     gw: Gateway,
     tenant: str,
-    batch: dict[str, Any],
+    batch_id: str,
     kept: dict[int, BatchLineRow],
     *,
     cancelled: bool = False,
+    expired: bool = False,
     fault: tuple[str, str] | None = None,
-) -> None:
+) -> dict[str, Any]:
     """End a run: write the finished lines ``kept`` (by line number) as the output and error
     files, total their energy, carbon and avoided energy, set the status (``failed`` with
-    ``fault`` = (code, message), else ``cancelled`` or ``completed``), save the batch and drop
-    its kept lines."""
-    now = gw.clock.time()
+    ``fault`` = (code, message), else ``cancelled`` if asked (by the run, or a cancel that
+    came after its last check), ``expired`` when the completion window ended first, else
+    ``completed``), save the batch as it is now (``update_batch``) and drop its kept lines.
+    Returns the object."""
+    now = int(gw.clock.time())
     rows = [kept[k] for k in sorted(kept)]
-    await write_files(gw, tenant, batch, rows)
-    bg = batch["boundgate"]
+    files = await write_files(gw, tenant, batch_id, rows)
     energy = sum(r.energy_wh for r in rows)
     carbon = sum(r.carbon_g for r in rows)
-    run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
-    bg.update(
-        energy_wh=energy,
-        carbon_g=carbon,
-        run_now_carbon_g=run_now,
-        shifting_saved_g=_saving(run_now, carbon),
-        reuse_avoided_wh=sum(r.avoided_wh for r in rows),
-        state="cancelled" if cancelled else "done",
-    )
-    if fault is not None:
-        bg["state"] = "failed"
-        batch.update(status="failed", failed_at=int(now))
-        code, message = fault
-        batch["errors"] = {
-            "object": "list",
-            "data": [{"code": code, "message": message, "param": None, "line": len(rows) + 1}],
-        }
-    elif cancelled:
-        batch.update(status="cancelled", cancelled_at=int(now))
-    else:
-        batch.update(status="completed", finalizing_at=int(now), completed_at=int(now))
-    await save(gw, tenant, batch)
-    await gw.store.drop_batch_lines(batch["id"])
+
+    def end(batch: dict[str, Any]) -> bool | None:
+        if batch["status"] in TERMINAL:
+            return False
+        _set_files(batch, files)
+        bg = batch["boundgate"]
+        run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
+        bg.update(
+            energy_wh=energy,
+            carbon_g=carbon,
+            run_now_carbon_g=run_now,
+            shifting_saved_g=_saving(run_now, carbon),
+            reuse_avoided_wh=sum(r.avoided_wh for r in rows),
+        )
+        if fault is not None:
+            bg["state"] = "failed"
+            batch.update(status="failed", failed_at=now)
+            code, message = fault
+            batch["errors"] = {
+                "object": "list",
+                "data": [{"code": code, "message": message, "param": None,
+                          "line": len(rows) + 1}],
+            }  # fmt: skip
+        elif cancelled or batch["status"] == "cancelling":
+            bg["state"] = "cancelled"
+            batch.update(status="cancelled", cancelled_at=now)
+            batch["cancelling_at"] = batch["cancelling_at"] or now
+        elif expired:
+            bg["state"] = "expired"
+            batch.update(status="expired", expired_at=now)
+        else:
+            bg["state"] = "done"
+            batch.update(status="completed", finalizing_at=now, completed_at=now)
+        return None
+
+    ended = await update_batch(gw, batch_id, end)
+    await gw.store.drop_batch_lines(batch_id)
+    if ended is None:
+        raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+    return ended[1]
 
 
 def _saving(run_now_g: float, carbon_g: float) -> float:

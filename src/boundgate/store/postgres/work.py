@@ -124,6 +124,10 @@ class PostgresWork(PostgresBase):
             (batch_id, tenant, created, body),
         )
 
+    async def replace_batch(self, batch_id: str, old_body: str, body: str) -> bool:
+        sql = "UPDATE batches SET body = %s WHERE id = %s AND body = %s"
+        return await self._execute(sql, (body, batch_id, old_body)) == 1
+
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         sql = "SELECT tenant, body FROM batches WHERE id = %s"
         r = await self._run(lambda conn: _one(conn, sql, (batch_id,)))

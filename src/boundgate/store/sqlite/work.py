@@ -127,6 +127,11 @@ class SQLiteWork(SQLiteBase):
             (batch_id, tenant, created, body),
         )
 
+    async def replace_batch(self, batch_id: str, old_body: str, body: str) -> bool:
+        sql = "UPDATE batches SET body = ? WHERE id = ? AND body = ?"
+        args = (body, batch_id, old_body)
+        return bool(await self._call(lambda conn: conn.execute(sql, args).rowcount == 1))
+
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         def run(conn: sqlite3.Connection) -> tuple[str, str] | None:
             r = conn.execute(
