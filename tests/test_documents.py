@@ -522,6 +522,60 @@ def test_a_job_stopped_by_its_tenants_limits_waits_for_them(tmp_path: Path) -> N
         store.close()
 
 
+@pytest.mark.parametrize("clean_h", [0, 1, 4])
+def test_a_replan_never_moves_a_job_before_its_retry_after(tmp_path: Path, clean_h: int) -> None:
+    """A job a 429 pushed back for its Retry-After (2 h) is re-planned within [that time, its
+    deadline] only: a re-plan used to move it to the cleanest hour from now on (now itself
+    with policy "now", clean_h 0), so it ran early again and burnt its attempts."""
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    t0 = 1_800_000_000.0
+    clock = FakeClock(start=t0)
+    clean = t0 + clean_h * 3600
+
+    def policy(kind: str, now: float, deadline: float, duration_s: float) -> float:
+        return max(now, clean)  # the cleanest hour, or now when it has passed
+
+    calls: list[float] = []
+
+    async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append(clock.time())
+        if len(calls) == 1:
+            raise RateLimitError("over budget", retry_after=7200.0)
+        return {"ok": True}
+
+    async def main() -> None:
+        queue = JobQueue(store, clock, lambda kind, now, deadline, duration_s: now)
+        runner = JobRunner(
+            store, {"rebind": handler}, clock=clock, poll_s=1.0, replan=queue.replan,
+            replan_s=3600.0,
+        )  # fmt: skip
+        await queue.submit("rebind", {"document": "d"}, deadline_s=6 * 3600, duration_s=60)
+        assert await runner.run_once()
+        (job,) = await store.jobs()
+        assert (job.state, job.not_before) == ("pending", t0 + 7200)
+        queue.policy = policy
+        clock.advance(60)
+        moved = await queue.replan()
+        (job,) = await store.jobs()
+        assert job.not_before == max(clean, t0 + 7200)
+        assert moved == (1 if clean > t0 + 7200 else 0)
+        assert not await runner.run_once()  # held: not due
+        clock.advance(7200 - 60 - 1)
+        await queue.replan()
+        assert not await runner.run_once()  # still held, one second before
+        clock.advance(1 + max(0.0, clean - t0 - 7200))
+        assert await runner.run_once()
+        (job,) = await store.jobs()
+        assert (job.state, job.attempts) == ("done", 2)
+        assert calls == [t0, max(clean, t0 + 7200)]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("bad", ["x", "[1, 2", ""])
 def test_verify_rejects_garbage_files(tmp_path: Path, bad: str) -> None:
     srv, live = serve(tmp_path)  # creates the key pair

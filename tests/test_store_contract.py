@@ -1016,6 +1016,26 @@ def test_a_job_finished_as_pending_is_claimed_again(store: Store) -> None:
     assert again is not None and (again.id, again.attempts) == ("j1", 2)
 
 
+def test_a_job_held_back_for_a_retry_is_never_rescheduled_before_its_hold(store: Store) -> None:
+    run(store.put_job(job("j1", 10.0)))
+    assert run(store.jobs())[0].hold_until == 0.0  # not held
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert run(store.finish_job("j1", "r1", "pending", '{"error": "429"}', retry_at=7300.0))
+    (held,) = run(store.jobs())
+    assert (held.state, held.not_before, held.hold_until) == ("pending", 7300.0, 7300.0)
+    assert run(store.claim_job("r1", 7299.0, 60.0)) is None  # not due before its hold
+    assert not run(store.reschedule_job("j1", 160.0))  # a re-plan cannot undo the hold
+    assert run(store.reschedule_job("j1", 9000.0))  # later than the hold: moved
+    assert run(store.reschedule_job("j1", 7300.0))  # back to the hold itself: allowed
+    assert run(store.jobs())[0].not_before == 7300.0
+    # a retry without a hold keeps its start and its hold
+    got = run(store.claim_job("r2", 7300.0, 60.0))
+    assert got is not None and got.attempts == 2
+    assert run(store.finish_job("j1", "r2", "pending", None))
+    (again,) = run(store.jobs())
+    assert (again.not_before, again.hold_until) == (7300.0, 7300.0)
+
+
 def test_reschedule_and_cancel_only_pending_jobs(store: Store) -> None:
     run(store.put_job(job("p", 10.0)))
     run(store.put_job(job("r", 5.0)))

@@ -44,11 +44,20 @@ def run_now(kind: str, now: float, deadline: float, duration_s: float) -> float:
 
 
 def decide_start(
-    policy: StartPolicy, kind: str, now: float, deadline: float, duration_s: float
+    policy: StartPolicy,
+    kind: str,
+    now: float,
+    deadline: float,
+    duration_s: float,
+    earliest: float = 0.0,
 ) -> float:
     """The policy's start for a job, kept within [``now``, ``deadline - duration_s``] (or
-    ``now`` when the deadline is nearer than the duration). Raises whatever the policy
-    raises: callers choose the fallback (:meth:`JobQueue.plan` starts the job now)."""
+    ``now`` when the deadline is nearer than the duration). A job held back until
+    ``earliest`` (a Retry-After, a retry's backoff) is planned from then: the policy is
+    asked as of ``max(now, earliest)``, which is also the earliest start it can get. Raises
+    whatever the policy raises: callers choose the fallback (:meth:`JobQueue.plan` starts
+    the job now)."""
+    now = max(now, earliest)
     start = min(policy(kind, now, deadline, duration_s), deadline - duration_s)
     return max(now, start)
 
@@ -112,8 +121,9 @@ class JobQueue:
         return job.id if await self.store.put_job(job) else None
 
     async def replan(self) -> int:
-        """Re-decide the start of pending jobs that have not started, with today's forecast;
-        returns how many moved."""
+        """Re-decide the start of pending jobs that have not started, with today's forecast,
+        never before a job's hold (``hold_until``: a Retry-After, a retry's backoff); returns
+        how many moved."""
         now = self.clock.time()
         pending = await self.store.jobs("pending")
         # the policy may read a forecast (blocking): off the event loop
@@ -127,17 +137,21 @@ class JobQueue:
         return moved
 
     def _starts(self, pending: list[JobRow], now: float) -> list[tuple[JobRow, float]]:
-        """(job, new start) of the pending jobs the policy moves by a minute or more. A job
-        the policy fails for keeps its start (one warning per replan names how many)."""
+        """(job, new start) of the pending jobs the policy moves by a minute or more, each
+        within [its hold, its deadline]. A job the policy fails for keeps its start (one
+        warning per replan names how many)."""
         out = []
         failed: list[str] = []
         for job in pending:
-            if job.not_before <= now or job.deadline <= now:
+            earliest = max(now, job.hold_until)
+            if job.not_before <= now or job.deadline <= earliest:
                 continue
             duration = float(json.loads(job.payload).get("_duration_s", 60.0))
-            duration = min(duration, job.deadline - now)
+            duration = min(duration, job.deadline - earliest)
             try:
-                start = decide_start(self.policy, job.kind, now, job.deadline, duration)
+                start = decide_start(
+                    self.policy, job.kind, now, job.deadline, duration, job.hold_until
+                )
             except Exception as exc:
                 failed.append(f"{job.id}: {type(exc).__name__}: {exc}")
                 continue
@@ -244,13 +258,15 @@ class JobRunner:
         except RateLimitError as exc:
             # background work runs under its tenant's limits (rpm, daily token budget): wait
             # until they allow it, as a client would after a 429 with Retry-After
+            # (held until then: a re-plan never moves it earlier)
             log.info("job %s (%s) deferred: %s", job.id, job.kind, exc.message)
-            state = "pending" if job.attempts < self.max_attempts else "failed"
-            await self._finish(job, state, {"error": exc.message, "code": exc.code})
-            if state == "failed":
+            result = {"error": exc.message, "code": exc.code}
+            if job.attempts < self.max_attempts:
+                retry_at = self.clock.time() + (exc.retry_after or self.poll_s)
+                await self._finish(job, "pending", result, retry_at=retry_at)
+            else:
+                await self._finish(job, "failed", result)
                 await self._failed(job, payload, exc.message)
-            if state == "pending":
-                await self.store.reschedule_job(job.id, now + (exc.retry_after or self.poll_s))
             return True
         except Exception as exc:  # a failing job must not stop the runner
             log.exception("job %s (%s) failed", job.id, job.kind)
@@ -292,5 +308,9 @@ class JobRunner:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def _finish(self, job: JobRow, state: str, result: dict[str, Any]) -> None:
-        await self.store.finish_job(job.id, self.owner, state, json.dumps(result, sort_keys=True))
+    async def _finish(
+        self, job: JobRow, state: str, result: dict[str, Any], retry_at: float | None = None
+    ) -> None:
+        await self.store.finish_job(
+            job.id, self.owner, state, json.dumps(result, sort_keys=True), retry_at=retry_at
+        )

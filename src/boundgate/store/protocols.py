@@ -338,10 +338,20 @@ class JobStore(Protocol):
         lease_s``: it becomes running, its attempts grow by one, and the returned row shows
         that. None if no job is due. Atomic: concurrent claims never get the same job."""
 
-    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+    async def finish_job(
+        self,
+        job_id: str,
+        owner: str,
+        state: str,
+        result: str | None,
+        *,
+        retry_at: float | None = None,
+    ) -> bool:
         """Set a running job leased to ``owner`` to ``state`` (done, failed, or pending to
         retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
-        the lease is someone else's (so only the lease holder's first call counts)."""
+        the lease is someone else's (so only the lease holder's first call counts).
+        ``retry_at`` (pending only): the job is held back until then, in the same write: its
+        ``not_before`` and ``hold_until`` move there (a Retry-After, a retry's backoff)."""
 
     async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
         """Extend the lease of running job ``job_id`` to ``until`` if ``owner`` still holds it
@@ -349,7 +359,8 @@ class JobStore(Protocol):
         (the lease expired and another runner claimed it)."""
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
-        """Move a pending job's earliest start (re-planning); False if it is not pending."""
+        """Move a pending job's earliest start (re-planning); False if it is not pending or
+        ``not_before`` is before its ``hold_until`` (a hold is never planned away)."""
 
     async def cancel_job(self, job_id: str) -> bool:
         """Cancel a job that has not started; False if it is running, finished or unknown."""

@@ -62,12 +62,22 @@ class PostgresWork(PostgresBase):
         r = await self._run(lambda conn: _one(conn, sql, params))
         return _job_from(r) if r is not None else None
 
-    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+    async def finish_job(
+        self,
+        job_id: str,
+        owner: str,
+        state: str,
+        result: str | None,
+        *,
+        retry_at: float | None = None,
+    ) -> bool:
         sql = (
-            "UPDATE jobs SET state = %s, result = %s, lease_owner = NULL, lease_expires = NULL "
+            "UPDATE jobs SET state = %s, result = %s, lease_owner = NULL, lease_expires = NULL, "
+            "not_before = COALESCE(%s, not_before), hold_until = COALESCE(%s, hold_until) "
             "WHERE id = %s AND state = 'running' AND lease_owner = %s"
         )
-        return await self._execute(sql, (state, result, job_id, owner)) == 1
+        params = (state, result, retry_at, retry_at, job_id, owner)
+        return await self._execute(sql, params) == 1
 
     async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
         sql = (
@@ -77,8 +87,11 @@ class PostgresWork(PostgresBase):
         return await self._execute(sql, (until, job_id, owner)) == 1
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
-        sql = "UPDATE jobs SET not_before = %s WHERE id = %s AND state = 'pending'"
-        return await self._execute(sql, (not_before, job_id)) == 1
+        sql = (
+            "UPDATE jobs SET not_before = %s "
+            "WHERE id = %s AND state = 'pending' AND hold_until <= %s"
+        )
+        return await self._execute(sql, (not_before, job_id, not_before)) == 1
 
     async def cancel_job(self, job_id: str) -> bool:
         sql = "UPDATE jobs SET state = 'cancelled' WHERE id = %s AND state = 'pending'"

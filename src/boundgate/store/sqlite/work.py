@@ -54,12 +54,21 @@ class SQLiteWork(SQLiteBase):
 
         return await self._call(claim)
 
-    async def finish_job(self, job_id: str, owner: str, state: str, result: str | None) -> bool:
+    async def finish_job(
+        self,
+        job_id: str,
+        owner: str,
+        state: str,
+        result: str | None,
+        *,
+        retry_at: float | None = None,
+    ) -> bool:
         sql = (
-            "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_expires = NULL "
+            "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_expires = NULL, "
+            "not_before = COALESCE(?, not_before), hold_until = COALESCE(?, hold_until) "
             "WHERE id = ? AND state = 'running' AND lease_owner = ?"
         )
-        params = (state, result, job_id, owner)
+        params = (state, result, retry_at, retry_at, job_id, owner)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def _state_counts(self, table: str) -> dict[str, int]:
@@ -84,10 +93,11 @@ class SQLiteWork(SQLiteBase):
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def reschedule_job(self, job_id: str, not_before: float) -> bool:
-        sql = "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending'"
-        return bool(
-            await self._call(lambda conn: conn.execute(sql, (not_before, job_id)).rowcount == 1)
+        sql = (
+            "UPDATE jobs SET not_before = ? WHERE id = ? AND state = 'pending' AND hold_until <= ?"
         )
+        params = (not_before, job_id, not_before)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def jobs(self, state: str | None = None) -> list[JobRow]:
         def run(conn: sqlite3.Connection) -> list[JobRow]:
