@@ -645,14 +645,16 @@ def test_a_job_that_fails_for_good_tells_its_failure_hook(tmp_path: Path) -> Non
             await JobQueue(store, FakeClock(start=START), run_now).submit(
                 "batch", {"batch": "b1"}, deadline_s=3600, duration_s=60
             )
+            clock = FakeClock(start=START)
             runner = JobRunner(
-                store, {"batch": broken}, clock=FakeClock(start=START), poll_s=0.05,
+                store, {"batch": broken}, clock=clock, poll_s=0.05,
                 replan_s=3600, max_attempts=3, on_failure={"batch": on_failed},
             )  # fmt: skip
             states = []
             for _ in range(3):
                 assert await runner.run_once()
                 states.append((await store.jobs())[0].state)
+                clock.advance(3600)  # past the retry's backoff
             return states
         finally:
             store.close()

@@ -576,6 +576,49 @@ def test_a_replan_never_moves_a_job_before_its_retry_after(tmp_path: Path, clean
         store.close()
 
 
+def test_a_failed_attempt_is_retried_after_an_exponential_backoff(tmp_path: Path) -> None:
+    """A handler error (an upstream down for a moment) is retried after a backoff that doubles
+    with each attempt, 60 s then 120 s by default, held as a Retry-After is (a re-plan does
+    not bring it forward); the attempts used to run at once, one after the other, and the
+    job failed for good within the outage."""
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    t0 = 1_800_000_000.0
+    clock = FakeClock(start=t0)
+    calls: list[float] = []
+
+    async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+        calls.append(clock.time())
+        if len(calls) < 3:
+            raise RuntimeError("upstream 502 for a moment")
+        return {"ok": True}
+
+    async def main() -> None:
+        queue = JobQueue(store, clock)  # policy "now": a re-plan would start it at once
+        runner = JobRunner(
+            store, {"rebind": handler}, clock=clock, poll_s=1.0, replan=queue.replan,
+            replan_s=3600.0,
+        )  # fmt: skip
+        await queue.submit("rebind", {"document": "d"}, deadline_s=6 * 3600, duration_s=60)
+        for wait in (60.0, 120.0):
+            assert await runner.run_once()
+            (job,) = await store.jobs()
+            assert (job.state, job.not_before) == ("pending", clock.time() + wait)
+            clock.advance(wait - 1)
+            assert await queue.replan() == 0
+            assert not await runner.run_once()  # not before its backoff
+            clock.advance(1)
+        assert await runner.run_once()
+        (job,) = await store.jobs()
+        assert (job.state, job.attempts) == ("done", 3)
+        assert calls == [t0, t0 + 60, t0 + 180]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("bad", ["x", "[1, 2", ""])
 def test_verify_rejects_garbage_files(tmp_path: Path, bad: str) -> None:
     srv, live = serve(tmp_path)  # creates the key pair

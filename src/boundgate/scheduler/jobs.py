@@ -174,8 +174,24 @@ class _LeaseLost(Exception):
     """The job's lease expired and another runner claimed it."""
 
 
+def retry_backoff(attempts: int, base_s: float, max_s: float) -> float:
+    """Seconds a job waits after its ``attempts``-th attempt failed: ``base_s`` doubled for
+    each further attempt, ``min(max_s, base_s * 2 ** (attempts - 1))``: the exponential
+    backoff of stamina (which retries the upstream calls), without its jitter, since a job's
+    next attempt is a time kept in the store rather than a sleep, and a runner takes due jobs
+    one at a time, so jobs that failed together do not come back as one burst."""
+    doublings = min(max(attempts - 1, 0), 60)  # (2.0 ** 1024 overflows)
+    return float(min(max_s, base_s * 2.0**doublings))
+
+
 class JobRunner:
-    """Claims due jobs and runs their handlers, one at a time, in the event loop."""
+    """Claims due jobs and runs their handlers, one at a time, in the event loop.
+
+    A job whose handler fails is tried again up to ``max_attempts`` times, each time after
+    :func:`retry_backoff` (``retry_backoff_s`` doubled per attempt, at most
+    ``retry_backoff_max_s``); one its tenant's limits refuse (a 429) after their
+    Retry-After instead. Either way it is held until then: a re-plan does not move it
+    earlier (:meth:`JobQueue.replan`)."""
 
     def __init__(
         self,
@@ -186,6 +202,8 @@ class JobRunner:
         lease_s: float = 300.0,
         poll_s: float,
         max_attempts: int = 3,
+        retry_backoff_s: float = 60.0,
+        retry_backoff_max_s: float = 3600.0,
         replan: Callable[[], Awaitable[int]] | None = None,
         replan_s: float,
         on_failure: dict[str, FailureHandler] | None = None,
@@ -198,6 +216,8 @@ class JobRunner:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
         self.replan = replan
         self.replan_s = replan_s
         self._replanned = 0.0
@@ -262,7 +282,7 @@ class JobRunner:
             log.info("job %s (%s) deferred: %s", job.id, job.kind, exc.message)
             result = {"error": exc.message, "code": exc.code}
             if job.attempts < self.max_attempts:
-                retry_at = self.clock.time() + (exc.retry_after or self.poll_s)
+                retry_at = self.clock.time() + (exc.retry_after or self._backoff(job))
                 await self._finish(job, "pending", result, retry_at=retry_at)
             else:
                 await self._finish(job, "failed", result)
@@ -271,13 +291,17 @@ class JobRunner:
         except Exception as exc:  # a failing job must not stop the runner
             log.exception("job %s (%s) failed", job.id, job.kind)
             if job.attempts < self.max_attempts:
-                await self._finish(job, "pending", {"error": str(exc)})
+                retry_at = self.clock.time() + self._backoff(job)
+                await self._finish(job, "pending", {"error": str(exc)}, retry_at=retry_at)
             else:
                 await self._finish(job, "failed", {"error": str(exc)})
                 await self._failed(job, payload, str(exc) or type(exc).__name__)
             return True
         await self._finish(job, "done", result)
         return True
+
+    def _backoff(self, job: JobRow) -> float:
+        return retry_backoff(job.attempts, self.retry_backoff_s, self.retry_backoff_max_s)
 
     async def _failed(self, job: JobRow, payload: dict[str, Any], error: str) -> None:
         hook = self.on_failure.get(job.kind)
