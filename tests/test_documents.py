@@ -445,6 +445,44 @@ def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -
         live2.http.close()
 
 
+def test_a_rebind_that_failed_for_good_is_queued_again_on_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """A rebind that failed for good (here: at once, with no handler) kept its dedupe key
+    for ever, so the next start's stale check could not queue it again and the document
+    stayed stale. Only a pending or running job holds its key now."""
+    srv, live = serve(tmp_path, version="v1", bind_after=1)
+    try:
+        old_id = ask(live, "alice").headers["x-boundgate-document"]
+    finally:
+        live.http.close()
+        srv.__exit__()
+    settings = fake_settings(tmp_path)
+    settings.reuse.bind_after = 1
+    settings.scheduler.policy = "now"
+    app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version="v2")})
+    app.state.job_handlers = lambda gw: {}  # no handler: the rebind fails for good
+    with ThreadedServer(app) as srv2:
+        live2 = Live(srv2, app)
+        store = live2.gateway.store
+        wait_until(lambda: [j.state for j in asyncio.run(store.jobs())] == ["failed"])
+        live2.http.close()
+    srv, live = serve(tmp_path, version="v2", bind_after=1)  # the next start
+    try:
+        jobs = asyncio.run(live.gateway.store.jobs())
+        assert [j.kind for j in jobs] == ["rebind", "rebind"]
+        assert jobs[0].dedupe == jobs[1].dedupe and jobs[0].state == "failed"
+
+        def rebound() -> bool:
+            old = live.http.get(f"/v1/boundgate/documents/{old_id}")
+            return old.headers["x-boundgate-document-state"] == "superseded"
+
+        wait_until(rebound)
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
 def test_jobs_survive_a_dead_runner_and_complete_once(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "j.db")
     store.open()

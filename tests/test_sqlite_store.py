@@ -83,6 +83,48 @@ def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
         s.close()
 
 
+def test_jobs_queued_before_dedupe_keys_were_freed_are_kept(tmp_path: Path) -> None:
+    """Migrations 0017 and 0018 on a database of the migrations before them (the jobs table
+    rebuilt without the column's UNIQUE): the jobs are kept, none held back, and a failed
+    job's dedupe key can be used again while a pending one's cannot."""
+    from boundgate.store import JobRow
+    from boundgate.store.sqlite import load_migrations
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
+        )
+        for version, name, sql in load_migrations():
+            if version >= 17:
+                continue
+            conn.executescript(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+        for job_id, state in (("job_failed", "failed"), ("job_pending", "pending")):
+            conn.execute(
+                "INSERT INTO jobs (id, kind, payload, state, created, not_before, deadline, "
+                "attempts, dedupe) VALUES (?, 'rebind', '{}', ?, 1.0, 2.0, 3.0, 3, ?)",
+                (job_id, state, f"rebind:{state}"),
+            )
+    s = SQLiteStore(db)
+    s.open()
+    try:
+        jobs = asyncio.run(s.jobs())
+        assert [(j.id, j.state, j.attempts, j.hold_until) for j in jobs] == [
+            ("job_failed", "failed", 3, 0.0), ("job_pending", "pending", 3, 0.0),
+        ]  # fmt: skip
+
+        def again(dedupe: str) -> bool:
+            new = JobRow("job_new_" + dedupe, "rebind", "{}", "pending", 4.0, 4.0, 9.0,
+                         dedupe=dedupe)  # fmt: skip
+            return asyncio.run(s.put_job(new))
+
+        assert again("rebind:failed") and not again("rebind:pending")
+    finally:
+        s.close()
+
+
 def test_a_write_that_cannot_be_encoded_fails_alone_and_the_writer_lives_on(
     store: SQLiteStore,
 ) -> None:

@@ -899,6 +899,43 @@ def test_put_job_is_idempotent_by_id_and_dedupe_key(store: Store) -> None:
     assert [j.id for j in run(store.jobs())] == ["j1", "j3"]
 
 
+def test_a_dedupe_key_is_free_again_once_its_job_has_finished(store: Store) -> None:
+    """Only a pending or running job holds its dedupe key: a rebind that failed for good can
+    be queued again (the next start's stale check), as can one cancelled or done."""
+    assert run(store.put_job(job("j1", dedupe="rebind:d")))
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert not run(store.put_job(job("j2", dedupe="rebind:d")))  # running: held
+    assert run(store.finish_job("j1", "r1", "pending", None))
+    assert not run(store.put_job(job("j2", dedupe="rebind:d")))  # pending to retry: held
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert run(store.finish_job("j1", "r1", "failed", None))
+    assert run(store.put_job(job("j2", dedupe="rebind:d")))  # failed: free
+    assert not run(store.put_job(job("j3", dedupe="rebind:d")))  # j2 holds it
+    assert run(store.cancel_job("j2"))
+    assert run(store.put_job(job("j3", dedupe="rebind:d")))  # cancelled: free
+    run(store.claim_job("r1", 100.0, 60.0))
+    assert run(store.finish_job("j3", "r1", "done", None))
+    assert run(store.put_job(job("j4", dedupe="rebind:d")))  # done: free
+    assert not run(store.put_job(job("j1")))  # an id stays taken
+    states = {j.id: (j.state, j.dedupe) for j in run(store.jobs())}
+    assert states == {
+        "j1": ("failed", "rebind:d"), "j2": ("cancelled", "rebind:d"),
+        "j3": ("done", "rebind:d"), "j4": ("pending", "rebind:d"),
+    }  # fmt: skip
+
+
+def test_concurrent_puts_with_a_finished_jobs_dedupe_key_have_one_winner(store: Store) -> None:
+    run(store.put_job(job("old", dedupe="same", state="failed")))
+
+    async def main() -> list[bool]:
+        return list(
+            await asyncio.gather(*[store.put_job(job(f"j{i}", dedupe="same")) for i in range(8)])
+        )
+
+    assert sorted(run(main())) == [False] * 7 + [True]
+    assert sorted(j.state for j in run(store.jobs())) == ["failed", "pending"]
+
+
 def test_concurrent_puts_with_one_dedupe_key_have_one_winner(store: Store) -> None:
     async def main() -> list[bool]:
         return list(

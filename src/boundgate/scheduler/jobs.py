@@ -99,7 +99,8 @@ class JobQueue:
         job_id: str | None = None,
         planned: tuple[float, float] | None = None,
     ) -> str | None:
-        """Queue a job; None if a job with the same dedupe key exists already.
+        """Queue a job; None if a pending or running job has the same dedupe key (one that
+        is done, failed or cancelled does not stop it: the work can be asked for again).
 
         ``job_id`` and ``planned`` (from :meth:`plan`) let a caller record the job's id and
         start elsewhere *before* the job exists, so a runner can never see it first.

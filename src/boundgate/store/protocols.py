@@ -329,8 +329,10 @@ class JobStore(Protocol):
     """The persistent job queue: deferrable work with a start window, leased to runners."""
 
     async def put_job(self, job: JobRow) -> bool:
-        """Queue ``job``; False (and nothing written) if a job with its id or its dedupe key
-        exists already (atomic: of concurrent puts with one dedupe key exactly one wins)."""
+        """Queue ``job``; False (and nothing written) if a job with its id exists already, or
+        a pending or running one with its dedupe key (atomic: of concurrent puts with one
+        dedupe key exactly one wins). The key of a job that is done, failed or cancelled can
+        be used again."""
 
     async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
         """Lease the due job with the earliest ``not_before`` (pending with ``not_before <=

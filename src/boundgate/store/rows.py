@@ -157,7 +157,7 @@ class JobRow:
     lease_owner: str | None = None
     lease_expires: float | None = None
     result: str | None = None
-    dedupe: str | None = None  # at most one job per dedupe key
+    dedupe: str | None = None  # at most one pending or running job per dedupe key
     # a job held back (a Retry-After, a retry's backoff) starts no earlier, re-planned or not
     hold_until: float = 0.0
 

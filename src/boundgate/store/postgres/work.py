@@ -40,7 +40,8 @@ class PostgresWork(PostgresBase):
 
     # --- jobs ----------------------------------------------------------------------------
     async def put_job(self, job: JobRow) -> bool:
-        # no conflict target: a clash on the id or on the dedupe key writes nothing
+        # no conflict target: a clash on the id or on the dedupe key of a pending or running
+        # job (the partial index jobs_dedupe_open) writes nothing
         sql = (
             f"INSERT INTO jobs ({_cols(_JOB_COLUMNS)}) VALUES ({_marks(_JOB_COLUMNS)}) "
             "ON CONFLICT DO NOTHING"

@@ -22,6 +22,8 @@ class SQLiteWork(SQLiteBase):
 
     # --- jobs ----------------------------------------------------------------------------
     async def put_job(self, job: JobRow) -> bool:
+        # OR IGNORE: a clash on the id or on the dedupe key of a pending or running job (the
+        # partial index jobs_dedupe_open) writes nothing
         sql = (
             f"INSERT OR IGNORE INTO jobs ({', '.join(_JOB_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in _JOB_COLUMNS)})"
