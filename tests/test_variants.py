@@ -203,6 +203,45 @@ def test_variants_run_under_the_limits_of_the_key_that_queued_them(tmp_path: Pat
         srv.__exit__()
 
 
+def test_a_round_that_made_no_variant_lets_the_next_round_be_queued(tmp_path: Path) -> None:
+    """A round that made none (the novelty budget spent by the askers) ended done under the
+    key ``variants:<exact>:0``, the one the next round takes too, so no round was ever queued
+    again for that prompt. A finished job's key can be used again: the next ask, on a day
+    with budget, queues a round that makes variants."""
+    import json
+
+    from boundgate.clock import FakeClock
+
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    settings.creativity.min_askers = 2
+    settings.creativity.variants = 3
+    settings.limits.novelty_per_day = 2
+    clock = FakeClock(start=1_700_000_000.0)
+    app = build_app(settings, clock=clock)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        store = live.gateway.store
+
+        def rounds() -> list[Any]:
+            return [j for j in asyncio.run(store.jobs()) if j.kind == "variants"]
+
+        try:
+            assert ask(live, "u1").status_code == 200
+            assert ask(live, "u2").status_code == 200  # the day's budget is spent
+            (first,) = wait_until(lambda: [j for j in rounds() if j.state == "done"])
+            assert json.loads(first.result or "{}")["variants"] == 0
+            clock.advance(86400)  # the next UTC day: a budget again
+            ask(live, "u3")
+            assert len(rounds()) == 2  # queued with the ask (was: never again)
+            second = wait_until(lambda: [j for j in rounds()[1:] if j.state == "done"])[0]
+            assert second.dedupe == first.dedupe
+            assert json.loads(second.result or "{}")["variants"] >= 1
+        finally:
+            live.http.close()
+
+
 def test_background_work_for_a_tenant_takes_its_strictest_keys_limits(tmp_path: Path) -> None:
     """A rebind belongs to the tenant, not to one key: it runs under the strictest limits its
     active keys carry (0 = unlimited is the loosest), or the named key's when one caused it."""

@@ -105,7 +105,9 @@ class CreativityBuffer:
         if askers >= self.settings.min_askers and self.jobs is not None:
             unused = await self.store.unused_variants(exact)
             if unused == 0:
-                # one job per round of variants: the dedupe key moves on as rounds are used up
+                # one job per round of variants: the dedupe key moves on as rounds are used up,
+                # and holds only while its round is pending or running, so a round that made
+                # none (the novelty budget spent) does not stop the next one
                 made = await self.store.variant_count(exact)
                 await self.jobs.submit(
                     "variants",
