@@ -128,6 +128,13 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         # a trial's finding: a traceback, exit 1
         (["schedule", "plan", "--zone", "FR"], "--zone: no carbon data for 'FR'"),
         (["batch", "submit", "/nonexistent/requests.jsonl"], "no such file"),
+        # an audit's finding: an OverflowError traceback, and "cannot convert float NaN"
+        (["schedule", "plan", "--duration", "inf"], "not a duration: 'inf'"),
+        (["schedule", "plan", "--window", "infd"], "not a duration: 'infd'"),
+        (["schedule", "plan", "--duration", "1e400h"], "not a duration: '1e400h'"),
+        (["schedule", "plan", "--duration", "nan"], "not a duration: 'nan'"),
+        (["schedule", "replay", "--intensity", "x.csv", "--duration", "inf"], "not a duration"),
+        (["schedule", "replay", "--intensity", "x.csv", "--window", "nan"], "not a duration"),
     ],
 )
 def test_usage_errors_are_one_line_not_a_traceback(args: list[str], says: str) -> None:

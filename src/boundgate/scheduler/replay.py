@@ -12,6 +12,7 @@ of the plan, and of the best start in hindsight (perfect foresight).
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,7 +141,8 @@ def write_plan(result: ReplayResult, path: Path) -> None:
 
 
 def parse_hours(text: str) -> int:
-    """``1h``, ``8h``, ``2d`` or a bare number of hours → whole hours."""
+    """``1h``, ``8h``, ``2d`` or a bare number of hours → whole hours. Raises ``ValueError``
+    (the CLI's usage error) for anything else, ``inf`` and ``nan`` included."""
     t = text.strip().lower()
     try:
         if t.endswith("d"):
@@ -151,6 +153,8 @@ def parse_hours(text: str) -> int:
             value = float(t)
     except ValueError:
         raise ValueError(f"not a duration: {text!r} (use e.g. 1h, 8h, 2d)") from None
+    if not math.isfinite(value):  # int() of it raised OverflowError (inf) or said "NaN"
+        raise ValueError(f"not a duration: {text!r} (a finite number of whole hours)")
     if value <= 0 or value != int(value):
         raise ValueError(f"durations are whole hours > 0, got {text!r}")
     return int(value)
