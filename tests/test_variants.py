@@ -207,7 +207,8 @@ def test_a_round_that_made_no_variant_lets_the_next_round_be_queued(tmp_path: Pa
     """A round that made none (the novelty budget spent by the askers) ended done under the
     key ``variants:<exact>:0``, the one the next round takes too, so no round was ever queued
     again for that prompt. A finished job's key can be used again: the next ask, on a day
-    with budget, queues a round that makes variants."""
+    with budget, queues a round that makes variants (while the budget is spent, an ask queues
+    no round: it could make none, and each 429 would have queued one)."""
     import json
 
     from boundgate.clock import FakeClock
@@ -232,6 +233,9 @@ def test_a_round_that_made_no_variant_lets_the_next_round_be_queued(tmp_path: Pa
             assert ask(live, "u2").status_code == 200  # the day's budget is spent
             (first,) = wait_until(lambda: [j for j in rounds() if j.state == "done"])
             assert json.loads(first.result or "{}")["variants"] == 0
+            # while the budget is spent, asks queue no round that could make none
+            assert ask(live, "u3").status_code == 429
+            assert len(rounds()) == 1
             clock.advance(86400)  # the next UTC day: a budget again
             ask(live, "u3")
             assert len(rounds()) == 2  # queued with the ask (was: never again)

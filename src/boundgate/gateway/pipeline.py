@@ -385,7 +385,11 @@ class Gateway(Routing):
             await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         key = variants_key(lookup.key.exact, req.temperature)
-        variant = await buf.take(key, asker, body, key_id=ctx.tenant.key_id) if variants else None
+        variant = (
+            await buf.take(key, asker, body, key_id=ctx.tenant.key_id, tenant=ctx.tenant.name)
+            if variants
+            else None
+        )
         if variant is not None and answer_fits(
             variant.finish_reason, variant.completion_tokens, req.max_tokens
         ):

@@ -94,17 +94,24 @@ class CreativityBuffer:
         return hashlib.sha256(asker.encode()).hexdigest()[:32]
 
     async def take(
-        self, exact: str, asker: str, request_json: str, key_id: str | None = None
+        self,
+        exact: str,
+        asker: str,
+        request_json: str,
+        key_id: str | None = None,
+        tenant: str | None = None,
     ) -> VariantRow | None:
         """Record the ask, queue pre-generation when earned, and take a variant if any.
-        ``key_id``: the asker's key; a round it queues runs under that key's limits."""
+        ``key_id``: the asker's key; a round it queues runs under that key's limits.
+        ``tenant``: the asker's tenant; no round is queued while its novelty budget is spent
+        (the round could make none; an ask on a day with budget queues it)."""
         now = self.clock.time()
         who = self._asker(asker)
         askers = await self.store.note_novel_ask(exact, who, request_json, now)
         variant = await self.store.take_variant(exact, who, now)
         if askers >= self.settings.min_askers and self.jobs is not None:
             unused = await self.store.unused_variants(exact)
-            if unused == 0:
+            if unused == 0 and (tenant is None or await self.budget_left(tenant)):
                 # one job per round of variants: the dedupe key moves on as rounds are used up,
                 # and holds only while its round is pending or running, so a round that made
                 # none (the novelty budget spent) does not stop the next one
