@@ -510,13 +510,14 @@ def test_an_exact_hit_needs_every_character_that_can_change_the_answer(fake_live
 def test_a_seeded_request_gets_only_what_its_seed_and_temperature_give(fake_live: Live) -> None:
     """A trial's finding: "Invent a name for a cat." with seed 7 at temperature 0.3 was served
     the greedy answer stored at temperature 0, though the seed fixes another one. Without a
-    seed a greedy answer still serves requests up to the dial."""
+    seed a greedy answer still serves requests up to the dial. At temperature 0 a seed fixes
+    nothing (greedy decoding draws nothing): seeded or not, one answer."""
     q = "Invent a name for a cat."
     assert ask(fake_live, q, temperature=0, seed=7).headers["x-boundgate-reuse"] == "miss"
     assert ask(fake_live, q, temperature=0.3, seed=7).headers["x-boundgate-reuse"] == "miss"
     assert ask(fake_live, q, temperature=0.3, seed=7).headers["x-boundgate-reuse"] == "hit-exact"
     assert ask(fake_live, q, temperature=0, seed=7).headers["x-boundgate-reuse"] == "hit-exact"
-    assert ask(fake_live, q, temperature=0).headers["x-boundgate-reuse"] == "miss"
+    assert ask(fake_live, q, temperature=0).headers["x-boundgate-reuse"] == "hit-exact"
     assert ask(fake_live, q, temperature=0.2).headers["x-boundgate-reuse"] == "hit-exact"
 
 
