@@ -22,6 +22,7 @@ from boundgate.clock import FakeClock
 from boundgate.energy import FakeMeter
 from boundgate.errors import ErrorCode, RateLimitError, ServiceUnavailableError
 from boundgate.gateway import Gateway
+from boundgate.gateway.context import estimated_prompt_tokens
 from boundgate.settings import load_settings
 from boundgate.store import LedgerRow
 from boundgate.tenants import DAY_S, Tenant, tokens_counter
@@ -224,9 +225,10 @@ def test_the_repro_budget_of_1500_tokens_is_not_overrun(tmp_path: Path) -> None:
 
 def test_a_failed_climb_ledgers_the_rungs_that_ran_and_every_rung_tried(gw: Gateway) -> None:
     """The small rung's cut answer escalates, the medium rung fails (escalated), the large one
-    fails too: the 503's row carries the small rung's tokens and the energy of its generation
-    and of the three lookups (the failed generations returned nothing to meter), and its route
-    ends with the rung whose error ended the request; the budget is charged what ran."""
+    fails too: the 503's row carries the small rung's tokens, the failed rungs' prompts (their
+    models had started on them; no tokens came), the energy of the three generations (the
+    failed ones metered up to their failure) and of the three lookups, and its route ends with
+    the rung whose error ended the request; the budget is charged what ran."""
     acme = Tenant("acme", daily_tokens=10_000)
 
     async def main() -> tuple[LedgerRow, int]:
@@ -238,8 +240,13 @@ def test_a_failed_climb_ledgers_the_rungs_that_ran_and_every_rung_tried(gw: Gate
     row, used = arun(main())
     assert (row.outcome, row.status) == ("error", 503)
     assert row.route == "small;escalated=length, medium;escalated=error, large;failed"
-    assert row.completion_tokens == MAX_TOKENS and row.prompt_tokens > 0
-    assert row.wh == pytest.approx(GEN_WH + 3 * LOOKUP_WH)
+    assert row.completion_tokens == MAX_TOKENS
+    # the small rung's answer counted its prompt, each failed rung its own (the estimate)
+    failed = sum(
+        estimated_prompt_tokens(gw.backends[n], auto(FAILING)) for n in ("medium", "large")
+    )
+    assert row.prompt_tokens == answer_tokens(FAILING) - MAX_TOKENS + failed
+    assert row.wh == pytest.approx(3 * GEN_WH + 3 * LOOKUP_WH)
     assert row.model == "large"
     assert used == row.prompt_tokens + row.completion_tokens
 

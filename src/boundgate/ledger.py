@@ -120,10 +120,11 @@ class LedgerWriter:
         route: Route | None = None,
     ) -> LedgerRow:
         """The row of the request ``ctx``. ``model`` and ``backend_kind`` name what served it
-        when that is not a ``Backend`` (embeddings). ``lookup``: what reuse decided; a
-        semantic one is written into the row with its id (``extra["semantic_lookup"]``,
-        ``"lookup_id"``), and the row then counts it in the verifier (module docstring):
-        pass it only for a request that was answered."""
+        when that is not a ``Backend`` (embeddings). ``lookup``: what reuse decided (also on
+        the row of a request that failed or was cancelled after its lookup); a semantic one
+        is written into the row with its id (``extra["semantic_lookup"]``, ``"lookup_id"``),
+        and the row then counts it in the verifier (module docstring), only on the row of a
+        request that was answered (``outcome`` ok) or served a stored answer."""
         latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
         if model is None:
             model = backend.name if backend else (req.model if req else None)
@@ -162,7 +163,7 @@ class LedgerWriter:
                         row.extra["avoided_method"] = value
                 else:
                     setattr(row, name, value)
-            if lookup.semantic:
+            if lookup.semantic and (outcome == "ok" or lookup.entry is not None):
                 row.extra["semantic_lookup"] = 1
                 row.extra["lookup_id"] = lookup.id
                 if lookup.density:

@@ -236,9 +236,11 @@ class Gateway(Routing):
         stream: bool = False,
         usage: Usage | None = None,
         energy: EnergyReport | None = None,
+        lookup: Lookup | None = None,
     ) -> None:
         """Ledger row for a request that failed before or during generation; ``usage`` and
-        ``energy``: what ran before it failed (an auto request's lower rungs)."""
+        ``energy``: what ran before it failed (its lookup, its generation so far, an auto
+        request's rungs); ``lookup``: what its reuse lookup decided, if it ran."""
         if err.recorded:
             return
         err.recorded = True
@@ -260,6 +262,7 @@ class Gateway(Routing):
             outcome="error",
             status=err.status_code,
             error_code=err.code,
+            lookup=lookup,
         )
         await self.ledger.commit(row)
 
@@ -316,6 +319,53 @@ class Gateway(Routing):
         e = self.energy_report(gen.meter.stop(gen.token, work), row.ts)
         row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
         row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
+
+    def _cut_short(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        gen: GenerationSpan,
+        lookup_m: Measurement | None,
+    ) -> tuple[Usage, EnergyReport | None]:
+        """What a non-streamed generation that ended without its answer (it failed, or its
+        client left) ran, and its energy with its lookup's. Once the model had started on
+        it: its prompt, which counts, as for a stream cut short (a whole answer's usage comes
+        only at its end: the estimate the context check uses, 4 bytes a token, plus the
+        prompt format), the tokens its note counted as they came, as reasoning on a reasoning
+        model (an unfinished answer's reasoning is not reported), and its energy metered up to
+        now. Before that: no tokens, and the lookup's energy only."""
+        usage = Usage(0, 0)
+        m = lookup_m
+        if gen.token is not None:
+            open_row = self.ledger.opened(ctx.request_id)
+            produced = open_row.completion_tokens if open_row is not None else 0
+            reasoned = cut_short_reasoning(backend, req, produced)
+            usage = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
+            m = combine(self._measure(gen, backend, usage), lookup_m)
+        return usage, self._report(m, ctx)
+
+    @staticmethod
+    def _streamed_so_far(
+        backend: Backend, req: GenerationRequest, usage: Usage, produced: int
+    ) -> Usage:
+        """The tokens of a stream that ended without its answer (it failed, or its client
+        left) after ``produced`` text chunks, ``usage`` what the backend reported of it.
+        Reasoning tokens of an unfinished stream are not reported: count what it produced, up
+        to its cap. Its prompt: as the backend counted it (local models report it when they
+        start on it), else, once output came, the 4-bytes-a-token estimate the context check
+        uses (an upstream server reports usage only at the end)."""
+        prompt = usage.prompt_tokens
+        if not prompt and produced:
+            prompt = estimated_prompt_tokens(backend, req)
+        return Usage(
+            prompt,
+            usage.completion_tokens or produced,
+            usage.reasoning_tokens or cut_short_reasoning(backend, req, produced),
+        )
+
+    def _report(self, m: Measurement | None, ctx: RequestContext) -> EnergyReport | None:
+        return self.energy_report(m, ctx.started) if m is not None else None
 
     # --- embeddings ---------------------------------------------------------------------------
     async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
@@ -472,13 +522,23 @@ class Gateway(Routing):
             self._refuse_if_spent(ctx, lookup)
             if lookup is not None and ctx.budget_refusal is None:
                 lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
-        except BoundgateError as err:
+        except BoundgateError as err:  # e.g. the daily budget's 429 after the lookup
             self.limiter.settle(reservation, 0)
-            await self.record_error(ctx, err, req, stream=stream)
+            energy = self._report(span.stop(), ctx)  # the lookup ran: its energy counts
+            await self.record_error(ctx, err, req, stream=stream, energy=energy, lookup=ctx.reuse)
             raise
         except asyncio.CancelledError:  # the client left while waiting
             self.limiter.settle(reservation, 0)
-            row = self.ledger.row(ctx, req, backend, stream=stream, outcome="cancelled", status=499)
+            row = self.ledger.row(
+                ctx,
+                req,
+                backend,
+                stream=stream,
+                energy=self._report(span.stop(), ctx),
+                outcome="cancelled",
+                status=499,
+                lookup=ctx.reuse,
+            )
             self.ledger.commit_soon(row)
             raise
         return backend, reservation, lookup, span
@@ -524,11 +584,13 @@ class Gateway(Routing):
         assert self.reuse is not None and gone.entry is not None
         self.reuse.drop_answer(gone.entry.key)
         span = self._span()
+        lookup = None
         try:
             lookup = await self._lookup(ctx, req, backend)
             self._refuse_if_spent(ctx, lookup)  # no stored answer after all: no fresh one
         except BoundgateError as err:
-            await self.record_error(ctx, err, req)
+            energy = self._report(span.stop(), ctx)
+            await self.record_error(ctx, err, req, energy=energy, lookup=lookup)
             raise
         ctx.reuse = lookup
         return lookup, span
@@ -615,6 +677,7 @@ class Gateway(Routing):
         gen = GenerationSpan(
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
+        m: Measurement | None = None  # the whole generation's, once it ended
         try:
             note = await self._open_request(ctx, req, backend, gen, stream=False)
             completion = await backend.complete(self._metered_request(req, gen, note), cancel)
@@ -631,25 +694,20 @@ class Gateway(Routing):
             )
             return Result(completion, backend.name, energy, lookup)
         except BoundgateError as err:
-            await self.record_error(ctx, err, req)
+            # the generation failed: its row carries what ran, as a cancelled one's does
+            if m is None:
+                usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m)
+            else:  # it failed after its answer was complete
+                energy = self._report(combine(m, lookup_m), ctx)
+            await self.record_error(ctx, err, req, usage=usage, energy=energy, lookup=lookup)
             raise
         except asyncio.CancelledError:
             # the client left (server.common.until_disconnected) or the server stops
             cancel.cancel()
-            energy = None
-            if gen.token is not None:
-                # the model had started on the prompt, which counts, as a stream cut short
-                # does; a whole answer's usage comes only at its end: the estimate the
-                # context check uses (4 bytes a token) plus the prompt format, and the
-                # tokens its note counted as they came, as reasoning on a reasoning model (an
-                # unfinished answer's reasoning is not reported), as a stream cut short
-                # counts them. Its energy is metered up to now.
-                open_row = self.ledger.opened(ctx.request_id)
-                produced = open_row.completion_tokens if open_row is not None else 0
-                reasoned = cut_short_reasoning(backend, req, produced)
-                usage = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
-                m = self._measure(gen, backend, usage)
-                energy = self.energy_report(combine(m, lookup_m), ctx.started)
+            if m is None:
+                usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m)
+            else:
+                energy = self._report(combine(m, lookup_m), ctx)
             self.ledger.commit_soon(
                 self.ledger.row(
                     ctx,
@@ -660,6 +718,7 @@ class Gateway(Routing):
                     energy=energy,
                     outcome="cancelled",
                     status=499,
+                    lookup=lookup,
                 )
             )
             raise
@@ -744,6 +803,7 @@ class Gateway(Routing):
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
         gen = backend.generate(dataclasses.replace(req, on_start=metered.begin), cancel)
+        m: Measurement | None = None  # the whole generation's, once it ended
         try:
             # noted before the model starts and before the first byte is sent
             note = await self._open_request(ctx, req, backend, metered, stream=True)
@@ -772,7 +832,16 @@ class Gateway(Routing):
             yield Finished(finish, usage, energy, lookup)
         except BoundgateError as err:
             done = True
-            await self.record_error(ctx, err, req, stream=True)
+            # the generation failed: its row carries what ran (the chunks it sent), as a
+            # cancelled one's does
+            if m is None:
+                usage = self._streamed_so_far(backend, req, usage, produced)
+                if metered.token is not None:  # the model had started on it
+                    m = self._measure(metered, backend, usage)
+            energy = self._report(combine(m, lookup_m) if m is not None else lookup_m, ctx)
+            await self.record_error(
+                ctx, err, req, stream=True, usage=usage, energy=energy, lookup=lookup
+            )
             raise
         finally:
             self.ledger.close(ctx.request_id)
@@ -781,20 +850,9 @@ class Gateway(Routing):
                 # The consumer went away mid-stream: stop the model, account what it did.
                 cancel.cancel()
                 await gen.aclose()
-                # reasoning tokens of an unfinished stream are not reported: count what it
-                # produced, up to its cap. Its prompt: as the backend counted it (local
-                # models report it when they start on it), else, once output came, the
-                # 4-bytes-a-token estimate the context check uses (an upstream server
-                # reports usage only at the end)
-                prompt = usage.prompt_tokens
-                if not prompt and produced:
-                    prompt = estimated_prompt_tokens(backend, req)
-                partial = Usage(
-                    prompt,
-                    usage.completion_tokens or produced,
-                    usage.reasoning_tokens or cut_short_reasoning(backend, req, produced),
-                )
-                m = self._measure(metered, backend, partial)
+                partial = self._streamed_so_far(backend, req, usage, produced)
+                if m is None:
+                    m = self._measure(metered, backend, partial)
                 energy = self.energy_report(combine(m, lookup_m), ctx.started)
                 self.ledger.commit_soon(
                     self.ledger.row(
@@ -806,6 +864,7 @@ class Gateway(Routing):
                         energy=energy,
                         outcome="cancelled",
                         status=499,
+                        lookup=lookup,
                     )
                 )
                 usage = partial

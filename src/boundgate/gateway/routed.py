@@ -102,6 +102,7 @@ class Routing:
             stream: bool = False,
             usage: Usage | None = None,
             energy: EnergyReport | None = None,
+            lookup: Lookup | None = None,
         ) -> None: ...
         async def _lookup(
             self,
@@ -152,13 +153,12 @@ class Routing:
         rung's own scope, else generate, meter and remember): its answer, the lookup
         (``lookup.entry`` set: the answer was reused) and why ``check`` sends it to the next
         rung (None: keep it). What the rung ran is added to ``climb`` as it is known: its
-        answer's tokens and energy (lookup included); a failed rung's lookup only (its
-        generation returned nothing to meter); a cancelled one's generation so far (its
-        prompt, at the context check's estimate once the model had started on it, and the
-        tokens it produced, all of them reasoning tokens for a reasoning model, up to its
-        cap). An answer escalated as ``logprob`` is not remembered: a stored
-        answer has no log-probabilities, so a later lookup could not check it again and
-        would serve it."""
+        answer's tokens and energy (lookup included); a failed or cancelled one's lookup and
+        generation so far (its prompt, at the context check's estimate once the model had
+        started on it, and the tokens it produced, all of them reasoning tokens for a
+        reasoning model, up to its cap; its energy metered up to its end). An answer
+        escalated as ``logprob`` is not remembered: a stored answer has no
+        log-probabilities, so a later lookup could not check it again and would serve it."""
         span = self._span()
         try:
             lookup = await self._lookup(ctx, req, backend)
@@ -187,11 +187,9 @@ class Routing:
             note = await self._open_request(ctx, req, backend, gen, stream=stream)
             before = note.completion_tokens  # an earlier rung's, counted on the same note
             completion = await backend.complete(self._metered_request(req, gen, note), cancel)
-        except BoundgateError:
-            climb.ran(lookup_m)
-            raise
-        except asyncio.CancelledError:
-            cancel.cancel()
+        except (BoundgateError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                cancel.cancel()
             if gen is None or gen.token is None:  # the model never started on it
                 climb.ran(lookup_m)
                 raise
