@@ -8,18 +8,22 @@ fixed energy: 1 mWh a generation, 0.1 mWh a reuse lookup.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.backends.base import Chunk, GenerationRequest, Message
 from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
-from boundgate.energy import FakeMeter
+from boundgate.energy import FakeMeter, Method
 from boundgate.errors import ErrorCode, RateLimitError, ServiceUnavailableError
 from boundgate.gateway import Gateway
+from boundgate.scheduler.handlers import make_variants
 from boundgate.settings import load_settings
 from boundgate.store import LedgerRow
 from boundgate.tenants import DAY_S, Tenant, tokens_counter
@@ -40,6 +44,10 @@ default_max_tokens = 16
 embedder = "hash"
 scorer = "cosine"
 
+[creativity]
+min_askers = 2
+variants = 1
+
 [models.small]
 backend = "fake"
 default = true
@@ -47,27 +55,48 @@ params_b = 0.135
 """
 
 
-@pytest.fixture
-def gw(tmp_path: Path) -> Iterator[Gateway]:
+def make(tmp_path: Path, generation: Method = "estimate") -> Gateway:
+    """The gateway, its store open; ``generation``: the method of the models' meter (the
+    lookups' is the CPU-time estimate)."""
     clock = FakeClock()
     cfg = write_config(tmp_path / "boundgate.toml", CONFIG.format(data=tmp_path / "data"))
     app = build_app(
         load_settings(cfg),
         backends={"small": FakeBackend("small", params_b=0.135, clock=clock)},
-        meter_for=lambda b: FakeMeter(wh=GEN_WH),
+        meter_for=lambda b: FakeMeter(wh=GEN_WH, method=generation),
         reuse_meter=FakeMeter(wh=LOOKUP_WH),
         clock=clock,
     )
     gateway: Gateway = app.state.gateway
     gateway.store.open()
+    return gateway
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[Gateway]:
+    gateway = make(tmp_path)
     yield gateway
     gateway.store.close()
 
 
-def ask(question: str = Q, max_tokens: int = 0) -> GenerationRequest:
+def ask(question: str = Q, max_tokens: int = 0, **kw: Any) -> GenerationRequest:
     return GenerationRequest(
-        model="small", messages=[Message("user", question)], max_tokens=max_tokens, temperature=0
+        model="small",
+        messages=[Message("user", question)],
+        max_tokens=max_tokens,
+        temperature=kw.pop("temperature", 0),
+        **kw,
     )
+
+
+def metric(gw: Gateway, name: str, **labels: str) -> float:
+    """The value of sample ``name`` with ``labels`` (among others) in the gateway's metrics;
+    0 when there is none."""
+    for family in text_string_to_metric_families(gw.metrics.render().decode()):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
 
 
 def small(gw: Gateway) -> FakeBackend:
@@ -142,3 +171,45 @@ def test_a_budget_refusal_after_the_lookup_carries_the_lookups_energy(gw: Gatewa
     assert row.reuse == "miss"
     assert (row.prompt_tokens, row.completion_tokens) == (0, 0)
     assert small(gw).calls == 0
+
+
+# --- a creative variant -----------------------------------------------------------------------
+
+
+def test_a_variant_avoids_its_generations_cost_with_its_meters_method(tmp_path: Path) -> None:
+    """A variant's job generates it (its row: the generation and the job's lookup, spent
+    once); a request served the variant avoided that generation's cost only, not the job's
+    lookup (as a stored answer's), with the method its meter measured it by, in the row, the
+    response's fields and the metrics' ``method`` label."""
+    gw = make(tmp_path, generation="rapl")
+    haiku = "Write a haiku about autumn."
+
+    async def main() -> tuple[Any, LedgerRow, LedgerRow]:
+        for user in ("u1", "u2"):  # two askers: a round of variants is queued
+            ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+            result = await gw.complete(ctx, ask(haiku, temperature=1.0, user=user))
+            assert result.reuse is not None and result.reuse.status == "bypass"
+        (job,) = [j for j in await gw.store.jobs() if j.kind == "variants"]
+        jobs_before = {r.id for r in await gw.store.ledger()}
+        assert (await make_variants(gw, json.loads(job.payload)))["variants"] == 1
+        await gw.drain()
+        (made,) = [r for r in await gw.store.ledger() if r.id not in jobs_before]
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        served = await gw.complete(ctx, ask(haiku, temperature=1.0, user="u3"))
+        return served, made, await row_of(gw, ctx.request_id)
+
+    try:
+        served, made, row = arun(main())
+        assert made.wh == pytest.approx(GEN_WH + LOOKUP_WH)  # the variant's generation, spent
+        assert served.reuse is not None and served.reuse.status == "hit-variant"
+        fields = served.reuse.fields()
+        assert fields["avoided_wh"] == pytest.approx(GEN_WH)
+        assert fields["avoided_method"] == "rapl"
+        assert row.reuse == "hit-variant" and row.avoided_wh == pytest.approx(GEN_WH)
+        assert row.extra["avoided_method"] == "rapl"
+        assert row.wh == pytest.approx(LOOKUP_WH)  # the served request ran its lookup only
+        joules = metric(gw, "boundgate_energy_joules_total", kind="avoided", method="rapl")
+        assert joules == pytest.approx(GEN_WH * 3600)
+        assert metric(gw, "boundgate_energy_joules_total", kind="avoided", method="estimate") == 0
+    finally:
+        gw.store.close()

@@ -148,7 +148,7 @@ def job(job_id: str, not_before: float = 0.0, **kw: Any) -> JobRow:
 
 
 def variant(exact: str, answer: str) -> VariantRow:
-    return VariantRow(0, exact, answer, "stop", 3, 4, 0.5, 0.25, 1000.0)
+    return VariantRow(0, exact, answer, "stop", 3, 4, 0.5, 0.25, 1000.0, "rapl")
 
 
 # --- lifecycle ------------------------------------------------------------------------------
@@ -1195,6 +1195,7 @@ def test_variants_are_served_once_per_asker_least_served_first(store: Store) -> 
     first = run(store.take_variant("p", "alice", 1.0))
     assert first is not None and first.exact == "p" and first.answer in ("one", "two")
     assert (first.prompt_tokens, first.completion_tokens, first.cost_wh) == (3, 4, 0.5)
+    assert first.cost_method == "rapl"  # how its generation was measured
     assert run(store.unused_variants("p")) == 1
     bob = run(store.take_variant("p", "bob", 2.0))
     assert bob is not None and bob.id != first.id  # the unserved one goes first

@@ -43,9 +43,12 @@ class RequestContext:
 class Result:
     completion: Completion
     model: str
-    energy: EnergyReport
+    energy: EnergyReport  # the request's: its lookup and its generation
     reuse: Lookup | None = None
     route: Route | None = None
+    # the generation's alone (a named model's fresh answer; None for a reused or routed one):
+    # what a copy of the answer served later avoids, as recorded with a stored answer
+    generation: EnergyReport | None = None
 
     def headers(self) -> dict[str, str]:
         h = self.energy.headers()

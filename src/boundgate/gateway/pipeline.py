@@ -683,16 +683,15 @@ class Gateway(Routing):
             completion = await backend.complete(self._metered_request(req, gen, note), cancel)
             usage = completion.usage
             m = self._measure(gen, backend, usage)
-            await self._remember(
-                ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
-            )
+            generation = self.energy_report(m, ctx.started)
+            await self._remember(ctx, lookup, backend, completion, generation, req)
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
             await self.ledger.commit(
                 self.ledger.row(
                     ctx, req, backend, stream=False, usage=usage, energy=energy, lookup=lookup
                 )
             )
-            return Result(completion, backend.name, energy, lookup)
+            return Result(completion, backend.name, energy, lookup, generation=generation)
         except BoundgateError as err:
             # the generation failed: its row carries what ran, as a cancelled one's does
             if m is None:

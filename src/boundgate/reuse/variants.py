@@ -66,6 +66,7 @@ def variant_entry(v: VariantRow) -> StoredEntry:
         created=v.created,
         cost_wh=v.cost_wh,
         cost_gco2=v.cost_gco2,
+        cost_method=v.cost_method,
         vector=b"",
         embedder="",
         scope_doc="{}",

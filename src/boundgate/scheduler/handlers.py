@@ -107,11 +107,13 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
             stopped = exc.message  # keep what was made; the next round asks again
             break
         c = result.completion
+        # what serving it avoids: its generation's cost, not its lookup (as a stored answer's)
+        cost = result.generation or result.energy
         made.append(
             VariantRow(
                 0, exact, c.text, c.finish_reason, c.usage.prompt_tokens,
-                c.usage.completion_tokens, result.energy.wh, result.energy.gco2,
-                gateway.clock.time(),
+                c.usage.completion_tokens, cost.wh, cost.gco2, gateway.clock.time(),
+                cost.method,
             )
         )  # fmt: skip
     await store.add_variants(made)

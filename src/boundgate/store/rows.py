@@ -113,9 +113,10 @@ class VariantRow:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
-    cost_wh: float
+    cost_wh: float  # its generation's energy (its job's lookup not included)
     cost_gco2: float
     created: float
+    cost_method: str = "estimate"  # how cost_wh was measured (rapl, nvml or estimate)
 
 
 @dataclass(frozen=True)
