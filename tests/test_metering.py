@@ -9,7 +9,7 @@ fixed energy: 1 mWh a generation, 0.1 mWh a reuse lookup.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.energy import FakeMeter, Method
 from boundgate.errors import ErrorCode, RateLimitError, ServiceUnavailableError
-from boundgate.gateway import Gateway
+from boundgate.gateway import Finished, Gateway
 from boundgate.scheduler.handlers import make_variants
 from boundgate.settings import load_settings
 from boundgate.store import LedgerRow
@@ -48,10 +48,17 @@ scorer = "cosine"
 min_askers = 2
 variants = 1
 
+[routing.ladders]
+default = ["small", "large"]
+
 [models.small]
 backend = "fake"
 default = true
 params_b = 0.135
+
+[models.large]
+backend = "fake"
+params_b = 70
 """
 
 
@@ -62,7 +69,10 @@ def make(tmp_path: Path, generation: Method = "estimate") -> Gateway:
     cfg = write_config(tmp_path / "boundgate.toml", CONFIG.format(data=tmp_path / "data"))
     app = build_app(
         load_settings(cfg),
-        backends={"small": FakeBackend("small", params_b=0.135, clock=clock)},
+        backends={
+            name: FakeBackend(name, params_b=p, clock=clock)
+            for name, p in (("small", 0.135), ("large", 70.0))
+        },
         meter_for=lambda b: FakeMeter(wh=GEN_WH, method=generation),
         reuse_meter=FakeMeter(wh=LOOKUP_WH),
         clock=clock,
@@ -81,7 +91,7 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
 
 def ask(question: str = Q, max_tokens: int = 0, **kw: Any) -> GenerationRequest:
     return GenerationRequest(
-        model="small",
+        model=kw.pop("model", "small"),
         messages=[Message("user", question)],
         max_tokens=max_tokens,
         temperature=kw.pop("temperature", 0),
@@ -171,6 +181,96 @@ def test_a_budget_refusal_after_the_lookup_carries_the_lookups_energy(gw: Gatewa
     assert row.reuse == "miss"
     assert (row.prompt_tokens, row.completion_tokens) == (0, 0)
     assert small(gw).calls == 0
+
+
+# --- a client that leaves ---------------------------------------------------------------------
+
+
+async def _leave_after(events: AsyncIterator[Chunk | Finished], chunks: int) -> None:
+    """Consume ``chunks`` text chunks of a stream, then go away (as a client closing it)."""
+    seen = 0
+    async for event in events:
+        seen += isinstance(event, Chunk)
+        if seen == chunks:
+            break
+    await events.aclose()
+
+
+@pytest.mark.parametrize("leaves", [False, True])
+def test_a_hit_whose_client_leaves_during_the_replay_is_cancelled_everywhere(
+    gw: Gateway, leaves: bool
+) -> None:
+    """A streamed hit's row is committed before its replay. A client that stays to the end
+    was served: ok, reused, the generation's cost avoided, in the row, the report and the
+    metrics. One that leaves during the replay got no whole answer: its row, the report and
+    the metrics all say cancelled (499), not reused, nothing avoided; the row keeps what the
+    lookup found (``hit-exact``, the answer's tokens) and its energy (the lookup's)."""
+
+    async def main() -> tuple[LedgerRow, Any]:
+        await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), ask())
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        events = gw.stream(ctx, ask())
+        if leaves:
+            await _leave_after(events, 1)
+        else:
+            async for _ in events:
+                pass
+        row = await row_of(gw, ctx.request_id)
+        (report,) = await gw.store.report()
+        return row, report
+
+    row, report = arun(main())
+    assert row.reuse == "hit-exact" and row.wh == pytest.approx(LOOKUP_WH)
+    assert row.completion_tokens > 0  # the stored answer's, as on every hit's row
+    outcome, status = ("cancelled", "499") if leaves else ("ok", "200")
+    assert (row.outcome, str(row.status)) == (outcome, status)
+    avoided = 0.0 if leaves else GEN_WH
+    assert row.avoided_wh == pytest.approx(avoided)
+    assert ("avoided_method" in row.extra) is not leaves
+    assert (report.requests, report.reused) == (2, 0 if leaves else 1)
+    assert report.avoided_wh == pytest.approx(avoided)
+    requests = "boundgate_requests_total"
+    assert metric(gw, requests, model="small", outcome="cancelled", status="499") == leaves
+    assert metric(gw, requests, model="small", outcome="ok") == (1 if leaves else 2)
+    assert metric(gw, "boundgate_energy_joules_total", kind="avoided") == pytest.approx(
+        avoided * 3600
+    )
+    spent = metric(gw, "boundgate_energy_joules_total", kind="spent")
+    assert spent == pytest.approx((GEN_WH + 2 * LOOKUP_WH) * 3600)
+    assert metric(gw, "boundgate_reuse_total", model="small", result="hit-exact") == 1
+
+
+def test_a_miss_whose_client_leaves_keeps_its_lookups_decision(gw: Gateway) -> None:
+    async def main() -> LedgerRow:
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        await _leave_after(gw.stream(ctx, ask()), 3)
+        return await row_of(gw, ctx.request_id)
+
+    row = arun(main())
+    assert (row.outcome, row.status, row.reuse) == ("cancelled", 499, "miss")
+    assert row.completion_tokens == 3 and row.wh == pytest.approx(GEN_WH + LOOKUP_WH)
+    assert metric(gw, "boundgate_reuse_total", model="small", result="miss") == 1
+
+
+def test_an_auto_answer_whose_client_leaves_during_the_replay_claims_no_right_sizing(
+    gw: Gateway,
+) -> None:
+    """The small rung answers a model "auto" request (the large rung's estimate minus what it
+    spent is right-sizing's avoided energy); a client that leaves while the answer is
+    replayed got no whole answer: its cancelled row claims nothing avoided, nor do the
+    metrics."""
+
+    async def main() -> LedgerRow:
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        await _leave_after(gw.stream(ctx, ask(model="auto")), 1)
+        return await row_of(gw, ctx.request_id)
+
+    row = arun(main())
+    assert (row.outcome, row.status) == ("cancelled", 499)
+    assert row.route == "small;answered" and row.wh == pytest.approx(GEN_WH + LOOKUP_WH)
+    assert row.counterfactual_wh is not None and row.counterfactual_wh > row.wh
+    assert row.rightsizing_avoided_wh == 0.0 and row.rightsizing_avoided_gco2 == 0.0
+    assert metric(gw, "boundgate_routing_avoided_energy_joules_total") == 0.0
 
 
 # --- a creative variant -----------------------------------------------------------------------

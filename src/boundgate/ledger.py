@@ -22,6 +22,7 @@ then too, and knows its echo from the log by the lookup's id.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -73,6 +74,16 @@ def _add(counter: _Counter, amount: float) -> None:
 # the row of a request whose process died before recording its own (docs/api.md#ledger)
 INTERRUPTED = "interrupted"
 INTERRUPTED_STATUS = 500
+
+
+def claims_nothing(row: LedgerRow) -> LedgerRow:
+    """``row``, a request that was not answered (failed, cancelled, interrupted), without
+    avoided energy: what reuse or right-sizing avoided counts only for an answer delivered
+    whole (docs/energy.md). What its lookup decided stays (``reuse``, ``document_id``)."""
+    row.avoided_wh = row.avoided_gco2 = 0.0
+    row.extra.pop("avoided_method", None)
+    row.rightsizing_avoided_wh = row.rightsizing_avoided_gco2 = 0.0
+    return row
 
 
 class LedgerWriter:
@@ -179,7 +190,16 @@ class LedgerWriter:
                 row.counterfactual_wh = route.counterfactual_wh
                 row.rightsizing_avoided_wh = route.avoided_wh
                 row.rightsizing_avoided_gco2 = route.avoided_gco2
+        if outcome != "ok":
+            claims_nothing(row)
         return row
+
+    @staticmethod
+    def cancelled(row: LedgerRow) -> LedgerRow:
+        """A copy of ``row``, an answered request's, for a client that left before its
+        answer was whole (during a replay): cancelled (499), claiming no avoided energy."""
+        copy = dataclasses.replace(row, outcome="cancelled", status=499, extra=dict(row.extra))
+        return claims_nothing(copy)
 
     def observe(self, row: LedgerRow) -> None:
         # Only configured model names become label values: client input must not grow series.
@@ -296,9 +316,11 @@ class LedgerWriter:
         self.lookups.lookup_writing(row)
         return True
 
-    async def commit(self, row: LedgerRow) -> None:
-        """Observe and record ``row``; returns once the store committed it."""
-        self.observe(row)
+    async def commit(self, row: LedgerRow, *, observe: bool = True) -> None:
+        """Observe and record ``row``; returns once the store committed it. ``observe``
+        False: the caller observes it (or the row that replaces it) later."""
+        if observe:
+            self.observe(row)
         counts = self._counts_lookup(row)
         written = False
         try:
@@ -311,12 +333,17 @@ class LedgerWriter:
                 self.lookups.lookup_written(row, written)
 
     async def commit_hit(
-        self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
+        self,
+        row: LedgerRow,
+        entry: StoredEntry,
+        release: Release | None = None,
+        *,
+        observe: bool = True,
     ) -> bool:
         """Record ``row``, a request answered with ``entry``, if that entry is still live,
         giving back the holds of ``release`` (``LedgerStore.record_hit``: one statement);
-        observe it only then. False: nothing was written or released, and the answer must
-        not be served."""
+        observe it only then (``observe`` False: the caller does, later). False: nothing was
+        written or released, and the answer must not be served."""
         counts = self._counts_lookup(row)
         written = False
         try:
@@ -327,7 +354,8 @@ class LedgerWriter:
                 self.lookups.lookup_written(row, written)
         if not written:
             return False
-        self.observe(row)
+        if observe:
+            self.observe(row)
         self.close(row.id)
         return True
 
@@ -339,10 +367,11 @@ class LedgerWriter:
 
     def amend_soon(self, row: LedgerRow) -> None:
         """Replace the committed row of the same request id with ``row`` (a streamed hit whose
-        client left during the replay: it was committed as served before the replay began),
-        from a context being torn down. Not observed again: Prometheus counted the request
-        once, when its first row was committed; nor its lookup, counted then too (the store
-        logs no second one for a row replaced under its lookup's id)."""
+        client left during the replay: it was committed as served, unobserved, before the
+        replay began), from a context being torn down. Observed now, in place of the row it
+        replaces; its lookup is not counted again (it was when the first row was written; the
+        store logs no second one for a row replaced under its lookup's id)."""
+        self.observe(row)
         self._record_soon(row, False)
 
     def _record_soon(self, row: LedgerRow, counts: bool) -> None:

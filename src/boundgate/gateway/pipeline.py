@@ -4,6 +4,7 @@ or streamed, with reuse before generation and the ledger row before the answer."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 from collections.abc import AsyncGenerator, Callable
@@ -612,11 +613,13 @@ class Gateway(Routing):
         *,
         stream: bool,
         reservation: Reservation | None = None,
-    ) -> EnergyReport | None:
-        """Commit a hit's ledger row; its energy. None only for an answer from memory
-        (``lookup.unchecked``) that is no longer live: no row was written, and it must not
-        be served. With ``reservation`` (only for ``lookup.unchecked``), its holds are given
-        back in the row's statement and it is settled when the row is committed."""
+    ) -> tuple[EnergyReport, LedgerRow] | None:
+        """Commit a hit's ledger row; its energy and the row. None only for an answer from
+        memory (``lookup.unchecked``) that is no longer live: no row was written, and it must
+        not be served. With ``reservation`` (only for ``lookup.unchecked``), its holds are
+        given back in the row's statement and it is settled when the row is committed. A
+        streamed hit's row is not observed in the metrics yet: the replay's end decides
+        whether it was served or cancelled (``stream``)."""
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(span, ctx)
         usage = usage_of(lookup.entry)
@@ -626,13 +629,13 @@ class Gateway(Routing):
         )
         if lookup.unchecked:
             release = self.limiter.release_of(reservation) if reservation is not None else None
-            if not await self.ledger.commit_hit(row, lookup.entry, release):
+            if not await self.ledger.commit_hit(row, lookup.entry, release, observe=not stream):
                 return None
             if reservation is not None and release is not None:
                 self.limiter.released(reservation)
-            return energy
-        await self.ledger.commit(row)
-        return energy
+            return energy, row
+        await self.ledger.commit(row, observe=not stream)
+        return energy, row
 
     def _land(self, lookup: Lookup | None) -> None:
         """The request is done (answered, failed or cancelled): requests waiting for it run
@@ -651,26 +654,26 @@ class Gateway(Routing):
         if lookup is not None and lookup.entry is not None and lookup.unchecked:
             e = lookup.entry
             try:
-                energy = await self._commit_hit(
+                hit = await self._commit_hit(
                     ctx, req, backend, lookup, span, stream=False, reservation=reservation
                 )
-                if energy is not None:
+                if hit is not None:
                     completion = Completion(e.answer, e.finish_reason, usage_of(e))
                     self.limiter.settle(reservation, 0)
-                    return Result(completion, backend.name, energy, lookup)
+                    return Result(completion, backend.name, hit[0], lookup)
                 lookup, span = await self._look_again(ctx, req, backend, lookup)
             except BaseException:
                 self.limiter.settle(reservation, 0)
                 raise
         if lookup is not None and lookup.entry is not None:
             try:
-                energy = await self._commit_hit(ctx, req, backend, lookup, span, stream=False)
+                hit = await self._commit_hit(ctx, req, backend, lookup, span, stream=False)
             finally:
                 self.limiter.settle(reservation, 0)
-            assert energy is not None  # a checked lookup's row is always written
+            assert hit is not None  # a checked lookup's row is always written
             e = lookup.entry
             completion = Completion(e.answer, e.finish_reason, usage_of(e))
-            return Result(completion, backend.name, energy, lookup)
+            return Result(completion, backend.name, hit[0], lookup)
         lookup_m = span.stop()
         cancel = CancelToken()
         usage = Usage(0, 0)
@@ -678,6 +681,7 @@ class Gateway(Routing):
             self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
         )
         m: Measurement | None = None  # the whole generation's, once it ended
+        energy: EnergyReport | None
         try:
             note = await self._open_request(ctx, req, backend, gen, stream=False)
             completion = await backend.complete(self._metered_request(req, gen, note), cancel)
@@ -735,15 +739,18 @@ class Gateway(Routing):
         ledger row says ``cancelled``.
         """
         if self.routes(req):
-            async for event in self._stream_routed(ctx, req):
-                yield event
+            # closed with this one: a client that leaves has its row written now, not
+            # whenever the garbage collector finalizes the routed stream
+            async with contextlib.aclosing(self._stream_routed(ctx, req)) as events:
+                async for event in events:
+                    yield event
             return
         # a hit may come from memory: its ledger row, committed before the replay, checks it
         backend, reservation, lookup, span = await self._begin(ctx, req, True, check_live=False)
-        energy: EnergyReport | None = None
+        hit: tuple[EnergyReport, LedgerRow] | None = None
         if lookup is not None and lookup.entry is not None:
             try:
-                energy = await self._commit_hit(
+                hit = await self._commit_hit(
                     ctx,
                     req,
                     backend,
@@ -752,17 +759,16 @@ class Gateway(Routing):
                     stream=True,
                     reservation=reservation if lookup.unchecked else None,
                 )
-                if energy is None:  # from memory, and no longer live: nothing was written
+                if hit is None:  # from memory, and no longer live: nothing was written
                     lookup, span = await self._look_again(ctx, req, backend, lookup)
                     if lookup is not None and lookup.entry is not None:
-                        energy = await self._commit_hit(
-                            ctx, req, backend, lookup, span, stream=True
-                        )
+                        hit = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
             except BaseException:
                 self.limiter.settle(reservation, 0)
                 raise
         if lookup is not None and lookup.entry is not None:
-            assert energy is not None  # a checked lookup's row is always written
+            assert hit is not None  # a checked lookup's row is always written
+            hit_energy, hit_row = hit
             entry = lookup.entry
             replayed = False
             try:
@@ -774,21 +780,14 @@ class Gateway(Routing):
                         # disconnect never heard before it ends.
                         await asyncio.sleep(0)
                 replayed = True
-                yield Finished(entry.finish_reason, usage_of(entry), energy, lookup)
+                yield Finished(entry.finish_reason, usage_of(entry), hit_energy, lookup)
             finally:
-                if not replayed:  # the client left during the replay: its row says so now
-                    self.ledger.amend_soon(
-                        self.ledger.row(
-                            ctx,
-                            req,
-                            backend,
-                            stream=True,
-                            energy=energy,
-                            outcome="cancelled",
-                            status=499,
-                            lookup=lookup,
-                        )
-                    )
+                # its row was committed before the replay, observed in the metrics only now
+                if replayed:
+                    self.ledger.observe(hit_row)
+                else:  # the client left during the replay: its row says so now
+                    # (cancelled, claiming no avoided energy: the answer was not delivered)
+                    self.ledger.amend_soon(self.ledger.cancelled(hit_row))
                 self.limiter.settle(reservation, 0)
             return
         lookup_m = span.stop()
@@ -837,9 +836,9 @@ class Gateway(Routing):
                 usage = self._streamed_so_far(backend, req, usage, produced)
                 if metered.token is not None:  # the model had started on it
                     m = self._measure(metered, backend, usage)
-            energy = self._report(combine(m, lookup_m) if m is not None else lookup_m, ctx)
+            spent = self._report(combine(m, lookup_m) if m is not None else lookup_m, ctx)
             await self.record_error(
-                ctx, err, req, stream=True, usage=usage, energy=energy, lookup=lookup
+                ctx, err, req, stream=True, usage=usage, energy=spent, lookup=lookup
             )
             raise
         finally:

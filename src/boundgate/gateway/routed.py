@@ -401,7 +401,6 @@ class Routing:
             c = result.completion
             yield Finished(c.finish_reason, c.usage, result.energy, result.reuse, result.route)
         finally:
-            if not replayed:  # the client left during the replay
-                row.outcome, row.status = "cancelled", 499
-                self.ledger.commit_soon(row)
+            if not replayed:  # the client left during the replay: no avoided energy claimed
+                self.ledger.commit_soon(self.ledger.cancelled(row))
             self.ledger.close(ctx.request_id)

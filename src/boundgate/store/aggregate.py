@@ -100,8 +100,9 @@ ERROR_OUTCOMES_SQL = "('error', 'interrupted')"
 # coalesced and stale hits, and a creative variant made earlier (``hit-variant``)
 REUSED = ("hit-exact", "hit-semantic", "hit-coalesced", "hit-variant", "stale")
 # a ledger row answered from stored answers, as a boolean expression (SQLite's is an
-# integer, PostgreSQL's casts with ``::int`` to sum)
-REUSED_SQL = f"COALESCE(reuse, '') IN ({', '.join(repr(r) for r in REUSED)})"
+# integer, PostgreSQL's casts with ``::int`` to sum): a hit whose answer was delivered whole
+# (``ok``; a streamed hit whose client left during the replay is ``cancelled``, not reused)
+REUSED_SQL = f"(outcome = 'ok' AND COALESCE(reuse, '') IN ({', '.join(repr(r) for r in REUSED)}))"
 
 CHANGES_SQL = (
     "SELECT c.seq, c.kind, c.entry, c.ref, c.label, o.id AS oid, o.ts, o.entry AS oentry, "
