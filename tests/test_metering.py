@@ -273,6 +273,52 @@ def test_an_auto_answer_whose_client_leaves_during_the_replay_claims_no_right_si
     assert metric(gw, "boundgate_routing_avoided_energy_joules_total") == 0.0
 
 
+# --- tokens processed -------------------------------------------------------------------------
+
+
+def test_the_token_counter_counts_what_the_models_processed(gw: Gateway) -> None:
+    """Two misses, two hits of them (streamed or not), a generation that fails after 5 tokens
+    and a model "auto" request whose two rungs generate: ``boundgate_tokens_total`` counts the
+    tokens the models processed, each under the model that processed them (the misses', the
+    failed one's so far, each rung's), never a hit's, which were replayed."""
+    first, second = "What is the boiling point of water?", "How tall is Mount Everest?"
+    looping = "Loop until the limit."
+    small(gw).answers = lambda q: "loop " * 40 if q == looping else "The answer to: " + q
+    acme = Tenant("acme")
+
+    async def main() -> list[LedgerRow]:
+        for question in (first, second):  # a miss each
+            await gw.complete(gw.context(acme, "/v1/chat/completions"), ask(question))
+        await gw.complete(gw.context(acme, "/v1/chat/completions"), ask(first))  # hits
+        async for _ in gw.stream(gw.context(acme, "/v1/chat/completions"), ask(second)):
+            pass
+        small(gw).failures.append(5)
+        with pytest.raises(ServiceUnavailableError):
+            await gw.complete(gw.context(acme, "/v1/chat/completions"), ask("Fail after five."))
+        # the small rung runs into the default limit (16 tokens): the large one answers
+        routed = ask(looping, model="auto")
+        await gw.complete(gw.context(acme, "/v1/chat/completions"), routed)
+        await gw.drain()
+        return list(await gw.store.ledger())
+
+    rows = arun(main())
+    hits = [r for r in rows if r.reuse == "hit-exact"]
+    assert len(hits) == 2 and all(r.prompt_tokens and r.completion_tokens for r in hits)
+    named = [r for r in rows if r.reuse != "hit-exact" and r.route is None]
+    assert len(named) == 3 and sorted(r.outcome for r in named) == ["error", "ok", "ok"]
+    (routed,) = [r for r in rows if r.route is not None]
+    assert routed.route == "small;escalated=length, large;answered"
+    prompt = routed.prompt_tokens // 2  # each rung's prompt, as the fakes count it
+
+    def tokens(model: str, direction: str) -> float:
+        return metric(gw, "boundgate_tokens_total", model=model, direction=direction)
+
+    assert tokens("small", "input") == sum(r.prompt_tokens for r in named) + prompt
+    assert tokens("small", "output") == sum(r.completion_tokens for r in named) + 16
+    assert tokens("large", "input") == prompt
+    assert tokens("large", "output") == routed.completion_tokens - 16
+
+
 # --- a creative variant -----------------------------------------------------------------------
 
 

@@ -210,10 +210,8 @@ class LedgerWriter:
             labels["tenant"] = row.tenant
         m.requests.labels(**labels).inc()
         m.latency.labels(model=model).observe(row.latency_ms / 1000.0)
-        if row.prompt_tokens:
-            m.tokens.labels(model=model, direction="input").inc(row.prompt_tokens)
-        if row.completion_tokens:
-            m.tokens.labels(model=model, direction="output").inc(row.completion_tokens)
+        if row.outcome == INTERRUPTED:  # its process died before counting what its model did
+            self.processed(model, Usage(row.prompt_tokens, row.completion_tokens))
         if row.wh:
             _add(m.energy_j.labels(kind="spent", method=row.method), row.wh * 3600.0)
             _add(m.carbon_g.labels(kind="spent"), row.gco2)
@@ -227,6 +225,17 @@ class LedgerWriter:
             m.routing_requests.labels(task=row.task, model=model).inc()
         if row.rightsizing_avoided_wh:
             _add(m.routing_avoided_j, row.rightsizing_avoided_wh * 3600.0)
+
+    def processed(self, model: str, usage: Usage) -> None:
+        """Count ``usage``, tokens ``model`` processed (a generation's, whatever its end; an
+        embedding's), in ``boundgate_tokens_total``. A row's tokens are not what counts: a
+        reused answer's were replayed, not processed, and an auto request's rungs each
+        processed their own (the gateway counts them as they end)."""
+        m = self.metrics
+        if usage.prompt_tokens > 0:
+            m.tokens.labels(model=model, direction="input").inc(usage.prompt_tokens)
+        if usage.completion_tokens > 0:
+            m.tokens.labels(model=model, direction="output").inc(usage.completion_tokens)
 
     # --- open requests (write-ahead notes) ------------------------------------------------
     async def open(

@@ -52,7 +52,11 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter(
-            "boundgate_tokens", "Tokens processed.", ["model", "direction"], registry=r
+            "boundgate_tokens",
+            "Tokens the models processed (prompt: input, generated: output); a reused "
+            "answer's tokens are replayed, not processed, and not counted.",
+            ["model", "direction"],
+            registry=r,
         )
         self.energy_j = Counter(
             "boundgate_energy_joules",

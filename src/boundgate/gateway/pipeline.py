@@ -381,6 +381,7 @@ class Gateway(Routing):
             tokens = await asyncio.to_thread(embedder.count_tokens, texts)
         finally:
             self.limiter.settle(reservation, tokens)
+        self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
         m = span.stop()
         energy = self.energy_report(m, ctx.started) if m is not None else None
         row = self.ledger.row(
@@ -729,6 +730,7 @@ class Gateway(Routing):
             self.ledger.close(ctx.request_id)
             self._land(lookup)
             self.limiter.settle(reservation, usage.total_tokens, usage.reasoning_tokens)
+            self.ledger.processed(backend.name, usage)  # whatever the generation's end
 
     async def stream(
         self, ctx: RequestContext, req: GenerationRequest
@@ -867,3 +869,4 @@ class Gateway(Routing):
                 )
                 usage = partial
             self.limiter.settle(reservation, usage.total_tokens or produced, usage.reasoning_tokens)
+            self.ledger.processed(backend.name, usage)  # whatever the generation's end

@@ -197,9 +197,11 @@ class Routing:
             reasoned = cut_short_reasoning(backend, req, produced)
             partial = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
             climb.ran(combine(self._measure(gen, backend, partial), lookup_m), partial)
+            self.ledger.processed(backend.name, partial)
             raise
         m = self._measure(gen, backend, completion.usage)
         climb.ran(combine(m, lookup_m), completion.usage)
+        self.ledger.processed(backend.name, completion.usage)
         reason = check(completion)
         if reason != "logprob":
             await self._remember(
