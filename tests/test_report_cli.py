@@ -21,6 +21,7 @@ from boundgate.cli.report import DAY_FIELDS
 from boundgate.store import LedgerRow, SQLiteStore
 
 HOUR = 3600.0
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def _day(ts: float) -> str:
@@ -245,3 +246,12 @@ def test_creative_variants_count_as_reused(tmp_path: Path) -> None:
     (day,) = json.loads(run("--format", "json", "--data-dir", str(data)).stdout)
     assert (day["requests"], day["reused"]) == (4, 3)
     assert day["avoided_wh"] == pytest.approx(1.5)
+
+
+def test_the_observability_docs_list_every_report_key_in_order() -> None:
+    """docs/observability.md's table of the JSON and CSV keys is the whole list, in the
+    order the report writes them (it once left out ``routed`` and ``rightsizing_*``)."""
+    text = (DOCS / "observability.md").read_text()
+    table = text.split("both have these keys, in this order", 1)[1].split("\n\n", 2)[1]
+    keys = [line.split("`")[1] for line in table.splitlines()[2:]]
+    assert keys == DAY_FIELDS
