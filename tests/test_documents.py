@@ -424,19 +424,26 @@ def test_model_change_serves_stale_then_rebinds_and_supersedes(tmp_path: Path) -
         srv.__exit__()
 
 
-def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -> None:
+def _bound_on_v1_then_v2_without_handlers(tmp_path: Path) -> tuple[str, Any]:
+    """A document bound on model version v1 (its id), and an app of v2 whose job runner has
+    no handlers (``app.state.job_handlers``, a public test seam): its rebind cannot run."""
     srv, live = serve(tmp_path, version="v1", bind_after=1)
     try:
         old_id = ask(live, "alice").headers["x-boundgate-document"]
     finally:
         live.http.close()
         srv.__exit__()
-    # Start v2 with the job runner unable to run rebinds: the document stays stale.
     settings = fake_settings(tmp_path)
     settings.reuse.bind_after = 1
     settings.scheduler.policy = "now"
     app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version="v2")})
-    app.state.job_handlers = lambda gw: {}  # no handler: jobs wait (a test seam, public)
+    app.state.job_handlers = lambda gw: {}
+    return str(old_id), app
+
+
+def test_stale_documents_are_served_marked_stale_until_rebound(tmp_path: Path) -> None:
+    # v2 with the job runner unable to run rebinds: the document stays stale
+    old_id, app = _bound_on_v1_then_v2_without_handlers(tmp_path)
     with ThreadedServer(app) as srv2:
         live2 = Live(srv2, app)
         r = ask(live2, "bob")
@@ -451,17 +458,7 @@ def test_a_rebind_that_failed_for_good_is_queued_again_on_the_next_start(
     """A rebind that failed for good (here: at once, with no handler) kept its dedupe key
     for ever, so the next start's stale check could not queue it again and the document
     stayed stale. Only a pending or running job holds its key now."""
-    srv, live = serve(tmp_path, version="v1", bind_after=1)
-    try:
-        old_id = ask(live, "alice").headers["x-boundgate-document"]
-    finally:
-        live.http.close()
-        srv.__exit__()
-    settings = fake_settings(tmp_path)
-    settings.reuse.bind_after = 1
-    settings.scheduler.policy = "now"
-    app = build_app(settings, backends={"fake": FakeBackend("fake", params_b=1, version="v2")})
-    app.state.job_handlers = lambda gw: {}  # no handler: the rebind fails for good
+    old_id, app = _bound_on_v1_then_v2_without_handlers(tmp_path)  # the rebind fails for good
     with ThreadedServer(app) as srv2:
         live2 = Live(srv2, app)
         store = live2.gateway.store
