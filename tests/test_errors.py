@@ -184,6 +184,12 @@ def test_the_other_invalid_parameters_are_named(fake_live: Live) -> None:
     err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)
     assert err["param"] == "max_tokens"
     assert err["message"].endswith("(also invalid: stop, n)"), err["message"]
+    # a name another begins with is another parameter (a trial: "stream" hid
+    # "stream_options", and the other way round)
+    body = {"messages": MSG, "stream": "x", "stream_options": 5}
+    err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)
+    named = {err["param"], *err["message"].split("(also invalid: ")[-1].rstrip(")").split(", ")}
+    assert {"stream", "stream_options"} <= named, err["message"]
 
 
 @pytest.mark.parametrize("part", ["image_url", "input_audio", "file"])

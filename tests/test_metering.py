@@ -163,6 +163,32 @@ def test_a_generation_that_fails_midway_is_ledgered_with_what_it_ran(
     assert used == row.prompt_tokens + row.completion_tokens
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_failing_before_any_output_is_charged_no_prompt(
+    gw: Gateway, stream: bool
+) -> None:
+    """A trial: an upstream that refused the connection (502) had its non-streamed row
+    record the prompt estimate (19 tokens) as processed, its streamed one 0. A backend that
+    does not report its start (an upstream server) and failed before any output counts no
+    prompt, streamed or not; the lookup's energy still counts."""
+    small(gw).reports_start = False  # as an upstream server: no start is reported
+    small(gw).failures.append(0)
+
+    async def main() -> LedgerRow:
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        with pytest.raises(ServiceUnavailableError):
+            if stream:
+                async for _ in gw.stream(ctx, ask()):
+                    pass
+            else:
+                await gw.complete(ctx, ask())
+        return await row_of(gw, ctx.request_id)
+
+    row = arun(main())
+    assert (row.prompt_tokens, row.completion_tokens) == (0, 0)
+    assert row.wh > 0 and row.reuse == "miss"
+
+
 def test_a_budget_refusal_after_the_lookup_carries_the_lookups_energy(gw: Gateway) -> None:
     """The daily budget is spent and no stored answer fits: the 429 comes after the reuse
     lookup ran, so its row carries the lookup's energy and decision (as model "auto"'s did)."""

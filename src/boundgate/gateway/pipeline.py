@@ -328,21 +328,27 @@ class Gateway(Routing):
         backend: Backend,
         gen: GenerationSpan,
         lookup_m: Measurement | None,
+        *,
+        failed: bool = False,
     ) -> tuple[Usage, EnergyReport | None]:
-        """What a non-streamed generation that ended without its answer (it failed, or its
+        """What a non-streamed generation that ended without its answer (it ``failed``, or its
         client left) ran, and its energy with its lookup's. Once the model had started on
         it: its prompt, which counts, as for a stream cut short (a whole answer's usage comes
         only at its end: the estimate the context check uses, 4 bytes a token, plus the
         prompt format), the tokens its note counted as they came, as reasoning on a reasoning
         model (an unfinished answer's reasoning is not reported), and its energy metered up to
-        now. Before that: no tokens, and the lookup's energy only."""
+        now. Before that: no tokens, and the lookup's energy only. A failure before any output
+        from a backend that does not report its start (an upstream server: refused, say)
+        counts no prompt either, as a stream that failed so does (a trial's finding)."""
         usage = Usage(0, 0)
         m = lookup_m
         if gen.token is not None:
             open_row = self.ledger.opened(ctx.request_id)
             produced = open_row.completion_tokens if open_row is not None else 0
             reasoned = cut_short_reasoning(backend, req, produced)
-            usage = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
+            started = produced > 0 or backend.reports_start or not failed
+            prompt = estimated_prompt_tokens(backend, req) if started else 0
+            usage = Usage(prompt, produced, reasoned)
             m = combine(self._measure(gen, backend, usage), lookup_m)
         return usage, self._report(m, ctx)
 
@@ -700,7 +706,7 @@ class Gateway(Routing):
         except BoundgateError as err:
             # the generation failed: its row carries what ran, as a cancelled one's does
             if m is None:
-                usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m)
+                usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m, failed=True)
             else:  # it failed after its answer was complete
                 energy = self._report(combine(m, lookup_m), ctx)
             await self.record_error(ctx, err, req, usage=usage, energy=energy, lookup=lookup)

@@ -266,7 +266,7 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
     # specific place within the same parameter
     for e in errors[1:]:
         other = loc_to_param(tuple(e.get("loc", ())))
-        if param and other and other.startswith(param) and len(other) > len(param):
+        if param and other and other != param and _within(other, param):
             first, param = e, other
     msg = str(first.get("msg", "invalid value"))
     branches = [
@@ -291,12 +291,18 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
         other
         for e in errors
         if (other := loc_to_param(tuple(e.get("loc", ()))) or "body") != (param or "body")
-        and not (param and (other.startswith(param) or param.startswith(other)))
+        and not (param and (_within(other, param) or _within(param, other)))
     )
-    named = [o for o in others if not any(o != x and o.startswith(x) for x in others)]
+    named = [o for o in others if not any(o != x and _within(o, x) for x in others)]
     if named:
         text += f" (also invalid: {', '.join(named)})"
     return param, text
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether parameter path ``inner`` is ``outer`` or inside it ("stop[0]" in "stop";
+    "stream_options" is not in "stream")."""
+    return inner == outer or inner.startswith((outer + ".", outer + "["))
 
 
 def _misspelling(
