@@ -1196,6 +1196,15 @@ def test_an_imported_document_verifies_by_id_without_this_directorys_key(
     assert res.exit_code == 0 and "valid" in res.output, _one_line(res)
 
 
+def test_a_document_is_named_by_its_full_id_too(tmp_path: Path) -> None:
+    """A trial: `docs verify urn:boundgate:doc:sha256:…` (the id `docs import` and `docs
+    verify FILE` print) said "no file or document"; only the short doc_… id worked."""
+    cfg_b, theirs, _ = _import_from_a(tmp_path)
+    for command in ("verify", "show"):
+        res = CliRunner().invoke(cli, ["docs", command, theirs["@id"], *cfg_b])
+        assert res.exit_code == 0, _one_line(res)
+
+
 def test_an_imported_document_that_no_longer_verifies_with_its_key_is_invalid(
     tmp_path: Path,
 ) -> None:

@@ -127,6 +127,7 @@ def test_params_and_model_versions_never_share_a_scope(
         ("response_format", {"type": "text"}),
         ("modalities", ["text"]),
         ("logprobs", False),
+        ("parallel_tool_calls", True),
     ],
 )
 def test_a_parameter_at_its_default_shares_the_scope_of_none(name: str, value: object) -> None:

@@ -60,7 +60,22 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory holding the store (default ./.boundgate)."),
 ]
-DocIdArg = Annotated[str, typer.Argument(help="A document's id (doc_…, from docs list).")]
+DOC_URN = "urn:boundgate:doc:"
+
+
+def doc_id_of(given: str) -> str:
+    """The store's id (``doc_…``) of a document named by it or by its full ``@id``
+    (``urn:boundgate:doc:sha256:…``, what ``docs import`` and ``docs verify`` print)."""
+    return binding.short_id(given) if given.startswith(DOC_URN) else given
+
+
+DocIdArg = Annotated[
+    str,
+    typer.Argument(
+        help="A document's id (doc_…, from docs list, or its full urn:boundgate:doc:… @id).",
+        callback=doc_id_of,
+    ),
+]
 PublicKeyOpt = Annotated[
     Path | None,
     typer.Option("--public-key", help="PEM public key (default: the data directory's)."),
@@ -296,7 +311,7 @@ def docs_verify(
         if store_missing(settings):  # a mistyped file name, or an id looked up elsewhere
             raise _fail(f"no file {file_or_id!r}; as a document id: {no_store(settings)}", 2)
         with opened_store(settings, existing=True) as store:
-            row = asyncio.run(store.get_document(file_or_id))
+            row = asyncio.run(store.get_document(doc_id_of(file_or_id)))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
         # an imported document carries its issuer's key: this directory's is not needed

@@ -67,6 +67,7 @@ _DEFAULTS: dict[str, Any] = {
     "response_format": {"type": "text"},
     "modalities": ["text"],
     "logprobs": False,
+    "parallel_tool_calls": True,
 }
 
 
