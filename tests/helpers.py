@@ -16,9 +16,12 @@ import httpx
 
 from boundgate.assembly import build_app
 from boundgate.backends.base import GenerationRequest, Message
+from boundgate.gateway import Gateway
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.verifier import Verifier
 from boundgate.settings import ReuseSettings, Settings, load_settings
+from boundgate.store import LedgerRow
+from boundgate.tenants import DAY_S, tokens_counter
 from boundgate.testing import ThreadedServer
 
 T = TypeVar("T")
@@ -196,3 +199,19 @@ async def engine_lookup(e: ReuseEngine, question: str) -> Lookup:
         greedy_chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
     )
     return await e.lookup(p, k)
+
+
+async def row_of(gw: Gateway, request_id: str) -> LedgerRow:
+    """``gw``'s ledger row of ``request_id``, once its pending writes are done."""
+    await gw.drain()
+    rows = {r.id: r for r in await gw.store.ledger()}
+    return rows[request_id]
+
+
+async def used_today(gw: Gateway, tenant: str) -> int:
+    """The tokens ``tenant``'s daily budget has been charged today (every hold settled)."""
+    await gw.drain()
+    now = gw.clock.time()
+    state = await gw.store.counter_state(tokens_counter(tenant), (now // DAY_S) * DAY_S, now)
+    assert state.held == 0  # every hold was settled
+    return state.used

@@ -26,8 +26,8 @@ from boundgate.gateway import Finished, Gateway
 from boundgate.scheduler.handlers import make_variants
 from boundgate.settings import load_settings
 from boundgate.store import LedgerRow
-from boundgate.tenants import DAY_S, Tenant, tokens_counter
-from helpers import arun, write_config
+from boundgate.tenants import Tenant
+from helpers import arun, row_of, used_today, write_config
 
 GEN_WH, LOOKUP_WH = 0.001, 0.0001
 Q = "What is the boiling point of water?"
@@ -113,20 +113,6 @@ def small(gw: Gateway) -> FakeBackend:
     b = gw.backends["small"]
     assert isinstance(b, FakeBackend)
     return b
-
-
-async def row_of(gw: Gateway, request_id: str) -> LedgerRow:
-    await gw.drain()
-    rows = {r.id: r for r in await gw.store.ledger()}
-    return rows[request_id]
-
-
-async def used_today(gw: Gateway, tenant: str) -> int:
-    await gw.drain()
-    now = gw.clock.time()
-    state = await gw.store.counter_state(tokens_counter(tenant), (now // DAY_S) * DAY_S, now)
-    assert state.held == 0  # every hold was settled
-    return state.used
 
 
 # --- a generation that fails ------------------------------------------------------------------

@@ -25,8 +25,8 @@ from boundgate.gateway import Gateway
 from boundgate.gateway.context import estimated_prompt_tokens
 from boundgate.settings import load_settings
 from boundgate.store import LedgerRow
-from boundgate.tenants import DAY_S, Tenant, tokens_counter
-from helpers import arun, write_config
+from boundgate.tenants import Tenant
+from helpers import arun, row_of, used_today, write_config
 
 MAX_TOKENS = 16  # limits.default_max_tokens: every rung's answer is cut there
 GEN_WH, LOOKUP_WH = 0.001, 0.0001
@@ -117,20 +117,6 @@ def answer_tokens(question: str) -> int:
     """The tokens of a fake rung's answer cut at the limit: its prompt as the fake counts it
     (4 bytes a token) and ``MAX_TOKENS``."""
     return max(1, auto(question).text_bytes() // 4) + MAX_TOKENS
-
-
-async def used_today(gw: Gateway, tenant: str) -> int:
-    await gw.drain()
-    now = gw.clock.time()
-    state = await gw.store.counter_state(tokens_counter(tenant), (now // DAY_S) * DAY_S, now)
-    assert state.held == 0  # every hold was settled
-    return state.used
-
-
-async def row_of(gw: Gateway, request_id: str) -> LedgerRow:
-    await gw.drain()
-    rows = {r.id: r for r in await gw.store.ledger()}
-    return rows[request_id]
 
 
 # --- the daily budget -------------------------------------------------------------------------
