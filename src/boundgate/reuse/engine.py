@@ -183,6 +183,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             completion_tokens=e.completion_tokens,
             tenant=e.tenant,
             sampled=sampled_request(e.request),
+            time_sensitive=self.time_sensitive(e.query),
         )
         with self._lock:
             self._meta[e.key] = meta

@@ -51,6 +51,7 @@ class EntryMeta:
     completion_tokens: int = 0
     tenant: str = ""
     sampled: bool = False  # generated at a temperature above 0 (``sampled_request``)
+    time_sensitive: bool = False  # its question reads time-sensitive (``TimeSensitivity``)
 
 
 @dataclass

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from .flight import Flight, Flights
     from .index import Neighbour, ScopedIndex
     from .pair import PairScorer
-    from .policy import TimeSensitivity
     from .verifier import Verifier
 
 # stored answers kept in memory for lookups that leave the live check to the ledger row
@@ -60,7 +59,6 @@ class Searching:
         flights: Flights
         _meta: dict[int, EntryMeta]
         _exact: ExactMap
-        time_sensitive: TimeSensitivity
         _answers: OrderedDict[int, StoredEntry]
 
         def count(self, name: str) -> None: ...
@@ -76,7 +74,7 @@ class Searching:
         age = now - meta.created
         if p.max_age_s is not None and age > p.max_age_s:
             return False
-        return age <= self.settings.time_sensitive_max_age_s or not self.time_sensitive(meta.query)
+        return age <= self.settings.time_sensitive_max_age_s or not meta.time_sensitive
 
     async def lookup(
         self,
