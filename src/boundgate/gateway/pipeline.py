@@ -328,11 +328,14 @@ class Gateway(Routing):
         backend: Backend,
         gen: GenerationSpan,
         lookup_m: Measurement | None,
+        whole: tuple[Usage, Measurement] | None,
         *,
         failed: bool = False,
     ) -> tuple[Usage, EnergyReport | None]:
-        """What a non-streamed generation that ended without its answer (it ``failed``, or its
-        client left) ran, and its energy with its lookup's. Once the model had started on
+        """What a non-streamed generation that ended without its answer delivered (it
+        ``failed``, or its client left) ran, and its energy with its lookup's. ``whole``: its
+        usage and measurement if it had completed (it failed or was left after that): those.
+        Else, once the model had started on
         it: its prompt, which counts, as for a stream cut short (a whole answer's usage comes
         only at its end: the estimate the context check uses, 4 bytes a token, plus the
         prompt format), the tokens its note counted as they came, as reasoning on a reasoning
@@ -340,6 +343,8 @@ class Gateway(Routing):
         now. Before that: no tokens, and the lookup's energy only. A failure before any output
         from a backend that does not report its start (an upstream server: refused, say)
         counts no prompt either, as a stream that failed so does (a trial's finding)."""
+        if whole is not None:
+            return whole[0], self._report(combine(whole[1], lookup_m), ctx)
         usage = Usage(0, 0)
         m = lookup_m
         if gen.token is not None:
@@ -389,7 +394,7 @@ class Gateway(Routing):
             self.limiter.settle(reservation, tokens)
         self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
         m = span.stop()
-        energy = self.energy_report(m, ctx.started) if m is not None else None
+        energy = self._report(m, ctx)
         row = self.ledger.row(
             ctx,
             None,
@@ -705,19 +710,15 @@ class Gateway(Routing):
             return Result(completion, backend.name, energy, lookup, generation=generation)
         except BoundgateError as err:
             # the generation failed: its row carries what ran, as a cancelled one's does
-            if m is None:
-                usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m, failed=True)
-            else:  # it failed after its answer was complete
-                energy = self._report(combine(m, lookup_m), ctx)
+            whole = (usage, m) if m is not None else None
+            usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m, whole, failed=True)
             await self.record_error(ctx, err, req, usage=usage, energy=energy, lookup=lookup)
             raise
         except asyncio.CancelledError:
             # the client left (server.common.until_disconnected) or the server stops
             cancel.cancel()
-            if m is None:
-                usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m)
-            else:
-                energy = self._report(combine(m, lookup_m), ctx)
+            whole = (usage, m) if m is not None else None
+            usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m, whole)
             self.ledger.commit_soon(
                 self.ledger.row(
                     ctx,

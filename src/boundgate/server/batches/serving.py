@@ -12,6 +12,7 @@ the counterfactual carbon had the same energy been used when the batch was submi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -486,9 +487,8 @@ async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
     read): ``failed`` with ``reason`` (shown to the client), or ``cancelled`` if that was
     asked, the lines kept so far written either way; a batch is never left ``in_progress``
     or ``cancelling`` without a job."""
-    if await gw.store.get_batch(batch_id) is None:
-        return
-    await _end_without_a_run(gw, batch_id, int(gw.clock.time()), cancelled=False, reason=reason)
+    with contextlib.suppress(NotFoundError):  # (no such batch: nothing to end)
+        await _end_without_a_run(gw, batch_id, int(gw.clock.time()), cancelled=False, reason=reason)
 
 
 async def write_files(
