@@ -455,6 +455,9 @@ async def _end_without_a_run(
     row = await gw.store.get_batch(batch_id)
     if row is None:
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
+    current: dict[str, Any] = json.loads(row[1])
+    if current["status"] in TERMINAL:
+        return current  # (its run ended it: no second set of files)
     rows = await gw.store.batch_lines(batch_id)
     files = await write_files(gw, row[0], batch_id, rows)
 
