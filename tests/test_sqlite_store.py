@@ -4,8 +4,10 @@ migrations, WAL, the writer thread, writes from threads, how keys are kept."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,25 +50,33 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@contextlib.contextmanager
+def _migrated_before(version: int, db: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to a new database ``db`` with the migrations before ``version`` applied
+    and recorded, as an older gateway left it; committed when the block ends."""
+    from boundgate.store.sqlite import load_migrations
+
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
+        )
+        for number, name, sql in load_migrations():
+            if number < version:
+                conn.executescript(sql)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (number, name))
+        yield conn
+
+
 def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
     tmp_path: Path,
 ) -> None:
     """Migration 0015 on a database of the migrations before it: the documents already there
     (all bound by the gateway itself) keep no key, NULL: verified with the own key."""
     from boundgate.store import DocumentRow
-    from boundgate.store.sqlite import load_migrations
 
     db = tmp_path / "old.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
-        )
-        for version, name, sql in load_migrations():
-            if version >= 15:
-                continue
-            conn.executescript(sql)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    with _migrated_before(15, db) as conn:
         conn.execute(
             "INSERT INTO documents (id, entry, tenant, model, model_version, state, created, body)"
             " VALUES ('doc_old', NULL, 't', 'm', 'v1', 'active', 1.0, '{}')"
@@ -88,19 +98,9 @@ def test_jobs_queued_before_dedupe_keys_were_freed_are_kept(tmp_path: Path) -> N
     rebuilt without the column's UNIQUE): the jobs are kept, none held back, and a failed
     job's dedupe key can be used again while a pending one's cannot."""
     from boundgate.store import JobRow
-    from boundgate.store.sqlite import load_migrations
 
     db = tmp_path / "old.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
-        )
-        for version, name, sql in load_migrations():
-            if version >= 17:
-                continue
-            conn.executescript(sql)
-            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    with _migrated_before(17, db) as conn:
         for job_id, state in (("job_failed", "failed"), ("job_pending", "pending")):
             conn.execute(
                 "INSERT INTO jobs (id, kind, payload, state, created, not_before, deadline, "
