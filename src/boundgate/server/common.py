@@ -261,19 +261,18 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
     error each for the same parameter) are one problem: "stop: Input should be a valid
     string or a valid list" (a trial read "(and 1 more)" as a second problem, unnamed)."""
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    params = [loc_to_param(tuple(e.get("loc", ()))) for e in errors]  # each error's
     param = loc_to_param(tuple(first.get("loc", ())))
     # a union reports one error per branch ("not a string", "part 1 is bad"): name the most
     # specific place within the same parameter
-    for e in errors[1:]:
-        other = loc_to_param(tuple(e.get("loc", ())))
+    for e, other in zip(errors[1:], params[1:], strict=True):
         if param and other and other != param and _within(other, param):
             first, param = e, other
     msg = str(first.get("msg", "invalid value"))
     branches = [
         str(e.get("msg", ""))
-        for e in errors
-        if loc_to_param(tuple(e.get("loc", ()))) == param
-        and str(e.get("type", "")).endswith("_type")
+        for e, at in zip(errors, params, strict=True)
+        if at == param and str(e.get("type", "")).endswith("_type")
     ]
     if first.get("type") == "missing":
         # no parameter named: the body itself is missing (empty request)
@@ -289,8 +288,8 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:
     text = f"{param}: {msg}" if param else msg
     others = dict.fromkeys(
         other
-        for e in errors
-        if (other := loc_to_param(tuple(e.get("loc", ()))) or "body") != (param or "body")
+        for at in params
+        if (other := at or "body") != (param or "body")
         and not (param and (_within(other, param) or _within(param, other)))
     )
     named = [o for o in others if not any(o != x and _within(o, x) for x in others)]
