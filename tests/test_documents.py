@@ -1337,3 +1337,26 @@ def test_an_import_whose_first_document_fails_creates_no_store(
     assert res.exit_code == 1, res.output
     assert "before it: imported 1" in " ".join(res.stderr.split())
     assert (here / ".boundgate" / "boundgate.db").exists()
+
+
+def _signing_key_fingerprint(data_dir: str) -> str:
+    return binding.Signer.load_or_create(Path(data_dir)).fingerprint
+
+
+def test_processes_starting_together_share_one_signing_key(tmp_path: Path) -> None:
+    """A clean-clone CI run: two gateway processes starting on one new data directory, the
+    second failed with FileExistsError on signing-key.pem (an exclusive create after an
+    existence check), or could read the first one's key half written. All get one key now."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    for run in range(15):
+        data = tmp_path / f"d{run}"
+        with fork.Pool(6) as pool:
+            prints = pool.map(_signing_key_fingerprint, [str(data)] * 12)
+        assert len(set(prints)) == 1
+        assert (
+            binding.key_fingerprint(binding.load_public_key(data / binding.PUBLIC_KEY_FILE))
+            == prints[0]
+        )
+        assert [f.name for f in data.iterdir() if f.name.startswith(".")] == []  # no leftovers

@@ -29,11 +29,13 @@ Documents never change. A new answer (model changed, operator rebinds) is a new 
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import difflib
 import hashlib
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,26 +113,41 @@ class Signer:
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Signer:
+        """The key pair of ``data_dir``, made there on first use. Processes (workers,
+        replicas) starting together on one new directory all end with the same key: each
+        writes a candidate to a file of its own and links it into place, the first link wins
+        and the others load it (an exclusive create let a second process fail with
+        FileExistsError, or read the winner's file half written). Raises ``ValueError`` if
+        the file there is not an Ed25519 private key."""
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / PRIVATE_KEY_FILE
-        if path.exists():
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(loaded, Ed25519PrivateKey):
-                raise ValueError(f"{path} is not an Ed25519 private key")
-            signer = cls(loaded)
-        else:
-            signer = cls(Ed25519PrivateKey.generate())
-            pem = signer.private.private_bytes(
+        if not path.exists():
+            pem = Ed25519PrivateKey.generate().private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             )
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
+            fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".signing-key-")  # mode 0600
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(pem)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                with contextlib.suppress(FileExistsError):  # another process's came first
+                    os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        signer = cls(loaded)
         pub = data_dir / PUBLIC_KEY_FILE
-        if not pub.exists():
-            pub.write_bytes(public_pem(signer.public))
+        if not pub.exists():  # (the same bytes from every process: replaced whole)
+            fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".signing-key-pub-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(public_pem(signer.public))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, pub)
         return signer
 
     def sign(self, doc: dict[str, Any], created: datetime) -> dict[str, Any]:
