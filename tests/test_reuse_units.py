@@ -297,6 +297,11 @@ def test_engine_never_serves_across_scopes(
         ("Is a 16GB phone enough?", "Is a 32GB phone enough?", "number"),
         ("Is 4G faster than 5G?", "Is 5G faster than 4G?", "order"),
         ("When did WW2 end?", "When did WW1 end?", "number"),
+        # a comparative made with "less" is the other side of its pair (a run on chatbot
+        # paraphrases served "... stronger"'s answer for "... less strong")
+        ("how to make my coffee less strong", "how to make my coffee stronger", "polarity"),
+        ("How do I make coffee less strong?", "How do I make coffee strong?", "polarity"),
+        ("Is renting less expensive?", "Is renting more expensive?", "polarity"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -308,6 +313,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
     ("a", "b"),
     [
         ("How do I reset my password?", "How can I reset my password?"),
+        # "less" + an antonym pair's member is its other side; "more" + it is its comparative
+        ("How do I make my coffee less strong?", "How do I make my coffee weaker?"),
+        ("Is renting less expensive than buying?", "Is renting cheaper than buying?"),
+        ("Is a lion more strong than a tiger?", "Is a lion stronger than a tiger?"),
         ("What is the best way to learn Python?", "How should I learn Python?"),
         ("How do I lose weight in 2 weeks?", "How can I lose weight in two weeks?"),
         ("Why can't I sleep at night?", "Why can I not sleep at night?"),

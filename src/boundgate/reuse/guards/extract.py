@@ -131,6 +131,22 @@ for _i, (_a, _b) in enumerate(_ANTONYMS):
                 _sides.append((_i, _side))
 
 
+def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[int]]:
+    """Comparatives made with a word: the positions of "more" / "less" before a member of an
+    antonym pair (they grade it, and are no pair member of their own), and the positions of
+    the members "less" turns around. "less strong" is the weak side, as "weaker" is, and
+    opposes "stronger", "more strong" and "strong"; "more strong" is "stronger" (a trial: "how
+    to make my coffee less strong" was served "... stronger"'s answer)."""
+    graded: set[int] = set()
+    flipped: set[int] = set()
+    for at, tok in enumerate(toks[:-1]):
+        if tok in ("more", "less") and _POLAR_WORDS.get(stems[at + 1]):
+            graded.add(at)
+            if tok == "less":
+                flipped.add(at + 1)
+    return graded, flipped
+
+
 def _number(tok: str) -> str | None:
     if tok[0].isdigit():
         if "," in tok and not _THOUSANDS.fullmatch(tok):
@@ -304,9 +320,12 @@ def features(text: str) -> Features:
     if any(d.isdigit() for d in dates):  # "this year 2017" is 2017
         dates = {d for d in dates if not d.startswith(("+", "-"))}
     polar: set[str] = set()
-    for st in set(stems):
+    graded, flipped = _graded_by_word(toks, stems)
+    for at, st in enumerate(stems):
+        if at in graded:
+            continue
         for i, side in _POLAR_WORDS.get(st, ()):
-            polar.add(f"{i}#{side}")
+            polar.add(f"{i}#{1 - side if at in flipped else side}")
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
