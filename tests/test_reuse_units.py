@@ -302,6 +302,12 @@ def test_engine_never_serves_across_scopes(
         ("how to make my coffee less strong", "how to make my coffee stronger", "polarity"),
         ("How do I make coffee less strong?", "How do I make coffee strong?", "polarity"),
         ("Is renting less expensive?", "Is renting more expensive?", "polarity"),
+        # an answer's length asked as a level (a held-out chatbot look-alike, pair 0.93)
+        (
+            "french revolution in one sentence pls",
+            "summarize the french revolution in detail",
+            "contrast",
+        ),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
