@@ -8,8 +8,9 @@ fixed energy: 1 mWh a generation, 0.1 mWh a reuse lookup.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from boundgate.errors import ErrorCode, RateLimitError, ServiceUnavailableError
 from boundgate.gateway import Finished, Gateway
 from boundgate.scheduler.handlers import make_variants
 from boundgate.settings import load_settings
-from boundgate.store import LedgerRow
+from boundgate.store import LedgerRow, SQLiteStore
 from boundgate.tenants import Tenant
 from helpers import arun, row_of, used_today, write_config
 
@@ -62,13 +63,19 @@ params_b = 70
 """
 
 
-def make(tmp_path: Path, generation: Method = "estimate") -> Gateway:
+def make(
+    tmp_path: Path,
+    generation: Method = "estimate",
+    store: Callable[[Path], SQLiteStore] | None = None,
+) -> Gateway:
     """The gateway, its store open; ``generation``: the method of the models' meter (the
-    lookups' is the CPU-time estimate)."""
+    lookups' is the CPU-time estimate); ``store``: makes its store from the database's path."""
     clock = FakeClock()
     cfg = write_config(tmp_path / "boundgate.toml", CONFIG.format(data=tmp_path / "data"))
+    settings = load_settings(cfg)
     app = build_app(
-        load_settings(cfg),
+        settings,
+        store=store(settings.db_path) if store is not None else None,
         backends={
             name: FakeBackend(name, params_b=p, clock=clock)
             for name, p in (("small", 0.135), ("large", 70.0))
@@ -283,6 +290,137 @@ def test_an_auto_answer_whose_client_leaves_during_the_replay_claims_no_right_si
     assert row.counterfactual_wh is not None and row.counterfactual_wh > row.wh
     assert row.rightsizing_avoided_wh == 0.0 and row.rightsizing_avoided_gco2 == 0.0
     assert metric(gw, "boundgate_routing_avoided_energy_joules_total") == 0.0
+
+
+class CommitHangs(SQLiteStore):
+    """A store whose commit of an answered request's row, once ``armed``, does not come back
+    to the caller (``written``: after writing the row; else before): its client leaves
+    meanwhile. Only the first such commit hangs."""
+
+    def __init__(self, path: Path, *, written: bool) -> None:
+        super().__init__(path)
+        self.written = written
+        self.armed = False
+        self.entered = asyncio.Event()
+
+    def _hangs(self, row: LedgerRow) -> bool:
+        hangs, self.armed = self.armed and row.outcome == "ok", self.armed and row.outcome != "ok"
+        return hangs
+
+    async def _hang(self) -> None:
+        self.entered.set()
+        await asyncio.Event().wait()  # until the caller is cancelled
+
+    async def record(self, row: LedgerRow) -> None:
+        hangs = self._hangs(row)
+        if not hangs or self.written:
+            await super().record(row)
+        if hangs:
+            await self._hang()
+
+    async def record_hit(self, row: LedgerRow, entry: Any, release: Any = None) -> bool:
+        hangs = self._hangs(row)
+        written = (
+            await super().record_hit(row, entry, release) if not hangs or self.written else False
+        )
+        if hangs:
+            await self._hang()
+        return written
+
+
+def leave_during_commit(
+    tmp_path: Path, written: bool, model: str, stream: bool, before: int = 0
+) -> tuple[Gateway, LedgerRow]:
+    """A request for ``model`` whose client leaves while its answer's row is being committed
+    (``before``: after as many requests for the same question, served in full); the gateway
+    (its store closed) and the request's row."""
+    hangs: list[CommitHangs] = []
+
+    def store(path: Path) -> SQLiteStore:
+        hangs.append(CommitHangs(path, written=written))
+        return hangs[0]
+
+    gw = make(tmp_path, store=store)
+
+    async def request(ctx: Any) -> None:
+        if stream:
+            async for _ in gw.stream(ctx, ask(model=model)):
+                pass
+        else:
+            await gw.complete(ctx, ask(model=model))
+
+    async def main() -> LedgerRow:
+        (slow,) = hangs
+        for _ in range(before):
+            await request(gw.context(Tenant("acme"), "/v1/chat/completions"))
+        slow.armed = True
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        task = asyncio.ensure_future(request(ctx))
+        await slow.entered.wait()
+        task.cancel()  # the client leaves (server.common.until_disconnected; SSEResponse)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await row_of(gw, ctx.request_id)
+
+    try:
+        return gw, arun(main())
+    finally:
+        gw.store.close()
+
+
+REQUESTS = "boundgate_requests_total"
+
+
+@pytest.mark.parametrize("written", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_leaving_during_the_ledger_commit_is_counted_once(
+    tmp_path: Path, stream: bool, written: bool
+) -> None:
+    """A client left while its answer's row was being committed (the response waits for
+    it): the row was counted in the metrics as answered before the commit, then again as
+    cancelled by the cancellation's row, two requests and twice its energy in /metrics for
+    one. It is counted once, as the row the ledger keeps says: cancelled (499)."""
+    gw, row = leave_during_commit(tmp_path, written, "small", stream)
+    assert (row.outcome, row.status) == ("cancelled", 499)
+    assert metric(gw, REQUESTS, model="small", outcome="cancelled", status="499") == 1
+    assert metric(gw, REQUESTS, model="small", outcome="ok") == 0
+    spent = metric(gw, "boundgate_energy_joules_total", kind="spent")
+    assert spent == pytest.approx((GEN_WH + LOOKUP_WH) * 3600)
+    assert metric(gw, "boundgate_reuse_total", model="small", result="miss") == 1
+
+
+@pytest.mark.parametrize("memory", [False, True])
+@pytest.mark.parametrize("written", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_hit_whose_client_leaves_during_its_commit_is_cancelled_and_counted_once(
+    tmp_path: Path, stream: bool, written: bool, memory: bool
+) -> None:
+    """A hit's row, read from the store or from memory (``memory``: its row's statement
+    checks it), is committed before its answer is sent; a client that leaves meanwhile got
+    none. A streamed one was counted nowhere, a plain one as served; both are now cancelled
+    (499), in the row and the metrics, once, claiming nothing avoided."""
+    gw, row = leave_during_commit(tmp_path, written, "small", stream, before=2 if memory else 1)
+    assert (row.outcome, row.status, row.reuse) == ("cancelled", 499, "hit-exact")
+    assert row.avoided_wh == 0.0 and row.wh == pytest.approx(LOOKUP_WH)
+    assert metric(gw, REQUESTS, model="small", outcome="cancelled", status="499") == 1
+    assert metric(gw, REQUESTS, model="small", outcome="ok") == (2 if memory else 1)
+    assert metric(gw, "boundgate_energy_joules_total", kind="avoided") == pytest.approx(
+        (GEN_WH if memory else 0.0) * 3600
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_auto_request_whose_client_leaves_during_the_commit_is_counted_once(
+    tmp_path: Path, stream: bool
+) -> None:
+    """Counted once, as the ledger says: a plain one got no answer (cancelled, as a named
+    model's request); a streamed one's row is committed once its answer was replayed whole
+    (it stands)."""
+    gw, row = leave_during_commit(tmp_path, True, "auto", stream)
+    assert row.route == "small;answered"
+    assert row.outcome == ("ok" if stream else "cancelled")
+    assert metric(gw, REQUESTS, model="small", outcome=row.outcome) == 1
+    assert sum(metric(gw, REQUESTS, model="small", outcome=o) for o in ("ok", "cancelled")) == 1
 
 
 # --- tokens processed -------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Completions (hits, misses, errors, cancellations) and embeddings build their rows here from
 the request's context, its outcome, the energy it took and what the reuse layer decided. A
-row is observed by the Prometheus metrics and recorded in the store; ``commit`` resolves after
-the store committed it (the caller answers the client only then), ``commit_soon`` records
-from a context that is being torn down.
+row is recorded in the store and observed by the Prometheus metrics, once per request;
+``commit`` resolves after the store committed it (the caller answers the client only then),
+``commit_soon`` records from a context that is being torn down.
 
 A generation is noted before it starts (``open``, a write-ahead record: the row it would have
 if this process died now, outcome ``interrupted``); the note is this process's under a lease
@@ -326,20 +326,32 @@ class LedgerWriter:
         return True
 
     async def commit(self, row: LedgerRow, *, observe: bool = True) -> None:
-        """Observe and record ``row``; returns once the store committed it. ``observe``
-        False: the caller observes it (or the row that replaces it) later."""
-        if observe:
-            self.observe(row)
+        """Record ``row``; returns once the store committed it, and observes it then.
+        ``observe`` False: the caller observes it, or the row that replaces it, later.
+
+        A request is counted once whatever ends its commit. The caller is cancelled meanwhile
+        (its client left): with ``observe``, the row stands, recorded in the background
+        (again: a row replaces the one of its id) and observed now; without, the caller
+        writes the row that replaces it (``commit_soon``: a cancelled one), which is
+        observed. The commit fails: the row is not observed, and the request's note, if it
+        has one, becomes its row and is counted when recovered (``recover``)."""
         counts = self._counts_lookup(row)
         written = False
         try:
             await self.store.record(row)
             written = True
+        except asyncio.CancelledError:
+            if observe:
+                self.observe(row)
+                self._record_soon(row, False)
+            raise
         finally:  # not recorded: the note, no longer renewed, becomes the row
             self.close(row.id)
             if counts:
                 assert self.lookups is not None
                 self.lookups.lookup_written(row, written)
+        if observe:
+            self.observe(row)
 
     async def commit_hit(
         self,

@@ -631,7 +631,8 @@ class Gateway(Routing):
         not be served. With ``reservation`` (only for ``lookup.unchecked``), its holds are
         given back in the row's statement and it is settled when the row is committed. A
         streamed hit's row is not observed in the metrics yet: the replay's end decides
-        whether it was served or cancelled (``stream``)."""
+        whether it was served or cancelled (``stream``). A client that leaves during the
+        commit got no answer: the row becomes a cancelled one, counted once."""
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(span, ctx)
         usage = usage_of(lookup.entry)
@@ -639,14 +640,20 @@ class Gateway(Routing):
         row = self.ledger.row(
             ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
         )
-        if lookup.unchecked:
-            release = self.limiter.release_of(reservation) if reservation is not None else None
-            if not await self.ledger.commit_hit(row, lookup.entry, release, observe=not stream):
-                return None
-            if reservation is not None and release is not None:
-                self.limiter.released(reservation)
-            return energy, row
-        await self.ledger.commit(row, observe=not stream)
+        try:
+            if lookup.unchecked:
+                release = self.limiter.release_of(reservation) if reservation is not None else None
+                if not await self.ledger.commit_hit(row, lookup.entry, release, observe=False):
+                    return None
+                if reservation is not None and release is not None:
+                    self.limiter.released(reservation)
+            else:
+                await self.ledger.commit(row, observe=False)
+        except asyncio.CancelledError:
+            self.ledger.amend_soon(self.ledger.cancelled(row))
+            raise
+        if not stream:
+            self.ledger.observe(row)
         return energy, row
 
     def _land(self, lookup: Lookup | None) -> None:
@@ -659,7 +666,12 @@ class Gateway(Routing):
         """Non-streamed generation. Errors are recorded and re-raised."""
         if self.routes(req):
             result, row = await self._route(ctx, req, stream=False)
-            await self.ledger.commit(row)
+            try:
+                await self.ledger.commit(row, observe=False)
+            except asyncio.CancelledError:  # the client left: no answer, as a miss's
+                self.ledger.amend_soon(self.ledger.cancelled(row))
+                raise
+            self.ledger.observe(row)
             return result
         # a hit may come from memory: its ledger row's statement checks it is still live
         backend, reservation, lookup, span = await self._begin(ctx, req, False, check_live=False)
@@ -702,11 +714,13 @@ class Gateway(Routing):
             generation = self.energy_report(m, ctx.started)
             await self._remember(ctx, lookup, backend, completion, generation, req)
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
-            await self.ledger.commit(
-                self.ledger.row(
-                    ctx, req, backend, stream=False, usage=usage, energy=energy, lookup=lookup
-                )
+            row = self.ledger.row(
+                ctx, req, backend, stream=False, usage=usage, energy=energy, lookup=lookup
             )
+            # observed once committed: a client leaving meanwhile has its cancelled row
+            # written in its place (below), which is the one counted
+            await self.ledger.commit(row, observe=False)
+            self.ledger.observe(row)
             return Result(completion, backend.name, energy, lookup, generation=generation)
         except BoundgateError as err:
             # the generation failed: its row carries what ran, as a cancelled one's does
@@ -830,11 +844,13 @@ class Gateway(Routing):
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )
             energy = self.energy_report(combine(m, lookup_m), ctx.started)
-            await self.ledger.commit(
-                self.ledger.row(
-                    ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup
-                )
+            row = self.ledger.row(
+                ctx, req, backend, stream=True, usage=usage, energy=energy, lookup=lookup
             )
+            # observed once committed: a client leaving meanwhile has its cancelled row
+            # written in its place (below), which is the one counted
+            await self.ledger.commit(row, observe=False)
+            self.ledger.observe(row)
             done = True
             yield Finished(finish, usage, energy, lookup)
         except BoundgateError as err:
