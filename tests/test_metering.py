@@ -202,6 +202,40 @@ def test_a_budget_refusal_after_the_lookup_carries_the_lookups_energy(gw: Gatewa
     assert small(gw).calls == 0
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_hit_from_memory_found_revoked_keeps_both_lookups_energy(
+    gw: Gateway, stream: bool
+) -> None:
+    """A hit from memory whose row's check finds its answer revoked (by another process,
+    here the store written directly) is looked up again, and generated: its row carries both
+    lookups' energy and the generation's. The first lookup's was dropped (one lookup's)."""
+    acme = Tenant("acme")
+
+    async def request() -> Any:
+        ctx = gw.context(acme, "/v1/chat/completions")
+        if not stream:
+            return ctx, await gw.complete(ctx, ask())
+        events = [e async for e in gw.stream(ctx, ask())]
+        assert isinstance(events[-1], Finished)
+        return ctx, events[-1]
+
+    async def main() -> tuple[LedgerRow, Any]:
+        await request()  # a miss
+        _, checked = await request()  # a hit read from the store, kept in memory
+        _, unchecked = await request()
+        assert unchecked.reuse.unchecked
+        await gw.store.set_entry_document(checked.reuse.entry.key, None, revoked=True)
+        calls = small(gw).calls
+        ctx, after = await request()
+        assert small(gw).calls == calls + 1  # generated afresh
+        return await row_of(gw, ctx.request_id), after
+
+    row, after = arun(main())
+    assert (row.outcome, row.reuse) == ("ok", "miss")
+    assert row.wh == pytest.approx(GEN_WH + 2 * LOOKUP_WH)
+    assert after.energy.wh == pytest.approx(row.wh)
+
+
 # --- a client that leaves ---------------------------------------------------------------------
 
 

@@ -589,14 +589,21 @@ class Gateway(Routing):
         return hit or lookup
 
     async def _look_again(
-        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, gone: Lookup
-    ) -> tuple[Lookup | None, Span]:
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        gone: Lookup,
+        span: Span,
+    ) -> Lookup | None:
         """The answer ``gone`` came from memory and its ledger row's check found it revoked
         or rebound: forget the copy and look up again, reading the store (a hit then is
-        live; else a miss). Errors are recorded and re-raised; the caller settles."""
+        live; else a miss), metered on the request's ``span`` (resumed: the first lookup's
+        energy stays the request's). Errors are recorded and re-raised; the caller
+        settles."""
         assert self.reuse is not None and gone.entry is not None
         self.reuse.drop_answer(gone.entry.key)
-        span = self._span()
+        span.resume()
         lookup = None
         try:
             lookup = await self._lookup(ctx, req, backend)
@@ -606,7 +613,7 @@ class Gateway(Routing):
             await self.record_error(ctx, err, req, energy=energy, lookup=lookup)
             raise
         ctx.reuse = lookup
-        return lookup, span
+        return lookup
 
     @staticmethod
     def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None:
@@ -685,7 +692,7 @@ class Gateway(Routing):
                     completion = Completion(e.answer, e.finish_reason, usage_of(e))
                     self.limiter.settle(reservation, 0)
                     return Result(completion, backend.name, hit[0], lookup)
-                lookup, span = await self._look_again(ctx, req, backend, lookup)
+                lookup = await self._look_again(ctx, req, backend, lookup, span)
             except BaseException:
                 self.limiter.settle(reservation, 0)
                 raise
@@ -783,7 +790,7 @@ class Gateway(Routing):
                     reservation=reservation if lookup.unchecked else None,
                 )
                 if hit is None:  # from memory, and no longer live: nothing was written
-                    lookup, span = await self._look_again(ctx, req, backend, lookup)
+                    lookup = await self._look_again(ctx, req, backend, lookup, span)
                     if lookup is not None and lookup.entry is not None:
                         hit = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
             except BaseException:
