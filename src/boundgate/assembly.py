@@ -155,8 +155,10 @@ def local_energy_meter(settings: Settings) -> Meter:
     return local_meter(settings.energy)
 
 
-def default_meter_for(settings: Settings) -> Callable[[Backend], Meter]:
-    local = local_energy_meter(settings)
+def default_meter_for(settings: Settings, local: Meter | None = None) -> Callable[[Backend], Meter]:
+    """The local models' meter (``local``, else this host's from ``[energy]``) and the
+    upstream models' per-token estimate."""
+    local = local or local_energy_meter(settings)
     remote = upstream_meter(pue=settings.energy.upstream_pue)
 
     def meter_for(backend: Backend) -> Meter:
@@ -375,8 +377,11 @@ def build_gateway(
     default = settings.default_model if settings.default_model in backends else next(iter(backends))
     jobs = build_jobs(settings, store, clock, carbon)
     reuse = build_reuse(settings, store, clock, embedder, jobs) if settings.reuse.enabled else None
+    # one local meter for the local models and the lookups: the gateway splits its counter
+    # among the requests measuring at once (``SharedMeter``), whichever kind they are
+    local = local_energy_meter(settings) if meter_for is None or reuse_meter is None else None
     if reuse is not None and reuse_meter is None:
-        reuse_meter = local_energy_meter(settings)
+        reuse_meter = local
     classifier = task_classifier or build_task_classifier(
         settings, reuse.embedder if reuse is not None else embedder
     )
@@ -385,7 +390,7 @@ def build_gateway(
         default_model=default,
         store=store,
         carbon=carbon,
-        meter_for=meter_for or default_meter_for(settings),
+        meter_for=meter_for or default_meter_for(settings, local),
         grid_zone=zone,
         limiter=Limiter(store, clock, settings.limits),
         metrics=Metrics(tenant_label=settings.server.metrics_tenant_label),

@@ -3,15 +3,17 @@
 from .base import GenerationSpan, Measurement, Meter, MeterToken, Method, Span, Work, combine
 from .carbon import EnergyReport, EnergyReporter, carbon_g
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
-from .fake import FakeMeter
+from .fake import FakeCounterMeter, FakeMeter
 from .nvml import NvmlMeter
 from .rapl import RaplMeter
 from .select import local_meter, upstream_meter
+from .shared import SharedMeter, Sharing
 
 __all__ = [
     "CpuTimeEstimateMeter",
     "EnergyReport",
     "EnergyReporter",
+    "FakeCounterMeter",
     "FakeMeter",
     "GenerationSpan",
     "Measurement",
@@ -20,6 +22,8 @@ __all__ = [
     "Method",
     "NvmlMeter",
     "RaplMeter",
+    "SharedMeter",
+    "Sharing",
     "Span",
     "TokenEstimateMeter",
     "Work",

@@ -4,6 +4,11 @@ A :class:`Meter` brackets a piece of work: ``start()`` before it, ``stop(token, 
 after it. ``work`` says what happened (tokens, model size) so estimate-based meters can
 use it; counter-based meters (RAPL, NVML) ignore it. The result always says which
 method produced it and how uncertain it is.
+
+A meter that reads a counter the whole process or machine advances (``process_wide``: RAPL,
+NVML, the process's CPU time) sees every concurrent request's energy in each interval; the
+gateway meters through a :class:`~boundgate.energy.shared.SharedMeter` over it, which splits
+each stretch of the counter among the measurements open during it.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ class MeterToken:
 
 class Meter(ABC):
     name: Method
+    # reads a counter that the whole process (or machine) advances, so two measurements
+    # open at once each read the other's energy too: to be shared (``SharedMeter``)
+    process_wide: bool = False
 
     @abstractmethod
     def start(self) -> MeterToken:
@@ -67,6 +75,23 @@ class Meter(ABC):
     @abstractmethod
     def stop(self, token: MeterToken, work: Work) -> Measurement:
         """Read counters at the end of an interval and return the energy used."""
+
+    def lap(self, token: MeterToken, work: Work) -> tuple[Measurement, MeterToken]:
+        """``stop(token, work)`` and the token of an interval starting where it ended: one
+        reading of the counters, so consecutive laps lose nothing between them (a counter
+        meter overrides it; this default reads twice)."""
+        return self.stop(token, work), self.start()
+
+    def read(self, token: MeterToken, work: Work) -> Measurement:
+        """The energy of the interval ``token`` began so far, which goes on (an open
+        request's renewals). Reading a counter changes nothing: ``stop`` by default."""
+        return self.stop(token, work)
+
+    def own(self, work: Work) -> Measurement | None:
+        """The part of ``stop(token, work)`` that ``work`` alone determines rather than the
+        counter (the CPU-time estimate's memory term, Wh): what a split of a shared counter
+        leaves whole to each measurement. None: all of it is the counter's."""
+        return None
 
 
 class Span:

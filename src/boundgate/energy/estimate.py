@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 import resource
-import time
 from dataclasses import dataclass
 
-from .base import Measurement, Meter, MeterToken, Work
+from .base import Measurement, Meter, MeterToken, Work, combine
 
 # EcoLogits LLM inference model (genai-impact/ecologits, ecologits/impacts/llm.py).
 ECOLOGITS_GPU_ENERGY_ALPHA_KWH = 8.91e-8  # kWh per output token per B active params
@@ -34,18 +33,20 @@ def _cpu_seconds() -> float:
 @dataclass(frozen=True)
 class _CpuToken(MeterToken):
     cpu_s: float
-    wall: float
 
 
 class CpuTimeEstimateMeter(Meter):
-    """Process CPU time × watts per busy vCPU (+ memory share), × PUE.
+    """Process CPU time × watts per busy vCPU (+ memory share), × PUE (docs/energy.md).
 
     CPU time covers every thread of the process (llama.cpp's compute threads included), so it
-    tracks the work of one generation while the model runs one at a time. Work of concurrent
-    requests in the same interval is attributed to whichever is being metered.
+    tracks the work of one generation while the model runs one at a time. It is one counter
+    for the whole process (``process_wide``): the gateway splits it among concurrent requests
+    (``SharedMeter``). The memory term is each measurement's own (``own``): its model's
+    resident weights (``work.memory_gb``) over its wall time (``work.wall_s``).
     """
 
     name = "estimate"
+    process_wide = True
 
     def __init__(
         self,
@@ -65,25 +66,37 @@ class CpuTimeEstimateMeter(Meter):
         self.pue = pue
 
     def start(self) -> MeterToken:
-        return _CpuToken(_cpu_seconds(), time.monotonic())
+        return _CpuToken(_cpu_seconds())
 
     def stop(self, token: MeterToken, work: Work) -> Measurement:
+        return self.lap(token, work)[0]
+
+    def lap(self, token: MeterToken, work: Work) -> tuple[Measurement, MeterToken]:
         assert isinstance(token, _CpuToken)
-        cpu_s = max(0.0, _cpu_seconds() - token.cpu_s)
-        wall_s = max(0.0, time.monotonic() - token.wall)
-        mem_wh = work.memory_gb * self.mem_w_per_gb * wall_s / 3600.0
+        now = _cpu_seconds()
+        cpu_s = max(0.0, now - token.cpu_s)
 
         def wh(watts: float) -> float:
-            return (cpu_s * watts / 3600.0 + mem_wh) * self.pue
+            return cpu_s * watts / 3600.0 * self.pue
 
-        return Measurement(
+        cpu = Measurement(
             wh(self.w),
             wh(self.w_low),
             wh(self.w_high),
             "estimate",
-            f"cpu {cpu_s:.3f} s x {self.w:g} W/vCPU + memory {work.memory_gb:.2f} GB, "
-            f"PUE {self.pue:g}",
+            f"cpu {cpu_s:.3f} s x {self.w:g} W/vCPU, PUE {self.pue:g}",
         )
+        return combine(cpu, self.own(work)), _CpuToken(now)
+
+    def own(self, work: Work) -> Measurement | None:
+        """The memory term: ``work.memory_gb`` × W/GB × ``work.wall_s`` / 3600 × PUE (Wh;
+        Cloud Carbon Footprint's memory coefficient, docs/energy.md), the same in the
+        central figure and both ends of the range. None without resident weights."""
+        if work.memory_gb <= 0:
+            return None
+        mem_wh = work.memory_gb * self.mem_w_per_gb * max(0.0, work.wall_s) / 3600.0 * self.pue
+        detail = f"memory {work.memory_gb:.2f} GB x {work.wall_s:.3f} s"
+        return Measurement(mem_wh, mem_wh, mem_wh, "estimate", detail)
 
 
 class TokenEstimateMeter(Meter):

@@ -28,6 +28,7 @@ class _NvmlToken(MeterToken):
 
 class NvmlMeter(Meter):
     name = "nvml"
+    process_wide = True  # the whole device's counter: shared among concurrent requests
 
     def __init__(self, *, pue: float) -> None:
         self.nvml = _nvml()
@@ -53,13 +54,18 @@ class NvmlMeter(Meter):
         return _NvmlToken(self._read())
 
     def stop(self, token: MeterToken, work: Work) -> Measurement:
+        return self.lap(token, work)[0]
+
+    def lap(self, token: MeterToken, work: Work) -> tuple[Measurement, MeterToken]:
         assert isinstance(token, _NvmlToken)
-        mj = sum(max(0, a - b) for a, b in zip(self._read(), token.mj, strict=True))
+        now = self._read()
+        mj = sum(max(0, a - b) for a, b in zip(now, token.mj, strict=True))
         wh = mj / 3.6e6 * self.pue
-        return Measurement(
+        m = Measurement(
             wh,
             wh * (1 - COUNTER_UNCERTAINTY),
             wh * (1 + COUNTER_UNCERTAINTY),
             "nvml",
             f"{len(self.handles)} GPU(s)",
         )
+        return m, _NvmlToken(now)

@@ -38,6 +38,7 @@ class _RaplToken(MeterToken):
 
 class RaplMeter(Meter):
     name = "rapl"
+    process_wide = True  # the whole package's counter: shared among concurrent requests
 
     def __init__(self, root: str | Path, *, pue: float) -> None:
         self.root = Path(root)
@@ -75,20 +76,24 @@ class RaplMeter(Meter):
         )
 
     def stop(self, token: MeterToken, work: Work) -> Measurement:
+        return self.lap(token, work)[0]
+
+    def lap(self, token: MeterToken, work: Work) -> tuple[Measurement, MeterToken]:
         assert isinstance(token, _RaplToken)
+        now = self.start()
+        assert isinstance(now, _RaplToken)
         total_uj = 0
-        for d, before, rng in zip(self.domains, token.counters, self.ranges, strict=True):
-            after = self._read(d / "energy_uj")
+        for before, after, rng in zip(token.counters, now.counters, self.ranges, strict=True):
             total_uj += after - before if after >= before else after + rng - before
         wh = total_uj / 3.6e9 * self.pue
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_s = ru.ru_utime + ru.ru_stime - token.cpu_s
-        wall_s = max(time.monotonic() - token.wall, 1e-9)
+        cpu_s = now.cpu_s - token.cpu_s
+        wall_s = max(now.wall - token.wall, 1e-9)
         share = min(1.0, max(0.0, cpu_s / (wall_s * (os.cpu_count() or 1))))
-        return Measurement(
+        m = Measurement(
             wh,
             wh * share * (1 - COUNTER_UNCERTAINTY),
             wh * (1 + COUNTER_UNCERTAINTY),
             "rapl",
             f"{len(self.domains)} package domain(s), process CPU share {share:.2f}",
         )
+        return m, now

@@ -19,6 +19,7 @@ from ..energy import (
     GenerationSpan,
     Measurement,
     Meter,
+    Sharing,
     Span,
     Work,
     combine,
@@ -84,12 +85,21 @@ class Gateway(Routing):
         open_lease_s: float | None = None,
     ) -> None:
         """``open_lease_s``: how long a generation's write-ahead note is vouched for without
-        a renewal (``store.open_request_lease_s``; ``LedgerWriter.open``)."""
+        a renewal (``store.open_request_lease_s``; ``LedgerWriter.open``). ``meter_for``
+        and ``reuse_meter``: each process-wide meter among them (a counter of the process or
+        machine, as the local meter) is metered through one ``SharedMeter``, which splits it
+        among the requests measuring at once; give the same instance for the local models
+        and the lookups, so that they share it too."""
         self.backends = backends
         self.default_model = default_model
         self.store = store
         self.carbon = carbon
-        self.meter_for = meter_for
+        shared = Sharing()
+
+        def shared_meter_for(backend: Backend) -> Meter:
+            return shared(meter_for(backend))
+
+        self.meter_for = shared_meter_for
         self.grid_zone = grid_zone
         self.limiter = limiter
         self.metrics = metrics or Metrics()
@@ -97,7 +107,7 @@ class Gateway(Routing):
         self.default_max_tokens = default_max_tokens
         self.aliases = aliases or {}
         self.reuse = reuse
-        self.reuse_meter = reuse_meter
+        self.reuse_meter = shared(reuse_meter) if reuse_meter is not None else None
         self.jobs = jobs
         self.creativity = creativity
         self.reasoning = reasoning or ReasoningSettings()
@@ -317,7 +327,7 @@ class Gateway(Routing):
             wall_s=gen.monotonic() - gen.t0,
             memory_gb=backend.memory_gb,
         )
-        e = self.energy_report(gen.meter.stop(gen.token, work), row.ts)
+        e = self.energy_report(gen.meter.read(gen.token, work), row.ts)
         row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
         row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
 
