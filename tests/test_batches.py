@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,6 +226,59 @@ def test_batch_lines_run_under_the_creating_keys_limits(tmp_path: Path) -> None:
         rows = [r for r in live.ledger().values() if r.tenant == "acme"]
         assert rows and all(r.key_id == key.key.id for r in rows)
         assert sum(r.prompt_tokens + r.completion_tokens for r in rows) <= budget
+        live.http.close()
+
+
+def test_a_key_revoked_by_another_process_fails_the_lines_not_yet_run(tmp_path: Path) -> None:
+    """An audit: the run read its key once, before its first line, so a batch went on
+    answering (and spending) under a key revoked meanwhile. The key is read before every
+    line: revoked by another store instance (another process) while line 1 runs, line 1
+    completes and every later line fails with 401, as docs/api.md says."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    key = asyncio.run(store.create_key("acme"))
+    admin = asyncio.run(store.create_key("ops", admin=True))
+    store.close()
+
+    def revoke_elsewhere() -> None:
+        other = SQLiteStore(settings.db_path)
+        other.open()
+        try:
+            assert asyncio.run(other.revoke_key(key.key.id))
+        finally:
+            other.close()
+
+    def answers(question: str) -> str:
+        if "number 1?" in question:  # (on the event loop: the other store in a thread)
+            thread = threading.Thread(target=revoke_elsewhere)
+            thread.start()
+            thread.join()
+        return "forty-two"
+
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        live.gateway.backends["fake"].answers = answers
+        client: openai.OpenAI = live.openai(key.secret)
+        f = client.files.create(file=("in.jsonl", lines(4)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        ops: openai.OpenAI = live.openai(admin.secret)
+        done = wait_until(lambda: (r := ops.batches.retrieve(b.id)).status == "completed" and r)
+        assert (done.request_counts.completed, done.request_counts.failed) == (2, 2)
+        assert done.error_file_id is not None
+        errors = [json.loads(x) for x in ops.files.content(done.error_file_id).text.splitlines()]
+        assert [e["custom_id"] for e in errors] == ["req-2", "req-3"]
+        for e in errors:
+            assert e["response"]["status_code"] == 401
+            assert e["response"]["body"]["error"]["code"] == "invalid_api_key"
+        rows = [r for r in live.ledger().values() if r.tenant == "acme"]
+        assert sorted(r.status for r in rows) == [200, 200, 401, 401]
         live.http.close()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -426,7 +427,10 @@ def test_keys_verify_list_and_revoke(store: Store) -> None:
     second = run(store.create_key("globex"))
     assert [k.id for k in run(store.list_keys())] == [new.key.id, second.key.id]
     assert [k.daily_reasoning_tokens for k in run(store.list_keys())] == [7, None]
+    assert run(store.get_key(new.key.id)) == new.key
+    assert run(store.get_key("missing")) is None
     assert run(store.revoke_key(second.key.id))
+    assert run(store.get_key(second.key.id)) == replace(second.key, revoked=True)
     assert run(store.verify_key(second.secret)) is None
     assert not run(store.revoke_key("missing"))
     assert run(store.revoke_key(new.key.id))
@@ -440,8 +444,11 @@ def test_keys_changed_by_another_instance_are_seen(make_store: Callable[[], Stor
     new = run(other.create_key("acme"))
     assert run(store.has_keys())
     assert run(store.verify_key(new.secret)) is not None
+    assert run(store.get_key(new.key.id)) == new.key
     assert run(other.revoke_key(new.key.id))
     assert run(store.verify_key(new.secret)) is None
+    key = run(store.get_key(new.key.id))
+    assert key is not None and key.revoked
 
 
 def test_tokens_used_counts_generated_tokens_of_one_tenant(store: Store) -> None:

@@ -140,6 +140,11 @@ class KeyStore(Protocol):
         This is on every request's path: implementations keep it cheap (a cache validated by
         a tiny query)."""
 
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        """The key with id ``key_id``, revoked ones included; None if there is none. Sees
+        keys revoked by other processes, and is as cheap as :meth:`verify_key` (a batch
+        checks its key before every line)."""
+
     async def list_keys(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
 

@@ -533,30 +533,35 @@ async def with_progress(gw: Gateway, batch: dict[str, Any]) -> dict[str, Any]:
 async def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | None:
     """The tenant a batch's lines run as: the key that created it, with that key's current
     limits (requests per minute, daily tokens); None when that key has been revoked. A batch
-    created without a key (open mode) runs as its tenant with the default limits."""
+    created without a key (open mode) runs as its tenant with the default limits. Asked
+    before every line (``KeyStore.get_key`` is as cheap as a request's key check), so a key
+    revoked by any process stops its batch at the next line."""
     if key_id is None:
         return Tenant(name=tenant)
-    for key in await gw.store.list_keys():
-        if key.id == key_id:
-            return None if key.revoked else Tenant.of_key(key)
-    return None
+    key = await gw.store.get_key(key_id)
+    return None if key is None or key.revoked else Tenant.of_key(key)
 
 
 MAX_LINE_WAIT_S = 120.0  # the longest a line waits for its key's requests-per-minute window
+REVOKED = "the API key that created this batch was revoked"
 
 
 async def _serve_paced(
-    gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any]
+    gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any], key_id: str | None
 ) -> dict[str, Any]:
     """Serve one line under the owner's limits. Over the requests-per-minute limit the line
     waits for the window to free up (a batch is deferrable; at most ``MAX_LINE_WAIT_S`` per
-    wait); over the daily token budget it fails with the 429 error, as an interactive request
-    would."""
+    wait), then fails with 401 if the key (``key_id``) was revoked meanwhile; over the daily
+    token budget it fails with the 429 error, as an interactive request would."""
+    waited = False
     for _ in range(100):
         wait = await gw.limiter.rpm_wait_s(ctx.tenant)
         if wait <= 0:
             break
         await asyncio.sleep(min(wait, MAX_LINE_WAIT_S))
+        waited = True
+    if waited and await batch_owner(gw, ctx.tenant.name, key_id) is None:
+        raise AuthenticationError(REVOKED)
     out, _ = await _serve(gw, ctx, endpoint, body)
     return out
 
@@ -605,7 +610,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     await update_batch(gw, batch_id, start)
     cancelled = expired = False
     expires_at = float(batch["expires_at"])
-    owner = await batch_owner(gw, tenant, batch["boundgate"].get("key_id"))
+    key_id = batch["boundgate"].get("key_id")
     fault: str | None = None
     try:
         for line, item in enumerate(lines):
@@ -619,7 +624,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
                 expired = True
                 break
             await gw.yield_to_interactive()  # interactive requests first
-            row = await _run_line(gw, owner, tenant, endpoint, batch_id, line, item)
+            row = await _run_line(gw, key_id, tenant, endpoint, batch_id, line, item)
             await gw.store.put_batch_line(row)
             kept[line] = row
     except Exception:  # not one line's fault (the store?): keep what was answered
@@ -733,22 +738,24 @@ def _saving(run_now_g: float, carbon_g: float) -> float:
 
 async def _run_line(
     gw: Gateway,
-    owner: Tenant | None,
+    key_id: str | None,
     tenant: str,
     endpoint: str,
     batch_id: str,
     line: int,
     item: dict[str, Any],
 ) -> BatchLineRow:
-    """Serve input line ``line`` of a batch as its owner: the line's output record, or its
-    error record (one line's fault is that line's error, never the batch's)."""
+    """Serve input line ``line`` of a batch as its owner, the key ``key_id`` as it is now
+    (``batch_owner``; 401 once revoked): the line's output record, or its error record (one
+    line's fault is that line's error, never the batch's)."""
     line_id = "batch_req_" + uuid.uuid4().hex[:24]
+    owner = await batch_owner(gw, tenant, key_id)
     ctx = gw.context(owner or Tenant(name=tenant), endpoint)
     ctx.batch_line = (batch_id, item["custom_id"])
     try:
         if owner is None:
-            raise AuthenticationError("the API key that created this batch was revoked")
-        body = await _serve_paced(gw, ctx, endpoint, item["body"])
+            raise AuthenticationError(REVOKED)
+        body = await _serve_paced(gw, ctx, endpoint, item["body"], key_id)
     except Exception as exc:
         if isinstance(exc, BoundgateError):
             line_err: BoundgateError = exc

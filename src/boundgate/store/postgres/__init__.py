@@ -22,10 +22,10 @@ does not fit; a settle is one statement that deletes the hold and updates the co
 
 Keys: with ``store.key_cache_s`` = 0 (the default) every key check reads the key's row, so a
 key revoked by any replica is refused by every replica at its next request. Above 0, a key
-check (``verify_key``, and ``has_keys`` while there is no key) is kept for at most that long and
-dropped the moment the change-log listener hears, on the keys'
-channel (a trigger, migration 0007), that any replica or the CLI created, revoked or changed
-a key; it is used only while that listener is connected. So a revoke holds on every replica
+check (``verify_key``, ``get_key``, and ``has_keys`` while there is no key) is kept for at
+most that long and dropped the moment the change-log listener hears, on the keys' channel (a
+trigger, migration 0007), that any replica or the CLI created, revoked or changed a key; it
+is used only while that listener is connected. So a revoke holds on every replica
 within milliseconds, and within ``key_cache_s`` even if the announcement were lost, and a
 request's path does not read the key table every time. ``has_keys`` keeps True for good
 (keys are never deleted).

@@ -88,6 +88,20 @@ class PostgresTenants(PostgresBase):
         key_id = key_id_of(secret)
         if key_id is None:
             return None
+        r = await self._key_row(key_id)
+        if r is None:
+            return None
+        if not secret_matches(secret, bytes(r["salt"]), bytes(r["hash"])) or r["revoked"]:
+            return None
+        return ApiKey(**{c: r[c] for c in _KEY_COLUMNS})
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        r = await self._key_row(key_id)
+        return None if r is None else ApiKey(**{c: r[c] for c in _KEY_COLUMNS})
+
+    async def _key_row(self, key_id: str) -> dict[str, Any] | None:
+        """Key ``key_id``'s row (with its salt and hash): read, or kept for at most
+        ``key_cache_s`` while the listener would hear of a change."""
         now = time.monotonic()
         cached = self._key_rows.get(key_id) if self._listening else None
         if cached is not None and now - cached[0] < self.key_cache_s:
@@ -101,11 +115,7 @@ class PostgresTenants(PostgresBase):
                 with self._keys_lock:  # unless a key changed while it was being read
                     if generation == self._key_generation:
                         self._key_rows[key_id] = (now, r)
-        if r is None:
-            return None
-        if not secret_matches(secret, bytes(r["salt"]), bytes(r["hash"])) or r["revoked"]:
-            return None
-        return ApiKey(**{c: r[c] for c in _KEY_COLUMNS})
+        return r
 
     async def list_keys(self) -> list[ApiKey]:
         sql = f"SELECT {_cols(_KEY_COLUMNS)} FROM api_keys ORDER BY created, seq"

@@ -13,8 +13,8 @@ polls (1, 2, 5 … 100 ms) and can starve one process for a second under steady 
 Reads use one connection per thread; WAL lets them run beside the writer. Every data method
 is async (the protocols in ``protocols.py``): reads hop to a worker thread, writes wait for
 the writer thread's commit, so the event loop never blocks on SQLite. The exception is the key
-cache (``verify_key``, ``has_keys``, ``list_keys``): one tiny fingerprint query on the caller's
-thread, cheaper than a thread hop on every request's path.
+cache (``verify_key``, ``get_key``, ``has_keys``, ``list_keys``): one tiny fingerprint query on
+the caller's thread, cheaper than a thread hop on every request's path.
 """
 
 from __future__ import annotations

@@ -212,6 +212,11 @@ class SQLiteTenants(SQLiteBase):
             return None
         return key
 
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        self._refresh_keys()
+        entry = self._keys.get(key_id)
+        return None if entry is None else entry[0]
+
     async def list_keys(self) -> list[ApiKey]:
         self._refresh_keys(force=True)
         return sorted((k for k, _, _ in self._keys.values()), key=lambda k: k.created)
