@@ -71,6 +71,54 @@ def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[st
         assert row.tenant == "unauthenticated" and row.status == 401 and row.key_id is None
 
 
+JSON = {"content-type": "application/json"}
+# bodies each refused with a 400 once the key is known; without a valid key, each is a 401
+BAD_BODIES: list[tuple[bytes, dict[str, str]]] = [
+    (b"{not json", JSON),
+    (b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}', JSON),
+    (b'{"messages": [{"role": "user", "content": "x"}]}', {"content-type": "text/plain"}),
+    (b'{"mesages": []}', JSON),
+    (b"", JSON),
+]
+
+
+def test_the_key_is_checked_before_the_body(keyed: tuple[Live, dict[str, str]]) -> None:
+    """An audit: a request without a key had its body read and judged first (malformed JSON,
+    NaN, text/plain: 400), only a valid body got the 401. As OpenAI does, the key comes first
+    on every route that takes one, an upload is not read without one, and an admin route
+    says 403 to a tenant key before it looks at the body; with the key, the body is judged."""
+    live, keys = keyed
+    acme = {"Authorization": f"Bearer {keys['acme']}"}
+    paths = [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/batches",
+        "/v1/boundgate/feedback",
+        "/v1/boundgate/documents",
+    ]
+    for path in paths:
+        for content, headers in BAD_BODIES:
+            for key in ({}, {"Authorization": "Bearer bg-nope-nope"}):
+                r = live.http.post(path, content=content, headers={**headers, **key})
+                assert_error(r, 401, code="invalid_api_key")
+    for content, headers in BAD_BODIES:
+        r = live.http.post("/v1/boundgate/documents", content=content, headers={**headers, **acme})
+        assert_error(r, 403, code="admin_required")
+        r = live.http.post("/v1/chat/completions", content=content, headers={**headers, **acme})
+        assert_error(r, 400)
+    r = live.http.post("/v1/chat/completions", content=b"{not json", headers=JSON)
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert row.tenant == "unauthenticated" and row.status == 401
+    broken = {"content-type": "multipart/form-data; boundary=XX"}
+    r = live.http.post("/v1/files", content=b"--XX\r\nnot a part", headers=broken)
+    assert_error(r, 401, code="invalid_api_key")
+    r = live.http.post("/v1/files", files={"file": ("in.jsonl", b"{}")}, data={"purpose": "x"})
+    assert_error(r, 401, code="invalid_api_key")
+    r = live.http.post("/v1/files", content=b"--XX\r\nnot a part", headers={**broken, **acme})
+    assert_error(r, 400)
+
+
 def test_a_refused_body_in_open_mode_is_the_open_tenants(fake_live: Live) -> None:
     """Open local mode takes every request as tenant "local"; a body refused before the key
     is read (malformed JSON) was ledgered as "unauthenticated", a second tenant in reports."""

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import anyio
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
@@ -172,13 +173,17 @@ class StrictJSONRequest(Request):
 
 
 class StrictJSONRoute(APIRoute):
-    """The route class of every API router: JSON bodies are parsed by ``StrictJSONRequest``,
-    and one holding a non-finite number anywhere is a 400 ``invalid_value`` naming its place
-    (``check_finite``) before any model reads it. The check runs here because FastAPI turns
-    any other exception raised while it parses a body into a bare 400 without our shape."""
+    """The route class of every API router: the caller's key is checked before the body is
+    read (OpenAI's order: without a valid key, a malformed body is a 401 too, and an upload is
+    not read at all); JSON bodies are parsed by ``StrictJSONRequest``, and one holding a
+    non-finite number anywhere is a 400 ``invalid_value`` naming its place (``check_finite``)
+    before any model reads it. The check runs here because FastAPI turns any other exception
+    raised while it parses a body into a bare 400 without our shape, and the key is checked
+    here because FastAPI reads and parses the body before it runs any dependency."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        auth = authenticator(self.dependant)
         has_body = self.body_field is not None
         # a JSON body, not a form (file uploads)
         json_body = has_body and not any(
@@ -194,6 +199,8 @@ class StrictJSONRoute(APIRoute):
                 headers.append((b"content-type", b"application/json"))
                 scope = {**scope, "headers": headers}
             req = StrictJSONRequest(scope, request.receive)
+            if auth is not None:
+                await auth(req)  # (FastAPI's call of the dependency finds it done)
             content_type = req.headers.get("content-type")
             if json_body and not _json_content_type(content_type):
                 # else pydantic's "Input should be a valid dictionary" for a JSON text
@@ -437,11 +444,16 @@ def request_cache_control(request: Request) -> str | None:
 
 
 async def context(request: Request) -> RequestContext:
-    """FastAPI dependency: open the request's context and authenticate it.
+    """FastAPI dependency: open the request's context and authenticate it, once per request
+    (``StrictJSONRoute`` calls it before the body is read; FastAPI's call then returns the
+    context made).
 
     The context exists before authentication so that a refused request still gets a ledger
     row (the error handler finds it on ``request.state``).
     """
+    done: RequestContext | None = getattr(request.state, "ctx", None)
+    if done is not None:
+        return done
     gateway = gateway_of(request)
     ctx = gateway.context(OPEN_TENANT, request.url.path)
     request.state.ctx = ctx
@@ -458,6 +470,18 @@ async def admin_context(request: Request) -> RequestContext:
     ctx = await context(request)
     require_admin(ctx.tenant)
     return ctx
+
+
+def authenticator(dependant: Dependant) -> Callable[[Request], Awaitable[RequestContext]] | None:
+    """The dependency of a route (its ``dependant``) that authenticates the caller's API key,
+    ``context`` or ``admin_context``; None for a route without a key (``/healthz``)."""
+    stack = list(dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if dep.call is context or dep.call is admin_context:
+            return dep.call
+        stack.extend(dep.dependencies)
+    return None
 
 
 class SSEResponse(StreamingResponse):

@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import admin_context, context
+from .common import authenticator
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -154,17 +154,6 @@ SECURITY_SCHEMES = {
 }
 
 
-def _keyed(route: APIRoute) -> bool:
-    """Whether the route authenticates its caller's API key (``context``/``admin_context``)."""
-    stack = list(route.dependant.dependencies)
-    while stack:
-        dep = stack.pop()
-        if dep.call in (context, admin_context):
-            return True
-        stack.extend(dep.dependencies)
-    return False
-
-
 def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     """Build the schema of ``app`` (its API ``routers``) without FastAPI's 422 answers (the
     gateway never sends one: request validation fails with 400 ``invalid_value``) and without
@@ -181,7 +170,7 @@ def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
             for route in (r for router in routers for r in router.routes):
                 if not isinstance(route, APIRoute) or route.path not in paths:
                     continue
-                scheme = "apiKey" if _keyed(route) else None
+                scheme = "apiKey" if authenticator(route.dependant) else None
                 if route.path == "/metrics":
                     scheme = "metricsToken"
                 for method in route.methods if scheme and route.methods else ():
