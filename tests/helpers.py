@@ -94,7 +94,8 @@ class Live:
         from fastapi.testclient import TestClient
 
         live = cls(None, app)
-        live.base = "http://testserver"
+        # a loopback name: open local mode answers no other Host (server/local.py)
+        live.base = "http://127.0.0.1"
         live.url = live.base + "/v1"
         # a fault is answered as a server would (500 in OpenAI's shape), not raised here
         with TestClient(app, base_url=live.base, raise_server_exceptions=False) as client:

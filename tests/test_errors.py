@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from helpers import Live, assert_error
+from helpers import Live, arun, assert_error
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -102,13 +102,23 @@ def test_a_body_not_sent_as_json_says_so(fake_live: Live) -> None:
         assert "Content-Type: application/json" in err["message"] and kind in err["message"]
 
 
-def test_a_body_without_a_content_type_is_read_as_json(fake_live: Live) -> None:
+def test_a_body_without_a_content_type_is_read_as_json_with_a_key(fake_live: Live) -> None:
     """A trial's finding: a JSON body sent with no Content-Type was refused as "Input should
-    be a valid dictionary"; it is read as JSON (and one that is not JSON says so)."""
+    be a valid dictionary"; with a key it is read as JSON (and one that is not JSON says so).
+    In open local mode a web page could post such a body without a preflight, so there it is
+    refused, saying what to send (server/local.py)."""
     body = json.dumps({"messages": MSG, "max_tokens": 1}).encode()
     r = fake_live.http.post("/v1/chat/completions", content=body, headers={"content-type": ""})
+    err = assert_error(r, 400, code="invalid_value")
+    assert "Content-Type: application/json (got none; open local mode" in err["message"]
+    key = {"Authorization": f"Bearer {arun(fake_live.gateway.store.create_key('acme')).secret}"}
+    r = fake_live.http.post(
+        "/v1/chat/completions", content=body, headers={"content-type": "", **key}
+    )
     assert r.status_code == 200, r.text
-    r = fake_live.http.post("/v1/chat/completions", content=b"{nope", headers={"content-type": ""})
+    r = fake_live.http.post(
+        "/v1/chat/completions", content=b"{nope", headers={"content-type": "", **key}
+    )
     assert_error(r, 400, code="invalid_json")
 
 

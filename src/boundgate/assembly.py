@@ -412,6 +412,7 @@ def build_gateway(
 
 def build_app(settings: Settings, **parts: object) -> FastAPI:
     from .server.app import create_app
+    from .server.local import LocalHosts
 
     gateway = build_gateway(settings, **parts)  # type: ignore[arg-type]
     dashboard = None
@@ -428,4 +429,5 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
         batch_request_s=settings.scheduler.batch_request_s,
         dashboard=dashboard,
         metrics_token=metrics_token(settings),
+        local_hosts=LocalHosts(settings.server.host, tuple(settings.server.allowed_hosts)),
     )

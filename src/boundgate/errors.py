@@ -34,11 +34,13 @@ class ErrorCode(StrEnum):
     INVALID_VALUE = "invalid_value"  # 400: schema or value errors
     UNSUPPORTED_PARAMETER = "unsupported_parameter"  # 400
     UNKNOWN_PARAMETER = "unknown_parameter"  # 400: a misspelled parameter name
+    UNTRUSTED_HOST = "untrusted_host"  # 400: open local mode, a Host not this machine's
     CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # 400
     NOT_A_REUSE = "not_a_reuse"  # 400: feedback on an answer that was not reused
     INVALID_API_KEY = "invalid_api_key"  # 401
     INVALID_METRICS_TOKEN = "invalid_metrics_token"  # 401: /metrics with its token set
     ADMIN_REQUIRED = "admin_required"  # 403
+    CROSS_ORIGIN = "cross_origin"  # 403: open local mode, a web page of another origin
     NOT_FOUND = "not_found"  # 404
     MODEL_NOT_FOUND = "model_not_found"  # 404
     REUSE_DISABLED = "reuse_disabled"  # 404: reuse routes while reuse is off

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import copy
 import errno
-import ipaddress
 import json
 import os
 import re
@@ -143,15 +142,6 @@ def exit_on_http_error(resp: httpx.Response) -> None:
     raise typer.Exit(1)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -171,6 +161,7 @@ def serve(
     import uvicorn
 
     from ..assembly import build_app
+    from ..server.local import is_loopback
 
     settings = _settings(
         config,
@@ -183,7 +174,7 @@ def serve(
     s = settings.server
     with opened_store(settings) as store:
         open_mode = not asyncio.run(store.has_keys())
-    if open_mode and not _is_loopback(s.host) and not s.allow_open_remote:
+    if open_mode and not is_loopback(s.host) and not s.allow_open_remote:
         err.print(
             f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
             "with `boundgate keys create --tenant NAME`, or pass --allow-open."

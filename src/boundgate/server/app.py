@@ -37,9 +37,10 @@ from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import batch_moved, fail_batch, run_batch
 from .chat.router import router as chat_router
-from .common import UNAUTHENTICATED, body_fields, request_error
+from .common import UNAUTHENTICATED, body_fields, request_error, send_error
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
+from .local import LocalHosts, LocalOnly
 from .openapi import truthful_openapi
 from .reuse.router import router as reuse_router
 from .system.router import router as system_router
@@ -72,7 +73,7 @@ class BodyLimit:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if value.isdigit() and int(value) > limit:
-                    await _send_error(
+                    await send_error(
                         send,
                         PayloadTooLargeError(
                             f"request body is {int(value)} bytes; the limit is {limit}"
@@ -92,7 +93,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > limit and not refused:
                     refused = True
-                    await _send_error(
+                    await send_error(
                         send,
                         PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes"),
                     )
@@ -104,15 +105,6 @@ class BodyLimit:
                 await send(message)
 
         await self.app(scope, limited, guarded_send)
-
-
-async def _send_error(send: Send, err: BoundgateError) -> None:
-    resp = JSONResponse(err.to_dict(), status_code=err.status_code, headers=err.headers())
-    await resp({"type": "http"}, _no_receive, send)
-
-
-async def _no_receive() -> Message:  # pragma: no cover - never awaited by JSONResponse
-    return {"type": "http.disconnect"}
 
 
 def error_response(request: Request, err: BoundgateError) -> JSONResponse:
@@ -150,9 +142,11 @@ def create_app(
     batch_request_s: float,
     dashboard: Sessions | None = None,
     metrics_token: str | None = None,
+    local_hosts: LocalHosts | None = None,
 ) -> FastAPI:
     """An app serving ``gateway``. Lifespan opens the store and starts the backends.
-    ``metrics_token``: a bearer token ``/metrics`` requires (None: open)."""
+    ``metrics_token``: a bearer token ``/metrics`` requires (None: open). ``local_hosts``:
+    the Host values open local mode answers (``LocalOnly``; default: loopback ones)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -326,5 +320,7 @@ def create_app(
     if dashboard is not None:
         install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, limit=max_body_bytes, file_limit=max_file_bytes)
+    # outermost: a web page's request to an open gateway is refused before anything else
+    app.add_middleware(LocalOnly, gateway=gateway, hosts=local_hosts or LocalHosts())
     truthful_openapi(app, routers)
     return app

@@ -23,8 +23,8 @@ from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import (
     AuthenticationError,
@@ -191,16 +191,25 @@ class StrictJSONRoute(APIRoute):
         )
 
         async def strict(request: Request) -> Response:
-            scope = request.scope
-            if json_body and not request.headers.get("content-type", "").strip():
-                # a body sent without a Content-Type is read as JSON, as this route expects
-                # (FastAPI would not parse it, and refuse it as "not a valid dictionary")
-                headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
-                headers.append((b"content-type", b"application/json"))
-                scope = {**scope, "headers": headers}
-            req = StrictJSONRequest(scope, request.receive)
+            req = StrictJSONRequest(request.scope, request.receive)
             if auth is not None:
                 await auth(req)  # (FastAPI's call of the dependency finds it done)
+            if json_body and not req.headers.get("content-type", "").strip():
+                if not await gateway_of(req).store.has_keys():
+                    # open local mode: what a web page can post without a preflight is not
+                    # taken (server/local.py)
+                    raise InvalidRequestError(
+                        "the request body must be JSON, sent as Content-Type: "
+                        "application/json (got none; open local mode requires it, so that no "
+                        "web page can post to the gateway)",
+                        code=ErrorCode.INVALID_VALUE,
+                    )
+                # a body sent with a key and without a Content-Type is read as JSON, as this
+                # route expects (FastAPI would not parse it: "not a valid dictionary")
+                scope = req.scope
+                headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+                headers.append((b"content-type", b"application/json"))
+                req = StrictJSONRequest({**scope, "headers": headers}, request.receive)
             content_type = req.headers.get("content-type")
             if json_body and not _json_content_type(content_type):
                 # else pydantic's "Input should be a valid dictionary" for a JSON text
@@ -220,6 +229,16 @@ class StrictJSONRoute(APIRoute):
             return await handler(req)
 
         return strict
+
+
+async def send_error(send: Send, err: BoundgateError) -> None:
+    """Answer ``err`` from pure-ASGI code, before the app (and its error handlers) runs."""
+    resp = JSONResponse(err.to_dict(), status_code=err.status_code, headers=err.headers())
+    await resp({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:  # pragma: no cover - never awaited by JSONResponse
+    return {"type": "http.disconnect"}
 
 
 def unknown_parameter(param: str, known: str) -> InvalidRequestError:

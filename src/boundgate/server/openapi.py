@@ -144,7 +144,8 @@ SECURITY_SCHEMES = {
         "type": "http",
         "scheme": "bearer",
         "description": "An API key (`boundgate keys create`). Optional in open local mode, "
-        "while no key exists",
+        "while no key exists; a request then must name this machine as its Host (else 400 "
+        "`untrusted_host`) and carry no other origin's Origin header (else 403 `cross_origin`)",
     },
     "metricsToken": {
         "type": "http",

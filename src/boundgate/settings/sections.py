@@ -25,6 +25,13 @@ class ServerSettings(_Section):
         False,
         description="Allow binding a non-loopback host while no API keys exist (open mode).",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names open mode answers besides loopback ones (and, bound to "
+        "another address, IP addresses): e.g. a LAN name with allow_open_remote, or the name "
+        "a reverse proxy passes on; `*.example.org` for a domain, `*` for any. Once API keys "
+        "exist every Host is answered.",
+    )
     max_body_bytes: int = Field(
         1 << 20,
         ge=1024,
