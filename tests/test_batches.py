@@ -658,6 +658,45 @@ def test_lines_answered_before_the_input_was_deleted_are_kept(batch_live: Any) -
     assert bg["state"] == "failed" and bg["energy_wh"] == 1.0
 
 
+def test_a_batch_ended_without_a_run_counts_the_lines_it_answered(batch_live: Any) -> None:
+    """An audit's finding: a batch a cancel or its job's failure hook ended after a run that
+    died had answered lines showed 0 Wh and no saving, and the report left failed (and
+    expired) batches out. The lines answered were shifted all the same: the batch object
+    totals them, and the report counts the batch in the period it ended."""
+    from boundgate.server.batches.serving import fail_batch
+    from boundgate.store import BatchLineRow
+
+    live, _clock = batch_live
+    client: openai.OpenAI = live.openai()
+    store = live.gateway.store
+    f = client.files.create(file=("in.jsonl", lines(4)), purpose="batch")
+    make = dict(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    cancelled, failed = client.batches.create(**make), client.batches.create(**make)
+    for b in (cancelled, failed):  # what a run that died had done: started, 2 lines answered
+        tenant, body = arun(store.get_batch(b.id))
+        batch = json.loads(body)
+        batch["boundgate"].update(state="running", started_at="2023-06-01T05:00:00Z")
+        arun(store.put_batch(b.id, tenant, b.created_at, json.dumps(batch)))
+        for i in range(2):
+            record = json.dumps({"custom_id": f"req-{i}"})
+            arun(store.put_batch_line(BatchLineRow(b.id, i, "output", record, 0.5, 0.25, 0.0)))
+    ended = [client.batches.cancel(cancelled.id)]  # its job had not started again: at once
+    arun(fail_batch(live.gateway, failed.id, "the batch's job failed after its retries"))
+    ended.append(client.batches.retrieve(failed.id))
+    assert [b.status for b in ended] == ["cancelled", "failed"]
+    saved = 0.0
+    for b in ended:
+        bg = b.model_extra["boundgate"]
+        assert b.request_counts.completed == 2
+        assert (bg["energy_wh"], bg["carbon_g"]) == (1.0, 0.5)
+        assert bg["run_now_carbon_g"] == pytest.approx(1.0 / 1000 * bg["submitted_gco2_per_kwh"])
+        assert bg["shifting_saved_g"] == pytest.approx(bg["run_now_carbon_g"] - 0.5)
+        saved += bg["shifting_saved_g"]
+    periods = [p for p in arun(store.report_by_period(START, 3600)) if p.batches]
+    assert sum(p.batches for p in periods) == 2
+    assert sum(p.shifting_saved_gco2 for p in periods) == pytest.approx(saved)
+
+
 def test_a_replan_keeps_a_batch_inside_its_window_and_shows_its_start(batch_live: Any) -> None:
     """A trial's finding: the job of a batch forgot the batch's estimated duration (60 s),
     so a replan could start a 40,000 s batch two hours before its deadline, and the batch

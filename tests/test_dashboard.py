@@ -354,6 +354,33 @@ def test_a_batch_run_in_clean_hours_shows_its_saving(open_dash: Seeded) -> None:
         assert batch_id in grid and "1/1" in grid
 
 
+def test_a_batch_that_ran_shows_its_carbon_however_it_ended(open_dash: Seeded) -> None:
+    """An audit's finding: only completed and cancelled batches showed their carbon and
+    saving; one that ran and then failed or expired had answered lines in the hours the
+    scheduler chose, as the report counts them. One that never started shows none."""
+    from boundgate.dashboard.views import batch_rows
+
+    gw = open_dash.live.gateway
+    for bid, state, started in (
+        ("batch_ran_failed", "failed", "2023-06-01T12:00:00Z"),
+        ("batch_ran_expired", "expired", "2023-06-01T12:00:00Z"),
+        ("batch_never_ran", "failed", None),
+    ):
+        body = {
+            "id": bid,
+            "status": state,
+            "created_at": 1,
+            "request_counts": {"total": 3, "completed": 1, "failed": 2},
+            "boundgate": {"state": state, "started_at": started, "carbon_g": 0.25,
+                          "shifting_saved_g": 0.125},
+        }  # fmt: skip
+        asyncio.run(gw.store.put_batch(bid, "acme", 1.0, json.dumps(body)))
+    rows = {r["id"]: r for r in asyncio.run(batch_rows(gw))}
+    for ran in ("batch_ran_failed", "batch_ran_expired"):
+        assert (rows[ran]["carbon_g"], rows[ran]["saved_g"]) == (0.25, 0.125)
+    assert (rows["batch_never_ran"]["carbon_g"], rows["batch_never_ran"]["saved_g"]) == (None,) * 2
+
+
 def test_tenants_page_shows_usage(keyed_dash: Seeded) -> None:
     live = keyed_dash.live
     with browser(live) as b:

@@ -367,11 +367,13 @@ def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) ->
     for r in records:
         run(store.record(r))
 
+    ended = {"done": "completed", "cancelled": "cancelled", "failed": "failed",
+             "expired": "expired"}  # fmt: skip
+
     def batch(bid: str, finished: float, saved: float, started: str | None, state: str) -> None:
         body = {
             "id": bid,
-            "completed_at": int(finished) if state == "done" else None,
-            "cancelled_at": int(finished) if state == "cancelled" else None,
+            **{f"{s}_at": int(finished) if state == k else None for k, s in ended.items()},
             "boundgate": {"started_at": started, "state": state, "shifting_saved_g": saved},
         }
         run(store.put_batch(bid, "b", finished - 100, json.dumps(body)))
@@ -380,6 +382,10 @@ def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) ->
     batch("y", D0 + DAY + 90, 0.25, "2024-10-04T00:00:00Z", "cancelled")  # stopped mid-run
     batch("z", D0 + DAY + 90, 0.0, None, "cancelled")  # never ran: no saving to report
     batch("w", D0 + 2 * DAY, 0.0, "2024-10-04T00:00:00Z", "running")  # not finished yet
+    # failed or expired after lines ran: the lines answered were shifted all the same
+    batch("f", D0 + DAY + 120, 0.5, "2024-10-04T00:00:00Z", "failed")
+    batch("e", D0 + DAY + 150, 0.125, "2024-10-04T00:00:00Z", "expired")
+    batch("n", D0 + DAY + 150, 0.0, None, "failed")  # failed before it ran
 
     days = run(store.report_by_period(D0))
     assert [(r.start, r.tenant) for r in days] == [
@@ -393,8 +399,8 @@ def test_report_by_period_groups_days_hours_tenants_and_batches(store: Store) ->
     assert a0.avoided_gco2 == pytest.approx(0.8) and a0.batches == 0
     assert (b0.requests, b0.errors) == (1, 1)
     assert (a1.requests, a1.wh) == (1, 3.0)
-    assert (b1.requests, b1.batches) == (0, 2)
-    assert b1.shifting_saved_gco2 == pytest.approx(1.5)
+    assert (b1.requests, b1.batches) == (0, 4)
+    assert b1.shifting_saved_gco2 == pytest.approx(1.25 + 0.25 + 0.5 + 0.125)
 
     hours = run(store.report_by_period(D0, 3600))
     assert [(r.start - D0, r.tenant, r.requests) for r in hours[:3]] == [

@@ -20,7 +20,7 @@ from ..reuse import binding
 from ..reuse.documents import verifying_key
 from ..scheduler.policy import CarbonAwareStart
 from ..store import DocumentRow, LedgerQuery
-from ..store.aggregate import REUSED
+from ..store.aggregate import BATCH_ENDED_STATES, REUSED
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -371,7 +371,8 @@ async def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
     for batch_id, tenant, created, body_json in await gw.store.batches(limit):
         body = json.loads(body_json)
         bg = body.get("boundgate") or {}
-        ran = bg.get("state") in ("done", "cancelled")
+        # ran and ended, however it ended: its answered lines' figures, as the report counts
+        ran = bg.get("started_at") is not None and bg.get("state") in BATCH_ENDED_STATES
         counts = body.get("request_counts") or {}
         completed, failed = int(counts.get("completed") or 0), int(counts.get("failed") or 0)
         if body.get("status") in ("in_progress", "cancelling"):  # counted when it ends

@@ -104,6 +104,12 @@ REUSED = ("hit-exact", "hit-semantic", "hit-coalesced", "hit-variant", "stale")
 # (``ok``; a streamed hit whose client left during the replay is ``cancelled``, not reused)
 REUSED_SQL = f"(outcome = 'ok' AND COALESCE(reuse, '') IN ({', '.join(repr(r) for r in REUSED)}))"
 
+# the ``boundgate.state`` of a batch that ended, however it ended: one that ran (its
+# ``started_at`` set) counts in the report, with what shifting its answered lines saved, in
+# the period it ended (``report_by_period``)
+BATCH_ENDED_STATES = ("done", "cancelled", "failed", "expired")
+BATCH_ENDED_SQL = f"({', '.join(repr(s) for s in BATCH_ENDED_STATES)})"
+
 CHANGES_SQL = (
     "SELECT c.seq, c.kind, c.entry, c.ref, c.label, o.id AS oid, o.ts, o.entry AS oentry, "
     "o.similarity, o.correct, o.source, o.request_id, o.density, o.pair_score "

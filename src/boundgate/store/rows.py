@@ -260,8 +260,8 @@ class PeriodRow:
     gco2: float = 0.0
     avoided_wh: float = 0.0  # generation energy the reuses did not spend
     avoided_gco2: float = 0.0
-    batches: int = 0  # batches that finished (or were cancelled mid-run) in the period
-    shifting_saved_gco2: float = 0.0  # those batches' run-at-submission carbon minus actual
+    batches: int = 0  # batches that ran and ended in the period, however they ended
+    shifting_saved_gco2: float = 0.0  # their lines' run-at-submission carbon minus actual
     routed: int = 0  # requests routed by model: "auto"
     rightsizing_avoided_wh: float = 0.0  # energy right-sizing avoided (estimate)
     rightsizing_avoided_gco2: float = 0.0

@@ -450,8 +450,9 @@ async def _end_without_a_run(
     gw: Gateway, batch_id: str, now: int, *, cancelled: bool, reason: str = ""
 ) -> dict[str, Any]:
     """End a batch no run will end: ``cancelled``, or ``failed`` with ``reason``, with the
-    lines an earlier run kept written as its output and error files. A batch that ended
-    meanwhile is left as it is. Returns the object."""
+    lines an earlier run kept written as its output and error files and totalled in its
+    ``boundgate`` object. A batch that ended meanwhile is left as it is. Returns the
+    object."""
     row = await gw.store.get_batch(batch_id)
     if row is None:
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
@@ -465,6 +466,7 @@ async def _end_without_a_run(
         if b["status"] in TERMINAL:
             return False
         _set_files(b, files)
+        _set_totals(b, rows)  # what an earlier run's lines spent (and shifting saved)
         if cancelled or b["status"] == "cancelling":  # what its owner asked for
             b.update(status="cancelled", cancelled_at=now)
             b["cancelling_at"] = b["cancelling_at"] or now
@@ -685,22 +687,13 @@ async def _close(
     now = int(gw.clock.time())
     rows = [kept[k] for k in sorted(kept)]
     files = await write_files(gw, tenant, batch_id, rows)
-    energy = sum(r.energy_wh for r in rows)
-    carbon = sum(r.carbon_g for r in rows)
 
     def end(batch: dict[str, Any]) -> bool | None:
         if batch["status"] in TERMINAL:
             return False
         _set_files(batch, files)
+        _set_totals(batch, rows)
         bg = batch["boundgate"]
-        run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
-        bg.update(
-            energy_wh=energy,
-            carbon_g=carbon,
-            run_now_carbon_g=run_now,
-            shifting_saved_g=_saving(run_now, carbon),
-            reuse_avoided_wh=sum(r.avoided_wh for r in rows),
-        )
         if fault is not None:
             bg["state"] = "failed"
             batch.update(status="failed", failed_at=now)
@@ -727,6 +720,24 @@ async def _close(
     if ended is None:
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
     return ended[1]
+
+
+def _set_totals(batch: dict[str, Any], rows: list[BatchLineRow]) -> None:
+    """Total the energy, carbon and avoided energy of a batch's finished lines ``rows`` in its
+    ``boundgate`` object, with the carbon the same energy would have emitted at submission
+    and what shifting saved: whatever the batch ends as (a line answered before it failed,
+    expired or was cancelled was shifted all the same, and the report counts it)."""
+    bg = batch["boundgate"]
+    energy = sum(r.energy_wh for r in rows)
+    carbon = sum(r.carbon_g for r in rows)
+    run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
+    bg.update(
+        energy_wh=energy,
+        carbon_g=carbon,
+        run_now_carbon_g=run_now,
+        shifting_saved_g=_saving(run_now, carbon),
+        reuse_avoided_wh=sum(r.avoided_wh for r in rows),
+    )
 
 
 def _saving(run_now_g: float, carbon_g: float) -> float:

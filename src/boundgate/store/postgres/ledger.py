@@ -9,6 +9,7 @@ from psycopg.errors import DeadlockDetected
 from psycopg.types.json import Jsonb
 
 from ..aggregate import (
+    BATCH_ENDED_SQL,
     ERROR_OUTCOMES_SQL,
     REUSED_SQL,
     ledger_filters,
@@ -242,19 +243,22 @@ class PostgresLedger(PostgresBase):
                    SUM(rightsizing_avoided_gco2) AS rightsizing_avoided_gco2
             FROM ledger WHERE ts >= %(since)s GROUP BY 1, 2
         """
-        # Batches keep their counterfactual (carbon had they run at submission) in their JSON
-        # object; count the ones that ran, in the period they finished.
-        batch_sql = """
+        # Batches keep their counterfactual (carbon had their lines run at submission) in their
+        # JSON object; count the ones that ran, in the period they ended, however they ended
+        # (the lines a failed or expired batch answered were shifted too).
+        batch_sql = f"""
             SELECT floor(finished / %(p)s) * %(p)s AS start, tenant, COUNT(*) AS batches,
                    SUM(saved) AS saved
             FROM (
                 SELECT tenant,
                        COALESCE((b ->> 'completed_at')::float8,
-                                (b ->> 'cancelled_at')::float8) AS finished,
+                                (b ->> 'cancelled_at')::float8,
+                                (b ->> 'failed_at')::float8,
+                                (b ->> 'expired_at')::float8) AS finished,
                        (b -> 'boundgate' ->> 'shifting_saved_g')::float8 AS saved
                 FROM (SELECT tenant, body::jsonb AS b FROM batches) AS parsed
                 WHERE b -> 'boundgate' ->> 'started_at' IS NOT NULL
-                  AND b -> 'boundgate' ->> 'state' IN ('done', 'cancelled')
+                  AND b -> 'boundgate' ->> 'state' IN {BATCH_ENDED_SQL}
             ) AS finished_batches
             WHERE finished >= %(since)s GROUP BY 1, 2
         """

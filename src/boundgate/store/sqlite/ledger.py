@@ -8,6 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from ..aggregate import (
+    BATCH_ENDED_SQL,
     ERROR_OUTCOMES_SQL,
     REUSED_SQL,
     ledger_filters,
@@ -236,20 +237,23 @@ class SQLiteLedger(SQLiteBase):
                 """,
                 params,
             ).fetchall()
-            # Batches keep their counterfactual (carbon had they run at submission) in their JSON
-            # object; count the ones that ran, in the period they finished.
+            # Batches keep their counterfactual (carbon had their lines run at submission) in
+            # their JSON object; count the ones that ran, in the period they ended, however they
+            # ended (the lines a failed or expired batch answered were shifted too).
             batch_rows = conn.execute(
-                """
+                f"""
                 SELECT CAST(finished / :p AS INTEGER) * :p AS start, tenant, COUNT(*) AS batches,
                        SUM(saved) AS saved
                 FROM (
                     SELECT tenant,
                            COALESCE(json_extract(body, '$.completed_at'),
-                                    json_extract(body, '$.cancelled_at')) AS finished,
+                                    json_extract(body, '$.cancelled_at'),
+                                    json_extract(body, '$.failed_at'),
+                                    json_extract(body, '$.expired_at')) AS finished,
                            json_extract(body, '$.boundgate.shifting_saved_g') AS saved
                     FROM batches
                     WHERE json_extract(body, '$.boundgate.started_at') IS NOT NULL
-                      AND json_extract(body, '$.boundgate.state') IN ('done', 'cancelled')
+                      AND json_extract(body, '$.boundgate.state') IN {BATCH_ENDED_SQL}
                 )
                 WHERE finished >= :since GROUP BY start, tenant
                 """,
