@@ -756,6 +756,108 @@ def test_a_job_that_fails_for_good_tells_its_failure_hook(tmp_path: Path) -> Non
     assert told == [({"batch": "b1"}, "store unreachable")]  # once, when it failed for good
 
 
+def test_a_job_held_back_tells_its_hold_hook_when_it_runs_next(tmp_path: Path) -> None:
+    """A run that fails, or that its tenant's limits refuse (a 429), puts its job back until
+    its retry; the kind's ``on_held`` hook is told that time (a batch shows it)."""
+    from boundgate.errors import RateLimitError
+    from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+
+    told: list[tuple[dict[str, Any], float]] = []
+    failures: list[Exception] = [
+        RuntimeError("store unreachable"),
+        RateLimitError("the tenant's requests per minute", retry_after=90),
+    ]
+
+    async def flaky(payload: dict[str, Any]) -> dict[str, Any]:
+        raise failures.pop(0)
+
+    async def on_held(payload: dict[str, Any], until: float) -> None:
+        told.append((payload, until))
+
+    async def scenario() -> list[float]:
+        store = SQLiteStore(tmp_path / "j.db")
+        store.open()
+        try:
+            clock = FakeClock(start=START)
+            await JobQueue(store, clock, run_now).submit(
+                "batch", {"batch": "b1"}, deadline_s=3 * 3600, duration_s=60
+            )
+            runner = JobRunner(
+                store, {"batch": flaky}, clock=clock, poll_s=0.05, replan_s=3600,
+                max_attempts=3, on_held={"batch": on_held},
+            )  # fmt: skip
+            holds = []
+            for _ in range(2):
+                assert await runner.run_once()
+                (job,) = await store.jobs()
+                assert job.state == "pending"
+                holds.append(job.not_before)
+                clock.set(job.not_before)
+            return holds
+        finally:
+            store.close()
+
+    holds = asyncio.run(scenario())
+    assert holds == [START + 60, START + 60 + 90]  # the backoff, then the Retry-After
+    assert told == [({"batch": "b1"}, holds[0]), ({"batch": "b1"}, holds[1])]
+
+
+def test_a_held_batch_shows_when_it_runs_next(tmp_path: Path) -> None:
+    """An audit's finding: a batch whose run failed (its store unreachable for a moment, say)
+    and whose job was held back until its retry kept showing ``running`` since its first
+    scheduled start. It shows ``scheduled``, at the time of its retry, and keeps its first
+    ``started_at``."""
+    from boundgate.scheduler.handlers import job_handlers
+    from boundgate.server.batches.serving import iso_utc, run_batch, update_batch
+
+    settings = fake_settings(tmp_path)
+    settings.scheduler.poll_s = 0.05
+    clock = FakeClock(start=START)
+    app = build_app(settings, clock=clock)
+    gw = app.state.gateway
+    runs: list[str] = []
+
+    async def flaky(payload: dict[str, Any]) -> dict[str, Any]:
+        runs.append(str(payload["batch"]))
+        if len(runs) == 1:  # the run starts, then the store fails under it
+            started = iso_utc(clock.time())
+
+            def start(b: dict[str, Any]) -> None:
+                b["boundgate"].update(state="running", started_at=started)
+
+            await update_batch(gw, str(payload["batch"]), start)
+            raise RuntimeError("store unreachable")
+        return await run_batch(gw, payload)
+
+    app.state.job_handlers = lambda g: {**job_handlers(g), "batch": flaky}  # the app's seam
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai()
+        f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        first = b.model_extra["boundgate"]["scheduled_start"]
+        (job,) = arun(gw.store.jobs())
+        clock.set(job.not_before)  # due: the first run starts and fails
+
+        def moved() -> Any:
+            r = client.batches.retrieve(b.id)
+            return r.model_extra["boundgate"]["scheduled_start"] != first and r
+
+        held = wait_until(moved)
+        (job,) = arun(gw.store.jobs())
+        assert job.state == "pending" and job.attempts == 1
+        bg = held.model_extra["boundgate"]
+        assert bg["state"] == "scheduled" and bg["scheduled_start"] == iso_utc(job.not_before)
+        assert bg["started_at"] == first  # the first run's start, kept
+        clock.set(job.not_before)  # the retry
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        assert done.request_counts.completed == 2 and len(runs) == 2
+        assert done.model_extra["boundgate"]["started_at"] == first
+        live.http.close()
+
+
 def test_batch_files_have_their_own_size_limit(tmp_path: Path) -> None:
     """A batch input file may be larger than an API request (server.max_body_bytes, 1 MiB);
     server.max_file_bytes bounds it instead, with a 413 in OpenAI's shape."""

@@ -35,6 +35,9 @@ log = logging.getLogger("boundgate.jobs")
 JobHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 # (payload, error) -> None: told when a job of its kind has failed for good
 FailureHandler = Callable[[dict[str, Any], str], Awaitable[None]]
+# (payload, new start) -> None: told when a job of its kind will start at another time (a
+# re-plan moved it; a failed or refused run holds it back until then)
+StartHandler = Callable[[dict[str, Any], float], Awaitable[None]]
 # (kind, now, deadline, estimated duration s) -> earliest start
 StartPolicy = Callable[[str, float, float, float], float]
 
@@ -71,7 +74,7 @@ class JobQueue:
         self.policy = policy
         # per kind: told a job's payload and new start when a replan moves it (a batch
         # shows its start in its own object)
-        self.on_moved: dict[str, Callable[[dict[str, Any], float], Awaitable[None]]] = {}
+        self.on_moved: dict[str, StartHandler] = {}
 
     def plan(self, kind: str, deadline_s: float, duration_s: float) -> tuple[float, float]:
         """(earliest start, deadline) the policy gives a job queued now.
@@ -192,7 +195,8 @@ class JobRunner:
     :func:`retry_backoff` (``retry_backoff_s`` doubled per attempt, at most
     ``retry_backoff_max_s``); one its tenant's limits refuse (a 429) after their
     Retry-After instead. Either way it is held until then: a re-plan does not move it
-    earlier (:meth:`JobQueue.replan`)."""
+    earlier (:meth:`JobQueue.replan`), and the kind's ``on_held`` hook is told the time (a
+    batch shows it as its next start)."""
 
     def __init__(
         self,
@@ -208,11 +212,14 @@ class JobRunner:
         replan: Callable[[], Awaitable[int]] | None = None,
         replan_s: float,
         on_failure: dict[str, FailureHandler] | None = None,
+        on_held: dict[str, StartHandler] | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
         # per kind: what to do when a job has failed for good (a batch is marked failed)
         self.on_failure = on_failure or {}
+        # per kind: told a job's payload and the time a failed or refused run holds it until
+        self.on_held = on_held or {}
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
         self.poll_s = poll_s
@@ -284,7 +291,7 @@ class JobRunner:
             result = {"error": exc.message, "code": exc.code}
             if job.attempts < self.max_attempts:
                 retry_at = self.clock.time() + (exc.retry_after or self._backoff(job))
-                await self._finish(job, "pending", result, retry_at=retry_at)
+                await self._hold(job, payload, result, retry_at)
             else:
                 await self._finish(job, "failed", result)
                 await self._failed(job, payload, exc.message)
@@ -293,7 +300,7 @@ class JobRunner:
             log.exception("job %s (%s) failed", job.id, job.kind)
             if job.attempts < self.max_attempts:
                 retry_at = self.clock.time() + self._backoff(job)
-                await self._finish(job, "pending", {"error": str(exc)}, retry_at=retry_at)
+                await self._hold(job, payload, {"error": str(exc)}, retry_at)
             else:
                 await self._finish(job, "failed", {"error": str(exc)})
                 await self._failed(job, payload, str(exc) or type(exc).__name__)
@@ -303,6 +310,21 @@ class JobRunner:
 
     def _backoff(self, job: JobRow) -> float:
         return retry_backoff(job.attempts, self.retry_backoff_s, self.retry_backoff_max_s)
+
+    async def _hold(
+        self, job: JobRow, payload: dict[str, Any], result: dict[str, Any], until: float
+    ) -> None:
+        """Put the job back, held until ``until``, and tell its kind's ``on_held`` hook (only
+        if this runner still held the lease: else the job is another runner's now)."""
+        if not await self._finish(job, "pending", result, retry_at=until):
+            return
+        hook = self.on_held.get(job.kind)
+        if hook is None:
+            return
+        try:
+            await hook(payload, until)
+        except Exception:  # the runner goes on; the job's own row has its start
+            log.exception("job %s (%s): its hold hook failed", job.id, job.kind)
 
     async def _failed(self, job: JobRow, payload: dict[str, Any], error: str) -> None:
         hook = self.on_failure.get(job.kind)
@@ -335,7 +357,8 @@ class JobRunner:
 
     async def _finish(
         self, job: JobRow, state: str, result: dict[str, Any], retry_at: float | None = None
-    ) -> None:
-        await self.store.finish_job(
+    ) -> bool:
+        """Finish the job as its lease holder; False if the lease was another runner's."""
+        return await self.store.finish_job(
             job.id, self.owner, state, json.dumps(result, sort_keys=True), retry_at=retry_at
         )

@@ -35,7 +35,8 @@ from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers
 from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
-from .batches.serving import batch_moved, fail_batch, run_batch
+from .batches.serving import run_batch
+from .batches.upkeep import batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import UNAUTHENTICATED, body_fields, request_error, send_error
 from .completions.router import router as completions_router
@@ -155,12 +156,8 @@ def create_app(
         async def batch(payload: dict[str, Any]) -> dict[str, Any]:
             return await run_batch(gateway, payload)
 
-        async def batch_failed(payload: dict[str, Any], error: str) -> None:
-            # the runner logged the error; the client is told no internals
-            reason = "the batch's job failed after its retries; the server log has the details"
-            await fail_batch(gateway, str(payload.get("batch")), reason)
-
-        handlers = {**app.state.job_handlers(gateway), "batch": batch}
+        # (the seam's handlers last: a test may stand in for the batch's too)
+        handlers = {"batch": batch, **app.state.job_handlers(gateway)}
         if gateway.jobs is not None:
             gateway.jobs.on_moved["batch"] = functools.partial(batch_moved, gateway)
         runner = JobRunner(
@@ -171,7 +168,8 @@ def create_app(
             lease_s=job_lease_s,
             replan=gateway.jobs.replan if gateway.jobs is not None else None,
             replan_s=job_replan_s,
-            on_failure={"batch": batch_failed},
+            on_failure={"batch": functools.partial(batch_failed, gateway)},
+            on_held={"batch": functools.partial(batch_held, gateway)},
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
         background: list[asyncio.Task[None]] = []  # the tasks started below
@@ -239,7 +237,8 @@ def create_app(
     app.state.startup = None  # a StartupSteps to tell what start-up is doing
     app.state.max_file_bytes = max_file_bytes if max_file_bytes is not None else max_body_bytes
     app.state.batch_request_s = batch_request_s
-    app.state.job_handlers = job_handlers  # gateway → its handlers (a test seam)
+    # gateway → its handlers, beside the batch's (a test seam: it may replace that too)
+    app.state.job_handlers = job_handlers
     app.state.metrics_token = metrics_token
 
     async def record(request: Request, err: BoundgateError) -> None:

@@ -276,7 +276,7 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
     return out
 
 
-def _iso(ts: float | None) -> str | None:
+def iso_utc(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -343,7 +343,7 @@ async def create_batch(
             "job_id": job_id,
             "key_id": ctx.tenant.key_id,  # lines run under this key's limits
             "state": "scheduled",
-            "scheduled_start": _iso(planned[0]),
+            "scheduled_start": iso_utc(planned[0]),
             "started_at": None,
             "grid_zone": gw.grid_zone,
             "submitted_gco2_per_kwh": intensity.gco2_per_kwh,
@@ -397,19 +397,6 @@ async def update_batch(
         if await gw.store.replace_batch(batch_id, raw, json.dumps(batch)):
             return tenant, batch
     raise BoundgateError(f"batch {batch_id} kept changing while it was being saved")
-
-
-async def batch_moved(gw: Gateway, payload: dict[str, Any], start: float) -> None:
-    """A replan moved a batch's job to ``start``: its object shows the new
-    ``boundgate.scheduled_start`` (a batch that has started or ended keeps its own)."""
-
-    def move(batch: dict[str, Any]) -> bool | None:
-        if batch["status"] in TERMINAL or batch["boundgate"].get("state") != "scheduled":
-            return False
-        batch["boundgate"]["scheduled_start"] = _iso(start)
-        return None
-
-    await update_batch(gw, str(payload.get("batch")), move)
 
 
 def _cancellable(batch: dict[str, Any]) -> None:
@@ -598,7 +585,7 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     except BoundgateError as err:  # checked at creation: only a changed file gets here
         await fail_batch(gw, batch_id, err.message)
         return {"failed": err.message}
-    started = _iso(gw.clock.time())
+    started = iso_utc(gw.clock.time())
 
     def start(b: dict[str, Any]) -> bool | None:
         if b["status"] in TERMINAL:
