@@ -1189,6 +1189,30 @@ def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) ->
     assert run(store.batch_lines("b2")) == [other]
 
 
+def test_stranded_batches_are_those_not_ended_that_no_job_will_run(store: Store) -> None:
+    """A batch is stored before its job is queued: the batches no runner will end are those
+    not ended whose job is missing (the process died in between) or finished."""
+    for state in ("pending", "running", "done", "failed", "cancelled"):
+        run(store.put_job(job(f"job_{state}", kind="batch", state=state)))
+
+    def batch(bid: str, created: float, status: str, job_id: str) -> str:
+        body = json.dumps({"id": bid, "status": status, "boundgate": {"job_id": job_id}})
+        run(store.put_batch(bid, "t", created, body))
+        return body
+
+    stranded = [
+        (batch("b_no_job", 1.0, "in_progress", "job_never_queued"), None),
+        (batch("b_done", 2.0, "in_progress", "job_done"), "done"),
+        (batch("b_failed", 3.0, "in_progress", "job_failed"), "failed"),
+        (batch("b_cancelled", 4.0, "cancelling", "job_cancelled"), "cancelled"),
+    ]
+    batch("b_running", 5.0, "in_progress", "job_running")  # (an expired lease: taken over)
+    batch("b_pending", 6.0, "cancelling", "job_pending")
+    batch("b_ended", 7.0, "completed", "job_never_queued_either")
+    batch("b_failed_too", 8.0, "failed", "job_failed")
+    assert run(store.stranded_batches()) == stranded
+
+
 # --- creativity buffer ----------------------------------------------------------------------
 
 

@@ -196,7 +196,8 @@ class JobRunner:
     ``retry_backoff_max_s``); one its tenant's limits refuse (a 429) after their
     Retry-After instead. Either way it is held until then: a re-plan does not move it
     earlier (:meth:`JobQueue.replan`), and the kind's ``on_held`` hook is told the time (a
-    batch shows it as its next start)."""
+    batch shows it as its next start). When it starts, and every ``replan_s`` after, it
+    calls ``recover`` (work a process that died left without a job: a batch) and ``replan``."""
 
     def __init__(
         self,
@@ -211,6 +212,7 @@ class JobRunner:
         retry_backoff_max_s: float = 3600.0,
         replan: Callable[[], Awaitable[int]] | None = None,
         replan_s: float,
+        recover: Callable[[], Awaitable[int]] | None = None,
         on_failure: dict[str, FailureHandler] | None = None,
         on_held: dict[str, StartHandler] | None = None,
     ) -> None:
@@ -228,6 +230,9 @@ class JobRunner:
         self.retry_backoff_max_s = retry_backoff_max_s
         self.replan = replan
         self.replan_s = replan_s
+        # finds work whose job is missing or ended without finishing it (a process died
+        # between two writes) and queues or ends it; returns how much
+        self.recover = recover
         self._replanned = 0.0
         # which process holds a lease: host and pid, for operators of several replicas
         self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -249,20 +254,34 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while True:
-            if self.replan is not None and time.monotonic() - self._replanned >= self.replan_s:
+            if time.monotonic() - self._replanned >= self.replan_s:  # at start, then every
                 self._replanned = time.monotonic()
-                try:
-                    moved = await self.replan()
-                except Exception:  # a forecast failure must not stop the runner
-                    log.exception("re-planning jobs failed")
-                else:
-                    if moved:
-                        log.info("re-planned %d job(s)", moved)
+                await self._upkeep()
             ran = await self.run_once()
             if not ran:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _upkeep(self) -> None:
+        """Recover work left without a job, then re-plan the pending jobs; a failure of either
+        is logged and must not stop the runner (a forecast without data, a store hiccup)."""
+        if self.recover is not None:
+            try:
+                recovered = await self.recover()
+            except Exception:
+                log.exception("recovering work left without a job failed")
+            else:
+                if recovered:
+                    log.info("recovered %d piece(s) of work left without a job", recovered)
+        if self.replan is not None:
+            try:
+                moved = await self.replan()
+            except Exception:
+                log.exception("re-planning jobs failed")
+            else:
+                if moved:
+                    log.info("re-planned %d job(s)", moved)
 
     async def run_once(self) -> bool:
         """Claim and run one due job; False if none was due."""

@@ -36,7 +36,7 @@ from ..scheduler.handlers import job_handlers
 from ..scheduler.jobs import JobRunner
 from .batches.router import router as batches_router
 from .batches.serving import run_batch
-from .batches.upkeep import batch_failed, batch_held, batch_moved
+from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import UNAUTHENTICATED, body_fields, request_error, send_error
 from .completions.router import router as completions_router
@@ -168,6 +168,9 @@ def create_app(
             lease_s=job_lease_s,
             replan=gateway.jobs.replan if gateway.jobs is not None else None,
             replan_s=job_replan_s,
+            # batches a process that died left without a job (or ended job): at start, then
+            # every replan_s, in every process (safe: server/batches/upkeep.py)
+            recover=BatchRecovery(gateway, batch_request_s),
             on_failure={"batch": functools.partial(batch_failed, gateway)},
             on_held={"batch": functools.partial(batch_held, gateway)},
         )

@@ -109,6 +109,11 @@ REUSED_SQL = f"(outcome = 'ok' AND COALESCE(reuse, '') IN ({', '.join(repr(r) fo
 # the period it ended (``report_by_period``)
 BATCH_ENDED_STATES = ("done", "cancelled", "failed", "expired")
 BATCH_ENDED_SQL = f"({', '.join(repr(s) for s in BATCH_ENDED_STATES)})"
+# a batch whose job no runner will run (``FileStore.stranded_batches``): its object's
+# ``status`` not one a batch ends in, and its job (``boundgate.job_id``) missing, or neither
+# pending nor running (a running job's lease that expired is taken over by a runner)
+BATCH_STATUSES_ENDED_SQL = "('completed', 'failed', 'expired', 'cancelled')"
+JOB_OPEN_SQL = "('pending', 'running')"
 
 CHANGES_SQL = (
     "SELECT c.seq, c.kind, c.entry, c.ref, c.label, o.id AS oid, o.ts, o.entry AS oentry, "

@@ -436,6 +436,12 @@ class FileStore(Protocol):
     async def drop_batch_lines(self, batch_id: str) -> None:
         """Forget the lines kept for ``batch_id`` (its files hold them now)."""
 
+    async def stranded_batches(self) -> list[tuple[str, str | None]]:
+        """``(JSON body, its job's state)`` of every batch not ended (its ``status`` neither
+        completed, failed, expired nor cancelled) whose job (its ``boundgate.job_id``) is
+        not pending or running: done, failed or cancelled, or None where there is no such
+        job (its process died before queuing it). Oldest first; read in one snapshot."""
+
 
 class CreativityStore(Protocol):
     """The creativity buffer: creative (above-dial) asks and pre-generated variants of them,

@@ -282,6 +282,13 @@ def iso_utc(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def run_estimate_s(lines: int, window_s: float, request_s: float) -> float:
+    """How long a batch of ``lines`` is expected to run (``request_s`` a line, a minute at
+    least), never more than what is left of its window, ``window_s``: its job's duration,
+    which its start is planned for."""
+    return min(window_s, max(60.0, lines * request_s))
+
+
 async def create_batch(
     gw: Gateway,
     ctx: RequestContext,
@@ -309,7 +316,7 @@ async def create_batch(
     lines = await asyncio.to_thread(parse_lines, f.content, endpoint)  # up to 200 MiB
     now = gw.clock.time()
     window_s = int(m.group(1)) * 3600.0
-    duration_s = min(window_s, max(60.0, len(lines) * request_s))
+    duration_s = run_estimate_s(len(lines), window_s, request_s)
     batch_id = "batch_" + uuid.uuid4().hex[:24]
     if gw.jobs is None:  # pragma: no cover - assembly always builds a queue
         raise BoundgateError("batches need a job queue")
@@ -416,7 +423,7 @@ async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[
     now = int(gw.clock.time())
     job_id = batch["boundgate"]["job_id"]
     if await gw.store.cancel_job(job_id):  # not started (or waiting to retry): ends now
-        return await _end_without_a_run(gw, batch_id, now, cancelled=True)
+        return await end_without_a_run(gw, batch_id, now, cancelled=True)
 
     def ask(b: dict[str, Any]) -> bool | None:
         _cancellable(b)  # (it ended meanwhile)
@@ -430,10 +437,10 @@ async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[
     if any(j.id == job_id for j in await gw.store.jobs("running")):
         return done[1]  # the run stops before its next line and ends it
     # no job will run it any more (it failed or ended without ending the batch)
-    return await _end_without_a_run(gw, batch_id, now, cancelled=True)
+    return await end_without_a_run(gw, batch_id, now, cancelled=True)
 
 
-async def _end_without_a_run(
+async def end_without_a_run(
     gw: Gateway, batch_id: str, now: int, *, cancelled: bool, reason: str = ""
 ) -> dict[str, Any]:
     """End a batch no run will end: ``cancelled``, or ``failed`` with ``reason``, with the
@@ -480,7 +487,7 @@ async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
     asked, the lines kept so far written either way; a batch is never left ``in_progress``
     or ``cancelling`` without a job."""
     with contextlib.suppress(NotFoundError):  # (no such batch: nothing to end)
-        await _end_without_a_run(gw, batch_id, int(gw.clock.time()), cancelled=False, reason=reason)
+        await end_without_a_run(gw, batch_id, int(gw.clock.time()), cancelled=False, reason=reason)
 
 
 async def write_files(

@@ -1,5 +1,4 @@
-"""The batch job's hooks: what a batch object says when its job's start moves, is held back or
-fails for good.
+"""A batch object kept true to its job: the job's hooks, and batches no job will run.
 
 The job queue owns a batch's schedule (``scheduler/jobs.py``); the batch object only reports
 it. Each hook brings the object in line with the job as it is now, through the same
@@ -9,14 +8,43 @@ compare-and-set as every other write (``update_batch``):
 - a run failed, or its owner's limits refused it, and the job waits for its retry
   (``JobRunner.on_held``): the batch is ``scheduled`` again, at the retry's time;
 - the job failed for good (``JobRunner.on_failure``): the batch ends ``failed``.
+
+Nothing accepted is lost, also when a process dies between two writes. A batch is stored
+before its job is queued (the job's runner must find the batch), so a process that dies in
+between leaves a batch ``in_progress`` that no job will run; one that dies after a batch's job
+failed for good or was cancelled, before the failure hook or the cancel ended the batch,
+leaves one whose job will not run again. :class:`BatchRecovery` finds them
+(``FileStore.stranded_batches``), run by the job runner when it starts and every
+``scheduler.replan_s`` after (``JobRunner.recover``), in every process on the store:
+
+- a batch without a job gets it, under the id its object names (planned for what is left
+  of its window; one whose window is over runs at once and expires, as any late batch):
+  processes recovering at once (workers, replicas) queue it once, a job id being unique, and
+  a creator that was only slow finds its job queued already;
+- a batch whose job was cancelled, or which was ``cancelling``, ends ``cancelled`` (its
+  owner asked); one whose job failed, or ended without ending it, ends ``failed`` with the
+  reason. Either only once a sweep before found it so too: the hook or the cancel ends such a
+  batch moments after its job ends, and ending it beside them could write its files twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from typing import Any
 
 from ...gateway import Gateway
-from .serving import TERMINAL, fail_batch, iso_utc, update_batch
+from .serving import (
+    TERMINAL,
+    end_without_a_run,
+    fail_batch,
+    iso_utc,
+    run_estimate_s,
+    update_batch,
+)
+
+log = logging.getLogger("boundgate.batches")
 
 # what a batch whose job failed for good tells its owner (the runner logged the error)
 JOB_FAILED = "the batch's job failed after its retries; the server log has the details"
@@ -55,3 +83,77 @@ async def batch_failed(gw: Gateway, payload: dict[str, Any], error: str) -> None
     """A batch's job failed for good: the batch ends ``failed`` (the client is told no
     internals: ``error`` is in the server log)."""
     await fail_batch(gw, str(payload.get("batch")), JOB_FAILED)
+
+
+# what a batch whose job ended without ending it tells its owner (no version of the run does
+# that: a batch left so by one that did, or by hand)
+JOB_ENDED = "the batch's job ended without finishing it; the server log has the details"
+
+
+class BatchRecovery:
+    """Batches no job will run, found and queued again or ended (the module's docstring);
+    called, it sweeps once and returns how many batches it queued or ended. ``request_s``:
+    the estimated run time of a line (``scheduler.batch_request_s``), to plan a job."""
+
+    def __init__(self, gw: Gateway, request_s: float) -> None:
+        self.gw = gw
+        self.request_s = request_s
+        # (batch id, job id, job state) of the batches the last sweep found with a job ended
+        self._found: set[tuple[str, str, str]] = set()
+
+    async def __call__(self) -> int:
+        found: set[tuple[str, str, str]] = set()
+        acted = 0
+        for body, job_state in await self.gw.store.stranded_batches():
+            batch = json.loads(body)
+            try:
+                if job_state is None:
+                    acted += await self._queue(batch)
+                    continue
+                seen = (str(batch["id"]), str(batch["boundgate"]["job_id"]), job_state)
+                found.add(seen)
+                if seen in self._found:  # so for a whole sweep: no hook is ending it
+                    acted += await self._end(batch, job_state)
+            except Exception:  # one batch's fault (its object?) must not stop the others
+                log.exception("batch %s: recovering it failed", batch.get("id"))
+        self._found = found
+        return acted
+
+    async def _queue(self, batch: dict[str, Any]) -> int:
+        """Queue the job a batch names, which was never queued; 1 if this call queued it."""
+        jobs = self.gw.jobs
+        if jobs is None:  # pragma: no cover - assembly always builds a queue
+            return 0
+        batch_id, job_id = str(batch["id"]), str(batch["boundgate"]["job_id"])
+        window_s = max(0.0, float(batch["expires_at"]) - self.gw.clock.time())
+        lines = int(batch["request_counts"]["total"])
+        duration_s = run_estimate_s(lines, window_s, self.request_s)
+        planned = await asyncio.to_thread(jobs.plan, "batch", window_s, duration_s)
+        queued = await jobs.submit(
+            "batch",
+            {"batch": batch_id},
+            deadline_s=window_s,
+            duration_s=duration_s,
+            job_id=job_id,
+            planned=planned,
+        )
+        if queued is None:  # queued meanwhile (its creator, another process)
+            return 0
+        log.warning(
+            "batch %s had no job (its process stopped before queuing it): queued %s for %s",
+            batch_id, job_id, iso_utc(planned[0]),
+        )  # fmt: skip
+        # its start as planned now (unless a runner has started it meanwhile)
+        await batch_moved(self.gw, {"batch": batch_id}, planned[0])
+        return 1
+
+    async def _end(self, batch: dict[str, Any], job_state: str) -> int:
+        """End a batch whose job ended (``job_state``) without ending it; 1."""
+        batch_id = str(batch["id"])
+        log.warning("batch %s: its job is %s but it was not ended; ending it", batch_id, job_state)
+        reason = JOB_FAILED if job_state == "failed" else JOB_ENDED
+        now = int(self.gw.clock.time())
+        await end_without_a_run(
+            self.gw, batch_id, now, cancelled=job_state == "cancelled", reason=reason
+        )
+        return 1

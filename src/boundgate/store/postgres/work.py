@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from ..aggregate import BATCH_STATUSES_ENDED_SQL, JOB_OPEN_SQL
 from ..rows import (
     BatchLineRow,
     FileRow,
@@ -215,6 +216,18 @@ class PostgresWork(PostgresBase):
 
     async def drop_batch_lines(self, batch_id: str) -> None:
         await self._execute("DELETE FROM batch_lines WHERE batch_id = %s", (batch_id,))
+
+    async def stranded_batches(self) -> list[tuple[str, str | None]]:
+        sql = (
+            "SELECT b.body, j.state FROM "
+            "(SELECT id, created, body, body::jsonb AS doc FROM batches) AS b "
+            "LEFT JOIN jobs j ON j.id = b.doc -> 'boundgate' ->> 'job_id' "
+            f"WHERE b.doc ->> 'status' NOT IN {BATCH_STATUSES_ENDED_SQL} "
+            f"AND (j.state IS NULL OR j.state NOT IN {JOB_OPEN_SQL}) "
+            "ORDER BY b.created, b.id"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql))
+        return [(str(r["body"]), r["state"]) for r in rows]
 
     # --- creativity buffer ---------------------------------------------------------------
     async def note_novel_ask(self, exact: str, asker: str, request: str, ts: float) -> int:

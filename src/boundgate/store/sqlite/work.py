@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import fields
 
+from ..aggregate import BATCH_STATUSES_ENDED_SQL, JOB_OPEN_SQL
 from ..rows import (
     BatchLineRow,
     FileRow,
@@ -230,6 +231,20 @@ class SQLiteWork(SQLiteBase):
 
     async def drop_batch_lines(self, batch_id: str) -> None:
         await self._execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
+
+    async def stranded_batches(self) -> list[tuple[str, str | None]]:
+        sql = (
+            "SELECT b.body, j.state FROM batches b "
+            "LEFT JOIN jobs j ON j.id = json_extract(b.body, '$.boundgate.job_id') "
+            f"WHERE json_extract(b.body, '$.status') NOT IN {BATCH_STATUSES_ENDED_SQL} "
+            f"AND (j.state IS NULL OR j.state NOT IN {JOB_OPEN_SQL}) "
+            "ORDER BY b.created, b.id"
+        )
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+            return [(str(r[0]), r[1]) for r in conn.execute(sql)]
+
+        return await self._read(run)
 
     async def cancel_job(self, job_id: str) -> bool:
         sql = "UPDATE jobs SET state = 'cancelled' WHERE id = ? AND state = 'pending'"

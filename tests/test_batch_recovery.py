@@ -1,0 +1,162 @@
+"""Batches a process that died left without a job, or with a job that ended without ending
+them: found when a gateway starts (and every ``scheduler.replan_s``), queued again or ended,
+once across processes (``server/batches/upkeep.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from boundgate.assembly import build_app, build_gateway
+from boundgate.clock import FakeClock
+from boundgate.gateway import Gateway
+from boundgate.scheduler.jobs import new_job_id
+from boundgate.server.batches.serving import create_batch, iso_utc, new_file
+from boundgate.server.batches.upkeep import JOB_FAILED, BatchRecovery
+from boundgate.store import Store
+from boundgate.tenants import Tenant
+from boundgate.testing import ThreadedServer
+from helpers import Live, arun, fake_settings, wait_until
+from test_batches import START, lines
+
+REQUEST_S = 2.0  # scheduler.batch_request_s's default
+
+
+def test_a_batch_stored_without_its_job_is_queued_at_start_and_completes(
+    tmp_path: Path,
+) -> None:
+    """An audit's finding: a process that died between storing a batch (``put_batch``) and
+    queuing its job (``jobs.submit``) left the batch ``in_progress`` for good; only a cancel
+    ended it. The next start finds it, queues its job under the id its object names, and
+    the batch runs and completes."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.poll_s = 0.05
+    clock = FakeClock(start=START)
+    with ThreadedServer(app := build_app(settings, clock=clock)) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai()
+        f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )  # deferred to the afternoon's solar dip
+        live.http.close()
+    job_id = b.model_extra["boundgate"]["job_id"]
+    db = sqlite3.connect(settings.db_path)  # the batch as stored, its job never queued
+    try:
+        with db:
+            assert db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+    finally:
+        db.close()
+    settings.scheduler.policy = "now"
+    with ThreadedServer(app := build_app(settings, clock=clock)) as srv:
+        live = Live(srv, app)
+        client = live.openai()
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        assert done.request_counts.completed == 3
+        assert done.model_extra["boundgate"]["scheduled_start"] == iso_utc(START)  # as re-planned
+        (job,) = arun(live.gateway.store.jobs())
+        assert (job.id, job.state, job.attempts) == (job_id, "done", 1)
+        live.http.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_gateways(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Two gateways on one store, as two processes (workers, replicas) would be, at START."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.enabled = False
+    clock = FakeClock(start=START)
+
+    def store() -> Store | None:  # None: the settings' SQLite file
+        if request.param == "sqlite":
+            return None
+        from boundgate.store.postgres import PostgresStore
+
+        return PostgresStore(request.getfixturevalue("postgres_schema"), max_size=4)
+
+    gateways = [build_gateway(settings, store=store(), clock=clock) for _ in range(2)]
+    for gw in gateways:
+        gw.store.open()
+    yield gateways, clock
+    for gw in gateways:
+        gw.store.close()
+
+
+async def _batch(gw: Gateway) -> dict[str, Any]:
+    """A batch of 2 lines created as ``POST /v1/batches`` creates it (its job queued)."""
+    f = await new_file(gw, "acme", "batch", "in.jsonl", lines(2))
+    ctx = gw.context(Tenant(name="acme"), "/v1/batches")
+    return await create_batch(
+        gw, ctx, input_file_id=f.id, endpoint="/v1/chat/completions",
+        completion_window="24h", metadata=None, request_s=REQUEST_S,
+    )  # fmt: skip
+
+
+def test_processes_recovering_together_queue_a_batch_without_a_job_once(
+    two_gateways: tuple[list[Gateway], FakeClock],
+) -> None:
+    gateways, _ = two_gateways
+    a = gateways[0]
+
+    async def scenario() -> tuple[list[int], dict[str, str]]:
+        made = await _batch(a)
+        # the same batch stored again under another id, its job never queued
+        stray = {**made, "id": "batch_stray"}
+        stray["boundgate"] = {**made["boundgate"], "job_id": new_job_id()}
+        await a.store.put_batch("batch_stray", "acme", a.clock.time(), json.dumps(stray))
+        sweeps = [BatchRecovery(gw, REQUEST_S) for gw in gateways]
+        queued = list(await asyncio.gather(*(sweep() for sweep in sweeps)))
+        queued += await asyncio.gather(*(sweep() for sweep in sweeps))  # nothing left
+        jobs = {j.id: json.loads(j.payload)["batch"] for j in await a.store.jobs()}
+        assert jobs[stray["boundgate"]["job_id"]] == "batch_stray"
+        return queued, jobs
+
+    queued, jobs = asyncio.run(scenario())
+    assert sum(queued) == 1 and queued[2:] == [0, 0]  # one of the two queued it
+    assert len(jobs) == 2  # the first batch's job, and the stray's: once
+
+
+def test_a_batch_whose_job_ended_without_ending_it_is_ended_after_a_sweep(
+    two_gateways: tuple[list[Gateway], FakeClock],
+) -> None:
+    """A job failed for good (or was cancelled) and its process died before the failure hook
+    (or the cancel) ended the batch: the batch ends ``failed`` with the hook's reason (or
+    ``cancelled``), once a sweep before found it so too (a live hook is done by then)."""
+    gateways, clock = two_gateways
+    gw = gateways[0]
+    store = gw.store
+
+    async def status(batch_id: str) -> dict[str, Any]:
+        row = await store.get_batch(batch_id)
+        assert row is not None
+        return dict(json.loads(row[1]))
+
+    async def scenario() -> tuple[list[int], list[str], list[dict[str, Any]]]:
+        made = {b["boundgate"]["job_id"]: b for b in [await _batch(gw) for _ in range(3)]}
+        claimed = await store.claim_job("runner_dead", START + 24 * 3600, 60.0)
+        assert claimed is not None
+        assert await store.finish_job(claimed.id, "runner_dead", "failed", None)
+        failed = made.pop(claimed.id)  # (whichever the runner took)
+        cancelled, waiting = made.values()
+        assert await store.cancel_job(cancelled["boundgate"]["job_id"])
+        ids = [b["id"] for b in (failed, cancelled, waiting)]
+        sweep = BatchRecovery(gw, REQUEST_S)
+        acted = [await sweep()]  # found: their hooks may be ending them right now
+        first = [(await status(i))["status"] for i in ids]
+        clock.advance(3600)
+        acted += [await sweep(), await sweep()]
+        return acted, first, [await status(i) for i in ids]
+
+    acted, first, (failed, cancelled, waiting) = asyncio.run(scenario())
+    assert first == ["in_progress"] * 3
+    assert acted == [0, 2, 0]
+    assert failed["status"] == "failed" and failed["boundgate"]["state"] == "failed"
+    assert failed["errors"]["data"][0]["message"] == JOB_FAILED
+    assert failed["failed_at"] == int(START + 3600)
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled_at"] == int(START + 3600)
+    assert waiting["status"] == "in_progress"  # its job is pending: not touched
