@@ -54,6 +54,7 @@ def test_a_batch_stored_without_its_job_is_queued_at_start_and_completes(
     finally:
         db.close()
     settings.scheduler.policy = "now"
+    settings.scheduler.replan_s = 1e9  # found as the gateway starts, not on a later round
     with ThreadedServer(app := build_app(settings, clock=clock)) as srv:
         live = Live(srv, app)
         client = live.openai()

@@ -233,7 +233,10 @@ class JobRunner:
         # finds work whose job is missing or ended without finishing it (a process died
         # between two writes) and queues or ends it; returns how much
         self.recover = recover
-        self._replanned = 0.0
+        # when upkeep last ran (monotonic); None: not yet, so it runs as the runner starts
+        # (0.0 waited until replan_s after the host booted: a VM up for less than an hour
+        # skipped it)
+        self._upkept: float | None = None
         # which process holds a lease: host and pid, for operators of several replicas
         self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
@@ -254,8 +257,8 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while True:
-            if time.monotonic() - self._replanned >= self.replan_s:  # at start, then every
-                self._replanned = time.monotonic()
+            if self._upkept is None or time.monotonic() - self._upkept >= self.replan_s:
+                self._upkept = time.monotonic()
                 await self._upkeep()
             ran = await self.run_once()
             if not ran:

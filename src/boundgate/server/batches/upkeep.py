@@ -48,6 +48,9 @@ log = logging.getLogger("boundgate.batches")
 
 # what a batch whose job failed for good tells its owner (the runner logged the error)
 JOB_FAILED = "the batch's job failed after its retries; the server log has the details"
+# what one whose job finished without ending it does (today's run always ends its batch: one
+# an older version left so, or a hand in the database; the recovery logs it)
+JOB_ENDED = "the batch's job ended without finishing it; the server log has the details"
 
 
 async def batch_moved(gw: Gateway, payload: dict[str, Any], start: float) -> None:
@@ -85,11 +88,6 @@ async def batch_failed(gw: Gateway, payload: dict[str, Any], error: str) -> None
     await fail_batch(gw, str(payload.get("batch")), JOB_FAILED)
 
 
-# what a batch whose job ended without ending it tells its owner (no version of the run does
-# that: a batch left so by one that did, or by hand)
-JOB_ENDED = "the batch's job ended without finishing it; the server log has the details"
-
-
 class BatchRecovery:
     """Batches no job will run, found and queued again or ended (the module's docstring);
     called, it sweeps once and returns how many batches it queued or ended. ``request_s``:
@@ -105,8 +103,9 @@ class BatchRecovery:
         found: set[tuple[str, str, str]] = set()
         acted = 0
         for body, job_state in await self.gw.store.stranded_batches():
-            batch = json.loads(body)
+            batch: dict[str, Any] = {}
             try:
+                batch = json.loads(body)
                 if job_state is None:
                     acted += await self._queue(batch)
                     continue
