@@ -227,7 +227,10 @@ class SchedulerSettings(_Section):
         description="0 = carbon only, 1 = price only, between: a weighted mix (needs price_csv).",
     )
     replan_s: float = Field(
-        3600.0, gt=0, description="How often queued jobs are re-planned on a fresh forecast."
+        3600.0,
+        gt=0,
+        description="How often queued jobs are re-planned on a fresh forecast, and batches a "
+        "process that died left without a job are looked for (also at start).",
     )
     batch_request_s: float = Field(
         2.0, gt=0, description="Estimated run time per batch line (s), to size its window."
