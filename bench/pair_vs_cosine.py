@@ -82,6 +82,12 @@ def main() -> None:
     ap.add_argument("--quora", type=Path, help="a labelled Quora CSV (question1, question2, ...)")
     ap.add_argument("--model", type=Path, help="a pair model directory (default: the shipped)")
     ap.add_argument("--pairs", type=Path, help="a labelled CSV instead of the development sets")
+    ap.add_argument(
+        "--list-past",
+        type=float,
+        metavar="T",
+        help="also list the look-alikes the guards pass with a pair score >= T, highest first",
+    )
     args = ap.parse_args()
     scorer, embedder = OnnxPairScorer(args.model, threads=2), OnnxEmbedder()
     print(f"pair model: {scorer.name}")
@@ -106,6 +112,12 @@ def main() -> None:
         reused = (_passes(pp, pc, rule) & pok).mean()
         past = int((_passes(np_, nc, rule) & nok).sum())
         print(f"| {_name(rule)} | {reused:.3f} | {past} |")
+    if args.list_past is not None:
+        past_pairs = [(float(p), a, b) for p, ok, (a, b) in zip(np_, nok, neg, strict=True) if ok]
+        listed = sorted((x for x in past_pairs if x[0] >= args.list_past), reverse=True)
+        print(f"\nlook-alikes past the guards with pair >= {args.list_past}: {len(listed)}")
+        for score, a, b in listed:
+            print(f"{score:.3f} | {a} | {b}")
     if args.quora:
         rows = list(csv.DictReader(args.quora.open(encoding="utf-8")))
         pairs = [(r["question1"], r["question2"]) for r in rows]
