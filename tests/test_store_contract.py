@@ -877,6 +877,116 @@ def test_a_document_id_is_written_once(store: Store) -> None:
     assert got is not None and got.created == 1.0
 
 
+def test_a_document_is_bound_to_its_entry_in_the_same_step(store: Store) -> None:
+    for k in (1, 2):
+        run(store.put_entry(entry(k)))
+    run(store.set_entry_document(2, None, revoked=True))
+    head = run(store.change_head())
+    assert run(store.put_document(doc("doc_a", 1.0, entry=1))) is True
+    got = run(store.get_entry(1))
+    assert got is not None and got.document_id == "doc_a"
+    assert [(c.kind, c.entry, c.ref) for c in run(store.changes(head))] == [
+        ("document", 1, "doc_a"),
+        ("entry-update", 1, None),
+    ]
+    # an entry bound to another document, revoked, or not stored: nothing is written
+    for doc_id, key in (("doc_b", 1), ("doc_c", 2), ("doc_d", 9)):
+        assert run(store.put_document(doc(doc_id, 2.0, entry=key))) is False
+        assert run(store.get_document(doc_id)) is None
+    bound, revoked = run(store.get_entries([1, 2]))
+    assert (bound.document_id, revoked.document_id) == ("doc_a", None)
+    assert run(store.put_document(doc("doc_e", 3.0))) is True  # no entry: inserted alone
+
+
+def test_concurrent_binds_of_one_entry_have_one_winner(make_store: Callable[[], Store]) -> None:
+    a, b = make_store(), make_store()
+    run(a.put_entry(entry(1)))
+
+    async def main() -> list[bool]:
+        stores = [a, b, a, b]
+        return list(
+            await asyncio.gather(
+                *[s.put_document(doc(f"doc_{i}", 1.0, entry=1)) for i, s in enumerate(stores)]
+            )
+        )
+
+    assert run(main()).count(True) == 1
+    got = run(b.get_entry(1))
+    assert got is not None and [d.id for d in run(b.documents())] == [got.document_id]
+
+
+def test_import_document_writes_its_entry_and_itself_together(store: Store) -> None:
+    head = run(store.change_head())
+    got = run(store.import_document(entry(5, id="ans_i"), doc("doc_i", 1.0, entry=5)))
+    assert got is not None and (got.key, got.document_id) == (5, "doc_i")
+    stored, imported = run(store.get_entry(5)), run(store.get_document("doc_i"))
+    assert stored is not None and stored.document_id == "doc_i"
+    assert imported is not None and imported.entry == 5
+    assert [(c.kind, c.entry, c.ref) for c in run(store.changes(head))] == [
+        ("entry", 5, None),
+        ("document", 5, "doc_i"),
+    ]
+    # imported before: nothing is written
+    assert run(store.import_document(entry(6, id="ans_i6"), doc("doc_i", 2.0, entry=6))) is None
+    assert run(store.get_entry(6)) is None
+    # an entry an import left without its document (two writes, interrupted): used, whatever
+    # its key, and the document bound to it
+    run(store.put_entry(entry(1, id="ans_j", document_id="doc_j")))
+    got = run(store.import_document(entry(7, id="ans_j"), doc("doc_j", 3.0, entry=7)))
+    assert got is not None and (got.key, got.document_id) == (1, "doc_j")
+    imported = run(store.get_document("doc_j"))
+    assert imported is not None and imported.entry == 1 and run(store.get_entry(7)) is None
+    # ... a revoked one stays revoked, and so is its document
+    run(store.put_entry(entry(2, id="ans_k", revoked=True)))
+    got = run(store.import_document(entry(8, id="ans_k"), doc("doc_k", 4.0, entry=8)))
+    assert got is not None and (got.key, got.revoked, got.document_id) == (2, True, "doc_k")
+    imported = run(store.get_document("doc_k"))
+    assert imported is not None and (imported.entry, imported.state) == (2, "revoked")
+
+
+def test_concurrent_imports_of_one_document_write_it_once(
+    make_store: Callable[[], Store],
+) -> None:
+    a, b = make_store(), make_store()
+
+    async def main() -> list[StoredEntry | None]:
+        stores = [a, b, a, b]
+        return list(
+            await asyncio.gather(
+                *[
+                    s.import_document(entry(10 + i, id="ans_x"), doc("doc_x", 1.0, entry=10 + i))
+                    for i, s in enumerate(stores)
+                ]
+            )
+        )
+
+    written = [e for e in run(main()) if e is not None]
+    assert len(written) == 1
+    (stored,) = run(b.entries())
+    imported = run(b.get_document("doc_x"))
+    assert stored.key == written[0].key and imported is not None and imported.entry == stored.key
+
+
+def test_revoke_document_revokes_every_entry_that_serves_it(store: Store) -> None:
+    # pointed at the document, which names no entry (an import run again after it stopped
+    # between its two writes named an entry never stored)
+    run(store.put_entry(entry(1, document_id="doc_a")))
+    run(store.put_document(doc("doc_a", 1.0)))
+    # named by the document, never pointed at it (a bind stopped between its two writes)
+    run(store.put_entry(entry(2)))
+    run(store.put_document(doc("doc_b", 2.0, entry=2)))
+    run(store.set_entry_document(2, None))
+    run(store.put_entry(entry(3)))  # another answer
+    run(store.put_document(doc("doc_c", 3.0, entry=3)))
+    assert run(store.revoke_document("doc_a")) == [1]
+    assert run(store.revoke_document("doc_b")) == [2]
+    assert [(e.key, e.revoked) for e in run(store.entries())] == [(1, True), (2, True), (3, False)]
+    states = {d.id: d.state for d in run(store.documents())}
+    assert states == {"doc_a": "revoked", "doc_b": "revoked", "doc_c": "active"}
+    assert run(store.revoke_document("doc_a")) == [1]  # again: the same, nothing changes
+    assert run(store.revoke_document("doc_missing")) is None
+
+
 # --- verifier labels ------------------------------------------------------------------------
 
 

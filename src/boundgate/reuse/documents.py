@@ -114,7 +114,8 @@ class Documents:
         variants: list[str] | None = None,
         askers: int | None = None,
     ) -> DocumentRow | None:
-        """Freeze an entry's answer into a signed document (no-op if already bound)."""
+        """Freeze an entry's answer into a signed document (no-op if already bound: its
+        document). With ``supersedes``, a new version of that document."""
         if self.signer is None:
             return None
         entry = await self.store.get_entry(entry_key)
@@ -158,8 +159,15 @@ class Documents:
             created=now,
             body=binding.canonical(signed).decode(),
         )
-        await self.store.put_document(row)
-        await self.store.set_entry_document(entry_key, row.id)
+        # the document, its entry pointed at it and the version it supersedes marked so, in
+        # one transaction: all of it or (a failure, a process killed) none
+        if not await self.store.put_document(row):
+            # bound meanwhile (another process: that document), or revoked or deleted
+            now_stored = await self.store.get_entry(entry_key)
+            if now_stored is None or now_stored.revoked or not now_stored.document_id:
+                return None
+            self.engine.pin(entry_key, now_stored.document_id)
+            return await self.store.get_document(now_stored.document_id)
         self.engine.pin(entry_key, row.id)
         if supersedes is not None:  # put_document marked it superseded
             self._stale_documents.discard(supersedes.id)
@@ -230,7 +238,6 @@ class Documents:
             document_id=doc_id,
             request=imported_request(temperature),
         )
-        await self.store.put_entry(entry)
         row = DocumentRow(
             id=doc_id,
             entry=entry_key,
@@ -244,8 +251,17 @@ class Documents:
             body=binding.canonical(doc).decode(),
             public_key=None if self.is_own(public_key) else binding.public_pem(public_key).decode(),
         )
-        await self.store.put_document(row)
-        self.engine.admit(entry, vector)
+        # the entry and the document in one transaction; an entry of this id stored by an
+        # import that stopped between the two writes (before they were one) is used
+        stored = await self.store.import_document(entry, row)
+        if stored is None:
+            return None  # imported meanwhile
+        if stored.key == entry.key:
+            self.engine.admit(entry, vector)
+        elif self.engine.meta(stored.key) is not None:
+            self.engine.pin(stored.key, doc_id)
+        elif not stored.revoked:
+            self.engine.admit_stored(stored)
         return doc_id
 
     def is_own(self, public_key: Ed25519PublicKey) -> bool:
@@ -258,14 +274,13 @@ class Documents:
         return verifying_key(row, self.signer.public if self.signer is not None else None)
 
     async def revoke(self, doc_id: str) -> bool:
-        """Stop serving a document's answer; the document stays, marked revoked."""
-        doc = await self.store.get_document(doc_id)
-        if doc is None:
+        """Stop serving a document's answer; the document stays, marked revoked, and so do
+        the entries that serve it (every one pointed at it: ``DocumentStore.revoke_document``).
+        False if there is no such document."""
+        keys = await self.store.revoke_document(doc_id)
+        if keys is None:
             return False
-        await self.store.set_document_state(doc_id, "revoked")
-        if doc.entry is not None:
-            await self.store.set_entry_document(doc.entry, doc_id, True)
-            await self.engine.forget([doc.entry], delete=False)
+        await self.engine.forget(keys, delete=False)
         self._stale_documents.discard(doc_id)
         return True
 

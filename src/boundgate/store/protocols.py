@@ -288,12 +288,26 @@ class ChangeFeed(Protocol):
 class DocumentStore(Protocol):
     """Bound JSON-LD documents and their lifecycle (active, stale, superseded, revoked)."""
 
-    async def put_document(self, doc: DocumentRow) -> None:
+    async def put_document(self, doc: DocumentRow) -> bool:
         """Insert a document, with the key it verifies with (``public_key``: an imported
-        document's issuer key; None: this gateway's own). A new version marks the one it
-        supersedes as superseded in the same transaction: no reader ever sees the new
-        version and an old one that is still current. Raises the implementation's integrity
-        error if the id exists."""
+        document's issuer key; None: this gateway's own), and bind it, all in one
+        transaction: its entry (``doc.entry``) is pointed at it, and a new version marks
+        the one it supersedes (``doc.supersedes``) superseded, so no reader ever sees the
+        new version and an old one that is still current, or a document whose entry does
+        not name it. The entry must be stored, not revoked and bound to no other document
+        (two binds of one entry at once: one wins); if it is not, nothing is written and it
+        returns False; else True. A document without an entry (``entry`` None) is only
+        inserted. Raises the implementation's integrity error if the id exists."""
+
+    async def import_document(self, entry: StoredEntry, doc: DocumentRow) -> StoredEntry | None:
+        """Store an imported document and the entry that serves its answer, in one
+        transaction, the entry pointed at the document and the document at the entry. An
+        entry stored under ``entry.id`` already (by an import that stopped between its two
+        writes, before they were one) is used instead of ``entry``, whatever its key: the
+        document is bound to it (and stored ``revoked`` if that entry is). Returns the entry
+        the document is bound to, as stored; None, writing nothing, if a document with
+        ``doc.id`` exists already (atomic: of concurrent imports of one document one
+        writes)."""
 
     async def get_document(self, doc_id: str) -> DocumentRow | None:
         """The document ``doc_id`` (rows written before keys were kept: ``public_key``
@@ -309,6 +323,13 @@ class DocumentStore(Protocol):
     ) -> None:
         """Set a document's state (and ``superseded_by``, when given). No document: nothing
         happens."""
+
+    async def revoke_document(self, doc_id: str) -> list[int] | None:
+        """Revoke a document and, in the same transaction, every entry that serves it: each
+        entry pointed at it (``document_id``), and its own entry (``doc.entry``) if that is
+        pointed at no document (a bind that stopped between its writes, before they were
+        one). Entries are kept, revoked. Returns the keys of those entries (revoked now or
+        before), or None if there is no such document."""
 
     async def document_counts(self) -> dict[str, int]:
         """Documents per state (states with none are absent), for metrics."""

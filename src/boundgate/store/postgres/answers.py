@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
+
+from psycopg import Rollback
 
 from ..rows import (
     DocumentRow,
@@ -20,17 +22,17 @@ from .core import (
     _Conn,
     _marks,
     _one,
+    _rowcount,
     _scalar,
 )
 
 _ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
 _ENTRY_SELECT = f"SELECT {_cols(_ENTRY_COLUMNS)} FROM reuse_entries"
-_INSERT_ENTRY = (
-    f"INSERT INTO reuse_entries ({_cols(_ENTRY_COLUMNS)}) VALUES ({_marks(_ENTRY_COLUMNS)}) "
-    "ON CONFLICT DO NOTHING"
-)
+_INTO_ENTRIES = f"INTO reuse_entries ({_cols(_ENTRY_COLUMNS)}) VALUES ({_marks(_ENTRY_COLUMNS)})"
+_INSERT_ENTRY = "INSERT " + _INTO_ENTRIES + " ON CONFLICT DO NOTHING"
 _DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
 _DOC_SELECT = f"SELECT {_cols(_DOC_COLUMNS)} FROM documents"
+_INSERT_DOC = f"INSERT INTO documents ({_cols(_DOC_COLUMNS)}) VALUES ({_marks(_DOC_COLUMNS)})"
 
 
 def _entry_from(r: dict[str, Any]) -> StoredEntry:
@@ -41,6 +43,20 @@ def _entry_from(r: dict[str, Any]) -> StoredEntry:
 
 def _doc_from(r: dict[str, Any]) -> DocumentRow:
     return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS})
+
+
+async def _bind_entry(conn: _Conn, key: int, doc_id: str) -> bool:
+    """Point entry ``key`` at document ``doc_id`` if it is stored, not revoked and bound to
+    no other document (row-locked: of two binds at once, the second sees the first's)."""
+    return (
+        await _rowcount(
+            conn,
+            "UPDATE reuse_entries SET document_id = %s WHERE key = %s AND NOT revoked "
+            "AND (document_id IS NULL OR document_id = %s)",
+            (doc_id, key, doc_id),
+        )
+        == 1
+    )
 
 
 class PostgresAnswers(PostgresBase):
@@ -166,19 +182,86 @@ class PostgresAnswers(PostgresBase):
         return [str(r["query"]) for r in rows]
 
     # --- documents -----------------------------------------------------------------------
-    async def put_document(self, doc: DocumentRow) -> None:
-        insert = f"INSERT INTO documents ({_cols(_DOC_COLUMNS)}) VALUES ({_marks(_DOC_COLUMNS)})"
+    async def put_document(self, doc: DocumentRow) -> bool:
         values = [getattr(doc, c) for c in _DOC_COLUMNS]
 
-        async def write(conn: _Conn) -> None:
-            await conn.execute(insert, values)
-            if doc.supersedes is not None:
-                await conn.execute(
-                    "UPDATE documents SET state = 'superseded', superseded_by = %s WHERE id = %s",
-                    (doc.id, doc.supersedes),
-                )
+        async def write(conn: _Conn) -> bool:
+            bound = False
+            async with conn.transaction() as tx:
+                await conn.execute(_INSERT_DOC, values)
+                if doc.entry is not None and not await _bind_entry(conn, doc.entry, doc.id):
+                    raise Rollback(tx)
+                if doc.supersedes is not None:
+                    await conn.execute(
+                        "UPDATE documents SET state = 'superseded', superseded_by = %s "
+                        "WHERE id = %s",
+                        (doc.id, doc.supersedes),
+                    )
+                bound = True
+            return bound
 
-        await self._run(write, tx=True)
+        return await self._run(write)
+
+    async def import_document(self, entry: StoredEntry, doc: DocumentRow) -> StoredEntry | None:
+        async def write(conn: _Conn) -> StoredEntry | None:
+            imported: StoredEntry | None = None
+            async with conn.transaction() as tx:
+                # concurrent imports of one document: the second waits on the entry's id,
+                # then finds the first's entry and document
+                fresh = replace(entry, document_id=doc.id)
+                inserted = await _one(
+                    conn,
+                    "INSERT " + _INTO_ENTRIES + " ON CONFLICT (id) DO NOTHING RETURNING key",
+                    [getattr(fresh, c) for c in _ENTRY_COLUMNS],
+                )
+                if inserted is not None:
+                    stored = fresh
+                else:  # stored by an import that stopped before its document was written
+                    r = await _one(conn, _ENTRY_SELECT + " WHERE id = %s FOR UPDATE", (entry.id,))
+                    assert r is not None  # the conflict was on its id
+                    stored = replace(_entry_from(r), document_id=doc.id)
+                    await conn.execute(
+                        "UPDATE reuse_entries SET document_id = %s WHERE key = %s",
+                        (doc.id, stored.key),
+                    )
+                state = "revoked" if stored.revoked else doc.state
+                row = replace(doc, entry=stored.key, state=state)
+                added = await _one(
+                    conn,
+                    _INSERT_DOC + " ON CONFLICT (id) DO NOTHING RETURNING id",
+                    [getattr(row, c) for c in _DOC_COLUMNS],
+                )
+                if added is None:  # imported before
+                    raise Rollback(tx)
+                imported = stored
+            return imported
+
+        return await self._run(write)
+
+    async def revoke_document(self, doc_id: str) -> list[int] | None:
+        async def write(conn: _Conn) -> list[int] | None:
+            r = await _one(
+                conn,
+                "UPDATE documents SET state = 'revoked' WHERE id = %s RETURNING entry",
+                (doc_id,),
+            )
+            if r is None:
+                return None
+            rows = await _all(
+                conn,
+                "UPDATE reuse_entries SET revoked = TRUE WHERE document_id = %s RETURNING key",
+                (doc_id,),
+            )
+            if r["entry"] is not None:  # its own entry, if a write before this left it unbound
+                rows += await _all(
+                    conn,
+                    "UPDATE reuse_entries SET revoked = TRUE "
+                    "WHERE key = %s AND document_id IS NULL RETURNING key",
+                    (r["entry"],),
+                )
+            return sorted({int(k["key"]) for k in rows})
+
+        return await self._run(write, tx=True)
 
     async def get_document(self, doc_id: str) -> DocumentRow | None:
         r = await self._run(lambda conn: _one(conn, _DOC_SELECT + " WHERE id = %s", (doc_id,)))

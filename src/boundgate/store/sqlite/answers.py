@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from dataclasses import fields
-from typing import Any
+from collections.abc import Callable
+from dataclasses import fields, replace
+from typing import Any, TypeVar
 
 from ..aggregate import (
     CHANGES_SQL,
@@ -24,10 +25,14 @@ from ..rows import (
 from .core import SQLiteBase
 
 _ENTRY_COLUMNS = [f.name for f in fields(StoredEntry)]
-_INSERT_ENTRY = (
-    f"INSERT OR IGNORE INTO reuse_entries ({', '.join(_ENTRY_COLUMNS)}) "
+_INTO_ENTRIES = (
+    f"INTO reuse_entries ({', '.join(_ENTRY_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _ENTRY_COLUMNS)})"
 )
+_INSERT_ENTRY = "INSERT OR IGNORE " + _INTO_ENTRIES
+
+
+_T = TypeVar("_T")
 
 
 def _entry_from(r: sqlite3.Row) -> StoredEntry:
@@ -38,6 +43,42 @@ def _entry_from(r: sqlite3.Row) -> StoredEntry:
 
 
 _DOC_COLUMNS = [f.name for f in fields(DocumentRow)]
+_INSERT_DOC = (
+    f"INSERT INTO documents ({', '.join(_DOC_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})"
+)
+
+
+def _all_or_none(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T | None]
+) -> _T | None:
+    """``fn``'s writes under one savepoint: kept when it returns a value, undone when it
+    returns None or raises. Inside the writer's transaction, or alone when a failed group
+    commit is retried one write at a time (each statement would commit on its own then)."""
+    conn.execute("SAVEPOINT all_or_none")
+    try:
+        out = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK TO all_or_none")
+        conn.execute("RELEASE all_or_none")
+        raise
+    if out is None:
+        conn.execute("ROLLBACK TO all_or_none")
+    conn.execute("RELEASE all_or_none")
+    return out
+
+
+def _bind_entry(conn: sqlite3.Connection, key: int, doc_id: str) -> bool:
+    """Point entry ``key`` at document ``doc_id`` if it is stored, not revoked and bound to
+    no other document."""
+    return (
+        conn.execute(
+            "UPDATE reuse_entries SET document_id = ? WHERE key = ? AND NOT revoked "
+            "AND (document_id IS NULL OR document_id = ?)",
+            (doc_id, key, doc_id),
+        ).rowcount
+        == 1
+    )
 
 
 class SQLiteAnswers(SQLiteBase):
@@ -258,22 +299,69 @@ class SQLiteAnswers(SQLiteBase):
 
         return await self._read(run)
 
-    async def put_document(self, doc: DocumentRow) -> None:
-        insert = (
-            f"INSERT INTO documents ({', '.join(_DOC_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _DOC_COLUMNS)})"
-        )
+    async def put_document(self, doc: DocumentRow) -> bool:
         values = tuple(getattr(doc, c) for c in _DOC_COLUMNS)
 
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute(insert, values)
+        def write(conn: sqlite3.Connection) -> bool | None:
+            conn.execute(_INSERT_DOC, values)
+            if doc.entry is not None and not _bind_entry(conn, doc.entry, doc.id):
+                return None
             if doc.supersedes is not None:
                 conn.execute(
                     "UPDATE documents SET state = 'superseded', superseded_by = ? WHERE id = ?",
                     (doc.id, doc.supersedes),
                 )
+            return True
 
-        await self._call(write)
+        return bool(await self._call(lambda conn: _all_or_none(conn, write)))
+
+    async def import_document(self, entry: StoredEntry, doc: DocumentRow) -> StoredEntry | None:
+        def write(conn: sqlite3.Connection) -> StoredEntry | None:
+            if conn.execute("SELECT 1 FROM documents WHERE id = ?", (doc.id,)).fetchone():
+                return None
+            r = conn.execute("SELECT * FROM reuse_entries WHERE id = ?", (entry.id,)).fetchone()
+            if r is None:  # a plain insert: another entry under this key is an error
+                stored = replace(entry, document_id=doc.id)
+                values = tuple(getattr(stored, c) for c in _ENTRY_COLUMNS)
+                conn.execute("INSERT " + _INTO_ENTRIES, values)
+            else:  # stored by an import that stopped before its document was written
+                stored = replace(_entry_from(r), document_id=doc.id)
+                conn.execute(
+                    "UPDATE reuse_entries SET document_id = ? WHERE key = ?", (doc.id, stored.key)
+                )
+            state = "revoked" if stored.revoked else doc.state
+            row = replace(doc, entry=stored.key, state=state)
+            conn.execute(_INSERT_DOC, tuple(getattr(row, c) for c in _DOC_COLUMNS))
+            return stored
+
+        return await self._call(lambda conn: _all_or_none(conn, write))
+
+    async def revoke_document(self, doc_id: str) -> list[int] | None:
+        def write(conn: sqlite3.Connection) -> list[int] | None:
+            r = conn.execute(
+                "UPDATE documents SET state = 'revoked' WHERE id = ? RETURNING entry", (doc_id,)
+            ).fetchone()
+            if r is None:
+                return None
+            keys = {
+                int(k[0])
+                for k in conn.execute(
+                    "UPDATE reuse_entries SET revoked = 1 WHERE document_id = ? RETURNING key",
+                    (doc_id,),
+                ).fetchall()
+            }
+            if r[0] is not None:  # its own entry, if a write before this left it unbound
+                keys.update(
+                    int(k[0])
+                    for k in conn.execute(
+                        "UPDATE reuse_entries SET revoked = 1 "
+                        "WHERE key = ? AND document_id IS NULL RETURNING key",
+                        (r[0],),
+                    ).fetchall()
+                )
+            return sorted(keys)
+
+        return await self._call(lambda conn: _all_or_none(conn, write))
 
     async def get_document(self, doc_id: str) -> DocumentRow | None:
         def run(conn: sqlite3.Connection) -> DocumentRow | None:

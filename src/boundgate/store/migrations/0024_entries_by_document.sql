@@ -1,0 +1,5 @@
+-- Entries found by the document they serve: a revocation revokes every entry pointed at the
+-- document (DocumentStore.revoke_document), not only the one the document names, which an
+-- import stopped between its two writes (before they were one transaction) left pointing at
+-- no entry. Bound entries only: the index stays as small as the documents.
+CREATE INDEX reuse_entries_document ON reuse_entries (document_id) WHERE document_id IS NOT NULL;
