@@ -1,8 +1,9 @@
 """Bound documents' writes and state transitions, on SQLite and PostgreSQL: an import or a
-bind is one write (the entry and its document together), and a revocation stops every entry
-serving the document.
+bind is one write (the entry and its document together), a revocation stops every entry
+serving the document and is never undone (by a rebind finishing, by the stale check at
+start-up).
 
-Gateways are driven in-process (``Gateway.complete``) on real
+Gateways are driven in-process (``Gateway.complete``, the job handler) on real
 stores. A process killed between two writes, or another process acting at a given moment, is
 a store subclass that acts at one of its methods (``open_store(Mixin)``), not a patch of our
 code.
@@ -12,16 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from boundgate.assembly import build_gateway
-from boundgate.backends.base import GenerationRequest, Message
+from boundgate.backends.base import GenerationRequest, Message, model_versions
 from boundgate.backends.fake import FakeBackend
 from boundgate.gateway import Gateway
+from boundgate.scheduler.handlers import rebind
 from boundgate.store import DocumentRow, SQLiteStore, Store, StoredEntry
 from boundgate.tenants import Tenant
 from helpers import arun, fake_settings
@@ -253,5 +255,80 @@ def test_two_binds_of_one_entry_at_once_make_one_document(
         assert await documents(store) == [(first.id, "active")]
         stored = await store.get_entry(unbound.key)
         assert stored is not None and stored.document_id == first.id
+
+    arun(main())
+
+
+# --- revocation is never undone ---------------------------------------------------------------
+
+
+class RevokesWhenAnswerIsStored:
+    """Runs ``self.meanwhile`` (once) when an answer is about to be stored: another process
+    revoking a document while a rebind's generation ran."""
+
+    meanwhile: Callable[[], Awaitable[Any]] | None = None
+
+    async def put_entry(self, entry: StoredEntry) -> None:
+        act, self.meanwhile = self.meanwhile, None
+        if act is not None:
+            await act()
+        await super().put_entry(entry)  # type: ignore[misc]
+
+
+def test_a_revocation_during_a_rebind_stays(tmp_path: Path, open_store: OpenStore) -> None:
+    """``docs revoke`` of a stale document while its rebind generated the new answer: the
+    rebind used to supersede the revoked document and bind the new answer active."""
+
+    async def main() -> None:
+        store = open_store(RevokesWhenAnswerIsStored)
+        v1 = gateway(tmp_path, store, "v1")
+        assert (await ask(v1, "alice"))[0] == "miss"
+        ((old, _),) = await documents(store)
+        v2 = await started(gateway(tmp_path, store, "v2"))
+        assert v2.reuse is not None
+        assert old in await v2.reuse.documents.mark_stale(model_versions(v2.backends))
+        (job,) = await store.jobs()
+        revoker = await started(gateway(tmp_path, store, "v2"))  # `docs revoke`
+        assert revoker.reuse is not None
+        documents_of = revoker.reuse.documents
+
+        async def revoke() -> None:
+            assert await documents_of.revoke(old)
+
+        store.meanwhile = revoke  # type: ignore[attr-defined]
+        result = await rebind(v2, json.loads(job.payload))
+        assert "skipped" in result and "revoked" in result["skipped"]
+        assert await documents(store) == [(old, "revoked")]
+        assert (await ask(v2, "bob"))[1] != old
+
+    arun(main())
+
+
+class RevokesAfterListing:
+    """Another process revokes every document listed as active right after it is listed (a
+    ``docs revoke`` between the stale check's read and its write)."""
+
+    async def documents(self, state: str | None = None, limit: int | None = None) -> Any:
+        rows = await super().documents(state, limit)  # type: ignore[misc]
+        if state == "active":
+            for d in rows:
+                await self.set_document_state(d.id, "revoked")  # type: ignore[attr-defined]
+        return rows
+
+
+def test_the_stale_check_does_not_undo_a_revocation(tmp_path: Path, open_store: OpenStore) -> None:
+    """A document revoked between the start-up's read of the active documents and its write
+    of their new state used to become stale again, with a rebind queued for it."""
+
+    async def main() -> None:
+        store = open_store(RevokesAfterListing)
+        v1 = gateway(tmp_path, store, "v1")
+        assert (await ask(v1, "alice"))[0] == "miss"
+        ((doc, _),) = await documents(store)
+        v2 = await started(gateway(tmp_path, store, "v2"))
+        assert v2.reuse is not None
+        assert await v2.reuse.documents.mark_stale(model_versions(v2.backends)) == []
+        assert await documents(store) == [(doc, "revoked")]
+        assert await store.jobs() == []
 
     arun(main())

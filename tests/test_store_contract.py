@@ -915,6 +915,36 @@ def test_concurrent_binds_of_one_entry_have_one_winner(make_store: Callable[[], 
     assert got is not None and [d.id for d in run(b.documents())] == [got.document_id]
 
 
+def test_a_new_version_supersedes_only_a_current_document(store: Store) -> None:
+    run(store.put_entry(entry(1)))
+    run(store.put_document(doc("doc_v1", 1.0, state="stale")))
+    run(store.set_document_state("doc_v1", "revoked"))  # revoked while its rebind ran
+    assert run(store.put_document(doc("doc_v2", 2.0, entry=1, supersedes="doc_v1"))) is False
+    old = run(store.get_document("doc_v1"))
+    assert old is not None and (old.state, old.superseded_by) == ("revoked", None)
+    assert run(store.get_document("doc_v2")) is None
+    got = run(store.get_entry(1))
+    assert got is not None and got.document_id is None  # not bound either
+    run(store.put_document(doc("doc_s1", 3.0, state="stale")))
+    assert run(store.put_document(doc("doc_s2", 4.0, entry=1, supersedes="doc_s1"))) is True
+    run(store.put_entry(entry(2)))
+    # superseded already (a second rebind of it): no second successor
+    assert run(store.put_document(doc("doc_s3", 5.0, entry=2, supersedes="doc_s1"))) is False
+    first = run(store.get_document("doc_s1"))
+    assert first is not None and (first.state, first.superseded_by) == ("superseded", "doc_s2")
+
+
+def test_set_document_state_only_from_the_state_expected(store: Store) -> None:
+    run(store.put_document(doc("doc_a", 1.0)))
+    run(store.put_document(doc("doc_b", 2.0)))
+    assert run(store.set_document_state("doc_a", "revoked")) is True
+    assert run(store.set_document_state("doc_a", "stale", expected="active")) is False
+    assert run(store.set_document_state("doc_b", "stale", expected="active")) is True
+    states = {d.id: d.state for d in run(store.documents())}
+    assert states == {"doc_a": "revoked", "doc_b": "stale"}
+    assert run(store.set_document_state("doc_missing", "revoked")) is False
+
+
 def test_import_document_writes_its_entry_and_itself_together(store: Store) -> None:
     head = run(store.change_head())
     got = run(store.import_document(entry(5, id="ans_i"), doc("doc_i", 1.0, entry=5)))

@@ -115,7 +115,9 @@ class Documents:
         askers: int | None = None,
     ) -> DocumentRow | None:
         """Freeze an entry's answer into a signed document (no-op if already bound: its
-        document). With ``supersedes``, a new version of that document."""
+        document). With ``supersedes``, a new version of that document: bound only while the
+        old one is still current (active or stale, not revoked or superseded meanwhile); else
+        None, nothing written."""
         if self.signer is None:
             return None
         entry = await self.store.get_entry(entry_key)
@@ -162,6 +164,8 @@ class Documents:
         # the document, its entry pointed at it and the version it supersedes marked so, in
         # one transaction: all of it or (a failure, a process killed) none
         if not await self.store.put_document(row):
+            if supersedes is not None:
+                return None  # revoked or superseded meanwhile: it stays so
             # bound meanwhile (another process: that document), or revoked or deleted
             now_stored = await self.store.get_entry(entry_key)
             if now_stored is None or now_stored.revoked or not now_stored.document_id:
@@ -289,13 +293,18 @@ class Documents:
         """Documents bound by another version of a configured model become stale; a rebind
         job is queued for each. Returns the stale document ids."""
         stale: list[str] = []
-        for state in ("active", "stale"):
-            for doc in await self.store.documents(state=state):
+        # both read before any is marked: one marked stale here is not found again
+        found = [(state, await self.store.documents(state=state)) for state in ("active", "stale")]
+        for state, docs in found:
+            for doc in docs:
                 current = current_versions.get(doc.model)
                 if current is None or current == doc.model_version:
                     continue
-                if state == "active":
-                    await self.store.set_document_state(doc.id, "stale")
+                # only while still active: a revocation since the read stays
+                if state == "active" and not await self.store.set_document_state(
+                    doc.id, "stale", expected="active"
+                ):
+                    continue
                 stale.append(doc.id)
                 self._stale_documents.add(doc.id)
                 self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)

@@ -125,7 +125,9 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
 
 async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     """Job handler: recompute a stale document's answer with the current model version and
-    bind it as a new document that supersedes the old one (with a diff). Idempotent."""
+    bind it as a new document that supersedes the old one (with a diff). Idempotent. A
+    document revoked (or superseded) while the new answer was generated stays so: nothing is
+    bound."""
     reuse, store = gateway.reuse, gateway.store
     assert reuse is not None
     doc = await store.get_document(str(payload["document"]))
@@ -145,16 +147,29 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     key = reuse.entry_key(stored) if stored else None
     if key is None:
         return {"skipped": "new answer was not stored", "request_id": ctx.request_id}
-    old = json.loads(doc.body)
-    new = await reuse.documents.bind(
-        key,
-        supersedes=doc,
-        previous_answer=entry.answer,
-        variants=list(old.get("bg:questionVariants") or []),
-        askers=int(old.get("bg:askerCount") or 1),
-    )
+    # the generation took a while: a document revoked meanwhile is not rebound (and the
+    # store supersedes only a document still current, should it happen from here on)
+    now = await store.get_document(doc.id)
+    new = None
+    if now is not None and now.state == "stale":
+        old = json.loads(doc.body)
+        new = await reuse.documents.bind(
+            key,
+            supersedes=doc,
+            previous_answer=entry.answer,
+            variants=list(old.get("bg:questionVariants") or []),
+            askers=int(old.get("bg:askerCount") or 1),
+        )
+        if new is None:  # why: revoked or superseded since the read just now
+            now = await store.get_document(doc.id)
+    if new is None:
+        state = now.state if now is not None else "gone"
+        return {
+            "skipped": f"document {state} while its new answer was generated",
+            "request_id": ctx.request_id,
+        }
     return {
-        "document": new.id if new else None,
+        "document": new.id,
         "supersedes": doc.id,
         "answer_changed": result.completion.text != entry.answer,
         "request_id": ctx.request_id,

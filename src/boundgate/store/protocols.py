@@ -294,10 +294,12 @@ class DocumentStore(Protocol):
         transaction: its entry (``doc.entry``) is pointed at it, and a new version marks
         the one it supersedes (``doc.supersedes``) superseded, so no reader ever sees the
         new version and an old one that is still current, or a document whose entry does
-        not name it. The entry must be stored, not revoked and bound to no other document
-        (two binds of one entry at once: one wins); if it is not, nothing is written and it
-        returns False; else True. A document without an entry (``entry`` None) is only
-        inserted. Raises the implementation's integrity error if the id exists."""
+        not name it. Both are conditional: the entry must be stored, not revoked and bound
+        to no other document (two binds of one entry at once: one wins); the superseded
+        document must still be current, ``active`` or ``stale`` (one revoked or superseded
+        meanwhile stays so). If either is not so, nothing is written and it returns False;
+        else True. A document without an entry (``entry`` None) is only inserted. Raises
+        the implementation's integrity error if the id exists."""
 
     async def import_document(self, entry: StoredEntry, doc: DocumentRow) -> StoredEntry | None:
         """Store an imported document and the entry that serves its answer, in one
@@ -319,10 +321,17 @@ class DocumentStore(Protocol):
         """Documents in ``state`` (None: any), newest ``created`` first, at most ``limit``."""
 
     async def set_document_state(
-        self, doc_id: str, state: str, superseded_by: str | None = None
-    ) -> None:
-        """Set a document's state (and ``superseded_by``, when given). No document: nothing
-        happens."""
+        self,
+        doc_id: str,
+        state: str,
+        superseded_by: str | None = None,
+        *,
+        expected: str | None = None,
+    ) -> bool:
+        """Set a document's state (and ``superseded_by``, when given), if it is in state
+        ``expected`` (None: any; one conditional update, so a state another process set
+        meanwhile, a revocation, is never overwritten). False if there is no such document
+        or it is not in ``expected``."""
 
     async def revoke_document(self, doc_id: str) -> list[int] | None:
         """Revoke a document and, in the same transaction, every entry that serves it: each

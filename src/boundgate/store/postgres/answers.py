@@ -192,11 +192,15 @@ class PostgresAnswers(PostgresBase):
                 if doc.entry is not None and not await _bind_entry(conn, doc.entry, doc.id):
                     raise Rollback(tx)
                 if doc.supersedes is not None:
-                    await conn.execute(
+                    # row-locked: a revocation committed first is seen here, one after waits
+                    current = await _rowcount(
+                        conn,
                         "UPDATE documents SET state = 'superseded', superseded_by = %s "
-                        "WHERE id = %s",
+                        "WHERE id = %s AND state IN ('active', 'stale')",
                         (doc.id, doc.supersedes),
                     )
+                    if current != 1:
+                        raise Rollback(tx)
                 bound = True
             return bound
 
@@ -283,13 +287,19 @@ class PostgresAnswers(PostgresBase):
         return [_doc_from(r) for r in rows]
 
     async def set_document_state(
-        self, doc_id: str, state: str, superseded_by: str | None = None
-    ) -> None:
-        await self._execute(
+        self,
+        doc_id: str,
+        state: str,
+        superseded_by: str | None = None,
+        *,
+        expected: str | None = None,
+    ) -> bool:
+        changed = await self._execute(
             "UPDATE documents SET state = %s, superseded_by = COALESCE(%s::text, superseded_by) "
-            "WHERE id = %s",
-            (state, superseded_by, doc_id),
+            "WHERE id = %s AND state = COALESCE(%s::text, state)",
+            (state, superseded_by, doc_id, expected),
         )
+        return changed == 1
 
     async def document_counts(self) -> dict[str, int]:
         return await self._state_counts("documents")

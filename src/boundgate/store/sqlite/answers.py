@@ -307,10 +307,13 @@ class SQLiteAnswers(SQLiteBase):
             if doc.entry is not None and not _bind_entry(conn, doc.entry, doc.id):
                 return None
             if doc.supersedes is not None:
-                conn.execute(
-                    "UPDATE documents SET state = 'superseded', superseded_by = ? WHERE id = ?",
+                current = conn.execute(
+                    "UPDATE documents SET state = 'superseded', superseded_by = ? "
+                    "WHERE id = ? AND state IN ('active', 'stale')",
                     (doc.id, doc.supersedes),
-                )
+                ).rowcount
+                if current != 1:
+                    return None
             return True
 
         return bool(await self._call(lambda conn: _all_or_none(conn, write)))
@@ -389,13 +392,19 @@ class SQLiteAnswers(SQLiteBase):
         return await self._read(run)
 
     async def set_document_state(
-        self, doc_id: str, state: str, superseded_by: str | None = None
-    ) -> None:
-        await self._execute(
+        self,
+        doc_id: str,
+        state: str,
+        superseded_by: str | None = None,
+        *,
+        expected: str | None = None,
+    ) -> bool:
+        sql = (
             "UPDATE documents SET state = ?, superseded_by = COALESCE(?, superseded_by) "
-            "WHERE id = ?",
-            (state, superseded_by, doc_id),
+            "WHERE id = ? AND state = COALESCE(?, state)"
         )
+        params = (state, superseded_by, doc_id, expected)
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def set_entry_document(
         self, entry: int, doc_id: str | None, revoked: bool = False
