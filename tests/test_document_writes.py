@@ -1,7 +1,8 @@
 """Bound documents' writes and state transitions, on SQLite and PostgreSQL: an import or a
 bind is one write (the entry and its document together), a revocation stops every entry
 serving the document and is never undone (by a rebind finishing, by the stale check at
-start-up).
+start-up), and a wrong exact answer that is bound gets its document revoked rather than its
+entry deleted.
 
 Gateways are driven in-process (``Gateway.complete``, the job handler) on real
 stores. A process killed between two writes, or another process acting at a given moment, is
@@ -330,5 +331,34 @@ def test_the_stale_check_does_not_undo_a_revocation(tmp_path: Path, open_store: 
         assert await v2.reuse.documents.mark_stale(model_versions(v2.backends)) == []
         assert await documents(store) == [(doc, "revoked")]
         assert await store.jobs() == []
+
+    arun(main())
+
+
+def test_wrong_feedback_on_a_bound_answer_revokes_its_document(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """``correct: false`` for an exact hit of a bound answer used to delete its entry and
+    leave its document active (listed, exported, verified as current). The document is
+    revoked now; it and its entry are kept, revoked."""
+
+    async def main() -> None:
+        store = open_store()
+        gw = gateway(tmp_path, store)
+        assert gw.reuse is not None
+        assert (await ask(gw, "alice"))[0] == "miss"
+        ((doc, _),) = await documents(store)
+        status, served, request_id = await ask(gw, "bob")
+        assert (status, served) == ("hit-exact", doc)
+        await gw.drain()
+        row = await store.get_row(request_id)
+        assert await gw.reuse.feedback(row, False, ACME.name, admin=False) == "recorded"
+        assert await documents(store) == [(doc, "revoked")]
+        (entry,) = await store.entries()
+        assert entry.document_id == doc and entry.revoked
+        status, served, _ = await ask(gw, "carol")
+        assert status == "miss" and served != doc
+        restarted = await started(gateway(tmp_path, store))
+        assert (await ask(restarted, "dave"))[1] != doc
 
     arun(main())

@@ -174,8 +174,9 @@ class Labelling:
           ``correct: true`` (it would lower the threshold every tenant is served under), or
           its ``correct: false`` beyond the quota. A noted ``correct: false`` still stops the
           answer being served to the tenant for that question: an exact (or coalesced) hit's
-          entry is forgotten, a semantic hit's entry gets its own floor above the score that
-          failed (both entries are in the tenant's own scope);
+          entry is forgotten (a bound one's document revoked instead: the document and its
+          entry are kept, marked revoked), a semantic hit's entry gets its own floor above
+          the score that failed (both entries are in the tenant's own scope);
         - ``"duplicate"``: this request's label was learned before, or (for a non-admin key)
           its ``correct: false`` was noted before. A noted ``correct: true`` leaves the
           request open to a later label, and a noted ``correct: false`` to an admin's.
@@ -233,8 +234,13 @@ class Labelling:
         elif not learned:
             await self._count_feedback(tenant, "noted")
         if not correct and key is not None and same_question:
-            # The stored answer itself is wrong for its own question: stop serving it.
-            await self.forget([key])
+            # The stored answer itself is wrong for its own question: stop serving it. A
+            # bound answer is pinned, signed and exported: its document is revoked (it and
+            # its entry stay, marked), never deleted from under it.
+            meta = self._meta.get(key)
+            document = meta.document if meta is not None else None
+            if document is None or not await self.documents.revoke(document):
+                await self.forget([key])
         return "recorded" if learned else "noted"
 
     def _note_feedback(self, o: ObservationRow) -> None:
