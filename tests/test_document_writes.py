@@ -1,10 +1,10 @@
 """Bound documents' writes and state transitions, on SQLite and PostgreSQL: an import or a
 bind is one write (the entry and its document together), a revocation stops every entry
 serving the document and is never undone (by a rebind finishing, by the stale check at
-start-up), and a wrong exact answer that is bound gets its document revoked rather than its
-entry deleted.
+start-up), a wrong exact answer that is bound gets its document revoked rather than its
+entry deleted, and a rebind runs only where the model is at the version it is for.
 
-Gateways are driven in-process (``Gateway.complete``, the job handler) on real
+Gateways are driven in-process (``Gateway.complete``, the job handler, ``JobRunner``) on real
 stores. A process killed between two writes, or another process acting at a given moment, is
 a store subclass that acts at one of its methods (``open_store(Mixin)``), not a patch of our
 code.
@@ -23,14 +23,17 @@ import pytest
 from boundgate.assembly import build_gateway
 from boundgate.backends.base import GenerationRequest, Message, model_versions
 from boundgate.backends.fake import FakeBackend
+from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
-from boundgate.scheduler.handlers import rebind
+from boundgate.scheduler.handlers import job_handlers, rebind
+from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import DocumentRow, SQLiteStore, Store, StoredEntry
 from boundgate.tenants import Tenant
 from helpers import arun, fake_settings
 
 Q = "What is the boiling point of water at sea level?"
 ACME = Tenant("acme")
+CLOCK_START = 1_900_000_000.0  # after any real time the stores see in these tests
 
 OpenStore = Callable[..., Store]
 
@@ -67,7 +70,9 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
         store.close()
 
 
-def gateway(tmp: Path, store: Store, version: str = "v1") -> Gateway:
+def gateway(
+    tmp: Path, store: Store, version: str = "v1", clock: FakeClock | None = None
+) -> Gateway:
     """A gateway process on ``store`` (its data dir, so its signing key, under ``tmp``)
     whose fake model is at ``version``; a meaning is bound at its first asker."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,7 @@ def gateway(tmp: Path, store: Store, version: str = "v1") -> Gateway:
     settings.reuse.bind_after = 1
     settings.scheduler.policy = "now"
     backend = FakeBackend("fake", params_b=1, version=version)
-    return build_gateway(settings, store=store, backends={"fake": backend})
+    return build_gateway(settings, store=store, backends={"fake": backend}, clock=clock)
 
 
 async def started(gw: Gateway) -> Gateway:
@@ -362,3 +367,105 @@ def test_wrong_feedback_on_a_bound_answer_revokes_its_document(
         assert (await ask(restarted, "dave"))[1] != doc
 
     arun(main())
+
+
+# --- rebinding at the right version ------------------------------------------------------------
+
+
+def test_a_replica_on_the_old_version_hands_the_rebind_back(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """A rolling upgrade: the replica on v2 finds the document stale and queues its rebind;
+    one still on v1 claims it. It used to rebind at v1 and supersede the stale document with
+    one of the same old version. It hands the job back now (untried: no attempt counted),
+    and the v2 replica rebinds it once the hand-back's hold has passed."""
+
+    async def main() -> None:
+        clock = FakeClock(start=CLOCK_START)
+        store = open_store()
+        v1 = gateway(tmp_path, store, "v1", clock)
+        assert (await ask(v1, "alice"))[0] == "miss"
+        ((old, _),) = await documents(store)
+        v2 = await started(gateway(tmp_path, store, "v2", clock))
+        assert v2.reuse is not None
+        await v2.reuse.documents.mark_stale(model_versions(v2.backends))
+
+        def runner(gw: Gateway) -> JobRunner:
+            return JobRunner(store, job_handlers(gw), clock=clock, poll_s=1.0, replan_s=3600.0)
+
+        old_replica = await started(gateway(tmp_path, store, "v1", clock))
+        assert await runner(old_replica).run_once()
+        (job,) = await store.jobs()
+        assert (job.state, job.attempts) == ("pending", 0)
+        assert job.not_before >= clock.time() + 60.0 - 1e-6
+        assert "handed_back" in json.loads(job.result or "{}")
+        assert await documents(store) == [(old, "stale")]
+        assert not await runner(v2).run_once()  # held for every runner a while
+        clock.advance(61.0)
+        assert await runner(v2).run_once()
+        (job,) = await store.jobs()
+        assert (job.state, job.attempts) == ("done", 1)
+        assert json.loads(job.payload)["version"] == "v2"  # what it was queued for
+        new = json.loads(job.result or "{}")["document"]
+        row = await store.get_document(new)
+        assert row is not None and (row.model_version, row.supersedes) == ("v2", old)
+        assert dict(await documents(store)) == {old: "superseded", new: "active"}
+
+    arun(main())
+
+
+def test_a_rebind_queued_without_its_version_never_binds_the_old_one_again(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """A job queued before jobs carried their version names only the document: a process at
+    the document's own (stale) version hands it back too."""
+
+    from boundgate.scheduler.jobs import HandBack
+
+    async def main() -> None:
+        store = open_store()
+        v1 = gateway(tmp_path, store, "v1")
+        assert (await ask(v1, "alice"))[0] == "miss"
+        ((old, _),) = await documents(store)
+        await store.set_document_state(old, "stale")
+        with pytest.raises(HandBack):
+            await rebind(await started(gateway(tmp_path, store, "v1")), {"document": old})
+        assert await documents(store) == [(old, "stale")]
+        result = await rebind(await started(gateway(tmp_path, store, "v2")), {"document": old})
+        assert result["supersedes"] == old
+
+    arun(main())
+
+
+def test_a_job_handed_back_past_its_deadline_is_skipped(tmp_path: Path) -> None:
+    """Handed back until its deadline, then finished ``done`` with the reason: no process
+    that can run it took it in its window."""
+    from boundgate.scheduler.jobs import HandBack
+
+    store = SQLiteStore(tmp_path / "j.db")
+    store.open()
+    clock = FakeClock(start=CLOCK_START)
+
+    async def not_here(payload: dict[str, Any]) -> dict[str, Any]:
+        raise HandBack("not at this version here", 60.0)
+
+    async def main() -> None:
+        queue = JobQueue(store, clock)
+        await queue.submit("rebind", {"document": "doc_x"}, deadline_s=100.0, duration_s=1.0)
+        runner = JobRunner(
+            store, {"rebind": not_here}, clock=clock, poll_s=1.0, replan_s=3600.0, max_attempts=1
+        )
+        for _ in range(2):  # never failed for it, whatever max_attempts
+            assert await runner.run_once()
+            (job,) = await store.jobs()
+            assert (job.state, job.attempts) == ("pending", 0)
+            clock.advance(61.0)
+        assert await runner.run_once()
+        (job,) = await store.jobs()
+        assert job.state == "done"
+        assert json.loads(job.result or "{}") == {"skipped": "not at this version here"}
+
+    try:
+        arun(main())
+    finally:
+        store.close()

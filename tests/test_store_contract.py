@@ -1226,6 +1226,24 @@ def test_a_job_held_back_for_a_retry_is_never_rescheduled_before_its_hold(store:
     assert (again.not_before, again.hold_until) == (7300.0, 7300.0)
 
 
+def test_a_job_handed_back_is_held_and_its_attempt_not_counted(store: Store) -> None:
+    run(store.put_job(job("j1", 10.0)))
+    claimed = run(store.claim_job("r1", 100.0, 60.0))
+    assert claimed is not None and claimed.attempts == 1
+    result = '{"handed_back": "not here"}'
+    assert run(store.finish_job("j1", "r1", "pending", result, retry_at=160.0, handed_back=True))
+    (back,) = run(store.jobs())
+    assert (back.state, back.attempts, back.not_before, back.hold_until) == (
+        "pending",
+        0,
+        160.0,
+        160.0,
+    )
+    assert run(store.claim_job("r2", 159.0, 60.0)) is None  # held for every runner
+    again = run(store.claim_job("r2", 160.0, 60.0))
+    assert again is not None and again.attempts == 1
+
+
 def test_reschedule_and_cancel_only_pending_jobs(store: Store) -> None:
     run(store.put_job(job("p", 10.0)))
     run(store.put_job(job("r", 5.0)))

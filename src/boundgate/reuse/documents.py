@@ -116,8 +116,8 @@ class Documents:
     ) -> DocumentRow | None:
         """Freeze an entry's answer into a signed document (no-op if already bound: its
         document). With ``supersedes``, a new version of that document: bound only while the
-        old one is still current (active or stale, not revoked or superseded meanwhile); else
-        None, nothing written."""
+        old one is still current (active or stale, not revoked or superseded meanwhile) and
+        of another model version than the entry's; else None, nothing written."""
         if self.signer is None:
             return None
         entry = await self.store.get_entry(entry_key)
@@ -125,6 +125,8 @@ class Documents:
             return None
         if entry.document_id:
             return await self.store.get_document(entry.document_id)
+        if supersedes is not None and supersedes.model_version == entry.model_version:
+            return None  # the same version again (a replica not yet upgraded): no new version
         variants = (variants or []) + await self.store.variants(entry_key)
         if askers is None:
             askers = await self.store.asker_count(entry_key)
@@ -309,9 +311,11 @@ class Documents:
                 self._stale_documents.add(doc.id)
                 self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
                 if self.jobs is not None:
+                    # the version to bind it at: a process still on another (a replica not
+                    # yet upgraded) hands the job back (``scheduler.handlers.rebind``)
                     await self.jobs.submit(
                         "rebind",
-                        {"document": doc.id},
+                        {"document": doc.id, "version": current},
                         deadline_s=self.rebind_window_s,
                         duration_s=60.0,
                         dedupe=f"rebind:{doc.id}:{current}",

@@ -18,10 +18,14 @@ from ..reuse.lookup import is_recorded_request
 from ..reuse.stored import request_from_json
 from ..store import KeyStore, VariantRow
 from ..tenants import Tenant
-from .jobs import JobHandler
+from .jobs import HandBack, JobHandler
 
 if TYPE_CHECKING:
     from ..gateway import Gateway, RequestContext
+
+# how long a rebind handed back (this process's model is not at the version it is for) waits
+# before any process may take it again: a rolling upgrade's other replicas take it meanwhile
+HAND_BACK_S = 60.0
 
 
 def job_handlers(gateway: Gateway) -> dict[str, JobHandler]:
@@ -125,9 +129,13 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
 
 async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     """Job handler: recompute a stale document's answer with the current model version and
-    bind it as a new document that supersedes the old one (with a diff). Idempotent. A
-    document revoked (or superseded) while the new answer was generated stays so: nothing is
-    bound."""
+    bind it as a new document that supersedes the old one (with a diff). Idempotent.
+
+    ``payload["version"]`` is the version to bind at, the one the process that found the
+    document stale runs (jobs queued before it was given: any but the document's own). A
+    process whose model is not at that version (a replica not yet upgraded, in a rolling
+    upgrade) hands the job back (:class:`HandBack`) for one that is. A document revoked (or
+    superseded) while the new answer was generated stays so: nothing is bound."""
     reuse, store = gateway.reuse, gateway.store
     assert reuse is not None
     doc = await store.get_document(str(payload["document"]))
@@ -137,6 +145,14 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     if entry is None or entry.request is None or not is_recorded_request(entry.request):
         return {"skipped": "original request not recorded"}
     req = request_from_json(entry.request)
+    target = payload.get("version")
+    version = gateway.resolve(req.model).version
+    if version == doc.model_version or (target is not None and version != target):
+        raise HandBack(
+            f"model {req.model} is at version {version} here; the rebind of {doc.id} "
+            f"(bound at {doc.model_version}) is for {target or 'another version'}",
+            HAND_BACK_S,
+        )
     endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
     # compute afresh, store the new answer
     # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)

@@ -178,6 +178,22 @@ class _LeaseLost(Exception):
     """The job's lease expired and another runner claimed it."""
 
 
+class HandBack(Exception):
+    """Raised by a handler that cannot run its job in this process but another process can
+    (a replica still on the old model version during a rolling upgrade, given a rebind for
+    the new one). The runner gives the job back, untried: pending again after
+    ``retry_after_s`` (held until then, for every runner), the claim's attempt not counted,
+    so handing back never fails a job. Once the job's deadline has passed it is finished
+    ``done`` instead, its result ``{"skipped": reason}``: no process that can run it took it
+    in its window (a rebind is queued again by the next start that finds the document
+    stale)."""
+
+    def __init__(self, reason: str, retry_after_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
 def retry_backoff(attempts: int, base_s: float, max_s: float) -> float:
     """Seconds a job waits after its ``attempts``-th attempt failed: ``base_s`` doubled for
     each further attempt, ``min(max_s, base_s * 2 ** (attempts - 1))``: the exponential
@@ -196,8 +212,10 @@ class JobRunner:
     ``retry_backoff_max_s``); one its tenant's limits refuse (a 429) after their
     Retry-After instead. Either way it is held until then: a re-plan does not move it
     earlier (:meth:`JobQueue.replan`), and the kind's ``on_held`` hook is told the time (a
-    batch shows it as its next start). When it starts, and every ``replan_s`` after, it
-    calls ``recover`` (work a process that died left without a job: a batch) and ``replan``."""
+    batch shows it as its next start). One its handler hands back (:class:`HandBack`: not
+    for this process) is held the same way without counting the attempt. When it starts,
+    and every ``replan_s`` after, it calls ``recover`` (work a process that died left without
+    a job: a batch) and ``replan``."""
 
     def __init__(
         self,
@@ -305,6 +323,17 @@ class JobRunner:
             return True
         except asyncio.CancelledError:
             raise
+        except HandBack as back:
+            now = self.clock.time()
+            if now >= job.deadline:
+                log.info("job %s (%s) skipped past its deadline: %s", job.id, job.kind, back)
+                await self._finish(job, "done", {"skipped": back.reason})
+            else:
+                log.info("job %s (%s) handed back: %s", job.id, job.kind, back)
+                retry_at = now + back.retry_after_s
+                result = {"handed_back": back.reason}
+                await self._finish(job, "pending", result, retry_at=retry_at, handed_back=True)
+            return True
         except RateLimitError as exc:
             # background work runs under its tenant's limits (rpm, daily token budget): wait
             # until they allow it, as a client would after a 429 with Retry-After
@@ -378,9 +407,19 @@ class JobRunner:
                 await asyncio.gather(task, return_exceptions=True)
 
     async def _finish(
-        self, job: JobRow, state: str, result: dict[str, Any], retry_at: float | None = None
+        self,
+        job: JobRow,
+        state: str,
+        result: dict[str, Any],
+        retry_at: float | None = None,
+        handed_back: bool = False,
     ) -> bool:
         """Finish the job as its lease holder; False if the lease was another runner's."""
         return await self.store.finish_job(
-            job.id, self.owner, state, json.dumps(result, sort_keys=True), retry_at=retry_at
+            job.id,
+            self.owner,
+            state,
+            json.dumps(result, sort_keys=True),
+            retry_at=retry_at,
+            handed_back=handed_back,
         )

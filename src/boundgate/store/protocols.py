@@ -383,12 +383,16 @@ class JobStore(Protocol):
         result: str | None,
         *,
         retry_at: float | None = None,
+        handed_back: bool = False,
     ) -> bool:
         """Set a running job leased to ``owner`` to ``state`` (done, failed, or pending to
         retry) with ``result`` (JSON) and drop the lease; False if the job is not running or
         the lease is someone else's (so only the lease holder's first call counts).
         ``retry_at`` (pending only): the job is held back until then, in the same write: its
-        ``not_before`` and ``hold_until`` move there (a Retry-After, a retry's backoff)."""
+        ``not_before`` and ``hold_until`` move there (a Retry-After, a retry's backoff).
+        ``handed_back`` (pending only): the runner did not try the job but gave it back for
+        another (``jobs.HandBack``): the claim's attempt is taken back (``attempts`` one
+        lower), so it never counts towards failing the job."""
 
     async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
         """Extend the lease of running job ``job_id`` to ``until`` if ``owner`` still holds it

@@ -72,13 +72,14 @@ class PostgresWork(PostgresBase):
         result: str | None,
         *,
         retry_at: float | None = None,
+        handed_back: bool = False,
     ) -> bool:
         sql = (
             "UPDATE jobs SET state = %s, result = %s, lease_owner = NULL, lease_expires = NULL, "
-            "not_before = COALESCE(%s, not_before), hold_until = COALESCE(%s, hold_until) "
-            "WHERE id = %s AND state = 'running' AND lease_owner = %s"
+            "not_before = COALESCE(%s, not_before), hold_until = COALESCE(%s, hold_until), "
+            "attempts = attempts - %s WHERE id = %s AND state = 'running' AND lease_owner = %s"
         )
-        params = (state, result, retry_at, retry_at, job_id, owner)
+        params = (state, result, retry_at, retry_at, int(handed_back), job_id, owner)
         return await self._execute(sql, params) == 1
 
     async def renew_job(self, job_id: str, owner: str, until: float) -> bool:

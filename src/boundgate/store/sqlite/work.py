@@ -65,13 +65,14 @@ class SQLiteWork(SQLiteBase):
         result: str | None,
         *,
         retry_at: float | None = None,
+        handed_back: bool = False,
     ) -> bool:
         sql = (
             "UPDATE jobs SET state = ?, result = ?, lease_owner = NULL, lease_expires = NULL, "
-            "not_before = COALESCE(?, not_before), hold_until = COALESCE(?, hold_until) "
-            "WHERE id = ? AND state = 'running' AND lease_owner = ?"
+            "not_before = COALESCE(?, not_before), hold_until = COALESCE(?, hold_until), "
+            "attempts = attempts - ? WHERE id = ? AND state = 'running' AND lease_owner = ?"
         )
-        params = (state, result, retry_at, retry_at, job_id, owner)
+        params = (state, result, retry_at, retry_at, int(handed_back), job_id, owner)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
     async def _state_counts(self, table: str) -> dict[str, int]:
