@@ -869,6 +869,29 @@ def test_set_document_state_keeps_superseded_by_unless_given(store: Store) -> No
     assert run(store.get_document("doc_missing")) is None
 
 
+def test_a_document_state_changes_only_from_the_state_expected(store: Store) -> None:
+    """``change_document_state`` is a compare-and-set: a stale document that cannot be
+    rebound is made active again, but never one revoked meanwhile."""
+    run(store.put_document(doc("doc_a", 1.0, state="stale")))
+    run(store.put_document(doc("doc_b", 2.0, state="stale")))
+    run(store.set_document_state("doc_b", "revoked"))  # revoked after it was read stale
+    assert run(store.change_document_state("doc_a", "stale", "active")) is True
+    assert run(store.change_document_state("doc_b", "stale", "active")) is False
+    assert run(store.change_document_state("doc_a", "stale", "active")) is False  # once
+    assert run(store.change_document_state("doc_missing", "stale", "active")) is False
+    states = {d.id: d.state for d in run(store.documents())}
+    assert states == {"doc_a": "active", "doc_b": "revoked"}
+
+
+def test_own_documents_are_those_without_an_issuer_key(store: Store) -> None:
+    pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+    assert run(store.has_own_documents()) is False
+    run(store.put_document(doc("doc_theirs", 1.0, public_key=pem)))  # imported
+    assert run(store.has_own_documents()) is False
+    run(store.put_document(doc("doc_own", 2.0, state="revoked")))  # bound here: any state
+    assert run(store.has_own_documents()) is True
+
+
 def test_a_document_id_is_written_once(store: Store) -> None:
     run(store.put_document(doc("doc_a", 1.0)))
     with pytest.raises(Exception):  # noqa: B017 - each implementation's own integrity error
