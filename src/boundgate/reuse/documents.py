@@ -3,7 +3,10 @@
 A meaning asked by ``reuse.bind_after`` distinct askers is bound: its answer is frozen into a
 signed JSON-LD document (``binding.py``). Documents are imported from another gateway,
 revoked, and marked stale when their model's version changes (a rebind job is queued for
-each; while it waits, ``stale_keys`` lets the engine serve the stale answer marked so).
+each; while it waits, ``stale_keys`` lets the engine serve the stale answer marked so). Only a
+document whose request is recorded can be rebound: one imported from another gateway (or
+stored before requests were) stays active, a document of its own model version, which a
+gateway running another version never serves (the version is part of the scope).
 ``ReuseEngine`` holds one ``Documents`` (``engine.documents``) and calls ``register`` on hits
 and fresh answers; the entries themselves stay the engine's.
 """
@@ -24,7 +27,7 @@ from ..store import DocumentRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
-from .lookup import imported_request, request_temperature
+from .lookup import imported_request, is_recorded_request, request_temperature
 from .scope import ReuseKey, exact_hash, reuse_key, scope_hash, verbatim_scope
 
 if TYPE_CHECKING:
@@ -293,7 +296,12 @@ class Documents:
     # --- model versions: stale documents and rebinding ---------------------------------
     async def mark_stale(self, current_versions: dict[str, str]) -> list[str]:
         """Documents bound by another version of a configured model become stale; a rebind
-        job is queued for each. Returns the stale document ids."""
+        job is queued for each. Returns the stale document ids.
+
+        Only a document that can be rebound (``rebindable``) becomes stale: one that cannot
+        (imported: no request is recorded) was served marked stale for good, its job skipped
+        at every start. It stays active, served by no request of another version (as an
+        answer never bound); one marked stale before is made active again."""
         stale: list[str] = []
         # both read before any is marked: one marked stale here is not found again
         found = [(state, await self.store.documents(state=state)) for state in ("active", "stale")]
@@ -301,6 +309,10 @@ class Documents:
             for doc in docs:
                 current = current_versions.get(doc.model)
                 if current is None or current == doc.model_version:
+                    continue
+                if not await self.rebindable(doc):
+                    if state == "stale":
+                        await self.unstale(doc.id)
                     continue
                 # only while still active: a revocation since the read stays
                 if state == "active" and not await self.store.set_document_state(
@@ -321,6 +333,19 @@ class Documents:
                         dedupe=f"rebind:{doc.id}:{current}",
                     )
         return stale
+
+    async def rebindable(self, doc: DocumentRow) -> bool:
+        """Whether ``doc``'s answer can be recomputed (the ``rebind`` job): its entry records
+        the whole request (``is_recorded_request``), which an imported document's does not."""
+        entry = await self.store.get_entry(doc.entry) if doc.entry is not None else None
+        return entry is not None and is_recorded_request(entry.request)
+
+    async def unstale(self, doc_id: str) -> bool:
+        """A stale document that cannot be rebound becomes active again (only if it is still
+        stale: a revocation meanwhile stands) and is no longer served marked stale. Returns
+        whether it was stale."""
+        self._stale_documents.discard(doc_id)
+        return await self.store.change_document_state(doc_id, "stale", "active")
 
     def stale_keys(
         self, req: GenerationRequest, *, tenant: str, endpoint: str

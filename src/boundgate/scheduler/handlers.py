@@ -143,7 +143,14 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         return {"skipped": "not stale" if doc else "unknown document"}
     entry = await store.get_entry(doc.entry)
     if entry is None or entry.request is None or not is_recorded_request(entry.request):
-        return {"skipped": "original request not recorded"}
+        # nothing to recompute it from (an imported document records no request): it was
+        # served marked stale for good, and every start queued this job again. It is no
+        # longer stale, a document of its own model version (documents.mark_stale), unless
+        # it was revoked meanwhile
+        out: dict[str, Any] = {"skipped": "original request not recorded"}
+        if await reuse.documents.unstale(doc.id):
+            out["state"] = "active"
+        return out
     req = request_from_json(entry.request)
     target = payload.get("version")
     version = gateway.resolve(req.model).version

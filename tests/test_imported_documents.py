@@ -1,0 +1,193 @@
+"""Imported documents served for what they are: of their own model version, never stale for
+good (an audit: an import from another version of a configured model was served marked stale
+for ever, its rebind job skipped, another queued at every start)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from boundgate.assembly import build_app
+from boundgate.backends.base import GenerationRequest, Message
+from boundgate.backends.fake import FakeBackend
+from boundgate.cli import app as cli
+from boundgate.reuse import binding
+from boundgate.reuse.scope import reuse_key
+from boundgate.store import SQLiteStore
+from helpers import Live, arun, fake_settings, wait_until
+
+Q = "What is the boiling point of water at sea level?"
+HASH = '[reuse]\nembedder = "hash"'
+
+
+@contextmanager
+def gateway(
+    tmp: Path, version: str = "v1", *, answers: bool = False, **reuse: Any
+) -> Iterator[Live]:
+    """The fake model at ``version`` on the data dir under ``tmp``, in-process. Without
+    ``answers`` its answers are empty, so a miss stores none: whatever is reused is what
+    was imported."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    settings = fake_settings(tmp, HASH)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    for k, v in reuse.items():
+        setattr(settings.reuse, k, v)
+    fake = FakeBackend("fake", params_b=1, version=version, answers=None if answers else silent)
+    app = build_app(settings, backends={"fake": fake})
+    with Live.in_process(app) as live:
+        yield live
+
+
+def silent(question: str) -> str:
+    return ""
+
+
+def ask(live: Live, content: str = Q, cache_control: str = "", **body: Any) -> Any:
+    payload = {"messages": [{"role": "user", "content": content}], "temperature": 0, **body}
+    headers = {"Cache-Control": cache_control} if cache_control else {}
+    return live.http.post("/v1/chat/completions", json=payload, headers=headers)
+
+
+def signed(
+    signer: binding.Signer,
+    *,
+    question: str = Q,
+    answer: str = "100 °C.",
+    version: str = "v1",
+    max_tokens: int = 1024,
+    created: datetime | None = None,
+    answer_created: datetime | None = None,
+    drop: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A document as gateway ``signer`` binds it for the fake model at ``version``, in the
+    scope an open-mode request for ``question`` with ``max_tokens`` has; ``drop``: fields
+    removed (a document bound before them)."""
+    req = GenerationRequest(
+        model="fake", messages=[Message("user", question)], max_tokens=max_tokens, temperature=0
+    )
+    key = reuse_key(req, tenant="local", model_version=version, endpoint="/v1/chat/completions")
+    assert key is not None
+    now = datetime.now(UTC)
+    doc = binding.build(
+        question=question,
+        variants=[question],
+        answer=answer,
+        model="fake",
+        model_version=version,
+        tenant="local",
+        scope=key.scope_doc,
+        askers=3,
+        created=created or now,
+        cost_wh=0.002,
+        cost_gco2=0.001,
+        completion_tokens=len(answer.split()),
+        temperature=0,
+        **({} if answer_created is None else {"answer_created": answer_created}),
+    )
+    for name in drop:
+        doc.pop(name)
+    return signer.sign(doc, created or now)
+
+
+def import_into(tmp: Path, issuer: Path, *docs: dict[str, Any]) -> None:
+    """``docs import`` of ``docs`` (signed with the key in ``issuer``) into the data dir
+    under ``tmp`` (its config written if it is not there)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    if not (tmp / "boundgate.toml").exists():
+        fake_settings(tmp, HASH)
+    f = tmp / "import.ndjson"
+    f.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    pub = str(issuer / binding.PUBLIC_KEY_FILE)
+    config = str(tmp / "boundgate.toml")
+    res = CliRunner().invoke(cli, ["docs", "import", str(f), "--public-key", pub, "-c", config])
+    assert res.exit_code == 0 and f"imported {len(docs)}" in res.output, res.output
+
+
+def states(live: Live) -> dict[str, str]:
+    return {d["id"]: d["state"] for d in live.http.get("/v1/boundgate/documents").json()["data"]}
+
+
+def jobs(live: Live) -> list[tuple[str, str, Any]]:
+    rows = arun(live.gateway.store.jobs())
+    return [(j.kind, j.state, json.loads(j.result) if j.result else None) for j in rows]
+
+
+# --- another model version ----------------------------------------------------------------
+
+
+def test_an_imported_document_of_another_version_is_neither_stale_nor_rebound(
+    tmp_path: Path,
+) -> None:
+    """An audit: a document imported from a gateway on another version of a configured model
+    was marked stale and served so for good (its rebind job skipped: an import records no
+    request to rerun), and every start queued another job. It stays active, a document of
+    its version, not served to this one (as an answer never bound)."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    doc = signed(issuer, version="vA")
+    doc_id = binding.short_id(doc["@id"])
+    import_into(tmp_path / "b", tmp_path / "a", doc)
+    for _start in range(2):
+        with gateway(tmp_path / "b", version="vB") as live:
+            r = ask(live)
+            assert r.headers["x-boundgate-reuse"] == "miss"  # was "stale", doc_id
+            assert states(live)[doc_id] == "active"
+            assert jobs(live) == []
+    with gateway(tmp_path / "b", version="vA") as live:  # its own version: served
+        r = ask(live)
+        assert (r.headers["x-boundgate-reuse"], r.headers["x-boundgate-document"]) == (
+            "hit-exact",
+            doc_id,
+        )
+
+
+def _mark_stale(data_dir: Path, doc_id: str) -> None:
+    store = SQLiteStore(data_dir / "boundgate.db")
+    store.open()
+    try:
+        arun(store.set_document_state(doc_id, "stale"))
+    finally:
+        store.close()
+
+
+def test_a_document_marked_stale_that_cannot_be_rebound_is_made_active(tmp_path: Path) -> None:
+    """A store from before the fix holds the imported document stale: the next start makes it
+    active again, and neither serves it stale nor queues a job for it."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    doc = signed(issuer, version="vA")
+    doc_id = binding.short_id(doc["@id"])
+    import_into(tmp_path / "b", tmp_path / "a", doc)
+    _mark_stale(tmp_path / "b" / "data", doc_id)
+    with gateway(tmp_path / "b", version="vB") as live:
+        assert states(live)[doc_id] == "active"
+        assert ask(live).headers["x-boundgate-reuse"] == "miss"
+        assert jobs(live) == []
+
+
+def test_a_rebind_job_that_finds_no_request_makes_its_document_active(tmp_path: Path) -> None:
+    """The job's own way out: a stale document whose entry records no request (here an
+    import, marked stale while this gateway runs, as a start of an older replica did) is made
+    active by its rebind job, which says so, and is no longer served marked stale."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    doc = signed(issuer, version="vA")
+    doc_id = binding.short_id(doc["@id"])
+    import_into(tmp_path / "b", tmp_path / "a", doc)
+    with gateway(tmp_path / "b", version="vB", sync_interval_s=0.05) as live:
+        arun(live.gateway.store.set_document_state(doc_id, "stale"))
+        asked = iter(range(1000))
+        # the change log brings the state here; served marked stale until its job runs
+        wait_until(
+            lambda: ask(live, user=f"u{next(asked)}").headers["x-boundgate-reuse"] == "stale"
+        )
+        arun(live.gateway.jobs.submit("rebind", {"document": doc_id}))
+        wait_until(lambda: [j[1] for j in jobs(live)] == ["done"])
+        assert jobs(live)[0][2] == {"skipped": "original request not recorded", "state": "active"}
+        assert states(live)[doc_id] == "active"
+        r = ask(live, user="another asker")
+        assert r.headers["x-boundgate-reuse"] != "stale"
