@@ -1,16 +1,19 @@
-"""Imported documents served for what they are: of their own model version, never stale for
-good (an audit: an import from another version of a configured model was served marked stale
-for ever, its rebind job skipped, another queued at every start)."""
+"""Imported documents served for what they are: of their own model version (never stale for
+good), of their answer's true age (an audit: an import from another version of a configured
+model was served marked stale for ever; an imported answer's age counted from its binding, so
+max-age and the time-sensitive limit took a week-old answer for a new one)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from boundgate.assembly import build_app
@@ -23,7 +26,9 @@ from boundgate.store import SQLiteStore
 from helpers import Live, arun, fake_settings, wait_until
 
 Q = "What is the boiling point of water at sea level?"
+TIMELY = "What is the current price of bitcoin?"  # time-sensitive (TimeSensitivity)
 HASH = '[reuse]\nembedder = "hash"'
+WEEK = timedelta(days=7)
 
 
 @contextmanager
@@ -191,3 +196,75 @@ def test_a_rebind_job_that_finds_no_request_makes_its_document_active(tmp_path: 
         assert states(live)[doc_id] == "active"
         r = ask(live, user="another asker")
         assert r.headers["x-boundgate-reuse"] != "stale"
+
+
+# --- the answer's age -------------------------------------------------------------------
+
+
+def test_a_bound_document_carries_its_answers_age_to_the_importer(tmp_path: Path) -> None:
+    """The audit's case: an answer stored a week ago and bound today was served by the
+    importing gateway to max-age=3600 (its age counted from dateCreated, the binding). The
+    document says when the answer was generated (bg:answerCreated), and the importer counts
+    from that."""
+    with gateway(tmp_path / "a", answers=True, bind_after=2) as live:
+        assert ask(live, user="alice").headers["x-boundgate-reuse"] == "miss"
+        db = sqlite3.connect(tmp_path / "a" / "data" / "boundgate.db")
+        db.execute("UPDATE reuse_entries SET created = created - ?", (WEEK.total_seconds(),))
+        db.commit()
+        db.close()
+        doc_id = ask(live, user="bob").headers["x-boundgate-document"]  # bound now
+        doc = live.http.get(f"/v1/boundgate/documents/{doc_id}").json()
+    bound = binding.parse_timestamp(doc["dateCreated"])
+    answered = binding.parse_timestamp(doc["bg:answerCreated"])
+    assert bound is not None and answered is not None
+    assert timedelta(days=6) < bound - answered < timedelta(days=8)
+    import_into(tmp_path / "b", tmp_path / "a" / "data", doc)
+    with gateway(tmp_path / "b") as live:
+        fresh = ask(live, user="dave", cache_control="max-age=3600")
+        assert fresh.headers["x-boundgate-reuse"] == "miss"  # was hit-exact
+        weekly = ask(live, user="erin", cache_control=f"max-age={8 * 86400}")
+        assert (weekly.headers["x-boundgate-reuse"], weekly.headers["x-boundgate-document"]) == (
+            "hit-exact",
+            doc_id,
+        )
+
+
+def test_an_answer_of_unknown_age_is_served_only_where_age_does_not_matter(
+    tmp_path: Path,
+) -> None:
+    """A document bound before bg:answerCreated says only when it was bound: its answer may
+    be any age, so no request with a max-age and no time-sensitive question gets it; others
+    do. One that says is served by its answer's age."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    just_now = datetime.now(UTC) - timedelta(seconds=60)
+    import_into(
+        tmp_path / "b",
+        tmp_path / "a",
+        signed(issuer),  # no answer_created: the field is absent
+        signed(issuer, question=TIMELY, answer="About 90,000 dollars."),
+        signed(issuer, question=TIMELY + " Quick.", answer="90k.", answer_created=just_now),
+    )
+    with gateway(tmp_path / "b") as live:
+        r = ask(live, cache_control="max-age=86400")
+        assert r.headers["x-boundgate-reuse"] == "miss"  # was hit-exact: bound just now
+        r = ask(live, user="u2", boundgate={"max_age": 86400})
+        assert r.headers["x-boundgate-reuse"] == "miss"
+        r = ask(live, user="u3")  # no limit on its age: served
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        r = ask(live, TIMELY, user="u4")  # time-sensitive: at most 300 s old, unknown here
+        assert r.headers["x-boundgate-reuse"] == "miss"
+        r = ask(live, TIMELY + " Quick.", user="u5")  # says it is a minute old
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+
+
+def test_bg_answer_created_is_checked_like_date_created(tmp_path: Path) -> None:
+    signer = binding.Signer.load_or_create(tmp_path)
+    earlier = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    doc = signed(signer, created=earlier + WEEK, answer_created=earlier)
+    assert binding.parse(doc).answer_created == earlier
+    assert binding.parse(signed(signer)).answer_created is None  # not said
+    for bad in ("last week", "9999-12-31T00:00:00Z", 1764576000):
+        broken = signer.sign({**doc, "bg:answerCreated": bad}, earlier)
+        with pytest.raises(binding.DocumentError) as caught:
+            binding.parse(broken)
+        assert caught.value.field == "bg:answerCreated"

@@ -342,7 +342,10 @@ class Content:
     endpoint: str | None
     context_sha256: str | None
     params: dict[str, Any]
-    created: datetime  # aware
+    created: datetime  # aware: when the document was bound (``dateCreated``)
+    # aware: when its answer was generated (``bg:answerCreated``); None: not said (documents
+    # bound before it), so the answer's age is unknown
+    answer_created: datetime | None
     finish_reason: str  # "stop" or "length"
     completion_tokens: int  # ≥ 0; 0: not said
     temperature: float | None  # 0 to MAX_TEMPERATURE; None: not said (taken as sampled)
@@ -385,6 +388,22 @@ MAX_FUTURE_S = 86400.0
 EARLIEST_CREATED = datetime(2020, 1, 1, tzinfo=UTC)  # no document of this kind is older
 
 
+def _date(doc: dict[str, Any], field: str, now: float | None) -> datetime:
+    """``doc[field]``: a timestamp with its offset, from ``EARLIEST_CREATED`` to
+    ``MAX_FUTURE_S`` after ``now`` (unix seconds; the system clock when None)."""
+    when = parse_timestamp(doc.get(field))
+    if when is None:
+        raise DocumentError(field, f"must be a timestamp with its offset, not {doc.get(field)!r}")
+    latest = (time.time() if now is None else now) + MAX_FUTURE_S
+    if not EARLIEST_CREATED <= when <= datetime.fromtimestamp(latest, tz=UTC):
+        raise DocumentError(
+            field,
+            f"must lie between {EARLIEST_CREATED.date()} and a day from now, not "
+            f"{doc.get(field)!r}",
+        )
+    return when
+
+
 def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     """The servable content of a document, checked field by field (call ``verify`` first:
     this does not look at the signature). Raises ``DocumentError`` for a missing or
@@ -392,30 +411,20 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     ``bg:scope.tenant`` (non-empty strings), ``bg:scope.endpoint``/``.contextSha256``
     (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
     offset, from ``EARLIEST_CREATED`` to ``MAX_FUTURE_S`` after ``now``, unix seconds, the
-    system clock when None), ``bg:finishReason`` (``stop`` or ``length``),
-    ``bg:completionTokens`` and
-    ``bg:askerCount`` (integers ≥ 0), ``bg:temperature`` (0 to ``MAX_TEMPERATURE``),
-    ``bg:generationEnergyWh`` (finite, 0 to ``MAX_ANSWER_WH`` Wh),
-    ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2`` gCO2e),
-    ``bg:questionVariants`` (strings), ``bg:supersedes`` (a string or null). The optional
-    fields may be absent (documents bound before them): whole, not said, unknown, 0."""
+    system clock when None), ``bg:answerCreated`` (the same), ``bg:finishReason`` (``stop``
+    or ``length``), ``bg:completionTokens`` and ``bg:askerCount`` (integers ≥ 0),
+    ``bg:temperature`` (0 to ``MAX_TEMPERATURE``), ``bg:generationEnergyWh`` (finite, 0 to
+    ``MAX_ANSWER_WH`` Wh), ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2``
+    gCO2e), ``bg:questionVariants`` (strings), ``bg:supersedes`` (a string or null). The
+    optional fields may be absent (documents bound before them): the answer then counts as
+    whole, its tokens, temperature and age as unknown, its energy as 0."""
     question = _text(doc, "name", "name")
     answer = _text(_object(doc, "acceptedAnswer"), "text", "acceptedAnswer.text")
     model = _object(doc, "bg:model")
     scope = _object(doc, "bg:scope")
     params = _object(doc, "bg:parameters")
-    created = parse_timestamp(doc.get("dateCreated"))
-    if created is None:
-        raise DocumentError(
-            "dateCreated", f"must be a timestamp with its offset, not {doc.get('dateCreated')!r}"
-        )
-    latest = (time.time() if now is None else now) + MAX_FUTURE_S
-    if not EARLIEST_CREATED <= created <= datetime.fromtimestamp(latest, tz=UTC):
-        raise DocumentError(
-            "dateCreated",
-            f"must lie between {EARLIEST_CREATED.date()} and a day from now, not "
-            f"{doc.get('dateCreated')!r}",
-        )
+    created = _date(doc, "dateCreated", now)
+    answer_created = _date(doc, "bg:answerCreated", now) if "bg:answerCreated" in doc else None
     finish_reason = doc.get("bg:finishReason", "stop")
     if finish_reason not in ("stop", "length"):
         raise DocumentError("bg:finishReason", f"must be 'stop' or 'length', not {finish_reason!r}")
@@ -440,6 +449,7 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         context_sha256=_text(scope, "contextSha256", "bg:scope.contextSha256", optional=True),
         params=params,
         created=created,
+        answer_created=answer_created,
         finish_reason=str(finish_reason),
         completion_tokens=int(doc.get("bg:completionTokens", 0)),
         temperature=temperature,
@@ -466,8 +476,12 @@ def build(
     finish_reason: str = "stop",
     completion_tokens: int = 0,
     temperature: float | None = None,
+    answer_created: datetime | None = None,
 ) -> dict[str, Any]:
-    """An unsigned bound document (pass it to :meth:`Signer.sign`). ``finish_reason`` and
+    """An unsigned bound document (pass it to :meth:`Signer.sign`). ``created`` is when it is
+    bound (``dateCreated``), ``answer_created`` when its answer was generated
+    (``bg:answerCreated``): a gateway importing it measures the answer's age (max-age, the
+    time-sensitive limit) from that, as its home gateway does. ``finish_reason`` and
     ``completion_tokens`` say whether the answer is whole (``stop``) or cut by its limit
     (``length``) at that many tokens: a gateway importing the document serves a cut answer
     only to requests with that very limit (``scope.answer_fits``). ``temperature`` is the
@@ -490,6 +504,7 @@ def build(
             "contextSha256": scope.get("context_sha256"),
         },
         "dateCreated": _timestamp(created),
+        **({} if answer_created is None else {"bg:answerCreated": _timestamp(answer_created)}),
         "bg:supersedes": supersedes,
         "bg:askerCount": askers,
         "bg:generationEnergyWh": cost_wh,

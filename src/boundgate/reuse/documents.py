@@ -152,6 +152,7 @@ class Documents:
             finish_reason=entry.finish_reason,
             completion_tokens=entry.completion_tokens,
             temperature=request_temperature(entry.request),
+            answer_created=datetime.fromtimestamp(entry.created, tz=UTC),
         )
         signed = self.signer.sign(unsigned, created)
         row = DocumentRow(
@@ -216,6 +217,10 @@ class Documents:
         finish_reason = content.finish_reason
         completion_tokens = content.completion_tokens
         created = content.created
+        # the answer's age counts from when it was generated, not bound (documents bound
+        # before bg:answerCreated do not say: its age is unknown, ``EntryMeta.age_unknown``;
+        # of two clocks that disagree, the earlier time)
+        answered = min(content.answer_created or created, created)
         # sampled or greedy (documents bound before bg:temperature do not say: sampled, so
         # never served to temperature 0); only this is known here, not the request itself
         temperature = content.temperature
@@ -238,14 +243,14 @@ class Documents:
             model=content.model,
             model_version=content.model_version,
             tenant=tenant,
-            created=created.timestamp(),
+            created=answered.timestamp(),
             cost_wh=content.cost_wh,
             cost_gco2=content.cost_gco2,
             vector=vector_bytes(vector),
             embedder=self.engine.embedder.name,
             scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
             document_id=doc_id,
-            request=imported_request(temperature),
+            request=imported_request(temperature, age_known=content.answer_created is not None),
         )
         row = DocumentRow(
             id=doc_id,

@@ -50,7 +50,7 @@ from .index_files import IndexFiles, IndexLoad
 from .labels import Labelling
 from .language import reads_english
 from .loading import Loading
-from .lookup import EntryMeta, Lookup, sampled_request
+from .lookup import EntryMeta, Lookup, sampled_request, unknown_age
 from .pair import PairScorer
 from .policy import Plan, TimeSensitivity, plan
 from .reembed import Reembedding
@@ -184,6 +184,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             tenant=e.tenant,
             sampled=sampled_request(e.request),
             time_sensitive=self.time_sensitive(e.query),
+            age_unknown=unknown_age(e.request),
         )
         with self._lock:
             self._meta[e.key] = meta

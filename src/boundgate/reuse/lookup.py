@@ -52,6 +52,9 @@ class EntryMeta:
     tenant: str = ""
     sampled: bool = False  # generated at a temperature above 0 (``sampled_request``)
     time_sensitive: bool = False  # its question reads time-sensitive (``TimeSensitivity``)
+    # when its answer was generated is not known (``unknown_age``): ``created`` is a bound
+    # document's binding time, so no max-age and no time-sensitive question may be served it
+    age_unknown: bool = False
 
 
 @dataclass
@@ -156,11 +159,23 @@ def request_temperature(request: str | None) -> float | None:
     return known_temperature(_request_body(request).get("temperature"))
 
 
-def imported_request(temperature: float | None) -> str:
+def imported_request(temperature: float | None, *, age_known: bool = False) -> str:
     """What an imported document's entry records of its generation request: only the
-    temperature its document gives (``bg:temperature``; None: unknown, taken as sampled), and
-    that it was imported. Not a request to recompute (``is_recorded_request``)."""
-    return json.dumps({"imported": True, "temperature": temperature})
+    temperature its document gives (``bg:temperature``; None: unknown, taken as sampled),
+    whether it gives when the answer was generated (``bg:answerCreated``: ``age_known``),
+    and that it was imported. Not a request to recompute (``is_recorded_request``)."""
+    body: dict[str, Any] = {"imported": True, "temperature": temperature}
+    if age_known:
+        body["age_known"] = True
+    return json.dumps(body)
+
+
+def unknown_age(request: str | None) -> bool:
+    """Whether a stored answer's age is unknown: an imported document's answer whose
+    document does not say when it was generated (``imported_request``; entries imported
+    before documents said it, too), its ``created`` being the document's binding time."""
+    body = _request_body(request)
+    return bool(body.get("imported")) and not body.get("age_known")
 
 
 def is_recorded_request(request: str | None) -> bool:

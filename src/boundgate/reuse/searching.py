@@ -70,7 +70,10 @@ class Searching:
         """Whether ``meta``'s answer is young enough for plan ``p``: within its max-age, and
         within ``reuse.time_sensitive_max_age_s`` when the stored question is time-sensitive
         (the plan's limit covers the asked one only: a helper's audit found "What is the
-        current price of bitcoin?" answering "How much is a bitcoin worth?" days later)."""
+        current price of bitcoin?" answering "How much is a bitcoin worth?" days later). An
+        answer of unknown age (``EntryMeta.age_unknown``) is young enough for neither."""
+        if meta.age_unknown and (p.max_age_s is not None or meta.time_sensitive):
+            return False
         age = now - meta.created
         if p.max_age_s is not None and age > p.max_age_s:
             return False
