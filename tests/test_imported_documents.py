@@ -1,7 +1,7 @@
 """Imported documents served for what they are: of their own model version (never stale for
-good), of their answer's true age (an audit: an import from another version of a configured
-model was served marked stale for ever; an imported answer's age counted from its binding, so
-max-age and the time-sensitive limit took a week-old answer for a new one)."""
+good), of their answer's true age, of a length that fits the request (an audit's findings:
+an import from another version was served marked stale for ever, its age counted from its
+binding, and a document without a token count fitted every ``max_tokens``)."""
 
 from __future__ import annotations
 
@@ -268,3 +268,44 @@ def test_bg_answer_created_is_checked_like_date_created(tmp_path: Path) -> None:
         with pytest.raises(binding.DocumentError) as caught:
             binding.parse(broken)
         assert caught.value.field == "bg:answerCreated"
+
+
+# --- the answer's length -----------------------------------------------------------------
+
+TEN_WORDS = " ".join(f"word{i}" for i in range(10))  # 59 bytes
+
+
+def test_an_answer_without_a_token_count_fits_only_a_limit_above_its_bytes(
+    tmp_path: Path,
+) -> None:
+    """An audit: a document bound before bg:completionTokens imported as 0 tokens, which fits
+    every limit (a 60-word answer served to max_tokens 5, with usage 0). Its length is
+    unknown: it serves only a limit above its UTF-8 bytes (no token count exceeds them), and
+    reports an estimate of its tokens, 4 bytes a token."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    legacy = signed(
+        issuer, answer=TEN_WORDS, max_tokens=64, drop=("bg:finishReason", "bg:completionTokens")
+    )
+    import_into(tmp_path / "b", tmp_path / "a", legacy)
+    size = len(TEN_WORDS.encode())
+    assert size == 59
+    with gateway(tmp_path / "b") as live:
+        for user, limit in (("u1", 5), ("u2", size)):  # in the class of 64, not above 59
+            r = ask(live, user=user, max_tokens=limit)
+            assert r.headers["x-boundgate-reuse"] == "miss", limit  # was hit-exact
+        r = ask(live, user="u3", max_tokens=size + 1)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        body = r.json()
+        assert body["choices"][0]["message"]["content"] == TEN_WORDS
+        assert body["usage"]["completion_tokens"] == size // 4  # was 0
+
+
+def test_legacy_answers_keep_their_count_where_they_have_one(tmp_path: Path) -> None:
+    """A document with its count is fitted by it, as before (10 tokens: any limit above)."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    import_into(tmp_path / "b", tmp_path / "a", signed(issuer, answer=TEN_WORDS, max_tokens=64))
+    with gateway(tmp_path / "b") as live:
+        assert ask(live, user="u1", max_tokens=10).headers["x-boundgate-reuse"] == "miss"
+        r = ask(live, user="u2", max_tokens=11)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        assert r.json()["usage"]["completion_tokens"] == 10

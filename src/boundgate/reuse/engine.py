@@ -56,7 +56,7 @@ from .policy import Plan, TimeSensitivity, plan
 from .reembed import Reembedding
 from .scope import ReuseKey, reuse_key
 from .searching import Searching
-from .stored import request_json
+from .stored import fitting_tokens, request_json
 from .verifier import Verifier
 
 log = logging.getLogger("boundgate.reuse")
@@ -180,7 +180,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             pinned=e.document_id is not None,
             document=e.document_id,
             finish_reason=e.finish_reason,
-            completion_tokens=e.completion_tokens,
+            completion_tokens=fitting_tokens(e),
             tenant=e.tenant,
             sampled=sampled_request(e.request),
             time_sensitive=self.time_sensitive(e.query),

@@ -48,7 +48,7 @@ class EntryMeta:
     pinned: bool = False  # bound entries are never evicted
     document: str | None = None  # the bound document's short id
     finish_reason: str = "stop"
-    completion_tokens: int = 0
+    completion_tokens: int = 0  # checked against a limit (``stored.fitting_tokens``)
     tenant: str = ""
     sampled: bool = False  # generated at a temperature above 0 (``sampled_request``)
     time_sensitive: bool = False  # its question reads time-sensitive (``TimeSensitivity``)

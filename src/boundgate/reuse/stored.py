@@ -18,7 +18,32 @@ def replay_pieces(text: str) -> list[str]:
 
 
 def usage_of(entry: StoredEntry) -> Usage:
-    return Usage(entry.prompt_tokens, entry.completion_tokens)
+    """The usage a hit reports: its answer's, as generated. Where the answer's completion
+    tokens were never counted (``uncounted``) an estimate, 4 bytes a token, as for a
+    prompt no backend counted (``gateway.context.estimated_prompt_tokens``), not 0."""
+    completion = entry.completion_tokens
+    if uncounted(entry):
+        completion = max(1, len(entry.answer.encode()) // 4)
+    return Usage(entry.prompt_tokens, completion)
+
+
+def uncounted(entry: StoredEntry) -> bool:
+    """Whether a stored answer's completion tokens are unknown: 0 for an answer that is not
+    empty, which no generation reports (a document bound before ``bg:completionTokens``
+    imports as 0, "not said")."""
+    return entry.completion_tokens <= 0 and entry.answer != ""
+
+
+def fitting_tokens(entry: StoredEntry) -> int:
+    """The completion tokens a stored answer is checked against a request's limit with
+    (``scope.answer_fits``): its count; where that is unknown (``uncounted``) and the answer
+    is whole, its UTF-8 bytes, which no token count exceeds (a token is at least a byte:
+    the bound the daily budget holds a request's text to, ``worst_case_tokens``). Read as
+    0 it fitted every limit: a 60-word answer served to ``max_tokens`` 5 (an audit). Such an
+    answer serves only requests whose limit is above its bytes, or that set none."""
+    if uncounted(entry) and entry.finish_reason == "stop":
+        return len(entry.answer.encode())
+    return entry.completion_tokens
 
 
 def request_json(req: GenerationRequest, **extra: Any) -> str:
