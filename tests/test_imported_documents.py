@@ -309,3 +309,34 @@ def test_legacy_answers_keep_their_count_where_they_have_one(tmp_path: Path) -> 
         r = ask(live, user="u2", max_tokens=11)
         assert r.headers["x-boundgate-reuse"] == "hit-exact"
         assert r.json()["usage"]["completion_tokens"] == 10
+
+
+# --- what a revocation reaches ------------------------------------------------------------
+
+
+def test_a_revocation_reaches_no_other_gateway(tmp_path: Path) -> None:
+    """What docs/reuse.md says of revocations (an audit found it claimed more): the state
+    marker of an export is not signed. It keeps that very export from importing the
+    document, but the document stripped of it imports and is served, and a gateway that
+    imported the document before keeps serving it after a revoked-marked import."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    doc = signed(issuer)
+    doc_id = binding.short_id(doc["@id"])
+    import_into(tmp_path / "early", tmp_path / "a", doc)  # before the revocation
+    revoked = tmp_path / "revoked.ndjson"
+    revoked.write_text(json.dumps({"state": "revoked", "document": doc}) + "\n")
+    pub = ["--public-key", str(tmp_path / "a" / binding.PUBLIC_KEY_FILE)]
+    (tmp_path / "late").mkdir()
+    fake_settings(tmp_path / "late", HASH)
+    for where in ("late", "early"):
+        config = ["--config", str(tmp_path / where / "boundgate.toml")]
+        res = CliRunner().invoke(cli, ["docs", "import", str(revoked), *pub, *config])
+        assert res.exit_code == 0 and "not active (not imported) 1" in res.output, res.output
+    import_into(tmp_path / "late", tmp_path / "a", doc)  # the same document, unwrapped
+    for where in ("late", "early"):
+        with gateway(tmp_path / where) as live:
+            r = ask(live)
+            assert (r.headers["x-boundgate-reuse"], r.headers["x-boundgate-document"]) == (
+                "hit-exact",
+                doc_id,
+            )

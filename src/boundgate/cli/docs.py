@@ -14,7 +14,9 @@ cannot be bound).
 An export holds the active documents exactly as signed. With ``--state`` it may hold others:
 each is written wrapped, ``{"state": "revoked", "document": {...}}`` (a signed document
 carries no state), and ``docs import`` never serves a wrapped document that is not active
-(it verifies it and counts it as not imported).
+(it verifies it and counts it as not imported). The marker is outside every signature: the
+document stripped of it, or from an earlier export, imports as active, and a gateway that
+imported it before keeps it; a revocation reaches no other gateway (docs/reuse.md).
 
 A document this gateway imported is verified with its issuer's key, kept at import; its
 export is wrapped too, ``{"document": {...}, "issuer": {...}}`` (with ``"state"`` when not
@@ -357,7 +359,8 @@ def docs_export(
         ExportState,
         typer.Option(
             help="Documents in this state, or all. Any but active are written wrapped, "
-            '{"state": S, "document": D}, and never imported as active.'
+            '{"state": S, "document": D}, which docs import does not import. The marker is '
+            "not signed: it revokes nothing elsewhere."
         ),
     ] = ExportState.active,
     output: Annotated[
