@@ -1288,8 +1288,8 @@ def test_import_document_stores_only_what_verifies_with_the_key_it_is_given(
     store = SQLiteStore(settings.db_path)
     store.open()
     try:
-        engine = _engine(settings, store)
-        own = engine.documents.signer
+        own = binding.Signer.load_or_create(settings.server.data_dir)
+        engine = _engine(settings, store, signer=own)
         theirs, ours = _signed(signer_a), _signed(own, "Why is the sky blue?")
         with pytest.raises(binding.DocumentError) as caught:
             asyncio.run(engine.documents.import_document(theirs, public_key=own.public))

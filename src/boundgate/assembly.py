@@ -318,7 +318,10 @@ def build_reuse(
         settings=r,
         rebind_window_s=settings.scheduler.rebind_window_s,
         clock=clock,
-        signer=Signer.load_or_create(settings.server.data_dir),
+        # the key if it is there; else made by ``load`` once the store is open, where the
+        # store allows it (``reuse.documents.load_signer``)
+        signer=Signer.load(settings.server.data_dir),
+        key_dir=settings.server.data_dir,
         jobs=jobs,
         index_dir=settings.server.data_dir / "index" if r.persist_index else None,
         pair_scorer=pair_scorer,

@@ -107,6 +107,20 @@ def opened_store(settings: Settings, *, existing: bool = False) -> Iterator[Stor
         store.close()
 
 
+def _signing_key(store: Store, data_dir: Path) -> None:
+    """The data directory's signing key, made now if it has none and may (before the
+    workers start: they all load this one); a key that is lost while the store holds
+    documents signed with it, or a file that is no key, is one line and exit 2
+    (``reuse.documents.load_signer``)."""
+    from ..reuse.documents import load_signer
+
+    try:
+        asyncio.run(load_signer(store, data_dir))
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
 def api_base_url(url: str) -> str:
     """The API base of a server URL given to ``--url``: every route is under ``/v1``, so a
     URL whose path has no ``/v1`` segment (``http://127.0.0.1:8080``, or a proxy's prefix such
@@ -174,6 +188,8 @@ def serve(
     s = settings.server
     with opened_store(settings) as store:
         open_mode = not asyncio.run(store.has_keys())
+        if settings.reuse.enabled:
+            _signing_key(store, s.data_dir)
     if open_mode and not is_loopback(s.host) and not s.allow_open_remote:
         err.print(
             f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "

@@ -1,10 +1,11 @@
-"""``boundgate docs``: list, show, verify, export, import, bind and revoke bound documents.
+"""``boundgate docs``: list, show, verify, export, import, bind and revoke bound documents;
+start a new signing key (``new-key``).
 
 These commands work on the store directly (SQLite allows it beside a running server); a
 server notices a revocation at the next hit on the document's answer. The store is the one of
 ``--config``'s (or ``--data-dir``'s) data directory, by default ``./.boundgate`` of the current
-directory: all but ``import`` (and ``verify`` of a file) refuse where it holds no SQLite store
-rather than create an empty one (``opened_store(existing=True)``).
+directory: all but ``import``, ``new-key`` (and ``verify`` of a file) refuse where it holds
+no SQLite store rather than create an empty one (``opened_store(existing=True)``).
 
 Exit codes: 2 when what the command is given cannot be used (a file, key, store, document or
 stored answer that is not there, a file that is not JSON, a key that is not PEM), 1 when it
@@ -17,6 +18,10 @@ carries no state), and ``docs import`` never serves a wrapped document that is n
 (it verifies it and counts it as not imported). The marker is outside every signature: the
 document stripped of it, or from an earlier export, imports as active, and a gateway that
 imported it before keeps it; a revocation reaches no other gateway (docs/reuse.md).
+
+The signing key is never made by a command that only revokes, verifies, imports or exports;
+``bind`` makes it only where the store holds no document signed with a lost one
+(``reuse.documents.load_signer``), and ``new-key`` starts a new one on purpose.
 
 A document this gateway imported is verified with its issuer's key, kept at import; its
 export is wrapped too, ``{"document": {...}, "issuer": {...}}`` (with ``"state"`` when not
@@ -95,7 +100,11 @@ def _opened(config: Path | None, data_dir: Path | None) -> Iterator[tuple[Any, A
         yield settings, store
 
 
-def _engine(settings: Any, store: Any, *, embedder: bool = False) -> Any:
+def _engine(
+    settings: Any, store: Any, *, embedder: bool = False, signer: binding.Signer | None = None
+) -> Any:
+    """A reuse engine on ``store`` (never loaded: the commands use its ``documents``), signing
+    with ``signer`` (None: nothing is bound)."""
     from ..assembly import build_embedder
     from ..reuse.embedder import HashEmbedder
     from ..reuse.engine import ReuseEngine
@@ -107,8 +116,26 @@ def _engine(settings: Any, store: Any, *, embedder: bool = False) -> Any:
         verifier=Verifier(settings.reuse),
         settings=settings.reuse,
         rebind_window_s=settings.scheduler.rebind_window_s,
-        signer=binding.Signer.load_or_create(settings.server.data_dir),
+        signer=signer,
     )
+
+
+def _signer(settings: Any, store: Any = None) -> binding.Signer | None:
+    """The data directory's signing key; None where it has none. With ``store`` (to sign):
+    made where it has none if the store holds no document signed with a lost one
+    (``documents.load_signer``), else a one-line error, exit 2. A key file that is not an
+    Ed25519 private key is a one-line error too (exit 2). Commands that only revoke, verify
+    or import never make one: a key made there would not be the gateway's."""
+    from ..reuse.documents import load_signer
+
+    data_dir = settings.server.data_dir
+    try:
+        if store is None:
+            return binding.Signer.load(data_dir)
+        return asyncio.run(load_signer(store, data_dir))
+    except ValueError as exc:  # SigningKeyLost, or not an Ed25519 key
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(first, 2) from None
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -388,7 +415,14 @@ def docs_export(
         parts.append(f'"document":{row.body}')
         if row.public_key is not None:  # imported: its issuer's key, endorsed by this one
             if signer is None:
-                signer = binding.Signer.load_or_create(settings.server.data_dir)
+                signer = _signer(settings)
+            if signer is None:  # a key made now would endorse with a key nobody trusts
+                path = (settings.server.data_dir / binding.PRIVATE_KEY_FILE).resolve()
+                raise _fail(
+                    f"document {row.id} was imported: its issuer's key is endorsed with this "
+                    f"gateway's signing key, and {path} is not there",
+                    2,
+                )
             try:
                 issuer = binding.public_key_from_pem(row.public_key)
             except ValueError as exc:
@@ -464,7 +498,7 @@ def docs_import(
         created = store_missing(settings)
         with opened_store(settings) as store:
             _say_where(settings, created)
-            engine = _engine(settings, store, embedder=True)
+            engine = _engine(settings, store, embedder=True, signer=_signer(settings))
             for doc, state, doc_key in track(verified, "importing documents"):
                 if state != "active":
                     inactive += 1  # verified, never served here
@@ -513,7 +547,8 @@ def docs_bind(
         entry = asyncio.run(store.get_entry_by_id(answer_id))
         if entry is None:
             raise _fail(f"no stored answer {answer_id!r}", 2)
-        row = asyncio.run(_engine(settings, store).documents.bind(entry.key))
+        signer = _signer(settings, store)
+        row = asyncio.run(_engine(settings, store, signer=signer).documents.bind(entry.key))
     if row is None:
         raise _fail(f"answer {answer_id!r} cannot be bound (revoked?)")
     print(row.id)
@@ -523,7 +558,36 @@ def docs_bind(
 def docs_revoke(doc_id: DocIdArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Stop serving a document's answer (the document stays, marked revoked)."""
     with _opened(config, data_dir) as (settings, store):
-        ok = asyncio.run(_engine(settings, store).documents.revoke(doc_id))
+        ok = asyncio.run(_engine(settings, store).documents.revoke(doc_id))  # signs nothing
     if not ok:
         raise _fail(f"no document {doc_id!r}", 2)
     print(f"revoked {doc_id}")
+
+
+@docs_app.command("new-key")
+def docs_new_key(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Start a new signing key where this data directory's is lost.
+
+    The server refuses to start, and docs bind to sign, without the key while the store
+    holds documents it signed: restore signing-key.pem from a backup (or another replica)
+    if you can. Otherwise this makes a new key pair. Documents signed with the lost key
+    then verify only with its public key (kept as signing-key.FINGERPRINT.pub.pem when
+    signing-key.pub.pem still held it), so check them and exports holding them with that
+    key (--public-key). Exit 2 where a signing key is there."""
+    from . import _settings, out
+
+    settings = _settings(config, data_dir=data_dir)
+    where = settings.server.data_dir
+    if not where.is_dir():
+        raise _fail(f"no data directory {where.resolve()}: give --config or --data-dir", 2)
+    existing = _signer(settings)
+    if existing is not None:
+        raise _fail(
+            f"{(where / binding.PRIVATE_KEY_FILE).resolve()} is there (key "
+            f"{binding.key_id(existing.public)}): nothing to do",
+            2,
+        )
+    signer = binding.Signer.load_or_create(where)
+    out.print(f"new signing key {binding.key_id(signer.public)} in {where.resolve()}")
+    for kept in sorted(where.glob(binding.kept_public_key_file("*"))):
+        out.print(f"an earlier key's public key: {kept.resolve()}", highlight=False)

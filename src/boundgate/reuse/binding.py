@@ -33,6 +33,7 @@ import contextlib
 import copy
 import difflib
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -48,6 +49,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import InvalidRequestError
+
+log = logging.getLogger("boundgate.reuse")
 
 CONTEXT: dict[str, Any] = {
     "@vocab": "https://schema.org/",
@@ -100,7 +103,11 @@ def key_fingerprint(public: Ed25519PublicKey) -> str:
 def key_id(public: Ed25519PublicKey) -> str:
     """How a proof names the key that signed it (``verificationMethod``):
     ``urn:boundgate:key:`` + ``key_fingerprint``."""
-    return f"urn:boundgate:key:{key_fingerprint(public)}"
+    return key_id_of(key_fingerprint(public))
+
+
+def key_id_of(fingerprint: str) -> str:
+    return f"urn:boundgate:key:{fingerprint}"
 
 
 class Signer:
@@ -112,11 +119,30 @@ class Signer:
         self.fingerprint = key_fingerprint(self.public)
 
     @classmethod
+    def load(cls, data_dir: Path) -> Signer | None:
+        """The key pair of ``data_dir``; None if it holds no private key (``load_or_create``
+        makes one; whether it may is the caller's question: a store holding documents
+        signed with a key that is lost wants that key back, ``documents.load_signer``).
+        ``signing-key.pub.pem`` is checked against the private key: written if missing, and
+        rewritten if it holds another key, the other one kept beside it
+        (``keep_public_key``). Raises ``ValueError`` if the file there is not an Ed25519
+        private key."""
+        path = data_dir / PRIVATE_KEY_FILE
+        if not path.exists():
+            return None
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 private key")
+        signer = cls(loaded)
+        _write_public_key(data_dir, signer.public)
+        return signer
+
+    @classmethod
     def load_or_create(cls, data_dir: Path) -> Signer:
-        """The key pair of ``data_dir``, made there on first use. Processes (workers,
-        replicas) starting together on one new directory all end with the same key: each
-        writes a candidate to a file of its own and links it into place, the first link wins
-        and the others load it (an exclusive create let a second process fail with
+        """The key pair of ``data_dir``, made there if it has none (``load``). Processes
+        (workers, replicas) starting together on one new directory all end with the same key:
+        each writes a candidate to a file of its own and links it into place, the first link
+        wins and the others load it (an exclusive create let a second process fail with
         FileExistsError, or read the winner's file half written). Raises ``ValueError`` if
         the file there is not an Ed25519 private key."""
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -137,17 +163,8 @@ class Signer:
                     os.link(tmp, path)
             finally:
                 os.unlink(tmp)
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        signer = cls(loaded)
-        pub = data_dir / PUBLIC_KEY_FILE
-        if not pub.exists():  # (the same bytes from every process: replaced whole)
-            fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".signing-key-pub-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(public_pem(signer.public))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, pub)
+        signer = cls.load(data_dir)
+        assert signer is not None  # linked above, by this process or another
         return signer
 
     def sign(self, doc: dict[str, Any], created: datetime) -> dict[str, Any]:
@@ -178,6 +195,46 @@ class Signer:
         }
         signature = self.private.sign(endorsement_input(doc_id, options))
         return {**options, "proofValue": base64.b64encode(signature).decode()}
+
+
+def kept_public_key_file(fingerprint: str) -> str:
+    """The name ``signing-key.pub.pem`` is kept under when it held key ``fingerprint``
+    but the private key beside it is another (``Signer.load``)."""
+    return f"signing-key.{fingerprint}.pub.pem"
+
+
+def _write_public_key(data_dir: Path, public: Ed25519PublicKey) -> None:
+    """Make ``signing-key.pub.pem`` hold ``public``, the private key's: the file others are
+    given to verify this gateway's documents with (a stale one, left from a lost private
+    key, made ``docs verify`` call every new document "signed by another key"). A file
+    holding another key is kept first under ``kept_public_key_file`` (what that key signed
+    verifies with it) and a warning logged. Atomic and the same bytes from every process."""
+    pub = data_dir / PUBLIC_KEY_FILE
+    try:
+        held = pub.read_bytes()
+    except FileNotFoundError:
+        held = None
+    if held is not None:
+        try:
+            other = key_fingerprint(public_key_from_pem(held))
+        except ValueError:
+            other = None  # not a key: nothing to keep
+        if other == key_fingerprint(public):
+            return
+        if other is not None:
+            kept = data_dir / kept_public_key_file(other)
+            with contextlib.suppress(FileExistsError):  # another process kept it first
+                os.link(pub, kept)
+            log.warning(
+                "%s held the public key %s, not the one of %s (%s): rewritten; the other is "
+                "kept as %s, to verify the documents that key signed",
+                pub, key_id_of(other), PRIVATE_KEY_FILE, key_id(public), kept.name,
+            )  # fmt: skip
+    fd, tmp = tempfile.mkstemp(dir=data_dir, prefix=".signing-key-pub-")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(public_pem(public))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, pub)
 
 
 def _timestamp(when: datetime) -> str:

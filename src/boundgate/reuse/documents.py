@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,6 +33,35 @@ from .scope import ReuseKey, exact_hash, reuse_key, scope_hash, verbatim_scope
 
 if TYPE_CHECKING:
     from .engine import ReuseEngine
+
+
+class SigningKeyLost(ValueError):
+    """The data directory has no signing key, but the store holds documents this gateway
+    signed (``load_signer``): a new key would sign new documents with a key the old ones do
+    not name."""
+
+
+async def load_signer(store: Store, data_dir: Path) -> Signer:
+    """The signing key of ``data_dir`` (``Signer.load``); made there if it has none and the
+    store holds no document of this gateway's own (``DocumentStore.has_own_documents``: a
+    new gateway, or one that never bound). Where it does, the key is lost (a data directory
+    restored without it, a replica it was not copied to) and a new one would leave those
+    documents failing ``docs verify`` ("signed by another key") and stop an import of this
+    gateway's export at the first of them: raises ``SigningKeyLost`` instead, saying how to
+    restore it or start a new key on purpose (``boundgate docs new-key``). Raises
+    ``ValueError`` if the key file is not an Ed25519 private key."""
+    signer = Signer.load(data_dir)
+    if signer is not None:
+        return signer
+    if await store.has_own_documents():
+        path = (data_dir / binding.PRIVATE_KEY_FILE).resolve()
+        raise SigningKeyLost(
+            f"the signing key {path} is missing, but the store holds documents signed with "
+            "it: restore the file from a backup (or copy it from another replica); to sign "
+            "with a new key instead, run `boundgate docs new-key` (the documents signed "
+            "before then verify only with the old public key)"
+        )
+    return Signer.load_or_create(data_dir)
 
 
 def verifying_key(row: DocumentRow, own: Ed25519PublicKey | None) -> Ed25519PublicKey | None:
@@ -53,12 +83,16 @@ class Documents:
         signer: Signer | None,
         jobs: JobQueue | None,
         rebind_window_s: float,
+        key_dir: Path | None = None,
     ) -> None:
-        """``signer``: signs bound documents (None: nothing is bound). ``jobs``: where rebind
-        jobs are queued (None: none are). ``rebind_window_s``: their deadline
-        (``scheduler.rebind_window_s``)."""
+        """``signer``: signs bound documents (None: nothing is bound, unless ``key_dir``).
+        ``jobs``: where rebind jobs are queued (None: none are). ``rebind_window_s``: their
+        deadline (``scheduler.rebind_window_s``). ``key_dir``: with no ``signer``, the data
+        directory whose key ``load_key`` loads, or makes if the store allows it
+        (``load_signer``)."""
         self.engine = engine
         self.signer = signer
+        self.key_dir = key_dir
         self.jobs = jobs
         self.rebind_window_s = rebind_window_s
         self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
@@ -68,6 +102,13 @@ class Documents:
     @property
     def store(self) -> Store:
         return self.engine.store
+
+    async def load_key(self) -> None:
+        """At start-up, with the store open: the signing key of ``key_dir`` if none was given
+        (``load_signer``; raises ``SigningKeyLost`` where the store holds documents signed with
+        a key that is not there)."""
+        if self.signer is None and self.key_dir is not None:
+            self.signer = await load_signer(self.store, self.key_dir)
 
     @property
     def clock(self) -> Clock:  # the engine's, even when a test replaces it

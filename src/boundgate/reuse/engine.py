@@ -106,10 +106,12 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         jobs: JobQueue | None = None,
         index_dir: Path | None = None,
         pair_scorer: PairScorer | None = None,
+        key_dir: Path | None = None,
     ) -> None:
         """``settings``: the ``[reuse]`` section (what is not passed as a part is read from it;
         ``reuse.scorer`` and ``embedder`` are resolved by the caller).
-        ``signer``, ``jobs``, ``rebind_window_s``: for ``documents`` (``documents.py``).
+        ``signer``, ``jobs``, ``rebind_window_s``, ``key_dir`` (where ``load`` finds the
+        signing key when no ``signer`` is given): for ``documents`` (``documents.py``).
         ``index_dir``: where the ANN indexes are saved between runs (None: not saved).
         ``pair_scorer``: scores the guard survivors when the verifier's scorer uses it."""
         self.store = store
@@ -155,7 +157,9 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         self._embed_wanted: asyncio.Event | None = None  # set by ``keep_embedded`` while it runs
         self.counters: dict[str, int] = {}
         self.flights = Flights()  # identical misses being computed here (flight.py)
-        self.documents = Documents(self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s)
+        self.documents = Documents(
+            self, signer=signer, jobs=jobs, rebind_window_s=rebind_window_s, key_dir=key_dir
+        )
 
     def admit(self, e: StoredEntry, vector: Vectors | None) -> None:
         """Make a newly stored entry servable: exactly, and by meaning if it has a vector

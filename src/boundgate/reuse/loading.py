@@ -25,6 +25,7 @@ from .verifier import Observation
 if TYPE_CHECKING:
     from ..settings import ReuseSettings
     from ..store import Store
+    from .documents import Documents
     from .embedder import Embedder
     from .index import ScopedIndex
     from .index_files import IndexFiles
@@ -43,6 +44,7 @@ class Loading:
         store: Store
         embedder: Embedder
         verifier: Verifier
+        documents: Documents
         index: ScopedIndex
         index_files: IndexFiles | None
         index_load: IndexLoad | None
@@ -64,6 +66,9 @@ class Loading:
         those whose vector is another embedder's (or that lack one they may have) are
         queued to be re-embedded, most recently used first, by ``keep_embedded`` (or
         ``embed_pending``) after start-up, which never waits for them (``reembed.py``)."""
+        # the signing key first: a store whose documents name a key that is not here refuses
+        # to start (``documents.load_signer``) before anything is loaded
+        await self.documents.load_key()
         # the log's head first: whatever commits while loading is applied again by
         # ``catch_up``, which is idempotent, and nothing is missed
         self._seen = await self.store.change_head()
