@@ -8,9 +8,10 @@ directory: all but ``import``, ``new-key`` (and ``verify`` of a file) refuse whe
 no SQLite store rather than create an empty one (``opened_store(existing=True)``).
 
 Exit codes: 2 when what the command is given cannot be used (a file, key, store, document or
-stored answer that is not there, a file that is not JSON, a key that is not PEM), 1 when it
-is there but fails (a document that does not verify, an import that stops, an answer that
-cannot be bound).
+stored answer that is not there, a file that is not JSON, a key that is not PEM, a signing
+key that is lost, an ``--out`` that cannot be written), 1 when it is there but fails (a
+document that does not verify, an import that stops or has nothing to import, an answer
+that cannot be bound).
 
 An export holds the active documents exactly as signed. With ``--state`` it may hold others:
 each is written wrapped, ``{"state": "revoked", "document": {...}}`` (a signed document
@@ -32,6 +33,7 @@ verifies the export with this gateway's key verifies that document with its issu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import sys
@@ -437,7 +439,33 @@ def docs_export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        try:
+            _write_atomically(output, text)
+        except OSError as exc:  # a directory that is not there, no permission, a full disk
+            raise _fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed over it: a
+    failure (or a kill) midway leaves ``path`` as it was, never a truncated export. The file
+    gets the mode a plain write would give it (the umask's)."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @docs_app.command("import")
@@ -475,6 +503,8 @@ def docs_import(
     # that is not there is named as such, not as a key missing for it
     docs = _read_file(str(file))
     key = _public_key(public_key, settings)
+    if not docs:  # an empty or truncated export: as docs verify says, nothing to import
+        raise _fail(f"no documents in {file}: nothing to import", 1)
     # every document is verified before the store is opened: a file whose first document
     # fails leaves no store (and no signing key) behind, as a bad key or file does
     verified: list[tuple[dict[str, Any], str, Any]] = []
