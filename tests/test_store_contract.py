@@ -870,15 +870,15 @@ def test_set_document_state_keeps_superseded_by_unless_given(store: Store) -> No
 
 
 def test_a_document_state_changes_only_from_the_state_expected(store: Store) -> None:
-    """``change_document_state`` is a compare-and-set: a stale document that cannot be
-    rebound is made active again, but never one revoked meanwhile."""
+    """``set_document_state`` with ``expected`` is a compare-and-set: a stale document that
+    cannot be rebound is made active again, but never one revoked meanwhile."""
     run(store.put_document(doc("doc_a", 1.0, state="stale")))
     run(store.put_document(doc("doc_b", 2.0, state="stale")))
     run(store.set_document_state("doc_b", "revoked"))  # revoked after it was read stale
-    assert run(store.change_document_state("doc_a", "stale", "active")) is True
-    assert run(store.change_document_state("doc_b", "stale", "active")) is False
-    assert run(store.change_document_state("doc_a", "stale", "active")) is False  # once
-    assert run(store.change_document_state("doc_missing", "stale", "active")) is False
+    assert run(store.set_document_state("doc_a", "active", expected="stale")) is True
+    assert run(store.set_document_state("doc_b", "active", expected="stale")) is False
+    assert run(store.set_document_state("doc_a", "active", expected="stale")) is False  # once
+    assert run(store.set_document_state("doc_missing", "active", expected="stale")) is False
     states = {d.id: d.state for d in run(store.documents())}
     assert states == {"doc_a": "active", "doc_b": "revoked"}
 

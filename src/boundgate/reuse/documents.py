@@ -391,7 +391,7 @@ class Documents:
         stale: a revocation meanwhile stands) and is no longer served marked stale. Returns
         whether it was stale."""
         self._stale_documents.discard(doc_id)
-        return await self.store.change_document_state(doc_id, "stale", "active")
+        return await self.store.set_document_state(doc_id, "active", expected="stale")
 
     def stale_keys(
         self, req: GenerationRequest, *, tenant: str, endpoint: str

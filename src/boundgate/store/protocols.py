@@ -340,11 +340,6 @@ class DocumentStore(Protocol):
         one). Entries are kept, revoked. Returns the keys of those entries (revoked now or
         before), or None if there is no such document."""
 
-    async def change_document_state(self, doc_id: str, current: str, state: str) -> bool:
-        """Set a document's state to ``state`` only if it is ``current`` (compare-and-set,
-        atomic); False, and nothing changed, if it is not there or in another state (a
-        revocation meanwhile stands)."""
-
     async def has_own_documents(self) -> bool:
         """Whether any document verifies with the gateway's own key (``public_key`` None:
         bound here, or stored before imported documents kept their keys)."""

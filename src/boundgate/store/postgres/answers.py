@@ -301,10 +301,6 @@ class PostgresAnswers(PostgresBase):
         )
         return changed == 1
 
-    async def change_document_state(self, doc_id: str, current: str, state: str) -> bool:
-        sql = "UPDATE documents SET state = %s WHERE id = %s AND state = %s"
-        return await self._execute(sql, (state, doc_id, current)) == 1
-
     async def has_own_documents(self) -> bool:
         sql = "SELECT 1 FROM documents WHERE public_key IS NULL LIMIT 1"
         return await self._run(lambda conn: _one(conn, sql)) is not None

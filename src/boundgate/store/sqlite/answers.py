@@ -406,11 +406,6 @@ class SQLiteAnswers(SQLiteBase):
         params = (state, superseded_by, doc_id, expected)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
 
-    async def change_document_state(self, doc_id: str, current: str, state: str) -> bool:
-        sql = "UPDATE documents SET state = ? WHERE id = ? AND state = ?"
-        args = (state, doc_id, current)
-        return bool(await self._call(lambda conn: conn.execute(sql, args).rowcount == 1))
-
     async def has_own_documents(self) -> bool:
         sql = "SELECT 1 FROM documents WHERE public_key IS NULL LIMIT 1"
         return bool(await self._read(lambda conn: conn.execute(sql).fetchone() is not None))
