@@ -145,7 +145,7 @@ def test_an_import_run_again_after_it_died_is_revoked_whole(
         source = SQLiteStore(tmp_path / "a.db")  # another gateway, which bound the answer
         source.open()
         try:
-            a = gateway(tmp_path / "a", source)
+            a = await started(gateway(tmp_path / "a", source))
             assert (await ask(a, "alice"))[0] == "miss"
             (bound,) = await source.documents()
             doc = json.loads(bound.body)
@@ -210,7 +210,7 @@ def test_a_bind_that_died_and_ran_again_leaves_one_active_document(
 
     async def main() -> None:
         store = open_store(DiesAtEachWriteOnce)
-        gw = gateway(tmp_path, store)
+        gw = await started(gateway(tmp_path, store))
         gw.reuse.settings.bind_after = 3  # type: ignore[union-attr]  # bound by hand here
         assert (await ask(gw, "alice"))[0] == "miss"
         (entry,) = await store.entries()
@@ -248,7 +248,7 @@ def test_two_binds_of_one_entry_at_once_make_one_document(
 
     async def main() -> None:
         store = open_store(ReadsOnceBefore)
-        gw = gateway(tmp_path, store)
+        gw = await started(gateway(tmp_path, store))
         gw.reuse.settings.bind_after = 3  # type: ignore[union-attr]  # bound by hand here
         assert (await ask(gw, "alice"))[0] == "miss"
         (unbound,) = await store.entries()
@@ -287,7 +287,7 @@ def test_a_revocation_during_a_rebind_stays(tmp_path: Path, open_store: OpenStor
 
     async def main() -> None:
         store = open_store(RevokesWhenAnswerIsStored)
-        v1 = gateway(tmp_path, store, "v1")
+        v1 = await started(gateway(tmp_path, store, "v1"))
         assert (await ask(v1, "alice"))[0] == "miss"
         ((old, _),) = await documents(store)
         v2 = await started(gateway(tmp_path, store, "v2"))
@@ -328,7 +328,7 @@ def test_the_stale_check_does_not_undo_a_revocation(tmp_path: Path, open_store: 
 
     async def main() -> None:
         store = open_store(RevokesAfterListing)
-        v1 = gateway(tmp_path, store, "v1")
+        v1 = await started(gateway(tmp_path, store, "v1"))
         assert (await ask(v1, "alice"))[0] == "miss"
         ((doc, _),) = await documents(store)
         v2 = await started(gateway(tmp_path, store, "v2"))
@@ -349,7 +349,7 @@ def test_wrong_feedback_on_a_bound_answer_revokes_its_document(
 
     async def main() -> None:
         store = open_store()
-        gw = gateway(tmp_path, store)
+        gw = await started(gateway(tmp_path, store))
         assert gw.reuse is not None
         assert (await ask(gw, "alice"))[0] == "miss"
         ((doc, _),) = await documents(store)
@@ -383,7 +383,7 @@ def test_a_replica_on_the_old_version_hands_the_rebind_back(
     async def main() -> None:
         clock = FakeClock(start=CLOCK_START)
         store = open_store()
-        v1 = gateway(tmp_path, store, "v1", clock)
+        v1 = await started(gateway(tmp_path, store, "v1", clock))
         assert (await ask(v1, "alice"))[0] == "miss"
         ((old, _),) = await documents(store)
         v2 = await started(gateway(tmp_path, store, "v2", clock))
@@ -424,7 +424,7 @@ def test_a_rebind_queued_without_its_version_never_binds_the_old_one_again(
 
     async def main() -> None:
         store = open_store()
-        v1 = gateway(tmp_path, store, "v1")
+        v1 = await started(gateway(tmp_path, store, "v1"))
         assert (await ask(v1, "alice"))[0] == "miss"
         ((old, _),) = await documents(store)
         await store.set_document_state(old, "stale")
