@@ -21,7 +21,7 @@ from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.verifier import Verifier
 from boundgate.settings import ReuseSettings, Settings, load_settings
 from boundgate.store import LedgerRow
-from boundgate.tenants import DAY_S, tokens_counter
+from boundgate.tenants import DAY_S, Tenant, tokens_counter
 from boundgate.testing import ThreadedServer
 
 T = TypeVar("T")
@@ -200,6 +200,18 @@ async def engine_lookup(e: ReuseEngine, question: str) -> Lookup:
         greedy_chat(question), tenant="t", model_version="v", endpoint="/e", cache_control=None
     )
     return await e.lookup(p, k)
+
+
+async def complete_together(gw: Gateway, *requests: GenerationRequest) -> list[Any]:
+    """``requests`` sent to ``gw`` at once (tenant "acme", chat completions), their results
+    in order, once the gateway's pending writes are done."""
+
+    async def one(req: GenerationRequest) -> Any:
+        return await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), req)
+
+    results = await asyncio.gather(*(one(r) for r in requests))
+    await gw.drain()
+    return list(results)
 
 
 async def row_of(gw: Gateway, request_id: str) -> LedgerRow:

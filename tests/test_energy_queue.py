@@ -18,7 +18,7 @@ from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.energy import FakeMeter, Work
 from boundgate.tenants import Tenant
-from helpers import arun, fake_settings
+from helpers import arun, complete_together, fake_settings
 
 TOKENS = 4  # each answer is cut at 4 tokens: a 4-second generation
 
@@ -55,16 +55,10 @@ def test_a_queued_request_is_not_billed_for_the_generation_it_waited_for(
 ) -> None:
     gw, backend, works = setup(tmp_path)
 
-    async def main() -> list[Any]:
-        async def one(q: str) -> Any:
-            return await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), request(q))
-
-        results = await asyncio.gather(one("First question?"), one("Second question?"))
-        await gw.drain()
-        return list(results)
-
     try:
-        first, second = arun(main())
+        first, second = arun(
+            complete_together(gw, request("First question?"), request("Second question?"))
+        )
     finally:
         gw.store.close()
     assert backend.calls == 2

@@ -7,9 +7,7 @@ counter counted, not a multiple of it.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,8 +16,7 @@ from boundgate.backends.base import GenerationRequest, Message
 from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.energy import CpuTimeEstimateMeter, FakeCounterMeter, SharedMeter, Work
-from boundgate.tenants import Tenant
-from helpers import arun, fake_settings
+from helpers import arun, complete_together, fake_settings
 
 WORK = Work(backend_kind="fake", params_b=1.0)
 WH_PER_S = 0.001
@@ -134,16 +131,10 @@ def test_concurrent_requests_ledger_the_counters_energy_once(tmp_path: Path) -> 
     gw = app.state.gateway
     gw.store.open()
 
-    async def main() -> list[Any]:
-        async def one(q: str) -> Any:
-            return await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), request(q))
-
-        results = await asyncio.gather(one("First question?"), one("Second question?"))
-        await gw.drain()
-        return list(results)
-
     try:
-        first, second = arun(main())
+        first, second = arun(
+            complete_together(gw, request("First question?"), request("Second question?"))
+        )
         rows = arun(gw.store.ledger())
     finally:
         gw.store.close()
