@@ -247,3 +247,68 @@ def test_two_processes_share_one_novelty_budget(make_store: Callable[[], Store])
     assert not asyncio.run(buffers[0].budget_left("acme"))
     clock.advance(DAY_S)
     assert asyncio.run(buffers[1].budget_left("acme"))
+
+
+def test_a_running_requests_hold_is_renewed_past_its_lease(
+    make_store: Callable[[], Store],
+) -> None:
+    """An audit's finding: a hold's lease (900 s by default) was never renewed, so the next
+    claim that did not fit freed the hold of a request still running (a long stream, a wait
+    behind a busy local model) and two requests together overran the budget. The process
+    renews its running requests' holds (``renew``, every third of the lease); a settled
+    one is not held any more, and a dropped one (never settled) is not renewed for ever."""
+    clock = FakeClock(T0)
+    lim = limiter(make_store(), clock, daily_tokens=50, reservation_lease_s=900)
+    acme = Tenant("acme")
+
+    async def main() -> None:
+        running = await lim.admit(acme, 41)
+        for _ in range(4):  # 20 minutes of generation, renewed every 5
+            clock.advance(300)
+            await lim.renew()
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(acme, 41)  # 41 of 50 are still held by the running request
+        assert exc.value.code == ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED
+        await lim.settle_now(running, 41)
+        with pytest.raises(RateLimitError):
+            await lim.admit(acme, 41)  # settled: 41 used
+        clock.advance(DAY_S)
+        dropped = await lim.admit(acme, 41)  # its request went away without settling
+        del dropped
+        import gc
+
+        gc.collect()
+        clock.advance(300)
+        await lim.renew()  # nothing of it renewed: its lease frees it
+        clock.advance(601)
+        lim.settle(await lim.admit(acme, 41), 41)
+        await lim.drain()
+
+    asyncio.run(main())
+
+
+def test_keep_held_renews_in_the_background(make_store: Callable[[], Store]) -> None:
+    """``keep_held`` (the server's background task) renews every third of the lease."""
+    store = make_store()
+    clock = FakeClock(T0)
+    lim = limiter(store, clock, daily_tokens=50, reservation_lease_s=0.03)
+    day = T0 // DAY_S * DAY_S
+
+    async def main() -> None:
+        res = await lim.admit(Tenant("acme"), 41)
+        clock.advance(1000)
+        task = asyncio.create_task(lim.keep_held())
+        try:
+            for _ in range(1000):
+                state = await store.counter_state("tokens:acme", day, clock.time())
+                if state.held:
+                    break
+                await asyncio.sleep(0.01)
+            assert state.held == 41 and state.next_expiry == pytest.approx(T0 + 1000.03)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        lim.settle(res, 41)
+        await lim.drain()
+
+    asyncio.run(main())

@@ -28,6 +28,7 @@ from boundgate.store import (
     EnergyProfileRow,
     EntryVector,
     FileRow,
+    Hold,
     JobRow,
     LedgerQuery,
     LedgerRow,
@@ -1566,6 +1567,29 @@ def test_expired_holds_stop_counting(store: Store) -> None:
     run(store.settle("dead", "tokens:acme", D0, 50))  # settled late: usage still counts
     assert run(store.counter_state("tokens:acme", D0, D0 + 11)) == CounterState(50, 30, D0 + 911)
     assert run(store.reserve("h3", [tokens(21)], D0 + 11)) == 0
+
+
+def test_renewed_holds_outlive_their_lease(store: Store) -> None:
+    """A request still running has its process renew its holds (``renew_holds``): a claim
+    that does not fit frees expired holds only. Only the holds named are renewed (not the
+    request's per-minute hold under the same id), a lease is never shortened, a settled hold
+    stays gone, and one that expired but was not freed yet counts again."""
+    rpm = Claim("rpm:acme", 0.0, 1, 5, 60.0)
+    assert run(store.reserve("long", [tokens(80, hold_s=10.0), rpm], D0)) is None
+    run(store.renew_holds([Hold("long", "tokens:acme", D0)], D0 + 100))
+    run(store.renew_holds([Hold("long", "tokens:acme", D0)], D0 + 20))  # never shorter
+    assert run(store.reserve("h2", [tokens(30)], D0 + 50)) == 0  # still held
+    assert run(store.counter_state("tokens:acme", D0, D0 + 50)) == CounterState(0, 80, D0 + 100)
+    assert run(store.counter_state("rpm:acme", 0.0, D0 + 61)).held == 0  # its window passed
+    run(store.settle("long", "tokens:acme", D0, 70))
+    run(store.renew_holds([Hold("long", "tokens:acme", D0)], D0 + 200))  # settled: gone
+    assert run(store.counter_state("tokens:acme", D0, D0 + 50)) == CounterState(70, 0, None)
+    assert run(store.reserve("lapsed", [tokens(20, hold_s=10.0)], D0 + 50)) is None
+    assert run(store.counter_state("tokens:acme", D0, D0 + 70)).held == 0  # expired, not freed
+    run(store.renew_holds([Hold("lapsed", "tokens:acme", D0), Hold("none", "x", D0)], D0 + 300))
+    assert run(store.counter_state("tokens:acme", D0, D0 + 70)) == CounterState(70, 20, D0 + 300)
+    assert run(store.reserve("h3", [tokens(11)], D0 + 70)) == 0  # 70 + 20 + 11 > 100
+    run(store.renew_holds([], D0 + 400))  # nothing to renew: nothing happens
 
 
 def test_holds_alone_are_a_sliding_window(store: Store) -> None:

@@ -8,8 +8,11 @@ sharing a database enforces one limit, not one each (issue #14):
   prompt format adds, ``Backend.template_tokens``, plus ``max_tokens``) is *held*
   against the budget in one conditional update (``used + held + n <= budget``); after it
   finished, the hold is *settled*: replaced by the tokens really used (0 for answers served
-  from stored answers). A hold whose process died is freed when its lease
-  (``limits.reservation_lease_s``) runs out. Settling happens right after the response, off
+  from stored answers). A hold carries a lease (``limits.reservation_lease_s``) that its
+  process renews every third of it while the request runs (:meth:`Limiter.keep_held`: a long
+  stream, a request queued behind a busy local model), so a claim's sweep of expired holds
+  never frees a running request's; a hold whose process died is freed when its lease runs
+  out. Settling happens right after the response, off
   its path (a non-streamed reused answer's holds go back in its ledger row's statement
   instead: :meth:`Limiter.release_of`); until it commits the hold still counts, so the budget
   is only ever over-estimated, never overrun. A ``model: "auto"`` request holds one rung at a
@@ -33,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from dataclasses import dataclass
 
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
 from .settings import LimitsSettings
-from .store import ApiKey, Claim, LimitStore, Release
+from .store import ApiKey, Claim, Hold, LimitStore, Release
 
 DAY_S = 86_400
 RPM_WINDOW_S = 60.0
@@ -121,6 +125,10 @@ class Limiter:
         self.limits = limits
         self._settling: set[asyncio.Task[None]] = set()
         self._pruned_at = float("-inf")
+        # the reservations of requests still running, by hold id: their holds are renewed
+        # (:meth:`renew`) until they are settled. Weak: a reservation its request dropped
+        # without settling (a bug) is not renewed for ever, its lease frees it.
+        self._running: weakref.WeakValueDictionary[str, Reservation] = weakref.WeakValueDictionary()
 
     @property
     def default_rpm(self) -> int:
@@ -203,7 +211,7 @@ class Limiter:
         refused = await self.store.reserve(hold_id, claims, now)
         self._maybe_prune(now)
         if refused is None:
-            return Reservation(
+            res = Reservation(
                 tenant.name,
                 day,
                 reserve_tokens,
@@ -211,6 +219,9 @@ class Limiter:
                 reasoning_tokens=reserve_reasoning_tokens if reasoning else 0,
                 budget_held=bool(budget),
             )
+            if res.hold_id is not None:
+                self._running[res.hold_id] = res
+            return res
         claim = claims[refused]
         state = await self.store.counter_state(claim.counter, claim.window, now)
         if claim.counter == rpm_counter(tenant.name):
@@ -254,6 +265,7 @@ class Limiter:
         """The holds of :meth:`release_of` were given back with the ledger row: ``res`` is
         settled (a later :meth:`settle` does nothing)."""
         res.settled = True
+        self._forget(res)
 
     def settle(self, res: Reservation, actual_tokens: int, reasoning_tokens: int = 0) -> None:
         """Replace a reservation by what was really used (idempotent). The store write runs
@@ -277,6 +289,7 @@ class Limiter:
         if res.settled:
             return []
         res.settled = True
+        self._forget(res)
         if res.hold_id is None:
             return []
         window = float(res.day * DAY_S)
@@ -297,6 +310,36 @@ class Limiter:
             await self.store.settle(hold_id, counter, window, used)
         except Exception:  # the hold expires with its lease; the ledger keeps the truth
             log.exception("budget: settling a reservation of tenant %r failed", tenant)
+
+    def _forget(self, res: Reservation) -> None:
+        if res.hold_id is not None:
+            self._running.pop(res.hold_id, None)
+
+    async def renew(self) -> None:
+        """Extend the leases of the holds of this process's requests still running (not
+        settled yet) by ``limits.reservation_lease_s`` from now."""
+        holds = [
+            Hold(res.hold_id, counter, float(res.day * DAY_S))
+            for res in list(self._running.values())
+            if res.hold_id is not None and not res.settled
+            for counter, _ in _held(res, 0, 0)
+        ]
+        if holds:
+            await self.store.renew_holds(holds, self.clock.time() + self.limits.reservation_lease_s)
+
+    async def keep_held(self) -> None:
+        """Renew the holds of running requests every third of their lease (the server runs
+        this in the background from start-up on), so however long a request runs (a long
+        stream, a wait behind a busy local model) no other request's claim frees its hold;
+        those of a process that died lapse with their lease."""
+        while True:
+            try:
+                await self.renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store restarting: try again next time
+                log.exception("budget: renewing the holds of running requests failed")
+            await asyncio.sleep(self.limits.reservation_lease_s / 3)
 
     def _maybe_prune(self, now: float) -> None:
         if now - self._pruned_at < PRUNE_EVERY_S:

@@ -200,6 +200,8 @@ def create_app(
             runner.start()
             # this process's generations in progress, and those of processes that died
             background.append(asyncio.create_task(gateway.ledger.keep_open_requests()))
+            # the budget holds of requests still running, renewed before their lease ends
+            background.append(asyncio.create_task(gateway.limiter.keep_held()))
             if gateway.reuse is not None:
                 background.append(asyncio.create_task(gateway.reuse.keep_index_saved()))
                 # what other workers and replicas on this store change (engine.follow)

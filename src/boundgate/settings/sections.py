@@ -85,7 +85,8 @@ class LimitsSettings(_Section):
         900.0,
         gt=0,
         description="How long a request's budget reservation holds if its gateway process "
-        "dies before settling it; then the reserved tokens are free again.",
+        "dies before settling it; then the reserved tokens are free again. A running request's "
+        "process renews it every third of this, however long the request runs.",
     )
     novelty_per_day: int = Field(
         0,

@@ -39,6 +39,7 @@ from .rows import (
     EnergyProfileRow,
     EntryVector,
     FileRow,
+    Hold,
     JobRow,
     LedgerQuery,
     LedgerRow,
@@ -529,7 +530,8 @@ class LimitStore(Protocol):
     in one transaction. A hold lives until it is settled or its lease (``Claim.hold_s``)
     runs out; expired holds stop counting (a gateway killed mid-request frees its holds when
     their lease ends), which also makes a counter of holds alone (``hold_s = 60``, never
-    settled) a sliding window of requests."""
+    settled) a sliding window of requests. A request that runs longer than the lease has its
+    holds renewed (:meth:`renew_holds`) by its process, so only a dead process's lapse."""
 
     async def reserve(self, hold_id: str, claims: list[Claim], now: float) -> int | None:
         """Take every claim or none (atomic): None when all fit, else the index of the
@@ -543,6 +545,11 @@ class LimitStore(Protocol):
         hold expired meanwhile, ``used`` is still added. Call once per hold: every call adds
         ``used``. A negative ``used`` with a fresh ``hold_id`` gives back units a claim
         without a hold (``hold_s`` None) counted as used at once."""
+
+    async def renew_holds(self, holds: list[Hold], until: float) -> None:
+        """Extend the lease of each of ``holds`` (requests still running) to ``until``, never
+        shortening one. A hold settled or freed meanwhile stays gone; one whose lease ran out
+        but that no claim has freed yet counts again (nothing took its room)."""
 
     async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
         """``counter`` in ``window`` at ``now`` (zeros for a counter never claimed)."""

@@ -323,6 +323,16 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """One hold of a reservation: hold ``hold_id`` on ``counter``'s ``window`` (what
+    :meth:`LimitStore.renew_holds` extends while its request runs)."""
+
+    hold_id: str
+    counter: str
+    window: float
+
+
+@dataclass(frozen=True)
 class CounterState:
     """A counter in one window at one moment: settled ``used``, the sum of live (unexpired)
     holds ``held``, and when the earliest live hold expires (None: no live hold)."""

@@ -13,6 +13,7 @@ from ..rows import (
     ApiKey,
     Claim,
     CounterState,
+    Hold,
     NewKey,
 )
 from .core import (
@@ -45,6 +46,13 @@ WITH h AS (
 UPDATE limit_counters
 SET used = used + %(used)s, reserved = reserved - COALESCE((SELECT SUM(amount) FROM h), 0)
 WHERE counter = %(counter)s AND window_start = %(window)s
+"""
+
+
+_RENEW = """
+UPDATE limit_holds AS lh SET expires = GREATEST(lh.expires, %(until)s)
+FROM unnest(%(ids)s::text[], %(counters)s::text[], %(windows)s::float8[]) AS h(id, c, w)
+WHERE lh.hold_id = h.id AND lh.counter = h.c AND lh.window_start = h.w
 """
 
 
@@ -183,6 +191,24 @@ class PostgresTenants(PostgresBase):
                 await self._execute(_SETTLE, params)
                 return
             except DeadlockDetected:
+                if attempt == 4:
+                    raise
+
+    async def renew_holds(self, holds: list[Hold], until: float) -> None:
+        if not holds:
+            return
+        params = {
+            "until": until,
+            "ids": [h.hold_id for h in holds],
+            "counters": [h.counter for h in holds],
+            "windows": [h.window for h in holds],
+        }
+        for attempt in range(5):
+            try:
+                await self._execute(_RENEW, params)
+                return
+            except DeadlockDetected:
+                # rows locked by a settle or a sweep in another order: rolled back, run again
                 if attempt == 4:
                     raise
 

@@ -10,6 +10,7 @@ from ..rows import (
     ApiKey,
     Claim,
     CounterState,
+    Hold,
     NewKey,
 )
 from .core import SQLiteBase
@@ -103,6 +104,19 @@ class SQLiteTenants(SQLiteBase):
 
     async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
         await self._call(lambda conn: _settle(conn, hold_id, counter, window, used))
+
+    async def renew_holds(self, holds: list[Hold], until: float) -> None:
+        if not holds:
+            return
+
+        def renew(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE limit_holds SET expires = MAX(expires, ?) "
+                "WHERE hold_id = ? AND counter = ? AND window_start = ?",
+                [(until, h.hold_id, h.counter, h.window) for h in holds],
+            )
+
+        await self._call(renew)
 
     async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
         def run(conn: sqlite3.Connection) -> CounterState:
