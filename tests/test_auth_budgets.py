@@ -14,7 +14,7 @@ from boundgate.assembly import build_app
 from boundgate.settings import ConfigError
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, arun, assert_error, fake_settings
+from helpers import Live, arun, assert_error, fake_settings, used_today
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -394,3 +394,22 @@ def test_keys_create_refuses_negative_limits(tmp_path: Path) -> None:
         assert [k.rpm for k in arun(store.list_keys())] == [0]
     finally:
         store.close()
+
+
+def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:
+    """An audit's finding: ``/v1/embeddings`` held the inputs' UTF-8 bytes but was charged
+    the model's tokens, [CLS] and [SEP] included: ``["a"] * 900`` held 900 of a budget of
+    1000 and was charged 2700. The tokens are counted before the hold now: what is held is
+    what is charged, and the budget is never overrun."""
+    live, keys = keyed_live(tmp_path, daily_tokens=1000)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+        first = live.http.post("/v1/embeddings", json={"input": ["a"] * 300}, headers=h)
+        assert first.status_code == 200, first.text
+        assert first.json()["usage"]["prompt_tokens"] == 900  # [CLS] a [SEP], 300 times
+        more = live.http.post("/v1/embeddings", json={"input": ["a"] * 40}, headers=h)
+        assert_error(more, 429, code="daily_token_budget_exceeded")  # 120 of 100 left
+        assert "up to 120" in more.json()["error"]["message"]
+        assert arun(used_today(live.gateway, "acme")) == 900
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]

@@ -391,17 +391,21 @@ class Gateway(Routing):
 
     # --- embeddings ---------------------------------------------------------------------------
     async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
-        """``/v1/embeddings``: vectors from the reuse layer's embedder, metered and ledgered."""
+        """``/v1/embeddings``: vectors from the reuse layer's embedder, metered and ledgered.
+        The texts are tokenized before they are admitted (cheap beside the model), so the
+        daily budget holds what the request is charged: its tokens as the model reads them
+        (special tokens added, a long text cut at the model's window)."""
         assert self.reuse is not None
         embedder = self.reuse.embedder
-        reservation = await self.limiter.admit(ctx.tenant, sum(len(t.encode()) for t in texts))
         span = self._span()
-        tokens = 0
+        tokens = await asyncio.to_thread(embedder.count_tokens, texts)
+        reservation = await self.limiter.admit(ctx.tenant, tokens)
+        done = False
         try:
             vectors = await asyncio.to_thread(embedder.embed, texts)
-            tokens = await asyncio.to_thread(embedder.count_tokens, texts)
+            done = True
         finally:
-            self.limiter.settle(reservation, tokens)
+            self.limiter.settle(reservation, tokens if done else 0)
         self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
         m = span.stop()
         energy = self._report(m, ctx)
