@@ -413,3 +413,31 @@ def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:
         assert arun(used_today(live.gateway, "acme")) == 900
     finally:
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_a_request_the_budget_refuses_takes_no_slot_of_the_minute(tmp_path: Path) -> None:
+    """An audit's finding: a request refused by the spent daily budget had taken a slot of
+    the minute while it looked for a stored answer, so after a few refusals a client got
+    ``rate_limit_exceeded`` (and a stored answer was not served) for a budget that is spent
+    until midnight. A refused request counts against neither."""
+    live, keys = keyed_live(tmp_path, rpm=3, daily_tokens=100)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+
+        def ask(q: str) -> httpx.Response:
+            body = {"messages": [{"role": "user", "content": q}], "temperature": 0}
+            return live.http.post(
+                "/v1/chat/completions", json={**body, "max_tokens": 40}, headers=h
+            )
+
+        first = ask("Which river flows through Vienna?")
+        assert first.status_code == 200, first.text  # its hold leaves no room for another
+        refused = [ask(f"Name a city on river number {i}.") for i in range(5)]
+        assert [r.json()["error"]["code"] for r in refused] == ["daily_token_budget_exceeded"] * 5
+        again = ask("Which river flows through Vienna?")
+        assert again.status_code == 200, again.text
+        assert again.headers["x-boundgate-reuse"] == "hit-exact"
+        assert ask("Which river flows through Vienna?").status_code == 200  # 3 a minute
+        assert_error(ask("Which river flows through Vienna?"), 429, code="rate_limit_exceeded")
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]

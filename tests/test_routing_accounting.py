@@ -172,6 +172,27 @@ def test_the_first_rungs_hold_counts_its_prompt_format(gw: Gateway) -> None:
     assert row.wh == pytest.approx(3 * LOOKUP_WH)
 
 
+def test_an_auto_request_the_budget_refuses_takes_no_slot_of_the_minute(gw: Gateway) -> None:
+    """A climb the spent budget refuses on every rung (no stored answer on any) gets the 429
+    and does not count against the requests per minute: the tenant's next request that a
+    stored answer serves is not refused for the minute."""
+    acme = Tenant("acme", rpm=2, daily_tokens=worst(gw, "small", LOOPING))  # one at a time
+
+    async def main() -> list[str]:
+        codes = []
+        for question in (LOOPING, "Another question?", "A third?", "A fourth?", LOOPING):
+            try:
+                await gw.complete(gw.context(acme, "/v1/chat/completions"), auto(question))
+                codes.append("ok")
+            except RateLimitError as exc:
+                codes.append(str(exc.code))
+            await gw.drain()
+        return codes
+
+    spent = str(ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED)
+    assert arun(main()) == ["ok", spent, spent, spent, "ok"]  # the last one: a stored answer
+
+
 def test_the_repro_budget_of_1500_tokens_is_not_overrun(tmp_path: Path) -> None:
     """The tester's case: no ``max_tokens``, the gateway's default 1024, every rung looping,
     a budget of 1500: only the first rung fits; its cut answer is returned."""

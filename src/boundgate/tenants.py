@@ -28,7 +28,10 @@ sharing a database enforces one limit, not one each (issue #14):
   ``max_tokens``) held and the reasoning tokens it reported settled.
 
 All are claimed in one reservation: a request refused by one limit does not count against the
-others. Tenants without limits (all 0) never touch the store.
+others. A request the daily budget refuses may still be served a stored answer (it uses no
+tokens), so it is counted per minute while it looks for one; when none serves it, its
+per-minute slot is given back (:meth:`Limiter.uncount`): a refused request never counts
+against the rate. Tenants without limits (all 0) never touch the store.
 """
 
 from __future__ import annotations
@@ -113,6 +116,9 @@ class Reservation:
     settled: bool = False
     reasoning_tokens: int = 0  # held on the reasoning budget (0: none held)
     budget_held: bool = True  # ``tokens`` held on the daily token budget under ``hold_id``
+    # the hold of the request's per-minute slot (None: not counted, or given back by
+    # :meth:`Limiter.uncount`)
+    rpm_hold: str | None = None
 
 
 class Limiter:
@@ -218,6 +224,7 @@ class Limiter:
                 hold_id if budget or reasoning else None,
                 reasoning_tokens=reserve_reasoning_tokens if reasoning else 0,
                 budget_held=bool(budget),
+                rpm_hold=hold_id if rpm else None,
             )
             if res.hold_id is not None:
                 self._running[res.hold_id] = res
@@ -249,6 +256,21 @@ class Limiter:
             code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
             retry_after=(day + 1) * DAY_S - now,
         )
+
+    async def uncount(self, res: Reservation) -> None:
+        """Give back the per-minute slot ``res`` took: its request was refused after it was
+        counted (its daily budget was spent and no stored answer served it), and a refused
+        request does not count against its rate. Returns once the store has it (the 429 is
+        sent after: a client's next request is not refused for it); idempotent."""
+        hold, res.rpm_hold = res.rpm_hold, None
+        if hold is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._settle(hold, rpm_counter(res.tenant), res.tenant, 0.0, 0)
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
 
     def release_of(self, res: Reservation) -> Release | None:
         """The holds of ``res`` as settling it with nothing used would give them back, to be

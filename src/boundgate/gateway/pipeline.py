@@ -189,7 +189,8 @@ class Gateway(Routing):
         the daily budget refuses and reuse is on, a stored answer may still be served (it
         uses no tokens; docs/api.md): the request is counted per minute only and the refusal
         kept in ``ctx.budget_refusal``, raised by ``_refuse_if_spent`` when no stored answer
-        is found. Raises ``RateLimitError`` otherwise."""
+        is found (and then the per-minute slot given back: ``_refused``). Raises
+        ``RateLimitError`` otherwise."""
         try:
             return await self.limiter.admit(ctx.tenant, tokens, reasoning)
         except RateLimitError as err:
@@ -551,6 +552,7 @@ class Gateway(Routing):
                 lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
         except BoundgateError as err:  # e.g. the daily budget's 429 after the lookup
             self.limiter.settle(reservation, 0)
+            await self._refused(ctx, err, reservation)
             energy = self._report(span.stop(), ctx)  # the lookup ran: its energy counts
             await self.record_error(ctx, err, req, stream=stream, energy=energy, lookup=ctx.reuse)
             raise
@@ -609,12 +611,13 @@ class Gateway(Routing):
         backend: Backend,
         gone: Lookup,
         span: Span,
+        reservation: Reservation,
     ) -> Lookup | None:
         """The answer ``gone`` came from memory and its ledger row's check found it revoked
         or rebound: forget the copy and look up again, reading the store (a hit then is
         live; else a miss), metered on the request's ``span`` (resumed: the first lookup's
         energy stays the request's). Errors are recorded and re-raised; the caller
-        settles."""
+        settles ``reservation``."""
         assert self.reuse is not None and gone.entry is not None
         self.reuse.drop_answer(gone.entry.key)
         span.resume()
@@ -623,6 +626,7 @@ class Gateway(Routing):
             lookup = await self._lookup(ctx, req, backend)
             self._refuse_if_spent(ctx, lookup)  # no stored answer after all: no fresh one
         except BoundgateError as err:
+            await self._refused(ctx, err, reservation)
             energy = self._report(span.stop(), ctx)
             await self.record_error(ctx, err, req, energy=energy, lookup=lookup)
             raise
@@ -635,6 +639,15 @@ class Gateway(Routing):
         stored answer."""
         if ctx.budget_refusal is not None and (lookup is None or lookup.entry is None):
             raise ctx.budget_refusal
+
+    async def _refused(
+        self, ctx: RequestContext, err: BoundgateError, counted: Reservation
+    ) -> None:
+        """The request ends with ``err``: if that is its daily budget's refusal (no stored
+        answer served it), it does not count against its rate either, so the per-minute
+        slot ``counted`` took while it looked for one is given back."""
+        if err is ctx.budget_refusal:
+            await self.limiter.uncount(counted)
 
     async def _commit_hit(
         self,
@@ -706,7 +719,7 @@ class Gateway(Routing):
                     completion = Completion(e.answer, e.finish_reason, usage_of(e))
                     self.limiter.settle(reservation, 0)
                     return Result(completion, backend.name, hit[0], lookup)
-                lookup = await self._look_again(ctx, req, backend, lookup, span)
+                lookup = await self._look_again(ctx, req, backend, lookup, span, reservation)
             except BaseException:
                 self.limiter.settle(reservation, 0)
                 raise
@@ -804,7 +817,7 @@ class Gateway(Routing):
                     reservation=reservation if lookup.unchecked else None,
                 )
                 if hit is None:  # from memory, and no longer live: nothing was written
-                    lookup = await self._look_again(ctx, req, backend, lookup, span)
+                    lookup = await self._look_again(ctx, req, backend, lookup, span, reservation)
                     if lookup is not None and lookup.entry is not None:
                         hit = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
             except BaseException:

@@ -86,6 +86,9 @@ class Routing:
         ) -> Reservation: ...
         @staticmethod
         def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None: ...
+        async def _refused(
+            self, ctx: RequestContext, err: BoundgateError, counted: Reservation
+        ) -> None: ...
         def _measure(self, gen: GenerationSpan, backend: Backend, usage: Usage) -> Measurement: ...
         def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int: ...
         @staticmethod
@@ -260,7 +263,7 @@ class Routing:
             if not plan.reasoning:  # the task's policy: no reasoning unless the client asks
                 req.passthrough.setdefault("reasoning_effort", "none")
             backend, rreq, reasoning = self._rung(req, plan.rungs[0])
-            held = await self._admit(ctx, rreq, backend, reasoning)
+            held = counted = await self._admit(ctx, rreq, backend, reasoning)
         except BoundgateError as err:
             await self.record_error(ctx, err, req, stream=stream)
             raise
@@ -321,6 +324,7 @@ class Routing:
             if route.answering_model is None:  # the budget stopped the climb
                 if answer is None:
                     assert ctx.budget_refusal is not None
+                    await self._refused(ctx, ctx.budget_refusal, counted)
                     raise ctx.budget_refusal
                 completion, backend, rreq, lookup = answer
                 route.kept(backend.name)
