@@ -21,7 +21,8 @@ from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.verifier import Verifier
 from boundgate.settings import ReuseSettings, Settings, load_settings
 from boundgate.store import LedgerRow
-from boundgate.tenants import DAY_S, Tenant, tokens_counter
+from boundgate.store.keys import key_id_of
+from boundgate.tenants import DAY_S, Tenant, key_counters, tokens_counter
 from boundgate.testing import ThreadedServer
 
 T = TypeVar("T")
@@ -221,10 +222,34 @@ async def row_of(gw: Gateway, request_id: str) -> LedgerRow:
     return rows[request_id]
 
 
-async def used_today(gw: Gateway, tenant: str) -> int:
-    """The tokens ``tenant``'s daily budget has been charged today (every hold settled)."""
+def counted(secret: str) -> str:
+    """Whose counters the requests of the key ``secret`` draw on (its own: limits are a
+    key's)."""
+    key_id = key_id_of(secret)
+    assert key_id is not None
+    return key_counters(key_id)
+
+
+def charged_today(live: Live, owner: str) -> int:
+    """What ``owner``'s daily budget has been charged today on a served gateway (``live``),
+    once every hold is settled (settling follows the response: waited for, not drained
+    from this thread's loop)."""
+    gw = live.gateway
+
+    def settled() -> tuple[int] | None:
+        now = gw.clock.time()
+        counter = tokens_counter(owner)
+        state = arun(gw.store.counter_state(counter, (now // DAY_S) * DAY_S, now))
+        return None if state.held else (state.used,)
+
+    return int(wait_until(settled)[0])
+
+
+async def used_today(gw: Gateway, owner: str) -> int:
+    """The tokens ``owner``'s daily budget has been charged today (every hold settled):
+    a tenant's name, or ``counted(secret)`` for a key's own budget."""
     await gw.drain()
     now = gw.clock.time()
-    state = await gw.store.counter_state(tokens_counter(tenant), (now // DAY_S) * DAY_S, now)
+    state = await gw.store.counter_state(tokens_counter(owner), (now // DAY_S) * DAY_S, now)
     assert state.held == 0  # every hold was settled
     return state.used

@@ -14,7 +14,7 @@ from boundgate.assembly import build_app
 from boundgate.settings import ConfigError
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, arun, assert_error, fake_settings, used_today
+from helpers import Live, arun, assert_error, charged_today, counted, fake_settings
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -410,7 +410,7 @@ def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:
         more = live.http.post("/v1/embeddings", json={"input": ["a"] * 40}, headers=h)
         assert_error(more, 429, code="daily_token_budget_exceeded")  # 120 of 100 left
         assert "up to 120" in more.json()["error"]["message"]
-        assert arun(used_today(live.gateway, "acme")) == 900
+        assert charged_today(live, counted(keys["acme"])) == 900
     finally:
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
 
@@ -441,3 +441,46 @@ def test_a_request_the_budget_refuses_takes_no_slot_of_the_minute(tmp_path: Path
         assert_error(ask("Which river flows through Vienna?"), 429, code="rate_limit_exceeded")
     finally:
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_the_keys_of_one_tenant_keep_budgets_of_their_own(tmp_path: Path) -> None:
+    """An audit's finding (one tenant, three keys: 100 tokens a day, 100 000, and none): the
+    keys shared one counter per tenant, so the large key's requests spent the small key's
+    budget, and the unlimited key's were charged to nobody. Limits are a key's and counted
+    per key: whatever the other keys do, the small key has its own 100 tokens."""
+    settings = fake_settings(tmp_path)
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    keys = {
+        name: asyncio.run(store.create_key("acme", **limits)).secret  # type: ignore[arg-type]
+        for name, limits in (
+            ("small", {"daily_tokens": 100}),
+            ("large", {"daily_tokens": 100_000}),
+            ("free", {}),
+        )
+    }
+    store.close()
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+
+        def ask(key: str, q: str) -> int:
+            body = {"messages": [{"role": "user", "content": q}], "max_tokens": 40}
+            h = {"Authorization": f"Bearer {keys[key]}"}
+            return live.http.post("/v1/chat/completions", json=body, headers=h).status_code
+
+        assert [ask("free", f"free {i}") for i in range(5)] == [200] * 5
+        assert [ask("large", f"large {i}") for i in range(6)] == [200] * 6
+        assert ask("small", "small 0") == 200  # none of the others' tokens are its
+        assert charged_today(live, counted(keys["free"])) == 0  # no budget, no count
+        small = charged_today(live, counted(keys["small"]))
+        large = charged_today(live, counted(keys["large"]))
+        rows = [r for r in live.ledger().values() if r.tenant == "acme"]
+        by_key = {
+            k: sum(r.prompt_tokens + r.completion_tokens for r in rows if r.key_id == k)
+            for k in {r.key_id for r in rows}
+        }
+        assert by_key[counted(keys["small"]).removeprefix("key:")] == small > 0
+        assert by_key[counted(keys["large"]).removeprefix("key:")] == large > 0
+        live.http.close()

@@ -23,7 +23,7 @@ from boundgate.dashboard.session import COOKIE
 from boundgate.store import BatchLineRow
 from boundgate.testing import ThreadedServer
 from dashboard_seed import START, Seeded
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, charged_today, counted, fake_settings, wait_until
 
 PAGES = [
     "/dashboard",
@@ -391,6 +391,39 @@ def test_tenants_page_shows_usage(keyed_dash: Seeded) -> None:
     assert "built-in method" not in html
     row = re.search(r'<th scope="row">acme</th>\s*<td>(\d+)</td>', html)
     assert row is not None and row.group(1) == "1", html
+
+
+def test_tenants_page_shows_each_keys_own_limits(keyed_dash: Seeded) -> None:
+    """Limits are a key's and counted per key: the page shows each active key against its
+    own budget (it showed one per tenant, the largest of its keys')."""
+    live = keyed_dash.live
+    store = live.gateway.store
+    spender = asyncio.run(store.create_key("acme", daily_tokens=500, rpm=7)).secret
+    idle = asyncio.run(store.create_key("acme", daily_tokens=1000)).secret
+    r = live.http.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {spender}"},
+        json={
+            "messages": [{"role": "user", "content": "How many keys?"}],
+            "temperature": 0,
+            "max_tokens": 20,
+        },
+    )
+    assert r.status_code == 200, r.text
+    spent = r.json()["usage"]["total_tokens"]
+    assert charged_today(live, counted(spender)) == spent  # settled: shown as used
+    with browser(live) as b:
+        b.post("/dashboard/login", data={"key": keyed_dash.admin_key, "next": "/dashboard"})
+        html = b.get("/dashboard/tenants").text
+
+    def key_row(secret: str) -> str:
+        found = re.search(rf"<code>{secret.split('-')[1]}</code>.*?</tr>", html, re.S)
+        assert found is not None, html
+        return found.group(0)
+
+    assert f"{spent} / 500" in key_row(spender) and ">7<" in key_row(spender)
+    assert "0 / 1000" in key_row(idle)
+    assert "no budget" in key_row(keyed_dash.user_key or "")
 
 
 def test_dashboard_can_be_switched_off(tmp_path: Path) -> None:

@@ -312,3 +312,41 @@ def test_keep_held_renews_in_the_background(make_store: Callable[[], Store]) -> 
         await lim.drain()
 
     asyncio.run(main())
+
+
+def test_each_key_is_counted_on_its_own_counters(make_store: Callable[[], Store]) -> None:
+    """An audit's finding: limits are set per key but were counted per tenant, so the keys of
+    one tenant shared one counter, each compared with its own limit (a key with a large
+    budget spent a small one's), and a key without a limit charged nothing while its
+    tenant's other keys paid for none of it. Each key has counters of its own now; work done
+    without a key's limits (open mode, a tenant's background work) has the tenant's."""
+    store = make_store()
+    clock = FakeClock(T0)
+    lim = limiter(store, clock, rpm=2, daily_tokens=100)  # the defaults a key may not set
+
+    async def main() -> None:
+        small = Tenant.of_key((await store.create_key("acme", daily_tokens=50)).key)
+        large = Tenant.of_key((await store.create_key("acme", rpm=0, daily_tokens=0)).key)
+        plain = Tenant.of_key((await store.create_key("acme")).key)  # the defaults, its own
+        for _ in range(5):  # unlimited: it charges nobody
+            lim.settle(await lim.admit(large, 1_000), 1_000)
+        await lim.settle_now(await lim.admit(small, 50), 40)
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(small, 11)  # its own 40 of 50
+        assert small.limits_key is not None and small.limits_key in exc.value.message
+        await lim.settle_now(await lim.admit(plain, 100), 90)  # the default budget: its own
+        await lim.settle_now(await lim.admit(plain, 10), 10)
+        with pytest.raises(RateLimitError) as exc:
+            await lim.admit(plain, 1)  # its third request this minute (the default rpm)
+        assert exc.value.code == ErrorCode.RATE_LIMIT_EXCEEDED
+        await lim.admit(Tenant("acme"), 100)  # the tenant's own work: a counter of its own
+        await lim.drain()
+        day = T0 // DAY_S * DAY_S
+        used = await store.counters_used("tokens:", day)
+        assert used == {
+            f"tokens:key:{small.limits_key}": 40,
+            f"tokens:key:{plain.limits_key}": 100,
+            "tokens:acme": 0,  # held, not settled
+        }
+
+    asyncio.run(main())

@@ -172,6 +172,48 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
         store.close()
 
 
+def test_keys_counters_start_from_their_usage_today(postgres_schema: str) -> None:
+    """Migration 0017 (limits counted per key; SQLite's 0022) on a database of the migrations
+    before it: each key's counters start from what its requests used today."""
+    import time
+
+    before = [m for m in load_migrations() if m[0] < 17]
+    now = time.time()
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in before:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+        for rid, ts, key, prompt, completion, reasoning, reuse in [
+            ("a", now, "k1", 10, 20, 5, None),
+            ("b", now, "k1", 1, 2, 0, "miss"),
+            ("c", now, "k1", 5, 5, 5, "hit-exact"),  # served from a stored answer: free
+            ("d", now - 2 * 86400, "k1", 100, 100, 0, None),  # another day
+            ("e", now, "k2", 3, 4, 0, None),
+            ("f", now, None, 50, 50, 0, None),  # no key: the tenant's own counter
+        ]:
+            conn.execute(
+                "INSERT INTO ledger (id, ts, tenant, key_id, endpoint, prompt_tokens, "
+                "completion_tokens, reasoning_tokens, outcome, status, reuse) "
+                "VALUES (%s, %s, 'acme', %s, '/v1/chat/completions', %s, %s, %s, 'ok', 200, %s)",
+                (rid, ts, key, prompt, completion, reasoning, reuse),
+            )
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        day = float(int(now // 86400) * 86400)
+        assert asyncio.run(store.counters_used("tokens:key:", day)) == {
+            "tokens:key:k1": 33,
+            "tokens:key:k2": 7,
+        }
+        assert asyncio.run(store.counters_used("reasoning:key:", day)) == {"reasoning:key:k1": 5}
+    finally:
+        store.close()
+
+
 def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
     postgres_schema: str,
 ) -> None:

@@ -93,6 +93,42 @@ def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
         s.close()
 
 
+def test_keys_counters_start_from_their_usage_today(tmp_path: Path) -> None:
+    """Migration 0022 (limits counted per key) on a database of the migrations before it:
+    each key's counters start from what its requests used today (hits and other days free),
+    not from zero, so a database migrated mid-day does not give each key a fresh budget."""
+    import time
+
+    db = tmp_path / "old.db"
+    now = time.time()
+    with _migrated_before(22, db) as conn:
+        for rid, ts, key, prompt, completion, reasoning, reuse in [
+            ("a", now, "k1", 10, 20, 5, None),
+            ("b", now, "k1", 1, 2, 0, "miss"),
+            ("c", now, "k1", 5, 5, 5, "hit-exact"),  # served from a stored answer: free
+            ("d", now - 2 * 86400, "k1", 100, 100, 0, None),  # another day
+            ("e", now, "k2", 3, 4, 0, None),
+            ("f", now, None, 50, 50, 0, None),  # no key: the tenant's own counter
+        ]:
+            conn.execute(
+                "INSERT INTO ledger (id, ts, tenant, key_id, endpoint, prompt_tokens, "
+                "completion_tokens, reasoning_tokens, outcome, status, reuse) "
+                "VALUES (?, ?, 'acme', ?, '/v1/chat/completions', ?, ?, ?, 'ok', 200, ?)",
+                (rid, ts, key, prompt, completion, reasoning, reuse),
+            )
+    s = SQLiteStore(db)
+    s.open()
+    try:
+        day = float(int(now // 86400) * 86400)
+        assert asyncio.run(s.counters_used("tokens:key:", day)) == {
+            "tokens:key:k1": 33,
+            "tokens:key:k2": 7,
+        }
+        assert asyncio.run(s.counters_used("reasoning:key:", day)) == {"reasoning:key:k1": 5}
+    finally:
+        s.close()
+
+
 def test_jobs_queued_before_dedupe_keys_were_freed_are_kept(tmp_path: Path) -> None:
     """Migrations 0017 and 0018 on a database of the migrations before them (the jobs table
     rebuilt without the column's UNIQUE): the jobs are kept, none held back, and a failed

@@ -1,9 +1,19 @@
 """Who is asking, and how much they may still ask.
 
+Limits are an API key's: ``boundgate keys create --rpm N --daily-tokens N
+--daily-reasoning-tokens N`` gives the key its own, and a limit the key does not set is the
+settings' default (``[limits]``), also the key's own. So each key is counted on counters of its
+own (``<what>:key:<key id>``): two keys of one tenant never share a budget, and a key without
+limits (0) is not charged anything. Work done for a tenant without a key of its own limits
+(open local mode; a tenant's background work such as rebinding a stale document, under the
+strictest limits of its keys: ``scheduler.handlers.background_tenant``) is counted on the
+tenant's counters (``<what>:<tenant>``). :attr:`Tenant.counted_as` names whose counters a
+request draws on.
+
 Limits live in the store (:class:`~boundgate.store.LimitStore`), so every gateway process
 sharing a database enforces one limit, not one each (issue #14):
 
-- **Daily token budget** (``tokens:<tenant>``, window = the UTC day): before a request runs,
+- **Daily token budget** (``tokens:…``, window = the UTC day): before a request runs,
   its worst case (input bytes, an upper bound on BPE tokens, plus the tokens the model's
   prompt format adds, ``Backend.template_tokens``, plus ``max_tokens``) is *held*
   against the budget in one conditional update (``used + held + n <= budget``); after it
@@ -18,11 +28,11 @@ sharing a database enforces one limit, not one each (issue #14):
   is only ever over-estimated, never overrun. A ``model: "auto"`` request holds one rung at a
   time: each rung's worst case before it runs, settled (:meth:`Limiter.settle_now`) before the
   next rung holds its own (``count=False``: the request was counted once).
-- **Requests per minute** (``rpm:<tenant>``): a *sliding* window. Each admitted request holds
+- **Requests per minute** (``rpm:…``): a *sliding* window. Each admitted request holds
   1 for 60 s and is never settled, so at most ``rpm`` requests are admitted in any 60 seconds;
   ``Retry-After`` is when the oldest of them leaves the window.
 
-- **Daily reasoning-token budget** (``reasoning:<tenant>``, the UTC day) for reasoning models
+- **Daily reasoning-token budget** (``reasoning:…``, the UTC day) for reasoning models
   (``limits.daily_reasoning_tokens`` or the key's own): held and settled the same way, with the
   request's worst case (its reasoning cap where the gateway enforces it, else its
   ``max_tokens``) held and the reasoning tokens it reported settled.
@@ -31,7 +41,7 @@ All are claimed in one reservation: a request refused by one limit does not coun
 others. A request the daily budget refuses may still be served a stored answer (it uses no
 tokens), so it is counted per minute while it looks for one; when none serves it, its
 per-minute slot is given back (:meth:`Limiter.uncount`): a refused request never counts
-against the rate. Tenants without limits (all 0) never touch the store.
+against the rate. Keys (and tenants) without limits (all 0) never touch the store.
 """
 
 from __future__ import annotations
@@ -69,16 +79,22 @@ log = logging.getLogger("boundgate")
 
 @dataclass(frozen=True)
 class Tenant:
+    """Who a request acts as (``name``, the tenant; ``key_id``, its key, for the ledger) and
+    the limits it runs under: ``rpm``, ``daily_tokens`` and ``daily_reasoning_tokens``
+    (None: the settings' default; 0: unlimited), those of key ``limits_key`` (counted on that
+    key's own counters) or, when None, the tenant's own (counted on the tenant's)."""
+
     name: str
     key_id: str | None = None
     admin: bool = False
     rpm: int | None = None  # None: settings default; 0: unlimited
     daily_tokens: int | None = None
     daily_reasoning_tokens: int | None = None
+    limits_key: str | None = None  # the key whose limits these are (None: the tenant's)
 
     @classmethod
     def of_key(cls, key: ApiKey) -> Tenant:
-        """The tenant an API key acts as, with that key's limits."""
+        """The tenant an API key acts as, with that key's limits, counted for that key."""
         return cls(
             name=key.tenant,
             key_id=key.id,
@@ -86,30 +102,50 @@ class Tenant:
             rpm=key.rpm,
             daily_tokens=key.daily_tokens,
             daily_reasoning_tokens=key.daily_reasoning_tokens,
+            limits_key=key.id,
         )
+
+    @property
+    def counted_as(self) -> str:
+        """Whose counters its limits are counted on: ``key:<id>`` for a key's limits, else
+        the tenant's name."""
+        return key_counters(self.limits_key) if self.limits_key is not None else self.name
+
+    def describe(self) -> str:
+        """Whose limits they are, for a refusal's message."""
+        if self.limits_key is not None:
+            return f"key {self.limits_key!r} of tenant {self.name!r}"
+        return f"tenant {self.name!r}"
 
 
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)
 
 
-def tokens_counter(tenant: str) -> str:
-    return f"tokens:{tenant}"
+def key_counters(key_id: str) -> str:
+    """What a key's counters are named after (``tokens:key:<id>``, ...)."""
+    return f"key:{key_id}"
 
 
-def rpm_counter(tenant: str) -> str:
-    return f"rpm:{tenant}"
+def tokens_counter(owner: str) -> str:
+    """The daily token budget's counter of ``owner`` (:attr:`Tenant.counted_as`)."""
+    return f"tokens:{owner}"
 
 
-def reasoning_counter(tenant: str) -> str:
-    return f"reasoning:{tenant}"
+def rpm_counter(owner: str) -> str:
+    return f"rpm:{owner}"
+
+
+def reasoning_counter(owner: str) -> str:
+    return f"reasoning:{owner}"
 
 
 @dataclass
 class Reservation:
-    """What :meth:`Limiter.admit` held for one request: ``tokens`` on ``tenant``'s budget of
-    ``day`` (UTC day number) under ``hold_id`` (None: nothing held, no budget)."""
+    """What :meth:`Limiter.admit` held for one request: ``tokens`` on the daily budget of
+    ``owner`` (:attr:`Tenant.counted_as`) of ``day`` (UTC day number) under ``hold_id``
+    (None: nothing held, no budget)."""
 
-    tenant: str
+    owner: str
     day: int
     tokens: int
     hold_id: str | None = None
@@ -122,8 +158,9 @@ class Reservation:
 
 
 class Limiter:
-    """Admits requests under their tenant's limits (``limits``: the defaults; a key's own
-    ``rpm``/``daily_tokens`` override them)."""
+    """Admits requests under their key's limits (``limits``: the defaults; a key's own
+    ``rpm``/``daily_tokens``/``daily_reasoning_tokens`` override them), each key counted on
+    its own counters (:attr:`Tenant.counted_as`)."""
 
     def __init__(self, store: LimitStore, clock: Clock, limits: LimitsSettings) -> None:
         self.store = store
@@ -144,13 +181,16 @@ class Limiter:
     def default_daily(self) -> int:
         return self.limits.daily_tokens
 
-    def _rpm(self, tenant: Tenant) -> int:
+    def rpm(self, tenant: Tenant) -> int:
+        """``tenant``'s requests per minute (0: unlimited)."""
         return self.limits.rpm if tenant.rpm is None else tenant.rpm
 
-    def _budget(self, tenant: Tenant) -> int:
+    def budget(self, tenant: Tenant) -> int:
+        """``tenant``'s daily token budget (0: unlimited)."""
         return self.limits.daily_tokens if tenant.daily_tokens is None else tenant.daily_tokens
 
-    def _reasoning_budget(self, tenant: Tenant) -> int:
+    def reasoning_budget(self, tenant: Tenant) -> int:
+        """``tenant``'s daily reasoning-token budget (0: unlimited)."""
         if tenant.daily_reasoning_tokens is None:
             return self.limits.daily_reasoning_tokens
         return tenant.daily_reasoning_tokens
@@ -158,11 +198,11 @@ class Limiter:
     async def rpm_wait_s(self, tenant: Tenant) -> float:
         """Seconds until ``tenant`` may make another request under its requests-per-minute
         limit (0: now). Deferrable work (batch lines) waits this long instead of failing."""
-        rpm = self._rpm(tenant)
+        rpm = self.rpm(tenant)
         if not rpm:
             return 0.0
         now = self.clock.time()
-        state = await self.store.counter_state(rpm_counter(tenant.name), 0.0, now)
+        state = await self.store.counter_state(rpm_counter(tenant.counted_as), 0.0, now)
         if state.held < rpm or state.next_expiry is None:
             return 0.0
         return min(RPM_WINDOW_S, max(0.0, state.next_expiry - now))
@@ -176,7 +216,7 @@ class Limiter:
         budgets: bool = True,
         count: bool = True,
     ) -> Reservation:
-        """Count one request and hold ``reserve_tokens`` on the tenant's daily budget (and
+        """Count one request and hold ``reserve_tokens`` on its key's daily budget (and
         ``reserve_reasoning_tokens`` on its reasoning budget), or raise
         :class:`RateLimitError` (429, ``rate_limit_exceeded``, ``daily_token_budget_exceeded``
         or ``daily_reasoning_budget_exceeded``) with ``retry_after`` in seconds.
@@ -185,18 +225,19 @@ class Limiter:
         rung of a ``model: "auto"`` request)."""
         now = self.clock.time()
         day = int(now // DAY_S)
-        rpm = self._rpm(tenant) if count else 0
-        budget = self._budget(tenant) if budgets else 0
-        reasoning = self._reasoning_budget(tenant) if reserve_reasoning_tokens and budgets else 0
+        rpm = self.rpm(tenant) if count else 0
+        budget = self.budget(tenant) if budgets else 0
+        reasoning = self.reasoning_budget(tenant) if reserve_reasoning_tokens and budgets else 0
+        owner = tenant.counted_as
         if not rpm and not budget and not reasoning:
-            return Reservation(tenant.name, day, reserve_tokens)
+            return Reservation(owner, day, reserve_tokens)
         claims = []
         if rpm:
-            claims.append(Claim(rpm_counter(tenant.name), 0.0, 1, rpm, RPM_WINDOW_S))
+            claims.append(Claim(rpm_counter(owner), 0.0, 1, rpm, RPM_WINDOW_S))
         if budget:
             claims.append(
                 Claim(
-                    tokens_counter(tenant.name),
+                    tokens_counter(owner),
                     float(day * DAY_S),
                     reserve_tokens,
                     budget,
@@ -206,7 +247,7 @@ class Limiter:
         if reasoning:
             claims.append(
                 Claim(
-                    reasoning_counter(tenant.name),
+                    reasoning_counter(owner),
                     float(day * DAY_S),
                     reserve_reasoning_tokens,
                     reasoning,
@@ -218,7 +259,7 @@ class Limiter:
         self._maybe_prune(now)
         if refused is None:
             res = Reservation(
-                tenant.name,
+                owner,
                 day,
                 reserve_tokens,
                 hold_id if budget or reasoning else None,
@@ -231,18 +272,18 @@ class Limiter:
             return res
         claim = claims[refused]
         state = await self.store.counter_state(claim.counter, claim.window, now)
-        if claim.counter == rpm_counter(tenant.name):
+        if claim.counter == rpm_counter(owner):
             expiry = state.next_expiry if state.next_expiry is not None else now + RPM_WINDOW_S
             # another process's clock read may be a little ahead of ours: never over 60 s
             wait_s = min(RPM_WINDOW_S, max(1.0, expiry - now))
             raise RateLimitError(
-                f"tenant {tenant.name!r} is over its limit of {rpm} requests per minute",
+                f"{tenant.describe()} is over its limit of {rpm} requests per minute",
                 retry_after=wait_s,
             )
-        if claim.counter == reasoning_counter(tenant.name):
+        if claim.counter == reasoning_counter(owner):
             left = max(0, reasoning - state.used - state.held)
             raise RateLimitError(
-                f"tenant {tenant.name!r} has {left} of its {reasoning} daily reasoning "
+                f"{tenant.describe()} has {left} of its {reasoning} daily reasoning "
                 f"tokens left; this request may reason for up to {reserve_reasoning_tokens} "
                 "(lower reasoning_effort or max_tokens, or wait for the next UTC day)",
                 code=ErrorCode.DAILY_REASONING_BUDGET_EXCEEDED,
@@ -250,7 +291,7 @@ class Limiter:
             )
         left = max(0, budget - state.used - state.held)
         raise RateLimitError(
-            f"tenant {tenant.name!r} has {left} of its {budget} daily tokens left; "
+            f"{tenant.describe()} has {left} of its {budget} daily tokens left; "
             f"this request may need up to {reserve_tokens} (lower max_tokens "
             "or wait for the next UTC day)",
             code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
@@ -266,7 +307,7 @@ class Limiter:
         if hold is None:
             return
         task = asyncio.get_running_loop().create_task(
-            self._settle(hold, rpm_counter(res.tenant), res.tenant, 0.0, 0)
+            self._settle(hold, rpm_counter(res.owner), res.owner, 0.0, 0)
         )
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
@@ -318,7 +359,7 @@ class Limiter:
         tasks = []
         for counter, used in _held(res, actual_tokens, reasoning_tokens):
             task = asyncio.get_running_loop().create_task(
-                self._settle(res.hold_id, counter, res.tenant, window, used)
+                self._settle(res.hold_id, counter, res.owner, window, used)
             )
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
@@ -326,12 +367,12 @@ class Limiter:
         return tasks
 
     async def _settle(
-        self, hold_id: str, counter: str, tenant: str, window: float, used: int
+        self, hold_id: str, counter: str, owner: str, window: float, used: int
     ) -> None:
         try:
             await self.store.settle(hold_id, counter, window, used)
         except Exception:  # the hold expires with its lease; the ledger keeps the truth
-            log.exception("budget: settling a reservation of tenant %r failed", tenant)
+            log.exception("budget: settling a reservation of %r failed", owner)
 
     def _forget(self, res: Reservation) -> None:
         if res.hold_id is not None:
@@ -388,7 +429,7 @@ def _held(res: Reservation, tokens: int, reasoning_tokens: int) -> list[tuple[st
     budget (``tokens``) and the reasoning-token budget (``reasoning_tokens``)."""
     held = []
     if res.budget_held:
-        held.append((tokens_counter(res.tenant), tokens))
+        held.append((tokens_counter(res.owner), tokens))
     if res.reasoning_tokens:
-        held.append((reasoning_counter(res.tenant), reasoning_tokens))
+        held.append((reasoning_counter(res.owner), reasoning_tokens))
     return held

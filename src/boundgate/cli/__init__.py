@@ -420,21 +420,25 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     admin: Annotated[bool, typer.Option(help="May use admin routes.")] = False,
     rpm: Annotated[
-        int | None, typer.Option(min=0, help="Requests per minute (0 = unlimited).")
+        int | None, typer.Option(min=0, help="Its requests per minute (0 = unlimited).")
     ] = None,
     daily_tokens: Annotated[
-        int | None, typer.Option(min=0, help="Tokens per UTC day (0 = unlimited).")
+        int | None, typer.Option(min=0, help="Its tokens per UTC day (0 = unlimited).")
     ] = None,
     daily_reasoning_tokens: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Reasoning tokens per UTC day on reasoning models (0 = unlimited)."
+            min=0, help="Its reasoning tokens per UTC day on reasoning models (0 = unlimited)."
         ),
     ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Create a key and print it once (only a salted hash is stored)."""
+    """Create a key and print it once (only a salted hash is stored).
+
+    Its limits are its own and counted for it alone: the keys of one tenant never share a
+    budget. A limit it does not set is the settings' default (limits.rpm, limits.daily_tokens,
+    limits.daily_reasoning_tokens), again counted for it alone."""
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", tenant):
         err.print("tenant: use 1-64 letters, digits, or _ . @ -")
         raise typer.Exit(2)

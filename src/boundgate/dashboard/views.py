@@ -19,8 +19,9 @@ from ..gateway import Gateway
 from ..reuse import binding
 from ..reuse.documents import verifying_key
 from ..scheduler.policy import CarbonAwareStart
-from ..store import DocumentRow, LedgerQuery
+from ..store import ApiKey, DocumentRow, LedgerQuery
 from ..store.aggregate import BATCH_ENDED_STATES, REUSED
+from ..tenants import Tenant, key_counters, reasoning_counter, tokens_counter
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -397,6 +398,8 @@ async def batch_rows(gw: Gateway, limit: int = 100) -> list[dict[str, Any]]:
 
 
 async def tenants(gw: Gateway) -> dict[str, Any]:
+    """Per tenant today: its requests, tokens, energy and novelty budget; per active key: its
+    own limits and what it used of them today (limits are a key's, counted per key)."""
     now = gw.clock.time()
     day_start = (now // DAY) * DAY
     today = {r["tenant"]: r for r in await _by_tenant(gw, day_start)}
@@ -407,8 +410,6 @@ async def tenants(gw: Gateway) -> dict[str, Any]:
     rows = []
     for name in names:
         active = [k for k in keys if k.tenant == name and not k.revoked]
-        overrides = [k.daily_tokens for k in active if k.daily_tokens is not None]
-        budget = max(overrides) if overrides else default_daily
         t = today.get(name)
         used = await gw.store.tokens_used(name, day_start)
         rows.append(
@@ -419,7 +420,6 @@ async def tenants(gw: Gateway) -> dict[str, Any]:
                 "requests": t["requests"] if t else 0,
                 "reused": t["reused"] if t else 0,
                 "tokens": used,
-                "budget": budget,  # 0: unlimited
                 "novelty_used": await gw.store.novel_used(name, day_start) if novelty else None,
                 "novelty_budget": novelty,
                 "wh": t["wh"] if t else 0.0,
@@ -428,13 +428,43 @@ async def tenants(gw: Gateway) -> dict[str, Any]:
                 "avoided_gco2": t["avoided_gco2"] if t else 0.0,
             }
         )
+    key_rows = await _key_limits(gw, [k for k in keys if not k.revoked], day_start)
     return {
         "rows": rows,
+        "keys": key_rows,
+        "reasoning": any(k["reasoning_budget"] for k in key_rows),
         "day": utc(day_start, "%Y-%m-%d"),
         "default_daily": default_daily,
         "default_rpm": gw.limiter.default_rpm,
         "novelty": novelty,
     }
+
+
+async def _key_limits(gw: Gateway, keys: list[ApiKey], day_start: float) -> list[dict[str, Any]]:
+    """Each key's own limits (the settings' default where it sets none; 0: unlimited) and
+    what its counters were charged today (settled; a key without a budget is not counted)."""
+    tokens = await gw.store.counters_used(tokens_counter(key_counters("")), day_start)
+    reasoning = await gw.store.counters_used(reasoning_counter(key_counters("")), day_start)
+    out = []
+    for k in sorted(keys, key=lambda k: (k.tenant, k.created)):
+        t = Tenant.of_key(k)
+        owner = t.counted_as
+        out.append(
+            {
+                "id": k.id,
+                "tenant": k.tenant,
+                "admin": k.admin,
+                "rpm": gw.limiter.rpm(t),  # 0: unlimited
+                "rpm_own": k.rpm is not None,
+                "tokens": tokens.get(tokens_counter(owner), 0),
+                "budget": gw.limiter.budget(t),  # 0: unlimited
+                "budget_own": k.daily_tokens is not None,
+                "reasoning_tokens": reasoning.get(reasoning_counter(owner), 0),
+                "reasoning_budget": gw.limiter.reasoning_budget(t),
+                "reasoning_own": k.daily_reasoning_tokens is not None,
+            }
+        )
+    return out
 
 
 async def _by_tenant(gw: Gateway, since: float) -> list[dict[str, Any]]:

@@ -62,8 +62,9 @@ async def background_tenant(store: KeyStore, tenant: str, key_id: str | None = N
     """The limits that background work on behalf of ``tenant`` runs under: those of the
     key that caused it (``key_id``, e.g. the asker whose ask queued a round of variants)
     while that key is active; else the strictest of the tenant's active keys (a rebind is
-    the tenant's, not one key's); else the settings' defaults. Usage counts against the
-    tenant, as every request of its keys does."""
+    the tenant's, not one key's); else the settings' defaults. Under a key's limits it is
+    counted on that key's counters, as the key's requests are; else on the tenant's own
+    (limits are a key's: ``tenants.py``)."""
     keys = [k for k in await store.list_keys() if k.tenant == tenant and not k.revoked]
     for k in keys:
         if k.id == key_id:

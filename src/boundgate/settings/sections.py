@@ -68,15 +68,24 @@ class LimitsSettings(_Section):
         ge=0,
         description="Requests that may wait for a busy local model; more get 503.",
     )
-    rpm: int = Field(0, ge=0, description="Default requests per minute per tenant (0 = unlimited).")
+    rpm: int = Field(
+        0,
+        ge=0,
+        description="Default requests per minute of an API key without its own (each key "
+        "counted alone; without keys, of the open tenant) (0 = unlimited).",
+    )
     daily_tokens: int = Field(
-        0, ge=0, description="Default prompt+completion tokens per tenant per UTC day (0 = off)."
+        0,
+        ge=0,
+        description="Default prompt+completion tokens per UTC day of an API key without its "
+        "own (each key counted alone) (0 = off).",
     )
     daily_reasoning_tokens: int = Field(
         0,
         ge=0,
-        description="Default reasoning tokens per tenant per UTC day on reasoning models "
-        "(0 = off); reserved before each call at its worst case, settled after.",
+        description="Default reasoning tokens per UTC day on reasoning models of an API key "
+        "without its own (each key counted alone) (0 = off); reserved before each call at its "
+        "worst case, settled after.",
     )
     default_max_tokens: int = Field(
         1024, ge=1, description="max_tokens applied when a request gives none."

@@ -296,7 +296,7 @@ class EnergyProfileRow:
 class Claim:
     """One counter a reservation draws on (:meth:`LimitStore.reserve`).
 
-    ``counter`` names what is counted and for whom (``"tokens:acme"``, ``"rpm:acme"``);
+    ``counter`` names what is counted and for whom (``"tokens:key:1a2b3c4d"``, ``"rpm:acme"``);
     ``window`` is the start of the counting window in unix seconds (a UTC day's midnight for
     daily budgets; one fixed value, e.g. 0, for a counter whose holds are its only content);
     ``amount`` is taken when ``used + held + amount <= limit``. ``hold_s``: the amount is *held*
