@@ -350,3 +350,28 @@ def test_each_key_is_counted_on_its_own_counters(make_store: Callable[[], Store]
         }
 
     asyncio.run(main())
+
+
+def test_background_work_takes_the_strictest_of_every_limit_of_the_keys(
+    make_store: Callable[[], Store],
+) -> None:
+    """An audit's finding: a tenant's background work (a rebind) took the strictest of its
+    keys' limits among those the keys set themselves, so a key on the settings' default
+    (here 1000 tokens a day) did not count and the work ran under 50 000; nor did the keys'
+    daily reasoning budgets count at all. Each limit is the strictest of what applies to the
+    tenant's active keys, defaults included (0, unlimited, the loosest), counted on the
+    tenant's own counters."""
+    from boundgate.scheduler.handlers import background_tenant
+
+    store = make_store()
+    lim = limiter(store, FakeClock(T0), rpm=0, daily_tokens=1000, daily_reasoning_tokens=300)
+
+    async def main() -> None:
+        await store.create_key("acme", daily_reasoning_tokens=100)  # daily tokens: 1000
+        await store.create_key("acme", rpm=30, daily_tokens=50_000, daily_reasoning_tokens=200)
+        await store.create_key("acme", rpm=0, daily_tokens=0)  # unlimited, reasoning 300
+        t = await background_tenant(store, lim, "acme")
+        assert (t.rpm, t.daily_tokens, t.daily_reasoning_tokens) == (30, 1000, 100)
+        assert t.counted_as == "acme"  # the tenant's own, no key's
+
+    asyncio.run(main())

@@ -252,17 +252,18 @@ def test_background_work_for_a_tenant_takes_its_strictest_keys_limits(tmp_path: 
     srv, live = serve(tmp_path)
     try:
         store = live.gateway.store
-        assert asyncio.run(background_tenant(store, "nobody")).rpm is None  # settings' defaults
+        limiter = live.gateway.limiter
+        assert asyncio.run(background_tenant(store, limiter, "nobody")).rpm is None  # defaults
         loose = asyncio.run(store.create_key("acme", rpm=0, daily_tokens=50_000))
         tight = asyncio.run(store.create_key("acme", rpm=5))
         gone = asyncio.run(store.create_key("acme", rpm=1, daily_tokens=10))
         asyncio.run(store.revoke_key(gone.key.id))
         asyncio.run(store.create_key("other", rpm=2, daily_tokens=1))
-        t = asyncio.run(background_tenant(store, "acme"))
+        t = asyncio.run(background_tenant(store, limiter, "acme"))
         assert (t.name, t.rpm, t.daily_tokens, t.key_id) == ("acme", 5, 50_000, None)
-        by_key = asyncio.run(background_tenant(store, "acme", loose.key.id))
+        by_key = asyncio.run(background_tenant(store, limiter, "acme", loose.key.id))
         assert (by_key.rpm, by_key.key_id) == (0, loose.key.id)
-        assert asyncio.run(background_tenant(store, "acme", tight.key.id)).rpm == 5
+        assert asyncio.run(background_tenant(store, limiter, "acme", tight.key.id)).rpm == 5
     finally:
         live.http.close()
         srv.__exit__()

@@ -17,7 +17,7 @@ from ..errors import RateLimitError
 from ..reuse.lookup import is_recorded_request
 from ..reuse.stored import request_from_json
 from ..store import KeyStore, VariantRow
-from ..tenants import Tenant
+from ..tenants import Limiter, Tenant
 from .jobs import HandBack, JobHandler
 
 if TYPE_CHECKING:
@@ -58,29 +58,34 @@ def internal_context(
     return ctx
 
 
-async def background_tenant(store: KeyStore, tenant: str, key_id: str | None = None) -> Tenant:
+async def background_tenant(
+    store: KeyStore, limiter: Limiter, tenant: str, key_id: str | None = None
+) -> Tenant:
     """The limits that background work on behalf of ``tenant`` runs under: those of the
     key that caused it (``key_id``, e.g. the asker whose ask queued a round of variants)
     while that key is active; else the strictest of the tenant's active keys (a rebind is
-    the tenant's, not one key's); else the settings' defaults. Under a key's limits it is
-    counted on that key's counters, as the key's requests are; else on the tenant's own
-    (limits are a key's: ``tenants.py``)."""
+    the tenant's, not one key's), each limit on its own: requests per minute, daily tokens
+    and daily reasoning tokens, a key's as ``limiter`` applies it (the settings' default
+    where the key sets none; 0, unlimited, the loosest); else the settings' defaults. Under a
+    key's limits it is counted on that key's counters, as the key's requests are; else on the
+    tenant's own (limits are a key's: ``tenants.py``)."""
     keys = [k for k in await store.list_keys() if k.tenant == tenant and not k.revoked]
     for k in keys:
         if k.id == key_id:
             return Tenant.of_key(k)
+    if not keys:
+        return Tenant(name=tenant, key_id=key_id)
+    own = [Tenant.of_key(k) for k in keys]
 
-    def strictest(values: list[int | None]) -> int | None:
-        set_ = [v for v in values if v is not None]
-        if not set_:
-            return None  # no key overrides the default
-        limited = [v for v in set_ if v > 0]  # 0 = unlimited
+    def strictest(values: list[int]) -> int:
+        limited = [v for v in values if v > 0]  # 0 = unlimited
         return min(limited) if limited else 0
 
     return Tenant(
         name=tenant,
-        rpm=strictest([k.rpm for k in keys]),
-        daily_tokens=strictest([k.daily_tokens for k in keys]),
+        rpm=strictest([limiter.rpm(t) for t in own]),
+        daily_tokens=strictest([limiter.budget(t) for t in own]),
+        daily_reasoning_tokens=strictest([limiter.reasoning_budget(t) for t in own]),
         key_id=key_id,
     )
 
@@ -95,7 +100,9 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
         return {"skipped": "prompt unknown"}
     body = json.loads(text)
     key_id = payload.get("key_id")
-    tenant = await background_tenant(store, str(body["tenant"]), key_id and str(key_id))
+    tenant = await background_tenant(
+        store, gateway.limiter, str(body["tenant"]), key_id and str(key_id)
+    )
     made: list[VariantRow] = []
     stopped: str | None = None
     for _ in range(int(payload.get("n", 1))):
@@ -164,7 +171,7 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
     # compute afresh, store the new answer
     # under the tenant's limits: a 429 here reschedules the job (scheduler/jobs.py)
-    tenant = await background_tenant(store, doc.tenant)
+    tenant = await background_tenant(store, gateway.limiter, doc.tenant)
     ctx = internal_context(gateway, tenant, endpoint, "no-cache")
     result = await gateway.complete(ctx, req)
     stored = result.reuse.stored_id if result.reuse else None
