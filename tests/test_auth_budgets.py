@@ -484,3 +484,49 @@ def test_the_keys_of_one_tenant_keep_budgets_of_their_own(tmp_path: Path) -> Non
         assert by_key[counted(keys["small"]).removeprefix("key:")] == small > 0
         assert by_key[counted(keys["large"]).removeprefix("key:")] == large > 0
         live.http.close()
+
+
+def test_a_request_larger_than_the_whole_budget_is_a_400_not_a_429(tmp_path: Path) -> None:
+    """An audit's finding: a request whose worst case alone (``max_tokens``) exceeded the
+    key's whole daily budget got a 429 with a Retry-After of hours, though it could never be
+    admitted. It is a 400 ``invalid_value`` naming the parameter as sent, and the budget, and
+    like the budget's 429 it takes no slot of the minute; a stored answer (which uses no
+    tokens) is still served."""
+    live, keys = keyed_live(tmp_path, rpm=3, daily_tokens=100)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+        msgs = [{"role": "user", "content": "Which river flows through Vienna?"}]
+
+        def chat(**limit: int) -> httpx.Response:
+            body = {"messages": msgs, "temperature": 0, **limit}
+            return live.http.post("/v1/chat/completions", json=body, headers=h)
+
+        big = arun(live.gateway.store.create_key("acme", daily_tokens=100_000)).secret
+        body = {"messages": msgs, "temperature": 0, "max_tokens": 200}
+        stored = live.http.post(
+            "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {big}"}
+        )
+        assert stored.status_code == 200, stored.text  # the tenant's other key's answer
+        assert stored.json()["choices"][0]["finish_reason"] == "stop"
+        r = chat(max_completion_tokens=200)  # more than the whole budget: served stored
+        assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "hit-exact"
+        msgs[0]["content"] = "Which river flows through Budapest?"
+        for _ in range(2):  # no slot of the minute taken
+            r = chat(max_completion_tokens=200)
+            assert_error(r, 400, code="invalid_value")
+            assert r.json()["error"]["param"] == "max_completion_tokens"
+            assert "retry-after" not in r.headers
+            assert "daily token budget of 100" in r.json()["error"]["message"]
+        plain = live.http.post(
+            "/v1/completions", json={"prompt": "Say hi.", "max_tokens": 101}, headers=h
+        )
+        assert_error(plain, 400, code="invalid_value")
+        assert plain.json()["error"]["param"] == "max_tokens"
+        assert chat(max_tokens=20).status_code == 200  # counted second: the 400s took no slot
+        embed = live.http.post("/v1/embeddings", json={"input": ["a"] * 34}, headers=h)
+        assert_error(embed, 400, code="invalid_value")  # 102 tokens
+        assert embed.json()["error"]["param"] == "input"
+        rows = [r for r in live.ledger().values() if r.tenant == "acme" and r.status == 400]
+        assert len(rows) >= 3  # ledgered as refused requests
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ skips it)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from boundgate.assembly import build_gateway
 from boundgate.backends.base import Chunk, GenerationRequest, Message
 from boundgate.errors import ErrorCode, RateLimitError
 from boundgate.gateway import Gateway
-from boundgate.store import LedgerRow, SQLiteStore, Store
-from boundgate.tenants import Tenant
+from boundgate.store import Claim, LedgerRow, SQLiteStore, Store
+from boundgate.tenants import Tenant, day_window, tokens_counter
 from helpers import arun, fake_settings
 
 PARAPHRASES = [
@@ -33,7 +34,15 @@ PARAPHRASES = [
     "How would I reset my password?",
 ]
 ACME = Tenant("acme")
-SPENT = Tenant("spent", daily_tokens=1)  # every fresh answer is over its daily budget
+SPENT = Tenant("spent", daily_tokens=1000)  # spent today (``spend``): no fresh answer
+
+
+async def spend(store: Store) -> None:
+    """Charge ``SPENT``'s whole budget today, as its earlier requests would have."""
+    now = time.time()
+    budget = SPENT.daily_tokens or 0
+    claim = Claim(tokens_counter(SPENT.name), day_window(now), budget, budget, None)
+    assert await store.reserve("spent-earlier", [claim], now) is None
 
 
 def gateway(tmp: Path, store: Store) -> Gateway:
@@ -111,6 +120,7 @@ def test_a_spent_budgets_refused_requests_count_no_semantic_lookup(one: Gateway)
         assert await ask(one, PARAPHRASES[2]) == "hit-semantic"
         before = await lookups(one), one.reuse.verifier.estimate()
         assert before[0] == 3 and before[1].error_high > 0  # h(t) times the labels' bound
+        await spend(one.store)
         for i in range(5):
             refused = await ask(one, f"Write one word about the number {i}.", SPENT)
             assert refused == ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED
@@ -198,6 +208,7 @@ def two_on_one_store(make_store: Callable[[], Store], tmp: Path) -> None:
         assert a.reuse.verifier.estimate() == b.reuse.verifier.estimate()
 
     async def main() -> None:
+        await spend(a.store)
         await agree(0)
         assert await ask(a, PARAPHRASES[0]) == "miss"
         await agree(1)

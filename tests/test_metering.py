@@ -26,8 +26,8 @@ from boundgate.errors import ErrorCode, RateLimitError, ServiceUnavailableError
 from boundgate.gateway import Finished, Gateway
 from boundgate.scheduler.handlers import make_variants
 from boundgate.settings import load_settings
-from boundgate.store import LedgerRow, SQLiteStore
-from boundgate.tenants import Tenant
+from boundgate.store import Claim, LedgerRow, SQLiteStore
+from boundgate.tenants import Tenant, day_window, tokens_counter
 from helpers import arun, row_of, used_today, write_config
 
 GEN_WH, LOOKUP_WH = 0.001, 0.0001
@@ -185,9 +185,11 @@ def test_an_upstream_failing_before_any_output_is_charged_no_prompt(
 def test_a_budget_refusal_after_the_lookup_carries_the_lookups_energy(gw: Gateway) -> None:
     """The daily budget is spent and no stored answer fits: the 429 comes after the reuse
     lookup ran, so its row carries the lookup's energy and decision (as model "auto"'s did)."""
-    poor = Tenant("poor", daily_tokens=3)
+    poor = Tenant("poor", daily_tokens=100)
 
     async def main() -> LedgerRow:
+        spent = Claim(tokens_counter("poor"), day_window(gw.clock.time()), 90, 100)
+        assert await gw.store.reserve("earlier", [spent], gw.clock.time()) is None
         ctx = gw.context(poor, "/v1/chat/completions")
         with pytest.raises(RateLimitError) as refused:
             await gw.complete(ctx, ask())

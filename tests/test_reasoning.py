@@ -354,3 +354,28 @@ def test_a_key_can_carry_its_own_daily_reasoning_budget(tmp_path: Path) -> None:
         for _ in range(3):
             assert ask(free).status_code == 200
         live.http.close()
+
+
+def test_a_reasoning_cap_larger_than_the_whole_reasoning_budget_is_a_400(tmp_path: Path) -> None:
+    """A request that may reason for more than the key's whole daily reasoning budget can
+    never be admitted: a 400 ``invalid_value`` naming what sets its worst case (here its
+    ``reasoning_effort``), not a 429 with a Retry-After of hours. A lower effort fits."""
+    settings = fake_settings(tmp_path, CAPS)
+    settings.server.data_dir.mkdir(parents=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    capped = arun(store.create_key("acme", daily_reasoning_tokens=8)).secret
+    store.close()
+    think = FakeBackend("think", reasoning=True, thinking_tokens=50)
+    app = build_app(settings, backends={"think": think})
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        h = {"Authorization": f"Bearer {capped}"}
+        r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=h)
+        assert_error(r, 400, code="invalid_value")  # medium: up to 10 of a budget of 8
+        assert r.json()["error"]["param"] == "reasoning_effort"
+        assert "daily reasoning-token budget of 8" in r.json()["error"]["message"]
+        assert "retry-after" not in r.headers
+        body = {"messages": MSG, "reasoning_effort": "low"}  # up to 5
+        assert live.http.post("/v1/chat/completions", json=body, headers=h).status_code == 200
+        live.http.close()

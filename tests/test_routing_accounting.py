@@ -20,7 +20,12 @@ from boundgate.backends.base import GenerationRequest, Message
 from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.energy import FakeMeter
-from boundgate.errors import ErrorCode, RateLimitError, ServiceUnavailableError
+from boundgate.errors import (
+    ErrorCode,
+    InvalidRequestError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from boundgate.gateway import Gateway
 from boundgate.gateway.context import estimated_prompt_tokens
 from boundgate.settings import load_settings
@@ -151,23 +156,27 @@ def test_a_climb_is_held_rung_by_rung_and_never_overruns_the_daily_budget(gw: Ga
 
 def test_the_first_rungs_hold_counts_its_prompt_format(gw: Gateway) -> None:
     """The first hold is the first rung's whole worst case, the tokens its prompt format adds
-    (``template_tokens``) included: a budget one token short of it refuses a fresh answer.
-    Each rung is then looked up for a stored answer (which uses no tokens); none holds one:
-    the budget's 429, its row naming each rung skipped and carrying the lookups' energy."""
+    (``template_tokens``) included: a budget one token short of it can never hold a fresh
+    answer. Each rung is then looked up for a stored answer (which uses no tokens); none
+    holds one: the 400 for a request larger than the whole budget (a 429 would have it sent
+    again after midnight, in vain), its row naming each rung skipped and carrying the
+    lookups' energy."""
     budget = worst(gw, "small", LOOPING) - 1
     assert budget >= auto(LOOPING).text_bytes() + MAX_TOKENS  # without the format, it would fit
 
-    async def main() -> tuple[RateLimitError, LedgerRow]:
+    async def main() -> tuple[InvalidRequestError, LedgerRow]:
         ctx = gw.context(Tenant("acme", daily_tokens=budget), "/v1/chat/completions")
-        with pytest.raises(RateLimitError) as refused:
+        with pytest.raises(InvalidRequestError) as refused:
             await gw.complete(ctx, auto(LOOPING))
         return refused.value, await row_of(gw, ctx.request_id)
 
     err, row = arun(main())
-    assert err.code == ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED
+    assert (err.code, err.param) == (ErrorCode.INVALID_VALUE, "max_tokens")
+    assert f"daily token budget of {budget}" in err.message
+    assert f"at most {MAX_TOKENS - 1}" in err.message
     assert sum(fake(gw, n).calls for n in ("small", "medium", "large")) == 0
     route = "small;skipped=budget, medium;skipped=budget, large;skipped=budget"
-    assert (row.outcome, row.status, row.route) == ("error", 429, route)
+    assert (row.outcome, row.status, row.route) == ("error", 400, route)
     assert (row.prompt_tokens, row.completion_tokens) == (0, 0)
     assert row.wh == pytest.approx(3 * LOOKUP_WH)
 

@@ -41,7 +41,9 @@ All are claimed in one reservation: a request refused by one limit does not coun
 others. A request the daily budget refuses may still be served a stored answer (it uses no
 tokens), so it is counted per minute while it looks for one; when none serves it, its
 per-minute slot is given back (:meth:`Limiter.uncount`): a refused request never counts
-against the rate. Keys (and tenants) without limits (all 0) never touch the store.
+against the rate. A request larger than a whole budget, which no wait makes room for, is the
+gateway's 400 ``invalid_value`` rather than a 429 (``Gateway._beyond_budget``). Keys (and
+tenants) without limits (all 0) never touch the store.
 """
 
 from __future__ import annotations

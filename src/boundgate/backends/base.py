@@ -68,6 +68,9 @@ class GenerationRequest:
     # Reasoning models only: the most reasoning tokens this request may use (set by the
     # gateway from reasoning_effort; local backends enforce it). None: no cap.
     max_reasoning_tokens: int | None = None
+    # The name ``max_tokens`` arrived under (chat's ``max_completion_tokens``), for an error
+    # about it. Never sent upstream.
+    max_tokens_param: str = field(default="max_tokens", repr=False, compare=False)
     # Set by the router for a rung with a log-probability threshold: report the answer's
     # mean token log-probability (``Completion.mean_token_logprob``). Backends that cannot
     # (upstream servers) ignore it and report None.

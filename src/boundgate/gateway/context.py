@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..backends.base import Backend, Completion, GenerationRequest, Usage
 from ..energy import EnergyReport
-from ..errors import ContextLengthExceededError, RateLimitError
+from ..errors import BoundgateError, ContextLengthExceededError
 from ..reuse.lookup import Lookup
 from ..routing.ladder import Route
 from ..tenants import Tenant
@@ -32,9 +32,10 @@ class RequestContext:
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
     novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
     route: Route | None = None  # model: "auto": the rungs tried so far
-    # the daily budget's 429, while the request looks for a stored answer (which uses no
-    # tokens) instead: raised if none is served
-    budget_refusal: RateLimitError | None = None
+    # the daily budget's refusal (its 429; a 400 for a request the whole budget can never
+    # hold), while the request looks for a stored answer (which uses no tokens) instead:
+    # raised if none is served
+    budget_refusal: BoundgateError | None = None
     # a batch line: (batch id, the line's custom_id), kept in its ledger row's ``extra``
     batch_line: tuple[str, str] | None = None
 

@@ -24,7 +24,13 @@ from ..energy import (
     Work,
     combine,
 )
-from ..errors import BoundgateError, ErrorCode, ModelNotFoundError, RateLimitError
+from ..errors import (
+    BoundgateError,
+    ErrorCode,
+    InvalidRequestError,
+    ModelNotFoundError,
+    RateLimitError,
+)
 from ..grid.base import CarbonSource
 from ..ledger import LedgerWriter
 from ..metrics import Metrics
@@ -182,22 +188,76 @@ class Gateway(Routing):
     async def _admit(
         self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
     ) -> Reservation:
-        return await self.admit_or_count(ctx, worst_case_tokens(backend, req), reasoning)
+        refusal = self._beyond_budget(ctx, req, backend, reasoning)
+        tokens = worst_case_tokens(backend, req)
+        return await self.admit_or_count(ctx, tokens, reasoning, refusal=refusal)
 
-    async def admit_or_count(self, ctx: RequestContext, tokens: int, reasoning: int) -> Reservation:
+    async def admit_or_count(
+        self,
+        ctx: RequestContext,
+        tokens: int,
+        reasoning: int,
+        *,
+        refusal: BoundgateError | None = None,
+    ) -> Reservation:
         """Admit ``tokens`` (and ``reasoning`` tokens) against the tenant's limits. When only
-        the daily budget refuses and reuse is on, a stored answer may still be served (it
-        uses no tokens; docs/api.md): the request is counted per minute only and the refusal
-        kept in ``ctx.budget_refusal``, raised by ``_refuse_if_spent`` when no stored answer
-        is found (and then the per-minute slot given back: ``_refused``). Raises
-        ``RateLimitError`` otherwise."""
-        try:
-            return await self.limiter.admit(ctx.tenant, tokens, reasoning)
-        except RateLimitError as err:
-            if err.code not in BUDGET_CODES or self.reuse is None:
-                raise
-            ctx.budget_refusal = err
-            return await self.limiter.admit(ctx.tenant, 0, budgets=False)
+        the daily budget refuses (or ``refusal`` says it never can: ``_beyond_budget``) and
+        reuse is on, a stored answer may still be served (it uses no tokens; docs/api.md):
+        the request is counted per minute only and the refusal kept in
+        ``ctx.budget_refusal``, raised by ``_refuse_if_spent`` when no stored answer is found
+        (and then the per-minute slot given back: ``_refused``). Raises ``RateLimitError``
+        otherwise."""
+        if refusal is None:
+            try:
+                return await self.limiter.admit(ctx.tenant, tokens, reasoning)
+            except RateLimitError as err:
+                if err.code not in BUDGET_CODES:
+                    raise
+                refusal = err
+        if self.reuse is None:
+            raise refusal
+        ctx.budget_refusal = refusal
+        return await self.limiter.admit(ctx.tenant, 0, budgets=False)
+
+    def _beyond_budget(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
+    ) -> InvalidRequestError | None:
+        """The 400 (``invalid_value``) for a request whose worst case is more than the whole
+        daily budget of its key: no wait makes room for it, so a 429 with a Retry-After
+        would only have it sent again tomorrow. Its ``param`` is ``max_tokens`` (as it was
+        sent: chat's ``max_completion_tokens``), or the prompt when the prompt alone may
+        fill the budget; for the reasoning budget, whatever sets its worst case
+        (``reasoning_effort`` on a local reasoning model). None: it may fit."""
+        tenant = ctx.tenant
+        whose = tenant.describe()
+        budget = self.limiter.budget(tenant)
+        prompt = req.text_bytes() + backend.template_tokens(req)
+        name = req.max_tokens_param
+        if budget and prompt + req.max_tokens > budget:
+            if prompt >= budget:
+                return InvalidRequestError(
+                    f"the prompt may take up to {prompt} tokens (its bytes and the model's "
+                    f"prompt format), as many as the whole daily token budget of {budget} of "
+                    f"{whose} or more: this request can never be admitted; shorten it",
+                    param="messages" if req.messages is not None else "prompt",
+                )
+            return InvalidRequestError(
+                f"{name} is {req.max_tokens}: with its prompt (up to {prompt} tokens) this "
+                f"request may need {prompt + req.max_tokens} tokens, more than the whole daily "
+                f"token budget of {budget} of {whose}, so it can never be admitted; set "
+                f"{name} to at most {budget - prompt}",
+                param=name,
+            )
+        reasoning_budget = self.limiter.reasoning_budget(tenant)
+        if reasoning and reasoning_budget and reasoning > reasoning_budget:
+            param = name if reasoning >= req.max_tokens else "reasoning_effort"
+            return InvalidRequestError(
+                f"this request may reason for up to {reasoning} tokens, more than the whole "
+                f"daily reasoning-token budget of {reasoning_budget} of {whose}, so it can "
+                f"never be admitted; lower {param}",
+                param=param,
+            )
+        return None
 
     def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int:
         """Apply ``reasoning_effort`` to ``req`` for ``backend``; return the most reasoning
@@ -400,6 +460,13 @@ class Gateway(Routing):
         embedder = self.reuse.embedder
         span = self._span()
         tokens = await asyncio.to_thread(embedder.count_tokens, texts)
+        budget = self.limiter.budget(ctx.tenant)
+        if budget and tokens > budget:  # no wait makes room for it: not a 429
+            raise InvalidRequestError(
+                f"the input is {tokens} tokens, more than the whole daily token budget of "
+                f"{budget} of {ctx.tenant.describe()}: it can never be admitted; send less",
+                param="input",
+            )
         reservation = await self.limiter.admit(ctx.tenant, tokens)
         done = False
         try:

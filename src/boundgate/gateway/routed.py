@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from ..clock import Clock
 from ..energy import EnergyReport, GenerationSpan, Measurement, Meter, Span, combine
-from ..errors import BoundgateError, RateLimitError
+from ..errors import BoundgateError, InvalidRequestError, RateLimitError
 from ..ledger import LedgerWriter
 from ..metrics import Metrics
 from ..profiles import EnergyProfiles
@@ -84,6 +84,9 @@ class Routing:
         async def _admit(
             self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
         ) -> Reservation: ...
+        def _beyond_budget(
+            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
+        ) -> InvalidRequestError | None: ...
         @staticmethod
         def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None: ...
         async def _refused(
@@ -227,6 +230,8 @@ class Routing:
         request was counted per minute with its first rung. When a budget cannot cover it,
         the refusal goes to ``ctx.budget_refusal`` and nothing is held: this rung and the
         ones above may serve a stored answer only (which uses no tokens)."""
+        if ctx.budget_refusal is None:
+            ctx.budget_refusal = self._beyond_budget(ctx, req, backend, reasoning)
         if ctx.budget_refusal is None:
             worst = worst_case_tokens(backend, req)
             try:

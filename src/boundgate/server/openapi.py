@@ -130,10 +130,11 @@ GENERATION_ERRORS = errors(
     504,
     notes={
         400: "an unsupported parameter (`unsupported_parameter`), a prompt longer than the "
-        "model's context (`context_length_exceeded`); an upstream's own 4xx passes through "
-        "with its status and code",
+        "model's context (`context_length_exceeded`), a request larger than the key's whole "
+        "daily budget (`invalid_value`); an upstream's own 4xx passes through with its "
+        "status and code",
         404: "unknown model (`model_not_found`, `param: model`)",
-        429: "or the tenant's novelty budget (`novelty_budget_exhausted`), or its daily "
+        429: "or the tenant's novelty budget (`novelty_budget_exhausted`), or the key's daily "
         "reasoning-token budget on reasoning models (`daily_reasoning_budget_exceeded`)",
     },
 )

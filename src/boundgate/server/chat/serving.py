@@ -15,6 +15,8 @@ def to_generation_request(body: ChatCompletionRequest, gateway: Gateway) -> Any:
     req = generation.generation_request(
         body, gateway, max_tokens=body.max_completion_tokens or body.max_tokens
     )
+    if body.max_completion_tokens is not None:
+        req.max_tokens_param = "max_completion_tokens"
     req.messages = [
         Message(m.role, m.text(), m.name or None, calls=m.calls()) for m in body.messages
     ]

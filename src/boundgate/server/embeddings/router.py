@@ -33,7 +33,8 @@ MAX_INPUTS = 2048
             413,
             429,
             notes={
-                400: "an input longer than the model reads (`context_length_exceeded`)",
+                400: "an input longer than the model reads (`context_length_exceeded`), "
+                "more tokens than the key's whole daily budget (`invalid_value`)",
                 404: "an unknown model (`model_not_found`), or reuse is disabled",
             },
         ),
