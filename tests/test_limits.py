@@ -287,6 +287,26 @@ def test_a_running_requests_hold_is_renewed_past_its_lease(
     asyncio.run(main())
 
 
+def test_a_processs_own_claim_never_frees_its_running_requests_hold(
+    make_store: Callable[[], Store],
+) -> None:
+    """The audit's reproduction: request A admitted, 15 minutes and a second pass (901 s,
+    the lease 900 s) without a renewal by the timer, then B: B's claim does not fit and would
+    free expired holds, but the limiter renews its own running requests' due holds first."""
+    clock = FakeClock(T0)
+    lim = limiter(make_store(), clock, daily_tokens=50, reservation_lease_s=900)
+    acme = Tenant("acme")
+
+    async def main() -> None:
+        running = await lim.admit(acme, 41)
+        clock.advance(901)
+        with pytest.raises(RateLimitError):
+            await lim.admit(acme, 41)
+        await lim.settle_now(running, 41)
+
+    asyncio.run(main())
+
+
 def test_keep_held_renews_in_the_background(make_store: Callable[[], Store]) -> None:
     """``keep_held`` (the server's background task) renews every third of the lease."""
     store = make_store()

@@ -20,9 +20,9 @@ sharing a database enforces one limit, not one each (issue #14):
   finished, the hold is *settled*: replaced by the tokens really used (0 for answers served
   from stored answers). A hold carries a lease (``limits.reservation_lease_s``) that its
   process renews every third of it while the request runs (:meth:`Limiter.keep_held`: a long
-  stream, a request queued behind a busy local model), so a claim's sweep of expired holds
-  never frees a running request's; a hold whose process died is freed when its lease runs
-  out. Settling happens right after the response, off
+  stream, a request queued behind a busy local model; and before each of its own claims, what
+  is due), so a claim's sweep of expired holds never frees a running request's; a hold whose
+  process died is freed when its lease runs out. Settling happens right after the response, off
   its path (a non-streamed reused answer's holds go back in its ledger row's statement
   instead: :meth:`Limiter.release_of`); until it commits the hold still counts, so the budget
   is only ever over-estimated, never overrun. A ``model: "auto"`` request holds one rung at a
@@ -157,6 +157,7 @@ class Reservation:
     # the hold of the request's per-minute slot (None: not counted, or given back by
     # :meth:`Limiter.uncount`)
     rpm_hold: str | None = None
+    renewed: float = 0.0  # when its holds' lease was last set (the clock's time)
 
 
 class Limiter:
@@ -256,6 +257,8 @@ class Limiter:
                     self.limits.reservation_lease_s,
                 )
             )
+        if (budget or reasoning) and self._running:
+            await self._renew_due()
         hold_id = uuid.uuid4().hex
         refused = await self.store.reserve(hold_id, claims, now)
         self._maybe_prune(now)
@@ -268,6 +271,7 @@ class Limiter:
                 reasoning_tokens=reserve_reasoning_tokens if reasoning else 0,
                 budget_held=bool(budget),
                 rpm_hold=hold_id if rpm else None,
+                renewed=now,
             )
             if res.hold_id is not None:
                 self._running[res.hold_id] = res
@@ -380,17 +384,39 @@ class Limiter:
         if res.hold_id is not None:
             self._running.pop(res.hold_id, None)
 
-    async def renew(self) -> None:
+    async def renew(self, *, due: bool = False) -> None:
         """Extend the leases of the holds of this process's requests still running (not
-        settled yet) by ``limits.reservation_lease_s`` from now."""
+        settled yet) by ``limits.reservation_lease_s`` from now; ``due``: only those last
+        renewed a third of the lease ago or more."""
+        now = self.clock.time()
+        every = self.limits.reservation_lease_s / 3
+        running = [
+            res
+            for res in list(self._running.values())
+            if res.hold_id is not None
+            and not res.settled
+            and (not due or now - res.renewed >= every)
+        ]
         holds = [
             Hold(res.hold_id, counter, float(res.day * DAY_S))
-            for res in list(self._running.values())
-            if res.hold_id is not None and not res.settled
+            for res in running
+            if res.hold_id is not None
             for counter, _ in _held(res, 0, 0)
         ]
-        if holds:
-            await self.store.renew_holds(holds, self.clock.time() + self.limits.reservation_lease_s)
+        if not holds:
+            return
+        await self.store.renew_holds(holds, now + self.limits.reservation_lease_s)
+        for res in running:
+            res.renewed = now
+
+    async def _renew_due(self) -> None:
+        """Before a claim (which frees expired holds when it does not fit), renew what is
+        due of this process's running requests' holds, so its own claims never free them
+        whatever :meth:`keep_held`'s timer did (a stalled loop; a clock moved by hand)."""
+        try:
+            await self.renew(due=True)
+        except Exception:  # the claim decides; keep_held tries again
+            log.exception("budget: renewing the holds of running requests failed")
 
     async def keep_held(self) -> None:
         """Renew the holds of running requests every third of their lease (the server runs
