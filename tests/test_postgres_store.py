@@ -173,11 +173,11 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
 
 
 def test_keys_counters_start_from_their_usage_today(postgres_schema: str) -> None:
-    """Migration 0017 (limits counted per key; SQLite's 0022) on a database of the migrations
+    """Migration 0016 (limits counted per key; SQLite's 0021) on a database of the migrations
     before it: each key's counters start from what its requests used today."""
     import time
 
-    before = [m for m in load_migrations() if m[0] < 17]
+    before = [m for m in load_migrations() if m[0] < 16]
     now = time.time()
     with psycopg.connect(postgres_schema, autocommit=True) as conn:
         conn.execute(

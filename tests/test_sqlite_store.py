@@ -94,14 +94,14 @@ def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
 
 
 def test_keys_counters_start_from_their_usage_today(tmp_path: Path) -> None:
-    """Migration 0022 (limits counted per key) on a database of the migrations before it:
+    """Migration 0021 (limits counted per key) on a database of the migrations before it:
     each key's counters start from what its requests used today (hits and other days free),
     not from zero, so a database migrated mid-day does not give each key a fresh budget."""
     import time
 
     db = tmp_path / "old.db"
     now = time.time()
-    with _migrated_before(22, db) as conn:
+    with _migrated_before(21, db) as conn:
         for rid, ts, key, prompt, completion, reasoning, reuse in [
             ("a", now, "k1", 10, 20, 5, None),
             ("b", now, "k1", 1, 2, 0, "miss"),

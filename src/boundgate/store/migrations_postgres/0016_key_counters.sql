@@ -1,4 +1,4 @@
--- Limits are a key's and are counted per key (SQLite's 0022): tokens:key:<id>,
+-- Limits are a key's and are counted per key (SQLite's 0021): tokens:key:<id>,
 -- reasoning:key:<id>, rpm:key:<id>; the tenant's own counters, tokens:<tenant>, count only
 -- work done without a key's limits. Carry today's usage of each key over from the ledger, so
 -- a database migrated mid-day does not hand each key a fresh budget. The tenants' counters
