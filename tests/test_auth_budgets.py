@@ -530,3 +530,22 @@ def test_a_request_larger_than_the_whole_budget_is_a_400_not_a_429(tmp_path: Pat
         assert len(rows) >= 3  # ledgered as refused requests
     finally:
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_a_local_models_hold_is_at_most_its_context(tmp_path: Path) -> None:
+    """A trial's finding: ``max_tokens: 2147483647`` on the local model (context 2,048) was
+    held whole on the daily budget, so a key with 5,000 tokens a day was refused a request
+    the model answers in a few dozen tokens. A local model's answer stops at its context: the
+    hold is at most that."""
+    live, keys = keyed_live(tmp_path, daily_tokens=5000)
+    try:
+        h = {"Authorization": f"Bearer {keys['acme']}"}
+        body = {
+            "messages": [{"role": "user", "content": "Which river flows through Vienna?"}],
+            "max_tokens": 2**31 - 1,
+        }
+        r = live.http.post("/v1/chat/completions", json=body, headers=h)
+        assert r.status_code == 200, r.text
+        assert charged_today(live, counted(keys["acme"])) == r.json()["usage"]["total_tokens"]
+    finally:
+        live.http.close()

@@ -73,11 +73,21 @@ def refuse_over_context(backend: Backend, req: GenerationRequest) -> None:
         )
 
 
+def worst_case_answer_tokens(backend: Backend, req: GenerationRequest) -> int:
+    """The most tokens ``req``'s answer may take on ``backend``: ``max_tokens``, on a local
+    model at most its context (llama.cpp stops there, whatever the request's limit: a trial's
+    ``max_tokens: 2147483647`` was held whole and refused on a budget of 5,000). An
+    upstream's limit is the upstream's to enforce, so its requests keep their ``max_tokens``."""
+    if not backend.remote and backend.context_length:
+        return min(req.max_tokens, backend.context_length)
+    return req.max_tokens
+
+
 def worst_case_tokens(backend: Backend, req: GenerationRequest) -> int:
     """The most tokens ``req`` may use on ``backend``, held on the daily budget before it
     runs: the text's bytes (≥ its tokens), what the prompt format adds, and every token the
-    answer may take."""
-    return req.text_bytes() + backend.template_tokens(req) + req.max_tokens
+    answer may take (``worst_case_answer_tokens``)."""
+    return req.text_bytes() + backend.template_tokens(req) + worst_case_answer_tokens(backend, req)
 
 
 def cut_short_reasoning(backend: Backend, req: GenerationRequest, produced: int) -> int:

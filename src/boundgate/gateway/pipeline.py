@@ -54,6 +54,7 @@ from .context import (
     estimated_prompt_tokens,
     new_request_id,
     refuse_over_context,
+    worst_case_answer_tokens,
     worst_case_tokens,
 )
 from .routed import Routing
@@ -232,8 +233,9 @@ class Gateway(Routing):
         whose = tenant.describe()
         budget = self.limiter.budget(tenant)
         prompt = req.text_bytes() + backend.template_tokens(req)
+        answer = worst_case_answer_tokens(backend, req)
         name = req.max_tokens_param
-        if budget and prompt + req.max_tokens > budget:
+        if budget and prompt + answer > budget:
             if prompt >= budget:
                 return InvalidRequestError(
                     f"the prompt may take up to {prompt} tokens (its bytes and the model's "
@@ -243,7 +245,7 @@ class Gateway(Routing):
                 )
             return InvalidRequestError(
                 f"{name} is {req.max_tokens}: with its prompt (up to {prompt} tokens) this "
-                f"request may need {prompt + req.max_tokens} tokens, more than the whole daily "
+                f"request may need {prompt + answer} tokens, more than the whole daily "
                 f"token budget of {budget} of {whose}, so it can never be admitted; set "
                 f"{name} to at most {budget - prompt}",
                 param=name,
