@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from boundgate.cli import app as cli
 from boundgate.settings import ConfigError, describe, load_settings
 from helpers import write_config
 
@@ -128,6 +130,71 @@ def test_renamed_settings_keep_their_old_names(
     monkeypatch.setenv("BOUNDGATE_REUSE__TIME_SENSITIVE_MAX_AGE_S", "8")  # the new name wins
     assert load_settings(None).reuse.time_sensitive_max_age_s == 8
     assert load_settings(cfg).reuse.time_sensitive_max_age_s == 8  # an old file, a new env
+
+
+@pytest.mark.parametrize(
+    ("value", "hosts"),
+    [
+        ("vm", ["vm"]),
+        ("*", ["*"]),
+        ("vm,gw.lan", ["vm", "gw.lan"]),
+        (" vm , gw.lan ,", ["vm", "gw.lan"]),
+        ('["vm", "gw.lan"]', ["vm", "gw.lan"]),
+        ("", []),
+    ],
+)
+def test_a_list_setting_in_the_environment_takes_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str, hosts: list[str]
+) -> None:
+    """A trial's finding: BOUNDGATE_SERVER__ALLOWED_HOSTS=vm (or '*', 'vm,gw.lan') stopped
+    `serve` and `settings` with a 162-line traceback, as pydantic-settings decodes a list's
+    variable as JSON; only '["vm"]' worked, and no doc said so."""
+    monkeypatch.setenv("BOUNDGATE_SERVER__ALLOWED_HOSTS", value)
+    assert load_settings(None).server.allowed_hosts == hosts
+
+
+def test_every_list_setting_takes_commas_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOUNDGATE_ROUTING__ESCALATE_ON", "empty")
+    monkeypatch.setenv("BOUNDGATE_REUSE__LOOKUP_WINDOWS", "10, 20")
+    monkeypatch.setenv("BOUNDGATE_MODELS__SMOLLM2_135M__ALIASES", "small,tiny")
+    monkeypatch.setenv("BOUNDGATE_ROUTING__LADDERS__SMALL", "smollm2-135m")
+    s = load_settings(None)
+    assert s.routing.escalate_on == ["empty"] and s.reuse.lookup_windows == [10, 20]
+    assert s.models["smollm2-135m"].aliases == ["small", "tiny"]
+    assert s.routing.ladders == {"small": ["smollm2-135m"]}
+    monkeypatch.setenv("BOUNDGATE_ROUTING__ESCALATE_ON", "empty,bogus")
+    with pytest.raises(ConfigError, match=r"routing\.escalate_on\.1: Input should be 'empty'"):
+        load_settings(None)
+    monkeypatch.setenv("BOUNDGATE_ROUTING__ESCALATE_ON", '["empty"')  # JSON, cut short
+    with pytest.raises(ConfigError, match=r"routing\.escalate_on: .*not a JSON list"):
+        load_settings(None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BOUNDGATE_ROUTING__LADDERS", "small"),
+        ("BOUNDGATE_REASONING__EFFORT_TOKENS", "low=10"),
+        ("BOUNDGATE_ROUTING__LADDERS", '{"small": '),
+        ("BOUNDGATE_SERVER", "port=9000"),
+    ],
+)
+def test_a_table_in_the_environment_that_is_not_json_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A table (a section, routing.ladders…) given as one variable is JSON; anything else
+    was pydantic-settings' traceback naming only the section ("routing"), exit 1."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert f"{name}: not JSON" in str(info.value) and f"{name}__<KEY>" in str(info.value)
+    res = CliRunner().invoke(cli, ["settings"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
+    assert text.startswith(f"error: invalid configuration (environment): {name}: not JSON")
+    assert "Traceback" not in text
 
 
 def test_every_setting_is_documented() -> None:

@@ -2,7 +2,8 @@
 
 Sources, highest priority first: command-line flags (``serve --host/--port/--data-dir``),
 ``BOUNDGATE_*`` environment variables (nested keys joined with ``__``, e.g.
-``BOUNDGATE_SERVER__PORT=9000`` or ``BOUNDGATE_MODELS__MY_UPSTREAM__BASE_URL=...``), the TOML
+``BOUNDGATE_SERVER__PORT=9000`` or ``BOUNDGATE_MODELS__MY_UPSTREAM__BASE_URL=...``; a list as
+comma-separated items or a JSON array, a table as a JSON object), the TOML
 file named by ``--config`` or ``BOUNDGATE_CONFIG``, then the defaults below. Unknown keys are
 errors, so a typo in a config file fails at start instead of being silently ignored.
 

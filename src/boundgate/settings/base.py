@@ -1,18 +1,49 @@
 """What every section model shares: unknown keys are errors, renamed keys stay accepted;
-the environment prefix and the packaged default model's name."""
+list settings read from one string (``ListSetting``); the environment prefix and the packaged
+default model's name."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import json
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     model_validator,
 )
+from pydantic_settings import NoDecode
 
 ENV_PREFIX = "BOUNDGATE_"
 DEFAULT_MODEL_NAME = "smollm2-135m"
+
+T = TypeVar("T")
+
+
+def list_from_text(value: Any) -> Any:
+    """A list given as one string, as an environment variable gives it: a JSON array
+    (``["vm", "gw.lan"]``) or comma-separated items (``vm,gw.lan``; empty: no item). Any
+    other value is left to the list's own validation."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f'{text!r} is not a JSON list ({exc.msg}); give JSON, e.g. \'["a", "b"]\', '
+                "or comma-separated items, e.g. 'a,b'"
+            ) from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# A list setting. pydantic-settings would decode its environment variable as JSON and stop
+# with a traceback on anything else (``BOUNDGATE_SERVER__ALLOWED_HOSTS=vm``); NoDecode hands
+# the string to ``list_from_text`` instead (pydantic-settings' documented way to parse a
+# list from another format), which takes JSON or comma-separated items.
+ListSetting = Annotated[list[T], NoDecode, BeforeValidator(list_from_text)]
 
 
 class _Section(BaseModel):

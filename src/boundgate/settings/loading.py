@@ -18,7 +18,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from .base import DEFAULT_MODEL_NAME, ENV_PREFIX
 from .reuse import ReuseSettings
@@ -41,6 +47,44 @@ from .sections import (
     ServerSettings,
     StoreSettings,
 )
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, naming the variable it could not read: a table
+    (a section, ``models``, ``routing.ladders``…) given as one variable is decoded as JSON,
+    and its own error names only the section (``error parsing value for field "routing"``),
+    after a traceback. List settings take comma-separated items too (``ListSetting``)."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            # the nested variable whose value fails alone, else the section's own variable
+            # (BOUNDGATE_SERVER='…')
+            culprit = next(
+                (n for n, v in self.env_vars.items() if self._fails(field_name, field, n, v)),
+                _env_name([field_name]),
+            )
+            raise ConfigError(
+                f"invalid configuration (environment): {_spelled(culprit)}: not JSON; a table "
+                'given as one environment variable is a JSON object, e.g. \'{"key": "value"}\' '
+                f"(or set each key in its own variable: {_spelled(culprit)}__<KEY>)"
+            ) from None
+
+    def _fails(self, field_name: str, field: FieldInfo, name: str, value: str | None) -> bool:
+        try:
+            self.explode_env_vars(field_name, field, {name: value})
+        except ValueError:
+            return True
+        return False
+
+
+def _spelled(name: str) -> str:
+    """An environment variable's name as it is spelled in the environment (pydantic-settings
+    matches them without case)."""
+    return next((k for k in os.environ if k.lower() == name.lower()), name.upper())
 
 
 class Settings(BaseSettings):
@@ -74,7 +118,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the file (passed in as init kwargs); CLI flags are applied after.
-        return (env_settings, init_settings)
+        return (_EnvSource(settings_cls), init_settings)
 
     @field_validator("models", mode="before")
     @classmethod

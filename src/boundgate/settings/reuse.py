@@ -9,7 +9,7 @@ from pydantic import (
     Field,
 )
 
-from .base import _Section
+from .base import ListSetting, _Section
 
 
 class ReuseSettings(_Section):
@@ -88,7 +88,7 @@ class ReuseSettings(_Section):
         description="With scorer = pair or blend: how many guard survivors (best cosine first) "
         "the pair model scores per lookup; the best-scored one (by the scorer) is the candidate.",
     )
-    lookup_windows: list[int] = Field(
+    lookup_windows: ListSetting[int] = Field(
         [100, 250, 1000, 5000],
         min_length=1,
         description="h(t), the share of semantic lookups whose candidate scores at or above a "

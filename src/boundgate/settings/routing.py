@@ -12,7 +12,7 @@ from pydantic import (
     model_validator,
 )
 
-from .base import DEFAULT_MODEL_NAME, _Section
+from .base import DEFAULT_MODEL_NAME, ListSetting, _Section, list_from_text
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 REASONING_EFFORTS: tuple[str, ...] = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -99,7 +99,9 @@ class ModelSettings(_Section):
         description="openai: wait before the first retry (s), doubled for each further retry "
         "and jittered (×0.5–1.5); an upstream Retry-After header (up to 10 s) overrides it.",
     )
-    aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+    aliases: ListSetting[str] = Field(
+        default_factory=list, description="Other names for this model."
+    )
     reasoning: bool = Field(
         False,
         description="A reasoning model: requests' reasoning_effort caps its reasoning tokens "
@@ -189,13 +191,21 @@ class RoutingSettings(_Section):
         description="The policy when no task classifier is configured (the task is unknown).",
     )
 
+    @field_validator("ladders", mode="before")
+    @classmethod
+    def _ladders_from_text(cls, ladders: Any) -> Any:
+        # BOUNDGATE_ROUTING__LADDERS__SMALL=a,b: each ladder a list setting (ListSetting)
+        if isinstance(ladders, dict):
+            return {name: list_from_text(rungs) for name, rungs in ladders.items()}
+        return ladders
+
     @field_validator("policy", mode="after")
     @classmethod
     def _keep_default_policy(cls, policy: dict[str, TaskPolicy]) -> dict[str, TaskPolicy]:
         # configuring one task's policy leaves the others' built-in policies in place
         return {**_default_policy(), **policy}
 
-    escalate_on: list[Trigger] = Field(
+    escalate_on: ListSetting[Trigger] = Field(
         list(ESCALATION_TRIGGERS),
         description="What sends a request to the next rung: an empty answer; a `length` "
         "finish the client's own max_tokens did not cause; a refusal (package data "

@@ -11,7 +11,7 @@ from pydantic import (
     model_validator,
 )
 
-from .base import _Section
+from .base import ListSetting, _Section
 
 
 class ServerSettings(_Section):
@@ -25,7 +25,7 @@ class ServerSettings(_Section):
         False,
         description="Allow binding a non-loopback host while no API keys exist (open mode).",
     )
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: ListSetting[str] = Field(
         default_factory=list,
         description="Host names open mode answers besides loopback ones (and, bound to "
         "another address, IP addresses): e.g. a LAN name with allow_open_remote, or the name "
