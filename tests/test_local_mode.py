@@ -11,6 +11,7 @@ import pytest
 
 from boundgate.assembly import build_app
 from boundgate.server.local import LocalHosts, is_loopback, same_origin, split_host
+from boundgate.settings import ConfigError
 from boundgate.testing import ThreadedServer
 from helpers import Live, arun, assert_error, fake_settings
 
@@ -112,6 +113,32 @@ def test_open_local_mode_answers_the_hosts_its_operator_configured() -> None:
     assert LocalHosts(allowed=("*",)).allows("anything.example")
     # names the operator lists are answered on loopback too (a reverse proxy's Host)
     assert LocalHosts(allowed=("proxy.example",)).allows("proxy.example")
+
+
+def test_allowed_hosts_are_names_and_the_refusal_quotes_the_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's finding: the refusal quoted the Host with its port ('gw.lan:8094'), the
+    operator listed exactly that in server.allowed_hosts, and it never matched (the check
+    compares names). An entry's port is dropped now, and the refusal quotes the name."""
+    http_refused = {"host": "gw.lan:8094"}
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    with Live.in_process(build_app(fake_settings(tmp_path / "before"))) as live:
+        r = live.http.get("/v1/models", headers=http_refused)
+        err = assert_error(r, 400, code="untrusted_host")
+        assert "Host 'gw.lan'" in err["message"] and "add 'gw.lan' to" in err["message"]
+        assert "8094" not in err["message"]
+    monkeypatch.setenv("BOUNDGATE_SERVER__ALLOWED_HOSTS", "GW.lan.:8094,[fe80::1]:80,*.corp:1")
+    settings = fake_settings(tmp_path / "after")
+    assert settings.server.allowed_hosts == ["gw.lan", "fe80::1", "*.corp"]
+    with Live.in_process(build_app(settings)) as live:
+        for host in ["gw.lan:8094", "gw.lan", "gw.lan:9", "a.corp:8080"]:
+            assert live.http.get("/v1/models", headers={"host": host}).status_code == 200, host
+    for bad in ["http://gw.lan:8094/", "gw.lan:http", "user@gw.lan", ""]:
+        monkeypatch.setenv("BOUNDGATE_SERVER__ALLOWED_HOSTS", f'["{bad}"]')
+        with pytest.raises(ConfigError, match="is not a host name: give the name only"):
+            fake_settings(tmp_path)
 
 
 @pytest.mark.parametrize(

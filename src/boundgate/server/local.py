@@ -135,12 +135,13 @@ class LocalOnly:
         headers = Headers(scope=scope)
         host = headers.get("host")
         if host is not None and not self.hosts.allows(host):
+            name, _ = split_host(host)  # the port is no part of the check (nor of the list)
             await send_error(
                 send,
                 InvalidRequestError(
                     f"this gateway is in open local mode (no API keys exist) and answers "
-                    f"requests for this machine only, not for Host {host!r}: create an API key "
-                    "(`boundgate keys create`) to serve other names, or add the name to "
+                    f"requests for this machine only, not for Host {name!r}: create an API key "
+                    f"(`boundgate keys create`) to serve other names, or add {name!r} to "
                     "server.allowed_hosts",
                     code=ErrorCode.UNTRUSTED_HOST,
                 ),

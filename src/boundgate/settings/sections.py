@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import (
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -29,8 +30,9 @@ class ServerSettings(_Section):
         default_factory=list,
         description="Host names open mode answers besides loopback ones (and, bound to "
         "another address, IP addresses): e.g. a LAN name with allow_open_remote, or the name "
-        "a reverse proxy passes on; `*.example.org` for a domain, `*` for any. Once API keys "
-        "exist every Host is answered.",
+        "a reverse proxy passes on; `*.example.org` for a domain, `*` for any. Names, not "
+        "ports: any port of a name is answered (`gw.lan:8094` is read as `gw.lan`). Once API "
+        "keys exist every Host is answered.",
     )
     max_body_bytes: int = Field(
         1 << 20,
@@ -60,6 +62,27 @@ class ServerSettings(_Section):
         "(Prometheus: `authorization: {credentials_file: ...}`); unset = /metrics is open, as "
         "Prometheus expects by default.",
     )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        """Each entry as the Host check compares it: a lower-case name without its port or
+        final dot. The check matches a request's name whatever its port, so an entry with a
+        port (``gw.lan:8094``, as the refusal's message once quoted it) never matched."""
+        names = []
+        for entry in hosts:
+            name = entry.strip().lower()
+            if name.startswith("["):  # [fe80::1]:8080
+                name = name[1:].partition("]")[0]
+            elif name.count(":") == 1:  # name:port (a bare IPv6 address has more colons)
+                name, _, port = name.partition(":")
+                if not port.isdigit():
+                    name = ""
+            name = name.rstrip(".")
+            if not name or "/" in name or "@" in name:
+                raise ValueError(f"{entry!r} is not a host name: give the name only, e.g. 'gw.lan'")
+            names.append(name)
+        return names
 
 
 class LimitsSettings(_Section):
