@@ -437,6 +437,42 @@ def test_every_line_error_names_its_custom_id_the_same_way(
     assert err["message"].startswith(says), err["message"]
 
 
+def test_a_line_asking_for_a_stream_is_answered_whole(batch_live: Any) -> None:
+    """A trial's finding: "stream": true alone was accepted, but with "stream_options":
+    {"include_usage": true} (what a streamed request sends) the line was refused, as the
+    check made it stream: false first. A line is never streamed: both are checked as online,
+    then ignored, and the answer is one chat.completion in the output file."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    usage = {"stream_options": {"include_usage": True}}
+    content = b"\n".join([
+        _line("plain", {"model": "fake", "messages": ASK, "stream": True}),
+        _line("usage", {"model": "fake", "messages": ASK, "stream": True, **usage}),
+    ])  # fmt: skip
+    f = client.files.create(file=("in.jsonl", content), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    clock.set(START + 24 * 3600)  # due
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert done.request_counts.completed == 2 and done.request_counts.failed == 0
+    out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+    for o in out:
+        body = o["response"]["body"]
+        assert body["object"] == "chat.completion" and body["usage"]["total_tokens"] > 0
+    # as online, stream_options without stream: true is refused (when the batch is created)
+    bad = _line("b", {"model": "fake", "messages": ASK, **usage})
+    f = client.files.create(file=("in.jsonl", bad), purpose="batch")
+    r = live.http.post(
+        "/v1/batches", json={"input_file_id": f.id, "endpoint": "/v1/chat/completions"}
+    )
+    err = assert_error(r, 400, param="input_file_id")
+    assert (
+        "body.stream_options: stream_options is only allowed when stream is true"
+        in (err["message"])
+    )
+
+
 def _swap_input(live: Live, batch_id: str, content: bytes) -> None:
     """Point a queued batch at an input file a former version accepted unchecked."""
     from boundgate.store import FileRow

@@ -156,7 +156,9 @@ def _lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
 def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
     """One line's ``body`` checked as the online endpoint checks a request before it runs:
     Unicode text only (no lone surrogate), the endpoint's request model (strict types, value
-    ranges), no unsupported parameter. Raises InvalidRequestError naming the parameter."""
+    ranges), no unsupported parameter. Raises InvalidRequestError naming the parameter. A line
+    is never streamed (its answer goes to the output file): ``stream`` and ``stream_options``
+    are checked as online (``stream_options`` with ``stream: true`` only), then ignored."""
     bad = _lone_surrogate(body)
     if bad is not None:
         where, esc = bad
@@ -165,7 +167,6 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
             param=where or None,
             code=ErrorCode.INVALID_VALUE,
         )
-    body = {**body, "stream": False}
     model: type[ChatCompletionRequest] | type[CompletionRequest] = (
         ChatCompletionRequest if endpoint == "/v1/chat/completions" else CompletionRequest
     )
@@ -175,7 +176,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
         raise request_error(exc.errors(), body) from None
     generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
     check_options((req.model_extra or {}).get("boundgate"))  # "reuse": "bogus" ran, then failed
-    return req
+    return req.model_copy(update={"stream": False, "stream_options": None})
 
 
 def _check_keys(where: str, item: dict[str, Any]) -> None:
