@@ -75,6 +75,11 @@ def test_a_cross_site_post_is_refused(fake_live: Live) -> None:
     assert client.files.create(file=("in.jsonl", b"{}\n"), purpose="batch").id
     rows = [r for r in fake_live.ledger().values() if r.status == 403]
     assert not rows  # refused before the gateway: nothing ran, nothing was ledgered
+    # the endpoint's own refusal of a body without Content-Type is ledgered, as any 400 of a
+    # generation endpoint (docs/deployment.md said no refusal here was)
+    assert [r.error_code for r in fake_live.ledger().values() if r.status == 400] == [
+        "invalid_value"
+    ]
 
 
 def test_clients_with_keys_reach_the_gateway_under_any_name(tmp_path: Path) -> None:
