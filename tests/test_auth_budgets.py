@@ -396,6 +396,28 @@ def test_keys_create_refuses_negative_limits(tmp_path: Path) -> None:
         store.close()
 
 
+def test_keys_create_warns_when_it_creates_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's `keys create` in a directory without a store silently made ./.boundgate,
+    which no server used, and the server stayed open. It still makes it (a first key before
+    the first `serve`), but warns as `docs import` does, naming the store and --config."""
+    from typer.testing import CliRunner
+
+    from boundgate.cli import app as cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"BOUNDGATE_CONFIG": None, "BOUNDGATE_STORE__URL": None})
+    first = runner.invoke(cli, ["keys", "create", "--tenant", "acme"])
+    assert first.exit_code == 0 and first.stdout.startswith("bg-"), first.output
+    db = tmp_path / ".boundgate" / "boundgate.db"
+    warning = " ".join(first.stderr.split())  # rich wraps long lines at the terminal's width
+    assert warning.startswith(f"warning: the SQLite store {db} did not exist before this command")
+    assert "no server uses it yet" in warning and "--config" in warning
+    again = runner.invoke(cli, ["keys", "create", "--tenant", "acme"])  # the store is there
+    assert again.exit_code == 0 and "warning" not in again.stderr, again.output
+
+
 def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:
     """An audit's finding: ``/v1/embeddings`` held the inputs' UTF-8 bytes but was charged
     the model's tokens, [CLS] and [SEP] included: ``["a"] * 900`` held 900 of a budget of

@@ -78,6 +78,30 @@ def no_store(settings: Settings) -> str:
     )
 
 
+def store_named(settings: Settings) -> str:
+    """The store a command works on, as its messages name it."""
+    from ..settings import redact_url
+
+    if settings.store.url is not None:
+        return f"the PostgreSQL store {redact_url(settings.store.url)}"
+    return f"the SQLite store {settings.db_path.resolve()}"
+
+
+def warn_new_store(store: str, before: str, to: str) -> None:
+    """Warn (stderr) that ``store`` did not exist ``before`` this command (``store_missing``
+    said so; opening it created it): without --config or --data-dir it is ``./.boundgate``'s,
+    which a server configured elsewhere never reads. ``to``: what the user meant to do."""
+    err.print(
+        "[yellow]warning:[/yellow] "
+        + escape(
+            f"{store} did not exist before {before}, so no server uses it yet; to {to}, give "
+            "the server's config file with --config (or its data directory with --data-dir)"
+        ),
+        markup=True,
+        highlight=False,
+    )
+
+
 @contextmanager
 def opened_store(settings: Settings, *, existing: bool = False) -> Iterator[Store]:
     """The configured store (``store.url``, else SQLite in the data dir), open for the
@@ -442,7 +466,11 @@ def keys_create(
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", tenant):
         err.print("tenant: use 1-64 letters, digits, or _ . @ -")
         raise typer.Exit(2)
-    with opened_store(_settings(config, data_dir=data_dir)) as store:
+    settings = _settings(config, data_dir=data_dir)
+    created = store_missing(settings)
+    with opened_store(settings) as store:
+        if created:  # a key no server checks (a trial's, made in another directory)
+            warn_new_store(store_named(settings), "this command", "create a key for a server")
         new = asyncio.run(
             store.create_key(
                 tenant,

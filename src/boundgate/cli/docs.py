@@ -542,28 +542,14 @@ def docs_import(
 
 
 def _say_where(settings: Any, created: bool) -> None:
-    """Tell (stderr) which store ``docs import`` writes to; warn if it has just created it:
-    without --config it is ./.boundgate's, which a server configured elsewhere never reads."""
-    from ..settings import redact_url
-    from . import err
+    """Tell (stderr) which store ``docs import`` writes to; warn if it has just created it."""
+    from . import err, store_named, warn_new_store
 
+    where = store_named(settings)
     data_dir = settings.server.data_dir.resolve()
-    if settings.store.url is not None:
-        where = f"the PostgreSQL store {redact_url(settings.store.url)}"
-    else:
-        where = f"the SQLite store {settings.db_path.resolve()}"
     err.print(f"importing into {where} (data directory {data_dir})", markup=False, highlight=False)
     if created:
-        err.print(
-            "[yellow]warning:[/yellow] "
-            + escape(
-                "that store did not exist before this import, so no server uses it yet; to "
-                "import into a server's store, give its config file with --config (or its "
-                "data directory with --data-dir)"
-            ),
-            markup=True,
-            highlight=False,
-        )
+        warn_new_store("that store", "this import", "import into a server's store")
 
 
 @docs_app.command("bind")
