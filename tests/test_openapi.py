@@ -9,6 +9,7 @@ Derandomized and bounded (a few dozen requests per operation)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -30,7 +31,7 @@ from boundgate.server.app import create_app
 from boundgate.server.openapi import ErrorObject
 from boundgate.settings import SchedulerSettings, ServerSettings
 from boundgate.testing import ThreadedServer
-from helpers import arun, fake_settings
+from helpers import Live, arun, fake_settings
 
 CHECKS = [
     not_a_server_error,
@@ -258,3 +259,24 @@ def test_the_checks_catch_a_wrong_declaration(
             continue
         with pytest.raises((AssertionError, BaseExceptionGroup)):
             case.call_and_validate(**call)
+
+
+def test_the_api_docs_pages_load_nothing_from_another_host(fake_live: Live) -> None:
+    """A trial's finding: /docs loaded Swagger UI's script and style from cdn.jsdelivr.net and
+    its icon from fastapi.tiangolo.com, so it was a blank page on a machine without internet
+    (the README says the gateway's pages use no CDN). /docs and /redoc name only the
+    gateway's own paths now, and it serves every one of them."""
+    kinds = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+    for page in ("/docs", "/redoc"):
+        r = fake_live.http.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        assert "http://" not in r.text and "https://" not in r.text, r.text
+        refs = re.findall(r'(?:src|href|spec-url)="([^"]*)"|url: \'([^\']*)\'', r.text)
+        paths = [a or b for a, b in refs]
+        assert len(paths) >= 3, paths  # a script, the icon, the schema (and a style)
+        for path in paths:
+            assert path.startswith("/") and not path.startswith("//"), path
+            asset = fake_live.http.get(path)
+            assert asset.status_code == 200 and asset.content, path
+            kind = kinds.get(path[path.rfind(".") :], "application/json")
+            assert asset.headers["content-type"].startswith(kind), (path, asset.headers)

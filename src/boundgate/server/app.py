@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +48,8 @@ from .reuse.router import router as reuse_router
 from .system.router import router as system_router
 
 log = logging.getLogger("boundgate")
+
+DOCS_STATIC = "/docs/static"  # the API docs pages' assets
 
 # Paths whose every request (errors included) gets a ledger row.
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
@@ -230,11 +233,15 @@ def create_app(
                 await backend.aclose()
             gateway.store.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their scripts, styles and icon served from
+    # fastapi-offline's package data under /docs/static, not from a CDN: they work on a
+    # machine without internet, as the dashboard does
+    app = FastAPIOffline(
         title="boundgate",
         version=__version__,
         description="OpenAI-compatible gateway that meters energy and carbon per request.",
         lifespan=lifespan,
+        static_url=DOCS_STATIC,
     )
     app.state.gateway = gateway
     app.state.started = time.time()
