@@ -13,7 +13,7 @@ from boundgate.assembly import build_app
 from boundgate.cli import app as cli
 from boundgate.fmt import plain_decimal
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, arun, fake_settings, wait_until
 
 
 def test_grid_and_plan_commands(tmp_path: Path) -> None:
@@ -189,9 +189,32 @@ def test_ask_says_whether_the_answer_was_generated_or_reused_and_what_reuse_avoi
         ("http://h/V1", "http://h/v1"),
         ("http://h/v1/chat/completions", "http://h/v1"),  # an endpoint pasted whole
         ("https://h/boundgate/", "https://h/boundgate/v1"),  # a proxy's prefix
+        # a trial's: "Request URL is missing an 'http://' or 'https://' protocol"
+        ("localhost:8091", "http://localhost:8091/v1"),
+        ("gw.lan/v1/", "http://gw.lan/v1"),
+        ("[::1]:8080", "http://[::1]:8080/v1"),
     ],
 )
 def test_the_cli_finds_the_api_base_in_any_url_it_is_given(url: str, base: str) -> None:
     from boundgate.cli import api_base_url
 
     assert api_base_url(url) == base
+
+
+def test_ask_takes_a_url_without_scheme_and_a_401_says_how_to_give_a_key(tmp_path: Path) -> None:
+    """A trial's findings: `ask --url localhost:8091` printed "cannot reach localhost:8091:
+    Request URL is missing an 'http://' or 'https://' protocol", and the 401 of a gateway with
+    keys did not say how `ask` takes one."""
+    app = build_app(fake_settings(tmp_path))
+    runner = CliRunner(env={"BOUNDGATE_API_KEY": None})
+    with ThreadedServer(app) as srv:
+        bare = srv.base_url.removeprefix("http://")  # 127.0.0.1:PORT
+        res = runner.invoke(cli, ["ask", "What is the boiling point?", "--url", bare])
+        assert res.exit_code == 0 and "generated: " in res.output, res.output
+        secret = arun(app.state.gateway.store.create_key("acme")).secret
+        res = runner.invoke(cli, ["ask", "hi", "--url", bare])
+        text = " ".join(res.output.split())  # rich wraps long lines at the terminal's width
+        assert res.exit_code == 1 and text.startswith("error 401: missing API key"), text
+        assert "give this command a key with --api-key or BOUNDGATE_API_KEY" in text
+        res = runner.invoke(cli, ["ask", "hi", "--url", bare, "--api-key", secret])
+        assert res.exit_code == 0, res.output

@@ -149,8 +149,11 @@ def api_base_url(url: str) -> str:
     """The API base of a server URL given to ``--url``: every route is under ``/v1``, so a
     URL whose path has no ``/v1`` segment (``http://127.0.0.1:8080``, or a proxy's prefix such
     as ``https://host/boundgate/``) gets it appended, and one with an endpoint pasted after it
-    (``…/v1/chat/completions``) is cut back to it. No trailing slash."""
-    base = url.rstrip("/")
+    (``…/v1/chat/completions``) is cut back to it; one without a scheme (``localhost:8091``)
+    is ``http://``. No trailing slash."""
+    base = url.strip().rstrip("/")
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", base):
+        base = "http://" + base
     found = list(re.finditer(r"/v1(?=/|$)", base, re.IGNORECASE))
     return base[: found[-1].start()] + "/v1" if found else base + "/v1"
 
@@ -169,13 +172,16 @@ def reaching(url: str) -> Iterator[None]:
 
 
 def exit_on_http_error(resp: httpx.Response) -> None:
-    """Print the gateway's OpenAI-shaped error message and exit 1, if ``resp`` is an error."""
+    """Print the gateway's OpenAI-shaped error message and exit 1, if ``resp`` is an error; a
+    401 also says how the commands that call a server (``ask``, ``batch``) take a key."""
     if resp.status_code < 400:
         return
     try:
         message = resp.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = resp.text
+    if resp.status_code == 401:
+        message += "; give this command a key with --api-key or BOUNDGATE_API_KEY"
     err.print(f"error {resp.status_code}: {message}", highlight=False)
     raise typer.Exit(1)
 
