@@ -3,6 +3,7 @@ environment and flags, and describing every value with its source."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -60,7 +61,7 @@ class _EnvSource(EnvSettingsSource):
     ) -> Any:
         try:
             return super().prepare_field_value(field_name, field, value, value_is_complex)
-        except ValueError:
+        except json.JSONDecodeError:
             # the nested variable whose value fails alone, else the section's own variable
             # (BOUNDGATE_SERVER='…')
             culprit = next(
@@ -76,7 +77,7 @@ class _EnvSource(EnvSettingsSource):
     def _fails(self, field_name: str, field: FieldInfo, name: str, value: str | None) -> bool:
         try:
             self.explode_env_vars(field_name, field, {name: value})
-        except ValueError:
+        except json.JSONDecodeError:
             return True
         return False
 
