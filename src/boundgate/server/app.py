@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +34,7 @@ from ..errors import (
 from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers
 from ..scheduler.jobs import JobRunner
+from .api_docs import add_api_docs
 from .batches.router import router as batches_router
 from .batches.serving import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
@@ -48,8 +48,6 @@ from .reuse.router import router as reuse_router
 from .system.router import router as system_router
 
 log = logging.getLogger("boundgate")
-
-DOCS_STATIC = "/docs/static"  # the API docs pages' assets
 
 # Paths whose every request (errors included) gets a ledger row.
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
@@ -233,16 +231,15 @@ def create_app(
                 await backend.aclose()
             gateway.store.close()
 
-    # /docs (Swagger UI) and /redoc with their scripts, styles and icon served from
-    # fastapi-offline's package data under /docs/static, not from a CDN: they work on a
-    # machine without internet, as the dashboard does
-    app = FastAPIOffline(
+    app = FastAPI(
         title="boundgate",
         version=__version__,
         description="OpenAI-compatible gateway that meters energy and carbon per request.",
         lifespan=lifespan,
-        static_url=DOCS_STATIC,
+        docs_url=None,  # served without a CDN: api_docs.py
+        redoc_url=None,
     )
+    add_api_docs(app)
     app.state.gateway = gateway
     app.state.started = time.time()
     app.state.ready = False
