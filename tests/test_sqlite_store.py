@@ -302,3 +302,37 @@ def test_a_deleted_write_lock_file_is_replaced_not_split(tmp_path: Path) -> None
             os.close(fd)
     finally:
         s.close()
+
+
+def test_close_waits_for_a_read_still_running_on_its_thread(tmp_path: Path) -> None:
+    """A read outlives a cancelled task (its worker thread runs on): the job runner's poll at
+    shutdown read on a connection ``close`` closed under it, and the test process segfaulted
+    in sqlite3. ``close`` now waits for running reads before closing their connections."""
+    store = SQLiteStore(tmp_path / "s.db")
+    store.open()
+    reading, release = threading.Event(), threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> int:
+        reading.set()
+        release.wait(10)
+        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+    got: list[object] = []
+    reader = threading.Thread(target=lambda: got.append(_run_read(store, slow)))
+    reader.start()
+    assert reading.wait(10)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive()  # waiting for the read
+    release.set()
+    reader.join(10)
+    closer.join(10)
+    assert got == [0] and not closer.is_alive()
+
+
+def _run_read(store: SQLiteStore, fn: object) -> object:
+    try:
+        return asyncio.run(store._read(fn))  # type: ignore[arg-type]
+    except Exception as exc:  # the old close: "Cannot operate on a closed database"
+        return exc

@@ -46,6 +46,10 @@ def _apply(conn: sqlite3.Connection, sql: str, params: Any) -> None:
 log = logging.getLogger("boundgate.store")
 
 
+# how long ``close`` waits for reads still running on worker threads (s)
+READS_CLOSE_WAIT_S = 30.0
+
+
 class _WriteLock:
     """An exclusive ``flock`` on a file beside the database, held around every write
     transaction so that writer threads of several processes queue in the kernel instead of in
@@ -112,6 +116,11 @@ class SQLiteBase:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        # reads running on worker threads: ``close`` waits for them before it closes their
+        # connections (a read that outlived its cancelled task, e.g. the job runner's poll at
+        # shutdown, segfaulted in sqlite3 on a connection closed under it)
+        self._reading = 0
+        self._reads_done = threading.Condition()
         self._keys: dict[str, tuple[ApiKey, bytes, bytes]] = {}
         self._keys_fingerprint: tuple[int, int] | None = None
         self._has_keys = False
@@ -180,11 +189,13 @@ class SQLiteBase:
         if writer is not None:
             self._writes.put(None)
             writer.join()
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
-        self._local = threading.local()
+        with self._reads_done:  # a read that starts now waits until the readers are closed
+            self._reads_done.wait_for(lambda: self._reading == 0, timeout=READS_CLOSE_WAIT_S)
+            with self._readers_lock:
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
+            self._local = threading.local()
         self._write_lock.close()
 
     # --- the writer ----------------------------------------------------------------------
@@ -269,5 +280,18 @@ class SQLiteBase:
         return box[0]
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` on a worker thread's reader connection; return its result."""
-        return await asyncio.to_thread(lambda: fn(self._reader()))
+        """Run ``fn`` on a worker thread's reader connection; return its result. ``close``
+        waits for it to end before closing that connection, also when the awaiting task was
+        cancelled meanwhile (the thread runs on)."""
+
+        def run() -> _T:
+            with self._reads_done:
+                self._reading += 1
+            try:
+                return fn(self._reader())
+            finally:
+                with self._reads_done:
+                    self._reading -= 1
+                    self._reads_done.notify_all()
+
+        return await asyncio.to_thread(run)
