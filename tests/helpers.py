@@ -253,3 +253,34 @@ async def used_today(gw: Gateway, owner: str) -> int:
     state = await gw.store.counter_state(tokens_counter(owner), (now // DAY_S) * DAY_S, now)
     assert state.held == 0  # every hold was settled
     return state.used
+
+
+# The ledger rows the per-key counters' migration is tested on (SQLite 0021, PostgreSQL 0016):
+# today's usage of each key counts, a hit, another day and a request without a key do not.
+KEYS_LEDGER_INSERT = (
+    "INSERT INTO ledger (id, ts, tenant, key_id, endpoint, prompt_tokens, completion_tokens, "
+    "reasoning_tokens, outcome, status, reuse) "
+    "VALUES (?, ?, 'acme', ?, '/v1/chat/completions', ?, ?, ?, 'ok', 200, ?)"
+)
+
+
+def keys_ledger_rows(now: float) -> list[tuple[object, ...]]:
+    """(id, ts, key_id, prompt, completion, reasoning tokens, reuse) for ``KEYS_LEDGER_INSERT``."""
+    return [
+        ("a", now, "k1", 10, 20, 5, None),
+        ("b", now, "k1", 1, 2, 0, "miss"),
+        ("c", now, "k1", 5, 5, 5, "hit-exact"),  # served from a stored answer: free
+        ("d", now - 2 * 86400, "k1", 100, 100, 0, None),  # another day
+        ("e", now, "k2", 3, 4, 0, None),
+        ("f", now, None, 50, 50, 0, None),  # no key: the tenant's own counter
+    ]
+
+
+def assert_keys_used_today(store: Any, now: float) -> None:
+    """``store``'s per-key counters after the migration, from ``keys_ledger_rows``."""
+    day = float(int(now // 86400) * 86400)
+    assert asyncio.run(store.counters_used("tokens:key:", day)) == {
+        "tokens:key:k1": 33,
+        "tokens:key:k2": 7,
+    }
+    assert asyncio.run(store.counters_used("reasoning:key:", day)) == {"reasoning:key:k1": 5}

@@ -13,7 +13,7 @@ import pytest
 
 from boundgate.store import LedgerRow
 from boundgate.store.postgres import PostgresStore, load_migrations
-from helpers import arun, wait_until
+from helpers import KEYS_LEDGER_INSERT, arun, assert_keys_used_today, keys_ledger_rows, wait_until
 
 
 def test_replicas_opening_together_migrate_once(postgres_schema: str) -> None:
@@ -187,29 +187,12 @@ def test_keys_counters_start_from_their_usage_today(postgres_schema: str) -> Non
         for version, name, sql in before:
             conn.execute(sql.encode())
             conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
-        for rid, ts, key, prompt, completion, reasoning, reuse in [
-            ("a", now, "k1", 10, 20, 5, None),
-            ("b", now, "k1", 1, 2, 0, "miss"),
-            ("c", now, "k1", 5, 5, 5, "hit-exact"),  # served from a stored answer: free
-            ("d", now - 2 * 86400, "k1", 100, 100, 0, None),  # another day
-            ("e", now, "k2", 3, 4, 0, None),
-            ("f", now, None, 50, 50, 0, None),  # no key: the tenant's own counter
-        ]:
-            conn.execute(
-                "INSERT INTO ledger (id, ts, tenant, key_id, endpoint, prompt_tokens, "
-                "completion_tokens, reasoning_tokens, outcome, status, reuse) "
-                "VALUES (%s, %s, 'acme', %s, '/v1/chat/completions', %s, %s, %s, 'ok', 200, %s)",
-                (rid, ts, key, prompt, completion, reasoning, reuse),
-            )
+        for row in keys_ledger_rows(now):
+            conn.execute(KEYS_LEDGER_INSERT.replace("?", "%s"), row)
     store = PostgresStore(postgres_schema)
     store.open()
     try:
-        day = float(int(now // 86400) * 86400)
-        assert asyncio.run(store.counters_used("tokens:key:", day)) == {
-            "tokens:key:k1": 33,
-            "tokens:key:k2": 7,
-        }
-        assert asyncio.run(store.counters_used("reasoning:key:", day)) == {"reasoning:key:k1": 5}
+        assert_keys_used_today(store, now)
     finally:
         store.close()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from boundgate.store import LedgerRow, SQLiteStore
+from helpers import KEYS_LEDGER_INSERT, assert_keys_used_today, keys_ledger_rows
 
 
 @pytest.fixture
@@ -102,29 +103,12 @@ def test_keys_counters_start_from_their_usage_today(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     now = time.time()
     with _migrated_before(21, db) as conn:
-        for rid, ts, key, prompt, completion, reasoning, reuse in [
-            ("a", now, "k1", 10, 20, 5, None),
-            ("b", now, "k1", 1, 2, 0, "miss"),
-            ("c", now, "k1", 5, 5, 5, "hit-exact"),  # served from a stored answer: free
-            ("d", now - 2 * 86400, "k1", 100, 100, 0, None),  # another day
-            ("e", now, "k2", 3, 4, 0, None),
-            ("f", now, None, 50, 50, 0, None),  # no key: the tenant's own counter
-        ]:
-            conn.execute(
-                "INSERT INTO ledger (id, ts, tenant, key_id, endpoint, prompt_tokens, "
-                "completion_tokens, reasoning_tokens, outcome, status, reuse) "
-                "VALUES (?, ?, 'acme', ?, '/v1/chat/completions', ?, ?, ?, 'ok', 200, ?)",
-                (rid, ts, key, prompt, completion, reasoning, reuse),
-            )
+        for row in keys_ledger_rows(now):
+            conn.execute(KEYS_LEDGER_INSERT.replace("?", "?"), row)
     s = SQLiteStore(db)
     s.open()
     try:
-        day = float(int(now // 86400) * 86400)
-        assert asyncio.run(s.counters_used("tokens:key:", day)) == {
-            "tokens:key:k1": 33,
-            "tokens:key:k2": 7,
-        }
-        assert asyncio.run(s.counters_used("reasoning:key:", day)) == {"reasoning:key:k1": 5}
+        assert_keys_used_today(s, now)
     finally:
         s.close()
 
