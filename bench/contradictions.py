@@ -12,6 +12,10 @@
 - **Both ways on chatbot traffic.** ``tests/data/paraphrases_dev.tsv`` (paraphrases: every
   veto is a false one) and ``tests/data/different_dev.tsv`` (look-alikes with other answers:
   every pass is a miss), written by a helper before it read the guards.
+- **Held-out opposites, both ways.** ``bench/data/opposites_heldout.tsv``: 150 opposites
+  (distance, direction, amount, change, comparison, state, other) that must be vetoed and 150
+  paraphrases in the same vocabulary that must not, written by a helper that read none of
+  boundgate; by category.
 - **Cost.** ``compare`` on a pair whose features are not cached yet (as for a new question),
   against embedding one question with MiniLM, measured side by side in one run.
 
@@ -35,6 +39,7 @@ from boundgate.reuse.embedder import OnnxEmbedder
 from reuse_quality import load_pairs, read_contradictions
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+BENCH_DATA = Path(__file__).resolve().parent / "data"
 
 
 def _rows(path: Path) -> list[str]:
@@ -89,6 +94,25 @@ def main() -> None:
         f"\nparaphrases_dev.tsv: {len(over)} of {len(par)} paraphrases vetoed; "
         f"different_dev.tsv: {sum(under.values())} of {len(dif)} look-alikes let through, "
         f"by kind {dict(under.most_common())}"
+    )
+
+    # held-out opposites and same-vocabulary paraphrases (bench/data/opposites_heldout.tsv)
+    held = [line.split("\t") for line in _rows(BENCH_DATA / "opposites_heldout.tsv")][1:]
+    per: dict[str, Counter[str]] = {"opposite": Counter(), "same": Counter()}
+    vetoed_per: dict[str, Counter[str]] = {"opposite": Counter(), "same": Counter()}
+    for a, b, label, category in held:
+        per[label][category] += 1
+        vetoed_per[label][category] += not guards.compare(a, b).ok
+    print("\n| opposites_heldout.tsv, by category | opposites vetoed | paraphrases vetoed |")
+    print("|---|---:|---:|")
+    for category in sorted(per["opposite"] | per["same"]):
+        print(
+            f"| {category} | {vetoed_per['opposite'][category]} of {per['opposite'][category]} | "
+            f"{vetoed_per['same'][category]} of {per['same'][category]} |"
+        )
+    print(
+        f"| all | {vetoed_per['opposite'].total()} of {per['opposite'].total()} | "
+        f"{vetoed_per['same'].total()} of {per['same'].total()} |"
     )
 
     timing: list[tuple[str, str]] = []

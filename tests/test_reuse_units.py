@@ -302,6 +302,29 @@ def test_engine_never_serves_across_scopes(
         ("how to make my coffee less strong", "how to make my coffee stronger", "polarity"),
         ("How do I make coffee less strong?", "How do I make coffee strong?", "polarity"),
         ("Is renting less expensive?", "Is renting more expensive?", "polarity"),
+        # opposites of distance, direction, amount and change ("farther" grades "far"; the
+        # cosine alternative served held-out ones on a stream of chatbot paraphrases)
+        (
+            "Is the comet getting nearer to the sun?",
+            "Is the comet getting further from the sun?",
+            "polarity",
+        ),
+        (
+            "Are we moving closer to a recession?",
+            "Are we moving farther from a recession?",
+            "polarity",
+        ),
+        (
+            "why do sunflowers turn toward the sun",
+            "why do sunflowers turn away from the sun",
+            "polarity",
+        ),
+        ("Is the economy contracting?", "Is the economy expanding?", "polarity"),
+        ("signs of iron deficiency", "signs of iron excess", "polarity"),
+        ("what if i drink too much coffee", "what if i drink too little coffee", "polarity"),
+        ("Is there a shortage of nurses?", "Is there a surplus of nurses?", "polarity"),
+        ("Will the dollar appreciate?", "Will the dollar depreciate?", "polarity"),
+        ("How do I improve my handwriting?", "How do I worsen my handwriting?", "polarity"),
         # an answer's length asked as a level (a held-out chatbot look-alike, pair 0.93)
         (
             "french revolution in one sentence pls",
@@ -324,6 +347,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("Is renting less expensive than buying?", "Is renting cheaper than buying?"),
         ("Is a lion more strong than a tiger?", "Is a lion stronger than a tiger?"),
         ("What is the best way to learn Python?", "How should I learn Python?"),
+        # "best" is no grade of "bad" (irregular grades are only far's)
+        ("What is the best way to break bad habits?", "How do I break bad habits?"),
+        ("Is the comet getting nearer to the sun?", "Is the comet getting closer to the sun?"),
+        ("symptoms of too much vitamin A", "signs of excessive vitamin A"),
         ("How do I lose weight in 2 weeks?", "How can I lose weight in two weeks?"),
         ("Why can't I sleep at night?", "Why can I not sleep at night?"),
         # a negating affix is a negation: these agree

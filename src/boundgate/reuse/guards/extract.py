@@ -18,6 +18,7 @@ from .lexicon import (
     ALIASES,
     ANSWER_LEVELS,
     DIRECTIONAL,
+    IRREGULAR_GRADES,
     LANGUAGE_TASKS,
     MAX_ROLES,
     MONTHS,
@@ -103,8 +104,11 @@ def _phrase_stems(phrase: str) -> str:
 # antonym pairs keyed by their stemmed form, so "enabling"/"disabled" match enable/disable
 def _graded(word: str) -> list[str]:
     """A one-word antonym with its comparative and superlative (high → higher, highest;
-    big → bigger; easy → easier), so every grade of a pair is opposed. (Not adverbs:
-    "largely", "lately" and "hardly" mean something else.)"""
+    big → bigger; easy → easier; far → farther, further: ``IRREGULAR_GRADES``), so every
+    grade of a pair is opposed. (Not adverbs: "largely", "lately" and "hardly" mean something
+    else.)"""
+    if word in IRREGULAR_GRADES:
+        return [word, *IRREGULAR_GRADES[word]]
     if " " in word or len(word) < 3 or word in STOPWORDS:
         return [word]
     if word.endswith("e"):

@@ -40,6 +40,13 @@ NEGATING_VERBS = frozenset(_LISTS["negating_verbs"])
 _ANTONYMS = [(a, b) for a, b in _LISTS["antonyms"]]
 
 
+# comparatives and superlatives not made with -er/-est: adjective → its grades ("far" →
+# "farther", "further", "farthest", "furthest")
+IRREGULAR_GRADES: dict[str, tuple[str, ...]] = {
+    word: tuple(grades) for word, *grades in _LISTS["irregular_grades"]
+}
+
+
 # Affixes that turn a word into its opposite: a word on one side only whose counterpart on
 # the other side only is the same root with a negating prefix (likely/unlikely,
 # relevant/irrelevant, hide/unhide) or suffix (harm(ful)/harmless), or with the opposite member
