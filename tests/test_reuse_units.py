@@ -325,6 +325,14 @@ def test_engine_never_serves_across_scopes(
         ("Is there a shortage of nurses?", "Is there a surplus of nurses?", "polarity"),
         ("Will the dollar appreciate?", "Will the dollar depreciate?", "polarity"),
         ("How do I improve my handwriting?", "How do I worsen my handwriting?", "polarity"),
+        # posture and motion in a described scene (the contradictions of SICK-style
+        # sentence pairs)
+        ("A man is sitting on a bench", "A man is standing on a bench", "polarity"),
+        ("The man is getting into the car", "The man is getting out of the car", "polarity"),
+        ("A plane is taking off", "A plane is landing", "polarity"),
+        ("The woman is entering the room", "The woman is leaving the room", "polarity"),
+        ("A boy is going into the water", "A boy is coming out of the water", "polarity"),
+        ("A man is laughing", "A man is crying", "polarity"),
         # an answer's length asked as a level (a held-out chatbot look-alike, pair 0.93)
         (
             "french revolution in one sentence pls",
@@ -347,6 +355,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("Is renting less expensive than buying?", "Is renting cheaper than buying?"),
         ("Is a lion more strong than a tiger?", "Is a lion stronger than a tiger?"),
         ("What is the best way to learn Python?", "How should I learn Python?"),
+        # "into" and "out of" alone are no opposites
+        ("How do I make a bowl out of clay?", "How do I turn clay into a bowl?"),
         # "best" is no grade of "bad" (irregular grades are only far's)
         ("What is the best way to break bad habits?", "How do I break bad habits?"),
         ("Is the comet getting nearer to the sun?", "Is the comet getting closer to the sun?"),
