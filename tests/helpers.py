@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -284,3 +285,21 @@ def assert_keys_used_today(store: Any, now: float) -> None:
         "tokens:key:k2": 7,
     }
     assert asyncio.run(store.counters_used("reasoning:key:", day)) == {"reasoning:key:k1": 5}
+
+
+# The batches the open-batches index's migration is tested on (SQLite 0022, PostgreSQL 0017):
+# many ended in every way, and one not ended whose job was never queued (stranded).
+BATCHES_INSERT = "INSERT INTO batches (id, tenant, created, body) VALUES (?, 'acme', ?, ?)"
+ENDED_BATCHES = 2000
+
+
+def batches_rows() -> list[tuple[object, ...]]:
+    """(id, created, body) for ``BATCHES_INSERT``: the stranded batch is the last one."""
+    ended = ("completed", "failed", "expired", "cancelled")
+    rows: list[tuple[object, ...]] = []
+    for i in range(ENDED_BATCHES):
+        body = {"id": f"b{i}", "status": ended[i % 4], "boundgate": {"job_id": f"job_{i}"}}
+        rows.append((f"b{i}", float(i), json.dumps(body)))
+    body = {"id": "b_open", "status": "in_progress", "boundgate": {"job_id": "job_never"}}
+    rows.append(("b_open", float(ENDED_BATCHES), json.dumps(body)))
+    return rows

@@ -13,7 +13,15 @@ import pytest
 
 from boundgate.store import LedgerRow
 from boundgate.store.postgres import PostgresStore, load_migrations
-from helpers import KEYS_LEDGER_INSERT, arun, assert_keys_used_today, keys_ledger_rows, wait_until
+from helpers import (
+    BATCHES_INSERT,
+    KEYS_LEDGER_INSERT,
+    arun,
+    assert_keys_used_today,
+    batches_rows,
+    keys_ledger_rows,
+    wait_until,
+)
 
 
 def test_replicas_opening_together_migrate_once(postgres_schema: str) -> None:
@@ -195,6 +203,36 @@ def test_keys_counters_start_from_their_usage_today(postgres_schema: str) -> Non
         assert_keys_used_today(store, now)
     finally:
         store.close()
+
+
+def test_the_stranded_batches_sweep_reads_only_batches_not_ended(postgres_schema: str) -> None:
+    """Migration 0017 (SQLite's 0022) on a database of the migrations before it: the sweep
+    for stranded batches (every replica, every ``scheduler.replan_s``) read every batch ever
+    made, an audit found; it reads the partial index of the batches not ended."""
+    from boundgate.store.postgres.work import STRANDED_BATCHES_SQL
+
+    before = [m for m in load_migrations() if m[0] < 17]
+    rows = batches_rows()
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in before:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+        with conn.cursor() as cur:
+            cur.executemany(BATCHES_INSERT.replace("?", "%s"), rows)
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        assert asyncio.run(store.stranded_batches()) == [(rows[-1][2], None)]
+    finally:
+        store.close()
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute("ANALYZE batches")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + STRANDED_BATCHES_SQL))
+    assert "batches_open" in plan and "Seq Scan on batches" not in plan, plan
 
 
 def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from boundgate.store import LedgerRow, SQLiteStore
-from helpers import KEYS_LEDGER_INSERT, assert_keys_used_today, keys_ledger_rows
+from helpers import (
+    BATCHES_INSERT,
+    KEYS_LEDGER_INSERT,
+    assert_keys_used_today,
+    batches_rows,
+    keys_ledger_rows,
+)
 
 
 @pytest.fixture
@@ -111,6 +117,34 @@ def test_keys_counters_start_from_their_usage_today(tmp_path: Path) -> None:
         assert_keys_used_today(s, now)
     finally:
         s.close()
+
+
+def test_the_stranded_batches_sweep_reads_only_batches_not_ended(tmp_path: Path) -> None:
+    """Migration 0022 on a database of the migrations before it: an audit's finding was
+    that ``stranded_batches`` (every process, every ``scheduler.replan_s``) read every batch
+    ever made. The batches already there are indexed by whether they ended, and the sweep
+    reads the index of those not ended, in its order (no sort)."""
+    from boundgate.store.sqlite.work import STRANDED_BATCHES_SQL
+
+    db = tmp_path / "old.db"
+    rows = batches_rows()
+    with _migrated_before(22, db) as conn:
+        conn.executemany(BATCHES_INSERT, rows)
+    s = SQLiteStore(db)
+    s.open()
+    try:
+        assert asyncio.run(s.stranded_batches()) == [(rows[-1][2], None)]
+    finally:
+        s.close()
+    with sqlite3.connect(db) as conn:
+        plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + STRANDED_BATCHES_SQL)]
+        assert any(step.endswith("USING INDEX batches_open") for step in plan), plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan  # read in order
+        indexed = conn.execute(
+            "SELECT id FROM batches INDEXED BY batches_open WHERE json_extract(body, '$.status') "
+            "NOT IN ('completed', 'failed', 'expired', 'cancelled')"
+        )
+        assert [r[0] for r in indexed] == ["b_open"]
 
 
 def test_jobs_queued_before_dedupe_keys_were_freed_are_kept(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from boundgate.store import (
     EntryVector,
     FileRow,
     Hold,
+    IdempotencyKey,
     JobRow,
     LedgerQuery,
     LedgerRow,
@@ -1393,6 +1394,110 @@ def test_stranded_batches_are_those_not_ended_that_no_job_will_run(store: Store)
     batch("b_ended", 7.0, "completed", "job_never_queued_either")
     batch("b_failed_too", 8.0, "failed", "job_failed")
     assert run(store.stranded_batches()) == stranded
+
+
+def idem(key: str, object_id: str, created: float = 100.0, **kw: Any) -> IdempotencyKey:
+    """An idempotency key of acme's key k1 on ``POST /v1/batches``, kept a day."""
+    fields: dict[str, Any] = {
+        "tenant": "acme", "key_id": "k1", "route": "POST /v1/batches", "key": key,
+        "fingerprint": "f1", "object_id": object_id, "created": created,
+        "expires": created + DAY,
+    }  # fmt: skip
+    fields.update(kw)
+    return IdempotencyKey(**fields)
+
+
+def test_a_batch_under_an_idempotency_key_is_made_once_until_the_key_expires(
+    store: Store,
+) -> None:
+    """An audit's finding: a client retrying ``POST /v1/batches`` after a lost answer made a
+    second batch. The key is kept with the batch: a second put under it writes nothing and
+    says which batch the key made; other tenants, keys and routes have keys of their own."""
+    first = idem("retry-1", "b1")
+    assert run(store.put_batch("b1", "acme", 100.0, '{"id": "b1"}', first)) is None
+    again = idem("retry-1", "b2", created=200.0, fingerprint="f2")
+    assert run(store.put_batch("b2", "acme", 200.0, '{"id": "b2"}', again)) == first
+    assert run(store.get_batch("b2")) is None  # nothing written
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/batches", "retry-1", 200.0)) == first
+    for other in (
+        idem("retry-1", "b3", tenant="globex"),
+        idem("retry-1", "b4", key_id="k2"),
+        idem("retry-1", "b5", key_id=""),
+    ):
+        assert run(store.put_batch(other.object_id, other.tenant, 100.0, "{}", other)) is None
+    assert [b[0] for b in run(store.batches())] == ["b5", "b4", "b3", "b1"]
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/files", "retry-1", 200.0)) is None
+    # expired: free again, and the next request under it makes a batch of its own
+    later = 100.0 + DAY
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/batches", "retry-1", later)) is None
+    renewed = idem("retry-1", "b6", created=later)
+    assert run(store.put_batch("b6", "acme", later, "{}", renewed)) is None
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/batches", "retry-1", later)) == (
+        renewed
+    )
+    assert run(store.put_batch("b1", "acme", 100.0, '{"id": "b1", "v": 2}')) is None  # no key
+
+
+def test_a_file_under_an_idempotency_key_is_stored_once_and_deleting_it_frees_the_key(
+    store: Store,
+) -> None:
+    f1 = FileRow("file-1", "acme", "batch", "in.jsonl", 2, 100.0, b"{}")
+    key = idem("upload-1", "file-1", route="POST /v1/files")
+    assert run(store.put_file(f1, key)) is None
+    f2 = FileRow("file-2", "acme", "batch", "in.jsonl", 2, 150.0, b"{}")
+    assert run(store.put_file(f2, idem("upload-1", "file-2", route="POST /v1/files"))) == key
+    assert run(store.get_file("file-2")) is None
+    with pytest.raises(Exception):  # noqa: B017 - each implementation's own integrity error
+        run(store.put_file(f1, idem("upload-2", "file-1", route="POST /v1/files")))
+    # the failed put kept no key either (one transaction)
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/files", "upload-2", 100.0)) is None
+    assert run(store.delete_file("file-1")) is True
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/files", "upload-1", 100.0)) is None
+    assert run(store.put_file(f2, idem("upload-1", "file-2", route="POST /v1/files"))) is None
+    assert run(store.get_file("file-2")) == f2
+
+
+def test_puts_under_one_idempotency_key_from_several_processes_write_once(
+    make_store: Callable[[], Store],
+) -> None:
+    stores = [make_store() for _ in range(3)]
+
+    async def race() -> list[IdempotencyKey | None]:
+        return list(
+            await asyncio.gather(
+                *(
+                    s.put_batch(f"b{i}", "acme", 100.0, "{}", idem("same", f"b{i}"))
+                    for i, s in enumerate(stores)
+                )
+            )
+        )
+
+    results = run(race())
+    assert results.count(None) == 1  # one wrote; the others were told its batch
+    (winner,) = [f"b{i}" for i, r in enumerate(results) if r is None]
+    assert {r.object_id for r in results if r is not None} == {winner}
+    assert [b[0] for b in run(stores[0].batches())] == [winner]
+
+
+def test_a_batch_ending_writes_its_files_only_if_its_replace_wins(store: Store) -> None:
+    """An audit's finding: a batch's run and its cancel (or failure hook) could both write
+    output files for it, one set left orphaned. The files go with the compare-and-set."""
+    run(store.put_batch("b1", "acme", 10.0, '{"status": "in_progress"}'))
+    out = FileRow("file-out", "acme", "batch_output", "b1_output.jsonl", 3, 11.0, b"{}\n")
+    err = FileRow("file-err", "acme", "batch_output", "b1_error.jsonl", 3, 11.0, b"{}\n")
+    assert run(
+        store.replace_batch("b1", '{"status": "in_progress"}', '{"status": "cancelled"}', [out])
+    )
+    lost = FileRow("file-out2", "acme", "batch_output", "b1_output.jsonl", 3, 12.0, b"{}\n")
+    assert not run(
+        store.replace_batch("b1", '{"status": "in_progress"}', '{"status": "failed"}', [lost, err])
+    )
+    assert [f.id for f in run(store.files(purpose="batch_output"))] == ["file-out"]
+    assert run(store.get_file("file-out")) == out
+    # a file that cannot be stored (its id is taken) leaves the object as it was
+    with pytest.raises(Exception):  # noqa: B017 - each implementation's own integrity error
+        run(store.replace_batch("b1", '{"status": "cancelled"}', '{"status": "x"}', [out]))
+    assert run(store.get_batch("b1")) == ("acme", '{"status": "cancelled"}')
 
 
 # --- creativity buffer ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ the caller).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from .rows import (
@@ -40,6 +41,7 @@ from .rows import (
     EntryVector,
     FileRow,
     Hold,
+    IdempotencyKey,
     JobRow,
     LedgerQuery,
     LedgerRow,
@@ -421,26 +423,54 @@ class JobStore(Protocol):
 class FileStore(Protocol):
     """Uploaded files and batches (the OpenAI files and batches APIs)."""
 
-    async def put_file(self, f: FileRow) -> None:
+    async def put_file(
+        self, f: FileRow, idempotency: IdempotencyKey | None = None
+    ) -> IdempotencyKey | None:
         """Store an uploaded file. Raises the implementation's integrity error if the id
-        exists."""
+        exists. With ``idempotency`` (its ``object_id`` is ``f.id``), the key is kept with
+        the file in the same transaction; if a key of the same (tenant, key_id, route, key)
+        is kept that has not expired at ``idempotency.created``, nothing is written and that
+        key is returned (atomic: of requests under one key, any number of processes, one
+        writes). None once written."""
 
     async def delete_file(self, file_id: str) -> bool:
-        """Delete file ``file_id``; False if there is none."""
+        """Delete file ``file_id`` and the idempotency keys naming it (a request under such
+        a key uploads again); False if there is none."""
 
     async def get_file(self, file_id: str) -> FileRow | None:
         """The file ``file_id``, content included; None if there is none."""
 
-    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
-        """Insert or replace a batch's JSON object ``body``."""
+    async def idempotency_key(
+        self, tenant: str, key_id: str, route: str, key: str, now: float
+    ) -> IdempotencyKey | None:
+        """The idempotency key kept for (``tenant``, ``key_id``, ``route``, ``key``), if it
+        has not expired at ``now``; None otherwise."""
+
+    async def put_batch(
+        self,
+        batch_id: str,
+        tenant: str,
+        created: float,
+        body: str,
+        idempotency: IdempotencyKey | None = None,
+    ) -> IdempotencyKey | None:
+        """Insert or replace a batch's JSON object ``body``. With ``idempotency`` (its
+        ``object_id`` is ``batch_id``), as :meth:`put_file`: kept with the batch in the same
+        transaction, or, under a key kept already and not expired, nothing written and that
+        key returned. None once written."""
 
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         """``(tenant, JSON body)`` of batch ``batch_id``; None if there is none."""
 
-    async def replace_batch(self, batch_id: str, old_body: str, body: str) -> bool:
+    async def replace_batch(
+        self, batch_id: str, old_body: str, body: str, files: Sequence[FileRow] = ()
+    ) -> bool:
         """Replace batch ``batch_id``'s JSON object with ``body`` if it is still ``old_body``
         (compare-and-set: a writer that read the object earlier never overwrites a change
-        made since, such as a cancel beside the run); False if it changed or is gone."""
+        made since, such as a cancel beside the run); False if it changed or is gone.
+        ``files`` (the output and error files of a batch that ends) are stored in the same
+        transaction, only if the object is replaced: of writers ending one batch at once (its
+        run, a cancel, its job's failure hook, a recovery), one writes files."""
 
     async def files(
         self,
@@ -479,7 +509,8 @@ class FileStore(Protocol):
         """``(JSON body, its job's state)`` of every batch not ended (its ``status`` neither
         completed, failed, expired nor cancelled) whose job (its ``boundgate.job_id``) is
         not pending or running: done, failed or cancelled, or None where there is no such
-        job (its process died before queuing it). Oldest first; read in one snapshot."""
+        job (its process died before queuing it). Oldest first; read in one snapshot,
+        through an index of the batches not ended (never a scan of every batch)."""
 
 
 class CreativityStore(Protocol):

@@ -131,6 +131,23 @@ class FileRow:
 
 
 @dataclass(frozen=True)
+class IdempotencyKey:
+    """A request's ``Idempotency-Key`` header as kept with the object the request made
+    (``POST /v1/batches``: a batch; ``POST /v1/files``: a file), per tenant and API key: a
+    retry under the same key gets that object back until ``expires``; a request with other
+    parameters (``fingerprint``) under it is refused (409)."""
+
+    tenant: str
+    key_id: str  # the API key that sent it; "" for a request without one (open mode)
+    route: str  # "POST /v1/batches" | "POST /v1/files"
+    key: str  # the header's value
+    fingerprint: str  # SHA-256 (hex) of the request's parameters
+    object_id: str  # the batch or file the request made
+    created: float  # unix seconds
+    expires: float  # unix seconds: from then on the key is free again
+
+
+@dataclass(frozen=True)
 class BatchLineRow:
     """One finished line of a running batch, kept until the batch's files are written, so a
     runner taking over the batch (its process died) goes on from there instead of serving

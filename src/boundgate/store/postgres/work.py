@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -10,6 +11,7 @@ from ..aggregate import BATCH_STATUSES_ENDED_SQL, JOB_OPEN_SQL
 from ..rows import (
     BatchLineRow,
     FileRow,
+    IdempotencyKey,
     JobRow,
     VariantRow,
 )
@@ -22,6 +24,7 @@ from .core import (
     _Conn,
     _marks,
     _one,
+    _rowcount,
     _scalar,
 )
 
@@ -30,6 +33,46 @@ _JOB_COLUMNS = [f.name for f in fields(JobRow)]
 
 _JOB_SELECT = f"SELECT {_cols(_JOB_COLUMNS)} FROM jobs"
 _VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
+_KEY_COLUMNS = [f.name for f in fields(IdempotencyKey)]
+_KEY_SELECT = f"SELECT {_cols(_KEY_COLUMNS)} FROM idempotency_keys"
+_INSERT_FILE = (
+    "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+# the batches not ended, oldest first, with their jobs' states: the WHERE on the batch's status
+# is the partial index batches_open's (migration 0017), so the planner can read that index,
+# not every batch ever made
+STRANDED_BATCHES_SQL = (
+    "SELECT b.body, j.state FROM batches b "
+    "LEFT JOIN jobs j ON j.id = b.body::jsonb -> 'boundgate' ->> 'job_id' "
+    f"WHERE (b.body::jsonb ->> 'status') NOT IN {BATCH_STATUSES_ENDED_SQL} "
+    f"AND (j.state IS NULL OR j.state NOT IN {JOB_OPEN_SQL}) "
+    "ORDER BY b.created, b.id"
+)
+
+
+def _file_values(f: FileRow) -> tuple[object, ...]:
+    return (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content)
+
+
+async def _keep_key(conn: _Conn, k: IdempotencyKey) -> IdempotencyKey | None:
+    """Keep idempotency key ``k`` (expired keys go first), inside the caller's transaction;
+    None once kept, else the key kept already under its (tenant, key_id, route, key), which
+    has not expired (a request under the same key committing at once: waited for)."""
+    await conn.execute("DELETE FROM idempotency_keys WHERE expires <= %s", (k.created,))
+    sql = (
+        f"INSERT INTO idempotency_keys ({_cols(_KEY_COLUMNS)}) VALUES ({_marks(_KEY_COLUMNS)}) "
+        "ON CONFLICT DO NOTHING"
+    )
+    if await _rowcount(conn, sql, [getattr(k, c) for c in _KEY_COLUMNS]) == 1:
+        return None
+    r = await _one(
+        conn,
+        _KEY_SELECT + " WHERE tenant = %s AND key_id = %s AND route = %s AND key = %s",
+        (k.tenant, k.key_id, k.route, k.key),
+    )
+    assert r is not None  # (a conflict is a row; keys are deleted only once expired)
+    return IdempotencyKey(**r)
 
 
 def _job_from(r: dict[str, Any]) -> JobRow:
@@ -110,15 +153,27 @@ class PostgresWork(PostgresBase):
         return await self._state_counts("jobs")
 
     # --- files and batches ---------------------------------------------------------------
-    async def put_file(self, f: FileRow) -> None:
-        await self._execute(
-            "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
-        )
+    async def put_file(
+        self, f: FileRow, idempotency: IdempotencyKey | None = None
+    ) -> IdempotencyKey | None:
+        if idempotency is None:
+            await self._execute(_INSERT_FILE, _file_values(f))
+            return None
+
+        async def put(conn: _Conn) -> IdempotencyKey | None:
+            kept = await _keep_key(conn, idempotency)
+            if kept is None:
+                await conn.execute(_INSERT_FILE, _file_values(f))
+            return kept
+
+        return await self._run(put, tx=True)
 
     async def delete_file(self, file_id: str) -> bool:
-        return await self._execute("DELETE FROM files WHERE id = %s", (file_id,)) == 1
+        async def delete(conn: _Conn) -> bool:
+            await conn.execute("DELETE FROM idempotency_keys WHERE object_id = %s", (file_id,))
+            return await _rowcount(conn, "DELETE FROM files WHERE id = %s", (file_id,)) == 1
+
+        return await self._run(delete, tx=True)
 
     async def get_file(self, file_id: str) -> FileRow | None:
         sql = (
@@ -132,17 +187,58 @@ class PostgresWork(PostgresBase):
             bytes(r["content"]),
         )  # fmt: skip
 
-    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
-        await self._execute(
+    async def idempotency_key(
+        self, tenant: str, key_id: str, route: str, key: str, now: float
+    ) -> IdempotencyKey | None:
+        sql = (
+            _KEY_SELECT + " WHERE tenant = %s AND key_id = %s AND route = %s AND key = %s "
+            "AND expires > %s"
+        )
+        params = (tenant, key_id, route, key, now)
+        r = await self._run(lambda conn: _one(conn, sql, params))
+        return IdempotencyKey(**r) if r is not None else None
+
+    async def put_batch(
+        self,
+        batch_id: str,
+        tenant: str,
+        created: float,
+        body: str,
+        idempotency: IdempotencyKey | None = None,
+    ) -> IdempotencyKey | None:
+        sql = (
             "INSERT INTO batches (id, tenant, created, body) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, "
-            "created = EXCLUDED.created, body = EXCLUDED.body",
-            (batch_id, tenant, created, body),
+            "created = EXCLUDED.created, body = EXCLUDED.body"
         )
+        values = (batch_id, tenant, created, body)
+        if idempotency is None:
+            await self._execute(sql, values)
+            return None
 
-    async def replace_batch(self, batch_id: str, old_body: str, body: str) -> bool:
+        async def put(conn: _Conn) -> IdempotencyKey | None:
+            kept = await _keep_key(conn, idempotency)
+            if kept is None:
+                await conn.execute(sql, values)
+            return kept
+
+        return await self._run(put, tx=True)
+
+    async def replace_batch(
+        self, batch_id: str, old_body: str, body: str, files: Sequence[FileRow] = ()
+    ) -> bool:
         sql = "UPDATE batches SET body = %s WHERE id = %s AND body = %s"
-        return await self._execute(sql, (body, batch_id, old_body)) == 1
+        if not files:
+            return await self._execute(sql, (body, batch_id, old_body)) == 1
+
+        async def replace(conn: _Conn) -> bool:
+            if await _rowcount(conn, sql, (body, batch_id, old_body)) != 1:
+                return False
+            async with conn.cursor() as cur:
+                await cur.executemany(_INSERT_FILE, [_file_values(f) for f in files])
+            return True
+
+        return await self._run(replace, tx=True)
 
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         sql = "SELECT tenant, body FROM batches WHERE id = %s"
@@ -219,15 +315,7 @@ class PostgresWork(PostgresBase):
         await self._execute("DELETE FROM batch_lines WHERE batch_id = %s", (batch_id,))
 
     async def stranded_batches(self) -> list[tuple[str, str | None]]:
-        sql = (
-            "SELECT b.body, j.state FROM "
-            "(SELECT id, created, body, body::jsonb AS doc FROM batches) AS b "
-            "LEFT JOIN jobs j ON j.id = b.doc -> 'boundgate' ->> 'job_id' "
-            f"WHERE b.doc ->> 'status' NOT IN {BATCH_STATUSES_ENDED_SQL} "
-            f"AND (j.state IS NULL OR j.state NOT IN {JOB_OPEN_SQL}) "
-            "ORDER BY b.created, b.id"
-        )
-        rows = await self._run(lambda conn: _all(conn, sql))
+        rows = await self._run(lambda conn: _all(conn, STRANDED_BATCHES_SQL))
         return [(str(r["body"]), r["state"]) for r in rows]
 
     # --- creativity buffer ---------------------------------------------------------------

@@ -3,19 +3,73 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 
 from ..aggregate import BATCH_STATUSES_ENDED_SQL, JOB_OPEN_SQL
 from ..rows import (
     BatchLineRow,
     FileRow,
+    IdempotencyKey,
     JobRow,
     VariantRow,
 )
 from .core import SQLiteBase
 
 _JOB_COLUMNS = [f.name for f in fields(JobRow)]
+_KEY_COLUMNS = [f.name for f in fields(IdempotencyKey)]
+_INSERT_FILE = (
+    "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# the batches not ended, oldest first, with their jobs' states: the WHERE on the batch's status
+# is the partial index batches_open's, word for word (migration 0022), so SQLite reads that
+# index, not every batch ever made
+STRANDED_BATCHES_SQL = (
+    "SELECT b.body, j.state FROM batches b "
+    "LEFT JOIN jobs j ON j.id = json_extract(b.body, '$.boundgate.job_id') "
+    f"WHERE json_extract(b.body, '$.status') NOT IN {BATCH_STATUSES_ENDED_SQL} "
+    f"AND (j.state IS NULL OR j.state NOT IN {JOB_OPEN_SQL}) "
+    "ORDER BY b.created, b.id"
+)
+
+
+def _file_values(f: FileRow) -> tuple[object, ...]:
+    return (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content)
+
+
+@contextlib.contextmanager
+def _savepoint(conn: sqlite3.Connection, name: str) -> Iterator[None]:
+    """The block's writes kept together or undone together (it raised): inside the writer's
+    transaction, or alone when a failed group commit is retried one write at a time (each
+    statement would commit on its own then)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
+def _keep_key(conn: sqlite3.Connection, k: IdempotencyKey) -> IdempotencyKey | None:
+    """Keep idempotency key ``k`` (expired keys go first); None once kept, else the key kept
+    already under its (tenant, key_id, route, key), which has not expired."""
+    conn.execute("DELETE FROM idempotency_keys WHERE expires <= ?", (k.created,))
+    sql = (
+        f"INSERT OR IGNORE INTO idempotency_keys ({', '.join(_KEY_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in _KEY_COLUMNS)})"
+    )
+    if conn.execute(sql, tuple(getattr(k, c) for c in _KEY_COLUMNS)).rowcount == 1:
+        return None
+    r = conn.execute(
+        "SELECT * FROM idempotency_keys WHERE tenant = ? AND key_id = ? AND route = ? AND key = ?",
+        (k.tenant, k.key_id, k.route, k.key),
+    ).fetchone()
+    return IdempotencyKey(**{c: r[c] for c in _KEY_COLUMNS})
 
 
 class SQLiteWork(SQLiteBase):
@@ -112,16 +166,29 @@ class SQLiteWork(SQLiteBase):
         return await self._read(run)
 
     # --- files and batches -----------------------------------------------------------------
-    async def put_file(self, f: FileRow) -> None:
-        await self._execute(
-            "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (f.id, f.tenant, f.purpose, f.filename, f.size, f.created, f.content),
-        )
+    async def put_file(
+        self, f: FileRow, idempotency: IdempotencyKey | None = None
+    ) -> IdempotencyKey | None:
+        if idempotency is None:
+            await self._execute(_INSERT_FILE, _file_values(f))
+            return None
+
+        def put(conn: sqlite3.Connection) -> IdempotencyKey | None:
+            with _savepoint(conn, "put_file"):
+                kept = _keep_key(conn, idempotency)
+                if kept is None:
+                    conn.execute(_INSERT_FILE, _file_values(f))
+                return kept
+
+        return await self._call(put)
 
     async def delete_file(self, file_id: str) -> bool:
-        sql = "DELETE FROM files WHERE id = ?"
-        return bool(await self._call(lambda conn: conn.execute(sql, (file_id,)).rowcount == 1))
+        def delete(conn: sqlite3.Connection) -> bool:
+            with _savepoint(conn, "delete_file"):
+                conn.execute("DELETE FROM idempotency_keys WHERE object_id = ?", (file_id,))
+                return conn.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount == 1
+
+        return bool(await self._call(delete))
 
     async def get_file(self, file_id: str) -> FileRow | None:
         def run(conn: sqlite3.Connection) -> FileRow | None:
@@ -135,16 +202,56 @@ class SQLiteWork(SQLiteBase):
 
         return await self._read(run)
 
-    async def put_batch(self, batch_id: str, tenant: str, created: float, body: str) -> None:
-        await self._execute(
-            "INSERT OR REPLACE INTO batches (id, tenant, created, body) VALUES (?, ?, ?, ?)",
-            (batch_id, tenant, created, body),
-        )
+    async def idempotency_key(
+        self, tenant: str, key_id: str, route: str, key: str, now: float
+    ) -> IdempotencyKey | None:
+        def run(conn: sqlite3.Connection) -> IdempotencyKey | None:
+            r = conn.execute(
+                "SELECT * FROM idempotency_keys WHERE tenant = ? AND key_id = ? AND route = ? "
+                "AND key = ? AND expires > ?",
+                (tenant, key_id, route, key, now),
+            ).fetchone()
+            return IdempotencyKey(**{c: r[c] for c in _KEY_COLUMNS}) if r is not None else None
 
-    async def replace_batch(self, batch_id: str, old_body: str, body: str) -> bool:
+        return await self._read(run)
+
+    async def put_batch(
+        self,
+        batch_id: str,
+        tenant: str,
+        created: float,
+        body: str,
+        idempotency: IdempotencyKey | None = None,
+    ) -> IdempotencyKey | None:
+        sql = "INSERT OR REPLACE INTO batches (id, tenant, created, body) VALUES (?, ?, ?, ?)"
+        values = (batch_id, tenant, created, body)
+        if idempotency is None:
+            await self._execute(sql, values)
+            return None
+
+        def put(conn: sqlite3.Connection) -> IdempotencyKey | None:
+            with _savepoint(conn, "put_batch"):
+                kept = _keep_key(conn, idempotency)
+                if kept is None:
+                    conn.execute(sql, values)
+                return kept
+
+        return await self._call(put)
+
+    async def replace_batch(
+        self, batch_id: str, old_body: str, body: str, files: Sequence[FileRow] = ()
+    ) -> bool:
         sql = "UPDATE batches SET body = ? WHERE id = ? AND body = ?"
         args = (body, batch_id, old_body)
-        return bool(await self._call(lambda conn: conn.execute(sql, args).rowcount == 1))
+
+        def replace(conn: sqlite3.Connection) -> bool:
+            with _savepoint(conn, "replace_batch"):
+                if conn.execute(sql, args).rowcount != 1:
+                    return False
+                conn.executemany(_INSERT_FILE, [_file_values(f) for f in files])
+                return True
+
+        return bool(await self._call(replace))
 
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         def run(conn: sqlite3.Connection) -> tuple[str, str] | None:
@@ -234,16 +341,8 @@ class SQLiteWork(SQLiteBase):
         await self._execute("DELETE FROM batch_lines WHERE batch_id = ?", (batch_id,))
 
     async def stranded_batches(self) -> list[tuple[str, str | None]]:
-        sql = (
-            "SELECT b.body, j.state FROM batches b "
-            "LEFT JOIN jobs j ON j.id = json_extract(b.body, '$.boundgate.job_id') "
-            f"WHERE json_extract(b.body, '$.status') NOT IN {BATCH_STATUSES_ENDED_SQL} "
-            f"AND (j.state IS NULL OR j.state NOT IN {JOB_OPEN_SQL}) "
-            "ORDER BY b.created, b.id"
-        )
-
         def run(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
-            return [(str(r[0]), r[1]) for r in conn.execute(sql)]
+            return [(str(r[0]), r[1]) for r in conn.execute(STRANDED_BATCHES_SQL)]
 
         return await self._read(run)
 
