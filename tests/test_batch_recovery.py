@@ -13,13 +13,13 @@ from typing import Any
 import openai
 import pytest
 
-from boundgate.assembly import build_app, build_gateway
+from boundgate.assembly import build_app, build_gateway, build_store
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.jobs import new_job_id
-from boundgate.server.batches.serving import create_batch, iso_utc, new_file
-from boundgate.server.batches.upkeep import JOB_FAILED, BatchRecovery
-from boundgate.store import Store
+from boundgate.server.batches.serving import TERMINAL, create_batch, iso_utc, new_file, run_batch
+from boundgate.server.batches.upkeep import JOB_FAILED, BatchRecovery, batch_failed
+from boundgate.store import BatchLineRow, Store
 from boundgate.tenants import Tenant
 from boundgate.testing import ThreadedServer
 from helpers import Live, arun, fake_settings, wait_until
@@ -161,3 +161,68 @@ def test_a_batch_whose_job_ended_without_ending_it_is_ended_after_a_sweep(
     assert failed["failed_at"] == int(START + 3600)
     assert cancelled["status"] == "cancelled" and cancelled["cancelled_at"] == int(START + 3600)
     assert waiting["status"] == "in_progress"  # its job is pending: not touched
+
+
+class EndsTogether:
+    """The store behind it, except that the first ``writers`` compare-and-sets that end a
+    batch (their new object's status is an ended one) wait for each other: every writer has
+    read the batch as not ended before any of them ends it, as when a batch's run closes
+    while its job's failure hook (or a cancel, a recovery) ends it too."""
+
+    def __init__(self, store: Store, writers: int = 2) -> None:
+        self._store = store
+        self._writers = writers
+        self._all_there = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def replace_batch(self, batch_id: str, old: str, new: str, *files: Any) -> bool:
+        if self._writers > 0 and json.loads(new)["status"] in TERMINAL:
+            self._writers -= 1
+            if self._writers == 0:
+                self._all_there.set()
+            await self._all_there.wait()
+        return bool(await self._store.replace_batch(batch_id, old, new, *files))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_run_closing_as_its_failure_hook_ends_the_batch_writes_one_set_of_files(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An audit's finding: the run's close and the failure hook (or a cancel) each wrote the
+    batch's output and error files before their compare-and-set, so when both ended the batch
+    at once the loser's files stayed, orphaned, in the tenant's file list. The files now go
+    with the compare-and-set: whoever ends the batch writes them, the other writes none."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.enabled = False
+    if kind == "sqlite":
+        store: Store = build_store(settings)
+    else:
+        from boundgate.store.postgres import PostgresStore
+
+        store = PostgresStore(request.getfixturevalue("postgres_schema"), max_size=4)
+    gw = build_gateway(settings, store=EndsTogether(store), clock=FakeClock(start=START))  # type: ignore[arg-type]
+    gw.store.open()
+    try:
+
+        async def scenario() -> tuple[dict[str, Any], list[str]]:
+            made = await _batch(gw)
+            # a run before (its process died) answered line 0: whoever ends the batch has a
+            # file to write
+            record = json.dumps({"custom_id": "req-0"})
+            await store.put_batch_line(BatchLineRow(made["id"], 0, "output", record, 0.5, 0.25, 0))
+            await asyncio.gather(
+                run_batch(gw, {"batch": made["id"]}),
+                batch_failed(gw, {"batch": made["id"]}, "the job failed"),
+            )
+            _, body = await store.get_batch(made["id"]) or ("", "")
+            files = await store.files(purpose="batch_output")
+            return json.loads(body), [f.id for f in files]
+
+        batch, files = asyncio.run(scenario())
+    finally:
+        gw.store.close()
+    assert batch["status"] in ("completed", "failed")  # whichever ended it first
+    kept = [batch[k] for k in ("output_file_id", "error_file_id") if batch[k] is not None]
+    assert files == kept  # no second set beside the batch's own

@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,10 +64,9 @@ def file_object(f: FileRow) -> dict[str, Any]:
     }
 
 
-async def new_file(
-    gw: Gateway, tenant: str, purpose: str, filename: str, content: bytes
-) -> FileRow:
-    f = FileRow(
+def file_row(gw: Gateway, tenant: str, purpose: str, filename: str, content: bytes) -> FileRow:
+    """A new file (a fresh id, created now), not stored yet."""
+    return FileRow(
         id="file-" + uuid.uuid4().hex[:24],
         tenant=tenant,
         purpose=purpose,
@@ -76,6 +75,13 @@ async def new_file(
         created=gw.clock.time(),
         content=content,
     )
+
+
+async def new_file(
+    gw: Gateway, tenant: str, purpose: str, filename: str, content: bytes
+) -> FileRow:
+    """Store a new file (:func:`file_row`) and return it."""
+    f = file_row(gw, tenant, purpose, filename, content)
     await gw.store.put_file(f)
     return f
 
@@ -385,15 +391,20 @@ async def get_batch(
 
 
 async def update_batch(
-    gw: Gateway, batch_id: str, change: Callable[[dict[str, Any]], bool | None]
+    gw: Gateway,
+    batch_id: str,
+    change: Callable[[dict[str, Any]], bool | None],
+    files: Sequence[FileRow] = (),
 ) -> tuple[str, dict[str, Any]] | None:
     """Apply ``change`` to batch ``batch_id``'s object as it is in the store and save it;
     when another writer changed it in between (a cancel beside the run, a replica), again
     on the object as it is now (compare-and-set, ``FileStore.replace_batch``). ``change``
-    returns False to leave the object as it is, or raises. Returns ``(tenant, object)`` as
-    saved or left; None if there is no such batch. (Saving a copy read earlier lost a cancel
-    that came while the run parsed its input, and a cancel answered as the run completed
-    left the batch ``cancelling`` for good: an audit's findings.)"""
+    returns False to leave the object as it is, or raises. ``files``: stored with the object
+    when it is saved, never when ``change`` leaves it (the batch's output and error files: of
+    writers ending it at once, only the one that ends it writes them). Returns ``(tenant,
+    object)`` as saved or left; None if there is no such batch. (Saving a copy read earlier
+    lost a cancel that came while the run parsed its input, and a cancel answered as the run
+    completed left the batch ``cancelling`` for good: an audit's findings.)"""
     for _ in range(100):
         row = await gw.store.get_batch(batch_id)
         if row is None:
@@ -402,7 +413,7 @@ async def update_batch(
         batch = json.loads(raw)
         if change(batch) is False:
             return tenant, batch
-        if await gw.store.replace_batch(batch_id, raw, json.dumps(batch)):
+        if await gw.store.replace_batch(batch_id, raw, json.dumps(batch), files):
             return tenant, batch
     raise BoundgateError(f"batch {batch_id} kept changing while it was being saved")
 
@@ -455,7 +466,7 @@ async def end_without_a_run(
     if current["status"] in TERMINAL:
         return current  # (its run ended it: no second set of files)
     rows = await gw.store.batch_lines(batch_id)
-    files = await write_files(gw, row[0], batch_id, rows)
+    written, files = batch_files(gw, row[0], batch_id, rows)
 
     def end(b: dict[str, Any]) -> bool | None:
         if b["status"] in TERMINAL:
@@ -476,7 +487,7 @@ async def end_without_a_run(
         b["boundgate"]["state"] = "failed"
         return None
 
-    ended = await update_batch(gw, batch_id, end)
+    ended = await update_batch(gw, batch_id, end, written)
     await gw.store.drop_batch_lines(batch_id)
     assert ended is not None
     return ended[1]
@@ -491,23 +502,26 @@ async def fail_batch(gw: Gateway, batch_id: str, reason: str) -> None:
         await end_without_a_run(gw, batch_id, int(gw.clock.time()), cancelled=False, reason=reason)
 
 
-async def write_files(
+def batch_files(
     gw: Gateway, tenant: str, batch_id: str, rows: list[BatchLineRow]
-) -> dict[str, Any]:
-    """Write a batch's finished lines ``rows`` (input order) as its output and error files;
-    returns what the batch object gets (``_set_files``): the files' ids and the counts."""
+) -> tuple[list[FileRow], dict[str, Any]]:
+    """A batch's finished lines ``rows`` (input order) as its output and error files, not
+    stored yet (they go with the compare-and-set that ends the batch, ``update_batch``), and
+    what the batch object gets (``_set_files``): the files' ids and the counts."""
+    written: list[FileRow] = []
     files: dict[str, Any] = {}
     for kind in ("output", "error"):
         records = [r.record for r in rows if r.kind == kind]
         if records:
-            f = await new_file(
+            f = file_row(
                 gw, tenant, "batch_output", f"{batch_id}_{kind}.jsonl",
                 ("\n".join(records) + "\n").encode(),
             )  # fmt: skip
+            written.append(f)
             files[f"{kind}_file_id"] = f.id
     done = sum(r.kind == "output" for r in rows)
     files["request_counts"] = {"completed": done, "failed": len(rows) - done}
-    return files
+    return written, files
 
 
 def _set_files(batch: dict[str, Any], files: dict[str, Any]) -> None:
@@ -681,7 +695,7 @@ async def _close(
     Returns the object."""
     now = int(gw.clock.time())
     rows = [kept[k] for k in sorted(kept)]
-    files = await write_files(gw, tenant, batch_id, rows)
+    written, files = batch_files(gw, tenant, batch_id, rows)
 
     def end(batch: dict[str, Any]) -> bool | None:
         if batch["status"] in TERMINAL:
@@ -710,7 +724,7 @@ async def _close(
             batch.update(status="completed", finalizing_at=now, completed_at=now)
         return None
 
-    ended = await update_batch(gw, batch_id, end)
+    ended = await update_batch(gw, batch_id, end, written)
     await gw.store.drop_batch_lines(batch_id)
     if ended is None:
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")

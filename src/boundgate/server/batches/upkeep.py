@@ -24,7 +24,9 @@ leaves one whose job will not run again. :class:`BatchRecovery` finds them
 - a batch whose job was cancelled, or which was ``cancelling``, ends ``cancelled`` (its
   owner asked); one whose job failed, or ended without ending it, ends ``failed`` with the
   reason. Either only once a sweep before found it so too: the hook or the cancel ends such a
-  batch moments after its job ends, and ending it beside them could write its files twice.
+  batch moments after its job ends, with its own reason. (Ending it beside them is safe all
+  the same: a batch's files are stored with the compare-and-set that ends it,
+  ``FileStore.replace_batch``, so of writers ending it at once one ends it and writes files.)
 """
 
 from __future__ import annotations
