@@ -1120,3 +1120,33 @@ def test_a_scheduling_failure_never_breaks_a_request(
             assert ask_three("Write a limerick about dogs") == [200, 200, 200]
         assert [j.not_before for j in variant_jobs() if j.id != job.id] == [now]
         assert caplog.text.count("start policy failed") == 2
+
+
+def test_a_line_that_fails_mid_answer_counts_the_energy_it_spent(batch_live: Any) -> None:
+    """An audit's finding: a line whose generation failed after spending energy (the model
+    went away mid-answer) showed 0 Wh on the batch object, though its ledger row had metered
+    it: the batch's totals (and the run-now carbon, the shifting saving) left it out. Its
+    metered energy and carbon count now; it claims no avoided energy."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    live.gateway.backends["fake"].failures.append(3)  # the first line's model goes after 3 tokens
+    f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    clock.set(START + 24 * 3600)  # due
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert done.request_counts.completed == 1 and done.request_counts.failed == 1
+    (err,) = map(json.loads, client.files.content(done.error_file_id).text.splitlines())
+    assert err["custom_id"] == "req-0" and err["response"]["status_code"] == 503
+    ledger = live.ledger()
+    rows = [r for r in ledger.values() if r.extra.get("batch_id") == b.id]
+    failed = ledger[err["response"]["request_id"]]
+    assert failed.outcome == "error" and failed.wh > 0 and failed.gco2 > 0
+    bg = done.model_extra["boundgate"]
+    assert len(rows) == 2
+    assert bg["energy_wh"] == pytest.approx(sum(r.wh for r in rows))
+    assert bg["carbon_g"] == pytest.approx(sum(r.gco2 for r in rows))
+    assert bg["run_now_carbon_g"] == pytest.approx(
+        bg["energy_wh"] / 1000 * bg["submitted_gco2_per_kwh"]
+    )

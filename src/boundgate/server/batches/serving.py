@@ -792,9 +792,15 @@ async def _run_line(
             "body": line_err.to_dict(),
         }
         record = {"id": line_id, "custom_id": item["custom_id"], "response": response}
+        # what the line spent before it failed (a generation cut by a fault, a route's rungs,
+        # its lookup): metered in its ledger row, which the pipeline committed before raising
+        spent = await gw.store.get_row(ctx.request_id)
         return BatchLineRow(
-            batch_id, line, "error", json.dumps({**record, "error": None}), 0.0, 0.0, 0.0
-        )
+            batch_id, line, "error", json.dumps({**record, "error": None}),
+            spent.wh if spent is not None else 0.0,
+            spent.gco2 if spent is not None else 0.0,
+            0.0,  # a failed request claims no avoided energy (ledger.claims_nothing)
+        )  # fmt: skip
     info = body.get("boundgate", {})
     response = {"status_code": 200, "request_id": ctx.request_id, "body": body}
     record = {"id": line_id, "custom_id": item["custom_id"], "response": response}
