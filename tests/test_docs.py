@@ -35,7 +35,7 @@ def test_readme_python_example_streams_with_energy(local_live: Live) -> None:
 def test_api_doc_python_examples_run(
     local_live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, reuse, auto, batch = python_blocks(ROOT / "docs" / "api.md")
+    first, reuse, auto, batch, retried = python_blocks(ROOT / "docs" / "api.md")
     namespace: dict[str, object] = {}
     exec(
         compile(first.replace("http://127.0.0.1:8080/v1", local_live.url), "api.md", "exec"),
@@ -63,3 +63,8 @@ def test_api_doc_python_examples_run(
     with contextlib.redirect_stdout(out):
         exec(compile(batch, "api.md", "exec"), namespace)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", out.getvalue()), out.getvalue()
+    # the Idempotency-Key example: run again (its key kept), it gets the same batch
+    exec(compile(retried, "api.md", "exec"), namespace)
+    made = namespace["batch"]
+    exec(compile(retried.replace("key = str(uuid.uuid4())", ""), "api.md", "exec"), namespace)
+    assert namespace["batch"].id == made.id  # type: ignore[attr-defined]

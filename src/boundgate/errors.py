@@ -9,6 +9,7 @@ The tree (status in brackets)::
     ├── PermissionDeniedError [403]
     ├── NotFoundError [404]
     │   └── ModelNotFoundError [404]
+    ├── ConflictError [409]                an Idempotency-Key reused with other parameters
     ├── PayloadTooLargeError [413]
     ├── RateLimitError [429]               requests per minute, daily (reasoning) tokens
     ├── UpstreamError [502]                upstream 5xx / connection failure after retries
@@ -45,6 +46,7 @@ class ErrorCode(StrEnum):
     MODEL_NOT_FOUND = "model_not_found"  # 404
     REUSE_DISABLED = "reuse_disabled"  # 404: reuse routes while reuse is off
     METHOD_NOT_ALLOWED = "http_405"  # 405
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # 409: the key made another request's
     REQUEST_TOO_LARGE = "request_too_large"  # 413
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"  # 429: requests per minute
     DAILY_TOKEN_BUDGET_EXCEEDED = "daily_token_budget_exceeded"  # 429
@@ -123,6 +125,12 @@ class NotFoundError(BoundgateError):
 
 class ModelNotFoundError(NotFoundError):
     default_code: str | None = ErrorCode.MODEL_NOT_FOUND
+
+
+class ConflictError(BoundgateError):
+    status_code = 409
+    type = "invalid_request_error"
+    default_code: str | None = ErrorCode.IDEMPOTENCY_KEY_REUSED
 
 
 class PayloadTooLargeError(BoundgateError):

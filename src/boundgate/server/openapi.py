@@ -57,6 +57,7 @@ _WHEN: dict[int, str] = {
     401: "Missing, invalid or revoked API key (`invalid_api_key`), once any key exists",
     403: "The route needs an admin key (`admin_required`)",
     404: "Not found (`not_found`)",
+    409: "The `Idempotency-Key` was used before with other parameters (`idempotency_key_reused`)",
     413: "Request body over `server.max_body_bytes` (`request_too_large`)",
     429: "Requests-per-minute (`rate_limit_exceeded`) or daily token budget "
     "(`daily_token_budget_exceeded`) spent",

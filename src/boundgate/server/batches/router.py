@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,28 +14,47 @@ from ..chat.protocol import Metadata
 from ..common import StrictJSONRoute, context, gateway_of
 from ..openapi import errors, ok
 from . import serving
+from .idempotency import HEADER, MAX_KEY_CHARS, checked_key
 from .protocol import Batch, BatchList, FileDeleted, FileList, FileObject
 
 router = APIRouter(route_class=StrictJSONRoute)
 PURPOSES = ("batch",)
 
 
+# the Idempotency-Key request header (server/batches/idempotency.py)
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description=f"1 to {MAX_KEY_CHARS} printable ASCII characters: a retry under the same "
+        "key (per tenant and API key, for 24 h) gets the object the first request made, "
+        "instead of making a second one; the key with other parameters is 409",
+    ),
+]
+
+
 @router.post(
     "/v1/files",
     tags=["batches"],
     response_model=None,
-    responses={**ok(FileObject), **errors(400, 401, 413)},
+    responses={
+        **ok(FileObject),
+        **errors(400, 401, 409, 413, notes={400: f"a malformed `{HEADER}` (`param`)"}),
+    },
 )
 async def upload_file(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
     file: Annotated[UploadFile, File(description="JSONL, one request per line")],
     purpose: Annotated[str, Form()],
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> dict[str, Any]:
     """Upload a batch input file (purpose ``batch``). 400 ``invalid_value`` for another
     purpose or a file name with control characters (or cut short by one, as a line break
-    ends the part's header and leaves an unterminated quote); 413 over
-    ``server.max_file_bytes``."""
+    ends the part's header and leaves an unterminated quote), or a malformed
+    ``Idempotency-Key``; 409 ``idempotency_key_reused`` for a key an upload of another
+    purpose, name or content used; 413 over ``server.max_file_bytes``."""
+    key = checked_key(idempotency_key)
     if purpose not in PURPOSES:
         raise InvalidRequestError("purpose must be 'batch'", param="purpose")
     filename = _checked_filename(file.filename)
@@ -44,7 +63,7 @@ async def upload_file(
     if len(content) > limit:  # (the form around it may have fitted: server.max_file_bytes)
         raise PayloadTooLargeError(f"the file is {len(content)} bytes; the limit is {limit}")
     gw = gateway_of(request)
-    f = await serving.new_file(gw, ctx.tenant.name, purpose, filename, content)
+    f = await serving.upload_file(gw, ctx, purpose, filename, content, key)
     return serving.file_object(f)
 
 
@@ -137,6 +156,12 @@ async def delete_file(
     return {"id": file_id, "object": "file", "deleted": deleted}
 
 
+_CREATE_BATCH_NOTES = {
+    400: f"a malformed `{HEADER}` (`param`)",
+    404: "no such input file (`param: input_file_id`)",
+}
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input_file_id: str = Field(min_length=1)
@@ -151,13 +176,19 @@ class BatchRequest(BaseModel):
     response_model=None,
     responses={
         **ok(Batch),
-        **errors(400, 401, 404, 413, notes={404: "no such input file (`param: input_file_id`)"}),
+        **errors(400, 401, 404, 409, 413, notes=_CREATE_BATCH_NOTES),
     },
 )
 async def create_batch(
-    body: BatchRequest, request: Request, ctx: Annotated[RequestContext, Depends(context)]
+    body: BatchRequest,
+    request: Request,
+    ctx: Annotated[RequestContext, Depends(context)],
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> dict[str, Any]:
-    """Queue a batch; it runs in the forecast-cleanest hours of its completion window."""
+    """Queue a batch; it runs in the forecast-cleanest hours of its completion window. With
+    an ``Idempotency-Key``, a retry gets the batch the first request made (409
+    ``idempotency_key_reused`` if it had other parameters)."""
+    key = checked_key(idempotency_key)
     gw = gateway_of(request)
     batch = await serving.create_batch(
         gw,
@@ -167,6 +198,7 @@ async def create_batch(
         completion_window=body.completion_window,
         metadata=body.metadata,
         request_s=request.app.state.batch_request_s,
+        idempotency_key=key,
     )
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:

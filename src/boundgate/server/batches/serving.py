@@ -40,6 +40,7 @@ from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
 from ..common import NON_FINITE, TOO_DEEP, nested_too_deeply, non_finite_number, request_error
 from ..completions.protocol import CompletionRequest
+from .idempotency import BATCHES, FILES, Idempotency, fingerprint
 
 log = logging.getLogger("boundgate.batches")
 
@@ -84,6 +85,34 @@ async def new_file(
     f = file_row(gw, tenant, purpose, filename, content)
     await gw.store.put_file(f)
     return f
+
+
+async def upload_file(
+    gw: Gateway,
+    ctx: RequestContext,
+    purpose: str,
+    filename: str,
+    content: bytes,
+    idempotency_key: str | None = None,
+) -> FileRow:
+    """Store an uploaded file as the tenant's (``POST /v1/files``). With an
+    ``idempotency_key`` (``idempotency.py``): the file an earlier upload under it made, if it
+    is still there, else a new one kept with the key; 409 ``idempotency_key_reused`` if that
+    upload had another purpose, name or content."""
+    if idempotency_key is None:
+        return await new_file(gw, ctx.tenant.name, purpose, filename, content)
+    params = {"purpose": purpose, "filename": filename}
+    digest = await asyncio.to_thread(fingerprint, params, content)  # (up to 200 MiB)
+    idem = Idempotency(FILES, idempotency_key, digest)
+    now = gw.clock.time()
+    made = await idem.made_before(gw.store, ctx, now)
+    if made is not None:
+        return await owned_file(gw, ctx, made)
+    f = file_row(gw, ctx.tenant.name, purpose, filename, content)
+    kept = await gw.store.put_file(f, idem.kept(ctx, f.id, now))
+    if kept is None:
+        return f
+    return await owned_file(gw, ctx, idem.same_request(kept))  # made meanwhile, under the key
 
 
 def page(data: list[dict[str, Any]], limit: int) -> dict[str, Any]:
@@ -305,7 +334,25 @@ async def create_batch(
     completion_window: str,
     metadata: dict[str, str] | None,
     request_s: float,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any]:
+    """Check and store a batch, then queue its job (``POST /v1/batches``); the batch object.
+    With an ``idempotency_key`` (``idempotency.py``): the batch an earlier request under it
+    made, as it is now, and nothing made again; 409 ``idempotency_key_reused`` if that request
+    had other parameters. Raises ``InvalidRequestError`` (400) for a bad endpoint, window or
+    input file, ``NotFoundError`` (404) for an input file not the tenant's."""
+    idem = None
+    if idempotency_key is not None:
+        params = {
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": completion_window,
+            "metadata": metadata,
+        }
+        idem = Idempotency(BATCHES, idempotency_key, fingerprint(params))
+        made = await idem.made_before(gw.store, ctx, gw.clock.time())
+        if made is not None:  # (its input file may be gone since: it is not read again)
+            return await with_progress(gw, (await get_batch(gw, ctx, made))[1])
     if endpoint not in ENDPOINTS:
         raise InvalidRequestError(
             f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint"
@@ -368,7 +415,10 @@ async def create_batch(
             "reuse_avoided_wh": 0.0,
         },
     }
-    await gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch))
+    key = idem.kept(ctx, batch_id, now) if idem is not None else None
+    kept = await gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch), key)
+    if kept is not None and idem is not None:  # a request under the key made it meanwhile
+        return await with_progress(gw, (await get_batch(gw, ctx, idem.same_request(kept)))[1])
     # queued only once the batch it runs exists
     await gw.jobs.submit(
         "batch",
