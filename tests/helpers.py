@@ -303,3 +303,54 @@ def batches_rows() -> list[tuple[object, ...]]:
     body = {"id": "b_open", "status": "in_progress", "boundgate": {"job_id": "job_never"}}
     rows.append(("b_open", float(ENDED_BATCHES), json.dumps(body)))
     return rows
+
+
+# --- rebind jobs queued before jobs named their requirement (SQLite 0023, PostgreSQL 0018) ---
+
+# a model name JSON has to escape, and a version of the local form: the migrations' JSON must
+# be jobs.model_requirement's to the byte
+ODD_MODEL = 'mödel "q" \\ ok'
+REQUIRES_DOCUMENTS_INSERT = (
+    "INSERT INTO documents (id, entry, tenant, model, model_version, state, created, body) "
+    "VALUES (?, NULL, 't', ?, 'v1', 'stale', 1.0, '{}')"
+)
+REQUIRES_DOCUMENTS = [("doc_a", "fake"), ("doc_b", ODD_MODEL)]
+REQUIRES_JOBS_INSERT = (
+    "INSERT INTO jobs (id, kind, payload, state, created, not_before, deadline) "
+    "VALUES (?, ?, ?, ?, 1.0, 2.0, 3.0)"
+)
+
+
+def requires_jobs() -> list[tuple[str, str, str, str]]:
+    """(id, kind, payload, state) for ``REQUIRES_JOBS_INSERT``: rebind jobs as a gateway
+    before job requirements queued them."""
+
+    def rebind(document: str, version: str | None = None) -> str:
+        payload = {"document": document, "_duration_s": 60.0}
+        if version is not None:
+            payload["version"] = version
+        return json.dumps(payload, sort_keys=True)
+
+    return [
+        ("j_open", "rebind", rebind("doc_a", "v2"), "pending"),
+        ("j_odd", "rebind", rebind("doc_b", "x.gguf@sha256:0f"), "running"),
+        ("j_unversioned", "rebind", rebind("doc_a"), "pending"),  # handed back by its handler
+        ("j_done", "rebind", rebind("doc_a", "v3"), "done"),
+        ("j_unknown", "rebind", rebind("doc_gone", "v2"), "pending"),
+        ("j_batch", "batch", json.dumps({"batch": "b", "version": "v2"}), "pending"),
+    ]
+
+
+def assert_job_requirements(store: Any) -> None:
+    """After the migration: each open rebind job naming its version requires its document's
+    model at that version (``jobs.model_requirement``); every other job requires nothing."""
+    from boundgate.scheduler.jobs import model_requirement
+
+    assert {j.id: j.requires for j in asyncio.run(store.jobs())} == {
+        "j_open": model_requirement("fake", "v2"),
+        "j_odd": model_requirement(ODD_MODEL, "x.gguf@sha256:0f"),
+        "j_unversioned": None,
+        "j_done": None,
+        "j_unknown": None,
+        "j_batch": None,
+    }

@@ -25,8 +25,8 @@ from boundgate.backends.base import GenerationRequest, Message, model_versions
 from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
-from boundgate.scheduler.handlers import job_handlers, rebind
-from boundgate.scheduler.jobs import JobQueue, JobRunner
+from boundgate.scheduler.handlers import job_handlers, model_requirements, rebind
+from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
 from boundgate.store import DocumentRow, SQLiteStore, Store, StoredEntry
 from boundgate.tenants import Tenant
 from helpers import arun, fake_settings
@@ -372,13 +372,14 @@ def test_wrong_feedback_on_a_bound_answer_revokes_its_document(
 # --- rebinding at the right version ------------------------------------------------------------
 
 
-def test_a_replica_on_the_old_version_hands_the_rebind_back(
+def test_a_replica_on_the_old_version_leaves_the_rebind_alone(
     tmp_path: Path, open_store: OpenStore
 ) -> None:
     """A rolling upgrade: the replica on v2 finds the document stale and queues its rebind;
-    one still on v1 claims it. It used to rebind at v1 and supersede the stale document with
-    one of the same old version. It hands the job back now (untried: no attempt counted),
-    and the v2 replica rebinds it once the hand-back's hold has passed."""
+    one still on v1 polls the queue. It used to rebind at v1 (superseding the stale document
+    with one of the same old version), then to claim the job and hand it back, a write per
+    due rebind and poll. It passes the job over now, writing nothing, and the v2 replica
+    rebinds it."""
 
     async def main() -> None:
         clock = FakeClock(start=CLOCK_START)
@@ -389,20 +390,16 @@ def test_a_replica_on_the_old_version_hands_the_rebind_back(
         v2 = await started(gateway(tmp_path, store, "v2", clock))
         assert v2.reuse is not None
         await v2.reuse.documents.mark_stale(model_versions(v2.backends))
-
-        def runner(gw: Gateway) -> JobRunner:
-            return JobRunner(store, job_handlers(gw), clock=clock, poll_s=1.0, replan_s=3600.0)
+        (queued,) = await store.jobs()
+        assert queued.requires == model_requirement("fake", "v2")
 
         old_replica = await started(gateway(tmp_path, store, "v1", clock))
-        assert await runner(old_replica).run_once()
-        (job,) = await store.jobs()
-        assert (job.state, job.attempts) == ("pending", 0)
-        assert job.not_before >= clock.time() + 60.0 - 1e-6
-        assert "handed_back" in json.loads(job.result or "{}")
+        for _ in range(3):
+            assert not await runner(old_replica, store, clock).run_once()
+            clock.advance(61.0)
+        assert await store.jobs() == [queued]  # never claimed: not a write
         assert await documents(store) == [(old, "stale")]
-        assert not await runner(v2).run_once()  # held for every runner a while
-        clock.advance(61.0)
-        assert await runner(v2).run_once()
+        assert await runner(v2, store, clock).run_once()
         (job,) = await store.jobs()
         assert (job.state, job.attempts) == ("done", 1)
         assert json.loads(job.payload)["version"] == "v2"  # what it was queued for
@@ -412,6 +409,49 @@ def test_a_replica_on_the_old_version_hands_the_rebind_back(
         assert dict(await documents(store)) == {old: "superseded", new: "active"}
 
     arun(main())
+
+
+def test_a_rebind_no_replica_at_its_version_took_is_skipped_past_its_deadline(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """Past its deadline (``scheduler.rebind_window_s``) a rebind that no process at its
+    version took is finished by any runner, ``done`` and skipped, its handler not run: it
+    does not wait in the queue for a version that may never come back (the next start that
+    finds the document stale queues it again)."""
+
+    async def main() -> None:
+        clock = FakeClock(start=CLOCK_START)
+        store = open_store()
+        v1 = await started(gateway(tmp_path, store, "v1", clock))
+        assert (await ask(v1, "alice"))[0] == "miss"
+        ((old, _),) = await documents(store)
+        v2 = await started(gateway(tmp_path, store, "v2", clock))
+        assert v2.reuse is not None
+        await v2.reuse.documents.mark_stale(model_versions(v2.backends))
+        (queued,) = await store.jobs()
+        clock.advance(queued.deadline - clock.time())
+        assert await runner(v1, store, clock).run_once()
+        (job,) = await store.jobs()
+        assert job.state == "done"
+        assert json.loads(job.result or "{}") == {
+            "skipped": f"no process running {queued.requires} took it before its deadline"
+        }
+        assert await documents(store) == [(old, "stale")]  # untouched
+
+    arun(main())
+
+
+def runner(gw: Gateway, store: Store, clock: FakeClock) -> JobRunner:
+    """A job runner of ``gw``'s process, as the server makes it: it accepts the jobs that
+    require its models at their versions."""
+    return JobRunner(
+        store,
+        job_handlers(gw),
+        clock=clock,
+        poll_s=1.0,
+        replan_s=3600.0,
+        accepts=model_requirements(gw),
+    )
 
 
 def test_a_rebind_queued_without_its_version_never_binds_the_old_one_again(

@@ -16,10 +16,15 @@ from boundgate.store.postgres import PostgresStore, load_migrations
 from helpers import (
     BATCHES_INSERT,
     KEYS_LEDGER_INSERT,
+    REQUIRES_DOCUMENTS,
+    REQUIRES_DOCUMENTS_INSERT,
+    REQUIRES_JOBS_INSERT,
     arun,
+    assert_job_requirements,
     assert_keys_used_today,
     batches_rows,
     keys_ledger_rows,
+    requires_jobs,
     wait_until,
 )
 
@@ -263,6 +268,30 @@ def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
         new = DocumentRow("doc_new", None, "t", "m", "v1", "active", None, None, 2.0, "{}", "PEM")
         asyncio.run(store.put_document(new))
         assert asyncio.run(store.get_document("doc_new")) == new
+    finally:
+        store.close()
+
+
+def test_open_rebind_jobs_get_their_models_version_as_requirement(postgres_schema: str) -> None:
+    """Migration 0018 (SQLite's 0023) on a database of the migrations before it: each open
+    rebind job that names its version requires its document's model at that version, written
+    as jobs.model_requirement writes it; the others require nothing."""
+    before = [m for m in load_migrations() if m[0] < 18]
+    with psycopg.connect(postgres_schema, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in before:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+        with conn.cursor() as cur:
+            cur.executemany(REQUIRES_DOCUMENTS_INSERT.replace("?", "%s"), REQUIRES_DOCUMENTS)
+            cur.executemany(REQUIRES_JOBS_INSERT.replace("?", "%s"), requires_jobs())
+    store = PostgresStore(postgres_schema)
+    store.open()
+    try:
+        assert_job_requirements(store)
     finally:
         store.close()
 

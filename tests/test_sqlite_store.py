@@ -16,9 +16,14 @@ from boundgate.store import LedgerRow, SQLiteStore
 from helpers import (
     BATCHES_INSERT,
     KEYS_LEDGER_INSERT,
+    REQUIRES_DOCUMENTS,
+    REQUIRES_DOCUMENTS_INSERT,
+    REQUIRES_JOBS_INSERT,
+    assert_job_requirements,
     assert_keys_used_today,
     batches_rows,
     keys_ledger_rows,
+    requires_jobs,
 )
 
 
@@ -175,6 +180,22 @@ def test_jobs_queued_before_dedupe_keys_were_freed_are_kept(tmp_path: Path) -> N
             return asyncio.run(s.put_job(new))
 
         assert again("rebind:failed") and not again("rebind:pending")
+    finally:
+        s.close()
+
+
+def test_open_rebind_jobs_get_their_models_version_as_requirement(tmp_path: Path) -> None:
+    """Migration 0023 on a database of the migrations before it: each open rebind job that
+    names its version requires its document's model at that version, so replicas on another
+    version pass it over; the others require nothing."""
+    db = tmp_path / "old.db"
+    with _migrated_before(23, db) as conn:
+        conn.executemany(REQUIRES_DOCUMENTS_INSERT, REQUIRES_DOCUMENTS)
+        conn.executemany(REQUIRES_JOBS_INSERT, requires_jobs())
+    s = SQLiteStore(db)
+    s.open()
+    try:
+        assert_job_requirements(s)
     finally:
         s.close()
 

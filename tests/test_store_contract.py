@@ -1269,6 +1269,28 @@ def test_a_job_handed_back_is_held_and_its_attempt_not_counted(store: Store) -> 
     assert again is not None and again.attempts == 1
 
 
+def test_a_job_that_requires_another_process_is_passed_over_until_its_deadline(
+    store: Store,
+) -> None:
+    """A claim leaves alone, writing nothing, a job whose requirement the claiming process
+    does not meet (a rebind for a model version it does not run), and takes it past its
+    deadline; a job that requires nothing is anyone's."""
+    run(store.put_job(job("v2", 10.0, requires='["m","v2"]', deadline=500.0)))
+    run(store.put_job(job("free", 20.0)))
+    got = run(store.claim_job("old", 100.0, 60.0, accepts={'["m","v1"]'}))
+    assert got is not None and got.id == "free"
+    assert run(store.claim_job("old", 100.0, 60.0, accepts={'["m","v1"]'})) is None
+    assert run(store.claim_job("none", 100.0, 60.0)) is None
+    (untouched,) = [j for j in run(store.jobs()) if j.id == "v2"]
+    assert (untouched.state, untouched.attempts, untouched.lease_owner) == ("pending", 0, None)
+    assert untouched.requires == '["m","v2"]'
+    got = run(store.claim_job("new", 100.0, 60.0, accepts={'["m","v1"]', '["m","v2"]'}))
+    assert got is not None and (got.id, got.attempts, got.requires) == ("v2", 1, '["m","v2"]')
+    assert run(store.finish_job("v2", "new", "pending", None))
+    late = run(store.claim_job("old", 500.0, 60.0, accepts={'["m","v1"]'}))  # its deadline
+    assert late is not None and late.id == "v2"
+
+
 def test_reschedule_and_cancel_only_pending_jobs(store: Store) -> None:
     run(store.put_job(job("p", 10.0)))
     run(store.put_job(job("r", 5.0)))

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..backends.base import GenerationRequest
 from ..clock import Clock
-from ..scheduler.jobs import JobQueue
+from ..scheduler.jobs import JobQueue, model_requirement
 from ..store import DocumentRow, Store, StoredEntry
 from . import binding
 from .binding import Signer
@@ -369,14 +369,16 @@ class Documents:
                 self._stale_documents.add(doc.id)
                 self._stale_versions.setdefault(doc.model, set()).add(doc.model_version)
                 if self.jobs is not None:
-                    # the version to bind it at: a process still on another (a replica not
-                    # yet upgraded) hands the job back (``scheduler.handlers.rebind``)
+                    # the version to bind it at: only a process running the model at that
+                    # version claims the job (a replica not yet upgraded passes it over; one
+                    # that took it anyway hands it back, ``scheduler.handlers.rebind``)
                     await self.jobs.submit(
                         "rebind",
                         {"document": doc.id, "version": current},
                         deadline_s=self.rebind_window_s,
                         duration_s=60.0,
                         dedupe=f"rebind:{doc.id}:{current}",
+                        requires=model_requirement(doc.model, current),
                     )
         return stale
 

@@ -11,6 +11,7 @@ reschedules the job after its Retry-After (``variants`` keeps what it made and s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RateLimitError
@@ -18,7 +19,7 @@ from ..reuse.lookup import is_recorded_request
 from ..reuse.stored import request_from_json
 from ..store import KeyStore, VariantRow
 from ..tenants import Limiter, Tenant
-from .jobs import HandBack, JobHandler
+from .jobs import HandBack, JobHandler, model_requirement
 
 if TYPE_CHECKING:
     from ..gateway import Gateway, RequestContext
@@ -44,6 +45,20 @@ def job_handlers(gateway: Gateway) -> dict[str, JobHandler]:
 
         handlers["variants"] = variants_job
     return handlers
+
+
+def model_requirements(gateway: Gateway) -> Callable[[], frozenset[str]]:
+    """What ``gateway``'s process runs, for ``JobRunner(accepts=...)``: each configured
+    model at its version (``jobs.model_requirement``), read at every claim (a version is
+    known once its model has started). A rebind job requires its model at the version it is
+    for, so a replica on another passes it over without claiming it."""
+
+    def accepts() -> frozenset[str]:
+        return frozenset(
+            model_requirement(name, backend.version) for name, backend in gateway.backends.items()
+        )
+
+    return accepts
 
 
 def internal_context(
@@ -140,9 +155,11 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     bind it as a new document that supersedes the old one (with a diff). Idempotent.
 
     ``payload["version"]`` is the version to bind at, the one the process that found the
-    document stale runs (jobs queued before it was given: any but the document's own). A
-    process whose model is not at that version (a replica not yet upgraded, in a rolling
-    upgrade) hands the job back (:class:`HandBack`) for one that is. A document revoked (or
+    document stale runs (jobs queued before it was given: any but the document's own). The
+    job requires the model at that version (``JobRow.requires``), so a process whose model is
+    not at it (a replica not yet upgraded, in a rolling upgrade) does not claim it; one that
+    gets it all the same (a job queued before jobs had requirements, a runner told nothing
+    it accepts) hands it back (:class:`HandBack`) for one that is. A document revoked (or
     superseded) while the new answer was generated stays so: nothing is bound."""
     reuse, store = gateway.reuse, gateway.store
     assert reuse is not None

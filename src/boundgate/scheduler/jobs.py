@@ -11,6 +11,14 @@ document twice supersedes once: the second run finds the document already supers
 
 *When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
 policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
+
+*Where* a job may run is its requirement (``JobRow.requires``, :func:`model_requirement`: a
+rebind is for a model at one version). A runner claims only jobs whose requirement its
+process meets (``accepts``), so a replica still on the old model version in a rolling upgrade
+leaves the new version's rebinds alone instead of claiming each one to hand it back (a write
+per job and poll). Past its deadline a job is claimed by any runner, and one whose
+requirement that runner does not meet is finished ``done`` as skipped: no process able to
+run it took it in its window.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from ..clock import Clock, SystemClock
@@ -44,6 +52,13 @@ StartPolicy = Callable[[str, float, float, float], float]
 
 def run_now(kind: str, now: float, deadline: float, duration_s: float) -> float:
     return now
+
+
+def model_requirement(model: str, version: str) -> str:
+    """What a job that must run on ``model`` at ``version`` requires (``JobRow.requires``),
+    and what a process running that model at that version accepts: the JSON array
+    ``[model, version]`` without spaces (migrations write the same for jobs queued before)."""
+    return json.dumps([model, version], separators=(",", ":"), ensure_ascii=False)
 
 
 def decide_start(
@@ -101,9 +116,12 @@ class JobQueue:
         dedupe: str | None = None,
         job_id: str | None = None,
         planned: tuple[float, float] | None = None,
+        requires: str | None = None,
     ) -> str | None:
         """Queue a job; None if a pending or running job has the same dedupe key (one that
         is done, failed or cancelled does not stop it: the work can be asked for again).
+        ``requires``: what a process must run to take it before its deadline
+        (:func:`model_requirement`; None: any process).
 
         ``job_id`` and ``planned`` (from :meth:`plan`) let a caller record the job's id and
         start elsewhere *before* the job exists, so a runner can never see it first.
@@ -121,6 +139,7 @@ class JobQueue:
             not_before=not_before,
             deadline=deadline,
             dedupe=dedupe,
+            requires=requires,
         )
         return job.id if await self.store.put_job(job) else None
 
@@ -215,7 +234,12 @@ class JobRunner:
     batch shows it as its next start). One its handler hands back (:class:`HandBack`: not
     for this process) is held the same way without counting the attempt. When it starts,
     and every ``replan_s`` after, it calls ``recover`` (work a process that died left without
-    a job: a batch) and ``replan``."""
+    a job: a batch) and ``replan``.
+
+    ``accepts`` says what this process runs (:func:`model_requirement` of each model at its
+    version; called at every claim; None: nothing): the runner claims only jobs that require
+    nothing or one of those, and, past their deadline, any job: one it cannot run is then
+    finished ``done``, ``{"skipped": ...}``, its handler not called."""
 
     def __init__(
         self,
@@ -233,8 +257,10 @@ class JobRunner:
         recover: Callable[[], Awaitable[int]] | None = None,
         on_failure: dict[str, FailureHandler] | None = None,
         on_held: dict[str, StartHandler] | None = None,
+        accepts: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.store = store
+        self.accepts = accepts
         self.handlers = handlers
         # per kind: what to do when a job has failed for good (a batch is marked failed)
         self.on_failure = on_failure or {}
@@ -307,9 +333,16 @@ class JobRunner:
     async def run_once(self) -> bool:
         """Claim and run one due job; False if none was due."""
         now = self.clock.time()
-        job = await self.store.claim_job(self.owner, now, self.lease_s)
+        accepts = self.accepts() if self.accepts is not None else ()
+        job = await self.store.claim_job(self.owner, now, self.lease_s, accepts)
         if job is None:
             return False
+        if job.requires is not None and job.requires not in accepts:  # past its deadline
+            log.info("job %s (%s) skipped past its deadline: requires %s", job.id, job.kind,
+                     job.requires)  # fmt: skip
+            reason = f"no process running {job.requires} took it before its deadline"
+            await self._finish(job, "done", {"skipped": reason})
+            return True
         handler = self.handlers.get(job.kind)
         if handler is None:
             await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})

@@ -32,7 +32,7 @@ from ..errors import (
     PayloadTooLargeError,
 )
 from ..gateway import Gateway
-from ..scheduler.handlers import job_handlers
+from ..scheduler.handlers import job_handlers, model_requirements
 from ..scheduler.jobs import JobRunner
 from .api_docs import add_api_docs
 from .batches.router import router as batches_router
@@ -174,6 +174,8 @@ def create_app(
             recover=BatchRecovery(gateway, batch_request_s),
             on_failure={"batch": functools.partial(batch_failed, gateway)},
             on_held={"batch": functools.partial(batch_held, gateway)},
+            # its models at their versions: a rebind for another version is left alone
+            accepts=model_requirements(gateway),
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
         background: list[asyncio.Task[None]] = []  # the tasks started below

@@ -27,7 +27,7 @@ the caller).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from .rows import (
@@ -376,11 +376,17 @@ class JobStore(Protocol):
         dedupe key exactly one wins). The key of a job that is done, failed or cancelled can
         be used again."""
 
-    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+    async def claim_job(
+        self, owner: str, now: float, lease_s: float, accepts: Collection[str] = ()
+    ) -> JobRow | None:
         """Lease the due job with the earliest ``not_before`` (pending with ``not_before <=
         now``, or running with a lease that expired before ``now``) to ``owner`` until ``now +
         lease_s``: it becomes running, its attempts grow by one, and the returned row shows
-        that. None if no job is due. Atomic: concurrent claims never get the same job."""
+        that. None if no job is due. Atomic: concurrent claims never get the same job.
+
+        ``accepts``: the requirements the claiming process meets (``JobRow.requires``). A job
+        that requires something else is passed over, never written, until its ``deadline``
+        has passed (then any process may claim it, to finish it as skipped)."""
 
     async def finish_job(
         self,

@@ -178,6 +178,9 @@ class JobRow:
     dedupe: str | None = None  # at most one pending or running job per dedupe key
     # a job held back (a Retry-After, a retry's backoff) starts no earlier, re-planned or not
     hold_until: float = 0.0
+    # what a process must run to claim it before its deadline (``jobs.model_requirement``: a
+    # rebind's model at its target version); None: any process
+    requires: str | None = None
 
 
 @dataclass(frozen=True)

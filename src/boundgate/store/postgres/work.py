@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -92,18 +92,22 @@ class PostgresWork(PostgresBase):
         )
         return await self._execute(sql, [getattr(job, c) for c in _JOB_COLUMNS]) == 1
 
-    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+    async def claim_job(
+        self, owner: str, now: float, lease_s: float, accepts: Collection[str] = ()
+    ) -> JobRow | None:
         # SKIP LOCKED: a job another replica is claiming right now is passed over, not waited
-        # for (and re-checked against the condition once locked)
+        # for (and re-checked against the condition once locked); a job requiring what this
+        # process does not run is passed over until its deadline, never written
         sql = (
             "UPDATE jobs SET state = 'running', lease_owner = %s, lease_expires = %s, "
             "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
-            "(state = 'pending' AND not_before <= %s) OR "
-            "(state = 'running' AND lease_expires < %s) "
+            "((state = 'pending' AND not_before <= %s) OR "
+            "(state = 'running' AND lease_expires < %s)) "
+            "AND (requires IS NULL OR deadline <= %s OR requires = ANY(%s::text[])) "
             "ORDER BY not_before, seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_cols(_JOB_COLUMNS)}"
         )
-        params = (owner, now + lease_s, now, now)
+        params = (owner, now + lease_s, now, now, now, sorted(accepts))
         r = await self._run(lambda conn: _one(conn, sql, params))
         return _job_from(r) if r is not None else None
 

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import fields
 
 from ..aggregate import BATCH_STATUSES_ENDED_SQL, JOB_OPEN_SQL
@@ -86,27 +87,32 @@ class SQLiteWork(SQLiteBase):
         values = tuple(getattr(job, c) for c in _JOB_COLUMNS)
         return bool(await self._call(lambda conn: conn.execute(sql, values).rowcount == 1))
 
-    async def claim_job(self, owner: str, now: float, lease_s: float) -> JobRow | None:
+    async def claim_job(
+        self, owner: str, now: float, lease_s: float, accepts: Collection[str] = ()
+    ) -> JobRow | None:
+        # a job requiring what this process does not run is passed over until its deadline
+        due_sql = (
+            "((state = 'pending' AND not_before <= ?) OR (state = 'running' AND "
+            "lease_expires < ?)) AND (requires IS NULL OR deadline <= ? OR "
+            "requires IN (SELECT value FROM json_each(?)))"
+        )
         sql = (
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
-            "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
-            "(state = 'pending' AND not_before <= ?) OR "
-            "(state = 'running' AND lease_expires < ?) ORDER BY not_before LIMIT 1) "
-            "RETURNING *"
+            f"attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE {due_sql} "
+            "ORDER BY not_before LIMIT 1) RETURNING *"
         )
+        due_params = (now, now, now, json.dumps(sorted(accepts)))
 
         due = await self._read(
             lambda conn: conn.execute(
-                "SELECT 1 FROM jobs WHERE (state = 'pending' AND not_before <= ?) OR "
-                "(state = 'running' AND lease_expires < ?) LIMIT 1",
-                (now, now),
+                f"SELECT 1 FROM jobs WHERE {due_sql} LIMIT 1", due_params
             ).fetchone()
         )
         if due is None:  # the common case: no write transaction at all
             return None
 
         def claim(conn: sqlite3.Connection) -> JobRow | None:
-            r = conn.execute(sql, (owner, now + lease_s, now, now)).fetchone()
+            r = conn.execute(sql, (owner, now + lease_s, *due_params)).fetchone()
             return JobRow(**{c: r[c] for c in _JOB_COLUMNS}) if r is not None else None
 
         return await self._call(claim)
