@@ -369,6 +369,96 @@ def test_wrong_feedback_on_a_bound_answer_revokes_its_document(
     arun(main())
 
 
+# --- stores an older gateway left inconsistent -------------------------------------------------
+
+
+def test_a_start_repairs_what_an_older_gateway_left_inconsistent(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """A store written by a gateway before this session's fixes: a revocation that stopped
+    after the document (its entry still serving it), and "wrong" feedback that deleted a
+    bound answer's entry and left its document active. A gateway started on it served the
+    revoked answer and listed, exported and verified the other document as current. Start-up
+    repairs both, in the safe direction: the entry is revoked, the document too."""
+
+    other = "Why is the sky blue?"
+
+    async def main() -> None:
+        store = open_store()
+        old = await started(gateway(tmp_path, store))
+        assert (await ask(old, "alice"))[0] == "miss"
+        ((revoked, _),) = await documents(store)
+        # the older gateway's revocation: the document's state written, then it died
+        assert await store.set_document_state(revoked, "revoked")
+        # its "wrong" feedback on another bound answer: the entry deleted, the document kept
+        req = GenerationRequest(model="fake", messages=[Message("user", other)], temperature=0)
+        await old.complete(old.context(ACME, "/v1/chat/completions"), req)
+        await old.drain()
+        wronged = next(d for d, state in await documents(store) if d != revoked)
+        row = await store.get_document(wronged)
+        assert row is not None and row.entry is not None
+        await store.delete_entries([row.entry])
+
+        restarted = await started(gateway(tmp_path, store))
+        assert await documents(store) == sorted([(revoked, "revoked"), (wronged, "revoked")])
+        assert [e.revoked for e in await store.entries()] == [True]
+        assert await store.document_problems() == []
+        status, served, _ = await ask(restarted, "bob")
+        assert status == "miss" and served != revoked
+
+    arun(main())
+
+
+def test_docs_check_reports_what_disagrees_and_repairs_it(tmp_path: Path) -> None:
+    """``boundgate docs check`` lists each inconsistency with what a repair does and exits 1;
+    ``--repair`` repairs them (exit 0); then it finds nothing (exit 0)."""
+    from typer.testing import CliRunner
+
+    from boundgate.cli import app as cli
+
+    settings = fake_settings(tmp_path)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    try:
+
+        async def damage() -> str:
+            gw = await started(gateway(tmp_path, store))
+            assert (await ask(gw, "alice"))[0] == "miss"
+            ((doc, _),) = await documents(store)
+            assert await store.set_document_state(doc, "revoked")  # its entry not revoked
+            return doc
+
+        doc = arun(damage())
+    finally:
+        store.close()
+    (entry,) = arun(_entries(settings.db_path))
+
+    def check(*args: str) -> tuple[int, str]:
+        res = CliRunner().invoke(
+            cli, ["docs", "check", *args, "--config", str(tmp_path / "boundgate.toml")]
+        )
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+        return res.exit_code, " ".join(res.output.split())
+
+    code, text = check()
+    assert code == 1, text
+    assert f"{doc} (revoked_served): revoked, but its entry {entry} still serves it" in text
+    assert "1 found: `boundgate docs check --repair` repairs them" in text
+    code, text = check("--repair")
+    assert code == 0 and f"{doc} (revoked_served)" in text, text
+    assert "repaired: entry revoked" in text and "repaired 1" in text
+    assert check() == (0, "documents and their stored answers agree")
+
+
+async def _entries(db: Path) -> list[int]:
+    store = SQLiteStore(db)
+    store.open()
+    try:
+        return [e.key for e in await store.entries() if not e.revoked]
+    finally:
+        store.close()
+
+
 # --- rebinding at the right version ------------------------------------------------------------
 
 

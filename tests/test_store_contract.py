@@ -24,6 +24,7 @@ from boundgate.store import (
     BatchLineRow,
     Claim,
     CounterState,
+    DocumentProblem,
     DocumentRow,
     EnergyProfileRow,
     EntryVector,
@@ -1040,6 +1041,113 @@ def test_revoke_document_revokes_every_entry_that_serves_it(store: Store) -> Non
     assert states == {"doc_a": "revoked", "doc_b": "revoked", "doc_c": "active"}
     assert run(store.revoke_document("doc_a")) == [1]  # again: the same, nothing changes
     assert run(store.revoke_document("doc_missing")) is None
+
+
+def damaged(store: Store) -> None:
+    """Documents and entries as gateways before their writes were single transactions could
+    leave them, beside consistent ones that must stay as they are."""
+    # revoked, two entries still serving it: its own (its revocation stopped before it) and
+    # one an import run again pointed at it
+    run(store.put_entry(entry(1)))
+    run(store.put_document(doc("doc_revoked", 1.0, "revoked", entry=1)))
+    run(store.put_entry(entry(2, document_id="doc_revoked")))
+    # superseded by a rebind that finished over its revocation (its entry still revoked)
+    run(store.put_entry(entry(3)))
+    run(store.put_document(doc("doc_undone", 2.0, "superseded", entry=3, superseded_by="x")))
+    run(store.set_entry_document(3, "doc_undone", revoked=True))
+    # active, its entry never pointed at it (a bind stopped between its two writes)
+    run(store.put_entry(entry(4)))
+    run(store.put_document(doc("doc_unbound", 3.0, entry=4)))
+    run(store.set_entry_document(4, None))
+    # active, its entry deleted ("wrong" feedback on its exact hit), and one naming none
+    run(store.put_entry(entry(5)))
+    run(store.put_document(doc("doc_deleted", 4.0, "stale", entry=5)))
+    run(store.delete_entries([5]))
+    run(store.put_document(doc("doc_no_entry", 5.0)))
+    # a bind that stopped halfway, run again: two active documents, the entry names the second
+    run(store.put_entry(entry(6)))
+    run(store.put_document(doc("doc_first", 6.0, entry=6)))
+    run(store.set_entry_document(6, None))
+    run(store.put_document(doc("doc_second", 7.0, entry=6)))
+    # an entry naming a document never stored (an import stopped between its writes)
+    run(store.put_entry(entry(7, document_id="doc_never")))
+    run(store.add_question_variant(7, "x7b", "question 7 again", 1.0))
+    # consistent: active, superseded by a live version, stale, revoked whole, and a revoked
+    # entry naming no stored document (never served)
+    for key, doc_id, state in (
+        (10, "doc_ok", "active"),
+        (11, "doc_old", "superseded"),
+        (12, "doc_stale", "stale"),
+        (13, "doc_gone", "revoked"),
+    ):
+        run(store.put_entry(entry(key)))
+        run(store.put_document(doc(doc_id, 10.0 + key, state, entry=key)))
+    run(store.set_entry_document(13, "doc_gone", revoked=True))
+    run(store.put_entry(entry(14, document_id="doc_nowhere", revoked=True)))
+
+
+def test_documents_and_entries_that_disagree_are_found_and_repaired_once(store: Store) -> None:
+    """A store an older gateway left damaged: ``document_problems`` finds each kind (reading
+    only), ``repair_documents`` puts each right in the safe direction (nothing revoked is
+    served again, a document nothing serves is revoked, a bind is completed, an entry of a
+    document never stored is dropped) and returns what it did; run again it finds nothing."""
+    damaged(store)
+    expected = [
+        DocumentProblem("revocation_undone", "doc_undone", 3),
+        DocumentProblem("unbound_entry", "doc_unbound", 4),
+        DocumentProblem("unserved", "doc_deleted", 5),
+        DocumentProblem("unserved", "doc_first", 6),
+        DocumentProblem("unserved", "doc_no_entry", None),
+        DocumentProblem("missing_document", "doc_never", 7),
+        DocumentProblem("revoked_served", "doc_revoked", 1),
+        DocumentProblem("revoked_served", "doc_revoked", 2),
+    ]
+    assert run(store.document_problems()) == expected
+    assert run(store.document_problems()) == expected  # a check writes nothing
+    head = run(store.change_head())
+    assert run(store.repair_documents()) == expected
+    assert run(store.change_head()) > head  # other processes follow the repair
+    assert run(store.document_problems()) == []
+    assert run(store.repair_documents()) == []
+    states = {d.id: d.state for d in run(store.documents())}
+    assert states == {
+        "doc_revoked": "revoked",
+        "doc_undone": "revoked",
+        "doc_unbound": "active",
+        "doc_deleted": "revoked",
+        "doc_no_entry": "revoked",
+        "doc_first": "revoked",
+        "doc_second": "active",
+        "doc_ok": "active",
+        "doc_old": "superseded",
+        "doc_stale": "stale",
+        "doc_gone": "revoked",
+    }
+    entries = {e.key: (e.document_id, e.revoked) for e in run(store.entries())}
+    assert entries == {
+        1: ("doc_revoked", True),
+        2: ("doc_revoked", True),
+        3: ("doc_undone", True),
+        4: ("doc_unbound", False),
+        6: ("doc_second", False),
+        10: ("doc_ok", False),
+        11: ("doc_old", False),
+        12: ("doc_stale", False),
+        13: ("doc_gone", True),
+        14: ("doc_nowhere", True),
+    }
+    assert run(store.question_variants()) == []  # the dropped entry's too
+
+
+def test_a_consistent_store_has_nothing_to_repair_and_repairing_writes_nothing(
+    store: Store,
+) -> None:
+    run(store.put_entry(entry(1)))
+    run(store.put_document(doc("doc_ok", 1.0, entry=1)))
+    head = run(store.change_head())
+    assert run(store.document_problems()) == []
+    assert run(store.repair_documents()) == []
+    assert run(store.change_head()) == head
 
 
 # --- verifier labels ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``boundgate docs``: list, show, verify, export, import, bind and revoke bound documents;
-start a new signing key (``new-key``).
+check them against the stored answers serving them (``check``); start a new signing key
+(``new-key``).
 
 These commands work on the store directly (SQLite allows it beside a running server); a
 server notices a revocation at the next hit on the document's answer. The store is the one of
@@ -578,6 +579,51 @@ def docs_revoke(doc_id: DocIdArg, config: ConfigOpt = None, data_dir: DataDirOpt
     if not ok:
         raise _fail(f"no document {doc_id!r}", 2)
     print(f"revoked {doc_id}")
+
+
+@docs_app.command("check")
+def docs_check(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Put what is found right, in the safe direction (what the server does at "
+            "every start).",
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Find documents and stored answers that disagree; exit 1 if any (with --repair: repair
+    them, exit 0).
+
+    A gateway from before a bind, an import and a revocation were each one write could leave
+    a revoked document an answer still serves, a current document no answer serves (or whose
+    answer does not name it), an answer naming a document never stored, or a revocation a
+    rebind undid. The server repairs them at every start (never serving what was revoked);
+    this finds them meanwhile, e.g. left by an older replica during a rolling upgrade."""
+    from ..store.consistency import describe
+    from . import err, out
+
+    with _opened(config, data_dir) as (_, store):
+        found = asyncio.run(store.repair_documents() if repair else store.document_problems())
+    if not found:
+        out.print("documents and their stored answers agree", highlight=False)
+        return
+    for problem in found:
+        what, done = describe(problem)
+        line = f"{problem.document} ({problem.kind}): {what}"
+        out.print(line + (f"; repaired: {done}" if repair else ""), markup=False, highlight=False)
+    if repair:
+        out.print(f"repaired {len(found)}", highlight=False)
+        return
+    err.print(
+        f"{len(found)} found: `boundgate docs check --repair` repairs them (so does the "
+        "server's next start)",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(1)
 
 
 @docs_app.command("new-key")

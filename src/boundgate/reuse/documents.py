@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ..backends.base import GenerationRequest
 from ..clock import Clock
 from ..scheduler.jobs import JobQueue, model_requirement
-from ..store import DocumentRow, Store, StoredEntry
+from ..store import DocumentProblem, DocumentRow, Store, StoredEntry
+from ..store.consistency import describe
 from . import binding
 from .binding import Signer
 from .embedder import vector_bytes
@@ -33,6 +35,8 @@ from .scope import ReuseKey, exact_hash, reuse_key, scope_hash, verbatim_scope
 
 if TYPE_CHECKING:
     from .engine import ReuseEngine
+
+log = logging.getLogger("boundgate.reuse")
 
 
 class SigningKeyLost(ValueError):
@@ -109,6 +113,21 @@ class Documents:
         a key that is not there)."""
         if self.signer is None and self.key_dir is not None:
             self.signer = await load_signer(self.store, self.key_dir)
+
+    async def repair(self) -> list[DocumentProblem]:
+        """At start-up, before anything is loaded: make documents and the entries serving
+        them agree where a gateway from before their writes were single transactions left
+        them disagreeing (``DocumentStore.repair_documents``: a revoked document an entry
+        still serves, a current one nothing serves, a revocation a rebind undid, ...), in
+        the safe direction; each repair is logged as a warning. Every start runs it, so
+        what an older replica still running in a rolling upgrade leaves is repaired by the
+        next start too (``boundgate docs check`` finds it meanwhile). Returns what was
+        repaired (nothing, and no write, in a consistent store)."""
+        repaired = await self.store.repair_documents()
+        for problem in repaired:
+            found, done = describe(problem)
+            log.warning("document %s: %s; repaired: %s", problem.document, found, done)
+        return repaired
 
     @property
     def clock(self) -> Clock:  # the engine's, even when a test replaces it

@@ -69,6 +69,9 @@ class Loading:
         # the signing key first: a store whose documents name a key that is not here refuses
         # to start (``documents.load_signer``) before anything is loaded
         await self.documents.load_key()
+        # documents and entries an older gateway left disagreeing, put right before the
+        # entries are read (nothing revoked is ever loaded as servable)
+        await self.documents.repair()
         # the log's head first: whatever commits while loading is applied again by
         # ``catch_up``, which is idempotent, and nothing is missed
         self._seen = await self.store.change_head()

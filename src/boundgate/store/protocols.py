@@ -36,6 +36,7 @@ from .rows import (
     ChangeRow,
     Claim,
     CounterState,
+    DocumentProblem,
     DocumentRow,
     EnergyProfileRow,
     EntryVector,
@@ -349,6 +350,20 @@ class DocumentStore(Protocol):
 
     async def document_counts(self) -> dict[str, int]:
         """Documents per state (states with none are absent), for metrics."""
+
+    async def document_problems(self) -> list[DocumentProblem]:
+        """Where documents and the entries serving them disagree, as a gateway from before
+        their writes were single transactions could leave them (``consistency.CHECKS``: a
+        revoked document an entry still serves, a current one no entry serves or whose
+        entry does not name it, an entry naming a document that is not stored, a revocation
+        a rebind undid); in the checks' order, sorted within each. Reads only."""
+
+    async def repair_documents(self) -> list[DocumentProblem]:
+        """Repair what ``document_problems`` finds, in the safe direction (never serve what
+        was revoked; a document nothing serves is revoked; a bind that stopped halfway is
+        completed; an entry naming a document never stored is deleted), all in one
+        transaction (on PostgreSQL one repair at a time across replicas), and return what
+        was repaired. Writes nothing when nothing is found."""
 
 
 class LabelStore(Protocol):

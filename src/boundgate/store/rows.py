@@ -106,6 +106,16 @@ class DocumentRow:
 
 
 @dataclass(frozen=True)
+class DocumentProblem:
+    """A document and an entry that disagree (``DocumentStore.document_problems``): ``kind``
+    is one of ``consistency.CHECKS``' kinds, which say what is wrong and how it is repaired."""
+
+    kind: str
+    document: str  # its id (doc_…); for ``missing_document`` the id the entry names
+    entry: int | None  # the entry concerned (its key); None: the document names none
+
+
+@dataclass(frozen=True)
 class VariantRow:
     id: int
     exact: str  # the creative prompt's exact key

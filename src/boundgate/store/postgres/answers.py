@@ -8,7 +8,9 @@ from typing import Any
 
 from psycopg import Rollback
 
+from ..consistency import CHECKS
 from ..rows import (
+    DocumentProblem,
     DocumentRow,
     EntryVector,
     ObservationRow,
@@ -43,6 +45,16 @@ def _entry_from(r: dict[str, Any]) -> StoredEntry:
 
 def _doc_from(r: dict[str, Any]) -> DocumentRow:
     return DocumentRow(**{c: r[c] for c in _DOC_COLUMNS})
+
+
+# one bigint key for the documents' repair (the migrations' is another)
+_REPAIR_LOCK = 0x626F756E64726570  # "boundrep"
+
+
+async def _found(conn: _Conn, kind: str, select: str) -> list[DocumentProblem]:
+    rows = await _all(conn, select)
+    found = (DocumentProblem(kind, str(r["document"]), r["entry"]) for r in rows)
+    return sorted(found, key=lambda p: (p.document, p.entry or 0))
 
 
 async def _bind_entry(conn: _Conn, key: int, doc_id: str) -> bool:
@@ -307,6 +319,30 @@ class PostgresAnswers(PostgresBase):
 
     async def document_counts(self) -> dict[str, int]:
         return await self._state_counts("documents")
+
+    async def document_problems(self) -> list[DocumentProblem]:
+        async def run(conn: _Conn) -> list[DocumentProblem]:
+            return [p for check in CHECKS for p in await _found(conn, check.kind, check.select)]
+
+        return await self._run(run)
+
+    async def repair_documents(self) -> list[DocumentProblem]:
+        if not await self.document_problems():  # the common case: no write at all
+            return []
+
+        async def write(conn: _Conn) -> list[DocumentProblem]:
+            # replicas starting together repair one at a time: the second finds it done
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REPAIR_LOCK,))
+            repaired: list[DocumentProblem] = []
+            for check in CHECKS:  # each read after the repairs before it
+                found = await _found(conn, check.kind, check.select)
+                if found:
+                    for sql in check.repair:
+                        await conn.execute(sql.encode())
+                    repaired += found
+            return repaired
+
+        return await self._run(write, tx=True)
 
     # --- verifier labels -----------------------------------------------------------------
     async def add_observation(self, obs: ObservationRow) -> None:

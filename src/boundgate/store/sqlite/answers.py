@@ -15,8 +15,10 @@ from ..aggregate import (
     PRUNE_CHANGES_SQL,
     change_from,
 )
+from ..consistency import CHECKS
 from ..rows import (
     ChangeRow,
+    DocumentProblem,
     DocumentRow,
     EntryVector,
     ObservationRow,
@@ -79,6 +81,12 @@ def _bind_entry(conn: sqlite3.Connection, key: int, doc_id: str) -> bool:
         ).rowcount
         == 1
     )
+
+
+def _found(conn: sqlite3.Connection, kind: str, select: str) -> list[DocumentProblem]:
+    rows = conn.execute(select).fetchall()
+    found = (DocumentProblem(kind, str(r["document"]), r["entry"]) for r in rows)
+    return sorted(found, key=lambda p: (p.document, p.entry or 0))
 
 
 class SQLiteAnswers(SQLiteBase):
@@ -409,6 +417,28 @@ class SQLiteAnswers(SQLiteBase):
     async def has_own_documents(self) -> bool:
         sql = "SELECT 1 FROM documents WHERE public_key IS NULL LIMIT 1"
         return bool(await self._read(lambda conn: conn.execute(sql).fetchone() is not None))
+
+    async def document_problems(self) -> list[DocumentProblem]:
+        def run(conn: sqlite3.Connection) -> list[DocumentProblem]:
+            return [p for check in CHECKS for p in _found(conn, check.kind, check.select)]
+
+        return await self._read(run)
+
+    async def repair_documents(self) -> list[DocumentProblem]:
+        if not await self.document_problems():  # the common case: no write at all
+            return []
+
+        def write(conn: sqlite3.Connection) -> list[DocumentProblem]:
+            repaired: list[DocumentProblem] = []
+            for check in CHECKS:  # each read after the repairs before it
+                found = _found(conn, check.kind, check.select)
+                if found:
+                    for sql in check.repair:
+                        conn.execute(sql)
+                    repaired += found
+            return repaired
+
+        return await self._call(lambda conn: _all_or_none(conn, write)) or []
 
     async def set_entry_document(
         self, entry: int, doc_id: str | None, revoked: bool = False
