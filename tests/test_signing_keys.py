@@ -140,3 +140,54 @@ def test_commands_that_sign_nothing_make_no_key(tmp_path: Path) -> None:
         pass
     assert (b / "data" / binding.PRIVATE_KEY_FILE).exists()
     assert docs(b, "export", "--out", str(tmp_path / "out.json"))[0] == 0
+
+
+def test_a_document_signed_with_a_lost_key_verifies_with_the_key_kept_for_it(
+    tmp_path: Path,
+) -> None:
+    """After ``docs new-key``, ``docs verify ID`` of a document the lost key signed called it
+    "signed by another key" unless given the kept public key with ``--public-key``, and an
+    import of the gateway's export stopped at the first such document. The data directory
+    keeps that key (``signing-key.FINGERPRINT.pub.pem``) and the document names it: verify
+    uses it and says so, and the export carries it endorsed by the new key, so whoever
+    trusts the gateway's key imports the old documents too."""
+    old_doc = bind_one(tmp_path)
+    data = tmp_path / "data"
+    old_print = binding.Signer.load(data).fingerprint  # type: ignore[union-attr]
+    (data / binding.PRIVATE_KEY_FILE).unlink()
+    assert docs(tmp_path, "new-key")[0] == 0
+    new_doc = bind_one(tmp_path, "Why is the sky blue?")
+    new_print = binding.Signer.load(data).fingerprint  # type: ignore[union-attr]
+    kept = data / binding.kept_public_key_file(old_print)
+
+    code, text = docs(tmp_path, "verify", old_doc)
+    assert code == 0, text
+    assert text.startswith("valid") and f"key {binding.key_id_of(old_print)} ({kept}" in text
+    assert "an earlier signing key of this data directory" in text
+    code, text = docs(tmp_path, "verify", new_doc)
+    pub = data / binding.PUBLIC_KEY_FILE
+    assert code == 0 and f"key {binding.key_id_of(new_print)} ({pub})" in text, text
+
+    out = tmp_path / "export.ndjson"
+    assert docs(tmp_path, "export", "--format", "ndjson", "--out", str(out))[0] == 0
+    items = [json.loads(line) for line in out.read_text().splitlines()]
+    wrapped = [i for i in items if "issuer" in i]
+    assert [binding.short_id(i["document"]["@id"]) for i in wrapped] == [old_doc]
+    assert wrapped[0]["issuer"]["endorsedBy"] == binding.key_id_of(new_print)
+    # another gateway that knows only the new public key verifies and imports both
+    other = tmp_path / "other"
+    other.mkdir()
+    fake_settings(other, HASH)
+    public = ["--public-key", str(pub)]
+    res = CliRunner().invoke(
+        cli, ["docs", "verify", str(out), *public, "--config", str(other / "boundgate.toml")]
+    )
+    assert res.exit_code == 0 and res.output.count("valid ") == 2, res.output
+    res = CliRunner().invoke(
+        cli, ["docs", "import", str(out), *public, "--config", str(other / "boundgate.toml")]
+    )
+    assert res.exit_code == 0 and "imported 2" in res.output, res.output
+    # where no key of it is kept, it still names the way out
+    kept.unlink()
+    code, text = docs(tmp_path, "verify", old_doc)
+    assert code == 1 and "give it with --public-key" in text, text

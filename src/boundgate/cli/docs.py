@@ -28,7 +28,10 @@ The signing key is never made by a command that only revokes, verifies, imports 
 A document this gateway imported is verified with its issuer's key, kept at import; its
 export is wrapped too, ``{"document": {...}, "issuer": {...}}`` (with ``"state"`` when not
 active), the issuer's key endorsed by this gateway's (``binding.Signer.endorse``), so whoever
-verifies the export with this gateway's key verifies that document with its issuer's.
+verifies the export with this gateway's key verifies that document with its issuer's. So is
+one of its own signed with an earlier key, lost since (``docs new-key``), whose public key
+the data directory keeps (``binding.data_dir_keys``): ``verify`` checks each of the
+gateway's own documents with the key of the data directory its proof names, and says which.
 """
 
 from __future__ import annotations
@@ -192,6 +195,54 @@ def _document_key(doc: Any, issuer: Any, key: Any) -> tuple[Any, str | None]:
     return (endorsed.key, None) if endorsed.ok else (None, endorsed.reason)
 
 
+class _Keys:
+    """The keys documents are checked with: ``--public-key`` (a file's exporting gateway's)
+    alone when given; else this data directory's (``binding.data_dir_keys``): for a document
+    (or an issuer key's endorsement) whose proof names one of them, that one (an earlier
+    signing key, kept as ``signing-key.FINGERPRINT.pub.pem`` when it was lost, verifies what
+    it signed), else its signing key's, ``signing-key.pub.pem`` (a one-line error, exit 2,
+    if it is not there, when first needed)."""
+
+    def __init__(self, given: Path | None, settings: Any) -> None:
+        self.given = given
+        self.settings = settings
+        held = {} if given is not None else binding.data_dir_keys(settings.server.data_dir)
+        self.held = {k: (key, _source(path)) for k, (key, path) in held.items()}
+        self._default: tuple[Any, str] | None = None
+
+    def default(self) -> tuple[Any, str]:
+        """(the key, where it is from) of ``--public-key``, else of the data directory."""
+        if self._default is None:
+            path = self.given or self.settings.server.data_dir / binding.PUBLIC_KEY_FILE
+            self._default = (_public_key(self.given, self.settings), str(path))
+        return self._default
+
+    def named(self, key_id: Any) -> tuple[Any, str]:
+        """(key, where it is from) for the key ``key_id`` names: this data directory's of
+        that id, else ``default``."""
+        held = self.held.get(key_id) if isinstance(key_id, str) else None
+        return held if held is not None else self.default()
+
+    def of(self, doc: Any, issuer: Any) -> tuple[Any, str | None, str]:
+        """(the key ``doc`` verifies with, what is wrong before that check, where the key is
+        from): the key its proof names, or the issuer key an export carries beside it if
+        the key of the exporter that endorsed it (``_document_key``) is this one."""
+        if issuer is None:
+            key, source = self.named(binding.proof_key_id(doc))
+            return key, None, source
+        by = issuer.get("endorsedBy") if isinstance(issuer, dict) else None
+        trusted, source = self.named(by)
+        key, reason = _document_key(doc, issuer, trusted)
+        return key, reason, f"the issuer's, endorsed by {binding.key_id(trusted)}, {source}"
+
+
+def _source(path: Path) -> str:
+    """How ``docs verify`` names a key file of the data directory."""
+    if path.name == binding.PUBLIC_KEY_FILE:
+        return str(path)
+    return f"{path}, an earlier signing key of this data directory"
+
+
 def _name(doc: Any, number: int) -> str:
     """How errors name the ``number``-th document of a file (1-based): with its id if any."""
     doc_id = doc.get("@id") if isinstance(doc, dict) else None
@@ -323,19 +374,24 @@ def docs_verify(
     import would refuse. A file is checked with the exporting gateway's key (--public-key;
     default: this data directory's), and a document it carries with an issuer key (one that
     gateway imported) with that key, if the exporter endorsed it. A document in the store is
-    checked with the key it was verified with at import, else with --public-key."""
+    checked with the key it was verified with at import, else with --public-key, else with
+    the data directory's key its proof names: its signing key, or an earlier one kept when
+    that was lost (signing-key.FINGERPRINT.pub.pem). Each valid document is printed with the
+    key that verified it and where that key came from."""
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)
     path = Path(file_or_id)
-    # (document, state, the key to check it with, what is wrong before that check)
-    checks: list[tuple[Any, str, Any, str | None]] = []
+    # (document, state, the key to check it with, what is wrong before that check, where the
+    # key is from)
+    checks: list[tuple[Any, str, Any, str | None, str]] = []
+    keys = _Keys(public_key, settings)
     if file_or_id == "-" or path.exists():
         docs = _read_file(file_or_id)  # the file, then the key
-        key = _public_key(public_key, settings)
+        keys.default()
         for item in docs:
             doc, state, issuer = unwrap(item)
-            checks.append((doc, state, *_document_key(doc, issuer, key)))
+            checks.append((doc, state, *keys.of(doc, issuer)))
     else:
         from ..reuse.documents import verifying_key
         from . import no_store, opened_store, store_missing
@@ -346,22 +402,31 @@ def docs_verify(
             row = asyncio.run(store.get_document(doc_id_of(file_or_id)))
         if row is None:
             raise _fail(f"no file or document {file_or_id!r}", 2)
-        # an imported document carries its issuer's key: this directory's is not needed
-        key = _public_key(public_key, settings) if row.public_key is None else None
+        body = json.loads(row.body)
+        # an imported document carries its issuer's key: this directory's is not needed;
+        # one of its own, the key its proof names (an earlier one where the key was lost)
         try:
-            checks.append((json.loads(row.body), row.state, verifying_key(row, key), None))
+            if row.public_key is not None:
+                issuer = verifying_key(row, None)
+                checks.append((body, row.state, issuer, None, "the issuer's, kept at import"))
+            else:
+                checks.append((body, row.state, *keys.of(body, None)))
         except ValueError as exc:
-            checks.append((json.loads(row.body), row.state, None, f"its stored key: {exc}"))
+            checks.append((body, row.state, None, f"its stored key: {exc}", ""))
     if not checks:  # an empty or truncated export verifies nothing: never "all valid"
         raise _fail(f"no documents in {file_or_id}: nothing to verify", 1)
     bad = 0
-    for number, (doc, state, doc_key, wrong) in enumerate(checks, 1):
+    for number, (doc, state, doc_key, wrong, source) in enumerate(checks, 1):
         name = _name(doc, number)
         reason = wrong or _problem(doc, doc_key)
         if reason is None:
             marked = "" if state == "active" else f" ({state}: not imported by docs import)"
-            out.print(f"[green]valid[/green]   {escape(name + marked)}", highlight=False)
+            by = f", key {binding.key_id(doc_key)} ({source})"
+            out.print(f"[green]valid[/green]   {escape(name + marked + by)}", highlight=False)
         else:
+            mine = public_key is None and not source.startswith("the issuer's")
+            if mine and reason.startswith("signed by another key"):
+                reason += ": no public key of it in this data directory: give it with --public-key"
             bad += 1
             out.print(f"[red]INVALID[/red] {escape(f'{name}: {reason}')}", highlight=False)
     if bad:
@@ -409,17 +474,34 @@ def docs_export(
         wanted = None if state is ExportState.all else state.value
         rows = asyncio.run(store.documents(state=wanted))
     signer: binding.Signer | None = None
+    held = binding.data_dir_keys(settings.server.data_dir)
+    signer_loaded = False
+
+    def current() -> binding.Signer | None:
+        nonlocal signer, signer_loaded
+        if not signer_loaded:
+            signer, signer_loaded = _signer(settings), True
+        return signer
+
+    def earlier_key(row: Any) -> Any:
+        """The earlier signing key of this data directory that signed ``row``, one of its
+        own documents, if the key signing now can vouch for it; else None (bare)."""
+        named = held.get(binding.proof_key_id(json.loads(row.body)) or "")
+        if named is None or named[1].name == binding.PUBLIC_KEY_FILE or current() is None:
+            return None
+        return named[0]
 
     def item(row: Any) -> str:
-        nonlocal signer
-        if row.state == "active" and row.public_key is None:
+        earlier = earlier_key(row) if row.public_key is None else None
+        if row.state == "active" and row.public_key is None and earlier is None:
             return str(row.body)
         parts = [] if row.state == "active" else [f'"state":{json.dumps(row.state)}']
         parts.append(f'"document":{row.body}')
-        if row.public_key is not None:  # imported: its issuer's key, endorsed by this one
-            if signer is None:
-                signer = _signer(settings)
-            if signer is None:  # a key made now would endorse with a key nobody trusts
+        if row.public_key is not None or earlier is not None:
+            # imported: its issuer's key, endorsed by this one; signed here with an earlier
+            # key (lost since): that key, endorsed by the one signing now
+            endorser = current()
+            if endorser is None:  # a key made now would endorse with a key nobody trusts
                 path = (settings.server.data_dir / binding.PRIVATE_KEY_FILE).resolve()
                 raise _fail(
                     f"document {row.id} was imported: its issuer's key is endorsed with this "
@@ -427,10 +509,10 @@ def docs_export(
                     2,
                 )
             try:
-                issuer = binding.public_key_from_pem(row.public_key)
+                issuer = earlier or binding.public_key_from_pem(row.public_key)
             except ValueError as exc:
                 raise _fail(f"document {row.id}: its stored key: {exc}") from None
-            endorsement = signer.endorse(str(json.loads(row.body).get("@id")), issuer)
+            endorsement = endorser.endorse(str(json.loads(row.body).get("@id")), issuer)
             parts.append(f'"issuer":{json.dumps(endorsement, separators=(",", ":"))}')
         return "{" + ",".join(parts) + "}"
 
@@ -503,7 +585,8 @@ def docs_import(
     # the file and then the key first: a mistake there leaves no store behind, and a file
     # that is not there is named as such, not as a key missing for it
     docs = _read_file(str(file))
-    key = _public_key(public_key, settings)
+    keys = _Keys(public_key, settings)
+    keys.default()  # a key that is not there or not one: said before anything else
     if not docs:  # an empty or truncated export: as docs verify says, nothing to import
         raise _fail(f"no documents in {file}: nothing to import", 1)
     # every document is verified before the store is opened: a file whose first document
@@ -512,7 +595,7 @@ def docs_import(
     failure: str | None = None
     for number, item in enumerate(docs, 1):
         doc, state, issuer = unwrap(item)
-        doc_key, reason = _document_key(doc, issuer, key)
+        doc_key, reason, _ = keys.of(doc, issuer)
         reason = reason or _problem(doc, doc_key)
         if reason is not None:
             failure = f"{_name(doc, number)}: {reason}"
@@ -633,9 +716,10 @@ def docs_new_key(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     The server refuses to start, and docs bind to sign, without the key while the store
     holds documents it signed: restore signing-key.pem from a backup (or another replica)
     if you can. Otherwise this makes a new key pair. Documents signed with the lost key
-    then verify only with its public key (kept as signing-key.FINGERPRINT.pub.pem when
-    signing-key.pub.pem still held it), so check them and exports holding them with that
-    key (--public-key). Exit 2 where a signing key is there."""
+    then verify with its public key, kept as signing-key.FINGERPRINT.pub.pem when
+    signing-key.pub.pem still held it: docs verify uses it for them, and docs export
+    carries it beside them endorsed by the new key (without that file, give the old public
+    key to docs verify with --public-key). Exit 2 where a signing key is there."""
     from . import _settings, out
 
     settings = _settings(config, data_dir=data_dir)

@@ -197,6 +197,32 @@ class Signer:
         return {**options, "proofValue": base64.b64encode(signature).decode()}
 
 
+def proof_key_id(doc: Any) -> str | None:
+    """The id of the key a document's proof says signed it (``verificationMethod``,
+    ``urn:boundgate:key:<fingerprint>``); None if it names none."""
+    proof = doc.get("proof") if isinstance(doc, dict) else None
+    method = proof.get("verificationMethod") if isinstance(proof, dict) else None
+    return method if isinstance(method, str) else None
+
+
+def data_dir_keys(data_dir: Path) -> dict[str, tuple[Ed25519PublicKey, Path]]:
+    """The public keys a data directory holds, by key id (``key_id``), with their files: its
+    signing key's (``signing-key.pub.pem``) and the earlier ones kept beside it when its
+    private key was replaced (``kept_public_key_file``: ``signing-key.<fingerprint>.pub.pem``,
+    what ``docs new-key`` keeps of a lost key), so a document signed with a lost key is
+    verified with its own key (the one its proof names). Files that are not Ed25519 public
+    keys are skipped; a key in two files is given with ``signing-key.pub.pem``."""
+    keys: dict[str, tuple[Ed25519PublicKey, Path]] = {}
+    kept = sorted(data_dir.glob(kept_public_key_file("*")))
+    for path in [*kept, data_dir / PUBLIC_KEY_FILE]:  # the signing key's last: it wins
+        try:
+            key = public_key_from_pem(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        keys[key_id(key)] = (key, path)
+    return keys
+
+
 def kept_public_key_file(fingerprint: str) -> str:
     """The name ``signing-key.pub.pem`` is kept under when it held key ``fingerprint``
     but the private key beside it is another (``Signer.load``)."""

@@ -63,7 +63,7 @@ async def load_signer(store: Store, data_dir: Path) -> Signer:
             f"the signing key {path} is missing, but the store holds documents signed with "
             "it: restore the file from a backup (or copy it from another replica); to sign "
             "with a new key instead, run `boundgate docs new-key` (the documents signed "
-            "before then verify only with the old public key)"
+            "before then verify with the old public key, kept beside the new one)"
         )
     return Signer.load_or_create(data_dir)
 
