@@ -191,3 +191,16 @@ def test_a_document_signed_with_a_lost_key_verifies_with_the_key_kept_for_it(
     kept.unlink()
     code, text = docs(tmp_path, "verify", old_doc)
     assert code == 1 and "give it with --public-key" in text, text
+
+
+def test_the_dashboard_reads_a_document_signed_with_a_lost_key_as_valid(tmp_path: Path) -> None:
+    """The dashboard's document page checked a gateway's own documents with the signing key
+    in use only, so after ``docs new-key`` every document the lost key signed read "invalid:
+    signed by another key" there while ``docs verify`` called it valid."""
+    old_doc = bind_one(tmp_path)
+    data = tmp_path / "data"
+    (data / binding.PRIVATE_KEY_FILE).unlink()
+    assert docs(tmp_path, "new-key")[0] == 0
+    with Live.in_process(app_of(tmp_path)) as live:
+        page = live.http.get(f"/dashboard/documents/{old_doc}")
+        assert page.status_code == 200 and ">valid<" in page.text, page.text

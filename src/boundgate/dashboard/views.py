@@ -17,7 +17,6 @@ from typing import Any
 from ..fmt import plain_decimal
 from ..gateway import Gateway
 from ..reuse import binding
-from ..reuse.documents import verifying_key
 from ..scheduler.policy import CarbonAwareStart
 from ..store import ApiKey, DocumentRow, LedgerQuery
 from ..store.aggregate import BATCH_ENDED_STATES, REUSED
@@ -237,13 +236,13 @@ async def _walk(gw: Gateway, row: DocumentRow, link: str, limit: int = 50) -> li
 
 
 def _signature(gw: Gateway, row: DocumentRow, body: dict[str, Any]) -> dict[str, Any]:
-    """A document's signature state, checked with the key it verifies with: an imported
-    one's issuer key (kept at import), else this gateway's own. ``ok`` None: no key to
+    """A document's signature state, checked with the key it verifies with
+    (``Documents.key_of``): an imported one's issuer key (kept at import), else this gateway's
+    own (the earlier key its proof names, kept after ``docs new-key``). ``ok`` None: no key to
     check it with; ``issuer``: the key is the issuer's, not this gateway's."""
-    signer = gw.reuse.documents.signer if gw.reuse is not None else None
     issuer = row.public_key is not None
     try:
-        key = verifying_key(row, signer.public if signer is not None else None)
+        key = gw.reuse.documents.key_of(row) if gw.reuse is not None else None
     except ValueError as exc:
         return {"ok": False, "reason": f"its stored key: {exc}", "key": None, "issuer": issuer}
     if key is None:

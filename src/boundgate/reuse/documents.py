@@ -344,8 +344,22 @@ class Documents:
         return own is not None and binding.key_fingerprint(public_key) == own.fingerprint
 
     def key_of(self, row: DocumentRow) -> Ed25519PublicKey | None:
-        """The key ``row`` verifies with (``verifying_key``, with this gateway's own key)."""
-        return verifying_key(row, self.signer.public if self.signer is not None else None)
+        """The key ``row`` verifies with: an imported document's issuer key, else this
+        gateway's own: the key of the data directory (``key_dir``) its proof names where one
+        is kept there (signed before ``docs new-key`` replaced a lost key:
+        ``binding.data_dir_keys``), else the signing key in use (None: none here). Raises
+        ValueError if the stored issuer key is not an Ed25519 public key in PEM."""
+        own = self.signer.public if self.signer is not None else None
+        if row.public_key is None and self.key_dir is not None:
+            try:
+                named = binding.proof_key_id(json.loads(row.body))
+            except ValueError:
+                named = None  # (a body that is no JSON fails its check with any key)
+            if named is not None and (own is None or named != binding.key_id(own)):
+                kept = binding.data_dir_keys(self.key_dir).get(named)
+                if kept is not None:
+                    return kept[0]
+        return verifying_key(row, own)
 
     async def revoke(self, doc_id: str) -> bool:
         """Stop serving a document's answer; the document stays, marked revoked, and so do
