@@ -4,9 +4,12 @@ starting together migrate once, and one instance serves callers on several event
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -27,6 +30,23 @@ from helpers import (
     requires_jobs,
     wait_until,
 )
+
+
+@contextlib.contextmanager
+def _migrated_before(version: int, url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection (autocommit) to the schema at ``url`` with the migrations before
+    ``version`` applied and recorded, as a gateway of that time left it: what is written
+    through it is what the migrations from ``version`` on find."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "applied DOUBLE PRECISION NOT NULL)"
+        )
+        for number, name, sql in load_migrations():
+            if number < version:
+                conn.execute(sql.encode())
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (number, name))
+        yield conn
 
 
 def test_replicas_opening_together_migrate_once(postgres_schema: str) -> None:
@@ -152,15 +172,7 @@ def test_the_migration_carries_todays_usage_over_from_the_ledger(postgres_schema
     import json
     import time
 
-    first = [m for m in load_migrations() if m[0] == 1]
-    with psycopg.connect(postgres_schema, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied DOUBLE PRECISION NOT NULL)"
-        )
-        for version, name, sql in first:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+    with _migrated_before(2, postgres_schema) as conn:
         now = time.time()
         for rid, ts, p, c, reuse, extra in [
             ("a", now, 10, 20, None, None),
@@ -190,16 +202,8 @@ def test_keys_counters_start_from_their_usage_today(postgres_schema: str) -> Non
     before it: each key's counters start from what its requests used today."""
     import time
 
-    before = [m for m in load_migrations() if m[0] < 16]
     now = time.time()
-    with psycopg.connect(postgres_schema, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied DOUBLE PRECISION NOT NULL)"
-        )
-        for version, name, sql in before:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+    with _migrated_before(16, postgres_schema) as conn:
         for row in keys_ledger_rows(now):
             conn.execute(KEYS_LEDGER_INSERT.replace("?", "%s"), row)
     store = PostgresStore(postgres_schema)
@@ -216,18 +220,9 @@ def test_the_stranded_batches_sweep_reads_only_batches_not_ended(postgres_schema
     made, an audit found; it reads the partial index of the batches not ended."""
     from boundgate.store.postgres.work import STRANDED_BATCHES_SQL
 
-    before = [m for m in load_migrations() if m[0] < 17]
     rows = batches_rows()
-    with psycopg.connect(postgres_schema, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied DOUBLE PRECISION NOT NULL)"
-        )
-        for version, name, sql in before:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
-        with conn.cursor() as cur:
-            cur.executemany(BATCHES_INSERT.replace("?", "%s"), rows)
+    with _migrated_before(17, postgres_schema) as conn, conn.cursor() as cur:
+        cur.executemany(BATCHES_INSERT.replace("?", "%s"), rows)
     store = PostgresStore(postgres_schema)
     store.open()
     try:
@@ -247,15 +242,7 @@ def test_documents_stored_before_keys_were_kept_read_as_signed_by_the_own_key(
     (all bound by the gateway itself) keep no key, NULL: verified with the own key."""
     from boundgate.store import DocumentRow
 
-    before = [m for m in load_migrations() if m[0] < 10]
-    with psycopg.connect(postgres_schema, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied DOUBLE PRECISION NOT NULL)"
-        )
-        for version, name, sql in before:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+    with _migrated_before(10, postgres_schema) as conn:
         conn.execute(
             "INSERT INTO documents (id, entry, tenant, model, model_version, state, created, body)"
             " VALUES ('doc_old', NULL, 't', 'm', 'v1', 'active', 1.0, '{}')"
@@ -276,18 +263,9 @@ def test_open_rebind_jobs_get_their_models_version_as_requirement(postgres_schem
     """Migration 0018 (SQLite's 0023) on a database of the migrations before it: each open
     rebind job that names its version requires its document's model at that version, written
     as jobs.model_requirement writes it; the others require nothing."""
-    before = [m for m in load_migrations() if m[0] < 18]
-    with psycopg.connect(postgres_schema, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-            "applied DOUBLE PRECISION NOT NULL)"
-        )
-        for version, name, sql in before:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
-        with conn.cursor() as cur:
-            cur.executemany(REQUIRES_DOCUMENTS_INSERT.replace("?", "%s"), REQUIRES_DOCUMENTS)
-            cur.executemany(REQUIRES_JOBS_INSERT.replace("?", "%s"), requires_jobs())
+    with _migrated_before(18, postgres_schema) as conn, conn.cursor() as cur:
+        cur.executemany(REQUIRES_DOCUMENTS_INSERT.replace("?", "%s"), REQUIRES_DOCUMENTS)
+        cur.executemany(REQUIRES_JOBS_INSERT.replace("?", "%s"), requires_jobs())
     store = PostgresStore(postgres_schema)
     store.open()
     try:
