@@ -185,6 +185,18 @@ def test_plot_refuses_other_suffixes(seeded: tuple[Path, list[LedgerRow], float]
     assert not target.exists()
 
 
+def test_plot_into_a_missing_directory_is_one_line_and_exit_2(
+    seeded: tuple[Path, list[LedgerRow], float],
+) -> None:
+    """A trial: ``--plot /nonexistent/dir/x.png`` ended in matplotlib's traceback (exit 1)."""
+    data, _, _ = seeded
+    target = data.parent / "missing" / "report.png"
+    res = run("--plot", str(target), "--data-dir", str(data))
+    assert res.exit_code == 2, res.stderr
+    assert "is not a directory" in plain(res.stderr) and "Traceback" not in res.stderr
+    assert not target.parent.exists()
+
+
 def test_plot_without_matplotlib_says_what_to_install(
     seeded: tuple[Path, list[LedgerRow], float], monkeypatch: pytest.MonkeyPatch
 ) -> None:

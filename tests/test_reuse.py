@@ -339,6 +339,11 @@ def test_the_embeddings_model_is_listed_in_models(fake_live: Live) -> None:
     assert "energy_profile" not in info  # metered per request, no per-token profile
     one = fake_live.http.get("/v1/models/all-MiniLM-L6-v2")
     assert one.status_code == 200 and one.json()["id"] == "all-MiniLM-L6-v2"
+    # each model read alone is as the list shows it, boundgate's details included (a trial:
+    # GET /v1/models/{id} had no "boundgate" object)
+    for listed_model in entry:
+        alone = fake_live.http.get(f"/v1/models/{listed_model['id']}")
+        assert alone.status_code == 200 and alone.json() == listed_model
     # it embeds, it does not generate: a chat request naming it is told so
     r = fake_live.http.post(
         "/v1/chat/completions",

@@ -182,8 +182,13 @@ class PlotUnavailable(Exception):
 
 
 def check_plot_path(path: Path) -> None:
+    """Raises ValueError unless ``path`` names a .png or .svg file in a directory that
+    exists (checked before the report is read: a trial's ``--plot /nonexistent/x.png``
+    ended in matplotlib's traceback)."""
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise ValueError(f"{path.name!r}: the plot can be written to a .png or .svg file")
+    if not path.parent.is_dir():
+        raise ValueError(f"{str(path.parent)!r} is not a directory")
 
 
 def require_matplotlib() -> None:
@@ -329,5 +334,10 @@ def report(
             with_total = [*rows, totals(rows)] if rows else rows
             write_rows(fmt, rows, DAY_FIELDS, lambda: _day_table(with_total, title))
         if plot_path is not None:
-            plot(plot_path, asyncio.run(store.report_by_period(start, HOUR)), start, now)
+            try:
+                plot(plot_path, asyncio.run(store.report_by_period(start, HOUR)), start, now)
+            except OSError as exc:  # no permission, a full disk
+                message = f"cannot write {plot_path}: {exc.strerror or exc}"
+                err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+                raise typer.Exit(2) from None
             err.print(f"plot written to {plot_path}", highlight=False)

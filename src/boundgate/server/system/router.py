@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from ...backends.base import Backend
 from ...errors import AuthenticationError, ErrorCode
 from ...gateway import EMBEDDING_MODEL, Gateway, RequestContext
 from ...reuse.embedder import MAX_TOKENS
@@ -37,20 +38,7 @@ async def list_models(
     gw = gateway_of(request)
     created = int(request.app.state.started)
     await gw.profiles.refresh()  # a profile measured while serving shows at once
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": created,
-            "owned_by": "upstream" if b.remote else "boundgate",
-            "boundgate": {
-                **b.describe(),
-                "default": name == gw.default_model,
-                "energy_profile": gw.profiles.describe(name),
-            },
-        }
-        for name, b in gw.backends.items()
-    ]
+    data = [_backend_model(gw, name, b, created) for name, b in gw.backends.items()]
     if gw.router is not None:
         data += [
             {
@@ -73,6 +61,22 @@ async def list_models(
             }
         )
     return {"object": "list", "data": data}
+
+
+def _backend_model(gw: Gateway, name: str, b: Backend, created: int) -> dict[str, Any]:
+    """A backend's model object, with boundgate's details (``describe``, whether it is the
+    default, its energy profile)."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": created,
+        "owned_by": "upstream" if b.remote else "boundgate",
+        "boundgate": {
+            **b.describe(),
+            "default": name == gw.default_model,
+            "energy_profile": gw.profiles.describe(name),
+        },
+    }
 
 
 def _embedding_description(gw: Gateway) -> dict[str, Any]:
@@ -107,28 +111,29 @@ def _auto_description(router: Router, name: str) -> dict[str, Any]:
 async def get_model(
     model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
+    """One model, as ``GET /v1/models`` lists it (with boundgate's details); 404
+    ``model_not_found`` for an unknown name."""
     gw = gateway_of(request)
+    created = int(request.app.state.started)
     if gw.router is not None and model_id in gw.router.model_names():
         return {
             "id": model_id,
             "object": "model",
-            "created": int(request.app.state.started),
+            "created": created,
             "owned_by": "boundgate",
+            "boundgate": _auto_description(gw.router, model_id),
         }
     if gw.reuse is not None and model_id in (EMBEDDING_MODEL, gw.reuse.embedder.name):
         return {
             "id": EMBEDDING_MODEL,
             "object": "model",
-            "created": int(request.app.state.started),
+            "created": created,
             "owned_by": "boundgate",
+            "boundgate": _embedding_description(gw),
         }
     b = gw.resolve(model_id)
-    return {
-        "id": b.name,
-        "object": "model",
-        "created": int(request.app.state.started),
-        "owned_by": "upstream" if b.remote else "boundgate",
-    }
+    await gw.profiles.refresh()
+    return _backend_model(gw, b.name, b, created)
 
 
 @router.get("/healthz", tags=["operations"])
