@@ -1,7 +1,7 @@
 """``model: "auto"`` through the gateway: plan the ladder, climb its rungs through the normal
 pipeline (reuse lookup, generate, meter, remember) until an answer passes the router's checks,
 and ledger the whole climb as one request. A mixin of ``Gateway`` (``pipeline.py``), whose
-helpers it uses."""
+helpers it uses (``admission.py``, ``metering.py``, ``reusing.py``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,298 @@
+"""The reuse side of a request: its lookup (``_lookup``; above the creativity dial a
+pre-generated variant or a budgeted fresh answer, ``_creative``), an identical miss in flight
+waited for (``_coalesce``), a hit's ledger row committed before it is served (``_commit_hit``;
+an answer from memory found gone looked up again, ``_look_again``), a fresh answer remembered
+(``_remember``) and the flight it led landed (``_land``). ``_begin`` takes a named model's
+request through admission and its lookup. A mixin of ``Gateway`` (``pipeline.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ..backends.base import Backend, Completion, GenerationRequest, Usage
+from ..energy import EnergyReport, Measurement, Span
+from ..errors import BoundgateError
+from ..ledger import LedgerWriter
+from ..metrics import Metrics
+from ..reuse.engine import ReuseEngine
+from ..reuse.lookup import Lookup
+from ..reuse.scope import answer_fits
+from ..reuse.stored import request_json, usage_of
+from ..reuse.variants import CreativityBuffer, variant_entry, variants_key
+from ..store import LedgerRow
+from ..tenants import Limiter, Reservation
+from .context import RequestContext
+
+
+class Reusing:
+    """Lookup, coalescing, a hit's commit, remembering (mixed into ``Gateway``)."""
+
+    if TYPE_CHECKING:  # what it uses of the gateway
+        creativity: CreativityBuffer | None
+        ledger: LedgerWriter
+        limiter: Limiter
+        metrics: Metrics
+        reuse: ReuseEngine | None
+
+        def _prepare(self, req: GenerationRequest) -> tuple[Backend, int]: ...
+        async def _admit(
+            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
+        ) -> Reservation: ...
+        @staticmethod
+        def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None: ...
+        async def _refused(
+            self, ctx: RequestContext, err: BoundgateError, counted: Reservation
+        ) -> None: ...
+        async def yield_to_interactive(
+            self, poll_s: float = 0.05, max_s: float = 300.0
+        ) -> None: ...
+        async def record_error(
+            self,
+            ctx: RequestContext,
+            err: BoundgateError,
+            req: GenerationRequest | None = None,
+            *,
+            stream: bool = False,
+            usage: Usage | None = None,
+            energy: EnergyReport | None = None,
+            lookup: Lookup | None = None,
+        ) -> None: ...
+        def _report(self, m: Measurement | None, ctx: RequestContext) -> EnergyReport | None: ...
+        def _span(self) -> Span: ...
+        def _hit_energy(self, span: Span, ctx: RequestContext) -> EnergyReport: ...
+
+    async def _lookup(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        check_live: bool = True,
+    ) -> Lookup | None:
+        """``check_live``: see ``ReuseEngine.lookup`` (False: a hit may come from memory,
+        ``Lookup.unchecked``, and ``_commit_hit`` then checks it with the ledger row)."""
+        if self.reuse is None:
+            return None
+        p, key = self.reuse.plan_for(
+            req,
+            tenant=ctx.tenant.name,
+            model_version=backend.version,
+            endpoint=ctx.endpoint,
+            cache_control=ctx.cache_control,
+        )
+        stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)
+        if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
+            await self._creative(ctx, req, lookup, variants=p.variants)
+        lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
+        return lookup
+
+    async def _creative(
+        self, ctx: RequestContext, req: GenerationRequest, lookup: Lookup, *, variants: bool
+    ) -> None:
+        """Above the dial: a pre-generated variant if one is left (and ``variants``: the
+        request takes stored answers), else a budgeted fresh one."""
+        buf = self.creativity
+        if buf is None or lookup.key is None:
+            return
+        asker = self.asker(ctx, req) or ctx.tenant.name
+        if buf.limits.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
+            await buf.admit_novel(ctx.tenant.name)  # raises 429
+        body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        key = variants_key(lookup.key.exact, req.temperature)
+        variant = (
+            await buf.take(key, asker, body, key_id=ctx.tenant.key_id, tenant=ctx.tenant.name)
+            if variants
+            else None
+        )
+        if variant is not None and answer_fits(
+            variant.finish_reason, variant.completion_tokens, req.max_tokens
+        ):
+            lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
+            lookup.unchecked = False  # a variant is no stored answer: recorded as it is
+            return
+        await buf.admit_novel(ctx.tenant.name)
+        lookup.novel = True
+
+    @staticmethod
+    def asker(ctx: RequestContext, req: GenerationRequest) -> str | None:
+        """Who asked, for the prompt registry: tenant + the request's user, else the key."""
+        if ctx.internal:
+            return None
+        return f"{ctx.tenant.name}\x00{req.user or ctx.tenant.key_id or ''}"
+
+    async def _remember(
+        self,
+        ctx: RequestContext,
+        lookup: Lookup | None,
+        backend: Backend,
+        completion: Completion,
+        energy: EnergyReport,
+        req: GenerationRequest,
+    ) -> None:
+        if self.reuse is None or lookup is None:
+            return
+        await self.reuse.remember(
+            lookup,
+            completion,
+            tenant=ctx.tenant.name,
+            model=backend.name,
+            model_version=backend.version,
+            cost_wh=energy.wh,
+            cost_gco2=energy.gco2,
+            cost_method=energy.method,
+            request=req,
+            asker=self.asker(ctx, req),
+        )
+        self.reuse.settle_soon(lookup, completion.text, ctx.request_id, self.asker(ctx, req))
+
+    async def _begin(
+        self, ctx: RequestContext, req: GenerationRequest, stream: bool, check_live: bool = True
+    ) -> tuple[Backend, Reservation, Lookup | None, Span]:
+        """Resolve, admit and look up (waiting for an identical request in flight, if one
+        is computing the answer); errors are recorded and re-raised. A miss may come back
+        leading a flight (``lookup.flight``): the caller lands it when it is done.
+        ``check_live``: see ``_lookup``."""
+        if ctx.internal:
+            await self.yield_to_interactive()
+        try:
+            backend, reasoning = self._prepare(req)
+            reservation = await self._admit(ctx, req, backend, reasoning)
+        except BoundgateError as err:
+            await self.record_error(ctx, err, req, stream=stream)
+            raise
+        span = self._span()
+        try:
+            lookup = ctx.reuse = await self._lookup(ctx, req, backend, check_live)
+            self._refuse_if_spent(ctx, lookup)
+            if lookup is not None and ctx.budget_refusal is None:
+                lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
+        except BoundgateError as err:  # e.g. the daily budget's 429 after the lookup
+            self.limiter.settle(reservation, 0)
+            await self._refused(ctx, err, reservation)
+            energy = self._report(span.stop(), ctx)  # the lookup ran: its energy counts
+            await self.record_error(ctx, err, req, stream=stream, energy=energy, lookup=ctx.reuse)
+            raise
+        except asyncio.CancelledError:  # the client left while waiting
+            self.limiter.settle(reservation, 0)
+            row = self.ledger.row(
+                ctx,
+                req,
+                backend,
+                stream=stream,
+                energy=self._report(span.stop(), ctx),
+                outcome="cancelled",
+                status=499,
+                lookup=ctx.reuse,
+            )
+            self.ledger.commit_soon(row)
+            raise
+        return backend, reservation, lookup, span
+
+    async def _coalesce(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        lookup: Lookup,
+        span: Span,
+    ) -> Lookup:
+        """A miss that an identical request in flight is computing waits for it, at most
+        ``reuse.coalesce_wait_s`` on an upstream, until it lands on a local model (which
+        would make the waiter queue behind the leader anyway) (reuse/flight.py): its stored
+        answer as a ``hit-coalesced`` lookup, or, if it stored none that fits or the wait ran
+        out, ``lookup`` (the request runs on its own). The wait is not metered as this
+        request's energy."""
+        assert self.reuse is not None
+        flight = self.reuse.join_flight(lookup)
+        if flight is None:
+            return lookup
+        span.pause()
+        wait_s = self.reuse.settings.coalesce_wait_s
+        landed = await flight.wait(wait_s)
+        while not landed and not backend.remote and not flight.landed:
+            # A local model runs one generation at a time: a waiter that ran on its own now
+            # would queue behind the leader and then compute the same answer again. It waits
+            # on (its client leaving still cancels it); the wait bound is for upstreams.
+            landed = await flight.wait(wait_s)
+        span.resume()
+        hit = await self.reuse.after_flight(lookup) if landed else None
+        result = "served" if hit is not None else "alone"
+        self.metrics.reuse_coalesced.labels(model=backend.name, result=result).inc()
+        return hit or lookup
+
+    async def _look_again(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        gone: Lookup,
+        span: Span,
+        reservation: Reservation,
+    ) -> Lookup | None:
+        """The answer ``gone`` came from memory and its ledger row's check found it revoked
+        or rebound: forget the copy and look up again, reading the store (a hit then is
+        live; else a miss), metered on the request's ``span`` (resumed: the first lookup's
+        energy stays the request's). Errors are recorded and re-raised; the caller
+        settles ``reservation``."""
+        assert self.reuse is not None and gone.entry is not None
+        self.reuse.drop_answer(gone.entry.key)
+        span.resume()
+        lookup = None
+        try:
+            lookup = await self._lookup(ctx, req, backend)
+            self._refuse_if_spent(ctx, lookup)  # no stored answer after all: no fresh one
+        except BoundgateError as err:
+            await self._refused(ctx, err, reservation)
+            energy = self._report(span.stop(), ctx)
+            await self.record_error(ctx, err, req, energy=energy, lookup=lookup)
+            raise
+        ctx.reuse = lookup
+        return lookup
+
+    async def _commit_hit(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        lookup: Lookup,
+        span: Span,
+        *,
+        stream: bool,
+        reservation: Reservation | None = None,
+    ) -> tuple[EnergyReport, LedgerRow] | None:
+        """Commit a hit's ledger row; its energy and the row. None only for an answer from
+        memory (``lookup.unchecked``) that is no longer live: no row was written, and it must
+        not be served. With ``reservation`` (only for ``lookup.unchecked``), its holds are
+        given back in the row's statement and it is settled when the row is committed. A
+        streamed hit's row is not observed in the metrics yet: the replay's end decides
+        whether it was served or cancelled (``stream``). A client that leaves during the
+        commit got no answer: the row becomes a cancelled one, counted once."""
+        assert self.reuse is not None and lookup.entry is not None
+        energy = self._hit_energy(span, ctx)
+        usage = usage_of(lookup.entry)
+        await self.reuse.note_hit(lookup, self.asker(ctx, req))
+        row = self.ledger.row(
+            ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
+        )
+        try:
+            if lookup.unchecked:
+                release = self.limiter.release_of(reservation) if reservation is not None else None
+                if not await self.ledger.commit_hit(row, lookup.entry, release, observe=False):
+                    return None
+                if reservation is not None and release is not None:
+                    self.limiter.released(reservation)
+            else:
+                await self.ledger.commit(row, observe=False)
+        except asyncio.CancelledError:
+            self.ledger.amend_soon(self.ledger.cancelled(row))
+            raise
+        if not stream:
+            self.ledger.observe(row)
+        return energy, row
+
+    def _land(self, lookup: Lookup | None) -> None:
+        """The request is done (answered, failed or cancelled): requests waiting for it run
+        on their own if it stored nothing for them."""
+        if self.reuse is not None:
+            self.reuse.land(lookup)
