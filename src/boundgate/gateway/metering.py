@@ -24,6 +24,18 @@ from ..store import LedgerRow
 from .context import RequestContext, cut_short_reasoning, estimated_prompt_tokens
 
 
+def _work(backend: Backend, prompt_tokens: int, completion_tokens: int, wall_s: float) -> Work:
+    """What a generation on ``backend`` did, as its meter is told (``Meter.stop``, ``read``)."""
+    return Work(
+        backend_kind=backend.kind,
+        params_b=backend.params_b,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        wall_s=wall_s,
+        memory_gb=backend.memory_gb,
+    )
+
+
 class Metering:
     """Energy, write-ahead notes and error rows (mixed into ``Gateway``)."""
 
@@ -32,20 +44,21 @@ class Metering:
         creativity: CreativityBuffer | None
         ledger: LedgerWriter
         reuse_meter: Meter | None
+        meter_for: Callable[[Backend], Meter]
         energy_report: Callable[[Measurement, float], EnergyReport]
 
         def resolve(self, model: str | None) -> Backend: ...
 
+    def _generation_span(self, backend: Backend) -> GenerationSpan:
+        """The meter of a generation on ``backend``, from its start: now, or, for a backend
+        that reports it (``reports_start``), when the model starts on it."""
+        return GenerationSpan(
+            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
+        )
+
     def _measure(self, gen: GenerationSpan, backend: Backend, usage: Usage) -> Measurement:
         token, wall_s = gen.end()
-        work = Work(
-            backend_kind=backend.kind,
-            params_b=backend.params_b,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            wall_s=wall_s,
-            memory_gb=backend.memory_gb,
-        )
+        work = _work(backend, usage.prompt_tokens, usage.completion_tokens, wall_s)
         return gen.meter.stop(token, work)
 
     async def record_error(
@@ -129,14 +142,7 @@ class Metering:
         nothing while it waits for the model (its energy is the running generation's)."""
         if gen.token is None:
             return
-        work = Work(
-            backend_kind=backend.kind,
-            params_b=backend.params_b,
-            prompt_tokens=row.prompt_tokens,
-            completion_tokens=row.completion_tokens,
-            wall_s=gen.monotonic() - gen.t0,
-            memory_gb=backend.memory_gb,
-        )
+        work = _work(backend, row.prompt_tokens, row.completion_tokens, gen.monotonic() - gen.t0)
         e = self.energy_report(gen.meter.read(gen.token, work), row.ts)
         row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
         row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh

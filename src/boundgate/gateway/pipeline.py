@@ -19,7 +19,6 @@ from ..clock import Clock, SystemClock
 from ..energy import (
     EnergyReport,
     EnergyReporter,
-    GenerationSpan,
     Measurement,
     Meter,
     Sharing,
@@ -31,7 +30,7 @@ from ..ledger import LedgerWriter
 from ..metrics import Metrics
 from ..profiles import EnergyProfiles
 from ..reuse.engine import ReuseEngine
-from ..reuse.stored import replay_pieces, usage_of
+from ..reuse.stored import usage_of
 from ..reuse.variants import CreativityBuffer
 from ..routing.ladder import Router
 from ..scheduler.jobs import JobQueue
@@ -47,10 +46,8 @@ from .context import (
     new_request_id,
 )
 from .metering import Metering
-from .reusing import Reusing
+from .reusing import Reusing, replay
 from .routed import Routing
-
-REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
 
 
 class Gateway(Routing, Reusing, Metering, Admission):
@@ -224,35 +221,21 @@ class Gateway(Routing, Reusing, Metering, Admission):
             return result
         # a hit may come from memory: its ledger row's statement checks it is still live
         backend, reservation, lookup, span = await self._begin(ctx, req, False, check_live=False)
-        if lookup is not None and lookup.entry is not None and lookup.unchecked:
-            e = lookup.entry
-            try:
-                hit = await self._commit_hit(
-                    ctx, req, backend, lookup, span, stream=False, reservation=reservation
-                )
-                if hit is not None:
-                    completion = Completion(e.answer, e.finish_reason, usage_of(e))
-                    self.limiter.settle(reservation, 0)
-                    return Result(completion, backend.name, hit[0], lookup)
-                lookup = await self._look_again(ctx, req, backend, lookup, span, reservation)
-            except BaseException:
-                self.limiter.settle(reservation, 0)
-                raise
+        hit: tuple[EnergyReport, LedgerRow] | None = None
         if lookup is not None and lookup.entry is not None:
-            try:
-                hit = await self._commit_hit(ctx, req, backend, lookup, span, stream=False)
-            finally:
-                self.limiter.settle(reservation, 0)
+            lookup, hit = await self._commit_served(
+                ctx, req, backend, lookup, span, reservation, stream=False
+            )
+        if lookup is not None and lookup.entry is not None:
             assert hit is not None  # a checked lookup's row is always written
+            self.limiter.settle(reservation, 0)
             e = lookup.entry
             completion = Completion(e.answer, e.finish_reason, usage_of(e))
             return Result(completion, backend.name, hit[0], lookup)
         lookup_m = span.stop()
         cancel = CancelToken()
         usage = Usage(0, 0)
-        gen = GenerationSpan(
-            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
-        )
+        gen = self._generation_span(backend)
         m: Measurement | None = None  # the whole generation's, once it ended
         energy: EnergyReport | None
         try:
@@ -321,36 +304,18 @@ class Gateway(Routing, Reusing, Metering, Admission):
         backend, reservation, lookup, span = await self._begin(ctx, req, True, check_live=False)
         hit: tuple[EnergyReport, LedgerRow] | None = None
         if lookup is not None and lookup.entry is not None:
-            try:
-                hit = await self._commit_hit(
-                    ctx,
-                    req,
-                    backend,
-                    lookup,
-                    span,
-                    stream=True,
-                    reservation=reservation if lookup.unchecked else None,
-                )
-                if hit is None:  # from memory, and no longer live: nothing was written
-                    lookup = await self._look_again(ctx, req, backend, lookup, span, reservation)
-                    if lookup is not None and lookup.entry is not None:
-                        hit = await self._commit_hit(ctx, req, backend, lookup, span, stream=True)
-            except BaseException:
-                self.limiter.settle(reservation, 0)
-                raise
+            lookup, hit = await self._commit_served(
+                ctx, req, backend, lookup, span, reservation, stream=True
+            )
         if lookup is not None and lookup.entry is not None:
             assert hit is not None  # a checked lookup's row is always written
             hit_energy, hit_row = hit
             entry = lookup.entry
             replayed = False
             try:
-                for i, piece in enumerate(replay_pieces(entry.answer), 1):
-                    yield Chunk(piece)
-                    if i % REPLAY_YIELD_EVERY == 0:
-                        # Nothing in a replay waits: without a turn for the event loop, a long
-                        # answer would be sent whole (blocking other requests) and a client's
-                        # disconnect never heard before it ends.
-                        await asyncio.sleep(0)
+                async with contextlib.aclosing(replay(entry.answer)) as chunks:
+                    async for chunk in chunks:
+                        yield chunk
                 replayed = True
                 yield Finished(entry.finish_reason, usage_of(entry), hit_energy, lookup)
             finally:
@@ -369,9 +334,7 @@ class Gateway(Routing, Reusing, Metering, Admission):
         done = False
         produced = 0
         parts: list[str] = []
-        metered = GenerationSpan(
-            self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
-        )
+        metered = self._generation_span(backend)
         gen = backend.generate(dataclasses.replace(req, on_start=metered.begin), cancel)
         m: Measurement | None = None  # the whole generation's, once it ended
         try:

@@ -3,14 +3,16 @@ pre-generated variant or a budgeted fresh answer, ``_creative``), an identical m
 waited for (``_coalesce``), a hit's ledger row committed before it is served (``_commit_hit``;
 an answer from memory found gone looked up again, ``_look_again``), a fresh answer remembered
 (``_remember``) and the flight it led landed (``_land``). ``_begin`` takes a named model's
-request through admission and its lookup. A mixin of ``Gateway`` (``pipeline.py``)."""
+request through admission and its lookup, ``_commit_served`` its hit to the ledger, and
+``replay`` sends a whole answer as a stream. A mixin of ``Gateway`` (``pipeline.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
-from ..backends.base import Backend, Completion, GenerationRequest, Usage
+from ..backends.base import Backend, Chunk, Completion, GenerationRequest, Usage
 from ..energy import EnergyReport, Measurement, Span
 from ..errors import BoundgateError
 from ..ledger import LedgerWriter
@@ -18,11 +20,24 @@ from ..metrics import Metrics
 from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
 from ..reuse.scope import answer_fits
-from ..reuse.stored import request_json, usage_of
+from ..reuse.stored import replay_pieces, request_json, usage_of
 from ..reuse.variants import CreativityBuffer, variant_entry, variants_key
 from ..store import LedgerRow
 from ..tenants import Limiter, Reservation
 from .context import RequestContext
+
+REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
+
+
+async def replay(text: str) -> AsyncGenerator[Chunk, None]:
+    """``text``, a whole answer, as the chunks of a stream (``replay_pieces``)."""
+    for i, piece in enumerate(replay_pieces(text), 1):
+        yield Chunk(piece)
+        if i % REPLAY_YIELD_EVERY == 0:
+            # Nothing in a replay waits: without a turn for the event loop, a long
+            # answer would be sent whole (blocking other requests) and a client's
+            # disconnect never heard before it ends.
+            await asyncio.sleep(0)
 
 
 class Reusing:
@@ -290,6 +305,43 @@ class Reusing:
         if not stream:
             self.ledger.observe(row)
         return energy, row
+
+    async def _commit_served(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        lookup: Lookup,
+        span: Span,
+        reservation: Reservation,
+        *,
+        stream: bool,
+    ) -> tuple[Lookup | None, tuple[EnergyReport, LedgerRow] | None]:
+        """Commit the ledger row of ``lookup``'s hit before it is served (``_commit_hit``);
+        an answer from memory no longer live is looked up again (``_look_again``), and a hit
+        then committed. Returns the lookup that stands and, if it is a hit, its energy and
+        row (a miss: it is generated). Errors are recorded and re-raised, ``reservation``
+        settled then; else the caller settles it once the answer is served."""
+        found: Lookup | None = lookup
+        hit: tuple[EnergyReport, LedgerRow] | None = None
+        try:
+            hit = await self._commit_hit(
+                ctx,
+                req,
+                backend,
+                lookup,
+                span,
+                stream=stream,
+                reservation=reservation if lookup.unchecked else None,
+            )
+            if hit is None:  # from memory, and no longer live: nothing was written
+                found = await self._look_again(ctx, req, backend, lookup, span, reservation)
+                if found is not None and found.entry is not None:
+                    hit = await self._commit_hit(ctx, req, backend, found, span, stream=stream)
+        except BaseException:
+            self.limiter.settle(reservation, 0)
+            raise
+        return found, hit
 
     def _land(self, lookup: Lookup | None) -> None:
         """The request is done (answered, failed or cancelled): requests waiting for it run

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
-from ..clock import Clock
-from ..energy import EnergyReport, GenerationSpan, Measurement, Meter, Span, combine
+from ..energy import EnergyReport, GenerationSpan, Measurement, Span, combine
 from ..errors import BoundgateError, InvalidRequestError, RateLimitError
 from ..ledger import LedgerWriter
 from ..metrics import Metrics
@@ -75,12 +74,12 @@ class Routing:
         metrics: Metrics
         profiles: EnergyProfiles
         ledger: LedgerWriter
-        clock: Clock
         default_max_tokens: int
-        meter_for: Callable[[Backend], Meter]
         energy_report: Callable[[Measurement, float], EnergyReport]
 
         def _span(self) -> Span: ...
+        def _generation_span(self, backend: Backend) -> GenerationSpan: ...
+        def _report(self, m: Measurement | None, ctx: RequestContext) -> EnergyReport | None: ...
         async def _admit(
             self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
         ) -> Reservation: ...
@@ -187,9 +186,7 @@ class Routing:
         try:
             self._refuse_if_spent(ctx, lookup)  # the daily budget is spent: no fresh answer
             refuse_over_context(backend, req)
-            gen = GenerationSpan(
-                self.meter_for(backend), self.clock.monotonic, deferred=backend.reports_start
-            )
+            gen = self._generation_span(backend)
             note = await self._open_request(ctx, req, backend, gen, stream=stream)
             before = note.completion_tokens  # an earlier rung's, counted on the same note
             completion = await backend.complete(self._metered_request(req, gen, note), cancel)
@@ -360,7 +357,12 @@ class Routing:
             return Result(completion, backend.name, energy, lookup, route), row
         except BoundgateError as err:
             await self.record_error(
-                ctx, err, rreq, stream=stream, usage=climb.usage(), energy=self._spent(ctx, climb)
+                ctx,
+                err,
+                rreq,
+                stream=stream,
+                usage=climb.usage(),
+                energy=self._report(climb.spent, ctx),
             )
             raise
         except asyncio.CancelledError:
@@ -374,7 +376,7 @@ class Routing:
                     backend,
                     stream=stream,
                     usage=climb.usage(),
-                    energy=self._spent(ctx, climb),
+                    energy=self._report(climb.spent, ctx),
                     outcome="cancelled",
                     status=499,
                 )
@@ -393,9 +395,6 @@ class Routing:
         answering rung's is settled off the response's path (``_route``'s ``finally``)."""
         await self.limiter.settle_now(held, climb.rung_tokens, climb.rung_reasoning)
         climb.rung_tokens = climb.rung_reasoning = 0
-
-    def _spent(self, ctx: RequestContext, climb: Climb) -> EnergyReport | None:
-        return self.energy_report(climb.spent, ctx.started) if climb.spent is not None else None
 
     async def _stream_routed(
         self, ctx: RequestContext, req: GenerationRequest
