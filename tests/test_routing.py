@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from boundgate.assembly import build_app
@@ -526,6 +527,45 @@ def test_a_stream_is_escalated_before_any_token_is_sent(live: Live) -> None:
     assert events[-1]["boundgate"]["route"] == "small;escalated=refusal, medium;answered"
     row = live.ledger()[r.headers["x-request-id"]]
     assert row.stream and row.model == "medium" and row.outcome == "ok"
+
+
+def test_a_client_leaving_a_long_routed_stream_over_http_is_heard_and_ledgered_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Over a real socket: a model "auto" answer is replayed as a stream once a rung gave it,
+    and that replay yields to the event loop as it goes, as a stored answer's does, so a
+    client that closes its stream after the first bytes of a long answer is heard as gone and
+    its row is cancelled (it was not: nothing in the replay waited, so it ran to its end and
+    the row said ``ok``, blocking the server meanwhile)."""
+    text = CONFIG.format(data=tmp_path / "data", lookup_rung=0, daily_tokens=0)
+    cfg = write_config(tmp_path / "boundgate.toml", text)
+    words = 20_000
+    backends = {
+        name: FakeBackend(name, params_b=b.params_b, answers=lambda q: "word " * words)
+        for name, b in rungs().items()
+    }
+    app = build_app(
+        load_settings(cfg), backends=backends, task_classifier=FakeTaskClassifier(TASKS)
+    )
+    body = {
+        "model": "auto",
+        "stream": True,
+        "max_tokens": 30_000,
+        "messages": [{"role": "user", "content": MATH}],
+    }
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=120) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.headers["x-boundgate-route"] == "small;answered"
+            request_id = r.headers["x-request-id"]
+            next(r.iter_raw())  # the first bytes, then the client goes away
+        store = app.state.gateway.store
+        rows = wait_until(lambda: [x for x in arun(store.ledger()) if x.id == request_id])
+        assert len(rows) == 1
+        assert (rows[0].outcome, rows[0].status, rows[0].route) == (
+            "cancelled",
+            499,
+            "small;answered",
+        )
 
 
 def test_text_completions_are_routed(live: Live) -> None:

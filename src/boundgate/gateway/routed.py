@@ -6,6 +6,7 @@ helpers it uses (``admission.py``, ``metering.py``, ``reusing.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from ..metrics import Metrics
 from ..profiles import EnergyProfiles
 from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
-from ..reuse.stored import replay_pieces, usage_of
+from ..reuse.stored import usage_of
 from ..routing.ladder import Route, Router
 from ..store import LedgerRow
 from ..tenants import Limiter, Reservation
@@ -32,6 +33,7 @@ from .context import (
     refuse_over_context,
     worst_case_tokens,
 )
+from .reusing import replay
 
 
 @dataclass
@@ -400,12 +402,14 @@ class Routing:
         self, ctx: RequestContext, req: GenerationRequest
     ) -> AsyncGenerator[Chunk | Finished, None]:
         """An auto request streamed: the ladder runs to its answer first (a rung's answer must
-        pass the checks before any of it is sent), then the answer is replayed as chunks."""
+        pass the checks before any of it is sent), then the answer is replayed as chunks
+        (``replay``: with turns for the event loop, so a client leaving is heard)."""
         result, row = await self._route(ctx, req, stream=True)
         replayed = False
         try:
-            for piece in replay_pieces(result.completion.text):
-                yield Chunk(piece)
+            async with contextlib.aclosing(replay(result.completion.text)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             replayed = True
             await self.ledger.commit(row)
             c = result.completion
