@@ -276,3 +276,38 @@ def test_a_reasoning_generation_the_client_left_counts_its_reasoning(tmp_path: P
     row = _left_mid_generation(gw, store, "think about it")
     assert row.outcome == "cancelled" and row.completion_tokens >= 3
     assert 3 <= row.reasoning_tokens <= row.completion_tokens
+
+
+@pytest.mark.parametrize("model", ["fake", "auto"])
+def test_a_generation_failing_unexpectedly_leaves_its_note_to_become_its_row(
+    tmp_path: Path, model: str
+) -> None:
+    """A backend raising what is no ``BoundgateError`` (a bug) leaves the request without a
+    row of its own: its note, no longer renewed, becomes its row once the lease runs out. So
+    for a model "auto" request too (its note was renewed on, so while the process lived the
+    request was never ledgered)."""
+    settings = fake_settings(
+        tmp_path, '[reuse]\nembedder = "hash"\n[routing.ladders]\ndefault = ["fake"]\n'
+    )
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+
+    def bug(question: str) -> str:
+        raise RuntimeError("a bug in the backend")
+
+    gw = build_gateway(settings, store=store, backends={"fake": FakeBackend("fake", answers=bug)})
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        req = GenerationRequest(model=model, prompt="fails?", max_tokens=50, temperature=0)
+        with pytest.raises(RuntimeError):
+            await gw.complete(ctx, req)
+        await gw.drain()
+        assert not gw.ledger._open  # nothing left to renew
+        return await store.recover_requests(FAR)
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "interrupted" and row.model == "fake"

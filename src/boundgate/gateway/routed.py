@@ -384,6 +384,9 @@ class Routing:
                 )
             )
             raise
+        except Exception:  # no error of the gateway's (a bug): no row of its own is written,
+            self.ledger.close(ctx.request_id)  # so its note, no longer renewed, becomes it
+            raise
         finally:
             self.limiter.settle(held, climb.rung_tokens, climb.rung_reasoning)
 
