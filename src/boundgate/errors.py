@@ -78,6 +78,16 @@ class BoundgateError(Exception):
         self.retry_after = retry_after
         self.recorded = False  # set once a ledger row has been written for it
 
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request can never succeed, whenever it is sent again: a refusal of
+        the request itself, a 4xx (e.g. a 400 ``invalid_value`` for a worst case above a whole
+        daily budget, a 401 for a revoked key, a 404 for a model gone), except those that say
+        to try again later (408, 409, 429: the limits allow it once their window has moved).
+        A 5xx is not (the backend may recover). Background work drops what is refused for
+        good instead of retrying it (``scheduler/jobs.py``)."""
+        return 400 <= self.status_code < 500 and self.status_code not in (408, 409, 429)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "error": {

@@ -5,7 +5,11 @@ as a new document that supersedes the old one; ``variants`` pre-generates answer
 creative prompt (the creativity buffer). Both run through the gateway's pipeline
 (``Gateway.complete``) as its own work (:func:`internal_context`), under the limits of
 :func:`background_tenant`; a ``RateLimitError`` from the pipeline reaches the runner, which
-reschedules the job after its Retry-After (``variants`` keeps what it made and stops).
+reschedules the job after its Retry-After (``variants`` keeps what it made and stops). A
+refusal no retry changes (``BoundgateError.permanent``: a 400 for a request whose worst case
+is more than the tenant's whole daily budget) ends the job: ``variants`` keeps what it made
+and records the refusal in its result; a ``rebind`` reaches the runner, which fails it at
+once with the refusal as its result.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RateLimitError
+from ..errors import BoundgateError, RateLimitError
 from ..reuse.lookup import is_recorded_request
 from ..reuse.stored import request_from_json
 from ..store import KeyStore, VariantRow
@@ -106,7 +110,15 @@ async def background_tenant(
 
 
 async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
-    """Job handler: pre-generate answers for a creative prompt (creativity buffer)."""
+    """Job handler: pre-generate answers for a creative prompt (creativity buffer).
+
+    Returns ``{"variants": n, "exact": key}`` (``n`` made and stored), with ``"stopped"``
+    (the message of a 429: the tenant's limits allow no more for now; the next round asks
+    again) or ``"refused"`` (``{"message", "code", "param"}`` of a request refused for
+    good, :attr:`BoundgateError.permanent`: a 400 ``invalid_value`` when the prompt's worst
+    case is more than the whole daily budget it runs under) when the round ended early.
+    Either way the job is done: a round refused for good is not retried. Other errors
+    reach the runner (tried again)."""
     assert gateway.creativity is not None
     store = gateway.store
     exact = str(payload["exact"])
@@ -120,6 +132,7 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     )
     made: list[VariantRow] = []
     stopped: str | None = None
+    refused: dict[str, Any] | None = None
     for _ in range(int(payload.get("n", 1))):
         req = request_from_json(text)
         ctx = internal_context(gateway, tenant, str(body["endpoint"]), "no-store")
@@ -132,6 +145,14 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
                 result = await gateway.complete(ctx, req)
         except RateLimitError as exc:
             stopped = exc.message  # keep what was made; the next round asks again
+            break
+        except BoundgateError as exc:
+            if not exc.permanent:
+                raise  # the runner tries the job again (an upstream failure, say)
+            # refused for good (a 400: the prompt's worst case is more than the whole daily
+            # budget it runs under): no other draw would be admitted either, and no retry
+            # changes that, so the round ends here, keeping what was made, saying why
+            refused = {"message": exc.message, "code": exc.code, "param": exc.param}
             break
         c = result.completion
         # what serving it avoids: its generation's cost, not its lookup (as a stored answer's)
@@ -147,6 +168,8 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     out: dict[str, Any] = {"variants": len(made), "exact": exact}
     if stopped is not None:
         out["stopped"] = stopped
+    if refused is not None:
+        out["refused"] = refused
     return out
 
 

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from ..clock import Clock, SystemClock
-from ..errors import RateLimitError
+from ..errors import BoundgateError, RateLimitError
 from ..store import JobRow, Store
 
 log = logging.getLogger("boundgate.jobs")
@@ -232,7 +232,10 @@ class JobRunner:
     Retry-After instead. Either way it is held until then: a re-plan does not move it
     earlier (:meth:`JobQueue.replan`), and the kind's ``on_held`` hook is told the time (a
     batch shows it as its next start). One its handler hands back (:class:`HandBack`: not
-    for this process) is held the same way without counting the attempt. When it starts,
+    for this process) is held the same way without counting the attempt. One whose request
+    is refused for good (a :attr:`BoundgateError.permanent` error: a 400 for a worst case
+    above the tenant's whole daily budget, say) fails at once with that error as its result,
+    never retried, and its kind's ``on_failure`` hook is told. When it starts,
     and every ``replan_s`` after, it calls ``recover`` (work a process that died left without
     a job: a batch) and ``replan``.
 
@@ -381,6 +384,15 @@ class JobRunner:
                 await self._failed(job, payload, exc.message)
             return True
         except Exception as exc:  # a failing job must not stop the runner
+            if isinstance(exc, BoundgateError) and exc.permanent:
+                # the work's request is refused for good (a 400: its worst case is more than
+                # its tenant's whole daily budget): no retry can change that, so the job
+                # fails now, saying why, instead of after every attempt's backoff
+                log.warning("job %s (%s) refused for good: %s", job.id, job.kind, exc.message)
+                refused = {"error": exc.message, "code": exc.code, "status": exc.status_code}
+                await self._finish(job, "failed", refused)
+                await self._failed(job, payload, exc.message)
+                return True
             log.exception("job %s (%s) failed", job.id, job.kind)
             if job.attempts < self.max_attempts:
                 retry_at = self.clock.time() + self._backoff(job)
