@@ -1,8 +1,10 @@
 """The gateway's request-scoped types: a request's context, its result, the last event of a
-stream, and the checks every path shares (the context length, a prompt's estimated tokens)."""
+stream, and the checks every path shares (the context length, a prompt's estimated tokens, a
+reused answer's usage)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 
@@ -10,7 +12,9 @@ from ..backends.base import Backend, Completion, GenerationRequest, Usage
 from ..energy import EnergyReport
 from ..errors import BoundgateError, ContextLengthExceededError
 from ..reuse.lookup import Lookup
+from ..reuse.stored import asked_as_stored, usage_of
 from ..routing.ladder import Route
+from ..store import StoredEntry
 from ..tenants import Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -105,6 +109,28 @@ def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
     reported usage): 4 bytes a token, the estimate the context check uses, plus what the
     prompt format adds (``Backend.template_tokens``)."""
     return req.text_bytes() // 4 + backend.template_tokens(req)
+
+
+def hit_usage(backend: Backend, req: GenerationRequest, entry: StoredEntry) -> Usage:
+    """The usage a reused answer (``entry``, a hit of any kind) reports to the request ``req``
+    it serves on ``backend``, as OpenAI reports usage: ``prompt_tokens`` the prompt this
+    request sent, ``completion_tokens`` the answer's (``usage_of``: as generated, or its
+    estimate where never counted).
+
+    The prompt's tokens: the count the backend made when it generated the answer, if ``req``
+    sends that very prompt word for word (``asked_as_stored``) at that model version (what a
+    fresh answer would report); else the estimate used for any prompt no backend counted
+    (``estimated_prompt_tokens``, 4 bytes a token plus the prompt format's): a question served
+    by meaning, or another spelling of an exact key, is not the stored question, and an
+    imported document's entry has no count (0 was reported). A hit reports no
+    ``prompt_tokens_details.cached_tokens``: OpenAI counts there the prompt's prefix a model
+    reused while it generated anew; a reused answer ran no model (``x-boundgate-reuse`` says
+    it was reused)."""
+    stored = usage_of(entry)
+    counted = entry.prompt_tokens > 0 and entry.model_version == backend.version
+    if counted and asked_as_stored(entry, req):
+        return stored
+    return dataclasses.replace(stored, prompt_tokens=estimated_prompt_tokens(backend, req))
 
 
 @dataclass(frozen=True)

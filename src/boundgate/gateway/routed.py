@@ -20,7 +20,6 @@ from ..metrics import Metrics
 from ..profiles import EnergyProfiles
 from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
-from ..reuse.stored import usage_of
 from ..routing.ladder import Route, Router
 from ..store import LedgerRow
 from ..tenants import Limiter, Reservation
@@ -30,6 +29,7 @@ from .context import (
     Result,
     cut_short_reasoning,
     estimated_prompt_tokens,
+    hit_usage,
     refuse_over_context,
     worst_case_tokens,
 )
@@ -178,7 +178,7 @@ class Routing:
         if lookup is not None and lookup.entry is not None:
             assert self.reuse is not None
             e = lookup.entry
-            reused = Completion(e.answer, e.finish_reason, usage_of(e))
+            reused = Completion(e.answer, e.finish_reason, hit_usage(backend, req, e))
             climb.ran(lookup_m or Measurement(0.0, 0.0, 0.0, "estimate"), reused.usage, fresh=False)
             await self.reuse.note_hit(lookup, self.asker(ctx, req))
             return reused, lookup, check(reused)

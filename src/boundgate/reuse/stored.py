@@ -27,6 +27,24 @@ def usage_of(entry: StoredEntry) -> Usage:
     return Usage(entry.prompt_tokens, completion)
 
 
+def asked_as_stored(entry: StoredEntry, req: GenerationRequest) -> bool:
+    """Whether ``req`` sends the prompt ``entry``'s answer was generated for, word for word:
+    the same messages (or text prompt) as its recorded request (``request_json``). Not for
+    an answer without a recorded request (an imported document, a variant), nor one served
+    to another wording (a paraphrase by meaning, an exact key's other spelling)."""
+    body: Any = None
+    if entry.request:
+        try:
+            body = json.loads(entry.request)
+        except ValueError:
+            return False
+    if not isinstance(body, dict):
+        return False
+    if req.messages is not None:
+        return body.get("messages") == [m.fields() for m in req.messages]
+    return "prompt" in body and body["prompt"] == req.prompt
+
+
 def uncounted(entry: StoredEntry) -> bool:
     """Whether a stored answer's completion tokens are unknown: 0 for an answer that is not
     empty, which no generation reports (a document bound before ``bg:completionTokens``
