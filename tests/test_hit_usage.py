@@ -25,7 +25,8 @@ from boundgate.cli import app as cli
 from boundgate.gateway.context import estimated_prompt_tokens
 from boundgate.reuse import binding
 from boundgate.reuse.scope import reuse_key
-from helpers import Live, fake_settings
+from boundgate.settings import load_settings
+from helpers import Live, fake_settings, write_config
 
 Q = "What is the boiling point of water at sea level?"
 # the same exact key (runs of spaces are one space in its exact form), 9 bytes more
@@ -134,3 +135,42 @@ def test_an_imported_answer_reports_the_asked_prompts_tokens(tmp_path: Path) -> 
         assert usage["completion_tokens"] == 6
         status, streamed = streamed_usage(live, Q)
         assert status == "hit-exact" and streamed["prompt_tokens"] == estimate(live, Q)
+
+
+ROUTED = """
+[server]
+data_dir = "{data}"
+grid_zone = "DE-LU"
+
+[reuse]
+embedder = "hash"
+persist_index = false
+
+[routing.ladders]
+default = ["small", "large"]
+
+[models.small]
+backend = "fake"
+default = true
+params_b = 0.135
+
+[models.large]
+backend = "fake"
+params_b = 70
+"""
+
+
+def test_an_auto_requests_reused_rung_reports_the_asked_prompts_tokens(tmp_path: Path) -> None:
+    """``model: "auto"``: a rung served a stored answer reports the prompt the request sent
+    (``routed.py``; it reported the stored question's)."""
+    cfg = write_config(tmp_path / "boundgate.toml", ROUTED.format(data=tmp_path / "data"))
+    app = build_app(load_settings(cfg))
+    with Live.in_process(app) as live:
+        fresh = ask(live, Q, model="auto")
+        assert fresh.status_code == 200 and fresh.headers["x-boundgate-reuse"] == "miss"
+        spaced = ask(live, SPACED, model="auto")
+        assert spaced.headers["x-boundgate-reuse"] == "hit-exact", spaced.headers
+        req = GenerationRequest(model="small", messages=[Message("user", SPACED)])
+        asked = estimated_prompt_tokens(live.gateway.backends["small"], req)
+        assert asked != fresh.json()["usage"]["prompt_tokens"]
+        assert spaced.json()["usage"]["prompt_tokens"] == asked, spaced.json()["usage"]
