@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from boundgate.assembly import build_gateway
+import openai
+
+from boundgate.assembly import build_app, build_gateway
 from boundgate.backends.base import GenerationRequest, Message
 from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
@@ -29,7 +31,7 @@ from boundgate.scheduler.handlers import job_handlers
 from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import SQLiteStore, Store
 from boundgate.tenants import Tenant
-from helpers import arun, fake_settings
+from helpers import Live, arun, fake_settings, wait_until
 
 START = 1_900_000_000.0
 HAIKU = "Write a haiku about autumn."
@@ -192,3 +194,42 @@ def test_a_job_refused_for_good_tells_its_failure_hook_and_a_429_still_waits(
         arun(main())
     finally:
         store.close()
+
+
+def test_a_batch_line_beyond_the_whole_budget_is_that_lines_400(tmp_path: Path) -> None:
+    """Batch lines were already right, and stay so: a line the whole budget can never hold
+    gets its 400 in the error file, the batch goes on and completes (a 429 line likewise
+    gets its 429: ``test_batches.py``); nothing is retried."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    app = build_app(settings)
+    with Live.in_process(app) as live:
+        key = arun(live.gateway.store.create_key("acme", daily_tokens=500))
+        client: openai.OpenAI = live.openai(key.secret)
+
+        def line(i: int, max_tokens: int) -> str:
+            body = {
+                "model": "fake",
+                "messages": [{"role": "user", "content": f"Question number {i}?"}],
+                "temperature": 0,
+                "max_tokens": max_tokens,
+            }
+            url = "/v1/chat/completions"
+            return json.dumps({"custom_id": f"r{i}", "method": "POST", "url": url, "body": body})
+
+        content = "\n".join([line(0, 20), line(1, 1000), line(2, 20)]).encode()
+        f = client.files.create(file=("in.jsonl", content), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+        assert done.error_file_id is not None
+        (error,) = [
+            json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()
+        ]
+        assert error["custom_id"] == "r1" and error["response"]["status_code"] == 400
+        assert error["response"]["body"]["error"]["code"] == ErrorCode.INVALID_VALUE
+        (job,) = arun(live.gateway.store.jobs())
+        assert (job.state, job.attempts) == ("done", 1)
