@@ -30,7 +30,6 @@ from ..ledger import LedgerWriter
 from ..metrics import Metrics
 from ..profiles import EnergyProfiles
 from ..reuse.engine import ReuseEngine
-from ..reuse.stored import usage_of
 from ..reuse.variants import CreativityBuffer
 from ..routing.ladder import Router
 from ..scheduler.jobs import JobQueue
@@ -43,6 +42,7 @@ from .context import (
     Finished,
     RequestContext,
     Result,
+    hit_usage,
     new_request_id,
 )
 from .metering import Metering
@@ -175,7 +175,8 @@ class Gateway(Routing, Reusing, Metering, Admission):
         assert self.reuse is not None
         embedder = self.reuse.embedder
         span = self._span()
-        tokens = await asyncio.to_thread(embedder.count_tokens, texts)
+        tokenized = await asyncio.to_thread(embedder.tokenize, texts)
+        tokens = tokenized.tokens
         budget = self.limiter.budget(ctx.tenant)
         if budget and tokens > budget:  # no wait makes room for it: not a 429
             raise InvalidRequestError(
@@ -186,7 +187,7 @@ class Gateway(Routing, Reusing, Metering, Admission):
         reservation = await self.limiter.admit(ctx.tenant, tokens)
         done = False
         try:
-            vectors = await asyncio.to_thread(embedder.embed, texts)
+            vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
             done = True
         finally:
             self.limiter.settle(reservation, tokens if done else 0)
@@ -230,7 +231,7 @@ class Gateway(Routing, Reusing, Metering, Admission):
             assert hit is not None  # a checked lookup's row is always written
             self.limiter.settle(reservation, 0)
             e = lookup.entry
-            completion = Completion(e.answer, e.finish_reason, usage_of(e))
+            completion = Completion(e.answer, e.finish_reason, hit_usage(backend, req, e))
             return Result(completion, backend.name, hit[0], lookup)
         lookup_m = span.stop()
         cancel = CancelToken()
@@ -317,7 +318,9 @@ class Gateway(Routing, Reusing, Metering, Admission):
                     async for chunk in chunks:
                         yield chunk
                 replayed = True
-                yield Finished(entry.finish_reason, usage_of(entry), hit_energy, lookup)
+                yield Finished(
+                    entry.finish_reason, hit_usage(backend, req, entry), hit_energy, lookup
+                )
             finally:
                 # its row was committed before the replay, observed in the metrics only now
                 if replayed:

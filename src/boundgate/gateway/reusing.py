@@ -20,11 +20,11 @@ from ..metrics import Metrics
 from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
 from ..reuse.scope import answer_fits
-from ..reuse.stored import replay_pieces, request_json, usage_of
+from ..reuse.stored import replay_pieces, request_json
 from ..reuse.variants import CreativityBuffer, variant_entry, variants_key
 from ..store import LedgerRow
 from ..tenants import Limiter, Reservation
-from .context import RequestContext
+from .context import RequestContext, hit_usage
 
 REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
 
@@ -285,7 +285,7 @@ class Reusing:
         commit got no answer: the row becomes a cancelled one, counted once."""
         assert self.reuse is not None and lookup.entry is not None
         energy = self._hit_energy(span, ctx)
-        usage = usage_of(lookup.entry)
+        usage = hit_usage(backend, req, lookup.entry)
         await self.reuse.note_hit(lookup, self.asker(ctx, req))
         row = self.ledger.row(
             ctx, req, backend, stream=stream, usage=usage, energy=energy, lookup=lookup
