@@ -19,8 +19,10 @@ Steps:
    labelled pairs and on hard negatives (``--chat-style``, off by default: measured, not
    shipped). ``--siblings`` adds noun swaps for a WordNet sibling (flu / cold), and
    ``--chat-hard N`` up to N hard negatives made by the same rules from each labelled chatbot
-   pair of ``--chat-pairs`` (both off by default: measured, bench/RESULTS.md). Nothing is
-   made from any evaluation list.
+   pair of ``--chat-pairs`` (both off by default: measured, bench/RESULTS.md). ``--chat-data
+   FILE`` adds a hand-written labelled chatbot set (``training/data/chat_pairs_*.tsv``) to
+   the pairs of ``--chat-pairs``. Nothing is made from any evaluation list, and no pair
+   sharing a question with one is used (``pairdata.evaluation_questions``).
 3. Fine-tune: BCE on one logit, AdamW, linear warm-up (10 %) then linear decay, batch 32, each
    pair in a random order each epoch (the score should not depend on which side is stored).
 4. Select the epoch with the highest recall at <= 1 % of pairs wrong on ``quora_val.csv``
@@ -53,6 +55,7 @@ from pairdata import (  # noqa: E402
     evaluation_questions,
     figures,
     read_dev_pairs,
+    read_labelled_tsv,
     read_pairs,
     without_questions,
 )
@@ -114,6 +117,15 @@ def main() -> None:
         "(0: none, as the shipped model)",
     )
     p.add_argument(
+        "--chat-data",
+        type=Path,
+        action="append",
+        default=[],
+        help="a labelled chatbot set (tab-separated: question1, question2, label same or "
+        "different, kind; training/data/chat_pairs_*.tsv) joining the development sets' "
+        "pairs under --chat-pairs (repeatable; none by default, as the shipped model)",
+    )
+    p.add_argument(
         "--siblings",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -158,6 +170,8 @@ def main() -> None:
         every = read_dev_pairs(dev / "paraphrases_dev.tsv", 1) + read_dev_pairs(
             dev / "different_dev.tsv", 0
         )
+        for path in args.chat_data:
+            every += read_labelled_tsv(path)
         # never a question of what the model is selected, calibrated or measured on
         chat = without_questions(every, evaluation_questions(args.val))
         print(
@@ -285,6 +299,7 @@ def main() -> None:
                 "light_positives",
                 "chat_style",
                 "chat_pairs",
+                "chat_data",
                 "siblings",
                 "chat_hard",
                 "bf16",
@@ -303,6 +318,7 @@ def main() -> None:
         "host": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }
+    card["hyper_parameters"]["chat_data"] = [path.name for path in args.chat_data]
     (args.out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
 

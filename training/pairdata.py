@@ -30,6 +30,16 @@ def read_dev_pairs(path: Path, label: int) -> list[tuple[str, str, int]]:
         return [(r[cols][0], r[cols][1], label) for r in rows if len(r) >= cols.stop]
 
 
+def read_labelled_tsv(path: Path) -> list[tuple[str, str, int]]:
+    """A tab-separated labelled set with a header ``question1, question2, label, kind``
+    (``label`` ``same``/``opposite``/``different``): ``(question1, question2, 1 if same
+    else 0)``; ``#`` comment lines skipped (``training/data/chat_pairs_*.tsv``,
+    ``bench/data/opposites_heldout.tsv``)."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        return [(r["question1"], r["question2"], int(r["label"] == "same")) for r in rows]
+
+
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SETS = ROOT / "tests" / "data"
 
@@ -42,10 +52,13 @@ def evaluation_questions(val: Path) -> set[str]:
     """Every question of the sets the project measures or calibrates on, read as
     ``dev_questions`` reads them: ``val`` (quora_val.csv), the hand-written contradictions
     (``tests/data/contradictions*.tsv``), GPTCache's mock data beside ``val`` if present, and
-    ``bench/data/chat_heldout.csv``. Training data must share none of them."""
+    ``bench/data/chat_heldout.csv`` and ``opposites_heldout.tsv``. Training data must share
+    none of them."""
     out: set[str] = set()
     for path in (val, ROOT / "bench" / "data" / "chat_heldout.csv"):
         out |= {_plain(q) for a, b, _ in read_pairs(path) for q in (a, b)}
+    opposites = ROOT / "bench" / "data" / "opposites_heldout.tsv"
+    out |= {_plain(q) for a, b, _ in read_labelled_tsv(opposites) for q in (a, b)}
     for path in sorted(DEV_SETS.glob("contradictions*.tsv")):
         with path.open(encoding="utf-8", newline="") as fh:
             rows = csv.reader((line for line in fh if not line.startswith("#")), delimiter="\t")
