@@ -278,14 +278,15 @@ def test_a_reasoning_generation_the_client_left_counts_its_reasoning(tmp_path: P
     assert 3 <= row.reasoning_tokens <= row.completion_tokens
 
 
-@pytest.mark.parametrize("model", ["fake", "auto"])
+@pytest.mark.parametrize(("model", "stream"), [("fake", False), ("auto", False), ("fake", True)])
 def test_a_generation_failing_unexpectedly_leaves_its_note_to_become_its_row(
-    tmp_path: Path, model: str
+    tmp_path: Path, model: str, stream: bool
 ) -> None:
     """A backend raising what is no ``BoundgateError`` (a bug) leaves the request without a
     row of its own: its note, no longer renewed, becomes its row once the lease runs out. So
     for a model "auto" request too (its note was renewed on, so while the process lived the
-    request was never ledgered)."""
+    request was never ledgered), and for a streamed one (its row said ``cancelled`` 499, as if
+    the client had left)."""
     settings = fake_settings(
         tmp_path, '[reuse]\nembedder = "hash"\n[routing.ladders]\ndefault = ["fake"]\n'
     )
@@ -301,7 +302,11 @@ def test_a_generation_failing_unexpectedly_leaves_its_note_to_become_its_row(
         ctx = gw.context(OPEN_TENANT, "/v1/completions")
         req = GenerationRequest(model=model, prompt="fails?", max_tokens=50, temperature=0)
         with pytest.raises(RuntimeError):
-            await gw.complete(ctx, req)
+            if stream:
+                async for _ in gw.stream(ctx, req):
+                    pass
+            else:
+                await gw.complete(ctx, req)
         await gw.drain()
         assert not gw.ledger._open  # nothing left to renew
         return await store.recover_requests(FAR)

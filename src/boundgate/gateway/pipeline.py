@@ -335,6 +335,7 @@ class Gateway(Routing, Reusing, Metering, Admission):
         usage = Usage(0, 0)
         finish = "stop"
         done = False
+        fault = False  # what is no BoundgateError (a bug): no row of its own, as in complete
         produced = 0
         parts: list[str] = []
         metered = self._generation_span(backend)
@@ -381,30 +382,37 @@ class Gateway(Routing, Reusing, Metering, Admission):
                 ctx, err, req, stream=True, usage=usage, energy=spent, lookup=lookup
             )
             raise
+        except Exception:
+            # a bug: the request gets no row of its own here (a client that left is not what
+            # happened); its note, no longer renewed, becomes its ``interrupted`` row
+            fault = True
+            raise
         finally:
             self.ledger.close(ctx.request_id)
             self._land(lookup)
             if not done:
-                # The consumer went away mid-stream: stop the model, account what it did.
+                # The consumer went away mid-stream (or a bug ended it): stop the model,
+                # account what it did.
                 cancel.cancel()
                 await gen.aclose()
                 partial = self._streamed_so_far(backend, req, usage, produced)
                 if m is None:
                     m = self._measure(metered, backend, partial)
-                energy = self.energy_report(combine(m, lookup_m), ctx.started)
-                self.ledger.commit_soon(
-                    self.ledger.row(
-                        ctx,
-                        req,
-                        backend,
-                        stream=True,
-                        usage=partial,
-                        energy=energy,
-                        outcome="cancelled",
-                        status=499,
-                        lookup=lookup,
+                if not fault:
+                    energy = self.energy_report(combine(m, lookup_m), ctx.started)
+                    self.ledger.commit_soon(
+                        self.ledger.row(
+                            ctx,
+                            req,
+                            backend,
+                            stream=True,
+                            usage=partial,
+                            energy=energy,
+                            outcome="cancelled",
+                            status=499,
+                            lookup=lookup,
+                        )
                     )
-                )
                 usage = partial
             self.limiter.settle(reservation, usage.total_tokens or produced, usage.reasoning_tokens)
             self.ledger.processed(backend.name, usage)  # whatever the generation's end
