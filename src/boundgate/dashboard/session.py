@@ -85,7 +85,7 @@ class Sessions:
         if session.key_id is None:
             # an open-mode session is worthless once keys exist
             return None if keyed else session
-        key = next((k for k in await store.list_keys() if k.id == session.key_id), None)
+        key = await store.get_key(session.key_id)  # one row, not every key per page
         if key is None or key.revoked or not key.admin:
             return None
         return session
