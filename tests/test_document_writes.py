@@ -378,8 +378,9 @@ def test_a_start_repairs_what_an_older_gateway_left_inconsistent(
     """A store written by a gateway before this session's fixes: a revocation that stopped
     after the document (its entry still serving it), and "wrong" feedback that deleted a
     bound answer's entry and left its document active. A gateway started on it served the
-    revoked answer and listed, exported and verified the other document as current. Start-up
-    repairs both, in the safe direction: the entry is revoked, the document too."""
+    revoked answer. Start-up revokes the entry; the document nothing serves is left to an
+    operator (``docs check --repair`` revokes it): a valid document whose entry a replica
+    deleted before it saw the binding looks the same (a review's finding)."""
 
     other = "Why is the sky blue?"
 
@@ -397,14 +398,18 @@ def test_a_start_repairs_what_an_older_gateway_left_inconsistent(
         wronged = next(d for d, state in await documents(store) if d != revoked)
         row = await store.get_document(wronged)
         assert row is not None and row.entry is not None
+        await store.set_entry_document(row.entry, None)  # (deletes keep bound entries now)
         await store.delete_entries([row.entry])
 
         restarted = await started(gateway(tmp_path, store))
-        assert await documents(store) == sorted([(revoked, "revoked"), (wronged, "revoked")])
+        assert await documents(store) == sorted([(revoked, "revoked"), (wronged, "active")])
         assert [e.revoked for e in await store.entries()] == [True]
-        assert await store.document_problems() == []
+        assert [p.kind for p in await store.document_problems()] == ["unserved"]
         status, served, _ = await ask(restarted, "bob")
         assert status == "miss" and served != revoked
+        await store.repair_documents(everything=True)
+        states = dict(await documents(store))
+        assert (states[revoked], states[wronged]) == ("revoked", "revoked")
 
     arun(main())
 

@@ -306,7 +306,7 @@ def test_engine_never_serves_across_scopes(
         # cosine alternative served held-out ones on a stream of chatbot paraphrases)
         (
             "Is the comet getting nearer to the sun?",
-            "Is the comet getting further from the sun?",
+            "Is the comet getting farther from the sun?",
             "polarity",
         ),
         (
@@ -319,7 +319,7 @@ def test_engine_never_serves_across_scopes(
             "why do sunflowers turn away from the sun",
             "polarity",
         ),
-        ("Is the economy contracting?", "Is the economy expanding?", "polarity"),
+        ("Is the economy in expansion?", "Is the economy in contraction?", "polarity"),
         ("signs of iron deficiency", "signs of iron excess", "polarity"),
         ("what if i drink too much coffee", "what if i drink too little coffee", "polarity"),
         ("Is there a shortage of nurses?", "Is there a surplus of nurses?", "polarity"),
@@ -330,7 +330,7 @@ def test_engine_never_serves_across_scopes(
         ("A man is sitting on a bench", "A man is standing on a bench", "polarity"),
         ("The man is getting into the car", "The man is getting out of the car", "polarity"),
         ("A plane is taking off", "A plane is landing", "polarity"),
-        ("The woman is entering the room", "The woman is leaving the room", "polarity"),
+        ("The woman is entering the room", "The woman is exiting the room", "polarity"),
         ("A boy is going into the water", "A boy is coming out of the water", "polarity"),
         ("A man is laughing", "A man is crying", "polarity"),
         # an answer's length asked as a level (a held-out chatbot look-alike, pair 0.93)
@@ -355,6 +355,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("Is renting less expensive than buying?", "Is renting cheaper than buying?"),
         ("Is a lion more strong than a tiger?", "Is a lion stronger than a tiger?"),
         ("What is the best way to learn Python?", "How should I learn Python?"),
+        # one leaves or enters a comment; "further" is mostly "more" (a review's findings)
+        ("How do I leave a comment in Google Docs?", "How do I enter a comment in Google Docs?"),
+        ("Can you take a closer look at this code?", "Can you look further into this code?"),
+        ("Can I expand my phone contract?", "How do I extend my phone contract?"),
         # "into" and "out of" alone are no opposites
         ("How do I make a bowl out of clay?", "How do I turn clay into a bowl?"),
         # "best" is no grade of "bad" (irregular grades are only far's)

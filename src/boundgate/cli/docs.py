@@ -683,13 +683,17 @@ def docs_check(
     A gateway from before a bind, an import and a revocation were each one write could leave
     a revoked document an answer still serves, a current document no answer serves (or whose
     answer does not name it), an answer naming a document never stored, or a revocation a
-    rebind undid. The server repairs them at every start (never serving what was revoked);
-    this finds them meanwhile, e.g. left by an older replica during a rolling upgrade."""
+    rebind undid. The server repairs at every start what cannot be valid (never serving
+    what was revoked); a current document no answer serves and an answer naming a document
+    never stored (also what an older replica's import looks like between its two writes)
+    are repaired only here, with --repair, once no older replica runs."""
     from ..store.consistency import describe
     from . import err, out
 
     with _opened(config, data_dir) as (_, store):
-        found = asyncio.run(store.repair_documents() if repair else store.document_problems())
+        found = asyncio.run(
+            store.repair_documents(everything=True) if repair else store.document_problems()
+        )
     if not found:
         out.print("documents and their stored answers agree", highlight=False)
         return

@@ -118,11 +118,12 @@ class Documents:
         """At start-up, before anything is loaded: make documents and the entries serving
         them agree where a gateway from before their writes were single transactions left
         them disagreeing (``DocumentStore.repair_documents``: a revoked document an entry
-        still serves, a current one nothing serves, a revocation a rebind undid, ...), in
-        the safe direction; each repair is logged as a warning. Every start runs it, so
-        what an older replica still running in a rolling upgrade leaves is repaired by the
-        next start too (``boundgate docs check`` finds it meanwhile). Returns what was
-        repaired (nothing, and no write, in a consistent store)."""
+        still serves, a revocation a rebind undid, a bind that stopped halfway), in the
+        safe direction; each repair is logged as a warning. What only an operator can judge
+        (a current document nothing serves, an entry naming a document not stored, as an
+        older replica's import is between its two writes) is left to ``boundgate docs
+        check --repair``. Returns what was repaired (nothing, and no write, in a consistent
+        store)."""
         repaired = await self.store.repair_documents()
         for problem in repaired:
             found, done = describe(problem)

@@ -13,7 +13,12 @@ completed. The statements take no parameters and read the same on SQLite and Pos
 
 Repairs run in this order, each check read again after the repairs before it (a repair can
 make what a later check finds: a document revoked by ``revocation_undone`` may still have
-entries serving it, which ``revoked_served`` then revokes).
+entries serving it, which ``revoked_served`` then revokes). Every start runs the
+``automatic`` ones; ``unserved`` and ``missing_document`` run only when an operator asks
+(``docs check --repair``): an older replica's import between its two writes looks like a
+``missing_document`` for a moment, and a document whose entry a replica deleted before it
+saw the binding (before deletes kept bound entries) is valid, not one "wrong" feedback
+meant to revoke (a review's findings: both were revoked at the next start).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ class Check:
     repaired: str  # what the repair does
     select: str
     repair: tuple[str, ...]
+    # repaired at every start (``DocumentStore.repair_documents``); else only when asked
+    # (``repair_documents(everything=True)``, ``docs check --repair``): what the current
+    # code's own writes can leave for a moment (an older replica's import between its two
+    # writes) or what only an operator can judge (a document whose entry is gone)
+    automatic: bool = True
 
 
 CHECKS: tuple[Check, ...] = (
@@ -85,6 +95,7 @@ CHECKS: tuple[Check, ...] = (
             "UPDATE documents SET state = 'revoked' WHERE id IN (SELECT d.id FROM documents d "
             f"WHERE {_CURRENT} AND NOT {_SERVED} AND NOT {_OWN_UNBOUND})",
         ),
+        automatic=False,
     ),
     Check(
         "missing_document",
@@ -100,6 +111,7 @@ CHECKS: tuple[Check, ...] = (
             "DELETE FROM reuse_entries WHERE document_id IS NOT NULL AND NOT revoked "
             "AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = reuse_entries.document_id)",
         ),
+        automatic=False,
     ),
     Check(
         "revoked_served",

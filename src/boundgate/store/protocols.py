@@ -221,7 +221,9 @@ class AnswerStore(Protocol):
 
     async def delete_entries(self, keys: list[int]) -> None:
         """Delete the entries ``keys`` and their question variants; unknown keys are
-        skipped."""
+        skipped, and so are entries bound to a document (a process that has not yet seen
+        another's binding may ask: a bound answer's document is revoked, never left with
+        nothing serving it)."""
 
     async def set_entry_document(
         self, entry: int, doc_id: str | None, revoked: bool = False
@@ -358,12 +360,14 @@ class DocumentStore(Protocol):
         entry does not name it, an entry naming a document that is not stored, a revocation
         a rebind undid); in the checks' order, sorted within each. Reads only."""
 
-    async def repair_documents(self) -> list[DocumentProblem]:
-        """Repair what ``document_problems`` finds, in the safe direction (never serve what
-        was revoked; a document nothing serves is revoked; a bind that stopped halfway is
-        completed; an entry naming a document never stored is deleted), all in one
+    async def repair_documents(self, everything: bool = False) -> list[DocumentProblem]:
+        """Repair what ``document_problems`` finds, in the safe direction, all in one
         transaction (on PostgreSQL one repair at a time across replicas), and return what
-        was repaired. Writes nothing when nothing is found."""
+        was repaired; writes nothing when nothing is found. Always (every start): never
+        serve what was revoked, revoke a superseded document whose revocation a rebind
+        undid, complete a bind that stopped halfway. With ``everything`` (an operator's
+        ``docs check --repair``) also: revoke a current document nothing serves, delete an
+        entry naming a document never stored (``consistency.Check.automatic``)."""
 
 
 class LabelStore(Protocol):

@@ -139,9 +139,15 @@ class PostgresAnswers(PostgresBase):
             return
 
         async def delete(conn: _Conn) -> None:
-            await conn.execute("DELETE FROM reuse_entries WHERE key = ANY(%s::bigint[])", (keys,))
+            # a bound entry stays (its document is revoked, never orphaned)
+            cur = await conn.execute(
+                "DELETE FROM reuse_entries WHERE key = ANY(%s::bigint[]) "
+                "AND document_id IS NULL RETURNING key",
+                (keys,),
+            )
+            deleted = [int(r[0]) for r in await cur.fetchall()]
             await conn.execute(
-                "DELETE FROM reuse_question_variants WHERE entry = ANY(%s::bigint[])", (keys,)
+                "DELETE FROM reuse_question_variants WHERE entry = ANY(%s::bigint[])", (deleted,)
             )
 
         await self._run(delete, tx=True)
@@ -326,15 +332,16 @@ class PostgresAnswers(PostgresBase):
 
         return await self._run(run)
 
-    async def repair_documents(self) -> list[DocumentProblem]:
-        if not await self.document_problems():  # the common case: no write at all
-            return []
+    async def repair_documents(self, everything: bool = False) -> list[DocumentProblem]:
+        checks = [c for c in CHECKS if everything or c.automatic]
+        if not any(p.kind in {c.kind for c in checks} for p in await self.document_problems()):
+            return []  # the common case: no write at all
 
         async def write(conn: _Conn) -> list[DocumentProblem]:
             # replicas starting together repair one at a time: the second finds it done
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REPAIR_LOCK,))
             repaired: list[DocumentProblem] = []
-            for check in CHECKS:  # each read after the repairs before it
+            for check in checks:  # each read after the repairs before it
                 found = await _found(conn, check.kind, check.select)
                 if found:
                     for sql in check.repair:

@@ -169,9 +169,14 @@ class SQLiteAnswers(SQLiteBase):
         )
 
     async def delete_entries(self, keys: list[int]) -> None:
-        for key in keys:
-            await self._execute("DELETE FROM reuse_entries WHERE key = ?", (key,))
-            await self._execute("DELETE FROM reuse_question_variants WHERE entry = ?", (key,))
+        def delete(conn: sqlite3.Connection) -> bool:
+            for key in keys:  # a bound entry stays (its document is revoked, never orphaned)
+                sql = "DELETE FROM reuse_entries WHERE key = ? AND document_id IS NULL"
+                if conn.execute(sql, (key,)).rowcount:
+                    conn.execute("DELETE FROM reuse_question_variants WHERE entry = ?", (key,))
+            return True  # (kept)
+
+        await self._call(lambda conn: _all_or_none(conn, delete))
 
     async def add_observation(self, obs: ObservationRow) -> None:
         await self._execute(
@@ -424,13 +429,14 @@ class SQLiteAnswers(SQLiteBase):
 
         return await self._read(run)
 
-    async def repair_documents(self) -> list[DocumentProblem]:
-        if not await self.document_problems():  # the common case: no write at all
-            return []
+    async def repair_documents(self, everything: bool = False) -> list[DocumentProblem]:
+        checks = [c for c in CHECKS if everything or c.automatic]
+        if not any(p.kind in {c.kind for c in checks} for p in await self.document_problems()):
+            return []  # the common case: no write at all
 
         def write(conn: sqlite3.Connection) -> list[DocumentProblem]:
             repaired: list[DocumentProblem] = []
-            for check in CHECKS:  # each read after the repairs before it
+            for check in checks:  # each read after the repairs before it
                 found = _found(conn, check.kind, check.select)
                 if found:
                     for sql in check.repair:
