@@ -65,6 +65,9 @@ base_url = "{BASE_URL}"
     (row,) = lines_with(listed.output, BASE_URL)
     assert "remote-model-with-a-long-name" in row
     assert "estimate (EcoLogits, output tokens only)" in row
+    # a local model's estimate says it is not this host's, and how to measure it
+    text = " ".join(listed.output.split())
+    assert "not this host" in text and "boundgate models profile" in text
     assert "…" not in listed.output
     assert "all-MiniLM-L6-v2" not in listed.output  # reuse off: no embeddings served
 

@@ -88,8 +88,13 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
             if d["source"] == "profile":
                 when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(d["measured_at"]))
                 label = f"{d['method']}, {when} UTC on {d['host']}"
-            else:
+            elif backends[name].remote:
                 label = "estimate (EcoLogits, output tokens only)"
+            else:  # EcoLogits models GPU servers: far above a small model on this CPU
+                label = (
+                    "estimate (EcoLogits' GPU-server model, output tokens only; not this "
+                    "host: measure it with `boundgate models profile`)"
+                )
             cells = [
                 _range(d["prompt_wh_per_1k_tokens"], d["prompt_wh_per_1k_tokens_range"]),
                 _range(d["output_wh_per_1k_tokens"], d["output_wh_per_1k_tokens_range"]),
