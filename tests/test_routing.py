@@ -33,6 +33,7 @@ CREATIVE = "Write a haiku about rain."
 REWRITE = "Summarise the following text: the cat sat on the mat."
 CODE = "Write a Python function that reverses a string."
 BROKEN = "Tell me about the weather."  # the small rung fails with 503
+DOWN = "Write a limerick about an outage."  # every rung fails with 503
 UNSURE = "What is 17 times 23?"  # the small rung answers wrong, with a low log-probability
 
 TASKS = {
@@ -91,7 +92,13 @@ aliases = ["big"]
 """
 
 
+def _down(question: str) -> None:
+    if question == DOWN:
+        raise ServiceUnavailableError("every model is down")
+
+
 def small_answers(question: str) -> str:
+    _down(question)
     if question == MATH:
         return "144"
     if question == LOOKUP:
@@ -113,12 +120,14 @@ def small_logprobs(question: str) -> float:
 
 
 def medium_answers(question: str) -> str:
+    _down(question)
     return {LOOKUP: "Canberra.", CREATIVE: "Grey clouds gather, soft rain falls."}.get(
         question, f"medium answer to {question}"
     )
 
 
 def large_answers(question: str) -> str:
+    _down(question)
     return f"large answer to {question}"
 
 
@@ -857,6 +866,29 @@ def test_batch_lines_are_routed(tmp_path: Path) -> None:
         assert out["math"]["model"] == "small"
         assert out["lookup"]["model"] == "medium"
         assert out["lookup"]["boundgate"]["route"] == "small;escalated=refusal, medium;answered"
+    finally:
+        live.http.close()
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
+def test_a_failed_creative_auto_request_gives_its_novelty_unit_back(tmp_path: Path) -> None:
+    """An auto request above the dial counts one novelty unit at its first rung's lookup
+    (``ctx.novel``, so later rungs do not count it again); when the route then fails, nothing
+    fresh was made and the unit is given back, as for a named model (it was kept: the next
+    creative request of the day got 429, a helper's reading of the split pipeline)."""
+    live = routed_live(
+        tmp_path,
+        FakeTaskClassifier(TASKS),
+        "\n[creativity]\nmin_askers = 100\n",
+    )
+    live.gateway.creativity.limits.novelty_per_day = 1
+    live.gateway.creativity.limits.novelty_exhausted = "reject"
+    try:
+        failed = chat(live, DOWN, temperature=1.2)
+        assert failed.status_code == 503, failed.text
+        r = chat(live, CREATIVE, temperature=1.2)
+        assert r.status_code == 200, r.text
+        assert_error(chat(live, MATH, temperature=1.2), 429, code="novelty_budget_exhausted")
     finally:
         live.http.close()
         live.srv_exit(None, None, None)  # type: ignore[attr-defined]

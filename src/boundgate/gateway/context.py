@@ -35,6 +35,8 @@ class RequestContext:
     reuse: Lookup | None = None  # what the reuse layer decided, once it has
     internal: bool = False  # the gateway's own work (rebind jobs): no asker is counted
     novel: bool = False  # already counted against the novelty budget (variants, an auto rung)
+    # an auto request's first rung counted the unit itself: given back if the route fails
+    novel_counted: bool = False
     route: Route | None = None  # model: "auto": the rungs tried so far
     # the daily budget's refusal (its 429; a 400 for a request the whole budget can never
     # hold), while the request looks for a stored answer (which uses no tokens) instead:

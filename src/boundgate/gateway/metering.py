@@ -78,7 +78,9 @@ class Metering:
         if err.recorded:
             return
         err.recorded = True
-        if ctx.reuse is not None and ctx.reuse.novel and not ctx.novel and self.creativity:
+        counted = ctx.novel_counted or (ctx.reuse is not None and ctx.reuse.novel and not ctx.novel)
+        if counted and self.creativity:
+            ctx.novel_counted = False
             await self.creativity.refund_novel(ctx.tenant.name)  # nothing fresh was made
         backend = None
         if req is not None:

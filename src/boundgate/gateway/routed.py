@@ -173,8 +173,10 @@ class Routing:
             climb.ran(span.stop())
             raise
         lookup_m = span.stop()
-        if lookup is not None and lookup.novel:
-            ctx.novel = True  # counted once against the novelty budget, not once per rung
+        if lookup is not None and lookup.novel and not ctx.novel:
+            # counted once against the novelty budget, not once per rung; this request
+            # counted it, so a route that fails gives it back (``record_error``)
+            ctx.novel = ctx.novel_counted = True
         if lookup is not None and lookup.entry is not None:
             assert self.reuse is not None
             e = lookup.entry
