@@ -10,20 +10,18 @@ background work lets interactive requests go first (``yield_to_interactive``). A
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, GenerationRequest
 from ..errors import BoundgateError, ErrorCode, InvalidRequestError, RateLimitError
-from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
-from ..settings import ReasoningSettings
-from ..tenants import Limiter, Reservation
+from ..tenants import Reservation
 from .context import (
     RequestContext,
     refuse_over_context,
     worst_case_answer_tokens,
     worst_case_tokens,
 )
+from .state import GatewayState
 
 # refusals for tokens a fresh answer would use: a stored answer, which uses none, is served
 BUDGET_CODES = frozenset(
@@ -31,17 +29,8 @@ BUDGET_CODES = frozenset(
 )
 
 
-class Admission:
+class Admission(GatewayState):
     """``_prepare``, ``_admit`` and the daily budget's refusals (mixed into ``Gateway``)."""
-
-    if TYPE_CHECKING:  # what it uses of the gateway
-        backends: dict[str, Backend]
-        default_max_tokens: int
-        limiter: Limiter
-        reasoning: ReasoningSettings
-        reuse: ReuseEngine | None
-
-        def resolve(self, model: str | None) -> Backend: ...
 
     def _prepare(self, req: GenerationRequest) -> tuple[Backend, int]:
         """The request's backend, its defaults applied and its context checked; and the most

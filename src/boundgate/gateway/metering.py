@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, GenerationRequest, Usage
-from ..clock import Clock
-from ..energy import EnergyReport, GenerationSpan, Measurement, Meter, Span, Work, combine
+from ..energy import EnergyReport, GenerationSpan, Measurement, Span, Work, combine
 from ..errors import BoundgateError, ModelNotFoundError
-from ..ledger import LedgerWriter
 from ..reuse.lookup import Lookup
-from ..reuse.variants import CreativityBuffer
 from ..store import LedgerRow
 from .context import RequestContext, cut_short_reasoning, estimated_prompt_tokens
+from .state import GatewayState
 
 
 def _work(backend: Backend, prompt_tokens: int, completion_tokens: int, wall_s: float) -> Work:
@@ -36,18 +32,8 @@ def _work(backend: Backend, prompt_tokens: int, completion_tokens: int, wall_s: 
     )
 
 
-class Metering:
+class Metering(GatewayState):
     """Energy, write-ahead notes and error rows (mixed into ``Gateway``)."""
-
-    if TYPE_CHECKING:  # what it uses of the gateway
-        clock: Clock
-        creativity: CreativityBuffer | None
-        ledger: LedgerWriter
-        reuse_meter: Meter | None
-        meter_for: Callable[[Backend], Meter]
-        energy_report: Callable[[Measurement, float], EnergyReport]
-
-        def resolve(self, model: str | None) -> Backend: ...
 
     def _generation_span(self, backend: Backend) -> GenerationSpan:
         """The meter of a generation on ``backend``, from its start: now, or, for a backend

@@ -36,7 +36,6 @@ from ..scheduler.jobs import JobQueue
 from ..settings import EnergySettings, ReasoningSettings, StoreSettings
 from ..store import LedgerRow, Store
 from ..tenants import Limiter, Tenant
-from .admission import Admission
 from .context import (
     EMBEDDING_MODEL,
     Finished,
@@ -45,12 +44,11 @@ from .context import (
     hit_usage,
     new_request_id,
 )
-from .metering import Metering
-from .reusing import Reusing, replay
+from .reusing import replay
 from .routed import Routing
 
 
-class Gateway(Routing, Reusing, Metering, Admission):
+class Gateway(Routing):
     def __init__(
         self,
         *,

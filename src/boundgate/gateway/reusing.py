@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
 
-from ..backends.base import Backend, Chunk, Completion, GenerationRequest, Usage
-from ..energy import EnergyReport, Measurement, Span
+from ..backends.base import Backend, Chunk, Completion, GenerationRequest
+from ..energy import EnergyReport, Span
 from ..errors import BoundgateError
-from ..ledger import LedgerWriter
-from ..metrics import Metrics
-from ..reuse.engine import ReuseEngine
 from ..reuse.lookup import Lookup
 from ..reuse.scope import answer_fits
 from ..reuse.stored import replay_pieces, request_json
-from ..reuse.variants import CreativityBuffer, variant_entry, variants_key
+from ..reuse.variants import variant_entry, variants_key
 from ..store import LedgerRow
-from ..tenants import Limiter, Reservation
+from ..tenants import Reservation
+from .admission import Admission
 from .context import RequestContext, hit_usage
+from .metering import Metering
 
 REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
 
@@ -40,42 +38,8 @@ async def replay(text: str) -> AsyncGenerator[Chunk, None]:
             await asyncio.sleep(0)
 
 
-class Reusing:
+class Reusing(Metering, Admission):
     """Lookup, coalescing, a hit's commit, remembering (mixed into ``Gateway``)."""
-
-    if TYPE_CHECKING:  # what it uses of the gateway
-        creativity: CreativityBuffer | None
-        ledger: LedgerWriter
-        limiter: Limiter
-        metrics: Metrics
-        reuse: ReuseEngine | None
-
-        def _prepare(self, req: GenerationRequest) -> tuple[Backend, int]: ...
-        async def _admit(
-            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
-        ) -> Reservation: ...
-        @staticmethod
-        def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None: ...
-        async def _refused(
-            self, ctx: RequestContext, err: BoundgateError, counted: Reservation
-        ) -> None: ...
-        async def yield_to_interactive(
-            self, poll_s: float = 0.05, max_s: float = 300.0
-        ) -> None: ...
-        async def record_error(
-            self,
-            ctx: RequestContext,
-            err: BoundgateError,
-            req: GenerationRequest | None = None,
-            *,
-            stream: bool = False,
-            usage: Usage | None = None,
-            energy: EnergyReport | None = None,
-            lookup: Lookup | None = None,
-        ) -> None: ...
-        def _report(self, m: Measurement | None, ctx: RequestContext) -> EnergyReport | None: ...
-        def _span(self) -> Span: ...
-        def _hit_energy(self, span: Span, ctx: RequestContext) -> EnergyReport: ...
 
     async def _lookup(
         self,

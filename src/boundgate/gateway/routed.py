@@ -10,19 +10,14 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
-from ..energy import EnergyReport, GenerationSpan, Measurement, Span, combine
-from ..errors import BoundgateError, InvalidRequestError, RateLimitError
-from ..ledger import LedgerWriter
-from ..metrics import Metrics
-from ..profiles import EnergyProfiles
-from ..reuse.engine import ReuseEngine
+from ..energy import GenerationSpan, Measurement, combine
+from ..errors import BoundgateError, RateLimitError
 from ..reuse.lookup import Lookup
 from ..routing.ladder import Route, Router
 from ..store import LedgerRow
-from ..tenants import Limiter, Reservation
+from ..tenants import Reservation
 from .context import (
     Finished,
     RequestContext,
@@ -33,7 +28,7 @@ from .context import (
     refuse_over_context,
     worst_case_tokens,
 )
-from .reusing import replay
+from .reusing import Reusing, replay
 
 
 @dataclass
@@ -65,81 +60,8 @@ class Climb:
         return Usage(self.prompt_tokens, self.completion_tokens)
 
 
-class Routing:
+class Routing(Reusing):
     """``routes``, ``_route`` and ``_stream_routed`` (mixed into ``Gateway``)."""
-
-    if TYPE_CHECKING:  # what it uses of the gateway
-        backends: dict[str, Backend]
-        router: Router | None
-        reuse: ReuseEngine | None
-        limiter: Limiter
-        metrics: Metrics
-        profiles: EnergyProfiles
-        ledger: LedgerWriter
-        default_max_tokens: int
-        energy_report: Callable[[Measurement, float], EnergyReport]
-
-        def _span(self) -> Span: ...
-        def _generation_span(self, backend: Backend) -> GenerationSpan: ...
-        def _report(self, m: Measurement | None, ctx: RequestContext) -> EnergyReport | None: ...
-        async def _admit(
-            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
-        ) -> Reservation: ...
-        def _beyond_budget(
-            self, ctx: RequestContext, req: GenerationRequest, backend: Backend, reasoning: int
-        ) -> InvalidRequestError | None: ...
-        @staticmethod
-        def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None: ...
-        async def _refused(
-            self, ctx: RequestContext, err: BoundgateError, counted: Reservation
-        ) -> None: ...
-        def _measure(self, gen: GenerationSpan, backend: Backend, usage: Usage) -> Measurement: ...
-        def reasoning_cap(self, backend: Backend, req: GenerationRequest) -> int: ...
-        @staticmethod
-        def asker(ctx: RequestContext, req: GenerationRequest) -> str | None: ...
-        async def yield_to_interactive(
-            self, poll_s: float = 0.05, max_s: float = 300.0
-        ) -> None: ...
-        async def record_error(
-            self,
-            ctx: RequestContext,
-            err: BoundgateError,
-            req: GenerationRequest | None = None,
-            *,
-            stream: bool = False,
-            usage: Usage | None = None,
-            energy: EnergyReport | None = None,
-            lookup: Lookup | None = None,
-        ) -> None: ...
-        async def _lookup(
-            self,
-            ctx: RequestContext,
-            req: GenerationRequest,
-            backend: Backend,
-            check_live: bool = True,
-        ) -> Lookup | None: ...
-        async def _remember(
-            self,
-            ctx: RequestContext,
-            lookup: Lookup | None,
-            backend: Backend,
-            completion: Completion,
-            energy: EnergyReport,
-            req: GenerationRequest,
-        ) -> None: ...
-        async def _open_request(
-            self,
-            ctx: RequestContext,
-            req: GenerationRequest,
-            backend: Backend,
-            gen: GenerationSpan,
-            *,
-            stream: bool,
-        ) -> LedgerRow: ...
-        @staticmethod
-        def _metered_request(
-            req: GenerationRequest, gen: GenerationSpan, note: LedgerRow
-        ) -> GenerationRequest: ...
 
     def routes(self, req: GenerationRequest) -> bool:
         """Whether ``req`` asks for ``model: "auto"`` (or ``auto:<ladder>``)."""
