@@ -27,7 +27,7 @@ from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.handlers import job_handlers, model_requirements, rebind
 from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
-from boundgate.store import DocumentRow, SQLiteStore, Store, StoredEntry
+from boundgate.store import DocumentRow, JobRow, SQLiteStore, Store, StoredEntry
 from boundgate.tenants import Tenant
 from helpers import arun, fake_settings
 
@@ -467,6 +467,21 @@ async def _entries(db: Path) -> list[int]:
 # --- rebinding at the right version ------------------------------------------------------------
 
 
+async def _stale_on_v2(
+    tmp_path: Path, store: Store, clock: FakeClock
+) -> tuple[Gateway, Gateway, str, JobRow]:
+    """A rolling upgrade: a document bound on v1, then a replica on v2 finds it stale and
+    queues its rebind. The v1 and v2 gateways, the document, the queued job."""
+    v1 = await started(gateway(tmp_path, store, "v1", clock))
+    assert (await ask(v1, "alice"))[0] == "miss"
+    ((old, _),) = await documents(store)
+    v2 = await started(gateway(tmp_path, store, "v2", clock))
+    assert v2.reuse is not None
+    await v2.reuse.documents.mark_stale(model_versions(v2.backends))
+    (queued,) = await store.jobs()
+    return v1, v2, old, queued
+
+
 def test_a_replica_on_the_old_version_leaves_the_rebind_alone(
     tmp_path: Path, open_store: OpenStore
 ) -> None:
@@ -479,13 +494,7 @@ def test_a_replica_on_the_old_version_leaves_the_rebind_alone(
     async def main() -> None:
         clock = FakeClock(start=CLOCK_START)
         store = open_store()
-        v1 = await started(gateway(tmp_path, store, "v1", clock))
-        assert (await ask(v1, "alice"))[0] == "miss"
-        ((old, _),) = await documents(store)
-        v2 = await started(gateway(tmp_path, store, "v2", clock))
-        assert v2.reuse is not None
-        await v2.reuse.documents.mark_stale(model_versions(v2.backends))
-        (queued,) = await store.jobs()
+        _v1, v2, old, queued = await _stale_on_v2(tmp_path, store, clock)
         assert queued.requires == model_requirement("fake", "v2")
 
         old_replica = await started(gateway(tmp_path, store, "v1", clock))
@@ -517,13 +526,7 @@ def test_a_rebind_no_replica_at_its_version_took_is_skipped_past_its_deadline(
     async def main() -> None:
         clock = FakeClock(start=CLOCK_START)
         store = open_store()
-        v1 = await started(gateway(tmp_path, store, "v1", clock))
-        assert (await ask(v1, "alice"))[0] == "miss"
-        ((old, _),) = await documents(store)
-        v2 = await started(gateway(tmp_path, store, "v2", clock))
-        assert v2.reuse is not None
-        await v2.reuse.documents.mark_stale(model_versions(v2.backends))
-        (queued,) = await store.jobs()
+        v1, _v2, old, queued = await _stale_on_v2(tmp_path, store, clock)
         clock.advance(queued.deadline - clock.time())
         assert await runner(v1, store, clock).run_once()
         (job,) = await store.jobs()
