@@ -59,7 +59,18 @@ async def _keep_key(conn: _Conn, k: IdempotencyKey) -> IdempotencyKey | None:
     """Keep idempotency key ``k`` (expired keys go first), inside the caller's transaction;
     None once kept, else the key kept already under its (tenant, key_id, route, key), which
     has not expired (a request under the same key committing at once: waited for)."""
-    await conn.execute("DELETE FROM idempotency_keys WHERE expires <= %s", (k.created,))
+    # this key's own expired row (the insert below takes its place), and up to 100 others,
+    # skipping rows another request's transaction holds: no waits, no lock-order deadlocks
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE tenant = %s AND key_id = %s AND route = %s "
+        "AND key = %s AND expires <= %s",
+        (k.tenant, k.key_id, k.route, k.key, k.created),
+    )
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+        "WHERE expires <= %s LIMIT 100 FOR UPDATE SKIP LOCKED)",
+        (k.created,),
+    )
     sql = (
         f"INSERT INTO idempotency_keys ({_cols(_KEY_COLUMNS)}) VALUES ({_marks(_KEY_COLUMNS)}) "
         "ON CONFLICT DO NOTHING"
