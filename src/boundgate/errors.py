@@ -142,6 +142,12 @@ class ConflictError(BoundgateError):
     type = "invalid_request_error"
     default_code: str | None = ErrorCode.IDEMPOTENCY_KEY_REUSED
 
+    def headers(self) -> dict[str, str]:
+        # the OpenAI SDKs retry a 409 unless told not to (``x-should-retry``): this one says
+        # the same request can never succeed (a trial: 3 requests and 1.3 s before the
+        # caller saw it)
+        return {**super().headers(), "x-should-retry": "false"}
+
 
 class PayloadTooLargeError(BoundgateError):
     status_code = 413

@@ -45,12 +45,17 @@ def fingerprint(params: dict[str, Any], content: bytes = b"") -> str:
     return digest.hexdigest()
 
 
-def checked_key(value: str | None) -> str | None:
-    """The header's value; None when the request has none. Raises ``InvalidRequestError``
-    (400 ``invalid_value``) for an empty one, one over ``MAX_KEY_CHARS`` characters, or one
-    with a character outside printable ASCII."""
-    if value is None:
+def checked_key(values: list[str]) -> str | None:
+    """The header's value (``values``: every ``Idempotency-Key`` header the request sent);
+    None when it sent none. Raises ``InvalidRequestError`` (400 ``invalid_value``) for more
+    than one (which governs the retry would be a guess: a trial's two headers were read as
+    the first), an empty one, one over ``MAX_KEY_CHARS`` characters, or one with a character
+    outside printable ASCII."""
+    if not values:
         return None
+    if len(values) > 1:
+        raise InvalidRequestError(f"send one {HEADER} header, not {len(values)}", param=HEADER)
+    value = values[0]
     if not 1 <= len(value) <= MAX_KEY_CHARS or not all(" " <= c <= "~" for c in value):
         raise InvalidRequestError(
             f"the {HEADER} header must be 1 to {MAX_KEY_CHARS} printable ASCII characters",

@@ -54,7 +54,7 @@ async def upload_file(
     ends the part's header and leaves an unterminated quote), or a malformed
     ``Idempotency-Key``; 409 ``idempotency_key_reused`` for a key an upload of another
     purpose, name or content used; 413 over ``server.max_file_bytes``."""
-    key = checked_key(idempotency_key)
+    key = checked_key(request.headers.getlist(HEADER))
     if purpose not in PURPOSES:
         raise InvalidRequestError("purpose must be 'batch'", param="purpose")
     filename = _checked_filename(file.filename)
@@ -188,7 +188,7 @@ async def create_batch(
     """Queue a batch; it runs in the forecast-cleanest hours of its completion window. With
     an ``Idempotency-Key``, a retry gets the batch the first request made (409
     ``idempotency_key_reused`` if it had other parameters)."""
-    key = checked_key(idempotency_key)
+    key = checked_key(request.headers.getlist(HEADER))
     gw = gateway_of(request)
     batch = await serving.create_batch(
         gw,
