@@ -325,6 +325,27 @@ def test_engine_never_serves_across_scopes(
         ("Is there a shortage of nurses?", "Is there a surplus of nurses?", "polarity"),
         ("Will the dollar appreciate?", "Will the dollar depreciate?", "polarity"),
         ("How do I improve my handwriting?", "How do I worsen my handwriting?", "polarity"),
+        # distance and motion a second trial found past the guards (pair 0.61-0.90)
+        ("Is Earth moving nearer to the Sun?", "Is Earth moving further from the Sun?", "polarity"),
+        ("Are galaxies moving closer together?", "Are galaxies moving further apart?", "polarity"),
+        (
+            "How do I pull into a parking space?",
+            "How do I pull out of a parking space?",
+            "polarity",
+        ),
+        ("How do I get in a kayak?", "How do I get out of a kayak?", "polarity"),
+        ("How do I get onto the highway?", "How do I get off the highway?", "polarity"),
+        (
+            "How do I board a plane in a wheelchair?",
+            "How do I disembark a plane in a wheelchair?",
+            "polarity",
+        ),
+        ("Why is there a glut of housing?", "Why is there a scarcity of housing?", "polarity"),
+        (
+            "Is it bad to sit too close to a screen?",
+            "Is it bad to sit too far from a screen?",
+            "polarity",
+        ),
         # posture and motion in a described scene (the contradictions of SICK-style
         # sentence pairs)
         ("A man is sitting on a bench", "A man is standing on a bench", "polarity"),
@@ -359,6 +380,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("How do I leave a comment in Google Docs?", "How do I enter a comment in Google Docs?"),
         ("Can you take a closer look at this code?", "Can you look further into this code?"),
         ("Can I expand my phone contract?", "How do I extend my phone contract?"),
+        # "how far", "so far", "by far" ask or qualify: no side of near / far
+        ("How far is the closest hospital?", "How far is the nearest hospital?"),
+        ("Which is by far the best phone?", "Which phone is the best by far?"),
+        ("How do I get in touch with support?", "How can I get in touch with support?"),
         # "into" and "out of" alone are no opposites
         ("How do I make a bowl out of clay?", "How do I turn clay into a bowl?"),
         # "best" is no grade of "bad" (irregular grades are only far's)

@@ -135,6 +135,11 @@ for _i, (_a, _b) in enumerate(_ANTONYMS):
                 _sides.append((_i, _side))
 
 
+# "far" after these asks or qualifies, it is no side of near / far: "how far is the nearest
+# hospital" / "the closest hospital", "so far", "by far the best", "as far as I know"
+_FAR_NOT_DISTANT = frozenset(["how", "so", "by", "as", "thus"])
+
+
 def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[int]]:
     """Comparatives made with a word: the positions of "more" / "less" before a member of an
     antonym pair (they grade it, and are no pair member of their own), and the positions of
@@ -326,7 +331,7 @@ def features(text: str) -> Features:
     polar: set[str] = set()
     graded, flipped = _graded_by_word(toks, stems)
     for at, st in enumerate(stems):
-        if at in graded:
+        if at in graded or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT):
             continue
         for i, side in _POLAR_WORDS.get(st, ()):
             polar.add(f"{i}#{1 - side if at in flipped else side}")
