@@ -5,11 +5,12 @@ meter, turn energy into carbon for the configured grid zone, write the ledger ro
 before the caller may answer the client), and settle the budget. Errors and cancellations get
 a ledger row too. The HTTP layer (``server/``) only translates shapes.
 
-``pipeline.py`` (``Gateway``: its entry points, ``complete``, ``stream`` and ``embed``) and its
-mixins: ``admission.py`` (defaults, the limits and the budgets' holds), ``metering.py``
-(energy, write-ahead notes, error rows), ``reusing.py`` (lookup, coalescing, a hit's commit,
-remembering) and ``routed.py`` (its ``model: "auto"`` side); ``context.py`` (the
-request-scoped types).
+``pipeline.py`` (``Gateway``: its entry points, ``complete`` and ``stream``) and its parts,
+built on each other over ``state.py``'s ``GatewayState``: ``admission.py`` (defaults, the
+limits and the budgets' holds), ``metering.py`` (energy, write-ahead notes, error rows),
+``reusing.py`` (lookup, coalescing, a hit's commit, remembering), ``routed.py`` (its
+``model: "auto"`` side) and ``embeddings.py`` (``embed``); ``context.py`` (the request-scoped
+types).
 """
 
 from .context import (

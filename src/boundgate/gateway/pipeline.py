@@ -1,9 +1,9 @@
 """``Gateway``: the pipeline of a request (see the package's docstring) for a named model, plain
 or streamed (``complete``, ``stream``), with reuse before generation and the ledger row before
-the answer; and the embeddings' (``embed``). Its steps are its mixins': ``admission.py``
-(admission, the budgets' holds and refusals), ``metering.py`` (energy, write-ahead notes,
-error rows), ``reusing.py`` (lookup, coalescing, a hit's commit, remembering) and
-``routed.py`` (``model: "auto"``)."""
+the answer. Its steps are its parts': ``admission.py`` (admission, the budgets' holds and
+refusals), ``metering.py`` (energy, write-ahead notes, error rows), ``reusing.py`` (lookup,
+coalescing, a hit's commit, remembering), ``routed.py`` (``model: "auto"``) and
+``embeddings.py`` (``embed``: ``/v1/embeddings``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 from ..clock import Clock, SystemClock
@@ -24,7 +23,7 @@ from ..energy import (
     Sharing,
     combine,
 )
-from ..errors import BoundgateError, InvalidRequestError, ModelNotFoundError
+from ..errors import BoundgateError, ModelNotFoundError
 from ..grid.base import CarbonSource
 from ..ledger import LedgerWriter
 from ..metrics import Metrics
@@ -44,11 +43,12 @@ from .context import (
     hit_usage,
     new_request_id,
 )
+from .embeddings import Embedding
 from .reusing import replay
 from .routed import Routing
 
 
-class Gateway(Routing):
+class Gateway(Routing, Embedding):
     def __init__(
         self,
         *,
@@ -163,48 +163,6 @@ class Gateway(Routing):
             await self.reuse.drain()
         await self.ledger.drain()
         await self.limiter.drain()
-
-    # --- embeddings ---------------------------------------------------------------------------
-    async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
-        """``/v1/embeddings``: vectors from the reuse layer's embedder, metered and ledgered.
-        The texts are tokenized before they are admitted (cheap beside the model), so the
-        daily budget holds what the request is charged: its tokens as the model reads them
-        (special tokens added, a long text cut at the model's window)."""
-        assert self.reuse is not None
-        embedder = self.reuse.embedder
-        span = self._span()
-        tokenized = await asyncio.to_thread(embedder.tokenize, texts)
-        tokens = tokenized.tokens
-        budget = self.limiter.budget(ctx.tenant)
-        if budget and tokens > budget:  # no wait makes room for it: not a 429
-            raise InvalidRequestError(
-                f"the input is {tokens} tokens, more than the whole daily token budget of "
-                f"{budget} of {ctx.tenant.describe()}: it can never be admitted; send less",
-                param="input",
-            )
-        reservation = await self.limiter.admit(ctx.tenant, tokens)
-        done = False
-        try:
-            vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
-            done = True
-        finally:
-            self.limiter.settle(reservation, tokens if done else 0)
-        self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
-        m = span.stop()
-        energy = self._report(m, ctx)
-        row = self.ledger.row(
-            ctx,
-            None,
-            None,
-            stream=False,
-            usage=Usage(tokens, 0),
-            energy=energy,
-            model=EMBEDDING_MODEL,
-            backend_kind="onnx",
-        )
-        await self.ledger.commit(row)
-        assert energy is not None
-        return vectors, tokens, energy
 
     # --- the pipeline -------------------------------------------------------------------------
     async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:

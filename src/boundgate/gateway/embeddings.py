@@ -1,0 +1,59 @@
+"""``/v1/embeddings`` through the gateway (``Embedding``, a part of ``Gateway``): the reuse
+layer's embedder, its input tokenized once, admitted on the daily token budget as the model
+reads it, metered and ledgered."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..backends.base import Usage
+from ..energy import EnergyReport
+from ..errors import InvalidRequestError
+from .context import EMBEDDING_MODEL, RequestContext
+from .metering import Metering
+
+
+class Embedding(Metering):
+    """``embed`` (mixed into ``Gateway``)."""
+
+    async def embed(self, ctx: RequestContext, texts: list[str]) -> tuple[Any, int, EnergyReport]:
+        """``/v1/embeddings``: vectors from the reuse layer's embedder, metered and ledgered.
+        The texts are tokenized before they are admitted (cheap beside the model), so the
+        daily budget holds what the request is charged: its tokens as the model reads them
+        (special tokens added, a long text cut at the model's window)."""
+        assert self.reuse is not None
+        embedder = self.reuse.embedder
+        span = self._span()
+        tokenized = await asyncio.to_thread(embedder.tokenize, texts)
+        tokens = tokenized.tokens
+        budget = self.limiter.budget(ctx.tenant)
+        if budget and tokens > budget:  # no wait makes room for it: not a 429
+            raise InvalidRequestError(
+                f"the input is {tokens} tokens, more than the whole daily token budget of "
+                f"{budget} of {ctx.tenant.describe()}: it can never be admitted; send less",
+                param="input",
+            )
+        reservation = await self.limiter.admit(ctx.tenant, tokens)
+        done = False
+        try:
+            vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
+            done = True
+        finally:
+            self.limiter.settle(reservation, tokens if done else 0)
+        self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
+        m = span.stop()
+        energy = self._report(m, ctx)
+        row = self.ledger.row(
+            ctx,
+            None,
+            None,
+            stream=False,
+            usage=Usage(tokens, 0),
+            energy=energy,
+            model=EMBEDDING_MODEL,
+            backend_kind="onnx",
+        )
+        await self.ledger.commit(row)
+        assert energy is not None
+        return vectors, tokens, energy
