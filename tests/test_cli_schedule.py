@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -92,6 +93,12 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         res = runner.invoke(cli, ["batch", "submit", str(infile), "--url", srv.url])
         assert res.exit_code == 0, res.output
         batch_id = json.loads(res.output.strip().splitlines()[-1])["id"]
+        # made under an Idempotency-Key (a trial: a re-sent create made a second batch)
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(settings.db_path)) as db:
+            kept = db.execute("SELECT route, object_id FROM idempotency_keys").fetchall()
+        assert kept == [("POST /v1/batches", batch_id)]
 
         def status() -> dict[str, object] | None:
             r = runner.invoke(cli, ["batch", "status", batch_id, "--url", srv.url])

@@ -292,27 +292,29 @@ def batch_submit(
     url: UrlOpt = "http://127.0.0.1:8080/v1",
     api_key: KeyOpt = None,
 ) -> None:
-    """Upload a file and create a batch; prints its id and scheduled start."""
+    """Upload a file and create a batch; prints its id and scheduled start. The batch is
+    created under an ``Idempotency-Key`` and retried (three attempts) when the connection
+    fails, so a create whose answer was lost makes one batch, not two."""
     import json
+    import uuid
+
+    import httpx
+    import stamina
 
     from .progress import progress
 
     if not file.is_file():
         raise _usage_error(f"no such file: {file}")
+    key = {"Idempotency-Key": f"boundgate-cli-{uuid.uuid4().hex}"}
     # the id printed at the end is JSON, but a single line after the bar has gone
     with _client(url, api_key) as c, progress(transfer=True) as p:
         with p.open(file, "rb", description=f"uploading {file.name}") as fh:
             f = _check(c.post("/files", files={"file": (file.name, fh)}, data={"purpose": "batch"}))
-        b = _check(
-            c.post(
-                "/batches",
-                json={
-                    "input_file_id": f["id"],
-                    "endpoint": endpoint,
-                    "completion_window": window,
-                },
-            )
-        )
+        body = {"input_file_id": f["id"], "endpoint": endpoint, "completion_window": window}
+        for attempt in stamina.retry_context(on=httpx.TransportError, attempts=3, timeout=60):
+            with attempt:
+                created = c.post("/batches", json=body, headers=key)
+        b = _check(created)
     print(json.dumps({"id": b["id"], "scheduled_start": b["boundgate"]["scheduled_start"]}))
 
 
