@@ -292,9 +292,10 @@ def batch_submit(
     url: UrlOpt = "http://127.0.0.1:8080/v1",
     api_key: KeyOpt = None,
 ) -> None:
-    """Upload a file and create a batch; prints its id and scheduled start. The batch is
-    created under an ``Idempotency-Key`` and retried (three attempts) when the connection
-    fails, so a create whose answer was lost makes one batch, not two."""
+    """Upload a file and create a batch; prints its id and scheduled start.
+
+    The batch is created under an Idempotency-Key and retried (three attempts) when the
+    connection fails, so a create whose answer was lost makes one batch, not two."""
     import json
     import uuid
 
