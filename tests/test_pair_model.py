@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from boundgate.assembly import build_app
@@ -441,3 +443,90 @@ def test_the_model_reads_short_forms_spelled_out(scorer: OnnxPairScorer) -> None
     assert scorer.score("how many tbsp in a cup", "How many teaspoons are in a cup?") < 0.5
     assert spelled_out("Which ships were sunk by U-boats?") == "Which ships were sunk by U-boats?"
     assert spelled_out("how do u convert 5 ft to cm") == "how do you convert 5 feet to centimeters"
+
+
+def _shift_prior(split: bool) -> Prior:
+    """A calibration of 20,000 replayed lookups, half of them novel: 2,000 novel lookups found
+    a (wrong) candidate scoring uniformly in 0.7–1.0, so F_N(t) = (1 − t) / 1.5; 8,000 repeats
+    found their right one, uniformly in 0.7–1.0; no repeat was served a wrong one. With
+    ``split`` the calibration says which lookups were novel."""
+    novel = tuple(float(x) for x in np.linspace(0.7, 1.0, 2000, endpoint=False))
+    right = tuple(float(x) for x in np.linspace(0.7, 1.0, 8000, endpoint=False))
+    return Prior(
+        right,
+        novel,
+        "synthetic",
+        "fake",
+        lookups=20_000,
+        novel=novel if split else None,
+        novel_lookups=10_000 if split else None,
+    )
+
+
+def _novel_rate(t: float) -> float:
+    """F_N(t) of ``_shift_prior``: the share of novel lookups scoring ≥ t."""
+    return max(0.0, 1.0 - t) / 1.5
+
+
+def _shifted_threshold(prior: Prior, repeats: float, seed: int) -> float:
+    """The threshold after 1,000 lookups of which ``repeats`` are repeats scoring uniformly
+    in 0.85–1.0 (right) and the rest novel ones scoring as the calibration's did."""
+    v = Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior, rng=random.Random(1))
+    rng = random.Random(seed)
+    for _ in range(1000):
+        if rng.random() < repeats:
+            v.note_lookup(0.9, pair=rng.uniform(0.85, 1.0))
+        elif rng.random() < 0.2:
+            v.note_lookup(0.9, pair=rng.uniform(0.7, 1.0))
+        else:
+            v.note_lookup(None)
+    assert v.estimate().decided_by == "prior"
+    return v.threshold
+
+
+def test_novel_traffic_is_held_to_the_novel_lookups_wrong_rate() -> None:
+    """Every lookup novel: any answer served is wrong, so at most δ of them may score at or
+    above the threshold. The calibration's precision times its own share H(t) counts its
+    repeats' right answers too (half its lookups) and let a threshold stand at which 1.3 % of
+    novel lookups were served (calibration without the split); with the split the prior
+    bounds them by the novel lookups' own rate."""
+    after = {split: _shifted_threshold(_shift_prior(split), 0.0, seed=2) for split in (True, False)}
+    assert _novel_rate(after[False]) > 0.01  # the old estimate, too optimistic here
+    assert _novel_rate(after[True]) <= 0.01, after
+
+
+def test_repeat_traffic_is_not_held_to_the_calibrations_precision() -> None:
+    """Half the lookups repeat a stored question and score high: h(t) rises with right
+    answers. Scaling the calibration's wrong share among its hits by that h(t) (as if the new
+    hits were as often wrong as the calibration's) raised the threshold where the wrong
+    answers, all from the novel half, stayed few; the split prior bounds the repeat share from
+    below (ρ) and keeps the threshold lower, still within δ of wrong answers per lookup."""
+    after = {split: _shifted_threshold(_shift_prior(split), 0.5, seed=3) for split in (True, False)}
+    assert after[True] < after[False] - 0.005, after
+    assert 0.5 * _novel_rate(after[True]) <= 0.01
+
+
+def test_a_calibration_split_must_fit_its_lookups(tmp_path: Path) -> None:
+    """``novel_scores`` and ``novel_lookups`` come together and within the lookups."""
+    base = {
+        "source": "s",
+        "duplicate_scores": [0.9],
+        "non_duplicate_scores": [0.5, 0.8],
+        "lookups": 10,
+    }
+    path = tmp_path / "calibration.json"
+    good = base | {"novel_scores": [0.5], "novel_lookups": 4}
+    path.write_text(json.dumps(good))
+    p = Prior.load(path, "m")
+    rates = p.wrong_rates(np.array([0.6, 0.7]))
+    assert rates is not None
+    assert list(rates[0]) == [0.0, 0.0] and list(rates[1]) == [1.0, 1.0] and rates[2:] == (4, 6)
+    for bad in (
+        base | {"novel_scores": [0.5]},
+        base | {"novel_scores": [0.5], "novel_lookups": 11},
+        base | {"novel_scores": [0.5, 0.6, 0.7], "novel_lookups": 5},
+        {k: v for k, v in good.items() if k != "lookups"},
+    ):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError):
+            Prior.load(path, "m")

@@ -58,10 +58,15 @@ def replay(
     duplicates: list[tuple[float, bool]] | None = None,
     same_meaning: Iterable[tuple[str, str]] = (),
     score: Callable[[float, float], float] | None = None,
-) -> tuple[list[tuple[float, bool, float, str, str]], int]:
+    model: Path | None = None,
+) -> tuple[list[tuple[float, bool, float, str, str, bool]], int, int]:
     """One observation per lookup with a candidate: (best score, right, its cosine, the
-    asked question, the candidate); and the number of semantic lookups (every asked question
-    that is not an exact repeat of a stored one), with or without a candidate.
+    asked question, the candidate, *novel*); the number of semantic lookups (every asked
+    question that is not an exact repeat of a stored one), with or without a candidate; and
+    how many of those were *novel*: no stored question has the asked one's meaning, so any
+    answer served to it is wrong (the rest are repeats, where a right answer exists). The
+    verifier's prior uses the split to bound wrong reuses on traffic with another share of
+    repeats than this replay's (``prior.py``).
 
     ``score``: (pair score, cosine) → the score the lookup ranks survivors by and the
     verifier thresholds (default: the pair score).
@@ -72,6 +77,7 @@ def replay(
     survivors), ``another candidate scored higher`` (a wrong one), ``best is right``.
     ``duplicates``, when given, receives (best score, right) for each asked duplicate
     (score −1 when no candidate survived), to read recall at a threshold off.
+    ``model``: the pair model's directory (default: the packaged one).
     ``same_meaning``: more pairs of questions that ask the same thing (reviewed labels of
     questions from different pairs of the file, which a lookup can meet); joined like
     duplicate pairs."""
@@ -80,7 +86,7 @@ def replay(
     from boundgate.reuse.pair import OnnxPairScorer
 
     embedder = OnnxEmbedder(threads=2)
-    scorer = OnnxPairScorer(threads=2)
+    scorer = OnnxPairScorer(model, threads=2)
     from pairdata import Components
 
     comp = Components.of(pairs)
@@ -88,8 +94,8 @@ def replay(
         comp.union(a, b)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
-    out: list[tuple[float, bool, float, str, str]] = []
-    lookups = 0
+    out: list[tuple[float, bool, float, str, str, bool]] = []
+    lookups = novel_lookups = 0
     t0 = time.perf_counter()
     for start in range(0, len(order), store_size):
         chunk = [pairs[i] for i in order[start : start + store_size]]
@@ -100,6 +106,7 @@ def replay(
         sims = va @ vs.T
         exact = set(stored)
         lookups += sum(q not in exact for q in asked)
+        meanings = {comp.find(a) for a in stored}
         for qi, q in enumerate(asked):
             if q in exact:
                 continue  # an exact hit, not a semantic lookup
@@ -117,6 +124,8 @@ def replay(
                 if len(survivors) >= pair_candidates:
                     break
             is_dup = comp.find(q) == comp.find(partner)
+            novel = comp.find(q) not in meanings
+            novel_lookups += novel
             result: tuple[float, bool] = (-1.0, False)
             if survivors:
                 scores = scorer.score_pairs([(q, c) for c, _ in survivors])
@@ -126,7 +135,7 @@ def replay(
                 best = int(np.argmax(scores))
                 cand, cos = survivors[best]
                 right = comp.find(q) == comp.find(cand)
-                out.append((float(scores[best]), right, cos, q, cand))
+                out.append((float(scores[best]), right, cos, q, cand, novel))
                 result = (float(scores[best]), right)
             if is_dup and duplicates is not None:
                 duplicates.append(result)
@@ -143,10 +152,13 @@ def replay(
                     losses["another candidate scored higher"] += 1
         done = min(start + store_size, len(order))
         print(f"  {done}/{len(order)} asked, {time.perf_counter() - t0:.0f} s", flush=True)
-    return out, lookups
+    return out, lookups, novel_lookups
 
 
-def summary(obs: list[tuple[float, bool, float, str, str]]) -> dict[str, object]:
+Obs = tuple[float, bool, float, str, str, bool]
+
+
+def summary(obs: list[Obs]) -> dict[str, object]:
     """Hit precision among lookups whose best candidate scores at or above each threshold."""
     s = np.array([o[0] for o in obs])
     ok = np.array([o[1] for o in obs])
@@ -159,7 +171,7 @@ def summary(obs: list[tuple[float, bool, float, str, str]]) -> dict[str, object]
 
 
 def recall_curve(
-    obs: list[tuple[float, bool, float, str, str]],
+    obs: list[Obs],
     dups: list[tuple[float, bool]],
     lookups: int,
     losses: Counter[str],
@@ -225,12 +237,12 @@ def main() -> None:
         reviewed = read_review(args.review)
         pairs = [(a, b, 1 if (a, b) in reviewed else y) for a, b, y in pairs]
         source = f"labels with {len(reviewed)} reviewed as duplicates ({args.review.name})"
-    obs: list[tuple[float, bool, float, str, str]] = []
-    lookups = 0
+    obs: list[Obs] = []
+    lookups = novel_lookups = 0
     for size in args.store_size:
         losses: Counter[str] = Counter()
         dups: list[tuple[float, bool]] = []
-        part, n = replay(
+        part, n, novel = replay(
             pairs,
             size,
             args.seed,
@@ -238,11 +250,14 @@ def main() -> None:
             duplicates=dups,
             same_meaning=reviewed,
             score=score,
+            model=args.model,
         )
-        print(json.dumps({"store_size": size, "lookups": n} | summary(part), indent=1))
+        head = {"store_size": size, "lookups": n, "novel_lookups": novel}
+        print(json.dumps(head | summary(part), indent=1))
         print(json.dumps({"store_size": size} | recall_curve(part, dups, n, losses), indent=1))
         obs += part
         lookups += n
+        novel_lookups += novel
     cache = ROOT / "training/.cache"
     cache.mkdir(exist_ok=True)
     suffix = "" if args.scorer == "pair" else f"_{args.scorer}"
@@ -266,6 +281,8 @@ def main() -> None:
             "duplicate_scores": sorted(round(o[0], 6) for o in obs if o[1]),
             "non_duplicate_scores": sorted(round(o[0], 6) for o in obs if not o[1]),
             "lookups": lookups,
+            "novel_lookups": novel_lookups,
+            "novel_scores": sorted(round(o[0], 6) for o in obs if o[5]),
         }
         path.write_text(json.dumps(cal, indent=1) + "\n")
         print(f"wrote {path}")

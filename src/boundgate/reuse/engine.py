@@ -470,6 +470,9 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
                     # what the whole prior counts as now, in labelled pairs
                     "effective_pairs": est.prior_weight * self.verifier.prior.pairs,
                     "pairs_above_threshold": est.prior_pairs_above,
+                    # the share of recent lookups that repeat a stored question, at least
+                    # (the prior's wrong reuses are scaled to it; None: no split)
+                    "repeat_share_low": est.repeat_share_low,
                 }
                 if self.verifier.prior is not None
                 else None

@@ -61,6 +61,11 @@ class Prior:
     source: str
     model: str
     lookups: int | None = None  # lookups replayed, with a candidate or not (None: pairs only)
+    # the best scores of the *novel* replayed lookups (no stored question had the asked one's
+    # meaning, so any answer served was wrong), and how many novel lookups there were, with a
+    # candidate or not (None: a calibration without the split)
+    novel: tuple[float, ...] | None = None
+    novel_lookups: int | None = None
 
     @property
     def pairs(self) -> int:
@@ -84,6 +89,18 @@ class Prior:
             return None
         return np.minimum(1.0, self.counts(grid)[0] / self.lookups)
 
+    def wrong_rates(self, grid: Floats) -> tuple[Floats, Floats, float, float] | None:
+        """The calibration's wrong reuses by kind of lookup, for each ``t`` of ``grid``:
+        (novel lookups scoring ≥ t, repeats whose best candidate was a wrong one scoring ≥ t,
+        novel lookups, repeat lookups); the rates F_N(t), F_R(t) are the first two over the
+        last two. None when the calibration has no split (``novel`` is None)."""
+        if self.novel is None or self.novel_lookups is None or not self.lookups:
+            return None
+        e_novel = count_above(np.asarray(self.novel, float), grid)
+        e_all = self.counts(grid)[1]
+        repeats = float(self.lookups - self.novel_lookups)
+        return e_novel, np.maximum(e_all - e_novel, 0.0), float(self.novel_lookups), repeats
+
     def above(self, t: float) -> tuple[int, int]:
         """(pairs scoring ≥ t, non-duplicates among them): ``counts`` at one threshold."""
         n, e = self.counts(np.array([t]))
@@ -103,6 +120,8 @@ class Prior:
             self.source,
             self.model,
             self.lookups,
+            None if self.novel is None else tuple(sorted(score(x) for x in self.novel)),
+            self.novel_lookups,
         )
 
     @classmethod
@@ -114,8 +133,21 @@ class Prior:
             non = tuple(sorted(float(x) for x in doc["non_duplicate_scores"]))
             source = str(doc["source"])
             lookups = int(doc["lookups"]) if "lookups" in doc else None
+            novel = (
+                tuple(sorted(float(x) for x in doc["novel_scores"]))
+                if "novel_scores" in doc
+                else None
+            )
+            novel_lookups = int(doc["novel_lookups"]) if "novel_lookups" in doc else None
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: not a pair-model calibration ({exc})") from None
         if lookups is not None and lookups < len(dup) + len(non):
             raise ValueError(f"{path}: fewer lookups ({lookups}) than observations")
-        return cls(dup, non, source, model, lookups)
+        if (novel is None) != (novel_lookups is None):
+            raise ValueError(f"{path}: novel_scores and novel_lookups come together")
+        if novel is not None and novel_lookups is not None:
+            if lookups is None or not len(novel) <= novel_lookups <= lookups:
+                raise ValueError(f"{path}: novel lookups do not fit the lookups")
+            if len(novel) > len(non):
+                raise ValueError(f"{path}: more novel scores than non-duplicate scores")
+        return cls(dup, non, source, model, lookups, novel, novel_lookups)

@@ -47,6 +47,7 @@ import random
 import threading
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from statistics import NormalDist
@@ -129,6 +130,9 @@ class ErrorEstimate:
     prior_weight: float  # λ: what the prior's counts are multiplied by now (0: no prior)
     prior_pairs_above: float  # λ · prior pairs at or above the threshold
     decided_by: str  # "prior", "prior+labels", "labels" or "initial_threshold"
+    # ρ, the lower bound on the share of recent lookups that repeat a stored question, that
+    # the prior's wrong reuses were scaled to (None: no prior, or one without the split)
+    repeat_share_low: float | None = None
 
 
 _NONE = -math.inf  # the score of a lookup that found no candidate
@@ -196,6 +200,7 @@ class Verifier:
         self.recompute_every_lookups = recompute_every_lookups
         self._lookups_since = 0
         self._decided_by = "initial_threshold"
+        self._rho: float | None = None  # the repeat share's lower bound (_repeat_share)
         # the alternative scorer's labels, lookups and entry floors, on its own scale
         self.alternative = alternative
         self.z_alternative = z_for(1 - (1 - self.confidence) / 2)
@@ -295,8 +300,10 @@ class Verifier:
         e_on = self._above(self._wrong, t)
         if self.prior is None or lam == 0.0:
             return n_on, e_on, n_on, e_on
-        n_p, e_p = self.prior.above(t)
-        return n_on + lam * n_p, e_on + lam * e_p, n_on, e_on
+        grid = np.array([t])
+        n_p, e_p = self.prior.counts(grid)
+        e_p = self._prior_wrong(grid, n_p, e_p, self._hit_shares(grid))
+        return n_on + lam * float(n_p[0]), e_on + lam * float(e_p[0]), n_on, e_on
 
     def _active_counts(self, t: float) -> tuple[float, float, int, int]:
         """``_counts`` for the scorer in force: the alternative has no prior."""
@@ -393,15 +400,70 @@ class Verifier:
         lookup by lookup and gone once the window is full, and the gateway's own labels
         overrule the prior as before wherever they show δ broken."""
         shares = np.zeros(len(grid))
+        for above, size in self._window_counts(recent, grid, fill):
+            shares = np.maximum(shares, above / size)
+        return shares
+
+    def _window_counts(
+        self, recent: Floats, grid: Floats, fill: Floats | None = None
+    ) -> Iterator[tuple[Floats, int]]:
+        """Per lookup window: (lookups scoring ≥ t for each ``t`` of ``grid``, the window's
+        size), a window not full yet padded at ``fill`` (``_window_shares``); empty windows
+        without ``fill`` are left out."""
         for w in self.lookup_windows:
             window = np.sort(recent[-w:])
             above = count_above(window, grid)
             if fill is not None and len(window) < w:
-                share = (above + (w - len(window)) * fill) / w
-            else:
-                share = above / len(window)
-            shares = np.maximum(shares, share)
-        return shares
+                yield above + (w - len(window)) * fill, w
+            elif len(window):
+                yield above, len(window)
+
+    def _repeat_share(self, grid: Floats, lam: float) -> float | None:
+        """ρ: a lower confidence bound on the share of recent lookups that are *repeats* (a
+        stored question has their meaning), the lowest over the lookup windows; None without
+        a prior that splits its lookups into novel and repeat (``Prior.wrong_rates``).
+
+        A novel lookup scores ≥ u with probability F_N(u), a repeat with some T_R(u) ≤ 1, so
+        h(u) ≤ (1 − p_R)·F_N(u) + p_R and p_R ≥ (h(u) − F_N(u)) / (1 − F_N(u)) for every u:
+        the black-box shift estimate of Lipton, Wang & Smola (2018, "Detecting and correcting
+        for label shift with black box predictors") with T_R(u) bounded by 1, so a repeat that
+        scores higher on this traffic than on the calibration's can only make ρ lower. h(u)
+        is taken at its Wilson lower bound per window, F_N(u) at the prior's upper bound (its
+        counts weighted by λ), and the best u of the grid is kept. The one assumption: this
+        traffic's novel lookups find a look-alike scoring ≥ u no more often than the
+        calibration's did (quora_val, whose non-duplicate pairs were collected as likely
+        duplicates, so its look-alikes are close ones); where they do, the gateway's own
+        labels overrule the prior (``_compute_primary``)."""
+        rates = self.prior.wrong_rates(grid) if self.prior is not None and lam > 0 else None
+        if rates is None or self.prior is None:
+            return None
+        e_novel, _, novel, _ = rates
+        f_novel = wilson_arrays(lam * e_novel, np.full(len(grid), lam * novel), self.z)[1]
+        recent = np.fromiter(self._lookup_scores, float)
+        rho = 1.0
+        for above, size in self._window_counts(recent, grid, self.prior.hit_shares(grid)):
+            h_low = wilson_arrays(above, np.full(len(grid), float(size)), self.z)[0]
+            bound = (h_low - f_novel) / np.maximum(1.0 - f_novel, 1e-12)
+            rho = min(rho, float(np.clip(np.max(bound), 0.0, 1.0)))
+        return rho
+
+    def _prior_wrong(self, grid: Floats, n_p: Floats, e_p: Floats, h: Floats) -> Floats:
+        """The prior's wrong reuses at or above each ``t`` of ``grid`` (of its ``n_p``), as
+        they would be on this traffic's mix of novel and repeat lookups: the calibration's
+        wrong reuses per lookup, W(t) = (1 − ρ)·F_N(t) + ρ·F_R(t) (the most W can be for a
+        repeat share of at least ρ, ``_repeat_share``), over this traffic's h(t), times
+        ``n_p``. Traffic of more repeats than the calibration's raises h(t) with right
+        answers, not wrong ones, which the calibration's own precision would scale with it.
+        Without the split (``Prior.wrong_rates`` None): the calibration's ``e_p`` unchanged."""
+        rates = self.prior.wrong_rates(grid) if self.prior is not None else None
+        if rates is None or self._rho is None:
+            return e_p
+        e_novel, e_repeat, novel, repeats = rates
+        f_novel = e_novel / max(novel, 1.0)
+        f_repeat = e_repeat / max(repeats, 1.0)
+        rho = self._rho
+        w = np.where(f_repeat > f_novel, f_repeat, (1 - rho) * f_novel + rho * f_repeat)
+        return n_p * np.minimum(1.0, w / np.maximum(h, 1e-12))
 
     @staticmethod
     def _lowest_proven(
@@ -433,10 +495,12 @@ class Verifier:
         n_on = count_above(np.asarray(self._sims, float), grid)
         e_on = count_above(np.asarray(self._wrong, float), grid)
         n, e = n_on, e_on
+        h = self._hit_shares(grid)
+        self._rho = self._repeat_share(grid, lam)
         if self.prior is not None and lam != 0.0:
             n_p, e_p = self.prior.counts(grid)
+            e_p = self._prior_wrong(grid, n_p, e_p, h)
             n, e = n_on + lam * n_p, e_on + lam * e_p
-        h = self._hit_shares(grid)
         ok = h * wilson_arrays(e, n, self.z)[1] <= self.delta
         own = np.zeros(len(grid), dtype=bool)
         if lam > 0:
@@ -533,6 +597,7 @@ class Verifier:
                 prior_weight=lam,
                 prior_pairs_above=n - n_on,
                 decided_by=self._decided_by,
+                repeat_share_low=None if self._alt_active or lam == 0 else self._rho,
             )
 
     def by_source(self) -> dict[str, dict[str, int]]:
