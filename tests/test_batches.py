@@ -1032,6 +1032,44 @@ def test_upload_errors_use_documented_codes_and_refuse_control_characters(
     assert not [f for f in fake_live.openai().files.list() if f.filename != "é q.jsonl"]
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\n", b"\r\n \t\n\n", "\ufeff".encode(), "\ufeff\n\u00a0\n\u3000".encode()],
+    ids=["0-bytes", "one-line-break", "blank-lines", "byte-order-mark", "unicode-blanks"],
+)
+def test_a_file_without_a_request_is_refused_at_upload(fake_live: Live, content: bytes) -> None:
+    """An empty upload (0 bytes, or blank lines only) was stored, and refused only when a batch
+    was created from it. It is 400 ``param: file`` at the upload now, and nothing is kept:
+    no file, and no ``Idempotency-Key`` (the key then uploads a file with requests)."""
+    for key in (None, "upload-1"):
+        headers = {} if key is None else {"Idempotency-Key": key}
+        r = fake_live.http.post(
+            "/v1/files",
+            files={"file": ("in.jsonl", content)},
+            data={"purpose": "batch"},
+            headers=headers,
+        )
+        err = assert_error(r, 400, param="file", code="invalid_value")
+        assert err["type"] == "invalid_request_error"
+        assert "at least one request" in err["message"]
+    store = fake_live.gateway.store
+    assert arun(store.files(None, None, 10, None, False)) == []
+    r = fake_live.http.post(
+        "/v1/files",
+        files={"file": ("in.jsonl", lines(1))},
+        data={"purpose": "batch"},
+        headers={"Idempotency-Key": "upload-1"},
+    )
+    assert r.status_code == 200, r.text
+    # a file with a request after blank lines, or one not UTF-8, is taken (a batch made from
+    # the second says what is wrong with it)
+    for taken in (b"\n\n" + lines(1), "\u00a0".encode() + lines(1), b"\xff\xfe{"):
+        r = fake_live.http.post(
+            "/v1/files", files={"file": ("in.jsonl", taken)}, data={"purpose": "batch"}
+        )
+        assert r.status_code == 200, r.text
+
+
 def test_completion_window_and_metadata_are_checked_as_documented(fake_live: Live) -> None:
     """``01h`` was accepted and echoed (docs: whole hours 1h-168h; OpenAI only ``24h``), and
     batch metadata had no limits (OpenAI: 16 pairs, keys up to 64, values up to 512)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from boundgate.assembly import build_app
 from boundgate.cli import app as cli
 from boundgate.settings import describe, load_settings
 from helpers import Live, write_config
@@ -93,6 +94,42 @@ default = true
     assert "metered per request" in row
 
 
+def test_models_lists_what_the_api_lists_in_its_order(tmp_path: Path) -> None:
+    """``GET /v1/models`` lists ``auto`` and ``auto:<ladder>``; the CLI listing left them
+    out. Both list the same ids now, in the same order."""
+    cfg = write_config(
+        tmp_path / "c.toml",
+        f"""
+[server]
+data_dir = "{tmp_path / "data"}"
+
+[reuse]
+embedder = "hash"
+
+[models.fake]
+backend = "fake"
+default = true
+
+[models.big]
+backend = "fake"
+aliases = ["large"]
+
+[routing.ladders]
+short = ["fake", "large"]
+""",
+    )
+    listed = CliRunner().invoke(cli, ["models", "-c", str(cfg)])
+    assert listed.exit_code == 0, listed.output
+    # the first cell of each row ("│ id │ backend │ ..."; the header's bars are "┃")
+    ids = [line.split("│")[1].strip() for line in listed.output.splitlines() if line[:1] == "│"]
+    with Live.in_process(build_app(load_settings(cfg))) as live:
+        served = live.http.get("/v1/models").json()["data"]
+    assert ids == [m["id"] for m in served]
+    assert ids == ["fake", "big", "auto", "auto:default", "auto:short", "all-MiniLM-L6-v2"]
+    (row,) = lines_with(listed.output, "auto:short")
+    assert "router" in row and "fake → big" in row  # the ladder, its alias resolved
+
+
 def test_models_shows_the_local_models_size_as_the_api_does(
     tmp_path: Path, local_live: Live
 ) -> None:
@@ -113,7 +150,8 @@ default = true
     )
     listed = CliRunner().invoke(cli, ["models", "-c", str(cfg)])
     assert listed.exit_code == 0, listed.output
-    (row,) = lines_with(listed.output, "smollm2-135m")
+    # its own row (the auto names' rows show it in their ladders)
+    (row,) = lines_with(listed.output, "│ smollm2-135m ")
     assert f" {params_b:g} " in row, row
 
 

@@ -268,7 +268,9 @@ default = true
 
 def test_serve_on_a_port_in_use_is_a_one_line_error_before_any_banner(tmp_path: Path) -> None:
     """The start banner claimed serving, the start-up ran, and only then did the bind fail,
-    with uvicorn's log line. Now the port is bound first: one error line, exit 1."""
+    with uvicorn's log line. Now the port is bound first: one error line, exit 1. It was bound
+    after the store was opened, which left a data directory behind (an empty store and a new
+    signing key in it): now nothing is made."""
     cfg = write_config(tmp_path / "b.toml", FAKE_CONFIG.format(data=tmp_path / "data"))
     import socket
 
@@ -288,6 +290,7 @@ def test_serve_on_a_port_in_use_is_a_one_line_error_before_any_banner(tmp_path: 
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use; another process "
         "is listening there (choose a port with --port)"
     ], r.stderr
+    assert not (tmp_path / "data").exists()
 
 
 @contextlib.contextmanager

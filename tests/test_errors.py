@@ -217,6 +217,10 @@ def test_unknown_model_is_404(fake_live: Live) -> None:
     err = assert_error(r, 404, param="model", code="model_not_found")
     assert "fake" in err["message"]
     assert "auto, auto:default" in err["message"]  # the names routing accepts are listed too
+    # what GET /v1/models lists, all of it (the embeddings model was left out)
+    listed = [m["id"] for m in fake_live.http.get("/v1/models").json()["data"]]
+    assert "all-MiniLM-L6-v2" in listed
+    assert err["message"].endswith(f"; available: {', '.join(listed)}"), err["message"]
     assert fake_live.ledger()[r.headers["x-request-id"]].error_code == "model_not_found"
 
 

@@ -54,8 +54,10 @@ def test_a_lost_signing_key_is_not_replaced_behind_the_stores_back(tmp_path: Pat
     # the server refuses to start, in its lifespan however the app is run ...
     with pytest.raises(SigningKeyLost), Live.in_process(app_of(tmp_path)):
         pass
-    # ... and at the command line in one line, exit 2 (before it listens)
-    res = CliRunner().invoke(cli, ["serve", "--config", str(tmp_path / "boundgate.toml")])
+    # ... and at the command line in one line, exit 2 (before it listens; its port, bound
+    # first, is any free one: the default 8080 may be another server's)
+    cfg = str(tmp_path / "boundgate.toml")
+    res = CliRunner().invoke(cli, ["serve", "--config", cfg, "--port", "0"])
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and text.startswith("error: the signing key"), text
     assert str(data / binding.PRIVATE_KEY_FILE) in text and "docs new-key" in text

@@ -344,9 +344,16 @@ def build_task_classifier(
     return load_task_classifier(embedder)
 
 
+def model_aliases(settings: Settings) -> dict[str, str]:
+    """Each configured alias → the model it names (``models.<name>.aliases``)."""
+    return {a: name for name, ms in settings.models.items() for a in ms.aliases}
+
+
 def build_router(
     settings: Settings, classifier: TaskClassifier | None, aliases: dict[str, str]
 ) -> Router:
+    """The router of ``[routing]`` (``model: "auto"``); ``boundgate models`` builds one
+    without a classifier to list its names as ``GET /v1/models`` does."""
     return Router(
         settings.routing,
         settings.energy,
@@ -376,7 +383,7 @@ def build_gateway(
     clock = clock or SystemClock()
     if backends is None:
         backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}
-    aliases = {a: name for name, ms in settings.models.items() for a in ms.aliases}
+    aliases = model_aliases(settings)
     default = settings.default_model if settings.default_model in backends else next(iter(backends))
     jobs = build_jobs(settings, store, clock, carbon)
     reuse = build_reuse(settings, store, clock, embedder, jobs) if settings.reuse.enabled else None

@@ -216,19 +216,24 @@ def serve(
         workers=workers,
     )
     s = settings.server
-    with opened_store(settings) as store:
-        open_mode = not asyncio.run(store.has_keys())
-        if settings.reuse.enabled:
-            _signing_key(store, s.data_dir)
-    if open_mode and not is_loopback(s.host) and not s.allow_open_remote:
-        err.print(
-            f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
-            "with `boundgate keys create --tenant NAME`, or pass --allow-open."
-        )
-        raise typer.Exit(2)
-    # bound before anything claims to serve (and before models load): a port in use is a
-    # one-line error at once, alone, not a traceback after the start-up
+    # bound first, before anything is made (the data directory, its store and signing key)
+    # or claims to serve, and before models load: a port in use is a one-line error at once,
+    # alone, that leaves nothing behind, not a traceback after the start-up
     sock = _listen(s.host, s.port)
+    try:
+        with opened_store(settings) as store:
+            open_mode = not asyncio.run(store.has_keys())
+            if settings.reuse.enabled:
+                _signing_key(store, s.data_dir)
+        if open_mode and not is_loopback(s.host) and not s.allow_open_remote:
+            err.print(
+                f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
+                "with `boundgate keys create --tenant NAME`, or pass --allow-open."
+            )
+            raise typer.Exit(2)
+    except BaseException:  # (typer.Exit included)
+        sock.close()
+        raise
     if open_mode:
         err.print(
             "[yellow]open local mode:[/yellow] no API keys exist, so every request is "

@@ -13,6 +13,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
+    from ..routing.ladder import Router
     from ..settings import Settings
     from ..store import EnergyProfileRow, Store
 
@@ -54,15 +55,18 @@ def _range(value: float, lo_hi: list[float]) -> str:
 @models_app.callback()
 def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List the configured models with their energy profiles (measured on this host, or the
-    labelled per-token estimate), and the embeddings model when reuse is on, as
-    ``GET /v1/models`` does."""
+    labelled per-token estimate), the names that route (auto), and the embeddings model when
+    reuse is on: what ``GET /v1/models`` lists, in its order."""
     if ctx.invoked_subcommand is not None:
         return
+    from ..assembly import build_router, model_aliases
+    from ..gateway import EMBEDDING_MODEL, listed_models
     from ..profiles import EnergyProfiles
     from . import _settings, opened_store, out
 
     settings = _settings(config, data_dir=data_dir)
     backends = _backends(settings)
+    router = build_router(settings, None, model_aliases(settings))  # (no classifier: names)
     table = Table(
         "id",
         "backend",
@@ -77,7 +81,15 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
     with opened_store(settings) as store:
         profiles = EnergyProfiles(store, backends, settings.energy)
         asyncio.run(profiles.refresh())
-    for name, m in settings.models.items():
+    rows = listed_models(settings.models, router.model_names(), embeddings=settings.reuse.enabled)
+    for name in rows:
+        if name == EMBEDDING_MODEL and settings.reuse.enabled:  # what /v1/embeddings serves
+            table.add_row(*_embeddings_row(settings))
+            continue
+        if name not in settings.models:  # auto, auto:<ladder>: the gateway picks the model
+            table.add_row(*_auto_row(router, name))
+            continue
+        m = settings.models[name]
         where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
         cells = ["", "", "unknown"]
         params_b = m.params_b
@@ -109,9 +121,18 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
             "yes" if m.reasoning else "",
             *cells,
         )
-    if settings.reuse.enabled:  # listed by GET /v1/models too: what /v1/embeddings serves
-        table.add_row(*_embeddings_row(settings))
     out.print(table)
+
+
+def _auto_row(router: Router, name: str) -> list[str]:
+    """An auto name's row: the ladders it routes over (``Router.ladders_of``), as
+    ``GET /v1/models`` gives them. No energy profile: each rung that runs is metered as its
+    model is."""
+    ladders = router.ladders_of(name)
+    where = "; ".join(f"ladder {k}: {' → '.join(rungs)}" for k, rungs in ladders.items())
+    if name == router.auto_model:
+        where = f"by task, {where}"
+    return [name, "router", "", where, "", "", "", "", "per rung: its model's"]
 
 
 def _embeddings_row(settings: Settings) -> list[str]:

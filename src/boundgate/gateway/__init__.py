@@ -19,6 +19,7 @@ from .context import (
     RequestContext,
     Result,
     estimated_prompt_tokens,
+    listed_models,
     new_request_id,
     refuse_over_context,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "RequestContext",
     "Result",
     "estimated_prompt_tokens",
+    "listed_models",
     "new_request_id",
     "refuse_over_context",
 ]

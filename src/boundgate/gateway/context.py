@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..backends.base import Backend, Completion, GenerationRequest, Usage
@@ -18,6 +19,16 @@ from ..store import StoredEntry
 from ..tenants import Tenant
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def listed_models(
+    models: Iterable[str], auto_names: Iterable[str], *, embeddings: bool
+) -> list[str]:
+    """The model ids ``GET /v1/models`` lists, in its order: the configured ``models``, the
+    names that route (``auto_names``: ``Router.model_names``), then ``EMBEDDING_MODEL`` when
+    ``embeddings`` (reuse on). The one list: a 404 ``model_not_found`` names these as
+    available (``Gateway.model_ids``), and ``boundgate models`` lists them."""
+    return [*models, *auto_names, *([EMBEDDING_MODEL] if embeddings else [])]
 
 
 def new_request_id() -> str:

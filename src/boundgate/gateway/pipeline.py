@@ -41,6 +41,7 @@ from .context import (
     RequestContext,
     Result,
     hit_usage,
+    listed_models,
     new_request_id,
 )
 from .embeddings import Embedding
@@ -137,15 +138,21 @@ class Gateway(Routing, Embedding):
             self.clock.monotonic(),
         )
 
+    def model_ids(self) -> list[str]:
+        """The model ids ``GET /v1/models`` lists, in its order (``listed_models``): the
+        backends, ``auto`` and ``auto:<ladder>``, the embeddings model with reuse on."""
+        auto = self.router.model_names() if self.router is not None else []
+        return listed_models(self.backends, auto, embeddings=self.reuse is not None)
+
     def resolve(self, model: str | None) -> Backend:
+        """The backend a request's ``model`` names (an alias, or None for the default).
+        Raises ``ModelNotFoundError`` (404, ``param: model``) naming what ``GET /v1/models``
+        lists as available."""
         name = model or self.default_model
         name = self.aliases.get(name, name)
         backend = self.backends.get(name)
         if backend is None:
-            names = sorted(self.backends)
-            if self.router is not None:  # model: "auto" and "auto:<ladder>" are accepted too
-                names += self.router.model_names()
-            known = ", ".join(names)
+            known = ", ".join(self.model_ids())
             if name == EMBEDDING_MODEL and self.reuse is not None:
                 raise ModelNotFoundError(
                     f"The model '{model}' makes embeddings (POST /v1/embeddings) and does not "

@@ -212,6 +212,13 @@ class Router:
         """The names clients may send: the auto model and ``auto:<ladder>`` for each ladder."""
         return [self.auto_model, *(f"{self.auto_model}:{name}" for name in self.ladders)]
 
+    def ladders_of(self, name: str) -> dict[str, list[str]]:
+        """What a name of ``model_names`` routes over: ladder → its rungs (configured model
+        names, smallest first); every ladder for the auto model, the one it names for
+        ``auto:<ladder>``."""
+        ladder = name.removeprefix(self.auto_model).removeprefix(":")
+        return {k: list(v) for k, v in self.ladders.items() if not ladder or k == ladder}
+
     def _policy(self, task: str) -> TaskPolicy:
         return self.settings.policy.get(task, self.settings.unclassified)
 

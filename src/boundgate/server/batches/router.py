@@ -33,13 +33,16 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
+_UPLOAD_NOTES = {400: f"an empty file (`param: file`); a malformed `{HEADER}` (`param`)"}
+
+
 @router.post(
     "/v1/files",
     tags=["batches"],
     response_model=None,
     responses={
         **ok(FileObject),
-        **errors(400, 401, 409, 413, notes={400: f"a malformed `{HEADER}` (`param`)"}),
+        **errors(400, 401, 409, 413, notes=_UPLOAD_NOTES),
     },
 )
 async def upload_file(
@@ -50,8 +53,9 @@ async def upload_file(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> dict[str, Any]:
     """Upload a batch input file (purpose ``batch``). 400 ``invalid_value`` for another
-    purpose or a file name with control characters (or cut short by one, as a line break
-    ends the part's header and leaves an unterminated quote), or a malformed
+    purpose, a file name with control characters (or cut short by one, as a line break
+    ends the part's header and leaves an unterminated quote), a file without a request
+    (empty, or blank lines only: ``param: file``, nothing stored), or a malformed
     ``Idempotency-Key``; 409 ``idempotency_key_reused`` for a key an upload of another
     purpose, name or content used; 413 over ``server.max_file_bytes``."""
     key = checked_key(request.headers.getlist(HEADER))

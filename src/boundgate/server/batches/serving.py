@@ -98,7 +98,17 @@ async def upload_file(
     """Store an uploaded file as the tenant's (``POST /v1/files``). With an
     ``idempotency_key`` (``idempotency.py``): the file an earlier upload under it made, if it
     is still there, else a new one kept with the key; 409 ``idempotency_key_reused`` if that
-    upload had another purpose, name or content."""
+    upload had another purpose, name or content. Raises ``InvalidRequestError`` (400
+    ``invalid_value``, ``param: file``) for a file without a request (:func:`has_requests`),
+    before anything is stored."""
+    if not has_requests(content):  # (a batch would refuse it only when created)
+        what = "is empty" if not content else "has only blank lines"
+        raise InvalidRequestError(
+            f"the file {what}; a batch input file needs at least one request (JSON Lines: "
+            "one request a line)",
+            param="file",
+            code=ErrorCode.INVALID_VALUE,
+        )
     if idempotency_key is None:
         return await new_file(gw, ctx.tenant.name, purpose, filename, content)
     params = {"purpose": purpose, "filename": filename}
@@ -238,6 +248,32 @@ def _line_label(n: int, item: dict[str, Any]) -> str:
     return f"line {n}"
 
 
+BOM = "\ufeff"  # a byte order mark, as many Windows tools write at a file's start
+# a file's start that holds no request: its byte order mark and ASCII white space
+# (str.isspace's: \t \n \v \f \r, \x1c-\x1f, space)
+_BLANK_START = re.compile(rb"(?:\xef\xbb\xbf)?[\t\n\v\f\r\x1c-\x1f ]*")
+
+
+def has_requests(content: bytes) -> bool:
+    """Whether ``content`` has a line that is not blank, as :func:`parse_lines` reads it
+    (after a byte order mark; a line of white space only, Unicode's included, is blank).
+    Cheap on a large file: a request's line starts with an ASCII character, so only a file
+    whose first one after white space is not ASCII is decoded (content that is not UTF-8
+    has something in it: creating its batch says what is wrong)."""
+    start = _BLANK_START.match(content)
+    assert start is not None  # (the pattern matches the empty string)
+    rest = start.end()
+    if rest == len(content):
+        return False
+    if content[rest] < 0x80:
+        return True
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return bool(text.removeprefix(BOM).strip())
+
+
 def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[dict[str, Any]]:
     """The batch's lines. ``check``: also check every line's keys, that it has a ``method``,
     and every body as the endpoint would (at creation; at run time a line whose body fails the
@@ -247,7 +283,7 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         raise _bad_input("the input file is not UTF-8") from None
-    text = text.removeprefix("\ufeff")  # a byte order mark, as many Windows tools write
+    text = text.removeprefix(BOM)
     # JSON Lines ends a line at "\n" only ("\r\n" too): str.splitlines() also split at
     # U+2028, U+2029 and U+0085, which JSON strings may hold unescaped. Numbered as an
     # editor numbers them, blank lines counted and skipped.

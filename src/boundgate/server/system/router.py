@@ -34,33 +34,35 @@ async def list_models(
 ) -> dict[str, Any]:
     """The models, each with boundgate's details: backend, version, whether it reasons, and
     its energy profile (measured on this host, or the labelled per-token estimate); then the
-    auto names (model ladders) and, with reuse on, the embeddings model (``dimensions``)."""
+    auto names (model ladders) and, with reuse on, the embeddings model (``dimensions``):
+    ``Gateway.model_ids``, what a 404 ``model_not_found`` names as available."""
     gw = gateway_of(request)
     created = int(request.app.state.started)
     await gw.profiles.refresh()  # a profile measured while serving shows at once
-    data = [_backend_model(gw, name, b, created) for name, b in gw.backends.items()]
-    if gw.router is not None:
-        data += [
-            {
-                "id": name,
-                "object": "model",
-                "created": created,
-                "owned_by": "boundgate",
-                "boundgate": _auto_description(gw.router, name),
-            }
-            for name in gw.router.model_names()
-        ]
-    if gw.reuse is not None:
-        data.append(
-            {
-                "id": EMBEDDING_MODEL,
-                "object": "model",
-                "created": created,
-                "owned_by": "boundgate",
-                "boundgate": _embedding_description(gw),
-            }
-        )
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [_model(gw, m, created) for m in gw.model_ids()]}
+
+
+def _model(gw: Gateway, model_id: str, created: int) -> dict[str, Any]:
+    """The model object of a name (an id ``GET /v1/models`` lists, an alias, or the
+    embedder's own name): an auto name's, the embeddings model's, or a backend's. Raises
+    ``ModelNotFoundError`` (404) for an unknown name."""
+    if gw.router is not None and model_id in gw.router.model_names():
+        return _listed(model_id, created, _auto_description(gw.router, model_id))
+    if gw.reuse is not None and model_id in (EMBEDDING_MODEL, gw.reuse.embedder.name):
+        return _listed(EMBEDDING_MODEL, created, _embedding_description(gw))
+    b = gw.resolve(model_id)
+    return _backend_model(gw, b.name, b, created)
+
+
+def _listed(model_id: str, created: int, details: dict[str, Any]) -> dict[str, Any]:
+    """A model object of boundgate's own (an auto name, the embeddings model)."""
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": created,
+        "owned_by": "boundgate",
+        "boundgate": details,
+    }
 
 
 def _backend_model(gw: Gateway, name: str, b: Backend, created: int) -> dict[str, Any]:
@@ -97,9 +99,7 @@ def _embedding_description(gw: Gateway) -> dict[str, Any]:
 
 def _auto_description(router: Router, name: str) -> dict[str, Any]:
     """What an auto model name routes over: its ladders (rungs smallest first)."""
-    ladder = name.removeprefix(router.auto_model).removeprefix(":")
-    ladders = {k: list(v) for k, v in router.ladders.items() if not ladder or k == ladder}
-    return {"id": name, "backend": "router", "ladders": ladders, "default": False}
+    return {"id": name, "backend": "router", "ladders": router.ladders_of(name), "default": False}
 
 
 @router.get(
@@ -114,26 +114,8 @@ async def get_model(
     """One model, as ``GET /v1/models`` lists it (with boundgate's details); 404
     ``model_not_found`` for an unknown name."""
     gw = gateway_of(request)
-    created = int(request.app.state.started)
-    if gw.router is not None and model_id in gw.router.model_names():
-        return {
-            "id": model_id,
-            "object": "model",
-            "created": created,
-            "owned_by": "boundgate",
-            "boundgate": _auto_description(gw.router, model_id),
-        }
-    if gw.reuse is not None and model_id in (EMBEDDING_MODEL, gw.reuse.embedder.name):
-        return {
-            "id": EMBEDDING_MODEL,
-            "object": "model",
-            "created": created,
-            "owned_by": "boundgate",
-            "boundgate": _embedding_description(gw),
-        }
-    b = gw.resolve(model_id)
     await gw.profiles.refresh()
-    return _backend_model(gw, b.name, b, created)
+    return _model(gw, model_id, int(request.app.state.started))
 
 
 @router.get("/healthz", tags=["operations"])
