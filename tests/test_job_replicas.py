@@ -239,6 +239,33 @@ async def _stale_rebind_at_the_last_minute(
     return v1, v2, doc.id
 
 
+def test_a_rebind_queued_without_a_requirement_is_handed_back_by_a_replica_without_its_model(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """A rebind queued before jobs named their version requires nothing: any replica claims
+    it. One without the document's model failed it for good, its own pipeline's 404
+    ``model_not_found`` taken for a refusal; it hands it back now, untried, and the replica
+    at the new version rebinds it."""
+
+    async def main() -> None:
+        clock = FakeClock(start=CLOCK_START)
+        v1, v2, doc = await _stale_rebind_at_the_last_minute(tmp_path, open_store, clock)
+        (queued,) = await v1.store.jobs()
+        assert await v1.store.cancel_job(queued.id)
+        await JobQueue(v1.store, clock).submit("rebind", {"document": doc})  # no version
+        other = await started(replica(tmp_path, open_store(), clock, model="other"))
+        assert await runner(other, clock).run_once()
+        (job,) = await other.store.jobs("pending")
+        assert (job.attempts, job.requires) == (0, None)
+        assert "model fake is not served here" in json.loads(job.result or "{}")["handed_back"]
+        clock.advance(60.0)
+        assert await runner(v2, clock).run_once()
+        (job,) = [j for j in await v2.store.jobs() if j.id == job.id]
+        assert job.state == "done" and json.loads(job.result or "{}")["supersedes"] == doc
+
+    arun(main())
+
+
 def test_a_late_rebind_waits_for_the_live_replica_at_its_version(
     tmp_path: Path, open_store: OpenStore
 ) -> None:

@@ -200,7 +200,8 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     job requires the model at that version (``JobRow.requires``), so a process whose model is
     not at it (a replica not yet upgraded, in a rolling upgrade) does not claim it; one that
     gets it all the same (a job queued before jobs had requirements, a runner told nothing
-    it accepts) hands it back (:class:`HandBack`) for one that is. A document revoked (or
+    it accepts) hands it back (:class:`HandBack`) for one that is, and so does one without
+    the model (its 404 ``model_not_found`` failed the job for good). A document revoked (or
     superseded) while the new answer was generated stays so: nothing is bound."""
     reuse, store = gateway.reuse, gateway.store
     assert reuse is not None
@@ -219,7 +220,14 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         return out
     req = request_from_json(entry.request)
     target = payload.get("version")
-    version = gateway.resolve(req.model).version
+    try:
+        version = gateway.resolve(req.model).version
+    except ModelNotFoundError:  # not a refusal: another process serves the model
+        raise HandBack(
+            f"model {req.model} is not served here; the rebind of {doc.id} is for a process "
+            "that serves it",
+            HAND_BACK_S,
+        ) from None
     if version == doc.model_version or (target is not None and version != target):
         raise HandBack(
             f"model {req.model} is at version {version} here; the rebind of {doc.id} "
