@@ -27,7 +27,7 @@ from boundgate.errors import (
     UpstreamTimeoutError,
 )
 from boundgate.gateway import Gateway
-from boundgate.scheduler.handlers import job_handlers
+from boundgate.scheduler.handlers import job_handlers, model_requirements
 from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import SQLiteStore, Store
 from boundgate.tenants import Tenant
@@ -51,7 +51,16 @@ def gateway(tmp: Path, store: Store, clock: FakeClock, version: str = "v1") -> G
 
 
 def runner(store: Store, gw: Gateway, clock: FakeClock) -> JobRunner:
-    return JobRunner(store, job_handlers(gw), clock=clock, poll_s=1.0, replan_s=3600.0)
+    """``gw``'s job runner as the server makes it: it accepts the jobs that require its
+    models at their versions (a round of variants does)."""
+    return JobRunner(
+        store,
+        job_handlers(gw),
+        clock=clock,
+        poll_s=1.0,
+        replan_s=3600.0,
+        accepts=model_requirements(gw),
+    )
 
 
 def test_permanent_errors_are_the_4xx_that_no_retry_changes() -> None:

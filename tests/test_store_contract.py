@@ -1420,6 +1420,54 @@ def test_a_job_that_requires_another_process_is_passed_over_until_its_deadline(
     assert late is not None and late.id == "v2"
 
 
+def test_a_late_job_stays_for_a_live_runner_that_meets_its_requirement(store: Store) -> None:
+    """Past its deadline a job is claimed by a process that does not meet its requirement
+    (to finish it as skipped) only once no runner that meets it is alive: a runner is alive
+    until the time its last note gives, and not at all once it is forgotten. A runner's note
+    replaces its last one; a note of nothing says it waits for nothing."""
+    v1, v2 = '["m","v1"]', '["m","v2"]'
+    run(store.put_job(job("late", 10.0, requires=v2, deadline=500.0)))
+    run(store.note_runner("new", {v2, '["n","x"]'}, 400.0, 800.0))
+    run(store.note_runner("old", {v1}, 400.0, 800.0))
+    assert run(store.claim_job("old", 600.0, 60.0, accepts={v1})) is None
+    (untouched,) = run(store.jobs())
+    assert (untouched.state, untouched.attempts) == ("pending", 0)
+    assert run(store.claim_job("old", 800.0, 60.0, accepts={v1})) is not None  # "new" ran out
+    assert run(store.finish_job("late", "old", "pending", None))
+
+    run(store.note_runner("new", {v2}, 800.0, 1200.0))  # back
+    assert run(store.claim_job("old", 900.0, 60.0, accepts={v1})) is None
+    got = run(store.claim_job("new", 900.0, 60.0, accepts={v2}))  # it runs it, late
+    assert got is not None and got.id == "late"
+    assert run(store.finish_job("late", "new", "pending", None))
+
+    run(store.note_runner("new", set(), 900.0, 1300.0))  # it no longer runs v2
+    got = run(store.claim_job("old", 900.0, 60.0, accepts={v1}))
+    assert got is not None and got.id == "late"
+    assert run(store.finish_job("late", "old", "pending", None))
+
+    run(store.note_runner("new", {v2}, 900.0, 1300.0))
+    assert run(store.claim_job("old", 900.0, 60.0, accepts={v1})) is None
+    run(store.forget_runner("new"))  # it stopped
+    got = run(store.claim_job("old", 900.0, 60.0, accepts={v1}))
+    assert got is not None and got.id == "late"
+    run(store.forget_runner("nobody"))  # forgetting a runner never noted is no error
+
+
+def test_runners_noted_on_one_store_are_seen_by_every_process(
+    make_store: Callable[[], Store],
+) -> None:
+    """Notes are the store's, not a process's: a runner noted through one instance keeps a
+    late job from another instance's claim."""
+    a, b = make_store(), make_store()
+    run(a.put_job(job("late", 10.0, requires='["m","v2"]', deadline=500.0)))
+    run(a.note_runner("new", {'["m","v2"]'}, 400.0, 800.0))
+    assert run(b.claim_job("old", 600.0, 60.0, accepts={'["m","v1"]'})) is None
+    run(a.note_runner("new", {'["m","v2"]'}, 600.0, 700.0))  # a shorter note replaces it
+    got = run(b.claim_job("old", 700.0, 60.0, accepts={'["m","v1"]'}))
+    assert got is not None and got.id == "late"
+
+
 def test_reschedule_and_cancel_only_pending_jobs(store: Store) -> None:
     run(store.put_job(job("p", 10.0)))
     run(store.put_job(job("r", 5.0)))

@@ -18,6 +18,7 @@ from ..reuse.lookup import Lookup
 from ..reuse.scope import answer_fits
 from ..reuse.stored import replay_pieces, request_json
 from ..reuse.variants import variant_entry, variants_key
+from ..scheduler.jobs import model_requirement
 from ..store import LedgerRow
 from ..tenants import Reservation
 from .admission import Admission
@@ -62,15 +63,23 @@ class Reusing(Metering, Admission):
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)
         if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
-            await self._creative(ctx, req, lookup, variants=p.variants)
+            await self._creative(ctx, req, backend, lookup, variants=p.variants)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
         return lookup
 
     async def _creative(
-        self, ctx: RequestContext, req: GenerationRequest, lookup: Lookup, *, variants: bool
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        lookup: Lookup,
+        *,
+        variants: bool,
     ) -> None:
         """Above the dial: a pre-generated variant if one is left (and ``variants``: the
-        request takes stored answers), else a budgeted fresh one."""
+        request takes stored answers), else a budgeted fresh one. A round of variants it
+        queues requires ``backend``'s model at its version (a replica without it leaves the
+        job alone)."""
         buf = self.creativity
         if buf is None or lookup.key is None:
             return
@@ -79,8 +88,16 @@ class Reusing(Metering, Admission):
             await buf.admit_novel(ctx.tenant.name)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         key = variants_key(lookup.key.exact, req.temperature)
+        requires = model_requirement(backend.name, backend.version)
         variant = (
-            await buf.take(key, asker, body, key_id=ctx.tenant.key_id, tenant=ctx.tenant.name)
+            await buf.take(
+                key,
+                asker,
+                body,
+                key_id=ctx.tenant.key_id,
+                tenant=ctx.tenant.name,
+                requires=requires,
+            )
             if variants
             else None
         )

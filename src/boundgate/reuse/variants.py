@@ -8,7 +8,8 @@ answers are interchangeable draws. The buffer:
   version, context, parameters, canonical prompt; and the temperature, ``variants_key``);
 - once ``creativity.min_askers`` have asked, queues a ``variants`` job that pre-generates
   ``creativity.variants`` answers at the prompt's temperature, in the clean hours before
-  ``creativity.window_s`` (the scheduler's start policy);
+  ``creativity.window_s`` (the scheduler's start policy), on a process that serves the model
+  at that version (the job requires it: ``scheduler/jobs.py``);
 - serves an unused variant at request time (``x-boundgate-reuse: hit-variant``), never the same
   one twice to one asker while others remain, and queues more when all have been served.
 
@@ -101,11 +102,15 @@ class CreativityBuffer:
         request_json: str,
         key_id: str | None = None,
         tenant: str | None = None,
+        requires: str | None = None,
     ) -> VariantRow | None:
         """Record the ask, queue pre-generation when earned, and take a variant if any.
         ``key_id``: the asker's key; a round it queues runs under that key's limits.
         ``tenant``: the asker's tenant; no round is queued while its novelty budget is spent
-        (the round could make none; an ask on a day with budget queues it)."""
+        (the round could make none; an ask on a day with budget queues it). ``requires``:
+        what a process must run to make the round (``jobs.model_requirement`` of the model
+        at the version the prompt was asked of, whose draws its key names), so that among
+        replicas serving different models only one serving it takes the job."""
         now = self.clock.time()
         who = self._asker(asker)
         askers = await self.store.note_novel_ask(exact, who, request_json, now)
@@ -123,6 +128,7 @@ class CreativityBuffer:
                     deadline_s=self.settings.window_s,
                     duration_s=60.0 * self.settings.variants,
                     dedupe=f"variants:{exact}:{made}",
+                    requires=requires,
                 )
         return variant
 

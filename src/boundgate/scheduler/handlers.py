@@ -9,7 +9,9 @@ reschedules the job after its Retry-After (``variants`` keeps what it made and s
 refusal no retry changes (``BoundgateError.permanent``: a 400 for a request whose worst case
 is more than the tenant's whole daily budget) ends the job: ``variants`` keeps what it made
 and records the refusal in its result; a ``rebind`` reaches the runner, which fails it at
-once with the refusal as its result.
+once with the refusal as its result. Each job requires its model at a version
+(``JobRow.requires``: the version a rebind binds at, the one a variants round's prompt was
+asked of), so only a process running it claims the job (``model_requirements``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BoundgateError, RateLimitError
+from ..errors import BoundgateError, ModelNotFoundError, RateLimitError
 from ..reuse.lookup import is_recorded_request
 from ..reuse.stored import request_from_json
 from ..store import KeyStore, VariantRow
@@ -28,8 +30,9 @@ from .jobs import HandBack, JobHandler, model_requirement
 if TYPE_CHECKING:
     from ..gateway import Gateway, RequestContext
 
-# how long a rebind handed back (this process's model is not at the version it is for) waits
-# before any process may take it again: a rolling upgrade's other replicas take it meanwhile
+# how long a job handed back (a rebind: this process's model is not at the version it is for;
+# variants: the model is not served here) waits before any process may take it again: the
+# other replicas take it meanwhile
 HAND_BACK_S = 60.0
 
 
@@ -55,7 +58,8 @@ def model_requirements(gateway: Gateway) -> Callable[[], frozenset[str]]:
     """What ``gateway``'s process runs, for ``JobRunner(accepts=...)``: each configured
     model at its version (``jobs.model_requirement``), read at every claim (a version is
     known once its model has started). A rebind job requires its model at the version it is
-    for, so a replica on another passes it over without claiming it."""
+    for, a round of variants its prompt's model at the version it was asked of, so a replica
+    on another version, or without that model, passes it over without claiming it."""
 
     def accepts() -> frozenset[str]:
         return frozenset(
@@ -118,7 +122,13 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     good, :attr:`BoundgateError.permanent`: a 400 ``invalid_value`` when the prompt's worst
     case is more than the whole daily budget it runs under) when the round ended early.
     Either way the job is done: a round refused for good is not retried. Other errors
-    reach the runner (tried again)."""
+    reach the runner (tried again).
+
+    The job requires the prompt's model at its version (``JobRow.requires``), so a process
+    without that model does not claim it. One that gets it all the same (a round queued
+    before rounds had requirements) hands it back (:class:`HandBack`) for one that serves
+    the model: its own pipeline would refuse every draw as a 404 ``model_not_found``, and the
+    round used to end refused for good."""
     assert gateway.creativity is not None
     store = gateway.store
     exact = str(payload["exact"])
@@ -126,6 +136,14 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     if text is None:
         return {"skipped": "prompt unknown"}
     body = json.loads(text)
+    try:
+        gateway.resolve(str(body["model"]))
+    except ModelNotFoundError:
+        raise HandBack(
+            f"model {body['model']} is not served here; its variants are for a process that "
+            "serves it",
+            HAND_BACK_S,
+        ) from None
     key_id = payload.get("key_id")
     tenant = await background_tenant(
         store, gateway.limiter, str(body["tenant"]), key_id and str(key_id)
@@ -182,7 +200,8 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     job requires the model at that version (``JobRow.requires``), so a process whose model is
     not at it (a replica not yet upgraded, in a rolling upgrade) does not claim it; one that
     gets it all the same (a job queued before jobs had requirements, a runner told nothing
-    it accepts) hands it back (:class:`HandBack`) for one that is. A document revoked (or
+    it accepts) hands it back (:class:`HandBack`) for one that is, and so does one without
+    the model (its 404 ``model_not_found`` failed the job for good). A document revoked (or
     superseded) while the new answer was generated stays so: nothing is bound."""
     reuse, store = gateway.reuse, gateway.store
     assert reuse is not None
@@ -201,7 +220,14 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         return out
     req = request_from_json(entry.request)
     target = payload.get("version")
-    version = gateway.resolve(req.model).version
+    try:
+        version = gateway.resolve(req.model).version
+    except ModelNotFoundError:  # not a refusal: another process serves the model
+        raise HandBack(
+            f"model {req.model} is not served here; the rebind of {doc.id} is for a process "
+            "that serves it",
+            HAND_BACK_S,
+        ) from None
     if version == doc.model_version or (target is not None and version != target):
         raise HandBack(
             f"model {req.model} is at version {version} here; the rebind of {doc.id} "

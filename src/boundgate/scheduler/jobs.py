@@ -13,12 +13,18 @@ document twice supersedes once: the second run finds the document already supers
 policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
 
 *Where* a job may run is its requirement (``JobRow.requires``, :func:`model_requirement`: a
-rebind is for a model at one version). A runner claims only jobs whose requirement its
-process meets (``accepts``), so a replica still on the old model version in a rolling upgrade
-leaves the new version's rebinds alone instead of claiming each one to hand it back (a write
-per job and poll). Past its deadline a job is claimed by any runner, and one whose
-requirement that runner does not meet is finished ``done`` as skipped: no process able to
-run it took it in its window.
+rebind is for a model at one version, a round of variants for the model at the version its
+prompt was asked of). A runner claims only jobs whose requirement its process meets
+(``accepts``), so a replica still on the old model version in a rolling upgrade leaves the
+new version's rebinds alone instead of claiming each one to hand it back (a write per job and
+poll), and a replica without a model leaves its variants to one that serves it (it used to
+claim them and end them refused, the model unknown to it). Who decides that a job is late is
+a runner that could have run it, or all of them together: each runner records in the store
+what it accepts and that it is alive (``Store.note_runner``, renewed every third of its
+lease while it polls or runs a job, dropped when it stops). Past its deadline a job whose
+requirement a live runner meets stays that runner's, which runs it late; once none is
+alive, any runner claims it and finishes it ``done`` as skipped, its handler not run: no
+process able to run it took it in its window.
 """
 
 from __future__ import annotations
@@ -241,8 +247,12 @@ class JobRunner:
 
     ``accepts`` says what this process runs (:func:`model_requirement` of each model at its
     version; called at every claim; None: nothing): the runner claims only jobs that require
-    nothing or one of those, and, past their deadline, any job: one it cannot run is then
-    finished ``done``, ``{"skipped": ...}``, its handler not called."""
+    nothing or one of those, and, past their deadline, a job whose requirement no live
+    runner meets: one it cannot run is then finished ``done``, ``{"skipped": ...}``, its
+    handler not called. It tells the store what it accepts and that it is alive
+    (``Store.note_runner``) for ``alive_s`` = max(``lease_s``, 3 × ``poll_s``) s, again every
+    third of that while it polls or runs a job, and when what it accepts changes; :meth:`stop`
+    takes that back (``Store.forget_runner``)."""
 
     def __init__(
         self,
@@ -272,6 +282,11 @@ class JobRunner:
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
         self.poll_s = poll_s
+        # how long what this runner tells the store (alive, what it accepts) holds; renewed
+        # every third of it, also between two polls
+        self.alive_s = max(lease_s, 3 * poll_s)
+        # (clock time, accepts) of the runner's last note in the store; None: none stands
+        self._noted: tuple[float, frozenset[str]] | None = None
         self.max_attempts = max_attempts
         self.retry_backoff_s = retry_backoff_s
         self.retry_backoff_max_s = retry_backoff_max_s
@@ -297,10 +312,39 @@ class JobRunner:
         self._wake.set()
 
     async def stop(self) -> None:
+        """Stop the loop (and the job it runs: its lease runs out, another runner takes it)
+        and take back this runner's note in the store: a late job only it could run is no
+        longer waited for."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._noted is not None:
+            self._noted = None
+            try:
+                await self.store.forget_runner(self.owner)
+            except Exception:  # shutdown goes on; the note runs out by itself
+                log.exception("job runner %s: its note in the store was not taken back", self.owner)
+
+    def _accepts(self) -> frozenset[str]:
+        return frozenset(self.accepts()) if self.accepts is not None else frozenset()
+
+    async def _note_alive(self, accepts: frozenset[str], now: float, renew: bool = False) -> None:
+        """Tell the store this runner is alive for ``alive_s`` and accepts ``accepts``, when
+        the last note is a third of that old (``renew``: at once) or said other requirements;
+        nothing while it accepts nothing and no note stands. A failure is logged: the runner
+        goes on (its last note runs out; a job only it could run may then be skipped late)."""
+        if self._noted is None:
+            if not accepts:
+                return
+        elif not renew and self._noted[1] == accepts and now - self._noted[0] < self.alive_s / 3:
+            return
+        try:
+            await self.store.note_runner(self.owner, accepts, now, now + self.alive_s)
+        except Exception:
+            log.exception("job runner %s: its note in the store was not renewed", self.owner)
+            return
+        self._noted = (now, accepts) if accepts else None
 
     async def _loop(self) -> None:
         while True:
@@ -336,11 +380,13 @@ class JobRunner:
     async def run_once(self) -> bool:
         """Claim and run one due job; False if none was due."""
         now = self.clock.time()
-        accepts = self.accepts() if self.accepts is not None else ()
+        accepts = self._accepts()
+        await self._note_alive(accepts, now)
         job = await self.store.claim_job(self.owner, now, self.lease_s, accepts)
         if job is None:
             return False
-        if job.requires is not None and job.requires not in accepts:  # past its deadline
+        if job.requires is not None and job.requires not in accepts:
+            # past its deadline, and no live runner meets its requirement
             log.info("job %s (%s) skipped past its deadline: requires %s", job.id, job.kind,
                      job.requires)  # fmt: skip
             reason = f"no process running {job.requires} took it before its deadline"
@@ -441,11 +487,13 @@ class JobRunner:
                 done, _ = await asyncio.wait({task}, timeout=every_s)
                 if done:
                     return task.result()
-                until = self.clock.time() + self.lease_s
-                if not await self.store.renew_job(job.id, self.owner, until):
+                now = self.clock.time()
+                if not await self.store.renew_job(job.id, self.owner, now + self.lease_s):
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
                     raise _LeaseLost(job.id)
+                # busy, still alive: the jobs it accepts stay its own past their deadlines
+                await self._note_alive(self._accepts(), now, renew=True)
         finally:
             if not task.done():  # this runner was stopped: stop the work too
                 task.cancel()

@@ -405,7 +405,21 @@ class JobStore(Protocol):
 
         ``accepts``: the requirements the claiming process meets (``JobRow.requires``). A job
         that requires something else is passed over, never written, until its ``deadline``
-        has passed (then any process may claim it, to finish it as skipped)."""
+        has passed and no live runner meets its requirement (:meth:`note_runner`); then any
+        process may claim it, to finish it as skipped. Past its deadline a job is still only
+        for a process that can run it while one is alive: that one runs it late."""
+
+    async def note_runner(
+        self, owner: str, accepts: Collection[str], now: float, until: float
+    ) -> None:
+        """Record that job runner ``owner`` is alive until ``until`` (s, the clock of
+        ``claim_job``'s ``now``) and meets the requirements ``accepts`` (replacing what it
+        recorded before; none: it is not waited for). Records whose time ran out by ``now``
+        are dropped. One write; a runner renews it well before ``until``."""
+
+    async def forget_runner(self, owner: str) -> None:
+        """Drop what :meth:`note_runner` recorded for ``owner`` (its runner stopped): jobs
+        only it could run are no longer waited for past their deadline."""
 
     async def finish_job(
         self,

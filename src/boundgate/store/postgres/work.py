@@ -108,17 +108,20 @@ class PostgresWork(PostgresBase):
     ) -> JobRow | None:
         # SKIP LOCKED: a job another replica is claiming right now is passed over, not waited
         # for (and re-checked against the condition once locked); a job requiring what this
-        # process does not run is passed over until its deadline, never written
+        # process does not run is passed over, never written, until its deadline, and after
+        # it while a live runner meets its requirement (that one runs it late)
         sql = (
             "UPDATE jobs SET state = 'running', lease_owner = %s, lease_expires = %s, "
             "attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE "
             "((state = 'pending' AND not_before <= %s) OR "
             "(state = 'running' AND lease_expires < %s)) "
-            "AND (requires IS NULL OR deadline <= %s OR requires = ANY(%s::text[])) "
+            "AND (requires IS NULL OR requires = ANY(%s::text[]) OR (deadline <= %s AND "
+            "NOT EXISTS (SELECT 1 FROM job_runners r WHERE r.requires = jobs.requires "
+            "AND r.expires > %s))) "
             "ORDER BY not_before, seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_cols(_JOB_COLUMNS)}"
         )
-        params = (owner, now + lease_s, now, now, now, sorted(accepts))
+        params = (owner, now + lease_s, now, now, sorted(accepts), now, now)
         r = await self._run(lambda conn: _one(conn, sql, params))
         return _job_from(r) if r is not None else None
 
@@ -139,6 +142,24 @@ class PostgresWork(PostgresBase):
         )
         params = (state, result, retry_at, retry_at, int(handed_back), job_id, owner)
         return await self._execute(sql, params) == 1
+
+    async def note_runner(
+        self, owner: str, accepts: Collection[str], now: float, until: float
+    ) -> None:
+        rows = [(requires, owner, until) for requires in sorted(set(accepts))]
+
+        async def note(conn: _Conn) -> None:
+            await conn.execute(
+                "DELETE FROM job_runners WHERE owner = %s OR expires <= %s", (owner, now)
+            )
+            if rows:
+                async with conn.cursor() as cur:
+                    await cur.executemany("INSERT INTO job_runners VALUES (%s, %s, %s)", rows)
+
+        await self._run(note, tx=True)
+
+    async def forget_runner(self, owner: str) -> None:
+        await self._execute("DELETE FROM job_runners WHERE owner = %s", (owner,))
 
     async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
         sql = (

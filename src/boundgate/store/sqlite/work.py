@@ -90,18 +90,20 @@ class SQLiteWork(SQLiteBase):
     async def claim_job(
         self, owner: str, now: float, lease_s: float, accepts: Collection[str] = ()
     ) -> JobRow | None:
-        # a job requiring what this process does not run is passed over until its deadline
+        # a job requiring what this process does not run is passed over until its deadline,
+        # and after it while a live runner meets its requirement (that one runs it late)
         due_sql = (
             "((state = 'pending' AND not_before <= ?) OR (state = 'running' AND "
-            "lease_expires < ?)) AND (requires IS NULL OR deadline <= ? OR "
-            "requires IN (SELECT value FROM json_each(?)))"
+            "lease_expires < ?)) AND (requires IS NULL OR "
+            "requires IN (SELECT value FROM json_each(?)) OR (deadline <= ? AND NOT EXISTS "
+            "(SELECT 1 FROM job_runners r WHERE r.requires = jobs.requires AND r.expires > ?)))"
         )
         sql = (
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
             f"attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE {due_sql} "
             "ORDER BY not_before LIMIT 1) RETURNING *"
         )
-        due_params = (now, now, now, json.dumps(sorted(accepts)))
+        due_params = (now, now, json.dumps(sorted(accepts)), now, now)
 
         due = await self._read(
             lambda conn: conn.execute(
@@ -134,6 +136,23 @@ class SQLiteWork(SQLiteBase):
         )
         params = (state, result, retry_at, retry_at, int(handed_back), job_id, owner)
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1))
+
+    async def note_runner(
+        self, owner: str, accepts: Collection[str], now: float, until: float
+    ) -> None:
+        rows = [(requires, owner, until) for requires in sorted(set(accepts))]
+
+        def note(conn: sqlite3.Connection) -> None:
+            with _savepoint(conn, "note_runner"):
+                conn.execute(
+                    "DELETE FROM job_runners WHERE owner = ? OR expires <= ?", (owner, now)
+                )
+                conn.executemany("INSERT INTO job_runners VALUES (?, ?, ?)", rows)
+
+        await self._call(note)
+
+    async def forget_runner(self, owner: str) -> None:
+        await self._execute("DELETE FROM job_runners WHERE owner = ?", (owner,))
 
     async def _state_counts(self, table: str) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
