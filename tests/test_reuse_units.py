@@ -231,6 +231,7 @@ def test_engine_never_serves_across_scopes(
         ("How do I turn on two-factor auth?", "How do I turn off two-factor auth?", "polarity"),
         ("How do I enable dark mode?", "How do I disable dark mode?", "polarity"),
         ("Why is my phone charging?", "Why is my phone not charging?", "negation"),
+        ("91 prime or not?", "is not 91 a prime number", "negation"),
         ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
         ("What is 15% of 200?", "What is 25% of 200?", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
@@ -392,6 +393,9 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("symptoms of too much vitamin A", "signs of excessive vitamin A"),
         ("How do I lose weight in 2 weeks?", "How can I lose weight in two weeks?"),
         ("Why can't I sleep at night?", "Why can I not sleep at night?"),
+        # a polar "or not" asks both ways: no negation (quora_val: 7 duplicates it vetoed)
+        ("Are mediums real?", "Are mediums real or not?"),
+        ("is 91 a prime number", "91 prime or not?"),
         # a negating affix is a negation: these agree
         ("How long do eggs last if not refrigerated?", "How long do unrefrigerated eggs last?"),
         ("Can you un-merge two questions?", "How do you unmerge two questions?"),

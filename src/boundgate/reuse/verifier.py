@@ -300,10 +300,8 @@ class Verifier:
         e_on = self._above(self._wrong, t)
         if self.prior is None or lam == 0.0:
             return n_on, e_on, n_on, e_on
-        grid = np.array([t])
-        n_p, e_p = self.prior.counts(grid)
-        e_p = self._prior_wrong(grid, n_p, e_p, self._hit_shares(grid))
-        return n_on + lam * float(n_p[0]), e_on + lam * float(e_p[0]), n_on, e_on
+        n_p, e_p = self.prior.above(t)
+        return n_on + lam * n_p, e_on + lam * e_p, n_on, e_on
 
     def _active_counts(self, t: float) -> tuple[float, float, int, int]:
         """``_counts`` for the scorer in force: the alternative has no prior."""
@@ -447,23 +445,35 @@ class Verifier:
             rho = min(rho, float(np.clip(np.max(bound), 0.0, 1.0)))
         return rho
 
-    def _prior_wrong(self, grid: Floats, n_p: Floats, e_p: Floats, h: Floats) -> Floats:
-        """The prior's wrong reuses at or above each ``t`` of ``grid`` (of its ``n_p``), as
-        they would be on this traffic's mix of novel and repeat lookups: the calibration's
-        wrong reuses per lookup, W(t) = (1 − ρ)·F_N(t) + ρ·F_R(t) (the most W can be for a
-        repeat share of at least ρ, ``_repeat_share``), over this traffic's h(t), times
-        ``n_p``. Traffic of more repeats than the calibration's raises h(t) with right
-        answers, not wrong ones, which the calibration's own precision would scale with it.
-        Without the split (``Prior.wrong_rates`` None): the calibration's ``e_p`` unchanged."""
-        rates = self.prior.wrong_rates(grid) if self.prior is not None else None
+    def _prior_bound(self, grid: Floats, lam: float) -> tuple[Floats, Floats, Floats] | None:
+        """The prior's wrong reuses per lookup at each ``t`` of ``grid`` on this traffic's mix
+        of novel and repeat lookups, (point, Wilson low, Wilson high):
+        W(t) = (1 − ρ)·F_N(t) + ρ·F_R(t), the most W can be for a repeat share of at least ρ
+        (``_repeat_share``; F_R(t) alone where repeats are served wrongly more often than
+        novel lookups are). F_N and F_R are rates per *lookup*, so their confidence comes from
+        the calibration's lookups (λ-weighted, as all its counts are), not from its few hits
+        above a high t. None without the split (``Prior.wrong_rates``), or λ = 0.
+
+        Traffic with more repeats than the calibration's raises h(t) with right answers; the
+        former estimate, h(t) × the calibration's wrong share among its hits, counted them as
+        wrong at the calibration's rate (a chatbot stream of paraphrases put the threshold at
+        0.995), and held traffic of novel lookups only to the calibration's wrong reuses per
+        lookup, which its repeats dilute."""
+        rates = self.prior.wrong_rates(grid) if self.prior is not None and lam > 0 else None
         if rates is None or self._rho is None:
-            return e_p
+            return None
         e_novel, e_repeat, novel, repeats = rates
-        f_novel = e_novel / max(novel, 1.0)
-        f_repeat = e_repeat / max(repeats, 1.0)
         rho = self._rho
-        w = np.where(f_repeat > f_novel, f_repeat, (1 - rho) * f_novel + rho * f_repeat)
-        return n_p * np.minimum(1.0, w / np.maximum(h, 1e-12))
+
+        def mixed(f_novel: Floats, f_repeat: Floats) -> Floats:
+            return np.where(f_repeat > f_novel, f_repeat, (1 - rho) * f_novel + rho * f_repeat)
+
+        n_novel = np.full(len(grid), lam * novel)
+        n_repeat = np.full(len(grid), lam * repeats)
+        novel_low, novel_high = wilson_arrays(lam * e_novel, n_novel, self.z)
+        repeat_low, repeat_high = wilson_arrays(lam * e_repeat, n_repeat, self.z)
+        point = mixed(e_novel / max(novel, 1.0), e_repeat / max(repeats, 1.0))
+        return point, mixed(novel_low, repeat_low), mixed(novel_high, repeat_high)
 
     @staticmethod
     def _lowest_proven(
@@ -499,9 +509,12 @@ class Verifier:
         self._rho = self._repeat_share(grid, lam)
         if self.prior is not None and lam != 0.0:
             n_p, e_p = self.prior.counts(grid)
-            e_p = self._prior_wrong(grid, n_p, e_p, h)
             n, e = n_on + lam * n_p, e_on + lam * e_p
-        ok = h * wilson_arrays(e, n, self.z)[1] <= self.delta
+        bound = self._prior_bound(grid, lam)
+        if bound is None:  # the prior's precision among its hits, pooled with the labels
+            ok = h * wilson_arrays(e, n, self.z)[1] <= self.delta
+        else:  # its wrong reuses per lookup on this traffic's mix (never above h(t))
+            ok = np.minimum(bound[2], h) <= self.delta
         own = np.zeros(len(grid), dtype=bool)
         if lam > 0:
             low_on, high_on = wilson_arrays(e_on, n_on, self.z)
@@ -585,12 +598,21 @@ class Verifier:
             else:
                 h = float(self._hit_shares(np.array([t]))[0])
                 low, high = wilson(e, n, self.z)
+            rate = h * (e / n) if n else 0.0
+            precision = (1 - e / n) if n else None
+            bound = None
+            if not self._alt_active and self._decided_by in ("prior", "prior+labels"):
+                bound = self._prior_bound(np.array([t]), lam)
+            if bound is not None:  # what the prior vouched with: wrong reuses per lookup
+                rate, low, high = (min(h, float(x[0])) for x in bound)
+                low, high = low / h if h else 0.0, high / h if h else 0.0
+                precision = 1 - rate / h if h else None
             return ErrorEstimate(
                 threshold=t,
-                error_rate=h * (e / n) if n else 0.0,
+                error_rate=rate,
                 error_low=h * low,
                 error_high=h * high,
-                hit_precision=(1 - e / n) if n else None,
+                hit_precision=precision,
                 observations=len(self._sims),
                 observations_above=n_on,
                 lookups=len(self._lookup_scores),

@@ -274,7 +274,11 @@ def features(text: str) -> Features:
     toks = words(text)
     stems = [stem(t) for t in toks]
     joined = f" {' '.join(stems)} "
-    negations = sum(t in NEGATIONS for t in toks)
+    # the "not" of a polar "X or not" ("91 prime or not?", "whether or not") negates nothing:
+    # it asks both ways, as "is 91 prime?" does
+    negations = sum(t in NEGATIONS for t in toks) - sum(
+        p == "or" and t == "not" for p, t in itertools.pairwise(toks)
+    )
     negations += sum(t in NEGATING_VERBS and nxt == "to" for t, nxt in itertools.pairwise(toks))
     numbers: set[str] = set()
     dates = set()
