@@ -73,6 +73,21 @@ def model_requirement(model: str, version: str) -> str:
     return json.dumps([model, version], separators=(",", ":"), ensure_ascii=False)
 
 
+def requirement_label(requires: str | None) -> str:
+    """A job's requirement (``JobRow.requires``) as operators read it: ``model@version`` for
+    :func:`model_requirement`'s ``[model, version]``; ``""`` for a job that requires nothing;
+    any other value as it is stored."""
+    if requires is None:
+        return ""
+    try:
+        parsed = json.loads(requires)
+    except ValueError:
+        return requires
+    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
+        return f"{parsed[0]}@{parsed[1]}"
+    return requires
+
+
 def decide_start(
     policy: StartPolicy,
     kind: str,
