@@ -225,3 +225,30 @@ def test_ask_takes_a_url_without_scheme_and_a_401_says_how_to_give_a_key(tmp_pat
         assert "give this command a key with --api-key or BOUNDGATE_API_KEY" in text
         res = runner.invoke(cli, ["ask", "hi", "--url", bare, "--api-key", secret])
         assert res.exit_code == 0, res.output
+
+
+def test_schedule_list_shows_what_a_job_requires(tmp_path: Path) -> None:
+    """A job waits for a process that runs its model at its version (``JobRow.requires``);
+    ``schedule list`` did not say which, so an operator could not see why it waited."""
+    from boundgate.scheduler.jobs import JobQueue, model_requirement, requirement_label
+    from boundgate.store import SQLiteStore
+
+    data = tmp_path / "data"
+    store = SQLiteStore(data / "boundgate.db")
+    store.open()
+    try:
+        queue = JobQueue(store)
+        arun(queue.submit("rebind", {"doc": "d1"}, requires=model_requirement("fake", "v2")))
+        arun(queue.submit("batch", {"batch": "b1"}))
+    finally:
+        store.close()
+    res = CliRunner().invoke(
+        cli, ["schedule", "list", "--data-dir", str(data)], env={"BOUNDGATE_STORE__URL": None}
+    )
+    assert res.exit_code == 0, res.output
+    assert "requires" in res.output
+    [rebind] = [line for line in res.output.splitlines() if "rebind" in line]
+    assert "fake@v2" in rebind
+    [batch] = [line for line in res.output.splitlines() if " batch " in line]
+    assert "@" not in batch
+    assert requirement_label(None) == "" and requirement_label("gpu") == "gpu"  # as stored

@@ -186,3 +186,18 @@ def test_settings_takes_data_dir_as_the_other_commands_do(tmp_path: Path) -> Non
     table = CliRunner().invoke(cli, ["settings", "--data-dir", str(wanted)])
     (row,) = lines_with(table.output, "│ server.data_dir ")
     assert str(wanted) in row and " cli " in row
+
+
+def test_models_with_a_mistyped_data_dir_lists_them_and_makes_no_store(tmp_path: Path) -> None:
+    """``boundgate models --data-dir`` with a mistyped directory created an empty store
+    there. It lists the configured models without measured profiles (there are none to
+    read), says where it looked, and makes nothing."""
+    mistyped = tmp_path / "nonexistent" / "x"
+    env = {"BOUNDGATE_STORE__URL": None, "BOUNDGATE_CONFIG": None}
+    listed = CliRunner().invoke(cli, ["models", "--data-dir", str(mistyped)], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert not (tmp_path / "nonexistent").exists()
+    assert "smollm2" in listed.output.lower()  # the default config's model
+    text = " ".join(listed.stderr.split())
+    assert f"no boundgate store at {mistyped / 'boundgate.db'}" in text
+    assert "no measured energy profiles" in text

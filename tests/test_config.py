@@ -11,7 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from boundgate.cli import app as cli
+from boundgate.reuse.binding import PRIVATE_KEY_FILE
 from boundgate.settings import ConfigError, describe, load_settings
+from boundgate.store import SQLiteStore
 from helpers import write_config
 
 CLI = [sys.executable, "-m", "boundgate"]
@@ -229,6 +231,27 @@ def test_open_mode_refuses_public_host(tmp_path: Path) -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "open mode" in r.stderr
+
+
+# the CLI's store is the data dir's SQLite one, whatever the environment running the tests sets
+NO_STORE_URL = {"BOUNDGATE_STORE__URL": None, "BOUNDGATE_CONFIG": None}
+
+
+def test_open_mode_refused_before_anything_is_made(tmp_path: Path) -> None:
+    """A trial's ``serve --host 0.0.0.0`` without keys made the data dir, its store and its
+    signing key, then refused open mode. A data dir without a store has no keys: refused at
+    once, nothing made; in one with a store but no keys, no signing key is made."""
+    data = tmp_path / "data"
+    serve = ["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(data)]
+    r = CliRunner().invoke(cli, serve, env=NO_STORE_URL)
+    assert r.exit_code == 2 and "open mode" in r.output, r.output
+    assert not data.exists()
+    store = SQLiteStore(data / "boundgate.db")  # a store (a trial's), without keys
+    store.open()
+    store.close()
+    r = CliRunner().invoke(cli, serve, env=NO_STORE_URL)
+    assert r.exit_code == 2 and "open mode" in r.output, r.output
+    assert not (data / PRIVATE_KEY_FILE).exists()
 
 
 def test_configuration_reference_is_generated_from_settings() -> None:

@@ -320,6 +320,20 @@ def test_grid_page_places_the_queued_batch(open_dash: Seeded) -> None:
     assert "batch_" in html and "0/1" in html
 
 
+def test_grid_page_shows_what_a_job_requires(open_dash: Seeded) -> None:
+    """A job that waits for a process running its model at a version says which."""
+    from boundgate.scheduler.jobs import JobQueue, model_requirement
+
+    store = open_dash.live.gateway.store
+    queue = JobQueue(store, open_dash.clock)
+    asyncio.run(queue.submit("rebind", {"doc": "d1"}, requires=model_requirement("fake", "v9")))
+    with browser(open_dash.live) as b:
+        html = b.get("/dashboard/grid").text
+    assert '<th scope="col">Requires</th>' in html
+    [row] = [r for r in html.split("<tr>") if "rebind" in r]
+    assert "<td>fake@v9</td>" in row
+
+
 def test_grid_page_shows_a_running_batch_progress(open_dash: Seeded) -> None:
     store = open_dash.live.gateway.store
     body = {

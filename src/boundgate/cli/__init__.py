@@ -218,14 +218,19 @@ def serve(
     s = settings.server
     # bound first, before anything is made (the data directory, its store and signing key)
     # or claims to serve, and before models load: a port in use is a one-line error at once,
-    # alone, that leaves nothing behind, not a traceback after the start-up
+    # alone, that leaves nothing behind, not a traceback after the start-up; so is open
+    # mode refused for a host that is not loopback
     sock = _listen(s.host, s.port)
     try:
-        with opened_store(settings) as store:
-            open_mode = not asyncio.run(store.has_keys())
-            if settings.reuse.enabled:
-                _signing_key(store, s.data_dir)
-        if open_mode and not is_loopback(s.host) and not s.allow_open_remote:
+        # open mode refused before anything is made: a data dir without a store has no keys
+        refuse_open = not is_loopback(s.host) and not s.allow_open_remote
+        open_mode = store_missing(settings)
+        if not (open_mode and refuse_open):
+            with opened_store(settings) as store:
+                open_mode = not asyncio.run(store.has_keys())
+                if settings.reuse.enabled and not (open_mode and refuse_open):
+                    _signing_key(store, s.data_dir)
+        if open_mode and refuse_open:
             err.print(
                 f"refusing to serve {s.host} in open mode (no API keys exist). Create a key "
                 "with `boundgate keys create --tenant NAME`, or pass --allow-open."

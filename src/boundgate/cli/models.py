@@ -48,6 +48,17 @@ def _backends(settings: Settings) -> dict[str, Backend]:
     return out
 
 
+class _NoProfiles:
+    """The profiles of a data dir without a store: none. ``boundgate models`` lists the
+    models with it rather than create an empty store (in a mistyped ``--data-dir``)."""
+
+    async def put_profile(self, profile: EnergyProfileRow) -> None:
+        raise RuntimeError("no store to keep a profile in")
+
+    async def profiles(self, host: str | None = None) -> list[EnergyProfileRow]:
+        return []
+
+
 def _range(value: float, lo_hi: list[float]) -> str:
     return f"{value:.3g} ({lo_hi[0]:.3g}-{lo_hi[1]:.3g})"
 
@@ -56,13 +67,16 @@ def _range(value: float, lo_hi: list[float]) -> str:
 def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """List the configured models with their energy profiles (measured on this host, or the
     labelled per-token estimate), the names that route (auto), and the embeddings model when
-    reuse is on: what ``GET /v1/models`` lists, in its order."""
+    reuse is on: what ``GET /v1/models`` lists, in its order.
+
+    Without a store in the data dir it makes none: the models are listed with their
+    estimates, and a note says so."""
     if ctx.invoked_subcommand is not None:
         return
     from ..assembly import build_router, model_aliases
     from ..gateway import EMBEDDING_MODEL, listed_models
     from ..profiles import EnergyProfiles
-    from . import _settings, opened_store, out
+    from . import _settings, err, opened_store, out, store_missing
 
     settings = _settings(config, data_dir=data_dir)
     backends = _backends(settings)
@@ -78,9 +92,19 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
         "Wh / 1k output tokens",
         "energy profile",
     )
-    with opened_store(settings) as store:
-        profiles = EnergyProfiles(store, backends, settings.energy)
-        asyncio.run(profiles.refresh())
+    if store_missing(settings):  # a mistyped --data-dir, or nothing served here yet
+        err.print(
+            f"note: no boundgate store at {settings.db_path.resolve()}: no measured energy "
+            "profiles to show (give the server's config with --config or its data directory "
+            "with --data-dir)",
+            markup=False,
+            highlight=False,
+        )
+        profiles = EnergyProfiles(_NoProfiles(), backends, settings.energy)
+    else:
+        with opened_store(settings, existing=True) as store:
+            profiles = EnergyProfiles(store, backends, settings.energy)
+            asyncio.run(profiles.refresh())
     rows = listed_models(settings.models, router.model_names(), embeddings=settings.reuse.enabled)
     for name in rows:
         if name == EMBEDDING_MODEL and settings.reuse.enabled:  # what /v1/embeddings serves

@@ -160,11 +160,15 @@ def schedule_list(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Queued and finished jobs (batches, rebinding), with their scheduled starts."""
+    """Queued and finished jobs (batches, rebinding, variants), with their scheduled starts.
+
+    A job that must run on a model at a version (a rebind, a round of variants) shows it
+    under requires (model@version): it waits for a process that runs it."""
     import time
 
     from rich.table import Table
 
+    from ..scheduler.jobs import requirement_label
     from . import _settings, opened_store, out
 
     with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
@@ -173,9 +177,17 @@ def schedule_list(
     def fmt(ts: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else ""
 
-    table = Table("id", "kind", "state", "start after", "deadline", "attempts")
+    table = Table("id", "kind", "state", "requires", "start after", "deadline", "attempts")
     for j in jobs:
-        table.add_row(j.id, j.kind, j.state, fmt(j.not_before), fmt(j.deadline), str(j.attempts))
+        table.add_row(
+            j.id,
+            j.kind,
+            j.state,
+            requirement_label(j.requires),
+            fmt(j.not_before),
+            fmt(j.deadline),
+            str(j.attempts),
+        )
     out.print(table)
 
 

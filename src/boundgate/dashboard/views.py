@@ -17,6 +17,7 @@ from typing import Any
 from ..fmt import plain_decimal
 from ..gateway import Gateway
 from ..reuse import binding
+from ..scheduler.jobs import requirement_label
 from ..scheduler.policy import CarbonAwareStart
 from ..store import ApiKey, DocumentRow, LedgerQuery
 from ..store.aggregate import BATCH_ENDED_STATES, REUSED
@@ -342,6 +343,7 @@ async def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
             "id": j.id,
             "kind": j.kind,
             "state": j.state,
+            "requires": requirement_label(j.requires),
             "created": utc(j.created),
             "not_before": utc(j.not_before),
             "deadline": utc(j.deadline),

@@ -40,11 +40,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
+import stamina
+
 from ..clock import Clock, SystemClock
 from ..errors import BoundgateError, RateLimitError
 from ..store import JobRow, Store
 
 log = logging.getLogger("boundgate.jobs")
+
+# the longest wait, in seconds, before a runner polls again after its polls failed in a row
+# (a store unreachable for minutes): it is back within this of the store
+POLL_BACKOFF_MAX_S = 30.0
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 # (payload, error) -> None: told when a job of its kind has failed for good
@@ -65,6 +71,21 @@ def model_requirement(model: str, version: str) -> str:
     and what a process running that model at that version accepts: the JSON array
     ``[model, version]`` without spaces (migrations write the same for jobs queued before)."""
     return json.dumps([model, version], separators=(",", ":"), ensure_ascii=False)
+
+
+def requirement_label(requires: str | None) -> str:
+    """A job's requirement (``JobRow.requires``) as operators read it: ``model@version`` for
+    :func:`model_requirement`'s ``[model, version]``; ``""`` for a job that requires nothing;
+    any other value as it is stored."""
+    if requires is None:
+        return ""
+    try:
+        parsed = json.loads(requires)
+    except ValueError:
+        return requires
+    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
+        return f"{parsed[0]}@{parsed[1]}"
+    return requires
 
 
 def decide_start(
@@ -252,7 +273,11 @@ class JobRunner:
     handler not called. It tells the store what it accepts and that it is alive
     (``Store.note_runner``) for ``alive_s`` = max(``lease_s``, 3 × ``poll_s``) s, again every
     third of that while it polls or runs a job, and when what it accepts changes; :meth:`stop`
-    takes that back (``Store.forget_runner``)."""
+    takes that back (``Store.forget_runner``).
+
+    A poll the store fails (a claim, a finish) is logged and tried again after a backoff: the
+    loop never ends by an error (``_loop``), and should it end other than by :meth:`stop`,
+    the log says so at once."""
 
     def __init__(
         self,
@@ -307,6 +332,7 @@ class JobRunner:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
+            self._task.add_done_callback(self._ended)
 
     def wake(self) -> None:
         self._wake.set()
@@ -347,15 +373,60 @@ class JobRunner:
         self._noted = (now, accepts) if accepts else None
 
     async def _loop(self) -> None:
+        """Poll until stopped. A poll that fails (the store's error in a claim or a finish: a
+        PostgreSQL connection lost, a SQLite database locked) is logged with its traceback
+        and tried again, without limit, after stamina's backoff: ``poll_s`` doubled for each
+        failure in a row, plus up to ``poll_s`` of jitter, at most
+        max(``poll_s``, :data:`POLL_BACKOFF_MAX_S`). An error used to end the loop, silently:
+        the process ran no more background jobs until it restarted. Cancellation
+        (:meth:`stop`) is not retried."""
         while True:
-            if self._upkept is None or time.monotonic() - self._upkept >= self.replan_s:
-                self._upkept = time.monotonic()
-                await self._upkeep()
-            ran = await self.run_once()
+            ran = False
+            async for attempt in stamina.retry_context(
+                on=self._poll_failed,
+                attempts=None,
+                timeout=None,
+                wait_initial=self.poll_s,
+                wait_max=max(self.poll_s, POLL_BACKOFF_MAX_S),
+                wait_jitter=self.poll_s,
+            ):
+                with attempt:
+                    ran = await self._poll()
             if not ran:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def _poll(self) -> bool:
+        """Upkeep when due, then :meth:`run_once`; False if no job was due."""
+        if self._upkept is None or time.monotonic() - self._upkept >= self.replan_s:
+            self._upkept = time.monotonic()
+            await self._upkeep()
+        return await self.run_once()
+
+    def _poll_failed(self, exc: Exception) -> bool:
+        """stamina's hook: log a failed poll and retry it; anything not an ``Exception``
+        (cancellation) is not retried."""
+        if not isinstance(exc, Exception):
+            return False
+        log.error(
+            "job runner %s: a poll failed; it polls again after a backoff",
+            self.owner,
+            exc_info=exc,
+        )
+        return True
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The loop task's done callback: an end other than by :meth:`stop` (an error the
+        loop does not retry) is logged as it happens (``stop`` gathers the task and would
+        drop its error)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "job runner %s stopped: this process runs no more background jobs until it restarts",
+            self.owner,
+            exc_info=task.exception(),
+        )
 
     async def _upkeep(self) -> None:
         """Recover work left without a job, then re-plan the pending jobs; a failure of either

@@ -1,0 +1,148 @@
+"""The job runner's loop outlives store errors: a PostgreSQL connection blip or a SQLite
+"database is locked" in a claim is logged and the loop polls again after a backoff, where it
+used to end the loop task silently (the replica ran no more background jobs until it
+restarted). Stopping the runner still stops the loop, also while it backs off.
+
+The runner runs its real loop (``JobRunner.start``) on a real SQLite store whose claims fail
+as told (a subclass of the store: the test's, not a patch of boundgate's code)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from boundgate.clock import FakeClock
+from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+from boundgate.store import JobRow, SQLiteStore
+
+START = 1_900_000_000.0
+WAIT_S = 60.0  # a guard against a hang, never a timing the test depends on
+
+
+class FlakyClaims(SQLiteStore):
+    """A SQLite store whose first ``failures`` claims raise what a locked database raises
+    (``BaseException`` subclasses too, with ``error``), counting every claim."""
+
+    def __init__(self, path: Path, failures: int, error: BaseException | None = None) -> None:
+        super().__init__(path)
+        self.failures = failures
+        self.error = error or sqlite3.OperationalError("database is locked")
+        self.claims = 0
+        self.failed = asyncio.Event()
+        self.finished = asyncio.Event()
+
+    async def claim_job(self, *args: Any, **kwargs: Any) -> JobRow | None:
+        self.claims += 1
+        if self.claims <= self.failures:
+            self.failed.set()
+            raise self.error
+        return await super().claim_job(*args, **kwargs)
+
+    async def finish_job(self, *args: Any, **kwargs: Any) -> bool:
+        finished = await super().finish_job(*args, **kwargs)
+        self.finished.set()
+        return finished
+
+
+def _runner(store: SQLiteStore, handlers: dict[str, Any], poll_s: float = 0.01) -> JobRunner:
+    return JobRunner(store, handlers, clock=FakeClock(start=START), poll_s=poll_s, replan_s=3600.0)
+
+
+def test_a_job_runs_after_claims_failed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ran: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        store = FlakyClaims(tmp_path / "j.db", failures=3)
+        store.open()
+        try:
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                ran.append(payload)
+                return {}
+
+            await JobQueue(store, FakeClock(start=START), run_now).submit("rebind", {"doc": "d1"})
+            runner = _runner(store, {"rebind": handler})
+            runner.start()
+            loop = runner._task
+            assert loop is not None
+            # the job is finished, or the loop ends (it did, at the first failed claim)
+            finished = asyncio.ensure_future(store.finished.wait())
+            try:
+                await asyncio.wait({finished, loop}, timeout=WAIT_S, return_when="FIRST_COMPLETED")
+                assert not loop.done(), "the runner's loop ended"
+                assert finished.done()
+            finally:
+                finished.cancel()
+                await runner.stop()
+            assert store.claims >= 4
+            assert [j.state for j in await store.jobs()] == ["done"]
+        finally:
+            store.close()
+
+    with caplog.at_level(logging.ERROR, logger="boundgate.jobs"):
+        asyncio.run(scenario())
+    assert ran == [{"doc": "d1"}]
+    failures = [
+        r
+        for r in caplog.records
+        if r.name == "boundgate.jobs" and r.exc_info and isinstance(r.exc_info[1], sqlite3.Error)
+    ]
+    assert len(failures) == 3  # each logged with its traceback
+
+
+def test_the_loop_backs_off_while_the_store_fails_and_stops_when_told(tmp_path: Path) -> None:
+    """A store that keeps failing is asked again after a growing wait, not in a busy loop (a
+    busy loop claims thousands of times in the time given here; a loaded machine only claims
+    fewer); stopping the runner while it waits ends the loop at once."""
+
+    async def scenario() -> int:
+        store = FlakyClaims(tmp_path / "j.db", failures=10**9)
+        store.open()
+        try:
+            runner = _runner(store, {}, poll_s=0.05)
+            runner.start()
+            await asyncio.wait_for(store.failed.wait(), WAIT_S)
+            await asyncio.sleep(0.3)  # waits of at least 0.05, 0.1, 0.2 s: at most 4 claims
+            task = runner._task
+            await asyncio.wait_for(runner.stop(), WAIT_S)
+            assert task is not None and task.cancelled()
+            return store.claims
+        finally:
+            store.close()
+
+    assert 1 <= asyncio.run(scenario()) <= 10
+
+
+class _Fatal(BaseException):
+    """Not an ``Exception``: the loop lets it end the task (as it lets cancellation)."""
+
+
+def test_a_loop_that_ends_by_an_error_says_so_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loop task ending other than by :meth:`JobRunner.stop` is logged as it ends (it was
+    silent: ``stop`` gathered the task's error and dropped it)."""
+
+    async def scenario() -> None:
+        store = FlakyClaims(tmp_path / "j.db", failures=1, error=_Fatal("fatal"))
+        store.open()
+        try:
+            runner = _runner(store, {})
+            runner.start()
+            task = runner._task
+            assert task is not None
+            await asyncio.wait_for(asyncio.wait({task}), WAIT_S)
+            await runner.stop()
+        finally:
+            store.close()
+
+    with caplog.at_level(logging.ERROR, logger="boundgate.jobs"):
+        asyncio.run(scenario())
+    [record] = [r for r in caplog.records if r.name == "boundgate.jobs"]
+    assert "no more background jobs" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], _Fatal)
