@@ -58,7 +58,9 @@ wordnet-antonyms:
 # src/boundgate/reuse/pair_model/ (about 60 min of training and 30 of calibration on 2 cores;
 # never run by CI).
 pair-model: $(VENV)/.train
-	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2
+	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2 \
+		--chat-pairs 3 --chat-hard 2 --siblings --chat-data training/data/chat_pairs_a.tsv \
+		--chat-data training/data/chat_pairs_b.tsv --chat-data training/data/chat_pairs_c.tsv
 	$(BIN)/python training/pair_eval.py --val $(PAIRS)
 	$(BIN)/python training/lookup_calibration.py --val $(PAIRS) --write
 	$(BIN)/python training/blend_fit.py --val $(PAIRS) --write

@@ -18,6 +18,7 @@ from boundgate.backends.base import Completion, Usage
 from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
+from boundgate.reuse.guards import compare
 from boundgate.reuse.guards.lexicon import spelled_out
 from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
 from boundgate.reuse.prior import Prior
@@ -458,10 +459,13 @@ def test_close_answers_that_contradict_each_other_are_not_the_same(
 def test_the_model_reads_short_forms_spelled_out(scorer: OnnxPairScorer) -> None:
     """A trial's chatbot paraphrases with short forms scored about 0.01 ("how many tbsp in a
     cup" / "How many tablespoons are in a cup?"): the model, trained on Quora's wording,
-    reads them spelled out, both sides alike, and a unit changed still scores low."""
+    reads them spelled out, both sides alike. A unit changed is the guards' to veto: the
+    model trained with chat pairs scores "teaspoons" for "tbsp" as a paraphrase (0.996)."""
     same = scorer.score("how many tbsp in a cup", "How many tablespoons are in a cup?")
     assert same > 0.9
-    assert scorer.score("how many tbsp in a cup", "How many teaspoons are in a cup?") < 0.5
+    assert compare("how many tbsp in a cup", "How many teaspoons are in a cup?").conflicts == (
+        "unit",
+    )
     assert spelled_out("Which ships were sunk by U-boats?") == "Which ships were sunk by U-boats?"
     assert spelled_out("how do u convert 5 ft to cm") == "how do you convert 5 feet to centimeters"
 

@@ -232,6 +232,8 @@ def test_engine_never_serves_across_scopes(
         ("How do I enable dark mode?", "How do I disable dark mode?", "polarity"),
         ("Why is my phone charging?", "Why is my phone not charging?", "negation"),
         ("91 prime or not?", "is not 91 a prime number", "negation"),
+        # kitchen measures are units (the chat-trained pair model scores this 0.996)
+        ("how many tbsp in a cup", "How many teaspoons are in a cup?", "unit"),
         ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
         ("What is 15% of 200?", "What is 25% of 200?", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),

@@ -149,9 +149,12 @@ same file with raw labels: AUC 0.863, AP 0.753, 16.8 % (issue #11).
 `calibration.json` holds the int8 model's best scores of {cal.get("lookups", 0):,} replayed
 lookups ({len(cal["duplicate_scores"]):,} whose best candidate had the asked question's
 meaning, {len(cal["non_duplicate_scores"]):,} whose best did not; the rest found no candidate):
-{cal["source"]}. The verifier counts them as prior observations, down-weighted as its own
-labels arrive, and takes the share of lookups above a threshold as its prior for h(t)
-(`boundgate/reuse/prior.py`).
+{cal["source"]}. Of the lookups, {cal.get("novel_lookups", 0):,} were novel (no stored
+question had the asked one's meaning: any answer served to them is wrong). The verifier
+counts them as prior observations, down-weighted as its own labels arrive, takes the share of
+lookups above a threshold as its prior for h(t), and bounds its wrong reuses per lookup by
+the novel and the repeat lookups' rates, mixed at a lower bound of its traffic's share of
+repeats (`boundgate/reuse/prior.py`, `verifier.py`).
 
 ## Limits
 

@@ -19,10 +19,12 @@ Steps:
    labelled pairs and on hard negatives (``--chat-style``, off by default: measured, not
    shipped). ``--siblings`` adds noun swaps for a WordNet sibling (flu / cold), and
    ``--chat-hard N`` up to N hard negatives made by the same rules from each labelled chatbot
-   pair of ``--chat-pairs`` (both off by default: measured, bench/RESULTS.md). ``--chat-data
-   FILE`` adds a hand-written labelled chatbot set (``training/data/chat_pairs_*.tsv``) to
-   the pairs of ``--chat-pairs``. Nothing is made from any evaluation list, and no pair
-   sharing a question with one is used (``pairdata.evaluation_questions``).
+   pair of ``--chat-pairs`` (both off by default). ``--chat-data FILE`` adds a hand-written
+   labelled chatbot set (``training/data/chat_pairs_*.tsv``) to the pairs of
+   ``--chat-pairs``. The shipped model is trained with ``--chat-pairs 3 --chat-hard 2
+   --siblings`` and the three chat_pairs files (``make pair-model``; bench/RESULTS.md).
+   Nothing is made from any evaluation list, and no pair sharing a question with one is used
+   (``pairdata.evaluation_questions``).
 3. Fine-tune: BCE on one logit, AdamW, linear warm-up (10 %) then linear decay, batch 32, each
    pair in a random order each epoch (the score should not depend on which side is stored).
 4. Select the epoch with the highest recall at <= 1 % of pairs wrong on ``quora_val.csv``
@@ -123,7 +125,8 @@ def main() -> None:
         default=[],
         help="a labelled chatbot set (tab-separated: question1, question2, label same or "
         "different, kind; training/data/chat_pairs_*.tsv) joining the development sets' "
-        "pairs under --chat-pairs (repeatable; none by default, as the shipped model)",
+        "pairs under --chat-pairs (repeatable; none by default; make pair-model adds the three "
+        "training/data/chat_pairs_*.tsv)",
     )
     p.add_argument(
         "--siblings",
