@@ -9,11 +9,12 @@ import concurrent.futures
 import contextlib
 import json
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from boundgate.assembly import build_app
 from boundgate.backends.base import GenerationRequest, Message
@@ -21,7 +22,7 @@ from boundgate.gateway import Gateway
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.verifier import Verifier
 from boundgate.settings import ReuseSettings, Settings, load_settings
-from boundgate.store import LedgerRow
+from boundgate.store import LedgerRow, SQLiteStore, Store
 from boundgate.store.keys import key_id_of
 from boundgate.tenants import DAY_S, Tenant, key_counters, tokens_counter
 from boundgate.testing import ThreadedServer
@@ -354,3 +355,34 @@ def assert_job_requirements(store: Any) -> None:
         "j_unknown": None,
         "j_batch": None,
     }
+
+
+OpenStore = Callable[..., Store]
+
+
+def store_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
+    """The body of an ``open_store`` fixture parametrized over ``sqlite`` / ``postgres``:
+    yields a function that opens a store on the test's fresh database (each call: another
+    process's); ``open_store(Mixin)``: of a subclass of the implementation with ``Mixin``
+    first (a store that acts at one of its methods). Closes them all afterwards."""
+    url = request.getfixturevalue("postgres_schema") if request.param == "postgres" else ""
+    opened: list[Store] = []
+
+    def open_(mixin: type | None = None) -> Store:
+        if request.param == "postgres":
+            from boundgate.store.postgres import PostgresStore
+
+            base: type = PostgresStore
+            args: tuple[Any, ...] = (url,)
+            kw: dict[str, Any] = {"max_size": 4}
+        else:
+            base, args, kw = SQLiteStore, (tmp_path / "store.db",), {}
+        cls = type(f"{mixin.__name__}{base.__name__}", (mixin, base), {}) if mixin else base
+        store: Store = cls(*args, **kw)
+        store.open()
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()

@@ -29,13 +29,11 @@ from boundgate.scheduler.handlers import job_handlers, model_requirements, rebin
 from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
 from boundgate.store import DocumentRow, JobRow, SQLiteStore, Store, StoredEntry
 from boundgate.tenants import Tenant
-from helpers import arun, fake_settings
+from helpers import OpenStore, arun, fake_settings, store_opener
 
 Q = "What is the boiling point of water at sea level?"
 ACME = Tenant("acme")
 CLOCK_START = 1_900_000_000.0  # after any real time the stores see in these tests
-
-OpenStore = Callable[..., Store]
 
 
 class Killed(Exception):
@@ -47,27 +45,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
     """Opens a store on the test's fresh database; ``open_store(Mixin)``: of a subclass of
     the implementation with ``Mixin`` first (a store that acts at one of its methods).
     Closes them all afterwards."""
-    url = request.getfixturevalue("postgres_schema") if request.param == "postgres" else ""
-    opened: list[Store] = []
-
-    def open_(mixin: type | None = None) -> Store:
-        if request.param == "postgres":
-            from boundgate.store.postgres import PostgresStore
-
-            base: type = PostgresStore
-            args: tuple[Any, ...] = (url,)
-            kw: dict[str, Any] = {"max_size": 4}
-        else:
-            base, args, kw = SQLiteStore, (tmp_path / "b.db",), {}
-        cls = type(f"{mixin.__name__}{base.__name__}", (mixin, base), {}) if mixin else base
-        store: Store = cls(*args, **kw)
-        store.open()
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
+    yield from store_opener(request, tmp_path)
 
 
 def gateway(

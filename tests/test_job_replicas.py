@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,9 @@ from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.handlers import job_handlers, model_requirements
 from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
-from boundgate.store import SQLiteStore, Store
+from boundgate.store import Store
 from boundgate.tenants import Tenant
-from helpers import arun, fake_settings
+from helpers import OpenStore, arun, fake_settings, store_opener
 
 HAIKU = "Write a haiku about autumn."
 Q = "What is the boiling point of water at sea level?"
@@ -33,35 +33,13 @@ ACME = Tenant("acme")
 CLOCK_START = 1_900_000_000.0  # after any real time the stores see in these tests
 LEASE_S = 300.0
 
-OpenStore = Callable[..., Store]
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
     """Opens a store on the test's fresh database (each call: another process's);
     ``open_store(Mixin)``: of a subclass of the implementation with ``Mixin`` first (a store
     that tells the test what it wrote). Closes them all afterwards."""
-    url = request.getfixturevalue("postgres_schema") if request.param == "postgres" else ""
-    opened: list[Store] = []
-
-    def open_(mixin: type | None = None) -> Store:
-        if request.param == "postgres":
-            from boundgate.store.postgres import PostgresStore
-
-            base: type = PostgresStore
-            args: tuple[Any, ...] = (url,)
-            kw: dict[str, Any] = {"max_size": 4}
-        else:
-            base, args, kw = SQLiteStore, (tmp_path / "r.db",), {}
-        cls = type(f"{mixin.__name__}{base.__name__}", (mixin, base), {}) if mixin else base
-        store: Store = cls(*args, **kw)
-        store.open()
-        opened.append(store)
-        return store
-
-    yield open_
-    for store in opened:
-        store.close()
+    yield from store_opener(request, tmp_path)
 
 
 def replica(
