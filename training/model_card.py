@@ -69,6 +69,21 @@ def main() -> None:
             "with any evaluation set (quora_val.csv, the contradictions, GPTCache's mock\n  "
             "data, chat_heldout.csv) are left out (`pairdata.evaluation_questions`)."
         )
+        if hp.get("chat_data"):
+            from pairdata import read_labelled_tsv
+
+            sets = [ROOT / "training/data" / name for name in hp["chat_data"]]
+            written = [p for path in sets for p in read_labelled_tsv(path)]
+            kept_written = without_questions(written, held_out)
+            same = sum(y for *_, y in kept_written)
+            chat_pairs += (
+                f"\n  With them, each {hp['chat_pairs']} times too: "
+                + ", ".join(f"`training/data/{name}`" for name in hp["chat_data"])
+                + f"\n  ({len(written):,} hand-written chatbot pairs, {len(kept_written):,} "
+                f"kept: {same:,} paraphrases in chat\n  style, {len(kept_written) - same:,} "
+                "look-alikes that change one thing the answer\n  depends on), written by helper "
+                "agents that read none of boundgate."
+            )
         if hp.get("chat_hard"):
             chat_pairs += (
                 f"\n  Each of these pairs also gets up to {hp['chat_hard']} hard negatives by the"
