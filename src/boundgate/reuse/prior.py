@@ -27,6 +27,14 @@ bound already breaks δ), the threshold fails whatever the prior says; where the
 prove it by themselves (at least ``reuse.min_observations`` at or above it, their *upper*
 bound within δ), it passes whatever the prior says (``verifier.py``). The prior decides only
 what the gateway's own labels cannot yet decide.
+
+A calibration may also say which replayed lookups were *novel* (``novel_scores``,
+``novel_lookups``: no stored question had the asked one's meaning, so any answer served was
+wrong). Then the verifier does not take the calibration's precision among its hits to this
+traffic: it bounds wrong reuses per lookup by the novel and the repeat lookups' own rates,
+mixed at a lower bound of this traffic's share of repeats (label shift, ``Prior.wrong_rates``,
+``verifier.py``), so traffic of more repeats than Quora's (a chatbot's paraphrases) is not
+held to Quora's precision, and traffic of novel questions only is held to the novel rate.
 """
 
 from __future__ import annotations

@@ -36,6 +36,14 @@ data proves a threshold, ``reuse.initial_threshold`` applies. Per entry, a wrong
 entry's own floor above the similarity that
 failed, so one bad neighbourhood does not wait for the global curve to notice.
 
+With a prior that splits its replayed lookups into novel and repeat ones (``prior.py``), the
+prior vouches for t by its wrong reuses per lookup on this traffic's mix instead,
+W(t) = (1 − ρ)·F_N(t) + ρ·F_R(t) at its upper bound, ρ a lower bound on the share of recent
+lookups that repeat a stored question (``_repeat_share``, ``_prior_bound``): traffic with more
+repeats than the calibration's raises h(t) with right answers, which h(t) · e(t)/n(t) counted
+as wrong at the calibration's rate. The gateway's own labels still fail a threshold or prove
+one by themselves (``_compute_primary``).
+
 Guards (negation, numbers, dates, units, antonyms, entities; ``guards/``) veto before any of
 this, and vetoed candidates are neither served nor counted.
 """
