@@ -234,6 +234,8 @@ def test_engine_never_serves_across_scopes(
         ("91 prime or not?", "is not 91 a prime number", "negation"),
         # kitchen measures are units (the chat-trained pair model scores this 0.996)
         ("how many tbsp in a cup", "How many teaspoons are in a cup?", "unit"),
+        # a scale letter at the end of a question about temperature (a chat stream's miss)
+        ("water boils at what temperature in F", "water boiling point celsius", "unit"),
         ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
         ("What is 15% of 200?", "What is 25% of 200?", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
@@ -397,6 +399,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("Why can't I sleep at night?", "Why can I not sleep at night?"),
         # a polar "or not" asks both ways: no negation (quora_val: 9 duplicates it vetoed)
         ("Are mediums real?", "Are mediums real or not?"),
+        ("normal body temp in C", "normal body temperature in celsius"),
+        ("how to print hello world in C", "how do I print hello world in C?"),
         ("is 91 a prime number", "91 prime or not?"),
         # a negating affix is a negation: these agree
         ("How long do eggs last if not refrigerated?", "How long do unrefrigerated eggs last?"),

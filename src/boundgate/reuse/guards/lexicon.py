@@ -263,6 +263,12 @@ _DEGREES = re.compile(r"°\s*([cfk])\b")
 _DEGREE_NAMES = {"c": "celsius", "f": "fahrenheit", "k": "kelvin"}
 
 
+# "... in F" at the end of a question about temperature names the scale ("water boils at what
+# temperature in F" / "... celsius"); elsewhere "in C" is the language ("hello world in C")
+_TEMPERATURE = re.compile(r"\b(?:temperatures?|temp|degrees?|boil\w*|freez\w*|melt\w*|fever)\b")
+_SCALE_AT_END = re.compile(r"\bin ([cfk])\W*$")
+
+
 _LETTER_IN_PARENTHESES = re.compile(r"(\d)\(([a-z])\)")
 
 
@@ -306,6 +312,8 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     # "100°F" names the unit as "100 degrees Fahrenheit" does
     text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
+    if _TEMPERATURE.search(text):
+        text = _SCALE_AT_END.sub(lambda m: f"in {_DEGREE_NAMES[m.group(1)]}", text)
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
