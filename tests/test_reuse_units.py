@@ -236,6 +236,10 @@ def test_engine_never_serves_across_scopes(
         ("how many tbsp in a cup", "How many teaspoons are in a cup?", "unit"),
         # a scale letter at the end of a question about temperature (a chat stream's miss)
         ("water boils at what temperature in F", "water boiling point celsius", "unit"),
+        # a trial's wrong reuses (2026-12-02): "w/o" is "without"; offices; a reset erases
+        ("how to make pancakes w/o eggs", "How do I make pancakes with eggs?", "negation"),
+        ("Who is the president of France?", "who is the prime minister of france", "office"),
+        ("hey how can i factory reset my iphone", "How do I restart my iPhone?", "action"),
         ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
         ("What is 15% of 200?", "What is 25% of 200?", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
@@ -400,6 +404,9 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         # a polar "or not" asks both ways: no negation (quora_val: 9 duplicates it vetoed)
         ("Are mediums real?", "Are mediums real or not?"),
         ("normal body temp in C", "normal body temperature in celsius"),
+        ("how to make pancakes w/o eggs", "How do I make pancakes without eggs?"),
+        ("how to reboot my iphone", "How do I restart my iPhone?"),
+        ("Who is the CEO of Tesla?", "tesla ceo?"),
         ("how to print hello world in C", "how do I print hello world in C?"),
         ("is 91 a prime number", "91 prime or not?"),
         # a negating affix is a negation: these agree

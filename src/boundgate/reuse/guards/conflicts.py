@@ -311,6 +311,10 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("contrast")  # "Explain TCP/IP in simple terms" / "… in depth"
     if (fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks)) or _examples_asked(a, b, fa, fb):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
+    if fa.offices and fb.offices and fa.offices.isdisjoint(fb.offices):
+        conflicts.append("office")  # "Who is the president of X?" / "… the prime minister …"
+    if fa.actions and fb.actions and fa.actions.isdisjoint(fb.actions):
+        conflicts.append("action")  # "factory reset my phone" / "restart my phone"
     # a passive turns subject and object around by itself: "How are exceptions handled in
     # C++?" / "How does C++ handle exceptions?"
     turned = fa.passive != fb.passive

@@ -17,6 +17,7 @@ from .lexicon import (
     _ORDINAL_SUFFIXES,
     ALIASES,
     ANSWER_LEVELS,
+    DEVICE_ACTIONS,
     DIRECTIONAL,
     IRREGULAR_GRADES,
     LANGUAGE_TASKS,
@@ -26,6 +27,7 @@ from .lexicon import (
     NEGATIONS,
     NONCOMMUTATIVE,
     NUMBER_WORDS,
+    OFFICES,
     ORDINALS,
     STOPWORDS,
     SYMMETRIC,
@@ -64,6 +66,8 @@ class Features:
     wh_determiner: bool = False  # the question word asks "which thing": "what colour is it"
     superlative: bool = False  # "most", "best", "largest": "which is the largest X"
     tasks: frozenset[int] = field(default_factory=frozenset)  # ``LANGUAGE_TASKS`` groups named
+    offices: frozenset[int] = field(default_factory=frozenset)  # ``OFFICES`` groups named
+    actions: frozenset[int] = field(default_factory=frozenset)  # ``DEVICE_ACTIONS`` groups
     # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
     # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
     symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
@@ -366,6 +370,8 @@ def features(text: str) -> Features:
         relation=not _SYMMETRIC_RELATIONS.isdisjoint(stems),
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
+        offices=frozenset(OFFICES[t] for t in toks if t in OFFICES),
+        actions=frozenset(DEVICE_ACTIONS[t] for t in toks if t in DEVICE_ACTIONS),
         symbols=_symbols(text),
         mood=_mood(text, toks),
         passive=_passive(toks),

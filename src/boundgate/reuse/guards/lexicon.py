@@ -219,6 +219,10 @@ _TYPOGRAPHIC = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "�
 
 # word → its group in ``language_tasks`` ("spell" → the spelling group)
 LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w in group}
+# word → its group in ``offices`` ("prime minister" reads as "minister") and in
+# ``device_actions`` ("reboot" → the restart group)
+OFFICES = {w: i for i, group in enumerate(_LISTS["offices"]) for w in group}
+DEVICE_ACTIONS = {w: i for i, group in enumerate(_LISTS["device_actions"]) for w in group}
 
 
 ARTICLES = frozenset(["a", "an", "the"])
@@ -275,6 +279,16 @@ _LETTER_IN_PARENTHESES = re.compile(r"(\d)\(([a-z])\)")
 _RUPEES = re.compile(r"\brs\.\s*")
 
 
+# "w/o" is "without", "w/" is "with" ("pancakes w/o eggs" / "… with eggs", a trial's wrong
+# reuse): written out before any guard reads the words, and for the pair model too
+_WITHOUT = re.compile(r"(?<![\w/])w/o(?![\w/])", re.IGNORECASE)
+_WITH = re.compile(r"(?<![\w/])w/(?=\s)", re.IGNORECASE)
+
+
+def _with_without(text: str) -> str:
+    return _WITH.sub("with", _WITHOUT.sub("without", text))
+
+
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
 
 
@@ -305,11 +319,11 @@ def spelled_out(text: str) -> str:
         word = m.group(0)
         return SHORT_FORMS.get(word.casefold()) or SHORT_FORMS_LOWER.get(word) or word
 
-    return _STANDALONE.sub(full, text)
+    return _STANDALONE.sub(full, _with_without(text))
 
 
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _with_without(unicodedata.normalize("NFKC", text).casefold())
     # "100°F" names the unit as "100 degrees Fahrenheit" does
     text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
     if _TEMPERATURE.search(text):
