@@ -146,7 +146,7 @@ def test_prior_serves_from_the_first_lookups_and_labels_take_over(prior: Prior) 
         elif verdict in (Verdict.VERIFY, Verdict.OBSERVE):
             warm.add(Observation(0.9, False, verdict.value, i, pair=score))
         est = warm.estimate()
-        if est.decided_by != "initial_threshold":
+        if est.decided_by not in ("initial_threshold", "none_proven"):
             assert est.error_high <= warm.delta + 1e-9  # the estimate never exceeds δ
     # the wrong labels have raised the threshold, and once they have (the second half of the
     # stream) wrong answers are served to at most δ of the lookups
@@ -555,3 +555,15 @@ def test_a_calibration_split_must_fit_its_lookups(tmp_path: Path) -> None:
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError):
             Prior.load(path, "m")
+
+
+def test_a_threshold_above_the_failed_ones_says_none_is_proven() -> None:
+    """Wrong labels above the initial threshold push the threshold above them: nothing is
+    proven there, and the stats said "initial_threshold" beside a threshold of 0.995 (a
+    trial read it as the bound broken by the initial threshold)."""
+    v = Verifier(ReuseSettings(), rng=random.Random(1))
+    for i in range(60):
+        v.note_lookup(0.97)
+        v.add(Observation(0.97, False, "observe", i))
+    est = v.estimate()
+    assert est.threshold > 0.97 and est.decided_by == "none_proven", est

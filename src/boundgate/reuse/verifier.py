@@ -137,7 +137,10 @@ class ErrorEstimate:
     lookups: int
     prior_weight: float  # λ: what the prior's counts are multiplied by now (0: no prior)
     prior_pairs_above: float  # λ · prior pairs at or above the threshold
-    decided_by: str  # "prior", "prior+labels", "labels" or "initial_threshold"
+    # "prior", "prior+labels", "labels", "initial_threshold" (nothing proven yet) or
+    # "none_proven" (the data shows the initial threshold unsafe: the threshold is above the
+    # highest that failed, and the estimate is what serving there would give)
+    decided_by: str
     # ρ, the lower bound on the share of recent lookups that repeat a stored question, that
     # the prior's wrong reuses were scaled to (None: no prior, or one without the split)
     repeat_share_low: float | None = None
@@ -547,6 +550,8 @@ class Verifier:
         idx = np.flatnonzero(considered & ~passed)
         failed_at = float(grid[idx[0]]) if len(idx) else None
         if failed_at is not None and failed_at >= self.initial_threshold:
+            # the data shows even the initial threshold unsafe: above the highest that failed
+            self._decided_by = "none_proven"
             return min(1.0 + self.STEP, failed_at + self.STEP)
         return self.initial_threshold
 
