@@ -273,6 +273,27 @@ def _apostrophes(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().replace("’", "'")
 
 
+_ONE = frozenset(["a", "an", "one", "1", "each", "every"])
+
+
+def _counted_unit(toks: list[str]) -> str:
+    """The unit a rate without "how many" counts: "cups in a quart?", "cups per quart" count
+    cups (``Features.asked_unit``; "How many quarts are in a cup?" counts quarts, so the two
+    ask opposite conversions, a trial's wrong reuse); "" if none."""
+    for i, t in enumerate(toks[:-2]):
+        if t not in UNITS or (i and _number(toks[i - 1]) is not None):
+            continue  # "10 miles in km" converts miles: it asks for km
+        j = i + 1 + (toks[i + 1] == "are")
+        if j + 1 < len(toks) and toks[j] in ("in", "per"):
+            one = toks[j + 1] in _ONE
+            if toks[j] == "in" and not one:
+                continue  # "miles in km": a conversion, not a count per one
+            k = j + 1 + one
+            if k < len(toks) and toks[k] in UNITS and UNITS[toks[k]] != UNITS[t]:
+                return UNITS[t]
+    return ""
+
+
 @lru_cache(maxsize=FEATURES_CACHE)
 def features(text: str) -> Features:
     toks = words(text)
@@ -334,6 +355,8 @@ def features(text: str) -> Features:
             dates.add(f"{RELATIVE_TIME[toks[i - 1]]:+d} {period}")  # "last year": "-1 year"
         if t in UNITS:
             units.add(UNITS[t])
+    if not asked_unit:
+        asked_unit = _counted_unit(toks)
     if any(d.isdigit() for d in dates):  # "this year 2017" is 2017
         dates = {d for d in dates if not d.startswith(("+", "-"))}
     polar: set[str] = set()
