@@ -386,3 +386,41 @@ def store_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ope
     yield open_
     for store in opened:
         store.close()
+
+
+def job_replica(
+    tmp: Path, store: Store, clock: Any, model: str = "fake", version: str = "v1"
+) -> Gateway:
+    """A gateway process on ``store`` serving only ``model`` (a fake backend) at ``version``
+    (its data dir under ``tmp``), as the background-job tests run them: a meaning is bound at
+    its first asker, two askers of a creative prompt earn a round of 3 variants, and jobs
+    start at once."""
+    from boundgate.assembly import build_gateway
+    from boundgate.backends.fake import FakeBackend
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    settings = fake_settings(tmp, '[reuse]\nembedder = "hash"')
+    settings.reuse.persist_index = False
+    settings.reuse.bind_after = 1
+    settings.scheduler.policy = "now"
+    settings.creativity.min_askers = 2
+    settings.creativity.variants = 3
+    backend = FakeBackend(model, params_b=1, version=version)
+    return build_gateway(settings, store=store, backends={model: backend}, clock=clock)
+
+
+def job_runner(gw: Gateway, clock: Any, lease_s: float = 300.0) -> Any:
+    """``gw``'s job runner as the server makes it (a ``JobRunner``): it accepts the jobs that
+    require its models at their versions; polls every second, re-plans hourly."""
+    from boundgate.scheduler.handlers import job_handlers, model_requirements
+    from boundgate.scheduler.jobs import JobRunner
+
+    return JobRunner(
+        gw.store,
+        job_handlers(gw),
+        clock=clock,
+        lease_s=lease_s,
+        poll_s=1.0,
+        replan_s=3600.0,
+        accepts=model_requirements(gw),
+    )

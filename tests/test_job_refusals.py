@@ -15,9 +15,8 @@ from typing import Any
 
 import openai
 
-from boundgate.assembly import build_app, build_gateway
+from boundgate.assembly import build_app
 from boundgate.backends.base import GenerationRequest, Message
-from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.errors import (
     ErrorCode,
@@ -27,11 +26,10 @@ from boundgate.errors import (
     UpstreamTimeoutError,
 )
 from boundgate.gateway import Gateway
-from boundgate.scheduler.handlers import job_handlers, model_requirements
 from boundgate.scheduler.jobs import JobQueue, JobRunner
 from boundgate.store import SQLiteStore, Store
 from boundgate.tenants import Tenant
-from helpers import Live, arun, fake_settings, wait_until
+from helpers import Live, arun, fake_settings, job_replica, job_runner, wait_until
 
 START = 1_900_000_000.0
 HAIKU = "Write a haiku about autumn."
@@ -39,28 +37,14 @@ Q = "What is the boiling point of water at sea level?"
 
 
 def gateway(tmp: Path, store: Store, clock: FakeClock, version: str = "v1") -> Gateway:
-    tmp.mkdir(parents=True, exist_ok=True)
-    settings = fake_settings(tmp, '[reuse]\nembedder = "hash"')
-    settings.reuse.persist_index = False
-    settings.reuse.bind_after = 1
-    settings.scheduler.policy = "now"
-    settings.creativity.min_askers = 2
-    settings.creativity.variants = 3
-    backend = FakeBackend("fake", params_b=1, version=version)
-    return build_gateway(settings, store=store, backends={"fake": backend}, clock=clock)
+    return job_replica(tmp, store, clock, version=version)
 
 
 def runner(store: Store, gw: Gateway, clock: FakeClock) -> JobRunner:
-    """``gw``'s job runner as the server makes it: it accepts the jobs that require its
-    models at their versions (a round of variants does)."""
-    return JobRunner(
-        store,
-        job_handlers(gw),
-        clock=clock,
-        poll_s=1.0,
-        replan_s=3600.0,
-        accepts=model_requirements(gw),
-    )
+    """``gw``'s job runner as the server makes it (``helpers.job_runner``)."""
+    assert gw.store is store
+    runner_: JobRunner = job_runner(gw, clock)
+    return runner_
 
 
 def test_permanent_errors_are_the_4xx_that_no_retry_changes() -> None:

@@ -16,16 +16,14 @@ from typing import Any
 
 import pytest
 
-from boundgate.assembly import build_gateway
 from boundgate.backends.base import GenerationRequest, Message, model_versions
-from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.handlers import job_handlers, model_requirements
 from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
 from boundgate.store import Store
 from boundgate.tenants import Tenant
-from helpers import OpenStore, arun, fake_settings, store_opener
+from helpers import OpenStore, arun, job_replica, job_runner, store_opener
 
 HAIKU = "Write a haiku about autumn."
 Q = "What is the boiling point of water at sea level?"
@@ -45,32 +43,13 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
 def replica(
     tmp: Path, store: Store, clock: FakeClock, model: str = "fake", version: str = "v1"
 ) -> Gateway:
-    """A gateway process on ``store`` serving only ``model`` at ``version`` (its data dir
-    under ``tmp``); a meaning is bound at its first asker, two askers of a creative prompt
-    earn a round of 3 variants, and jobs start at once."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    settings = fake_settings(tmp, '[reuse]\nembedder = "hash"')
-    settings.reuse.persist_index = False
-    settings.reuse.bind_after = 1
-    settings.scheduler.policy = "now"
-    settings.creativity.min_askers = 2
-    settings.creativity.variants = 3
-    backend = FakeBackend(model, params_b=1, version=version)
-    return build_gateway(settings, store=store, backends={model: backend}, clock=clock)
+    return job_replica(tmp, store, clock, model, version)
 
 
 def runner(gw: Gateway, clock: FakeClock) -> JobRunner:
-    """``gw``'s job runner, as the server makes it: it accepts the jobs that require its
-    models at their versions."""
-    return JobRunner(
-        gw.store,
-        job_handlers(gw),
-        clock=clock,
-        lease_s=LEASE_S,
-        poll_s=1.0,
-        replan_s=3600.0,
-        accepts=model_requirements(gw),
-    )
+    """``gw``'s job runner, as the server makes it (``helpers.job_runner``)."""
+    runner_: JobRunner = job_runner(gw, clock, LEASE_S)
+    return runner_
 
 
 async def started(gw: Gateway) -> Gateway:
