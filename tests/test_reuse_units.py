@@ -404,7 +404,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("symptoms of too much vitamin A", "signs of excessive vitamin A"),
         ("How do I lose weight in 2 weeks?", "How can I lose weight in two weeks?"),
         ("Why can't I sleep at night?", "Why can I not sleep at night?"),
-        # a polar "or not" asks both ways: no negation (quora_val: 9 duplicates it vetoed)
+        # a polar "or not" asks both ways: no negation (quora_val: 8 duplicates it vetoed)
         ("Are mediums real?", "Are mediums real or not?"),
         ("normal body temp in C", "normal body temperature in celsius"),
         ("how to make pancakes w/o eggs", "How do I make pancakes without eggs?"),
