@@ -200,6 +200,8 @@ params_b = 70
     )
     assert r.exit_code == 0, r.output
     assert "fake" in r.output and "2 runs on" in r.output
+    # the store did not exist before (listing the models makes none): said, as keys create says
+    assert "did not exist before this command" in r.stderr
     unknown = runner.invoke(cli, ["models", "profile", "nope", "-c", str(cfg)])
     assert unknown.exit_code == 2
 

@@ -252,14 +252,17 @@ def profile(
     The profiles are stored; upstream models show the per-token estimate they are metered
     with."""
     from ..profiles import profile_dict
-    from . import _settings, err, opened_store, out
+    from . import _settings, err, opened_store, out, store_missing, store_named, warn_new_store
 
     settings = _settings(config, data_dir=data_dir)
     if model is not None and model not in settings.models:
         err.print(f"no such model: {model} (configured: {', '.join(settings.models)})")
         raise typer.Exit(2)
     names = [model] if model is not None else list(settings.models)
+    created = store_missing(settings)
     with opened_store(settings) as store:
+        if created:  # profiles no server reads (a mistyped --data-dir), as keys create warns
+            warn_new_store(store_named(settings), "this command", "profile a server's models")
         measured, estimated = asyncio.run(
             _profile_all(
                 settings,
