@@ -146,3 +146,50 @@ def test_a_loop_that_ends_by_an_error_says_so_in_the_log(
     [record] = [r for r in caplog.records if r.name == "boundgate.jobs"]
     assert "no more background jobs" in record.getMessage()
     assert record.exc_info is not None and isinstance(record.exc_info[1], _Fatal)
+
+
+class FlakyRenewals(SQLiteStore):
+    """A SQLite store whose first lease renewal raises what a locked database raises."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.renewals = 0
+        self.failed = asyncio.Event()
+
+    async def renew_job(self, *args: Any, **kwargs: Any) -> bool:
+        self.renewals += 1
+        if self.renewals == 1:
+            self.failed.set()
+            raise sqlite3.OperationalError("database is locked")
+        return await super().renew_job(*args, **kwargs)
+
+
+def test_a_failed_lease_renewal_does_not_fail_the_job(tmp_path: Path) -> None:
+    """A store error while renewing the lease of a running job was counted as the job's own
+    failure: its work cancelled, the attempt spent. The work goes on; the next renewal works."""
+    ran: list[dict[str, Any]] = []
+
+    async def scenario() -> JobRow:
+        store = FlakyRenewals(tmp_path / "j.db")
+        store.open()
+        try:
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                await asyncio.wait_for(store.failed.wait(), WAIT_S)  # outlives a renewal
+                ran.append(payload)
+                return {"ok": True}
+
+            clock = FakeClock(start=START)
+            await JobQueue(store, clock, run_now).submit("rebind", {"doc": "d1"})
+            runner = JobRunner(
+                store, {"rebind": handler}, clock=clock, lease_s=0.03, poll_s=0.01, replan_s=3600.0
+            )
+            assert await runner.run_once()
+            (job,) = await store.jobs()
+            return job
+        finally:
+            store.close()
+
+    job = asyncio.run(scenario())
+    assert ran == [{"doc": "d1"}]
+    assert (job.state, job.attempts) == ("done", 1), job

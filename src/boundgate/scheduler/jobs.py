@@ -550,7 +550,10 @@ class JobRunner:
 
     async def _run_leased(self, job: JobRow, work: Awaitable[dict[str, Any]]) -> dict[str, Any]:
         """Await ``work`` while renewing the job's lease; raise :class:`_LeaseLost` (work
-        cancelled) if a renewal finds the job leased to another runner."""
+        cancelled) if a renewal finds the job leased to another runner. A renewal the store
+        fails (a connection blip) is logged and tried again at the next third of the lease:
+        the work goes on (it was counted as the job's own failure, its work cancelled); should
+        the lease run out meanwhile and another runner take the job, the next renewal says so."""
         task = asyncio.ensure_future(work)
         every_s = self.lease_s / 3
         try:
@@ -559,7 +562,16 @@ class JobRunner:
                 if done:
                     return task.result()
                 now = self.clock.time()
-                if not await self.store.renew_job(job.id, self.owner, now + self.lease_s):
+                try:
+                    renewed = await self.store.renew_job(job.id, self.owner, now + self.lease_s)
+                except Exception:
+                    log.warning(
+                        "job %s: its lease was not renewed (store error); the work goes on",
+                        job.id,
+                        exc_info=True,
+                    )
+                    continue
+                if not renewed:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
                     raise _LeaseLost(job.id)
