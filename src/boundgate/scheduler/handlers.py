@@ -28,6 +28,7 @@ from ..tenants import Limiter, Tenant
 from .jobs import HandBack, JobHandler, model_requirement
 
 if TYPE_CHECKING:
+    from ..backends.base import Backend
     from ..gateway import Gateway, RequestContext
 
 # how long a job handed back (a rebind: this process's model is not at the version it is for;
@@ -113,6 +114,18 @@ async def background_tenant(
     )
 
 
+def _served_here(gateway: Gateway, model: str, job: str) -> Backend:
+    """``model``'s backend in this process. Raises :class:`HandBack` when this process does
+    not serve it (not a refusal: another process does, and ``job`` is for that one)."""
+    try:
+        return gateway.resolve(model)
+    except ModelNotFoundError:
+        raise HandBack(
+            f"model {model} is not served here; {job} is for a process that serves it",
+            HAND_BACK_S,
+        ) from None
+
+
 async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     """Job handler: pre-generate answers for a creative prompt (creativity buffer).
 
@@ -136,14 +149,7 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     if text is None:
         return {"skipped": "prompt unknown"}
     body = json.loads(text)
-    try:
-        gateway.resolve(str(body["model"]))
-    except ModelNotFoundError:
-        raise HandBack(
-            f"model {body['model']} is not served here; its variants are for a process that "
-            "serves it",
-            HAND_BACK_S,
-        ) from None
+    _served_here(gateway, str(body["model"]), "a round of its variants")
     key_id = payload.get("key_id")
     tenant = await background_tenant(
         store, gateway.limiter, str(body["tenant"]), key_id and str(key_id)
@@ -220,14 +226,7 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         return out
     req = request_from_json(entry.request)
     target = payload.get("version")
-    try:
-        version = gateway.resolve(req.model).version
-    except ModelNotFoundError:  # not a refusal: another process serves the model
-        raise HandBack(
-            f"model {req.model} is not served here; the rebind of {doc.id} is for a process "
-            "that serves it",
-            HAND_BACK_S,
-        ) from None
+    version = _served_here(gateway, req.model, f"the rebind of {doc.id}").version
     if version == doc.model_version or (target is not None and version != target):
         raise HandBack(
             f"model {req.model} is at version {version} here; the rebind of {doc.id} "
