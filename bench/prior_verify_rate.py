@@ -9,12 +9,14 @@ measures the other side: traffic *unlike* the calibration, where the calibration
 The verifier alone (no HTTP, no model), fresh per run, with the shipped calibration as its
 prior: ``--novel`` lookups that find nothing (a fresh gateway filling up), then ``--lookups``
 lookups of which a share ``--hostile`` has a candidate that is *wrong* but scores like the
-calibration's highest-scoring non-duplicates (pair score ≥ 0.5, drawn from them), the rest
-novel. Every recomputed candidate (sampled or below the threshold) is labelled wrong, as the
+calibration's highest-scoring non-duplicates (pair score ≥ ``--hostile-min``, default 0.5,
+drawn from them), the rest novel; ``--hostile-min 0.95`` makes look-alikes that score like
+paraphrases, where the sampled verification weighted to the prior's risk checks least. Every recomputed candidate (sampled or below the threshold) is labelled wrong, as the
 gateway's answer comparison would label it. Reported per rate: wrong answers served over all
 lookups of the stream, per seed and at most, side by side in one run.
 
     python bench/prior_verify_rate.py [--rates 0.2 0.1 0.05] [--seeds 6] [--hostile 1.0 0.3 0.1]
+        [--hostile-min 0.5]
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from boundgate.reuse.verifier import Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 
 
-def run(prior: Prior, rate: float, hostile: float, seed: int, novel: int, lookups: int) -> int:
+def run(
+    prior: Prior,
+    rate: float,
+    hostile: float,
+    seed: int,
+    novel: int,
+    lookups: int,
+    hostile_min: float = 0.5,
+) -> int:
     """Wrong answers served in one stream."""
     v = Verifier(
         ReuseSettings(prior_verify_rate=rate),
@@ -42,7 +52,7 @@ def run(prior: Prior, rate: float, hostile: float, seed: int, novel: int, lookup
         rng=random.Random(seed),
     )
     rng = random.Random(1000 + seed)
-    high = [s for s in prior.non_duplicates if s >= 0.5]
+    high = [s for s in prior.non_duplicates if s >= hostile_min]
     for _ in range(novel):
         v.note_lookup(None)
     served = 0
@@ -67,16 +77,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--novel", type=int, default=300)
     ap.add_argument("--lookups", type=int, default=2000)
+    ap.add_argument("--hostile-min", type=float, default=0.5)
     args = ap.parse_args()
     prior = Prior.load(packaged_model_dir() / "calibration.json", "shipped pair model")
-    print(f"# Wrong answers served per {args.lookups} lookups (after {args.novel} novel ones)\n")
+    print(
+        f"# Wrong answers served per {args.lookups} lookups (after {args.novel} novel ones; "
+        f"hostile candidates score >= {args.hostile_min})\n"
+    )
     print("| hostile share | " + " | ".join(f"rate {r}" for r in args.rates) + " |")
     print("|---:|" + "---|" * len(args.rates))
     for hostile in args.hostile:
         cells = []
         for rate in args.rates:
             wrong = [
-                run(prior, rate, hostile, seed, args.novel, args.lookups)
+                run(prior, rate, hostile, seed, args.novel, args.lookups, args.hostile_min)
                 for seed in range(args.seeds)
             ]
             share = max(wrong) / args.lookups
