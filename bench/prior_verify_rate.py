@@ -11,8 +11,8 @@ prior: ``--novel`` lookups that find nothing (a fresh gateway filling up), then 
 lookups of which a share ``--hostile`` has a candidate that is *wrong* but scores like the
 calibration's highest-scoring non-duplicates (pair score ≥ ``--hostile-min``, default 0.5,
 drawn from them), the rest novel; ``--hostile-min 0.95`` makes look-alikes that score like
-paraphrases, where the sampled verification weighted to the prior's risk checks least. Every recomputed candidate (sampled or below the threshold) is labelled wrong, as the
-gateway's answer comparison would label it. Reported per rate: wrong answers served over all
+paraphrases. Every recomputed candidate (sampled or below the threshold) is labelled wrong,
+as the gateway's answer comparison would label it. Reported per rate: wrong answers served over all
 lookups of the stream, per seed and at most, side by side in one run.
 
     python bench/prior_verify_rate.py [--rates 0.2 0.1 0.05] [--seeds 6] [--hostile 1.0 0.3 0.1]

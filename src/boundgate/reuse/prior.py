@@ -49,6 +49,9 @@ import numpy as np
 import numpy.typing as npt
 
 Floats = npt.NDArray[np.float64]
+# Prior.wrong_rates: (novel lookups scoring ≥ t, repeats served a wrong candidate ≥ t, novel
+# lookups, repeat lookups)
+WrongRates = tuple[Floats, Floats, float, float]
 
 
 def count_above(sorted_xs: Floats, grid: Floats) -> Floats:
@@ -85,10 +88,23 @@ class Prior:
 
     def counts(self, grid: Floats) -> tuple[Floats, Floats]:
         """For each threshold ``t`` of ``grid``: (pairs scoring ≥ t, non-duplicates among
-        them), as float arrays."""
+        them), as float arrays (not to be modified: the last grid's are kept, since one
+        recompute of the verifier asks for them three times)."""
+        key = grid.tobytes()
+        last = self._last_counts
+        entry = last[0] if last else None  # one read: another thread may replace it
+        if entry is not None and entry[0] == key:
+            return entry[1]
         dup, non = self._arrays
         e = count_above(non, grid)
-        return count_above(dup, grid) + e, e
+        result = count_above(dup, grid) + e, e
+        last[:] = [(key, result)]
+        return result
+
+    @functools.cached_property
+    def _last_counts(self) -> list[tuple[bytes, tuple[Floats, Floats]]]:
+        """The last ``counts`` asked for, by its grid's bytes (one entry, replaced whole)."""
+        return []
 
     def hit_shares(self, grid: Floats) -> Floats | None:
         """H(t) for each ``t`` of ``grid``: the share of the replayed lookups whose best
@@ -97,7 +113,7 @@ class Prior:
             return None
         return np.minimum(1.0, self.counts(grid)[0] / self.lookups)
 
-    def wrong_rates(self, grid: Floats) -> tuple[Floats, Floats, float, float] | None:
+    def wrong_rates(self, grid: Floats) -> WrongRates | None:
         """The calibration's wrong reuses by kind of lookup, for each ``t`` of ``grid``:
         (novel lookups scoring ≥ t, repeats whose best candidate was a wrong one scoring ≥ t,
         novel lookups, repeat lookups); the rates F_N(t), F_R(t) are the first two over the

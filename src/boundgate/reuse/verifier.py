@@ -64,7 +64,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..settings import ReuseSettings
-from .prior import Floats, Prior, count_above
+from .prior import Floats, Prior, WrongRates, count_above
 from .scoring import CosineScorer, Evidence, Scorer
 
 
@@ -336,20 +336,29 @@ class Verifier:
     def _above(self, xs: list[float], t: float) -> int:
         return len(xs) - bisect_left(xs, t - 1e-12)
 
-    def _hit_shares(self, grid: Floats) -> Floats:
+    def _hit_shares(self, grid: Floats, windows: list[tuple[Floats, int]] | None = None) -> Floats:
         """h(t) for each ``t`` of ``grid``: the share of recent lookups whose best candidate
         scores ≥ t, the highest over the windows, so a surge of near-repeats counts at once,
         not after thousands of lookups have diluted it. With a prior calibrated on lookups,
         h(t) is never taken below the calibration's own share H(t): traffic that has so far
         been all novel (h near 0) cannot pull the threshold down to where the first
         near-repeats would be served wrongly. H(t) decides only where the gateway's own traffic
-        is sparser above t than the calibration's, i.e. where hits are rare anyway."""
+        is sparser above t than the calibration's, i.e. where hits are rare anyway.
+        ``windows``: ``_windows(grid)``, when the caller has it already."""
         prior_h = self.prior.hit_shares(grid) if self.prior is not None else None
-        recent = np.fromiter(self._lookup_scores, float)
-        if not len(recent):
+        if not self._lookup_scores:
             return prior_h if prior_h is not None else np.ones(len(grid))
-        own = self._window_shares(recent, grid, prior_h)
+        own = np.zeros(len(grid))
+        for above, size in self._windows(grid) if windows is None else windows:
+            own = np.maximum(own, above / size)
         return own if prior_h is None else np.maximum(own, prior_h)
+
+    def _windows(self, grid: Floats) -> list[tuple[Floats, int]]:
+        """``_window_counts`` of the recent lookups on ``grid``, padded at the prior's H(t)
+        (if any): what h(t) and ρ are both computed from."""
+        recent = np.fromiter(self._lookup_scores, float)
+        fill = self.prior.hit_shares(grid) if self.prior is not None else None
+        return list(self._window_counts(recent, grid, fill))
 
     def _compute(self) -> float:
         """The threshold in force, and on which scorer: the primary's (``_compute_primary``),
@@ -427,7 +436,9 @@ class Verifier:
             elif len(window):
                 yield above, len(window)
 
-    def _repeat_share(self, grid: Floats, lam: float) -> float | None:
+    def _repeat_share(
+        self, grid: Floats, lam: float, rates: WrongRates | None, windows: list[tuple[Floats, int]]
+    ) -> float | None:
         """ρ: a lower confidence bound on the share of recent lookups that are *repeats* (a
         stored question has their meaning), the lowest over the lookup windows; None without
         a prior that splits its lookups into novel and repeat (``Prior.wrong_rates``).
@@ -442,36 +453,37 @@ class Verifier:
         traffic's novel lookups find a look-alike scoring ≥ u no more often than the
         calibration's did (quora_val, whose non-duplicate pairs were collected as likely
         duplicates, so its look-alikes are close ones); where they do, the gateway's own
-        labels overrule the prior (``_compute_primary``)."""
-        rates = self.prior.wrong_rates(grid) if self.prior is not None and lam > 0 else None
-        if rates is None or self.prior is None:
+        labels overrule the prior (``_compute_primary``). ``rates``: the prior's
+        ``wrong_rates(grid)`` (None: no split, or λ = 0); ``windows``: ``_windows(grid)``."""
+        if rates is None or lam <= 0:
             return None
         e_novel, _, novel, _ = rates
         f_novel = wilson_arrays(lam * e_novel, np.full(len(grid), lam * novel), self.z)[1]
-        recent = np.fromiter(self._lookup_scores, float)
         rho = 1.0
-        for above, size in self._window_counts(recent, grid, self.prior.hit_shares(grid)):
+        for above, size in windows:
             h_low = wilson_arrays(above, np.full(len(grid), float(size)), self.z)[0]
             bound = (h_low - f_novel) / np.maximum(1.0 - f_novel, 1e-12)
             rho = min(rho, float(np.clip(np.max(bound), 0.0, 1.0)))
         return rho
 
-    def _prior_bound(self, grid: Floats, lam: float) -> tuple[Floats, Floats, Floats] | None:
+    def _prior_bound(
+        self, grid: Floats, lam: float, rates: WrongRates | None
+    ) -> tuple[Floats, Floats, Floats] | None:
         """The prior's wrong reuses per lookup at each ``t`` of ``grid`` on this traffic's mix
         of novel and repeat lookups, (point, Wilson low, Wilson high):
         W(t) = (1 − ρ)·F_N(t) + ρ·F_R(t), the most W can be for a repeat share of at least ρ
         (``_repeat_share``; F_R(t) alone where repeats are served wrongly more often than
         novel lookups are). F_N and F_R are rates per *lookup*, so their confidence comes from
         the calibration's lookups (λ-weighted, as all its counts are), not from its few hits
-        above a high t. None without the split (``Prior.wrong_rates``), or λ = 0.
+        above a high t. ``rates``: the prior's ``wrong_rates(grid)``; None without the split
+        (``Prior.wrong_rates``), or λ = 0.
 
         Traffic with more repeats than the calibration's raises h(t) with right answers; the
         former estimate, h(t) × the calibration's wrong share among its hits, counted them as
         wrong at the calibration's rate (a chatbot stream of paraphrases put the threshold at
         0.995), and held traffic of novel lookups only to the calibration's wrong reuses per
         lookup, which its repeats dilute."""
-        rates = self.prior.wrong_rates(grid) if self.prior is not None and lam > 0 else None
-        if rates is None or self._rho is None:
+        if rates is None or lam <= 0 or self._rho is None:
             return None
         e_novel, e_repeat, novel, repeats = rates
         rho = self._rho
@@ -485,6 +497,10 @@ class Verifier:
         repeat_low, repeat_high = wilson_arrays(lam * e_repeat, n_repeat, self.z)
         point = mixed(e_novel / max(novel, 1.0), e_repeat / max(repeats, 1.0))
         return point, mixed(novel_low, repeat_low), mixed(novel_high, repeat_high)
+
+    def _wrong_rates(self, grid: Floats, lam: float) -> WrongRates | None:
+        """The prior's ``wrong_rates(grid)``, or None without a split prior or with λ = 0."""
+        return self.prior.wrong_rates(grid) if self.prior is not None and lam > 0 else None
 
     @staticmethod
     def _lowest_proven(
@@ -516,12 +532,14 @@ class Verifier:
         n_on = count_above(np.asarray(self._sims, float), grid)
         e_on = count_above(np.asarray(self._wrong, float), grid)
         n, e = n_on, e_on
-        h = self._hit_shares(grid)
-        self._rho = self._repeat_share(grid, lam)
+        windows = self._windows(grid)
+        h = self._hit_shares(grid, windows)
+        rates = self._wrong_rates(grid, lam)
+        self._rho = self._repeat_share(grid, lam, rates, windows)
         if self.prior is not None and lam != 0.0:
             n_p, e_p = self.prior.counts(grid)
             n, e = n_on + lam * n_p, e_on + lam * e_p
-        bound = self._prior_bound(grid, lam)
+        bound = self._prior_bound(grid, lam, rates)
         if bound is None:  # the prior's precision among its hits, pooled with the labels
             ok = h * wilson_arrays(e, n, self.z)[1] <= self.delta
         else:  # its wrong reuses per lookup on this traffic's mix (never above h(t))
@@ -615,7 +633,8 @@ class Verifier:
             precision = (1 - e / n) if n else None
             bound = None
             if not self._alt_active and self._decided_by in ("prior", "prior+labels"):
-                bound = self._prior_bound(np.array([t]), lam)
+                one = np.array([t])
+                bound = self._prior_bound(one, lam, self._wrong_rates(one, lam))
             if bound is not None:  # what the prior vouched with: wrong reuses per lookup
                 rate, low, high = (min(h, float(x[0])) for x in bound)
                 low, high = low / h if h else 0.0, high / h if h else 0.0
