@@ -625,6 +625,26 @@ def test_decisions_around_the_threshold() -> None:
     assert always.decide(1, 0.95) is Verdict.VERIFY
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_sampled_verification_never_leaves_a_long_run_of_hits_unchecked(seed: int) -> None:
+    """At a verify rate of 20 %, a fifth of would-be hits is checked, and never more than
+    2 / rate − 1 = 9 in a row go unchecked: with one coin per hit, seed 0 served its first 25
+    would-be hits unchecked (0.8^25, about one stream in 260), 25 wrong answers on traffic
+    the prior misjudges before the first wrong label (bench/prior_verify_rate.py)."""
+    v = Verifier(
+        ReuseSettings(initial_threshold=0.9, verify_rate=0.2, min_observations=1),
+        rng=random.Random(seed),
+    )
+    v.add(Observation(0.97, True, "verify", None), recompute=False)
+    verdicts = [v.decide(i, 0.95) for i in range(1000)]
+    checked = [i for i, x in enumerate(verdicts) if x is Verdict.VERIFY]
+    assert set(verdicts) <= {Verdict.VERIFY, Verdict.SERVE}
+    assert 199 <= len(checked) <= 201
+    gaps = [b - a - 1 for a, b in zip([-1, *checked], checked, strict=False)]
+    assert max(gaps) <= 9, max(gaps)
+    assert len(set(gaps)) > 3  # not every fifth: which hit is checked is drawn
+
+
 def _labels(beta: float, n: int, seed: int) -> list[tuple[Evidence, bool]]:
     """Synthetic labels: a pair has the same meaning when cos − β·density beats a noisy cut."""
     rng = random.Random(seed)
