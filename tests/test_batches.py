@@ -297,6 +297,8 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
          "body.messages[0].content: lone surrogate"),
         (_line("b", {"messages": [{"role": "wizard", "content": "x"}]}), "body.messages[0].role"),
         (_line("b", {"messages": ASK, "temperature": "0.2"}), "body.temperature"),
+        # served by the default model, where OpenAI refuses it (a line left without one is)
+        (_line("b", {"messages": ASK, "model": None}), "body.model: Input should be a valid"),
         (_line("b", {"messages": ASK, "stop": ""}), "body.stop"),
         (_line("b", {"messages": ASK, "stop": ["x", ""]}), "body.stop"),
         (_line("b", {"messages": ASK, "tools": [{"type": "function"}]}), "body.tools"),
@@ -355,10 +357,12 @@ def test_text_completion_lines_are_checked_too(fake_live: Live) -> None:
     bad = _line("a", {"prompt": "hi", "suffix": "x"}, url="/v1/completions")
     empty_stop = _line("b", {"prompt": "hi", "stop": ""}, url="/v1/completions")
     best_of = _line("c", {"prompt": "hi", "best_of": 3}, url="/v1/completions")
+    null_model = _line("d", {"prompt": "hi", "model": None}, url="/v1/completions")
     for content, says in (
         (bad, "body.suffix"),
         (empty_stop, "body.stop"),
         (best_of, "body.best_of"),
+        (null_model, "body.model"),
     ):
         f = client.files.create(file=("in.jsonl", content), purpose="batch")
         r = fake_live.http.post(

@@ -224,6 +224,32 @@ def test_unknown_model_is_404(fake_live: Live) -> None:
     assert fake_live.ledger()[r.headers["x-request-id"]].error_code == "model_not_found"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": MSG, "max_tokens": 1}),
+        ("/v1/completions", {"prompt": "hi", "max_tokens": 1}),
+        ("/v1/embeddings", {"input": "hi"}),
+    ],
+)
+def test_a_null_model_is_refused_as_a_model_that_is_not_a_string(
+    fake_live: Live, path: str, body: dict[str, Any]
+) -> None:
+    """``"model": null`` was served by the default model (OpenAI refuses it: ``model`` is a
+    required string). It gets the 400 a number gets; only a model left out is the default."""
+    wrong_type = assert_error(fake_live.http.post(path, json={**body, "model": 5}), 400)
+    r = fake_live.http.post(path, json={**body, "model": None})
+    err = assert_error(r, 400, param="model", code="invalid_value")
+    assert err["type"] == wrong_type["type"] == "invalid_request_error"
+    assert wrong_type["param"] == "model" and wrong_type["code"] == "invalid_value"
+    assert err["message"] == (
+        "model: Input should be a valid string, not null (omit it for the default model)"
+    )
+    row = fake_live.ledger()[r.headers["x-request-id"]]
+    assert row.outcome == "error" and row.status == 400
+    assert fake_live.http.post(path, json=body).status_code == 200  # left out: the default
+
+
 def test_oversized_body_is_413(fake_live: Live) -> None:
     big = "x" * (1 << 20)
     r = fake_live.http.post(

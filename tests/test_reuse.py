@@ -299,7 +299,7 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert 0.5 < dot < 1.0
     b64 = client.embeddings.create(model="all-MiniLM-L6-v2", input="cat")  # SDK default: base64
     assert len(b64.data[0].embedding) == 384
-    raw = fake_live.http.post("/v1/embeddings", json={"input": "metered", "model": None})
+    raw = fake_live.http.post("/v1/embeddings", json={"input": "metered"})  # the default model
     assert raw.status_code == 200 and float(raw.headers["x-boundgate-energy-wh"]) > 0
     row = fake_live.ledger()[raw.headers["x-request-id"]]
     assert row.endpoint == "/v1/embeddings" and row.prompt_tokens > 0 and row.wh > 0

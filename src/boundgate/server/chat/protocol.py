@@ -9,10 +9,12 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -136,6 +138,26 @@ def _swapped_neighbours(a: str, b: str) -> bool:
         and a[diff[0]] == b[diff[1]]
         and a[diff[1]] == b[diff[0]]
     )
+
+
+def _model_not_null(value: object) -> object:
+    """``"model": null`` refused as a model that is not a string is (400 ``invalid_value``,
+    ``param: model``): OpenAI's ``model`` is a required string, and a client sending null
+    meant some model, not whichever is the default (it was served the default's answer).
+    Only a ``model`` left out is the default model."""
+    if value is None:
+        raise PydanticCustomError(
+            "string_type",
+            "Input should be a valid string, not null (omit it for the default model)",
+        )
+    return value
+
+
+ModelName = Annotated[
+    str | None, BeforeValidator(_model_not_null), WithJsonSchema({"type": "string"})
+]
+"""A request's ``model``: a string, or left out (None: the endpoint's default model), never
+null (``_model_not_null``); the schema declares a string."""
 
 
 # The widest integers OpenAI's API takes: ``seed`` is a signed 64-bit integer; a token limit
@@ -272,7 +294,12 @@ class SamplingParams(BaseModel):
     # misspelling is compared with (``misspelled``), so each endpoint suggests only its own
     OTHER_NAMES: ClassVar[tuple[str, ...]] = ()
 
-    model: str | None = Field(None, min_length=1, description="omit for the default model")
+    model: ModelName = Field(
+        None,
+        min_length=1,
+        description="omit for the default model",
+        json_schema_extra={"minLength": 1},
+    )
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)

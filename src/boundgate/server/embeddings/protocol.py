@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..chat.protocol import EnergyInfo
+from ..chat.protocol import EnergyInfo, ModelName
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     input: str | list[str] | list[int] | list[list[int]]
-    model: str | None = None
+    model: ModelName = Field(None, description="omit for all-MiniLM-L6-v2")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
