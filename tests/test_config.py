@@ -71,6 +71,65 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> Non
     assert needle in str(info.value)
 
 
+FAKE = 'backend = "fake"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # the ids GET /v1/models lists beside the models: a model named so was ambiguous
+        (f"[models.auto]\n{FAKE}", "models.auto: 'auto' is routing.auto_model"),
+        (f'[models."auto:fast"]\n{FAKE}', "models.auto:fast: 'auto:fast' starts with 'auto:'"),
+        (f"[models.fake]\n{FAKE}aliases = ['auto:default']\n", "models.fake.aliases: 'auto:"),
+        (f'[models."all-MiniLM-L6-v2"]\n{FAKE}', "'all-MiniLM-L6-v2' is the embeddings model"),
+        (f"[models.fake]\n{FAKE}aliases = ['all-MiniLM-L6-v2']\n", "models.fake.aliases: "),
+        (f"[routing]\nauto_model = 'router'\n[models.fake]\n{FAKE}aliases = ['router:x']\n",
+         "models.fake.aliases: 'router:x' starts with 'router:'"),
+        (f"[routing]\nauto_model = 'all-MiniLM-L6-v2'\n[models.fake]\n{FAKE}",
+         "routing.auto_model: 'all-MiniLM-L6-v2' is the embeddings model's id"),
+    ],
+)  # fmt: skip
+def test_a_model_named_as_a_reserved_model_id_is_refused(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write_config(tmp_path / "c.toml", text))
+    assert says in str(info.value) and "ambiguous" in str(info.value), str(info.value)
+
+
+def test_names_reserved_only_where_the_gateway_uses_them_are_accepted(tmp_path: Path) -> None:
+    """The embeddings model's id is the gateway's only with reuse on, and ``auto`` only while
+    it is ``routing.auto_model``."""
+    s = load_settings(
+        write_config(
+            tmp_path / "c.toml",
+            f'[reuse]\nenabled = false\n[models."all-MiniLM-L6-v2"]\n{FAKE}',
+        )
+    )
+    assert list(s.models) == ["all-MiniLM-L6-v2"]
+    s = load_settings(
+        write_config(
+            tmp_path / "d.toml",
+            f"[routing]\nauto_model = 'router'\n[models.auto]\n{FAKE}[models.auto-2]\n{FAKE}",
+        )
+    )
+    assert list(s.models) == ["auto", "auto-2"]
+
+
+@pytest.mark.slow  # a CLI process
+def test_serve_refuses_a_model_named_as_a_reserved_id_in_one_message(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.toml", f'[models."auto:fast"]\n{FAKE}default = true\n')
+    r = subprocess.run(
+        [*CLI, "serve", "--config", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "models.auto:fast: 'auto:fast' starts with 'auto:'" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "d").exists()
+
+
 def test_env_overrides_file_and_flags_override_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

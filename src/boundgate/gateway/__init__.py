@@ -13,8 +13,8 @@ limits and the budgets' holds), ``metering.py`` (energy, write-ahead notes, erro
 types).
 """
 
+from ..settings import EMBEDDING_MODEL
 from .context import (
-    EMBEDDING_MODEL,
     Finished,
     RequestContext,
     Result,

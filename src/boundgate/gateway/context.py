@@ -15,10 +15,9 @@ from ..errors import BoundgateError, ContextLengthExceededError
 from ..reuse.lookup import Lookup
 from ..reuse.stored import asked_as_stored, usage_of
 from ..routing.ladder import Route
+from ..settings import EMBEDDING_MODEL
 from ..store import StoredEntry
 from ..tenants import Tenant
-
-EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
 def listed_models(

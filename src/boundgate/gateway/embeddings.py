@@ -10,7 +10,8 @@ from typing import Any
 from ..backends.base import Usage
 from ..energy import EnergyReport
 from ..errors import InvalidRequestError
-from .context import EMBEDDING_MODEL, RequestContext
+from ..settings import EMBEDDING_MODEL
+from .context import RequestContext
 from .metering import Metering
 
 

@@ -32,11 +32,10 @@ from ..reuse.engine import ReuseEngine
 from ..reuse.variants import CreativityBuffer
 from ..routing.ladder import Router
 from ..scheduler.jobs import JobQueue
-from ..settings import EnergySettings, ReasoningSettings, StoreSettings
+from ..settings import EMBEDDING_MODEL, EnergySettings, ReasoningSettings, StoreSettings
 from ..store import LedgerRow, Store
 from ..tenants import Limiter, Tenant
 from .context import (
-    EMBEDDING_MODEL,
     Finished,
     RequestContext,
     Result,

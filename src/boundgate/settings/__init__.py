@@ -11,7 +11,7 @@ errors, so a typo in a config file fails at start instead of being silently igno
 its value and where that value came from.
 """
 
-from .base import DEFAULT_MODEL_NAME, ENV_PREFIX
+from .base import DEFAULT_MODEL_NAME, EMBEDDING_MODEL, ENV_PREFIX
 from .loading import (
     ConfigError,
     Settings,
@@ -46,6 +46,7 @@ from .sections import (
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "EMBEDDING_MODEL",
     "ENV_PREFIX",
     "ESCALATION_TRIGGERS",
     "REASONING_EFFORTS",

@@ -1,6 +1,6 @@
 """What every section model shares: unknown keys are errors, renamed keys stay accepted;
-list settings read from one string (``ListSetting``); the environment prefix and the packaged
-default model's name."""
+list settings read from one string (``ListSetting``); the environment prefix, the packaged
+default model's name and the embeddings model's id."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from pydantic_settings import NoDecode
 
 ENV_PREFIX = "BOUNDGATE_"
 DEFAULT_MODEL_NAME = "smollm2-135m"
+# the id of the model /v1/embeddings serves with reuse on, listed by GET /v1/models beside the
+# configured models (so no model may be named so: ``Settings._check_reserved_names``)
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from .base import DEFAULT_MODEL_NAME, ENV_PREFIX
+from .base import DEFAULT_MODEL_NAME, EMBEDDING_MODEL, ENV_PREFIX
 from .reuse import ReuseSettings
 from .routing import (
     TASK_NAMES,
@@ -172,13 +172,45 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_reserved_names(self) -> Settings:
+        """No model name or alias is an id the gateway gives a meaning of its own, which
+        ``GET /v1/models`` lists beside the models: ``routing.auto_model``, any name starting
+        ``<auto_model>:`` (``auto:<ladder>``: a request naming one is routed, whether or not a
+        ladder has that name), and with reuse on ``EMBEDDING_MODEL`` (what ``/v1/embeddings``
+        serves); nor is the auto model the embeddings model's id. A request naming such a
+        model would be ambiguous. Raises ValueError naming the setting and the clash."""
+        auto = self.routing.auto_model
+        embeddings = self.reuse.enabled
+        for model, m in self.models.items():
+            named = [(model, f"models.{model}", "model")]
+            named += [(alias, f"models.{model}.aliases", "alias") for alias in m.aliases]
+            for name, where, kind in named:
+                if name == auto:
+                    clash = "is routing.auto_model, the name asking the gateway to choose a model"
+                    fix = f"rename the {kind} or set routing.auto_model to another name"
+                elif name.startswith(auto + ":"):
+                    clash = f"starts with '{auto}:', which names a routing ladder ({auto}:<ladder>)"
+                    fix = f"rename the {kind}"
+                elif embeddings and name == EMBEDDING_MODEL:
+                    clash = "is the embeddings model's id (POST /v1/embeddings; reuse is on)"
+                    fix = f"rename the {kind}"
+                else:
+                    continue
+                raise ValueError(
+                    f"{where}: {name!r} {clash}, so a request naming it would be ambiguous; {fix}"
+                )
+        if embeddings and auto == EMBEDDING_MODEL:
+            raise ValueError(
+                f"routing.auto_model: {auto!r} is the embeddings model's id (POST "
+                "/v1/embeddings; reuse is on), so a request naming it would be ambiguous; set "
+                "routing.auto_model to another name"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_routing(self) -> Settings:
         r = self.routing
         names = set(self.models) | {a for m in self.models.values() for a in m.aliases}
-        if r.auto_model in names:
-            raise ValueError(
-                f"routing.auto_model: {r.auto_model!r} is also a configured model name or alias"
-            )
         for ladder, rungs in r.ladders.items():
             if not rungs:
                 raise ValueError(f"routing.ladders.{ladder}: a ladder needs at least one rung")
