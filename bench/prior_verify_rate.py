@@ -11,12 +11,16 @@ prior: ``--novel`` lookups that find nothing (a fresh gateway filling up), then 
 lookups of which a share ``--hostile`` has a candidate that is *wrong* but scores like the
 calibration's highest-scoring non-duplicates (pair score ≥ ``--hostile-min``, default 0.5,
 drawn from them), the rest novel; ``--hostile-min 0.95`` makes look-alikes that score like
-paraphrases. Every recomputed candidate (sampled or below the threshold) is labelled wrong,
-as the gateway's answer comparison would label it. Reported per rate: wrong answers served over all
-lookups of the stream, per seed and at most, side by side in one run.
+paraphrases. With ``--wrong-share W`` only that share of the candidates is wrong, the rest
+right (scores drawn from the calibration's duplicates ≥ ``--hostile-min``): traffic on which
+the prior underrates how often a hit is wrong, and the share of right candidates served is
+reported beside. Every recomputed candidate (sampled or below the threshold) is labelled as
+it is, as the gateway's answer comparison would label it. ``--tightened-rights`` sets
+``reuse.tightened_rights`` (0: sampling at its rate throughout). Reported per rate: wrong
+answers served over all lookups of the stream, per seed and at most, side by side in one run.
 
     python bench/prior_verify_rate.py [--rates 0.2 0.1 0.05] [--seeds 6] [--hostile 1.0 0.3 0.1]
-        [--hostile-min 0.5]
+        [--hostile-min 0.5] [--wrong-share 1.0] [--tightened-rights 5]
 """
 
 from __future__ import annotations
@@ -43,31 +47,37 @@ def run(
     novel: int,
     lookups: int,
     hostile_min: float = 0.5,
-) -> int:
-    """Wrong answers served in one stream."""
+    wrong_share: float = 1.0,
+    tightened_rights: int = 5,
+) -> tuple[int, int, int]:
+    """One stream: (wrong answers served, right ones served, right candidates)."""
     v = Verifier(
-        ReuseSettings(prior_verify_rate=rate),
+        ReuseSettings(prior_verify_rate=rate, tightened_rights=tightened_rights),
         scorer=PairModelScorer(),
         prior=prior,
         rng=random.Random(seed),
     )
     rng = random.Random(1000 + seed)
     high = [s for s in prior.non_duplicates if s >= hostile_min]
+    right = [s for s in prior.duplicates if s >= hostile_min]
     for _ in range(novel):
         v.note_lookup(None)
-    served = 0
+    served = served_right = rights = 0
     for i in range(lookups):
         if rng.random() >= hostile:
             v.note_lookup(None)
             continue
-        score = rng.choice(high)
+        correct = rng.random() >= wrong_share
+        score = rng.choice(right if correct else high)
+        rights += correct
         v.note_lookup(0.9, pair=score)
         verdict = v.decide(i, 0.9, pair=score)
         if verdict is Verdict.SERVE:
-            served += 1
+            served_right += correct
+            served += not correct
         elif verdict in (Verdict.VERIFY, Verdict.OBSERVE):
-            v.add(Observation(0.9, False, verdict.value, i, pair=score))
-    return served
+            v.add(Observation(0.9, correct, verdict.value, i, pair=score))
+    return served, served_right, rights
 
 
 def main() -> None:
@@ -78,6 +88,8 @@ def main() -> None:
     ap.add_argument("--novel", type=int, default=300)
     ap.add_argument("--lookups", type=int, default=2000)
     ap.add_argument("--hostile-min", type=float, default=0.5)
+    ap.add_argument("--wrong-share", type=float, default=1.0)
+    ap.add_argument("--tightened-rights", type=int, default=5)
     args = ap.parse_args()
     prior = Prior.load(packaged_model_dir() / "calibration.json", "shipped pair model")
     print(
@@ -89,12 +101,27 @@ def main() -> None:
     for hostile in args.hostile:
         cells = []
         for rate in args.rates:
-            wrong = [
-                run(prior, rate, hostile, seed, args.novel, args.lookups, args.hostile_min)
+            runs = [
+                run(
+                    prior,
+                    rate,
+                    hostile,
+                    seed,
+                    args.novel,
+                    args.lookups,
+                    args.hostile_min,
+                    args.wrong_share,
+                    args.tightened_rights,
+                )
                 for seed in range(args.seeds)
             ]
+            wrong = [r[0] for r in runs]
             share = max(wrong) / args.lookups
-            cells.append(f"{' '.join(map(str, wrong))} (max {share:.2%})")
+            cell = f"{' '.join(map(str, wrong))} (max {share:.2%})"
+            if args.wrong_share < 1:
+                served = sum(r[1] for r in runs) / max(sum(r[2] for r in runs), 1)
+                cell += f"; right ones served {served:.1%}"
+            cells.append(cell)
         print(f"| {hostile} | " + " | ".join(cells) + " |")
 
 

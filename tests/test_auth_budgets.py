@@ -192,6 +192,8 @@ def test_stats_hide_other_tenants_labels_and_lookups(keyed: tuple[Live, dict[str
         return dict(r.json()["reuse"])
 
     assert stats(admin)["observations_by_source"]["feedback"] == {"total": 1, "wrong": 1}
+    # the wrong label tightened the sampled verification for every tenant: the operator sees it
+    assert stats(admin)["tightened_inspection"] == 5
     for tenant in (acme, globex):
         seen = stats(tenant)
         for hidden in (
@@ -200,6 +202,7 @@ def test_stats_hide_other_tenants_labels_and_lookups(keyed: tuple[Live, dict[str
             "observations",
             "observations_above_threshold",
             "hit_precision",
+            "tightened_inspection",
         ):
             assert hidden not in seen
         assert seen["prior"] is None or set(seen["prior"]) == {"source", "pairs"}

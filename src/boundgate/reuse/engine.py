@@ -65,6 +65,7 @@ HIT_FLUSH_S = 1.0  # how often hit counts are written to the store
 # what ``stats(tenant)`` leaves out for a non-admin key: counts of every tenant's traffic
 TENANT_HIDDEN_STATS = (
     "index_load",
+    "tightened_inspection",
     "outcomes",
     "observations",
     "observations_above_threshold",
@@ -486,6 +487,9 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             "observations_above_threshold": est.observations_above,
             "min_observations": self.verifier.min_observations,
             "observations_by_source": self.verifier.by_source(),
+            # tightened inspection: right labels in a row still needed before sampled
+            # verification returns to its rate (0: at its rate)
+            "tightened_inspection": self.verifier.tightened_inspection,
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
         }

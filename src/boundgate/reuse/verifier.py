@@ -14,6 +14,12 @@ where ``s`` is the cosine similarity between the request and the stored question
   the same way: this keeps watching the region that is being served. While fewer than
   ``reuse.min_observations`` labels exist at or above the threshold, *every* would-be hit
   is verified: the threshold must earn trust before it serves anything.
+- **Tightened inspection.** After a wrong label of a would-be or served hit (sampled
+  verification, feedback), every would-be hit is verified until ``reuse.tightened_rights``
+  of them in a row are right, the switching rule of acceptance sampling (ISO 2859-1: from
+  tightened back to normal inspection after five lots in a row are accepted). A wrong hit
+  is evidence that the region being served is not what the curve says; until the bound
+  has moved, the next hits are checked rather than served on the old estimate.
 - **Feedback.** ``POST /v1/boundgate/feedback`` labels a served hit directly.
 
 What is thresholded is a *score* computed from the evidence by a ``Scorer`` (``scoring.py``):
@@ -213,6 +219,10 @@ class Verifier:
         # sampled verification (``_sample``): the credit of would-be hits since the last
         # check, and the point it must reach for the next
         self._credit = 0.0
+        # tightened inspection (``tightened_inspection``): right labels of would-be hits in a
+        # row still needed before sampling returns to its rate (0: sampling at the rate)
+        self.tightened_rights = settings.tightened_rights
+        self._tightened = 0
         self._next_check = self.rng.random()
         self._decided_by = "initial_threshold"
         self._rho: float | None = None  # the repeat share's lower bound (_repeat_share)
@@ -238,6 +248,11 @@ class Verifier:
                 self._raise_floor(obs.entry, ev)
             if obs.source == ENTRY_ONLY:
                 return
+            if obs.source in ("verify", "feedback"):  # a would-be or served hit's label
+                if not obs.correct:
+                    self._tightened = self.tightened_rights
+                elif self._tightened:
+                    self._tightened -= 1
             self._labelled.append((ev, obs.correct))
             s = self.scorer.score(ev)
             insort(self._sims, s)
@@ -606,9 +621,10 @@ class Verifier:
         t = self.threshold_for(entry)
         if self.score(similarity, density, pair) >= t:
             # Earn trust first: until enough labels (the prior's included) exist at or above
-            # the threshold, every would-be hit is verified (recomputed and compared).
+            # the threshold, every would-be hit is verified (recomputed and compared); and
+            # again after a wrong one, until enough are right in a row (tightened inspection).
             n, _, n_on, _ = self._active_counts(t)
-            if n < self.min_observations:
+            if n < self.min_observations or self._tightened:
                 return Verdict.VERIFY
             rate = self.verify_rate
             if self.prior is not None and n_on < self.min_observations:
@@ -617,6 +633,12 @@ class Verifier:
         if similarity >= self.floor:
             return Verdict.OBSERVE
         return Verdict.MISS
+
+    @property
+    def tightened_inspection(self) -> int:
+        """Right labels of would-be hits in a row still needed before sampled verification
+        returns to its rate; 0 while it runs at its rate (see the module docstring)."""
+        return self._tightened
 
     def _sample(self, rate: float) -> bool:
         """Whether to verify this would-be hit, at ``rate`` (0–1): systematic sampling with

@@ -55,6 +55,14 @@ class ReuseSettings(_Section):
         "this gateway's own labels at or above it), so traffic unlike the calibration data is "
         "caught after a few dozen would-be hits; the larger of this and verify_rate applies.",
     )
+    tightened_rights: int = Field(
+        5,
+        ge=0,
+        description="Tightened inspection: after a wrong label of a would-be or served hit "
+        "(sampled verification or feedback), every would-be semantic hit is verified until "
+        "this many of them in a row are labelled right; then sampling returns to its rate. "
+        "0 = off (sampling at the rate throughout).",
+    )
     scorer: Literal["pair", "blend", "density", "cosine"] = Field(
         "pair",
         description="What the verifier thresholds: pair = the shipped pair model's probability "
