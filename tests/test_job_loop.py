@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
 from boundgate.store import JobRow, SQLiteStore
+from helpers import Live, fake_settings, wait_until
 
 START = 1_900_000_000.0
 WAIT_S = 60.0  # a guard against a hang, never a timing the test depends on
@@ -193,3 +196,28 @@ def test_a_failed_lease_renewal_does_not_fail_the_job(tmp_path: Path) -> None:
     job = asyncio.run(scenario())
     assert ran == [{"doc": "d1"}]
     assert (job.state, job.attempts) == ("done", 1), job
+
+
+def test_a_poll_retried_shows_on_the_apps_metrics(tmp_path: Path) -> None:
+    """The retry of a poll the store failed was counted by stamina in prometheus_client's
+    default registry, which the app's /metrics does not serve: a store failing the job
+    runner's polls was invisible there. It counts in the app's ``boundgate_retries_total``
+    now, as a ``job_poll`` (the claim fails once; the hook counts it before the backoff's
+    wait, so the test waits for the count, not for a time)."""
+    store = FlakyClaims(tmp_path / "j.db", failures=1)
+    settings = fake_settings(tmp_path)
+    app = build_app(settings, store=store)
+
+    def poll_retries(live: Live) -> float:
+        for family in text_string_to_metric_families(live.http.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == "boundgate_retries_total" and sample.labels == {
+                    "operation": "job_poll",
+                    "model": "",
+                }:
+                    return sample.value
+        raise AssertionError("no boundgate_retries_total{operation='job_poll'} on /metrics")
+
+    with Live.in_process(app) as live:
+        assert wait_until(lambda: poll_retries(live) == 1.0)
+        assert store.claims >= 1

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.backends.fake import FakeUpstreamServer, Fault, fake_answer
@@ -122,6 +123,36 @@ def test_retries_5xx_and_429_then_succeeds(live: Live, upstream: FakeUpstreamSer
     r = live.http.post("/v1/chat/completions", json={"messages": MSG})
     assert r.status_code == 200
     assert upstream.control.requests == 3
+
+
+def retries_counted(live: Live) -> dict[tuple[str, str], float]:
+    """``boundgate_retries_total`` on the app's /metrics, by (operation, model)."""
+    families = text_string_to_metric_families(live.http.get("/metrics").text)
+    (family,) = [f for f in families if f.name == "boundgate_retries"]
+    return {
+        (s.labels["operation"], s.labels["model"]): s.value
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+
+
+def test_upstream_retries_show_on_the_apps_metrics(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """stamina's retries were counted in prometheus_client's default registry (its own
+    ``stamina_retries_total``), which the app's /metrics does not serve: an upstream failing
+    now and then was invisible to operators. Each retry counts in the app's registry now,
+    under the model retried; the job runner's poll has its series, at 0."""
+    before = retries_counted(live)
+    assert before[("upstream", "my-upstream")] == 0.0
+    assert before[("job_poll", "")] == 0.0
+    upstream.control.push(Fault(status=503), Fault(status=429, retry_after=0.01))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert r.status_code == 200
+    assert upstream.control.requests == 3
+    after = retries_counted(live)
+    assert after[("upstream", "my-upstream")] == 2.0
+    assert after[("job_poll", "")] == 0.0
 
 
 def test_a_failed_creative_generation_gives_its_novelty_unit_back(

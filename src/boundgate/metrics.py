@@ -14,6 +14,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from . import retries
+
 
 class StateCounts(Protocol):
     """What the state gauges read: the store's documents and jobs per state."""
@@ -134,6 +136,22 @@ class Metrics:
         self.queue_depth = Gauge(
             "boundgate_queue_depth", "Requests waiting for a local model.", ["model"], registry=r
         )
+        self.retries = Counter(
+            "boundgate_retries",
+            "Retries scheduled after a failure, by operation (upstream: a call to an upstream "
+            "model, named by model; job_poll: the job runner's poll of the store).",
+            ["operation", "model"],
+            registry=r,
+        )
+        # stamina's retries count here, not in prometheus_client's default registry
+        retries.install()
+
+    def retry_counter(self, operation: str, model: str = "") -> Callable[[], None]:
+        """What counts one retry of ``operation`` (``upstream`` of ``model``, ``job_poll``)
+        in ``boundgate_retries_total``, for ``retries.counting``; its series exists from now
+        on, at 0 until a retry."""
+        child = self.retries.labels(operation=operation, model=model)
+        return lambda: child.inc()
 
     def track_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue_depth.labels(model=model).set_function(lambda: float(depth()))

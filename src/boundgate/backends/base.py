@@ -172,6 +172,10 @@ class Backend(ABC):
         # Identifies the exact weights/upstream model; reuse scopes answers by it.
         self.version = name
         self.memory_gb = 0.0  # resident weights on this machine (local backends)
+        # told of each retry the backend schedules of a call that failed (an upstream's
+        # connection error, timeout, 429 or 5xx): the gateway counts those of its remote
+        # backends on its /metrics (``Metrics.retry_counter``)
+        self.on_retry: Callable[[], None] | None = None
 
     def template_tokens(self, req: GenerationRequest) -> int:
         """Tokens the model's prompt format adds to what ``req.text_bytes()`` counts (which

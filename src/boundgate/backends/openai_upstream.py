@@ -1,10 +1,11 @@
 """Any OpenAI-compatible server as a backend.
 
 Retries are bounded and only where a retry can help: connection failures, 429 and 5xx, with
-exponential backoff and jitter (honouring a short ``Retry-After``); ``stamina`` runs them.
-Other 4xx answers are the client's problem and pass through unchanged. A stream is retried
-only before its first byte: once text has reached the client, a retry would duplicate it.
-``httpx-sse`` parses the event stream.
+exponential backoff and jitter (honouring a short ``Retry-After``); ``stamina`` runs them, and
+each is counted on the gateway's /metrics (``Backend.on_retry``). Other 4xx answers are the
+client's problem and pass through unchanged. A stream is retried only before its first byte:
+once text has reached the client, a retry would duplicate it. ``httpx-sse`` parses the event
+stream.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from ..retries import counting
 from .base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -145,34 +147,36 @@ class OpenAIBackend(Backend):
         )
 
     async def _send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
-        """POST with bounded retries; returns an open (possibly streaming) 2xx response."""
+        """POST with bounded retries; returns an open (possibly streaming) 2xx response.
+        Each retry is told to ``on_retry`` (the gateway's ``boundgate_retries_total``)."""
         attempts = 0
-        try:
-            async for attempt in stamina.retry_context(
-                on=_retry_or_wait,
-                attempts=self.max_retries + 1,
-                timeout=None,
-                wait_initial=self.backoff_s,
-                wait_jitter=self.backoff_s,
-                wait_max=MAX_RETRY_AFTER_S,
-            ):
-                with attempt:
-                    attempts = attempt.num
-                    request = self._client.build_request("POST", path, json=body)
-                    resp = await self._client.send(request, stream=stream)
-                    if resp.status_code < 400:
-                        return resp
-                    content = await resp.aread()
-                    await resp.aclose()
-                    raise self._error_for(resp, content)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError(
-                f"upstream timed out after {attempts} attempt(s) of {self.timeout_s:g}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"upstream unreachable after {attempts} attempt(s): {exc!r}"
-            ) from exc
+        with counting(self.on_retry):
+            try:
+                async for attempt in stamina.retry_context(
+                    on=_retry_or_wait,
+                    attempts=self.max_retries + 1,
+                    timeout=None,
+                    wait_initial=self.backoff_s,
+                    wait_jitter=self.backoff_s,
+                    wait_max=MAX_RETRY_AFTER_S,
+                ):
+                    with attempt:
+                        attempts = attempt.num
+                        request = self._client.build_request("POST", path, json=body)
+                        resp = await self._client.send(request, stream=stream)
+                        if resp.status_code < 400:
+                            return resp
+                        content = await resp.aread()
+                        await resp.aclose()
+                        raise self._error_for(resp, content)
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeoutError(
+                    f"upstream timed out after {attempts} attempt(s) of {self.timeout_s:g}s"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise UpstreamError(
+                    f"upstream unreachable after {attempts} attempt(s): {exc!r}"
+                ) from exc
         raise AssertionError("stamina ended without an answer or an error")  # pragma: no cover
 
     # --- the Backend interface -----------------------------------------------------------

@@ -113,6 +113,8 @@ class Gateway(Routing, Embedding):
         )
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
+            if b.remote:  # (retried calls: an upstream's)
+                b.on_retry = self.metrics.retry_counter("upstream", name)
         if reuse is not None:
             self.metrics.track_reuse(reuse)
         self.metrics.track_state(

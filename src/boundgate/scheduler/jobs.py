@@ -44,6 +44,7 @@ import stamina
 
 from ..clock import Clock, SystemClock
 from ..errors import BoundgateError, RateLimitError
+from ..retries import counting
 from ..store import JobRow, Store
 
 log = logging.getLogger("boundgate.jobs")
@@ -277,7 +278,8 @@ class JobRunner:
 
     A poll the store fails (a claim, a finish) is logged and tried again after a backoff: the
     loop never ends by an error (``_loop``), and should it end other than by :meth:`stop`,
-    the log says so at once."""
+    the log says so at once. Each such retry is told to ``on_retry`` (the server counts them
+    in ``boundgate_retries_total{operation="job_poll"}``)."""
 
     def __init__(
         self,
@@ -296,8 +298,12 @@ class JobRunner:
         on_failure: dict[str, FailureHandler] | None = None,
         on_held: dict[str, StartHandler] | None = None,
         accepts: Callable[[], Collection[str]] | None = None,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        # told of each poll retried after the store failed it (the app counts them on its
+        # /metrics: ``Metrics.retry_counter("job_poll")``)
+        self.on_retry = on_retry
         self.accepts = accepts
         self.handlers = handlers
         # per kind: what to do when a job has failed for good (a batch is marked failed)
@@ -377,21 +383,22 @@ class JobRunner:
         PostgreSQL connection lost, a SQLite database locked) is logged with its traceback
         and tried again, without limit, after stamina's backoff: ``poll_s`` doubled for each
         failure in a row, plus up to ``poll_s`` of jitter, at most
-        max(``poll_s``, :data:`POLL_BACKOFF_MAX_S`). An error used to end the loop, silently:
-        the process ran no more background jobs until it restarted. Cancellation
-        (:meth:`stop`) is not retried."""
+        max(``poll_s``, :data:`POLL_BACKOFF_MAX_S`); each retry is told to ``on_retry``. An
+        error used to end the loop, silently: the process ran no more background jobs until
+        it restarted. Cancellation (:meth:`stop`) is not retried."""
         while True:
             ran = False
-            async for attempt in stamina.retry_context(
-                on=self._poll_failed,
-                attempts=None,
-                timeout=None,
-                wait_initial=self.poll_s,
-                wait_max=max(self.poll_s, POLL_BACKOFF_MAX_S),
-                wait_jitter=self.poll_s,
-            ):
-                with attempt:
-                    ran = await self._poll()
+            with counting(self.on_retry):
+                async for attempt in stamina.retry_context(
+                    on=self._poll_failed,
+                    attempts=None,
+                    timeout=None,
+                    wait_initial=self.poll_s,
+                    wait_max=max(self.poll_s, POLL_BACKOFF_MAX_S),
+                    wait_jitter=self.poll_s,
+                ):
+                    with attempt:
+                        ran = await self._poll()
             if not ran:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

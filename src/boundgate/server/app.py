@@ -176,6 +176,8 @@ def create_app(
             on_held={"batch": functools.partial(batch_held, gateway)},
             # its models at their versions: a rebind for another version is left alone
             accepts=model_requirements(gateway),
+            # a poll the store failed, retried: counted on this app's /metrics
+            on_retry=gateway.metrics.retry_counter("job_poll"),
         )
         steps: StartupSteps = app.state.startup or _QuietSteps()
         background: list[asyncio.Task[None]] = []  # the tasks started below
