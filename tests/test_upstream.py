@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +189,79 @@ def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServ
     assert upstream.control.requests == 1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_404_for_its_configured_model_is_a_502(
+    live: Live, upstream: FakeUpstreamServer, stream: bool
+) -> None:
+    """The client named a model the gateway serves; its upstream does not know the model the
+    gateway is configured with (``upstream_model``). That 404 was passed through: the client
+    read it as its own request refused ("model not found"), and background work as refused
+    for good. It is the gateway's failure: a 502 ``upstream_error``, as the upstream's
+    failures are, naming the model and its upstream model, not retried."""
+    upstream.control.models = {"gpt-4o"}
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG, "stream": stream})
+    err = assert_error(r, 502, code="upstream_error")
+    assert err["type"] == "server_error"
+    assert "'my-upstream'" in err["message"] and "'gpt-4o-mini'" in err["message"]
+    assert "does not exist" in err["message"]  # the upstream's own words
+    assert upstream.control.requests == 1
+    assert live.ledger()[r.headers["x-request-id"]].status == 502
+
+
+def test_a_round_of_variants_the_upstream_404s_is_retried_not_refused(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round of variants whose upstream answers 404 for the configured model (its
+    configuration wrong, or the upstream's model gone for a while) ended ``done`` as refused
+    for good, no variant made: the 404 was taken for the client's request refused. It is an
+    upstream failure now: the runner holds the job for a retry after its backoff, as for a
+    5xx, and fails it only once its attempts are spent."""
+    from boundgate.assembly import build_gateway
+    from boundgate.backends.base import GenerationRequest, Message
+    from boundgate.clock import FakeClock
+    from boundgate.tenants import Tenant
+    from helpers import job_runner
+
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    settings = load_settings(upstream_config(tmp_path, upstream, '[reuse]\nembedder = "hash"'))
+    settings.reuse.persist_index = False
+    settings.scheduler.policy = "now"
+    settings.creativity.min_askers = 2
+    settings.creativity.variants = 3
+
+    async def main() -> None:
+        clock = FakeClock(start=1_900_000_000.0)
+        gw = build_gateway(settings, clock=clock)
+        gw.store.open()
+        try:
+            assert gw.reuse is not None
+            await gw.reuse.load()
+            for user in ("u1", "u2"):  # two askers of a creative prompt earn a round
+                req = GenerationRequest(
+                    model="my-upstream",
+                    messages=[Message("user", "Write a haiku about autumn.")],
+                    temperature=1.0,
+                    max_tokens=100,
+                    user=user,
+                )
+                await gw.complete(gw.context(Tenant("acme"), "/v1/chat/completions"), req)
+            await gw.drain()
+            (queued,) = [j for j in await gw.store.jobs() if j.kind == "variants"]
+            upstream.control.models = {"gpt-4o"}  # no longer serves gpt-4o-mini
+            assert await job_runner(gw, clock).run_once()
+            (job,) = [j for j in await gw.store.jobs() if j.id == queued.id]
+            result = json.loads(job.result or "{}")
+            assert (job.state, job.attempts) == ("pending", 1), job
+            assert "refused" not in result and "404" in result["error"], result
+            assert job.hold_until > clock.time()  # held for its retry's backoff
+        finally:
+            for backend in gw.backends.values():
+                await backend.aclose()
+            gw.store.close()
+
+    asyncio.run(main())
+
+
 def test_timeout_is_504(
     tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,10 +341,14 @@ def test_retry_after_sets_the_wait_and_is_capped() -> None:
     from boundgate.backends.openai_upstream import OpenAIBackend, _retry_or_wait
     from boundgate.errors import UpstreamClientError
 
+    backend = OpenAIBackend(
+        "up", base_url="http://127.0.0.1:9/v1", timeout_s=1.0, max_retries=0, backoff_s=0.0
+    )
+
     def error(status: int, retry_after: str | None = None) -> Exception:
         headers = {"retry-after": retry_after} if retry_after is not None else {}
         resp = httpx.Response(status, headers=headers)
-        return OpenAIBackend._error_for(resp, b'{"error": {"message": "x"}}')
+        return backend._error_for(resp, b'{"error": {"message": "x"}}')
 
     assert _retry_or_wait(error(429, "0.25")) == 0.25
     assert _retry_or_wait(error(503, "3600")) == 10.0

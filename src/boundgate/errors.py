@@ -12,7 +12,8 @@ The tree (status in brackets)::
     ├── ConflictError [409]                an Idempotency-Key reused with other parameters
     ├── PayloadTooLargeError [413]
     ├── RateLimitError [429]               requests per minute, daily (reasoning) tokens
-    ├── UpstreamError [502]                upstream 5xx / connection failure after retries
+    ├── UpstreamError [502]                upstream 5xx / connection failure after retries,
+    │                                      an upstream's 404 (the model configured unknown)
     ├── ServiceUnavailableError [503]      local model queue full, not ready
     └── UpstreamTimeoutError [504]
 
@@ -180,7 +181,8 @@ class UpstreamTimeoutError(BoundgateError):
 
 
 class UpstreamClientError(BoundgateError):
-    """A 4xx from the upstream, passed through with its status and body."""
+    """A 4xx from the upstream (but a 404: an :class:`UpstreamError`), passed through with
+    its status and body."""
 
     type = "invalid_request_error"
 

@@ -3,7 +3,8 @@
 - :class:`FakeBackend`: an in-process backend with deterministic answers and optional delay.
 - :func:`create_fake_upstream_app` / :class:`FakeUpstreamServer`: a zero-latency
   OpenAI-compatible HTTP server (used by tests and by ``bench/overhead.py``), with scripted
-  faults (status codes, delays) for retry and timeout tests.
+  faults (status codes, delays) for retry and timeout tests, and the models it serves (any,
+  unless told: another is answered 404 ``model_not_found``, as OpenAI answers it).
   ``python -m boundgate.backends.fake --port 9000`` serves it standalone.
 """
 
@@ -217,7 +218,8 @@ class Fault:
 
 
 class FakeUpstreamControl:
-    """Scripted behaviour for the fake upstream: queue faults, count requests."""
+    """Scripted behaviour for the fake upstream: queue faults, count requests, say which
+    models it serves (``models``)."""
 
     def __init__(self) -> None:
         self._faults: deque[Fault] = deque()
@@ -230,6 +232,9 @@ class FakeUpstreamControl:
         # hidden reasoning tokens per answer, as an upstream reasoning model reports them in
         # usage.completion_tokens_details.reasoning_tokens (and within completion_tokens)
         self.reasoning_tokens = 0
+        # the model ids it serves (listed by /v1/models); a request for another is answered
+        # 404 ``model_not_found`` in OpenAI's shape. None: any model (``fake`` listed)
+        self.models: set[str] | None = None
 
     def answer(self, question: str) -> str:
         return fake_answer(self.meanings.get(question, question))
@@ -275,6 +280,20 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
             return faulted
         body = json.loads(await request.body())
         ctl.last_body = body
+        model = body.get("model", "fake")
+        if ctl.models is not None and model not in ctl.models:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": f"The model `{model}` does not exist or you do not have "
+                        "access to it.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "model_not_found",
+                    }
+                },
+                status_code=404,
+            )
         chat = request.url.path.endswith("/chat/completions")
         if chat:
             messages = body.get("messages") or [{"content": ""}]
@@ -296,7 +315,6 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         created = int(time.time())
         cid = "fake-" + hashlib.sha256(question.encode()).hexdigest()[:8]
         obj = "chat.completion" if chat else "text_completion"
-        model = body.get("model", "fake")
         if not body.get("stream"):
             finish = None if fault is not None and fault.truncate_after is not None else "stop"
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
@@ -345,8 +363,12 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
+        ids = sorted(ctl.models) if ctl.models is not None else ["fake"]
         return JSONResponse(
-            {"object": "list", "data": [{"id": "fake", "object": "model", "owned_by": "fake"}]}
+            {
+                "object": "list",
+                "data": [{"id": i, "object": "model", "owned_by": "fake"} for i in ids],
+            }
         )
 
     app = Starlette(

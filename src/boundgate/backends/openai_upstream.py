@@ -2,7 +2,10 @@
 
 Retries are bounded and only where a retry can help: connection failures, 429 and 5xx, with
 exponential backoff and jitter (honouring a short ``Retry-After``); ``stamina`` runs them, and
-each is counted on the gateway's /metrics (``Backend.on_retry``). Other 4xx answers are the
+each is counted on the gateway's /metrics (``Backend.on_retry``). A 404 is the gateway's
+configuration failing, not the client's request: the client named a model the gateway serves,
+and the upstream does not know the model (or the path) it was configured with; it is a 502, as
+the upstream's failures are, naming the model, and not retried. Other 4xx answers are the
 client's problem and pass through unchanged. A stream is retried only before its first byte:
 once text has reached the client, a retry would duplicate it. ``httpx-sse`` parses the event
 stream.
@@ -51,6 +54,15 @@ def _retry_or_wait(exc: Exception) -> bool | float:
     if isinstance(exc, _RetryableAnswer):
         return True if exc.retry_after is None else exc.retry_after
     return isinstance(exc, httpx.TransportError)  # includes timeouts
+
+
+def _upstream_message(parsed: Any, body: bytes) -> str:
+    """The message of an upstream's error body in OpenAI's shape; else its first 200 bytes."""
+    err = parsed.get("error") if isinstance(parsed, dict) else None
+    message = err.get("message") if isinstance(err, dict) else None
+    if isinstance(message, str) and message:
+        return message
+    return body[:200].decode(errors="replace") or "(no body)"
 
 
 def _estimate_tokens(text: str) -> int:
@@ -131,8 +143,11 @@ class OpenAIBackend(Backend):
         body["prompt"] = req.prompt or ""
         return "/completions", body
 
-    @staticmethod
-    def _error_for(resp: httpx.Response, body: bytes) -> BoundgateError:
+    def _error_for(self, resp: httpx.Response, body: bytes) -> BoundgateError:
+        """The error for the upstream's answer ``resp`` (status 400 or more) with ``body``: a
+        429 or 5xx to retry (``_RetryableAnswer``, a 502 once retries are spent); a 404 an
+        :class:`UpstreamError` (502) naming this model and its upstream model; another 4xx
+        an :class:`UpstreamClientError` passing the upstream's status and error through."""
         try:
             parsed = json.loads(body)
         except ValueError:
@@ -141,6 +156,17 @@ class OpenAIBackend(Backend):
             detail = body[:200].decode(errors="replace")
             return _RetryableAnswer(
                 f"upstream answered {resp.status_code}: {detail}", _retry_after(resp)
+            )
+        if resp.status_code == 404:
+            # the client's model is one the gateway serves: the upstream not knowing the model
+            # (or the path) it was configured with is the gateway's failure, not the client's
+            # (a 404 passed through read as "model not found" to the client, and a background
+            # job took it for a refusal for good)
+            return UpstreamError(
+                f"model {self.name!r}: its upstream answered 404 for model "
+                f"{self.upstream_model!r}, a configuration error of the gateway "
+                f"(models.{self.name}.upstream_model, base_url): "
+                f"{_upstream_message(parsed, body)}"
             )
         return UpstreamClientError(
             resp.status_code, parsed, f"upstream answered {resp.status_code}"

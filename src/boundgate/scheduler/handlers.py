@@ -141,7 +141,8 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     without that model does not claim it. One that gets it all the same (a round queued
     before rounds had requirements) hands it back (:class:`HandBack`) for one that serves
     the model: its own pipeline would refuse every draw as a 404 ``model_not_found``, and the
-    round used to end refused for good."""
+    round used to end refused for good. An upstream's 404 for the model is no refusal but an
+    upstream failure (a 502): it reaches the runner, which tries the job again."""
     assert gateway.creativity is not None
     store = gateway.store
     exact = str(payload["exact"])
