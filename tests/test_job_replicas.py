@@ -9,6 +9,7 @@ Each replica is a gateway with its own job runner, as the server makes it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.handlers import job_handlers, model_requirements
 from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
-from boundgate.store import Store
+from boundgate.store import JobRow, Store
 from boundgate.tenants import Tenant
 from helpers import OpenStore, arun, job_replica, job_runner, store_opener
 
@@ -164,6 +165,76 @@ def test_a_round_queued_without_a_requirement_is_handed_back_by_a_replica_withou
     arun(main())
 
 
+async def _requiring_nothing(gw: Gateway, job: JobRow) -> JobRow:
+    """``job`` queued again as jobs were before they had requirements: the same payload,
+    start and deadline, ``requires`` NULL (and a rebind without the version it binds at)."""
+    assert await gw.store.cancel_job(job.id)
+    drop = {"_duration_s", "version"}
+    payload = {k: v for k, v in json.loads(job.payload).items() if k not in drop}
+    queue = JobQueue(gw.store, FakeClock(start=job.created))
+    job_id = await queue.submit(job.kind, payload, planned=(job.not_before, job.deadline))
+    (again,) = [j for j in await gw.store.jobs() if j.id == job_id]
+    assert again.requires is None
+    return again
+
+
+def test_a_late_round_without_a_requirement_waits_for_the_live_replica_that_serves_its_model(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """A round of variants queued before rounds had requirements is any replica's to claim.
+    Past its deadline the replica without its model polled first: it handed the round back
+    and, the deadline passed, finished it ``done`` as skipped, though the replica serving
+    the model was alive and would have made it (a late job waited for a live runner that
+    can run it only when it had a requirement). It hands it back now while a live runner
+    serves the model, and that replica makes the round, late."""
+
+    async def main() -> None:
+        clock = FakeClock(start=CLOCK_START)
+        serving = await started(replica(tmp_path, open_store(), clock))
+        other = await started(replica(tmp_path, open_store(), clock, model="other"))
+        await earn_variants(serving)
+        (queued,) = [j for j in await serving.store.jobs() if j.kind == "variants"]
+        start = clock.time() + 100.0
+        queued = dataclasses.replace(queued, not_before=start, deadline=start + 60.0)
+        job = await _requiring_nothing(serving, queued)
+        maker, left = runner(serving, clock), runner(other, clock)
+        assert not await maker.run_once()  # alive (noted for a lease), nothing due yet
+        clock.advance(job.deadline + 30.0 - clock.time())  # late; the other polls first
+        assert await left.run_once()
+        (job,) = [j for j in await other.store.jobs() if j.id == job.id]
+        assert (job.state, job.attempts) == ("pending", 0), job
+        assert "model fake is not served here" in json.loads(job.result or "{}")["handed_back"]
+        clock.advance(60.0)  # held a minute, for every runner
+        assert await maker.run_once()
+        (job,) = [j for j in await serving.store.jobs() if j.id == job.id]
+        assert job.state == "done" and json.loads(job.result or "{}")["variants"] == 3, job
+
+    arun(main())
+
+
+def test_a_late_round_without_a_requirement_no_live_replica_serves_is_skipped(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """The same round, its serving replica gone (it never ran a runner): past the deadline
+    the replica left finishes it ``done``, skipped, at its first claim, rather than handing
+    it back to no one, again and again."""
+
+    async def main() -> None:
+        clock = FakeClock(start=CLOCK_START)
+        serving = await started(replica(tmp_path, open_store(), clock))
+        other = await started(replica(tmp_path, open_store(), clock, model="other"))
+        await earn_variants(serving)
+        (queued,) = [j for j in await serving.store.jobs() if j.kind == "variants"]
+        job = await _requiring_nothing(serving, queued)
+        clock.advance(job.deadline + 30.0 - clock.time())
+        assert await runner(other, clock).run_once()
+        (job,) = [j for j in await other.store.jobs() if j.id == job.id]
+        assert job.state == "done", job
+        assert "model fake is not served here" in json.loads(job.result or "{}")["skipped"]
+
+    arun(main())
+
+
 # --- rebind: skipped late only when no replica at its version is alive -------------------------
 
 
@@ -281,6 +352,40 @@ def test_a_late_rebind_is_skipped_once_no_replica_at_its_version_is_alive(
             "skipped": f"no process running {job.requires} took it before its deadline"
         }
         assert [(d.id, d.state) for d in await v1.store.documents()] == [(doc, "stale")]
+
+    arun(main())
+
+
+def test_a_late_rebind_without_a_requirement_waits_for_the_live_replica_at_a_new_version(
+    tmp_path: Path, open_store: OpenStore
+) -> None:
+    """A rebind queued before jobs named their version requires nothing. Past its deadline
+    the v1 replica (the document's own version) polled first: it handed the rebind back and,
+    the deadline passed, finished it ``done`` as skipped, though the v2 replica was alive to
+    rebind it; the document stayed stale until a restart queued it again. It hands it back
+    now, and the v2 replica rebinds it, late."""
+
+    async def main() -> None:
+        clock = FakeClock(start=CLOCK_START)
+        v1, v2, doc = await _stale_rebind_at_the_last_minute(tmp_path, open_store, clock)
+        (queued,) = await v1.store.jobs()
+        job = await _requiring_nothing(v1, queued)
+        old, new = runner(v1, clock), runner(v2, clock)
+        clock.advance(job.deadline - clock.time() - 90.0)
+        assert not await new.run_once()  # alive, nothing due yet
+        clock.advance(120.0)  # past the deadline; the v1 replica polls first
+        assert await old.run_once()
+        (job,) = [j for j in await v1.store.jobs() if j.id == job.id]
+        assert (job.state, job.attempts) == ("pending", 0), job
+        assert "is at version v1 here" in json.loads(job.result or "{}")["handed_back"]
+        clock.advance(60.0)
+        assert await new.run_once()
+        (job,) = [j for j in await v2.store.jobs() if j.id == job.id]
+        assert job.state == "done", job
+        result = json.loads(job.result or "{}")
+        assert result["supersedes"] == doc, result
+        row = await v2.store.get_document(result["document"])
+        assert row is not None and row.model_version == "v2"
 
     arun(main())
 

@@ -1454,6 +1454,26 @@ def test_a_late_job_stays_for_a_live_runner_that_meets_its_requirement(store: St
     run(store.forget_runner("nobody"))  # forgetting a runner never noted is no error
 
 
+def test_the_requirements_live_runners_meet(store: Store) -> None:
+    """What the runners alive at a time meet (a runner asks about the others, for a late job
+    without a requirement it cannot run): each runner's last note until its time runs out,
+    none once it is forgotten; ``besides`` leaves out one runner's."""
+    v1, v2, x = '["m","v1"]', '["m","v2"]', '["n","x"]'
+    assert run(store.live_requirements(100.0)) == frozenset()
+    run(store.note_runner("new", {v2, x}, 400.0, 800.0))
+    run(store.note_runner("old", {v1}, 400.0, 600.0))
+    run(store.note_runner("twin", {v2}, 400.0, 800.0))
+    assert run(store.live_requirements(500.0)) == {v1, v2, x}
+    assert run(store.live_requirements(500.0, besides="old")) == {v2, x}
+    assert run(store.live_requirements(500.0, besides="new")) == {v1, v2}
+    assert run(store.live_requirements(600.0)) == {v2, x}  # "old" ran out
+    run(store.note_runner("new", {x}, 700.0, 900.0))  # a note replaces the last one
+    assert run(store.live_requirements(700.0, besides="twin")) == {x}
+    run(store.forget_runner("new"))
+    assert run(store.live_requirements(700.0)) == {v2}
+    assert run(store.live_requirements(800.0)) == frozenset()
+
+
 def test_runners_noted_on_one_store_are_seen_by_every_process(
     make_store: Callable[[], Store],
 ) -> None:

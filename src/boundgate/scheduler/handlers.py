@@ -114,15 +114,20 @@ async def background_tenant(
     )
 
 
-def _served_here(gateway: Gateway, model: str, job: str) -> Backend:
+def _served_here(
+    gateway: Gateway, model: str, job: str, taken_by: Callable[[str, str], bool]
+) -> Backend:
     """``model``'s backend in this process. Raises :class:`HandBack` when this process does
-    not serve it (not a refusal: another process does, and ``job`` is for that one)."""
+    not serve it (not a refusal: another process does, and ``job`` is for that one), with
+    ``taken_by``: (model, version) → whether a process running that model at that version
+    can run the job."""
     try:
         return gateway.resolve(model)
     except ModelNotFoundError:
         raise HandBack(
             f"model {model} is not served here; {job} is for a process that serves it",
             HAND_BACK_S,
+            taken_by,
         ) from None
 
 
@@ -141,8 +146,9 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     without that model does not claim it. One that gets it all the same (a round queued
     before rounds had requirements) hands it back (:class:`HandBack`) for one that serves
     the model: its own pipeline would refuse every draw as a 404 ``model_not_found``, and the
-    round used to end refused for good. An upstream's 404 for the model is no refusal but an
-    upstream failure (a 502): it reaches the runner, which tries the job again."""
+    round used to end refused for good. Past the round's deadline too, while a live runner
+    serves the model (``HandBack.taken_by``). An upstream's 404 for the model is no refusal
+    but an upstream failure (a 502): it reaches the runner, which tries the job again."""
     assert gateway.creativity is not None
     store = gateway.store
     exact = str(payload["exact"])
@@ -150,7 +156,9 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
     if text is None:
         return {"skipped": "prompt unknown"}
     body = json.loads(text)
-    _served_here(gateway, str(body["model"]), "a round of its variants")
+    model = str(body["model"])
+    # (a round queued without a requirement: for its model at whichever version)
+    _served_here(gateway, model, "a round of its variants", lambda m, _v: m == model)
     key_id = payload.get("key_id")
     tenant = await background_tenant(
         store, gateway.limiter, str(body["tenant"]), key_id and str(key_id)
@@ -208,8 +216,10 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     not at it (a replica not yet upgraded, in a rolling upgrade) does not claim it; one that
     gets it all the same (a job queued before jobs had requirements, a runner told nothing
     it accepts) hands it back (:class:`HandBack`) for one that is, and so does one without
-    the model (its 404 ``model_not_found`` failed the job for good). A document revoked (or
-    superseded) while the new answer was generated stays so: nothing is bound."""
+    the model (its 404 ``model_not_found`` failed the job for good); past the job's deadline
+    too, while a live runner runs the model at a version that rebinds it
+    (``HandBack.taken_by``). A document revoked (or superseded) while the new answer was
+    generated stays so: nothing is bound."""
     reuse, store = gateway.reuse, gateway.store
     assert reuse is not None
     doc = await store.get_document(str(payload["document"]))
@@ -227,12 +237,22 @@ async def rebind(gateway: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
         return out
     req = request_from_json(entry.request)
     target = payload.get("version")
-    version = _served_here(gateway, req.model, f"the rebind of {doc.id}").version
-    if version == doc.model_version or (target is not None and version != target):
+    model, bound_at = req.model, doc.model_version
+
+    def rebinds(running: str, version: str) -> bool:
+        """Whether a process running model ``running`` at ``version`` rebinds the document:
+        its model at the version the job is for (queued without one: any but its own)."""
+        if running != model or version == bound_at:
+            return False
+        return target is None or version == target
+
+    version = _served_here(gateway, req.model, f"the rebind of {doc.id}", rebinds).version
+    if not rebinds(req.model, version):
         raise HandBack(
             f"model {req.model} is at version {version} here; the rebind of {doc.id} "
             f"(bound at {doc.model_version}) is for {target or 'another version'}",
             HAND_BACK_S,
+            rebinds,
         )
     endpoint = str(json.loads(entry.scope_doc).get("endpoint") or "/v1/chat/completions")
     # compute afresh, store the new answer

@@ -24,7 +24,10 @@ what it accepts and that it is alive (``Store.note_runner``, renewed every third
 lease while it polls or runs a job, dropped when it stops). Past its deadline a job whose
 requirement a live runner meets stays that runner's, which runs it late; once none is
 alive, any runner claims it and finishes it ``done`` as skipped, its handler not run: no
-process able to run it took it in its window.
+process able to run it took it in its window. A job without a requirement (queued before
+jobs had them) is any runner's, late too; one whose process cannot run it hands it back
+(:class:`HandBack`), past its deadline too while another live runner runs what can run it,
+and skips it only once none is alive.
 """
 
 from __future__ import annotations
@@ -74,19 +77,26 @@ def model_requirement(model: str, version: str) -> str:
     return json.dumps([model, version], separators=(",", ":"), ensure_ascii=False)
 
 
+def parse_requirement(requires: str) -> tuple[str, str] | None:
+    """(model, version) of :func:`model_requirement`'s ``[model, version]``; None for any
+    other value."""
+    try:
+        parsed = json.loads(requires)
+    except ValueError:
+        return None
+    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
+        return parsed[0], parsed[1]
+    return None
+
+
 def requirement_label(requires: str | None) -> str:
     """A job's requirement (``JobRow.requires``) as operators read it: ``model@version`` for
     :func:`model_requirement`'s ``[model, version]``; ``""`` for a job that requires nothing;
     any other value as it is stored."""
     if requires is None:
         return ""
-    try:
-        parsed = json.loads(requires)
-    except ValueError:
-        return requires
-    if isinstance(parsed, list) and len(parsed) == 2 and all(isinstance(p, str) for p in parsed):
-        return f"{parsed[0]}@{parsed[1]}"
-    return requires
+    parsed = parse_requirement(requires)
+    return f"{parsed[0]}@{parsed[1]}" if parsed is not None else requires
 
 
 def decide_start(
@@ -233,12 +243,22 @@ class HandBack(Exception):
     so handing back never fails a job. Once the job's deadline has passed it is finished
     ``done`` instead, its result ``{"skipped": reason}``: no process that can run it took it
     in its window (a rebind is queued again by the next start that finds the document
-    stale)."""
+    stale); but a job without a requirement (queued before jobs had them) is handed back as
+    before its deadline while another live runner runs a model at a version ``taken_by``
+    (model, version) says can run it (what each runner noted, ``Store.live_requirements``),
+    as a late job with a requirement stays a live runner's that meets it. ``taken_by``
+    None: no other process is known to run it."""
 
-    def __init__(self, reason: str, retry_after_s: float) -> None:
+    def __init__(
+        self,
+        reason: str,
+        retry_after_s: float,
+        taken_by: Callable[[str, str], bool] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after_s = retry_after_s
+        self.taken_by = taken_by
 
 
 def retry_backoff(attempts: int, base_s: float, max_s: float) -> float:
@@ -271,10 +291,13 @@ class JobRunner:
     version; called at every claim; None: nothing): the runner claims only jobs that require
     nothing or one of those, and, past their deadline, a job whose requirement no live
     runner meets: one it cannot run is then finished ``done``, ``{"skipped": ...}``, its
-    handler not called. It tells the store what it accepts and that it is alive
-    (``Store.note_runner``) for ``alive_s`` = max(``lease_s``, 3 × ``poll_s``) s, again every
-    third of that while it polls or runs a job, and when what it accepts changes; :meth:`stop`
-    takes that back (``Store.forget_runner``).
+    handler not called. A late job that requires nothing and that its handler hands back is
+    skipped so only when no other live runner runs what can run it (``HandBack.taken_by``,
+    ``Store.live_requirements``); else it is handed back, for that one. It tells the store
+    what it accepts and that it is alive (``Store.note_runner``) for ``alive_s`` =
+    max(``lease_s``, 3 × ``poll_s``) s, again every third of that while it polls or runs a
+    job, and when what it accepts changes; :meth:`stop` takes that back
+    (``Store.forget_runner``).
 
     A poll the store fails (a claim, a finish) is logged and tried again after a backoff: the
     loop never ends by an error (``_loop``), and should it end other than by :meth:`stop`,
@@ -485,7 +508,7 @@ class JobRunner:
             raise
         except HandBack as back:
             now = self.clock.time()
-            if now >= job.deadline:
+            if now >= job.deadline and not await self._run_elsewhere(job, back, now):
                 log.info("job %s (%s) skipped past its deadline: %s", job.id, job.kind, back)
                 await self._finish(job, "done", {"skipped": back.reason})
             else:
@@ -527,6 +550,20 @@ class JobRunner:
             return True
         await self._finish(job, "done", result)
         return True
+
+    async def _run_elsewhere(self, job: JobRow, back: HandBack, now: float) -> bool:
+        """Whether a job this runner hands back past its deadline is still another live
+        runner's to run (handed back, not skipped): one without a requirement (queued before
+        jobs had them; any runner claims it) while another runner alive at ``now`` runs a
+        model at a version ``back.taken_by`` says can run it. A job with a requirement had
+        this decided by its claim (``Store.claim_job``)."""
+        if job.requires is not None or back.taken_by is None:
+            return False
+        for requires in await self.store.live_requirements(now, besides=self.owner):
+            parsed = parse_requirement(requires)
+            if parsed is not None and back.taken_by(*parsed):
+                return True
+        return False
 
     def _backoff(self, job: JobRow) -> float:
         return retry_backoff(job.attempts, self.retry_backoff_s, self.retry_backoff_max_s)

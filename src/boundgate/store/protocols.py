@@ -421,6 +421,13 @@ class JobStore(Protocol):
         """Drop what :meth:`note_runner` recorded for ``owner`` (its runner stopped): jobs
         only it could run are no longer waited for past their deadline."""
 
+    async def live_requirements(self, now: float, besides: str | None = None) -> frozenset[str]:
+        """The requirements (``JobRow.requires`` values) met by the job runners alive at
+        ``now`` (what :meth:`note_runner` recorded, until after ``now``), leaving out what
+        runner ``besides`` recorded (a runner asking about the others). One read: a runner
+        deciding whether a late job without a requirement, which it cannot run, is another
+        live runner's to run (``jobs.JobRunner``)."""
+
     async def finish_job(
         self,
         job_id: str,

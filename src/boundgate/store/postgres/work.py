@@ -161,6 +161,14 @@ class PostgresWork(PostgresBase):
     async def forget_runner(self, owner: str) -> None:
         await self._execute("DELETE FROM job_runners WHERE owner = %s", (owner,))
 
+    async def live_requirements(self, now: float, besides: str | None = None) -> frozenset[str]:
+        sql = (
+            "SELECT DISTINCT requires FROM job_runners "
+            "WHERE expires > %s AND owner IS DISTINCT FROM %s"
+        )
+        rows = await self._run(lambda conn: _all(conn, sql, (now, besides)))
+        return frozenset(str(r["requires"]) for r in rows)
+
     async def renew_job(self, job_id: str, owner: str, until: float) -> bool:
         sql = (
             "UPDATE jobs SET lease_expires = %s "

@@ -154,6 +154,11 @@ class SQLiteWork(SQLiteBase):
     async def forget_runner(self, owner: str) -> None:
         await self._execute("DELETE FROM job_runners WHERE owner = ?", (owner,))
 
+    async def live_requirements(self, now: float, besides: str | None = None) -> frozenset[str]:
+        sql = "SELECT DISTINCT requires FROM job_runners WHERE expires > ? AND owner IS NOT ?"
+        rows = await self._read(lambda conn: conn.execute(sql, (now, besides)).fetchall())
+        return frozenset(str(r[0]) for r in rows)
+
     async def _state_counts(self, table: str) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")
