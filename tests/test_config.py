@@ -130,6 +130,33 @@ def test_serve_refuses_a_model_named_as_a_reserved_id_in_one_message(tmp_path: P
     assert "Traceback" not in r.stderr and not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow  # a CLI process
+@pytest.mark.parametrize("content", [None, b"# not a model\n"])
+def test_serve_refuses_a_model_path_that_is_not_a_gguf_file(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    """A configured llama.cpp model that is missing or not GGUF was found only as the models
+    loaded: the server had printed that it was serving, then about 60 lines of traceback and
+    exit 3 (a new user's trial). It is one line and exit 2, before serving."""
+    model = tmp_path / "model.gguf"
+    if content is not None:
+        model.write_bytes(content)
+    bad = write_config(
+        tmp_path / "bad.toml",
+        f'[models.local]\nbackend = "llama_cpp"\npath = "{model}"\ndefault = true\n',
+    )
+    r = subprocess.run(
+        [*CLI, "serve", "--config", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    why = "cannot read" if content is None else "is not a GGUF model file"
+    assert "models.local.path: " in r.stderr and why in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "serving http" not in r.stderr
+
+
 def test_env_overrides_file_and_flags_override_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

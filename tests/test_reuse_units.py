@@ -1094,6 +1094,11 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ("What is Rust?", "What is rust?", False),
         ("How do I install Windows?", "How do I install windows?", False),
         ("What is Visa?", "What is visa?", False),
+        # a later trial: served the water spring's answer for the framework, the bread's for
+        # the JavaScript runtime
+        ("What is Spring?", "What is spring?", False),
+        ("What is Bun?", "What is bun?", False),
+        ("How do I install Arch?", "How do I install arch?", False),
         ("Who is Bill Gates?", "who is bill gates", True),
         ("What does σ mean in statistics?", "What does Σ mean in statistics?", False),
         ("A guy asked me a question", "a guy asked me a question", True),

@@ -118,8 +118,27 @@ def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
     return backend
 
 
+GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file (llama.cpp's gguf.h, GGUF_MAGIC)
+
+
+def _check_gguf(name: str, path: Path) -> None:
+    """A configured llama.cpp model file must exist and be GGUF, checked as the gateway is
+    built: found only when the models load, a wrong path was a 60-line traceback after the
+    server had said it was serving (a new user's trial). Raises ``ConfigError``."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"models.{name}.path: cannot read {path}: {reason}") from None
+    if magic != GGUF_MAGIC:
+        raise ConfigError(f"models.{name}.path: {path} is not a GGUF model file")
+
+
 def _build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
     if ms.backend == "llama_cpp":
+        if ms.path is not None:
+            _check_gguf(name, ms.path)
         return LlamaCppBackend(
             name,
             path=ms.path,
