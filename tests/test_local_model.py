@@ -25,6 +25,30 @@ ENERGY_HEADERS = (
 )
 
 
+def test_temperature_zero_answers_the_same_whatever_came_before(local_live: Live) -> None:
+    """llama.cpp reused the longest prefix of the last prompt still in its cache and
+    evaluated the rest in a batch of another size, whose logits differ in the last bits: the
+    same request at temperature 0 was answered "…a breathtaking sight" after another prompt
+    and "…a crucial astronomical object" right after itself (a new user's trial). Every
+    request now evaluates its whole prompt."""
+    client = local_live.openai()
+
+    def ask(topic: str) -> str:
+        completion = client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[{"role": "user", "content": f"Write one sentence about the {topic}."}],
+            max_tokens=30,
+            temperature=0,
+            extra_headers={"Cache-Control": "no-store"},  # the model each time, not the store
+        )
+        return completion.choices[0].message.content or ""
+
+    first = ask("moon")
+    again = ask("moon")  # right after itself: its whole prompt was in the cache
+    ask("sun")
+    assert first == again == ask("moon"), (first, again)
+
+
 def test_chat_non_stream_with_openai_sdk(local_live: Live) -> None:
     client = local_live.openai()
     raw = client.chat.completions.with_raw_response.create(

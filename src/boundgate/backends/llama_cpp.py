@@ -356,6 +356,13 @@ class LlamaCppBackend(Backend):
             prompt, generated = tokens, ""
             scored_total, scored = 0.0, 0  # nats over tokens scored (report_logprob)
             try:
+                # every request evaluates its whole prompt: llama.cpp reuses the longest
+                # prefix still in its cache and evaluates only the rest, in a batch of
+                # another size, whose logits differ in the last bits; at temperature 0 the
+                # same request was answered one way after another prompt and another way
+                # right after itself ("…a breathtaking sight" / "…a crucial astronomical
+                # object", SmolLM2-135M), and the stored answer was not what the model says
+                self._llm.reset()
                 while True:
                     if budget is not None and budget.must_cut():
                         # the thinking used its cap: close it and let the model answer
