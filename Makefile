@@ -90,6 +90,8 @@ bench: dev
 	$(BIN)/python bench/onnx_spinning.py --pairs $(PAIRS)
 	$(BIN)/python bench/verifier_compute.py
 	$(BIN)/python bench/exact_form.py
+	$(BIN)/python bench/prompt_cache.py
+	$(BIN)/python bench/prior_verify_rate.py
 
 # 30 minutes of mixed traffic against one server: RSS, open fds and p99 per 10k requests.
 soak: dev
