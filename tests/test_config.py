@@ -116,15 +116,21 @@ def test_names_reserved_only_where_the_gateway_uses_them_are_accepted(tmp_path: 
     assert list(s.models) == ["auto", "auto-2"]
 
 
-@pytest.mark.slow  # a CLI process
-def test_serve_refuses_a_model_named_as_a_reserved_id_in_one_message(tmp_path: Path) -> None:
-    bad = write_config(tmp_path / "bad.toml", f'[models."auto:fast"]\n{FAKE}default = true\n')
-    r = subprocess.run(
-        [*CLI, "serve", "--config", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d")],
+def serve_refused(config: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``boundgate serve`` with ``config`` on any free port, as a process: what it printed
+    and its exit code (the tests expect it to refuse the configuration and exit)."""
+    return subprocess.run(
+        [*CLI, "serve", "--config", str(config), "--port", "0", "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.slow  # a CLI process
+def test_serve_refuses_a_model_named_as_a_reserved_id_in_one_message(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.toml", f'[models."auto:fast"]\n{FAKE}default = true\n')
+    r = serve_refused(bad, tmp_path / "d")
     assert r.returncode == 2, r.stderr
     assert "models.auto:fast: 'auto:fast' starts with 'auto:'" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "d").exists()
@@ -145,12 +151,7 @@ def test_serve_refuses_a_model_path_that_is_not_a_gguf_file(
         tmp_path / "bad.toml",
         f'[models.local]\nbackend = "llama_cpp"\npath = "{model}"\ndefault = true\n',
     )
-    r = subprocess.run(
-        [*CLI, "serve", "--config", str(bad), "--port", "0", "--data-dir", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = serve_refused(bad, tmp_path / "d")
     assert r.returncode == 2, r.stderr
     why = "cannot read" if content is None else "is not a GGUF model file"
     assert "models.local.path: " in r.stderr and why in r.stderr, r.stderr
