@@ -59,8 +59,8 @@ wordnet-antonyms:
 # never run by CI).
 pair-model: $(VENV)/.train
 	$(BIN)/python training/pair_model.py --train $(TRAIN_PAIRS) --val $(PAIRS) --epochs 2 \
-		--chat-pairs 3 --chat-hard 2 --siblings --chat-data training/data/chat_pairs_a.tsv \
-		--chat-data training/data/chat_pairs_b.tsv --chat-data training/data/chat_pairs_c.tsv
+		--chat-pairs 3 --chat-hard 2 --siblings --synonyms 0.3 \
+		$(foreach f,a b c d e,--chat-data training/data/chat_pairs_$(f).tsv)
 	$(BIN)/python training/pair_eval.py --val $(PAIRS)
 	$(BIN)/python training/lookup_calibration.py --val $(PAIRS) --write
 	$(BIN)/python training/blend_fit.py --val $(PAIRS) --write

@@ -1,5 +1,6 @@
-"""Rule-made training pairs for the pair model (``training/augment.py``): the sibling swap
-and hard negatives made from labelled chatbot pairs. No torch needed: the rules are text."""
+"""Rule-made training pairs for the pair model (``training/augment.py``): the sibling swap,
+the synonym swap and hard negatives made from labelled chatbot pairs. No torch needed: the
+rules are text."""
 
 from __future__ import annotations
 
@@ -42,3 +43,53 @@ def test_chat_pairs_get_hard_negatives_anchored_at_their_own_questions() -> None
     assert made and all(y == 0 and a == "how to cure a flu" for a, _, y in made)
     assert all(b != "why is my flu so slow to go" for _, b, _ in made)
     assert sum(n for k, n in counts.items() if k.startswith("chat_")) == len(made) <= 2
+
+
+def _synonyms(tmp_path: Path) -> augment.Synonyms:
+    data = tmp_path / "synonyms.tsv"
+    data.write_text(
+        "# test\na\tlarge\tbig\na\tbig\tlarge\nv\tbuild\tconstruct\nv\tconstruct\tbuild\n"
+        "n\tcar\tautomobile\nn\tchild\tkid\nv\tstare\tgaze\nr\tabout\tapproximately\n"
+        "exc\tbiggest\tbig\nexc\tbuilt\tbuild\nexc\tchildren\tchild\n",
+        encoding="utf-8",
+    )
+    vocab = {"large", "big", "build", "construct", "car", "automobile", "child", "kid", "stare"}
+    return augment.Synonyms(vocab | {"gaze", "about", "approximately"}, data)
+
+
+def test_a_word_is_swapped_for_a_synonym_inflected_alike(tmp_path: Path) -> None:
+    mut = augment.Mutator(random.Random(0), {}, [], None, _synonyms(tmp_path))
+    assert mut.synonym("What is the largest planet?") == "What is the biggest planet?"
+    assert mut.synonym("Which is the biggest moon?") == "Which is the largest moon?"
+    assert mut.synonym("Who built the pyramids?") == "Who constructed the pyramids?"
+    assert mut.synonym("how are cars built") in (
+        "how are automobiles built",
+        "how are cars constructed",
+        "how are automobiles constructed",
+    )
+    assert mut.synonym("games for children") == "games for kids"  # an irregular plural read
+
+
+def test_no_synonym_for_function_words_or_false_stems(tmp_path: Path) -> None:
+    mut = augment.Mutator(random.Random(0), {}, [], None, _synonyms(tmp_path))
+    assert mut.synonym("what do people think about China") is None  # "about" is a stop word
+    assert mut.synonym("why are stars hot") is None  # "stars" is not "stare" + s
+    assert mut.synonym("Is Paris nice?") is None
+
+
+def test_synonym_pairs_keep_the_label_of_the_pair_they_come_from(tmp_path: Path) -> None:
+    chat = [("biggest city in japan", "which japanese city is the largest", 1)]
+    chat += [("largest desert", "smallest desert", 0)]
+    made, counts = augment.make_pairs(
+        [],
+        random.Random(0),
+        {"large", "big"},
+        0.0,
+        0.0,
+        chat_pairs=chat,
+        synonym_share=1.0,
+    )
+    assert ("largest desert", "smallest desert", 0) not in made
+    assert ("biggest city in japan", "which japanese city is the biggest", 1) in made
+    assert all(y == 0 for _, b, y in made if "smallest" in b)
+    assert counts.get("chat_synonym_restyled_1") == 1

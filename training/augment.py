@@ -9,6 +9,11 @@ negation on/off, a changed number, year, month or weekday, a changed unit, a cha
 Light-edit positives (label 1): the same question in another case, without its question mark,
 with contractions expanded or made, or behind a polite prefix ("Can you tell me ...").
 
+Synonym positives (label 1, ``synonym_share``): one or two words swapped for a WordNet 3.0
+synonym sharing the word's most frequent sense, inflected alike ("What is the largest
+planet?" / "What is the biggest planet?"; ``training/data/synonyms_wordnet.tsv``). Beside the
+sibling and antonym swaps they teach which one-word changes keep the meaning.
+
 Chat-style rewrites: the same question as people type it to a chatbot: "How do I X?" as
 "how to X", "What is the best way to X?" as "best way to X", "What is X?" as "X?" or
 "define X", "How long does it take to X?" as "X how long", with the articles or the question
@@ -33,6 +38,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ANTONYMS = ROOT / "src/boundgate/reuse/data/antonyms_wordnet.tsv"
 NOUNS = ROOT / "src/boundgate/reuse/data/nouns_wordnet.tsv"
+SYNONYMS = ROOT / "training/data/synonyms_wordnet.tsv"
+# words too broad or too light to swap either way ("totally" / "all", "place" / "put"), and
+# function words WordNet lists as nouns or adjectives ("one" / "ace", "nothing" / "zero")
+_SYNONYM_STOP = frozenset(
+    """all only still even just well near close easy get got put lay set make take have give go
+    come run turn hold place way thing part matter one nothing number total being having
+    doing going after before about above below over under up down out off away back here
+    there now then again later ever also too very much many more most less least few first
+    last next same other another such own kind sort lot lots bit someone somebody anyone
+    anybody everyone everybody""".split()
+)
 
 _AUX_CONTRACT = {
     "is": "isn't",
@@ -167,6 +183,69 @@ def load_siblings(vocab: set[str], nouns: Counter[str], least: int = 5) -> dict[
     return {a: sorted(bs) for a, bs in out.items()}
 
 
+class Synonyms:
+    """WordNet 3.0 synonyms by part of speech with the irregular forms to inflect them
+    (``training/wordnet_synonyms.py``); only words that are whole tokens of the model."""
+
+    def __init__(self, vocab: set[str], path: Path = SYNONYMS):
+        self.by_pos: dict[str, dict[str, list[str]]] = {}
+        self.lemma_of: dict[str, str] = {}  # irregular form → lemma
+        self.forms: dict[str, list[str]] = {}  # lemma → its irregular forms
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("#"):
+                continue
+            pos, a, b = line.split("\t")
+            if pos == "exc":
+                self.lemma_of.setdefault(a, b)
+                self.forms.setdefault(b, []).append(a)
+                continue
+            syns = [w for w in b.split(",") if w in vocab and w not in _SYNONYM_STOP]
+            if a in vocab and a not in _SYNONYM_STOP and syns:
+                self.by_pos.setdefault(pos, {})[a] = syns
+
+    def analyses(self, word: str) -> list[tuple[str, str, str]]:
+        """(part of speech, lemma, inflection) readings of ``word`` whose lemma has synonyms;
+        inflection one of "", "s", "ed", "ing", "er", "est"."""
+        cands: list[tuple[str, str, str]] = [(p, word, "") for p in "nvar"]
+        if word in self.lemma_of:
+            lemma = self.lemma_of[word]
+            for end, poss in (("ing", "v"), ("est", "a"), ("er", "a"), ("s", "nv")):
+                if word.endswith(end):
+                    cands += [(p, lemma, end) for p in poss]
+                    break
+            else:
+                cands += [("v", lemma, "ed"), ("n", lemma, "s")]
+        for end, poss in (("s", "nv"), ("ed", "v"), ("ing", "v"), ("er", "a"), ("est", "a")):
+            if word.endswith(end) and len(word) > len(end) + 2:
+                stem = word[: -len(end)]
+                restored = stem + "e" if end != "s" else ""  # "used" → "use"; "stars" ≠ "stare"
+                for lemma in (stem, restored, stem[:-1] + "y" if stem.endswith("i") else ""):
+                    cands += [(p, lemma, end) for p in poss if lemma]
+                if end == "s" and word.endswith(("ses", "xes", "zes", "ches", "shes")):
+                    cands += [(p, word[:-2], end) for p in poss]
+        out = [(p, lem, e) for p, lem, e in cands if lem in self.by_pos.get(p, {})]
+        if any(p == "n" and e == "s" for p, _, e in out):  # "stars": the noun, not "star" (v)
+            out = [r for r in out if not (r[0] == "v" and r[2] == "s")]
+        return out
+
+    def inflect(self, lemma: str, end: str, pos: str) -> str:
+        """``lemma`` with inflection ``end``: an irregular form of WordNet's when one has
+        that ending (big → biggest, build → built), else the regular spelling."""
+        if not end:
+            return lemma
+        for form in self.forms.get(lemma, []):
+            past = end == "ed" and pos == "v" and not form.endswith(("s", "ing"))
+            if form.endswith(end) or past:
+                return form
+        if end == "s":
+            return _plural(lemma)
+        if lemma.endswith("e") and end != "s":
+            return lemma[:-1] + end if end == "ing" else lemma + end[1:]
+        if lemma.endswith("y") and lemma[-2:-1] not in "aeiou" and end != "ing":
+            return lemma[:-1] + "i" + end
+        return lemma + end
+
+
 def _plural(noun: str) -> str:
     if noun.endswith(("s", "x", "z", "ch", "sh")):
         return noun + "es"
@@ -202,11 +281,38 @@ class Mutator:
         antonyms: dict[str, list[str]],
         names: list[str],
         siblings: dict[str, list[str]] | None = None,
+        synonyms: Synonyms | None = None,
     ):
         self.rng = rng
         self.antonyms = antonyms
         self.names = names
         self.siblings = siblings or {}
+        self.synonyms = synonyms
+
+    def synonym(self, q: str) -> str | None:
+        """One lower-case word swapped for a WordNet synonym, inflected alike (a second one
+        a third of the time); None when no word has one."""
+        if self.synonyms is None:
+            return None
+        words = q.split(" ")
+        cands = []
+        for i, w, p in _tokens(q):
+            if words[i][:1].islower() or i == 0:
+                for reading in self.synonyms.analyses(w):
+                    cands.append((i, p, reading))
+        if not cands:
+            return None
+        self.rng.shuffle(cands)
+        out, done = q, set()
+        for i, p, (pos, lemma, end) in cands:
+            if i in done:
+                continue
+            new = self.synonyms.inflect(self.rng.choice(self.synonyms.by_pos[pos][lemma]), end, pos)
+            out = _replace_word(out, i, _keep_case(words[i], new) + p)
+            done.add(i)
+            if len(done) == 2 or self.rng.random() < 2 / 3:
+                break
+        return out if out != q else None
 
     def sibling(self, q: str) -> str | None:
         """One lower-case noun swapped for a sibling ("mouse" → "rat"), plural kept; the noun
@@ -413,6 +519,7 @@ def make_pairs(
     siblings: bool = False,
     chat_pairs: list[tuple[str, str, int]] | None = None,
     chat_hard: int = 0,
+    synonym_share: float = 0.0,
 ) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
     """Rule-made pairs: about ``hard_share`` × len(train) hard negatives (a third of them
     rewritten chat-style when ``chat_share`` > 0), ``light_share`` × len(train) light-edit
@@ -432,7 +539,8 @@ def make_pairs(
     sibs = None
     if siblings:
         sibs = load_siblings(vocab, noun_counts([q for a, b, _ in train for q in (a, b)]))
-    mut = Mutator(rng, load_antonyms(vocab), names, sibs)
+    syns = Synonyms(vocab) if synonym_share else None
+    mut = Mutator(rng, load_antonyms(vocab), names, sibs, syns)
     rules: dict[str, Callable[[str], str | None]] = {
         "antonym": mut.antonym,
         "negation": mut.negation,
@@ -464,9 +572,22 @@ def make_pairs(
                 counts[prefix + r] += 1
                 return
 
+    def synonym_pairs(a: str, b: str, y: int, prefix: str = "") -> None:
+        q = a if rng.random() < 0.5 else b
+        new = mut.synonym(q)
+        if new and new.lower() != q.lower():
+            out.append((q, new, 1))
+            counts[prefix + "synonym_positive"] += 1
+        new = mut.synonym(b)
+        if new and new.lower() != a.lower():
+            out.append((a, new, y))
+            counts[f"{prefix}synonym_restyled_{y}"] += 1
+
     for a, b, y in chat_pairs or []:
         for _ in range(chat_hard):
             hard_negative(a, b, y, "chat_")
+        if synonym_share:
+            synonym_pairs(a, b, y, "chat_")
     for a, b, y in train:
         if rng.random() < hard_share:
             hard_negative(a, b, y)
@@ -476,6 +597,8 @@ def make_pairs(
             if new != q:
                 out.append((q, new, 1))
                 counts["light_positive"] += 1
+        if synonym_share and rng.random() < synonym_share:
+            synonym_pairs(a, b, y)
         if chat_share and rng.random() < chat_share:
             q = a if rng.random() < 0.5 else b
             new2 = mut.chat(q)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,19 +44,21 @@ def main() -> None:
         if hp.get("siblings")
         else ""
     )
+    synonyms = (
+        " Synonym positives (`--synonyms`) swap one or two words for a WordNet 3.0\n  synonym"
+        " sharing the word's most frequent sense, inflected alike (largest / biggest,\n  built /"
+        " constructed; `training/data/synonyms_wordnet.tsv`), beside the sibling and antonym"
+        "\n  swaps, so the model learns which one-word changes keep the meaning: a question"
+        " against\n  its swap (synonym_positive) and a labelled pair with its second question"
+        " swapped\n  (synonym_restyled_0/1, label kept)."
+        if hp.get("synonyms")
+        else ""
+    )
     chat_pairs = ""
     if hp.get("chat_pairs"):
-        sys.path.insert(0, str(ROOT / "training"))
-        from pairdata import DEV_SETS, evaluation_questions, read_dev_pairs, without_questions
-
-        held_out = evaluation_questions(ROOT / "../shared/data/cache/quora_val.csv")
-        kept = without_questions(
-            read_dev_pairs(DEV_SETS / "paraphrases_dev.tsv", 1)
-            + read_dev_pairs(DEV_SETS / "different_dev.tsv", 0),
-            held_out,
-        )
-        para = sum(y for *_, y in kept)
-        diff = len(kept) - para
+        kept = t["chat_kept"]  # per file: pairs, kept, kept paraphrases
+        para = kept["paraphrases_dev.tsv"][2]
+        diff = kept["different_dev.tsv"][1]
         chat_pairs = (
             f"\n- The chatbot development sets, each pair {hp['chat_pairs']} times: "
             f"`tests/data/paraphrases_dev.tsv`\n  ({para:,} paraphrases, label 1) and "
@@ -67,20 +68,17 @@ def main() -> None:
             "data, `bench/dev_pairs.py` on them no longer measures the model;\n  "
             "`bench/data/chat_heldout.csv` (another author) does. Pairs sharing a question\n  "
             "with any evaluation set (quora_val.csv, the contradictions, GPTCache's mock\n  "
-            "data, chat_heldout.csv) are left out (`pairdata.evaluation_questions`)."
+            "data, chat_heldout.csv), or a near-copy of one (MiniLM cosine >= 0.9: the same\n  "
+            "popular question reworded), are left out (`pairdata.training_chat_pairs`)."
         )
         if hp.get("chat_data"):
-            from pairdata import read_labelled_tsv
-
-            sets = [ROOT / "training/data" / name for name in hp["chat_data"]]
-            written = [p for path in sets for p in read_labelled_tsv(path)]
-            kept_written = without_questions(written, held_out)
-            same = sum(y for *_, y in kept_written)
+            files = [kept[name] for name in hp["chat_data"]]
+            written, kept_written, same = (sum(f[i] for f in files) for i in range(3))
             chat_pairs += (
                 f"\n  With them, each {hp['chat_pairs']} times too: "
                 + ", ".join(f"`training/data/{name}`" for name in hp["chat_data"])
-                + f"\n  ({len(written):,} hand-written chatbot pairs, {len(kept_written):,} "
-                f"kept: {same:,} paraphrases in chat\n  style, {len(kept_written) - same:,} "
+                + f"\n  ({written:,} hand-written chatbot pairs, {kept_written:,} "
+                f"kept: {same:,} paraphrases in chat\n  style, {kept_written - same:,} "
                 "look-alikes that change one thing the answer\n  depends on), written by helper "
                 "agents that read none of boundgate."
             )
@@ -139,7 +137,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   {", ".join(f"{k} {v:,}" for k, v in made.items())}. Hard negatives change one thing the
   answer depends on (antonym from WordNet 3.0, negation, number/year/month/weekday, unit,
   name, swapped roles); light positives change case, punctuation, contractions or add a
-  polite prefix.{siblings}{chat}{chat_pairs}
+  polite prefix.{siblings}{synonyms}{chat}{chat_pairs}
 - Selection and calibration: `quora_val.csv` (12,128 pairs), never trained on.
 
 ## Training

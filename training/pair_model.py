@@ -23,8 +23,8 @@ Steps:
    labelled chatbot set (``training/data/chat_pairs_*.tsv``) to the pairs of
    ``--chat-pairs``. The shipped model is trained with ``--chat-pairs 3 --chat-hard 2
    --siblings`` and the three chat_pairs files (``make pair-model``; bench/RESULTS.md).
-   Nothing is made from any evaluation list, and no pair sharing a question with one is used
-   (``pairdata.evaluation_questions``).
+   Nothing is made from any evaluation list, and no pair sharing a question with one, or a
+   near-copy of one (MiniLM cosine >= 0.9), is used (``pairdata.training_chat_pairs``).
 3. Fine-tune: BCE on one logit, AdamW, linear warm-up (10 %) then linear decay, batch 32, each
    pair in a random order each epoch (the score should not depend on which side is stored).
 4. Select the epoch with the highest recall at <= 1 % of pairs wrong on ``quora_val.csv``
@@ -54,12 +54,11 @@ sys.path.insert(0, str(HERE))
 
 import augment  # noqa: E402
 from pairdata import (  # noqa: E402
-    evaluation_questions,
     figures,
     read_dev_pairs,
     read_labelled_tsv,
     read_pairs,
-    without_questions,
+    training_chat_pairs,
 )
 
 ROOT = HERE.parent
@@ -140,6 +139,13 @@ def main() -> None:
         default=0,
         help="hard negatives made by rule from each labelled chatbot pair (with --chat-pairs)",
     )
+    p.add_argument(
+        "--synonyms",
+        type=float,
+        default=0.0,
+        help="share of train pairs giving synonym positives (WordNet synonyms, "
+        "training/data/synonyms_wordnet.tsv); chatbot pairs each give them too (0: none)",
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="train on the first N pairs (smoke)")
@@ -168,20 +174,31 @@ def main() -> None:
     if args.limit:
         train = train[: args.limit]
     chat: list[tuple[str, str, int]] = []
+    chat_kept: dict[str, list[int]] = {}
     if args.chat_pairs:
         dev = ROOT / "tests" / "data"
-        every = read_dev_pairs(dev / "paraphrases_dev.tsv", 1) + read_dev_pairs(
-            dev / "different_dev.tsv", 0
-        )
-        for path in args.chat_data:
-            every += read_labelled_tsv(path)
-        # never a question of what the model is selected, calibrated or measured on
-        chat = without_questions(every, evaluation_questions(args.val))
+        sources = {
+            "paraphrases_dev.tsv": read_dev_pairs(dev / "paraphrases_dev.tsv", 1),
+            "different_dev.tsv": read_dev_pairs(dev / "different_dev.tsv", 0),
+        } | {path.name: read_labelled_tsv(path) for path in args.chat_data}
+        every = [p for pairs in sources.values() for p in pairs]
+        # never a question (or a near-copy of one) the model is selected, calibrated or
+        # measured on
+        chat = training_chat_pairs(every, args.val)
         print(
             f"chatbot development pairs {len(chat)} of {len(every)} (the rest share a "
-            f"question with an evaluation set) x {args.chat_pairs}",
+            f"question or a near-copy of one with an evaluation set) x {args.chat_pairs}",
             flush=True,
         )
+        kept = set(chat)
+        chat_kept = {  # per file: pairs, kept, kept paraphrases (for the model card)
+            name: [
+                len(pairs),
+                sum(p in kept for p in pairs),
+                sum(p in kept and p[2] for p in pairs),
+            ]
+            for name, pairs in sources.items()
+        }
     val = read_pairs(args.val)
     rng = random.Random(args.seed)
     vocab = set(tok.get_vocab())
@@ -195,6 +212,7 @@ def main() -> None:
         siblings=args.siblings,
         chat_pairs=chat,
         chat_hard=args.chat_hard,
+        synonym_share=args.synonyms,
     )
     data = train + made + chat * args.chat_pairs
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
@@ -305,6 +323,7 @@ def main() -> None:
                 "chat_data",
                 "siblings",
                 "chat_hard",
+                "synonyms",
                 "bf16",
             )
         }
@@ -322,6 +341,7 @@ def main() -> None:
         "torch": torch.__version__,
     }
     card["hyper_parameters"]["chat_data"] = [path.name for path in args.chat_data]
+    card["chat_kept"] = chat_kept
     (args.out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
 

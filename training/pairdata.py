@@ -2,7 +2,8 @@
 and the benchmarks (``bench/pair_model.py``, ``bench/label_review.py``,
 ``bench/reuse_quality.py`` put this folder on their path).
 
-Needs only numpy; never imported by the serving package.
+Needs only numpy (``without_near_copies`` also boundgate's embedder); never imported by the
+serving package.
 """
 
 from __future__ import annotations
@@ -75,6 +76,39 @@ def without_questions(
 ) -> list[tuple[str, str, int]]:
     """``pairs`` without those with a question of ``questions`` (read as ``_plain`` reads)."""
     return [p for p in pairs if _plain(p[0]) not in questions and _plain(p[1]) not in questions]
+
+
+NEAR_COPY_COSINE = 0.9
+
+
+def without_near_copies(
+    pairs: list[tuple[str, str, int]], questions: set[str], cosine: float = NEAR_COPY_COSINE
+) -> list[tuple[str, str, int]]:
+    """``pairs`` without those with a question whose MiniLM embedding (boundgate's shipped
+    embedder) has cosine >= ``cosine`` with one of ``questions``: the same question reworded
+    by a word, a typo or its order ("how many seconds in a day" / "number of seconds in one
+    day"), which ``without_questions`` lets through. Helpers writing chatbot pairs pick the
+    popular questions an evaluation set's author picks too; a model trained on their near-copies
+    would be measured on its training data."""
+    from boundgate.reuse.embedder import OnnxEmbedder
+
+    if not pairs or not questions:
+        return list(pairs)
+    embedder = OnnxEmbedder(threads=2)
+    held = np.asarray(embedder.embed(sorted(questions)), np.float32)
+    mine = np.asarray(embedder.embed([q for a, b, _ in pairs for q in (a, b)]), np.float32)
+    best = np.concatenate(
+        [(mine[i : i + 1024] @ held.T).max(axis=1) for i in range(0, len(mine), 1024)]
+    )
+    near = np.maximum(best[0::2], best[1::2]) >= cosine
+    return [p for p, n in zip(pairs, near, strict=True) if not n]
+
+
+def training_chat_pairs(pairs: list[tuple[str, str, int]], val: Path) -> list[tuple[str, str, int]]:
+    """``pairs`` (labelled chatbot pairs) fit to train on: none with a question of an
+    evaluation set (``evaluation_questions``) or a near-copy of one (``without_near_copies``)."""
+    held_out = evaluation_questions(val)
+    return without_near_copies(without_questions(pairs, held_out), held_out)
 
 
 def figures(scores: np.ndarray, labels: np.ndarray, wrong_share: float = 0.01) -> dict[str, float]:
