@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from boundgate.backends.base import CancelToken
 from helpers import Live, arun, local_server, wait_until
 
 pytestmark = pytest.mark.slow  # a real model on the CPU
@@ -403,3 +404,59 @@ def test_tokens_are_counted_by_the_model_and_a_cut_answer_is_reused(local_live: 
             again.json()["choices"][0]["message"]["content"]
             == body["choices"][0]["message"]["content"]
         )
+
+
+class _LeavesAfter(CancelToken):
+    """A client that leaves once the backend has looked ``reads`` times whether it has."""
+
+    def __init__(self, reads: int) -> None:
+        super().__init__()
+        self.reads = reads
+
+    @property
+    def cancelled(self) -> bool:
+        self.reads -= 1
+        if self.reads < 0:
+            self.cancel()
+        return super().cancelled
+
+
+def test_a_client_that_leaves_while_a_long_prompt_is_read_frees_the_model() -> None:
+    """The prompt is evaluated one 64-token block at a time with the client checked before
+    each: one that leaves after two blocks ends the generation there (no tokens, finish
+    cancelled) instead of holding the model until the whole prompt is read, and the model
+    answers the next request as if nothing came before."""
+    import asyncio
+
+    from boundgate.backends.base import GenerationRequest, Message
+    from boundgate.backends.llama_cpp import PROMPT_BLOCK, LlamaCppBackend
+
+    long_text = " ".join(f"item {i} is on the list." for i in range(80))  # ~750 tokens
+    ask = [Message("user", "What is the capital of France?")]
+
+    async def run() -> tuple[Any, int, Any, Any]:
+        backend = LlamaCppBackend("smollm2-135m", n_ctx=1024, n_threads=1, queue_size=1)
+        await backend.start()
+        try:
+            short = GenerationRequest(
+                model="smollm2-135m", messages=ask, max_tokens=8, temperature=0.0
+            )
+            before = await backend.complete(short, CancelToken())
+            req = GenerationRequest(
+                model="smollm2-135m",
+                messages=[Message("user", long_text)],
+                max_tokens=8,
+                temperature=0.0,
+            )
+            left = await backend.complete(req, _LeavesAfter(2))
+            evaluated = backend._llm.n_tokens
+            after = await backend.complete(short, CancelToken())
+        finally:
+            await backend.aclose()
+        return left, evaluated, before, after
+
+    left, evaluated, before, after = asyncio.run(run())
+    assert left.finish_reason == "cancelled" and left.usage.completion_tokens == 0
+    assert left.usage.prompt_tokens > 10 * PROMPT_BLOCK
+    assert evaluated == 2 * PROMPT_BLOCK  # two blocks read, then the client was gone
+    assert after.text == before.text
