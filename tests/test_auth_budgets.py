@@ -61,6 +61,21 @@ def test_keys_required_once_they_exist(keyed: tuple[Live, dict[str, str]]) -> No
     assert live.ledger()[c.headers["x-request-id"]].tenant == "acme"
 
 
+def test_another_authorization_scheme_is_named_not_called_missing(
+    keyed: tuple[Live, dict[str, str]],
+) -> None:
+    """A trial's finding: `Authorization: Basic …` was told "missing API key". The 401 names
+    the scheme and how to send a key; a Bearer key still passes."""
+    live, keys = keyed
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=basic)
+    err = assert_error(r, 401)
+    assert "unsupported authorization scheme 'Basic'" in err["message"], err
+    assert "Authorization: Bearer <key>" in err["message"]
+    ok = {"Authorization": f"bearer {keys['acme']}"}  # the scheme is case-insensitive
+    assert live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=ok).is_success
+
+
 def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[str, str]]) -> None:
     """A 401's ledger row said tenant "local", a name open mode gives real requests."""
     live, _ = keyed

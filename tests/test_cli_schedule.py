@@ -252,3 +252,23 @@ def test_schedule_list_shows_what_a_job_requires(tmp_path: Path) -> None:
     [batch] = [line for line in res.output.splitlines() if " batch " in line]
     assert "@" not in batch
     assert requirement_label(None) == "" and requirement_label("gpu") == "gpu"  # as stored
+
+
+def test_ask_and_batch_status_reach_the_configured_port_without_url(tmp_path: Path) -> None:
+    """A trial's finding: `boundgate ask` went to 127.0.0.1:8080 whatever port the config
+    served on. Without --url the client commands reach the configured server.host:port
+    (a wildcard host at 127.0.0.1); a config error is one line and exit 2."""
+    app = build_app(fake_settings(tmp_path))
+    runner = CliRunner(env={"BOUNDGATE_API_KEY": None, "BOUNDGATE_CONFIG": None})
+    with ThreadedServer(app) as srv:
+        port = srv.base_url.rsplit(":", 1)[1]
+        cfg = tmp_path / "served.toml"
+        cfg.write_text(f'[server]\nhost = "0.0.0.0"\nport = {port}\n', encoding="utf-8")
+        res = runner.invoke(cli, ["ask", "What is the boiling point?", "--config", str(cfg)])
+        assert res.exit_code == 0 and "generated: " in res.output, res.output
+        res = runner.invoke(cli, ["batch", "status", "batch_x", "--config", str(cfg)])
+        assert res.exit_code == 1 and "cannot reach" not in res.output, res.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 'x'\n", encoding="utf-8")
+    res = runner.invoke(cli, ["ask", "hi", "--config", str(bad)])
+    assert res.exit_code == 2 and "error" in res.output and "Traceback" not in res.output

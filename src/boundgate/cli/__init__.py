@@ -158,6 +158,27 @@ def api_base_url(url: str) -> str:
     return base[: found[-1].start()] + "/v1" if found else base + "/v1"
 
 
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Server URL; /v1 is added if missing (default: the configured server.host and "
+        "server.port, http://127.0.0.1:8080 without a config)."
+    ),
+]
+
+
+def server_url(url: str | None, config: Path | None) -> str:
+    """``url`` (``--url``) when given, else the server the configuration serves on
+    (``server.host`` and ``server.port`` of ``--config`` / ``BOUNDGATE_CONFIG`` and the
+    ``BOUNDGATE_*`` environment; a wildcard host such as 0.0.0.0 is reached at 127.0.0.1).
+    Exits 2 on a configuration error."""
+    if url:
+        return url
+    server = _settings(config).server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    return f"http://{_url_host(host)}:{server.port}/v1"
+
+
 @contextmanager
 def reaching(url: str) -> Iterator[None]:
     """Turn a failure to talk to the server at ``url`` (refused, unknown host, a URL httpx
@@ -368,14 +389,13 @@ def _listen(host: str, port: int) -> socket.socket:
 def ask(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
     model: Annotated[str | None, typer.Option(help="Model id (default: server's).")] = None,
-    url: Annotated[
-        str, typer.Option(help="Server URL; /v1 is added if missing.")
-    ] = "http://127.0.0.1:8080/v1",
+    url: UrlOpt = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
+    config: ConfigOpt = None,
 ) -> None:
     """Ask a running server and stream the answer.
 
@@ -392,6 +412,7 @@ def ask(
     }
     if model:
         body["model"] = model
+    url = server_url(url, config)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     info: dict[str, Any] = {}
     with (

@@ -56,6 +56,8 @@ def schedule_replay(
     out.print(f"plan written to {out_path}")
 
 
+from . import UrlOpt  # noqa: E402 (defined before this module is imported)
+
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (or BOUNDGATE_CONFIG).")
 ]
@@ -266,18 +268,19 @@ def schedule_plan(
         compare(policy.price_forecast(now, w), policy.price.column)
 
 
-UrlOpt = Annotated[str, typer.Option(help="Server URL; /v1 is added if missing.")]
 KeyOpt = Annotated[str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")]
 
 
 @contextmanager
-def _client(url: str, api_key: str | None) -> Iterator[Any]:
-    """An httpx client for the server at ``url`` (``/v1`` added if missing); a failure to
-    reach it ends the command with one line (``reaching``)."""
+def _client(url: str | None, api_key: str | None, config: Path | None) -> Iterator[Any]:
+    """An httpx client for the server at ``url`` (``/v1`` added if missing; the configured
+    server's when None, ``server_url``); a failure to reach it ends the command with one line
+    (``reaching``)."""
     import httpx
 
-    from . import api_base_url, reaching
+    from . import api_base_url, reaching, server_url
 
+    url = server_url(url, config)
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with (
         reaching(url),
@@ -301,8 +304,9 @@ def batch_submit(
         "/v1/chat/completions"
     ),
     window: Annotated[str, typer.Option(help="Completion window, e.g. 24h.")] = "24h",
-    url: UrlOpt = "http://127.0.0.1:8080/v1",
+    url: UrlOpt = None,
     api_key: KeyOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Upload a file and create a batch; prints its id and scheduled start.
 
@@ -320,7 +324,7 @@ def batch_submit(
         raise _usage_error(f"no such file: {file}")
     key = {"Idempotency-Key": f"boundgate-cli-{uuid.uuid4().hex}"}
     # the id printed at the end is JSON, but a single line after the bar has gone
-    with _client(url, api_key) as c, progress(transfer=True) as p:
+    with _client(url, api_key, config) as c, progress(transfer=True) as p:
         with p.open(file, "rb", description=f"uploading {file.name}") as fh:
             f = _check(c.post("/files", files={"file": (file.name, fh)}, data={"purpose": "batch"}))
         body = {"input_file_id": f["id"], "endpoint": endpoint, "completion_window": window}
@@ -336,12 +340,12 @@ BatchIdArg = Annotated[str, typer.Argument(help="A batch's id (batch_…, from b
 
 @batch_app.command("status")
 def batch_status(
-    batch_id: BatchIdArg, url: UrlOpt = "http://127.0.0.1:8080/v1", api_key: KeyOpt = None
+    batch_id: BatchIdArg, url: UrlOpt = None, api_key: KeyOpt = None, config: ConfigOpt = None
 ) -> None:
     """The batch object (JSON)."""
     import json
 
-    with _client(url, api_key) as c:
+    with _client(url, api_key, config) as c:
         print(json.dumps(_check(c.get(f"/batches/{batch_id}")), indent=2))
 
 
@@ -349,8 +353,9 @@ def batch_status(
 def batch_results(
     batch_id: BatchIdArg,
     out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
-    url: UrlOpt = "http://127.0.0.1:8080/v1",
+    url: UrlOpt = None,
     api_key: KeyOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """The output file of a completed batch (JSONL)."""
     import sys
@@ -358,7 +363,7 @@ def batch_results(
     from . import err
     from .progress import progress
 
-    with _client(url, api_key) as c:
+    with _client(url, api_key, config) as c:
         b = _check(c.get(f"/batches/{batch_id}"))
         if not b.get("output_file_id"):
             err.print(f"batch {batch_id} is {b['status']}: no output yet", highlight=False)

@@ -426,8 +426,13 @@ async def authenticate(request: Request, store: Store) -> Tenant:
     """Bearer key → tenant. With no keys in the store the gateway is in open local mode."""
     if not await store.has_keys():
         return OPEN_TENANT
-    header = request.headers.get("authorization", "")
+    header = request.headers.get("authorization", "").strip()
     scheme, _, secret = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        raise AuthenticationError(
+            f"unsupported authorization scheme {scheme[:20]!r}: send the API key as "
+            "'Authorization: Bearer <key>'"
+        )
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationError(
             "missing API key: send 'Authorization: Bearer <key>' (create one with "
