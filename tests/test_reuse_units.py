@@ -245,6 +245,9 @@ def test_engine_never_serves_across_scopes(
         ("How many quarts are in a cup?", "how many cups make a quart", "unit"),
         ("Why doesn't my code compile?", "Why does my code compile?", "negation"),
         ("What is 15% of 200?", "What is 25% of 200?", "number"),
+        # one of a unit said with "1" on one side only: still another count than "2 cups"
+        ("how many tbsp in 1 cup", "How many tablespoons are in 2 cups?", "number"),
+        ("How can I join the 1%?", "How can I join the top earners?", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
         ("Who won the world cup in 2018?", "Who won the world cup in 2022?", "date"),
         ("How far is 10 km in steps?", "How far is 10 miles in steps?", "unit"),
@@ -410,6 +413,11 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("how to make pancakes w/o eggs", "How do I make pancakes without eggs?"),
         ("how to reboot my iphone", "How do I restart my iPhone?"),
         ("how many cups in a quart", "cups per quart"),
+        # "1" of a unit is what "a cup" / "one cup" says (held-out chat paraphrases it vetoed)
+        ("how many tbsp in 1 cup", "How many tablespoons are in a cup?"),
+        ("1 inch in cm", "How many centimeters is an inch?"),
+        ("How many grams is one cup of flour?", "1 cup all purpose flour in grams?"),
+        ("How can I lose 5 kg in one month?", "How can I lose 5 kg in 1 month?"),
         ("10 miles in km", "How many kilometers is 10 miles?"),
         ("Who won the world cup?", "Who won the FIFA world cup?"),
         ("Who is the CEO of Tesla?", "tesla ceo?"),

@@ -266,6 +266,18 @@ def _siblings_swapped(fa: Features, fb: Features) -> bool:
     return not same_group and noun_siblings(x, y)
 
 
+def _numbers_differ(fa: Features, fb: Features) -> bool:
+    """The two questions name other numbers, except a "1" of a unit on one side alone ("1
+    cup", "1 km"): one of a unit is what "a cup", "one cup" and "cups in a quart" say without a
+    digit ("how many tbsp in 1 cup" / "How many tablespoons are in a cup?"). "1 cup" / "2
+    cups" still differ, and so do "1%" / "%" (a share, not one of a unit)."""
+    odd = fa.numbers ^ fb.numbers
+    if odd != {"1"}:
+        return bool(odd)
+    f = fa if "1" in fa.numbers else fb
+    return f.measures.get("1", "%") == "%" or f.operation
+
+
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
@@ -279,7 +291,7 @@ def compare(a: str, b: str) -> Comparison:
     flips = _affix_flips(fa, fb)
     if fa.negations + flips.negated_a != fb.negations + flips.negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
-    if fa.numbers != fb.numbers or set(_FACTORIAL.findall(a)) != set(_FACTORIAL.findall(b)):
+    if _numbers_differ(fa, fb) or set(_FACTORIAL.findall(a)) != set(_FACTORIAL.findall(b)):
         conflicts.append("number")
     if fa.dates != fb.dates:
         conflicts.append("date")
