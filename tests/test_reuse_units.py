@@ -248,6 +248,10 @@ def test_engine_never_serves_across_scopes(
         # one of a unit said with "1" on one side only: still another count than "2 cups"
         ("how many tbsp in 1 cup", "How many tablespoons are in 2 cups?", "number"),
         ("How can I join the 1%?", "How can I join the top earners?", "number"),
+        # a "2" or "4" the other side does not read as "to" / "for" stays a number
+        ("how to add 2 eggs", "how to add eggs", "number"),
+        ("tips for 4 people", "tips for people", "number"),
+        ("convert 2 miles to km", "convert miles to km", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
         ("Who won the world cup in 2018?", "Who won the world cup in 2022?", "date"),
         ("How far is 10 km in steps?", "How far is 10 miles in steps?", "unit"),
@@ -418,6 +422,11 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("1 inch in cm", "How many centimeters is an inch?"),
         ("How many grams is one cup of flour?", "1 cup all purpose flour in grams?"),
         ("How can I lose 5 kg in one month?", "How can I lose 5 kg in 1 month?"),
+        # a digit typed for "to" / "for" beside the word the other side puts there
+        ("how 2 make pasta", "How to make pasta?"),
+        ("convert 5 miles 2 km", "convert 5 miles to km"),
+        ("is coffee bad 4 u", "Is coffee bad for you?"),
+        ("do i need 2 tip movers", "do i need to tip movers"),
         ("10 miles in km", "How many kilometers is 10 miles?"),
         ("Who won the world cup?", "Who won the FIFA world cup?"),
         ("Who is the CEO of Tesla?", "tesla ceo?"),

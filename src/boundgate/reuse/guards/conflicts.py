@@ -211,6 +211,37 @@ def _without_hedge(a: str, b: str) -> tuple[str, str] | None:
     return None
 
 
+# a digit a chatbot user types for a word ("how 2 make pasta", "tips 4 a job interview")
+_TEXTSPEAK = {"2": "to", "4": "for"}
+_LONE_DIGIT = re.compile(r"(?<![\w.,$£€¥#/+-])([24])(?![\w.,%°/:+-])")
+
+
+def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
+    """``a`` and ``b`` with a lone "2" or "4" of one side written as the "to" or "for" it
+    stands for, when the other side has no such number and says "to" / "for" after the same
+    word ("how 2 make pasta" / "How to make pasta?", "convert 5 miles 2 km" / "convert 5 miles
+    to km", "is coffee bad 4 u" / "Is coffee bad for you?": vetoed as other numbers). A digit
+    the other side does not read as that word after the same word stays a number ("add 2 eggs"
+    / "how to add eggs", "tips for 4 people" / "tips for people"). None when nothing changes."""
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        found = _LONE_DIGIT.findall(x)
+        if len(found) != 1:
+            continue
+        digit = found[0]
+        word = _TEXTSPEAK[digit]
+        if digit in features(y).numbers:
+            continue
+        wx, wy = words(x), words(y)
+        at = [i for i, w in enumerate(wx) if w == digit]
+        if len(at) != 1:
+            continue
+        i = at[0]
+        if i > 0 and (wx[i - 1], word) in set(itertools.pairwise(wy)):
+            spelled = _LONE_DIGIT.sub(word, x, count=1)
+            return (y, spelled) if swap else (spelled, y)
+    return None
+
+
 def _name_made_common(fa: Features, fb: Features) -> bool:
     """A name on one side is a common noun after an article on the other: "What is Python?" /
     "What is a python?", "Tell me about Apple." / "Tell me about the apple." (a trial was
@@ -281,9 +312,12 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
-    content words. A hedge before one side is left out first (``_without_hedge``)."""
+    content words. A hedge before one side is left out first (``_without_hedge``) and a digit
+    typed for "to" / "for" is spelled (``_textspeak_spelled``)."""
     if (unhedged := _without_hedge(a, b)) is not None:
         a, b = unhedged
+    if (spelled := _textspeak_spelled(a, b)) is not None:
+        a, b = spelled
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
     if _blind_spot(a, b):
