@@ -252,6 +252,9 @@ def test_engine_never_serves_across_scopes(
         ("how to add 2 eggs", "how to add eggs", "number"),
         ("tips for 4 people", "tips for people", "number"),
         ("convert 2 miles to km", "convert miles to km", "number"),
+        # a scale's letter glued to a temperature: the other side must measure it in that scale
+        ("bake at 400F", "bake at 400 °C", "number"),
+        ("30f in c?", "Convert 30 degrees Celsius to Fahrenheit.", "number"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
         ("Who won the world cup in 2018?", "Who won the world cup in 2022?", "date"),
         ("How far is 10 km in steps?", "How far is 10 miles in steps?", "unit"),
@@ -427,6 +430,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("convert 5 miles 2 km", "convert 5 miles to km"),
         ("is coffee bad 4 u", "Is coffee bad for you?"),
         ("do i need 2 tip movers", "do i need to tip movers"),
+        ("30c in f?", "Convert 30 degrees Celsius to Fahrenheit."),
+        ("How long to bake chicken at 400F?", "How long to bake chicken at 400 °F?"),
         ("10 miles in km", "How many kilometers is 10 miles?"),
         ("Who won the world cup?", "Who won the FIFA world cup?"),
         ("Who is the CEO of Tesla?", "tesla ceo?"),

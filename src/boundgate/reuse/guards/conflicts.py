@@ -297,6 +297,25 @@ def _siblings_swapped(fa: Features, fb: Features) -> bool:
     return not same_group and noun_siblings(x, y)
 
 
+_SCALE_LETTERS = {"c": "C", "f": "F"}
+
+
+def _scale_glued(fa: Features, fb: Features) -> bool:
+    """The one number apart is a temperature with its scale's letter glued on one side ("30c
+    in f?" / "Convert 30 degrees Celsius to Fahrenheit.", "bake at 400F" / "bake at 400 °F"),
+    the same number in degrees of that scale on the other. "30c" alone stays an identifier
+    (cents, a model name): the other side must name the scale and measure the number in it."""
+    for f, g in ((fa, fb), (fb, fa)):
+        mine, theirs = f.numbers - g.numbers, g.numbers - f.numbers
+        if len(mine) != 1 or len(theirs) != 1:
+            continue
+        (glued,), (number,) = mine, theirs
+        scale = _SCALE_LETTERS.get(glued[-1:], "")
+        if glued[:-1] == number and scale in g.units and g.measures.get(number) in ("deg", scale):
+            return True
+    return False
+
+
 def _numbers_differ(fa: Features, fb: Features) -> bool:
     """The two questions name other numbers, except a "1" of a unit on one side alone ("1
     cup", "1 km"): one of a unit is what "a cup", "one cup" and "cups in a quart" say without a
@@ -304,7 +323,7 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
     cups" still differ, and so do "1%" / "%" (a share, not one of a unit)."""
     odd = fa.numbers ^ fb.numbers
     if odd != {"1"}:
-        return bool(odd)
+        return bool(odd) and not _scale_glued(fa, fb)
     f = fa if "1" in fa.numbers else fb
     return f.measures.get("1", "%") == "%" or f.operation
 
