@@ -127,6 +127,33 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         live.http.close()
 
 
+def test_batch_results_of_a_cancelled_batch_say_there_is_none(tmp_path: Path) -> None:
+    """A batch cancelled before it ran has no output and never will: ``batch results`` says so
+    rather than "no output yet" (a trial)."""
+    app = build_app(fake_settings(tmp_path))  # the cleanest hour: waits, nothing runs
+    line = {
+        "custom_id": "c0",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"messages": [{"role": "user", "content": "q"}], "temperature": 0},
+    }
+    infile = tmp_path / "in.jsonl"
+    infile.write_text(json.dumps(line))
+    runner = CliRunner()
+    with ThreadedServer(app) as srv:
+        res = runner.invoke(cli, ["batch", "submit", str(infile), "--url", srv.url])
+        assert res.exit_code == 0, res.output
+        batch_id = json.loads(res.output.strip().splitlines()[-1])["id"]
+        res = runner.invoke(cli, ["batch", "results", batch_id, "--url", srv.url])
+        assert res.exit_code == 1 and "no output yet" in res.output, res.output
+        live = Live(srv, app)
+        assert live.http.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
+        live.http.close()
+        res = runner.invoke(cli, ["batch", "results", batch_id, "--url", srv.url])
+        assert res.exit_code == 1, res.output
+        assert f"batch {batch_id} is cancelled: it has no output" in res.output
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [

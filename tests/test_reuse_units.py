@@ -65,6 +65,16 @@ def key(req: GenerationRequest, tenant: str = "t", version: str = "v1") -> str:
     return k.scope
 
 
+@pytest.mark.parametrize("q", ["", "  ", "\ufeff\ufeff", "\u200b", " \u200b\n", "?", "..."])
+def test_a_question_with_nothing_to_match_gets_no_key(q: str) -> None:
+    """Blank, format characters only (a trial's byte-order marks were stored), or a chat
+    question whose exact form is empty: no key, so nothing is stored or served ("?" and "..."
+    shared one exact key)."""
+    req = chat(q)
+    assert reuse_key(req, tenant="t", model_version="v1", endpoint="/v1/chat/completions") is None
+    assert key(chat("!!!")) is not None and key(chat("\ufeffhello")) is not None
+
+
 # --- scope isolation: any difference outside the last question changes the scope -----------
 @settings(max_examples=200, deadline=None)
 @given(q=question, a=text, b=text)

@@ -366,7 +366,9 @@ def batch_results(
     with _client(url, api_key, config) as c:
         b = _check(c.get(f"/batches/{batch_id}"))
         if not b.get("output_file_id"):
-            err.print(f"batch {batch_id} is {b['status']}: no output yet", highlight=False)
+            ended = b["status"] in ("failed", "expired", "cancelled", "completed")
+            why = "it has no output" if ended else "no output yet"
+            err.print(f"batch {batch_id} is {b['status']}: {why}", highlight=False)
             raise typer.Exit(1)
         # JSONL to stdout is machine output: a bar only when writing a file
         with (

@@ -391,6 +391,16 @@ def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> 
     return completion_tokens < max_tokens
 
 
+def _nothing_to_match(query: str, *, verbatim: bool) -> bool:
+    """A question with nothing to match: blank, or only format characters (a byte-order mark,
+    a zero-width space: a trial's "\\ufeff\\ufeff" was stored), or a chat question whose exact
+    form is empty ("?" and "..." would share one answer). "" and " " are not one question, nor
+    any other."""
+    if all(c.isspace() or unicodedata.category(c) == "Cf" for c in query):
+        return True
+    return not verbatim and not canonical_query(query)
+
+
 def reuse_key(
     req: GenerationRequest, *, tenant: str, model_version: str, endpoint: str
 ) -> ReuseKey | None:
@@ -410,8 +420,8 @@ def reuse_key(
         query = req.prompt
         context = []
     verbatim = req.messages is None
-    if not query.strip():
-        return None  # nothing to match: "" and " " are not one question, nor any other
+    if _nothing_to_match(query, verbatim=verbatim):
+        return None
     params = {k: v for k, v in sorted(req.passthrough.items()) if _shaping(k, v)}
     greedy = req.temperature == 0
     params.update(
