@@ -121,6 +121,18 @@ class Live:
         return {r.id: r for r in arun(self.gateway.store.ledger())}
 
 
+def one_line_batch_file(path: Path) -> Path:
+    """A batch input file at ``path`` of one greedy chat request ("q", custom_id "c0")."""
+    line = {
+        "custom_id": "c0",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"messages": [{"role": "user", "content": "q"}], "temperature": 0},
+    }
+    path.write_text(json.dumps(line) + "\n")
+    return path
+
+
 def assert_error(
     r: Any, status: int, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:

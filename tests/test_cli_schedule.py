@@ -14,7 +14,7 @@ from boundgate.assembly import build_app
 from boundgate.cli import app as cli
 from boundgate.fmt import plain_decimal
 from boundgate.testing import ThreadedServer
-from helpers import Live, arun, fake_settings, wait_until
+from helpers import Live, arun, fake_settings, one_line_batch_file, wait_until
 
 
 def test_grid_and_plan_commands(tmp_path: Path) -> None:
@@ -131,14 +131,7 @@ def test_batch_results_of_a_cancelled_batch_say_there_is_none(tmp_path: Path) ->
     """A batch cancelled before it ran has no output and never will: ``batch results`` says so
     rather than "no output yet" (a trial)."""
     app = build_app(fake_settings(tmp_path))  # the cleanest hour: waits, nothing runs
-    line = {
-        "custom_id": "c0",
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"messages": [{"role": "user", "content": "q"}], "temperature": 0},
-    }
-    infile = tmp_path / "in.jsonl"
-    infile.write_text(json.dumps(line))
+    infile = one_line_batch_file(tmp_path / "in.jsonl")
     runner = CliRunner()
     with ThreadedServer(app) as srv:
         res = runner.invoke(cli, ["batch", "submit", str(infile), "--url", srv.url])

@@ -19,7 +19,7 @@ from boundgate.cli import app as cli
 from boundgate.cli.progress import Steps, shown, track
 from boundgate.store import DocumentRow, SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import fake_settings, wait_until
+from helpers import fake_settings, one_line_batch_file, wait_until
 
 TTY = {"TTY_COMPATIBLE": "1"}
 
@@ -122,14 +122,7 @@ def test_batch_upload_and_download_bars(tmp_path: Path) -> None:
     settings.scheduler.policy = "now"
     settings.scheduler.poll_s = 0.05
     app = build_app(settings)
-    line = {
-        "custom_id": "c0",
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"messages": [{"role": "user", "content": "q"}], "temperature": 0},
-    }
-    infile = tmp_path / "in.jsonl"
-    infile.write_text(json.dumps(line) + "\n")
+    infile = one_line_batch_file(tmp_path / "in.jsonl")
     runner = CliRunner()
     with ThreadedServer(app) as srv:
         res = runner.invoke(cli, ["batch", "submit", str(infile), "--url", srv.url], env=TTY)
