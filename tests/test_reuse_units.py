@@ -265,6 +265,10 @@ def test_engine_never_serves_across_scopes(
         # a scale's letter glued to a temperature: the other side must measure it in that scale
         ("bake at 400F", "bake at 400 °C", "number"),
         ("30f in c?", "Convert 30 degrees Celsius to Fahrenheit.", "number"),
+        # one change of a comparison alone: the things compared or the comparative
+        ("Is Jupiter bigger than Earth?", "Is Earth bigger than Jupiter?", "order"),
+        ("Is Paris more expensive than Berlin?", "Is Paris cheaper than Berlin?", "polarity"),
+        ("Is Jupiter bigger than Earth?", "Earth is smaller than Jupiter.", "mood"),
         ("Best laptop under 500 dollars", "Best laptop under five hundred dollars", "number"),
         ("Who won the world cup in 2018?", "Who won the world cup in 2022?", "date"),
         ("How far is 10 km in steps?", "How far is 10 miles in steps?", "unit"),
@@ -442,6 +446,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("do i need 2 tip movers", "do i need to tip movers"),
         ("30c in f?", "Convert 30 degrees Celsius to Fahrenheit."),
         ("How long to bake chicken at 400F?", "How long to bake chicken at 400 °F?"),
+        # a comparison turned round: both things swapped and the comparative its opposite
+        ("Is Jupiter bigger than Earth?", "Is Earth smaller than Jupiter?"),
+        ("Is the Nile longer than the Amazon?", "Is the Amazon shorter than the Nile?"),
+        ("is android better than iphone for privacy", "is iphone worse than android for privacy"),
         ("10 miles in km", "How many kilometers is 10 miles?"),
         ("Who won the world cup?", "Who won the FIFA world cup?"),
         ("Who is the CEO of Tesla?", "tesla ceo?"),

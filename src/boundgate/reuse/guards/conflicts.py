@@ -242,6 +242,51 @@ def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
     return None
 
 
+def _opposite_grades(x: list[str], y: list[str]) -> bool:
+    """``x`` and ``y`` (a few words each) grade one scale the opposite ways: every polar pair
+    they share (``Features.polar``) has other sides ("bigger" / "smaller", "more expensive" /
+    "cheaper", "greater" / "less")."""
+    px = {p.split("#")[0]: p for p in features(" ".join(x)).polar}
+    py = {p.split("#")[0]: p for p in features(" ".join(y)).polar}
+    shared = px.keys() & py.keys()
+    return bool(shared) and all(px[k] != py[k] for k in shared)
+
+
+def _converse(a: str, b: str) -> tuple[str, str] | None:
+    """``a`` and ``b`` as the same words when one is the other's comparison turned round: the
+    two things compared swap places and the comparative is its opposite, the rest the same
+    ("Is Jupiter bigger than Earth?" / "Is Earth smaller than Jupiter?", "Is Paris more
+    expensive than Berlin?" / "Is Berlin cheaper than Paris?"). Either change alone still
+    asks the opposite (the order and polarity guards). Both sides are then given as ``a``'s
+    words (each keeps its "?", for the mood guard). None when it is not one."""
+    wa, wb = words(a), words(b)
+    if wa.count("than") != 1 or wb.count("than") != 1:
+        return None
+    ka, kb = wa.index("than"), wb.index("than")
+    qa, qb = wa[ka + 1 :], wb[kb + 1 :]
+    for h in range(0, min(ka, kb)):
+        if wa[:h] != wb[:h]:
+            break
+        pa, pb = wa[h:ka], wb[h:kb]
+        for t in range(0, min(len(qa), len(qb))):
+            if qa[len(qa) - t :] != qb[len(qb) - t :]:
+                break
+            y, x = qa[: len(qa) - t], qb[: len(qb) - t]
+            if not x or not y or x == y or pa[: len(x)] != x or pb[: len(y)] != y:
+                continue
+            ra, rb = pa[len(x) :], pb[len(y) :]
+            for m in range(0, min(len(ra), len(rb))):
+                if ra[len(ra) - m :] != rb[len(rb) - m :]:
+                    break
+                ca, cb = ra[: len(ra) - m], rb[: len(rb) - m]
+                if 0 < len(ca) <= 3 and 0 < len(cb) <= 3 and _opposite_grades(ca, cb):
+                    said = " ".join(wa)  # b turned round says a's words
+                    return said + "?" * a.rstrip().endswith("?"), said + "?" * b.rstrip().endswith(
+                        "?"
+                    )
+    return None
+
+
 def _name_made_common(fa: Features, fb: Features) -> bool:
     """A name on one side is a common noun after an article on the other: "What is Python?" /
     "What is a python?", "Tell me about Apple." / "Tell me about the apple." (a trial was
@@ -331,12 +376,15 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
-    content words. A hedge before one side is left out first (``_without_hedge``) and a digit
-    typed for "to" / "for" is spelled (``_textspeak_spelled``)."""
+    content words. A hedge before one side is left out first (``_without_hedge``), a digit
+    typed for "to" / "for" is spelled (``_textspeak_spelled``) and a comparison turned round
+    is read as the other's words (``_converse``)."""
     if (unhedged := _without_hedge(a, b)) is not None:
         a, b = unhedged
     if (spelled := _textspeak_spelled(a, b)) is not None:
         a, b = spelled
+    if (conversed := _converse(a, b)) is not None:
+        a, b = conversed
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
     if _blind_spot(a, b):
