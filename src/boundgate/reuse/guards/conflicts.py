@@ -242,10 +242,47 @@ def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
     return None
 
 
+def _bases(comparative: str) -> set[str]:
+    """What a comparative in "-er" may grade: "denser" dense, "healthier" healthy, "bigger"
+    big, "safer" safe, "older" old (one of them is the adjective; the rest are no word)."""
+    if not comparative.endswith("er") or len(comparative) < 5:
+        return set()
+    stem_ = comparative[:-2]
+    bases = {stem_, comparative[:-1]}
+    if stem_.endswith("i"):
+        bases.add(stem_[:-1] + "y")
+    if len(stem_) > 2 and stem_[-1] == stem_[-2]:
+        bases.add(stem_[:-1])
+    return bases
+
+
+def _less_of_er(wa: list[str], wb: list[str]) -> bool:
+    """One side says "less X" where the other says X's "-er", the rest the same words ("Is
+    water denser than oil?" / "Is water less dense than oil?": no listed opposite, so the
+    polarity guard let it through)."""
+    for one, other in ((wa, wb), (wb, wa)):
+        if len(other) != len(one) + 1:
+            continue
+        for i, word in enumerate(one):
+            if other[:i] != one[:i]:
+                break
+            if (
+                other[i] == "less"
+                and other[i + 2 :] == one[i + 1 :]
+                and other[i + 1] in _bases(word)
+            ):
+                return True
+    return False
+
+
 def _opposite_grades(x: list[str], y: list[str]) -> bool:
     """``x`` and ``y`` (a few words each) grade one scale the opposite ways: every polar pair
     they share (``Features.polar``) has other sides ("bigger" / "smaller", "more expensive" /
-    "cheaper", "greater" / "less")."""
+    "cheaper", "greater" / "less"), or one is an adjective's "-er" and the other "less" of
+    it ("denser" / "less dense", "healthier" / "less healthy")."""
+    for one, other in ((x, y), (y, x)):
+        if len(one) == 1 and len(other) == 2 and other[0] == "less":
+            return other[1] in _bases(one[0])
     px = {p.split("#")[0]: p for p in features(" ".join(x)).polar}
     py = {p.split("#")[0]: p for p in features(" ".join(y)).polar}
     shared = px.keys() & py.keys()
@@ -406,6 +443,8 @@ def compare(a: str, b: str) -> Comparison:
             conflicts.append("polarity")
             break
     if flips.paired and "polarity" not in conflicts:
+        conflicts.append("polarity")
+    if "polarity" not in conflicts and _less_of_er(fa.words, fb.words):
         conflicts.append("polarity")
     symbols = bool(fa.symbols and fb.symbols and fa.symbols != fb.symbols)
     if (symbols or _literals_differ(fa, fb)) and "literal" not in conflicts:
