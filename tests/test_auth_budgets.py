@@ -382,6 +382,12 @@ def test_metrics_can_require_a_bearer_token(
         assert_error(live.http.get("/metrics", headers={"Authorization": "Bearer nope"}), 401)
         ok = live.http.get("/metrics", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and "boundgate_" in ok.text
+        # the scheme's name in any case, as /v1 takes it (a trial); a 401 names the scheme
+        ok = live.http.get("/metrics", headers={"Authorization": "bearer s3cret"})
+        assert ok.status_code == 200
+        denied = live.http.get("/metrics", headers={"Authorization": "Basic s3cret"})
+        assert_error(denied, 401)
+        assert denied.headers["www-authenticate"].startswith("Bearer")
         live.http.close()
     monkeypatch.delenv("BG_METRICS_TOKEN")
     with pytest.raises(ConfigError, match="metrics_token_env"):

@@ -62,6 +62,9 @@ params_b = 8
         ("[models.x]\nbackend = 'gpu-magic'\n", "models.x.backend"),
         ("[limits]\nqueue_size = -1\n", "limits.queue_size"),
         ("[server\nport=1", "not valid TOML"),
+        # a trial: these started serving and then ended in a traceback
+        ("[server]\nlog_level = 'loud'\n", "server.log_level"),
+        ("[energy]\ncpu_watts_per_core_low = 10\ncpu_watts_per_core_high = 1\n", "energy.cpu"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> None:
@@ -134,6 +137,25 @@ def test_serve_refuses_a_model_named_as_a_reserved_id_in_one_message(tmp_path: P
     assert r.returncode == 2, r.stderr
     assert "models.auto:fast: 'auto:fast' starts with 'auto:'" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow  # a CLI process
+def test_serve_refuses_a_meter_it_cannot_read_in_one_message(tmp_path: Path) -> None:
+    """``energy.method`` forcing RAPL where no counters are readable: one line and exit 2, as
+    for any other setting (a trial got a traceback)."""
+    bad = write_config(
+        tmp_path / "bad.toml",
+        f'[energy]\nmethod = "rapl"\nrapl_root = "{tmp_path / "none"}"\n[models.fake]\n{FAKE}',
+    )
+    r = serve_refused(bad, tmp_path / "d")
+    assert r.returncode == 2, r.stderr
+    assert "energy.method = 'rapl' but no readable RAPL counters" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_log_level_is_read_in_any_case(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", "[server]\nlog_level = 'WARNING'\n")
+    assert load_settings(cfg).server.log_level == "warning"
 
 
 @pytest.mark.slow  # a CLI process

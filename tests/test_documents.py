@@ -134,6 +134,7 @@ def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> N
     assert len(export.read_text().splitlines()) == 1
     res = runner.invoke(cli, ["docs", "list", *a])
     assert doc_id in res.output
+    assert Q in res.output  # whole when not on a terminal (a trial: cut at 40 characters)
 
     b = ["--data-dir", str(tmp_path / "b" / "data")]
     pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)

@@ -17,7 +17,7 @@ from boundgate.energy import (
     carbon_g,
     local_meter,
 )
-from boundgate.settings import EnergySettings
+from boundgate.settings import ConfigError, EnergySettings
 
 WORK = Work(backend_kind="llama_cpp", params_b=0.135, completion_tokens=10, memory_gb=0.1)
 
@@ -54,7 +54,7 @@ def test_unreadable_rapl_falls_back_to_labelled_estimate(tmp_path: Path) -> None
     assert not RaplMeter.available(tmp_path / "missing")
     meter = local_meter(EnergySettings(rapl_root=tmp_path / "missing"))
     assert isinstance(meter, CpuTimeEstimateMeter) and meter.name == "estimate"
-    with pytest.raises(RuntimeError, match="rapl"):
+    with pytest.raises(ConfigError, match="rapl"):
         local_meter(EnergySettings(method="rapl", rapl_root=tmp_path / "missing"))
 
 

@@ -121,6 +121,10 @@ class AuthenticationError(BoundgateError):
     type = "authentication_error"
     default_code: str | None = ErrorCode.INVALID_API_KEY
 
+    def headers(self) -> dict[str, str]:
+        # a 401 names the scheme that would succeed (RFC 9110 §11.6.1)
+        return {**super().headers(), "WWW-Authenticate": 'Bearer realm="boundgate"'}
+
 
 class PermissionDeniedError(BoundgateError):
     status_code = 403

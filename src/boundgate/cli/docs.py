@@ -329,7 +329,12 @@ def docs_list(
     table = Table()
     table.add_column("id", no_wrap=True, min_width=28)
     table.add_column("state", no_wrap=True)
-    table.add_column("question", overflow="ellipsis", no_wrap=True, max_width=40)
+    # cut to fit a terminal only: piped or redirected, every question is whole
+    # (docs/observability.md, Output)
+    terminal = out.is_terminal
+    table.add_column(
+        "question", overflow="ellipsis", no_wrap=True, max_width=40 if terminal else None
+    )
     for name in ("model", "askers", "created"):
         table.add_column(name)
     for r in rows:
@@ -337,7 +342,7 @@ def docs_list(
         table.add_row(
             r.id,
             r.state,
-            str(body.get("name", ""))[:60],
+            str(body.get("name", "")),
             r.model,
             str(body.get("bg:askerCount", "")),
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(r.created)),

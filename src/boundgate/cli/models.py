@@ -252,6 +252,7 @@ def profile(
     The profiles are stored; upstream models show the per-token estimate they are metered
     with."""
     from ..profiles import profile_dict
+    from ..settings import ConfigError
     from . import _settings, err, opened_store, out, store_missing, store_named, warn_new_store
 
     settings = _settings(config, data_dir=data_dir)
@@ -263,16 +264,20 @@ def profile(
     with opened_store(settings) as store:
         if created:  # profiles no server reads (a mistyped --data-dir), as keys create warns
             warn_new_store(store_named(settings), "this command", "profile a server's models")
-        measured, estimated = asyncio.run(
-            _profile_all(
-                settings,
-                store,
-                names,
-                runs=runs,
-                prompt_tokens=prompt_tokens,
-                output_tokens=output_tokens,
+        try:
+            measured, estimated = asyncio.run(
+                _profile_all(
+                    settings,
+                    store,
+                    names,
+                    runs=runs,
+                    prompt_tokens=prompt_tokens,
+                    output_tokens=output_tokens,
+                )
             )
-        )
+        except ConfigError as exc:  # energy.method forcing a meter this host cannot read
+            err.print(f"error: {exc}", highlight=False)
+            raise typer.Exit(2) from None
     table = Table(
         "id",
         "method",

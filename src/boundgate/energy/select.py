@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..settings import EnergySettings
+from ..settings import ConfigError, EnergySettings
 from .base import Meter
 from .estimate import CpuTimeEstimateMeter, TokenEstimateMeter
 from .nvml import NvmlMeter
@@ -14,19 +14,18 @@ def local_meter(settings: EnergySettings) -> Meter:
     by the ``[energy]`` section.
 
     ``energy.method`` forces one; forcing a counter that can't be read is an error, not a silent
-    fallback, because the method shown to users must be the one used.
+    fallback, because the method shown to users must be the one used (``ConfigError``, which
+    ``serve`` reports in one line with exit status 2).
     """
     method, rapl_root, pue = settings.method, settings.rapl_root, settings.pue
     if method in ("auto", "rapl") and RaplMeter.available(rapl_root):
         return RaplMeter(rapl_root, pue=pue)
     if method == "rapl":
-        raise RuntimeError(
-            f"energy.method = 'rapl' but no readable RAPL counters under {rapl_root}"
-        )
+        raise ConfigError(f"energy.method = 'rapl' but no readable RAPL counters under {rapl_root}")
     if method in ("auto", "nvml") and NvmlMeter.available():
         return NvmlMeter(pue=pue)
     if method == "nvml":
-        raise RuntimeError("energy.method = 'nvml' but NVML is not available (install [gpu])")
+        raise ConfigError("energy.method = 'nvml' but NVML is not available (install [gpu])")
     return CpuTimeEstimateMeter(
         watts_per_core=settings.cpu_watts_per_core,
         watts_per_core_low=settings.cpu_watts_per_core_low,

@@ -45,7 +45,15 @@ class ServerSettings(_Section):
         description="Largest accepted file upload (`POST /v1/files`, a batch's input; "
         "OpenAI's limit for batch files is 200 MB); larger gets 413.",
     )
-    log_level: str = Field("info", description="uvicorn log level.")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="uvicorn log level (any case)."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     workers: int = Field(
         1,
         ge=1,
@@ -196,6 +204,20 @@ class EnergySettings(_Section):
     method: Literal["auto", "rapl", "nvml", "estimate"] = Field(
         "auto", description="Force a meter for local models; auto = RAPL, NVML, estimate."
     )
+
+    @model_validator(mode="after")
+    def _check_range(self) -> EnergySettings:
+        low, mid, high = (
+            self.cpu_watts_per_core_low,
+            self.cpu_watts_per_core,
+            self.cpu_watts_per_core_high,
+        )
+        if not low <= mid <= high:
+            raise ValueError(
+                "energy.cpu_watts_per_core_low <= energy.cpu_watts_per_core <= "
+                f"energy.cpu_watts_per_core_high must hold (got {low} / {mid} / {high})"
+            )
+        return self
 
 
 class CreativitySettings(_Section):

@@ -167,8 +167,11 @@ async def metrics(request: Request) -> Response:
     ``Authorization: Bearer <token>`` (401 otherwise)."""
     token = getattr(request.app.state, "metrics_token", None)
     if token:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        # the scheme's name is case-insensitive (RFC 9110 §11.1), as on /v1
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
             raise AuthenticationError(
                 "/metrics needs the bearer token named by server.metrics_token_env",
                 code=ErrorCode.INVALID_METRICS_TOKEN,
