@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from helpers import Live, arun, assert_error
+from boundgate.assembly import build_app
+from boundgate.testing import ThreadedServer
+from helpers import Live, arun, assert_error, fake_settings
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -633,3 +635,18 @@ def test_a_body_that_starts_with_a_byte_order_mark_is_read(fake_live: Live, path
     )
     err = assert_error(r, 400, code="invalid_json")
     assert "BOM" not in err["message"] and "utf-8-sig" not in err["message"], err
+
+
+def test_a_store_that_cannot_be_reached_gets_an_openai_shaped_500(tmp_path: Path) -> None:
+    """The store gone (PostgreSQL stopped, in a trial): the request fails, and so does
+    ledgering its error; the answer is still the JSON error of OpenAI's shape, not the
+    framework's plain-text 500."""
+    app = build_app(fake_settings(tmp_path))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        app.state.gateway.store.close()
+        body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert_error(r, 500)
+        assert r.json()["error"]["code"] == "internal_error"
+        live.http.close()

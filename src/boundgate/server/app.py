@@ -255,7 +255,12 @@ def create_app(
     app.state.metrics_token = metrics_token
 
     async def record(request: Request, err: BoundgateError) -> None:
-        if request.url.path in GENERATION_PATHS and not err.recorded:
+        """Ledger a refused generation request. A store that cannot be reached (PostgreSQL
+        down) is logged, and the error is still answered in OpenAI's shape: a trial got a
+        plain-text 500 from the handler's own failure."""
+        if request.url.path not in GENERATION_PATHS or err.recorded:
+            return
+        try:
             ctx = getattr(request.state, "ctx", None)
             if ctx is None:
                 from ..tenants import OPEN_TENANT
@@ -267,6 +272,8 @@ def create_app(
                     ctx.tenant = UNAUTHENTICATED
                 request.state.ctx = ctx
             await gateway.record_error(ctx, err)
+        except Exception:
+            log.exception("could not ledger the error of %s %s", request.method, request.url.path)
 
     @app.exception_handler(BoundgateError)
     async def on_boundgate_error(request: Request, err: BoundgateError) -> JSONResponse:
