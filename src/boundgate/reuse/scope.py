@@ -391,14 +391,12 @@ def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> 
     return completion_tokens < max_tokens
 
 
-def _nothing_to_match(query: str, *, verbatim: bool) -> bool:
+def _nothing_to_match(query: str, form: str) -> bool:
     """A question with nothing to match: blank, or only format characters (a byte-order mark,
-    a zero-width space: a trial's "\\ufeff\\ufeff" was stored), or a chat question whose exact
-    form is empty ("?" and "..." would share one answer). "" and " " are not one question, nor
-    any other."""
-    if all(c.isspace() or unicodedata.category(c) == "Cf" for c in query):
-        return True
-    return not verbatim and not canonical_query(query)
+    a zero-width space: a trial's "\\ufeff\\ufeff" was stored), or one whose exact form
+    (``form``, its ``canonical_query``) is empty ("?" and "..." would share one answer). ""
+    and " " are not one question, nor any other."""
+    return not form or all(c.isspace() or unicodedata.category(c) == "Cf" for c in query)
 
 
 def reuse_key(
@@ -420,7 +418,8 @@ def reuse_key(
         query = req.prompt
         context = []
     verbatim = req.messages is None
-    if _nothing_to_match(query, verbatim=verbatim):
+    form = canonical_query(query, verbatim=verbatim)
+    if _nothing_to_match(query, form):
         return None
     params = {k: v for k, v in sorted(req.passthrough.items()) if _shaping(k, v)}
     greedy = req.temperature == 0
@@ -452,7 +451,7 @@ def reuse_key(
     }
     scope_doc = _jcs_safe(scope_doc)  # as documents will carry it (signed in JCS)
     scope = scope_hash(tenant, scope_doc)
-    exact = exact_hash(scope, query, verbatim=verbatim)
+    exact = _exact_of(scope, form)
     return ReuseKey(scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=greedy)
 
 
@@ -468,4 +467,8 @@ def scope_hash(tenant: str, scope_doc: dict[str, Any]) -> str:
 
 def exact_hash(scope: str, query: str, *, verbatim: bool = False) -> str:
     """The exact key: SHA-256 hex of the scope and the question's ``canonical_query``."""
-    return _sha(scope + "\n" + canonical_query(query, verbatim=verbatim))
+    return _exact_of(scope, canonical_query(query, verbatim=verbatim))
+
+
+def _exact_of(scope: str, form: str) -> str:
+    return _sha(scope + "\n" + form)

@@ -296,7 +296,7 @@ def _converse(a: str, b: str) -> tuple[str, str] | None:
     expensive than Berlin?" / "Is Berlin cheaper than Paris?"). Either change alone still
     asks the opposite (the order and polarity guards). Both sides are then given as ``a``'s
     words (each keeps its "?", for the mood guard). None when it is not one."""
-    wa, wb = words(a), words(b)
+    wa, wb = features(a).words, features(b).words  # cached: compare reads them next
     if wa.count("than") != 1 or wb.count("than") != 1:
         return None
     ka, kb = wa.index("than"), wb.index("than")
@@ -318,9 +318,8 @@ def _converse(a: str, b: str) -> tuple[str, str] | None:
                 ca, cb = ra[: len(ra) - m], rb[: len(rb) - m]
                 if 0 < len(ca) <= 3 and 0 < len(cb) <= 3 and _opposite_grades(ca, cb):
                     said = " ".join(wa)  # b turned round says a's words
-                    return said + "?" * a.rstrip().endswith("?"), said + "?" * b.rstrip().endswith(
-                        "?"
-                    )
+                    asked_a, asked_b = (t.rstrip().endswith("?") for t in (a, b))
+                    return said + "?" * asked_a, said + "?" * asked_b
     return None
 
 
