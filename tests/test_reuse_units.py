@@ -398,6 +398,11 @@ def test_engine_never_serves_across_scopes(
             "summarize the french revolution in detail",
             "contrast",
         ),
+        # powers, products and versions glued or in words
+        ("What is 9 squared?", "What is 9 cubed?", "number"),
+        ("how many tiles for a 10x10 floor", "how many tiles for a 12x12 floor", "number"),
+        ("Is the PS4 backward compatible?", "Is the PS5 backward compatible?", "number"),
+        ("What is 5 factorial?", "What is 5 squared?", "number"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -523,6 +528,14 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("I am vegetarian. What should I eat?", "What should I eat? I am vegetarian."),
         ("I need a new job. What should I do?", "I needed a new job. What should I do?"),
         ("What are ribosomes? What is their main job?", "What are ribosomes? What do they do?"),
+        # a number glued, a power in words, a factorial in words, a name written apart
+        ("What is 6 times 9?", "6x9"),
+        ("integral of x cubed", "integral of x^3"),
+        ("How do I fill out a W-4?", "how to fill out a w4"),
+        ("how to enable bluetooth on windows 11", "turn on bluetooth win11"),
+        ("factorial of 6", "what is 6!"),
+        ("fix a StackOverflowError in Java", "how to fix a stack overflow error in java"),
+        ("gr8 books 4 teens", "Great books for teens"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

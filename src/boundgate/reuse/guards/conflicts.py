@@ -19,7 +19,7 @@ from .lexicon import (
     stem,
     words,
 )
-from .literals import _FACTORIAL, _blind_spot, _literals_differ
+from .literals import _blind_spot, _literals_differ, factorials
 from .order import (
     _agent_made_object,
     _blocks_exchanged,
@@ -397,6 +397,22 @@ def _scale_glued(fa: Features, fb: Features) -> bool:
     return False
 
 
+SPELLED_APART_WORDS = 4  # _not_spelled_apart: the most words a name is written apart in
+
+
+def _not_spelled_apart(names: frozenset[str], g: Features) -> frozenset[str]:
+    """The ``names`` (stems) that the other side ``g`` does not write as words apart: a name
+    written as one word is the same name in two to four words ("NullPointerException" /
+    "null pointer exceptions", "YouTube" / "you tube")."""
+    w = g.words
+    apart = {
+        stem("".join(w[i:j]))
+        for i in range(len(w))
+        for j in range(i + 2, min(i + SPELLED_APART_WORDS, len(w)) + 1)
+    }
+    return names - apart
+
+
 def _numbers_differ(fa: Features, fb: Features) -> bool:
     """The two questions name other numbers, except a "1" of a unit on one side alone ("1
     cup", "1 km"): one of a unit is what "a cup", "one cup" and "cups in a quart" say without a
@@ -428,7 +444,7 @@ def compare(a: str, b: str) -> Comparison:
     flips = _affix_flips(fa, fb)
     if fa.negations + flips.negated_a != fb.negations + flips.negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
-    if _numbers_differ(fa, fb) or set(_FACTORIAL.findall(a)) != set(_FACTORIAL.findall(b)):
+    if _numbers_differ(fa, fb) or factorials(a) != factorials(b):
         conflicts.append("number")
     if fa.dates != fb.dates:
         conflicts.append("date")
@@ -488,6 +504,8 @@ def compare(a: str, b: str) -> Comparison:
     if _measure_conflict(fa, fb) and "unit" not in conflicts:
         conflicts.append("unit")  # a conversion the other way round
     names_a, names_b = fa.names - fb.content, fb.names - fa.content
+    if names_a and names_b:
+        names_a, names_b = _not_spelled_apart(names_a, fb), _not_spelled_apart(names_b, fa)
     if (
         (names_a and names_b)
         or _other_one_asked(fa, fb)

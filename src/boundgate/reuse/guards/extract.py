@@ -174,6 +174,9 @@ def _number(tok: str) -> str | None:
 
 
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_TIMES_GLUED = re.compile(r"(\d+)x(\d+)")
+_POWERS = {"squared": "2", "cubed": "3"}
+_TEXTSPEAK = frozenset(_LISTS["textspeak_glued"])
 
 
 def _roman(n: int) -> str:
@@ -320,6 +323,12 @@ def features(text: str) -> Features:
             listed = [_number(x) for x in t.split(",") if x]
             numbers.update(x for x in listed if x is not None)  # "1,2,3" is 1, 2 and 3
             continue
+        if n is None and (times := _TIMES_GLUED.fullmatch(t)):
+            numbers.update(times.groups())  # "7x8" is 7 times 8, "1920x1080" both sides
+            number_order.extend(times.groups())
+            continue
+        if n is None and t in _POWERS and i and (_number(toks[i - 1]) or len(toks[i - 1]) == 1):
+            n = _POWERS[t]  # "x squared" is "x^2", "5 cubed" "5^3"
         if n is None and (glued := _GLUED.fullmatch(t)):
             value, letters = (glued[1], glued[2]) if glued[1] else (glued[4], glued[3])
             if len(letters) > 1 and letters in UNITS:  # "16gb" is "16 gb", "rs500" "500 rs"
@@ -334,6 +343,8 @@ def features(text: str) -> Features:
                 n = _number(value)  # "50mbps" is "50 mbps": a unit we do not list
             elif glued[1]:
                 numbers.add(t)  # "4g" / "5g", "401k" / "403b", "3d" / "2d"
+            elif t not in _TEXTSPEAK:
+                n = _number(value)  # "w2" is "W-2", "win10" "windows 10", "ps4" / "ps5"
         if n is not None and i + 1 < len(toks):
             n = _compound(t, toks[i + 1]) or n
         if n is not None:

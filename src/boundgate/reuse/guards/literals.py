@@ -139,7 +139,13 @@ def _operand(word: str) -> bool:
     return bool(w) and (w.replace(".", "", 1).isdigit() or (len(w) == 1 and w.isalpha()))
 
 
-_FACTORIAL = re.compile(r"\d+!(?!=)")
+_FACTORIAL = re.compile(r"(\d+)!(?!=)|\bfactorial\s+of\s+(\d+)\b|\b(\d+)\s+factorial\b", re.I)
+
+
+def factorials(text: str) -> frozenset[str]:
+    """The numbers whose factorial ``text`` asks for, however written: "5!", "factorial of
+    5", "5 factorial" (a trial's "factorial of 5" / "what's 5!" was vetoed as numbers apart)."""
+    return frozenset(next(g for g in m.groups() if g) for m in _FACTORIAL.finditer(text))
 
 
 _SPACES = re.compile(r"\s+")
