@@ -286,7 +286,7 @@ def main() -> None:
     results: list[Result] = []
     if args.windows:  # only the lookup windows of h(t)
         for spec in args.windows.split(";"):
-            windows = tuple(int(w) for w in spec.split(","))
+            windows = [int(w) for w in spec.split(",")]
             rng = random.Random(args.seed)
             v = Verifier(ReuseSettings(lookup_windows=windows), rng=rng, scorer=DensityScorer())
             results.append(run(f"verifier, density scorer, lookup windows {spec}", Gateway(v)))

@@ -74,6 +74,95 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> Non
     assert needle in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # a trial's finding: pydantic's lax mode read `true` as 1 and bound port 1
+        ("[server]\nport = true\n", "server.port: Input should be a valid integer (got true)"),
+        (
+            '[limits]\nrpm = "60"\n',
+            'limits.rpm: Input should be a valid integer (got "60": write a number without',
+        ),
+        ("[limits]\nrpm = true\n", "limits.rpm: Input should be a valid integer (got true)"),
+        ("[energy]\npue = false\n", "energy.pue: Input should be a valid number (got false)"),
+        ('[scheduler]\nprice_weight = "0.5"\n', "scheduler.price_weight: Input should be a"),
+        ("[models.x]\nbackend = 'fake'\nparams_b = true\n", "models.x.params_b: Input should"),
+        ("[models.x]\nbackend = 'fake'\nn_threads = '2'\n", "models.x.n_threads: Input should"),
+        ("[reasoning]\neffort_tokens = {low = true}\n", "reasoning.effort_tokens.low: Input"),
+        ("[reuse]\nlookup_windows = [10, '20']\n", "reuse.lookup_windows.1: Input should"),
+        ("[routing]\nlogprob_thresholds = {x = '-1'}\n", "routing.logprob_thresholds.x: Inp"),
+        ('[reuse]\nenabled = "no"\n', 'reuse.enabled: Input should be a valid boolean (got "no"'),
+        ("[reuse]\nenabled = 0\n", "reuse.enabled: Input should be a valid boolean (got 0)"),
+        ('[reuse]\nenabled = "false"\n', '(got "false": write true or false without quotes)'),
+    ],
+)
+def test_a_config_file_value_of_another_type_is_refused(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    """TOML has numbers and booleans of its own: a boolean or a quoted number where a number
+    is expected (or a string or number for a boolean) is a mistake, refused naming the
+    setting, not read as pydantic's lax mode reads it (``true`` as port 1)."""
+    cfg = write_config(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert says in str(info.value), str(info.value)
+    res = CliRunner().invoke(cli, ["settings", "--config", str(cfg)], env=NO_STORE_URL)
+    assert res.exit_code == 2, res.output
+    assert " ".join(res.output.split()).startswith(f"error: invalid configuration ({cfg}):")
+
+
+def test_numbers_and_booleans_are_read_from_text_only_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Environment variables are text: every kind of setting is still read from it (a
+    section's key, a model's, a table's value, a list's items, a section as JSON), and a
+    TOML integer is still a float setting's value."""
+    cfg = write_config(
+        tmp_path / "c.toml",
+        "[energy]\npue = 2\n[limits]\nreservation_lease_s = 5\n[models.smollm2-135m]\n"
+        "backend = 'llama_cpp'\ndefault = true\nparams_b = 1\n[models.tiny]\nbackend = 'fake'\n",
+    )
+    s = load_settings(cfg)
+    assert (s.energy.pue, s.limits.reservation_lease_s, s.models["smollm2-135m"].params_b) == (
+        2.0,
+        5.0,
+        1.0,
+    )
+    env = {
+        "BOUNDGATE_SERVER__PORT": "8081",
+        "BOUNDGATE_SERVER__ALLOW_OPEN_REMOTE": "true",
+        "BOUNDGATE_LIMITS__RESERVATION_LEASE_S": "7.5",
+        "BOUNDGATE_REUSE__ENABLED": "0",
+        "BOUNDGATE_MODELS__SMOLLM2_135M__N_THREADS": "3",
+        "BOUNDGATE_MODELS__SMOLLM2_135M__PARAMS_B": "0.135",
+        "BOUNDGATE_REASONING__EFFORT_TOKENS__LOW": "10",
+        "BOUNDGATE_ROUTING__LOGPROB_THRESHOLDS__TINY": "-1.5",
+        "BOUNDGATE_ROUTING__POLICY__MATH__FIRST_RUNG": "0",
+        "BOUNDGATE_REUSE__LOOKUP_WINDOWS": "10,20",
+        "BOUNDGATE_GRID": '{"refresh_s": 60}',
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings(cfg)
+    m = s.models["smollm2-135m"]
+    assert (s.server.port, s.server.allow_open_remote, s.reuse.enabled) == (8081, True, False)
+    assert (s.limits.reservation_lease_s, s.energy.pue, m.n_threads, m.params_b) == (
+        7.5,
+        2.0,
+        3,
+        0.135,
+    )
+    assert s.reasoning.effort_tokens["low"] == 10
+    assert s.routing.logprob_thresholds == {"tiny": -1.5}
+    assert s.routing.policy["math"].first_rung == 0 and s.reuse.lookup_windows == [10, 20]
+    assert s.grid.refresh_s == 60.0
+    monkeypatch.setenv("BOUNDGATE_SERVER__PORT", "true")  # a word is no port here either
+    with pytest.raises(
+        ConfigError, match=r"server\.port: Input should be a valid integer \(got \"true\"\)"
+    ):
+        load_settings(cfg)
+
+
 FAKE = 'backend = "fake"\n'
 
 

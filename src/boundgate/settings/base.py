@@ -1,6 +1,7 @@
-"""What every section model shares: unknown keys are errors, renamed keys stay accepted;
-list settings read from one string (``ListSetting``); the environment prefix, the packaged
-default model's name and the embeddings model's id."""
+"""What every section model shares: unknown keys are errors, values are of their setting's
+type (strict), renamed keys stay accepted; list settings read from one string
+(``ListSetting``); the environment prefix, the packaged default model's name and the
+embeddings model's id."""
 
 from __future__ import annotations
 
@@ -50,7 +51,12 @@ ListSetting = Annotated[list[T], NoDecode, BeforeValidator(list_from_text)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Strict: TOML has integers, floats and booleans of its own, so a boolean or a quoted
+    # number where a number is expected (``port = true``, ``rpm = "60"``) is a mistake, which
+    # lax mode would read (``true`` as port 1). An integer is still a float setting's value;
+    # a path is text (its fields say ``strict=False``). Environment variables are text: the
+    # environment source reads them into their setting's type first (``loading._EnvSource``).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
     # renamed settings: old name → new name. Old names stay accepted (files and env); when
     # both are given the new name wins.

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import (
     BaseModel,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -23,11 +24,12 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from .base import DEFAULT_MODEL_NAME, EMBEDDING_MODEL, ENV_PREFIX
+from .base import DEFAULT_MODEL_NAME, EMBEDDING_MODEL, ENV_PREFIX, _Section, list_from_text
 from .reuse import ReuseSettings
 from .routing import (
     TASK_NAMES,
@@ -54,7 +56,39 @@ class _EnvSource(EnvSettingsSource):
     """pydantic-settings' environment source, naming the variable it could not read: a table
     (a section, ``models``, ``routing.ladders``…) given as one variable is decoded as JSON,
     and its own error names only the section (``error parsing value for field "routing"``),
-    after a traceback. List settings take comma-separated items too (``ListSetting``)."""
+    after a traceback. List settings take comma-separated items too (``ListSetting``).
+
+    The settings are strict (``base._Section``), and an environment variable is text: for
+    strict settings pydantic-settings reads each variable into its field's type before
+    validation, as lax mode reads text (``BOUNDGATE_SERVER__PORT=8081`` is 8081, ``…=true``
+    stays text and is refused). ``_coerce_env_val_strict`` (the hook it does it in) does it
+    too for a table's values (``BOUNDGATE_REASONING__EFFORT_TOKENS__LOW=10``), a list's
+    comma-separated items and a renamed key's old name (``next_field``), which it passed on
+    as text, and never reads text as JSON first (``true``: 1)."""
+
+    def next_field(
+        self, field: FieldInfo | Any | None, key: str, case_sensitive: bool | None = None
+    ) -> FieldInfo | None:
+        # a renamed key's old name is its new key's field (``_Section.renamed``)
+        found = super().next_field(field, key, case_sensitive)
+        section = field.annotation if isinstance(field, FieldInfo) else field
+        if found is None and isinstance(section, type) and issubclass(section, _Section):
+            new = section.renamed.get(key.lower())
+            return section.model_fields[new] if new else None
+        return found
+
+    def _coerce_env_val_strict(self, field: FieldInfo | None, value: Any) -> Any:
+        # pydantic-settings' own falls back to JSON, then reads that laxly: "true" was port 1
+        if not isinstance(value, str) or field is None:
+            return value
+        if not isinstance(field, FieldInfo):  # a table's value type, e.g. int
+            return _typed(field, value)
+        if NoDecode in field.metadata:  # a list setting: JSON or comma-separated items
+            try:
+                return _typed(field.annotation, list_from_text(value))
+            except ValueError:  # not JSON: validation says so, naming the setting
+                return value
+        return _typed(field.annotation, value)
 
     def prepare_field_value(
         self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
@@ -82,6 +116,16 @@ class _EnvSource(EnvSettingsSource):
         return False
 
 
+def _typed(annotation: Any, value: Any) -> Any:
+    """``value`` (an environment variable's text) read as ``annotation`` as pydantic's lax
+    mode reads text, or as it is when it cannot be: validation then refuses it, naming the
+    setting."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        return value
+
+
 def _spelled(name: str) -> str:
     """An environment variable's name as it is spelled in the environment (pydantic-settings
     matches them without case)."""
@@ -94,6 +138,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_assignment=True,
+        strict=True,  # base._Section says why; _EnvSource reads the environment's text
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -272,6 +317,27 @@ class ConfigError(Exception):
     """A configuration problem, with the offending key named in the message."""
 
 
+# strict mode's errors for a value of another type (a boolean for a number…), which say
+# what was expected and not what was given
+_TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type"}
+
+
+def _given(value: Any, error: str) -> str:
+    """A value of the wrong type as the config file spells it (``true``, ``"60"``), and, for a
+    quoted number or boolean where one is expected, how to write it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str):
+        return repr(value)
+    hint = ""
+    number = re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value)
+    if error in ("int_type", "float_type") and number:
+        hint = ": write a number without quotes"
+    elif error == "bool_type" and value.strip().lower() in ("true", "false"):
+        hint = ": write true or false without quotes"
+    return json.dumps(value) + hint
+
+
 def _format_validation_error(err: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for e in err.errors():
@@ -279,6 +345,8 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
+            msg += f" (got {_given(e['input'], e['type'])})"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 

@@ -66,7 +66,9 @@ class ModelSettings(_Section):
     )
     default: bool = Field(False, description="Serve this model when a request names none.")
     path: Path | None = Field(
-        None, description="llama_cpp: gguf file; defaults to the packaged SmolLM2 model."
+        None,
+        strict=False,
+        description="llama_cpp: gguf file; defaults to the packaged SmolLM2 model.",
     )
     n_ctx: int = Field(2048, ge=64, description="llama_cpp: context window in tokens.")
     n_threads: int | None = Field(
@@ -222,6 +224,7 @@ class RoutingSettings(_Section):
     )
     refusal_patterns: Path | None = Field(
         None,
+        strict=False,
         description="A file of refusal regexes (one a line, `#` comments) instead of the "
         "bundled list.",
     )

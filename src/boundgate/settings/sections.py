@@ -18,7 +18,9 @@ from .base import ListSetting, _Section
 class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8080, ge=0, le=65535, description="Port to bind (0 = any free port).")
-    data_dir: Path = Field(Path(".boundgate"), description="Where the SQLite store and keys live.")
+    data_dir: Path = Field(
+        Path(".boundgate"), strict=False, description="Where the SQLite store and keys live."
+    )
     grid_zone: str = Field(
         "DE-LU", description="Grid zone for carbon figures; any zone with bundled data."
     )
@@ -199,7 +201,9 @@ class EnergySettings(_Section):
         1.2, ge=1.0, description="PUE assumed for upstream (remote) data centres."
     )
     rapl_root: Path = Field(
-        Path("/sys/class/powercap"), description="Where RAPL powercap counters are read."
+        Path("/sys/class/powercap"),
+        strict=False,
+        description="Where RAPL powercap counters are read.",
     )
     method: Literal["auto", "rapl", "nvml", "estimate"] = Field(
         "auto", description="Force a meter for local models; auto = RAPL, NVML, estimate."
@@ -272,6 +276,7 @@ class SchedulerSettings(_Section):
     )
     price_csv: Path | None = Field(
         None,
+        strict=False,
         description="Hourly price CSV (datetime_utc + price_column) to optimise price too.",
     )
     price_column: str = Field("usd_per_mwh", description="The price CSV's value column.")
