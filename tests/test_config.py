@@ -373,6 +373,52 @@ def test_every_list_setting_takes_commas_in_the_environment(
 
 
 @pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        # a trial's finding: ignored, while a misspelled key of a known section is refused
+        ("BOUNDGATE_LIMTS__RPM", "no section 'limts'; did you mean BOUNDGATE_LIMITS__RPM?"),
+        ("boundgate_Sever__port", "no section 'sever'; did you mean boundgate_SERVER__port?"),
+        (
+            "BOUNDGATE_MODEL__X__BACKEND",
+            "no section 'model'; did you mean BOUNDGATE_MODELS__X__BACKEND?",
+        ),
+        ("BOUNDGATE_QUUX__A", "no section 'quux' (sections: server, limits, store,"),
+    ],
+)
+def test_a_misspelled_section_in_the_environment_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, says: str
+) -> None:
+    monkeypatch.setenv(name, "5")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert f"invalid configuration (environment): {name}: {says}" in str(info.value)
+    assert "\n" not in str(info.value)
+    res = CliRunner().invoke(cli, ["settings"], env={**NO_STORE_URL, name: "5"})
+    assert res.exit_code == 2, res.output
+    assert " ".join(res.output.split()).startswith(
+        f"error: invalid configuration (environment): {name}:"
+    )
+
+
+def test_the_projects_other_variables_are_not_settings_and_not_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The variables the project reads besides settings (the config file, the CLI's API
+    key, a worker's settings, tests' and benchmarks' switches) are left alone."""
+    for name in (
+        "BOUNDGATE_API_KEY",
+        "BOUNDGATE_WORKER_PARENT",
+        "BOUNDGATE_TEST_POSTGRES",
+        "BOUNDGATE_BENCH_STORE_URL",
+        "BOUNDGATE_KEY",
+        "BOUNDGATE_PROMPT",
+    ):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("BOUNDGATE_LIMITS__RPM", "5")
+    assert load_settings(None).limits.rpm == 5
+
+
+@pytest.mark.parametrize(
     ("name", "value"),
     [
         ("BOUNDGATE_ROUTING__LADDERS", "small"),

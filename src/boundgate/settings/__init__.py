@@ -4,8 +4,10 @@ Sources, highest priority first: command-line flags (``serve --host/--port/--dat
 ``BOUNDGATE_*`` environment variables (nested keys joined with ``__``, e.g.
 ``BOUNDGATE_SERVER__PORT=9000`` or ``BOUNDGATE_MODELS__MY_UPSTREAM__BASE_URL=...``; a list as
 comma-separated items or a JSON array, a table as a JSON object), the TOML
-file named by ``--config`` or ``BOUNDGATE_CONFIG``, then the defaults below. Unknown keys are
-errors, so a typo in a config file fails at start instead of being silently ignored.
+file named by ``--config`` or ``BOUNDGATE_CONFIG``, then the defaults below. Unknown keys, a
+variable ``BOUNDGATE_<NAME>__…`` whose name is no section, and (in the file) a value of
+another type than its setting's are errors, so a typo fails at start instead of being
+silently ignored or read as something else.
 
 ``docs/configuration.md`` documents these fields; ``boundgate settings`` prints every one with
 its value and where that value came from.

@@ -3,6 +3,7 @@ environment and flags, and describing every value with its source."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -65,6 +66,36 @@ class _EnvSource(EnvSettingsSource):
     too for a table's values (``BOUNDGATE_REASONING__EFFORT_TOKENS__LOW=10``), a list's
     comma-separated items and a renamed key's old name (``next_field``), which it passed on
     as text, and never reads text as JSON first (``true``: 1)."""
+
+    def __call__(self) -> dict[str, Any]:
+        self._check_sections()
+        return super().__call__()
+
+    def _check_sections(self) -> None:
+        """Refuse a nested variable whose first part is no section
+        (``BOUNDGATE_LIMTS__RPM=5``): pydantic-settings reads only the variables of known
+        fields, so it was ignored, while a misspelled key of a known section is refused. Only
+        ``<prefix><name>__…`` is a setting's spelling: the project's other variables
+        (``BOUNDGATE_CONFIG``, ``BOUNDGATE_API_KEY``, ``BOUNDGATE_WORKER_SETTINGS``, tests'
+        ``BOUNDGATE_TEST_*``…) have no ``__`` and are left alone."""
+        sections = list(self.settings_cls.model_fields)
+        prefix = ENV_PREFIX.lower()
+        for name in sorted(self.env_vars):
+            if not name.lower().startswith(prefix) or "__" not in name[len(prefix) :]:
+                continue
+            spelled = _spelled(name)
+            section, _, rest = spelled[len(prefix) :].partition("__")
+            if section.lower() in sections:
+                continue
+            close = difflib.get_close_matches(section.lower(), sections, n=1)
+            if close:
+                fix = f"; did you mean {spelled[: len(prefix)]}{close[0].upper()}__{rest}?"
+            else:
+                fix = f" (sections: {', '.join(sections)})"
+            raise ConfigError(
+                f"invalid configuration (environment): {spelled}: no section "
+                f"{section.lower()!r}{fix}"
+            )
 
     def next_field(
         self, field: FieldInfo | Any | None, key: str, case_sensitive: bool | None = None
