@@ -76,6 +76,26 @@ def test_another_authorization_scheme_is_named_not_called_missing(
     assert live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=ok).is_success
 
 
+def test_a_key_sent_without_a_scheme_is_not_echoed_as_one(
+    keyed: tuple[Live, dict[str, str]],
+) -> None:
+    """`Authorization: <key>` (the scheme left out) was told "unsupported authorization
+    scheme 'bg-…'", the key's first 20 characters echoed as a scheme's name. A header of one
+    word is said to be one, none of it echoed; every 401 names Bearer."""
+    live, keys = keyed
+    bare = {"Authorization": keys["acme"]}
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=bare)
+    err = assert_error(r, 401)
+    assert keys["acme"][:6] not in err["message"], err
+    assert "is one word, not a scheme and a key" in err["message"]
+    assert "Authorization: Bearer <key>" in err["message"]
+    assert r.headers["www-authenticate"] == 'Bearer realm="boundgate"'
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=basic)
+    assert assert_error(r, 401)["message"].startswith("unsupported authorization scheme 'Basic'")
+    assert r.headers["www-authenticate"] == 'Bearer realm="boundgate"'
+
+
 def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[str, str]]) -> None:
     """A 401's ledger row said tenant "local", a name open mode gives real requests."""
     live, _ = keyed

@@ -427,7 +427,13 @@ async def authenticate(request: Request, store: Store) -> Tenant:
     if not await store.has_keys():
         return OPEN_TENANT
     header = request.headers.get("authorization", "").strip()
-    scheme, _, secret = header.partition(" ")
+    scheme, space, secret = header.partition(" ")
+    if header and not space and scheme.lower() != "bearer":
+        # one word: most likely the key itself, sent without its scheme (not echoed)
+        raise AuthenticationError(
+            "the Authorization header is one word, not a scheme and a key: send the API key "
+            "as 'Authorization: Bearer <key>'"
+        )
     if header and scheme.lower() != "bearer":
         raise AuthenticationError(
             f"unsupported authorization scheme {scheme[:20]!r}: send the API key as "
