@@ -219,11 +219,27 @@ def test_unknown_model_is_404(fake_live: Live) -> None:
     err = assert_error(r, 404, param="model", code="model_not_found")
     assert "fake" in err["message"]
     assert "auto, auto:default" in err["message"]  # the names routing accepts are listed too
-    # what GET /v1/models lists, all of it (the embeddings model was left out)
+    # what GET /v1/models lists, all of it (the embeddings model was left out), but the
+    # embeddings model not among the models a completion may name (a trial's finding): it
+    # is named apart, with its endpoint
     listed = [m["id"] for m in fake_live.http.get("/v1/models").json()["data"]]
-    assert "all-MiniLM-L6-v2" in listed
-    assert err["message"].endswith(f"; available: {', '.join(listed)}"), err["message"]
+    generating = [m for m in listed if m != "all-MiniLM-L6-v2"]
+    assert generating != listed
+    assert err["message"].endswith(
+        f"; available: {', '.join(generating)} (all-MiniLM-L6-v2 makes embeddings: POST "
+        "/v1/embeddings)"
+    ), err["message"]
     assert fake_live.ledger()[r.headers["x-request-id"]].error_code == "model_not_found"
+    for path, body in (
+        ("/v1/chat/completions", {"messages": MSG}),
+        ("/v1/completions", {"prompt": "hi"}),
+    ):
+        r = fake_live.http.post(path, json={**body, "model": "all-MiniLM-L6-v2"})
+        err = assert_error(r, 404, param="model", code="model_not_found")
+        assert err["message"] == (
+            "The model 'all-MiniLM-L6-v2' makes embeddings (POST /v1/embeddings) and does not "
+            f"generate text; available: {', '.join(generating)}"
+        )
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ def listed_models(
     """The model ids ``GET /v1/models`` lists, in its order: the configured ``models``, the
     names that route (``auto_names``: ``Router.model_names``), then ``EMBEDDING_MODEL`` when
     ``embeddings`` (reuse on). The one list: a 404 ``model_not_found`` names these as
-    available (``Gateway.model_ids``), and ``boundgate models`` lists them."""
+    available (``Gateway.model_ids``; the embeddings model apart, as no completion may name
+    it), and ``boundgate models`` lists them."""
     return [*models, *auto_names, *([EMBEDDING_MODEL] if embeddings else [])]
 
 

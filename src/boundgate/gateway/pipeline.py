@@ -139,27 +139,31 @@ class Gateway(Routing, Embedding):
             self.clock.monotonic(),
         )
 
-    def model_ids(self) -> list[str]:
+    def model_ids(self, *, embeddings: bool = True) -> list[str]:
         """The model ids ``GET /v1/models`` lists, in its order (``listed_models``): the
-        backends, ``auto`` and ``auto:<ladder>``, the embeddings model with reuse on."""
+        backends, ``auto`` and ``auto:<ladder>``, the embeddings model with reuse on (not
+        with ``embeddings=False``: the models that generate text)."""
         auto = self.router.model_names() if self.router is not None else []
-        return listed_models(self.backends, auto, embeddings=self.reuse is not None)
+        return listed_models(self.backends, auto, embeddings=embeddings and self.reuse is not None)
 
     def resolve(self, model: str | None) -> Backend:
         """The backend a request's ``model`` names (an alias, or None for the default).
-        Raises ``ModelNotFoundError`` (404, ``param: model``) naming what ``GET /v1/models``
-        lists as available."""
+        Raises ``ModelNotFoundError`` (404, ``param: model``) naming as available what
+        ``GET /v1/models`` lists that generates text, and the embeddings model apart, with
+        its endpoint: a completion naming it would be refused too."""
         name = model or self.default_model
         name = self.aliases.get(name, name)
         backend = self.backends.get(name)
         if backend is None:
-            known = ", ".join(self.model_ids())
-            if name == EMBEDDING_MODEL and self.reuse is not None:
+            known = ", ".join(self.model_ids(embeddings=False))
+            if self.reuse is not None and name == EMBEDDING_MODEL:
                 raise ModelNotFoundError(
                     f"The model '{model}' makes embeddings (POST /v1/embeddings) and does not "
                     f"generate text; available: {known}",
                     param="model",
                 )
+            if self.reuse is not None:
+                known += f" ({EMBEDDING_MODEL} makes embeddings: POST /v1/embeddings)"
             raise ModelNotFoundError(
                 f"The model '{model}' does not exist; available: {known}", param="model"
             )
