@@ -39,6 +39,7 @@ from boundgate.store import (
     SQLiteStore,
     Store,
     StoredEntry,
+    StoreUnavailableError,
     VariantRow,
 )
 
@@ -171,6 +172,14 @@ def test_a_write_after_close_raises(store: Store) -> None:
     store.close()
     with pytest.raises(RuntimeError):
         run(store.record(row(1)))
+
+
+def test_ping_answers_while_open_and_says_unavailable_once_closed(store: Store) -> None:
+    """``/readyz`` asks it; ``tests/test_store_outage.py`` stops the database under it."""
+    assert run(store.ping()) is None
+    store.close()
+    with pytest.raises(StoreUnavailableError):
+        run(store.ping())
 
 
 def test_open_is_idempotent(store: Store) -> None:

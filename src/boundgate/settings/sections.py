@@ -154,7 +154,12 @@ class StoreSettings(_Section):
         10, ge=1, description="Most PostgreSQL connections one gateway process opens."
     )
     connect_timeout_s: float = Field(
-        10.0, gt=0, description="How long start-up waits for PostgreSQL before failing."
+        5.0,
+        gt=0,
+        description="How long anything waits for a PostgreSQL connection: start-up before "
+        "failing, a request before it is answered 503 `store_unavailable` (with "
+        "`Retry-After`), `/readyz` before it answers 503. Also libpq's `connect_timeout` "
+        "(whole seconds, at least 1) of every connection.",
     )
     key_cache_s: float = Field(
         0.0,

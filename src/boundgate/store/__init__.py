@@ -16,6 +16,7 @@ from .protocols import (
     LimitStore,
     ProfileStore,
     Store,
+    StoreUnavailableError,
 )
 from .rows import (
     ApiKey,
@@ -77,6 +78,7 @@ __all__ = [
     "ReportRow",
     "SQLiteStore",
     "Store",
+    "StoreUnavailableError",
     "StoredEntry",
     "VariantRow",
 ]

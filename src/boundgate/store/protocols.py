@@ -23,6 +23,13 @@ whichever process recovers its note. Writes may be funnelled through one writer;
 run concurrently. The methods documented as atomic must stay correct with several gateway
 processes sharing one database (row locks or one write transaction, never read-then-write from
 the caller).
+
+Reachability: a store whose database cannot be reached (PostgreSQL stopped, the network cut)
+raises :class:`StoreUnavailableError` from any call, within a bound the store keeps
+(PostgreSQL: ``store.connect_timeout_s``), never after an open-ended wait; once the database is
+back, the next calls succeed (connections it broke are replaced, not handed out). Callers
+answer it as "try again later" (the server: 503 ``store_unavailable`` with ``Retry-After``);
+:meth:`Store.ping` asks for it alone (``/readyz``).
 """
 
 from __future__ import annotations
@@ -54,6 +61,13 @@ from .rows import (
     StoredEntry,
     VariantRow,
 )
+
+
+class StoreUnavailableError(Exception):
+    """The store's database cannot be reached now (see the module docstring): the call did
+    nothing that can be relied on, and the same call may succeed later. Not an error of the
+    request, so not one of ``errors.py``'s: the server turns it into 503 ``store_unavailable``
+    without trying to ledger it (the ledger is what cannot be reached)."""
 
 
 class LedgerStore(Protocol):
@@ -664,3 +678,8 @@ class Store(
 
     def close(self) -> None:
         """Flush pending writes and release connections; the store may be opened again."""
+
+    async def ping(self) -> None:
+        """Return once the database answered a trivial statement; raise
+        :class:`StoreUnavailableError` when it cannot be reached within the store's bound, or
+        the store is not open (readiness checks, ``/readyz``)."""

@@ -1,28 +1,47 @@
 """The PostgreSQL store's core: the pool on the store's own event-loop thread, migrations
 under an advisory lock, the change-log listener (LISTEN/NOTIFY) and the key-check cache
 it clears; the aggregates' mixins (the package's other modules) build on
-:class:`PostgresBase`."""
+:class:`PostgresBase`.
+
+The database going away (a trial stopped PostgreSQL under two replicas): every call gets its
+connection within ``connect_timeout_s`` or raises ``StoreUnavailableError`` (psycopg_pool's
+own default wait is 30 s, and a request that then failed waited as long again to ledger its
+error). A pooled connection is checked before it is handed out, so one the server closed
+while idle (a restart) is replaced instead of failing its request: with an empty statement
+(a round trip) when it was idle ``CHECK_IDLE_S`` or more, or when something arrived on its
+socket meanwhile (a server that shuts down says goodbye and closes its end, which shows
+there); one given back within that second with nothing arrived since is handed out as it
+is, so busy calls keep their round trips. The pool's reconnection attempts give up after
+``connect_timeout_s`` rather than backing off for minutes (1, 2, 4 … 128 s between attempts
+until 300 s, psycopg_pool's defaults), so once the database is back the next call connects
+at once instead of waiting for an attempt scheduled a minute later. Connections are made
+with libpq's ``connect_timeout`` too: a host that drops packets (no refusal) fails the
+attempt, not the pool.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import select
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
 from typing import Any, TypeVar
 
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection, OperationalError, sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..aggregate import (
     CHANGES_SQL,
     PRUNE_CHANGES_SQL,
     change_from,
 )
+from ..protocols import StoreUnavailableError
 from ..rows import ChangeRow
 
 log = logging.getLogger("boundgate.store")
@@ -34,6 +53,9 @@ _Conn = AsyncConnection[Any]
 # PostgreSQL keeps apart from the bigint one
 _MIGRATION_LOCK = 0x626F756E64676174  # "boundgat"
 _LOCK_ASKERS, _LOCK_NOVEL, _LOCK_VARIANTS = 1, 2, 3
+
+# a pooled connection idle this long (s) is checked before it is handed out (module docstring)
+CHECK_IDLE_S = 1.0
 
 
 def _q(column: str) -> str:
@@ -83,6 +105,35 @@ async def _rowcount(conn: _Conn, sql: str, params: Any = ()) -> int:
         return cur.rowcount
 
 
+async def _empty_statement(conn: _Conn) -> None:
+    await conn.execute("")
+
+
+def _quiet(conn: _Conn) -> bool:
+    """Whether nothing waits to be read on an idle connection's socket (without a round trip):
+    an idle connection is sent nothing, but by a server closing it (a shutdown's message, the
+    end of the stream, a reset)."""
+    try:
+        fd = conn.pgconn.socket
+    except OperationalError:  # closed or broken
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLIN | select.POLLPRI)
+    return not poll.poll(0)
+
+
+def _lost(conn: _Conn, exc: OperationalError) -> bool:
+    """Whether ``exc`` means the database went away (not that a statement failed): the
+    connection is broken, or the server said so (class 08, connection exception; 57P,
+    shutdown or not accepting connections)."""
+    return conn.broken or conn.closed or (exc.sqlstate or "").startswith(("08", "57P"))
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's message on one line (libpq's span several), or its type's name."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class PostgresBase:
     """Pool, lifecycle, the loop hop and the change-log listener: what every aggregate's
     methods run on."""
@@ -95,11 +146,13 @@ class PostgresBase:
         *,
         min_size: int = 1,
         max_size: int = 10,
-        connect_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
         key_cache_s: float = 0.0,
     ) -> None:
-        """``key_cache_s``: how long a key check may be trusted (``store.key_cache_s``; 0:
-        every check reads the key table)."""
+        """``connect_timeout_s``: how long opening the store, and then any call, waits for a
+        connection (``store.connect_timeout_s``) before failing (a call:
+        ``StoreUnavailableError``). ``key_cache_s``: how long a key check may be trusted
+        (``store.key_cache_s``; 0: every check reads the key table)."""
         self.url = url
         self.key_cache_s = key_cache_s
         self._min_size = min_size
@@ -108,6 +161,8 @@ class PostgresBase:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool: AsyncConnectionPool[_Conn] | None = None
+        # when each pooled connection was last given back (monotonic; on the store's loop)
+        self._last_used: weakref.WeakKeyDictionary[_Conn, float] = weakref.WeakKeyDictionary()
         self._has_keys = False
         # key checks (see the module docstring): read at (monotonic) → row, and when the key
         # table was last seen empty; dropped (and the generation bumped) when a key changes
@@ -142,17 +197,19 @@ class PostgresBase:
     async def _start(self) -> AsyncConnectionPool[_Conn]:
         # one direct connection first: a bad URL or a server that is down fails here, fast and
         # with libpq's own message (a pool would only time out)
-        probe = await AsyncConnection.connect(
-            self.url, connect_timeout=max(1, round(self._connect_timeout_s))
-        )
+        probe = await AsyncConnection.connect(self.url, connect_timeout=self._libpq_timeout)
         await probe.close()
         pool: AsyncConnectionPool[_Conn] = AsyncConnectionPool(
             self.url,
             min_size=self._min_size,
             max_size=self._max_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": self._libpq_timeout},
             open=False,
             name="boundgate-store",
+            # the outage's three bounds (the module docstring)
+            check=self._check_if_idle,
+            timeout=self._connect_timeout_s,
+            reconnect_timeout=self._connect_timeout_s,
         )
         await pool.open(wait=True, timeout=self._connect_timeout_s)
         try:
@@ -162,6 +219,11 @@ class PostgresBase:
             await pool.close()
             raise
         return pool
+
+    @property
+    def _libpq_timeout(self) -> int:
+        """libpq's ``connect_timeout``: whole seconds, at least 1 (0 would mean none)."""
+        return max(1, round(self._connect_timeout_s))
 
     async def _migrate(self, conn: _Conn) -> None:
         async with conn.transaction():
@@ -197,19 +259,52 @@ class PostgresBase:
     # --- running on the store's loop ------------------------------------------------------
     async def _run(self, fn: Callable[[_Conn], Awaitable[_T]], tx: bool = False) -> _T:
         """Run ``fn`` with a pooled connection on the store's loop (in one transaction when
-        ``tx``); return its result to the caller's loop."""
+        ``tx``); return its result to the caller's loop. ``StoreUnavailableError`` when no
+        connection answers within ``connect_timeout_s``, or the one it had was lost."""
         loop, pool = self._loop, self._pool
         if loop is None or pool is None:
             raise RuntimeError("store is not open")
+        return await self._hop(self._on_connection(pool, fn, tx), loop)
 
-        async def go() -> _T:
-            async with pool.connection() as conn:
-                if not tx:
-                    return await fn(conn)
-                async with conn.transaction():
-                    return await fn(conn)
+    async def _on_connection(
+        self, pool: AsyncConnectionPool[_Conn], fn: Callable[[_Conn], Awaitable[_T]], tx: bool
+    ) -> _T:
+        """On the store's loop: ``fn`` on a connection that answered its check just now."""
+        bound = self._connect_timeout_s
+        try:
+            # the pool's own timeout does not cover its check, which a cut network can hold
+            async with asyncio.timeout(bound + 1.0):
+                conn = await pool.getconn(bound)
+        except (TimeoutError, PoolTimeout) as exc:
+            # why is in the pool's log ("error connecting in 'boundgate-store': …")
+            raise StoreUnavailableError(f"no PostgreSQL connection within {bound:g} s") from exc
+        except OperationalError as exc:
+            raise StoreUnavailableError(f"PostgreSQL: {_reason(exc)}") from exc
+        try:
+            if not tx:
+                return await fn(conn)
+            async with conn.transaction():
+                return await fn(conn)
+        except OperationalError as exc:
+            if not _lost(conn, exc):
+                raise
+            raise StoreUnavailableError(f"PostgreSQL connection lost: {_reason(exc)}") from exc
+        finally:
+            self._last_used[conn] = time.monotonic()
+            await pool.putconn(conn)  # a broken one is discarded and replaced
 
-        return await self._hop(go(), loop)
+    async def _check_if_idle(self, conn: _Conn) -> None:
+        """The pool's check (the module docstring): an empty statement, unless the connection
+        was given back within ``CHECK_IDLE_S`` and nothing arrived on it since."""
+        used = self._last_used.get(conn)
+        if used is not None and time.monotonic() - used < CHECK_IDLE_S and _quiet(conn):
+            return
+        await AsyncConnectionPool.check_connection(conn)
+
+    async def ping(self) -> None:
+        if self._loop is None or self._pool is None:
+            raise StoreUnavailableError("the PostgreSQL store is not open")
+        await self._run(_empty_statement)
 
     @staticmethod
     async def _hop(coro: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop) -> _T:
@@ -274,7 +369,9 @@ class PostgresBase:
         sequence number. Key checks are trusted only while this listens."""
         while True:
             try:
-                async with await AsyncConnection.connect(self.url, autocommit=True) as conn:
+                async with await AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=self._libpq_timeout
+                ) as conn:
                     schema = await _scalar(conn, "SELECT current_schema()")
                     keys = f"boundgate_keys_{schema}"
                     for channel in (f"boundgate_reuse_{schema}", keys):

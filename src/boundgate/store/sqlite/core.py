@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..protocols import StoreUnavailableError
 from ..rows import ApiKey
 
 
@@ -45,6 +46,8 @@ def _apply(conn: sqlite3.Connection, sql: str, params: Any) -> None:
 
 log = logging.getLogger("boundgate.store")
 
+
+_PING = "SELECT version FROM schema_migrations LIMIT 1"  # reads the file, not just the library
 
 # how long ``close`` waits for reads still running on worker threads (s)
 READS_CLOSE_WAIT_S = 30.0
@@ -197,6 +200,17 @@ class SQLiteBase:
                 self._readers.clear()
             self._local = threading.local()
         self._write_lock.close()
+
+    async def ping(self) -> None:
+        """The writer thread running and the database file read (a file gone unreadable, a
+        disk gone, fails here)."""
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            raise StoreUnavailableError("the SQLite store is not open")
+        try:
+            await self._read(lambda conn: conn.execute(_PING).fetchone())
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"SQLite database {self.path}: {exc}") from exc
 
     # --- the writer ----------------------------------------------------------------------
     def _write_loop(self, conn: sqlite3.Connection) -> None:
