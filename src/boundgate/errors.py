@@ -14,7 +14,8 @@ The tree (status in brackets)::
     ├── RateLimitError [429]               requests per minute, daily (reasoning) tokens
     ├── UpstreamError [502]                upstream 5xx / connection failure after retries,
     │                                      an upstream's 404 (the model configured unknown)
-    ├── ServiceUnavailableError [503]      local model queue full, not ready
+    ├── ServiceUnavailableError [503]      local model queue full, not ready, the store
+    │                                      (PostgreSQL) unreachable
     └── UpstreamTimeoutError [504]
 
 Clients see ``{"error": {"message", "type", "param", "code"}}``; the gateway never
@@ -56,6 +57,7 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"  # 500
     UPSTREAM_ERROR = "upstream_error"  # 502
     OVERLOADED = "overloaded"  # 503
+    STORE_UNAVAILABLE = "store_unavailable"  # 503: the store (PostgreSQL) cannot be reached
     UPSTREAM_TIMEOUT = "upstream_timeout"  # 504
 
 

@@ -34,12 +34,19 @@ from ..errors import (
 from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers, model_requirements
 from ..scheduler.jobs import JobRunner
+from ..store import StoreUnavailableError
 from .api_docs import add_api_docs
 from .batches.router import router as batches_router
 from .batches.serving import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
-from .common import UNAUTHENTICATED, body_fields, request_error, send_error
+from .common import (
+    UNAUTHENTICATED,
+    body_fields,
+    request_error,
+    send_error,
+    store_unavailable,
+)
 from .completions.router import router as completions_router
 from .embeddings.router import router as embeddings_router
 from .local import LocalHosts, LocalOnly
@@ -279,6 +286,13 @@ def create_app(
     async def on_boundgate_error(request: Request, err: BoundgateError) -> JSONResponse:
         await record(request, err)
         return error_response(request, err)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def on_store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        """The store cannot be reached: 503 at once, and no try to ledger it (the ledger is
+        what cannot be reached; the try would wait as long again)."""
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(request, store_unavailable(exc))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -32,9 +32,10 @@ from ..errors import (
     ErrorCode,
     InvalidRequestError,
     PermissionDeniedError,
+    ServiceUnavailableError,
 )
 from ..gateway import Gateway, RequestContext
-from ..store import Store
+from ..store import Store, StoreUnavailableError
 from ..tenants import OPEN_TENANT, Tenant
 from .chat.protocol import UNKNOWN_PARAMETER, near_miss
 
@@ -551,6 +552,22 @@ def sse_event(data: dict[str, Any] | str) -> bytes:
 
 def sse_error(err: BoundgateError) -> bytes:
     return sse_event(err.to_dict())
+
+
+# when a client refused for a store out of reach is told to come back (s): a database restart
+# or a failover takes seconds, and each replica's pool reconnects on the next request
+STORE_RETRY_AFTER_S = 5.0
+
+
+def store_unavailable(exc: StoreUnavailableError) -> ServiceUnavailableError:
+    """What a client is told when the store cannot be reached: 503 ``store_unavailable`` with
+    ``Retry-After`` (OpenAI's SDKs retry a 503 by themselves). The reason (libpq's message,
+    which may name hosts) stays in the server log."""
+    return ServiceUnavailableError(
+        "the gateway cannot reach its store (database) right now; try again shortly",
+        code=ErrorCode.STORE_UNAVAILABLE,
+        retry_after=STORE_RETRY_AFTER_S,
+    )
 
 
 def to_response(

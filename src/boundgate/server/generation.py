@@ -13,8 +13,9 @@ from typing import Any
 from ..backends.base import Chunk, GenerationRequest, Usage
 from ..errors import BoundgateError, ErrorCode, InvalidRequestError
 from ..gateway import Finished, Gateway, RequestContext
+from ..store import StoreUnavailableError
 from .chat.protocol import SamplingParams
-from .common import sse_error, sse_event, unknown_parameter
+from .common import sse_error, sse_event, store_unavailable, unknown_parameter
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,8 @@ async def stream(
                 event = await anext(events, None)
         except BoundgateError as err:
             yield sse_error(err)
+        except StoreUnavailableError as exc:  # e.g. the ledger row's commit, after the text
+            yield sse_error(store_unavailable(exc))
         finally:
             await events.aclose()
 

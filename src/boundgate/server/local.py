@@ -19,6 +19,10 @@ a file upload; no preflight), and a DNS-rebinding page (its own name, re-pointed
 
 Once a key exists every request needs one and a page has none: nothing here applies then,
 and clients with keys reach the gateway under any name.
+
+Whether a key exists is the store's to say: while it cannot be reached (PostgreSQL down, no
+key seen yet), a request is refused 503 ``store_unavailable``, but for the probes (``/healthz``,
+``/readyz``), which say nothing a page could use and must answer then above all.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ErrorCode, InvalidRequestError, PermissionDeniedError
 from ..gateway import Gateway
-from .common import send_error
+from ..store import StoreUnavailableError
+from .common import send_error, store_unavailable
 
 DASHBOARD = "/dashboard"  # checks its forms' origin itself, and answers in HTML
+PROBES = frozenset({"/healthz", "/readyz"})  # answered whether or not the store can be reached
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -129,7 +135,18 @@ class LocalOnly:
         self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or await self.gateway.store.has_keys():
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            keyed = await self.gateway.store.has_keys()
+        except StoreUnavailableError as exc:
+            if scope["path"] in PROBES:
+                await self.app(scope, receive, send)
+            else:
+                await send_error(send, store_unavailable(exc))
+            return
+        if keyed:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

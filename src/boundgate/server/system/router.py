@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -16,11 +17,13 @@ from ...errors import AuthenticationError, ErrorCode
 from ...gateway import EMBEDDING_MODEL, Gateway, RequestContext
 from ...reuse.embedder import MAX_TOKENS
 from ...routing.ladder import Router
+from ...store import StoreUnavailableError
 from ..common import StrictJSONRoute, admin_context, context, gateway_of
 from ..openapi import ErrorResponse, errors, ok
 from .protocol import Model, ModelList
 
 router = APIRouter(route_class=StrictJSONRoute)
+log = logging.getLogger("boundgate.server")
 
 
 @router.get(
@@ -125,25 +128,48 @@ async def healthz() -> dict[str, str]:
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "starting"]
+    status: Literal["ready", "starting", "store_unreachable"]
     models: dict[str, bool]
+    store: Literal["reachable", "unreachable"] | None = None  # None: not asked (starting)
 
 
 @router.get(
     "/readyz",
     tags=["operations"],
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Starting: not every model is loaded"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "Starting (not every model is loaded), or the store (PostgreSQL) "
+            "cannot be reached: `status` says which",
+        }
+    },
 )
 async def readyz(request: Request) -> Response:
-    """Readiness: the store is open and every model is loaded."""
+    """Readiness: started (the store open, every model loaded) and the store answering now
+    (``Store.ping``, bounded by ``store.connect_timeout_s``). A load balancer stops sending
+    traffic to a replica whose store is out of reach, and sends it again once it answers;
+    liveness (``/healthz``) stays 200 meanwhile: the process is fine, restarting it would not
+    bring the database back."""
     gw = gateway_of(request)
     models = {name: b.ready for name, b in gw.backends.items()}
-    ready = bool(getattr(request.app.state, "ready", False)) and all(models.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "starting", "models": models},
-        status_code=200 if ready else 503,
-    )
+    if not (getattr(request.app.state, "ready", False) and all(models.values())):
+        return _readiness("starting", models, None)
+    try:
+        await gw.store.ping()
+    except StoreUnavailableError as exc:
+        log.warning("readyz: the store cannot be reached: %s", exc)
+        return _readiness("store_unreachable", models, "unreachable")
+    return _readiness("ready", models, "reachable")
+
+
+def _readiness(
+    status: Literal["ready", "starting", "store_unreachable"],
+    models: dict[str, bool],
+    store: Literal["reachable", "unreachable"] | None,
+) -> JSONResponse:
+    body = Readiness(status=status, models=models, store=store)
+    return JSONResponse(body.model_dump(), status_code=200 if status == "ready" else 503)
 
 
 @router.get(

@@ -1,0 +1,230 @@
+"""PostgreSQL stopped under a running gateway, and started again (an operator's trial of two
+replicas): real HTTP to a gateway on a port, a real PostgreSQL server of this module's own
+(``pg_server.py``; ``halt`` stops it keeping its data, ``resume`` starts it again on its port).
+
+What the trial saw, and what is checked here instead:
+
+1. a request waited ~30 s for the pool (psycopg_pool's default), then as long again to ledger
+   its error, and got a 500: now a 503 ``store_unavailable`` with ``Retry-After`` within
+   ``store.connect_timeout_s``;
+2. ``/readyz`` stayed 200 (it read a flag set at start-up): now 503 while the store cannot be
+   reached, and ``/healthz`` (liveness) stays 200;
+3. after PostgreSQL came back a request failed on a connection the restart had closed, or
+   waited for the pool's reconnection backoff: now the next requests succeed and each has its
+   ledger row, and a request accepted before the outage gets its row too.
+
+The bounds below are generous (the machine is shared): they tell "answers" from "hangs"
+(the old code took 30-60 s or more), they measure nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from boundgate.assembly import build_app
+from helpers import Live, arun, assert_error, fake_settings, live_server, wait_until
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("BOUNDGATE_TEST_POSTGRES") == "0",
+    reason="BOUNDGATE_TEST_POSTGRES=0: PostgreSQL store tests not run",
+)
+
+ANSWERS_WITHIN_S = 15.0  # "does not hang": the old code took 30 s, 60 s, or never answered
+_schemas = itertools.count(1)
+
+
+class Outage:
+    """The module's PostgreSQL server: ``url`` of a fresh schema; ``halt`` and ``resume``."""
+
+    def __init__(self) -> None:
+        from pg_server import PostgresServer
+
+        self.server = PostgresServer().start()
+
+    def schema_url(self) -> str:
+        schema = f"outage_{next(_schemas)}"
+        with psycopg.connect(self.server.url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        return f"{self.server.url}?options=-csearch_path%3D{schema}"
+
+    def halt(self) -> None:
+        self.server.halt()
+
+    def resume(self) -> None:
+        if not (self.server.data / "postmaster.pid").exists():
+            self.server.resume()
+
+
+@pytest.fixture(scope="module")
+def outage() -> Iterator[Outage]:
+    o = Outage()
+    try:
+        yield o
+    finally:
+        o.server.stop()
+
+
+@pytest.fixture
+def gateway(outage: Outage, tmp_path: Path) -> Iterator[Live]:
+    """A gateway on a fresh schema of the module's server, on a port of its own, with
+    PostgreSQL running again after the test whatever it did."""
+    extra = f'[store]\nurl = "{outage.schema_url()}"\nopen_request_lease_s = 1\n'
+    settings = fake_settings(tmp_path, extra)
+    settings.reuse.embedder = "hash"
+    settings.reuse.persist_index = False
+    try:
+        with live_server(build_app(settings)) as live:
+            live.http.timeout = httpx.Timeout(ANSWERS_WITHIN_S)
+            yield live
+    finally:
+        outage.resume()
+
+
+def keyed(live: Live) -> str:
+    """A key for tenant acme (a production gateway has keys); the client sends it."""
+    secret: str = arun(live.gateway.store.create_key("acme")).secret
+    live.http.headers["Authorization"] = f"Bearer {secret}"
+    return secret
+
+
+def chat(live: Live, content: str, **kw: Any) -> httpx.Response:
+    body = {"model": "fake", "messages": [{"role": "user", "content": content}], **kw}
+    return live.http.post("/v1/chat/completions", json=body)
+
+
+def fill_the_pool(live: Live, n: int = 8) -> None:
+    """Requests at once, so the pool holds several connections (which a restart closes)."""
+    done: list[int] = []
+
+    def one(i: int) -> None:
+        with httpx.Client(base_url=live.base, timeout=ANSWERS_WITHIN_S) as c:
+            body = {"messages": [{"role": "user", "content": f"warm {i}"}]}
+            done.append(
+                c.post("/v1/chat/completions", json=body, headers=live.http.headers).status_code
+            )
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done == [200] * n
+
+
+def test_readyz_answers_503_while_the_store_is_down_and_healthz_stays_200(
+    outage: Outage, gateway: Live
+) -> None:
+    keyed(gateway)
+    ready = gateway.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+    outage.halt()
+    down = gateway.http.get("/readyz")  # within ANSWERS_WITHIN_S, or the client raises
+    assert down.status_code == 503, down.text  # was 200 "ready": a flag set at start-up
+    assert down.json() == {
+        "status": "store_unreachable",
+        "models": {"fake": True},
+        "store": "unreachable",
+    }
+    assert gateway.http.get("/healthz").status_code == 200  # alive: no restart would help
+    outage.resume()
+    # ready again by itself, without a restart of the gateway
+    ready = wait_until(lambda: (r := gateway.http.get("/readyz")).status_code == 200 and r, 60)
+    assert ready.json() == {"status": "ready", "models": {"fake": True}, "store": "reachable"}
+
+
+@pytest.mark.parametrize("with_keys", [True, False], ids=["keys", "open-local-mode"])
+def test_a_request_while_the_store_is_down_is_refused_at_once_with_503_and_retry_after(
+    outage: Outage, gateway: Live, with_keys: bool
+) -> None:
+    if with_keys:
+        keyed(gateway)
+    assert chat(gateway, "before").status_code == 200
+    outage.halt()
+    for stream in (False, True):
+        started = time.monotonic()
+        r = chat(gateway, "during", stream=stream)
+        took = time.monotonic() - started
+        err = assert_error(r, 503, code="store_unavailable")
+        assert err["type"] == "server_error"
+        assert int(r.headers["Retry-After"]) >= 1, r.headers
+        assert took < ANSWERS_WITHIN_S  # the client's timeout says so too
+    # liveness whatever the store does (open local mode asks the store whether keys exist)
+    assert gateway.http.get("/healthz").status_code == 200
+    outage.resume()
+    r = wait_until(lambda: (r := chat(gateway, "after")).status_code == 200 and r, timeout=60)
+    assert r.json()["choices"][0]["message"]["content"]
+
+
+def test_after_the_store_returns_the_next_requests_succeed_and_each_is_ledgered(
+    outage: Outage, gateway: Live
+) -> None:
+    """A restart closes every pooled connection: none is handed to a request afterwards."""
+    keyed(gateway)
+    fill_the_pool(gateway)
+    outage.halt()
+    outage.resume()
+    ids = []
+    for i in range(8):
+        r = chat(gateway, f"after the restart {i}")
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-request-id"])
+    rows = gateway.ledger()
+    assert [rows[i].status for i in ids] == [200] * len(ids)
+
+
+def test_a_request_accepted_before_the_outage_gets_its_row_once_the_store_returns(
+    outage: Outage, gateway: Live
+) -> None:
+    """Its answer could not be ledgered (the store went down mid-stream): the client is told
+    503 ``store_unavailable`` in the stream, and its write-ahead note, written before the model
+    started, becomes its ``interrupted`` row when the store is back."""
+    keyed(gateway)
+    gateway.gateway.backends["fake"].token_delay_s = 0.2  # a few seconds of stream
+    body = {"model": "fake", "messages": [{"role": "user", "content": "a long one"}]}
+    events: list[str] = []
+    with gateway.http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+        assert r.status_code == 200
+        request_id = r.headers["x-request-id"]
+        lines = r.iter_lines()
+        for line in lines:  # the model has started: its note is in the store
+            if line.startswith("data: "):
+                events.append(line)
+                break
+        outage.halt()
+        events.extend(line for line in lines if line.startswith("data: "))
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["code"] == "store_unavailable", events[-3:]
+    outage.resume()
+    gateway.gateway.backends["fake"].token_delay_s = 0.0
+    assert chat(gateway, "after").status_code == 200
+    row = wait_until(lambda: gateway.ledger().get(request_id), timeout=60)
+    assert row.outcome == "interrupted", row
+
+
+@pytest.mark.slow
+def test_after_a_long_outage_the_first_request_does_not_wait_for_the_pools_backoff(
+    outage: Outage, gateway: Live
+) -> None:
+    """psycopg_pool retries a lost connection after 1, 2, 4 … 64 s by default: a request soon
+    after a 70 s outage waited for the attempt due at ~127 s (46 s in a run, then a 500). The
+    pool now gives an attempt up after ``store.connect_timeout_s``, and the next request
+    connects."""
+    keyed(gateway)
+    assert chat(gateway, "before").status_code == 200
+    outage.halt()
+    time.sleep(70)  # the gateway's own background work keeps asking the pool meanwhile
+    outage.resume()
+    r = chat(gateway, "after a long outage")  # within ANSWERS_WITHIN_S, or the client raises
+    assert r.status_code == 200, r.text
+    assert gateway.ledger()[r.headers["x-request-id"]].status == 200
