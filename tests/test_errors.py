@@ -653,10 +653,11 @@ def test_a_body_that_starts_with_a_byte_order_mark_is_read(fake_live: Live, path
     assert "BOM" not in err["message"] and "utf-8-sig" not in err["message"], err
 
 
-def test_a_store_that_cannot_be_reached_gets_an_openai_shaped_500(tmp_path: Path) -> None:
-    """The store gone (PostgreSQL stopped, in a trial): the request fails, and so does
-    ledgering its error; the answer is still the JSON error of OpenAI's shape, not the
-    framework's plain-text 500."""
+def test_a_store_that_fails_unexpectedly_gets_an_openai_shaped_500(tmp_path: Path) -> None:
+    """The store failing in a way it does not report as out of reach (a SQLite store closed
+    under the server; PostgreSQL out of reach is a 503, tests/test_store_outage.py): the
+    request fails, and so does ledgering its error; the answer is still the JSON error of
+    OpenAI's shape, not the framework's plain-text 500."""
     app = build_app(fake_settings(tmp_path))
     with ThreadedServer(app) as srv:
         live = Live(srv, app)
