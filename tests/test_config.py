@@ -94,6 +94,12 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> Non
         ('[reuse]\nenabled = "no"\n', 'reuse.enabled: Input should be a valid boolean (got "no"'),
         ("[reuse]\nenabled = 0\n", "reuse.enabled: Input should be a valid boolean (got 0)"),
         ('[reuse]\nenabled = "false"\n', '(got "false": write true or false without quotes)'),
+        # a trial: `pue = inf` put "Infinity" (no JSON) in every response's energy fields
+        ("[energy]\npue = inf\n", "energy.pue: Input should be a finite number"),
+        ("[reuse]\ncoalesce_wait_s = nan\n", "reuse.coalesce_wait_s: Input should be a finite"),
+        # comma-separated text is the environment's spelling of a list, not the file's
+        ('[server]\nallowed_hosts = "vm,gw.lan"\n', "server.allowed_hosts: Input should be a "),
+        ('[routing.ladders]\ndefault = "x"\n', "routing.ladders.default: Input should be a va"),
     ],
 )
 def test_a_config_file_value_of_another_type_is_refused(
@@ -161,6 +167,28 @@ def test_numbers_and_booleans_are_read_from_text_only_in_the_environment(
         ConfigError, match=r"server\.port: Input should be a valid integer \(got \"true\"\)"
     ):
         load_settings(cfg)
+
+
+def test_an_environment_value_refused_is_named_alone_and_told_nothing_of_quotes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list's one bad item is the one named (a trial saw every item blamed), and text from
+    the environment is not told to lose quotes it does not have; inf is refused there too."""
+    monkeypatch.setenv("BOUNDGATE_REUSE__LOOKUP_WINDOWS", "100,abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    said = str(info.value)
+    assert 'reuse.lookup_windows.1: Input should be a valid integer (got "abc")' in said
+    assert "lookup_windows.0" not in said, said
+    monkeypatch.delenv("BOUNDGATE_REUSE__LOOKUP_WINDOWS")
+    monkeypatch.setenv("BOUNDGATE_MODELS__SMOLLM2_135M__N_THREADS", "1.5")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert '(got "1.5")' in str(info.value) and "quotes" not in str(info.value), str(info.value)
+    monkeypatch.delenv("BOUNDGATE_MODELS__SMOLLM2_135M__N_THREADS")
+    monkeypatch.setenv("BOUNDGATE_ENERGY__PUE", "inf")
+    with pytest.raises(ConfigError, match=r"energy\.pue: Input should be a finite number"):
+        load_settings()
 
 
 FAKE = 'backend = "fake"\n'

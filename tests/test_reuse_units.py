@@ -538,6 +538,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("factorial of 6", "what is 6!"),
         ("fix a StackOverflowError in Java", "how to fix a stack overflow error in java"),
         ("gr8 books 4 teens", "Great books for teens"),
+        ("is it safe 2 drink tap water", "Is it okay to drink tap water?"),
         ("Is Civilization V worth buying?", "is civilization 5 worth buying"),
         ("Who was Malcolm X?", "Tell me about Malcolm X"),
     ],

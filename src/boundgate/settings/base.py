@@ -56,7 +56,10 @@ class _Section(BaseModel):
     # lax mode would read (``true`` as port 1). An integer is still a float setting's value;
     # a path is text (its fields say ``strict=False``). Environment variables are text: the
     # environment source reads them into their setting's type first (``loading._EnvSource``).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    # inf and nan are no setting's value (``pue = inf`` put "Infinity" in every response)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
     # renamed settings: old name → new name. Old names stay accepted (files and env); when
     # both are given the new name wins.

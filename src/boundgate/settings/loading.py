@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -151,6 +151,9 @@ def _typed(annotation: Any, value: Any) -> Any:
     """``value`` (an environment variable's text) read as ``annotation`` as pydantic's lax
     mode reads text, or as it is when it cannot be: validation then refuses it, naming the
     setting."""
+    if get_origin(annotation) is list and isinstance(value, list):  # item by item: one bad
+        (item,) = get_args(annotation) or (Any,)  # item is named alone, the rest are read
+        return [_typed(item, v) for v in value]
     try:
         return TypeAdapter(annotation).validate_python(value)
     except ValidationError:
@@ -170,6 +173,7 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_assignment=True,
         strict=True,  # base._Section says why; _EnvSource reads the environment's text
+        allow_inf_nan=False,
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -369,7 +373,23 @@ def _given(value: Any, error: str) -> str:
     return json.dumps(value) + hint
 
 
-def _format_validation_error(err: ValidationError, origin: str) -> str:
+def _in_file(data: dict[str, Any], loc: tuple[int | str, ...]) -> bool:
+    """Whether the config file's ``data`` holds the value at ``loc`` (else it came from the
+    environment, whose text has no quotes to remove)."""
+    node: Any = data
+    for part in loc:
+        listed = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if not (listed or (isinstance(node, dict) and part in node)):
+            return False
+        node = node[part]
+    return True
+
+
+def _format_validation_error(
+    err: ValidationError, origin: str, data: dict[str, Any] | None = None
+) -> str:
+    """One line per error, each naming its setting (``server.port``) and, for a value of
+    another type, what was given and, when the file gave it, how to write it."""
     lines = [f"invalid configuration ({origin}):"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
@@ -377,7 +397,10 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
-            msg += f" (got {_given(e['input'], e['type'])})"
+            given = _given(e["input"], e["type"])
+            if not _in_file(data or {}, e["loc"]):
+                given = given.split(": write")[0]  # the environment's text: no quotes
+            msg += f" (got {given})"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
@@ -392,6 +415,36 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
 
 
+def _lists_as_text(model: type[BaseModel], data: Any, at: str = "") -> str | None:
+    """The first list setting the config file gives as a string (``allowed_hosts = "a,b"``),
+    dotted; None when there is none. Comma-separated text is the environment's spelling of a
+    list (``ListSetting``); in the file, as for every other type, a list is written as one."""
+    if not isinstance(data, dict):
+        return None
+    for name, field in model.model_fields.items():
+        if name not in data:
+            continue
+        value, key = data[name], f"{at}{name}"
+        if NoDecode in field.metadata and isinstance(value, str):
+            return key
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            found = _lists_as_text(ann, value, key + ".")
+        elif get_origin(ann) is dict and isinstance(value, dict):
+            inner = get_args(ann)[1]
+            found = None
+            for k, v in value.items():
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    found = found or _lists_as_text(inner, v, f"{key}.{k}.")
+                elif get_origin(inner) is list and isinstance(v, str):
+                    found = found or f"{key}.{k}"  # routing.ladders.<name>
+        else:
+            found = None
+        if found:
+            return found
+    return None
+
+
 def load_settings(
     config: Path | str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
@@ -401,10 +454,15 @@ def load_settings(
     path = Path(path_s) if path_s else None
     data: dict[str, Any] = _read_toml(path) if path else {}
     origin = str(path) if path else "environment/defaults"
+    if (listed := _lists_as_text(Settings, data)) is not None:
+        raise ConfigError(
+            f"invalid configuration ({origin}):\n  {listed}: Input should be a valid list "
+            '(got a string: write a list, e.g. ["a", "b"])'
+        )
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from exc
+        raise ConfigError(_format_validation_error(exc, origin, data)) from exc
     for section, values in (overrides or {}).items():  # command-line flags
         sect = getattr(settings, section)
         for key, value in values.items():

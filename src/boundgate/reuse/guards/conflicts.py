@@ -220,9 +220,11 @@ def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
     """``a`` and ``b`` with a lone "2" or "4" of one side written as the "to" or "for" it
     stands for, when the other side has no such number and says "to" / "for" after the same
     word ("how 2 make pasta" / "How to make pasta?", "convert 5 miles 2 km" / "convert 5 miles
-    to km", "is coffee bad 4 u" / "Is coffee bad for you?": vetoed as other numbers). A digit
-    the other side does not read as that word after the same word stays a number ("add 2 eggs"
-    / "how to add eggs", "tips for 4 people" / "tips for people"). None when nothing changes."""
+    to km", "is coffee bad 4 u" / "Is coffee bad for you?": vetoed as other numbers) or before
+    the same word ("is it ok 2 eat eggs" / "Is it okay to eat eggs?", "wat 2 do in paris" /
+    "What to do in Paris?"). A digit the other side does not read as that word next to the
+    same word stays a number ("add 2 eggs" / "how to add eggs"), and so does one after the
+    word itself ("tips for 4 people" / "tips for people"). None when nothing changes."""
     for x, y, swap in ((a, b, False), (b, a, True)):
         found = _LONE_DIGIT.findall(x)
         if len(found) != 1:
@@ -236,7 +238,9 @@ def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
         if len(at) != 1:
             continue
         i = at[0]
-        if i > 0 and (wx[i - 1], word) in set(itertools.pairwise(wy)):
+        pairs = set(itertools.pairwise(wy))
+        after = i + 1 < len(wx) and (word, wx[i + 1]) in pairs and wx[i - 1 : i] != [word]
+        if (i > 0 and (wx[i - 1], word) in pairs) or after:
             spelled = _LONE_DIGIT.sub(word, x, count=1)
             return (y, spelled) if swap else (spelled, y)
     return None
