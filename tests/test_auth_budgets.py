@@ -96,6 +96,27 @@ def test_a_key_sent_without_a_scheme_is_not_echoed_as_one(
     assert r.headers["www-authenticate"] == 'Bearer realm="boundgate"'
 
 
+def test_one_authorization_header_whatever_whitespace_parts_its_scheme(
+    keyed: tuple[Live, dict[str, str]],
+) -> None:
+    """A trial: two Authorization headers were read as the first (a good key then a bad one
+    passed, the other order did not): refused 400. "Bearer<TAB>key" was told it was "one
+    word": any whitespace parts the scheme from the key."""
+    live, keys = keyed
+    good, bad = f"Bearer {keys['acme']}", "Bearer bg-nope"
+    for pair in ([good, bad], [bad, good]):
+        r = live.http.post(
+            "/v1/chat/completions",
+            json={"messages": MSG},
+            headers=[("Authorization", pair[0]), ("Authorization", pair[1])],
+        )
+        err = assert_error(r, 400)
+        assert err["message"] == "send one Authorization header, not 2", err
+    tab = {"Authorization": f"Bearer\t{keys['acme']}"}
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=tab)
+    assert r.status_code == 200, r.text
+
+
 def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[str, str]]) -> None:
     """A 401's ledger row said tenant "local", a name open mode gives real requests."""
     live, _ = keyed

@@ -186,6 +186,8 @@ def test_settings_takes_data_dir_as_the_other_commands_do(tmp_path: Path) -> Non
     table = CliRunner().invoke(cli, ["settings", "--data-dir", str(wanted)])
     (row,) = lines_with(table.output, "│ server.data_dir ")
     assert str(wanted) in row and " cli " in row
+    yaml = CliRunner().invoke(cli, ["settings", "--format", "yaml"])  # printed a table, exit 0
+    assert yaml.exit_code == 2 and "use table or json" in yaml.output, yaml.output
 
 
 def test_models_with_a_mistyped_data_dir_lists_them_and_makes_no_store(tmp_path: Path) -> None:

@@ -57,7 +57,9 @@ params_b = 8
     ("text", "needle"),
     [
         ("[server]\nport = 'eighty'\n", "server.port"),
-        ("[server]\nprot = 8080\n", "server.prot: unknown key"),
+        ("[server]\nprot = 8080\n", "server.prot: unknown key; did you mean 'port'?"),
+        ("[limts]\nrpm = 5\n", "limts: unknown key; did you mean 'limits'?"),
+        ("[models.x]\nbackend = 'fake'\nn_thread = 2\n", "did you mean 'n_threads'?"),
         ("[models.x]\nbackend = 'openai'\n", "base_url is required"),
         ("[models.x]\nbackend = 'gpu-magic'\n", "models.x.backend"),
         ("[limits]\nqueue_size = -1\n", "limits.queue_size"),

@@ -511,6 +511,14 @@ def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
         assert fake_live.http.get("/healthz").status_code == 200
 
 
+def test_the_probes_answer_head(fake_live: Live) -> None:
+    """Load balancers and uptime checks send HEAD: /healthz and /readyz answered 405 (a
+    trial)."""
+    for path in ("/healthz", "/readyz"):
+        r = fake_live.http.head(path)
+        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+
+
 def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> None:
     body = {"messages": MSG, "stream_options": {"include_usage": True}}
     err = assert_error(fake_live.http.post("/v1/chat/completions", json=body), 400)

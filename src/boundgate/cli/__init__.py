@@ -579,6 +579,8 @@ def show_settings(
 
     With --data-dir: the settings the other commands use when given that flag too
     (server.data_dir from the command line)."""
+    if fmt not in ("table", "json"):
+        raise typer.BadParameter("use table or json", param_hint="'--format'")
     settings = _settings(config, data_dir=data_dir)
     items = list(describe(settings, config, {"server.data_dir"} if data_dir else None))
     if fmt == "json":

@@ -423,13 +423,25 @@ def loc_to_param(loc: tuple[int | str, ...]) -> str | None:
     return out or None
 
 
+def scheme_and_credentials(header: str) -> tuple[str, str]:
+    """An ``Authorization`` header's scheme and credentials, parted by any whitespace
+    ("Bearer<TAB>key" too, which a trial was told was one word); "" for a missing part."""
+    scheme, *rest = header.split(None, 1) or [""]
+    return scheme, rest[0] if rest else ""
+
+
 async def authenticate(request: Request, store: Store) -> Tenant:
     """Bearer key → tenant. With no keys in the store the gateway is in open local mode."""
     if not await store.has_keys():
         return OPEN_TENANT
-    header = request.headers.get("authorization", "").strip()
-    scheme, space, secret = header.partition(" ")
-    if header and not space and scheme.lower() != "bearer":
+    sent = request.headers.getlist("authorization")
+    if len(sent) > 1:  # which one counts would be a guess (a trial's good key then bad one)
+        raise InvalidRequestError(
+            f"send one Authorization header, not {len(sent)}", param="Authorization"
+        )
+    header = sent[0].strip() if sent else ""
+    scheme, secret = scheme_and_credentials(header)
+    if header and not secret and scheme.lower() != "bearer":
         # one word: most likely the key itself, sent without its scheme (not echoed)
         raise AuthenticationError(
             "the Authorization header is one word, not a scheme and a key: send the API key "

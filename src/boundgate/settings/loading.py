@@ -385,6 +385,25 @@ def _in_file(data: dict[str, Any], loc: tuple[int | str, ...]) -> bool:
     return True
 
 
+def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the settings allow at ``loc`` (a section's, a model's), [] where unknown."""
+    model: Any = Settings
+    parts = list(loc)
+    while parts:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        model = field.annotation
+        if get_origin(model) is dict and parts:  # models.<name>, routing.policy.<task>
+            model = get_args(model)[1]
+            parts.pop(0)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
 def _format_validation_error(
     err: ValidationError, origin: str, data: dict[str, Any] | None = None
 ) -> str:
@@ -396,6 +415,9 @@ def _format_validation_error(
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+            close = difflib.get_close_matches(str(e["loc"][-1]), _keys_at(e["loc"][:-1]), n=1)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"  # as the environment's check says
         elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
             given = _given(e["input"], e["type"])
             if not _in_file(data or {}, e["loc"]):

@@ -18,7 +18,13 @@ from ...gateway import EMBEDDING_MODEL, Gateway, RequestContext
 from ...reuse.embedder import MAX_TOKENS
 from ...routing.ladder import Router
 from ...store import StoreUnavailableError
-from ..common import StrictJSONRoute, admin_context, context, gateway_of
+from ..common import (
+    StrictJSONRoute,
+    admin_context,
+    context,
+    gateway_of,
+    scheme_and_credentials,
+)
 from ..openapi import ErrorResponse, errors, ok
 from .protocol import Model, ModelList
 
@@ -163,6 +169,12 @@ async def readyz(request: Request) -> Response:
     return _readiness("ready", models, "reachable")
 
 
+# the probes answer HEAD too (load balancers and uptime checks send it; FastAPI routes GET
+# alone), left out of the OpenAPI document, where each would repeat its GET
+for _path, _probe in (("/healthz", healthz), ("/readyz", readyz)):
+    router.add_api_route(_path, _probe, methods=["HEAD"], include_in_schema=False)
+
+
 def _readiness(
     status: Literal["ready", "starting", "store_unreachable"],
     models: dict[str, bool],
@@ -193,7 +205,7 @@ async def metrics(request: Request) -> Response:
     ``Authorization: Bearer <token>`` (401 otherwise)."""
     token = getattr(request.app.state, "metrics_token", None)
     if token:
-        scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+        scheme, given = scheme_and_credentials(request.headers.get("authorization", ""))
         # the scheme's name is case-insensitive (RFC 9110 §11.1), as on /v1
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode(), token.encode()
