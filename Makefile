@@ -95,6 +95,7 @@ bench: dev
 	$(BIN)/python bench/exact_form.py
 	$(BIN)/python bench/prompt_cache.py
 	$(BIN)/python bench/prior_verify_rate.py
+	$(BIN)/python bench/answer_labels.py
 
 # 30 minutes of mixed traffic against one server: RSS, open fds and p99 per 10k requests.
 soak: dev
