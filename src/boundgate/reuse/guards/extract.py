@@ -192,12 +192,6 @@ def _roman(n: int) -> str:
 _ROMAN = {_roman(n): str(n) for n in range(2, 40) if len(_roman(n)) > 1}
 
 
-# one-letter Roman numerals where they follow a name ("Pope Pius V" / "Pius X", "Henry V",
-# "Malcolm X", "Generation X"); not "I" ("Can I"), and the letters are words elsewhere
-_REGNAL = re.compile(r"\b[A-Z][a-z]+ ([VX])\b(?![-'’.])")
-_ROMAN_LETTER = {"V": "5", "X": "10"}
-
-
 for _word in ("vi", "xx", "xxx"):
     _ROMAN.pop(_word, None)
 
@@ -372,7 +366,6 @@ def features(text: str) -> Features:
             dates.add(f"{RELATIVE_TIME[toks[i - 1]]:+d} {period}")  # "last year": "-1 year"
         if t in UNITS:
             units.add(UNITS[t])
-    numbers.update(_ROMAN_LETTER[m] for m in _REGNAL.findall(text))
     if not asked_unit:
         asked_unit = _counted_unit(toks)
     if any(d.isdigit() for d in dates):  # "this year 2017" is 2017
