@@ -314,6 +314,10 @@ def test_env_overrides_file_and_flags_override_env(
     assert sources["server.port"] == "env:BOUNDGATE_SERVER__PORT"
     assert sources["server.grid_zone"] == f"file:{cfg}"
     assert sources["server.host"] == "default"
+    # a table set entry by entry from the environment was shown as "default"
+    monkeypatch.setenv("BOUNDGATE_REASONING__EFFORT_TOKENS__LOW", "10")
+    sources = {v.key: v.source for v in describe(load_settings(cfg), cfg)}
+    assert sources["reasoning.effort_tokens"] == "env:BOUNDGATE_REASONING__EFFORT_TOKENS__LOW"
 
 
 def test_a_model_named_with_a_hyphen_is_reachable_from_the_environment(

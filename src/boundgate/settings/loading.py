@@ -532,6 +532,10 @@ def describe(
             env = _env_name(spelling)
             if env.lower() in env_lower:
                 return f"env:{env}"
+            # a table's entries set one by one (BOUNDGATE_ROUTING__LADDERS__SMALL=a,b)
+            entries = sorted(k for k in os.environ if k.lower().startswith(env.lower() + "__"))
+            if entries:
+                return "env:" + ",".join(entries)
         for spelling in spellings:
             node: Any = file_data
             for p in spelling:
