@@ -1039,6 +1039,15 @@ def test_upload_errors_use_documented_codes_and_refuse_control_characters(
     assert not [f for f in fake_live.openai().files.list() if f.filename != "é q.jsonl"]
 
 
+def test_an_upload_sent_as_json_is_told_to_use_multipart(fake_live: Live) -> None:
+    """A trial sent the upload as JSON and was told only "file: required parameter is
+    missing (also invalid: purpose)"."""
+    r = fake_live.http.post("/v1/files", json={"file": "x", "purpose": "batch"})
+    err = assert_error(r, 400, param="file")
+    assert "takes a multipart/form-data upload with fields file and purpose" in err["message"]
+    assert "not application/json" in err["message"], err
+
+
 @pytest.mark.parametrize(
     "content",
     [b"", b"\n", b"\r\n \t\n\n", "\ufeff".encode(), "\ufeff\n\u00a0\n\u3000".encode()],

@@ -59,6 +59,8 @@ params_b = 8
         ("[server]\nport = 'eighty'\n", "server.port"),
         ("[server]\nprot = 8080\n", "server.prot: unknown key; did you mean 'port'?"),
         ("[limts]\nrpm = 5\n", "limts: unknown key; did you mean 'limits'?"),
+        # pydantic's words named an internal class ("… or instance of ServerSettings")
+        ("server = 5\n", "server: a table of settings, not 5: [server] and its keys in the"),
         ("[models.x]\nbackend = 'fake'\nn_thread = 2\n", "did you mean 'n_threads'?"),
         ("[models.x]\nbackend = 'openai'\n", "base_url is required"),
         ("[models.x]\nbackend = 'gpu-magic'\n", "models.x.backend"),
@@ -102,6 +104,8 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, needle: str) -> Non
         # comma-separated text is the environment's spelling of a list, not the file's
         ('[server]\nallowed_hosts = "vm,gw.lan"\n', "server.allowed_hosts: Input should be a "),
         ('[routing.ladders]\ndefault = "x"\n', "routing.ladders.default: Input should be a va"),
+        # rich read "[/x]" in the message as a closing tag: a traceback (exit 1)
+        ('server = "[/x]"\n', 'server: a table of settings, not "[/x]"'),
     ],
 )
 def test_a_config_file_value_of_another_type_is_refused(

@@ -57,7 +57,7 @@ def _settings(config: Path | None, **server: Any) -> Settings:
     try:
         return load_settings(config, {"server": server})
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -123,7 +123,7 @@ def opened_store(settings: Settings, *, existing: bool = False) -> Iterator[Stor
         store = build_store(settings)
         open_store(store, settings)
     except ConfigError as exc:
-        err.print(f"error: {exc}", highlight=False)
+        err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     try:
         yield store
@@ -188,7 +188,7 @@ def reaching(url: str) -> Iterator[None]:
     try:
         yield
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        err.print(f"cannot reach {url}: {exc}", highlight=False)
+        err.print(f"cannot reach {url}: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
 
 
@@ -274,7 +274,7 @@ def serve(
         application = build_app(settings)
     except (ConfigError, FileNotFoundError) as exc:
         sock.close()
-        err.print(f"error: {exc}", highlight=False)
+        err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     finally:
         assembling.finish()

@@ -276,7 +276,7 @@ def profile(
                 )
             )
         except ConfigError as exc:  # energy.method forcing a meter this host cannot read
-            err.print(f"error: {exc}", highlight=False)
+            err.print(f"error: {exc}", markup=False, highlight=False)
             raise typer.Exit(2) from None
     table = Table(
         "id",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 schedule_app = typer.Typer(help="Shift deferrable work into clean hours.", no_args_is_help=True)
 
@@ -41,7 +42,7 @@ def schedule_replay(
         series = read_series(intensity, column)
         histories = [read_series(p, column) for p in history or []]
     except (SeriesError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
     if len(series) < w:
         err.print("[red]error:[/red] the intensity file is shorter than the window", markup=True)
@@ -217,7 +218,7 @@ def schedule_plan(
     try:
         d, w = parse_hours(duration), parse_hours(window)
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
         raise typer.Exit(2) from None
     if w < d:
         err.print("[red]error:[/red] --window must be at least --duration", markup=True)

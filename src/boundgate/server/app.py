@@ -307,6 +307,14 @@ def create_app(
             )
         else:
             err = request_error(errors, exc.body, body_fields(request))
+            content_type = request.headers.get("content-type", "")
+            upload = request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
+            if upload and not content_type.startswith("multipart/form-data"):
+                # a trial sent JSON and was told only which form fields were missing
+                err.message += (
+                    f" (POST {BodyLimit.FILE_UPLOADS} takes a multipart/form-data upload with "
+                    f"fields file and purpose, not {content_type or 'no Content-Type'})"
+                )
         await record(request, err)
         return error_response(request, err)
 

@@ -418,6 +418,12 @@ def _format_validation_error(
             close = difflib.get_close_matches(str(e["loc"][-1]), _keys_at(e["loc"][:-1]), n=1)
             if close:
                 msg += f"; did you mean {close[0]!r}?"  # as the environment's check says
+        elif e["type"] == "model_type":  # pydantic names the class ("… of ServerSettings")
+            at = [str(p) for p in e["loc"]]
+            msg = (
+                f"a table of settings, not {_given(e['input'], '')}: [{'.'.join(at)}] and its "
+                f"keys in the file, {_env_name(at)}__<KEY> in the environment"
+            )
         elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
             given = _given(e["input"], e["type"])
             if not _in_file(data or {}, e["loc"]):
