@@ -96,6 +96,27 @@ def test_one_instance_serves_several_event_loops(postgres_schema: str) -> None:
         asyncio.run(store.ledger())
 
 
+def test_every_pooled_connection_has_tcp_keepalives(postgres_schema: str) -> None:
+    """A connection to a host that vanished without a word (no FIN, no RST) waited on the
+    kernel's defaults, two hours, before a statement on it failed; libpq's keepalives give
+    it up within about a minute."""
+    store = PostgresStore(postgres_schema, max_size=2)
+    store.open()
+    try:
+
+        async def parameters(conn: Any) -> dict[str, str]:
+            return dict(conn.info.get_parameters())
+
+        got = arun(store._run(parameters))
+        assert (got["keepalives"], got["keepalives_idle"], got["keepalives_count"]) == (
+            "1",
+            "30",
+            "3",
+        ), got
+    finally:
+        store.close()
+
+
 def test_key_checks_follow_keys_created_and_revoked_through_another_instance(
     postgres_schema: str,
 ) -> None:
