@@ -690,6 +690,22 @@ def test_the_body_carries_every_reuse_header_streamed_or_not(tmp_path: Path) -> 
         assert_body_agrees_with_headers(streamed.headers, last)
 
 
+def test_a_miss_says_which_guard_vetoed_the_question_that_reads_alike(tmp_path: Path) -> None:
+    """A trial could not tell why a question that reads like a stored one was not served
+    its answer: ``x-boundgate-veto`` (and ``guard_veto``) name the guards' conflicts with the
+    nearest stored question they vetoed; absent where none was vetoed, and on a hit."""
+    with Live.in_process(build_app(trusting_settings(tmp_path))) as live:
+        first = ask(live, "How many miles is it from Paris to Lyon?")
+        assert (
+            "x-boundgate-veto" not in first.headers
+            and first.json()["boundgate"]["guard_veto"] is None
+        )
+        other = ask(live, "How many kilometers is it from Paris to Lyon?")
+        assert other.headers["x-boundgate-reuse"] == "miss", other.headers
+        assert other.headers["x-boundgate-veto"] == "unit", other.headers
+        assert_body_agrees_with_headers(other.headers, other.json()["boundgate"])
+
+
 def assert_a_paraphrase_is_served_by_meaning(live: Live) -> None:
     """The control of the exact-only tests: under ``trusting_settings`` an English paraphrase
     is served by meaning once the verifier has its first label."""

@@ -66,6 +66,9 @@ class Lookup:
     similarity: float | None = None  # best admissible candidate's similarity
     density: float = 0.0  # that candidate's local density (scoring.py), when the scorer uses it
     pair: float | None = None  # that candidate's pair-model score (pair.py), when scored
+    # the guards' conflicts ("number,unit") with the nearest stored question they vetoed
+    # (admissible, above the floor): why a near paraphrase was not reused, for the asker
+    veto: str | None = None
     vector: Vectors | None = None
     candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
     verdict: Verdict | None = None
@@ -106,7 +109,12 @@ class Lookup:
         """The response's ``boundgate`` fields: the ledger's, and the pair-model score
         (``pair_score``, null when no candidate was scored), so the body says all the
         headers say (``headers``)."""
-        return {**self.ledger_fields(), "pair_score": self.pair}
+        return {**self.ledger_fields(), "pair_score": self.pair, "guard_veto": self._veto}
+
+    @property
+    def _veto(self) -> str | None:
+        """``veto`` where nothing was reused (on a hit another candidate served)."""
+        return None if self.hit else self.veto
 
     def headers(self) -> dict[str, str]:
         h = {"x-boundgate-reuse": self.status}
@@ -117,6 +125,8 @@ class Lookup:
             h["x-boundgate-similarity"] = f"{self.similarity:.4f}"
         if self.pair is not None:
             h["x-boundgate-pair-score"] = f"{self.pair:.4f}"
+        if self._veto is not None:
+            h["x-boundgate-veto"] = self._veto
         if self.entry is not None:
             h["x-boundgate-energy-avoided-wh"] = plain_decimal(self.entry.cost_wh)
         return h

@@ -179,7 +179,7 @@ class Searching:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
         near = self.index.search(key.scope, vector, self.settings.candidates)
-        survivors = self._survivors(key, near, admissible)
+        survivors = self._survivors(key, near, admissible, out)
         batch = self.settings.pair_candidates if self.verifier.scorer.uses_pair else 1
         while ranked := await self._rank(list(itertools.islice(survivors, batch)), key):
             for meta, similarity, pair in ranked:
@@ -283,11 +283,16 @@ class Searching:
         return None
 
     def _survivors(
-        self, key: ReuseKey, near: list[Neighbour], admissible: Callable[[EntryMeta | None], bool]
+        self,
+        key: ReuseKey,
+        near: list[Neighbour],
+        admissible: Callable[[EntryMeta | None], bool],
+        out: Lookup,
     ) -> Iterator[tuple[EntryMeta, float]]:
         """The neighbours that may answer ``key``, nearest first: admissible, above the
         verifier's floor, bound if only bound answers serve, and past the guards (run only
-        as far as the caller reads)."""
+        as far as the caller reads). The first one the guards veto leaves its conflicts in
+        ``out.veto``."""
         for n in near:
             meta = self._meta.get(n.key)
             if not admissible(meta) or meta is None or meta.exact == key.exact:
@@ -296,7 +301,9 @@ class Searching:
                 return
             if self.settings.require_bound and meta.document is None:
                 continue
-            if not compare(key.query, meta.query).ok:
+            verdict = compare(key.query, meta.query)
+            if not verdict.ok:
+                out.veto = out.veto or ",".join(verdict.conflicts)
                 continue
             yield meta, n.similarity
 

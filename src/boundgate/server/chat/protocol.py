@@ -495,6 +495,11 @@ class EnergyInfo(BaseModel):
     pair_score: float | None = Field(
         None, description="the pair model's score of that candidate, when scored"
     )
+    guard_veto: str | None = Field(
+        None,
+        description="where nothing was reused: the guards' conflicts (e.g. number,unit) with "
+        "the nearest stored question they vetoed",
+    )
     avoided_wh: float | None = Field(None, description="energy a reused answer avoided (Wh)")
     avoided_method: str | None = None
     avoided_gco2: float | None = None
