@@ -357,13 +357,16 @@ class ConfigError(Exception):
 _TYPE_ERRORS = {"int_type", "float_type", "bool_type", "string_type"}
 
 
-def _given(value: Any, error: str) -> str:
+def _given(value: Any, error: str, *, advise: bool = True) -> str:
     """A value of the wrong type as the config file spells it (``true``, ``"60"``), and, for a
-    quoted number or boolean where one is expected, how to write it."""
+    quoted number or boolean where one is expected, how to write it (``advise``: the file gave
+    it; the environment's text has no quotes to remove)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if not isinstance(value, str):
         return repr(value)
+    if not advise:
+        return json.dumps(value)
     hint = ""
     number = re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", value)
     if error in ("int_type", "float_type") and number:
@@ -425,9 +428,7 @@ def _format_validation_error(
                 f"keys in the file, {_env_name(at)}__<KEY> in the environment"
             )
         elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
-            given = _given(e["input"], e["type"])
-            if not _in_file(data or {}, e["loc"]):
-                given = given.split(": write")[0]  # the environment's text: no quotes
+            given = _given(e["input"], e["type"], advise=_in_file(data or {}, e["loc"]))
             msg += f" (got {given})"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
