@@ -25,6 +25,7 @@ from .. import __version__
 from ..fmt import plain_decimal
 from ..settings import ConfigError, Settings, describe, load_settings
 from .console import err as err
+from .console import fail as fail
 from .console import out as out
 
 if TYPE_CHECKING:
@@ -57,8 +58,7 @@ def _settings(config: Path | None, **server: Any) -> Settings:
     try:
         return load_settings(config, {"server": server})
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
 
 
 def store_missing(settings: Settings) -> bool:
@@ -117,14 +117,12 @@ def opened_store(settings: Settings, *, existing: bool = False) -> Iterator[Stor
         and store_missing(settings)
         and (data_dir.is_dir() or not data_dir.exists())  # else: what SQLite says (exit 2)
     ):
-        err.print(f"error: {no_store(settings)}", markup=False, highlight=False)
-        raise typer.Exit(2)
+        raise fail(no_store(settings), 2)
     try:
         store = build_store(settings)
         open_store(store, settings)
     except ConfigError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
     try:
         yield store
     finally:
@@ -141,8 +139,7 @@ def _signing_key(store: Store, data_dir: Path) -> None:
     try:
         asyncio.run(load_signer(store, data_dir))
     except ValueError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
 
 
 def api_base_url(url: str) -> str:
@@ -274,8 +271,7 @@ def serve(
         application = build_app(settings)
     except (ConfigError, FileNotFoundError) as exc:
         sock.close()
-        err.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
     finally:
         assembling.finish()
     application.state.startup = Steps()  # models and stored answers load in the lifespan

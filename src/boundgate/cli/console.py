@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import typer
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 
 # wide enough that no table or line is ever wrapped or truncated to fit
 UNBOUNDED = 1_000_000
@@ -29,3 +31,11 @@ class CliConsole(Console):
 
 out = CliConsole()
 err = CliConsole(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: <message>`` on stderr and return the ``typer.Exit(code)`` to raise. The
+    message is text, never markup: it may quote a config value or a document ("[/x]" was
+    read as a closing tag and crashed the CLI)."""
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+    return typer.Exit(code)

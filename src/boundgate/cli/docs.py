@@ -52,6 +52,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..reuse import binding
+from .console import fail
 from .progress import track
 
 docs_app = typer.Typer(
@@ -141,15 +142,7 @@ def _signer(settings: Any, store: Any = None) -> binding.Signer | None:
         return asyncio.run(load_signer(store, data_dir))
     except ValueError as exc:  # SigningKeyLost, or not an Ed25519 key
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(first, 2) from None
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    from . import err
-
-    # the message may quote a document's text: never markup
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    return typer.Exit(code)
+        raise fail(first, 2) from None
 
 
 class DocState(enum.StrEnum):
@@ -257,17 +250,17 @@ def _public_key(given: Path | None, settings: Any) -> Any:
     path = given or settings.server.data_dir / binding.PUBLIC_KEY_FILE
     if not path.exists():
         if given is None:  # run in another directory than the gateway's, likely
-            raise _fail(
+            raise fail(
                 f"public key not found: {path.resolve()}, the data directory's (the default): "
                 "give the exporting gateway's with --public-key",
                 2,
             )
-        raise _fail(f"public key not found: {path.resolve()} (--public-key)", 2)
+        raise fail(f"public key not found: {path.resolve()} (--public-key)", 2)
     try:
         return binding.load_public_key(path)
     except (OSError, ValueError, UnsupportedAlgorithm) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(f"{path} is not an Ed25519 public key in PEM: {first}", 2) from None
+        raise fail(f"{path} is not an Ed25519 public key in PEM: {first}", 2) from None
 
 
 def _loads(text: str) -> Any:
@@ -290,11 +283,11 @@ def _read_file(name: str) -> list[Any]:
         text = sys.stdin.read() if name == "-" else Path(name).read_text()
         return list(read_documents(text))
     except json.JSONDecodeError as exc:
-        raise _fail(f"{name} is not JSON or NDJSON: {exc}", 2) from None
+        raise fail(f"{name} is not JSON or NDJSON: {exc}", 2) from None
     except FileNotFoundError:
-        raise _fail(f"no such file: {Path(name).resolve()}", 2) from None
+        raise fail(f"no such file: {Path(name).resolve()}", 2) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(f"cannot read {name}: {exc}", 2) from None
+        raise fail(f"cannot read {name}: {exc}", 2) from None
 
 
 def read_documents(text: str) -> Iterator[Any]:
@@ -356,7 +349,7 @@ def docs_show(doc_id: DocIdArg, config: ConfigOpt = None, data_dir: DataDirOpt =
     with _opened(config, data_dir) as (_, store):
         row = asyncio.run(store.get_document(doc_id))
     if row is None:
-        raise _fail(f"no document {doc_id!r}", 2)
+        raise fail(f"no document {doc_id!r}", 2)
     print(json.dumps(json.loads(row.body), indent=2, ensure_ascii=False))
 
 
@@ -402,11 +395,11 @@ def docs_verify(
         from . import no_store, opened_store, store_missing
 
         if store_missing(settings):  # a mistyped file name, or an id looked up elsewhere
-            raise _fail(f"no file {file_or_id!r}; as a document id: {no_store(settings)}", 2)
+            raise fail(f"no file {file_or_id!r}; as a document id: {no_store(settings)}", 2)
         with opened_store(settings, existing=True) as store:
             row = asyncio.run(store.get_document(doc_id_of(file_or_id)))
         if row is None:
-            raise _fail(f"no file or document {file_or_id!r}", 2)
+            raise fail(f"no file or document {file_or_id!r}", 2)
         body = json.loads(row.body)
         # an imported document carries its issuer's key: this directory's is not needed;
         # one of its own, the key its proof names (an earlier one where the key was lost)
@@ -419,7 +412,7 @@ def docs_verify(
         except ValueError as exc:
             checks.append((body, row.state, None, f"its stored key: {exc}", ""))
     if not checks:  # an empty or truncated export verifies nothing: never "all valid"
-        raise _fail(f"no documents in {file_or_id}: nothing to verify", 1)
+        raise fail(f"no documents in {file_or_id}: nothing to verify", 1)
     bad = 0
     for number, (doc, state, doc_key, wrong, source) in enumerate(checks, 1):
         name = _name(doc, number)
@@ -508,7 +501,7 @@ def docs_export(
             endorser = current()
             if endorser is None:  # a key made now would endorse with a key nobody trusts
                 path = (settings.server.data_dir / binding.PRIVATE_KEY_FILE).resolve()
-                raise _fail(
+                raise fail(
                     f"document {row.id} was imported: its issuer's key is endorsed with this "
                     f"gateway's signing key, and {path} is not there",
                     2,
@@ -516,7 +509,7 @@ def docs_export(
             try:
                 issuer = earlier or binding.public_key_from_pem(row.public_key)
             except ValueError as exc:
-                raise _fail(f"document {row.id}: its stored key: {exc}") from None
+                raise fail(f"document {row.id}: its stored key: {exc}") from None
             endorsement = endorser.endorse(str(json.loads(row.body).get("@id")), issuer)
             parts.append(f'"issuer":{json.dumps(endorsement, separators=(",", ":"))}')
         return "{" + ",".join(parts) + "}"
@@ -530,7 +523,7 @@ def docs_export(
         try:
             _write_atomically(output, text)
         except OSError as exc:  # a directory that is not there, no permission, a full disk
-            raise _fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
+            raise fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -593,7 +586,7 @@ def docs_import(
     keys = _Keys(public_key, settings)
     keys.default()  # a key that is not there or not one: said before anything else
     if not docs:  # an empty or truncated export: as docs verify says, nothing to import
-        raise _fail(f"no documents in {file}: nothing to import", 1)
+        raise fail(f"no documents in {file}: nothing to import", 1)
     # every document is verified before the store is opened: a file whose first document
     # fails leaves no store (and no signing key) behind, as a bad key or file does
     verified: list[tuple[dict[str, Any], str, Any]] = []
@@ -626,7 +619,7 @@ def docs_import(
                 else:
                     added += 1
     if failure is not None:
-        raise _fail(f"{failure}; before it: {counts()}; nothing after it imported")
+        raise fail(f"{failure}; before it: {counts()}; nothing after it imported")
     out.print(counts())
 
 
@@ -651,11 +644,11 @@ def docs_bind(
     with _opened(config, data_dir) as (settings, store):
         entry = asyncio.run(store.get_entry_by_id(answer_id))
         if entry is None:
-            raise _fail(f"no stored answer {answer_id!r}", 2)
+            raise fail(f"no stored answer {answer_id!r}", 2)
         signer = _signer(settings, store)
         row = asyncio.run(_engine(settings, store, signer=signer).documents.bind(entry.key))
     if row is None:
-        raise _fail(f"answer {answer_id!r} cannot be bound (revoked?)")
+        raise fail(f"answer {answer_id!r} cannot be bound (revoked?)")
     print(row.id)
 
 
@@ -665,7 +658,7 @@ def docs_revoke(doc_id: DocIdArg, config: ConfigOpt = None, data_dir: DataDirOpt
     with _opened(config, data_dir) as (settings, store):
         ok = asyncio.run(_engine(settings, store).documents.revoke(doc_id))  # signs nothing
     if not ok:
-        raise _fail(f"no document {doc_id!r}", 2)
+        raise fail(f"no document {doc_id!r}", 2)
     print(f"revoked {doc_id}")
 
 
@@ -734,10 +727,10 @@ def docs_new_key(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     settings = _settings(config, data_dir=data_dir)
     where = settings.server.data_dir
     if not where.is_dir():
-        raise _fail(f"no data directory {where.resolve()}: give --config or --data-dir", 2)
+        raise fail(f"no data directory {where.resolve()}: give --config or --data-dir", 2)
     existing = _signer(settings)
     if existing is not None:
-        raise _fail(
+        raise fail(
             f"{(where / binding.PRIVATE_KEY_FILE).resolve()} is there (key "
             f"{binding.key_id(existing.public)}): nothing to do",
             2,

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from .console import fail
+
 if TYPE_CHECKING:
     from ..backends.base import Backend
     from ..routing.ladder import Router
@@ -276,8 +278,7 @@ def profile(
                 )
             )
         except ConfigError as exc:  # energy.method forcing a meter this host cannot read
-            err.print(f"error: {exc}", markup=False, highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(exc), 2) from None
     table = Table(
         "id",
         "method",

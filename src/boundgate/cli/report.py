@@ -23,10 +23,10 @@ from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
 from ..store import PeriodRow
+from .console import fail
 
 HOUR = 3600
 DAY = 86400
@@ -318,8 +318,7 @@ def report(
         try:
             require_matplotlib()
         except PlotUnavailable as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
-            raise typer.Exit(1) from None
+            raise fail(str(exc)) from None
     now = time.time()
     start = now - window
     title = f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}"
@@ -337,7 +336,5 @@ def report(
             try:
                 plot(plot_path, asyncio.run(store.report_by_period(start, HOUR)), start, now)
             except OSError as exc:  # no permission, a full disk
-                message = f"cannot write {plot_path}: {exc.strerror or exc}"
-                err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-                raise typer.Exit(2) from None
+                raise fail(f"cannot write {plot_path}: {exc.strerror or exc}", 2) from None
             err.print(f"plot written to {plot_path}", highlight=False)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
+
+from .console import fail
 
 schedule_app = typer.Typer(help="Shift deferrable work into clean hours.", no_args_is_help=True)
 
@@ -42,8 +43,7 @@ def schedule_replay(
         series = read_series(intensity, column)
         histories = [read_series(p, column) for p in history or []]
     except (SeriesError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
     if len(series) < w:
         err.print("[red]error:[/red] the intensity file is shorter than the window", markup=True)
         raise typer.Exit(2)
@@ -218,8 +218,7 @@ def schedule_plan(
     try:
         d, w = parse_hours(duration), parse_hours(window)
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
     if w < d:
         err.print("[red]error:[/red] --window must be at least --duration", markup=True)
         raise typer.Exit(2)
