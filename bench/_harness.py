@@ -181,12 +181,16 @@ def median(xs: Sequence[float]) -> float:
 
 @contextlib.contextmanager
 def gateway_over_fake_upstream(
-    meanings: dict[str, str], extra_toml: str = "", seed: int | None = None
+    meanings: dict[str, str],
+    extra_toml: str = "",
+    seed: int | None = None,
+    model_toml: str = "",
 ) -> Iterator[tuple[httpx.Client, Any]]:
     """boundgate (in-process, real HTTP, its own temp data dir) in front of the in-package fake
     upstream, which answers questions of the same meaning alike. Yields (client, app).
     ``seed``: seeds the verifier's draws (which would-be hits are verified), so that two runs
-    of one stream differ only by what else differs (a pair model, a setting)."""
+    of one stream differ only by what else differs (a pair model, a setting). ``model_toml``:
+    more settings of the upstream's model entry (``models.upstream-8b``)."""
     from boundgate.assembly import build_app
     from boundgate.backends.fake import FakeUpstreamServer
     from boundgate.settings import load_settings
@@ -209,6 +213,7 @@ base_url = "{upstream.url}"
 upstream_model = "fake"
 params_b = 8
 default = true
+{model_toml}
 """
         )
         app = build_app(load_settings(cfg))
@@ -216,4 +221,33 @@ default = true
             app.state.gateway.reuse.verifier.rng.seed(seed)
         srv = stack.enter_context(ThreadedServer(app))
         http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=60))
+        yield http, app
+
+
+@contextlib.contextmanager
+def gateway_over_local_model(
+    extra_toml: str = "", seed: int | None = None
+) -> Iterator[tuple[httpx.Client, Any]]:
+    """boundgate (in-process, real HTTP, its own temp data dir) with the embedded default
+    configuration ``make serve`` runs: the packaged local model (llama.cpp) writes every
+    answer. Yields (client, app); ``seed`` as for ``gateway_over_fake_upstream``."""
+    from boundgate.assembly import build_app
+    from boundgate.settings import load_settings
+    from boundgate.testing import ThreadedServer
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        cfg = Path(tmp) / "b.toml"
+        cfg.write_text(
+            f"""
+[server]
+data_dir = "{Path(tmp) / "data"}"
+log_level = "warning"
+{extra_toml}
+"""
+        )
+        app = build_app(load_settings(cfg))
+        if seed is not None:
+            app.state.gateway.reuse.verifier.rng.seed(seed)
+        srv = stack.enter_context(ThreadedServer(app))
+        http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=300))
         yield http, app

@@ -16,7 +16,13 @@ conflict check; the answer cosines' quartiles per kind; the share where the conf
 fires. ``--answers FILE`` keeps the generated answers (JSON) and reuses them when present
 (the generation is most of the run: about 12 minutes for 150 + 150 pairs on one thread).
 
+``--write-data`` records the counts at each threshold for the packaged model's version in
+the package data the gateway reads (``src/boundgate/reuse/data/answer_labels.json``): a model
+whose answers label paraphrases "same" no more often than look-alikes has its answer labels
+left out of the verifier (``models.<name>.answer_labels = "auto"``, docs/reuse.md).
+
     python bench/answer_labels.py [--pairs 150] [--max-tokens 64] [--answers /tmp/answers.json]
+        [--write-data]
 """
 
 from __future__ import annotations
@@ -34,12 +40,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from boundgate.backends.llama_cpp import packaged_model_path
+from boundgate.backends.llama_cpp import file_sha256, packaged_model_path
 from boundgate.reuse import guards
 from boundgate.reuse.embedder import OnnxEmbedder, Vectors
 from boundgate.reuse.labels import ANSWER_CONFLICTS, Labelling
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "src/boundgate/reuse/data/answer_labels.json"
 
 
 def spread(path: Path, first: int, second: int, n: int) -> list[tuple[str, str]]:
@@ -97,6 +104,11 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=150)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--answers", type=Path, default=None)
+    ap.add_argument(
+        "--write-data",
+        action="store_true",
+        help=f"record the counts for the packaged model in {DATA.relative_to(ROOT)}",
+    )
     args = ap.parse_args()
     same = spread(ROOT / "tests/data/paraphrases_dev.tsv", 0, 1, args.pairs)
     diff = spread(ROOT / "tests/data/different_dev.tsv", 1, 2, args.pairs)
@@ -127,13 +139,31 @@ def main() -> None:
     print(f"| conflict check fires | {fired[is_same].mean():.2f} | {fired[~is_same].mean():.2f} |")
     print("\n| threshold | labelled same: paraphrases / look-alikes | cosine alone |")
     print("|---:|---:|---:|")
+    counts: dict[str, list[int]] = {}
     for t in (0.95, 0.9, 0.8, 0.7, 0.5):
         full = np.array(asyncio.run(labels(pairs, answers, t, True)))
         bare = np.array(asyncio.run(labels(pairs, answers, t, False)))
+        counts[f"{t}"] = [int(full[is_same].sum()), int(full[~is_same].sum())]
         print(
             f"| {t} | {full[is_same].mean():.2f} / {full[~is_same].mean():.2f} "
             f"| {bare[is_same].mean():.2f} / {bare[~is_same].mean():.2f} |"
         )
+    if args.write_data:
+        path = packaged_model_path()
+        version = f"{path.name}@sha256:{file_sha256(path)[:16]}"  # as LlamaCppBackend's
+        data = json.loads(DATA.read_text(encoding="utf-8")) if DATA.exists() else {"models": {}}
+        data["models"][version] = {
+            "date": time.strftime("%Y-%m-%d"),
+            "source": "bench/answer_labels.py: both questions of development paraphrases "
+            "(tests/data/paraphrases_dev.tsv) and look-alikes (tests/data/different_dev.tsv), "
+            "spread evenly over each file, answered by this model and labelled by "
+            "Labelling.same_answer",
+            "settings": f"chat template, temperature 0, max_tokens {args.max_tokens}",
+            "pairs": {"paraphrases": len(same), "lookalikes": len(diff)},
+            "labelled_same_by_answer_similarity": counts,
+        }
+        DATA.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"\nwrote {version} to {DATA.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ reported beside. Every recomputed candidate (sampled or below the threshold) is 
 it is, as the gateway's answer comparison would label it. ``--tightened-rights`` sets
 ``reuse.tightened_rights`` (0: sampling at its rate throughout). Reported per rate: wrong
 answers served over all lookups of the stream, per seed and at most, side by side in one run.
+``--labels-off`` adds a column for a model whose answers do not label
+(``models.<name>.answer_labels``: nothing verified or observed, the prior alone decides).
 
     python bench/prior_verify_rate.py [--rates 0.2 0.1 0.05] [--seeds 6] [--hostile 1.0 0.3 0.1]
-        [--hostile-min 0.5] [--wrong-share 1.0] [--tightened-rights 5]
+        [--hostile-min 0.5] [--wrong-share 1.0] [--tightened-rights 5] [--labels-off]
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def run(
     hostile_min: float = 0.5,
     wrong_share: float = 1.0,
     tightened_rights: int = 5,
+    labels: bool = True,
 ) -> tuple[int, int, int]:
-    """One stream: (wrong answers served, right ones served, right candidates)."""
+    """One stream: (wrong answers served, right ones served, right candidates). ``labels``
+    False: the model's answers do not label (``Verifier.decide``), nothing is observed."""
     v = Verifier(
         ReuseSettings(prior_verify_rate=rate, tightened_rights=tightened_rights),
         scorer=PairModelScorer(),
@@ -71,7 +75,7 @@ def run(
         score = rng.choice(right if correct else high)
         rights += correct
         v.note_lookup(0.9, pair=score)
-        verdict = v.decide(i, 0.9, pair=score)
+        verdict = v.decide(i, 0.9, pair=score, labels=labels)
         if verdict is Verdict.SERVE:
             served_right += correct
             served += not correct
@@ -90,17 +94,24 @@ def main() -> None:
     ap.add_argument("--hostile-min", type=float, default=0.5)
     ap.add_argument("--wrong-share", type=float, default=1.0)
     ap.add_argument("--tightened-rights", type=int, default=5)
+    ap.add_argument(
+        "--labels-off", action="store_true", help="add a column: the answers do not label"
+    )
     args = ap.parse_args()
     prior = Prior.load(packaged_model_dir() / "calibration.json", "shipped pair model")
     print(
         f"# Wrong answers served per {args.lookups} lookups (after {args.novel} novel ones; "
         f"hostile candidates score >= {args.hostile_min})\n"
     )
-    print("| hostile share | " + " | ".join(f"rate {r}" for r in args.rates) + " |")
-    print("|---:|" + "---|" * len(args.rates))
+    columns: list[tuple[float, bool]] = [(r, True) for r in args.rates]
+    if args.labels_off:
+        columns.append((0.0, False))
+    names = [f"rate {r}" if on else "answer labels off" for r, on in columns]
+    print("| hostile share | " + " | ".join(names) + " |")
+    print("|---:|" + "---|" * len(columns))
     for hostile in args.hostile:
         cells = []
-        for rate in args.rates:
+        for rate, on in columns:
             runs = [
                 run(
                     prior,
@@ -112,6 +123,7 @@ def main() -> None:
                     args.hostile_min,
                     args.wrong_share,
                     args.tightened_rights,
+                    on,
                 )
                 for seed in range(args.seeds)
             ]

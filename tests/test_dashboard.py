@@ -70,6 +70,8 @@ def test_overview_shows_seeded_totals_and_reuse_safety(open_dash: Seeded) -> Non
     with browser(open_dash.live) as b:
         html = b.get("/dashboard").text
     assert "Reuse safety" in html and "Energy avoided" in html
+    # whether each model asked so far labels the verifier's observations, and why
+    assert "<dt>Labels from the answers of fake</dt><dd>on (auto: not measured" in html
     # counts are shown as whole numbers
     requests_card = html.split("<dt>Requests</dt><dd>", 1)[1].split("</dd>", 1)[0]
     assert requests_card.isdigit() and int(requests_card) >= 29

@@ -115,6 +115,7 @@ def open_store(store: Store, settings: Settings) -> None:
 def build_backend(name: str, ms: ModelSettings, settings: Settings) -> Backend:
     backend = _build_backend(name, ms, settings)
     backend.reasoning = ms.reasoning
+    backend.answer_labels = ms.answer_labels
     return backend
 
 

@@ -159,6 +159,9 @@ class Backend(ABC):
     # A reasoning model (``models.<name>.reasoning``): requests get a reasoning-token cap
     # from their reasoning_effort and count against the daily reasoning budget.
     reasoning: bool = False
+    # Whether its fresh answers label the verifier's observations (``models.<name>.
+    # answer_labels``, resolved by ``reuse.answer_labels.resolve``): "auto", "on" or "off".
+    answer_labels: Literal["auto", "on", "off"] = "auto"
     # The backend calls ``req.on_start()`` when the request's generation starts (local
     # backends that run one generation at a time behind a queue): the gateway meters the
     # generation from that call, not from when it asked, so the queue wait, whose energy is

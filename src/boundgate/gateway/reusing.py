@@ -53,12 +53,14 @@ class Reusing(Metering, Admission):
         ``Lookup.unchecked``, and ``_commit_hit`` then checks it with the ledger row)."""
         if self.reuse is None:
             return None
+        labels = self.reuse.label_source(backend.name, backend.version, backend.answer_labels)
         p, key = self.reuse.plan_for(
             req,
             tenant=ctx.tenant.name,
             model_version=backend.version,
             endpoint=ctx.endpoint,
             cache_control=ctx.cache_control,
+            answer_labels=labels.in_force,
         )
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)

@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from ..clock import Clock, SystemClock
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
 from ..store import Store, StoredEntry
+from .answer_labels import LabelSource, Setting, measurement, resolve
 from .binding import Signer
 from .documents import Documents
 from .embedder import Embedder, Vectors, vector_bytes
@@ -149,6 +150,8 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         self._feedback_noted: set[str] = set()  # ... whose "wrong" was noted (labels.py)
         self._counters_pruned_at = -math.inf  # old days' feedback counters (labels.py)
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
+        # model → (version, whether its answers label observations): label_source
+        self.label_sources: dict[str, tuple[str, LabelSource]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._hits: dict[int, tuple[int, float]] = {}  # entry → hits not yet written, last
         self._answers: OrderedDict[int, StoredEntry] = OrderedDict()  # see searching.ANSWERS_KEPT
@@ -238,7 +241,10 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         model_version: str,
         endpoint: str,
         cache_control: str | None,
+        answer_labels: bool = True,
     ) -> tuple[Plan, ReuseKey | None]:
+        """The request's reuse plan and key. ``answer_labels``: whether the model's fresh
+        answers label the verifier's observations (``answer_labels.resolve``)."""
         key = reuse_key(req, tenant=tenant, model_version=model_version, endpoint=endpoint)
         has_tools = any(k in req.passthrough for k in ("tools", "functions"))
         p = plan(
@@ -251,7 +257,27 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             time_sensitive=self.time_sensitive,
             time_sensitive_max_age_s=self.settings.time_sensitive_max_age_s,
         )
+        if not answer_labels:
+            p = replace(p, answer_labels=False)
         return p, key
+
+    def label_source(self, model: str, version: str, setting: Setting) -> LabelSource:
+        """Whether ``model`` (at ``version``, its ``answer_labels`` ``setting``) labels the
+        verifier's observations with its answers (``answer_labels.resolve``), resolved once
+        per model version, logged, and listed in ``stats`` (``answer_labels``)."""
+        known = self.label_sources.get(model)
+        if known is not None and known[0] == version:
+            return known[1]
+        measured = measurement(version, self.settings.answer_similarity)
+        source = resolve(setting, measured, self.settings.confidence)
+        self.label_sources[model] = (version, source)
+        log.info(
+            "model %s: answers %s the verifier's observations (%s)",
+            model,
+            "label" if source.in_force else "do not label",
+            source.reason,
+        )
+        return source
 
     def by_meaning(self, query: str) -> bool:
         """Whether a stored question may be found by meaning: its embedding covers all of it
@@ -490,6 +516,11 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             # tightened inspection: right labels in a row still needed before sampled
             # verification returns to its rate (0: at its rate)
             "tightened_inspection": self.verifier.tightened_inspection,
+            # per model asked so far: whether its answers label observations, and why
+            "answer_labels": {
+                model: {"in_force": src.in_force, "reason": src.reason}
+                for model, (_, src) in sorted(self.label_sources.items())
+            },
             "semantic_lookups": est.lookups,
             "outcomes": dict(self.counters),
         }

@@ -45,6 +45,9 @@ class Plan:
     # above the temperature dial: whether a pre-generated variant may be served (not to a
     # request with no-cache, a max-age or a time-sensitive question: a variant is stored)
     variants: bool = True
+    # the model's fresh answers label the verifier's observations (answer_labels.py): off,
+    # a would-be hit is served unverified and a miss is not observed
+    answer_labels: bool = True
 
 
 DEFAULT_TIME_SENSITIVE = (

@@ -186,7 +186,9 @@ class Searching:
                 out.similarity, out.pair = similarity, pair
                 if self.verifier.scorer.uses_density:
                     out.density = self._density(key.scope, near, meta.key)
-                out.verdict = self.verifier.decide(meta.key, similarity, out.density, out.pair)
+                out.verdict = self.verifier.decide(
+                    meta.key, similarity, out.density, out.pair, labels=p.answer_labels
+                )
                 if out.verdict is Verdict.SERVE:
                     entry, out.unchecked = await self._entry_if_live(meta, check_live)
                     if entry is None:

@@ -616,21 +616,35 @@ class Verifier:
         return self.active_scorer.score(Evidence(similarity, density, pair))
 
     def decide(
-        self, entry: int, similarity: float, density: float = 0.0, pair: float | None = None
+        self,
+        entry: int,
+        similarity: float,
+        density: float = 0.0,
+        pair: float | None = None,
+        *,
+        labels: bool = True,
     ) -> Verdict:
+        """What to do with a candidate of ``entry`` at this evidence. ``labels``: the
+        request's model labels observations with its answers (``answer_labels.py``); when
+        it does not, a would-be hit on a threshold the data (the prior's included) proves is
+        served unverified, one on an unproven threshold is a miss, and a candidate below the
+        threshold is a miss, not observed: recomputing to compare answers that carry no
+        information would spend energy on noise."""
         t = self.threshold_for(entry)
         if self.score(similarity, density, pair) >= t:
             # Earn trust first: until enough labels (the prior's included) exist at or above
             # the threshold, every would-be hit is verified (recomputed and compared); and
             # again after a wrong one, until enough are right in a row (tightened inspection).
             n, _, n_on, _ = self._active_counts(t)
+            if not labels:
+                return Verdict.SERVE if n >= self.min_observations else Verdict.MISS
             if n < self.min_observations or self._tightened:
                 return Verdict.VERIFY
             rate = self.verify_rate
             if self.prior is not None and n_on < self.min_observations:
                 rate = max(rate, self.prior_verify_rate)  # the prior alone vouches for t
             return Verdict.VERIFY if self._sample(rate) else Verdict.SERVE
-        if similarity >= self.floor:
+        if similarity >= self.floor and labels:
             return Verdict.OBSERVE
         return Verdict.MISS
 

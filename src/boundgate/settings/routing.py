@@ -104,6 +104,16 @@ class ModelSettings(_Section):
     aliases: ListSetting[str] = Field(
         default_factory=list, description="Other names for this model."
     )
+    answer_labels: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Whether this model's fresh answers label the verifier's observations "
+        "(a would-be semantic hit sampled for verification, a miss beside its nearest stored "
+        "question; docs/reuse.md, Labels from answers). off: its would-be hits are served "
+        "unverified and its misses not labelled, so the threshold rests on the pair model's "
+        "shipped calibration (reuse.prior) and feedback. auto: off for a model whose answers "
+        "were measured to label paraphrases the same no more often than look-alikes (package "
+        "data `reuse/data/answer_labels.json`, by model version: SmolLM2-135M's), else on.",
+    )
     reasoning: bool = Field(
         False,
         description="A reasoning model: requests' reasoning_effort caps its reasoning tokens "
