@@ -403,6 +403,22 @@ def test_engine_never_serves_across_scopes(
         ("how many tiles for a 10x10 floor", "how many tiles for a 12x12 floor", "number"),
         ("Is the PS4 backward compatible?", "Is the PS5 backward compatible?", "number"),
         ("What is 5 factorial?", "What is 5 squared?", "number"),
+        # another kind of reply asked for (a trial of the default deployment was served
+        # these, pair scores 0.91-0.94)
+        ("How did World War II end?", "What year did WW2 end?", "mood"),
+        (
+            "What year did the Roman Empire fall?",
+            "What led to the fall of the Roman Empire?",
+            "mood",
+        ),
+        ("Why did the Roman Empire fall?", "When did the Roman Empire fall?", "mood"),
+        ("Who invented the telephone?", "When was the telephone invented?", "mood"),
+        ("How many people died in WW1?", "Why did so many people die in WW1?", "mood"),
+        # another aspect of a condition, another version control operation (the same trial)
+        ("What are the causes of the flu?", "What are the symptoms of the flu?", "contrast"),
+        ("How do I undo the last git pull?", "How do I undo the last git commit?", "contrast"),
+        ("How do I undo the last git revert?", "How do I undo the last git commit?", "contrast"),
+        ("How do I redo the last git commit?", "How do I undo the last git commit?", "polarity"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -433,6 +449,18 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What is the best way to break bad habits?", "How do I break bad habits?"),
         ("Is the comet getting nearer to the sun?", "Is the comet getting closer to the sun?"),
         ("symptoms of too much vitamin A", "signs of excessive vitamin A"),
+        # kinds of reply a paraphrase keeps: an amount asked as how long / how many days, a
+        # reason as how come, a manner as where / why; a relative "who" asks for no person
+        ("How long does the flu last?", "How many days does the flu last?"),
+        ("How come the sky is blue?", "Why is the sky blue?"),
+        ("How do I find my IP address?", "Where do I find my IP address?"),
+        ("How does a rainbow form?", "Why do rainbows appear?"),
+        ("When should I use a semicolon?", "How do I use a semicolon correctly?"),
+        ("When did WW2 end?", "In what year did World War 2 end?"),
+        (
+            "How many scientists believe in evolution?",
+            "Percentage of scientists who believe in evolution?",
+        ),
         ("How do I lose weight in 2 weeks?", "How can I lose weight in two weeks?"),
         ("Why can't I sleep at night?", "Why can I not sleep at night?"),
         # a polar "or not" asks both ways: no negation (quora_val: 8 duplicates it vetoed)

@@ -33,6 +33,7 @@ from .order import (
 from .wording import (
     SCOPE_WORDS,
     _affix_flips,
+    _asks_another_kind,
     _asks_for_a_detail,
     _measure_conflict,
     _modality_conflict,
@@ -468,7 +469,12 @@ def compare(a: str, b: str) -> Comparison:
     symbols = bool(fa.symbols and fb.symbols and fa.symbols != fb.symbols)
     if (symbols or _literals_differ(fa, fb)) and "literal" not in conflicts:
         conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
-    if _mood_conflict(fa, fb) or _turned_around(a, b, fa, fb) or _asks_for_a_detail(fa, fb):
+    if (
+        _mood_conflict(fa, fb)
+        or _turned_around(a, b, fa, fb)
+        or _asks_for_a_detail(fa, fb)
+        or _asks_another_kind(fa, fb)
+    ):
         conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
     if _tense_conflict(fa, fb):
         conflicts.append("tense")

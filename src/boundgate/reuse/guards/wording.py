@@ -98,6 +98,77 @@ def _mood_conflict(fa: Features, fb: Features) -> bool:
     return "statement" in moods
 
 
+# what kind of reply a question word asks for, by the words that open it (see _asked_kind)
+_ASKED_AFTER_HOW = {
+    w: "amount" for w in ("many", "much", "long", "often", "old", "far", "big", "tall")
+} | {"come": "reason"}
+_ASKED_AFTER_WHAT = {w: "date" for w in ("year", "date", "century", "decade")} | {
+    w: "reason" for w in ("reason", "caused", "causes", "cause")
+}
+# "when" asks for a date before these ("When did the war end?"); before others it may open a
+# clause ("When baking bread, why …") or ask for a condition ("When should I use a semicolon?")
+_WHEN_DATE = frozenset(["did", "was", "were", "is", "are", "will"])
+_HOW_MANNER = frozenset(["do", "does", "did", "can", "could", "should", "to", "would", "will"])
+_SKIPPED = frozenset(["the", "a", "an", "is", "was", "s"])
+_OPENING_PREPOSITIONS = frozenset(["in", "at", "from", "to", "for", "since", "by", "on", "until"])
+# which kinds of reply rule each other out: a manner or a place may well be asked for a
+# reason or an amount ("How does a rainbow form?" / "Why do rainbows appear?", "Where does
+# the salt in the sea come from?" / "Why is the sea salty?"), a person for a place ("Who
+# sells the best pest control in Sydney?" / "Where can I find …"), a date not
+_EXCLUSIVE = {
+    "date": frozenset(["reason", "manner", "amount", "person", "place"]),
+    "reason": frozenset(["date", "amount", "person"]),
+    "person": frozenset(["date", "reason", "amount"]),
+    "amount": frozenset(["date", "reason", "person"]),
+    "manner": frozenset(["date"]),
+    "place": frozenset(["date"]),
+}
+
+
+def _asked_kind(words: list[str]) -> str:
+    """The kind of reply a question asks for, from the question word that opens it:
+    "date" (when did / was …, what year), "reason" (why, how come, what caused, what is the
+    reason, what led to), "person" (who), "place" (where), "amount" (how many / much / long /
+    often / old / far), "manner" (how do / did / to …); "" when none says ("what is …",
+    "which …"). A question answering system's expected answer type (Li & Roth 2002,
+    "Learning question classifiers"), coarse enough that paraphrases keep it."""
+    # the question word opens the question, or follows its preposition ("In what year …");
+    # elsewhere it is a relative ("scientists who believe …") or opens a clause
+    first = 1 if len(words) > 1 and words[0] in _OPENING_PREPOSITIONS else 0
+    for i, w in enumerate(words[: first + 1]):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if w in ("who", "whom"):
+            return "person"
+        if w == "why":
+            return "reason"
+        if w == "where":
+            return "place"
+        if w == "when":
+            return "date" if nxt in _WHEN_DATE else ""  # else a clause or a condition
+        if w == "how":
+            if nxt == "long" and i + 2 < len(words) and words[i + 2] == "ago":
+                return "date"
+            if nxt in _ASKED_AFTER_HOW:
+                return _ASKED_AFTER_HOW[nxt]
+            return "manner" if nxt in _HOW_MANNER else ""
+        if w in ("what", "whats", "which"):
+            rest = [x for x in words[i + 1 : i + 4] if x not in _SKIPPED]
+            if rest and rest[0] in _ASKED_AFTER_WHAT:
+                return _ASKED_AFTER_WHAT[rest[0]]
+            if rest[:2] in (["led", "to"], ["leads", "to"]):
+                return "reason"
+            return ""
+    return ""
+
+
+def _asks_another_kind(fa: Features, fb: Features) -> bool:
+    """Both questions say what kind of reply they ask for, and the kinds rule each other out
+    (``_asked_kind``, ``_EXCLUSIVE``): "How did the war end?" / "What year did the war end?",
+    "What year did Rome fall?" / "What led to the fall of Rome?"."""
+    ka, kb = _asked_kind(fa.words), _asked_kind(fb.words)
+    return bool(ka and kb and kb in _EXCLUSIVE.get(ka, frozenset()))
+
+
 def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
     """``tenses`` and ``untensed`` of ``Features``."""
     tenses: set[str] = set()
