@@ -94,8 +94,10 @@ bench: dev
 	$(BIN)/python bench/verifier_compute.py
 	$(BIN)/python bench/exact_form.py
 	$(BIN)/python bench/prompt_cache.py
-	$(BIN)/python bench/prior_verify_rate.py
-	$(BIN)/python bench/answer_labels.py
+	$(BIN)/python bench/prior_verify_rate.py --labels-off
+	mkdir -p .boundgate
+	$(BIN)/python bench/answer_labels.py --answers .boundgate/bench_answers.json
+	$(BIN)/python bench/answer_likelihood.py --answers .boundgate/bench_answers.json
 
 # 30 minutes of mixed traffic against one server: RSS, open fds and p99 per 10k requests.
 soak: dev
