@@ -44,7 +44,11 @@ class ReuseSettings(_Section):
         30, ge=1, description="Labelled observations needed above a threshold to trust it."
     )
     verify_rate: float = Field(
-        0.05, ge=0, le=1, description="Share of would-be semantic hits recomputed to verify."
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of would-be semantic hits recomputed to verify (for models whose "
+        "answers label: models.<name>.answer_labels).",
     )
     prior_verify_rate: float = Field(
         0.2,
