@@ -179,6 +179,31 @@ def median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def _serve(
+    stack: contextlib.ExitStack, tmp: str, config: str, seed: int | None, timeout_s: float
+) -> tuple[httpx.Client, Any]:
+    """Write ``config`` below a ``[server]`` section of its own data dir in ``tmp``, build the
+    app, seed its verifier's draws, serve it on a real port (stopped by ``stack``)."""
+    from boundgate.assembly import build_app
+    from boundgate.settings import load_settings
+    from boundgate.testing import ThreadedServer
+
+    cfg = Path(tmp) / "b.toml"
+    cfg.write_text(
+        f"""
+[server]
+data_dir = "{Path(tmp) / "data"}"
+log_level = "warning"
+{config}
+"""
+    )
+    app = build_app(load_settings(cfg))
+    if seed is not None:
+        app.state.gateway.reuse.verifier.rng.seed(seed)
+    srv = stack.enter_context(ThreadedServer(app))
+    return stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=timeout_s)), app
+
+
 @contextlib.contextmanager
 def gateway_over_fake_upstream(
     meanings: dict[str, str],
@@ -191,22 +216,13 @@ def gateway_over_fake_upstream(
     ``seed``: seeds the verifier's draws (which would-be hits are verified), so that two runs
     of one stream differ only by what else differs (a pair model, a setting). ``model_toml``:
     more settings of the upstream's model entry (``models.upstream-8b``)."""
-    from boundgate.assembly import build_app
     from boundgate.backends.fake import FakeUpstreamServer
-    from boundgate.settings import load_settings
-    from boundgate.testing import ThreadedServer
 
     # the server stops (ExitStack) before its data dir is removed
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         upstream = stack.enter_context(FakeUpstreamServer())
         upstream.control.meanings = meanings
-        cfg = Path(tmp) / "b.toml"
-        cfg.write_text(
-            f"""
-[server]
-data_dir = "{Path(tmp) / "data"}"
-log_level = "warning"
-{extra_toml}
+        config = f"""{extra_toml}
 [models.upstream-8b]
 backend = "openai"
 base_url = "{upstream.url}"
@@ -215,13 +231,7 @@ params_b = 8
 default = true
 {model_toml}
 """
-        )
-        app = build_app(load_settings(cfg))
-        if seed is not None:
-            app.state.gateway.reuse.verifier.rng.seed(seed)
-        srv = stack.enter_context(ThreadedServer(app))
-        http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=60))
-        yield http, app
+        yield _serve(stack, tmp, config, seed, 60)
 
 
 @contextlib.contextmanager
@@ -231,23 +241,5 @@ def gateway_over_local_model(
     """boundgate (in-process, real HTTP, its own temp data dir) with the embedded default
     configuration ``make serve`` runs: the packaged local model (llama.cpp) writes every
     answer. Yields (client, app); ``seed`` as for ``gateway_over_fake_upstream``."""
-    from boundgate.assembly import build_app
-    from boundgate.settings import load_settings
-    from boundgate.testing import ThreadedServer
-
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        cfg = Path(tmp) / "b.toml"
-        cfg.write_text(
-            f"""
-[server]
-data_dir = "{Path(tmp) / "data"}"
-log_level = "warning"
-{extra_toml}
-"""
-        )
-        app = build_app(load_settings(cfg))
-        if seed is not None:
-            app.state.gateway.reuse.verifier.rng.seed(seed)
-        srv = stack.enter_context(ThreadedServer(app))
-        http = stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=300))
-        yield http, app
+        yield _serve(stack, tmp, extra_toml, seed, 300)
