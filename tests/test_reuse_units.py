@@ -414,6 +414,11 @@ def test_engine_never_serves_across_scopes(
         ("Why did the Roman Empire fall?", "When did the Roman Empire fall?", "mood"),
         ("Who invented the telephone?", "When was the telephone invented?", "mood"),
         ("How many people died in WW1?", "Why did so many people die in WW1?", "mood"),
+        (
+            "How tall is the tallest mountain in North America?",
+            "What is the tallest mountain in North America?",
+            "mood",
+        ),
         # another aspect of a condition, another version control operation (the same trial)
         ("What are the causes of the flu?", "What are the symptoms of the flu?", "contrast"),
         ("How do I undo the last git pull?", "How do I undo the last git commit?", "contrast"),
@@ -457,6 +462,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("How does a rainbow form?", "Why do rainbows appear?"),
         ("When should I use a semicolon?", "How do I use a semicolon correctly?"),
         ("When did WW2 end?", "In what year did World War 2 end?"),
+        ("What is the largest planet?", "Which planet is the biggest?"),
         (
             "How many scientists believe in evolution?",
             "Percentage of scientists who believe in evolution?",

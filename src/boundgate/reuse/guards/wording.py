@@ -21,6 +21,7 @@ from .lexicon import (
     PAIRED_PREFIXES,
     PAIRED_SUFFIXES,
     PARTICIPLES,
+    SUPERLATIVES,
     TENSES,
     UNIT_DIMENSIONS,
     UNITS,
@@ -119,8 +120,9 @@ _EXCLUSIVE = {
     "date": frozenset(["reason", "manner", "amount", "person", "place"]),
     "reason": frozenset(["date", "amount", "person"]),
     "person": frozenset(["date", "reason", "amount"]),
-    "amount": frozenset(["date", "reason", "person"]),
+    "amount": frozenset(["date", "reason", "person", "thing"]),
     "manner": frozenset(["date"]),
+    "thing": frozenset(["amount"]),
     "place": frozenset(["date"]),
 }
 
@@ -129,7 +131,8 @@ def _asked_kind(words: list[str]) -> str:
     """The kind of reply a question asks for, from the question word that opens it:
     "date" (when did / was …, what year), "reason" (why, how come, what caused, what is the
     reason, what led to), "person" (who), "place" (where), "amount" (how many / much / long /
-    often / old / far), "manner" (how do / did / to …); "" when none says ("what is …",
+    often / old / far), "manner" (how do / did / to …), "thing" (what is the tallest …);
+    "" when none says ("what is …",
     "which …"). A question answering system's expected answer type (Li & Roth 2002,
     "Learning question classifiers"), coarse enough that paraphrases keep it."""
     # the question word opens the question, or follows its preposition ("In what year …");
@@ -157,8 +160,14 @@ def _asked_kind(words: list[str]) -> str:
                 return _ASKED_AFTER_WHAT[rest[0]]
             if rest[:2] in (["led", "to"], ["leads", "to"]):
                 return "reason"
+            if rest and _superlative(rest[0]):
+                return "thing"  # "What is the tallest mountain?" names one, no measure
             return ""
     return ""
+
+
+def _superlative(word: str) -> bool:
+    return word in SUPERLATIVES or (len(word) > 5 and word.endswith("est"))
 
 
 def _asks_another_kind(fa: Features, fb: Features) -> bool:
