@@ -231,6 +231,12 @@ ARTICLES = frozenset(["a", "an", "the"])
 SUPERLATIVES = frozenset(["most", "least", "best", "worst"])
 
 
+def is_superlative(word: str) -> bool:
+    """A superlative: one of ``SUPERLATIVES``, or a word of six letters or more ending in
+    "-est" ("largest", "tallest"; shorter ones are mostly not: "test", "nest")."""
+    return word in SUPERLATIVES or (len(word) > 5 and word.endswith("est"))
+
+
 WH_SWAP_WORDS = 5  # _wh_swapped: the longest reordering it judges
 
 

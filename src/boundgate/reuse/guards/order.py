@@ -15,11 +15,11 @@ from .lexicon import (
     IRREGULAR_PAST,
     IRREGULAR_PLURALS,
     PARTICIPLES,
-    SUPERLATIVES,
     SYMMETRIC,
     WH_PRONOUNS,
     WH_SWAP_WORDS,
     WH_WORDS,
+    is_superlative,
     stem,
 )
 
@@ -52,7 +52,7 @@ def _wh_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
     # noun are the complement of "is"
     first_aux = next((t for t in toks[1:] if t in AUXILIARIES), "")
     determiner = toks[1] not in AUXILIARIES and first_aux in ("is", "are", "was", "were")
-    superlative = any(t in SUPERLATIVES or (len(t) > 5 and t.endswith("est")) for t in toks)
+    superlative = any(is_superlative(t) for t in toks)
     return {"wh": toks[0], "wh_rest": rest, "wh_determiner": determiner, "superlative": superlative}
 
 

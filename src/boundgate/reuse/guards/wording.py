@@ -21,10 +21,10 @@ from .lexicon import (
     PAIRED_PREFIXES,
     PAIRED_SUFFIXES,
     PARTICIPLES,
-    SUPERLATIVES,
     TENSES,
     UNIT_DIMENSIONS,
     UNITS,
+    is_superlative,
     stem,
 )
 
@@ -132,9 +132,9 @@ def _asked_kind(words: list[str]) -> str:
     "date" (when did / was …, what year), "reason" (why, how come, what caused, what is the
     reason, what led to), "person" (who), "place" (where), "amount" (how many / much / long /
     often / old / far), "manner" (how do / did / to …), "thing" (what is the tallest …);
-    "" when none says ("what is …",
-    "which …"). A question answering system's expected answer type (Li & Roth 2002,
-    "Learning question classifiers"), coarse enough that paraphrases keep it."""
+    "" when none says ("what is …", "which …"). A question answering system's expected
+    answer type (Li & Roth 2002, "Learning question classifiers"), coarse enough that
+    paraphrases keep it."""
     # the question word opens the question, or follows its preposition ("In what year …");
     # elsewhere it is a relative ("scientists who believe …") or opens a clause
     first = 1 if len(words) > 1 and words[0] in _OPENING_PREPOSITIONS else 0
@@ -160,14 +160,10 @@ def _asked_kind(words: list[str]) -> str:
                 return _ASKED_AFTER_WHAT[rest[0]]
             if rest[:2] in (["led", "to"], ["leads", "to"]):
                 return "reason"
-            if rest and _superlative(rest[0]):
+            if rest and is_superlative(rest[0]):
                 return "thing"  # "What is the tallest mountain?" names one, no measure
             return ""
     return ""
-
-
-def _superlative(word: str) -> bool:
-    return word in SUPERLATIVES or (len(word) > 5 and word.endswith("est"))
 
 
 def _asks_another_kind(fa: Features, fb: Features) -> bool:
