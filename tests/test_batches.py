@@ -697,6 +697,7 @@ def test_lines_answered_before_the_input_was_deleted_are_kept(batch_live: Any) -
     error = done.errors.data[0]
     assert error.code == "missing_file" and f.id in (error.message or "")
     assert "2 of 4" in (error.message or "")
+    assert error.line is None  # no line was at fault (a trial's said line 1)
     bg = done.model_extra["boundgate"]
     assert bg["state"] == "failed" and bg["energy_wh"] == 1.0
 
@@ -1204,3 +1205,64 @@ def test_a_line_that_fails_mid_answer_counts_the_energy_it_spent(batch_live: Any
     assert bg["run_now_carbon_g"] == pytest.approx(
         bg["energy_wh"] / 1000 * bg["submitted_gco2_per_kwh"]
     )
+
+
+def test_upload_fields_the_gateway_does_not_take_are_refused(fake_live: Live) -> None:
+    """A trial: the SDK's ``expires_after`` (sent as ``expires_after[anchor]`` and
+    ``expires_after[seconds]``), an unknown field and a second file part were dropped
+    without a word (200, a file that never expires); a ``file`` sent as a text field was
+    told "Expected UploadFile, received: <class 'str'>"; a list query's error carried the
+    upload's multipart hint."""
+    client = fake_live.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.files.create(
+            file=("a.jsonl", lines(1)),
+            purpose="batch",
+            expires_after={"anchor": "created_at", "seconds": 3600},
+        )
+    err = caught.value.body
+    assert isinstance(err, dict)
+    assert (err["param"], err["code"]) == ("expires_after", "unsupported_parameter")
+    files = {"file": ("a.jsonl", lines(1))}
+    r = fake_live.http.post("/v1/files", data={"purpose": "batch", "foo": "bar"}, files=files)
+    assert_error(r, 400, param="foo", code="unknown_parameter")
+    two = [("file", ("a.jsonl", lines(1))), ("file", ("b.jsonl", lines(2)))]
+    r = fake_live.http.post("/v1/files", data={"purpose": "batch"}, files=two)
+    assert "2 file fields" in assert_error(r, 400, param="file")["message"]
+    r = fake_live.http.post("/v1/files", data={"purpose": "batch", "file": "x"}, files={"x": b""})
+    err = assert_error(r, 400, param="file")
+    assert "file part" in err["message"] and "UploadFile" not in err["message"], err
+    assert not client.files.list().data  # nothing was stored
+    r = fake_live.http.get("/v1/files", params={"limit": 0})
+    err = assert_error(r, 400, param="limit")
+    assert "multipart" not in err["message"], err
+
+
+def test_batch_parameters_openai_has_and_the_gateway_does_not_are_named(fake_live: Live) -> None:
+    """A trial's ``output_expires_after`` (an OpenAI SDK parameter) was refused as if it
+    were a typo ("Extra inputs are not permitted", ``invalid_value``)."""
+    client = fake_live.openai()
+    f = client.files.create(file=("a.jsonl", lines(1)), purpose="batch")
+    r = fake_live.http.post(
+        "/v1/batches",
+        json={
+            "input_file_id": f.id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            "output_expires_after": {"anchor": "created_at", "seconds": 3600},
+        },
+    )
+    assert_error(r, 400, param="output_expires_after", code="unsupported_parameter")
+
+
+def test_input_lines_are_held_to_the_endpoints_body_limit_and_utf8_errors_name_the_line() -> None:
+    """A trial's 2 MiB line ran (the same body sent to the endpoint is a 413), and a file
+    with one bad byte was told only "the input file is not UTF-8"."""
+    big = {"model": "fake", "messages": [{"role": "user", "content": "x" * 2000}]}
+    line = {"custom_id": "big", "method": "POST", "url": "/v1/chat/completions", "body": big}
+    content = lines(2) + b"\n" + json.dumps(line).encode()
+    with pytest.raises(InvalidRequestError, match=r"custom_id 'big'.*body is \d+ bytes"):
+        parse_lines(content, "/v1/chat/completions", max_body_bytes=1000)
+    assert len(parse_lines(content, "/v1/chat/completions", max_body_bytes=10_000)) == 3
+    with pytest.raises(InvalidRequestError, match=r"not UTF-8: line 3 has byte 0xff"):
+        parse_lines(lines(2) + b"\n" + b'{"custom_id": "\xff"}', "/v1/chat/completions")

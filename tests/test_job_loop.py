@@ -221,3 +221,45 @@ def test_a_poll_retried_shows_on_the_apps_metrics(tmp_path: Path) -> None:
     with Live.in_process(app) as live:
         assert wait_until(lambda: poll_retries(live) == 1.0)
         assert store.claims >= 1
+
+
+def test_a_stopped_runner_hands_its_running_job_back(tmp_path: Path) -> None:
+    """A trial stopped the server (SIGTERM) in the middle of a batch: the job stayed leased
+    to the stopped runner, so the restarted process left it for the lease's 5 minutes and a
+    cancel of the batch waited as long. Stopping the runner now gives the job back, pending
+    and due at once, the claim's attempt not counted; the next runner runs it."""
+    started = asyncio.Event()
+    runs: list[str] = []
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "j.db")
+        store.open()
+        try:
+
+            async def blocking(payload: dict[str, Any]) -> dict[str, Any]:
+                runs.append("first")
+                started.set()
+                await asyncio.Event().wait()  # until cancelled
+                return {}
+
+            await JobQueue(store, FakeClock(start=START), run_now).submit("batch", {"b": 1})
+            first = _runner(store, {"batch": blocking})
+            first.start()
+            await asyncio.wait_for(started.wait(), WAIT_S)
+            await asyncio.wait_for(first.stop(), WAIT_S)
+            [job] = await store.jobs()
+            assert (job.state, job.lease_owner, job.attempts) == ("pending", None, 0)
+
+            async def finishing(payload: dict[str, Any]) -> dict[str, Any]:
+                runs.append("second")
+                return {"ok": True}
+
+            second = _runner(store, {"batch": finishing})  # the same clock time: no wait
+            assert await second.run_once()
+            [job] = await store.jobs()
+            assert job.state == "done"
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+    assert runs == ["first", "second"]

@@ -357,6 +357,8 @@ class JobRunner:
         self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # the job whose handler runs now (under this runner's lease); None between jobs
+        self._running: JobRow | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -367,19 +369,36 @@ class JobRunner:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Stop the loop (and the job it runs: its lease runs out, another runner takes it)
-        and take back this runner's note in the store: a late job only it could run is no
-        longer waited for."""
+        """Stop the loop, hand the job it runs back (pending again, due at once, the claim's
+        attempt not counted: ``Store.finish_job``'s ``handed_back``) and take back this
+        runner's note in the store: a late job only it could run is no longer waited for.
+        The handler is cancelled; handlers are resumable (a batch goes on from the lines it
+        kept). A job left leased, as a stop used to leave it, waited for its lease to run out
+        (``lease_s``, 5 min) before a restarted process took it up, and a cancel of its batch
+        waited as long (a trial). Only a process that dies (``kill -9``) leaves its lease to
+        run out. A hand-back the store fails is logged: the lease then runs out as before."""
         task, self._task = self._task, None
         if task is not None:
+            running = self._running
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            self._running = None
+            if running is not None:
+                await self._hand_back_on_stop(running)
         if self._noted is not None:
             self._noted = None
             try:
                 await self.store.forget_runner(self.owner)
             except Exception:  # shutdown goes on; the note runs out by itself
                 log.exception("job runner %s: its note in the store was not taken back", self.owner)
+
+    async def _hand_back_on_stop(self, job: JobRow) -> None:
+        result = {"handed_back": "its runner stopped"}
+        try:
+            if await self._finish(job, "pending", result, handed_back=True):
+                log.info("job %s (%s) handed back: its runner stopped", job.id, job.kind)
+        except Exception:  # shutdown goes on; the lease runs out by itself
+            log.exception("job %s: not handed back as its runner stopped", job.id)
 
     def _accepts(self) -> frozenset[str]:
         return frozenset(self.accepts()) if self.accepts is not None else frozenset()
@@ -500,7 +519,11 @@ class JobRunner:
         payload: dict[str, Any] = {}
         try:
             payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
-            result = await self._run_leased(job, handler(payload))
+            self._running = job
+            try:
+                result = await self._run_leased(job, handler(payload))
+            finally:
+                self._running = None  # (stop() took it before cancelling the loop)
         except _LeaseLost:
             log.warning("job %s (%s): lease taken over by another runner", job.id, job.kind)
             return True

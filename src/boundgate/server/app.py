@@ -256,6 +256,7 @@ def create_app(
     app.state.ready = False
     app.state.startup = None  # a StartupSteps to tell what start-up is doing
     app.state.max_file_bytes = max_file_bytes if max_file_bytes is not None else max_body_bytes
+    app.state.max_body_bytes = max_body_bytes  # a batch line's body, as a request's
     app.state.batch_request_s = batch_request_s
     # gateway → its handlers, beside the batch's (a test seam: it may replace that too)
     app.state.job_handlers = job_handlers
@@ -308,12 +309,23 @@ def create_app(
         else:
             err = request_error(errors, exc.body, body_fields(request))
             content_type = request.headers.get("content-type", "")
-            upload = request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
-            if upload and not content_type.startswith("multipart/form-data"):
+            upload = (
+                request.method == "POST" and request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
+            )  # not the list (GET), whose query a trial got this hint for
+            if upload and any(
+                tuple(e.get("loc", ()))[-1:] == ("file",) and "UploadFile" in str(e.get("msg"))
+                for e in errors
+            ):  # a text field named file (curl's -F file=<path): was "Expected UploadFile, ..."
+                err = InvalidRequestError(
+                    "file must be a file part of the form (curl: -F file=@path), not a text field",
+                    param="file",
+                )
+            elif upload and not content_type.startswith("multipart/form-data"):
                 # a trial sent JSON and was told only which form fields were missing
+                sent = f"not {content_type}" if content_type else "and none was sent"
                 err.message += (
                     f" (POST {BodyLimit.FILE_UPLOADS} takes a multipart/form-data upload with "
-                    f"fields file and purpose, not {content_type or 'no Content-Type'})"
+                    f"fields file and purpose, {sent})"
                 )
         await record(request, err)
         return error_response(request, err)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Uplo
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import InvalidRequestError, PayloadTooLargeError
+from ...errors import ErrorCode, InvalidRequestError, PayloadTooLargeError
 from ...gateway import RequestContext
 from ..chat.protocol import Metadata
 from ..common import StrictJSONRoute, context, gateway_of
@@ -33,7 +33,44 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-_UPLOAD_NOTES = {400: f"an empty file (`param: file`); a malformed `{HEADER}` (`param`)"}
+_UPLOAD_NOTES = {
+    400: f"an empty file (`param: file`); a malformed `{HEADER}` (`param`); a form field other "
+    "than one `file` and one `purpose` (`expires_after`: `unsupported_parameter`)"
+}
+UPLOAD_FIELDS = ("file", "purpose")
+
+
+def _unsupported(param: str, why: str) -> InvalidRequestError:
+    """400 ``unsupported_parameter`` for an OpenAI parameter this gateway does not implement
+    (the SDK sends it; a silent default would not be what the caller asked for)."""
+    return InvalidRequestError(
+        f"'{param}' is not supported by this gateway ({why})",
+        param=param,
+        code=ErrorCode.UNSUPPORTED_PARAMETER,
+    )
+
+
+async def _checked_form(request: Request) -> None:
+    """Refuse an upload's form fields other than one ``file`` and one ``purpose``: OpenAI's
+    ``expires_after`` (the SDK sends ``expires_after[anchor]``, ``expires_after[seconds]``)
+    as unsupported, anything else as unknown, and a second ``file`` or ``purpose`` part (a
+    trial's upload with ``expires_after`` got a file that never expires, its other fields
+    and second file part dropped without a word)."""
+    form = await request.form()  # (parsed already for the route's parameters: cached)
+    for name in dict.fromkeys(form.keys()):
+        if name.split("[", 1)[0] == "expires_after":
+            raise _unsupported("expires_after", "uploaded files are kept until deleted")
+        if name not in UPLOAD_FIELDS:
+            raise InvalidRequestError(
+                f"unknown form field {name!r}: POST /v1/files takes the fields file and purpose",
+                param=name,
+                code=ErrorCode.UNKNOWN_PARAMETER,
+            )
+        if len(form.getlist(name)) > 1:
+            raise InvalidRequestError(
+                f"the upload has {len(form.getlist(name))} {name} fields; it takes one",
+                param=name,
+            )
 
 
 @router.post(
@@ -56,8 +93,10 @@ async def upload_file(
     purpose, a file name with control characters (or cut short by one, as a line break
     ends the part's header and leaves an unterminated quote), a file without a request
     (empty, or blank lines only: ``param: file``, nothing stored), or a malformed
-    ``Idempotency-Key``; 409 ``idempotency_key_reused`` for a key an upload of another
+    ``Idempotency-Key``, and form fields other than one ``file`` and one ``purpose``
+    (``_checked_form``); 409 ``idempotency_key_reused`` for a key an upload of another
     purpose, name or content used; 413 over ``server.max_file_bytes``."""
+    await _checked_form(request)
     key = checked_key(request.headers.getlist(HEADER))
     if purpose not in PURPOSES:
         raise InvalidRequestError("purpose must be 'batch'", param="purpose")
@@ -172,6 +211,8 @@ class BatchRequest(BaseModel):
     endpoint: str
     completion_window: str = "24h"
     metadata: Metadata | None = None  # as chat completions': 16 pairs, keys 64, values 512
+    # OpenAI's, not implemented: refused by name (400 unsupported_parameter), not as a typo
+    output_expires_after: Any = None
 
 
 @router.post(
@@ -192,6 +233,8 @@ async def create_batch(
     """Queue a batch; it runs in the forecast-cleanest hours of its completion window. With
     an ``Idempotency-Key``, a retry gets the batch the first request made (409
     ``idempotency_key_reused`` if it had other parameters)."""
+    if body.output_expires_after is not None:
+        raise _unsupported("output_expires_after", "output files are kept until deleted")
     key = checked_key(request.headers.getlist(HEADER))
     gw = gateway_of(request)
     batch = await serving.create_batch(
@@ -203,6 +246,7 @@ async def create_batch(
         metadata=body.metadata,
         request_s=request.app.state.batch_request_s,
         idempotency_key=key,
+        max_body_bytes=request.app.state.max_body_bytes,
     )
     runner = getattr(request.app.state, "runner", None)
     if runner is not None:

@@ -20,6 +20,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -274,15 +275,23 @@ def has_requests(content: bytes) -> bool:
     return bool(text.removeprefix(BOM).strip())
 
 
-def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[dict[str, Any]]:
+def parse_lines(
+    content: bytes, endpoint: str, *, check: bool = True, max_body_bytes: int | None = None
+) -> list[dict[str, Any]]:
     """The batch's lines. ``check``: also check every line's keys, that it has a ``method``,
     and every body as the endpoint would (at creation; at run time a line whose body fails the
     check fails alone, in the error file, and a line with another key or without ``method``,
-    accepted before they were checked, runs)."""
+    accepted before they were checked, runs), its size too: a body over ``max_body_bytes``
+    (``server.max_body_bytes``, as compact JSON), which the endpoint would refuse with a 413,
+    is refused (a trial's 2 MiB line ran)."""
     try:
         text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _bad_input("the input file is not UTF-8") from None
+    except UnicodeDecodeError as exc:
+        at = content.count(b"\n", 0, exc.start) + 1  # numbered as below
+        raise _bad_input(
+            f"the input file is not UTF-8: line {at} has byte 0x{content[exc.start]:02x} "
+            f"(byte {exc.start} of the file: {exc.reason})"
+        ) from None
     text = text.removeprefix(BOM)
     # JSON Lines ends a line at "\n" only ("\r\n" too): str.splitlines() also split at
     # U+2028, U+2029 and U+0085, which JSON strings may hold unescaped. Numbered as an
@@ -333,6 +342,14 @@ def parse_lines(content: bytes, endpoint: str, *, check: bool = True) -> list[di
             raise _bad_input(f"{where}: url must be the batch's endpoint {endpoint} (got {got})")
         if not isinstance(item.get("body"), dict):
             raise _bad_input(f"{where}: body must be an object")
+        if check and max_body_bytes is not None:
+            compact = json.dumps(item["body"], separators=(",", ":"), ensure_ascii=False)
+            size = len(compact.encode("utf-8", "surrogatepass"))  # (a lone one: refused below)
+            if size > max_body_bytes:
+                raise _bad_input(
+                    f"{where}: body is {size} bytes; {endpoint} takes at most {max_body_bytes} "
+                    "(server.max_body_bytes)"
+                )
         if check:
             try:
                 check_body(endpoint, item["body"])
@@ -371,8 +388,10 @@ async def create_batch(
     metadata: dict[str, str] | None,
     request_s: float,
     idempotency_key: str | None = None,
+    max_body_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Check and store a batch, then queue its job (``POST /v1/batches``); the batch object.
+    ``max_body_bytes``: the largest line body accepted (``parse_lines``).
     With an ``idempotency_key`` (``idempotency.py``): the batch an earlier request under it
     made, as it is now, and nothing made again; 409 ``idempotency_key_reused`` if that request
     had other parameters. Raises ``InvalidRequestError`` (400) for a bad endpoint, window or
@@ -403,7 +422,9 @@ async def create_batch(
     f = await owned_file(gw, ctx, input_file_id, "input_file_id")
     if f.purpose != "batch":
         raise _bad_input("the input file's purpose must be 'batch'")
-    lines = await asyncio.to_thread(parse_lines, f.content, endpoint)  # up to 200 MiB
+    lines = await asyncio.to_thread(  # up to 200 MiB
+        partial(parse_lines, max_body_bytes=max_body_bytes), f.content, endpoint
+    )
     now = gw.clock.time()
     window_s = int(m.group(1)) * 3600.0
     duration_s = run_estimate_s(len(lines), window_s, request_s)
@@ -679,12 +700,20 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     kept = {r.line: r for r in await gw.store.batch_lines(batch_id)}
     infile = await gw.store.get_file(batch["input_file_id"])
     if infile is None:  # deleted before the batch finished reading it: keep what was answered
-        missing = (
-            f"the input file {batch['input_file_id']} was deleted before the batch finished; "
-            f"{len(kept)} of {batch['request_counts']['total']} lines were answered before "
-            "and are in the output and error files"
+        total = batch["request_counts"]["total"]
+        answered = (
+            f"{len(kept)} of {total} lines were answered before and are in the output and "
+            "error files"
+            if kept
+            else f"none of its {total} lines had been answered (no output or error file)"
         )
-        batch = await _close(gw, tenant, batch_id, kept, fault=("missing_file", missing))
+        missing = (
+            f"the input file {batch['input_file_id']} was deleted before the batch "
+            f"finished; {answered}"
+        )
+        batch = await _close(
+            gw, tenant, batch_id, kept, fault=("missing_file", missing), fault_line=False
+        )
         return {"failed": "input file missing", "kept": len(kept)}
     endpoint = batch["endpoint"]
     try:
@@ -772,13 +801,15 @@ async def _close(
     cancelled: bool = False,
     expired: bool = False,
     fault: tuple[str, str] | None = None,
+    fault_line: bool = True,
 ) -> dict[str, Any]:
     """End a run: write the finished lines ``kept`` (by line number) as the output and error
     files, total their energy, carbon and avoided energy, set the status (``failed`` with
-    ``fault`` = (code, message), else ``cancelled`` if asked (by the run, or a cancel that
-    came after its last check), ``expired`` when the completion window ended first, else
-    ``completed``), save the batch as it is now (``update_batch``) and drop its kept lines.
-    Returns the object."""
+    ``fault`` = (code, message), its ``line`` the first not answered, or null without
+    ``fault_line``: no line was at fault, as when the input file is gone; else ``cancelled``
+    if asked (by the run, or a cancel that came after its last check), ``expired`` when the
+    completion window ended first, else ``completed``), save the batch as it is now
+    (``update_batch``) and drop its kept lines. Returns the object."""
     now = int(gw.clock.time())
     rows = [kept[k] for k in sorted(kept)]
     written, files = batch_files(gw, tenant, batch_id, rows)
@@ -796,7 +827,7 @@ async def _close(
             batch["errors"] = {
                 "object": "list",
                 "data": [{"code": code, "message": message, "param": None,
-                          "line": len(rows) + 1}],
+                          "line": len(rows) + 1 if fault_line else None}],
             }  # fmt: skip
         elif cancelled or batch["status"] == "cancelling":
             bg["state"] = "cancelled"
