@@ -361,6 +361,11 @@ def test_revoke_stops_serving(tmp_path: Path) -> None:
             d["id"]: d["state"] for d in live.http.get("/v1/boundgate/documents").json()["data"]
         }
         assert states[doc_id] == "revoked"
+        # every state, as `docs export --state all` says it (a trial got 400 here)
+        everything = live.http.get("/v1/boundgate/documents", params={"state": "all"})
+        assert [d["id"] for d in everything.json()["data"]] == list(states)
+        revoked = live.http.get("/v1/boundgate/documents", params={"state": "revoked"})
+        assert [d["id"] for d in revoked.json()["data"]] == [doc_id]
         assert live.http.post("/v1/boundgate/documents/doc_nope/revoke").status_code == 404
     finally:
         live.http.close()

@@ -101,11 +101,12 @@ def _visible(row: DocumentRow, ctx: RequestContext) -> bool:
 async def list_documents(
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
-    state: Annotated[str | None, Query(pattern="^(active|stale|superseded|revoked)$")] = None,
+    state: Annotated[str | None, Query(pattern="^(active|stale|superseded|revoked|all)$")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
-    """Bound documents (your tenant's; all for admins), newest first."""
-    rows = await gateway_of(request).store.documents(state, None)
+    """Bound documents (your tenant's; all for admins), newest first: in every state, or in
+    ``state`` (``all``: every state, as ``boundgate docs export --state all`` says it)."""
+    rows = await gateway_of(request).store.documents(None if state == "all" else state, None)
     data = [_doc_summary(r) for r in rows if _visible(r, ctx)][:limit]
     return {"object": "list", "data": data}
 
