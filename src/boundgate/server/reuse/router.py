@@ -169,7 +169,11 @@ async def bind_answer(
     gw = gateway_of(request)
     key = gw.reuse.entry_key(body.answer_id) if gw.reuse else None
     if gw.reuse is None or key is None:
-        raise NotFoundError(f"no stored answer {body.answer_id!r}", param="answer_id")
+        raise NotFoundError(  # a revoked one is kept, but not to be served or bound again
+            f"no stored answer {body.answer_id!r} that can be bound (never stored, evicted, "
+            "or its document revoked)",
+            param="answer_id",
+        )
     row = await gw.reuse.documents.bind(key)
     if row is None:
         raise NotFoundError(f"answer {body.answer_id!r} cannot be bound", param="answer_id")
