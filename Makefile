@@ -88,6 +88,8 @@ bench: dev
 	$(BIN)/python bench/replay.py --pairs $(PAIRS)
 	$(BIN)/python bench/lookup.py --pairs $(PAIRS)
 	$(BIN)/python bench/pair_model.py --pairs $(PAIRS)
+	$(BIN)/python bench/pair_endings.py --pairs bench/data/chat_heldout.csv \
+		--pairs bench/data/chat_heldout2.csv --quora $(PAIRS)
 	$(BIN)/python bench/shift.py
 	$(BIN)/python bench/task_classes.py
 	$(BIN)/python bench/onnx_spinning.py --pairs $(PAIRS)

@@ -90,6 +90,21 @@ def length_batches(
     return out
 
 
+def restyle(q: str, chance: float, rng: random.Random) -> str:
+    """``q`` with its closing punctuation flipped at ``chance``: "?", "." or "!" at the end
+    stripped, or a "?" appended where there was none. The shipped model's score moves with
+    the endings, which chatbot pairs (a question against a bare fragment) and rule-made
+    negatives (copying their source's ending) tie to the label: "what is the largest planet
+    in our solar system" / "biggest planet in the solar system" scores 0.05 with neither
+    ending in "?", 0.98 with both, 0.996 with one (bench/RESULTS.md). Flipping each side at
+    random in every step leaves the endings no information about the label."""
+    if rng.random() >= chance:
+        return q
+    stripped = q.rstrip()
+    bare = stripped.rstrip("?.!").rstrip()
+    return bare if bare != stripped else stripped + "?"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="train the pair model")
     p.add_argument("--train", type=Path, default=ROOT / "../shared/data/cache/quora_train.csv")
@@ -145,6 +160,14 @@ def main() -> None:
         default=0.0,
         help="share of train pairs giving synonym positives (WordNet synonyms, "
         "training/data/synonyms_wordnet.tsv); chatbot pairs each give them too (0: none)",
+    )
+    p.add_argument(
+        "--style-noise",
+        type=float,
+        default=0.0,
+        help="per side and step, the chance that a question's closing punctuation is flipped "
+        "(stripped when it ends in ?/./!, else a ? appended), so that whether the two sides "
+        "end alike tells the model nothing about the label (0: never)",
     )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=2)
@@ -262,6 +285,11 @@ def main() -> None:
         running = 0.0
         for i, raw in enumerate(batches):
             batch = [(a, b, y) if rng.random() < 0.5 else (b, a, y) for a, b, y in raw]
+            if args.style_noise:
+                batch = [
+                    (restyle(a, args.style_noise, rng), restyle(b, args.style_noise, rng), y)
+                    for a, b, y in batch
+                ]
             enc = encode(batch)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
                 logits = model(**enc).logits[:, 0]
@@ -324,6 +352,7 @@ def main() -> None:
                 "siblings",
                 "chat_hard",
                 "synonyms",
+                "style_noise",
                 "bf16",
             )
         }
