@@ -67,6 +67,7 @@ from _harness import gateway_over_fake_upstream, gateway_over_local_model, track
 from boundgate.backends.fake import fake_answer
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.settings import DEFAULT_MODEL_NAME
+from pair_endings import flipped
 
 AUX = re.compile(
     r"^(is|are|was|were|can|could|do|does|did|should|would|will|has|have)\s", re.IGNORECASE
@@ -221,9 +222,21 @@ def main() -> None:
         help="models.<name>.answer_labels of the model writing the answers (default: the "
         "setting's default, auto)",
     )
+    ap.add_argument(
+        "--flip-endings",
+        action="store_true",
+        help="flip each question's closing punctuation with probability 1/2 (seeded; "
+        "bench/pair_endings.py): endings that say nothing about the meaning, as in real "
+        "traffic; --review pairs are matched on the texts as written",
+    )
     args = ap.parse_args()
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
+    if args.flip_endings:
+        coin = random.Random(args.seed + 2)
+        pairs = [
+            (*(flipped(q) if coin.random() < 0.5 else q for q in (a, b)), y) for a, b, y in pairs
+        ]
     comp = Components.of(pairs)
     negatives: list[tuple[str, str]] = []
     for q1, _, _ in pairs:
