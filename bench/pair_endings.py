@@ -32,10 +32,15 @@ import argparse
 import csv
 import random
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
+
+from pairdata import flipped
 
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.reuse.guards import compare
@@ -43,13 +48,6 @@ from boundgate.reuse.pair import OnnxPairScorer
 
 FLOOR = 0.70
 _ENDED = re.compile(r"[?.!]$")
-
-
-def flipped(q: str) -> str:
-    """``q`` with its ending flipped: closing "?", "." or "!" stripped, else a "?" added."""
-    s = q.rstrip()
-    bare = s.rstrip("?.!").rstrip()
-    return bare if bare != s else s + "?"
 
 
 def conditions(seed: int) -> dict[str, Callable[[str], str]]:

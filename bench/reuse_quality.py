@@ -61,13 +61,12 @@ from _gptcache import run_gptcache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
-from pairdata import Components, read_review
+from pairdata import Components, flipped, read_review
 
 from _harness import gateway_over_fake_upstream, gateway_over_local_model, track
 from boundgate.backends.fake import fake_answer
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.settings import DEFAULT_MODEL_NAME
-from pair_endings import flipped
 
 AUX = re.compile(
     r"^(is|are|was|were|can|could|do|does|did|should|would|will|has|have)\s", re.IGNORECASE

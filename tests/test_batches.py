@@ -18,8 +18,9 @@ from boundgate.clock import FakeClock
 from boundgate.errors import InvalidRequestError
 from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
+from boundgate.server.batches.lines import lines_model, parse_lines
 from boundgate.server.batches.protocol import Batch
-from boundgate.server.batches.serving import parse_lines
+from boundgate.server.batches.serving import with_progress
 from boundgate.settings import SchedulerSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
@@ -526,12 +527,35 @@ def test_a_failing_line_fails_alone_and_the_others_complete(batch_live: Any) -> 
     assert errs["req-1"]["body"]["error"]["code"] == "internal_error"
     assert "fault" not in errs["req-1"]["body"]["error"]["message"]  # the log has it
     assert errs["req-3"]["status_code"] == 400  # checked at run time as at creation
+    # the batch's usage: the answered lines' usage summed, the failed ones counting nothing
+    used = [o["response"]["body"]["usage"] for o in out]
+    assert done.model == "fake"
+    assert done.usage is not None
+    assert done.usage.input_tokens == sum(u["prompt_tokens"] for u in used) > 0
+    assert done.usage.output_tokens == sum(u["completion_tokens"] for u in used) > 0
+    assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
+    assert done.usage.input_tokens_details.cached_tokens == 0
+    assert done.usage.output_tokens_details.reasoning_tokens == 0
     assert errs["req-3"]["body"]["error"]["param"] == "messages[0].content"
     # the runner records the job done after the run that ended the batch returns
     (job,) = wait_until(
         lambda: (js := arun(live.gateway.store.jobs())) and js[0].state == "done" and js
     )
     assert job.attempts == 1  # one run, no line answered twice
+
+
+def test_a_batch_names_its_model_only_when_every_line_names_the_same() -> None:
+    def body(model: Any) -> dict[str, Any]:
+        return {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+
+    same = [{"body": body("fake")}, {"body": body("fake")}]
+    assert lines_model(same) == "fake"
+    assert lines_model([*same, {"body": body("auto")}]) is None
+    assert lines_model([{"body": {"messages": []}}]) is None  # (run-time: fails that line)
+    # an in-progress batch has no usage yet; one stored before the fields were kept shows null
+    old = {"id": "batch_x", "status": "completed", "request_counts": {}}
+    shown = arun(with_progress(None, old))  # type: ignore[arg-type]  (terminal: no store read)
+    assert shown["model"] is None and shown["usage"] is None
 
 
 def test_a_batch_past_its_completion_window_expires_keeping_the_lines_done(

@@ -55,6 +55,7 @@ sys.path.insert(0, str(HERE))
 import augment  # noqa: E402
 from pairdata import (  # noqa: E402
     figures,
+    flipped,
     read_dev_pairs,
     read_labelled_tsv,
     read_pairs,
@@ -98,11 +99,7 @@ def restyle(q: str, chance: float, rng: random.Random) -> str:
     in our solar system" / "biggest planet in the solar system" scores 0.05 with neither
     ending in "?", 0.98 with both, 0.996 with one (bench/RESULTS.md). Flipping each side at
     random in every step leaves the endings no information about the label."""
-    if rng.random() >= chance:
-        return q
-    stripped = q.rstrip()
-    bare = stripped.rstrip("?.!").rstrip()
-    return bare if bare != stripped else stripped + "?"
+    return flipped(q) if rng.random() < chance else q
 
 
 def main() -> None:

@@ -16,6 +16,15 @@ from pathlib import Path
 import numpy as np
 
 
+def flipped(q: str) -> str:
+    """``q`` with its closing punctuation flipped: a closing "?", "." or "!" stripped, else a
+    "?" appended (the training's ``--style-noise``, ``bench/pair_endings.py``'s random endings
+    and ``bench/reuse_quality.py --flip-endings``)."""
+    s = q.rstrip()
+    bare = s.rstrip("?.!").rstrip()
+    return bare if bare != s else s + "?"
+
+
 def read_pairs(path: Path) -> list[tuple[str, str, int]]:
     with path.open(encoding="utf-8", newline="") as f:
         return [(r["question1"], r["question2"], int(r["is_duplicate"])) for r in csv.DictReader(f)]

@@ -251,6 +251,17 @@ def unknown_parameter(param: str, known: str) -> InvalidRequestError:
     )
 
 
+def unsupported_parameter(param: str, why: str = "yet") -> InvalidRequestError:
+    """400 ``unsupported_parameter``: ``param`` is an OpenAI parameter this gateway does not
+    implement (the SDK sends it; a silent default would not be what the caller asked for);
+    ``why``: what the message adds, ``yet`` or a reason in parentheses."""
+    return InvalidRequestError(
+        f"'{param}' is not supported by this gateway {why}",
+        param=param,
+        code=ErrorCode.UNSUPPORTED_PARAMETER,
+    )
+
+
 def request_error(
     errors: Sequence[Mapping[str, Any]], body: Any, known: Collection[str] = ()
 ) -> InvalidRequestError:

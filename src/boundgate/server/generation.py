@@ -11,11 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Chunk, GenerationRequest, Usage
-from ..errors import BoundgateError, ErrorCode, InvalidRequestError
+from ..errors import BoundgateError
 from ..gateway import Finished, Gateway, RequestContext
 from ..store import StoreUnavailableError
 from .chat.protocol import SamplingParams
-from .common import sse_error, sse_event, store_unavailable, unknown_parameter
+from .common import (
+    sse_error,
+    sse_event,
+    store_unavailable,
+    unknown_parameter,
+    unsupported_parameter,
+)
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,7 @@ def refuse_unsupported(params: SamplingParams) -> None:
         raise unknown_parameter(*misspelled)
     unsupported = params.unsupported()
     if unsupported is not None:
-        raise InvalidRequestError(
-            f"'{unsupported}' is not supported by this gateway yet",
-            param=unsupported,
-            code=ErrorCode.UNSUPPORTED_PARAMETER,
-        )
+        raise unsupported_parameter(unsupported)
 
 
 def generation_request(

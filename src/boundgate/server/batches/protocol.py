@@ -28,6 +28,29 @@ class RequestCounts(BaseModel):
     failed: int
 
 
+class InputTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cached_tokens: int
+
+
+class OutputTokensDetails(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reasoning_tokens: int
+
+
+class BatchUsage(BaseModel):
+    """The tokens of a batch's answered lines, summed from each answer's ``usage`` (OpenAI's
+    ``BatchUsage``: ``prompt_tokens`` are input, ``completion_tokens`` output). Set when the
+    batch ends; a failed line counts nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
 class BatchInfo(BaseModel):
     """A batch's scheduling and what it cost (see docs/api.md, Batches in clean hours)."""
 
@@ -77,6 +100,10 @@ class Batch(BaseModel):
     cancelled_at: int | None
     request_counts: RequestCounts
     metadata: dict[str, str] | None
+    model: str | None = Field(
+        default=None, description="the model every line names; null when lines name different ones"
+    )
+    usage: BatchUsage | None = Field(default=None, description="null until the batch ends")
     boundgate: BatchInfo
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import ErrorCode, InvalidRequestError, PayloadTooLargeError
 from ...gateway import RequestContext
 from ..chat.protocol import Metadata
-from ..common import StrictJSONRoute, context, gateway_of
+from ..common import StrictJSONRoute, context, gateway_of, unsupported_parameter
 from ..openapi import errors, ok
 from . import serving
 from .idempotency import HEADER, MAX_KEY_CHARS, checked_key
@@ -40,16 +40,6 @@ _UPLOAD_NOTES = {
 UPLOAD_FIELDS = ("file", "purpose")
 
 
-def _unsupported(param: str, why: str) -> InvalidRequestError:
-    """400 ``unsupported_parameter`` for an OpenAI parameter this gateway does not implement
-    (the SDK sends it; a silent default would not be what the caller asked for)."""
-    return InvalidRequestError(
-        f"'{param}' is not supported by this gateway ({why})",
-        param=param,
-        code=ErrorCode.UNSUPPORTED_PARAMETER,
-    )
-
-
 async def _checked_form(request: Request) -> None:
     """Refuse an upload's form fields other than one ``file`` and one ``purpose``: OpenAI's
     ``expires_after`` (the SDK sends ``expires_after[anchor]``, ``expires_after[seconds]``)
@@ -59,7 +49,7 @@ async def _checked_form(request: Request) -> None:
     form = await request.form()  # (parsed already for the route's parameters: cached)
     for name in dict.fromkeys(form.keys()):
         if name.split("[", 1)[0] == "expires_after":
-            raise _unsupported("expires_after", "uploaded files are kept until deleted")
+            raise unsupported_parameter("expires_after", "(uploaded files are kept until deleted)")
         if name not in UPLOAD_FIELDS:
             raise InvalidRequestError(
                 f"unknown form field {name!r}: POST /v1/files takes the fields file and purpose",
@@ -234,7 +224,7 @@ async def create_batch(
     an ``Idempotency-Key``, a retry gets the batch the first request made (409
     ``idempotency_key_reused`` if it had other parameters)."""
     if body.output_expires_after is not None:
-        raise _unsupported("output_expires_after", "output files are kept until deleted")
+        raise unsupported_parameter("output_expires_after", "(output files are kept until deleted)")
     key = checked_key(request.headers.getlist(HEADER))
     gw = gateway_of(request)
     batch = await serving.create_batch(

@@ -16,14 +16,11 @@ import contextlib
 import json
 import logging
 import re
-import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-
-from pydantic import ValidationError
 
 from ...errors import (
     AuthenticationError,
@@ -33,24 +30,19 @@ from ...errors import (
     NotFoundError,
 )
 from ...gateway import Gateway, RequestContext
-from ...reuse.policy import check_options
 from ...scheduler.jobs import new_job_id
 from ...store import BatchLineRow, FileRow
 from ...tenants import Tenant
 from .. import generation
-from ..chat.protocol import ChatCompletionRequest, near_miss
-from ..common import NON_FINITE, TOO_DEEP, nested_too_deeply, non_finite_number, request_error
-from ..completions.protocol import CompletionRequest
+from ..chat.protocol import ChatCompletionRequest
 from .idempotency import BATCHES, FILES, Idempotency, fingerprint
+from .lines import bad_input, check_body, has_requests, lines_model, parse_lines
 
 log = logging.getLogger("boundgate.batches")
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
-LINE_KEYS = ("custom_id", "method", "url", "body")  # OpenAI's batch input line, all of it
-MAX_LINES = 50_000
 _WINDOW = re.compile(r"([1-9][0-9]{0,2})h")  # whole hours, no leading zero (fullmatch)
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-TOO_MANY_DIGITS = f"an integer literal has more than {sys.get_int_max_str_digits()} digits"
 
 
 def file_object(f: FileRow) -> dict[str, Any]:
@@ -176,195 +168,6 @@ async def owned_file(
     return f
 
 
-def _bad_input(message: str) -> InvalidRequestError:
-    """A 400 about the batch's input file (``param: input_file_id``)."""
-    return InvalidRequestError(message, param="input_file_id", code=ErrorCode.INVALID_VALUE)
-
-
-def _lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
-    """The first lone UTF-16 surrogate in a parsed JSON value: (where, ``\\udXXX``)."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, v = stack.pop()
-        if isinstance(v, str):
-            for ch in v:
-                if 0xD800 <= ord(ch) <= 0xDFFF:
-                    return where, f"\\u{ord(ch):04x}"
-        elif isinstance(v, dict):
-            for k, item in reversed(list(v.items())):
-                stack.append((where, k))  # a key is where its object is
-                stack.append((f"{where}.{k}" if where else str(k), item))
-        elif isinstance(v, list):
-            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(v))))
-    return None
-
-
-def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
-    """One line's ``body`` checked as the online endpoint checks a request before it runs:
-    Unicode text only (no lone surrogate), the endpoint's request model (strict types, value
-    ranges), no unsupported parameter. Raises InvalidRequestError naming the parameter. A line
-    is never streamed (its answer goes to the output file): ``stream`` and ``stream_options``
-    are checked as online (``stream_options`` with ``stream: true`` only), then ignored."""
-    bad = _lone_surrogate(body)
-    if bad is not None:
-        where, esc = bad
-        raise InvalidRequestError(
-            f"{where or 'body'}: lone surrogate {esc} is not Unicode text",
-            param=where or None,
-            code=ErrorCode.INVALID_VALUE,
-        )
-    model: type[ChatCompletionRequest] | type[CompletionRequest] = (
-        ChatCompletionRequest if endpoint == "/v1/chat/completions" else CompletionRequest
-    )
-    try:
-        req = model.model_validate(body)
-    except ValidationError as exc:
-        raise request_error(exc.errors(), body) from None
-    generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
-    check_options((req.model_extra or {}).get("boundgate"))  # "reuse": "bogus" ran, then failed
-    return req.model_copy(update={"stream": False, "stream_options": None})
-
-
-def _check_keys(where: str, item: dict[str, Any]) -> None:
-    """The line (``where``: ``_line_label``) has no key but OpenAI's four: a misspelt
-    ``custom_id`` or a ``metadata`` meant for the batch was dropped unseen."""
-    for key in item:
-        if key in LINE_KEYS:
-            continue
-        if (close := near_miss(key, LINE_KEYS)) is not None:
-            hint = f"did you mean '{close}'?"
-        elif key == "metadata" or near_miss(key, ("metadata",)):
-            hint = "a batch's metadata goes with the request that creates it (POST /v1/batches)"
-        else:
-            hint = "a line has only custom_id, method, url and body"
-        raise _bad_input(f"{where}: unknown key {key!r}; {hint}")
-
-
-def _line_label(n: int, item: dict[str, Any]) -> str:
-    """How an error names line ``n``: ``line 3 (custom_id 'q3')``, or ``line 3`` where the
-    line has no usable ``custom_id`` (missing, not a string, not Unicode text)."""
-    cid = item.get("custom_id")
-    if isinstance(cid, str) and cid and _lone_surrogate(cid) is None:
-        return f"line {n} (custom_id {cid!r})"
-    return f"line {n}"
-
-
-BOM = "\ufeff"  # a byte order mark, as many Windows tools write at a file's start
-# a file's start that holds no request: its byte order mark and ASCII white space
-# (str.isspace's: \t \n \v \f \r, \x1c-\x1f, space)
-_BLANK_START = re.compile(rb"(?:\xef\xbb\xbf)?[\t\n\v\f\r\x1c-\x1f ]*")
-
-
-def has_requests(content: bytes) -> bool:
-    """Whether ``content`` has a line that is not blank, as :func:`parse_lines` reads it
-    (after a byte order mark; a line of white space only, Unicode's included, is blank).
-    Cheap on a large file: a request's line starts with an ASCII character, so only a file
-    whose first one after white space is not ASCII is decoded (content that is not UTF-8
-    has something in it: creating its batch says what is wrong)."""
-    start = _BLANK_START.match(content)
-    assert start is not None  # (the pattern matches the empty string)
-    rest = start.end()
-    if rest == len(content):
-        return False
-    if content[rest] < 0x80:
-        return True
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return bool(text.removeprefix(BOM).strip())
-
-
-def parse_lines(
-    content: bytes, endpoint: str, *, check: bool = True, max_body_bytes: int | None = None
-) -> list[dict[str, Any]]:
-    """The batch's lines. ``check``: also check every line's keys, that it has a ``method``,
-    and every body as the endpoint would (at creation; at run time a line whose body fails the
-    check fails alone, in the error file, and a line with another key or without ``method``,
-    accepted before they were checked, runs), its size too: a body over ``max_body_bytes``
-    (``server.max_body_bytes``, as compact JSON), which the endpoint would refuse with a 413,
-    is refused (a trial's 2 MiB line ran)."""
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        at = content.count(b"\n", 0, exc.start) + 1  # numbered as below
-        raise _bad_input(
-            f"the input file is not UTF-8: line {at} has byte 0x{content[exc.start]:02x} "
-            f"(byte {exc.start} of the file: {exc.reason})"
-        ) from None
-    text = text.removeprefix(BOM)
-    # JSON Lines ends a line at "\n" only ("\r\n" too): str.splitlines() also split at
-    # U+2028, U+2029 and U+0085, which JSON strings may hold unescaped. Numbered as an
-    # editor numbers them, blank lines counted and skipped.
-    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
-    if not lines:
-        raise _bad_input("the input file has no requests")
-    if len(lines) > MAX_LINES:
-        raise _bad_input(f"at most {MAX_LINES} requests per batch")
-    seen: dict[str, int] = {}  # custom_id → its line
-    out = []
-    for n, line in lines:
-        try:
-            item = json.loads(line)
-        except RecursionError:
-            raise _bad_input(f"line {n} is not JSON: {TOO_DEEP}") from None
-        except json.JSONDecodeError as exc:
-            raise _bad_input(f"line {n} is not JSON: {exc.msg}") from None
-        except ValueError:  # Python's limit on integer literals (4300 digits)
-            raise _bad_input(f"line {n} is not JSON: {TOO_MANY_DIGITS}") from None
-        if not isinstance(item, dict):
-            raise _bad_input(f"line {n} is not an object")
-        where = _line_label(n, item)
-        if nested_too_deeply(item):
-            raise _bad_input(f"{where}: {TOO_DEEP}")
-        place = non_finite_number(item)
-        if place is not None:
-            raise _bad_input(f"{where}: {place}: {NON_FINITE}")
-        if check:
-            _check_keys(where, item)
-        cid = item.get("custom_id")
-        if cid is None or cid == "":
-            raise _bad_input(f"line {n}: custom_id is required")
-        if not isinstance(cid, str):
-            raise _bad_input(f"line {n}: custom_id must be a string (got {json.dumps(cid)})")
-        if _lone_surrogate(cid) is not None:
-            raise _bad_input(f"line {n}: custom_id is not Unicode text (a lone surrogate)")
-        if cid in seen:
-            raise _bad_input(f"{where}: duplicate custom_id (line {seen[cid]} has it too)")
-        seen[cid] = n
-        method = item.get("method")
-        if method is None and check:  # (a line without one, accepted before, still runs)
-            raise _bad_input(f'{where}: method is required (it must be "POST")')
-        if method not in (None, "POST"):
-            raise _bad_input(f"{where}: method must be POST (got {json.dumps(method)})")
-        if item.get("url") != endpoint:
-            got = json.dumps(item.get("url"))
-            raise _bad_input(f"{where}: url must be the batch's endpoint {endpoint} (got {got})")
-        if not isinstance(item.get("body"), dict):
-            raise _bad_input(f"{where}: body must be an object")
-        if check and max_body_bytes is not None:
-            compact = json.dumps(item["body"], separators=(",", ":"), ensure_ascii=False)
-            size = len(compact.encode("utf-8", "surrogatepass"))  # (a lone one: refused below)
-            if size > max_body_bytes:
-                raise _bad_input(
-                    f"{where}: body is {size} bytes; {endpoint} takes at most {max_body_bytes} "
-                    "(server.max_body_bytes)"
-                )
-        if check:
-            try:
-                check_body(endpoint, item["body"])
-            except InvalidRequestError as err:
-                field = f"body.{err.param}" if err.param else "body"
-                detail = err.message.removeprefix(f"{err.param}: ") if err.param else err.message
-                raise InvalidRequestError(
-                    f"{where}: {field}: {detail}",
-                    param="input_file_id",
-                    code=err.code,
-                ) from None
-        out.append(item)
-    return out
-
-
 def iso_utc(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -421,7 +224,7 @@ async def create_batch(
         )
     f = await owned_file(gw, ctx, input_file_id, "input_file_id")
     if f.purpose != "batch":
-        raise _bad_input("the input file's purpose must be 'batch'")
+        raise bad_input("the input file's purpose must be 'batch'")
     lines = await asyncio.to_thread(  # up to 200 MiB
         partial(parse_lines, max_body_bytes=max_body_bytes), f.content, endpoint
     )
@@ -457,6 +260,8 @@ async def create_batch(
         "cancelled_at": None,
         "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
         "metadata": metadata,
+        "model": lines_model(lines),
+        "usage": None,  # set when the batch ends (_set_totals)
         "boundgate": {
             "job_id": job_id,
             "key_id": ctx.tenant.key_id,  # lines run under this key's limits
@@ -641,7 +446,10 @@ def _set_files(batch: dict[str, Any], files: dict[str, Any]) -> None:
 
 async def with_progress(gw: Gateway, batch: dict[str, Any]) -> dict[str, Any]:
     """``batch`` with ``request_counts`` of a running batch read from its kept lines (the
-    stored object counts them only when it ends)."""
+    stored object counts them only when it ends); a batch stored before ``model`` and
+    ``usage`` were kept shows them null."""
+    batch.setdefault("model", None)
+    batch.setdefault("usage", None)
     if batch["status"] not in TERMINAL:
         completed, failed = await gw.store.batch_line_counts(batch["id"])
         batch["request_counts"].update(completed=completed, failed=failed)
@@ -848,11 +656,38 @@ async def _close(
     return ended[1]
 
 
+def batch_usage(rows: list[BatchLineRow]) -> dict[str, Any]:
+    """OpenAI's ``BatchUsage`` of a batch's finished lines ``rows``: each answered line's
+    ``usage`` summed (``prompt_tokens`` as ``input_tokens``, ``completion_tokens`` as
+    ``output_tokens``, their ``cached_tokens`` and ``reasoning_tokens`` details); a line in the
+    error file counts nothing."""
+    got = {"input": 0, "cached": 0, "output": 0, "reasoning": 0}
+    for row in rows:
+        if row.kind != "output":
+            continue
+        response = json.loads(row.record).get("response") or {}
+        usage = (response.get("body") or {}).get("usage") or {}
+        got["input"] += int(usage.get("prompt_tokens") or 0)
+        got["output"] += int(usage.get("completion_tokens") or 0)
+        got["cached"] += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        details = usage.get("completion_tokens_details") or {}
+        got["reasoning"] += int(details.get("reasoning_tokens") or 0)
+    return {
+        "input_tokens": got["input"],
+        "input_tokens_details": {"cached_tokens": got["cached"]},
+        "output_tokens": got["output"],
+        "output_tokens_details": {"reasoning_tokens": got["reasoning"]},
+        "total_tokens": got["input"] + got["output"],
+    }
+
+
 def _set_totals(batch: dict[str, Any], rows: list[BatchLineRow]) -> None:
     """Total the energy, carbon and avoided energy of a batch's finished lines ``rows`` in its
     ``boundgate`` object, with the carbon the same energy would have emitted at submission
-    and what shifting saved: whatever the batch ends as (a line answered before it failed,
-    expired or was cancelled was shifted all the same, and the report counts it)."""
+    and what shifting saved, and their tokens in its ``usage`` (``batch_usage``): whatever the
+    batch ends as (a line answered before it failed, expired or was cancelled was shifted all
+    the same, and the report counts it)."""
+    batch["usage"] = batch_usage(rows)
     bg = batch["boundgate"]
     energy = sum(r.energy_wh for r in rows)
     carbon = sum(r.carbon_g for r in rows)
