@@ -1058,6 +1058,12 @@ def test_upload_errors_use_documented_codes_and_refuse_control_characters(
         body, headers = _multipart(b'form-data; name="file"; filename="' + name + b'"', content)
         r = fake_live.http.post("/v1/files", content=body, headers=headers)
         assert_error(r, 400, param="file", code="invalid_value")
+    # a name longer than the parser's header line (a trial: "Invalid multipart data." alone)
+    name = b"n" * 5000 + b".jsonl"
+    body, headers = _multipart(b'form-data; name="file"; filename="' + name + b'"', content)
+    r = fake_live.http.post("/v1/files", content=body, headers=headers)
+    err = assert_error(r, 400, param="file", code="invalid_value")
+    assert "header size" in err["message"] and "file name" in err["message"]
     body, headers = _multipart('form-data; name="file"; filename="é q.jsonl"'.encode(), content)
     r = fake_live.http.post("/v1/files", content=body, headers=headers)
     assert r.status_code == 200 and r.json()["filename"] == "é q.jsonl"

@@ -116,6 +116,21 @@ class BodyLimit:
         await self.app(scope, limited, guarded_send)
 
 
+def _multipart_fault(exc: BaseException) -> str | None:
+    """What the multipart parser said of a form it could not read, where Starlette's 400
+    says only "Invalid multipart data." (its ``MultiPartException`` is the 400's context, the
+    parser's own error that exception's cause): e.g. "Maximum header size exceeded" for a
+    part's header line over python-multipart's limit (about 4 KiB, a long file name in it).
+    None for any other error."""
+    if getattr(exc, "detail", None) != "Invalid multipart data.":
+        return None
+    cause = getattr(exc.__context__, "__cause__", None)
+    said = str(cause).strip() if cause is not None else ""
+    if "header size" in said:
+        said += " (a part's header line, the file name in it, is at most about 4 KiB)"
+    return said or "malformed multipart data"
+
+
 def error_response(request: Request, err: BoundgateError) -> JSONResponse:
     headers = err.headers()
     ctx = getattr(request.state, "ctx", None)
@@ -343,7 +358,13 @@ def create_app(
             code = {400: ErrorCode.INVALID_VALUE, 413: ErrorCode.REQUEST_TOO_LARGE}.get(
                 exc.status_code, f"http_{exc.status_code}"
             )
-            err = BoundgateError(message, code=code)
+            param = None
+            why = _multipart_fault(exc)
+            if why is not None:  # was "Invalid multipart data." alone (a trial's long file name)
+                message = f"the multipart form could not be read: {why}"
+                upload = request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
+                param = "file" if upload else None
+            err = BoundgateError(message, code=code, param=param)
             err.status_code = exc.status_code
             err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         response = error_response(request, err)
