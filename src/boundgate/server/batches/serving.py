@@ -331,7 +331,9 @@ async def update_batch(
 
 
 def _cancellable(batch: dict[str, Any]) -> None:
-    if batch["status"] in TERMINAL:
+    """Raises ``InvalidRequestError`` (400) for a batch that ended otherwise than cancelled
+    (completed, failed, expired); a cancelled one is answered as it is."""
+    if batch["status"] in TERMINAL and batch["status"] != "cancelled":
         raise InvalidRequestError(
             f"batch {batch['id']} is {batch['status']}; it cannot be cancelled",
             param="batch_id",
@@ -341,9 +343,13 @@ def _cancellable(batch: dict[str, Any]) -> None:
 async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[str, Any]:
     """Cancel a batch: at once if its job has not started (the lines a run before it kept,
     if any, written as its files), else ``cancelling`` until the run stops before its next
-    line. A second cancel keeps the first ``cancelling_at``."""
+    line. A second cancel keeps the first ``cancelling_at``; a cancel of a batch already
+    cancelled answers it as it is (a client retrying a cancel whose answer it lost got a 400
+    that said the batch "cannot be cancelled"); one of a batch that ended otherwise is 400."""
     _, batch = await get_batch(gw, ctx, batch_id)  # (its owner's, or 404)
     _cancellable(batch)
+    if batch["status"] == "cancelled":
+        return batch
     now = int(gw.clock.time())
     job_id = batch["boundgate"]["job_id"]
     if await gw.store.cancel_job(job_id):  # not started (or waiting to retry): ends now
@@ -351,7 +357,7 @@ async def cancel_batch(gw: Gateway, ctx: RequestContext, batch_id: str) -> dict[
 
     def ask(b: dict[str, Any]) -> bool | None:
         _cancellable(b)  # (it ended meanwhile)
-        if b["status"] == "cancelling":
+        if b["status"] in ("cancelling", "cancelled"):
             return False  # asked before
         b.update(status="cancelling", cancelling_at=now)
         return None
