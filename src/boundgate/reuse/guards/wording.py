@@ -99,32 +99,16 @@ def _mood_conflict(fa: Features, fb: Features) -> bool:
     return "statement" in moods
 
 
-# what kind of reply a question word asks for, by the words that open it (see _asked_kind)
-_ASKED_AFTER_HOW = {
-    w: "amount" for w in ("many", "much", "long", "often", "old", "far", "big", "tall")
-} | {"come": "reason"}
-_ASKED_AFTER_WHAT = {w: "date" for w in ("year", "date", "century", "decade")} | {
-    w: "reason" for w in ("reason", "caused", "causes", "cause")
-}
-# "when" asks for a date before these ("When did the war end?"); before others it may open a
-# clause ("When baking bread, why …") or ask for a condition ("When should I use a semicolon?")
-_WHEN_DATE = frozenset(["did", "was", "were", "is", "are", "will"])
-_HOW_MANNER = frozenset(["do", "does", "did", "can", "could", "should", "to", "would", "will"])
-_SKIPPED = frozenset(["the", "a", "an", "is", "was", "s"])
-_OPENING_PREPOSITIONS = frozenset(["in", "at", "from", "to", "for", "since", "by", "on", "until"])
-# which kinds of reply rule each other out: a manner or a place may well be asked for a
-# reason or an amount ("How does a rainbow form?" / "Why do rainbows appear?", "Where does
-# the salt in the sea come from?" / "Why is the sea salty?"), a person for a place ("Who
-# sells the best pest control in Sydney?" / "Where can I find …"), a date not
-_EXCLUSIVE = {
-    "date": frozenset(["reason", "manner", "amount", "person", "place"]),
-    "reason": frozenset(["date", "amount", "person"]),
-    "person": frozenset(["date", "reason", "amount"]),
-    "amount": frozenset(["date", "reason", "person", "thing"]),
-    "manner": frozenset(["date"]),
-    "thing": frozenset(["amount"]),
-    "place": frozenset(["date"]),
-}
+# what kind of reply a question word asks for, by the words that open it (see _asked_kind;
+# the lists in english.toml's [asked_kinds])
+_KINDS: dict[str, Any] = _LISTS["asked_kinds"]
+_ASKED_AFTER_HOW: dict[str, str] = _KINDS["after_how"]
+_ASKED_AFTER_WHAT: dict[str, str] = _KINDS["after_what"]
+_WHEN_DATE = frozenset(_KINDS["when_date"])
+_HOW_MANNER = frozenset(_KINDS["how_manner"])
+_SKIPPED = frozenset(_KINDS["skipped"])
+_OPENING_PREPOSITIONS = frozenset(_KINDS["opening_prepositions"])
+_EXCLUSIVE = {kind: frozenset(others) for kind, others in _KINDS["exclusive"].items()}
 
 
 def _asked_kind(words: list[str]) -> str:
