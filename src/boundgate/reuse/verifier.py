@@ -368,15 +368,17 @@ class Verifier:
         if not self._lookup_scores:
             return prior_h if prior_h is not None else np.ones(len(grid))
         own = np.zeros(len(grid))
-        for above, size in self._windows(grid) if windows is None else windows:
+        for above, size in self._windows(grid, prior_h) if windows is None else windows:
             own = np.maximum(own, above / size)
         return own if prior_h is None else np.maximum(own, prior_h)
 
-    def _windows(self, grid: Floats) -> list[tuple[Floats, int]]:
+    def _windows(self, grid: Floats, fill: Floats | None = None) -> list[tuple[Floats, int]]:
         """``_window_counts`` of the recent lookups on ``grid``, padded at the prior's H(t)
-        (if any): what h(t) and ρ are both computed from."""
+        (if any; ``fill``: that H(t) on ``grid``, when the caller has it already): what h(t)
+        and ρ are both computed from."""
         recent = np.fromiter(self._lookup_scores, float)
-        fill = self.prior.hit_shares(grid) if self.prior is not None else None
+        if fill is None and self.prior is not None:
+            fill = self.prior.hit_shares(grid)
         return list(self._window_counts(recent, grid, fill))
 
     def _compute(self) -> float:
