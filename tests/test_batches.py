@@ -1065,6 +1065,22 @@ def test_upload_errors_use_documented_codes_and_refuse_control_characters(
     r = fake_live.http.post("/v1/files", content=body, headers=headers)
     err = assert_error(r, 400, param="file", code="invalid_value")
     assert "header size" in err["message"] and "file name" in err["message"]
+    # a trial: a right-to-left override ("a\u202egnp.exe" shows as "aexe.png"), a line
+    # separator and a name of spaces were stored
+    for name in ("a\u202egnp.exe".encode(), "a\u2028b.jsonl".encode(), b"   "):
+        body, headers = _multipart(b'form-data; name="file"; filename="' + name + b'"', content)
+        r = fake_live.http.post("/v1/files", content=body, headers=headers)
+        assert_error(r, 400, param="file", code="invalid_value")
+    # RFC 5987's filename* alone: the part has no file name (it was told "not a text field")
+    body, headers = _multipart(b"form-data; name=\"file\"; filename*=UTF-8''r%C3%A9.jsonl", content)
+    r = fake_live.http.post("/v1/files", content=body, headers=headers)
+    assert "has none" in assert_error(r, 400, param="file")["message"]
+    # a multipart type without its boundary: said as the other unreadable forms are
+    r = fake_live.http.post(
+        "/v1/files", content=b"x", headers={"content-type": "multipart/form-data"}
+    )
+    err = assert_error(r, 400, param="file", code="invalid_value")
+    assert err["message"] == "the multipart form could not be read: Missing boundary in multipart."
     body, headers = _multipart('form-data; name="file"; filename="é q.jsonl"'.encode(), content)
     r = fake_live.http.post("/v1/files", content=body, headers=headers)
     assert r.status_code == 200 and r.json()["filename"] == "é q.jsonl"

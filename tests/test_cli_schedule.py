@@ -127,6 +127,54 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         live.http.close()
 
 
+def test_batch_results_say_when_lines_failed_and_show_them_with_errors(tmp_path: Path) -> None:
+    """A trial: ``batch results`` printed the one answered line of three and exited 0,
+    saying nothing of the two lines in the error file; a batch whose lines all failed was "no
+    output" without a word of its error file."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    app = build_app(settings)
+
+    def line(cid: str, model: str) -> str:
+        ask = [{"role": "user", "content": f"question {cid}"}]
+        body = {"model": model, "messages": ask, "temperature": 0}
+        return json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+                           "body": body})  # fmt: skip
+
+    mixed, failing = tmp_path / "mixed.jsonl", tmp_path / "failing.jsonl"
+    mixed.write_text("\n".join([line("ok", "fake"), line("x1", "nope"), line("x2", "nope")]))
+    failing.write_text(line("y1", "nope"))
+    runner = CliRunner()
+    with ThreadedServer(app) as srv:
+        ids = []
+        for f in (mixed, failing):
+            res = runner.invoke(cli, ["batch", "submit", str(f), "--url", srv.url])
+            assert res.exit_code == 0, res.output
+            ids.append(json.loads(res.stdout.strip().splitlines()[-1])["id"])
+        live = Live(srv, app)
+        for batch_id in ids:
+            wait_until(
+                lambda b=batch_id: live.http.get(f"/v1/batches/{b}").json()["status"] == "completed"
+            )
+        live.http.close()
+        res = runner.invoke(cli, ["batch", "results", ids[0], "--url", srv.url])
+        assert res.exit_code == 0, res.output
+        assert [json.loads(x)["custom_id"] for x in res.stdout.splitlines()] == ["ok"]
+        assert f"2 of 3 lines failed: boundgate batch results {ids[0]} --errors" in " ".join(
+            res.stderr.split()
+        )
+        res = runner.invoke(cli, ["batch", "results", ids[0], "--url", srv.url, "--errors"])
+        assert res.exit_code == 0, res.output
+        failed = [json.loads(x) for x in res.stdout.splitlines()]
+        assert [x["custom_id"] for x in failed] == ["x1", "x2"]
+        assert failed[0]["response"]["body"]["error"]["code"] == "model_not_found"
+        res = runner.invoke(cli, ["batch", "results", ids[1], "--url", srv.url])
+        assert res.exit_code == 1
+        said = " ".join(res.output.split())
+        assert "no output; the lines that failed (1) are in its error file (--errors)" in said
+
+
 def test_batch_results_of_a_cancelled_batch_say_there_is_none(tmp_path: Path) -> None:
     """A batch cancelled before it ran has no output and never will: ``batch results`` says so
     rather than "no output yet" (a trial)."""

@@ -353,27 +353,41 @@ def batch_status(
 def batch_results(
     batch_id: BatchIdArg,
     out_path: Annotated[Path | None, typer.Option("--out", help="File (default stdout).")] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="The error file instead: the lines that failed.")
+    ] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The output file of a completed batch (JSONL)."""
+    """The output file of an ended batch (JSONL), or with --errors its error file. When lines
+    failed, says so on stderr (how many, and --errors), exit status 0 all the same."""
     import sys
 
     from . import err
     from .progress import progress
 
+    kind, what = ("error", "failed lines") if errors else ("output", "output")
     with _client(url, api_key, config) as c:
         b = _check(c.get(f"/batches/{batch_id}"))
-        if not b.get("output_file_id"):
+        failed = int((b.get("request_counts") or {}).get("failed") or 0)
+        if not b.get(f"{kind}_file_id"):
             ended = b["status"] in ("failed", "expired", "cancelled", "completed")
-            why = "it has no output" if ended else "no output yet"
+            why = f"it has no {what}" if ended else f"no {what} yet"
+            if not errors and ended and b.get("error_file_id"):
+                why += f"; the lines that failed ({failed}) are in its error file (--errors)"
             err.print(f"batch {batch_id} is {b['status']}: {why}", highlight=False)
             raise typer.Exit(1)
+        if not errors and b.get("error_file_id"):  # (stdout keeps the output alone)
+            total = int((b.get("request_counts") or {}).get("total") or 0)
+            err.print(
+                f"{failed} of {total} lines failed: boundgate batch results {batch_id} --errors",
+                highlight=False,
+            )
         # JSONL to stdout is machine output: a bar only when writing a file
         with (
             progress(machine_output=out_path is None, transfer=True) as p,
-            c.stream("GET", f"/files/{b['output_file_id']}/content") as resp,
+            c.stream("GET", f"/files/{b[f'{kind}_file_id']}/content") as resp,
         ):
             if resp.status_code >= 400:
                 resp.read()

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -117,18 +118,20 @@ class BodyLimit:
 
 
 def _multipart_fault(exc: BaseException) -> str | None:
-    """What the multipart parser said of a form it could not read, where Starlette's 400
-    says only "Invalid multipart data." (its ``MultiPartException`` is the 400's context, the
-    parser's own error that exception's cause): e.g. "Maximum header size exceeded" for a
-    part's header line over python-multipart's limit (about 4 KiB, a long file name in it).
-    None for any other error."""
-    if getattr(exc, "detail", None) != "Invalid multipart data.":
+    """What was wrong with a multipart form Starlette could not read (its 400 is raised while
+    handling the parser's ``MultiPartException``, its context): that exception's message, or
+    for its bare "Invalid multipart data." what python-multipart said (the cause), e.g.
+    "Maximum header size exceeded" for a part's header line over that library's limit (about
+    4 KiB, a long file name in it). None for any other error."""
+    context = exc.__context__
+    if not isinstance(context, MultiPartException):
         return None
-    cause = getattr(exc.__context__, "__cause__", None)
-    said = str(cause).strip() if cause is not None else ""
+    said = context.message
+    if said == "Invalid multipart data." and context.__cause__ is not None:
+        said = str(context.__cause__).strip() or said
     if "header size" in said:
         said += " (a part's header line, the file name in it, is at most about 4 KiB)"
-    return said or "malformed multipart data"
+    return said
 
 
 def error_response(request: Request, err: BoundgateError) -> JSONResponse:
@@ -332,7 +335,9 @@ def create_app(
                 for e in errors
             ):  # a text field named file (curl's -F file=<path): was "Expected UploadFile, ..."
                 err = InvalidRequestError(
-                    "file must be a file part of the form (curl: -F file=@path), not a text field",
+                    "file must be a file part of the form with a file name (curl: -F "
+                    "file=@path); this part has none: a text field, an empty filename, or "
+                    "filename* alone (RFC 5987's form, not read here)",
                     param="file",
                 )
             elif upload and not content_type.startswith("multipart/form-data"):

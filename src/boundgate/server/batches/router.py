@@ -100,17 +100,29 @@ async def upload_file(
     return serving.file_object(f)
 
 
+# Unicode's line and paragraph separators, and the bidirectional controls that make a name
+# read otherwise than it is ("a\u202egnp.exe" shows as "aexe.png"; Unicode TR #36, 2.2)
+_HIDDEN = frozenset("\u2028\u2029\u061c\u200e\u200f") | frozenset(
+    chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
 def _checked_filename(name: str | None) -> str:
     """The uploaded file's name as stored (``upload.jsonl`` when none is given). Raises
-    ``InvalidRequestError`` (``param: file``) for a control character (C0, DEL, C1) in it,
-    or a name starting with a quote, what a quoted ``filename`` cut by a line break leaves."""
+    ``InvalidRequestError`` (``param: file``) for a control character (C0, DEL, C1), a line
+    or paragraph separator or a bidirectional control (``_HIDDEN``) in it, a name of white
+    space only, or a name starting with a quote, what a quoted ``filename`` cut by a line
+    break leaves."""
     if not name:
         return "upload.jsonl"
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in _HIDDEN for c in name):
         raise InvalidRequestError(
-            "the file name must not contain control characters (line breaks, tabs, ...)",
+            "the file name must not contain control characters (line breaks, tabs, "
+            "bidirectional controls such as U+202E, ...)",
             param="file",
         )
+    if not name.strip():
+        raise InvalidRequestError("the file name is blank", param="file")
     if name.startswith('"'):
         raise InvalidRequestError(
             "the file name is malformed: its quoted value is not closed (a line break in it?)",
