@@ -24,7 +24,7 @@ from boundgate.reuse.scope import answer_fits, canonical_query, reuse_key
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
-from boundgate.store import SQLiteStore
+from boundgate.store import SQLiteStore, StoredEntry
 from helpers import engine_lookup, trusting_verifier
 
 text = st.text(min_size=1, max_size=40)
@@ -917,6 +917,46 @@ async def _process(path: Path, clock: FakeClock) -> ReuseEngine:
     await e.load()
     await e.observe(None, 0.99, True, "verify", "req_0")  # one label: enough trust
     return e
+
+
+class _EchoFirstStore(SQLiteStore):
+    """A store whose change log is read by its engine right after each entry is written and
+    before ``put_entry`` returns: the echo of a process's own new entry arriving before the
+    process admits it, as a following task can make it arrive."""
+
+    engine: ReuseEngine | None = None
+
+    async def put_entry(self, entry: StoredEntry) -> None:
+        await super().put_entry(entry)
+        if self.engine is not None:
+            await self.engine.catch_up()
+
+
+def test_the_echo_of_an_entry_being_stored_here_is_not_a_synced_entry(tmp_path: Path) -> None:
+    """A trial's single-process server counted ``synced_entry: 1``: the change log's echo of
+    its own new entry was applied (a store read, an admission) before ``remember`` admitted
+    it."""
+
+    async def run() -> None:
+        store = _EchoFirstStore(tmp_path / "e.db")
+        store.open()
+        e = ReuseEngine(
+            store=store,
+            embedder=HashEmbedder(),
+            verifier=trusting_verifier(),
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
+            clock=FakeClock(start=1_800_000_000.0),
+        )
+        await e.load()
+        store.engine = e
+        stored = await _remember(e, await _lookup(e, "how deep is the mariana trench"), "11 km")
+        assert stored is not None and len(e) == 1
+        assert e.counters.get("synced_entry", 0) == 0, e.counters
+        assert (await _lookup(e, "how deep is the mariana trench")).status == "hit-exact"
+        store.close()
+
+    asyncio.run(run())
 
 
 def test_an_exact_repeat_at_another_process_is_served_before_its_change_log_is_read(

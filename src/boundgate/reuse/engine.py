@@ -146,6 +146,9 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         # ids of the semantic lookups this process counted (or is writing), until the change
         # log echoes them (``following.py``), oldest first
         self._own_lookups: dict[int, None] = {}
+        # entries this process is storing (``remember``): it admits them itself once stored,
+        # so the change log's echo, which may come first, is not a synced entry
+        self._own_entries: set[int] = set()
         self._feedback_seen: set[str] = set()  # requests whose feedback was learned
         self._feedback_noted: set[str] = set()  # ... whose "wrong" was noted (labels.py)
         self._counters_pruned_at = -math.inf  # old days' feedback counters (labels.py)
@@ -368,8 +371,12 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         )
         slot = slot_of(entry.finish_reason, entry.completion_tokens)
         displaced = self._exact.holder(key.exact, slot)
-        await self.store.put_entry(entry)
-        self.admit(entry, vector)
+        self._own_entries.add(entry_key)
+        try:
+            await self.store.put_entry(entry)
+            self.admit(entry, vector)
+        finally:
+            self._own_entries.discard(entry_key)
         self.land(lookup)  # identical requests waiting for this answer are served it now
         if displaced is not None and self._exact.holder(key.exact, slot) == entry_key:
             # the answer this one replaced in its slot: no exact lookup reaches it any more

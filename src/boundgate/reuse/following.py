@@ -54,6 +54,7 @@ class Following:
         _sync_lock: asyncio.Lock
         _own_labels: set[tuple[float, int | None, str, str | None]]
         _own_lookups: dict[int, None]
+        _own_entries: set[int]
 
         def admit_stored(self, e: StoredEntry) -> None: ...
         def count(self, name: str) -> None: ...
@@ -134,6 +135,8 @@ class Following:
     async def _apply(self, changes: list[ChangeRow]) -> None:
         labels = False
         for c in changes:
+            if c.kind == "entry" and c.entry in self._own_entries:
+                continue  # this process is storing it and admits it (``remember``)
             if c.kind == "entry" and c.entry is not None and c.entry not in self._meta:
                 e = await self.store.get_entry(c.entry)
                 if e is None or e.revoked:
