@@ -906,6 +906,13 @@ async def _process(path: Path, clock: FakeClock) -> ReuseEngine:
     trusting a semantic match from the start and not following the change log."""
     store = SQLiteStore(path)
     store.open()
+    e = await _engine_on(store, clock)
+    await e.observe(None, 0.99, True, "verify", "req_0")  # one label: enough trust
+    return e
+
+
+async def _engine_on(store: SQLiteStore, clock: FakeClock) -> ReuseEngine:
+    """A loaded engine over ``store`` (opened), trusting a semantic match from the start."""
     e = ReuseEngine(
         store=store,
         embedder=HashEmbedder(),
@@ -915,7 +922,6 @@ async def _process(path: Path, clock: FakeClock) -> ReuseEngine:
         clock=clock,
     )
     await e.load()
-    await e.observe(None, 0.99, True, "verify", "req_0")  # one label: enough trust
     return e
 
 
@@ -940,15 +946,7 @@ def test_the_echo_of_an_entry_being_stored_here_is_not_a_synced_entry(tmp_path: 
     async def run() -> None:
         store = _EchoFirstStore(tmp_path / "e.db")
         store.open()
-        e = ReuseEngine(
-            store=store,
-            embedder=HashEmbedder(),
-            verifier=trusting_verifier(),
-            settings=ReuseSettings(),
-            rebind_window_s=3600.0,
-            clock=FakeClock(start=1_800_000_000.0),
-        )
-        await e.load()
+        e = await _engine_on(store, FakeClock(start=1_800_000_000.0))
         store.engine = e
         stored = await _remember(e, await _lookup(e, "how deep is the mariana trench"), "11 km")
         assert stored is not None and len(e) == 1
