@@ -98,6 +98,7 @@ def main() -> None:
             f"{i8['reviewed_auc']:.3f}, AP {i8['reviewed_ap']:.3f}, recall "
             f"{pct(i8['reviewed_recall_at_1pct_wrong'])}."
         )
+    wall_note = f" ({t['train_wall_note']})" if t.get("train_wall_note") else ""
     rows = "\n".join(
         f"| {h['epoch']} | {h['train_s'] / 60:.1f} | {h['auc']:.3f} | {h['ap']:.3f} | "
         f"{pct(h['recall_at_1pct_wrong'])} |"
@@ -146,7 +147,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
 - Each pair in a random order per step; batches of similar length (less padding);
   bfloat16 autocast with fp32 master weights; gradient clipping at 1.0.
 - Wall time: {t["train_wall_s"] / 60:.0f} min on {t["threads"]} CPU threads ({t["host"]}),
-  torch {t["torch"]}.
+  torch {t["torch"]}{wall_note}.
 
 | epoch | train min | AUC (val) | AP (val) | recall at ≤ 1 % of pairs wrong (val, raw labels) |
 |---:|---:|---:|---:|---:|
