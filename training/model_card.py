@@ -54,6 +54,15 @@ def main() -> None:
         if hp.get("synonyms")
         else ""
     )
+    style = (
+        f" Closing punctuation (`--style-noise {hp['style_noise']}`): in every step each"
+        " side's ending\n  was flipped at that chance (a closing ?, . or ! stripped, else a ?"
+        " added), so that whether\n  the two sides end alike tells nothing about the label"
+        " (chatbot pairs set a question\n  against a bare fragment, and rule-made negatives"
+        " copy their source's ending)."
+        if hp.get("style_noise")
+        else ""
+    )
     chat_pairs = ""
     if hp.get("chat_pairs"):
         kept = t["chat_kept"]  # per file: pairs, kept, kept paraphrases
@@ -138,7 +147,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   {", ".join(f"{k} {v:,}" for k, v in made.items())}. Hard negatives change one thing the
   answer depends on (antonym from WordNet 3.0, negation, number/year/month/weekday, unit,
   name, swapped roles); light positives change case, punctuation, contractions or add a
-  polite prefix.{siblings}{synonyms}{chat}{chat_pairs}
+  polite prefix.{siblings}{synonyms}{chat}{chat_pairs}{style}
 - Selection and calibration: `quora_val.csv` (12,128 pairs), never trained on.
 
 ## Training
