@@ -360,8 +360,10 @@ def batch_results(
     api_key: KeyOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """The output file of an ended batch (JSONL), or with --errors its error file. When lines
-    failed, says so on stderr (how many, and --errors), exit status 0 all the same."""
+    """The output file of an ended batch (JSONL); with --errors, its error file.
+
+    When lines failed, says so on stderr (how many, and --errors); the exit status is 0 all
+    the same."""
     import sys
 
     from . import err
