@@ -336,8 +336,8 @@ def create_app(
             ):  # a text field named file (curl's -F file=<path): was "Expected UploadFile, ..."
                 err = InvalidRequestError(
                     "file must be a file part of the form with a file name (curl: -F "
-                    "file=@path); this part has none: a text field, an empty filename, or "
-                    "filename* alone (RFC 5987's form, not read here)",
+                    "file=@path); this part has none: a text field, or filename* alone "
+                    "(RFC 5987's form, not read here)",
                     param="file",
                 )
             elif upload and not content_type.startswith("multipart/form-data"):
