@@ -46,20 +46,22 @@ UNAUTHENTICATED = Tenant(name="unauthenticated")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
 
 
-def _lone_surrogate(value: Any) -> str | None:
-    """The first lone UTF-16 surrogate in a parsed JSON value (as ``\\udXXX``), if any."""
-    stack = [value]
+def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first lone UTF-16 surrogate in a parsed JSON value, in document order: (where it is,
+    dotted from ``path``; ``\\udXXX``). A key is reported at its object's place."""
+    stack: list[tuple[str, Any]] = [(path, value)]
     while stack:
-        v = stack.pop()
+        where, v = stack.pop()
         if isinstance(v, str):
             for ch in v:
                 if 0xD800 <= ord(ch) <= 0xDFFF:
-                    return f"\\u{ord(ch):04x}"
+                    return where, f"\\u{ord(ch):04x}"
         elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
+            for k, item in reversed(list(v.items())):
+                stack.append((where, k))  # a key is where its object is
+                stack.append((f"{where}.{k}" if where else str(k), item))
         elif isinstance(v, list):
-            stack.extend(v)
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(v))))
     return None
 
 
@@ -165,10 +167,12 @@ class StrictJSONRequest(Request):
             if nested_too_deeply(value):
                 raise json.JSONDecodeError(TOO_DEEP, text[:64], 0)
             if b"\\ud" in body or b"\\uD" in body:  # \uXXXX escapes can carry surrogates
-                bad = _lone_surrogate(value)
+                bad = lone_surrogate(value)
                 if bad is not None:
                     text = body.decode("utf-8", "replace")
-                    raise json.JSONDecodeError(f"lone surrogate {bad} is not Unicode text", text, 0)
+                    raise json.JSONDecodeError(
+                        f"lone surrogate {bad[1]} is not Unicode text", text, 0
+                    )
             self._json = value
         return self._json
 

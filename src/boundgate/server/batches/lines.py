@@ -17,7 +17,14 @@ from ...errors import ErrorCode, InvalidRequestError
 from ...reuse.policy import check_options
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
-from ..common import NON_FINITE, TOO_DEEP, nested_too_deeply, non_finite_number, request_error
+from ..common import (
+    NON_FINITE,
+    TOO_DEEP,
+    lone_surrogate,
+    nested_too_deeply,
+    non_finite_number,
+    request_error,
+)
 from ..completions.protocol import CompletionRequest
 
 LINE_KEYS = ("custom_id", "method", "url", "body")  # OpenAI's batch input line, all of it
@@ -30,31 +37,13 @@ def bad_input(message: str) -> InvalidRequestError:
     return InvalidRequestError(message, param="input_file_id", code=ErrorCode.INVALID_VALUE)
 
 
-def _lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
-    """The first lone UTF-16 surrogate in a parsed JSON value: (where, ``\\udXXX``)."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, v = stack.pop()
-        if isinstance(v, str):
-            for ch in v:
-                if 0xD800 <= ord(ch) <= 0xDFFF:
-                    return where, f"\\u{ord(ch):04x}"
-        elif isinstance(v, dict):
-            for k, item in reversed(list(v.items())):
-                stack.append((where, k))  # a key is where its object is
-                stack.append((f"{where}.{k}" if where else str(k), item))
-        elif isinstance(v, list):
-            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(v))))
-    return None
-
-
 def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
     """One line's ``body`` checked as the online endpoint checks a request before it runs:
     Unicode text only (no lone surrogate), the endpoint's request model (strict types, value
     ranges), no unsupported parameter. Raises InvalidRequestError naming the parameter. A line
     is never streamed (its answer goes to the output file): ``stream`` and ``stream_options``
     are checked as online (``stream_options`` with ``stream: true`` only), then ignored."""
-    bad = _lone_surrogate(body)
+    bad = lone_surrogate(body)
     if bad is not None:
         where, esc = bad
         raise InvalidRequestError(
@@ -93,7 +82,7 @@ def _line_label(n: int, item: dict[str, Any]) -> str:
     """How an error names line ``n``: ``line 3 (custom_id 'q3')``, or ``line 3`` where the
     line has no usable ``custom_id`` (missing, not a string, not Unicode text)."""
     cid = item.get("custom_id")
-    if isinstance(cid, str) and cid and _lone_surrogate(cid) is None:
+    if isinstance(cid, str) and cid and lone_surrogate(cid) is None:
         return f"line {n} (custom_id {cid!r})"
     return f"line {n}"
 
@@ -176,7 +165,7 @@ def parse_lines(
             raise bad_input(f"line {n}: custom_id is required")
         if not isinstance(cid, str):
             raise bad_input(f"line {n}: custom_id must be a string (got {json.dumps(cid)})")
-        if _lone_surrogate(cid) is not None:
+        if lone_surrogate(cid) is not None:
             raise bad_input(f"line {n}: custom_id is not Unicode text (a lone surrogate)")
         if cid in seen:
             raise bad_input(f"{where}: duplicate custom_id (line {seen[cid]} has it too)")
