@@ -30,7 +30,6 @@ compared at equal error on the calibration file rather than at one score.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import re
 import sys
@@ -41,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
-from pairdata import flipped
+from pairdata import flipped, read_pairs
 
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.reuse.guards import compare
@@ -62,10 +61,8 @@ def conditions(seed: int) -> dict[str, Callable[[str], str]]:
 
 
 def read(path: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
-    rows = list(csv.DictReader(path.open(encoding="utf-8")))
-    return [(r["question1"], r["question2"]) for r in rows], np.array(
-        [r["is_duplicate"] == "1" for r in rows]
-    )
+    rows = read_pairs(path)
+    return [(a, b) for a, b, _ in rows], np.array([d == 1 for *_, d in rows])
 
 
 def scores(scorer: OnnxPairScorer, pairs: list[tuple[str, str]]) -> np.ndarray:
