@@ -117,6 +117,11 @@ class BodyLimit:
         await self.app(scope, limited, guarded_send)
 
 
+def _is_upload(request: Request) -> bool:
+    """Whether ``request`` is a file upload (``POST /v1/files``)."""
+    return request.method == "POST" and request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
+
+
 def _multipart_fault(exc: BaseException) -> str | None:
     """What was wrong with a multipart form Starlette could not read (its 400 is raised while
     handling the parser's ``MultiPartException``, its context): that exception's message, or
@@ -327,9 +332,7 @@ def create_app(
         else:
             err = request_error(errors, exc.body, body_fields(request))
             content_type = request.headers.get("content-type", "")
-            upload = (
-                request.method == "POST" and request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
-            )  # not the list (GET), whose query a trial got this hint for
+            upload = _is_upload(request)  # not the list (GET), whose query got this hint
             if upload and any(
                 tuple(e.get("loc", ()))[-1:] == ("file",) and "UploadFile" in str(e.get("msg"))
                 for e in errors
@@ -367,8 +370,7 @@ def create_app(
             why = _multipart_fault(exc)
             if why is not None:  # was "Invalid multipart data." alone (a trial's long file name)
                 message = f"the multipart form could not be read: {why}"
-                upload = request.url.path.rstrip("/") == BodyLimit.FILE_UPLOADS
-                param = "file" if upload else None
+                param = "file" if _is_upload(request) else None
             err = BoundgateError(message, code=code, param=param)
             err.status_code = exc.status_code
             err.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
