@@ -18,9 +18,11 @@ trained with it ("The style-noise model shipped").
 
 Prints, per set and model, paraphrases reused (share of the set's duplicates whose pair
 passes the guards, the floor and the threshold) / look-alikes past (how many non-duplicates
-do) at each ``--threshold``. With ``--quora``, each model's threshold is also taken where it
-makes the same share of that file's pairs wrong (raw labels: 0.5 %, 1 %), so models are
-compared at equal error on the calibration file rather than at one score.
+do) at each ``--threshold`` (by default each model's own starting threshold: the verifier's
+before any lookup or label, from the model's prior, ``fresh_threshold``). With ``--quora``,
+each model's threshold is also taken where it makes the same share of that file's pairs wrong
+(raw labels: 0.5 %, 1 %), so models are compared at equal error on the calibration file
+rather than at one score.
 
     PYTHONPATH=src python bench/pair_endings.py --pairs bench/data/chat_heldout.csv \
         --pairs bench/data/chat_heldout2.csv [--model DIR ...] \
@@ -44,7 +46,11 @@ from pairdata import flipped, read_pairs
 
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.reuse.guards import compare
-from boundgate.reuse.pair import OnnxPairScorer
+from boundgate.reuse.pair import OnnxPairScorer, packaged_model_dir
+from boundgate.reuse.prior import Prior
+from boundgate.reuse.scoring import PairModelScorer
+from boundgate.reuse.verifier import Verifier
+from boundgate.settings import ReuseSettings
 
 FLOOR = 0.70
 _ENDED = re.compile(r"[?.!]$")
@@ -79,6 +85,14 @@ def eligible(embedder: OnnxEmbedder, pairs: list[tuple[str, str]]) -> np.ndarray
     return (np.sum(a * b, axis=1) >= FLOOR) & np.array([compare(x, y).ok for x, y in pairs])
 
 
+def fresh_threshold(model_dir: Path) -> float:
+    """The threshold a fresh verifier starts from with this model: from the model's prior
+    (``calibration.json``) and the default ``[reuse]`` settings, before any lookup or label
+    (a gateway's lookups then move it by a grid step or so: 0.89 here, 0.895 end to end)."""
+    prior = Prior.load(model_dir / PairModelScorer.prior_file, PairModelScorer.name)
+    return Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior).threshold
+
+
 def equal_error_threshold(s: np.ndarray, ok: np.ndarray, dup: np.ndarray, share: float) -> float:
     """The lowest threshold (0.0025 steps) at which at most ``share`` of all pairs are
     non-duplicates passing."""
@@ -97,10 +111,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     embedder = OnnxEmbedder(threads=2)
-    models = {"shipped": OnnxPairScorer(None, threads=2)} | {
-        str(m): OnnxPairScorer(m, threads=2) for m in args.model
+    model_dirs = {"shipped": packaged_model_dir()} | {str(m): m for m in args.model}
+    models = {name: OnnxPairScorer(d, threads=2) for name, d in model_dirs.items()}
+    thresholds = {
+        name: [(f"{t}", t) for t in args.threshold]
+        or [(f"{t:.4f} (fresh verifier)", t) for t in [fresh_threshold(model_dirs[name])]]
+        for name in models
     }
-    thresholds = {name: [(f"{t}", t) for t in args.threshold or [0.905]] for name in models}
     if args.quora:
         qpairs, qdup = read(args.quora)
         qok = eligible(embedder, qpairs)
