@@ -257,10 +257,30 @@ class Settings(BaseSettings):
         ``GET /v1/models`` lists beside the models: ``routing.auto_model``, any name starting
         ``<auto_model>:`` (``auto:<ladder>``: a request naming one is routed, whether or not a
         ladder has that name), and with reuse on ``EMBEDDING_MODEL`` (what ``/v1/embeddings``
-        serves); nor is the auto model the embeddings model's id. A request naming such a
-        model would be ambiguous. Raises ValueError naming the setting and the clash."""
+        serves); nor is the auto model the embeddings model's id; nor does an alias repeat a
+        model's name or another alias (one of the two models could not be reached). A request
+        naming such a model would be ambiguous. Raises ValueError naming the setting and the
+        clash."""
         auto = self.routing.auto_model
         embeddings = self.reuse.enabled
+        owner: dict[str, str] = {}  # each name a request may give → the model it reaches
+        for model, m in self.models.items():
+            for alias in m.aliases:
+                if alias == model:
+                    other: str | None = model
+                elif alias in self.models:
+                    other = alias
+                else:
+                    other = owner.get(alias)
+                    if other == model:  # listed twice by the same model: harmless
+                        continue
+                if other is not None:
+                    what = "its own name" if other == model else f"a name of models.{other}"
+                    raise ValueError(
+                        f"models.{model}.aliases: {alias!r} is {what}, so a request naming it "
+                        "would be ambiguous; remove or rename the alias"
+                    )
+                owner[alias] = model
         for model, m in self.models.items():
             named = [(model, f"models.{model}", "model")]
             named += [(alias, f"models.{model}.aliases", "alias") for alias in m.aliases]
