@@ -118,13 +118,19 @@ def test_one_authorization_header_whatever_whitespace_parts_its_scheme(
 
 
 def test_refused_keys_are_ledgered_as_unauthenticated(keyed: tuple[Live, dict[str, str]]) -> None:
-    """A 401's ledger row said tenant "local", a name open mode gives real requests."""
-    live, _ = keyed
-    for headers in ({}, {"Authorization": "Bearer bg-nope-nope"}):
+    """A 401's ledger row said tenant "local", a name open mode gives real requests; so did
+    the 400 of two Authorization headers (a trial's finding)."""
+    live, keys = keyed
+    two = [("Authorization", "Bearer bg-a-b"), ("Authorization", f"Bearer {keys['acme']}")]
+    for headers, status in (
+        ([], 401),
+        ([("Authorization", "Bearer bg-nope-nope")], 401),
+        (two, 400),
+    ):
         r = live.http.post("/v1/chat/completions", json={"messages": MSG}, headers=headers)
-        assert_error(r, 401, code="invalid_api_key")
+        assert_error(r, status)
         row = live.ledger()[r.headers["x-request-id"]]
-        assert row.tenant == "unauthenticated" and row.status == 401 and row.key_id is None
+        assert row.tenant == "unauthenticated" and row.status == status and row.key_id is None
 
 
 JSON = {"content-type": "application/json"}

@@ -121,6 +121,8 @@ class Tenant:
 
 
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)
+# whom a request refused before its key was read is ledgered under (no tenant's)
+UNAUTHENTICATED = Tenant(name="unauthenticated")
 
 
 def key_counters(key_id: str) -> str:

@@ -24,6 +24,7 @@ from rich.table import Table
 from .. import __version__
 from ..fmt import plain_decimal
 from ..settings import ConfigError, Settings, describe, load_settings
+from ..tenants import OPEN_TENANT, UNAUTHENTICATED
 from .console import err as err
 from .console import fail as fail
 from .console import out as out
@@ -472,20 +473,34 @@ def _figure(x: float) -> str:
     return plain_decimal(x, digits=3)
 
 
+# the largest limit a store keeps (SQLite's and PostgreSQL's 64-bit signed INTEGER / bigint)
+MAX_LIMIT = 2**63 - 1
+# tenant names the gateway writes in the ledger itself (tenants.OPEN_TENANT and
+# server.common.UNAUTHENTICATED): a key's usage would be mixed with theirs in every report
+RESERVED_TENANTS = {
+    OPEN_TENANT.name: "open local mode's requests (no keys)",
+    UNAUTHENTICATED.name: "requests refused before a key was read",
+}
+
+
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
     admin: Annotated[bool, typer.Option(help="May use admin routes.")] = False,
     rpm: Annotated[
-        int | None, typer.Option(min=0, help="Its requests per minute (0 = unlimited).")
+        int | None,
+        typer.Option(min=0, max=MAX_LIMIT, help="Its requests per minute (0 = unlimited)."),
     ] = None,
     daily_tokens: Annotated[
-        int | None, typer.Option(min=0, help="Its tokens per UTC day (0 = unlimited).")
+        int | None,
+        typer.Option(min=0, max=MAX_LIMIT, help="Its tokens per UTC day (0 = unlimited)."),
     ] = None,
     daily_reasoning_tokens: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Its reasoning tokens per UTC day on reasoning models (0 = unlimited)."
+            min=0,
+            max=MAX_LIMIT,
+            help="Its reasoning tokens per UTC day on reasoning models (0 = unlimited).",
         ),
     ] = None,
     config: ConfigOpt = None,
@@ -497,7 +512,13 @@ def keys_create(
     budget. A limit it does not set is the settings' default (limits.rpm, limits.daily_tokens,
     limits.daily_reasoning_tokens), again counted for it alone."""
     if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", tenant):
-        err.print("tenant: use 1-64 letters, digits, or _ . @ -")
+        err.print("tenant: use 1-64 ASCII letters, digits, or _ . @ -")
+        raise typer.Exit(2)
+    if tenant in RESERVED_TENANTS:
+        err.print(
+            f"tenant: {tenant!r} is the gateway's own name for "
+            f"{RESERVED_TENANTS[tenant]}; choose another name"
+        )
         raise typer.Exit(2)
     settings = _settings(config, data_dir=data_dir)
     created = store_missing(settings)
@@ -552,17 +573,28 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`).")],
+    key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`), or the key itself.")],
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Revoke a key; requests using it get 401 from then on."""
+    """Revoke a key; requests using it get 401 from then on.
+
+    Given the whole key (bg-<id>-<secret>), its id is read from it; the secret is never
+    printed back."""
+    from ..store.keys import key_id_of
+
+    shown = key_id
+    if (inner := key_id_of(key_id)) is not None:
+        key_id = shown = inner
+    elif len(key_id) > 8 and not re.fullmatch(r"[0-9a-f]+", key_id):
+        shown = f"{key_id[:11]}…"  # may be a mistyped secret: not echoed whole
     with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
-        ok = asyncio.run(store.revoke_key(key_id))
+        before = {k.id: k.revoked for k in asyncio.run(store.list_keys())}
+        ok = key_id in before and asyncio.run(store.revoke_key(key_id))
     if not ok:
-        err.print(f"no such key: {key_id} (see `boundgate keys list`)")
+        err.print(f"no such key: {shown} (see `boundgate keys list`)", highlight=False)
         raise typer.Exit(2)
-    err.print(f"revoked {key_id}")
+    err.print(f"{'already revoked' if before[key_id] else 'revoked'} {key_id}", highlight=False)
 
 
 @app.command("settings")

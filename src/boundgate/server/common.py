@@ -36,11 +36,8 @@ from ..errors import (
 )
 from ..gateway import Gateway, RequestContext
 from ..store import Store, StoreUnavailableError
-from ..tenants import OPEN_TENANT, Tenant
+from ..tenants import OPEN_TENANT, UNAUTHENTICATED, Tenant
 from .chat.protocol import UNKNOWN_PARAMETER, near_miss
-
-# whom a request refused for its key is ledgered under
-UNAUTHENTICATED = Tenant(name="unauthenticated")
 
 # the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
@@ -518,8 +515,10 @@ async def context(request: Request) -> RequestContext:
     ctx.cache_control = request_cache_control(request)
     try:
         ctx.tenant = await authenticate(request, gateway.store)
-    except AuthenticationError:
-        ctx.tenant = UNAUTHENTICATED  # its ledger row is no tenant's, not open mode's
+    except (AuthenticationError, InvalidRequestError):
+        # refused before a key was read (a bad key, two Authorization headers): its ledger
+        # row is no tenant's, not open mode's (authenticate refuses only when keys exist)
+        ctx.tenant = UNAUTHENTICATED
         raise
     return ctx
 
