@@ -42,7 +42,6 @@ from .batches.serving import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import (
-    UNAUTHENTICATED,
     body_fields,
     request_error,
     send_error,
@@ -294,7 +293,7 @@ def create_app(
         try:
             ctx = getattr(request.state, "ctx", None)
             if ctx is None:
-                from ..tenants import OPEN_TENANT
+                from ..tenants import OPEN_TENANT, UNAUTHENTICATED
 
                 ctx = gateway.context(OPEN_TENANT, request.url.path)
                 # refused before its key was read: open local mode's tenant when there are
