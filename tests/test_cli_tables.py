@@ -71,6 +71,8 @@ base_url = "{BASE_URL}"
     assert "not this host" in text and "boundgate models profile" in text
     assert "…" not in listed.output
     assert "all-MiniLM-L6-v2" not in listed.output  # reuse off: no embeddings served
+    # the fake backend is no SmolLM2 (a trial was told it was)
+    assert "fake backend" in text and "SmolLM2" not in text, listed.output
 
 
 def test_models_lists_the_embeddings_model_as_the_api_does(tmp_path: Path) -> None:

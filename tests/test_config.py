@@ -554,3 +554,16 @@ def test_configuration_reference_is_generated_from_settings() -> None:
     spec.loader.exec_module(gen)
     doc = (root / "docs" / "configuration.md").read_text()
     assert gen.render(doc) == doc, "run scripts/gen_config_docs.py"
+
+
+@pytest.mark.parametrize("url", ["not a url", "api.openai.com/v1", "ftp://host/v1", "http:///v1"])
+def test_an_upstream_base_url_that_is_no_http_url_is_refused_at_start(
+    tmp_path: Path, url: str
+) -> None:
+    """A trial's ``base_url = "not a url"`` started, /readyz said ready, and every request
+    was a 502 after three retries."""
+    text = f'[models.up]\nbackend = "openai"\nbase_url = "{url}"\n'
+    with pytest.raises(ConfigError, match="is not an http:// or https:// URL with a host"):
+        load_settings(write_config(tmp_path / "c.toml", text))
+    ok = '[models.up]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+    assert load_settings(write_config(tmp_path / "d.toml", ok)).models["up"].base_url

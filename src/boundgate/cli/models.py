@@ -116,7 +116,10 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
             table.add_row(*_auto_row(router, name))
             continue
         m = settings.models[name]
-        where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
+        if m.backend == "fake":
+            where = "fake backend (deterministic answers, no model; for tests)"
+        else:
+            where = m.base_url or str(m.path or "packaged SmolLM2-135M-Instruct Q4_1")
         cells = ["", "", "unknown"]
         params_b = m.params_b
         if name in backends:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -125,6 +126,15 @@ class ModelSettings(_Section):
     def _check_backend_fields(self) -> ModelSettings:
         if self.backend == "openai" and not self.base_url:
             raise ValueError("base_url is required when backend = 'openai'")
+        if self.base_url is not None:
+            # httpx refuses anything else only at request time (502 after the retries, while
+            # /readyz said ready): a trial's "not a url"
+            url = urlsplit(self.base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(
+                    f"base_url {self.base_url!r} is not an http:// or https:// URL with a host "
+                    "(e.g. https://api.openai.com/v1)"
+                )
         return self
 
 
