@@ -264,6 +264,9 @@ def test_ledger_filters_and_csv_export(open_dash: Seeded) -> None:
         assert bad.status_code == 400 and "since/until" in bad.text
         bad = b.get("/dashboard/ledger?outcome=exploded")
         assert bad.status_code == 400
+        bad = b.get("/dashboard/ledger?bogus=1")  # was a 200 listing every row
+        assert bad.status_code == 400 and "unknown ledger filter" in bad.text
+        assert b.get("/dashboard/ledger?page=1&model=fake").status_code == 200
         # a trial's findings: "hit-variant" rows could not be filtered (400), and a time's
         # offset was dropped (+05:00 read as UTC)
         assert b.get("/dashboard/ledger?reuse=hit-variant").status_code == 200

@@ -497,6 +497,25 @@ def test_non_finite_query_numbers_are_400(fake_live: Live, since: str) -> None:
     assert "finite number" in err["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "says"),
+    [
+        ("/v1/boundgate/report", {"sinse": "1"}, "/v1/boundgate/report takes since"),
+        ("/v1/boundgate/ledger", {"tenant": "acme"}, "/v1/boundgate/ledger takes since, limit"),
+        ("/v1/boundgate/ledger", {"limit": "1", "lmit": "2"}, "Did you mean 'limit'?"),
+    ],
+)
+def test_admin_routes_refuse_query_parameters_they_do_not_take(
+    fake_live: Live, path: str, query: dict[str, str], says: str
+) -> None:
+    """A trial's ``?tenant=acme`` on the ledger answered every tenant's rows, as if filtered,
+    and ``?sinse=1`` the whole report."""
+    name = next(k for k in query if k not in ("since", "limit"))
+    err = assert_error(fake_live.http.get(path, params=query), 400, param=name)
+    assert err["code"] == "unknown_parameter" and says in err["message"], err
+    assert fake_live.http.get(path, params={"since": "1"}).status_code == 200
+
+
 def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
     """A new-user trial froze the whole server with one 900 KB prompt of one "word" (the
     exact form's literal-span pattern backtracked from every position: 24 s at 40 KB, hours

@@ -287,6 +287,13 @@ async def bind(
 def _ledger_params(request: Request) -> tuple[dict[str, str], LedgerQuery | None, str | None]:
     keys = ("tenant", "model", "outcome", "reuse", "since", "until")
     params = {k: request.query_params.get(k, "")[:200] for k in keys}
+    for name in request.query_params:  # ?bogus=1 was a 200 showing every row
+        if name not in (*keys, "page"):
+            return (
+                params,
+                None,
+                f"unknown ledger filter {name[:100]!r} (filters: {', '.join(keys)})",
+            )
     if params["outcome"] not in ("", *views.OUTCOMES):
         return params, None, f"unknown outcome {params['outcome']!r}"
     if params["reuse"] not in ("", *views.REUSE_RESULTS):

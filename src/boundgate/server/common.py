@@ -252,6 +252,23 @@ def unknown_parameter(param: str, known: str) -> InvalidRequestError:
     )
 
 
+def refuse_unknown_query(request: Request, known: tuple[str, ...]) -> None:
+    """400 ``unknown_parameter`` for a query parameter the route does not take (an admin
+    route's ``?tenant=acme`` or ``?sinse=1`` was ignored, so the answer looked filtered and
+    was not); the message names the near miss (``near_miss``) or what the route takes."""
+    for name in request.query_params:
+        if name in known:
+            continue
+        if (close := near_miss(name, known)) is not None:
+            raise unknown_parameter(name, close)
+        takes = ", ".join(known) if known else "no query parameters"
+        raise InvalidRequestError(
+            f"Unknown query parameter: {name[:100]!r}; {request.url.path} takes {takes}",
+            param=name[:100],
+            code=ErrorCode.UNKNOWN_PARAMETER,
+        )
+
+
 def unsupported_parameter(param: str, why: str = "yet") -> InvalidRequestError:
     """400 ``unsupported_parameter``: ``param`` is an OpenAI parameter this gateway does not
     implement (the SDK sends it; a silent default would not be what the caller asked for);

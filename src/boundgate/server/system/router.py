@@ -23,6 +23,7 @@ from ..common import (
     admin_context,
     context,
     gateway_of,
+    refuse_unknown_query,
     scheme_and_credentials,
 )
 from ..openapi import ErrorResponse, errors, ok
@@ -230,6 +231,7 @@ async def report(
     since: Annotated[float | None, Query(description="unix seconds", allow_inf_nan=False)] = None,
 ) -> dict[str, Any]:
     """Totals per tenant and model (admin)."""
+    refuse_unknown_query(request, ("since",))
     rows = await gateway_of(request).store.report(since)
     return {"object": "list", "data": [asdict(r) for r in rows]}
 
@@ -242,5 +244,6 @@ async def ledger(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     """Ledger rows, newest first (admin)."""
+    refuse_unknown_query(request, ("since", "limit"))
     rows = await gateway_of(request).store.ledger(since, limit)
     return {"object": "list", "data": [asdict(r) for r in rows]}
