@@ -220,6 +220,7 @@ class Limiter:
         *,
         budgets: bool = True,
         count: bool = True,
+        shrink: str = "lower max_tokens",
     ) -> Reservation:
         """Count one request and hold ``reserve_tokens`` on its key's daily budget (and
         ``reserve_reasoning_tokens`` on its reasoning budget), or raise
@@ -227,7 +228,8 @@ class Limiter:
         or ``daily_reasoning_budget_exceeded``) with ``retry_after`` in seconds.
         ``budgets=False``: count the request only (a stored answer uses no tokens).
         ``count=False``: hold on the budgets only, for a request already counted (the next
-        rung of a ``model: "auto"`` request)."""
+        rung of a ``model: "auto"`` request). ``shrink``: how the request could need fewer
+        tokens, for the daily budget's refusal (an embeddings request has no max_tokens)."""
         now = self.clock.time()
         day = int(now // DAY_S)
         rpm = self.rpm(tenant) if count else 0
@@ -300,7 +302,7 @@ class Limiter:
         left = max(0, budget - state.used - state.held)
         raise RateLimitError(
             f"{tenant.describe()} has {left} of its {budget} daily tokens left; "
-            f"this request may need up to {reserve_tokens} (lower max_tokens "
+            f"this request may need up to {reserve_tokens} ({shrink} "
             "or wait for the next UTC day)",
             code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
             retry_after=(day + 1) * DAY_S - now,

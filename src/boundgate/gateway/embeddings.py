@@ -35,7 +35,7 @@ class Embedding(Metering):
                 f"{budget} of {ctx.tenant.describe()}: it can never be admitted; send less",
                 param="input",
             )
-        reservation = await self.limiter.admit(ctx.tenant, tokens)
+        reservation = await self.limiter.admit(ctx.tenant, tokens, shrink="send less input")
         done = False
         try:
             vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
