@@ -175,6 +175,29 @@ def test_numbers_and_booleans_are_read_from_text_only_in_the_environment(
         load_settings(cfg)
 
 
+def test_a_bad_environment_value_is_blamed_on_its_variable_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's ``BOUNDGATE_SERVER__PORT=abc`` with ``-c gw.toml`` was reported as
+    "invalid configuration (gw.toml)": the operator searched a file that was right."""
+    cfg = write_config(tmp_path / "gw.toml", "[server]\nport = 8099\n")
+    monkeypatch.setenv("BOUNDGATE_SERVER__PORT", "abc")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    said = str(info.value)
+    assert said.startswith("invalid configuration (environment):"), said
+    assert "set by the environment variable BOUNDGATE_SERVER__PORT" in said
+    monkeypatch.setenv("BOUNDGATE_LIMITS__RPMM", "5")
+    write_config(cfg, "[server]\nport = 8099\n[limits]\nrpm = 1.5\n")
+    monkeypatch.delenv("BOUNDGATE_SERVER__PORT")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    said = str(info.value)
+    assert said.startswith(f"invalid configuration ({cfg} and the environment):"), said
+    assert "limits.rpmm: unknown key; did you mean 'rpm'?; set by the environment" in said
+    assert "limits.rpm: Input should be a valid integer" in said and said.count("set by") == 1
+
+
 def test_an_environment_value_refused_is_named_alone_and_told_nothing_of_quotes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

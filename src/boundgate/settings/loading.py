@@ -433,9 +433,17 @@ def _format_validation_error(
     """One line per error, each naming its setting (``server.port``) and, for a value of
     another type, what was given and, when the file gave it, how to write it."""
     lines = [f"invalid configuration ({origin}):"]
+    from_env = 0
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
         msg = e["msg"]
+        # a value the environment gave (it overrides the file): name the variable, or an
+        # operator searches a file that is right (a trial's BOUNDGATE_SERVER__PORT=abc)
+        variable = _env_name([str(p) for p in e["loc"]]) if e["loc"] else ""
+        given_by = ""
+        if variable and _spelled(variable) in os.environ:
+            given_by = f"; set by the environment variable {_spelled(variable)}"
+            from_env += 1
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
             close = difflib.get_close_matches(str(e["loc"][-1]), _keys_at(e["loc"][:-1]), n=1)
@@ -450,7 +458,11 @@ def _format_validation_error(
         elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
             given = _given(e["input"], e["type"], advise=_in_file(data or {}, e["loc"]))
             msg += f" (got {given})"
-        lines.append(f"  {loc}: {msg}")
+        lines.append(f"  {loc}: {msg}{given_by}")
+    if from_env == len(err.errors()):
+        lines[0] = "invalid configuration (environment):"
+    elif from_env:
+        lines[0] = f"invalid configuration ({origin} and the environment):"
     return "\n".join(lines)
 
 
