@@ -20,6 +20,7 @@ import httpx
 
 from boundgate.assembly import build_app
 from boundgate.dashboard.session import COOKIE
+from boundgate.fmt import significant
 from boundgate.store import BatchLineRow
 from boundgate.testing import ThreadedServer
 from dashboard_seed import START, Seeded
@@ -81,6 +82,13 @@ def test_overview_shows_seeded_totals_and_reuse_safety(open_dash: Seeded) -> Non
     assert sum(chart["reused"]) >= 12 + 3  # 12 seeded semantic hits, 3 exact repeats
     # 12 seeded hits avoided 0.02 Wh each; the 3 real exact hits add their own measured cost
     assert sum(chart["avoided_wh"]) >= 12 * 0.02 - 1e-9
+
+
+def test_the_hourly_figures_keep_a_lookups_energy() -> None:
+    """The overview's hourly table and chart rounded to six decimals: a reused answer's
+    1.83e-7 Wh avoided showed as 0 beside a total of 0.000000183 (a trial's finding)."""
+    assert significant(1.83e-7) == 1.83e-7 and significant(0.0) == 0.0
+    assert significant(0.123456789) == 0.123457 and significant(12345.678) == 12345.7
 
 
 def test_keyed_mode_needs_an_admin_login(keyed_dash: Seeded) -> None:

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from ..fmt import plain_decimal
+from ..fmt import plain_decimal, significant
 from ..gateway import Gateway
 from ..reuse import binding
 from ..scheduler.jobs import requirement_label
@@ -113,7 +113,9 @@ async def overview(gw: Gateway, range_name: str) -> dict[str, Any]:
     for name in ("requests", "reused", "errors"):
         chart[name] = [int(p[name]) for p in points]
     for name in ("wh", "avoided_wh", "gco2", "avoided_gco2"):
-        chart[name] = [round(p[name], 6) for p in points]
+        # significant digits, not decimals: a reused answer's lookup avoids ~1e-7 Wh, which
+        # six decimals showed as 0 beside a total that said otherwise (a trial's finding)
+        chart[name] = [significant(p[name]) for p in points]
     latency: dict[str, dict[str, list[float]]] = {}
     for model, reused, ms in await gw.store.latencies(since):
         latency.setdefault(model or "(none)", {"generated": [], "reused": []})[
