@@ -88,7 +88,9 @@ def eligible(embedder: OnnxEmbedder, pairs: list[tuple[str, str]]) -> np.ndarray
 def fresh_threshold(model_dir: Path) -> float:
     """The threshold a fresh verifier starts from with this model: from the model's prior
     (``calibration.json``) and the default ``[reuse]`` settings, before any lookup or label
-    (a gateway's lookups then move it by a grid step or so: 0.89 here, 0.895 end to end)."""
+    (a gateway's lookups then move it by a grid step or so: 0.89 here, 0.895 end to end).
+    A model directory without a calibration has none (then pass ``--threshold`` or
+    ``--quora``)."""
     prior = Prior.load(model_dir / PairModelScorer.prior_file, PairModelScorer.name)
     return Verifier(ReuseSettings(), scorer=PairModelScorer(), prior=prior).threshold
 
@@ -115,7 +117,11 @@ def main() -> None:
     models = {name: OnnxPairScorer(d, threads=2) for name, d in model_dirs.items()}
     thresholds = {
         name: [(f"{t}", t) for t in args.threshold]
-        or [(f"{t:.4f} (fresh verifier)", t) for t in [fresh_threshold(model_dirs[name])]]
+        or [
+            (f"{fresh_threshold(d):.4f} (fresh verifier)", fresh_threshold(d))
+            for d in [model_dirs[name]]
+            if (d / PairModelScorer.prior_file).exists()  # a model not calibrated yet: none
+        ]
         for name in models
     }
     if args.quora:
