@@ -476,7 +476,7 @@ def _figure(x: float) -> str:
 # the largest limit a store keeps (SQLite's and PostgreSQL's 64-bit signed INTEGER / bigint)
 MAX_LIMIT = 2**63 - 1
 # tenant names the gateway writes in the ledger itself (tenants.OPEN_TENANT and
-# server.common.UNAUTHENTICATED): a key's usage would be mixed with theirs in every report
+# tenants.UNAUTHENTICATED): a key's usage would be mixed with theirs in every report
 RESERVED_TENANTS = {
     OPEN_TENANT.name: "open local mode's requests (no keys)",
     UNAUTHENTICATED.name: "requests refused before a key was read",
