@@ -143,7 +143,13 @@ def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Pa
         assert int(r.headers["retry-after"]) > 0
         # deterministic requests don't draw on the novelty budget
         assert ask(live, "c", "Invent a planet.", temperature=0).status_code == 200
-        assert live.ledger()[r.headers["x-request-id"]].status == 429
+        row = live.ledger()[r.headers["x-request-id"]]
+        # the lookup's decision is on its row, so /metrics counts it as the stats do
+        assert row.status == 429 and row.reuse == "bypass", row
+        metrics = live.http.get("/metrics").text
+        assert 'boundgate_reuse_total{model="fake",result="bypass"} 3.0' in metrics, [
+            line for line in metrics.splitlines() if line.startswith("boundgate_reuse_total")
+        ]
     finally:
         live.http.close()
         srv.__exit__()

@@ -63,7 +63,9 @@ class Reusing(Metering, Admission):
             answer_labels=labels.in_force,
         )
         stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
-        lookup = await self.reuse.lookup(p, key, stale, check_live=check_live)
+        lookup = ctx.reuse = await self.reuse.lookup(p, key, stale, check_live=check_live)
+        # (on ctx before the creativity buffer may refuse it: the 429's ledger row carries
+        # the lookup's decision, as /v1/boundgate/stats counts it)
         if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
             await self._creative(ctx, req, backend, lookup, variants=p.variants)
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
