@@ -220,6 +220,27 @@ def test_an_environment_value_refused_is_named_alone_and_told_nothing_of_quotes(
         load_settings()
 
 
+def test_an_integer_setting_takes_from_the_environment_what_a_file_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's ``BOUNDGATE_LIMITS__RPM=5.0`` was read as 5 where ``rpm = 5.0`` in a file is
+    refused; TOML's integer spellings (``1_000``) are read alike from both."""
+    cfg = write_config(tmp_path / "gw.toml", "[limits]\nrpm = 5.0\n")
+    with pytest.raises(ConfigError, match=r"limits\.rpm: Input should be a valid integer"):
+        load_settings(cfg)
+    monkeypatch.setenv("BOUNDGATE_LIMITS__RPM", "5.0")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert 'limits.rpm: Input should be a valid integer (got "5.0")' in str(info.value)
+    monkeypatch.setenv("BOUNDGATE_LIMITS__RPM", "1_000")
+    assert load_settings().limits.rpm == 1000
+    write_config(cfg, "[limits]\nrpm = 1_000\n")
+    monkeypatch.delenv("BOUNDGATE_LIMITS__RPM")
+    assert load_settings(cfg).limits.rpm == 1000
+    monkeypatch.setenv("BOUNDGATE_ENERGY__PUE", "2")  # a float setting still takes "2"
+    assert load_settings().energy.pue == 2.0
+
+
 FAKE = 'backend = "fake"\n'
 
 

@@ -155,9 +155,21 @@ def _typed(annotation: Any, value: Any) -> Any:
         (item,) = get_args(annotation) or (Any,)  # item is named alone, the rest are read
         return [_typed(item, v) for v in value]
     try:
-        return TypeAdapter(annotation).validate_python(value)
+        typed = TypeAdapter(annotation).validate_python(value)
     except ValidationError:
         return value
+    if (
+        isinstance(typed, int)
+        and not isinstance(typed, bool)
+        and isinstance(value, str)
+        and not _INTEGER_TEXT.fullmatch(value)
+    ):
+        return value  # lax mode reads "5.0" as 5, where a file's 5.0 is refused: refuse it too
+    return typed
+
+
+# an integer as TOML writes one (``1_000`` too), the only text an integer setting takes
+_INTEGER_TEXT = re.compile(r"\s*[+-]?[0-9](_?[0-9])*\s*")
 
 
 def _spelled(name: str) -> str:
