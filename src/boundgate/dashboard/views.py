@@ -21,7 +21,7 @@ from ..scheduler.jobs import requirement_label
 from ..scheduler.policy import CarbonAwareStart
 from ..store import ApiKey, DocumentRow, LedgerQuery
 from ..store.aggregate import BATCH_ENDED_STATES, REUSED
-from ..tenants import Tenant, key_counters, reasoning_counter, tokens_counter
+from ..tenants import Tenant, key_counters, reasoning_counter, rpm_counter, tokens_counter
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -431,7 +431,7 @@ async def tenants(gw: Gateway) -> dict[str, Any]:
                 "avoided_gco2": t["avoided_gco2"] if t else 0.0,
             }
         )
-    key_rows = await _key_limits(gw, [k for k in keys if not k.revoked], day_start)
+    key_rows = await _key_limits(gw, [k for k in keys if not k.revoked], day_start, now)
     return {
         "rows": rows,
         "keys": key_rows,
@@ -443,24 +443,37 @@ async def tenants(gw: Gateway) -> dict[str, Any]:
     }
 
 
-async def _key_limits(gw: Gateway, keys: list[ApiKey], day_start: float) -> list[dict[str, Any]]:
+async def _key_limits(
+    gw: Gateway, keys: list[ApiKey], day_start: float, now: float
+) -> list[dict[str, Any]]:
     """Each key's own limits (the settings' default where it sets none; 0: unlimited) and
-    what its counters were charged today (settled; a key without a budget is not counted)."""
+    what its counters were charged today (settled; a key without a budget is not counted),
+    with what is held on them now: ``rpm_used``, the requests of the last minute (counted
+    only under a limit), and ``tokens_held``, the tokens reserved by requests still running,
+    or by a process that died with them until their lease (``limits.reservation_lease_s``)
+    runs out."""
     tokens = await gw.store.counters_used(tokens_counter(key_counters("")), day_start)
     reasoning = await gw.store.counters_used(reasoning_counter(key_counters("")), day_start)
     out = []
     for k in sorted(keys, key=lambda k: (k.tenant, k.created)):
         t = Tenant.of_key(k)
         owner = t.counted_as
+        rpm = gw.limiter.rpm(t)  # 0: unlimited
+        budget = gw.limiter.budget(t)  # 0: unlimited
+        state = gw.store.counter_state
+        minute = await state(rpm_counter(owner), 0.0, now) if rpm else None
+        day = await state(tokens_counter(owner), day_start, now) if budget else None
         out.append(
             {
                 "id": k.id,
                 "tenant": k.tenant,
                 "admin": k.admin,
-                "rpm": gw.limiter.rpm(t),  # 0: unlimited
+                "rpm": rpm,
                 "rpm_own": k.rpm is not None,
+                "rpm_used": minute.held if minute else 0,
                 "tokens": tokens.get(tokens_counter(owner), 0),
-                "budget": gw.limiter.budget(t),  # 0: unlimited
+                "tokens_held": day.held if day else 0,
+                "budget": budget,
                 "budget_own": k.daily_tokens is not None,
                 "reasoning_tokens": reasoning.get(reasoning_counter(owner), 0),
                 "reasoning_budget": gw.limiter.reasoning_budget(t),
