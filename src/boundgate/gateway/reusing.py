@@ -49,7 +49,8 @@ class Reusing(Metering, Admission):
         backend: Backend,
         check_live: bool = True,
     ) -> Lookup | None:
-        """``check_live``: see ``ReuseEngine.lookup`` (False: a hit may come from memory,
+        """The request's reuse decision, also put on ``ctx.reuse`` (None: reuse is off).
+        ``check_live``: see ``ReuseEngine.lookup`` (False: a hit may come from memory,
         ``Lookup.unchecked``, and ``_commit_hit`` then checks it with the ledger row)."""
         if self.reuse is None:
             return None
@@ -163,7 +164,7 @@ class Reusing(Metering, Admission):
             raise
         span = self._span()
         try:
-            lookup = ctx.reuse = await self._lookup(ctx, req, backend, check_live)
+            lookup = await self._lookup(ctx, req, backend, check_live)  # on ctx: _lookup's
             self._refuse_if_spent(ctx, lookup)
             if lookup is not None and ctx.budget_refusal is None:
                 lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
@@ -247,8 +248,7 @@ class Reusing(Metering, Admission):
             energy = self._report(span.stop(), ctx)
             await self.record_error(ctx, err, req, energy=energy, lookup=lookup)
             raise
-        ctx.reuse = lookup
-        return lookup
+        return lookup  # on ctx: _lookup put it there
 
     async def _commit_hit(
         self,

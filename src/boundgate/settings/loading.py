@@ -451,10 +451,10 @@ def _format_validation_error(
         msg = e["msg"]
         # a value the environment gave (it overrides the file): name the variable, or an
         # operator searches a file that is right (a trial's BOUNDGATE_SERVER__PORT=abc)
-        variable = _env_name([str(p) for p in e["loc"]]) if e["loc"] else ""
+        variable = _spelled(_env_name([str(p) for p in e["loc"]])) if e["loc"] else ""
         given_by = ""
-        if variable and _spelled(variable) in os.environ:
-            given_by = f"; set by the environment variable {_spelled(variable)}"
+        if variable in os.environ:
+            given_by = f"; set by the environment variable {variable}"
             from_env += 1
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
