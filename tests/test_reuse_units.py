@@ -319,6 +319,9 @@ def test_engine_never_serves_across_scopes(
         ("Is a square a rectangle?", "Is a rectangle a square?", "order"),
         ("Do vaccines cause autism?", "Vaccines cause autism", "mood"),
         ("is hello capitalized", "Is Hello capitalized?", "literal"),
+        # an operation on the text after it, and a question about its own kind (a trial's)
+        ("Reverse the string Hello", "Reverse the string hello", "literal"),
+        ("Is this a question or a statement?", "Is this a question or a statement.", "literal"),
         ("Can I take aspirin while pregnant?", "Should I take aspirin while pregnant?", "modality"),
         ("Do all mammals lay eggs?", "Do any mammals lay eggs?", "quantity"),
         ("Name one planet with rings.", "Name all planets with rings.", "quantity"),
@@ -1248,6 +1251,22 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ("Which is older, Greece vs. Turkey?", "Which is older, Greece vs. turkey?", False),
         ("It is big. Turkey is bigger", "It is big. turkey is bigger", True),
         ("Is Hello capitalized?", "Is hello capitalized?", False),
+        # a trial's: requests that act on the text after them without a colon, and questions
+        # about the message's own kind or end, shared an answer that differs
+        ("Reverse the string Hello", "Reverse the string hello", False),
+        ("Proofread this sentence i like london", "Proofread this sentence I like London", False),
+        ("Repeat exactly the words Good Morning", "Repeat exactly the words good morning", False),
+        ("Translate into French You are coming?", "Translate into French You are coming.", False),
+        ("Can you reverse the word Stop", "can you reverse the word stop", False),
+        ("Is this a question or a statement?", "Is this a question or a statement.", False),
+        (
+            "Does my message end with a question mark?",
+            "Does my message end with a question mark",
+            False,
+        ),
+        ("Is my last sentence a question?", "Is my last sentence a question.", False),
+        ("How do I fix a leaking tap?", "how do i fix a leaking tap", True),
+        ("How do you say thank you in Japanese?", "how do you say thank you in japanese", True),
         (
             "How many capital letters are in Hello World?",
             "How many capital letters are in hello world?",

@@ -220,13 +220,36 @@ def _ends_sentence(word: str) -> bool:
     return not ("." in body or len(body) == 1 or body.lower() in abbreviations())
 
 
+@functools.cache
+def text_operations() -> tuple[frozenset[str], frozenset[str]]:
+    """Verbs that make a request act on the text that follows ("reverse", "proofread"), and
+    the words that may come before them ("please", "can you"; ``text_operations`` and
+    ``text_operation_openers`` in ``data/exact_form.toml``)."""
+    lists = _exact_form_lists()
+    return frozenset(lists["text_operations"]), frozenset(lists["text_operation_openers"])
+
+
 def about_form(text: str) -> bool:
     """Whether a text asks about its own letters, case, spaces or punctuation
-    (``form_words``): then every character of it counts."""
+    (``form_words``: "Is Hello capitalized?", "Does my message end with an exclamation
+    mark"), or acts on the text that follows without a colon to mark it
+    (``text_operations``: "Reverse the string Hello", "Proofread this sentence i like
+    london"): then every character of it counts."""
     words, phrases = form_words()
     found = _LETTERS.findall(text.lower())
     joined = f" {' '.join(found)} "
-    return not words.isdisjoint(found) or any(p in joined for p in phrases)
+    if not words.isdisjoint(found) or any(p in joined for p in phrases):
+        return True
+    colon = _MATERIAL.search(text)
+    if colon is not None and text[colon.end() :].strip():
+        return False  # "Translate into French: ...": the material after the colon counts
+    verbs, openers = text_operations()
+    for word in found:
+        if word in verbs:
+            return True
+        if word not in openers:
+            return False
+    return False
 
 
 def _prose_word(word: str, sentence_start: bool, after_number: bool = False) -> str:
