@@ -670,6 +670,47 @@ def test_policy_cache_control_and_options() -> None:
             _plan(cache_control=bad)
 
 
+@pytest.mark.parametrize(
+    ("question", "stale_soon"),
+    [
+        # a trial's: answers to these were served long after the time-sensitive limit
+        ("What time is it in Tokyo", True),
+        ("What day of the week is it", True),
+        ("What year is it", True),
+        ("How many days until Christmas", True),
+        ("When is the next full moon", True),
+        ("What is the price of bitcoin", True),
+        ("How much is 1 USD in EUR", True),
+        ("Is the stock market open", True),
+        ("Who won last night's game", True),
+        ("What's happening this weekend", True),
+        ("Is it raining in Seattle", True),
+        ("What is the temperature outside in Oslo", True),
+        ("How old is someone born in 1990", True),
+        ("What are the upcoming holidays", True),
+        ("What is the weather today in Paris?", True),
+        # what no clock changes
+        ("What is the date of the battle of Hastings", False),
+        ("How many days are in a leap year", False),
+        ("What day of the week was July 4 1776", False),
+        ("How does the stock market work", False),
+        ("What is the boiling temperature of water", False),
+        ("How many years did ww2 last", False),
+    ],
+)
+def test_time_sensitive_questions_are_those_whose_answer_the_clock_changes(
+    question: str, stale_soon: bool
+) -> None:
+    assert TimeSensitivity()(question) is stale_soon
+
+
+def test_a_max_age_given_twice_counts_at_its_strictest() -> None:
+    """A trial's ``max-age=0`` and ``max-age=1000`` in two fields (or one list) was served a
+    3 s old answer: the last one won."""
+    for header in ("max-age=0, max-age=1000", "max-age=1000, max-age=0"):
+        assert _plan(cache_control=header).max_age_s == 0  # type: ignore[attr-defined]
+
+
 # --- verifier ---------------------------------------------------------------------------
 def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> None:
     v = Verifier(

@@ -52,8 +52,21 @@ class Plan:
 
 DEFAULT_TIME_SENSITIVE = (
     r"\b(today|tonight|tomorrow|yesterday|now|right now|currently|current|latest|newest|"
-    r"recent|recently|this (week|month|year|morning|evening)|live|breaking|weather|forecast|"
-    r"stock price|exchange rate|score|news|trending|at the moment|as of)\b"
+    r"recent|recently|this (week|weekend|month|year|morning|evening)|live|breaking|weather|"
+    r"forecast|stock price|exchange rate|score|news|trending|at the moment|as of|"
+    # the clock and the calendar (a trial's "What time is it in Tokyo", "What year is it")
+    r"what time is it|time is it|what(?:'s| is) the time|the time (in|now)|"
+    r"what day (is|will)|day of the week is it|what(?:'s| is) (?:the )?date(?! of)|"
+    r"what (year|month) is it|"
+    r"how (many|much) (days|weeks|months|years|hours|minutes|time) (until|till|til|left|to go)|"
+    r"how long (until|till)|born in \d{3,4}|how old (will|would)|countdown|when is the next|"
+    r"next (full moon|new moon|eclipse|election|holiday|holidays)|upcoming|last night|"
+    r"next week|next weekend|"
+    # markets, prices and live events
+    r"price of|(usd|eur|gbp|jpy|cny|inr|cad|aud|chf) (in|to) (usd|eur|gbp|jpy|cny|inr|cad|aud|chf)|"
+    r"markets? (open|closed)|open (now|today|tomorrow)|opening hours|"
+    r"is it (raining|snowing|sunny|cloudy|windy|cold|hot|warm)|raining|snowing|"
+    r"temperature outside|outside temperature|who is winning|standings)\b"
 )
 
 
@@ -82,18 +95,25 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
         elif name == "no-store":
             no_store = True
         elif name == "max-age":
-            digits = value.strip().strip('"')  # the quoted form is forgiven (RFC 9111 §5.2)
-            if not (digits.isascii() and digits.isdigit()):  # delta-seconds: digits only
-                raise InvalidRequestError(
-                    f"Cache-Control max-age must be a whole number of seconds (digits), "
-                    f"got {value!r}",
-                    param="Cache-Control",
-                )
-            # clamped at 2^31 (RFC 9111 §1.2.2); a long one without int()'s 4,300-digit limit
-            max_age = float(
-                DELTA_SECONDS_MAX if len(digits) > 10 else min(int(digits), DELTA_SECONDS_MAX)
-            )
+            # a directive given twice: the strictest counts, as between the body's max_age
+            # and the header (RFC 9111 §4.2.1 allows treating it as stale; a trial's
+            # "max-age=0" then "max-age=1000" was served a 3 s old answer)
+            seconds = _delta_seconds(name, value)
+            max_age = seconds if max_age is None else min(max_age, seconds)
     return no_cache, no_store, max_age
+
+
+def _delta_seconds(name: str, value: str) -> float:
+    """A directive's delta-seconds (RFC 9111 §1.2.2), clamped at 2^31. Raises
+    InvalidRequestError (400, ``param`` ``Cache-Control``) for anything but digits."""
+    digits = value.strip().strip('"')  # the quoted form is forgiven (RFC 9111 §5.2)
+    if not (digits.isascii() and digits.isdigit()):  # delta-seconds: digits only
+        raise InvalidRequestError(
+            f"Cache-Control {name} must be a whole number of seconds (digits), got {value!r}",
+            param="Cache-Control",
+        )
+    # a long one without int()'s 4,300-digit limit
+    return float(DELTA_SECONDS_MAX if len(digits) > 10 else min(int(digits), DELTA_SECONDS_MAX))
 
 
 def check_options(options: Any) -> None:
