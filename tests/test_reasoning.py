@@ -203,6 +203,10 @@ base_url = "{up.url}"
             assert r.status_code == 200, r.text
             assert up.control.last_body is not None
             assert up.control.last_body["reasoning_effort"] == "high"
+            # OpenAI's reasoning models refuse max_tokens: the limit goes as
+            # max_completion_tokens (a trial saw max_tokens sent to an o3-mini upstream)
+            assert "max_tokens" not in up.control.last_body
+            assert isinstance(up.control.last_body["max_completion_tokens"], int)
             assert _reasoning(r.json()["usage"]) == 7
             assert live.ledger()[r.headers["x-request-id"]].reasoning_tokens == 7
 
@@ -223,6 +227,8 @@ base_url = "{up.url}"
             r = _chat(live, model="gpt-remote", reasoning_effort="high")
             assert r.status_code == 200
             assert "reasoning_effort" not in up.control.last_body  # not a reasoning model
+            assert "max_completion_tokens" not in up.control.last_body
+            assert isinstance(up.control.last_body["max_tokens"], int)
             live.http.close()
 
 

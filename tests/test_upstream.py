@@ -84,6 +84,23 @@ def test_non_stream_pass_through(live: Live, upstream: FakeUpstreamServer) -> No
     assert row.wh > 0
 
 
+def test_the_fake_upstream_says_length_for_an_answer_cut_by_its_limit(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """It said ``stop`` for every answer (a trial's finding): the gateway then reused a cut
+    answer for larger limits, which a real upstream's ``length`` prevents."""
+    short = live.openai().chat.completions.create(
+        model="my-upstream", messages=MSG, max_tokens=3, temperature=0
+    )
+    assert short.choices[0].finish_reason == "length" and short.usage is not None
+    assert short.usage.completion_tokens == 3
+    longer = live.openai().chat.completions.with_raw_response.create(
+        model="my-upstream", messages=MSG, max_tokens=200, temperature=0
+    )
+    assert longer.parse().choices[0].finish_reason == "stop"
+    assert longer.headers["x-boundgate-reuse"] == "miss"  # the cut answer does not fit 200
+
+
 def test_a_participant_name_reaches_the_upstream(live: Live, upstream: FakeUpstreamServer) -> None:
     """``name`` was dropped before the model saw it (a trial's finding)."""
     live.openai().chat.completions.create(

@@ -303,6 +303,9 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
             question = prompt[0] if isinstance(prompt, list) else str(prompt)
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
         words = _words(ctl.answer(question))[:max_tokens]
+        # cut by the limit, as a real upstream says (a trial saw a cut answer called "stop"
+        # and reused for larger limits); at exactly the limit the model stops there too
+        ended = "length" if len(words) == max_tokens else "stop"
         text = "".join(words)
         completion_tokens = len(words) + ctl.reasoning_tokens
         usage: dict[str, Any] = {
@@ -316,7 +319,7 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         cid = "fake-" + hashlib.sha256(question.encode()).hexdigest()[:8]
         obj = "chat.completion" if chat else "text_completion"
         if not body.get("stream"):
-            finish = None if fault is not None and fault.truncate_after is not None else "stop"
+            finish = None if fault is not None and fault.truncate_after is not None else ended
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
@@ -349,7 +352,7 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
                 event = {"id": cid, "object": obj + ".chunk", "created": created, "model": model}
                 event["choices"] = [part]
                 yield f"data: {json.dumps(event)}\n\n".encode()
-            last: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            last: dict[str, Any] = {"index": 0, "finish_reason": ended}
             last["delta" if chat else "text"] = {} if chat else ""
             event = {"id": cid, "object": obj + ".chunk", "created": created, "model": model}
             event["choices"] = [last]

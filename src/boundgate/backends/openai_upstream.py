@@ -124,11 +124,16 @@ class OpenAIBackend(Backend):
         body: dict[str, Any] = dict(req.passthrough)
         body.update(
             model=self.upstream_model,
-            max_tokens=req.max_tokens,
             temperature=req.temperature,
             top_p=req.top_p,
             stream=stream,
         )
+        if self.reasoning and req.messages is not None:
+            # OpenAI's reasoning models refuse max_tokens ("use max_completion_tokens"), which
+            # counts their reasoning tokens too, as ours does
+            body["max_completion_tokens"] = req.max_tokens
+        else:
+            body["max_tokens"] = req.max_tokens
         if req.stop:
             body["stop"] = req.stop
         if req.seed is not None:
