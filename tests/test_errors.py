@@ -435,6 +435,15 @@ def test_embeddings_value_errors_say_invalid_value(
     assert err["code"] == "invalid_value"
 
 
+def test_embeddings_dimensions_above_the_models_are_not_told_they_cannot_be_shortened(
+    fake_live: Live,
+) -> None:
+    """1,000 dimensions of a 384-dimension model was "cannot be shortened" (a trial's)."""
+    r = fake_live.http.post("/v1/embeddings", json={"input": "a", "dimensions": 1000})
+    err = assert_error(r, 400, param="dimensions")
+    assert "must be 384" in err["message"] and "got 1000" in err["message"], err
+
+
 CHAT = '{"messages":[{"role":"user","content":"hi"}],%s}'
 
 

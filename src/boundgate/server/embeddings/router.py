@@ -72,7 +72,8 @@ async def embeddings(
         raise InvalidRequestError("input strings must not be empty", param="input")
     if body.dimensions is not None and body.dimensions != embedder.dim:
         raise InvalidRequestError(
-            f"this model has {embedder.dim} dimensions and cannot be shortened",
+            f"dimensions must be {embedder.dim}, this model's: its vectors can be neither "
+            f"shortened nor lengthened (got {body.dimensions})",
             param="dimensions",
         )
     strings = [str(t) for t in texts]
