@@ -123,6 +123,26 @@ def test_every_cache_control_field_counts_and_pragma_no_cache_without_one(
     assert both.headers["x-boundgate-reuse"] == "hit-exact"
 
 
+def test_only_if_cached_serves_a_stored_answer_or_a_504_without_running_the_model(
+    fake_live: Live,
+) -> None:
+    """RFC 9111 §5.2.1.7 (a trial found it ignored): a stored answer, else 504 and no
+    generation; stream or not, and where reuse is bypassed (a temperature above the dial)."""
+    calls = fake_live.gateway.backends["fake"].calls
+    only = {"Cache-Control": "only-if-cached"}
+    for extra in ({}, {"stream": True}, {"temperature": 0.9}):
+        r = ask(fake_live, headers=only, **extra)
+        err = assert_error(r, 504, param="Cache-Control")
+        assert err["code"] == "not_stored" and err["type"] == "server_error"
+    assert "temperature" in err["message"]  # why nothing could be looked up
+    assert fake_live.gateway.backends["fake"].calls == calls  # the model never ran
+    assert ask(fake_live).headers["x-boundgate-reuse"] == "miss"
+    hit = ask(fake_live, headers={"Cache-Control": "max-age=60, only-if-cached"})
+    assert hit.status_code == 200 and hit.headers["x-boundgate-reuse"] == "hit-exact"
+    row = fake_live.ledger()[r.headers["x-request-id"]]
+    assert row.status == 504 and row.error_code == "not_stored"
+
+
 def test_a_request_at_temperature_0_is_not_served_a_sampled_answer(fake_live: Live) -> None:
     """A trial's finding: an answer sampled at temperature 0.3 was served to the same question
     at temperature 0, which decodes greedily and could never have received it. A greedy

@@ -16,7 +16,8 @@ The tree (status in brackets)::
     │                                      an upstream's 404 (the model configured unknown)
     ├── ServiceUnavailableError [503]      local model queue full, not ready, the store
     │                                      (PostgreSQL) unreachable
-    └── UpstreamTimeoutError [504]
+    ├── UpstreamTimeoutError [504]
+    └── NotStoredError [504]               Cache-Control: only-if-cached, nothing stored fits
 
 Clients see ``{"error": {"message", "type", "param", "code"}}``; the gateway never
 lets a traceback out (unexpected exceptions become a generic 500 in the same shape).
@@ -59,6 +60,7 @@ class ErrorCode(StrEnum):
     OVERLOADED = "overloaded"  # 503
     STORE_UNAVAILABLE = "store_unavailable"  # 503: the store (PostgreSQL) cannot be reached
     UPSTREAM_TIMEOUT = "upstream_timeout"  # 504
+    NOT_STORED = "not_stored"  # 504: Cache-Control only-if-cached, and no stored answer fits
 
 
 class BoundgateError(Exception):
@@ -184,6 +186,15 @@ class UpstreamTimeoutError(BoundgateError):
     status_code = 504
     type = "server_error"
     default_code: str | None = ErrorCode.UPSTREAM_TIMEOUT
+
+
+class NotStoredError(BoundgateError):
+    """``Cache-Control: only-if-cached`` and no stored answer the request could have received:
+    504, as RFC 9111 §5.2.1.7 says a cache answers then; the model is not run."""
+
+    status_code = 504
+    type = "server_error"  # as every 5xx (docs/api.md)
+    default_code: str | None = ErrorCode.NOT_STORED
 
 
 class UpstreamClientError(BoundgateError):

@@ -12,8 +12,15 @@ from __future__ import annotations
 import asyncio
 
 from ..backends.base import Backend, GenerationRequest
-from ..errors import BoundgateError, ErrorCode, InvalidRequestError, RateLimitError
+from ..errors import (
+    BoundgateError,
+    ErrorCode,
+    InvalidRequestError,
+    NotStoredError,
+    RateLimitError,
+)
 from ..reuse.lookup import Lookup
+from ..reuse.policy import only_if_cached
 from ..tenants import Reservation
 from .context import (
     RequestContext,
@@ -141,9 +148,22 @@ class Admission(GatewayState):
     @staticmethod
     def _refuse_if_spent(ctx: RequestContext, lookup: Lookup | None) -> None:
         """Raise the daily budget's 429 (``ctx.budget_refusal``) unless ``lookup`` serves a
-        stored answer."""
-        if ctx.budget_refusal is not None and (lookup is None or lookup.entry is None):
+        stored answer; and :class:`NotStoredError` (504) for a request that asked for a
+        stored answer or none (``Cache-Control: only-if-cached``) that ``lookup`` does not
+        serve: the model is not run."""
+        if lookup is not None and lookup.entry is not None:
+            return
+        if ctx.budget_refusal is not None:
             raise ctx.budget_refusal
+        if only_if_cached(ctx.cache_control):
+            # why nothing could be looked up: a temperature above the dial, no-store…
+            bypassed = lookup is not None and lookup.plan.reason
+            why = f" (reuse bypassed: {lookup.plan.reason})" if lookup and bypassed else ""
+            raise NotStoredError(
+                "no stored answer fits this request, and Cache-Control: only-if-cached says "
+                f"not to generate one{why}",
+                param="Cache-Control",
+            )
 
     async def _refused(
         self, ctx: RequestContext, err: BoundgateError, counted: Reservation

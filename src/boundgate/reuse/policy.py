@@ -10,6 +10,7 @@ Clients steer per request with ``Cache-Control`` (HTTP semantics) or the
 | ``Cache-Control: no-cache`` | no | yes |
 | ``Cache-Control: no-store`` / ``{"reuse": "off"}`` | no | no |
 | ``Cache-Control: max-age=N`` / ``{"max_age": N}`` | answers younger than N s | yes |
+| ``Cache-Control: only-if-cached`` | yes; no stored answer: 504, the model not run | — |
 | ``{"reuse": "exact"}`` | exact matches only | yes |
 | ``{"reuse": "semantic"}`` (default) | exact, then by meaning | yes |
 
@@ -101,6 +102,15 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
             seconds = _delta_seconds(name, value)
             max_age = seconds if max_age is None else min(max_age, seconds)
     return no_cache, no_store, max_age
+
+
+def only_if_cached(header: str | None) -> bool:
+    """Whether the Cache-Control request header (its fields joined) says ``only-if-cached``:
+    the client wants a stored answer or none (RFC 9111 §5.2.1.7)."""
+    return any(
+        part.strip().partition("=")[0].strip().lower() == "only-if-cached"
+        for part in (header or "").split(",")
+    )
 
 
 def _delta_seconds(name: str, value: str) -> float:
