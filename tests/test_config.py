@@ -220,6 +220,23 @@ def test_an_environment_value_refused_is_named_alone_and_told_nothing_of_quotes(
         load_settings()
 
 
+def test_a_store_url_from_the_environment_is_blamed_on_its_variable_and_empty_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's ``BOUNDGATE_STORE__URL=mysql://…`` with ``-c gw.toml`` was "invalid
+    configuration (gw.toml): store: …", the variable never named; an empty one (unset, as
+    an empty variable is for the shell's users) was refused the same way."""
+    cfg = write_config(tmp_path / "gw.toml", "[server]\nport = 8099\n")
+    monkeypatch.setenv("BOUNDGATE_STORE__URL", "mysql://root@127.0.0.1/x")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    said = str(info.value)
+    assert said.startswith("invalid configuration (environment):"), said
+    assert "store.url: " in said and "set by the environment variable BOUNDGATE_STORE__URL" in said
+    monkeypatch.setenv("BOUNDGATE_STORE__URL", "")
+    assert load_settings(cfg).store.url is None
+
+
 def test_an_integer_setting_takes_from_the_environment_what_a_file_takes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

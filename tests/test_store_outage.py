@@ -228,3 +228,64 @@ def test_after_a_long_outage_the_first_request_does_not_wait_for_the_pools_backo
     r = chat(gateway, "after a long outage")  # within ANSWERS_WITHIN_S, or the client raises
     assert r.status_code == 200, r.text
     assert gateway.ledger()[r.headers["x-request-id"]].status == 200
+
+
+def test_a_call_the_server_does_not_answer_fails_its_request_with_503_not_a_hang(
+    outage: Outage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trial froze PostgreSQL (connections open, no replies) and held a lock on the ledger:
+    requests waited 480 s and more, 19 s behind the lock. A call on a connection is now
+    bounded by ``store.statement_timeout_s`` (here 1 s) and the request answered 503
+    ``store_unavailable``; once the lock is gone, requests are answered again."""
+    url = outage.schema_url()
+    extra = f'[store]\nurl = "{url}"\nstatement_timeout_s = 1\n'
+    settings = fake_settings(tmp_path, extra)
+    settings.reuse.embedder = "hash"
+    settings.reuse.persist_index = False
+    with live_server(build_app(settings)) as live:
+        live.http.timeout = httpx.Timeout(ANSWERS_WITHIN_S)
+        assert chat(live, "before the lock").status_code == 200
+        with psycopg.connect(url) as locker:  # a transaction holding the lock until it ends
+            locker.execute("LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            r = chat(live, "behind the lock")  # within ANSWERS_WITHIN_S, or the client raises
+            err = assert_error(r, 503, code="store_unavailable")
+            assert err["type"] == "server_error"
+            assert time.monotonic() - started < ANSWERS_WITHIN_S
+            assert "did not answer within 1 s (store.statement_timeout_s)" in caplog.text
+            locker.rollback()
+        r = wait_until(lambda: (r := chat(live, "after")).status_code == 200 and r, timeout=30)
+        assert r.json()["choices"][0]["message"]["content"]
+
+
+def test_a_read_only_database_is_a_503_and_readyz_says_not_ready(
+    outage: Outage, gateway: Live
+) -> None:
+    """A trial made the database read-only under a serving gateway (a failover to a standby
+    does): requests got 500s, a cached question and a bad key no response at all, and
+    ``/readyz`` stayed 200. Now 503 ``store_unavailable`` and ``/readyz`` 503, and serving
+    again once the database takes writes."""
+    keyed(gateway)
+    assert chat(gateway, "asked before").status_code == 200
+
+    def read_only(on: bool) -> None:
+        with psycopg.connect(outage.server.url, autocommit=True) as conn:
+            value = "on" if on else "off"
+            conn.execute(f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+            conn.execute("SELECT pg_reload_conf()")
+
+    read_only(True)
+    try:
+        wait_until(lambda: gateway.http.get("/readyz").status_code == 503, timeout=30)
+        for r in (chat(gateway, "asked before"), chat(gateway, "new", stream=True)):
+            assert_error(r, 503, code="store_unavailable")
+        bad_key = gateway.http.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "x"}]},
+            headers={"Authorization": "Bearer bg-nope-nope"},
+        )
+        assert bad_key.status_code in (401, 503), bad_key.text  # an answer, not a reset
+    finally:
+        read_only(False)
+    wait_until(lambda: gateway.http.get("/readyz").status_code == 200, timeout=30)
+    assert chat(gateway, "after").status_code == 200

@@ -124,3 +124,37 @@ def test_reading_commands_do_not_create_a_store_in_a_mistyped_data_dir(
     assert f"no boundgate store at {mistyped / 'boundgate.db'}" in done.stderr
     assert "--config" in done.stderr and "--data-dir" in done.stderr
     assert not mistyped.exists()
+
+
+def _migrated_ahead(tmp: Path, url: str | None) -> None:
+    """The store in ``url`` (None: SQLite in the data dir) with a migration this version does
+    not know, as a newer boundgate would leave it."""
+    created = _cli(tmp, url or "", "keys", "create", "--tenant", "acme")
+    assert created.returncode == 0, created.stderr
+    if url is None:
+        import sqlite3
+
+        with sqlite3.connect(tmp / "data" / "boundgate.db") as conn:
+            conn.execute("INSERT INTO schema_migrations VALUES (9998, '9998_future.sql', 0)")
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO schema_migrations VALUES (9998, '9998_future.sql', 0)")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_database_a_newer_version_migrated_is_refused_at_start(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A trial's replica served a database with two migrations it did not know: 500s and
+    streams cut without an error. It is refused at start, naming the setting, exit 2."""
+    url = request.getfixturevalue("postgres_schema") if backend == "postgres" else None
+    _migrated_ahead(tmp_path, url)
+    for command in (["keys", "list"], ["serve", "--port", str(free_port())]):
+        done = _cli(tmp_path, url or "", *command)
+        assert done.returncode == 2, done.stderr
+        setting = "store.url" if url else "server.data_dir"
+        assert f"{setting}: the " in done.stderr, done.stderr
+        assert "schema is at migration 9998, newer than this version" in done.stderr
+        assert "Traceback" not in done.stderr + done.stdout

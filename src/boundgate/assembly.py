@@ -49,7 +49,7 @@ from .routing.tasks import TaskClassifier
 from .scheduler.jobs import JobQueue, StartPolicy, run_now
 from .scheduler.policy import CarbonAwareStart, MixedStart
 from .settings import ConfigError, ModelSettings, Settings, redact_url
-from .store import SQLiteStore, Store
+from .store import SchemaTooNewError, SQLiteStore, Store
 from .tenants import Limiter
 
 log = logging.getLogger("boundgate.jobs")
@@ -81,6 +81,7 @@ def build_store(settings: Settings) -> Store:
         max_size=settings.store.pool_size,
         connect_timeout_s=settings.store.connect_timeout_s,
         key_cache_s=settings.store.key_cache_s,
+        statement_timeout_s=settings.store.statement_timeout_s,
     )
 
 
@@ -95,6 +96,10 @@ def open_store(store: Store, settings: Settings) -> None:
 
         try:
             store.open()
+        except SchemaTooNewError as exc:
+            raise ConfigError(
+                f"server.data_dir: the SQLite database in {settings.server.data_dir}: {exc}"
+            ) from None
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(
                 f"server.data_dir: cannot use the SQLite database in {settings.server.data_dir}:"
@@ -105,6 +110,9 @@ def open_store(store: Store, settings: Settings) -> None:
 
     try:
         store.open()
+    except SchemaTooNewError as exc:
+        where = redact_url(url)
+        raise ConfigError(f"store.url: the PostgreSQL database at {where}: {exc}") from None
     except (psycopg.Error, OSError, TimeoutError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(

@@ -4,7 +4,7 @@ dashboard (``[server]`` … ``[dashboard]``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -161,6 +161,16 @@ class StoreSettings(_Section):
         "`Retry-After`), `/readyz` before it answers 503. Also libpq's `connect_timeout` "
         "(whole seconds, at least 1) of every connection.",
     )
+    statement_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="PostgreSQL: how long one call on a connection (its statements, its "
+        "transaction) may take before it is cancelled and its request answered 503 "
+        "`store_unavailable`: a server that stops answering without closing its connections "
+        "(frozen, or a lock held) would otherwise hold requests for ever. `/readyz`'s check "
+        "is bounded by `connect_timeout_s`. Raise it for a very large store whose start-up "
+        "read of every stored answer takes longer.",
+    )
     key_cache_s: float = Field(
         0.0,
         ge=0,
@@ -181,11 +191,16 @@ class StoreSettings(_Section):
         "notes this long after, which ledgers them as `interrupted`.",
     )
 
-    @model_validator(mode="after")
-    def _check_url(self) -> StoreSettings:
-        if self.url is not None and not self.url.startswith(("postgresql://", "postgres://")):
+    @field_validator("url", mode="before")
+    @classmethod
+    def _check_url(cls, value: Any) -> Any:
+        """Empty is unset (``BOUNDGATE_STORE__URL=``, SQLite); anything else a PostgreSQL URL.
+        On the field, so an error names ``store.url`` (and the variable that set it)."""
+        if value == "":
+            return None
+        if isinstance(value, str) and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("store.url must be a postgresql:// URL (unset: SQLite)")
-        return self
+        return value
 
 
 class EnergySettings(_Section):

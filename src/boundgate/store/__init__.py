@@ -15,8 +15,10 @@ from .protocols import (
     LedgerStore,
     LimitStore,
     ProfileStore,
+    SchemaTooNewError,
     Store,
     StoreUnavailableError,
+    check_schema_known,
 )
 from .rows import (
     ApiKey,
@@ -77,8 +79,10 @@ __all__ = [
     "Release",
     "ReportRow",
     "SQLiteStore",
+    "SchemaTooNewError",
     "Store",
     "StoreUnavailableError",
     "StoredEntry",
     "VariantRow",
+    "check_schema_known",
 ]

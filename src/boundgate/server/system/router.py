@@ -165,7 +165,7 @@ async def readyz(request: Request) -> Response:
     try:
         await gw.store.ping()
     except StoreUnavailableError as exc:
-        log.warning("readyz: the store cannot be reached: %s", exc)
+        log.warning("readyz: the store cannot be used: %s", exc)
         return _readiness("store_unreachable", models, "unreachable")
     return _readiness("ready", models, "reachable")
 

@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection, OperationalError, sql
+from psycopg.errors import ReadOnlySqlTransaction
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -41,7 +42,7 @@ from ..aggregate import (
     PRUNE_CHANGES_SQL,
     change_from,
 )
-from ..protocols import StoreUnavailableError
+from ..protocols import StoreUnavailableError, check_schema_known
 from ..rows import ChangeRow
 
 log = logging.getLogger("boundgate.store")
@@ -113,8 +114,10 @@ async def _rowcount(conn: _Conn, sql: str, params: Any = ()) -> int:
         return cur.rowcount
 
 
-async def _empty_statement(conn: _Conn) -> None:
-    await conn.execute("")
+async def _read_only(conn: _Conn) -> bool:
+    """Whether this connection's transactions are read-only (a standby, or the server's
+    ``default_transaction_read_only``): one round trip, as an empty statement."""
+    return bool(await _scalar(conn, "SHOW transaction_read_only") == "on")
 
 
 def _quiet(conn: _Conn) -> bool:
@@ -156,13 +159,17 @@ class PostgresBase:
         max_size: int = 10,
         connect_timeout_s: float = 5.0,
         key_cache_s: float = 0.0,
+        statement_timeout_s: float = 60.0,
     ) -> None:
         """``connect_timeout_s``: how long opening the store, and then any call, waits for a
         connection (``store.connect_timeout_s``) before failing (a call:
         ``StoreUnavailableError``). ``key_cache_s``: how long a key check may be trusted
-        (``store.key_cache_s``; 0: every check reads the key table)."""
+        (``store.key_cache_s``; 0: every check reads the key table).
+        ``statement_timeout_s``: how long a call may take on its connection before it is
+        cancelled and fails with ``StoreUnavailableError`` (``store.statement_timeout_s``)."""
         self.url = url
         self.key_cache_s = key_cache_s
+        self._statement_timeout_s = statement_timeout_s
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout_s = connect_timeout_s
@@ -249,7 +256,9 @@ class PostgresBase:
                 "name TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL)"
             )
             done = {r["version"] for r in await _all(conn, "SELECT version FROM schema_migrations")}
-            for version, name, sql in load_migrations():
+            migrations = load_migrations()
+            check_schema_known(done, migrations)
+            for version, name, sql in migrations:
                 if version in done:
                     continue
                 await conn.execute(sql.encode())  # several statements: no parameters
@@ -273,19 +282,35 @@ class PostgresBase:
             loop.close()
 
     # --- running on the store's loop ------------------------------------------------------
-    async def _run(self, fn: Callable[[_Conn], Awaitable[_T]], tx: bool = False) -> _T:
+    async def _run(
+        self,
+        fn: Callable[[_Conn], Awaitable[_T]],
+        tx: bool = False,
+        *,
+        timeout_s: float | None = None,
+    ) -> _T:
         """Run ``fn`` with a pooled connection on the store's loop (in one transaction when
         ``tx``); return its result to the caller's loop. ``StoreUnavailableError`` when no
-        connection answers within ``connect_timeout_s``, or the one it had was lost."""
+        connection answers within ``connect_timeout_s``, the one it had was lost, or ``fn``
+        took longer than ``timeout_s`` (None: ``statement_timeout_s``) on it."""
         loop, pool = self._loop, self._pool
         if loop is None or pool is None:
             raise RuntimeError("store is not open")
-        return await self._hop(self._on_connection(pool, fn, tx), loop)
+        bound = self._statement_timeout_s if timeout_s is None else timeout_s
+        return await self._hop(self._on_connection(pool, fn, tx, bound), loop)
 
     async def _on_connection(
-        self, pool: AsyncConnectionPool[_Conn], fn: Callable[[_Conn], Awaitable[_T]], tx: bool
+        self,
+        pool: AsyncConnectionPool[_Conn],
+        fn: Callable[[_Conn], Awaitable[_T]],
+        tx: bool,
+        timeout_s: float,
     ) -> _T:
-        """On the store's loop: ``fn`` on a connection that answered its check just now."""
+        """On the store's loop: ``fn`` on a connection that answered its check just now, for
+        at most ``timeout_s``: a server that stopped answering without closing its
+        connections (a trial froze PostgreSQL: requests and ``/readyz`` waited 480 s and
+        more) fails the call instead. psycopg cancels the statement on the server, and gives
+        the connection up when the server does not answer that either."""
         bound = self._connect_timeout_s
         try:
             # the pool's own timeout does not cover its check, which a cut network can hold
@@ -297,14 +322,23 @@ class PostgresBase:
         except OperationalError as exc:
             raise StoreUnavailableError(f"PostgreSQL: {_reason(exc)}") from exc
         try:
-            if not tx:
-                return await fn(conn)
-            async with conn.transaction():
-                return await fn(conn)
+            async with asyncio.timeout(timeout_s):
+                if not tx:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+        except TimeoutError as exc:
+            raise StoreUnavailableError(
+                f"PostgreSQL did not answer within {timeout_s:g} s (store.statement_timeout_s)"
+            ) from exc
         except OperationalError as exc:
             if not _lost(conn, exc):
                 raise
             raise StoreUnavailableError(f"PostgreSQL connection lost: {_reason(exc)}") from exc
+        except ReadOnlySqlTransaction as exc:
+            # a standby after a failover, or default_transaction_read_only: nothing can be
+            # ledgered, so nothing is served (a trial saw 500s and dropped connections)
+            raise StoreUnavailableError(f"PostgreSQL is read-only: {_reason(exc)}") from exc
         finally:
             self._last_used[conn] = time.monotonic()
             await pool.putconn(conn)  # a broken one is discarded and replaced
@@ -318,9 +352,14 @@ class PostgresBase:
         await AsyncConnectionPool.check_connection(conn)
 
     async def ping(self) -> None:
+        """Whether the database answers, and takes writes: a read-only one (a standby, or
+        ``default_transaction_read_only``) raises ``StoreUnavailableError`` too, so
+        ``/readyz`` answers 503 while every write would fail."""
         if self._loop is None or self._pool is None:
             raise StoreUnavailableError("the PostgreSQL store is not open")
-        await self._run(_empty_statement)
+        read_only = await self._run(_read_only, timeout_s=self._connect_timeout_s)
+        if read_only:
+            raise StoreUnavailableError("PostgreSQL is read-only (transaction_read_only = on)")
 
     @staticmethod
     async def _hop(coro: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop) -> _T:

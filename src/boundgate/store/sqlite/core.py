@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..protocols import StoreUnavailableError
+from ..protocols import StoreUnavailableError, check_schema_known
 from ..rows import ApiKey
 
 
@@ -173,7 +173,9 @@ class SQLiteBase:
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
             )
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, name, sql in load_migrations():
+            migrations = load_migrations()
+            check_schema_known(done, migrations)
+            for version, name, sql in migrations:
                 if version in done:
                     continue
                 for statement in sql.split(";\n"):
