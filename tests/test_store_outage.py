@@ -289,3 +289,26 @@ def test_a_read_only_database_is_a_503_and_readyz_says_not_ready(
         read_only(False)
     wait_until(lambda: gateway.http.get("/readyz").status_code == 200, timeout=30)
     assert chat(gateway, "after").status_code == 200
+
+
+def test_the_dashboard_answers_a_page_while_the_store_is_down(
+    outage: Outage, gateway: Live
+) -> None:
+    """A trial's outage answered every dashboard page and the login form with the API's JSON
+    body; a browser gets a page (503, ``Retry-After``) as for the dashboard's other errors."""
+    keyed(gateway)
+    admin = arun(gateway.gateway.store.create_key("ops", admin=True)).secret
+    same_origin = {"origin": gateway.base}  # as a browser on the dashboard sends it
+    with httpx.Client(
+        base_url=gateway.base, timeout=ANSWERS_WITHIN_S, headers=same_origin
+    ) as browser:
+        login = {"key": admin, "next": "/dashboard"}
+        assert browser.post("/dashboard/login", data=login).status_code == 303
+        assert browser.get("/dashboard/ledger").status_code == 200
+        outage.halt()
+        for r in (browser.get("/dashboard/ledger"), browser.post("/dashboard/login", data=login)):
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"].startswith("text/html"), r.headers
+            assert "cannot reach its store" in r.text and int(r.headers["Retry-After"]) >= 1
+    api = chat(gateway, "the API keeps its JSON")
+    assert_error(api, 503, code="store_unavailable")

@@ -35,7 +35,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..gateway import Gateway
-from ..store import LedgerQuery
+from ..store import LedgerQuery, StoreUnavailableError
 from . import views
 from .session import Session, Sessions
 
@@ -119,6 +119,15 @@ def _secure(response: Response) -> Response:
     return response
 
 
+async def _open_mode(gw: Gateway) -> bool:
+    """Whether the gateway has no keys (open local mode); False while the store cannot say
+    (its outage page is rendered without it)."""
+    try:
+        return not await gw.store.has_keys()
+    except StoreUnavailableError:
+        return False
+
+
 async def render(
     request: Request, s: Session | None, name: str, nav: str, status: int = 200, **ctx: Any
 ) -> Response:
@@ -132,7 +141,7 @@ async def render(
             "nav": nav,
             "session": s,
             "csrf": sessions.csrf_token(s) if s is not None else "",
-            "open_mode": not await gw.store.has_keys(),
+            "open_mode": await _open_mode(gw),
             "notice": notice,
             "zone": gw.grid_zone,
             **ctx,
@@ -421,6 +430,23 @@ def install(app: FastAPI, sessions: Sessions) -> None:
         return await render(
             request, None, "missing.html", "", status=400, problem="; ".join(problems)
         )
+
+    api_store_down = app.exception_handlers[StoreUnavailableError]
+
+    @app.exception_handler(StoreUnavailableError)
+    async def on_store_down(request: Request, exc: StoreUnavailableError) -> Response:
+        """A page, not the API's JSON, while the store cannot be reached (a trial's outage
+        answered every page and the login form with a JSON body)."""
+        answer = await _answer(api_store_down(request, exc))
+        if not on_page(request):
+            return answer
+        response = await render(
+            request, None, "missing.html", "", status=503,
+            unavailable="The gateway cannot reach its store (database) right now. This page "
+            "is back once it can; try again shortly.",
+        )  # fmt: skip
+        response.headers["Retry-After"] = answer.headers.get("Retry-After", "5")
+        return response
 
     def on_static(request: Request) -> bool:
         return request.url.path.startswith("/dashboard/static/")
