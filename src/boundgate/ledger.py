@@ -36,6 +36,7 @@ from .clock import Clock
 from .energy import EnergyReport
 from .metrics import Metrics
 from .store import LedgerRow, LedgerStore, Release, StoredEntry
+from .store.outages import OutageLog
 
 if TYPE_CHECKING:
     from .gateway import RequestContext
@@ -307,14 +308,17 @@ class LedgerWriter:
     async def keep_open_requests(self) -> None:
         """Renew this process's notes and recover dead processes' every third of the lease
         (the server runs this in the background from start-up on)."""
+        steps = (self.renew, self.recover)  # its own renewed before any recovery
+        outages = [OutageLog(log, f"open requests: {step.__name__}") for step in steps]
         while True:
-            for step in (self.renew, self.recover):  # its own renewed before any recovery
+            for step, outage in zip(steps, outages, strict=True):
                 try:
                     await step()
+                    outage.succeeded()
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # the store restarting: try again next time
-                    log.exception("open requests: %s failed", step.__name__)
+                except Exception as exc:  # the store restarting: try again next time
+                    outage.failed(exc)
             await asyncio.sleep(self.lease_s / 3)
 
     # --- commits -------------------------------------------------------------------------

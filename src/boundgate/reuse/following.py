@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..store import ChangeRow, LedgerRow, ObservationRow
+from ..store.outages import OutageLog
 from .verifier import Observation
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class Following:
         a change."""
         interval = self.settings.sync_interval_s
         next_prune = 0.0
+        outage = OutageLog(log, "reuse sync: reading the change log")
         while True:
             try:
                 await self.catch_up()
@@ -78,11 +80,12 @@ class Following:
                 if now >= next_prune:  # every follower does: pruning twice deletes nothing
                     await self.store.prune_changes(now - self.settings.sync_retention_s)
                     next_prune = now + PRUNE_EVERY_S
+                outage.succeeded()
                 await self.store.wait_for_changes(self._seen, interval)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the store unreachable for now: try again next interval
-                log.exception("reuse sync: reading the change log failed")
+            except Exception as exc:  # the store unreachable for now: try again next interval
+                outage.failed(exc)
                 await asyncio.sleep(interval)
 
     async def catch_up(self) -> int:

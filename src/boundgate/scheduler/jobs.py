@@ -49,6 +49,7 @@ from ..clock import Clock, SystemClock
 from ..errors import BoundgateError, RateLimitError
 from ..retries import counting
 from ..store import JobRow, Store
+from ..store.outages import OutageLog
 
 log = logging.getLogger("boundgate.jobs")
 
@@ -355,6 +356,8 @@ class JobRunner:
         self._upkept: float | None = None
         # which process holds a lease: host and pid, for operators of several replicas
         self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        # a poll that fails: the store out of reach is logged once per outage
+        self._outage = OutageLog(log, f"job runner {self.owner}: a poll (retried after a backoff)")
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # the job whose handler runs now (under this runner's lease); None between jobs
@@ -422,8 +425,9 @@ class JobRunner:
 
     async def _loop(self) -> None:
         """Poll until stopped. A poll that fails (the store's error in a claim or a finish: a
-        PostgreSQL connection lost, a SQLite database locked) is logged with its traceback
-        and tried again, without limit, after stamina's backoff: ``poll_s`` doubled for each
+        PostgreSQL connection lost, a SQLite database locked) is logged (the store out of
+        reach once per outage, :class:`OutageLog`; anything else with its traceback) and
+        tried again, without limit, after stamina's backoff: ``poll_s`` doubled for each
         failure in a row, plus up to ``poll_s`` of jitter, at most
         max(``poll_s``, :data:`POLL_BACKOFF_MAX_S`); each retry is told to ``on_retry``. An
         error used to end the loop, silently: the process ran no more background jobs until
@@ -441,6 +445,7 @@ class JobRunner:
                 ):
                     with attempt:
                         ran = await self._poll()
+                    self._outage.succeeded()
             if not ran:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -458,11 +463,7 @@ class JobRunner:
         (cancellation) is not retried."""
         if not isinstance(exc, Exception):
             return False
-        log.error(
-            "job runner %s: a poll failed; it polls again after a backoff",
-            self.owner,
-            exc_info=exc,
-        )
+        self._outage.failed(exc)  # the store out of reach: once per outage
         return True
 
     def _ended(self, task: asyncio.Task[None]) -> None:

@@ -422,6 +422,7 @@ class PostgresBase:
         and the keys'); reconnect after a failure. Missed announcements of the change log
         cost nothing but latency: waiters time out and the follower reads the log by
         sequence number. Key checks are trusted only while this listens."""
+        failing = False  # a failure was logged: the next ones of this outage are not
         while True:
             try:
                 async with await AsyncConnection.connect(
@@ -434,6 +435,9 @@ class PostgresBase:
                     self._keys_changed()  # whatever happened while not listening: look now
                     self._listening = True
                     self._announce(None)
+                    if failing:
+                        failing = False
+                        log.info("change-log listener: listening again")
                     async for n in conn.notifies():
                         if n.channel == keys:
                             self._keys_changed()
@@ -442,7 +446,10 @@ class PostgresBase:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database restarting, a network cut
-                log.warning("change-log listener: %s; reconnecting in 1 s", exc)
+                # once per outage (a trial's two minutes of outage logged it 120 times)
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "change-log listener: %s; reconnecting every second", _reason(exc))
+                failing = True
                 await asyncio.sleep(1.0)
             finally:
                 self._listening = False
