@@ -187,8 +187,9 @@ def test_a_request_accepted_before_the_outage_gets_its_row_once_the_store_return
     outage: Outage, gateway: Live
 ) -> None:
     """Its answer could not be ledgered (the store went down mid-stream): the client is told
-    503 ``store_unavailable`` in the stream, and its write-ahead note, written before the model
-    started, becomes its ``interrupted`` row when the store is back."""
+    503 ``store_unavailable`` in the stream, and its row says so once the store is back, with
+    the tokens it was sent (a trial's outage left the write-ahead note's ``interrupted`` row,
+    0 tokens and 0 Wh, for an answer delivered in full)."""
     keyed(gateway)
     gateway.gateway.backends["fake"].token_delay_s = 0.2  # a few seconds of stream
     body = {"model": "fake", "messages": [{"role": "user", "content": "a long one"}]}
@@ -208,8 +209,15 @@ def test_a_request_accepted_before_the_outage_gets_its_row_once_the_store_return
     outage.resume()
     gateway.gateway.backends["fake"].token_delay_s = 0.0
     assert chat(gateway, "after").status_code == 200
-    row = wait_until(lambda: gateway.ledger().get(request_id), timeout=60)
-    assert row.outcome == "interrupted", row
+
+    def final() -> Any:  # its note may be recovered first: the row replaces it then
+        row = gateway.ledger().get(request_id)
+        return row if row is not None and row.outcome != "interrupted" else None
+
+    row = wait_until(final, timeout=60)
+    assert (row.outcome, row.status, row.error_code) == ("error", 503, "store_unavailable"), row
+    # the generation's usage and energy (the note's row had its last renewal's: 0 and 0)
+    assert row.completion_tokens > 1 and row.wh > 0, row
 
 
 @pytest.mark.slow

@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Protocol
 from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
 from .energy import EnergyReport
+from .errors import ErrorCode
 from .metrics import Metrics
-from .store import LedgerRow, LedgerStore, Release, StoredEntry
+from .store import LedgerRow, LedgerStore, Release, StoredEntry, StoreUnavailableError
 from .store.outages import OutageLog
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def _add(counter: _Counter, amount: float) -> None:
 
 # the row of a request whose process died before recording its own (docs/api.md#ledger)
 INTERRUPTED = "interrupted"
+STORE_UNAVAILABLE_STATUS = 503  # a row the store's outage kept: what its client was told
+MAX_UNWRITTEN = 10_000  # rows an outage keeps for writing, at most (``_keep_unwritten``)
 INTERRUPTED_STATUS = 500
 
 
@@ -113,6 +116,9 @@ class LedgerWriter:
         # request id → what sets its note's energy so far (its generation's meter)
         self._progress: dict[str, Callable[[LedgerRow], None]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # request id → the row of a request whose commit found the store out of reach, as
+        # its client was answered (503 store_unavailable), written once the store answers
+        self._unwritten: dict[str, LedgerRow] = {}
 
     def row(
         self,
@@ -296,7 +302,8 @@ class LedgerWriter:
         for row in rows:
             self.observe(row)
             log.warning(
-                "request %s (%s, %s) was interrupted: its process stopped before answering; "
+                "request %s (%s, %s) was interrupted: its process stopped renewing its note "
+                "before recording its row (the process died, or could not reach the store); "
                 "ledgered as %s",
                 row.id,
                 row.tenant,
@@ -305,10 +312,41 @@ class LedgerWriter:
             )
         return rows
 
+    def _keep_unwritten(self, row: LedgerRow) -> None:
+        """``row`` could not be committed, the store out of reach: its client is answered
+        503 ``store_unavailable`` (a stream: as its last event), and the row says so,
+        keeping the tokens and energy the request used, to be written once the store
+        answers (:meth:`write_unwritten`). Without this its note became its row, as
+        ``interrupted`` with the tokens of its last renewal (a trial's outage: 0 tokens,
+        0 Wh for an answer delivered in full). At most ``MAX_UNWRITTEN`` are kept, the
+        oldest given up first (their notes still become their rows)."""
+        self._unwritten[row.id] = dataclasses.replace(
+            row,
+            outcome="error",
+            status=STORE_UNAVAILABLE_STATUS,
+            error_code=ErrorCode.STORE_UNAVAILABLE,
+        )
+        while len(self._unwritten) > MAX_UNWRITTEN:
+            lost = next(iter(self._unwritten))
+            del self._unwritten[lost]
+            log.error("request %s: its row was not kept for writing (too many)", lost)
+
+    async def write_unwritten(self) -> None:
+        """Write the rows the store's outage kept (:meth:`_keep_unwritten`), oldest first;
+        each replaces the request's note, or the ``interrupted`` row a process made of it
+        meanwhile. Stops at the first the store still refuses."""
+        for row in list(self._unwritten.values()):
+            await self.store.record(row)
+            del self._unwritten[row.id]
+            self.observe(row)
+
     async def keep_open_requests(self) -> None:
-        """Renew this process's notes and recover dead processes' every third of the lease
-        (the server runs this in the background from start-up on)."""
-        steps = (self.renew, self.recover)  # its own renewed before any recovery
+        """Write the rows an outage kept, renew this process's notes and recover dead
+        processes' every third of the lease (the server runs this in the background from
+        start-up on)."""
+        # the kept rows first, so that their notes are not recovered as interrupted; its
+        # own renewed before any recovery
+        steps = (self.write_unwritten, self.renew, self.recover)
         outages = [OutageLog(log, f"open requests: {step.__name__}") for step in steps]
         while True:
             for step, outage in zip(steps, outages, strict=True):
@@ -319,6 +357,8 @@ class LedgerWriter:
                     raise
                 except Exception as exc:  # the store restarting: try again next time
                     outage.failed(exc)
+                    if step == self.write_unwritten:
+                        break  # never recover the notes of rows it still holds
             await asyncio.sleep(self.lease_s / 3)
 
     # --- commits -------------------------------------------------------------------------
@@ -338,7 +378,10 @@ class LedgerWriter:
         (again: a row replaces the one of its id) and observed now; without, the caller
         writes the row that replaces it (``commit_soon``: a cancelled one), which is
         observed. The commit fails: the row is not observed, and the request's note, if it
-        has one, becomes its row and is counted when recovered (``recover``)."""
+        has one, becomes its row and is counted when recovered (``recover``); when it fails
+        because the store is out of reach, the row (saying so: 503 ``store_unavailable``,
+        with the tokens and energy used) is written once the store answers, replacing the
+        note or the row made of it (``_keep_unwritten``)."""
         counts = self._counts_lookup(row)
         written = False
         try:
@@ -348,6 +391,9 @@ class LedgerWriter:
             if observe:
                 self.observe(row)
                 self._record_soon(row, False)
+            raise
+        except StoreUnavailableError:
+            self._keep_unwritten(row)
             raise
         finally:  # not recorded: the note, no longer renewed, becomes the row
             self.close(row.id)
@@ -413,6 +459,13 @@ class LedgerWriter:
             task.add_done_callback(written)
 
     async def drain(self) -> None:
-        """Wait for rows recorded in the background (shutdown, tests)."""
+        """Wait for rows recorded in the background (shutdown, tests), and try the rows an
+        outage kept once more."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+        if self._unwritten:
+            try:
+                await self.write_unwritten()
+            except Exception as exc:  # their notes become their rows
+                log.warning("%d rows the store's outage kept were not written: %s",
+                            len(self._unwritten), exc)  # fmt: skip

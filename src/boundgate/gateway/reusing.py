@@ -9,6 +9,7 @@ request through admission and its lookup, ``_commit_served`` its hit to the ledg
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 
 from ..backends.base import Backend, Chunk, Completion, GenerationRequest
@@ -19,13 +20,15 @@ from ..reuse.scope import answer_fits
 from ..reuse.stored import replay_pieces, request_json
 from ..reuse.variants import variant_entry, variants_key
 from ..scheduler.jobs import model_requirement
-from ..store import LedgerRow
+from ..store import LedgerRow, StoreUnavailableError
 from ..tenants import Reservation
 from .admission import Admission
 from .context import RequestContext, hit_usage
 from .metering import Metering
 
 REPLAY_YIELD_EVERY = 16  # replayed pieces between turns given to the event loop
+
+log = logging.getLogger("boundgate.gateway")
 
 
 async def replay(text: str) -> AsyncGenerator[Chunk, None]:
@@ -131,20 +134,28 @@ class Reusing(Metering, Admission):
         energy: EnergyReport,
         req: GenerationRequest,
     ) -> None:
+        """Store ``completion`` for reuse. The store out of reach (PostgreSQL down) costs the
+        answer its reuse, not the request: the ledger's commit, next, meets the outage too
+        and keeps the row saying so (``LedgerWriter._keep_unwritten``); a failure here used
+        to end the request as a fault, leaving its note's ``interrupted`` row, 0 tokens."""
         if self.reuse is None or lookup is None:
             return
-        await self.reuse.remember(
-            lookup,
-            completion,
-            tenant=ctx.tenant.name,
-            model=backend.name,
-            model_version=backend.version,
-            cost_wh=energy.wh,
-            cost_gco2=energy.gco2,
-            cost_method=energy.method,
-            request=req,
-            asker=self.asker(ctx, req),
-        )
+        try:
+            await self.reuse.remember(
+                lookup,
+                completion,
+                tenant=ctx.tenant.name,
+                model=backend.name,
+                model_version=backend.version,
+                cost_wh=energy.wh,
+                cost_gco2=energy.gco2,
+                cost_method=energy.method,
+                request=req,
+                asker=self.asker(ctx, req),
+            )
+        except StoreUnavailableError as exc:
+            log.warning("request %s: its answer was not stored for reuse: %s", ctx.request_id, exc)
+            return
         self.reuse.settle_soon(lookup, completion.text, ctx.request_id, self.asker(ctx, req))
 
     async def _begin(
