@@ -206,3 +206,33 @@ def test_the_dashboard_reads_a_document_signed_with_a_lost_key_as_valid(tmp_path
     with Live.in_process(app_of(tmp_path)) as live:
         page = live.http.get(f"/dashboard/documents/{old_doc}")
         assert page.status_code == 200 and ">valid<" in page.text, page.text
+
+
+def test_a_replica_with_a_key_of_its_own_is_refused_where_the_store_signs_with_another(
+    tmp_path: Path,
+) -> None:
+    """A trial's replica had made a key of its own (it had served another database first):
+    it started without a word on the shared store and signed documents the other replicas
+    called "signed by another key". It is refused at start, naming both keys; with the
+    store's key copied in, it starts."""
+    bind_one(tmp_path)
+    data = tmp_path / "data"
+    store_key = {
+        f: (data / f).read_bytes() for f in (binding.PRIVATE_KEY_FILE, binding.PUBLIC_KEY_FILE)
+    }
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    own = binding.Signer.load_or_create(elsewhere)
+    for f in store_key:
+        (data / f).write_bytes((elsewhere / f).read_bytes())
+    refused = pytest.raises(SigningKeyLost, match="is not the key the store's documents are")
+    with refused, Live.in_process(app_of(tmp_path)):
+        pass
+    res = CliRunner().invoke(
+        cli, ["serve", "--config", str(tmp_path / "boundgate.toml"), "--port", "0"]
+    )
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and binding.key_id(own.public) in text, text
+    for f, content in store_key.items():
+        (data / f).write_bytes(content)
+    assert bind_one(tmp_path, "Why is the sky blue?").startswith("doc_")

@@ -56,6 +56,7 @@ async def load_signer(store: Store, data_dir: Path) -> Signer:
     ``ValueError`` if the key file is not an Ed25519 private key."""
     signer = Signer.load(data_dir)
     if signer is not None:
+        await _check_signs_like_the_store(store, data_dir, signer)
         return signer
     if await store.has_own_documents():
         path = (data_dir / binding.PRIVATE_KEY_FILE).resolve()
@@ -66,6 +67,36 @@ async def load_signer(store: Store, data_dir: Path) -> Signer:
             "before then verify with the old public key, kept beside the new one)"
         )
     return Signer.load_or_create(data_dir)
+
+
+# how many of the newest documents are read for the newest one this gateway signed (the rest
+# may be imported: signed by their issuers)
+_NEWEST_READ = 50
+
+
+async def _check_signs_like_the_store(store: Store, data_dir: Path, signer: Signer) -> None:
+    """Raise ``SigningKeyLost`` where the newest document the store's gateways signed names a
+    key this data directory holds neither as its signing key nor as a kept earlier one: the
+    replica has a key of its own, and would sign documents the other replicas (and ``docs
+    verify`` with their key) find signed by another key, as a trial's replica did after
+    serving another database first."""
+    for row in await store.documents(limit=_NEWEST_READ):
+        if row.public_key is not None:
+            continue  # imported: its issuer's key
+        try:
+            named = binding.proof_key_id(json.loads(row.body))
+        except ValueError:
+            return
+        held = {binding.key_id(signer.public), *binding.data_dir_keys(data_dir)}
+        if named is None or named in held:
+            return
+        path = (data_dir / binding.PRIVATE_KEY_FILE).resolve()
+        raise SigningKeyLost(
+            f"the signing key {path} ({binding.key_id(signer.public)}) is not the key the "
+            f"store's documents are signed with ({named}, document {row.id}): copy "
+            f"{binding.PRIVATE_KEY_FILE} and {binding.PUBLIC_KEY_FILE} from a replica that "
+            "signs with it (every replica of one store signs with one key)"
+        )
 
 
 def verifying_key(row: DocumentRow, own: Ed25519PublicKey | None) -> Ed25519PublicKey | None:
@@ -110,9 +141,13 @@ class Documents:
     async def load_key(self) -> None:
         """At start-up, with the store open: the signing key of ``key_dir`` if none was given
         (``load_signer``; raises ``SigningKeyLost`` where the store holds documents signed with
-        a key that is not there)."""
-        if self.signer is None and self.key_dir is not None:
+        a key that is not there, or with another key than this one)."""
+        if self.key_dir is None:
+            return
+        if self.signer is None:
             self.signer = await load_signer(self.store, self.key_dir)
+        else:  # given (the app is built with the data directory's key, where there is one)
+            await _check_signs_like_the_store(self.store, self.key_dir, self.signer)
 
     async def repair(self) -> list[DocumentProblem]:
         """At start-up, before anything is loaded: make documents and the entries serving
