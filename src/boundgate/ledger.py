@@ -75,9 +75,9 @@ def _add(counter: _Counter, amount: float) -> None:
 
 # the row of a request whose process died before recording its own (docs/api.md#ledger)
 INTERRUPTED = "interrupted"
+INTERRUPTED_STATUS = 500
 STORE_UNAVAILABLE_STATUS = 503  # a row the store's outage kept: what its client was told
 MAX_UNWRITTEN = 10_000  # rows an outage keeps for writing, at most (``_keep_unwritten``)
-INTERRUPTED_STATUS = 500
 
 
 def claims_nothing(row: LedgerRow) -> LedgerRow:
@@ -319,12 +319,15 @@ class LedgerWriter:
         answers (:meth:`write_unwritten`). Without this its note became its row, as
         ``interrupted`` with the tokens of its last renewal (a trial's outage: 0 tokens,
         0 Wh for an answer delivered in full). At most ``MAX_UNWRITTEN`` are kept, the
-        oldest given up first (their notes still become their rows)."""
+        oldest given up first (their notes still become their rows). Its semantic lookup is
+        not counted (a request answered 503 counts nowhere, docs/reuse.md "Which lookups
+        count")."""
         self._unwritten[row.id] = dataclasses.replace(
             row,
             outcome="error",
             status=STORE_UNAVAILABLE_STATUS,
             error_code=ErrorCode.STORE_UNAVAILABLE,
+            extra={k: v for k, v in row.extra.items() if k != "semantic_lookup"},
         )
         while len(self._unwritten) > MAX_UNWRITTEN:
             lost = next(iter(self._unwritten))

@@ -16,7 +16,11 @@ is, so busy calls keep their round trips. The pool's reconnection attempts give 
 until 300 s, psycopg_pool's defaults), so once the database is back the next call connects
 at once instead of waiting for an attempt scheduled a minute later. Connections are made
 with libpq's ``connect_timeout`` too: a host that drops packets (no refusal) fails the
-attempt, not the pool.
+attempt, not the pool. A server that stops answering but keeps its connections (frozen, or a
+lock held) is bounded too: each call may take ``statement_timeout_s`` on its connection, a
+ping (``/readyz``) ``connect_timeout_s``, then it fails with ``StoreUnavailableError`` (psycopg
+cancels the statement on the server, or gives the connection up when that is not answered).
+A read-only database (a standby) fails every write, and the ping, the same way.
 """
 
 from __future__ import annotations
@@ -296,7 +300,9 @@ class PostgresBase:
         loop, pool = self._loop, self._pool
         if loop is None or pool is None:
             raise RuntimeError("store is not open")
-        bound = self._statement_timeout_s if timeout_s is None else timeout_s
+        bound = (self._statement_timeout_s, "store.statement_timeout_s")
+        if timeout_s is not None:  # ping: /readyz answers within the connection's bound
+            bound = (timeout_s, "store.connect_timeout_s")
         return await self._hop(self._on_connection(pool, fn, tx, bound), loop)
 
     async def _on_connection(
@@ -304,21 +310,23 @@ class PostgresBase:
         pool: AsyncConnectionPool[_Conn],
         fn: Callable[[_Conn], Awaitable[_T]],
         tx: bool,
-        timeout_s: float,
+        bound: tuple[float, str],
     ) -> _T:
         """On the store's loop: ``fn`` on a connection that answered its check just now, for
-        at most ``timeout_s``: a server that stopped answering without closing its
-        connections (a trial froze PostgreSQL: requests and ``/readyz`` waited 480 s and
-        more) fails the call instead. psycopg cancels the statement on the server, and gives
-        the connection up when the server does not answer that either."""
-        bound = self._connect_timeout_s
+        at most ``bound`` (seconds, and the setting that says so): a server that stopped
+        answering without closing its connections (a trial froze PostgreSQL: requests and
+        ``/readyz`` waited 480 s and more) fails the call instead. psycopg cancels the
+        statement on the server, and gives the connection up when that is not answered
+        either."""
+        timeout_s, setting = bound
+        bound_s = self._connect_timeout_s
         try:
             # the pool's own timeout does not cover its check, which a cut network can hold
-            async with asyncio.timeout(bound + 1.0):
-                conn = await pool.getconn(bound)
+            async with asyncio.timeout(bound_s + 1.0):
+                conn = await pool.getconn(bound_s)
         except (TimeoutError, PoolTimeout) as exc:
             # why is in the pool's log ("error connecting in 'boundgate-store': …")
-            raise StoreUnavailableError(f"no PostgreSQL connection within {bound:g} s") from exc
+            raise StoreUnavailableError(f"no PostgreSQL connection within {bound_s:g} s") from exc
         except OperationalError as exc:
             raise StoreUnavailableError(f"PostgreSQL: {_reason(exc)}") from exc
         try:
@@ -329,7 +337,7 @@ class PostgresBase:
                     return await fn(conn)
         except TimeoutError as exc:
             raise StoreUnavailableError(
-                f"PostgreSQL did not answer within {timeout_s:g} s (store.statement_timeout_s)"
+                f"PostgreSQL did not answer within {timeout_s:g} s ({setting})"
             ) from exc
         except OperationalError as exc:
             if not _lost(conn, exc):
