@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
-from boundgate.store import JobRow, SQLiteStore
+from boundgate.store import JobRow, SQLiteStore, StoreUnavailableError
 from helpers import Live, fake_settings, wait_until
 
 START = 1_900_000_000.0
@@ -263,3 +263,37 @@ def test_a_stopped_runner_hands_its_running_job_back(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert runs == ["first", "second"]
+
+
+def test_an_outage_of_the_store_is_logged_once_and_its_end_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trial's outage: each failed poll logged a traceback, and, once that was mended, an
+    "answers again" after every failed attempt (stamina swallows the attempt's error, so code
+    after its block ran). One warning for the outage, one line for its end."""
+
+    async def scenario() -> None:
+        store = FlakyClaims(tmp_path / "j.db", failures=4, error=StoreUnavailableError("down"))
+        store.open()
+        try:
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                return {}
+
+            await JobQueue(store, FakeClock(start=START), run_now).submit("rebind", {"doc": "d1"})
+            runner = _runner(store, {"rebind": handler})
+            runner.start()
+            try:
+                await asyncio.wait_for(store.finished.wait(), WAIT_S)
+            finally:
+                await runner.stop()
+        finally:
+            store.close()
+
+    with caplog.at_level(logging.DEBUG, logger="boundgate.jobs"):
+        asyncio.run(scenario())
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "boundgate.jobs"]
+    outage = [m for level, m in said if level == logging.WARNING and "cannot be reached" in m]
+    back = [m for level, m in said if "answers again" in m]
+    assert len(outage) == 1 and len(back) == 1, said
+    assert not any(r.exc_info for r in caplog.records if r.name == "boundgate.jobs")

@@ -38,7 +38,7 @@ from ..backends.base import Completion, GenerationRequest
 from ..clock import Clock, SystemClock
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
-from ..store import Store, StoredEntry
+from ..store import Store, StoredEntry, StoreUnavailableError
 from .answer_labels import LabelSource, Setting, measurement, resolve
 from .binding import Signer
 from .documents import Documents
@@ -410,6 +410,9 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         for key, (n, ts) in pending.items():
             try:
                 await self.store.note_hit(key, ts, n)
+            except StoreUnavailableError as exc:  # bookkeeping: lost with the outage
+                log.warning("reuse: hit counts not written (the store is out of reach): %s", exc)
+                return
             except Exception:  # bookkeeping: never worth failing for
                 log.exception("reuse: writing hit counts failed")
 

@@ -48,7 +48,7 @@ import stamina
 from ..clock import Clock, SystemClock
 from ..errors import BoundgateError, RateLimitError
 from ..retries import counting
-from ..store import JobRow, Store
+from ..store import JobRow, Store, StoreUnavailableError
 from ..store.outages import OutageLog
 
 log = logging.getLogger("boundgate.jobs")
@@ -418,6 +418,9 @@ class JobRunner:
             return
         try:
             await self.store.note_runner(self.owner, accepts, now, now + self.alive_s)
+        except StoreUnavailableError as exc:  # the poll's outage log says so, once
+            log.debug("job runner %s: its note in the store was not renewed: %s", self.owner, exc)
+            return
         except Exception:
             log.exception("job runner %s: its note in the store was not renewed", self.owner)
             return
@@ -445,7 +448,9 @@ class JobRunner:
                 ):
                     with attempt:
                         ran = await self._poll()
-                    self._outage.succeeded()
+                        # inside: a failed attempt's exception ends the block, and stamina
+                        # swallows it to retry (after the block it said "answers again")
+                        self._outage.succeeded()
             if not ran:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -302,6 +302,10 @@ def create_app(
                     ctx.tenant = UNAUTHENTICATED
                 request.state.ctx = ctx
             await gateway.record_error(ctx, err)
+        except StoreUnavailableError as exc:  # an outage: the error is answered, not ledgered
+            log.warning(
+                "could not ledger the error of %s %s: %s", request.method, request.url.path, exc
+            )
         except Exception:
             log.exception("could not ledger the error of %s %s", request.method, request.url.path)
 
