@@ -61,6 +61,7 @@ def test_a_lost_signing_key_is_not_replaced_behind_the_stores_back(tmp_path: Pat
     text = " ".join(res.output.split())
     assert res.exit_code == 2 and text.startswith("error: the signing key"), text
     assert str(data / binding.PRIVATE_KEY_FILE) in text and "docs new-key" in text
+    assert binding.key_id_of(old_print) in text  # the key the store's documents name
     # revoke and export (of its own documents) need no key, and make none
     assert docs(tmp_path, "export", "--out", str(tmp_path / "x.json"))[0] == 0
     assert docs(tmp_path, "revoke", old_doc) == (0, f"revoked {old_doc}")

@@ -60,9 +60,11 @@ async def load_signer(store: Store, data_dir: Path) -> Signer:
         return signer
     if await store.has_own_documents():
         path = (data_dir / binding.PRIVATE_KEY_FILE).resolve()
+        newest = await _store_key(store)
+        which = f" ({newest[0]}, document {newest[1]})" if newest else ""
         raise SigningKeyLost(
             f"the signing key {path} is missing, but the store holds documents signed with "
-            "it: restore the file from a backup (or copy it from another replica); to sign "
+            f"it{which}: restore the file from a backup (or copy it from another replica); to sign "
             "with a new key instead, run `boundgate docs new-key` (the documents signed "
             "before then verify with the old public key, kept beside the new one)"
         )
@@ -80,23 +82,34 @@ async def _check_signs_like_the_store(store: Store, data_dir: Path, signer: Sign
     replica has a key of its own, and would sign documents the other replicas (and ``docs
     verify`` with their key) find signed by another key, as a trial's replica did after
     serving another database first."""
+    newest = await _store_key(store)
+    if newest is None:
+        return
+    named, doc_id = newest
+    if named in {binding.key_id(signer.public), *binding.data_dir_keys(data_dir)}:
+        return
+    path = (data_dir / binding.PRIVATE_KEY_FILE).resolve()
+    raise SigningKeyLost(
+        f"the signing key {path} ({binding.key_id(signer.public)}) is not the key the "
+        f"store's documents are signed with ({named}, document {doc_id}): copy "
+        f"{binding.PRIVATE_KEY_FILE} and {binding.PUBLIC_KEY_FILE} from a replica that "
+        "signs with it (every replica of one store signs with one key)"
+    )
+
+
+async def _store_key(store: Store) -> tuple[str, str] | None:
+    """The key id the newest document this store's gateways signed names, and that
+    document's id; None where none of the newest ``_NEWEST_READ`` is one (imported ones are
+    signed by their issuers) or it names no key."""
     for row in await store.documents(limit=_NEWEST_READ):
         if row.public_key is not None:
             continue  # imported: its issuer's key
         try:
             named = binding.proof_key_id(json.loads(row.body))
         except ValueError:
-            return
-        held = {binding.key_id(signer.public), *binding.data_dir_keys(data_dir)}
-        if named is None or named in held:
-            return
-        path = (data_dir / binding.PRIVATE_KEY_FILE).resolve()
-        raise SigningKeyLost(
-            f"the signing key {path} ({binding.key_id(signer.public)}) is not the key the "
-            f"store's documents are signed with ({named}, document {row.id}): copy "
-            f"{binding.PRIVATE_KEY_FILE} and {binding.PUBLIC_KEY_FILE} from a replica that "
-            "signs with it (every replica of one store signs with one key)"
-        )
+            return None
+        return (named, row.id) if named is not None else None
+    return None
 
 
 def verifying_key(row: DocumentRow, own: Ed25519PublicKey | None) -> Ed25519PublicKey | None:
