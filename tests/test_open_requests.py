@@ -16,9 +16,10 @@ import pytest
 from boundgate.assembly import build_gateway
 from boundgate.backends.base import GenerationRequest
 from boundgate.backends.fake import FakeBackend
+from boundgate.clock import FakeClock
 from boundgate.gateway import Finished, Gateway
 from boundgate.store import LedgerRow, SQLiteStore
-from boundgate.tenants import OPEN_TENANT
+from boundgate.tenants import OPEN_TENANT, Tenant, day_window, tokens_counter
 from helpers import fake_settings
 
 FAR = 1e12  # a time past every lease
@@ -316,3 +317,46 @@ def test_a_generation_failing_unexpectedly_leaves_its_note_to_become_its_row(
     finally:
         store.close()
     assert row.outcome == "interrupted" and row.model == "fake"
+
+
+def test_an_interrupted_requests_tokens_are_charged_to_its_keys_budget(tmp_path: Path) -> None:
+    """A trial's ``kill -9`` mid-stream: the interrupted row said 8 tokens, the key's budget
+    was never charged them (its hold freed itself after the lease, charging nothing). The
+    recovery charges the row's tokens to the key's daily budget."""
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    gw = build_gateway(
+        settings, store=store, backends={"fake": FakeBackend("fake", token_delay_s=0.05)}
+    )
+
+    async def main() -> tuple[LedgerRow, int]:
+        tenant = Tenant.of_key((await store.create_key("acme", daily_tokens=100_000)).key)
+        ctx = gw.context(tenant, "/v1/completions")
+        task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+        for _ in range(500):
+            note = gw.ledger.opened(ctx.request_id)
+            if note is not None and note.completion_tokens >= 3:
+                await gw.ledger.renew()  # what the process kept before it "died"
+                break
+            await asyncio.sleep(0.01)
+        alive = gw.ledger.clock
+        gw.ledger.clock = FakeClock(start=FAR)  # the note's lease long run out
+        try:
+            (row,) = await gw.ledger.recover()
+        finally:
+            gw.ledger.clock = alive
+        now = time.time()
+        window = day_window(row.ts)
+        charged = (await store.counter_state(tokens_counter(tenant.counted_as), window, now)).used
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return row, charged
+
+    try:
+        row, charged = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "interrupted" and row.completion_tokens >= 3
+    assert charged == row.prompt_tokens + row.completion_tokens > 0

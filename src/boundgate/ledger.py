@@ -28,7 +28,7 @@ import math
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from .backends.base import Backend, GenerationRequest, Usage
@@ -100,12 +100,16 @@ class LedgerWriter:
         *,
         lease_s: float,
         lookups: LookupCounter | None = None,
+        on_recovered: Callable[[list[LedgerRow]], Awaitable[None]] | None = None,
     ) -> None:
         """``lease_s``: how long an open request's note is vouched for without a renewal
         (``store.open_request_lease_s``; renewed every third of it). ``lookups``: told of
-        every row carrying a semantic lookup that this writer writes (the reuse engine)."""
+        every row carrying a semantic lookup that this writer writes (the reuse engine).
+        ``on_recovered``: given the ``interrupted`` rows :meth:`recover` wrote (the limiter
+        charges their tokens to their keys' budgets)."""
         self.store = store
         self.lookups = lookups
+        self.on_recovered = on_recovered
         self.metrics = metrics
         self.clock = clock
         self.grid_zone = grid_zone
@@ -299,6 +303,11 @@ class LedgerWriter:
     async def recover(self) -> list[LedgerRow]:
         """Write the rows of requests whose process died (their notes' leases ran out)."""
         rows = await self.store.recover_requests(self.clock.time())
+        if rows and self.on_recovered is not None:
+            try:
+                await self.on_recovered(rows)
+            except Exception:  # the rows stand; their tokens go uncharged, as before
+                log.exception("interrupted requests: charging their tokens failed")
         for row in rows:
             self.observe(row)
             log.warning(

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
 from .settings import LimitsSettings
-from .store import ApiKey, Claim, Hold, LimitStore, Release
+from .store import ApiKey, Claim, Hold, LedgerRow, LimitStore, Release
 
 DAY_S = 86_400
 RPM_WINDOW_S = 60.0
@@ -307,6 +307,25 @@ class Limiter:
             code=ErrorCode.DAILY_TOKEN_BUDGET_EXCEEDED,
             retry_after=(day + 1) * DAY_S - now,
         )
+
+    async def charge_interrupted(self, rows: list[LedgerRow]) -> None:
+        """Charge the tokens of requests whose process died mid-answer (their ``interrupted``
+        rows, as ``LedgerWriter.recover`` wrote them: the prompt and the output counted at
+        the last renewal) to their keys' daily token and reasoning budgets, in the UTC day
+        they started. Their process never settled their holds, which free themselves when
+        their lease (``limits.reservation_lease_s``) runs out, so until then a key carries
+        both (a trial saw the tokens never charged at all). A key without a budget has no
+        counter that day: nothing is charged."""
+        for row in rows:
+            owner = key_counters(row.key_id) if row.key_id else row.tenant
+            window = day_window(row.ts)
+            charges = (
+                (tokens_counter(owner), row.prompt_tokens + row.completion_tokens),
+                (reasoning_counter(owner), row.reasoning_tokens),
+            )
+            for counter, used in charges:
+                if used > 0:
+                    await self.store.settle(uuid.uuid4().hex, counter, window, used)
 
     async def uncount(self, res: Reservation) -> None:
         """Give back the per-minute slot ``res`` took: its request was refused after it was

@@ -110,6 +110,8 @@ class Gateway(Routing, Embedding):
             grid_zone,
             lease_s=open_lease_s or StoreSettings().open_request_lease_s,
             lookups=reuse,  # a semantic lookup counts when its answered request's row is written
+            # an interrupted request's tokens are charged to its key's budgets when recovered
+            on_recovered=limiter.charge_interrupted,
         )
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
