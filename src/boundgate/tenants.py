@@ -317,7 +317,7 @@ class Limiter:
         both (a trial saw the tokens never charged at all). A key without a budget has no
         counter that day: nothing is charged."""
         for row in rows:
-            owner = key_counters(row.key_id) if row.key_id else row.tenant
+            owner = Tenant(row.tenant, row.key_id, limits_key=row.key_id).counted_as
             window = day_window(row.ts)
             charges = (
                 (tokens_counter(owner), row.prompt_tokens + row.completion_tokens),

@@ -157,8 +157,8 @@ class Admission(GatewayState):
             raise ctx.budget_refusal
         if only_if_cached(ctx.cache_control):
             # why nothing could be looked up: a temperature above the dial, no-store…
-            bypassed = lookup is not None and lookup.plan.reason
-            why = f" (reuse bypassed: {lookup.plan.reason})" if lookup and bypassed else ""
+            reason = lookup.plan.reason if lookup is not None else ""
+            why = f" (reuse bypassed: {reason})" if reason else ""
             raise NotStoredError(
                 "no stored answer fits this request, and Cache-Control: only-if-cached says "
                 f"not to generate one{why}",

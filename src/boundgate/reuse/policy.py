@@ -24,6 +24,7 @@ store only while younger than ``reuse.time_sensitive_max_age_s`` seconds.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -84,13 +85,19 @@ class TimeSensitivity:
 DELTA_SECONDS_MAX = 2**31  # RFC 9111 §1.2.2
 
 
+def _directives(header: str | None) -> Iterator[tuple[str, str]]:
+    """The directives of a Cache-Control request header (its fields joined by commas):
+    (name in lower case, value as given; "" without one)."""
+    for part in (header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        yield name.strip().lower(), value
+
+
 def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
     """(no_cache, no_store, max_age) from a Cache-Control request header."""
     no_cache = no_store = False
     max_age: float | None = None
-    for part in (header or "").split(","):
-        name, _, value = part.strip().partition("=")
-        name = name.strip().lower()
+    for name, value in _directives(header):
         if name == "no-cache":
             no_cache = True
         elif name == "no-store":
@@ -107,10 +114,7 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
 def only_if_cached(header: str | None) -> bool:
     """Whether the Cache-Control request header (its fields joined) says ``only-if-cached``:
     the client wants a stored answer or none (RFC 9111 §5.2.1.7)."""
-    return any(
-        part.strip().partition("=")[0].strip().lower() == "only-if-cached"
-        for part in (header or "").split(",")
-    )
+    return any(name == "only-if-cached" for name, _ in _directives(header))
 
 
 def _delta_seconds(name: str, value: str) -> float:

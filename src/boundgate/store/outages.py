@@ -21,25 +21,34 @@ class OutageLog:
     message). Call :meth:`failed` with each exception and :meth:`succeeded` after each call
     that worked. Not thread-safe: one task's."""
 
-    def __init__(self, logger: logging.Logger, what: str) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        outages: tuple[type[BaseException], ...] = (StoreUnavailableError,),
+    ) -> None:
+        """``outages``: the exceptions that mean the store is out of reach (the change-log
+        listener, which talks to libpq itself, takes any)."""
         self.logger = logger
         self.what = what
+        self.outages = outages
         self.down = False  # an outage was logged and the store has not answered since
 
     def failed(self, exc: BaseException) -> None:
-        """Log ``exc``: the store out of reach once per outage, without a traceback; anything
-        else with its traceback, every time."""
-        if not isinstance(exc, StoreUnavailableError):
+        """Log ``exc``: the store out of reach once per outage, on one line without a
+        traceback; anything else with its traceback, every time."""
+        if not isinstance(exc, self.outages):
             self.logger.error("%s failed", self.what, exc_info=exc)
             return
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # libpq's span lines
         if self.down:
-            self.logger.debug("%s: the store still cannot be reached: %s", self.what, exc)
+            self.logger.debug("%s: the store still cannot be reached: %s", self.what, reason)
             return
         self.down = True
         self.logger.warning(
             "%s: the store cannot be reached (%s); trying again quietly until it answers",
             self.what,
-            exc,
+            reason,
         )
 
     def succeeded(self) -> None:

@@ -46,6 +46,7 @@ from ..aggregate import (
     PRUNE_CHANGES_SQL,
     change_from,
 )
+from ..outages import OutageLog
 from ..protocols import StoreUnavailableError, check_schema_known
 from ..rows import ChangeRow
 
@@ -430,7 +431,8 @@ class PostgresBase:
         and the keys'); reconnect after a failure. Missed announcements of the change log
         cost nothing but latency: waiters time out and the follower reads the log by
         sequence number. Key checks are trusted only while this listens."""
-        failing = False  # a failure was logged: the next ones of this outage are not
+        # once per outage (a trial's two minutes of outage logged it 120 times)
+        outage = OutageLog(log, "change-log listener", outages=(Exception,))
         while True:
             try:
                 async with await AsyncConnection.connect(
@@ -443,9 +445,7 @@ class PostgresBase:
                     self._keys_changed()  # whatever happened while not listening: look now
                     self._listening = True
                     self._announce(None)
-                    if failing:
-                        failing = False
-                        log.info("change-log listener: listening again")
+                    outage.succeeded()
                     async for n in conn.notifies():
                         if n.channel == keys:
                             self._keys_changed()
@@ -453,11 +453,8 @@ class PostgresBase:
                             self._announce(int(n.payload) if n.payload.isdigit() else None)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database restarting, a network cut
-                # once per outage (a trial's two minutes of outage logged it 120 times)
-                level = logging.DEBUG if failing else logging.WARNING
-                log.log(level, "change-log listener: %s; reconnecting every second", _reason(exc))
-                failing = True
+            except Exception as exc:  # the database restarting, a network cut: every second
+                outage.failed(exc)
                 await asyncio.sleep(1.0)
             finally:
                 self._listening = False
