@@ -596,6 +596,30 @@ def test_names_and_tool_calls_are_part_of_the_context(fake_live: Live) -> None:
     )
 
 
+def test_text_parts_reach_the_model_one_per_line(tmp_path: Path) -> None:
+    """A trial's finding: a message's text parts were joined without a separator, so the
+    parts "What is the capital of" and "France?" reached the model (and the reuse key) as
+    "What is the capital ofFrance?". They are joined one per line, as vLLM joins them."""
+    from boundgate.backends.fake import FakeBackend
+
+    echo = FakeBackend("fake", params_b=1, answers=lambda q: q)
+    app = build_app(fake_settings(tmp_path), backends={"fake": echo})
+    parts = [
+        {"type": "text", "text": "What is the capital of"},
+        {"type": "text", "text": "France?"},
+    ]
+    body = {"messages": [{"role": "user", "content": parts}], "temperature": 0}
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as http:
+        r = http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "What is the capital of\nFrance?"
+        glued = {"messages": [{"role": "user", "content": "What is the capital ofFrance?"}]}
+        r = http.post("/v1/chat/completions", json={**glued, "temperature": 0})
+        assert r.headers["x-boundgate-reuse"] == "miss"  # not the parts' question
+        r = http.post("/v1/chat/completions", json=body)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+
+
 def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) -> None:
     """Issue #13.1 with the newer name of the limit: an answer cut at 3 tokens is served only
     at exactly that limit, never to a request allowing more."""

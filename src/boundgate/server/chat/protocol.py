@@ -271,11 +271,15 @@ class ChatMessage(BaseModel):
         return json.dumps(given, sort_keys=True, separators=(",", ":")) if given else None
 
     def text(self) -> str:
+        """The message's text: its string, or its text parts one per line (as vLLM's
+        OpenAI server joins them, ``"\\n".join``). Joined without a separator (a trial's
+        finding), parts "What is the capital of" and "France?" reached the model as
+        "…ofFrance?"."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(p.text for p in self.content)
+        return "\n".join(p.text for p in self.content)
 
 
 class StreamOptions(BaseModel):
