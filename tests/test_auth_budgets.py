@@ -14,7 +14,15 @@ from boundgate.assembly import build_app
 from boundgate.settings import ConfigError
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
-from helpers import Live, arun, assert_error, charged_today, counted, fake_settings
+from helpers import (
+    Live,
+    arun,
+    assert_error,
+    charged_today,
+    counted,
+    fake_settings,
+    write_config,
+)
 
 MSG = [{"role": "user", "content": "hello there"}]
 
@@ -487,6 +495,27 @@ def test_keys_create_warns_when_it_creates_the_store(
     assert "no server uses it yet" in warning and "--config" in warning
     again = runner.invoke(cli, ["keys", "create", "--tenant", "acme"])  # the store is there
     assert again.exit_code == 0 and "warning" not in again.stderr, again.output
+
+
+def test_keys_create_with_its_store_named_notes_the_new_store_without_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's trial: `keys create --config boundgate.toml` on a fresh data directory
+    was told to "give the server's config file with --config", which it had. With --config
+    or --data-dir the new store is said in a note, without that advice."""
+    from typer.testing import CliRunner
+
+    from boundgate.cli import app as cli
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"BOUNDGATE_CONFIG": None, "BOUNDGATE_STORE__URL": None})
+    cfg = write_config(tmp_path / "b.toml", f'[server]\ndata_dir = "{tmp_path / "d1"}"\n')
+    for option in (["--config", str(cfg)], ["--data-dir", "d2"]):
+        r = runner.invoke(cli, ["keys", "create", "--tenant", "acme", *option])
+        assert r.exit_code == 0 and r.stdout.startswith("bg-"), r.output
+        said = " ".join(r.stderr.split())
+        assert said.startswith("note: the SQLite store") and "it was created here" in said, said
+        assert "warning" not in said and "--config" not in said
 
 
 def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:

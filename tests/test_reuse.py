@@ -620,6 +620,30 @@ def test_text_parts_reach_the_model_one_per_line(tmp_path: Path) -> None:
         assert r.headers["x-boundgate-reuse"] == "hit-exact"
 
 
+def test_a_request_without_temperature_is_reused_at_the_operators_default_temperature(
+    tmp_path: Path,
+) -> None:
+    """An operator's trial: SDK clients that leave ``temperature`` out are at OpenAI's default,
+    1, above the dial, so they were never reused (and each counted against the novelty
+    budget). That stays the default; ``reuse.default_temperature`` at or below the dial makes
+    them generated at it and reused, while a request that gives a temperature keeps it."""
+    body = {"messages": [{"role": "user", "content": Q}]}
+    for extra, statuses in (
+        ("", ["bypass", "bypass"]),
+        ("[reuse]\ndefault_temperature = 0\n", ["miss", "hit-exact"]),
+    ):
+        (tmp := tmp_path / str(len(extra))).mkdir()
+        app = build_app(fake_settings(tmp, extra))
+        with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url) as http:
+            seen = [
+                http.post("/v1/chat/completions", json=body).headers["x-boundgate-reuse"]
+                for _ in statuses
+            ]
+            assert seen == statuses, extra
+            given = http.post("/v1/chat/completions", json={**body, "temperature": 0.9})
+            assert given.headers["x-boundgate-reuse"] == "bypass"  # it said so: generated at 0.9
+
+
 def test_max_completion_tokens_limits_reuse_as_max_tokens_does(fake_live: Live) -> None:
     """Issue #13.1 with the newer name of the limit: an answer cut at 3 tokens is served only
     at exactly that limit, never to a request allowing more."""

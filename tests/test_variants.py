@@ -166,7 +166,12 @@ def test_reject_mode_refuses_even_with_variants(tmp_path: Path) -> None:
                 j.kind == "variants" and j.state == "done" for j in asyncio.run(store.jobs())
             )
         )
-        assert ask(live, "u3").status_code == 429
+        refused = ask(live, "u3")
+        assert refused.status_code == 429
+        # an operator's trial: the message said no variant was left, though "reject" never
+        # serves one; it names the request's temperature, which made it a creative one
+        message = refused.json()["error"]["message"]
+        assert "variant" not in message and "temperature: 1)" in message, message
     finally:
         live.http.close()
         srv.__exit__()

@@ -88,10 +88,26 @@ def store_named(settings: Settings) -> str:
     return f"the SQLite store {settings.db_path.resolve()}"
 
 
-def warn_new_store(store: str, before: str, to: str) -> None:
-    """Warn (stderr) that ``store`` did not exist ``before`` this command (``store_missing``
-    said so; opening it created it): without --config or --data-dir it is ``./.boundgate``'s,
-    which a server configured elsewhere never reads. ``to``: what the user meant to do."""
+def store_pointed(config: Path | None, data_dir: Path | None) -> bool:
+    """Whether the command was told which store to use: ``--config``, ``--data-dir`` or
+    ``BOUNDGATE_CONFIG``."""
+    return config is not None or data_dir is not None or bool(os.environ.get("BOUNDGATE_CONFIG"))
+
+
+def warn_new_store(store: str, before: str, to: str, *, pointed: bool = False) -> None:
+    """Tell (stderr) that ``store`` did not exist ``before`` this command (``store_missing``
+    said so; opening it created it). Without --config or --data-dir (``pointed`` False) it
+    is ``./.boundgate``'s, which a server configured elsewhere never reads: a warning that
+    says how to name the server's. With them (``store_pointed``), a note only: a first key
+    made before the first ``serve`` is set-up, not a mistake, and "give --config" would tell
+    the user to do what they did (a trial's finding). ``to``: what the user meant to do."""
+    if pointed:
+        err.print(
+            escape(f"note: {store} did not exist before {before}; it was created here"),
+            markup=False,
+            highlight=False,
+        )
+        return
     err.print(
         "[yellow]warning:[/yellow] "
         + escape(
@@ -524,7 +540,12 @@ def keys_create(
     created = store_missing(settings)
     with opened_store(settings) as store:
         if created:  # a key no server checks (a trial's, made in another directory)
-            warn_new_store(store_named(settings), "this command", "create a key for a server")
+            warn_new_store(
+                store_named(settings),
+                "this command",
+                "create a key for a server",
+                pointed=store_pointed(config, data_dir),
+            )
         new = asyncio.run(
             store.create_key(
                 tenant,

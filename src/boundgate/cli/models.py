@@ -258,7 +258,16 @@ def profile(
     with."""
     from ..profiles import profile_dict
     from ..settings import ConfigError
-    from . import _settings, err, opened_store, out, store_missing, store_named, warn_new_store
+    from . import (
+        _settings,
+        err,
+        opened_store,
+        out,
+        store_missing,
+        store_named,
+        store_pointed,
+        warn_new_store,
+    )
 
     settings = _settings(config, data_dir=data_dir)
     if model is not None and model not in settings.models:
@@ -268,7 +277,12 @@ def profile(
     created = store_missing(settings)
     with opened_store(settings) as store:
         if created:  # profiles no server reads (a mistyped --data-dir), as keys create warns
-            warn_new_store(store_named(settings), "this command", "profile a server's models")
+            warn_new_store(
+                store_named(settings),
+                "this command",
+                "profile a server's models",
+                pointed=store_pointed(config, data_dir),
+            )
         try:
             measured, estimated = asyncio.run(
                 _profile_all(

@@ -62,6 +62,7 @@ class Gateway(Routing, Embedding):
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         default_max_tokens: int,
+        default_temperature: float = 1.0,
         aliases: dict[str, str] | None = None,
         reuse: ReuseEngine | None = None,
         reuse_meter: Meter | None = None,
@@ -93,6 +94,7 @@ class Gateway(Routing, Embedding):
         self.metrics = metrics or Metrics()
         self.clock = clock or SystemClock()
         self.default_max_tokens = default_max_tokens
+        self.default_temperature = default_temperature
         self.aliases = aliases or {}
         self.reuse = reuse
         self.reuse_meter = shared(reuse_meter) if reuse_meter is not None else None

@@ -93,7 +93,7 @@ class Reusing(Metering, Admission):
             return
         asker = self.asker(ctx, req) or ctx.tenant.name
         if buf.limits.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
-            await buf.admit_novel(ctx.tenant.name)  # raises 429
+            await buf.admit_novel(ctx.tenant.name, req.temperature)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         key = variants_key(lookup.key.exact, req.temperature)
         requires = model_requirement(backend.name, backend.version)
@@ -115,7 +115,7 @@ class Reusing(Metering, Admission):
             lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
             lookup.unchecked = False  # a variant is no stored answer: recorded as it is
             return
-        await buf.admit_novel(ctx.tenant.name)
+        await buf.admit_novel(ctx.tenant.name, req.temperature)
         lookup.novel = True
 
     @staticmethod

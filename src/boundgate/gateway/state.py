@@ -27,6 +27,7 @@ class GatewayState(ABC):
 
     backends: dict[str, Backend]
     default_max_tokens: int
+    default_temperature: float  # a request's that gives none (reuse.default_temperature)
     limiter: Limiter
     reasoning: ReasoningSettings
     reuse: ReuseEngine | None

@@ -136,8 +136,10 @@ class CreativityBuffer:
     def _counter(tenant: str) -> str:
         return f"novel:{tenant}"
 
-    async def admit_novel(self, tenant: str) -> None:
-        """Count one fresh above-dial generation, or raise 429 if the budget is spent."""
+    async def admit_novel(self, tenant: str, temperature: float | None = None) -> None:
+        """Count one fresh above-dial generation, or raise 429 if the budget is spent.
+        ``temperature``: the request's, named in the 429's message (a trial's client that
+        left it out, OpenAI's default 1, did not know why it was counted)."""
         budget = self.limits.novelty_per_day
         if not budget:
             return
@@ -145,9 +147,17 @@ class CreativityBuffer:
         day = int(now // DAY_S)
         claim = Claim(self._counter(tenant), float(day * DAY_S), 1, budget)
         if await self.store.reserve(uuid.uuid4().hex, [claim], now) is not None:
+            why = "" if temperature is None else f" (this request's temperature: {temperature:g})"
+            # with "reject" no variant is ever served: a trial read "no variant is left" as one
+            # that might be
+            left = (
+                " and no pre-generated variant is left for this prompt"
+                if self.limits.novelty_exhausted == "variants"
+                else ""
+            )
             raise RateLimitError(
-                f"tenant {tenant!r} has used its {budget} fresh creative generations for today "
-                "and no pre-generated variant is left for this prompt",
+                f"tenant {tenant!r} has used its {budget} fresh creative generations (answers "
+                f"generated above the temperature dial{why}) for today{left}",
                 code=ErrorCode.NOVELTY_BUDGET_EXHAUSTED,
                 retry_after=(day + 1) * DAY_S - now,
             )

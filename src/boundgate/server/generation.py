@@ -82,7 +82,10 @@ def generation_request(
     return GenerationRequest(
         model=params.model or gateway.default_model,
         max_tokens=max_tokens or params.max_tokens or 0,
-        temperature=1.0 if params.temperature is None else params.temperature,
+        # left out: OpenAI's default (1), unless the operator set reuse.default_temperature
+        temperature=gateway.default_temperature
+        if params.temperature is None
+        else params.temperature,
         top_p=1.0 if params.top_p is None else params.top_p,
         stop=params.stop_list(),
         seed=params.seed,

@@ -25,6 +25,16 @@ class ReuseSettings(_Section):
         le=2,
         description="The temperature dial: requests above it are novel (never reused or stored).",
     )
+    default_temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="The temperature a request that gives none is generated at. Unset: "
+        "OpenAI's default, 1, which is above the dial, so such a request is novel (never "
+        "reused or stored) and counts against limits.novelty_per_day. At or below "
+        "max_temperature (0: greedy) requests that leave temperature out are reused like "
+        "those that give it; a request that gives it is generated as it says.",
+    )
     error_bound: float = Field(
         0.01,
         gt=0,
