@@ -198,6 +198,37 @@ def test_a_bad_environment_value_is_blamed_on_its_variable_not_the_file(
     assert "limits.rpm: Input should be a valid integer" in said and said.count("set by") == 1
 
 
+def test_a_table_made_by_the_environment_alone_and_a_check_across_sections_name_the_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's trial: ``BOUNDGATE_MODELS__BIG_ONEE__TIMEOUT_S=5`` (a misspelled model)
+    and ``BOUNDGATE_ROUTING__LADDERS__DEFAULT=…,nosuch`` were both "invalid configuration
+    (gw.toml)", the variables never named."""
+    cfg = write_config(
+        tmp_path / "gw.toml",
+        '[models.fake]\nbackend = "fake"\ndefault = true\n'
+        '[models.big_one]\nbackend = "fake"\n[routing.ladders]\ndefault = ["fake", "big_one"]\n',
+    )
+    assert load_settings(cfg).routing.ladders["default"] == ["fake", "big_one"]
+    monkeypatch.setenv("BOUNDGATE_MODELS__BIG_ONEE__TIMEOUT_S", "5")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    said = " ".join(str(info.value).split())
+    assert said.startswith("invalid configuration (environment):"), said
+    assert (
+        "models.big_onee is only in the environment (BOUNDGATE_MODELS__BIG_ONEE__TIMEOUT_S); "
+        "did you mean 'big_one'?" in said
+    ), said
+    monkeypatch.delenv("BOUNDGATE_MODELS__BIG_ONEE__TIMEOUT_S")
+    monkeypatch.setenv("BOUNDGATE_ROUTING__LADDERS__DEFAULT", "fake,nosuch")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    said = " ".join(str(info.value).split())
+    assert said.startswith("invalid configuration (environment):"), said
+    assert "'nosuch' is not a configured model" in said
+    assert "set by the environment variable BOUNDGATE_ROUTING__LADDERS__DEFAULT" in said
+
+
 def test_an_environment_value_refused_is_named_alone_and_told_nothing_of_quotes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

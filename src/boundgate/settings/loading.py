@@ -439,6 +439,49 @@ def _keys_at(loc: tuple[int | str, ...]) -> list[str]:
     return []
 
 
+_NAMED_SETTING = re.compile(r"(?:Value error, )?([a-z_][a-z0-9_]*(?:\.[A-Za-z0-9_-]+)+)[\[:]")
+
+
+def _setting_path(loc: tuple[int | str, ...], msg: str) -> list[str]:
+    """The setting an error is about: its location, or for an error of the whole settings (a
+    check across sections) the dotted setting its message opens with ("routing.ladders.
+    default[1]: …"); [] when neither says."""
+    if loc:
+        return [str(p) for p in loc]
+    named = _NAMED_SETTING.match(msg)
+    return named.group(1).split(".") if named else []
+
+
+def _given_by_env(parts: list[str], data: dict[str, Any]) -> str:
+    """What the environment has to do with the setting at ``parts``, as the tail of its error
+    line ("" if nothing): the variable that sets it or a table above it, or the variables
+    that alone make a table the file does not have (a trial's misspelled
+    ``BOUNDGATE_MODELS__BIG_ONEE__TIMEOUT_S=5`` made a model ``big_onee`` without a backend,
+    and the error named the file)."""
+    for i in range(len(parts), 0, -1):
+        variable = _spelled(_env_name(parts[:i]))
+        if variable in os.environ:
+            return f"; set by the environment variable {variable}"
+    for i in range(len(parts) - 1, 1, -1):
+        prefix = _env_name(parts[:i]).lower() + "__"
+        entries = sorted(k for k in os.environ if k.lower().startswith(prefix))
+        if entries and not _in_file(data, tuple(parts[:i])):
+            table = ".".join(parts[:i])
+            said = f"; {table} is only in the environment ({', '.join(entries)})"
+            siblings = _node(data, parts[: i - 1])
+            close = difflib.get_close_matches(parts[i - 1], list(siblings), n=1)
+            return said + (f"; did you mean {close[0]!r}?" if close else "")
+    return ""
+
+
+def _node(data: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The file's table at ``parts`` ({} where it has none)."""
+    node: Any = data
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
 def _format_validation_error(
     err: ValidationError, origin: str, data: dict[str, Any] | None = None
 ) -> str:
@@ -451,11 +494,8 @@ def _format_validation_error(
         msg = e["msg"]
         # a value the environment gave (it overrides the file): name the variable, or an
         # operator searches a file that is right (a trial's BOUNDGATE_SERVER__PORT=abc)
-        variable = _spelled(_env_name([str(p) for p in e["loc"]])) if e["loc"] else ""
-        given_by = ""
-        if variable in os.environ:
-            given_by = f"; set by the environment variable {variable}"
-            from_env += 1
+        given_by = _given_by_env(_setting_path(e["loc"], msg), data or {})
+        from_env += bool(given_by)
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
             close = difflib.get_close_matches(str(e["loc"][-1]), _keys_at(e["loc"][:-1]), n=1)
