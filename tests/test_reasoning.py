@@ -87,8 +87,8 @@ def test_each_effort_maps_to_its_cap_on_each_kind_of_model(tmp_path: Path, effor
     assert req.max_reasoning_tokens == cap and req.passthrough["reasoning_effort"] == effort
     req = request(3)
     assert gw.reasoning_cap(local, req) == min(cap, 3)  # never more than max_tokens
-    req = request()  # upstream: the effort goes along; its worst case is max_tokens
-    assert gw.reasoning_cap(upstream, req) == 100
+    req = request()  # upstream: the effort goes along; its worst case is max_tokens, or none
+    assert gw.reasoning_cap(upstream, req) == (0 if effort == "none" else 100)
     assert req.max_reasoning_tokens is None and req.passthrough["reasoning_effort"] == effort
     req = request()  # not a reasoning model: ignored, and not sent on
     assert gw.reasoning_cap(plain, req) == 0
@@ -360,6 +360,39 @@ def test_a_key_can_carry_its_own_daily_reasoning_budget(tmp_path: Path) -> None:
         for _ in range(3):
             assert ask(free).status_code == 200
         live.http.close()
+
+
+def test_effort_none_on_an_upstream_reasoning_model_reserves_no_reasoning(tmp_path: Path) -> None:
+    """An operator's trial: an upstream reasoning model's worst case is ``max_tokens`` of
+    reasoning, also for ``reasoning_effort: "none"``, so once a key's math had nearly spent
+    its reasoning budget its requests that may not reason were refused for the rest of the
+    day. "none" reserves nothing; what the upstream reports is charged as before."""
+    with FakeUpstreamServer() as up:
+        up.control.reasoning_tokens = 7
+        extra = f'[models.o-remote]\nbackend = "openai"\nbase_url = "{up.url}"\nreasoning = true\n'
+        settings = fake_settings(tmp_path, extra)
+        settings.server.data_dir.mkdir(parents=True)
+        store = SQLiteStore(settings.db_path)
+        store.open()
+        capped = arun(store.create_key("acme", daily_reasoning_tokens=10)).secret
+        store.close()
+        app = build_app(settings)
+        with ThreadedServer(app) as srv:
+            live = Live(srv, app)
+            h = {"Authorization": f"Bearer {capped}"}
+
+            def ask(**body: object) -> httpx.Response:
+                body = {"messages": MSG, "model": "o-remote", "max_tokens": 8, **body}
+                return live.http.post("/v1/chat/completions", json=body, headers=h)
+
+            assert _reasoning(ask(reasoning_effort="low").json()["usage"]) == 7  # 7 of 10
+            assert_error(ask(reasoning_effort="low"), 429, code="daily_reasoning_budget_exceeded")
+            r = ask(reasoning_effort="none")
+            assert r.status_code == 200, r.text
+            assert up.control.last_body is not None
+            assert up.control.last_body["reasoning_effort"] == "none"
+            assert live.ledger()[r.headers["x-request-id"]].reasoning_tokens == 0
+            live.http.close()
 
 
 def test_a_reasoning_cap_larger_than_the_whole_reasoning_budget_is_a_400(tmp_path: Path) -> None:

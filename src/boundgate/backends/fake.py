@@ -307,14 +307,16 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         # and reused for larger limits); at exactly the limit the model stops there too
         ended = "length" if len(words) == max_tokens else "stop"
         text = "".join(words)
-        completion_tokens = len(words) + ctl.reasoning_tokens
+        # "none" asks for no reasoning, and OpenAI's models that take it reason for none
+        reasoned = 0 if body.get("reasoning_effort") == "none" else ctl.reasoning_tokens
+        completion_tokens = len(words) + reasoned
         usage: dict[str, Any] = {
             "prompt_tokens": max(1, len(question) // 4),
             "completion_tokens": completion_tokens,
             "total_tokens": max(1, len(question) // 4) + completion_tokens,
         }
-        if ctl.reasoning_tokens:
-            usage["completion_tokens_details"] = {"reasoning_tokens": ctl.reasoning_tokens}
+        if reasoned:
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoned}
         created = int(time.time())
         cid = "fake-" + hashlib.sha256(question.encode()).hexdigest()[:8]
         obj = "chat.completion" if chat else "text_completion"

@@ -132,7 +132,11 @@ class Admission(GatewayState):
         reuse scope) and 0 returned. A local reasoning model gets the effort's cap from
         ``[reasoning].effort_tokens`` as ``max_reasoning_tokens``, which it enforces; an
         upstream one gets the effort as ``reasoning_effort``, a hint it may exceed, so its
-        worst case is ``max_tokens``.
+        worst case is ``max_tokens``, except ``"none"``: no reasoning (OpenAI's models that
+        take it do not reason; those that do not refuse it), so nothing is reserved, and
+        what such an upstream reports all the same is charged as it is read. Reserving
+        ``max_tokens`` for it refused a key's non-reasoning traffic (``auto``'s lookups)
+        once its reasoning budget was nearly spent (an operator's trial).
         """
         effort = req.passthrough.pop("reasoning_effort", None)
         if not backend.reasoning:
@@ -141,7 +145,7 @@ class Admission(GatewayState):
         effort = effort or self.reasoning.default_effort
         req.passthrough["reasoning_effort"] = effort
         if backend.remote:
-            return req.max_tokens
+            return 0 if effort == "none" else req.max_tokens
         req.max_reasoning_tokens = self.reasoning.cap(effort)
         return min(req.max_reasoning_tokens, req.max_tokens)
 
