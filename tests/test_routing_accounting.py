@@ -267,6 +267,27 @@ def test_a_failed_climb_ledgers_the_rungs_that_ran_and_every_rung_tried(gw: Gate
     assert used == row.prompt_tokens + row.completion_tokens
 
 
+def test_a_rung_on_a_server_that_fails_before_any_output_is_charged_no_prompt(gw: Gateway) -> None:
+    """An operator's trial: an ``auto`` rung on an upstream that answered 500 was charged its
+    prompt (11 tokens at the estimate), where the same upstream's 502 asked directly was
+    charged none. A backend that does not report its start (an upstream server) and fails
+    before any output counts no prompt on a rung either, as on a request."""
+    for name in ("medium", "large"):
+        fake(gw, name).reports_start = False  # as an upstream server: no start to report
+    acme = Tenant("acme", daily_tokens=10_000)
+
+    async def main() -> tuple[LedgerRow, int]:
+        ctx = gw.context(acme, "/v1/chat/completions")
+        with pytest.raises(ServiceUnavailableError):
+            await gw.complete(ctx, auto(FAILING))
+        return await row_of(gw, ctx.request_id), await used_today(gw, "acme")
+
+    row, used = arun(main())
+    assert row.route == "small;escalated=length, medium;escalated=error, large;failed"
+    assert row.prompt_tokens == answer_tokens(FAILING) - MAX_TOKENS  # the small rung's only
+    assert used == row.prompt_tokens + row.completion_tokens
+
+
 # --- a client that leaves ---------------------------------------------------------------------
 
 

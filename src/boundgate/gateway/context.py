@@ -124,6 +124,22 @@ def estimated_prompt_tokens(backend: Backend, req: GenerationRequest) -> int:
     return req.text_bytes() // 4 + backend.template_tokens(req)
 
 
+def cut_short_usage(
+    backend: Backend, req: GenerationRequest, produced: int, *, failed: bool
+) -> Usage:
+    """The usage of a generation the model had started on (its meter's span begun) that ended
+    before it reported any, after ``produced`` tokens: its prompt at the estimate
+    (``estimated_prompt_tokens``), the tokens produced, as reasoning on a reasoning model
+    (``cut_short_reasoning``). A failure (``failed``) before any output from a backend that
+    does not report its start (an upstream server: refused, or a 500) counts no prompt: it
+    may never have been read. The same for a request and for a rung of ``auto`` (an
+    operator's trial saw a failed rung charged 11 prompt tokens where the same upstream's 502
+    called directly was charged none)."""
+    started = produced > 0 or backend.reports_start or not failed
+    prompt = estimated_prompt_tokens(backend, req) if started else 0
+    return Usage(prompt, produced, cut_short_reasoning(backend, req, produced))
+
+
 def hit_usage(backend: Backend, req: GenerationRequest, entry: StoredEntry) -> Usage:
     """The usage a reused answer (``entry``, a hit of any kind) reports to the request ``req``
     it serves on ``backend``, as OpenAI reports usage: ``prompt_tokens`` the prompt this

@@ -16,7 +16,12 @@ from ..energy import EnergyReport, GenerationSpan, Measurement, Span, Work, comb
 from ..errors import BoundgateError, ModelNotFoundError
 from ..reuse.lookup import Lookup
 from ..store import LedgerRow
-from .context import RequestContext, cut_short_reasoning, estimated_prompt_tokens
+from .context import (
+    RequestContext,
+    cut_short_reasoning,
+    cut_short_usage,
+    estimated_prompt_tokens,
+)
 from .state import GatewayState
 
 
@@ -164,10 +169,7 @@ class Metering(GatewayState):
         if gen.token is not None:
             open_row = self.ledger.opened(ctx.request_id)
             produced = open_row.completion_tokens if open_row is not None else 0
-            reasoned = cut_short_reasoning(backend, req, produced)
-            started = produced > 0 or backend.reports_start or not failed
-            prompt = estimated_prompt_tokens(backend, req) if started else 0
-            usage = Usage(prompt, produced, reasoned)
+            usage = cut_short_usage(backend, req, produced, failed=failed)
             m = combine(self._measure(gen, backend, usage), lookup_m)
         return usage, self._report(m, ctx)
 

@@ -22,8 +22,7 @@ from .context import (
     Finished,
     RequestContext,
     Result,
-    cut_short_reasoning,
-    estimated_prompt_tokens,
+    cut_short_usage,
     hit_usage,
     refuse_over_context,
     worst_case_tokens,
@@ -123,8 +122,8 @@ class Routing(Reusing):
                 climb.ran(lookup_m)
                 raise
             produced = note.completion_tokens - before if note is not None else 0
-            reasoned = cut_short_reasoning(backend, req, produced)
-            partial = Usage(estimated_prompt_tokens(backend, req), produced, reasoned)
+            failed = not isinstance(exc, asyncio.CancelledError)
+            partial = cut_short_usage(backend, req, produced, failed=failed)
             climb.ran(combine(self._measure(gen, backend, partial), lookup_m), partial)
             self.ledger.processed(backend.name, partial)
             raise
