@@ -141,6 +141,20 @@ def test_only_if_cached_serves_a_stored_answer_or_a_504_without_running_the_mode
     assert hit.status_code == 200 and hit.headers["x-boundgate-reuse"] == "hit-exact"
     row = fake_live.ledger()[r.headers["x-request-id"]]
     assert row.status == 504 and row.error_code == "not_stored"
+    # the OpenAI SDK retries a 5xx unless told not to: an SDK trial's one miss was asked
+    # three times; it is asked once, and the SDK raises at once
+    import openai
+
+    before = len(fake_live.ledger())
+    with pytest.raises(openai.InternalServerError) as info:
+        fake_live.openai().chat.completions.create(
+            model="fake",
+            messages=[{"role": "user", "content": "Never asked before?"}],
+            temperature=0,
+            extra_headers=only,
+        )
+    assert info.value.response.headers["x-should-retry"] == "false"
+    assert len(fake_live.ledger()) == before + 1
 
 
 def test_a_request_at_temperature_0_is_not_served_a_sampled_answer(fake_live: Live) -> None:

@@ -196,6 +196,11 @@ class NotStoredError(BoundgateError):
     type = "server_error"  # as every 5xx (docs/api.md)
     default_code: str | None = ErrorCode.NOT_STORED
 
+    def headers(self) -> dict[str, str]:
+        # the OpenAI SDKs retry every 5xx unless told not to: an SDK trial's one miss became
+        # three requests and 1.4 s of back-off, and nothing is stored the sooner for it
+        return {**super().headers(), "x-should-retry": "false"}
+
 
 class UpstreamClientError(BoundgateError):
     """A 4xx from the upstream (but a 404: an :class:`UpstreamError`), passed through with
