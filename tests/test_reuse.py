@@ -81,6 +81,29 @@ def test_streamed_hit_replays_the_stored_text_in_chunks(fake_live: Live) -> None
     assert events[-1]["boundgate"]["reuse"] == "hit-exact"
 
 
+def test_with_include_usage_every_chunk_but_the_last_has_a_null_usage(fake_live: Live) -> None:
+    """OpenAI's ``stream_options.include_usage``: "All other chunks will also include a usage
+    field, but with a null value" (an SDK trial found the key left out); without it no chunk
+    has the key. Chat and text completions alike."""
+    for path, body in (
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Stream me."}]}),
+        ("/v1/completions", {"prompt": "Stream me."}),
+    ):
+        for include in (True, False):
+            extra = {"stream_options": {"include_usage": True}} if include else {}
+            with fake_live.http.stream(
+                "POST", path, json={**body, "stream": True, "temperature": 0.9, **extra}
+            ) as r:
+                lines = [x for x in r.iter_lines() if x.startswith("data: {")]
+                events = [json.loads(x[6:]) for x in lines]
+            assert len(events) > 2, path
+            if include:
+                assert all("usage" in e and e["usage"] is None for e in events[:-1]), path
+                assert events[-1]["usage"]["total_tokens"] > 0 and events[-1]["choices"] == []
+            else:
+                assert not any("usage" in e for e in events), path
+
+
 def test_cache_control_and_temperature_dial(fake_live: Live) -> None:
     assert ask(fake_live).headers["x-boundgate-reuse"] == "miss"
     # no-store: neither looked up nor stored

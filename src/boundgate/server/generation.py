@@ -153,6 +153,10 @@ async def stream(
         "model": req.model,
         "system_fingerprint": None,
     }
+    if include_usage:
+        # OpenAI: "All other chunks will also include a usage field, but with a null value"
+        # (stream_options.include_usage; an SDK trial found the key left out)
+        base["usage"] = None
 
     async def body() -> AsyncIterator[bytes]:
         try:
