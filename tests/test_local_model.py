@@ -108,6 +108,30 @@ def test_greedy_generation_is_deterministic(local_live: Live) -> None:
     assert len(texts) == 1
 
 
+def test_a_developer_message_reaches_the_model_as_its_system_message(local_live: Live) -> None:
+    """An SDK trial: SmolLM2's template names no ``developer`` role, so a developer message
+    (OpenAI's system message under its newer name) was written as a ``developer`` turn after
+    the template's default system prompt (43 prompt tokens against 21) and answered
+    otherwise. It is the system message now: the same prompt, the same greedy answer."""
+    client = local_live.openai()
+
+    def ask(role: str) -> Any:
+        return client.chat.completions.create(
+            model="smollm2-135m",
+            messages=[
+                {"role": role, "content": "Answer only in Spanish."},  # type: ignore[misc,list-item]
+                {"role": "user", "content": "What is a good name for a pet goldfish?"},
+            ],
+            max_tokens=8,
+            temperature=0,
+        )
+
+    system, developer = ask("system"), ask("developer")
+    assert system.usage is not None and developer.usage is not None
+    assert developer.usage.prompt_tokens == system.usage.prompt_tokens
+    assert developer.choices[0].message.content == system.choices[0].message.content
+
+
 def test_chat_stream_with_usage_and_energy(local_live: Live) -> None:
     client = local_live.openai()
     stream = client.chat.completions.create(

@@ -200,6 +200,9 @@ class LlamaCppBackend(Backend):
         self._explicit_params = params_b is not None
         self._llm: Any = None
         self._formatter: Any = None
+        # whether the chat template names a "developer" role (else such a message is given
+        # to it as the system message it stands for: ``chat_messages``)
+        self._developer_role = False
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._busy = False
@@ -225,6 +228,7 @@ class LlamaCppBackend(Backend):
             verbose=False,
         )
         template = llm.metadata.get("tokenizer.chat_template")
+        self._developer_role = "developer" in (template or "")
         if template:
             eos_id = llm.token_eos()
             bos_id = llm.token_bos()
@@ -320,13 +324,27 @@ class LlamaCppBackend(Backend):
         return self._waiting
 
     # --- generation -------------------------------------------------------------------------
+    def chat_messages(self, messages: list[Message]) -> list[dict[str, str]]:
+        """The messages as the chat template takes them (OpenAI's shape; the template decides
+        on names). A ``developer`` message is OpenAI's system message under its newer name
+        ("developer messages replace the previous system messages"), so a template that
+        names no such role gets it as ``system``: SmolLM2's wrote its default system prompt
+        and then a ``<|im_start|>developer`` turn it was never trained on, and answered
+        otherwise than under ``system`` (an SDK trial)."""
+        msgs = [m.openai() for m in messages]
+        if not self._developer_role:
+            for m in msgs:
+                if m["role"] == "developer":
+                    m["role"] = "system"
+        return msgs
+
     def _prompt_tokens(self, req: GenerationRequest) -> tuple[list[int], list[str], bool]:
         """The prompt's tokens, the stop strings, and whether the prompt opens the thinking
         (chat templates of reasoning models such as DeepSeek-R1's end with ``<think>``)."""
         llm = self._llm
         stop = list(req.stop)
         if req.messages is not None:
-            msgs = [m.openai() for m in req.messages]  # the chat template decides on names
+            msgs = self.chat_messages(req.messages)
             if self._formatter is None:
                 text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
                 return llm.tokenize(text.encode(), add_bos=True, special=False), stop, False
