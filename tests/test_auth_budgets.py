@@ -21,6 +21,7 @@ from helpers import (
     charged_today,
     counted,
     fake_settings,
+    wait_until,
     write_config,
 )
 
@@ -516,6 +517,46 @@ def test_keys_create_with_its_store_named_notes_the_new_store_without_advice(
         said = " ".join(r.stderr.split())
         assert said.startswith("note: the SQLite store") and "it was created here" in said, said
         assert "warning" not in said and "--config" not in said
+
+
+def test_a_request_refused_by_a_full_model_queue_does_not_count_against_the_rate(
+    tmp_path: Path,
+) -> None:
+    """An SDK trial (queue size 1, rpm 6): two 503 ``overloaded`` refusals, which the model
+    never started on, took two of the key's six requests of the minute, and the SDK retries
+    a 503 by itself. A request the model never started on is given its slot back, as a
+    request the daily budget refuses is, streamed or not."""
+    import threading
+
+    from boundgate.backends.fake import FakeBackend
+
+    settings = fake_settings(tmp_path)
+    settings.server.data_dir.mkdir(parents=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    secret = arun(store.create_key("acme", rpm=2)).secret
+    store.close()
+    busy = FakeBackend(
+        "fake", serialize=True, queue_size=0, token_delay_s=0.05, answers=lambda q: "w " * 40
+    )
+    app = build_app(settings, backends={"fake": busy})
+    h = {"Authorization": f"Bearer {secret}"}
+
+    def ask(http: httpx.Client, content: str, **extra: Any) -> httpx.Response:
+        body = {"messages": [{"role": "user", "content": content}], "temperature": 0.9}
+        return http.post("/v1/chat/completions", json={**body, **extra}, headers=h)
+
+    with ThreadedServer(app) as srv, httpx.Client(base_url=srv.base_url, timeout=60) as http:
+        first: list[httpx.Response] = []
+        running = threading.Thread(target=lambda: first.append(ask(http, "a long one")))
+        running.start()
+        wait_until(lambda: busy._lock is not None and busy._lock.locked())
+        for extra in ({}, {"stream": True}):
+            assert_error(ask(http, "refused", **extra), 503, code="overloaded")
+        running.join()
+        assert first[0].status_code == 200
+        assert ask(http, "the second of the minute").status_code == 200
+        assert_error(ask(http, "the third"), 429, code="rate_limit_exceeded")
 
 
 def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ class FakeBackend(Backend):
     generation takes the next number n, if any, and fails with a 503 after n tokens (a model
     that goes away mid-answer). ``serialize`` makes it run one generation at a time, the
     others waiting their turn, as ``LlamaCppBackend`` does; either way it calls the request's
-    ``on_start`` when its generation starts (after any wait). With ``clock``, each token
+    ``on_start`` when its generation starts (after any wait); with ``queue_size`` too, a
+    generation that finds one running and ``queue_size`` waiting is refused with a 503 before
+    it starts, as ``LlamaCppBackend``'s full queue refuses it. With ``clock``, each token
     advances that fake clock by ``token_delay_s`` instead of sleeping."""
 
     kind = "fake"
@@ -91,6 +93,7 @@ class FakeBackend(Backend):
         answers: Callable[[str], str] | None = None,
         logprobs: Callable[[str], float] | None = None,
         serialize: bool = False,
+        queue_size: int | None = None,
         clock: FakeClock | None = None,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
@@ -105,6 +108,7 @@ class FakeBackend(Backend):
         self.token_delay_s = token_delay_s
         self.clock = clock
         self._lock = asyncio.Lock() if serialize else None
+        self.queue_size = queue_size
         self._waiting = 0
         self.calls = 0
         self.meanings: dict[str, str] = {}  # question → meaning: same meaning, same answer
@@ -133,6 +137,11 @@ class FakeBackend(Backend):
             async for chunk in self._generate(req, cancel):
                 yield chunk
             return
+        if self.queue_size is not None and self._lock.locked():
+            if self._waiting >= self.queue_size:
+                raise ServiceUnavailableError(
+                    "the fake model is busy and its queue is full; retry later", retry_after=1
+                )
         self._waiting += 1
         try:
             await self._lock.acquire()

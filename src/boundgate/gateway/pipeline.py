@@ -231,6 +231,8 @@ class Gateway(Routing, Embedding):
             # the generation failed: its row carries what ran, as a cancelled one's does
             whole = (usage, m) if m is not None else None
             usage, energy = self._cut_short(ctx, req, backend, gen, lookup_m, whole, failed=True)
+            if gen.token is None:  # the model never started on it (its queue was full)
+                await self.limiter.uncount(reservation)
             await self.record_error(ctx, err, req, usage=usage, energy=energy, lookup=lookup)
             raise
         except asyncio.CancelledError:
@@ -350,6 +352,8 @@ class Gateway(Routing, Embedding):
                 if metered.token is not None:  # the model had started on it
                     m = self._measure(metered, backend, usage)
             spent = self._report(combine(m, lookup_m) if m is not None else lookup_m, ctx)
+            if metered.token is None:  # the model never started on it (its queue was full)
+                await self.limiter.uncount(reservation)
             await self.record_error(
                 ctx, err, req, stream=True, usage=usage, energy=spent, lookup=lookup
             )
