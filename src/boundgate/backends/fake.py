@@ -137,11 +137,11 @@ class FakeBackend(Backend):
             async for chunk in self._generate(req, cancel):
                 yield chunk
             return
-        if self.queue_size is not None and self._lock.locked():
-            if self._waiting >= self.queue_size:
-                raise ServiceUnavailableError(
-                    "the fake model is busy and its queue is full; retry later", retry_after=1
-                )
+        full = self.queue_size is not None and self._waiting >= self.queue_size
+        if full and self._lock.locked():
+            raise ServiceUnavailableError(
+                "the fake model is busy and its queue is full; retry later", retry_after=1
+            )
         self._waiting += 1
         try:
             await self._lock.acquire()
