@@ -43,8 +43,9 @@ tokens), so it is counted per minute while it looks for one; when none serves it
 per-minute slot is given back (:meth:`Limiter.uncount`): a refused request never counts
 against the rate; nor does one a local model refused before it started on it (its queue
 full: 503 ``overloaded``, which the OpenAI SDKs retry by themselves). A request larger than
-a whole budget, which no wait makes room for, is the gateway's 400 ``invalid_value`` rather than a 429 (``Gateway._beyond_budget``). Keys (and
-tenants) without limits (all 0) never touch the store.
+a whole budget, which no wait makes room for, is the gateway's 400 ``invalid_value`` rather
+than a 429 (``Gateway._beyond_budget``). Keys (and tenants) without limits (all 0) never touch
+the store.
 """
 
 from __future__ import annotations
