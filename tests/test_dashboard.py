@@ -377,9 +377,34 @@ def test_a_batch_run_in_clean_hours_shows_its_saving(open_dash: Seeded) -> None:
         body = json.loads(asyncio.run(store.batches())[0][3])["boundgate"]
         assert body["shifting_saved_g"] > 0  # planned into the afternoon dip
         html = b.get("/dashboard").text
-        assert "Saved by shifting" in html and "1 batch run in cleaner hours" in html
+        assert "Saved by shifting" in html and "1 batch: their carbon at submission" in html
+        assert ", cleaner</dd>" in html
         grid = b.get("/dashboard/grid").text
         assert batch_id in grid and "1/1" in grid
+
+
+def test_a_batch_that_ran_in_dirtier_hours_is_not_called_cleaner(open_dash: Seeded) -> None:
+    """An auditor's finding: a batch whose hours turned out dirtier than at submission (the
+    forecast missed: ``shifting_saved_g`` < 0) was shown as "run in cleaner hours", styled as
+    good news. The card says what the figure is, and which way it went."""
+    gw = open_dash.live.gateway
+    now = open_dash.clock.time()
+    body = {
+        "id": "batch_dirtier",
+        "status": "completed",
+        "created_at": int(now) - 600,
+        "completed_at": int(now) - 60,
+        "request_counts": {"total": 3, "completed": 3, "failed": 0},
+        "boundgate": {"state": "done", "started_at": "2023-06-01T12:00:00Z",
+                      "carbon_g": 0.25, "shifting_saved_g": -0.002},
+    }  # fmt: skip
+    asyncio.run(gw.store.put_batch("batch_dirtier", "acme", now - 600, json.dumps(body)))
+    with browser(open_dash.live) as b:
+        html = b.get("/dashboard?range=24h").text
+    at = html.index("Saved by shifting")
+    card = html[html.rindex('<div class="card', 0, at) : html.index("</div>", at)]
+    assert "cleaner" not in card and "dirtier than forecast" in card, card
+    assert 'class="card good"' not in card
 
 
 def test_a_batch_that_ran_shows_its_carbon_however_it_ended(open_dash: Seeded) -> None:
