@@ -23,8 +23,11 @@ def test_grid_and_plan_commands(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "gCO2e/kWh" in res.output and "historical" in res.output
     res = runner.invoke(cli, ["grid", "forecast", "--hours", "6"])
     assert res.exit_code == 0 and res.output.count("cleanest") == 1
+    # the data's attribution where its values are shown (an auditor's trial: only `grid now`)
+    assert "source: bundled:Electricity Maps (ODbL 1.0)" in res.output
     res = runner.invoke(cli, ["schedule", "plan", "--duration", "2h", "--window", "12h"])
     assert res.exit_code == 0 and "start:" in res.output and "if started now" in res.output
+    assert "source: bundled:Electricity Maps (ODbL 1.0)" in res.output
     res = runner.invoke(cli, ["schedule", "plan", "--duration", "5h", "--window", "2h"])
     assert res.exit_code == 2
     res = runner.invoke(cli, ["schedule", "plan", "--window", "100000h"])  # planned 1206 h out

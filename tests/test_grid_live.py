@@ -128,6 +128,9 @@ def test_gateway_uses_a_live_source_and_reports_it(grid: FakeGridServer, tmp_pat
             json={"messages": [{"role": "user", "content": "hi"}], "temperature": 0},
         )
         assert r.json()["boundgate"]["grid_gco2_per_kwh"] == 111.0
+        # where it came from, beside it (an auditor's trial: the bundled data's values were
+        # shown without their attribution)
+        assert r.json()["boundgate"]["grid_source"] == "electricitymaps"
         live.http.close()
 
 

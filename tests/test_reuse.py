@@ -26,6 +26,13 @@ def ask(live: Live, content: str = Q, **kw: Any) -> Any:
     return live.http.post("/v1/chat/completions", json=body, headers=headers)
 
 
+def test_the_bundled_intensity_is_reported_with_its_attribution(fake_live: Live) -> None:
+    """An auditor's trial: ``grid_gco2_per_kwh`` came from Electricity Maps' data (ODbL 1.0)
+    with no source beside it; ``grid_source`` names it, on every completion."""
+    info = ask(fake_live).json()["boundgate"]
+    assert info["grid_source"].startswith("bundled:Electricity Maps (ODbL 1.0) ")
+
+
 def test_second_ask_is_an_exact_hit_with_honest_avoided_energy(fake_live: Live) -> None:
     first = ask(fake_live)
     assert first.status_code == 200

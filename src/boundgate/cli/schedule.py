@@ -118,6 +118,22 @@ def grid_now(config: ConfigOpt = None, zone: ZoneOpt = None) -> None:
     out.print(f"method: {i.method}; source: {i.source}", highlight=False)
 
 
+def _print_source(source: Any, zone: str) -> None:
+    """The line naming where the intensities came from (the current hour's source: the
+    bundled data's attribution, Electricity Maps (ODbL 1.0), or the live provider), as
+    ``grid now`` prints it: an auditor's trial found ``grid forecast`` and ``schedule plan``
+    showing the data's values without it."""
+    from datetime import UTC, datetime
+
+    from . import out
+
+    try:
+        named = source.intensity(zone, datetime.now(tz=UTC)).source
+    except ValueError:  # the caller has said why already
+        return
+    out.print(f"source: {named}", highlight=False)
+
+
 @grid_app.command("forecast")
 def grid_forecast(
     config: ConfigOpt = None,
@@ -145,6 +161,7 @@ def grid_forecast(
         at = datetime.fromtimestamp((int(now // 3600) + k) * 3600, tz=UTC)
         table.add_row(f"{at:%Y-%m-%d %H:00}", f"{v:.1f}", "← cleanest" if k == best else "")
     out.print(table)
+    _print_source(source, zone)
 
 
 class JobState(enum.StrEnum):
@@ -266,6 +283,7 @@ def schedule_plan(
     compare(carbon.forecast(now, w), "gCO2e/kWh")
     if isinstance(policy, MixedStart):
         compare(policy.price_forecast(now, w), policy.price.column)
+    _print_source(source, zone)
 
 
 KeyOpt = Annotated[str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")]

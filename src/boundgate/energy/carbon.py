@@ -32,6 +32,9 @@ class EnergyReport:
     gco2_high: float
     zone: str
     gco2_per_kwh: float
+    # where the intensity came from (``Intensity.source``: the bundled data with its
+    # attribution, "bundled:Electricity Maps (ODbL 1.0) 2023", or a live provider)
+    grid_source: str = ""
 
     def headers(self) -> dict[str, str]:
         return {
@@ -51,6 +54,7 @@ class EnergyReport:
             "carbon_range_g": [self.gco2_low, self.gco2_high],
             "grid_zone": self.zone,
             "grid_gco2_per_kwh": self.gco2_per_kwh,
+            "grid_source": self.grid_source,
         }
 
 
@@ -64,8 +68,18 @@ class EnergyReporter:
 
     def report(self, m: Measurement, at: float) -> EnergyReport:
         when = datetime.fromtimestamp(at, tz=UTC)
-        intensity = self.carbon.intensity(self.zone, when).gco2_per_kwh
+        point = self.carbon.intensity(self.zone, when)
+        intensity = point.gco2_per_kwh
         g, g_low, g_high = carbon_g(m, intensity)
         return EnergyReport(
-            m.wh, m.wh_low, m.wh_high, m.method, g, g_low, g_high, self.zone, intensity
+            m.wh,
+            m.wh_low,
+            m.wh_high,
+            m.method,
+            g,
+            g_low,
+            g_high,
+            self.zone,
+            intensity,
+            point.source,
         )

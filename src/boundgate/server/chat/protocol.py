@@ -492,6 +492,10 @@ class EnergyInfo(BaseModel):
     carbon_range_g: list[float] = Field(min_length=2, max_length=2)
     grid_zone: str
     grid_gco2_per_kwh: float
+    grid_source: str = Field(
+        description="where the intensity came from: the bundled data with its attribution "
+        "(bundled:Electricity Maps (ODbL 1.0) 2023) or the live provider"
+    )
     # set on generations that went through the reuse layer
     reuse: str | None = Field(None, description="hit-exact, hit-semantic, miss, bypass, …")
     document_id: str | None = None
