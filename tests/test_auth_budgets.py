@@ -559,6 +559,48 @@ def test_a_request_refused_by_a_full_model_queue_does_not_count_against_the_rate
         assert_error(ask(http, "the third"), 429, code="rate_limit_exceeded")
 
 
+def test_keys_rotate_carries_todays_usage_and_limits_over_and_revokes_the_old_key(
+    tmp_path: Path,
+) -> None:
+    """An operator's trial: there was no way to rotate a key but to create another by hand,
+    typing its limits again, and the new key started the day at 0 of its budget (limits are
+    a key's): a tenant at 186 of 300 tokens got 300 more. ``keys rotate`` makes the new key
+    with the old one's tenant and limits, carries today's tokens over and revokes the old."""
+    from typer.testing import CliRunner
+
+    from boundgate.cli import app as cli
+    from boundgate.store.keys import key_id_of
+
+    live, keys = keyed_live(tmp_path, daily_tokens=300, rpm=50)
+    try:
+        old = keys["acme"]
+        ok = live.http.post(
+            "/v1/chat/completions",
+            json={"messages": MSG, "max_tokens": 20},
+            headers={"Authorization": f"Bearer {old}"},
+        )
+        assert ok.status_code == 200, ok.text
+        spent = charged_today(live, counted(old))
+        assert spent > 0
+        data_dir = str(tmp_path / "data")  # fake_settings' server.data_dir
+        r = CliRunner().invoke(cli, ["keys", "rotate", old, "--data-dir", data_dir])
+        assert r.exit_code == 0, r.output
+        new = r.stdout.strip()
+        assert new.startswith("bg-") and f"carrying today's {spent} tokens" in r.stderr
+        assert charged_today(live, counted(new)) == spent
+        (key,) = [k for k in arun(live.gateway.store.list_keys()) if k.id == key_id_of(new)]
+        assert (key.tenant, key.daily_tokens, key.rpm, key.admin) == ("acme", 300, 50, False)
+        h_old = {"Authorization": f"Bearer {old}"}
+        h_new = {"Authorization": f"Bearer {new}"}
+        body = {"messages": MSG, "max_tokens": 20}
+        assert live.http.post("/v1/chat/completions", json=body, headers=h_old).status_code == 401
+        assert live.http.post("/v1/chat/completions", json=body, headers=h_new).status_code == 200
+        again = CliRunner().invoke(cli, ["keys", "rotate", old, "--data-dir", data_dir])
+        assert again.exit_code == 2 and "revoked" in again.stderr
+    finally:
+        live.srv_exit(None, None, None)  # type: ignore[attr-defined]
+
+
 def test_embeddings_hold_the_tokens_they_are_charged(tmp_path: Path) -> None:
     """An audit's finding: ``/v1/embeddings`` held the inputs' UTF-8 bytes but was charged
     the model's tokens, [CLS] and [SEP] included: ``["a"] * 900`` held 900 of a budget of

@@ -456,6 +456,34 @@ def test_keys_verify_list_and_revoke(store: Store) -> None:
     assert [k.revoked for k in run(store.list_keys())] == [True, True]
 
 
+def test_rotating_a_key_carries_todays_counters_to_its_successor(store: Store) -> None:
+    """``tenants.rotate_key`` on each store: the successor has the old key's tenant, flag and
+    limits, today's used tokens and reasoning tokens (not yesterday's, not held ones), and
+    the old key is revoked."""
+    from boundgate.tenants import day_window, key_counters, rotate_key
+
+    now = 1_700_000_000.0
+    old = run(store.create_key("acme", rpm=5, daily_tokens=100, daily_reasoning_tokens=9)).key
+    mine, today, yesterday = key_counters(old.id), day_window(now), day_window(now) - 86400
+    run(store.reserve("a", [Claim(f"tokens:{mine}", today, 30, 100)], now))
+    run(store.reserve("b", [Claim(f"reasoning:{mine}", today, 4, 9)], now))
+    run(store.reserve("c", [Claim(f"tokens:{mine}", yesterday, 50, 100)], now - 86400))
+    run(store.reserve("d", [Claim(f"tokens:{mine}", today, 20, 100, 60.0)], now))  # held
+    done = run(rotate_key(store, old, now))
+    assert (done.tokens_today, done.reasoning_tokens_today) == (30, 4)
+    new = done.new.key
+    assert (new.tenant, new.admin, new.rpm, new.daily_tokens, new.daily_reasoning_tokens) == (
+        "acme", False, 5, 100, 9,
+    )  # fmt: skip
+    theirs = key_counters(new.id)
+    assert run(store.counter_state(f"tokens:{theirs}", today, now)).used == 30
+    assert run(store.counter_state(f"reasoning:{theirs}", today, now)).used == 4
+    assert run(store.counter_state(f"tokens:{theirs}", yesterday, now)).used == 0
+    assert run(store.get_key(old.id)).revoked  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="revoked"):
+        run(rotate_key(store, replace(old, revoked=True), now))
+
+
 def test_keys_changed_by_another_instance_are_seen(make_store: Callable[[], Store]) -> None:
     store, other = make_store(), make_store()
     assert run(store.verify_key("bg-0000-x")) is None  # warm any cache first

@@ -55,11 +55,12 @@ import logging
 import uuid
 import weakref
 from dataclasses import dataclass
+from typing import Protocol
 
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
 from .settings import LimitsSettings
-from .store import ApiKey, Claim, Hold, LedgerRow, LimitStore, Release
+from .store import ApiKey, Claim, Hold, KeyStore, LedgerRow, LimitStore, NewKey, Release
 
 DAY_S = 86_400
 RPM_WINDOW_S = 60.0
@@ -120,6 +121,54 @@ class Tenant:
         if self.limits_key is not None:
             return f"key {self.limits_key!r} of tenant {self.name!r}"
         return f"tenant {self.name!r}"
+
+
+_NO_LIMIT = 2**62  # a claim that always fits (the counters are 64-bit integers)
+
+
+class RotatingStore(KeyStore, LimitStore, Protocol):
+    """A store with keys and limit counters (every ``Store`` is one)."""
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What :func:`rotate_key` did: the new key (its secret shown once), and the tokens and
+    reasoning tokens of today it carries over from the old one."""
+
+    new: NewKey
+    tokens_today: int
+    reasoning_tokens_today: int
+
+
+async def rotate_key(store: RotatingStore, old: ApiKey, now: float) -> Rotation:
+    """Replace ``old`` with a new key of the same tenant, admin flag and limits, carrying
+    today's (UTC) used daily tokens and reasoning tokens over to it, then revoke ``old``.
+
+    Limits are a key's and counted per key, so a new key made by hand started the day at 0
+    (an operator's trial: a tenant at 186 of 300 tokens got 300 more by "rotating"). Tokens
+    held by the old key's requests still running settle on the old key's counters (they
+    are not carried); its requests-per-minute window is not carried either (it lasts a
+    minute). Raises ``ValueError`` for a revoked key."""
+    if old.revoked:
+        raise ValueError(f"key {old.id} is revoked; create a new key instead")
+    new = await store.create_key(
+        old.tenant,
+        admin=old.admin,
+        rpm=old.rpm,
+        daily_tokens=old.daily_tokens,
+        daily_reasoning_tokens=old.daily_reasoning_tokens,
+    )
+    window = day_window(now)
+    was, now_is = key_counters(old.id), key_counters(new.key.id)
+    carried = []
+    for counter in (tokens_counter, reasoning_counter):
+        used = (await store.counter_state(counter(was), window, now)).used
+        if used > 0:  # a claim without a hold counts as used at once; no limit to fit under
+            claim = Claim(counter(now_is), window, used, _NO_LIMIT)
+            await store.reserve(uuid.uuid4().hex, [claim], now)
+        carried.append(used)
+    await store.revoke_key(old.id)
+    return Rotation(new, carried[0], carried[1])
 
 
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)

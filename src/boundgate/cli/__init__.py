@@ -618,6 +618,47 @@ def keys_revoke(
     err.print(f"{'already revoked' if before[key_id] else 'revoked'} {key_id}", highlight=False)
 
 
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`), or the key itself.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Replace a key with a new one of the same tenant, admin flag and limits, and revoke it.
+
+    Limits are counted per key, so the new key takes over the old one's tokens and reasoning
+    tokens used today (UTC): rotating does not reset a daily budget. The new key is printed
+    once; requests with the old one get 401 from then on."""
+    import time
+
+    from ..store.keys import key_id_of
+    from ..tenants import rotate_key
+
+    shown = key_id
+    if (inner := key_id_of(key_id)) is not None:
+        key_id = shown = inner
+    elif len(key_id) > 8 and not re.fullmatch(r"[0-9a-f]+", key_id):
+        shown = f"{key_id[:11]}…"  # may be a mistyped secret: not echoed whole
+    with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
+        old = next((k for k in asyncio.run(store.list_keys()) if k.id == key_id), None)
+        if old is None:
+            err.print(f"no such key: {shown} (see `boundgate keys list`)", highlight=False)
+            raise typer.Exit(2)
+        try:
+            done = asyncio.run(rotate_key(store, old, time.time()))
+        except ValueError as exc:
+            err.print(str(exc), highlight=False)
+            raise typer.Exit(2) from None
+    err.print(
+        f"revoked {old.id}; created key {done.new.key.id} for tenant {old.tenant}"
+        f"{' (admin)' if old.admin else ''} with its limits, carrying today's "
+        f"{done.tokens_today} tokens and {done.reasoning_tokens_today} reasoning tokens; "
+        "it is shown once:",
+        highlight=False,
+    )
+    print(done.new.secret)
+
+
 @app.command("settings")
 def show_settings(
     config: ConfigOpt = None,
