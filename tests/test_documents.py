@@ -156,6 +156,55 @@ def test_export_import_round_trip_serves_in_another_gateway(tmp_path: Path) -> N
         srv.__exit__()
 
 
+def test_importing_many_documents_does_not_open_a_file_per_document(tmp_path: Path) -> None:
+    """A trial: each imported document left about 1.7 file descriptors open (a loop, worker
+    threads and a store reader per document), so 600 documents under the usual limit of
+    1,024 ended in a traceback, 503 of them written. The import runs in one loop now: the
+    process's open files do not grow with the file's length."""
+    import os
+    import subprocess
+    import sys
+
+    srv, live = serve(tmp_path / "a", bind_after=1)
+    try:
+        assert ask(live, "alice").headers["x-boundgate-document"].startswith("doc_")
+    finally:
+        live.http.close()
+        srv.__exit__()
+    line = export_from(tmp_path, "a").read_text().strip()
+    many = tmp_path / "many.ndjson"
+    many.write_text("\n".join([line] * 300) + "\n")
+    pub = str(tmp_path / "a" / "data" / binding.PUBLIC_KEY_FILE)
+    b = ["--data-dir", str(tmp_path / "b" / "data")]
+    # in a process allowed 256 open files (the leak needed about 510 for these 300)
+    command = [sys.executable, "-m", "boundgate", "docs", "import", str(many), "--public-key"]
+    res = subprocess.run(
+        ["bash", "-c", 'ulimit -n 256 && exec "$@"', "bash", *command, pub, *b],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "imported 1, already present 299" in res.stdout, res.stdout
+
+
+def test_docs_list_shows_a_question_with_brackets_as_written(tmp_path: Path) -> None:
+    """A trial: a bound question containing "[/b]" crashed `docs list` with a traceback (a
+    closing tag for rich), for every listing, revoked or not, and "[bold red]this[/bold red]"
+    was shown styled, not as written. The CLI's tables are data, never markup."""
+    odd = "Why is [bold red]this[/bold red] text styled, and what does [/b] close?"
+    srv, live = serve(tmp_path / "a", bind_after=1)
+    try:
+        assert ask(live, "alice", content=odd).headers["x-boundgate-document"].startswith("doc_")
+    finally:
+        live.http.close()
+        srv.__exit__()
+    res = CliRunner().invoke(cli, ["docs", "list", "--data-dir", str(tmp_path / "a" / "data")])
+    assert res.exit_code == 0, res.output
+    assert odd in res.output
+
+
 def test_the_readmes_docs_commands_import_into_another_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

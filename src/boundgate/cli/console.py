@@ -29,8 +29,11 @@ class CliConsole(Console):
         self._width, self._height = new_size
 
 
-out = CliConsole()
-err = CliConsole(stderr=True)
+# markup only where a print asks for it (``markup=True``, its data escaped): a table's cells and
+# plain prints are data (a bound document's question, a config's regex), and a trial's question
+# "[/b]" crashed `docs list` while "[a-z]" in a value vanished from `settings`
+out = CliConsole(markup=False)
+err = CliConsole(stderr=True, markup=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

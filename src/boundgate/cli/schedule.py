@@ -225,6 +225,8 @@ def schedule_plan(
     import time
     from datetime import UTC, datetime
 
+    from rich.markup import escape
+
     from ..assembly import build_start_policy
     from ..scheduler.jobs import decide_start
     from ..scheduler.policy import CarbonAwareStart, MixedStart
@@ -252,8 +254,11 @@ def schedule_plan(
         start = decide_start(policy, "plan", now, now + w * 3600, d * 3600)
     except Exception as exc:  # the gateway logs it and starts the job now
         err.print(
-            f"[red]error:[/red] the start policy failed ({type(exc).__name__}: {exc}); "
-            "the gateway would start such a job now",
+            "[red]error:[/red] "
+            + escape(
+                f"the start policy failed ({type(exc).__name__}: {exc}); "
+                "the gateway would start such a job now"
+            ),
             markup=True,
             highlight=False,
         )
