@@ -1164,6 +1164,43 @@ def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> 
     rows = asyncio.run(_documents(b / "data"))
     assert [(r.id, r.state) for r in rows] == [(binding.short_id(kept["@id"]), "active")]
 
+    # a trial: a file of revoked documents only imported nothing and exited 0, creating a
+    # store; a wrapper's state that is no state ("ACTIVE", an object) counted as not active
+    c = tmp_path / "c"
+    only = _write(tmp_path / "revoked.ndjson", {"state": "revoked", "document": dropped})
+    res = runner.invoke(cli, ["docs", "import", str(only), *pub, *_config(c)])
+    assert res.exit_code == 1 and "nothing to import" in res.output, res.output
+    assert not (c / "data" / "boundgate.db").exists()
+    for state in ("ACTIVE", {}):
+        odd = _write(tmp_path / "odd.ndjson", {"state": state, "document": dropped})
+        res = runner.invoke(cli, ["docs", "import", str(odd), *pub, *_config(c)])
+        assert res.exit_code == 1 and "state must be one of" in res.output, res.output
+
+
+def test_a_document_naming_a_member_twice_is_refused_and_integral_decimals_are_integers(
+    tmp_path: Path,
+) -> None:
+    """A trial: a file with an unsigned "name" before the signed one verified valid (Python
+    keeps the last member; RFC 8785, which the signature is over, forbids names given twice),
+    and "bg:askerCount": 3.0, the signed 3 as JCS writes it, was refused."""
+    a = tmp_path / "a"
+    cfg = _config(a)
+    signer = binding.Signer.load_or_create(a / "data")
+    doc = _signed(signer)
+    text = json.dumps(doc)
+    twice = text.replace('"name": ', '"name": "unsigned text", "name": ', 1)
+    assert json.loads(twice) == doc  # what Python's parser alone made of it
+    f = tmp_path / "twice.jsonld"
+    f.write_text(twice)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["docs", "verify", str(f), *cfg])
+    assert res.exit_code == 2 and "duplicate member name 'name'" in res.output, res.output
+    decimals = tmp_path / "decimals.jsonld"
+    decimals.write_text(text.replace('"bg:askerCount": 3', '"bg:askerCount": 3.0'))
+    assert '"bg:askerCount": 3.0' in decimals.read_text()
+    res = runner.invoke(cli, ["docs", "verify", str(decimals), *cfg])
+    assert res.exit_code == 0 and "valid" in res.output, res.output
+
 
 @pytest.mark.parametrize("command", ["list", "export"])
 def test_docs_state_must_be_a_state(tmp_path: Path, command: str) -> None:

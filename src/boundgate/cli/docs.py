@@ -174,7 +174,12 @@ def unwrap(item: Any) -> tuple[Any, str, Any]:
     ``"issuer": E`` (a document the exporting gateway imported: its issuer's key, endorsed by
     the exporter, ``binding.Signer.endorse``); a wrapper without ``state`` is active."""
     if isinstance(item, dict) and "document" in item and set(item) <= WRAPPER_FIELDS:
-        return item["document"], str(item.get("state", "active")), item.get("issuer")
+        state = item.get("state", "active")
+        return (
+            item["document"],
+            state if isinstance(state, str) else repr(state),
+            item.get("issuer"),
+        )
     return item, "active", None
 
 
@@ -263,11 +268,25 @@ def _public_key(given: Path | None, settings: Any) -> Any:
         raise fail(f"{path} is not an Ed25519 public key in PEM: {first}", 2) from None
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's members, refusing a name given twice (``object_pairs_hook``)."""
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise json.JSONDecodeError(f"duplicate member name {name!r}", name, 0)
+        out[name] = value
+    return out
+
+
 def _loads(text: str) -> Any:
     """``json.loads``, with what Python's parser refuses beyond JSON's grammar (nesting deeper
-    than the recursion limit, integers of over 4300 digits) as a JSONDecodeError too."""
+    than the recursion limit, integers of over 4300 digits) as a JSONDecodeError too, and an
+    object that names a member twice refused: RFC 8785 (JCS, what a document's signature is
+    over) and I-JSON forbid it, and Python keeps the last, so a trial's document with an
+    unsigned "name" before the signed one verified valid while a reader taking the first
+    saw the unsigned text."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text[:64], 0) from None
     except json.JSONDecodeError:
@@ -599,11 +618,22 @@ def docs_import(
         doc, state, issuer = unwrap(item)
         doc_key, reason, _ = keys.of(doc, issuer)
         reason = reason or _problem(doc, doc_key)
+        if reason is None and state not in DocState.__members__:
+            # a trial's "state": {} or "ACTIVE" counted silently as not active
+            reason = f"state must be one of {', '.join(DocState)}, not {state!r}"
         if reason is not None:
             failure = f"{_name(doc, number)}: {reason}"
             break
         verified.append((doc, state, doc_key))
     added = skipped = inactive = 0
+    if failure is None and verified and all(state != "active" for _, state, _ in verified):
+        # a file of revoked (stale, superseded) documents has nothing to serve here: exit 1
+        # and no store, as an empty file (a trial's import of one revoked document exited 0)
+        raise fail(
+            f"nothing to import: {len(verified)} document(s) verified, none active "
+            "(documents in another state are not imported)",
+            1,
+        )
 
     def counts() -> str:
         return f"imported {added}, already present {skipped}" + (

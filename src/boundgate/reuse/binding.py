@@ -513,7 +513,10 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         raise DocumentError("bg:finishReason", f"must be 'stop' or 'length', not {finish_reason!r}")
     for field in ("bg:completionTokens", "bg:askerCount"):
         count = doc.get(field, 0)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        # 3.0 and 3e0 are the signed 3 (RFC 8785 writes each as 3): a tool that rewrote the
+        # integers as decimals made a trial's valid export refused
+        integral = isinstance(count, float) and count.is_integer()
+        if isinstance(count, bool) or not isinstance(count, int) and not integral or count < 0:
             raise DocumentError(field, f"must be an integer ≥ 0, not {count!r}")
     temperature = doc.get("bg:temperature")
     if temperature is not None:
@@ -534,7 +537,7 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         created=created,
         answer_created=answer_created,
         finish_reason=str(finish_reason),
-        completion_tokens=int(doc.get("bg:completionTokens", 0)),
+        completion_tokens=int(doc.get("bg:completionTokens", 0)),  # 3.0: checked integral
         temperature=temperature,
         cost_wh=_number(doc, "bg:generationEnergyWh", MAX_ANSWER_WH, "Wh"),
         cost_gco2=_number(doc, "bg:generationCarbonG", MAX_ANSWER_GCO2, "gCO2e"),
