@@ -1142,6 +1142,10 @@ def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> 
     assert runner.invoke(cli, ["docs", "import", str(f), *cfg_a]).exit_code == 0
     dropped_id = binding.short_id(dropped["@id"])
     assert runner.invoke(cli, ["docs", "revoke", dropped_id, *cfg_a]).exit_code == 0
+    # `docs list --state all`, as export and the API take it (a trial found it refused)
+    listed = runner.invoke(cli, ["docs", "list", "--state", "all", *cfg_a])
+    assert listed.exit_code == 0 and dropped_id in listed.output, listed.output
+    assert binding.short_id(kept["@id"]) in listed.output
 
     out = tmp_path / "out.ndjson"
     res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "-o", str(out), *cfg_a])

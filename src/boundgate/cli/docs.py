@@ -329,15 +329,20 @@ def read_documents(text: str) -> Iterator[Any]:
 
 @docs_app.command("list")
 def docs_list(
-    state: Annotated[DocState | None, typer.Option(help="Only documents in this state.")] = None,
+    state: Annotated[
+        ExportState | None,
+        typer.Option(help="Only documents in this state (all: every state, as without it)."),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Bound documents, newest first."""
     from . import out
 
+    # `all` as `docs export --state` and the API take it (a trial's `--state all` was refused)
+    wanted = None if state is None or state is ExportState.all else state.value
     with _opened(config, data_dir) as (_, store):
-        rows = asyncio.run(store.documents(state=state.value if state is not None else None))
+        rows = asyncio.run(store.documents(state=wanted))
     table = Table()
     table.add_column("id", no_wrap=True, min_width=28)
     table.add_column("state", no_wrap=True)
