@@ -516,7 +516,7 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         # 3.0 and 3e0 are the signed 3 (RFC 8785 writes each as 3): a tool that rewrote the
         # integers as decimals made a trial's valid export refused
         integral = isinstance(count, float) and count.is_integer()
-        if isinstance(count, bool) or not isinstance(count, int) and not integral or count < 0:
+        if isinstance(count, bool) or (not isinstance(count, int) and not integral) or count < 0:
             raise DocumentError(field, f"must be an integer ≥ 0, not {count!r}")
     temperature = doc.get("bg:temperature")
     if temperature is not None:
