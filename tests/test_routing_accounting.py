@@ -239,12 +239,9 @@ def test_the_repro_budget_of_1500_tokens_is_not_overrun(tmp_path: Path) -> None:
 # --- a failed climb ---------------------------------------------------------------------------
 
 
-def test_a_failed_climb_ledgers_the_rungs_that_ran_and_every_rung_tried(gw: Gateway) -> None:
-    """The small rung's cut answer escalates, the medium rung fails (escalated), the large one
-    fails too: the 503's row carries the small rung's tokens, the failed rungs' prompts (their
-    models had started on them; no tokens came), the energy of the three generations (the
-    failed ones metered up to their failure) and of the three lookups, and its route ends with
-    the rung whose error ended the request; the budget is charged what ran."""
+def failed_climb(gw: Gateway) -> tuple[LedgerRow, int]:
+    """An ``auto`` request of acme's (a budget of 10,000) on ``FAILING``, which the upper
+    rungs fail: its 503's ledger row, and what acme's budget was charged today."""
     acme = Tenant("acme", daily_tokens=10_000)
 
     async def main() -> tuple[LedgerRow, int]:
@@ -253,7 +250,16 @@ def test_a_failed_climb_ledgers_the_rungs_that_ran_and_every_rung_tried(gw: Gate
             await gw.complete(ctx, auto(FAILING))
         return await row_of(gw, ctx.request_id), await used_today(gw, "acme")
 
-    row, used = arun(main())
+    return arun(main())
+
+
+def test_a_failed_climb_ledgers_the_rungs_that_ran_and_every_rung_tried(gw: Gateway) -> None:
+    """The small rung's cut answer escalates, the medium rung fails (escalated), the large one
+    fails too: the 503's row carries the small rung's tokens, the failed rungs' prompts (their
+    models had started on them; no tokens came), the energy of the three generations (the
+    failed ones metered up to their failure) and of the three lookups, and its route ends with
+    the rung whose error ended the request; the budget is charged what ran."""
+    row, used = failed_climb(gw)
     assert (row.outcome, row.status) == ("error", 503)
     assert row.route == "small;escalated=length, medium;escalated=error, large;failed"
     assert row.completion_tokens == MAX_TOKENS
@@ -274,15 +280,7 @@ def test_a_rung_on_a_server_that_fails_before_any_output_is_charged_no_prompt(gw
     before any output counts no prompt on a rung either, as on a request."""
     for name in ("medium", "large"):
         fake(gw, name).reports_start = False  # as an upstream server: no start to report
-    acme = Tenant("acme", daily_tokens=10_000)
-
-    async def main() -> tuple[LedgerRow, int]:
-        ctx = gw.context(acme, "/v1/chat/completions")
-        with pytest.raises(ServiceUnavailableError):
-            await gw.complete(ctx, auto(FAILING))
-        return await row_of(gw, ctx.request_id), await used_today(gw, "acme")
-
-    row, used = arun(main())
+    row, used = failed_climb(gw)
     assert row.route == "small;escalated=length, medium;escalated=error, large;failed"
     assert row.prompt_tokens == answer_tokens(FAILING) - MAX_TOKENS  # the small rung's only
     assert used == row.prompt_tokens + row.completion_tokens

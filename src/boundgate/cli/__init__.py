@@ -592,6 +592,18 @@ def keys_list(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     out.print(table)
 
 
+def _key_id_given(given: str) -> tuple[str, str]:
+    """(the key id, how to name it in a message) of a command's KEY_ID argument: an id, or a
+    whole key (bg-<id>-<secret>) whose id is read from it; a secret is never echoed whole."""
+    from ..store.keys import key_id_of
+
+    if (inner := key_id_of(given)) is not None:
+        return inner, inner
+    if len(given) > 8 and not re.fullmatch(r"[0-9a-f]+", given):
+        return given, f"{given[:11]}…"  # may be a mistyped secret: not echoed whole
+    return given, given
+
+
 @keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`), or the key itself.")],
@@ -602,13 +614,7 @@ def keys_revoke(
 
     Given the whole key (bg-<id>-<secret>), its id is read from it; the secret is never
     printed back."""
-    from ..store.keys import key_id_of
-
-    shown = key_id
-    if (inner := key_id_of(key_id)) is not None:
-        key_id = shown = inner
-    elif len(key_id) > 8 and not re.fullmatch(r"[0-9a-f]+", key_id):
-        shown = f"{key_id[:11]}…"  # may be a mistyped secret: not echoed whole
+    key_id, shown = _key_id_given(key_id)
     with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         before = {k.id: k.revoked for k in asyncio.run(store.list_keys())}
         ok = key_id in before and asyncio.run(store.revoke_key(key_id))
@@ -631,14 +637,9 @@ def keys_rotate(
     once; requests with the old one get 401 from then on."""
     import time
 
-    from ..store.keys import key_id_of
     from ..tenants import rotate_key
 
-    shown = key_id
-    if (inner := key_id_of(key_id)) is not None:
-        key_id = shown = inner
-    elif len(key_id) > 8 and not re.fullmatch(r"[0-9a-f]+", key_id):
-        shown = f"{key_id[:11]}…"  # may be a mistyped secret: not echoed whole
+    key_id, shown = _key_id_given(key_id)
     with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         old = next((k for k in asyncio.run(store.list_keys()) if k.id == key_id), None)
         if old is None:
