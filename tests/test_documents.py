@@ -910,6 +910,13 @@ def test_import_says_which_store_it_writes_and_warns_when_it_creates_it(
     res = runner.invoke(cli, ["docs", "import", str(f), *pub])  # the store is there now
     assert res.exit_code == 0 and "already present 1" in res.stdout, res.output
     assert res.stderr.splitlines() == [first]
+    # named with --data-dir, a new store is a note, not advice to give what was given (a
+    # re-check's finding, as for keys create)
+    res = runner.invoke(cli, ["docs", "import", str(f), *pub, "--data-dir", "named"])
+    assert res.exit_code == 0 and "imported 1" in res.stdout, res.output
+    said = " ".join(res.stderr.split())
+    assert "note: that store did not exist before this import" in said, said
+    assert "warning" not in said and "give the server's config" not in said
 
 
 NO_STORE_ENV = {"BOUNDGATE_CONFIG": None, "BOUNDGATE_STORE__URL": None}
@@ -1199,6 +1206,10 @@ def test_a_document_naming_a_member_twice_is_refused_and_integral_decimals_are_i
     runner = CliRunner()
     res = runner.invoke(cli, ["docs", "verify", str(f), *cfg])
     assert res.exit_code == 2 and "duplicate member name 'name'" in res.output, res.output
+    lines = tmp_path / "twice.ndjson"  # the place named is the file's, not its line's
+    lines.write_text(text + "\n" + twice + "\n")
+    res = runner.invoke(cli, ["docs", "verify", str(lines), *cfg])
+    assert res.exit_code == 2 and "'name': line 2 column 1" in res.output, res.output
     decimals = tmp_path / "decimals.jsonld"
     decimals.write_text(text.replace('"bg:askerCount": 3', '"bg:askerCount": 3.0'))
     assert '"bg:askerCount": 3.0' in decimals.read_text()

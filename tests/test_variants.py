@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from boundgate.assembly import build_app
 from boundgate.scheduler.handlers import background_tenant
 from boundgate.testing import ThreadedServer
@@ -171,7 +173,30 @@ def test_reject_mode_refuses_even_with_variants(tmp_path: Path) -> None:
         # an operator's trial: the message said no variant was left, though "reject" never
         # serves one; it names the request's temperature, which made it a creative one
         message = refused.json()["error"]["message"]
-        assert "variant" not in message and "temperature: 1)" in message, message
+        assert "variant" not in message and "this request's temperature 1 is" in message, message
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+@pytest.mark.parametrize("mode", ["variants", "reject"])
+def test_only_if_cached_above_the_dial_is_a_504_not_the_novelty_budgets_429(
+    tmp_path: Path, mode: str
+) -> None:
+    """A re-check's finding: ``Cache-Control: only-if-cached`` above the dial with the novelty
+    budget spent got the budget's 429 (a Retry-After of hours, which the SDKs wait out) for a
+    generation it never asked for. It gets the 504 ``not_stored``, in either mode, and the
+    budget is neither refused nor counted."""
+    srv, live = serve(tmp_path, novelty_per_day=1, novelty_exhausted=mode)
+    try:
+        only = {"Cache-Control": "only-if-cached"}
+        body = {"messages": [{"role": "user", "content": "A limerick on rain."}], "temperature": 1}
+        for spent in (False, True):
+            r = live.http.post("/v1/chat/completions", json=body, headers=only)
+            assert r.status_code == 504 and r.json()["error"]["code"] == "not_stored", r.text
+            if not spent:  # the one fresh generation of the day: the 504 counted nothing
+                assert ask(live, "u1").status_code == 200
+        assert ask(live, "u2").status_code == 429
     finally:
         live.http.close()
         srv.__exit__()

@@ -317,9 +317,16 @@ def read_documents(text: str) -> Iterator[Any]:
     try:
         data = _loads(text)
     except json.JSONDecodeError:
-        for line in text.splitlines():
+        offset = 0
+        for line in text.splitlines(keepends=True):
             if line.strip():
-                yield _loads(line)
+                try:
+                    yield _loads(line)
+                except json.JSONDecodeError as exc:
+                    # the place in the file, not in its line (a duplicate member's error said
+                    # "line 1 column 1" whatever line it was on: a re-check's finding)
+                    raise json.JSONDecodeError(exc.msg, text, offset + exc.pos) from None
+            offset += len(line)
         return
     if isinstance(data, list):
         yield from data
@@ -605,7 +612,7 @@ def docs_import(
 
     Says on stderr which store it imports into, and warns when the import creates it (no
     server uses it yet)."""
-    from . import _settings, opened_store, out, store_missing
+    from . import _settings, opened_store, out, store_missing, store_pointed
 
     settings = _settings(config, data_dir=data_dir)
     # the file and then the key first: a mistake there leaves no store behind, and a file
@@ -648,7 +655,7 @@ def docs_import(
     if verified:
         created = store_missing(settings)
         with opened_store(settings) as store:
-            _say_where(settings, created)
+            _say_where(settings, created, pointed=store_pointed(config, data_dir))
             engine = _engine(settings, store, embedder=True, signer=_signer(settings))
 
             async def import_all() -> None:
@@ -670,15 +677,16 @@ def docs_import(
     out.print(counts())
 
 
-def _say_where(settings: Any, created: bool) -> None:
-    """Tell (stderr) which store ``docs import`` writes to; warn if it has just created it."""
+def _say_where(settings: Any, created: bool, *, pointed: bool) -> None:
+    """Tell (stderr) which store ``docs import`` writes to; warn if it has just created it
+    (a note only when ``pointed``: --config or --data-dir named it, ``store_pointed``)."""
     from . import err, store_named, warn_new_store
 
     where = store_named(settings)
     data_dir = settings.server.data_dir.resolve()
     err.print(f"importing into {where} (data directory {data_dir})", markup=False, highlight=False)
     if created:
-        warn_new_store("that store", "this import", "import into a server's store")
+        warn_new_store("that store", "this import", "import into a server's store", pointed=pointed)
 
 
 @docs_app.command("bind")

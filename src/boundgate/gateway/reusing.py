@@ -16,6 +16,7 @@ from ..backends.base import Backend, Chunk, Completion, GenerationRequest
 from ..energy import EnergyReport, Span
 from ..errors import BoundgateError
 from ..reuse.lookup import Lookup
+from ..reuse.policy import only_if_cached
 from ..reuse.scope import answer_fits
 from ..reuse.stored import replay_pieces, request_json
 from ..reuse.variants import variant_entry, variants_key
@@ -92,7 +93,14 @@ class Reusing(Metering, Admission):
         if buf is None or lookup.key is None:
             return
         asker = self.asker(ctx, req) or ctx.tenant.name
+        # Cache-Control: only-if-cached asks for no generation: it takes a variant if one is
+        # left, else its 504 (``_refuse_if_spent``), and is never counted against (or refused
+        # by) the novelty budget (a re-check's request got the budget's 429, which the SDKs
+        # retry, for a generation it never asked for)
+        cached_only = only_if_cached(ctx.cache_control)
         if buf.limits.novelty_exhausted == "reject" and not await buf.budget_left(ctx.tenant.name):
+            if cached_only:
+                return
             await buf.admit_novel(ctx.tenant.name, req.temperature)  # raises 429
         body = request_json(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         key = variants_key(lookup.key.exact, req.temperature)
@@ -114,6 +122,8 @@ class Reusing(Metering, Admission):
         ):
             lookup.entry, lookup.status = variant_entry(variant), "hit-variant"
             lookup.unchecked = False  # a variant is no stored answer: recorded as it is
+            return
+        if cached_only:
             return
         await buf.admit_novel(ctx.tenant.name, req.temperature)
         lookup.novel = True

@@ -147,7 +147,12 @@ class CreativityBuffer:
         day = int(now // DAY_S)
         claim = Claim(self._counter(tenant), float(day * DAY_S), 1, budget)
         if await self.store.reserve(uuid.uuid4().hex, [claim], now) is not None:
-            why = "" if temperature is None else f" (this request's temperature: {temperature:g})"
+            why = (
+                ""
+                if temperature is None
+                else f", as this request's temperature {temperature:g} is (one that gives none "
+                "is at OpenAI's default, 1, unless reuse.default_temperature says otherwise)"
+            )
             # with "reject" no variant is ever served: a trial read "no variant is left" as one
             # that might be
             left = (
@@ -156,8 +161,9 @@ class CreativityBuffer:
                 else ""
             )
             raise RateLimitError(
-                f"tenant {tenant!r} has used its {budget} fresh creative generations (answers "
-                f"generated above the temperature dial{why}) for today{left}",
+                f"tenant {tenant!r} has used its {budget} fresh creative generations for "
+                f"today{left}: answers generated above the temperature dial "
+                f"(reuse.max_temperature){why}",
                 code=ErrorCode.NOVELTY_BUDGET_EXHAUSTED,
                 retry_after=(day + 1) * DAY_S - now,
             )

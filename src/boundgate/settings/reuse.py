@@ -33,7 +33,9 @@ class ReuseSettings(_Section):
         "OpenAI's default, 1, which is above the dial, so such a request is novel (never "
         "reused or stored) and counts against limits.novelty_per_day. At or below "
         "max_temperature (0: greedy) requests that leave temperature out are reused like "
-        "those that give it; a request that gives it is generated as it says.",
+        "those that give it; a request that gives it is generated as it says. Every model "
+        "gets it, upstreams too: OpenAI's o-series reasoning models refuse any temperature "
+        "but 1, so leave it unset where requests without one reach them.",
     )
     error_bound: float = Field(
         0.01,
