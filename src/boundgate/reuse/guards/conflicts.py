@@ -418,6 +418,23 @@ def _not_spelled_apart(names: frozenset[str], g: Features) -> frozenset[str]:
     return names - apart
 
 
+_POWER_WORDS = frozenset(["square", "cube", "squared", "cubed", "squares", "cubes"])
+
+
+def _root_taken(fa: Features, fb: Features) -> bool:
+    """Both sides ask about a square or a cube, one for its root: "what is the square of 144"
+    / "sqrt 144" (a trial was served 20736 for 12, pair score 0.96)."""
+
+    def root(w: list[str]) -> bool:
+        pairs = itertools.pairwise(w)
+        return "sqrt" in w or any(x in ("square", "cube") and y == "root" for x, y in pairs)
+
+    def power(w: list[str]) -> bool:
+        return "sqrt" in w or not _POWER_WORDS.isdisjoint(w)
+
+    return power(fa.words) and power(fb.words) and root(fa.words) != root(fb.words)
+
+
 def _numbers_differ(fa: Features, fb: Features) -> bool:
     """The two questions name other numbers, except a "1" of a unit on one side alone ("1
     cup", "1 km"): one of a unit is what "a cup", "one cup" and "cups in a quart" say without a
@@ -449,7 +466,7 @@ def compare(a: str, b: str) -> Comparison:
     flips = _affix_flips(fa, fb)
     if fa.negations + flips.negated_a != fb.negations + flips.negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
-    if _numbers_differ(fa, fb) or factorials(a) != factorials(b):
+    if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):
         conflicts.append("number")
     if fa.dates != fb.dates:
         conflicts.append("date")
