@@ -142,6 +142,8 @@ def _asked_kind(words: list[str]) -> str:
             rest = [x for x in words[i + 1 : i + 4] if x not in _SKIPPED]
             if rest and rest[0] in _ASKED_AFTER_WHAT:
                 return _ASKED_AFTER_WHAT[rest[0]]
+            if rest[1:2] and _ASKED_AFTER_WHAT.get(rest[1]) == "temperature":
+                return "temperature"  # "At what oven temperature …"
             if rest[:2] in (["led", "to"], ["leads", "to"]):
                 return "reason"
             if rest and is_superlative(rest[0]):
