@@ -435,6 +435,34 @@ def _root_taken(fa: Features, fb: Features) -> bool:
     return power(fa.words) and power(fb.words) and root(fa.words) != root(fb.words)
 
 
+_AUDIENCE_NOUNS = frozenset(_LISTS["audience_nouns"])
+_AUDIENCE_LEVELS = frozenset(_LISTS["audience_levels"])
+
+
+def _audience(w: list[str]) -> bool:
+    """Whether the words name whom an answer is for: "to / for a [young, curious, …] X" with X
+    an audience noun, "N year old", "… level" after a level word, "eli5", "like im five"."""
+    for i, x in enumerate(w):
+        if x in _AUDIENCE_NOUNS and any(p in ("to", "for") for p in w[max(0, i - 4) : i]):
+            return True
+        if x == "old" and i >= 2 and w[i - 1] in ("year", "years"):
+            return True
+        if x == "level" and not _AUDIENCE_LEVELS.isdisjoint(w[max(0, i - 2) : i]):
+            return True
+    text = " ".join(w)
+    return "eli5" in w or "like im five" in text or "like im 5" in text
+
+
+def _audience_one_sided(fa: Features, fb: Features) -> bool:
+    """One side asks to explain a thing to an audience it names, the other names none:
+    "Explain recursion to a non-programmer" / "What is recursion in programming?"."""
+    sa, sb = _audience(fa.words), _audience(fb.words)
+    if sa == sb:
+        return False
+    asked = fa.words if sa else fb.words
+    return "explain" in asked
+
+
 def _numbers_differ(fa: Features, fb: Features) -> bool:
     """The two questions name other numbers, except a "1" of a unit on one side alone ("1
     cup", "1 km"): one of a unit is what "a cup", "one cup" and "cups in a quart" say without a
@@ -501,8 +529,10 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
     if _one_word_apart(fa, fb, CONTRASTS) or _one_word_added(fa, fb, SCOPE_WORDS):
         conflicts.append("contrast")  # "Who will be the next / current president?"
-    if fa.levels and fb.levels and fa.levels != fb.levels:
-        conflicts.append("contrast")  # "Explain TCP/IP in simple terms" / "… in depth"
+    if (fa.levels and fb.levels and fa.levels != fb.levels) or _audience_one_sided(fa, fb):
+        # "Explain TCP/IP in simple terms" / "… in depth"; "Explain X to a kindergartner" /
+        # "What is X?"
+        conflicts.append("contrast")
     if (fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks)) or _examples_asked(a, b, fa, fb):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     if fa.offices and fb.offices and fa.offices.isdisjoint(fb.offices):
