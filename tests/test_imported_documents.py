@@ -70,15 +70,18 @@ def signed(
     created: datetime | None = None,
     answer_created: datetime | None = None,
     drop: tuple[str, ...] = (),
+    limit_class: bool = False,
 ) -> dict[str, Any]:
     """A document as gateway ``signer`` binds it for the fake model at ``version``, in the
-    scope an open-mode request for ``question`` with ``max_tokens`` has; ``drop``: fields
-    removed (a document bound before them)."""
+    scope an open-mode request for ``question`` with ``max_tokens`` has (``limit_class``: as
+    scopes were made before the limit left them, with its class); ``drop``: fields removed (a
+    document bound before them)."""
     req = GenerationRequest(
         model="fake", messages=[Message("user", question)], max_tokens=max_tokens, temperature=0
     )
     key = reuse_key(req, tenant="local", model_version=version, endpoint="/v1/chat/completions")
-    assert key is not None
+    assert key is not None and key.legacy is not None
+    key = key.legacy if limit_class else key
     now = datetime.now(UTC)
     doc = binding.build(
         question=question,
@@ -309,6 +312,31 @@ def test_legacy_answers_keep_their_count_where_they_have_one(tmp_path: Path) -> 
         r = ask(live, user="u2", max_tokens=11)
         assert r.headers["x-boundgate-reuse"] == "hit-exact"
         assert r.json()["usage"]["completion_tokens"] == 10
+
+
+def test_a_document_serves_every_limit_it_fits_and_an_older_one_its_class(
+    tmp_path: Path,
+) -> None:
+    """A document bound now carries no limit class: any limit above its 10 tokens is served
+    it. One bound before, in its ``max_tokens`` class's scope (the class of 64 here), is
+    still found by the requests of that class, and only by them (its signed scope says so)."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    import_into(tmp_path / "b", tmp_path / "a", signed(issuer, answer=TEN_WORDS, max_tokens=64))
+    with gateway(tmp_path / "b") as live:
+        for user, limit in (("u1", 11), ("u2", 64), ("u3", 65), ("u4", 5000)):
+            r = ask(live, user=user, max_tokens=limit)
+            assert r.headers["x-boundgate-reuse"] == "hit-exact", limit
+    old = signed(issuer, answer=TEN_WORDS, max_tokens=64, limit_class=True)
+    assert old["bg:parameters"]["max_tokens_class"] == 64
+    import_into(tmp_path / "c", tmp_path / "a", old)
+    with gateway(tmp_path / "c") as live:
+        assert ask(live, user="u1", max_tokens=10).headers["x-boundgate-reuse"] == "miss"
+        for user, limit in (("u2", 11), ("u3", 64)):
+            r = ask(live, user=user, max_tokens=limit)
+            assert r.headers["x-boundgate-reuse"] == "hit-exact", limit
+            assert r.json()["choices"][0]["message"]["content"] == TEN_WORDS
+        for user, limit in (("u4", 65), ("u5", 5000)):
+            assert ask(live, user=user, max_tokens=limit).headers["x-boundgate-reuse"] == "miss"
 
 
 # --- what a revocation reaches ------------------------------------------------------------

@@ -467,10 +467,28 @@ def long_answers(live: Live) -> Any:
     return fake
 
 
-def test_alternating_limits_in_one_class_both_hit_once_stored(fake_live: Live) -> None:
-    """max_tokens 12 and 13 share a scope (one limit class): each cut answer keeps its own
-    slot, so a client alternating them hits with both instead of each answer replacing the
-    other."""
+def test_a_natural_answer_serves_every_limit_above_its_length(fake_live: Live) -> None:
+    """The limit is not in the scope: an answer that ended by itself at 20 tokens, stored by
+    a request allowing 30, serves requests allowing 2,000, 300 or the default (a trial: an
+    SDK app's requests with another ``max_tokens`` class recomputed every stored answer)."""
+    fake = long_answers(fake_live)
+    q = "Summarise the plot of Macbeth"
+    first = ask(fake_live, q, max_tokens=30)
+    assert first.headers["x-boundgate-reuse"] == "miss"
+    assert first.json()["choices"][0]["finish_reason"] == "stop"
+    for limit in (2000, 300, 21, None):
+        body = {} if limit is None else {"max_tokens": limit}
+        r = ask(fake_live, q, **body)
+        assert r.headers["x-boundgate-reuse"] == "hit-exact", limit
+        assert r.json()["choices"][0]["message"]["content"] == LONG
+        assert r.json()["usage"]["completion_tokens"] == 20
+    assert fake.calls == 1
+    assert ask(fake_live, q, max_tokens=20).headers["x-boundgate-reuse"] == "miss"
+
+
+def test_alternating_limits_both_hit_once_stored(fake_live: Live) -> None:
+    """max_tokens 12 and 13 share a scope: each cut answer keeps its own slot, so a client
+    alternating them hits with both instead of each answer replacing the other."""
     fake = long_answers(fake_live)
     q = "Describe the water cycle"
     seen = []

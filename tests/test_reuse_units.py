@@ -20,12 +20,19 @@ from boundgate.reuse.guards import compare
 from boundgate.reuse.language import reads_english
 from boundgate.reuse.pair import FakePairScorer
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
-from boundgate.reuse.scope import answer_fits, canonical_query, reuse_key
+from boundgate.reuse.scope import (
+    ReuseKey,
+    answer_fits,
+    canonical_query,
+    exact_hash,
+    reuse_key,
+    scope_hash,
+)
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
 from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore, StoredEntry
-from helpers import engine_lookup, trusting_verifier
+from helpers import engine_lookup, greedy_chat, trusting_verifier
 
 text = st.text(min_size=1, max_size=40)
 # questions with something to match (a blank one, or one of format characters only, bypasses
@@ -188,8 +195,29 @@ def test_an_answer_cut_short_by_the_context_window_is_filed_as_it_is() -> None:
 
 def test_the_question_itself_is_not_part_of_the_scope() -> None:
     assert key(chat("How do I reset my password?")) == key(chat("password reset how?"))
-    assert key(chat("q", max_tokens=100)) == key(chat("q", max_tokens=200))  # same class
-    assert key(chat("q", max_tokens=100)) != key(chat("q", max_tokens=2000))
+    # the limit is answer_fits's to check, answer by answer: every limit shares one scope (a
+    # trial: an SDK app's max_tokens 2000 never reused what max_tokens 300 stored)
+    assert key(chat("q", max_tokens=100)) == key(chat("q", max_tokens=2000))
+
+
+def test_a_key_carries_the_scope_of_its_limit_class_as_older_scopes_were_made() -> None:
+    """``ReuseKey.legacy``: the scope with the ``max_tokens`` class, as answers were stored
+    and documents bound before the limit left the scope, hashed exactly as they were."""
+
+    def full(req: GenerationRequest) -> ReuseKey:
+        k = reuse_key(req, tenant="t", model_version="v", endpoint="/v1/chat/completions")
+        assert k is not None
+        return k
+
+    a, b, c = (full(chat("q", max_tokens=n)) for n in (100, 200, 2000))
+    assert a.legacy is not None and b.legacy is not None and c.legacy is not None
+    assert a.legacy.scope == b.legacy.scope != c.legacy.scope  # 100, 200: one class; 2000 not
+    assert a.legacy.scope != a.scope and a.legacy.query == a.query
+    assert a.legacy.max_tokens == 100 and a.legacy.legacy is None
+    assert a.legacy.scope_doc["params"] == {**a.scope_doc["params"], "max_tokens_class": 256}
+    old_doc = {**a.scope_doc, "params": {**a.scope_doc["params"], "max_tokens_class": 256}}
+    assert a.legacy.scope == scope_hash("t", old_doc)
+    assert a.legacy.exact == exact_hash(a.legacy.scope, "q")
 
 
 @settings(max_examples=60, deadline=None)
@@ -922,7 +950,7 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
         store = SQLiteStore(tmp_path / "b.db")
         store.open()
         e = await engine(store)
-        lookup = await _lookup(e, "how tall is mount everest")
+        lookup = await _lookup(e, "mount everest how tall is")
         assert not lookup.hit
         out = await _remember(e, lookup, "8849 m", cost_wh=0.2)
         await e.observe(None, 0.99, True, "verify", "req_1")  # the verifier's labels persist too
@@ -1150,7 +1178,7 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     first_words = "summarise this report about the budget"  # 7 words: past the window
     long_a = first_words + " the project is approved"
     long_b = first_words + " the project is cancelled"
-    short = "how tall is mount everest"
+    short = "mount everest how tall is"
 
     async def engine(store: SQLiteStore) -> ReuseEngine:
         verifier = Verifier(
@@ -1420,6 +1448,58 @@ def test_a_time_sensitive_stored_question_ages_out_for_its_paraphrases_too(
         assert (await engine_lookup(e, asked)).status == "hit-semantic"
         clock.advance(ReuseSettings().time_sensitive_max_age_s + 1)
         assert (await engine_lookup(e, asked)).status == "miss"
+
+    asyncio.run(run())
+    store.close()
+
+
+def test_answers_stored_in_a_limit_class_scope_are_found_by_that_class(tmp_path: Path) -> None:
+    """Answers an older gateway stored in the scope of their ``max_tokens`` class
+    (``ReuseKey.legacy``) are found, exactly and by meaning, by requests of that class after
+    a restart, and only by them; what is stored now goes into the scope without the class."""
+    store = SQLiteStore(tmp_path / "legacy.db")
+    store.open()
+    verifier = trusting_verifier()
+    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
+
+    def engine() -> ReuseEngine:
+        return ReuseEngine(
+            store=store,
+            embedder=HashEmbedder(),
+            verifier=verifier,
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
+            clock=FakeClock(start=1_800_000_000.0),
+            pair_scorer=FakePairScorer(lambda asked, kept: 0.99),
+        )
+
+    async def lookup(e: ReuseEngine, question: str, max_tokens: int) -> Lookup:
+        req = dataclasses.replace(greedy_chat(question), max_tokens=max_tokens)
+        p, k = e.plan_for(req, tenant="t", model_version="v", endpoint="/e", cache_control=None)
+        return await e.lookup(p, k)
+
+    stored = "How tall is Mount Everest?"
+
+    async def run() -> None:
+        older = engine()
+        await older.load()
+        first = await lookup(older, stored, 50)
+        assert first.key is not None and first.key.legacy is not None
+        first.key = first.key.legacy  # as a gateway made it before the limit left the scope
+        done = Completion("8,849 metres.", "stop", Usage(3, 3))
+        await older.remember(
+            first, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.05
+        )
+        e = engine()  # restarted: the entry is loaded from the store
+        await e.load()
+        assert (await lookup(e, stored, 60)).status == "hit-exact"  # class 64, like 50
+        near = await lookup(e, "mount everest how tall is", 64)
+        assert near.status == "hit-semantic" and near.entry is not None
+        assert near.key is not None and near.key.legacy is not None
+        assert near.entry.scope == near.key.legacy.scope != near.key.scope
+        for other in (65, 2000):  # another class: the older scope is not theirs
+            assert (await lookup(e, stored, other)).status == "miss"
+            assert (await lookup(e, "mount everest how tall is", other)).status == "miss"
 
     asyncio.run(run())
     store.close()

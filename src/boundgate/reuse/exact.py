@@ -1,8 +1,8 @@
 """The exact map: the stored answers a question's exact key may be served, one per slot.
 
-One exact key (scope + the question's exact form; the scope holds the request's
-``max_tokens`` *class*, not its limit) can need more than one answer, because what an answer
-may serve depends on how it ended (``scope.answer_fits``):
+One exact key (scope + the question's exact form; the scope does not hold the request's
+``max_tokens``) can need more than one answer, because what an answer may serve depends on
+how it ended (``scope.answer_fits``):
 
 - an answer that ended by itself (``stop``) with n tokens serves every request whose limit
   is above n (at exactly n the model stops at the limit: ``length``);
@@ -21,8 +21,8 @@ unless it is a bound document's, so one slot never piles up answers no exact loo
 Why slots rather than "keep the natural answer": a request whose limit is below the natural
 answer's length can only be served a cut at its own limit; with one entry per key, storing
 that cut would evict the natural answer (or not storing it would run the model on every
-such request). The slots of a key are bounded by its class's width (at most 64 for the
-first class, in practice the few limits clients use) and every entry counts towards
+such request). The slots of a key are the limits that cut its answer (in practice the few
+limits clients use below the natural answer's length) and every entry counts towards
 ``reuse.max_entries`` and its eviction like any other. A lookup tries the natural answer
 first (complete, and it serves the most limits), then the cut at exactly the request's
 limit; a lookup without a limit to check (``max_tokens`` 0) takes the natural answer, else

@@ -90,6 +90,11 @@ class ScopedIndex:
     def scopes(self) -> int:
         return len(self._indexes)
 
+    def holds(self, scope: str) -> bool:
+        """Whether ``scope`` has any vector to search."""
+        idx = self._indexes.get(scope)
+        return idx is not None and len(idx) > 0
+
     def new_index(self) -> Index:
         p = self.params
         return Index(

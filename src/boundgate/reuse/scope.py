@@ -6,8 +6,8 @@ that may change the answer except the wording of the last user message:
 - the tenant;
 - the model name and its version (gguf file hash, or the upstream model name);
 - the shape (chat or text completion), the system prompt and every earlier turn, verbatim;
-- output-shaping parameters: ``response_format``, ``stop`` (sorted), the ``max_tokens`` class,
-  ``seed`` where given, ``top_p``, and any other passthrough parameter except who asks
+- output-shaping parameters: ``response_format``, ``stop`` (sorted), ``seed`` where given,
+  ``top_p``, and any other passthrough parameter except who asks
   (``user``, ``safety_identifier``) and how an upstream stores, bills or caches the request
   (``store``, ``metadata``, ``service_tier``, ``prompt_cache_key``,
   ``prompt_cache_retention``).
@@ -15,6 +15,11 @@ that may change the answer except the wording of the last user message:
 The index is partitioned by scope key (one ANN index per scope), so a lookup can only ever
 see entries of its own scope: cross-scope reuse is impossible by construction, not by a
 filter that could be forgotten. Only the last user message is matched by meaning.
+
+The completion-token limit is not in the scope: whether a stored answer is one a request with
+its ``max_tokens`` could have received is ``answer_fits``'s to say, answer by answer. Scopes
+made before that held the limit's class (``max_tokens_class``); a key carries the scope of its
+class too (``ReuseKey.legacy``), where answers stored and documents bound then are found.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import rfc8785
 
 from ..backends.base import GenerationRequest
 
-# Answers cut at different lengths differ; requests in the same class share answers.
+# The classes of ``max_tokens`` that older scopes held (``ReuseKey.legacy``): stored answers
+# and bound documents of those scopes are still found by requests of their class.
 MAX_TOKENS_CLASSES = (64, 256, 1024, 4096)
 # Parameters that don't shape the answer's content (or are handled elsewhere): who asks
 # ("user", "safety_identifier"), how it is delivered, stored or billed by an OpenAI upstream
@@ -84,6 +90,8 @@ def _shaping(k: str, v: Any) -> bool:
 
 
 def max_tokens_class(n: int) -> int:
+    """The class of limit ``n`` that scopes made before the limit left them held: the
+    smallest of ``MAX_TOKENS_CLASSES`` at or above it, else 2³⁰."""
     for c in MAX_TOKENS_CLASSES:
         if n <= c:
             return c
@@ -396,6 +404,9 @@ class ReuseKey:
     max_tokens: int = 0  # the request's completion-token limit (0: none to check)
     verbatim: bool = False  # a text completion's prompt: exact reuse only, every character
     greedy: bool = False  # temperature 0: only an answer decoded greedily could be its own
+    # the same request's key in the scope of its ``max_tokens`` class, as scopes were made
+    # before the limit left them: answers stored and documents bound then are found there
+    legacy: ReuseKey | None = None
 
 
 def answer_fits(finish_reason: str, completion_tokens: int, max_tokens: int) -> bool:
@@ -449,7 +460,6 @@ def reuse_key(
     params.update(
         {
             "stop": sorted(set(req.stop)),
-            "max_tokens_class": max_tokens_class(req.max_tokens),
             # greedy decoding takes the likeliest token whatever top_p keeps
             "top_p": 1.0 if greedy else req.top_p,
         }
@@ -473,9 +483,17 @@ def reuse_key(
         "params": params,
     }
     scope_doc = _jcs_safe(scope_doc)  # as documents will carry it (signed in JCS)
+    old_params = {**params, "max_tokens_class": max_tokens_class(req.max_tokens)}
+    old_doc = _jcs_safe({**scope_doc, "params": old_params})
+    old_scope = scope_hash(tenant, old_doc)
+    legacy = ReuseKey(
+        old_scope, query, _exact_of(old_scope, form), old_doc, req.max_tokens, verbatim, greedy
+    )
     scope = scope_hash(tenant, scope_doc)
     exact = _exact_of(scope, form)
-    return ReuseKey(scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=greedy)
+    return ReuseKey(
+        scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=greedy, legacy=legacy
+    )
 
 
 def verbatim_scope(scope_doc: dict[str, Any]) -> bool:

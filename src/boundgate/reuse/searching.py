@@ -104,10 +104,10 @@ class Searching:
             self.count("bypass")
             return Lookup(p, key, "bypass")
         now = self.clock.time()
-        out = await self._search(p, key, now, check_live=check_live)
+        out = await self._search_scopes(p, key, now, check_live=check_live)
         if not out.hit and stale_keys and self.settings.stale_policy == "stale-while-rebind":
             for sk in stale_keys:
-                alt = await self._search(
+                alt = await self._search_scopes(
                     p, sk, now, stale=True, vector=out.vector, check_live=check_live
                 )
                 if alt.entry is not None:
@@ -147,7 +147,7 @@ class Searching:
         self._answers.pop(key, None)
         self.count("dropped_answer")
 
-    async def _search(
+    async def _search_scopes(
         self,
         p: Plan,
         key: ReuseKey,
@@ -157,10 +157,48 @@ class Searching:
         vector: Vectors | None = None,
         check_live: bool = True,
     ) -> Lookup:
+        """``_search`` in the key's scope, then, short of a hit, in the scope of its
+        ``max_tokens`` class (``ReuseKey.legacy``: answers stored and documents bound before
+        the limit left the scope). The lookup keeps ``key``, so what its request generates is
+        stored in the scope without the class; a candidate to verify is taken from the older
+        scope only when the newer has none."""
+        out = await self._search(p, key, now, stale=stale, vector=vector, check_live=check_live)
+        old = key.legacy
+        if out.hit or old is None:
+            return out
+        alt = await self._search(
+            p,
+            old,
+            now,
+            stale=stale,
+            vector=out.vector if out.vector is not None else vector,
+            check_live=check_live,
+            exact_only=not self.index.holds(old.scope),
+        )
+        if alt.hit or (out.candidate is None and alt.candidate is not None):
+            out.entry, out.status, out.unchecked = alt.entry, alt.status, alt.unchecked
+            out.similarity, out.density, out.pair = alt.similarity, alt.density, alt.pair
+            out.candidate, out.verdict = alt.candidate, alt.verdict
+        out.veto = out.veto or alt.veto
+        return out
+
+    async def _search(
+        self,
+        p: Plan,
+        key: ReuseKey,
+        now: float,
+        *,
+        stale: bool = False,
+        vector: Vectors | None = None,
+        check_live: bool = True,
+        exact_only: bool = False,
+    ) -> Lookup:
         admissible = self._admissible(p, key, now, stale=stale)
         hit = await self._exact_hit(p, key, admissible, stale=stale, check_live=check_live)
         if hit is not None:
             return hit
+        if exact_only:
+            return Lookup(p, key, "miss")
         if p.lookup is not Mode.SEMANTIC or not self.settings.semantic or key.verbatim:
             # a text completion's prompt is reused exactly only: its continuation depends on
             # every character ("The capital of France is" / "… is "), which no meaning shows
