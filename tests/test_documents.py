@@ -63,7 +63,11 @@ def test_third_distinct_asker_binds_a_signed_document(tmp_path: Path) -> None:
         r = live.http.get(f"/v1/boundgate/documents/{doc_id}")
         assert r.headers["content-type"].startswith("application/ld+json")
         doc = r.json()
-        assert doc["@context"]["@vocab"] == "https://schema.org/"
+        data_integrity, terms = doc["@context"]
+        assert data_integrity == "https://w3id.org/security/data-integrity/v2"
+        assert terms["@vocab"] == "https://schema.org/"
+        assert doc["proof"]["type"] == "DataIntegrityProof"
+        assert doc["proof"]["verificationMethod"].startswith("did:key:z6Mk")
         assert doc["acceptedAnswer"]["text"] == first.json()["choices"][0]["message"]["content"]
         assert doc["bg:model"] == {"name": "fake", "version": "v1"}
         assert doc["bg:supersedes"] is None and doc["bg:askerCount"] == 3
@@ -1098,11 +1102,15 @@ def test_proof_options_are_checked_and_signed(tmp_path: Path) -> None:
     """A tester's finding: proof.type "None" or another proof.created still verified."""
     signer = binding.Signer.load_or_create(tmp_path)
     doc = _signed(signer)
-    assert doc["proof"]["cryptosuite"] == binding.SUITE
+    assert doc["proof"]["cryptosuite"] == binding.SUITE == "eddsa-jcs-2022"
     assert binding.verify(doc, signer.public).ok
     for name, value, says in (
         ("type", "None", "unsupported proof type"),
-        ("cryptosuite", "eddsa-jcs-2022", "unsupported cryptosuite"),
+        ("type", "Ed25519Signature2020", "unsupported proof type"),
+        ("cryptosuite", "ecdsa-jcs-2019", "unsupported cryptosuite"),
+        ("@context", ["https://www.w3.org/ns/credentials/v2"], "proof.@context is not"),
+        ("proofValue", doc["proof"]["proofValue"][1:], "proofValue is not multibase"),
+        ("verificationMethod", binding.key_id(signer.public), "signed by another key"),
         ("proofPurpose", "authentication", "unsupported proofPurpose"),
         ("created", "yesterday", "proof.created is not a timestamp"),
         ("created", "2020-01-01T00:00:00", "proof.created is not a timestamp"),  # no offset
@@ -1127,14 +1135,98 @@ def test_documents_signed_before_the_proof_options_were_covered_still_verify(
     doc = _signed(signer)
     body = {k: v for k, v in doc.items() if k != "proof"}
     signature = base64.b64encode(signer.private.sign(binding.canonical(body))).decode()
-    old = {**doc, "proof": {**doc["proof"], "cryptosuite": binding.SUITE_V1}}
+    old = {**doc, "proof": _legacy_options(doc, signer, binding.SUITE_V1)}
     old["proof"]["proofValue"] = signature
     assert binding.verify(old, signer.public).ok
-    new_signature = {**old, "proof": {**old["proof"], "cryptosuite": binding.SUITE}}
+    new_signature = {**old, "proof": {**old["proof"], "cryptosuite": binding.SUITE_2026}}
     assert not binding.verify(new_signature, signer.public).ok  # the suites do not mix
     for name, value in (("type", "None"), ("created", "yesterday")):
         bad = {**old, "proof": {**old["proof"], name: value}}
         assert not binding.verify(bad, signer.public).ok
+
+
+def _legacy_options(doc: dict[str, Any], signer: binding.Signer, suite: str) -> dict[str, Any]:
+    """The proof options boundgate wrote before eddsa-jcs-2022, for ``suite``."""
+    return {
+        "type": "Ed25519Signature2020",
+        "cryptosuite": suite,
+        "created": doc["proof"]["created"],
+        "verificationMethod": binding.key_id(signer.public),
+        "proofPurpose": "assertionMethod",
+    }
+
+
+def test_documents_signed_with_boundgates_own_proof_suite_still_verify(tmp_path: Path) -> None:
+    """Before eddsa-jcs-2022, proofs were ``Ed25519Signature2020`` of boundgate's own suite:
+    the same signing input, base64, the key named by fingerprint. They keep verifying, and
+    their fields are held to what was written (no proof @context, no multibase value)."""
+    signer = binding.Signer.load_or_create(tmp_path)
+    doc = _signed(signer)
+    body = {k: v for k, v in doc.items() if k != "proof"}
+    options = _legacy_options(doc, signer, binding.SUITE_2026)
+    value = base64.b64encode(signer.private.sign(binding.signing_input(body, options))).decode()
+    old = {**body, "proof": {**options, "proofValue": value}}
+    assert binding.verify(old, signer.public).ok
+    assert binding.proof_key_id(old) == binding.proof_key_id(doc) == binding.key_id(signer.public)
+    for name, bad_value in (
+        ("@context", doc["@context"]),  # only eddsa-jcs-2022 proofs carry one
+        ("type", "DataIntegrityProof"),
+        ("verificationMethod", binding.verification_method(signer.public)),
+        ("proofValue", "z" + value),
+    ):
+        bad = {**old, "proof": {**old["proof"], name: bad_value}}
+        assert not binding.verify(bad, signer.public).ok, name
+
+
+# W3C's test vector for eddsa-jcs-2022 (w3c/vc-di-eddsa, TestVectors/keyPair.json,
+# unsigned.json, eddsa-jcs-2022/signedJCS.json; W3C Software and Document License)
+W3C_PRIVATE_KEY = "z3u2en7t5LR2WtQH5PfFqMqwVHBeXouLzo6haApm8XHqvjxq"
+W3C_PUBLIC_KEY = "z6MkrJVnaZkeFzdQyMZu1cgjg7k1pZZ6pvBQ7XJPt4swbTQ2"
+W3C_UNSIGNED: dict[str, Any] = {
+    "@context": [
+        "https://www.w3.org/ns/credentials/v2",
+        "https://www.w3.org/ns/credentials/examples/v2",
+    ],
+    "id": "urn:uuid:58172aac-d8ba-11ed-83dd-0b3aef56cc33",
+    "type": ["VerifiableCredential", "AlumniCredential"],
+    "name": "Alumni Credential",
+    "description": "A minimum viable example of an Alumni Credential.",
+    "issuer": "https://vc.example/issuers/5678",
+    "validFrom": "2023-01-01T00:00:00Z",
+    "credentialSubject": {"id": "did:example:abcdefgh", "alumniOf": "The School of Examples"},
+}
+W3C_PROOF_VALUE = (
+    "z2HnFSSPPBzR36zdDgK8PbEHeXbR56YF24jwMpt3R1eHXQzJDMWS93FCzpvJpwTWd3GAVFuUfjoJdcnTMuVor51aX"
+)
+
+
+def test_the_proof_is_w3c_eddsa_jcs_2022_as_its_test_vector_says() -> None:
+    """boundgate's proof of W3C's test document with W3C's key is W3C's proof, byte for
+    byte (Ed25519 is deterministic), and W3C's signed document verifies here."""
+    import base58
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    seed = base58.b58decode(W3C_PRIVATE_KEY[1:])
+    assert seed[:2] == b"\x80\x26"  # the multicodec of an Ed25519 private key
+    private = Ed25519PrivateKey.from_private_bytes(seed[2:])
+    assert binding.did_key(private.public_key()) == f"did:key:{W3C_PUBLIC_KEY}"
+    created = datetime(2023, 2, 24, 23, 36, 38, tzinfo=UTC)
+    proof = binding.data_integrity_proof(private, W3C_UNSIGNED, created)
+    assert proof == {
+        "type": "DataIntegrityProof",
+        "cryptosuite": "eddsa-jcs-2022",
+        "created": "2023-02-24T23:36:38Z",
+        "verificationMethod": f"did:key:{W3C_PUBLIC_KEY}#{W3C_PUBLIC_KEY}",
+        "proofPurpose": "assertionMethod",
+        "@context": W3C_UNSIGNED["@context"],
+        "proofValue": W3C_PROOF_VALUE,
+    }
+    signed = {**W3C_UNSIGNED, "proof": proof}
+    public = binding.did_key_public(proof["verificationMethod"])
+    assert public is not None
+    assert binding.verify_proof(signed, public).ok
+    tampered = {**signed, "name": "Alumni Credentials"}
+    assert binding.verify_proof(tampered, public).reason.startswith("bad signature")
 
 
 def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> None:

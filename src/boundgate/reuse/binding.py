@@ -4,13 +4,17 @@ When a meaning has been asked by enough distinct askers, its answer is *bound*: 
 JSON-LD document that names the question variants seen, the answer, the model and version
 that produced it, the parameters and scope it is valid for, and what it supersedes. The
 document's ``@id`` is the SHA-256 of its canonical JSON (RFC 8785, via ``rfc8785``) without
-``@id`` and ``proof``; the ``proof`` is an Ed25519 signature (cryptosuite ``SUITE``) over the
-SHA-256 of the canonical JSON of the proof's options (the proof without ``proofValue``)
-followed by the SHA-256 of the canonical JSON of everything but ``proof``. Documents signed
-before the options were covered (``SUITE_V1``) still verify: their signature covers the
-document only, and their options must be exactly the ones boundgate wrote. Anyone holding the
-public key can verify a document offline; any change to any field breaks the id or the
-signature.
+``@id`` and ``proof``; the ``proof`` is a W3C Data Integrity proof (``DataIntegrityProof``)
+with the cryptosuite ``eddsa-jcs-2022`` (W3C, "Data Integrity EdDSA Cryptosuites v1.0" §3.3):
+an Ed25519 signature over the SHA-256 of the canonical JSON of the proof's options (the proof
+without ``proofValue``, with the document's ``@context``) followed by the SHA-256 of the
+canonical JSON of everything but ``proof``, as multibase base58-btc, the key named as a
+``did:key`` (W3C CCG, "The did:key Method v0.7"). So any verifier of that cryptosuite can check
+a document offline with the public key, and any change to any field breaks the id or the
+signature. Documents signed before keep verifying: ``Ed25519Signature2020`` proofs of
+boundgate's own suites (``SUITE_2026``, the same algorithm in base64 with the key named by
+fingerprint; ``SUITE_V1``, the first, over the document alone, whose options must be exactly
+the ones boundgate wrote).
 
 A gateway verifies its own documents with its own key, and a document it imported with the
 key that verified it at import, its issuer's (kept in the store). Its export carries that
@@ -43,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import base58
 import rfc8785
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -52,24 +57,31 @@ from ..errors import InvalidRequestError
 
 log = logging.getLogger("boundgate.reuse")
 
-CONTEXT: dict[str, Any] = {
-    "@vocab": "https://schema.org/",
-    "bg": "https://boundgate.dev/ns/v1#",
-    "sec": "https://w3id.org/security#",
-    "proof": {"@id": "sec:proof", "@type": "@json"},
-    "bg:parameters": {"@type": "@json"},
-    "bg:scope": {"@type": "@json"},
-    "bg:changes": {"@type": "@json"},
-}
+# the Data Integrity context first (it defines ``proof`` and ``DataIntegrityProof``), then
+# boundgate's terms; documents bound before held the second part alone, with ``proof``
+CONTEXT: list[Any] = [
+    "https://w3id.org/security/data-integrity/v2",
+    {
+        "@vocab": "https://schema.org/",
+        "bg": "https://boundgate.dev/ns/v1#",
+        "bg:parameters": {"@type": "@json"},
+        "bg:scope": {"@type": "@json"},
+        "bg:changes": {"@type": "@json"},
+    },
+]
 PRIVATE_KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
-PROOF_TYPE = "Ed25519Signature2020"
+PROOF_TYPE = "DataIntegrityProof"
 PROOF_PURPOSE = "assertionMethod"
-SUITE = "boundgate-jcs-ed25519-proof-2026"  # signs the proof's options and the document
+SUITE = "eddsa-jcs-2022"  # W3C Data Integrity EdDSA Cryptosuites v1.0, §3.3
+LEGACY_PROOF_TYPE = "Ed25519Signature2020"  # the type of boundgate's own suites' proofs
+SUITE_2026 = "boundgate-jcs-ed25519-proof-2026"  # SUITE's algorithm, base64, key by fingerprint
 SUITE_V1 = "boundgate-jcs-ed25519-2026"  # the first documents: signs the document only
 PROOF_FIELDS = frozenset(
     {"type", "cryptosuite", "created", "verificationMethod", "proofPurpose", "proofValue"}
 )
+# the multicodec prefix of an Ed25519 public key (0xed, varint), as did:key and Multikey spell it
+_ED25519_PUB = b"\xed\x01"
 ENDORSEMENT_TYPE = "bg:IssuerKeyEndorsement"
 ENDORSEMENT_FIELDS = frozenset({"type", "publicKeyPem", "endorsedBy", "proofValue"})
 # The most one answer can plausibly have cost: 1 kWh is an 8-GPU node (~10 kW) generating for
@@ -108,6 +120,35 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 def key_id_of(fingerprint: str) -> str:
     return f"urn:boundgate:key:{fingerprint}"
+
+
+def did_key(public: Ed25519PublicKey) -> str:
+    """The key's ``did:key`` identifier: ``did:key:z6Mk…``, the multibase base58-btc of the
+    Ed25519 multicodec prefix and the raw key (W3C CCG, "The did:key Method v0.7")."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return "did:key:z" + base58.b58encode(_ED25519_PUB + raw).decode()
+
+
+def verification_method(public: Ed25519PublicKey) -> str:
+    """How a proof names the key that signed it (``verificationMethod``): the key's
+    ``did:key`` and, as its fragment, the key's multibase (``did:key:z6Mk…#z6Mk…``)."""
+    did = did_key(public)
+    return f"{did}#{did.removeprefix('did:key:')}"
+
+
+def did_key_public(method: str) -> Ed25519PublicKey | None:
+    """The Ed25519 public key a ``did:key`` verification method (or identifier) names;
+    None if ``method`` is not one."""
+    did = method.split("#", 1)[0]
+    if not did.startswith("did:key:z"):
+        return None
+    try:
+        raw = base58.b58decode(did.removeprefix("did:key:z"))
+    except ValueError:
+        return None
+    if len(raw) != 34 or not raw.startswith(_ED25519_PUB):
+        return None
+    return Ed25519PublicKey.from_public_bytes(raw[2:])
 
 
 class Signer:
@@ -168,18 +209,10 @@ class Signer:
         return signer
 
     def sign(self, doc: dict[str, Any], created: datetime) -> dict[str, Any]:
-        """The document with ``@id`` set and a ``proof`` added."""
+        """The document with ``@id`` set and a ``proof`` added (``data_integrity_proof``)."""
         doc = {k: v for k, v in doc.items() if k not in ("@id", "proof")}
         doc["@id"] = content_id(doc)
-        options = {
-            "type": PROOF_TYPE,
-            "cryptosuite": SUITE,
-            "created": _timestamp(created),
-            "verificationMethod": key_id(self.public),
-            "proofPurpose": PROOF_PURPOSE,
-        }
-        signature = self.private.sign(signing_input(doc, options))
-        doc["proof"] = {**options, "proofValue": base64.b64encode(signature).decode()}
+        doc["proof"] = data_integrity_proof(self.private, doc, created)
         return doc
 
     def endorse(self, doc_id: str, issuer: Ed25519PublicKey) -> dict[str, str]:
@@ -197,12 +230,38 @@ class Signer:
         return {**options, "proofValue": base64.b64encode(signature).decode()}
 
 
+def data_integrity_proof(
+    private: Ed25519PrivateKey, doc: dict[str, Any], created: datetime
+) -> dict[str, Any]:
+    """The ``eddsa-jcs-2022`` proof of ``doc`` (without a ``proof``) by ``private`` at
+    ``created`` (W3C, "Data Integrity EdDSA Cryptosuites v1.0" §3.3.1–3.3.5): its options
+    (``type`` ``DataIntegrityProof``, ``cryptosuite``, ``created``, ``verificationMethod``,
+    ``proofPurpose``, and the document's ``@context`` where it has one) and ``proofValue``,
+    the Ed25519 signature over ``signing_input`` as multibase base58-btc (``z…``). Raises
+    ValueError for what JSON canonicalization cannot represent."""
+    options: dict[str, Any] = {
+        "type": PROOF_TYPE,
+        "cryptosuite": SUITE,
+        "created": _timestamp(created),
+        "verificationMethod": verification_method(private.public_key()),
+        "proofPurpose": PROOF_PURPOSE,
+    }
+    if "@context" in doc:
+        options["@context"] = copy.deepcopy(doc["@context"])
+    signature = private.sign(signing_input(doc, options))
+    return {**options, "proofValue": "z" + base58.b58encode(signature).decode()}
+
+
 def proof_key_id(doc: Any) -> str | None:
-    """The id of the key a document's proof says signed it (``verificationMethod``,
-    ``urn:boundgate:key:<fingerprint>``); None if it names none."""
+    """The id of the key a document's proof says signed it (``urn:boundgate:key:<fingerprint>``,
+    ``key_id``): its ``verificationMethod``, a ``did:key`` read as the key it names; None if
+    it names none."""
     proof = doc.get("proof") if isinstance(doc, dict) else None
     method = proof.get("verificationMethod") if isinstance(proof, dict) else None
-    return method if isinstance(method, str) else None
+    if not isinstance(method, str):
+        return None
+    named = did_key_public(method)
+    return key_id(named) if named is not None else method
 
 
 def data_dir_keys(data_dir: Path) -> dict[str, tuple[Ed25519PublicKey, Path]]:
@@ -280,11 +339,11 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def signing_input(body: dict[str, Any], options: dict[str, Any]) -> bytes:
-    """What the proof's signature is over: for ``SUITE``, SHA-256 of the canonical options
-    (the proof without ``proofValue``) then SHA-256 of the canonical document without
-    ``proof``; for ``SUITE_V1`` the canonical document alone. Raises ValueError (rfc8785's
-    CanonicalizationError) for what JSON canonicalization cannot represent (NaN, integers
-    beyond 2**53)."""
+    """What the proof's signature is over: for ``SUITE`` and ``SUITE_2026``, SHA-256 of the
+    canonical options (the proof without ``proofValue``) then SHA-256 of the canonical
+    document without ``proof`` (eddsa-jcs-2022's hashData, §3.3.4); for ``SUITE_V1`` the
+    canonical document alone. Raises ValueError (rfc8785's CanonicalizationError) for what
+    JSON canonicalization cannot represent (NaN, integers beyond 2**53)."""
     if options.get("cryptosuite") == SUITE_V1:
         return canonical(body)
     return hashlib.sha256(canonical(options)).digest() + hashlib.sha256(canonical(body)).digest()
@@ -325,10 +384,8 @@ class Verification:
 
 
 def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
-    """Check a document's content id, proof and signature with only the public key. The
-    proof must be the kind boundgate writes: ``type`` ``PROOF_TYPE``, ``cryptosuite``
-    ``SUITE`` (or ``SUITE_V1``), ``proofPurpose`` ``PROOF_PURPOSE``, ``created`` a timestamp
-    with its offset, no other fields. Never raises: what is wrong is the ``reason``."""
+    """Check a document's content id, proof and signature with only the public key
+    (``verify_proof``). Never raises: what is wrong is the ``reason``."""
     if not isinstance(doc, dict):
         return Verification(False, "not a JSON object")
     proof = doc.get("proof")
@@ -340,23 +397,51 @@ def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
             return Verification(False, "content does not match its id (tampered)")
     except ValueError as exc:  # NaN, an integer beyond 2**53: no canonical form
         return Verification(False, f"not canonical JSON ({exc})")
-    extra = sorted(set(proof) - PROOF_FIELDS)
+    return verify_proof(doc, public)
+
+
+def verify_proof(doc: Any, public: Ed25519PublicKey) -> Verification:
+    """Check a secured document's proof with ``public``, the key it must name. The proof must
+    be one boundgate writes: ``DataIntegrityProof`` with ``eddsa-jcs-2022`` (its key a
+    ``did:key``, its value multibase base58-btc, its ``@context``, if given, the document's
+    own, §3.3.2), or ``Ed25519Signature2020`` with ``SUITE_2026`` or
+    ``SUITE_V1`` (the key by fingerprint, base64); ``proofPurpose`` ``PROOF_PURPOSE``,
+    ``created`` a timestamp with its offset, no other fields. Never raises."""
+    if not isinstance(doc, dict):
+        return Verification(False, "not a JSON object")
+    proof = doc.get("proof")
+    if not isinstance(proof, dict) or not isinstance(proof.get("proofValue"), str):
+        return Verification(False, "missing proof")
+    body = {k: v for k, v in doc.items() if k != "proof"}
+    suite = proof.get("cryptosuite")
+    standard = suite == SUITE
+    allowed = PROOF_FIELDS | {"@context"} if standard else PROOF_FIELDS
+    if suite not in (SUITE, SUITE_2026, SUITE_V1):
+        return Verification(False, f"unsupported cryptosuite {suite!r}")
+    extra = sorted(set(proof) - allowed)
     if extra:
         return Verification(False, f"unexpected proof field {extra[0]!r}")
-    if proof.get("type") != PROOF_TYPE:
+    if proof.get("type") != (PROOF_TYPE if standard else LEGACY_PROOF_TYPE):
         return Verification(False, f"unsupported proof type {proof.get('type')!r}")
-    if proof.get("cryptosuite") not in (SUITE, SUITE_V1):
-        return Verification(False, f"unsupported cryptosuite {proof.get('cryptosuite')!r}")
     if proof.get("proofPurpose") != PROOF_PURPOSE:
         return Verification(False, f"unsupported proofPurpose {proof.get('proofPurpose')!r}")
     if parse_timestamp(proof.get("created")) is None:
         return Verification(False, f"proof.created is not a timestamp ({proof.get('created')!r})")
     method = proof.get("verificationMethod", "")
-    if method != key_id(public):
+    if method != (verification_method(public) if standard else key_id(public)):
         return Verification(False, f"signed by another key ({method})")
     options = {k: v for k, v in proof.items() if k != "proofValue"}
+    if standard and "@context" in options and options["@context"] != body.get("@context"):
+        # §3.3.2 lets a document's @context go on past the proof's, unsigned: not here
+        return Verification(False, "proof.@context is not the document's")
+    value: str = proof["proofValue"]
     try:
-        signature = base64.b64decode(proof["proofValue"], validate=True)
+        if standard:
+            if not value.startswith("z"):
+                return Verification(False, "proofValue is not multibase base58-btc")
+            signature = base58.b58decode(value[1:])
+        else:
+            signature = base64.b64decode(value, validate=True)
         public.verify(signature, signing_input(body, options))
     except (InvalidSignature, ValueError):
         return Verification(False, "bad signature (tampered)")
