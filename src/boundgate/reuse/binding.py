@@ -383,15 +383,23 @@ class Verification:
     key: Ed25519PublicKey | None = None  # endorsed_key: the key it found endorsed
 
 
-def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
-    """Check a document's content id, proof and signature with only the public key
-    (``verify_proof``). Never raises: what is wrong is the ``reason``."""
+def _secured(doc: Any) -> tuple[dict[str, Any], dict[str, Any]] | Verification:
+    """A secured document's body (all but ``proof``) and its proof, or why it is not one."""
     if not isinstance(doc, dict):
         return Verification(False, "not a JSON object")
     proof = doc.get("proof")
     if not isinstance(proof, dict) or not isinstance(proof.get("proofValue"), str):
         return Verification(False, "missing proof")
-    body = {k: v for k, v in doc.items() if k != "proof"}
+    return {k: v for k, v in doc.items() if k != "proof"}, proof
+
+
+def verify(doc: Any, public: Ed25519PublicKey) -> Verification:
+    """Check a document's content id, proof and signature with only the public key
+    (``verify_proof``). Never raises: what is wrong is the ``reason``."""
+    split = _secured(doc)
+    if isinstance(split, Verification):
+        return split
+    body, _ = split
     try:
         if body.get("@id") != content_id(body):
             return Verification(False, "content does not match its id (tampered)")
@@ -407,12 +415,10 @@ def verify_proof(doc: Any, public: Ed25519PublicKey) -> Verification:
     own, §3.3.2), or ``Ed25519Signature2020`` with ``SUITE_2026`` or
     ``SUITE_V1`` (the key by fingerprint, base64); ``proofPurpose`` ``PROOF_PURPOSE``,
     ``created`` a timestamp with its offset, no other fields. Never raises."""
-    if not isinstance(doc, dict):
-        return Verification(False, "not a JSON object")
-    proof = doc.get("proof")
-    if not isinstance(proof, dict) or not isinstance(proof.get("proofValue"), str):
-        return Verification(False, "missing proof")
-    body = {k: v for k, v in doc.items() if k != "proof"}
+    split = _secured(doc)
+    if isinstance(split, Verification):
+        return split
+    body, proof = split
     suite = proof.get("cryptosuite")
     standard = suite == SUITE
     allowed = PROOF_FIELDS | {"@context"} if standard else PROOF_FIELDS
