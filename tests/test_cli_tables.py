@@ -205,3 +205,25 @@ def test_models_with_a_mistyped_data_dir_lists_them_and_makes_no_store(tmp_path:
     text = " ".join(listed.stderr.split())
     assert f"no boundgate store at {mistyped / 'boundgate.db'}" in text
     assert "no measured energy profiles" in text
+
+
+def test_emoji_codes_in_values_are_printed_as_written(tmp_path: Path) -> None:
+    """A trial: ``docs verify`` printed "did:key:z6Mk…" as "did🔑z6Mk…" (rich read ":key:" as
+    an emoji code). A document signed by another key is named as its proof names it."""
+    from datetime import UTC, datetime
+
+    from boundgate.reuse import binding
+
+    other = binding.Signer.load_or_create(tmp_path / "other")
+    binding.Signer.load_or_create(tmp_path / "data")
+    when = datetime(2026, 11, 26, tzinfo=UTC)
+    doc = binding.build(
+        question="q?", variants=["q?"], answer="a", model="fake", model_version="v1",
+        tenant="local", scope={"endpoint": "/v1/chat/completions", "params": {}}, askers=3,
+        created=when, cost_wh=0.0, cost_gco2=0.0,
+    )  # fmt: skip
+    f = tmp_path / "doc.ndjson"
+    f.write_text(json.dumps(other.sign(doc, when)) + "\n")
+    res = CliRunner().invoke(cli, ["docs", "verify", str(f), "--data-dir", str(tmp_path / "data")])
+    assert res.exit_code == 1, res.output
+    assert binding.did_key(other.public) in res.output and "🔑" not in res.output

@@ -1060,3 +1060,12 @@ def test_a_client_leaving_a_long_streamed_hit_over_http_is_heard_and_ledgered_ca
 
         rows = wait_until(row)
         assert len(rows) == 1 and (rows[0].reuse, rows[0].status) == ("hit-exact", 499)
+
+
+def test_null_tools_are_left_out_as_every_null_parameter(fake_live: Live) -> None:
+    """A trial: ``"tools": null`` or ``"functions": null`` (what some SDK wrappers send) made
+    every request a bypass, never looked up nor stored; null means left out (docs/api.md)."""
+    q = "Which planet is known as the red planet?"
+    assert ask(fake_live, q, tools=None).headers["x-boundgate-reuse"] == "miss"
+    for body in ({"tools": None}, {"functions": None}, {}):
+        assert ask(fake_live, q, **body).headers["x-boundgate-reuse"] == "hit-exact", body

@@ -32,8 +32,9 @@ class CliConsole(Console):
 # markup only where a print asks for it (``markup=True``, its data escaped): a table's cells and
 # plain prints are data (a bound document's question, a config's regex), and a trial's question
 # "[/b]" crashed `docs list` while "[a-z]" in a value vanished from `settings`
-out = CliConsole(markup=False)
-err = CliConsole(stderr=True, markup=False)
+# and no emoji codes: ":key:" in "did:key:z6Mk…" printed as an emoji (a trial's `docs verify`)
+out = CliConsole(markup=False, emoji=False)
+err = CliConsole(stderr=True, markup=False, emoji=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

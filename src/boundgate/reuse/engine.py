@@ -249,7 +249,8 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         """The request's reuse plan and key. ``answer_labels``: whether the model's fresh
         answers label the verifier's observations (``answer_labels.resolve``)."""
         key = reuse_key(req, tenant=tenant, model_version=model_version, endpoint=endpoint)
-        has_tools = any(k in req.passthrough for k in ("tools", "functions"))
+        # null is left out, as for every parameter (a trial: `"tools": null` bypassed reuse)
+        has_tools = any(req.passthrough.get(k) is not None for k in ("tools", "functions"))
         p = plan(
             temperature=req.temperature,
             max_temperature=self.settings.max_temperature,
