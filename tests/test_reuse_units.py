@@ -1407,6 +1407,17 @@ def test_a_text_completions_prompt_is_exact_to_the_character() -> None:
         ("Nasıl kilo verilir?", False),
         ("Cara membuat nasi goreng", False),
         ("如何打开蓝牙", False),
+        # English search-box queries naming a borrowed dish: too few words for the
+        # identifier, but every one an English noun (a trial's misses)
+        ("Tiramisu recipe", True),
+        ("Paella recipe", True),
+        ("Pesto pasta recipe", True),
+        ("Recipes for gazpacho", True),
+        ("is 97 prime", True),
+        # ... while a foreign function word that WordNet lists as a noun keeps them apart
+        ("Capital de Australia", False),
+        ("Receta de paella", False),
+        ("Recette de la paella", False),
     ],
 )
 def test_semantic_reuse_is_for_the_language_the_guards_read(text: str, english: bool) -> None:

@@ -155,7 +155,7 @@ def nouns() -> NounTable:
     return NounTable(path.read_text("utf-8"))
 
 
-def _noun_lemma(word: str) -> str | None:
+def noun_lemma(word: str) -> str | None:
     """``word``'s WordNet noun lemma ("mice" → "mouse", "pears" → "pear"), or None."""
     rows = nouns().rows
     if word in rows:
@@ -174,7 +174,7 @@ def noun_siblings(x: str, y: str) -> bool:
     thing: a hypernym of their first two senses in common ("rat" / "mouse": rodent, "apple"
     / "pear": edible fruit, "hockey" / "cricket": field game), no sense in common ("car" /
     "automobile" are one synset)."""
-    lx, ly = _noun_lemma(x), _noun_lemma(y)
+    lx, ly = noun_lemma(x), noun_lemma(y)
     if lx is None or ly is None or lx == ly:
         return False
     table = nouns()
