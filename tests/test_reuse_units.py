@@ -950,7 +950,7 @@ def test_store_and_index_survive_restart(tmp_path: Path) -> None:
         store = SQLiteStore(tmp_path / "b.db")
         store.open()
         e = await engine(store)
-        lookup = await _lookup(e, "mount everest how tall is")
+        lookup = await _lookup(e, "how tall is mount everest")
         assert not lookup.hit
         out = await _remember(e, lookup, "8849 m", cost_wh=0.2)
         await e.observe(None, 0.99, True, "verify", "req_1")  # the verifier's labels persist too
@@ -1178,7 +1178,7 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     first_words = "summarise this report about the budget"  # 7 words: past the window
     long_a = first_words + " the project is approved"
     long_b = first_words + " the project is cancelled"
-    short = "mount everest how tall is"
+    short = "how tall is mount everest"
 
     async def engine(store: SQLiteStore) -> ReuseEngine:
         verifier = Verifier(
