@@ -1069,3 +1069,38 @@ def test_null_tools_are_left_out_as_every_null_parameter(fake_live: Live) -> Non
     assert ask(fake_live, q, tools=None).headers["x-boundgate-reuse"] == "miss"
     for body in ({"tools": None}, {"functions": None}, {}):
         assert ask(fake_live, q, **body).headers["x-boundgate-reuse"] == "hit-exact", body
+
+
+@pytest.mark.parametrize("developer_role", [False, True])
+def test_developer_and_system_share_a_scope_where_the_model_reads_them_alike(
+    tmp_path: Path, developer_role: bool
+) -> None:
+    """A trial: the local model (whose prompt format has no developer role, so it reads a
+    developer message as the system message) answered the same text under either role with
+    the same answer, and each missed the other's stored one. Where the model reads them
+    alike they are one scope; where its format has the role, two."""
+    from boundgate.backends.fake import FakeBackend
+
+    fake = FakeBackend("fake", developer_role=developer_role)
+    app = build_app(fake_settings(tmp_path), backends={"fake": fake})
+    with Live.in_process(app) as live:
+
+        def ask_as(role: str) -> str:
+            body = {
+                "messages": [
+                    {"role": role, "content": "Answer in one sentence."},
+                    {"role": "user", "content": "What is a haiku?"},
+                ],
+                "temperature": 0,
+            }
+            r = live.http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200, r.text
+            prompt_tokens.append(r.json()["usage"]["prompt_tokens"])
+            return str(r.headers["x-boundgate-reuse"])
+
+        prompt_tokens: list[int] = []
+        assert ask_as("system") == "miss"
+        assert ask_as("developer") == ("miss" if developer_role else "hit-exact")
+        assert ask_as("developer") == "hit-exact"
+        if not developer_role:  # the count made for the system message, not an estimate
+            assert prompt_tokens[1] == prompt_tokens[0]

@@ -10,7 +10,7 @@ import asyncio
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "developer"]
@@ -167,6 +167,10 @@ class Backend(ABC):
     # generation from that call, not from when it asked, so the queue wait, whose energy is
     # another request's, is not billed. False (upstream backends): metered from the call.
     reports_start: bool = False
+    # The model's prompt format has no ``developer`` role: such a message is given to it as
+    # the ``system`` message it stands for (``LlamaCppBackend.chat_messages``), so the two
+    # are one request to it, and one reuse scope (``as_read``).
+    developer_as_system: bool = False
 
     def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
         self.name = name
@@ -179,6 +183,18 @@ class Backend(ABC):
         # connection error, timeout, 429 or 5xx): the gateway counts those of its remote
         # backends on its /metrics (``Metrics.retry_counter``)
         self.on_retry: Callable[[], None] | None = None
+
+    def as_read(self, req: GenerationRequest) -> GenerationRequest:
+        """``req`` as this model reads it, for the reuse scope: with ``developer_as_system``,
+        its ``developer`` messages as ``system`` (a trial: the same text under either role
+        got the same answer, 65 tokens for 65, and missed the other's stored one). Else
+        ``req`` itself."""
+        if not self.developer_as_system or req.messages is None:
+            return req
+        if all(m.role != "developer" for m in req.messages):
+            return req
+        read = [replace(m, role="system") if m.role == "developer" else m for m in req.messages]
+        return replace(req, messages=read)
 
     def template_tokens(self, req: GenerationRequest) -> int:
         """Tokens the model's prompt format adds to what ``req.text_bytes()`` counts (which

@@ -95,8 +95,11 @@ class FakeBackend(Backend):
         serialize: bool = False,
         queue_size: int | None = None,
         clock: FakeClock | None = None,
+        developer_role: bool = True,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
+        # False: a prompt format without a "developer" role, as SmolLM2's (``as_read``)
+        self.developer_as_system = not developer_role
         self.answers = answers
         self.logprobs = logprobs
         if version is not None:

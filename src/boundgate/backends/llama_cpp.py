@@ -200,9 +200,9 @@ class LlamaCppBackend(Backend):
         self._explicit_params = params_b is not None
         self._llm: Any = None
         self._formatter: Any = None
-        # whether the chat template names a "developer" role (else such a message is given
-        # to it as the system message it stands for: ``chat_messages``)
-        self._developer_role = False
+        # until the chat template is read (``_load``): a "developer" message is given to it
+        # as the system message it stands for (``chat_messages``), unless it names the role
+        self.developer_as_system = True
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._busy = False
@@ -228,7 +228,7 @@ class LlamaCppBackend(Backend):
             verbose=False,
         )
         template = llm.metadata.get("tokenizer.chat_template")
-        self._developer_role = "developer" in (template or "")
+        self.developer_as_system = "developer" not in (template or "")
         if template:
             eos_id = llm.token_eos()
             bos_id = llm.token_bos()
@@ -332,7 +332,7 @@ class LlamaCppBackend(Backend):
         and then a ``<|im_start|>developer`` turn it was never trained on, and answered
         otherwise than under ``system`` (an SDK trial)."""
         msgs = [m.openai() for m in messages]
-        if not self._developer_role:
+        if self.developer_as_system:
             for m in msgs:
                 if m["role"] == "developer":
                     m["role"] = "system"

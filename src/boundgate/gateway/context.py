@@ -154,7 +154,9 @@ def hit_usage(backend: Backend, req: GenerationRequest, entry: StoredEntry) -> U
     imported document's entry has no count (0 was reported). A hit reports no
     ``prompt_tokens_details.cached_tokens``: OpenAI counts there the prompt's prefix a model
     reused while it generated anew; a reused answer ran no model (``x-boundgate-reuse`` says
-    it was reused)."""
+    it was reused). ``req`` is read as the backend reads it (``Backend.as_read``): a
+    developer message served the answer stored for its system message counts as that."""
+    req = backend.as_read(req)
     stored = usage_of(entry)
     counted = entry.prompt_tokens > 0 and entry.model_version == backend.version
     if counted and asked_as_stored(entry, req):

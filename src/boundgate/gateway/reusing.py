@@ -59,15 +59,16 @@ class Reusing(Metering, Admission):
         if self.reuse is None:
             return None
         labels = self.reuse.label_source(backend.name, backend.version, backend.answer_labels)
+        read = backend.as_read(req)  # the scope of what the model reads
         p, key = self.reuse.plan_for(
-            req,
+            read,
             tenant=ctx.tenant.name,
             model_version=backend.version,
             endpoint=ctx.endpoint,
             cache_control=ctx.cache_control,
             answer_labels=labels.in_force,
         )
-        stale = self.reuse.documents.stale_keys(req, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
+        stale = self.reuse.documents.stale_keys(read, tenant=ctx.tenant.name, endpoint=ctx.endpoint)
         lookup = ctx.reuse = await self.reuse.lookup(p, key, stale, check_live=check_live)
         # (on ctx before the creativity buffer may refuse it: the 429's ledger row carries
         # the lookup's decision, as /v1/boundgate/stats counts it)
