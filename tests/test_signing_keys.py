@@ -6,6 +6,7 @@ an import of the gateway's export stopped at the first of them)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from boundgate.backends.fake import FakeBackend
 from boundgate.cli import app as cli
 from boundgate.reuse import binding
 from boundgate.reuse.documents import SigningKeyLost
+from boundgate.store import SQLiteStore
 from helpers import Live, fake_settings
 
 Q = "What is the boiling point of water at sea level?"
@@ -237,3 +239,44 @@ def test_a_replica_with_a_key_of_its_own_is_refused_where_the_store_signs_with_a
     for f, content in store_key.items():
         (data / f).write_bytes(content)
     assert bind_one(tmp_path, "Why is the sky blue?").startswith("doc_")
+
+
+def test_replicas_that_made_keys_of_their_own_on_an_empty_store_bind_with_one(
+    tmp_path: Path,
+) -> None:
+    """A trial: two replicas started together on an empty store, each made a key (the store
+    held no document to refuse it by) and both bound documents, with two keys; an import of
+    their export stopped at the first document of the other key. The one that binds second
+    now binds nothing (counted, logged) until it has the store's key."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        fake_settings(d, HASH)
+
+    def replica(tmp: Path) -> Any:  # its own data directory (key), the shared store
+        settings = fake_settings(tmp, HASH)
+        settings.reuse.bind_after = 1
+        store = SQLiteStore(tmp_path / "shared.db")
+        return build_app(settings, store=store, backends={"fake": FakeBackend("fake", params_b=1)})
+
+    def ask(live: Live, question: str) -> Any:
+        body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
+        return live.http.post("/v1/chat/completions", json=body)
+
+    with Live.in_process(replica(a)) as ra, Live.in_process(replica(b)) as rb:
+        keys = {binding.Signer.load(d / "data").fingerprint for d in (a, b)}  # type: ignore[union-attr]
+        assert len(keys) == 2  # both made one: the store held no document
+        first = ask(ra, Q)
+        assert first.headers["x-boundgate-document"].startswith("doc_")
+        second = ask(rb, "Why is the sky blue?")
+        assert second.status_code == 200
+        assert second.headers["x-boundgate-document"].startswith("ans_")  # stored, not bound
+        stats = rb.http.get("/v1/boundgate/stats").json()
+        assert "bind_refused_other_key" in json.dumps(stats)
+    store = SQLiteStore(tmp_path / "shared.db")
+    store.open()
+    rows = asyncio.run(store.documents())
+    store.close()
+    signer_a = binding.Signer.load(a / "data")
+    assert signer_a is not None and len(rows) == 1
+    assert binding.verify(json.loads(rows[0].body), signer_a.public).ok

@@ -146,6 +146,7 @@ class Documents:
         self._askers_seen: dict[int, set[str]] = {}  # entry → asker digests already counted
         self._stale_documents: set[str] = set()  # bound documents of superseded model versions
         self._stale_versions: dict[str, set[str]] = {}  # model → versions with stale documents
+        self._refused_logged = False  # binds refused for another key than the store's: logged
 
     @property
     def store(self) -> Store:
@@ -161,6 +162,24 @@ class Documents:
             self.signer = await load_signer(self.store, self.key_dir)
         else:  # given (the app is built with the data directory's key, where there is one)
             await _check_signs_like_the_store(self.store, self.key_dir, self.signer)
+
+    async def _signs_like_the_store(self) -> bool:
+        """Whether this gateway's key is the one the store's newest own document names (or
+        the store has none): checked before each bind, not only at start-up. Replicas that
+        started together on an empty store each made a key of their own (a trial), and the
+        second to bind would sign with another key than the first; it binds nothing instead,
+        logs the error (once) and counts ``bind_refused_other_key``."""
+        if self.key_dir is None or self.signer is None:
+            return True
+        try:
+            await _check_signs_like_the_store(self.store, self.key_dir, self.signer)
+        except SigningKeyLost as exc:
+            self.engine.count("bind_refused_other_key")
+            if not self._refused_logged:
+                self._refused_logged = True
+                log.error("documents are not bound here: %s", exc)
+            return False
+        return True
 
     async def repair(self) -> list[DocumentProblem]:
         """At start-up, before anything is loaded: make documents and the entries serving
@@ -237,6 +256,8 @@ class Documents:
             return None
         if entry.document_id:
             return await self.store.get_document(entry.document_id)
+        if not await self._signs_like_the_store():
+            return None
         if supersedes is not None and supersedes.model_version == entry.model_version:
             return None  # the same version again (a replica not yet upgraded): no new version
         variants = (variants or []) + await self.store.variants(entry_key)
