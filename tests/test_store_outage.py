@@ -320,3 +320,48 @@ def test_the_dashboard_answers_a_page_while_the_store_is_down(
             assert "cannot reach its store" in r.text and int(r.headers["Retry-After"]) >= 1
     api = chat(gateway, "the API keeps its JSON")
     assert_error(api, 503, code="store_unavailable")
+
+
+def test_a_budget_settle_the_outage_stopped_is_made_once_the_store_returns(
+    outage: Outage, gateway: Live
+) -> None:
+    """A trial: a stream answered while PostgreSQL was down got its ledger row later, but its
+    budget settle failed once and was never tried again; when the hold's lease ran out the
+    key's counter held a fraction of what its rows said (753 tokens of 1,152, a budget of 900
+    overrun). Settled once the store is back: the counter's tokens are the row's."""
+    from boundgate.tenants import DAY_S, key_counters, tokens_counter
+
+    made = arun(gateway.gateway.store.create_key("acme", daily_tokens=100_000))
+    gateway.http.headers["Authorization"] = f"Bearer {made.secret}"
+    gateway.gateway.backends["fake"].token_delay_s = 0.2
+    body = {"model": "fake", "messages": [{"role": "user", "content": "a long one"}]}
+    with gateway.http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
+        assert r.status_code == 200
+        request_id = r.headers["x-request-id"]
+        lines = r.iter_lines()
+        for line in lines:
+            if line.startswith("data: "):
+                break
+        outage.halt()
+        for _ in lines:  # to its end: the settle fails with the store down
+            pass
+    time.sleep(8)  # past store.connect_timeout_s: its settle fails (no wait for a result)
+    outage.resume()
+    gateway.gateway.backends["fake"].token_delay_s = 0.0
+
+    def final() -> Any:
+        row = gateway.ledger().get(request_id)
+        return row if row is not None and row.outcome != "interrupted" else None
+
+    row = wait_until(final, timeout=60)
+    spent = row.prompt_tokens + row.completion_tokens
+    assert spent > 1
+    counter = tokens_counter(key_counters(made.key.id))
+    window = float(int(time.time() // DAY_S) * DAY_S)
+
+    def settled() -> Any:
+        state = arun(gateway.gateway.store.counter_state(counter, window, time.time()))
+        # what the budget counts of the request (its prompt as held, the tokens it was sent)
+        return state if state.used >= spent and state.held == 0 else None
+
+    wait_until(settled, timeout=60)

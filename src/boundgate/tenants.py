@@ -51,6 +51,7 @@ the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 import weakref
@@ -60,11 +61,25 @@ from typing import Protocol
 from .clock import Clock
 from .errors import ErrorCode, RateLimitError
 from .settings import LimitsSettings
-from .store import ApiKey, Claim, Hold, KeyStore, LedgerRow, LimitStore, NewKey, Release
+from .store import (
+    ApiKey,
+    Claim,
+    Hold,
+    KeyStore,
+    LedgerRow,
+    LimitStore,
+    NewKey,
+    Release,
+    StoreUnavailableError,
+)
 
 DAY_S = 86_400
 RPM_WINDOW_S = 60.0
 PRUNE_EVERY_S = 3600.0  # how often old days' counters are deleted
+# settles an outage left undone are tried again this often until the store is back
+# (``Limiter.settle_unsettled``), and at most this many are kept (the oldest dropped first)
+UNSETTLED_RETRY_S = 5.0
+UNSETTLED_KEPT = 100_000
 KEEP_DAYS = 2  # days of counters kept (today and yesterday, for late settles)
 
 
@@ -223,6 +238,10 @@ class Limiter:
         self.clock = clock
         self.limits = limits
         self._settling: set[asyncio.Task[None]] = set()
+        # (hold id, counter, owner, window, used) of settles the store was unavailable for;
+        # ``keep_held`` is woken to try them again
+        self._unsettled: list[tuple[str, str, str, float, int]] = []
+        self._wake = asyncio.Event()
         self._pruned_at = float("-inf")
         # the reservations of requests still running, by hold id: their holds are renewed
         # (:meth:`renew`) until they are settled. Weak: a reservation its request dropped
@@ -451,8 +470,34 @@ class Limiter:
     ) -> None:
         try:
             await self.store.settle(hold_id, counter, window, used)
+        except StoreUnavailableError as exc:
+            # an outage: settled again once the store is back (``settle_unsettled``; a
+            # trial's key counted 1,404 tokens of the 2,888 its ledger rows held)
+            if len(self._unsettled) >= UNSETTLED_KEPT:
+                self._unsettled.pop(0)
+            self._unsettled.append((hold_id, counter, owner, window, used))
+            self._wake.set()
+            log.warning(
+                "budget: a reservation of %r is settled once the store is back (%s)", owner, exc
+            )
         except Exception:  # the hold expires with its lease; the ledger keeps the truth
             log.exception("budget: settling a reservation of %r failed", owner)
+
+    async def settle_unsettled(self) -> int:
+        """Settle again, oldest first, what an outage left unsettled (``_settle``); stops at
+        the first the store is still unavailable for. Each adds its real usage to its
+        counter and gives back its hold if that has not lapsed yet. Returns how many are
+        still waiting."""
+        while self._unsettled:
+            hold_id, counter, owner, window, used = self._unsettled[0]
+            try:
+                await self.store.settle(hold_id, counter, window, used)
+            except StoreUnavailableError:
+                break
+            except Exception:
+                log.exception("budget: settling a reservation of %r failed", owner)
+            self._unsettled.pop(0)
+        return len(self._unsettled)
 
     def _forget(self, res: Reservation) -> None:
         if res.hold_id is not None:
@@ -504,7 +549,13 @@ class Limiter:
                 raise
             except Exception:  # the store restarting: try again next time
                 log.exception("budget: renewing the holds of running requests failed")
-            await asyncio.sleep(self.limits.reservation_lease_s / 3)
+            self._wake.clear()
+            waiting = await self.settle_unsettled()
+            every = self.limits.reservation_lease_s / 3
+            with contextlib.suppress(TimeoutError):  # or woken by a settle left undone
+                await asyncio.wait_for(
+                    self._wake.wait(), min(every, UNSETTLED_RETRY_S) if waiting else every
+                )
 
     def _maybe_prune(self, now: float) -> None:
         if now - self._pruned_at < PRUNE_EVERY_S:
