@@ -703,3 +703,48 @@ def test_a_store_that_fails_unexpectedly_gets_an_openai_shaped_500(tmp_path: Pat
         assert_error(r, 500)
         assert r.json()["error"]["code"] == "internal_error"
         live.http.close()
+
+
+def test_requests_the_shutdown_stops_are_answered_in_openais_shape(tmp_path: Path) -> None:
+    """Two trials' rolling restarts: requests still running when the graceful shutdown ran
+    out got uvicorn's plain-text "Internal Server Error" (no error object, a traceback per
+    request in the log), and a stream was cut with no error event. Now a request with no
+    response yet gets 503 ``server_shutting_down`` with Retry-After, and a stream's last
+    event is that error."""
+    import threading
+    import time
+
+    import httpx
+
+    from boundgate.backends.fake import FakeBackend
+
+    fake = FakeBackend("fake", params_b=1, token_delay_s=0.5)  # 20+ tokens: 10 s and more
+    app = build_app(fake_settings(tmp_path), backends={"fake": fake})
+    srv = ThreadedServer(app, timeout_graceful_shutdown=1).__enter__()
+    body = {"messages": [{"role": "user", "content": "Tell me a long story"}], "max_tokens": 60}
+    got: dict[str, Any] = {}
+
+    def whole() -> None:
+        r = httpx.post(f"{srv.url}/chat/completions", json=body, timeout=60)
+        got["whole"] = r
+
+    def streamed() -> None:
+        with httpx.stream(
+            "POST", f"{srv.url}/chat/completions", json={**body, "stream": True}, timeout=60
+        ) as r:
+            got["events"] = [line for line in r.iter_lines() if line.startswith("data: ")]
+
+    threads = [threading.Thread(target=whole), threading.Thread(target=streamed)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while fake.calls < 2 and time.monotonic() < deadline:  # both are generating
+        time.sleep(0.05)
+    srv.__exit__()  # the shutdown: 1 s of grace, then the requests are cancelled
+    for t in threads:
+        t.join(timeout=60)
+    r = got["whole"]
+    err = assert_error(r, 503, code="server_shutting_down")
+    assert "shutting down" in err["message"] and r.headers["retry-after"] == "1"
+    last = json.loads(got["events"][-1].removeprefix("data: "))
+    assert last["error"]["code"] == "server_shutting_down", got["events"][-2:]

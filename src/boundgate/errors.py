@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_ERROR = "upstream_error"  # 502
     OVERLOADED = "overloaded"  # 503
     STORE_UNAVAILABLE = "store_unavailable"  # 503: the store (PostgreSQL) cannot be reached
+    SHUTTING_DOWN = "server_shutting_down"  # 503: stopped by the server's shutdown
     UPSTREAM_TIMEOUT = "upstream_timeout"  # 504
     NOT_STORED = "not_stored"  # 504: Cache-Control only-if-cached, and no stored answer fits
 

@@ -31,6 +31,7 @@ class ThreadedServer:
         port: int = 0,
         lifespan: Literal["auto", "on", "off"] = "on",
         start_timeout_s: float = 300.0,
+        timeout_graceful_shutdown: float | None = None,
     ) -> None:
         import uvicorn
 
@@ -39,7 +40,15 @@ class ThreadedServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.port = int(self._socket.getsockname()[1])
-        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan=lifespan,
+            # None: requests in flight at exit are waited for (uvicorn's default)
+            timeout_graceful_shutdown=(
+                None if timeout_graceful_shutdown is None else int(timeout_graceful_shutdown)
+            ),
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True

@@ -7,7 +7,9 @@ logged with its traceback on the server and answered with a generic 500, never a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +33,7 @@ from ..errors import (
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    ServiceUnavailableError,
 )
 from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers, model_requirements
@@ -114,6 +117,52 @@ class BodyLimit:
                 await send(message)
 
         await self.app(scope, limited, guarded_send)
+
+
+class ShutdownCut:
+    """Pure-ASGI: a request still running when the server's graceful shutdown runs out
+    (uvicorn's ``timeout_graceful_shutdown``, then it cancels the request's task) is answered
+    in OpenAI's shape: 503 ``server_shutting_down`` with ``Retry-After`` if no response has
+    started, else a stream's last event is that error. uvicorn answered a plain-text
+    ``Internal Server Error`` and logged a traceback per request, and cut streams with no
+    error event (two trials' rolling restarts). Nothing else cancels a request's task at
+    this layer (a client that leaves is heard as a disconnect), so the cancellation ends
+    here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = stream = ended = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started, stream, ended
+            if message["type"] == "http.response.start":
+                started = True
+                headers = dict(message.get("headers", []))
+                stream = headers.get(b"content-type", b"").startswith(b"text/event-stream")
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                ended = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except asyncio.CancelledError:
+            err = ServiceUnavailableError(
+                "the gateway is shutting down and stopped this request; send it again",
+                code=ErrorCode.SHUTTING_DOWN,
+                retry_after=1,
+            )
+            with contextlib.suppress(Exception):  # the connection may be gone as well
+                if not started:
+                    await send_error(send, err)
+                elif stream and not ended:
+                    event = b"data: " + json.dumps(err.to_dict()).encode() + b"\n\n"
+                    await send({"type": "http.response.body", "body": event, "more_body": False})
+            log.warning("request %s %s stopped by the shutdown", scope["method"], scope["path"])
 
 
 def _is_upload(request: Request) -> bool:
@@ -406,5 +455,7 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body_bytes, file_limit=max_file_bytes)
     # outermost: a web page's request to an open gateway is refused before anything else
     app.add_middleware(LocalOnly, gateway=gateway, hosts=local_hosts or LocalHosts())
+    # around everything: a request the shutdown stops is answered in OpenAI's shape
+    app.add_middleware(ShutdownCut)
     truthful_openapi(app, routers)
     return app
