@@ -660,6 +660,19 @@ def describe(
     yield from walk(settings, [])
 
 
+def _bounds(field: Any) -> str:
+    """A field's numeric bounds for the reference, ", ≥ 0, ≤ 5" (a trial set
+    ``store.key_cache_s`` to 30 and learnt its bound from the refusal)."""
+    marks = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<"}
+    out = []
+    for item in field.metadata:
+        for attr, mark in marks.items():
+            value = getattr(item, attr, None)
+            if value is not None:
+                out.append(f"{mark} {value}")
+    return "".join(f", {b}" for b in out)
+
+
 def reference_markdown() -> str:
     """The settings reference table for docs/configuration.md, generated from the fields."""
     sections: list[tuple[str, type[BaseModel]]] = [
@@ -702,6 +715,7 @@ def reference_markdown() -> str:
             ann = str(field.annotation).replace("typing.", "").replace("pathlib.", "")
             ann = ann.replace("<class '", "").replace("'>", "").replace("|", "\\|")
             ann = re.sub(r"boundgate\.settings\.\w+\.", "boundgate.settings.", ann)  # re-exported
+            ann += _bounds(field)
             env = _env_name([*section.replace("<name>", "NAME").split("."), name])
             lines.append(f"| `{name}` | {ann} | {default} | `{env}` | {field.description} |")
         lines.append("")
