@@ -227,3 +227,22 @@ def test_emoji_codes_in_values_are_printed_as_written(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["docs", "verify", str(f), "--data-dir", str(tmp_path / "data")])
     assert res.exit_code == 1, res.output
     assert binding.did_key(other.public) in res.output and "🔑" not in res.output
+
+
+def test_a_replicas_data_dir_without_a_sqlite_store_points_at_store_url(tmp_path: Path) -> None:
+    """A trial's `keys list --data-dir r1` on a PostgreSQL replica's data directory (its
+    signing key there, no SQLite file) was told nothing had been served with it; it is told
+    to give the config that sets store.url. An empty directory keeps the first message."""
+    from boundgate.reuse import binding
+
+    replica = tmp_path / "r1"
+    binding.Signer.load_or_create(replica)
+    env = {"BOUNDGATE_STORE__URL": None, "BOUNDGATE_CONFIG": None}
+    res = CliRunner().invoke(cli, ["keys", "list", "--data-dir", str(replica)], env=env)
+    text = " ".join(res.output.split())
+    assert res.exit_code != 0 and "store.url" in text and "--config" in text, text
+    assert not (replica / "boundgate.db").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(cli, ["keys", "list", "--data-dir", str(empty)], env=env)
+    assert "nothing has been served" in " ".join(res.output.split())

@@ -71,7 +71,17 @@ def store_missing(settings: Settings) -> bool:
 
 def no_store(settings: Settings) -> str:
     """Why a command that only reads or changes what is stored refuses when ``store_missing``:
-    the database file it looked for, and how to point it at the server's."""
+    the database file it looked for, and how to point it at the server's. A data directory
+    that holds a gateway's files but no SQLite store is most likely a PostgreSQL replica's
+    (a trial's `keys list --data-dir` on one was told nothing had been served there)."""
+    data_dir = settings.server.data_dir
+    used = data_dir.is_dir() and any(data_dir.iterdir())
+    if used:
+        return (
+            f"no boundgate store at {settings.db_path.resolve()}, though {data_dir.resolve()} "
+            "holds a gateway's files: if its store is PostgreSQL, give the config file that "
+            "sets store.url with --config (or set BOUNDGATE_STORE__URL)"
+        )
     return (
         f"no boundgate store at {settings.db_path.resolve()} (nothing has been served or set "
         "up with this data directory): run this in the server's directory, or give its config "
