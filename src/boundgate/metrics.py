@@ -46,6 +46,14 @@ class Metrics:
             ["model", "outcome", "status", *(["tenant"] if tenant_label else [])],
             registry=r,
         )
+        self.unledgered_errors = Counter(
+            "boundgate_unledgered_errors",
+            "Errors answered with no ledger row, so not in boundgate_requests_total: the store "
+            "could not be reached to write one (503 store_unavailable, or another error met "
+            "during an outage).",
+            ["status", "code"],
+            registry=r,
+        )
         self.latency = Histogram(
             "boundgate_request_duration_seconds",
             "Time from request arrival to the end of the response.",

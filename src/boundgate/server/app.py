@@ -352,6 +352,7 @@ def create_app(
                 request.state.ctx = ctx
             await gateway.record_error(ctx, err)
         except StoreUnavailableError as exc:  # an outage: the error is answered, not ledgered
+            gateway.metrics.unledgered_errors.labels(str(err.status_code), err.code or "").inc()
             log.warning(
                 "could not ledger the error of %s %s: %s", request.method, request.url.path, exc
             )
@@ -368,7 +369,9 @@ def create_app(
         """The store cannot be reached: 503 at once, and no try to ledger it (the ledger is
         what cannot be reached; the try would wait as long again)."""
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(request, store_unavailable(exc))
+        err = store_unavailable(exc)
+        gateway.metrics.unledgered_errors.labels(str(err.status_code), err.code or "").inc()
+        return error_response(request, err)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

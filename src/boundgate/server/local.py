@@ -144,7 +144,9 @@ class LocalOnly:
             if scope["path"] in PROBES:
                 await self.app(scope, receive, send)
             else:
-                await send_error(send, store_unavailable(exc))
+                err = store_unavailable(exc)
+                self.gateway.metrics.unledgered_errors.labels("503", err.code or "").inc()
+                await send_error(send, err)
             return
         if keyed:
             await self.app(scope, receive, send)
