@@ -52,6 +52,21 @@ from ..rows import ChangeRow
 
 log = logging.getLogger("boundgate.store")
 
+
+class _QuietPoolConnects(logging.Filter):
+    """Drops psycopg_pool's warning per failed connection attempt ("error connecting in
+    'boundgate-store': …", several lines each): an outage is logged once by the store's own
+    outage log (``store/outages.py``), its tries at debug level. A trial's 10 s outage logged
+    about 35 of them per replica, 66 with two workers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error connecting in")
+
+
+_POOL_LOG = logging.getLogger("psycopg.pool")
+if not any(isinstance(f, _QuietPoolConnects) for f in _POOL_LOG.filters):
+    _POOL_LOG.addFilter(_QuietPoolConnects())
+
 _T = TypeVar("_T")
 _Conn = AsyncConnection[Any]
 
