@@ -19,6 +19,9 @@ from .lexicon import (
     ANSWER_LEVELS,
     DEVICE_ACTIONS,
     DIRECTIONAL,
+    DISH_ASPECTS,
+    DISH_PAIRING,
+    DISH_PAIRING_PHRASES,
     IRREGULAR_GRADES,
     LANGUAGE_TASKS,
     MAX_ROLES,
@@ -67,6 +70,7 @@ class Features:
     superlative: bool = False  # "most", "best", "largest": "which is the largest X"
     tasks: frozenset[int] = field(default_factory=frozenset)  # ``LANGUAGE_TASKS`` groups named
     offices: frozenset[int] = field(default_factory=frozenset)  # ``OFFICES`` groups named
+    aspects: frozenset[int] = field(default_factory=frozenset)  # ``DISH_ASPECTS`` groups
     actions: frozenset[int] = field(default_factory=frozenset)  # ``DEVICE_ACTIONS`` groups
     # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
     # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
@@ -253,6 +257,18 @@ _ARTICLE_NOUN = re.compile(r"\b(?:[Aa]n?|[Tt]he)\s+([a-z][a-z0-9]+)\b(?:\s+([A-Z
 _TITLED = re.compile(r"(?<![.!?]\s)(?<!^)(?<!\b[Aa] )(?<!\b[Aa]n )(?<!\b[Tt]he )\b([A-Z][a-z]+)\b")
 
 
+def _dish_aspects(toks: list[str]) -> frozenset[int]:
+    """The ``dish_aspects`` groups a question names, by word or by a pairing phrase ("goes
+    well with")."""
+    groups = {DISH_ASPECTS[t] for t in toks if t in DISH_ASPECTS}
+    for phrase in DISH_PAIRING_PHRASES:
+        n = len(phrase)
+        if any(tuple(toks[i : i + n]) == phrase for i in range(len(toks) - n + 1)):
+            groups.add(DISH_PAIRING)
+            break
+    return frozenset(groups)
+
+
 def _common_nouns(text: str) -> frozenset[str]:
     """Stems of the lower-case words right after an article that end a noun phrase (the next
     word is a function word, or there is none: "a python dict" is no python)."""
@@ -405,6 +421,7 @@ def features(text: str) -> Features:
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         offices=frozenset(OFFICES[t] for t in toks if t in OFFICES),
+        aspects=_dish_aspects(toks),
         actions=frozenset(DEVICE_ACTIONS[t] for t in toks if t in DEVICE_ACTIONS),
         symbols=_symbols(text),
         mood=_mood(text, toks),

@@ -222,6 +222,11 @@ LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w
 # word → its group in ``offices`` ("prime minister" reads as "minister") and in
 # ``device_actions`` ("reboot" → the restart group)
 OFFICES = {w: i for i, group in enumerate(_LISTS["offices"]) for w in group}
+# word → its group in ``dish_aspects`` ("calories" → the nutrition group)
+DISH_ASPECTS = {w: i for i, group in enumerate(_LISTS["dish_aspects"]) for w in group}
+# token sequences that ask for the pairing group (``dish_pairing_phrases``)
+DISH_PAIRING = DISH_ASPECTS["pair"]
+DISH_PAIRING_PHRASES = tuple(tuple(p.split()) for p in _LISTS["dish_pairing_phrases"])
 DEVICE_ACTIONS = {w: i for i, group in enumerate(_LISTS["device_actions"]) for w in group}
 
 
