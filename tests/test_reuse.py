@@ -1104,3 +1104,27 @@ def test_developer_and_system_share_a_scope_where_the_model_reads_them_alike(
         assert ask_as("developer") == "hit-exact"
         if not developer_role:  # the count made for the system message, not an estimate
             assert prompt_tokens[1] == prompt_tokens[0]
+
+
+@pytest.mark.parametrize("reads_passthrough", [False, True])
+def test_parameters_the_model_ignores_leave_the_scope_alone(
+    tmp_path: Path, reads_passthrough: bool
+) -> None:
+    """A trial: presence_penalty 0.5, logit_bias, top_k 40 and a JSON response_format each
+    recomputed the identical answer on the local model, which ignores them. Where the model
+    ignores them they do not split the scope; where it reads them (an upstream) they do."""
+    from boundgate.backends.fake import FakeBackend
+
+    fake = FakeBackend("fake", reads_passthrough=reads_passthrough)
+    app = build_app(fake_settings(tmp_path), backends={"fake": fake})
+    q = "What is the speed of light?"
+    with Live.in_process(app) as live:
+        assert ask(live, q).headers["x-boundgate-reuse"] == "miss"
+        for extra in (
+            {"presence_penalty": 0.5},
+            {"logit_bias": {"50256": 0}},
+            {"top_k": 40},
+            {"response_format": {"type": "json_object"}},
+        ):
+            got = ask(live, q, **extra).headers["x-boundgate-reuse"]
+            assert got == ("miss" if reads_passthrough else "hit-exact"), extra

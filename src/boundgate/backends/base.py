@@ -145,6 +145,10 @@ class CancelToken:
         return self._event.is_set()
 
 
+# parameters that decide whether a request is reused at all, whatever a model reads of them
+_DECIDING = frozenset({"tools", "functions"})
+
+
 class Backend(ABC):
     """A model server. Subclasses implement :meth:`generate`."""
 
@@ -171,6 +175,10 @@ class Backend(ABC):
     # the ``system`` message it stands for (``LlamaCppBackend.chat_messages``), so the two
     # are one request to it, and one reuse scope (``as_read``).
     developer_as_system: bool = False
+    # The model reads OpenAI's other parameters (``GenerationRequest.passthrough``:
+    # penalties, logit_bias, response_format, …); False: it ignores them (the local llama.cpp
+    # model), so they change nothing it answers, and no reuse scope either (``as_read``).
+    reads_passthrough: bool = True
 
     def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
         self.name = name
@@ -187,8 +195,13 @@ class Backend(ABC):
     def as_read(self, req: GenerationRequest) -> GenerationRequest:
         """``req`` as this model reads it, for the reuse scope: with ``developer_as_system``,
         its ``developer`` messages as ``system`` (a trial: the same text under either role
-        got the same answer, 65 tokens for 65, and missed the other's stored one). Else
-        ``req`` itself."""
+        got the same answer, 65 tokens for 65, and missed the other's stored one); without
+        ``reads_passthrough``, without the parameters it ignores (a trial: presence_penalty
+        0.5, logit_bias, top_k 40 each recomputed the identical answer), ``tools`` and
+        ``functions`` kept (they decide whether reuse applies at all). Else ``req`` itself."""
+        if not self.reads_passthrough and any(k not in _DECIDING for k in req.passthrough):
+            kept = {k: v for k, v in req.passthrough.items() if k in _DECIDING}
+            req = replace(req, passthrough=kept)
         if not self.developer_as_system or req.messages is None:
             return req
         if all(m.role != "developer" for m in req.messages):

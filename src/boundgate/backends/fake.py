@@ -96,10 +96,13 @@ class FakeBackend(Backend):
         queue_size: int | None = None,
         clock: FakeClock | None = None,
         developer_role: bool = True,
+        reads_passthrough: bool = True,
     ) -> None:
         super().__init__(name, params_b=params_b, context_length=context_length)
         # False: a prompt format without a "developer" role, as SmolLM2's (``as_read``)
         self.developer_as_system = not developer_role
+        # False: OpenAI's other parameters are ignored, as the local model ignores them
+        self.reads_passthrough = reads_passthrough
         self.answers = answers
         self.logprobs = logprobs
         if version is not None:

@@ -203,6 +203,8 @@ class LlamaCppBackend(Backend):
         # until the chat template is read (``_load``): a "developer" message is given to it
         # as the system message it stands for (``chat_messages``), unless it names the role
         self.developer_as_system = True
+        # it reads none of OpenAI's other parameters (``generate`` passes none on)
+        self.reads_passthrough = False
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._busy = False
