@@ -444,6 +444,18 @@ def test_embeddings_dimensions_above_the_models_are_not_told_they_cannot_be_shor
     assert "must be 384" in err["message"] and "got 1000" in err["message"], err
 
 
+def test_a_misspelled_embeddings_parameter_is_refused_as_on_chat(fake_live: Live) -> None:
+    """A trial: "inputs" beside "input" (or "dimension") was ignored on /v1/embeddings while
+    chat refused "mesages"; both refuse a near miss with 400 ``unknown_parameter``. Other
+    unknown names are accepted, as on chat."""
+    for name, known in (("inputs", "input"), ("dimension", "dimensions")):
+        r = fake_live.http.post("/v1/embeddings", json={"input": "a", name: 3})
+        err = assert_error(r, 400, param=name, code="unknown_parameter")
+        assert known in err["message"], err
+    ok = fake_live.http.post("/v1/embeddings", json={"input": "a", "vendor_option": 1})
+    assert ok.status_code == 200, ok.text
+
+
 CHAT = '{"messages":[{"role":"user","content":"hi"}],%s}'
 
 

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse
 from ...errors import ContextLengthExceededError, ErrorCode, InvalidRequestError, NotFoundError
 from ...gateway import RequestContext
 from ...reuse.embedder import MAX_TOKENS
-from ..common import StrictJSONRoute, context, gateway_of
+from ..chat.protocol import near_miss
+from ..common import StrictJSONRoute, context, gateway_of, unknown_parameter
 from ..openapi import errors, ok
 from .protocol import EmbeddingList, EmbeddingRequest
 
@@ -46,6 +47,12 @@ async def embeddings(
     ctx: Annotated[RequestContext, Depends(context)],
 ) -> JSONResponse:
     """Sentence embeddings (all-MiniLM-L6-v2, 384 dimensions, unit length)."""
+    for name in body.model_extra or {}:
+        # a misspelled parameter is refused as on the generation endpoints (a trial's
+        # "inputs" beside "input" was silently ignored)
+        close = near_miss(name, EmbeddingRequest.model_fields)
+        if close is not None:
+            raise unknown_parameter(name, close)
     gw = gateway_of(request)
     if gw.reuse is None:
         raise NotFoundError("embeddings need the reuse layer, which is disabled")
