@@ -760,3 +760,11 @@ def test_requests_the_shutdown_stops_are_answered_in_openais_shape(tmp_path: Pat
     assert "shutting down" in err["message"] and r.headers["retry-after"] == "1"
     last = json.loads(got["events"][-1].removeprefix("data: "))
     assert last["error"]["code"] == "server_shutting_down", got["events"][-2:]
+
+
+def test_stats_refuses_a_query_parameter_it_does_not_take(fake_live: Live) -> None:
+    """A trial: ``/v1/boundgate/stats?x=1`` answered 200 where the report and the ledger
+    refuse an unknown query parameter; a ``?tenant=acme`` would look like a filter."""
+    r = fake_live.http.get("/v1/boundgate/stats?tenant=acme")
+    assert_error(r, 400, param="tenant", code="unknown_parameter")
+    assert fake_live.http.get("/v1/boundgate/stats").status_code == 200

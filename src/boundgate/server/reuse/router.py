@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import ErrorCode, NotFoundError
 from ...gateway import RequestContext
 from ...store import DocumentRow
-from ..common import StrictJSONRoute, admin_context, context, gateway_of
+from ..common import StrictJSONRoute, admin_context, context, gateway_of, refuse_unknown_query
 from ..openapi import errors
 
 router = APIRouter(route_class=StrictJSONRoute)
@@ -57,7 +57,7 @@ async def feedback(
     return {"object": "boundgate.feedback", "request_id": body.request_id, "status": status}
 
 
-@router.get("/v1/boundgate/stats", tags=["reuse"], responses=errors(401))
+@router.get("/v1/boundgate/stats", tags=["reuse"], responses=errors(400, 401))
 async def stats(
     request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
@@ -65,7 +65,9 @@ async def stats(
     and today's feedback labels per tenant (``feedback_labels``).
     A non-admin key sees the deployment's threshold and bound and its own tenant's counts
     only (``ReuseEngine.stats``, ``feedback_counts``); counts of other tenants' traffic are
-    an admin's."""
+    an admin's. It takes no query parameter (400 ``unknown_parameter``: a trial's
+    ``?tenant=…`` read as a filter would have been ignored)."""
+    refuse_unknown_query(request, ())
     gw = gateway_of(request)
     tenant = None if ctx.tenant.admin else ctx.tenant.name
     reuse = None
