@@ -1104,6 +1104,23 @@ def test_developer_and_system_share_a_scope_where_the_model_reads_them_alike(
         assert ask_as("developer") == "hit-exact"
         if not developer_role:  # the count made for the system message, not an estimate
             assert prompt_tokens[1] == prompt_tokens[0]
+            # and the other way round: an answer a developer message stored counts for a
+            # system message's hit as made (a re-check: 55 tokens reported for 32)
+            fake.answers = lambda _q: "Another answer."
+            body = {
+                "messages": [
+                    {"role": "developer", "content": "Be brief."},
+                    {"role": "user", "content": "What is a sonnet?"},
+                ],
+                "temperature": 0,
+            }
+            fresh = live.http.post("/v1/chat/completions", json=body)
+            assert fresh.headers["x-boundgate-reuse"] == "miss"
+            body["messages"][0]["role"] = "system"
+            hit = live.http.post("/v1/chat/completions", json=body)
+            assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+            counted = fresh.json()["usage"]["prompt_tokens"]
+            assert hit.json()["usage"]["prompt_tokens"] == counted
 
 
 @pytest.mark.parametrize("reads_passthrough", [False, True])

@@ -159,7 +159,7 @@ def hit_usage(backend: Backend, req: GenerationRequest, entry: StoredEntry) -> U
     req = backend.as_read(req)
     stored = usage_of(entry)
     counted = entry.prompt_tokens > 0 and entry.model_version == backend.version
-    if counted and asked_as_stored(entry, req):
+    if counted and asked_as_stored(entry, req, developer_as_system=backend.developer_as_system):
         return stored
     return dataclasses.replace(stored, prompt_tokens=estimated_prompt_tokens(backend, req))
 

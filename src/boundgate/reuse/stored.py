@@ -27,11 +27,16 @@ def usage_of(entry: StoredEntry) -> Usage:
     return Usage(entry.prompt_tokens, completion)
 
 
-def asked_as_stored(entry: StoredEntry, req: GenerationRequest) -> bool:
+def asked_as_stored(
+    entry: StoredEntry, req: GenerationRequest, *, developer_as_system: bool = False
+) -> bool:
     """Whether ``req`` sends the prompt ``entry``'s answer was generated for, word for word:
     the same messages (or text prompt) as its recorded request (``request_json``). Not for
     an answer without a recorded request (an imported document, a variant), nor one served
-    to another wording (a paraphrase by meaning, an exact key's other spelling)."""
+    to another wording (a paraphrase by meaning, an exact key's other spelling).
+    ``developer_as_system``: the model reads a ``developer`` message as ``system``
+    (``Backend.developer_as_system``), so the roles are compared so (a re-check: a hit on an
+    answer a developer message stored counted the prompt by estimate, 55 tokens for 32)."""
     body: Any = None
     if entry.request:
         try:
@@ -41,8 +46,21 @@ def asked_as_stored(entry: StoredEntry, req: GenerationRequest) -> bool:
     if not isinstance(body, dict):
         return False
     if req.messages is not None:
-        return body.get("messages") == [m.fields() for m in req.messages]
+        stored = body.get("messages")
+        asked = [m.fields() for m in req.messages]
+        if developer_as_system and isinstance(stored, list):
+            stored, asked = _read_as_system(stored), _read_as_system(asked)
+        return bool(stored == asked)
     return "prompt" in body and body["prompt"] == req.prompt
+
+
+def _read_as_system(messages: list[Any]) -> list[Any]:
+    """Recorded messages (``Message.fields`` lists) with a ``developer`` role read as
+    ``system``."""
+    return [
+        ["system", *m[1:]] if isinstance(m, list) and m and m[0] == "developer" else m
+        for m in messages
+    ]
 
 
 def uncounted(entry: StoredEntry) -> bool:

@@ -54,13 +54,16 @@ log = logging.getLogger("boundgate.store")
 
 
 class _QuietPoolConnects(logging.Filter):
-    """Drops psycopg_pool's warning per failed connection attempt ("error connecting in
-    'boundgate-store': …", several lines each): an outage is logged once by the store's own
+    """Drops psycopg_pool's warnings per failed connection attempt ("error connecting in
+    'boundgate-store': …", several lines each) and per failed reconnection ("reconnection
+    attempt in pool … failed after 5.0 sec"): an outage is logged once by the store's own
     outage log (``store/outages.py``), its tries at debug level. A trial's 10 s outage logged
     about 35 of them per replica, 66 with two workers."""
 
+    QUIET = ("error connecting in", "reconnection attempt in pool")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("error connecting in")
+        return not str(record.msg).startswith(self.QUIET)
 
 
 _POOL_LOG = logging.getLogger("psycopg.pool")
