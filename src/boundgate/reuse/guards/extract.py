@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -261,12 +262,18 @@ def _dish_aspects(toks: list[str]) -> frozenset[int]:
     """The ``dish_aspects`` groups a question names, by word or by a pairing phrase ("goes
     well with")."""
     groups = {DISH_ASPECTS[t] for t in toks if t in DISH_ASPECTS}
-    for phrase in DISH_PAIRING_PHRASES:
+    if _holds_any(toks, DISH_PAIRING_PHRASES):
+        groups.add(DISH_PAIRING)
+    return frozenset(groups)
+
+
+def _holds_any(toks: list[str], phrases: Iterable[tuple[str, ...]]) -> bool:
+    """Whether ``toks`` holds one of ``phrases`` (token tuples) as consecutive tokens."""
+    for phrase in phrases:
         n = len(phrase)
         if any(tuple(toks[i : i + n]) == phrase for i in range(len(toks) - n + 1)):
-            groups.add(DISH_PAIRING)
-            break
-    return frozenset(groups)
+            return True
+    return False
 
 
 def _common_nouns(text: str) -> frozenset[str]:
@@ -278,14 +285,7 @@ def _common_nouns(text: str) -> frozenset[str]:
 
 def _levels(toks: list[str]) -> frozenset[str]:
     """The levels whose phrases ``toks`` contains (``ANSWER_LEVELS``)."""
-    found = set()
-    for level, phrases in ANSWER_LEVELS.items():
-        for phrase in phrases:
-            n = len(phrase)
-            if any(tuple(toks[i : i + n]) == phrase for i in range(len(toks) - n + 1)):
-                found.add(level)
-                break
-    return frozenset(found)
+    return frozenset(level for level, phrases in ANSWER_LEVELS.items() if _holds_any(toks, phrases))
 
 
 def _apostrophes(text: str) -> str:
