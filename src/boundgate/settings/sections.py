@@ -313,7 +313,10 @@ class SchedulerSettings(_Section):
         "process that died left without a job are looked for (also at start).",
     )
     batch_request_s: float = Field(
-        2.0, gt=0, description="Estimated run time per batch line (s), to size its window."
+        2.0,
+        gt=0,
+        description="Estimated run time per batch line (s), to size its window; the mean a "
+        "process measured replaces it when longer.",
     )
 
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -174,6 +175,26 @@ def iso_utc(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# the weight of the newest line in the measured mean run time of a batch line
+LINE_S_WEIGHT = 0.2
+
+
+def note_line_s(gw: Gateway, seconds: float) -> None:
+    """Count a batch line's measured run time into ``gw.batch_line_s`` (an exponentially
+    weighted mean, weight ``LINE_S_WEIGHT``)."""
+    prev = gw.batch_line_s
+    gw.batch_line_s = seconds if prev is None else prev + LINE_S_WEIGHT * (seconds - prev)
+
+
+def line_estimate_s(gw: Gateway, configured_s: float) -> float:
+    """The run time a batch is planned with per line: ``scheduler.batch_request_s``, or the
+    mean this process measured if that is longer. A trial's lines (400 tokens each on the
+    local model) took about 6 s against the 2 s configured: a batch planned for the cleanest
+    hour started 8 minutes before its deadline and expired with 81 of 150 lines unrun."""
+    measured = gw.batch_line_s
+    return configured_s if measured is None else max(configured_s, measured)
+
+
 def run_estimate_s(lines: int, window_s: float, request_s: float) -> float:
     """How long a batch of ``lines`` is expected to run (``request_s`` a line, a minute at
     least), never more than what is left of its window, ``window_s``: its job's duration,
@@ -230,7 +251,7 @@ async def create_batch(
     )
     now = gw.clock.time()
     window_s = int(m.group(1)) * 3600.0
-    duration_s = run_estimate_s(len(lines), window_s, request_s)
+    duration_s = run_estimate_s(len(lines), window_s, line_estimate_s(gw, request_s))
     batch_id = "batch_" + uuid.uuid4().hex[:24]
     if gw.jobs is None:  # pragma: no cover - assembly always builds a queue
         raise BoundgateError("batches need a job queue")
@@ -564,7 +585,9 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
                 expired = True
                 break
             await gw.yield_to_interactive()  # interactive requests first
+            began = time.monotonic()
             row = await _run_line(gw, key_id, tenant, endpoint, batch_id, line, item)
+            note_line_s(gw, time.monotonic() - began)
             await gw.store.put_batch_line(row)
             kept[line] = row
     except Exception:  # not one line's fault (the store?): keep what was answered

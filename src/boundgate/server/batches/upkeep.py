@@ -42,6 +42,7 @@ from .serving import (
     end_without_a_run,
     fail_batch,
     iso_utc,
+    line_estimate_s,
     run_estimate_s,
     update_batch,
 )
@@ -128,7 +129,7 @@ class BatchRecovery:
         batch_id, job_id = str(batch["id"]), str(batch["boundgate"]["job_id"])
         window_s = max(0.0, float(batch["expires_at"]) - self.gw.clock.time())
         lines = int(batch["request_counts"]["total"])
-        duration_s = run_estimate_s(lines, window_s, self.request_s)
+        duration_s = run_estimate_s(lines, window_s, line_estimate_s(self.gw, self.request_s))
         planned = await asyncio.to_thread(jobs.plan, "batch", window_s, duration_s)
         queued = await jobs.submit(
             "batch",
