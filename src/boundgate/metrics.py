@@ -15,6 +15,7 @@ from prometheus_client import (
 )
 
 from . import retries
+from .errors import BoundgateError
 
 
 class StateCounts(Protocol):
@@ -153,6 +154,11 @@ class Metrics:
         )
         # stamina's retries count here, not in prometheus_client's default registry
         retries.install()
+
+    def count_unledgered(self, err: BoundgateError) -> None:
+        """Count an error answered with no ledger row (``boundgate_unledgered_errors_total``,
+        by its status and code)."""
+        self.unledgered_errors.labels(str(err.status_code), err.code or "").inc()
 
     def retry_counter(self, operation: str, model: str = "") -> Callable[[], None]:
         """What counts one retry of ``operation`` (``upstream`` of ``model``, ``job_poll``)

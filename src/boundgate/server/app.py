@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -48,6 +47,7 @@ from .common import (
     body_fields,
     request_error,
     send_error,
+    sse_error,
     store_unavailable,
 )
 from .completions.router import router as completions_router
@@ -160,7 +160,7 @@ class ShutdownCut:
                 if not started:
                     await send_error(send, err)
                 elif stream and not ended:
-                    event = b"data: " + json.dumps(err.to_dict()).encode() + b"\n\n"
+                    event = sse_error(err)
                     await send({"type": "http.response.body", "body": event, "more_body": False})
             log.warning("request %s %s stopped by the shutdown", scope["method"], scope["path"])
 
@@ -352,7 +352,7 @@ def create_app(
                 request.state.ctx = ctx
             await gateway.record_error(ctx, err)
         except StoreUnavailableError as exc:  # an outage: the error is answered, not ledgered
-            gateway.metrics.unledgered_errors.labels(str(err.status_code), err.code or "").inc()
+            gateway.metrics.count_unledgered(err)
             log.warning(
                 "could not ledger the error of %s %s: %s", request.method, request.url.path, exc
             )
@@ -370,7 +370,7 @@ def create_app(
         what cannot be reached; the try would wait as long again)."""
         log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
         err = store_unavailable(exc)
-        gateway.metrics.unledgered_errors.labels(str(err.status_code), err.code or "").inc()
+        gateway.metrics.count_unledgered(err)
         return error_response(request, err)
 
     @app.exception_handler(RequestValidationError)

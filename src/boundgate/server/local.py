@@ -145,7 +145,7 @@ class LocalOnly:
                 await self.app(scope, receive, send)
             else:
                 err = store_unavailable(exc)
-                self.gateway.metrics.unledgered_errors.labels("503", err.code or "").inc()
+                self.gateway.metrics.count_unledgered(err)
                 await send_error(send, err)
             return
         if keyed:
