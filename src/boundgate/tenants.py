@@ -55,6 +55,7 @@ import contextlib
 import logging
 import uuid
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -240,7 +241,7 @@ class Limiter:
         self._settling: set[asyncio.Task[None]] = set()
         # (hold id, counter, owner, window, used) of settles the store was unavailable for;
         # ``keep_held`` is woken to try them again
-        self._unsettled: list[tuple[str, str, str, float, int]] = []
+        self._unsettled: deque[tuple[str, str, str, float, int]] = deque(maxlen=UNSETTLED_KEPT)
         self._wake = asyncio.Event()
         self._pruned_at = float("-inf")
         # the reservations of requests still running, by hold id: their holds are renewed
@@ -473,9 +474,7 @@ class Limiter:
         except StoreUnavailableError as exc:
             # an outage: settled again once the store is back (``settle_unsettled``; a
             # trial's key counted 1,404 tokens of the 2,888 its ledger rows held)
-            if len(self._unsettled) >= UNSETTLED_KEPT:
-                self._unsettled.pop(0)
-            self._unsettled.append((hold_id, counter, owner, window, used))
+            self._unsettled.append((hold_id, counter, owner, window, used))  # oldest dropped
             self._wake.set()
             log.warning(
                 "budget: a reservation of %r is settled once the store is back (%s)", owner, exc
@@ -496,7 +495,7 @@ class Limiter:
                 break
             except Exception:
                 log.exception("budget: settling a reservation of %r failed", owner)
-            self._unsettled.pop(0)
+            self._unsettled.popleft()
         return len(self._unsettled)
 
     def _forget(self, res: Reservation) -> None:
