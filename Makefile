@@ -47,13 +47,14 @@ $(VENV)/.train: $(VENV)/.installed
 	$(BIN)/pip install -e '.[train]'
 	touch $@
 
-# Antonym pairs, capitonyms and nouns from WordNet 3.0 (Debian's wordnet-base) into package data, and
+# Antonym pairs, capitonyms, nouns and pertainyms from WordNet 3.0 (Debian's wordnet-base) into package data, and
 # synonyms into training/data (the pair model's training only); needs
 # `apt-get install wordnet-base`. The result is committed; run again only to refresh it.
 wordnet-antonyms:
 	$(PY) training/wordnet_antonyms.py
 	$(PY) training/wordnet_capitonyms.py
 	$(PY) training/wordnet_nouns.py
+	$(PY) training/wordnet_pertainyms.py
 	$(PY) training/wordnet_synonyms.py
 
 # Train, export (int8 ONNX), calibrate and card the pair model into

@@ -465,6 +465,19 @@ def test_engine_never_serves_across_scopes(
         ("How do I undo the last git pull?", "How do I undo the last git commit?", "contrast"),
         ("How do I undo the last git revert?", "How do I undo the last git commit?", "contrast"),
         ("How do I redo the last git commit?", "How do I undo the last git commit?", "polarity"),
+        # a place's adjective inside a longer name is that name's, not the place's
+        (
+            "How many countries are in Europe?",
+            "How many countries are in the European Union?",
+            "entity",
+        ),
+        ("Where is the Indian Ocean?", "Where is India?", "entity"),
+        ("What is the history of France?", "What is German history?", "entity"),
+        (
+            "Do I need a visa for Japan as a US citizen?",
+            "Visa for the US as a Japanese citizen?",
+            "order",
+        ),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -613,6 +626,14 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("gr8 books 4 teens", "Great books for teens"),
         ("is it safe 2 drink tap water", "Is it okay to drink tap water?"),
         ("What is Malcolm X known for?", "what is malcolm x known for"),
+        # a place named by its adjective (WordNet's pertainyms; a trial's over-vetoes)
+        ("What is the largest country in South America?", "Biggest South American country?"),
+        ("What languages are spoken in Europe?", "Which languages do European countries speak?"),
+        ("What is the history of France?", "What is French history?"),
+        (
+            "Do Indians really need the 2000 rupee note?",
+            "Is there really need of 2000 notes in India?",
+        ),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -21,7 +21,12 @@ _POS_FILES = {"a": "data.adj", "r": "data.adv", "n": "data.noun", "v": "data.ver
 _POS_OF = {"a": "a", "s": "a", "r": "r", "n": "n", "v": "v"}
 
 
-def _parse(path: Path) -> dict[int, tuple[list[str], list[tuple[int, str, int, int]]]]:
+def _parse(
+    path: Path, symbols: tuple[str, ...] = ("!",)
+) -> dict[int, tuple[list[str], list[tuple[int, str, int, int]]]]:
+    """Each synset of a WordNet data file by offset: its words as written and its lexical
+    pointers whose symbol is one of ``symbols`` (antonymy ``!`` unless told), each as
+    (target offset, target part of speech, source word number, target word number)."""
     synsets: dict[int, tuple[list[str], list[tuple[int, str, int, int]]]] = {}
     for line in path.read_text(encoding="latin-1").splitlines():
         if line.startswith("  "):
@@ -35,7 +40,7 @@ def _parse(path: Path) -> dict[int, tuple[list[str], list[tuple[int, str, int, i
         ptrs = []
         for j in range(p_cnt):
             sym, off, pos, st = fields[i + 1 + 4 * j : i + 5 + 4 * j]
-            if sym == "!":
+            if sym in symbols:
                 ptrs.append((int(off), _POS_OF[pos], int(st[:2], 16), int(st[2:], 16)))
         synsets[offset] = (words, ptrs)
     return synsets

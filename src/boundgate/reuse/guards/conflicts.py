@@ -15,6 +15,7 @@ from .lexicon import (
     CONTRASTS,
     NEGATIONS,
     QUANTIFIERS,
+    name_forms,
     noun_siblings,
     stem,
     words,
@@ -475,6 +476,42 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
     return f.measures.get("1", "%") == "%" or f.operation
 
 
+_NAME_GOES_ON = re.compile(r"\b([A-Z][a-zA-Z]+)\s+(?=[A-Z])")
+
+
+def _named_alike(g: Features, text: str) -> frozenset[str]:
+    """The content stems of ``g`` (read from ``text``) with the names WordNet relates to
+    them: "South American" names what "South America" names, "French history" what "the
+    history of France" does (``name_forms``). A word a longer name goes on from is that
+    name's, not its place's: "the European Union" is not "Europe", nor "the Indian Ocean"
+    "India"."""
+    forms = name_forms()
+    in_names = {stem(w.lower()) for w in _NAME_GOES_ON.findall(text)}
+    return g.content.union(*(forms.get(s, ()) for s in g.content - in_names))
+
+
+_CAPITALISED = re.compile(r"\b[A-Z][a-zA-Z]+")
+
+
+def _names_read(text: str) -> list[str]:
+    """The capitalised words of ``text`` in order, each stemmed, an adjective WordNet
+    relates to a name read as that name ("Japanese" → "japan", ``name_forms``)."""
+    forms = name_forms()
+    stems = (stem(w.lower()) for w in _CAPITALISED.findall(text))
+    return [min(forms.get(s, frozenset()) | {s}) for s in stems]
+
+
+def _adjective_turned(a: str, b: str) -> bool:
+    """Names one side gives by an adjective stand in the other order: "a visa for Japan as a
+    US citizen" / "a visa for the US as a Japanese citizen" (read as the same names, the two
+    ask each other's question)."""
+    na, nb = _names_read(a), _names_read(b)
+    shared = set(na) & set(nb)
+    first_a = [n for n in dict.fromkeys(na) if n in shared]
+    first_b = [n for n in dict.fromkeys(nb) if n in shared]
+    return len(shared) > 1 and first_a != first_b
+
+
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
@@ -562,7 +599,10 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("context")  # "I am vegetarian. What …?" / "I am vegan. What …?"
     if _measure_conflict(fa, fb) and "unit" not in conflicts:
         conflicts.append("unit")  # a conversion the other way round
-    names_a, names_b = fa.names - fb.content, fb.names - fa.content
+    names_a, names_b = fa.names - _named_alike(fb, b), fb.names - _named_alike(fa, a)
+    lifted = fa.names - fb.content and fb.names - fa.content and not (names_a and names_b)
+    if lifted and _adjective_turned(a, b):
+        conflicts.append("order")  # read as the same names only by an adjective
     if names_a and names_b:
         names_a, names_b = _not_spelled_apart(names_a, fb), _not_spelled_apart(names_b, fa)
     if (

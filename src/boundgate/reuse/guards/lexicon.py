@@ -155,6 +155,21 @@ def nouns() -> NounTable:
     return NounTable(path.read_text("utf-8"))
 
 
+@functools.cache
+def name_forms() -> dict[str, frozenset[str]]:
+    """Stems of a place's or people's name and of the adjective WordNet 3.0 relates to it
+    (pertainymy), each to the others: "europ" ("Europe") ↔ "european", "franc" ("France") ↔
+    "french". From ``data/pertainyms_wordnet.tsv`` (``training/wordnet_pertainyms.py``)."""
+    path = resources.files("boundgate.reuse").joinpath("data/pertainyms_wordnet.tsv")
+    related: dict[str, set[str]] = {}
+    for line in path.read_text("utf-8").splitlines():
+        if line and not line.startswith("#"):
+            adjective, noun = (stem(w) for w in line.split("\t"))
+            related.setdefault(adjective, set()).add(noun)
+            related.setdefault(noun, set()).add(adjective)
+    return {s: frozenset(r) for s, r in related.items()}
+
+
 def noun_lemma(word: str) -> str | None:
     """``word``'s WordNet noun lemma ("mice" → "mouse", "pears" → "pear"), or None."""
     rows = nouns().rows
