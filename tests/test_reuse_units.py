@@ -626,6 +626,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("gr8 books 4 teens", "Great books for teens"),
         ("is it safe 2 drink tap water", "Is it okay to drink tap water?"),
         ("What is Malcolm X known for?", "what is malcolm x known for"),
+        # "less" before a small word grades nothing ("less on" is not "off")
+        ("How can I save money on groceries?", "How can I spend less on groceries?"),
         # a place named by its adjective (WordNet's pertainyms; a trial's over-vetoes)
         ("What is the largest country in South America?", "Biggest South American country?"),
         ("What languages are spoken in Europe?", "Which languages do European countries speak?"),

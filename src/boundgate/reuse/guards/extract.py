@@ -154,11 +154,14 @@ def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[in
     antonym pair (they grade it, and are no pair member of their own), and the positions of
     the members "less" turns around. "less strong" is the weak side, as "weaker" is, and
     opposes "stronger", "more strong" and "strong"; "more strong" is "stronger" (a trial: "how
-    to make my coffee less strong" was served "... stronger"'s answer)."""
+    to make my coffee less strong" was served "... stronger"'s answer). A small word after
+    them is no member they grade: "spend less on groceries" is not "off groceries" (a trial's
+    over-veto of "save money on groceries")."""
     graded: set[int] = set()
     flipped: set[int] = set()
     for at, tok in enumerate(toks[:-1]):
-        if tok in ("more", "less") and _POLAR_WORDS.get(stems[at + 1]):
+        after = toks[at + 1]
+        if tok in ("more", "less") and after not in STOPWORDS and _POLAR_WORDS.get(stems[at + 1]):
             graded.add(at)
             if tok == "less":
                 flipped.add(at + 1)
