@@ -375,3 +375,105 @@ def test_retry_after_sets_the_wait_and_is_capped() -> None:
     assert _retry_or_wait(error(400)) is False
     assert _retry_or_wait(httpx.ConnectError("refused")) is True
     assert _retry_or_wait(httpx.ReadTimeout("slow")) is True
+
+
+def test_a_persistent_429_is_a_429_with_the_upstreams_retry_after(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """An upstream still rate limiting once the retries are spent: the client gets a 429
+    (its code says whose limit) and the upstream's Retry-After, not a 502 (a trial)."""
+    upstream.control.push(
+        *[Fault(status=429, retry_after=0.01)] * 2, Fault(status=429, retry_after=7)
+    )
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    err = assert_error(r, 429, code="upstream_rate_limited")
+    assert err["type"] == "rate_limit_error" and "my-upstream" in err["message"]
+    assert r.headers["retry-after"] == "7"
+    assert upstream.control.requests == 3
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 10**30, "completion_tokens": 5, "total_tokens": 10**30},
+        {"prompt_tokens": 1e300, "completion_tokens": 5, "total_tokens": 1e300},
+        {"prompt_tokens": -1_000_000, "completion_tokens": -1_000_000, "total_tokens": -2_000_000},
+        {"prompt_tokens": 3.5, "completion_tokens": True, "total_tokens": 4},
+    ],
+    ids=["huge", "float", "negative", "not-whole"],
+)
+def test_token_counts_that_are_none_are_estimated(
+    live: Live, upstream: FakeUpstreamServer, usage: dict[str, object], stream: bool
+) -> None:
+    """An upstream's usage that is no token count (10**30 stopped the ledger's write with a
+    500 and cut streams; negative counts refilled a daily budget): the answer is served with
+    the estimate (about 4 characters a token), and ledgered with it."""
+    upstream.control.push(Fault(usage=usage))
+    body = {"messages": MSG, "stream": stream, "stream_options": {"include_usage": True}}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+        with live.http.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            events = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
+        assert events[-1] == "[DONE]"
+        got = json.loads(events[-2])["usage"]
+    else:
+        del body["stream_options"]
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        got = r.json()["usage"]
+    assert 0 < got["prompt_tokens"] < 100 and 0 < got["completion_tokens"] < 100
+    row = live.ledger()[r.headers["x-request-id"]]
+    assert (row.prompt_tokens, row.completion_tokens) == (
+        got["prompt_tokens"],
+        got["completion_tokens"],
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("content", [12345, {"text": "x"}, [{"type": "text", "text": 5}]])
+def test_an_answer_whose_text_is_not_text_is_a_502(
+    live: Live, upstream: FakeUpstreamServer, content: object, stream: bool
+) -> None:
+    """A number or an object for the answer's text is the upstream's fault: 502, as other
+    malformed answers are, never a 500 (a trial); the ledger has its row."""
+    upstream.control.push(Fault(content=content, replace_content=True))
+    body = {"messages": MSG, "stream": stream}
+    if stream:
+        with live.http.stream("POST", "/v1/chat/completions", json=body) as r:
+            if r.status_code != 200:
+                r.read()
+                assert_error(r, 502, code="upstream_error")
+                return
+            events = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
+        assert json.loads(events[-1])["error"]["code"] == "upstream_error"
+    else:
+        r = live.http.post("/v1/chat/completions", json=body)
+        assert_error(r, 502, code="upstream_error")
+    assert live.ledger()[r.headers["x-request-id"]].status == 502
+
+
+def test_content_parts_are_joined(live: Live, upstream: FakeUpstreamServer) -> None:
+    """A list of content parts (as some OpenAI-compatible servers answer) is its text parts'
+    text, other parts left out."""
+    parts = [{"type": "thinking", "thinking": "hm"}, {"type": "text", "text": "Hello "}]
+    upstream.control.push(
+        Fault(content=[*parts, {"type": "text", "text": "there"}], replace_content=True)
+    )
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "Hello there"
+
+
+def test_an_answer_without_its_text_field_is_a_502(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """A chat choice without its message, or a text completion without its text (a chat-shaped
+    reply to /v1/completions), was served as an empty answer."""
+    from boundgate.backends.fake import ABSENT
+
+    upstream.control.push(Fault(content=ABSENT, replace_content=True))
+    r = live.http.post("/v1/completions", json={"prompt": "What is boundgate?"})
+    assert_error(r, 502, code="upstream_error")
+    assert "text" in r.json()["error"]["message"]

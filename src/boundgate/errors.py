@@ -55,6 +55,7 @@ class ErrorCode(StrEnum):
     DAILY_TOKEN_BUDGET_EXCEEDED = "daily_token_budget_exceeded"  # 429
     NOVELTY_BUDGET_EXHAUSTED = "novelty_budget_exhausted"  # 429
     DAILY_REASONING_BUDGET_EXCEEDED = "daily_reasoning_budget_exceeded"  # 429
+    UPSTREAM_RATE_LIMITED = "upstream_rate_limited"  # 429: the upstream's, after retries
     INTERNAL_ERROR = "internal_error"  # 500
     UPSTREAM_ERROR = "upstream_error"  # 502
     OVERLOADED = "overloaded"  # 503
@@ -175,6 +176,17 @@ class UpstreamError(BoundgateError):
     status_code = 502
     type = "server_error"  # OpenAI's type for failures on its side
     default_code: str | None = ErrorCode.UPSTREAM_ERROR
+
+
+class UpstreamRateLimitError(UpstreamError):
+    """The upstream still answered 429 once its retries were spent: a 429 to the client with
+    the upstream's ``Retry-After`` (its rate limit, not the key's), as OpenAI-compatible
+    clients expect to back off on; an upstream failure to the gateway's own handling (not
+    permanent: background work tries again)."""
+
+    status_code = 429
+    type = "rate_limit_error"
+    default_code: str | None = ErrorCode.UPSTREAM_RATE_LIMITED
 
 
 class ServiceUnavailableError(BoundgateError):

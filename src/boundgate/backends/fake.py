@@ -230,6 +230,15 @@ class Fault:
     truncate_after: int | None = None
     # a stream that sends this many content chunks, then an OpenAI error event
     error_after: int | None = None
+    # a malformed or odd 200 answer: the usage reported instead of the true one, and the
+    # answer's content (``message.content`` / ``text``; in a stream each chunk's) replaced by
+    # this JSON value, or left out where it is ``ABSENT``
+    usage: dict[str, Any] | None = None
+    content: Any = None
+    replace_content: bool = False
+
+
+ABSENT = object()  # Fault.content: the answer has no content field at all
 
 
 class FakeUpstreamControl:
@@ -332,6 +341,16 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         }
         if reasoned:
             usage["completion_tokens_details"] = {"reasoning_tokens": reasoned}
+        if fault is not None and fault.usage is not None:
+            usage = fault.usage
+
+        def content(value: str) -> dict[str, Any]:
+            """The answer's field (``content`` / ``text``) holding ``value``, or the fault's."""
+            key = "content" if chat else "text"
+            if fault is None or not fault.replace_content:
+                return {key: value}
+            return {} if fault.content is ABSENT else {key: fault.content}
+
         created = int(time.time())
         cid = "fake-" + hashlib.sha256(question.encode()).hexdigest()[:8]
         obj = "chat.completion" if chat else "text_completion"
@@ -339,9 +358,9 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
             finish = None if fault is not None and fault.truncate_after is not None else ended
             choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
             if chat:
-                choice["message"] = {"role": "assistant", "content": text}
+                choice["message"] = {"role": "assistant", **content(text)}
             else:
-                choice["text"] = text
+                choice.update(content(text))
             return JSONResponse(
                 {
                     "id": cid,
@@ -363,9 +382,9 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
                     return
                 part: dict[str, Any] = {"index": 0, "finish_reason": None}
                 if chat:
-                    part["delta"] = {"content": w}
+                    part["delta"] = content(w)
                 else:
-                    part["text"] = w
+                    part.update(content(w))
                 event = {"id": cid, "object": obj + ".chunk", "created": created, "model": model}
                 event["choices"] = [part]
                 yield f"data: {json.dumps(event)}\n\n".encode()

@@ -5,8 +5,12 @@ exponential backoff and jitter (honouring a short ``Retry-After``); ``stamina`` 
 each is counted on the gateway's /metrics (``Backend.on_retry``). A 404 is the gateway's
 configuration failing, not the client's request: the client named a model the gateway serves,
 and the upstream does not know the model (or the path) it was configured with; it is a 502, as
-the upstream's failures are, naming the model, and not retried. Other 4xx answers are the
-client's problem and pass through unchanged. A stream is retried only before its first byte:
+the upstream's failures are, naming the model, and not retried. A 429 still answered once
+the retries are spent is a 429 to the client with the upstream's ``Retry-After``. Other 4xx
+answers are the client's problem and pass through unchanged. An answer whose text is not text
+is a 502; token counts that are not whole numbers from 0 to ``MAX_USAGE_TOKENS`` are replaced
+by the estimate (an upstream's negative counts refilled a daily budget, 10**30 stopped the
+ledger's write). A stream is retried only before its first byte:
 once text has reached the client, a retry would duplicate it. ``httpx-sse`` parses the event
 stream.
 """
@@ -25,6 +29,7 @@ from ..errors import (
     BoundgateError,
     UpstreamClientError,
     UpstreamError,
+    UpstreamRateLimitError,
     UpstreamTimeoutError,
 )
 from ..retries import counting
@@ -35,16 +40,22 @@ MAX_RETRY_AFTER_S = 10.0
 
 
 class _RetryableAnswer(UpstreamError):
-    """A 429 or 5xx from the upstream; ``retry_after`` is its ``Retry-After`` in seconds."""
+    """A 429 or 5xx (``status``) from the upstream; ``retry_after`` is its ``Retry-After`` in
+    seconds, at most ``MAX_RETRY_AFTER_S`` (the wait before a retry), ``asked_s`` as sent."""
 
-    def __init__(self, message: str, retry_after: float | None) -> None:
+    def __init__(
+        self, message: str, status: int, retry_after: float | None, asked_s: float | None
+    ) -> None:
         super().__init__(message)
+        self.status = status
         self.retry_after = retry_after
+        self.asked_s = asked_s
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
+    """The upstream's ``Retry-After`` in seconds (≥ 0), or None (absent, or an HTTP date)."""
     try:
-        return min(max(float(resp.headers["retry-after"]), 0.0), MAX_RETRY_AFTER_S)
+        return max(float(resp.headers["retry-after"]), 0.0)
     except (KeyError, ValueError):
         return None  # absent, or an HTTP date: exponential backoff instead
 
@@ -65,6 +76,37 @@ def _upstream_message(parsed: Any, body: bytes) -> str:
     return body[:200].decode(errors="replace") or "(no body)"
 
 
+MAX_USAGE_TOKENS = 2**31 - 1  # more than any context; the ledger's integers hold it
+_COUNTED = ("prompt_tokens", "completion_tokens")
+
+
+def _token_count(value: Any) -> int | None:
+    """``value`` as a token count: a whole number from 0 to ``MAX_USAGE_TOKENS`` (an integer,
+    or a float or a numeric string of one), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f.is_integer() and 0 <= f <= MAX_USAGE_TOKENS else None
+
+
+def _text_of(content: Any, what: str) -> str:
+    """An answer's ``content`` as text: a string, null (""), or a list of content parts whose
+    ``text`` parts are joined (as some OpenAI-compatible servers send them). Raises
+    :class:`UpstreamError` for anything else (a number, an object)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        texts = [p.get("text") for p in content if p.get("type") == "text"]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(t for t in texts if isinstance(t, str))
+    raise UpstreamError(f"upstream sent a malformed {what}: its text is a {type(content).__name__}")
+
+
 def _estimate_tokens(text: str) -> int:
     """Fallback when an upstream omits usage: ~4 characters a token (OpenAI's rule of thumb)."""
     return max(1, (len(text) + 3) // 4) if text else 0
@@ -73,10 +115,9 @@ def _estimate_tokens(text: str) -> int:
 def _reasoning_tokens(usage: dict[str, Any]) -> int:
     """``usage.completion_tokens_details.reasoning_tokens`` (0 where absent or malformed)."""
     details = usage.get("completion_tokens_details")
-    try:
-        return max(0, int(details["reasoning_tokens"] or 0)) if isinstance(details, dict) else 0
-    except (KeyError, TypeError, ValueError):
+    if not isinstance(details, dict):
         return 0
+    return _token_count(details.get("reasoning_tokens") or 0) or 0
 
 
 class OpenAIBackend(Backend):
@@ -150,7 +191,8 @@ class OpenAIBackend(Backend):
 
     def _error_for(self, resp: httpx.Response, body: bytes) -> BoundgateError:
         """The error for the upstream's answer ``resp`` (status 400 or more) with ``body``: a
-        429 or 5xx to retry (``_RetryableAnswer``, a 502 once retries are spent); a 404 an
+        429 or 5xx to retry (``_RetryableAnswer``; once retries are spent a 502, or for a
+        429 an :class:`UpstreamRateLimitError` with its ``Retry-After``); a 404 an
         :class:`UpstreamError` (502) naming this model and its upstream model; another 4xx
         an :class:`UpstreamClientError` passing the upstream's status and error through."""
         try:
@@ -159,8 +201,12 @@ class OpenAIBackend(Backend):
             parsed = None
         if resp.status_code in RETRY_STATUSES:
             detail = body[:200].decode(errors="replace")
+            asked = _retry_after(resp)
             return _RetryableAnswer(
-                f"upstream answered {resp.status_code}: {detail}", _retry_after(resp)
+                f"upstream answered {resp.status_code}: {detail}",
+                resp.status_code,
+                None if asked is None else min(asked, MAX_RETRY_AFTER_S),
+                asked,
             )
         if resp.status_code == 404:
             # the client's model is one the gateway serves: the upstream not knowing the model
@@ -200,6 +246,15 @@ class OpenAIBackend(Backend):
                         content = await resp.aread()
                         await resp.aclose()
                         raise self._error_for(resp, content)
+            except _RetryableAnswer as exc:
+                if exc.status != 429:
+                    raise
+                # the upstream's rate limit: the client backs off as it says (a 502 lost it)
+                raise UpstreamRateLimitError(
+                    f"model {self.name!r}: its upstream is rate limiting the gateway "
+                    f"({attempts} attempt(s)): {exc.message}",
+                    retry_after=exc.asked_s,
+                ) from exc
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeoutError(
                     f"upstream timed out after {attempts} attempt(s) of {self.timeout_s:g}s"
@@ -217,27 +272,25 @@ class OpenAIBackend(Backend):
         try:
             data = resp.json()
             choice = data["choices"][0]
-            text = (
-                (choice.get("message") or {}).get("content") or ""
-                if req.messages is not None
-                else choice.get("text") or ""
-            )
+            # a chat answer has a message, a text completion its text (a chat-shaped reply to
+            # /v1/completions, or a choice without its message, was served as "")
+            raw = choice["message"]["content"] if req.messages is not None else choice["text"]
             finish = choice.get("finish_reason")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise UpstreamError(f"upstream sent a malformed completion: {exc!r}") from exc
         if not isinstance(finish, str) or not finish:
             # an answer is complete only when the upstream says why it ended
             raise UpstreamError("upstream sent a completion without a finish_reason")
+        text = _text_of(raw, "completion")
         return Completion(text, finish, self._usage(data.get("usage"), req, text))
 
     def _usage(self, usage: Any, req: GenerationRequest, text: str) -> Usage:
+        """The upstream's ``usage`` where its counts are token counts (``_token_count``),
+        else the estimate from the prompt's and the answer's characters."""
         if isinstance(usage, dict):
-            try:
-                counted = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-            except (KeyError, TypeError, ValueError):
-                pass
-            else:
-                return Usage(*counted, _reasoning_tokens(usage))
+            asked, answered = (_token_count(usage.get(k)) for k in _COUNTED)
+            if asked is not None and answered is not None:
+                return Usage(asked, answered, _reasoning_tokens(usage))
         prompt = req.prompt or " ".join(m.content for m in req.messages or [])
         return Usage(_estimate_tokens(prompt), _estimate_tokens(text))
 
@@ -271,14 +324,22 @@ class OpenAIBackend(Backend):
                     raise UpstreamError(f"upstream stream error: {detail}")
                 if event.get("usage"):
                     usage = event["usage"]
-                for choice in event.get("choices") or []:
+                choices = event.get("choices") or []
+                if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+                    raise UpstreamError("upstream sent a malformed stream event: its choices")
+                for choice in choices:
                     delta = choice.get("delta") if req.messages is not None else choice
-                    text = (delta or {}).get("content" if req.messages is not None else "text")
+                    if not isinstance(delta, dict | None):
+                        raise UpstreamError("upstream sent a malformed stream event: its delta")
+                    field = "content" if req.messages is not None else "text"
+                    text = _text_of((delta or {}).get(field), "stream event")
                     if text:
                         parts.append(text)
                         yield Chunk(text=text)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
+                    if reason := choice.get("finish_reason"):
+                        if not isinstance(reason, str):
+                            raise UpstreamError("upstream sent a malformed finish_reason")
+                        finish = reason
         except SSEError as exc:
             raise UpstreamError(f"upstream sent no event stream: {exc}") from exc
         except httpx.TimeoutException as exc:
