@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from boundgate.assembly import build_app
@@ -717,6 +718,56 @@ def test_a_store_that_fails_unexpectedly_gets_an_openai_shaped_500(tmp_path: Pat
         live.http.close()
 
 
+def test_the_connection_outlives_a_500(tmp_path: Path) -> None:
+    """A trial: after any 500 the client's next request on the same keep-alive connection
+    got a connection reset (the framework re-raised the fault after answering it, and uvicorn
+    closed the connection). The 500 is answered and the connection serves the next one."""
+    app = build_app(fake_settings(tmp_path))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        assert live.http.get("/v1/models").status_code == 200  # the connection is open
+        app.state.gateway.store.close()
+        body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+        for _ in range(2):
+            assert_error(live.http.post("/v1/chat/completions", json=body), 500)
+            r = live.http.get("/v1/models")  # the same connection
+            assert r.status_code == 200, r.text
+        live.http.close()
+
+
+def test_a_fault_inside_a_stream_ends_it_with_an_error_event() -> None:
+    """The boundary around every route (``LastWord``), on a route whose stream fails after its
+    first event: the stream's last event is the 500's error and the body ends properly (it
+    was cut mid-chunk, "incomplete chunked read", and the connection closed)."""
+    from fastapi.responses import JSONResponse
+    from starlette.types import Receive, Scope, Send
+
+    from boundgate.server.app import LastWord
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/ok":
+            await JSONResponse({"ok": True})(scope, receive, send)
+            return
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: {}\n\n", "more_body": True})
+        raise RuntimeError("a fault after the first event")
+
+    async def on_error(request: object, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": {"code": "internal_error"}}, status_code=500)
+
+    with ThreadedServer(LastWord(route, on_error=on_error), lifespan="off") as srv:
+        http = httpx.Client(base_url=f"http://127.0.0.1:{srv.port}")
+        with http.stream("GET", "/stream") as r:
+            events = [line for line in r.iter_lines() if line.startswith("data:")]
+        assert events[0] == "data: {}"
+        assert json.loads(events[-1][5:])["error"]["code"] == "internal_error"
+        assert http.get("/ok").json() == {"ok": True}  # the same connection
+        http.close()
+
+
 def test_requests_the_shutdown_stops_are_answered_in_openais_shape(tmp_path: Path) -> None:
     """Two trials' rolling restarts: requests still running when the graceful shutdown ran
     out got uvicorn's plain-text "Internal Server Error" (no error object, a traceback per
@@ -768,3 +819,17 @@ def test_stats_refuses_a_query_parameter_it_does_not_take(fake_live: Live) -> No
     r = fake_live.http.get("/v1/boundgate/stats?tenant=acme")
     assert_error(r, 400, param="tenant", code="unknown_parameter")
     assert fake_live.http.get("/v1/boundgate/stats").status_code == 200
+
+
+def test_a_trailing_slash_is_a_404_naming_the_route(fake_live: Live) -> None:
+    """A trial: a trailing slash got Starlette's bare 307 (no body, before the key check)."""
+    r = fake_live.http.post("/v1/chat/completions/", json={"messages": MSG})
+    err = assert_error(r, 404, code="not_found")
+    assert "without the trailing slash: /v1/chat/completions" in err["message"]
+    assert_error(fake_live.http.get("/v1/models/"), 404, code="not_found")
+
+
+def test_a_long_unknown_model_name_is_not_echoed_whole(fake_live: Live) -> None:
+    r = fake_live.http.post("/v1/chat/completions", json={"model": "x" * 100_000, "messages": MSG})
+    err = assert_error(r, 404, code="model_not_found")
+    assert len(err["message"]) < 1_000 and "x" * 100 + "…" in err["message"]

@@ -477,3 +477,21 @@ def test_an_answer_without_its_text_field_is_a_502(
     r = live.http.post("/v1/completions", json={"prompt": "What is boundgate?"})
     assert_error(r, 502, code="upstream_error")
     assert "text" in r.json()["error"]["message"]
+
+
+def test_a_model_named_with_a_slash_is_retrieved(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial: ``[models."org/up"]`` was listed by GET /v1/models, but GET
+    /v1/models/org/up was "no route" (upstreams name their models "org/model")."""
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = upstream_config(tmp_path, upstream)
+    cfg.write_text(cfg.read_text().replace("[models.my-upstream]", '[models."org/up"]'))
+    app = build_app(load_settings(cfg))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        assert "org/up" in [m["id"] for m in live.http.get("/v1/models").json()["data"]]
+        r = live.http.get("/v1/models/org/up")
+        assert r.status_code == 200 and r.json()["id"] == "org/up", r.text
+        assert_error(live.http.get("/v1/models/org/nope"), 404, code="model_not_found")
+        live.http.close()

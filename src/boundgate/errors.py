@@ -65,6 +65,17 @@ class ErrorCode(StrEnum):
     NOT_STORED = "not_stored"  # 504: Cache-Control only-if-cached, and no stored answer fits
 
 
+SHOWN_NAME_CHARS = 100  # shown(): how much of a name the client sent an error quotes
+
+
+def shown(name: object) -> str:
+    """``name`` as an error message quotes what the client sent: at most
+    ``SHOWN_NAME_CHARS`` characters, then "…" (a 100,000-character model name was echoed
+    whole)."""
+    text = str(name)
+    return text if len(text) <= SHOWN_NAME_CHARS else text[:SHOWN_NAME_CHARS] + "…"
+
+
 class BoundgateError(Exception):
     status_code = 500
     type = "server_error"

@@ -224,6 +224,7 @@ async def logout(
 
 
 @router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)  # as a browser may be given it (no redirects)
 async def overview(
     s: SessionDep,
     request: Request,

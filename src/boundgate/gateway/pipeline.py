@@ -23,7 +23,7 @@ from ..energy import (
     Sharing,
     combine,
 )
-from ..errors import BoundgateError, ModelNotFoundError
+from ..errors import BoundgateError, ModelNotFoundError, shown
 from ..grid.base import CarbonSource
 from ..ledger import LedgerWriter
 from ..metrics import Metrics
@@ -166,14 +166,14 @@ class Gateway(Routing, Embedding):
             known = ", ".join(self.model_ids(embeddings=False))
             if self.reuse is not None and name == EMBEDDING_MODEL:
                 raise ModelNotFoundError(
-                    f"The model '{model}' makes embeddings (POST /v1/embeddings) and does not "
-                    f"generate text; available: {known}",
+                    f"The model '{shown(model)}' makes embeddings (POST /v1/embeddings) and "
+                    f"does not generate text; available: {known}",
                     param="model",
                 )
             if self.reuse is not None:
                 known += f" ({EMBEDDING_MODEL} makes embeddings: POST /v1/embeddings)"
             raise ModelNotFoundError(
-                f"The model '{model}' does not exist; available: {known}", param="model"
+                f"The model '{shown(model)}' does not exist; available: {known}", param="model"
             )
         return backend
 

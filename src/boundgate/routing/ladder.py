@@ -46,7 +46,7 @@ from pathlib import Path
 
 from ..backends.base import Backend, Completion, GenerationRequest
 from ..energy import Measurement
-from ..errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError
+from ..errors import BoundgateError, ContextLengthExceededError, ModelNotFoundError, shown
 from ..settings import EnergySettings, RoutingSettings, TaskPolicy
 from .tasks import TaskClassifier
 
@@ -238,8 +238,8 @@ class Router:
             ladder = model.removeprefix(self.auto_model + ":")
             if ladder not in self.ladders:
                 raise ModelNotFoundError(
-                    f"The model '{model}' does not exist: no ladder '{ladder}'; ladders: "
-                    f"{', '.join(sorted(self.ladders))}",
+                    f"The model '{shown(model)}' does not exist: no ladder "
+                    f"'{shown(ladder)}'; ladders: {', '.join(sorted(self.ladders))}",
                     param="model",
                 )
             if ladder != policy.ladder:

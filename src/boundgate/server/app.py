@@ -11,13 +11,13 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +33,7 @@ from ..errors import (
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
+    shown,
 )
 from ..gateway import Gateway
 from ..scheduler.handlers import job_handlers, model_requirements
@@ -119,18 +120,30 @@ class BodyLimit:
         await self.app(scope, limited, guarded_send)
 
 
-class ShutdownCut:
-    """Pure-ASGI: a request still running when the server's graceful shutdown runs out
-    (uvicorn's ``timeout_graceful_shutdown``, then it cancels the request's task) is answered
-    in OpenAI's shape: 503 ``server_shutting_down`` with ``Retry-After`` if no response has
-    started, else a stream's last event is that error. uvicorn answered a plain-text
-    ``Internal Server Error`` and logged a traceback per request, and cut streams with no
-    error event (two trials' rolling restarts). Nothing else cancels a request's task at
-    this layer (a client that leaves is heard as a disconnect), so the cancellation ends
-    here."""
+class LastWord:
+    """Pure-ASGI, around every route: a request that ends in a fault still gets its answer in
+    OpenAI's shape, and the connection stays usable.
 
-    def __init__(self, app: ASGIApp) -> None:
+    - Stopped by the server's graceful shutdown running out (uvicorn's
+      ``timeout_graceful_shutdown``, then it cancels the request's task): 503
+      ``server_shutting_down`` with ``Retry-After`` if no response has started, else a
+      stream's last event is that error. uvicorn answered a plain-text ``Internal Server
+      Error`` and logged a traceback per request, and cut streams with no error event (two
+      trials' rolling restarts). Nothing else cancels a request's task at this layer (a
+      client that leaves is heard as a disconnect), so the cancellation ends here.
+    - An unexpected exception: ``on_error``'s response (the 500 ``internal_error``, logged
+      and ledgered) if no response has started, a stream's last event if one has, and the
+      exception ends here. Starlette's outermost error middleware re-raised it after its
+      500, and uvicorn then closed the connection: the client's next request on it got a
+      connection reset (a trial). A plain response cut in its body is the one case left to
+      uvicorn, which closes the connection, as a broken body must be.
+    """
+
+    def __init__(
+        self, app: ASGIApp, on_error: Callable[[Request, Exception], Awaitable[Response]]
+    ) -> None:
         self.app = app
+        self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,6 +176,22 @@ class ShutdownCut:
                     event = sse_error(err)
                     await send({"type": "http.response.body", "body": event, "more_body": False})
             log.warning("request %s %s stopped by the shutdown", scope["method"], scope["path"])
+        except Exception as exc:
+            if not started:
+                response = await self.on_error(Request(scope), exc)
+                await response(scope, receive, send)
+                return
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if ended:
+                return  # the answer was whole: nothing for the client to hear
+            if not stream:
+                raise
+            internal = BoundgateError(
+                "internal error; the server log has the details", code=ErrorCode.INTERNAL_ERROR
+            )
+            with contextlib.suppress(Exception):  # the connection may be gone as well
+                body = sse_error(internal)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _is_upload(request: Request) -> bool:
@@ -320,6 +349,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # served without a CDN: api_docs.py
         redoc_url=None,
+        # a path with a trailing slash is a 404 in OpenAI's shape naming the path without
+        # it, not Starlette's bare 307 (answered before a key was even asked for)
+        redirect_slashes=False,
     )
     add_api_docs(app)
     app.state.gateway = gateway
@@ -412,7 +444,11 @@ def create_app(
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         allow = (exc.headers or {}).get("Allow") if exc.status_code == 405 else None
         if exc.status_code == 404:
-            err: BoundgateError = NotFoundError(f"no route {request.method} {request.url.path}")
+            path = request.url.path
+            message = f"no route {request.method} {shown(path)}"
+            if len(path) > 1 and path.endswith("/"):
+                message += f" (without the trailing slash: {shown(path.rstrip('/'))})"
+            err: BoundgateError = NotFoundError(message)
         else:
             message = str(exc.detail)
             if allow:  # say what the route takes (the Allow header says it too, RFC 9110)
@@ -434,7 +470,6 @@ def create_app(
             response.headers["Allow"] = allow
         return response
 
-    @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         err = BoundgateError(
@@ -458,7 +493,8 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body_bytes, file_limit=max_file_bytes)
     # outermost: a web page's request to an open gateway is refused before anything else
     app.add_middleware(LocalOnly, gateway=gateway, hosts=local_hosts or LocalHosts())
-    # around everything: a request the shutdown stops is answered in OpenAI's shape
-    app.add_middleware(ShutdownCut)
+    # around everything: a request the shutdown stops, or a fault, is answered in OpenAI's
+    # shape, and the connection kept
+    app.add_middleware(LastWord, on_error=on_unexpected)
     truthful_openapi(app, routers)
     return app

@@ -171,13 +171,14 @@ def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
                 for operation in operations.values():
                     operation.get("responses", {}).pop("422", None)
             for route in (r for router in routers for r in router.routes):
-                if not isinstance(route, APIRoute) or route.path not in paths:
+                # the schema names a path without its parameters' convertors ("{id:path}")
+                if not isinstance(route, APIRoute) or route.path_format not in paths:
                     continue
                 scheme = "apiKey" if authenticator(route.dependant) else None
                 if route.path == "/metrics":
                     scheme = "metricsToken"
                 for method in route.methods if scheme and route.methods else ():
-                    operation = paths[route.path].get(method.lower())
+                    operation = paths[route.path_format].get(method.lower())
                     if operation is not None:
                         operation["security"] = [{scheme: []}, {}]
             components = schema.setdefault("components", {})

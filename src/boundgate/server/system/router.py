@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...backends.base import Backend
 from ...errors import AuthenticationError, ErrorCode
@@ -113,7 +114,7 @@ def _auto_description(router: Router, name: str) -> dict[str, Any]:
 
 
 @router.get(
-    "/v1/models/{model_id}",
+    "/v1/models/{model_id:path}",
     tags=["models"],
     response_model=None,
     responses={**ok(Model), **errors(401, 404, notes={404: "unknown model (`model_not_found`)"})},
@@ -122,7 +123,10 @@ async def get_model(
     model_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
     """One model, as ``GET /v1/models`` lists it (with boundgate's details); 404
-    ``model_not_found`` for an unknown name."""
+    ``model_not_found`` for an unknown name. A name may hold "/" ("org/model", as upstreams
+    name theirs), as it may in a request's ``model``."""
+    if not model_id:  # "/v1/models/": a path, not a model's name
+        raise StarletteHTTPException(404)
     gw = gateway_of(request)
     await gw.profiles.refresh()
     return _model(gw, model_id, int(request.app.state.started))
