@@ -480,14 +480,14 @@ _NAME_GOES_ON = re.compile(r"\b([A-Z][a-zA-Z]+)\s+(?=[A-Z])")
 
 
 def _named_alike(g: Features, text: str) -> frozenset[str]:
-    """The content stems of ``g`` (read from ``text``) with the names WordNet relates to
-    them: "South American" names what "South America" names, "French history" what "the
+    """The content stems and names of ``g`` (read from ``text``) with the names WordNet
+    relates to them: "South American" names what "South America" names, "French history" what "the
     history of France" does (``name_forms``). A word a longer name goes on from is that
     name's, not its place's: "the European Union" is not "Europe", nor "the Indian Ocean"
     "India"."""
     forms = name_forms()
     in_names = {stem(w.lower()) for w in _NAME_GOES_ON.findall(text)}
-    return g.content.union(*(forms.get(s, ()) for s in g.content - in_names))
+    return g.content.union(g.names, *(forms.get(s, ()) for s in g.content - in_names))
 
 
 _CAPITALISED = re.compile(r"\b[A-Z][a-zA-Z]+")

@@ -35,6 +35,9 @@ from .lexicon import (
     ORDINALS,
     STOPWORDS,
     SYMMETRIC,
+    TECH_NAMES,
+    TECH_SYMBOL_NAMES,
+    TECH_SYMBOLS,
     UNITS,
     WEEKDAYS,
     stem,
@@ -407,6 +410,11 @@ def features(text: str) -> Features:
         for name in raw
         for w in ALIASES.get(name.casefold(), (name.casefold(),))
         if w not in STOPWORDS and _number(w) is None  # "II" of "World War II" is a number
+    )
+    # names written in lower case as often as not ("java" / "JavaScript"), and with symbols
+    names = names.union(
+        (stem(t) for t in toks if t in TECH_NAMES),
+        (TECH_SYMBOL_NAMES[m.lower()] for m in TECH_SYMBOLS.findall(text)),
     )
     return Features(
         negations,

@@ -159,7 +159,8 @@ def nouns() -> NounTable:
 def name_forms() -> dict[str, frozenset[str]]:
     """Stems of a place's or people's name and of the adjective WordNet 3.0 relates to it
     (pertainymy), each to the others: "europ" ("Europe") ↔ "european", "franc" ("France") ↔
-    "french". From ``data/pertainyms_wordnet.tsv`` (``training/wordnet_pertainyms.py``)."""
+    "french". From ``data/pertainyms_wordnet.tsv`` (``training/wordnet_pertainyms.py``),
+    with a system and its devices or distributions (``tech_related``: "io" ↔ "iphon")."""
     path = resources.files("boundgate.reuse").joinpath("data/pertainyms_wordnet.tsv")
     related: dict[str, set[str]] = {}
     for line in path.read_text("utf-8").splitlines():
@@ -167,6 +168,11 @@ def name_forms() -> dict[str, frozenset[str]]:
             adjective, noun = (stem(w) for w in line.split("\t"))
             related.setdefault(adjective, set()).add(noun)
             related.setdefault(noun, set()).add(adjective)
+    # a system and its devices or distributions (``tech_related``: the first to each other)
+    for system, *kinds in _LISTS["tech_related"]:
+        for kind in kinds:
+            related.setdefault(stem(system), set()).add(stem(kind))
+            related.setdefault(stem(kind), set()).add(stem(system))
     return {s: frozenset(r) for s, r in related.items()}
 
 
@@ -243,6 +249,11 @@ DISH_ASPECTS = {w: i for i, group in enumerate(_LISTS["dish_aspects"]) for w in 
 DISH_PAIRING = DISH_ASPECTS["pair"]
 DISH_PAIRING_PHRASES = tuple(tuple(p.split()) for p in _LISTS["dish_pairing_phrases"])
 DEVICE_ACTIONS = {w: i for i, group in enumerate(_LISTS["device_actions"]) for w in group}
+# names read whatever their case (``tech_names``), and those written with symbols, by the
+# name they are read as
+TECH_NAMES = frozenset(_LISTS["tech_names"])
+TECH_SYMBOLS = re.compile(r"(?<![\w+#.])(c\+\+|c#|f#|\.net)(?![\w+#])", re.IGNORECASE)
+TECH_SYMBOL_NAMES = {"c++": "cpp", "c#": "csharp", "f#": "fsharp", ".net": "dotnet"}
 
 
 ARTICLES = frozenset(["a", "an", "the"])
