@@ -465,6 +465,7 @@ def test_engine_never_serves_across_scopes(
         ("How do I undo the last git pull?", "How do I undo the last git commit?", "contrast"),
         ("How do I undo the last git revert?", "How do I undo the last git commit?", "contrast"),
         ("How do I redo the last git commit?", "How do I undo the last git commit?", "polarity"),
+        ("What is 2 times 3?", "What is 3 times 3?", "number"),
         # names of languages and systems, whatever their case (a trial's wrong reuses, pair
         # scores 0.94-0.95)
         ("How do I reverse a list in JavaScript?", "how do i reverse a list in java", "entity"),
@@ -636,6 +637,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("gr8 books 4 teens", "Great books for teens"),
         ("is it safe 2 drink tap water", "Is it okay to drink tap water?"),
         ("What is Malcolm X known for?", "what is malcolm x known for"),
+        # "two times" is "twice" (a trial's over-veto); "2 times 3" is still a product
+        ("Why was I charged twice?", "Why did I get billed two times?"),
         # "less" before a small word grades nothing ("less on" is not "off")
         ("How can I save money on groceries?", "How can I spend less on groceries?"),
         # a system and its devices or distributions, a name in either case

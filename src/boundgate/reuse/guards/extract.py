@@ -184,6 +184,11 @@ def _number(tok: str) -> str | None:
     return NUMBER_WORDS.get(tok) or _ROMAN.get(tok)
 
 
+def _times_a_number(toks: list[str], at: int) -> bool:
+    """Whether a number stands at ``toks[at]`` (after "2 times": a product, "2 times 3")."""
+    return at < len(toks) and _number(toks[at]) is not None
+
+
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _TIMES_GLUED = re.compile(r"(\d+)x(\d+)")
 _POWERS = {"squared": "2", "cubed": "3"}
@@ -369,6 +374,8 @@ def features(text: str) -> Features:
                 n = _number(value)  # "w2" is "W-2", "win10" "windows 10", "ps4" / "ps5"
         if n is not None and i + 1 < len(toks):
             n = _compound(t, toks[i + 1]) or n
+        if n == "2" and toks[i + 1 : i + 2] == ["times"] and not _times_a_number(toks, i + 2):
+            continue  # "two times" is "twice", no number ("charged twice" / "billed two times")
         if n is not None:
             if len(n) == 4 and n.startswith(("19", "20")):
                 dates.add(n)
