@@ -637,6 +637,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("gr8 books 4 teens", "Great books for teens"),
         ("is it safe 2 drink tap water", "Is it okay to drink tap water?"),
         ("What is Malcolm X known for?", "what is malcolm x known for"),
+        # "the current date" is today's (a trial's over-veto)
+        ("How do I get the current date in Python?", "How can I get today's date using Python?"),
         # "two times" is "twice" (a trial's over-veto); "2 times 3" is still a product
         ("Why was I charged twice?", "Why did I get billed two times?"),
         # "less" before a small word grades nothing ("less on" is not "off")

@@ -391,6 +391,8 @@ def features(text: str) -> Features:
             numbers.add("#" + ORDINALS[t])
         if t in MONTHS or t in WEEKDAYS:
             dates.add(t[:3])
+        elif t in ("date", "day") and i and toks[i - 1] == "current":
+            dates.add("tod")  # "the current date" is today's ("get the current date in Python")
         elif i and toks[i - 1] in RELATIVE_TIME and (period := _period(t)):
             dates.add(f"{RELATIVE_TIME[toks[i - 1]]:+d} {period}")  # "last year": "-1 year"
         if t in UNITS:
