@@ -466,6 +466,12 @@ def test_engine_never_serves_across_scopes(
         ("How do I undo the last git revert?", "How do I undo the last git commit?", "contrast"),
         ("How do I redo the last git commit?", "How do I undo the last git commit?", "polarity"),
         ("What is 2 times 3?", "What is 3 times 3?", "number"),
+        (
+            "Which foods can increase blood pressure?",
+            "Which foods can lower blood pressure?",
+            "polarity",
+        ),
+        ("How can I lower my blood pressure?", "How can I raise my blood pressure?", "polarity"),
         # names of languages and systems, whatever their case (a trial's wrong reuses, pair
         # scores 0.94-0.95)
         ("How do I reverse a list in JavaScript?", "how do i reverse a list in java", "entity"),
@@ -637,6 +643,11 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("gr8 books 4 teens", "Great books for teens"),
         ("is it safe 2 drink tap water", "Is it okay to drink tap water?"),
         ("What is Malcolm X known for?", "what is malcolm x known for"),
+        # "to lower" is a verb, not the low side of high / low (a trial's over-veto)
+        (
+            "How can I lower my blood pressure naturally?",
+            "Natural ways to reduce high blood pressure?",
+        ),
         # "the current date" is today's (a trial's over-veto)
         ("How do I get the current date in Python?", "How can I get today's date using Python?"),
         # "two times" is "twice" (a trial's over-veto); "2 times 3" is still a product

@@ -147,6 +147,20 @@ for _i, (_a, _b) in enumerate(_ANTONYMS):
                 _sides.append((_i, _side))
 
 
+# comparatives that are also verbs, and the words before them that make them one: "how to
+# lower my blood pressure" / "reduce high blood pressure" asked one thing (a trial's
+# over-veto read "lower" as the low side of high / low)
+_COMPARATIVE_VERBS = frozenset(["lower"])
+_VERB_LEADS = frozenset(
+    ["to", "can", "could", "should", "must", "will", "would", "i", "you", "we", "they", "help"]
+)
+
+
+def _comparative_as_verb(toks: list[str], at: int) -> bool:
+    """Whether ``toks[at]`` is a comparative used as a verb ("to lower", "can I lower")."""
+    return toks[at] in _COMPARATIVE_VERBS and at > 0 and toks[at - 1] in _VERB_LEADS
+
+
 # "far" after these asks or qualifies, it is no side of near / far: "how far is the nearest
 # hospital" / "the closest hospital", "so far", "by far the best", "as far as I know"
 _FAR_NOT_DISTANT = frozenset(["how", "so", "by", "as", "thus"])
@@ -406,7 +420,10 @@ def features(text: str) -> Features:
     for at, st in enumerate(stems):
         if at in graded or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT):
             continue
+        verb = _comparative_as_verb(toks, at)
         for i, side in _POLAR_WORDS.get(st, ()):
+            if verb and toks[at] not in _ANTONYMS[i]:
+                continue  # "to lower" is no grade of "low": only "raise" / "lower" holds
             polar.add(f"{i}#{1 - side if at in flipped else side}")
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
