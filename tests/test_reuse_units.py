@@ -466,6 +466,9 @@ def test_engine_never_serves_across_scopes(
         ("How do I undo the last git revert?", "How do I undo the last git commit?", "contrast"),
         ("How do I redo the last git commit?", "How do I undo the last git commit?", "polarity"),
         ("What is 2 times 3?", "What is 3 times 3?", "number"),
+        # speeds are units, "km/h" one of them (a chat stream's wrong reuse)
+        ("30 km/h in mph pls", "30 mph to kmh", "unit"),
+        ("how fast can a cheetah run in mph", "how fast can a cheetah run in km/h", "unit"),
         (
             "Which foods can increase blood pressure?",
             "Which foods can lower blood pressure?",

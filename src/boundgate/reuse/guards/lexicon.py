@@ -327,6 +327,10 @@ def _with_without(text: str) -> str:
 
 
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
+# a speed written with a slash: one unit, as "kmh" and "mph" are (a chat stream served "30
+# km/h in mph" the answer for "30 mph to kmh": no guard read either as a speed)
+_SPEED = re.compile(r"\b(km|mi)\s*/\s*(?:h|hr|hour)\b")
+_SPEEDS = {"km": "kmh", "mi": "mph"}
 
 
 # a number glued to letters: "16gb" (a unit of ``UNITS`` of two letters or more: 16 GB) or an
@@ -368,6 +372,7 @@ def normalise(text: str) -> str:
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
+    text = _SPEED.sub(lambda m: _SPEEDS[m.group(1)], text)  # "km/h" is one unit, "kmh"
     text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
     return text.replace("’", "'").replace("n't", "nt").replace("'", "")
 
