@@ -329,8 +329,7 @@ def _with_without(text: str) -> str:
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
 # a speed written with a slash: one unit, as "kmh" and "mph" are (a chat stream served "30
 # km/h in mph" the answer for "30 mph to kmh": no guard read either as a speed)
-_SPEED = re.compile(r"\b(km|mi)\s*/\s*(?:h|hr|hour)\b")
-_SPEEDS = {"km": "kmh", "mi": "mph"}
+_SPEED = re.compile(r"\b(km|kilomet(?:er|re)s?|mi|miles?)\s*(?:/|\bper\b)\s*(?:h|hr|hour)\b")
 
 
 # a number glued to letters: "16gb" (a unit of ``UNITS`` of two letters or more: 16 GB) or an
@@ -372,7 +371,8 @@ def normalise(text: str) -> str:
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
-    text = _SPEED.sub(lambda m: _SPEEDS[m.group(1)], text)  # "km/h" is one unit, "kmh"
+    # "km/h" and "kilometers per hour" are one unit, "kmh"; "miles per hour" is "mph"
+    text = _SPEED.sub(lambda m: "kmh" if m.group(1).startswith("k") else "mph", text)
     text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
     return text.replace("’", "'").replace("n't", "nt").replace("'", "")
 

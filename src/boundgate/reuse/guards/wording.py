@@ -220,7 +220,16 @@ def _measure_conflict(fa: Features, fb: Features) -> bool:
     if fa.asked_unit and fb.asked_unit and fa.asked_unit != fb.asked_unit:
         return True
     shared = fa.measures.keys() & fb.measures.keys()
-    return any(fa.measures[n] != fb.measures[n] for n in shared)
+    return any(_distance(fa.measures[n]) != _distance(fb.measures[n]) for n in shared)
+
+
+# a speed measures its number in the distance it names: "60 miles in 1 hour" / "60 miles per
+# hour" (read "60 mph") measure 60 alike; "30 km/h" / "30 mph" do not
+_SPEED_DISTANCE = {"mph": "mi", "km/h": "km"}
+
+
+def _distance(unit: str) -> str:
+    return _SPEED_DISTANCE.get(unit, unit)
 
 
 def _apart_at(fa: Features, fb: Features) -> int | None:
