@@ -67,19 +67,31 @@ def extract(wordnet: Path) -> list[tuple[str, str, str]]:
     return sorted(pairs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_data(doc: str | None, data_file: str, what: str, rows: list[str]) -> None:
+    """The command line of a WordNet extraction script (``--wordnet``, ``--out``): write
+    ``rows`` under a licence line to ``--out`` (``src/boundgate/reuse/data/<data_file>``
+    unless told) and say how many ``what`` it wrote. ``doc``: the script's docstring."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
     here = Path(__file__).resolve().parent.parent
-    parser.add_argument(
-        "--out", type=Path, default=here / "src/boundgate/reuse/data/antonyms_wordnet.tsv"
-    )
+    parser.add_argument("--out", type=Path, default=here / "src/boundgate/reuse/data" / data_file)
     args = parser.parse_args()
-    pairs = extract(args.wordnet)
-    lines = ["# antonym pairs from Princeton WordNet 3.0 (WordNet licence, see NOTICE)"]
-    lines += [f"{a}\t{b}\t{pos}" for a, b, pos in pairs]
+    lines = [f"# {what} from Princeton WordNet 3.0 (WordNet licence, see NOTICE)", *rows]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"{len(pairs)} antonym pairs -> {args.out}")
+    print(f"{len(rows)} {what} -> {args.out}")
+
+
+def wordnet_dir() -> Path:
+    """``--wordnet`` as given on the command line (the default otherwise), read first."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
+    return Path(parser.parse_known_args()[0].wordnet)
+
+
+def main() -> None:
+    pairs = extract(wordnet_dir())
+    rows = [f"{a}\t{b}\t{pos}" for a, b, pos in pairs]
+    write_data(__doc__, "antonyms_wordnet.tsv", "antonym pairs", rows)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ Usage: ``python training/wordnet_capitonyms.py [--wordnet /usr/share/wordnet] [-
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wordnet_antonyms import _POS_FILES, _parse  # one reader of WordNet's data files
+from wordnet_antonyms import _POS_FILES, _parse, wordnet_dir, write_data  # one reader, writer
 
 
 def words_as_written(wordnet: Path) -> set[str]:
@@ -42,17 +41,7 @@ def extract(wordnet: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
-    here = Path(__file__).resolve().parent.parent
-    parser.add_argument(
-        "--out", type=Path, default=here / "src/boundgate/reuse/data/capitonyms_wordnet.txt"
-    )
-    args = parser.parse_args()
-    words = extract(args.wordnet)
-    lines = ["# capitonyms from Princeton WordNet 3.0 (WordNet licence, see NOTICE)", *words]
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"{len(words)} capitonyms -> {args.out}")
+    write_data(__doc__, "capitonyms_wordnet.txt", "capitonyms", extract(wordnet_dir()))
 
 
 if __name__ == "__main__":

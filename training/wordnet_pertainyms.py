@@ -17,13 +17,12 @@ Usage: ``python training/wordnet_pertainyms.py [--wordnet /usr/share/wordnet] [-
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wordnet_antonyms import _parse  # one reader of WordNet's data files
+from wordnet_antonyms import _parse, wordnet_dir, write_data  # one reader, one writer
 
 
 def _name(word: str) -> str | None:
@@ -47,18 +46,8 @@ def extract(wordnet: Path) -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wordnet", type=Path, default=Path("/usr/share/wordnet"))
-    here = Path(__file__).resolve().parent.parent
-    parser.add_argument(
-        "--out", type=Path, default=here / "src/boundgate/reuse/data/pertainyms_wordnet.tsv"
-    )
-    args = parser.parse_args()
-    pairs = extract(args.wordnet)
-    lines = ["# name pertainyms from Princeton WordNet 3.0 (WordNet licence, see NOTICE)"]
-    lines += [f"{a}\t{b}" for a, b in pairs]
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print(f"{len(pairs)} pertainym pairs -> {args.out}")
+    rows = [f"{a}\t{b}" for a, b in extract(wordnet_dir())]
+    write_data(__doc__, "pertainyms_wordnet.tsv", "name pertainyms", rows)
 
 
 if __name__ == "__main__":
