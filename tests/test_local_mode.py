@@ -5,6 +5,7 @@ exist, clients with keys under any name are served as before (server/local.py)."
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,26 @@ def test_an_origin_is_the_requests_own_only_with_the_same_scheme_name_and_port()
     assert not same_origin("http://127.0.0.1:3000", "127.0.0.1:8080", "http")
     assert not same_origin("null", "127.0.0.1:8080", "http")
     assert not same_origin("http://127.0.0.1:8080", None, "http")
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_more_than_one_host_header_is_a_400(tmp_path: Path, keyed: bool) -> None:
+    """A trial: "Host: localhost" then "Host: evil.com" got a 200 (the first was checked).
+    RFC 9112 §3.2 has a server answer 400 to more than one Host, in every mode."""
+    app = build_app(fake_settings(tmp_path))
+    with ThreadedServer(app) as srv:
+        if keyed:
+            arun(app.state.gateway.store.create_key("acme"))
+        raw = (
+            b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status = int(answer.split(b" ", 2)[1])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        assert status == 400, answer
+        assert json.loads(body)["error"]["param"] == "Host"
