@@ -1559,3 +1559,19 @@ def test_processes_starting_together_share_one_signing_key(tmp_path: Path) -> No
             == prints[0]
         )
         assert [f.name for f in data.iterdir() if f.name.startswith(".")] == []  # no leftovers
+
+
+def test_line_separators_inside_an_ndjson_document_are_text(tmp_path: Path) -> None:
+    """A trial: an answer holding U+2028 (or U+2029, U+0085), written as is by the ndjson
+    export, split its line when read back, and the whole file was refused by `docs verify`
+    and `docs import`. NDJSON lines end at "\\n" only."""
+    cfg = _config(tmp_path)
+    signer = binding.Signer.load_or_create(tmp_path / "data")
+    odd = _signed(signer, "Line one\u2028line two\u2029and\u0085three: what is this?")
+    docs = [odd, _signed(signer, "Why is the sky blue?")]
+    f = tmp_path / "docs.ndjson"
+    f.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
+    res = CliRunner().invoke(cli, ["docs", "verify", str(f), *cfg])
+    assert res.exit_code == 0, _one_line(res)
+    res = CliRunner().invoke(cli, ["docs", "import", str(f), *cfg])
+    assert res.exit_code == 0 and "imported 2" in _one_line(res), _one_line(res)

@@ -260,6 +260,26 @@ def test_an_answer_of_unknown_age_is_served_only_where_age_does_not_matter(
         assert r.headers["x-boundgate-reuse"] == "hit-exact"
 
 
+def test_an_answer_dated_ahead_has_no_age_to_judge(tmp_path: Path) -> None:
+    """A trial: documents whose bg:answerCreated was 23 h ahead (an exporter's clock running
+    fast; import accepts up to a day ahead) met max-age=0 and the 300 s time-sensitive limit
+    (a negative age passed every test). They are served only where age does not matter."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    ahead = datetime.now(UTC) + timedelta(hours=23)
+    import_into(
+        tmp_path / "b",
+        tmp_path / "a",
+        signed(issuer, created=ahead, answer_created=ahead),
+        signed(issuer, question=TIMELY, answer="90k.", created=ahead, answer_created=ahead),
+    )
+    with gateway(tmp_path / "b") as live:
+        for cache_control in ("max-age=0", "max-age=86400"):
+            r = ask(live, cache_control=cache_control, user=cache_control)
+            assert r.headers["x-boundgate-reuse"] == "miss", cache_control  # was hit-exact
+        assert ask(live, TIMELY, user="u1").headers["x-boundgate-reuse"] == "miss"
+        assert ask(live, user="u2").headers["x-boundgate-reuse"] == "hit-exact"
+
+
 def test_bg_answer_created_is_checked_like_date_created(tmp_path: Path) -> None:
     signer = binding.Signer.load_or_create(tmp_path)
     earlier = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)

@@ -310,7 +310,8 @@ def _read_file(name: str) -> list[Any]:
 
 
 def read_documents(text: str) -> Iterator[Any]:
-    """One JSON document, a JSON array of them, or NDJSON (JSONDecodeError if none)."""
+    """One JSON document, a JSON array of them, or NDJSON, whose lines end at "\\n" only
+    (JSONDecodeError if none)."""
     text = text.strip()
     if not text:
         return
@@ -318,7 +319,10 @@ def read_documents(text: str) -> Iterator[Any]:
         data = _loads(text)
     except json.JSONDecodeError:
         offset = 0
-        for line in text.splitlines(keepends=True):
+        # lines end at "\n" only: U+2028, U+2029 and U+0085 inside a JSON string are text
+        # (an answer holding one made a whole export unreadable with splitlines: a trial)
+        for raw in text.split("\n"):
+            line = raw + "\n"
             if line.strip():
                 try:
                     yield _loads(line)

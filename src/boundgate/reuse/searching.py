@@ -71,8 +71,12 @@ class Searching:
         within ``reuse.time_sensitive_max_age_s`` when the stored question is time-sensitive
         (the plan's limit covers the asked one only: a helper's audit found "What is the
         current price of bitcoin?" answering "How much is a bitcoin worth?" days later). An
-        answer of unknown age (``EntryMeta.age_unknown``) is young enough for neither."""
-        if meta.age_unknown and (p.max_age_s is not None or meta.time_sensitive):
+        answer of unknown age (``EntryMeta.age_unknown``) is young enough for neither, and
+        nor is one created after ``now``: an imported document dated ahead (a clock that runs
+        fast) has no age to judge (RFC 9111 §4.2.3 never lets one go below 0; a trial's
+        document dated 23 h ahead met ``max-age=0`` and the 300 s time-sensitive limit)."""
+        ahead = meta.created > now
+        if (meta.age_unknown or ahead) and (p.max_age_s is not None or meta.time_sensitive):
             return False
         age = now - meta.created
         if p.max_age_s is not None and age > p.max_age_s:
