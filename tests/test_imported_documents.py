@@ -389,3 +389,22 @@ def test_a_revocation_reaches_no_other_gateway(tmp_path: Path) -> None:
                 "hit-exact",
                 doc_id,
             )
+
+
+def test_a_fresh_answer_never_takes_a_documents_place(tmp_path: Path) -> None:
+    """A trial: one ``no-cache`` request's fresh answer took the bound document's exact
+    slot, and every exact repeat (streamed or not, across restarts) was served that unbound
+    answer while the document stayed active. The document keeps its place."""
+    with gateway(tmp_path / "a", answers=True, bind_after=2) as live:
+        assert ask(live, user="alice").headers["x-boundgate-reuse"] == "miss"
+        doc_id = ask(live, user="bob").headers["x-boundgate-document"]
+        assert doc_id.startswith("doc_")
+        assert ask(live, user="carol", cache_control="no-cache").headers["x-boundgate-reuse"] in (
+            "bypass",
+            "miss",
+        )
+        again = ask(live, user="dave")
+        assert again.headers["x-boundgate-reuse"] == "hit-exact"
+        assert again.headers.get("x-boundgate-document") == doc_id  # was the fresh ans_…
+    with gateway(tmp_path / "a", answers=True, bind_after=2) as live:  # and after a restart
+        assert ask(live, user="erin").headers.get("x-boundgate-document") == doc_id

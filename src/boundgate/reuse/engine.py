@@ -138,7 +138,10 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         self.index_load: IndexLoad | None = None  # what start-up did with the saved indexes
         self._meta: dict[int, EntryMeta] = {}
         self._by_id: dict[str, int] = {}
-        self._exact = ExactMap()  # exact hash → the entries that may serve it (exact.py)
+        # exact hash → the entries that may serve it (exact.py); a document's holds its slot
+        self._exact = ExactMap(
+            pinned=lambda key: (m := self._meta.get(key)) is not None and m.pinned
+        )
         self._lock = threading.Lock()
         self._seen = 0  # the last change of the store's log applied here
         self._sync_lock = asyncio.Lock()

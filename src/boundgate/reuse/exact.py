@@ -31,7 +31,7 @@ the newest cut.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 NATURAL = -1  # the slot of an answer that ended by itself (a cut's slot is its length ≥ 1)
 
@@ -42,19 +42,28 @@ def slot_of(finish_reason: str, completion_tokens: int) -> int:
 
 
 class ExactMap:
-    """exact hash → {slot → (entry key, created)}. Not thread-safe: the engine holds its
-    lock around changes."""
+    """exact hash → {slot → (entry key, created)}. ``pinned`` says whether an entry is a
+    bound document's answer, as it is now. Not thread-safe: the engine holds its lock around
+    changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, pinned: Callable[[int], bool] = lambda key: False) -> None:
         self._slots: dict[str, dict[int, tuple[int, float]]] = {}
+        self._pinned = pinned
 
     def put(self, exact: str, key: int, slot: int, created: float, *, newer: bool) -> None:
         """File entry ``key`` under ``exact`` in ``slot``. ``newer``: only if the slot is
         empty or holds an entry created no later than ``created`` (the newest answer wins,
-        whatever order entries arrive in); else unconditionally (a confirmed variant)."""
+        whatever order entries arrive in), and never over a bound document's answer but by
+        another one: a ``no-cache`` request's fresh answer took a document's slot, and every
+        exact repeat was served the unbound answer from then on, silently (a trial). Else
+        unconditionally (a confirmed variant)."""
         slots = self._slots.setdefault(exact, {})
         prev = slots.get(slot)
-        if not newer or prev is None or prev[1] <= created:
+        if (
+            not newer
+            or prev is None
+            or (prev[1] <= created and (self._pinned(key) or not self._pinned(prev[0])))
+        ):
             slots[slot] = (key, created)
 
     def holder(self, exact: str, slot: int) -> int | None:
