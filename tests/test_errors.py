@@ -833,3 +833,30 @@ def test_a_long_unknown_model_name_is_not_echoed_whole(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/chat/completions", json={"model": "x" * 100_000, "messages": MSG})
     err = assert_error(r, 404, code="model_not_found")
     assert len(err["message"]) < 1_000 and "x" * 100 + "…" in err["message"]
+    row = fake_live.ledger()[r.headers["x-request-id"]]  # and so does its ledger row
+    assert row.model == "x" * 100 + "…"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", {"model": "m" * 100_000, "input": "hi"}),
+        ("/v1/chat/completions", {"messages": MSG, "response_format": {"type": "x" * 100_000}}),
+        (
+            "/v1/batches",
+            {
+                "input_file_id": "f" * 100_000,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+        ),
+    ],
+)
+def test_no_error_message_quotes_a_value_whole(
+    fake_live: Live, path: str, body: dict[str, Any]
+) -> None:
+    """A re-check: values the client sent were quoted whole in errors of other routes (100 KB
+    messages). Every message is cut at 2,000 characters."""
+    r = fake_live.http.post(path, json=body)
+    assert 400 <= r.status_code < 500, r.text[:300]
+    assert len(r.json()["error"]["message"]) <= 2001

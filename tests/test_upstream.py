@@ -370,7 +370,10 @@ def test_retry_after_sets_the_wait_and_is_capped() -> None:
     assert _retry_or_wait(error(429, "0.25")) == 0.25
     assert _retry_or_wait(error(503, "3600")) == 10.0
     assert _retry_or_wait(error(503)) is True
-    assert _retry_or_wait(error(503, "Wed, 21 Oct 2026 07:28:00 GMT")) is True
+    # an HTTP date (RFC 9110 §10.2.3): past, now; ahead, that long (capped as seconds are)
+    assert _retry_or_wait(error(503, "Wed, 21 Oct 2026 07:28:00 GMT")) == 0.0
+    assert _retry_or_wait(error(503, "Fri, 01 Jan 2100 00:00:00 GMT")) == 10.0
+    assert _retry_or_wait(error(503, "soon")) is True
     assert isinstance(error(400), UpstreamClientError)
     assert _retry_or_wait(error(400)) is False
     assert _retry_or_wait(httpx.ConnectError("refused")) is True
@@ -495,3 +498,52 @@ def test_a_model_named_with_a_slash_is_retrieved(
         assert r.status_code == 200 and r.json()["id"] == "org/up", r.text
         assert_error(live.http.get("/v1/models/org/nope"), 404, code="model_not_found")
         live.http.close()
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers", "stream"),
+    [
+        (DEEP, {"content-type": "application/json"}, False),
+        (
+            b"not gzip at all",
+            {"content-type": "application/json", "content-encoding": "gzip"},
+            False,
+        ),
+        (b"data: " + DEEP + b"\n\n", {"content-type": "text/event-stream"}, True),
+        (b"data: {}\n\n", {"content-type": "text/event-stream", "content-encoding": "gzip"}, True),
+    ],
+    ids=["deep-json", "bad-gzip", "deep-json-event", "bad-gzip-stream"],
+)
+def test_a_body_no_reader_takes_is_a_502(
+    live: Live, upstream: FakeUpstreamServer, raw: bytes, headers: dict[str, str], stream: bool
+) -> None:
+    """A re-check: a JSON body nested 100,000 deep (RecursionError) or one that is not the
+    gzip its Content-Encoding says was a 500 ``internal_error``: they are the upstream's
+    malformed answers, 502 ``upstream_error`` (in a begun stream its last event)."""
+    upstream.control.push(Fault(raw=raw, raw_headers=headers))
+    body = {"messages": MSG, "stream": stream}
+    with live.http.stream("POST", "/v1/chat/completions", json=body) as r:
+        r.read()
+    if r.status_code == 200:
+        events = [line[5:].strip() for line in r.text.splitlines() if line.startswith("data:")]
+        assert json.loads(events[-1])["error"]["code"] == "upstream_error", events[-1]
+    else:
+        assert_error(r, 502, code="upstream_error")
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "told"), [(None, "1"), (1e20, "86400"), (float("nan"), "1")]
+)
+def test_an_upstream_429s_retry_after_is_one_a_client_can_use(
+    live: Live, upstream: FakeUpstreamServer, retry_after: float | None, told: str
+) -> None:
+    """A re-check: an upstream 429 without Retry-After gave a 429 without one (api.md: every
+    429 has one), and 99999999999999999999 was passed on as 100000000000000000000 s."""
+    faults = [Fault(status=429)] * 2  # retried at once; the last one's header is passed on
+    upstream.control.push(*faults, Fault(status=429, retry_after=retry_after))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert_error(r, 429, code="upstream_rate_limited")
+    assert r.headers["retry-after"] == told

@@ -66,6 +66,7 @@ class ErrorCode(StrEnum):
 
 
 SHOWN_NAME_CHARS = 100  # shown(): how much of a name the client sent an error quotes
+MESSAGE_MAX_CHARS = 2000  # the longest error message sent (BoundgateError.to_dict)
 
 
 def shown(name: object) -> str:
@@ -107,9 +108,14 @@ class BoundgateError(Exception):
         return 400 <= self.status_code < 500 and self.status_code not in (408, 409, 429)
 
     def to_dict(self) -> dict[str, Any]:
+        """The body in OpenAI's shape; a message longer than ``MESSAGE_MAX_CHARS`` is cut
+        there (a value the client sent, quoted whole, made 100 KB errors: a re-check)."""
+        message = self.message
+        if len(message) > MESSAGE_MAX_CHARS:
+            message = message[:MESSAGE_MAX_CHARS] + "…"
         return {
             "error": {
-                "message": self.message,
+                "message": message,
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,

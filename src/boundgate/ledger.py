@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from .backends.base import Backend, GenerationRequest, Usage
 from .clock import Clock
 from .energy import EnergyReport
-from .errors import ErrorCode
+from .errors import ErrorCode, shown
 from .metrics import Metrics
 from .store import LedgerRow, LedgerStore, Release, StoredEntry, StoreUnavailableError
 from .store.outages import OutageLog
@@ -149,7 +149,9 @@ class LedgerWriter:
         request that was answered (``outcome`` ok) or served a stored answer."""
         latency_ms = (self.clock.monotonic() - ctx.started_mono) * 1000.0
         if model is None:
-            model = backend.name if backend else (req.model if req else None)
+            # a name no backend has is the client's, kept as errors quote it (a re-check's
+            # 100,000-character model name filled `boundgate report --by model`)
+            model = backend.name if backend else (shown(req.model) if req and req.model else None)
         if backend_kind is None:
             backend_kind = backend.kind if backend else None
         row = LedgerRow(

@@ -236,6 +236,10 @@ class Fault:
     usage: dict[str, Any] | None = None
     content: Any = None
     replace_content: bool = False
+    # a 200 answer of these bytes and headers as they are (a body no JSON reader or decoder
+    # takes: nested too deep, or not the Content-Encoding it says)
+    raw: bytes | None = None
+    raw_headers: dict[str, str] | None = None
 
 
 ABSENT = object()  # Fault.content: the answer has no content field at all
@@ -281,6 +285,8 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
             return None
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
+        if fault.raw is not None:
+            return Response(fault.raw, headers=fault.raw_headers)
         if fault.status == 200:
             return None
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None

@@ -17,8 +17,11 @@ stream.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,7 +39,9 @@ from ..retries import counting
 from .base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_S = 10.0
+MAX_RETRY_AFTER_S = 10.0  # the longest an upstream's Retry-After makes a retry wait
+MAX_ASKED_WAIT_S = 86400.0  # the longest Retry-After passed on to a client (a day)
+UNKNOWN_WAIT_S = 1.0  # Retry-After of an upstream's 429 that said none (every 429 has one)
 
 
 class _RetryableAnswer(UpstreamError):
@@ -53,11 +58,22 @@ class _RetryableAnswer(UpstreamError):
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
-    """The upstream's ``Retry-After`` in seconds (≥ 0), or None (absent, or an HTTP date)."""
+    """The upstream's ``Retry-After`` in seconds from now, 0 to ``MAX_ASKED_WAIT_S``: delay
+    seconds or an HTTP date (RFC 9110 §10.2.3); None when absent or neither."""
+    value = resp.headers.get("retry-after")
+    if value is None:
+        return None
     try:
-        return max(float(resp.headers["retry-after"]), 0.0)
-    except (KeyError, ValueError):
-        return None  # absent, or an HTTP date: exponential backoff instead
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), MAX_ASKED_WAIT_S) if math.isfinite(seconds) else None
 
 
 def _retry_or_wait(exc: Exception) -> bool | float:
@@ -253,12 +269,14 @@ class OpenAIBackend(Backend):
                 raise UpstreamRateLimitError(
                     f"model {self.name!r}: its upstream is rate limiting the gateway "
                     f"({attempts} attempt(s)): {exc.message}",
-                    retry_after=exc.asked_s,
+                    retry_after=UNKNOWN_WAIT_S if exc.asked_s is None else exc.asked_s,
                 ) from exc
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeoutError(
                     f"upstream timed out after {attempts} attempt(s) of {self.timeout_s:g}s"
                 ) from exc
+            except httpx.DecodingError as exc:  # a body its Content-Encoding does not decode
+                raise UpstreamError(f"upstream sent a body that does not decode: {exc}") from exc
             except httpx.TransportError as exc:
                 raise UpstreamError(
                     f"upstream unreachable after {attempts} attempt(s): {exc!r}"
@@ -276,7 +294,7 @@ class OpenAIBackend(Backend):
             # /v1/completions, or a choice without its message, was served as "")
             raw = choice["message"]["content"] if req.messages is not None else choice["text"]
             finish = choice.get("finish_reason")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
             raise UpstreamError(f"upstream sent a malformed completion: {exc!r}") from exc
         if not isinstance(finish, str) or not finish:
             # an answer is complete only when the upstream says why it ended
@@ -314,7 +332,7 @@ class OpenAIBackend(Backend):
                     break
                 try:
                     event = json.loads(payload)
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                     raise UpstreamError("upstream sent a malformed stream event") from exc
                 if not isinstance(event, dict):
                     raise UpstreamError("upstream sent a malformed stream event")
@@ -344,7 +362,7 @@ class OpenAIBackend(Backend):
             raise UpstreamError(f"upstream sent no event stream: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError("upstream stream stalled") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.DecodingError) as exc:
             raise UpstreamError(f"upstream stream broke: {exc!r}") from exc
         finally:
             await resp.aclose()

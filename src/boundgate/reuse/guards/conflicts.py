@@ -600,7 +600,9 @@ def compare(a: str, b: str) -> Comparison:
     if _measure_conflict(fa, fb) and "unit" not in conflicts:
         conflicts.append("unit")  # a conversion the other way round
     names_a, names_b = fa.names - _named_alike(fb, b), fb.names - _named_alike(fa, a)
-    lifted = fa.names - fb.content and fb.names - fa.content and not (names_a and names_b)
+    # read as the same names only by an adjective WordNet relates to a name
+    unrelated_a, unrelated_b = fa.names - fb.content - fb.names, fb.names - fa.content - fa.names
+    lifted = unrelated_a and unrelated_b and not (names_a and names_b)
     if lifted and _adjective_turned(a, b):
         conflicts.append("order")  # read as the same names only by an adjective
     if names_a and names_b:

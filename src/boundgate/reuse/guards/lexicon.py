@@ -327,6 +327,9 @@ def _with_without(text: str) -> str:
 
 
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
+# a framework named with ".js": "node.js" is "nodejs" (a tech name), "vue.js" "vue" (a
+# re-check's over-veto read "node.js" as "node" and "js": JavaScript)
+_DOT_JS = re.compile(r"\b(node|vue|react|next|nuxt|angular|express|ember|three)\.js\b")
 # a speed written with a slash: one unit, as "kmh" and "mph" are (a chat stream served "30
 # km/h in mph" the answer for "30 mph to kmh": no guard read either as a speed)
 _SPEED = re.compile(r"\b(km|kilomet(?:er|re)s?|mi|miles?)\s*(?:/|\bper\b)\s*(?:h|hr|hour)\b")
@@ -371,6 +374,7 @@ def normalise(text: str) -> str:
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
+    text = _DOT_JS.sub(lambda m: "nodejs" if m.group(1) == "node" else m.group(1), text)
     # "km/h" and "kilometers per hour" are one unit, "kmh"; "miles per hour" is "mph"
     text = _SPEED.sub(lambda m: "kmh" if m.group(1).startswith("k") else "mph", text)
     text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
