@@ -408,3 +408,33 @@ def test_a_fresh_answer_never_takes_a_documents_place(tmp_path: Path) -> None:
         assert again.headers.get("x-boundgate-document") == doc_id  # was the fresh ans_…
     with gateway(tmp_path / "a", answers=True, bind_after=2) as live:  # and after a restart
         assert ask(live, user="erin").headers.get("x-boundgate-document") == doc_id
+
+
+def test_an_import_says_which_active_document_it_takes_the_place_of(tmp_path: Path) -> None:
+    """A trial: a second signed document for the same question and scope imported with
+    "imported 1" and nothing else, and the first, still listed active, was never served
+    again. The import warns, naming the document it displaces; a repeat warns of nothing."""
+    issuer = binding.Signer.load_or_create(tmp_path / "a")
+    first = signed(issuer, answer="100 °C.")
+    second = signed(issuer, answer="212 °F.", created=datetime.now(UTC) + timedelta(seconds=1))
+    import_into(tmp_path / "b", tmp_path / "a", first)
+    f = tmp_path / "second.ndjson"
+    f.write_text(json.dumps(second) + "\n")
+    pub = str(tmp_path / "a" / binding.PUBLIC_KEY_FILE)
+    args = [
+        "docs",
+        "import",
+        str(f),
+        "--public-key",
+        pub,
+        "-c",
+        str(tmp_path / "b" / "boundgate.toml"),
+    ]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0 and "imported 1" in res.stdout, res.output
+    first_id = binding.short_id(first["@id"])
+    assert f"takes the place of {first_id}" in " ".join(res.stderr.split())
+    res = CliRunner().invoke(cli, args)  # already present: nothing displaced
+    assert "already present 1" in res.stdout and "takes the place" not in res.stderr
+    with gateway(tmp_path / "b") as live:  # the newest is served, as the warning says
+        assert ask(live).headers["x-boundgate-document"] == binding.short_id(second["@id"])

@@ -52,7 +52,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..reuse import binding
-from .console import fail
+from .console import err, fail
 from .progress import track
 
 docs_app = typer.Typer(
@@ -667,13 +667,25 @@ def docs_import(
                 # gave each its own worker threads, and the store a reader connection per
                 # thread: a trial's 600 documents ran out of file descriptors (1,024)
                 nonlocal added, skipped, inactive
-                for doc, state, doc_key in track(verified, "importing documents"):
+                for number, (doc, state, doc_key) in enumerate(
+                    track(verified, "importing documents"), 1
+                ):
                     if state != "active":
                         inactive += 1  # verified, never served here
-                    elif await engine.documents.import_document(doc, public_key=doc_key) is None:
+                        continue
+                    other = await engine.documents.displaced_by(doc)
+                    if await engine.documents.import_document(doc, public_key=doc_key) is None:
                         skipped += 1
-                    else:
-                        added += 1
+                        continue
+                    added += 1
+                    if other is not None:  # the newest document is served: say whose place
+                        err.print(
+                            f"warning: {_name(doc, number)} takes the place of {other}, active "
+                            "for the same question in the same scope, which is no longer "
+                            "served (`boundgate docs revoke` the one not wanted)",
+                            markup=False,
+                            highlight=False,
+                        )
 
             asyncio.run(import_all())
     if failure is not None:
@@ -684,7 +696,7 @@ def docs_import(
 def _say_where(settings: Any, created: bool, *, pointed: bool) -> None:
     """Tell (stderr) which store ``docs import`` writes to; warn if it has just created it
     (a note only when ``pointed``: --config or --data-dir named it, ``store_pointed``)."""
-    from . import err, store_named, warn_new_store
+    from . import store_named, warn_new_store
 
     where = store_named(settings)
     data_dir = settings.server.data_dir.resolve()
@@ -745,7 +757,7 @@ def docs_check(
     never stored (also what an older replica's import looks like between its two writes)
     are repaired only here, with --repair, once no older replica runs."""
     from ..store.consistency import describe
-    from . import err, out
+    from . import out
 
     with _opened(config, data_dir) as (_, store):
         found = asyncio.run(

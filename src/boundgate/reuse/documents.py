@@ -314,6 +314,25 @@ class Documents:
         self.engine.count("bound")
         return row
 
+    async def displaced_by(self, doc: dict[str, Any]) -> str | None:
+        """The active bound document that answers the question of ``doc`` (verified, not yet
+        imported) in its scope now, as the store's newest answer to it, and whose place its
+        import would take (the newest document is served): its id, or None. An import said
+        nothing of it (a trial: a second signed document for a question silently replaced
+        the first, which stayed listed active)."""
+        content = binding.parse(doc, self.clock.time())
+        scope_doc = _scope_of(content)
+        verbatim = verbatim_scope(scope_doc)
+        exact = exact_hash(
+            scope_hash(content.tenant, scope_doc), content.question, verbatim=verbatim
+        )
+        held = await self.store.get_entry_by_exact(exact)
+        other = held.document_id if held is not None else None
+        if other is None or other == binding.short_id(str(doc["@id"])):
+            return None
+        row = await self.store.get_document(other)
+        return other if row is not None and row.state == "active" else None
+
     async def import_document(
         self, doc: dict[str, Any], *, public_key: Ed25519PublicKey
     ) -> str | None:
@@ -334,13 +353,7 @@ class Documents:
         if await self.store.get_document(doc_id) is not None:
             return None
         tenant = content.tenant
-        scope_doc = {
-            "model": content.model,
-            "model_version": content.model_version,
-            "endpoint": content.endpoint,
-            "context_sha256": content.context_sha256,
-            "params": content.params,
-        }
+        scope_doc = _scope_of(content)
         query = content.question
         answer = content.answer
         # whole or cut, and where (documents bound before these fields say neither: whole)
@@ -507,3 +520,14 @@ class Documents:
             if k is not None:
                 keys.append(k)
         return tuple(keys)
+
+
+def _scope_of(content: binding.Content) -> dict[str, Any]:
+    """The reuse scope a document's fields name (``scope.scope_hash`` reads it)."""
+    return {
+        "model": content.model,
+        "model_version": content.model_version,
+        "endpoint": content.endpoint,
+        "context_sha256": content.context_sha256,
+        "params": content.params,
+    }
