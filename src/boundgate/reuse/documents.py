@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -320,13 +321,8 @@ class Documents:
         import would take (the newest document is served): its id, or None. An import said
         nothing of it (a trial: a second signed document for a question silently replaced
         the first, which stayed listed active)."""
-        content = binding.parse(doc, self.clock.time())
-        scope_doc = _scope_of(content)
-        verbatim = verbatim_scope(scope_doc)
-        exact = exact_hash(
-            scope_hash(content.tenant, scope_doc), content.question, verbatim=verbatim
-        )
-        held = await self.store.get_entry_by_exact(exact)
+        placed = _Placed.of(binding.parse(doc, self.clock.time()))
+        held = await self.store.get_entry_by_exact(placed.exact)
         other = held.document_id if held is not None else None
         if other is None or other == binding.short_id(str(doc["@id"])):
             return None
@@ -353,7 +349,7 @@ class Documents:
         if await self.store.get_document(doc_id) is not None:
             return None
         tenant = content.tenant
-        scope_doc = _scope_of(content)
+        placed = _Placed.of(content)
         query = content.question
         answer = content.answer
         # whole or cut, and where (documents bound before these fields say neither: whole)
@@ -368,16 +364,14 @@ class Documents:
         # never served to temperature 0); only this is known here, not the request itself
         temperature = content.temperature
         # a text completion's prompt is kept to the character and reused exactly only
-        verbatim = verbatim_scope(scope_doc)
-        fits = not verbatim and self.engine.by_meaning(query)
+        fits = not placed.verbatim and self.engine.by_meaning(query)
         vector = (await self.engine.embed([query]))[0] if fits else None
         entry_key = await self.store.new_entry_key()
-        scope_key = scope_hash(tenant, scope_doc)
         entry = StoredEntry(
             key=entry_key,
             id="ans_" + hashlib.sha256(f"import\n{doc['@id']}".encode()).hexdigest()[:24],
-            scope=scope_key,
-            exact=exact_hash(scope_key, query, verbatim=verbatim),
+            scope=placed.scope_key,
+            exact=placed.exact,
             query=query,
             answer=answer,
             finish_reason=finish_reason,
@@ -391,7 +385,7 @@ class Documents:
             cost_gco2=content.cost_gco2,
             vector=vector_bytes(vector),
             embedder=self.engine.embedder.name,
-            scope_doc=json.dumps(scope_doc, sort_keys=True, separators=(",", ":")),
+            scope_doc=json.dumps(placed.scope_doc, sort_keys=True, separators=(",", ":")),
             document_id=doc_id,
             request=imported_request(temperature, age_known=content.answer_created is not None),
         )
@@ -522,12 +516,31 @@ class Documents:
         return tuple(keys)
 
 
-def _scope_of(content: binding.Content) -> dict[str, Any]:
-    """The reuse scope a document's fields name (``scope.scope_hash`` reads it)."""
-    return {
-        "model": content.model,
-        "model_version": content.model_version,
-        "endpoint": content.endpoint,
-        "context_sha256": content.context_sha256,
-        "params": content.params,
-    }
+@dataclass(frozen=True)
+class _Placed:
+    """Where a document's answer is filed: the reuse scope its fields name (``scope_doc``,
+    hashed by ``scope.scope_hash``), whether that scope matches its question verbatim (a
+    text completion's prompt) and the exact hash of its question there."""
+
+    scope_doc: dict[str, Any]
+    scope_key: str
+    verbatim: bool
+    exact: str
+
+    @classmethod
+    def of(cls, content: binding.Content) -> _Placed:
+        scope_doc = {
+            "model": content.model,
+            "model_version": content.model_version,
+            "endpoint": content.endpoint,
+            "context_sha256": content.context_sha256,
+            "params": content.params,
+        }
+        scope_key = scope_hash(content.tenant, scope_doc)
+        verbatim = verbatim_scope(scope_doc)
+        return cls(
+            scope_doc,
+            scope_key,
+            verbatim,
+            exact_hash(scope_key, content.question, verbatim=verbatim),
+        )
