@@ -163,16 +163,18 @@ def name_forms() -> dict[str, frozenset[str]]:
     with a system and its devices or distributions (``tech_related``: "io" ↔ "iphon")."""
     path = resources.files("boundgate.reuse").joinpath("data/pertainyms_wordnet.tsv")
     related: dict[str, set[str]] = {}
+
+    def link(x: str, y: str) -> None:  # each to the other, by stem
+        related.setdefault(stem(x), set()).add(stem(y))
+        related.setdefault(stem(y), set()).add(stem(x))
+
     for line in path.read_text("utf-8").splitlines():
         if line and not line.startswith("#"):
-            adjective, noun = (stem(w) for w in line.split("\t"))
-            related.setdefault(adjective, set()).add(noun)
-            related.setdefault(noun, set()).add(adjective)
+            link(*line.split("\t"))  # adjective, noun
     # a system and its devices or distributions (``tech_related``: the first to each other)
     for system, *kinds in _LISTS["tech_related"]:
         for kind in kinds:
-            related.setdefault(stem(system), set()).add(stem(kind))
-            related.setdefault(stem(kind), set()).add(stem(system))
+            link(system, kind)
     return {s: frozenset(r) for s, r in related.items()}
 
 
@@ -330,8 +332,8 @@ _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
 # a framework named with ".js": "node.js" is "nodejs" (a tech name), "vue.js" "vue" (a
 # re-check's over-veto read "node.js" as "node" and "js": JavaScript)
 _DOT_JS = re.compile(r"\b(node|vue|react|next|nuxt|angular|express|ember|three)\.js\b")
-# a speed written with a slash: one unit, as "kmh" and "mph" are (a chat stream served "30
-# km/h in mph" the answer for "30 mph to kmh": no guard read either as a speed)
+# a speed written with a slash or "per": one unit, as "kmh" and "mph" are (a chat stream
+# served "30 km/h in mph" the answer for "30 mph to kmh": no guard read either as a speed)
 _SPEED = re.compile(r"\b(km|kilomet(?:er|re)s?|mi|miles?)\s*(?:/|\bper\b)\s*(?:h|hr|hour)\b")
 
 
