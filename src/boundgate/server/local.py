@@ -139,7 +139,8 @@ class LocalOnly:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if len(Headers(scope=scope).getlist("host")) > 1:  # RFC 9112 §3.2: a 400, always
+        headers = Headers(scope=scope)
+        if len(headers.getlist("host")) > 1:  # RFC 9112 §3.2: a 400, always
             await send_error(
                 send,
                 InvalidRequestError(
@@ -160,7 +161,6 @@ class LocalOnly:
         if keyed:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
         host = headers.get("host")
         if host is not None and not self.hosts.allows(host):
             name, _ = split_host(host)  # the port is no part of the check (nor of the list)
