@@ -297,6 +297,10 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
         # a lone surrogate passed creation, then failed every run of the batch
         (_line("b", {"messages": [{"role": "user", "content": "\ud800"}]}),
          "body.messages[0].content: lone surrogate"),
+        # NUL: PostgreSQL's text cannot hold it (a trial: a 500 at run time on a shared store)
+        (_line("b", {"messages": [{"role": "user", "content": "a\u0000b"}]}),
+         "body.messages[0].content: holds the NUL character"),
+        (_line("b\u0000", {"messages": ASK}), "custom_id holds the NUL character"),
         (_line("b", {"messages": [{"role": "wizard", "content": "x"}]}), "body.messages[0].role"),
         (_line("b", {"messages": ASK, "temperature": "0.2"}), "body.temperature"),
         # served by the default model, where OpenAI refuses it (a line left without one is)

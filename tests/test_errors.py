@@ -419,6 +419,28 @@ def test_bodies_that_are_not_utf8_are_400_and_the_gateway_keeps_serving(
     assert ok.status_code == 200
 
 
+NUL_BODIES = [
+    ({"messages": [{"role": "user", "content": "what is \u0000 up"}]}, "messages[0].content"),
+    ({"messages": [{"role": "user", "content": "hi", "name": "a\u0000"}]}, "messages[0].name"),
+    ({"messages": MSG, "user": "u\u0000"}, "user"),
+    ({"messages": MSG, "model": "x\u0000"}, "model"),
+    ({"messages": MSG, "stop": ["\u0000"]}, "stop[0]"),
+    ({"messages": MSG, "metadata": {"k\u0000": "v"}}, "metadata"),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), NUL_BODIES)
+def test_nul_in_any_text_of_a_request_is_a_400(
+    fake_live: Live, body: dict[str, Any], param: str
+) -> None:
+    """A trial: a NUL (``\\u0000``) in a message, a name, ``user`` or ``model`` was a 500 on a
+    PostgreSQL store (its text cannot hold it) after the request ran; it is refused before it
+    runs, on every store alike (test_replicas: on PostgreSQL), naming where it is."""
+    r = fake_live.http.post("/v1/chat/completions", json={**body, "temperature": 0})
+    err = assert_error(r, 400, code="invalid_value", param=param)
+    assert "NUL" in err["message"]
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [

@@ -473,3 +473,16 @@ def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_runner_lives(
     finally:
         store.close()
     assert runs == ["one"]
+
+
+def test_nul_in_a_request_is_a_400_on_postgresql(replicas: Replicas) -> None:
+    """A trial: on PostgreSQL, whose text cannot hold U+0000, a NUL in a request's message,
+    name, user or model was a 500 (SQLSTATE 22021) after the model ran; a 400 now, as on
+    SQLite (test_errors), and the replica keeps serving."""
+    from test_errors import NUL_BODIES
+
+    live = replicas.start()
+    for body, param in NUL_BODIES:
+        r = live.http.post("/v1/chat/completions", json={**body, "temperature": 0})
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+    assert ask(live, "Is it still serving?").status_code == 200

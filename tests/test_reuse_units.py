@@ -498,6 +498,32 @@ def test_engine_never_serves_across_scopes(
             "Visa for the US as a Japanese citizen?",
             "order",
         ),
+        # a number against a list; what a command acts on; where food is kept (a trial's
+        # wrong reuses, pair scores 0.90-0.98)
+        ("How many countries border Germany?", "What countries border Germany?", "task"),
+        (
+            "How many countries border Germany?",
+            "which countries share a border with germany",
+            "task",
+        ),
+        (
+            "How do I copy a file to a server with scp?",
+            "How do I copy a folder to a server with scp?",
+            "contrast",
+        ),
+        (
+            "How long does cooked chicken last in the freezer?",
+            "How long does cooked chicken last in the fridge?",
+            "contrast",
+        ),
+        (
+            "How do I undo the last git commit but keep the changes?",
+            "How do I undo the last git commit and discard the changes?",
+            "polarity",
+        ),
+        # Latin's in- still negates an adjective
+        ("Is this answer correct?", "Is this answer incorrect?", "negation"),
+        ("Is a used car expensive to insure?", "Is a used car inexpensive to insure?", "negation"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -672,6 +698,16 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "Do Indians really need the 2000 rupee note?",
             "Is there really need of 2000 notes in India?",
         ),
+        # a trial's over-vetoes: "intake" is no "not take" (Latin's in- negates adjectives),
+        # "350F" beside a named scale is degrees Fahrenheit, "1 large egg" is "a large egg"
+        (
+            "How much vitamin C should an adult take daily?",
+            "recommended daily vitamin c intake for adults",
+        ),
+        ("Convert 350 degrees Fahrenheit to Celsius.", "what is 350F in celsius"),
+        ("What is 350 °F in Celsius?", "what is 350 f in celsius"),
+        ("How many grams of protein are in a large egg?", "how much protein is in 1 large egg"),
+        ("What is the in-hand salary of a fresher?", "What is the in hand salary of a fresher?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

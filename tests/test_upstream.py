@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -547,3 +548,139 @@ def test_an_upstream_429s_retry_after_is_one_a_client_can_use(
     r = live.http.post("/v1/chat/completions", json={"messages": MSG})
     assert_error(r, 429, code="upstream_rate_limited")
     assert r.headers["retry-after"] == told
+
+
+def _answer(live: Live, body: dict[str, object]) -> tuple[httpx.Response, str, str | None]:
+    """Ask ``body`` (streamed or not): the response, the answer's text, its finish_reason."""
+    path = "/v1/chat/completions" if "messages" in body else "/v1/completions"
+    chat = "messages" in body
+    if not body.get("stream"):
+        r = live.http.post(path, json=body)
+        assert r.status_code == 200, r.text
+        choice = r.json()["choices"][0]
+        return r, choice["message"]["content"] if chat else choice["text"], choice["finish_reason"]
+    with live.http.stream("POST", path, json=body) as r:
+        assert r.status_code == 200
+        events = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
+    text, finish = "", None
+    for event in events[:-1]:
+        for choice in json.loads(event).get("choices") or []:
+            text += (choice["delta"].get("content") if chat else choice["text"]) or ""
+            finish = choice["finish_reason"] or finish
+    return r, text, finish
+
+
+def _raw_answer(said: str) -> str:
+    """An upstream's chat completion whose text is "a <said> b", as JSON text (``said``
+    escaped as JSON escapes it: a lone surrogate as "\\ud800")."""
+    content = json.dumps(f"a {said} b")
+    return (
+        '{"choices":[{"index":0,"message":{"role":"assistant","content":' + content + "},"
+        '"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3}}'
+    )
+
+
+def test_nul_in_an_answer_is_stored_on_postgresql(
+    tmp_path: Path,
+    upstream: FakeUpstreamServer,
+    postgres_schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trial: an upstream answer holding NUL was a 500 on a PostgreSQL store (its text
+    cannot hold it) once the answer was generated; it is stored with U+FFFD in its place."""
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    cfg = upstream_config(tmp_path, upstream)
+    cfg.write_text(cfg.read_text() + f'\n[store]\nurl = "{postgres_schema}"\n')
+    app = build_app(load_settings(cfg))
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        raw = _raw_answer("\u0000").encode()
+        upstream.control.push(Fault(raw=raw, raw_headers={"content-type": "application/json"}))
+        ask = {"messages": MSG, "temperature": 0}
+        assert _answer(live, ask)[1] == "a \ufffd b"
+        again, text, _ = _answer(live, ask)
+        assert (again.headers["x-boundgate-reuse"], text) == ("hit-exact", "a \ufffd b")
+        live.http.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("said", "told"), [("\ud800", "\ufffd"), ("\u0000", "\ufffd")])
+def test_an_answer_holding_what_no_text_may_hold_is_served_mended(
+    live: Live, upstream: FakeUpstreamServer, said: str, told: str, stream: bool
+) -> None:
+    """A trial: an upstream's answer holding a lone surrogate (JSON's "\\ud800" escape) was a
+    500 (no UTF-8 encoder takes it), and one holding NUL a 500 on a PostgreSQL store (its text
+    cannot hold it; test_nul_in_an_answer_is_stored_on_postgresql). Each is U+FFFD, served and
+    stored so; the repeat is an exact hit with the same text."""
+    body = _raw_answer(said)
+    raw = body.encode()
+    if stream:
+        event = body.replace('"message"', '"delta"')
+        raw = b"data: " + event.encode() + b"\n\ndata: [DONE]\n\n"
+    ctype = "text/event-stream" if stream else "application/json"
+    upstream.control.push(Fault(raw=raw, raw_headers={"content-type": ctype}))
+    ask = {"messages": MSG, "temperature": 0, "stream": stream}
+    _, text, _ = _answer(live, ask)
+    assert text == f"a {told} b"
+    again, text, _ = _answer(live, {**ask, "stream": False})
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"
+    assert text == f"a {told} b"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("said", "told"),
+    [("end_turn", "stop"), ("eos_token", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", None)],
+)
+def test_a_finish_reason_spelt_another_way_is_openais(
+    live: Live, upstream: FakeUpstreamServer, said: str, told: str | None, stream: bool
+) -> None:
+    """An upstream that says why it ended as Anthropic, TGI or Gemini spell it: the client
+    gets OpenAI's word (clients typed on OpenAI's values failed on "end_turn"), and a complete
+    answer is stored (only stop and length are: "end_turn" was never reused; a length answer
+    serves only a request for as many tokens as it has, not this one). A filtered answer is
+    content_filter and never stored."""
+    upstream.control.push(Fault(finish_reason=said))
+    ask = {"messages": MSG, "temperature": 0, "stream": stream, "max_tokens": 64}
+    _, _, finish = _answer(live, ask)
+    assert finish == (told or "content_filter")
+    again, _, _ = _answer(live, {**ask, "stream": False})
+    stored = told == "stop"
+    assert (again.headers["x-boundgate-reuse"] == "hit-exact") is stored
+
+
+def test_a_finish_reason_no_server_uses_is_relayed_and_not_stored(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    upstream.control.push(Fault(finish_reason="banana"))
+    ask = {"messages": MSG, "temperature": 0}
+    assert _answer(live, ask)[2] == "banana"
+    assert _answer(live, ask)[0].headers["x-boundgate-reuse"] != "hit-exact"
+
+
+def test_a_text_completion_whose_text_is_null_is_a_502(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """A trial: ``"text": null`` on /v1/completions was served (and stored) as "" (a chat
+    message's null content is another matter: it stands beside a refusal or tool calls)."""
+    upstream.control.push(Fault(content=None, replace_content=True))
+    r = live.http.post("/v1/completions", json={"prompt": "What is boundgate?"})
+    assert_error(r, 502, code="upstream_error")
+    assert "null" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"id": "x"}', b'{"choices": []}', b'{"choices": [{"message": 5}]}', b"[1]"],
+    ids=["no-choices", "empty", "message-not-object", "array"],
+)
+def test_a_malformed_completions_502_says_what_is_missing_in_words(
+    live: Live, upstream: FakeUpstreamServer, raw: bytes
+) -> None:
+    """A trial: the 502's message was Python's repr of the parsing error
+    (``KeyError('message')``); it says what the answer lacks."""
+    upstream.control.push(Fault(raw=raw, raw_headers={"content-type": "application/json"}))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert_error(r, 502, code="upstream_error")
+    message = r.json()["error"]["message"]
+    assert "Error(" not in message and ("choices" in message or "message" in message), message

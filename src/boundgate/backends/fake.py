@@ -240,6 +240,9 @@ class Fault:
     # takes: nested too deep, or not the Content-Encoding it says)
     raw: bytes | None = None
     raw_headers: dict[str, str] | None = None
+    # the finish_reason the answer ends with, as another server spells it ("end_turn"), in
+    # place of OpenAI's stop / length
+    finish_reason: str | None = None
 
 
 ABSENT = object()  # Fault.content: the answer has no content field at all
@@ -336,6 +339,8 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         # cut by the limit, as a real upstream says (a trial saw a cut answer called "stop"
         # and reused for larger limits); at exactly the limit the model stops there too
         ended = "length" if len(words) == max_tokens else "stop"
+        if fault is not None and fault.finish_reason is not None:
+            ended = fault.finish_reason
         text = "".join(words)
         # "none" asks for no reasoning, and OpenAI's models that take it reason for none
         reasoned = 0 if body.get("reasoning_effort") == "none" else ctl.reasoning_tokens

@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
@@ -108,19 +109,70 @@ def _token_count(value: Any) -> int | None:
     return int(f) if f.is_integer() and 0 <= f <= MAX_USAGE_TOKENS else None
 
 
-def _text_of(content: Any, what: str) -> str:
-    """An answer's ``content`` as text: a string, null (""), or a list of content parts whose
-    ``text`` parts are joined (as some OpenAI-compatible servers send them). Raises
-    :class:`UpstreamError` for anything else (a number, an object)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+# What no stored or relayed text may hold: a lone UTF-16 surrogate (JSON's "\\ud800" escape
+# reads into one; no UTF-8 encoder takes it, so the answer's JSON was a 500) and NUL
+# (PostgreSQL's text cannot store it: SQLSTATE 22021, a 500 on a shared store). Each becomes
+# U+FFFD, the replacement character a UTF-8 decoder puts for what it cannot read.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _text_of(content: Any, what: str, *, nullable: bool = True) -> str:
+    """An answer's ``content`` as text: a string, null ("", where ``nullable``: a chat
+    message's content is null beside a refusal or tool calls), or a list of content parts
+    whose ``text`` parts are joined (as some OpenAI-compatible servers send them); a lone
+    surrogate or NUL in it becomes U+FFFD (``_UNSTORABLE``). Raises :class:`UpstreamError` for
+    anything else (a number, an object; null where not ``nullable``)."""
+    text: str | None = None
+    if content is None and nullable:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list) and all(isinstance(p, dict) for p in content):
         texts = [p.get("text") for p in content if p.get("type") == "text"]
         if all(isinstance(t, str) for t in texts):
-            return "".join(t for t in texts if isinstance(t, str))
-    raise UpstreamError(f"upstream sent a malformed {what}: its text is a {type(content).__name__}")
+            text = "".join(t for t in texts if isinstance(t, str))
+    if text is None:
+        raise UpstreamError(f"upstream sent a malformed {what}: its text is {_shown_type(content)}")
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+# finish_reason as other servers spell OpenAI's values: Anthropic's stop_reason
+# (docs.anthropic.com/en/api/messages), Hugging Face TGI's (eos_token, stop_sequence),
+# llama.cpp server's stop_type (eos, word, limit), Gemini's and Cohere's upper-case ones.
+# An answer is stored only with stop or length (engine.py), so an upstream saying end_turn
+# for a complete answer was never reused. Other values are relayed as they are, not stored.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "eos_token": "stop",
+    "eos": "stop",
+    "word": "stop",
+    "complete": "stop",
+    "max_tokens": "length",
+    "limit": "length",
+    "tool_use": "tool_calls",
+    "safety": "content_filter",
+    "refusal": "content_filter",
+}
+
+
+def _finish_reason(value: Any) -> str:
+    """An upstream's ``finish_reason`` in OpenAI's words (``FINISH_REASONS``). Raises
+    :class:`UpstreamError` when it is not a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise UpstreamError(f"upstream sent a malformed finish_reason ({_shown_type(value)})")
+    return FINISH_REASONS.get(value.strip().lower(), value)
+
+
+def _shown_type(value: Any) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _said(exc: Exception) -> str:
+    """An HTTP client error in words for a message ("ConnectError: [Errno 111] Connection
+    refused"; its class alone where it says nothing), not Python's repr."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _estimate_tokens(text: str) -> int:
@@ -279,7 +331,7 @@ class OpenAIBackend(Backend):
                 raise UpstreamError(f"upstream sent a body that does not decode: {exc}") from exc
             except httpx.TransportError as exc:
                 raise UpstreamError(
-                    f"upstream unreachable after {attempts} attempt(s): {exc!r}"
+                    f"upstream unreachable after {attempts} attempt(s): {_said(exc)}"
                 ) from exc
         raise AssertionError("stamina ended without an answer or an error")  # pragma: no cover
 
@@ -289,17 +341,29 @@ class OpenAIBackend(Backend):
         resp = await self._send(path, body, stream=False)
         try:
             data = resp.json()
-            choice = data["choices"][0]
-            # a chat answer has a message, a text completion its text (a chat-shaped reply to
-            # /v1/completions, or a choice without its message, was served as "")
-            raw = choice["message"]["content"] if req.messages is not None else choice["text"]
-            finish = choice.get("finish_reason")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
-            raise UpstreamError(f"upstream sent a malformed completion: {exc!r}") from exc
-        if not isinstance(finish, str) or not finish:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            raise UpstreamError("upstream sent a malformed completion: not JSON") from exc
+        choices = data.get("choices") if isinstance(data, dict) else None
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        if not isinstance(choice, dict):
+            raise UpstreamError("upstream sent a malformed completion: it has no choices")
+        # a chat answer has a message, a text completion its text (a chat-shaped reply to
+        # /v1/completions, or a choice without its message, was served as "")
+        if req.messages is not None:
+            message = choice.get("message")
+            if not isinstance(message, dict) or "content" not in message:
+                raise UpstreamError(
+                    "upstream sent a malformed completion: its choice has no message content"
+                )
+            text = _text_of(message["content"], "completion")
+        elif "text" not in choice:
+            raise UpstreamError("upstream sent a malformed completion: its choice has no text")
+        else:
+            text = _text_of(choice["text"], "completion", nullable=False)
+        if choice.get("finish_reason") is None:
             # an answer is complete only when the upstream says why it ended
             raise UpstreamError("upstream sent a completion without a finish_reason")
-        text = _text_of(raw, "completion")
+        finish = _finish_reason(choice["finish_reason"])
         return Completion(text, finish, self._usage(data.get("usage"), req, text))
 
     def _usage(self, usage: Any, req: GenerationRequest, text: str) -> Usage:
@@ -354,16 +418,14 @@ class OpenAIBackend(Backend):
                     if text:
                         parts.append(text)
                         yield Chunk(text=text)
-                    if reason := choice.get("finish_reason"):
-                        if not isinstance(reason, str):
-                            raise UpstreamError("upstream sent a malformed finish_reason")
-                        finish = reason
+                    if reason := choice.get("finish_reason"):  # ("" in a chunk: not yet)
+                        finish = _finish_reason(reason)
         except SSEError as exc:
             raise UpstreamError(f"upstream sent no event stream: {exc}") from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError("upstream stream stalled") from exc
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise UpstreamError(f"upstream stream broke: {exc!r}") from exc
+            raise UpstreamError(f"upstream stream broke: {_said(exc)}") from exc
         finally:
             await resp.aclose()
         if finish is None:

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import InvalidRequestError
+from ..jsontext import nul_at
 
 log = logging.getLogger("boundgate.reuse")
 
@@ -591,7 +592,10 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     ``MAX_ANSWER_WH`` Wh), ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2``
     gCO2e), ``bg:questionVariants`` (strings), ``bg:supersedes`` (a string or null). The
     optional fields may be absent (documents bound before them): the answer then counts as
-    whole, its tokens, temperature and age as unknown, its energy as 0."""
+    whole, its tokens, temperature and age as unknown, its energy as 0. No string (nor key)
+    anywhere in it may hold NUL (``jsontext.nul_at``): PostgreSQL cannot store one."""
+    if (nul := nul_at(doc)) is not None:
+        raise DocumentError(nul[0] or "document", "holds the NUL character (\\u0000)")
     question = _text(doc, "name", "name")
     answer = _text(_object(doc, "acceptedAnswer"), "text", "acceptedAnswer.text")
     model = _object(doc, "bg:model")

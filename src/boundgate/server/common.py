@@ -35,6 +35,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from ..gateway import Gateway, RequestContext
+from ..jsontext import lone_surrogate, nul_at
 from ..store import Store, StoreUnavailableError
 from ..tenants import OPEN_TENANT, UNAUTHENTICATED, Tenant
 from .chat.protocol import UNKNOWN_PARAMETER, near_miss
@@ -43,23 +44,23 @@ from .chat.protocol import UNKNOWN_PARAMETER, near_miss
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
 
 
-def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
-    """The first lone UTF-16 surrogate in a parsed JSON value, in document order: (where it is,
-    dotted from ``path``; ``\\udXXX``). A key is reported at its object's place."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, v = stack.pop()
-        if isinstance(v, str):
-            for ch in v:
-                if 0xD800 <= ord(ch) <= 0xDFFF:
-                    return where, f"\\u{ord(ch):04x}"
-        elif isinstance(v, dict):
-            for k, item in reversed(list(v.items())):
-                stack.append((where, k))  # a key is where its object is
-                stack.append((f"{where}.{k}" if where else str(k), item))
-        elif isinstance(v, list):
-            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(v))))
-    return None
+NUL_REFUSED = (
+    "holds the NUL character (\\u0000), which no text of a request may hold "
+    "(PostgreSQL's text cannot store it, so a gateway on it could not keep the request)"
+)
+
+
+def check_no_nul(value: Any, path: str = "") -> None:
+    """Raise a 400 ``invalid_value`` naming the first string (or key) of a parsed JSON value
+    that holds U+0000; return if none does. JSON may carry it (``\\u0000``) and SQLite stores
+    it, but PostgreSQL's ``text`` cannot (SQLSTATE 22021), so such a request was a 500 on a
+    shared store after it ran: refused the same way on both stores, before it runs."""
+    bad = nul_at(value, path)
+    if bad is not None:
+        where = bad[0]
+        raise InvalidRequestError(
+            f"{where or 'body'}: {NUL_REFUSED}", param=where or None, code=ErrorCode.INVALID_VALUE
+        )
 
 
 def non_finite_number(value: Any) -> str | None:
@@ -228,6 +229,8 @@ class StrictJSONRoute(APIRoute):
                     except json.JSONDecodeError:
                         value = None  # FastAPI answers it (invalid_json) as it parses again
                     check_finite(value)
+                    if b"\\u0000" in body:  # JSON carries a NUL only as this escape
+                        check_no_nul(value)
             return await handler(req)
 
         return strict

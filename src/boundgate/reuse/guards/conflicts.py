@@ -472,8 +472,41 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
     odd = fa.numbers ^ fb.numbers
     if odd != {"1"}:
         return bool(odd) and not _scale_glued(fa, fb)
-    f = fa if "1" in fa.numbers else fb
+    f, g = (fa, fb) if "1" in fa.numbers else (fb, fa)
+    if _one_as_article(f, g):
+        return False
     return f.measures.get("1", "%") == "%" or f.operation
+
+
+def _count_against_list(fa: Features, fb: Features) -> bool:
+    """One side asks how many of a thing, the other which ones: "How many countries border
+    Germany?" / "What countries border Germany?", a number against a list (a trial was
+    served each the other's answer, pair scores 0.93-0.96). Not where the other side asks
+    for their number too ("what is the number of countries …")."""
+
+    def counted(f: Features) -> set[str]:
+        w = f.words
+        return {f.stems[i + 2] for i in range(len(w) - 2) if w[i] == "how" and w[i + 1] == "many"}
+
+    def listed(f: Features) -> set[str]:
+        return {f.stems[i + 1] for i, x in enumerate(f.words[:-1]) if x in ("what", "which")}
+
+    for f, g in ((fa, fb), (fb, fa)):
+        asked = counted(f)
+        if asked and not counted(g) and "number" not in g.words and asked & listed(g):
+            return True
+    return False
+
+
+def _one_as_article(f: Features, g: Features) -> bool:
+    """A "1" of ``f`` stands where ``g`` has "a" or "an" before the same word: "protein in 1
+    large egg" / "in a large egg" (a trial's over-veto)."""
+    for i, x in enumerate(f.words[:-1]):
+        if x == "1":
+            after = f.words[i + 1]
+            if any(y in ("a", "an") and z == after for y, z in itertools.pairwise(g.words)):
+                return True
+    return False
 
 
 _NAME_GOES_ON = re.compile(r"\b([A-Z][a-zA-Z]+)\s+(?=[A-Z])")
@@ -570,7 +603,11 @@ def compare(a: str, b: str) -> Comparison:
         # "Explain TCP/IP in simple terms" / "… in depth"; "Explain X to a kindergartner" /
         # "What is X?"
         conflicts.append("contrast")
-    if (fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks)) or _examples_asked(a, b, fa, fb):
+    if (
+        (fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks))
+        or _examples_asked(a, b, fa, fb)
+        or _count_against_list(fa, fb)
+    ):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     if fa.offices and fb.offices and fa.offices.isdisjoint(fb.offices):
         conflicts.append("office")  # "Who is the president of X?" / "… the prime minister …"

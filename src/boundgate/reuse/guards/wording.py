@@ -11,8 +11,10 @@ from ..scope import question_openers
 from .lexicon import (
     _BE,
     _LISTS,
+    ADJECTIVE_ENDINGS,
     AUXILIARIES,
     IRREGULAR_PAST,
+    LATIN_NEGATING_PREFIXES,
     MODALS,
     NEGATING_PREFIXES,
     NEGATING_SUFFIXES,
@@ -26,6 +28,7 @@ from .lexicon import (
     UNITS,
     is_superlative,
     stem,
+    wordnet_antonym,
 )
 
 if TYPE_CHECKING:
@@ -358,10 +361,21 @@ def _tense_conflict(fa: Features, fb: Features) -> bool:
 
 def _affix_bases(word: str) -> list[str]:
     """The words that ``word`` negates by a negating affix ("unlikely" → "likely",
-    "harmless" → "harm"); roots keep at least 3 letters."""
-    out = [word[len(p) :] for p in NEGATING_PREFIXES if word.startswith(p)]
+    "harmless" → "harm"; "incorrect" → "correct" only as WordNet antonyms:
+    ``LATIN_NEGATING_PREFIXES``); roots keep at least 3 letters."""
+    out = [
+        word[len(p) :]
+        for p in NEGATING_PREFIXES
+        if word.startswith(p)
+        and (p not in LATIN_NEGATING_PREFIXES or _latin_negation(word, word[len(p) :]))
+    ]
     out += [word[: -len(s)] for s in NEGATING_SUFFIXES if word.endswith(s)]
     return [w for w in out if len(w) >= 3]
+
+
+def _latin_negation(word: str, base: str) -> bool:
+    """Whether ``word`` is ``base`` negated by Latin's in- (``LATIN_NEGATING_PREFIXES``)."""
+    return base.endswith(ADJECTIVE_ENDINGS) or wordnet_antonym(word, base)
 
 
 def _affix_opposites(word: str) -> list[str]:

@@ -14,13 +14,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import ErrorCode, InvalidRequestError
+from ...jsontext import lone_surrogate
 from ...reuse.policy import check_options
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
 from ..common import (
     NON_FINITE,
+    NUL_REFUSED,
     TOO_DEEP,
-    lone_surrogate,
+    check_no_nul,
     nested_too_deeply,
     non_finite_number,
     request_error,
@@ -39,10 +41,11 @@ def bad_input(message: str) -> InvalidRequestError:
 
 def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
     """One line's ``body`` checked as the online endpoint checks a request before it runs:
-    Unicode text only (no lone surrogate), the endpoint's request model (strict types, value
-    ranges), no unsupported parameter. Raises InvalidRequestError naming the parameter. A line
-    is never streamed (its answer goes to the output file): ``stream`` and ``stream_options``
-    are checked as online (``stream_options`` with ``stream: true`` only), then ignored."""
+    Unicode text only (no lone surrogate, no NUL: ``check_no_nul``), the endpoint's request
+    model (strict types, value ranges), no unsupported parameter. Raises InvalidRequestError
+    naming the parameter. A line is never streamed (its answer goes to the output file):
+    ``stream`` and ``stream_options`` are checked as online (``stream_options`` with
+    ``stream: true`` only), then ignored."""
     bad = lone_surrogate(body)
     if bad is not None:
         where, esc = bad
@@ -51,6 +54,7 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
             param=where or None,
             code=ErrorCode.INVALID_VALUE,
         )
+    check_no_nul(body)
     model: type[ChatCompletionRequest] | type[CompletionRequest] = (
         ChatCompletionRequest if endpoint == "/v1/chat/completions" else CompletionRequest
     )
@@ -167,6 +171,8 @@ def parse_lines(
             raise bad_input(f"line {n}: custom_id must be a string (got {json.dumps(cid)})")
         if lone_surrogate(cid) is not None:
             raise bad_input(f"line {n}: custom_id is not Unicode text (a lone surrogate)")
+        if "\x00" in cid:
+            raise bad_input(f"line {n}: custom_id {NUL_REFUSED}")
         if cid in seen:
             raise bad_input(f"{where}: duplicate custom_id (line {seen[cid]} has it too)")
         seen[cid] = n

@@ -1,0 +1,44 @@
+"""What JSON text may carry that this gateway's text cannot hold, found in a parsed value.
+
+JSON's ``\\uXXXX`` escapes can spell a lone UTF-16 surrogate, which no UTF-8 text holds
+(tokenizers, SQLite, the upstream, our own JSON encoder), and NUL (U+0000), which
+PostgreSQL's ``text`` and ``jsonb`` cannot store (SQLSTATE 22021 / 22P05). Request bodies,
+batch input lines and bound documents are checked with these before they are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_NUL = re.compile(r"\x00")
+
+
+def first_match(value: Any, path: str, pattern: re.Pattern[str]) -> tuple[str, str] | None:
+    """The first character of a parsed JSON value's strings (keys too) that ``pattern``
+    matches, in document order: (where it is, dotted from ``path`` with ``[i]`` for list
+    items; its ``\\uXXXX`` escape). A key is reported at its object's place."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if (m := pattern.search(v)) is not None:
+                return where, f"\\u{ord(m.group()):04x}"
+        elif isinstance(v, dict):
+            for k, item in reversed(list(v.items())):
+                stack.append((where, k))  # a key is where its object is
+                stack.append((f"{where}.{k}" if where else str(k), item))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(v))))
+    return None
+
+
+def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first lone UTF-16 surrogate in a parsed JSON value (``first_match``)."""
+    return first_match(value, path, _SURROGATE)
+
+
+def nul_at(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first NUL (U+0000) in a parsed JSON value (``first_match``)."""
+    return first_match(value, path, _NUL)
