@@ -265,6 +265,40 @@ def test_a_stopped_runner_hands_its_running_job_back(tmp_path: Path) -> None:
     assert runs == ["first", "second"]
 
 
+def test_a_job_cut_short_by_a_store_outage_is_handed_back_not_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trial: outages of a few seconds during a batch spent the job's attempts (three
+    outages failed it for good), each with a traceback. The outage is no fault of the job's:
+    it is handed back, pending, the attempt not counted, due again in ``STORE_RETRY_S``, with
+    one warning line."""
+    from boundgate.scheduler.jobs import STORE_RETRY_S
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "j.db")
+        store.open()
+        try:
+
+            async def cut_short(payload: dict[str, Any]) -> dict[str, Any]:
+                raise StoreUnavailableError("connection lost")
+
+            await JobQueue(store, FakeClock(start=START), run_now).submit("batch", {"b": 1})
+            runner = _runner(store, {"batch": cut_short})
+            for _ in range(5):  # more than max_attempts
+                assert await runner.run_once()
+                [job] = await store.jobs()
+                assert (job.state, job.attempts) == ("pending", 0), job
+                assert job.not_before == pytest.approx(runner.clock.time() + STORE_RETRY_S)
+                runner.clock.advance(STORE_RETRY_S)
+        finally:
+            store.close()
+
+    with caplog.at_level(logging.WARNING, logger="boundgate.jobs"):
+        asyncio.run(scenario())
+    handed = [r for r in caplog.records if "handed back" in r.getMessage()]
+    assert len(handed) == 5 and all(r.exc_info is None for r in handed)
+
+
 def test_an_outage_of_the_store_is_logged_once_and_its_end_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

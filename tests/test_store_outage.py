@@ -372,3 +372,75 @@ def test_a_budget_settle_the_outage_stopped_is_made_once_the_store_returns(
         return state if state.used >= spent and state.held == 0 else None
 
     wait_until(settled, timeout=60)
+
+
+def test_a_batch_goes_on_after_a_store_outage_cuts_a_line_short(
+    outage: Outage, tmp_path: Path
+) -> None:
+    """A trial: PostgreSQL stopped for 5 s while a batch's line ran; the line's ledger row
+    could not be committed, the line was written to the error file as a 500
+    ``internal_error`` and, on the next outage, the batch ended ``failed`` with no retry (an
+    outage spent one of the job's three attempts). The outage hands the job back, the
+    attempt not counted, and the batch completes with every line answered."""
+    extra = (
+        f'[store]\nurl = "{outage.schema_url()}"\nopen_request_lease_s = 1\n'
+        '[scheduler]\npolicy = "now"\npoll_s = 0.2\njob_lease_s = 3\n'
+    )
+    settings = fake_settings(tmp_path, extra)
+    settings.reuse.embedder = "hash"
+    settings.reuse.persist_index = False
+    try:
+        with live_server(build_app(settings)) as live:
+            live.http.timeout = httpx.Timeout(ANSWERS_WITHIN_S)
+            keyed(live)
+            fake = live.gateway.backends["fake"]
+            fake.token_delay_s = 0.15  # a line answers in a second or two
+            lines = "".join(
+                json.dumps(
+                    {
+                        "custom_id": f"q{i}",
+                        "method": "POST",
+                        "url": "/v1/chat/completions",
+                        "body": {"messages": [{"role": "user", "content": f"Question {i}?"}]},
+                    }
+                )
+                + "\n"
+                for i in range(3)
+            )
+            f = live.http.post(
+                "/v1/files",
+                files={"file": ("in.jsonl", lines.encode())},
+                data={"purpose": "batch"},
+            )
+            assert f.status_code == 200, f.text
+            b = live.http.post(
+                "/v1/batches",
+                json={
+                    "input_file_id": f.json()["id"],
+                    "endpoint": "/v1/chat/completions",
+                    "completion_window": "24h",
+                },
+            )
+            assert b.status_code == 200, b.text
+            batch_id = b.json()["id"]
+
+            def line_running() -> Any:  # the first line's generation has started
+                return fake.calls or None
+
+            wait_until(line_running, timeout=60)
+            outage.halt()
+            time.sleep(8)  # past store.connect_timeout_s: the line's row cannot be committed
+            outage.resume()
+            fake.token_delay_s = 0.0
+
+            def ended() -> Any:
+                r = live.http.get(f"/v1/batches/{batch_id}")
+                if r.status_code != 200 or r.json()["status"] not in ("completed", "failed"):
+                    return None
+                return r.json()
+
+            batch = wait_until(ended, timeout=90)
+            assert batch["status"] == "completed", batch
+            assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}, batch
+    finally:
+        outage.resume()

@@ -56,6 +56,9 @@ log = logging.getLogger("boundgate.jobs")
 # the longest wait, in seconds, before a runner polls again after its polls failed in a row
 # (a store unreachable for minutes): it is back within this of the store
 POLL_BACKOFF_MAX_S = 30.0
+# how long a job handed back in a store outage waits before any runner takes it again (the
+# Retry-After a client gets with its 503 store_unavailable)
+STORE_RETRY_S = 5.0
 
 JobHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 # (payload, error) -> None: told when a job of its kind has failed for good
@@ -545,6 +548,23 @@ class JobRunner:
                 retry_at = now + back.retry_after_s
                 result = {"handed_back": back.reason}
                 await self._finish(job, "pending", result, retry_at=retry_at, handed_back=True)
+            return True
+        except StoreUnavailableError as exc:
+            # the store's outage is no fault of the job's (a trial: a batch whose line could
+            # not commit its ledger row failed for good after 5 s without PostgreSQL):
+            # handed back, the attempt not counted, due again once the store may answer
+            log.warning(
+                "job %s (%s) handed back: the store is unavailable (%s)", job.id, job.kind, exc
+            )
+            retry_at = self.clock.time() + STORE_RETRY_S
+            with contextlib.suppress(StoreUnavailableError):  # else its lease runs out
+                await self._finish(
+                    job,
+                    "pending",
+                    {"handed_back": "the store was unavailable"},
+                    retry_at=retry_at,
+                    handed_back=True,
+                )
             return True
         except RateLimitError as exc:
             # background work runs under its tenant's limits (rpm, daily token budget): wait

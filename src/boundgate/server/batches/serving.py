@@ -32,7 +32,7 @@ from ...errors import (
 )
 from ...gateway import Gateway, RequestContext
 from ...scheduler.jobs import new_job_id
-from ...store import BatchLineRow, FileRow
+from ...store import BatchLineRow, FileRow, StoreUnavailableError
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest
@@ -525,7 +525,8 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     Each finished line is kept in the store (``FileStore.put_batch_line``) until the files
     are written, so a run that takes over the job after its process died (a lease that
     expired) goes on from the lines left: only a line in flight when the process died is
-    served twice."""
+    served twice. A store outage (StoreUnavailableError) is raised for the job runner to hand
+    the job back, not made a failed line or batch; the line it cut short runs again."""
     batch_id = str(payload["batch"])
     tenant, batch = await get_batch(gw, None, batch_id)
     if batch["status"] in TERMINAL:
@@ -590,7 +591,11 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
             note_line_s(gw, time.monotonic() - began)
             await gw.store.put_batch_line(row)
             kept[line] = row
-    except Exception:  # not one line's fault (the store?): keep what was answered
+    except StoreUnavailableError:
+        # an outage, no fault of the batch's: its job is handed back (JobRunner), and the
+        # run that takes it goes on from the lines kept
+        raise
+    except Exception:  # not one line's fault: keep what was answered
         log.exception("batch %s failed after %d lines", batch_id, len(kept))
         fault = "the batch stopped on an internal error; the server log has the details"
     if expired and fault is None:
@@ -748,7 +753,8 @@ async def _run_line(
 ) -> BatchLineRow:
     """Serve input line ``line`` of a batch as its owner, the key ``key_id`` as it is now
     (``batch_owner``; 401 once revoked): the line's output record, or its error record (one
-    line's fault is that line's error, never the batch's)."""
+    line's fault is that line's error, never the batch's). Raises StoreUnavailableError in a
+    store outage: the line is run again when the job is."""
     line_id = "batch_req_" + uuid.uuid4().hex[:24]
     owner = await batch_owner(gw, tenant, key_id)
     ctx = gw.context(owner or Tenant(name=tenant), endpoint)
@@ -757,6 +763,8 @@ async def _run_line(
         if owner is None:
             raise AuthenticationError(REVOKED)
         body = await _serve_paced(gw, ctx, endpoint, item["body"], key_id)
+    except StoreUnavailableError:
+        raise  # no fault of the line's: the batch's job is handed back (run_batch)
     except Exception as exc:
         if isinstance(exc, BoundgateError):
             line_err: BoundgateError = exc
