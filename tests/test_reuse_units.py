@@ -1609,3 +1609,37 @@ def test_answers_stored_in_a_limit_class_scope_are_found_by_that_class(tmp_path:
 
     asyncio.run(run())
     store.close()
+
+
+def test_a_leader_finds_the_answer_an_identical_request_stored_while_it_looked_up(
+    tmp_path: Path,
+) -> None:
+    """An SRE's trial: 10 identical requests at once to a fast upstream ran it 2-5 times.
+    A request's lookup read the exact map before the first one's answer was filed, and the
+    first one's flight had landed by the time it joined: it led a flight of its own. A new
+    leader looks again: the stored answer, ``hit-coalesced``, its own flight landed."""
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "b.db")
+        store.open()
+        try:
+            e = await _engine_on(store, FakeClock(start=1_800_000_000.0))
+            e.settings.coalesce_wait_s = 10.0
+            late = await _lookup(e, "What is the capital of Australia?")  # before it is stored
+            first = await _lookup(e, "What is the capital of Australia?")
+            assert e.join_flight(first) is None and first.flight is not None  # it leads
+            await _remember(e, first, "Canberra.")
+            e.land(first)
+            assert late.status == "miss" and e.join_flight(late) is None  # nothing in flight
+            hit = await e.stored_meanwhile(late)
+            assert hit is not None and hit.status == "hit-coalesced"
+            assert hit.entry is not None and hit.entry.answer == "Canberra."
+            assert late.flight is None and len(e.flights) == 0
+            # a leader with nothing stored meanwhile leads
+            other = await _lookup(e, "What is the capital of Austria?")
+            assert e.join_flight(other) is None and await e.stored_meanwhile(other) is None
+            assert other.flight is not None
+        finally:
+            store.close()
+
+    asyncio.run(scenario())

@@ -229,7 +229,11 @@ class Reusing(Metering, Admission):
         assert self.reuse is not None
         flight = self.reuse.join_flight(lookup)
         if flight is None:
-            return lookup
+            # a leader now: an identical request may have stored its answer meanwhile
+            hit = await self.reuse.stored_meanwhile(lookup)
+            if hit is not None:
+                self.metrics.reuse_coalesced.labels(model=backend.name, result="served").inc()
+            return hit or lookup
         span.pause()
         wait_s = self.reuse.settings.coalesce_wait_s
         landed = await flight.wait(wait_s)

@@ -11,7 +11,9 @@ answer from the store as a hit, ``x-boundgate-reuse: hit-coalesced``, with the l
 energy as avoided energy, like any hit. A streaming request waits for the whole answer and
 gets it replayed as a stream, like any hit.
 
-Only a request that will store its answer leads. Whatever ends the leader's flight (its
+Only a request that will store its answer leads, and one about to lead looks at the exact key
+once more first (``stored_meanwhile``): the flight it missed may have landed, its answer
+stored, while it was being looked up. Whatever ends the leader's flight (its
 answer stored, its failure, its client leaving, an answer that is not stored: empty,
 filtered, over the limit it asked for) *lands* it, waking the waiters: each looks up the
 exact key again and, finding no answer that fits, runs the model on its own as if it had

@@ -289,12 +289,33 @@ class Searching:
         """Once the flight ``lookup`` waited for has landed: the answer filed under its exact
         key that fits it, as a ``hit-coalesced`` lookup; None if there is none (the leader
         failed, left or stored nothing that fits: the waiter runs on its own)."""
+        hit = await self._coalesced(lookup)
+        if hit is None:
+            self.count("coalesced-alone")
+        return hit
+
+    async def stored_meanwhile(self, lookup: Lookup) -> Lookup | None:
+        """For a miss that has just become a flight's leader (``join_flight``): the answer an
+        identical request stored while this one was looked up, as a ``hit-coalesced``
+        lookup, its own flight landed (its waiters, if any joined, are served it too); None
+        if there is none (it leads). Its lookup read the exact map before that answer was
+        filed, and that request's flight had landed by the time this one joined: a trial's
+        10 identical requests at once to a fast upstream ran it 2-5 times."""
+        if lookup.flight is None:
+            return None
+        hit = await self._coalesced(lookup)
+        if hit is not None:
+            self.land(lookup)
+        return hit
+
+    async def _coalesced(self, lookup: Lookup) -> Lookup | None:
+        """The answer filed under ``lookup``'s exact key that fits it, as a
+        ``hit-coalesced`` lookup (counted); None if there is none."""
         key = lookup.key
         assert key is not None
         p = lookup.plan
         hit = await self._exact_hit(p, key, self._admissible(p, key, self.clock.time()))
         if hit is None:
-            self.count("coalesced-alone")
             return None
         hit.status = "hit-coalesced"
         self.count("hit-coalesced")
