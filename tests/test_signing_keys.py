@@ -20,7 +20,7 @@ from boundgate.cli import app as cli
 from boundgate.reuse import binding
 from boundgate.reuse.documents import SigningKeyLost
 from boundgate.store import SQLiteStore
-from helpers import Live, fake_settings
+from helpers import Live, assert_error, fake_settings
 
 Q = "What is the boiling point of water at sea level?"
 HASH = '[reuse]\nembedder = "hash"'
@@ -273,6 +273,11 @@ def test_replicas_that_made_keys_of_their_own_on_an_empty_store_bind_with_one(
         assert second.headers["x-boundgate-document"].startswith("ans_")  # stored, not bound
         stats = rb.http.get("/v1/boundgate/stats").json()
         assert "bind_refused_other_key" in json.dumps(stats)
+        # an operator's bind through it says why (a trial: a 404 "cannot be bound")
+        answer_id = second.headers["x-boundgate-document"]
+        r = rb.http.post("/v1/boundgate/documents", json={"answer_id": answer_id})
+        err = assert_error(r, 500, code="signing_key_mismatch")
+        assert "cannot bind documents" in err["message"], err
     store = SQLiteStore(tmp_path / "shared.db")
     store.open()
     rows = asyncio.run(store.documents())

@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     DAILY_REASONING_BUDGET_EXCEEDED = "daily_reasoning_budget_exceeded"  # 429
     UPSTREAM_RATE_LIMITED = "upstream_rate_limited"  # 429: the upstream's, after retries
     INTERNAL_ERROR = "internal_error"  # 500
+    SIGNING_KEY_MISMATCH = "signing_key_mismatch"  # 500: a replica signs with another key
     UPSTREAM_ERROR = "upstream_error"  # 502
     OVERLOADED = "overloaded"  # 503
     STORE_UNAVAILABLE = "store_unavailable"  # 503: the store (PostgreSQL) cannot be reached

@@ -164,14 +164,15 @@ class Documents:
         else:  # given (the app is built with the data directory's key, where there is one)
             await _check_signs_like_the_store(self.store, self.key_dir, self.signer)
 
-    async def _signs_like_the_store(self) -> bool:
-        """Whether this gateway's key is the one the store's newest own document names (or
-        the store has none): checked before each bind, not only at start-up. Replicas that
-        started together on an empty store each made a key of their own (a trial), and the
-        second to bind would sign with another key than the first; it binds nothing instead,
-        logs the error (once) and counts ``bind_refused_other_key``."""
+    async def signing_problem(self) -> str | None:
+        """Why this gateway cannot sign documents for its store, or None: its key must be the
+        one the store's newest own document names (or the store has none), checked before
+        each bind, not only at start-up. Replicas that started together on an empty store
+        each made a key of their own (a trial), and the second to bind would sign with
+        another key than the first; it binds nothing instead, logs the error (once) and
+        counts ``bind_refused_other_key``."""
         if self.key_dir is None or self.signer is None:
-            return True
+            return None
         try:
             await _check_signs_like_the_store(self.store, self.key_dir, self.signer)
         except SigningKeyLost as exc:
@@ -179,8 +180,8 @@ class Documents:
             if not self._refused_logged:
                 self._refused_logged = True
                 log.error("documents are not bound here: %s", exc)
-            return False
-        return True
+            return str(exc)
+        return None
 
     async def repair(self) -> list[DocumentProblem]:
         """At start-up, before anything is loaded: make documents and the entries serving
@@ -257,7 +258,7 @@ class Documents:
             return None
         if entry.document_id:
             return await self.store.get_document(entry.document_id)
-        if not await self._signs_like_the_store():
+        if await self.signing_problem() is not None:
             return None
         if supersedes is not None and supersedes.model_version == entry.model_version:
             return None  # the same version again (a replica not yet upgraded): no new version

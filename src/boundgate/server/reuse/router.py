@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...errors import ErrorCode, NotFoundError
+from ...errors import BoundgateError, ErrorCode, NotFoundError
 from ...gateway import RequestContext
 from ...store import DocumentRow
 from ..common import StrictJSONRoute, admin_context, context, gateway_of, refuse_unknown_query
@@ -175,6 +175,12 @@ async def bind_answer(
             f"no stored answer {body.answer_id!r} that can be bound (never stored, evicted, "
             "or its document revoked)",
             param="answer_id",
+        )
+    if (problem := await gw.reuse.documents.signing_problem()) is not None:
+        # the replica's configuration, not the request: every replica needs the same key
+        raise BoundgateError(
+            f"this gateway cannot bind documents: {problem}",
+            code=ErrorCode.SIGNING_KEY_MISMATCH,
         )
     row = await gw.reuse.documents.bind(key)
     if row is None:
