@@ -684,3 +684,47 @@ def test_a_malformed_completions_502_says_what_is_missing_in_words(
     assert_error(r, 502, code="upstream_error")
     message = r.json()["error"]["message"]
     assert "Error(" not in message and ("choices" in message or "message" in message), message
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstreams_refusal_is_relayed_and_never_stored(
+    live: Live, upstream: FakeUpstreamServer, stream: bool
+) -> None:
+    """A trial: an upstream's refusal (``message.refusal`` beside a null ``content``, as
+    OpenAI's models refuse a structured output) reached the client as an empty answer with
+    ``refusal: null``. It is relayed in OpenAI's shape (``delta.refusal`` in a stream) and never
+    stored: the repeat asks the upstream again."""
+    said = "I'm sorry, I cannot help with that."
+    if stream:
+        events = [
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None,
+                                                "refusal": said[:9]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"refusal": said[9:]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        ]  # fmt: skip
+        raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+        raw += b"data: [DONE]\n\n"
+        headers = {"content-type": "text/event-stream"}
+    else:
+        message = {"role": "assistant", "content": None, "refusal": said}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        raw = json.dumps({"choices": [choice]}).encode()
+        headers = {"content-type": "application/json"}
+    upstream.control.push(Fault(raw=raw, raw_headers=headers))
+    ask = {"messages": MSG, "temperature": 0, "stream": stream}
+    if stream:
+        with live.http.stream("POST", "/v1/chat/completions", json=ask) as r:
+            assert r.status_code == 200
+            chunks = [json.loads(x[5:]) for x in r.iter_lines() if x.startswith("data: {")]
+        deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+        assert "".join(d.get("refusal") or "" for d in deltas) == said
+        assert not "".join(d.get("content") or "" for d in deltas)
+    else:
+        r = live.http.post("/v1/chat/completions", json=ask)
+        assert r.status_code == 200, r.text
+        message = r.json()["choices"][0]["message"]
+        assert (message["content"], message["refusal"]) == (None, said)
+    before = upstream.control.requests
+    again = live.http.post("/v1/chat/completions", json={**ask, "stream": False})
+    assert again.headers["x-boundgate-reuse"] == "miss"
+    assert upstream.control.requests == before + 1

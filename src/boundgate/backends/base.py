@@ -116,6 +116,7 @@ class Chunk:
     finish_reason: str | None = None
     usage: Usage | None = None
     mean_token_logprob: float | None = None
+    refusal: str = ""  # a piece of an upstream's refusal (OpenAI's ``delta.refusal``)
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,14 @@ class Completion:
     """A whole answer. ``mean_token_logprob``: the mean natural-log probability (nats per
     token, ≤ 0) the model gave the tokens it generated, unscaled by temperature or sampling
     filters; None when not asked for (``report_logprob``), not available (upstream models,
-    reused answers) or no token was scored."""
+    reused answers) or no token was scored. ``refusal``: an upstream's refusal (OpenAI's
+    ``message.refusal``, beside a null ``content``), relayed as it is and never stored."""
 
     text: str
     finish_reason: str
     usage: Usage
     mean_token_logprob: float | None = None
+    refusal: str | None = None
 
 
 class CancelToken:

@@ -349,6 +349,7 @@ class OpenAIBackend(Backend):
             raise UpstreamError("upstream sent a malformed completion: it has no choices")
         # a chat answer has a message, a text completion its text (a chat-shaped reply to
         # /v1/completions, or a choice without its message, was served as "")
+        refusal: str | None = None
         if req.messages is not None:
             message = choice.get("message")
             if not isinstance(message, dict) or "content" not in message:
@@ -356,6 +357,9 @@ class OpenAIBackend(Backend):
                     "upstream sent a malformed completion: its choice has no message content"
                 )
             text = _text_of(message["content"], "completion")
+            said = message.get("refusal")  # (a trial's refusal was served as "")
+            if isinstance(said, str) and said:
+                refusal = _UNSTORABLE.sub("\ufffd", said)
         elif "text" not in choice:
             raise UpstreamError("upstream sent a malformed completion: its choice has no text")
         else:
@@ -364,7 +368,8 @@ class OpenAIBackend(Backend):
             # an answer is complete only when the upstream says why it ended
             raise UpstreamError("upstream sent a completion without a finish_reason")
         finish = _finish_reason(choice["finish_reason"])
-        return Completion(text, finish, self._usage(data.get("usage"), req, text))
+        usage = self._usage(data.get("usage"), req, text or refusal or "")
+        return Completion(text, finish, usage, refusal=refusal)
 
     def _usage(self, usage: Any, req: GenerationRequest, text: str) -> Usage:
         """The upstream's ``usage`` where its counts are token counts (``_token_count``),
@@ -418,6 +423,9 @@ class OpenAIBackend(Backend):
                     if text:
                         parts.append(text)
                         yield Chunk(text=text)
+                    refusal = (delta or {}).get("refusal") if req.messages is not None else None
+                    if isinstance(refusal, str) and refusal:
+                        yield Chunk(refusal=_UNSTORABLE.sub("\ufffd", refusal))
                     if reason := choice.get("finish_reason"):  # ("" in a chunk: not yet)
                         finish = _finish_reason(reason)
         except SSEError as exc:

@@ -316,6 +316,7 @@ class Gateway(Routing, Embedding):
         fault = False  # what is no BoundgateError (a bug): no row of its own, as in complete
         produced = 0
         parts: list[str] = []
+        refused: list[str] = []
         metered = self._generation_span(backend)
         gen = backend.generate(dataclasses.replace(req, on_start=metered.begin), cancel)
         m: Measurement | None = None  # the whole generation's, once it ended
@@ -332,8 +333,11 @@ class Gateway(Routing, Embedding):
                     note.completion_tokens = produced  # for the note's renewals
                     parts.append(chunk.text)
                     yield chunk
+                elif chunk.refusal:  # relayed, and the answer never stored
+                    refused.append(chunk.refusal)
+                    yield chunk
             m = self._measure(metered, backend, usage)
-            completion = Completion("".join(parts), finish, usage)
+            completion = Completion("".join(parts), finish, usage, None, "".join(refused) or None)
             await self._remember(
                 ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
             )

@@ -340,7 +340,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         key = lookup.key
         if key is None or not lookup.plan.store or not completion.text.strip():
             return None
-        if completion.finish_reason not in ("stop", "length"):
+        if completion.finish_reason not in ("stop", "length") or completion.refusal:
             return None
         vector = lookup.vector
         if vector is None and not key.verbatim and self.by_meaning(key.query):

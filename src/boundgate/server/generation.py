@@ -38,22 +38,28 @@ class Shape:
     def chunk_object(self) -> str:
         return "chat.completion.chunk" if self.chat else "text_completion"
 
-    def choice(self, text: str, finish: str) -> dict[str, Any]:
+    def choice(self, text: str, finish: str, refusal: str | None = None) -> dict[str, Any]:
         if self.chat:
+            # OpenAI's refusal: content null beside it
+            content = None if refusal and not text else text
             return {
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": {"role": "assistant", "content": content, "refusal": refusal},
                 "logprobs": None,
                 "finish_reason": finish,
             }
         return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
 
-    def delta(self, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+    def delta(
+        self, text: str | None, finish: str | None, first: bool = False, refusal: str = ""
+    ) -> dict[str, Any]:
         if self.chat:
             d: dict[str, Any] = {}
             if first:
                 d["role"] = "assistant"
-            if text is not None:
+            if refusal:
+                d["refusal"] = refusal
+            elif text is not None:
                 d["content"] = text
             return {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
         return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
@@ -114,7 +120,13 @@ async def complete(
         "created": int(ctx.started),
         "model": result.model,
         "system_fingerprint": None,
-        "choices": [shape.choice(prefix + result.completion.text, result.completion.finish_reason)],
+        "choices": [
+            shape.choice(
+                prefix + result.completion.text,
+                result.completion.finish_reason,
+                result.completion.refusal,
+            )
+        ],
         "usage": _usage(result.completion.usage),
         "boundgate": {
             "request_id": ctx.request_id,
@@ -180,7 +192,9 @@ async def stream(
                     yield sse_event({**last, "boundgate": info})
                     yield b"data: [DONE]\n\n"
                     return
-                yield sse_event({**base, "choices": [shape.delta(event.text, None)]})
+                yield sse_event(
+                    {**base, "choices": [shape.delta(event.text, None, refusal=event.refusal)]}
+                )
                 event = await anext(events, None)
         except BoundgateError as err:
             yield sse_error(err)

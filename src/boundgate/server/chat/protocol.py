@@ -526,8 +526,10 @@ class EnergyInfo(BaseModel):
 class AssistantMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Literal["assistant"]
-    content: str
-    refusal: None = None
+    content: str | None = Field(description="the answer; null beside an upstream's refusal")
+    refusal: str | None = Field(
+        None, description="an upstream model's refusal (OpenAI's), relayed and never stored"
+    )
 
 
 class ChatChoice(BaseModel):
@@ -535,7 +537,9 @@ class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     logprobs: None = None
-    finish_reason: str = Field(description="stop or length")
+    finish_reason: str = Field(
+        description="stop or length; an upstream's content_filter or tool_calls as it said"
+    )
 
 
 class ChatCompletion(BaseModel):
