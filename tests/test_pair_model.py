@@ -124,6 +124,30 @@ def test_pair_scores_are_symmetric_probabilities(scorer: OnnxPairScorer) -> None
     assert scorer.name.startswith("boundgate-pair-minilm-int8@")
 
 
+def test_a_pairs_score_does_not_depend_on_the_pairs_scored_with_it(
+    scorer: OnnxPairScorer,
+) -> None:
+    """A trial: the int8 model's dynamic quantization takes one scale over its whole input,
+    so a pair scored in one batch with other candidates scored up to 0.26 apart from the
+    same pair alone ("keep rice from getting sticky" 0.937 alone, 0.948 with others), and a
+    look-alike near the threshold was served in one lookup and not in the next."""
+    pair = ("How do I make rice more sticky?", "how can i keep my rice from getting sticky")
+    others = [
+        ("What is the capital of France?", "capital city of france?"),
+        (
+            "How do I copy a directory from my local machine to a remote server with scp, "
+            "keeping its permissions and timestamps?",
+            "scp a file from local to a remote server how",
+        ),
+        ("a", "b"),
+    ]
+    alone = scorer.score_pairs([pair])[0]
+    for k in range(1, len(others) + 1):
+        scores = scorer.score_pairs([*others[:k], pair])
+        assert scores[-1] == alone
+        assert list(scores[:-1]) == [scorer.score_pairs([p])[0] for p in others[:k]]
+
+
 def test_prior_serves_from_the_first_lookups_and_labels_take_over(prior: Prior) -> None:
     """Without the prior a fresh verifier verifies every would-be hit until it has labels;
     with it, a high pair score is served as soon as the first lookups show what share of

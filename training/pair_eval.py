@@ -56,7 +56,7 @@ def evaluate_int8(
     cache = ROOT / "training/.cache"
     cache.mkdir(exist_ok=True)
     np.save(cache / "val_scores.npy", scores)
-    return fig | {"pairs": len(val), "score_s_per_pair_batch64": elapsed / len(val)}
+    return fig | {"pairs": len(val), "score_s_per_pair": elapsed / len(val)}
 
 
 def calibrate(
