@@ -19,6 +19,7 @@ The bounds below are generous (the machine is shared): they tell "answers" from 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -75,12 +76,12 @@ def outage() -> Iterator[Outage]:
         o.server.stop()
 
 
-@pytest.fixture
-def gateway(outage: Outage, tmp_path: Path) -> Iterator[Live]:
-    """A gateway on a fresh schema of the module's server, on a port of its own, with
-    PostgreSQL running again after the test whatever it did."""
-    extra = f'[store]\nurl = "{outage.schema_url()}"\nopen_request_lease_s = 1\n'
-    settings = fake_settings(tmp_path, extra)
+@contextlib.contextmanager
+def outage_gateway(outage: Outage, tmp_path: Path, extra: str = "") -> Iterator[Live]:
+    """A gateway on a fresh schema of the module's server, on a port of its own (``extra``:
+    more of its config), with PostgreSQL running again after it whatever it did."""
+    store = f'[store]\nurl = "{outage.schema_url()}"\nopen_request_lease_s = 1\n'
+    settings = fake_settings(tmp_path, store + extra)
     settings.reuse.embedder = "hash"
     settings.reuse.persist_index = False
     try:
@@ -89,6 +90,12 @@ def gateway(outage: Outage, tmp_path: Path) -> Iterator[Live]:
             yield live
     finally:
         outage.resume()
+
+
+@pytest.fixture
+def gateway(outage: Outage, tmp_path: Path) -> Iterator[Live]:
+    with outage_gateway(outage, tmp_path) as live:
+        yield live
 
 
 def keyed(live: Live) -> str:
@@ -382,65 +389,55 @@ def test_a_batch_goes_on_after_a_store_outage_cuts_a_line_short(
     ``internal_error`` and, on the next outage, the batch ended ``failed`` with no retry (an
     outage spent one of the job's three attempts). The outage hands the job back, the
     attempt not counted, and the batch completes with every line answered."""
-    extra = (
-        f'[store]\nurl = "{outage.schema_url()}"\nopen_request_lease_s = 1\n'
-        '[scheduler]\npolicy = "now"\npoll_s = 0.2\njob_lease_s = 3\n'
-    )
-    settings = fake_settings(tmp_path, extra)
-    settings.reuse.embedder = "hash"
-    settings.reuse.persist_index = False
-    try:
-        with live_server(build_app(settings)) as live:
-            live.http.timeout = httpx.Timeout(ANSWERS_WITHIN_S)
-            keyed(live)
-            fake = live.gateway.backends["fake"]
-            fake.token_delay_s = 0.15  # a line answers in a second or two
-            lines = "".join(
-                json.dumps(
-                    {
-                        "custom_id": f"q{i}",
-                        "method": "POST",
-                        "url": "/v1/chat/completions",
-                        "body": {"messages": [{"role": "user", "content": f"Question {i}?"}]},
-                    }
-                )
-                + "\n"
-                for i in range(3)
+    scheduler = '[scheduler]\npolicy = "now"\npoll_s = 0.2\njob_lease_s = 3\n'
+    with outage_gateway(outage, tmp_path, scheduler) as live:
+        keyed(live)
+        fake = live.gateway.backends["fake"]
+        fake.token_delay_s = 0.15  # a line answers in a second or two
+        lines = "".join(
+            json.dumps(
+                {
+                    "custom_id": f"q{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"messages": [{"role": "user", "content": f"Question {i}?"}]},
+                }
             )
-            f = live.http.post(
-                "/v1/files",
-                files={"file": ("in.jsonl", lines.encode())},
-                data={"purpose": "batch"},
-            )
-            assert f.status_code == 200, f.text
-            b = live.http.post(
-                "/v1/batches",
-                json={
-                    "input_file_id": f.json()["id"],
-                    "endpoint": "/v1/chat/completions",
-                    "completion_window": "24h",
-                },
-            )
-            assert b.status_code == 200, b.text
-            batch_id = b.json()["id"]
+            + "\n"
+            for i in range(3)
+        )
+        f = live.http.post(
+            "/v1/files",
+            files={"file": ("in.jsonl", lines.encode())},
+            data={"purpose": "batch"},
+        )
+        assert f.status_code == 200, f.text
+        b = live.http.post(
+            "/v1/batches",
+            json={
+                "input_file_id": f.json()["id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            },
+        )
+        assert b.status_code == 200, b.text
+        batch_id = b.json()["id"]
 
-            def line_running() -> Any:  # the first line's generation has started
-                return fake.calls or None
+        def line_running() -> Any:  # the first line's generation has started
+            return fake.calls or None
 
-            wait_until(line_running, timeout=60)
-            outage.halt()
-            time.sleep(8)  # past store.connect_timeout_s: the line's row cannot be committed
-            outage.resume()
-            fake.token_delay_s = 0.0
-
-            def ended() -> Any:
-                r = live.http.get(f"/v1/batches/{batch_id}")
-                if r.status_code != 200 or r.json()["status"] not in ("completed", "failed"):
-                    return None
-                return r.json()
-
-            batch = wait_until(ended, timeout=90)
-            assert batch["status"] == "completed", batch
-            assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}, batch
-    finally:
+        wait_until(line_running, timeout=60)
+        outage.halt()
+        time.sleep(8)  # past store.connect_timeout_s: the line's row cannot be committed
         outage.resume()
+        fake.token_delay_s = 0.0
+
+        def ended() -> Any:
+            r = live.http.get(f"/v1/batches/{batch_id}")
+            if r.status_code != 200 or r.json()["status"] not in ("completed", "failed"):
+                return None
+            return r.json()
+
+        batch = wait_until(ended, timeout=90)
+        assert batch["status"] == "completed", batch
+        assert batch["request_counts"] == {"total": 3, "completed": 3, "failed": 0}, batch
