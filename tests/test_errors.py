@@ -882,3 +882,36 @@ def test_no_error_message_quotes_a_value_whole(
     r = fake_live.http.post(path, json=body)
     assert 400 <= r.status_code < 500, r.text[:300]
     assert len(r.json()["error"]["message"]) <= 2001
+
+
+NUL_URLS = [
+    ("GET", "/v1/batches?after=%00", "after"),
+    ("GET", "/v1/files?after=%00&limit=2", "after"),
+    ("GET", "/v1/batches/batch_%00", "path"),
+    ("POST", "/v1/batches/batch_%00/cancel", "path"),
+    ("GET", "/v1/files/file-%00/content", "path"),
+    ("DELETE", "/v1/files/file-%00", "path"),
+    ("GET", "/v1/boundgate/documents/%00", "path"),
+    ("GET", "/dashboard/ledger.csv?tenant=%00", "tenant"),
+    ("GET", "/v1/models?%00=1", "query"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "param"), NUL_URLS)
+def test_nul_in_a_path_or_a_query_is_a_400(
+    fake_live: Live, method: str, url: str, param: str
+) -> None:
+    """A re-check: NUL (``%00``) in a path or a query parameter reached PostgreSQL, whose text
+    cannot hold it: a dozen routes answered 500, and the dashboard's CSV export dropped the
+    connection after its headers (on SQLite: 200s and 404s). A 400 naming where, on every
+    store alike (test_replicas: on PostgreSQL)."""
+    r = fake_live.http.request(method, url)
+    err = assert_error(r, 400, code="invalid_value", param=param)
+    assert "NUL" in err["message"]
+
+
+def test_the_document_list_refuses_a_query_parameter_it_does_not_take(fake_live: Live) -> None:
+    """A re-check: ``GET /v1/boundgate/documents?tenant=x`` answered every tenant's documents,
+    the parameter ignored, where the other admin routes refuse one they do not take."""
+    r = fake_live.http.get("/v1/boundgate/documents?tenant=acme")
+    assert_error(r, 400, code="unknown_parameter", param="tenant")

@@ -630,7 +630,13 @@ def test_an_answer_holding_what_no_text_may_hold_is_served_mended(
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(
     ("said", "told"),
-    [("end_turn", "stop"), ("eos_token", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", None)],
+    [
+        ("end_turn", "stop"),
+        ("eos_token", "stop"),
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", None),
+    ],
 )
 def test_a_finish_reason_spelt_another_way_is_openais(
     live: Live, upstream: FakeUpstreamServer, said: str, told: str | None, stream: bool
@@ -728,3 +734,32 @@ def test_an_upstreams_refusal_is_relayed_and_never_stored(
     again = live.http.post("/v1/chat/completions", json={**ask, "stream": False})
     assert again.headers["x-boundgate-reuse"] == "miss"
     assert upstream.control.requests == before + 1
+
+
+@pytest.mark.parametrize(
+    ("error", "told"),
+    [
+        ({"message": "bad thing \ud800", "type": "invalid_request_error"}, "message"),
+        ({"message": "bad", "param": "p\u0000", "code": "x\u0000"}, "code"),
+    ],
+    ids=["surrogate-in-message", "nul-in-code"],
+)
+def test_an_upstreams_4xx_holding_what_no_text_may_hold_is_passed_through_mended(
+    live: Live, upstream: FakeUpstreamServer, error: dict[str, str], told: str
+) -> None:
+    """A re-check: an upstream 400 whose message held a lone surrogate was a 500 (no UTF-8
+    encoder takes it), one whose code held NUL a 500 on PostgreSQL with no ledger row. It is
+    passed through, each such character U+FFFD, and ledgered."""
+    raw = json.dumps({"error": error}).encode()
+    upstream.control.push(Fault(status=400, raw=raw))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    assert r.status_code == 400, r.text
+    assert "\ufffd" in r.json()["error"][told]
+    assert live.ledger()[r.headers["x-request-id"]].status == 400
+
+
+def test_a_finish_reason_holding_what_no_text_may_hold_is_mended(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    upstream.control.push(Fault(finish_reason="stop\ud800"))  # (streamed: JSON escapes it)
+    assert _answer(live, {"messages": MSG, "stream": True})[2] == "stop\ufffd"

@@ -236,8 +236,8 @@ class Fault:
     usage: dict[str, Any] | None = None
     content: Any = None
     replace_content: bool = False
-    # a 200 answer of these bytes and headers as they are (a body no JSON reader or decoder
-    # takes: nested too deep, or not the Content-Encoding it says)
+    # an answer (with ``status``) of these bytes and headers as they are (a body no JSON reader
+    # or decoder takes: nested too deep, or not the Content-Encoding it says)
     raw: bytes | None = None
     raw_headers: dict[str, str] | None = None
     # the finish_reason the answer ends with, as another server spells it ("end_turn"), in
@@ -289,7 +289,7 @@ def create_fake_upstream_app(control: FakeUpstreamControl | None = None) -> Star
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault.raw is not None:
-            return Response(fault.raw, headers=fault.raw_headers)
+            return Response(fault.raw, status_code=fault.status, headers=fault.raw_headers)
         if fault.status == 200:
             return None
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None

@@ -142,6 +142,7 @@ def _text_of(content: Any, what: str, *, nullable: bool = True) -> str:
 # An answer is stored only with stop or length (engine.py), so an upstream saying end_turn
 # for a complete answer was never reused. Other values are relayed as they are, not stored.
 FINISH_REASONS = {
+    **{v: v for v in ("stop", "length", "tool_calls", "content_filter", "function_call")},
     "end_turn": "stop",
     "stop_sequence": "stop",
     "pause_turn": "stop",
@@ -158,15 +159,39 @@ FINISH_REASONS = {
 
 
 def _finish_reason(value: Any) -> str:
-    """An upstream's ``finish_reason`` in OpenAI's words (``FINISH_REASONS``). Raises
+    """An upstream's ``finish_reason`` in OpenAI's words (``FINISH_REASONS``, any case:
+    Gemini's "STOP" is "stop"); a value none of them names is kept as it was. Raises
     :class:`UpstreamError` when it is not a non-empty string."""
     if not isinstance(value, str) or not value.strip():
         raise UpstreamError(f"upstream sent a malformed finish_reason ({_shown_type(value)})")
-    return FINISH_REASONS.get(value.strip().lower(), value)
+    return FINISH_REASONS.get(value.strip().lower(), _UNSTORABLE.sub("\ufffd", value))
+
+
+_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
 
 
 def _shown_type(value: Any) -> str:
-    return "null" if value is None else f"a {type(value).__name__}"
+    """A JSON value's type in JSON's words ("a number", "an object"), for a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return _JSON_TYPES.get(type(value), "a value")
+
+
+def _mended(value: Any) -> Any:
+    """A parsed JSON value with every string (keys too) mended as answer text is
+    (``_UNSTORABLE``): an upstream's error body is passed on to the client and its ledger row
+    (a lone surrogate in its message was a 500; NUL in its code a 500 on PostgreSQL)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_mended(v) for v in value]
+    if isinstance(value, dict):
+        return {_mended(k): _mended(v) for k, v in value.items()}
+    return value
 
 
 def _said(exc: Exception) -> str:
@@ -264,8 +289,8 @@ class OpenAIBackend(Backend):
         :class:`UpstreamError` (502) naming this model and its upstream model; another 4xx
         an :class:`UpstreamClientError` passing the upstream's status and error through."""
         try:
-            parsed = json.loads(body)
-        except ValueError:
+            parsed = _mended(json.loads(body))
+        except (ValueError, RecursionError):
             parsed = None
         if resp.status_code in RETRY_STATUSES:
             detail = body[:200].decode(errors="replace")

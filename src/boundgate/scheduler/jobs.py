@@ -657,6 +657,11 @@ class JobRunner:
                 now = self.clock.time()
                 try:
                     renewed = await self.store.renew_job(job.id, self.owner, now + self.lease_s)
+                except StoreUnavailableError as exc:  # an outage: one line, no traceback
+                    log.warning(
+                        "job %s: its lease was not renewed (%s); the work goes on", job.id, exc
+                    )
+                    continue
                 except Exception:
                     log.warning(
                         "job %s: its lease was not renewed (store error); the work goes on",

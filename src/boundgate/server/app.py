@@ -14,10 +14,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +47,7 @@ from .batches.serving import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import (
+    NUL_REFUSED,
     body_fields,
     request_error,
     send_error,
@@ -62,6 +65,54 @@ log = logging.getLogger("boundgate")
 
 # Paths whose every request (errors included) gets a ledger row.
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+
+
+class RequestLine:
+    """Pure ASGI, before any check of a route's: what no route may read, in every mode. More
+    than one Host header is a 400 (RFC 9112 §3.2; the first was checked and the rest let
+    through). A NUL in the path or in a query parameter (``%00``) is a 400
+    ``invalid_value`` naming where (a trial: ``?after=%00``, ``/v1/files/file-%00`` and a
+    dozen more were 500s on PostgreSQL, whose text cannot hold it; on SQLite 200s and 404s),
+    as in a JSON body (``check_no_nul``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if len(Headers(scope=scope).getlist("host")) > 1:
+                await send_error(
+                    send,
+                    InvalidRequestError(
+                        "more than one Host header: which one is meant would be a guess",
+                        param="Host",
+                    ),
+                )
+                return
+            where = _nul_in_request_line(scope)
+            if where is not None:
+                await send_error(
+                    send,
+                    InvalidRequestError(
+                        f"{where}: {NUL_REFUSED}", param=where, code=ErrorCode.INVALID_VALUE
+                    ),
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+def _nul_in_request_line(scope: Scope) -> str | None:
+    """Where the request's path or query holds a NUL: ``path``, or the query parameter's
+    name (``query`` where the name is all NUL); None if neither does."""
+    if "\x00" in scope["path"]:
+        return "path"
+    query = scope.get("query_string", b"")
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "query"
+    return None
 
 
 class BodyLimit:
@@ -491,8 +542,10 @@ def create_app(
     if dashboard is not None:
         install_dashboard(app, dashboard)
     app.add_middleware(BodyLimit, limit=max_body_bytes, file_limit=max_file_bytes)
-    # outermost: a web page's request to an open gateway is refused before anything else
+    # a web page's request to an open gateway is refused before anything else
     app.add_middleware(LocalOnly, gateway=gateway, hosts=local_hosts or LocalHosts())
+    # ... but a request line no route may read (two Hosts, a NUL)
+    app.add_middleware(RequestLine)
     # around everything: a request the shutdown stops, or a fault, is answered in OpenAI's
     # shape, and the connection kept
     app.add_middleware(LastWord, on_error=on_unexpected)

@@ -127,8 +127,8 @@ def same_origin(origin: str, host: str | None, scheme: str) -> bool:
 class LocalOnly:
     """Pure ASGI: while no API key exists, refuse what a web page could send (see the module's
     docstring): 400 ``untrusted_host`` for a Host that is not this machine's, 403
-    ``cross_origin`` for another origin's request. More than one Host header is a 400 in
-    every mode (RFC 9112 §3.2; the first was checked and the rest let through)."""
+    ``cross_origin`` for another origin's request (``RequestLine``, outside it, has refused
+    more than one Host header)."""
 
     def __init__(self, app: ASGIApp, gateway: Gateway, hosts: LocalHosts) -> None:
         self.app = app
@@ -140,14 +140,6 @@ class LocalOnly:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if len(headers.getlist("host")) > 1:  # RFC 9112 §3.2: a 400, always
-            await send_error(
-                send,
-                InvalidRequestError(
-                    "more than one Host header: which one is meant would be a guess", param="Host"
-                ),
-            )
-            return
         try:
             keyed = await self.gateway.store.has_keys()
         except StoreUnavailableError as exc:

@@ -108,6 +108,7 @@ async def list_documents(
 ) -> dict[str, Any]:
     """Bound documents (your tenant's; all for admins), newest first: in every state, or in
     ``state`` (``all``: every state, as ``boundgate docs export --state all`` says it)."""
+    refuse_unknown_query(request, ("state", "limit"))  # ("?tenant=" was ignored: a trial)
     rows = await gateway_of(request).store.documents(None if state == "all" else state, None)
     data = [_doc_summary(r) for r in rows if _visible(r, ctx)][:limit]
     return {"object": "list", "data": data}
