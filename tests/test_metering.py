@@ -534,7 +534,7 @@ def test_a_variant_avoids_its_generations_cost_with_its_meters_method(tmp_path: 
         served, made, row = arun(main())
         assert made.wh == pytest.approx(GEN_WH + LOOKUP_WH)  # the variant's generation, spent
         assert served.reuse is not None and served.reuse.status == "hit-variant"
-        fields = served.reuse.fields()
+        fields = served.reuse.fields(served.energy.gco2_per_kwh)
         assert fields["avoided_wh"] == pytest.approx(GEN_WH)
         assert fields["avoided_method"] == "rapl"
         assert row.reuse == "hit-variant" and row.avoided_wh == pytest.approx(GEN_WH)
@@ -545,3 +545,31 @@ def test_a_variant_avoids_its_generations_cost_with_its_meters_method(tmp_path: 
         assert metric(gw, "boundgate_energy_joules_total", kind="avoided", method="estimate") == 0
     finally:
         gw.store.close()
+
+
+def test_a_hit_avoids_the_carbon_its_energy_would_emit_here_and_now(gw: Gateway) -> None:
+    """A trial: a hit claimed the carbon its stored answer's generation emitted in its own
+    hour (and zone: an answer stored in Germany, served in Norway, claimed 11 times the
+    carbon), so a row's ``avoided_gco2`` was not its ``avoided_wh`` at its own intensity. The
+    hit avoided that energy here and now: avoided_wh × the hit's intensity / 1000, in the
+    row, the response's fields and the metrics."""
+
+    async def main() -> tuple[LedgerRow, LedgerRow, Any]:
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        await gw.complete(ctx, ask())
+        missed = await row_of(gw, ctx.request_id)
+        gw.clock.advance(16 * 3600.0)  # another hour of the grid: another intensity
+        ctx = gw.context(Tenant("acme"), "/v1/chat/completions")
+        served = await gw.complete(ctx, ask())
+        return missed, await row_of(gw, ctx.request_id), served
+
+    missed, hit, served = arun(main())
+    assert hit.reuse == "hit-exact" and hit.avoided_wh == pytest.approx(GEN_WH)
+    assert missed.gco2_per_kwh is not None and hit.gco2_per_kwh is not None
+    assert missed.gco2_per_kwh != hit.gco2_per_kwh
+    assert hit.avoided_gco2 == pytest.approx(GEN_WH * hit.gco2_per_kwh / 1000)
+    assert served.reuse.fields(served.energy.gco2_per_kwh)["avoided_gco2"] == pytest.approx(
+        hit.avoided_gco2
+    )
+    grams = metric(gw, "boundgate_carbon_grams_total", kind="avoided")
+    assert grams == pytest.approx(hit.avoided_gco2)

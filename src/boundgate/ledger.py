@@ -181,7 +181,7 @@ class LedgerWriter:
             row.gco2 = energy.gco2
             row.gco2_per_kwh = energy.gco2_per_kwh
         if lookup is not None:
-            for name, value in lookup.ledger_fields().items():
+            for name, value in lookup.ledger_fields(row.gco2_per_kwh).items():
                 if name == "avoided_method":
                     if value is not None:
                         row.extra["avoided_method"] = value

@@ -485,7 +485,7 @@ def answer_summary(info: dict[str, Any]) -> str:
         lines.append(
             f"avoided by reuse: {_figure(info['avoided_wh'])} Wh, "
             f"{_figure(info.get('avoided_gco2') or 0.0)} gCO2e (the stored answer's "
-            "generation)"
+            "generation, here and now)"
         )
     if info.get("rightsizing_avoided_wh"):
         lines.append(

@@ -94,22 +94,34 @@ class Lookup:
             return self.entry.document_id or self.entry.id
         return self.stored_id
 
-    def ledger_fields(self) -> dict[str, Any]:
-        doc = self.document
+    def ledger_fields(self, gco2_per_kwh: float | None) -> dict[str, Any]:
+        """The ledger row's reuse fields. A hit avoided its stored answer's measured
+        generation energy (``avoided_wh``, Wh) and the carbon that energy would emit here and
+        now, at the hit's grid carbon intensity ``gco2_per_kwh`` (gCO2e/kWh; ``avoided_gco2``,
+        g = Wh × intensity / 1000, as right-sizing's): not the carbon the answer's own
+        generation emitted in another hour or zone (a trial's hit in Norway claimed the
+        German hour's carbon, 11 times more). Without an intensity (a row not metered), the
+        carbon recorded with the answer."""
+        avoided_wh = self.entry.cost_wh if self.entry is not None else 0.0
+        if gco2_per_kwh is not None:
+            avoided_gco2 = avoided_wh * gco2_per_kwh / 1000.0
+        else:
+            avoided_gco2 = self.entry.cost_gco2 if self.entry is not None else 0.0
         return {
             "reuse": self.status,
-            "document_id": doc,
+            "document_id": self.document,
             "similarity": self.similarity,
-            "avoided_wh": self.entry.cost_wh if self.entry is not None else 0.0,
+            "avoided_wh": avoided_wh,
             "avoided_method": self.entry.cost_method if self.entry is not None else None,
-            "avoided_gco2": self.entry.cost_gco2 if self.entry is not None else 0.0,
+            "avoided_gco2": avoided_gco2,
         }
 
-    def fields(self) -> dict[str, Any]:
-        """The response's ``boundgate`` fields: the ledger's, and the pair-model score
-        (``pair_score``, null when no candidate was scored), so the body says all the
-        headers say (``headers``)."""
-        return {**self.ledger_fields(), "pair_score": self.pair, "guard_veto": self._veto}
+    def fields(self, gco2_per_kwh: float | None) -> dict[str, Any]:
+        """The response's ``boundgate`` fields: the ledger's (``ledger_fields``), and the
+        pair-model score (``pair_score``, null when no candidate was scored), so the body
+        says all the headers say (``headers``)."""
+        fields = self.ledger_fields(gco2_per_kwh)
+        return {**fields, "pair_score": self.pair, "guard_veto": self._veto}
 
     @property
     def _veto(self) -> str | None:

@@ -131,7 +131,7 @@ async def complete(
         "boundgate": {
             "request_id": ctx.request_id,
             **result.energy.as_dict(),
-            **(result.reuse.fields() if result.reuse else {}),
+            **(result.reuse.fields(result.energy.gco2_per_kwh) if result.reuse else {}),
             **(result.route.fields() if result.route else {}),
         },
     }
@@ -182,7 +182,7 @@ async def stream(
                     info = {
                         "request_id": ctx.request_id,
                         **event.energy.as_dict(),
-                        **(event.reuse.fields() if event.reuse else {}),
+                        **(event.reuse.fields(event.energy.gco2_per_kwh) if event.reuse else {}),
                         **(event.route.fields() if event.route else {}),
                     }
                     last = {**base, "choices": [shape.delta(None, event.finish_reason)]}
