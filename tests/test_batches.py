@@ -1341,3 +1341,49 @@ def test_batches_are_planned_with_the_line_time_this_process_measured(batch_live
     measured = line_estimate_s(gw, 0.001)
     assert measured >= 0.1, measured  # what the lines took, not the configured 1 ms
     assert line_estimate_s(gw, 1000.0) == 1000.0  # a longer configured time stands
+
+
+@pytest.mark.parametrize("moved_zone", [False, True], ids=["run-at-once", "zone-changed"])
+def test_a_batch_the_scheduler_did_not_shift_saved_nothing(
+    tmp_path: Path, moved_zone: bool
+) -> None:
+    """A metering trial: a batch run at once (``policy = "now"``) whose lines ran through
+    three hours reported 5 % of its carbon saved by shifting (its energy priced at the
+    submission hour against the hours it ran through), and one whose gateway moved to another
+    zone before it ran 91 %. Neither was shifted: run-now carbon is what it emitted."""
+    from boundgate.backends.fake import FakeBackend
+
+    settings = fake_settings(tmp_path)
+    # moved_zone: planned for the afternoon (the default carbon policy), so its object is
+    # changed before it is due; else run at once
+    settings.scheduler.policy = "carbon" if moved_zone else "now"
+    settings.scheduler.poll_s = 0.05
+    clock = FakeClock(start=START)
+    fake = FakeBackend("fake", params_b=1, clock=clock)
+    fake.token_delay_s = 600.0  # ten minutes a token: each line an hour or more
+    app = build_app(settings, clock=clock, backends={"fake": fake})
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai()
+        f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        if moved_zone:  # submitted by a gateway in another zone (restarted in DE-LU since)
+            tenant, body = arun(live.gateway.store.get_batch(b.id))
+            batch = json.loads(body)
+            batch["boundgate"]["grid_zone"] = "NO"
+            arun(live.gateway.store.put_batch(b.id, tenant, b.created_at, json.dumps(batch)))
+            planned = batch["boundgate"]["scheduled_start"]
+            assert planned > "2023-06-01T05:59:59Z"  # not due yet
+            clock.set(datetime.fromisoformat(planned.replace("Z", "+00:00")).timestamp())
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+        ledger = live.ledger()
+        hours = {ledger[o["response"]["request_id"]].gco2_per_kwh for o in out}
+        assert len(hours) > 1 or moved_zone  # the lines ran at other intensities
+        bg = done.model_extra["boundgate"]
+        assert bg["carbon_g"] > 0
+        assert bg["run_now_carbon_g"] == pytest.approx(bg["carbon_g"])
+        assert bg["shifting_saved_g"] == 0.0
+        live.http.close()

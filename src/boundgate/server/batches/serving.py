@@ -175,6 +175,8 @@ def iso_utc(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+HOUR_S = 3600  # the grid's carbon intensity is hourly: a batch planned in a later hour shifted
+
 # the weight of the newest line in the measured mean run time of a batch line
 LINE_S_WEIGHT = 0.2
 
@@ -411,7 +413,7 @@ async def end_without_a_run(
         if b["status"] in TERMINAL:
             return False
         _set_files(b, files)
-        _set_totals(b, rows)  # what an earlier run's lines spent (and shifting saved)
+        _set_totals(b, rows, gw.grid_zone)  # an earlier run's lines (and shifting's saving)
         if cancelled or b["status"] == "cancelling":  # what its owner asked for
             b.update(status="cancelled", cancelled_at=now)
             b["cancelling_at"] = b["cancelling_at"] or now
@@ -660,7 +662,7 @@ async def _close(
         if batch["status"] in TERMINAL:
             return False
         _set_files(batch, files)
-        _set_totals(batch, rows)
+        _set_totals(batch, rows, gw.grid_zone)
         bg = batch["boundgate"]
         if fault is not None:
             bg["state"] = "failed"
@@ -715,17 +717,22 @@ def batch_usage(rows: list[BatchLineRow]) -> dict[str, Any]:
     }
 
 
-def _set_totals(batch: dict[str, Any], rows: list[BatchLineRow]) -> None:
+def _set_totals(batch: dict[str, Any], rows: list[BatchLineRow], zone: str) -> None:
     """Total the energy, carbon and avoided energy of a batch's finished lines ``rows`` in its
     ``boundgate`` object, with the carbon the same energy would have emitted at submission
     and what shifting saved, and their tokens in its ``usage`` (``batch_usage``): whatever the
     batch ends as (a line answered before it failed, expired or was cancelled was shifted all
-    the same, and the report counts it)."""
+    the same, and the report counts it). A batch the scheduler did not shift
+    (``_shifted``; ``zone``: the grid zone its lines ran in) saved nothing: its run-now
+    carbon is what it emitted."""
     batch["usage"] = batch_usage(rows)
     bg = batch["boundgate"]
     energy = sum(r.energy_wh for r in rows)
     carbon = sum(r.carbon_g for r in rows)
-    run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
+    if _shifted(batch, zone):
+        run_now = energy / 1000.0 * float(bg["submitted_gco2_per_kwh"])
+    else:
+        run_now = carbon
     bg.update(
         energy_wh=energy,
         carbon_g=carbon,
@@ -733,6 +740,22 @@ def _set_totals(batch: dict[str, Any], rows: list[BatchLineRow]) -> None:
         shifting_saved_g=_saving(run_now, carbon),
         reuse_avoided_wh=sum(r.avoided_wh for r in rows),
     )
+
+
+def _shifted(batch: dict[str, Any], zone: str) -> bool:
+    """Whether the scheduler moved the batch: planned (``boundgate.scheduled_start``) for an
+    hour after the one it was submitted in (``created_at``), and run in the grid zone it was
+    submitted in (``boundgate.grid_zone``). A batch run at once ran through the hours that
+    running at once runs through, whatever their intensity, and one whose gateway moved to
+    another zone has no like-for-like counterfactual: neither saved anything by shifting (a
+    trial: a ``now`` batch of three hours reported 5 % saved, one taken at 19:00:10 after its
+    18:59 submission a saving too, one run in another zone 91 %)."""
+    bg = batch["boundgate"]
+    planned = bg.get("scheduled_start")
+    if bg.get("grid_zone") != zone or not planned:
+        return False
+    start = datetime.fromisoformat(str(planned).replace("Z", "+00:00")).timestamp()
+    return int(start // HOUR_S) > int(float(batch["created_at"]) // HOUR_S)
 
 
 def _saving(run_now_g: float, carbon_g: float) -> float:
