@@ -20,7 +20,7 @@ from boundgate.cli import app as cli
 from boundgate.reuse import binding
 from boundgate.reuse.documents import SigningKeyLost
 from boundgate.store import SQLiteStore
-from helpers import Live, assert_error, fake_settings
+from helpers import Live, assert_error, fake_settings, wait_until
 
 Q = "What is the boiling point of water at sea level?"
 HASH = '[reuse]\nembedder = "hash"'
@@ -278,6 +278,11 @@ def test_replicas_that_made_keys_of_their_own_on_an_empty_store_bind_with_one(
         r = rb.http.post("/v1/boundgate/documents", json={"answer_id": answer_id})
         err = assert_error(r, 500, code="signing_key_mismatch")
         assert "cannot bind documents" in err["message"], err
+        # an answer bound already (by the replica with the store's key) needs no signing
+        bound = first.headers["x-boundgate-document"]
+        wait_until(lambda: rb.gateway.reuse.entry_key(bound) is not None)
+        r = rb.http.post("/v1/boundgate/documents", json={"answer_id": bound})
+        assert r.status_code == 200, r.text
     store = SQLiteStore(tmp_path / "shared.db")
     store.open()
     rows = asyncio.run(store.documents())

@@ -177,13 +177,13 @@ async def bind_answer(
             "or its document revoked)",
             param="answer_id",
         )
-    if (problem := await gw.reuse.documents.signing_problem()) is not None:
-        # the replica's configuration, not the request: every replica needs the same key
-        raise BoundgateError(
-            f"this gateway cannot bind documents: {problem}",
-            code=ErrorCode.SIGNING_KEY_MISMATCH,
-        )
-    row = await gw.reuse.documents.bind(key)
+    row = await gw.reuse.documents.bind(key)  # (an answer bound already: its document)
     if row is None:
+        if (problem := await gw.reuse.documents.signing_problem()) is not None:
+            # the replica's configuration, not the request: every replica needs the same key
+            raise BoundgateError(
+                f"this gateway cannot bind documents: {problem}",
+                code=ErrorCode.SIGNING_KEY_MISMATCH,
+            )
         raise NotFoundError(f"answer {body.answer_id!r} cannot be bound", param="answer_id")
     return _doc_summary(row)
