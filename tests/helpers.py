@@ -436,3 +436,36 @@ def job_runner(gw: Gateway, clock: Any, lease_s: float = 300.0) -> Any:
         replan_s=3600.0,
         accepts=model_requirements(gw),
     )
+
+
+def semantic_hit(live: Live, tenant: str, question: str, score: float = 0.93) -> str:
+    """The request id of a semantic hit of ``question``'s stored answer, for a label's test:
+    ``question`` is asked as ``tenant``'s key would (temperature 0, its answer stored; open
+    local mode or the tenant's own key: the caller's ``live.http`` headers are not used),
+    then the hit of one of its paraphrases is ledgered as the gateway ledgers one
+    (``hit-semantic``, the answer's id, cosine and pair score ``score``) through the store. A
+    semantic hit's label is what the shared verifier learns; how a lookup comes to serve one
+    is test_reuse's. Tenant ``tenant`` must have a key (``create_key``)."""
+    import time
+    import uuid
+
+    from boundgate.store import LedgerRow
+
+    key = arun(live.gateway.store.create_key(tenant))
+    body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    r = live.http.post("/v1/chat/completions", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    answer = r.headers["x-boundgate-document"]
+    row = LedgerRow(
+        f"req_{uuid.uuid4().hex}",
+        time.time(),
+        tenant,
+        "/v1/chat/completions",
+        reuse="hit-semantic",
+        document_id=answer,
+        similarity=score,
+        extra={"semantic_lookup": 1, "pair_score": score},
+    )
+    arun(live.gateway.store.record(row))
+    return row.id

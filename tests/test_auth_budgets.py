@@ -21,6 +21,7 @@ from helpers import (
     charged_today,
     counted,
     fake_settings,
+    semantic_hit,
     wait_until,
     write_config,
 )
@@ -232,17 +233,18 @@ def test_stats_show_a_tenant_only_its_own_entries(keyed: tuple[Live, dict[str, s
     assert stats(admin)["entries"] == 2 and "outcomes" in stats(admin)
 
 
-def label_a_hit(live: Live, headers: dict[str, str], question: str, *, correct: bool) -> str:
-    """Ask ``question`` twice (the second an exact hit) and label the hit: the feedback's
-    ``status``."""
-    body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
-    live.http.post("/v1/chat/completions", json=body, headers=headers)
-    hit = live.http.post("/v1/chat/completions", json=body, headers=headers)
-    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+TENANT_OF_KEY = {"acme": "acme", "globex": "globex", "admin": "ops"}  # keyed_live's keys
+
+
+def label_a_hit(live: Live, keys: dict[str, str], who: str, question: str, *, correct: bool) -> str:
+    """Label a semantic hit of ``question``'s stored answer (``helpers.semantic_hit``) with
+    the key ``who`` of ``keys``: the feedback's ``status``. (A label of an exact hit judges
+    the answer, not a match: the shared verifier learns nothing from it.)"""
+    request_id = semantic_hit(live, TENANT_OF_KEY[who], question)
     r = live.http.post(
         "/v1/boundgate/feedback",
-        json={"request_id": hit.headers["x-request-id"], "correct": correct},
-        headers=headers,
+        json={"request_id": request_id, "correct": correct},
+        headers={"Authorization": f"Bearer {keys[who]}"},
     )
     assert r.status_code == 200, r.text
     return str(r.json()["status"])
@@ -255,7 +257,7 @@ def test_stats_hide_other_tenants_labels_and_lookups(keyed: tuple[Live, dict[str
     acme = {"Authorization": f"Bearer {keys['acme']}"}
     globex = {"Authorization": f"Bearer {keys['globex']}"}
     admin = {"Authorization": f"Bearer {keys['admin']}"}
-    assert label_a_hit(live, acme, "What is a gateway?", correct=False) == "recorded"
+    assert label_a_hit(live, keys, "acme", "What is a gateway?", correct=False) == "recorded"
 
     def stats(h: dict[str, str]) -> dict[str, Any]:
         r = live.http.get("/v1/boundgate/stats", headers=h)
@@ -292,8 +294,7 @@ def test_a_tenants_correct_feedback_does_not_move_the_shared_threshold(
     admin = {"Authorization": f"Bearer {keys['admin']}"}
     labelled = []
     for who, q in (("acme", "What is a gateway?"), ("admin", "What is a cache?")):
-        h = {"Authorization": f"Bearer {keys[who]}"}
-        labelled.append(label_a_hit(live, h, q, correct=True))
+        labelled.append(label_a_hit(live, keys, who, q, correct=True))
     assert labelled == ["noted", "recorded"]
     r = live.http.get("/v1/boundgate/stats", headers=admin)
     assert r.json()["reuse"]["observations_by_source"]["feedback"] == {"total": 1, "wrong": 0}
@@ -307,8 +308,8 @@ def test_a_noted_label_leaves_the_request_open_to_a_learned_one(
     learned."""
     live, keys = keyed
     acme = {"Authorization": f"Bearer {keys['acme']}"}
-    assert label_a_hit(live, acme, "What is a gateway?", correct=True) == "noted"
-    (row,) = [r for r in live.ledger().values() if r.reuse == "hit-exact"]
+    assert label_a_hit(live, keys, "acme", "What is a gateway?", correct=True) == "noted"
+    (row,) = [r for r in live.ledger().values() if r.reuse == "hit-semantic"]
     again = live.http.post(
         "/v1/boundgate/feedback", json={"request_id": row.id, "correct": False}, headers=acme
     )

@@ -19,10 +19,14 @@ from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.settings import Settings
 from boundgate.store import SQLiteStore
-from helpers import Live, arun, fake_settings, live_server, wait_until
+from helpers import Live, arun, fake_settings, live_server, semantic_hit, wait_until
 
 DAY = 86_400.0
 NOON = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
+
+
+TENANTS = {"acme": "acme", "globex": "globex", "admin": "ops"}
+TENANT_OF: dict[str, str] = {}  # Authorization header → its key's tenant
 
 
 def make_keys(settings: Settings) -> dict[str, dict[str, str]]:
@@ -31,12 +35,13 @@ def make_keys(settings: Settings) -> dict[str, dict[str, str]]:
     store.open()
     try:
         secrets = {
-            "acme": asyncio.run(store.create_key("acme")).secret,
-            "globex": asyncio.run(store.create_key("globex")).secret,
-            "admin": asyncio.run(store.create_key("ops", admin=True)).secret,
+            who: asyncio.run(store.create_key(tenant, admin=who == "admin")).secret
+            for who, tenant in TENANTS.items()
         }
     finally:
         store.close()
+    for who, secret in secrets.items():
+        TENANT_OF[f"Bearer {secret}"] = TENANTS[who]
     return {who: {"Authorization": f"Bearer {s}"} for who, s in secrets.items()}
 
 
@@ -76,13 +81,9 @@ def feedback(live: Live, request_id: str, correct: bool, headers: dict[str, str]
 
 
 def label(live: Live, headers: dict[str, str], question: str, correct: bool) -> tuple[str, str]:
-    """Ask ``question`` twice (the second an exact hit) and label the hit (as
-    ``test_auth_budgets.label_a_hit``): the feedback's ``status`` and the hit's request id."""
-    assert ask(live, question, headers) != "hit-exact"
-    body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
-    hit = live.http.post("/v1/chat/completions", json=body, headers=headers)
-    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
-    request_id = hit.headers["x-request-id"]
+    """Label a semantic hit of ``question``'s stored answer (``semantic_hit``): the
+    feedback's ``status`` and the hit's request id."""
+    request_id = semantic_hit(live, TENANT_OF[headers["Authorization"]], question)
     return feedback(live, request_id, correct, headers), request_id
 
 
@@ -104,8 +105,12 @@ def test_one_tenants_wrong_labels_move_the_shared_verifier_at_most_by_its_quota(
         labelled = [label(live, keys["acme"], q, False) for q in questions]
         assert [status for status, _ in labelled] == ["recorded"] * 10 + ["noted"] * 2
         assert learned_feedback(live) == {"total": 10, "wrong": 10}
-        # noted, the wrong answer is forgotten all the same: asked again, the model runs
-        assert ask(live, questions[-1], keys["acme"]) == "miss"
+        # noted, the judged answer gets its own floor all the same
+        judged = arun(live.gateway.store.get_row(labelled[-1][1]))
+        assert judged is not None and judged.document_id is not None
+        entry = live.gateway.reuse.entry_key(judged.document_id)
+        assert entry is not None
+        assert live.gateway.reuse.verifier.threshold_for(entry) > 0.93
         # a second "wrong" on a noted request is a duplicate; an admin's label is learned
         noted = labelled[-1][1]
         assert feedback(live, noted, False, keys["acme"]) == "duplicate"
@@ -245,3 +250,47 @@ def test_a_failing_prune_of_old_counters_never_fails_the_feedback(
         assert label_a_hit(live, keys["acme"], "What is a prune?", correct=False) == "recorded"
         assert learned_feedback(live) == {"total": 1, "wrong": 1}
     assert "pruning old counters failed" in caplog.text
+
+
+def test_a_wrong_exact_hit_judges_the_answer_and_leaves_the_shared_threshold(
+    tmp_path: Path,
+) -> None:
+    """A new user's trial: on `make serve`'s small model, two ``correct: false`` labels of
+    exact hits (its answers' wrong facts), learned as wrong reuses at pair score 1.0, raised
+    the threshold from 0.89 to ``none_proven`` and switched reuse by meaning off for every
+    tenant. A label of an exact hit judges the answer, not a match: noted, nothing learned,
+    no quota taken, and a wrong answer is no longer served (the model runs again); a second
+    label of it, from any key, is a duplicate."""
+    settings = fake_settings(tmp_path)
+    keys = make_keys(settings)
+    with serving(settings) as live:
+        verifier = live.gateway.reuse.verifier
+        threshold, decided_by = verifier.threshold, verifier.estimate().decided_by
+        for who in ("acme", "admin"):
+            question = f"What is the largest planet, asked by {who}?"
+            status, request_id = exact_label(live, keys[who], question)
+            assert status == "noted"
+            assert ask(live, question, keys[who]) == "miss"  # the wrong answer is gone
+            assert feedback(live, request_id, False, keys["admin"]) == "duplicate"
+        after = verifier.estimate()
+        assert (verifier.threshold, after.decided_by, after.observations) == (
+            threshold,
+            decided_by,
+            0,
+        )
+        assert learned_feedback(live) == {}
+        assert feedback_labels(live, keys["admin"])["tenants"] == {
+            "acme": {"learned": 0, "admin": 0, "noted": 1},
+            "ops": {"learned": 0, "admin": 0, "noted": 1},
+        }
+
+
+def exact_label(live: Live, headers: dict[str, str], question: str) -> tuple[str, str]:
+    """Ask ``question`` twice (the second an exact hit) and label the hit wrong: the
+    feedback's ``status`` and the hit's request id."""
+    assert ask(live, question, headers) == "miss"
+    body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
+    hit = live.http.post("/v1/chat/completions", json=body, headers=headers)
+    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+    request_id = hit.headers["x-request-id"]
+    return feedback(live, request_id, False, headers), request_id

@@ -172,11 +172,13 @@ class Labelling:
           tenant's today, UTC);
         - ``"noted"``: accepted, not learned by the shared verifier: a non-admin key's
           ``correct: true`` (it would lower the threshold every tenant is served under), or
-          its ``correct: false`` beyond the quota. A noted ``correct: false`` still stops the
-          answer being served to the tenant for that question: an exact (or coalesced) hit's
-          entry is forgotten (a bound one's document revoked instead: the document and its
-          entry are kept, marked revoked), a semantic hit's entry gets its own floor above
-          the score that failed (both entries are in the tenant's own scope);
+          its ``correct: false`` beyond the quota, or any label of an exact or coalesced hit
+          (``_answer_judged``: it judges the answer, not a match). A noted ``correct: false``
+          still stops the answer being served to the tenant for that question: an exact (or
+          coalesced) hit's entry is forgotten (a bound one's document revoked instead: the
+          document and its entry are kept, marked revoked), a semantic hit's entry gets its
+          own floor above the score that failed (both entries are in the tenant's own
+          scope);
         - ``"duplicate"``: this request's label was learned before, or (for a non-admin key)
           its ``correct: false`` was noted before. A noted ``correct: true`` leaves the
           request open to a later label, and a noted ``correct: false`` to an admin's.
@@ -204,6 +206,8 @@ class Labelling:
             return "noted"
         if not admin and row.id in self._feedback_noted:
             return "duplicate"
+        if row.reuse in ("hit-exact", "hit-coalesced"):
+            return await self._answer_judged(row, correct, tenant)
         self._feedback_seen.add(row.id)  # before any wait: a concurrent repeat is a duplicate
         # A tenant's "wrong" can only make reuse more careful, but for every tenant: one
         # tenant labelling every hit wrong would switch semantic reuse off for all. So the
@@ -222,9 +226,6 @@ class Labelling:
         density = float(raw_density) if isinstance(raw_density, int | float) else 0.0
         raw_pair = row.extra.get("pair_score")
         pair = float(raw_pair) if isinstance(raw_pair, int | float) else None
-        same_question = row.reuse in ("hit-exact", "hit-coalesced")
-        if pair is None and same_question:
-            pair = 1.0  # the same question
         # noted: stored all the same (ENTRY_ONLY): the entry's own floor, in every process
         # and after a restart, and the request's mark against a second "wrong"
         source = "feedback" if learned else ENTRY_ONLY
@@ -233,15 +234,33 @@ class Labelling:
             await self._count_feedback(tenant, "admin")
         elif not learned:
             await self._count_feedback(tenant, "noted")
-        if not correct and key is not None and same_question:
-            # The stored answer itself is wrong for its own question: stop serving it. A
-            # bound answer is pinned, signed and exported: its document is revoked (it and
-            # its entry stay, marked), never deleted from under it.
+        return "recorded" if learned else "noted"
+
+    async def _answer_judged(self, row: LedgerRow, correct: bool, tenant: str) -> str:
+        """A label of an exact or coalesced hit: the answer was stored for this very question
+        (and the same parameters), so the label judges the answer, the model's work, not a
+        match; the shared verifier, which bounds wrong *reuse* (an answer served to another
+        question), learns nothing from it, and the tenant's quota is not taken. A trial: two
+        ``correct: false`` labels of a 135M model's wrong facts, learned as wrong reuses at
+        pair score 1.0, raised the threshold to ``none_proven`` and switched reuse by meaning
+        off for every tenant. Stored as an ``ENTRY_ONLY`` observation (the request's mark
+        against a second label, in every process and after a restart); a ``correct: false``
+        stops the answer being served: its entry forgotten, or a bound one's document revoked
+        (it and its entry stay, marked; never deleted from under an export). Returns
+        ``"noted"``, or ``"duplicate"`` for a request labelled before (by any key)."""
+        if row.id in self._feedback_noted or row.id in self._feedback_seen:
+            return "duplicate"
+        self._feedback_noted.add(row.id)
+        key = self._by_id.get(row.document_id) if row.document_id else None
+        similarity = row.similarity if row.similarity is not None else 1.0
+        await self.observe(key, similarity, correct, ENTRY_ONLY, row.id, 0.0, 1.0)
+        await self._count_feedback(tenant, "noted")
+        if not correct and key is not None:
             meta = self._meta.get(key)
             document = meta.document if meta is not None else None
             if document is None or not await self.documents.revoke(document):
                 await self.forget([key])
-        return "recorded" if learned else "noted"
+        return "noted"
 
     def _note_feedback(self, o: ObservationRow) -> None:
         """Mark the request of a stored feedback label (loaded, or another process's) as
