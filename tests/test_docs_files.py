@@ -120,3 +120,20 @@ def test_an_export_that_fails_midway_leaves_the_earlier_file(tmp_path: Path) -> 
     assert res.stderr.startswith(f"error: cannot write {out}") and "Traceback" not in res.stderr
     assert out.read_text() == "an earlier export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.json", "gw"]
+
+
+def test_an_export_says_how_many_documents_it_wrote_and_none_is_an_empty_file(
+    tmp_path: Path,
+) -> None:
+    """A new user's trial: an export with no document said nothing, exited 0 and wrote a
+    blank line to its NDJSON file. It says how many it exported (stderr), and none is an empty
+    file."""
+    cfg = one_document(tmp_path / "gw")
+    out = tmp_path / "docs.ndjson"
+    code, text = run("docs", "export", "--format", "ndjson", "--out", str(out), *cfg)
+    assert code == 0 and "exported 1 active document" in text, text
+    code, text = run(
+        "docs", "export", "--format", "ndjson", "--state", "revoked", "--out", str(out), *cfg
+    )
+    assert code == 0 and "exported 0 revoked documents" in text, text
+    assert out.read_text() == ""

@@ -555,7 +555,10 @@ def docs_export(
 
     # NDJSON/JSON on stdout is machine output: no bar beside it
     bodies = [item(r) for r in track(rows, "exporting documents", machine_output=output is None)]
-    text = "\n".join(bodies) + "\n" if fmt == "ndjson" else "[" + ",\n".join(bodies) + "]\n"
+    if fmt == "ndjson":
+        text = "".join(b + "\n" for b in bodies)  # none: an empty file, not a blank line
+    else:
+        text = "[" + ",\n".join(bodies) + "]\n"
     if output is None:
         sys.stdout.write(text)
     else:
@@ -563,6 +566,14 @@ def docs_export(
             _write_atomically(output, text)
         except OSError as exc:  # a directory that is not there, no permission, a full disk
             raise fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
+    # (stderr: stdout may be the export) a trial's empty export said nothing, and docs verify
+    # then refused the file it wrote
+    which = "" if state is ExportState.all else f" {state.value}"
+    err.print(
+        f"exported {len(bodies)}{which} document{'s' if len(bodies) != 1 else ''}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _write_atomically(path: Path, text: str) -> None:
