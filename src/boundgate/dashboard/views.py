@@ -156,7 +156,11 @@ def reuse_safety(gw: Gateway) -> dict[str, Any] | None:
     return {
         **stats,
         "delta": delta,
-        "within": high is None or high <= delta,
+        # under none_proven the estimate is read where next to nothing is served: not a bound
+        # kept (a new user read "within the bound" beside "none proven")
+        "within": (high is None or high <= delta)
+        and stats["threshold_decided_by"] != "none_proven",
+        "unproven": stats["threshold_decided_by"] == "none_proven",
         # below this many labels at the threshold, every would-be semantic hit is verified
         # (recomputed and compared), so none is served on an unproven threshold
         "learning": stats["threshold_decided_by"] == "initial_threshold"
