@@ -25,7 +25,7 @@ from boundgate.store import BatchLineRow, Claim
 from boundgate.tenants import DAY_S, tokens_counter
 from boundgate.testing import ThreadedServer
 from dashboard_seed import START, Seeded
-from helpers import Live, arun, charged_today, counted, fake_settings, wait_until
+from helpers import Live, charged_today, counted, fake_settings, wait_until
 
 PAGES = [
     "/dashboard",
@@ -497,33 +497,3 @@ def test_dashboard_can_be_switched_off(tmp_path: Path) -> None:
     with ThreadedServer(app) as srv:
         r = httpx.get(srv.base_url + "/dashboard", timeout=60)
     assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
-
-
-def test_the_overview_says_when_no_threshold_is_proven(tmp_path: Path) -> None:
-    """A new user's trial: with the threshold ``none_proven`` (labels showing even the
-    initial threshold unsafe), the overview said "within the bound" beside an estimate read
-    where next to nothing is served. It says no threshold is proven."""
-    from helpers import semantic_hit
-
-    app = build_app(fake_settings(tmp_path))
-    with ThreadedServer(app) as srv:
-        live = Live(srv, app)
-        admin = arun(live.gateway.store.create_key("ops", admin=True)).secret
-        headers = {"Authorization": f"Bearer {admin}"}
-        verifier = live.gateway.reuse.verifier
-        for i in range(10):
-            if verifier.estimate().decided_by == "none_proven":
-                break
-            request_id = semantic_hit(live, "ops", f"What is the gateway number {i}?", 0.999)
-            r = live.http.post(
-                "/v1/boundgate/feedback",
-                json={"request_id": request_id, "correct": False},
-                headers=headers,
-            )
-            assert r.json()["status"] == "recorded", r.text
-        assert verifier.estimate().decided_by == "none_proven"
-        with browser(live) as b:
-            b.post("/dashboard/login", data={"key": admin, "next": "/dashboard"})
-            html = b.get("/dashboard").text
-        assert "no threshold is proven" in html and "within the bound" not in html
-        live.http.close()
