@@ -137,3 +137,5 @@ def test_an_export_says_how_many_documents_it_wrote_and_none_is_an_empty_file(
     )
     assert code == 0 and "exported 0 revoked documents" in text, text
     assert out.read_text() == ""
+    code, text = run("docs", "export", "--format", "ndjson", "--state", "revoked", *cfg)
+    assert code == 0 and "exported 0 revoked documents" in text, text  # (stdout: nothing)

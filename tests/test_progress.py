@@ -113,8 +113,8 @@ def test_docs_export_bar_only_when_writing_a_file(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert [json.loads(x)["@id"] for x in res.stdout.splitlines()] == ["doc_2", "doc_1", "doc_0"]
     assert res.stderr == ""
-    res = runner.invoke(cli, [*args, "--out", str(out)])  # not a terminal: no bar
-    assert res.exit_code == 0 and res.stderr == ""
+    res = runner.invoke(cli, [*args, "--out", str(out)])  # not a terminal: no bar, the count
+    assert res.exit_code == 0 and res.stderr == "exported 3 active documents\n"
 
 
 def test_batch_upload_and_download_bars(tmp_path: Path) -> None:

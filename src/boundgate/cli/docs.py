@@ -566,8 +566,10 @@ def docs_export(
             _write_atomically(output, text)
         except OSError as exc:  # a directory that is not there, no permission, a full disk
             raise fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
-    # (stderr: stdout may be the export) a trial's empty export said nothing, and docs verify
-    # then refused the file it wrote
+    # a trial's empty export said nothing, and docs verify then refused the file it wrote: a
+    # file's export says how many (stderr), an export to stdout only when there was none
+    if output is None and bodies:
+        return
     which = "" if state is ExportState.all else f" {state.value}"
     err.print(
         f"exported {len(bodies)}{which} document{'s' if len(bodies) != 1 else ''}",
