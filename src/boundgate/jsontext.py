@@ -1,9 +1,11 @@
-"""What JSON text may carry that this gateway's text cannot hold, found in a parsed value.
+"""What JSON text may carry that this gateway's text cannot hold: found in a parsed value, or
+mended.
 
 JSON's ``\\uXXXX`` escapes can spell a lone UTF-16 surrogate, which no UTF-8 text holds
 (tokenizers, SQLite, the upstream, our own JSON encoder), and NUL (U+0000), which
 PostgreSQL's ``text`` and ``jsonb`` cannot store (SQLSTATE 22021 / 22P05). Request bodies,
-batch input lines and bound documents are checked with these before they are accepted.
+batch input lines and bound documents are checked with these before they are accepted; an
+upstream's answers are mended (``mend``, ``mended``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NUL = re.compile(r"\x00")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def first_match(value: Any, path: str, pattern: re.Pattern[str]) -> tuple[str, str] | None:
@@ -42,3 +45,20 @@ def lone_surrogate(value: Any, path: str = "") -> tuple[str, str] | None:
 def nul_at(value: Any, path: str = "") -> tuple[str, str] | None:
     """The first NUL (U+0000) in a parsed JSON value (``first_match``)."""
     return first_match(value, path, _NUL)
+
+
+def mend(text: str) -> str:
+    """``text`` with each lone surrogate and NUL replaced by U+FFFD, the replacement character
+    a UTF-8 decoder puts for what it cannot read."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def mended(value: Any) -> Any:
+    """A parsed JSON value with every string (keys too) mended (``mend``)."""
+    if isinstance(value, str):
+        return mend(value)
+    if isinstance(value, list):
+        return [mended(v) for v in value]
+    if isinstance(value, dict):
+        return {mended(k): mended(v) for k, v in value.items()}
+    return value

@@ -20,7 +20,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import re
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +35,7 @@ from ..errors import (
     UpstreamRateLimitError,
     UpstreamTimeoutError,
 )
+from ..jsontext import mend, mended
 from ..retries import counting
 from .base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 
@@ -109,19 +109,14 @@ def _token_count(value: Any) -> int | None:
     return int(f) if f.is_integer() and 0 <= f <= MAX_USAGE_TOKENS else None
 
 
-# What no stored or relayed text may hold: a lone UTF-16 surrogate (JSON's "\\ud800" escape
-# reads into one; no UTF-8 encoder takes it, so the answer's JSON was a 500) and NUL
-# (PostgreSQL's text cannot store it: SQLSTATE 22021, a 500 on a shared store). Each becomes
-# U+FFFD, the replacement character a UTF-8 decoder puts for what it cannot read.
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-
-
 def _text_of(content: Any, what: str, *, nullable: bool = True) -> str:
     """An answer's ``content`` as text: a string, null ("", where ``nullable``: a chat
     message's content is null beside a refusal or tool calls), or a list of content parts
     whose ``text`` parts are joined (as some OpenAI-compatible servers send them); a lone
-    surrogate or NUL in it becomes U+FFFD (``_UNSTORABLE``). Raises :class:`UpstreamError` for
-    anything else (a number, an object; null where not ``nullable``)."""
+    surrogate or NUL in it becomes U+FFFD (``jsontext.mend``: no UTF-8 encoder takes the one,
+    so the answer's JSON was a 500, and PostgreSQL's text cannot store the other). Raises
+    :class:`UpstreamError` for anything else (a number, an object; null where not
+    ``nullable``)."""
     text: str | None = None
     if content is None and nullable:
         text = ""
@@ -133,7 +128,14 @@ def _text_of(content: Any, what: str, *, nullable: bool = True) -> str:
             text = "".join(t for t in texts if isinstance(t, str))
     if text is None:
         raise UpstreamError(f"upstream sent a malformed {what}: its text is {_shown_type(content)}")
-    return _UNSTORABLE.sub("\ufffd", text)
+    return mend(text)
+
+
+def _refusal(message: Any) -> str | None:
+    """A chat message's (or a stream delta's) ``refusal``, mended; None where it has none
+    (a trial's refusal was served as "")."""
+    said = message.get("refusal") if isinstance(message, dict) else None
+    return mend(said) if isinstance(said, str) and said else None
 
 
 # finish_reason as other servers spell OpenAI's values: Anthropic's stop_reason
@@ -164,7 +166,7 @@ def _finish_reason(value: Any) -> str:
     :class:`UpstreamError` when it is not a non-empty string."""
     if not isinstance(value, str) or not value.strip():
         raise UpstreamError(f"upstream sent a malformed finish_reason ({_shown_type(value)})")
-    return FINISH_REASONS.get(value.strip().lower(), _UNSTORABLE.sub("\ufffd", value))
+    return FINISH_REASONS.get(value.strip().lower(), mend(value))
 
 
 _JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
@@ -179,19 +181,6 @@ def _shown_type(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return _JSON_TYPES.get(type(value), "a value")
-
-
-def _mended(value: Any) -> Any:
-    """A parsed JSON value with every string (keys too) mended as answer text is
-    (``_UNSTORABLE``): an upstream's error body is passed on to the client and its ledger row
-    (a lone surrogate in its message was a 500; NUL in its code a 500 on PostgreSQL)."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_mended(v) for v in value]
-    if isinstance(value, dict):
-        return {_mended(k): _mended(v) for k, v in value.items()}
-    return value
 
 
 def _said(exc: Exception) -> str:
@@ -289,7 +278,9 @@ class OpenAIBackend(Backend):
         :class:`UpstreamError` (502) naming this model and its upstream model; another 4xx
         an :class:`UpstreamClientError` passing the upstream's status and error through."""
         try:
-            parsed = _mended(json.loads(body))
+            # passed on to the client and the ledger (a lone surrogate in its message was a
+            # 500; NUL in its code a 500 on PostgreSQL)
+            parsed = mended(json.loads(body))
         except (ValueError, RecursionError):
             parsed = None
         if resp.status_code in RETRY_STATUSES:
@@ -382,9 +373,7 @@ class OpenAIBackend(Backend):
                     "upstream sent a malformed completion: its choice has no message content"
                 )
             text = _text_of(message["content"], "completion")
-            said = message.get("refusal")  # (a trial's refusal was served as "")
-            if isinstance(said, str) and said:
-                refusal = _UNSTORABLE.sub("\ufffd", said)
+            refusal = _refusal(message)
         elif "text" not in choice:
             raise UpstreamError("upstream sent a malformed completion: its choice has no text")
         else:
@@ -448,9 +437,9 @@ class OpenAIBackend(Backend):
                     if text:
                         parts.append(text)
                         yield Chunk(text=text)
-                    refusal = (delta or {}).get("refusal") if req.messages is not None else None
-                    if isinstance(refusal, str) and refusal:
-                        yield Chunk(refusal=_UNSTORABLE.sub("\ufffd", refusal))
+                    refusal = _refusal(delta) if req.messages is not None else None
+                    if refusal:
+                        yield Chunk(refusal=refusal)
                     if reason := choice.get("finish_reason"):  # ("" in a chunk: not yet)
                         finish = _finish_reason(reason)
         except SSEError as exc:

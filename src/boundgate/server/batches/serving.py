@@ -32,6 +32,7 @@ from ...errors import (
 )
 from ...gateway import Gateway, RequestContext
 from ...scheduler.jobs import new_job_id
+from ...scheduler.policy import HOUR
 from ...store import BatchLineRow, FileRow, StoreUnavailableError
 from ...tenants import Tenant
 from .. import generation
@@ -174,8 +175,6 @@ def iso_utc(ts: float | None) -> str | None:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-HOUR_S = 3600  # the grid's carbon intensity is hourly: a batch planned in a later hour shifted
 
 # the weight of the newest line in the measured mean run time of a batch line
 LINE_S_WEIGHT = 0.2
@@ -754,8 +753,9 @@ def _shifted(batch: dict[str, Any], zone: str) -> bool:
     planned = bg.get("scheduled_start")
     if bg.get("grid_zone") != zone or not planned:
         return False
-    start = datetime.fromisoformat(str(planned).replace("Z", "+00:00")).timestamp()
-    return int(start // HOUR_S) > int(float(batch["created_at"]) // HOUR_S)
+    # the grid's carbon intensity is hourly: a batch planned in a later hour was shifted
+    start = datetime.fromisoformat(str(planned)).timestamp()
+    return int(start // HOUR) > int(float(batch["created_at"]) // HOUR)
 
 
 def _saving(run_now_g: float, carbon_g: float) -> float:
