@@ -524,6 +524,24 @@ def test_engine_never_serves_across_scopes(
         # Latin's in- still negates an adjective
         ("Is this answer correct?", "Is this answer incorrect?", "negation"),
         ("Is a used car expensive to insure?", "Is a used car inexpensive to insure?", "negation"),
+        # a trial's wrong reuses (2026-12-04): a letter named in lower case, roles swapped
+        # around "of" on both sides, into / an arrow as "to"
+        (
+            "d major key signature how many sharps",
+            "how many sharps are in the key of A major",
+            "entity",
+        ),
+        ("vitamin d deficiency symptoms", "vitamin c deficiency symptoms", "entity"),
+        ("hepatitis b vaccine schedule", "hepatitis a vaccine schedule", "entity"),
+        ("plan b side effects", "Plan C side effects", "entity"),
+        ("what is the relative major of C minor", "what is the relative minor of C major", "order"),
+        ("python list -> tuple", "how to convert a tuple to a list in python", "order"),
+        ("python list → tuple", "how to convert a tuple to a list in python", "order"),
+        (
+            "how do I turn a python list into a tuple",
+            "how to convert a tuple to a list in python",
+            "order",
+        ),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -708,6 +726,17 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What is 350 °F in Celsius?", "what is 350 f in celsius"),
         ("How many grams of protein are in a large egg?", "how much protein is in 1 large egg"),
         ("What is the in-hand salary of a fresher?", "What is the in hand salary of a fresher?"),
+        # a trial's over-vetoes (2026-12-04): the unit "how many" asks for on one side only,
+        # a verb and its object made a compound, "3yo"; and what the letter and arrow rules
+        # leave alone
+        ("how many hours of sleep does a 3 year old need", "sleep needs for a three year old"),
+        ("how much sleep does a 3 year old need", "3yo sleep needs"),
+        ("how do I breed villagers in minecraft", "minecraft villager breeding"),
+        ("Is vitamin D good for you?", "are vitamin d supplements good for you"),
+        ("y is the sky blue", "Why is the sky blue?"),
+        ("convert a list to a tuple in python", "python list -> tuple"),
+        ("What does p->next mean in C?", "what does p->next mean in C"),
+        ("Are tomatoes related to potatoes?", "Are potatoes related to tomatoes?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -233,6 +233,11 @@ def _is_content(tok: str) -> bool:
     )
 
 
+# what comes after these is where a thing goes, as after "to": "turn a list into a tuple" /
+# "convert a tuple to a list" swap roles (a trial was served it, 0.950)
+_DESTINATION = {"into": "to", "onto": "to", "toward": "to", "towards": "to"}
+
+
 def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, frozenset[str]]]:
     """For each directional word: (the word, the stem of the first content word after it,
     the stems of the last three content words before it). ``stems`` are the tokens'."""
@@ -240,6 +245,7 @@ def _roles(toks: list[str], stems: list[str]) -> frozenset[tuple[str, str, froze
     prior: list[str] = []  # stems of the content words so far
     for i, t in enumerate(toks):
         if t in DIRECTIONAL:
+            t = _DESTINATION.get(t, t)
             if len(out) == MAX_ROLES:  # a long text: compared pairwise, more would cost too much
                 break
             after = [j for j in range(i + 1, min(i + 4, len(toks))) if _is_content(toks[j])]
@@ -454,7 +460,11 @@ def features(text: str) -> Features:
         roles=_roles(toks, stems),
         sequence=sequence,
         symmetric=not SYMMETRIC.isdisjoint(toks),
-        relation=not _SYMMETRIC_RELATIONS.isdisjoint(stems),
+        # "relative" shares "related"'s stem and names no relation both ways alike
+        relation=any(
+            st in _SYMMETRIC_RELATIONS and not t.startswith("relativ")
+            for t, st in zip(toks, stems, strict=True)
+        ),
         inverts="of" in toks,
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         offices=frozenset(OFFICES[t] for t in toks if t in OFFICES),

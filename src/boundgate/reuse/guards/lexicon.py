@@ -343,6 +343,10 @@ _LETTER_IN_PARENTHESES = re.compile(r"(\d)\(([a-z])\)")
 
 
 _RUPEES = re.compile(r"\brs\.\s*")
+# an arrow between words says "to": "python list -> tuple" is "python list to tuple" (a
+# trial was served "… convert a tuple to a list"'s answer for it, 0.921); not inside code
+# ("p->next", "x=>x*2"), where no space stands beside it
+_ARROW = re.compile(r"(?:(?<=\s)(?:->|=>|-->)(?=\s)|\s*[→⇒⟶]\s*)")
 
 
 # "w/o" is "without", "w/" is "with" ("pancakes w/o eggs" / "… with eggs", a trial's wrong
@@ -407,6 +411,7 @@ def normalise(text: str) -> str:
         text = _NUMBER_SCALE.sub(lambda m: f"{m.group(1)} ° {_DEGREE_NAMES[m.group(2)]}", text)
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
+    text = _ARROW.sub(" to ", text)
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
     text = _DOT_JS.sub(lambda m: "nodejs" if m.group(1) == "node" else m.group(1), text)
     # "km/h" and "kilometers per hour" are one unit, "kmh"; "miles per hour" is "mph"

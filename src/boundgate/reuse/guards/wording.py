@@ -3,6 +3,7 @@ negation moved, affixes that flip a word ("like" / "dislike"), units and convers
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -393,11 +394,26 @@ def _affix_opposites(word: str) -> list[str]:
     return out
 
 
-def _unit_conflict(a: frozenset[str], b: frozenset[str]) -> bool:
+def _asks_how_many(f: Features) -> bool:
+    """Whether the question says "how many" or "how much" (of a unit or of anything else:
+    "How many naps a day …", "How many yards are in a mile?")."""
+    return any(w == "how" and n in ("many", "much") for w, n in itertools.pairwise(f.words))
+
+
+def _unit_conflict(fa: Features, fb: Features) -> bool:
     """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
     A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
     same, and a number that differs is the number guard's business. "Degrees" beside a
-    named scale says nothing more: "30 degrees Fahrenheit" is "30 fahrenheit"."""
+    named scale says nothing more: "30 degrees Fahrenheit" is "30 fahrenheit". Nor is the
+    unit "how many" asks for on one side only, where the other asks for none and does not
+    name it: "How many hours of sleep does a 3 year old need?" / "sleep needs for a three
+    year old" (a trial's over-veto: hours and years are both times); "How many hours are in
+    a day?" / "How many minutes are in a day?" ask for two (``_measure_conflict``)."""
+    a, b = fa.units, fb.units
+    if fa.asked_unit and not _asks_how_many(fb) and fa.asked_unit not in b:
+        a = a - {fa.asked_unit}
+    if fb.asked_unit and not _asks_how_many(fa) and fb.asked_unit not in a:
+        b = b - {fb.asked_unit}
 
     def of(units: frozenset[str], dim: str) -> set[str]:
         named = {u for u in units if UNIT_DIMENSIONS.get(u, u) == dim}
