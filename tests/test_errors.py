@@ -602,6 +602,14 @@ def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> N
         # two neighbouring letters swapped: a short name's ratio is below the cutoff (0.75)
         ("/v1/chat/completions", {"messages": MSG, "sotp": ["x"]}, "sotp", "stop"),
         ("/v1/completions", {"prompt": "hi", "ecoh": True}, "ecoh", "echo"),
+        # chat's name for the limit: text completions' is max_tokens (a trial's was forwarded
+        # beside the gateway's own max_tokens, so the answer was stored under another limit)
+        (
+            "/v1/completions",
+            {"prompt": "hi", "max_completion_tokens": 5},
+            "max_completion_tokens",
+            "max_tokens",
+        ),
     ],
 )
 def test_a_misspelled_parameter_is_400_naming_the_known_one(

@@ -537,6 +537,9 @@ def test_engine_never_serves_across_scopes(
         ("what is the relative major of C minor", "what is the relative minor of C major", "order"),
         ("python list -> tuple", "how to convert a tuple to a list in python", "order"),
         ("python list → tuple", "how to convert a tuple to a list in python", "order"),
+        # an acronym that is a function word in lower case (a trial was served both, 0.98+)
+        ("what is the meaning of WHO", "what is the meaning of who", "literal"),
+        ("what does IT mean", "what does it mean", "literal"),
         (
             "how do I turn a python list into a tuple",
             "how to convert a tuple to a list in python",
@@ -737,6 +740,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("convert a list to a tuple in python", "python list -> tuple"),
         ("What does p->next mean in C?", "what does p->next mean in C"),
         ("Are tomatoes related to potatoes?", "Are potatoes related to tomatoes?"),
+        ("WHAT IS THE CAPITAL OF FRANCE", "what is the capital of france"),
+        ("what is dna", "What is DNA?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:
@@ -1444,6 +1449,12 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ("Which is older, Greece vs. Turkey?", "Which is older, Greece vs. turkey?", False),
         ("It is big. Turkey is bigger", "It is big. turkey is bigger", True),
         ("Is Hello capitalized?", "Is hello capitalized?", False),
+        # a function that reads a string's case (a trial was served the other's answer)
+        (
+            "Does Python's islower return true for Ejqaxh",
+            "Does Python's islower return true for ejqaxh",
+            False,
+        ),
         # a trial's: requests that act on the text after them without a colon, and questions
         # about the message's own kind or end, shared an answer that differs
         ("Reverse the string Hello", "Reverse the string hello", False),

@@ -8,7 +8,7 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from ..scope import QUOTED_SPAN, about_form, canonical_query, literal_spans
-from .lexicon import _PROSE_MARKS, _TYPOGRAPHIC
+from .lexicon import _PROSE_MARKS, _TYPOGRAPHIC, STOPWORDS
 
 if TYPE_CHECKING:
     from .extract import Features
@@ -167,7 +167,27 @@ def _lowercase_typist(a: str, b: str, ca: str, cb: str) -> bool:
     counts even when typed in lower case."""
     if ca.lower() != cb.lower() or (any(c.isupper() for c in a) and any(c.isupper() for c in b)):
         return False
+    if _acronym_lowered(a, b) or _acronym_lowered(b, a):
+        return False
     return not (literal_spans(a) or literal_spans(b) or about_form(a) or about_form(b))
+
+
+_CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+_LOWER_WORD = re.compile(r"\b[a-z]{2,}\b")
+
+
+def _acronym_lowered(a: str, b: str) -> bool:
+    """``a`` writes in capitals a word that is a function word in lower case, and ``b``
+    writes it in lower case: "what is the meaning of WHO" / "… of who", "what does IT mean"
+    / "what does it mean" (a trial was served both, pair scores 0.98-0.99). There the lower
+    case reads as the function word, not as a typist's acronym. Not when ``a`` is written
+    in capitals throughout (most of its letters): that is a style, not acronyms ("WHAT IS THE
+    CAPITAL OF FRANCE")."""
+    letters = [c for c in a if c.isalpha()]
+    if sum(c.isupper() for c in letters) > len(letters) / 2:
+        return False
+    caps = {w.lower() for w in _CAPS_WORD.findall(a)} & STOPWORDS
+    return bool(caps) and not caps.isdisjoint(_LOWER_WORD.findall(b))
 
 
 def _blind_spot(a: str, b: str) -> bool:

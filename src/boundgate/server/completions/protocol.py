@@ -33,6 +33,15 @@ class CompletionRequest(SamplingParams):
             raise ValueError("exactly one prompt per request is supported")
         return v
 
+    def misspelled(self) -> tuple[str, str] | None:
+        """As ``SamplingParams.misspelled``, and chat's ``max_completion_tokens``, which text
+        completions do not take (a trial's was forwarded beside the gateway's own max_tokens,
+        so the limit the answer was stored under was not the one the upstream kept): its
+        name here is ``max_tokens``."""
+        if "max_completion_tokens" in (self.model_extra or {}):
+            return "max_completion_tokens", "max_tokens"
+        return super().misspelled()
+
     def unsupported(self) -> str | None:
         """As ``SamplingParams.unsupported``, and ``suffix`` (insertion) when given."""
         return "suffix" if self.suffix else super().unsupported()
