@@ -121,6 +121,9 @@ def test_a_key_is_its_api_keys_for_a_day_and_refuses_other_parameters(live_at: A
     first = create("acme1")
     assert first.status_code == 200
     assert create("acme1").json()["id"] == first.json()["id"]
+    # an empty metadata object sets nothing, as an absent one (a trial's retry with
+    # "metadata": {} was a 409)
+    assert create("acme1", metadata={}).json()["id"] == first.json()["id"]
     # the key with other parameters: 409, and no batch made
     conflict = create("acme1", metadata={"run": "2"})
     err = assert_error(conflict, 409, code="idempotency_key_reused")

@@ -997,6 +997,16 @@ def test_the_sdk_lists_files_and_batches_page_by_page_per_tenant(tmp_path: Path)
             "/v1/batches", params={"limit": 0}, headers={"Authorization": f"Bearer {acme.secret}"}
         )
         assert_error(r, 400, param="limit")
+        # a parameter a list does not take is refused, not ignored (a trial's ?order=asc on
+        # /v1/batches gave the list newest first)
+        auth = {"Authorization": f"Bearer {acme.secret}"}
+        for path, params, name in [
+            ("/v1/batches", {"order": "asc"}, "order"),
+            ("/v1/batches", {"foo": "1"}, "foo"),
+            ("/v1/files", {"purpos": "batch"}, "purpos"),
+        ]:
+            r = live.http.get(path, params=params, headers=auth)
+            assert_error(r, 400, param=name, code="unknown_parameter")
         live.http.close()
 
 

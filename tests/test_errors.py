@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -923,3 +924,25 @@ def test_the_document_list_refuses_a_query_parameter_it_does_not_take(fake_live:
     the parameter ignored, where the other admin routes refuse one they do not take."""
     r = fake_live.http.get("/v1/boundgate/documents?tenant=acme")
     assert_error(r, 400, code="unknown_parameter", param="tenant")
+
+
+@pytest.mark.parametrize(("coding", "status"), [("gzip", 400), ("br", 400), ("identity", 200)])
+def test_a_content_encoding_is_refused_naming_the_header(
+    fake_live: Live, coding: str, status: int
+) -> None:
+    """A trial's gzipped body was a 400 saying the body was "not UTF-8 text", and a plain
+    body labelled ``br`` was read as it was: bodies are read as sent, so any coding but
+    identity is a 400 naming the header."""
+    body = json.dumps({"messages": MSG, "max_tokens": 4}).encode()
+    if coding == "gzip":
+        body = gzip.compress(body)
+    r = fake_live.http.post(
+        "/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json", "content-encoding": coding},
+    )
+    if status == 200:
+        assert r.status_code == 200, r.text
+    else:
+        err = assert_error(r, 400, param="Content-Encoding", code="invalid_value")
+        assert coding in err["message"]

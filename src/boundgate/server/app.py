@@ -73,7 +73,8 @@ class RequestLine:
     through). A NUL in the path or in a query parameter (``%00``) is a 400
     ``invalid_value`` naming where (a trial: ``?after=%00``, ``/v1/files/file-%00`` and a
     dozen more were 500s on PostgreSQL, whose text cannot hold it; on SQLite 200s and 404s),
-    as in a JSON body (``check_no_nul``)."""
+    as in a JSON body (``check_no_nul``). A ``Content-Encoding`` other than ``identity`` is a
+    400 naming the header (``_content_coding``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -89,6 +90,17 @@ class RequestLine:
                     ),
                 )
                 return
+            coding = _content_coding(scope)
+            if coding is not None:
+                await send_error(
+                    send,
+                    InvalidRequestError(
+                        f"Content-Encoding {coding[:100]!r} is not supported: send the body "
+                        "uncompressed (no Content-Encoding, or identity)",
+                        param="Content-Encoding",
+                    ),
+                )
+                return
             where = _nul_in_request_line(scope)
             if where is not None:
                 await send_error(
@@ -99,6 +111,18 @@ class RequestLine:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def _content_coding(scope: Scope) -> str | None:
+    """The request's ``Content-Encoding`` when it is not ``identity`` (None without one): a
+    trial's gzipped body was refused as "not UTF-8 text", and a plain body labelled ``br``
+    was read as it was; bodies are read as sent, so a coding is refused, naming the header."""
+    for name, value in scope["headers"]:
+        if name == b"content-encoding":
+            coding = value.decode("latin-1").strip()
+            if coding and coding.lower() != "identity":
+                return coding
+    return None
 
 
 def _nul_in_request_line(scope: Scope) -> str | None:

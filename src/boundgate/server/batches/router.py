@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import ErrorCode, InvalidRequestError, PayloadTooLargeError
 from ...gateway import RequestContext
 from ..chat.protocol import Metadata
-from ..common import StrictJSONRoute, context, gateway_of, unsupported_parameter
+from ..common import (
+    StrictJSONRoute,
+    context,
+    gateway_of,
+    refuse_unknown_query,
+    unsupported_parameter,
+)
 from ..openapi import errors, ok
 from . import serving
 from .idempotency import HEADER, MAX_KEY_CHARS, checked_key
@@ -146,6 +152,7 @@ async def list_files(
     after: Annotated[str | None, Query(description="a file id: the page after it")] = None,
 ) -> dict[str, Any]:
     """Your files (every tenant's for an admin), by ``created_at`` (``order``)."""
+    refuse_unknown_query(request, ("purpose", "limit", "order", "after"))
     return await serving.list_files(
         gateway_of(request), ctx, purpose=purpose, limit=limit, after=after,
         ascending=order == "asc",
@@ -268,7 +275,9 @@ async def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(description="a batch id: the page after it")] = None,
 ) -> dict[str, Any]:
-    """Your batches (every tenant's for an admin), newest first."""
+    """Your batches (every tenant's for an admin), newest first. A query parameter it
+    does not take is a 400 (a trial's ``?order=asc`` was ignored, the list newest first)."""
+    refuse_unknown_query(request, ("limit", "after"))
     return await serving.list_batches(gateway_of(request), ctx, limit=limit, after=after)
 
 

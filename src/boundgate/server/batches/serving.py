@@ -227,7 +227,9 @@ async def create_batch(
             "input_file_id": input_file_id,
             "endpoint": endpoint,
             "completion_window": completion_window,
-            "metadata": metadata,
+            # an empty object sets nothing, as an absent one (a trial's retry with
+            # "metadata": {} was a 409)
+            "metadata": metadata or None,
         }
         idem = Idempotency(BATCHES, idempotency_key, fingerprint(params))
         made = await idem.made_before(gw.store, ctx, gw.clock.time())
