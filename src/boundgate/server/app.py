@@ -121,7 +121,7 @@ def _content_coding(scope: Scope) -> str | None:
         if name == b"content-encoding":
             coding = value.decode("latin-1").strip()
             if coding and coding.lower() != "identity":
-                return coding
+                return str(coding)
     return None
 
 
