@@ -305,6 +305,16 @@ def test_unknown_route_and_method(fake_live: Live) -> None:
     r = fake_live.http.get("/v1/chat/completions")
     err = assert_error(r, 405)
     assert r.headers["allow"] == "POST" and "use POST" in err["message"]
+    # every method of every route of the path (a trial's PUT /v1/files said "Allow: POST",
+    # where GET is served too)
+    for path, allow in [
+        ("/v1/files", "GET, POST"),
+        ("/v1/batches", "GET, POST"),
+        ("/v1/files/file-x", "DELETE, GET"),
+    ]:
+        r = fake_live.http.put(path, json={})
+        err = assert_error(r, 405)
+        assert r.headers["allow"] == allow and f"use {allow}" in err["message"], r.headers
 
 
 @pytest.mark.parametrize(

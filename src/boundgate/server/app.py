@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -111,6 +112,22 @@ class RequestLine:
                 )
                 return
         await self.app(scope, receive, send)
+
+
+def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str | None:
+    """The methods every route of the request's path takes, for a 405's ``Allow`` (RFC 9110
+    §10.2.1): Starlette names only the first route that matched the path, so ``PUT
+    /v1/files`` said ``Allow: POST`` where GET is served too (a trial)."""
+    routes = [r for r in request.app.router.routes if isinstance(r, BaseRoute)]
+    methods = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(methods) if methods else (exc.headers or {}).get("Allow")
+
+
+_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
 
 
 def _content_coding(scope: Scope) -> str | None:
@@ -517,7 +534,7 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        allow = (exc.headers or {}).get("Allow") if exc.status_code == 405 else None
+        allow = _allowed_methods(request, exc) if exc.status_code == 405 else None
         if exc.status_code == 404:
             path = request.url.path
             message = f"no route {request.method} {shown(path)}"
