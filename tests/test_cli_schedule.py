@@ -118,6 +118,11 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
             "c0",
             "c1",
         ]
+        # a file it cannot write is one line, exit 2 (a trial's was a traceback)
+        res = runner.invoke(
+            cli, ["batch", "results", batch_id, "--url", srv.url, "--out", "/nonexistent/x"]
+        )
+        assert res.exit_code == 2 and "cannot write /nonexistent/x" in res.output, res.output
         res = runner.invoke(cli, ["batch", "status", "batch_nope", "--url", srv.url])
         assert res.exit_code == 1 and "404" in res.output
         res = runner.invoke(cli, ["schedule", "list", "--data-dir", str(tmp_path / "data")])
@@ -176,6 +181,30 @@ def test_batch_results_say_when_lines_failed_and_show_them_with_errors(tmp_path:
         assert res.exit_code == 1
         said = " ".join(res.output.split())
         assert "no output; the lines that failed (1) are in its error file (--errors)" in said
+
+
+def test_a_refused_submit_leaves_no_upload_behind(
+    tmp_path: Path,
+) -> None:
+    """An operator's trial: each refused ``batch submit`` (a bad line, a window of 0h) left
+    its uploaded file behind."""
+    app = build_app(fake_settings(tmp_path))
+    infile = one_line_batch_file(tmp_path / "in.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"custom_id": "a", "method": "POST"}\n')
+    runner = CliRunner()
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        for args in ([str(bad)], [str(infile), "--window", "0h"]):
+            res = runner.invoke(cli, ["batch", "submit", *args, "--url", srv.url])
+            assert res.exit_code == 1, res.output
+            assert live.http.get("/v1/files").json()["data"] == [], res.output
+        res = runner.invoke(cli, ["batch", "submit", str(infile), "--url", srv.url])
+        assert res.exit_code == 0, res.output
+        batch_id = json.loads(res.output.strip().splitlines()[-1])["id"]
+        assert len(live.http.get("/v1/files").json()["data"]) == 1  # the batch's own
+        live.http.post(f"/v1/batches/{batch_id}/cancel")
+        live.http.close()
 
 
 def test_batch_results_of_a_cancelled_batch_say_there_is_none(tmp_path: Path) -> None:

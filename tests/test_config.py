@@ -53,6 +53,17 @@ params_b = 8
     assert s.default_model == "smollm2-135m"
 
 
+def test_a_config_file_that_cannot_be_read_as_toml_text_is_one_line(tmp_path: Path) -> None:
+    """An operator's trial: a UTF-16 config file, or a directory given as ``--config``, was a
+    traceback on every command (a TOML syntax error was a one-line ConfigError already)."""
+    utf16 = tmp_path / "utf16.toml"
+    utf16.write_bytes("[server]\nport = 1\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_settings(utf16)
+    with pytest.raises(ConfigError, match=r"cannot read config file .*: Is a directory"):
+        load_settings(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [

@@ -151,6 +151,20 @@ def test_table_and_per_model_view(seeded: tuple[Path, list[LedgerRow], float]) -
     assert reasoning == {"acme": 12, "beta": 0}
 
 
+def test_a_window_longer_than_the_clocks_past_is_all_of_it(
+    seeded: tuple[Path, list[LedgerRow], float],
+) -> None:
+    """An operator's ``--since 100000000000000d`` was a traceback (a time before the epoch),
+    ``1000000000d`` said "since -2735881-12-02": the window is everything recorded."""
+    data, rows, _ = seeded
+    for since in ("100000000000000d", "1000000000d"):
+        res = run("--since", since, "--format", "json", "--data-dir", str(data))
+        assert res.exit_code == 0, res.output
+        assert sum(o["requests"] for o in json.loads(res.stdout)) == len(rows)
+        res = run("--since", since, "--data-dir", str(data))
+        assert res.exit_code == 0 and "since 1970-01-01" in res.stdout, res.output
+
+
 @pytest.mark.parametrize("bad", ["7x", "7", "-1d", "0h", "week"])
 def test_since_errors_are_clear(bad: str, tmp_path: Path) -> None:
     res = run("--since", bad, "--data-dir", str(tmp_path / "data"))

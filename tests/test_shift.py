@@ -81,6 +81,26 @@ def test_cli_replay_writes_a_plan(tmp_path: Path) -> None:
         assert a <= s <= a + np.timedelta64(7, "h")
 
 
+def test_cli_replay_without_history_starts_after_a_day_observed(tmp_path: Path) -> None:
+    """An operator's trial: a replay without ``--history`` was a traceback ("the forecaster
+    needs at least one observed hour", its first job having none), and ``--out`` in a
+    directory that does not exist another. Without history the jobs arrive from the end of
+    the file's first day; a file too short for that, or a plan it cannot write, is one line."""
+    ev = write(tmp_path / "eval.csv", synthetic(range(T0, T0 + 5 * 24), 5))
+    plan = tmp_path / "plan.csv"
+    runner = CliRunner()
+    args = ["schedule", "replay", "--intensity", str(ev), "--window", "8h"]
+    res = runner.invoke(cli, [*args, "--out", str(plan)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(plan.open()))
+    assert len(rows) == 4 * 24 - 8 + 1  # the first day is the forecaster's history
+    short = write(tmp_path / "short.csv", synthetic(range(T0, T0 + 30), 5))
+    res = runner.invoke(cli, ["schedule", "replay", "--intensity", str(short), "--window", "8h"])
+    assert res.exit_code == 2 and "--history" in res.output, res.output
+    res = runner.invoke(cli, [*args, "--out", str(tmp_path / "nowhere" / "plan.csv")])
+    assert res.exit_code == 2 and "cannot write" in res.output, res.output
+
+
 def test_cli_replay_rejects_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("time,value\n2023-01-01T00:00:00Z,1\n")

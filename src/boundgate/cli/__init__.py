@@ -261,6 +261,10 @@ def serve(
         workers=workers,
     )
     s = settings.server
+    if s.data_dir.is_dir() and not os.access(s.data_dir, os.W_OK):
+        # the server writes its store, indexes and key there: a read-only directory was a
+        # traceback after "serving http://…" (an operator's trial)
+        raise fail(f"the data directory {s.data_dir} is not writable", 2)
     # bound first, before anything is made (the data directory, its store and signing key)
     # or claims to serve, and before models load: a port in use is a one-line error at once,
     # alone, that leaves nothing behind, not a traceback after the start-up; so is open
@@ -721,5 +725,22 @@ app.add_typer(batch_app, name="batch")
 
 
 def main() -> None:
+    """The ``boundgate`` command. What the machine refuses a command (a file or directory it
+    cannot read or write: a read-only data directory, ``--out`` in a directory that does not
+    exist; a database SQLite cannot write) is one line naming it and exit 2, not a
+    traceback (an operator's trial: ``docs revoke``, ``keys create``, ``docs import`` on a
+    read-only data directory, ``batch results --out /nonexistent/x``)."""
+    import sqlite3
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise SystemExit(_exit_code(fail(f"{exc.strerror or exc}{where}", 2))) from None
+    except sqlite3.OperationalError as exc:  # "attempt to write a readonly database"
+        raise SystemExit(_exit_code(fail(f"the SQLite store: {exc}", 2))) from None
+
+
+def _exit_code(exit: typer.Exit) -> int:
+    return int(exit.exit_code)

@@ -320,7 +320,9 @@ def report(
         except PlotUnavailable as exc:
             raise fail(str(exc)) from None
     now = time.time()
-    start = now - window
+    # a window longer than the clock's past is all of it (1e14 days was a traceback, 1e9
+    # days "since -2735881-12-02")
+    start = max(0.0, now - window)
     title = f"since {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(start))}"
     with opened_store(_settings(config, data_dir=data_dir), existing=True) as store:
         if by == "model":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,8 +48,14 @@ def schedule_replay(
     if len(series) < w:
         err.print("[red]error:[/red] the intensity file is shorter than the window", markup=True)
         raise typer.Exit(2)
-    result = replay(series, histories, duration_h=d, window_h=w)
-    write_plan(result, out_path)
+    try:
+        result = replay(series, histories, duration_h=d, window_h=w)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    try:
+        write_plan(result, out_path)
+    except OSError as exc:
+        raise fail(f"cannot write {out_path}: {exc.strerror or exc}", 2) from None
     out.print(f"jobs: {len(result.decisions)} (duration {d} h, window {w} h, column {column})")
     out.print(f"mean per job, run-now:           {result.run_now:.3f}")
     out.print(f"mean per job, plan:              {result.planned:.3f}")
@@ -351,11 +358,27 @@ def batch_submit(
         with p.open(file, "rb", description=f"uploading {file.name}") as fh:
             f = _check(c.post("/files", files={"file": (file.name, fh)}, data={"purpose": "batch"}))
         body = {"input_file_id": f["id"], "endpoint": endpoint, "completion_window": window}
-        for attempt in stamina.retry_context(on=httpx.TransportError, attempts=3, timeout=60):
-            with attempt:
-                created = c.post("/batches", json=body, headers=key)
+        # the upload is of no use without its batch: a trial's eight refused submits left
+        # eight files behind (deleted on a best effort: the server may be gone)
+        try:
+            for attempt in stamina.retry_context(on=httpx.TransportError, attempts=3, timeout=60):
+                with attempt:
+                    created = c.post("/batches", json=body, headers=key)
+        except httpx.TransportError:
+            _forget_upload(c, f["id"])
+            raise
+        if created.status_code >= 400:
+            _forget_upload(c, f["id"])
         b = _check(created)
     print(json.dumps({"id": b["id"], "scheduled_start": b["boundgate"]["scheduled_start"]}))
+
+
+def _forget_upload(client: Any, file_id: str) -> None:
+    """Delete an uploaded input file whose batch was not made (any failure ignored)."""
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        client.delete(f"/files/{file_id}")
 
 
 BatchIdArg = Annotated[str, typer.Argument(help="A batch's id (batch_…, from batch submit).")]
@@ -426,5 +449,8 @@ def batch_results(
     text = b"".join(chunks).decode("utf-8")
     if out_path is None:
         sys.stdout.write(text)
-    else:
+        return
+    try:
         out_path.write_text(text)
+    except OSError as exc:  # a trial's --out /nonexistent/x was a traceback
+        raise fail(f"cannot write {out_path}: {exc.strerror or exc}", 2) from None

@@ -1,6 +1,8 @@
 """Replaying the shifting policy over an hourly series, without look-ahead.
 
-One job arrives at every hour of the intensity series' span; it runs for ``duration`` hours
+One job arrives at every hour of the intensity series' span (from its first day's end when no
+history file reaches before it: the forecaster needs a day of observed hours, and a replay
+without ``--history`` was a ValueError traceback); it runs for ``duration`` hours
 and must finish within ``window`` hours of arriving. At each hour from its arrival the policy
 forecasts the rest of the window from the history files and from the intensity series
 *strictly before* that hour, and starts the job if the current hour is the forecast-cleanest
@@ -25,6 +27,7 @@ from ..grid.series import Series, SeriesError, merge, read_series
 __all__ = ["Series", "SeriesError", "merge", "read_series", "replay", "write_plan"]
 
 HOUR = 3600
+HISTORY_HOURS = 24  # observed hours the forecaster is given before a job's first decision
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,15 @@ def replay(
     known = merge([*histories, intensity])
     shifter = Shifter(known, forecaster)
     decisions = []
-    for arrival in range(first, last - window_h + 2):
+    # the first arrival with a day of observed hours before it (any history file's included)
+    day = min(HISTORY_HOURS, len(known.hours)) - 1
+    begin = max(first, int(known.hours[day]) + 1)
+    if begin > last - window_h + 1:
+        raise ValueError(
+            f"the intensity file leaves no job its window after the first {HISTORY_HOURS} "
+            "observed hours: give a longer file, or the hours before it with --history"
+        )
+    for arrival in range(begin, last - window_h + 2):
         last_start = arrival + window_h - duration_h
         now = arrival
         while not shifter.start_now(now, last_start, duration_h):

@@ -526,6 +526,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (a trial's UTF-16 file: a traceback)
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8"
+        ) from exc
+    except OSError as exc:  # a directory, a file it may not read
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
 
 
 def _lists_as_text(model: type[BaseModel], data: Any, at: str = "") -> str | None:
