@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import re
 import shlex
@@ -1232,6 +1233,33 @@ def test_the_proof_is_w3c_eddsa_jcs_2022_as_its_test_vector_says() -> None:
     assert binding.verify_proof(tampered, public).reason.startswith("bad signature")
 
 
+def test_export_leaves_out_a_document_whose_stored_text_fails_its_check(tmp_path: Path) -> None:
+    """An operator's trial: a document changed in the store (by hand, a disk fault) was
+    exported silently, and every import of the file stopped at it. It is left out, named on
+    stderr, and the export exits 1; the others are exported."""
+    import sqlite3
+
+    a = tmp_path / "a"
+    cfg = _config(a)
+    signer = binding.Signer.load_or_create(a / "data")
+    kept, broken = _signed(signer), _signed(signer, "Why is the sky blue?")
+    runner = CliRunner()
+    f = _write(tmp_path / "in.ndjson", kept, broken)
+    assert runner.invoke(cli, ["docs", "import", str(f), *cfg]).exit_code == 0
+    with contextlib.closing(sqlite3.connect(a / "data" / "boundgate.db")) as db, db:
+        db.execute(
+            "UPDATE documents SET body = replace(body, 'sky', 'sea') WHERE id = ?",
+            (binding.short_id(broken["@id"]),),
+        )
+    out = tmp_path / "out.ndjson"
+    res = runner.invoke(cli, ["docs", "export", "--format", "ndjson", "-o", str(out), *cfg])
+    assert res.exit_code == 1, res.output
+    said = " ".join(res.stderr.split())
+    assert f"not exported: {binding.short_id(broken['@id'])}: content does not match" in said
+    assert "exported 1 active document" in said
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [kept]
+
+
 def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> None:
     """A tester's finding: export included revoked documents, and as a signed document
     carries no state, importing them elsewhere made them active again."""
@@ -1281,6 +1309,15 @@ def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> 
         odd = _write(tmp_path / "odd.ndjson", {"state": state, "document": dropped})
         res = runner.invoke(cli, ["docs", "import", str(odd), *pub, *_config(c)])
         assert res.exit_code == 1 and "state must be one of" in res.output, res.output
+        # docs verify fails what docs import refuses (a trial's "bogus" state was "valid")
+        res = runner.invoke(cli, ["docs", "verify", str(odd), *pub])
+        assert res.exit_code == 1 and "state must be one of" in res.output, res.output
+    # without --public-key, an import of another gateway's documents says how to give it
+    d = tmp_path / "d"
+    binding.Signer.load_or_create(d / "data")  # a gateway with a key of its own
+    res = runner.invoke(cli, ["docs", "import", str(out), *_config(d)])
+    assert res.exit_code == 1 and "signed by another key" in res.output, res.output
+    assert "with --public-key" in " ".join(res.output.split())
 
 
 def test_a_document_naming_a_member_twice_is_refused_and_integral_decimals_are_integers(

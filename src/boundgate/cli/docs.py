@@ -426,7 +426,6 @@ def docs_verify(
             doc, state, issuer = unwrap(item)
             checks.append((doc, state, *keys.of(doc, issuer)))
     else:
-        from ..reuse.documents import verifying_key
         from . import no_store, opened_store, store_missing
 
         if store_missing(settings):  # a mistyped file name, or an id looked up elsewhere
@@ -435,23 +434,13 @@ def docs_verify(
             row = asyncio.run(store.get_document(doc_id_of(file_or_id)))
         if row is None:
             raise fail(f"no file or document {file_or_id!r}", 2)
-        body = json.loads(row.body)
-        # an imported document carries its issuer's key: this directory's is not needed;
-        # one of its own, the key its proof names (an earlier one where the key was lost)
-        try:
-            if row.public_key is not None:
-                issuer = verifying_key(row, None)
-                checks.append((body, row.state, issuer, None, "the issuer's, kept at import"))
-            else:
-                checks.append((body, row.state, *keys.of(body, None)))
-        except ValueError as exc:
-            checks.append((body, row.state, None, f"its stored key: {exc}", ""))
+        checks.append(_stored_check(row, keys))
     if not checks:  # an empty or truncated export verifies nothing: never "all valid"
         raise fail(f"no documents in {file_or_id}: nothing to verify", 1)
     bad = 0
     for number, (doc, state, doc_key, wrong, source) in enumerate(checks, 1):
         name = _name(doc, number)
-        reason = wrong or _problem(doc, doc_key)
+        reason = wrong or _problem(doc, doc_key) or _state_problem(state)
         if reason is None:
             marked = "" if state == "active" else f" ({state}: not imported by docs import)"
             by = f", key {binding.key_id(doc_key)} ({source})"
@@ -468,6 +457,32 @@ def docs_verify(
             )
     if bad:
         raise typer.Exit(1)
+
+
+def _stored_check(row: Any, keys: _Keys) -> tuple[Any, str, Any, str | None, str]:
+    """(document, state, the key to check it with, what is wrong before that check, where
+    the key is from) of a stored document: an imported one carries its issuer's key (this
+    directory's is not needed); one of its own, the key its proof names (an earlier one
+    where the key was lost)."""
+    from ..reuse.documents import verifying_key
+
+    body = json.loads(row.body)
+    try:
+        if row.public_key is not None:
+            issuer = verifying_key(row, None)
+            return body, row.state, issuer, None, "the issuer's, kept at import"
+        return body, row.state, *keys.of(body, None)
+    except ValueError as exc:
+        return body, row.state, None, f"its stored key: {exc}", ""
+
+
+def _state_problem(state: str) -> str | None:
+    """What is wrong with an export item's ``state`` (None: one of ``DocState``): a trial's
+    "state": {} or "ACTIVE" counted silently as not active, and ``docs verify`` called a
+    "bogus" state valid where ``docs import`` refused it."""
+    if state in DocState.__members__:
+        return None
+    return f"state must be one of {', '.join(DocState)}, not {state!r}"
 
 
 def _problem(doc: Any, key: Any) -> str | None:
@@ -553,8 +568,23 @@ def docs_export(
             parts.append(f'"issuer":{json.dumps(endorsement, separators=(",", ":"))}')
         return "{" + ",".join(parts) + "}"
 
-    # NDJSON/JSON on stdout is machine output: no bar beside it
-    bodies = [item(r) for r in track(rows, "exporting documents", machine_output=output is None)]
+    # every document is checked as docs verify checks it: one whose stored text fails its
+    # own check (a store changed by hand, a disk fault) was exported silently, and every
+    # import of the file stopped at it, nothing after it imported (an operator's trial)
+    # (a data directory without its public key cannot check its own: those are written as
+    # stored, as before)
+    keys = _Keys(None, settings)
+    own_keys = (settings.server.data_dir / binding.PUBLIC_KEY_FILE).exists()
+    bodies, failed = [], []
+    for r in track(rows, "exporting documents", machine_output=output is None):
+        problem = None
+        if r.public_key is not None or own_keys:
+            doc, _, doc_key, wrong, _ = _stored_check(r, keys)
+            problem = wrong or _problem(doc, doc_key)
+        if problem is None:
+            bodies.append(item(r))
+        else:
+            failed.append(f"{r.id}: {problem}")
     if fmt == "ndjson":
         text = "".join(b + "\n" for b in bodies)  # none: an empty file, not a blank line
     else:
@@ -566,16 +596,23 @@ def docs_export(
             _write_atomically(output, text)
         except OSError as exc:  # a directory that is not there, no permission, a full disk
             raise fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
+    for line in failed:
+        err.print(
+            f"error: not exported: {line} (boundgate docs check --repair)",
+            markup=False,
+            highlight=False,
+        )
     # a trial's empty export said nothing, and docs verify then refused the file it wrote: a
     # file's export says how many (stderr), an export to stdout only when there was none
-    if output is None and bodies:
-        return
-    which = "" if state is ExportState.all else f" {state.value}"
-    err.print(
-        f"exported {len(bodies)}{which} document{'s' if len(bodies) != 1 else ''}",
-        markup=False,
-        highlight=False,
-    )
+    if output is not None or not bodies:
+        which = "" if state is ExportState.all else f" {state.value}"
+        err.print(
+            f"exported {len(bodies)}{which} document{'s' if len(bodies) != 1 else ''}",
+            markup=False,
+            highlight=False,
+        )
+    if failed:
+        raise typer.Exit(1)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -646,10 +683,9 @@ def docs_import(
     for number, item in enumerate(docs, 1):
         doc, state, issuer = unwrap(item)
         doc_key, reason, _ = keys.of(doc, issuer)
-        reason = reason or _problem(doc, doc_key)
-        if reason is None and state not in DocState.__members__:
-            # a trial's "state": {} or "ACTIVE" counted silently as not active
-            reason = f"state must be one of {', '.join(DocState)}, not {state!r}"
+        reason = reason or _problem(doc, doc_key) or _state_problem(state)
+        if reason is not None and public_key is None and reason.startswith("signed by another"):
+            reason += ": give the exporting gateway's public key with --public-key"
         if reason is not None:
             failure = f"{_name(doc, number)}: {reason}"
             break
