@@ -207,6 +207,23 @@ def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServ
     assert upstream.control.requests == 1
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_an_upstream_refusing_the_gateways_credentials_is_a_502_without_its_words(
+    live: Live, upstream: FakeUpstreamServer, status: int
+) -> None:
+    """A trial: an upstream's 401 was passed through, so the client read its own key
+    refused (and a ladder stopped climbing); OpenAI's 401 quotes part of the key, which
+    reached the client. It is the gateway's configuration failing: a 502 naming the model
+    and where its credentials are configured, the upstream's words in the server log only."""
+    upstream.control.push(Fault(status=status))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    err = assert_error(r, 502, code="upstream_error")
+    assert "'my-upstream'" in err["message"] and "api_key_env" in err["message"]
+    assert "injected" not in err["message"]
+    assert upstream.control.requests == 1
+    assert live.ledger()[r.headers["x-request-id"]].status == 502
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_upstream_404_for_its_configured_model_is_a_502(
     live: Live, upstream: FakeUpstreamServer, stream: bool

@@ -5,7 +5,9 @@ exponential backoff and jitter (honouring a short ``Retry-After``); ``stamina`` 
 each is counted on the gateway's /metrics (``Backend.on_retry``). A 404 is the gateway's
 configuration failing, not the client's request: the client named a model the gateway serves,
 and the upstream does not know the model (or the path) it was configured with; it is a 502, as
-the upstream's failures are, naming the model, and not retried. A 429 still answered once
+the upstream's failures are, naming the model, and not retried; so is a 401 or 403 (the
+gateway's credentials refused: its words, which may quote part of the key, go to the server
+log, not to the client). A 429 still answered once
 the retries are spent is a 429 to the client with the upstream's ``Retry-After``. Other 4xx
 answers are the client's problem and pass through unchanged. An answer whose text is not text
 is a 502; token counts that are not whole numbers from 0 to ``MAX_USAGE_TOKENS`` are replaced
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import math
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
@@ -38,6 +41,8 @@ from ..errors import (
 from ..jsontext import mend, mended
 from ..retries import counting
 from .base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
+
+log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S = 10.0  # the longest an upstream's Retry-After makes a retry wait
@@ -302,6 +307,21 @@ class OpenAIBackend(Backend):
                 f"{self.upstream_model!r}, a configuration error of the gateway "
                 f"(models.{self.name}.upstream_model, base_url): "
                 f"{_upstream_message(parsed, body)}"
+            )
+        if resp.status_code in (401, 403):
+            # the gateway's own credentials, not the client's: passed through, the client read
+            # its key refused, a ladder stopped climbing, and the upstream's words (OpenAI's
+            # quote part of the key) reached the client (a trial). Logged here, said in a 502
+            log.warning(
+                "model %r: its upstream answered %d: %s",
+                self.name,
+                resp.status_code,
+                _upstream_message(parsed, body),
+            )
+            return UpstreamError(
+                f"model {self.name!r}: its upstream refused the gateway's credentials "
+                f"({resp.status_code}), a configuration error of the gateway "
+                f"(models.{self.name}.api_key_env, base_url); the server log has its words"
             )
         return UpstreamClientError(
             resp.status_code, parsed, f"upstream answered {resp.status_code}"
