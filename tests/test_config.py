@@ -240,6 +240,22 @@ def test_a_table_made_by_the_environment_alone_and_a_check_across_sections_name_
     assert "set by the environment variable BOUNDGATE_ROUTING__LADDERS__DEFAULT" in said
 
 
+@pytest.mark.parametrize("rungs", ['["mid", "mid"]', '["small", "mid", "medium"]'])
+def test_a_ladder_naming_one_model_twice_is_refused(tmp_path: Path, rungs: str) -> None:
+    """A trial's ``["mid", "mid"]`` (and ``["mid", "medium"]``, an alias of mid) started
+    without a word and ran mid twice on one escalation."""
+    cfg = write_config(
+        tmp_path / "gw.toml",
+        '[models.small]\nbackend = "fake"\ndefault = true\n'
+        '[models.mid]\nbackend = "fake"\naliases = ["medium"]\n'
+        f"[routing.ladders]\ndefault = {rungs}\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    said = " ".join(str(info.value).split())
+    assert "is model 'mid' again" in said and "routing.ladders.default[" in said, said
+
+
 def test_an_environment_value_refused_is_named_alone_and_told_nothing_of_quotes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -323,15 +323,26 @@ class Settings(BaseSettings):
     def _check_routing(self) -> Settings:
         r = self.routing
         names = set(self.models) | {a for m in self.models.values() for a in m.aliases}
+        # an alias is its model: a rung named twice, either way, runs that model twice on
+        # one escalation (a trial's ["mid", "mid"] and ["mid", "medium"] were accepted)
+        model_of = {a: name for name, m in self.models.items() for a in m.aliases}
         for ladder, rungs in r.ladders.items():
             if not rungs:
                 raise ValueError(f"routing.ladders.{ladder}: a ladder needs at least one rung")
+            seen: dict[str, int] = {}
             for i, rung in enumerate(rungs):
                 if rung not in names:
                     raise ValueError(
                         f"routing.ladders.{ladder}[{i}]: {rung!r} is not a configured model "
                         f"(models: {', '.join(sorted(self.models))})"
                     )
+                model = model_of.get(rung, rung)
+                if model in seen:
+                    raise ValueError(
+                        f"routing.ladders.{ladder}[{i}]: {rung!r} is model {model!r} again "
+                        f"(rung {seen[model]}): each rung must be another model"
+                    )
+                seen[model] = i
         for model, threshold in r.logprob_thresholds.items():
             if model not in names:
                 raise ValueError(
