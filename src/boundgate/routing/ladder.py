@@ -100,6 +100,7 @@ class Route:
     # the rung whose answer is returned: the last step's (answered, reused), or a lower
     # rung's escalated answer when the budget stopped the climb (``kept``); None: no answer
     answering_model: str | None = None
+    kept_escalated: bool = False  # the answer returned is one the route escalated from
 
     def escalated(self, model: str, reason: str) -> None:
         self.steps.append((model, f"escalated={reason}"))
@@ -125,6 +126,7 @@ class Route:
     def kept(self, model: str) -> None:
         """The climb stopped (the budget) and ``model``'s escalated answer is returned."""
         self.answering_model = model
+        self.kept_escalated = True
 
     def header(self) -> str:
         """``x-boundgate-route``: ``model;outcome`` per rung tried, in order, comma-separated,
@@ -136,10 +138,14 @@ class Route:
         self, counterfactual: Measurement, spent_wh: float, gco2_per_kwh: float, reused: bool
     ) -> None:
         """Set the counterfactual and the energy avoided (Wh) and its carbon (g): 0 when the
-        top rung answered or the answer was reused, else max(0, counterfactual − spent)."""
+        top rung answered, the answer was reused, or the answer is one the route escalated
+        from that the budget made it keep (``kept``: no smaller model was found adequate, the
+        larger were not run; a trial's looping 1,024-token answer, escalated for its length,
+        claimed 12.75 Wh avoided), else max(0, counterfactual − spent)."""
         self.counterfactual_wh = counterfactual.wh
         top_answered = self.answering_model == self.plan.top
-        avoided = 0.0 if reused or top_answered else max(0.0, counterfactual.wh - spent_wh)
+        none = reused or top_answered or self.kept_escalated
+        avoided = 0.0 if none else max(0.0, counterfactual.wh - spent_wh)
         self.avoided_wh = min(avoided, counterfactual.wh)
         self.avoided_gco2 = self.avoided_wh * gco2_per_kwh / 1000.0
 
