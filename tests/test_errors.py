@@ -658,6 +658,28 @@ def test_other_unknown_parameters_are_still_forwarded(
 
 
 @pytest.mark.parametrize(
+    ("name", "value", "kind"),
+    [
+        ("parallel_tool_calls", "yes", "a boolean"),
+        ("prediction", "x", "an object"),
+        ("web_search_options", [], "an object"),
+        ("verbosity", 1, "a string"),
+        ("safety_identifier", {}, "a string"),
+    ],
+)
+def test_a_forwarded_openai_parameter_of_another_type_is_refused(
+    fake_live: Live, name: str, value: Any, kind: str
+) -> None:
+    """A trial's ``"parallel_tool_calls": "yes"`` and ``"prediction": "x"`` were forwarded
+    as they were, and each made a reuse scope of its own; null is "not given"."""
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": MSG, name: value})
+    err = assert_error(r, 400, param=name, code="invalid_value")
+    assert err["message"] == f"{name} must be {kind}"
+    ok = {"messages": MSG, "max_tokens": 1, name: None}
+    assert fake_live.http.post("/v1/chat/completions", json=ok).status_code == 200
+
+
+@pytest.mark.parametrize(
     ("path", "body", "name", "known"),
     [
         ("/v1/chat/completions", {"mesages": MSG}, "mesages", "messages"),

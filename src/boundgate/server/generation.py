@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Chunk, GenerationRequest, Usage
-from ..errors import BoundgateError
+from ..errors import BoundgateError, InvalidRequestError
 from ..gateway import Finished, Gateway, RequestContext
 from ..store import StoreUnavailableError
 from .chat.protocol import SamplingParams
@@ -76,6 +76,9 @@ def refuse_unsupported(params: SamplingParams) -> None:
     misspelled = params.misspelled()
     if misspelled is not None:
         raise unknown_parameter(*misspelled)
+    wrong = params.wrongly_typed()
+    if wrong is not None:
+        raise InvalidRequestError(wrong[1], param=wrong[0])
     unsupported = params.unsupported()
     if unsupported is not None:
         raise unsupported_parameter(unsupported)

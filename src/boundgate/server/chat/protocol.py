@@ -47,6 +47,20 @@ OPENAI_PASSTHROUGH = (
     "prompt_cache_retention",
     "safety_identifier",
 )
+# the JSON types of OPENAI_PASSTHROUGH's values, as OpenAI's API takes them (checked before
+# they are forwarded: a trial's "parallel_tool_calls": "yes" and "prediction": "x" were sent
+# on, and made reuse scopes of their own)
+PASSTHROUGH_TYPES: dict[str, tuple[type, ...]] = {
+    "parallel_tool_calls": (bool,),
+    "prediction": (dict,),
+    "web_search_options": (dict,),
+    "verbosity": (str,),
+    "prompt_cache_key": (str,),
+    "prompt_cache_retention": (str,),
+    "safety_identifier": (str,),
+}
+_JSON_TYPE = {bool: "a boolean", dict: "an object", str: "a string"}
+
 # Sampling parameters of common OpenAI-compatible servers (vLLM, llama.cpp's server, Ollama's
 # OpenAI API, SGLang, TGI): forwarded unchanged and never taken for a misspelling of an
 # OpenAI name ("top_k" is one letter from "top_p").
@@ -404,6 +418,16 @@ class SamplingParams(BaseModel):
             close = near_miss(name, known)
             if close is not None:
                 return name, close
+        return None
+
+    def wrongly_typed(self) -> tuple[str, str] | None:
+        """The first OpenAI parameter forwarded unchanged (``PASSTHROUGH_TYPES``) whose value
+        is not of the type OpenAI's API takes, with what it should be; null is "not given"."""
+        extra = self.model_extra or {}
+        for name, types in PASSTHROUGH_TYPES.items():
+            value = extra.get(name)
+            if value is not None and not isinstance(value, types):
+                return name, f"{name} must be {_JSON_TYPE[types[0]]}"
         return None
 
     def stop_list(self) -> list[str]:
