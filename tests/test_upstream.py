@@ -194,7 +194,9 @@ def test_a_failed_creative_generation_gives_its_novelty_unit_back(
 def test_persistent_5xx_is_502(live: Live, upstream: FakeUpstreamServer) -> None:
     upstream.control.push(*[Fault(status=500)] * 3)
     r = live.http.post("/v1/chat/completions", json={"messages": MSG})
-    assert_error(r, 502, code="upstream_error")
+    err = assert_error(r, 502, code="upstream_error")
+    # which model failed (a ladder's last rung said only "upstream answered 500": a trial)
+    assert err["message"].startswith("model 'my-upstream': upstream answered 500"), err
     assert upstream.control.requests == 3  # one try + two retries, then give up
     assert live.ledger()[r.headers["x-request-id"]].status == 502
 

@@ -352,7 +352,11 @@ class OpenAIBackend(Backend):
                         raise self._error_for(resp, content)
             except _RetryableAnswer as exc:
                 if exc.status != 429:
-                    raise
+                    # which model failed: on a ladder's last rung the client saw only "upstream
+                    # answered 500" (a trial)
+                    raise UpstreamError(
+                        f"model {self.name!r}: {exc.message} ({attempts} attempt(s))"
+                    ) from exc
                 # the upstream's rate limit: the client backs off as it says (a 502 lost it)
                 raise UpstreamRateLimitError(
                     f"model {self.name!r}: its upstream is rate limiting the gateway "
@@ -361,13 +365,17 @@ class OpenAIBackend(Backend):
                 ) from exc
             except httpx.TimeoutException as exc:
                 raise UpstreamTimeoutError(
-                    f"upstream timed out after {attempts} attempt(s) of {self.timeout_s:g}s"
+                    f"model {self.name!r}: upstream timed out after {attempts} attempt(s) of "
+                    f"{self.timeout_s:g}s"
                 ) from exc
             except httpx.DecodingError as exc:  # a body its Content-Encoding does not decode
-                raise UpstreamError(f"upstream sent a body that does not decode: {exc}") from exc
+                raise UpstreamError(
+                    f"model {self.name!r}: upstream sent a body that does not decode: {exc}"
+                ) from exc
             except httpx.TransportError as exc:
                 raise UpstreamError(
-                    f"upstream unreachable after {attempts} attempt(s): {_said(exc)}"
+                    f"model {self.name!r}: upstream unreachable after {attempts} attempt(s): "
+                    f"{_said(exc)}"
                 ) from exc
         raise AssertionError("stamina ended without an answer or an error")  # pragma: no cover
 
