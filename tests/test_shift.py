@@ -268,3 +268,37 @@ def test_the_current_hour_is_planned_at_its_known_value() -> None:
     now = datetime(2026, 12, 1, 20, 30, tzinfo=UTC)
     f = CarbonAwareStart(carbon, "DE-LU").forecast(now.timestamp(), 6)
     assert f[0] == carbon.intensity("DE-LU", now).gco2_per_kwh
+
+
+@pytest.mark.parametrize("zone", ["DE-LU", "GB", "NO"])
+def test_the_gateways_policy_compares_every_hour_at_its_forecast(zone: str) -> None:
+    """An auditor's trial: the start policy weighed the current hour at its known value
+    against the later hours' forecasts (smoother than what they turn out to be) and deferred
+    to hours that were dirtier: on the bundled 2023 data it reached 0.50–0.60 of perfect
+    foresight's saving on these jobs, where ``schedule replay`` (forecasts alone) claims
+    about 0.8. 150 one-hour jobs from 2023-03-01, one every 7 hours, 8 h windows, planned at
+    arrival and re-planned hourly as the job queue does (bench/shift.py runs the whole year)."""
+    from datetime import UTC, datetime
+
+    from boundgate.grid import BundledCarbonSource
+    from boundgate.scheduler.policy import HOUR, CarbonAwareStart
+
+    source = BundledCarbonSource()
+    policy = CarbonAwareStart(source, zone)
+
+    def at(hour: int) -> float:
+        return source.intensity(zone, datetime.fromtimestamp(hour * HOUR, UTC)).gco2_per_kwh
+
+    first = int(datetime(2023, 3, 1, tzinfo=UTC).timestamp() // HOUR)
+    run_now = planned = oracle = 0.0
+    for arrival in range(first, first + 7 * 150, 7):
+        deadline = (arrival + 8) * HOUR
+        start = int(policy("batch", arrival * HOUR, deadline, HOUR) // HOUR)
+        hour = arrival
+        while hour + 1 < start:
+            hour += 1
+            start = int(policy("batch", hour * HOUR, deadline, HOUR) // HOUR)
+        assert arrival <= start <= arrival + 7
+        window = [at(h) for h in range(arrival, arrival + 8)]
+        run_now, planned, oracle = run_now + window[0], planned + at(start), oracle + min(window)
+    assert (run_now - planned) / (run_now - oracle) >= 0.7

@@ -45,13 +45,13 @@ class CarbonAwareStart:
     def _intensity_at(self, at: datetime) -> float:
         return self.carbon.intensity(self.zone, at).gco2_per_kwh
 
-    def forecast(self, now: float, hours_ahead: int) -> np.ndarray:
+    def forecast(self, now: float, hours_ahead: int, *, known_now: bool = True) -> np.ndarray:
         """Intensity of the ``hours_ahead`` hours from ``now``'s hour on (shape
         ``(hours_ahead,)``, gCO2e/kWh): our forecast, with the live source's own forecast
         taking its place where the source has one (a provider's forecast knows the weather;
-        the profile does not), and the current hour at its known value, the one requests
-        are billed at (``carbon.intensity(zone, now)``). Raises ``ValueError`` for a zone
-        without data."""
+        the profile does not), and (``known_now``) the current hour at its known value, the
+        one requests are billed at (``carbon.intensity(zone, now)``), as ``schedule plan``
+        shows it. Raises ``ValueError`` for a zone without data."""
         now_h = int(now // HOUR)
         f = self._forecast_of(self._intensity_at, now_h, hours_ahead)
         live = getattr(self.carbon, "forecast_values", None)
@@ -61,13 +61,13 @@ class CarbonAwareStart:
             for k, h in enumerate(ahead):
                 if h in known:
                     f[k] = known[h]
-        if hours_ahead > 0:
+        if hours_ahead > 0 and known_now:
             f[0] = self._intensity_at(datetime.fromtimestamp(now, tz=UTC))
         return f
 
-    def score(self, now: float, hours_ahead: int) -> np.ndarray:
+    def score(self, now: float, hours_ahead: int, *, known_now: bool = True) -> np.ndarray:
         """What the policy minimises, per hour ahead (here: forecast carbon intensity)."""
-        return self.forecast(now, hours_ahead)
+        return self.forecast(now, hours_ahead, known_now=known_now)
 
     def __call__(self, kind: str, now: float, deadline: float, duration_s: float) -> float:
         d = max(1, math.ceil(duration_s / HOUR))
@@ -75,7 +75,12 @@ class CarbonAwareStart:
         last_start_h = int((deadline - duration_s) // HOUR)
         if last_start_h <= now_h:
             return now
-        f = self.score(now, last_start_h - now_h + d)
+        # every hour at its forecast, the current one too: its known value against the
+        # others' forecasts (smoother than what they will be) made the policy defer to hours
+        # that turned out dirtier: on the bundled 2023 data it reached 0.655 of the perfect
+        # foresight's saving (DE-LU, 8 h windows) where forecasts alone reach 0.789, as
+        # ``schedule replay`` (which compares forecasts alone) reports (an auditor's trial)
+        f = self.score(now, last_start_h - now_h + d, known_now=False)
         costs = np.convolve(f, np.ones(d) / d, "valid") if d > 1 else f
         best = int(np.argmin(costs[: last_start_h - now_h + 1]))
         return now if best == 0 else float((now_h + best) * HOUR)
@@ -100,22 +105,22 @@ class MixedStart(CarbonAwareStart):
         self.price = price
         self.price_weight = price_weight
 
-    def price_forecast(self, now: float, hours_ahead: int) -> np.ndarray:
+    def price_forecast(self, now: float, hours_ahead: int, *, known_now: bool = True) -> np.ndarray:
         """Price of the ``hours_ahead`` hours from ``now``'s hour on (shape
         ``(hours_ahead,)``, the price column's unit): the forecaster on the price signal's
-        history, the current hour at the signal's value for it."""
+        history, (``known_now``) the current hour at the signal's value for it."""
         f = self._forecast_of(self.price.value, int(now // HOUR), hours_ahead)
-        if hours_ahead > 0:
+        if hours_ahead > 0 and known_now:
             f[0] = self.price.value(datetime.fromtimestamp(now, tz=UTC))
         return f
 
-    def score(self, now: float, hours_ahead: int) -> np.ndarray:
+    def score(self, now: float, hours_ahead: int, *, known_now: bool = True) -> np.ndarray:
         w = self.price_weight
         parts = []
         if w < 1.0:
-            c = self.forecast(now, hours_ahead)
+            c = self.forecast(now, hours_ahead, known_now=known_now)
             parts.append((1.0 - w) * c / max(1e-9, float(np.mean(np.abs(c)))))
         if w > 0.0:
-            p = self.price_forecast(now, hours_ahead)
+            p = self.price_forecast(now, hours_ahead, known_now=known_now)
             parts.append(w * p / max(1e-9, float(np.mean(np.abs(p)))))
         return np.asarray(sum(parts), dtype=np.float64)
