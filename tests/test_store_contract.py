@@ -1320,6 +1320,17 @@ def test_claim_job_leases_the_earliest_due_job(store: Store) -> None:
     )  # fmt: skip
 
 
+def test_claim_job_takes_the_earliest_deadline_among_the_due(store: Store) -> None:
+    """An auditor's trial: two batches planned for one clean hour ran in the order they were
+    planned, and a 2-line batch with a 1 h window expired unrun behind a 2,000-line one with
+    24 h. Among due jobs, the earliest deadline goes first."""
+    run(store.put_job(job("big", 80.0, deadline=80.0 + 24 * 3600)))
+    run(store.put_job(job("small", 90.0, deadline=90.0 + 3600)))
+    run(store.put_job(job("not_due", 150.0, deadline=200.0)))
+    assert [run(store.claim_job("r1", 100.0, 60.0)).id for _ in range(2)] == ["small", "big"]
+    assert run(store.claim_job("r1", 100.0, 60.0)) is None
+
+
 def test_the_lease_holder_renews_its_lease(store: Store) -> None:
     run(store.put_job(job("long", 0.0)))
     claimed = run(store.claim_job("r1", 100.0, 60.0))

@@ -431,10 +431,13 @@ class JobStore(Protocol):
     async def claim_job(
         self, owner: str, now: float, lease_s: float, accepts: Collection[str] = ()
     ) -> JobRow | None:
-        """Lease the due job with the earliest ``not_before`` (pending with ``not_before <=
-        now``, or running with a lease that expired before ``now``) to ``owner`` until ``now +
-        lease_s``: it becomes running, its attempts grow by one, and the returned row shows
-        that. None if no job is due. Atomic: concurrent claims never get the same job.
+        """Lease the due job with the earliest ``deadline`` (then ``not_before``; due:
+        pending with ``not_before <= now``, or running with a lease that expired before
+        ``now``) to ``owner`` until ``now + lease_s``: it becomes running, its attempts grow
+        by one, and the returned row shows that. None if no job is due. Atomic: concurrent
+        claims never get the same job. Earliest deadline first: two batches planned for one
+        clean hour ran in the order they were planned, and a 2-line batch with a 1 h window
+        expired unrun behind a 2,000-line one with 24 h (an auditor's trial).
 
         ``accepts``: the requirements the claiming process meets (``JobRow.requires``). A job
         that requires something else is passed over, never written, until its ``deadline``

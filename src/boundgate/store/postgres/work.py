@@ -118,7 +118,7 @@ class PostgresWork(PostgresBase):
             "AND (requires IS NULL OR requires = ANY(%s::text[]) OR (deadline <= %s AND "
             "NOT EXISTS (SELECT 1 FROM job_runners r WHERE r.requires = jobs.requires "
             "AND r.expires > %s))) "
-            "ORDER BY not_before, seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "ORDER BY deadline, not_before, seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_cols(_JOB_COLUMNS)}"
         )
         params = (owner, now + lease_s, now, now, sorted(accepts), now, now)

@@ -101,7 +101,7 @@ class SQLiteWork(SQLiteBase):
         sql = (
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, "
             f"attempts = attempts + 1 WHERE id = (SELECT id FROM jobs WHERE {due_sql} "
-            "ORDER BY not_before LIMIT 1) RETURNING *"
+            "ORDER BY deadline, not_before LIMIT 1) RETURNING *"
         )
         due_params = (now, now, json.dumps(sorted(accepts)), now, now)
 
