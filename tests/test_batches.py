@@ -324,6 +324,7 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
          "nested too deeply"),  # parsed, then a 500 at run time
         (b'{"custom_id": 5, "method": "POST"}', "custom_id must be a string (got 5)"),
         (b'{"method": "POST"}', "custom_id is required"),
+        (b'{"custom_id": "", "method": "POST"}', "custom_id must not be empty"),  # "required"
         # a trial's: an unknown key was dropped unseen (OpenAI's line has these four only)
         (_line("b", {"messages": ASK})[:-1] + b', "metdata": {}}',
          "unknown key 'metdata'; a batch's metadata goes with the request that creates it"),

@@ -142,6 +142,7 @@ def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Pa
         r = ask(live, "c", "Invent a planet.")
         assert r.status_code == 429, r.text
         assert r.json()["error"]["code"] == "novelty_budget_exhausted"
+        assert "no pre-generated variant is left" in r.json()["error"]["message"]
         assert int(r.headers["retry-after"]) > 0
         # deterministic requests don't draw on the novelty budget
         assert ask(live, "c", "Invent a planet.", temperature=0).status_code == 200
@@ -152,6 +153,14 @@ def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Pa
         assert 'boundgate_reuse_total{model="fake",result="bypass"} 3.0' in metrics, [
             line for line in metrics.splitlines() if line.startswith("boundgate_reuse_total")
         ]
+        # a request that takes no stored answer is told so, not that none is left (a trial)
+        body = {"messages": [{"role": "user", "content": "Invent a planet."}], "temperature": 1}
+        r = live.http.post(
+            "/v1/chat/completions", json=body | {"user": "c"}, headers={"Cache-Control": "no-cache"}
+        )
+        message = r.json()["error"]["message"]
+        assert r.status_code == 429 and "is left" not in message, message
+        assert "takes no stored answer" in message, message
     finally:
         live.http.close()
         srv.__exit__()

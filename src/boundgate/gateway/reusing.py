@@ -126,7 +126,8 @@ class Reusing(Metering, Admission):
             return
         if cached_only:
             return
-        await buf.admit_novel(ctx.tenant.name, req.temperature)
+        why = "none_left" if variants else "not_taken"
+        await buf.admit_novel(ctx.tenant.name, req.temperature, variant=why)
         lookup.novel = True
 
     @staticmethod

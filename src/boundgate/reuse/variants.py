@@ -136,10 +136,16 @@ class CreativityBuffer:
     def _counter(tenant: str) -> str:
         return f"novel:{tenant}"
 
-    async def admit_novel(self, tenant: str, temperature: float | None = None) -> None:
+    async def admit_novel(
+        self, tenant: str, temperature: float | None = None, *, variant: str = "none_left"
+    ) -> None:
         """Count one fresh above-dial generation, or raise 429 if the budget is spent.
         ``temperature``: the request's, named in the 429's message (a trial's client that
-        left it out, OpenAI's default 1, did not know why it was counted)."""
+        left it out, OpenAI's default 1, did not know why it was counted). ``variant``: why
+        no pre-generated variant was served, as the message says it: ``none_left`` (none is
+        left), ``not_taken`` (the request takes no stored answer: Cache-Control no-cache or
+        no-store), ``none`` (not a request: a round of variants itself; a trial's round said
+        "no pre-generated variant is left for this prompt")."""
         budget = self.limits.novelty_per_day
         if not budget:
             return
@@ -155,11 +161,14 @@ class CreativityBuffer:
             )
             # with "reject" no variant is ever served: a trial read "no variant is left" as one
             # that might be
-            left = (
-                " and no pre-generated variant is left for this prompt"
-                if self.limits.novelty_exhausted == "variants"
-                else ""
-            )
+            left = ""
+            if self.limits.novelty_exhausted == "variants" and variant == "none_left":
+                left = " and no pre-generated variant is left for this prompt"
+            elif self.limits.novelty_exhausted == "variants" and variant == "not_taken":
+                left = (
+                    " (this request takes no stored answer, Cache-Control: no-cache or "
+                    "no-store, so no pre-generated variant was served)"
+                )
             raise RateLimitError(
                 f"tenant {tenant!r} has used its {budget} fresh creative generations for "
                 f"today{left}: answers generated above the temperature dial "
@@ -184,7 +193,7 @@ class CreativityBuffer:
         """One fresh generation under the novelty budget: a unit is admitted on entry (429
         when the budget is spent) and refunded when the body raises (the generation failed,
         e.g. 429 from the tenant's other limits, or was cancelled)."""
-        await self.admit_novel(tenant)
+        await self.admit_novel(tenant, variant="none")
         try:
             yield
         except BaseException:

@@ -165,8 +165,10 @@ def parse_lines(
         if check:
             _check_keys(where, item)
         cid = item.get("custom_id")
-        if cid is None or cid == "":
+        if cid is None:
             raise bad_input(f"line {n}: custom_id is required")
+        if cid == "":  # given, and empty (a trial was told it was missing)
+            raise bad_input(f"line {n}: custom_id must not be empty")
         if not isinstance(cid, str):
             raise bad_input(f"line {n}: custom_id must be a string (got {json.dumps(cid)})")
         if lone_surrogate(cid) is not None:
