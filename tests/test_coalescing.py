@@ -228,3 +228,31 @@ def test_on_a_local_model_a_waiter_outlasts_its_wait_bound(tmp_path: Path) -> No
         assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "hit-coalesced"
         assert fake.calls == 1
         assert coalesced(live) == {"served": 1.0}
+
+
+def test_identical_auto_requests_share_a_rungs_run(tmp_path: Path) -> None:
+    """A trial: two identical ``model: "auto"`` requests at once ran the local rung twice
+    (two 1,024-token generations), where the same two naming the model shared one. A rung
+    waits for an identical request computing its answer, as a named model does."""
+    ladder = (
+        '[models.big]\nbackend = "fake"\nparams_b = 70\n'
+        '[routing.ladders]\ndefault = ["fake", "big"]\n'
+        # every task from the first rung (lookups and mathematics start one up by default)
+        "[routing.policy.lookup]\nfirst_rung = 0\n[routing.policy.math]\nfirst_rung = 0\n"
+    )
+    with slow_gateway(tmp_path, ladder) as (live, fake), ThreadPoolExecutor(2) as pool:
+        flights = live.gateway.reuse.flights
+        leader = pool.submit(post, live, body(model="auto"))
+        wait_until(lambda: fake.calls == 1 and len(flights) == 1)
+        waiter = pool.submit(post, live, body(model="auto"))
+        wait_until(lambda: flights.waiting() == 1)
+        release(fake)
+        first, second = leader.result(), waiter.result()
+        assert first.status_code == 200 and second.status_code == 200, (first.text, second.text)
+        assert fake.calls == 1 and live.gateway.backends["big"].calls == 0
+        assert first.headers["x-boundgate-route"] == "fake;answered"
+        assert second.headers["x-boundgate-route"] == "fake;reused"
+        text = first.json()["choices"][0]["message"]["content"]
+        assert second.json()["choices"][0]["message"]["content"] == text == LONG
+        assert coalesced(live) == {"served": 1.0}
+        assert flights.waiting() == 0 and len(flights) == 0

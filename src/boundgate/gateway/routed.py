@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
-from ..energy import GenerationSpan, Measurement, combine
+from ..energy import GenerationSpan, Measurement, Span, combine
 from ..errors import BoundgateError, RateLimitError
 from ..reuse.lookup import Lookup
 from ..routing.ladder import Route, Router
@@ -90,9 +90,34 @@ class Routing(Reusing):
         span = self._span()
         try:
             lookup = await self._lookup(ctx, req, backend)
+            if lookup is not None and ctx.budget_refusal is None:
+                # an identical request computing this rung's answer is waited for, as on a
+                # named model (two identical auto requests ran the local rung twice: a trial)
+                lookup = await self._coalesce(ctx, req, backend, lookup, span)
         except asyncio.CancelledError:
             climb.ran(span.stop())
             raise
+        try:
+            return await self._answer_rung(
+                ctx, req, backend, cancel, check, climb, lookup, span, stream=stream
+            )
+        finally:
+            self._land(lookup)  # a flight this rung led ends however it did
+
+    async def _answer_rung(
+        self,
+        ctx: RequestContext,
+        req: GenerationRequest,
+        backend: Backend,
+        cancel: CancelToken,
+        check: Callable[[Completion], str | None],
+        climb: Climb,
+        lookup: Lookup | None,
+        span: Span,
+        *,
+        stream: bool,
+    ) -> tuple[Completion, Lookup | None, str | None]:
+        """``_run_rung`` after its lookup: the stored answer, else a generation."""
         lookup_m = span.stop()
         if lookup is not None and lookup.novel and not ctx.novel:
             # counted once against the novelty budget, not once per rung; this request
