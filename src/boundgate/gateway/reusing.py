@@ -43,6 +43,9 @@ async def replay(text: str) -> AsyncGenerator[Chunk, None]:
             await asyncio.sleep(0)
 
 
+REGROUPS = 2  # _coalesce: new flights the waiters of a failed or departed leader may form
+
+
 class Reusing(Metering, Admission):
     """Lookup, coalescing, a hit's commit, remembering (mixed into ``Gateway``)."""
 
@@ -228,23 +231,31 @@ class Reusing(Metering, Admission):
         out, ``lookup`` (the request runs on its own). The wait is not metered as this
         request's energy."""
         assert self.reuse is not None
-        flight = self.reuse.join_flight(lookup)
-        if flight is None:
-            # a leader now: an identical request may have stored its answer meanwhile
-            hit = await self.reuse.stored_meanwhile(lookup)
-            if hit is not None:
-                self.metrics.reuse_coalesced.labels(model=backend.name, result="served").inc()
-            return hit or lookup
-        span.pause()
-        wait_s = self.reuse.settings.coalesce_wait_s
-        landed = await flight.wait(wait_s)
-        while not landed and not backend.remote and not flight.landed:
-            # A local model runs one generation at a time: a waiter that ran on its own now
-            # would queue behind the leader and then compute the same answer again. It waits
-            # on (its client leaving still cancels it); the wait bound is for upstreams.
+        hit = None
+        for regroup in range(REGROUPS + 1):
+            flight = self.reuse.join_flight(lookup)
+            if flight is None:
+                # a leader now: an identical request may have stored its answer meanwhile
+                hit = await self.reuse.stored_meanwhile(lookup)
+                if hit is not None or regroup:  # a waiter leading now runs on its own
+                    result = "served" if hit is not None else "alone"
+                    self.metrics.reuse_coalesced.labels(model=backend.name, result=result).inc()
+                return hit or lookup
+            span.pause()
+            wait_s = self.reuse.settings.coalesce_wait_s
             landed = await flight.wait(wait_s)
-        span.resume()
-        hit = await self.reuse.after_flight(lookup) if landed else None
+            while not landed and not backend.remote and not flight.landed:
+                # A local model runs one generation at a time: a waiter that ran on its own
+                # now would queue behind the leader and then compute the same answer again. It
+                # waits on (its client leaving still cancels it); the bound is for upstreams.
+                landed = await flight.wait(wait_s)
+            span.resume()
+            hit = await self.reuse.after_flight(lookup) if landed else None
+            if hit is not None or not landed:
+                break
+            # the leader failed or left, storing nothing: the waiters regroup behind one of
+            # them, which leads a new flight (five waiters of a leader whose client left each
+            # ran the model: a trial), up to REGROUPS times
         result = "served" if hit is not None else "alone"
         self.metrics.reuse_coalesced.labels(model=backend.name, result=result).inc()
         return hit or lookup

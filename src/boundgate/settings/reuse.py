@@ -219,7 +219,8 @@ class ReuseSettings(_Section):
         description="Request coalescing: how long (s) a request may wait for an identical one "
         "in flight in this process (same tenant scope, question and max_tokens, reusable) to "
         "store its answer, served to it as a hit (hit-coalesced), instead of running the model "
-        "again; if the wait runs out or the other fails it runs on its own. On a local model "
+        "again; if the wait runs out it runs on its own, and if the other fails or leaves the "
+        "waiters regroup behind one of them. On a local model "
         "(one generation at a time) a waiter waits until the other lands instead, since "
         "running on its own would queue behind it. 0: no coalescing.",
     )
