@@ -540,6 +540,11 @@ def test_engine_never_serves_across_scopes(
         # an acronym that is a function word in lower case (a trial was served both, 0.98+)
         ("what is the meaning of WHO", "what is the meaning of who", "literal"),
         ("what does IT mean", "what does it mean", "literal"),
+        # the unit "how many" asks for stands for another named on the other side (a
+        # re-check's finding after the rule that lets it stand alone)
+        ("how many miles is a marathon", "marathon distance in km", "unit"),
+        ("how many minutes does it take to boil an egg", "seconds to boil an egg", "unit"),
+        ("how many mph is 100 kmh", "100 kmh in knots", "unit"),
         (
             "how do I turn a python list into a tuple",
             "how to convert a tuple to a list in python",
@@ -741,6 +746,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What does p->next mean in C?", "what does p->next mean in C"),
         ("Are tomatoes related to potatoes?", "Are potatoes related to tomatoes?"),
         ("WHAT IS THE CAPITAL OF FRANCE", "what is the capital of france"),
+        # capitals for emphasis are no acronyms (a re-check's over-vetoes)
+        ("what IS the capital of france", "what is the capital of france"),
+        ("WHY is the sky blue", "why is the sky blue"),
+        ("turn ON bluetooth", "turn on bluetooth"),
         ("what is dna", "What is DNA?"),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 from boundgate.assembly import build_app
 from boundgate.scheduler.handlers import background_tenant
 from boundgate.testing import ThreadedServer
-from helpers import Live, fake_settings, wait_until
+from helpers import Live, assert_error, fake_settings, wait_until
 
 HAIKU = "Write a haiku about autumn."
 
@@ -161,6 +161,36 @@ def test_novelty_budget_gives_429_when_spent_and_no_variant_is_left(tmp_path: Pa
         message = r.json()["error"]["message"]
         assert r.status_code == 429 and "is left" not in message, message
         assert "takes no stored answer" in message, message
+    finally:
+        live.http.close()
+        srv.__exit__()
+
+
+def test_a_request_that_opts_out_of_reuse_still_counts_against_the_novelty_budget(
+    tmp_path: Path,
+) -> None:
+    """A trial: with the novelty budget spent, ``Cache-Control: no-store`` (or
+    ``"boundgate": {"reuse": "off"}``) at temperature 1 was answered every time: a fresh
+    creative generation all the same, it is counted and refused like any other."""
+    srv, live = serve(tmp_path, min_askers=100, novelty_per_day=2)  # no variants here
+    try:
+        body = {"messages": [{"role": "user", "content": "Invent a word."}], "temperature": 1}
+        r = live.http.post("/v1/chat/completions", json=body, headers={"Cache-Control": "no-store"})
+        assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "bypass", r.text
+        assert live.ledger()[r.headers["x-request-id"]].extra.get("novel") == 1
+        assert ask(live, "b", "Invent a colour.").status_code == 200  # the budget is spent
+        for headers, extra in (
+            ({"Cache-Control": "no-store"}, {}),
+            ({"Cache-Control": "private, no-store"}, {}),
+            ({}, {"boundgate": {"reuse": "off"}}),
+        ):
+            r = live.http.post("/v1/chat/completions", json=body | extra, headers=headers)
+            err = assert_error(r, 429, code="novelty_budget_exhausted")
+            assert "takes no stored answer" in err["message"], err
+        # at or below the dial an opted-out request is no creative one
+        cold = body | {"temperature": 0}
+        r = live.http.post("/v1/chat/completions", json=cold, headers={"Cache-Control": "no-store"})
+        assert r.status_code == 200, r.text
     finally:
         live.http.close()
         srv.__exit__()

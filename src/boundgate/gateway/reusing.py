@@ -77,6 +77,17 @@ class Reusing(Metering, Admission):
         # the lookup's decision, as /v1/boundgate/stats counts it)
         if p.reason == "temperature" and key is not None and not (ctx.internal or ctx.novel):
             await self._creative(ctx, req, backend, lookup, variants=p.variants)
+        elif (
+            p.reason == "opt-out"
+            and self.creativity is not None
+            and req.temperature > self.reuse.settings.max_temperature
+            and not (ctx.internal or ctx.novel or only_if_cached(ctx.cache_control))
+        ):
+            # a fresh creative generation whatever the request says of stored answers: a
+            # trial's Cache-Control: no-store (or boundgate.reuse off) at temperature 1 got
+            # past a spent novelty budget every time
+            await self.creativity.admit_novel(ctx.tenant.name, req.temperature, variant="not_taken")
+            lookup.novel = True
         lookup.novel = lookup.novel or ctx.novel  # the ledger marks what the budget counted
         return lookup
 

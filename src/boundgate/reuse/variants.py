@@ -166,8 +166,8 @@ class CreativityBuffer:
                 left = " and no pre-generated variant is left for this prompt"
             elif self.limits.novelty_exhausted == "variants" and variant == "not_taken":
                 left = (
-                    " (this request takes no stored answer, Cache-Control: no-cache or "
-                    "no-store, so no pre-generated variant was served)"
+                    " (this request takes no stored answer: Cache-Control no-cache or "
+                    "no-store, or boundgate.reuse off; so no pre-generated variant was served)"
                 )
             raise RateLimitError(
                 f"tenant {tenant!r} has used its {budget} fresh creative generations for "

@@ -8,7 +8,7 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from ..scope import QUOTED_SPAN, about_form, canonical_query, literal_spans
-from .lexicon import _PROSE_MARKS, _TYPOGRAPHIC, STOPWORDS
+from .lexicon import _PROSE_MARKS, _TYPOGRAPHIC
 
 if TYPE_CHECKING:
     from .extract import Features
@@ -173,6 +173,11 @@ def _lowercase_typist(a: str, b: str, ca: str, cb: str) -> bool:
 
 
 _CAPS_WORD = re.compile(r"\b[A-Z]{2,}\b")
+# function words that are also common acronyms (the World Health Organization, information
+# technology, the United States): only these, since capitals are mostly emphasis ("what IS
+# the capital of France", "WHY is the sky blue": the rule over all function words vetoed
+# them, a re-check's finding)
+ACRONYM_FUNCTION_WORDS = frozenset(["who", "it", "us"])
 _LOWER_WORD = re.compile(r"\b[a-z]{2,}\b")
 
 
@@ -186,7 +191,7 @@ def _acronym_lowered(a: str, b: str) -> bool:
     letters = [c for c in a if c.isalpha()]
     if sum(c.isupper() for c in letters) > len(letters) / 2:
         return False
-    caps = {w.lower() for w in _CAPS_WORD.findall(a)} & STOPWORDS
+    caps = {w.lower() for w in _CAPS_WORD.findall(a)} & ACRONYM_FUNCTION_WORDS
     return bool(caps) and not caps.isdisjoint(_LOWER_WORD.findall(b))
 
 

@@ -400,6 +400,16 @@ def _asks_how_many(f: Features) -> bool:
     return any(w == "how" and n in ("many", "much") for w, n in itertools.pairwise(f.words))
 
 
+def _asked_alone(f: Features, g: Features) -> bool:
+    """``f`` asks "how many" of a unit that ``g`` neither asks for nor names, nor names
+    another unit of its dimension in place of (``_unit_conflict``): "how many miles is a
+    marathon" / "marathon distance in km" still differ (a re-check's finding)."""
+    if not f.asked_unit or _asks_how_many(g) or f.asked_unit in g.units:
+        return False
+    dim = UNIT_DIMENSIONS.get(f.asked_unit, f.asked_unit)
+    return all(UNIT_DIMENSIONS.get(u, u) != dim for u in g.units - f.units)
+
+
 def _unit_conflict(fa: Features, fb: Features) -> bool:
     """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
     A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
@@ -410,9 +420,9 @@ def _unit_conflict(fa: Features, fb: Features) -> bool:
     year old" (a trial's over-veto: hours and years are both times); "How many hours are in
     a day?" / "How many minutes are in a day?" ask for two (``_measure_conflict``)."""
     a, b = fa.units, fb.units
-    if fa.asked_unit and not _asks_how_many(fb) and fa.asked_unit not in b:
+    if _asked_alone(fa, fb):
         a = a - {fa.asked_unit}
-    if fb.asked_unit and not _asks_how_many(fa) and fb.asked_unit not in a:
+    if _asked_alone(fb, fa):
         b = b - {fb.asked_unit}
 
     def of(units: frozenset[str], dim: str) -> set[str]:
