@@ -466,7 +466,10 @@ def install(app: FastAPI, sessions: Sessions) -> None:
             return await render(
                 request, None, "missing.html", "", status=404, page=request.url.path
             )
-        allow = (exc.headers or {}).get("Allow", "")
+        # the API's answer names every method the path takes (Starlette's, only the first
+        # route's: PUT /dashboard/login said "Allow: GET", a re-check)
+        api = await _answer(api_http_error(request, exc))
+        allow = api.headers.get("Allow") or (exc.headers or {}).get("Allow", "")
         response = await render(
             request, None, "missing.html", "", status=405,
             problem=f"{request.method} is not allowed on {request.url.path}; use {allow}.",
