@@ -262,8 +262,8 @@ class Reusing(Metering, Admission):
                 landed = await flight.wait(wait_s)
             span.resume()
             hit = await self.reuse.after_flight(lookup) if landed else None
-            if hit is not None or not landed:
-                break
+            if hit is not None or not landed or flight.answered:
+                break  # (an answer the leader did not store: not stored for them either)
             # the leader failed or left, storing nothing: the waiters regroup behind one of
             # them, which leads a new flight (five waiters of a leader whose client left each
             # ran the model: a trial), up to REGROUPS times

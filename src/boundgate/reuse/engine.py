@@ -337,6 +337,8 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         asker: str | None = None,
     ) -> str | None:
         """Store a fresh answer (if the plan allows); returns its public id."""
+        if lookup.flight is not None:
+            lookup.flight.answered = True  # (its waiters do not regroup: ``Flight``)
         key = lookup.key
         if key is None or not lookup.plan.store or not completion.text.strip():
             return None

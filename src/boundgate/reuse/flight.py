@@ -40,6 +40,10 @@ class Flight:
     def __init__(self, key: FlightKey) -> None:
         self.key = key
         self.waiters = 0  # requests waiting for it now
+        # the leader's model answered (stored or not): its waiters would get an answer it
+        # did not store no better by regrouping (``Gateway._coalesce``); they regroup after
+        # a failure or a departure only
+        self.answered = False
         self._landed = asyncio.Event()
 
     @property
