@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from ..backends.base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
-from ..energy import GenerationSpan, Measurement, Span, combine
+from ..energy import GenerationSpan, Measurement, combine
 from ..errors import BoundgateError, RateLimitError
 from ..reuse.lookup import Lookup
 from ..routing.ladder import Route, Router
@@ -98,69 +98,55 @@ class Routing(Reusing):
             climb.ran(span.stop())
             raise
         try:
-            return await self._answer_rung(
-                ctx, req, backend, cancel, check, climb, lookup, span, stream=stream
-            )
+            lookup_m = span.stop()
+            if lookup is not None and lookup.novel and not ctx.novel:
+                # counted once against the novelty budget, not once per rung; this request
+                # counted it, so a route that fails gives it back (``record_error``)
+                ctx.novel = ctx.novel_counted = True
+            if lookup is not None and lookup.entry is not None:
+                assert self.reuse is not None
+                e = lookup.entry
+                reused = Completion(e.answer, e.finish_reason, hit_usage(backend, req, e))
+                climb.ran(
+                    lookup_m or Measurement(0.0, 0.0, 0.0, "estimate"), reused.usage, fresh=False
+                )
+                await self.reuse.note_hit(lookup, self.asker(ctx, req))
+                return reused, lookup, check(reused)
+            gen: GenerationSpan | None = None
+            note: LedgerRow | None = None
+            before = 0
+            try:
+                self._refuse_if_spent(ctx, lookup)  # the daily budget is spent: no fresh answer
+                refuse_over_context(backend, req)
+                gen = self._generation_span(backend)
+                note = await self._open_request(ctx, req, backend, gen, stream=stream)
+                before = note.completion_tokens  # an earlier rung's, counted on the same note
+                completion = await backend.complete(self._metered_request(req, gen, note), cancel)
+            except (BoundgateError, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    cancel.cancel()
+                if gen is None or gen.token is None:  # the model never started on it
+                    climb.ran(lookup_m)
+                    raise
+                produced = note.completion_tokens - before if note is not None else 0
+                failed = not isinstance(exc, asyncio.CancelledError)
+                partial = cut_short_usage(backend, req, produced, failed=failed)
+                climb.ran(combine(self._measure(gen, backend, partial), lookup_m), partial)
+                self.ledger.processed(backend.name, partial)
+                raise
+            m = self._measure(gen, backend, completion.usage)
+            climb.ran(combine(m, lookup_m), completion.usage)
+            self.ledger.processed(backend.name, completion.usage)
+            reason = check(completion)
+            if reason != "logprob":
+                await self._remember(
+                    ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
+                )
+            elif lookup is not None and lookup.flight is not None:
+                lookup.flight.answered = True  # answered, not stored: its waiters run alone
+            return completion, lookup, reason
         finally:
             self._land(lookup)  # a flight this rung led ends however it did
-
-    async def _answer_rung(
-        self,
-        ctx: RequestContext,
-        req: GenerationRequest,
-        backend: Backend,
-        cancel: CancelToken,
-        check: Callable[[Completion], str | None],
-        climb: Climb,
-        lookup: Lookup | None,
-        span: Span,
-        *,
-        stream: bool,
-    ) -> tuple[Completion, Lookup | None, str | None]:
-        """``_run_rung`` after its lookup: the stored answer, else a generation."""
-        lookup_m = span.stop()
-        if lookup is not None and lookup.novel and not ctx.novel:
-            # counted once against the novelty budget, not once per rung; this request
-            # counted it, so a route that fails gives it back (``record_error``)
-            ctx.novel = ctx.novel_counted = True
-        if lookup is not None and lookup.entry is not None:
-            assert self.reuse is not None
-            e = lookup.entry
-            reused = Completion(e.answer, e.finish_reason, hit_usage(backend, req, e))
-            climb.ran(lookup_m or Measurement(0.0, 0.0, 0.0, "estimate"), reused.usage, fresh=False)
-            await self.reuse.note_hit(lookup, self.asker(ctx, req))
-            return reused, lookup, check(reused)
-        gen: GenerationSpan | None = None
-        note: LedgerRow | None = None
-        before = 0
-        try:
-            self._refuse_if_spent(ctx, lookup)  # the daily budget is spent: no fresh answer
-            refuse_over_context(backend, req)
-            gen = self._generation_span(backend)
-            note = await self._open_request(ctx, req, backend, gen, stream=stream)
-            before = note.completion_tokens  # an earlier rung's, counted on the same note
-            completion = await backend.complete(self._metered_request(req, gen, note), cancel)
-        except (BoundgateError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                cancel.cancel()
-            if gen is None or gen.token is None:  # the model never started on it
-                climb.ran(lookup_m)
-                raise
-            produced = note.completion_tokens - before if note is not None else 0
-            failed = not isinstance(exc, asyncio.CancelledError)
-            partial = cut_short_usage(backend, req, produced, failed=failed)
-            climb.ran(combine(self._measure(gen, backend, partial), lookup_m), partial)
-            self.ledger.processed(backend.name, partial)
-            raise
-        m = self._measure(gen, backend, completion.usage)
-        climb.ran(combine(m, lookup_m), completion.usage)
-        self.ledger.processed(backend.name, completion.usage)
-        reason = check(completion)
-        if reason != "logprob":
-            await self._remember(
-                ctx, lookup, backend, completion, self.energy_report(m, ctx.started), req
-            )
-        return completion, lookup, reason
 
     def _rung(self, req: GenerationRequest, name: str) -> tuple[Backend, GenerationRequest, int]:
         """Rung ``name``'s backend, its copy of ``req`` (reasoning effort applied) and the most
