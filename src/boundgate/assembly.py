@@ -372,11 +372,6 @@ def build_task_classifier(
     return load_task_classifier(embedder)
 
 
-def model_aliases(settings: Settings) -> dict[str, str]:
-    """Each configured alias → the model it names (``models.<name>.aliases``)."""
-    return {a: name for name, ms in settings.models.items() for a in ms.aliases}
-
-
 def build_router(
     settings: Settings, classifier: TaskClassifier | None, aliases: dict[str, str]
 ) -> Router:
@@ -411,7 +406,7 @@ def build_gateway(
     clock = clock or SystemClock()
     if backends is None:
         backends = {name: build_backend(name, ms, settings) for name, ms in settings.models.items()}
-    aliases = model_aliases(settings)
+    aliases = settings.model_aliases
     default = settings.default_model if settings.default_model in backends else next(iter(backends))
     jobs = build_jobs(settings, store, clock, carbon)
     reuse = build_reuse(settings, store, clock, embedder, jobs) if settings.reuse.enabled else None

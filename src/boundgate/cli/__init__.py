@@ -737,10 +737,8 @@ def main() -> None:
         app()
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        raise SystemExit(_exit_code(fail(f"{exc.strerror or exc}{where}", 2))) from None
+        fail(f"{exc.strerror or exc}{where}", 2)
+        raise SystemExit(2) from None
     except sqlite3.OperationalError as exc:  # "attempt to write a readonly database"
-        raise SystemExit(_exit_code(fail(f"the SQLite store: {exc}", 2))) from None
-
-
-def _exit_code(exit: typer.Exit) -> int:
-    return int(exit.exit_code)
+        fail(f"the SQLite store: {exc}", 2)
+        raise SystemExit(2) from None

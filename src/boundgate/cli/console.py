@@ -43,3 +43,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     read as a closing tag and crashed the CLI)."""
     err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
+
+
+def cannot_write(path: object, exc: OSError) -> typer.Exit:
+    """``fail`` (exit 2) for a file the command could not write: a directory that is not
+    there, no permission, a full disk."""
+    return fail(f"cannot write {path}: {exc.strerror or exc}", 2)

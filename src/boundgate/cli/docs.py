@@ -52,7 +52,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..reuse import binding
-from .console import err, fail
+from .console import cannot_write, err, fail
 from .progress import track
 
 docs_app = typer.Typer(
@@ -595,7 +595,7 @@ def docs_export(
         try:
             _write_atomically(output, text)
         except OSError as exc:  # a directory that is not there, no permission, a full disk
-            raise fail(f"cannot write {output}: {exc.strerror or exc}", 2) from None
+            raise cannot_write(output, exc) from None
     for line in failed:
         err.print(
             f"error: not exported: {line} (boundgate docs check --repair)",

@@ -75,14 +75,14 @@ def models(ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = 
     estimates, and a note says so."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..assembly import build_router, model_aliases
+    from ..assembly import build_router
     from ..gateway import EMBEDDING_MODEL, listed_models
     from ..profiles import EnergyProfiles
     from . import _settings, err, opened_store, out, store_missing
 
     settings = _settings(config, data_dir=data_dir)
     backends = _backends(settings)
-    router = build_router(settings, None, model_aliases(settings))  # (no classifier: names)
+    router = build_router(settings, None, settings.model_aliases)  # (no classifier: names)
     table = Table(
         "id",
         "backend",

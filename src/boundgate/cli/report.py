@@ -26,7 +26,7 @@ from rich import box
 from rich.table import Table
 
 from ..store import PeriodRow
-from .console import fail
+from .console import cannot_write, fail
 
 HOUR = 3600
 DAY = 86400
@@ -338,5 +338,5 @@ def report(
             try:
                 plot(plot_path, asyncio.run(store.report_by_period(start, HOUR)), start, now)
             except OSError as exc:  # no permission, a full disk
-                raise fail(f"cannot write {plot_path}: {exc.strerror or exc}", 2) from None
+                raise cannot_write(plot_path, exc) from None
             err.print(f"plot written to {plot_path}", highlight=False)

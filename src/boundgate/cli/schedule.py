@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .console import fail
+from .console import cannot_write, fail
 
 schedule_app = typer.Typer(help="Shift deferrable work into clean hours.", no_args_is_help=True)
 
@@ -55,7 +55,7 @@ def schedule_replay(
     try:
         write_plan(result, out_path)
     except OSError as exc:
-        raise fail(f"cannot write {out_path}: {exc.strerror or exc}", 2) from None
+        raise cannot_write(out_path, exc) from None
     out.print(f"jobs: {len(result.decisions)} (duration {d} h, window {w} h, column {column})")
     out.print(f"mean per job, run-now:           {result.run_now:.3f}")
     out.print(f"mean per job, plan:              {result.planned:.3f}")
@@ -453,4 +453,4 @@ def batch_results(
     try:
         out_path.write_text(text)
     except OSError as exc:  # a trial's --out /nonexistent/x was a traceback
-        raise fail(f"cannot write {out_path}: {exc.strerror or exc}", 2) from None
+        raise cannot_write(out_path, exc) from None

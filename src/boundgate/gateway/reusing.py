@@ -140,8 +140,9 @@ class Reusing(Metering, Admission):
             return
         if cached_only:
             return
-        why = "none_left" if variants else "not_taken"
-        await buf.admit_novel(ctx.tenant.name, req.temperature, variant=why)
+        await buf.admit_novel(
+            ctx.tenant.name, req.temperature, variant="none_left" if variants else "not_taken"
+        )
         lookup.novel = True
 
     @staticmethod

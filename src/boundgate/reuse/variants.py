@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from ..clock import Clock
 from ..errors import ErrorCode, RateLimitError
@@ -137,7 +138,11 @@ class CreativityBuffer:
         return f"novel:{tenant}"
 
     async def admit_novel(
-        self, tenant: str, temperature: float | None = None, *, variant: str = "none_left"
+        self,
+        tenant: str,
+        temperature: float | None = None,
+        *,
+        variant: Literal["none_left", "not_taken", "none"] = "none_left",
     ) -> None:
         """Count one fresh above-dial generation, or raise 429 if the budget is spent.
         ``temperature``: the request's, named in the 429's message (a trial's client that

@@ -325,7 +325,7 @@ class Settings(BaseSettings):
         names = set(self.models) | {a for m in self.models.values() for a in m.aliases}
         # an alias is its model: a rung named twice, either way, runs that model twice on
         # one escalation (a trial's ["mid", "mid"] and ["mid", "medium"] were accepted)
-        model_of = {a: name for name, m in self.models.items() for a in m.aliases}
+        model_of = self.model_aliases
         for ladder, rungs in r.ladders.items():
             if not rungs:
                 raise ValueError(f"routing.ladders.{ladder}: a ladder needs at least one rung")
@@ -380,6 +380,11 @@ class Settings(BaseSettings):
             if m.default:
                 return name
         return next(iter(self.models))
+
+    @property
+    def model_aliases(self) -> dict[str, str]:
+        """Each configured alias → the model it names (``models.<name>.aliases``)."""
+        return {a: name for name, m in self.models.items() for a in m.aliases}
 
     @property
     def db_path(self) -> Path:

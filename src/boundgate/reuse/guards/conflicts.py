@@ -465,34 +465,14 @@ def _audience_one_sided(fa: Features, fb: Features) -> bool:
     return "explain" in asked
 
 
-# a letter standing alone as a word: a name ("vitamin D", "plan B", "hepatitis A", "the key of
-# E major", "solve for x"), not part of a word ("don't", "x-ray", "c++", "e.g.") nor "i" or
-# "u" ("can u"); "a" only written "A" after a sentence's first word (else the article)
-_LETTER = re.compile(r"(?<![\w'’.\-/&#+])([a-z])(?![\w'’\-/&#+]|\.\w)", re.IGNORECASE)
-_SENTENCE_START = re.compile(r"(?:^|[.?!:;]\s*)$")
-
-
-def letter_names(text: str) -> frozenset[str]:
-    """The letters ``text`` names, lower case (``_LETTER``): "vitamin d deficiency" → {"d"}."""
-    out = set()
-    for m in _LETTER.finditer(text):
-        ch = m.group(1)
-        if ch in "iIuU" or ch == "a":
-            continue
-        if ch == "A" and _SENTENCE_START.search(text, 0, m.start()):
-            continue
-        out.add(ch.lower())
-    return frozenset(out)
-
-
-def _letters_differ(a: str, b: str, fa: Features, fb: Features) -> bool:
+def _letters_differ(fa: Features, fb: Features) -> bool:
     """Each side names a letter the other does not: "vitamin D" / "vitamin C", "plan B" /
     "plan C", "d major key signature" / "the key of A major" (a trial was served the last at
     a pair score of 0.99; WordNet makes few letters kinds of one thing, so the siblings rule
     saw only some), or the two questions are one letter apart ("hepatitis a" / "hepatitis
     b": there "a" is no article). One side naming a letter alone is left to the other guards
     ("y is the sky blue" is textspeak)."""
-    la, lb = letter_names(a), letter_names(b)
+    la, lb = fa.letters, fb.letters
     if la - lb and lb - la:
         return True
     i = _apart_at(fa, fb)
@@ -687,7 +667,7 @@ def compare(a: str, b: str) -> Comparison:
         or _other_one_asked(fa, fb)
         or _name_made_common(fa, fb)
         or _siblings_swapped(fa, fb)
-        or _letters_differ(a, b, fa, fb)
+        or _letters_differ(fa, fb)
     ):
         conflicts.append("entity")  # "… How many does Alice have?" / "… Bob have?"
     union = fa.content | fb.content

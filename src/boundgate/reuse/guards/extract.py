@@ -107,6 +107,7 @@ class Features:
     # and a name (``_name_made_common``)
     common: frozenset[str] = field(default_factory=frozenset)
     titled: frozenset[str] = field(default_factory=frozenset)
+    letters: frozenset[str] = field(default_factory=frozenset)  # ``letter_names``
 
 
 def _phrase_stems(phrase: str) -> str:
@@ -344,6 +345,26 @@ def _counted_unit(toks: list[str]) -> str:
     return ""
 
 
+# a letter standing alone as a word: a name ("vitamin D", "plan B", "hepatitis A", "the key of
+# E major", "solve for x"), not part of a word ("don't", "x-ray", "c++", "e.g.") nor "i" or
+# "u" ("can u"); "a" only written "A" after a sentence's first word (else the article)
+_LETTER = re.compile(r"(?<![\w'’.\-/&#+])([a-z])(?![\w'’\-/&#+]|\.\w)", re.IGNORECASE)
+_SENTENCE_START = re.compile(r"(?:^|[.?!:;]\s*)$")
+
+
+def letter_names(text: str) -> frozenset[str]:
+    """The letters ``text`` names, lower case (``_LETTER``): "vitamin d deficiency" → {"d"}."""
+    out = set()
+    for m in _LETTER.finditer(text):
+        ch = m.group(1)
+        if ch in "iIuU" or ch == "a":
+            continue
+        if ch == "A" and _SENTENCE_START.search(text, 0, m.start()):
+            continue
+        out.add(ch.lower())
+    return frozenset(out)
+
+
 @lru_cache(maxsize=FEATURES_CACHE)
 def features(text: str) -> Features:
     toks = words(text)
@@ -487,6 +508,7 @@ def features(text: str) -> Features:
         ),
         levels=_levels(toks),
         common=_common_nouns(text),
+        letters=letter_names(text),
         titled=frozenset(
             stem(w)
             for t in _TITLED.findall(text.strip())

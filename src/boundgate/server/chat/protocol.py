@@ -34,31 +34,22 @@ UNSUPPORTED = (
     "audio",
 )
 
-# Parameters of OpenAI's chat completion API that are not fields of the models below: forwarded
-# to upstreams unchanged (or refused, ``UNSUPPORTED``). With the fields, the names a misspelled
+# Parameters of OpenAI's chat completion API that are not fields of the models below, with the
+# JSON type of their values: forwarded to upstreams unchanged once their type is checked (a
+# trial's "parallel_tool_calls": "yes" and "prediction": "x" were sent on, and made reuse
+# scopes of their own), or refused (``UNSUPPORTED``). With the fields, the names a misspelled
 # chat parameter is compared with (``ChatCompletionRequest.OTHER_NAMES``); none of them is a
 # text completion parameter.
-OPENAI_PASSTHROUGH = (
-    "parallel_tool_calls",
-    "prediction",
-    "web_search_options",
-    "verbosity",
-    "prompt_cache_key",
-    "prompt_cache_retention",
-    "safety_identifier",
-)
-# the JSON types of OPENAI_PASSTHROUGH's values, as OpenAI's API takes them (checked before
-# they are forwarded: a trial's "parallel_tool_calls": "yes" and "prediction": "x" were sent
-# on, and made reuse scopes of their own)
-PASSTHROUGH_TYPES: dict[str, tuple[type, ...]] = {
-    "parallel_tool_calls": (bool,),
-    "prediction": (dict,),
-    "web_search_options": (dict,),
-    "verbosity": (str,),
-    "prompt_cache_key": (str,),
-    "prompt_cache_retention": (str,),
-    "safety_identifier": (str,),
+PASSTHROUGH_TYPES: dict[str, type] = {
+    "parallel_tool_calls": bool,
+    "prediction": dict,
+    "web_search_options": dict,
+    "verbosity": str,
+    "prompt_cache_key": str,
+    "prompt_cache_retention": str,
+    "safety_identifier": str,
 }
+OPENAI_PASSTHROUGH = tuple(PASSTHROUGH_TYPES)
 _JSON_TYPE = {bool: "a boolean", dict: "an object", str: "a string"}
 
 # Sampling parameters of common OpenAI-compatible servers (vLLM, llama.cpp's server, Ollama's
@@ -424,10 +415,10 @@ class SamplingParams(BaseModel):
         """The first OpenAI parameter forwarded unchanged (``PASSTHROUGH_TYPES``) whose value
         is not of the type OpenAI's API takes, with what it should be; null is "not given"."""
         extra = self.model_extra or {}
-        for name, types in PASSTHROUGH_TYPES.items():
+        for name, kind in PASSTHROUGH_TYPES.items():
             value = extra.get(name)
-            if value is not None and not isinstance(value, types):
-                return name, f"{name} must be {_JSON_TYPE[types[0]]}"
+            if value is not None and not isinstance(value, kind):
+                return name, f"{name} must be {_JSON_TYPE[kind]}"
         return None
 
     def stop_list(self) -> list[str]:
