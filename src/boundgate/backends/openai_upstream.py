@@ -289,10 +289,18 @@ class OpenAIBackend(Backend):
         except (ValueError, RecursionError):
             parsed = None
         if resp.status_code in RETRY_STATUSES:
-            detail = body[:200].decode(errors="replace")
+            # the upstream's words go to the server log, not to the client: an upstream's
+            # 5xx body may name its internals, and OpenAI's 429 names the gateway's
+            # organisation and limits (a trial)
+            log.warning(
+                "model %r: its upstream answered %d: %s",
+                self.name,
+                resp.status_code,
+                _upstream_message(parsed, body),
+            )
             asked = _retry_after(resp)
             return _RetryableAnswer(
-                f"upstream answered {resp.status_code}: {detail}",
+                f"upstream answered {resp.status_code} (the server log has its words)",
                 resp.status_code,
                 None if asked is None else min(asked, MAX_RETRY_AFTER_S),
                 asked,
@@ -450,7 +458,8 @@ class OpenAIBackend(Backend):
                 if event.get("error"):
                     err = event["error"]
                     detail = err.get("message") if isinstance(err, dict) else str(err)
-                    raise UpstreamError(f"upstream stream error: {detail}")
+                    log.warning("model %r: its upstream's stream failed: %s", self.name, detail)
+                    raise UpstreamError("upstream stream error (the server log has its words)")
                 if event.get("usage"):
                     usage = event["usage"]
                 choices = event.get("choices") or []
