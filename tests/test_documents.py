@@ -1305,10 +1305,11 @@ def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> 
     res = runner.invoke(cli, ["docs", "import", str(only), *pub, *_config(c)])
     assert res.exit_code == 1 and "nothing to import" in res.output, res.output
     assert not (c / "data" / "boundgate.db").exists()
-    for state in ("ACTIVE", {}):
+    for state, shown in (("ACTIVE", '"ACTIVE"'), ({}, "{}"), (None, "null")):
         odd = _write(tmp_path / "odd.ndjson", {"state": state, "document": dropped})
         res = runner.invoke(cli, ["docs", "import", str(odd), *pub, *_config(c)])
         assert res.exit_code == 1 and "state must be one of" in res.output, res.output
+        assert f"not {shown}" in res.output, res.output  # as the file spells it
         # docs verify fails what docs import refuses (a trial's "bogus" state was "valid")
         res = runner.invoke(cli, ["docs", "verify", str(odd), *pub])
         assert res.exit_code == 1 and "state must be one of" in res.output, res.output

@@ -167,19 +167,14 @@ class ExportState(enum.StrEnum):
 WRAPPER_FIELDS = frozenset({"state", "document", "issuer"})
 
 
-def unwrap(item: Any) -> tuple[Any, str, Any]:
+def unwrap(item: Any) -> tuple[Any, Any, Any]:
     """(document, state, issuer) of one item of an export. A bare document counts as
     ``active``, signed by the exporting gateway (issuer None). Others are wrapped,
     ``{"document": D}`` with ``"state": S`` (a document in another state than active) and/or
     ``"issuer": E`` (a document the exporting gateway imported: its issuer's key, endorsed by
     the exporter, ``binding.Signer.endorse``); a wrapper without ``state`` is active."""
     if isinstance(item, dict) and "document" in item and set(item) <= WRAPPER_FIELDS:
-        state = item.get("state", "active")
-        return (
-            item["document"],
-            state if isinstance(state, str) else repr(state),
-            item.get("issuer"),
-        )
+        return item["document"], item.get("state", "active"), item.get("issuer")
     return item, "active", None
 
 
@@ -476,13 +471,14 @@ def _stored_check(row: Any, keys: _Keys) -> tuple[Any, str, Any, str | None, str
         return body, row.state, None, f"its stored key: {exc}", ""
 
 
-def _state_problem(state: str) -> str | None:
+def _state_problem(state: Any) -> str | None:
     """What is wrong with an export item's ``state`` (None: one of ``DocState``): a trial's
     "state": {} or "ACTIVE" counted silently as not active, and ``docs verify`` called a
     "bogus" state valid where ``docs import`` refused it."""
-    if state in DocState.__members__:
+    if isinstance(state, str) and state in DocState.__members__:
         return None
-    return f"state must be one of {', '.join(DocState)}, not {state!r}"
+    # as the file spells it: a JSON null was printed 'None' (a trial)
+    return f"state must be one of {', '.join(DocState)}, not {json.dumps(state)}"
 
 
 def _problem(doc: Any, key: Any) -> str | None:
