@@ -631,8 +631,12 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("office")  # "Who is the president of X?" / "… the prime minister …"
     if fa.actions and fb.actions and fa.actions.isdisjoint(fb.actions):
         conflicts.append("action")  # "factory reset my phone" / "restart my phone"
-    if fa.aspects and fb.aspects and fa.aspects.isdisjoint(fb.aspects):
-        conflicts.append("aspect")  # "recipe for lasagne" / "calories in lasagne"
+    if (fa.aspects and fb.aspects and fa.aspects.isdisjoint(fb.aspects)) or (
+        fa.ranked and fb.ranked and fa.ranked.isdisjoint(fb.ranked)
+    ):
+        # "recipe for lasagne" / "calories in lasagne"; "largest state by size" / "largest
+        # population"
+        conflicts.append("aspect")
     # a passive turns subject and object around by itself: "How are exceptions handled in
     # C++?" / "How does C++ handle exceptions?"
     turned = fa.passive != fb.passive

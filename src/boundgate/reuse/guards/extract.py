@@ -33,6 +33,7 @@ from .lexicon import (
     NUMBER_WORDS,
     OFFICES,
     ORDINALS,
+    RANKED_MEASURES,
     STOPWORDS,
     SYMMETRIC,
     TECH_NAMES,
@@ -40,6 +41,7 @@ from .lexicon import (
     TECH_SYMBOLS,
     UNITS,
     WEEKDAYS,
+    is_superlative,
     stem,
     words,
 )
@@ -76,6 +78,8 @@ class Features:
     offices: frozenset[int] = field(default_factory=frozenset)  # ``OFFICES`` groups named
     aspects: frozenset[int] = field(default_factory=frozenset)  # ``DISH_ASPECTS`` groups
     actions: frozenset[int] = field(default_factory=frozenset)  # ``DEVICE_ACTIONS`` groups
+    # ``RANKED_MEASURES`` groups a question asking for the top names ("largest population")
+    ranked: frozenset[int] = field(default_factory=frozenset)
     # the tenses its auxiliaries (and irregular pasts) say, and its other words' stems with
     # irregular pasts as their present ("who won" → "win"): ``_tense_conflict``
     symbols: frozenset[str] = field(default_factory=frozenset)  # words of symbols alone: "??"
@@ -299,6 +303,15 @@ def _dish_aspects(toks: list[str]) -> frozenset[int]:
     return frozenset(groups)
 
 
+def _ranked_measures(toks: list[str]) -> frozenset[int]:
+    """The ``ranked_measures`` groups a question names when it asks for the top of a ranking
+    (a superlative or "most" among its words; "largest population", "most populous", "the
+    tallest"); empty when it asks for none."""
+    if not any(t == "most" or is_superlative(t) for t in toks):
+        return frozenset()
+    return frozenset(RANKED_MEASURES[t] for t in toks if t in RANKED_MEASURES)
+
+
 def _holds_any(toks: list[str], phrases: Iterable[tuple[str, ...]]) -> bool:
     """Whether ``toks`` holds one of ``phrases`` (token tuples) as consecutive tokens."""
     for phrase in phrases:
@@ -491,6 +504,7 @@ def features(text: str) -> Features:
         offices=frozenset(OFFICES[t] for t in toks if t in OFFICES),
         aspects=_dish_aspects(toks),
         actions=frozenset(DEVICE_ACTIONS[t] for t in toks if t in DEVICE_ACTIONS),
+        ranked=_ranked_measures(toks),
         symbols=_symbols(text),
         mood=_mood(text, toks),
         passive=_passive(toks),

@@ -276,6 +276,8 @@ DISH_ASPECTS = {w: i for i, group in enumerate(_LISTS["dish_aspects"]) for w in 
 DISH_PAIRING = DISH_ASPECTS["pair"]
 DISH_PAIRING_PHRASES = tuple(tuple(p.split()) for p in _LISTS["dish_pairing_phrases"])
 DEVICE_ACTIONS = {w: i for i, group in enumerate(_LISTS["device_actions"]) for w in group}
+# word → its group in ``ranked_measures`` ("populous" → the population group)
+RANKED_MEASURES = {w: i for i, group in enumerate(_LISTS["ranked_measures"]) for w in group}
 # names read whatever their case (``tech_names``), and those written with symbols, by the
 # name they are read as
 TECH_NAMES = frozenset(_LISTS["tech_names"])

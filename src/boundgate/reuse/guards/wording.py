@@ -112,6 +112,7 @@ _WHEN_DATE = frozenset(_KINDS["when_date"])
 _HOW_MANNER = frozenset(_KINDS["how_manner"])
 _SKIPPED = frozenset(_KINDS["skipped"])
 _OPENING_PREPOSITIONS = frozenset(_KINDS["opening_prepositions"])
+_REQUEST_LEAD = frozenset(_KINDS["request_lead"])
 _EXCLUSIVE = {kind: frozenset(others) for kind, others in _KINDS["exclusive"].items()}
 
 
@@ -123,10 +124,15 @@ def _asked_kind(words: list[str]) -> str:
     "" when none says ("what is …", "which …"). A question answering system's expected
     answer type (Li & Roth 2002, "Learning question classifiers"), coarse enough that
     paraphrases keep it."""
-    # the question word opens the question, or follows its preposition ("In what year …");
-    # elsewhere it is a relative ("scientists who believe …") or opens a clause
-    first = 1 if len(words) > 1 and words[0] in _OPENING_PREPOSITIONS else 0
-    for i, w in enumerate(words[: first + 1]):
+    # the question word opens the question (after a request's words: "explain why …", "can
+    # you tell me when …"), or follows its preposition ("In what year …"); elsewhere it is
+    # a relative ("scientists who believe …") or opens a clause
+    lead = 0
+    while lead < len(words) - 1 and words[lead] in _REQUEST_LEAD:
+        lead += 1
+    first = lead + (1 if len(words) > lead + 1 and words[lead] in _OPENING_PREPOSITIONS else 0)
+    for i in range(lead, min(first + 1, len(words))):
+        w = words[i]
         nxt = words[i + 1] if i + 1 < len(words) else ""
         if w in ("who", "whom"):
             return "person"
