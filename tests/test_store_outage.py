@@ -336,6 +336,32 @@ def test_the_dashboard_answers_a_page_while_the_store_is_down(
     assert_error(api, 503, code="store_unavailable")
 
 
+@pytest.mark.parametrize("with_keys", [True, False], ids=["keys", "open-local-mode"])
+def test_metrics_and_the_dashboard_answer_while_the_store_is_down(
+    outage: Outage, gateway: Live, with_keys: bool
+) -> None:
+    """A trial: during an outage ``/metrics`` answered 503 (its counter of refused requests
+    could be read only afterwards) and, in open local mode, the dashboard the API's JSON. The
+    store's last answer on keys stands while it is down: the scrape renders, with the
+    outage's refusals counted; the dashboard answers a page."""
+    if with_keys:
+        keyed(gateway)
+    assert chat(gateway, "before").status_code == 200
+    outage.halt()
+    assert_error(chat(gateway, "during"), 503, code="store_unavailable")
+    scrape = gateway.http.get("/metrics")
+    assert scrape.status_code == 200, scrape.text
+    refused = 'boundgate_unledgered_errors_total{code="store_unavailable",status="503"} 1.0'
+    assert refused in scrape.text, [m for m in scrape.text.splitlines() if "unledgered" in m]
+    if not with_keys:
+        page = gateway.http.get("/dashboard")
+        assert page.status_code == 503, page.text
+        assert page.headers["content-type"].startswith("text/html"), page.headers
+        # a page of another name is still refused (open local mode's Host check)
+        other = gateway.http.get("/metrics", headers={"host": "rebound.example"})
+        assert_error(other, 400, code="untrusted_host")
+
+
 def test_a_budget_settle_the_outage_stopped_is_made_once_the_store_returns(
     outage: Outage, gateway: Live
 ) -> None:

@@ -132,7 +132,7 @@ class Metrics:
         self.routing_escalations = Counter(
             "boundgate_routing_escalations",
             "Auto-routed requests sent on to the next rung, by the rung left and why "
-            "(empty, length, refusal, error).",
+            "(empty, length, refusal, error, context, logprob).",
             ["from_model", "reason"],
             registry=r,
         )

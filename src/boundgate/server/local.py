@@ -20,9 +20,13 @@ a file upload; no preflight), and a DNS-rebinding page (its own name, re-pointed
 Once a key exists every request needs one and a page has none: nothing here applies then,
 and clients with keys reach the gateway under any name.
 
-Whether a key exists is the store's to say: while it cannot be reached (PostgreSQL down, no
-key seen yet), a request is refused 503 ``store_unavailable``, but for the probes (``/healthz``,
-``/readyz``), which say nothing a page could use and must answer then above all.
+Whether a key exists is the store's to say. While it cannot be reached (PostgreSQL down),
+the last answer it gave stands, and each route says what it can: ``/metrics`` still renders
+(an outage must be seen while it lasts; a trial's scrapes were refused 503 and its counter
+of refused requests read only afterwards), the dashboard answers a page, the API 503
+``store_unavailable``. Before the store has said (no request yet since start), a request is
+refused 503 ``store_unavailable``, but for the probes (``/healthz``, ``/readyz``), which say
+nothing a page could use and must answer then above all.
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ class LocalOnly:
         self.app = app
         self.gateway = gateway
         self.hosts = hosts
+        self.keyed: bool | None = None  # the store's last answer: does a key exist
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,15 +146,17 @@ class LocalOnly:
             return
         headers = Headers(scope=scope)
         try:
-            keyed = await self.gateway.store.has_keys()
+            keyed = self.keyed = await self.gateway.store.has_keys()
         except StoreUnavailableError as exc:
             if scope["path"] in PROBES:
                 await self.app(scope, receive, send)
-            else:
+                return
+            if self.keyed is None:
                 err = store_unavailable(exc)
                 self.gateway.metrics.count_unledgered(err)
                 await send_error(send, err)
-            return
+                return
+            keyed = self.keyed  # the routes answer 503 themselves, in their own form
         if keyed:
             await self.app(scope, receive, send)
             return

@@ -157,19 +157,33 @@ SECURITY_SCHEMES = {
 }
 
 
+# paths answered whether or not the store can be reached (``server/local.py``): every other
+# operation may answer 503 ``store_unavailable`` (PostgreSQL out of reach)
+STORELESS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+STORE_UNAVAILABLE = {
+    "description": "The store (PostgreSQL) cannot be reached: `store_unavailable`, with "
+    "`Retry-After`",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}
+
+
 def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     """Build the schema of ``app`` (its API ``routers``) without FastAPI's 422 answers (the
     gateway never sends one: request validation fails with 400 ``invalid_value``) and without
-    the validation-error components only they used; say which operations take an API key
+    the validation-error components only they used; declare the 503 ``store_unavailable``
+    every operation but the probes and ``/metrics`` may answer; say which operations take an API key
     (optional: none is needed in open local mode) and that ``/metrics`` may take a token."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
             paths = schema.get("paths", {})
-            for operations in paths.values():
+            for path, operations in paths.items():
                 for operation in operations.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    if path not in STORELESS_PATHS:
+                        responses.setdefault("503", STORE_UNAVAILABLE)
             for route in (r for router in routers for r in router.routes):
                 # the schema names a path without its parameters' convertors ("{id:path}")
                 if not isinstance(route, APIRoute) or route.path_format not in paths:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import select
 import threading
@@ -161,6 +162,19 @@ def _lost(conn: _Conn, exc: OperationalError) -> bool:
     connection is broken, or the server said so (class 08, connection exception; 57P,
     shutdown or not accepting connections)."""
     return conn.broken or conn.closed or (exc.sqlstate or "").startswith(("08", "57P"))
+
+
+class _NoConnection(StoreUnavailableError):
+    """No pooled connection answered within ``store.connect_timeout_s``."""
+
+
+# when (monotonic) a call of this context (a request, a background task) last found no
+# connection: its next calls within store.connect_timeout_s fail at once, not each after the
+# bound again (a trial's dashboard page, three store calls, took 15 s to say the store was
+# down). Per context, so a request after the store returns is not refused for another's wait.
+_NO_CONNECTION_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "boundgate_no_connection_at", default=None
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -322,7 +336,17 @@ class PostgresBase:
         bound = (self._statement_timeout_s, "store.statement_timeout_s")
         if timeout_s is not None:  # ping: /readyz answers within the connection's bound
             bound = (timeout_s, "store.connect_timeout_s")
-        return await self._hop(self._on_connection(pool, fn, tx, bound), loop)
+        failed_at = _NO_CONNECTION_AT.get()
+        if failed_at is not None and time.monotonic() - failed_at < self._connect_timeout_s:
+            raise StoreUnavailableError(
+                f"no PostgreSQL connection within {self._connect_timeout_s:g} s (this "
+                "request's earlier call)"
+            )
+        try:
+            return await self._hop(self._on_connection(pool, fn, tx, bound), loop)
+        except _NoConnection:
+            _NO_CONNECTION_AT.set(time.monotonic())
+            raise
 
     async def _on_connection(
         self,
@@ -345,7 +369,7 @@ class PostgresBase:
                 conn = await pool.getconn(bound_s)
         except (TimeoutError, PoolTimeout) as exc:
             # why is in the pool's log ("error connecting in 'boundgate-store': …")
-            raise StoreUnavailableError(f"no PostgreSQL connection within {bound_s:g} s") from exc
+            raise _NoConnection(f"no PostgreSQL connection within {bound_s:g} s") from exc
         except OperationalError as exc:
             raise StoreUnavailableError(f"PostgreSQL: {_reason(exc)}") from exc
         try:
