@@ -855,6 +855,22 @@ def test_policy_cache_control_and_options() -> None:
         ("How old is someone born in 1990", True),
         ("What are the upcoming holidays", True),
         ("What is the weather today in Paris?", True),
+        # a later trial's: stored with no expiry
+        ("Is it going to rain this afternoon?", True),
+        ("What's the temperature in London?", True),
+        ("How much is one bitcoin worth?", True),
+        ("How many yen is a dollar?", True),
+        ("What time does the sun set?", True),
+        ("Is the Eiffel Tower open?", True),
+        ("Is Amazon stock up or down?", True),
+        ("How much does gold cost per ounce?", True),
+        ("What date is it?", True),
+        ("Which day is it?", True),
+        ("What are the top headlines?", True),
+        ("What's Apple's market cap?", True),
+        ("Did it snow in Denver?", True),
+        ("What is the wea\u200bther like?", True),
+        ("ｗｈａｔ ｉｓ ｔｈｅ ｎｅｗｓ", True),
         # what no clock changes
         ("What is the date of the battle of Hastings", False),
         ("How many days are in a leap year", False),
@@ -862,6 +878,11 @@ def test_policy_cache_control_and_options() -> None:
         ("How does the stock market work", False),
         ("What is the boiling temperature of water", False),
         ("How many years did ww2 last", False),
+        ("Is Python open source?", False),
+        ("Why is the sunset red?", False),
+        ("What temperature should chicken be cooked to?", False),
+        ("How many cents are in a dollar?", False),
+        ("Is the Strait of Hormuz open to shipping in general terms, historically", False),
     ],
 )
 def test_time_sensitive_questions_are_those_whose_answer_the_clock_changes(
@@ -1603,6 +1624,59 @@ def test_a_time_sensitive_stored_question_ages_out_for_its_paraphrases_too(
         assert (await engine_lookup(e, asked)).status == "hit-semantic"
         clock.advance(ReuseSettings().time_sensitive_max_age_s + 1)
         assert (await engine_lookup(e, asked)).status == "miss"
+
+    asyncio.run(run())
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [
+            Message("user", "What's the current price of bitcoin?"),
+            Message("assistant", "About $90,000."),
+            Message("user", "And ethereum?"),
+        ],
+        [
+            Message("system", "You report today's weather and the latest news."),
+            Message("user", "Give me the summary."),
+        ],
+    ],
+    ids=["follow-up", "system-prompt"],
+)
+def test_a_conversation_made_time_sensitive_by_an_earlier_message_ages_out(
+    tmp_path: Path, messages: list[Message]
+) -> None:
+    """A trial: the time-sensitive limit read the last user message only, so a follow-up in
+    a conversation about a price, or any question under a system prompt about today's news,
+    was served its stored answer exactly after 5 minutes and for ever."""
+    store = SQLiteStore(tmp_path / "t.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=trusting_verifier(),
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+        clock=clock,
+    )
+    req = GenerationRequest(model="m", messages=messages, temperature=0.0, max_tokens=50)
+
+    async def ask() -> Lookup:
+        p, k = e.plan_for(req, tenant="t", model_version="v", endpoint="/e", cache_control=None)
+        return await e.lookup(p, k)
+
+    async def run() -> None:
+        await e.load()
+        first = await ask()
+        done = Completion("About 3,000 dollars.", "stop", Usage(3, 3))
+        await e.remember(
+            first, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.05
+        )
+        assert (await ask()).status == "hit-exact"
+        clock.advance(ReuseSettings().time_sensitive_max_age_s + 1)
+        assert (await ask()).status == "miss"
 
     asyncio.run(run())
     store.close()

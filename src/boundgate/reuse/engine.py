@@ -263,6 +263,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             options=req.options,
             time_sensitive=self.time_sensitive,
             time_sensitive_max_age_s=self.settings.time_sensitive_max_age_s,
+            context=[m.content for m in (req.messages or [])[:-1]],
         )
         if not answer_labels:
             p = replace(p, answer_labels=False)

@@ -24,7 +24,8 @@ store only while younger than ``reuse.time_sensitive_max_age_s`` seconds.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -54,21 +55,34 @@ class Plan:
 
 DEFAULT_TIME_SENSITIVE = (
     r"\b(today|tonight|tomorrow|yesterday|now|right now|currently|current|latest|newest|"
-    r"recent|recently|this (week|weekend|month|year|morning|evening)|live|breaking|weather|"
-    r"forecast|stock price|exchange rate|score|news|trending|at the moment|as of|"
+    r"recent|recently|this (week|weekend|month|year|morning|afternoon|evening)|live|breaking|"
+    r"weather|forecast|stock price|exchange rate|score|news|headlines|top stories|trending|"
+    r"at the moment|as of|"
     # the clock and the calendar (a trial's "What time is it in Tokyo", "What year is it")
     r"what time is it|time is it|what(?:'s| is) the time|the time (in|now)|"
-    r"what day (is|will)|day of the week is it|what(?:'s| is) (?:the )?date(?! of)|"
-    r"what (year|month) is it|"
+    r"(what|which) day (is|will)|day of the week is it|what(?:'s| is) (?:the )?date(?! of)|"
+    r"what (date|year|month) is it|"
+    r"(what time|when) (does|do|is|will) (the )?(sun|sunset|sunrise)|"
     r"how (many|much) (days|weeks|months|years|hours|minutes|time) (until|till|til|left|to go)|"
     r"how long (until|till)|born in \d{3,4}|how old (will|would)|countdown|when is the next|"
     r"next (full moon|new moon|eclipse|election|holiday|holidays)|upcoming|last night|"
     r"next week|next weekend|"
-    # markets, prices and live events
+    # markets, prices and live events (a trial's "How much is one bitcoin worth?", "How many
+    # yen is a dollar?", "Is Amazon stock up or down?", "What's Apple's market cap?", "Is the
+    # Eiffel Tower open?" were served for ever)
     r"price of|(usd|eur|gbp|jpy|cny|inr|cad|aud|chf) (in|to) (usd|eur|gbp|jpy|cny|inr|cad|aud|chf)|"
+    r"(dollars?|euros?|pounds?|yen|yuan|rupees?|pesos?) (is|are|in|to|per) (a |an |one )?"
+    r"(dollar|euro|pound|yen|yuan|rupee|peso)s?|"
+    r"how much (is|are) [\w' ]{1,40} worth|"
+    r"how much (does|do|is) (gold|silver|platinum|oil|gas|gasoline|petrol|diesel|bitcoin|"
+    r"ethereum|an ounce of gold)( \w+)? cost|"
+    r"stocks? (up|down|doing)|market cap|share price|"
     r"markets? (open|closed)|open (now|today|tomorrow)|opening hours|"
+    r"(is|are) [\w' ]{1,40} (open|closed)(?=\s*[?.!]*\s*$)|"
     r"is it (raining|snowing|sunny|cloudy|windy|cold|hot|warm)|raining|snowing|"
-    r"temperature outside|outside temperature|who is winning|standings)\b"
+    r"(did|will|is) it (rain|snow|storm|hail)|"
+    r"temperature outside|outside temperature|what(?:'s| is) the temperature (in|at)|"
+    r"who is winning|standings)\b"
 )
 
 
@@ -79,8 +93,13 @@ class TimeSensitivity:
         self.pattern = re.compile(pattern, re.IGNORECASE)
 
     def __call__(self, text: str) -> bool:
-        return bool(self.pattern.search(text))
+        # read as typed: compatibility forms folded ("ｔｏｄａｙ") and invisible format
+        # characters dropped ("wea\u200bther" was not the weather to the pattern, a trial)
+        folded = unicodedata.normalize("NFKC", text)
+        return bool(self.pattern.search(_FORMAT_CHARS.sub("", folded)))
 
+
+_FORMAT_CHARS = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")  # invisible (Cf)
 
 DELTA_SECONDS_MAX = 2**31  # RFC 9111 §1.2.2
 
@@ -181,8 +200,11 @@ def plan(
     options: Any,
     time_sensitive: TimeSensitivity,
     time_sensitive_max_age_s: float,
+    context: Sequence[str] = (),
 ) -> Plan:
-    """Decide lookup and store for one request. Raises 400 on malformed directives."""
+    """Decide lookup and store for one request. ``context``: the texts of its earlier
+    messages (the system prompt among them), read for time sensitivity as the question is.
+    Raises 400 on malformed directives."""
     no_cache, no_store, max_age = _parse_cache_control(cache_control)
     mode, body_max_age = _parse_options(options)
     if body_max_age is not None:
@@ -193,7 +215,11 @@ def plan(
         return Plan(Mode.OFF, False, None, "no-question")
     if has_tools:
         return Plan(Mode.OFF, False, None, "tools")
-    if time_sensitive(query):
+    # a follow-up in a time-sensitive conversation ("What's the price of bitcoin?" … "And
+    # ethereum?"), or a system prompt that makes every answer one ("You report today's
+    # weather"), goes stale with it: its stored answers are in that conversation's scope
+    # only, so the lookup's freshness bounds them (a trial was served both after 5 minutes)
+    if time_sensitive(query) or any(time_sensitive(text) for text in context):
         max_age = (
             time_sensitive_max_age_s if max_age is None else min(max_age, time_sensitive_max_age_s)
         )
