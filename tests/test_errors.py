@@ -478,6 +478,14 @@ def test_embeddings_dimensions_above_the_models_are_not_told_they_cannot_be_shor
     assert "must be 384" in err["message"] and "got 1000" in err["message"], err
 
 
+def test_embeddings_only_if_cached_is_a_504(fake_live: Live) -> None:
+    """A trial: ``Cache-Control: only-if-cached`` got freshly computed vectors (chat answers
+    504 ``not_stored`` when nothing stored fits; embeddings are never stored)."""
+    headers = {"Cache-Control": "only-if-cached"}
+    r = fake_live.http.post("/v1/embeddings", json={"input": "x"}, headers=headers)
+    assert_error(r, 504, code="not_stored", param="Cache-Control")
+
+
 def test_a_misspelled_embeddings_parameter_is_refused_as_on_chat(fake_live: Live) -> None:
     """A trial: "inputs" beside "input" (or "dimension") was ignored on /v1/embeddings while
     chat refused "mesages"; both refuse a near miss with 400 ``unknown_parameter``. Other

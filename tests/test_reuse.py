@@ -64,6 +64,19 @@ def test_second_ask_is_an_exact_hit_with_honest_avoided_energy(fake_live: Live) 
     assert row2.wh > 0 and row2.method == row1.method  # the lookup itself is metered too
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stored_answer_is_served_with_its_age(fake_live: Live, stream: bool) -> None:
+    """RFC 9111 §5.1: a cache serving a stored response must send ``Age`` (a trial found
+    none on any hit); a fresh answer has none."""
+    first = ask(fake_live)
+    assert first.headers["x-boundgate-reuse"] == "miss" and "age" not in first.headers
+    fake_live.gateway.clock = _Later(fake_live.gateway.clock, 7)
+    body = {"messages": [{"role": "user", "content": Q}], "temperature": 0, "stream": stream}
+    with fake_live.http.stream("POST", "/v1/chat/completions", json=body) as r:
+        assert r.headers["x-boundgate-reuse"] == "hit-exact"
+        assert 7 <= int(r.headers["age"]) <= 60, r.headers
+
+
 def test_streamed_hit_replays_the_stored_text_in_chunks(fake_live: Live) -> None:
     text = ask(fake_live).json()["choices"][0]["message"]["content"]
     with fake_live.http.stream(

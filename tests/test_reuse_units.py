@@ -898,6 +898,16 @@ def test_a_max_age_given_twice_counts_at_its_strictest() -> None:
         assert _plan(cache_control=header).max_age_s == 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("header", ['ext="a,no-store,b"', 'ext="1,max-age=0,2"', 'x="a,max-age=x"'])
+def test_a_quoted_extension_value_keeps_its_commas(header: str) -> None:
+    """A trial: the directives were split at every comma, quoted ones too (RFC 9110 §5.6.4),
+    so an unknown extension's value read as no-store, max-age=0, or a 400; unknown
+    directives are ignored (RFC 9111 §5.2.3)."""
+    p = _plan(cache_control=header)
+    assert (p.lookup, p.store, p.max_age_s) == (Mode.SEMANTIC, True, None)  # type: ignore[attr-defined]
+    assert _plan(cache_control=header + ", no-store").store is False  # type: ignore[attr-defined]
+
+
 # --- verifier ---------------------------------------------------------------------------
 def test_threshold_drops_only_when_data_proves_it_and_feedback_raises_it() -> None:
     v = Verifier(

@@ -68,10 +68,12 @@ class Result:
     # what a copy of the answer served later avoids, as recorded with a stored answer
     generation: EnergyReport | None = None
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, now: float | None = None) -> dict[str, str]:
+        """The response's headers: energy, reuse (a stored answer's ``Age`` at ``now``, unix
+        seconds) and route."""
         h = self.energy.headers()
         if self.reuse is not None:
-            h.update(self.reuse.headers())
+            h.update(self.reuse.headers(now))
         if self.route is not None:
             h["x-boundgate-route"] = self.route.header()
         return h

@@ -128,8 +128,13 @@ class Lookup:
         """``veto`` where nothing was reused (on a hit another candidate served)."""
         return None if self.hit else self.veto
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, now: float | None = None) -> dict[str, str]:
+        """The response's reuse headers; with ``now`` (unix seconds, the request's start) a
+        stored answer's ``Age`` (RFC 9111 §5.1: whole seconds since it was stored, or its
+        document bound; a cache serving a stored response must send it)."""
         h = {"x-boundgate-reuse": self.status}
+        if self.entry is not None and now is not None:
+            h["Age"] = str(max(0, int(now - self.entry.created)))
         doc = self.document
         if doc:
             h["x-boundgate-document"] = doc

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.request import parse_http_list
 
 from ..errors import InvalidRequestError
 
@@ -106,8 +107,9 @@ DELTA_SECONDS_MAX = 2**31  # RFC 9111 §1.2.2
 
 def _directives(header: str | None) -> Iterator[tuple[str, str]]:
     """The directives of a Cache-Control request header (its fields joined by commas):
-    (name in lower case, value as given; "" without one)."""
-    for part in (header or "").split(","):
+    (name in lower case, value as given; "" without one). A quoted value keeps its commas
+    (RFC 9110 §5.6.4: a trial's ``ext="a,no-store,b"`` read as no-store)."""
+    for part in parse_http_list(header or ""):
         name, _, value = part.strip().partition("=")
         yield name.strip().lower(), value
 

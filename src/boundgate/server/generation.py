@@ -138,7 +138,7 @@ async def complete(
             **(result.route.fields() if result.route else {}),
         },
     }
-    headers = {"x-request-id": ctx.request_id, **result.headers()}
+    headers = {"x-request-id": ctx.request_id, **result.headers(ctx.started)}
     return body, headers
 
 
@@ -208,7 +208,7 @@ async def stream(
 
     headers = {"x-request-id": ctx.request_id, "x-boundgate-grid-zone": gateway.grid_zone}
     if ctx.reuse is not None:
-        headers.update(ctx.reuse.headers())
+        headers.update(ctx.reuse.headers(ctx.started))
     if ctx.route is not None:
         headers["x-boundgate-route"] = ctx.route.header()
     return body(), headers

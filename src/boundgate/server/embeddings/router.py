@@ -9,9 +9,16 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ...errors import ContextLengthExceededError, ErrorCode, InvalidRequestError, NotFoundError
+from ...errors import (
+    ContextLengthExceededError,
+    ErrorCode,
+    InvalidRequestError,
+    NotFoundError,
+    NotStoredError,
+)
 from ...gateway import RequestContext
 from ...reuse.embedder import MAX_TOKENS
+from ...reuse.policy import only_if_cached
 from ..chat.protocol import near_miss
 from ..common import StrictJSONRoute, context, gateway_of, unknown_parameter
 from ..openapi import errors, ok
@@ -33,10 +40,12 @@ MAX_INPUTS = 2048
             404,
             413,
             429,
+            504,
             notes={
                 400: "an input longer than the model reads (`context_length_exceeded`), "
                 "more tokens than the key's whole daily budget (`invalid_value`)",
                 404: "an unknown model (`model_not_found`), or reuse is disabled",
+                504: "`Cache-Control: only-if-cached`: embeddings are never stored (`not_stored`)",
             },
         ),
     },
@@ -92,6 +101,14 @@ async def embeddings(
             f"reads ({len(too_long)} such input{'s' if many else ''}); split "
             f'{"them" if many else "it"}, or send "truncate": true to embed only the start',
             param="input",
+        )
+    if only_if_cached(ctx.cache_control):
+        # RFC 9111 §5.2.1.7: nothing stored fits, so 504, not a fresh computation (a trial
+        # was answered 200 with new vectors where chat answers 504)
+        raise NotStoredError(
+            "embeddings are never stored, and Cache-Control: only-if-cached says not to "
+            "compute them",
+            param="Cache-Control",
         )
     vectors, tokens, energy = await gw.embed(ctx, strings)
     data = []
