@@ -66,3 +66,36 @@ def test_a_long_streams_hold_outlives_the_lease(gw: Gateway) -> None:
         return await used_today(gw, "acme")
 
     assert arun(main()) == 81  # the first request's prompt and 80 tokens: nothing else
+
+
+def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(gw: Gateway) -> None:
+    """A replicas trial: a request whose note's lease lapsed while it ran (its process could
+    not reach the store, or stalled) was recovered by a live peer as ``interrupted``, its
+    tokens so far charged; its own row then replaced that row and its settle charged the
+    whole usage again (683 tokens counted against 552 in the ledger). Here the process's
+    own recovery step plays the peer, while the request still streams."""
+    acme = Tenant("acme", daily_tokens=1000)
+    clock = gw.clock
+    assert isinstance(clock, FakeClock)
+    lease = gw.ledger.lease_s
+
+    async def main() -> tuple[str, list[tuple[str, int]]]:
+        ctx = gw.context(acme, "/v1/completions")
+        events = gw.stream(ctx, ask("one two three four five six", 20))
+        start, recovered = clock.time(), []
+        async for _event in events:
+            if not recovered and clock.time() - start > 2 * TOKEN_S:
+                await gw.ledger.renew()  # its note carries its tokens so far
+                clock.advance(lease + 1)  # and is renewed no more
+                recovered = [
+                    (row.outcome, row.prompt_tokens + row.completion_tokens)
+                    for row in await gw.ledger.recover()
+                ]
+        return ctx.request_id, recovered
+
+    request_id, recovered = arun(main())
+    # the peer's view: the note's lease ran out; it charged the tokens the note carried
+    assert [outcome for outcome, _ in recovered] == ["interrupted"] and recovered[0][1] > 0
+    row = arun(gw.store.get_row(request_id))
+    assert row is not None and row.outcome == "ok", row  # the request's own row replaced it
+    assert arun(used_today(gw, "acme")) == row.prompt_tokens + row.completion_tokens

@@ -101,15 +101,20 @@ class LedgerWriter:
         lease_s: float,
         lookups: LookupCounter | None = None,
         on_recovered: Callable[[list[LedgerRow]], Awaitable[None]] | None = None,
+        on_replaced: Callable[[list[LedgerRow]], Awaitable[None]] | None = None,
     ) -> None:
         """``lease_s``: how long an open request's note is vouched for without a renewal
         (``store.open_request_lease_s``; renewed every third of it). ``lookups``: told of
         every row carrying a semantic lookup that this writer writes (the reuse engine).
         ``on_recovered``: given the ``interrupted`` rows :meth:`recover` wrote (the limiter
-        charges their tokens to their keys' budgets)."""
+        charges their tokens to their keys' budgets). ``on_replaced``: given the
+        ``interrupted`` rows a process (a live peer, after the note's lease lapsed) made of
+        this process's requests, which their own rows replaced (the limiter takes back what
+        ``on_recovered`` charged: the request's own settle charges its whole usage)."""
         self.store = store
         self.lookups = lookups
         self.on_recovered = on_recovered
+        self.on_replaced = on_replaced
         self.metrics = metrics
         self.clock = clock
         self.grid_zone = grid_zone
@@ -117,6 +122,9 @@ class LedgerWriter:
         # who holds this process's notes: host, pid and a fresh id (pids are reused)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._open: dict[str, LedgerRow] = {}  # request id → its note's row, kept current
+        # request id → until when (clock time) its note's lease is known renewed: past it, a
+        # peer may have recovered the note as interrupted (``_record``)
+        self._vouched: dict[str, float] = {}
         # request id → what sets its note's energy so far (its generation's meter)
         self._progress: dict[str, Callable[[LedgerRow], None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -266,11 +274,13 @@ class LedgerWriter:
             self._progress[row.id] = progress
         self._refresh(row)
         self._open[row.id] = row
+        until = self.clock.time() + self.lease_s
         try:
-            await self.store.open_request(row, self.owner, self.clock.time() + self.lease_s)
+            await self.store.open_request(row, self.owner, until)
         except BaseException:
             self.close(row.id)
             raise
+        self._vouched[row.id] = until
         return row
 
     def opened(self, request_id: str) -> LedgerRow | None:
@@ -283,6 +293,7 @@ class LedgerWriter:
         the note becomes its row once the lease runs out)."""
         self._open.pop(request_id, None)
         self._progress.pop(request_id, None)
+        self._vouched.pop(request_id, None)
 
     def _refresh(self, row: LedgerRow) -> None:
         row.latency_ms = max(0.0, (self.clock.time() - row.ts) * 1000.0)
@@ -300,7 +311,11 @@ class LedgerWriter:
         rows = list(self._open.values())
         for row in rows:
             self._refresh(row)
-        await self.store.renew_requests(self.owner, self.clock.time() + self.lease_s, rows)
+        until = self.clock.time() + self.lease_s
+        await self.store.renew_requests(self.owner, until, rows)
+        for row in rows:
+            if row.id in self._vouched:
+                self._vouched[row.id] = until
 
     async def recover(self) -> list[LedgerRow]:
         """Write the rows of requests whose process died (their notes' leases ran out)."""
@@ -350,7 +365,7 @@ class LedgerWriter:
         each replaces the request's note, or the ``interrupted`` row a process made of it
         meanwhile. Stops at the first the store still refuses."""
         for row in list(self._unwritten.values()):
-            await self.store.record(row)
+            await self._record(row, lapsed=True)  # kept through an outage: it may have
             del self._unwritten[row.id]
             self.observe(row)
 
@@ -399,7 +414,7 @@ class LedgerWriter:
         counts = self._counts_lookup(row)
         written = False
         try:
-            await self.store.record(row)
+            await self._record(row, lapsed=self._lapsed(row.id))
             written = True
         except asyncio.CancelledError:
             if observe:
@@ -459,8 +474,31 @@ class LedgerWriter:
         self.observe(row)
         self._record_soon(row, False)
 
+    def _lapsed(self, request_id: str) -> bool:
+        """Whether request ``request_id``'s note may have been recovered by another process:
+        its lease is not known renewed up to now (a stalled loop, an outage)."""
+        until = self._vouched.get(request_id)
+        return until is not None and self.clock.time() >= until
+
+    async def _record(self, row: LedgerRow, *, lapsed: bool) -> None:
+        """Record ``row``. ``lapsed``: its note may have been recovered meanwhile (the
+        lease ran out unrenewed); then the row it replaces is read first, and if that was
+        an ``interrupted`` row a process made of the note, ``on_replaced`` is told (a
+        replicas trial: the peer's charge of the note's tokens stood beside the request's
+        own settle of its whole usage, 683 tokens counted against 552 ledgered)."""
+        before = await self.store.get_row(row.id) if lapsed else None
+        await self.store.record(row)
+        if before is None or before.outcome != INTERRUPTED or self.on_replaced is None:
+            return
+        try:
+            await self.on_replaced([before])
+        except Exception:  # the row stands; the charge stays counted twice, as before
+            log.exception("request %s: taking back its interrupted row's charge failed", row.id)
+
     def _record_soon(self, row: LedgerRow, counts: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self.store.record(row))
+        task = asyncio.get_running_loop().create_task(
+            self._record(row, lapsed=self._lapsed(row.id))
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         if counts:

@@ -73,6 +73,7 @@ from .store import (
     Release,
     StoreUnavailableError,
 )
+from .store.outages import OutageLog
 
 DAY_S = 86_400
 RPM_WINDOW_S = 60.0
@@ -243,6 +244,9 @@ class Limiter:
         # ``keep_held`` is woken to try them again
         self._unsettled: deque[tuple[str, str, str, float, int]] = deque(maxlen=UNSETTLED_KEPT)
         self._wake = asyncio.Event()
+        # renewals meeting the store out of reach: one warning per outage, no traceback (a
+        # trial's replica logged one at each try)
+        self._renewals = OutageLog(log, "budget: renewing the holds of running requests")
         self._pruned_at = float("-inf")
         # the reservations of requests still running, by hold id: their holds are renewed
         # (:meth:`renew`) until they are settled. Weak: a reservation its request dropped
@@ -387,6 +391,18 @@ class Limiter:
         their lease (``limits.reservation_lease_s``) runs out, so until then a key carries
         both (a trial saw the tokens never charged at all). A key without a budget has no
         counter that day: nothing is charged."""
+        await self._charge_rows(rows, 1)
+
+    async def uncharge_interrupted(self, rows: list[LedgerRow]) -> None:
+        """Take back what :meth:`charge_interrupted` charged for ``rows``: ``interrupted``
+        rows a process made of requests that were still running (their notes' leases
+        lapsed: their process stalled or could not reach the store), which their own rows
+        replaced; their own settles charge their whole usage (``LedgerWriter.on_replaced``)."""
+        await self._charge_rows(rows, -1)
+
+    async def _charge_rows(self, rows: list[LedgerRow], sign: int) -> None:
+        """Add (``sign`` 1) or take back (-1) the tokens of ``rows`` on their keys' daily
+        token and reasoning counters, in the UTC day each started."""
         for row in rows:
             owner = Tenant(row.tenant, row.key_id, limits_key=row.key_id).counted_as
             window = day_window(row.ts)
@@ -396,7 +412,7 @@ class Limiter:
             )
             for counter, used in charges:
                 if used > 0:
-                    await self.store.settle(uuid.uuid4().hex, counter, window, used)
+                    await self.store.settle(uuid.uuid4().hex, counter, window, sign * used)
 
     async def uncount(self, res: Reservation) -> None:
         """Give back the per-minute slot ``res`` took: its request was refused after it was
@@ -533,8 +549,8 @@ class Limiter:
         whatever :meth:`keep_held`'s timer did (a stalled loop; a clock moved by hand)."""
         try:
             await self.renew(due=True)
-        except Exception:  # the claim decides; keep_held tries again
-            log.exception("budget: renewing the holds of running requests failed")
+        except Exception as exc:  # the claim decides; keep_held tries again
+            self._renewals.failed(exc)
 
     async def keep_held(self) -> None:
         """Renew the holds of running requests every third of their lease (the server runs
@@ -544,10 +560,11 @@ class Limiter:
         while True:
             try:
                 await self.renew()
+                self._renewals.succeeded()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the store restarting: try again next time
-                log.exception("budget: renewing the holds of running requests failed")
+            except Exception as exc:  # the store restarting: try again next time
+                self._renewals.failed(exc)
             self._wake.clear()
             waiting = await self.settle_unsettled()
             every = self.limits.reservation_lease_s / 3

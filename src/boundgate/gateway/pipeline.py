@@ -118,6 +118,7 @@ class Gateway(Routing, Embedding):
             lookups=reuse,  # a semantic lookup counts when its answered request's row is written
             # an interrupted request's tokens are charged to its key's budgets when recovered
             on_recovered=limiter.charge_interrupted,
+            on_replaced=limiter.uncharge_interrupted,
         )
         for name, b in backends.items():
             self.metrics.track_queue(name, b.queue_depth)
