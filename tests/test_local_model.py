@@ -92,6 +92,35 @@ def test_chat_non_stream_with_openai_sdk(local_live: Live) -> None:
     assert row.grid_zone == raw.headers["x-boundgate-grid-zone"] == "DE-LU"
 
 
+def test_a_json_response_format_holds_the_local_models_answer_to_it(local_live: Live) -> None:
+    """An API trial: ``response_format`` was ignored by the local model (a plain sentence
+    answered JSON mode), and a JSON request was served the plain answer stored before. It is
+    a grammar now: ``json_object`` answers a JSON object, ``json_schema`` one of its schema,
+    each in a reuse scope of its own; a schema llama.cpp cannot convert is a 400."""
+    ask = [{"role": "user", "content": "What is the capital of France? Reply in JSON."}]
+    body: dict[str, Any] = {"messages": ask, "max_tokens": 48, "temperature": 0}
+    plain = local_live.http.post("/v1/chat/completions", json=body)
+    assert plain.status_code == 200, plain.text
+    as_object = {**body, "response_format": {"type": "json_object"}}
+    r = local_live.http.post("/v1/chat/completions", json=as_object)
+    assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss", r.text
+    assert isinstance(json.loads(r.json()["choices"][0]["message"]["content"]), dict)
+    schema = {
+        "type": "object",
+        "properties": {"capital": {"type": "string", "maxLength": 20}},
+        "required": ["capital"],
+    }
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}
+    r = local_live.http.post("/v1/chat/completions", json={**body, "response_format": fmt})
+    assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss", r.text
+    assert "capital" in json.loads(r.json()["choices"][0]["message"]["content"])
+    again = local_live.http.post("/v1/chat/completions", json={**body, "response_format": fmt})
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"  # its own scope, reused
+    odd = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "bogus"}}}
+    r = local_live.http.post("/v1/chat/completions", json={**body, "response_format": odd})
+    assert r.status_code == 400 and r.json()["error"]["param"].startswith("response_format"), r.text
+
+
 def test_greedy_generation_is_deterministic(local_live: Live) -> None:
     client = local_live.openai()
     texts = {

@@ -182,6 +182,9 @@ class Backend(ABC):
     # penalties, logit_bias, response_format, …); False: it ignores them (the local llama.cpp
     # model), so they change nothing it answers, and no reuse scope either (``as_read``).
     reads_passthrough: bool = True
+    # the parameters such a model does read among them (the local model: response_format,
+    # as a grammar), kept in its reuse scope
+    reads_params: frozenset[str] = frozenset()
 
     def __init__(self, name: str, *, params_b: float, context_length: int | None) -> None:
         self.name = name
@@ -202,8 +205,9 @@ class Backend(ABC):
         ``reads_passthrough``, without the parameters it ignores (a trial: presence_penalty
         0.5, logit_bias, top_k 40 each recomputed the identical answer), ``tools`` and
         ``functions`` kept (they decide whether reuse applies at all). Else ``req`` itself."""
-        if not self.reads_passthrough and any(k not in _DECIDING for k in req.passthrough):
-            kept = {k: v for k, v in req.passthrough.items() if k in _DECIDING}
+        reads = _DECIDING | self.reads_params
+        if not self.reads_passthrough and any(k not in reads for k in req.passthrough):
+            kept = {k: v for k, v in req.passthrough.items() if k in reads}
             req = replace(req, passthrough=kept)
         if not self.developer_as_system or req.messages is None:
             return req

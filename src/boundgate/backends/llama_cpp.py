@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import json
 import math
 import os
 import struct
@@ -29,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ContextLengthExceededError, ServiceUnavailableError
+from ..errors import (
+    ContextLengthExceededError,
+    ErrorCode,
+    InvalidRequestError,
+    ServiceUnavailableError,
+)
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Message, Usage
 from .reasoning import CLOSE_THINKING, OPEN, ThinkBudget
 
@@ -203,8 +209,10 @@ class LlamaCppBackend(Backend):
         # until the chat template is read (``_load``): a "developer" message is given to it
         # as the system message it stands for (``chat_messages``), unless it names the role
         self.developer_as_system = True
-        # it reads none of OpenAI's other parameters (``generate`` passes none on)
+        # it reads none of OpenAI's other parameters but response_format (``generate``
+        # passes none on; a JSON response_format is a grammar, ``_grammar``)
         self.reads_passthrough = False
+        self.reads_params = frozenset({"response_format"})
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._busy = False
@@ -365,6 +373,39 @@ class LlamaCppBackend(Backend):
             tokens = [bos if bos >= 0 else llm.token_eos()]
         return tokens, stop, prompt.rstrip().endswith(OPEN)
 
+    def _grammar(self, req: GenerationRequest) -> Any:
+        """The llama.cpp grammar ``req``'s ``response_format`` asks for (an API trial: JSON
+        mode was ignored and a plain sentence answered): ``json_object`` any JSON object
+        (llama.cpp's JSON grammar), ``json_schema`` its schema's (llama.cpp's converter;
+        without a schema, any object); None for ``text`` or none. Raises
+        InvalidRequestError (400) for a schema the converter does not take, and for a
+        reasoning model (its thinking would be held to the format too)."""
+        fmt = req.passthrough.get("response_format")
+        if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
+            return None
+        kind = fmt["type"]
+        if self.reasoning:
+            raise InvalidRequestError(
+                f"response_format {kind} is not supported on the local reasoning model "
+                f"'{self.name}' (its thinking would be held to the format)",
+                param="response_format",
+                code=ErrorCode.UNSUPPORTED_PARAMETER,
+            )
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        spec = fmt.get("json_schema") if kind == "json_schema" else None
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if schema is None:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as exc:  # the converter asserts on what it does not know
+            raise InvalidRequestError(
+                f"response_format.json_schema.schema: the local model '{self.name}' cannot "
+                f"hold its answer to this schema ({' '.join(str(exc).split())[:200]})",
+                param="response_format.json_schema.schema",
+            ) from exc
+
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken
     ) -> AsyncGenerator[Chunk, None]:
@@ -381,6 +422,7 @@ class LlamaCppBackend(Backend):
                 param="messages" if req.messages is not None else "prompt",
             )
         max_tokens = min(req.max_tokens, self.n_ctx - len(tokens))
+        grammar = await asyncio.to_thread(self._grammar, req)
         if self._busy and self._waiting >= self.queue_size:
             raise ServiceUnavailableError(
                 "the local model is busy and its queue is full; retry later",
@@ -453,6 +495,7 @@ class LlamaCppBackend(Backend):
                         seed=req.seed,
                         stream=True,
                         logits_processor=processors,
+                        grammar=grammar,
                     )
                     for part in stream:
                         if cancel.cancelled:
