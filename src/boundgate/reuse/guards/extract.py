@@ -41,6 +41,7 @@ from .lexicon import (
     TECH_SYMBOLS,
     UNITS,
     WEEKDAYS,
+    WORK_ASPECTS,
     is_superlative,
     stem,
     words,
@@ -296,11 +297,15 @@ _TITLED = re.compile(r"(?<![.!?]\s)(?<!^)(?<!\b[Aa] )(?<!\b[Aa]n )(?<!\b[Tt]he )
 
 def _dish_aspects(toks: list[str]) -> frozenset[int]:
     """The ``dish_aspects`` groups a question names, by word or by a pairing phrase ("goes
-    well with")."""
+    well with"), and the ``work_aspects`` groups (a book's plot, its themes)."""
     groups = {DISH_ASPECTS[t] for t in toks if t in DISH_ASPECTS}
+    groups.update(WORK_ASPECTS[t] for t in toks if t in WORK_ASPECTS)
     if _holds_any(toks, DISH_PAIRING_PHRASES):
         groups.add(DISH_PAIRING)
     return frozenset(groups)
+
+
+_ACRONYM_PLURAL = re.compile(r"[A-Z]{2,}s")
 
 
 def _ranked_measures(toks: list[str]) -> frozenset[int]:
@@ -473,7 +478,9 @@ def features(text: str) -> Features:
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
     names = frozenset(
         stem(w)
-        for name in raw
+        # an acronym's plural is the acronym ("explain VPNs" / "What is a VPN?", a trial's
+        # over-veto: the stemmer keeps "vpns")
+        for name in (n[:-1] if _ACRONYM_PLURAL.fullmatch(n) else n for n in raw)
         for w in ALIASES.get(name.casefold(), (name.casefold(),))
         if w not in STOPWORDS and _number(w) is None  # "II" of "World War II" is a number
     )

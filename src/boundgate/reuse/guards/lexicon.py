@@ -272,6 +272,12 @@ LANGUAGE_TASKS = {w: i for i, group in enumerate(_LISTS["language_tasks"]) for w
 OFFICES = {w: i for i, group in enumerate(_LISTS["offices"]) for w in group}
 # word → its group in ``dish_aspects`` ("calories" → the nutrition group)
 DISH_ASPECTS = {w: i for i, group in enumerate(_LISTS["dish_aspects"]) for w in group}
+# and in ``work_aspects`` (a book's or a film's plot, themes, …), numbered after the dish's
+WORK_ASPECTS = {
+    w: len(_LISTS["dish_aspects"]) + i
+    for i, group in enumerate(_LISTS["work_aspects"])
+    for w in group
+}
 # token sequences that ask for the pairing group (``dish_pairing_phrases``)
 DISH_PAIRING = DISH_ASPECTS["pair"]
 DISH_PAIRING_PHRASES = tuple(tuple(p.split()) for p in _LISTS["dish_pairing_phrases"])
@@ -362,6 +368,10 @@ def _with_without(text: str) -> str:
 
 
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
+# "the first world war" is "world war 1" (a trial's over-veto: "What caused World War I?" /
+# "explain why the first world war started" read a number on one side only); not when a
+# war is "considered the first world war" (the Seven Years' War, quora_train)
+_WORLD_WAR_ORDINAL = re.compile(r"(?<!considered the )\b(first|second|1st|2nd) world war\b")
 # a framework named with ".js": "node.js" is "nodejs" (a tech name), "vue.js" "vue" (a
 # re-check's over-veto read "node.js" as "node" and "js": JavaScript)
 _DOT_JS = re.compile(r"\b(node|vue|react|next|nuxt|angular|express|ember|three)\.js\b")
@@ -415,6 +425,9 @@ def normalise(text: str) -> str:
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
     text = _ARROW.sub(" to ", text)
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
+    text = _WORLD_WAR_ORDINAL.sub(
+        lambda m: "world war 1" if m.group(1) in ("first", "1st") else "world war 2", text
+    )
     text = _DOT_JS.sub(lambda m: "nodejs" if m.group(1) == "node" else m.group(1), text)
     # "km/h" and "kilometers per hour" are one unit, "kmh"; "miles per hour" is "mph"
     text = _SPEED.sub(lambda m: "kmh" if m.group(1).startswith("k") else "mph", text)

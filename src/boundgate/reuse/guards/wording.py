@@ -109,6 +109,7 @@ _KINDS: dict[str, Any] = _LISTS["asked_kinds"]
 _ASKED_AFTER_HOW: dict[str, str] = _KINDS["after_how"]
 _ASKED_AFTER_WHAT: dict[str, str] = _KINDS["after_what"]
 _WHEN_DATE = frozenset(_KINDS["when_date"])
+_TIME_COMPOUNDS = frozenset(_KINDS["time_compounds"])
 _HOW_MANNER = frozenset(_KINDS["how_manner"])
 _SKIPPED = frozenset(_KINDS["skipped"])
 _OPENING_PREPOSITIONS = frozenset(_KINDS["opening_prepositions"])
@@ -150,16 +151,29 @@ def _asked_kind(words: list[str]) -> str:
             return "manner" if nxt in _HOW_MANNER else ""
         if w in ("what", "whats", "which"):
             rest = [x for x in words[i + 1 : i + 4] if x not in _SKIPPED]
+            if "time" in rest[:2] and _compound_after(words, i + 1, "time"):
+                return ""  # "What is the time complexity …", "what time zone …"
             if rest and rest[0] in _ASKED_AFTER_WHAT:
                 return _ASKED_AFTER_WHAT[rest[0]]
             if rest[1:2] and _ASKED_AFTER_WHAT.get(rest[1]) == "temperature":
                 return "temperature"  # "At what oven temperature …"
+            if rest[1:2] and is_superlative(rest[0]) and rest[1] in _ASKED_AFTER_WHAT:
+                # "What's the best time / duration …" asks what "What time …" does (a trial:
+                # "How long should a nap be?" / "What time of day is best for a nap?")
+                return _ASKED_AFTER_WHAT[rest[1]]
             if rest[:2] in (["led", "to"], ["leads", "to"]):
                 return "reason"
             if rest and is_superlative(rest[0]):
                 return "thing"  # "What is the tallest mountain?" names one, no measure
             return ""
     return ""
+
+
+def _compound_after(words: list[str], start: int, word: str) -> bool:
+    """Whether the first ``word`` from ``start`` on is followed by a word it makes a
+    compound with (``time_compounds``: "time complexity", "time zone")."""
+    at = words.index(word, start)
+    return at + 1 < len(words) and words[at + 1] in _TIME_COMPOUNDS
 
 
 def _asks_another_kind(fa: Features, fb: Features) -> bool:
