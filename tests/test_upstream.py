@@ -203,6 +203,19 @@ def test_persistent_5xx_is_502(live: Live, upstream: FakeUpstreamServer) -> None
     assert live.ledger()[r.headers["x-request-id"]].status == 502
 
 
+@pytest.mark.parametrize("status", [501, 505, 520, 529])
+def test_another_5xx_is_a_502_without_the_upstreams_words(
+    live: Live, upstream: FakeUpstreamServer, status: int
+) -> None:
+    """A re-check: a 5xx outside the retried ones (501, 505, 520, 529) passed through with
+    its status and body (a host name and a password in the trial's)."""
+    upstream.control.push(Fault(status=status))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG})
+    err = assert_error(r, 502, code="upstream_error")
+    assert f"upstream answered {status}" in err["message"] and "injected" not in err["message"]
+    assert upstream.control.requests == 1  # not retried
+
+
 def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServer) -> None:
     upstream.control.push(Fault(status=400))
     r = live.http.post("/v1/chat/completions", json={"messages": MSG})

@@ -584,6 +584,8 @@ class Limiter:
     async def _prune(self, before: float) -> None:
         try:
             await self.store.prune_counters(before)
+        except StoreUnavailableError as exc:  # an outage: the next prune takes them
+            log.warning("budget: old counters not pruned, the store is out of reach (%s)", exc)
         except Exception:
             log.exception("budget: pruning old counters failed")
 

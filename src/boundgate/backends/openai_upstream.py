@@ -280,8 +280,9 @@ class OpenAIBackend(Backend):
         """The error for the upstream's answer ``resp`` (status 400 or more) with ``body``: a
         429 or 5xx to retry (``_RetryableAnswer``; once retries are spent a 502, or for a
         429 an :class:`UpstreamRateLimitError` with its ``Retry-After``); a 404 an
-        :class:`UpstreamError` (502) naming this model and its upstream model; another 4xx
-        an :class:`UpstreamClientError` passing the upstream's status and error through."""
+        :class:`UpstreamError` (502) naming this model and its upstream model; another 5xx
+        an :class:`UpstreamError` (502, not retried); another 4xx an
+        :class:`UpstreamClientError` passing the upstream's status and error through."""
         try:
             # passed on to the client and the ledger (a lone surrogate in its message was a
             # 500; NUL in its code a 500 on PostgreSQL)
@@ -330,6 +331,20 @@ class OpenAIBackend(Backend):
                 f"model {self.name!r}: its upstream refused the gateway's credentials "
                 f"({resp.status_code}), a configuration error of the gateway "
                 f"(models.{self.name}.api_key_env, base_url); the server log has its words"
+            )
+        if resp.status_code >= 500:
+            # a 5xx not worth retrying (501, 505, 507, Cloudflare's 520s, 529): the gateway's
+            # failure to answer, said in a 502 like the others; its words to the server log
+            # (a re-check: a 501's body, a host and a password, reached the client verbatim)
+            log.warning(
+                "model %r: its upstream answered %d: %s",
+                self.name,
+                resp.status_code,
+                _upstream_message(parsed, body),
+            )
+            return UpstreamError(
+                f"model {self.name!r}: upstream answered {resp.status_code} (the server log "
+                "has its words)"
             )
         return UpstreamClientError(
             resp.status_code, parsed, f"upstream answered {resp.status_code}"

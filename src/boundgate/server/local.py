@@ -145,8 +145,13 @@ class LocalOnly:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        store = self.gateway.store
         try:
-            keyed = self.keyed = await self.gateway.store.has_keys()
+            if self.keyed is not None and store.out_of_reach():
+                # the store's last answer stands, without waiting its bound each time (a
+                # re-check: every probe and scrape of an outage took 5 s here)
+                raise StoreUnavailableError("the store is out of reach")
+            keyed = self.keyed = await store.has_keys()
         except StoreUnavailableError as exc:
             if scope["path"] in PROBES:
                 await self.app(scope, receive, send)

@@ -705,3 +705,10 @@ class Store(
         """Return once the database answered a trivial statement; raise
         :class:`StoreUnavailableError` when it cannot be reached within the store's bound, or
         the store is not open (readiness checks, ``/readyz``)."""
+
+    def out_of_reach(self) -> bool:
+        """Whether the last call found no connection to the database and none has answered
+        since (a background task's or a request's): a caller that can do without the store
+        skips it then rather than wait its bound (``/metrics``' gauges; open local mode's
+        check, on its last answer). False for a store always at hand (SQLite)."""
+        return False

@@ -220,8 +220,9 @@ async def metrics(request: Request) -> Response:
                 code=ErrorCode.INVALID_METRICS_TOKEN,
             )
     gw = gateway_of(request)
-    with contextlib.suppress(Exception):  # store not open yet (start-up): gauges report 0
-        await gw.metrics.refresh_state_counts()
+    if not gw.store.out_of_reach():  # an outage: the gauges keep their last values
+        with contextlib.suppress(Exception):  # store not open yet (start-up): gauges report 0
+            await gw.metrics.refresh_state_counts()
     return Response(
         gw.metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",

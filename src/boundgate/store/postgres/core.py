@@ -215,6 +215,8 @@ class PostgresBase:
         self._pool: AsyncConnectionPool[_Conn] | None = None
         # when each pooled connection was last given back (monotonic; on the store's loop)
         self._last_used: weakref.WeakKeyDictionary[_Conn, float] = weakref.WeakKeyDictionary()
+        # the last call found no connection, and none has answered since (``out_of_reach``)
+        self._out_of_reach = False
         self._has_keys = False
         # key checks (see the module docstring): read at (monotonic) → row, and when the key
         # table was last seen empty; dropped (and the generation bumped) when a key changes
@@ -343,10 +345,16 @@ class PostgresBase:
                 "request's earlier call)"
             )
         try:
-            return await self._hop(self._on_connection(pool, fn, tx, bound), loop)
+            result = await self._hop(self._on_connection(pool, fn, tx, bound), loop)
         except _NoConnection:
             _NO_CONNECTION_AT.set(time.monotonic())
+            self._out_of_reach = True
             raise
+        self._out_of_reach = False
+        return result
+
+    def out_of_reach(self) -> bool:
+        return self._out_of_reach
 
     async def _on_connection(
         self,

@@ -100,7 +100,17 @@ class PostgresLedger(PostgresBase):
 
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
-        await self._execute(_INSERT_LEDGER, _ledger_values(row))
+        values = _ledger_values(row)
+        for attempt in range(5):
+            try:
+                await self._execute(_INSERT_LEDGER, values)
+                return
+            except DeadlockDetected:
+                # a row replacing the interrupted row a peer is writing of the same note
+                # (its trigger deletes the note the peer's recovery deletes too; a re-check
+                # after an outage): rolled back whole, so it can simply run again
+                if attempt == 4:
+                    raise
 
     async def record_hit(
         self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
