@@ -1111,6 +1111,30 @@ def test_an_upload_sent_as_json_is_told_to_use_multipart(fake_live: Live) -> Non
     assert "not application/json" in err["message"], err
 
 
+def test_a_file_part_with_a_content_encoding_is_refused(fake_live: Live) -> None:
+    """A trial: a gzip-encoded file part was stored as sent (its lines no JSON), where the
+    request's own Content-Encoding is refused."""
+    import gzip
+
+    line = json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"messages": [{"role": "user", "content": "hi"}]}})  # fmt: skip
+    body = gzip.compress(line.encode())
+    boundary = "b0undary"
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="in.jsonl"'
+            "\r\nContent-Type: application/jsonl\r\nContent-Encoding: gzip\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    r = fake_live.http.post("/v1/files", content=form, headers=headers)
+    err = assert_error(r, 400, param="file")
+    assert "Content-Encoding 'gzip'" in err["message"], err
+
+
 @pytest.mark.parametrize(
     "content",
     [b"", b"\n", b"\r\n \t\n\n", "\ufeff".encode(), "\ufeff\n\u00a0\n\u3000".encode()],

@@ -97,6 +97,15 @@ async def upload_file(
     if purpose not in PURPOSES:
         raise InvalidRequestError("purpose must be 'batch'", param="purpose")
     filename = _checked_filename(file.filename)
+    encoding = (file.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        # stored as sent, its lines would not be JSON: refused as the request's own
+        # Content-Encoding is (a trial: a gzip part was accepted)
+        raise InvalidRequestError(
+            f"the file part's Content-Encoding {encoding!r} is not supported: upload the file "
+            "as it is (identity)",
+            param="file",
+        )
     content = await file.read()
     limit = int(request.app.state.max_file_bytes)
     if len(content) > limit:  # (the form around it may have fitted: server.max_file_bytes)
