@@ -349,7 +349,9 @@ def _counted_unit(toks: list[str]) -> str:
     """The unit a rate without "how many" counts: "cups in a quart?", "cups per quart" count
     cups (``Features.asked_unit``; "How many quarts are in a cup?" counts quarts, so the two
     ask opposite conversions, a trial's wrong reuse); "" if none."""
-    for i, t in enumerate(toks[:-2]):
+    # a rate that opens the question ("cups per quart?"); further in, one is given ("… to
+    # lose one pound per week", which asks for calories)
+    for i, t in enumerate(toks[:2] if len(toks) > 2 else []):
         if t not in UNITS or (i and _number(toks[i - 1]) is not None):
             continue  # "10 miles in km" converts miles: it asks for km
         j = i + 1 + (toks[i + 1] == "are")
