@@ -127,9 +127,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   `[CLS] a [SEP] b [SEP]`, trained on at most {hp["max_length"]} tokens (longest side
   truncated first).
 - Export: ONNX opset 17, onnxruntime dynamic quantization (int8 weights, per channel):
-  `model.int8.onnx`. Serving scores both orders and averages the two probabilities (1 for
-  two questions it reads as the same tokens: it scored "Solve x^2 - 5x + 6 = 0" against
-  "solve x^2-5x+6=0" 0.33), reads
+  `model.int8.onnx`. Serving scores both orders and averages the two probabilities, reads
   short forms spelled out ("tbsp" as "tablespoons", `spelled_out` in
   `boundgate/reuse/guards/lexicon.py`; the evaluation figures below are of the raw text), and
   reads each pair whole, up to 256 tokens (`SERVING_MAX_TOKENS` in `boundgate/reuse/pair.py`:

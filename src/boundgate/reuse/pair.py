@@ -105,23 +105,9 @@ class OnnxPairScorer(PairScorer):
         out = np.zeros(len(pairs), dtype=np.float32)
         for i, (a, b) in enumerate(pairs):
             a, b = spelled_out(a), spelled_out(b)
-            if self._read_alike(a, b):
-                # what the model reads of the two is the same (case, spacing): whatever it
-                # scores them is no judgement of a difference; it scored "Solve x^2 - 5x + 6
-                # = 0" against "solve x^2-5x+6=0" 0.33 (a trial). The guards, which read
-                # case and symbols, ran before.
-                out[i] = 1.0
-                continue
             logits = self._logits([(a, b), (b, a)])
             out[i] = float(np.mean(1.0 / (1.0 + np.exp(-logits))))
         return out
-
-    def _read_alike(self, a: str, b: str) -> bool:
-        """Whether the model reads ``a`` and ``b`` as the same tokens (its tokenizer folds
-        case and splits punctuation from words)."""
-        first, second = self.tokenizer.encode_batch([a, b])
-        cut = first.overflowing or second.overflowing  # read up to max_length only
-        return not cut and bool(first.ids == second.ids)
 
     def _logits(self, pairs: list[Pair]) -> npt.NDArray[np.float64]:
         encs = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
