@@ -501,3 +501,50 @@ def test_dashboard_can_be_switched_off(tmp_path: Path) -> None:
     with ThreadedServer(app) as srv:
         r = httpx.get(srv.base_url + "/dashboard", timeout=60)
     assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_login_next_path_resolves_inside_the_dashboard(keyed_dash: Seeded) -> None:
+    """A trial: ``next=/dashboard/../../v1/models`` (or ``/dashboard/../metrics``) led out
+    of the dashboard after login: the path as the browser resolves it must stay in it."""
+    live = keyed_dash.live
+    for target, lands in [
+        ("/dashboard/../../v1/models", "/dashboard"),
+        ("/dashboard/../metrics", "/dashboard"),
+        ("/dashboardx", "/dashboard"),
+        ("/dashboard/ledger?tenant=acme", "/dashboard/ledger?tenant=acme"),
+        ("/dashboard/./grid", "/dashboard/grid"),
+    ]:
+        with browser(live) as b:
+            r = b.post(
+                "/dashboard/login",
+                data={"key": keyed_dash.admin_key, "next": target},
+                follow_redirects=False,
+            )
+            assert r.status_code == 303 and r.headers["location"] == lands, (target, r.headers)
+
+
+def test_a_form_post_from_an_opaque_origin_is_refused(open_dash: Seeded) -> None:
+    """A trial: ``Origin: null`` (a sandboxed frame, a data: page) passed the origin check of
+    the dashboard's forms, where the login form refused it."""
+    live, doc_id = open_dash.live, open_dash.doc_id
+    with browser(live) as b:
+        token = csrf_of(b.get(f"/dashboard/documents/{doc_id}").text)
+        r = b.post(
+            f"/dashboard/documents/{doc_id}/revoke",
+            data={"csrf_token": token},
+            headers={"origin": "null"},
+        )
+        assert r.status_code == 403
+        doc = asyncio.run(live.gateway.store.get_document(doc_id))
+        assert doc is not None and doc.state == "active"
+
+
+def test_the_grid_page_names_the_start_policy() -> None:
+    """A trial: the grid page said "Scheduling policy: function" for ``now``."""
+    from boundgate.dashboard.views import _policy_name
+    from boundgate.grid.bundled import BundledCarbonSource
+    from boundgate.scheduler.jobs import run_now
+    from boundgate.scheduler.policy import CarbonAwareStart
+
+    assert _policy_name(run_now).startswith("now")
+    assert _policy_name(CarbonAwareStart(BundledCarbonSource(), "DE-LU")).startswith("carbon")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import posixpath
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exception_handlers import (
@@ -163,9 +164,11 @@ def _safe_next(url: str | None) -> str:
     if not url:
         return "/dashboard"
     parts = urlsplit(url)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
+    # "/dashboard/../metrics" is /metrics to the browser: the path as it resolves counts
+    path = posixpath.normpath(parts.path) if parts.path else ""
+    if parts.scheme or parts.netloc or not (path == "/dashboard" or path.startswith("/dashboard/")):
         return "/dashboard"
-    return url
+    return url if path == parts.path else urlunsplit(parts._replace(path=path))
 
 
 def _check_csrf(request: Request, s: Session, token: str | None) -> None:

@@ -120,7 +120,9 @@ class Sessions:
     def csrf_ok(self, request: Request, session: Session, token: str | None) -> bool:
         """The form's token matches this session, and the post comes from our own origin."""
         origin = request.headers.get("origin") or request.headers.get("referer")
-        if origin and origin != "null":
+        if origin == "null":
+            return False  # an opaque origin (a sandboxed frame, a data: page) is another's
+        if origin:
             host = urlsplit(origin).netloc
             if host != request.headers.get("host", request.url.netloc):
                 return False

@@ -17,8 +17,8 @@ from typing import Any
 from ..fmt import plain_decimal, significant
 from ..gateway import Gateway
 from ..reuse import binding
-from ..scheduler.jobs import requirement_label
-from ..scheduler.policy import CarbonAwareStart
+from ..scheduler.jobs import StartPolicy, requirement_label, run_now
+from ..scheduler.policy import CarbonAwareStart, MixedStart
 from ..store import ApiKey, DocumentRow, LedgerQuery
 from ..store.aggregate import BATCH_ENDED_STATES, REUSED
 from ..tenants import Tenant, key_counters, reasoning_counter, rpm_counter, tokens_counter
@@ -35,6 +35,18 @@ RANGES: dict[str, tuple[float, float]] = {
 OUTCOMES = ("ok", "error", "cancelled", "interrupted")
 REUSE_RESULTS = (*REUSED, "miss", "bypass", "none")
 DOC_STATES = ("active", "stale", "superseded", "revoked")
+
+
+def _policy_name(policy: StartPolicy) -> str:
+    """The start policy as ``scheduler.policy`` names it (the grid page said "function" for
+    ``now``, a trial)."""
+    if policy is run_now:
+        return "now (jobs start when submitted)"
+    if isinstance(policy, MixedStart):
+        return "carbon and price"
+    if isinstance(policy, CarbonAwareStart):
+        return "carbon (the cleanest forecast hour before each deadline)"
+    return type(policy).__name__
 
 
 def utc(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -362,7 +374,7 @@ async def grid(gw: Gateway, hours: int = 48) -> dict[str, Any]:
     return {
         "now": await asyncio.to_thread(grid_now, gw),
         "zone": gw.grid_zone,
-        "policy": type(gw.jobs.policy).__name__ if gw.jobs is not None else "none",
+        "policy": _policy_name(gw.jobs.policy) if gw.jobs is not None else "none",
         "chart": {"labels": hour_labels, "forecast": forecast, "jobs": placed},
         "cleanest": {"at": hour_labels[best], "gco2_per_kwh": forecast[best]}
         if best is not None
