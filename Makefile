@@ -53,6 +53,7 @@ $(VENV)/.train: $(VENV)/.installed
 wordnet-antonyms:
 	$(PY) training/wordnet_antonyms.py
 	$(PY) training/wordnet_capitonyms.py
+	$(PY) training/wordnet_names.py
 	$(PY) training/wordnet_nouns.py
 	$(PY) training/wordnet_pertainyms.py
 	$(PY) training/wordnet_synonyms.py

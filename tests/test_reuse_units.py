@@ -1484,7 +1484,20 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ("What does σ mean in statistics?", "What does Σ mean in statistics?", False),
         ("A guy asked me a question", "a guy asked me a question", True),
         ("Convert 5 Mm to km", "Convert 5 mm to km", False),
-        ("It costs 5 Dollars.", "it costs 5 dollars", True),
+        # a capitalised common word keeps its capital: "Dollars" is forgone with "Bill",
+        # which a trial's translation questions told apart from "bill" (its other answer)
+        ("It costs 5 Dollars.", "it costs 5 dollars", False),
+        ("How do you say Bill in Spanish?", "How do you say bill in Spanish?", False),
+        ("How do you say will in French?", "How do you say Will in French?", False),
+        ("Is Double a primitive type in Java?", "Is double a primitive type in Java?", False),
+        ("Is Boolean a primitive type in Java?", "Is boolean a primitive type in Java?", False),
+        ("Is True a keyword in Python?", "Is true a keyword in Python?", False),
+        ("Translate Summer into Italian", "Translate summer into Italian", False),
+        # a name that is no common word is forgiven, and so is a text in title case
+        ("What is the capital of France?", "what is the capital of France", True),
+        ("Do they speak Spanish in Peru?", "do they speak spanish in peru", True),
+        ("How To Make Pancakes", "how to make pancakes", True),
+        ("Roses are red  \nViolets are blue", "Roses are red\nViolets are blue", False),
         ("Wie alt sind Sie?", "Wie alt sind sie?", False),
         ("Which is older, Greece vs. Turkey?", "Which is older, Greece vs. turkey?", False),
         ("It is big. Turkey is bigger", "It is big. turkey is bigger", True),
@@ -1687,6 +1700,45 @@ def test_a_conversation_made_time_sensitive_by_an_earlier_message_ages_out(
         assert (await ask()).status == "hit-exact"
         clock.advance(ReuseSettings().time_sensitive_max_age_s + 1)
         assert (await ask()).status == "miss"
+
+    asyncio.run(run())
+    store.close()
+
+
+def test_an_answer_filed_under_an_older_exact_form_is_no_hit_for_what_it_now_tells_apart(
+    tmp_path: Path,
+) -> None:
+    """A trial was served "How do you say Bill in Spanish?"'s answer (Guillermo) for "… bill
+    …" (la cuenta): the exact form forgave the capital. It keeps it now, and an answer an
+    older gateway filed under the form both shared is no exact hit for the other one."""
+    store = SQLiteStore(tmp_path / "t.db")
+    store.open()
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=trusting_verifier(),
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+    )
+
+    async def run() -> None:
+        await e.load()
+        asked = greedy_chat("How do you say bill in Spanish?")
+        p, key = e.plan_for(asked, tenant="t", model_version="v", endpoint="/e", cache_control=None)
+        assert key is not None
+        first = await e.lookup(p, key)
+        # filed as an older gateway did: "Bill"'s question under the form it shared with "bill"
+        older = dataclasses.replace(
+            first, key=dataclasses.replace(key, query="How do you say Bill in Spanish?")
+        )
+        done = Completion("Guillermo.", "stop", Usage(3, 3))
+        await e.remember(
+            older, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.05
+        )
+        assert (await e.lookup(p, key)).status == "miss"
+        bill = greedy_chat("How do you say Bill in Spanish?")
+        _, key2 = e.plan_for(bill, tenant="t", model_version="v", endpoint="/e", cache_control=None)
+        assert key2 is not None and key2.exact != key.exact  # the capital is kept today
 
     asyncio.run(run())
     store.close()

@@ -175,6 +175,25 @@ def _exact_form_lists() -> dict[str, list[str]]:
 
 
 @functools.cache
+def names() -> frozenset[str]:
+    """Names that are no common word, lower case ("france", "spanish", "monday"): the words
+    WordNet 3.0 lists only capitalised, ``data/names_wordnet.txt``
+    (``training/wordnet_names.py``)."""
+    path = resources.files("boundgate.reuse").joinpath("data/names_wordnet.txt")
+    lines = path.read_text("utf-8").splitlines()
+    return frozenset(w for w in lines if w and not w.startswith("#"))
+
+
+def _title_case(text: str) -> bool:
+    """Whether ``text`` is written in title case, most of its words after the first
+    capitalised ("How To Cook Rice"): its capitals then say nothing of which word is meant."""
+    cores = [m.group() for m in _LETTERS.finditer(text)][1:]
+    if len(cores) < 2:
+        return False
+    return sum(c[0].isupper() for c in cores) >= 0.6 * len(cores)
+
+
+@functools.cache
 def capitonyms() -> frozenset[str]:
     """Words that are both a common word and a name, lower case ("polish" / "Polish"): from
     WordNet 3.0, ``data/capitonyms_wordnet.txt`` (``training/wordnet_capitonyms.py``), and
@@ -260,15 +279,20 @@ def about_form(text: str) -> bool:
     return False
 
 
-def _prose_word(word: str, sentence_start: bool, after_number: bool = False) -> str:
+def _prose_word(
+    word: str, sentence_start: bool, after_number: bool = False, titled: bool = False
+) -> str:
     """A word of prose in its exact form: lower case, unless its case may say which word it
     is. Kept as written: a word with an upper-case letter after its first ("MB" / "Mb", "CO" /
-    "Co", "iPhone"), and a capitalised capitonym after a sentence's first word, where the
-    capital may be all that tells a name from a word ("Polish" / "polish", "Turkey" /
-    "turkey", "Nice" / "nice", "Rust" / "rust"; ``capitonyms``) or a word of one letter ("Σ"
-    / "σ"), and a unit's symbol right after a number wherever it stands ("5 Mm" / "5 mm";
-    ``unit_symbols``). A name that is no common word ("France" / "france") and the pronoun I
-    ("I" / "i") are forgiven. ``lower`` rather than ``casefold``: "Maße" is not "Masse"."""
+    "Co", "iPhone"), a capitalised word after a sentence's first word but a name that is no
+    common word (``names``: "France" / "france", "Spanish" / "spanish" are forgiven; "Bill" /
+    "bill", "Will" / "will", "Double" / "double" in Java, "True" / "true" in Python, and a
+    word WordNet does not know are not: a trial was served each pair's other answer), a
+    capitonym even in a text written in title case ("Polish" / "polish", "Turkey" /
+    "turkey", "Rust" / "rust"; ``capitonyms``; the other words of "How To Cook Rice" are
+    forgiven), a word of one letter ("Σ" / "σ"), and a unit's symbol right after a number
+    wherever it stands ("5 Mm" / "5 mm"; ``unit_symbols``). The pronoun I ("I" / "i") is
+    forgiven. ``lower`` rather than ``casefold``: "Maße" is not "Masse"."""
     if any(c.isupper() for c in word[1:]):
         return word
     low = word.lower()
@@ -281,9 +305,9 @@ def _prose_word(word: str, sentence_start: bool, after_number: bool = False) -> 
         return word
     if sentence_start:
         return low
-    if len(core.group()) == 1:
+    if len(core.group()) == 1 or core.group() in capitonyms():
         return word
-    return word if core.group() in capitonyms() else low
+    return low if titled or core.group() in names() else word
 
 
 def _strip_end(text: str) -> str:
@@ -340,7 +364,10 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     if "\n" in text.strip():
         if about_form(text):  # "does the second line end with spaces?"
             return text.strip("\n")
-        return "\n".join(line.rstrip() for line in text.strip("\n").splitlines()).strip("\n")
+        # lines keep their ends: two trailing spaces break a Markdown line, a space after a
+        # Python continuation "\\" is a SyntaxError (a trial was served each pair's other
+        # answer)
+        return "\n".join(text.strip("\n").splitlines())
     text = text.strip()
     if len(text) > LONG_LINE_CHARS:
         return text
@@ -353,6 +380,7 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     literals = list(LITERAL.finditer(text))
     # a text that holds code or a formula keeps its case and spacing throughout
     code = any(m.group()[0] not in _QUOTES for m in literals)
+    titled = _title_case(text)
 
     def prose(part: str, before: str) -> str:
         if code and not before and part:
@@ -369,7 +397,7 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
         out = []
         # a typographic apostrophe in a word is the keyboard's ("What’s" / "What's")
         for w in _APOSTROPHE.sub("'", _SPACE.sub(" ", part)).split(" "):
-            out.append(_prose_word(w, start, number))
+            out.append(_prose_word(w, start, number, titled))
             if w:
                 start = _ends_sentence(w)
                 number = _NUMBER.fullmatch(w) is not None

@@ -23,7 +23,7 @@ from .guards import compare
 from .language import reads_english
 from .lookup import EntryMeta, Lookup
 from .policy import Mode, Plan
-from .scope import ReuseKey, answer_fits
+from .scope import ReuseKey, answer_fits, canonical_query
 from .scoring import Evidence
 from .verifier import Verdict
 
@@ -42,6 +42,14 @@ if TYPE_CHECKING:
 # stored answers kept in memory for lookups that leave the live check to the ledger row
 # (``lookup(..., check_live=False)``); beyond this many, the least recently served goes
 ANSWERS_KEPT = 1024
+
+
+def _same_form(stored: str, form: str, key: ReuseKey) -> bool:
+    """Whether a stored question filed under ``key``'s exact key has the asked question's
+    exact ``form`` by today's rules: an answer filed by an older gateway, whose rules forgave
+    what they no longer do (the capital of "Bill" / "bill", a line's trailing spaces), is not
+    an exact hit for the question they now tell apart."""
+    return canonical_query(stored, verbatim=key.verbatim) == form
 
 
 class Searching:
@@ -333,9 +341,10 @@ class Searching:
         """An answer filed under the request's exact key that fits it (``exact.py``): from
         memory, else, on a store whose followers poll, the newest one another process stored
         since the change log was last read. ``check_live``: see ``lookup``."""
+        form = canonical_query(key.query, verbatim=key.verbatim)
         for k in list(self._exact.candidates(key.exact, key.max_tokens)):
             meta = self._meta.get(k)
-            if meta is not None and admissible(meta):
+            if meta is not None and admissible(meta) and _same_form(meta.query, form, key):
                 entry, unchecked = await self._entry_if_live(meta, check_live)
                 if entry is not None:
                     hit = Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
@@ -343,7 +352,11 @@ class Searching:
                     return hit
         if not stale and not self.store.announces_changes:
             entry = await self._exact_from_store(key.exact)
-            if entry is not None and admissible(self._meta.get(entry.key)):
+            if (
+                entry is not None
+                and admissible(self._meta.get(entry.key))
+                and _same_form(entry.query, form, key)
+            ):
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
         return None
 

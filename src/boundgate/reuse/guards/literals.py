@@ -153,9 +153,12 @@ _SPACES = re.compile(r"\s+")
 
 def _model_view(text: str) -> str:
     """The text as the uncased embedder and pair model read it: compatibility characters
-    folded (NFKC: "x²" reads as "x2"), case folded, whitespace runs as one space, a trailing
-    ``?!.`` dropped."""
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    folded (NFKC: "x²" reads as "x2"), case folded, accents dropped (their tokenizer strips
+    them: "schön" reads as "schon", "résumé" as "resume", "año" as "ano"; a trial was served
+    each pair's other answer), whitespace runs as one space, a trailing ``?!.`` dropped."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
+    text = "".join(c for c in text if unicodedata.category(c) != "Mn")
+    text = _SPACES.sub(" ", text).strip()
     return text.rstrip("?!. ")
 
 
