@@ -1676,22 +1676,15 @@ def test_a_conversation_made_time_sensitive_by_an_earlier_message_ages_out(
     store = SQLiteStore(tmp_path / "t.db")
     store.open()
     clock = FakeClock(start=1_800_000_000.0)
-    e = ReuseEngine(
-        store=store,
-        embedder=HashEmbedder(),
-        verifier=trusting_verifier(),
-        settings=ReuseSettings(),
-        rebind_window_s=3600.0,
-        clock=clock,
-    )
     req = GenerationRequest(model="m", messages=messages, temperature=0.0, max_tokens=50)
 
-    async def ask() -> Lookup:
-        p, k = e.plan_for(req, tenant="t", model_version="v", endpoint="/e", cache_control=None)
-        return await e.lookup(p, k)
-
     async def run() -> None:
-        await e.load()
+        e = await _engine_on(store, clock)
+
+        async def ask() -> Lookup:
+            p, k = e.plan_for(req, tenant="t", model_version="v", endpoint="/e", cache_control=None)
+            return await e.lookup(p, k)
+
         first = await ask()
         done = Completion("About 3,000 dollars.", "stop", Usage(3, 3))
         await e.remember(
@@ -1713,16 +1706,9 @@ def test_an_answer_filed_under_an_older_exact_form_is_no_hit_for_what_it_now_tel
     older gateway filed under the form both shared is no exact hit for the other one."""
     store = SQLiteStore(tmp_path / "t.db")
     store.open()
-    e = ReuseEngine(
-        store=store,
-        embedder=HashEmbedder(),
-        verifier=trusting_verifier(),
-        settings=ReuseSettings(),
-        rebind_window_s=3600.0,
-    )
 
     async def run() -> None:
-        await e.load()
+        e = await _engine_on(store, FakeClock())
         asked = greedy_chat("How do you say bill in Spanish?")
         p, key = e.plan_for(asked, tenant="t", model_version="v", endpoint="/e", cache_control=None)
         assert key is not None

@@ -289,16 +289,17 @@ class OpenAIBackend(Backend):
             parsed = mended(json.loads(body))
         except (ValueError, RecursionError):
             parsed = None
-        if resp.status_code in RETRY_STATUSES:
-            # the upstream's words go to the server log, not to the client: an upstream's
-            # 5xx body may name its internals, and OpenAI's 429 names the gateway's
-            # organisation and limits (a trial)
+        if resp.status_code >= 500 or resp.status_code in (401, 403, 429):
+            # the upstream's words go to the server log, not to the client: a 5xx body may
+            # name its internals (a re-check's 501: a host and a password), OpenAI's 429 the
+            # gateway's organisation and limits, a 401/403 part of the key (trials)
             log.warning(
                 "model %r: its upstream answered %d: %s",
                 self.name,
                 resp.status_code,
                 _upstream_message(parsed, body),
             )
+        if resp.status_code in RETRY_STATUSES:
             asked = _retry_after(resp)
             return _RetryableAnswer(
                 f"upstream answered {resp.status_code} (the server log has its words)",
@@ -319,14 +320,7 @@ class OpenAIBackend(Backend):
             )
         if resp.status_code in (401, 403):
             # the gateway's own credentials, not the client's: passed through, the client read
-            # its key refused, a ladder stopped climbing, and the upstream's words (OpenAI's
-            # quote part of the key) reached the client (a trial). Logged here, said in a 502
-            log.warning(
-                "model %r: its upstream answered %d: %s",
-                self.name,
-                resp.status_code,
-                _upstream_message(parsed, body),
-            )
+            # its key refused and a ladder stopped climbing (a trial); said in a 502
             return UpstreamError(
                 f"model {self.name!r}: its upstream refused the gateway's credentials "
                 f"({resp.status_code}), a configuration error of the gateway "
@@ -334,14 +328,7 @@ class OpenAIBackend(Backend):
             )
         if resp.status_code >= 500:
             # a 5xx not worth retrying (501, 505, 507, Cloudflare's 520s, 529): the gateway's
-            # failure to answer, said in a 502 like the others; its words to the server log
-            # (a re-check: a 501's body, a host and a password, reached the client verbatim)
-            log.warning(
-                "model %r: its upstream answered %d: %s",
-                self.name,
-                resp.status_code,
-                _upstream_message(parsed, body),
-            )
+            # failure to answer, said in a 502 like the others
             return UpstreamError(
                 f"model {self.name!r}: upstream answered {resp.status_code} (the server log "
                 "has its words)"

@@ -38,7 +38,7 @@ from importlib import resources
 from typing import Any, TypeVar
 
 from psycopg import AsyncConnection, OperationalError, sql
-from psycopg.errors import ReadOnlySqlTransaction
+from psycopg.errors import DeadlockDetected, ReadOnlySqlTransaction
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -162,6 +162,9 @@ def _lost(conn: _Conn, exc: OperationalError) -> bool:
     connection is broken, or the server said so (class 08, connection exception; 57P,
     shutdown or not accepting connections)."""
     return conn.broken or conn.closed or (exc.sqlstate or "").startswith(("08", "57P"))
+
+
+DEADLOCK_ATTEMPTS = 5  # ``_through_deadlocks``
 
 
 class _NoConnection(StoreUnavailableError):
@@ -427,6 +430,20 @@ class PostgresBase:
     async def _execute(self, sql: str, params: Any = ()) -> int:
         """One statement in its own (autocommit) transaction; the rows it changed."""
         return await self._run(lambda conn: _rowcount(conn, sql, params))
+
+    @staticmethod
+    async def _through_deadlocks(call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call`` (one statement or transaction) run again when PostgreSQL broke a
+        deadlock by rolling it back whole, up to ``DEADLOCK_ATTEMPTS`` times in all: two
+        statements that lock the same rows in opposite order (a settle and a sweep of one
+        expired hold, a row replacing the interrupted row a peer is writing of its note)."""
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return await call()
+            except DeadlockDetected:
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     # --- the change log ------------------------------------------------------------------
     async def new_entry_key(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from psycopg.errors import DeadlockDetected
 from psycopg.types.json import Jsonb
 
 from ..aggregate import (
@@ -100,17 +99,11 @@ class PostgresLedger(PostgresBase):
 
     # --- ledger --------------------------------------------------------------------------
     async def record(self, row: LedgerRow) -> None:
+        # a row replacing the interrupted row a peer is writing of the same note deadlocks
+        # with it (its trigger deletes the note the peer's recovery deletes too; a re-check
+        # after an outage)
         values = _ledger_values(row)
-        for attempt in range(5):
-            try:
-                await self._execute(_INSERT_LEDGER, values)
-                return
-            except DeadlockDetected:
-                # a row replacing the interrupted row a peer is writing of the same note
-                # (its trigger deletes the note the peer's recovery deletes too; a re-check
-                # after an outage): rolled back whole, so it can simply run again
-                if attempt == 4:
-                    raise
+        await self._through_deadlocks(lambda: self._execute(_INSERT_LEDGER, values))
 
     async def record_hit(
         self, row: LedgerRow, entry: StoredEntry, release: Release | None = None
@@ -125,15 +118,12 @@ class PostgresLedger(PostgresBase):
             [c for c, _ in held],
             [w for _, w in held],
         ]
-        for attempt in range(5):
-            try:
-                return int(await self._run(lambda conn: _scalar(conn, _RECORD_HIT, params))) == 1
-            except DeadlockDetected:
-                # the release against a sweep of the same expired hold (see ``reserve``):
-                # rolled back whole, the row included, so it can simply run again
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+        # the release against a sweep of the same expired hold (see ``reserve``) deadlocks:
+        # rolled back whole, the row included, so it can simply run again
+        written = await self._through_deadlocks(
+            lambda: self._run(lambda conn: _scalar(conn, _RECORD_HIT, params))
+        )
+        return int(written) == 1
 
     async def open_request(self, row: LedgerRow, owner: str, lease_until: float) -> None:
         await self._execute(_OPEN_REQUEST, (row.id, owner, lease_until, open_row_json(row)))

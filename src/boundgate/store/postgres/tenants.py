@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from psycopg.errors import DeadlockDetected
-
 from ..keys import key_id_of, mint_key, secret_matches
 from ..rows import (
     ApiKey,
@@ -173,26 +171,16 @@ class PostgresTenants(PostgresBase):
             [c.hold_s for c in ordered],
             now,
         )
-        for attempt in range(5):
-            try:
-                refused = await self._run(lambda conn: _scalar(conn, sql, params))
-                return None if refused is None else order[int(refused)]
-            except DeadlockDetected:
-                # a settle and a sweep of the same expired hold, locking in opposite order:
-                # PostgreSQL rolled this one back, so it can simply run again
-                if attempt == 4:
-                    raise
-        raise AssertionError("unreachable")
+        # a settle and a sweep of the same expired hold lock in opposite order: PostgreSQL
+        # rolls one back, which can simply run again
+        refused = await self._through_deadlocks(
+            lambda: self._run(lambda conn: _scalar(conn, sql, params))
+        )
+        return None if refused is None else order[int(refused)]
 
     async def settle(self, hold_id: str, counter: str, window: float, used: int) -> None:
         params = {"hold_id": hold_id, "counter": counter, "window": window, "used": used}
-        for attempt in range(5):
-            try:
-                await self._execute(_SETTLE, params)
-                return
-            except DeadlockDetected:
-                if attempt == 4:
-                    raise
+        await self._through_deadlocks(lambda: self._execute(_SETTLE, params))
 
     async def renew_holds(self, holds: list[Hold], until: float) -> None:
         if not holds:
@@ -203,14 +191,8 @@ class PostgresTenants(PostgresBase):
             "counters": [h.counter for h in holds],
             "windows": [h.window for h in holds],
         }
-        for attempt in range(5):
-            try:
-                await self._execute(_RENEW, params)
-                return
-            except DeadlockDetected:
-                # rows locked by a settle or a sweep in another order: rolled back, run again
-                if attempt == 4:
-                    raise
+        # rows locked by a settle or a sweep in another order: rolled back, run again
+        await self._through_deadlocks(lambda: self._execute(_RENEW, params))
 
     async def counter_state(self, counter: str, window: float, now: float) -> CounterState:
         sql = (
