@@ -510,6 +510,8 @@ def test_a_login_next_path_resolves_inside_the_dashboard(keyed_dash: Seeded) -> 
     for target, lands in [
         ("/dashboard/../../v1/models", "/dashboard"),
         ("/dashboard/../metrics", "/dashboard"),
+        ("/dashboard/%2e%2e/metrics", "/dashboard"),
+        ("/dashboard/.%2E/v1/models", "/dashboard"),
         ("/dashboardx", "/dashboard"),
         ("/dashboard/ledger?tenant=acme", "/dashboard/ledger?tenant=acme"),
         ("/dashboard/./grid", "/dashboard/grid"),

@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exception_handlers import (
@@ -164,11 +164,12 @@ def _safe_next(url: str | None) -> str:
     if not url:
         return "/dashboard"
     parts = urlsplit(url)
-    # "/dashboard/../metrics" is /metrics to the browser: the path as it resolves counts
-    path = posixpath.normpath(parts.path) if parts.path else ""
+    # "/dashboard/../metrics" is /metrics to the browser, and so is "/dashboard/%2e%2e/metrics"
+    # (a re-check): the path as it resolves, decoded, counts
+    path = posixpath.normpath(unquote(parts.path)) if parts.path else ""
     if parts.scheme or parts.netloc or not (path == "/dashboard" or path.startswith("/dashboard/")):
         return "/dashboard"
-    return url if path == parts.path else urlunsplit(parts._replace(path=path))
+    return url if path == parts.path else urlunsplit(parts._replace(path=quote(path)))
 
 
 def _check_csrf(request: Request, s: Session, token: str | None) -> None:
