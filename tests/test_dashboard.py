@@ -550,3 +550,15 @@ def test_the_grid_page_names_the_start_policy() -> None:
 
     assert _policy_name(run_now).startswith("now")
     assert _policy_name(CarbonAwareStart(BundledCarbonSource(), "DE-LU")).startswith("carbon")
+
+
+def test_the_hit_precision_says_when_no_label_backs_it(open_dash: Seeded) -> None:
+    """An operator's trial read "Hit precision 100.0 %" beside "Labels (above threshold)
+    10 (0)": with no label above the threshold the figure is the prior's estimate, and says
+    so."""
+    with browser(open_dash.live) as b:
+        html = b.get("/dashboard").text
+    labels = html.split("<dt>Labels (above threshold)</dt><dd>", 1)[1].split("</dd>", 1)[0]
+    precision = html.split("<dt>Hit precision</dt><dd>", 1)[1].split("</dd>", 1)[0]
+    assert labels.endswith("(0)"), labels  # the seeded store: no label above the threshold
+    assert "an estimate: no label above the threshold yet" in precision, precision
