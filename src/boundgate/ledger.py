@@ -365,7 +365,8 @@ class LedgerWriter:
         each replaces the request's note, or the ``interrupted`` row a process made of it
         meanwhile. Stops at the first the store still refuses."""
         for row in list(self._unwritten.values()):
-            await self._record(row, lapsed=True)  # kept through an outage: it may have
+            # kept through an outage: a peer may have recovered its note meanwhile
+            await self._record(row, lapsed=True)
             del self._unwritten[row.id]
             self.observe(row)
 

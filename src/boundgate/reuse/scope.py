@@ -428,6 +428,7 @@ class ReuseKey:
     scope: str  # sha256 hex of the scope
     query: str  # the text matched by meaning (last user message or the prompt)
     exact: str  # sha256 hex of scope + canonical query
+    form: str  # that canonical query (``canonical_query``)
     scope_doc: dict[str, Any]  # what the scope hash covers, minus the tenant (for documents)
     max_tokens: int = 0  # the request's completion-token limit (0: none to check)
     verbatim: bool = False  # a text completion's prompt: exact reuse only, every character
@@ -515,12 +516,19 @@ def reuse_key(
     old_doc = _jcs_safe({**scope_doc, "params": old_params})
     old_scope = scope_hash(tenant, old_doc)
     legacy = ReuseKey(
-        old_scope, query, _exact_of(old_scope, form), old_doc, req.max_tokens, verbatim, greedy
+        old_scope,
+        query,
+        _exact_of(old_scope, form),
+        form,
+        old_doc,
+        req.max_tokens,
+        verbatim,
+        greedy,
     )
     scope = scope_hash(tenant, scope_doc)
     exact = _exact_of(scope, form)
     return ReuseKey(
-        scope, query, exact, scope_doc, req.max_tokens, verbatim, greedy=greedy, legacy=legacy
+        scope, query, exact, form, scope_doc, req.max_tokens, verbatim, greedy=greedy, legacy=legacy
     )
 
 

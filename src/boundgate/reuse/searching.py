@@ -44,15 +44,15 @@ if TYPE_CHECKING:
 ANSWERS_KEPT = 1024
 
 
-def _same_form(stored: EntryMeta | StoredEntry, form: str, key: ReuseKey) -> bool:
+def _same_form(stored: EntryMeta | StoredEntry, key: ReuseKey) -> bool:
     """Whether an answer filed under ``key``'s exact key has the asked question's exact
-    ``form`` by today's rules: one filed by an older gateway, whose rules forgave what they
-    no longer do (the capital of "Bill" / "bill", a line's trailing spaces), is not an exact
-    hit for the question they now tell apart. A question variant filed under the key (a
+    form (``key.form``) by today's rules: one filed by an older gateway, whose rules forgave
+    what they no longer do (the capital of "Bill" / "bill", a line's trailing spaces), is not
+    an exact hit for the question they now tell apart. A question variant filed under the key (a
     confirmed paraphrase: ``labels.confirm``) has its own text, not the entry's: it stands."""
     if stored.exact != key.exact:
         return True
-    return canonical_query(stored.query, verbatim=key.verbatim) == form
+    return canonical_query(stored.query, verbatim=key.verbatim) == key.form
 
 
 class Searching:
@@ -344,10 +344,9 @@ class Searching:
         """An answer filed under the request's exact key that fits it (``exact.py``): from
         memory, else, on a store whose followers poll, the newest one another process stored
         since the change log was last read. ``check_live``: see ``lookup``."""
-        form = canonical_query(key.query, verbatim=key.verbatim)
         for k in list(self._exact.candidates(key.exact, key.max_tokens)):
             meta = self._meta.get(k)
-            if meta is not None and admissible(meta) and _same_form(meta, form, key):
+            if meta is not None and admissible(meta) and _same_form(meta, key):
                 entry, unchecked = await self._entry_if_live(meta, check_live)
                 if entry is not None:
                     hit = Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
@@ -358,7 +357,7 @@ class Searching:
             if (
                 entry is not None
                 and admissible(self._meta.get(entry.key))
-                and _same_form(entry, form, key)
+                and _same_form(entry, key)
             ):
                 return Lookup(p, key, "hit-exact", entry=entry, similarity=1.0)
         return None

@@ -151,7 +151,7 @@ def _asked_kind(words: list[str]) -> str:
             return "manner" if nxt in _HOW_MANNER else ""
         if w in ("what", "whats", "which"):
             rest = [x for x in words[i + 1 : i + 4] if x not in _SKIPPED]
-            if "time" in rest[:2] and _compound_after(words, i + 1, "time"):
+            if "time" in rest[:2] and _time_compound(words, i + 1):
                 return ""  # "What is the time complexity …", "what time zone …"
             if rest and rest[0] in _ASKED_AFTER_WHAT:
                 return _ASKED_AFTER_WHAT[rest[0]]
@@ -169,10 +169,10 @@ def _asked_kind(words: list[str]) -> str:
     return ""
 
 
-def _compound_after(words: list[str], start: int, word: str) -> bool:
-    """Whether the first ``word`` from ``start`` on is followed by a word it makes a
-    compound with (``time_compounds``: "time complexity", "time zone")."""
-    at = words.index(word, start)
+def _time_compound(words: list[str], start: int) -> bool:
+    """Whether the first "time" from ``start`` on is followed by a word it makes a compound
+    with (``time_compounds``: "time complexity", "time zone")."""
+    at = words.index("time", start)
     return at + 1 < len(words) and words[at + 1] in _TIME_COMPOUNDS
 
 
