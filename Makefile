@@ -47,7 +47,7 @@ $(VENV)/.train: $(VENV)/.installed
 	$(BIN)/pip install -e '.[train]'
 	touch $@
 
-# Antonym pairs, capitonyms, nouns and pertainyms from WordNet 3.0 (Debian's wordnet-base) into package data, and
+# Antonym pairs, capitonyms, names, nouns and pertainyms from WordNet 3.0 (Debian's wordnet-base) into package data, and
 # synonyms into training/data (the pair model's training only); needs
 # `apt-get install wordnet-base`. The result is committed; run again only to refresh it.
 wordnet-antonyms:
