@@ -93,3 +93,36 @@ def test_synonym_pairs_keep_the_label_of_the_pair_they_come_from(tmp_path: Path)
     assert ("biggest city in japan", "which japanese city is the biggest", 1) in made
     assert all(y == 0 for _, b, y in made if "smallest" in b)
     assert counts.get("chat_synonym_restyled_1") == 1
+
+
+def test_a_keyword_form_drops_function_words_and_keeps_what_the_answer_needs() -> None:
+    for seed in range(20):
+        mut = augment.Mutator(random.Random(seed), {}, [])
+        short = mut.keywords("When did the Berlin Wall fall?")
+        assert short is not None
+        assert set(short.rstrip("?").split()) == {"when", "berlin", "wall", "fall"}
+        neg = mut.keywords("Why doesn't my dog eat dry food?")
+        assert neg is not None and "not" in neg.split()  # a negation is kept
+        roles = mut.keywords("Is it cheaper to fly from London to Paris?")
+        assert roles is not None and "from london to paris" in roles  # roles kept
+        assert "is" not in roles.split() and "it" not in roles.split()
+    assert augment.Mutator(random.Random(0), {}, []).keywords("What is it?") is None
+
+
+def test_keyword_restyled_pairs_keep_their_label_unless_only_dropped_words_differed() -> None:
+    train = [
+        ("Can I sell my car?", "Can you sell my car?", 0),
+        ("What is the boiling point of water?", "At what temperature does water boil?", 1),
+    ]
+    restyled = 0
+    for seed in range(30):
+        made, _ = augment.make_pairs(train, random.Random(seed), set(), 0.0, 0.0, keyword_share=1.0)
+        for a, b, y in made:
+            if "car" in a and "car" in b:
+                # the two differ only in pronouns, which the keyword form drops: never a pair
+                # whose two sides read the same words yet keep the label "different"
+                assert y == 1 or augment._kept(a) != augment._kept(b)
+            if "water" in a and "water" in b:
+                assert y == 1
+                restyled += "boil" in a + b and "boiling" in a + b
+    assert restyled

@@ -22,6 +22,15 @@ the style itself says nothing about the label: a question against its rewrite (l
 labelled pair with one side rewritten (its label kept), and a hard negative rewritten after
 its change (label 0).
 
+Keyword forms (``keyword_share``): the question as typed into a search box, its function
+words dropped ("How many holes are played in a round of golf?" as "how many holes played
+round golf", "When did the Berlin Wall fall?" as "berlin wall fall when"): the words the
+answer depends on stay (negations, numbers, names, "from" / "to", "than", the question word
+other than "what"). Used the same three ways as the chat-style rewrites: a question against
+its keyword form (label 1), a labelled pair with one side in keyword form (its label kept,
+unless the two sides' kept words are then the same: a difference only in the dropped words),
+and a hard negative in keyword form after its change (label 0).
+
 For a duplicate pair (q1, q2) a hard negative is (q1, mutate(q2)), so the model sees a true
 paraphrase beside a near-copy with the opposite meaning; otherwise it is (q, mutate(q)).
 """
@@ -121,6 +130,22 @@ _HOW_LONG = re.compile(
 _GREETINGS = ["hi, ", "hello! ", "hey ", "Hi there. ", "quick question: ", "question - "]
 _SIGN_OFFS = [" thanks", " thank you!", " thx", " please", " pls", "??"]
 _ARTICLES = re.compile(r"\b(?:the|a|an) ", re.I)
+# keyword forms: words a search-box query leaves out (auxiliaries, articles, pronouns and
+# possessives, fillers); "of", "in", "on", "at", "for" are left out at a chance each
+_KW_DROP = frozenset(
+    """a an the is are was were be been am do does did can could should would will shall may
+    might must i me my mine you your yours we us our ours it its they them their one someone
+    please there this that these those just really actually""".split()
+)
+_KW_MAYBE = frozenset("of in on at for".split())
+_KW_NEGATIONS = {"cannot": "can not", "won't": "will not", "can't": "can not", "n't": " not"}
+_KW_LEADS = re.compile(
+    r"^(?:(?:hi|hello|hey)[,!.]* )?(?:(?:can|could) you (?:please )?(?:tell me|explain) )?"
+    r"(how (?:many|much|long|often|far|old|big|fast|tall|hot|cold)|how|what|which|who|whom|"
+    r"whose|when|where|why)\b ?",
+    re.I,
+)
+_KW_WORD = re.compile(r"[\w'+#$%/.&-]+")
 
 
 def load_antonyms(vocab: set[str]) -> dict[str, list[str]]:
@@ -252,6 +277,11 @@ def _plural(noun: str) -> str:
     if noun.endswith("y") and noun[-2:-1] not in "aeiou":
         return noun[:-1] + "ies"
     return noun + "s"
+
+
+def _kept(text: str) -> frozenset[str]:
+    """The words a keyword form keeps, as a set (order and the question mark aside)."""
+    return frozenset(w.strip(".'") for w in _KW_WORD.findall(text.lower())) - _KW_DROP - _KW_MAYBE
 
 
 def _keep_case(old: str, new: str) -> str:
@@ -478,6 +508,41 @@ class Mutator:
                 new = self.typo(new)
         return None if new.strip() == q.strip() or len(new) < 3 else new
 
+    def keywords(self, q: str) -> str | None:
+        """The question as a search-box query: lower case, its function words dropped, the
+        question word (other than "what" and "which") kept at the start or moved to the end;
+        None when fewer than two words remain or nothing was dropped."""
+        rng = self.rng
+        text = q.strip()
+        lead = ""
+        if m := _KW_LEADS.match(text):
+            lead = m.group(1).lower()
+            text = text[m.end() :]
+        low = text.lower()
+        for a, b in _KW_NEGATIONS.items():
+            low = low.replace(a, b)
+        kept = []
+        for w in _KW_WORD.findall(low):
+            w = w.strip(".'")
+            if not w or w in _KW_DROP or (w in _KW_MAYBE and rng.random() < 0.6):
+                continue
+            kept.append(w)
+        if len(kept) + bool(lead) < 2:
+            return None
+        if lead in ("what", "which"):
+            lead = "" if rng.random() < 0.8 else lead
+        elif lead == "how":
+            lead = "how to" if rng.random() < 0.5 else "how"
+        if lead and rng.random() < 0.4:
+            kept.append(lead)
+        elif lead:
+            kept.insert(0, lead)
+        new = " ".join(kept)
+        if rng.random() < 0.2:
+            new += "?"
+        plain = re.sub(r"[?.!]+$", "", q.strip()).lower()
+        return None if new.rstrip("?") == plain or len(new) < 3 else new
+
     def typo(self, q: str) -> str:
         """One letter swapped with its neighbour or dropped, in a lower-case word of ≥ 5 letters."""
         words = q.split(" ")
@@ -520,6 +585,7 @@ def make_pairs(
     chat_pairs: list[tuple[str, str, int]] | None = None,
     chat_hard: int = 0,
     synonym_share: float = 0.0,
+    keyword_share: float = 0.0,
 ) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
     """Rule-made pairs: about ``hard_share`` × len(train) hard negatives (a third of them
     rewritten chat-style when ``chat_share`` > 0), ``light_share`` × len(train) light-edit
@@ -568,6 +634,11 @@ def make_pairs(
                     if styled and styled.lower() != anchor.lower():
                         new = styled
                         counts["chat_hard_negative"] += 1
+                elif keyword_share and rng.random() < 1 / 4:
+                    short = mut.keywords(new)
+                    if short and _kept(short) != _kept(mut.keywords(anchor) or anchor):
+                        new = short
+                        counts["keyword_hard_negative"] += 1
                 out.append((anchor, new, 0))
                 counts[prefix + r] += 1
                 return
@@ -583,9 +654,22 @@ def make_pairs(
             out.append((a, new, y))
             counts[f"{prefix}synonym_restyled_{y}"] += 1
 
+    def keyword_restyled(a: str, b: str, y: int, prefix: str = "") -> None:
+        if rng.random() < 0.5:
+            a, b = b, a
+        short = mut.keywords(b)
+        if not short or short.lower() == a.lower():
+            return
+        if y == 0 and _kept(short) == _kept(mut.keywords(a) or a):
+            return  # the two differed only in words the keyword form drops
+        out.append((a, short, y))
+        counts[f"{prefix}keyword_restyled_{y}"] += 1
+
     for a, b, y in chat_pairs or []:
         for _ in range(chat_hard):
             hard_negative(a, b, y, "chat_")
+        if keyword_share:
+            keyword_restyled(a, b, y, "chat_")
         if synonym_share:
             synonym_pairs(a, b, y, "chat_")
     for a, b, y in train:
@@ -605,6 +689,14 @@ def make_pairs(
             if new2:
                 out.append((q, new2, 1))
                 counts["chat_positive"] += 1
+        if keyword_share and rng.random() < keyword_share:
+            q = a if rng.random() < 0.5 else b
+            short = mut.keywords(q)
+            if short:
+                out.append((q, short, 1))
+                counts["keyword_positive"] += 1
+        if keyword_share and rng.random() < keyword_share:
+            keyword_restyled(a, b, y)
         if chat_share and rng.random() < chat_share:
             new2 = mut.chat(b)
             if new2 and new2.lower() != a.lower():

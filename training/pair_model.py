@@ -159,6 +159,15 @@ def main() -> None:
         "training/data/synonyms_wordnet.tsv); chatbot pairs each give them too (0: none)",
     )
     p.add_argument(
+        "--keyword-forms",
+        type=float,
+        default=0.0,
+        help="share of train pairs each for keyword-form positives (the question as a "
+        "search-box query: 'berlin wall fall when') and pairs with a side in keyword form; "
+        "a quarter of the hard negatives in keyword form; each chatbot pair gives one too "
+        "(0: none)",
+    )
+    p.add_argument(
         "--style-noise",
         type=float,
         default=0.0,
@@ -233,6 +242,7 @@ def main() -> None:
         chat_pairs=chat,
         chat_hard=args.chat_hard,
         synonym_share=args.synonyms,
+        keyword_share=args.keyword_forms,
     )
     data = train + made + chat * args.chat_pairs
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
@@ -349,6 +359,7 @@ def main() -> None:
                 "siblings",
                 "chat_hard",
                 "synonyms",
+                "keyword_forms",
                 "style_noise",
                 "bf16",
             )
