@@ -1422,3 +1422,50 @@ def test_a_batch_the_scheduler_did_not_shift_saved_nothing(
         assert bg["run_now_carbon_g"] == pytest.approx(bg["carbon_g"])
         assert bg["shifting_saved_g"] == 0.0
         live.http.close()
+
+
+def test_a_batch_at_its_keys_rate_limit_leaves_the_slot_to_other_batches(tmp_path: Path) -> None:
+    """A trial: a batch whose key was at its requests-per-minute limit waited in place for
+    the window and held the process's one batch slot, so another tenant's batch waited
+    behind it (168 s). Now it hands its job back until the window frees up (the fake clock
+    stands still here, so it would wait for ever): the other batch completes meanwhile, and
+    the first goes on from the lines it answered once the clock moves, none served twice."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.db_path)
+    store.open()
+    slow = asyncio.run(store.create_key("slow", rpm=1))
+    other = asyncio.run(store.create_key("other"))
+    store.close()
+    clock = FakeClock(start=START)
+    app = build_app(settings, clock=clock)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        a: openai.OpenAI = live.openai(slow.secret)
+        b: openai.OpenAI = live.openai(other.secret)
+        fa = a.files.create(file=("a.jsonl", lines(3)), purpose="batch")
+        ba = a.batches.create(
+            input_file_id=fa.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        wait_until(lambda: a.batches.retrieve(ba.id).request_counts.completed == 1)
+        fb = b.files.create(file=("b.jsonl", lines(2)), purpose="batch")
+        bb = b.batches.create(
+            input_file_id=fb.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = wait_until(lambda: (r := b.batches.retrieve(bb.id)).status == "completed" and r)
+        assert done.request_counts.completed == 2
+        waiting = a.batches.retrieve(ba.id)
+        assert waiting.status == "in_progress" and waiting.request_counts.completed == 1
+        for _ in range(2):  # one line a minute: each minute on the clock lets one more run
+            before = a.batches.retrieve(ba.id).request_counts.completed
+            clock.advance(61)
+            wait_until(lambda n=before: a.batches.retrieve(ba.id).request_counts.completed > n)
+        finished = wait_until(lambda: (r := a.batches.retrieve(ba.id)).status == "completed" and r)
+        assert finished.request_counts.completed == 3 and finished.request_counts.failed == 0
+        out = [json.loads(x) for x in a.files.content(finished.output_file_id).text.splitlines()]
+        assert sorted(o["custom_id"] for o in out) == ["req-0", "req-1", "req-2"]
+        rows = [r for r in live.ledger().values() if r.tenant == "slow"]
+        assert len(rows) == 3  # each line served once
+        live.http.close()

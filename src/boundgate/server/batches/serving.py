@@ -31,7 +31,7 @@ from ...errors import (
     NotFoundError,
 )
 from ...gateway import Gateway, RequestContext
-from ...scheduler.jobs import new_job_id
+from ...scheduler.jobs import HandBack, new_job_id
 from ...scheduler.policy import HOUR
 from ...store import BatchLineRow, FileRow, StoreUnavailableError
 from ...tenants import Tenant
@@ -499,16 +499,35 @@ async def batch_owner(gw: Gateway, tenant: str, key_id: str | None) -> Tenant | 
 
 
 MAX_LINE_WAIT_S = 120.0  # the longest a line waits for its key's requests-per-minute window
+HAND_BACK_MARGIN_S = 5.0  # a batch hands its job back only when it may run again this long
+# before it expires (the job's deadline is the batch's expiry, give or take the moments
+# between the two stamps, and a job handed back past its deadline is skipped)
 REVOKED = "the API key that created this batch was revoked"
 
 
 async def _serve_paced(
-    gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any], key_id: str | None
+    gw: Gateway,
+    ctx: RequestContext,
+    endpoint: str,
+    body: dict[str, Any],
+    key_id: str | None,
+    expires_at: float,
 ) -> dict[str, Any]:
-    """Serve one line under the owner's limits. Over the requests-per-minute limit the line
-    waits for the window to free up (a batch is deferrable; at most ``MAX_LINE_WAIT_S`` per
-    wait), then fails with 401 if the key (``key_id``) was revoked meanwhile; over the daily
-    token budget it fails with the 429 error, as an interactive request would."""
+    """Serve one line under the owner's limits. Over the requests-per-minute limit the batch
+    hands its job back (``HandBack``: pending again once the window frees up, the lines
+    answered kept) so that the process's batch slot runs other work meanwhile; a wait that
+    would end past the batch's expiry (``expires_at``, epoch s) is waited out in place (at
+    most ``MAX_LINE_WAIT_S`` at a time), then the line fails with 401 if the key
+    (``key_id``) was revoked meanwhile. Over the daily token budget it fails with the 429
+    error, as an interactive request would."""
+    wait = await gw.limiter.rpm_wait_s(ctx.tenant)
+    if wait > 0 and gw.clock.time() + wait + HAND_BACK_MARGIN_S < expires_at:
+        # a trial: one tenant's batch waiting in place for its key's window held the single
+        # batch slot, and every other tenant's batch waited behind it (168 s)
+        raise HandBack(
+            f"the key's requests-per-minute limit: the next line may run in {wait:.0f} s",
+            retry_after_s=wait,
+        )
     waited = False
     for _ in range(100):
         wait = await gw.limiter.rpm_wait_s(ctx.tenant)
@@ -529,7 +548,8 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
     are written, so a run that takes over the job after its process died (a lease that
     expired) goes on from the lines left: only a line in flight when the process died is
     served twice. A store outage (StoreUnavailableError) is raised for the job runner to hand
-    the job back, not made a failed line or batch; the line it cut short runs again."""
+    the job back, not made a failed line or batch; the line it cut short runs again. So is
+    the key's requests-per-minute limit (HandBack, ``_serve_paced``), before the line runs."""
     batch_id = str(payload["batch"])
     tenant, batch = await get_batch(gw, None, batch_id)
     if batch["status"] in TERMINAL:
@@ -590,13 +610,14 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
                 break
             await gw.yield_to_interactive()  # interactive requests first
             began = time.monotonic()
-            row = await _run_line(gw, key_id, tenant, endpoint, batch_id, line, item)
+            row = await _run_line(gw, key_id, tenant, endpoint, batch_id, line, item, expires_at)
             note_line_s(gw, time.monotonic() - began)
             await gw.store.put_batch_line(row)
             kept[line] = row
-    except StoreUnavailableError:
-        # an outage, no fault of the batch's: its job is handed back (JobRunner), and the
-        # run that takes it goes on from the lines kept
+    except (StoreUnavailableError, HandBack):
+        # an outage, or the key's requests-per-minute limit: no fault of the batch's; its
+        # job is handed back (JobRunner), and the run that takes it goes on from the lines
+        # kept
         raise
     except Exception:  # not one line's fault: keep what was answered
         log.exception("batch %s failed after %d lines", batch_id, len(kept))
@@ -775,11 +796,13 @@ async def _run_line(
     batch_id: str,
     line: int,
     item: dict[str, Any],
+    expires_at: float,
 ) -> BatchLineRow:
     """Serve input line ``line`` of a batch as its owner, the key ``key_id`` as it is now
     (``batch_owner``; 401 once revoked): the line's output record, or its error record (one
     line's fault is that line's error, never the batch's). Raises StoreUnavailableError in a
-    store outage: the line is run again when the job is."""
+    store outage, HandBack at the key's requests-per-minute limit (``_serve_paced``): the line
+    is run again when the job is."""
     line_id = "batch_req_" + uuid.uuid4().hex[:24]
     owner = await batch_owner(gw, tenant, key_id)
     ctx = gw.context(owner or Tenant(name=tenant), endpoint)
@@ -787,8 +810,8 @@ async def _run_line(
     try:
         if owner is None:
             raise AuthenticationError(REVOKED)
-        body = await _serve_paced(gw, ctx, endpoint, item["body"], key_id)
-    except StoreUnavailableError:
+        body = await _serve_paced(gw, ctx, endpoint, item["body"], key_id, expires_at)
+    except (StoreUnavailableError, HandBack):
         raise  # no fault of the line's: the batch's job is handed back (run_batch)
     except Exception as exc:
         if isinstance(exc, BoundgateError):
