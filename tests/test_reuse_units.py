@@ -1652,6 +1652,64 @@ def test_a_time_sensitive_stored_question_ages_out_for_its_paraphrases_too(
     store.close()
 
 
+def test_min_fresh_asks_a_time_sensitive_answer_to_stay_fresh_that_much_longer(
+    tmp_path: Path,
+) -> None:
+    """``Cache-Control: min-fresh=N`` was ignored: a client asking for an answer fresh for
+    another N seconds (RFC 9111 §5.2.1.3) was served a time-sensitive answer about to go
+    stale. A time-sensitive answer's freshness lifetime is ``reuse.time_sensitive_max_age_s``
+    (300 s); other answers have no end to theirs, so min-fresh leaves them alone."""
+    store = SQLiteStore(tmp_path / "t.db")
+    store.open()
+    clock = FakeClock(start=1_800_000_000.0)
+
+    verifier = trusting_verifier()
+    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
+    e = ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=verifier,
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+        clock=clock,
+        pair_scorer=FakePairScorer(lambda asked, kept: 0.99),
+    )
+
+    async def run() -> None:
+        await e.load()
+
+        async def ask(question: str, cache_control: str | None) -> str:
+            p, k = e.plan_for(
+                greedy_chat(question), tenant="t", model_version="v", endpoint="/e",
+                cache_control=cache_control,
+            )  # fmt: skip
+            return (await e.lookup(p, k)).status
+
+        for question in ("What is the current price of bitcoin?", "Who wrote Hamlet?"):
+            first = await e.lookup(
+                *e.plan_for(
+                    greedy_chat(question), tenant="t", model_version="v", endpoint="/e",
+                    cache_control=None,
+                )
+            )  # fmt: skip
+            done = Completion("An answer.", "stop", Usage(3, 3))
+            await e.remember(
+                first, done, tenant="t", model="m", model_version="v", cost_wh=0.1, cost_gco2=0.05
+            )
+        clock.advance(200)  # 100 s of freshness left
+        for asked in ("What is the current price of bitcoin?", "What is the price of bitcoin?"):
+            assert await ask(asked, None) != "miss"
+            assert await ask(asked, "min-fresh=60") != "miss"
+            assert await ask(asked, "min-fresh=120") == "miss"
+            assert await ask(asked, "min-fresh=60, min-fresh=120") == "miss"  # the strictest
+        assert await ask("Who wrote Hamlet?", "min-fresh=100000") == "hit-exact"
+        with pytest.raises(InvalidRequestError):
+            await ask("Who wrote Hamlet?", "min-fresh=soon")
+
+    asyncio.run(run())
+    store.close()
+
+
 @pytest.mark.parametrize(
     "messages",
     [

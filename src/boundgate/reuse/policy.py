@@ -11,6 +11,7 @@ Clients steer per request with ``Cache-Control`` (HTTP semantics) or the
 | ``Cache-Control: no-store`` / ``{"reuse": "off"}`` | no | no |
 | ``Cache-Control: max-age=N`` / ``{"max_age": N}`` | answers younger than N s | yes |
 | ``Cache-Control: only-if-cached`` | yes; no stored answer: 504, the model not run | — |
+| ``Cache-Control: min-fresh=N`` | a time-sensitive answer only while fresh N s more | yes |
 | ``{"reuse": "exact"}`` | exact matches only | yes |
 | ``{"reuse": "semantic"}`` (default) | exact, then by meaning | yes |
 
@@ -52,6 +53,10 @@ class Plan:
     # the model's fresh answers label the verifier's observations (answer_labels.py): off,
     # a would-be hit is served unverified and a miss is not observed
     answer_labels: bool = True
+    # Cache-Control min-fresh (RFC 9111 §5.2.1.3): a time-sensitive answer serves only while
+    # it stays fresh this many more seconds (its freshness lifetime is
+    # ``reuse.time_sensitive_max_age_s``; other answers have no end to theirs)
+    min_fresh_s: float = 0.0
 
 
 DEFAULT_TIME_SENSITIVE = (
@@ -114,10 +119,13 @@ def _directives(header: str | None) -> Iterator[tuple[str, str]]:
         yield name.strip().lower(), value
 
 
-def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
-    """(no_cache, no_store, max_age) from a Cache-Control request header."""
+def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None, float]:
+    """(no_cache, no_store, max_age, min_fresh) from a Cache-Control request header.
+    ``max-stale`` is accepted and not acted on: a cache may decline to serve stale answers
+    (RFC 9111 §4.2.4), and a time-sensitive answer past its limit is never served."""
     no_cache = no_store = False
     max_age: float | None = None
+    min_fresh = 0.0
     for name, value in _directives(header):
         if name == "no-cache":
             no_cache = True
@@ -129,7 +137,9 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None]:
             # "max-age=0" then "max-age=1000" was served a 3 s old answer)
             seconds = _delta_seconds(name, value)
             max_age = seconds if max_age is None else min(max_age, seconds)
-    return no_cache, no_store, max_age
+        elif name == "min-fresh":  # given twice: the strictest (the longer) counts
+            min_fresh = max(min_fresh, _delta_seconds(name, value))
+    return no_cache, no_store, max_age, min_fresh
 
 
 def only_if_cached(header: str | None) -> bool:
@@ -207,7 +217,7 @@ def plan(
     """Decide lookup and store for one request. ``context``: the texts of its earlier
     messages (the system prompt among them), read for time sensitivity as the question is.
     Raises 400 on malformed directives."""
-    no_cache, no_store, max_age = _parse_cache_control(cache_control)
+    no_cache, no_store, max_age, min_fresh = _parse_cache_control(cache_control)
     mode, body_max_age = _parse_options(options)
     if body_max_age is not None:
         max_age = body_max_age if max_age is None else min(max_age, body_max_age)
@@ -222,10 +232,9 @@ def plan(
     # weather"), goes stale with it: its stored answers are in that conversation's scope
     # only, so the lookup's freshness bounds them (a trial was served both after 5 minutes)
     if time_sensitive(query) or any(time_sensitive(text) for text in context):
-        max_age = (
-            time_sensitive_max_age_s if max_age is None else min(max_age, time_sensitive_max_age_s)
-        )
+        limit = max(0.0, time_sensitive_max_age_s - min_fresh)
+        max_age = limit if max_age is None else min(max_age, limit)
     if temperature > max_temperature:
         return Plan(Mode.OFF, False, None, "temperature", not no_cache and max_age is None)
     lookup = Mode.OFF if no_cache else (mode or Mode.SEMANTIC)
-    return Plan(lookup, True, max_age, "no-cache" if no_cache else "")
+    return Plan(lookup, True, max_age, "no-cache" if no_cache else "", min_fresh_s=min_fresh)

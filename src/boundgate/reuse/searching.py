@@ -79,9 +79,10 @@ class Searching:
 
     def _fresh(self, meta: EntryMeta, p: Plan, now: float) -> bool:
         """Whether ``meta``'s answer is young enough for plan ``p``: within its max-age, and
-        within ``reuse.time_sensitive_max_age_s`` when the stored question is time-sensitive
-        (the plan's limit covers the asked one only: a helper's audit found "What is the
-        current price of bitcoin?" answering "How much is a bitcoin worth?" days later). An
+        within ``reuse.time_sensitive_max_age_s`` (less the request's ``min-fresh``) when the
+        stored question is time-sensitive (the plan's limit covers the asked one only: a
+        helper's audit found "What is the current price of bitcoin?" answering "How much is a
+        bitcoin worth?" days later). An
         answer of unknown age (``EntryMeta.age_unknown``) is young enough for neither, and
         nor is one created after ``now``: an imported document dated ahead (a clock that runs
         fast) has no age to judge (RFC 9111 §4.2.3 never lets one go below 0; a trial's
@@ -92,7 +93,9 @@ class Searching:
         age = now - meta.created
         if p.max_age_s is not None and age > p.max_age_s:
             return False
-        return age <= self.settings.time_sensitive_max_age_s or not meta.time_sensitive
+        # Cache-Control min-fresh: fresh for that much longer still (RFC 9111 §5.2.1.3)
+        limit = self.settings.time_sensitive_max_age_s - p.min_fresh_s
+        return age <= limit or not meta.time_sensitive
 
     async def lookup(
         self,
