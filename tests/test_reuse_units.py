@@ -278,6 +278,17 @@ def test_engine_never_serves_across_scopes(
     [
         ("How do I turn on two-factor auth?", "How do I turn off two-factor auth?", "polarity"),
         ("How do I enable dark mode?", "How do I disable dark mode?", "polarity"),
+        ("How do I turn on the lights?", "How do I turn off the lights?", "polarity"),
+        ("Should I leave on the heater?", "Should I leave off the heater?", "polarity"),
+        ("Is the oven on?", "Is the oven off?", "polarity"),
+        ("Should I keep my phone on at night?", "Should I keep my phone off at night?", "polarity"),
+        ("is my wifi on or not", "is my wifi off or not", "polarity"),
+        (
+            "why does my battery drain faster on wifi",
+            "why does it drain faster off wifi",
+            "polarity",
+        ),
+        ("What is on-page SEO?", "What is off-page SEO?", "polarity"),
         ("Why is my phone charging?", "Why is my phone not charging?", "negation"),
         ("91 prime or not?", "is not 91 a prime number", "negation"),
         # kitchen measures are units (the chat-trained pair model scores this 0.996)
@@ -751,6 +762,20 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("WHY is the sky blue", "why is the sky blue"),
         ("turn ON bluetooth", "turn on bluetooth"),
         ("what is dna", "What is DNA?"),
+        # "on" before a determiner is a preposition, no side of on / off (a blind trial's)
+        (
+            "How do you turn off location tracking on an Android phone?",
+            "On an Android device, where do I disable location services?",
+        ),
+        (
+            "What does airplane mode do on a phone?",
+            "When a phone is switched to flight mode, what does it turn off?",
+        ),
+        ("how do i turn off location on my iphone", "how do i switch off location on iphone"),
+        (
+            "Should I turn off the main water valve before going on vacation?",
+            "is it a good idea to shut off the main water before going away on vacation",
+        ),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -171,6 +171,54 @@ def _comparative_as_verb(toks: list[str], at: int) -> bool:
 # hospital" / "the closest hospital", "so far", "by far the best", "as far as I know"
 _FAR_NOT_DISTANT = frozenset(["how", "so", "by", "as", "thus"])
 
+# "on" / "off" before a word that starts a noun phrase is a preposition ("location tracking
+# on an Android phone", "location services on iphone": a blind trial's over-vetoes against
+# "disable" / "turn off"), unless a verb that takes it as its particle comes first ("turn on
+# the lights"); before these, or last, it is the state ("is the oven on?", "keep my phone on
+# at night", "on or off"). A preposition is a side of its own pair: "on wifi" / "off wifi",
+# "on-page" / "off-page" still oppose each other, and no longer "turn off" (``_placed``)
+_ON_STATE_NEXT = frozenset(
+    "or and at during while when whenever if for in overnight all after before until with "
+    "because so but then too now yet still by".split()
+)
+
+
+def _verb_forms(bases: str, irregular: str = "") -> frozenset[str]:
+    """Each base verb with its -s, -ed and -ing forms made by rule (a final "e" dropped, a
+    short verb's last consonant doubled, "y" after a consonant made "ie"), and ``irregular``
+    forms as given (a regular form that is no word, "cutted", is harmless)."""
+    out = set(irregular.split())
+    for v in bases.split():
+        short = len(v) <= 4 and v[-1] not in "aeiouwy" and v[-2] in "aeiou" and v[-3] not in "aeiou"
+        stem = v[:-1] if v.endswith("e") else v + v[-1] if short else v
+        if v.endswith("y") and v[-2] not in "aeiou":  # carry: carries, carried
+            out |= {v, v[:-1] + "ies", v[:-1] + "ied", v + "ing"}
+            continue
+        out |= {v, v + ("es" if v.endswith(("sh", "ch", "x", "s")) else "s"), stem + "ing"}
+        out.add(v + "d" if v.endswith("e") else stem + "ed")
+    return frozenset(out)
+
+
+# verbs that take "on" / "off" as their particle ("turn off the lights", "shut off the water")
+_ON_PARTICLE_VERBS = _verb_forms(
+    "turn switch put leave keep log sign power toggle flip try get shut cut pay take call kick "
+    "show set wear cool drop pull write tip fend ward scrape wipe clean peel rinse wash pinch "
+    "trim tear rip break knock hold brush fall carry",
+    "left kept got gotten took taken paid wrote written tore torn broke broken held fell fallen",
+)
+
+
+def _placed(toks: list[str], at: int) -> bool:
+    """Whether ``toks[at]`` is "on" or "off" as a preposition: before a word that may start
+    a noun phrase, after no verb that takes it as its particle."""
+    return (
+        toks[at] in ("on", "off")
+        and at + 1 < len(toks)
+        and toks[at + 1] not in _ON_STATE_NEXT
+        and toks[at + 1][:1].isalnum()
+        and not (at and toks[at - 1] in _ON_PARTICLE_VERBS)
+    )
+
 
 def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[int]]:
     """Comparatives made with a word: the positions of "more" / "less" before a member of an
@@ -468,10 +516,11 @@ def features(text: str) -> Features:
         if at in graded or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT):
             continue
         verb = _comparative_as_verb(toks, at)
+        placed = "p" if _placed(toks, at) else ""
         for i, side in _POLAR_WORDS.get(st, ()):
             if verb and toks[at] not in _ANTONYMS[i]:
                 continue  # "to lower" is no grade of "low": only "raise" / "lower" holds
-            polar.add(f"{i}#{1 - side if at in flipped else side}")
+            polar.add(f"{placed}{i}#{1 - side if at in flipped else side}")
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
