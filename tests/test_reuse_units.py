@@ -773,6 +773,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         ("how do i turn off location on my iphone", "how do i switch off location on iphone"),
         (
+            "What is the recovery position?",
+            "Can you explain how to put someone in the recovery position?",
+        ),
+        (
             "Should I turn off the main water valve before going on vacation?",
             "is it a good idea to shut off the main water before going away on vacation",
         ),

@@ -441,11 +441,29 @@ _AUDIENCE_NOUNS = frozenset(_LISTS["audience_nouns"])
 _AUDIENCE_LEVELS = frozenset(_LISTS["audience_levels"])
 
 
+# a person named by a pronoun-like noun is an audience only right after "to" / "for" or a
+# determiner after it: "explain it to someone new", "to a blind person", not "how to put
+# someone in the recovery position" (a blind trial's over-veto against "What is the
+# recovery position?")
+_AUDIENCE_PRONOUNS = frozenset(["someone", "somebody", "anyone", "person", "people"])
+_AUDIENCE_BETWEEN = frozenset(["a", "an", "the", "my", "your", "his", "her", "our", "their"])
+
+
+def _addressed(w: list[str], i: int) -> bool:
+    """Whether audience noun ``w[i]`` follows "to" / "for" within four words, and (for a
+    pronoun-like noun) right after it or after a determiner that follows it ("to a blind
+    person", not "to put someone")."""
+    for j in range(i - 1, max(-1, i - 5), -1):
+        if w[j] in ("to", "for"):
+            return w[i] not in _AUDIENCE_PRONOUNS or j + 1 == i or w[j + 1] in _AUDIENCE_BETWEEN
+    return False
+
+
 def _audience(w: list[str]) -> bool:
     """Whether the words name whom an answer is for: "to / for a [young, curious, …] X" with X
     an audience noun, "N year old", "… level" after a level word, "eli5", "like im five"."""
     for i, x in enumerate(w):
-        if x in _AUDIENCE_NOUNS and any(p in ("to", "for") for p in w[max(0, i - 4) : i]):
+        if x in _AUDIENCE_NOUNS and _addressed(w, i):
             return True
         if x == "old" and i >= 2 and w[i - 1] in ("year", "years"):
             return True
