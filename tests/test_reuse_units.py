@@ -1641,6 +1641,23 @@ def test_semantic_reuse_is_for_the_language_the_guards_read(text: str, english: 
     assert reads_english(text) is english
 
 
+def _engine_scoring_every_pair_099(store: SQLiteStore, clock: FakeClock) -> ReuseEngine:
+    """An engine over ``store`` (opened; not loaded) whose pair scorer scores every pair
+    0.99 and whose verifier has proven that score: what guards and freshness let through is
+    served."""
+    verifier = trusting_verifier()
+    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
+    return ReuseEngine(
+        store=store,
+        embedder=HashEmbedder(),
+        verifier=verifier,
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+        clock=clock,
+        pair_scorer=FakePairScorer(lambda asked, kept: 0.99),
+    )
+
+
 @pytest.mark.parametrize(
     "stored", ["What is the current price of bitcoin?", "What is the latest price of bitcoin?"]
 )
@@ -1653,17 +1670,7 @@ def test_a_time_sensitive_stored_question_ages_out_for_its_paraphrases_too(
     store = SQLiteStore(tmp_path / "t.db")
     store.open()
     clock = FakeClock(start=1_800_000_000.0)
-    verifier = trusting_verifier()
-    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
-    e = ReuseEngine(
-        store=store,
-        embedder=HashEmbedder(),
-        verifier=verifier,
-        settings=ReuseSettings(),
-        rebind_window_s=3600.0,
-        clock=clock,
-        pair_scorer=FakePairScorer(lambda asked, kept: 0.99),
-    )
+    e = _engine_scoring_every_pair_099(store, clock)
 
     async def run() -> None:
         await e.load()
@@ -1692,17 +1699,7 @@ def test_min_fresh_asks_a_time_sensitive_answer_to_stay_fresh_that_much_longer(
     store.open()
     clock = FakeClock(start=1_800_000_000.0)
 
-    verifier = trusting_verifier()
-    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
-    e = ReuseEngine(
-        store=store,
-        embedder=HashEmbedder(),
-        verifier=verifier,
-        settings=ReuseSettings(),
-        rebind_window_s=3600.0,
-        clock=clock,
-        pair_scorer=FakePairScorer(lambda asked, kept: 0.99),
-    )
+    e = _engine_scoring_every_pair_099(store, clock)
 
     async def run() -> None:
         await e.load()
