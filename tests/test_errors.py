@@ -469,6 +469,31 @@ def test_embeddings_value_errors_say_invalid_value(
     assert err["code"] == "invalid_value"
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (["ok", 3], "input[1] is a number"),
+        ([1, "a"], "input[0] is a number"),
+        (5, "not a number"),
+        (None, "not null"),
+        ({"a": 1}, "not an object"),
+    ],
+)
+def test_an_embeddings_input_of_the_wrong_shape_names_what_is_wrong_only(
+    fake_live: Live, value: Any, said: str
+) -> None:
+    """A trial: ``["ok", 3]`` was told "input[1]: Input should be a valid string or a valid
+    list (also invalid: input[0])", a valid string named invalid (the union's branches each
+    reported their own errors)."""
+    r = fake_live.http.post("/v1/embeddings", json={"input": value})
+    err = assert_error(r, 400, code="invalid_value", param="input")
+    assert (
+        err["message"]
+        == f"input: must be a string or an array of strings{'; ' if '[' in said else ', '}{said}"
+    )
+    assert "also invalid" not in err["message"]
+
+
 def test_embeddings_dimensions_above_the_models_are_not_told_they_cannot_be_shortened(
     fake_live: Live,
 ) -> None:

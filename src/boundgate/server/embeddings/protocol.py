@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..chat.protocol import EnergyInfo, ModelName
 
@@ -18,6 +18,48 @@ class EmbeddingRequest(BaseModel):
     user: str | None = None
     # boundgate extension: embed only the start of an input longer than the model reads
     truncate: bool = False
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_shape(cls, value: Any) -> Any:
+        """A clear word for an input of the wrong shape: the union's own errors named valid
+        items as invalid (a trial's ``["ok", 3]`` read "input[1]: … (also invalid:
+        input[0])"). Token arrays pass, for the endpoint to refuse by name."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            if all(isinstance(x, str) for x in value) or all(_tokens(x) for x in value):
+                return value
+            if all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+                return value
+            at = next(
+                i for i, x in enumerate(value) if not isinstance(x, str)
+            ) if any(isinstance(x, str) for x in value) else 0  # fmt: skip
+            raise ValueError(
+                "must be a string or an array of strings; "
+                f"input[{at}] is {_json_kind(value[at])}"
+            )
+        raise ValueError(f"must be a string or an array of strings, not {_json_kind(value)}")
+
+
+def _tokens(x: Any) -> bool:
+    """Whether ``x`` is a token array (a list of integers)."""
+    return isinstance(x, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
+
+
+def _json_kind(x: Any) -> str:
+    """What JSON calls the kind of ``x``, with an article ("a number", "null")."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "a boolean"
+    if isinstance(x, int | float):
+        return "a number"
+    if isinstance(x, list):
+        return "an array"
+    if isinstance(x, dict):
+        return "an object"
+    return "a string"
 
 
 class Embedding(BaseModel):
