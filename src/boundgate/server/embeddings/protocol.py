@@ -32,12 +32,11 @@ class EmbeddingRequest(BaseModel):
                 return value
             if all(isinstance(x, int) and not isinstance(x, bool) for x in value):
                 return value
-            at = next(
-                i for i, x in enumerate(value) if not isinstance(x, str)
-            ) if any(isinstance(x, str) for x in value) else 0  # fmt: skip
+            # the first item that is no string, in a list that has strings ("ok", 3)
+            strings = any(isinstance(x, str) for x in value)
+            at = next(i for i, x in enumerate(value) if not isinstance(x, str)) if strings else 0
             raise ValueError(
-                "must be a string or an array of strings; "
-                f"input[{at}] is {_json_kind(value[at])}"
+                f"must be a string or an array of strings; input[{at}] is {_json_kind(value[at])}"
             )
         raise ValueError(f"must be a string or an array of strings, not {_json_kind(value)}")
 
