@@ -125,6 +125,41 @@ def test_keyed_mode_needs_an_admin_login(keyed_dash: Seeded) -> None:
         assert r.status_code == 303 and "/dashboard/login" in r.headers["location"]
 
 
+def test_wrong_logins_from_one_address_are_refused_for_a_while(keyed_dash: Seeded) -> None:
+    """The login form answered wrong keys without end (a trial's "no rate limit on wrong
+    dashboard logins"). After ``LOGIN_FAILURES`` wrong keys from one address within
+    ``LOGIN_WINDOW_S`` it answers 429 with Retry-After, even to the right key, until the
+    oldest of them is that old."""
+    from boundgate.dashboard.routes import LOGIN_FAILURES, LOGIN_WINDOW_S
+
+    live = keyed_dash.live
+    with browser(live) as b:
+        for _ in range(LOGIN_FAILURES):
+            r = b.post("/dashboard/login", data={"key": "bg_nope", "next": "/dashboard"})
+            assert r.status_code == 200 and "Unknown or revoked key" in r.text
+        r = b.post(
+            "/dashboard/login",
+            data={"key": keyed_dash.admin_key, "next": "/dashboard"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 429 and "Too many wrong keys" in r.text
+        assert 0 < int(r.headers["retry-after"]) <= LOGIN_WINDOW_S
+        assert "set-cookie" not in r.headers
+
+
+def test_the_login_throttle_forgets_an_address_after_its_window() -> None:
+    from boundgate.dashboard.routes import LOGIN_FAILURES, LOGIN_WINDOW_S, LoginThrottle
+
+    t = LoginThrottle()
+    for i in range(LOGIN_FAILURES):
+        t.failed("10.0.0.1", float(i))
+    assert t.wait_s("10.0.0.1", LOGIN_FAILURES) == LOGIN_WINDOW_S - LOGIN_FAILURES
+    assert t.wait_s("10.0.0.2", LOGIN_FAILURES) == 0  # per address
+    assert t.wait_s("10.0.0.1", LOGIN_WINDOW_S) == 0  # the oldest failure is old enough
+    t.failed("10.0.0.2", 2 * LOGIN_WINDOW_S)
+    assert list(t.failures) == ["10.0.0.2"]  # an address with no recent failure is dropped
+
+
 def test_forged_or_foreign_cookie_is_refused(keyed_dash: Seeded) -> None:
     live = keyed_dash.live
     with browser(live) as b:

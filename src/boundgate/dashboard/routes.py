@@ -11,9 +11,12 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import math
 import posixpath
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -82,9 +85,38 @@ class Forbidden(Exception):
     pass
 
 
+# wrong admin keys sent to the login form, per client address, before it answers 429 until
+# the oldest of them is LOGIN_WINDOW_S old (per process; a key's secret has 256 random bits,
+# so this stops noise and scripted guessing, not a search that could succeed)
+LOGIN_FAILURES = 10
+LOGIN_WINDOW_S = 900.0
+
+
+@dataclass
+class LoginThrottle:
+    """Recent failed logins per client address (monotonic seconds), at most
+    ``LOGIN_FAILURES`` each; an address without one in ``LOGIN_WINDOW_S`` is forgotten."""
+
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def wait_s(self, client: str, now: float) -> float:
+        """Seconds until ``client`` may try again (0: now)."""
+        recent = self.failures.get(client)
+        if recent is None or len(recent) < LOGIN_FAILURES:
+            return 0.0
+        return max(0.0, recent[0] + LOGIN_WINDOW_S - now)
+
+    def failed(self, client: str, now: float) -> None:
+        """Count a failed login of ``client`` at ``now``."""
+        for old in [c for c, q in self.failures.items() if q[-1] + LOGIN_WINDOW_S < now]:
+            del self.failures[old]  # so the map cannot grow without end
+        self.failures.setdefault(client, deque(maxlen=LOGIN_FAILURES)).append(now)
+
+
 @dataclass(frozen=True)
 class DashboardConfig:
     sessions: Sessions
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def _gateway(request: Request) -> Gateway:
@@ -205,8 +237,19 @@ async def login(
             request, None, "login.html", "login", status=403, next=target,
             error="This form must be sent from the dashboard's own page.",
         )  # fmt: skip
+    logins: LoginThrottle = request.app.state.dashboard.logins
+    client = request.client.host if request.client else ""
+    wait = logins.wait_s(client, time.monotonic())
+    if wait > 0:
+        response = await render(
+            request, None, "login.html", "login", status=429, next=target,
+            error=f"Too many wrong keys from this address: try again in {math.ceil(wait)} s.",
+        )  # fmt: skip
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     found = await gw.store.verify_key(key.strip()) if key.strip() else None
     if found is None or not found.admin:
+        logins.failed(client, time.monotonic())
         error = "That key is not an admin key." if found else "Unknown or revoked key."
         # the form again with the reason, as 200: a browser logs any 4xx page load as a
         # console error, and this is an expected outcome of a form, not a failed resource
