@@ -283,6 +283,42 @@ def test_engine_never_serves_across_scopes(
         ("Is the oven on?", "Is the oven off?", "polarity"),
         ("Should I keep my phone on at night?", "Should I keep my phone off at night?", "polarity"),
         ("is my wifi on or not", "is my wifi off or not", "polarity"),
+        # a re-check's: switched on by one word, off by another, "on <device>" beside them
+        (
+            "How do I enable dark mode on my iPhone?",
+            "How do I turn off dark mode on my iPhone?",
+            "polarity",
+        ),
+        (
+            "How can I enable Siri on my iPhone?",
+            "How can I turn off Siri on my iPhone?",
+            "polarity",
+        ),
+        (
+            "How do I disable comments on YouTube?",
+            "How do I turn comments on on YouTube?",
+            "polarity",
+        ),
+        # on / off after its object, before a preposition or an adverb, is the state
+        (
+            "How do I turn on bluetooth?",
+            "How do I turn bluetooth off from the control center?",
+            "polarity",
+        ),
+        (
+            "How can I switch wifi on?",
+            "How can I switch wifi off via the settings app?",
+            "polarity",
+        ),
+        ("How do I turn on 2FA?", "How do I turn 2FA off on Instagram?", "polarity"),
+        (
+            "Should I leave the heater on?",
+            "Should I leave the heater off to save money?",
+            "polarity",
+        ),
+        # an audience of people with an adjective (a re-check was served "What is inflation?")
+        ("What is inflation?", "Explain inflation to ordinary people", "contrast"),
+        ("What is a mortgage?", "Explain mortgages to regular people", "contrast"),
         (
             "why does my battery drain faster on wifi",
             "why does it drain faster off wifi",

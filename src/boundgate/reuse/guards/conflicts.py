@@ -441,21 +441,19 @@ _AUDIENCE_NOUNS = frozenset(_LISTS["audience_nouns"])
 _AUDIENCE_LEVELS = frozenset(_LISTS["audience_levels"])
 
 
-# a person named by a pronoun-like noun is an audience only right after "to" / "for" or a
-# determiner after it: "explain it to someone new", "to a blind person", not "how to put
-# someone in the recovery position" (a blind trial's over-veto against "What is the
-# recovery position?")
-_AUDIENCE_PRONOUNS = frozenset(["someone", "somebody", "anyone", "person", "people"])
-_AUDIENCE_BETWEEN = frozenset(["a", "an", "the", "my", "your", "his", "her", "our", "their"])
+# a person named by a pronoun is an audience only right after "to" / "for": "explain it to
+# someone new", not "how to put someone in the recovery position" (a blind trial's
+# over-veto against "What is the recovery position?"); "to ordinary people" still is one
+_AUDIENCE_PRONOUNS = frozenset(["someone", "somebody", "anyone"])
 
 
 def _addressed(w: list[str], i: int) -> bool:
-    """Whether audience noun ``w[i]`` follows "to" / "for" within four words, and (for a
-    pronoun-like noun) right after it or after a determiner that follows it ("to a blind
-    person", not "to put someone")."""
+    """Whether audience noun ``w[i]`` follows "to" / "for" within four words ("to young
+    people", "to a blind person"), or for "someone", "somebody", "anyone" right after it
+    ("to someone new", not "to put someone")."""
     for j in range(i - 1, max(-1, i - 5), -1):
         if w[j] in ("to", "for"):
-            return w[i] not in _AUDIENCE_PRONOUNS or j + 1 == i or w[j + 1] in _AUDIENCE_BETWEEN
+            return w[i] not in _AUDIENCE_PRONOUNS or j + 1 == i
     return False
 
 

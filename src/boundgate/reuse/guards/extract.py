@@ -153,6 +153,19 @@ for _i, (_a, _b) in enumerate(_ANTONYMS):
                 _sides.append((_i, _side))
 
 
+# pairs that all say a thing is switched on or off: a side of one opposes the other side of
+# any ("enable dark mode on my iPhone" / "turn off dark mode on my iPhone", "disable
+# comments" / "turn comments on"), counted as the pair "sw" (a re-check: with "on my
+# iPhone" read as a preposition nothing else opposed them)
+_SWITCH_PAIRS = frozenset(
+    i
+    for i, pair in enumerate(_ANTONYMS)
+    if pair
+    in (("on", "off"), ("enable", "disable"), ("activate", "deactivate"), ("turn on", "turn off"))
+)
+_SWITCH_IDS = frozenset(str(i) for i in _SWITCH_PAIRS)  # as polar's "pair#side" names them
+
+
 # comparatives that are also verbs, and the words before them that make them one: "how to
 # lower my blood pressure" / "reduce high blood pressure" asked one thing (a trial's
 # over-veto read "lower" as the low side of high / low)
@@ -179,7 +192,9 @@ _FAR_NOT_DISTANT = frozenset(["how", "so", "by", "as", "thus"])
 # "on-page" / "off-page" still oppose each other, and no longer "turn off" (``_placed``)
 _ON_STATE_NEXT = frozenset(
     "or and at during while when whenever if for in overnight all after before until with "
-    "because so but then too now yet still by".split()
+    "because so but then too now yet still by from via to on off using through into onto "
+    "within without inside across over under about again automatically completely "
+    "permanently temporarily manually immediately forever please pls right instead".split()
 )
 
 
@@ -524,6 +539,7 @@ def features(text: str) -> Features:
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
+    polar.update("sw#" + p.split("#")[1] for p in list(polar) if p.split("#")[0] in _SWITCH_IDS)
     kept = [i for i, t in enumerate(toks) if _is_content(t)]
     sequence = tuple(stems[i] for i in kept)
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())
