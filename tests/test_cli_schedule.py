@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,15 @@ from typer.testing import CliRunner
 
 from boundgate.assembly import build_app
 from boundgate.cli import app as cli
+from boundgate.clock import FakeClock
 from boundgate.fmt import plain_decimal
 from boundgate.testing import ThreadedServer
 from helpers import Live, arun, fake_settings, one_line_batch_file, wait_until
+
+# 2023-06-01 05:00 UTC: morning in Germany, before the solar dip that a 24 h window can reach,
+# so a batch submitted then waits for a later hour, on a clock that stands still (the wall
+# clock's hour may be the cleanest: a clean-clone CI at 03:20 UTC ran the batch at once)
+WAITING_START = datetime(2023, 6, 1, 5, tzinfo=UTC).timestamp()
 
 
 def test_grid_and_plan_commands(tmp_path: Path) -> None:
@@ -188,7 +195,7 @@ def test_a_refused_submit_leaves_no_upload_behind(
 ) -> None:
     """An operator's trial: each refused ``batch submit`` (a bad line, a window of 0h) left
     its uploaded file behind."""
-    app = build_app(fake_settings(tmp_path))
+    app = build_app(fake_settings(tmp_path), clock=FakeClock(start=WAITING_START))
     infile = one_line_batch_file(tmp_path / "in.jsonl")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"custom_id": "a", "method": "POST"}\n')
@@ -210,7 +217,8 @@ def test_a_refused_submit_leaves_no_upload_behind(
 def test_batch_results_of_a_cancelled_batch_say_there_is_none(tmp_path: Path) -> None:
     """A batch cancelled before it ran has no output and never will: ``batch results`` says so
     rather than "no output yet" (a trial)."""
-    app = build_app(fake_settings(tmp_path))  # the cleanest hour: waits, nothing runs
+    # a later hour is cleaner: the batch waits, nothing runs
+    app = build_app(fake_settings(tmp_path), clock=FakeClock(start=WAITING_START))
     infile = one_line_batch_file(tmp_path / "in.jsonl")
     runner = CliRunner()
     with ThreadedServer(app) as srv:
