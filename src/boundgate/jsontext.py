@@ -62,3 +62,19 @@ def mended(value: Any) -> Any:
     if isinstance(value, dict):
         return {mended(k): mended(v) for k, v in value.items()}
     return value
+
+
+_SCALAR_TYPES = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+
+
+def json_type(value: Any) -> str:
+    """A parsed JSON value's type in JSON's words, for a message: "null", "a boolean", "a
+    number", "a string", "an array", "an object" ("a value" for anything JSON has no name
+    for)."""
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return _SCALAR_TYPES.get(type(value), "a value")

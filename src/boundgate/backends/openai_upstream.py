@@ -38,7 +38,7 @@ from ..errors import (
     UpstreamRateLimitError,
     UpstreamTimeoutError,
 )
-from ..jsontext import mend, mended
+from ..jsontext import json_type, mend, mended
 from ..retries import counting
 from .base import Backend, CancelToken, Chunk, Completion, GenerationRequest, Usage
 
@@ -132,7 +132,7 @@ def _text_of(content: Any, what: str, *, nullable: bool = True) -> str:
         if all(isinstance(t, str) for t in texts):
             text = "".join(t for t in texts if isinstance(t, str))
     if text is None:
-        raise UpstreamError(f"upstream sent a malformed {what}: its text is {_shown_type(content)}")
+        raise UpstreamError(f"upstream sent a malformed {what}: its text is {json_type(content)}")
     return mend(text)
 
 
@@ -170,22 +170,8 @@ def _finish_reason(value: Any) -> str:
     Gemini's "STOP" is "stop"); a value none of them names is kept as it was. Raises
     :class:`UpstreamError` when it is not a non-empty string."""
     if not isinstance(value, str) or not value.strip():
-        raise UpstreamError(f"upstream sent a malformed finish_reason ({_shown_type(value)})")
+        raise UpstreamError(f"upstream sent a malformed finish_reason ({json_type(value)})")
     return FINISH_REASONS.get(value.strip().lower(), mend(value))
-
-
-_JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
-
-
-def _shown_type(value: Any) -> str:
-    """A JSON value's type in JSON's words ("a number", "an object"), for a message."""
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return _JSON_TYPES.get(type(value), "a value")
 
 
 def _said(exc: Exception) -> str:

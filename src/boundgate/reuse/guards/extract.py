@@ -157,13 +157,13 @@ for _i, (_a, _b) in enumerate(_ANTONYMS):
 # any ("enable dark mode on my iPhone" / "turn off dark mode on my iPhone", "disable
 # comments" / "turn comments on"), counted as the pair "sw" (a re-check: with "on my
 # iPhone" read as a preposition nothing else opposed them)
-_SWITCH_PAIRS = frozenset(
-    i
-    for i, pair in enumerate(_ANTONYMS)
-    if pair
-    in (("on", "off"), ("enable", "disable"), ("activate", "deactivate"), ("turn on", "turn off"))
+_SWITCHES = (
+    ("on", "off"),
+    ("enable", "disable"),
+    ("activate", "deactivate"),
+    ("turn on", "turn off"),
 )
-_SWITCH_IDS = frozenset(str(i) for i in _SWITCH_PAIRS)  # as polar's "pair#side" names them
+_SWITCH_IDS = frozenset(str(i) for i, pair in enumerate(_ANTONYMS) if pair in _SWITCHES)
 
 
 # comparatives that are also verbs, and the words before them that make them one: "how to
@@ -539,7 +539,10 @@ def features(text: str) -> Features:
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
-    polar.update("sw#" + p.split("#")[1] for p in list(polar) if p.split("#")[0] in _SWITCH_IDS)
+    for member in list(polar):
+        pair_id, _, pole = member.partition("#")
+        if pair_id in _SWITCH_IDS:
+            polar.add("sw#" + pole)
     kept = [i for i, t in enumerate(toks) if _is_content(t)]
     sequence = tuple(stems[i] for i in kept)
     raw = re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+)", text.strip())

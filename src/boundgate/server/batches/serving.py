@@ -530,11 +530,11 @@ async def _serve_paced(
         )
     waited = False
     for _ in range(100):
-        wait = await gw.limiter.rpm_wait_s(ctx.tenant)
         if wait <= 0:
             break
         await asyncio.sleep(min(wait, MAX_LINE_WAIT_S))
         waited = True
+        wait = await gw.limiter.rpm_wait_s(ctx.tenant)
     if waited and await batch_owner(gw, ctx.tenant.name, key_id) is None:
         raise AuthenticationError(REVOKED)
     out, _ = await _serve(gw, ctx, endpoint, body)

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ...errors import ErrorCode
+from ...jsontext import json_type
 from ...settings import ReasoningEffort
 
 # Parameters the gateway does not implement yet: rejected clearly instead of ignored.
@@ -241,10 +242,8 @@ class ChatMessage(BaseModel):
         """One message instead of one per member of the union ("Input should be a valid
         string (and 1 more)" for a number)."""
         if v is not None and not isinstance(v, str | list):
-            kind = {bool: "a boolean", int: "a number", float: "a number", dict: "an object"}
             raise ValueError(
-                "content must be a string or an array of content parts, not "
-                + kind.get(type(v), type(v).__name__)
+                f"content must be a string or an array of content parts, not {json_type(v)}"
             )
         return v
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ...jsontext import json_type
 from ..chat.protocol import EnergyInfo, ModelName
 
 
@@ -28,37 +29,21 @@ class EmbeddingRequest(BaseModel):
         if isinstance(value, str):
             return value
         if isinstance(value, list):
-            if all(isinstance(x, str) for x in value) or all(_tokens(x) for x in value):
-                return value
-            if all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+            strings = all(isinstance(x, str) for x in value)
+            if strings or _tokens(value) or all(_tokens(x) for x in value):
                 return value
             # the first item that is no string, in a list that has strings ("ok", 3)
-            strings = any(isinstance(x, str) for x in value)
-            at = next(i for i, x in enumerate(value) if not isinstance(x, str)) if strings else 0
+            some = any(isinstance(x, str) for x in value)
+            at = next(i for i, x in enumerate(value) if not isinstance(x, str)) if some else 0
             raise ValueError(
-                f"must be a string or an array of strings; input[{at}] is {_json_kind(value[at])}"
+                f"must be a string or an array of strings; input[{at}] is {json_type(value[at])}"
             )
-        raise ValueError(f"must be a string or an array of strings, not {_json_kind(value)}")
+        raise ValueError(f"must be a string or an array of strings, not {json_type(value)}")
 
 
 def _tokens(x: Any) -> bool:
     """Whether ``x`` is a token array (a list of integers)."""
     return isinstance(x, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
-
-
-def _json_kind(x: Any) -> str:
-    """What JSON calls the kind of ``x``, with an article ("a number", "null")."""
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return "a boolean"
-    if isinstance(x, int | float):
-        return "a number"
-    if isinstance(x, list):
-        return "an array"
-    if isinstance(x, dict):
-        return "an object"
-    return "a string"
 
 
 class Embedding(BaseModel):
