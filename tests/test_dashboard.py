@@ -125,6 +125,30 @@ def test_keyed_mode_needs_an_admin_login(keyed_dash: Seeded) -> None:
         assert r.status_code == 303 and "/dashboard/login" in r.headers["location"]
 
 
+def test_signing_out_ends_the_session_for_a_copy_of_its_cookie(keyed_dash: Seeded) -> None:
+    """The cookie is signed and carried no server state: a copy taken before "Sign out"
+    stayed valid until it expired (a trial). Signing out now ends the session itself; a new
+    login is a new session."""
+    live = keyed_dash.live
+    with browser(live) as b:
+        b.post("/dashboard/login", data={"key": keyed_dash.admin_key, "next": "/dashboard"})
+        page = b.get("/dashboard")
+        assert page.status_code == 200
+        copied = b.cookies.get(COOKIE, path="/dashboard")
+        assert copied
+        r = b.post("/dashboard/logout", data={"csrf_token": csrf_of(page.text)},
+                   follow_redirects=False)  # fmt: skip
+        assert r.status_code == 303 and "notice=logged-out" in r.headers["location"]
+        assert b.get("/dashboard", follow_redirects=False).status_code == 303
+    with browser(live) as thief:
+        thief.cookies.set(COOKIE, copied, domain="127.0.0.1", path="/dashboard")
+        r = thief.get("/dashboard", follow_redirects=False)
+        assert r.status_code == 303 and "/dashboard/login" in r.headers["location"]
+    with browser(live) as b:  # the same key logs in again: a new session
+        b.post("/dashboard/login", data={"key": keyed_dash.admin_key, "next": "/dashboard"})
+        assert b.get("/dashboard", follow_redirects=False).status_code == 200
+
+
 def test_wrong_logins_from_one_address_are_refused_for_a_while(keyed_dash: Seeded) -> None:
     """The login form answered wrong keys without end (a trial's "no rate limit on wrong
     dashboard logins"). After ``LOGIN_FAILURES`` wrong keys from one address within

@@ -497,6 +497,23 @@ def test_keys_changed_by_another_instance_are_seen(make_store: Callable[[], Stor
     assert key is not None and key.revoked
 
 
+def test_a_signed_out_dashboard_session_is_ended_for_every_instance(
+    make_store: Callable[[], Store],
+) -> None:
+    """``end_session`` is seen by another instance on the same data; a record past its
+    ``until`` is dropped at the next sign-out, a later one kept."""
+    store, other = make_store(), make_store()
+    assert not run(store.session_ended("s1"))
+    run(store.end_session("s1", until=1_000.0, now=100.0))
+    run(store.end_session("s1", until=500.0, now=100.0))  # twice: the later until is kept
+    assert run(other.session_ended("s1")) and not run(other.session_ended("s2"))
+    run(other.end_session("s2", until=2_000.0, now=999.0))
+    assert run(store.session_ended("s1"))  # not past its until yet
+    run(other.end_session("s3", until=3_000.0, now=1_001.0))
+    assert not run(store.session_ended("s1"))  # dropped: its cookie has expired anyway
+    assert run(store.session_ended("s2")) and run(store.session_ended("s3"))
+
+
 def test_tokens_used_counts_generated_tokens_of_one_tenant(store: Store) -> None:
     run(store.record(row(1, tenant="a")))  # 5 tokens
     run(store.record(row(2, tenant="a", reuse="hit-exact")))  # served from storage: free

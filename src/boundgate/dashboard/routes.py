@@ -266,7 +266,7 @@ async def logout(
     _check_csrf(request, s, csrf_token)
     has_keys = await _gateway(request).store.has_keys()
     response = _redirect("/dashboard/login?notice=logged-out" if has_keys else "/dashboard")
-    Sessions.clear(response)
+    await _sessions(request).end(response, s, _gateway(request).store)
     return response
 
 

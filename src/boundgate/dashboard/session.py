@@ -2,7 +2,9 @@
 
 Who may look: with API keys in the store, only a holder of an *admin* key (typed once into
 the login form; the cookie then carries the key's id, never the key). A revoked key ends its
-sessions at the next page. In open local mode (no keys at all) everyone on the loopback
+sessions at the next page; "Sign out" ends the session itself, in every process sharing the
+store (its id is kept as signed out until the cookie would have expired), so a copy of the
+cookie taken before is refused too. In open local mode (no keys at all) everyone on the loopback
 interface is the local admin, as on the API.
 
 CSRF: every state-changing form carries a token derived from the session's random id with
@@ -17,6 +19,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -79,7 +82,7 @@ class Sessions:
             key_id=data.get("key") if isinstance(data.get("key"), str) else None,
             admin=bool(data.get("admin")),
         )
-        if not session.sid:
+        if not session.sid or await store.session_ended(session.sid):
             return None
         keyed = await store.has_keys()
         if session.key_id is None:
@@ -104,6 +107,13 @@ class Sessions:
             samesite="strict",
             secure=request.url.scheme == "https",
         )
+
+    async def end(self, response: Response, session: Session, store: Store) -> None:
+        """Sign ``session`` out: its id is refused from now on by every process sharing
+        ``store`` (until its cookie would have expired), and the browser's cookie is cleared."""
+        now = time.time()
+        await store.end_session(session.sid, until=now + self.max_age_s, now=now)
+        self.clear(response)
 
     @staticmethod
     def clear(response: Response) -> None:

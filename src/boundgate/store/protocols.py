@@ -194,6 +194,16 @@ class KeyStore(Protocol):
         Revoking the last key must not silently reopen the gateway to everyone.
         """
 
+    async def end_session(self, session_id: str, until: float, now: float) -> None:
+        """Record that dashboard session ``session_id`` was signed out: :meth:`session_ended`
+        is True for it in every process sharing the store until ``until`` (epoch s; at least
+        the session cookie's own expiry). Drops the records whose ``until`` is before
+        ``now`` (epoch s)."""
+
+    async def session_ended(self, session_id: str) -> bool:
+        """True if dashboard session ``session_id`` was signed out (:meth:`end_session`) and
+        its record is kept. One indexed read; on every dashboard page's path."""
+
     async def tokens_used(self, tenant: str, since: float) -> int:
         """Prompt plus completion tokens ``tenant`` spent since ``since`` (daily budgets);
         requests answered from stored answers (reuse ``hit-*``) count 0. Reads committed

@@ -134,6 +134,22 @@ class PostgresTenants(PostgresBase):
         self._keys_changed()
         return revoked
 
+    async def end_session(self, session_id: str, until: float, now: float) -> None:
+        async def end(conn: _Conn) -> None:
+            await conn.execute("DELETE FROM dashboard_signouts WHERE until < %s", (now,))
+            await conn.execute(
+                "INSERT INTO dashboard_signouts (session_id, until) VALUES (%s, %s) "
+                "ON CONFLICT (session_id) DO UPDATE "
+                "SET until = GREATEST(dashboard_signouts.until, excluded.until)",
+                (session_id, until),
+            )
+
+        await self._run(end, tx=True)
+
+    async def session_ended(self, session_id: str) -> bool:
+        sql = "SELECT EXISTS (SELECT 1 FROM dashboard_signouts WHERE session_id = %s)"
+        return bool(await self._run(lambda conn: _scalar(conn, sql, (session_id,))))
+
     async def has_keys(self) -> bool:
         if self._has_keys:  # keys are never deleted: once True, always True
             return True

@@ -246,3 +246,19 @@ class SQLiteTenants(SQLiteBase):
     async def has_keys(self) -> bool:
         self._refresh_keys()
         return self._has_keys
+
+    async def end_session(self, session_id: str, until: float, now: float) -> None:
+        def end(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM dashboard_signouts WHERE until < ?", (now,))
+            conn.execute(
+                "INSERT INTO dashboard_signouts (session_id, until) VALUES (?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET until = max(until, excluded.until)",
+                (session_id, until),
+            )
+
+        await self._call(end)
+
+    async def session_ended(self, session_id: str) -> bool:
+        sql = "SELECT 1 FROM dashboard_signouts WHERE session_id = ?"
+        row = await self._read(lambda conn: conn.execute(sql, (session_id,)).fetchone())
+        return row is not None
