@@ -1469,3 +1469,53 @@ def test_a_batch_at_its_keys_rate_limit_leaves_the_slot_to_other_batches(tmp_pat
         rows = [r for r in live.ledger().values() if r.tenant == "slow"]
         assert len(rows) == 3  # each line served once
         live.http.close()
+
+
+def test_an_embeddings_batch_returns_the_vectors_the_endpoint_would(batch_live: Any) -> None:
+    """OpenAI's Batch API takes ``/v1/embeddings`` (bulk indexing is the deferrable work it is
+    for); boundgate refused it. Each line is checked at creation as the endpoint checks a
+    request (a misspelt parameter is a 400 naming the line); the model and the lengths are
+    checked when the line runs, its own error; the vectors are the endpoint's."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    url = "/v1/embeddings"
+    typo = client.files.create(
+        file=("typo.jsonl", _line("e-0", {"inputs": ["a"], "input": "a"}, url)), purpose="batch"
+    )
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.batches.create(input_file_id=typo.id, endpoint=url, completion_window="24h")
+    assert "e-0" in str(exc.value) and "'input'" in str(exc.value)
+    content = b"\n".join([
+        _line("e-0", {"input": "How do I reset my router?"}, url),
+        _line("e-1", {"input": ["first text", "second text"], "encoding_format": "base64",
+                      "model": "all-MiniLM-L6-v2"}, url),
+        _line("e-2", {"input": "a text", "model": "fake"}, url),  # a chat model: its error
+    ])  # fmt: skip
+    f = client.files.create(file=("emb.jsonl", content), purpose="batch")
+    b = client.batches.create(input_file_id=f.id, endpoint=url, completion_window="24h")
+    assert b.endpoint == url and b.status == "in_progress"
+    clock.set(START + 24 * 3600)  # due
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+    out = {
+        o["custom_id"]: o["response"]
+        for o in map(json.loads, client.files.content(done.output_file_id).text.splitlines())
+    }
+    online = client.embeddings.create(input="How do I reset my router?", model="all-MiniLM-L6-v2")
+    vector = online.data[0].embedding
+    first = out["e-0"]["body"]
+    assert out["e-0"]["status_code"] == 200 and first["object"] == "list"
+    assert first["data"][0]["embedding"] == pytest.approx(vector, abs=1e-6)
+    assert [d["index"] for d in out["e-1"]["body"]["data"]] == [0, 1]
+    assert isinstance(out["e-1"]["body"]["data"][1]["embedding"], str)  # base64 as asked
+    (err,) = map(json.loads, client.files.content(done.error_file_id).text.splitlines())
+    assert err["custom_id"] == "e-2" and err["response"]["status_code"] == 404
+    assert err["response"]["body"]["error"]["code"] == "model_not_found"
+    # metered and ledgered as online: each answered line's row, the batch's energy and usage
+    ledger = live.ledger()
+    assert all(out[c]["request_id"] in ledger for c in ("e-0", "e-1"))
+    bg = done.model_extra["boundgate"]
+    assert bg["energy_wh"] > 0 and bg["carbon_g"] > 0
+    assert done.usage is not None
+    tokens = sum(out[c]["body"]["usage"]["prompt_tokens"] for c in ("e-0", "e-1"))
+    assert done.usage.input_tokens == tokens > 0 and done.usage.output_tokens == 0

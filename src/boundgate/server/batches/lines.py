@@ -28,6 +28,8 @@ from ..common import (
     request_error,
 )
 from ..completions.protocol import CompletionRequest
+from ..embeddings.protocol import EmbeddingRequest
+from ..embeddings.serving import check_request
 
 LINE_KEYS = ("custom_id", "method", "url", "body")  # OpenAI's batch input line, all of it
 MAX_LINES = 50_000
@@ -39,7 +41,9 @@ def bad_input(message: str) -> InvalidRequestError:
     return InvalidRequestError(message, param="input_file_id", code=ErrorCode.INVALID_VALUE)
 
 
-def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | CompletionRequest:
+def check_body(
+    endpoint: str, body: dict[str, Any]
+) -> ChatCompletionRequest | CompletionRequest | EmbeddingRequest:
     """One line's ``body`` checked as the online endpoint checks a request before it runs:
     Unicode text only (no lone surrogate, no NUL: ``check_no_nul``), the endpoint's request
     model (strict types, value ranges), no unsupported parameter. Raises InvalidRequestError
@@ -55,6 +59,13 @@ def check_body(endpoint: str, body: dict[str, Any]) -> ChatCompletionRequest | C
             code=ErrorCode.INVALID_VALUE,
         )
     check_no_nul(body)
+    if endpoint == "/v1/embeddings":
+        try:
+            embedding = EmbeddingRequest.model_validate(body)
+        except ValidationError as exc:
+            raise request_error(exc.errors(), body) from None
+        check_request(embedding)  # the model, dimensions, lengths: when the line runs
+        return embedding
     model: type[ChatCompletionRequest] | type[CompletionRequest] = (
         ChatCompletionRequest if endpoint == "/v1/chat/completions" else CompletionRequest
     )

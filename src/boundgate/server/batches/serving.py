@@ -37,12 +37,13 @@ from ...store import BatchLineRow, FileRow, StoreUnavailableError
 from ...tenants import Tenant
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest
+from ..embeddings.protocol import EmbeddingRequest
 from .idempotency import BATCHES, FILES, Idempotency, fingerprint
 from .lines import bad_input, check_body, has_requests, lines_model, parse_lines
 
 log = logging.getLogger("boundgate.batches")
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 _WINDOW = re.compile(r"([1-9][0-9]{0,2})h")  # whole hours, no leading zero (fullmatch)
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
@@ -856,6 +857,10 @@ async def _serve(
     gw: Gateway, ctx: RequestContext, endpoint: str, body: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
     req = check_body(endpoint, body)
+    if isinstance(req, EmbeddingRequest):
+        from ..embeddings.serving import serve as embed
+
+        return await embed(gw, ctx, req)
     if isinstance(req, ChatCompletionRequest):
         from ..chat.serving import to_generation_request
 

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ...errors import (
-    ContextLengthExceededError,
-    ErrorCode,
-    InvalidRequestError,
-    NotFoundError,
-    NotStoredError,
-)
 from ...gateway import RequestContext
-from ...reuse.embedder import MAX_TOKENS
-from ...reuse.policy import only_if_cached
-from ..chat.protocol import near_miss
-from ..common import StrictJSONRoute, context, gateway_of, unknown_parameter
+from ..common import StrictJSONRoute, context, gateway_of
 from ..openapi import errors, ok
 from .protocol import EmbeddingList, EmbeddingRequest
+from .serving import serve
 
 router = APIRouter(route_class=StrictJSONRoute)
-MAX_INPUTS = 2048
 
 
 @router.post(
@@ -56,74 +44,5 @@ async def embeddings(
     ctx: Annotated[RequestContext, Depends(context)],
 ) -> JSONResponse:
     """Sentence embeddings (all-MiniLM-L6-v2, 384 dimensions, unit length)."""
-    for name in body.model_extra or {}:
-        # a misspelled parameter is refused as on the generation endpoints (a trial's
-        # "inputs" beside "input" was silently ignored)
-        close = near_miss(name, EmbeddingRequest.model_fields)
-        if close is not None:
-            raise unknown_parameter(name, close)
-    gw = gateway_of(request)
-    if gw.reuse is None:
-        raise NotFoundError("embeddings need the reuse layer, which is disabled")
-    embedder = gw.reuse.embedder
-    if body.model not in (None, embedder.name, "all-MiniLM-L6-v2"):
-        generates = body.model in gw.backends or body.model in gw.aliases
-        raise NotFoundError(
-            f"The model '{body.model}' generates text (POST /v1/chat/completions) and makes no "
-            "embeddings; embeddings use 'all-MiniLM-L6-v2'"
-            if generates
-            else f"The model '{body.model}' does not exist; embeddings use 'all-MiniLM-L6-v2'",
-            param="model",
-            code=ErrorCode.MODEL_NOT_FOUND,
-        )
-    texts = [body.input] if isinstance(body.input, str) else body.input
-    if not texts or not all(isinstance(t, str) for t in texts):
-        raise InvalidRequestError(
-            "input must be a non-empty string or list of strings (token arrays are not supported)",
-            param="input",
-        )
-    if len(texts) > MAX_INPUTS:
-        raise InvalidRequestError(f"at most {MAX_INPUTS} inputs per request", param="input")
-    if any(not t for t in texts):
-        raise InvalidRequestError("input strings must not be empty", param="input")
-    if body.dimensions is not None and body.dimensions != embedder.dim:
-        raise InvalidRequestError(
-            f"dimensions must be {embedder.dim}, this model's: its vectors can be neither "
-            f"shortened nor lengthened (got {body.dimensions})",
-            param="dimensions",
-        )
-    strings = [str(t) for t in texts]
-    too_long = [] if body.truncate else [i for i, t in enumerate(strings) if not embedder.fits(t)]
-    if too_long:  # as OpenAI does: a vector of only the start would pass for the whole text
-        many = len(too_long) > 1
-        raise ContextLengthExceededError(
-            f"input {too_long[0]} is longer than the {MAX_TOKENS} tokens all-MiniLM-L6-v2 "
-            f"reads ({len(too_long)} such input{'s' if many else ''}); split "
-            f'{"them" if many else "it"}, or send "truncate": true to embed only the start',
-            param="input",
-        )
-    if only_if_cached(ctx.cache_control):
-        # RFC 9111 §5.2.1.7: nothing stored fits, so 504, not a fresh computation (a trial
-        # was answered 200 with new vectors where chat answers 504)
-        raise NotStoredError(
-            "embeddings are never stored, and Cache-Control: only-if-cached says not to "
-            "compute them",
-            param="Cache-Control",
-        )
-    vectors, tokens, energy = await gw.embed(ctx, strings)
-    data = []
-    for i, v in enumerate(vectors):
-        emb: Any = (
-            base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
-            if body.encoding_format == "base64"
-            else [float(x) for x in v]
-        )
-        data.append({"object": "embedding", "index": i, "embedding": emb})
-    out: dict[str, Any] = {
-        "object": "list",
-        "data": data,
-        "model": "all-MiniLM-L6-v2",
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        "boundgate": {"request_id": ctx.request_id, **energy.as_dict()},
-    }
-    return JSONResponse(out, headers={"x-request-id": ctx.request_id, **energy.headers()})
+    out, headers = await serve(gateway_of(request), ctx, body)
+    return JSONResponse(out, headers=headers)
