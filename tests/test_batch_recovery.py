@@ -230,3 +230,50 @@ def test_a_run_closing_as_its_failure_hook_ends_the_batch_writes_one_set_of_file
     assert batch["status"] in ("completed", "failed")  # whichever ended it first
     kept = [batch[k] for k in ("output_file_id", "error_file_id") if batch[k] is not None]
     assert files == kept  # no second set beside the batch's own
+
+
+def test_a_shutdown_lets_the_batch_line_in_flight_finish_and_the_restart_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM during a batch cut the line in flight; the restarted process ran it again,
+    its energy spent twice. At shutdown the batch now finishes that line (within
+    ``scheduler.stop_drain_s``) and hands its job back; the next process answers the rest, and
+    every line is answered once."""
+    settings = fake_settings(tmp_path)
+    settings.scheduler.poll_s = 0.05
+    settings.scheduler.policy = "now"
+    settings.scheduler.stop_drain_s = 120.0  # a bound against a hang; the line takes ~1 s
+    app = build_app(settings)
+    fake = app.state.gateway.backends["fake"]
+    fake.token_delay_s = 0.1  # about a second a line
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai()
+        f = client.files.create(file=("in.jsonl", lines(3)), purpose="batch")
+        b = client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        wait_until(lambda: fake.calls >= 1)  # the first line is being generated
+        live.http.close()
+    # stopped mid-line: that line was finished and kept, no further line started
+    store = build_store(settings)
+    store.open()
+    try:
+        kept = arun(store.batch_lines(b.id))
+        [job] = arun(store.jobs())
+    finally:
+        store.close()
+    assert [r.line for r in kept] == [0] and kept[0].kind == "output"
+    assert fake.calls == 1
+    assert (job.state, job.attempts) == ("pending", 0)
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client = live.openai()
+        done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+        assert done.request_counts.completed == 3
+        assert app.state.gateway.backends["fake"].calls == 2  # lines 1 and 2 only
+        ledger = live.ledger()
+        answered = [r.extra.get("custom_id") for r in ledger.values() if r.extra.get("batch_id")]
+        assert sorted(answered) == ["req-0", "req-1", "req-2"]  # each line once
+        live.http.close()

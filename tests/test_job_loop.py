@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
-from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+from boundgate.scheduler.jobs import HandBack, JobQueue, JobRunner, run_now
 from boundgate.store import JobRow, SQLiteStore, StoreUnavailableError
 from helpers import Live, fake_settings, wait_until
 
@@ -331,3 +331,61 @@ def test_an_outage_of_the_store_is_logged_once_and_its_end_once(
     back = [m for level, m in said if "answers again" in m]
     assert len(outage) == 1 and len(back) == 1, said
     assert not any(r.exc_info for r in caplog.records if r.name == "boundgate.jobs")
+
+
+def test_a_stopping_runner_lets_the_step_in_flight_finish_then_hands_the_job_back(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM cut a batch line's generation, which ran again after the restart: its
+    energy was spent twice. ``stop(drain_s)`` sets ``stopping`` and waits for the handler to
+    reach its next step: the step in flight is finished, the job handed back (pending, the
+    attempt not counted). A handler that never looks is cancelled once ``drain_s`` is over."""
+    release = asyncio.Event()
+    done_steps: list[int] = []
+
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "j.db")
+        store.open()
+        try:
+            runner: JobRunner
+
+            async def stepping(payload: dict[str, Any]) -> dict[str, Any]:
+                for step in range(3):
+                    if runner.stopping:
+                        raise HandBack("its process is shutting down", retry_after_s=0.0)
+                    if step == 0:
+                        started.set()
+                        await release.wait()  # the step in flight when stop() is called
+                    done_steps.append(step)
+                return {}
+
+            started = asyncio.Event()
+            await JobQueue(store, FakeClock(start=START), run_now).submit("batch", {"b": 1})
+            runner = _runner(store, {"batch": stepping})
+            runner.start()
+            await asyncio.wait_for(started.wait(), WAIT_S)
+            stopping = asyncio.create_task(runner.stop(drain_s=WAIT_S))
+            await asyncio.sleep(0.05)
+            assert runner.stopping and not stopping.done()  # waiting for the step
+            release.set()
+            await asyncio.wait_for(stopping, WAIT_S)
+            assert done_steps == [0]  # finished, and no further step taken
+            [job] = await store.jobs()
+            assert (job.state, job.lease_owner, job.attempts) == ("pending", None, 0)
+
+            async def deaf(payload: dict[str, Any]) -> dict[str, Any]:
+                started.set()
+                await asyncio.Event().wait()  # never looks at stopping
+                return {}
+
+            started.clear()
+            other = _runner(store, {"batch": deaf})
+            other.start()
+            await asyncio.wait_for(started.wait(), WAIT_S)
+            await asyncio.wait_for(other.stop(drain_s=0.1), WAIT_S)  # cut after 0.1 s
+            [job] = await store.jobs()
+            assert (job.state, job.lease_owner, job.attempts) == ("pending", None, 0)
+        finally:
+            store.close()
+
+    asyncio.run(scenario())

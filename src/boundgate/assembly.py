@@ -462,6 +462,7 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
         job_poll_s=settings.scheduler.poll_s,
         job_replan_s=settings.scheduler.replan_s,
         job_lease_s=settings.scheduler.job_lease_s,
+        job_drain_s=settings.scheduler.stop_drain_s,
         batch_request_s=settings.scheduler.batch_request_s,
         dashboard=dashboard,
         metrics_token=metrics_token(settings),

@@ -365,6 +365,9 @@ class JobRunner:
         self._wake = asyncio.Event()
         # the job whose handler runs now (under this runner's lease); None between jobs
         self._running: JobRow | None = None
+        # set by :meth:`stop`: claim nothing more; a handler that can stop between steps (a
+        # batch between lines) hands its job back at the next one
+        self.stopping = False
 
     def start(self) -> None:
         if self._task is None:
@@ -374,17 +377,27 @@ class JobRunner:
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self) -> None:
+    async def stop(self, drain_s: float = 0.0) -> None:
         """Stop the loop, hand the job it runs back (pending again, due at once, the claim's
         attempt not counted: ``Store.finish_job``'s ``handed_back``) and take back this
         runner's note in the store: a late job only it could run is no longer waited for.
-        The handler is cancelled; handlers are resumable (a batch goes on from the lines it
-        kept). A job left leased, as a stop used to leave it, waited for its lease to run out
-        (``lease_s``, 5 min) before a restarted process took it up, and a cancel of its batch
-        waited as long (a trial). Only a process that dies (``kill -9``) leaves its lease to
-        run out. A hand-back the store fails is logged: the lease then runs out as before."""
+
+        ``drain_s``: how long to wait first for the running handler to reach a point where it
+        can stop (:attr:`stopping` is set; a batch hands its job back before its next line),
+        so the step in flight is finished and kept rather than cut and run again (a trial: a
+        SIGTERM cut a batch line's generation, whose energy was spent for nothing). Past it,
+        or with 0, the handler is cancelled; handlers are resumable (a batch goes on from the
+        lines it kept). A job left leased, as a stop used to leave it, waited for its lease to
+        run out (``lease_s``, 5 min) before a restarted process took it up, and a cancel of
+        its batch waited as long (a trial). Only a process that dies (``kill -9``) leaves its
+        lease to run out. A hand-back the store fails is logged: the lease then runs out as
+        before."""
         task, self._task = self._task, None
+        self.stopping = True
         if task is not None:
+            if drain_s > 0 and self._running is not None:
+                self._wake.set()
+                await asyncio.wait({task}, timeout=drain_s)
             running = self._running
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -438,7 +451,7 @@ class JobRunner:
         max(``poll_s``, :data:`POLL_BACKOFF_MAX_S`); each retry is told to ``on_retry``. An
         error used to end the loop, silently: the process ran no more background jobs until
         it restarted. Cancellation (:meth:`stop`) is not retried."""
-        while True:
+        while not self.stopping:
             ran = False
             with counting(self.on_retry):
                 async for attempt in stamina.retry_context(
@@ -454,7 +467,7 @@ class JobRunner:
                         # inside: a failed attempt's exception ends the block, and stamina
                         # swallows it to retry (after the block it said "answers again")
                         self._outage.succeeded()
-            if not ran:
+            if not ran and not self.stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
@@ -507,7 +520,9 @@ class JobRunner:
                     log.info("re-planned %d job(s)", moved)
 
     async def run_once(self) -> bool:
-        """Claim and run one due job; False if none was due."""
+        """Claim and run one due job; False if none was due (or the runner is stopping)."""
+        if self.stopping:
+            return False
         now = self.clock.time()
         accepts = self._accepts()
         await self._note_alive(accepts, now)

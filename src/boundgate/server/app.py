@@ -340,6 +340,7 @@ def create_app(
     job_poll_s: float,
     job_replan_s: float,
     job_lease_s: float = 300.0,
+    job_drain_s: float = 0.0,
     batch_request_s: float,
     dashboard: Sessions | None = None,
     metrics_token: str | None = None,
@@ -354,7 +355,8 @@ def create_app(
         gateway.store.open()
 
         async def batch(payload: dict[str, Any]) -> dict[str, Any]:
-            return await run_batch(gateway, payload)
+            # at shutdown a batch hands its job back between lines (``job_drain_s``)
+            return await run_batch(gateway, payload, stopping=lambda: runner.stopping)
 
         # (the seam's handlers last: a test may stand in for the batch's too)
         handlers = {"batch": batch, **app.state.job_handlers(gateway)}
@@ -419,7 +421,7 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await runner.stop()
+            await runner.stop(drain_s=job_drain_s)
             stop_grid = getattr(gateway.carbon, "stop", None)
             if stop_grid is not None:
                 await asyncio.to_thread(stop_grid)

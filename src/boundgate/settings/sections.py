@@ -294,6 +294,14 @@ class SchedulerSettings(_Section):
         description="A running job's lease, renewed every third of it while it runs; a "
         "process killed mid-job leaves its job to another runner this long after.",
     )
+    stop_drain_s: float = Field(
+        15.0,
+        ge=0,
+        description="At shutdown, after the requests in flight (timeout_graceful_shutdown, "
+        "10 s), how long a running batch may take to finish the line in flight before it is "
+        "cut (cut: the line runs again after the restart, its energy spent twice); 0 cuts at "
+        "once. Keep the two under the supervisor's kill timeout (Kubernetes: 30 s).",
+    )
     price_csv: Path | None = Field(
         None,
         strict=False,

@@ -542,8 +542,12 @@ async def _serve_paced(
     return out
 
 
-async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
+async def run_batch(
+    gw: Gateway, payload: dict[str, Any], stopping: Callable[[], bool] = lambda: False
+) -> dict[str, Any]:
     """Job handler: run every line through the gateway; write output and error files.
+    ``stopping``: asked before each line; True (the process is shutting down,
+    ``JobRunner.stop``) hands the job back (HandBack) with the lines answered kept.
 
     Each finished line is kept in the store (``FileStore.put_batch_line``) until the files
     are written, so a run that takes over the job after its process died (a lease that
@@ -609,6 +613,8 @@ async def run_batch(gw: Gateway, payload: dict[str, Any]) -> dict[str, Any]:
             if gw.clock.time() > expires_at:  # the completion window is over
                 expired = True
                 break
+            if stopping():  # shutting down: the line in flight was finished and kept
+                raise HandBack("its process is shutting down", retry_after_s=0.0)
             await gw.yield_to_interactive()  # interactive requests first
             began = time.monotonic()
             row = await _run_line(gw, key_id, tenant, endpoint, batch_id, line, item, expires_at)
