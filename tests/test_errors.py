@@ -511,6 +511,20 @@ def test_embeddings_only_if_cached_is_a_504(fake_live: Live) -> None:
     assert_error(r, 504, code="not_stored", param="Cache-Control")
 
 
+def test_a_malformed_cache_control_on_embeddings_is_the_400_chat_gives(fake_live: Live) -> None:
+    """A trial: ``Cache-Control: max-age=soon`` was a 400 on chat and ignored on embeddings."""
+    for header in ("max-age=soon", "min-fresh=-1", "no-cache, max-age=1.5"):
+        r = fake_live.http.post(
+            "/v1/embeddings", json={"input": "x"}, headers={"Cache-Control": header}
+        )
+        err = assert_error(r, 400, param="Cache-Control")
+        assert "whole number of seconds" in err["message"], err
+    r = fake_live.http.post(
+        "/v1/embeddings", json={"input": "x"}, headers={"Cache-Control": "no-cache, max-age=5"}
+    )
+    assert r.status_code == 200
+
+
 def test_a_misspelled_embeddings_parameter_is_refused_as_on_chat(fake_live: Live) -> None:
     """A trial: "inputs" beside "input" (or "dimension") was ignored on /v1/embeddings while
     chat refused "mesages"; both refuse a near miss with 400 ``unknown_parameter``. Other

@@ -142,6 +142,13 @@ def _parse_cache_control(header: str | None) -> tuple[bool, bool, float | None, 
     return no_cache, no_store, max_age, min_fresh
 
 
+def check_cache_control(header: str | None) -> None:
+    """Check a Cache-Control request header as a lookup reads it, for an endpoint that stores
+    nothing (``/v1/embeddings``): a malformed ``max-age`` or ``min-fresh`` is the same 400
+    as on chat. Raises InvalidRequestError (``param`` ``Cache-Control``)."""
+    _parse_cache_control(header)
+
+
 def only_if_cached(header: str | None) -> bool:
     """Whether the Cache-Control request header (its fields joined) says ``only-if-cached``:
     the client wants a stored answer or none (RFC 9111 §5.2.1.7)."""

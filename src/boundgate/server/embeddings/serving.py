@@ -17,7 +17,7 @@ from ...errors import (
 )
 from ...gateway import Gateway, RequestContext
 from ...reuse.embedder import MAX_TOKENS
-from ...reuse.policy import only_if_cached
+from ...reuse.policy import check_cache_control, only_if_cached
 from ..chat.protocol import near_miss
 from ..common import unknown_parameter
 from .protocol import EmbeddingRequest
@@ -57,7 +57,8 @@ async def serve(
     and ledgered (``Gateway.embed``). Raises NotFoundError (404: reuse disabled, an unknown
     model), InvalidRequestError (400: ``check_request``'s, ``dimensions``), a
     ContextLengthExceededError (400: an input longer than the model reads without
-    ``truncate``), NotStoredError (504: ``Cache-Control: only-if-cached``)."""
+    ``truncate``), InvalidRequestError (400: a malformed Cache-Control), NotStoredError
+    (504: ``Cache-Control: only-if-cached``)."""
     strings = check_request(body)
     if gw.reuse is None:
         raise NotFoundError("embeddings need the reuse layer, which is disabled")
@@ -87,6 +88,7 @@ async def serve(
             f'{"them" if many else "it"}, or send "truncate": true to embed only the start',
             param="input",
         )
+    check_cache_control(ctx.cache_control)  # a malformed header was ignored here (a trial)
     if only_if_cached(ctx.cache_control):
         # RFC 9111 §5.2.1.7: nothing stored fits, so 504, not a fresh computation (a trial
         # was answered 200 with new vectors where chat answers 504)
