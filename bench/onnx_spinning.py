@@ -57,7 +57,9 @@ def main() -> None:
         scorer = OnnxPairScorer(threads=args.threads)
         if name.startswith("spinning"):  # the constructors built cpu_session's: replace
             embedder.session = spinning_session(embedder.session._model_path, args.threads)
-            scorer.session = spinning_session(scorer.session._model_path, args.threads)
+            scorer.sessions = [
+                spinning_session(s._model_path, args.threads) for s in scorer.sessions
+            ]
         variants[name] = (embedder, scorer)
 
     lookup: dict[str, list[float]] = {k: [] for k in variants}

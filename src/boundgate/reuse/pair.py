@@ -74,7 +74,9 @@ class OnnxPairScorer(PairScorer):
     Pairs are read up to ``SERVING_MAX_TOKENS`` (the whole of any two questions the embedder
     reads whole; longer ones are cut longest side first). Each pair is scored in both orders
     and the two probabilities are averaged, so the score is symmetric (the model was trained
-    on both orders; this removes the rest of the asymmetry); each pair is scored on its own,
+    on both orders; this removes the rest of the asymmetry); with several members
+    (``config.json``'s ``members``, model files trained alike) every member's probability in
+    both orders is averaged; each pair is scored on its own,
     so its score never depends on the other candidates of a lookup.
     Cost: p50 about 2-4 ms per candidate on 2 cores (bench/pair_model.py)."""
 
@@ -88,10 +90,14 @@ class OnnxPairScorer(PairScorer):
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         self.tokenizer.no_padding()
-        model = model_dir / "model.int8.onnx"
-        self.session = cpu_session(model, threads)
-        digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
-        self.name = f"boundgate-pair-minilm-int8@{digest}"
+        # an ensemble: several models trained alike (other seeds, other rewrites) on the same
+        # tokenizer, each read as one is; one model unless config.json lists its members
+        members = [str(m) for m in config.get("members", ["model.int8.onnx"])]
+        self.sessions = [cpu_session(model_dir / m, threads) for m in members]
+        digest = hashlib.sha256()
+        for m in members:  # one member: its file's digest, as before ensembles
+            digest.update((model_dir / m).read_bytes())
+        self.name = f"boundgate-pair-minilm-int8@{digest.hexdigest()[:12]}"
         self._lock = threading.Lock()
 
     def score_pairs(self, pairs: Sequence[Pair]) -> Scores:
@@ -110,6 +116,10 @@ class OnnxPairScorer(PairScorer):
         return out
 
     def _logits(self, pairs: list[Pair]) -> npt.NDArray[np.float64]:
+        """Each member's logit of each pair (members × pairs, flattened)."""
+        return np.concatenate([self._member_logits(session, pairs) for session in self.sessions])
+
+    def _member_logits(self, session: Any, pairs: list[Pair]) -> npt.NDArray[np.float64]:
         encs = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
         width = max(len(e.ids) for e in encs)
         ids = np.zeros((len(encs), width), dtype=np.int64)
@@ -121,7 +131,7 @@ class OnnxPairScorer(PairScorer):
             types[i, : len(e.ids)] = e.type_ids
         feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         with self._lock:
-            out = self.session.run(None, feeds)[0]
+            out = session.run(None, feeds)[0]
         return np.asarray(out[:, 0], dtype=np.float64)
 
 
