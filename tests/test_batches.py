@@ -1519,3 +1519,36 @@ def test_an_embeddings_batch_returns_the_vectors_the_endpoint_would(batch_live: 
     assert done.usage is not None
     tokens = sum(out[c]["body"]["usage"]["prompt_tokens"] for c in ("e-0", "e-1"))
     assert done.usage.input_tokens == tokens > 0 and done.usage.output_tokens == 0
+
+
+def test_an_embeddings_batch_is_held_to_openais_input_limit_and_needs_embeddings(
+    tmp_path: Path,
+) -> None:
+    """A re-check: 25 lines of 2,048 inputs (51,200) were accepted, where OpenAI takes at most
+    50,000 inputs across an embeddings batch; and a gateway with reuse disabled (no
+    embedder: ``/v1/embeddings`` is a 404) accepted an embeddings batch whose every line then
+    failed. Both are a 400 at creation."""
+    from boundgate.server.batches.lines import MAX_EMBEDDING_INPUTS
+
+    many = ["x"] * 2048
+    lines_ = [_line(f"e-{i}", {"input": many}, "/v1/embeddings") for i in range(25)]
+    with pytest.raises(InvalidRequestError, match="at most 50000 inputs"):
+        parse_lines(b"\n".join(lines_), "/v1/embeddings")
+    fits = MAX_EMBEDDING_INPUTS - 24 * 2048  # one input more is refused, not this
+    lines_[-1] = _line("e-24", {"input": ["x"] * fits}, "/v1/embeddings")
+    assert len(parse_lines(b"\n".join(lines_), "/v1/embeddings")) == 25
+    settings = fake_settings(tmp_path)
+    settings.reuse.enabled = False
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        client: openai.OpenAI = live.openai()
+        f = client.files.create(
+            file=("e.jsonl", _line("e-0", {"input": "a"}, "/v1/embeddings")), purpose="batch"
+        )
+        with pytest.raises(openai.BadRequestError) as exc:
+            client.batches.create(
+                input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h"
+            )
+        assert exc.value.param == "endpoint" and "serves no embeddings" in str(exc.value)
+        live.http.close()

@@ -140,6 +140,12 @@ def test_signing_out_ends_the_session_for_a_copy_of_its_cookie(keyed_dash: Seede
                    follow_redirects=False)  # fmt: skip
         assert r.status_code == 303 and "notice=logged-out" in r.headers["location"]
         assert b.get("/dashboard", follow_redirects=False).status_code == 303
+        # a form posted with the ended session: after a new login the browser GETs the
+        # target, so it is the dashboard, not the form's POST path (a re-check's 405)
+        b.cookies.set(COOKIE, copied, domain="127.0.0.1", path="/dashboard")
+        r = b.post("/dashboard/logout", data={"csrf_token": csrf_of(page.text)},
+                   follow_redirects=False)  # fmt: skip
+        assert r.status_code == 303 and r.headers["location"].endswith("next=%2Fdashboard")
     with browser(live) as thief:
         thief.cookies.set(COOKIE, copied, domain="127.0.0.1", path="/dashboard")
         r = thief.get("/dashboard", follow_redirects=False)
@@ -621,3 +627,38 @@ def test_the_hit_precision_says_when_no_label_backs_it(open_dash: Seeded) -> Non
     precision = html.split("<dt>Hit precision</dt><dd>", 1)[1].split("</dd>", 1)[0]
     assert labels.endswith("(0)"), labels  # the seeded store: no label above the threshold
     assert "an estimate: no label above the threshold yet" in precision, precision
+
+
+def test_a_signed_out_session_stays_ended_while_any_process_could_accept_its_cookie(
+    tmp_path: Path,
+) -> None:
+    """A re-check: signed out on a process with a short ``session_hours``, the session's
+    record was dropped once that process's cookie life was over, and a process with a longer
+    one accepted the copied cookie again. The record now lasts the longest life any process
+    can give a cookie, from its login."""
+    from dataclasses import replace
+
+    from starlette.responses import Response
+
+    from boundgate.dashboard.session import MAX_SESSION_S, Sessions
+    from boundgate.settings import DashboardSettings
+    from boundgate.store import SQLiteStore
+
+    (bound,) = [m.le for m in DashboardSettings.model_fields["session_hours"].metadata
+                if hasattr(m, "le")]  # fmt: skip
+    assert bound * 3600 == MAX_SESSION_S
+    store = SQLiteStore(tmp_path / "s.db")
+    store.open()
+    try:
+        short = Sessions(b"k" * 32, max_age_s=7.2)
+        now = datetime.now(UTC).timestamp()
+        session = replace(short.new("ops", "key", admin=True), issued_at=now)
+        asyncio.run(short.end(Response(), session, store))
+        # a sign-out a day later drops the records no cookie can outlive, not this one
+        asyncio.run(store.end_session("other", until=now + 2 * 86400, now=now + 86400))
+        assert asyncio.run(store.session_ended(session.sid))
+        asyncio.run(store.end_session("more", until=now + 2 * MAX_SESSION_S,
+                                      now=now + MAX_SESSION_S + 1))  # fmt: skip
+        assert not asyncio.run(store.session_ended(session.sid))
+    finally:
+        store.close()

@@ -141,7 +141,9 @@ async def session(request: Request) -> Session:
         request.state.new_session = fresh
         return fresh
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    raise LoginRequired(target)
+    # after the login a browser GETs the target: a form's POST path is no page (a re-check's
+    # sign-out with an ended session led, after a new login, to a 405 on /dashboard/logout)
+    raise LoginRequired(target if request.method == "GET" else "/dashboard")
 
 
 SessionDep = Annotated[Session, Depends(session)]

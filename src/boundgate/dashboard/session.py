@@ -3,8 +3,8 @@
 Who may look: with API keys in the store, only a holder of an *admin* key (typed once into
 the login form; the cookie then carries the key's id, never the key). A revoked key ends its
 sessions at the next page; "Sign out" ends the session itself, in every process sharing the
-store (its id is kept as signed out until the cookie would have expired), so a copy of the
-cookie taken before is refused too. In open local mode (no keys at all) everyone on the loopback
+store (its id is kept as signed out until no process could accept its cookie), so a copy of
+the cookie taken before is refused too. In open local mode (no keys at all) everyone on the loopback
 interface is the local admin, as on the API.
 
 CSRF: every state-changing form carries a token derived from the session's random id with
@@ -51,12 +51,19 @@ def load_or_create_secret(data_dir: Path) -> bytes:
     return secret
 
 
+# The longest a session cookie can be valid, whatever a process's ``dashboard.session_hours``
+# (its upper bound): a signed-out session is refused this long after its login, since another
+# process sharing the store may read its cookie with a longer setting (a re-check)
+MAX_SESSION_S = 30 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class Session:
     sid: str  # random per login; the CSRF token is derived from it
     tenant: str
     key_id: str | None  # None in open local mode
     admin: bool
+    issued_at: float = 0.0  # when the cookie was signed (epoch s); 0: not yet
 
 
 class Sessions:
@@ -71,7 +78,9 @@ class Sessions:
         if not raw:
             return None
         try:
-            data = self._serializer.loads(raw, max_age=int(self.max_age_s))
+            data, signed = self._serializer.loads(
+                raw, max_age=int(self.max_age_s), return_timestamp=True
+            )
         except BadSignature:
             return None
         if not isinstance(data, dict):
@@ -81,6 +90,7 @@ class Sessions:
             tenant=str(data.get("tenant", "")),
             key_id=data.get("key") if isinstance(data.get("key"), str) else None,
             admin=bool(data.get("admin")),
+            issued_at=signed.timestamp(),
         )
         if not session.sid or await store.session_ended(session.sid):
             return None
@@ -110,9 +120,11 @@ class Sessions:
 
     async def end(self, response: Response, session: Session, store: Store) -> None:
         """Sign ``session`` out: its id is refused from now on by every process sharing
-        ``store`` (until its cookie would have expired), and the browser's cookie is cleared."""
+        ``store`` (until no process could still accept its cookie: its signing time plus the
+        longest ``session_hours`` allowed), and the browser's cookie is cleared."""
         now = time.time()
-        await store.end_session(session.sid, until=now + self.max_age_s, now=now)
+        until = (session.issued_at or now) + MAX_SESSION_S
+        await store.end_session(session.sid, until=until, now=now)
         self.clear(response)
 
     @staticmethod

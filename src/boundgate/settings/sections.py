@@ -331,5 +331,5 @@ class SchedulerSettings(_Section):
 class DashboardSettings(_Section):
     enabled: bool = Field(True, description="Serve the operator dashboard at /dashboard.")
     session_hours: float = Field(
-        12.0, gt=0, le=24 * 30, description="How long a dashboard login lasts."
+        12.0, gt=0, le=24 * 30, description="How long a dashboard login lasts (at most 30 days)."
     )

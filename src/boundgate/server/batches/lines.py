@@ -33,6 +33,9 @@ from ..embeddings.serving import check_request
 
 LINE_KEYS = ("custom_id", "method", "url", "body")  # OpenAI's batch input line, all of it
 MAX_LINES = 50_000
+# OpenAI's Batch API: "/v1/embeddings batches are also restricted to a maximum of 50,000
+# embedding inputs across all requests in the batch" (POST /v1/batches, ``endpoint``)
+MAX_EMBEDDING_INPUTS = 50_000
 TOO_MANY_DIGITS = f"an integer literal has more than {sys.get_int_max_str_digits()} digits"
 
 
@@ -219,7 +222,20 @@ def parse_lines(
                     code=err.code,
                 ) from None
         out.append(item)
+    if check and endpoint == "/v1/embeddings":
+        inputs = sum(_inputs(item["body"]) for item in out)
+        if inputs > MAX_EMBEDDING_INPUTS:
+            raise bad_input(
+                f"an embeddings batch takes at most {MAX_EMBEDDING_INPUTS} inputs across its "
+                f"lines, as OpenAI's; this one has {inputs}"
+            )
     return out
+
+
+def _inputs(body: dict[str, Any]) -> int:
+    """How many inputs an embeddings line's body holds (a string: one)."""
+    value = body.get("input")
+    return len(value) if isinstance(value, list) else 1
 
 
 def lines_model(lines: list[dict[str, Any]]) -> str | None:

@@ -240,6 +240,11 @@ async def create_batch(
         raise InvalidRequestError(
             f"endpoint must be one of {', '.join(ENDPOINTS)}", param="endpoint"
         )
+    if endpoint == "/v1/embeddings" and gw.reuse is None:  # its every line would be a 404
+        raise InvalidRequestError(
+            "this gateway serves no embeddings: they need the reuse layer, which is disabled",
+            param="endpoint",
+        )
     m = _WINDOW.fullmatch(completion_window)
     if m is None or not 1 <= int(m.group(1)) <= 168:
         raise InvalidRequestError(
