@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,6 +109,7 @@ def main() -> None:
             f"{pct(i8['reviewed_recall_at_1pct_wrong'])}."
         )
     wall_note = f" ({t['train_wall_note']})" if t.get("train_wall_note") else ""
+    ensemble = _ensemble(args.model, t)
     rows = "\n".join(
         f"| {h['epoch']} | {h['train_s'] / 60:.1f} | {h['auc']:.3f} | {h['ap']:.3f} | "
         f"{pct(h['recall_at_1pct_wrong'])} |"
@@ -137,7 +139,7 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   (123 of the 999 pairs of GPTCache's mock data); the calibration below was replayed at the
   serving length.
 
-## Data
+{ensemble}## Data
 
 - `quora_train.csv`: {t["train_pairs"]:,} labelled pairs derived from Quora Question Pairs
   (via GPTCache's QQP sample and MeanCache's split; no question shared with the validation or
@@ -188,6 +190,38 @@ bound on a deployment's own traffic.
 """
     (args.model / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     print(f"wrote {args.model / 'MODEL_CARD.md'}")
+
+
+_COUNT = {2: "Two", 3: "Three", 4: "Four"}
+
+
+def _ensemble(model: Path, first: dict[str, Any]) -> str:
+    """The card's section on the members of an ensemble (``config.json``'s ``members``, each
+    further one's ``training_<letter>.json``); "" for one model. The sections after it
+    describe the first member's training; the int8 and calibration figures are the
+    ensemble's."""
+    members = json.loads((model / "config.json").read_text()).get("members", [])
+    if len(members) < 2:
+        return ""
+    lines = []
+    for name in members:
+        letter = name.removeprefix("model").removesuffix(".int8.onnx").lstrip("_")
+        t = first if not letter else json.loads((model / f"training_{letter}.json").read_text())
+        hp, last = t["hyper_parameters"], t["history"][-1]
+        lines.append(
+            f"- `{name}`: seed {hp['seed']}, keyword forms {hp.get('keyword_forms', 0.0)}, "
+            f"{hp['epochs']} epochs, {t['train_wall_s'] / 60:.0f} min on {t['threads']} "
+            f"threads; alone on quora_val (fp32, raw labels): AUC {last['auc']:.3f}, AP "
+            f"{last['ap']:.3f}, recall at ≤ 1 % of pairs wrong {pct(last['recall_at_1pct_wrong'])}"
+        )
+    return (
+        f"## Ensemble\n\n{_COUNT.get(len(members), len(members))} members trained alike "
+        "(the same data and rules; the\n"
+        "differences below), each exported as below; serving averages every member's\n"
+        "probability in both orders (`config.json`'s `members`; `training/ensemble.py` joins\n"
+        "them). The sections below describe the first member's training; the int8 and\n"
+        "calibration figures are the ensemble's.\n\n" + "\n".join(lines) + "\n\n"
+    )
 
 
 if __name__ == "__main__":

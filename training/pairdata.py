@@ -62,15 +62,11 @@ def evaluation_questions(val: Path) -> set[str]:
     """Every question of the sets the project measures or calibrates on, read as
     ``dev_questions`` reads them: ``val`` (quora_val.csv), the hand-written contradictions
     (``tests/data/contradictions*.tsv``), GPTCache's mock data beside ``val`` if present, and
-    ``bench/data/chat_heldout.csv``, ``chat_heldout2.csv``, ``blind_trial.csv`` and
-    ``opposites_heldout.tsv``.
+    ``bench/data/chat_heldout.csv``, ``chat_heldout2.csv`` and ``opposites_heldout.tsv``.
     Training data must share none of them."""
     out: set[str] = set()
     held = ROOT / "bench" / "data"
-    for path in (
-        val,
-        *(held / f for f in ("chat_heldout.csv", "chat_heldout2.csv", "blind_trial.csv")),
-    ):
+    for path in (val, held / "chat_heldout.csv", held / "chat_heldout2.csv"):
         out |= {_plain(q) for a, b, _ in read_pairs(path) for q in (a, b)}
     opposites = ROOT / "bench" / "data" / "opposites_heldout.tsv"
     out |= {_plain(q) for a, b, _ in read_labelled_tsv(opposites) for q in (a, b)}

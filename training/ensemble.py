@@ -1,0 +1,53 @@
+"""Join pair models trained alike into one ensemble in the package.
+
+The first member's directory is copied whole (its model, tokenizer, licence files, config,
+``training.json``); each further member's int8 model is added as ``model_<letter>.int8.onnx``
+and its ``training.json`` as ``training_<letter>.json``; ``config.json`` lists the members,
+which ``boundgate.reuse.pair.OnnxPairScorer`` averages (each member's probability in both
+orders). Members must share the tokenizer (the same base model).
+
+    python training/ensemble.py --member DIR_A --member DIR_B [--out src/boundgate/reuse/pair_model]
+
+Then calibrate the ensemble as one model (``make pair-model`` does: ``pair_eval.py``,
+``lookup_calibration.py``, ``blend_fit.py``, ``model_card.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import string
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = ("model.int8.onnx", "tokenizer.json", "LICENSE.base", "NOTICE.base", "training.json")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--member", type=Path, action="append", required=True)
+    p.add_argument("--out", type=Path, default=ROOT / "src/boundgate/reuse/pair_model")
+    args = p.parse_args()
+    first, *others = args.member
+    config = json.loads((first / "config.json").read_text())
+    tokenizer = (first / "tokenizer.json").read_bytes()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        shutil.copy(first / name, args.out / name)
+    members = ["model.int8.onnx"]
+    for letter, member in zip(string.ascii_lowercase[1:], others, strict=False):
+        if (member / "tokenizer.json").read_bytes() != tokenizer:
+            raise SystemExit(f"{member}: another tokenizer than {first}'s")
+        if json.loads((member / "config.json").read_text()) != config:
+            raise SystemExit(f"{member}: another config.json than {first}'s")
+        shutil.copy(member / "model.int8.onnx", args.out / f"model_{letter}.int8.onnx")
+        shutil.copy(member / "training.json", args.out / f"training_{letter}.json")
+        members.append(f"model_{letter}.int8.onnx")
+    config["members"] = members
+    (args.out / "config.json").write_text(json.dumps(config) + "\n")
+    print(f"wrote {args.out}: members {', '.join(members)}")
+
+
+if __name__ == "__main__":
+    main()
