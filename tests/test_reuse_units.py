@@ -597,6 +597,21 @@ def test_engine_never_serves_across_scopes(
             "how to convert a tuple to a list in python",
             "order",
         ),
+        # the two things around "after" / "before" / "to" exchanged, one side a search-box
+        # form (a trial's ensemble served these at 0.90-0.99)
+        ("Is it bad to eat right after sleeping?", "sleep after eating bad?", "order"),
+        (
+            "Is it bad to have lunch right after a nap?",
+            "Is it bad to nap right after lunch?",
+            "order",
+        ),
+        ("Should I run before stretching?", "stretch before running?", "order"),
+        (
+            "wait to eat after swimming how long",
+            "How long should I wait to swim after eating?",
+            "order",
+        ),
+        ("how to convert word to pdf", "pdf to word converter", "order"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -816,6 +831,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "Should I turn off the main water valve before going on vacation?",
             "is it a good idea to shut off the main water before going away on vacation",
         ),
+        # the same things around "after" in another place: no exchange
+        ("what to do after a car accident", "after a car accident what should i do"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -24,6 +24,7 @@ from .literals import _blind_spot, _literals_differ, factorials
 from .order import (
     _agent_made_object,
     _blocks_exchanged,
+    _pivot_turned,
     _possessives_swapped,
     _relative_turned,
     _role_swap,
@@ -664,6 +665,7 @@ def compare(a: str, b: str) -> Comparison:
         or _agent_made_object(fa, fb)
         or _possessives_swapped(fa, fb)
         or _relative_turned(fa, fb)
+        or _pivot_turned(fa, fb)
     ):
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):
