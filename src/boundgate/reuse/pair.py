@@ -78,7 +78,8 @@ class OnnxPairScorer(PairScorer):
     (``config.json``'s ``members``, model files trained alike) every member's probability in
     both orders is averaged; each pair is scored on its own,
     so its score never depends on the other candidates of a lookup.
-    Cost: p50 about 2-4 ms per candidate on 2 cores (bench/pair_model.py)."""
+    Cost: p50 about 3 ms per candidate and member on 2 idle cores (the shipped ensemble of
+    two: 6.6 ms; bench/pair_model.py)."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         from tokenizers import Tokenizer
