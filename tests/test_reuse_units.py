@@ -612,6 +612,8 @@ def test_engine_never_serves_across_scopes(
             "order",
         ),
         ("how to convert word to pdf", "pdf to word converter", "order"),
+        # a stopping verb matches "not" only for the verb it stops
+        ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -833,6 +835,14 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         # the same things around "after" in another place: no exchange
         ("what to do after a car accident", "after a car accident what should i do"),
+        # "not to V" on one side, "stop V-ing" on the other: one negation each (a trial's
+        # over-veto)
+        (
+            "What's the best way to teach a puppy not to bite?",
+            "How do I train my puppy to stop biting?",
+        ),
+        ("how to stop my dog from biting", "how to teach my dog not to bite"),
+        ("rabbit not eating or pooping", "is it an emergency if my rabbit stops eating?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

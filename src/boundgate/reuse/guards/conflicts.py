@@ -45,6 +45,7 @@ from .wording import (
     _one_word_added,
     _one_word_apart,
     _other_one_asked,
+    _stopped_for_not,
     _tense_conflict,
     _turned_around,
     _unit_conflict,
@@ -597,7 +598,9 @@ def compare(a: str, b: str) -> Comparison:
     if _blind_spot(a, b):
         conflicts.append("literal")
     flips = _affix_flips(fa, fb)
-    if fa.negations + flips.negated_a != fb.negations + flips.negated_b or _negation_moved(fa, fb):
+    negated_a = fa.negations + flips.negated_a + _stopped_for_not(fa, fb)
+    negated_b = fb.negations + flips.negated_b + _stopped_for_not(fb, fa)
+    if negated_a != negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
     if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):
         conflicts.append("number")

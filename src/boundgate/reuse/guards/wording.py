@@ -322,6 +322,37 @@ def _asks_for_a_detail(fa: Features, fb: Features) -> bool:
     return longer.words[0] == extra[0]
 
 
+# verbs that put an end to what follows as a gerund: "stop biting", "stop my dog from biting"
+_STOPPING = frozenset(
+    ["stop", "stops", "stopped", "stopping", "quit", "quits", "quitting", "prevent",
+     "prevents", "prevented", "keep", "keeps", "kept"]
+)  # fmt: skip
+
+
+def _stopped_for_not(fa: Features, fb: Features) -> int:
+    """1 when ``fb`` says "not to V" (or "not V") where ``fa`` says "stop V-ing" / "stop …
+    from V-ing" / "keep … from V-ing" of the same verb: one negation of ``fb``'s is matched
+    by ``fa``'s stopping verb ("teach a puppy not to bite" / "train my puppy to stop biting"
+    was vetoed as a negation, a trial). Only for the verb ``fb`` negates: "stop itching" alone
+    against "relieve itching" is not counted."""
+    negated = {
+        fb.stems[j]
+        for i, w in enumerate(fb.words)
+        if w == "not"
+        for j in (i + 1, i + 2)
+        if j < len(fb.words) and fb.words[j] != "to"
+    }
+    if not negated:
+        return 0
+    for i, w in enumerate(fa.words):
+        if w not in _STOPPING:
+            continue
+        for j in range(i + 1, min(i + 6, len(fa.words))):
+            if fa.words[j].endswith("ing") and fa.stems[j] in negated:
+                return 1
+    return 0
+
+
 def _negation_moved(fa: Features, fb: Features) -> bool:
     """The same words, a negation or a negating phrase elsewhere or added: "Why is it not
     good to sleep after eating?" / "Why is it good to not sleep …?", "get rid of acne" /
