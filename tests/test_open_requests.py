@@ -6,8 +6,9 @@ starts, kept current by the renewals, closed by the request's own row, and turne
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from boundgate.backends.base import GenerationRequest
 from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.gateway import Finished, Gateway
+from boundgate.reuse.embedder import HashEmbedder, Vectors
 from boundgate.store import LedgerRow, SQLiteStore
 from boundgate.tenants import OPEN_TENANT, Tenant, day_window, tokens_counter
 from helpers import fake_settings
@@ -360,3 +362,66 @@ def test_an_interrupted_requests_tokens_are_charged_to_its_keys_budget(tmp_path:
         store.close()
     assert row.outcome == "interrupted" and row.completion_tokens >= 3
     assert charged == row.prompt_tokens + row.completion_tokens > 0
+
+
+class _HeldEmbedder(HashEmbedder):
+    """The hash embedder, holding each embedding until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.started.set()
+        self.release.wait(10)
+        return super().embed(texts)
+
+
+def test_an_embeddings_request_is_noted_while_the_model_runs(tmp_path: Path) -> None:
+    """An embeddings request (alone, or a batch's line) whose process died mid-run left no
+    row; its note becomes the `interrupted` row, with its tokens and energy so far."""
+    embedder = _HeldEmbedder()
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    gw = build_gateway(settings, store=store, backends={"fake": FakeBackend("fake")},
+                       embedder=embedder)  # fmt: skip
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/embeddings")
+        task = asyncio.create_task(gw.embed(ctx, ["how do bees make honey"]))
+        await asyncio.to_thread(embedder.started.wait, 10)
+        assert gw.ledger.opened(ctx.request_id) is not None
+        await gw.ledger.renew()  # what the process kept before it "died"
+        rows = await store.recover_requests(FAR)  # the process "died" here
+        embedder.release.set()
+        await asyncio.gather(task, return_exceptions=True)
+        await gw.drain()
+        return rows
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert (row.outcome, row.status, row.endpoint) == ("interrupted", 500, "/v1/embeddings")
+    assert row.model == "all-MiniLM-L6-v2" and row.prompt_tokens > 0
+    assert row.wh > 0 and row.method == "estimate" and row.gco2 > 0
+
+
+def test_an_answered_embeddings_request_leaves_no_note(tmp_path: Path) -> None:
+    gw, store, noted = _gateway(tmp_path)
+
+    async def main() -> list[LedgerRow]:
+        ctx = gw.context(OPEN_TENANT, "/v1/embeddings")
+        _, tokens, _ = await gw.embed(ctx, ["how do bees make honey", "why is the sky blue"])
+        assert noted == [ctx.request_id] and tokens > 0
+        await gw.drain()
+        assert not gw.ledger._open
+        assert await store.recover_requests(FAR) == []
+        return await store.ledger()
+
+    try:
+        (row,) = asyncio.run(main())
+    finally:
+        store.close()
+    assert row.outcome == "ok" and row.endpoint == "/v1/embeddings" and row.prompt_tokens > 0

@@ -121,10 +121,21 @@ class Span:
         """Stop metering until ``resume``; the interval so far is kept."""
         if self.meter is None or self._token is None:
             return
-        work = Work(backend_kind="reuse", params_b=0.0, wall_s=self.monotonic() - self._t0)
-        m = self.meter.stop(self._token, work)
+        m = self.meter.stop(self._token, self._interval())
         self._token = None
         self._spent = m if self._spent is None else combine(m, self._spent)
+
+    def read(self) -> Measurement | None:
+        """The energy of every interval metered so far, the current one read without ending
+        it (an open request's renewals; ``Meter.read``). None without a meter."""
+        if self.meter is None or self._token is None:
+            return self._spent
+        m = self.meter.read(self._token, self._interval())
+        return m if self._spent is None else combine(m, self._spent)
+
+    def _interval(self) -> Work:
+        """The current interval's work, as its meter is told: reuse work, its wall time."""
+        return Work(backend_kind="reuse", params_b=0.0, wall_s=self.monotonic() - self._t0)
 
     def stop(self) -> Measurement | None:
         """The energy of every interval metered, in Wh with its range and method."""

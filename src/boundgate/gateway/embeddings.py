@@ -1,6 +1,7 @@
 """``/v1/embeddings`` through the gateway (``Embedding``, a part of ``Gateway``): the reuse
 layer's embedder, its input tokenized once, admitted on the daily token budget as the model
-reads it, metered and ledgered."""
+reads it, noted before the model runs (a write-ahead note, as a generation's), metered and
+ledgered."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..backends.base import Usage
 from ..energy import EnergyReport
 from ..errors import InvalidRequestError
 from ..settings import EMBEDDING_MODEL
+from ..store import LedgerRow
 from .context import RequestContext
 from .metering import Metering
 
@@ -38,14 +40,32 @@ class Embedding(Metering):
         reservation = await self.limiter.admit(ctx.tenant, tokens, shrink="send less input")
         done = False
         try:
-            vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
-            done = True
+            # noted before the model runs, as a generation is: should this process die
+            # first, the note becomes the request's `interrupted` row with its tokens and
+            # energy so far (a re-check's kill -9 mid-batch left no row of the line)
+            note = await self.ledger.open(
+                self._embedding_row(ctx, tokens, None),
+                lambda row: self._set_energy(row, self._report(span.read(), ctx)),
+            )
+            try:
+                vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
+                done = True
+            finally:
+                if not done:  # its error row (or, failing that, the note) records it
+                    self.ledger.close(note.id)
         finally:
             self.limiter.settle(reservation, tokens if done else 0)
         self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
-        m = span.stop()
-        energy = self._report(m, ctx)
-        row = self.ledger.row(
+        energy = self._report(span.stop(), ctx)
+        await self.ledger.commit(self._embedding_row(ctx, tokens, energy))
+        assert energy is not None
+        return vectors, tokens, energy
+
+    def _embedding_row(
+        self, ctx: RequestContext, tokens: int, energy: EnergyReport | None
+    ) -> LedgerRow:
+        """The ledger row of embeddings request ``ctx``: ``tokens`` read, ``energy`` spent."""
+        return self.ledger.row(
             ctx,
             None,
             None,
@@ -55,6 +75,3 @@ class Embedding(Metering):
             model=EMBEDDING_MODEL,
             backend_kind="onnx",
         )
-        await self.ledger.commit(row)
-        assert energy is not None
-        return vectors, tokens, energy

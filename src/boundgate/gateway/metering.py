@@ -136,7 +136,14 @@ class Metering(GatewayState):
         if gen.token is None:
             return
         work = _work(backend, row.prompt_tokens, row.completion_tokens, gen.monotonic() - gen.t0)
-        e = self.energy_report(gen.meter.read(gen.token, work), row.ts)
+        self._set_energy(row, self.energy_report(gen.meter.read(gen.token, work), row.ts))
+
+    @staticmethod
+    def _set_energy(row: LedgerRow, e: EnergyReport | None) -> None:
+        """Write energy report ``e`` (Wh with its range and method, gCO2e and the carbon
+        intensity) into open request ``row``; nothing without one."""
+        if e is None:
+            return
         row.wh, row.wh_low, row.wh_high, row.method = e.wh, e.wh_low, e.wh_high, e.method
         row.gco2, row.gco2_per_kwh = e.gco2, e.gco2_per_kwh
 
