@@ -612,6 +612,9 @@ def test_engine_never_serves_across_scopes(
             "order",
         ),
         ("how to convert word to pdf", "pdf to word converter", "order"),
+        # a unit however it is written (a trial's reversed conversions passed)
+        ("how do I convert kg to lbs", "how to convert pounds to kilograms", "order"),
+        ("convert miles to km", "convert kilometers to miles", "order"),
         # a stopping verb matches "not" only for the verb it stops
         ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
     ],
@@ -625,6 +628,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
     ("a", "b"),
     [
         ("How do I reset my password?", "How can I reset my password?"),
+        ("how do I convert kg to lbs", "how to convert kilograms to pounds"),
         # "less" + an antonym pair's member is its other side; "more" + it is its comparative
         ("How do I make my coffee less strong?", "How do I make my coffee weaker?"),
         ("Is renting less expensive than buying?", "Is renting cheaper than buying?"),

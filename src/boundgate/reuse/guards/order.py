@@ -16,6 +16,7 @@ from .lexicon import (
     IRREGULAR_PLURALS,
     PARTICIPLES,
     SYMMETRIC,
+    UNITS,
     WH_PRONOUNS,
     WH_SWAP_WORDS,
     WH_WORDS,
@@ -220,18 +221,22 @@ _PIVOT_SKIPPED = frozenset(
 
 def _around_pivots(f: Features) -> set[tuple[str, str, str]]:
     """(pivot, the nearest content stem before it, the nearest after it) for each pivot word
-    with content words on both sides."""
+    with content words on both sides; a unit as its symbol, however it is written ("kg",
+    "kilograms"; a trial's "convert kg to lbs" / "convert pounds to kilograms" passed)."""
 
     def content(j: int) -> bool:
         st = f.stems[j]
         return st not in _STOPWORD_STEMS and st not in _PIVOT_SKIPPED and f.words[j].isalpha()
 
+    def key(j: int) -> str:
+        return UNITS.get(f.words[j], f.stems[j])
+
     out = set()
     for i, w in enumerate(f.words):
         if w not in _PIVOTS:
             continue
-        before = next((f.stems[j] for j in range(i - 1, -1, -1) if content(j)), None)
-        after = next((f.stems[j] for j in range(i + 1, len(f.words)) if content(j)), None)
+        before = next((key(j) for j in range(i - 1, -1, -1) if content(j)), None)
+        after = next((key(j) for j in range(i + 1, len(f.words)) if content(j)), None)
         if before is not None and after is not None and before != after:
             out.add((w, before, after))
     return out
