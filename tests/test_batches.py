@@ -335,6 +335,8 @@ ASK = [{"role": "user", "content": "Question number 1?"}]
         (_line("b", {"messages": ASK}).replace(b'"body"', b'"Body"'),
          "unknown key 'Body'; did you mean 'body'?"),
         (b'{"custom_id": "b", "n": ' + b"9" * 5000 + b"}", "more than 4300 digits"),  # a 500
+        (_line("b", {"messages": ASK})[:-1] + b', "custom_id": "c"}',
+         "the member 'custom_id' is given twice in one object"),
         # a trial's: a line without method ran (OpenAI requires "POST")
         (b'{"custom_id": "b", "url": "/v1/chat/completions", "body": {"messages": []}}',
          'method is required (it must be "POST")'),

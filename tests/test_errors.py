@@ -155,6 +155,16 @@ def test_an_empty_body_says_the_body_is_missing(fake_live: Live, path: str) -> N
             + b"}",
             "nested too deeply (more than 128 levels)",
         ),
+        # a member named twice: read as the last, where a proxy may have checked the first
+        (
+            b'{"model": "fake", "prompt": "hi", "messages": [{"role": "user", "content": "hi"}],'
+            b' "model": "other"}',
+            "the member 'model' is given twice in one object",
+        ),
+        (
+            b'{"prompt": "hi", "messages": [{"role": "user", "content": "a", "content": "b"}]}',
+            "the member 'content' is given twice in one object",
+        ),
     ],
 )
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])

@@ -35,7 +35,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from ..gateway import Gateway, RequestContext
-from ..jsontext import lone_surrogate, nul_at
+from ..jsontext import loads, lone_surrogate, nul_at
 from ..store import Store, StoreUnavailableError
 from ..tenants import OPEN_TENANT, UNAUTHENTICATED, Tenant
 from .chat.protocol import UNKNOWN_PARAMETER, near_miss
@@ -154,7 +154,7 @@ class StrictJSONRequest(Request):
             if text.startswith("\ufeff"):
                 raise json.JSONDecodeError("more than one byte order mark (U+FEFF)", text, 0)
             try:
-                value = json.loads(text)
+                value = loads(text)  # a member given twice is refused
             except RecursionError:
                 raise json.JSONDecodeError(TOO_DEEP, text[:64], 0) from None
             except ValueError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import ErrorCode, InvalidRequestError
-from ...jsontext import lone_surrogate
+from ...jsontext import loads, lone_surrogate
 from ...reuse.policy import check_options
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
@@ -161,7 +161,7 @@ def parse_lines(
     out = []
     for n, line in lines:
         try:
-            item = json.loads(line)
+            item = loads(line)
         except RecursionError:
             raise bad_input(f"line {n} is not JSON: {TOO_DEEP}") from None
         except json.JSONDecodeError as exc:
