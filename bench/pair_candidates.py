@@ -2,10 +2,12 @@
 hit-path budget): an offline replay of quora_val's lookups, as training/lookup_calibration.py
 replays them (stores of 500 questions, MiniLM top 8, cosine floor 0.70, the guards, labels
 with the reviewed duplicates joined), scoring the first 4 survivors in both orders once and
-reading five variants off the same logits: both orders averaged (serving) or one, over the
-first 4 or 2 survivors. For each, the threshold on the best score that keeps wrong answers
-per semantic lookup within a target, chosen in hindsight, and the share of asked duplicates
-it serves right. Deterministic (seeded order, no sampling).
+reading four variants off the same readings (every member's, without the cascade): both
+orders averaged (serving) or one, over the first 4 or 2 survivors; and the share of survivors
+an ensemble's cascade reads with every member (``FULL_READING_BELOW``). For each variant,
+the threshold on the best score that keeps wrong answers per semantic lookup within a
+target, chosen in hindsight, and the share of asked duplicates it serves right.
+Deterministic (seeded order, no sampling).
 
     PYTHONPATH=src python bench/pair_candidates.py [--limit N]
 """
@@ -29,7 +31,7 @@ from pairdata import Components, read_pairs, read_review  # noqa: E402
 
 from boundgate.reuse.embedder import OnnxEmbedder  # noqa: E402
 from boundgate.reuse.guards import compare  # noqa: E402
-from boundgate.reuse.pair import OnnxPairScorer  # noqa: E402
+from boundgate.reuse.pair import FULL_READING_BELOW, OnnxPairScorer  # noqa: E402
 
 Obs = list[tuple[float, bool]]
 
@@ -55,6 +57,7 @@ def main() -> None:
     dups: dict[str, Obs] = {n: [] for n in names}
     lookups, t0, size = 0, time.perf_counter(), 500
     survivor_counts: Counter[int] = Counter()  # lookups by survivors (up to 4) scored
+    scored = whole_reads = 0  # survivors scored; those an ensemble's cascade reads whole
     for start in range(0, len(order), size):
         chunk = [pairs[i] for i in order[start : start + size]]
         stored = sorted({x for x, _, _ in chunk})
@@ -80,9 +83,10 @@ def main() -> None:
                     for n in names:
                         dups[n].append((-1.0, False))
                 continue
-            logits = scorer._logits([(q, c) for c in survivors] + [(c, q) for c in survivors])
-            p = 1 / (1 + np.exp(-logits))
-            fwd, rev = p[: len(survivors)], p[len(survivors) :]
+            read = np.asarray([scorer.readings(q, c) for c in survivors])  # survivors × members × 2
+            fwd, rev = read[:, :, 0].mean(axis=1), read[:, :, 1].mean(axis=1)
+            whole_reads += int((read[:, 0].mean(axis=1) >= FULL_READING_BELOW).sum())
+            scored += len(survivors)
             for n in names:
                 orders, k = n.split("/")
                 s = ((fwd + rev) / 2 if orders == "both" else fwd)[: int(k)]
@@ -95,7 +99,11 @@ def main() -> None:
               file=sys.stderr, flush=True)  # fmt: skip
     print(f"semantic lookups {lookups}, asked duplicates {len(dups[names[0]])}")
     shares = ", ".join(f"{k}: {survivor_counts[k] / lookups:.1%}" for k in sorted(survivor_counts))
-    print(f"lookups by guard survivors (first 4): {shares}\n")
+    print(f"lookups by guard survivors (first 4): {shares}")
+    print(
+        f"survivors scored {scored}; read by every member (the first scores ≥ "
+        f"{FULL_READING_BELOW}): {whole_reads / max(1, scored):.1%}\n"
+    )
     print("| orders / survivors | wrong per lookup ≤ | threshold | recall | wrong per lookup |")
     print("|---|---:|---:|---:|---:|")
     for n in names:

@@ -68,12 +68,18 @@ def test_a_long_streams_hold_outlives_the_lease(gw: Gateway) -> None:
     assert arun(main()) == 81  # the first request's prompt and 80 tokens: nothing else
 
 
-def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(gw: Gateway) -> None:
+@pytest.mark.parametrize("renewed_after", [False, True])
+def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(
+    gw: Gateway, renewed_after: bool
+) -> None:
     """A replicas trial: a request whose note's lease lapsed while it ran (its process could
     not reach the store, or stalled) was recovered by a live peer as ``interrupted``, its
     tokens so far charged; its own row then replaced that row and its settle charged the
     whole usage again (683 tokens counted against 552 in the ledger). Here the process's
-    own recovery step plays the peer, while the request still streams."""
+    own recovery step plays the peer, while the request still streams. ``renewed_after``:
+    the stalled process renews its notes once it runs again, before the request ends (a
+    re-check's SIGSTOP: the renewal found no note, yet counted the lease as kept, and the
+    charge stood twice)."""
     acme = Tenant("acme", daily_tokens=1000)
     clock = gw.clock
     assert isinstance(clock, FakeClock)
@@ -84,6 +90,8 @@ def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(gw: Gateway) 
         events = gw.stream(ctx, ask("one two three four five six", 20))
         start, recovered = clock.time(), []
         async for _event in events:
+            if recovered and renewed_after:
+                await gw.ledger.renew()  # its heartbeat, running again
             if not recovered and clock.time() - start > 2 * TOKEN_S:
                 await gw.ledger.renew()  # its note carries its tokens so far
                 clock.advance(lease + 1)  # and is renewed no more

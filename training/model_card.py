@@ -219,8 +219,10 @@ def _ensemble(model: Path, first: dict[str, Any]) -> str:
         "(the same data and rules; the\n"
         "differences below), each exported as below; serving averages every member's\n"
         "probability in both orders (`config.json`'s `members`; `training/ensemble.py` joins\n"
-        "them). The sections below describe the first member's training; the int8 and\n"
-        "calibration figures are the ensemble's.\n\n" + "\n".join(lines) + "\n\n"
+        "them), as a cascade: a pair the first member scores below 0.4 is not read by the\n"
+        "others and keeps that score (`pair.py`'s `FULL_READING_BELOW`). The sections below\n"
+        "describe the first member's training; the int8 and calibration figures are the\n"
+        "ensemble's, as served.\n\n" + "\n".join(lines) + "\n\n"
     )
 
 

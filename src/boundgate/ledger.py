@@ -305,7 +305,12 @@ class LedgerWriter:
                 log.exception("no energy estimate for open request %s", row.id)
 
     async def renew(self) -> None:
-        """Extend the leases of this process's open requests, with their tokens so far."""
+        """Extend the leases of this process's open requests, with their tokens so far. A
+        note whose lease ran out before the renewal was stored stays counted as lapsed
+        (``_lapsed``): a peer may have made it its ``interrupted`` row already, and the
+        renewal then found nothing to renew (a re-check stopped a process with SIGSTOP past
+        its lease: once it ran again its renewal counted the lease as kept, so the request's
+        own row never took back the peer's charge, and its tokens were charged twice)."""
         if not self._open:
             return
         rows = list(self._open.values())
@@ -313,8 +318,9 @@ class LedgerWriter:
             self._refresh(row)
         until = self.clock.time() + self.lease_s
         await self.store.renew_requests(self.owner, until, rows)
+        renewed_at = self.clock.time()
         for row in rows:
-            if row.id in self._vouched:
+            if self._vouched.get(row.id, -math.inf) > renewed_at:
                 self._vouched[row.id] = until
 
     async def recover(self) -> list[LedgerRow]:

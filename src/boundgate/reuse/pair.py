@@ -66,6 +66,13 @@ class PairScorer(ABC):
 # prompts that differ only after their first ~47 tokens each looked identical to it.
 SERVING_MAX_TOKENS = 2 * MAX_TOKENS
 
+# The ensemble's cascade (``OnnxPairScorer``): a pair its first member scores below this is
+# not read by the others. On quora_val, chat_heldout, chat_heldout2 and the blind trial, every
+# pair the whole ensemble scores 0.65 or more passes it, far below any threshold the prior
+# serves at (0.895); 34 % of quora_val's pairs and 49–50 % of the others' pass it
+# (bench/RESULTS.md).
+FULL_READING_BELOW = 0.4
+
 
 class OnnxPairScorer(PairScorer):
     """The shipped int8 cross-encoder on onnxruntime (CPU), tokenized with the ``tokenizers``
@@ -74,12 +81,16 @@ class OnnxPairScorer(PairScorer):
     Pairs are read up to ``SERVING_MAX_TOKENS`` (the whole of any two questions the embedder
     reads whole; longer ones are cut longest side first). Each pair is scored in both orders
     and the two probabilities are averaged, so the score is symmetric (the model was trained
-    on both orders; this removes the rest of the asymmetry); with several members
-    (``config.json``'s ``members``, model files trained alike) every member's probability in
-    both orders is averaged; each pair is scored on its own,
-    so its score never depends on the other candidates of a lookup.
-    Cost: p50 about 3 ms per candidate and member on 2 idle cores (the shipped ensemble of
-    two: 6.6 ms; bench/pair_model.py)."""
+    on both orders; this removes the rest of the asymmetry). With several members
+    (``config.json``'s ``members``, model files trained alike) the score is every member's
+    probability in both orders averaged, read as a cascade: the members in turn, stopping
+    once those read so far average below ``FULL_READING_BELOW`` (then that average is the
+    score). So every score a serving threshold can reach is the whole ensemble's, and a
+    candidate far from any (most of a lookup's) costs one member. Each pair is scored on its
+    own, so its score never depends on the other candidates of a lookup.
+    Cost (bench/pair_model.py, 2 idle cores): p50 about 3 ms per candidate and member read
+    (the shipped ensemble of two: about 3 ms for a candidate its first member puts below
+    ``FULL_READING_BELOW``, 6.6 ms for the others)."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         from tokenizers import Tokenizer
@@ -112,28 +123,33 @@ class OnnxPairScorer(PairScorer):
         out = np.zeros(len(pairs), dtype=np.float32)
         for i, (a, b) in enumerate(pairs):
             a, b = spelled_out(a), spelled_out(b)
-            logits = self._logits([(a, b), (b, a)])
-            out[i] = float(np.mean(1.0 / (1.0 + np.exp(-logits))))
+            probs: list[float] = []
+            for session in self.sessions:
+                if probs and np.mean(probs) < FULL_READING_BELOW:
+                    break
+                probs += self._read(session, a, b)
+            out[i] = float(np.mean(probs))
         return out
 
-    def _logits(self, pairs: list[Pair]) -> npt.NDArray[np.float64]:
-        """Each member's logit of each pair (members × pairs, flattened)."""
-        return np.concatenate([self._member_logits(session, pairs) for session in self.sessions])
+    def readings(self, a: str, b: str) -> npt.NDArray[np.float64]:
+        """Every member's probability that ``a`` and ``b`` ask the same thing, read (a, b) and
+        (b, a), as ``score_pairs`` reads them but without its cascade: shape (members, 2).
+        For benchmarks and calibration, which compare the ways of combining them."""
+        a, b = spelled_out(a), spelled_out(b)
+        return np.asarray([self._read(session, a, b) for session in self.sessions])
 
-    def _member_logits(self, session: Any, pairs: list[Pair]) -> npt.NDArray[np.float64]:
-        encs = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
-        width = max(len(e.ids) for e in encs)
-        ids = np.zeros((len(encs), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        types = np.zeros_like(ids)
-        for i, e in enumerate(encs):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = 1
-            types[i, : len(e.ids)] = e.type_ids
-        feeds: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    def _read(self, session: Any, a: str, b: str) -> list[float]:
+        """One member's probabilities of (a, b) and (b, a): one run of the two orders (the
+        same tokens, so no padding)."""
+        encs = self.tokenizer.encode_batch([(a, b), (b, a)])
+        feeds: dict[str, Any] = {
+            "input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
+            "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64),
+        }
         with self._lock:
-            out = session.run(None, feeds)[0]
-        return np.asarray(out[:, 0], dtype=np.float64)
+            logits = np.asarray(session.run(None, feeds)[0][:, 0], dtype=np.float64)
+        return [float(x) for x in 1.0 / (1.0 + np.exp(-logits))]
 
 
 class FakePairScorer(PairScorer):
