@@ -615,6 +615,9 @@ def test_engine_never_serves_across_scopes(
         # a unit however it is written (a trial's reversed conversions passed)
         ("how do I convert kg to lbs", "how to convert pounds to kilograms", "order"),
         ("convert miles to km", "convert kilometers to miles", "order"),
+        ("convert acres to hectares", "convert ha to acres", "order"),
+        ("convert horsepower to kilowatts", "convert kW to hp", "order"),
+        ("How many kilobytes in a megabyte?", "How many MB in a KB?", "unit"),
         # a stopping verb matches "not" only for the verb it stops
         ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
     ],
