@@ -22,7 +22,7 @@ from boundgate.gateway import Finished, Gateway
 from boundgate.reuse.embedder import HashEmbedder, Vectors
 from boundgate.store import LedgerRow, SQLiteStore
 from boundgate.tenants import OPEN_TENANT, Tenant, day_window, tokens_counter
-from helpers import fake_settings
+from helpers import fake_settings, used_today
 
 FAR = 1e12  # a time past every lease
 
@@ -425,3 +425,37 @@ def test_an_answered_embeddings_request_leaves_no_note(tmp_path: Path) -> None:
     finally:
         store.close()
     assert row.outcome == "ok" and row.endpoint == "/v1/embeddings" and row.prompt_tokens > 0
+
+
+def test_an_embeddings_request_its_client_left_is_ledgered_cancelled(tmp_path: Path) -> None:
+    """A re-check: a client that left while its texts were embedded got an `ok` 200 row (chat
+    ledgers `cancelled` 499). The model reads them all (a thread cannot be stopped): the
+    row says cancelled, with the tokens it read, charged, and its energy."""
+    embedder = _HeldEmbedder()
+    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
+    store = SQLiteStore(tmp_path / "g.db")
+    store.open()
+    gw = build_gateway(settings, store=store, backends={"fake": FakeBackend("fake")},
+                       embedder=embedder)  # fmt: skip
+    acme = Tenant("acme", daily_tokens=10_000)
+
+    async def main() -> tuple[list[LedgerRow], int]:
+        ctx = gw.context(acme, "/v1/embeddings")
+        task = asyncio.create_task(gw.embed(ctx, ["how do bees make honey"]))
+        await asyncio.to_thread(embedder.started.wait, 10)
+        task.cancel()  # the client left (server.common.until_disconnected)
+        await asyncio.sleep(0.05)
+        embedder.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await gw.drain()
+        assert not gw.ledger._open and await store.recover_requests(FAR) == []
+        return await store.ledger(), await used_today(gw, "acme")
+
+    try:
+        (row,), used = asyncio.run(main())
+    finally:
+        store.close()
+    assert (row.outcome, row.status, row.endpoint) == ("cancelled", 499, "/v1/embeddings")
+    assert row.prompt_tokens > 0 and used == row.prompt_tokens
+    assert row.wh > 0 and row.method == "estimate"

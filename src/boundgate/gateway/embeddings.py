@@ -47,9 +47,26 @@ class Embedding(Metering):
                 self._embedding_row(ctx, tokens, None),
                 lambda row: self._set_energy(row, self._report(span.read(), ctx)),
             )
+            work = asyncio.ensure_future(asyncio.to_thread(embedder.embed_tokenized, tokenized))
             try:
-                vectors = await asyncio.to_thread(embedder.embed_tokenized, tokenized)
+                vectors = await asyncio.shield(work)
                 done = True
+            except asyncio.CancelledError:
+                # the client left (server.common.until_disconnected) or the server stops: a
+                # thread cannot be stopped, so the model reads it all; the row says
+                # cancelled (499) with what it read and spent, as chat's does (a re-check's
+                # left request was ledgered ok, 200)
+                try:
+                    await asyncio.wait({work})  # to its end (its failure too): metered whole
+                    work.exception()  # a failure now is the cancelled row's, not raised
+                finally:  # also when cancelled again (a shutdown)
+                    done = True
+                    self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
+                    energy = self._report(span.stop(), ctx)
+                    self.ledger.commit_soon(
+                        self._embedding_row(ctx, tokens, energy, outcome="cancelled", status=499)
+                    )
+                raise
             finally:
                 if not done:  # its error row (or, failing that, the note) records it
                     self.ledger.close(note.id)
@@ -62,7 +79,12 @@ class Embedding(Metering):
         return vectors, tokens, energy
 
     def _embedding_row(
-        self, ctx: RequestContext, tokens: int, energy: EnergyReport | None
+        self,
+        ctx: RequestContext,
+        tokens: int,
+        energy: EnergyReport | None,
+        outcome: str = "ok",
+        status: int = 200,
     ) -> LedgerRow:
         """The ledger row of embeddings request ``ctx``: ``tokens`` read, ``energy`` spent."""
         return self.ledger.row(
@@ -72,6 +94,8 @@ class Embedding(Metering):
             stream=False,
             usage=Usage(tokens, 0),
             energy=energy,
+            outcome=outcome,
+            status=status,
             model=EMBEDDING_MODEL,
             backend_kind="onnx",
         )

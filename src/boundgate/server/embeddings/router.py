@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ...gateway import RequestContext
-from ..common import StrictJSONRoute, context, gateway_of
+from ..common import StrictJSONRoute, context, gateway_of, until_disconnected
 from ..openapi import errors, ok
 from .protocol import EmbeddingList, EmbeddingRequest
 from .serving import serve
@@ -42,7 +42,10 @@ async def embeddings(
     body: EmbeddingRequest,
     request: Request,
     ctx: Annotated[RequestContext, Depends(context)],
-) -> JSONResponse:
+) -> Response:
     """Sentence embeddings (all-MiniLM-L6-v2, 384 dimensions, unit length)."""
-    out, headers = await serve(gateway_of(request), ctx, body)
+    served = await until_disconnected(request, serve(gateway_of(request), ctx, body))
+    if served is None:  # the client left before its vectors: ledgered as cancelled
+        return Response(status_code=499)
+    out, headers = served
     return JSONResponse(out, headers=headers)
