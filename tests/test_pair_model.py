@@ -20,7 +20,13 @@ from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.guards import compare
 from boundgate.reuse.guards.lexicon import spelled_out
-from boundgate.reuse.pair import FakePairScorer, OnnxPairScorer, packaged_model_dir
+from boundgate.reuse.pair import (
+    EXACT_FROM,
+    FakePairScorer,
+    OnnxPairScorer,
+    packaged_model_dir,
+    reads_further,
+)
 from boundgate.reuse.prior import Prior
 from boundgate.reuse.scoring import CosineScorer, PairModelScorer
 from boundgate.reuse.verifier import Observation, Verdict, Verifier
@@ -122,6 +128,26 @@ def test_pair_scores_are_symmetric_probabilities(scorer: OnnxPairScorer) -> None
     assert 0.0 <= ab <= 1.0 and abs(ab - ba) < 1e-6
     assert len(scorer.score_pairs([])) == 0
     assert scorer.name.startswith("boundgate-pair-minilm-int8@")
+
+
+def test_the_ensemble_reads_every_member_where_a_threshold_could_serve(
+    scorer: OnnxPairScorer,
+) -> None:
+    """The cascade: a pair no reading of the second member could bring to ``EXACT_FROM``
+    keeps the first's score; any other gets every member's mean, in both orders."""
+    assert len(scorer.sessions) == 2  # the shipped ensemble
+    assert reads_further([0.79, 0.79], 2) and not reads_further([0.78, 0.79], 2)
+    close = ("Why is the sky blue?", "What causes the blue color of the sky?")
+    far = ("Why is the sky blue?", "How do I bake sourdough bread?")
+    for pair, whole in ((close, True), (far, False)):
+        read = scorer.readings(*pair)  # members × orders
+        assert read.shape == (2, 2)
+        assert reads_further(list(read[0]), 2) is whole
+        expected = read.mean() if whole else read[0].mean()
+        assert scorer.score_pairs([pair])[0] == pytest.approx(expected, abs=1e-6)
+        if not whole:
+            assert read.mean() < EXACT_FROM
+    assert scorer.score(*close) > scorer.score(*far)
 
 
 def test_a_pairs_score_does_not_depend_on_the_pairs_scored_with_it(

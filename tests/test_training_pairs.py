@@ -126,3 +126,21 @@ def test_keyword_restyled_pairs_keep_their_label_unless_only_dropped_words_diffe
                 assert y == 1
                 restyled += "boil" in a + b and "boiling" in a + b
     assert restyled
+
+
+def test_mirror_positives_pair_each_hard_negatives_anchor_with_a_light_edit() -> None:
+    """A re-check: the rules made "convert kg to lbs" / "convert lbs to kg" negatives and
+    nothing said that such a question has paraphrases; the members scored "convert celsius
+    to fahrenheit" against itself 0.07. With ``mirror_share`` 1 every hard negative's anchor
+    also gets a light-edit positive."""
+    train = [
+        (f"How do I convert {n} kg to lbs?", f"How many lbs is {n} kg?", 1) for n in range(2, 40)
+    ]
+    made, counts = augment.make_pairs(train, random.Random(0), set(), 1.0, 0.0, mirror_share=1.0)
+    negatives = [(a, b) for a, b, y in made if y == 0]
+    positives = [(a, b) for a, b, y in made if y == 1]
+    assert negatives and counts["mirror_positive"] == len(positives) > 0
+    anchors = {a for a, _ in negatives}
+    assert all(a in anchors and b != a for a, b in positives)
+    plain, plain_counts = augment.make_pairs(train, random.Random(0), set(), 1.0, 0.0)
+    assert "mirror_positive" not in plain_counts and all(y == 0 for _, _, y in plain)

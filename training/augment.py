@@ -586,14 +586,19 @@ def make_pairs(
     chat_hard: int = 0,
     synonym_share: float = 0.0,
     keyword_share: float = 0.0,
+    mirror_share: float = 0.0,
 ) -> tuple[list[tuple[str, str, int]], dict[str, int]]:
     """Rule-made pairs: about ``hard_share`` × len(train) hard negatives (a third of them
     rewritten chat-style when ``chat_share`` > 0), ``light_share`` × len(train) light-edit
     positives, ``chat_share`` × len(train) chat-style positives and as many labelled pairs
     with one side rewritten chat-style. With ``siblings`` a hard negative may swap a noun for
     a WordNet sibling. With ``chat_hard`` > 0, each pair of ``chat_pairs`` (labelled chatbot
-    pairs) gets up to ``chat_hard`` hard negatives made by the same rules. Returns the pairs
-    and a count per rule."""
+    pairs) gets up to ``chat_hard`` hard negatives made by the same rules. With
+    ``mirror_share`` > 0, that share of the hard negatives each get a light-edit positive of
+    their anchor: without it the rules made "convert kg to lbs" / "convert lbs to kg"
+    negatives and nothing said that a conversion question can have a paraphrase, and the
+    shipped members scored "convert celsius to fahrenheit" against itself 0.07 (a re-check).
+    Returns the pairs and a count per rule."""
     caps: Counter[str] = Counter()
     for a, b, _ in train:
         for q in (a, b):
@@ -641,6 +646,11 @@ def make_pairs(
                         counts["keyword_hard_negative"] += 1
                 out.append((anchor, new, 0))
                 counts[prefix + r] += 1
+                if mirror_share and rng.random() < mirror_share:
+                    same = mut.light(anchor)
+                    if same != anchor:
+                        out.append((anchor, same, 1))
+                        counts["mirror_positive"] += 1
                 return
 
     def synonym_pairs(a: str, b: str, y: int, prefix: str = "") -> None:

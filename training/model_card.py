@@ -219,10 +219,10 @@ def _ensemble(model: Path, first: dict[str, Any]) -> str:
         "(the same data and rules; the\n"
         "differences below), each exported as below; serving averages every member's\n"
         "probability in both orders (`config.json`'s `members`; `training/ensemble.py` joins\n"
-        "them), as a cascade: a pair the first member scores below 0.4 is not read by the\n"
-        "others and keeps that score (`pair.py`'s `FULL_READING_BELOW`). The sections below\n"
-        "describe the first member's training; the int8 and calibration figures are the\n"
-        "ensemble's, as served.\n\n" + "\n".join(lines) + "\n\n"
+        "them), as a cascade: the next member is read only where its readings could bring\n"
+        "the mean to 0.895 (`pair.py`'s `EXACT_FROM`), so every score from 0.895 up is the\n"
+        "whole ensemble's. The sections below describe the first member's training; the int8\n"
+        "and calibration figures are the ensemble's, as served.\n\n" + "\n".join(lines) + "\n\n"
     )
 
 

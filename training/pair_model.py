@@ -175,6 +175,14 @@ def main() -> None:
         "(stripped when it ends in ?/./!, else a ? appended), so that whether the two sides "
         "end alike tells the model nothing about the label (0: never)",
     )
+    p.add_argument(
+        "--mirror-positives",
+        type=float,
+        default=0.0,
+        help="share of the hard negatives that each get a light-edit positive of their "
+        "anchor, so a question the rules turn round still has paraphrases (0: none, as the "
+        "shipped members)",
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="train on the first N pairs (smoke)")
@@ -243,6 +251,7 @@ def main() -> None:
         chat_hard=args.chat_hard,
         synonym_share=args.synonyms,
         keyword_share=args.keyword_forms,
+        mirror_share=args.mirror_positives,
     )
     data = train + made + chat * args.chat_pairs
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
@@ -360,6 +369,7 @@ def main() -> None:
                 "chat_hard",
                 "synonyms",
                 "keyword_forms",
+                "mirror_positives",
                 "style_noise",
                 "bf16",
             )

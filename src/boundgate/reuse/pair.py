@@ -66,12 +66,20 @@ class PairScorer(ABC):
 # prompts that differ only after their first ~47 tokens each looked identical to it.
 SERVING_MAX_TOKENS = 2 * MAX_TOKENS
 
-# The ensemble's cascade (``OnnxPairScorer``): a pair its first member scores below this is
-# not read by the others. On quora_val, chat_heldout, chat_heldout2 and the blind trial, every
-# pair the whole ensemble scores 0.65 or more passes it, far below any threshold the prior
-# serves at (0.895); 34 % of quora_val's pairs and 49–50 % of the others' pass it
-# (bench/RESULTS.md).
-FULL_READING_BELOW = 0.4
+# The ensemble's cascade (``OnnxPairScorer``): every score at or above this is the mean of all
+# the members' readings. The members are read in turn, and the next one is read unless the
+# mean could not reach this even if every reading still unread said 1: with the shipped two,
+# the second is read when the first scores ≥ 0.79 ((0.79 + 1) / 2 = 0.895). 0.895 is the
+# threshold the shipped prior serves at with δ = 1 % (calibration.json, the verifier's
+# cold start), so what a fresh gateway serves is decided on the whole ensemble; a candidate
+# further off costs one member. Lower scores are the mean of what was read.
+EXACT_FROM = 0.895
+
+
+def reads_further(read: Sequence[float], unread: int) -> bool:
+    """Whether the cascade reads on after the probabilities ``read`` so far with ``unread``
+    readings left: whether a mean of ``EXACT_FROM`` or more is still possible."""
+    return bool((sum(read) + unread) / (len(read) + unread) >= EXACT_FROM)
 
 
 class OnnxPairScorer(PairScorer):
@@ -84,13 +92,11 @@ class OnnxPairScorer(PairScorer):
     on both orders; this removes the rest of the asymmetry). With several members
     (``config.json``'s ``members``, model files trained alike) the score is every member's
     probability in both orders averaged, read as a cascade: the members in turn, stopping
-    once those read so far average below ``FULL_READING_BELOW`` (then that average is the
-    score). So every score a serving threshold can reach is the whole ensemble's, and a
-    candidate far from any (most of a lookup's) costs one member. Each pair is scored on its
-    own, so its score never depends on the other candidates of a lookup.
-    Cost (bench/pair_model.py, 2 idle cores): p50 about 3 ms per candidate and member read
-    (the shipped ensemble of two: about 3 ms for a candidate its first member puts below
-    ``FULL_READING_BELOW``, 6.6 ms for the others)."""
+    once no readings of the others could bring the mean to ``EXACT_FROM`` (then the mean of
+    those read is the score; ``reads_further``). So every score of ``EXACT_FROM`` or more is
+    the whole ensemble's, and a candidate further off costs one member. Each pair is scored
+    on its own, so its score never depends on the other candidates of a lookup.
+    Cost (bench/pair_model.py, 2 idle cores): about 3.5 ms per candidate and member read."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         from tokenizers import Tokenizer
@@ -124,8 +130,8 @@ class OnnxPairScorer(PairScorer):
         for i, (a, b) in enumerate(pairs):
             a, b = spelled_out(a), spelled_out(b)
             probs: list[float] = []
-            for session in self.sessions:
-                if probs and np.mean(probs) < FULL_READING_BELOW:
+            for m, session in enumerate(self.sessions):
+                if probs and not reads_further(probs, 2 * (len(self.sessions) - m)):
                     break
                 probs += self._read(session, a, b)
             out[i] = float(np.mean(probs))
