@@ -68,9 +68,9 @@ def test_a_long_streams_hold_outlives_the_lease(gw: Gateway) -> None:
     assert arun(main()) == 81  # the first request's prompt and 80 tokens: nothing else
 
 
-@pytest.mark.parametrize("renewed_after", [False, True])
+@pytest.mark.parametrize(("renewed_after", "left"), [(False, False), (True, False), (True, True)])
 def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(
-    gw: Gateway, renewed_after: bool
+    gw: Gateway, renewed_after: bool, left: bool
 ) -> None:
     """A replicas trial: a request whose note's lease lapsed while it ran (its process could
     not reach the store, or stalled) was recovered by a live peer as ``interrupted``, its
@@ -79,7 +79,8 @@ def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(
     own recovery step plays the peer, while the request still streams. ``renewed_after``:
     the stalled process renews its notes once it runs again, before the request ends (a
     re-check's SIGSTOP: the renewal found no note, yet counted the lease as kept, and the
-    charge stood twice)."""
+    charge stood twice). ``left``: then its client leaves (its note is closed before its
+    `cancelled` row is recorded: the same re-check's, on a stream)."""
     acme = Tenant("acme", daily_tokens=1000)
     clock = gw.clock
     assert isinstance(clock, FakeClock)
@@ -92,6 +93,9 @@ def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(
         async for _event in events:
             if recovered and renewed_after:
                 await gw.ledger.renew()  # its heartbeat, running again
+                if left:
+                    await events.aclose()
+                    break
             if not recovered and clock.time() - start > 2 * TOKEN_S:
                 await gw.ledger.renew()  # its note carries its tokens so far
                 clock.advance(lease + 1)  # and is renewed no more
@@ -99,11 +103,12 @@ def test_a_request_a_peer_recovered_as_interrupted_is_charged_once(
                     (row.outcome, row.prompt_tokens + row.completion_tokens)
                     for row in await gw.ledger.recover()
                 ]
+        await gw.drain()  # a cancelled row is recorded in the background
         return ctx.request_id, recovered
 
     request_id, recovered = arun(main())
     # the peer's view: the note's lease ran out; it charged the tokens the note carried
     assert [outcome for outcome, _ in recovered] == ["interrupted"] and recovered[0][1] > 0
     row = arun(gw.store.get_row(request_id))
-    assert row is not None and row.outcome == "ok", row  # the request's own row replaced it
+    assert row is not None and row.outcome == ("cancelled" if left else "ok"), row  # replaced
     assert arun(used_today(gw, "acme")) == row.prompt_tokens + row.completion_tokens

@@ -125,6 +125,10 @@ class LedgerWriter:
         # request id → until when (clock time) its note's lease is known renewed: past it, a
         # peer may have recovered the note as interrupted (``_record``)
         self._vouched: dict[str, float] = {}
+        # request ids whose note was closed after its lease ran out: their rows, recorded
+        # after the close (a stream its client left closes first), still read what they
+        # replace (a re-check: a cancelled stream's peer charge stood)
+        self._closed_lapsed: dict[str, None] = {}
         # request id → what sets its note's energy so far (its generation's meter)
         self._progress: dict[str, Callable[[LedgerRow], None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -291,6 +295,10 @@ class LedgerWriter:
         """Stop renewing request ``request_id``'s note (its own row is recorded, or is being
         recorded, which removes the note; or it failed in a way that records none, and then
         the note becomes its row once the lease runs out)."""
+        if self._lapsed(request_id):
+            self._closed_lapsed[request_id] = None
+            while len(self._closed_lapsed) > MAX_UNWRITTEN:
+                del self._closed_lapsed[next(iter(self._closed_lapsed))]
         self._open.pop(request_id, None)
         self._progress.pop(request_id, None)
         self._vouched.pop(request_id, None)
@@ -483,7 +491,10 @@ class LedgerWriter:
 
     def _lapsed(self, request_id: str) -> bool:
         """Whether request ``request_id``'s note may have been recovered by another process:
-        its lease is not known renewed up to now (a stalled loop, an outage)."""
+        its lease is not known renewed up to now (a stalled loop, an outage), also when the
+        note was closed since."""
+        if request_id in self._closed_lapsed:
+            return True
         until = self._vouched.get(request_id)
         return until is not None and self.clock.time() >= until
 
@@ -495,6 +506,7 @@ class LedgerWriter:
         own settle of its whole usage, 683 tokens counted against 552 ledgered)."""
         before = await self.store.get_row(row.id) if lapsed else None
         await self.store.record(row)
+        self._closed_lapsed.pop(row.id, None)
         if before is None or before.outcome != INTERRUPTED or self.on_replaced is None:
             return
         try:
