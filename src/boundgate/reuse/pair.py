@@ -96,7 +96,8 @@ class OnnxPairScorer(PairScorer):
     those read is the score; ``reads_further``). So every score of ``EXACT_FROM`` or more is
     the whole ensemble's, and a candidate further off costs one member. Each pair is scored
     on its own, so its score never depends on the other candidates of a lookup.
-    Cost (bench/pair_model.py, 2 idle cores): about 3.5 ms per candidate and member read."""
+    Cost (bench/pair_model.py, 2 cores): p50 3.4 ms for a candidate one member reads, 6.2 ms
+    for one both read (a third of the survivors a lookup scores on Quora's stream)."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         from tokenizers import Tokenizer
