@@ -377,15 +377,21 @@ class _HeldEmbedder(HashEmbedder):
         return super().embed(texts)
 
 
-def test_an_embeddings_request_is_noted_while_the_model_runs(tmp_path: Path) -> None:
-    """An embeddings request (alone, or a batch's line) whose process died mid-run left no
-    row; its note becomes the `interrupted` row, with its tokens and energy so far."""
+def _held_gateway(tmp_path: Path) -> tuple[Gateway, SQLiteStore, _HeldEmbedder]:
+    """A gateway whose embedder holds each embedding until its ``release`` is set."""
     embedder = _HeldEmbedder()
     settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
     store = SQLiteStore(tmp_path / "g.db")
     store.open()
     gw = build_gateway(settings, store=store, backends={"fake": FakeBackend("fake")},
                        embedder=embedder)  # fmt: skip
+    return gw, store, embedder
+
+
+def test_an_embeddings_request_is_noted_while_the_model_runs(tmp_path: Path) -> None:
+    """An embeddings request (alone, or a batch's line) whose process died mid-run left no
+    row; its note becomes the `interrupted` row, with its tokens and energy so far."""
+    gw, store, embedder = _held_gateway(tmp_path)
 
     async def main() -> list[LedgerRow]:
         ctx = gw.context(OPEN_TENANT, "/v1/embeddings")
@@ -431,12 +437,7 @@ def test_an_embeddings_request_its_client_left_is_ledgered_cancelled(tmp_path: P
     """A re-check: a client that left while its texts were embedded got an `ok` 200 row (chat
     ledgers `cancelled` 499). The model reads them all (a thread cannot be stopped): the
     row says cancelled, with the tokens it read, charged, and its energy."""
-    embedder = _HeldEmbedder()
-    settings = fake_settings(tmp_path, '[reuse]\nembedder = "hash"\n')
-    store = SQLiteStore(tmp_path / "g.db")
-    store.open()
-    gw = build_gateway(settings, store=store, backends={"fake": FakeBackend("fake")},
-                       embedder=embedder)  # fmt: skip
+    gw, store, embedder = _held_gateway(tmp_path)
     acme = Tenant("acme", daily_tokens=10_000)
 
     async def main() -> tuple[list[LedgerRow], int]:
