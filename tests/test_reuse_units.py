@@ -618,6 +618,14 @@ def test_engine_never_serves_across_scopes(
         ("convert acres to hectares", "convert ha to acres", "order"),
         ("convert horsepower to kilowatts", "convert kW to hp", "order"),
         ("convert psi to kPa", "convert kilopascals to psi", "order"),
+        # "X-free" is "without X"; over- and de- are opposites (a user's trial was served these)
+        (
+            "chemical-free way to unblock a sink",
+            "how do I unclog a sink with chemicals?",
+            "negation",
+        ),
+        ("gluten-free bread recipe", "bread recipe with gluten", "negation"),
+        ("signs of being dehydrated", "What are the symptoms of overhydration?", "polarity"),
         ("How many kilobytes in a megabyte?", "How many MB in a KB?", "unit"),
         # a stopping verb matches "not" only for the verb it stops
         ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
@@ -633,6 +641,9 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
     [
         ("How do I reset my password?", "How can I reset my password?"),
         ("how do I convert kg to lbs", "how to convert kilograms to pounds"),
+        ("gluten-free bread recipe", "bread recipe without gluten"),
+        ("sugar-free cookies", "cookies with no sugar"),
+        ("feel free to ask", "feel free to ask me"),
         # a unit one side names by a short form the guards do not read (a re-check's)
         ("convert psi to pascals", "convert psi to Pa"),
         ("how many watts in a horsepower", "how many W in one hp"),

@@ -68,6 +68,8 @@ NEGATING_SUFFIXES = ("less",)
 
 PAIRED_PREFIXES = (
     ("over", "under"),
+    # "overhydration" / "dehydration" (a user's trial was served one for the other, 0.97)
+    ("over", "de"),
     ("up", "down"),
     ("upper", "lower"),
     ("en", "de"),
@@ -367,6 +369,14 @@ def _with_without(text: str) -> str:
     return _WITH.sub("with", _WITHOUT.sub("without", text))
 
 
+# "X-free" is "without X" for the guards ("a chemical-free way to unblock a sink" was served
+# the answer to "… with chemicals", and "gluten-free" / "without gluten" was vetoed as a
+# negation: a user's trial). Hyphenated only: "free" after a space is mostly "at no cost"
+# ("best free course"; read as "without", 48 duplicates of the labelled sets were vetoed),
+# so "lactose free" / "lactose-free" is a negation on one side (2 duplicates vetoed)
+_FREE_OF = re.compile(r"\b([a-z]+)-free\b")
+
+
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
 # "the first world war" is "world war 1" (a trial's over-veto: "What caused World War I?" /
 # "explain why the first world war started" read a number on one side only); not when a
@@ -412,6 +422,7 @@ def spelled_out(text: str) -> str:
 
 def normalise(text: str) -> str:
     text = _with_without(unicodedata.normalize("NFKC", text).casefold())
+    text = _FREE_OF.sub(r"without \1", text)
     # "100°F" names the unit as "100 degrees Fahrenheit" does
     text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
     if _TEMPERATURE.search(text):
