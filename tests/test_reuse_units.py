@@ -642,6 +642,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("How do I reset my password?", "How can I reset my password?"),
         ("how do I convert kg to lbs", "how to convert kilograms to pounds"),
         ("gluten-free bread recipe", "bread recipe without gluten"),
+        ("what breaks down the lactose in lactose-free milk", "lactose in lactose free milk?"),
         ("sugar-free cookies", "cookies with no sugar"),
         ("feel free to ask", "feel free to ask me"),
         # a unit one side names by a short form the guards do not read (a re-check's)

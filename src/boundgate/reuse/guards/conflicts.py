@@ -221,6 +221,24 @@ _TEXTSPEAK = {"2": "to", "4": "for"}
 _LONE_DIGIT = re.compile(r"(?<![\w.,$£€¥#/+-])([24])(?![\w.,%°/:+-])")
 
 
+_HYPHEN_FREE = re.compile(r"\b([a-z]+)-free\b", re.IGNORECASE)
+
+
+def _free_hyphenated(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` with "X free" of one side written "X-free" where the other side writes
+    "X-free" (which the guards read as "without X", ``lexicon.normalise``): "lactose free" /
+    "lactose-free" was a negation on one side only. Elsewhere "free" after a space is left
+    as written (mostly "at no cost": "the best free course")."""
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        for word in {m.group(1).lower() for m in _HYPHEN_FREE.finditer(y)}:
+            x = re.sub(rf"\b({re.escape(word)}) free\b", r"\1-free", x, flags=re.IGNORECASE)
+        if swap:
+            b = x
+        else:
+            a = x
+    return a, b
+
+
 def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
     """``a`` and ``b`` with a lone "2" or "4" of one side written as the "to" or "for" it
     stands for, when the other side has no such number and says "to" / "for" after the same
@@ -589,6 +607,7 @@ def compare(a: str, b: str) -> Comparison:
     is read as the other's words (``_converse``)."""
     if (unhedged := _without_hedge(a, b)) is not None:
         a, b = unhedged
+    a, b = _free_hyphenated(a, b)
     if (spelled := _textspeak_spelled(a, b)) is not None:
         a, b = spelled
     if (conversed := _converse(a, b)) is not None:

@@ -372,8 +372,9 @@ def _with_without(text: str) -> str:
 # "X-free" is "without X" for the guards ("a chemical-free way to unblock a sink" was served
 # the answer to "… with chemicals", and "gluten-free" / "without gluten" was vetoed as a
 # negation: a user's trial). Hyphenated only: "free" after a space is mostly "at no cost"
-# ("best free course"; read as "without", 48 duplicates of the labelled sets were vetoed),
-# so "lactose free" / "lactose-free" is a negation on one side (2 duplicates vetoed)
+# ("best free course"; read as "without", 48 duplicates of the labelled sets were vetoed);
+# ``conflicts._free_hyphenated`` hyphenates "lactose free" where the other side has
+# "lactose-free"
 _FREE_OF = re.compile(r"\b([a-z]+)-free\b")
 
 
