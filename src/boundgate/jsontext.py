@@ -81,25 +81,21 @@ def json_type(value: Any) -> str:
     return _SCALAR_TYPES.get(type(value), "a value")
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object's members as a dict; raises ``ValueError`` for a name given twice."""
-    out: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in out:
-            raise ValueError(f"the member {name!r} is given twice in one object")
-        out[name] = value
-    return out
-
-
 def loads(text: str) -> Any:
     """``json.loads`` that refuses an object naming a member twice (RFC 8259 §4: names
     SHOULD be unique, and parsers differ on which one counts; ``{"model": "a", "model":
     "b"}`` was read as "b", where a proxy reading the first would have checked "a"). Raises
     ``json.JSONDecodeError`` (malformed, or a member given twice), ``RecursionError`` (too
     deep), ``ValueError`` (an integer literal over Python's 4,300 digits)."""
-    try:
-        return json.loads(text, object_pairs_hook=_unique_members)
-    except ValueError as exc:
-        if isinstance(exc, json.JSONDecodeError) or "given twice" not in str(exc):
-            raise
-        raise json.JSONDecodeError(str(exc), text, 0) from None
+
+    def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in pairs:
+            if name in out:
+                raise json.JSONDecodeError(
+                    f"the member {name!r} is given twice in one object", text, 0
+                )
+            out[name] = value
+        return out
+
+    return json.loads(text, object_pairs_hook=unique_members)

@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 from ..backends.base import Usage
-from ..energy import EnergyReport
+from ..energy import EnergyReport, Span
 from ..errors import InvalidRequestError
 from ..settings import EMBEDDING_MODEL
 from ..store import LedgerRow
@@ -61,22 +61,26 @@ class Embedding(Metering):
                     work.exception()  # a failure now is the cancelled row's, not raised
                 finally:  # also when cancelled again (a shutdown)
                     done = True
-                    self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
-                    energy = self._report(span.stop(), ctx)
-                    self.ledger.commit_soon(
-                        self._embedding_row(ctx, tokens, energy, outcome="cancelled", status=499)
-                    )
+                    self.ledger.commit_soon(self._ended(ctx, tokens, span, "cancelled", 499)[0])
                 raise
             finally:
                 if not done:  # its error row (or, failing that, the note) records it
                     self.ledger.close(note.id)
         finally:
             self.limiter.settle(reservation, tokens if done else 0)
-        self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
-        energy = self._report(span.stop(), ctx)
-        await self.ledger.commit(self._embedding_row(ctx, tokens, energy))
+        row, energy = self._ended(ctx, tokens, span)
+        await self.ledger.commit(row)
         assert energy is not None
         return vectors, tokens, energy
+
+    def _ended(
+        self, ctx: RequestContext, tokens: int, span: Span, outcome: str = "ok", status: int = 200
+    ) -> tuple[LedgerRow, EnergyReport | None]:
+        """The end of embeddings request ``ctx`` (answered, or its client gone): its
+        ``tokens`` counted as processed, ``span`` stopped, and its row with that energy."""
+        self.ledger.processed(EMBEDDING_MODEL, Usage(tokens, 0))
+        energy = self._report(span.stop(), ctx)
+        return self._embedding_row(ctx, tokens, energy, outcome, status), energy
 
     def _embedding_row(
         self,

@@ -13,6 +13,7 @@ from .lexicon import (
     _LISTS,
     _STOPWORD_STEMS,
     CONTRASTS,
+    FREE_OF,
     NEGATIONS,
     QUANTIFIERS,
     name_forms,
@@ -221,22 +222,19 @@ _TEXTSPEAK = {"2": "to", "4": "for"}
 _LONE_DIGIT = re.compile(r"(?<![\w.,$£€¥#/+-])([24])(?![\w.,%°/:+-])")
 
 
-_HYPHEN_FREE = re.compile(r"\b([a-z]+)-free\b", re.IGNORECASE)
-
-
 def _free_hyphenated(a: str, b: str) -> tuple[str, str]:
     """``a`` and ``b`` with "X free" of one side written "X-free" where the other side writes
     "X-free" (which the guards read as "without X", ``lexicon.normalise``): "lactose free" /
     "lactose-free" was a negation on one side only. Elsewhere "free" after a space is left
     as written (mostly "at no cost": "the best free course")."""
-    for x, y, swap in ((a, b, False), (b, a, True)):
-        for word in {m.group(1).lower() for m in _HYPHEN_FREE.finditer(y)}:
+
+    def hyphenated(x: str, other: str) -> str:
+        for word in {m.group(1) for m in FREE_OF.finditer(other.casefold())}:
             x = re.sub(rf"\b({re.escape(word)}) free\b", r"\1-free", x, flags=re.IGNORECASE)
-        if swap:
-            b = x
-        else:
-            a = x
-    return a, b
+        return x
+
+    a = hyphenated(a, b)
+    return a, hyphenated(b, a)
 
 
 def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:

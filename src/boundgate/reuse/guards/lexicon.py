@@ -375,7 +375,7 @@ def _with_without(text: str) -> str:
 # ("best free course"; read as "without", 48 duplicates of the labelled sets were vetoed);
 # ``conflicts._free_hyphenated`` hyphenates "lactose free" where the other side has
 # "lactose-free"
-_FREE_OF = re.compile(r"\b([a-z]+)-free\b")
+FREE_OF = re.compile(r"\b([a-z]+)-free\b")
 
 
 _WORLD_WAR_I = re.compile(r"\bworld war (?:i|one)\b")
@@ -423,7 +423,7 @@ def spelled_out(text: str) -> str:
 
 def normalise(text: str) -> str:
     text = _with_without(unicodedata.normalize("NFKC", text).casefold())
-    text = _FREE_OF.sub(r"without \1", text)
+    text = FREE_OF.sub(r"without \1", text)
     # "100°F" names the unit as "100 degrees Fahrenheit" does
     text = _DEGREES.sub(lambda m: f"° {_DEGREE_NAMES[m.group(1)]}", text)
     if _TEMPERATURE.search(text):
