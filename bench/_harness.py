@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,9 +200,21 @@ log_level = "warning"
     )
     app = build_app(load_settings(cfg))
     if seed is not None:
-        app.state.gateway.reuse.verifier.rng.seed(seed)
+        app.state.gateway.reuse.verifier.seed(seed)
     srv = stack.enter_context(ThreadedServer(app))
+    _servers[app] = srv
     return stack.enter_context(httpx.Client(base_url=srv.base_url, timeout=timeout_s)), app
+
+
+_servers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def settled(app: Any) -> None:
+    """Wait until what the requests ``app`` answered so far left running has landed (its
+    ledger rows, budgets and labels: ``Gateway.settled``), on its server's loop. After each
+    request, this makes a run's verifier learn in request order, so a seeded run repeats
+    its figures; otherwise a label lands whenever its background task gets there."""
+    _servers[app].call(app.state.gateway.settled)
 
 
 @contextlib.contextmanager

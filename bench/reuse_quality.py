@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "training"))
 
 from pairdata import Components, flipped, read_review
 
-from _harness import gateway_over_fake_upstream, gateway_over_local_model, track
+from _harness import gateway_over_fake_upstream, gateway_over_local_model, settled, track
 from boundgate.backends.fake import fake_answer
 from boundgate.reuse.embedder import OnnxEmbedder
 from boundgate.settings import DEFAULT_MODEL_NAME
@@ -228,6 +228,15 @@ def main() -> None:
         "bench/pair_endings.py): endings that say nothing about the meaning, as in real "
         "traffic; --review pairs are matched on the texts as written",
     )
+    ap.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after each request, wait until its ledger row, budget and labels have landed "
+        "(Gateway.settled), so the verifier learns in request order and a seeded run repeats "
+        "its figures (default); --no-settle: labels land whenever their background tasks "
+        "get there, as under live traffic, and runs with answer labels differ run to run",
+    )
     args = ap.parse_args()
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
@@ -301,7 +310,7 @@ def main() -> None:
     body: dict[str, Any] = {"temperature": 0}
     if args.local_model:
         body["max_tokens"] = args.max_tokens
-    with gateway as (http, _app):
+    with gateway as (http, app):
 
         def ask(q: str) -> tuple[str, str, float, float]:
             r = http.post(
@@ -309,6 +318,8 @@ def main() -> None:
                 json={"messages": [{"role": "user", "content": q}], **body},
             )
             r.raise_for_status()
+            if args.settle:
+                settled(app)
             text = r.json()["choices"][0]["message"]["content"]
             if not r.headers["x-boundgate-reuse"].startswith("hit"):
                 written.setdefault(text, set()).add(meanings[q])

@@ -529,11 +529,21 @@ class LedgerWriter:
 
             task.add_done_callback(written)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing started in the background is still running (``settled``)."""
+        return not self._background
+
+    async def settled(self) -> None:
+        """Wait until the rows recorded in the background so far are written (and their
+        lookups counted, ``lookup_written``)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     async def drain(self) -> None:
         """Wait for rows recorded in the background (shutdown, tests), and try the rows an
         outage kept once more."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.settled()
         if self._unwritten:
             try:
                 await self.write_unwritten()

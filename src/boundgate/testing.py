@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 import time
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -50,10 +54,33 @@ class ThreadedServer:
             ),
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._start_timeout_s = start_timeout_s
+
+    def _run(self) -> None:
+        """uvicorn's ``Server.run``, keeping the loop for ``call``."""
+        config = self._server.config
+        factory = getattr(config, "get_loop_factory", None)  # uvicorn ≥ 0.36
+        if factory is None:
+            config.setup_event_loop()
+        with asyncio.Runner(loop_factory=factory() if factory else None) as runner:
+            self._loop = runner.get_loop()
+            runner.run(self._server.serve(sockets=[self._socket]))
+
+    def call(self, work: Callable[[], Awaitable[T]], timeout_s: float = 300.0) -> T:
+        """Run ``work()`` on the server's event loop and return its result (what the app's
+        request handlers would see: ``app.state``'s objects belong to that loop). Raises
+        ``RuntimeError`` when the server is not running, ``TimeoutError`` after
+        ``timeout_s``, or what ``work`` raises."""
+        loop = self._loop
+        if loop is None or not self._server.started or loop.is_closed():
+            raise RuntimeError("the server is not running")
+
+        async def run() -> T:
+            return await work()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout_s)
 
     @property
     def base_url(self) -> str:

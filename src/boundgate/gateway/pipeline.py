@@ -185,6 +185,20 @@ class Gateway(Routing, Embedding):
         await self.ledger.drain()
         await self.limiter.drain()
 
+    async def settled(self) -> None:
+        """Wait until what the requests answered so far left running has landed: their ledger
+        rows written (so their lookups count in the verifier), their budgets settled and
+        their labels learned (``ReuseEngine.settled``). Unlike ``drain`` it stops nothing: a
+        benchmark that waits for it after each request sees the verifier learn in request
+        order (``bench/reuse_quality.py``), where otherwise the order depends on timing."""
+        while True:
+            await self.ledger.settled()
+            await self.limiter.drain()
+            if self.reuse is not None:
+                await self.reuse.settled()
+            if self.ledger.idle and (self.reuse is None or self.reuse.idle):
+                return
+
     # --- the pipeline -------------------------------------------------------------------------
     async def complete(self, ctx: RequestContext, req: GenerationRequest) -> Result:
         """Non-streamed generation. Errors are recorded and re-raised."""

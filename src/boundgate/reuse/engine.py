@@ -428,6 +428,16 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             self._hit_flush.cancel()
             self._hit_flush = None
         await self.flush_hits()
+        await self.settled()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing started in the background is still running (``settled``)."""
+        return not self._background
+
+    async def settled(self) -> None:
+        """Wait until the labels started so far are learned: the unserved candidates being
+        settled from fresh answers (``settle_soon``), and their variants confirmed."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 

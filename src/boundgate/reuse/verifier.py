@@ -656,6 +656,14 @@ class Verifier:
         returns to its rate; 0 while it runs at its rate (see the module docstring)."""
         return self._tightened
 
+    def seed(self, seed: int) -> None:
+        """Seed sampled verification's draws (benchmarks and tests that replay one stream
+        twice): the generator and the point the next check must reach, drawn from it as at
+        construction (seeding the generator alone left that first point unseeded)."""
+        with self._lock:
+            self.rng.seed(seed)
+            self._next_check = self.rng.random()
+
     def _sample(self, rate: float) -> bool:
         """Whether to verify this would-be hit, at ``rate`` (0–1): systematic sampling with
         a random start per draw, not one coin per hit. Each hit adds ``rate`` to a credit;
