@@ -867,10 +867,38 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         ("how to stop my dog from biting", "how to teach my dog not to bite"),
         ("rabbit not eating or pooping", "is it an emergency if my rabbit stops eating?"),
+        # "least" grades as "less" does; "1" where the other side says "one"; a unit's power
+        # glued on and written as a word; "yes or no" negates nothing (re-checks' and a
+        # user's trial's over-vetoes)
+        ("least expensive way to fly to Paris", "cheapest way to fly to Paris"),
+        ("the least difficult language to learn", "the easiest language to learn"),
+        ("how many psi in 1 bar", "how many psi in one bar"),
+        ("how many square meters in a hectare", "how many m2 in one hectare"),
+        ("how many cm3 in a liter", "how many cubic centimeters in a liter"),
+        ("sprained ankle ice yes or no", "Should I ice a sprained ankle?"),
+        ("should I ice a sprained ankle or no", "Should I ice a sprained ankle?"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:
     assert compare(a, b).ok, compare(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "conflict"),
+    [
+        ("least expensive way to fly", "most expensive way to fly", "polarity"),
+        ("What do you enjoy most/least about your job?", "What do you enjoy least?", "polarity"),
+        # a search-box form against a question with one "of", two words exchanged (a user's
+        # trial was served it at 0.991)
+        ("C major relative minor", "What is the relative major of C minor?", "order"),
+        ("apple m2 chip speed", "apple m3 chip speed", "number"),
+        ("how many square feet in an acre", "how many cubic feet in an acre", "number"),
+        ("is it safe yes or no", "is it not safe", "negation"),
+    ],
+)
+def test_guards_still_veto_beside_those_readings(a: str, b: str, conflict: str) -> None:
+    assert conflict in compare(a, b).conflicts, compare(a, b)
+    assert conflict in compare(b, a).conflicts
 
 
 CONTRADICTIONS = Path(__file__).parent / "data" / "contradictions.tsv"

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .extract import FEATURES_CACHE, Features, _is_content, features
+from .extract import AREA_OR_VOLUME, FEATURES_CACHE, Features, _is_content, features
 from .lexicon import (
     _LISTS,
     _STOPWORD_STEMS,
@@ -25,6 +25,7 @@ from .literals import _blind_spot, _literals_differ, factorials
 from .order import (
     _agent_made_object,
     _blocks_exchanged,
+    _of_turned,
     _pivot_turned,
     _possessives_swapped,
     _relative_turned,
@@ -520,8 +521,10 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
     """The two questions name other numbers, except a "1" of a unit on one side alone ("1
     cup", "1 km"): one of a unit is what "a cup", "one cup" and "cups in a quart" say without a
     digit ("how many tbsp in 1 cup" / "How many tablespoons are in a cup?"). "1 cup" / "2
-    cups" still differ, and so do "1%" / "%" (a share, not one of a unit)."""
-    odd = fa.numbers ^ fb.numbers
+    cups" still differ, and so do "1%" / "%" (a share, not one of a unit). A unit's power
+    written as a word ("square meters") counts where the other side writes one too: as its
+    glued form ("m2 in one hectare"), or another ("cubic feet")."""
+    odd = _with_powers(fa, fb) ^ _with_powers(fb, fa)
     if odd != {"1"}:
         return bool(odd) and not _scale_glued(fa, fb)
     f, g = (fa, fb) if "1" in fa.numbers else (fb, fa)
@@ -550,13 +553,21 @@ def _count_against_list(fa: Features, fb: Features) -> bool:
     return False
 
 
+def _with_powers(f: Features, g: Features) -> frozenset[str]:
+    """``f.numbers``, with the powers ``f`` writes as words where ``g`` writes a unit's power
+    in either form ("m2", "square feet"): alone, "square feet" is a unit like "feet"."""
+    written = g.powers or {n for n in g.numbers if AREA_OR_VOLUME.fullmatch(n)}
+    return f.numbers | f.powers if written else f.numbers
+
+
 def _one_as_article(f: Features, g: Features) -> bool:
-    """A "1" of ``f`` stands where ``g`` has "a" or "an" before the same word: "protein in 1
-    large egg" / "in a large egg" (a trial's over-veto)."""
+    """A "1" of ``f`` stands where ``g`` has "a", "an" or "one" before the same word:
+    "protein in 1 large egg" / "in a large egg" (a trial's over-veto), "how many psi in 1
+    bar" / "in one bar" (a re-check's)."""
     for i, x in enumerate(f.words[:-1]):
         if x == "1":
             after = f.words[i + 1]
-            if any(y in ("a", "an") and z == after for y, z in itertools.pairwise(g.words)):
+            if any(y in ("a", "an", "one") and z == after for y, z in itertools.pairwise(g.words)):
                 return True
     return False
 
@@ -686,6 +697,7 @@ def compare(a: str, b: str) -> Comparison:
         or _possessives_swapped(fa, fb)
         or _relative_turned(fa, fb)
         or _pivot_turned(fa, fb)
+        or (not turned and _of_turned(fa, fb))
     ):
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):

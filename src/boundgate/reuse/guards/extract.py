@@ -67,6 +67,9 @@ class Features:
     symmetric: bool = False  # joins things with "and", "or", "vs", "versus" or "between"
     relation: bool = False  # names a relation both ways alike: "the same as", "related to"
     inverts: bool = False  # has "of", which may invert a compound ("surface of the sun")
+    # a length unit's power written as a word, as its glued form ("square meters": "m2"),
+    # among ``numbers`` where the other side writes a unit's power too (``_numbers_differ``)
+    powers: frozenset[str] = frozenset()
     # (directional word, stem after it, stems of the 3 content words before it): _roles
     roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
     # a question opening with a question word for a subject or object (``WH_PRONOUNS``): that
@@ -236,22 +239,32 @@ def _placed(toks: list[str], at: int) -> bool:
 
 
 def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[int]]:
-    """Comparatives made with a word: the positions of "more" / "less" before a member of an
-    antonym pair (they grade it, and are no pair member of their own), and the positions of
-    the members "less" turns around. "less strong" is the weak side, as "weaker" is, and
-    opposes "stronger", "more strong" and "strong"; "more strong" is "stronger" (a trial: "how
-    to make my coffee less strong" was served "... stronger"'s answer). A small word after
-    them is no member they grade: "spend less on groceries" is not "off groceries" (a trial's
+    """Comparatives and superlatives made with a word: the positions of "more" / "less" /
+    "most" / "least" before a member of an antonym pair (they grade it, and are no pair
+    member of their own), and the positions of the members "less" and "least" turn around.
+    "less strong" is the weak side, as "weaker" is, and opposes "stronger", "more strong" and
+    "strong"; "more strong" is "stronger" (a trial: "how to make my coffee less strong" was
+    served "... stronger"'s answer); "the least expensive way" is "the cheapest way" (a user's
+    trial: vetoed as opposites) and opposes "the most expensive way". A small word after them
+    is no member they grade: "spend less on groceries" is not "off groceries" (a trial's
     over-veto of "save money on groceries")."""
     graded: set[int] = set()
     flipped: set[int] = set()
     for at, tok in enumerate(toks[:-1]):
         after = toks[at + 1]
-        if tok in ("more", "less") and after not in STOPWORDS and _POLAR_WORDS.get(stems[at + 1]):
+        if (
+            tok in _GRADING
+            and after not in STOPWORDS
+            and after not in _GRADING  # "most/least": each its own member
+            and _POLAR_WORDS.get(stems[at + 1])
+        ):
             graded.add(at)
-            if tok == "less":
+            if tok in ("less", "least"):
                 flipped.add(at + 1)
     return graded, flipped
+
+
+_GRADING = frozenset(["more", "less", "most", "least"])
 
 
 def _number(tok: str) -> str | None:
@@ -272,6 +285,13 @@ def _times_a_number(toks: list[str], at: int) -> bool:
     return at < len(toks) and _number(toks[at]) is not None
 
 
+# a length unit squared or cubed with its power glued on ("m2", "km²" read as "km2", "cm3"):
+# one token, the same as the power written as a word ("square meters", "cubic centimeters"),
+# not the number 2 or 3 (a re-check's "square meters in a hectare" / "m2 in one hectare" was
+# vetoed as another number); still apart from "m3" ("Apple M2" / "M3" are other chips)
+_LENGTH_SYMBOLS = frozenset(["mm", "cm", "m", "km", "ft", "yd", "mi", "in"])
+AREA_OR_VOLUME = re.compile(r"(?:mm|cm|m|km|ft|yd|mi)[23]")
+_POWER_WORDS = {"square": "2", "sq": "2", "cubic": "3"}
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _TIMES_GLUED = re.compile(r"(\d+)x(\d+)")
 _POWERS = {"squared": "2", "cubed": "3"}
@@ -458,8 +478,16 @@ def features(text: str) -> Features:
     negations = sum(t in NEGATIONS for t in toks) - sum(
         p == "or" and t == "not" for p, t in itertools.pairwise(toks)
     )
+    # nor does "yes or no", or an "or no" that ends the question ("ice a sprained ankle yes
+    # or no", "should I ice it or no": a user's trial vetoed it against "should I ice …")
+    negations -= sum(
+        toks[i - 1] == "or" and (i == len(toks) - 1 or (i > 1 and toks[i - 2] == "yes"))
+        for i, t in enumerate(toks)
+        if t == "no" and i
+    )
     negations += sum(t in NEGATING_VERBS and nxt == "to" for t, nxt in itertools.pairwise(toks))
     numbers: set[str] = set()
+    powers: set[str] = set()
     dates = set()
     units = set()
     measures: dict[str, str] = {}
@@ -480,7 +508,11 @@ def features(text: str) -> Features:
             continue
         if n is None and t in _POWERS and i and (_number(toks[i - 1]) or len(toks[i - 1]) == 1):
             n = _POWERS[t]  # "x squared" is "x^2", "5 cubed" "5^3"
-        if n is None and (glued := _GLUED.fullmatch(t)):
+        if n is None and AREA_OR_VOLUME.fullmatch(t):
+            numbers.add(t)  # "m2", "km²" (NFKC: "km2"): as "square meters" below; "M2" / "M3"
+        elif t in _POWER_WORDS and i + 1 < len(toks) and UNITS.get(toks[i + 1]) in _LENGTH_SYMBOLS:
+            powers.add(UNITS[toks[i + 1]] + _POWER_WORDS[t])  # "square meters" is "m2"
+        elif n is None and (glued := _GLUED.fullmatch(t)):
             value, letters = (glued[1], glued[2]) if glued[1] else (glued[4], glued[3])
             if len(letters) > 1 and letters in UNITS:  # "16gb" is "16 gb", "rs500" "500 rs"
                 n, glued_unit = _number(value), UNITS[letters]
@@ -577,6 +609,7 @@ def features(text: str) -> Features:
             for t, st in zip(toks, stems, strict=True)
         ),
         inverts="of" in toks,
+        powers=frozenset(powers),
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         offices=frozenset(OFFICES[t] for t in toks if t in OFFICES),
         aspects=_dish_aspects(toks),

@@ -15,6 +15,7 @@ from .lexicon import (
     IRREGULAR_PAST,
     IRREGULAR_PLURALS,
     PARTICIPLES,
+    STOPWORDS,
     SYMMETRIC,
     UNITS,
     WH_PRONOUNS,
@@ -250,6 +251,45 @@ def _pivot_turned(fa: Features, fb: Features) -> bool:
     search-box form has fewer). Over every labelled set it newly vetoed no duplicate."""
     turned = {(p, y, x) for p, x, y in _around_pivots(fb)}
     return bool(_around_pivots(fa) & turned)
+
+
+_PREPOSITIONS = frozenset(
+    ["for", "in", "on", "to", "with", "from", "by", "at", "about", "into", "than", "per"]
+)
+
+
+def _of_uninverted(f: Features) -> tuple[str, ...] | None:
+    """``f``'s content stems with its one "of" compound turned as a search-box form writes it:
+    "the relative major of C minor" → "C minor relative major" (None without exactly one
+    "of" between content words)."""
+    if f.words.count("of") != 1 or not _PREPOSITIONS.isdisjoint(f.words):
+        return None  # other prepositions: which words the "of" joins is not known
+    at = f.words.index("of")
+    content = [
+        i for i, w in enumerate(f.words) if w not in STOPWORDS and not w.replace(".", "").isdigit()
+    ]
+    head = [f.stems[i] for i in content if i < at]
+    tail = [f.stems[i] for i in content if i > at]
+    return tuple(tail + head) if head and tail else None
+
+
+def _of_turned(fa: Features, fb: Features) -> bool:
+    """A question with one "of" against its search-box form without it, two of the same words
+    exchanged once the "of" compound is turned ("What is the relative major of C minor?" / "C
+    major relative minor", 0.991 to a user's trial; the order guards compared questions of
+    one shape, or the same words). The exchanged words must have a word between them, as
+    for ``_transposed`` ("the capital of France" / "France capital" turn alike)."""
+    for f, g in ((fa, fb), (fb, fa)):
+        if "of" in g.words or g.symmetric or f.symmetric or not _PREPOSITIONS.isdisjoint(g.words):
+            continue
+        a, b = _of_uninverted(f), g.sequence
+        if a is None or len(a) != len(b) or len(a) < 3 or sorted(a) != sorted(b):
+            continue
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 2 and diff[1] - diff[0] >= 2:
+            i, j = diff
+            return a[i] == b[j] and a[j] == b[i]
+    return False
 
 
 def _gerund_turned(fa: Features, fb: Features, st: str) -> bool:
