@@ -299,15 +299,54 @@ def test_a_client_that_sends_a_large_body_whole_reads_its_413(fake_live: Live, s
     assert_error(r, 413)
 
 
-def test_oversized_chunked_body_is_413(fake_live: Live) -> None:
+@pytest.mark.parametrize(
+    ("calls", "message"),
+    [
+        ("x", "tool_calls must be an array of tool calls, not a string"),
+        ([{}], "tool_calls[0].type must be 'function' or 'custom'"),
+        ([{"id": "c", "type": "function"}], "tool_calls[0].function must be an object"),
+        (
+            [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {}}}],
+            "tool_calls[0].function.arguments must be a string (an object)",
+        ),
+        ([{"type": "function", "function": {"name": "f", "arguments": "{}"}}], "id must be"),
+    ],
+)
+def test_misshapen_tool_calls_are_400(fake_live: Live, calls: Any, message: str) -> None:
+    """A trial's assistant ``tool_calls`` of the wrong shape were taken (200), the calls then
+    dropped before the model; OpenAI answers 400. An empty array stays accepted (above)."""
+    turn = {"role": "assistant", "content": None, "tool_calls": calls}
+    body = {"messages": [{"role": "user", "content": "a"}, turn, *MSG]}
+    r = fake_live.http.post("/v1/chat/completions", json=body)
+    err = assert_error(r, 400, param="messages[1].tool_calls", code="invalid_value")
+    assert message in err["message"]
+    turn = {"role": "assistant", "content": None, "function_call": "f"}
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": [turn, *MSG]})
+    assert_error(r, 400, param="messages[0].function_call", code="invalid_value")
+
+
+def test_completions_echo_null_is_no_echo(fake_live: Live) -> None:
+    """``echo: null`` is left out, as every other nullable parameter (OpenAI's
+    ``Optional[bool]``); a trial got 400 "should be a valid boolean"."""
+    r = fake_live.http.post("/v1/completions", json={"prompt": "hi", "echo": None})
+    assert r.status_code == 200, r.text
+    assert not r.json()["choices"][0]["text"].startswith("hi")
+
+
+def test_oversized_chunked_body_is_413(fake_live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    """Answered 413 as the body passes the limit, and not logged as an unexpected error (the
+    app then reads a disconnect: a trial saw a ClientDisconnect traceback per refusal)."""
+
     def gen() -> Any:
         for _ in range(40):
             yield b"x" * 65536
 
-    r = fake_live.http.post(
-        "/v1/chat/completions", content=gen(), headers={"content-type": "application/json"}
-    )
+    with caplog.at_level("ERROR"):
+        r = fake_live.http.post(
+            "/v1/chat/completions", content=gen(), headers={"content-type": "application/json"}
+        )
     assert_error(r, 413)
+    assert "unexpected error" not in caplog.text
 
 
 def test_unknown_route_and_method(fake_live: Live) -> None:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -209,7 +210,13 @@ class BodyLimit:
             if not refused:
                 await send(message)
 
-        await self.app(scope, limited, guarded_send)
+        try:
+            await self.app(scope, limited, guarded_send)
+        except ClientDisconnect:
+            if not refused:
+                raise
+            # the disconnect ``limited`` made up after answering 413: the refusal, not a
+            # fault (it was logged as an unexpected error, a trial's chunked upload)
 
 
 class LastWord:

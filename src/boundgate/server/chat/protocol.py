@@ -236,6 +236,44 @@ class ChatMessage(BaseModel):
                     )
         return data
 
+    @field_validator("tool_calls")
+    @classmethod
+    def _tool_calls_shape(cls, v: Any) -> Any:
+        """OpenAI's shape, checked though the calls are only read for the scope: an array of
+        ``{"id", "type": "function", "function": {"name", "arguments"}}`` (or a ``"custom"``
+        call's ``{"name", "input"}``), strings all. A trial's ``"x"``, ``[{}]`` and arguments
+        as an object were taken (OpenAI answers 400). An empty array is still taken, as no
+        calls (clients send it on every assistant turn; OpenAI refuses it)."""
+        if v is None:
+            return v
+        if not isinstance(v, list):
+            raise ValueError(f"tool_calls must be an array of tool calls, not {json_type(v)}")
+        for i, call in enumerate(v):
+            where = f"tool_calls[{i}]"
+            if not isinstance(call, dict):
+                raise ValueError(f"{where} must be an object, not {json_type(call)}")
+            kind = call.get("type")
+            if kind not in _CALL_FIELDS:
+                raise ValueError(f"{where}.type must be 'function' or 'custom'")
+            _strings(call, ("id",), where)
+            body = call.get(kind)
+            if not isinstance(body, dict):
+                raise ValueError(f"{where}.{kind} must be an object")
+            _strings(body, _CALL_FIELDS[kind], f"{where}.{kind}")
+        return v
+
+    @field_validator("function_call")
+    @classmethod
+    def _function_call_shape(cls, v: Any) -> Any:
+        """The deprecated ``function_call``: ``{"name", "arguments"}``, strings (arguments
+        may be left out, as before)."""
+        if v is None:
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(f"function_call must be an object, not {json_type(v)}")
+        _strings(v, ("name", "arguments") if "arguments" in v else ("name",), "function_call")
+        return v
+
     @field_validator("content", mode="before")
     @classmethod
     def _content_shape(cls, v: Any) -> Any:
@@ -284,6 +322,18 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "\n".join(p.text for p in self.content)
+
+
+# an assistant's tool call by its type: the fields of its body, each a string
+_CALL_FIELDS = {"function": ("name", "arguments"), "custom": ("name", "input")}
+
+
+def _strings(obj: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """Raise ``ValueError`` unless each of ``keys`` is a string in ``obj``."""
+    for key in keys:
+        if not isinstance(obj.get(key), str):
+            got = "missing" if key not in obj else json_type(obj[key])
+            raise ValueError(f"{where}.{key} must be a string ({got})")
 
 
 class StreamOptions(BaseModel):

@@ -15,7 +15,7 @@ class CompletionRequest(SamplingParams):
     OTHER_NAMES = ("logprobs",)
 
     prompt: str | list[str] = Field(description="One prompt (a list of exactly one is accepted).")
-    echo: bool = False
+    echo: bool | None = None  # null as left out (OpenAI's ``Optional[bool]``): no echo
     suffix: str | None = None
     best_of: int | None = None
 
