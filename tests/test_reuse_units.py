@@ -877,6 +877,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("how many cm3 in a liter", "how many cubic centimeters in a liter"),
         ("sprained ankle ice yes or no", "Should I ice a sprained ankle?"),
         ("should I ice a sprained ankle or no", "Should I ice a sprained ankle?"),
+        # a rate's period on one side only
+        ("How many hours should a 2-year-old sleep per day?", "toddler 2 years sleep hours"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:
@@ -894,6 +896,17 @@ def test_guards_let_paraphrases_through(a: str, b: str) -> None:
         ("apple m2 chip speed", "apple m3 chip speed", "number"),
         ("how many square feet in an acre", "how many cubic feet in an acre", "number"),
         ("is it safe yes or no", "is it not safe", "negation"),
+        (
+            "hours a 2-year-old should sleep per day",
+            "hours a 2-year-old should sleep per week",
+            "unit",
+        ),
+        (
+            "How many hours of sleep does a toddler need?",
+            "How many naps a day does a toddler need?",
+            "unit",
+        ),
+        ("How can I make 1 million in 1 year?", "How do you make $1 million in a day?", "unit"),
     ],
 )
 def test_guards_still_veto_beside_those_readings(a: str, b: str, conflict: str) -> None:

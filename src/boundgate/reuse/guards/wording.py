@@ -24,6 +24,7 @@ from .lexicon import (
     PAIRED_PREFIXES,
     PAIRED_SUFFIXES,
     PARTICIPLES,
+    STOPWORDS,
     TENSES,
     UNIT_DIMENSIONS,
     UNITS,
@@ -461,6 +462,35 @@ def _asked_alone(f: Features, g: Features) -> bool:
     return all(UNIT_DIMENSIONS.get(u, u) != dim for u in g.units - f.units)
 
 
+_RATE_WORDS = frozenset(["per", "a", "an", "each", "every"])
+
+
+def _rate_units(f: Features) -> frozenset[str]:
+    """The units ``f`` names as a rate's period: after "per", "each", "every", or "a" not
+    after a small word ("hours per day", "16 hours a day"; not "in a day", "after a
+    month": a span)."""
+    w = f.words
+    return frozenset(
+        UNITS[w[i + 1]]
+        for i in range(len(w) - 1)
+        if w[i] in _RATE_WORDS
+        and w[i + 1] in UNITS
+        and (w[i] not in ("a", "an") or (i and w[i - 1] not in STOPWORDS))
+    )
+
+
+def _without_rate(units: frozenset[str], rate: frozenset[str]) -> frozenset[str]:
+    """``units`` without the rate periods ``rate`` whose dimension keeps another unit there
+    ("hours … per day": hours still say the time; "naps a day" against "hours of sleep"
+    keeps its day, the one time it names)."""
+
+    def dim(u: str) -> str:
+        return str(UNIT_DIMENSIONS.get(u, u))
+
+    rest = units - rate
+    return frozenset(u for u in units if u not in rate or not any(dim(r) == dim(u) for r in rest))
+
+
 def _unit_conflict(fa: Features, fb: Features) -> bool:
     """Both sides name units of one dimension, and not the same ones ("5 km" / "5 miles").
     A unit on one side only is no conflict: "under 15000" and "under 15000 INR" ask the
@@ -475,6 +505,13 @@ def _unit_conflict(fa: Features, fb: Features) -> bool:
         a = a - {fa.asked_unit}
     if _asked_alone(fb, fa):
         b = b - {fb.asked_unit}
+    # a rate's period on one side only ("hours … per day" / "toddler 2 years sleep hours", a
+    # user's trial's over-veto at 0.965): "per day" against "per week" still differ
+    rate_a, rate_b = _rate_units(fa), _rate_units(fb)
+    if rate_a and not rate_b:
+        a = _without_rate(a, rate_a - b)
+    elif rate_b and not rate_a:
+        b = _without_rate(b, rate_b - a)
 
     def of(units: frozenset[str], dim: str) -> set[str]:
         named = {u for u in units if UNIT_DIMENSIONS.get(u, u) == dim}
