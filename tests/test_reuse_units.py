@@ -877,6 +877,8 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("how many cm3 in a liter", "how many cubic centimeters in a liter"),
         ("sprained ankle ice yes or no", "Should I ice a sprained ankle?"),
         ("should I ice a sprained ankle or no", "Should I ice a sprained ankle?"),
+        # a passive turns the names round by itself
+        ("Did Germany invade Poland?", "Was Poland invaded by Germany?"),
         # a rate's period on one side only
         ("How many hours should a 2-year-old sleep per day?", "toddler 2 years sleep hours"),
     ],
@@ -893,6 +895,13 @@ def test_guards_let_paraphrases_through(a: str, b: str) -> None:
         # a search-box form against a question with one "of", two words exchanged (a user's
         # trial was served it at 0.991)
         ("C major relative minor", "What is the relative major of C minor?", "order"),
+        # two names exchanged around a word, other small words on each side (Quora's, served)
+        (
+            "If Pakistan attack to India what will happen?",
+            "What happen if India attack on Pakistan?",
+            "order",
+        ),
+        ("Can Russia defeat NATO?", "Can NATO defeat Russia in a war?", "order"),
         ("apple m2 chip speed", "apple m3 chip speed", "number"),
         ("how many square feet in an acre", "how many cubic feet in an acre", "number"),
         ("is it safe yes or no", "is it not safe", "negation"),

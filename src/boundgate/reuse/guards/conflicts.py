@@ -25,6 +25,7 @@ from .literals import _blind_spot, _literals_differ, factorials
 from .order import (
     _agent_made_object,
     _blocks_exchanged,
+    _names_turned,
     _of_turned,
     _pivot_turned,
     _possessives_swapped,
@@ -697,7 +698,7 @@ def compare(a: str, b: str) -> Comparison:
         or _possessives_swapped(fa, fb)
         or _relative_turned(fa, fb)
         or _pivot_turned(fa, fb)
-        or (not turned and _of_turned(fa, fb))
+        or (not turned and (_of_turned(fa, fb) or _names_turned(fa, fb)))
     ):
         conflicts.append("order")
     elif fa.operation and fb.operation and _sequence_turned(fa.number_order, fb.number_order):

@@ -4,6 +4,7 @@ Boston from New York", "Who taught Plato?" / "Who did Plato teach?", "cups in a 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from .lexicon import (
@@ -251,6 +252,32 @@ def _pivot_turned(fa: Features, fb: Features) -> bool:
     search-box form has fewer). Over every labelled set it newly vetoed no duplicate."""
     turned = {(p, y, x) for p, x, y in _around_pivots(fb)}
     return bool(_around_pivots(fa) & turned)
+
+
+def _names_turned(fa: Features, fb: Features) -> bool:
+    """The same content words on both sides (one more on one side at most), two names
+    exchanged around a word between them that stays: "If Pakistan attack to India what will
+    happen?" / "What happen if India attack on Pakistan?" (Quora's, served at 0.9+), with
+    other small words on each side, which the other order guards need alike. Names only
+    (capitalised mid-sentence, or known as names): common nouns moved around a word are as
+    often a rewording ("hotel booking site" / "site to book a hotel"). Not where things are
+    joined by "and", "or", "vs", nor (the caller's) a passive on one side only ("Did Germany
+    invade Poland?" / "Was Poland invaded by Germany?")."""
+    if fa.symmetric or fb.symmetric:
+        return False
+    a, b = Counter(fa.sequence), Counter(fb.sequence)
+    if sum(((a - b) + (b - a)).values()) > 1:
+        return False
+    names = fa.names & fb.names
+    sa, sb = fa.sequence, fb.sequence
+    around_b = {(sb[i], sb[i + 1], sb[i - 1]) for i in range(1, len(sb) - 1)}
+    return any(
+        (sa[i], sa[i - 1], sa[i + 1]) in around_b
+        and sa[i - 1] != sa[i + 1]
+        and {sa[i - 1], sa[i + 1]} <= names
+        and a[sa[i - 1]] == a[sa[i + 1]] == 1
+        for i in range(1, len(sa) - 1)
+    )
 
 
 _PREPOSITIONS = frozenset(
