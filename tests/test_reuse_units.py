@@ -629,11 +629,39 @@ def test_engine_never_serves_across_scopes(
         ("How many kilobytes in a megabyte?", "How many MB in a KB?", "unit"),
         # a stopping verb matches "not" only for the verb it stops
         ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
+        # beside the readings of "least", "yes or no", glued powers and rates: still vetoed
+        ("least expensive way to fly", "most expensive way to fly", "polarity"),
+        ("What do you enjoy most/least about your job?", "What do you enjoy least?", "polarity"),
+        # a search-box form against a question with one "of", two words exchanged (a user's
+        # trial was served it at 0.991)
+        ("C major relative minor", "What is the relative major of C minor?", "order"),
+        # two names exchanged around a word, other small words on each side (Quora's, served)
+        (
+            "If Pakistan attack to India what will happen?",
+            "What happen if India attack on Pakistan?",
+            "order",
+        ),
+        ("Can Russia defeat NATO?", "Can NATO defeat Russia in a war?", "order"),
+        ("apple m2 chip speed", "apple m3 chip speed", "number"),
+        ("how many square feet in an acre", "how many cubic feet in an acre", "number"),
+        ("is it safe yes or no", "is it not safe", "negation"),
+        (
+            "hours a 2-year-old should sleep per day",
+            "hours a 2-year-old should sleep per week",
+            "unit",
+        ),
+        (
+            "How many hours of sleep does a toddler need?",
+            "How many naps a day does a toddler need?",
+            "unit",
+        ),
+        ("How can I make 1 million in 1 year?", "How do you make $1 million in a day?", "unit"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
     c = compare(a, b)
     assert conflict in c.conflicts, c
+    assert conflict in compare(b, a).conflicts
 
 
 @pytest.mark.parametrize(
@@ -885,42 +913,6 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:
     assert compare(a, b).ok, compare(a, b)
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "conflict"),
-    [
-        ("least expensive way to fly", "most expensive way to fly", "polarity"),
-        ("What do you enjoy most/least about your job?", "What do you enjoy least?", "polarity"),
-        # a search-box form against a question with one "of", two words exchanged (a user's
-        # trial was served it at 0.991)
-        ("C major relative minor", "What is the relative major of C minor?", "order"),
-        # two names exchanged around a word, other small words on each side (Quora's, served)
-        (
-            "If Pakistan attack to India what will happen?",
-            "What happen if India attack on Pakistan?",
-            "order",
-        ),
-        ("Can Russia defeat NATO?", "Can NATO defeat Russia in a war?", "order"),
-        ("apple m2 chip speed", "apple m3 chip speed", "number"),
-        ("how many square feet in an acre", "how many cubic feet in an acre", "number"),
-        ("is it safe yes or no", "is it not safe", "negation"),
-        (
-            "hours a 2-year-old should sleep per day",
-            "hours a 2-year-old should sleep per week",
-            "unit",
-        ),
-        (
-            "How many hours of sleep does a toddler need?",
-            "How many naps a day does a toddler need?",
-            "unit",
-        ),
-        ("How can I make 1 million in 1 year?", "How do you make $1 million in a day?", "unit"),
-    ],
-)
-def test_guards_still_veto_beside_those_readings(a: str, b: str, conflict: str) -> None:
-    assert conflict in compare(a, b).conflicts, compare(a, b)
-    assert conflict in compare(b, a).conflicts
 
 
 CONTRADICTIONS = Path(__file__).parent / "data" / "contradictions.tsv"
