@@ -13,7 +13,7 @@ import pytest
 
 from boundgate.assembly import build_app
 from boundgate.testing import ThreadedServer
-from helpers import Live, arun, assert_error, fake_settings
+from helpers import Live, arun, assert_error, fake_settings, live_server, wait_until
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -346,6 +346,27 @@ def test_oversized_chunked_body_is_413(fake_live: Live, caplog: pytest.LogCaptur
             "/v1/chat/completions", content=gen(), headers={"content-type": "application/json"}
         )
     assert_error(r, 413)
+    assert "unexpected error" not in caplog.text
+
+
+def test_a_client_leaving_mid_body_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes its connection halfway through a body under the limit is noted,
+    not logged as an unexpected error with a traceback (a re-check)."""
+    import socket
+
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 200}]}).encode()
+    with caplog.at_level("INFO"), live_server(build_app(fake_settings(tmp_path))) as live:
+        port = live.server.port if live.server is not None else 0
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = (
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body[:50])
+        wait_until(lambda: "the client left mid-body" in caplog.text, timeout=30)
+        assert live.http.get("/healthz").status_code == 200
     assert "unexpected error" not in caplog.text
 
 

@@ -630,6 +630,21 @@ def test_engine_never_serves_across_scopes(
         # a stopping verb matches "not" only for the verb it stops
         ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
         # beside the readings of "least", "yes or no", glued powers and rates: still vetoed
+        # (a re-check's: a conversion turned round with one side glued, another period than
+        # a day on one side only, "least X" against a standalone "most")
+        ("How many cubic meters in a square meter?", "How many m2 in a m3?", "order"),
+        ("convert square meters to square feet", "convert ft2 to m2", "order"),
+        (
+            "How many hours of sleep do I need per week?",
+            "How many hours of sleep do I need?",
+            "unit",
+        ),
+        ("How many days a month do nurses work?", "How many days do nurses work?", "unit"),
+        (
+            "Which car is least expensive to insure?",
+            "Which car costs the most to insure?",
+            "polarity",
+        ),
         ("least expensive way to fly", "most expensive way to fly", "polarity"),
         ("What do you enjoy most/least about your job?", "What do you enjoy least?", "polarity"),
         # a search-box form against a question with one "of", two words exchanged (a user's

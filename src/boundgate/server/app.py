@@ -275,6 +275,8 @@ class LastWord:
                     event = sse_error(err)
                     await send({"type": "http.response.body", "body": event, "more_body": False})
             log.warning("request %s %s stopped by the shutdown", scope["method"], scope["path"])
+        except ClientDisconnect:  # the client left while sending its body: no one to answer
+            log.info("request %s %s: the client left mid-body", scope["method"], scope["path"])
         except Exception as exc:
             if not started:
                 response = await self.on_error(Request(scope), exc)

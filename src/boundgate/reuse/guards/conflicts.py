@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .extract import AREA_OR_VOLUME, FEATURES_CACHE, Features, _is_content, features
+from .extract import AREA_OR_VOLUME, FEATURES_CACHE, LENGTH_SYMBOLS, Features, _is_content, features
 from .lexicon import (
     _LISTS,
     _STOPWORD_STEMS,
@@ -16,6 +17,7 @@ from .lexicon import (
     FREE_OF,
     NEGATIONS,
     QUANTIFIERS,
+    UNITS,
     name_forms,
     noun_siblings,
     stem,
@@ -237,6 +239,31 @@ def _free_hyphenated(a: str, b: str) -> tuple[str, str]:
 
     a = hyphenated(a, b)
     return a, hyphenated(b, a)
+
+
+_POWER_WRITTEN = re.compile(r"\b(square|sq|cubic)\s+([a-z]+)\b", re.IGNORECASE)
+
+
+def _powers_glued(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` with a length unit's power written as a word ("square meters",
+    "cubic feet") written glued ("m2", "ft3") on both sides, where either side writes one
+    glued ("m2", "km²"): the swaps are then read on one spelling ("How many cubic meters in a
+    square meter?" / "How many m2 in a m3?" passed, 0.962, a re-check). Elsewhere the words
+    stay (``Features.powers`` reads them)."""
+    if not any(
+        AREA_OR_VOLUME.fullmatch(w)
+        for x in (a, b)
+        for w in re.findall(r"\w+", unicodedata.normalize("NFKC", x).casefold())
+    ):
+        return a, b
+
+    def glued(m: re.Match[str]) -> str:
+        symbol = UNITS.get(m.group(2).casefold())
+        if symbol not in LENGTH_SYMBOLS:
+            return m.group(0)
+        return symbol + ("3" if m.group(1).casefold() == "cubic" else "2")
+
+    return _POWER_WRITTEN.sub(glued, a), _POWER_WRITTEN.sub(glued, b)
 
 
 def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
@@ -618,6 +645,7 @@ def compare(a: str, b: str) -> Comparison:
     if (unhedged := _without_hedge(a, b)) is not None:
         a, b = unhedged
     a, b = _free_hyphenated(a, b)
+    a, b = _powers_glued(a, b)
     if (spelled := _textspeak_spelled(a, b)) is not None:
         a, b = spelled
     if (conversed := _converse(a, b)) is not None:

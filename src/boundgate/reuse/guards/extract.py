@@ -239,9 +239,11 @@ def _placed(toks: list[str], at: int) -> bool:
 
 
 def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[int]]:
-    """Comparatives and superlatives made with a word: the positions of "more" / "less" /
-    "most" / "least" before a member of an antonym pair (they grade it, and are no pair
-    member of their own), and the positions of the members "less" and "least" turn around.
+    """Comparatives and superlatives made with a word: the positions of "more" / "less"
+    before a member of an antonym pair (they grade it, and are no pair member of their own),
+    and the positions of the members "less" and "least" turn around ("most" and "least" stay
+    members of their own pair too: "the least expensive to insure" / "costs the most to
+    insure" still oppose, a re-check).
     "less strong" is the weak side, as "weaker" is, and opposes "stronger", "more strong" and
     "strong"; "more strong" is "stronger" (a trial: "how to make my coffee less strong" was
     served "... stronger"'s answer); "the least expensive way" is "the cheapest way" (a user's
@@ -258,7 +260,8 @@ def _graded_by_word(toks: list[str], stems: list[str]) -> tuple[set[int], set[in
             and after not in _GRADING  # "most/least": each its own member
             and _POLAR_WORDS.get(stems[at + 1])
         ):
-            graded.add(at)
+            if tok in ("more", "less"):
+                graded.add(at)  # "most" / "least" stay members: "least expensive" / "the most"
             if tok in ("less", "least"):
                 flipped.add(at + 1)
     return graded, flipped
@@ -289,7 +292,7 @@ def _times_a_number(toks: list[str], at: int) -> bool:
 # one token, the same as the power written as a word ("square meters", "cubic centimeters"),
 # not the number 2 or 3 (a re-check's "square meters in a hectare" / "m2 in one hectare" was
 # vetoed as another number); still apart from "m3" ("Apple M2" / "M3" are other chips)
-_LENGTH_SYMBOLS = frozenset(["mm", "cm", "m", "km", "ft", "yd", "mi", "in"])
+LENGTH_SYMBOLS = frozenset(["mm", "cm", "m", "km", "ft", "yd", "mi", "in"])
 AREA_OR_VOLUME = re.compile(r"(?:mm|cm|m|km|ft|yd|mi)[23]")
 _POWER_WORDS = {"square": "2", "sq": "2", "cubic": "3"}
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -510,7 +513,7 @@ def features(text: str) -> Features:
             n = _POWERS[t]  # "x squared" is "x^2", "5 cubed" "5^3"
         if n is None and AREA_OR_VOLUME.fullmatch(t):
             numbers.add(t)  # "m2", "km²" (NFKC: "km2"): as "square meters" below; "M2" / "M3"
-        elif t in _POWER_WORDS and i + 1 < len(toks) and UNITS.get(toks[i + 1]) in _LENGTH_SYMBOLS:
+        elif t in _POWER_WORDS and i + 1 < len(toks) and UNITS.get(toks[i + 1]) in LENGTH_SYMBOLS:
             powers.add(UNITS[toks[i + 1]] + _POWER_WORDS[t])  # "square meters" is "m2"
         elif n is None and (glued := _GLUED.fullmatch(t)):
             value, letters = (glued[1], glued[2]) if glued[1] else (glued[4], glued[3])

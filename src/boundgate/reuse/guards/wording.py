@@ -463,18 +463,21 @@ def _asked_alone(f: Features, g: Features) -> bool:
 
 
 _RATE_WORDS = frozenset(["per", "a", "an", "each", "every"])
+# the one period a question without one means: "how many hours should I sleep" is per day;
+# "… per week", "… a year" say something it does not (a re-check)
+_DAY = "d"
 
 
 def _rate_units(f: Features) -> frozenset[str]:
-    """The units ``f`` names as a rate's period: after "per", "each", "every", or "a" not
-    after a small word ("hours per day", "16 hours a day"; not "in a day", "after a
-    month": a span)."""
+    """The day ``f`` names as a rate's period, the period a question without one means:
+    after "per", "each", "every", or "a" not after a small word ("hours per day", "16 hours
+    a day"; not "in a day": a span). Other periods are not dropped ("per week")."""
     w = f.words
     return frozenset(
         UNITS[w[i + 1]]
         for i in range(len(w) - 1)
         if w[i] in _RATE_WORDS
-        and w[i + 1] in UNITS
+        and UNITS.get(w[i + 1]) == _DAY
         and (w[i] not in ("a", "an") or (i and w[i - 1] not in STOPWORDS))
     )
 
