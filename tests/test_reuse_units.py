@@ -920,8 +920,12 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("how many cm3 in a liter", "how many cubic centimeters in a liter"),
         ("sprained ankle ice yes or no", "Should I ice a sprained ankle?"),
         ("should I ice a sprained ankle or no", "Should I ice a sprained ankle?"),
-        # a passive turns the names round by itself
+        # a passive turns the names round by itself; what two sides do to each other alike
         ("Did Germany invade Poland?", "Was Poland invaded by Germany?"),
+        (
+            "When India faces Australia at the World Cup, who is the favourite?",
+            "Who is the favourite when Australia faces India at the World Cup?",
+        ),
         # a rate's period on one side only
         ("How many hours should a 2-year-old sleep per day?", "toddler 2 years sleep hours"),
     ],
