@@ -291,10 +291,14 @@ class ChatMessage(BaseModel):
         cls, v: str | list[TextPart] | None, info: ValidationInfo
     ) -> str | list[TextPart] | None:
         """Content may be missing or null only on an assistant message with ``tool_calls``
-        or ``function_call``, as in OpenAI's API."""
+        or ``function_call``, as in OpenAI's API. A ``tool_calls`` / ``function_call`` that
+        failed its own check (absent from ``info.data``) is that one problem, not a second
+        one here (a trial's error ended "(also invalid: messages[0].content)")."""
         if v is None:
             if info.data.get("role") != "assistant":
                 raise ValueError("content is required for this role (null is not allowed)")
+            if not {"tool_calls", "function_call"} <= info.data.keys():
+                return v  # a call of the wrong shape: refused under its own name
             if info.data.get("tool_calls") is None and info.data.get("function_call") is None:
                 raise ValueError(
                     "content is required on an assistant message without tool_calls or "
