@@ -671,6 +671,11 @@ def test_engine_never_serves_across_scopes(
             "unit",
         ),
         ("How can I make 1 million in 1 year?", "How do you make $1 million in a day?", "unit"),
+        # "won't stop V-ing" still against stopping, or not V-ing
+        ("my dog won't stop barking", "my dog stopped barking", "negation"),
+        ("my dog won't stop barking", "my dog is not barking", "negation"),
+        ("my dog won't stop barking", "how to stop my dog barking", "negation"),
+        ("how to make my puppy not bite", "my puppy keeps biting", "negation"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -928,6 +933,12 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         # a rate's period on one side only
         ("How many hours should a 2-year-old sleep per day?", "toddler 2 years sleep hours"),
+        # "won't stop V-ing" is "keeps V-ing" (a user's trial's over-veto); "keep V-ing" is
+        # no "keep from V-ing"
+        ("toilet wont stop running fix", "How do I fix a running toilet?"),
+        ("my baby won't stop crying", "my baby keeps crying"),
+        ("I can't stop coughing at night", "coughing at night"),
+        ("why does my cat not stop meowing", "why does my cat keep meowing"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -47,6 +47,7 @@ from .wording import (
     _modality_conflict,
     _mood_conflict,
     _negation_moved,
+    _never_stops,
     _one_word_added,
     _one_word_apart,
     _other_one_asked,
@@ -657,6 +658,8 @@ def compare(a: str, b: str) -> Comparison:
     flips = _affix_flips(fa, fb)
     negated_a = fa.negations + flips.negated_a + _stopped_for_not(fa, fb)
     negated_b = fb.negations + flips.negated_b + _stopped_for_not(fb, fa)
+    if negated_a != negated_b:  # "won't stop V-ing" against "V-ing" ("nonstop" is a flip)
+        negated_a, negated_b = negated_a - _never_stops(fa, fb), negated_b - _never_stops(fb, fa)
     if negated_a != negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
     if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):

@@ -349,8 +349,35 @@ def _stopped_for_not(fa: Features, fb: Features) -> int:
         if w not in _STOPPING:
             continue
         for j in range(i + 1, min(i + 6, len(fa.words))):
-            if fa.words[j].endswith("ing") and fa.stems[j] in negated:
+            keeps_on = w.startswith("ke") and "from" not in fa.words[i + 1 : j]  # "keep V-ing"
+            if fa.words[j].endswith("ing") and fa.stems[j] in negated and not keeps_on:
                 return 1
+    return 0
+
+
+_STOP_FORMS = frozenset(["stop", "stops"])
+# what a side that merely goes on V-ing never says: a stopping verb of any form, "from V-ing"
+_HALTING = frozenset(["from", *(w for w in _STOPPING if not w.startswith("ke"))])
+
+
+def _never_stops(fa: Features, fb: Features) -> int:
+    """1 when ``fa`` says "won't stop V-ing" (a negation right before "stop": "can't stop
+    coughing", "never stops running") and ``fb`` names the same verb with no stopping verb
+    and no "from", and negates nothing: "won't stop V-ing" is "keeps V-ing", so its negation
+    is matched ("toilet wont stop running fix" / "How do I fix a running toilet?" was vetoed
+    as a negation, a trial). Against "stopped V-ing", "how to stop V-ing" or "is not V-ing"
+    the negation still counts."""
+    if fb.negations or any(w in _HALTING for w in fb.words):
+        return 0
+    for i, w in enumerate(fa.words[1:-1], start=1):
+        gerund = fa.words[i + 1]
+        if (
+            w in _STOP_FORMS
+            and fa.words[i - 1] in NEGATIONS
+            and gerund.endswith("ing")
+            and fa.stems[i + 1] in fb.stems
+        ):
+            return 1
     return 0
 
 
