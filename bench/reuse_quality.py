@@ -240,12 +240,21 @@ def main() -> None:
     args = ap.parse_args()
 
     pairs = load_pairs(args.pairs, args.limit, args.seed)
+    # (as written, as asked): a question and its flipped ending share a meaning, so a text
+    # whose ending was flipped in one pair and not in another is one question, not two
+    as_written: list[tuple[str, str]] = []
     if args.flip_endings:
         coin = random.Random(args.seed + 2)
-        pairs = [
-            (*(flipped(q) if coin.random() < 0.5 else q for q in (a, b)), y) for a, b, y in pairs
+        flips = [[flipped(q) if coin.random() < 0.5 else q for q in (a, b)] for a, b, _ in pairs]
+        as_written = [
+            (q, f)
+            for (a, b, _), fs in zip(pairs, flips, strict=True)
+            for q, f in zip((a, b), fs, strict=True)
         ]
+        pairs = [(fa, fb, y) for (fa, fb), (_, _, y) in zip(flips, pairs, strict=True)]
     comp = Components.of(pairs)
+    for q, f in as_written:
+        comp.union(q, f)
     negatives: list[tuple[str, str]] = []
     for q1, _, _ in pairs:
         n = negate(q1)
@@ -257,7 +266,7 @@ def main() -> None:
     if args.review.exists():
         reviewed = {(a.strip(), b.strip()) for a, b in read_review(args.review)}
     rcomp = Components.of([(a, b, d or int((a, b) in reviewed)) for a, b, d in pairs])
-    for a, b in reviewed:  # also pairs of questions from different pairs, met by lookups
+    for a, b in [*reviewed, *as_written]:  # reviewed: also pairs met only by lookups
         rcomp.union(a, b)
     n_reviewed = sum(1 for a, b, d in pairs if not d and (a, b) in reviewed)
     if args.answer_reviewed:  # the fake upstream answers reviewed pairs alike
