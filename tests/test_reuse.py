@@ -846,7 +846,11 @@ def test_a_miss_says_which_guard_vetoed_the_question_that_reads_alike(tmp_path: 
         other = ask(live, "How many kilometers is it from Paris to Lyon?")
         assert other.headers["x-boundgate-reuse"] == "miss", other.headers
         assert other.headers["x-boundgate-veto"] == "unit", other.headers
+        # which stored question: the first's answer (trials took the similarity and pair
+        # headers, which speak of the best candidate let through, for the vetoed one's)
+        assert other.headers["x-boundgate-veto-document"] == first.headers["x-boundgate-document"]
         assert_body_agrees_with_headers(other.headers, other.json()["boundgate"])
+        assert first.json()["boundgate"]["guard_veto_document"] is None
 
 
 def assert_a_paraphrase_is_served_by_meaning(live: Live) -> None:

@@ -69,6 +69,9 @@ class Lookup:
     # the guards' conflicts ("number,unit") with the nearest stored question they vetoed
     # (admissible, above the floor): why a near paraphrase was not reused, for the asker
     veto: str | None = None
+    # that stored question's document (``doc_…``) or answer (``ans_…``): the similarity and
+    # pair headers speak of the best candidate the guards let through, which may be another
+    veto_document: str | None = None
     vector: Vectors | None = None
     candidate: EntryMeta | None = None  # to compare the fresh answer with (verify/observe)
     verdict: Verdict | None = None
@@ -121,7 +124,13 @@ class Lookup:
         pair-model score (``pair_score``, null when no candidate was scored), so the body
         says all the headers say (``headers``)."""
         fields = self.ledger_fields(gco2_per_kwh)
-        return {**fields, "pair_score": self.pair, "guard_veto": self._veto}
+        veto_document = self.veto_document if self._veto is not None else None
+        return {
+            **fields,
+            "pair_score": self.pair,
+            "guard_veto": self._veto,
+            "guard_veto_document": veto_document,
+        }
 
     @property
     def _veto(self) -> str | None:
@@ -144,6 +153,8 @@ class Lookup:
             h["x-boundgate-pair-score"] = f"{self.pair:.4f}"
         if self._veto is not None:
             h["x-boundgate-veto"] = self._veto
+            if self.veto_document:
+                h["x-boundgate-veto-document"] = self.veto_document
         if self.entry is not None:
             h["x-boundgate-energy-avoided-wh"] = plain_decimal(self.entry.cost_wh)
         return h

@@ -197,7 +197,8 @@ class Searching:
             out.entry, out.status, out.unchecked = alt.entry, alt.status, alt.unchecked
             out.similarity, out.density, out.pair = alt.similarity, alt.density, alt.pair
             out.candidate, out.verdict = alt.candidate, alt.verdict
-        out.veto = out.veto or alt.veto
+        if out.veto is None:
+            out.veto, out.veto_document = alt.veto, alt.veto_document
         return out
 
     async def _search(
@@ -386,7 +387,9 @@ class Searching:
                 continue
             verdict = compare(key.query, meta.query)
             if not verdict.ok:
-                out.veto = out.veto or ",".join(verdict.conflicts)
+                if out.veto is None:
+                    out.veto = ",".join(verdict.conflicts)
+                    out.veto_document = meta.document or meta.id
                 continue
             yield meta, n.similarity
 

@@ -576,6 +576,11 @@ class EnergyInfo(BaseModel):
         description="where nothing was reused: the guards' conflicts (e.g. number,unit) with "
         "the nearest stored question they vetoed",
     )
+    guard_veto_document: str | None = Field(
+        None,
+        description="with guard_veto: the vetoed stored question's document (doc_…) or "
+        "answer (ans_…), which may be another than the one similarity and pair_score speak of",
+    )
     avoided_wh: float | None = Field(None, description="energy a reused answer avoided (Wh)")
     avoided_method: str | None = None
     avoided_gco2: float | None = None
