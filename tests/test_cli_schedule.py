@@ -132,6 +132,13 @@ def test_batch_commands_against_a_running_server(tmp_path: Path) -> None:
         assert res.exit_code == 2 and "cannot write /nonexistent/x" in res.output, res.output
         res = runner.invoke(cli, ["batch", "status", "batch_nope", "--url", srv.url])
         assert res.exit_code == 1 and "404" in res.output
+        # the id is one path segment: a trial's "../files" listed the caller's files, and
+        # "../models" was a KeyError traceback from results
+        for command in ("status", "results"):
+            for odd in ("../files", "../models", "a b?c#d"):
+                res = runner.invoke(cli, ["batch", command, odd, "--url", srv.url])
+                assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+                assert "404" in res.output and '"object": "list"' not in res.output, res.output
         res = runner.invoke(cli, ["schedule", "list", "--data-dir", str(tmp_path / "data")])
         assert "batch" in res.output and "done" in res.output
         data = ["--data-dir", str(tmp_path / "data")]
@@ -273,6 +280,29 @@ def test_batch_and_ask_commands_say_in_one_line_when_the_server_cannot_be_reache
         assert f"cannot reach {url}" in res.output and "Traceback" not in res.output, res.output
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["ask", "hi", "--api-key", "é"], "visible ASCII"),
+        (["batch", "status", "batch_x", "--api-key", "clé"], "visible ASCII"),
+        (["ask", "hi", "--temperature", "nan"], "finite"),
+        (["ask", "hi", "--temperature", "inf"], "finite"),
+    ],
+)
+def test_an_api_key_or_temperature_http_cannot_carry_is_a_usage_error(
+    args: list[str], says: str
+) -> None:
+    """A trial's non-ASCII key (option or BOUNDGATE_API_KEY) was a UnicodeEncodeError
+    traceback, ``--temperature nan`` a ValueError one: refused before any request."""
+    res = CliRunner().invoke(cli, [*args, "--url", "http://127.0.0.1:1"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and says in text and "Traceback" not in text, res.output
+    assert "cannot reach" not in text  # refused before connecting
+    res = CliRunner().invoke(cli, ["ask", "hi", "--url", "http://127.0.0.1:1"], env={
+        "BOUNDGATE_API_KEY": "é"})  # fmt: skip
+    assert res.exit_code == 2 and "visible ASCII" in " ".join(res.output.split())
+
+
 def test_ask_says_whether_the_answer_was_generated_or_reused_and_what_reuse_avoided(
     tmp_path: Path,
 ) -> None:
@@ -380,3 +410,20 @@ def test_ask_and_batch_status_reach_the_configured_port_without_url(tmp_path: Pa
     bad.write_text("[server]\nport = 'x'\n", encoding="utf-8")
     res = runner.invoke(cli, ["ask", "hi", "--config", str(bad)])
     assert res.exit_code == 2 and "error" in res.output and "Traceback" not in res.output
+
+
+def test_ask_says_so_when_the_server_does_not_stream() -> None:
+    """A trial pointed ``ask`` at a server that answers a stream request with one JSON body:
+    it printed nothing and exited 0."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def completions(request: object) -> JSONResponse:
+        return JSONResponse({"choices": [{"message": {"content": "hello"}}]})
+
+    plain = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    with ThreadedServer(plain) as srv:
+        res = CliRunner().invoke(cli, ["ask", "hi", "--url", srv.url])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1 and "did not stream" in text and "application/json" in text, text

@@ -855,6 +855,10 @@ def _one_line(res: Any) -> str:
         ({"bg:temperature": -1}, "bg:temperature"),
         ({"bg:temperature": "0"}, "bg:temperature"),
         ({"bg:completionTokens": -3}, "bg:completionTokens"),
+        # a trial's 1e300 passed docs verify and was an OverflowError traceback on import
+        ({"bg:completionTokens": 1e300}, "bg:completionTokens"),
+        ({"bg:completionTokens": 2.0**63}, "bg:completionTokens"),
+        ({"bg:askerCount": 1e300}, "bg:askerCount"),
         ({"bg:finishReason": "cut"}, "bg:finishReason"),
         ({"bg:scope": None}, "bg:scope"),  # was a KeyError traceback
         ({"bg:scope": {"endpoint": "/v1/chat/completions"}}, "bg:scope.tenant"),
@@ -1258,6 +1262,15 @@ def test_export_leaves_out_a_document_whose_stored_text_fails_its_check(tmp_path
     assert f"not exported: {binding.short_id(broken['@id'])}: content does not match" in said
     assert "exported 1 active document" in said
     assert [json.loads(line) for line in out.read_text().splitlines()] == [kept]
+    # the check export names lists it, and says what can be done (a trial was sent to
+    # `docs check --repair`, which said all agreed and changed nothing)
+    broken_id = binding.short_id(broken["@id"])
+    for repair in ([], ["--repair"]):
+        res = runner.invoke(cli, ["docs", "check", *repair, *cfg])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 1, said
+        assert f"{broken_id} (fails its own check): content does not match" in said
+        assert f"boundgate docs revoke {broken_id}" in said and "agree" not in said
 
 
 def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> None:
@@ -1616,3 +1629,17 @@ def test_line_separators_inside_an_ndjson_document_are_text(tmp_path: Path) -> N
     assert res.exit_code == 0, _one_line(res)
     res = CliRunner().invoke(cli, ["docs", "import", str(f), *cfg])
     assert res.exit_code == 0 and "imported 2" in _one_line(res), _one_line(res)
+
+
+def test_a_document_file_may_start_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """A trial's export saved by an editor with a UTF-8 byte-order mark was refused as "not
+    JSON" by docs verify and docs import (request bodies and batch input files skip one)."""
+    cfg = _config(tmp_path)
+    signer = binding.Signer.load_or_create(tmp_path / "data")
+    f = tmp_path / "bom.ndjson"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps(_signed(signer)).encode() + b"\n")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["docs", "verify", str(f), *cfg])
+    assert res.exit_code == 0 and "valid" in res.output, res.output
+    res = runner.invoke(cli, ["docs", "import", str(f), *cfg])
+    assert res.exit_code == 0 and "imported 1" in " ".join(res.output.split()), res.output

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import errno
 import json
+import math
 import os
 import re
 import socket
@@ -189,6 +190,35 @@ UrlOpt = Annotated[
         "server.port, http://127.0.0.1:8080 without a config)."
     ),
 ]
+
+
+def _api_key(value: str | None) -> str | None:
+    """An API key as HTTP can carry it: visible ASCII (RFC 9110 §5.5 field values; RFC 6750's
+    bearer tokens are a subset). A trial's "é" was a UnicodeEncodeError traceback."""
+    if value is not None and not re.fullmatch(r"[\x21-\x7e]*", value):
+        raise typer.BadParameter(
+            "an API key is visible ASCII characters only (no spaces, no other characters)"
+        )
+    return value
+
+
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.", callback=_api_key),
+]
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The ``Authorization`` header for ``api_key`` (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def _finite(value: float) -> float:
+    """A float option's value, refused when not finite (a trial's ``--temperature nan`` was a
+    traceback: JSON has no NaN nor infinity)."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, not {value}")
+    return value
 
 
 def server_url(url: str | None, config: Path | None) -> str:
@@ -417,11 +447,11 @@ def ask(
     prompt: Annotated[str, typer.Argument(help="What to ask.")],
     model: Annotated[str | None, typer.Option(help="Model id (default: server's).")] = None,
     url: UrlOpt = None,
-    api_key: Annotated[
-        str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")
-    ] = None,
+    api_key: KeyOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature.", callback=_finite)
+    ] = 0.0,
     config: ConfigOpt = None,
 ) -> None:
     """Ask a running server and stream the answer.
@@ -440,17 +470,28 @@ def ask(
     if model:
         body["model"] = model
     url = server_url(url, config)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     info: dict[str, Any] = {}
     with (
         reaching(url),
         httpx.stream(
-            "POST", api_base_url(url) + "/chat/completions", json=body, headers=headers, timeout=300
+            "POST",
+            api_base_url(url) + "/chat/completions",
+            json=body,
+            headers=bearer(api_key),
+            timeout=300,
         ) as resp,
     ):
         if resp.status_code >= 400:
             resp.read()
             exit_on_http_error(resp)
+        kind = resp.headers.get("content-type", "").split(";")[0].strip()
+        if kind != "text/event-stream":  # a trial's server answered JSON: nothing was printed
+            err.print(
+                f"error: {url} did not stream the answer (content-type {kind or 'none'}, "
+                "not text/event-stream): is it an OpenAI-compatible server?",
+                highlight=False,
+            )
+            raise typer.Exit(1)
         for line in resp.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue

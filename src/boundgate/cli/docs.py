@@ -42,7 +42,7 @@ import enum
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -292,10 +292,11 @@ def _loads(text: str) -> Any:
 
 def _read_file(name: str) -> list[Any]:
     """The documents in file ``name`` (``-``: stdin); a one-line error (exit 2) if it cannot
-    be read or holds no JSON or NDJSON."""
+    be read or holds no JSON or NDJSON. UTF-8, a byte-order mark at its start skipped (as
+    request bodies and batch input files skip one; a trial's file was refused as no JSON)."""
     try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text()
-        return list(read_documents(text))
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        return list(read_documents(text.removeprefix("\ufeff")))
     except json.JSONDecodeError as exc:
         raise fail(f"{name} is not JSON or NDJSON: {exc}", 2) from None
     except FileNotFoundError:
@@ -481,6 +482,22 @@ def _state_problem(state: Any) -> str | None:
     return f"state must be one of {', '.join(DocState)}, not {json.dumps(state)}"
 
 
+def _self_check(settings: Any) -> Callable[[Any], str | None]:
+    """What is wrong with a stored document's own text, as ``docs verify`` would find it
+    (``_problem``), or None; a data directory without its public key cannot check its own
+    documents (those pass, as stored)."""
+    keys = _Keys(None, settings)
+    own_keys = (settings.server.data_dir / binding.PUBLIC_KEY_FILE).exists()
+
+    def check(row: Any) -> str | None:
+        if row.public_key is None and not own_keys:
+            return None
+        doc, _, doc_key, wrong, _ = _stored_check(row, keys)
+        return wrong or _problem(doc, doc_key)
+
+    return check
+
+
 def _problem(doc: Any, key: Any) -> str | None:
     """What is wrong with a document (its signature, else its content), or None."""
     result = binding.verify(doc, key)
@@ -567,17 +584,10 @@ def docs_export(
     # every document is checked as docs verify checks it: one whose stored text fails its
     # own check (a store changed by hand, a disk fault) was exported silently, and every
     # import of the file stopped at it, nothing after it imported (an operator's trial)
-    # (a data directory without its public key cannot check its own: those are written as
-    # stored, as before)
-    keys = _Keys(None, settings)
-    own_keys = (settings.server.data_dir / binding.PUBLIC_KEY_FILE).exists()
+    check = _self_check(settings)
     bodies, failed = [], []
     for r in track(rows, "exporting documents", machine_output=output is None):
-        problem = None
-        if r.public_key is not None or own_keys:
-            doc, _, doc_key, wrong, _ = _stored_check(r, keys)
-            problem = wrong or _problem(doc, doc_key)
-        if problem is None:
+        if (problem := check(r)) is None:
             bodies.append(item(r))
         else:
             failed.append(f"{r.id}: {problem}")
@@ -594,7 +604,7 @@ def docs_export(
             raise cannot_write(output, exc) from None
     for line in failed:
         err.print(
-            f"error: not exported: {line} (boundgate docs check --repair)",
+            f"error: not exported: {line} (boundgate docs check lists every such document)",
             markup=False,
             highlight=False,
         )
@@ -804,11 +814,23 @@ def docs_check(
     from ..store.consistency import describe
     from . import out
 
-    with _opened(config, data_dir) as (_, store):
+    with _opened(config, data_dir) as (settings, store):
         found = asyncio.run(
             store.repair_documents(everything=True) if repair else store.document_problems()
         )
-    if not found:
+        check = _self_check(settings)
+        failing = [(r.id, p) for r in asyncio.run(store.documents()) if (p := check(r))]
+    # a document whose own text fails its check (changed in the store by hand, a disk
+    # fault) is not exported; nothing here can restore its text (a trial was sent here by
+    # docs export and told all agreed)
+    for doc_id, problem in failing:
+        out.print(
+            f"{doc_id} (fails its own check): {problem}; not exported. Restore the store "
+            f"from a backup, or stop serving it: boundgate docs revoke {doc_id}",
+            markup=False,
+            highlight=False,
+        )
+    if not found and not failing:
         out.print("documents and their stored answers agree", highlight=False)
         return
     for problem in found:
@@ -817,6 +839,8 @@ def docs_check(
         out.print(line + (f"; repaired: {done}" if repair else ""), markup=False, highlight=False)
     if repair:
         out.print(f"repaired {len(found)}", highlight=False)
+        if failing:
+            raise typer.Exit(1)
         return
     err.print(
         f"{len(found)} found: `boundgate docs check --repair` repairs them (so does the "

@@ -64,7 +64,7 @@ def schedule_replay(
     out.print(f"plan written to {out_path}")
 
 
-from . import UrlOpt  # noqa: E402 (defined before this module is imported)
+from . import KeyOpt, UrlOpt  # noqa: E402 (defined before this module is imported)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (or BOUNDGATE_CONFIG).")
@@ -298,9 +298,6 @@ def schedule_plan(
     _print_source(source, zone)
 
 
-KeyOpt = Annotated[str | None, typer.Option(envvar="BOUNDGATE_API_KEY", help="API key.")]
-
-
 @contextmanager
 def _client(url: str | None, api_key: str | None, config: Path | None) -> Iterator[Any]:
     """An httpx client for the server at ``url`` (``/v1`` added if missing; the configured
@@ -308,13 +305,12 @@ def _client(url: str | None, api_key: str | None, config: Path | None) -> Iterat
     (``reaching``)."""
     import httpx
 
-    from . import api_base_url, reaching, server_url
+    from . import api_base_url, bearer, reaching, server_url
 
     url = server_url(url, config)
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     with (
         reaching(url),
-        httpx.Client(base_url=api_base_url(url), headers=headers, timeout=120) as client,
+        httpx.Client(base_url=api_base_url(url), headers=bearer(api_key), timeout=120) as client,
     ):
         yield client
 
@@ -392,7 +388,22 @@ def batch_status(
     import json
 
     with _client(url, api_key, config) as c:
-        print(json.dumps(_check(c.get(f"/batches/{batch_id}")), indent=2))
+        print(json.dumps(_batch(c, batch_id), indent=2))
+
+
+def _batch(client: Any, batch_id: str) -> dict[str, Any]:
+    """The batch object of ``batch_id`` (the id percent-encoded into its path: a trial's
+    "../files" listed the caller's files). Anything but a batch object ends the command with
+    one line (a trial's "../models" was a KeyError traceback)."""
+    from urllib.parse import quote
+
+    from . import err
+
+    b = _check(client.get(f"/batches/{quote(batch_id, safe='')}"))
+    if not isinstance(b, dict) or b.get("object") != "batch" or "status" not in b:
+        err.print(f"error: the server's answer for batch {batch_id!r} is no batch", markup=False)
+        raise typer.Exit(1)
+    return b
 
 
 @batch_app.command("results")
@@ -417,7 +428,7 @@ def batch_results(
 
     kind, what = ("error", "failed lines") if errors else ("output", "output")
     with _client(url, api_key, config) as c:
-        b = _check(c.get(f"/batches/{batch_id}"))
+        b = _batch(c, batch_id)
         failed = int((b.get("request_counts") or {}).get("failed") or 0)
         if not b.get(f"{kind}_file_id"):
             ended = b["status"] in ("failed", "expired", "cancelled", "completed")

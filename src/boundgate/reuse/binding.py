@@ -92,6 +92,10 @@ MAX_ANSWER_WH = 1000.0
 # ... and its carbon at 2 gCO2e/Wh, twice the intensity of a coal-fired grid.
 MAX_ANSWER_GCO2 = 2.0 * MAX_ANSWER_WH
 MAX_TEMPERATURE = 2.0  # the API's own bound (chat and text completions)
+# the largest count a document may carry: I-JSON's interoperable integers (RFC 7493 §2.2,
+# ±(2**53 − 1)); a trial's signed 1e300 tokens passed `docs verify` and crashed the import
+# (SQLite's INTEGER holds 64 bits)
+MAX_COUNT = 2**53 - 1
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
@@ -587,7 +591,7 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
     offset, from ``EARLIEST_CREATED`` to ``MAX_FUTURE_S`` after ``now``, unix seconds, the
     system clock when None), ``bg:answerCreated`` (the same), ``bg:finishReason`` (``stop``
-    or ``length``), ``bg:completionTokens`` and ``bg:askerCount`` (integers ≥ 0),
+    or ``length``), ``bg:completionTokens`` and ``bg:askerCount`` (integers, 0 to ``MAX_COUNT``),
     ``bg:temperature`` (0 to ``MAX_TEMPERATURE``), ``bg:generationEnergyWh`` (finite, 0 to
     ``MAX_ANSWER_WH`` Wh), ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2``
     gCO2e), ``bg:questionVariants`` (strings), ``bg:supersedes`` (a string or null). The
@@ -611,8 +615,10 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         # 3.0 and 3e0 are the signed 3 (RFC 8785 writes each as 3): a tool that rewrote the
         # integers as decimals made a trial's valid export refused
         integral = isinstance(count, float) and count.is_integer()
-        if isinstance(count, bool) or (not isinstance(count, int) and not integral) or count < 0:
+        if isinstance(count, bool) or (not isinstance(count, int) and not integral):
             raise DocumentError(field, f"must be an integer ≥ 0, not {count!r}")
+        if not 0 <= count <= MAX_COUNT:
+            raise DocumentError(field, f"must be an integer from 0 to 2**53 - 1, not {count!r}")
     temperature = doc.get("bg:temperature")
     if temperature is not None:
         temperature = _number(doc, "bg:temperature", MAX_TEMPERATURE)
