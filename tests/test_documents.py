@@ -862,6 +862,11 @@ def _one_line(res: Any) -> str:
         ({"bg:finishReason": "cut"}, "bg:finishReason"),
         ({"bg:scope": None}, "bg:scope"),  # was a KeyError traceback
         ({"bg:scope": {"endpoint": "/v1/chat/completions"}}, "bg:scope.tenant"),
+        # a break-it trial imported these: no key can be made for such a tenant, and no
+        # request asks a blank question
+        ({"bg:scope": {"tenant": "t" * 10_000}}, "bg:scope.tenant"),
+        ({"bg:scope": {"tenant": "two words"}}, "bg:scope.tenant"),
+        ({"name": "   "}, "name"),
         ({"dateCreated": "yesterday"}, "dateCreated"),  # was a ValueError traceback
         ({"dateCreated": "[/red]"}, "dateCreated"),  # quoted, not read as rich markup
         ({"dateCreated": "9999-12-31T23:59:59+00:00"}, "dateCreated"),  # fresh for ever

@@ -25,7 +25,7 @@ from rich.table import Table
 from .. import __version__
 from ..fmt import plain_decimal
 from ..settings import ConfigError, Settings, describe, load_settings
-from ..tenants import OPEN_TENANT, UNAUTHENTICATED
+from ..tenants import OPEN_TENANT, TENANT_NAME, UNAUTHENTICATED
 from .console import err as err
 from .console import fail as fail
 from .console import out as out
@@ -582,7 +582,7 @@ def keys_create(
     Its limits are its own and counted for it alone: the keys of one tenant never share a
     budget. A limit it does not set is the settings' default (limits.rpm, limits.daily_tokens,
     limits.daily_reasoning_tokens), again counted for it alone."""
-    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", tenant):
+    if not re.fullmatch(TENANT_NAME, tenant):
         err.print("tenant: use 1-64 ASCII letters, digits, or _ . @ -")
         raise typer.Exit(2)
     if tenant in RESERVED_TENANTS:

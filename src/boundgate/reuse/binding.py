@@ -40,6 +40,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -553,6 +554,19 @@ def _text(obj: dict[str, Any], key: str, field: str, *, optional: bool = False) 
     return value
 
 
+def _tenant(scope: dict[str, Any]) -> str:
+    """``bg:scope.tenant``: a tenant's name as keys are made for (``tenants.TENANT_NAME``); a
+    document for any other could never be served (a trial imported one of 10,000 characters)."""
+    from ..tenants import TENANT_NAME
+
+    tenant = str(_text(scope, "tenant", "bg:scope.tenant"))
+    if not re.fullmatch(TENANT_NAME, tenant):
+        raise DocumentError(
+            "bg:scope.tenant", f"must be 1-64 ASCII letters, digits or _ . @ -, not {tenant[:80]!r}"
+        )
+    return tenant
+
+
 def _object(obj: dict[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key)
     if not isinstance(value, dict):
@@ -587,7 +601,8 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     """The servable content of a document, checked field by field (call ``verify`` first:
     this does not look at the signature). Raises ``DocumentError`` for a missing or
     malformed field: ``name``, ``acceptedAnswer.text``, ``bg:model.name``/``.version``,
-    ``bg:scope.tenant`` (non-empty strings), ``bg:scope.endpoint``/``.contextSha256``
+    ``bg:scope.tenant`` (non-empty strings; the question not blank, the tenant a name keys
+    are made for, ``tenants.TENANT_NAME``), ``bg:scope.endpoint``/``.contextSha256``
     (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
     offset, from ``EARLIEST_CREATED`` to ``MAX_FUTURE_S`` after ``now``, unix seconds, the
     system clock when None), ``bg:answerCreated`` (the same), ``bg:finishReason`` (``stop``
@@ -601,6 +616,8 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     if (nul := nul_at(doc)) is not None:
         raise DocumentError(nul[0] or "document", "holds the NUL character (\\u0000)")
     question = _text(doc, "name", "name")
+    if not str(question).strip():
+        raise DocumentError("name", "must be a question, not blank")
     answer = _text(_object(doc, "acceptedAnswer"), "text", "acceptedAnswer.text")
     model = _object(doc, "bg:model")
     scope = _object(doc, "bg:scope")
@@ -631,7 +648,7 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         answer=str(answer),
         model=str(_text(model, "name", "bg:model.name")),
         model_version=str(_text(model, "version", "bg:model.version")),
-        tenant=str(_text(scope, "tenant", "bg:scope.tenant")),
+        tenant=_tenant(scope),
         endpoint=_text(scope, "endpoint", "bg:scope.endpoint", optional=True),
         context_sha256=_text(scope, "contextSha256", "bg:scope.contextSha256", optional=True),
         params=params,
