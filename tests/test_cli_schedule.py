@@ -427,3 +427,22 @@ def test_ask_says_so_when_the_server_does_not_stream() -> None:
         res = CliRunner().invoke(cli, ["ask", "hi", "--url", srv.url])
     text = " ".join(res.output.split())
     assert res.exit_code == 1 and "did not stream" in text and "application/json" in text, text
+
+
+def test_ask_reads_a_stream_whatever_the_case_of_its_media_type() -> None:
+    """Media types are case-insensitive (RFC 9110 §8.3.1): a re-check's server sent
+    ``Text/Event-Stream`` and was told it did not stream."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    chunk = {"choices": [{"delta": {"content": "hello"}}]}
+
+    async def completions(request: object) -> Response:
+        body = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
+        return Response(body, headers={"content-type": "Text/Event-Stream; charset=utf-8"})
+
+    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    with ThreadedServer(app) as srv:
+        res = CliRunner().invoke(cli, ["ask", "hi", "--url", srv.url])
+    assert res.exit_code == 0 and "hello" in res.output, res.output

@@ -1276,6 +1276,18 @@ def test_export_leaves_out_a_document_whose_stored_text_fails_its_check(tmp_path
         assert res.exit_code == 1, said
         assert f"{broken_id} (fails its own check): content does not match" in said
         assert f"boundgate docs revoke {broken_id}" in said and "agree" not in said
+        assert "0 found" not in said  # (a re-check: "0 found: … --repair repairs them")
+    # text that is no JSON at all: one line each, no traceback (a re-check's)
+    with contextlib.closing(sqlite3.connect(a / "data" / "boundgate.db")) as db, db:
+        db.execute("UPDATE documents SET body = '{not json' WHERE id = ?", (broken_id,))
+    for args in (["docs", "check"], ["docs", "verify", broken_id], ["docs", "export"]):
+        res = runner.invoke(cli, [*args, *cfg])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 1 and "no JSON" in said and "Traceback" not in said, said
+    # revoked, it is served no more: the check is clean again
+    assert runner.invoke(cli, ["docs", "revoke", broken_id, *cfg]).exit_code == 0
+    res = runner.invoke(cli, ["docs", "check", *cfg])
+    assert res.exit_code == 0 and "agree" in res.output, res.output
 
 
 def test_export_writes_active_documents_and_marks_the_others(tmp_path: Path) -> None:

@@ -418,7 +418,8 @@ class LlamaCppBackend(Backend):
         if len(tokens) >= self.n_ctx:
             raise ContextLengthExceededError(
                 f"This model's maximum context length is {self.n_ctx} tokens, "
-                f"but the prompt is {len(tokens)} tokens.",
+                f"but the prompt is {len(tokens)} tokens, which leaves no room for an answer "
+                "(the prompt and the answer share the context).",
                 param="messages" if req.messages is not None else "prompt",
             )
         max_tokens = min(req.max_tokens, self.n_ctx - len(tokens))

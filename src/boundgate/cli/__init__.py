@@ -484,7 +484,7 @@ def ask(
         if resp.status_code >= 400:
             resp.read()
             exit_on_http_error(resp)
-        kind = resp.headers.get("content-type", "").split(";")[0].strip()
+        kind = resp.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "text/event-stream":  # a trial's server answered JSON: nothing was printed
             err.print(
                 f"error: {url} did not stream the answer (content-type {kind or 'none'}, "

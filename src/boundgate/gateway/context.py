@@ -87,7 +87,7 @@ def refuse_over_context(backend: Backend, req: GenerationRequest) -> None:
     if backend.counts_context_by_bytes and limit is not None and req.text_bytes() // 4 >= limit:
         raise ContextLengthExceededError(
             f"This model's maximum context length is {limit} tokens; the prompt is "
-            f"about {req.text_bytes() // 4} tokens.",
+            f"about {req.text_bytes() // 4} tokens, which leaves no room for an answer.",
             param="messages" if req.messages is not None else "prompt",
         )
 

@@ -656,10 +656,14 @@ def compare(a: str, b: str) -> Comparison:
     if _blind_spot(a, b):
         conflicts.append("literal")
     flips = _affix_flips(fa, fb)
-    negated_a = fa.negations + flips.negated_a + _stopped_for_not(fa, fb)
-    negated_b = fb.negations + flips.negated_b + _stopped_for_not(fb, fa)
-    if negated_a != negated_b:  # "won't stop V-ing" against "V-ing" ("nonstop" is a flip)
-        negated_a, negated_b = negated_a - _never_stops(fa, fb), negated_b - _never_stops(fb, fa)
+    # "won't stop V-ing" is "keeps V-ing": its negation matched, its "stop" no stopping
+    never_a, never_b = _never_stops(fa, fb), _never_stops(fb, fa)
+    negated_a = (
+        fa.negations + flips.negated_a - never_a + (0 if never_a else _stopped_for_not(fa, fb))
+    )
+    negated_b = (
+        fb.negations + flips.negated_b - never_b + (0 if never_b else _stopped_for_not(fb, fa))
+    )
     if negated_a != negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
     if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):
