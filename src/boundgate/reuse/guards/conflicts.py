@@ -47,10 +47,10 @@ from .wording import (
     _modality_conflict,
     _mood_conflict,
     _negation_moved,
-    _never_stops,
     _one_word_added,
     _one_word_apart,
     _other_one_asked,
+    _stop_against_keep,
     _stopped_for_not,
     _tense_conflict,
     _turned_around,
@@ -656,14 +656,8 @@ def compare(a: str, b: str) -> Comparison:
     if _blind_spot(a, b):
         conflicts.append("literal")
     flips = _affix_flips(fa, fb)
-    # "won't stop V-ing" is "keeps V-ing": its negation matched, its "stop" no stopping
-    never_a, never_b = _never_stops(fa, fb), _never_stops(fb, fa)
-    negated_a = (
-        fa.negations + flips.negated_a - never_a + (0 if never_a else _stopped_for_not(fa, fb))
-    )
-    negated_b = (
-        fb.negations + flips.negated_b - never_b + (0 if never_b else _stopped_for_not(fb, fa))
-    )
+    negated_a = fa.negations + flips.negated_a + _stopped_for_not(fa, fb)
+    negated_b = fb.negations + flips.negated_b + _stopped_for_not(fb, fa)
     if negated_a != negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
     if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):
@@ -683,6 +677,8 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("polarity")
     if "polarity" not in conflicts and _less_of_er(fa.words, fb.words):
         conflicts.append("polarity")
+    if "polarity" not in conflicts and (_stop_against_keep(fa, fb) or _stop_against_keep(fb, fa)):
+        conflicts.append("polarity")  # "won't stop leaking" / "doesn't keep leaking"
     symbols = bool(fa.symbols and fb.symbols and fa.symbols != fb.symbols)
     if (symbols or _literals_differ(fa, fb)) and "literal" not in conflicts:
         conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
