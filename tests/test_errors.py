@@ -692,6 +692,24 @@ def test_admin_routes_refuse_query_parameters_they_do_not_take(
     assert fake_live.http.get(path, params={"since": "1"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/v1/boundgate/documents", "state=active&state=revoked"),
+        ("/v1/boundgate/ledger", "limit=1&limit=500"),
+        ("/v1/files", "order=asc&order=desc"),
+        ("/v1/batches", "limit=1&limit=2"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_400(fake_live: Live, path: str, query: str) -> None:
+    """A trial's ``?state=active&state=revoked`` listed the revoked documents alone (the last
+    value won, silently); repeated headers and JSON members are refused, and so is this."""
+    name = query.split("=")[0]
+    err = assert_error(fake_live.http.get(f"{path}?{query}"), 400, param=name)
+    assert err["code"] == "invalid_value" and "given 2 times" in err["message"], err
+    assert fake_live.http.get(f"{path}?{query.split('&')[0]}").status_code == 200
+
+
 def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
     """A new-user trial froze the whole server with one 900 KB prompt of one "word" (the
     exact form's literal-span pattern backtracked from every position: 24 s at 40 KB, hours

@@ -258,7 +258,18 @@ def unknown_parameter(param: str, known: str) -> InvalidRequestError:
 def refuse_unknown_query(request: Request, known: tuple[str, ...]) -> None:
     """400 ``unknown_parameter`` for a query parameter the route does not take (an admin
     route's ``?tenant=acme`` or ``?sinse=1`` was ignored, so the answer looked filtered and
-    was not); the message names the near miss (``near_miss``) or what the route takes."""
+    was not); the message names the near miss (``near_miss``) or what the route takes. A
+    parameter given more than once is 400 ``invalid_value`` (``?state=active&state=revoked``
+    answered for the last alone, a trial; repeated headers and JSON members are refused
+    too)."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    for name in names:
+        if names.count(name) > 1 and name in known:
+            raise InvalidRequestError(
+                f"query parameter {name!r} is given {names.count(name)} times: give it once",
+                param=name,
+                code=ErrorCode.INVALID_VALUE,
+            )
     for name in request.query_params:
         if name in known:
             continue
