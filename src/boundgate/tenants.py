@@ -191,6 +191,7 @@ async def rotate_key(store: RotatingStore, old: ApiKey, now: float) -> Rotation:
 # a tenant's name (``boundgate keys create --tenant``): no other can hold a key, so a
 # document bound for another can never be served (``binding.parse`` refuses it)
 TENANT_NAME = r"[A-Za-z0-9_.@-]{1,64}"
+TENANT_NAME_RULE = "1-64 ASCII letters, digits, or _ . @ -"  # what TENANT_NAME says
 OPEN_TENANT = Tenant(name="local", key_id=None, admin=True)
 # whom a request refused before its key was read is ledgered under (no tenant's)
 UNAUTHENTICATED = Tenant(name="unauthenticated")

@@ -25,7 +25,7 @@ from rich.table import Table
 from .. import __version__
 from ..fmt import plain_decimal
 from ..settings import ConfigError, Settings, describe, load_settings
-from ..tenants import OPEN_TENANT, TENANT_NAME, UNAUTHENTICATED
+from ..tenants import OPEN_TENANT, TENANT_NAME, TENANT_NAME_RULE, UNAUTHENTICATED
 from .console import err as err
 from .console import fail as fail
 from .console import out as out
@@ -486,12 +486,10 @@ def ask(
             exit_on_http_error(resp)
         kind = resp.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "text/event-stream":  # a trial's server answered JSON: nothing was printed
-            err.print(
-                f"error: {url} did not stream the answer (content-type {kind or 'none'}, "
-                "not text/event-stream): is it an OpenAI-compatible server?",
-                highlight=False,
+            raise fail(
+                f"{url} did not stream the answer (content-type {kind or 'none'}, not "
+                "text/event-stream): is it an OpenAI-compatible server?"
             )
-            raise typer.Exit(1)
         for line in resp.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -583,7 +581,7 @@ def keys_create(
     budget. A limit it does not set is the settings' default (limits.rpm, limits.daily_tokens,
     limits.daily_reasoning_tokens), again counted for it alone."""
     if not re.fullmatch(TENANT_NAME, tenant):
-        err.print("tenant: use 1-64 ASCII letters, digits, or _ . @ -")
+        err.print(f"tenant: use {TENANT_NAME_RULE}")
         raise typer.Exit(2)
     if tenant in RESERVED_TENANTS:
         err.print(

@@ -397,12 +397,11 @@ def _batch(client: Any, batch_id: str) -> dict[str, Any]:
     one line (a trial's "../models" was a KeyError traceback)."""
     from urllib.parse import quote
 
-    from . import err
+    from . import fail
 
     b = _check(client.get(f"/batches/{quote(batch_id, safe='')}"))
     if not isinstance(b, dict) or b.get("object") != "batch" or "status" not in b:
-        err.print(f"error: the server's answer for batch {batch_id!r} is no batch", markup=False)
-        raise typer.Exit(1)
+        raise fail(f"the server's answer for batch {batch_id!r} is no batch")
     return b
 
 

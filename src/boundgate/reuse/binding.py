@@ -557,13 +557,11 @@ def _text(obj: dict[str, Any], key: str, field: str, *, optional: bool = False) 
 def _tenant(scope: dict[str, Any]) -> str:
     """``bg:scope.tenant``: a tenant's name as keys are made for (``tenants.TENANT_NAME``); a
     document for any other could never be served (a trial imported one of 10,000 characters)."""
-    from ..tenants import TENANT_NAME
+    from ..tenants import TENANT_NAME, TENANT_NAME_RULE
 
     tenant = str(_text(scope, "tenant", "bg:scope.tenant"))
     if not re.fullmatch(TENANT_NAME, tenant):
-        raise DocumentError(
-            "bg:scope.tenant", f"must be 1-64 ASCII letters, digits or _ . @ -, not {tenant[:80]!r}"
-        )
+        raise DocumentError("bg:scope.tenant", f"must be {TENANT_NAME_RULE}, not {tenant[:80]!r}")
     return tenant
 
 

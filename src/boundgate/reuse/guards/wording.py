@@ -324,10 +324,11 @@ def _asks_for_a_detail(fa: Features, fb: Features) -> bool:
 
 
 # verbs that put an end to what follows as a gerund: "stop biting", "stop my dog from biting"
-_STOPPING = frozenset(
-    ["stop", "stops", "stopped", "stopping", "quit", "quits", "quitting", "prevent",
-     "prevents", "prevented", "keep", "keeps", "kept"]
-)  # fmt: skip
+_STOP_FORMS = frozenset(["stop", "stops", "stopped", "stopping"])
+_KEEPS = frozenset(["keep", "keeps", "kept", "keeping"])
+_STOPPING = _STOP_FORMS | frozenset(
+    ["quit", "quits", "quitting", "prevent", "prevents", "prevented", "keep", "keeps", "kept"]
+)
 
 
 def _stopped_for_not(fa: Features, fb: Features) -> int:
@@ -349,14 +350,10 @@ def _stopped_for_not(fa: Features, fb: Features) -> int:
         if w not in _STOPPING:
             continue
         for j in range(i + 1, min(i + 6, len(fa.words))):
-            keeps_on = w.startswith("ke") and "from" not in fa.words[i + 1 : j]  # "keep V-ing"
+            keeps_on = w in _KEEPS and "from" not in fa.words[i + 1 : j]  # "keep V-ing"
             if fa.words[j].endswith("ing") and fa.stems[j] in negated and not keeps_on:
                 return 1
     return 0
-
-
-_STOP_FORMS = frozenset(["stop", "stops", "stopped", "stopping"])
-_KEEPS = frozenset(["keep", "keeps", "kept", "keeping"])
 
 
 def _stop_against_keep(fa: Features, fb: Features) -> bool:
