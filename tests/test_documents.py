@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import re
 import shlex
@@ -876,6 +877,16 @@ def _one_line(res: Any) -> str:
         # PostgreSQL cannot store NUL: its import was a traceback on a shared store
         ({"acceptedAnswer": {"@type": "Answer", "text": "a\u0000"}}, "acceptedAnswer.text"),
         ({"bg:questionVariants": ["q", "\u0000"]}, "bg:questionVariants[1]"),
+        # the keys mean what boundgate's context says: under another (or none) they are
+        # another document's (a break-it trial's note: neither was checked)
+        ({"@context": None}, "@context"),
+        ({"@context": ["https://www.w3.org/ns/credentials/v2"]}, "@context"),
+        (
+            {"@context": [binding.CONTEXT[0], {**binding.CONTEXT[1], "name": "bg:note"}]},
+            "@context",
+        ),
+        ({"@type": None}, "@type"),
+        ({"@type": ["Question"]}, "@type"),
     ],
 )
 def test_import_refuses_a_validly_signed_document_it_cannot_serve(
@@ -1660,3 +1671,25 @@ def test_a_document_file_may_start_with_a_byte_order_mark(tmp_path: Path) -> Non
     assert res.exit_code == 0 and "valid" in res.output, res.output
     res = runner.invoke(cli, ["docs", "import", str(f), *cfg])
     assert res.exit_code == 0 and "imported 1" in " ".join(res.output.split()), res.output
+
+
+def test_the_first_documents_context_and_a_single_type_still_parse() -> None:
+    """Documents bound under the first context (boundgate's terms alone, ``proof`` among
+    them) and a ``@type`` written as one string (JSON-LD allows either) are still read."""
+    doc = binding.build(
+        question=Q,
+        variants=[Q],
+        answer="100 °C.",
+        model="fake",
+        model_version="v1",
+        tenant="default",
+        scope={"endpoint": "/v1/chat/completions", "params": {}},
+        askers=3,
+        created=WHEN,
+        cost_wh=0.0,
+        cost_gco2=0.0,
+    )
+    old = {**doc, "@context": copy.deepcopy(binding.LEGACY_CONTEXT), "@type": "bg:BoundAnswer"}
+    assert binding.parse(old, WHEN.timestamp()).question == Q
+    with pytest.raises(binding.DocumentError, match="@context"):
+        binding.parse({**old, "@context": binding.CONTEXT[1]}, WHEN.timestamp())

@@ -680,6 +680,13 @@ def test_engine_never_serves_across_scopes(
         ("my toilet doesn't keep running", "my toilet won't stop running", "polarity"),
         ("my dog won't stop barking", "my dog stopped barking", "negation"),
         ("the faucet won't stop dripping", "the faucet has ceased dripping", "negation"),
+        # a time to do something is no amount (a trial's wrong reuse, pair 0.969), also
+        # asked inside a search-box query
+        ("How much creatine should I take per day?", "creatine when to take", "mood"),
+        ("When should I water tomatoes?", "How much water do tomatoes need?", "mood"),
+        # a time of day written glued or dotted is still the time it is
+        ("Why do I wake up at 3am?", "why do i wake up at 3 p.m.", "entity"),
+        ("Does the store open at 8:30am?", "does the store open at 9:30 am", "number"),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -874,6 +881,20 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("What is 350 °F in Celsius?", "what is 350 f in celsius"),
         ("How many grams of protein are in a large egg?", "how much protein is in 1 large egg"),
         ("What is the in-hand salary of a fresher?", "What is the in hand salary of a fresher?"),
+        # ... but an age or a count of days may say when
+        ("When should I take creatine?", "creatine when to take"),
+        (
+            "how old are babies when the soft spot closes",
+            "when does a baby's fontanelle close up?",
+        ),
+        (
+            "how many days does a landlord in california have to return a deposit",
+            "when does a california landlord have to give my security deposit back by?",
+        ),
+        # a time of day glued or dotted is the same time (a trial's over-veto, "number")
+        ("waking up at 3 am every night reason", "Why do I wake up at 3am every night?"),
+        ("Is it too late to eat at 9 p.m.?", "is it too late to eat at 9pm"),
+        ("Does the store open at 8:30am?", "does the store open at 8:30 AM"),
         # a trial's over-vetoes (2026-12-04): the unit "how many" asks for on one side only,
         # a verb and its object made a compound, "3yo"; and what the letter and arrow rules
         # leave alone
@@ -1813,6 +1834,9 @@ def test_a_text_completions_prompt_is_exact_to_the_character() -> None:
         ("Pesto pasta recipe", True),
         ("Recipes for gazpacho", True),
         ("is 97 prime", True),
+        # ... and English words joining them (a trial's, English's probability 0.034)
+        ("melatonin for jet lag", True),
+        ("Convert 30 Fahrenheit to Celsius", True),
         # ... while a foreign function word that WordNet lists as a noun keeps them apart
         ("Capital de Australia", False),
         ("Receta de paella", False),

@@ -71,6 +71,17 @@ CONTEXT: list[Any] = [
         "bg:changes": {"@type": "@json"},
     },
 ]
+# the context of the first documents: boundgate's terms alone, with ``proof`` among them
+LEGACY_CONTEXT: dict[str, Any] = {
+    "@vocab": "https://schema.org/",
+    "bg": "https://boundgate.dev/ns/v1#",
+    "sec": "https://w3id.org/security#",
+    "proof": {"@id": "sec:proof", "@type": "@json"},
+    "bg:parameters": {"@type": "@json"},
+    "bg:scope": {"@type": "@json"},
+    "bg:changes": {"@type": "@json"},
+}
+DOCUMENT_TYPE = "bg:BoundAnswer"  # among a bound document's ``@type``s (beside ``Question``)
 PRIVATE_KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
 PROOF_TYPE = "DataIntegrityProof"
@@ -554,6 +565,12 @@ def _text(obj: dict[str, Any], key: str, field: str, *, optional: bool = False) 
     return value
 
 
+def _cut(value: Any, size: int = 80) -> str:
+    """``repr(value)``, cut to ``size`` characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
 def _tenant(scope: dict[str, Any]) -> str:
     """``bg:scope.tenant``: a tenant's name as keys are made for (``tenants.TENANT_NAME``); a
     document for any other could never be served (a trial imported one of 10,000 characters)."""
@@ -598,7 +615,9 @@ def _date(doc: dict[str, Any], field: str, now: float | None) -> datetime:
 def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     """The servable content of a document, checked field by field (call ``verify`` first:
     this does not look at the signature). Raises ``DocumentError`` for a missing or
-    malformed field: ``name``, ``acceptedAnswer.text``, ``bg:model.name``/``.version``,
+    malformed field: ``@context`` (``CONTEXT``, or ``LEGACY_CONTEXT`` of the first
+    documents), ``@type`` (``DOCUMENT_TYPE`` or a list holding it), ``name``,
+    ``acceptedAnswer.text``, ``bg:model.name``/``.version``,
     ``bg:scope.tenant`` (non-empty strings; the question not blank, the tenant a name keys
     are made for, ``tenants.TENANT_NAME``), ``bg:scope.endpoint``/``.contextSha256``
     (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
@@ -613,6 +632,16 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     anywhere in it may hold NUL (``jsontext.nul_at``): PostgreSQL cannot store one."""
     if (nul := nul_at(doc)) is not None:
         raise DocumentError(nul[0] or "document", "holds the NUL character (\\u0000)")
+    # the terms below mean what boundgate's context says they mean: under another context
+    # ("name" mapped elsewhere, no schema.org vocabulary) the same keys are another document
+    if doc.get("@context") not in (CONTEXT, LEGACY_CONTEXT):
+        raise DocumentError(
+            "@context",
+            f"must be a bound document's (binding.CONTEXT), not {_cut(doc.get('@context'))}",
+        )
+    types = doc.get("@type")
+    if DOCUMENT_TYPE not in (types if isinstance(types, list) else [types]):
+        raise DocumentError("@type", f"must include {DOCUMENT_TYPE!r}, not {_cut(types)}")
     question = _text(doc, "name", "name")
     if not str(question).strip():
         raise DocumentError("name", "must be a question, not blank")

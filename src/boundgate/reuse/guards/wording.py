@@ -110,6 +110,7 @@ _KINDS: dict[str, Any] = _LISTS["asked_kinds"]
 _ASKED_AFTER_HOW: dict[str, str] = _KINDS["after_how"]
 _ASKED_AFTER_WHAT: dict[str, str] = _KINDS["after_what"]
 _WHEN_DATE = frozenset(_KINDS["when_date"])
+_WHEN_TIMING = frozenset(_KINDS["when_timing"])
 _TIME_COMPOUNDS = frozenset(_KINDS["time_compounds"])
 _HOW_MANNER = frozenset(_KINDS["how_manner"])
 _SKIPPED = frozenset(_KINDS["skipped"])
@@ -143,6 +144,8 @@ def _asked_kind(words: list[str]) -> str:
         if w == "where":
             return "place"
         if w == "when":
+            if nxt in _WHEN_TIMING:
+                return "timing"  # "when should I take creatine", "when to prune roses"
             return "date" if nxt in _WHEN_DATE else ""  # else a clause or a condition
         if w == "how":
             if nxt == "long" and i + 2 < len(words) and words[i + 2] == "ago":
@@ -167,6 +170,20 @@ def _asked_kind(words: list[str]) -> str:
             if rest and is_superlative(rest[0]):
                 return "thing"  # "What is the tallest mountain?" names one, no measure
             return ""
+    return _asked_inside(words) if words and words[0] not in question_openers() else ""
+
+
+def _asked_inside(words: list[str]) -> str:
+    """The kind a search-box query asks for with its question word inside ("creatine when
+    to take", "exfoliate how often"): "when to" and "how" + ``after_how`` only, which
+    seldom open a relative clause."""
+    for i, (w, nxt) in enumerate(itertools.pairwise(words)):
+        if w == "when" and nxt == "to":
+            return "timing"
+        if w == "how" and nxt in _ASKED_AFTER_HOW and nxt != "come":
+            if nxt == "long" and words[i + 2 : i + 3] == ["ago"]:
+                return "date"
+            return _ASKED_AFTER_HOW[nxt]
     return ""
 
 
@@ -182,7 +199,27 @@ def _asks_another_kind(fa: Features, fb: Features) -> bool:
     (``_asked_kind``, ``_EXCLUSIVE``): "How did the war end?" / "What year did the war end?",
     "What year did Rome fall?" / "What led to the fall of Rome?"."""
     ka, kb = _asked_kind(fa.words), _asked_kind(fb.words)
+    if {ka, kb} == {"timing", "amount"}:
+        # an age or a count of days says when ("how old are babies when the soft spot
+        # closes" / "when does a baby's fontanelle close", "how many days does a landlord
+        # have to return a deposit" / "when does … have to give it back by")
+        amount = fa if ka == "amount" else fb
+        return not _counts_time(amount.words)
     return bool(ka and kb and kb in _EXCLUSIVE.get(ka, frozenset()))
+
+
+_TIME_UNITS = frozenset(["s", "min", "h", "d", "wk", "mo", "y"])
+
+
+def _counts_time(words: list[str]) -> bool:
+    """Whether "how old", or "how many / much" and a unit of time within two words, asks
+    for the amount ("how many days", "how many more weeks")."""
+    for i, (w, nxt) in enumerate(itertools.pairwise(words)):
+        if w == "how" and nxt == "old":
+            return True
+        if w == "how" and nxt in ("many", "much"):
+            return any(UNITS.get(x) in _TIME_UNITS for x in words[i + 2 : i + 4])
+    return False
 
 
 def _tense_parts(toks: list[str], stems: list[str]) -> dict[str, Any]:
