@@ -418,3 +418,32 @@ def test_a_reasoning_cap_larger_than_the_whole_reasoning_budget_is_a_400(tmp_pat
         body = {"messages": MSG, "reasoning_effort": "low"}  # up to 5
         assert live.http.post("/v1/chat/completions", json=body, headers=h).status_code == 200
         live.http.close()
+
+
+def test_a_local_reasoning_models_answers_are_reused_per_effort(tmp_path: Path) -> None:
+    """A break-it trial: a local reasoning model (which reads no other parameter) had its
+    answers filed without their effort, so one thought at "none" was served to "high" and
+    one cut at "low" to "none". Each effort is its own scope; the default effort is the
+    effort named."""
+    settings = fake_settings(tmp_path, CAPS)
+    backends = {
+        "think": FakeBackend("think", reasoning=True, thinking_tokens=50, reads_passthrough=False)
+    }
+    app = build_app(settings, backends=backends)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        try:
+
+            def reuse(**body: object) -> str:
+                r = _chat(live, model="think", temperature=0, max_tokens=200, **body)
+                assert r.status_code == 200, r.text
+                return r.headers["x-boundgate-reuse"]
+
+            assert reuse(reasoning_effort="low") == "miss"
+            assert reuse(reasoning_effort="high") == "miss"
+            assert reuse(reasoning_effort="none") == "miss"
+            assert reuse(reasoning_effort="low") == "hit-exact"
+            assert reuse(reasoning_effort="medium") == "miss"
+            assert reuse() == "hit-exact"  # the default effort: medium
+        finally:
+            live.http.close()

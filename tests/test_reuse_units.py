@@ -1775,6 +1775,19 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
         ("True == 1?", "true == 1?", False),
         ("How do I use std::vector?", "how do I use std::vector", True),
         ("How do I use std::vector?", "How do I use std:: vector?", False),
+        # lines end at "\n" (or "\r\n") only, not at every break str.splitlines() knows (a
+        # break-it trial was served the invalid JSON's answer for the valid one)
+        (
+            'Is this valid JSON?\n{"note": "line one\nline two"}',
+            'Is this valid JSON?\n{"note": "line one\u2028line two"}',
+            False,
+        ),
+        (
+            "What does this print?\nprint(len('ab\ncd'))",
+            "What does this print?\nprint(len('ab\x1ccd'))",
+            False,
+        ),
+        ("Sort these:\r\nb\r\na\r\n", "Sort these:\nb\na", True),
     ],
 )
 def test_the_exact_form_forgives_only_what_cannot_change_an_answer(

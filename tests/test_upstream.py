@@ -800,3 +800,45 @@ def test_a_finish_reason_holding_what_no_text_may_hold_is_mended(
 ) -> None:
     upstream.control.push(Fault(finish_reason="stop\ud800"))  # (streamed: JSON escapes it)
     assert _answer(live, {"messages": MSG, "stream": True})[2] == "stop\ufffd"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_only_choice_0_of_an_upstreams_answer_is_relayed_and_stored(
+    live: Live, upstream: FakeUpstreamServer, stream: bool
+) -> None:
+    """A break-it trial: an upstream streaming deltas for choices 0 and 1 (the gateway asks
+    for one) had both merged into choice 0, relayed and stored, and a later request was
+    served the mix. Only choice 0 is read, streamed or not, and in either order."""
+    if stream:
+        events = [
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Alpha"}}]},
+            {"choices": [{"index": 1, "delta": {"role": "assistant", "content": "OTHER"}}]},
+            {"choices": [{"index": 1, "delta": {}, "finish_reason": "stop"}]},
+            {"choices": [{"index": 0, "delta": {"content": " beta"}}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        ]
+        raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+        raw += b"data: [DONE]\n\n"
+        headers = {"content-type": "text/event-stream"}
+    else:
+        choices = [
+            {"index": 1, "message": {"role": "assistant", "content": "OTHER"}},
+            {"index": 0, "message": {"role": "assistant", "content": "Alpha beta"}},
+        ]
+        raw = json.dumps({"choices": [{**c, "finish_reason": "stop"} for c in choices]}).encode()
+        headers = {"content-type": "application/json"}
+    upstream.control.push(Fault(raw=raw, raw_headers=headers))
+    ask = {"messages": MSG, "temperature": 0, "stream": stream}
+    if stream:
+        with live.http.stream("POST", "/v1/chat/completions", json=ask) as r:
+            assert r.status_code == 200
+            chunks = [json.loads(x[5:]) for x in r.iter_lines() if x.startswith("data: {")]
+        deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+        assert "".join(d.get("content") or "" for d in deltas) == "Alpha beta"
+    else:
+        r = live.http.post("/v1/chat/completions", json=ask)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "Alpha beta"
+    again = live.http.post("/v1/chat/completions", json={**ask, "stream": False})
+    assert again.headers["x-boundgate-reuse"] == "hit-exact"
+    assert again.json()["choices"][0]["message"]["content"] == "Alpha beta"

@@ -204,8 +204,14 @@ class Backend(ABC):
         got the same answer, 65 tokens for 65, and missed the other's stored one); without
         ``reads_passthrough``, without the parameters it ignores (a trial: presence_penalty
         0.5, logit_bias, top_k 40 each recomputed the identical answer), ``tools`` and
-        ``functions`` kept (they decide whether reuse applies at all). Else ``req`` itself."""
+        ``functions`` kept (they decide whether reuse applies at all), and a reasoning
+        model's ``reasoning_effort``. Else ``req`` itself."""
         reads = _DECIDING | self.reads_params
+        if self.reasoning:
+            # a reasoning model reads its effort as a cap on its thinking (a break-it trial:
+            # an answer thought at effort "none" was served to "high", a cut "low" one to
+            # "none")
+            reads |= {"reasoning_effort"}
         if not self.reads_passthrough and any(k not in reads for k in req.passthrough):
             kept = {k: v for k, v in req.passthrough.items() if k in reads}
             req = replace(req, passthrough=kept)

@@ -384,7 +384,10 @@ class OpenAIBackend(Backend):
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise UpstreamError("upstream sent a malformed completion: not JSON") from exc
         choices = data.get("choices") if isinstance(data, dict) else None
-        choice = choices[0] if isinstance(choices, list) and choices else None
+        # the first choice, choice 0 where the upstream numbers them (one is asked for)
+        listed = choices if isinstance(choices, list) else []
+        numbered = [c for c in listed if isinstance(c, dict) and c.get("index") == 0]
+        choice = numbered[0] if numbered else (listed[0] if listed else None)
         if not isinstance(choice, dict):
             raise UpstreamError("upstream sent a malformed completion: it has no choices")
         # a chat answer has a message, a text completion its text (a chat-shaped reply to
@@ -454,6 +457,12 @@ class OpenAIBackend(Backend):
                 if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
                     raise UpstreamError("upstream sent a malformed stream event: its choices")
                 for choice in choices:
+                    if choice.get("index", 0) != 0:
+                        # the gateway asks for one choice (n = 1): another's deltas are an
+                        # upstream's slip; merged into choice 0 they were relayed and stored
+                        # as one answer (a break-it trial), which its non-streamed answer,
+                        # choices[0] alone, never was
+                        continue
                     delta = choice.get("delta") if req.messages is not None else choice
                     if not isinstance(delta, dict | None):
                         raise UpstreamError("upstream sent a malformed stream event: its delta")

@@ -366,8 +366,10 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
             return text.strip("\n")
         # lines keep their ends: two trailing spaces break a Markdown line, a space after a
         # Python continuation "\\" is a SyntaxError (a trial was served each pair's other
-        # answer)
-        return "\n".join(text.strip("\n").splitlines())
+        # answer); a line ends at "\n" (or "\r\n") only: str.splitlines() also ends one at
+        # U+2028, "\x1c", "\x85" …, which made '{"a": "x\u2028y"}' (valid JSON) the exact
+        # form of '{"a": "x\ny"}' (not valid), and the one was served the other's answer
+        return text.replace("\r\n", "\n").strip("\n")
     text = text.strip()
     if len(text) > LONG_LINE_CHARS:
         return text
