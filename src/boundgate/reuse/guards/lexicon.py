@@ -353,9 +353,11 @@ _LETTER_IN_PARENTHESES = re.compile(r"(\d)\(([a-z])\)")
 
 
 _RUPEES = re.compile(r"\brs\.\s*")
-# a time of day written "3am", "3:30pm" or "3 a.m." is "3 am" (a trial's "waking up at 3 am"
-# / "wake up at 3am" was vetoed as another number, and "a.m." read as metres)
-_CLOCK_TIME = re.compile(r"\b(\d{1,2}(?::\d{2})?)\s*([ap])(?:m\b|\.\s?m\b\.?)")
+# a time of day written "3 am", "3 a.m." or "3am" is one token, "3am", its half of the day
+# glued to it as a number's unit (a trial's "waking up at 3 am" / "wake up at 3am" was vetoed
+# as another number, and "a.m." read as metres; a re-check: written apart, "am" is a form of
+# "be" to the guards, so "5am or 9pm" / "5pm or 9am" read alike)
+_CLOCK_TIME = re.compile(r"\b((?:1[0-2]|0?[1-9])(?::[0-5]\d)?)\s*([ap])(?:m\b|\.\s?m\b\.?)")
 # an arrow between words says "to": "python list -> tuple" is "python list to tuple" (a
 # trial was served "… convert a tuple to a list"'s answer for it, 0.921); not inside code
 # ("p->next", "x=>x*2"), where no space stands beside it
@@ -438,7 +440,7 @@ def normalise(text: str) -> str:
         text = _NUMBER_SCALE.sub(lambda m: f"{m.group(1)} ° {_DEGREE_NAMES[m.group(2)]}", text)
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
-    text = _CLOCK_TIME.sub(r"\1 \2m", text)  # "3am", "3 a.m." are "3 am"
+    text = _CLOCK_TIME.sub(r"\1\2m", text)  # "3 am", "3 a.m." are "3am"
     text = _ARROW.sub(" to ", text)
     text = _WORLD_WAR_I.sub("world war 1", text)  # one letter is no Roman numeral elsewhere
     text = _WORLD_WAR_ORDINAL.sub(
