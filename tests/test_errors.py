@@ -374,6 +374,35 @@ def test_a_client_leaving_mid_body_is_no_error(
     assert "unexpected error" not in caplog.text
 
 
+def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closed(tmp_path: Path) -> None:
+    """A break-it trial: a client declaring 5 bytes more than it sent held its connection
+    open for good (uvicorn has no body-read timeout). Once no part of the body has come for
+    ``server.body_read_timeout_s``, it is answered 408 ``request_timeout`` in OpenAI's shape
+    and the connection closed; the gateway serves on."""
+    import socket
+
+    settings = fake_settings(tmp_path)
+    settings.server.body_read_timeout_s = 0.5
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    with live_server(build_app(settings)) as live:
+        port = live.server.port if live.server is not None else 0
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            head = (
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body) + 5}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body)
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 408 Request Timeout", answer
+        error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == "request_timeout" and error["type"] == "invalid_request_error"
+        assert "server.body_read_timeout_s" in error["message"]
+        assert live.http.get("/healthz").status_code == 200
+
+
 def test_unknown_route_and_method(fake_live: Live) -> None:
     assert_error(fake_live.http.get("/v1/nothing"), 404)
     r = fake_live.http.get("/v1/chat/completions")

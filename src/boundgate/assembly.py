@@ -459,6 +459,7 @@ def build_app(settings: Settings, **parts: object) -> FastAPI:
         gateway,
         max_body_bytes=settings.server.max_body_bytes,
         max_file_bytes=settings.server.max_file_bytes,
+        body_read_timeout_s=settings.server.body_read_timeout_s,
         job_poll_s=settings.scheduler.poll_s,
         job_replan_s=settings.scheduler.replan_s,
         job_lease_s=settings.scheduler.job_lease_s,

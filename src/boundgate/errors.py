@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     MODEL_NOT_FOUND = "model_not_found"  # 404
     REUSE_DISABLED = "reuse_disabled"  # 404: reuse routes while reuse is off
     METHOD_NOT_ALLOWED = "http_405"  # 405
+    REQUEST_TIMEOUT = "request_timeout"  # 408: the body's next part did not come in time
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # 409: the key made another request's
     REQUEST_TOO_LARGE = "request_too_large"  # 413
     RATE_LIMIT_EXCEEDED = "rate_limit_exceeded"  # 429: requests per minute
@@ -176,6 +177,12 @@ class ConflictError(BoundgateError):
         # the same request can never succeed (a trial: 3 requests and 1.3 s before the
         # caller saw it)
         return {**super().headers(), "x-should-retry": "false"}
+
+
+class RequestTimeoutError(BoundgateError):
+    status_code = 408
+    type = "invalid_request_error"
+    default_code: str | None = ErrorCode.REQUEST_TIMEOUT
 
 
 class PayloadTooLargeError(BoundgateError):

@@ -36,6 +36,7 @@ from ..errors import (
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServiceUnavailableError,
     shown,
 )
@@ -159,15 +160,25 @@ def _nul_in_request_line(scope: Scope) -> str | None:
 
 class BodyLimit:
     """Pure-ASGI guard: refuse bodies over ``limit`` bytes (``file_limit`` for file uploads,
-    ``POST /v1/files``) before anything parses them."""
+    ``POST /v1/files``) before anything parses them (413 ``request_too_large``), and bodies
+    whose next part does not come within ``read_timeout_s`` seconds (408
+    ``request_timeout``: a break-it trial's client declared 5 bytes more than it sent and
+    held its connection open for good; uvicorn has no such limit of its own)."""
 
     FILE_UPLOADS = "/v1/files"
     MULTIPART_SLACK = 64 << 10  # the form's boundaries and headers around the file
 
-    def __init__(self, app: ASGIApp, limit: int, file_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        file_limit: int | None = None,
+        read_timeout_s: float = 60.0,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.file_limit = file_limit if file_limit is not None else limit
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
@@ -188,14 +199,30 @@ class BodyLimit:
                     return
                 break
         seen = 0
-        refused = False
+        refused = read = False
 
         async def limited() -> Message:
             # FastAPI turns exceptions raised while reading the body into a generic 400, so a
-            # too-large streamed body is answered here and the app sees a disconnect.
-            nonlocal seen, refused
-            message = await receive()
+            # too-large or stalled body is answered here and the app sees a disconnect.
+            nonlocal seen, refused, read
+            if read:  # the body is in: what comes now is the client leaving, whenever
+                return await receive()
+            try:
+                async with asyncio.timeout(self.read_timeout_s):
+                    message = await receive()
+            except TimeoutError:
+                if not refused:
+                    refused = True
+                    await send_error(
+                        send,
+                        RequestTimeoutError(
+                            f"the request body stopped arriving: no part of it for "
+                            f"{self.read_timeout_s:g} s (server.body_read_timeout_s)"
+                        ),
+                    )
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
+                read = not message.get("more_body", False)
                 seen += len(message.get("body", b""))
                 if seen > limit and not refused:
                     refused = True
@@ -346,6 +373,7 @@ def create_app(
     *,
     max_body_bytes: int,
     max_file_bytes: int | None = None,
+    body_read_timeout_s: float = 60.0,
     job_poll_s: float,
     job_replan_s: float,
     job_lease_s: float = 300.0,
@@ -593,7 +621,12 @@ def create_app(
         app.include_router(router)
     if dashboard is not None:
         install_dashboard(app, dashboard)
-    app.add_middleware(BodyLimit, limit=max_body_bytes, file_limit=max_file_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=max_body_bytes,
+        file_limit=max_file_bytes,
+        read_timeout_s=body_read_timeout_s,
+    )
     # a web page's request to an open gateway is refused before anything else
     app.add_middleware(LocalOnly, gateway=gateway, hosts=local_hosts or LocalHosts())
     # ... but a request line no route may read (two Hosts, a NUL)

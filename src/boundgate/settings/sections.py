@@ -41,6 +41,13 @@ class ServerSettings(_Section):
         ge=1024,
         description="Largest accepted request body, file uploads aside; larger gets 413.",
     )
+    body_read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest wait for the next part of a request body; then 408 "
+        "`request_timeout` and the connection closed (a client that declares more than it "
+        "sends held its connection open for good). nginx's client_body_timeout, 60 s.",
+    )
     max_file_bytes: int = Field(
         200 << 20,
         ge=1024,
