@@ -1095,6 +1095,15 @@ def test_policy_cache_control_and_options() -> None:
         ("What temperature should chicken be cooked to?", False),
         ("How many cents are in a dollar?", False),
         ("Is the Strait of Hormuz open to shipping in general terms, historically", False),
+        # a kind of weather, one's own score (a trial's answers kept for 300 s only)
+        ("What sleeping bag do I need for freezing weather?", False),
+        ("Best cold weather running gear", False),
+        ("How can I raise my credit score fast?", False),
+        ("What is a good SAT score?", False),
+        ("How do I weatherproof a deck?", False),
+        ("What's the weather in Chicago?", True),
+        ("What's the score of the Lakers game?", True),
+        ("final score", True),
     ],
 )
 def test_time_sensitive_questions_are_those_whose_answer_the_clock_changes(
