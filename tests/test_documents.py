@@ -811,7 +811,18 @@ def _config(tmp_path: Path) -> list[str]:
 
 def _signed(signer: binding.Signer, question: str = Q, **fields: Any) -> dict[str, Any]:
     """A document as a gateway binds it, with ``fields`` replaced (None: removed), signed."""
-    doc = binding.build(
+    doc = _built(question)
+    for name, value in fields.items():
+        if value is None:
+            doc.pop(name, None)
+        else:
+            doc[name] = value
+    return signer.sign(doc, WHEN)
+
+
+def _built(question: str = Q) -> dict[str, Any]:
+    """A document as a gateway binds it, unsigned."""
+    return binding.build(
         question=question,
         variants=[question],
         answer="100 °C.",
@@ -825,12 +836,6 @@ def _signed(signer: binding.Signer, question: str = Q, **fields: Any) -> dict[st
         cost_gco2=0.0008,
         temperature=0,
     )
-    for name, value in fields.items():
-        if value is None:
-            doc.pop(name, None)
-        else:
-            doc[name] = value
-    return signer.sign(doc, WHEN)
 
 
 def _write(path: Path, *docs: Any) -> Path:
@@ -1676,19 +1681,7 @@ def test_a_document_file_may_start_with_a_byte_order_mark(tmp_path: Path) -> Non
 def test_the_first_documents_context_and_a_single_type_still_parse() -> None:
     """Documents bound under the first context (boundgate's terms alone, ``proof`` among
     them) and a ``@type`` written as one string (JSON-LD allows either) are still read."""
-    doc = binding.build(
-        question=Q,
-        variants=[Q],
-        answer="100 °C.",
-        model="fake",
-        model_version="v1",
-        tenant="default",
-        scope={"endpoint": "/v1/chat/completions", "params": {}},
-        askers=3,
-        created=WHEN,
-        cost_wh=0.0,
-        cost_gco2=0.0,
-    )
+    doc = _built()
     old = {**doc, "@context": copy.deepcopy(binding.LEGACY_CONTEXT), "@type": "bg:BoundAnswer"}
     assert binding.parse(old, WHEN.timestamp()).question == Q
     with pytest.raises(binding.DocumentError, match="@context"):

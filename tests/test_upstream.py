@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -729,6 +730,21 @@ def test_a_malformed_completions_502_says_what_is_missing_in_words(
     assert "Error(" not in message and ("choices" in message or "message" in message), message
 
 
+def _event_stream(events: list[dict[str, Any]]) -> bytes:
+    """An upstream's event stream of ``events``, ended by ``[DONE]``."""
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + (
+        b"data: [DONE]\n\n"
+    )
+
+
+def _streamed_deltas(live: Live, ask: dict[str, Any]) -> list[dict[str, Any]]:
+    """The deltas of choice 0 the gateway streams for ``ask``."""
+    with live.http.stream("POST", "/v1/chat/completions", json=ask) as r:
+        assert r.status_code == 200
+        chunks = [json.loads(x[5:]) for x in r.iter_lines() if x.startswith("data: {")]
+    return [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_upstreams_refusal_is_relayed_and_never_stored(
     live: Live, upstream: FakeUpstreamServer, stream: bool
@@ -745,9 +761,7 @@ def test_an_upstreams_refusal_is_relayed_and_never_stored(
             {"choices": [{"index": 0, "delta": {"refusal": said[9:]}, "finish_reason": None}]},
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         ]  # fmt: skip
-        raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
-        raw += b"data: [DONE]\n\n"
-        headers = {"content-type": "text/event-stream"}
+        raw, headers = _event_stream(events), {"content-type": "text/event-stream"}
     else:
         message = {"role": "assistant", "content": None, "refusal": said}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
@@ -756,10 +770,7 @@ def test_an_upstreams_refusal_is_relayed_and_never_stored(
     upstream.control.push(Fault(raw=raw, raw_headers=headers))
     ask = {"messages": MSG, "temperature": 0, "stream": stream}
     if stream:
-        with live.http.stream("POST", "/v1/chat/completions", json=ask) as r:
-            assert r.status_code == 200
-            chunks = [json.loads(x[5:]) for x in r.iter_lines() if x.startswith("data: {")]
-        deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+        deltas = _streamed_deltas(live, ask)
         assert "".join(d.get("refusal") or "" for d in deltas) == said
         assert not "".join(d.get("content") or "" for d in deltas)
     else:
@@ -817,9 +828,7 @@ def test_only_choice_0_of_an_upstreams_answer_is_relayed_and_stored(
             {"choices": [{"index": 0, "delta": {"content": " beta"}}]},
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
         ]
-        raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
-        raw += b"data: [DONE]\n\n"
-        headers = {"content-type": "text/event-stream"}
+        raw, headers = _event_stream(events), {"content-type": "text/event-stream"}
     else:
         choices = [
             {"index": 1, "message": {"role": "assistant", "content": "OTHER"}},
@@ -830,10 +839,7 @@ def test_only_choice_0_of_an_upstreams_answer_is_relayed_and_stored(
     upstream.control.push(Fault(raw=raw, raw_headers=headers))
     ask = {"messages": MSG, "temperature": 0, "stream": stream}
     if stream:
-        with live.http.stream("POST", "/v1/chat/completions", json=ask) as r:
-            assert r.status_code == 200
-            chunks = [json.loads(x[5:]) for x in r.iter_lines() if x.startswith("data: {")]
-        deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+        deltas = _streamed_deltas(live, ask)
         assert "".join(d.get("content") or "" for d in deltas) == "Alpha beta"
     else:
         r = live.http.post("/v1/chat/completions", json=ask)
