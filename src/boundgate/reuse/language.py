@@ -38,10 +38,10 @@ commonest function words of the other languages that WordNet lists as an English
 well (``FOREIGN_FUNCTION_WORDS``: "de", Delaware; "la", the note): "Capital de Australia"
 stays flagged. English words that join nouns (``ENGLISH_FUNCTION_WORDS``: "for", "of",
 "the", "how" …) may stand between the nouns: a trial's "melatonin for jet lag" (0.034) was
-flagged. On ``bench/data/other_languages.tsv``
-the rule passes none of the 81 the identifier flags; it passes none of the 7 flagged among
-14,964 chatbot-style questions of the repository's sets, and one of the 67 flagged among
-Quora's questions ("Can eigen values and eigen vectors be zero?").
+flagged. On ``bench/data/other_languages.tsv`` the rule passes none of the 81 the identifier
+flags; it passes none of the 7 flagged among 14,964 chatbot-style questions of the
+repository's sets, and one of the 67 flagged among Quora's questions ("Can eigen values and
+eigen vectors be zero?").
 """
 
 from __future__ import annotations

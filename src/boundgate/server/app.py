@@ -199,13 +199,15 @@ class BodyLimit:
                     return
                 break
         seen = 0
-        refused = read = False
+        refused = read = started = False
 
         async def limited() -> Message:
             # FastAPI turns exceptions raised while reading the body into a generic 400, so a
             # too-large or stalled body is answered here and the app sees a disconnect.
             nonlocal seen, refused, read
-            if read:  # the body is in: what comes now is the client leaving, whenever
+            if read or started:
+                # the body is in, or an answer is on its way without it (a route that reads
+                # none): what comes now is the client leaving, whenever
                 return await receive()
             try:
                 async with asyncio.timeout(self.read_timeout_s):
@@ -234,7 +236,9 @@ class BodyLimit:
             return message
 
         async def guarded_send(message: Message) -> None:
+            nonlocal started
             if not refused:
+                started = True
                 await send(message)
 
         try:
