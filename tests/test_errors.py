@@ -397,6 +397,7 @@ def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closed(tmp_path:
                 answer += chunk
         status, _, rest = answer.partition(b"\r\n")
         assert status == b"HTTP/1.1 408 Request Timeout", answer
+        assert b"connection: close" in rest.lower()  # closed with the answer
         error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
         assert error["code"] == "request_timeout" and error["type"] == "invalid_request_error"
         assert "server.body_read_timeout_s" in error["message"]

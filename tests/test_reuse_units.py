@@ -1095,14 +1095,14 @@ def test_policy_cache_control_and_options() -> None:
         ("What temperature should chicken be cooked to?", False),
         ("How many cents are in a dollar?", False),
         ("Is the Strait of Hormuz open to shipping in general terms, historically", False),
-        # a kind of weather, one's own score (a trial's answers kept for 300 s only)
-        ("What sleeping bag do I need for freezing weather?", False),
-        ("Best cold weather running gear", False),
+        # one's own score (a trial's answers kept for 300 s only); a kind of weather and a
+        # cricket Test's score stay live (a re-check)
         ("How can I raise my credit score fast?", False),
         ("What is a good SAT score?", False),
-        ("How do I weatherproof a deck?", False),
         ("What's the weather in Chicago?", True),
+        ("hot weather warning London", True),
         ("What's the score of the Lakers game?", True),
+        ("England test score", True),
         ("final score", True),
     ],
 )
@@ -1802,6 +1802,11 @@ def test_scopes_hold_values_json_canonicalisation_cannot() -> None:
             False,
         ),
         ("Sort these:\r\nb\r\na\r\n", "Sort these:\nb\na", True),
+        # ... and any other line break keeps the text as written (a re-check: in one line
+        # they were read as spaces)
+        ("# T\rif x:\ra()\relse:\r    b()", "# T\rif x:\r    a()\relse:\r    b()", False),
+        ("How many lines are in a\rb\rc", "How many lines are in a b c", False),
+        ("split a\u2028b by lines in python", "split a b by lines in python", False),
     ],
 )
 def test_the_exact_form_forgives_only_what_cannot_change_an_answer(

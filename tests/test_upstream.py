@@ -848,3 +848,35 @@ def test_only_choice_0_of_an_upstreams_answer_is_relayed_and_stored(
     again = live.http.post("/v1/chat/completions", json={**ask, "stream": False})
     assert again.headers["x-boundgate-reuse"] == "hit-exact"
     assert again.json()["choices"][0]["message"]["content"] == "Alpha beta"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("index", [1, "0", False])
+def test_an_answer_without_choice_0_is_a_502_and_never_stored(
+    live: Live, upstream: FakeUpstreamServer, stream: bool, index: object
+) -> None:
+    """A re-check: an upstream's only choice numbered 1 was served and stored when not
+    streamed (a 502 when streamed), and an index ``false`` or ``"0"`` read as 0. Only the
+    integer 0 (or no index) is choice 0; without it the answer is malformed either way."""
+    if stream:
+        events = [
+            {"choices": [{"index": index, "delta": {"role": "assistant", "content": "OTHER"}}]},
+            {"choices": [{"index": index, "delta": {}, "finish_reason": "stop"}]},
+        ]
+        raw, headers = _event_stream(events), {"content-type": "text/event-stream"}
+    else:
+        message = {"role": "assistant", "content": "OTHER"}
+        choice = {"index": index, "message": message, "finish_reason": "stop"}
+        raw = json.dumps({"choices": [choice]}).encode()
+        headers = {"content-type": "application/json"}
+    upstream.control.push(Fault(raw=raw, raw_headers=headers))
+    ask = {"messages": MSG, "temperature": 0, "stream": stream}
+    if stream:
+        with live.http.stream("POST", "/v1/chat/completions", json=ask) as r:
+            text = "".join(r.iter_lines())
+        assert "OTHER" not in text and "upstream" in text
+    else:
+        r = live.http.post("/v1/chat/completions", json=ask)
+        assert r.status_code == 502, r.text
+    again = live.http.post("/v1/chat/completions", json={**ask, "stream": False})
+    assert again.headers["x-boundgate-reuse"] == "miss"

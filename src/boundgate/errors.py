@@ -180,9 +180,15 @@ class ConflictError(BoundgateError):
 
 
 class RequestTimeoutError(BoundgateError):
+    """408: the request body stopped arriving; the connection is closed with the answer (its
+    unread rest cannot be told from the next request)."""
+
     status_code = 408
     type = "invalid_request_error"
     default_code: str | None = ErrorCode.REQUEST_TIMEOUT
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "connection": "close"}
 
 
 class PayloadTooLargeError(BoundgateError):

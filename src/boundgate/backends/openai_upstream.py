@@ -193,6 +193,16 @@ def _reasoning_tokens(usage: dict[str, Any]) -> int:
     return _token_count(details.get("reasoning_tokens") or 0) or 0
 
 
+def _first_choice(choice: dict[str, Any]) -> bool:
+    """Whether ``choice`` is choice 0, the one the gateway asks for (``n`` is 1): its
+    ``index`` the integer 0, or absent (servers that do not number their one choice). Another
+    choice's deltas were merged into choice 0, relayed and stored as one answer (a break-it
+    trial), and an index ``false`` or ``"0"`` read as 0 (a re-check); without choice 0 an
+    answer is malformed, streamed or not."""
+    index = choice.get("index", 0)
+    return type(index) is int and index == 0
+
+
 class OpenAIBackend(Backend):
     kind = "openai"
     remote = True
@@ -384,12 +394,13 @@ class OpenAIBackend(Backend):
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise UpstreamError("upstream sent a malformed completion: not JSON") from exc
         choices = data.get("choices") if isinstance(data, dict) else None
-        # the first choice, choice 0 where the upstream numbers them (one is asked for)
+        # choice 0 (one is asked for), as a stream's are read (``_first_choice``)
         listed = choices if isinstance(choices, list) else []
-        numbered = [c for c in listed if isinstance(c, dict) and c.get("index") == 0]
-        choice = numbered[0] if numbered else (listed[0] if listed else None)
-        if not isinstance(choice, dict):
-            raise UpstreamError("upstream sent a malformed completion: it has no choices")
+        choice = next((c for c in listed if isinstance(c, dict) and _first_choice(c)), None)
+        if choice is None:
+            raise UpstreamError(
+                "upstream sent a malformed completion: its choices hold no choice 0"
+            )
         # a chat answer has a message, a text completion its text (a chat-shaped reply to
         # /v1/completions, or a choice without its message, was served as "")
         refusal: str | None = None
@@ -457,12 +468,8 @@ class OpenAIBackend(Backend):
                 if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
                     raise UpstreamError("upstream sent a malformed stream event: its choices")
                 for choice in choices:
-                    if choice.get("index", 0) != 0:
-                        # the gateway asks for one choice (n = 1): another's deltas are an
-                        # upstream's slip; merged into choice 0 they were relayed and stored
-                        # as one answer (a break-it trial), which its non-streamed answer,
-                        # choices[0] alone, never was
-                        continue
+                    if not _first_choice(choice):
+                        continue  # another choice's deltas: an upstream's slip
                     delta = choice.get("delta") if req.messages is not None else choice
                     if not isinstance(delta, dict | None):
                         raise UpstreamError("upstream sent a malformed stream event: its delta")

@@ -129,6 +129,10 @@ def _sha(text: str) -> str:
 
 
 _SPACE = re.compile(r"\s+")
+# a line break of any kind inside a text makes it a text of lines, kept as written: "\r"
+# alone, U+2028 or "\x1c" in one line were read as spaces by the prose form, and Python
+# code with "\r" line ends was served the answer to its other indentation (a re-check)
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 # Quoted text, whose every character counts: fenced code, "…" (even over lines), '…', “…”,
 # ‘…’, «…», „…“, 「…」, 『…』, `…`. The exact form keeps it as written; the guards' literal
 # check compares it (guards/literals.py).
@@ -342,8 +346,9 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     without any other check, so only differences that cannot change the answer are removed.
 
     Unicode NFC (canonical equivalence only: "x²" stays apart from "x2"). A text of several
-    lines (code, data, a pasted document) keeps every line as written, only trailing spaces
-    and blank outer lines dropped: indentation and case count; so does one line of more than
+    lines (code, data, a pasted document; a line break of any kind inside it, ``\\r`` or U+2028
+    as well as ``\\n``) keeps every line as written, ``\\r\\n`` read as ``\\n`` and blank outer
+    lines dropped: indentation, case and each other break count; so does one line of more than
     ``LONG_LINE_CHARS`` (outer spaces dropped). A text that asks about its own form, its
     letters, case, spaces or punctuation (``form_words``: "Is Hello capitalized?", "How many
     spaces are in a   b?"), is kept as written, outer blank lines or spaces dropped. One line
@@ -361,7 +366,7 @@ def canonical_query(text: str, *, verbatim: bool = False) -> str:
     if verbatim:
         return text
     text = unicodedata.normalize("NFC", text)
-    if "\n" in text.strip():
+    if _LINE_BREAK.search(text.strip()):
         if about_form(text):  # "does the second line end with spaces?"
             return text.strip("\n")
         # lines keep their ends: two trailing spaces break a Markdown line, a space after a
