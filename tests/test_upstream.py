@@ -851,6 +851,50 @@ def test_only_choice_0_of_an_upstreams_answer_is_relayed_and_stored(
 
 
 @pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("numbered", [False, True])
+def test_two_choices_read_as_choice_0_are_not_merged(
+    live: Live, upstream: FakeUpstreamServer, stream: bool, numbered: bool
+) -> None:
+    """A re-check: a stream whose events each held two unnumbered choices (or two numbered
+    0) had both merged into the answer, relayed and stored ("ZEONROE"), where the same
+    answer not streamed gave the first ("ZERO"). The first choice read as choice 0 counts,
+    in each event as in a whole answer."""
+    first, second = ({"index": 0}, {"index": 0}) if numbered else ({}, {})
+    if stream:
+        parts = [("ZE", "ON", None), ("RO", "E", None), ("", "", "stop")]
+        events = [
+            {
+                "choices": [
+                    {**first, "delta": {"content": a} if a else {}, "finish_reason": end},
+                    {**second, "delta": {"content": b} if b else {}, "finish_reason": end},
+                ]
+            }
+            for a, b, end in parts
+        ]
+        raw, headers = _event_stream(events), {"content-type": "text/event-stream"}
+    else:
+        choices = [
+            {**first, "message": {"role": "assistant", "content": "ZERO"}, "finish_reason": "stop"},
+            {**second, "message": {"role": "assistant", "content": "ONE"}, "finish_reason": "stop"},
+        ]  # fmt: skip
+        raw, headers = (
+            json.dumps({"choices": choices}).encode(),
+            {"content-type": "application/json"},
+        )
+    upstream.control.push(Fault(raw=raw, raw_headers=headers))
+    ask = {"messages": MSG, "temperature": 0, "stream": stream}
+    if stream:
+        text = "".join(d.get("content") or "" for d in _streamed_deltas(live, ask))
+    else:
+        text = live.http.post("/v1/chat/completions", json=ask).json()["choices"][0]["message"][
+            "content"
+        ]
+    assert text == "ZERO"
+    again = live.http.post("/v1/chat/completions", json={**ask, "stream": False})
+    assert again.json()["choices"][0]["message"]["content"] == "ZERO"
+
+
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("index", [1, "0", False])
 def test_an_answer_without_choice_0_is_a_502_and_never_stored(
     live: Live, upstream: FakeUpstreamServer, stream: bool, index: object

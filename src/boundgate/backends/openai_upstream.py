@@ -467,9 +467,10 @@ class OpenAIBackend(Backend):
                 choices = event.get("choices") or []
                 if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
                     raise UpstreamError("upstream sent a malformed stream event: its choices")
-                for choice in choices:
-                    if not _first_choice(choice):
-                        continue  # another choice's deltas: an upstream's slip
+                # choice 0's part of the event, the first that reads as choice 0 as a
+                # whole answer's is (another choice's deltas are an upstream's slip; two
+                # unnumbered choices in one event were merged into one answer, a re-check)
+                for choice in [c for c in choices if _first_choice(c)][:1]:
                     delta = choice.get("delta") if req.messages is not None else choice
                     if not isinstance(delta, dict | None):
                         raise UpstreamError("upstream sent a malformed stream event: its delta")
