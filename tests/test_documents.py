@@ -892,6 +892,9 @@ def _one_line(res: Any) -> str:
         ),
         ({"@type": None}, "@type"),
         ({"@type": ["Question"]}, "@type"),
+        # longer than any request body may be (1 MiB): never asked, ~745 MB to import (a
+        # break-it trial's 5 MB question)
+        pytest.param({"name": "why " * (1 << 18) + "?"}, "name", id="name-unaskable"),
     ],
 )
 def test_import_refuses_a_validly_signed_document_it_cannot_serve(

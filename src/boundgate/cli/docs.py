@@ -436,7 +436,7 @@ def docs_verify(
     bad = 0
     for number, (doc, state, doc_key, wrong, source) in enumerate(checks, 1):
         name = _name(doc, number)
-        reason = wrong or _problem(doc, doc_key) or _state_problem(state)
+        reason = wrong or _export_problem(doc, doc_key, state, settings)
         if reason is None:
             marked = "" if state == "active" else f" ({state}: not imported by docs import)"
             by = f", key {binding.key_id(doc_key)} ({source})"
@@ -483,6 +483,31 @@ def _state_problem(state: Any) -> str | None:
         return None
     # as the file spells it: a JSON null was printed 'None' (a trial)
     return f"state must be one of {', '.join(DocState)}, not {json.dumps(state)}"
+
+
+def _export_problem(doc: Any, key: Any, state: Any, settings: Any) -> str | None:
+    """What keeps an exported document from being imported here (``docs verify`` and
+    ``docs import`` say the same): its signature or content (``_problem``), its state
+    (``_state_problem``), a question no request could ask (``_unaskable``); or None."""
+    return (
+        _problem(doc, key)
+        or _state_problem(state)
+        or _unaskable(doc, settings.server.max_body_bytes)
+    )
+
+
+def _unaskable(doc: dict[str, Any], max_body_bytes: int) -> str | None:
+    """Why no request could ask ``doc``'s question here, or None: it is longer than a request
+    body may be (``server.max_body_bytes``; a request holds it JSON-escaped, never shorter).
+    A trial's document with a 5 MB question took ~745 MB to import (its embedding) for an
+    answer no request could reach."""
+    size = len(str(doc.get("name", "")).encode())
+    if size <= max_body_bytes:
+        return None
+    return (
+        f"validly signed, but name: the question is {size} bytes, longer than any request "
+        f"may be here (server.max_body_bytes, {max_body_bytes}): it could never be asked"
+    )
 
 
 def _self_check(settings: Any) -> Callable[[Any], str | None]:
@@ -692,7 +717,7 @@ def docs_import(
     for number, item in enumerate(docs, 1):
         doc, state, issuer = unwrap(item)
         doc_key, reason, _ = keys.of(doc, issuer)
-        reason = reason or _problem(doc, doc_key) or _state_problem(state)
+        reason = reason or _export_problem(doc, doc_key, state, settings)
         if reason is not None and public_key is None and reason.startswith("signed by another"):
             reason += ": give the exporting gateway's public key with --public-key"
         if reason is not None:
