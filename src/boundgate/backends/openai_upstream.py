@@ -193,14 +193,18 @@ def _reasoning_tokens(usage: dict[str, Any]) -> int:
     return _token_count(details.get("reasoning_tokens") or 0) or 0
 
 
-def _first_choice(choice: dict[str, Any]) -> bool:
-    """Whether ``choice`` is choice 0, the one the gateway asks for (``n`` is 1): its
-    ``index`` the integer 0, or absent (servers that do not number their one choice). Another
-    choice's deltas were merged into choice 0, relayed and stored as one answer (a break-it
-    trial), and an index ``false`` or ``"0"`` read as 0 (a re-check); without choice 0 an
-    answer is malformed, streamed or not."""
-    index = choice.get("index", 0)
-    return type(index) is int and index == 0
+def _choice_0(choices: list[Any]) -> dict[str, Any] | None:
+    """Choice 0 of an answer's (or a stream event's) ``choices``, the one the gateway asks
+    for (``n`` is 1): the first whose ``index`` is the integer 0, or absent (servers that do
+    not number their one choice); None if there is none. Another choice's deltas were merged
+    into choice 0, relayed and stored as one answer (a break-it trial), so were two
+    unnumbered choices of one event, and an index ``false`` or ``"0"`` read as 0 (re-checks);
+    without choice 0 an answer is malformed, streamed or not."""
+    for choice in choices:
+        index = choice.get("index", 0) if isinstance(choice, dict) else None
+        if type(index) is int and index == 0:
+            return choice  # type: ignore[no-any-return]
+    return None
 
 
 class OpenAIBackend(Backend):
@@ -394,9 +398,7 @@ class OpenAIBackend(Backend):
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise UpstreamError("upstream sent a malformed completion: not JSON") from exc
         choices = data.get("choices") if isinstance(data, dict) else None
-        # choice 0 (one is asked for), as a stream's are read (``_first_choice``)
-        listed = choices if isinstance(choices, list) else []
-        choice = next((c for c in listed if isinstance(c, dict) and _first_choice(c)), None)
+        choice = _choice_0(choices if isinstance(choices, list) else [])
         if choice is None:
             raise UpstreamError(
                 "upstream sent a malformed completion: its choices hold no choice 0"
@@ -467,10 +469,7 @@ class OpenAIBackend(Backend):
                 choices = event.get("choices") or []
                 if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
                     raise UpstreamError("upstream sent a malformed stream event: its choices")
-                # choice 0's part of the event, the first that reads as choice 0 as a
-                # whole answer's is (another choice's deltas are an upstream's slip; two
-                # unnumbered choices in one event were merged into one answer, a re-check)
-                for choice in [c for c in choices if _first_choice(c)][:1]:
+                if (choice := _choice_0(choices)) is not None:  # others: an upstream's slip
                     delta = choice.get("delta") if req.messages is not None else choice
                     if not isinstance(delta, dict | None):
                         raise UpstreamError("upstream sent a malformed stream event: its delta")

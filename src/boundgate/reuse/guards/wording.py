@@ -148,11 +148,7 @@ def _asked_kind(words: list[str]) -> str:
                 return "timing"  # "when should I take creatine", "when to prune roses"
             return "date" if nxt in _WHEN_DATE else ""  # else a clause or a condition
         if w == "how":
-            if nxt == "long" and i + 2 < len(words) and words[i + 2] == "ago":
-                return "date"
-            if nxt in _ASKED_AFTER_HOW:
-                return _ASKED_AFTER_HOW[nxt]
-            return "manner" if nxt in _HOW_MANNER else ""
+            return _after_how(words, i) or ("manner" if nxt in _HOW_MANNER else "")
         if w in ("what", "whats", "which"):
             rest = [x for x in words[i + 1 : i + 4] if x not in _SKIPPED]
             if "time" in rest[:2] and _time_compound(words, i + 1):
@@ -180,11 +176,18 @@ def _asked_inside(words: list[str]) -> str:
     for i, (w, nxt) in enumerate(itertools.pairwise(words)):
         if w == "when" and nxt == "to":
             return "timing"
-        if w == "how" and nxt in _ASKED_AFTER_HOW and nxt != "come":
-            if nxt == "long" and words[i + 2 : i + 3] == ["ago"]:
-                return "date"
-            return _ASKED_AFTER_HOW[nxt]
+        if w == "how" and nxt != "come" and (kind := _after_how(words, i)):
+            return kind
     return ""
+
+
+def _after_how(words: list[str], at: int) -> str:
+    """The kind "how" at ``words[at]`` asks for by the word after it (``after_how``: "how
+    many" an amount, "how long" a duration, "how long ago" a date), else ""."""
+    nxt = words[at + 1] if at + 1 < len(words) else ""
+    if nxt == "long" and words[at + 2 : at + 3] == ["ago"]:
+        return "date"
+    return str(_ASKED_AFTER_HOW.get(nxt, ""))
 
 
 def _time_compound(words: list[str], start: int) -> bool:
