@@ -178,9 +178,11 @@ n_threads = 1
 
 
 @contextlib.contextmanager
-def live_server(app: Any) -> Iterator[Live]:
-    """``app`` served on a port of its own, with a client; closed after."""
-    with ThreadedServer(app) as srv:
+def live_server(app: Any, header_read_timeout_s: float = 60.0) -> Iterator[Live]:
+    """``app`` served on a port of its own, with a client; closed after. Served as
+    ``boundgate serve`` serves, with a deadline for each request's headers
+    (``server.header_read_timeout_s``)."""
+    with ThreadedServer(app, header_read_timeout_s=header_read_timeout_s) as srv:
         live = Live(srv, app)
         try:
             yield live

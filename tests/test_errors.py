@@ -404,6 +404,78 @@ def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closed(tmp_path:
         assert live.http.get("/healthz").status_code == 200
 
 
+def _read_until_closed(sock: Any) -> bytes:
+    answer = b""
+    while chunk := sock.recv(65536):  # until the server closes the connection
+        answer += chunk
+    return answer
+
+
+def test_headers_that_stop_arriving_are_a_408_and_the_connection_closed(tmp_path: Path) -> None:
+    """A break-it trial: a client trickling its header lines held its connection open for
+    good (uvicorn bounds the wait between requests, not for one's headers). Once a request's
+    headers are not complete ``server.header_read_timeout_s`` after its first byte, it is
+    answered 408 ``request_timeout`` in OpenAI's shape and the connection closed; a
+    connection that sends nothing is closed without an answer; the gateway serves on."""
+    import socket
+
+    with live_server(build_app(fake_settings(tmp_path)), header_read_timeout_s=0.5) as live:
+        port = live.server.port if live.server is not None else 0
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = _read_until_closed(sock)
+        status, _, rest = answer.partition(b"\r\n")
+        assert status == b"HTTP/1.1 408 Request Timeout", answer
+        assert b"connection: close" in rest.lower()
+        error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == "request_timeout" and error["type"] == "invalid_request_error"
+        assert "server.header_read_timeout_s" in error["message"]
+        assert set(error) == {"message", "type", "param", "code"}
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            assert _read_until_closed(sock) == b""  # nothing sent, nothing answered
+        assert live.http.get("/healthz").status_code == 200
+
+
+def test_the_header_deadline_spares_kept_alive_connections_and_split_headers(
+    tmp_path: Path,
+) -> None:
+    """The deadline runs from a request's first byte, not over the idle time between
+    requests (uvicorn's keep-alive timeout, 5 s, is that one): two requests on one
+    connection with a pause longer than the deadline between them are both answered, and
+    headers arriving in parts within the deadline are read whole."""
+    import socket
+    import time
+
+    def request(path: str) -> bytes:
+        return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+    def response(sock: Any) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            body += sock.recv(65536)
+        return head.split(b"\r\n", 1)[0]
+
+    with live_server(build_app(fake_settings(tmp_path)), header_read_timeout_s=1.0) as live:
+        port = live.server.port if live.server is not None else 0
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(request("/healthz"))
+            assert response(sock) == b"HTTP/1.1 200 OK"
+            time.sleep(2.5)  # idle, kept alive: past the deadline, within keep-alive's 5 s
+            first, second = request("/healthz")[:10], request("/healthz")[10:]
+            sock.sendall(first)
+            time.sleep(0.05)
+            sock.sendall(second)
+            assert response(sock) == b"HTTP/1.1 200 OK"
+
+
 def test_unknown_route_and_method(fake_live: Live) -> None:
     assert_error(fake_live.http.get("/v1/nothing"), 404)
     r = fake_live.http.get("/v1/chat/completions")

@@ -25,7 +25,9 @@ class ThreadedServer:
     Real sockets and real HTTP; the lifespan runs, so stores open and models load. The
     listening socket is bound here, before the server starts, and handed to uvicorn: a port
     is never released between being picked and being served (another process, such as a
-    second test run beside this one, could take it meanwhile).
+    second test run beside this one, could take it meanwhile). ``header_read_timeout_s``
+    serves with ``boundgate serve``'s deadline for a request's headers
+    (``server.connections``); None keeps uvicorn's protocol as it is.
     """
 
     def __init__(
@@ -36,8 +38,11 @@ class ThreadedServer:
         lifespan: Literal["auto", "on", "off"] = "on",
         start_timeout_s: float = 300.0,
         timeout_graceful_shutdown: float | None = None,
+        header_read_timeout_s: float | None = None,
     ) -> None:
         import uvicorn
+
+        from .server.connections import with_header_timeout
 
         self.host = host
         self._socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -53,6 +58,8 @@ class ThreadedServer:
                 None if timeout_graceful_shutdown is None else int(timeout_graceful_shutdown)
             ),
         )
+        if header_read_timeout_s is not None:  # as ``boundgate serve`` serves
+            with_header_timeout(config, header_read_timeout_s)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -280,6 +280,7 @@ def serve(
     import uvicorn
 
     from ..assembly import build_app
+    from ..server.connections import with_header_timeout
     from ..server.local import is_loopback
 
     settings = _settings(
@@ -370,27 +371,33 @@ def serve(
         os.environ[WORKER_PARENT_ENV] = str(os.getpid())  # workers exit when it dies
         from uvicorn.supervisors import Multiprocess
 
-        worker_config = uvicorn.Config(
-            "boundgate.cli.workers:app",
-            factory=True,
-            workers=s.workers,
-            host=s.host,
-            port=s.port,
-            log_level=s.log_level,
-            log_config=log_config(s.log_level),
-            timeout_graceful_shutdown=10,
+        worker_config = with_header_timeout(
+            uvicorn.Config(
+                "boundgate.cli.workers:app",
+                factory=True,
+                workers=s.workers,
+                host=s.host,
+                port=s.port,
+                log_level=s.log_level,
+                log_config=log_config(s.log_level),
+                timeout_graceful_shutdown=10,
+            ),
+            s.header_read_timeout_s,
         )
         with contextlib.suppress(KeyboardInterrupt):
             Multiprocess(worker_config, sockets=[sock]).run()
         return
     server = uvicorn.Server(
-        uvicorn.Config(
-            application,
-            host=s.host,
-            port=s.port,
-            log_level=s.log_level,
-            log_config=log_config(s.log_level),
-            timeout_graceful_shutdown=10,
+        with_header_timeout(
+            uvicorn.Config(
+                application,
+                host=s.host,
+                port=s.port,
+                log_level=s.log_level,
+                log_config=log_config(s.log_level),
+                timeout_graceful_shutdown=10,
+            ),
+            s.header_read_timeout_s,
         )
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -48,6 +48,14 @@ class ServerSettings(_Section):
         "`request_timeout` and the connection closed (a client that declares more than it "
         "sends held its connection open for good). nginx's client_body_timeout, 60 s.",
     )
+    header_read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest wait for a request's headers, from a connection's start or a "
+        "request's first byte; then the connection is closed, with 408 `request_timeout` when "
+        "part of a request came (a client trickling its headers held its connection open "
+        "for good). nginx's client_header_timeout, 60 s.",
+    )
     max_file_bytes: int = Field(
         200 << 20,
         ge=1024,
