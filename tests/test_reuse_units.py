@@ -691,6 +691,24 @@ def test_engine_never_serves_across_scopes(
         # a form of "be", and the swap passed)
         ("Is it safe to run at 5am or 9pm?", "Is it safe to run at 5pm or 9am?", "number"),
         ("Does the store open at 8:30am?", "does the store open at 9:30 am", "number"),
+        # preventing against putting right (a trial was served the first, pair 0.941)
+        (
+            "How do I prevent my 3D printer nozzle from clogging?",
+            "What's the way to clear a blocked nozzle on my 3D printer?",
+            "polarity",
+        ),
+        ("how to remove rust from garden tools", "how to prevent rust on garden tools", "polarity"),
+        # when within a span, one word apart (a trial was served the first, pair 0.912)
+        (
+            "Should I use heat on a sprain after the first 48 hours?",
+            "Should I use heat on a sprain in the first 48 hours?",
+            "contrast",
+        ),
+        (
+            "Is spotting normal in the first trimester?",
+            "Is spotting normal after the first trimester?",
+            "contrast",
+        ),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -963,6 +981,14 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         # a rate's period on one side only
         ("How many hours should a 2-year-old sleep per day?", "toddler 2 years sleep hours"),
+        # "stop … from" is said of preventing and of putting right alike
+        ("how do i stop my shoes from smelling", "getting rid of stinky sneaker odor"),
+        # "in" against "for" or "to" is no time asked ("contrast_groups" keep it out)
+        (
+            "What is the service tax rate in real estate?",
+            "What is the service tax rate for real estate?",
+        ),
+        ("what to do in an earthquake", "what to do during an earthquake"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

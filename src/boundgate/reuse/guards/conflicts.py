@@ -17,6 +17,7 @@ from .lexicon import (
     FREE_OF,
     NEGATIONS,
     QUANTIFIERS,
+    TIME_PREPOSITIONS,
     UNITS,
     name_forms,
     noun_siblings,
@@ -50,6 +51,7 @@ from .wording import (
     _one_word_added,
     _one_word_apart,
     _other_one_asked,
+    _prevention_against_remedy,
     _stop_against_keep,
     _stopped_for_not,
     _tense_conflict,
@@ -679,6 +681,8 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("polarity")
     if "polarity" not in conflicts and (_stop_against_keep(fa, fb) or _stop_against_keep(fb, fa)):
         conflicts.append("polarity")  # "won't stop leaking" / "doesn't keep leaking"
+    if "polarity" not in conflicts and _prevention_against_remedy(fa, fb):
+        conflicts.append("polarity")  # "prevent a nozzle clogging" / "clear a blocked nozzle"
     symbols = bool(fa.symbols and fb.symbols and fa.symbols != fb.symbols)
     if (symbols or _literals_differ(fa, fb)) and "literal" not in conflicts:
         conflicts.append("literal")  # "what does the ?? operator do" / "the ?. operator"
@@ -695,7 +699,11 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("modality")  # "Can I take aspirin …?" / "Should I take aspirin …?"
     if _one_word_apart(fa, fb, QUANTIFIERS):
         conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
-    if _one_word_apart(fa, fb, CONTRASTS) or _one_word_added(fa, fb, SCOPE_WORDS):
+    if (
+        _one_word_apart(fa, fb, CONTRASTS)
+        or _one_word_apart(fa, fb, TIME_PREPOSITIONS)  # "in / after the first 48 hours"
+        or _one_word_added(fa, fb, SCOPE_WORDS)
+    ):
         conflicts.append("contrast")  # "Who will be the next / current president?"
     if (fa.levels and fb.levels and fa.levels != fb.levels) or _audience_one_sided(fa, fb):
         # "Explain TCP/IP in simple terms" / "… in depth"; "Explain X to a kindergartner" /

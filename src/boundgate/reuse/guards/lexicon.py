@@ -244,6 +244,11 @@ QUANTIFIERS = {w: i for i, group in enumerate(_LISTS["quantifier_groups"]) for w
 
 CONTRASTS = {w: i for i, group in enumerate(_LISTS["contrast_groups"]) for w in group}
 
+# prepositions of time, one word apart: "in / after the first 48 hours" (english.toml)
+TIME_PREPOSITIONS = {
+    w: i for i, group in enumerate(_LISTS["time_preposition_groups"]) for w in group
+}
+
 
 # operations whose operands' order changes the result ("10 divided by 2" / "2 divided by 10")
 NONCOMMUTATIVE = frozenset(
