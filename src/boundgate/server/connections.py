@@ -1,19 +1,24 @@
-"""HTTP/1.1 connections: uvicorn's h11 protocol with a deadline for a request's headers.
+"""HTTP/1.1 connections: uvicorn's protocol with a deadline for a request's headers.
 
-uvicorn bounds the wait *between* requests on a kept-alive connection (``timeout_keep_alive``)
-but not the wait for a request's headers: a client that opens a connection and sends nothing,
-or trickles its header lines a byte at a time (slowloris), holds the connection and its
-memory for as long as it likes (a break-it trial held one for minutes). Proxies bound it
-(nginx's ``client_header_timeout``, 60 s; Apache's ``RequestReadTimeout header=20-40``);
-a gateway served without one needs its own. :class:`HeaderTimeoutProtocol` is uvicorn's
-``H11Protocol`` with that deadline (``server.header_read_timeout_s``): from a connection's
-start, and from the first byte of each later request, its headers must be complete in time,
-else the connection is closed: with a 408 ``request_timeout`` in OpenAI's error shape when part
-of a request came, silently when nothing did (as nginx does; a browser's preconnected socket
-is not an error). The body's own wait is ``BodyLimit``'s (``server.body_read_timeout_s``).
+uvicorn bounds the wait *between* requests on a kept-alive connection (``timeout_keep_alive``,
+armed when a response completes and cancelled by any byte that arrives) but not the wait for
+a request's headers: a client that opens a connection and sends nothing, trickles its header
+lines a byte at a time (slowloris), or sends a byte of a body nobody reads once its response
+is out, holds the connection and its memory for as long as it likes (break-it trials held
+them for minutes). Proxies bound it (nginx's ``client_header_timeout``, 60 s; Apache's
+``RequestReadTimeout header=20-40``); a gateway served without one needs its own.
 
-The deadline is read from the uvicorn ``Config`` (:func:`with_header_timeout` sets it there), so
-the class itself is importable by name and survives uvicorn's worker processes, which receive
+:func:`protocol_class` is the protocol uvicorn itself would pick (``http="auto"``: httptools
+when installed, as ``uvicorn[standard]`` installs it, else h11) with that deadline
+(``server.header_read_timeout_s``): whenever the connection serves no request (from its
+start; after a response, from the next byte that arrives) the next request's headers must be
+complete in time, else the connection is closed: with a 408 ``request_timeout`` in OpenAI's
+error shape when bytes came, silently when nothing did (as nginx does; a browser's
+preconnected socket is not an error). While a request is served the deadline does not run;
+the body's own wait is ``BodyLimit``'s (``server.body_read_timeout_s``).
+
+The deadline is read from the uvicorn ``Config`` (:func:`with_header_timeout` sets it there),
+so the classes are importable by name and survive uvicorn's worker processes, which receive
 the ``Config`` pickled.
 """
 
@@ -21,9 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import RequestTimeoutError
@@ -31,15 +35,6 @@ from ..errors import RequestTimeoutError
 # the uvicorn Config attribute holding the deadline, seconds
 _CONFIG_ATTRIBUTE = "boundgate_header_read_timeout_s"
 DEFAULT_HEADER_READ_TIMEOUT_S = 60.0
-
-
-def with_header_timeout(config: Any, header_read_timeout_s: float) -> Any:
-    """``config`` (a ``uvicorn.Config``) serving HTTP/1.1 with :class:`HeaderTimeoutProtocol`
-    and a deadline of ``header_read_timeout_s`` seconds for each request's headers. Returns
-    ``config``, changed in place (before the server loads it)."""
-    config.http = HeaderTimeoutProtocol
-    setattr(config, _CONFIG_ATTRIBUTE, float(header_read_timeout_s))
-    return config
 
 
 def _timeout_response(timeout_s: float) -> bytes:
@@ -57,34 +52,40 @@ def _timeout_response(timeout_s: float) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
 
 
-class HeaderTimeoutProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request headers are not complete
-    within the deadline (see the module's docstring)."""
+class _HeaderDeadline:
+    """The deadline, mixed in before one of uvicorn's HTTP/1.1 protocols (which set
+    ``cycle``: the request being served, None before the first; ``transport``; ``loop``)."""
+
+    if TYPE_CHECKING:
+        cycle: Any
+        transport: asyncio.Transport
+        loop: asyncio.AbstractEventLoop
 
     def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         self.header_read_timeout_s = float(
             getattr(config, _CONFIG_ATTRIBUTE, DEFAULT_HEADER_READ_TIMEOUT_S)
         )
         self._header_deadline: asyncio.TimerHandle | None = None
-        self._received = False  # any byte of the request being waited for
+        self._received = False  # bytes came since the deadline was armed
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
-            # part of a request's head is buffered: the deadline runs from its first byte
+        super().data_received(data)  # type: ignore[misc]
+        if self.transport.is_closing():
+            self._disarm()
+        elif self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()  # a request's headers are in: it is being served
+        else:  # part of a request's head, or of a body nobody reads any more
             self._received = True
             self._arm()
-        elif self.conn.their_state is not h11.IDLE:
-            self._disarm()  # the headers are in (or the connection is done)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
         if self._header_deadline is None:
@@ -100,8 +101,39 @@ class HeaderTimeoutProtocol(H11Protocol):
 
     def _headers_late(self) -> None:
         self._header_deadline = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing():
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # being served (cannot happen: headers in disarm the deadline)
         if self._received:
             self.transport.write(_timeout_response(self.header_read_timeout_s))
         self.transport.close()
+
+
+class H11HeaderTimeoutProtocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol with the deadline (the module's docstring)."""
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - uvicorn[standard] installs httptools
+    HttpToolsHeaderTimeoutProtocol: type | None = None
+else:
+
+    class HttpToolsHeaderTimeoutProtocol(_HeaderDeadline, HttpToolsProtocol):  # type: ignore[no-redef]
+        """uvicorn's httptools protocol with the deadline (the module's docstring)."""
+
+
+def protocol_class() -> type:
+    """The HTTP/1.1 protocol uvicorn's ``http="auto"`` would pick (httptools when it is
+    installed, else h11), with the deadline."""
+    return HttpToolsHeaderTimeoutProtocol or H11HeaderTimeoutProtocol
+
+
+def with_header_timeout(config: Any, header_read_timeout_s: float) -> Any:
+    """``config`` (a ``uvicorn.Config``) serving HTTP/1.1 with :func:`protocol_class` and a
+    deadline of ``header_read_timeout_s`` seconds for each request's headers. Returns
+    ``config``, changed in place (before the server loads it)."""
+    config.http = protocol_class()
+    setattr(config, _CONFIG_ATTRIBUTE, float(header_read_timeout_s))
+    return config

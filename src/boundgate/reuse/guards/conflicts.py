@@ -17,7 +17,6 @@ from .lexicon import (
     FREE_OF,
     NEGATIONS,
     QUANTIFIERS,
-    TIME_PREPOSITIONS,
     UNITS,
     name_forms,
     noun_siblings,
@@ -55,6 +54,7 @@ from .wording import (
     _stop_against_keep,
     _stopped_for_not,
     _tense_conflict,
+    _time_preposition_apart,
     _turned_around,
     _unit_conflict,
 )
@@ -701,7 +701,7 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
     if (
         _one_word_apart(fa, fb, CONTRASTS)
-        or _one_word_apart(fa, fb, TIME_PREPOSITIONS)  # "in / after the first 48 hours"
+        or _time_preposition_apart(fa, fb)  # "in / after the first 48 hours"
         or _one_word_added(fa, fb, SCOPE_WORDS)
     ):
         conflicts.append("contrast")  # "Who will be the next / current president?"

@@ -26,6 +26,7 @@ from .lexicon import (
     PARTICIPLES,
     STOPWORDS,
     TENSES,
+    TIME_PREPOSITIONS,
     UNIT_DIMENSIONS,
     UNITS,
     is_superlative,
@@ -341,6 +342,23 @@ def _other_one_asked(fa: Features, fb: Features) -> bool:
     return x in fa.content and y in fb.content and y in fa.stems and x in fb.stems
 
 
+_AHEAD = frozenset(["a", "an", "few", "couple"])
+
+
+def _time_preposition_apart(fa: Features, fb: Features) -> bool:
+    """One word apart, a preposition of time of another meaning (``TIME_PREPOSITIONS``):
+    "Should I use heat on a sprain in / after the first 48 hours?" (a trial was served it at
+    0.912). "in" before a count of time is a point that far ahead, as "after" is: "worth in
+    / after 5 years" ask one thing (a re-check)."""
+    if not _one_word_apart(fa, fb, TIME_PREPOSITIONS):
+        return False
+    i = _apart_at(fa, fb)
+    assert i is not None
+    following = fa.words[i + 1] if i + 1 < len(fa.words) else ""
+    ahead = following.isdigit() or following in NUMBER_WORDS or following in _AHEAD
+    return not ({fa.words[i], fb.words[i]} == {"in", "after"} and ahead)
+
+
 def _one_word_added(fa: Features, fb: Features, added: frozenset[str]) -> bool:
     """One side is the other with one word of ``added`` more."""
     extra = _inserted(fa.words, fb.words, 1)
@@ -422,17 +440,31 @@ def _stop_against_keep(fa: Features, fb: Features) -> bool:
 
 _PREVENTION = frozenset(_LISTS["prevention_words"])
 _REMEDY = frozenset(_LISTS["remedy_words"])
+_CLEAR = frozenset(_LISTS["clear_words"])
+_CLEAR_OBJECTS = frozenset(_LISTS["clear_objects"])
+_KEPT_FROM = _STOPPING | _PREVENTION | frozenset(["avoid", "avoids", "avoiding", "keeping"])
+
+
+def _remedy_at(words: list[str], i: int) -> bool:
+    """``words[i]`` names a remedy asked for: a ``remedy_words`` word after no word that
+    keeps something from happening ("stop Dropbox from removing my files", "keep my glasses
+    clear"), and "clear" only before what it clears ("clear the drain")."""
+    w = words[i]
+    if w not in _REMEDY or not _KEPT_FROM.isdisjoint(words[:i]):
+        return False
+    return w not in _CLEAR or (i + 1 < len(words) and words[i + 1] in _CLEAR_OBJECTS)
 
 
 def _prevention_against_remedy(fa: Features, fb: Features) -> bool:
     """One question asks how to prevent something and not how to put it right, the other
     how to put it right and not how to prevent it (``prevention_words``, ``remedy_words``
-    in english.toml): "How do I prevent my nozzle from clogging?" / "How do I clear a
-    blocked nozzle?" (a trial was served it at 0.941)."""
+    in english.toml; ``_remedy_at``): "How do I prevent my nozzle from clogging?" / "How do
+    I clear a blocked nozzle?" (a trial was served it at 0.941), "Can gum disease be
+    prevented / cured?"."""
 
     def side(f: Features) -> str:
         prevents = not _PREVENTION.isdisjoint(f.words)
-        remedies = not _REMEDY.isdisjoint(f.words)
+        remedies = any(_remedy_at(f.words, i) for i in range(len(f.words)))
         return (
             "prevent"
             if prevents and not remedies
