@@ -361,6 +361,21 @@ def serve(
             f"dashboard: http://{_url_host(s.host)}:{sock.getsockname()[1]}/dashboard",
             highlight=False,
         )
+
+    def served(app: Any, **kwargs: Any) -> uvicorn.Config:
+        """uvicorn's configuration for ``app`` on these settings, with the deadline for a
+        request's headers (``server/connections.py``)."""
+        config = uvicorn.Config(
+            app,
+            host=s.host,
+            port=s.port,
+            log_level=s.log_level,
+            log_config=log_config(s.log_level),
+            timeout_graceful_shutdown=10,
+            **kwargs,
+        )
+        return with_header_timeout(config, s.header_read_timeout_s)
+
     if s.workers > 1:
         # each worker builds its own gateway from these settings (cli/workers.py); the one
         # built here checked them and created the data dir's secrets, so workers starting
@@ -371,35 +386,11 @@ def serve(
         os.environ[WORKER_PARENT_ENV] = str(os.getpid())  # workers exit when it dies
         from uvicorn.supervisors import Multiprocess
 
-        worker_config = with_header_timeout(
-            uvicorn.Config(
-                "boundgate.cli.workers:app",
-                factory=True,
-                workers=s.workers,
-                host=s.host,
-                port=s.port,
-                log_level=s.log_level,
-                log_config=log_config(s.log_level),
-                timeout_graceful_shutdown=10,
-            ),
-            s.header_read_timeout_s,
-        )
+        worker_config = served("boundgate.cli.workers:app", factory=True, workers=s.workers)
         with contextlib.suppress(KeyboardInterrupt):
             Multiprocess(worker_config, sockets=[sock]).run()
         return
-    server = uvicorn.Server(
-        with_header_timeout(
-            uvicorn.Config(
-                application,
-                host=s.host,
-                port=s.port,
-                log_level=s.log_level,
-                log_config=log_config(s.log_level),
-                timeout_graceful_shutdown=10,
-            ),
-            s.header_read_timeout_s,
-        )
-    )
+    server = uvicorn.Server(served(application))
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
     if not server.started:  # start-up failed; the server log says why

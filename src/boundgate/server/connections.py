@@ -28,6 +28,7 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import RequestTimeoutError
@@ -130,7 +131,7 @@ def protocol_class() -> type:
     return HttpToolsHeaderTimeoutProtocol or H11HeaderTimeoutProtocol
 
 
-def with_header_timeout(config: Any, header_read_timeout_s: float) -> Any:
+def with_header_timeout(config: Config, header_read_timeout_s: float) -> Config:
     """``config`` (a ``uvicorn.Config``) serving HTTP/1.1 with :func:`protocol_class` and a
     deadline of ``header_read_timeout_s`` seconds for each request's headers. Returns
     ``config``, changed in place (before the server loads it)."""
