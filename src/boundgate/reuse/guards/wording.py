@@ -465,13 +465,9 @@ def _prevention_against_remedy(fa: Features, fb: Features) -> bool:
     def side(f: Features) -> str:
         prevents = not _PREVENTION.isdisjoint(f.words)
         remedies = any(_remedy_at(f.words, i) for i in range(len(f.words)))
-        return (
-            "prevent"
-            if prevents and not remedies
-            else "remedy"
-            if remedies and not prevents
-            else ""
-        )
+        if prevents == remedies:  # neither, or both ("prevent and treat acne")
+            return ""
+        return "prevent" if prevents else "remedy"
 
     a, b = side(fa), side(fb)
     return bool(a and b and a != b)
