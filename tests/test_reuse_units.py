@@ -700,6 +700,17 @@ def test_engine_never_serves_across_scopes(
         ("how to remove rust from garden tools", "how to prevent rust on garden tools", "polarity"),
         # ... and as participles (a re-check was served it at 0.940)
         ("Can gum disease be prevented?", "Can gum disease be cured?", "polarity"),
+        # keeping from getting is preventing (a trial was served it at 0.898)
+        (
+            "What can I do to keep from getting shin splints from running?",
+            "How do I treat shin splints from running?",
+            "polarity",
+        ),
+        (
+            "How do I avoid getting blisters when hiking?",
+            "How do I treat blisters from hiking?",
+            "polarity",
+        ),
         # when within a span, one word apart (a trial was served the first, pair 0.912)
         (
             "Should I use heat on a sprain after the first 48 hours?",
@@ -1015,6 +1026,18 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:
     assert compare(a, b).ok, compare(a, b)
+
+
+def test_prevention_is_read_from_prevent_or_from_keeping_from_getting() -> None:
+    """ "keep / stop … from getting X" and "avoid getting X" prevent X; "keeps getting X" goes
+    on; "stop X from V-ing" alone may be said of a remedy ("stop my shoes from smelling")."""
+    from boundgate.reuse.guards.wording import _prevents
+
+    assert _prevents("how to prevent fleas".split())
+    assert _prevents("how do i keep my dog from getting fleas".split())
+    assert _prevents("how do i avoid getting blisters".split())
+    assert not _prevents("my dog keeps getting fleas".split())
+    assert not _prevents("how do i stop my shoes from smelling".split())
 
 
 CONTRADICTIONS = Path(__file__).parent / "data" / "contradictions.tsv"

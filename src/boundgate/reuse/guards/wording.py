@@ -455,6 +455,26 @@ def _remedy_at(words: list[str], i: int) -> bool:
     return w not in _CLEAR or (i + 1 < len(words) and words[i + 1] in _CLEAR_OBJECTS)
 
 
+_ONSET = frozenset(_LISTS["onset_words"])
+_AVOID = frozenset(["avoid", "avoids", "avoided", "avoiding"])
+
+
+def _prevents(words: list[str]) -> bool:
+    """The question asks to prevent something: a ``prevention_words`` word, "avoid" right
+    before an ``onset_words`` word ("avoid getting shin splints"), or "stop" / "keep" and
+    "from" before one ("keep from getting shin splints", "stop my dog from getting fleas")."""
+    if not _PREVENTION.isdisjoint(words):
+        return True
+    for i, w in enumerate(words[:-1]):
+        if w in _AVOID and words[i + 1] in _ONSET:
+            return True
+        if w in _STOPPING or w in _KEEPS:
+            rest = words[i + 1 : i + 6]
+            if "from" in rest and any(x in _ONSET for x in rest[rest.index("from") + 1 :]):
+                return True
+    return False
+
+
 def _prevention_against_remedy(fa: Features, fb: Features) -> bool:
     """One question asks how to prevent something and not how to put it right, the other
     how to put it right and not how to prevent it (``prevention_words``, ``remedy_words``
@@ -463,7 +483,7 @@ def _prevention_against_remedy(fa: Features, fb: Features) -> bool:
     prevented / cured?"."""
 
     def side(f: Features) -> str:
-        prevents = not _PREVENTION.isdisjoint(f.words)
+        prevents = _prevents(f.words)
         remedies = any(_remedy_at(f.words, i) for i in range(len(f.words)))
         if prevents == remedies:  # neither, or both ("prevent and treat acne")
             return ""
