@@ -700,11 +700,44 @@ def test_a_batch_that_cannot_run_is_failed_and_one_without_a_job_cancels(
         client.batches.cancel(broken.id)
 
 
-def test_lines_answered_before_the_input_was_deleted_are_kept(batch_live: Any) -> None:
+def test_an_input_deleted_while_its_batch_runs_is_kept_until_the_batch_ends(
+    batch_live: Any,
+) -> None:
+    """A break-it trial: a batch handed back after some lines (its key's rate limit, a
+    restart) read its input again, found it deleted and failed: 5 of 8 accepted lines never
+    ran (29 of 40 after a kill -9). Deleting the input of a batch not ended hides it from
+    the API at once and keeps it for the batch, which runs every line; then it is dropped."""
+    from boundgate.store import BatchLineRow
+
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(4)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    answered = BatchLineRow(b.id, 0, "output", json.dumps({"custom_id": "req-0"}), 0.5, 0.25, 0.0)
+    arun(live.gateway.store.put_batch_line(answered))  # what a run handed back had kept
+    assert client.files.delete(f.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(f.id)
+    assert f.id not in [x.id for x in client.files.list()]
+    with pytest.raises(openai.NotFoundError):  # nor can another batch be made from it
+        client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    clock.set(START + 24 * 3600)  # due: a runner takes the job over
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "completed" and r)
+    assert done.request_counts.completed == 4 and done.request_counts.failed == 0
+    out = client.files.content(done.output_file_id or "").text.splitlines()
+    assert sorted(json.loads(x)["custom_id"] for x in out) == [f"req-{i}" for i in range(4)]
+    assert arun(live.gateway.store.get_file(f.id, deleted=True)) is None  # dropped after
+
+
+def test_lines_answered_before_the_input_was_lost_are_kept(batch_live: Any) -> None:
     """A trial's finding: a batch whose process died after answering lines, and whose input
-    file was then deleted, ended ``failed`` with no output file (the answers were gone) and
-    ``boundgate.state`` still ``running``. The answered lines are written out; the error
-    says what happened."""
+    file was then gone (deleted before this version kept it for its batch), ended
+    ``failed`` with no output file (the answers were gone) and ``boundgate.state`` still
+    ``running``. The answered lines are written out; the error says what happened."""
     from boundgate.store import BatchLineRow
 
     live, clock = batch_live
@@ -719,7 +752,9 @@ def test_lines_answered_before_the_input_was_deleted_are_kept(batch_live: Any) -
     ]  # what a run that died had kept
     for row in answered:
         arun(live.gateway.store.put_batch_line(row))
-    assert client.files.delete(f.id).deleted
+    store = live.gateway.store
+    tenant, body = arun(store.get_batch(b.id))
+    arun(store.put_batch(b.id, tenant, float(b.created_at), body.replace(f.id, "file-gone")))
     clock.set(START + 24 * 3600)  # due: a runner takes the job over
     done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "failed" and r)
     assert done.request_counts.completed == 2 and done.output_file_id is not None
@@ -727,7 +762,7 @@ def test_lines_answered_before_the_input_was_deleted_are_kept(batch_live: Any) -
     assert [json.loads(x)["custom_id"] for x in out] == ["req-0", "req-1"]
     assert done.errors is not None
     error = done.errors.data[0]
-    assert error.code == "missing_file" and f.id in (error.message or "")
+    assert error.code == "missing_file" and "file-gone" in (error.message or "")
     assert "2 of 4" in (error.message or "")
     assert error.line is None  # no line was at fault (a trial's said line 1)
     bg = done.model_extra["boundgate"]

@@ -1635,9 +1635,37 @@ def test_batches_and_files_list_by_tenant_with_a_cursor(store: Store) -> None:
     assert [f.id for f in run(store.files(tenant="acme", after="f3", limit=1))] == ["f2"]
     assert [f.id for f in run(store.files(after="f1", ascending=True))] == ["f2", "f3"]
     assert run(store.files(purpose="batch_output")) == []
-    assert run(store.delete_file("f2")) is True and run(store.delete_file("f2")) is False
+    assert run(store.delete_file("f2", 20.0)) is True
+    assert run(store.delete_file("f2", 20.0)) is False
     assert run(store.get_file("f2")) is None
     assert [f.id for f in run(store.files(tenant="acme"))] == ["f3", "f0"]
+
+
+def test_a_file_deleted_while_an_unfinished_batch_reads_it_is_kept_for_that_batch(
+    store: Store,
+) -> None:
+    """A break-it trial: a batch handed back (its key's rate limit, a restart) read its
+    input again, found it deleted and failed, its accepted lines never run. The input of a
+    batch not ended is hidden from the API and kept for it, dropped once the batch ends."""
+    f = FileRow("in-1", "acme", "batch", "in.jsonl", 2, 10.0, b"{}")
+    other = FileRow("in-2", "acme", "batch", "in.jsonl", 2, 11.0, b"{}")
+    run(store.put_file(f))
+    run(store.put_file(other))
+    body = {"id": "batch_1", "input_file_id": "in-1", "status": "in_progress"}
+    run(store.put_batch("batch_1", "acme", 12.0, json.dumps(body)))
+    assert run(store.delete_file("in-1", 20.0)) is True
+    assert run(store.delete_file("in-1", 21.0)) is False  # deleted already
+    assert run(store.get_file("in-1")) is None
+    assert run(store.get_file("in-1", deleted=True)) == f  # for its batch
+    assert [x.id for x in run(store.files(tenant="acme"))] == ["in-2"]
+    assert [x.id for x in run(store.files(tenant="acme", after="in-1"))] == []  # a cursor still
+    assert run(store.delete_file("in-2", 20.0)) is True  # no batch reads it: gone
+    assert run(store.get_file("in-2", deleted=True)) is None
+    assert run(store.purge_deleted_files()) == 0  # its batch runs on
+    assert run(store.get_file("in-1", deleted=True)) == f
+    run(store.put_batch("batch_1", "acme", 12.0, json.dumps({**body, "status": "completed"})))
+    assert run(store.purge_deleted_files()) == 1
+    assert run(store.get_file("in-1", deleted=True)) is None
 
 
 def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) -> None:
@@ -1735,7 +1763,7 @@ def test_a_file_under_an_idempotency_key_is_stored_once_and_deleting_it_frees_th
         run(store.put_file(f1, idem("upload-2", "file-1", route="POST /v1/files")))
     # the failed put kept no key either (one transaction)
     assert run(store.idempotency_key("acme", "k1", "POST /v1/files", "upload-2", 100.0)) is None
-    assert run(store.delete_file("file-1")) is True
+    assert run(store.delete_file("file-1", 200.0)) is True
     assert run(store.idempotency_key("acme", "k1", "POST /v1/files", "upload-1", 100.0)) is None
     assert run(store.put_file(f2, idem("upload-1", "file-2", route="POST /v1/files"))) is None
     assert run(store.get_file("file-2")) == f2

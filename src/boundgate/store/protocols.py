@@ -525,12 +525,22 @@ class FileStore(Protocol):
         key is returned (atomic: of requests under one key, any number of processes, one
         writes). None once written."""
 
-    async def delete_file(self, file_id: str) -> bool:
+    async def delete_file(self, file_id: str, now: float) -> bool:
         """Delete file ``file_id`` and the idempotency keys naming it (a request under such
-        a key uploads again); False if there is none."""
+        a key uploads again); False if there is none (or it is deleted already). A file an
+        unfinished batch reads as its input (its object's ``input_file_id``, its ``status``
+        none a batch ends in) is hidden instead, deleted at ``now`` (epoch s): ``get_file``
+        and ``files`` no longer show it, ``get_file(file_id, deleted=True)`` still reads it
+        for that batch, and ``purge_deleted_files`` drops it once no unfinished batch names
+        it. Atomic with respect to the batch's own writes."""
 
-    async def get_file(self, file_id: str) -> FileRow | None:
-        """The file ``file_id``, content included; None if there is none."""
+    async def get_file(self, file_id: str, deleted: bool = False) -> FileRow | None:
+        """The file ``file_id``, content included; None if there is none, or if it is
+        deleted and kept only for a batch (``delete_file``) unless ``deleted``."""
+
+    async def purge_deleted_files(self) -> int:
+        """Drop the deleted files no unfinished batch reads any more (``delete_file``);
+        returns how many."""
 
     async def idempotency_key(
         self, tenant: str, key_id: str, route: str, key: str, now: float

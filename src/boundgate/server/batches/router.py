@@ -209,11 +209,12 @@ async def file_content(
 async def delete_file(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    """Delete a file (yours; any for an admin). A batch that has not finished reading it
-    fails when it runs (its input is gone), as on OpenAI."""
+    """Delete a file (yours; any for an admin). The input of a batch that has not ended is
+    gone from the API at once and kept for that batch until it ends (``delete_file``):
+    its accepted lines all run."""
     gw = gateway_of(request)
     await serving.owned_file(gw, ctx, file_id)  # 404 for another tenant's, as for reads
-    deleted = await gw.store.delete_file(file_id)
+    deleted = await gw.store.delete_file(file_id, gw.clock.time())
     return {"id": file_id, "object": "file", "deleted": deleted}
 
 

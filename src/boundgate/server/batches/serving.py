@@ -567,8 +567,9 @@ async def run_batch(
         return {"skipped": batch["status"]}
     # lines finished by an earlier run of this job (its process died): not served again
     kept = {r.line: r for r in await gw.store.batch_lines(batch_id)}
-    infile = await gw.store.get_file(batch["input_file_id"])
-    if infile is None:  # deleted before the batch finished reading it: keep what was answered
+    # deleted while the batch ran, the file is kept for it (``FileStore.delete_file``)
+    infile = await gw.store.get_file(batch["input_file_id"], deleted=True)
+    if infile is None:  # gone before the batch was stored: keep what was answered
         total = batch["request_counts"]["total"]
         answered = (
             f"{len(kept)} of {total} lines were answered before and are in the output and "
@@ -576,10 +577,7 @@ async def run_batch(
             if kept
             else f"none of its {total} lines had been answered (no output or error file)"
         )
-        missing = (
-            f"the input file {batch['input_file_id']} was deleted before the batch "
-            f"finished; {answered}"
-        )
+        missing = f"the input file {batch['input_file_id']} is gone; {answered}"
         batch = await _close(
             gw, tenant, batch_id, kept, fault=("missing_file", missing), fault_line=False
         )
@@ -721,6 +719,7 @@ async def _close(
 
     ended = await update_batch(gw, batch_id, end, written)
     await gw.store.drop_batch_lines(batch_id)
+    await gw.store.purge_deleted_files()  # its input, if deleted while it ran
     if ended is None:
         raise NotFoundError(f"No such Batch object: {batch_id}", param="batch_id")
     return ended[1]

@@ -119,6 +119,8 @@ class BatchRecovery:
             except Exception:  # one batch's fault (its object?) must not stop the others
                 log.exception("batch %s: recovering it failed", batch.get("id"))
         self._found = found
+        # inputs deleted while their batches ran, once those ended (a cancel, a failure)
+        await self.gw.store.purge_deleted_files()
         return acted
 
     async def _queue(self, batch: dict[str, Any]) -> int:

@@ -39,6 +39,11 @@ _INSERT_FILE = (
     "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
+# an unfinished batch reading the file as its input (``delete_file``), given as FILE
+_INPUT_IN_USE = (
+    "SELECT 1 FROM batches WHERE (body::jsonb ->> 'input_file_id') = FILE "
+    f"AND (body::jsonb ->> 'status') NOT IN {BATCH_STATUSES_ENDED_SQL}"
+)
 # the batches not ended, oldest first, with their jobs' states: the WHERE on the batch's status
 # is the partial index batches_open's (migration 0017), so the planner can read that index,
 # not every batch ever made
@@ -212,18 +217,32 @@ class PostgresWork(PostgresBase):
 
         return await self._run(put, tx=True)
 
-    async def delete_file(self, file_id: str) -> bool:
+    async def delete_file(self, file_id: str, now: float) -> bool:
         async def delete(conn: _Conn) -> bool:
             await conn.execute("DELETE FROM idempotency_keys WHERE object_id = %s", (file_id,))
-            return await _rowcount(conn, "DELETE FROM files WHERE id = %s", (file_id,)) == 1
+            if await _one(conn, _INPUT_IN_USE.replace("FILE", "%s"), (file_id,)) is not None:
+                sql = "UPDATE files SET deleted = %s WHERE id = %s AND deleted IS NULL"
+                return await _rowcount(conn, sql, (now, file_id)) == 1
+
+            sql = "DELETE FROM files WHERE id = %s AND deleted IS NULL"
+            return await _rowcount(conn, sql, (file_id,)) == 1
 
         return await self._run(delete, tx=True)
 
-    async def get_file(self, file_id: str) -> FileRow | None:
+    async def purge_deleted_files(self) -> int:
         sql = (
-            "SELECT id, tenant, purpose, filename, bytes, created, content FROM files WHERE id = %s"
+            "DELETE FROM files WHERE deleted IS NOT NULL AND NOT EXISTS ("
+            + _INPUT_IN_USE.replace("FILE", "files.id")
+            + ")"
         )
-        r = await self._run(lambda conn: _one(conn, sql, (file_id,)))
+        return await self._run(lambda conn: _rowcount(conn, sql), tx=True)
+
+    async def get_file(self, file_id: str, deleted: bool = False) -> FileRow | None:
+        sql = (
+            "SELECT id, tenant, purpose, filename, bytes, created, content FROM files "
+            "WHERE id = %s AND (%s OR deleted IS NULL)"
+        )
+        r = await self._run(lambda conn: _one(conn, sql, (file_id, deleted)))
         if r is None:
             return None
         return FileRow(
@@ -300,7 +319,7 @@ class PostgresWork(PostgresBase):
         cmp, order = (">", "ASC") if ascending else ("<", "DESC")
         sql = (
             "SELECT id, tenant, purpose, filename, bytes, created FROM files "
-            "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) "
+            "WHERE (%(tenant)s::text IS NULL OR tenant = %(tenant)s) AND deleted IS NULL "
             "AND (%(purpose)s::text IS NULL OR purpose = %(purpose)s) "
             f"AND (%(after)s::text IS NULL OR (created, id) {cmp} "
             "(SELECT created, id FROM files WHERE id = %(after)s "

@@ -21,6 +21,11 @@ from .core import SQLiteBase
 
 _JOB_COLUMNS = [f.name for f in fields(JobRow)]
 _KEY_COLUMNS = [f.name for f in fields(IdempotencyKey)]
+# an unfinished batch reading file ? as its input (``delete_file``)
+_INPUT_IN_USE = (
+    "SELECT 1 FROM batches WHERE json_extract(body, '$.input_file_id') = ? "
+    f"AND json_extract(body, '$.status') NOT IN {BATCH_STATUSES_ENDED_SQL} LIMIT 1"
+)
 _INSERT_FILE = (
     "INSERT INTO files (id, tenant, purpose, filename, bytes, created, content) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -212,17 +217,30 @@ class SQLiteWork(SQLiteBase):
 
         return await self._call(put)
 
-    async def delete_file(self, file_id: str) -> bool:
+    async def delete_file(self, file_id: str, now: float) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             with _savepoint(conn, "delete_file"):
                 conn.execute("DELETE FROM idempotency_keys WHERE object_id = ?", (file_id,))
-                return conn.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount == 1
+                if conn.execute(_INPUT_IN_USE, (file_id,)).fetchone() is not None:
+                    sql = "UPDATE files SET deleted = ? WHERE id = ? AND deleted IS NULL"
+                    return conn.execute(sql, (now, file_id)).rowcount == 1
+                sql = "DELETE FROM files WHERE id = ? AND deleted IS NULL"
+                return conn.execute(sql, (file_id,)).rowcount == 1
 
         return bool(await self._call(delete))
 
-    async def get_file(self, file_id: str) -> FileRow | None:
+    async def purge_deleted_files(self) -> int:
+        sql = (
+            "DELETE FROM files WHERE deleted IS NOT NULL AND NOT EXISTS ("
+            + _INPUT_IN_USE.replace("= ?", "= files.id")
+            + ")"
+        )
+        return int(await self._call(lambda conn: conn.execute(sql).rowcount))
+
+    async def get_file(self, file_id: str, deleted: bool = False) -> FileRow | None:
         def run(conn: sqlite3.Connection) -> FileRow | None:
-            r = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+            sql = "SELECT * FROM files WHERE id = ? AND (? OR deleted IS NULL)"
+            r = conn.execute(sql, (file_id, deleted)).fetchone()
             if r is None:
                 return None
             return FileRow(
@@ -303,7 +321,7 @@ class SQLiteWork(SQLiteBase):
         cmp, order = (">", "ASC") if ascending else ("<", "DESC")
         sql = (
             "SELECT id, tenant, purpose, filename, bytes, created FROM files "
-            "WHERE (:tenant IS NULL OR tenant = :tenant) "
+            "WHERE (:tenant IS NULL OR tenant = :tenant) AND deleted IS NULL "
             "AND (:purpose IS NULL OR purpose = :purpose) "
             f"AND (:after IS NULL OR (created, id) {cmp} "
             "(SELECT created, id FROM files WHERE id = :after "
