@@ -393,6 +393,29 @@ def test_an_unknown_input_file_is_404_naming_input_file_id(fake_live: Live) -> N
     assert_error(fake_live.http.get("/v1/files/file-nope"), 404, param="file_id")
 
 
+def test_a_list_after_an_unknown_cursor_is_404_not_an_empty_last_page(fake_live: Live) -> None:
+    """A break-it trial: listing files with ``after`` a file another client had just deleted
+    answered an empty last page (``has_more: false``) where 48 files were left, and the SDK's
+    pagination stopped there silently. A cursor naming nothing of the tenant's is 404."""
+    http = fake_live.http
+    ids = [
+        http.post(
+            "/v1/files",
+            files={"file": ("in.jsonl", lines(1))},
+            data={"purpose": "batch"},
+        ).json()["id"]
+        for _ in range(3)
+    ]
+    newest = http.get("/v1/files", params={"limit": 1}).json()
+    assert newest["data"][0]["id"] == ids[-1]
+    assert http.delete(f"/v1/files/{ids[-1]}").json()["deleted"]
+    assert_error(http.get("/v1/files", params={"after": ids[-1]}), 404, param="after")
+    assert_error(http.get("/v1/batches", params={"after": "batch_nope"}), 404, param="after")
+    # a cursor at the end of the list is an empty last page, as before
+    last = http.get("/v1/files", params={"after": ids[0]}).json()
+    assert not [f for f in last["data"] if f["id"] in ids] and last["has_more"] is False
+
+
 def test_a_misspelled_batch_parameter_is_400_naming_the_known_one(fake_live: Live) -> None:
     """A trial's ``metdata`` was "metdata: Extra inputs are not permitted" (``invalid_value``),
     with no word of ``metadata``; chat completions name the parameter a typo resembles."""

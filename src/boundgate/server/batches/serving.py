@@ -143,9 +143,16 @@ async def list_files(
     after: str | None,
     ascending: bool,
 ) -> dict[str, Any]:
-    """The tenant's files (every tenant's for an admin), OpenAI's list object."""
+    """The tenant's files (every tenant's for an admin), OpenAI's list object. An ``after``
+    naming no file the tenant has (or had, while a batch still reads it) is 404 naming
+    ``after``: an empty last page said "no more" where 48 files were left (a break-it trial's
+    cursor, deleted by another client between two pages)."""
     tenant = None if ctx.tenant.admin else ctx.tenant.name
     rows = await gw.store.files(tenant, purpose, limit + 1, after, ascending)
+    if not rows and after is not None:
+        f = await gw.store.get_file(after, deleted=True)
+        if f is None or (tenant is not None and f.tenant != tenant):
+            raise NotFoundError(f"No such File object to list after: {after}", param="after")
     return page([file_object(f) for f in rows], limit)
 
 
@@ -153,9 +160,14 @@ async def list_batches(
     gw: Gateway, ctx: RequestContext, *, limit: int, after: str | None
 ) -> dict[str, Any]:
     """The tenant's batches (every tenant's for an admin), newest first, OpenAI's list
-    object; a running batch's ``request_counts`` from its kept lines."""
+    object; a running batch's ``request_counts`` from its kept lines. An ``after`` naming no
+    batch of the tenant's is 404 naming ``after`` (not an empty last page)."""
     tenant = None if ctx.tenant.admin else ctx.tenant.name
     rows = await gw.store.batches(limit + 1, tenant, after)
+    if not rows and after is not None:  # a cursor naming no batch of the tenant's: 404
+        row = await gw.store.get_batch(after)
+        if row is None or (tenant is not None and row[0] != tenant):
+            raise NotFoundError(f"No such Batch object to list after: {after}", param="after")
     data = [await with_progress(gw, json.loads(body)) for *_, body in rows]
     return page(data, limit)
 
