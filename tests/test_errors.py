@@ -754,7 +754,12 @@ def test_a_misspelled_embeddings_parameter_is_refused_as_on_chat(fake_live: Live
     """A trial: "inputs" beside "input" (or "dimension") was ignored on /v1/embeddings while
     chat refused "mesages"; both refuse a near miss with 400 ``unknown_parameter``. Other
     unknown names are accepted, as on chat."""
-    for name, known in (("inputs", "input"), ("dimension", "dimensions")):
+    # ... and the first part of a name alone (a trial's "encoding": "base64" got floats)
+    for name, known in (
+        ("inputs", "input"),
+        ("dimension", "dimensions"),
+        ("encoding", "encoding_format"),
+    ):
         r = fake_live.http.post("/v1/embeddings", json={"input": "a", name: 3})
         err = assert_error(r, 400, param=name, code="unknown_parameter")
         assert known in err["message"], err
