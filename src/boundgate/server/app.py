@@ -185,15 +185,21 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.limit
+        named = f"{limit} bytes (server.max_body_bytes)"
         if scope["path"].rstrip("/") == self.FILE_UPLOADS:
             limit = self.file_limit + self.MULTIPART_SLACK
+            # the setting, not the sum: a trial read "the limit is 209780736" as a wrong limit
+            named = (
+                f"{self.file_limit} bytes for the file (server.max_file_bytes) and "
+                f"{self.MULTIPART_SLACK} for the form around it"
+            )
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if value.isdigit() and int(value) > limit:
                     await send_error(
                         send,
                         PayloadTooLargeError(
-                            f"request body is {int(value)} bytes; the limit is {limit}"
+                            f"request body is {int(value)} bytes; the limit is {named}"
                         ),
                     )
                     return
@@ -230,7 +236,7 @@ class BodyLimit:
                     refused = True
                     await send_error(
                         send,
-                        PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes"),
+                        PayloadTooLargeError(f"request body exceeds the limit of {named}"),
                     )
                     return {"type": "http.disconnect"}
             return message
