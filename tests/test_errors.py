@@ -525,6 +525,38 @@ def test_long_headers_arriving_in_pieces_are_read(tmp_path: Path) -> None:
         assert answer.count(b"HTTP/1.1 200") == 2, answer
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a chunk size that is no hexadecimal number (a trial's malformed chunked body)
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nzz\r\n{}\r\n",
+        b"GET /healthz HTTP/1.1 extra\r\nHost: 127.0.0.1\r\n\r\n",  # a bad request line
+    ],
+)
+def test_what_the_http_parser_cannot_read_is_a_400_in_openais_shape(
+    tmp_path: Path, raw: bytes
+) -> None:
+    """uvicorn answered bytes its parser cannot read with a plain-text "Invalid HTTP request
+    received." (a trial); the gateway's protocol answers them in OpenAI's shape, code
+    ``invalid_http``, and closes the connection."""
+    import socket
+
+    with live_server(build_app(fake_settings(tmp_path))) as live:
+        port = live.server.port if live.server is not None else 0
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(raw)
+            answer = _read_until_closed(sock)
+        assert live.http.get("/healthz").status_code == 200
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request", answer
+    head, _, body = rest.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_http" and error["type"] == "invalid_request_error"
+    assert set(error) == {"message", "type", "param", "code"}
+
+
 def test_unknown_route_and_method(fake_live: Live) -> None:
     assert_error(fake_live.http.get("/v1/nothing"), 404)
     r = fake_live.http.get("/v1/chat/completions")

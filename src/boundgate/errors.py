@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     """Every ``code`` the gateway sets in an error body, declared once (docs/api.md lists
     each; a test checks it). An upstream's own 4xx passes through with the upstream's code."""
 
+    INVALID_HTTP = "invalid_http"  # 400: a request the HTTP/1.1 parser cannot read
     INVALID_JSON = "invalid_json"  # 400: malformed JSON, or not Unicode text
     INVALID_VALUE = "invalid_value"  # 400: schema or value errors
     UNSUPPORTED_PARAMETER = "unsupported_parameter"  # 400

@@ -15,7 +15,8 @@ start; after a response, from the next byte that arrives) the next request's hea
 complete in time, else the connection is closed: with a 408 ``request_timeout`` in OpenAI's
 error shape when bytes came, silently when nothing did (as nginx does; a browser's
 preconnected socket is not an error). While a request is served the deadline does not run;
-the body's own wait is ``BodyLimit``'s (``server.body_read_timeout_s``).
+the body's own wait is ``BodyLimit``'s (``server.body_read_timeout_s``). What the parser cannot
+read is answered 400 ``invalid_http`` in OpenAI's shape (uvicorn's own answer is plain text).
 
 The deadline is read from the uvicorn ``Config`` (:func:`with_header_timeout` sets it there),
 so the classes are importable by name and survive uvicorn's worker processes, which receive
@@ -31,11 +32,24 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..errors import RequestTimeoutError
+from ..errors import BoundgateError, ErrorCode, InvalidRequestError, RequestTimeoutError
 
 # the uvicorn Config attribute holding the deadline, seconds
 _CONFIG_ATTRIBUTE = "boundgate_header_read_timeout_s"
 DEFAULT_HEADER_READ_TIMEOUT_S = 60.0
+
+
+def _error_response(status_line: str, err: BoundgateError) -> bytes:
+    """``err`` as a whole HTTP/1.1 response closing its connection (``status_line``: the
+    status and reason, "408 Request Timeout")."""
+    body = json.dumps(err.to_dict()).encode()
+    head = [
+        f"HTTP/1.1 {status_line}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
 
 
 def _timeout_response(timeout_s: float) -> bytes:
@@ -43,14 +57,7 @@ def _timeout_response(timeout_s: float) -> bytes:
         f"the request's headers did not arrive complete within {timeout_s:g} s "
         "(server.header_read_timeout_s)"
     )
-    body = json.dumps(err.to_dict()).encode()
-    head = [
-        "HTTP/1.1 408 Request Timeout",
-        "content-type: application/json",
-        f"content-length: {len(body)}",
-        "connection: close",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
+    return _error_response("408 Request Timeout", err)
 
 
 class _HeaderDeadline:
@@ -99,6 +106,16 @@ class _HeaderDeadline:
             self._header_deadline.cancel()
             self._header_deadline = None
         self._received = False
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser cannot read as HTTP/1.1 (a malformed chunked
+        body, a bad request line), in OpenAI's error shape: it was plain text (a trial)."""
+        err = InvalidRequestError(
+            f"the request is not valid HTTP/1.1: {msg}", code=ErrorCode.INVALID_HTTP
+        )
+        self._disarm()
+        self.transport.write(_error_response("400 Bad Request", err))
+        self.transport.close()
 
     def _headers_late(self) -> None:
         self._header_deadline = None
