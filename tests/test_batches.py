@@ -754,6 +754,16 @@ def test_an_input_deleted_while_its_batch_runs_is_kept_until_the_batch_ends(
     out = client.files.content(done.output_file_id or "").text.splitlines()
     assert sorted(json.loads(x)["custom_id"] for x in out) == [f"req-{i}" for i in range(4)]
     assert arun(live.gateway.store.get_file(f.id, deleted=True)) is None  # dropped after
+    # a batch cancelled before it ran drops its deleted input at once (a re-check's stayed
+    # until the next recovery sweep, an hour by default)
+    g = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    queued = client.batches.create(
+        input_file_id=g.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    assert client.files.delete(g.id).deleted
+    assert arun(live.gateway.store.get_file(g.id, deleted=True)) is not None
+    assert client.batches.cancel(queued.id).status == "cancelled"
+    assert arun(live.gateway.store.get_file(g.id, deleted=True)) is None
 
 
 def test_lines_answered_before_the_input_was_lost_are_kept(batch_live: Any) -> None:

@@ -1666,6 +1666,32 @@ def test_a_file_deleted_while_an_unfinished_batch_reads_it_is_kept_for_that_batc
     run(store.put_batch("batch_1", "acme", 12.0, json.dumps({**body, "status": "completed"})))
     assert run(store.purge_deleted_files()) == 1
     assert run(store.get_file("in-1", deleted=True)) is None
+    # without its content (a list's cursor check read a 143 MB file for its tenant)
+    assert run(store.get_file("in-2")) is None
+    run(store.put_file(other))
+    assert run(store.get_file("in-2", content=False)) == replace(other, content=b"")
+
+
+def test_a_batch_made_from_a_file_is_stored_only_while_the_file_is_there(store: Store) -> None:
+    """A re-check: a DELETE between a batch's reading of its input and its storing found no
+    batch using the file and dropped it; the batch was accepted and none of its lines ran.
+    Made with ``input_file_id``, a batch is stored only if the file is there (not deleted),
+    atomically with ``delete_file``."""
+    f = FileRow("in-1", "acme", "batch", "in.jsonl", 2, 10.0, b"{}")
+    run(store.put_file(f))
+    body = json.dumps({"id": "b1", "input_file_id": "in-1", "status": "in_progress"})
+    assert run(store.put_batch("b1", "acme", 11.0, body, input_file_id="in-1")) is None
+    assert run(store.get_batch("b1")) is not None
+    assert run(store.delete_file("in-1", 12.0)) is True  # hidden: b1 reads it
+    body2 = json.dumps({"id": "b2", "input_file_id": "in-1", "status": "in_progress"})
+    with pytest.raises(LookupError):
+        run(store.put_batch("b2", "acme", 13.0, body2, input_file_id="in-1"))
+    with pytest.raises(LookupError):
+        run(store.put_batch("b3", "acme", 13.0, body2, input_file_id="nope"))
+    with pytest.raises(LookupError):  # under an idempotency key: no key kept either
+        run(store.put_batch("b4", "acme", 13.0, body2, idem("k-b4", "b4"), input_file_id="nope"))
+    assert run(store.get_batch("b2")) is None and run(store.get_batch("b4")) is None
+    assert run(store.idempotency_key("acme", "k1", "POST /v1/batches", "k-b4", 13.0)) is None
 
 
 def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) -> None:

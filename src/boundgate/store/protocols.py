@@ -534,9 +534,12 @@ class FileStore(Protocol):
         for that batch, and ``purge_deleted_files`` drops it once no unfinished batch names
         it. Atomic with respect to the batch's own writes."""
 
-    async def get_file(self, file_id: str, deleted: bool = False) -> FileRow | None:
-        """The file ``file_id``, content included; None if there is none, or if it is
-        deleted and kept only for a batch (``delete_file``) unless ``deleted``."""
+    async def get_file(
+        self, file_id: str, deleted: bool = False, content: bool = True
+    ) -> FileRow | None:
+        """The file ``file_id``, its content included unless not ``content`` (then
+        ``b""``); None if there is none, or if it is deleted and kept only for a batch
+        (``delete_file``) unless ``deleted``."""
 
     async def purge_deleted_files(self) -> int:
         """Drop the deleted files no unfinished batch reads any more (``delete_file``);
@@ -555,11 +558,16 @@ class FileStore(Protocol):
         created: float,
         body: str,
         idempotency: IdempotencyKey | None = None,
+        input_file_id: str | None = None,
     ) -> IdempotencyKey | None:
         """Insert or replace a batch's JSON object ``body``. With ``idempotency`` (its
         ``object_id`` is ``batch_id``), as :meth:`put_file`: kept with the batch in the same
         transaction, or, under a key kept already and not expired, nothing written and that
-        key returned. None once written."""
+        key returned. None once written. With ``input_file_id`` (a batch being made from
+        that file), nothing is written and LookupError raised unless the file exists, not
+        deleted: atomic with :meth:`delete_file`, so a file deleted while its batch is made
+        is either kept for the batch or the batch is refused (a re-check's batch was
+        accepted after its input was deleted in between, and none of its lines ran)."""
 
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         """``(tenant, JSON body)`` of batch ``batch_id``; None if there is none."""

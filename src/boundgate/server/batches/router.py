@@ -150,7 +150,10 @@ def _checked_filename(name: str | None) -> str:
     "/v1/files",
     tags=["batches"],
     response_model=None,
-    responses={**ok(FileList), **errors(400, 401)},
+    responses={
+        **ok(FileList),
+        **errors(400, 401, 404, notes={404: "`after` names no file of yours (`param: after`)"}),
+    },
 )
 async def list_files(
     request: Request,
@@ -163,7 +166,7 @@ async def list_files(
     """Your files (every tenant's for an admin), by ``created_at`` (``order``)."""
     refuse_unknown_query(request, ("purpose", "limit", "order", "after"))
     return await serving.list_files(
-        gateway_of(request), ctx, purpose=purpose, limit=limit, after=after,
+        gateway_of(request), ctx, purpose=purpose, limit=limit, after=after or None,
         ascending=order == "asc",
     )  # fmt: skip
 
@@ -277,7 +280,10 @@ async def create_batch(
     "/v1/batches",
     tags=["batches"],
     response_model=None,
-    responses={**ok(BatchList), **errors(400, 401)},
+    responses={
+        **ok(BatchList),
+        **errors(400, 401, 404, notes={404: "`after` names no batch of yours (`param: after`)"}),
+    },
 )
 async def list_batches(
     request: Request,
@@ -288,7 +294,7 @@ async def list_batches(
     """Your batches (every tenant's for an admin), newest first. A query parameter it
     does not take is a 400 (a trial's ``?order=asc`` was ignored, the list newest first)."""
     refuse_unknown_query(request, ("limit", "after"))
-    return await serving.list_batches(gateway_of(request), ctx, limit=limit, after=after)
+    return await serving.list_batches(gateway_of(request), ctx, limit=limit, after=after or None)
 
 
 @router.get(

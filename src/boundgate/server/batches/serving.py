@@ -150,7 +150,7 @@ async def list_files(
     tenant = None if ctx.tenant.admin else ctx.tenant.name
     rows = await gw.store.files(tenant, purpose, limit + 1, after, ascending)
     if not rows and after is not None:
-        f = await gw.store.get_file(after, deleted=True)
+        f = await gw.store.get_file(after, deleted=True, content=False)
         if f is None or (tenant is not None and f.tenant != tenant):
             raise NotFoundError(f"No such File object to list after: {after}", param="after")
     return page([file_object(f) for f in rows], limit)
@@ -320,7 +320,15 @@ async def create_batch(
         },
     }
     key = idem.kept(ctx, batch_id, now) if idem is not None else None
-    kept = await gw.store.put_batch(batch_id, ctx.tenant.name, now, json.dumps(batch), key)
+    try:
+        kept = await gw.store.put_batch(
+            batch_id, ctx.tenant.name, now, json.dumps(batch), key, input_file_id=input_file_id
+        )
+    except LookupError:  # deleted while it was read and checked: no batch is made
+        raise NotFoundError(
+            f"No such File object: {input_file_id} (deleted while the batch was made)",
+            param="input_file_id",
+        ) from None
     if kept is not None and idem is not None:  # a request under the key made it meanwhile
         return await with_progress(gw, (await get_batch(gw, ctx, idem.same_request(kept)))[1])
     # queued only once the batch it runs exists
@@ -449,6 +457,7 @@ async def end_without_a_run(
 
     ended = await update_batch(gw, batch_id, end, written)
     await gw.store.drop_batch_lines(batch_id)
+    await gw.store.purge_deleted_files()  # its input, if deleted before the cancel
     assert ended is not None
     return ended[1]
 

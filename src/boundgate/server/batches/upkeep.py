@@ -119,7 +119,7 @@ class BatchRecovery:
             except Exception:  # one batch's fault (its object?) must not stop the others
                 log.exception("batch %s: recovering it failed", batch.get("id"))
         self._found = found
-        # inputs deleted while their batches ran, once those ended (a cancel, a failure)
+        # inputs deleted while their batches ran, once those ended by another way
         await self.gw.store.purge_deleted_files()
         return acted
 

@@ -119,8 +119,7 @@ request models' validators and ``server.common.unknown_parameter`` alike."""
 
 def near_miss(name: str, known: Iterable[str]) -> str | None:
     """The name of ``known`` that ``name`` is almost spelled as (difflib ratio ≥
-    ``MISSPELLING_CUTOFF``, two neighbouring letters swapped, or the part before the first
-    "_" of exactly one of them, "encoding"; case aside: "Max_Tokens" is
+    ``MISSPELLING_CUTOFF``, or two neighbouring letters swapped; case aside: "Max_Tokens" is
     as wrong as "max_token"), or None (also when ``name`` is one of them). The swap is its
     own rule because the ratio punishes it in a short name: "nmae" is 0.75 from "name"."""
     names = list(known)
@@ -131,12 +130,7 @@ def near_miss(name: str, known: Iterable[str]) -> str | None:
         if _swapped_neighbours(lowered, known_name):
             return known_name
     close = difflib.get_close_matches(lowered, names, n=1, cutoff=MISSPELLING_CUTOFF)
-    if close:
-        return close[0]
-    # the first part of one name alone: "encoding" for "encoding_format" (a trial's base64
-    # request got floats), "reasoning" for "reasoning_effort"
-    heads = [n for n in names if len(lowered) >= 3 and n.startswith(lowered + "_")]
-    return heads[0] if len(heads) == 1 else None
+    return close[0] if close else None
 
 
 def _swapped_neighbours(a: str, b: str) -> bool:

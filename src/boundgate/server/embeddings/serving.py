@@ -31,8 +31,14 @@ def check_request(body: EmbeddingRequest) -> list[str]:
     InvalidRequestError (400) naming the parameter."""
     for name in body.model_extra or {}:
         # a misspelled parameter is refused as on the generation endpoints (a trial's
-        # "inputs" beside "input" was silently ignored)
-        close = near_miss(name, EmbeddingRequest.model_fields)
+        # "inputs" beside "input" was silently ignored), and so is the first part of a
+        # name alone ("encoding": "base64" was answered floats, a trial); not on the
+        # generation endpoints, whose unknown names go to upstreams ("reasoning" is
+        # OpenRouter's, beside "reasoning_effort")
+        close = near_miss(name, EmbeddingRequest.model_fields) or next(
+            (f for f in EmbeddingRequest.model_fields if f.split("_")[0] == name.lower() != f),
+            None,
+        )
         if close is not None:
             raise unknown_parameter(name, close)
     texts = [body.input] if isinstance(body.input, str) else body.input

@@ -219,6 +219,9 @@ class PostgresWork(PostgresBase):
 
     async def delete_file(self, file_id: str, now: float) -> bool:
         async def delete(conn: _Conn) -> bool:
+            # the row locked before the batches are read (put_batch holds it FOR SHARE while
+            # it stores a batch made from it): the check below sees every such batch
+            await conn.execute("SELECT 1 FROM files WHERE id = %s FOR UPDATE", (file_id,))
             await conn.execute("DELETE FROM idempotency_keys WHERE object_id = %s", (file_id,))
             if await _one(conn, _INPUT_IN_USE.replace("FILE", "%s"), (file_id,)) is not None:
                 sql = "UPDATE files SET deleted = %s WHERE id = %s AND deleted IS NULL"
@@ -237,9 +240,12 @@ class PostgresWork(PostgresBase):
         )
         return await self._run(lambda conn: _rowcount(conn, sql), tx=True)
 
-    async def get_file(self, file_id: str, deleted: bool = False) -> FileRow | None:
+    async def get_file(
+        self, file_id: str, deleted: bool = False, content: bool = True
+    ) -> FileRow | None:
+        columns = "content" if content else "''::bytea AS content"
         sql = (
-            "SELECT id, tenant, purpose, filename, bytes, created, content FROM files "
+            f"SELECT id, tenant, purpose, filename, bytes, created, {columns} FROM files "
             "WHERE id = %s AND (%s OR deleted IS NULL)"
         )
         r = await self._run(lambda conn: _one(conn, sql, (file_id, deleted)))
@@ -268,6 +274,7 @@ class PostgresWork(PostgresBase):
         created: float,
         body: str,
         idempotency: IdempotencyKey | None = None,
+        input_file_id: str | None = None,
     ) -> IdempotencyKey | None:
         sql = (
             "INSERT INTO batches (id, tenant, created, body) VALUES (%s, %s, %s, %s) "
@@ -275,12 +282,19 @@ class PostgresWork(PostgresBase):
             "created = EXCLUDED.created, body = EXCLUDED.body"
         )
         values = (batch_id, tenant, created, body)
-        if idempotency is None:
+        if idempotency is None and input_file_id is None:
             await self._execute(sql, values)
             return None
 
         async def put(conn: _Conn) -> IdempotencyKey | None:
-            kept = await _keep_key(conn, idempotency)
+            if input_file_id is not None:
+                # the file's row held (FOR SHARE) until the batch is committed: a
+                # delete_file, which locks it FOR UPDATE before it looks for batches, runs
+                # wholly before (the row gone: refused here) or after (the batch seen)
+                live = "SELECT 1 FROM files WHERE id = %s AND deleted IS NULL FOR SHARE"
+                if await _one(conn, live, (input_file_id,)) is None:
+                    raise LookupError(input_file_id)
+            kept = await _keep_key(conn, idempotency) if idempotency is not None else None
             if kept is None:
                 await conn.execute(sql, values)
             return kept

@@ -237,15 +237,18 @@ class SQLiteWork(SQLiteBase):
         )
         return int(await self._call(lambda conn: conn.execute(sql).rowcount))
 
-    async def get_file(self, file_id: str, deleted: bool = False) -> FileRow | None:
+    async def get_file(
+        self, file_id: str, deleted: bool = False, content: bool = True
+    ) -> FileRow | None:
         def run(conn: sqlite3.Connection) -> FileRow | None:
-            sql = "SELECT * FROM files WHERE id = ? AND (? OR deleted IS NULL)"
+            columns = "*" if content else "id, tenant, purpose, filename, bytes, created"
+            sql = f"SELECT {columns} FROM files WHERE id = ? AND (? OR deleted IS NULL)"
             r = conn.execute(sql, (file_id, deleted)).fetchone()
             if r is None:
                 return None
             return FileRow(
                 r["id"], r["tenant"], r["purpose"], r["filename"], r["bytes"], r["created"],
-                bytes(r["content"]),
+                bytes(r["content"]) if content else b"",
             )  # fmt: skip
 
         return await self._read(run)
@@ -270,16 +273,21 @@ class SQLiteWork(SQLiteBase):
         created: float,
         body: str,
         idempotency: IdempotencyKey | None = None,
+        input_file_id: str | None = None,
     ) -> IdempotencyKey | None:
         sql = "INSERT OR REPLACE INTO batches (id, tenant, created, body) VALUES (?, ?, ?, ?)"
         values = (batch_id, tenant, created, body)
-        if idempotency is None:
+        if idempotency is None and input_file_id is None:
             await self._execute(sql, values)
             return None
 
         def put(conn: sqlite3.Connection) -> IdempotencyKey | None:
             with _savepoint(conn, "put_batch"):
-                kept = _keep_key(conn, idempotency)
+                if input_file_id is not None:  # the one writer: delete_file is before or after
+                    live = "SELECT 1 FROM files WHERE id = ? AND deleted IS NULL"
+                    if conn.execute(live, (input_file_id,)).fetchone() is None:
+                        raise LookupError(input_file_id)
+                kept = _keep_key(conn, idempotency) if idempotency is not None else None
                 if kept is None:
                     conn.execute(sql, values)
                 return kept
