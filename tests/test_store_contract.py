@@ -1692,6 +1692,17 @@ def test_a_batch_made_from_a_file_is_stored_only_while_the_file_is_there(store: 
         run(store.put_batch("b4", "acme", 13.0, body2, idem("k-b4", "b4"), input_file_id="nope"))
     assert run(store.get_batch("b2")) is None and run(store.get_batch("b4")) is None
     assert run(store.idempotency_key("acme", "k1", "POST /v1/batches", "k-b4", 13.0)) is None
+    # a request under a key that made its batch gets that one, the file gone or not (a
+    # re-check: a second create under the key, its input deleted meanwhile, was 404)
+    g = FileRow("in-9", "acme", "batch", "in.jsonl", 2, 10.0, b"{}")
+    run(store.put_file(g))
+    body9 = json.dumps({"id": "b9", "input_file_id": "in-9", "status": "in_progress"})
+    key = idem("k-b9", "b9")
+    assert run(store.put_batch("b9", "acme", 14.0, body9, key, input_file_id="in-9")) is None
+    assert run(store.delete_file("in-9", 15.0)) is True
+    again = idem("k-b9", "b10")
+    assert run(store.put_batch("b10", "acme", 16.0, body9, again, input_file_id="in-9")) == key
+    assert run(store.get_batch("b10")) is None
 
 
 def test_batch_lines_are_kept_once_in_input_order_until_dropped(store: Store) -> None:

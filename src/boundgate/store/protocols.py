@@ -564,10 +564,11 @@ class FileStore(Protocol):
         ``object_id`` is ``batch_id``), as :meth:`put_file`: kept with the batch in the same
         transaction, or, under a key kept already and not expired, nothing written and that
         key returned. None once written. With ``input_file_id`` (a batch being made from
-        that file), nothing is written and LookupError raised unless the file exists, not
-        deleted: atomic with :meth:`delete_file`, so a file deleted while its batch is made
-        is either kept for the batch or the batch is refused (a re-check's batch was
-        accepted after its input was deleted in between, and none of its lines ran)."""
+        that file), unless a kept key is returned, nothing is written and LookupError
+        raised unless the file exists, not deleted: atomic with :meth:`delete_file`, so a
+        file deleted while its batch is made is either kept for the batch or the batch is
+        refused (a re-check's batch was accepted after its input was deleted in between,
+        and none of its lines ran)."""
 
     async def get_batch(self, batch_id: str) -> tuple[str, str] | None:
         """``(tenant, JSON body)`` of batch ``batch_id``; None if there is none."""

@@ -287,17 +287,18 @@ class PostgresWork(PostgresBase):
             return None
 
         async def put(conn: _Conn) -> IdempotencyKey | None:
+            kept = await _keep_key(conn, idempotency) if idempotency is not None else None
+            if kept is not None:  # a request under the key made its batch: that one
+                return kept
             if input_file_id is not None:
                 # the file's row held (FOR SHARE) until the batch is committed: a
                 # delete_file, which locks it FOR UPDATE before it looks for batches, runs
                 # wholly before (the row gone: refused here) or after (the batch seen)
                 live = "SELECT 1 FROM files WHERE id = %s AND deleted IS NULL FOR SHARE"
                 if await _one(conn, live, (input_file_id,)) is None:
-                    raise LookupError(input_file_id)
-            kept = await _keep_key(conn, idempotency) if idempotency is not None else None
-            if kept is None:
-                await conn.execute(sql, values)
-            return kept
+                    raise LookupError(input_file_id)  # the transaction, key too, undone
+            await conn.execute(sql, values)
+            return None
 
         return await self._run(put, tx=True)
 

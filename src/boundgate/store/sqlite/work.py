@@ -283,14 +283,15 @@ class SQLiteWork(SQLiteBase):
 
         def put(conn: sqlite3.Connection) -> IdempotencyKey | None:
             with _savepoint(conn, "put_batch"):
+                kept = _keep_key(conn, idempotency) if idempotency is not None else None
+                if kept is not None:  # a request under the key made its batch: that one
+                    return kept
                 if input_file_id is not None:  # the one writer: delete_file is before or after
                     live = "SELECT 1 FROM files WHERE id = ? AND deleted IS NULL"
                     if conn.execute(live, (input_file_id,)).fetchone() is None:
-                        raise LookupError(input_file_id)
-                kept = _keep_key(conn, idempotency) if idempotency is not None else None
-                if kept is None:
-                    conn.execute(sql, values)
-                return kept
+                        raise LookupError(input_file_id)  # the key kept above is undone
+                conn.execute(sql, values)
+                return None
 
         return await self._call(put)
 
