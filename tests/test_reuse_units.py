@@ -423,6 +423,30 @@ def test_engine_never_serves_across_scopes(
         ("Is a 16GB phone enough?", "Is a 32GB phone enough?", "number"),
         ("Is 4G faster than 5G?", "Is 5G faster than 4G?", "order"),
         ("When did WW2 end?", "When did WW1 end?", "number"),
+        # a kind named by a glued number ("3D") is no count, but a count still is, and two
+        # kinds, or another model, still differ (a user's trial: ``glued_kinds``)
+        (
+            "How do I fix stringing on my 3D printer?",
+            "How do I fix stringing on 3 printers?",
+            "number",
+        ),
+        (
+            "I have 3 printers, which should I sell?",
+            "I have 2 printers, which should I sell?",
+            "number",
+        ),
+        ("How do I declare a 2D array in C?", "How do I declare 2D and 3D arrays in C?", "number"),
+        ("Is a PS5 better than a PS4?", "Is a PS5 better than a PS3?", "number"),
+        ("iPhone 12 vs iPhone 13 camera", "iPhone 12 vs iPhone 14 camera", "number"),
+        ("is 5G faster than 4G", "is 5G faster than 3G", "number"),
+        (
+            "what are the symptoms of low vitamin B12",
+            "what are the symptoms of low vitamin B",
+            "number",
+        ),
+        # a span named by a word counts its unit: another count still differs
+        ("What happened a decade ago?", "What happened 20 years ago?", "number"),
+        ("What happened a century ago?", "What happened 10 years ago?", "number"),
         # a comparative made with "less" is the other side of its pair (a run on chatbot
         # paraphrases served "... stronger"'s answer for "... less strong")
         ("how to make my coffee less strong", "how to make my coffee stronger", "polarity"),
@@ -629,6 +653,15 @@ def test_engine_never_serves_across_scopes(
         ("How many kilobytes in a megabyte?", "How many MB in a KB?", "unit"),
         # a stopping verb matches "not" only for the verb it stops
         ("how to teach my dog not to bite", "how to stop my dog from barking", "negation"),
+        # ... nor a "not" asked why of: the cause of an absence, not a remedy for the thing
+        ("why does my dog not bark", "how do I stop my dog barking", "negation"),
+        ("Why is my cat not eating?", "What can I do to stop my cat eating?", "negation"),
+        # a user's trial's pair (0.91): why it does not, and how to stop it (left vetoed)
+        (
+            "Why does my bathroom mirror not mist over?",
+            "How do I stop my bathroom mirror fogging up?",
+            "negation",
+        ),
         # beside the readings of "least", "yes or no", glued powers and rates: still vetoed
         # (a re-check's: a conversion turned round with one side glued, another period than
         # a day on one side only, "least X" against a standalone "most")
@@ -927,6 +960,18 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "how many days does a landlord in california have to return a deposit",
             "when does a california landlord have to give my security deposit back by?",
         ),
+        # a kind named by a number glued to a letter, left out or written "3-D" (a user's
+        # trial's over-vetoes: "3D" was read as a number)
+        ("How do I fix stringing on my 3D printer?", "how to stop my printer stringing"),
+        ("how to unclog a 3D printer nozzle", "How do I unclog a 3-D printer nozzle?"),
+        ("How do I declare a 2D array in C?", "How do I declare a 2-D array in C?"),
+        # a span named by a word is its count of a unit (a user's trial's over-veto)
+        ("What happened a decade ago?", "What happened 10 years ago?"),
+        ("I have been saving for a decade", "I have been saving for 10 years"),
+        ("What was life like a century ago?", "What was life like 100 years ago?"),
+        ("Is a fortnight of holiday enough?", "Is 2 weeks of holiday enough?"),
+        ("Is half an hour of walking a day enough?", "Is 30 minutes of walking a day enough?"),
+        ("How much does a dozen eggs cost?", "How much do 12 eggs cost?"),
         # a time of day glued or dotted is the same time (a trial's over-veto, "number")
         ("waking up at 3 am every night reason", "Why do I wake up at 3am every night?"),
         ("Is it too late to eat at 9 p.m.?", "is it too late to eat at 9pm"),
@@ -976,6 +1021,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ),
         ("how to stop my dog from biting", "how to teach my dog not to bite"),
         ("rabbit not eating or pooping", "is it an emergency if my rabbit stops eating?"),
+        ("why is my rabbit not eating", "my rabbit stopped eating, why?"),
         # "least" grades as "less" does; "1" where the other side says "one"; a unit's power
         # glued on and written as a word; "yes or no" negates nothing (re-checks' and a
         # user's trial's over-vetoes)

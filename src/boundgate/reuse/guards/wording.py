@@ -389,23 +389,31 @@ _STOPPING = _STOP_FORMS | frozenset(
 )
 
 
+# words before a stopping verb that make it one sought ("how do I stop", "how to stop")
+_STOP_SOUGHT = frozenset(["to", "i", "we", "you"])
+
+
 def _stopped_for_not(fa: Features, fb: Features) -> int:
     """1 when ``fb`` says "not to V" (or "not V") where ``fa`` says "stop V-ing" / "stop …
     from V-ing" / "keep … from V-ing" of the same verb: one negation of ``fb``'s is matched
     by ``fa``'s stopping verb ("teach a puppy not to bite" / "train my puppy to stop biting"
     was vetoed as a negation, a trial). Only for the verb ``fb`` negates: "stop itching" alone
-    against "relieve itching" is not counted."""
+    against "relieve itching" is not counted. Nor where ``fb`` asks why a thing does not
+    happen and ``fa`` how to stop it ("why does my dog not bark" / "how do I stop my dog
+    barking": the cause of an absence against a remedy for the thing); "why is my rabbit not
+    eating" / "my rabbit stopped eating, why?" still match."""
+    nots = [i for i, w in enumerate(fb.words) if w == "not"]
     negated = {
         fb.stems[j]
-        for i, w in enumerate(fb.words)
-        if w == "not"
+        for i in nots
         for j in (i + 1, i + 2)
         if j < len(fb.words) and fb.words[j] != "to"
     }
     if not negated:
         return 0
+    asks_why = "why" in fb.words[: nots[0]]
     for i, w in enumerate(fa.words):
-        if w not in _STOPPING:
+        if w not in _STOPPING or (asks_why and (i == 0 or fa.words[i - 1] in _STOP_SOUGHT)):
             continue
         for j in range(i + 1, min(i + 6, len(fa.words))):
             keeps_on = w in _KEEPS and "from" not in fa.words[i + 1 : j]  # "keep V-ing"
