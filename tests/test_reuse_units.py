@@ -444,9 +444,18 @@ def test_engine_never_serves_across_scopes(
             "what are the symptoms of low vitamin B",
             "number",
         ),
-        # a span named by a word counts its unit: another count still differs
-        ("What happened a decade ago?", "What happened 20 years ago?", "number"),
-        ("What happened a century ago?", "What happened 10 years ago?", "number"),
+        # ... and one named on one side only is still a number (a re-check of a rule that
+        # let one side leave it out: a 3D printer's price is no paper printer's)
+        ("How much does a 3D printer cost?", "How much does a printer cost?", "number"),
+        ("How do I sort a 2D array in Java?", "How do I sort an array in Java?", "number"),
+        # a span named by words counts its unit: another count still differs, and "an hour
+        # and a half" is no half hour though every word is the same (a re-check: 0.919)
+        ("Should I feed my puppy every half hour?", "Should I feed my puppy every hour?", "number"),
+        (
+            "How far can I walk in an hour and a half?",
+            "How far can I walk in half an hour?",
+            "number",
+        ),
         # a comparative made with "less" is the other side of its pair (a run on chatbot
         # paraphrases served "... stronger"'s answer for "... less strong")
         ("how to make my coffee less strong", "how to make my coffee stronger", "polarity"),
@@ -960,18 +969,21 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "how many days does a landlord in california have to return a deposit",
             "when does a california landlord have to give my security deposit back by?",
         ),
-        # a kind named by a number glued to a letter, left out or written "3-D" (a user's
-        # trial's over-vetoes: "3D" was read as a number)
-        ("How do I fix stringing on my 3D printer?", "how to stop my printer stringing"),
+        # a kind named by a number glued to a letter, written "3-D" (a user's trial's
+        # over-veto: "3D" / "3-D" were read as numbers apart)
         ("how to unclog a 3D printer nozzle", "How do I unclog a 3-D printer nozzle?"),
         ("How do I declare a 2D array in C?", "How do I declare a 2-D array in C?"),
-        # a span named by a word is its count of a unit (a user's trial's over-veto)
-        ("What happened a decade ago?", "What happened 10 years ago?"),
-        ("I have been saving for a decade", "I have been saving for 10 years"),
-        ("What was life like a century ago?", "What was life like 100 years ago?"),
-        ("Is a fortnight of holiday enough?", "Is 2 weeks of holiday enough?"),
+        # a span named by words is its count of a unit, hyphenated or not (a user's trial's
+        # over-veto; a re-check's: "half-hour" / "half hour")
         ("Is half an hour of walking a day enough?", "Is 30 minutes of walking a day enough?"),
+        ("Is a half-hour nap good?", "Is a half hour nap good?"),
+        ("Is a quarter-hour enough to meditate?", "Is 15 minutes enough to meditate?"),
         ("How much does a dozen eggs cost?", "How much do 12 eggs cost?"),
+        # "decade" is left as written: asked about alone as often as with "a" (a re-check)
+        ("What does decade mean?", "What is a decade?"),
+        ("How much does sea level rise per decade?", "How much does sea level rise in a decade?"),
+        # a "not" asked why of matches a stop asked why of (a re-check)
+        ("Why do I not dream anymore?", "Why did I stop dreaming?"),
         # a time of day glued or dotted is the same time (a trial's over-veto, "number")
         ("waking up at 3 am every night reason", "Why do I wake up at 3am every night?"),
         ("Is it too late to eat at 9 p.m.?", "is it too late to eat at 9pm"),

@@ -554,12 +554,8 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
     digit ("how many tbsp in 1 cup" / "How many tablespoons are in a cup?"). "1 cup" / "2
     cups" still differ, and so do "1%" / "%" (a share, not one of a unit). A unit's power
     written as a word ("square meters") counts where the other side writes one too: as its
-    glued form ("m2 in one hectare"), or another ("cubic feet"). A kind named by a glued
-    number ("3D", ``Features.kinds``) counts only where the other side names one too: "my 3D
-    printer" / "my printer" ask the same, "2D arrays" / "2D and 3D arrays" do not."""
+    glued form ("m2 in one hectare"), or another ("cubic feet")."""
     odd = _with_powers(fa, fb) ^ _with_powers(fb, fa)
-    if fa.kinds and fb.kinds:
-        odd |= fa.kinds ^ fb.kinds
     if odd != {"1"}:
         return bool(odd) and not _scale_glued(fa, fb)
     f, g = (fa, fb) if "1" in fa.numbers else (fb, fa)

@@ -23,7 +23,6 @@ from .lexicon import (
     DISH_ASPECTS,
     DISH_PAIRING,
     DISH_PAIRING_PHRASES,
-    GLUED_KINDS,
     IRREGULAR_GRADES,
     LANGUAGE_TASKS,
     MAX_ROLES,
@@ -71,9 +70,6 @@ class Features:
     # a length unit's power written as a word, as its glued form ("square meters": "m2"),
     # among ``numbers`` where the other side writes a unit's power too (``_numbers_differ``)
     powers: frozenset[str] = frozenset()
-    # numbers glued to a letter that name a kind ("3d": ``GLUED_KINDS``), not among
-    # ``numbers``: they count only where the other side names such a kind too
-    kinds: frozenset[str] = frozenset()
     # (directional word, stem after it, stems of the 3 content words before it): _roles
     roles: frozenset[tuple[str, str, frozenset[str]]] = field(default_factory=frozenset)
     # a question opening with a question word for a subject or object (``WH_PRONOUNS``): that
@@ -495,7 +491,6 @@ def features(text: str) -> Features:
     negations += sum(t in NEGATING_VERBS and nxt == "to" for t, nxt in itertools.pairwise(toks))
     numbers: set[str] = set()
     powers: set[str] = set()
-    kinds: set[str] = set()
     dates = set()
     units = set()
     measures: dict[str, str] = {}
@@ -532,10 +527,8 @@ def features(text: str) -> Features:
                     numbers.add("#" + value)
             elif glued[1] and len(letters) > 2:
                 n = _number(value)  # "50mbps" is "50 mbps": a unit we do not list
-            elif t in GLUED_KINDS:
-                kinds.add(t)  # "3d" / "2d": a kind, no amount ("3D printer" is a printer)
             elif glued[1]:
-                numbers.add(t)  # "4g" / "5g", "401k" / "403b"
+                numbers.add(t)  # "4g" / "5g", "401k" / "403b", "3d" / "2d"
             elif t not in _TEXTSPEAK:
                 n = _number(value)  # "w2" is "W-2", "win10" "windows 10", "ps4" / "ps5"
         if n is not None and i + 1 < len(toks):
@@ -620,7 +613,6 @@ def features(text: str) -> Features:
         ),
         inverts="of" in toks,
         powers=frozenset(powers),
-        kinds=frozenset(kinds),
         tasks=frozenset(LANGUAGE_TASKS[t] for t in toks if t in LANGUAGE_TASKS),
         offices=frozenset(OFFICES[t] for t in toks if t in OFFICES),
         aspects=_dish_aspects(toks),

@@ -406,8 +406,8 @@ _SPEED = re.compile(r"\b(km|kilomet(?:er|re)s?|mi|miles?)\s*(?:/|\bper\b)\s*(?:h
 _GLUED = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)|([a-z]+)(\d+(?:\.\d+)?)")
 
 
-# a number glued to a letter that names a kind, not an amount ("3d": ``glued_kinds``), and
-# the same written with a hyphen ("3-D printer" is "3D printer")
+# a number glued to a letter that names a kind ("3d": ``glued_kinds``), the same written
+# with a hyphen ("3-D printer" is "3D printer")
 GLUED_KINDS = frozenset(_LISTS["glued_kinds"])
 _HYPHENATED_KIND = re.compile(r"\b(\d+)-([a-z])\b")
 
@@ -437,20 +437,22 @@ def spelled_out(text: str) -> str:
     return _STANDALONE.sub(full, _with_without(text))
 
 
-# a span of time named by a word, as its count of a unit ("a decade" → "10 years":
-# ``named_spans``), longest phrase first ("a half hour" before "half hour")
+# a span of time named by words, as its count of a unit ("half an hour" → "30 minutes":
+# ``named_spans``), its words apart or hyphenated ("half-hour"), longest phrase first ("a
+# half hour" before "half hour")
 NAMED_SPANS: dict[str, str] = _LISTS["named_spans"]
 _NAMED_SPAN = re.compile(
     r"\b(?:"
     + "|".join(
-        r"\s+".join(map(re.escape, p.split())) for p in sorted(NAMED_SPANS, key=len, reverse=True)
+        r"[\s-]+".join(map(re.escape, p.split()))
+        for p in sorted(NAMED_SPANS, key=len, reverse=True)
     )
     + r")\b"
 )
 
 
 def _span_counted(m: re.Match[str]) -> str:
-    return NAMED_SPANS[" ".join(m.group(0).split())]
+    return NAMED_SPANS[" ".join(m.group(0).replace("-", " ").split())]
 
 
 def _kind_glued(m: re.Match[str]) -> str:
@@ -473,7 +475,7 @@ def normalise(text: str) -> str:
         text = _NUMBER_SCALE.sub(lambda m: f"{m.group(1)} ° {_DEGREE_NAMES[m.group(2)]}", text)
     text = _LETTER_IN_PARENTHESES.sub(r"\1\2", text)  # "401(k)" is "401k"
     text = _HYPHENATED_KIND.sub(_kind_glued, text)  # "3-d" is "3d"
-    text = _NAMED_SPAN.sub(_span_counted, text)  # "a decade" is "10 years"
+    text = _NAMED_SPAN.sub(_span_counted, text)  # "half an hour" is "30 minutes"
     text = _RUPEES.sub("rs ", text)  # "Rs.60000" is "rs 60000"
     text = _CLOCK_TIME.sub(r"\1\2m", text)  # "3 am", "3 a.m." are "3am"
     text = _ARROW.sub(" to ", text)

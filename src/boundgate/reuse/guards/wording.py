@@ -401,7 +401,8 @@ def _stopped_for_not(fa: Features, fb: Features) -> int:
     against "relieve itching" is not counted. Nor where ``fb`` asks why a thing does not
     happen and ``fa`` how to stop it ("why does my dog not bark" / "how do I stop my dog
     barking": the cause of an absence against a remedy for the thing); "why is my rabbit not
-    eating" / "my rabbit stopped eating, why?" still match."""
+    eating" / "my rabbit stopped eating, why?" and "why do I not dream anymore" / "why did I
+    stop dreaming" (both ask why) still match."""
     nots = [i for i, w in enumerate(fb.words) if w == "not"]
     negated = {
         fb.stems[j]
@@ -411,7 +412,7 @@ def _stopped_for_not(fa: Features, fb: Features) -> int:
     }
     if not negated:
         return 0
-    asks_why = "why" in fb.words[: nots[0]]
+    asks_why = "why" in fb.words[: nots[0]] and "why" not in fa.words
     for i, w in enumerate(fa.words):
         if w not in _STOPPING or (asks_why and (i == 0 or fa.words[i - 1] in _STOP_SOUGHT)):
             continue
