@@ -447,3 +447,42 @@ def test_a_local_reasoning_models_answers_are_reused_per_effort(tmp_path: Path) 
             assert reuse() == "hit-exact"  # the default effort: medium
         finally:
             live.http.close()
+
+
+def test_a_reused_answer_reports_the_reasoning_tokens_it_was_generated_with(
+    thinking: Live,
+) -> None:
+    """A break-it trial: a hit on a reasoning model's answer reported its completion_tokens
+    (the reasoning counted in) with reasoning_tokens 0. A hit reports the usage the answer
+    was generated with, its reasoning part too, streamed or not, and its ledger row records
+    that usage (as every hit's row does; no budget counts a hit's row)."""
+    first = _chat(thinking, model="think", temperature=0, reasoning_effort="low", max_tokens=200)
+    assert first.status_code == 200, first.text
+    assert first.headers["x-boundgate-reuse"] == "miss"
+    generated = first.json()["usage"]
+    assert _reasoning(generated) == 5
+
+    hit = _chat(thinking, model="think", temperature=0, reasoning_effort="low", max_tokens=200)
+    assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+    usage = hit.json()["usage"]
+    assert usage["completion_tokens"] == generated["completion_tokens"]
+    assert _reasoning(usage) == 5
+    row = thinking.ledger()[hit.headers["x-request-id"]]
+    assert (row.completion_tokens, row.reasoning_tokens) == (usage["completion_tokens"], 5)
+
+    body = {
+        "messages": MSG,
+        "model": "think",
+        "temperature": 0,
+        "reasoning_effort": "low",
+        "max_tokens": 200,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    streamed = None
+    with thinking.http.stream("POST", "/v1/chat/completions", json=body) as resp:
+        assert resp.headers["x-boundgate-reuse"] == "hit-exact"
+        for line in resp.iter_lines():
+            if line.startswith("data: {"):
+                streamed = json.loads(line[6:]).get("usage") or streamed
+    assert streamed is not None and _reasoning(streamed) == 5

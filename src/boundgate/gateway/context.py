@@ -145,8 +145,8 @@ def cut_short_usage(
 def hit_usage(backend: Backend, req: GenerationRequest, entry: StoredEntry) -> Usage:
     """The usage a reused answer (``entry``, a hit of any kind) reports to the request ``req``
     it serves on ``backend``, as OpenAI reports usage: ``prompt_tokens`` the prompt this
-    request sent, ``completion_tokens`` the answer's (``usage_of``: as generated, or its
-    estimate where never counted).
+    request sent, ``completion_tokens`` the answer's and ``reasoning_tokens`` its reasoning
+    part (``usage_of``: as generated, or its estimate where never counted).
 
     The prompt's tokens: the count the backend made when it generated the answer, if ``req``
     sends that very prompt word for word (``asked_as_stored``) at that model version (what a

@@ -364,6 +364,9 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             finish_reason=completion.finish_reason,
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=filed_tokens(completion, key.max_tokens),
+            reasoning_tokens=min(
+                completion.usage.reasoning_tokens, filed_tokens(completion, key.max_tokens)
+            ),
             model=model,
             model_version=model_version,
             tenant=tenant,

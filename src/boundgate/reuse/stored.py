@@ -18,13 +18,14 @@ def replay_pieces(text: str) -> list[str]:
 
 
 def usage_of(entry: StoredEntry) -> Usage:
-    """The usage a hit reports: its answer's, as generated. Where the answer's completion
-    tokens were never counted (``uncounted``) an estimate, 4 bytes a token, as for a
-    prompt no backend counted (``gateway.context.estimated_prompt_tokens``), not 0."""
+    """The usage a hit reports: its answer's, as generated, its reasoning tokens too (of its
+    completion tokens, as OpenAI counts them). Where the answer's completion tokens were
+    never counted (``uncounted``) an estimate, 4 bytes a token, as for a prompt no backend
+    counted (``gateway.context.estimated_prompt_tokens``), not 0."""
     completion = entry.completion_tokens
     if uncounted(entry):
         completion = max(1, len(entry.answer.encode()) // 4)
-    return Usage(entry.prompt_tokens, completion)
+    return Usage(entry.prompt_tokens, completion, min(entry.reasoning_tokens, completion))
 
 
 def asked_as_stored(

@@ -75,6 +75,9 @@ class StoredEntry:
     document_id: str | None = None  # the bound document, once bound
     revoked: bool = False
     cost_method: str = "estimate"  # how cost_wh was measured (rapl, nvml or estimate)
+    # of completion_tokens, the reasoning ones (a reasoning model's; 0 for answers stored
+    # before migration 0027, imported documents and variants): what a hit reports
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,5 @@
+-- A stored answer's reasoning tokens (of its completion_tokens), so a hit reports the usage
+-- the answer was generated with, reasoning included: a break-it trial's hit on a reasoning
+-- model's answer reported its completion_tokens (reasoning counted in) with reasoning_tokens
+-- 0. Answers stored before count none.
+ALTER TABLE reuse_entries ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
