@@ -379,3 +379,34 @@ def test_a_variant_refused_by_the_keys_rpm_gives_its_novelty_unit_back(tmp_path:
     finally:
         live.http.close()
         srv.__exit__()
+
+
+def test_a_reasoning_models_variant_reports_its_reasoning_tokens(tmp_path: Path) -> None:
+    """A re-check: a variant of a reasoning model's answer was served with its
+    completion_tokens (the reasoning counted in) and reasoning_tokens 0; it reports what its
+    generation used, as a stored answer's hit does."""
+    from boundgate.backends.fake import FakeBackend
+
+    settings = fake_settings(tmp_path)
+    settings.scheduler.policy = "now"
+    settings.scheduler.poll_s = 0.05
+    settings.creativity.min_askers = 2
+    settings.creativity.variants = 3
+    backends = {"fake": FakeBackend("fake", reasoning=True, thinking_tokens=50)}
+    app = build_app(settings, backends=backends)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        try:
+            fresh = ask(live, "u1")
+            assert fresh.headers["x-boundgate-reuse"] == "bypass"
+            generated = fresh.json()["usage"]
+            assert generated["completion_tokens_details"]["reasoning_tokens"] > 0
+            assert ask(live, "u2").headers["x-boundgate-reuse"] == "bypass"
+            wait_until(lambda: asyncio.run(live.gateway.store.variant_count(first_exact(live))))
+            r = ask(live, "u3")
+            assert r.headers["x-boundgate-reuse"] == "hit-variant", r.headers
+            usage = r.json()["usage"]
+            assert usage["completion_tokens"] == generated["completion_tokens"]
+            assert usage["completion_tokens_details"] == generated["completion_tokens_details"]
+        finally:
+            live.http.close()

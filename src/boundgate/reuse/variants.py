@@ -62,6 +62,7 @@ def variant_entry(v: VariantRow) -> StoredEntry:
         finish_reason=v.finish_reason,
         prompt_tokens=v.prompt_tokens,
         completion_tokens=v.completion_tokens,
+        reasoning_tokens=v.reasoning_tokens,
         model="",
         model_version="",
         tenant="",

@@ -194,7 +194,7 @@ async def make_variants(gateway: Gateway, payload: dict[str, Any]) -> dict[str, 
             VariantRow(
                 0, exact, c.text, c.finish_reason, c.usage.prompt_tokens,
                 c.usage.completion_tokens, cost.wh, cost.gco2, gateway.clock.time(),
-                cost.method,
+                cost.method, min(c.usage.reasoning_tokens, c.usage.completion_tokens),
             )
         )  # fmt: skip
     await store.add_variants(made)

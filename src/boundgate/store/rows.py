@@ -76,7 +76,7 @@ class StoredEntry:
     revoked: bool = False
     cost_method: str = "estimate"  # how cost_wh was measured (rapl, nvml or estimate)
     # of completion_tokens, the reasoning ones (a reasoning model's; 0 for answers stored
-    # before migration 0027, imported documents and variants): what a hit reports
+    # before migration 0027 and imported documents): what a hit reports
     reasoning_tokens: int = 0
 
 
@@ -130,6 +130,7 @@ class VariantRow:
     cost_gco2: float
     created: float
     cost_method: str = "estimate"  # how cost_wh was measured (rapl, nvml or estimate)
+    reasoning_tokens: int = 0  # of completion_tokens, the reasoning ones (migration 0027)
 
 
 @dataclass(frozen=True)

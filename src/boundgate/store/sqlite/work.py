@@ -432,11 +432,11 @@ class SQLiteWork(SQLiteBase):
         def add(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO variants (exact, answer, finish_reason, prompt_tokens, "
-                "completion_tokens, cost_wh, cost_gco2, created, cost_method) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "completion_tokens, cost_wh, cost_gco2, created, cost_method, "
+                "reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (v.exact, v.answer, v.finish_reason, v.prompt_tokens, v.completion_tokens,
-                     v.cost_wh, v.cost_gco2, v.created, v.cost_method)
+                     v.cost_wh, v.cost_gco2, v.created, v.cost_method, v.reasoning_tokens)
                     for v in variants
                 ],
             )  # fmt: skip
@@ -461,7 +461,7 @@ class SQLiteWork(SQLiteBase):
             return VariantRow(
                 r["id"], r["exact"], r["answer"], r["finish_reason"], r["prompt_tokens"],
                 r["completion_tokens"], r["cost_wh"], r["cost_gco2"], r["created"],
-                r["cost_method"],
+                r["cost_method"], r["reasoning_tokens"],
             )  # fmt: skip
 
         return await self._call(take)
