@@ -354,6 +354,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         digest = hashlib.sha256(
             f"{key.scope}\n{key.exact}\n{completion.text}\n{now!r}".encode()
         ).hexdigest()
+        filed = filed_tokens(completion, key.max_tokens)
         entry = StoredEntry(
             key=entry_key,
             id="ans_" + digest[:24],
@@ -363,10 +364,8 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             answer=completion.text,
             finish_reason=completion.finish_reason,
             prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=filed_tokens(completion, key.max_tokens),
-            reasoning_tokens=min(
-                completion.usage.reasoning_tokens, filed_tokens(completion, key.max_tokens)
-            ),
+            completion_tokens=filed,
+            reasoning_tokens=min(completion.usage.reasoning_tokens, filed),
             model=model,
             model_version=model_version,
             tenant=tenant,

@@ -21,6 +21,8 @@ from .core import SQLiteBase
 
 _JOB_COLUMNS = [f.name for f in fields(JobRow)]
 _KEY_COLUMNS = [f.name for f in fields(IdempotencyKey)]
+_VARIANT_COLUMNS = [f.name for f in fields(VariantRow)]
+_NEW_VARIANT_COLUMNS = [c for c in _VARIANT_COLUMNS if c != "id"]  # the id is the table's
 # an unfinished batch reading file ? as its input (``delete_file``)
 _INPUT_IN_USE = (
     "SELECT 1 FROM batches WHERE json_extract(body, '$.input_file_id') = ? "
@@ -431,15 +433,10 @@ class SQLiteWork(SQLiteBase):
     async def add_variants(self, variants: list[VariantRow]) -> None:
         def add(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT INTO variants (exact, answer, finish_reason, prompt_tokens, "
-                "completion_tokens, cost_wh, cost_gco2, created, cost_method, "
-                "reasoning_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (v.exact, v.answer, v.finish_reason, v.prompt_tokens, v.completion_tokens,
-                     v.cost_wh, v.cost_gco2, v.created, v.cost_method, v.reasoning_tokens)
-                    for v in variants
-                ],
-            )  # fmt: skip
+                f"INSERT INTO variants ({', '.join(_NEW_VARIANT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _NEW_VARIANT_COLUMNS)})",
+                [[getattr(v, c) for c in _NEW_VARIANT_COLUMNS] for v in variants],
+            )
 
         await self._call(add)
 
@@ -458,11 +455,7 @@ class SQLiteWork(SQLiteBase):
                 "INSERT INTO variant_serves (variant, asker, ts) VALUES (?, ?, ?)",
                 (r["id"], asker, ts),
             )
-            return VariantRow(
-                r["id"], r["exact"], r["answer"], r["finish_reason"], r["prompt_tokens"],
-                r["completion_tokens"], r["cost_wh"], r["cost_gco2"], r["created"],
-                r["cost_method"], r["reasoning_tokens"],
-            )  # fmt: skip
+            return VariantRow(**{c: r[c] for c in _VARIANT_COLUMNS})
 
         return await self._call(take)
 
