@@ -25,6 +25,9 @@ Steps:
    --siblings`` and the three chat_pairs files (``make pair-model``; bench/RESULTS.md).
    Nothing is made from any evaluation list, and no pair sharing a question with one, or a
    near-copy of one (MiniLM cosine >= 0.9), is used (``pairdata.training_chat_pairs``).
+   ``--teacher FILE`` (``training/teacher.py``; off by default: measured, not shipped) mixes
+   each quora_train pair's target with a second embedder's probability and adds neighbour
+   pairs mined from the training questions with that probability as their target.
 3. Fine-tune: BCE on one logit, AdamW, linear warm-up (10 %) then linear decay, batch 32, each
    pair in a random order each epoch (the score should not depend on which side is stored).
 4. Select the epoch with the highest recall at <= 1 % of pairs wrong on ``quora_val.csv``
@@ -37,6 +40,7 @@ Steps:
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import json
 import math
@@ -183,6 +187,20 @@ def main() -> None:
         "anchor, so a question the rules turn round still has paraphrases (0: none, as the "
         "shipped members)",
     )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="soft labels from training/teacher.py (a TSV): each quora_train pair's target "
+        "mixes its label with the teacher's probability (--teacher-weight), and the mined "
+        "pairs join with the teacher's probability as their target (none by default)",
+    )
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.3,
+        help="the teacher's share of a quora_train pair's target (with --teacher)",
+    )
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=0, help="train on the first N pairs (smoke)")
@@ -253,7 +271,25 @@ def main() -> None:
         keyword_share=args.keyword_forms,
         mirror_share=args.mirror_positives,
     )
-    data = train + made + chat * args.chat_pairs
+    taught: list[tuple[str, str, float]] = []
+    mined: list[tuple[str, str, float]] = []
+    if args.teacher:
+        with args.teacher.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        soft = {
+            (r["question1"], r["question2"]): float(r["teacher"])
+            for r in rows
+            if r["kind"] == "train"
+        }
+        mined = [
+            (r["question1"], r["question2"], float(r["teacher"]))
+            for r in rows
+            if r["kind"] == "mined"
+        ]
+        w = args.teacher_weight
+        taught = [(a, b, (1 - w) * y + w * soft[(a, b)]) for a, b, y in train]
+        print(f"teacher: {len(mined)} mined pairs, quora_train targets mixed at {w}", flush=True)
+    data = (taught or train) + made + chat * args.chat_pairs + mined  # type: ignore[operator]
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
 
     def encode(batch: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:
@@ -372,6 +408,7 @@ def main() -> None:
                 "mirror_positives",
                 "style_noise",
                 "bf16",
+                "teacher_weight",
             )
         }
         | {
@@ -389,6 +426,8 @@ def main() -> None:
     }
     card["hyper_parameters"]["chat_data"] = [path.name for path in args.chat_data]
     card["chat_kept"] = chat_kept
+    card["hyper_parameters"]["teacher"] = args.teacher.name if args.teacher else None
+    card["mined_pairs"] = len(mined)
     (args.out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
 
