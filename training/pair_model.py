@@ -408,7 +408,6 @@ def main() -> None:
                 "mirror_positives",
                 "style_noise",
                 "bf16",
-                "teacher_weight",
             )
         }
         | {
@@ -426,8 +425,12 @@ def main() -> None:
     }
     card["hyper_parameters"]["chat_data"] = [path.name for path in args.chat_data]
     card["chat_kept"] = chat_kept
-    card["hyper_parameters"]["teacher"] = args.teacher.name if args.teacher else None
-    card["mined_pairs"] = len(mined)
+    if args.teacher:  # recorded only when used: the shipped members' cards stay as they were
+        card["hyper_parameters"] |= {
+            "teacher": args.teacher.name,
+            "teacher_weight": args.teacher_weight,
+        }
+        card["mined_pairs"] = len(mined)
     (args.out / "training.json").write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(card, indent=2))
 
