@@ -271,7 +271,7 @@ def main() -> None:
         keyword_share=args.keyword_forms,
         mirror_share=args.mirror_positives,
     )
-    taught: list[tuple[str, str, float]] = []
+    targets: list[tuple[str, str, float]] = [(a, b, float(y)) for a, b, y in train]
     mined: list[tuple[str, str, float]] = []
     if args.teacher:
         with args.teacher.open(encoding="utf-8", newline="") as fh:
@@ -287,9 +287,9 @@ def main() -> None:
             if r["kind"] == "mined"
         ]
         w = args.teacher_weight
-        taught = [(a, b, (1 - w) * y + w * soft[(a, b)]) for a, b, y in train]
+        targets = [(a, b, (1 - w) * y + w * soft[(a, b)]) for a, b, y in train]
         print(f"teacher: {len(mined)} mined pairs, quora_train targets mixed at {w}", flush=True)
-    data = (taught or train) + made + chat * args.chat_pairs + mined  # type: ignore[operator]
+    data = targets + made + chat * args.chat_pairs + mined
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)
 
     def encode(batch: list[tuple[str, str, int]]) -> dict[str, torch.Tensor]:

@@ -105,13 +105,25 @@ def without_near_copies(
     if not pairs or not questions:
         return list(pairs)
     embedder = OnnxEmbedder(threads=2)
-    held = np.asarray(embedder.embed(sorted(questions)), np.float32)
     mine = np.asarray(embedder.embed([q for a, b, _ in pairs for q in (a, b)]), np.float32)
+    near = near_copies(mine, questions, cosine)
+    return [p for p, a, b in zip(pairs, near[0::2], near[1::2], strict=True) if not (a or b)]
+
+
+def near_copies(
+    vectors: np.ndarray, questions: set[str], cosine: float = NEAR_COPY_COSINE
+) -> np.ndarray:
+    """For each row of ``vectors`` (MiniLM unit vectors, boundgate's shipped embedder: shape
+    (n, 384)), whether its cosine with one of ``questions`` is >= ``cosine``: a bool array of
+    shape (n,) (``without_near_copies``; ``training/teacher.py`` passes the vectors it
+    holds)."""
+    from boundgate.reuse.embedder import OnnxEmbedder
+
+    held = np.asarray(OnnxEmbedder(threads=2).embed(sorted(questions)), np.float32)
     best = np.concatenate(
-        [(mine[i : i + 1024] @ held.T).max(axis=1) for i in range(0, len(mine), 1024)]
+        [(vectors[i : i + 1024] @ held.T).max(axis=1) for i in range(0, len(vectors), 1024)]
     )
-    near = np.maximum(best[0::2], best[1::2]) >= cosine
-    return [p for p, n in zip(pairs, near, strict=True) if not n]
+    return np.asarray(best >= cosine)
 
 
 def training_chat_pairs(pairs: list[tuple[str, str, int]], val: Path) -> list[tuple[str, str, int]]:

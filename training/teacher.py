@@ -16,8 +16,8 @@ cosine into a teacher for the cross-encoder:
 2. Mined pairs: each training question (quora_train.csv's and the chatbot pairs') with its
    nearest other training questions by MiniLM (the gateway's retrieval), cosine in
    [``--low``, ``--high``), its labelled partners and same-text pairs left out, near-copies
-   of any evaluation question left out (``pairdata.without_near_copies``, the blind trial's
-   questions added). Unlabelled: the teacher labels them.
+   of any evaluation question left out (``pairdata.near_copies`` on the vectors already
+   computed, the blind trial's questions added). Unlabelled: the teacher labels them.
 3. Writes ``OUT`` (TSV: question1, question2, teacher probability, kind ``mined`` or
    ``train``): every mined pair kept (``--mined`` at most, drawn at random) and every
    quora_train pair with the teacher's probability, for ``pair_model.py --teacher``.
@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pairdata import (  # noqa: E402
     _plain,
     evaluation_questions,
+    near_copies,
     read_dev_pairs,
     read_labelled_tsv,
     read_pairs,
     training_chat_pairs,
-    without_near_copies,
 )
 
 
@@ -135,8 +135,8 @@ def main() -> None:
     found: set[tuple[int, int]] = set()
     for i in range(0, len(texts), 2048):
         sims = e1[i : i + 2048] @ e1.T
-        for r in range(sims.shape[0]):
-            sims[r, i + r] = -1.0
+        rows = np.arange(sims.shape[0])
+        sims[rows, i + rows] = -1.0  # not itself
         top = np.argpartition(-sims, args.neighbours, axis=1)[:, : args.neighbours]
         for r, row in enumerate(top):
             for j in row:
@@ -155,9 +155,10 @@ def main() -> None:
     held |= {
         _plain(q) for a, b, _ in read_pairs(ROOT / "bench/data/blind_trial.csv") for q in (a, b)
     }
+    near = near_copies(e1, held)
     rng = random.Random(args.seed)
     rng.shuffle(mined)
-    mined = without_near_copies(mined[: int(args.mined * 1.2)], held)[: args.mined]
+    mined = [p for p in mined if not (near[at[p[0]]] or near[at[p[1]]])][: args.mined]
     tm = teacher(mined)
     print(
         f"kept {len(mined)}; teacher on them: mean {tm.mean():.3f}, "
