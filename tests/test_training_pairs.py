@@ -144,3 +144,35 @@ def test_mirror_positives_pair_each_hard_negatives_anchor_with_a_light_edit() ->
     assert all(a in anchors and b != a for a, b in positives)
     plain, plain_counts = augment.make_pairs(train, random.Random(0), set(), 1.0, 0.0)
     assert "mirror_positive" not in plain_counts and all(y == 0 for _, _, y in plain)
+
+
+def test_teacher_targets_round_trip_without_question_text(tmp_path: Path) -> None:
+    import gzip
+
+    import pairdata
+
+    train = [("How do I cook rice?", "How to cook rice?", 1), ("Who is A?", "Who is B?", 0)]
+    mined = [("What is a cat?", "What is a dog?", 0.25)]
+    path = tmp_path / "targets.tsv.gz"
+    pairdata.write_targets(path, train, [0.9, 0.125], mined, ["a comment"])
+    pairdata.write_targets(tmp_path / "again", train, [0.9, 0.125], mined, ["a comment"])
+    assert (tmp_path / "again").read_bytes() == path.read_bytes()  # same targets, same bytes
+    text = gzip.decompress(path.read_bytes()).decode("utf-8")
+    assert "cat" not in text and "rice" not in text
+    questions = {q for a, b, _ in train for q in (a, b)} | {"What is a cat?", "What is a dog?"}
+    probs, got = pairdata.read_targets(path, train, questions)
+    assert probs == [0.9, 0.125]
+    assert got == mined
+
+
+def test_teacher_targets_refuse_other_training_data(tmp_path: Path) -> None:
+    import pairdata
+    import pytest
+
+    train = [("How do I cook rice?", "How to cook rice?", 1)]
+    path = tmp_path / "targets.tsv.gz"
+    pairdata.write_targets(path, train, [0.5], [("What is a cat?", "What is a dog?", 0.25)])
+    with pytest.raises(ValueError, match="another quora_train"):
+        pairdata.read_targets(path, [("How do I cook rice?", "How to cook rice?", 0)], [])
+    with pytest.raises(ValueError, match="names no known question"):
+        pairdata.read_targets(path, train, ["What is a cat?"])

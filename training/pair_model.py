@@ -25,9 +25,10 @@ Steps:
    --siblings`` and the three chat_pairs files (``make pair-model``; bench/RESULTS.md).
    Nothing is made from any evaluation list, and no pair sharing a question with one, or a
    near-copy of one (MiniLM cosine >= 0.9), is used (``pairdata.training_chat_pairs``).
-   ``--teacher FILE`` (``training/teacher.py``; off by default: measured, not shipped) mixes
-   each quora_train pair's target with a second embedder's probability and adds neighbour
-   pairs mined from the training questions with that probability as their target.
+   ``--teacher FILE`` (``training/data/teacher_targets.tsv.gz``, written by
+   ``training/teacher.py``; off by default: measured, not shipped) mixes each quora_train
+   pair's target with a second embedder's probability and adds neighbour pairs mined from the
+   training questions with that probability as their target.
 3. Fine-tune: BCE on one logit, AdamW, linear warm-up (10 %) then linear decay, batch 32, each
    pair in a random order each epoch (the score should not depend on which side is stored).
 4. Select the epoch with the highest recall at <= 1 % of pairs wrong on ``quora_val.csv``
@@ -40,7 +41,6 @@ Steps:
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import json
 import math
@@ -58,11 +58,13 @@ sys.path.insert(0, str(HERE))
 
 import augment  # noqa: E402
 from pairdata import (  # noqa: E402
+    chatbot_development_pairs,
     figures,
     flipped,
     read_dev_pairs,
     read_labelled_tsv,
     read_pairs,
+    read_targets,
     training_chat_pairs,
 )
 
@@ -191,7 +193,8 @@ def main() -> None:
         "--teacher",
         type=Path,
         default=None,
-        help="soft labels from training/teacher.py (a TSV): each quora_train pair's target "
+        help="soft labels written by training/teacher.py (training/data/"
+        "teacher_targets.tsv.gz): each quora_train pair's target "
         "mixes its label with the teacher's probability (--teacher-weight), and the mined "
         "pairs join with the teacher's probability as their target (none by default)",
     )
@@ -274,20 +277,10 @@ def main() -> None:
     targets: list[tuple[str, str, float]] = [(a, b, float(y)) for a, b, y in train]
     mined: list[tuple[str, str, float]] = []
     if args.teacher:
-        with args.teacher.open(encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-        soft = {
-            (r["question1"], r["question2"]): float(r["teacher"])
-            for r in rows
-            if r["kind"] == "train"
-        }
-        mined = [
-            (r["question1"], r["question2"], float(r["teacher"]))
-            for r in rows
-            if r["kind"] == "mined"
-        ]
+        questions = {q for a, b, _ in train + chatbot_development_pairs() for q in (a, b)}
+        soft, mined = read_targets(args.teacher, read_pairs(args.train), questions)
         w = args.teacher_weight
-        targets = [(a, b, (1 - w) * y + w * soft[(a, b)]) for a, b, y in train]
+        targets = [(a, b, (1 - w) * y + w * p) for (a, b, y), p in zip(train, soft, strict=False)]
         print(f"teacher: {len(mined)} mined pairs, quora_train targets mixed at {w}", flush=True)
     data = targets + made + chat * args.chat_pairs + mined
     print(f"train pairs {len(train)}, made {len(made)} {made_counts}", flush=True)

@@ -9,6 +9,8 @@ serving package.
 from __future__ import annotations
 
 import csv
+import gzip
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -131,6 +133,92 @@ def training_chat_pairs(pairs: list[tuple[str, str, int]], val: Path) -> list[tu
     evaluation set (``evaluation_questions``) or a near-copy of one (``without_near_copies``)."""
     held_out = evaluation_questions(val)
     return without_near_copies(without_questions(pairs, held_out), held_out)
+
+
+def chatbot_development_pairs(names: Iterable[str] = "abcde") -> list[tuple[str, str, int]]:
+    """Every labelled chatbot development pair, unfiltered: ``tests/data/paraphrases_dev.tsv``
+    (same), ``different_dev.tsv`` (different) and ``training/data/chat_pairs_{name}.tsv`` for
+    each of ``names`` (the shipped recipe's sets A–E by default). Filter with
+    ``training_chat_pairs`` before training on them."""
+    every = read_dev_pairs(DEV_SETS / "paraphrases_dev.tsv", 1)
+    every += read_dev_pairs(DEV_SETS / "different_dev.tsv", 0)
+    for name in names:
+        every += read_labelled_tsv(ROOT / "training" / "data" / f"chat_pairs_{name}.tsv")
+    return every
+
+
+def question_id(q: str) -> str:
+    """A question's id in ``training/data/teacher_targets.tsv.gz``: the first 12 hex digits of
+    the SHA-1 of its UTF-8 text (the file names training questions without holding them)."""
+    return hashlib.sha1(q.encode("utf-8")).hexdigest()[:12]
+
+
+def pairs_digest(pairs: Iterable[tuple[str, str, int]]) -> str:
+    """SHA-256 of labelled pairs as read (question1, question2, label per line): which
+    quora_train.csv a teacher-targets file's row numbers refer to."""
+    h = hashlib.sha256()
+    for a, b, y in pairs:
+        h.update(f"{a}\t{b}\t{y}\n".encode())
+    return h.hexdigest()
+
+
+def write_targets(
+    path: Path,
+    train: list[tuple[str, str, int]],
+    train_probs: Iterable[float],
+    mined: list[tuple[str, str, float]],
+    comments: Iterable[str] = (),
+) -> None:
+    """Write a teacher's soft labels compactly (gzip, tab-separated; ``training/teacher.py``):
+    ``#`` comment lines, ``# quora_train <pairs_digest>``, a header ``kind, a, b, teacher``,
+    one ``train`` row per pair of ``train`` (``a`` its row number, probability in
+    ``train_probs``' order) and one ``mined`` row per mined pair (``a``, ``b`` the questions'
+    ``question_id``). No question text: the training sets hold it. Probabilities to 4
+    decimals; no name or time in the gzip header, so the same targets give the same bytes."""
+    with path.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
+        lines = [f"# {c}" for c in comments]
+        lines += [f"# quora_train {pairs_digest(train)}", "kind\ta\tb\tteacher"]
+        lines += [f"train\t{i}\t\t{p:.4f}" for i, p in enumerate(train_probs)]
+        lines += [f"mined\t{question_id(a)}\t{question_id(b)}\t{p:.4f}" for a, b, p in mined]
+        gz.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def read_targets(
+    path: Path, train: list[tuple[str, str, int]], questions: Iterable[str]
+) -> tuple[list[float], list[tuple[str, str, float]]]:
+    """A teacher-targets file (``write_targets``) read against the training data it was made
+    from: (the teacher's probability for each pair of ``train``, in order; the mined pairs as
+    (question1, question2, probability)). ``questions``: every text a mined pair may name
+    (quora_train's and the chatbot sets'). Raises ``ValueError`` when ``train`` is not the
+    quora_train.csv the file was written for, a train row is missing, or a mined pair names a
+    question not in ``questions`` (or an id two of them share)."""
+    by_id: dict[str, str | None] = {}
+    for q in questions:
+        qid = question_id(q)
+        by_id[qid] = q if by_id.get(qid, q) == q else None
+    probs: list[float | None] = [None] * len(train)
+    mined: list[tuple[str, str, float]] = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        digest = None
+        for line in fh:
+            if line.startswith("# quora_train "):
+                digest = line.split()[2]
+        if digest != pairs_digest(train):
+            raise ValueError(f"{path}: written for another quora_train.csv")
+        fh.seek(0)
+        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
+        for r in rows:
+            p = float(r["teacher"])
+            if r["kind"] == "train":
+                probs[int(r["a"])] = p
+                continue
+            a, b = by_id.get(r["a"]), by_id.get(r["b"])
+            if a is None or b is None:
+                raise ValueError(f"{path}: mined pair {r['a']}, {r['b']} names no known question")
+            mined.append((a, b, p))
+    if any(p is None for p in probs):
+        raise ValueError(f"{path}: not every quora_train pair has a teacher probability")
+    return [float(p) for p in probs if p is not None], mined
 
 
 def figures(scores: np.ndarray, labels: np.ndarray, wrong_share: float = 0.01) -> dict[str, float]:

@@ -18,22 +18,23 @@ cosine into a teacher for the cross-encoder:
    [``--low``, ``--high``), its labelled partners and same-text pairs left out, near-copies
    of any evaluation question left out (``pairdata.near_copies`` on the vectors already
    computed, the blind trial's questions added). Unlabelled: the teacher labels them.
-3. Writes ``OUT`` (TSV: question1, question2, teacher probability, kind ``mined`` or
-   ``train``): every mined pair kept (``--mined`` at most, drawn at random) and every
-   quora_train pair with the teacher's probability, for ``pair_model.py --teacher``.
+3. Writes ``--targets`` (``training/data/teacher_targets.tsv.gz`` by default;
+   ``pairdata.write_targets``): every quora_train pair's teacher probability by row and every
+   mined pair kept (``--mined`` at most, drawn at random) by its questions' ids, no question
+   text, for ``pair_model.py --teacher``. The file is committed, so training a taught member
+   needs neither the view (~405 MB of wheels) nor this script's ~30 minutes.
 
 Nothing is fitted on or drawn from an evaluation set; quora_val.csv is not read except to
 name the evaluation questions to leave out.
 
 Usage::
 
-    PYTHONPATH=src python training/teacher.py --out training/.cache/teacher.tsv
+    PYTHONPATH=src python training/teacher.py      # after training/view_model.py
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import sys
 import time
@@ -48,12 +49,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from pairdata import (  # noqa: E402
     _plain,
+    chatbot_development_pairs,
     evaluation_questions,
     near_copies,
-    read_dev_pairs,
-    read_labelled_tsv,
     read_pairs,
     training_chat_pairs,
+    write_targets,
 )
 
 
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--val", type=Path, default=ROOT / "../shared/data/cache/quora_val.csv")
     ap.add_argument("--view", type=Path, default=HERE / ".cache/view_model")
     ap.add_argument("--cache", type=Path, default=HERE / ".cache/teacher")
-    ap.add_argument("--out", type=Path, default=HERE / ".cache/teacher.tsv")
+    ap.add_argument("--targets", type=Path, default=HERE / "data/teacher_targets.tsv.gz")
     ap.add_argument("--low", type=float, default=0.70)
     ap.add_argument("--high", type=float, default=0.97)
     ap.add_argument("--neighbours", type=int, default=2)
@@ -76,13 +77,7 @@ def main() -> None:
     from second_view import logistic, view_embedder
 
     train = read_pairs(args.train)
-    dev = ROOT / "tests" / "data"
-    every = read_dev_pairs(dev / "paraphrases_dev.tsv", 1) + read_dev_pairs(
-        dev / "different_dev.tsv", 0
-    )
-    for name in "abcde":
-        every += read_labelled_tsv(HERE / "data" / f"chat_pairs_{name}.tsv")
-    chat = training_chat_pairs(every, args.val)
+    chat = training_chat_pairs(chatbot_development_pairs(), args.val)
     print(f"quora_train {len(train)} pairs, chatbot training pairs {len(chat)}", flush=True)
 
     texts = sorted({q for pairs in (train, chat) for a, b, _ in pairs for q in (a, b)})
@@ -165,14 +160,23 @@ def main() -> None:
         f"share >= 0.5 {(tm >= 0.5).mean():.3f}",
         flush=True,
     )
-    with args.out.open("w", encoding="utf-8", newline="") as fh:
-        out = csv.writer(fh, delimiter="\t")
-        out.writerow(["question1", "question2", "teacher", "kind"])
-        for (a, b, _), t in zip(mined, tm, strict=True):
-            out.writerow([a, b, f"{t:.4f}", "mined"])
-        for (a, b, _), t in zip(train, tt, strict=True):
-            out.writerow([a, b, f"{t:.4f}", "train"])
-    print(f"wrote {args.out}")
+    comments = [
+        "Soft labels for the pair model's training: training/teacher.py (bench/RESULTS.md,",
+        "thirty-seventh and thirty-eighth sessions). Teacher: a logistic regression on",
+        "(all-mpnet-base-v2 cosine, all-MiniLM-L6-v2 cosine), fitted on the "
+        f"{args.fit} training pairs: weights {np.round(w, 4).tolist()}",
+        f"(view, MiniLM, intercept). Mined: {len(mined)} pairs of training questions, each with",
+        f"its {args.neighbours} nearest by MiniLM in [{args.low}, {args.high}), seed {args.seed}.",
+        "train rows: quora_train.csv's row number; mined rows: pairdata.question_id of each side.",
+    ]
+    write_targets(
+        args.targets,
+        train,
+        tt.tolist(),
+        [(a, b, float(t)) for (a, b, _), t in zip(mined, tm, strict=True)],
+        comments,
+    )
+    print(f"wrote {args.targets}")
 
 
 if __name__ == "__main__":
