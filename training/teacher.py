@@ -22,7 +22,7 @@ cosine into a teacher for the cross-encoder:
    ``pairdata.write_targets``): every quora_train pair's teacher probability by row and every
    mined pair kept (``--mined`` at most, drawn at random) by its questions' ids, no question
    text, for ``pair_model.py --teacher``. The file is committed, so training a taught member
-   needs neither the view (~405 MB of wheels) nor this script's ~30 minutes.
+   needs neither the view (~405 MB of wheels) nor this script's ~40 minutes here.
 
 Nothing is fitted on or drawn from an evaluation set; quora_val.csv is not read except to
 name the evaluation questions to leave out.
