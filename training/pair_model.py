@@ -228,9 +228,8 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(base)
     model = BertForSequenceClassification.from_pretrained(base, num_labels=1)
 
-    train = read_pairs(args.train)
-    if args.limit:
-        train = train[: args.limit]
+    every_train = read_pairs(args.train)  # the teacher's targets are by row of the whole file
+    train = every_train[: args.limit] if args.limit else every_train
     chat: list[tuple[str, str, int]] = []
     chat_kept: dict[str, list[int]] = {}
     if args.chat_pairs:
@@ -278,7 +277,7 @@ def main() -> None:
     mined: list[tuple[str, str, float]] = []
     if args.teacher:
         questions = {q for a, b, _ in train + chatbot_development_pairs() for q in (a, b)}
-        soft, mined = read_targets(args.teacher, read_pairs(args.train), questions)
+        soft, mined = read_targets(args.teacher, every_train, questions)
         w = args.teacher_weight
         targets = [(a, b, (1 - w) * y + w * p) for (a, b, y), p in zip(train, soft, strict=False)]
         print(f"teacher: {len(mined)} mined pairs, quora_train targets mixed at {w}", flush=True)

@@ -199,23 +199,20 @@ def read_targets(
     probs: list[float | None] = [None] * len(train)
     mined: list[tuple[str, str, float]] = []
     with gzip.open(path, "rt", encoding="utf-8") as fh:
-        digest = None
-        for line in fh:
-            if line.startswith("# quora_train "):
-                digest = line.split()[2]
-        if digest != pairs_digest(train):
-            raise ValueError(f"{path}: written for another quora_train.csv")
-        fh.seek(0)
-        rows = csv.DictReader((line for line in fh if not line.startswith("#")), delimiter="\t")
-        for r in rows:
-            p = float(r["teacher"])
-            if r["kind"] == "train":
-                probs[int(r["a"])] = p
-                continue
-            a, b = by_id.get(r["a"]), by_id.get(r["b"])
-            if a is None or b is None:
-                raise ValueError(f"{path}: mined pair {r['a']}, {r['b']} names no known question")
-            mined.append((a, b, p))
+        lines = fh.read().splitlines()
+    digests = [line.split()[2] for line in lines if line.startswith("# quora_train ")]
+    if digests != [pairs_digest(train)]:
+        raise ValueError(f"{path}: written for another quora_train.csv")
+    rows = csv.DictReader((line for line in lines if not line.startswith("#")), delimiter="\t")
+    for r in rows:
+        p = float(r["teacher"])
+        if r["kind"] == "train":
+            probs[int(r["a"])] = p
+            continue
+        a, b = by_id.get(r["a"]), by_id.get(r["b"])
+        if a is None or b is None:
+            raise ValueError(f"{path}: mined pair {r['a']}, {r['b']} names no known question")
+        mined.append((a, b, p))
     if any(p is None for p in probs):
         raise ValueError(f"{path}: not every quora_train pair has a teacher probability")
     return [float(p) for p in probs if p is not None], mined
