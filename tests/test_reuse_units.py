@@ -764,6 +764,29 @@ def test_engine_never_serves_across_scopes(
             "Is spotting normal after the first trimester?",
             "contrast",
         ),
+        # who does what to whom, said by pronouns alone
+        (
+            "Can I see if someone viewed my Instagram story?",
+            "Can someone see if I viewed their Instagram story?",
+            "order",
+        ),
+        (
+            "how do I tell him I don't love him anymore",
+            "how do I tell him he doesn't love me anymore",
+            "order",
+        ),
+        ("Should I text her if she ignored me?", "Should she text me if I ignored her?", "order"),
+        (
+            "I'm 40 and she is 30, can we still have kids?",
+            "she is 40 and I'm 30, can we still have kids?",
+            "order",
+        ),
+        # a people and a place exchanged
+        (
+            "Can Canadians work in Australia without a visa?",
+            "Can Australians work in Canada without a visa?",
+            "order",
+        ),
     ],
 )
 def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None:
@@ -1080,6 +1103,10 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "What is the service tax rate for real estate?",
         ),
         ("what to do in an earthquake", "what to do during an earthquake"),
+        # one person named for another throughout asks the same of someone else
+        ("how do I reset my password", "how do you reset your password"),
+        ("how can I tell if someone likes me", "how can u tell if someone likes u"),
+        ("Do Canadians need a visa to visit Australia?", "do canadians need a visa for australia"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -29,6 +29,7 @@ from .order import (
     _blocks_exchanged,
     _names_turned,
     _of_turned,
+    _persons_swapped,
     _pivot_turned,
     _possessives_swapped,
     _relative_turned,
@@ -735,6 +736,7 @@ def compare(a: str, b: str) -> Comparison:
         or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb)))
         or _agent_made_object(fa, fb)
         or _possessives_swapped(fa, fb)
+        or _persons_swapped(fa, fb)
         or _relative_turned(fa, fb)
         or _pivot_turned(fa, fb)
         or (not turned and (_of_turned(fa, fb) or _names_turned(fa, fb)))
