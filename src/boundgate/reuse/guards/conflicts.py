@@ -585,6 +585,43 @@ def _count_against_list(fa: Features, fb: Features) -> bool:
     return False
 
 
+# what asks to find out whether something holds, before "if" / "whether"
+_CHECKS = frozenset(
+    stem(w)
+    for w in ["check", "test", "tell", "know", "determine", "see", "verify", "find", "figure",
+              "identify", "detect", "confirm", "recognise", "recognize", "spot", "notice"]
+)  # fmt: skip
+_IF = frozenset(["if", "whether"])
+_HOW_AUX = frozenset(["do", "can", "should", "could", "would"])
+_ASKING = frozenset(["i", "you", "we", "one", "u"])
+
+
+def _check_against_doing(fa: Features, fb: Features) -> bool:
+    """One side asks how to find out whether something holds ("check / tell / know … if"),
+    the other how to do something ("how to …", "how do / can / should I …"), asking nothing
+    to be found out: "How do I check if my soil has enough nitrogen?" / "How do I add enough
+    nitrogen to my soil?" (a trial was served it at 0.910). Not where the other side asks to
+    find out too, in any words ("… test my soil for nitrogen"), nor where it asks no how-to
+    ("does my soil need nitrogen?", "how does love differ from lust?")."""
+
+    def checks(f: Features) -> bool:
+        w = f.words
+        return any(
+            f.stems[i] in _CHECKS and w[i + 1] in ("if", "whether") for i in range(len(w) - 1)
+        )
+
+    def how_to(f: Features) -> bool:
+        w = f.words
+        return w[:2] == ["how", "to"] or (
+            len(w) > 3 and w[0] == "how" and w[1] in _HOW_AUX and w[2] in _ASKING
+        )
+
+    for f, g in ((fa, fb), (fb, fa)):
+        if checks(f) and how_to(g) and _CHECKS.isdisjoint(g.stems) and _IF.isdisjoint(g.words):
+            return True
+    return False
+
+
 def _with_powers(f: Features, g: Features) -> frozenset[str]:
     """``f.numbers``, with the powers ``f`` writes as words where ``g`` writes a unit's power
     in either form ("m2", "square feet"): alone, "square feet" is a unit like "feet"."""
@@ -714,6 +751,7 @@ def compare(a: str, b: str) -> Comparison:
         (fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks))
         or _examples_asked(a, b, fa, fb)
         or _count_against_list(fa, fb)
+        or _check_against_doing(fa, fb)
     ):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     if fa.offices and fb.offices and fa.offices.isdisjoint(fb.offices):

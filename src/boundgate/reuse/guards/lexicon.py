@@ -299,6 +299,12 @@ TECH_SYMBOL_NAMES = {"c++": "cpp", "c#": "csharp", "f#": "fsharp", ".net": "dotn
 
 
 ARTICLES = frozenset(["a", "an", "the"])
+# verb forms that agree with their subject's person or number, as one form: "I don't love
+# him" / "he doesn't love me", "my child has it" / "I have it"
+AGREEING = {
+    "does": "do", "doesnt": "dont", "am": "be", "is": "be", "are": "be", "isnt": "arent",
+    "has": "have", "hasnt": "havent", "was": "were", "wasnt": "werent",
+}  # fmt: skip
 
 
 SUPERLATIVES = frozenset(["most", "least", "best", "worst"])

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .lexicon import (
     _BE,
     _STOPWORD_STEMS,
+    AGREEING,
     ARTICLES,
     AUXILIARIES,
     DIRECTIONAL,
@@ -366,6 +367,12 @@ _COMMUTATIVE = frozenset(["plus", "times", "multiplied", "added", "+", "*", "x",
 
 
 _SWAP_DROPPED = frozenset(["one", "all", "every", "each"])
+# possessive pronouns (as stems): a second reading of a swap leaves them out, since they may
+# name again a party the question names ("Is the bride expected to pay for her bridesmaids'
+# dresses?" / "Are the bridesmaids expected to pay for the bride's dress?", a trial was
+# served it at 0.947), where in "my kid bit another kid" / "another kid bit my kid" they tell
+# the parties apart
+_POSSESSIVE_STEMS = frozenset(stem(w) for w in ["my", "your", "his", "her", "its", "our", "their"])
 
 
 _KIND = {"type": "kind", "types": "kind", "sort": "kind", "sorts": "kind", "kinds": "kind"}
@@ -407,7 +414,7 @@ def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
             out.append("do")  # "How does inflation affect rates?" / "How do rates affect …"
         else:
             base = IRREGULAR_PLURALS.get(t) or IRREGULAR_PAST.get(t) or _KIND.get(t) or _CASE.get(t)
-            out.append(stem(base) if base else st)
+            out.append(stem(base) if base else AGREEING.get(t, st))
     return tuple(out)
 
 
@@ -422,8 +429,16 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     fast" / "how fast is the speed of light"), nor when the blocks carry their directional
     words along and each still names what it named ("fly from Rome to Oslo cheaply" / "fly
     cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
-    "France's capital" differ in more than order anyway)."""
-    a, b = fa.swap_form, fb.swap_form
+    "France's capital" differ in more than order anyway). Read twice: as written, and with
+    possessive pronouns left out (``_POSSESSIVE_STEMS``)."""
+    if _exchanged(fa.swap_form, fb.swap_form, fa, fb):
+        return True
+    bare_a, bare_b = (tuple(w for w in f.swap_form if w not in _POSSESSIVE_STEMS) for f in (fa, fb))
+    return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
+
+
+def _exchanged(a: tuple[str, ...], b: tuple[str, ...], fa: Features, fb: Features) -> bool:
+    """``_blocks_exchanged`` on one reading ``a``, ``b`` of the two sides' swap forms."""
     if a == b or len(a) != len(b) or sorted(a) != sorted(b):
         return False
     start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
@@ -497,13 +512,6 @@ _PERSONS = {
 }  # fmt: skip
 
 
-# verb forms that agree with the person: "I don't love him" / "he doesn't love me"
-_AGREEING = {
-    "does": "do", "doesnt": "dont", "am": "be", "is": "be", "are": "be", "isnt": "arent",
-    "has": "have", "hasnt": "havent", "was": "were", "wasnt": "werent",
-}  # fmt: skip
-
-
 # a pronoun and its verb in one word: the verb stays among the other words ("he is 45 and
 # I'm 25" / "I'm 45 and he is 25": a trial was served it at 0.975)
 _CONTRACTED = {
@@ -521,7 +529,7 @@ def _persons(f: Features) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if w in _CONTRACTED:
             rest.append(_CONTRACTED[w])
         elif w not in _PERSONS and w not in ARTICLES:
-            rest.append(_AGREEING.get(w, st))
+            rest.append(AGREEING.get(w, st))
     return persons, tuple(rest)
 
 
