@@ -805,6 +805,18 @@ def test_engine_never_serves_across_scopes(
             "task",
         ),
         ("how to tell if my phone has a virus", "how to remove a virus from my phone", "task"),
+        ("Ways to tell if a mango is ripe", "Ways to ripen a mango", "task"),
+        (
+            "How to find out if my lawn needs iron?",
+            "How to find a good iron supplement for my lawn?",
+            "task",
+        ),
+        # a party named by a noun against a pronoun, the verbs agreeing
+        (
+            "Why does my boyfriend get jealous when I go out with friends?",
+            "Why do I get jealous when my boyfriend goes out with friends?",
+            "order",
+        ),
         # a people and a place exchanged
         (
             "Can Canadians work in Australia without a visa?",
@@ -1127,7 +1139,20 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "What is the service tax rate for real estate?",
         ),
         ("what to do in an earthquake", "what to do during an earthquake"),
+        # pronouns joined by "and" / "or", a verb two sides do to each other, two clauses
+        # the other way round (a re-check's over-vetoes, 0.90-0.97)
+        ("Who should pay for dinner, me or him?", "Who should pay for dinner, him or me?"),
+        (
+            "Is it legal for me to marry her if she is 17?",
+            "Is it legal for her to marry me if she is 17?",
+        ),
+        (
+            "Are we compatible if I love hiking and he loves reading?",
+            "Are we compatible if he loves reading and I love hiking?",
+        ),
         # finding out in other words, or asked as a yes/no question
+        ("How can I tell if a mango is ripe?", "How do I pick a ripe mango?"),
+        ("How do I know if my phone has malware?", "How do I scan my phone for malware?"),
         ("How do I check if my tires have enough air?", "how to test tire pressure"),
         ("how can I tell if my soil needs nitrogen", "does my soil need nitrogen"),
         (
@@ -1142,6 +1167,27 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:
     assert compare(a, b).ok, compare(a, b)
+
+
+# words the order, task and negation guards read, for sentences that end or begin anywhere
+_GUARD_WORDS = (
+    "i me my him he her she they someone we you u and or but if whether how to do does can "
+    "check tell find out figure way ways is am are has have doesnt don't not my child bride "
+    "visa americans mexico from 45 25 a the who me, ? ."
+).split()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=st.lists(st.sampled_from(_GUARD_WORDS), max_size=12),
+    b=st.lists(st.sampled_from(_GUARD_WORDS), max_size=12),
+)
+def test_the_guards_read_any_sequence_of_their_words(a: list[str], b: list[str]) -> None:
+    """Pronouns joined at a question's end ("… me or him"), a check word last: a guard that
+    looks past either end raised, and a raise is a failed request (a run over the labelled
+    pairs found one in the pronoun guard before it was committed)."""
+    c = compare(" ".join(a), " ".join(b))
+    assert isinstance(c.ok, bool)
 
 
 def test_prevention_is_read_from_prevent_or_from_keeping_from_getting() -> None:

@@ -591,33 +591,56 @@ _CHECKS = frozenset(
     for w in ["check", "test", "tell", "know", "determine", "see", "verify", "find", "figure",
               "identify", "detect", "confirm", "recognise", "recognize", "spot", "notice"]
 )  # fmt: skip
+# what finds out in other words, on the how-to side: "how do I scan my laptop for viruses",
+# "how to pick a ripe avocado" (a re-check's paraphrases of "how can I tell if …", 0.91-0.97)
+_FINDING_OUT = _CHECKS.union(
+    stem(w)
+    for w in ["scan", "measure", "track", "inspect", "diagnose", "monitor", "examine", "pick",
+              "choose", "select"]
+) - {stem("find"), stem("figure")}  # fmt: skip
 _IF = frozenset(["if", "whether"])
+# after "find" / "figure", what makes it finding out ("find that someone is lying"), not
+# finding a thing ("find a good nitrogen fertilizer")
+_FOUND_OUT = frozenset(
+    ["out", "that", "if", "whether", "why", "what", "who", "how", "where", "when"]
+)
 _HOW_AUX = frozenset(["do", "can", "should", "could", "would"])
 _ASKING = frozenset(["i", "you", "we", "one", "u"])
 
 
 def _check_against_doing(fa: Features, fb: Features) -> bool:
     """One side asks how to find out whether something holds ("check / tell / know … if"),
-    the other how to do something ("how to …", "how do / can / should I …"), asking nothing
-    to be found out: "How do I check if my soil has enough nitrogen?" / "How do I add enough
-    nitrogen to my soil?" (a trial was served it at 0.910). Not where the other side asks to
-    find out too, in any words ("… test my soil for nitrogen"), nor where it asks no how-to
-    ("does my soil need nitrogen?", "how does love differ from lust?")."""
+    the other how to do something ("how to …", "how do / can / should I …", "ways to …"),
+    asking nothing to be found out: "How do I check if my soil has enough nitrogen?" / "How
+    do I add enough nitrogen to my soil?" (a trial was served it at 0.910). Not where the
+    other side finds out too, in any words ("… test my soil for nitrogen", "scan my laptop
+    for viruses", "pick a ripe avocado", "find out"; ``_FINDING_OUT``), nor where it asks no
+    how-to ("does my soil need nitrogen?", "how does love differ from lust?"), nor where it
+    asks what to do if something holds ("how do I care for my dog if it is sick")."""
 
     def checks(f: Features) -> bool:
         w = f.words
-        return any(
-            f.stems[i] in _CHECKS and w[i + 1] in ("if", "whether") for i in range(len(w) - 1)
-        )
+        w = [x for x in w if x != "out"]  # "find out if", "figure out whether"
+        stems = [st for x, st in zip(f.words, f.stems, strict=True) if x != "out"]
+        return any(stems[i] in _CHECKS and w[i + 1] in _IF for i in range(len(w) - 1))
 
     def how_to(f: Features) -> bool:
         w = f.words
-        return w[:2] == ["how", "to"] or (
-            len(w) > 3 and w[0] == "how" and w[1] in _HOW_AUX and w[2] in _ASKING
+        ways = any(x in ("way", "ways") and y == "to" for x, y in itertools.pairwise(w))
+        return (
+            ways
+            or w[:2] == ["how", "to"]
+            or (len(w) > 3 and w[0] == "how" and w[1] in _HOW_AUX and w[2] in _ASKING)
+        )
+
+    def finds_out(f: Features) -> bool:
+        w = f.words
+        return not _FINDING_OUT.isdisjoint(f.stems) or any(
+            x in ("find", "figure") and y in _FOUND_OUT for x, y in itertools.pairwise(w)
         )
 
     for f, g in ((fa, fb), (fb, fa)):
-        if checks(f) and how_to(g) and _CHECKS.isdisjoint(g.stems) and _IF.isdisjoint(g.words):
+        if checks(f) and how_to(g) and not finds_out(g) and _IF.isdisjoint(g.words):
             return True
     return False
 

@@ -303,7 +303,7 @@ ARTICLES = frozenset(["a", "an", "the"])
 # him" / "he doesn't love me", "my child has it" / "I have it"
 AGREEING = {
     "does": "do", "doesnt": "dont", "am": "be", "is": "be", "are": "be", "isnt": "arent",
-    "has": "have", "hasnt": "havent", "was": "were", "wasnt": "werent",
+    "has": "have", "hasnt": "havent", "was": "were", "wasnt": "werent", "goes": "go",
 }  # fmt: skip
 
 

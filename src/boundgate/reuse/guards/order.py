@@ -461,7 +461,10 @@ def _exchanged(a: tuple[str, ...], b: tuple[str, ...], fa: Features, fb: Feature
             # "Python or Java", "6 multiplied by 9" (stems: "multipli"); not "and" joining
             # clauses ("John has 3 apples and gives Mary 2")
             joined = len(middle) <= 2 and not _JOINING_STEMS.isdisjoint(middle)
-            return not (copula or carried or joined)
+            # what two sides do to each other alike: "for me to date him" / "for him to date
+            # me" (a re-check's paraphrase, 0.974)
+            mutual = len(middle) <= 2 and not _MUTUAL_VERBS.isdisjoint(middle)
+            return not (copula or carried or joined or mutual)
     return False
 
 
@@ -520,17 +523,44 @@ _CONTRACTED = {
 }  # fmt: skip
 
 
-def _persons(f: Features) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(the persons of ``f``'s personal pronouns in order, the stems of its other words
-    without articles, verbs' agreement with the person left out)."""
-    persons = tuple(_PERSONS[w] for w in f.words if w in _PERSONS)
-    rest = []
+def _person_tokens(f: Features) -> list[str]:
+    """``f``'s words as the pronoun guard reads them: a personal pronoun as "@" and its
+    person, a contracted verb after it, other words as stems with their agreement left out,
+    no articles; two pronouns joined by "and" / "or" left out with the joining word, since
+    their order says nothing ("the age gap between me and her" / "between her and me")."""
+    toks: list[str] = []
     for w, st in zip(f.words, f.stems, strict=True):
-        if w in _CONTRACTED:
-            rest.append(_CONTRACTED[w])
-        elif w not in _PERSONS and w not in ARTICLES:
-            rest.append(AGREEING.get(w, st))
-    return persons, tuple(rest)
+        if w in _PERSONS:
+            toks.append("@" + _PERSONS[w])
+            if w in _CONTRACTED:
+                toks.append(_CONTRACTED[w])
+        elif w not in ARTICLES:
+            toks.append(AGREEING.get(w, st))
+    out: list[str] = []
+    i = 0
+    while i < len(toks):
+        joined = toks[i + 1 : i + 2] and toks[i + 1] in _JOINED and toks[i + 2 : i + 3]
+        if joined and toks[i][:1] == toks[i + 2][:1] == "@":
+            i += 3
+            continue
+        out.append(toks[i])
+        i += 1
+    return out
+
+
+_JOINED = frozenset(["and", "or", "nor"])
+
+
+def _conjuncts_turned(a: list[str], b: list[str]) -> bool:
+    """Where ``a`` and ``b`` differ, ``b`` is ``a``'s two sides of an "and" / "or" / "but"
+    the other way round: "if I get nervous around him and he gets nervous around me" / "if
+    he gets nervous around me and I get nervous around him" (a re-check's paraphrase)."""
+    start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+    end = len(a) - next(i for i, (x, y) in enumerate(zip(a[::-1], b[::-1], strict=True)) if x != y)
+    return any(
+        a[k] in (*_JOINED, "but") and b[start:end] == [*a[k + 1 : end], a[k], *a[start:k]]
+        for k in range(start + 1, end - 1)
+    )
 
 
 def _persons_swapped(fa: Features, fb: Features) -> bool:
@@ -540,7 +570,15 @@ def _persons_swapped(fa: Features, fb: Features) -> bool:
     tell my sister she can't be my bridesmaid" / "... I can't be her bridesmaid": chat sets
     F and I, 0.95 and 0.90). One person named for another throughout ("how do I reset my
     password" / "how do you reset your password") is the same question asked of someone
-    else, as a chatbot's users write it: not a swap."""
-    pa, ra = _persons(fa)
-    pb, rb = _persons(fb)
-    return ra == rb and pa != pb and len(pa) == len(pb) and len(set(pa)) >= 2 and set(pa) == set(pb)
+    else, as a chatbot's users write it: not a swap; nor what two sides do to each other
+    alike ("for me to date him" / "for him to date me", ``_MUTUAL_VERBS``), nor two clauses
+    joined by "and" the other way round (``_conjuncts_turned``)."""
+    ta, tb = _person_tokens(fa), _person_tokens(fb)
+    pa = [t for t in ta if t[:1] == "@"]
+    pb = [t for t in tb if t[:1] == "@"]
+    rest = [t for t in ta if t[:1] != "@"]
+    if rest != [t for t in tb if t[:1] != "@"] or pa == pb or len(pa) != len(pb):
+        return False
+    if len(set(pa)) < 2 or set(pa) != set(pb) or not _MUTUAL_VERBS.isdisjoint(rest):
+        return False
+    return not _conjuncts_turned(ta, tb)
