@@ -618,11 +618,9 @@ def _check_against_doing(fa: Features, fb: Features) -> bool:
     how-to ("does my soil need nitrogen?", "how does love differ from lust?"), nor where it
     asks what to do if something holds ("how do I care for my dog if it is sick")."""
 
-    def checks(f: Features) -> bool:
-        w = f.words
-        w = [x for x in w if x != "out"]  # "find out if", "figure out whether"
-        stems = [st for x, st in zip(f.words, f.stems, strict=True) if x != "out"]
-        return any(stems[i] in _CHECKS and w[i + 1] in _IF for i in range(len(w) - 1))
+    def checks(f: Features) -> bool:  # "out" aside: "find out if", "figure out whether"
+        kept = [(x, st) for x, st in zip(f.words, f.stems, strict=True) if x != "out"]
+        return any(st in _CHECKS and y in _IF for (_, st), (y, _) in itertools.pairwise(kept))
 
     def how_to(f: Features) -> bool:
         w = f.words
