@@ -817,6 +817,14 @@ def test_engine_never_serves_across_scopes(
             "Why do I get jealous when my boyfriend goes out with friends?",
             "order",
         ),
+        # whether it is safe against whether it is best
+        (
+            "is it safe to leave my phone charging overnight",
+            "is it best to leave my phone charging overnight",
+            "contrast",
+        ),
+        # a weekday in the plural is still not another day
+        ("is the library open on saturdays", "is the library open on sunday", "date"),
         # a people and a place exchanged
         (
             "Can Canadians work in Australia without a visa?",
@@ -1150,6 +1158,9 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "Are we compatible if I love hiking and he loves reading?",
             "Are we compatible if he loves reading and I love hiking?",
         ),
+        # an adverb of how often moved to the end; a weekday's plural against the day
+        ("how often should I water my cactus", "cactus watering how often"),
+        ("is the gym open on saturdays", "gym open saturday?"),
         # finding out in other words, or asked as a yes/no question
         ("How can I tell if a mango is ripe?", "How do I pick a ripe mango?"),
         ("How do I know if my phone has malware?", "How do I scan my phone for malware?"),

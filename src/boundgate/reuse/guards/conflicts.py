@@ -18,6 +18,7 @@ from .lexicon import (
     NEGATIONS,
     QUANTIFIERS,
     UNITS,
+    WEEKDAYS,
     name_forms,
     noun_siblings,
     stem,
@@ -643,6 +644,20 @@ def _check_against_doing(fa: Features, fb: Features) -> bool:
     return False
 
 
+def _dates_differ(fa: Features, fb: Features) -> bool:
+    """The two sides name other dates. A weekday in the plural ("on weekends", "on
+    Saturdays": every one) is no date of its own, but it is the day the other side names
+    ("overtime for working on weekends" / "weekend work overtime pay", a trial's over-veto,
+    0.917): "driving on weekends" / "driving" still agree."""
+
+    def plural_days(f: Features) -> frozenset[str]:
+        return frozenset(w[:3] for w in f.words if w[-1:] == "s" and w[:-1] in WEEKDAYS)
+
+    da = fa.dates | (plural_days(fa) & fb.dates)
+    db = fb.dates | (plural_days(fb) & fa.dates)
+    return da != db
+
+
 def _with_powers(f: Features, g: Features) -> frozenset[str]:
     """``f.numbers``, with the powers ``f`` writes as words where ``g`` writes a unit's power
     in either form ("m2", "square feet"): alone, "square feet" is a unit like "feet"."""
@@ -723,7 +738,7 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("negation")
     if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):
         conflicts.append("number")
-    if fa.dates != fb.dates:
+    if _dates_differ(fa, fb):
         conflicts.append("date")
     if _unit_conflict(fa, fb):
         conflicts.append("unit")

@@ -230,7 +230,18 @@ def _transposed(fa: Features, fb: Features) -> bool:
         return False
     # a verb and its object made a compound: "breed villagers in minecraft" / "minecraft
     # villager breeding" (a trial's over-veto, 0.961)
+    if a[i] in _ADVERB_STEMS or a[j] in _ADVERB_STEMS:
+        return False  # "how often should I change my oil" / "oil change how often" (0.992)
     return not (_gerund_turned(fa, fb, a[i]) or _gerund_turned(fa, fb, a[j]))
+
+
+# adverbs of how often, how long or how far: moved to the end of a search-box form they trade
+# places with a noun without any role changing (a trial's over-veto)
+_ADVERB_STEMS = frozenset(
+    stem(w)
+    for w in ["often", "always", "usually", "sometimes", "frequently", "rarely", "ever", "again",
+              "soon", "long", "far", "much"]
+)  # fmt: skip
 
 
 # words that sequence or convert what is on either side of them: "nap after lunch" / "lunch
