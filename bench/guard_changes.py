@@ -21,7 +21,6 @@ The held-out sets (``bench/data/chat_heldout*.csv``, ``blind_trial*.csv``,
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import Counter
@@ -33,18 +32,15 @@ sys.path.insert(0, str(ROOT / "training"))
 from pairdata import read_labelled_tsv, read_pairs  # noqa: E402
 
 from boundgate.reuse.guards import compare  # noqa: E402
+from dev_pairs import rows as tsv_rows  # noqa: E402
 
 Row = tuple[str, str, int]
 
 
 def _tsv(path: Path, columns: slice, label: int) -> list[Row]:
-    """Two questions from ``columns`` of each row of a tests/data TSV, all labelled ``label``
-    (``#`` lines are comments)."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = [
-            r for r in csv.reader(fh, delimiter="\t") if len(r) >= 2 and not r[0].startswith("#")
-        ]
-    return [(a, b, label) for a, b in (r[columns] for r in rows)]
+    """Two questions from ``columns`` of each row of a tests/data TSV, all labelled
+    ``label`` (``dev_pairs.rows`` reads them)."""
+    return [(a, b, label) for a, b in tsv_rows(path, columns)]
 
 
 def labelled_sets(shared: Path, extra: list[Path]) -> dict[str, list[Row]]:

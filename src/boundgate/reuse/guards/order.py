@@ -5,6 +5,7 @@ Boston from New York", "Who taught Plato?" / "Who did Plato teach?", "cups in a 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .lexicon import (
@@ -201,8 +202,10 @@ def _transposed(fa: Features, fb: Features) -> bool:
     word moved elsewhere ("learn Python quickly" / "quickly learn Python"), things joined by
     "and" or "or", compounds inverted by "of", and sentences with directional words
     (``_role_swap``) are left alone."""
+    if len(fa.sequence) != len(fb.sequence) or len(fa.sequence) < 3:
+        return False
     a, b = _as_names(fa.sequence), _as_names(fb.sequence)
-    if len(a) != len(b) or len(a) < 3 or sorted(a) != sorted(b):
+    if sorted(a) != sorted(b):
         return False
     diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
     if len(diff) != 2:
@@ -448,12 +451,19 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
 
 
+def _differing_span(a: Sequence[str], b: Sequence[str]) -> tuple[int, int]:
+    """(first, one past the last) index where ``a`` and ``b``, of one length and not equal,
+    differ."""
+    start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+    end = len(a) - next(i for i, (x, y) in enumerate(zip(a[::-1], b[::-1], strict=True)) if x != y)
+    return start, end
+
+
 def _exchanged(a: tuple[str, ...], b: tuple[str, ...], fa: Features, fb: Features) -> bool:
     """``_blocks_exchanged`` on one reading ``a``, ``b`` of the two sides' swap forms."""
     if a == b or len(a) != len(b) or sorted(a) != sorted(b):
         return False
-    start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-    end = len(a) - next(i for i, (x, y) in enumerate(zip(a[::-1], b[::-1], strict=True)) if x != y)
+    start, end = _differing_span(a, b)
     wa, wb = a[start:end], b[start:end]
     if len(wa) > SWAP_WINDOW:
         return False
@@ -566,8 +576,7 @@ def _conjuncts_turned(a: list[str], b: list[str]) -> bool:
     """Where ``a`` and ``b`` differ, ``b`` is ``a``'s two sides of an "and" / "or" / "but"
     the other way round: "if I get nervous around him and he gets nervous around me" / "if
     he gets nervous around me and I get nervous around him" (a re-check's paraphrase)."""
-    start = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-    end = len(a) - next(i for i, (x, y) in enumerate(zip(a[::-1], b[::-1], strict=True)) if x != y)
+    start, end = _differing_span(a, b)
     return any(
         a[k] in (*_JOINED, "but") and b[start:end] == [*a[k + 1 : end], a[k], *a[start:k]]
         for k in range(start + 1, end - 1)
