@@ -22,6 +22,7 @@ from .lexicon import (
     name_forms,
     noun_siblings,
     stem,
+    wordnet_adjective_antonym,
     words,
 )
 from .literals import _blind_spot, _literals_differ, factorials
@@ -33,6 +34,7 @@ from .order import (
     _persons_swapped,
     _pivot_turned,
     _possessives_swapped,
+    _possessor_changed,
     _relative_turned,
     _role_swap,
     _sequence_turned,
@@ -713,6 +715,46 @@ def _adjective_turned(a: str, b: str) -> bool:
     return len(shared) > 1 and first_a != first_b
 
 
+def _pole_added(sa: set[str], sb: set[str], fa: Features, fb: Features) -> bool:
+    """One side names a pole of an antonym pair besides the poles both name, each named as
+    often on both sides, and the added pole qualifies a thing both sides name that no shared
+    pole qualifies: it describes something ("introduce a new kitten to an older cat" / "a
+    kitten to my older cat") rather than standing where the other side has its opposite
+    ("hot tub too hot" / "hot tub too cold": "hot" twice against once), comparing two kinds
+    of one thing ("private limited company" / "public and private limited company") or
+    asking about both ("input and output devices", "most/least"). Adjectives only (WordNet
+    3.0's adjective antonyms): an added noun pole is another party ("tell a boy you like
+    him" / "can a boy notice if a girl likes him"). ``sa`` and ``sb`` are the members of one
+    pair each side names (``Features.polar``)."""
+    shared = sa & sb
+    if not shared or shared not in (sa, sb):
+        return False
+    more, other = (fa, fb) if sa > sb else (fb, fa)
+
+    def count(f: Features, m: str) -> int:
+        return sum(1 for n, _ in f.polar_at if n == m)
+
+    def after(f: Features, at: int) -> str:
+        return f.stems[at + 1] if at + 1 < len(f.stems) else ""
+
+    if any(count(fa, m) != count(fb, m) or not count(fa, m) for m in shared):
+        return False
+    shared_at = [at for m, at in more.polar_at if m in shared]
+    qualified = {after(f, at) for f in (fa, fb) for m, at in f.polar_at if m in shared}
+    return all(
+        any(
+            m == added
+            and all(abs(at - j) > 2 for j in shared_at)
+            and any(wordnet_adjective_antonym(more.words[at], more.words[j]) for j in shared_at)
+            and (thing := after(more, at)) in other.stems
+            and thing not in qualified
+            and _is_content(more.words[at + 1])
+            for m, at in more.polar_at
+        )
+        for added in sa ^ sb
+    )
+
+
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
@@ -746,7 +788,7 @@ def compare(a: str, b: str) -> Comparison:
     for pair in opposite:
         sa = {p for p in fa.polar if p.startswith(pair + "#")}
         sb = {p for p in fb.polar if p.startswith(pair + "#")}
-        if sa != sb:
+        if sa != sb and not _pole_added(sa, sb, fa, fb):
             conflicts.append("polarity")
             break
     if flips.paired and "polarity" not in conflicts:
@@ -810,6 +852,7 @@ def compare(a: str, b: str) -> Comparison:
         or (not turned and (_transposed(fa, fb) or _wh_swapped(fa, fb)))
         or _agent_made_object(fa, fb)
         or _possessives_swapped(fa, fb)
+        or _possessor_changed(fa, fb)
         or _persons_swapped(fa, fb)
         or _relative_turned(fa, fb)
         or _pivot_turned(fa, fb)

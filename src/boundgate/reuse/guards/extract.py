@@ -107,6 +107,9 @@ class Features:
     swap_form: tuple[str, ...] = ()  # the stems swaps are judged on (``_swap_form``)
     # (possessor, possessed) stems: "my wife's boss" → ("wife", "boss"): _possessives_swapped
     possessives: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    # (member of ``polar``, index in ``words``) for each word naming one (phrases and switch
+    # poles left out): ``conflicts._pole_added``
+    polar_at: tuple[tuple[str, int], ...] = ()
     # the levels an answer is asked at (``ANSWER_LEVELS``): "in simple terms" is "basic"
     levels: frozenset[str] = field(default_factory=frozenset)
     # stems of lower-case nouns right after an article and before a function word or the
@@ -561,6 +564,7 @@ def features(text: str) -> Features:
     if any(d.isdigit() for d in dates):  # "this year 2017" is 2017
         dates = {d for d in dates if not d.startswith(("+", "-"))}
     polar: set[str] = set()
+    polar_at: list[tuple[str, int]] = []
     graded, flipped = _graded_by_word(toks, stems)
     for at, st in enumerate(stems):
         if at in graded or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT):
@@ -570,7 +574,9 @@ def features(text: str) -> Features:
         for i, side in _POLAR_WORDS.get(st, ()):
             if verb and toks[at] not in _ANTONYMS[i]:
                 continue  # "to lower" is no grade of "low": only "raise" / "lower" holds
-            polar.add(f"{placed}{i}#{1 - side if at in flipped else side}")
+            member = f"{placed}{i}#{1 - side if at in flipped else side}"
+            polar.add(member)
+            polar_at.append((member, at))
     for phrase, sides in _POLAR_PHRASES.items():
         if f" {phrase} " in joined:
             polar.update(f"{i}#{side}" for i, side in sides)
@@ -633,6 +639,7 @@ def features(text: str) -> Features:
         possessives=frozenset(
             (stem(owner), stem(owned)) for owner, owned in _POSSESSIVE.findall(_apostrophes(text))
         ),
+        polar_at=tuple(polar_at),
         levels=_levels(toks),
         common=_common_nouns(text),
         letters=letter_names(text),

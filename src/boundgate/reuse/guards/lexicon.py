@@ -83,6 +83,11 @@ PAIRED_PREFIXES = (
     ("inter", "intra"),
     ("at", "de"),
     ("ac", "de"),
+    # undoing against doing again: "disassemble" / "reassemble", "uninstall" / "reinstall"
+    # (a trial was served the first, 0.961)
+    ("dis", "re"),
+    ("un", "re"),
+    ("de", "re"),
 )
 
 
@@ -180,6 +185,40 @@ def wordnet_antonym(a: str, b: str) -> bool:
     """Whether Princeton WordNet 3.0 calls words ``a`` and ``b`` antonyms (3,300 pairs,
     ``data/antonyms_wordnet.tsv``, ``training/wordnet_antonyms.py``; read on first use)."""
     return (a, b) in _wordnet_antonyms()
+
+
+@functools.cache
+def _wordnet_adjective_antonyms() -> frozenset[tuple[str, str]]:
+    path = resources.files("boundgate.reuse").joinpath("data/antonyms_wordnet.tsv")
+    pairs: set[tuple[str, str]] = set()
+    for line in path.read_text("utf-8").splitlines():
+        if line and not line.startswith("#"):
+            a, b, pos = line.split("\t")
+            if pos == "a":
+                pairs.update(((a, b), (b, a)))
+    return frozenset(pairs)
+
+
+def _ungraded(word: str) -> set[str]:
+    """``word`` and the adjectives it may be a comparative or superlative of ("older":
+    "old", "bigger": "big", "larger": "large", "easier": "easy")."""
+    out = {word}
+    for end in ("er", "est"):
+        if word.endswith(end) and len(word) > len(end) + 2:
+            base = word[: -len(end)]
+            out |= {base, base + "e"}
+            if len(base) > 2 and base[-1] == base[-2]:
+                out.add(base[:-1])
+            if base.endswith("i"):
+                out.add(base[:-1] + "y")
+    return out
+
+
+def wordnet_adjective_antonym(a: str, b: str) -> bool:
+    """Whether Princeton WordNet 3.0 calls adjectives ``a`` and ``b`` antonyms, either in a
+    graded form ("new" / "older"; the adjective pairs of ``data/antonyms_wordnet.tsv``)."""
+    pairs = _wordnet_adjective_antonyms()
+    return any((x, y) in pairs for x in _ungraded(a) for y in _ungraded(b))
 
 
 @functools.cache
@@ -467,6 +506,11 @@ def _kind_glued(m: re.Match[str]) -> str:
     return glued if glued in GLUED_KINDS else m.group(0)
 
 
+# a height in feet and inches: "5'10", "5' 10\"", "5′10″" (two trials' over-vetoes: the
+# apostrophe dropped, "5'10" read as 510 against "5 ft 10 in" / "5 foot 10")
+_FEET_INCHES = re.compile(r"\b([1-9])\s*['′’]\s*(1[01]|[0-9])\s*(?:\"|″|”|''|\b)")
+
+
 def normalise(text: str) -> str:
     text = _with_without(unicodedata.normalize("NFKC", text).casefold())
     text = FREE_OF.sub(r"without \1", text)
@@ -493,6 +537,7 @@ def normalise(text: str) -> str:
     # "km/h" and "kilometers per hour" are one unit, "kmh"; "miles per hour" is "mph"
     text = _SPEED.sub(lambda m: "kmh" if m.group(1).startswith("k") else "mph", text)
     text = _HYPHENATED_PREFIX.sub(r"\1", text)  # "un-merge" is "unmerge"
+    text = _FEET_INCHES.sub(r"\1 ft \2 ", text)  # "5'10" is "5 ft 10" ("5 foot 10")
     return text.replace("’", "'").replace("n't", "nt").replace("'", "")
 
 
