@@ -19,7 +19,7 @@ from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.guards import compare
-from boundgate.reuse.guards.lexicon import spelled_out
+from boundgate.reuse.guards.lexicon import self_described, spelled_out
 from boundgate.reuse.pair import (
     EXACT_FROM,
     FakePairScorer,
@@ -532,6 +532,23 @@ def test_the_model_reads_short_forms_spelled_out(scorer: OnnxPairScorer) -> None
     )
     assert spelled_out("Which ships were sunk by U-boats?") == "Which ships were sunk by U-boats?"
     assert spelled_out("how do u convert 5 ft to cm") == "how do you convert 5 feet to centimeters"
+
+
+def test_the_model_reads_a_here_lead_in_as_who_asks(scorer: OnnxPairScorer) -> None:
+    """Two trials' "nurse here, …" paraphrases of "as a nurse, …" scored 0.06–0.50 (1 of
+    23 served): the model reads "X here, …" as "as a X, …", which it scores like "I'm a X,
+    …". Who asks still counts: another person's question stays apart."""
+    asked = "nurse here, which visa do i need to work in the uk"
+    assert scorer.score(asked, "as a nurse, what visa should i apply for to work in the uk") > 0.9
+    assert scorer.score(asked, "as a doctor, which visa do i need to work in the uk") < 0.5
+    assert self_described("barista here - how do i dial in a new bean") == (
+        "as a barista, how do i dial in a new bean"
+    )
+    assert self_described("The bride here: do i feed my vendors") == (
+        "as The bride, do i feed my vendors"
+    )
+    for kept in ("Click here, then what?", "over here - what", "anyone here know why?"):
+        assert self_described(kept) == kept
 
 
 def _shift_prior(split: bool) -> Prior:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .embedder import MAX_TOKENS, cpu_session
-from .guards.lexicon import spelled_out
+from .guards.lexicon import self_described, spelled_out
 
 Scores = npt.NDArray[np.float32]
 Pair = tuple[str, str]
@@ -82,6 +82,13 @@ def reads_further(read: Sequence[float], unread: int) -> bool:
     return bool((sum(read) + unread) / (len(read) + unread) >= EXACT_FROM)
 
 
+def read_as(text: str) -> str:
+    """A question as the pair model reads it: short forms written out (``spelled_out``) and a
+    "X here, …" lead-in as "as a X, …" (``self_described``). Both are meaning-preserving
+    rewrites of forms the model scored apart from their usual wording."""
+    return spelled_out(self_described(text))
+
+
 class OnnxPairScorer(PairScorer):
     """The shipped int8 cross-encoder on onnxruntime (CPU), tokenized with the ``tokenizers``
     WordPiece tokenizer saved beside it. Thread-safe (one session, one lock).
@@ -129,7 +136,7 @@ class OnnxPairScorer(PairScorer):
         # (bench/RESULTS.md).
         out = np.zeros(len(pairs), dtype=np.float32)
         for i, (a, b) in enumerate(pairs):
-            a, b = spelled_out(a), spelled_out(b)
+            a, b = read_as(a), read_as(b)
             probs: list[float] = []
             for m, session in enumerate(self.sessions):
                 if probs and not reads_further(probs, 2 * (len(self.sessions) - m)):
@@ -142,7 +149,7 @@ class OnnxPairScorer(PairScorer):
         """Every member's probability that ``a`` and ``b`` ask the same thing, read (a, b) and
         (b, a), as ``score_pairs`` reads them but without its cascade: shape (members, 2).
         For benchmarks and calibration, which compare the ways of combining them."""
-        a, b = spelled_out(a), spelled_out(b)
+        a, b = read_as(a), read_as(b)
         return np.asarray([self._read(session, a, b) for session in self.sessions])
 
     def _read(self, session: Any, a: str, b: str) -> list[float]:

@@ -469,6 +469,38 @@ SHORT_FORMS_LOWER: dict[str, str] = _LISTS["short_forms_lower_case"]
 _STANDALONE = re.compile(r"(?<![\w\-/.'])[A-Za-z][A-Za-z0-9]*(?![\w\-/'])")
 
 
+# "nurse here, …": who the asker is, said before the question (at most four words; a verb
+# or a small word first is an instruction or a place, "click here, …", "over here, …")
+_HERE_LEAD_IN = re.compile(
+    r"^\s*((?:[^\W\d_][\w'-]*\s+){0,3}[^\W\d_][\w'-]*)\s+here\s*(?:[,:.!]+|[-–—]+)\s*",
+    re.IGNORECASE,
+)
+_ARTICLES = ("a", "an", "the")
+_NOT_WHO = frozenset(
+    ["click", "tap", "press", "come", "go", "get", "look", "sign", "log", "start", "stop",
+     "stay", "read", "see", "check", "put", "write", "type", "same", "right", "up", "down",
+     "out", "in", "from", "anyone", "anybody", "someone", "everyone", "nobody"]
+)  # fmt: skip
+
+
+def self_described(text: str) -> str:
+    """``text`` with a lead-in saying who asks, "X here, …", written "as a X, …", the form the
+    duplicate-question model reads as one with "as a X, …" and "I'm a X, …" ("nurse here,
+    which visa do i need to work in the uk" / "as a nurse, what visa should i apply for …"
+    scored 0.45, written so 0.95; two trials' 23 such paraphrases were served 1, written so
+    10). Any other text is returned as it is."""
+    m = _HERE_LEAD_IN.match(text)
+    if m is None:
+        return text
+    who = m.group(1).split()
+    folded = [w.casefold() for w in who]
+    articled = folded[0] in _ARTICLES
+    if folded[0] in _NOT_WHO or any(w in STOPWORDS and w not in _ARTICLES for w in folded):
+        return text
+    article = "" if articled else ("an " if folded[0][0] in "aeiou" else "a ")
+    return f"as {article}{' '.join(who)}, {text[m.end() :]}"
+
+
 def spelled_out(text: str) -> str:
     """``text`` with its short forms written out, as the duplicate-question model should read
     them ("how many tbsp in a cup" → "how many tablespoons in a cup", "js" → "javascript";
