@@ -115,6 +115,8 @@ _WHEN_DATE = frozenset(_KINDS["when_date"])
 _WHEN_TIMING = frozenset(_KINDS["when_timing"])
 _TIME_COMPOUNDS = frozenset(_KINDS["time_compounds"])
 _HOW_MANNER = frozenset(_KINDS["how_manner"])
+_REASON_WORDS = frozenset(["why", "cause", "causes", "caused", "causing", "reason", "reasons"])
+_ASKER = frozenset(["i", "we"])  # "how do I …": the asker's own doing, an instruction
 _SKIPPED = frozenset(_KINDS["skipped"])
 _OPENING_PREPOSITIONS = frozenset(_KINDS["opening_prepositions"])
 _REQUEST_LEAD = frozenset(_KINDS["request_lead"])
@@ -150,7 +152,12 @@ def _asked_kind(words: list[str]) -> str:
                 return "timing"  # "when should I take creatine", "when to prune roses"
             return "date" if nxt in _WHEN_DATE else ""  # else a clause or a condition
         if w == "how":
-            return _after_how(words, i) or ("manner" if nxt in _HOW_MANNER else "")
+            if kind := _after_how(words, i):
+                return kind
+            after = words[i + 2] if i + 2 < len(words) else ""
+            if nxt == "to" or (nxt in _HOW_MANNER and after in _ASKER):
+                return "instruction"  # "how to check …", "how do I fix …"
+            return "manner" if nxt in _HOW_MANNER else ""
         if w in ("what", "whats", "which"):
             rest = [x for x in words[i + 1 : i + 4] if x not in _SKIPPED]
             if "time" in rest[:2] and _time_compound(words, i + 1):
@@ -204,6 +211,12 @@ def _asks_another_kind(fa: Features, fb: Features) -> bool:
     (``_asked_kind``, ``_EXCLUSIVE``): "How did the war end?" / "What year did the war end?",
     "What year did Rome fall?" / "What led to the fall of Rome?"."""
     ka, kb = _asked_kind(fa.words), _asked_kind(fb.words)
+    if {ka, kb} == {"reason", "instruction"}:
+        # a reason against what the asker should do ("what causes tooth sensitivity" / "how
+        # to fix tooth sensitivity"), unless a side asks both ("Why does my Netflix keep
+        # buffering? How can I fix it?", "… and how do I stop it?")
+        reason, doing = (fa, fb) if ka == "reason" else (fb, fa)
+        return "how" not in reason.words and _REASON_WORDS.isdisjoint(doing.words)
     if {ka, kb} == {"timing", "amount"}:
         # an age or a count of days says when ("how old are babies when the soft spot
         # closes" / "when does a baby's fontanelle close", "how many days does a landlord
