@@ -417,7 +417,18 @@ def _stopped_for_not(fa: Features, fb: Features) -> int:
     barking": the cause of an absence against a remedy for the thing); "why is my rabbit not
     eating" / "my rabbit stopped eating, why?" and "why do I not dream anymore" / "why did I
     stop dreaming" (both ask why) still match."""
-    nots = [i for i, w in enumerate(fb.words) if w == "not"]
+    # "not", and a contracted auxiliary's: "so it doesnt go stale" / "keep it from going
+    # stale" (a trial's over-veto, pair 0.943); not a stopping verb negated ("won't stop")
+    nots = [
+        i
+        for i, w in enumerate(fb.words)
+        if w == "not"
+        or (
+            w in NEGATIONS
+            and w.endswith("nt")
+            and (i + 1 == len(fb.words) or fb.words[i + 1] not in _STOPPING)
+        )
+    ]
     negated = {
         fb.stems[j]
         for i in nots
