@@ -5,7 +5,8 @@ known, not on the examples it was made for: a rule that stops a trial's look-ali
 a labelled duplicate costs reuse everywhere that duplicate's kind appears. This reads every
 labelled set the project has (quora_train and quora_val, the chat training sets
 ``training/data/chat_pairs_*.tsv``, GPTCache's mock data, ``tests/data/paraphrases_dev.tsv``,
-``different_dev.tsv`` and ``contradictions.tsv``; 71,029 pairs, about two minutes on 2 cores)
+``different_dev.tsv`` and ``contradictions.tsv``, the blind trials' development pairs
+``bench/data/trials_dev.csv``; 73,031 pairs, about two minutes on 2 cores)
 plus any ``--pairs`` file, asks ``guards.compare`` about each, and writes the verdicts
 (``--save``) or compares them with verdicts saved before the change (``--against``): each pair
 whose verdict changed, by set, as a duplicate or a non-duplicate newly vetoed or let
@@ -58,6 +59,7 @@ def labelled_sets(shared: Path, extra: list[Path]) -> dict[str, list[Row]]:
     sets["paraphrases_dev"] = _tsv(data / "paraphrases_dev.tsv", slice(0, 2), 1)
     sets["different_dev"] = _tsv(data / "different_dev.tsv", slice(1, 3), 0)
     sets["contradictions"] = _tsv(data / "contradictions.tsv", slice(0, 2), 0)
+    sets["trials_dev"] = read_pairs(ROOT / "bench" / "data" / "trials_dev.csv")
     for path in extra:
         sets[path.name] = read_pairs(path)
     return sets
