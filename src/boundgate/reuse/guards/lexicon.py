@@ -171,13 +171,16 @@ def nouns() -> NounTable:
 
 
 @functools.cache
-def _wordnet_antonyms() -> frozenset[tuple[str, str]]:
+def _wordnet_antonyms(parts_of_speech: str = "anrv") -> frozenset[tuple[str, str]]:
+    """Antonym pairs of ``data/antonyms_wordnet.tsv`` (both ways) whose WordNet part of
+    speech is one of ``parts_of_speech`` ("a" adjective, "n" noun, "r" adverb, "v" verb)."""
     path = resources.files("boundgate.reuse").joinpath("data/antonyms_wordnet.tsv")
     pairs: set[tuple[str, str]] = set()
     for line in path.read_text("utf-8").splitlines():
         if line and not line.startswith("#"):
-            a, b, _ = line.split("\t")
-            pairs.update(((a, b), (b, a)))
+            a, b, pos = line.split("\t")
+            if pos in parts_of_speech:
+                pairs.update(((a, b), (b, a)))
     return frozenset(pairs)
 
 
@@ -185,18 +188,6 @@ def wordnet_antonym(a: str, b: str) -> bool:
     """Whether Princeton WordNet 3.0 calls words ``a`` and ``b`` antonyms (3,300 pairs,
     ``data/antonyms_wordnet.tsv``, ``training/wordnet_antonyms.py``; read on first use)."""
     return (a, b) in _wordnet_antonyms()
-
-
-@functools.cache
-def _wordnet_adjective_antonyms() -> frozenset[tuple[str, str]]:
-    path = resources.files("boundgate.reuse").joinpath("data/antonyms_wordnet.tsv")
-    pairs: set[tuple[str, str]] = set()
-    for line in path.read_text("utf-8").splitlines():
-        if line and not line.startswith("#"):
-            a, b, pos = line.split("\t")
-            if pos == "a":
-                pairs.update(((a, b), (b, a)))
-    return frozenset(pairs)
 
 
 def _ungraded(word: str) -> set[str]:
@@ -217,7 +208,7 @@ def _ungraded(word: str) -> set[str]:
 def wordnet_adjective_antonym(a: str, b: str) -> bool:
     """Whether Princeton WordNet 3.0 calls adjectives ``a`` and ``b`` antonyms, either in a
     graded form ("new" / "older"; the adjective pairs of ``data/antonyms_wordnet.tsv``)."""
-    pairs = _wordnet_adjective_antonyms()
+    pairs = _wordnet_antonyms("a")
     return any((x, y) in pairs for x in _ungraded(a) for y in _ungraded(b))
 
 
