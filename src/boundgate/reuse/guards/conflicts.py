@@ -1,5 +1,5 @@
 """``compare``: the conflicts between two questions, each a veto, and the overlap of their content
-words; a changed statement or instruction beside a shared sentence (``context``)."""
+words (what surrounds the question itself is read in ``context.py``)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,25 @@ import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 
-from .extract import AREA_OR_VOLUME, FEATURES_CACHE, LENGTH_SYMBOLS, Features, _is_content, features
+from .context import (
+    _askers_swapped,
+    _lead_in_changed,
+    _second_question_changed,
+    _sentence_changed,
+    _sentences,
+    _without_hedge,
+)
+from .extract import AREA_OR_VOLUME, LENGTH_SYMBOLS, Features, _is_content, features
 from .lexicon import (
     _LISTS,
-    _STOPWORD_STEMS,
     CONTRASTS,
     FREE_OF,
-    NEGATIONS,
     QUANTIFIERS,
     UNITS,
     WEEKDAYS,
     name_forms,
     noun_siblings,
-    self_described,
     stem,
     wordnet_adjective_antonym,
     words,
@@ -65,162 +69,6 @@ from .wording import (
 )
 
 
-def _sentence_changed(a: str, b: str) -> bool:
-    """A sentence beside one both texts share says something else, or stands on one side
-    only: a template with its context or its instruction changed or added asks something
-    else ("I am vegetarian. What should I eat for dinner?" / "I am vegan. …", "What is the
-    capital of Italy? Answer in one word." / "… Answer in detail.", "What is DNA?" / "What is
-    DNA? Give the answer as JSON.": a trial was served all of these, pair scores 0.95-0.98,
-    the shared sentence outweighing the other). Sentences moved around, changed only in small
-    words and endings ("the journal" / "a journal", "need" / "needed"), or a greeting or
-    thanks added, are no change; a changed or added *question* is left to the models (it may
-    be a paraphrase: "What is their main job?" / "What are their functions?")."""
-    sa, sb = _sentences(a), _sentences(b)
-    if len(sa) + len(sb) < 3 or abs(len(sa) - len(sb)) > 1 or set(sa).isdisjoint(sb):
-        return False
-    changed_a = [x for x in sa if x not in sb]
-    changed_b = [x for x in sb if x not in sa]
-    if any(q for _, q in changed_a + changed_b):
-        return False
-    if len(sa) != len(sb) and (changed_a if len(sa) < len(sb) else changed_b):
-        return False  # not one sentence added, the rest reworded across sentences
-
-    def content(changed: list[tuple[tuple[str, ...], bool]]) -> set[str]:
-        stems = (stem(w) for ws, _ in changed for w in ws if _is_content(w))
-        return {st for st in stems if st not in _STOPWORD_STEMS}  # "needed" as "need"
-
-    added = content(changed_a) ^ content(changed_b)
-    return bool(added) and not added <= _COURTESY_STEMS
-
-
-LEAD_IN_WORDS = 5  # _lead_in: the longest phrase before a ", " read as a lead-in
-INSTRUCTION_WORDS = 8  # _lead_in: the longest instruction before a ": "
-# what opens an instruction on form or manner before ": " or ", " (english.toml)
-INSTRUCTION_VERBS = frozenset(_LISTS["instruction_verbs"])
-_MANNER_PREPOSITIONS = frozenset(["in", "as", "like", "with", "using"])
-_STANCE = frozenset(_LISTS["stance_adverbs"])  # "Honestly, …": no lead-in
-
-
-def _lead_in(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(lead-in, body) of ``text``: an instruction on form or manner before its first ": "
-    ("Be concise: …", "Summarize this: …", "ELI5: …") or ", " ("In rhyme, tell me why …",
-    "Poetically, what is the sun?", "In one word, …"): opening with an instruction verb
-    (``instruction_verbs``) or with "in", "as", "like", "with" or "using" (at most
-    ``INSTRUCTION_WORDS`` words before ": ", ``LEAD_IN_WORDS`` before ", "), or before a
-    comma one word in "-ly". Else no
-    lead-in, and all of the text as the body. (A topic label, "Social Studies: What is …?",
-    and a question before its options, "Which is better, A or B?", are no lead-ins.)"""
-    for mark, longest in ((": ", INSTRUCTION_WORDS), (", ", LEAD_IN_WORDS)):
-        head, found, tail = text.partition(mark)
-        lead = words(head)
-        if not found or not lead or len(lead) > longest:
-            continue
-        adverb = (
-            mark == ", " and len(lead) == 1 and lead[0].endswith("ly") and lead[0] not in _STANCE
-        )
-        if lead[0] in INSTRUCTION_VERBS or lead[0] in _MANNER_PREPOSITIONS or adverb:
-            return tuple(lead), tuple(words(tail))
-    return (), tuple(words(text))
-
-
-def _lead_in_changed(a: str, b: str) -> bool:
-    """The same question or text after a lead-in that one side adds or changes: an
-    instruction on form or manner asks for another answer ("Be concise: what is a neural
-    network?" / "What is a neural network?", "ELI5: …", "In one word, …" / "In detail, …",
-    "Summarize this: <text>" / "Expand this: <text>"; a trial was served 16 such pairs, pair
-    scores 0.92-0.98)."""
-    (la, ba), (lb, bb) = _lead_in(a), _lead_in(b)
-    # without a lead-in, the body is all of the text
-    return la != lb and ba == bb and len(ba) >= 3
-
-
-# who asks, said before the question: "as a freelancer, …", "I'm a nurse, …" (and "X here,
-# …", read as "as a X, …" by ``self_described``)
-_ASKER = re.compile(
-    r"^\s*(?:as|i'?m|i\s+am)\s+(?:an?|the)\s+((?:[^\W\d_][\w'-]*\s+){0,3}?[^\W\d_][\w'-]*)"
-    r"\s*[,:.!?–—-]",
-    re.IGNORECASE,
-)
-
-
-def _asker(text: str) -> tuple[frozenset[str], frozenset[str]] | None:
-    """(stems of who asks, stems of the rest) when ``text`` opens by saying who asks."""
-    text = self_described(text)
-    m = _ASKER.match(text)
-    if m is None:
-        return None
-    return (
-        frozenset(stem(w) for w in words(m.group(1)) if _is_content(w)),
-        frozenset(stem(w) for w in words(text[m.end() :]) if _is_content(w)),
-    )
-
-
-def _askers_swapped(a: str, b: str) -> bool:
-    """Each side says who asks, and each names the other's asker in its question: "freelancer
-    here, my client hasn't paid my invoice" / "client here, a freelancer says I haven't paid
-    their invoice" (a trial was served it once "X here" was read as "as a X", 0.929)."""
-    wa, wb = _asker(a), _asker(b)
-    if wa is None or wb is None or not wa[0] or not wb[0] or wa[0] == wb[0]:
-        return False
-    return not wa[0].isdisjoint(wb[1]) and not wb[0].isdisjoint(wa[1])
-
-
-# a second question joined by "and": "What is gout and what causes it?"
-_SECOND_QUESTION = re.compile(
-    r"^(.+?),?\s+and\s+((?:what|how|why|where|when|who|which)\b.+)$",
-    re.IGNORECASE,
-)
-
-
-def _second_question_changed(a: str, b: str) -> bool:
-    """The same first question with another second one joined by "and": "What is inflation
-    and what causes it?" / "… and how is it measured?" (a trial was served 7 such pairs, pair
-    scores 0.95-0.97). A second question on one side only ("What is X?" / "What is X and
-    why?") is left to the models: Quora pairs it as a duplicate 43 times in quora_train."""
-    ma, mb = _SECOND_QUESTION.match(a.strip()), _SECOND_QUESTION.match(b.strip())
-    if ma is None or mb is None or words(ma[1]) != words(mb[1]) or len(words(ma[1])) < 2:
-        return False
-    second_a, second_b = ({stem(w) for w in words(m[2]) if _is_content(w)} for m in (ma, mb))
-    return second_a != second_b
-
-
-_COURTESY_STEMS = frozenset(
-    stem(w)
-    for w in [
-        "hi",
-        "hello",
-        "hey",
-        "thanks",
-        "thank",
-        "please",
-        "pls",
-        "cheers",
-        "good",
-        "morning",
-        "afternoon",
-        "evening",
-        "lol",
-        "haha",
-        "thx",
-        "ty",
-        "curious",
-        "wondering",
-    ]
-)
-
-
-@lru_cache(maxsize=FEATURES_CACHE)
-def _sentences(text: str) -> tuple[tuple[tuple[str, ...], bool], ...]:
-    """The sentences of ``text`` (split after ``.?!``, a space and a capital): each as its
-    words, and whether it is a question (ends in "?")."""
-    parts = _SENTENCE_BREAK_KEEP.split(text.strip())
-    return tuple((tuple(w), part.rstrip().endswith("?")) for part in parts if (w := words(part)))
-
-
-# a sentence ends at ".?!" before a space and a capital, a digit does not start one ("0! 1?")
-_SENTENCE_BREAK_KEEP = re.compile(r"(?<=[.?!])\s+(?=[A-Z\"'“(])")
-
-
 @dataclass(frozen=True)
 class Comparison:
     conflicts: tuple[str, ...]  # hard vetoes, by name
@@ -230,34 +78,6 @@ class Comparison:
     @property
     def ok(self) -> bool:
         return not self.conflicts
-
-
-HEDGE_STEMS = frozenset(stem(w) for w in _LISTS["hedge_words"])
-_PREAMBLE_END = re.compile(r"(?:[,:.?!]|\bbut)\s+")
-
-
-def _without_hedge(a: str, b: str) -> tuple[str, str] | None:
-    """``a`` and ``b`` with a hedge before one of them dropped, when the rest is the other
-    one's words: "If you don't mind me asking, what is a black hole?" / "What is a black
-    hole?", "Not sure if this is a dumb question but why …?", "I never understood this: why
-    …?" (a trial's paraphrases, vetoed for the hedge's negation). A hedge is a clause ending
-    in ",", ":", ".", "?", "!" or "but" whose content words are all ``hedge_words`` or
-    courtesy ("I don't have an oven, how do I bake bread?" keeps its clause). None when
-    neither side has one."""
-    for x, y, swap in ((a, b, False), (b, a, True)):
-        wy = words(y)
-        if len(wy) < 3:
-            continue
-        for m in _PREAMBLE_END.finditer(x):
-            body = x[m.end() :]
-            if words(body) != wy:
-                continue
-            stems = {
-                stem(w) for w in words(x[: m.start()]) if _is_content(w) and w not in NEGATIONS
-            }
-            if stems - _STOPWORD_STEMS <= HEDGE_STEMS | _COURTESY_STEMS:
-                return (y, body) if swap else (body, y)
-    return None
 
 
 # a digit a chatbot user types for a word ("how 2 make pasta", "tips 4 a job interview")
