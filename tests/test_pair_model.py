@@ -26,6 +26,7 @@ from boundgate.reuse.pair import (
     OnnxPairScorer,
     packaged_model_dir,
     reads_further,
+    typos_matched,
 )
 from boundgate.reuse.prior import Prior
 from boundgate.reuse.scoring import CosineScorer, PairModelScorer
@@ -549,6 +550,37 @@ def test_the_model_reads_a_here_lead_in_as_who_asks(scorer: OnnxPairScorer) -> N
     )
     for kept in ("Click here, then what?", "over here - what", "anyone here know why?"):
         assert self_described(kept) == kept
+
+
+def test_the_model_reads_a_misspelt_word_as_the_word_it_misspells(
+    scorer: OnnxPairScorer,
+) -> None:
+    """A trial's paraphrases with one word misspelt scored 0.02-0.22 ("are lab grown dimonds
+    real" / "are lab-grown diamonds real?"): the model reads a non-word one keystroke from
+    a word of the other question as that word. Another word stays another: "dimes" is a
+    word, and a name is read as typed."""
+    assert scorer.score("are lab grown dimonds real", "are lab-grown diamonds real?") > 0.9
+    assert scorer.read_pair("are lab grown dimes real", "are lab grown diamonds real") == (
+        "are lab grown dimes real",
+        "are lab grown diamonds real",
+    )
+    assert scorer.read_pair("whats the best finsh for a cutting board", "best finish?") == (
+        "whats the best finish for a cutting board",
+        "best finish?",
+    )
+    kept = ("Is Kotlim like Kotlin", "kotlin")
+    assert scorer.read_pair(*kept) == kept
+
+
+def test_typos_are_matched_one_edit_from_one_word_of_the_other_side() -> None:
+    """Damerau's four errors, one at a time, against a known word of the other side with the
+    same first letter; two such words, or two edits, leave the word as typed."""
+    known = {"mountain", "bike", "seeing", "cards", "card", "cart", "pictures"}.__contains__
+    for typed, word in (("mountian", "mountain"), ("seing", "seeing"), ("crads", "cards")):
+        assert typos_matched(f"a {typed} x", f"the {word}", known) == (f"a {word} x", f"the {word}")
+    assert typos_matched("the carx", "card cart", known)[0] == "the carx"  # two words near
+    assert typos_matched("the mountn", "mountain", known)[0] == "the mountn"  # two edits
+    assert typos_matched("a bke", "the bike", known)[0] == "a bke"  # under four letters
 
 
 def _shift_prior(split: bool) -> Prior:

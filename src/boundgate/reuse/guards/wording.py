@@ -299,8 +299,31 @@ def _measure_conflict(fa: Features, fb: Features) -> bool:
     5 km?", "An hour has how many seconds?"."""
     if fa.asked_unit and fb.asked_unit and fa.asked_unit != fb.asked_unit:
         return True
+    if _span_within(fa, fb.asked_unit) or _span_within(fb, fa.asked_unit):
+        return True
     shared = fa.measures.keys() & fb.measures.keys()
     return any(_distance(fa.measures[n]) != _distance(fb.measures[n]) for n in shared)
+
+
+# the words before a unit of time that make it the span a "how long" is measured within
+_SPAN_OF_ONE = frozenset(["a", "an", "one", "per", "each", "every"])
+
+
+def _span_within(f: Features, counted: str) -> bool:
+    """``f`` asks "how long" within one of the unit of time the other side counts ("how long
+    can i wear daily contacts in a day" / "how many days can i wear daily contacts", a
+    trial's look-alike served at 0.987: hours against days). ``counted``: the other side's
+    ``asked_unit``. "How long … in days" asks in that unit and is no conflict."""
+    if counted not in _TIME_UNITS or f.asked_unit:
+        return False
+    w = f.words
+    asks_how_long = any(
+        x == "how" and n == "long" and w[i + 2 : i + 3] != ["ago"]
+        for i, (x, n) in enumerate(itertools.pairwise(w))
+    )
+    return asks_how_long and any(
+        x in _SPAN_OF_ONE and UNITS.get(n) == counted for x, n in itertools.pairwise(w)
+    )
 
 
 # a speed measures its number in the distance it names: "60 miles in 1 hour" / "60 miles per
