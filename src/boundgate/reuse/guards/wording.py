@@ -317,10 +317,7 @@ def _span_within(f: Features, counted: str) -> bool:
     if counted not in _TIME_UNITS or f.asked_unit:
         return False
     w = f.words
-    asks_how_long = any(
-        x == "how" and n == "long" and w[i + 2 : i + 3] != ["ago"]
-        for i, (x, n) in enumerate(itertools.pairwise(w))
-    )
+    asks_how_long = any(x == "how" and _after_how(w, i) == "duration" for i, x in enumerate(w))
     return asks_how_long and any(
         x in _SPAN_OF_ONE and UNITS.get(n) == counted for x, n in itertools.pairwise(w)
     )
