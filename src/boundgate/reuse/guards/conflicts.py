@@ -297,16 +297,23 @@ _SCALE_LETTERS = {"c": "C", "f": "F"}
 def _scale_glued(fa: Features, fb: Features) -> bool:
     """The one number apart is a temperature with its scale's letter glued on one side ("30c
     in f?" / "Convert 30 degrees Celsius to Fahrenheit.", "bake at 400F" / "bake at 400 °F"),
-    the same number in degrees of that scale on the other. "30c" alone stays an identifier
-    (cents, a model name): the other side must name the scale and measure the number in it."""
+    the same number in degrees of that scale on the other; or a one-letter unit symbol glued
+    on ("2m", "5g", "2l") with the same number measured in that unit on the other ("2
+    meters"). "30c" or "4g" alone stays an identifier (cents, a model name, a network): the
+    other side must name the unit and measure the number in it."""
     for f, g in ((fa, fb), (fb, fa)):
         mine, theirs = f.numbers - g.numbers, g.numbers - f.numbers
         if len(mine) != 1 or len(theirs) != 1:
             continue
         (glued,), (number,) = mine, theirs
-        scale = _SCALE_LETTERS.get(glued[-1:], "")
-        if glued[:-1] == number and scale in g.units and g.measures.get(number) in ("deg", scale):
+        if glued[:-1] != number:
+            continue
+        letter = glued[-1:]
+        scale = _SCALE_LETTERS.get(letter, "")
+        if scale in g.units and g.measures.get(number) in ("deg", scale):
             return True
+        if letter.isalpha() and UNITS.get(letter) and g.measures.get(number) == UNITS[letter]:
+            return True  # "talk on 2m" / "transmit on 2 meters" (a trial's over-veto)
     return False
 
 

@@ -286,6 +286,19 @@ def _number(tok: str) -> str | None:
     return NUMBER_WORDS.get(tok) or _ROMAN.get(tok)
 
 
+# who does what before a verb: "how do I zero my rifle", "how to zero a scale"
+_SUBJECTS = frozenset(["i", "you", "we", "they"])
+
+
+def _zero_as_verb(toks: list[str], i: int) -> bool:
+    """Whether ``toks[i]`` is "zero" as a verb (set to zero: "what distance should I zero my
+    deer rifle at", a trial's over-veto read as the number 0): after a subject pronoun or
+    "how to". "set it to zero" and "divide by zero" stay the number."""
+    if toks[i] != "zero" or not i:
+        return False
+    return toks[i - 1] in _SUBJECTS or (i > 1 and toks[i - 2 : i] == ["how", "to"])
+
+
 def _times_a_number(toks: list[str], at: int) -> bool:
     """Whether a number stands at ``toks[at]`` (after "2 times": a product, "2 times 3")."""
     return at < len(toks) and _number(toks[at]) is not None
@@ -502,7 +515,7 @@ def features(text: str) -> Features:
     for i, t in enumerate(toks):
         if i and _compound(toks[i - 1], t) is not None:
             continue  # "five" of "twenty five", counted with "twenty"
-        n = _number(t)
+        n = _number(t) if not _zero_as_verb(toks, i) else None
         glued_unit = ""
         if n is None and t[0].isdigit() and "," in t and not _THOUSANDS.fullmatch(t):
             listed = [_number(x) for x in t.split(",") if x]
@@ -549,8 +562,8 @@ def features(text: str) -> Features:
                     measures.setdefault(n, unit)
         if t in ("many", "much") and i and toks[i - 1] == "how" and not asked_unit:
             asked_unit = _unit_after(toks, i + 1)
-        elif t in ORDINALS:
-            numbers.add("#" + ORDINALS[t])
+        elif t in ORDINALS and not (t == "second" and toks[i + 1 : i + 2] == ["hand"]):
+            numbers.add("#" + ORDINALS[t])  # "second-hand" is "used", no rank (a trial's)
         if t in MONTHS or t in WEEKDAYS:
             dates.add(t[:3])
         elif t in ("date", "day") and i and toks[i - 1] == "current":

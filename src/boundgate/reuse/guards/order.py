@@ -292,10 +292,20 @@ _BEFORE_VERBS = frozenset(["i", "you", "we", "they", "to"])
 
 
 def _verb_placed(f: Features, st: str) -> bool:
-    """Whether a word of stem ``st`` follows a subject pronoun or "to" in ``f``: the verb of
-    the question, which a search-box form moves to the end ("bike flat tire fix how", a
-    trial's over-veto) without any two parties exchanging roles."""
-    return any(k and s == st and f.words[k - 1] in _BEFORE_VERBS for k, s in enumerate(f.stems))
+    """Whether a word of stem ``st`` follows a subject pronoun or "to" in ``f``, or "get" after
+    one ("how do I get rid of"): the verb of the question, which a search-box form moves to the
+    end ("bike flat tire fix how", a trial's over-veto) and a sentence put first moves behind
+    its topic ("my calathea has spider mites, how do I get rid of them", another trial's)
+    without any two parties exchanging roles."""
+    w = f.words
+    return any(
+        k
+        and s == st
+        and (
+            w[k - 1] in _BEFORE_VERBS or (k > 1 and w[k - 1] == "get" and w[k - 2] in _BEFORE_VERBS)
+        )
+        for k, s in enumerate(f.stems)
+    )
 
 
 # adverbs of how often, how long or how far: moved to the end of a search-box form they trade
