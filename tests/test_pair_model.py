@@ -19,7 +19,7 @@ from boundgate.clock import FakeClock
 from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.guards import compare
-from boundgate.reuse.guards.lexicon import self_described, spelled_out
+from boundgate.reuse.guards.lexicon import lead_in_dropped, self_described, spelled_out
 from boundgate.reuse.pair import (
     EXACT_FROM,
     FakePairScorer,
@@ -550,6 +550,24 @@ def test_the_model_reads_a_here_lead_in_as_who_asks(scorer: OnnxPairScorer) -> N
     )
     for kept in ("Click here, then what?", "over here - what", "anyone here know why?"):
         assert self_described(kept) == kept
+
+
+def test_a_lead_in_that_only_announces_the_question_is_not_read(scorer: OnnxPairScorer) -> None:
+    """A trial's "quick q: what does chmod 755 do" / "What does chmod 755 do?" scored 0.08,
+    and "I'm curious, " before a look-alike passed four times as many: the model reads the
+    question without a lead-in that only announces it, so the pair scores as the plain pair.
+    A lead-in's words that ask something stay ("can i ask my boss for a raise")."""
+    plain = ("What does chmod 755 do?", "what does chmod 755 do")
+    assert scorer.score(plain[0], "quick q: what does chmod 755 do") == scorer.score(*plain)
+    assert scorer.score(plain[0], "quick q: what does chmod 755 do") > 0.9
+    look_alike = ("how do I lower my cholesterol", "how do I raise my cholesterol")
+    curious = (look_alike[0], "I'm curious, how do I raise my cholesterol")
+    assert scorer.score(*curious) == scorer.score(*look_alike)
+    assert lead_in_dropped("Quick question, when does it start") == "when does it start"
+    assert lead_in_dropped("hi, quick question: how do I") == "hi, how do I"
+    assert lead_in_dropped("just wondering how long it takes") == "how long it takes"
+    for kept in ("can i ask my boss for a raise", "curious george books", "question:", "so why"):
+        assert lead_in_dropped(kept) == kept
 
 
 def test_the_model_reads_a_misspelt_word_as_the_word_it_misspells(

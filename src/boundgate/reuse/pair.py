@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .embedder import MAX_TOKENS, cpu_session
-from .guards.lexicon import nouns, self_described, spelled_out
+from .guards.lexicon import lead_in_dropped, nouns, self_described, spelled_out
 
 if TYPE_CHECKING:
     from spellchecker import SpellChecker
@@ -88,10 +88,11 @@ def reads_further(read: Sequence[float], unread: int) -> bool:
 
 
 def read_as(text: str) -> str:
-    """A question as the pair model reads it: short forms written out (``spelled_out``) and a
-    "X here, …" lead-in as "as a X, …" (``self_described``). Both are meaning-preserving
-    rewrites of forms the model scored apart from their usual wording."""
-    return spelled_out(self_described(text))
+    """A question as the pair model reads it: a lead-in that only announces the question
+    dropped ("quick question, …": ``lead_in_dropped``), short forms written out
+    (``spelled_out``) and a "X here, …" lead-in as "as a X, …" (``self_described``). All are
+    meaning-preserving rewrites of forms the model scored apart from their usual wording."""
+    return spelled_out(self_described(lead_in_dropped(text)))
 
 
 # a word as the typo reader sees it: letters only ("didn't" is three words, none mended)
