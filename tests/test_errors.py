@@ -595,7 +595,8 @@ def test_completions_bad_parameters_are_400_with_param(
     fake_live: Live, body: dict[str, Any], param: str
 ) -> None:
     r = fake_live.http.post("/v1/completions", json=body)
-    err = assert_error(r, 400, param=param, code="invalid_value")
+    code = "missing_required_parameter" if not body else "invalid_value"
+    err = assert_error(r, 400, param=param, code=code)
     assert err["message"].startswith(f"{param}: ")
 
 
@@ -1031,6 +1032,24 @@ def test_a_misspelled_required_parameter_is_named(
     r = fake_live.http.post(path, json=body)
     err = assert_error(r, 400, param=name, code="unknown_parameter")
     assert err["message"] == f"Unknown parameter: '{name}'. Did you mean '{known}'?"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"model": "m"}, "messages"),
+        ("/v1/embeddings", {"model": "all-MiniLM-L6-v2"}, "input"),
+        ("/v1/boundgate/feedback", {"correct": True}, "request_id"),
+    ],
+)
+def test_a_missing_required_parameter_has_openais_code(
+    fake_live: Live, path: str, body: dict[str, Any], param: str
+) -> None:
+    """A new user's request without ``messages`` was told ``invalid_value``; OpenAI's API
+    says ``missing_required_parameter`` for a required parameter not given."""
+    r = fake_live.http.post(path, json=body)
+    err = assert_error(r, 400, param=param, code="missing_required_parameter")
+    assert err["message"].startswith(f"{param}: required parameter is missing"), err
 
 
 def test_a_misspelled_required_parameter_is_named_with_the_other_problem(

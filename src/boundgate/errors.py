@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     INVALID_HTTP = "invalid_http"  # 400: a request the HTTP/1.1 parser cannot read
     INVALID_JSON = "invalid_json"  # 400: malformed JSON, or not Unicode text
     INVALID_VALUE = "invalid_value"  # 400: schema or value errors
+    MISSING_REQUIRED_PARAMETER = "missing_required_parameter"  # 400: OpenAI's code for it
     UNSUPPORTED_PARAMETER = "unsupported_parameter"  # 400
     UNKNOWN_PARAMETER = "unknown_parameter"  # 400: a misspelled parameter name
     UNTRUSTED_HOST = "untrusted_host"  # 400: open local mode, a Host not this machine's

@@ -302,11 +302,15 @@ def request_error(
     missing, or a key an endpoint forbids, beside a key of the body spelled almost like it is
     the typo it is (``unknown_parameter``, naming the key given; ``known``: the body model's
     fields, what a forbidden top-level key is compared with); otherwise the first error
-    (``invalid_value``). Further problems are named after it."""
+    (``missing_required_parameter`` when it is a required parameter not given, as OpenAI
+    says it, else ``invalid_value``). Further problems are named after it."""
     typo = _misspelling(errors, body, known)
     if typo is None:
         param, text = _describe(errors)
-        return InvalidRequestError(text, param=param, code=ErrorCode.INVALID_VALUE)
+        first = errors[0] if errors else {}
+        missing = param is not None and first.get("type") == "missing"
+        code = ErrorCode.MISSING_REQUIRED_PARAMETER if missing else ErrorCode.INVALID_VALUE
+        return InvalidRequestError(text, param=param, code=code)
     param, close, explained = typo
     err = unknown_parameter(param, close)
     rest = [e for i, e in enumerate(errors) if i not in explained]
