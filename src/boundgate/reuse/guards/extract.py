@@ -35,6 +35,7 @@ from .lexicon import (
     ORDINALS,
     RANKED_MEASURES,
     STOPWORDS,
+    SUBJECT_PRONOUNS,
     SYMMETRIC,
     TECH_NAMES,
     TECH_SYMBOL_NAMES,
@@ -286,17 +287,13 @@ def _number(tok: str) -> str | None:
     return NUMBER_WORDS.get(tok) or _ROMAN.get(tok)
 
 
-# who does what before a verb: "how do I zero my rifle", "how to zero a scale"
-_SUBJECTS = frozenset(["i", "you", "we", "they"])
-
-
 def _zero_as_verb(toks: list[str], i: int) -> bool:
     """Whether ``toks[i]`` is "zero" as a verb (set to zero: "what distance should I zero my
     deer rifle at", a trial's over-veto read as the number 0): after a subject pronoun or
     "how to". "set it to zero" and "divide by zero" stay the number."""
     if toks[i] != "zero" or not i:
         return False
-    return toks[i - 1] in _SUBJECTS or (i > 1 and toks[i - 2 : i] == ["how", "to"])
+    return toks[i - 1] in SUBJECT_PRONOUNS or (i > 1 and toks[i - 2 : i] == ["how", "to"])
 
 
 def _times_a_number(toks: list[str], at: int) -> bool:

@@ -7,6 +7,7 @@ import functools
 import re
 import tomllib
 import unicodedata
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -492,10 +493,14 @@ def self_described(text: str) -> str:
     return f"as {article}{' '.join(who)}, {text[m.end() :]}"
 
 
-def _phrases(phrases: list[str]) -> str:
-    """A regex alternation of ``phrases``, longest first, any spacing between words."""
+# who does what before a verb: "how do I zero my rifle", "how do I get rid of"
+SUBJECT_PRONOUNS = frozenset(["i", "you", "we", "they"])
+
+
+def _phrases(phrases: Iterable[str], gap: str = r"\s+") -> str:
+    """A regex alternation of ``phrases``, longest first, ``gap`` (a regex) between words."""
     return "|".join(
-        r"\s+".join(map(re.escape, p.split())) for p in sorted(phrases, key=len, reverse=True)
+        gap.join(map(re.escape, p.split())) for p in sorted(phrases, key=len, reverse=True)
     )
 
 
@@ -523,10 +528,10 @@ def lead_in_dropped(text: str) -> str:
     scores as the plain pair does."""
     greeting = _GREETING.match(text)
     start = greeting.end() if greeting else 0
-    rest = text[start:].lstrip()
+    asked = rest = text[start:].lstrip()
     while m := _QUESTION_LEAD_IN.match(rest):
         rest = rest[m.end() :]
-    if len(rest) == len(text[start:].lstrip()) or not rest.strip():
+    if rest == asked or not rest.strip():
         return text
     return text[:start] + rest
 
@@ -548,14 +553,7 @@ def spelled_out(text: str) -> str:
 # ``named_spans``), its words apart or hyphenated ("half-hour"), longest phrase first ("a
 # half hour" before "half hour")
 NAMED_SPANS: dict[str, str] = _LISTS["named_spans"]
-_NAMED_SPAN = re.compile(
-    r"\b(?:"
-    + "|".join(
-        r"[\s-]+".join(map(re.escape, p.split()))
-        for p in sorted(NAMED_SPANS, key=len, reverse=True)
-    )
-    + r")\b"
-)
+_NAMED_SPAN = re.compile(r"\b(?:" + _phrases(NAMED_SPANS, r"[\s-]+") + r")\b")
 
 
 def _span_counted(m: re.Match[str]) -> str:

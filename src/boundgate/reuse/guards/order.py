@@ -19,6 +19,7 @@ from .lexicon import (
     IRREGULAR_PLURALS,
     PARTICIPLES,
     STOPWORDS,
+    SUBJECT_PRONOUNS,
     SYMMETRIC,
     UNITS,
     WH_PRONOUNS,
@@ -288,7 +289,7 @@ def _transposed(fa: Features, fb: Features) -> bool:
 
 
 # words after which a word is a verb: "how do i fix", "how to fix"
-_BEFORE_VERBS = frozenset(["i", "you", "we", "they", "to"])
+_BEFORE_VERBS = SUBJECT_PRONOUNS | {"to"}
 
 
 def _verb_placed(f: Features, st: str) -> bool:
