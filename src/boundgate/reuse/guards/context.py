@@ -172,6 +172,39 @@ HEDGE_STEMS = frozenset(stem(w) for w in _LISTS["hedge_words"])
 _PREAMBLE_END = re.compile(r"(?:[,:.?!]|\bbut)\s+")
 
 
+# a clause that says only that the asker does not know ("no idea", "not sure", "idk"): its
+# negation asks nothing of the answer
+_IGNORANCE_STEMS = frozenset(
+    stem(w) for w in ["idea", "clue", "sure", "know", "understand", "understood", "idk", "dunno"]
+)
+_CLAUSE_SPLIT = re.compile(r"([,;:.?!]+(?:\s+|$)|\s+but\s+)")
+
+
+def _ignorance_dropped(text: str) -> str:
+    """``text`` without its clauses that only say the asker does not know: "what tension
+    should I string my racquet at, no idea lol", "not sure, but is …", "idk. how do I …"
+    (a blind trial's paraphrase, vetoed for the negation of "no idea"). Such a clause is
+    set off by punctuation or "but", has a negation and a word of not knowing, and its
+    other content words are hedges or courtesy (``hedge_words``); what is left must hold
+    three words or more. "I don't know my password, how do I reset it?" keeps its clause
+    ("password" is content)."""
+    parts = _CLAUSE_SPLIT.split(text)
+    kept: list[str] = []
+    for k in range(0, len(parts), 2):
+        toks = words(parts[k])
+        stems = {stem(w) for w in toks if _is_content(w) and w not in NEGATIONS}
+        if (
+            toks
+            and not NEGATIONS.isdisjoint(toks)
+            and not _IGNORANCE_STEMS.isdisjoint(stems)
+            and stems - _STOPWORD_STEMS <= HEDGE_STEMS | _COURTESY_STEMS | _IGNORANCE_STEMS
+        ):
+            continue
+        kept.append(parts[k] + (parts[k + 1] if k + 1 < len(parts) else ""))
+    left = "".join(kept)
+    return left if len(kept) * 2 < len(parts) + 1 and len(words(left)) >= 3 else text
+
+
 def _without_hedge(a: str, b: str) -> tuple[str, str] | None:
     """``a`` and ``b`` with a hedge before one of them dropped, when the rest is the other
     one's words: "If you don't mind me asking, what is a black hole?" / "What is a black

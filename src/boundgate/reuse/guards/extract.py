@@ -191,6 +191,21 @@ def _comparative_as_verb(toks: list[str], at: int) -> bool:
 # hospital" / "the closest hospital", "so far", "by far the best", "as far as I know"
 _FAR_NOT_DISTANT = frozenset(["how", "so", "by", "as", "thus"])
 
+_ASKERS = frozenset(["me", "us"])
+_PLEASE = frozenset(["please", "pls", "plz"])
+
+
+def _help_asked(toks: list[str], at: int) -> bool:
+    """Whether ``toks[at]`` is "help" asked of the one addressed, no side of help / hurt:
+    "could you help me understand whether checking my rate would hurt my score", "help me
+    figure out …", "please help us …" (a blind trial's paraphrase of "does checking my rate
+    hurt my credit score", vetoed for it). "Does walking help me lose weight" keeps it: the
+    helper there is no "you"."""
+    if toks[at] != "help" or at + 1 >= len(toks) or toks[at + 1] not in _ASKERS:
+        return False
+    return at == 0 or toks[at - 1] == "you" or toks[at - 1] in _PLEASE
+
+
 # "on" / "off" before a word that starts a noun phrase is a preposition ("location tracking
 # on an Android phone", "location services on iphone": a blind trial's over-vetoes against
 # "disable" / "turn off"), unless a verb that takes it as its particle comes first ("turn on
@@ -577,7 +592,11 @@ def features(text: str) -> Features:
     polar_at: list[tuple[str, int]] = []
     graded, flipped = _graded_by_word(toks, stems)
     for at, st in enumerate(stems):
-        if at in graded or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT):
+        if (
+            at in graded
+            or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT)
+            or _help_asked(toks, at)
+        ):
             continue
         verb = _comparative_as_verb(toks, at)
         placed = "p" if _placed(toks, at) else ""

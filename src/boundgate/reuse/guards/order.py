@@ -156,6 +156,14 @@ def _possessives_swapped(fa: Features, fb: Features) -> bool:
 
 _SPEAKERS_OWN = frozenset(["my", "our", "your"])
 _OF_FOR = frozenset(["of", "for"])
+# possessors that say "not the speaker's": "someone else's", "somebody else's", "others'"
+_OTHERS = frozenset(stem(w) for w in ["else", "others"])
+
+
+def _speakers_own(g: Features) -> set[str]:
+    """The stems of the things ``g`` gives the speaker or the one addressed ("my son", "your
+    account")."""
+    return {g.stems[i + 1] for i, w in enumerate(g.words[:-1]) if w in _SPEAKERS_OWN}
 
 
 def _possessor_changed(fa: Features, fb: Features) -> bool:
@@ -174,9 +182,7 @@ def _possessor_changed(fa: Features, fb: Features) -> bool:
         )
 
     def changed(f: Features, g: Features) -> bool:
-        owned_by_speaker = {
-            g.stems[i + 1] for i, w in enumerate(g.words[:-1]) if w in _SPEAKERS_OWN
-        }
+        owned_by_speaker = _speakers_own(g)
         owners_in_g = {owned: owner for owner, owned in g.possessives}
         return any(
             (
@@ -198,7 +204,17 @@ def _possessor_changed(fa: Features, fb: Features) -> bool:
             if owner not in _SPEAKERS_OWN and owner not in _STOPWORD_STEMS
         )
 
-    return changed(fa, fb) or changed(fb, fa)
+    def not_the_speakers(f: Features, g: Features) -> bool:
+        """ "when someone else's toddler has a meltdown" / "when my toddler …" (a blind
+        trial's look-alike, served at 0.904): a thing one side says is another's and the other
+        side the speaker's only ("if my dog bites someone else's dog" / "… another dog" is
+        no change)."""
+        owned_by_speaker = _speakers_own(g) - _speakers_own(f)
+        return any(owner in _OTHERS and owned in owned_by_speaker for owner, owned in f.possessives)
+
+    return (
+        changed(fa, fb) or changed(fb, fa) or not_the_speakers(fa, fb) or not_the_speakers(fb, fa)
+    )
 
 
 RELATIVIZERS = frozenset(["that", "who", "whom", "which"])
