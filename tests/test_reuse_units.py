@@ -29,6 +29,7 @@ from boundgate.reuse.scope import (
     scope_hash,
 )
 from boundgate.reuse.scoring import CosineScorer, DensityScorer, Evidence
+from boundgate.reuse.stored import request_from_json, request_json
 from boundgate.reuse.verifier import ENTRY_ONLY, Observation, Verdict, Verifier
 from boundgate.settings import ReuseSettings
 from boundgate.store import SQLiteStore, StoredEntry
@@ -2380,3 +2381,16 @@ def test_a_leader_finds_the_answer_an_identical_request_stored_while_it_looked_u
             store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_recorded_request_keeps_what_its_client_left_out() -> None:
+    """A rebind or a batch line regenerates from the recorded request: the sampling
+    parameters its client left out stay left out (the upstream's default), and a record
+    written before they were recorded reads as sending both."""
+    req = GenerationRequest(
+        "m", messages=[Message("user", "hi")], temperature=0.0, left_out=frozenset({"top_p"})
+    )
+    again = request_from_json(request_json(req))
+    assert again.left_out == {"top_p"} and again.temperature == 0.0
+    older = request_json(dataclasses.replace(req, left_out=frozenset()))
+    assert "left_out" not in older and request_from_json(older).left_out == frozenset()

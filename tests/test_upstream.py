@@ -86,6 +86,44 @@ def test_non_stream_pass_through(live: Live, upstream: FakeUpstreamServer) -> No
     assert row.wh > 0
 
 
+def test_sampling_parameters_left_out_are_not_sent_upstream(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """A trial's finding: every upstream call carried ``temperature`` 1 and ``top_p`` 1 that
+    the client never sent, which OpenAI's reasoning models refuse (``top_p``) and some
+    upstreams refuse together. Left out, the upstream's own default applies; sent, each is
+    passed on as sent, on chat and plain completions alike."""
+    live.openai().chat.completions.create(model="my-upstream", messages=MSG, max_tokens=8)
+    sent = upstream.control.last_body
+    assert sent is not None and "temperature" not in sent and "top_p" not in sent
+    live.openai().chat.completions.create(
+        model="my-upstream", messages=MSG, max_tokens=8, top_p=0.5
+    )
+    sent = upstream.control.last_body
+    assert sent is not None and sent["top_p"] == 0.5 and "temperature" not in sent
+    live.openai().completions.create(
+        model="my-upstream", prompt="Once upon", max_tokens=8, temperature=0
+    )
+    sent = upstream.control.last_body
+    assert sent is not None and sent["temperature"] == 0 and "top_p" not in sent
+
+
+def test_the_operators_default_temperature_is_sent_upstream(
+    tmp_path: Path, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``reuse.default_temperature`` is the temperature a request without one is generated
+    (and reused) at, so the upstream is told it; ``top_p`` stays the upstream's."""
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-test")
+    config = upstream_config(tmp_path, upstream, "\n[reuse]\ndefault_temperature = 0\n")
+    app = build_app(load_settings(config))
+    with ThreadedServer(app) as srv:
+        Live(srv, app).openai().chat.completions.create(
+            model="my-upstream", messages=MSG, max_tokens=8
+        )
+    sent = upstream.control.last_body
+    assert sent is not None and sent["temperature"] == 0 and "top_p" not in sent
+
+
 def test_the_fake_upstream_says_length_for_an_answer_cut_by_its_limit(
     live: Live, upstream: FakeUpstreamServer
 ) -> None:

@@ -429,9 +429,7 @@ def build_gateway(
         metrics=Metrics(tenant_label=settings.server.metrics_tenant_label),
         clock=clock,
         default_max_tokens=settings.limits.default_max_tokens,
-        default_temperature=1.0
-        if settings.reuse.default_temperature is None
-        else settings.reuse.default_temperature,
+        default_temperature=settings.reuse.default_temperature,
         aliases=aliases,
         reuse=reuse,
         reuse_meter=reuse_meter,

@@ -61,6 +61,12 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     user: str | None = None
+    # The sampling parameters ("temperature", "top_p") the client left out and no gateway
+    # setting chose: at OpenAI's default here, and not sent upstream, whose own default
+    # applies (OpenAI's reasoning models refuse ``top_p``, and some upstreams refuse
+    # ``temperature`` and ``top_p`` together: a request that named neither must not fail on
+    # them). Not part of the reuse scope (the values are).
+    left_out: frozenset[str] = field(default=frozenset(), compare=False)
     # Other OpenAI parameters passed through unchanged to upstream servers.
     passthrough: dict[str, Any] = field(default_factory=dict)
     # The request's ``boundgate`` field (gateway options such as reuse); never sent upstream.

@@ -250,12 +250,12 @@ class OpenAIBackend(Backend):
     # --- request building --------------------------------------------------------------------
     def _body(self, req: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = dict(req.passthrough)
-        body.update(
-            model=self.upstream_model,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            stream=stream,
-        )
+        body.update(model=self.upstream_model, stream=stream)
+        # only what the client sent (or the gateway chose): the upstream's default otherwise
+        if "temperature" not in req.left_out:
+            body["temperature"] = req.temperature
+        if "top_p" not in req.left_out:
+            body["top_p"] = req.top_p
         if self.reasoning and req.messages is not None:
             # OpenAI's reasoning models refuse max_tokens ("use max_completion_tokens"), which
             # counts their reasoning tokens too, as ours does

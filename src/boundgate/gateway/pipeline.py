@@ -62,7 +62,7 @@ class Gateway(Routing, Embedding):
         metrics: Metrics | None = None,
         clock: Clock | None = None,
         default_max_tokens: int,
-        default_temperature: float = 1.0,
+        default_temperature: float | None = None,
         aliases: dict[str, str] | None = None,
         reuse: ReuseEngine | None = None,
         reuse_meter: Meter | None = None,

@@ -27,7 +27,8 @@ class GatewayState(ABC):
 
     backends: dict[str, Backend]
     default_max_tokens: int
-    default_temperature: float  # a request's that gives none (reuse.default_temperature)
+    # a request's that gives none (reuse.default_temperature); None: OpenAI's default, 1
+    default_temperature: float | None
     limiter: Limiter
     reasoning: ReasoningSettings
     reuse: ReuseEngine | None

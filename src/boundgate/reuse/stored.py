@@ -93,6 +93,7 @@ def request_json(req: GenerationRequest, **extra: Any) -> str:
         "stop": req.stop,
         "seed": req.seed,
         "passthrough": req.passthrough,
+        **({"left_out": sorted(req.left_out)} if req.left_out else {}),
         **extra,
     }
     if req.messages is not None:
@@ -114,4 +115,5 @@ def request_from_json(text: str) -> GenerationRequest:
         stop=list(body["stop"]),
         seed=body["seed"],
         passthrough=dict(body["passthrough"]),
+        left_out=frozenset(body.get("left_out", ())),
     )

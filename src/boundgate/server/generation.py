@@ -92,13 +92,21 @@ def generation_request(
         model=params.model or gateway.default_model,
         max_tokens=max_tokens or params.max_tokens or 0,
         # left out: OpenAI's default (1), unless the operator set reuse.default_temperature
-        temperature=gateway.default_temperature
-        if params.temperature is None
-        else params.temperature,
+        temperature=params.temperature
+        if params.temperature is not None
+        else (1.0 if gateway.default_temperature is None else gateway.default_temperature),
         top_p=1.0 if params.top_p is None else params.top_p,
         stop=params.stop_list(),
         seed=params.seed,
         user=params.user,
+        left_out=frozenset(
+            name
+            for name, value, chosen in (
+                ("temperature", params.temperature, gateway.default_temperature is not None),
+                ("top_p", params.top_p, False),
+            )
+            if value is None and not chosen
+        ),
         passthrough=params.passthrough(),
         options=(params.model_extra or {}).get("boundgate"),
     )
