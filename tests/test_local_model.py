@@ -459,6 +459,42 @@ def test_tokens_are_counted_by_the_model_and_a_cut_answer_is_reused(local_live: 
         )
 
 
+def test_an_answer_cut_by_the_context_is_reused_at_any_limit_past_the_cut(
+    local_live: Live,
+) -> None:
+    """A break-it trial: a prompt that leaves the model room for fewer tokens than
+    ``max_tokens`` is answered cut where the context ends, whatever the limit above that, but
+    its stored answer was filed at the cut and served only to that very limit, so an exact
+    repeat of a long prompt was recomputed every time. The limit a stored answer is checked
+    against is now the one the context sets (``Backend.answer_room``)."""
+
+    def ask(words: int, max_tokens: int, **headers: str) -> httpx.Response:
+        # a text completion of "word word …" goes on with " word" until it is cut
+        r = local_live.http.post(
+            "/v1/completions",
+            json={"prompt": "word " * words, "max_tokens": max_tokens, "temperature": 0},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
+        return r
+
+    n_ctx = local_live.gateway.backends["smollm2-135m"].n_ctx
+    probe = ask(n_ctx // 2, 1, **{"Cache-Control": "no-store"}).json()["usage"]["prompt_tokens"]
+    words = n_ctx // 2 + (n_ctx - 8 - probe)  # one token a word: room for 8
+    first = ask(words, 20)
+    body = first.json()
+    assert first.headers["x-boundgate-reuse"] == "miss"
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 8  # the context's room, not the limit
+    for limit in (20, 9, 8, 200):
+        again = ask(words, limit)
+        assert again.headers["x-boundgate-reuse"] == "hit-exact", limit
+        assert again.json()["choices"] == body["choices"]
+    shorter = ask(words, 7)  # a limit below the cut gets its own answer
+    assert shorter.headers["x-boundgate-reuse"] == "miss"
+    assert shorter.json()["usage"]["completion_tokens"] == 7
+
+
 class _LeavesAfter(CancelToken):
     """A client that leaves once the backend has looked ``reads`` times whether it has."""
 

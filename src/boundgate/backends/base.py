@@ -228,6 +228,15 @@ class Backend(ABC):
         read = [replace(m, role="system") if m.role == "developer" else m for m in req.messages]
         return replace(req, messages=read)
 
+    async def answer_room(self, req: GenerationRequest) -> int | None:
+        """The most tokens ``req``'s answer can have on this model where its context leaves
+        fewer than ``req.max_tokens`` (the context minus the prompt's tokens); None where
+        the request's own limit is the bound. The limit a stored answer is checked against
+        (``scope.answer_fits``): a prompt that leaves room for 17 tokens gets the same
+        17-token answer, cut, at ``max_tokens`` 20 as at 17. The default: None (an
+        upstream's context is the upstream's; it enforces it)."""
+        return None
+
     def template_tokens(self, req: GenerationRequest) -> int:
         """Tokens the model's prompt format adds to what ``req.text_bytes()`` counts (which
         allows 8 per message): held with it against daily budgets, so an upper bound. The

@@ -310,6 +310,19 @@ class LlamaCppBackend(Backend):
         base, per = self._template
         return base + per * len(req.messages)
 
+    async def answer_room(self, req: GenerationRequest) -> int | None:
+        """The context left after ``req``'s prompt when it is below ``req.max_tokens`` (as
+        ``generate`` cuts the limit). The prompt is tokenized (off the event loop) only when
+        its UTF-8 bytes, which no token count exceeds, and its template's tokens may leave
+        less than the limit; else None at once."""
+        if self._llm is None or req.text_bytes() + self.template_tokens(req) + req.max_tokens < (
+            self.n_ctx
+        ):
+            return None
+        tokens, _, _ = await asyncio.to_thread(self._prompt_tokens, req)
+        room = self.n_ctx - len(tokens)
+        return room if 0 < room < req.max_tokens else None
+
     def identify(self) -> None:
         """Set ``version`` (file name + SHA-256 prefix) and ``memory_gb`` from the model file,
         without loading it (listing models and their profiles). Raises ``OSError`` if the

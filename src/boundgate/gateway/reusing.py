@@ -9,6 +9,7 @@ request through admission and its lookup, ``_commit_served`` its hit to the ledg
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator
 
@@ -63,6 +64,12 @@ class Reusing(Metering, Admission):
             return None
         labels = self.reuse.label_source(backend.name, backend.version, backend.answer_labels)
         read = backend.as_read(req)  # the scope of what the model reads
+        room = await backend.answer_room(read)
+        if room is not None:
+            # the limit the model's context sets: a prompt that leaves 17 tokens is answered
+            # the same, cut at 17, at max_tokens 20 (a break-it trial's exact repeat of a long
+            # prompt was recomputed every time, its stored answer filed at 17)
+            read = dataclasses.replace(read, max_tokens=room)
         p, key = self.reuse.plan_for(
             read,
             tenant=ctx.tenant.name,
