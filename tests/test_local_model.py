@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from boundgate.backends.base import CancelToken
-from helpers import Live, arun, local_server, wait_until
+from helpers import Live, arun, assert_error, local_server, wait_until
 
 pytestmark = pytest.mark.slow  # a real model on the CPU
 
@@ -215,6 +215,22 @@ def test_context_length_exceeded(local_live: Live) -> None:
     err = r.json()["error"]
     assert err["code"] == "context_length_exceeded" and err["param"] == "messages"
     assert set(err) == {"message", "type", "param", "code"}
+
+
+def test_more_messages_than_the_context_holds_are_refused_before_the_template(
+    local_live: Live,
+) -> None:
+    """A break-it trial: 20,000 one-letter messages were refused only after the chat template
+    had rendered and the tokenizer read them all (10 s of CPU). What the template adds to
+    each message alone fills the context: refused before it is rendered, in OpenAI's
+    shape."""
+    r = local_live.http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "a"}] * 20000, "max_tokens": 4},
+    )
+    assert_error(r, 400, code="context_length_exceeded")
+    assert r.json()["error"]["param"] == "messages"
+    assert "20000 messages take at least" in r.json()["error"]["message"]
 
 
 # Counting goes on until ``max_tokens`` (the model never ends it), so a stream of it holds the

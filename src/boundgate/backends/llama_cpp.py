@@ -319,9 +319,17 @@ class LlamaCppBackend(Backend):
             self.n_ctx
         ):
             return None
+        if self._least_prompt_tokens(req) >= self.n_ctx:
+            return None  # no room at all: ``generate`` refuses it without reading it
         tokens, _, _ = await asyncio.to_thread(self._prompt_tokens, req)
         room = self.n_ctx - len(tokens)
         return room if 0 < room < req.max_tokens else None
+
+    def _least_prompt_tokens(self, req: GenerationRequest) -> int:
+        """A lower bound on ``req``'s prompt tokens without rendering it: what the chat
+        template adds to each message (the marginal tokens of one more empty message; the
+        template's default system prompt left out, which a system message replaces)."""
+        return self._template[1] * len(req.messages or [])
 
     def identify(self) -> None:
         """Set ``version`` (file name + SHA-256 prefix) and ``memory_gb`` from the model file,
@@ -424,6 +432,16 @@ class LlamaCppBackend(Backend):
     ) -> AsyncGenerator[Chunk, None]:
         if self._llm is None:
             raise ServiceUnavailableError("model is still loading", retry_after=5)
+        if (least := self._least_prompt_tokens(req)) >= self.n_ctx:
+            # what the chat template adds to each message alone fills the context: refused
+            # before the template is rendered (20,000 one-letter messages took 10 s of CPU
+            # to be refused after it, a break-it trial)
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.n_ctx} tokens, but the "
+                f"{len(req.messages or [])} messages take at least {least} tokens in its "
+                "prompt format, which leaves no room for an answer.",
+                param="messages",
+            )
         # the chat template and the tokenizer are CPU work that grows with the request (20,000
         # short messages took 9 s): off the event loop, so other requests are not held up. The
         # worker thread already tokenizes beside generation (the vocabulary is read-only).
