@@ -599,6 +599,11 @@ def test_typos_are_matched_one_edit_from_one_word_of_the_other_side() -> None:
     assert typos_matched("the carx", "card cart", known)[0] == "the carx"  # two words near
     assert typos_matched("the mountn", "mountain", known)[0] == "the mountn"  # two edits
     assert typos_matched("a bke", "the bike", known)[0] == "a bke"  # under four letters
+    # a possessive's word is a word (a blind trial's "a Japanese cheif's knife", 0.02); a
+    # contraction's is not
+    chef = typos_matched("sharpen a cheif's knife", "sharpen a chef's knife", {"chef"}.__contains__)
+    assert chef == ("sharpen a chef's knife", "sharpen a chef's knife")
+    assert typos_matched("the cardd't", "the card", known)[0] == "the cardd't"
 
 
 def _shift_prior(split: bool) -> Prior:

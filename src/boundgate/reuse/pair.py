@@ -95,8 +95,9 @@ def read_as(text: str) -> str:
     return spelled_out(self_described(lead_in_dropped(text)))
 
 
-# a word as the typo reader sees it: letters only ("didn't" is three words, none mended)
-_WORD = re.compile(r"(?<!['’])\b[A-Za-z]+\b(?!['’])")
+# a word as the typo reader sees it: letters only, before a possessive "'s" too ("cheif's"
+# is "cheif"); a contraction is none ("didn't" is three words, none mended)
+_WORD = re.compile(r"(?<!['’])\b[A-Za-z]+\b(?=['’]s\b|(?!['’]))")
 
 
 @functools.cache
@@ -114,8 +115,9 @@ def typos_matched(a: str, b: str, known: Callable[[str], bool]) -> tuple[str, st
     misspell: a word of four letters or more that ``known`` does not know, written one edit
     (a letter inserted, dropped, changed, or two neighbours swapped: Damerau's four errors)
     from exactly one known word of the other side with the same first letter ("are lab
-    grown dimonds real" / "are lab-grown diamonds real?" reads "diamonds"). A name
-    (capitalised after the first word) and a word with an apostrophe are kept as typed.
+    grown dimonds real" / "are lab-grown diamonds real?" reads "diamonds"; "a cheif's knife"
+    reads "chef's"). A name (capitalised after the first word) and the words of a
+    contraction ("didn't") are kept as typed.
 
     The duplicate-question model reads a misspelt word as word pieces it never learnt and
     scored such paraphrases 0.02-0.22 (a trial's "dimonds", "finsh", "perfum", "mountian");
