@@ -12,6 +12,7 @@ from .context import (
     _askers_swapped,
     _ignorance_dropped,
     _lead_in_changed,
+    _near_time_dropped,
     _second_question_changed,
     _sentence_changed,
     _sentences,
@@ -619,12 +620,14 @@ def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
     content words. A hedge before one side is left out first (``_without_hedge``), so is a
-    clause saying only that the asker does not know (``_ignorance_dropped``), a digit
+    negated hedge (``_ignorance_dropped``) and a near time in a context before one side's
+    question (``_near_time_dropped``), a digit
     typed for "to" / "for" is spelled (``_textspeak_spelled``) and a comparison turned round
     is read as the other's words (``_converse``)."""
     if (unhedged := _without_hedge(a, b)) is not None:
         a, b = unhedged
     a, b = _ignorance_dropped(a), _ignorance_dropped(b)
+    a, b = _near_time_dropped(a, b)
     a, b = _free_hyphenated(a, b)
     a, b = _powers_glued(a, b)
     if (spelled := _textspeak_spelled(a, b)) is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .extract import FEATURES_CACHE, _is_content
+from .extract import FEATURES_CACHE, _is_content, features
 from .lexicon import _LISTS, _STOPWORD_STEMS, NEGATIONS, self_described, stem, words
 
 
@@ -178,31 +178,78 @@ _IGNORANCE_STEMS = frozenset(
     stem(w) for w in ["idea", "clue", "sure", "know", "understand", "understood", "idk", "dunno"]
 )
 _CLAUSE_SPLIT = re.compile(r"([,;:.?!]+(?:\s+|$)|\s+but\s+)")
+# a negated instruction on the answer is no hedge ("don't explain, …")
+_INSTRUCTION_STEMS = frozenset(stem(w) for w in _LISTS["instruction_verbs"])
 
 
 def _ignorance_dropped(text: str) -> str:
-    """``text`` without its clauses that only say the asker does not know: "what tension
-    should I string my racquet at, no idea lol", "not sure, but is …", "idk. how do I …"
-    (a blind trial's paraphrase, vetoed for the negation of "no idea"). Such a clause is
-    set off by punctuation or "but", has a negation and a word of not knowing, and its
-    other content words are hedges or courtesy (``hedge_words``); what is left must hold
-    three words or more. "I don't know my password, how do I reset it?" keeps its clause
-    ("password" is content)."""
+    """``text`` without its negated hedges: clauses that only say the asker does not know or
+    excuse the question ("what tension should I string my racquet at, no idea lol", "not
+    sure, but is …", "If you don't mind me asking, how often …": blind trials' paraphrases,
+    vetoed for the hedge's negation, however the rest was worded). Such a clause is set off
+    by punctuation or "but", has a negation and a word of not knowing or "if … mind", and
+    its content words are all hedges, courtesy or words of not knowing (``hedge_words``),
+    none an instruction ("don't explain, …" is kept); what is left must hold three words or
+    more. "I don't know my password, how do I reset it?" keeps its clause ("password" is
+    content), as do "without asking her out" and "I can't get her off my mind"."""
     parts = _CLAUSE_SPLIT.split(text)
     kept: list[str] = []
     for k in range(0, len(parts), 2):
         toks = words(parts[k])
         stems = {stem(w) for w in toks if _is_content(w) and w not in NEGATIONS}
+        hedges = HEDGE_STEMS | _COURTESY_STEMS | _IGNORANCE_STEMS
+        excuses = not _IGNORANCE_STEMS.isdisjoint(stems) or ("if" in toks and "mind" in toks)
         if (
             toks
+            and excuses
             and not NEGATIONS.isdisjoint(toks)
-            and not _IGNORANCE_STEMS.isdisjoint(stems)
-            and stems - _STOPWORD_STEMS <= HEDGE_STEMS | _COURTESY_STEMS | _IGNORANCE_STEMS
+            and stems - _STOPWORD_STEMS <= hedges
+            and _INSTRUCTION_STEMS.isdisjoint(stems)
         ):
             continue
         kept.append(parts[k] + (parts[k + 1] if k + 1 < len(parts) else ""))
     left = "".join(kept)
     return left if len(kept) * 2 < len(parts) + 1 and len(words(left)) >= 3 else text
+
+
+# a near time a context before the question names, which does not change what it asks
+_NEAR_TIME = re.compile(
+    r"\b(?:tonight|today|tomorrow|later today|this (?:morning|afternoon|evening)"
+    r"|(?:this|next) (?:week|weekend|month))\b",
+    re.IGNORECASE,
+)
+# the end of a context that a question follows: "…, can players …", "… - how do I …"
+_QUESTION_FOLLOWS = re.compile(
+    r"(?:[,:;.!]|\s[-–—])\s+(?=(?:(?:so|but|and)\s+)?(?:how|what|what's|whats|why|when|where"
+    r"|which|who|is|are|am|can|could|should|do|does|did|will|would|any)\b)",
+    re.IGNORECASE,
+)
+_ASKS = re.compile(
+    r"\s*(?:how|what|why|when|where|which|who|is|are|am|can|could|should|do|does|did|will"
+    r"|would)\b",
+    re.IGNORECASE,
+)
+
+
+def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` without a near time ("tonight", "next week") in a context before one
+    side's question, when the other side names no time: "We're playing Catan for the first
+    time tonight - can players trade during someone else's turn?", "Date night next week
+    with a new sitter - how do I get a babysitter ready …" (blind trials' paraphrases,
+    vetoed as another date). The context is a statement (no question word first, no "?")
+    ended by punctuation or a dash before a question; a time in the question itself ("can I
+    swim today") is read as before, as are months, seasons and years anywhere."""
+
+    def dropped(x: str, y: str) -> str:
+        m = _QUESTION_FOLLOWS.search(x)
+        if m is None or features(y).dates:
+            return x
+        context = x[: m.start()]
+        if _ASKS.match(context) or "?" in context:
+            return x
+        return _NEAR_TIME.sub("", context) + x[m.start() :]
+
+    return dropped(a, b), dropped(b, a)
 
 
 def _without_hedge(a: str, b: str) -> tuple[str, str] | None:

@@ -580,7 +580,14 @@ def features(text: str) -> Features:
             dates.add(t[:3])
         elif t in ("date", "day") and i and toks[i - 1] == "current":
             dates.add("tod")  # "the current date" is today's ("get the current date in Python")
-        elif i and toks[i - 1] in RELATIVE_TIME and (period := _period(t)):
+        elif (
+            i
+            and toks[i - 1] in RELATIVE_TIME
+            and (period := _period(t))
+            # "this term" is a word more often than a school's term ("keep seeing this term
+            # on forums - what does single dosing mean": a blind trial's paraphrase, vetoed)
+            and not (period == "term" and toks[i - 1] == "this")
+        ):
             dates.add(f"{RELATIVE_TIME[toks[i - 1]]:+d} {period}")  # "last year": "-1 year"
         if t in UNITS:
             units.add(UNITS[t])
