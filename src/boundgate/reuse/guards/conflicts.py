@@ -18,7 +18,7 @@ from .context import (
     _sentences,
     _without_hedge,
 )
-from .extract import AREA_OR_VOLUME, LENGTH_SYMBOLS, Features, _is_content, features
+from .extract import AREA_OR_VOLUME, LENGTH_SYMBOLS, Features, _is_content, _number, features
 from .lexicon import (
     _LISTS,
     CONTRASTS,
@@ -429,6 +429,44 @@ def _numbers_differ(fa: Features, fb: Features) -> bool:
     return f.measures.get("1", "%") == "%" or f.operation
 
 
+def _counts_swapped(fa: Features, fb: Features) -> bool:
+    """Two numbers count two things, each the other's on the other side: "Can I pair one
+    smartwatch with two phones at the same time?" / "… two smartwatches with one phone …" (a
+    blind trial's look-alike, served at 0.983: the same numbers, so ``_numbers_differ`` saw
+    none), "freeze the first 3 rows and 2 columns" / "… 2 rows and 3 columns". What a number
+    counts is the first content word within two words after it; "one" counts as 1 here
+    (elsewhere it is as often an article). A number that counts another word on one side
+    alone ("500 and 1000 notes" / "500 and 1000 Rs notes") is no swap."""
+
+    def counted(f: Features) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for i, w in enumerate(f.words[:-1]):
+            n = "1" if w == "one" else _number(w)
+            if n is None:
+                continue
+            thing = next(
+                (
+                    f.stems[j]
+                    for j in range(i + 1, min(i + 3, len(f.words)))
+                    if _is_content(f.words[j]) and _number(f.words[j]) is None
+                ),
+                None,
+            )
+            if thing is not None:
+                out.setdefault(n, set()).add(thing)
+        return out
+
+    ca, cb = counted(fa), counted(fb)
+    shared = ca.keys() & cb.keys()
+    return any(
+        x != y and x not in cb[n] and y not in cb[m]
+        for n in shared
+        for m in shared - {n}
+        for x in ca[n] & cb[m]
+        for y in ca[m] & cb[n]
+    )
+
+
 def _count_against_list(fa: Features, fb: Features) -> bool:
     """One side asks how many of a thing, the other which ones: "How many countries border
     Germany?" / "What countries border Germany?", a number against a list (a trial was
@@ -643,7 +681,12 @@ def compare(a: str, b: str) -> Comparison:
     negated_b = fb.negations + flips.negated_b + _stopped_for_not(fb, fa)
     if negated_a != negated_b or _negation_moved(fa, fb):
         conflicts.append("negation")
-    if _numbers_differ(fa, fb) or factorials(a) != factorials(b) or _root_taken(fa, fb):
+    if (
+        _numbers_differ(fa, fb)
+        or factorials(a) != factorials(b)
+        or _root_taken(fa, fb)
+        or _counts_swapped(fa, fb)
+    ):
         conflicts.append("number")
     if _dates_differ(fa, fb):
         conflicts.append("date")
