@@ -191,6 +191,10 @@ def _comparative_as_verb(toks: list[str], at: int) -> bool:
 # hospital" / "the closest hospital", "so far", "by far the best", "as far as I know"
 _FAR_NOT_DISTANT = frozenset(["how", "so", "by", "as", "thus"])
 
+# "over" after these is the visit, no side of over / under: "my cat hides under the bed when
+# guests come over" / "… whenever visitors come" (a trial's paraphrase, vetoed)
+_COME = frozenset(["come", "comes", "came", "coming"])
+
 _ASKERS = frozenset(["me", "us"])
 _PLEASE = frozenset(["please", "pls", "plz"])
 
@@ -603,6 +607,7 @@ def features(text: str) -> Features:
             at in graded
             or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT)
             or _help_asked(toks, at)
+            or (toks[at] == "over" and at and toks[at - 1] in _COME)
         ):
             continue
         verb = _comparative_as_verb(toks, at)
