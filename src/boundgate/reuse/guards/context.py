@@ -178,6 +178,7 @@ _IGNORANCE_STEMS = frozenset(
     stem(w) for w in ["idea", "clue", "sure", "know", "understand", "understood", "idk", "dunno"]
 )
 _CLAUSE_SPLIT = re.compile(r"([,;:.?!]+(?:\s+|$)|\s+but\s+)")
+_QUESTION_STEM = stem("question")
 # a negated instruction on the answer is no hedge ("don't explain, …")
 _INSTRUCTION_STEMS = frozenset(stem(w) for w in _LISTS["instruction_verbs"])
 
@@ -187,7 +188,8 @@ def _ignorance_dropped(text: str) -> str:
     excuse the question ("what tension should I string my racquet at, no idea lol", "not
     sure, but is …", "If you don't mind me asking, how often …": blind trials' paraphrases,
     vetoed for the hedge's negation, however the rest was worded). Such a clause is set off
-    by punctuation or "but", has a negation and a word of not knowing or "if … mind", and
+    by punctuation or "but", has a negation and a word of not knowing, "if … mind" or
+    "question" ("I hope this isn't a silly question, but …"), and
     its content words are all hedges, courtesy or words of not knowing (``hedge_words``),
     none an instruction ("don't explain, …" is kept); what is left must hold three words or
     more. "I don't know my password, how do I reset it?" keeps its clause ("password" is
@@ -198,7 +200,11 @@ def _ignorance_dropped(text: str) -> str:
         toks = words(parts[k])
         stems = {stem(w) for w in toks if _is_content(w) and w not in NEGATIONS}
         hedges = HEDGE_STEMS | _COURTESY_STEMS | _IGNORANCE_STEMS
-        excuses = not _IGNORANCE_STEMS.isdisjoint(stems) or ("if" in toks and "mind" in toks)
+        excuses = (
+            not _IGNORANCE_STEMS.isdisjoint(stems)
+            or ("if" in toks and "mind" in toks)
+            or _QUESTION_STEM in stems  # "I hope this isn't a silly question"
+        )
         if (
             toks
             and excuses
