@@ -179,6 +179,8 @@ _IGNORANCE_STEMS = frozenset(
 )
 _CLAUSE_SPLIT = re.compile(r"([,;:.?!]+(?:\s+|$)|\s+but\s+)")
 _QUESTION_STEM = stem("question")
+# any text that ``words`` reads a negation in matches (a cheap test before reading it)
+_NEGATION_HINT = re.compile(r"\b(?:" + "|".join(sorted(NEGATIONS)) + r")\b|n['’]t\b", re.IGNORECASE)
 # a negated instruction on the answer is no hedge ("don't explain, …")
 _INSTRUCTION_STEMS = frozenset(stem(w) for w in _LISTS["instruction_verbs"])
 
@@ -194,6 +196,8 @@ def _ignorance_dropped(text: str) -> str:
     none an instruction ("don't explain, …" is kept); what is left must hold three words or
     more. "I don't know my password, how do I reset it?" keeps its clause ("password" is
     content), as do "without asking her out" and "I can't get her off my mind"."""
+    if _NEGATION_HINT.search(text) is None:
+        return text  # nothing negated: no such clause (most questions)
     parts = _CLAUSE_SPLIT.split(text)
     kept: list[str] = []
     for k in range(0, len(parts), 2):
@@ -247,11 +251,10 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
     swim today") is read as before, as are months, seasons and years anywhere."""
 
     def dropped(x: str, y: str) -> str:
-        m = _QUESTION_FOLLOWS.search(x)
-        if m is None or features(y).dates:
+        if _NEAR_TIME.search(x) is None or (m := _QUESTION_FOLLOWS.search(x)) is None:
             return x
         context = x[: m.start()]
-        if _ASKS.match(context) or "?" in context:
+        if _ASKS.match(context) or "?" in context or features(y).dates:
             return x
         return _NEAR_TIME.sub("", context) + x[m.start() :]
 
