@@ -31,7 +31,8 @@ class ReuseSettings(_Section):
         le=2,
         description="The temperature a request that gives none is generated at. Unset: "
         "OpenAI's default, 1, which is above the dial, so such a request is novel (never "
-        "reused or stored) and counts against limits.novelty_per_day. At or below "
+        "reused or stored) and counts against limits.novelty_per_day; upstreams are then "
+        "sent no temperature and apply their own default. At or below "
         "max_temperature (0: greedy) requests that leave temperature out are reused like "
         "those that give it; a request that gives it is generated as it says. Every model "
         "gets it, upstreams too: OpenAI's o-series reasoning models refuse any temperature "
