@@ -1087,6 +1087,21 @@ def test_a_misspelled_message_key_is_400(
     assert err["message"] == f"Unknown parameter: '{param}'. Did you mean '{known}'?"
 
 
+def test_many_messages_with_errors_are_one_400_naming_the_first(fake_live: Live) -> None:
+    """A new user's trial: 955 messages with a misspelt key each were a 500 (each typo was
+    described by a call within the last: a RecursionError), and 20,000 messages missing
+    their content took 80 s of the event loop to describe (every invalid path compared with
+    every other). One 400 names the first problem and at most ten more, the rest counted."""
+    typo = {"role": "user", "content": "a", "nmae": "x"}
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": [typo] * 2000})
+    err = assert_error(r, 400, param="messages[0].nmae", code="unknown_parameter")
+    assert err["message"].count("Unknown parameter") == 11
+    assert err["message"].endswith("; more misspelt keys)")
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": [{"role": "user"}] * 20000})
+    err = assert_error(r, 400, param="messages[0].content", code="invalid_value")
+    assert err["message"].endswith(", 19989 more)"), err["message"][-200:]
+
+
 @pytest.mark.parametrize("extra", [{"foo": 1}, {"refusal": None}, {"nickname": "bob"}])
 def test_other_unknown_message_keys_are_still_ignored(
     fake_live: Live, extra: dict[str, Any]
