@@ -183,6 +183,7 @@ _QUESTION_STEM = stem("question")
 _NEGATION_HINT = re.compile(r"\b(?:" + "|".join(sorted(NEGATIONS)) + r")\b|n['’]t\b", re.IGNORECASE)
 # a negated instruction on the answer is no hedge ("don't explain, …")
 _INSTRUCTION_STEMS = frozenset(stem(w) for w in _LISTS["instruction_verbs"])
+_HEDGES = HEDGE_STEMS | _COURTESY_STEMS | _IGNORANCE_STEMS
 
 
 def _ignorance_dropped(text: str) -> str:
@@ -190,12 +191,12 @@ def _ignorance_dropped(text: str) -> str:
     excuse the question ("what tension should I string my racquet at, no idea lol", "not
     sure, but is …", "If you don't mind me asking, how often …": blind trials' paraphrases,
     vetoed for the hedge's negation, however the rest was worded). Such a clause is set off
-    by punctuation or "but", has a negation and a word of not knowing, "if … mind" or
-    "question" ("I hope this isn't a silly question, but …"), and
-    its content words are all hedges, courtesy or words of not knowing (``hedge_words``),
-    none an instruction ("don't explain, …" is kept); what is left must hold three words or
-    more. "I don't know my password, how do I reset it?" keeps its clause ("password" is
-    content), as do "without asking her out" and "I can't get her off my mind"."""
+    by punctuation or "but"; has a negation and a word of not knowing, "if … mind" or
+    "question" ("I hope this isn't a silly question, but …"); and its content words are all
+    hedges, courtesy or words of not knowing (``hedge_words``), none an instruction ("don't
+    explain, …" is kept). What is left must hold three words or more. "I don't know my
+    password, how do I reset it?" keeps its clause ("password" is content), as do "without
+    asking her out" and "I can't get her off my mind"."""
     if _NEGATION_HINT.search(text) is None:
         return text  # nothing negated: no such clause (most questions)
     parts = _CLAUSE_SPLIT.split(text)
@@ -203,7 +204,6 @@ def _ignorance_dropped(text: str) -> str:
     for k in range(0, len(parts), 2):
         toks = words(parts[k])
         stems = {stem(w) for w in toks if _is_content(w) and w not in NEGATIONS}
-        hedges = HEDGE_STEMS | _COURTESY_STEMS | _IGNORANCE_STEMS
         excuses = (
             not _IGNORANCE_STEMS.isdisjoint(stems)
             or ("if" in toks and "mind" in toks)
@@ -213,7 +213,7 @@ def _ignorance_dropped(text: str) -> str:
             toks
             and excuses
             and not NEGATIONS.isdisjoint(toks)
-            and stems - _STOPWORD_STEMS <= hedges
+            and stems - _STOPWORD_STEMS <= _HEDGES
             and _INSTRUCTION_STEMS.isdisjoint(stems)
         ):
             continue
