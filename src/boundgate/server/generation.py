@@ -99,17 +99,22 @@ def generation_request(
         stop=params.stop_list(),
         seed=params.seed,
         user=params.user,
-        left_out=frozenset(
-            name
-            for name, value, chosen in (
-                ("temperature", params.temperature, gateway.default_temperature is not None),
-                ("top_p", params.top_p, False),
-            )
-            if value is None and not chosen
-        ),
+        left_out=_left_out(params, gateway),
         passthrough=params.passthrough(),
         options=(params.model_extra or {}).get("boundgate"),
     )
+
+
+def _left_out(params: SamplingParams, gateway: Gateway) -> frozenset[str]:
+    """The sampling parameters neither the client nor the gateway chose
+    (``GenerationRequest.left_out``): ``temperature`` unless ``reuse.default_temperature``
+    is set, ``top_p`` always, each when the request does not give it."""
+    out = set()
+    if params.temperature is None and gateway.default_temperature is None:
+        out.add("temperature")
+    if params.top_p is None:
+        out.add("top_p")
+    return frozenset(out)
 
 
 def _usage(u: Usage) -> dict[str, Any]:
