@@ -373,12 +373,12 @@ def test_the_dashboard_answers_its_errors_in_html_and_the_api_in_json(open_dash:
         )
         assert "/dashboard/nowhere" in missing.text
         wrong = b.put("/dashboard/ledger")
-        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
         assert wrong.headers["content-type"].startswith("text/html")
         # every method of the path (a re-check's PUT /dashboard/login said GET only)
         wrong = b.put("/dashboard/login")
-        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
-        assert "use GET, POST" in wrong.text
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD, POST"
+        assert "use GET, HEAD, POST" in wrong.text
         # the API's own errors are unchanged
         api = b.get("/v1/nowhere")
         assert api.status_code == 404 and api.json()["error"]["type"] == "invalid_request_error"

@@ -563,11 +563,11 @@ def test_unknown_route_and_method(fake_live: Live) -> None:
     err = assert_error(r, 405)
     assert r.headers["allow"] == "POST" and "use POST" in err["message"]
     # every method of every route of the path (a trial's PUT /v1/files said "Allow: POST",
-    # where GET is served too)
+    # where GET is served too), HEAD with GET
     for path, allow in [
-        ("/v1/files", "GET, POST"),
-        ("/v1/batches", "GET, POST"),
-        ("/v1/files/file-x", "DELETE, GET"),
+        ("/v1/files", "GET, HEAD, POST"),
+        ("/v1/batches", "GET, HEAD, POST"),
+        ("/v1/files/file-x", "DELETE, GET, HEAD"),
     ]:
         r = fake_live.http.put(path, json={})
         err = assert_error(r, 405)
@@ -918,12 +918,22 @@ def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
         assert fake_live.http.get("/healthz").status_code == 200
 
 
-def test_the_probes_answer_head(fake_live: Live) -> None:
+def test_every_get_route_answers_head(fake_live: Live) -> None:
     """Load balancers and uptime checks send HEAD: /healthz and /readyz answered 405 (a
-    trial)."""
-    for path in ("/healthz", "/readyz"):
-        r = fake_live.http.head(path)
-        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+    trial), and once they had their own HEAD routes, every other GET route still did (a
+    break-it trial: /v1/models, /v1/files). HEAD is the GET's status and headers with no
+    body (RFC 9110 §9.3.2); a path with no GET is a 405 naming what it takes."""
+    for path in ("/healthz", "/readyz", "/v1/models", "/v1/files", "/v1/boundgate/stats", "/docs"):
+        get, head = fake_live.http.get(path), fake_live.http.head(path)
+        assert get.status_code == 200 and get.content, (path, get.status_code)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+        assert head.headers["content-type"] == get.headers["content-type"], path
+    missing = fake_live.http.head("/v1/files/file-nothing")
+    assert missing.status_code == 404 and missing.content == b""
+    assert missing.headers["content-type"] == "application/json"
+    post_only = fake_live.http.head("/v1/chat/completions")
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
+    assert post_only.content == b""
 
 
 def test_messages_carry_our_words_without_pydantics_prefix(fake_live: Live) -> None:

@@ -511,6 +511,27 @@ def test_an_answer_cut_by_the_context_is_reused_at_any_limit_past_the_cut(
     assert shorter.json()["usage"]["completion_tokens"] == 7
 
 
+def test_a_prompt_past_the_context_is_refused_400_before_any_stored_answer_is_sought(
+    local_live: Live,
+) -> None:
+    """A break-it trial: a prompt the local model's context cannot hold, sent with
+    ``Cache-Control: only-if-cached``, got the 504 "nothing stored", as if a stored answer
+    might have served it. No answer ever could: it is the 400 ``context_length_exceeded`` a
+    generation would give, with or without the header, streamed or not."""
+    n_ctx = local_live.gateway.backends["smollm2-135m"].n_ctx
+    for headers in ({"Cache-Control": "only-if-cached"}, {}):
+        for stream in (False, True):
+            r = local_live.http.post(
+                "/v1/completions",
+                json={"prompt": "word " * (n_ctx + 10), "max_tokens": 5, "stream": stream},
+                headers=headers,
+            )
+            assert r.status_code == 400, (headers, stream, r.text)
+            error = r.json()["error"]
+            assert error["code"] == "context_length_exceeded", error
+            assert error["param"] == "prompt"
+
+
 class _LeavesAfter(CancelToken):
     """A client that leaves once the backend has looked ``reads`` times whether it has."""
 

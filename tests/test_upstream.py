@@ -263,6 +263,31 @@ def test_4xx_passes_through_without_retry(live: Live, upstream: FakeUpstreamServ
     assert upstream.control.requests == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "raw", "said"),
+    [
+        (400, b"prompt is too long for this model\n", "prompt is too long for this model"),
+        (413, b"<html><body>413 Request Entity Too Large</body></html>", "Too Large"),
+        (422, b'{"error": "temperature must be below 2"}', "temperature must be below 2"),
+        (400, b'{"detail": "unknown field: seed"}', "unknown field: seed"),
+        (400, b"", "(no body)"),
+    ],
+)
+def test_an_upstream_4xx_in_another_shape_keeps_its_words(
+    live: Live, upstream: FakeUpstreamServer, status: int, raw: bytes, said: str
+) -> None:
+    """A break-it trial: an upstream's 4xx whose body is not OpenAI's error object (plain
+    text, a proxy's HTML page, Ollama's or TGI's ``{"error": "…"}``, FastAPI's ``detail``)
+    reached the client as "upstream answered 400" alone. Its words are passed on, with its
+    status, not retried."""
+    upstream.control.push(Fault(status=status, raw=raw))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 3})
+    err = assert_error(r, status)
+    assert err["message"].startswith(f"upstream answered {status}: ")
+    assert said in err["message"], err
+    assert upstream.control.requests == 1
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_an_upstream_refusing_the_gateways_credentials_is_a_502_without_its_words(
     live: Live, upstream: FakeUpstreamServer, status: int

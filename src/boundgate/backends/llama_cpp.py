@@ -314,16 +314,43 @@ class LlamaCppBackend(Backend):
         """The context left after ``req``'s prompt when it is below ``req.max_tokens`` (as
         ``generate`` cuts the limit). The prompt is tokenized (off the event loop) only when
         its UTF-8 bytes, which no token count exceeds, and its template's tokens may leave
-        less than the limit; else None at once."""
+        less than the limit; else None at once. Raises ``ContextLengthExceededError`` (400)
+        when the prompt leaves no room at all, as ``generate`` would: such a request could
+        never have got an answer, stored or fresh (with ``Cache-Control: only-if-cached`` it
+        was a 504 "nothing stored", a break-it trial)."""
         if self._llm is None or req.text_bytes() + self.template_tokens(req) + req.max_tokens < (
             self.n_ctx
         ):
             return None
-        if self._least_prompt_tokens(req) >= self.n_ctx:
-            return None  # no room at all: ``generate`` refuses it without reading it
-        tokens, _, _ = await asyncio.to_thread(self._prompt_tokens, req)
+        tokens, _, _ = await self._prompt_in_context(req)
         room = self.n_ctx - len(tokens)
-        return room if 0 < room < req.max_tokens else None
+        return room if room < req.max_tokens else None
+
+    async def _prompt_in_context(self, req: GenerationRequest) -> tuple[list[int], list[str], bool]:
+        """``req``'s prompt tokens, its stop strings and whether the prompt opens a thinking
+        block (``_prompt_tokens``), rendered and tokenized off the event loop (20,000 short
+        messages took 9 s of CPU). Raises ``ContextLengthExceededError`` when the prompt
+        leaves no room for an answer in the model's context."""
+        if (least := self._least_prompt_tokens(req)) >= self.n_ctx:
+            # what the chat template adds to each message alone fills the context: refused
+            # before the template is rendered (20,000 one-letter messages took 10 s of CPU
+            # to be refused after it, a break-it trial)
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.n_ctx} tokens, but the "
+                f"{len(req.messages or [])} messages take at least {least} tokens in its "
+                "prompt format, which leaves no room for an answer.",
+                param="messages",
+            )
+        # the worker thread already tokenizes beside generation (the vocabulary is read-only)
+        tokens, stop, opens_thinking = await asyncio.to_thread(self._prompt_tokens, req)
+        if len(tokens) >= self.n_ctx:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.n_ctx} tokens, "
+                f"but the prompt is {len(tokens)} tokens, which leaves no room for an answer "
+                "(the prompt and the answer share the context).",
+                param="messages" if req.messages is not None else "prompt",
+            )
+        return tokens, stop, opens_thinking
 
     def _least_prompt_tokens(self, req: GenerationRequest) -> int:
         """A lower bound on ``req``'s prompt tokens without rendering it: what the chat
@@ -432,27 +459,7 @@ class LlamaCppBackend(Backend):
     ) -> AsyncGenerator[Chunk, None]:
         if self._llm is None:
             raise ServiceUnavailableError("model is still loading", retry_after=5)
-        if (least := self._least_prompt_tokens(req)) >= self.n_ctx:
-            # what the chat template adds to each message alone fills the context: refused
-            # before the template is rendered (20,000 one-letter messages took 10 s of CPU
-            # to be refused after it, a break-it trial)
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self.n_ctx} tokens, but the "
-                f"{len(req.messages or [])} messages take at least {least} tokens in its "
-                "prompt format, which leaves no room for an answer.",
-                param="messages",
-            )
-        # the chat template and the tokenizer are CPU work that grows with the request (20,000
-        # short messages took 9 s): off the event loop, so other requests are not held up. The
-        # worker thread already tokenizes beside generation (the vocabulary is read-only).
-        tokens, stop, opens_thinking = await asyncio.to_thread(self._prompt_tokens, req)
-        if len(tokens) >= self.n_ctx:
-            raise ContextLengthExceededError(
-                f"This model's maximum context length is {self.n_ctx} tokens, "
-                f"but the prompt is {len(tokens)} tokens, which leaves no room for an answer "
-                "(the prompt and the answer share the context).",
-                param="messages" if req.messages is not None else "prompt",
-            )
+        tokens, stop, opens_thinking = await self._prompt_in_context(req)
         max_tokens = min(req.max_tokens, self.n_ctx - len(tokens))
         grammar = await asyncio.to_thread(self._grammar, req)
         if self._busy and self._waiting >= self.queue_size:

@@ -90,12 +90,23 @@ def _retry_or_wait(exc: Exception) -> bool | float:
 
 
 def _upstream_message(parsed: Any, body: bytes) -> str:
-    """The message of an upstream's error body in OpenAI's shape; else its first 200 bytes."""
-    err = parsed.get("error") if isinstance(parsed, dict) else None
-    message = err.get("message") if isinstance(err, dict) else None
-    if isinstance(message, str) and message:
-        return message
-    return body[:200].decode(errors="replace") or "(no body)"
+    """The message of an upstream's error body: OpenAI's ``error.message``, or the shapes
+    other OpenAI-compatible servers answer in (``{"error": "…"}``: Ollama, TGI;
+    ``{"detail": "…"}``: FastAPI's; ``{"message": "…"}``); else the body's first 200
+    characters, its white space collapsed and what no text of ours may hold mended (a
+    plain-text or HTML 4xx, a proxy's 413, was passed on as "upstream answered 413" alone:
+    a break-it trial)."""
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        for said in (
+            err.get("message") if isinstance(err, dict) else err,
+            parsed.get("detail"),
+            parsed.get("message"),
+        ):
+            if isinstance(said, str) and said.strip():
+                return said
+    text = " ".join(mend(body[:200].decode(errors="replace")).split())
+    return text or "(no body)"
 
 
 MAX_USAGE_TOKENS = 2**31 - 1  # more than any context; the ledger's integers hold it
@@ -334,7 +345,9 @@ class OpenAIBackend(Backend):
                 "has its words)"
             )
         return UpstreamClientError(
-            resp.status_code, parsed, f"upstream answered {resp.status_code}"
+            resp.status_code,
+            parsed,
+            f"upstream answered {resp.status_code}: {_upstream_message(parsed, body)}",
         )
 
     async def _send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:

@@ -116,6 +116,34 @@ class RequestLine:
         await self.app(scope, receive, send)
 
 
+class HeadAsGet:
+    """Pure ASGI, next to the routes: a HEAD request is routed as GET and answered with the
+    GET's status and headers and no body (RFC 9110 §9.3.2). FastAPI routes a GET route's
+    GET alone, so HEAD /v1/models, /v1/files/{id} or a dashboard page was a 405 (a break-it
+    trial; the probes had a HEAD route of their own). The GET runs whole; what it sends
+    after its first piece of body is dropped here (after a response's last message a
+    server takes no more)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        ended = False
+
+        async def headless(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
+
+
 def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str | None:
     """The methods every route of the request's path takes, for a 405's ``Allow`` (RFC 9110
     §10.2.1): Starlette names only the first route that matched the path, so ``PUT
@@ -126,6 +154,8 @@ def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str | Non
         for method in _METHODS
         if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
     ]
+    if "GET" in methods:  # answered by HeadAsGet
+        methods.insert(methods.index("GET") + 1, "HEAD")
     return ", ".join(methods) if methods else (exc.headers or {}).get("Allow")
 
 
@@ -631,6 +661,7 @@ def create_app(
         app.include_router(router)
     if dashboard is not None:
         install_dashboard(app, dashboard)
+    app.add_middleware(HeadAsGet)  # innermost: only the routes see a HEAD as GET
     app.add_middleware(
         BodyLimit,
         limit=max_body_bytes,

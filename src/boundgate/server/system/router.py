@@ -174,12 +174,6 @@ async def readyz(request: Request) -> Response:
     return _readiness("ready", models, "reachable")
 
 
-# the probes answer HEAD too (load balancers and uptime checks send it; FastAPI routes GET
-# alone), left out of the OpenAPI document, where each would repeat its GET
-for _path, _probe in (("/healthz", healthz), ("/readyz", readyz)):
-    router.add_api_route(_path, _probe, methods=["HEAD"], include_in_schema=False)
-
-
 def _readiness(
     status: Literal["ready", "starting", "store_unreachable"],
     models: dict[str, bool],
