@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
-from .lexicon import _LISTS, _STOPWORD_STEMS, NEGATIONS, self_described, stem, words
+from .lexicon import _LISTS, _STOPWORD_STEMS, NEGATIONS, opener, self_described, stem, words
 
 
 def _sentence_changed(a: str, b: str) -> bool:
@@ -114,7 +114,7 @@ def _askers_swapped(a: str, b: str) -> bool:
 
 # a second question joined by "and": "What is gout and what causes it?"
 _SECOND_QUESTION = re.compile(
-    r"^(.+?),?\s+and\s+((?:what|how|why|where|when|who|which)\b.+)$",
+    rf"^(.+?),?\s+and\s+({opener(yes_no=False)}.+)$",
     re.IGNORECASE,
 )
 
@@ -230,15 +230,9 @@ _NEAR_TIME = re.compile(
 )
 # the end of a context that a question follows: "…, can players …", "… - how do I …"
 _QUESTION_FOLLOWS = re.compile(
-    r"(?:[,:;.!]|\s[-–—])\s+(?=(?:(?:so|but|and)\s+)?(?:how|what|what's|whats|why|when|where"
-    r"|which|who|is|are|am|can|could|should|do|does|did|will|would|any)\b)",
-    re.IGNORECASE,
+    rf"(?:[,:;.!]|\s[-–—])\s+(?=(?:(?:so|but|and)\s+)?{opener('any')})", re.IGNORECASE
 )
-_ASKS = re.compile(
-    r"\s*(?:how|what|why|when|where|which|who|is|are|am|can|could|should|do|does|did|will"
-    r"|would)\b",
-    re.IGNORECASE,
-)
+_ASKS = re.compile(rf"\s*{opener()}", re.IGNORECASE)
 
 
 def _near_time_dropped(a: str, b: str) -> tuple[str, str]:

@@ -113,6 +113,22 @@ WH_WORDS = frozenset(["how", "what", "which", "who", "whom", "whose", "where", "
 
 
 AUXILIARIES = frozenset(_LISTS["auxiliaries"])
+# the words a question opens with, where a regex finds one starting in a text (a lead-in's
+# end, a context's end, a second question): a wh-word, as typed too ("whats"), or an
+# auxiliary that opens a yes/no question ("is", "can", "did")
+QUESTION_OPENERS = (*sorted(WH_WORDS), "what's", "whats")
+YES_NO_OPENERS = (
+    "is", "are", "am", "was", "were", "do", "does", "did", "can", "could", "will", "would",
+    "should", "has", "have", "may",
+)  # fmt: skip
+
+
+def opener(*extra: str, yes_no: bool = True) -> str:
+    """A regex group matching a whole word that opens a question (``QUESTION_OPENERS``,
+    and with ``yes_no`` ``YES_NO_OPENERS``) or one of ``extra``; no flags of its own (the
+    callers compile with ``re.IGNORECASE``)."""
+    words = (*QUESTION_OPENERS, *(YES_NO_OPENERS if yes_no else ()), *extra)
+    return rf"(?:{'|'.join(map(re.escape, words))})\b"
 
 
 # tense markers: word → "past" / "present" / "future"; irregular past → its present
@@ -508,8 +524,7 @@ def _phrases(phrases: Iterable[str], gap: str = r"\s+") -> str:
 # question how long …", not "can i ask my boss …" or "curious george books"
 _QUESTION_LEAD_IN = re.compile(
     rf"(?:{_phrases(_LISTS['question_lead_ins'])})"
-    r"(?:\s*[,:;.!?\-–—]+\s*|\s+(?=(?:how|what|whats|what's|why|when|where|which|who|whose|"
-    r"whether|if|is|are|am|can|could|would|will|do|does|did|should|was|were|has|have|may)\b))",
+    rf"(?:\s*[,:;.!?\-–—]+\s*|\s+(?={opener('whether', 'if')}))",
     re.IGNORECASE,
 )
 # a greeting before the lead-in, kept as typed: "hi, quick question: …"
