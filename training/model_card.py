@@ -132,9 +132,10 @@ Written by `training/model_card.py` from `training.json`; rebuild everything wit
   `model.int8.onnx`. Serving scores both orders and averages the two probabilities, reads
   short forms spelled out ("tbsp" as "tablespoons", `spelled_out` in
   `boundgate/reuse/guards/lexicon.py`), a "X here, …" lead-in as "as a X, …"
-  (`self_described`) and a misspelt word as the other question's word one edit away
-  ("dimonds" / "diamonds", `typos_matched` in `boundgate/reuse/pair.py`; the evaluation
-  figures below are of the raw text), and
+  (`self_described`), an acronym as the other question's words whose initials it is
+  ("PMI" / "private mortgage insurance", `acronyms_spelled`) and a misspelt word as the
+  other question's word one edit away ("dimonds" / "diamonds", `typos_matched` in
+  `boundgate/reuse/pair.py`; the evaluation figures below are of the raw text), and
   reads each pair whole, up to 256 tokens (`SERVING_MAX_TOKENS` in `boundgate/reuse/pair.py`:
   any two questions the embedder reads whole). Cut to the training length, two long prompts
   differing only in their last words looked identical to the model. Pairs longer than the

@@ -29,7 +29,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .embedder import MAX_TOKENS, cpu_session
-from .guards.lexicon import lead_in_dropped, nouns, self_described, spelled_out
+from .guards.lexicon import (
+    acronyms_spelled,
+    lead_in_dropped,
+    nouns,
+    self_described,
+    spelled_out,
+)
 
 if TYPE_CHECKING:
     from spellchecker import SpellChecker
@@ -211,9 +217,11 @@ class OnnxPairScorer(PairScorer):
 
     def read_pair(self, a: str, b: str) -> Pair:
         """The two questions as the model reads them: each ``read_as``, then each side's
+        acronyms of the other's words spelled as them (``acronyms_spelled``) and its
         misspellings of the other's words mended (``typos_matched``; what counts as a word:
         ``known``)."""
-        return typos_matched(read_as(a), read_as(b), self.known)
+        a, b = acronyms_spelled(read_as(a), read_as(b))
+        return typos_matched(a, b, self.known)
 
     def known(self, word: str) -> bool:
         """Whether ``word`` is a word: in pyspellchecker's English list (``english``), one

@@ -26,6 +26,7 @@ from .lexicon import (
     QUANTIFIERS,
     UNITS,
     WEEKDAYS,
+    acronyms_spelled,
     name_forms,
     noun_siblings,
     stem,
@@ -657,11 +658,12 @@ def _pole_added(sa: set[str], sb: set[str], fa: Features, fb: Features) -> bool:
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
-    content words. A hedge before one side is left out first (``_without_hedge``), so is a
+    content words. A hedge before one side is left out (``_without_hedge``), so is a
     negated hedge (``_ignorance_dropped``) and a near time in a context before one side's
     question (``_near_time_dropped``), a digit
     typed for "to" / "for" is spelled (``_textspeak_spelled``) and a comparison turned round
-    is read as the other's words (``_converse``)."""
+    is read as the other's words (``_converse``); then an acronym of the other side's words is
+    read as them (``acronyms_spelled``)."""
     if (unhedged := _without_hedge(a, b)) is not None:
         a, b = unhedged
     a, b = _ignorance_dropped(a), _ignorance_dropped(b)
@@ -672,9 +674,11 @@ def compare(a: str, b: str) -> Comparison:
         a, b = spelled
     if (conversed := _converse(a, b)) is not None:
         a, b = conversed
+    blind = _blind_spot(a, b)  # on the texts as typed: a spelled acronym is no blind spot
+    a, b = acronyms_spelled(a, b)
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
-    if _blind_spot(a, b):
+    if blind:
         conflicts.append("literal")
     flips = _affix_flips(fa, fb)
     negated_a = fa.negations + flips.negated_a + _stopped_for_not(fa, fb)

@@ -564,6 +564,87 @@ def spelled_out(text: str) -> str:
     return _STANDALONE.sub(full, _with_without(text))
 
 
+# an acronym as typed: two to five capitals, a plural "s" after them ("RMDs"), standing alone
+# (not part of "3DS" or "R-22")
+_ACRONYM = re.compile(r"(?<![\w-])([A-Z]{2,5})(s?)(?![\w-])")
+_PLAIN_WORD = re.compile(r"(?<![\w-])[A-Za-z]+(?![\w-])")
+
+
+# an acronym defined in brackets, after its words or before them: "Digital Equipment
+# Corporation (DEC)", "CRR (Cash Reserve Ratio)"
+_DEFINED = re.compile(
+    r"((?:[A-Za-z]+[\s-]+){1,4}[A-Za-z]+)\s*\(([A-Z]{2,5})s?\)"
+    r"|(?<![\w-])([A-Z]{2,5})s?\s*\(((?:[A-Za-z]+[\s-]+){1,4}[A-Za-z]+)\)"
+)
+
+
+def _initials(words: list[str]) -> str:
+    return "".join(w[0] for w in words).upper()
+
+
+def _definition_dropped(m: re.Match[str]) -> str:
+    """An acronym defined in brackets (``_DEFINED``) as its words alone, the words before it
+    kept as they are; else the match unchanged."""
+    if m.group(1) is not None:
+        before, letters = m.group(1), m.group(2)
+        tail = re.split(r"[\s-]+", before)[-len(letters) :]
+        return before if _initials(tail) == letters else m.group(0)
+    letters, words = m.group(3), m.group(4)
+    return words if _initials(re.split(r"[\s-]+", words)) == letters else m.group(0)
+
+
+def found_in(text: str, phrase: str) -> bool:
+    """Whether ``text`` holds the words of ``phrase`` in a row, in any case."""
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` with each side's acronym written as the words of the other side whose
+    initials it is: "what is PMI on a mortgage" / "what is private mortgage insurance" reads
+    "private mortgage insurance" on both sides, as do "DOMS", "HOS" ("hours of service"),
+    "JR Pass" / "Japan Rail Pass" and "LA" / "Los Angeles". The words are consecutive, the
+    first and last no stopword ("IT" is not "in this"), and only one such run of words is
+    found; a two-letter acronym, which many runs of two words spell by chance ("US" /
+    "uniforms sewn"), only as capitalised words (a name: "Golden Week", "Hong Kong"). An
+    acronym the other side also writes, or whose words its own side writes too ("If US
+    were to …, would the United States …"), is kept; one a side defines in brackets
+    ("Digital Equipment Corporation (DEC)", "RMDs (required minimum distributions)") is read
+    as its words alone.
+
+    The duplicate-question model scored such paraphrases 0.00-0.35 (blind trials: "PMI",
+    "DOMS", "ASL", "RMDs", "JR Pass", "GW") and the guards read the capitals as another name;
+    spelled as the other side's words they score 0.80-0.99 and agree (bench/RESULTS.md, the
+    forty-fourth session). An acronym whose letters are the initials of a run of the other
+    question's words names what those words name: the definition of an initialism."""
+
+    def spelled(x: str, y: str) -> str:
+        runs = [m.group(0) for m in _PLAIN_WORD.finditer(y)]
+        typed = {w.casefold() for w in runs}
+
+        def spell(m: re.Match[str]) -> str:
+            letters, plural = m.group(1), m.group(2)
+            if letters.casefold() in typed:
+                return m.group(0)
+            k = len(letters)
+            found = {
+                " ".join(run)
+                for run in (runs[i : i + k] for i in range(len(runs) - k + 1))
+                if _initials(run) == letters
+                and min(len(run[0]), len(run[-1])) > 1
+                and run[0].casefold() not in STOPWORDS
+                and run[-1].casefold() not in STOPWORDS
+                and (k > 2 or all(w[0].isupper() for w in run))
+            }
+            if len(found) != 1 or found_in(x, words := found.pop()):
+                return m.group(0)
+            return words + ("s" if plural and not words.endswith("s") else "")
+
+        return _ACRONYM.sub(spell, x) if _ACRONYM.search(x) else x
+
+    a, b = (_DEFINED.sub(_definition_dropped, x) if "(" in x else x for x in (a, b))
+    return spelled(a, b), spelled(b, a)
+
+
 # a span of time named by words, as its count of a unit ("half an hour" → "30 minutes":
 # ``named_spans``), its words apart or hyphenated ("half-hour"), longest phrase first ("a
 # half hour" before "half hour")
