@@ -121,6 +121,31 @@ def test_a_json_response_format_holds_the_local_models_answer_to_it(local_live: 
     assert r.status_code == 400 and r.json()["error"]["param"].startswith("response_format"), r.text
 
 
+def test_a_schema_whose_grammar_llama_cpp_refuses_is_a_400_not_a_crash(local_live: Live) -> None:
+    """A break-it trial: a string schema with ``maxLength`` 2000 converts to a grammar with
+    more rules than llama.cpp's parser allows; llama-cpp-python added the parser's null
+    sampler to its chain and the process died of a segmentation fault (a batch line with it
+    killed the restarted server again). It is a 400 naming the schema, and the model
+    answers the next request."""
+    ask = [{"role": "user", "content": "Say hi."}]
+    schema = {"type": "string", "maxLength": 2000}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    for stream in (False, True):
+        r = local_live.http.post(
+            "/v1/chat/completions",
+            json={"messages": ask, "max_tokens": 4, "response_format": fmt, "stream": stream},
+        )
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert error["param"] == "response_format.json_schema.schema", error
+        assert "grammar" in error["message"]
+    fine = {**fmt, "json_schema": {"name": "x", "schema": {"type": "string", "maxLength": 20}}}
+    r = local_live.http.post(
+        "/v1/chat/completions", json={"messages": ask, "max_tokens": 4, "response_format": fine}
+    )
+    assert r.status_code == 200, r.text
+
+
 def test_greedy_generation_is_deterministic(local_live: Live) -> None:
     client = local_live.openai()
     texts = {

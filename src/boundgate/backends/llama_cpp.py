@@ -446,13 +446,40 @@ class LlamaCppBackend(Backend):
         if schema is None:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         except Exception as exc:  # the converter asserts on what it does not know
             raise InvalidRequestError(
                 f"response_format.json_schema.schema: the local model '{self.name}' cannot "
                 f"hold its answer to this schema ({' '.join(str(exc).split())[:200]})",
                 param="response_format.json_schema.schema",
             ) from exc
+        if not self._grammar_parses(grammar):
+            raise InvalidRequestError(
+                f"response_format.json_schema.schema: the local model '{self.name}' cannot "
+                "hold its answer to this schema (llama.cpp refused the grammar made from it, "
+                "as too large: a long maxLength or many fixed repetitions make one rule each)",
+                param="response_format.json_schema.schema",
+            )
+        return grammar
+
+    def _grammar_parses(self, grammar: Any) -> bool:
+        """Whether llama.cpp's grammar parser takes ``grammar`` (a ``LlamaGrammar``): the
+        sampler it makes is made and freed here. The converter writes grammars llama.cpp
+        refuses (a string schema with ``maxLength`` 2000 is more rules than its parser
+        allows); llama-cpp-python then adds the parser's null sampler to its chain, and the
+        process died of a segmentation fault at the first token (a break-it trial; a batch
+        line with that schema killed it again after each restart)."""
+        import llama_cpp
+
+        if self._llm is None:
+            return True  # not loaded: ``generate`` refuses the request first
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            self._llm._model.vocab, grammar._grammar.encode(), grammar._root.encode()
+        )
+        if not sampler:
+            return False
+        llama_cpp.llama_sampler_free(sampler)
+        return True
 
     async def generate(
         self, req: GenerationRequest, cancel: CancelToken
