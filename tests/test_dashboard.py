@@ -375,6 +375,7 @@ def test_the_dashboard_answers_its_errors_in_html_and_the_api_in_json(open_dash:
         wrong = b.put("/dashboard/ledger")
         assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
         assert wrong.headers["content-type"].startswith("text/html")
+        assert "<h1>Method not allowed</h1>" in wrong.text  # was titled "Bad request"
         # every method of the path (a re-check's PUT /dashboard/login said GET only)
         wrong = b.put("/dashboard/login")
         assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD, POST"

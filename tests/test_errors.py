@@ -918,6 +918,20 @@ def test_a_long_prompt_without_spaces_is_answered(fake_live: Live) -> None:
         assert fake_live.http.get("/healthz").status_code == 200
 
 
+def test_more_than_one_content_type_is_a_400(fake_live: Live) -> None:
+    """A break-it trial: two Content-Type headers were taken, the first read, so their
+    order decided whether the body was JSON (200 one way, 400 the other)."""
+    body = json.dumps({"messages": MSG, "max_tokens": 1}).encode()
+    for kinds in (("application/json", "text/plain"), ("text/plain", "application/json")):
+        r = fake_live.http.post(
+            "/v1/chat/completions",
+            content=body,
+            headers=[("content-type", kind) for kind in kinds],
+        )
+        err = assert_error(r, 400)
+        assert err["param"] == "Content-Type" and "more than one" in err["message"]
+
+
 def test_every_get_route_answers_head(fake_live: Live) -> None:
     """Load balancers and uptime checks send HEAD: /healthz and /readyz answered 405 (a
     trial), and once they had their own HEAD routes, every other GET route still did (a
@@ -1050,6 +1064,13 @@ def test_a_misspelled_required_parameter_is_named(
         ("/v1/chat/completions", {"model": "m"}, "messages"),
         ("/v1/embeddings", {"model": "all-MiniLM-L6-v2"}, "input"),
         ("/v1/boundgate/feedback", {"correct": True}, "request_id"),
+        # another union branch's error than the first (a string, or parts): a break-it
+        # trial's text part without its text said "missing" with the code invalid_value
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content[0].text",
+        ),
     ],
 )
 def test_a_missing_required_parameter_has_openais_code(

@@ -520,7 +520,7 @@ def install(app: FastAPI, sessions: Sessions) -> None:
         api = await _answer(api_http_error(request, exc))
         allow = api.headers.get("Allow") or (exc.headers or {}).get("Allow", "")
         response = await render(
-            request, None, "missing.html", "", status=405,
+            request, None, "missing.html", "", status=405, heading="Method not allowed",
             problem=f"{request.method} is not allowed on {request.url.path}; use {allow}.",
         )  # fmt: skip
         response.headers["Allow"] = allow

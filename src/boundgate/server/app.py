@@ -73,7 +73,9 @@ GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/em
 class RequestLine:
     """Pure ASGI, before any check of a route's: what no route may read, in every mode. More
     than one Host header is a 400 (RFC 9112 §3.2; the first was checked and the rest let
-    through). A NUL in the path or in a query parameter (``%00``) is a 400
+    through), and so is more than one Content-Type (a field of one value, RFC 9110 §5.3:
+    the first was read, so the order of two decided whether a body was JSON; a break-it
+    trial). A NUL in the path or in a query parameter (``%00``) is a 400
     ``invalid_value`` naming where (a trial: ``?after=%00``, ``/v1/files/file-%00`` and a
     dozen more were 500s on PostgreSQL, whose text cannot hold it; on SQLite 200s and 404s),
     as in a JSON body (``check_no_nul``). A ``Content-Encoding`` other than ``identity`` is a
@@ -84,15 +86,17 @@ class RequestLine:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if len(Headers(scope=scope).getlist("host")) > 1:
-                await send_error(
-                    send,
-                    InvalidRequestError(
-                        "more than one Host header: which one is meant would be a guess",
-                        param="Host",
-                    ),
-                )
-                return
+            headers = Headers(scope=scope)
+            for name in ("Host", "Content-Type"):
+                if len(headers.getlist(name)) > 1:
+                    await send_error(
+                        send,
+                        InvalidRequestError(
+                            f"more than one {name} header: which one is meant would be a guess",
+                            param=name,
+                        ),
+                    )
+                    return
             coding = _content_coding(scope)
             if coding is not None:
                 await send_error(

@@ -312,8 +312,13 @@ def request_error(
     typo = _misspelling(errors, body, known)
     if typo is None:
         param, text = _describe(errors)
-        first = errors[0] if errors else {}
-        missing = param is not None and first.get("type") == "missing"
+        # the error described may be another union branch's than the first ("content": a
+        # string, or parts of which one has no "text": the part's missing text is named, a
+        # break-it trial's code said invalid_value)
+        missing = param is not None and any(
+            e.get("type") == "missing" and loc_to_param(tuple(e.get("loc", ()))) == param
+            for e in errors
+        )
         code = ErrorCode.MISSING_REQUIRED_PARAMETER if missing else ErrorCode.INVALID_VALUE
         return InvalidRequestError(text, param=param, code=code)
     param, close, explained = typo
