@@ -612,10 +612,10 @@ def test_typos_are_matched_one_edit_from_one_word_of_the_other_side() -> None:
 
 
 def test_an_acronym_is_read_as_the_other_sides_words_whose_initials_it_is() -> None:
-    """A run of the other side's words whose initials the acronym is, first and last no
-    stopword, one run only; two letters only as capitalised words (a name); an acronym the
-    other side writes too, or whose words its own side writes, kept; one defined in brackets
-    read as its words alone."""
+    """Three to five capitals, read as a run of the other side's words whose initials they
+    are, first and last no stopword, one run only; an acronym the other side writes too, or
+    whose words its own side writes, kept; two letters kept ("SF" may be Santa Fe or San
+    Francisco); one defined in brackets read as its words alone."""
     assert acronyms_spelled("what is PMI on a mortgage", "what is private mortgage insurance") == (
         "what is private mortgage insurance on a mortgage",
         "what is private mortgage insurance",
@@ -623,18 +623,16 @@ def test_an_acronym_is_read_as_the_other_sides_words_whose_initials_it_is() -> N
     assert acronyms_spelled("drive hours under HOS", "the hours of service rules")[0] == (
         "drive hours under hours of service"
     )
-    assert acronyms_spelled("seats during GW?", "seats during Golden Week?")[0] == (
-        "seats during Golden Week?"
-    )
     assert acronyms_spelled("what are RMDs", "required minimum distribution")[0] == (
         "what are required minimum distributions"
     )
     kept = [
-        ("flags on US uniforms", "why are uniforms sewn on"),  # two letters, not a name
-        ("not interested in IT", "jobs in this field"),  # "in this": stopwords at the ends
-        ("the UK plan", "the UK, not the United Kingdom"),  # the other side writes "UK"
-        ("If US were to act, would the United States", "If United Kingdom"),  # its own side
-        ("is the ABC good", "a big cat and a bold cat"),  # two runs spell it
+        ("How far is SF from Denver?", "How far is Santa Fe from Denver?"),  # two letters
+        ("seats during GW?", "seats during Golden Week?"),
+        ("not interested in ITS", "jobs in the state"),  # "in the state": a stopword first
+        ("the NBA plan", "the NBA, not the National Basketball Association"),  # written there
+        ("If NATO acts, will the North Atlantic Treaty Organization", "North Atlantic Treaty"),
+        ("is the ABC good", "apple banana cherry or apricot berry cake"),  # two runs spell it
     ]
     for a, b in kept:
         assert acronyms_spelled(a, b)[0] == a, (a, b)
@@ -650,18 +648,18 @@ def test_an_acronym_is_read_as_the_other_sides_words_whose_initials_it_is() -> N
 def test_a_spelled_acronym_is_one_question_to_the_guards_and_the_model(
     scorer: OnnxPairScorer,
 ) -> None:
-    """A blind trial's "during GW?" / "during Golden Week?" was vetoed as another name and
-    scored 0.24; Quora's "Why is IPA important?" / "Why is the International Phonetic
-    Alphabet important?" too. Read as the other side's words, both pass the guards and score
-    as paraphrases; another name with the same letters does not become the same."""
+    """Quora's "Why is IPA important?" / "Why is the International Phonetic Alphabet
+    important?" was vetoed as another name and scored 0.00; "DEC" was read as December.
+    Read as the other side's words, both pass the guards and score as paraphrases; two
+    letters are not read so ("SF" / "Santa Fe" stays another place)."""
     for a, b in (
-        ("need to reserve seats on the shinkansen during GW?",
-         "Is it necessary to reserve seats on the Shinkansen during Golden Week?"),
         ("Why is IPA important?", "Why is the International Phonetic Alphabet important?"),
+        ("Why did Digital Equipment Corporation (DEC) fail?",
+         "Why digital equipment corporation failed?"),
     ):  # fmt: skip
         assert compare(a, b).ok, compare(a, b)
         assert scorer.score(a, b) > 0.9, (a, b)
-    assert not compare("Is the JR Pass good in Kyoto?", "Is the Kansai Area Pass good in Kyoto?").ok
+    assert not compare("How far is SF from Denver?", "How far is Santa Fe from Denver?").ok
 
 
 def _shift_prior(split: bool) -> Prior:

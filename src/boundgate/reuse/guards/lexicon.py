@@ -564,9 +564,10 @@ def spelled_out(text: str) -> str:
     return _STANDALONE.sub(full, _with_without(text))
 
 
-# an acronym as typed: two to five capitals, a plural "s" after them ("RMDs"), standing alone
-# (not part of "3DS" or "R-22")
-_ACRONYM = re.compile(r"(?<![\w-])([A-Z]{2,5})(s?)(?![\w-])")
+# an acronym as typed: three to five capitals, a plural "s" after them ("RMDs"), standing
+# alone (not part of "X3DS" or "ABC-22"); two letters name too many things ("SA" is South
+# Africa, Saudi Arabia, San Antonio), so "SF" is never read as the other side's "Santa Fe"
+_ACRONYM = re.compile(r"(?<![\w-])([A-Z]{3,5})(s?)(?![\w-])")
 _PLAIN_WORD = re.compile(r"(?<![\w-])[A-Za-z]+(?![\w-])")
 
 
@@ -601,18 +602,18 @@ def found_in(text: str, phrase: str) -> bool:
 def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
     """``a`` and ``b`` with each side's acronym written as the words of the other side whose
     initials it is: "what is PMI on a mortgage" / "what is private mortgage insurance" reads
-    "private mortgage insurance" on both sides, as do "DOMS", "HOS" ("hours of service"),
-    "JR Pass" / "Japan Rail Pass" and "LA" / "Los Angeles". The words are consecutive, the
-    first and last no stopword ("IT" is not "in this"), and only one such run of words is
-    found; a two-letter acronym, which many runs of two words spell by chance ("US" /
-    "uniforms sewn"), only as capitalised words (a name: "Golden Week", "Hong Kong"). An
-    acronym the other side also writes, or whose words its own side writes too ("If US
+    "private mortgage insurance" on both sides, as do "DOMS", "HOS" ("hours of service")
+    and "SEO" / "search engine optimization". An acronym has three to five letters: two
+    name too many things to be read as the other side's words ("SF" / "Santa Fe", "SA" /
+    "Saudi Arabia", and "US" / "uniforms sewn" by chance). The words are consecutive, the
+    first and last no stopword, and only one such run of words is found. An acronym the
+    other side also writes, or whose words its own side writes too ("If US
     were to …, would the United States …"), is kept; one a side defines in brackets
     ("Digital Equipment Corporation (DEC)", "RMDs (required minimum distributions)") is read
     as its words alone.
 
     The duplicate-question model scored such paraphrases 0.00-0.35 (blind trials: "PMI",
-    "DOMS", "ASL", "RMDs", "JR Pass", "GW") and the guards read the capitals as another name;
+    "DOMS", "ASL", "RMDs") and the guards read the capitals as another name or a date ("DEC");
     spelled as the other side's words they score 0.80-0.99 and agree (bench/RESULTS.md, the
     forty-fourth session). An acronym whose letters are the initials of a run of the other
     question's words names what those words name: the definition of an initialism."""
@@ -633,7 +634,6 @@ def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
                 and min(len(run[0]), len(run[-1])) > 1
                 and run[0].casefold() not in STOPWORDS
                 and run[-1].casefold() not in STOPWORDS
-                and (k > 2 or all(w[0].isupper() for w in run))
             }
             if len(found) != 1 or found_in(x, words := found.pop()):
                 return m.group(0)
