@@ -226,6 +226,24 @@ def test_a_content_part_that_is_not_text_is_named(fake_live: Live, part: str) ->
     assert f"type '{part}' are not supported" in err["message"] and "text only" in err["message"]
 
 
+def test_an_assistants_refusal_part_is_read_as_its_text(fake_live: Live) -> None:
+    """A break-it trial: an assistant message whose content held OpenAI's ``refusal`` part
+    (what the SDK sends back of a refused answer) was a 400. It is read as the text it
+    holds; on another role, or without its text, it is a 400 naming the content."""
+    said = [{"type": "refusal", "refusal": "I can't help with that."}]
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": "why not?"},
+    ]
+    r = fake_live.http.post("/v1/chat/completions", json={"messages": history, "max_tokens": 2})
+    assert r.status_code == 200, r.text
+    for messages in ([{"role": "user", "content": said}], [{"role": "assistant", "content": [
+            {"type": "refusal"}]}]):  # fmt: skip
+        r = fake_live.http.post("/v1/chat/completions", json={"messages": messages})
+        assert_error(r, 400, param="messages[0].content")
+
+
 def test_unknown_model_is_404(fake_live: Live) -> None:
     r = fake_live.http.post("/v1/chat/completions", json={"model": "gpt-9", "messages": MSG})
     err = assert_error(r, 404, param="model", code="model_not_found")

@@ -276,13 +276,22 @@ class ChatMessage(BaseModel):
 
     @field_validator("content", mode="before")
     @classmethod
-    def _content_shape(cls, v: Any) -> Any:
+    def _content_shape(cls, v: Any, info: ValidationInfo) -> Any:
         """One message instead of one per member of the union ("Input should be a valid
-        string (and 1 more)" for a number)."""
+        string (and 1 more)" for a number). An assistant message's ``refusal`` part (OpenAI
+        takes one in an assistant message's content, as the model's refusal it sends
+        back) is read as the text it holds; a break-it trial's was refused with a 400."""
         if v is not None and not isinstance(v, str | list):
             raise ValueError(
                 f"content must be a string or an array of content parts, not {json_type(v)}"
             )
+        if isinstance(v, list) and any(_is_refusal(p) for p in v):
+            if info.data.get("role") != "assistant":
+                raise ValueError("content parts of type 'refusal' are for assistant messages")
+            for i, part in enumerate(v):
+                if _is_refusal(part) and not isinstance(part.get("refusal"), str):
+                    raise ValueError(f"content[{i}].refusal must be a string")
+            v = [{"type": "text", "text": p["refusal"]} if _is_refusal(p) else p for p in v]
         return v
 
     @field_validator("content")
@@ -326,6 +335,11 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "\n".join(p.text for p in self.content)
+
+
+def _is_refusal(part: Any) -> bool:
+    """Whether a content part is a ``refusal`` part (``{"type": "refusal", "refusal"}``)."""
+    return isinstance(part, dict) and part.get("type") == "refusal"
 
 
 # an assistant's tool call by its type: the fields of its body, each a string
