@@ -288,6 +288,28 @@ def test_an_upstream_4xx_in_another_shape_keeps_its_words(
     assert upstream.control.requests == 1
 
 
+def test_an_upstream_4xx_with_odd_fields_is_passed_on_as_strings(
+    live: Live, upstream: FakeUpstreamServer
+) -> None:
+    """A re-check: an upstream's 400 whose ``code`` was an object was passed through; the
+    ledger could not store it and the client got a 500. OpenAI's ``code``, ``param`` and
+    ``type`` are strings or null: a number is written as one, anything else dropped; a
+    message that is no string is the body's words."""
+    raw = b'{"error": {"message": "m", "code": {"x": 1}, "param": ["a"], "type": 5}}'
+    upstream.control.push(Fault(status=400, raw=raw))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 3})
+    err = assert_error(r, 400)
+    assert err == {"message": "m", "type": "5", "param": None, "code": None}, err
+    upstream.control.push(Fault(status=422, raw=b'{"error": {"message": 12345}}'))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 3})
+    err = assert_error(r, 422)
+    assert err["message"].startswith("upstream answered 422: ") and "12345" in err["message"]
+    said = ("字" * 300).encode()  # 3 bytes a character: cut at 200 characters, not bytes
+    upstream.control.push(Fault(status=400, raw=said))
+    r = live.http.post("/v1/chat/completions", json={"messages": MSG, "max_tokens": 3})
+    assert assert_error(r, 400)["message"].endswith("字" * 200)
+
+
 @pytest.mark.parametrize("status", [401, 403])
 def test_an_upstream_refusing_the_gateways_credentials_is_a_502_without_its_words(
     live: Live, upstream: FakeUpstreamServer, status: int

@@ -257,10 +257,23 @@ class UpstreamClientError(BoundgateError):
     def __init__(self, status_code: int, body: dict[str, Any] | None, message: str) -> None:
         err = (body or {}).get("error") if isinstance(body, dict) else None
         err = err if isinstance(err, dict) else {}
+        said = err.get("message")
         super().__init__(
-            str(err.get("message") or message),
-            param=err.get("param"),
-            code=err.get("code"),
+            said if isinstance(said, str) and said.strip() else message,
+            param=_string_or_none(err.get("param")),
+            code=_string_or_none(err.get("code")),
         )
         self.status_code = status_code
-        self.type = str(err.get("type") or self.type)
+        self.type = _string_or_none(err.get("type")) or self.type
+
+
+def _string_or_none(value: Any) -> str | None:
+    """An upstream error's ``param``, ``code`` or ``type`` as OpenAI's shape has it, a string
+    or null: a number in words, anything else (an object, a list) none. A re-check's
+    upstream answered ``"code": {"x": 1}``: passed through, the ledger could not store it and
+    the client got a 500; ``"type": 5`` reached the client as a number."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None

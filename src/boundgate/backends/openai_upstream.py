@@ -93,9 +93,9 @@ def _upstream_message(parsed: Any, body: bytes) -> str:
     """The message of an upstream's error body: OpenAI's ``error.message``, or the shapes
     other OpenAI-compatible servers answer in (``{"error": "…"}``: Ollama, TGI;
     ``{"detail": "…"}``: FastAPI's; ``{"message": "…"}``); else the body's first 200
-    characters, its white space collapsed and what no text of ours may hold mended (a
-    plain-text or HTML 4xx, a proxy's 413, was passed on as "upstream answered 413" alone:
-    a break-it trial)."""
+    characters (not bytes: a CJK text was cut inside a character), its white space
+    collapsed and what no text of ours may hold mended (a plain-text or HTML 4xx, a proxy's
+    413, was passed on as "upstream answered 413" alone: a break-it trial)."""
     if isinstance(parsed, dict):
         err = parsed.get("error")
         for said in (
@@ -105,7 +105,7 @@ def _upstream_message(parsed: Any, body: bytes) -> str:
         ):
             if isinstance(said, str) and said.strip():
                 return said
-    text = " ".join(mend(body[:200].decode(errors="replace")).split())
+    text = " ".join(mend(body.decode(errors="replace")[:200]).split())
     return text or "(no body)"
 
 
