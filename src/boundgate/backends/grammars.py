@@ -1,0 +1,140 @@
+"""What a JSON schema may ask of the local model's grammar (llama.cpp, ``response_format``).
+
+llama-cpp-python's converter writes a repetition as that many nested rules, and llama.cpp
+reads and samples them as written, so a schema's numbers become work and memory before any
+token is made. Break-it trials found four ways a request could take the gateway down:
+a string's ``maxLength`` of 20,000 (20,000 nested groups: llama.cpp's grammar parser ran out
+of stack, a segmentation fault), ``minLength`` 50,000,000 (a 250 MB grammar, 19 s and a
+gigabyte to convert), and ``pattern`` ``^((a{0,40}){0,40}){0,40}$`` (1,145 characters, but
+sampling its ambiguous nested repetitions held the model for good). These limits refuse
+such schemas with a 400 before the converter runs (``schema_refusal``) and before llama.cpp
+parses what it wrote (``grammar_refusal``); llama.cpp's own parser refuses the rest
+(``LlamaCppBackend._grammar_parses``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+MAX_REPEAT = 1_000  # a schema's bound on a length or a count, or a pattern's {n,m}
+MAX_NESTED_REPEAT = 500  # the product of a pattern's repetitions nested in one another
+UNBOUNDED = 30  # what "*", "+" and "{n,}" count for in that product
+MAX_GRAMMAR_CHARS = 256 * 1024
+MAX_GRAMMAR_DEPTH = 1_000  # groups open at once in the grammar (llama.cpp parses recursively)
+
+BOUND_KEYS = (
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minContains",
+    "maxContains",
+    "minProperties",
+    "maxProperties",
+)
+_QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}|[*+?]")
+
+
+def schema_refusal(schema: Any) -> str | None:
+    """Why the local model's grammar cannot hold ``schema`` (a parsed JSON schema), or None:
+    a bound (``BOUND_KEYS``) above ``MAX_REPEAT``, or a ``pattern`` whose repetitions nest to
+    more than ``MAX_NESTED_REPEAT`` (``pattern_repeats``). The schema is walked without
+    recursion, so no depth of it is a fault here."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key in BOUND_KEYS:
+            value = node.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEAT:
+                return f"{key} {value} is more than {MAX_REPEAT:,}"
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and (n := pattern_repeats(pattern)) > MAX_NESTED_REPEAT:
+            return (
+                f"the pattern {pattern[:80]!r} repeats up to {n:,} times in nested "
+                f"repetitions, more than {MAX_NESTED_REPEAT:,}"
+            )
+        stack.extend(node.values())
+    return None
+
+
+def pattern_repeats(pattern: str) -> int:
+    """The largest product of the upper bounds of repetitions nested in one another in a
+    regular expression: ``a{3}`` 3, ``(a{0,40}){0,40}`` 1,600, ``(\\d{3}-)*`` 90 (``*``, ``+``
+    and ``{n,}`` count ``UNBOUNDED``, ``?`` 1). Escapes and character classes are single
+    characters; a brace that is no quantifier is one too."""
+    groups = [1]  # per open group: its largest product so far
+    last: int | None = None  # the product of what a quantifier here would repeat
+    best = 1
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i, last = i + 2, 1
+            continue
+        if c == "[":
+            j = i + 1
+            while j < len(pattern) and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i, last = j + 1, 1
+            continue
+        if c == "(":
+            groups.append(1)
+            i, last = i + 1, None
+            continue
+        if c == ")":
+            inner = groups.pop() if len(groups) > 1 else 1
+            groups[-1] = max(groups[-1], inner)
+            i, last = i + 1, inner
+            continue
+        m = _QUANTIFIER.match(pattern, i)
+        if m is not None and last is not None:
+            if m.group(1) is None:
+                bound = 1 if c == "?" else UNBOUNDED
+            elif m.group(2) is None:
+                bound = int(m.group(1))
+            else:
+                bound = int(m.group(3)) if m.group(3) else max(int(m.group(1)), UNBOUNDED)
+            product = last * bound
+            groups[-1] = max(groups[-1], product)
+            best = max(best, product)
+            i, last = m.end(), None
+            continue
+        i, last = i + 1, 1
+    return max(best, *groups)
+
+
+def grammar_refusal(grammar: str) -> str | None:
+    """Why llama.cpp should not be given ``grammar`` (GBNF text), or None: longer than
+    ``MAX_GRAMMAR_CHARS``, or groups nested deeper than ``MAX_GRAMMAR_DEPTH`` (quoted
+    strings and character classes skipped)."""
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        return f"its grammar is {len(grammar):,} characters, more than {MAX_GRAMMAR_CHARS:,}"
+    depth = deepest = 0
+    i = 0
+    closer = ""
+    while i < len(grammar):
+        c = grammar[i]
+        if closer:
+            if c == "\\":
+                i += 1
+            elif c == closer:
+                closer = ""
+        elif c == '"':
+            closer = '"'
+        elif c == "[":
+            closer = "]"
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth -= 1
+        i += 1
+    if deepest > MAX_GRAMMAR_DEPTH:
+        return f"its grammar nests {deepest:,} groups, more than {MAX_GRAMMAR_DEPTH:,}"
+    return None

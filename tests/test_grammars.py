@@ -1,0 +1,69 @@
+"""The limits a JSON schema's grammar is held to before the local model converts or parses
+it (``boundgate.backends.grammars``): break-it trials' schemas that crashed or held the
+gateway, and ordinary ones that must pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from boundgate.backends.grammars import (
+    MAX_GRAMMAR_DEPTH,
+    grammar_refusal,
+    pattern_repeats,
+    schema_refusal,
+)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "repeats"),
+    [
+        ("a{3}", 3),
+        (r"(\d{3}-)*\d{4}", 90),  # "*" counts 30
+        ("[A-Z]{2}[(]{9}", 9),  # a class is one character, its "(" none
+        (r"\{x\}{2}", 2),  # an escaped brace is a character
+        ("(?:ab|cd)+?", 30),  # "(?:" opens a group; a lazy "?" adds nothing
+        ("(a{0,40}){0,40}", 1_600),
+        ("^((a{0,40}){0,40}){0,40}$", 64_000),  # held the model for good
+        ("(a*)*", 900),
+        ("a{2,}", 30),
+        ("a{,3}", 1),  # no quantifier in Python's regex either
+    ],
+)
+def test_nested_repetitions_multiply(pattern: str, repeats: int) -> None:
+    assert pattern_repeats(pattern) == repeats
+
+
+def test_schemas_past_the_limits_are_refused_with_the_reason() -> None:
+    refused = {
+        "maxLength 20000": {"type": "string", "maxLength": 20_000},  # a parser's stack overflow
+        "minLength 50000000": {"type": "string", "minLength": 50_000_000},  # 250 MB grammar
+        "maxItems 20000": {"type": "array", "items": {"type": "integer"}, "maxItems": 20_000},
+        "64,000 times": {
+            "type": "object",
+            "properties": {"x": {"type": "string", "pattern": "^((a{0,40}){0,40}){0,40}$"}},
+        },
+    }
+    for why, schema in refused.items():
+        reason = schema_refusal(schema)
+        assert reason is not None and why in reason, (why, reason)
+    deep: dict[str, object] = {"type": "string"}
+    for _ in range(50_000):  # no recursion: any depth is walked
+        deep = {"type": "array", "items": deep}
+    assert schema_refusal(deep) is None
+    for schema in (
+        {"type": "string", "maxLength": 1_000},
+        {"type": "object", "properties": {"capital": {"type": "string", "maxLength": 20}}},
+        {"type": "string", "pattern": r"^\d{3}-\d{3}-\d{4}$"},
+        {"type": "integer", "minimum": 0, "maximum": 10**18},  # numbers are no repetitions
+        {"type": "string", "maxLength": True},  # a boolean is no bound
+    ):
+        assert schema_refusal(schema) is None, schema
+
+
+def test_grammars_too_long_or_too_deep_are_refused() -> None:
+    assert grammar_refusal('root ::= "a" ( "b" ( "c" )? )?') is None
+    deep = "root ::= " + "( " * (MAX_GRAMMAR_DEPTH + 1) + '"a"' + " )?" * (MAX_GRAMMAR_DEPTH + 1)
+    assert "nests 1,001 groups" in (grammar_refusal(deep) or "")
+    quoted = 'root ::= "' + "(" * 5_000 + '" [(]'  # in a string or a class: no groups
+    assert grammar_refusal(quoted) is None
+    assert "characters" in (grammar_refusal("x" * 300_000) or "")
