@@ -2,14 +2,15 @@
 
 llama-cpp-python's converter writes a repetition as that many nested rules, and llama.cpp
 reads and samples them as written, so a schema's numbers become work and memory before any
-token is made. Break-it trials found four ways a request could take the gateway down:
-a string's ``maxLength`` of 20,000 (20,000 nested groups: llama.cpp's grammar parser ran out
+token is made. Break-it trials found these ways a request could take the gateway down: a
+string's ``maxLength`` of 20,000 (20,000 nested groups: llama.cpp's grammar parser ran out
 of stack, a segmentation fault), ``minLength`` 50,000,000 (a 250 MB grammar, 19 s and a
-gigabyte to convert), and ``pattern`` ``^((a{0,40}){0,40}){0,40}$`` (1,145 characters, but
-sampling its ambiguous nested repetitions held the model for good). These limits refuse
-such schemas with a 400 before the converter runs (``schema_refusal``) and before llama.cpp
-parses what it wrote (``grammar_refusal``); llama.cpp's own parser refuses the rest
-(``LlamaCppBackend._grammar_parses``).
+gigabyte to convert), ``pattern`` ``^((a{0,40}){0,40}){0,40}$`` (1,145 characters, but
+sampling its ambiguous nested repetitions held the model for good; so did forty
+``[a-z ]*`` in a row), and 10,000 properties whose names clean to one rule name (29 s to
+convert). These limits refuse such schemas with a 400 before the converter runs
+(``schema_refusal``) and before llama.cpp parses what it wrote (``grammar_refusal``);
+llama.cpp's own parser refuses the rest (``LlamaCppBackend._grammar_parses``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 MAX_REPEAT = 1_000  # a schema's bound on a length or a count, or a pattern's {n,m}
 MAX_NESTED_REPEAT = 500  # the product of a pattern's repetitions nested in one another
 UNBOUNDED = 30  # what "*", "+" and "{n,}" count for in that product
+MAX_LONG_REPEATS = 8  # repetitions of 10 or more (or unbounded) in one pattern, in any order
+MAX_SCHEMA_NODES = 2_000  # objects and arrays in a schema (the converter's renaming is quadratic)
 MAX_GRAMMAR_CHARS = 256 * 1024
 MAX_GRAMMAR_DEPTH = 1_000  # groups open at once in the grammar (llama.cpp parses recursively)
 
@@ -33,17 +36,26 @@ BOUND_KEYS = (
     "minProperties",
     "maxProperties",
 )
-_QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}|[*+?]")
+# "{n}", "{n,}", "{n,m}", "{,m}", spaces allowed inside as the converter allows them
+_QUANTIFIER = re.compile(r"\{\s*(\d*)\s*(,\s*(\d*)\s*)?\}|[*+?]")
 
 
 def schema_refusal(schema: Any) -> str | None:
     """Why the local model's grammar cannot hold ``schema`` (a parsed JSON schema), or None:
-    a bound (``BOUND_KEYS``) above ``MAX_REPEAT``, or a ``pattern`` whose repetitions nest to
-    more than ``MAX_NESTED_REPEAT`` (``pattern_repeats``). The schema is walked without
-    recursion, so no depth of it is a fault here."""
+    more than ``MAX_SCHEMA_NODES`` objects and arrays (10,000 properties whose names clean
+    to one rule name took the converter 29 s), a bound (``BOUND_KEYS``) above
+    ``MAX_REPEAT``, or a ``pattern`` whose repetitions nest to more than
+    ``MAX_NESTED_REPEAT`` (``pattern_repeats``) or that holds more than ``MAX_LONG_REPEATS``
+    long ones (``long_repeats``). The schema is walked without recursion, so no depth of it
+    is a fault here."""
     stack = [schema]
+    nodes = 0
     while stack:
         node = stack.pop()
+        if isinstance(node, dict | list):
+            nodes += 1
+            if nodes > MAX_SCHEMA_NODES:
+                return f"it has more than {MAX_SCHEMA_NODES:,} objects and arrays"
         if isinstance(node, list):
             stack.extend(node)
             continue
@@ -54,23 +66,43 @@ def schema_refusal(schema: Any) -> str | None:
             if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEAT:
                 return f"{key} {value} is more than {MAX_REPEAT:,}"
         pattern = node.get("pattern")
-        if isinstance(pattern, str) and (n := pattern_repeats(pattern)) > MAX_NESTED_REPEAT:
-            return (
-                f"the pattern {pattern[:80]!r} repeats up to {n:,} times in nested "
-                f"repetitions, more than {MAX_NESTED_REPEAT:,}"
-            )
+        if isinstance(pattern, str):
+            nested, long = _repeats(pattern)
+            if nested > MAX_NESTED_REPEAT:
+                return (
+                    f"the pattern {pattern[:80]!r} repeats up to {nested:,} times in nested "
+                    f"repetitions, more than {MAX_NESTED_REPEAT:,}"
+                )
+            if long > MAX_LONG_REPEATS:
+                return (
+                    f"the pattern {pattern[:80]!r} has {long:,} long or unbounded "
+                    f"repetitions, more than {MAX_LONG_REPEATS}"
+                )
         stack.extend(node.values())
     return None
 
 
 def pattern_repeats(pattern: str) -> int:
     """The largest product of the upper bounds of repetitions nested in one another in a
-    regular expression: ``a{3}`` 3, ``(a{0,40}){0,40}`` 1,600, ``(\\d{3}-)*`` 90 (``*``, ``+``
-    and ``{n,}`` count ``UNBOUNDED``, ``?`` 1). Escapes and character classes are single
-    characters; a brace that is no quantifier is one too."""
+    regular expression: ``a{3}`` 3, ``(a{0,40}){0,40}`` 1,600, ``(\\d{3}-)*`` 90 (``*``,
+    ``+`` and ``{n,}`` count ``UNBOUNDED``, ``?`` 1; ``{0, 40}`` and ``{,40}`` are 40, as the
+    converter reads them). Escapes and character classes are single characters; a brace
+    that is no quantifier is one too."""
+    return _repeats(pattern)[0]
+
+
+def long_repeats(pattern: str) -> int:
+    """How many repetitions of 10 or more, or unbounded, a regular expression holds, nested
+    or one after another: ``"[a-z ]*" * 40`` 40 (each splits a string among the others: a
+    re-check's 40 in a row held the model for 77 s, 300 for good)."""
+    return _repeats(pattern)[1]
+
+
+def _repeats(pattern: str) -> tuple[int, int]:
+    """``pattern_repeats`` and ``long_repeats`` of ``pattern``, read in one pass."""
     groups = [1]  # per open group: its largest product so far
     last: int | None = None  # the product of what a quantifier here would repeat
-    best = 1
+    best, long = 1, 0
     i = 0
     while i < len(pattern):
         c = pattern[i]
@@ -93,20 +125,29 @@ def pattern_repeats(pattern: str) -> int:
             i, last = i + 1, inner
             continue
         m = _QUANTIFIER.match(pattern, i)
-        if m is not None and last is not None:
-            if m.group(1) is None:
-                bound = 1 if c == "?" else UNBOUNDED
-            elif m.group(2) is None:
-                bound = int(m.group(1))
-            else:
-                bound = int(m.group(3)) if m.group(3) else max(int(m.group(1)), UNBOUNDED)
+        bound = _bound(m) if m is not None and last is not None else None
+        if m is not None and last is not None and bound is not None:
             product = last * bound
             groups[-1] = max(groups[-1], product)
             best = max(best, product)
+            long += bound >= 10
             i, last = m.end(), None
             continue
         i, last = i + 1, 1
-    return max(best, *groups)
+    return max(best, *groups), long
+
+
+def _bound(m: re.Match[str]) -> int | None:
+    """The upper bound of a quantifier ``_QUANTIFIER`` matched, or None for braces that are
+    none ("{}")."""
+    if m.group(0) in ("*", "+"):
+        return UNBOUNDED
+    if m.group(0) == "?":
+        return 1
+    low = int(m.group(1)) if m.group(1) else 0
+    if m.group(2) is None:
+        return low if m.group(1) else None
+    return int(m.group(3)) if m.group(3) else max(low, UNBOUNDED)
 
 
 def grammar_refusal(grammar: str) -> str | None:
