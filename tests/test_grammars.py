@@ -30,6 +30,7 @@ from boundgate.backends.grammars import (
         ("a{,3}", 3),  # the converter reads it as {0,3} (a re-check's way past the limit)
         ("^((a{0, 40}){0, 40}){0, 40}$", 64_000),  # spaces inside, as the converter allows
         ("x{}", 1),  # braces that are no quantifier
+        ("^((a{0,4_0}){0,4_0}){0,4_0}$", 64_000),  # Python's int reads "4_0" as 40
     ],
 )
 def test_nested_repetitions_multiply(pattern: str, repeats: int) -> None:
@@ -42,8 +43,13 @@ def test_long_repetitions_are_counted_in_a_row_too() -> None:
     assert long_repeats("[a-z ]*" * 40) == 40
     assert long_repeats(r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$") == 3
     assert long_repeats(r"^\d{4}-\d{2}-\d{2}$") == 0
-    assert "40 long or unbounded" in (schema_refusal({"pattern": "[a-z ]*" * 40}) or "")
+    assert "10 long or unbounded" in (schema_refusal({"pattern": "[a-z ]*" * 10}) or "")
     assert schema_refusal({"pattern": "[a-z ]*" * 8}) is None
+    # 400 optional characters in a row held the model too: quantifiers of any kind and a
+    # pattern's length are counted
+    assert "25 quantifiers" in (schema_refusal({"pattern": "[a ]?" * 25}) or "")
+    assert "2,000 characters" in (schema_refusal({"pattern": "[a ]?" * 400}) or "")
+    assert schema_refusal({"pattern": "[a ]?" * 20}) is None
 
 
 def test_schemas_past_the_limits_are_refused_with_the_reason() -> None:

@@ -22,6 +22,8 @@ MAX_REPEAT = 1_000  # a schema's bound on a length or a count, or a pattern's {n
 MAX_NESTED_REPEAT = 500  # the product of a pattern's repetitions nested in one another
 UNBOUNDED = 30  # what "*", "+" and "{n,}" count for in that product
 MAX_LONG_REPEATS = 8  # repetitions of 10 or more (or unbounded) in one pattern, in any order
+MAX_PATTERN_CHARS = 200  # a pattern's length
+MAX_QUANTIFIERS = 20  # quantifiers of any kind in one pattern ("?" too: 400 in a row held it)
 MAX_SCHEMA_NODES = 2_000  # objects and arrays in a schema (the converter's renaming is quadratic)
 MAX_GRAMMAR_CHARS = 256 * 1024
 MAX_GRAMMAR_DEPTH = 1_000  # groups open at once in the grammar (llama.cpp parses recursively)
@@ -36,8 +38,9 @@ BOUND_KEYS = (
     "minProperties",
     "maxProperties",
 )
-# "{n}", "{n,}", "{n,m}", "{,m}", spaces allowed inside as the converter allows them
-_QUANTIFIER = re.compile(r"\{\s*(\d*)\s*(,\s*(\d*)\s*)?\}|[*+?]")
+# "{n}", "{n,}", "{n,m}", "{,m}", spaces and digit separators ("4_0") allowed inside as the
+# converter (Python's int) reads them
+_QUANTIFIER = re.compile(r"\{\s*([\d_]*)\s*(,\s*([\d_]*)\s*)?\}|[*+?]")
 
 
 def schema_refusal(schema: Any) -> str | None:
@@ -67,11 +70,18 @@ def schema_refusal(schema: Any) -> str | None:
                 return f"{key} {value} is more than {MAX_REPEAT:,}"
         pattern = node.get("pattern")
         if isinstance(pattern, str):
-            nested, long = _repeats(pattern)
+            if len(pattern) > MAX_PATTERN_CHARS:
+                return f"its pattern is {len(pattern):,} characters, more than {MAX_PATTERN_CHARS}"
+            nested, long, count = _repeats(pattern)
+            if count > MAX_QUANTIFIERS:
+                return (
+                    f"the pattern {pattern[:80]!r} has {count:,} quantifiers, more than "
+                    f"{MAX_QUANTIFIERS}"
+                )
             if nested > MAX_NESTED_REPEAT:
                 return (
-                    f"the pattern {pattern[:80]!r} repeats up to {nested:,} times in nested "
-                    f"repetitions, more than {MAX_NESTED_REPEAT:,}"
+                    f"the pattern {pattern[:80]!r} repeats up to {nested:,} times, its "
+                    f"nested repetitions multiplied, more than {MAX_NESTED_REPEAT:,}"
                 )
             if long > MAX_LONG_REPEATS:
                 return (
@@ -98,11 +108,12 @@ def long_repeats(pattern: str) -> int:
     return _repeats(pattern)[1]
 
 
-def _repeats(pattern: str) -> tuple[int, int]:
-    """``pattern_repeats`` and ``long_repeats`` of ``pattern``, read in one pass."""
+def _repeats(pattern: str) -> tuple[int, int, int]:
+    """``pattern_repeats``, ``long_repeats`` and the number of quantifiers of ``pattern``,
+    read in one pass."""
     groups = [1]  # per open group: its largest product so far
     last: int | None = None  # the product of what a quantifier here would repeat
-    best, long = 1, 0
+    best, long, count = 1, 0, 0
     i = 0
     while i < len(pattern):
         c = pattern[i]
@@ -131,10 +142,11 @@ def _repeats(pattern: str) -> tuple[int, int]:
             groups[-1] = max(groups[-1], product)
             best = max(best, product)
             long += bound >= 10
+            count += 1
             i, last = m.end(), None
             continue
         i, last = i + 1, 1
-    return max(best, *groups), long
+    return max(best, *groups), long, count
 
 
 def _bound(m: re.Match[str]) -> int | None:
@@ -144,10 +156,19 @@ def _bound(m: re.Match[str]) -> int | None:
         return UNBOUNDED
     if m.group(0) == "?":
         return 1
-    low = int(m.group(1)) if m.group(1) else 0
+    low = _number(m.group(1)) if m.group(1) else 0
     if m.group(2) is None:
         return low if m.group(1) else None
-    return int(m.group(3)) if m.group(3) else max(low, UNBOUNDED)
+    return _number(m.group(3)) if m.group(3) else max(low, UNBOUNDED)
+
+
+def _number(digits: str) -> int:
+    """A quantifier's bound as Python's ``int`` reads it ("4_0" is 40; a re-check's way past
+    the limits); one it cannot read counts as unbounded."""
+    try:
+        return int(digits)
+    except ValueError:
+        return UNBOUNDED
 
 
 def grammar_refusal(grammar: str) -> str | None:
