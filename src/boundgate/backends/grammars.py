@@ -47,7 +47,8 @@ def schema_refusal(schema: Any) -> str | None:
     """Why the local model's grammar cannot hold ``schema`` (a parsed JSON schema), or None:
     more than ``MAX_SCHEMA_NODES`` objects and arrays (10,000 properties whose names clean
     to one rule name took the converter 29 s), a bound (``BOUND_KEYS``) above
-    ``MAX_REPEAT``, or a ``pattern`` whose repetitions nest to more than
+    ``MAX_REPEAT``, or a ``pattern`` longer than ``MAX_PATTERN_CHARS``, with more than
+    ``MAX_QUANTIFIERS`` quantifiers, whose repetitions nest to more than
     ``MAX_NESTED_REPEAT`` (``pattern_repeats``) or that holds more than ``MAX_LONG_REPEATS``
     long ones (``long_repeats``). The schema is walked without recursion, so no depth of it
     is a fault here."""

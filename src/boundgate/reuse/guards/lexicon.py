@@ -619,6 +619,8 @@ def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
     question's words names what those words name: the definition of an initialism."""
 
     def spelled(x: str, y: str) -> str:
+        if _ACRONYM.search(x) is None:
+            return x  # most questions: no acronym, nothing of the other side to read
         runs = [m.group(0) for m in _PLAIN_WORD.finditer(y)]
         typed = {w.casefold() for w in runs}
 
@@ -639,7 +641,7 @@ def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
                 return m.group(0)
             return words + ("s" if plural and not words.endswith("s") else "")
 
-        return _ACRONYM.sub(spell, x) if _ACRONYM.search(x) else x
+        return _ACRONYM.sub(spell, x)
 
     a, b = (_DEFINED.sub(_definition_dropped, x) if "(" in x else x for x in (a, b))
     return spelled(a, b), spelled(b, a)
