@@ -460,3 +460,65 @@ def test_an_embeddings_request_its_client_left_is_ledgered_cancelled(tmp_path: P
     assert (row.outcome, row.status, row.endpoint) == ("cancelled", 499, "/v1/embeddings")
     assert row.prompt_tokens > 0 and used == row.prompt_tokens
     assert row.wh > 0 and row.method == "estimate"
+
+
+def test_a_request_waiting_for_an_identical_one_in_flight_is_noted(tmp_path: Path) -> None:
+    """A trial's ``kill -9``: five requests waiting for an identical one in flight (to be
+    served its answer, ``hit-coalesced``) left no row at all, while requests queued for the
+    model left their ``interrupted`` rows. A waiter is noted while it waits (no tokens
+    produced, no energy of its own); served, its own row closes the note."""
+
+    def gateway(path: Path) -> tuple[Gateway, SQLiteStore]:
+        path.mkdir()
+        settings = fake_settings(path, '[reuse]\nembedder = "hash"\n')
+        store = SQLiteStore(path / "g.db")
+        store.open()
+        backend = FakeBackend("fake", token_delay_s=0.05)
+        return build_gateway(settings, store=store, backends={"fake": backend}), store
+
+    async def waiting(gw: Gateway, kill: bool, store: SQLiteStore) -> tuple[list[LedgerRow], str]:
+        leader_ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        leader = asyncio.create_task(gw.complete(leader_ctx, _req("tell me a long story")))
+        for _ in range(500):
+            if gw.ledger.opened(leader_ctx.request_id) is not None:
+                break
+            await asyncio.sleep(0.01)
+        ctx = gw.context(OPEN_TENANT, "/v1/completions")
+        waiter = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+        for _ in range(500):
+            if gw.ledger.opened(ctx.request_id) is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert gw.ledger.opened(ctx.request_id) is not None and not waiter.done()
+        if kill:  # the process "dies" here: every note becomes its row
+            rows = await store.recover_requests(FAR)
+            for task in (leader, waiter):
+                task.cancel()
+            await asyncio.gather(leader, waiter, return_exceptions=True)
+            await gw.drain()
+            return rows, ctx.request_id
+        await leader
+        served = await waiter
+        assert served.reuse is not None and served.reuse.status == "hit-coalesced"
+        await gw.drain()
+        assert not gw.ledger._open  # nothing left to renew
+        return await store.recover_requests(FAR), ctx.request_id
+
+    gw, store = gateway(tmp_path / "killed")
+    try:
+        rows, waiter_id = asyncio.run(waiting(gw, True, store))
+    finally:
+        store.close()
+    assert len(rows) == 2  # the leader's and the waiter's
+    assert {(r.outcome, r.status) for r in rows} == {("interrupted", 500)}
+    (waiter_row,) = [r for r in rows if r.id == waiter_id]
+    assert waiter_row.prompt_tokens > 0 and waiter_row.model == "fake"
+    assert waiter_row.completion_tokens == 0 and waiter_row.wh == 0
+
+    gw, store = gateway(tmp_path / "served")
+    try:
+        assert asyncio.run(waiting(gw, False, store))[0] == []  # no note outlives its request
+        reuse = sorted(str(r.reuse) for r in asyncio.run(store.ledger()))
+    finally:
+        store.close()
+    assert reuse == ["hit-coalesced", "miss"]

@@ -116,6 +116,22 @@ class Metering(GatewayState):
             functools.partial(self._metered_so_far, gen, backend),
         )
 
+    async def _note_waiting(
+        self, ctx: RequestContext, req: GenerationRequest, backend: Backend, *, stream: bool
+    ) -> bool:
+        """Note ``ctx``'s request (``LedgerWriter.open``) while it waits for an identical
+        request in flight (reuse/flight.py), unless it has a note already (an auto request's
+        earlier rung): a process that dies during the wait leaves its ``interrupted`` row, as
+        it does for a request queued for the model (a trial's ``kill -9`` lost the rows of
+        five waiters while four queued requests kept theirs). Its prompt at the context
+        check's estimate, no output, no energy (the wait is the leader's generation).
+        Returns whether it opened one: the caller closes it when the wait ends."""
+        if self.ledger.opened(ctx.request_id) is not None:
+            return False
+        usage = Usage(estimated_prompt_tokens(backend, req), 0)
+        await self.ledger.open(self.ledger.row(ctx, req, backend, stream=stream, usage=usage))
+        return True
+
     @staticmethod
     def _metered_request(
         req: GenerationRequest, gen: GenerationSpan, note: LedgerRow

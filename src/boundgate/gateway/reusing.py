@@ -212,7 +212,9 @@ class Reusing(Metering, Admission):
             lookup = await self._lookup(ctx, req, backend, check_live)  # on ctx: _lookup's
             self._refuse_if_spent(ctx, lookup)
             if lookup is not None and ctx.budget_refusal is None:
-                lookup = ctx.reuse = await self._coalesce(ctx, req, backend, lookup, span)
+                lookup = ctx.reuse = await self._coalesce(
+                    ctx, req, backend, lookup, span, stream=stream
+                )
         except BoundgateError as err:  # e.g. the daily budget's 429 after the lookup
             self.limiter.settle(reservation, 0)
             await self._refused(ctx, err, reservation)
@@ -242,13 +244,16 @@ class Reusing(Metering, Admission):
         backend: Backend,
         lookup: Lookup,
         span: Span,
+        *,
+        stream: bool,
     ) -> Lookup:
         """A miss that an identical request in flight is computing waits for it, at most
         ``reuse.coalesce_wait_s`` on an upstream, until it lands on a local model (which
         would make the waiter queue behind the leader anyway) (reuse/flight.py): its stored
         answer as a ``hit-coalesced`` lookup, or, if it stored none that fits or the wait ran
         out, ``lookup`` (the request runs on its own). The wait is not metered as this
-        request's energy."""
+        request's energy. While it waits the request has a write-ahead note
+        (``_note_waiting``), so a process that dies meanwhile leaves its ``interrupted`` row."""
         assert self.reuse is not None
         hit = None
         for regroup in range(REGROUPS + 1):
@@ -261,13 +266,21 @@ class Reusing(Metering, Admission):
                     self.metrics.reuse_coalesced.labels(model=backend.name, result=result).inc()
                 return hit or lookup
             span.pause()
-            wait_s = self.reuse.settings.coalesce_wait_s
-            landed = await flight.wait(wait_s)
-            while not landed and not backend.remote and not flight.landed:
-                # A local model runs one generation at a time: a waiter that ran on its own
-                # now would queue behind the leader and then compute the same answer again. It
-                # waits on (its client leaving still cancels it); the bound is for upstreams.
+            noted = await self._note_waiting(ctx, req, backend, stream=stream)
+            try:
+                wait_s = self.reuse.settings.coalesce_wait_s
                 landed = await flight.wait(wait_s)
+                while not landed and not backend.remote and not flight.landed:
+                    # A local model runs one generation at a time: a waiter that ran on its
+                    # own now would queue behind the leader and then compute the same answer
+                    # again. It waits on (its client leaving still cancels it); the bound is
+                    # for upstreams.
+                    landed = await flight.wait(wait_s)
+            finally:
+                # the row the request gets next removes the note (served, cancelled, failed);
+                # one that generates opens its own, metered, before its model starts
+                if noted:
+                    self.ledger.close(ctx.request_id)
             span.resume()
             hit = await self.reuse.after_flight(lookup) if landed else None
             if hit is not None or not landed or flight.answered:

@@ -93,7 +93,7 @@ class Routing(Reusing):
             if lookup is not None and ctx.budget_refusal is None:
                 # an identical request computing this rung's answer is waited for, as on a
                 # named model (two identical auto requests ran the local rung twice: a trial)
-                lookup = await self._coalesce(ctx, req, backend, lookup, span)
+                lookup = await self._coalesce(ctx, req, backend, lookup, span, stream=stream)
         except (asyncio.CancelledError, BoundgateError):
             # the client left, or the rung refused the request (a prompt its context cannot
             # hold, found by the lookup): the lookup's energy is the route's all the same
