@@ -477,32 +477,32 @@ def test_a_request_waiting_for_an_identical_one_in_flight_is_noted(tmp_path: Pat
         return build_gateway(settings, store=store, backends={"fake": backend}), store
 
     async def waiting(gw: Gateway, kill: bool, store: SQLiteStore) -> tuple[list[LedgerRow], str]:
-        leader_ctx = gw.context(OPEN_TENANT, "/v1/completions")
-        leader = asyncio.create_task(gw.complete(leader_ctx, _req("tell me a long story")))
-        for _ in range(500):
-            if gw.ledger.opened(leader_ctx.request_id) is not None:
-                break
-            await asyncio.sleep(0.01)
-        ctx = gw.context(OPEN_TENANT, "/v1/completions")
-        waiter = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
-        for _ in range(500):
-            if gw.ledger.opened(ctx.request_id) is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert gw.ledger.opened(ctx.request_id) is not None and not waiter.done()
+        async def noted() -> tuple[asyncio.Task[Any], str]:
+            """An identical request, once it is noted."""
+            ctx = gw.context(OPEN_TENANT, "/v1/completions")
+            task = asyncio.create_task(gw.complete(ctx, _req("tell me a long story")))
+            for _ in range(500):
+                if gw.ledger.opened(ctx.request_id) is not None:
+                    break
+                await asyncio.sleep(0.01)
+            return task, ctx.request_id
+
+        leader, _ = await noted()
+        waiter, waiter_id = await noted()
+        assert gw.ledger.opened(waiter_id) is not None and not waiter.done()
         if kill:  # the process "dies" here: every note becomes its row
             rows = await store.recover_requests(FAR)
             for task in (leader, waiter):
                 task.cancel()
             await asyncio.gather(leader, waiter, return_exceptions=True)
             await gw.drain()
-            return rows, ctx.request_id
+            return rows, waiter_id
         await leader
         served = await waiter
         assert served.reuse is not None and served.reuse.status == "hit-coalesced"
         await gw.drain()
         assert not gw.ledger._open  # nothing left to renew
-        return await store.recover_requests(FAR), ctx.request_id
+        return await store.recover_requests(FAR), waiter_id
 
     gw, store = gateway(tmp_path / "killed")
     try:
