@@ -197,7 +197,8 @@ class TextPart(BaseModel):
         if isinstance(data, dict) and isinstance(data.get("type"), str) and data["type"] != "text":
             raise ValueError(
                 f"content parts of type '{data['type']}' are not supported: the models behind "
-                "this gateway read text only (parts of type 'text')"
+                "this gateway read text only (parts of type 'text', and in an assistant "
+                "message 'refusal')"
             )
         return data
 
