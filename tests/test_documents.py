@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import functools
 import json
 import re
 import shlex
@@ -895,6 +896,27 @@ def _one_line(res: Any) -> str:
         # longer than any request body may be (1 MiB): never asked, ~745 MB to import (a
         # break-it trial's 5 MB question)
         pytest.param({"name": "why " * (1 << 18) + "?"}, "name", id="name-unaskable"),
+        # a break-it trial's: a 5 MB answer said to be 12 tokens was served to max_tokens 16
+        pytest.param(
+            {
+                "acceptedAnswer": {"@type": "Answer", "text": "A" * 5_000_000},
+                "bg:completionTokens": 12,
+            },
+            "acceptedAnswer.text",
+            id="answer-longer-than-its-tokens",
+        ),
+        # parameters 480 levels deep overflowed the scope hash's stack (a traceback, and an
+        # empty store left behind); docs verify called the document valid
+        pytest.param(
+            {
+                "bg:parameters": {
+                    "max_tokens_class": 1024,
+                    "x": functools.reduce(lambda inner, _: [inner], range(600), [1]),
+                }
+            },
+            "document",
+            id="parameters-nested-too-deeply",
+        ),
     ],
 )
 def test_import_refuses_a_validly_signed_document_it_cannot_serve(

@@ -99,3 +99,24 @@ def loads(text: str) -> Any:
         return out
 
     return json.loads(text, object_pairs_hook=unique_members)
+
+
+# How deep a request body (and a bound document) may nest. OpenAI's bodies nest a few levels
+# (a JSON schema in response_format or tools a few dozen at most); the scope hash and its
+# canonical JSON walk a body recursively, and 500 levels of arrays overflowed Python's stack
+# there (a 500; a document's parameters 480 levels deep, a traceback from `docs import`).
+MAX_JSON_DEPTH = 128
+
+
+def nested_too_deeply(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than ``limit`` levels
+    (walked without recursion, so any depth is read)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict | list):
+            if depth > limit:
+                return True
+            items = v.values() if isinstance(v, dict) else v
+            stack.extend((item, depth + 1) for item in items)
+    return False

@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import InvalidRequestError
-from ..jsontext import nul_at
+from ..jsontext import MAX_JSON_DEPTH, nested_too_deeply, nul_at
 
 log = logging.getLogger("boundgate.reuse")
 
@@ -108,6 +108,11 @@ MAX_TEMPERATURE = 2.0  # the API's own bound (chat and text completions)
 # ±(2**53 − 1)); a trial's signed 1e300 tokens passed `docs verify` and crashed the import
 # (SQLite's INTEGER holds 64 bits)
 MAX_COUNT = 2**53 - 1
+# The most UTF-8 bytes one token may stand for in an imported answer: the packaged model's
+# longest token is 32 bytes (SmolLM2's vocabulary, measured), MiniLM's 18; a kilobyte leaves
+# other models' vocabularies a wide margin. A trusted signer's 5 MB answer said to be 12
+# tokens long was served to max_tokens 16 with usage 12 (a break-it trial).
+MAX_TOKEN_BYTES = 1024
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
@@ -613,25 +618,31 @@ def _date(doc: dict[str, Any], field: str, now: float | None) -> datetime:
 
 
 def parse(doc: dict[str, Any], now: float | None = None) -> Content:
-    """The servable content of a document, checked field by field (call ``verify`` first:
-    this does not look at the signature). Raises ``DocumentError`` for a missing or
-    malformed field: ``@context`` (``CONTEXT``, or ``LEGACY_CONTEXT`` of the first
-    documents), ``@type`` (``DOCUMENT_TYPE`` or a list holding it), ``name``,
-    ``acceptedAnswer.text``, ``bg:model.name``/``.version``,
-    ``bg:scope.tenant`` (non-empty strings; the question not blank, the tenant a name keys
-    are made for, ``tenants.TENANT_NAME``), ``bg:scope.endpoint``/``.contextSha256``
-    (strings or null), ``bg:parameters`` (an object), ``dateCreated`` (a timestamp with its
-    offset, from ``EARLIEST_CREATED`` to ``MAX_FUTURE_S`` after ``now``, unix seconds, the
-    system clock when None), ``bg:answerCreated`` (the same), ``bg:finishReason`` (``stop``
-    or ``length``), ``bg:completionTokens`` and ``bg:askerCount`` (integers, 0 to ``MAX_COUNT``),
-    ``bg:temperature`` (0 to ``MAX_TEMPERATURE``), ``bg:generationEnergyWh`` (finite, 0 to
-    ``MAX_ANSWER_WH`` Wh), ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2``
-    gCO2e), ``bg:questionVariants`` (strings), ``bg:supersedes`` (a string or null). The
-    optional fields may be absent (documents bound before them): the answer then counts as
-    whole, its tokens, temperature and age as unknown, its energy as 0. No string (nor key)
-    anywhere in it may hold NUL (``jsontext.nul_at``): PostgreSQL cannot store one."""
+    """The servable content of a document, checked field by field (call ``verify`` first: this does
+    not look at the signature). Raises ``DocumentError`` for a missing or malformed field:
+    ``@context`` (``CONTEXT``, or ``LEGACY_CONTEXT`` of the first documents), ``@type``
+    (``DOCUMENT_TYPE`` or a list holding it), ``name``, ``acceptedAnswer.text``,
+    ``bg:model.name``/``.version``, ``bg:scope.tenant`` (non-empty strings; the question not
+    blank, the tenant a name keys are made for, ``tenants.TENANT_NAME``),
+    ``bg:scope.endpoint``/``.contextSha256`` (strings or null), ``bg:parameters`` (an object),
+    ``dateCreated`` (a timestamp with its offset, from ``EARLIEST_CREATED`` to ``MAX_FUTURE_S``
+    after ``now``, unix seconds, the system clock when None), ``bg:answerCreated`` (the same),
+    ``bg:finishReason`` (``stop`` or ``length``), ``bg:completionTokens`` and ``bg:askerCount``
+    (integers, 0 to ``MAX_COUNT``; the answer no longer than its completion tokens can hold,
+    ``MAX_TOKEN_BYTES`` a token, where they are given), ``bg:temperature`` (0 to
+    ``MAX_TEMPERATURE``), ``bg:generationEnergyWh`` (finite, 0 to ``MAX_ANSWER_WH`` Wh),
+    ``bg:generationCarbonG`` (finite, 0 to ``MAX_ANSWER_GCO2`` gCO2e), ``bg:questionVariants``
+    (strings), ``bg:supersedes`` (a string or null). The optional fields may be absent
+    (documents bound before them): the answer then counts as whole, its tokens, temperature and
+    age as unknown, its energy as 0. No string (nor key) anywhere in it may hold NUL
+    (``jsontext.nul_at``): PostgreSQL cannot store one. Nor may it nest more than
+    ``jsontext.MAX_JSON_DEPTH`` levels, as a request body may not: the scope hash walks its
+    parameters recursively (a trial's, 480 levels deep, overflowed Python's stack in ``docs
+    import``, and ``docs verify`` called it valid)."""
     if (nul := nul_at(doc)) is not None:
         raise DocumentError(nul[0] or "document", "holds the NUL character (\\u0000)")
+    if nested_too_deeply(doc):
+        raise DocumentError("document", f"is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     # the terms below mean what boundgate's context says they mean: under another context
     # ("name" mapped elsewhere, no schema.org vocabulary) the same keys are another document
     if doc.get("@context") not in (CONTEXT, LEGACY_CONTEXT):
@@ -663,6 +674,13 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
             raise DocumentError(field, f"must be an integer ≥ 0, not {count!r}")
         if not 0 <= count <= MAX_COUNT:
             raise DocumentError(field, f"must be an integer from 0 to 2**53 - 1, not {count!r}")
+    tokens = int(doc.get("bg:completionTokens", 0))  # 3.0: checked integral
+    if tokens and (size := len(str(answer).encode())) > tokens * MAX_TOKEN_BYTES:
+        raise DocumentError(
+            "acceptedAnswer.text",
+            f"is {size} bytes, more than its {tokens} completion tokens (bg:completionTokens) "
+            f"can hold at {MAX_TOKEN_BYTES} bytes a token",
+        )
     temperature = doc.get("bg:temperature")
     if temperature is not None:
         temperature = _number(doc, "bg:temperature", MAX_TEMPERATURE)
@@ -682,7 +700,7 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
         created=created,
         answer_created=answer_created,
         finish_reason=str(finish_reason),
-        completion_tokens=int(doc.get("bg:completionTokens", 0)),  # 3.0: checked integral
+        completion_tokens=tokens,
         temperature=temperature,
         cost_wh=_number(doc, "bg:generationEnergyWh", MAX_ANSWER_WH, "Wh"),
         cost_gco2=_number(doc, "bg:generationCarbonG", MAX_ANSWER_GCO2, "gCO2e"),

@@ -35,7 +35,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from ..gateway import Gateway, RequestContext
-from ..jsontext import loads, lone_surrogate, nul_at
+from ..jsontext import MAX_JSON_DEPTH, loads, lone_surrogate, nested_too_deeply, nul_at
 from ..store import Store, StoreUnavailableError
 from ..tenants import OPEN_TENANT, UNAUTHENTICATED, Tenant
 from .chat.protocol import UNKNOWN_PARAMETER, near_miss
@@ -84,24 +84,7 @@ def non_finite_number(value: Any) -> str | None:
     return None
 
 
-# How deep a request body may nest. OpenAI's bodies nest a few levels (a JSON schema in
-# response_format or tools a few dozen at most); the scope hash and its canonical JSON walk
-# the body recursively, and 500 levels of arrays overflowed Python's stack there (a 500).
-MAX_JSON_DEPTH = 128
 TOO_DEEP = f"it is nested too deeply (more than {MAX_JSON_DEPTH} levels)"
-
-
-def nested_too_deeply(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether a parsed JSON value nests arrays and objects more than ``limit`` levels."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, dict | list):
-            if depth > limit:
-                return True
-            items = v.values() if isinstance(v, dict) else v
-            stack.extend((item, depth + 1) for item in items)
-    return False
 
 
 NON_FINITE = "must be a finite number (not NaN, Infinity or a number beyond ±1.8e308)"

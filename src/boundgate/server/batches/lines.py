@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import ErrorCode, InvalidRequestError
-from ...jsontext import loads, lone_surrogate
+from ...jsontext import loads, lone_surrogate, nested_too_deeply
 from ...reuse.policy import check_options
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
@@ -23,7 +23,6 @@ from ..common import (
     NUL_REFUSED,
     TOO_DEEP,
     check_no_nul,
-    nested_too_deeply,
     non_finite_number,
     request_error,
 )
