@@ -626,6 +626,15 @@ def test_an_acronym_is_read_as_the_other_sides_words_whose_initials_it_is() -> N
     assert acronyms_spelled("what are RMDs", "required minimum distribution")[0] == (
         "what are required minimum distributions"
     )
+    # the letters may leave out the linking words within (a blind trial's "PSI", "FAFSA"),
+    # and a run does not begin with one ("per square inch" is not PSI)
+    tires = acronyms_spelled("What PSI for my tires?", "tire pressure in pounds per square inch")
+    assert tires[0] == "What pounds per square inch for my tires?"
+    nasa = "the National Aeronautics and Space Administration"
+    assert acronyms_spelled("When was NASA founded?", nasa)[0] == f"When was {nasa[4:]} founded?"
+    assert acronyms_spelled("the DOD budget", "the Department of Defense")[0] == (
+        "the Department of Defense budget"
+    )
     kept = [
         ("How far is SF from Denver?", "How far is Santa Fe from Denver?"),  # two letters
         ("seats during GW?", "seats during Golden Week?"),

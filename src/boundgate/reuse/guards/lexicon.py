@@ -583,6 +583,18 @@ def _initials(words: list[str]) -> str:
     return "".join(w[0] for w in words).upper()
 
 
+# the words an acronym's words neither begin nor end with, and whose initials its letters may
+# leave out within them: "pounds per square inch" is PSI (not "per square inch"), "Free
+# Application for Federal Student Aid" FAFSA, where "Department of Defense" is DOD
+_LINKING = STOPWORDS | {"per"}
+SKIPPED_AT_MOST = 3  # linking words left out of one acronym at the most
+
+
+def _inner_links_dropped(run: list[str]) -> list[str]:
+    """``run`` without the linking words (``_LINKING``) between its first and last."""
+    return [run[0], *(w for w in run[1:-1] if w.casefold() not in _LINKING), run[-1]]
+
+
 def _definition_dropped(m: re.Match[str]) -> str:
     """An acronym defined in brackets (``_DEFINED``) as its words alone, the words before it
     kept as they are; else the match unchanged."""
@@ -602,11 +614,13 @@ def found_in(text: str, phrase: str) -> bool:
 def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
     """``a`` and ``b`` with each side's acronym written as the words of the other side whose
     initials it is: "what is PMI on a mortgage" / "what is private mortgage insurance" reads
-    "private mortgage insurance" on both sides, as do "DOMS", "HOS" ("hours of service")
-    and "SEO" / "search engine optimization". An acronym has three to five letters: two
-    name too many things to be read as the other side's words ("SF" / "Santa Fe", "SA" /
-    "Saudi Arabia", and "US" / "uniforms sewn" by chance). The words are consecutive, the
-    first and last no stopword, and only one such run of words is found. An acronym the
+    "private mortgage insurance" on both sides, as do "DOMS", "HOS" ("hours of service"),
+    "SEO" / "search engine optimization" and "PSI" / "pounds per square inch". An acronym has
+    three to five letters: two name too many things to be read as the other side's words
+    ("SF" / "Santa Fe", "SA" / "Saudi Arabia", and "US" / "uniforms sewn" by chance). The
+    words are consecutive, the first and last no stopword nor "per" (``_LINKING``), and only
+    one such run of words is found; the letters may leave out the linking words within
+    ("FAFSA", Free Application for Federal Student Aid) or keep them ("DOD"). An acronym the
     other side also writes, or whose words its own side writes too ("If US
     were to …, would the United States …"), is kept; one a side defines in brackets
     ("Digital Equipment Corporation (DEC)", "RMDs (required minimum distributions)") is read
@@ -631,11 +645,12 @@ def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
             k = len(letters)
             found = {
                 " ".join(run)
-                for run in (runs[i : i + k] for i in range(len(runs) - k + 1))
-                if _initials(run) == letters
-                and min(len(run[0]), len(run[-1])) > 1
-                and run[0].casefold() not in STOPWORDS
-                and run[-1].casefold() not in STOPWORDS
+                for n in range(k, k + 1 + SKIPPED_AT_MOST)
+                for run in (runs[i : i + n] for i in range(len(runs) - n + 1))
+                if min(len(run[0]), len(run[-1])) > 1
+                and run[0].casefold() not in _LINKING
+                and run[-1].casefold() not in _LINKING
+                and letters in (_initials(run), _initials(_inner_links_dropped(run)))
             }
             if len(found) != 1 or found_in(x, words := found.pop()):
                 return m.group(0)

@@ -494,6 +494,14 @@ _SYMMETRIC_RELATIONS = frozenset(
 
 _JOINING_STEMS = frozenset(stem(w) for w in SYMMETRIC | _COMMUTATIVE)
 
+# words that open a subordinate clause, as stems: a question turned round about one of its
+# clauses has moved that clause from one end to the other, its roles kept
+_SUBORDINATORS = frozenset(
+    stem(w)
+    for w in ["if", "when", "whenever", "while", "although", "though", "because", "since",
+              "unless", "once", "before", "after", "until"]
+)  # fmt: skip
+
 
 SWAP_WINDOW = 16  # _blocks_exchanged: the longest differing stretch it judges
 
@@ -572,7 +580,13 @@ def _exchanged(a: tuple[str, ...], b: tuple[str, ...], fa: Features, fb: Feature
             # what two sides do to each other alike: "for me to date him" / "for him to date
             # me" (a re-check's paraphrase, 0.974)
             mutual = len(middle) <= 2 and not _MUTUAL_VERBS.isdisjoint(middle)
-            return not (copula or carried or joined or mutual)
+            # the whole question turned round about a subordinate clause that opens one of
+            # the blocks: "Is it a foot fault if I step on the baseline while serving?" /
+            # "While serving, if I step on the baseline, is it a foot fault?" (a blind
+            # trial's paraphrase, 0.991); not one clause's words ("is it safe to drive if
+            # I drink" / "if I drive, is it safe to drink": the clause's verb stays put)
+            moved = (start, end) == (0, len(a)) and bool({first[0], last[0]} & _SUBORDINATORS)
+            return not (copula or carried or joined or mutual or moved)
     return False
 
 
