@@ -155,15 +155,21 @@ def _possessives_swapped(fa: Features, fb: Features) -> bool:
 
 
 _SPEAKERS_OWN = frozenset(["my", "our", "your"])
+_FIRST_PERSON_OWN = frozenset(["my", "our"])
 _OF_FOR = frozenset(["of", "for"])
 # possessors that say "not the speaker's": "someone else's", "somebody else's", "others'"
 _OTHERS = frozenset(stem(w) for w in ["else", "others"])
+# ... and "someone's" against the speaker's own ("my", "our"), not against "your", which with
+# it is anyone's ("can sun signs affect someone's personality" / "… your personality", a
+# Quora duplicate); a blind trial's "be interviewed as a guest on someone's podcast" /
+# "interview a guest on my podcast" was served
+_SOMEONE = frozenset(stem(w) for w in ["someone", "somebody"])
 
 
-def _speakers_own(g: Features) -> set[str]:
+def _speakers_own(g: Features, owners: frozenset[str] = _SPEAKERS_OWN) -> set[str]:
     """The stems of the things ``g`` gives the speaker or the one addressed ("my son", "your
-    account")."""
-    return {g.stems[i + 1] for i, w in enumerate(g.words[:-1]) if w in _SPEAKERS_OWN}
+    account"; ``owners``: the possessive words that count)."""
+    return {g.stems[i + 1] for i, w in enumerate(g.words[:-1]) if w in owners}
 
 
 def _possessor_changed(fa: Features, fb: Features) -> bool:
@@ -210,7 +216,12 @@ def _possessor_changed(fa: Features, fb: Features) -> bool:
         side the speaker's only ("if my dog bites someone else's dog" / "… another dog" is
         no change)."""
         owned_by_speaker = _speakers_own(g) - _speakers_own(f)
-        return any(owner in _OTHERS and owned in owned_by_speaker for owner, owned in f.possessives)
+        owned_by_me = _speakers_own(g, _FIRST_PERSON_OWN) - _speakers_own(f)
+        return any(
+            (owner in _OTHERS and owned in owned_by_speaker)
+            or (owner in _SOMEONE and owned in owned_by_me)
+            for owner, owned in f.possessives
+        )
 
     return (
         changed(fa, fb) or changed(fb, fa) or not_the_speakers(fa, fb) or not_the_speakers(fb, fa)
