@@ -113,6 +113,9 @@ MAX_COUNT = 2**53 - 1
 # other models' vocabularies a wide margin. A trusted signer's 5 MB answer said to be 12
 # tokens long was served to max_tokens 16 with usage 12 (a break-it trial).
 MAX_TOKEN_BYTES = 1024
+# how deep a document may nest: a request body's depth (``jsontext.MAX_JSON_DEPTH``) and the
+# levels a document puts its parameters below it (``bg:parameters``)
+DOCUMENT_DEPTH = MAX_JSON_DEPTH + 2
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
@@ -636,13 +639,13 @@ def parse(doc: dict[str, Any], now: float | None = None) -> Content:
     (documents bound before them): the answer then counts as whole, its tokens, temperature and
     age as unknown, its energy as 0. No string (nor key) anywhere in it may hold NUL
     (``jsontext.nul_at``): PostgreSQL cannot store one. Nor may it nest more than
-    ``jsontext.MAX_JSON_DEPTH`` levels, as a request body may not: the scope hash walks its
+    ``DOCUMENT_DEPTH`` levels, as a request body may not: the scope hash walks its
     parameters recursively (a trial's, 480 levels deep, overflowed Python's stack in ``docs
     import``, and ``docs verify`` called it valid)."""
     if (nul := nul_at(doc)) is not None:
         raise DocumentError(nul[0] or "document", "holds the NUL character (\\u0000)")
-    if nested_too_deeply(doc):
-        raise DocumentError("document", f"is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    if nested_too_deeply(doc, DOCUMENT_DEPTH):
+        raise DocumentError("document", f"is nested too deeply (more than {DOCUMENT_DEPTH} levels)")
     # the terms below mean what boundgate's context says they mean: under another context
     # ("name" mapped elsewhere, no schema.org vocabulary) the same keys are another document
     if doc.get("@context") not in (CONTEXT, LEGACY_CONTEXT):
