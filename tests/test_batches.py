@@ -619,6 +619,22 @@ def test_a_batch_past_its_completion_window_expires_keeping_the_lines_done(
     assert all(e["response"] is None and e["error"]["code"] == "batch_expired" for e in errs)
 
 
+def test_a_batch_first_run_after_its_window_never_started(batch_live: Any) -> None:
+    """A trial: a batch whose gateway was down past its window expired without a line run,
+    yet said it started (``started_at`` after ``expires_at``) and reports counted it among
+    the batches run. It expires, every line ``batch_expired``, and it never started."""
+    live, clock = batch_live
+    client: openai.OpenAI = live.openai()
+    f = client.files.create(file=("in.jsonl", lines(2)), purpose="batch")
+    b = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    clock.set(b.expires_at + 60)  # the first run comes after the window
+    done = wait_until(lambda: (r := client.batches.retrieve(b.id)).status == "expired" and r)
+    assert done.request_counts.completed == 0 and done.request_counts.failed == 2
+    assert done.model_extra["boundgate"]["started_at"] is None
+
+
 def test_a_cancel_from_another_process_during_the_last_line_is_kept(batch_live: Any) -> None:
     """An audit: the run saved the object it had read, so a cancel saved while its last line
     ran was overwritten by "completed" (or, the other way round, left the batch "cancelling"

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from boundgate.cli import app as cli
+from boundgate.fmt import utc_time
 from boundgate.reuse.binding import PRIVATE_KEY_FILE
 from boundgate.settings import ConfigError, describe, load_settings
 from boundgate.store import SQLiteStore
@@ -695,3 +696,21 @@ def test_an_upstream_base_url_that_is_no_http_url_is_refused_at_start(
         load_settings(write_config(tmp_path / "c.toml", text))
     ok = '[models.up]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
     assert load_settings(write_config(tmp_path / "d.toml", ok)).models["up"].base_url
+
+
+@pytest.mark.parametrize(
+    "variable", ["BOUNDGATE_CREATIVITY__WINDOW_S", "BOUNDGATE_SCHEDULER__REBIND_WINDOW_S"]
+)
+def test_a_deferrable_jobs_window_is_at_most_a_batchs_longest(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """A trial's window of 1e300 s was taken: its job ran at once (no forecast spans it), and
+    its stored deadline failed the dashboard's grid page and ``schedule list`` for good. A
+    window is at most 168 h, a batch's longest completion window; a time past any calendar
+    reads as such."""
+    monkeypatch.setenv(variable, "1e300")
+    with pytest.raises(ConfigError, match=r"less than or equal to 604800"):
+        load_settings()
+    monkeypatch.setenv(variable, "604800")
+    load_settings()
+    assert utc_time(1e300) == "after 9999-12-31" and utc_time(0) == "1970-01-01 00:00"

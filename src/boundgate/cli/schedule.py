@@ -191,10 +191,10 @@ def schedule_list(
 
     A job that must run on a model at a version (a rebind, a round of variants) shows it
     under requires (model@version): it waits for a process that runs it."""
-    import time
 
     from rich.table import Table
 
+    from ..fmt import utc_time
     from ..scheduler.jobs import requirement_label
     from . import _settings, opened_store, out
 
@@ -202,7 +202,7 @@ def schedule_list(
         jobs = asyncio.run(store.jobs(state.value if state is not None else None))
 
     def fmt(ts: float | None) -> str:
-        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ts)) if ts else ""
+        return utc_time(ts) if ts else ""
 
     table = Table("id", "kind", "state", "requires", "start after", "deadline", "attempts")
     for j in jobs:

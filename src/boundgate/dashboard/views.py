@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from ..fmt import plain_decimal, significant
+from ..fmt import plain_decimal, significant, utc_time
 from ..gateway import Gateway
 from ..reuse import binding
 from ..scheduler.jobs import StartPolicy, requirement_label, run_now
@@ -50,9 +50,7 @@ def _policy_name(policy: StartPolicy) -> str:
 
 
 def utc(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts, tz=UTC).strftime(fmt)
+    return utc_time(ts, fmt)
 
 
 def num(x: float | None) -> str:

@@ -259,6 +259,12 @@ class EnergySettings(_Section):
         return self
 
 
+# the longest a deferrable job's deadline may lie ahead: a batch's longest completion window
+# (168 h, as OpenAI's Batch API); a window of 1e300 s was taken, its job ran at once (the
+# forecast could not span it) and the dashboard and `schedule list` failed on its deadline
+LONGEST_WINDOW_S = 168 * 3600.0
+
+
 class CreativitySettings(_Section):
     enabled: bool = Field(True, description="Pre-generate variants of popular creative prompts.")
     min_askers: int = Field(
@@ -266,7 +272,11 @@ class CreativitySettings(_Section):
     )
     variants: int = Field(5, ge=1, le=100, description="Variants generated per round.")
     window_s: float = Field(
-        12 * 3600.0, gt=0, description="Deadline for generating a round of variants (s)."
+        12 * 3600.0,
+        gt=0,
+        le=LONGEST_WINDOW_S,
+        description="Deadline for generating a round of variants (s; at most 7 days, a "
+        "batch's longest completion window).",
     )
 
 
@@ -300,7 +310,11 @@ class SchedulerSettings(_Section):
         "deadline (carbon) or at once (now).",
     )
     rebind_window_s: float = Field(
-        6 * 3600.0, gt=0, description="Deadline for rebinding a stale document (s)."
+        6 * 3600.0,
+        gt=0,
+        le=LONGEST_WINDOW_S,
+        description="Deadline for rebinding a stale document (s; at most 7 days, a batch's "
+        "longest completion window).",
     )
     poll_s: float = Field(1.0, gt=0, description="How often the job runner looks for due jobs.")
     job_lease_s: float = Field(

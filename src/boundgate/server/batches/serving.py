@@ -610,20 +610,23 @@ async def run_batch(
     except BoundgateError as err:  # checked at creation: only a changed file gets here
         await fail_batch(gw, batch_id, err.message)
         return {"failed": err.message}
-    started = iso_utc(gw.clock.time())
+    now = gw.clock.time()
+    started = iso_utc(now)
+    expires_at = float(batch["expires_at"])
 
     def start(b: dict[str, Any]) -> bool | None:
         if b["status"] in TERMINAL:
             return False
-        # a run taking over after its process died keeps the batch's first start
-        b["boundgate"].update(
-            state="running", started_at=b["boundgate"].get("started_at") or started
-        )
+        b["boundgate"]["state"] = "running"
+        # a run taking over after its process died keeps the batch's first start; one that
+        # finds the window over runs no line and is no start (a trial's batch, its gateway
+        # down past the window, read as started after it expired and was counted in reports)
+        if now <= expires_at:
+            b["boundgate"]["started_at"] = b["boundgate"].get("started_at") or started
         return None
 
     await update_batch(gw, batch_id, start)
     cancelled = expired = False
-    expires_at = float(batch["expires_at"])
     key_id = batch["boundgate"].get("key_id")
     fault: str | None = None
     try:
