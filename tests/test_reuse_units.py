@@ -1882,6 +1882,49 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     asyncio.run(run())
 
 
+def test_a_question_past_the_semantic_length_is_matched_exactly_whatever_the_embedder(
+    tmp_path: Path,
+) -> None:
+    """A re-check: the test-only hash embedder embeds a question of any length, and the guards
+    read a 6,700-character one for about 4 s on the event loop (their time grows with the
+    square of its length). A question over ``SEMANTIC_MAX_CHARS`` is matched exactly only,
+    stored without a vector, whatever the embedder."""
+    from boundgate.reuse.searching import SEMANTIC_MAX_CHARS
+
+    body = "please summarise this long report about the budget " * 60
+    assert len(body) > SEMANTIC_MAX_CHARS
+    store = SQLiteStore(tmp_path / "l.db")
+    store.open()
+
+    async def run() -> None:
+        verifier = Verifier(
+            ReuseSettings(
+                error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
+            )
+        )
+        verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
+        e = ReuseEngine(
+            store=store,
+            embedder=HashEmbedder(),  # no window: it embeds any length
+            verifier=verifier,
+            settings=ReuseSettings(),
+            rebind_window_s=3600.0,
+            clock=FakeClock(start=1_800_000_000.0),
+        )
+        await e.load()
+        assert not e.by_meaning(body) and e.by_meaning("how tall is mount everest")
+        lookup = await _lookup(e, body + "approved")
+        await _remember(e, lookup, "a summary")
+        assert (await _lookup(e, body + "cancelled")).status == "miss"
+        assert (await _lookup(e, body + "approved")).status == "hit-exact"
+        assert e.counters.get("too_long_for_semantic", 0) >= 1
+
+    try:
+        asyncio.run(run())
+    finally:
+        store.close()
+
+
 def test_the_minilm_embedder_knows_when_a_question_overflows_its_window() -> None:
     from boundgate.reuse.embedder import MAX_TOKENS, OnnxEmbedder
 

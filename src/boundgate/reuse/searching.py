@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 # stored answers kept in memory for lookups that leave the live check to the ledger row
 # (``lookup(..., check_live=False)``); beyond this many, the least recently served goes
 ANSWERS_KEPT = 1024
+# the longest question matched by meaning, whatever the embedder: the guards read each pair in
+# time that grows with the square of its length (a 6,700-character question held the event
+# loop about 4 s under the test-only hash embedder, which embeds any length); MiniLM's
+# 128-token window ends far below it (a WordPiece token is at most 18 characters)
+SEMANTIC_MAX_CHARS = 2048
 
 
 def _same_form(stored: EntryMeta | StoredEntry, key: ReuseKey) -> bool:
@@ -222,7 +227,7 @@ class Searching:
             # a text completion's prompt is reused exactly only: its continuation depends on
             # every character ("The capital of France is" / "… is "), which no meaning shows
             return Lookup(p, key, "miss")
-        if not self.embedder.fits(key.query):
+        if len(key.query) > SEMANTIC_MAX_CHARS or not self.embedder.fits(key.query):
             # the embedding would cover only the start of the question: two questions that
             # differ further on would look identical, so only an exact match may serve
             self.count("too_long_for_semantic")
