@@ -1827,6 +1827,24 @@ def test_eviction_keeps_what_saves_most_energy_per_byte(tmp_path: Path) -> None:
     store.close()
 
 
+async def _trusting_engine(store: SQLiteStore, embedder: HashEmbedder) -> ReuseEngine:
+    """A loaded engine on ``store`` whose verifier serves from its first lookup."""
+    verifier = Verifier(
+        ReuseSettings(error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1)
+    )
+    verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
+    e = ReuseEngine(
+        store=store,
+        embedder=embedder,
+        verifier=verifier,
+        settings=ReuseSettings(),
+        rebind_window_s=3600.0,
+        clock=FakeClock(start=1_800_000_000.0),
+    )
+    await e.load()
+    return e
+
+
 def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     tmp_path: Path,
 ) -> None:
@@ -1841,22 +1859,7 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     short = "how tall is mount everest"
 
     async def engine(store: SQLiteStore) -> ReuseEngine:
-        verifier = Verifier(
-            ReuseSettings(
-                error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
-            )
-        )
-        verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
-        e = ReuseEngine(
-            store=store,
-            embedder=HashEmbedder(window=window),
-            verifier=verifier,
-            settings=ReuseSettings(),
-            rebind_window_s=3600.0,
-            clock=FakeClock(start=1_800_000_000.0),
-        )
-        await e.load()
-        return e
+        return await _trusting_engine(store, HashEmbedder(window=window))
 
     async def ask(e: ReuseEngine, q: str, answer: str | None = None) -> str:
         lookup = await _lookup(e, q)
@@ -1897,21 +1900,7 @@ def test_a_question_past_the_semantic_length_is_matched_exactly_whatever_the_emb
     store.open()
 
     async def run() -> None:
-        verifier = Verifier(
-            ReuseSettings(
-                error_bound=0.9, initial_threshold=0.5, verify_rate=0.0, min_observations=1
-            )
-        )
-        verifier.add(Observation(0.99, True, "verify", None))  # trusted from the start
-        e = ReuseEngine(
-            store=store,
-            embedder=HashEmbedder(),  # no window: it embeds any length
-            verifier=verifier,
-            settings=ReuseSettings(),
-            rebind_window_s=3600.0,
-            clock=FakeClock(start=1_800_000_000.0),
-        )
-        await e.load()
+        e = await _trusting_engine(store, HashEmbedder())  # no window: it embeds any length
         assert not e.by_meaning(body) and e.by_meaning("how tall is mount everest")
         lookup = await _lookup(e, body + "approved")
         await _remember(e, lookup, "a summary")
