@@ -38,6 +38,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..fmt import utc_time
 from ..gateway import Gateway
 from ..store import LedgerQuery, StoreUnavailableError
 from . import views
@@ -70,7 +71,7 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters["utc"] = views.utc
+_env.filters["utc"] = utc_time
 _env.filters["num"] = views.num
 _env.filters["pct"] = views.pct
 templates = Jinja2Templates(env=_env)

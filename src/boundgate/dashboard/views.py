@@ -14,7 +14,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from ..fmt import plain_decimal, significant, utc_time
+from ..fmt import plain_decimal, significant
+from ..fmt import utc_time as utc
 from ..gateway import Gateway
 from ..reuse import binding
 from ..scheduler.jobs import StartPolicy, requirement_label, run_now
@@ -47,10 +48,6 @@ def _policy_name(policy: StartPolicy) -> str:
     if isinstance(policy, CarbonAwareStart):
         return "carbon (the cleanest forecast hour before each deadline)"
     return type(policy).__name__
-
-
-def utc(ts: float | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return utc_time(ts, fmt)
 
 
 def num(x: float | None) -> str:

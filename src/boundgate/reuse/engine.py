@@ -56,7 +56,7 @@ from .pair import PairScorer
 from .policy import Plan, TimeSensitivity, plan
 from .reembed import Reembedding
 from .scope import ReuseKey, reuse_key
-from .searching import SEMANTIC_MAX_CHARS, Searching
+from .searching import Searching
 from .stored import fitting_tokens, request_json
 from .verifier import Verifier
 
@@ -289,12 +289,10 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
 
     def by_meaning(self, query: str) -> bool:
         """Whether a stored question may be found by meaning: its embedding covers all of it
-        (``Embedder.fits``), it is no longer than ``SEMANTIC_MAX_CHARS`` and it is in the
+        and it is no longer than ``SEMANTIC_MAX_CHARS`` (``embeds_whole``), and it is in the
         language the guards and the pair model read (``language.reads_english``); else it is
         matched exactly only."""
-        return (
-            len(query) <= SEMANTIC_MAX_CHARS and self.embedder.fits(query) and reads_english(query)
-        )
+        return self.embeds_whole(query) and reads_english(query)
 
     async def embed(self, texts: list[str]) -> Vectors:
         return await asyncio.to_thread(self.embedder.embed, texts)

@@ -82,6 +82,11 @@ class Searching:
         async def forget(self, keys: list[int], delete: bool = True) -> None: ...
         def admit_stored(self, e: StoredEntry) -> None: ...
 
+    def embeds_whole(self, query: str) -> bool:
+        """Whether ``query`` may be matched by meaning as far as its length goes: no longer
+        than ``SEMANTIC_MAX_CHARS`` and its embedding covering all of it (``Embedder.fits``)."""
+        return len(query) <= SEMANTIC_MAX_CHARS and self.embedder.fits(query)
+
     def _fresh(self, meta: EntryMeta, p: Plan, now: float) -> bool:
         """Whether ``meta``'s answer is young enough for plan ``p``: within its max-age, and
         within ``reuse.time_sensitive_max_age_s`` (less the request's ``min-fresh``) when the
@@ -227,7 +232,7 @@ class Searching:
             # a text completion's prompt is reused exactly only: its continuation depends on
             # every character ("The capital of France is" / "… is "), which no meaning shows
             return Lookup(p, key, "miss")
-        if len(key.query) > SEMANTIC_MAX_CHARS or not self.embedder.fits(key.query):
+        if not self.embeds_whole(key.query):
             # the embedding would cover only the start of the question: two questions that
             # differ further on would look identical, so only an exact match may serve
             self.count("too_long_for_semantic")

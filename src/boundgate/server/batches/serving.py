@@ -33,6 +33,7 @@ from ...errors import (
 from ...gateway import Gateway, RequestContext
 from ...scheduler.jobs import HandBack, new_job_id
 from ...scheduler.policy import HOUR
+from ...settings.sections import LONGEST_WINDOW_S
 from ...store import BatchLineRow, FileRow, StoreUnavailableError
 from ...tenants import Tenant
 from .. import generation
@@ -45,6 +46,7 @@ log = logging.getLogger("boundgate.batches")
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 _WINDOW = re.compile(r"([1-9][0-9]{0,2})h")  # whole hours, no leading zero (fullmatch)
+LONGEST_WINDOW_H = int(LONGEST_WINDOW_S // 3600)  # 168, as OpenAI's Batch API
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
@@ -258,10 +260,10 @@ async def create_batch(
             param="endpoint",
         )
     m = _WINDOW.fullmatch(completion_window)
-    if m is None or not 1 <= int(m.group(1)) <= 168:
+    if m is None or not 1 <= int(m.group(1)) <= LONGEST_WINDOW_H:
         raise InvalidRequestError(
-            "completion_window must be whole hours between 1h and 168h, written without a "
-            "leading zero, e.g. '24h'",
+            f"completion_window must be whole hours between 1h and {LONGEST_WINDOW_H}h, written "
+            "without a leading zero, e.g. '24h'",
             param="completion_window",
         )
     f = await owned_file(gw, ctx, input_file_id, "input_file_id")
