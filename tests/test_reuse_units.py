@@ -417,6 +417,11 @@ def test_engine_never_serves_across_scopes(
         # what is asked of the same word (a trial's finding: pair score 0.956)
         ("How do you spell necessary?", "How do you pronounce necessary?", "task"),
         ("What is the meaning of serendipity?", "What is the origin of serendipity?", "task"),
+        # another phrase asked in a language (a break-it trial's wrong reuse: pair score 0.90)
+        ("How do I say you're welcome in Japanese?", "How do I say thank you in Japanese?", "task"),
+        ("What is hello in German?", "What is goodbye in German?", "task"),
+        ("how to say I love you in Spanish", "how do you say I miss you in Spanish", "task"),
+        ("the Spanish word for embarrassed", "what does embarazada mean in Spanish", "task"),
         # a number that is part of a name: another name (the guards saw no number in them)
         ("What is a 401k?", "What is a 403b?", "number"),
         ("What is 4G?", "What is 5G?", "number"),
@@ -1175,6 +1180,14 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("how do I reset my password", "how do you reset your password"),
         ("how can I tell if someone likes me", "how can u tell if someone likes u"),
         ("Do Canadians need a visa to visit Australia?", "do canadians need a visa for australia"),
+        # the same phrase asked in a language in other frames and spellings
+        ("how do you say thank you in japanese", "whats the japanese word for thank you"),
+        ("hey so how do u say thank you in korean", 'How do you say "thank you" in Korean?'),
+        ("translate good luck to Italian", "how do I say good luck in Italian"),
+        (
+            "Can someone translate this from Arabic to English?",
+            "can anyone translate this to English",
+        ),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

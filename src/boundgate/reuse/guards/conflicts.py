@@ -7,6 +7,7 @@ import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .context import (
     _askers_swapped,
@@ -18,9 +19,18 @@ from .context import (
     _sentences,
     _without_hedge,
 )
-from .extract import AREA_OR_VOLUME, LENGTH_SYMBOLS, Features, _is_content, _number, features
+from .extract import (
+    AREA_OR_VOLUME,
+    FEATURES_CACHE,
+    LENGTH_SYMBOLS,
+    Features,
+    _is_content,
+    _number,
+    features,
+)
 from .lexicon import (
     _LISTS,
+    _STOPWORD_STEMS,
     CONTRASTS,
     FREE_OF,
     QUANTIFIERS,
@@ -655,6 +665,57 @@ def _pole_added(sa: set[str], sb: set[str], fa: Features, fb: Features) -> bool:
     )
 
 
+# a question asking how a phrase is said in a natural language (english.toml's
+# ``natural_languages``), the phrase as group "x": "how do you say X in Japanese", "translate
+# X into Italian", "the Japanese word for X", "the meaning of X in Latin", "what does X mean
+# in Hindi", "in Hindi, how do you say X", "what is X in German"
+_LANGUAGE = r"(?:" + "|".join(_LISTS["natural_languages"]) + r")"
+_PHRASE = r"(?P<x>\S+(?:\s+\S+){0,4}?)"  # one to five words: a phrase, not a task
+_ASKED_IN_A_LANGUAGE = [
+    re.compile(p)
+    for p in (
+        rf"\b(?:say|said|saying|pronounce|spell|call|translate)\s+{_PHRASE}\s+"
+        rf"(?:in|into|to)\s+(?:the\s+)?{_LANGUAGE}\b",
+        rf"\b{_LANGUAGE}\s+(?:word|words|term|phrase|expression|translation|name)\s+"
+        rf"(?:for|of)\s+{_PHRASE}\s*[?.!]*$",
+        rf"\b(?:translation|meaning|pronunciation|spelling)\s+of\s+{_PHRASE}\s+"
+        rf"(?:in|into)\s+{_LANGUAGE}\b",
+        rf"\bdoes\s+{_PHRASE}\s+mean\s+in\s+{_LANGUAGE}\b",
+        rf"\bin\s+{_LANGUAGE}\s*,?\s+how\s+(?:do|would|can|should|to)\s+(?:(?:i|you|we|one)\s+)?"
+        rf"(?:say|pronounce|spell)\s+{_PHRASE}\s*[?.!]*$",
+        rf"^(?:what\s+is|what's|whats)\s+{_PHRASE}\s+in\s+{_LANGUAGE}\s*[?.!]*$",
+    )
+]
+
+
+# stems that are no part of the phrase asked about: small words, and the languages ("translate
+# this from Arabic to English" / "translate this to English")
+_NOT_THE_PHRASE = _STOPWORD_STEMS | {stem(w) for w in _LISTS["natural_languages"]}
+
+
+@lru_cache(maxsize=FEATURES_CACHE)
+def phrase_asked(text: str) -> frozenset[str] | None:
+    """The stems of the content words of the phrase ``text`` asks to be said (written,
+    translated, pronounced, explained) in a natural language (``_ASKED_IN_A_LANGUAGE``;
+    quotes, stopwords and languages' names left out), or None where it asks no such thing."""
+    low = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    for pattern in _ASKED_IN_A_LANGUAGE:
+        m = pattern.search(low)
+        if m is not None:
+            return frozenset(stem(w) for w in words(m.group("x"))) - _NOT_THE_PHRASE
+    return None
+
+
+def _phrase_changed(a: str, b: str) -> bool:
+    """Both sides ask how a phrase is said in a natural language (``phrase_asked``) and the
+    phrases differ in their content words: the answer is the phrase's ("How do I say you're
+    welcome in Japanese?" / "How do I say thank you in Japanese?", a trial's wrong reuse at
+    pair score 0.90; "hello" / "goodbye"). The frame may differ ("how do you say X in
+    Japanese" / "the Japanese word for X"); another language is the entity guard's."""
+    pa, pb = phrase_asked(a), phrase_asked(b)
+    return pa is not None and pb is not None and pa != pb
+
+
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
@@ -742,6 +803,7 @@ def compare(a: str, b: str) -> Comparison:
         or _examples_asked(a, b, fa, fb)
         or _count_against_list(fa, fb)
         or _check_against_doing(fa, fb)
+        or _phrase_changed(a, b)
     ):
         conflicts.append("task")  # "how do you spell X" / "how do you pronounce X"
     if fa.offices and fb.offices and fa.offices.isdisjoint(fb.offices):
