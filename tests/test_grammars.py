@@ -12,6 +12,7 @@ from boundgate.backends.grammars import (
     long_repeats,
     pattern_repeats,
     schema_refusal,
+    unenforced,
 )
 
 
@@ -89,3 +90,39 @@ def test_grammars_too_long_or_too_deep_are_refused() -> None:
     quoted = 'root ::= "' + "(" * 5_000 + '" [(]'  # in a string or a class: no groups
     assert grammar_refusal(quoted) is None
     assert "characters" in (grammar_refusal("x" * 300_000) or "")
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        # a break-it trial: "minimum": 5 was answered with 1000111111111111, finish "stop"
+        (
+            {"type": "object", "properties": {"n": {"type": "integer", "minimum": 5}}},
+            "schema.properties.n uses 'minimum'",
+        ),
+        ({"type": "array", "items": {"type": "number", "maximum": 1}}, "items uses 'maximum'"),
+        ({"anyOf": [{"type": "string"}, {"not": {"type": "null"}}]}, "anyOf[1] uses 'not'"),
+        ({"type": "array", "uniqueItems": True}, "uses 'uniqueItems'"),
+        ({"$defs": {"a": {"type": "string", "format": "email"}}}, "format 'email'"),
+        (False, "schema is false"),
+        ({"properties": {"x": False}}, "schema.properties.x is false"),
+        ({"enum": []}, "enum is empty"),  # a trial's message blamed "too large"
+        ("object", "not a JSON schema"),
+    ],
+)
+def test_a_schema_the_grammar_cannot_hold_is_refused(schema: object, said: str) -> None:
+    assert said in (unenforced(schema) or "")
+
+
+def test_schemas_the_grammar_holds_pass() -> None:
+    """Names are not keywords: a property called "minimum" is a property; formats and
+    bounds the converter enforces pass."""
+    for schema in (
+        {"type": "object", "properties": {"minimum": {"type": "integer"}}, "required": ["minimum"]},
+        {"type": "string", "format": "date-time", "maxLength": 40},
+        {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+        {"$defs": {"p": {"type": "string"}}, "properties": {"q": {"$ref": "#/$defs/p"}}},
+        True,
+        {"properties": {"x": True}},
+    ):
+        assert unenforced(schema) is None, schema

@@ -136,6 +136,10 @@ def test_a_schema_whose_grammar_llama_cpp_refuses_is_a_400_not_a_crash(local_liv
         ({"type": "string", "maxLength": 20_000}, "maxLength 20000"),
         ({"type": "string", "minLength": 50_000_000}, "minLength 50000000"),
         ({"type": "string", "pattern": "^((a{0,40}){0,40}){0,40}$"}, "nested repetitions"),
+        # what the converter would not hold the answer to: a trial's "minimum": 5 was
+        # answered 1000111111111111 with finish_reason "stop"; "schema": false crashed it
+        ({"properties": {"n": {"type": "integer", "minimum": 5}}}, "uses 'minimum'"),
+        (False, "schema is false"),
     ):
         for stream in (False, True):
             body = {

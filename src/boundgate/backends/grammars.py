@@ -38,6 +38,42 @@ BOUND_KEYS = (
     "minProperties",
     "maxProperties",
 )
+# keywords llama-cpp-python's converter (``llama_cpp.llama_grammar.SchemaConverter``) reads
+# nowhere: a schema using them got answers that break them ("minimum": 5 answered with
+# 1000111111111111, a break-it trial) ending in finish_reason "stop". OpenAI's strict
+# structured outputs refuse keywords they do not enforce, and so does the local model.
+UNENFORCED_KEYWORDS = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "uniqueItems",
+    "contains",
+    "minContains",
+    "maxContains",
+    "minProperties",
+    "maxProperties",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "not",
+    "if",
+    "then",
+    "else",
+)
+# the string formats the converter holds a string to (others it reads as any string)
+STRING_FORMATS = frozenset(
+    {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
+)
+# where a schema keeps its subschemas: one schema, a list of them, or a map of names to them
+_ONE_SCHEMA = ("items", "additionalProperties", "additionalItems")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")
+
 # "{n}", "{n,}", "{n,m}", "{,m}", spaces and digit separators ("4_0") allowed inside as the
 # converter (Python's int) reads them
 _QUANTIFIER = re.compile(r"\{\s*([\d_]*)\s*(,\s*([\d_]*)\s*)?\}|[*+?]")
@@ -90,6 +126,46 @@ def schema_refusal(schema: Any) -> str | None:
                     f"repetitions, more than {MAX_LONG_REPEATS}"
                 )
         stack.extend(node.values())
+    return None
+
+
+def unenforced(schema: Any) -> str | None:
+    """What of ``schema`` (a parsed JSON schema) the converter would not hold the answer to,
+    or None: a keyword it reads nowhere (``UNENFORCED_KEYWORDS``) or a string ``format`` it
+    does not know (``STRING_FORMATS``) in any subschema, a schema that is not an object or
+    a boolean, ``false`` (no answer matches it), or an empty ``enum``, ``anyOf`` or
+    ``oneOf`` (none either). Only subschemas are read as schemas: a property named
+    "minimum" is a name. Walked without recursion."""
+    stack: list[tuple[str, Any]] = [("schema", schema)]
+    while stack:
+        where, node = stack.pop()
+        if node is False:
+            return f"{where} is false: no answer matches it"
+        if node is True:
+            continue
+        if not isinstance(node, dict):
+            return f"{where} is not a JSON schema (an object or a boolean)"
+        for key in UNENFORCED_KEYWORDS:
+            if key in node:
+                return f"{where} uses {key!r}, which the local model's grammar cannot enforce"
+        fmt = node.get("format")
+        if isinstance(fmt, str) and fmt not in STRING_FORMATS:
+            return (
+                f"{where} has format {fmt!r}; the local model's grammar holds strings to "
+                f"{', '.join(sorted(STRING_FORMATS))} only"
+            )
+        for key in ("enum", "anyOf", "oneOf"):
+            if node.get(key) == []:
+                return f"{where}.{key} is empty: no answer matches it"
+        for key in _ONE_SCHEMA:
+            if isinstance(node.get(key), dict | bool):
+                stack.append((f"{where}.{key}", node[key]))
+        for key in _SCHEMA_LISTS:
+            if isinstance(node.get(key), list):
+                stack.extend((f"{where}.{key}[{i}]", v) for i, v in enumerate(node[key]))
+        for key in _SCHEMA_MAPS:
+            if isinstance(node.get(key), dict):
+                stack.extend((f"{where}.{key}.{k}", v) for k, v in node[key].items())
     return None
 
 

