@@ -367,6 +367,16 @@ def test_the_dashboard_answers_its_errors_in_html_and_the_api_in_json(open_dash:
         bad = b.get("/dashboard/ledger?page=0")
         assert bad.status_code == 400 and "page" in bad.text
         assert bad.headers["content-type"].startswith("text/html")
+        # a break-it trial: a NUL got the API's JSON, and a repeated parameter's last value
+        # was shown silently; the API refuses both, and so do the pages, as pages
+        for query, said in (
+            ("/dashboard/documents?q=%00", "NUL"),
+            ("/dashboard/ledger?tenant=%00", "NUL"),
+            ("/dashboard?range=24h&range=30d", "given 2 times"),
+        ):
+            bad = b.get(query)
+            assert bad.status_code == 400, (query, bad.text[:200])
+            assert bad.headers["content-type"].startswith("text/html") and said in bad.text
         missing = b.get("/dashboard/nowhere")
         assert missing.status_code == 404 and missing.headers["content-type"].startswith(
             "text/html"

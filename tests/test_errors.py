@@ -1251,7 +1251,8 @@ def test_requests_the_shutdown_stops_are_answered_in_openais_shape(tmp_path: Pat
     out got uvicorn's plain-text "Internal Server Error" (no error object, a traceback per
     request in the log), and a stream was cut with no error event. Now a request with no
     response yet gets 503 ``server_shutting_down`` with Retry-After, and a stream's last
-    event is that error."""
+    event is that error. The 503 names the request (``x-request-id``), so the client finds
+    its ledger row."""
     import threading
     import time
 
@@ -1287,6 +1288,8 @@ def test_requests_the_shutdown_stops_are_answered_in_openais_shape(tmp_path: Pat
     r = got["whole"]
     err = assert_error(r, 503, code="server_shutting_down")
     assert "shutting down" in err["message"] and r.headers["retry-after"] == "1"
+    # with its request id, as every other error: a break-it trial's queued request had none
+    assert r.headers["x-request-id"].startswith("req_"), r.headers
     last = json.loads(got["events"][-1].removeprefix("data: "))
     assert last["error"]["code"] == "server_shutting_down", got["events"][-2:]
 
@@ -1353,6 +1356,18 @@ NUL_URLS = [
 ]
 
 
+def assert_nul_refused(r: httpx.Response, url: str, param: str) -> None:
+    """``r`` refuses a NUL in ``url``: the API's 400 ``invalid_value`` naming ``param``, or
+    under the dashboard its 400 page saying so (a break-it trial: the page got the API's
+    JSON)."""
+    if url.startswith("/dashboard"):
+        assert r.status_code == 400 and r.headers["content-type"].startswith("text/html"), url
+        assert "NUL" in r.text and param in r.text, url
+        return
+    err = assert_error(r, 400, code="invalid_value", param=param)
+    assert "NUL" in err["message"]
+
+
 @pytest.mark.parametrize(("method", "url", "param"), NUL_URLS)
 def test_nul_in_a_path_or_a_query_is_a_400(
     fake_live: Live, method: str, url: str, param: str
@@ -1361,9 +1376,7 @@ def test_nul_in_a_path_or_a_query_is_a_400(
     cannot hold it: a dozen routes answered 500, and the dashboard's CSV export dropped the
     connection after its headers (on SQLite: 200s and 404s). A 400 naming where, on every
     store alike (test_replicas: on PostgreSQL)."""
-    r = fake_live.http.request(method, url)
-    err = assert_error(r, 400, code="invalid_value", param=param)
-    assert "NUL" in err["message"]
+    assert_nul_refused(fake_live.http.request(method, url), url, param)
 
 
 def test_the_document_list_refuses_a_query_parameter_it_does_not_take(fake_live: Live) -> None:

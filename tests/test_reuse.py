@@ -378,6 +378,9 @@ def test_embeddings_endpoint_is_openai_shaped(fake_live: Live) -> None:
     assert len(b64.data[0].embedding) == 384
     raw = fake_live.http.post("/v1/embeddings", json={"input": "metered"})  # the default model
     assert raw.status_code == 200 and float(raw.headers["x-boundgate-energy-wh"]) > 0
+    # null is "not given", as on the chat endpoint (a break-it trial: a 400 here alone)
+    null = fake_live.http.post("/v1/embeddings", json={"input": "cat", "encoding_format": None})
+    assert null.status_code == 200 and len(null.json()["data"][0]["embedding"]) == 384
     row = fake_live.ledger()[raw.headers["x-request-id"]]
     assert row.endpoint == "/v1/embeddings" and row.prompt_tokens > 0 and row.wh > 0
     r = fake_live.http.post("/v1/embeddings", json={"input": []})

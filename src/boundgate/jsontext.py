@@ -13,6 +13,12 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl
+
+NUL_REFUSED = (
+    "holds the NUL character (\\u0000), which no text of a request may hold "
+    "(PostgreSQL's text cannot store it, so a gateway on it could not keep the request)"
+)
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NUL = re.compile(r"\x00")
@@ -120,3 +126,17 @@ def nested_too_deeply(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
             items = v.values() if isinstance(v, dict) else v
             stack.extend((item, depth + 1) for item in items)
     return False
+
+
+def nul_in_url(path: str, query: bytes) -> str | None:
+    """Where a request's ``path`` or ``query`` (its raw query string) holds a NUL: ``path``,
+    or the query parameter's name (``query`` where the name is all NUL); None if neither
+    does."""
+    if "\x00" in path:
+        return "path"
+    if b"%00" not in query and b"\x00" not in query:
+        return None
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return name.replace("\x00", "") or "query"
+    return None

@@ -347,7 +347,10 @@ def batch_submit(
     from .progress import progress
 
     if not file.is_file():
-        raise _usage_error(f"no such file: {file}")
+        # a directory or a device (/dev/null) exists but is no file to upload
+        raise _usage_error(
+            f"not a regular file: {file}" if file.exists() else f"no such file: {file}"
+        )
     key = {"Idempotency-Key": f"boundgate-cli-{uuid.uuid4().hex}"}
     # the id printed at the end is JSON, but a single line after the bar has gone
     with _client(url, api_key, config) as c, progress(transfer=True) as p:

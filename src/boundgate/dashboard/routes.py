@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..fmt import utc_time
 from ..gateway import Gateway
+from ..jsontext import NUL_REFUSED, nul_in_url
 from ..store import LedgerQuery, StoreUnavailableError
 from . import views
 from .session import Session, Sessions
@@ -212,7 +213,34 @@ def _check_csrf(request: Request, s: Session, token: str | None) -> None:
         raise Forbidden()
 
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+def dashboard_page(path: str) -> bool:
+    """Whether ``path`` is under the dashboard's pages (its static assets are not pages)."""
+    return (path == "/dashboard" or path.startswith("/dashboard/")) and not path.startswith(
+        "/dashboard/static/"
+    )
+
+
+def plain_query(request: Request) -> None:
+    """Every page reads its query as the API reads one: a NUL in the path or in a query
+    parameter, or a parameter given more than once, is refused, here with the 400 page
+    (``on_bad_request``). A break-it trial: ``?q=%00`` got the API's JSON and
+    ``?range=24h&range=30d`` showed the last one silently; the API refuses both."""
+    problems: list[dict[str, Any]] = []
+    where = nul_in_url(request.url.path, request.scope.get("query_string", b""))
+    if where is not None:
+        problems.append({"loc": ("query", where), "msg": NUL_REFUSED, "type": "value_error"})
+    names = [name for name, _ in request.query_params.multi_items()]
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            said = f"given {names.count(name)} times: which one counts is not guessed"
+            problems.append({"loc": ("query", name[:100]), "msg": said, "type": "value_error"})
+    if problems:
+        raise RequestValidationError(problems)
+
+
+router = APIRouter(
+    prefix="/dashboard", include_in_schema=False, dependencies=[Depends(plain_query)]
+)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -465,10 +493,7 @@ def install(app: FastAPI, sessions: Sessions) -> None:
     api_http_error = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
 
     def on_page(request: Request) -> bool:
-        path = request.url.path
-        return (path == "/dashboard" or path.startswith("/dashboard/")) and not path.startswith(
-            "/dashboard/static/"
-        )
+        return dashboard_page(request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def on_bad_request(request: Request, exc: RequestValidationError) -> Response:

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,6 +29,7 @@ from .. import __version__
 from ..backends.base import model_versions
 from ..dashboard import Sessions
 from ..dashboard import install as install_dashboard
+from ..dashboard.routes import dashboard_page
 from ..errors import (
     BoundgateError,
     ErrorCode,
@@ -41,6 +41,7 @@ from ..errors import (
     shown,
 )
 from ..gateway import Gateway
+from ..jsontext import NUL_REFUSED, nul_in_url
 from ..scheduler.handlers import job_handlers, model_requirements
 from ..scheduler.jobs import JobRunner
 from ..store import StoreUnavailableError
@@ -50,7 +51,6 @@ from .batches.serving import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import (
-    NUL_REFUSED,
     body_fields,
     request_error,
     send_error,
@@ -78,7 +78,8 @@ class RequestLine:
     trial). A NUL in the path or in a query parameter (``%00``) is a 400
     ``invalid_value`` naming where (a trial: ``?after=%00``, ``/v1/files/file-%00`` and a
     dozen more were 500s on PostgreSQL, whose text cannot hold it; on SQLite 200s and 404s),
-    as in a JSON body (``check_no_nul``). A ``Content-Encoding`` other than ``identity`` is a
+    as in a JSON body (``check_no_nul``); under the dashboard's pages, its 400 page says so
+    (``dashboard.routes.plain_query``). A ``Content-Encoding`` other than ``identity`` is a
     400 naming the header (``_content_coding``)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -108,8 +109,8 @@ class RequestLine:
                     ),
                 )
                 return
-            where = _nul_in_request_line(scope)
-            if where is not None:
+            where = nul_in_url(scope["path"], scope.get("query_string", b""))
+            if where is not None and not dashboard_page(scope["path"]):  # its own 400 page
                 await send_error(
                     send,
                     InvalidRequestError(
@@ -175,20 +176,6 @@ def _content_coding(scope: Scope) -> str | None:
             coding = value.decode("latin-1").strip()
             if coding and coding.lower() != "identity":
                 return str(coding)
-    return None
-
-
-def _nul_in_request_line(scope: Scope) -> str | None:
-    """Where the request's path or query holds a NUL: ``path``, or the query parameter's
-    name (``query`` where the name is all NUL); None if neither does."""
-    if "\x00" in scope["path"]:
-        return "path"
-    query = scope.get("query_string", b"")
-    if b"%00" not in query and b"\x00" not in query:
-        return None
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if "\x00" in name or "\x00" in value:
-            return name.replace("\x00", "") or "query"
     return None
 
 
@@ -339,9 +326,13 @@ class LastWord:
                 code=ErrorCode.SHUTTING_DOWN,
                 retry_after=1,
             )
+            # the request's id, where the route had made its context (``request.state``
+            # lives in the scope): the client matches its 503 to the ledger's row by it
+            ctx = scope.get("state", {}).get("ctx")
+            request_id = getattr(ctx, "request_id", None)
             with contextlib.suppress(Exception):  # the connection may be gone as well
                 if not started:
-                    await send_error(send, err)
+                    await send_error(send, err, request_id)
                 elif stream and not ended:
                     event = sse_error(err)
                     await send({"type": "http.response.body", "body": event, "more_body": False})

@@ -35,19 +35,20 @@ from ..errors import (
     ServiceUnavailableError,
 )
 from ..gateway import Gateway, RequestContext
-from ..jsontext import MAX_JSON_DEPTH, loads, lone_surrogate, nested_too_deeply, nul_at
+from ..jsontext import (
+    MAX_JSON_DEPTH,
+    NUL_REFUSED,
+    loads,
+    lone_surrogate,
+    nested_too_deeply,
+    nul_at,
+)
 from ..store import Store, StoreUnavailableError
 from ..tenants import OPEN_TENANT, UNAUTHENTICATED, Tenant
 from .chat.protocol import UNKNOWN_PARAMETER, near_miss
 
 # the tags pydantic puts in a location for the branch of a union it tried ("stop.str")
 _TYPE_TAGS = frozenset(["str", "int", "float", "bool", "list", "dict", "none", "bytes"])
-
-
-NUL_REFUSED = (
-    "holds the NUL character (\\u0000), which no text of a request may hold "
-    "(PostgreSQL's text cannot store it, so a gateway on it could not keep the request)"
-)
 
 
 def check_no_nul(value: Any, path: str = "") -> None:
@@ -219,9 +220,13 @@ class StrictJSONRoute(APIRoute):
         return strict
 
 
-async def send_error(send: Send, err: BoundgateError) -> None:
-    """Answer ``err`` from pure-ASGI code, before the app (and its error handlers) runs."""
-    resp = JSONResponse(err.to_dict(), status_code=err.status_code, headers=err.headers())
+async def send_error(send: Send, err: BoundgateError, request_id: str | None = None) -> None:
+    """Answer ``err`` from pure-ASGI code, outside the app's error handlers, with the
+    request's ``x-request-id`` where it has one."""
+    headers = err.headers()
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    resp = JSONResponse(err.to_dict(), status_code=err.status_code, headers=headers)
     await resp({"type": "http"}, _no_receive, send)
 
 

@@ -14,13 +14,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import ErrorCode, InvalidRequestError
-from ...jsontext import loads, lone_surrogate, nested_too_deeply
+from ...jsontext import NUL_REFUSED, loads, lone_surrogate, nested_too_deeply
 from ...reuse.policy import check_options
 from .. import generation
 from ..chat.protocol import ChatCompletionRequest, near_miss
 from ..common import (
     NON_FINITE,
-    NUL_REFUSED,
     TOO_DEEP,
     check_no_nul,
     non_finite_number,

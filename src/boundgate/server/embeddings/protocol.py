@@ -14,7 +14,9 @@ class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
     input: str | list[str] | list[int] | list[list[int]]
     model: ModelName = Field(None, description="omit for all-MiniLM-L6-v2")
-    encoding_format: Literal["float", "base64"] = "float"
+    # null is "not given" (float), as for every optional field of the chat and completion
+    # endpoints (a break-it trial: it alone refused ``"encoding_format": null``)
+    encoding_format: Literal["float", "base64"] | None = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
     # boundgate extension: embed only the start of an input longer than the model reads
