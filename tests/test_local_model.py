@@ -671,3 +671,33 @@ def test_a_client_that_leaves_while_a_long_prompt_is_read_frees_the_model() -> N
     assert left.usage.prompt_tokens > 10 * PROMPT_BLOCK
     assert evaluated == 2 * PROMPT_BLOCK  # two blocks read, then the client was gone
     assert after.text == before.text
+
+
+def test_a_stop_strings_last_token_is_counted(local_live: Live) -> None:
+    """A break-it trial: "Name a colour." cut at the stop "e" answered "Th" with 0 completion
+    tokens (one sampling step was taken off every "stop", as if the end-of-text token had
+    ended it), and its exact repeat then reported 1 (an answer of 0 tokens reads as never
+    counted). The tokens are what was sampled, the stop string's last one among them: the
+    same prompt without the stop, cut at that many tokens, holds the stop string, and at one
+    fewer does not. A repeat reports the same count."""
+    ask = {
+        "model": "smollm2-135m",
+        "messages": [{"role": "user", "content": "Name a colour."}],
+        "temperature": 0,
+    }
+    http = local_live.http
+    cut = http.post("/v1/chat/completions", json={**ask, "max_tokens": 20, "stop": ["e"]})
+    body = cut.json()
+    n = body["usage"]["completion_tokens"]
+    assert body["choices"][0]["finish_reason"] == "stop" and n >= 1, body
+    whole = ask | {"max_tokens": n}
+    assert (
+        "e"
+        in http.post("/v1/chat/completions", json=whole).json()["choices"][0]["message"]["content"]
+    )
+    if n > 1:
+        short = http.post("/v1/chat/completions", json={**ask, "max_tokens": n - 1}).json()
+        assert "e" not in short["choices"][0]["message"]["content"], short
+    again = http.post("/v1/chat/completions", json={**ask, "max_tokens": 20, "stop": ["e"]})
+    assert again.headers["x-boundgate-reuse"].startswith("hit"), again.headers
+    assert again.json()["usage"]["completion_tokens"] == n

@@ -189,20 +189,27 @@ class TokenLogprobs:
         return scores
 
 
-class TokenCounter:
-    """A llama.cpp logits processor that counts sampling steps: one call before each token
-    is sampled. The streamed text cannot count tokens: a character of several tokens (an
-    emoji, most CJK characters) arrives as one piece, and one cut off by ``max_tokens`` never
-    arrives, so counting pieces reported 5 tokens for 14 generated ("Give me three emoji",
-    SmolLM2-135M). The steps are the tokens generated, plus the end-of-text token when the
-    model ended by itself."""
+def counting(llama_class: type[Any]) -> type[Any]:
+    """``llama_cpp.Llama`` counting the tokens it samples (``sampled``) and remembering the
+    last one (``last_sampled``): generation asks ``sample`` once a token. The streamed text
+    cannot count tokens: a character of several tokens (an emoji, most CJK characters)
+    arrives as one piece, and one cut off by ``max_tokens`` never arrives, so counting
+    pieces reported 5 tokens for 14 generated ("Give me three emoji", SmolLM2-135M). A
+    generation's tokens are its samples but an end-of-text token (``llama_vocab_is_eog``)
+    sampled last: a stop string's last token is one of the answer's (counting one sampling
+    step less at every "stop" reported 0 tokens for "Th" cut at the stop "e", a trial)."""
 
-    def __init__(self) -> None:
-        self.steps = 0
+    class CountingLlama(llama_class):  # type: ignore[misc]
+        sampled = 0
+        last_sampled = -1
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        self.steps += 1
-        return scores
+        def sample(self, *args: Any, **kwargs: Any) -> Any:
+            token = super().sample(*args, **kwargs)
+            self.sampled += 1
+            self.last_sampled = int(token)
+            return token
+
+    return CountingLlama
 
 
 _DONE = object()
@@ -259,7 +266,7 @@ class LlamaCppBackend(Backend):
 
         if not self.path.is_file():
             raise FileNotFoundError(f"model file not found: {self.path}")
-        llm = Llama(
+        llm = counting(Llama)(
             model_path=str(self.path),
             n_ctx=self.n_ctx,
             n_batch=PROMPT_BLOCK,  # prompts are evaluated in blocks from position 0
@@ -596,6 +603,8 @@ class LlamaCppBackend(Backend):
             self._lock.release()
 
         def work() -> None:
+            import llama_cpp
+
             put = loop.call_soon_threadsafe
             produced = 0
             finish = "stop"
@@ -626,9 +635,8 @@ class LlamaCppBackend(Backend):
                             break
                     cut = False
                     recorder = TokenLogprobs() if req.report_logprob else None
-                    counter = TokenCounter()
-                    processors: list[Any] = [counter] if recorder is None else [recorder, counter]
-                    ended = ""  # the finish reason of this call, if it ended by itself
+                    processors: list[Any] = [] if recorder is None else [recorder]
+                    sampled_before = self._llm.sampled
                     stream = self._llm.create_completion(
                         prompt,
                         max_tokens=max_tokens - produced,
@@ -637,7 +645,7 @@ class LlamaCppBackend(Backend):
                         stop=stop or None,
                         seed=req.seed,
                         stream=True,
-                        logits_processor=processors,
+                        logits_processor=processors or None,
                         grammar=grammar,
                     )
                     for part in stream:
@@ -646,7 +654,7 @@ class LlamaCppBackend(Backend):
                             break
                         choice = part["choices"][0]
                         if choice.get("finish_reason"):
-                            finish = ended = choice["finish_reason"]
+                            finish = choice["finish_reason"]
                         text = choice.get("text") or ""
                         if text:
                             generated += text
@@ -657,9 +665,12 @@ class LlamaCppBackend(Backend):
                     stream.close()
                     if prompt is tokens:  # its blocks are now in the cache
                         self._prompt_blocks = len(tokens) // PROMPT_BLOCK * PROMPT_BLOCK
-                    # an end by itself is taken as the end-of-text token, no answer's (a stop
-                    # string's last token, the other way to end, is then one token short)
-                    produced += max(0, counter.steps - (1 if ended == "stop" else 0))
+                    # the tokens sampled, but an end-of-text token sampled last (``counting``)
+                    steps = self._llm.sampled - sampled_before
+                    eog = steps > 0 and llama_cpp.llama_vocab_is_eog(
+                        self._llm._model.vocab, self._llm.last_sampled
+                    )
+                    produced += steps - (1 if eog else 0)
                     if recorder is not None:
                         scored_total += recorder.total
                         scored += recorder.count
