@@ -6,7 +6,7 @@ a labelled duplicate costs reuse everywhere that duplicate's kind appears. This 
 labelled set the project has (quora_train and quora_val, the chat training sets
 ``training/data/chat_pairs_*.tsv``, GPTCache's mock data, ``tests/data/paraphrases_dev.tsv``,
 ``different_dev.tsv`` and ``contradictions.tsv``, the blind trials' development pairs
-``bench/data/trials_dev.csv``; 74,757 pairs, about two minutes on 2 cores)
+``bench/data/trials_dev.csv``; 74,999 pairs, about two minutes on 2 cores)
 plus any ``--pairs`` file, asks ``guards.compare`` about each, and writes the verdicts
 (``--save``) or compares them with verdicts saved before the change (``--against``): each pair
 whose verdict changed, by set, as a duplicate or a non-duplicate newly vetoed or let
