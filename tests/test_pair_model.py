@@ -17,7 +17,7 @@ from boundgate.assembly import build_app
 from boundgate.backends.base import Completion, Usage
 from boundgate.clock import FakeClock
 from boundgate.reuse.acronyms import AcronymIndex
-from boundgate.reuse.embedder import HashEmbedder, OnnxEmbedder
+from boundgate.reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.guards import compare
 from boundgate.reuse.guards.lexicon import (
@@ -31,6 +31,7 @@ from boundgate.reuse.pair import (
     EXACT_FROM,
     FakePairScorer,
     OnnxPairScorer,
+    PairScorer,
     packaged_model_dir,
     reads_further,
     typos_matched,
@@ -388,6 +389,30 @@ async def _remember(e: ReuseEngine, lookup: Lookup, answer: str) -> None:
     )
 
 
+def _pair_engine(
+    tmp_path: Path, embedder: Embedder, scorer: PairScorer, settings: ReuseSettings
+) -> ReuseEngine:
+    """A loaded engine that serves a pair score of 0.9 or more from its first lookup."""
+    verifier = Verifier(
+        ReuseSettings(error_bound=0.9, initial_threshold=0.9, verify_rate=0.0, min_observations=1),
+        scorer=PairModelScorer(),
+    )
+    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
+    store = SQLiteStore(tmp_path / "p.db")
+    store.open()
+    e = ReuseEngine(
+        store=store,
+        embedder=embedder,
+        verifier=verifier,
+        settings=settings,
+        rebind_window_s=3600.0,
+        clock=FakeClock(start=1_800_000_000.0),
+        pair_scorer=scorer,
+    )
+    asyncio.run(e.load())
+    return e
+
+
 def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_scored(
     tmp_path: Path,
 ) -> None:
@@ -399,23 +424,7 @@ def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_s
         return 0.99 if stored == preferred else 0.2
 
     fake = FakePairScorer(rule)
-    verifier = Verifier(
-        ReuseSettings(error_bound=0.9, initial_threshold=0.9, verify_rate=0.0, min_observations=1),
-        scorer=PairModelScorer(),
-    )
-    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
-    store = SQLiteStore(tmp_path / "p.db")
-    store.open()
-    e = ReuseEngine(
-        store=store,
-        embedder=HashEmbedder(),
-        verifier=verifier,
-        settings=ReuseSettings(pair_candidates=4),
-        rebind_window_s=3600.0,
-        clock=FakeClock(start=1_800_000_000.0),
-        pair_scorer=fake,
-    )
-    asyncio.run(e.load())
+    e = _pair_engine(tmp_path, HashEmbedder(), fake, ReuseSettings(pair_candidates=4))
 
     async def run() -> None:
         for q in ("reset password account now", preferred, "completely unrelated words here"):
@@ -431,7 +440,7 @@ def test_the_best_pair_scored_survivor_is_the_candidate_and_only_survivors_are_s
         assert nothing.status == "miss" and fake.calls == before
 
     asyncio.run(run())
-    store.close()
+    e.store.close()
 
 
 def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_path: Path) -> None:
@@ -682,29 +691,6 @@ def test_a_spelled_acronym_is_one_question_to_the_guards_and_the_model(
     assert not compare("How far is SF from Denver?", "How far is Santa Fe from Denver?").ok
 
 
-def _acronym_engine(tmp_path: Path, scorer: OnnxPairScorer, candidates: int) -> ReuseEngine:
-    """An engine with the packaged embedder and pair model that serves a pair score of 0.9
-    or more from its first lookup, retrieving ``candidates`` neighbours."""
-    verifier = Verifier(
-        ReuseSettings(error_bound=0.9, initial_threshold=0.9, verify_rate=0.0, min_observations=1),
-        scorer=PairModelScorer(),
-    )
-    verifier.add(Observation(0.9, True, "verify", None, pair=0.99))
-    store = SQLiteStore(tmp_path / "a.db")
-    store.open()
-    e = ReuseEngine(
-        store=store,
-        embedder=OnnxEmbedder(),
-        verifier=verifier,
-        settings=ReuseSettings(candidates=candidates),
-        rebind_window_s=3600.0,
-        clock=FakeClock(start=1_800_000_000.0),
-        pair_scorer=scorer,
-    )
-    asyncio.run(e.load())
-    return e
-
-
 def test_an_acronyms_paraphrase_is_found_below_the_floor_and_beyond_the_neighbours(
     tmp_path: Path, scorer: OnnxPairScorer
 ) -> None:
@@ -713,7 +699,8 @@ def test_an_acronyms_paraphrase_is_found_below_the_floor_and_beyond_the_neighbou
     similarity is read on the spelled pair. A stored question typing an acronym that is not
     among the asked question's neighbours at all is found by its letters (``AcronymIndex``).
     Another acronym, or none, finds nothing."""
-    e = _acronym_engine(tmp_path, scorer, candidates=1)
+    # one neighbour retrieved: the stored question typing "ORM" is not among the asked one's
+    e = _pair_engine(tmp_path, OnnxEmbedder(), scorer, ReuseSettings(candidates=1))
     spelled, typed = "what is cross-origin resource sharing", "what is an ORM in web development"
     nearer = "what does a data mapper do in web development?"
     asked = "what's an object-relational mapper in web development?"
@@ -739,6 +726,7 @@ def test_an_acronyms_paraphrase_is_found_below_the_floor_and_beyond_the_neighbou
         assert (await engine_lookup(e, asked)).status == "miss"
 
     asyncio.run(run())
+    e.store.close()
 
 
 def test_the_acronym_index_keeps_scopes_apart_and_forgets() -> None:
