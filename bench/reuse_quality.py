@@ -127,6 +127,22 @@ def load_pairs(path: Path, limit: int | None, seed: int) -> list[tuple[str, str,
     return rows[:limit] if limit else rows
 
 
+RUNTIME_PACKAGES = ("onnxruntime", "tokenizers", "usearch", "numpy", "pystemmer", "pyspellchecker")
+
+
+def runtime_versions() -> str:
+    """The versions of the packages the reuse decisions run on, as "name version, …"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def one(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return ", ".join(f"{name} {one(name)}" for name in RUNTIME_PACKAGES)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pairs", type=Path, required=True)
@@ -495,6 +511,9 @@ def main() -> None:
     rows.append(row("fixed cosine ≥ 0.95, all pairs", best_sim >= 0.95, best, q1s, n))
 
     print(f"\n# Reuse quality ({args.pairs.name}, {n} pairs: {n_dup} duplicates, {n_non} not)\n")
+    # the same commit gave 0.215 one day and 0.194 the next from a venv installed afresh
+    # (bench/RESULTS.md, forty-sixth session): the figures are the runtime's too
+    print(f"runtime: {runtime_versions()}\n")
     print(
         f"boundgate run: {wall:.0f} s; final threshold {stats['threshold']:.3f} "
         f"(decided by {stats.get('threshold_decided_by')} on {stats.get('threshold_scorer')}; "
