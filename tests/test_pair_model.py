@@ -16,12 +16,10 @@ import pytest
 from boundgate.assembly import build_app
 from boundgate.backends.base import Completion, Usage
 from boundgate.clock import FakeClock
-from boundgate.reuse.acronyms import AcronymIndex
 from boundgate.reuse.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from boundgate.reuse.engine import Lookup, ReuseEngine
 from boundgate.reuse.guards import compare
 from boundgate.reuse.guards.lexicon import (
-    acronyms_of_runs,
     acronyms_spelled,
     lead_in_dropped,
     self_described,
@@ -652,9 +650,6 @@ def test_an_acronym_is_read_as_the_other_sides_words_whose_initials_it_is() -> N
     assert acronyms_spelled("a longer ATA", "a longer axle-to-axle length")[0] == (
         "a longer axle-to-axle"
     )
-    # runs of whole words, neither end a linking word: not "YSA", not "SAF" (ends in "for")
-    assert acronyms_of_runs("a high-yield savings account for you") == {"HYS", "HYSA"}
-    assert acronyms_of_runs("high-yield") == set()  # three letters at the least
     kept = [
         ("How far is SF from Denver?", "How far is Santa Fe from Denver?"),  # two letters
         ("seats during GW?", "seats during Golden Week?"),
@@ -691,62 +686,31 @@ def test_a_spelled_acronym_is_one_question_to_the_guards_and_the_model(
     assert not compare("How far is SF from Denver?", "How far is Santa Fe from Denver?").ok
 
 
-def test_an_acronyms_paraphrase_is_found_below_the_floor_and_beyond_the_neighbours(
+def test_an_acronym_read_as_words_by_chance_is_kept_out_by_the_floor(
     tmp_path: Path, scorer: OnnxPairScorer
 ) -> None:
-    """MiniLM puts "what is CORS" 0.30 from "what is cross-origin resource sharing", below
-    the 0.70 floor, so the pair model (0.99 on the spelled pair) never read it: a neighbour's
-    similarity is read on the spelled pair. A stored question typing an acronym that is not
-    among the asked question's neighbours at all is found by its letters (``AcronymIndex``).
-    Another acronym, or none, finds nothing."""
-    # one neighbour retrieved: the stored question typing "ORM" is not among the asked one's
-    e = _pair_engine(tmp_path, OnnxEmbedder(), scorer, ReuseSettings(candidates=1))
-    spelled, typed = "what is cross-origin resource sharing", "what is an ORM in web development"
-    nearer = "what does a data mapper do in web development?"
-    asked = "what's an object-relational mapper in web development?"
+    """Read as the other side's words, an acronym makes two questions one to the pair model,
+    whatever the acronym stands for: "What is the ROI?" / "What is the rate of inflation?"
+    scores 0.98. Only the embedder's cosine (0.35), below the floor, keeps such a pair from
+    being served: a retrieval that lifted acronym pairs past the floor served 16 such
+    pairs to a re-check and was taken out (bench/RESULTS.md, the forty-sixth session)."""
+    e = _pair_engine(tmp_path, OnnxEmbedder(), scorer, ReuseSettings())
+    pairs = [
+        ("What is the ROI?", "What is the rate of inflation?"),
+        ("When is the SAT?", "When is the Saturday after Thanksgiving?"),
+        ("What is an IRA?", "What is the Irish Republican Army?"),
+    ]
 
     async def run() -> None:
-        for q in (spelled, typed, nearer):
-            await _remember(e, await engine_lookup(e, q), f"answer to {q}")
-        cosine = e.embedder.embed(["what is CORS", spelled])
-        assert float(cosine[0] @ cosine[1]) < e.verifier.floor
-        got = await engine_lookup(e, "what is CORS")
-        assert got.status == "hit-semantic" and got.entry is not None
-        assert got.entry.query == spelled and got.pair is not None and got.pair > 0.9
-        assert got.similarity is not None and got.similarity >= e.verifier.floor
-        near = e.index.search(got.key.scope, e.embedder.embed([asked])[0], 1)
-        assert [e.meta(n.key).query for n in near] == [nearer]  # type: ignore[union-attr]
-        got = await engine_lookup(e, asked)
-        assert got.status == "hit-semantic" and got.entry is not None
-        assert got.entry.query == typed
-        assert e.counters["acronym_lifted"] == 2
-        assert (await engine_lookup(e, "what is CSS")).status == "miss"
-        await e.forget([got.entry.key])
-        assert len(e.acronyms) == 0
-        assert (await engine_lookup(e, asked)).status == "miss"
+        for stored, _ in pairs:
+            await _remember(e, await engine_lookup(e, stored), f"answer to {stored}")
+        for stored, asked in pairs:
+            assert scorer.score(stored, asked) > 0.9  # the model alone would serve it
+            got = await engine_lookup(e, asked)
+            assert got.status == "miss", (asked, got.status, got.entry)
 
     asyncio.run(run())
     e.store.close()
-
-
-def test_the_acronym_index_keeps_scopes_apart_and_forgets() -> None:
-    """Entries are found by the letters of the acronyms they type, in their own scope only;
-    removed, they are gone; a question with no acronym is not filed."""
-    index = AcronymIndex()
-    index.add("s1", 1, "Can OSA cause high blood pressure?")
-    index.add("s1", 2, "what are RMDs and when do they start")
-    index.add("s1", 3, "how do I sleep better")
-    index.add("s2", 4, "OSA and snoring")
-    assert len(index) == 3
-    assert index.holding("s1", "Is obstructive sleep apnea linked to high blood pressure?") == {1}
-    assert index.holding("s2", "obstructive sleep apnea") == {4}
-    assert index.holding("s1", "required minimum distributions at 73") == {2}
-    assert index.holding("s3", "obstructive sleep apnea") == set()
-    index.remove(1)
-    index.remove(1)
-    assert index.holding("s1", "obstructive sleep apnea") == set()
-    index.add("s1", 2, "RMD rules")  # filed again: the letters of its new question
-    assert index.holding("s1", "required minimum distributions") == {2}
 
 
 def _shift_prior(split: bool) -> Prior:

@@ -39,7 +39,6 @@ from ..clock import Clock, SystemClock
 from ..scheduler.jobs import JobQueue
 from ..settings import ReuseSettings
 from ..store import Store, StoredEntry, StoreUnavailableError
-from .acronyms import AcronymIndex
 from .answer_labels import LabelSource, Setting, measurement, resolve
 from .binding import Signer
 from .documents import Documents
@@ -139,7 +138,6 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         self.index_load: IndexLoad | None = None  # what start-up did with the saved indexes
         self._meta: dict[int, EntryMeta] = {}
         self._by_id: dict[str, int] = {}
-        self.acronyms = AcronymIndex()  # stored questions by the acronyms they type
         # exact hash → the entries that may serve it (exact.py); a document's holds its slot
         self._exact = ExactMap(
             pinned=lambda key: (m := self._meta.get(key)) is not None and m.pinned
@@ -209,7 +207,6 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
                 self._by_id[e.document_id] = e.key
             slot = slot_of(e.finish_reason, e.completion_tokens)
             self._exact.put(e.exact, e.key, slot, e.created, newer=True)
-        self.acronyms.add(e.scope, e.key, e.query)
         return meta
 
     def _file_variant(self, exact: str, key: int) -> None:
@@ -488,7 +485,6 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
             self._answers.pop(k, None)
             self._unembedded.pop(k, None)
             self.index.remove(k)
-            self.acronyms.remove(k)
             self.verifier.forget_entry(k)
         if delete:
             await self.store.delete_entries(keys)

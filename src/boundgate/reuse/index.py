@@ -189,10 +189,6 @@ class ScopedIndex:
                 self._exact.pop(key, None)
                 self._dirty.add(scope)
 
-    def scope_of(self, key: int) -> str | None:
-        """The scope whose index holds entry ``key`` (None if it is not indexed)."""
-        return self._scope_of.get(key)
-
     def vector(self, key: int) -> Vectors | None:
         """The stored vector of an entry (None if it is not indexed)."""
         scope = self._scope_of.get(key)

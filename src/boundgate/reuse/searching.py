@@ -19,12 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from .acronyms import AcronymIndex, spelled_pair
 from .guards import compare
-from .guards.lexicon import typed_acronyms
-from .index import Neighbour
 from .language import reads_english
 from .lookup import EntryMeta, Lookup
 from .policy import Mode, Plan
@@ -40,7 +35,7 @@ if TYPE_CHECKING:
     from .embedder import Embedder, Vectors
     from .exact import ExactMap
     from .flight import Flight, Flights
-    from .index import ScopedIndex
+    from .index import Neighbour, ScopedIndex
     from .pair import PairScorer
     from .verifier import Verifier
 
@@ -78,7 +73,6 @@ class Searching:
         documents: Documents
         pair_scorer: PairScorer | None
         flights: Flights
-        acronyms: AcronymIndex
         _meta: dict[int, EntryMeta]
         _exact: ExactMap
         _answers: OrderedDict[int, StoredEntry]
@@ -252,7 +246,6 @@ class Searching:
             vector = (await self.embed([key.query]))[0]
         out = Lookup(p, key, "miss", vector=vector, semantic=not stale)
         near = self.index.search(key.scope, vector, self.settings.candidates)
-        near = await self._spelled_neighbours(key, vector, near)
         survivors = self._survivors(key, near, admissible, out)
         batch = self.settings.pair_candidates if self.verifier.scorer.uses_pair else 1
         while ranked := await self._rank(list(itertools.islice(survivors, batch)), key):
@@ -275,52 +268,6 @@ class Searching:
                     out.candidate = meta
                 return out
         return out
-
-    async def _spelled_neighbours(
-        self, key: ReuseKey, vector: Vectors, near: list[Neighbour]
-    ) -> list[Neighbour]:
-        """``near`` (nearest first) with the similarity of each candidate that an acronym
-        keeps apart read on the spelled pair (``acronyms.spelled_pair``: each side's acronym
-        written as the other side's words), where that is higher, and with the stored
-        questions typing an acronym the asked question spells out (``AcronymIndex``) that
-        reach the floor so. Only candidates below the floor are read again, at most
-        ``reuse.candidates`` of them; a question with no acronym, in a scope where no
-        stored question types one, costs a set lookup."""
-        holding = self.acronyms.holding(key.scope, key.query)
-        typed = bool(typed_acronyms(key.query))
-        if not holding and not typed:
-            return near
-        floor = self.verifier.floor
-        known = {n.key for n in near}
-        below = [n for n in near if n.similarity < floor and (typed or n.key in holding)]
-        todo: list[tuple[Neighbour, str, str, EntryMeta]] = []
-        for n in itertools.chain(below, (Neighbour(k, -1.0) for k in sorted(holding - known))):
-            meta = self._meta.get(n.key)
-            if meta is None or self.index.scope_of(n.key) != key.scope:
-                continue
-            spelled = spelled_pair(key.query, meta.query)
-            if spelled is not None:
-                todo.append((n, *spelled, meta))
-            if len(todo) == self.settings.candidates:
-                break
-        if not todo:
-            return near
-        texts = [t for _, a, b, m in todo for t, o in ((a, key.query), (b, m.query)) if t != o]
-        fresh = iter(await self.embed(texts))
-        similarity = {n.key: n.similarity for n in near}
-        for n, a, b, meta in todo:
-            va = next(fresh) if a != key.query else vector
-            vb = next(fresh) if b != meta.query else self.index.vector(n.key)
-            spelled_similarity = -1.0 if vb is None else float(np.dot(va, vb))
-            if spelled_similarity > n.similarity:
-                similarity[n.key] = spelled_similarity
-                if n.similarity < floor <= spelled_similarity:
-                    self.count("acronym_lifted")
-        return [
-            Neighbour(k, s)
-            for k, s in sorted(similarity.items(), key=lambda ks: -ks[1])
-            if k in known or s >= floor
-        ]
 
     def _admissible(
         self, p: Plan, key: ReuseKey, now: float, *, stale: bool = False

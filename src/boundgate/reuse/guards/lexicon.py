@@ -647,25 +647,6 @@ def _run_initials(parts: list[str], letters: int) -> set[str]:
     }
 
 
-def typed_acronyms(text: str) -> set[str]:
-    """The acronyms ``text`` types (``_ACRONYM``: three to five capitals standing alone),
-    as their letters ("RMDs" is RMD)."""
-    return {m.group(1) for m in _ACRONYM.finditer(text)}
-
-
-def acronyms_of_runs(text: str) -> set[str]:
-    """Every acronym (three to five letters, upper case) that a run of ``text``'s words could
-    be written as (``_word_runs``, ``_run_initials``): the letters under which a question
-    typing the acronym may have been filed ("high-yield savings account" gives HYSA, among
-    others). About ten for a Quora question, 0.2 ms."""
-    return {
-        i
-        for _, parts in _word_runs(text)
-        for n in range(ACRONYM_LETTERS[0], ACRONYM_LETTERS[1] + 1)
-        for i in _run_initials(parts, n)
-    }
-
-
 def acronyms_spelled(a: str, b: str) -> tuple[str, str]:
     """``a`` and ``b`` with each side's acronym written as the words of the other side whose
     initials it is: "what is PMI on a mortgage" / "what is private mortgage insurance" reads
