@@ -103,11 +103,26 @@ def test_grammars_too_long_or_too_deep_are_refused() -> None:
         ({"type": "array", "items": {"type": "number", "maximum": 1}}, "items uses 'maximum'"),
         ({"anyOf": [{"type": "string"}, {"not": {"type": "null"}}]}, "anyOf[1] uses 'not'"),
         ({"type": "array", "uniqueItems": True}, "uses 'uniqueItems'"),
-        ({"$defs": {"a": {"type": "string", "format": "email"}}}, "format 'email'"),
+        ({"$defs": {"a": {"type": "string", "format": "email"}}}, "a uses 'format'"),
+        ({"type": "string", "format": "date-time", "maxLength": 40}, "uses 'maxLength'"),
         (False, "schema is false"),
         ({"properties": {"x": False}}, "schema.properties.x is false"),
         ({"enum": []}, "enum is empty"),  # a trial's message blamed "too large"
         ("object", "not a JSON schema"),
+        # a re-check's ways past the first check: what the converter's branch drops
+        (
+            {"properties": {"n": {"$ref": "#/x"}}, "x": {"type": "integer", "minimum": 5}},
+            "schema.properties.n.$ref uses 'minimum'",
+        ),
+        ({"type": ["string"], "enum": ["red", "green"]}, "uses 'enum'"),
+        ({"type": ["object"], "properties": {"n": {"type": "integer"}}}, "uses 'properties'"),
+        ({"allOf": [{"type": "integer"}]}, "uses 'allOf'"),
+        ({"type": "string", "pattern": "^[a-z]+$", "maxLength": 5}, "uses 'maxLength'"),
+        ({"$ref": "#/$defs/a", "maxLength": 3, "$defs": {"a": {"type": "string"}}}, "'maxLength'"),
+        ({"type": "array", "items": {"type": "string"}, "prefixItems": [{}]}, "'prefixItems'"),
+        ({"properties": {"a": {}}, "dependencies": {"a": ["b"]}}, "uses 'dependencies'"),
+        ({"type": "object", "required": ["n"]}, "uses 'required'"),  # any object
+        ({"$ref": "https://example.com/s.json"}, "points to nothing"),  # never fetched
     ],
 )
 def test_a_schema_the_grammar_cannot_hold_is_refused(schema: object, said: str) -> None:
@@ -119,10 +134,43 @@ def test_schemas_the_grammar_holds_pass() -> None:
     bounds the converter enforces pass."""
     for schema in (
         {"type": "object", "properties": {"minimum": {"type": "integer"}}, "required": ["minimum"]},
-        {"type": "string", "format": "date-time", "maxLength": 40},
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[a-z]+$"},
+        {"type": "string", "maxLength": 40},
         {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
         {"$defs": {"p": {"type": "string"}}, "properties": {"q": {"$ref": "#/$defs/p"}}},
         True,
         {"properties": {"x": True}},
+        # OpenAI's strict mode asks for it (a re-check: refused by the first check)
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"],
+            "additionalProperties": False,
+        },
+        # what pydantic writes: $defs, a nested model by $ref, an optional field, an enum
+        {
+            "$defs": {
+                "Colour": {"enum": ["red", "green"], "title": "Colour", "type": "string"},
+                "Sub": {
+                    "properties": {"x": {"title": "X", "type": "integer"}},
+                    "required": ["x"],
+                    "title": "Sub",
+                    "type": "object",
+                    "additionalProperties": False,
+                },
+            },
+            "properties": {
+                "colour": {"$ref": "#/$defs/Colour"},
+                "sub": {"$ref": "#/$defs/Sub", "description": "a nested one"},
+                "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+                "when": {"type": "string", "format": "date-time"},
+                "id": {"type": "string", "format": "uuid"},
+            },
+            "required": ["colour", "sub", "note", "when", "id"],
+            "title": "Answer",
+            "type": "object",
+            "additionalProperties": False,
+        },
     ):
         assert unenforced(schema) is None, schema

@@ -105,15 +105,18 @@ def test_a_json_response_format_holds_the_local_models_answer_to_it(local_live: 
     r = local_live.http.post("/v1/chat/completions", json=as_object)
     assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss", r.text
     assert isinstance(json.loads(r.json()["choices"][0]["message"]["content"]), dict)
+    # as OpenAI's strict mode writes it: additionalProperties false (a re-check: refused by
+    # the first check of unenforced keywords)
     schema = {
         "type": "object",
         "properties": {"capital": {"type": "string", "maxLength": 20}},
         "required": ["capital"],
+        "additionalProperties": False,
     }
-    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}}
     r = local_live.http.post("/v1/chat/completions", json={**body, "response_format": fmt})
     assert r.status_code == 200 and r.headers["x-boundgate-reuse"] == "miss", r.text
-    assert "capital" in json.loads(r.json()["choices"][0]["message"]["content"])
+    assert list(json.loads(r.json()["choices"][0]["message"]["content"])) == ["capital"]
     again = local_live.http.post("/v1/chat/completions", json={**body, "response_format": fmt})
     assert again.headers["x-boundgate-reuse"] == "hit-exact"  # its own scope, reused
     odd = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "bogus"}}}

@@ -38,41 +38,84 @@ BOUND_KEYS = (
     "minProperties",
     "maxProperties",
 )
-# keywords llama-cpp-python's converter (``llama_cpp.llama_grammar.SchemaConverter``) reads
-# nowhere: a schema using them got answers that break them ("minimum": 5 answered with
-# 1000111111111111, a break-it trial) ending in finish_reason "stop". OpenAI's strict
-# structured outputs refuse keywords they do not enforce, and so does the local model.
-UNENFORCED_KEYWORDS = (
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "multipleOf",
-    "uniqueItems",
-    "contains",
-    "minContains",
-    "maxContains",
-    "minProperties",
-    "maxProperties",
-    "patternProperties",
-    "propertyNames",
-    "dependentRequired",
-    "dependentSchemas",
-    "unevaluatedProperties",
-    "unevaluatedItems",
-    "not",
-    "if",
-    "then",
-    "else",
-)
+# JSON Schema's keywords that constrain a value (2020-12 validation, applicators, and the
+# older "dependencies" and "additionalItems"), and "format" and "$ref". llama-cpp-python's
+# converter (``llama_cpp.llama_grammar.SchemaConverter.visit``) takes one branch per schema
+# by the first of its keywords it knows and reads only that branch's keywords
+# (``_converter_reads``); an answer is held to no other one. A schema using them got answers
+# that break them ("minimum": 5 answered with 1000111111111111, "type": ["string"] beside an
+# enum answered "Sterilized", a "$ref" beside "minimum", two break-it trials), ending in
+# finish_reason "stop". OpenAI's strict structured outputs refuse what they do not enforce,
+# and so does the local model.
+CONSTRAINTS = frozenset(
+    {
+        "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+        "exclusiveMinimum", "maxLength", "minLength", "pattern", "format", "maxItems",
+        "minItems", "uniqueItems", "maxContains", "minContains", "contains", "maxProperties",
+        "minProperties", "required", "dependentRequired", "dependencies", "properties",
+        "patternProperties", "additionalProperties", "propertyNames", "items", "prefixItems",
+        "additionalItems", "unevaluatedItems", "unevaluatedProperties", "allOf", "anyOf",
+        "oneOf", "not", "if", "then", "else", "dependentSchemas", "$ref",
+    }
+)  # fmt: skip
 # the string formats the converter holds a string to (others it reads as any string)
-STRING_FORMATS = frozenset(
-    {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
-)
-# where a schema keeps its subschemas: one schema, a list of them, or a map of names to them
-_ONE_SCHEMA = ("items", "additionalProperties", "additionalItems")
-_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
-_SCHEMA_MAPS = ("properties", "$defs", "definitions")
+STRING_FORMATS = frozenset({"date", "time", "date-time"})
+_UUID = re.compile(r"^uuid[1-5]?$")
+
+
+def _converter_reads(node: dict[str, Any]) -> frozenset[str]:
+    """The keywords of schema ``node`` the converter reads: those of the branch it takes,
+    in its order (``SchemaConverter.visit`` in llama-cpp-python 0.3)."""
+    kind = node.get("type")
+    fmt = node.get("format")
+    if "$ref" in node:
+        return frozenset({"$ref"})
+    if "oneOf" in node or "anyOf" in node:
+        return frozenset({"oneOf", "anyOf"})
+    if isinstance(kind, list):
+        return frozenset({"type"})
+    if "const" in node:
+        return frozenset({"const", "type"})  # the constant is of its type
+    if "enum" in node:
+        return frozenset({"enum", "type"})
+    if kind in (None, "object") and (
+        "properties" in node or node.get("additionalProperties", True) is not True
+    ):
+        return frozenset({"type", "properties", "required", "additionalProperties"})
+    if kind in (None, "object") and "allOf" in node:
+        return frozenset()  # merges the properties of its parts only: refused
+    if kind in (None, "array") and ("items" in node or "prefixItems" in node):
+        if isinstance(node.get("items") or node.get("prefixItems"), list):
+            return frozenset({"type", "items"} if "items" in node else {"type", "prefixItems"})
+        return frozenset({"type", "items", "minItems", "maxItems"})
+    if kind in (None, "string") and "pattern" in node:
+        return frozenset({"type", "pattern"})
+    if (
+        kind in (None, "string")
+        and isinstance(fmt, str)
+        and (_UUID.match(fmt) or fmt in STRING_FORMATS)
+    ):
+        return frozenset({"type", "format"})
+    if kind == "string" and ("minLength" in node or "maxLength" in node):
+        return frozenset({"type", "minLength", "maxLength"})
+    return frozenset({"type"})
+
+
+def _pointer(root: Any, ref: str) -> Any:
+    """The subschema a local ``$ref`` ("#/…", RFC 6901) points to in ``root``, or None."""
+    if not ref.startswith("#"):
+        return None
+    node = root
+    for part in [p for p in ref[1:].split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
 
 # "{n}", "{n,}", "{n,m}", "{,m}", spaces and digit separators ("4_0") allowed inside as the
 # converter (Python's int) reads them
@@ -131,39 +174,49 @@ def schema_refusal(schema: Any) -> str | None:
 
 def unenforced(schema: Any) -> str | None:
     """What of ``schema`` (a parsed JSON schema) the converter would not hold the answer to,
-    or None: a keyword it reads nowhere (``UNENFORCED_KEYWORDS``) or a string ``format`` it
-    does not know (``STRING_FORMATS``) in any subschema, a schema that is not an object or
-    a boolean, ``false`` (no answer matches it), or an empty ``enum``, ``anyOf`` or
-    ``oneOf`` (none either). Only subschemas are read as schemas: a property named
-    "minimum" is a name. Walked without recursion."""
+    or None: in the schema or any subschema (properties, items, prefixItems, anyOf, oneOf,
+    additionalProperties, $defs, and wherever a "$ref" points), a constraint (``CONSTRAINTS``)
+    that the converter's branch for it does not read (``_converter_reads``: "minimum"
+    anywhere, "maxLength" beside a "pattern", anything beside a "$ref", an "enum" beside a
+    type list, a string "format" other than date, time, date-time or uuid); a subschema
+    ``false`` (no value matches it), an empty "enum", "anyOf" or "oneOf" (none either), a
+    "$ref" that points nowhere in the schema, or a schema that is no object or boolean.
+    Property names are names, not keywords. Walked without recursion, each subschema once."""
     stack: list[tuple[str, Any]] = [("schema", schema)]
+    seen: set[int] = set()
     while stack:
         where, node = stack.pop()
-        if node is False:
-            return f"{where} is false: no answer matches it"
         if node is True:
             continue
+        if node is False:
+            return f"{where} is false: no value matches it"
         if not isinstance(node, dict):
             return f"{where} is not a JSON schema (an object or a boolean)"
-        for key in UNENFORCED_KEYWORDS:
-            if key in node:
-                return f"{where} uses {key!r}, which the local model's grammar cannot enforce"
-        fmt = node.get("format")
-        if isinstance(fmt, str) and fmt not in STRING_FORMATS:
-            return (
-                f"{where} has format {fmt!r}; the local model's grammar holds strings to "
-                f"{', '.join(sorted(STRING_FORMATS))} only"
-            )
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        reads = _converter_reads(node)
+        for key in sorted(CONSTRAINTS & node.keys() - reads):
+            return f"{where} uses {key!r}, which the local model's grammar cannot enforce here"
         for key in ("enum", "anyOf", "oneOf"):
             if node.get(key) == []:
-                return f"{where}.{key} is empty: no answer matches it"
-        for key in _ONE_SCHEMA:
-            if isinstance(node.get(key), dict | bool):
-                stack.append((f"{where}.{key}", node[key]))
-        for key in _SCHEMA_LISTS:
+                return f"{where}.{key} is empty: no value matches it"
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            target = _pointer(schema, ref)
+            if target is None:
+                return f"{where}.$ref {ref[:80]!r} points to nothing in the schema"
+            stack.append((f"{where}.$ref", target))
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            stack.append((f"{where}.additionalProperties", extra))
+        items = node.get("items")
+        if isinstance(items, dict | bool):
+            stack.append((f"{where}.items", items))
+        for key in ("items", "prefixItems", "anyOf", "oneOf"):
             if isinstance(node.get(key), list):
                 stack.extend((f"{where}.{key}[{i}]", v) for i, v in enumerate(node[key]))
-        for key in _SCHEMA_MAPS:
+        for key in ("properties", "$defs", "definitions"):
             if isinstance(node.get(key), dict):
                 stack.extend((f"{where}.{key}.{k}", v) for k, v in node[key].items())
     return None
