@@ -422,6 +422,19 @@ def test_engine_never_serves_across_scopes(
         ("What is hello in German?", "What is goodbye in German?", "task"),
         ("how to say I love you in Spanish", "how do you say I miss you in Spanish", "task"),
         ("the Spanish word for embarrassed", "what does embarazada mean in Spanish", "task"),
+        # a re-check's frames, served before (pair scores 0.94-0.98), and small words
+        ("How do I say thank you in Japanese?", "How is you're welcome said in Japanese?", "task"),
+        ("How do I say thank you in Japanese?", "What's the Japanese for you're welcome?", "task"),
+        (
+            "How do I say thank you in Japanese?",
+            "How would I tell someone you're welcome in Japanese?",
+            "task",
+        ),
+        (
+            "How do you say thank you in Japanese?",
+            "How do you say thank you very much in Japanese?",
+            "task",
+        ),
         # a number that is part of a name: another name (the guards saw no number in them)
         ("What is a 401k?", "What is a 403b?", "number"),
         ("What is 4G?", "What is 5G?", "number"),
@@ -1184,6 +1197,7 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
         ("how do you say thank you in japanese", "whats the japanese word for thank you"),
         ("hey so how do u say thank you in korean", 'How do you say "thank you" in Korean?'),
         ("translate good luck to Italian", "how do I say good luck in Italian"),
+        ("How is thank you said in Japanese?", "What does thank you translate to in Japanese?"),
         (
             "Can someone translate this from Arabic to English?",
             "can anyone translate this to English",

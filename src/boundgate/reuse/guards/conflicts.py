@@ -30,7 +30,6 @@ from .extract import (
 )
 from .lexicon import (
     _LISTS,
-    _STOPWORD_STEMS,
     CONTRASTS,
     FREE_OF,
     QUANTIFIERS,
@@ -680,7 +679,13 @@ _ASKED_IN_A_LANGUAGE = [
         rf"(?:for|of)\s+{_PHRASE}\s*[?.!]*$",
         rf"\b(?:translation|meaning|pronunciation|spelling)\s+of\s+{_PHRASE}\s+"
         rf"(?:in|into)\s+{_LANGUAGE}\b",
-        rf"\bdoes\s+{_PHRASE}\s+mean\s+in\s+{_LANGUAGE}\b",
+        rf"\bdoes\s+{_PHRASE}\s+(?:mean|translate(?:\s+(?:to|as|into))?)\s+in\s+{_LANGUAGE}\b",
+        # "how is X said in Japanese", "how would you say X in …" (a re-check's frames)
+        rf"\bhow\s+(?:is|are|was|would\s+you|do\s+you)\s+{_PHRASE}\s+"
+        rf"(?:said|written|pronounced|spelled|spelt|called)\s+in\s+{_LANGUAGE}\b",
+        rf"\btell\s+(?:someone|somebody|him|her|them|people|my\s+\w+)\s+{_PHRASE}\s+in\s+"
+        rf"{_LANGUAGE}\b",
+        rf"\b(?:the\s+)?{_LANGUAGE}\s+for\s+{_PHRASE}\s*[?.!]*$",  # "what's the Japanese for X"
         rf"\bin\s+{_LANGUAGE}\s*,?\s+how\s+(?:do|would|can|should|to)\s+(?:(?:i|you|we|one)\s+)?"
         rf"(?:say|pronounce|spell)\s+{_PHRASE}\s*[?.!]*$",
         rf"^(?:what\s+is|what's|whats)\s+{_PHRASE}\s+in\s+{_LANGUAGE}\s*[?.!]*$",
@@ -688,21 +693,25 @@ _ASKED_IN_A_LANGUAGE = [
 ]
 
 
-# stems that are no part of the phrase asked about: small words, and the languages ("translate
-# this from Arabic to English" / "translate this to English")
-_NOT_THE_PHRASE = _STOPWORD_STEMS | {stem(w) for w in _LISTS["natural_languages"]}
+# words that are no part of the phrase asked about: articles, and the languages ("translate
+# this from Arabic to English" / "translate this to English"); small words are ("thank you"
+# / "thank you very much", "how are you" / "how old are you")
+_NOT_THE_PHRASE = frozenset({"a", "an", "the", *_LISTS["natural_languages"]})
 
 
 @lru_cache(maxsize=FEATURES_CACHE)
 def phrase_asked(text: str) -> frozenset[str] | None:
-    """The stems of the content words of the phrase ``text`` asks to be said (written,
-    translated, pronounced, explained) in a natural language (``_ASKED_IN_A_LANGUAGE``;
-    quotes, stopwords and languages' names left out), or None where it asks no such thing."""
+    """The words of the phrase ``text`` asks to be said (written, translated, pronounced,
+    explained) in a natural language (``_ASKED_IN_A_LANGUAGE``; quotes, articles and
+    languages' names left out), or None where it asks no such thing (or the phrase is none
+    of those: "what does X translate to in Japanese" is no phrase "to")."""
     low = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
     for pattern in _ASKED_IN_A_LANGUAGE:
         m = pattern.search(low)
         if m is not None:
-            return frozenset(stem(w) for w in words(m.group("x"))) - _NOT_THE_PHRASE
+            phrase = frozenset(words(m.group("x"))) - _NOT_THE_PHRASE - {"to", "into", "as", "from"}
+            if phrase:
+                return phrase
     return None
 
 
