@@ -373,10 +373,15 @@ def test_the_dashboard_answers_its_errors_in_html_and_the_api_in_json(open_dash:
             ("/dashboard/documents?q=%00", "NUL"),
             ("/dashboard/ledger?tenant=%00", "NUL"),
             ("/dashboard?range=24h&range=30d", "given 2 times"),
+            ("/dashboard/ledger%00", "NUL"),  # a path no page has: was the 404 page
         ):
             bad = b.get(query)
             assert bad.status_code == 400, (query, bad.text[:200])
             assert bad.headers["content-type"].startswith("text/html") and said in bad.text
+        # an asset's answer is plain text, as its 404 is (a re-check: the API's JSON)
+        bad = b.get("/dashboard/static/app.css?x=%00")
+        assert bad.status_code == 400 and bad.headers["content-type"].startswith("text/plain")
+        assert "NUL" in bad.text
         missing = b.get("/dashboard/nowhere")
         assert missing.status_code == 404 and missing.headers["content-type"].startswith(
             "text/html"

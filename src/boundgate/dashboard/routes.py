@@ -537,6 +537,11 @@ def install(app: FastAPI, sessions: Sessions) -> None:
             return _secure(plain)
         if not on_page(request) or exc.status_code not in (404, 405):
             return await _answer(api_http_error(request, exc))
+        if exc.status_code == 404 and nul_in_url(request.scope["path"], b"") is not None:
+            # a NUL in a path no page has is the 400 a NUL is anywhere (``plain_query``)
+            return await render(
+                request, None, "missing.html", "", status=400, problem=f"path: {NUL_REFUSED}"
+            )
         if exc.status_code == 404:
             return await render(
                 request, None, "missing.html", "", status=404, page=request.url.path

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -110,6 +110,11 @@ class RequestLine:
                 )
                 return
             where = nul_in_url(scope["path"], scope.get("query_string", b""))
+            if where is not None and scope["path"].startswith("/dashboard/static/"):
+                # an asset's answers are plain text, neither a page nor the API's JSON
+                plain = PlainTextResponse(f"400 Bad Request: the {where} {NUL_REFUSED}", 400)
+                await plain(scope, receive, send)
+                return
             if where is not None and not dashboard_page(scope["path"]):  # its own 400 page
                 await send_error(
                     send,
