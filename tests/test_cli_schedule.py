@@ -251,6 +251,7 @@ def test_batch_results_of_a_cancelled_batch_say_there_is_none(tmp_path: Path) ->
         (["schedule", "plan", "--zone", "FR"], "--zone: no carbon data for 'FR'"),
         (["batch", "submit", "/nonexistent/requests.jsonl"], "no such file"),
         (["batch", "submit", "/dev/null"], "not a regular file: /dev/null"),  # was "no such"
+        (["batch", "submit", "/proc/self/status"], "reports no size"),  # was a traceback
         # an audit's finding: an OverflowError traceback, and "cannot convert float NaN"
         (["schedule", "plan", "--duration", "inf"], "not a duration: 'inf'"),
         (["schedule", "plan", "--window", "infd"], "not a duration: 'infd'"),

@@ -351,6 +351,13 @@ def batch_submit(
         raise _usage_error(
             f"not a regular file: {file}" if file.exists() else f"no such file: {file}"
         )
+    if file.stat().st_size == 0:
+        # the upload declares the size the file reports: a /proc file reports 0 and holds
+        # more (a re-check: "Too much data for declared Content-Length", a traceback)
+        raise _usage_error(
+            f"{file} is empty or reports no size (as /proc files do): a batch input file "
+            "holds one request a line"
+        )
     key = {"Idempotency-Key": f"boundgate-cli-{uuid.uuid4().hex}"}
     # the id printed at the end is JSON, but a single line after the bar has gone
     with _client(url, api_key, config) as c, progress(transfer=True) as p:
