@@ -523,7 +523,8 @@ class LlamaCppBackend(Backend):
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if schema is None or schema is True:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        if (why := unenforced(schema) or schema_refusal(schema)) is not None:
+        # the size bounds first: they keep the walk of what the converter reads short
+        if (why := schema_refusal(schema) or unenforced(schema)) is not None:
             raise self._schema_refused(why)
         try:
             grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)

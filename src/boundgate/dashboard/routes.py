@@ -226,7 +226,7 @@ def plain_query(request: Request) -> None:
     (``on_bad_request``). A break-it trial: ``?q=%00`` got the API's JSON and
     ``?range=24h&range=30d`` showed the last one silently; the API refuses both."""
     problems: list[dict[str, Any]] = []
-    where = nul_in_url(request.url.path, request.scope.get("query_string", b""))
+    where = nul_in_url(request.scope["path"], request.scope.get("query_string", b""))
     if where is not None:
         problems.append({"loc": ("query", where), "msg": NUL_REFUSED, "type": "value_error"})
     names = [name for name, _ in request.query_params.multi_items()]
