@@ -16,7 +16,8 @@ import pytest
 from boundgate.assembly import build_app, build_gateway
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
-from boundgate.server.batches.serving import create_batch, new_file
+from boundgate.server.batches.files import new_file
+from boundgate.server.batches.objects import create_batch
 from boundgate.store import SQLiteStore, Store
 from boundgate.tenants import Tenant
 from boundgate.testing import ThreadedServer

@@ -17,7 +17,9 @@ from boundgate.assembly import build_app, build_gateway, build_store
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.jobs import new_job_id
-from boundgate.server.batches.serving import TERMINAL, create_batch, iso_utc, new_file, run_batch
+from boundgate.server.batches.files import new_file
+from boundgate.server.batches.objects import TERMINAL, create_batch, iso_utc
+from boundgate.server.batches.running import run_batch
 from boundgate.server.batches.upkeep import JOB_FAILED, BatchRecovery, batch_failed
 from boundgate.store import BatchLineRow, Store
 from boundgate.tenants import Tenant

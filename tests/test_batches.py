@@ -19,8 +19,8 @@ from boundgate.errors import InvalidRequestError
 from boundgate.grid import BundledCarbonSource
 from boundgate.scheduler.policy import CarbonAwareStart
 from boundgate.server.batches.lines import lines_model, parse_lines
+from boundgate.server.batches.objects import with_progress
 from boundgate.server.batches.protocol import Batch
-from boundgate.server.batches.serving import with_progress
 from boundgate.settings import SchedulerSettings
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
@@ -823,7 +823,7 @@ def test_a_batch_ended_without_a_run_counts_the_lines_it_answered(batch_live: An
     died had answered lines showed 0 Wh and no saving, and the report left failed (and
     expired) batches out. The lines answered were shifted all the same: the batch object
     totals them, and the report counts the batch in the period it ended."""
-    from boundgate.server.batches.serving import fail_batch
+    from boundgate.server.batches.objects import fail_batch
     from boundgate.store import BatchLineRow
 
     live, _clock = batch_live
@@ -968,7 +968,8 @@ def test_a_held_batch_shows_when_it_runs_next(tmp_path: Path) -> None:
     scheduled start. It shows ``scheduled``, at the time of its retry, and keeps its first
     ``started_at``."""
     from boundgate.scheduler.handlers import job_handlers
-    from boundgate.server.batches.serving import iso_utc, run_batch, update_batch
+    from boundgate.server.batches.objects import iso_utc, update_batch
+    from boundgate.server.batches.running import run_batch
 
     settings = fake_settings(tmp_path)
     settings.scheduler.poll_s = 0.05
@@ -1123,13 +1124,13 @@ def test_cancelling_a_running_batch_answers_with_its_progress(tmp_path: Path) ->
 
 
 def test_a_saving_within_rounding_is_zero() -> None:
-    from boundgate.server.batches.serving import _saving
+    from boundgate.server.batches.totals import saved_g
 
     run_now = 0.1 * 3 * 0.37  # a batch run in its submission hour: the same sum, other order
     carbon = 0.37 * 0.1 * 3
     assert run_now - carbon != 0  # -2.8e-17 showed as a (negative) saving
-    assert _saving(run_now, carbon) == 0.0
-    assert _saving(2.0, 1.5) == 0.5 and _saving(1.0, 1.5) == -0.5  # a dirtier hour: negative
+    assert saved_g(run_now, carbon) == 0.0
+    assert saved_g(2.0, 1.5) == 0.5 and saved_g(1.0, 1.5) == -0.5  # a dirtier hour: negative
 
 
 def _multipart(disposition: bytes, content: bytes) -> tuple[bytes, dict[str, str]]:
@@ -1449,7 +1450,7 @@ def test_batches_are_planned_with_the_line_time_this_process_measured(batch_live
     batch planned for the cleanest hour started 8 minutes before its deadline and expired
     with 81 of 150 lines unrun. Batches are planned with the measured mean line time when it
     is longer than the configured one."""
-    from boundgate.server.batches.serving import line_estimate_s
+    from boundgate.server.batches.objects import line_estimate_s
 
     live, clock = batch_live
     gw = live.gateway

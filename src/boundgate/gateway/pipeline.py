@@ -100,7 +100,7 @@ class Gateway(Routing, Embedding):
         self.reuse_meter = shared(reuse_meter) if reuse_meter is not None else None
         self.jobs = jobs
         # the mean run time of a batch line this process measured (s; exponentially
-        # weighted, ``batches.serving.note_line_s``), None before the first: batches are
+        # weighted, ``batches.objects.note_line_s``), None before the first: batches are
         # planned with no less (``line_estimate_s``)
         self.batch_line_s: float | None = None
         self.creativity = creativity

@@ -47,7 +47,7 @@ from ..scheduler.jobs import JobRunner
 from ..store import StoreUnavailableError
 from .api_docs import add_api_docs
 from .batches.router import router as batches_router
-from .batches.serving import run_batch
+from .batches.running import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import (

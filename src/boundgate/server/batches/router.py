@@ -19,7 +19,7 @@ from ..common import (
     unsupported_parameter,
 )
 from ..openapi import errors, ok
-from . import serving
+from . import files, objects
 from .idempotency import HEADER, MAX_KEY_CHARS, checked_key
 from .protocol import Batch, BatchList, FileDeleted, FileList, FileObject
 
@@ -111,8 +111,8 @@ async def upload_file(
     if len(content) > limit:  # (the form around it may have fitted: server.max_file_bytes)
         raise PayloadTooLargeError(f"the file is {len(content)} bytes; the limit is {limit}")
     gw = gateway_of(request)
-    f = await serving.upload_file(gw, ctx, purpose, filename, content, key)
-    return serving.file_object(f)
+    f = await files.upload_file(gw, ctx, purpose, filename, content, key)
+    return files.file_object(f)
 
 
 # Unicode's line and paragraph separators, and the bidirectional controls that make a name
@@ -165,7 +165,7 @@ async def list_files(
 ) -> dict[str, Any]:
     """Your files (every tenant's for an admin), by ``created_at`` (``order``)."""
     refuse_unknown_query(request, ("purpose", "limit", "order", "after"))
-    return await serving.list_files(
+    return await files.list_files(
         gateway_of(request), ctx, purpose=purpose, limit=limit, after=after or None,
         ascending=order == "asc",
     )  # fmt: skip
@@ -180,8 +180,8 @@ async def list_files(
 async def get_file(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
-    f = await serving.owned_file(gateway_of(request), ctx, file_id)
-    return serving.file_object(f)
+    f = await files.owned_file(gateway_of(request), ctx, file_id)
+    return files.file_object(f)
 
 
 @router.get(
@@ -199,7 +199,7 @@ async def get_file(
 async def file_content(
     file_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> Response:
-    f = await serving.owned_file(gateway_of(request), ctx, file_id)
+    f = await files.owned_file(gateway_of(request), ctx, file_id)
     return Response(f.content, media_type="application/jsonl")
 
 
@@ -216,7 +216,7 @@ async def delete_file(
     gone from the API at once and kept for that batch until it ends (``delete_file``):
     its accepted lines all run."""
     gw = gateway_of(request)
-    await serving.owned_file(gw, ctx, file_id)  # 404 for another tenant's, as for reads
+    await files.owned_file(gw, ctx, file_id)  # 404 for another tenant's, as for reads
     deleted = await gw.store.delete_file(file_id, gw.clock.time())
     return {"id": file_id, "object": "file", "deleted": deleted}
 
@@ -259,7 +259,7 @@ async def create_batch(
         raise unsupported_parameter("output_expires_after", "(output files are kept until deleted)")
     key = checked_key(request.headers.getlist(HEADER))
     gw = gateway_of(request)
-    batch = await serving.create_batch(
+    batch = await objects.create_batch(
         gw,
         ctx,
         input_file_id=body.input_file_id,
@@ -294,7 +294,7 @@ async def list_batches(
     """Your batches (every tenant's for an admin), newest first. A query parameter it
     does not take is a 400 (a trial's ``?order=asc`` was ignored, the list newest first)."""
     refuse_unknown_query(request, ("limit", "after"))
-    return await serving.list_batches(gateway_of(request), ctx, limit=limit, after=after or None)
+    return await objects.list_batches(gateway_of(request), ctx, limit=limit, after=after or None)
 
 
 @router.get(
@@ -307,8 +307,8 @@ async def get_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
     gw = gateway_of(request)
-    _, batch = await serving.get_batch(gw, ctx, batch_id)
-    return await serving.with_progress(gw, batch)
+    _, batch = await objects.get_batch(gw, ctx, batch_id)
+    return await objects.with_progress(gw, batch)
 
 
 @router.post(
@@ -324,4 +324,4 @@ async def cancel_batch(
     batch_id: str, request: Request, ctx: Annotated[RequestContext, Depends(context)]
 ) -> dict[str, Any]:
     gw = gateway_of(request)
-    return await serving.with_progress(gw, await serving.cancel_batch(gw, ctx, batch_id))
+    return await objects.with_progress(gw, await objects.cancel_batch(gw, ctx, batch_id))

@@ -37,7 +37,7 @@ import logging
 from typing import Any
 
 from ...gateway import Gateway
-from .serving import (
+from .objects import (
     TERMINAL,
     end_without_a_run,
     fail_batch,
