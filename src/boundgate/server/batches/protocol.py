@@ -1,6 +1,6 @@
 """Response models for ``/v1/files`` and ``/v1/batches`` (OpenAI's File and Batch objects with
-boundgate's ``boundgate`` object on a batch). They declare what ``objects.py`` and ``files.py`` build; the
-OpenAPI tests check the server keeps to them."""
+boundgate's ``boundgate`` object on a batch). They declare what ``objects.py`` and
+``files.py`` build; the OpenAPI tests check the server keeps to them."""
 
 from __future__ import annotations
 
