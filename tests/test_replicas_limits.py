@@ -37,7 +37,9 @@ MSG = [{"role": "user", "content": "hello there"}]
 class Replica:
     """One ``boundgate serve`` process on the shared database."""
 
-    def __init__(self, tmp: Path, name: str, url: str | None, upstream: str) -> None:
+    def __init__(
+        self, tmp: Path, name: str, url: str | None, upstream: str, job_lease_s: float = 3
+    ) -> None:
         # on SQLite the processes share one data directory (one host); on PostgreSQL each
         # has its own, as replicas on several hosts would
         cfg = write_config(
@@ -56,7 +58,7 @@ enabled = false
 [scheduler]
 policy = "now"
 poll_s = 0.1
-job_lease_s = 3
+job_lease_s = {job_lease_s}
 
 [models.fake]
 backend = "fake"
@@ -112,8 +114,9 @@ class Cluster:
     def key(self, tenant: str, **limits: Any) -> str:
         return asyncio.run(self.store.create_key(tenant, **limits)).secret
 
-    def start(self, n: int = 2) -> list[Replica]:
-        new = [Replica(self.tmp, f"r{len(self.replicas) + i}", self.url, self.upstream.url)
+    def start(self, n: int = 2, job_lease_s: float = 3) -> list[Replica]:
+        new = [Replica(self.tmp, f"r{len(self.replicas) + i}", self.url, self.upstream.url,
+                       job_lease_s)
                for i in range(n)]  # fmt: skip
         self.replicas += new
         for r in new:  # started together: they migrate under the lock at the same time
@@ -303,6 +306,66 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
     # it was killed can have been served twice
     served = [r for r in cluster.ledger() if r.tenant == "batcher" and r.status == 200]
     assert lines <= len(served) <= lines + 1, len(served)
+
+
+def test_a_process_restarted_after_kill_9_goes_on_at_once_with_its_batch(tmp_path: Path) -> None:
+    """A process killed mid-batch left the batch's job leased for ``job_lease_s`` (300 s):
+    restarted at once, it waited that long (a break-it trial). The restarted process sees
+    that the holder's process is gone (same host and PID namespace) and goes on at once:
+    with a lease of a day, only that can finish the batch within the test."""
+    cluster = Cluster(tmp_path, None)
+    try:
+        key = cluster.key("batcher")
+        lines = 60
+        cluster.upstream.control.push(*[Fault(delay_s=0.025) for _ in range(4 * lines)])
+        (first,) = cluster.start(1, job_lease_s=86400)
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def line(i: int) -> str:
+            body = {"model": "up", "messages": [{"role": "user", "content": f"Q {i}?"}]}
+            return json.dumps(
+                {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+                 "body": body}
+            )  # fmt: skip
+
+        content = "\n".join(line(i) for i in range(lines))
+        f = httpx.post(
+            first.base + "/v1/files",
+            headers=headers,
+            files={"file": ("in.jsonl", content.encode())},
+            data={"purpose": "batch"},
+        )
+        assert f.status_code == 200, f.text
+        created = httpx.post(
+            first.base + "/v1/batches",
+            headers=headers,
+            json={"input_file_id": f.json()["id"], "endpoint": "/v1/chat/completions"},
+        )
+        assert created.status_code == 200, created.text
+        batch_id = created.json()["id"]
+
+        def running() -> bool:
+            rows = [r for r in cluster.ledger() if r.tenant == "batcher" and r.status == 200]
+            return bool(asyncio.run(cluster.store.jobs("running"))) and len(rows) >= 5
+
+        wait_until(running, timeout=60)
+        first.kill()
+        (job,) = asyncio.run(cluster.store.jobs())
+        assert job.state == "running" and job.lease_expires is not None
+        assert job.lease_expires > time.time() + 3600  # leased for a day to the dead process
+        (second,) = cluster.start(1, job_lease_s=86400)
+
+        def finished() -> dict[str, Any] | None:
+            r = httpx.get(f"{second.base}/v1/batches/{batch_id}", headers=headers)
+            return r.json() if r.json()["status"] in ("completed", "failed", "cancelled") else None
+
+        done = wait_until(finished, timeout=120)
+        assert done["status"] == "completed"
+        assert done["request_counts"] == {"total": lines, "completed": lines, "failed": 0}
+        (job,) = asyncio.run(cluster.store.jobs())
+        assert job.state == "done" and job.attempts == 2
+    finally:
+        cluster.close()
 
 
 def test_no_answered_request_is_lost_when_a_replica_is_killed_under_load(

@@ -4,10 +4,12 @@ Jobs live in the store (table ``jobs``): kind, JSON payload, earliest start, dea
 lease owner and expiry, attempts, result. A runner claims the next due job with a lease and
 renews it every third of ``lease_s`` while the handler runs (a batch may run for hours); if
 the process dies (``kill -9``) the lease expires and another runner (or the restarted one)
-takes the job again. A runner that finds its lease taken over stops the handler. Completion
-only counts for the lease holder, so a job whose lease was taken over cannot be completed
-twice. Handlers must therefore be idempotent (rebinding a
-document twice supersedes once: the second run finds the document already superseded).
+takes the job again; a runner on the same host sees at once that the holder's process is gone
+(``liveness.py``) and gives the job back without waiting for its lease. A runner that finds
+its lease taken over stops the handler. Completion only counts for the lease holder, so a job
+whose lease was taken over cannot be completed twice. Handlers must therefore be idempotent
+(rebinding a document twice supersedes once: the second run finds the document already
+superseded).
 
 *When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
 policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
@@ -36,8 +38,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
@@ -50,6 +50,7 @@ from ..errors import BoundgateError, RateLimitError
 from ..retries import counting
 from ..store import JobRow, Store, StoreUnavailableError
 from ..store.outages import OutageLog
+from .liveness import owner_gone, runner_name
 
 log = logging.getLogger("boundgate.jobs")
 
@@ -357,8 +358,10 @@ class JobRunner:
         # (0.0 waited until replan_s after the host booted: a VM up for less than an hour
         # skipped it)
         self._upkept: float | None = None
-        # which process holds a lease: host and pid, for operators of several replicas
-        self.owner = f"runner_{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        # which process holds a lease: host, PID namespace and pid, for operators of several
+        # replicas and for a runner on the same host to tell that the holder is gone
+        # (``liveness.owner_gone``)
+        self.owner = runner_name(uuid.uuid4().hex[:8])
         # a poll that fails: the store out of reach is logged once per outage
         self._outage = OutageLog(log, f"job runner {self.owner}: a poll (retried after a backoff)")
         self._task: asyncio.Task[None] | None = None
@@ -500,8 +503,13 @@ class JobRunner:
         )
 
     async def _upkeep(self) -> None:
-        """Recover work left without a job, then re-plan the pending jobs; a failure of either
-        is logged and must not stop the runner (a forecast without data, a store hiccup)."""
+        """Give back the jobs of runners whose process is gone (:meth:`reclaim_gone`), recover
+        work left without a job, then re-plan the pending jobs; a failure of any is logged and
+        must not stop the runner (a forecast without data, a store hiccup)."""
+        try:
+            await self.reclaim_gone()
+        except Exception:
+            log.exception("giving back the jobs of runners that are gone failed")
         if self.recover is not None:
             try:
                 recovered = await self.recover()
@@ -518,6 +526,26 @@ class JobRunner:
             else:
                 if moved:
                     log.info("re-planned %d job(s)", moved)
+
+    async def reclaim_gone(self) -> int:
+        """Give back every running job leased to a runner whose process is gone
+        (``liveness.owner_gone``: same host and PID namespace, no live process with its id):
+        pending again, due at once, its lease dropped, the dead run's attempt counted as when
+        a lease runs out. Without this a restarted process waited for the lease to run out
+        (``lease_s``, 5 min) before it went on with a batch it was running when it was killed
+        (a break-it trial's ``kill -9``). Returns how many."""
+        given = 0
+        for job in await self.store.jobs("running"):
+            owner = job.lease_owner
+            if owner is None or owner == self.owner or not owner_gone(owner):
+                continue
+            result = json.dumps({"reclaimed": f"its runner {owner} is gone"}, sort_keys=True)
+            if await self.store.finish_job(job.id, owner, "pending", result):
+                log.warning(
+                    "job %s (%s) given back: its runner %s is gone", job.id, job.kind, owner
+                )
+                given += 1
+        return given
 
     async def run_once(self) -> bool:
         """Claim and run one due job; False if none was due (or the runner is stopping)."""

@@ -321,7 +321,8 @@ class SchedulerSettings(_Section):
         300.0,
         ge=1,
         description="A running job's lease, renewed every third of it while it runs; a "
-        "process killed mid-job leaves its job to another runner this long after.",
+        "process killed mid-job leaves its job to another runner this long after (a runner on "
+        "the same host and PID namespace, as the restarted process, takes it at once).",
     )
     stop_drain_s: float = Field(
         15.0,
