@@ -24,7 +24,7 @@ import pytest
 from boundgate.clock import FakeClock
 from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
 from boundgate.scheduler.liveness import owner_gone, pid_namespace, process_gone, runner_name
-from boundgate.store import SQLiteStore
+from boundgate.store import JobRow, SQLiteStore
 from helpers import wait_until
 
 START = 1_900_000_000.0
@@ -99,11 +99,19 @@ def test_only_an_owner_known_to_be_here_is_read_as_gone(dead_pid: int) -> None:
 
 
 class Finishing(SQLiteStore):
-    """A SQLite store that tells when a job was finished (the test's subclass, not a patch)."""
+    """A SQLite store that tells when a job was finished and when the running jobs were read
+    (the test's subclass, not a patch)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.finished = asyncio.Event()
+        self.looked = asyncio.Event()  # the running jobs were read
+
+    async def jobs(self, state: str | None = None) -> list[JobRow]:
+        got = await super().jobs(state)
+        if state == "running":
+            self.looked.set()
+        return got
 
     async def finish_job(self, *args: Any, **kwargs: Any) -> bool:
         finished = await super().finish_job(*args, **kwargs)
@@ -154,6 +162,48 @@ def test_a_job_leased_to_a_gone_process_runs_at_once_and_a_live_ones_is_left(
             assert jobs[first.id].state == "done" and jobs[first.id].attempts == 2
             (left,) = [j for j in jobs.values() if j.id != first.id]
             assert left.state == "running" and left.lease_owner == alive  # its holder lives
+        finally:
+            store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_runner_already_polling_gives_back_the_job_of_a_neighbour_that_died(
+    tmp_path: Path,
+) -> None:
+    """A replica beside a killed one on the same host looks every third of its lease, not
+    only as it starts (a re-check: a cancel through the survivor waited out the dead
+    replica's 300 s lease)."""
+
+    async def scenario() -> None:
+        store = Finishing(tmp_path / "j.db")
+        store.open()
+        try:
+            ran = asyncio.Event()
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                ran.set()
+                return {}
+
+            runner = JobRunner(
+                store, {"batch": handler}, clock=FakeClock(start=START), poll_s=0.01,
+                lease_s=0.3, replan_s=3600.0,
+            )  # fmt: skip
+            runner.start()
+            try:
+                # the runner has started and looked for running jobs: none was leased yet
+                await asyncio.wait_for(store.looked.wait(), WAIT_S)
+                child = _child()  # a neighbour that takes the job, then dies
+                await JobQueue(store, FakeClock(start=START), run_now).submit("batch", {})
+                assert (await store.claim_job(_owner(child.pid), START, 3600.0)) is not None
+                child.kill()
+                child.wait()
+                await asyncio.wait_for(ran.wait(), WAIT_S)
+                await asyncio.wait_for(store.finished.wait(), WAIT_S)
+            finally:
+                await runner.stop()
+            (job,) = await store.jobs()
+            assert job.state == "done" and job.attempts == 2
         finally:
             store.close()
 

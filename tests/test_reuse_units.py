@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -1611,6 +1613,36 @@ async def _remember(
         cost_wh=cost_wh,
         cost_gco2=cost_wh / 2,
     )
+
+
+def test_loading_reads_the_language_identifier_before_the_first_lookup(tmp_path: Path) -> None:
+    """py3langid's model took 0.8-1.8 s to read, and the first semantic lookup read it on the
+    event loop, holding every request in flight; ``load`` reads it on a worker thread. In a
+    fresh interpreter, since the model is cached for the life of a process."""
+    script = f"""
+import asyncio
+from boundgate.clock import FakeClock
+from boundgate.reuse import language
+from boundgate.reuse.embedder import HashEmbedder
+from boundgate.reuse.engine import ReuseEngine
+from boundgate.reuse.verifier import Verifier
+from boundgate.settings import ReuseSettings
+from boundgate.store import SQLiteStore
+
+async def main():
+    store = SQLiteStore({str(tmp_path / "l.db")!r})
+    store.open()
+    e = ReuseEngine(store=store, embedder=HashEmbedder(), verifier=Verifier(ReuseSettings()),
+                    settings=ReuseSettings(), rebind_window_s=3600.0, clock=FakeClock())
+    before = language._identifier.cache_info().currsize
+    await e.load()
+    print(before, language._identifier.cache_info().currsize)
+    store.close()
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "1"]
 
 
 def test_store_and_index_survive_restart(tmp_path: Path) -> None:

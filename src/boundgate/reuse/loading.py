@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..store import ObservationRow, StoredEntry
+from . import language
 from .guards.lexicon import nouns
 from .index_files import IndexLoad, LiveScope, fingerprint, load_index
 from .verifier import Observation
@@ -83,6 +84,7 @@ class Loading:
         lookups = await self.store.lookup_similarities()
         await asyncio.to_thread(self._load_labels, variants, observations, lookups)
         await asyncio.to_thread(nouns)  # the guards' noun table, before the first request
+        await asyncio.to_thread(language.warm)  # and the language identifier's model
 
     def _load_entries(
         self, entries: list[StoredEntry], progress: Callable[[int, int], None] | None

@@ -4,12 +4,12 @@ Jobs live in the store (table ``jobs``): kind, JSON payload, earliest start, dea
 lease owner and expiry, attempts, result. A runner claims the next due job with a lease and
 renews it every third of ``lease_s`` while the handler runs (a batch may run for hours); if
 the process dies (``kill -9``) the lease expires and another runner (or the restarted one)
-takes the job again; a runner on the same host sees at once that the holder's process is gone
-(``liveness.py``) and gives the job back without waiting for its lease. A runner that finds
-its lease taken over stops the handler. Completion only counts for the lease holder, so a job
-whose lease was taken over cannot be completed twice. Handlers must therefore be idempotent
-(rebinding a document twice supersedes once: the second run finds the document already
-superseded).
+takes the job again; a runner on the same host sees that the holder's process is gone
+(``liveness.py``; as it starts and every third of ``lease_s`` while it polls) and gives the
+job back without waiting for its lease. A runner that finds its lease taken over stops the
+handler. Completion only counts for the lease holder, so a job whose lease was taken over
+cannot be completed twice. Handlers must therefore be idempotent (rebinding a document twice
+supersedes once: the second run finds the document already superseded).
 
 *When* a job may start is a :class:`StartPolicy`: :func:`run_now` here, a grid-carbon-aware
 policy in the scheduling work. Reuse submits rebind jobs through :class:`JobQueue`.
@@ -358,6 +358,10 @@ class JobRunner:
         # (0.0 waited until replan_s after the host booted: a VM up for less than an hour
         # skipped it)
         self._upkept: float | None = None
+        # when the jobs of runners that are gone were last looked for (monotonic): as the
+        # runner starts, then every third of ``lease_s`` while it polls (a replica beside a
+        # killed one used to wait the whole lease, a re-check's finding)
+        self._reclaimed: float | None = None
         # which process holds a lease: host, PID namespace and pid, for operators of several
         # replicas and for a runner on the same host to tell that the holder is gone
         # (``liveness.owner_gone``)
@@ -476,7 +480,14 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
     async def _poll(self) -> bool:
-        """Upkeep when due, then :meth:`run_once`; False if no job was due."""
+        """The jobs of runners that are gone given back and upkeep, each when due, then
+        :meth:`run_once`; False if no job was due."""
+        if self._reclaimed is None or time.monotonic() - self._reclaimed >= self.lease_s / 3:
+            self._reclaimed = time.monotonic()
+            try:
+                await self.reclaim_gone()
+            except Exception:  # logged; the lease runs out by itself
+                log.exception("giving back the jobs of runners that are gone failed")
         if self._upkept is None or time.monotonic() - self._upkept >= self.replan_s:
             self._upkept = time.monotonic()
             await self._upkeep()
@@ -503,13 +514,8 @@ class JobRunner:
         )
 
     async def _upkeep(self) -> None:
-        """Give back the jobs of runners whose process is gone (:meth:`reclaim_gone`), recover
-        work left without a job, then re-plan the pending jobs; a failure of any is logged and
-        must not stop the runner (a forecast without data, a store hiccup)."""
-        try:
-            await self.reclaim_gone()
-        except Exception:
-            log.exception("giving back the jobs of runners that are gone failed")
+        """Recover work left without a job, then re-plan the pending jobs; a failure of either
+        is logged and must not stop the runner (a forecast without data, a store hiccup)."""
         if self.recover is not None:
             try:
                 recovered = await self.recover()

@@ -322,7 +322,8 @@ class SchedulerSettings(_Section):
         ge=1,
         description="A running job's lease, renewed every third of it while it runs; a "
         "process killed mid-job leaves its job to another runner this long after (a runner on "
-        "the same host and PID namespace, as the restarted process, takes it at once).",
+        "the same host and PID namespace, as the restarted process, takes it as it starts or "
+        "within a third of this).",
     )
     stop_drain_s: float = Field(
         15.0,

@@ -418,7 +418,7 @@ def _dish_aspects(toks: list[str]) -> frozenset[int]:
     well with"), and the ``work_aspects`` groups (a book's plot, its themes)."""
     groups = {DISH_ASPECTS[t] for t in toks if t in DISH_ASPECTS}
     groups.update(WORK_ASPECTS[t] for t in toks if t in WORK_ASPECTS)
-    if _holds_any(toks, DISH_PAIRING_PHRASES):
+    if _holds_any(toks, _DISH_PAIRING_INDEX):
         groups.add(DISH_PAIRING)
     return frozenset(groups)
 
@@ -435,12 +435,32 @@ def _ranked_measures(toks: list[str]) -> frozenset[int]:
     return frozenset(RANKED_MEASURES[t] for t in toks if t in RANKED_MEASURES)
 
 
-def _holds_any(toks: list[str], phrases: Iterable[tuple[str, ...]]) -> bool:
-    """Whether ``toks`` holds one of ``phrases`` (token tuples) as consecutive tokens."""
+PhraseIndex = dict[str, tuple[tuple[str, ...], ...]]
+
+
+def phrase_index(phrases: Iterable[tuple[str, ...]]) -> PhraseIndex:
+    """``phrases`` (non-empty token tuples) by their first token, for ``_holds_any``.
+    Raises ``ValueError`` for an empty phrase (it would be found in any question)."""
+    index: dict[str, list[tuple[str, ...]]] = {}
     for phrase in phrases:
-        n = len(phrase)
-        if any(tuple(toks[i : i + n]) == phrase for i in range(len(toks) - n + 1)):
-            return True
+        if not phrase:
+            raise ValueError("an empty phrase in a guard's phrase list")
+        index.setdefault(phrase[0], []).append(phrase)
+    return {first: tuple(found) for first, found in index.items()}
+
+
+_DISH_PAIRING_INDEX = phrase_index(DISH_PAIRING_PHRASES)
+_ANSWER_LEVEL_INDEXES = {level: phrase_index(ps) for level, ps in ANSWER_LEVELS.items()}
+
+
+def _holds_any(toks: list[str], phrases: PhraseIndex) -> bool:
+    """Whether ``toks`` holds one of the indexed ``phrases`` (``phrase_index``) as
+    consecutive tokens: each token looks up the phrases it begins (a question's words once,
+    where every phrase was tried at every position: a fifth of a cold ``features``)."""
+    for i, tok in enumerate(toks):
+        for phrase in phrases.get(tok, ()):
+            if tuple(toks[i : i + len(phrase)]) == phrase:
+                return True
     return False
 
 
@@ -453,7 +473,9 @@ def _common_nouns(text: str) -> frozenset[str]:
 
 def _levels(toks: list[str]) -> frozenset[str]:
     """The levels whose phrases ``toks`` contains (``ANSWER_LEVELS``)."""
-    return frozenset(level for level, phrases in ANSWER_LEVELS.items() if _holds_any(toks, phrases))
+    return frozenset(
+        level for level, phrases in _ANSWER_LEVEL_INDEXES.items() if _holds_any(toks, phrases)
+    )
 
 
 def _apostrophes(text: str) -> str:

@@ -743,11 +743,19 @@ def normalise(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """The lower-case words of ``text``, each short form of ``ALIASES`` written out ("JS"
-    → "javascript", "WW2" → "world war 2")."""
+    → "javascript", "WW2" → "world war 2"). A new list each call (callers may change it)."""
+    return list(_words(text))
+
+
+# the guards read one question's words several times in one comparison (its sentences,
+# clauses and lead-in, each guard its own way: about eleven reads a compared pair on Quora's
+# questions, each some twenty regular-expression passes); bounded as ``features``' cache
+@functools.lru_cache(maxsize=4096)
+def _words(text: str) -> tuple[str, ...]:
     toks: list[str] = _WORD.findall(normalise(text))
     if ALIASES.keys().isdisjoint(toks):
-        return toks
-    return [w for t in toks for w in ALIASES.get(t, (t,))]
+        return tuple(toks)
+    return tuple(w for t in toks for w in ALIASES.get(t, (t,)))
 
 
 # PyStemmer keeps its own cache of recent words (10,000, then purged), so ours is not needed.

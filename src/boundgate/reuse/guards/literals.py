@@ -204,9 +204,10 @@ def _blind_spot(a: str, b: str) -> bool:
     the case or spacing of quoted text or code, "x²" / "x2", "5!" / "5"), or a quoted text of
     one side differs from one of the other only in case or spacing ('print("Hi")' /
     'print("hi")' in otherwise different wordings)."""
-    ca, cb = canonical_query(a), canonical_query(b)
-    if ca != cb and _model_view(a) == _model_view(b) and not _lowercase_typist(a, b, ca, cb):
-        return True
+    if _model_view(a) == _model_view(b):  # (first: most pairs read apart, so no exact forms)
+        ca, cb = canonical_query(a), canonical_query(b)
+        if ca != cb and not _lowercase_typist(a, b, ca, cb):
+            return True
     qa, qb = set(QUOTED_SPAN.findall(a)), set(QUOTED_SPAN.findall(b))
     fold = {_model_view(q) for q in qa - qb}
     return any(_model_view(q) in fold for q in qb - qa)
