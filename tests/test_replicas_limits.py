@@ -237,13 +237,9 @@ def test_a_key_revoked_through_one_replica_is_refused_by_the_other(any_cluster: 
         assert refused.status_code == 401
 
 
-def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
-    key = cluster.key("batcher")
-    lines = 120
-    # every upstream answer takes 25 ms, so the batch takes seconds and is killed mid-way
-    cluster.upstream.control.push(*[Fault(delay_s=0.025) for _ in range(4 * lines)])
-    a, b = cluster.start(2)
-    headers = {"Authorization": f"Bearer {key}"}
+def _submit_batch(replica: Replica, headers: dict[str, str], lines: int) -> str:
+    """Upload ``lines`` chat requests for model ``up`` ("Q 0?", "Q 1?", ...) and create a
+    batch of them through ``replica``; the batch's id."""
     content = "\n".join(
         json.dumps(
             {
@@ -256,19 +252,41 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
         for i in range(lines)
     )
     f = httpx.post(
-        a.base + "/v1/files",
+        replica.base + "/v1/files",
         headers=headers,
         files={"file": ("in.jsonl", content.encode())},
         data={"purpose": "batch"},
     )
     assert f.status_code == 200, f.text
     created = httpx.post(
-        a.base + "/v1/batches",
+        replica.base + "/v1/batches",
         headers=headers,
         json={"input_file_id": f.json()["id"], "endpoint": "/v1/chat/completions"},
     )
     assert created.status_code == 200, created.text
-    batch_id = created.json()["id"]
+    return str(created.json()["id"])
+
+
+def _batch_ended(replica: Replica, headers: dict[str, str], batch_id: str) -> dict[str, Any]:
+    """The batch object once it has ended (completed, failed or cancelled), read through
+    ``replica``."""
+
+    def ended() -> dict[str, Any] | None:
+        r = httpx.get(f"{replica.base}/v1/batches/{batch_id}", headers=headers)
+        return r.json() if r.json()["status"] in ("completed", "failed", "cancelled") else None
+
+    done: dict[str, Any] = wait_until(ended, timeout=120)
+    return done
+
+
+def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
+    key = cluster.key("batcher")
+    lines = 120
+    # every upstream answer takes 25 ms, so the batch takes seconds and is killed mid-way
+    cluster.upstream.control.push(*[Fault(delay_s=0.025) for _ in range(4 * lines)])
+    a, b = cluster.start(2)
+    headers = {"Authorization": f"Bearer {key}"}
+    batch_id = _submit_batch(a, headers, lines)
 
     def running_owner() -> str | None:
         jobs = asyncio.run(cluster.store.jobs("running"))
@@ -285,11 +303,7 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
     assert victim.proc.pid == pid
     victim.kill()
 
-    def finished() -> dict[str, Any] | None:
-        r = httpx.get(f"{survivor.base}/v1/batches/{batch_id}", headers=headers)
-        return r.json() if r.json()["status"] in ("completed", "failed", "cancelled") else None
-
-    done = wait_until(finished, timeout=120)
+    done = _batch_ended(survivor, headers, batch_id)
     assert done["status"] == "completed"
     assert done["request_counts"] == {"total": lines, "completed": lines, "failed": 0}
     assert done["boundgate"]["started_at"] == progress["boundgate"]["started_at"]  # first start
@@ -320,29 +334,7 @@ def test_a_process_restarted_after_kill_9_goes_on_at_once_with_its_batch(tmp_pat
         cluster.upstream.control.push(*[Fault(delay_s=0.025) for _ in range(4 * lines)])
         (first,) = cluster.start(1, job_lease_s=86400)
         headers = {"Authorization": f"Bearer {key}"}
-
-        def line(i: int) -> str:
-            body = {"model": "up", "messages": [{"role": "user", "content": f"Q {i}?"}]}
-            return json.dumps(
-                {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-                 "body": body}
-            )  # fmt: skip
-
-        content = "\n".join(line(i) for i in range(lines))
-        f = httpx.post(
-            first.base + "/v1/files",
-            headers=headers,
-            files={"file": ("in.jsonl", content.encode())},
-            data={"purpose": "batch"},
-        )
-        assert f.status_code == 200, f.text
-        created = httpx.post(
-            first.base + "/v1/batches",
-            headers=headers,
-            json={"input_file_id": f.json()["id"], "endpoint": "/v1/chat/completions"},
-        )
-        assert created.status_code == 200, created.text
-        batch_id = created.json()["id"]
+        batch_id = _submit_batch(first, headers, lines)
 
         def running() -> bool:
             rows = [r for r in cluster.ledger() if r.tenant == "batcher" and r.status == 200]
@@ -355,11 +347,7 @@ def test_a_process_restarted_after_kill_9_goes_on_at_once_with_its_batch(tmp_pat
         assert job.lease_expires > time.time() + 3600  # leased for a day to the dead process
         (second,) = cluster.start(1, job_lease_s=86400)
 
-        def finished() -> dict[str, Any] | None:
-            r = httpx.get(f"{second.base}/v1/batches/{batch_id}", headers=headers)
-            return r.json() if r.json()["status"] in ("completed", "failed", "cancelled") else None
-
-        done = wait_until(finished, timeout=120)
+        done = _batch_ended(second, headers, batch_id)
         assert done["status"] == "completed"
         assert done["request_counts"] == {"total": lines, "completed": lines, "failed": 0}
         (job,) = asyncio.run(cluster.store.jobs())
