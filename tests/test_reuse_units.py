@@ -666,6 +666,10 @@ def test_engine_never_serves_across_scopes(
             "order",
         ),
         ("how to convert word to pdf", "pdf to word converter", "order"),
+        # "into" converts as "to" does, a data type by its short name in code (chat_heldout's
+        # end-to-end run served the first the second's answer)
+        ("Java: how do I parse a String into an integer?", "java convert int to string?", "order"),
+        ("turn a dict into a list python", "python list to dictionary", "order"),
         # a unit however it is written (a trial's reversed conversions passed)
         ("how do I convert kg to lbs", "how to convert pounds to kilograms", "order"),
         ("convert miles to km", "convert kilometers to miles", "order"),
@@ -1204,6 +1208,9 @@ def test_guards_veto_what_embeddings_miss(a: str, b: str, conflict: str) -> None
             "Can someone translate this from Arabic to English?",
             "can anyone translate this to English",
         ),
+        # one conversion, "into" and "to", a data type's short name and its full name
+        ("convert a string to an int in python", "how do I turn a str into an integer in python"),
+        ("java parse String into int", "how to convert a string to an integer in Java"),
     ],
 )
 def test_guards_let_paraphrases_through(a: str, b: str) -> None:

@@ -379,6 +379,8 @@ WEEKDAYS = frozenset(_LISTS["weekdays"])
 
 
 UNITS: dict[str, str] = _LISTS["units"]
+# data types' short names in code and their full names (``order._around_pivots``)
+TYPE_NAMES: dict[str, str] = _LISTS["type_names"]
 
 
 # the dimension of each unit code in UNITS (codes not listed are their own dimension)

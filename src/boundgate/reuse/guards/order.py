@@ -21,6 +21,7 @@ from .lexicon import (
     STOPWORDS,
     SUBJECT_PRONOUNS,
     SYMMETRIC,
+    TYPE_NAMES,
     UNITS,
     WH_PRONOUNS,
     WH_SWAP_WORDS,
@@ -366,7 +367,8 @@ def _around_pivots(f: Features) -> set[tuple[str, str, str]]:
         return st not in _STOPWORD_STEMS and st not in _PIVOT_SKIPPED and f.words[j].isalpha()
 
     def key(j: int) -> str:
-        return UNITS.get(f.words[j], f.stems[j])
+        w = f.words[j]
+        return UNITS.get(w) or (stem(TYPE_NAMES[w]) if w in TYPE_NAMES else f.stems[j])
 
     out = set()
     for i, w in enumerate(f.words):
@@ -375,7 +377,8 @@ def _around_pivots(f: Features) -> set[tuple[str, str, str]]:
         before = next((key(j) for j in range(i - 1, -1, -1) if content(j)), None)
         after = next((key(j) for j in range(i + 1, len(f.words)) if content(j)), None)
         if before is not None and after is not None and before != after:
-            out.add((w, before, after))
+            # "into" converts as "to" does: "a String into an integer" / "int to string"
+            out.add(("to" if w == "into" else w, before, after))
     return out
 
 
