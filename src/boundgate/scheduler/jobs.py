@@ -486,6 +486,8 @@ class JobRunner:
             self._reclaimed = time.monotonic()
             try:
                 await self.reclaim_gone()
+            except StoreUnavailableError as exc:  # the claim's outage log says so, once
+                log.debug("job runner %s: runners gone not looked for: %s", self.owner, exc)
             except Exception:  # logged; the lease runs out by itself
                 log.exception("giving back the jobs of runners that are gone failed")
         if self._upkept is None or time.monotonic() - self._upkept >= self.replan_s:
