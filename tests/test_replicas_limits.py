@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from boundgate.backends.fake import FakeUpstreamServer, Fault
+from boundgate.scheduler.liveness import pid_namespace
 from boundgate.store import LedgerRow, SQLiteStore, Store
 from boundgate.store.postgres import PostgresStore
 from boundgate.testing import free_port
@@ -322,6 +323,9 @@ def test_a_batch_runs_once_when_its_replica_is_killed(cluster: Cluster) -> None:
     assert lines <= len(served) <= lines + 1, len(served)
 
 
+@pytest.mark.skipif(
+    pid_namespace() is None, reason="needs Linux's /proc/self/ns/pid to read PID namespaces"
+)
 def test_a_process_restarted_after_kill_9_goes_on_at_once_with_its_batch(tmp_path: Path) -> None:
     """A process killed mid-batch left the batch's job leased for ``job_lease_s`` (300 s):
     restarted at once, it waited that long (a break-it trial). The restarted process sees
