@@ -208,3 +208,52 @@ def test_a_runner_already_polling_gives_back_the_job_of_a_neighbour_that_died(
             store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_job_whose_process_died_in_each_attempt_fails_instead_of_running_again(
+    tmp_path: Path, dead_pid: int
+) -> None:
+    """A job that kills its process (a batch line that runs it out of memory) was taken up
+    again at once by every restart, now that a restart does not wait out the lease: after
+    ``max_attempts`` deaths it fails, and its kind's failure hook is told (a batch ends
+    ``failed`` with the lines it kept)."""
+
+    async def scenario() -> None:
+        store = Finishing(tmp_path / "j.db")
+        store.open()
+        try:
+            await JobQueue(store, FakeClock(start=START), run_now).submit("batch", {"batch": "b"})
+            gone = _owner(dead_pid)
+            # three runs of it, each in a process that died (a lease of 0 s runs out at once)
+            for i, lease_s in enumerate((0.0, 0.0, 3600.0)):
+                assert (await store.claim_job(gone, START + 1 + i, lease_s)) is not None
+            ran: list[dict[str, Any]] = []
+            told: list[tuple[dict[str, Any], str]] = []
+            hook_told = asyncio.Event()
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                ran.append(payload)
+                return {}
+
+            async def on_failure(payload: dict[str, Any], error: str) -> None:
+                told.append((payload, error))
+                hook_told.set()
+
+            runner = JobRunner(
+                store, {"batch": handler}, clock=FakeClock(start=START + 10), poll_s=0.01,
+                lease_s=300.0, replan_s=3600.0, max_attempts=3,
+                on_failure={"batch": on_failure},
+            )  # fmt: skip
+            runner.start()
+            try:
+                await asyncio.wait_for(hook_told.wait(), WAIT_S)
+            finally:
+                await runner.stop()
+            (job,) = await store.jobs()
+            assert job.state == "failed" and job.attempts == 3 and job.lease_owner is None
+            assert ran == []
+            assert told == [({"batch": "b"}, "its process died during each of its 3 attempts")]
+        finally:
+            store.close()
+
+    asyncio.run(scenario())

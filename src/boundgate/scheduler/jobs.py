@@ -276,6 +276,13 @@ def retry_backoff(attempts: int, base_s: float, max_s: float) -> float:
     return float(min(max_s, base_s * 2.0**doublings))
 
 
+def _payload(job: JobRow) -> dict[str, Any]:
+    """What a job's handler and failure hook are given: its JSON payload, the keys the queue
+    keeps for itself (``_``-prefixed) left out. Raises ``ValueError`` for a payload that is
+    not JSON."""
+    return {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
+
+
 class JobRunner:
     """Claims due jobs and runs their handlers, one at a time, in the event loop.
 
@@ -541,11 +548,23 @@ class JobRunner:
         pending again, due at once, its lease dropped, the dead run's attempt counted as when
         a lease runs out. Without this a restarted process waited for the lease to run out
         (``lease_s``, 5 min) before it went on with a batch it was running when it was killed
-        (a break-it trial's ``kill -9``). Returns how many."""
+        (a break-it trial's ``kill -9``). A job whose process died in each of its
+        ``max_attempts`` attempts fails instead (its kind's ``on_failure`` hook told: a batch
+        ends ``failed`` with the lines it kept): a job that kills its process (a line that
+        runs it out of memory) would otherwise be taken up again at every restart, at once.
+        Returns how many were given back or failed."""
         given = 0
         for job in await self.store.jobs("running"):
             owner = job.lease_owner
             if owner is None or owner == self.owner or not owner_gone(owner):
+                continue
+            if job.attempts >= self.max_attempts:
+                reason = f"its process died during each of its {job.attempts} attempts"
+                result = json.dumps({"error": reason}, sort_keys=True)
+                if await self.store.finish_job(job.id, owner, "failed", result):
+                    log.error("job %s (%s) failed: %s (%s)", job.id, job.kind, reason, owner)
+                    await self._failed(job, _payload(job), reason)
+                    given += 1
                 continue
             result = json.dumps({"reclaimed": f"its runner {owner} is gone"}, sort_keys=True)
             if await self.store.finish_job(job.id, owner, "pending", result):
@@ -578,7 +597,7 @@ class JobRunner:
             return True
         payload: dict[str, Any] = {}
         try:
-            payload = {k: v for k, v in json.loads(job.payload).items() if not k.startswith("_")}
+            payload = _payload(job)
             self._running = job
             try:
                 result = await self._run_leased(job, handler(payload))
