@@ -1,5 +1,5 @@
 """Persistence: the ledger, API keys, stored answers, documents, labels, jobs, files and
-batches. ``protocols.py`` is the seam (one async protocol per aggregate, ``Store`` their
+batches. ``protocols/`` is the seam (one async protocol per aggregate, ``Store`` their
 union), ``rows.py`` the rows it speaks, ``sqlite/`` and ``postgres/`` the implementations
 (``assembly.build_store`` picks one from ``store.url``)."""
 

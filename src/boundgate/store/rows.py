@@ -1,4 +1,4 @@
-"""The rows the store protocols (``protocols.py``) take and return: plain dataclasses, the
+"""The rows the store protocols (``protocols/``) take and return: plain dataclasses, the
 same for every store implementation. Times are unix seconds, energy Wh, carbon gCO2e."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PostgreSQL store: the protocols of ``protocols.py`` over one database that several gateway
+"""PostgreSQL store: the protocols of ``protocols/`` over one database that several gateway
 processes share (issue #14).
 
 Connections: a ``psycopg_pool.AsyncConnectionPool`` of autocommit connections. An asyncio pool

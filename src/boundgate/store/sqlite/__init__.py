@@ -11,7 +11,7 @@ polls (1, 2, 5 … 100 ms) and can starve one process for a second under steady 
 (``kill -9``); only an OS crash or power loss can drop the last ones.
 
 Reads use one connection per thread; WAL lets them run beside the writer. Every data method
-is async (the protocols in ``protocols.py``): reads hop to a worker thread, writes wait for
+is async (the protocols in ``protocols/``): reads hop to a worker thread, writes wait for
 the writer thread's commit, so the event loop never blocks on SQLite. The exception is the key
 cache (``verify_key``, ``get_key``, ``has_keys``, ``list_keys``): one tiny fingerprint query on
 the caller's thread, cheaper than a thread hop on every request's path.
@@ -31,4 +31,4 @@ __all__ = ["SQLiteStore", "load_migrations"]
 
 class SQLiteStore(SQLiteLedger, SQLiteAnswers, SQLiteWork, SQLiteTenants, Store):
     """The embedded store: one SQLite file (``store.url`` unset), every protocol of
-    ``protocols.py``; each aggregate's methods live in its own module of this package."""
+    ``protocols/``; each aggregate's methods live in its own module of this package."""
