@@ -9,6 +9,7 @@ as told (a subclass of the store: the test's, not a patch of boundgate's code)."
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -389,3 +390,53 @@ def test_a_stopping_runner_lets_the_step_in_flight_finish_then_hands_the_job_bac
             store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_job_whose_lease_ran_out_in_its_last_attempt_fails_unrun(tmp_path: Path) -> None:
+    """A job whose runner dies on another host (where no runner can read whether its process
+    lives) waits out its lease and is claimed again, its attempt counted. One that kills each
+    process it runs in was taken up again once per lease without end: past its last attempt
+    it fails now, unrun, its failure hook told. Its third attempt still runs."""
+
+    async def scenario() -> tuple[list[str], list[tuple[dict[str, Any], str]], list[JobRow]]:
+        store = SQLiteStore(tmp_path / "j.db")
+        store.open()
+        try:
+            clock = FakeClock(start=START)
+            queue = JobQueue(store, clock, run_now)
+            await queue.submit("batch", {"batch": "kills its runners"})
+            await queue.submit("batch", {"batch": "killed one runner less"})
+            # runners on other hosts claim them for a second and die: each lease runs out
+            for attempt in range(3):
+                for _ in range(2 if attempt < 2 else 1):
+                    assert await store.claim_job(f"runner_elsewhere{attempt}", clock.time(), 1.0)
+                clock.advance(2.0)
+            ran: list[str] = []
+            failures: list[tuple[dict[str, Any], str]] = []
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                ran.append(payload["batch"])
+                return {}
+
+            async def failed(payload: dict[str, Any], error: str) -> None:
+                failures.append((payload, error))
+
+            runner = JobRunner(
+                store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
+                on_failure={"batch": failed},
+            )  # fmt: skip
+            assert await runner.run_once() and await runner.run_once()
+            assert not await runner.run_once()  # nothing left
+            return ran, failures, await store.jobs()
+        finally:
+            store.close()
+
+    ran, failures, jobs = asyncio.run(scenario())
+    assert ran == ["killed one runner less"]
+    [(payload, error)] = failures
+    assert payload == {"batch": "kills its runners"}
+    assert "lease ran out during its last attempt: 3 attempts" in error
+    states = {json.loads(j.payload)["batch"]: (j.state, j.attempts) for j in jobs}
+    assert states == {"kills its runners": ("failed", 4), "killed one runner less": ("done", 3)}
+    [failed_job] = [j for j in jobs if j.state == "failed"]
+    assert json.loads(failed_job.result or "{}") == {"error": error}

@@ -295,7 +295,9 @@ class JobRunner:
     for this process) is held the same way without counting the attempt. One whose request
     is refused for good (a :attr:`BoundgateError.permanent` error: a 400 for a worst case
     above the tenant's whole daily budget, say) fails at once with that error as its result,
-    never retried, and its kind's ``on_failure`` hook is told. When it starts,
+    never retried, and its kind's ``on_failure`` hook is told. One whose lease ran out during
+    its last attempt (its runner killed on another host) fails when it is next claimed,
+    unrun, that hook told. When it starts,
     and every ``replan_s`` after, it calls ``recover`` (work a process that died left without
     a job: a batch) and ``replan``.
 
@@ -584,6 +586,9 @@ class JobRunner:
         job = await self.store.claim_job(self.owner, now, self.lease_s, accepts)
         if job is None:
             return False
+        if job.attempts > self.max_attempts:
+            await self._lease_ran_out(job)
+            return True
         if job.requires is not None and job.requires not in accepts:
             # past its deadline, and no live runner meets its requirement
             log.info("job %s (%s) skipped past its deadline: requires %s", job.id, job.kind,
@@ -669,6 +674,26 @@ class JobRunner:
             return True
         await self._finish(job, "done", result)
         return True
+
+    async def _lease_ran_out(self, job: JobRow) -> None:
+        """Fail a job claimed for more than ``max_attempts`` attempts: only a lease that ran
+        out takes a job past its last attempt (a failure at it fails the job), so its holder
+        stopped during that attempt (killed or frozen, on a host whose processes this runner
+        cannot read: ``reclaim_gone`` fails the job of a gone process on its own host before
+        its lease runs out). Without this such a job, one that kills its process, was taken
+        up again once per lease without end. Oban's Lifeline plugin discards orphaned jobs
+        that used up their attempts likewise. Its kind's ``on_failure`` hook is told."""
+        reason = (
+            f"its lease ran out during its last attempt: {job.attempts - 1} attempts, at most "
+            f"{self.max_attempts} (its runner was killed, froze or lost the store)"
+        )
+        if await self._finish(job, "failed", {"error": reason}):
+            log.error("job %s (%s) failed: %s", job.id, job.kind, reason)
+            try:
+                payload = _payload(job)
+            except ValueError:
+                payload = {}
+            await self._failed(job, payload, reason)
 
     async def _run_elsewhere(self, job: JobRow, back: HandBack, now: float) -> bool:
         """Whether a job this runner hands back past its deadline is still another live
