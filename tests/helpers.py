@@ -427,7 +427,7 @@ def job_runner(gw: Gateway, clock: Any, lease_s: float = 300.0) -> Any:
     """``gw``'s job runner as the server makes it (a ``JobRunner``): it accepts the jobs that
     require its models at their versions; polls every second, re-plans hourly."""
     from boundgate.scheduler.handlers import job_handlers, model_requirements
-    from boundgate.scheduler.jobs import JobRunner
+    from boundgate.scheduler.runner import JobRunner
 
     return JobRunner(
         gw.store,

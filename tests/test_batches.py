@@ -881,7 +881,8 @@ def test_a_replan_keeps_a_batch_inside_its_window_and_shows_its_start(batch_live
 
 
 def test_a_job_that_fails_for_good_tells_its_failure_hook(tmp_path: Path) -> None:
-    from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+    from boundgate.scheduler.jobs import JobQueue, run_now
+    from boundgate.scheduler.runner import JobRunner
 
     told: list[tuple[dict[str, Any], str]] = []
 
@@ -920,7 +921,8 @@ def test_a_job_held_back_tells_its_hold_hook_when_it_runs_next(tmp_path: Path) -
     """A run that fails, or that its tenant's limits refuse (a 429), puts its job back until
     its retry; the kind's ``on_held`` hook is told that time (a batch shows it)."""
     from boundgate.errors import RateLimitError
-    from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+    from boundgate.scheduler.jobs import JobQueue, run_now
+    from boundgate.scheduler.runner import JobRunner
 
     told: list[tuple[dict[str, Any], float]] = []
     failures: list[Exception] = [

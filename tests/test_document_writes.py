@@ -26,7 +26,8 @@ from boundgate.backends.fake import FakeBackend
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.handlers import job_handlers, model_requirements, rebind
-from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
+from boundgate.scheduler.jobs import JobQueue, model_requirement
+from boundgate.scheduler.runner import JobRunner
 from boundgate.store import DocumentRow, JobRow, SQLiteStore, Store, StoredEntry
 from boundgate.tenants import Tenant
 from helpers import OpenStore, arun, fake_settings, store_opener

@@ -24,7 +24,8 @@ from boundgate.cli import app as cli
 from boundgate.clock import FakeClock
 from boundgate.errors import RateLimitError
 from boundgate.reuse import binding
-from boundgate.scheduler.jobs import JobQueue, JobRunner
+from boundgate.scheduler.jobs import JobQueue
+from boundgate.scheduler.runner import JobRunner
 from boundgate.store import SQLiteStore
 from boundgate.testing import ThreadedServer
 from helpers import Live, fake_settings, wait_until

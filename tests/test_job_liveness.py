@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from boundgate.clock import FakeClock
-from boundgate.scheduler.jobs import JobQueue, JobRunner, run_now
+from boundgate.scheduler.jobs import JobQueue, run_now
 from boundgate.scheduler.liveness import owner_gone, pid_namespace, process_gone, runner_name
+from boundgate.scheduler.runner import JobRunner
 from boundgate.store import JobRow, SQLiteStore
 from helpers import wait_until
 

@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
-from boundgate.scheduler.jobs import HandBack, JobQueue, JobRunner, run_now
+from boundgate.scheduler.jobs import HandBack, JobQueue, run_now
+from boundgate.scheduler.runner import JobRunner
 from boundgate.store import JobRow, SQLiteStore, StoreUnavailableError
 from helpers import Live, fake_settings, wait_until
 
@@ -273,7 +274,7 @@ def test_a_job_cut_short_by_a_store_outage_is_handed_back_not_failed(
     outages failed it for good), each with a traceback. The outage is no fault of the job's:
     it is handed back, pending, the attempt not counted, due again in ``STORE_RETRY_S``, with
     one warning line."""
-    from boundgate.scheduler.jobs import STORE_RETRY_S
+    from boundgate.scheduler.runner import STORE_RETRY_S
 
     async def scenario() -> None:
         store = SQLiteStore(tmp_path / "j.db")

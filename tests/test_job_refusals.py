@@ -26,7 +26,8 @@ from boundgate.errors import (
     UpstreamTimeoutError,
 )
 from boundgate.gateway import Gateway
-from boundgate.scheduler.jobs import JobQueue, JobRunner
+from boundgate.scheduler.jobs import JobQueue
+from boundgate.scheduler.runner import JobRunner
 from boundgate.store import SQLiteStore, Store
 from boundgate.tenants import Tenant
 from helpers import Live, arun, fake_settings, job_replica, job_runner, wait_until

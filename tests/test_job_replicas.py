@@ -21,7 +21,8 @@ from boundgate.backends.base import GenerationRequest, Message, model_versions
 from boundgate.clock import FakeClock
 from boundgate.gateway import Gateway
 from boundgate.scheduler.handlers import job_handlers, model_requirements
-from boundgate.scheduler.jobs import JobQueue, JobRunner, model_requirement
+from boundgate.scheduler.jobs import JobQueue, model_requirement
+from boundgate.scheduler.runner import JobRunner
 from boundgate.store import JobRow, Store
 from boundgate.tenants import Tenant
 from helpers import OpenStore, arun, job_replica, job_runner, store_opener

@@ -427,7 +427,8 @@ def test_a_job_longer_than_its_lease_is_not_taken_over_while_its_runner_lives(
     """Two runners (two workers) on one store: the one running a long job renews its lease,
     so the other never starts the same job."""
     from boundgate.clock import FakeClock
-    from boundgate.scheduler.jobs import JobQueue, JobRunner
+    from boundgate.scheduler.jobs import JobQueue
+    from boundgate.scheduler.runner import JobRunner
     from boundgate.store import SQLiteStore
 
     store = SQLiteStore(tmp_path / "jobs.db")

@@ -108,7 +108,7 @@ class BoundgateError(Exception):
         daily budget, a 401 for a revoked key, a 404 for a model gone), except those that say
         to try again later (408, 409, 429: the limits allow it once their window has moved).
         A 5xx is not (the backend may recover). Background work drops what is refused for
-        good instead of retrying it (``scheduler/jobs.py``)."""
+        good instead of retrying it (``scheduler/runner.py``)."""
         return 400 <= self.status_code < 500 and self.status_code not in (408, 409, 429)
 
     def to_dict(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from ..errors import (
 from ..gateway import Gateway
 from ..jsontext import NUL_REFUSED, nul_in_url
 from ..scheduler.handlers import job_handlers, model_requirements
-from ..scheduler.jobs import JobRunner
+from ..scheduler.runner import JobRunner
 from ..store import StoreUnavailableError
 from .api_docs import add_api_docs
 from .batches.router import router as batches_router
