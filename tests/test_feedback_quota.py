@@ -294,3 +294,33 @@ def exact_label(live: Live, headers: dict[str, str], question: str) -> tuple[str
     assert hit.headers["x-boundgate-reuse"] == "hit-exact"
     request_id = hit.headers["x-request-id"]
     return feedback(live, request_id, False, headers), request_id
+
+
+def test_a_tenants_right_label_sent_again_is_a_duplicate_and_counted_once(
+    tmp_path: Path,
+) -> None:
+    """A docs trial: a non-admin key's ``correct: true`` sent twice was ``noted`` twice and
+    counted twice, of a semantic hit and of an exact one, where api.md says a second label of
+    an exact hit is a duplicate from any key and duplicates are not counted. The semantic
+    hit's request stays open to a ``correct: false`` (learned) after the repeat."""
+    settings = fake_settings(tmp_path)
+    keys = make_keys(settings)
+    acme = keys["acme"]
+    with serving(settings, FakeClock(start=NOON)) as live:
+        status, semantic_id = label(live, acme, "What is a gateway?", True)
+        assert status == "noted"
+        assert feedback(live, semantic_id, True, acme) == "duplicate"
+        assert feedback(live, semantic_id, False, acme) == "recorded"
+        question = "What is the largest moon of Saturn?"
+        assert ask(live, question, acme) == "miss"
+        body = {"messages": [{"role": "user", "content": question}], "temperature": 0}
+        hit = live.http.post("/v1/chat/completions", json=body, headers=acme)
+        assert hit.headers["x-boundgate-reuse"] == "hit-exact"
+        exact_id = hit.headers["x-request-id"]
+        assert feedback(live, exact_id, True, acme) == "noted"
+        assert feedback(live, exact_id, True, acme) == "duplicate"
+        assert feedback(live, exact_id, True, keys["admin"]) == "duplicate"
+        assert ask(live, question, acme) == "hit-exact"  # a "right" keeps the answer
+        assert feedback_labels(live, keys["admin"])["tenants"] == {
+            "acme": {"learned": 1, "admin": 0, "noted": 2}
+        }

@@ -154,6 +154,7 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         self._own_entries: set[int] = set()
         self._feedback_seen: set[str] = set()  # requests whose feedback was learned
         self._feedback_noted: set[str] = set()  # ... whose "wrong" was noted (labels.py)
+        self._feedback_trusted: set[str] = set()  # ... a non-admin's "right" noted here
         self._counters_pruned_at = -math.inf  # old days' feedback counters (labels.py)
         self._variants: dict[int, set[str]] = {}  # entry → exact hashes of confirmed variants
         # model → (version, whether its answers label observations): label_source
