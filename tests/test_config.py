@@ -714,3 +714,38 @@ def test_a_deferrable_jobs_window_is_at_most_a_batchs_longest(
     monkeypatch.setenv(variable, "604800")
     load_settings()
     assert utc_time(1e300) == "after 9999-12-31" and utc_time(0) == "1970-01-01 00:00"
+
+
+def test_every_bad_key_is_named_together_a_list_given_as_text_and_an_unknown_zone_too(
+    tmp_path: Path,
+) -> None:
+    """A docs trial: a list given as text (``allowed_hosts = "a,b"``) was named alone, hiding
+    the file's other errors, and an unknown ``server.grid_zone`` was refused only after the
+    config check, in another form, once ``serve`` had made the store and the signing key;
+    ``boundgate settings`` showed it without complaint. configuration.md: a bad file stops
+    ``serve`` at start naming each offending key."""
+    cfg = write_config(
+        tmp_path / "bad.toml",
+        '[server]\nallowed_hosts = "a,b"\ngrid_zone = "FR"\n[limits]\nrpm = "60"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"invalid configuration ({cfg}):"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "server.allowed_hosts",
+        "server.grid_zone",
+        "limits.rpm",
+    ]
+    assert "no carbon data for 'FR'; known zones: " in lines[2] and "DE-LU" in lines[2]
+    res = CliRunner().invoke(cli, ["settings", "--config", str(cfg)], env=NO_STORE_URL)
+    assert res.exit_code == 2 and "server.grid_zone" in res.output, res.output
+    data = tmp_path / "data"
+    zone_only = write_config(
+        tmp_path / "zone.toml", f'[server]\ngrid_zone = "FR"\ndata_dir = "{data}"\n'
+    )
+    res = CliRunner().invoke(
+        cli, ["serve", "--config", str(zone_only), "--port", "0"], env=NO_STORE_URL
+    )
+    assert res.exit_code == 2 and "server.grid_zone" in res.output, res.output
+    assert not data.exists()  # nothing made

@@ -1406,3 +1406,22 @@ def test_a_content_encoding_is_refused_naming_the_header(
     else:
         err = assert_error(r, 400, param="Content-Encoding", code="invalid_value")
         assert coding in err["message"]
+
+
+def test_reuse_routes_that_change_what_is_served_say_reuse_is_off(tmp_path: Path) -> None:
+    """A docs trial: with reuse off, binding an answer and revoking a document answered 404
+    ``not_found`` ("no stored answer …"), as if the id were wrong; api.md's errors table
+    promises ``reuse_disabled``, as feedback answered. Reading the documents the store holds
+    still works."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.enabled = False
+    with live_server(build_app(settings)) as live:
+        for path, body in (
+            ("/v1/boundgate/documents", {"answer_id": "ans_x"}),
+            ("/v1/boundgate/documents/doc_x/revoke", None),
+            ("/v1/boundgate/feedback", {"request_id": "req_x", "correct": False}),
+        ):
+            r = live.http.post(path, json=body) if body is not None else live.http.post(path)
+            assert_error(r, 404, code="reuse_disabled")
+        r = live.http.get("/v1/boundgate/documents")
+        assert r.status_code == 200 and r.json() == {"object": "list", "data": []}

@@ -704,3 +704,30 @@ def test_a_stop_strings_last_token_is_counted(local_live: Live) -> None:
     again = http.post("/v1/chat/completions", json={**ask, "max_tokens": 20, "stop": ["e"]})
     assert again.headers["x-boundgate-reuse"].startswith("hit"), again.headers
     assert again.json()["usage"]["completion_tokens"] == n
+
+
+def test_a_request_sent_as_the_last_one_returned_finds_the_model_free() -> None:
+    """A docs trial: ``boundgate models profile`` with ``limits.queue_size = 0`` ended with a
+    traceback (503 "the local model is busy and its queue is full") in 2 of 3 runs, though it
+    sends one request at a time: a completion returned before its worker thread had given
+    the model back. A completion returns once the model is free now, so requests sent one
+    after another never meet a full queue, whatever ``queue_size``."""
+    import asyncio
+
+    from boundgate.backends.base import CancelToken, GenerationRequest
+    from boundgate.backends.llama_cpp import LlamaCppBackend
+
+    async def run() -> int:
+        backend = LlamaCppBackend("smollm2-135m", n_ctx=256, n_threads=1, queue_size=0)
+        await backend.start()
+        try:
+            for n in range(40):
+                req = GenerationRequest(
+                    model="smollm2-135m", prompt=f"Count to {n}.", max_tokens=1, temperature=0.0
+                )
+                await backend.complete(req, CancelToken())
+        finally:
+            await backend.aclose()
+        return n + 1
+
+    assert asyncio.run(run()) == 40

@@ -595,6 +595,7 @@ class LlamaCppBackend(Backend):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         started = loop.time()
+        released = asyncio.Event()
 
         def release() -> None:
             # Runs on the loop once the worker thread is really done with the model, however
@@ -602,6 +603,7 @@ class LlamaCppBackend(Backend):
             self._mean_gen_s = 0.8 * self._mean_gen_s + 0.2 * (loop.time() - started)
             self._busy = False
             self._lock.release()
+            released.set()
 
         def work() -> None:
             import llama_cpp
@@ -704,9 +706,14 @@ class LlamaCppBackend(Backend):
                 if isinstance(item, str):
                     yield Chunk(text=item)
                 elif isinstance(item, BaseException):
+                    await released.wait()  # (as below)
                     raise item
                 else:
                     _, finish, produced, reasoning, mean = item
+                    # the answer ends once the thread gave the model back: a caller's next
+                    # request, sent as this one returns, is not refused as one more than
+                    # the queue holds (a docs trial: `models profile` with queue_size 0)
+                    await released.wait()
                     completed = True
                     yield Chunk(
                         finish_reason=finish,

@@ -167,11 +167,39 @@ STORE_UNAVAILABLE = {
 }
 
 
+# what any path may answer, whatever its route: the checks before the routes (``local.py``'s
+# open local mode, ``app.py``'s NUL in the path or query)
+ANY_PATH_ERRORS = {
+    "400": "a NUL in the path or a query parameter (`invalid_value`); in open local mode (no "
+    "API key exists), a Host that is not this machine's (`untrusted_host`)",
+    "403": "in open local mode (no API key exists), a request from a web page of another "
+    "origin (`cross_origin`)",
+}
+
+
+def _declare_any_path_errors(responses: dict[str, Any]) -> None:
+    """Add :data:`ANY_PATH_ERRORS` to an operation's ``responses``: to the description of a
+    status it declares, or as a status of its own (a docs trial: ``GET /v1/models`` answered
+    403 ``cross_origin`` and 400 ``untrusted_host``, which it did not declare)."""
+    for status, text in ANY_PATH_ERRORS.items():
+        entry = responses.get(status)
+        if entry is None:
+            responses[status] = {
+                "description": text[0].upper() + text[1:],
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
+                },
+            }
+        else:
+            entry["description"] = f"{entry.get('description', '')}; or {text}"
+
+
 def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     """Build the schema of ``app`` (its API ``routers``) without FastAPI's 422 answers (the
     gateway never sends one: request validation fails with 400 ``invalid_value``) and without
     the validation-error components only they used; declare the 503 ``store_unavailable``
-    every operation but the probes and ``/metrics`` may answer; say which operations take an API key
+    every operation but the probes and ``/metrics`` may answer, and the 400 and 403 any path may
+    answer (``ANY_PATH_ERRORS``); say which operations take an API key
     (optional: none is needed in open local mode) and that ``/metrics`` may take a token."""
 
     def openapi() -> dict[str, Any]:
@@ -184,6 +212,7 @@ def truthful_openapi(app: FastAPI, routers: Sequence[APIRouter]) -> None:
                     responses.pop("422", None)
                     if path not in STORELESS_PATHS:
                         responses.setdefault("503", STORE_UNAVAILABLE)
+                    _declare_any_path_errors(responses)
             for route in (r for router in routers for r in router.routes):
                 # the schema names a path without its parameters' convertors ("{id:path}")
                 if not isinstance(route, APIRoute) or route.path_format not in paths:

@@ -523,6 +523,8 @@ def _format_validation_error(
                 f"a table of settings, not {_given(e['input'], '')}: [{'.'.join(at)}] and its "
                 f"keys in the file, {_env_name(at)}__<KEY> in the environment"
             )
+        elif e["type"] == "value_error":  # a validator's own message says what is wrong
+            msg = msg.removeprefix("Value error, ")
         elif e["type"] in _TYPE_ERRORS and not isinstance(e["input"], dict | list):
             given = _given(e["input"], e["type"], advise=_in_file(data or {}, e["loc"]))
             msg += f" (got {given})"
@@ -550,34 +552,31 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
 
 
-def _lists_as_text(model: type[BaseModel], data: Any, at: str = "") -> str | None:
-    """The first list setting the config file gives as a string (``allowed_hosts = "a,b"``),
-    dotted; None when there is none. Comma-separated text is the environment's spelling of a
+def _lists_as_text(model: type[BaseModel], data: Any, at: str = "") -> list[str]:
+    """The list settings the config file gives as a string (``allowed_hosts = "a,b"``),
+    dotted, in the model's order. Comma-separated text is the environment's spelling of a
     list (``ListSetting``); in the file, as for every other type, a list is written as one."""
     if not isinstance(data, dict):
-        return None
+        return []
+    found: list[str] = []
     for name, field in model.model_fields.items():
         if name not in data:
             continue
         value, key = data[name], f"{at}{name}"
         if NoDecode in field.metadata and isinstance(value, str):
-            return key
+            found.append(key)
+            continue
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            found = _lists_as_text(ann, value, key + ".")
+            found += _lists_as_text(ann, value, key + ".")
         elif get_origin(ann) is dict and isinstance(value, dict):
             inner = get_args(ann)[1]
-            found = None
             for k, v in value.items():
                 if isinstance(inner, type) and issubclass(inner, BaseModel):
-                    found = found or _lists_as_text(inner, v, f"{key}.{k}.")
+                    found += _lists_as_text(inner, v, f"{key}.{k}.")
                 elif get_origin(inner) is list and isinstance(v, str):
-                    found = found or f"{key}.{k}"  # routing.ladders.<name>
-        else:
-            found = None
-        if found:
-            return found
-    return None
+                    found.append(f"{key}.{k}")  # routing.ladders.<name>
+    return found
 
 
 def load_settings(
@@ -589,15 +588,20 @@ def load_settings(
     path = Path(path_s) if path_s else None
     data: dict[str, Any] = _read_toml(path) if path else {}
     origin = str(path) if path else "environment/defaults"
-    if (listed := _lists_as_text(Settings, data)) is not None:
-        raise ConfigError(
-            f"invalid configuration ({origin}):\n  {listed}: Input should be a valid list "
-            '(got a string: write a list, e.g. ["a", "b"])'
-        )
+    # named with the other errors (a docs trial: a list given as text hid them)
+    listed = [
+        f'  {key}: Input should be a valid list (got a string: write a list, e.g. ["a", "b"])'
+        for key in _lists_as_text(Settings, data)
+    ]
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin, data)) from exc
+        first, *rest = _format_validation_error(exc, origin, data).split("\n")
+        if listed and first == "invalid configuration (environment):":
+            first = f"invalid configuration ({origin} and the environment):"
+        raise ConfigError("\n".join([first, *listed, *rest])) from exc
+    if listed:
+        raise ConfigError("\n".join([f"invalid configuration ({origin}):", *listed]))
     for section, values in (overrides or {}).items():  # command-line flags
         sect = getattr(settings, section)
         for key, value in values.items():

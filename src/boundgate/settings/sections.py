@@ -88,6 +88,19 @@ class ServerSettings(_Section):
         "Prometheus expects by default.",
     )
 
+    @field_validator("grid_zone")
+    @classmethod
+    def _bundled_zone(cls, zone: str) -> str:
+        """A zone the bundled carbon history holds (every carbon source falls back to it, and
+        ``assembly.check_zone`` refused others only once the store and signing key were
+        made: a docs trial). Raises ``ValueError`` naming the known zones."""
+        from ..grid.bundled import BundledCarbonSource
+
+        zones = BundledCarbonSource().zones()
+        if zone not in zones:
+            raise ValueError(f"no carbon data for {zone!r}; known zones: {', '.join(zones)}")
+        return zone
+
     @field_validator("allowed_hosts")
     @classmethod
     def _host_names(cls, hosts: list[str]) -> list[str]:

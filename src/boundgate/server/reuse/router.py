@@ -10,7 +10,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import BoundgateError, ErrorCode, NotFoundError
-from ...gateway import RequestContext
+from ...gateway import Gateway, RequestContext
+from ...reuse.engine import ReuseEngine
 from ...store import DocumentRow
 from ..common import StrictJSONRoute, admin_context, context, gateway_of, refuse_unknown_query
 from ..openapi import errors
@@ -50,10 +51,9 @@ async def feedback(
     ``correct: false`` beyond its tenant's ``reuse.feedback_labels_per_tenant_per_day``, which
     still stops that answer being served to the tenant for that question)."""
     gw = gateway_of(request)
-    if gw.reuse is None:
-        raise NotFoundError("reuse is disabled on this gateway", code=ErrorCode.REUSE_DISABLED)
+    reuse = _reuse_enabled(gw)
     row = await gw.store.get_row(body.request_id)
-    status = await gw.reuse.feedback(row, body.correct, ctx.tenant.name, ctx.tenant.admin)
+    status = await reuse.feedback(row, body.correct, ctx.tenant.name, ctx.tenant.admin)
     return {"object": "boundgate.feedback", "request_id": body.request_id, "status": status}
 
 
@@ -93,6 +93,15 @@ def _doc_summary(row: DocumentRow) -> dict[str, Any]:
         "askers": body.get("bg:askerCount"),
         "created": row.created,
     }
+
+
+def _reuse_enabled(gw: Gateway) -> ReuseEngine:
+    """The gateway's reuse engine; raise 404 ``reuse_disabled`` while reuse is off (a route
+    that labels or changes what reuse serves: feedback, binding, revoking; reading the
+    documents the store holds works either way)."""
+    if gw.reuse is None:
+        raise NotFoundError("reuse is disabled on this gateway", code=ErrorCode.REUSE_DISABLED)
+    return gw.reuse
 
 
 def _visible(row: DocumentRow, ctx: RequestContext) -> bool:
@@ -143,14 +152,16 @@ async def get_document(
 @router.post(
     "/v1/boundgate/documents/{doc_id}/revoke",
     tags=["reuse"],
-    responses=errors(401, 403, 404, 413),
+    responses=errors(
+        401, 403, 404, 413, notes={404: "no such document, or reuse is disabled (`reuse_disabled`)"}
+    ),
 )
 async def revoke_document(
     doc_id: str, request: Request, ctx: Annotated[RequestContext, Depends(admin_context)]
 ) -> dict[str, Any]:
     """Stop serving a document's answer (admin). The document stays, marked revoked."""
-    gw = gateway_of(request)
-    if gw.reuse is None or not await gw.reuse.documents.revoke(doc_id):
+    reuse = _reuse_enabled(gateway_of(request))
+    if not await reuse.documents.revoke(doc_id):
         raise NotFoundError(f"no document {doc_id!r}", param="doc_id")
     return {"id": doc_id, "object": "boundgate.document", "state": "revoked"}
 
@@ -163,23 +174,31 @@ class BindRequest(BaseModel):
 @router.post(
     "/v1/boundgate/documents",
     tags=["reuse"],
-    responses=errors(400, 401, 403, 404, 413, notes={404: "no such stored answer"}),
+    responses=errors(
+        400,
+        401,
+        403,
+        404,
+        413,
+        notes={404: "no such stored answer, or reuse is disabled (`reuse_disabled`)"},
+    ),
 )
 async def bind_answer(
     body: BindRequest, request: Request, ctx: Annotated[RequestContext, Depends(admin_context)]
 ) -> dict[str, Any]:
     """Bind a stored answer now (admin), whatever its asker count."""
     gw = gateway_of(request)
-    key = gw.reuse.entry_key(body.answer_id) if gw.reuse else None
-    if gw.reuse is None or key is None:
+    reuse = _reuse_enabled(gw)
+    key = reuse.entry_key(body.answer_id)
+    if key is None:
         raise NotFoundError(  # a revoked one is kept, but not to be served or bound again
             f"no stored answer {body.answer_id!r} that can be bound (never stored, evicted, "
             "or its document revoked)",
             param="answer_id",
         )
-    row = await gw.reuse.documents.bind(key)  # (an answer bound already: its document)
+    row = await reuse.documents.bind(key)  # (an answer bound already: its document)
     if row is None:
-        if (problem := await gw.reuse.documents.signing_problem()) is not None:
+        if (problem := await reuse.documents.signing_problem()) is not None:
             # the replica's configuration, not the request: every replica needs the same key
             raise BoundgateError(
                 f"this gateway cannot bind documents: {problem}",
