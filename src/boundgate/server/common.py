@@ -243,6 +243,24 @@ def unknown_parameter(param: str, known: str) -> InvalidRequestError:
     )
 
 
+def misspellings_error(
+    misspelled: Sequence[tuple[str, str]], then: str | None = None
+) -> InvalidRequestError:
+    """400 ``unknown_parameter`` for the first of ``misspelled`` (``(param, the name it
+    resembles)``, at least one), naming the others after it, at most ``NAMED_AT_MOST``, and
+    then ``then``, another problem of the request (a docs trial: a second misspelling, or a
+    missing ``messages``, went unnamed)."""
+    err = unknown_parameter(*misspelled[0])
+    also = [unknown_parameter(*m).message for m in misspelled[1 : NAMED_AT_MOST + 1]]
+    if len(misspelled) > NAMED_AT_MOST + 1:
+        also.append("more misspelt keys")
+    if then is not None:
+        also.append(then)
+    if also:
+        err.message += f" (and {'; '.join(also)})"
+    return err
+
+
 def refuse_unknown_query(request: Request, known: tuple[str, ...]) -> None:
     """400 ``unknown_parameter`` for a query parameter the route does not take (an admin
     route's ``?tenant=acme`` or ``?sinse=1`` was ignored, so the answer looked filtered and
@@ -330,14 +348,20 @@ def request_error(
     return err
 
 
-def body_fields(request: Request) -> tuple[str, ...]:
-    """The field names of the request model the matched route reads its JSON body into
-    (what ``request_error`` compares a forbidden key with), or none."""
+def body_model(request: Request) -> type[BaseModel] | None:
+    """The request model the matched route reads its JSON body into, or None."""
     field = getattr(request.scope.get("route"), "body_field", None)
     model = getattr(getattr(field, "field_info", None), "annotation", None)
     if isinstance(model, type) and issubclass(model, BaseModel):
-        return tuple(model.model_fields)
-    return ()
+        return model
+    return None
+
+
+def body_fields(request: Request) -> tuple[str, ...]:
+    """The field names of the request model the matched route reads its JSON body into
+    (what ``request_error`` compares a forbidden key with), or none."""
+    model = body_model(request)
+    return tuple(model.model_fields) if model is not None else ()
 
 
 def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str | None, str]:

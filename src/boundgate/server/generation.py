@@ -16,10 +16,10 @@ from ..gateway import Finished, Gateway, RequestContext
 from ..store import StoreUnavailableError
 from .chat.protocol import SamplingParams
 from .common import (
+    misspellings_error,
     sse_error,
     sse_event,
     store_unavailable,
-    unknown_parameter,
     unsupported_parameter,
 )
 
@@ -72,10 +72,11 @@ TEXT = Shape(chat=False)
 def refuse_unsupported(params: SamplingParams) -> None:
     """Raises ``InvalidRequestError`` (400 ``unsupported_parameter``) naming the first
     parameter of ``params`` this gateway does not implement yet, or (400
-    ``unknown_parameter``, as OpenAI's) the first that is a misspelling of a known one."""
+    ``unknown_parameter``, as OpenAI's) the first that is a misspelling of a known one, the
+    others after it."""
     misspelled = params.misspelled()
-    if misspelled is not None:
-        raise unknown_parameter(*misspelled)
+    if misspelled:
+        raise misspellings_error(misspelled)
     wrong = params.wrongly_typed()
     if wrong is not None:
         raise InvalidRequestError(wrong[1], param=wrong[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -459,25 +459,28 @@ class SamplingParams(BaseModel):
                 return name
         return None
 
-    def misspelled(self) -> tuple[str, str] | None:
-        """The first parameter given that is not one of this endpoint's (the gateway's or
-        OpenAI's) but is spelled almost like one (``near_miss``), with that name:
-        ``("max_token", "max_tokens")``. Other unknown names are forwarded to upstreams
+    def misspelled(self) -> list[tuple[str, str]]:
+        """The parameters given that are not this endpoint's (the gateway's or OpenAI's) but
+        are spelled almost like one (``near_miss``), each with that name, in the body's order:
+        ``[("max_token", "max_tokens")]``. Other unknown names are forwarded to upstreams
         (OpenAI-compatible servers take their own), but a typo would silently fall back to a
-        default (a length limit, a temperature) and split the reuse scope. Only the
-        endpoint's own names are suggested: "tool" on text completions is no misspelling of
-        chat's "tools"."""
-        extra = self.model_extra or {}
-        if not extra:
-            return None
-        known = [*type(self).model_fields, *self.OTHER_NAMES, "boundgate"]
-        for name in extra:
-            if name.lower() in VENDOR_PARAMETERS:
+        default (a length limit, a temperature) and split the reuse scope."""
+        return type(self).misspellings(self.model_extra or {})
+
+    @classmethod
+    def misspellings(cls, body: Mapping[Any, Any]) -> list[tuple[str, str]]:
+        """``misspelled`` for the keys of a request ``body`` (one that failed validation
+        too, whose other problems are named after them). Only the endpoint's own names are
+        suggested: "tool" on text completions is no misspelling of chat's "tools"."""
+        known = [*cls.model_fields, *cls.OTHER_NAMES, "boundgate"]
+        out = []
+        for name in body:
+            if not isinstance(name, str) or name in known or name.lower() in VENDOR_PARAMETERS:
                 continue
             close = near_miss(name, known)
             if close is not None:
-                return name, close
-        return None
+                out.append((name, close))
+        return out
 
     def wrongly_typed(self) -> tuple[str, str] | None:
         """The first OpenAI parameter forwarded unchanged (``PASSTHROUGH_TYPES``) whose value

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,14 +34,17 @@ class CompletionRequest(SamplingParams):
             raise ValueError("exactly one prompt per request is supported")
         return v
 
-    def misspelled(self) -> tuple[str, str] | None:
-        """As ``SamplingParams.misspelled``, and chat's ``max_completion_tokens``, which text
-        completions do not take (a trial's was forwarded beside the gateway's own max_tokens,
-        so the limit the answer was stored under was not the one the upstream kept): its
-        name here is ``max_tokens``."""
-        if "max_completion_tokens" in (self.model_extra or {}):
-            return "max_completion_tokens", "max_tokens"
-        return super().misspelled()
+    @classmethod
+    def misspellings(cls, body: Mapping[Any, Any]) -> list[tuple[str, str]]:
+        """As ``SamplingParams.misspellings``, and chat's ``max_completion_tokens``, which
+        text completions do not take (a trial's was forwarded beside the gateway's own
+        max_tokens, so the limit the answer was stored under was not the one the upstream
+        kept): its name here is ``max_tokens``."""
+        chat_only = [("max_completion_tokens", "max_tokens")]
+        if "max_completion_tokens" not in body:
+            chat_only = []
+        rest = [m for m in super().misspellings(body) if m[0] != "max_completion_tokens"]
+        return chat_only + rest
 
     def unsupported(self) -> str | None:
         """As ``SamplingParams.unsupported``, and ``suffix`` (insertion) when given."""
