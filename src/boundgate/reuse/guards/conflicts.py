@@ -20,6 +20,7 @@ from .context import (
     _without_hedge,
 )
 from .extract import (
+    _SWITCH_IDS,
     AREA_OR_VOLUME,
     FEATURES_CACHE,
     LENGTH_SYMBOLS,
@@ -624,6 +625,22 @@ def _adjective_turned(a: str, b: str) -> bool:
     return len(shared) > 1 and first_a != first_b
 
 
+def _both_poles_offered(pair: str, fa: Features, fb: Features) -> bool:
+    """Each side offers both poles of antonym pair ``pair`` as a choice joined by "or": the
+    same choice in another order ("If the stamps are old, should I soak them off the envelope
+    or leave them on?" / "Should I leave old stamps on their envelopes or soak them off?", a
+    blind trial's paraphrase at 0.986, read as "on" against "off" because each side has one
+    as a preposition and the other as a particle). Poles are counted whatever their reading
+    (``pair`` and its prepositional ``p`` form; for ``sw``, every switch pair's)."""
+    base = pair.removeprefix("p")
+    ids = {i for s in _SWITCH_IDS for i in (s, "p" + s)} if base == "sw" else {base, "p" + base}
+
+    def poles(f: Features) -> set[str]:
+        return {pole for m in f.polar for i, _, pole in [m.partition("#")] if i in ids}
+
+    return all("or" in f.words and poles(f) == {"0", "1"} for f in (fa, fb))
+
+
 def _pole_added(sa: set[str], sb: set[str], fa: Features, fb: Features) -> bool:
     """One side names a pole of an antonym pair besides the poles both name, each named as
     often on both sides, and the added pole qualifies a thing both sides name that no shared
@@ -770,7 +787,7 @@ def compare(a: str, b: str) -> Comparison:
     for pair in opposite:
         sa = {p for p in fa.polar if p.startswith(pair + "#")}
         sb = {p for p in fb.polar if p.startswith(pair + "#")}
-        if sa != sb and not _pole_added(sa, sb, fa, fb):
+        if sa != sb and not _pole_added(sa, sb, fa, fb) and not _both_poles_offered(pair, fa, fb):
             conflicts.append("polarity")
             break
     if flips.paired and "polarity" not in conflicts:
