@@ -90,15 +90,19 @@ def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str, Any]:
     is in the settings). A zone without data, or a config the gateway would refuse, ends the
     command with one line (exit 2)."""
     from ..assembly import build_carbon, check_zone
+    from ..grid.bundled import BundledCarbonSource
     from ..settings import ConfigError
     from . import _settings
 
     settings = _settings(config)
     setting = "server.grid_zone" if zone is None else "--zone"
     zone = zone or settings.server.grid_zone
-    if zone != settings.server.grid_zone:
-        settings.server.grid_zone = zone
     try:
+        if zone != settings.server.grid_zone:
+            # checked before the settings take it (they refuse a zone without bundled data,
+            # the zones every source lists)
+            check_zone(BundledCarbonSource(), zone, setting)
+            settings.server.grid_zone = zone
         source = build_carbon(settings)
         check_zone(source, zone, setting)
         refresh = getattr(source, "refresh", None)
