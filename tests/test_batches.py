@@ -456,6 +456,11 @@ def test_an_input_file_with_a_byte_order_mark_is_read(fake_live: Live) -> None:
         # no custom_id to name
         (b'{"custom_id": 5, "method": "POST"}', "line 2: custom_id must be a string"),
         (b'{"custom_ids": "b"}', "line 2: unknown key 'custom_ids'; did you mean 'custom_id'?"),
+        # a re-check: the misspelt keys unnamed, "body.messages: required parameter is missing"
+        (_line("b", {"max_token": 3, "temprature": 0}),
+         "line 2 (custom_id 'b'): body.max_token: Unknown parameter: 'max_token'. Did you "
+         "mean 'max_tokens'? (and Unknown parameter: 'temprature'. Did you mean "
+         "'temperature'?; messages: required parameter is missing)"),
     ],
 )  # fmt: skip
 def test_every_line_error_names_its_custom_id_the_same_way(

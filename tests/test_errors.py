@@ -1453,6 +1453,18 @@ def test_reuse_routes_that_change_what_is_served_say_reuse_is_off(tmp_path: Path
             "Unknown parameter: 'max_completion_tokens'. Did you mean 'max_tokens'? (and "
             "Unknown parameter: 'temprature'. Did you mean 'temperature'?)",
         ),
+        (  # a re-check: embeddings named the first only
+            "/v1/embeddings",
+            {"input": "x", "dimension": 3, "encoding_fromat": "float"},
+            "Unknown parameter: 'dimension'. Did you mean 'dimensions'? (and Unknown "
+            "parameter: 'encoding_fromat'. Did you mean 'encoding_format'?)",
+        ),
+        (  # the misspelt required one named after the other (its validation error)
+            "/v1/embeddings",
+            {"inputs": "x", "dimension": 3},
+            "Unknown parameter: 'dimension'. Did you mean 'dimensions'? (and Unknown "
+            "parameter: 'inputs'. Did you mean 'input'?)",
+        ),
     ],
 )
 def test_every_misspelt_parameter_is_named_with_the_other_problems(
@@ -1462,5 +1474,6 @@ def test_every_misspelt_parameter_is_named_with_the_other_problems(
     beside a problem the request model found (a missing ``messages``, a message's role),
     where api.md says another problem of the same request is named after the first."""
     r = fake_live.http.post(path, json=body)
-    err = assert_error(r, 400, param=next(iter(k for k in body if k not in ("messages", "prompt"))))
+    named = next(iter(k for k in body if k not in ("messages", "prompt", "input", "inputs")))
+    err = assert_error(r, 400, param=named)
     assert err["code"] == "unknown_parameter" and err["message"].startswith(message), err

@@ -220,6 +220,10 @@ def test_a_noted_wrong_semantic_hit_is_not_served_to_its_tenant_again(tmp_path: 
         threshold, floor = reuse.verifier.threshold, reuse.verifier.threshold_for(entry)
         shared = reuse.verifier.estimate()
         assert feedback(live, hit.headers["x-request-id"], False, acme) == "noted"
+        # noted "wrong": open to an admin's label only (a re-check: a "right" after it was
+        # noted and counted again)
+        assert feedback(live, hit.headers["x-request-id"], True, acme) == "duplicate"
+        assert feedback_labels(live, keys["admin"])["tenants"]["acme"]["noted"] == 1
         assert reuse.verifier.threshold == threshold and reuse.verifier.estimate() == shared
         assert learned_feedback(live) == {}
         assert reuse.verifier.threshold_for(entry) > floor

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from boundgate.assembly import build_app
 from boundgate.clock import FakeClock
 from boundgate.scheduler.jobs import HandBack, JobQueue, run_now
-from boundgate.scheduler.runner import JobRunner
+from boundgate.scheduler.runner import STORE_RETRY_S, JobRunner
 from boundgate.store import JobRow, SQLiteStore, StoreUnavailableError
 from helpers import Live, fake_settings, wait_until
 
@@ -274,7 +274,6 @@ def test_a_job_cut_short_by_a_store_outage_is_handed_back_not_failed(
     outages failed it for good), each with a traceback. The outage is no fault of the job's:
     it is handed back, pending, the attempt not counted, due again in ``STORE_RETRY_S``, with
     one warning line."""
-    from boundgate.scheduler.runner import STORE_RETRY_S
 
     async def scenario() -> None:
         store = SQLiteStore(tmp_path / "j.db")
@@ -441,3 +440,58 @@ def test_a_job_whose_lease_ran_out_in_its_last_attempt_fails_unrun(tmp_path: Pat
     assert states == {"kills its runners": ("failed", 4), "killed one runner less": ("done", 3)}
     [failed_job] = [j for j in jobs if j.state == "failed"]
     assert json.loads(failed_job.result or "{}") == {"error": error}
+
+
+class OutageAtHandBack(SQLiteStore):
+    """A SQLite store whose next ``failing`` finishes raise what an unreachable PostgreSQL
+    raises: the outage that failed the job's work lasts into its hand-back."""
+
+    failing = 0
+
+    async def finish_job(self, *args: Any, **kwargs: Any) -> bool:
+        if self.failing:
+            self.failing -= 1
+            raise StoreUnavailableError("the store is out of reach")
+        return await super().finish_job(*args, **kwargs)
+
+
+def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(tmp_path: Path) -> None:
+    """A re-check: a job whose work met a store outage three times, each outage lasting into
+    the hand-back's write, waited out its lease each time with the attempt counted, and past
+    its last attempt it was failed unrun, where an outage is to leave the attempt uncounted.
+    The hand-back is tried again until the store takes it; the fourth run finishes."""
+
+    async def scenario() -> tuple[int, list[str], JobRow]:
+        store = OutageAtHandBack(tmp_path / "j.db")
+        store.open()
+        try:
+            clock = FakeClock(start=START)
+            await JobQueue(store, clock, run_now).submit("batch", {"batch": "b1"})
+            runs = 0
+            failures: list[str] = []
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                nonlocal runs
+                runs += 1
+                if runs <= 3:
+                    store.failing = 2  # the hand-back's first two writes fail too
+                    raise StoreUnavailableError("the ledger write failed")
+                return {"ok": True}
+
+            async def failed(payload: dict[str, Any], error: str) -> None:
+                failures.append(error)
+
+            runner = JobRunner(
+                store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
+                on_failure={"batch": failed},
+            )  # fmt: skip
+            for _ in range(4):
+                assert await runner.run_once()
+                clock.advance(STORE_RETRY_S)
+            (job,) = await store.jobs()
+            return runs, failures, job
+        finally:
+            store.close()
+
+    runs, failures, job = asyncio.run(scenario())
+    assert (runs, failures, job.state, job.attempts) == (4, [], "done", 1), job

@@ -181,11 +181,11 @@ class Labelling:
           own floor above the score that failed (both entries are in the tenant's own
           scope);
         - ``"duplicate"``: this request's label was learned before, or (for a non-admin key)
-          its ``correct: false`` was noted before, or the same non-admin ``correct: true``
-          was noted before by this process, or it is an exact or coalesced hit labelled
-          before by any key. A noted ``correct: true`` leaves the request open to a later
-          ``correct: false`` or an admin's label, and a noted ``correct: false`` to an
-          admin's.
+          its ``correct: false`` was noted before (whatever this label says), or the same
+          non-admin ``correct: true`` was noted before by this process, or it is an exact
+          or coalesced hit labelled before by any key. A noted ``correct: true`` leaves the
+          request open to a later ``correct: false`` or an admin's label, and a noted
+          ``correct: false`` to an admin's.
 
         Each label is counted in the store under its tenant and UTC day (``feedback_counts``).
         Raises ``NotFoundError`` for an unknown request or another tenant's (unless
@@ -206,6 +206,10 @@ class Labelling:
             # judged as the answer, from any key: before the non-admin "right" below (a
             # trial: a tenant's two "right" labels of an exact hit were both noted, counted)
             return await self._answer_judged(row, correct, tenant)
+        if not admin and row.id in self._feedback_noted:
+            # its "wrong" was noted: open to an admin's label only (a re-check: a tenant's
+            # "right" after it was noted and counted again)
+            return "duplicate"
         if correct and not admin:
             # One threshold serves every tenant: a tenant's "right" would lower it for all
             # (and raise the others' wrong-reuse risk), so only an admin's counts. Noted, the
@@ -217,8 +221,6 @@ class Labelling:
             self._feedback_trusted.add(row.id)
             await self._count_feedback(tenant, "noted")
             return "noted"
-        if not admin and row.id in self._feedback_noted:
-            return "duplicate"
         self._feedback_seen.add(row.id)  # before any wait: a concurrent repeat is a duplicate
         # A tenant's "wrong" can only make reuse more careful, but for every tenant: one
         # tenant labelling every hit wrong would switch semantic reuse off for all. So the

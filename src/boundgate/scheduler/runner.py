@@ -416,15 +416,7 @@ class JobRunner:
             log.warning(
                 "job %s (%s) handed back: the store is unavailable (%s)", job.id, job.kind, exc
             )
-            retry_at = self.clock.time() + STORE_RETRY_S
-            with contextlib.suppress(StoreUnavailableError):  # else its lease runs out
-                await self._finish(
-                    job,
-                    "pending",
-                    {"handed_back": "the store was unavailable"},
-                    retry_at=retry_at,
-                    handed_back=True,
-                )
+            await self._hand_back_in_outage(job)
             return True
         except RateLimitError as exc:
             # background work runs under its tenant's limits (rpm, daily token budget): wait
@@ -459,6 +451,32 @@ class JobRunner:
             return True
         await self._finish(job, "done", result)
         return True
+
+    async def _hand_back_in_outage(self, job: JobRow) -> None:
+        """Hand ``job`` back after the store's outage, its attempt not counted, due again
+        :data:`STORE_RETRY_S` after the write. The store may still be out of reach: the write
+        is tried again after stamina's backoff (0.1 s doubled, at most
+        :data:`POLL_BACKOFF_MAX_S`) for up to ``lease_s``, while this runner runs (it could
+        claim nothing meanwhile). A hand-back never written leaves the job to wait out its
+        lease, and the attempt counts: a re-check's handler met three outages whose
+        hand-backs failed too, and the job was failed past its last attempt
+        (:meth:`_lease_ran_out`) where each outage was to leave its attempt uncounted."""
+        with contextlib.suppress(StoreUnavailableError):  # else its lease runs out
+            async for attempt in stamina.retry_context(
+                on=lambda exc: isinstance(exc, StoreUnavailableError) and not self.stopping,
+                attempts=None,
+                timeout=self.lease_s,
+                wait_initial=0.1,
+                wait_max=POLL_BACKOFF_MAX_S,
+            ):
+                with attempt:
+                    await self._finish(
+                        job,
+                        "pending",
+                        {"handed_back": "the store was unavailable"},
+                        retry_at=self.clock.time() + STORE_RETRY_S,
+                        handed_back=True,
+                    )
 
     async def _lease_ran_out(self, job: JobRow) -> None:
         """Fail a job claimed for more than ``max_attempts`` attempts: only a lease that ran

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,12 +49,11 @@ from .api_docs import add_api_docs
 from .batches.router import router as batches_router
 from .batches.running import run_batch
 from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
-from .chat.protocol import SamplingParams
 from .chat.router import router as chat_router
 from .common import (
     body_fields,
     body_model,
-    misspellings_error,
+    misspellings_first,
     request_error,
     send_error,
     sse_error,
@@ -592,16 +591,7 @@ def create_app(
             )
         else:
             err = request_error(errors, exc.body, body_fields(request))
-            model = body_model(request)
-            # a generation endpoint forwards unknown names, so its misspelt ones are no
-            # validation error: named first, then this one (a docs trial's {"max_token": 3}
-            # was told only that messages is missing)
-            generation = model is not None and issubclass(model, SamplingParams)
-            if generation and isinstance(exc.body, dict):
-                typos = cast(type[SamplingParams], model).misspellings(exc.body)
-                typos = [t for t in typos if t[0] != err.param]  # (not named twice)
-                if typos:
-                    err = misspellings_error(typos, then=err.message)
+            err = misspellings_first(err, body_model(request), exc.body)
             content_type = request.headers.get("content-type", "")
             upload = _is_upload(request)  # not the list (GET), whose query got this hint
             if upload and any(

@@ -261,6 +261,21 @@ def misspellings_error(
     return err
 
 
+def misspellings_first(
+    err: InvalidRequestError, model: type[BaseModel] | None, body: Any
+) -> InvalidRequestError:
+    """``err``, a request model's validation error, preceded by the body's misspelt keys that
+    are no validation error (an endpoint that forwards unknown names, or reads them itself:
+    the model's ``misspellings(body)``, a list of ``(key, the name it resembles)``; a docs
+    trial's ``{"max_token": 3}`` was told only that ``messages`` is missing); ``err`` as it
+    is when there are none, or the model has no such check."""
+    check = getattr(model, "misspellings", None)
+    if not isinstance(body, dict) or check is None:
+        return err
+    typos = [t for t in check(body) if t[0] != err.param]  # (not named twice)
+    return misspellings_error(typos, then=err.message) if typos else err
+
+
 def refuse_unknown_query(request: Request, known: tuple[str, ...]) -> None:
     """400 ``unknown_parameter`` for a query parameter the route does not take (an admin
     route's ``?tenant=acme`` or ``?sinse=1`` was ignored, so the answer looked filtered and

@@ -10,7 +10,6 @@ from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
 from .lexicon import (
-    _HERE_LEAD_IN,
     _LISTS,
     _STOPWORD_STEMS,
     NEGATIONS,
@@ -253,13 +252,13 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
     "We're playing Catan for the first time tonight - can players trade during someone
     else's turn?", "Date night next week with a new sitter - how do I get a babysitter ready
     …", "We had an argument at the courts yesterday about this. Is it a fault when …" (blind
-    trials' paraphrases, vetoed as another date); and a day in the words that say who asks
-    (``_asker_time_dropped``). The context is a statement (no question word first, no "?")
+    trials' paraphrases, vetoed as another date). A day in the words that say who asks is
+    still read as a date: it often says when ("Sunday churchgoer here, is street parking
+    free?", a re-check). The context is a statement (no question word first, no "?")
     ended by punctuation or a dash before a question; a time in the question itself ("can I
     swim today") is read as before, as are months, seasons and years anywhere."""
 
     def dropped(x: str, y: str) -> str:
-        x = _asker_time_dropped(x, y)
         if _NEAR_TIME.search(x) is None or (m := _QUESTION_FOLLOWS.search(x)) is None:
             return x
         context = x[: m.start()]
@@ -268,21 +267,6 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
         return _NEAR_TIME.sub("", context) + x[m.start() :]
 
     return dropped(a, b), dropped(b, a)
-
-
-def _asker_time_dropped(x: str, y: str) -> str:
-    """``x`` without the days in the words that say who asks ("Weekend player here, …", "as
-    a Sunday league player, …"), when ``y`` names no date: they describe the asker, not when
-    the question is asked (a blind trial's "Weekend player here, still confused: how is
-    scoring done in pickleball doubles?" was vetoed as another date, pair score 0.969). The
-    asker's other words are kept, so the guards that read who asks still read them."""
-    m = _HERE_LEAD_IN.match(x) if self_described(x) != x else _ASKER.match(x)
-    if m is None or not features(m[1]).dates or features(y).dates:
-        return x
-    kept = [w for w in m[1].split() if not features(w).dates]
-    if not kept:
-        return x
-    return x[: m.start(1)] + " ".join(kept) + x[m.end(1) :]
 
 
 def _without_hedge(a: str, b: str) -> tuple[str, str] | None:

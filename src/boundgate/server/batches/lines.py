@@ -22,6 +22,7 @@ from ..common import (
     NON_FINITE,
     TOO_DEEP,
     check_no_nul,
+    misspellings_first,
     non_finite_number,
     request_error,
 )
@@ -64,7 +65,8 @@ def check_body(
         try:
             embedding = EmbeddingRequest.model_validate(body)
         except ValidationError as exc:
-            raise request_error(exc.errors(), body) from None
+            err = request_error(exc.errors(), body)
+            raise misspellings_first(err, EmbeddingRequest, body) from None
         check_request(embedding)  # the model, dimensions, lengths: when the line runs
         return embedding
     model: type[ChatCompletionRequest] | type[CompletionRequest] = (
@@ -73,7 +75,8 @@ def check_body(
     try:
         req = model.model_validate(body)
     except ValidationError as exc:
-        raise request_error(exc.errors(), body) from None
+        # the misspelt keys first, as the endpoint names them (a re-check)
+        raise misspellings_first(request_error(exc.errors(), body), model, body) from None
     generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
     check_options((req.model_extra or {}).get("boundgate"))  # "reuse": "bogus" ran, then failed
     return req.model_copy(update={"stream": False, "stream_options": None})

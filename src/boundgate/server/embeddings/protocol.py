@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...jsontext import json_type
-from ..chat.protocol import EnergyInfo, ModelName
+from ..chat.protocol import EnergyInfo, ModelName, near_miss
 
 
 class EmbeddingRequest(BaseModel):
@@ -21,6 +22,25 @@ class EmbeddingRequest(BaseModel):
     user: str | None = None
     # boundgate extension: embed only the start of an input longer than the model reads
     truncate: bool = False
+
+    @classmethod
+    def misspellings(cls, body: Mapping[Any, Any]) -> list[tuple[str, str]]:
+        """The keys of ``body`` that are no parameter of this endpoint but are spelled almost
+        like one (``near_miss``; a trial's "inputs" beside "input" was silently ignored), or
+        are the first part of one's name alone ("encoding": "base64" was answered floats, a
+        trial), each with that name, in the body's order. Not on the generation endpoints,
+        whose unknown names go to upstreams ("reasoning" is OpenRouter's, beside
+        "reasoning_effort")."""
+        out = []
+        for name in body:
+            if not isinstance(name, str) or name in cls.model_fields:
+                continue
+            close = near_miss(name, cls.model_fields) or next(
+                (f for f in cls.model_fields if f.split("_")[0] == name.lower() != f), None
+            )
+            if close is not None:
+                out.append((name, close))
+        return out
 
     @field_validator("input", mode="before")
     @classmethod

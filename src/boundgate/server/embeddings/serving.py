@@ -18,8 +18,7 @@ from ...errors import (
 from ...gateway import Gateway, RequestContext
 from ...reuse.embedder import MAX_TOKENS
 from ...reuse.policy import check_cache_control, only_if_cached
-from ..chat.protocol import near_miss
-from ..common import unknown_parameter
+from ..common import misspellings_error
 from .protocol import EmbeddingRequest
 
 MAX_INPUTS = 2048
@@ -29,18 +28,8 @@ def check_request(body: EmbeddingRequest) -> list[str]:
     """The checks that need no gateway: no misspelt parameter, a non-empty string or list of
     at most ``MAX_INPUTS`` non-empty strings. Returns the input as a list of strings. Raises
     InvalidRequestError (400) naming the parameter."""
-    for name in body.model_extra or {}:
-        # a misspelled parameter is refused as on the generation endpoints (a trial's
-        # "inputs" beside "input" was silently ignored), and so is the first part of a
-        # name alone ("encoding": "base64" was answered floats, a trial); not on the
-        # generation endpoints, whose unknown names go to upstreams ("reasoning" is
-        # OpenRouter's, beside "reasoning_effort")
-        close = near_miss(name, EmbeddingRequest.model_fields) or next(
-            (f for f in EmbeddingRequest.model_fields if f.split("_")[0] == name.lower() != f),
-            None,
-        )
-        if close is not None:
-            raise unknown_parameter(name, close)
+    if misspelled := EmbeddingRequest.misspellings(body.model_extra or {}):
+        raise misspellings_error(misspelled)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or not all(isinstance(t, str) for t in texts):
         raise InvalidRequestError(
