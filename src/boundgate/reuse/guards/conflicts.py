@@ -113,6 +113,26 @@ def _free_hyphenated(a: str, b: str) -> tuple[str, str]:
     return a, hyphenated(b, a)
 
 
+_HYPHENATED = re.compile(r"\b([^\W\d_]+)-([^\W\d_]+)\b")
+
+
+def _compounds_joined(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` with two words of one side written with the hyphen the other side
+    joins them with: "anti fatigue mat" / "anti-fatigue mat" (a blind trial's casual
+    paraphrase: the guards read "antifatigue" as "fatigue" negated by its prefix on one side
+    only). Words the other side does not hyphenate stay as written."""
+
+    def joined(x: str, other: str) -> str:
+        for w1, w2 in {(m[1], m[2]) for m in _HYPHENATED.finditer(other)}:
+            x = re.sub(
+                rf"\b({re.escape(w1)})\s+({re.escape(w2)})\b", r"\1-\2", x, flags=re.IGNORECASE
+            )
+        return x
+
+    a = joined(a, b)
+    return a, joined(b, a)
+
+
 _POWER_WRITTEN = re.compile(r"\b(square|sq|cubic)\s+([a-z]+)\b", re.IGNORECASE)
 
 
@@ -625,6 +645,22 @@ def _adjective_turned(a: str, b: str) -> bool:
     return len(shared) > 1 and first_a != first_b
 
 
+def _comparatives_turned(fa: Features, fb: Features) -> bool:
+    """Each side names a state the other side asks for in the comparative, and the other way
+    round: "How can I make a soft piece of leather stiffer?" / "… a stiff piece of leather
+    softer?" (a blind trial's look-alike, served: no antonym pair holds "soft" and "stiff").
+    A comparative counts where its base (``_bases``) is a word of the other side only."""
+
+    def turned(f: Features, g: Features) -> set[tuple[str, str]]:
+        mine, theirs = set(f.words), set(g.words)
+        return {
+            (base, w) for w in mine for base in _bases(w) if base in theirs and base not in mine
+        }
+
+    ab, ba = turned(fa, fb), turned(fb, fa)
+    return any(base_b != base_a for base_a, _ in ab for base_b, _ in ba)
+
+
 def _both_poles_offered(pair: str, fa: Features, fb: Features) -> bool:
     """Each side offers both poles of antonym pair ``pair`` as a choice joined by "or": the
     same choice in another order ("If the stamps are old, should I soak them off the envelope
@@ -745,7 +781,8 @@ def _phrase_changed(a: str, b: str) -> bool:
 def compare(a: str, b: str) -> Comparison:
     """The conflicts between questions ``a`` and ``b`` (each a veto), how many content words
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
-    content words. A hedge before one side is left out (``_without_hedge``), so is a
+    content words. Two words one side hyphenates are hyphenated on the other too
+    (``_compounds_joined``). A hedge before one side is left out (``_without_hedge``), so is a
     negated hedge (``_ignorance_dropped``) and a near time in a context before one side's
     question (``_near_time_dropped``), a digit
     typed for "to" / "for" is spelled (``_textspeak_spelled``) and a comparison turned round
@@ -762,6 +799,7 @@ def compare(a: str, b: str) -> Comparison:
     if (conversed := _converse(a, b)) is not None:
         a, b = conversed
     blind = _blind_spot(a, b)  # on the texts as typed: a spelled acronym is no blind spot
+    a, b = _compounds_joined(a, b)  # (after: the spacing of a word is the models' to see)
     a, b = acronyms_spelled(a, b)
     fa, fb = features(a), features(b)
     conflicts: list[str] = []
@@ -792,6 +830,8 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
+    if "polarity" not in conflicts and _comparatives_turned(fa, fb):
+        conflicts.append("polarity")  # "make soft leather stiffer" / "stiff leather softer"
     if "polarity" not in conflicts and _less_of_er(fa.words, fb.words):
         conflicts.append("polarity")
     if "polarity" not in conflicts and (_stop_against_keep(fa, fb) or _stop_against_keep(fb, fa)):

@@ -187,6 +187,9 @@ _IGNORANCE_STEMS = frozenset(
 )
 _CLAUSE_SPLIT = re.compile(r"([,;:.?!]+(?:\s+|$)|\s+but\s+)")
 _QUESTION_STEM = stem("question")
+# what asking may be to the one asked: "if you don't mind", "if it's not too much trouble",
+# "if it isn't a bother" (a blind trial's polite paraphrase, vetoed for its "not")
+_IMPOSING = frozenset(["mind", "trouble", "bother"])
 # any text that ``words`` reads a negation in matches (a cheap test before reading it)
 _NEGATION_HINT = re.compile(r"\b(?:" + "|".join(sorted(NEGATIONS)) + r")\b|n['’]t\b", re.IGNORECASE)
 # a negated instruction on the answer is no hedge ("don't explain, …")
@@ -201,7 +204,8 @@ def _ignorance_dropped(text: str) -> str:
     vetoed for the hedge's negation, however the rest was worded). Such a clause is set off
     by punctuation or "but"; has a negation and a word of not knowing, "if … mind" or
     "question" ("I hope this isn't a silly question, but …"); and its content words are all
-    hedges, courtesy or words of not knowing (``hedge_words``), none an instruction ("don't
+    hedges, courtesy or words of not knowing (``hedge_words``; "if it's not too much trouble"
+    too), none an instruction ("don't
     explain, …" is kept). What is left must hold three words or more. "I don't know my
     password, how do I reset it?" keeps its clause ("password" is content), as do "without
     asking her out" and "I can't get her off my mind"."""
@@ -214,7 +218,7 @@ def _ignorance_dropped(text: str) -> str:
         stems = {stem(w) for w in toks if _is_content(w) and w not in NEGATIONS}
         excuses = (
             not _IGNORANCE_STEMS.isdisjoint(stems)
-            or ("if" in toks and "mind" in toks)
+            or ("if" in toks and not _IMPOSING.isdisjoint(toks))
             or _QUESTION_STEM in stems  # "I hope this isn't a silly question"
         )
         if (

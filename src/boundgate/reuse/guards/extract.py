@@ -210,6 +210,22 @@ def _help_asked(toks: list[str], at: int) -> bool:
     return at == 0 or toks[at - 1] == "you" or toks[at - 1] in _PLEASE
 
 
+_GREETED = frozenset(["morning", "afternoon", "evening", "day"])
+_GREETINGS = frozenset(["hi", "hello", "hey", "and", "a", "very"])
+
+
+def _greeting(toks: list[str], at: int) -> bool:
+    """Whether ``toks[at]`` is the "good" of a greeting that opens the text, "Good
+    afternoon, …", "Hi, good morning …" (a blind trial's polite paraphrase read it against
+    the other side's "bad weather"). "Is Monday a good day to …" keeps it."""
+    return (
+        toks[at] == "good"
+        and at + 1 < len(toks)
+        and toks[at + 1] in _GREETED
+        and all(t in _GREETINGS for t in toks[:at])
+    )
+
+
 # "on" / "off" before a word that starts a noun phrase is a preposition ("location tracking
 # on an Android phone", "location services on iphone": a blind trial's over-vetoes against
 # "disable" / "turn off"), unless a verb that takes it as its particle comes first ("turn on
@@ -629,6 +645,7 @@ def features(text: str) -> Features:
             at in graded
             or (toks[at] == "far" and at and toks[at - 1] in _FAR_NOT_DISTANT)
             or _help_asked(toks, at)
+            or _greeting(toks, at)
             or (toks[at] == "over" and at and toks[at - 1] in _COME)
         ):
             continue
