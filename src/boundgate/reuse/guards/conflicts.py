@@ -113,6 +113,12 @@ def _free_hyphenated(a: str, b: str) -> tuple[str, str]:
     return a, hyphenated(b, a)
 
 
+# what may stand before a noun phrase: two words after one (or first) are a compound's
+_NOUN_PHRASE_OPENERS = frozenset(
+    ["", "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
+     "these", "those", "some", "any", "no", "every", "each", "for", "of", "with", "in", "on",
+     "to", "from", "about", "by", "at", "use", "using", "buy", "buying", "get", "best"]
+)  # fmt: skip
 _HYPHENATED = re.compile(r"\b([^\W\d_]+)-([^\W\d_]+)\b")
 
 
@@ -120,12 +126,22 @@ def _compounds_joined(a: str, b: str) -> tuple[str, str]:
     """``a`` and ``b`` with two words of one side written with the hyphen the other side
     joins them with: "anti fatigue mat" / "anti-fatigue mat" (a blind trial's casual
     paraphrase: the guards read "antifatigue" as "fatigue" negated by its prefix on one side
-    only). Words the other side does not hyphenate stay as written."""
+    only). Only where they open a noun phrase (first, or after an article, a possessive, a
+    preposition, ``_NOUN_PHRASE_OPENERS``): elsewhere "anti X" is as often a stance ("are vets
+    anti flea collars" / "do vets recommend anti-flea collars", a re-check). Words the other
+    side does not hyphenate stay as written."""
 
     def joined(x: str, other: str) -> str:
         for w1, w2 in {(m[1], m[2]) for m in _HYPHENATED.finditer(other)}:
             x = re.sub(
-                rf"\b({re.escape(w1)})\s+({re.escape(w2)})\b", r"\1-\2", x, flags=re.IGNORECASE
+                rf"(?<!\w)((?:\w+\s+)?)({re.escape(w1)})\s+({re.escape(w2)})\b",
+                lambda m: (
+                    f"{m[1]}{m[2]}-{m[3]}"
+                    if m[1].strip().casefold() in _NOUN_PHRASE_OPENERS
+                    else m[0]
+                ),
+                x,
+                flags=re.IGNORECASE,
             )
         return x
 
@@ -645,22 +661,6 @@ def _adjective_turned(a: str, b: str) -> bool:
     return len(shared) > 1 and first_a != first_b
 
 
-def _comparatives_turned(fa: Features, fb: Features) -> bool:
-    """Each side names a state the other side asks for in the comparative, and the other way
-    round: "How can I make a soft piece of leather stiffer?" / "… a stiff piece of leather
-    softer?" (a blind trial's look-alike, served: no antonym pair holds "soft" and "stiff").
-    A comparative counts where its base (``_bases``) is a word of the other side only."""
-
-    def turned(f: Features, g: Features) -> set[tuple[str, str]]:
-        mine, theirs = set(f.words), set(g.words)
-        return {
-            (base, w) for w in mine for base in _bases(w) if base in theirs and base not in mine
-        }
-
-    ab, ba = turned(fa, fb), turned(fb, fa)
-    return any(base_b != base_a for base_a, _ in ab for base_b, _ in ba)
-
-
 def _both_poles_offered(pair: str, fa: Features, fb: Features) -> bool:
     """Each side offers both poles of antonym pair ``pair`` as a choice joined by "or": the
     same choice in another order ("If the stamps are old, should I soak them off the envelope
@@ -830,8 +830,6 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
-    if "polarity" not in conflicts and _comparatives_turned(fa, fb):
-        conflicts.append("polarity")  # "make soft leather stiffer" / "stiff leather softer"
     if "polarity" not in conflicts and _less_of_er(fa.words, fb.words):
         conflicts.append("polarity")
     if "polarity" not in conflicts and (_stop_against_keep(fa, fb) or _stop_against_keep(fb, fa)):

@@ -244,6 +244,18 @@ _NEAR_TIME = re.compile(
     re.IGNORECASE,
 )
 # the end of a context that a question follows: "…, can players …", "… - how do I …"
+_NEAR_PAST = re.compile(
+    r"\b(?:earlier today|yesterday|last night|the other day|last (?:week|weekend))\b",
+    re.IGNORECASE,
+)
+# a question whose answer turns on how long ago it was ("is it too late …", "can it still …")
+# or another side that says when too ("I just …", "… days ago"): a past time then stays
+_TIMING_ASKED = re.compile(
+    r"\b(?:too late|still|yet|already|anymore|any more|in time|how long ago)\b", re.IGNORECASE
+)
+_WHEN_SAID = re.compile(
+    r"\b(?:just|ago|recently|earlier|a while back|a moment|moments)\b", re.IGNORECASE
+)
 _QUESTION_FOLLOWS = re.compile(
     rf"(?:[,:;.!]|\s[-–—])\s+(?=(?:(?:so|but|and)\s+)?{opener('any')})", re.IGNORECASE
 )
@@ -258,7 +270,10 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
     …", "We had an argument at the courts yesterday about this. Is it a fault when …" (blind
     trials' paraphrases, vetoed as another date). A day in the words that say who asks is
     still read as a date: it often says when ("Sunday churchgoer here, is street parking
-    free?", a re-check). The context is a statement (no question word first, no "?")
+    free?", a re-check), and so is a time just past where the question turns on how long ago
+    it was ("… last night. Is it too late to …", "can it still …") or the other side says
+    when too ("My toddler just swallowed …", a re-check's look-alikes). The context is a
+    statement (no question word first, no "?")
     ended by punctuation or a dash before a question; a time in the question itself ("can I
     swim today") is read as before, as are months, seasons and years anywhere."""
 
@@ -268,6 +283,10 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
         context = x[: m.start()]
         if _ASKS.match(context) or "?" in context or features(y).dates:
             return x
+        if _NEAR_PAST.search(context) and (
+            _TIMING_ASKED.search(x[m.start() :]) or _WHEN_SAID.search(y)
+        ):
+            return x  # how long ago it was may be the answer (a re-check)
         return _NEAR_TIME.sub("", context) + x[m.start() :]
 
     return dropped(a, b), dropped(b, a)
