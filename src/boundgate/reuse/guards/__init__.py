@@ -6,8 +6,7 @@ the two questions are compared on features whose difference changes the answer:
 
 - negation: the sides use a different number of negations ("not", "never", "n't", "without",
   ...), so "Is it safe?" vs "Is it not safe?" and "If not, can I?" vs "If not, can I not?";
-- polarity: the sides use opposite members of an antonym pair (on/off, enable/disable, ...),
-  or ask for states the other way round ("make soft leather stiffer" / "stiff … softer");
+- polarity: the sides use opposite members of an antonym pair (on/off, enable/disable, ...);
 - numbers: the numbers mentioned differ (digits and number words, normalised);
 - dates: years, months or weekdays differ;
 - units: the units of measure differ (km vs miles, °C vs °F, ...);
