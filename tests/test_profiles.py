@@ -226,3 +226,17 @@ params_b = 70
         assert [p.model for p in stored] == ["fake"]
         assert json.loads(json.dumps(dataclasses.asdict(stored[0])))["runs"] == 2
         live.http.close()
+
+
+def test_a_profile_whose_output_cost_cannot_be_told_from_noise_is_refused() -> None:
+    """A re-check: ``boundgate models profile --output-tokens 1`` stored 0 Wh per 1k output
+    tokens ("0 (0-0)"): the decode runs' energy was no more than their prompts' at the
+    prefill rate, the difference clamped to 0. Such a profile would meter output as free; it
+    is refused, saying what to change."""
+    flat = FakeMeter(per_work=lambda w: A_WH * w.prompt_tokens)  # output within the noise
+    with pytest.raises(ValueError, match="output token costs is not measurable with"):
+        asyncio.run(
+            measure_profile(
+                FakeBackend("fake"), flat, SystemClock(), runs=2, prompt_tokens=50, output_tokens=2
+            )
+        )

@@ -140,7 +140,9 @@ async def measure_profile(
     token = (decode energy - its prompt tokens x that rate) / its output tokens, at least 0.
     Ranges: the same arithmetic on the meter's low and high figures. Tokens/s: prefill prompt
     tokens over their wall time; decode output tokens over theirs (short prompt included).
-    Raises ``ValueError`` when an argument is below 1 or a run produced no tokens.
+    Raises ``ValueError`` when an argument is below 1, a run produced no tokens, or the decode
+    runs' energy is not above their prompts' at the prefill rate (an output token's cost is
+    then not measurable: too few output tokens for the meter's noise).
     """
     if runs < 1 or prompt_tokens < 1 or output_tokens < 1:
         raise ValueError("runs, prompt_tokens and output_tokens must be at least 1")
@@ -171,6 +173,16 @@ async def measure_profile(
         return per_prompt * 1000.0, per_output * 1000.0
 
     p, o = rates(prefill.wh, decode.wh)
+    if o <= 0:
+        # the decode runs took no more than their prompts at the prefill rate: the meter's
+        # noise hides what the output tokens cost (a re-check's ``--output-tokens 1`` stored
+        # 0 Wh per output token), and a profile of 0 would meter output as free
+        raise ValueError(
+            f"{backend.name}: the decode runs used no more energy than their prompts at the "
+            f"prefill rate, so what an output token costs is not measurable with "
+            f"{decode.output_tokens} output tokens in {runs} runs; use more output tokens "
+            "(--output-tokens) or runs (--runs)"
+        )
     p_lo, o_lo = rates(prefill.wh_low, decode.wh_low)
     p_hi, o_hi = rates(prefill.wh_high, decode.wh_high)
     host, cpu = host_info()

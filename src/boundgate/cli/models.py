@@ -296,6 +296,8 @@ def profile(
             )
         except ConfigError as exc:  # energy.method forcing a meter this host cannot read
             raise fail(str(exc), 2) from None
+        except ValueError as exc:  # a measurement that cannot stand (no tokens, no output cost)
+            raise fail(str(exc), 1) from None
     table = Table(
         "id",
         "method",
