@@ -495,3 +495,105 @@ def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(tmp_path: 
 
     runs, failures, job = asyncio.run(scenario())
     assert (runs, failures, job.state, job.attempts) == (4, [], "done", 1), job
+
+
+def test_a_done_write_an_outage_cut_in_the_last_attempt_is_written_once_it_can(
+    tmp_path: Path,
+) -> None:
+    """A re-check: a job's last attempt finished its work, but the one write of ``done`` met
+    a store outage; its lease ran out and the next claim failed it as if its runner had died
+    (the failure hook told, for work that was done). The write is tried again until the
+    store takes it."""
+
+    async def scenario() -> tuple[int, list[str], JobRow]:
+        store = OutageAtHandBack(tmp_path / "j.db")
+        store.open()
+        try:
+            clock = FakeClock(start=START)
+            queue = JobQueue(store, clock, run_now)
+            await queue.submit("batch", {"batch": "b1"})
+            for attempt in range(2):  # two runners elsewhere died with it
+                assert await store.claim_job(f"runner_elsewhere{attempt}", clock.time(), 1.0)
+                clock.advance(2.0)
+            runs = 0
+            failures: list[str] = []
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                nonlocal runs
+                runs += 1
+                store.failing = 1  # the done write meets the outage's last moment
+                return {"ok": True}
+
+            async def failed(payload: dict[str, Any], error: str) -> None:
+                failures.append(error)
+
+            runner = JobRunner(
+                store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
+                on_failure={"batch": failed},
+            )  # fmt: skip
+            assert await runner.run_once()
+            clock.advance(400.0)  # past any lease
+            assert not await runner.run_once()  # nothing left to claim
+            (job,) = await store.jobs()
+            return runs, failures, job
+        finally:
+            store.close()
+
+    runs, failures, job = asyncio.run(scenario())
+    assert (runs, failures, job.state, job.attempts) == (1, [], "done", 3), job
+
+
+class OwnerOutage(SQLiteStore):
+    """A SQLite store whose finishes raise what an unreachable PostgreSQL raises while
+    ``down``, counting them, so a test knows the runner is waiting to try again."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.down = False
+        self.tries = 0
+
+    async def finish_job(self, *args: Any, **kwargs: Any) -> bool:
+        self.tries += 1
+        if self.down:
+            raise StoreUnavailableError("the store is out of reach")
+        return await super().finish_job(*args, **kwargs)
+
+
+def test_a_stop_while_a_write_waits_for_the_store_writes_it_once_more(tmp_path: Path) -> None:
+    """A re-check: the store came back while the runner waited to try its hand-back again,
+    and a stop (SIGTERM) then cancelled the wait: the job stayed leased to the stopped runner
+    for its whole lease, though only ``kill -9`` is to leave a lease to run out. Cancelled,
+    the write is tried once more."""
+
+    async def scenario() -> JobRow:
+        store = OwnerOutage(tmp_path / "j.db")
+        store.open()
+        try:
+            clock = FakeClock(start=START)
+            await JobQueue(store, clock, run_now).submit("batch", {"batch": "b1"})
+
+            async def handler(payload: dict[str, Any]) -> dict[str, Any]:
+                store.down = True
+                raise StoreUnavailableError("the ledger write failed")
+
+            runner = JobRunner(store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0)
+            runner.start()
+            await wait_until_async(lambda: store.tries >= 5)  # backing off (~1.6 s next)
+            store.down = False  # the store is back
+            await asyncio.wait_for(runner.stop(drain_s=5.0), WAIT_S)
+            (job,) = await store.jobs()
+            return job
+        finally:
+            store.close()
+
+    job = asyncio.run(scenario())
+    assert (job.state, job.attempts, job.lease_owner) == ("pending", 0, None), job
+
+
+async def wait_until_async(condition: Any) -> None:
+    """Wait (at most ``WAIT_S``) for ``condition()`` in the event loop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)

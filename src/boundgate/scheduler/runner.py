@@ -379,11 +379,13 @@ class JobRunner:
             log.info("job %s (%s) skipped past its deadline: requires %s", job.id, job.kind,
                      job.requires)  # fmt: skip
             reason = f"no process running {job.requires} took it before its deadline"
-            await self._finish(job, "done", {"skipped": reason})
+            await self._finish_in_loop(job, "done", {"skipped": reason})
             return True
         handler = self.handlers.get(job.kind)
         if handler is None:
-            await self._finish(job, "failed", {"error": f"no handler for kind {job.kind!r}"})
+            await self._finish_in_loop(
+                job, "failed", {"error": f"no handler for kind {job.kind!r}"}
+            )
             return True
         payload: dict[str, Any] = {}
         try:
@@ -402,12 +404,14 @@ class JobRunner:
             now = self.clock.time()
             if now >= job.deadline and not await self._run_elsewhere(job, back, now):
                 log.info("job %s (%s) skipped past its deadline: %s", job.id, job.kind, back)
-                await self._finish(job, "done", {"skipped": back.reason})
+                await self._finish_in_loop(job, "done", {"skipped": back.reason})
             else:
                 log.info("job %s (%s) handed back: %s", job.id, job.kind, back)
                 retry_at = now + back.retry_after_s
                 result = {"handed_back": back.reason}
-                await self._finish(job, "pending", result, retry_at=retry_at, handed_back=True)
+                await self._finish_in_loop(
+                    job, "pending", result, retry_at=retry_at, handed_back=True
+                )
             return True
         except StoreUnavailableError as exc:
             # the store's outage is no fault of the job's (a trial: a batch whose line could
@@ -428,7 +432,7 @@ class JobRunner:
                 retry_at = self.clock.time() + (exc.retry_after or self._backoff(job))
                 await self._hold(job, payload, result, retry_at)
             else:
-                await self._finish(job, "failed", result)
+                await self._finish_in_loop(job, "failed", result)
                 await self._failed(job, payload, exc.message)
             return True
         except Exception as exc:  # a failing job must not stop the runner
@@ -438,7 +442,7 @@ class JobRunner:
                 # fails now, saying why, instead of after every attempt's backoff
                 log.warning("job %s (%s) refused for good: %s", job.id, job.kind, exc.message)
                 refused = {"error": exc.message, "code": exc.code, "status": exc.status_code}
-                await self._finish(job, "failed", refused)
+                await self._finish_in_loop(job, "failed", refused)
                 await self._failed(job, payload, exc.message)
                 return True
             log.exception("job %s (%s) failed", job.id, job.kind)
@@ -446,37 +450,25 @@ class JobRunner:
                 retry_at = self.clock.time() + self._backoff(job)
                 await self._hold(job, payload, {"error": str(exc)}, retry_at)
             else:
-                await self._finish(job, "failed", {"error": str(exc)})
+                await self._finish_in_loop(job, "failed", {"error": str(exc)})
                 await self._failed(job, payload, str(exc) or type(exc).__name__)
             return True
-        await self._finish(job, "done", result)
+        await self._finish_in_loop(job, "done", result)
         return True
 
     async def _hand_back_in_outage(self, job: JobRow) -> None:
         """Hand ``job`` back after the store's outage, its attempt not counted, due again
-        :data:`STORE_RETRY_S` after the write. The store may still be out of reach: the write
-        is tried again after stamina's backoff (0.1 s doubled, at most
-        :data:`POLL_BACKOFF_MAX_S`) for up to ``lease_s``, while this runner runs (it could
-        claim nothing meanwhile). A hand-back never written leaves the job to wait out its
-        lease, and the attempt counts: a re-check's handler met three outages whose
-        hand-backs failed too, and the job was failed past its last attempt
-        (:meth:`_lease_ran_out`) where each outage was to leave its attempt uncounted."""
-        with contextlib.suppress(StoreUnavailableError):  # else its lease runs out
-            async for attempt in stamina.retry_context(
-                on=lambda exc: isinstance(exc, StoreUnavailableError) and not self.stopping,
-                attempts=None,
-                timeout=self.lease_s,
-                wait_initial=0.1,
-                wait_max=POLL_BACKOFF_MAX_S,
-            ):
-                with attempt:
-                    await self._finish(
-                        job,
-                        "pending",
-                        {"handed_back": "the store was unavailable"},
-                        retry_at=self.clock.time() + STORE_RETRY_S,
-                        handed_back=True,
-                    )
+        :data:`STORE_RETRY_S` later (a re-check's handler met three outages whose hand-backs
+        failed too, and the job was failed past its last attempt, :meth:`_lease_ran_out`,
+        where each outage was to leave its attempt uncounted: the write is now tried again
+        while the store is out of reach, :meth:`_finish_in_loop`)."""
+        await self._finish_in_loop(
+            job,
+            "pending",
+            {"handed_back": "the store was unavailable"},
+            retry_at=self.clock.time() + STORE_RETRY_S,
+            handed_back=True,
+        )
 
     async def _lease_ran_out(self, job: JobRow) -> None:
         """Fail a job claimed for more than ``max_attempts`` attempts: only a lease that ran
@@ -490,7 +482,7 @@ class JobRunner:
             f"its lease ran out during its last attempt: {job.attempts - 1} attempts, at most "
             f"{self.max_attempts} (its runner was killed, froze or lost the store)"
         )
-        if await self._finish(job, "failed", {"error": reason}):
+        if await self._finish_in_loop(job, "failed", {"error": reason}):
             log.error("job %s (%s) failed: %s", job.id, job.kind, reason)
             try:
                 payload = _payload(job)
@@ -520,7 +512,7 @@ class JobRunner:
     ) -> None:
         """Put the job back, held until ``until``, and tell its kind's ``on_held`` hook (only
         if this runner still held the lease: else the job is another runner's now)."""
-        if not await self._finish(job, "pending", result, retry_at=until):
+        if not await self._finish_in_loop(job, "pending", result, retry_at=until):
             return
         hook = self.on_held.get(job.kind)
         if hook is None:
@@ -577,6 +569,46 @@ class JobRunner:
             if not task.done():  # this runner was stopped: stop the work too
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    async def _finish_in_loop(
+        self,
+        job: JobRow,
+        state: str,
+        result: dict[str, Any],
+        retry_at: float | None = None,
+        handed_back: bool = False,
+    ) -> bool:
+        """:meth:`_finish` from the runner's loop, tried again while the store is out of reach
+        (``StoreUnavailableError``): after stamina's backoff (0.1 s doubled, at most
+        :data:`POLL_BACKOFF_MAX_S`, plus up to 0.1 s of jitter) for up to ``lease_s``; the
+        loop could claim nothing meanwhile. A write the store never takes leaves the job to
+        wait out its lease, its attempt counted (logged; False). Stopped while it waits
+        (:meth:`stop` cancels the loop), it writes once more before it ends, as a stop hands
+        a running job back. A re-check: a job whose last attempt's ``done`` met a one-write
+        outage was failed at its next claim as if its runner had died."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=lambda exc: isinstance(exc, StoreUnavailableError) and not self.stopping,
+                attempts=None,
+                timeout=self.lease_s,
+                wait_initial=0.1,
+                wait_max=POLL_BACKOFF_MAX_S,
+                wait_jitter=0.1,
+            ):
+                with attempt:
+                    return await self._finish(job, state, result, retry_at, handed_back)
+        except StoreUnavailableError as exc:
+            log.warning(
+                "job %s (%s) not finished %s: the store is unavailable (%s); its lease runs out",
+                job.id, job.kind, state, exc,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._finish(job, state, result, retry_at, handed_back), STORE_RETRY_S
+                )
+            raise
+        return False
 
     async def _finish(
         self,

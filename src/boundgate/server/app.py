@@ -52,8 +52,8 @@ from .batches.upkeep import BatchRecovery, batch_failed, batch_held, batch_moved
 from .chat.router import router as chat_router
 from .common import (
     body_fields,
+    body_misspellings,
     body_model,
-    misspellings_first,
     request_error,
     send_error,
     sse_error,
@@ -590,8 +590,8 @@ def create_app(
                 code=ErrorCode.INVALID_JSON,
             )
         else:
-            err = request_error(errors, exc.body, body_fields(request))
-            err = misspellings_first(err, body_model(request), exc.body)
+            typos = body_misspellings(body_model(request), exc.body)
+            err = request_error(errors, exc.body, body_fields(request), typos)
             content_type = request.headers.get("content-type", "")
             upload = _is_upload(request)  # not the list (GET), whose query got this hint
             if upload and any(

@@ -253,7 +253,7 @@ def misspellings_error(
     err = unknown_parameter(*misspelled[0])
     also = [unknown_parameter(*m).message for m in misspelled[1 : NAMED_AT_MOST + 1]]
     if len(misspelled) > NAMED_AT_MOST + 1:
-        also.append("more misspelt keys")
+        also.append(f"{len(misspelled) - NAMED_AT_MOST - 1} more misspelt keys")
     if then is not None:
         also.append(then)
     if also:
@@ -261,19 +261,16 @@ def misspellings_error(
     return err
 
 
-def misspellings_first(
-    err: InvalidRequestError, model: type[BaseModel] | None, body: Any
-) -> InvalidRequestError:
-    """``err``, a request model's validation error, preceded by the body's misspelt keys that
-    are no validation error (an endpoint that forwards unknown names, or reads them itself:
-    the model's ``misspellings(body)``, a list of ``(key, the name it resembles)``; a docs
-    trial's ``{"max_token": 3}`` was told only that ``messages`` is missing); ``err`` as it
-    is when there are none, or the model has no such check."""
+def body_misspellings(model: type[BaseModel] | None, body: Any) -> list[tuple[str, str]]:
+    """The keys of ``body`` the request ``model`` reads as misspellings though they are no
+    validation error (an endpoint that forwards unknown names, or reads them itself: the
+    model's ``misspellings(body)``, ``(key, the name it resembles)``); none for a model
+    without such a check. ``request_error`` names them with the validation's problems (a
+    docs trial's ``{"max_token": 3}`` was told only that ``messages`` is missing)."""
     check = getattr(model, "misspellings", None)
     if not isinstance(body, dict) or check is None:
-        return err
-    typos = [t for t in check(body) if t[0] != err.param]  # (not named twice)
-    return misspellings_error(typos, then=err.message) if typos else err
+        return []
+    return list(check(body))
 
 
 def refuse_unknown_query(request: Request, known: tuple[str, ...]) -> None:
@@ -321,7 +318,10 @@ NAMED_AT_MOST = 10
 
 
 def request_error(
-    errors: Sequence[Mapping[str, Any]], body: Any, known: Collection[str] = ()
+    errors: Sequence[Mapping[str, Any]],
+    body: Any,
+    known: Collection[str] = (),
+    typos: Sequence[tuple[str, str]] = (),
 ) -> InvalidRequestError:
     """A request model's validation ``errors`` (pydantic's, locations from the body, or
     FastAPI's, under ``body``) as one 400 naming a parameter. A required field reported
@@ -329,8 +329,12 @@ def request_error(
     the typo it is (``unknown_parameter``, naming the key given; ``known``: the body model's
     fields, what a forbidden top-level key is compared with); otherwise the first error
     (``missing_required_parameter`` when it is a required parameter not given, as OpenAI
-    says it, else ``invalid_value``). Further problems are named after it."""
+    says it, else ``invalid_value``). Further problems are named after it. ``typos``: keys
+    of the body misspelt though no validation error says so (``body_misspellings``): named
+    after a misspelling the errors reveal, else first, the errors' problem after them."""
     typo = _misspelling(errors, body, known)
+    if typo is not None:
+        typos = [t for t in typos if t[0] != typo[0]]  # (not named twice)
     if typo is None:
         param, text = _describe(errors)
         # the error described may be another union branch's than the first ("content": a
@@ -341,6 +345,8 @@ def request_error(
             for e in errors
         )
         code = ErrorCode.MISSING_REQUIRED_PARAMETER if missing else ErrorCode.INVALID_VALUE
+        if typos:
+            return misspellings_error(typos, then=text)
         return InvalidRequestError(text, param=param, code=code)
     param, close, explained = typo
     err = unknown_parameter(param, close)
@@ -348,9 +354,11 @@ def request_error(
     # the further misspellings, one after another (not one call within the next: a trial's
     # 955 messages with a misspelt key each were a RecursionError, a 500), at most
     # ``NAMED_AT_MOST`` of them named
-    also: list[str] = []
+    also = [unknown_parameter(*t).message for t in typos[:NAMED_AT_MOST]]
+    if len(typos) > NAMED_AT_MOST:
+        also.append(f"{len(typos) - NAMED_AT_MOST} more misspelt keys")
     while rest and (more := _misspelling(rest, body, known)) is not None:
-        if len(also) == NAMED_AT_MOST:
+        if len(also) >= NAMED_AT_MOST:
             also.append("more misspelt keys")
             break
         also.append(unknown_parameter(more[0], more[1]).message)

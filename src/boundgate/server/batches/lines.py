@@ -21,8 +21,8 @@ from ..chat.protocol import ChatCompletionRequest, near_miss
 from ..common import (
     NON_FINITE,
     TOO_DEEP,
+    body_misspellings,
     check_no_nul,
-    misspellings_first,
     non_finite_number,
     request_error,
 )
@@ -65,8 +65,8 @@ def check_body(
         try:
             embedding = EmbeddingRequest.model_validate(body)
         except ValidationError as exc:
-            err = request_error(exc.errors(), body)
-            raise misspellings_first(err, EmbeddingRequest, body) from None
+            typos = body_misspellings(EmbeddingRequest, body)
+            raise request_error(exc.errors(), body, typos=typos) from None
         check_request(embedding)  # the model, dimensions, lengths: when the line runs
         return embedding
     model: type[ChatCompletionRequest] | type[CompletionRequest] = (
@@ -76,7 +76,8 @@ def check_body(
         req = model.model_validate(body)
     except ValidationError as exc:
         # the misspelt keys first, as the endpoint names them (a re-check)
-        raise misspellings_first(request_error(exc.errors(), body), model, body) from None
+        typos = body_misspellings(model, body)
+        raise request_error(exc.errors(), body, typos=typos) from None
     generation.refuse_unsupported(req)  # suffix included (CompletionRequest.unsupported)
     check_options((req.model_extra or {}).get("boundgate"))  # "reuse": "bogus" ran, then failed
     return req.model_copy(update={"stream": False, "stream_options": None})
