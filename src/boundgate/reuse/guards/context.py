@@ -9,15 +9,7 @@ import re
 from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
-from .lexicon import (
-    _LISTS,
-    _STOPWORD_STEMS,
-    NEGATIONS,
-    opener,
-    self_described,
-    stem,
-    words,
-)
+from .lexicon import _LISTS, _STOPWORD_STEMS, NEGATIONS, opener, self_described, stem, words
 
 
 def _sentence_changed(a: str, b: str) -> bool:
@@ -205,10 +197,10 @@ def _ignorance_dropped(text: str) -> str:
     by punctuation or "but"; has a negation and a word of not knowing, "if … mind" or
     "question" ("I hope this isn't a silly question, but …"); and its content words are all
     hedges, courtesy or words of not knowing (``hedge_words``; "if it's not too much trouble"
-    too), none an instruction ("don't
-    explain, …" is kept). What is left must hold three words or more. "I don't know my
-    password, how do I reset it?" keeps its clause ("password" is content), as do "without
-    asking her out" and "I can't get her off my mind"."""
+    too), none an instruction ("don't explain, …" is kept). What is left must hold three
+    words or more. "I don't know my password, how do I reset it?" keeps its clause
+    ("password" is content), as do "without asking her out" and "I can't get her off my
+    mind"."""
     if _NEGATION_HINT.search(text) is None:
         return text  # nothing negated: no such clause (most questions)
     parts = _CLAUSE_SPLIT.split(text)
@@ -243,7 +235,7 @@ _NEAR_TIME = re.compile(
     r"|\b(?:this|next) month\b",
     re.IGNORECASE,
 )
-# the end of a context that a question follows: "…, can players …", "… - how do I …"
+# the near times just past, which stay a date in some questions (below)
 _NEAR_PAST = re.compile(
     r"\b(?:earlier today|yesterday|last night|the other day|last (?:week|weekend))\b",
     re.IGNORECASE,
@@ -256,6 +248,7 @@ _TIMING_ASKED = re.compile(
 _WHEN_SAID = re.compile(
     r"\b(?:just|ago|recently|earlier|a while back|a moment|moments)\b", re.IGNORECASE
 )
+# the end of a context that a question follows: "…, can players …", "… - how do I …"
 _QUESTION_FOLLOWS = re.compile(
     rf"(?:[,:;.!]|\s[-–—])\s+(?=(?:(?:so|but|and)\s+)?{opener('any')})", re.IGNORECASE
 )
@@ -273,9 +266,9 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
     free?", a re-check), and so is a time just past where the question turns on how long ago
     it was ("… last night. Is it too late to …", "can it still …") or the other side says
     when too ("My toddler just swallowed …", a re-check's look-alikes). The context is a
-    statement (no question word first, no "?")
-    ended by punctuation or a dash before a question; a time in the question itself ("can I
-    swim today") is read as before, as are months, seasons and years anywhere."""
+    statement (no question word first, no "?") ended by punctuation or a dash before a
+    question; a time in the question itself ("can I swim today") is read as before, as are
+    months, seasons and years anywhere."""
 
     def dropped(x: str, y: str) -> str:
         if _NEAR_TIME.search(x) is None or (m := _QUESTION_FOLLOWS.search(x)) is None:
