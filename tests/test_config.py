@@ -749,3 +749,15 @@ def test_every_bad_key_is_named_together_a_list_given_as_text_and_an_unknown_zon
     )
     assert res.exit_code == 2 and "server.grid_zone" in res.output, res.output
     assert not data.exists()  # nothing made
+
+
+def test_a_grid_zone_is_read_in_any_case(tmp_path: Path) -> None:
+    """A re-check: "gb" was refused ("no carbon data for 'gb'") with no hint that "GB" is
+    known. Zone keys are read in any case, spelled as the bundled data spells them; a zone
+    no case makes known is refused as before."""
+    cfg = write_config(tmp_path / "zone.toml", '[server]\ngrid_zone = " gb "\n')
+    assert load_settings(cfg).server.grid_zone == "GB"
+    res = CliRunner().invoke(cli, ["grid", "now", "--zone", "de-lu"], env=NO_STORE_URL)
+    assert res.exit_code == 0 and res.output.startswith("DE-LU "), res.output
+    with pytest.raises(ConfigError, match="no carbon data for 'fr'"):
+        load_settings(write_config(tmp_path / "fr.toml", '[server]\ngrid_zone = "fr"\n'))

@@ -90,7 +90,7 @@ def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str, Any]:
     is in the settings). A zone without data, or a config the gateway would refuse, ends the
     command with one line (exit 2)."""
     from ..assembly import build_carbon, check_zone
-    from ..grid.bundled import BundledCarbonSource
+    from ..grid.bundled import BundledCarbonSource, known_zone
     from ..settings import ConfigError
     from . import _settings
 
@@ -98,6 +98,7 @@ def _carbon(config: Path | None, zone: str | None) -> tuple[Any, str, Any]:
     setting = "server.grid_zone" if zone is None else "--zone"
     zone = zone or settings.server.grid_zone
     try:
+        zone = known_zone(zone, BundledCarbonSource().zones()) or zone  # ("gb" is "GB")
         if zone != settings.server.grid_zone:
             # checked before the settings take it (they refuse a zone without bundled data,
             # the zones every source lists)

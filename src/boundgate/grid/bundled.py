@@ -30,6 +30,13 @@ class HourlyPoint:
     estimated: bool
 
 
+def known_zone(zone: str, zones: list[str]) -> str | None:
+    """``zone`` as ``zones`` spell it, whatever its case and surrounding spaces ("gb" is
+    "GB"; zone keys are Electricity Maps' upper-case ones), or None when none is it."""
+    wanted = zone.strip().casefold()
+    return next((z for z in zones if z.casefold() == wanted), None)
+
+
 class BundledCarbonSource(CarbonSource):
     def __init__(self) -> None:
         self._series: dict[str, dict[tuple[int, int, int, int], HourlyPoint]] = {}

@@ -22,7 +22,8 @@ class ServerSettings(_Section):
         Path(".boundgate"), strict=False, description="Where the SQLite store and keys live."
     )
     grid_zone: str = Field(
-        "DE-LU", description="Grid zone for carbon figures; any zone with bundled data."
+        "DE-LU",
+        description="Grid zone for carbon figures; any zone with bundled data, in any case.",
     )
     allow_open_remote: bool = Field(
         False,
@@ -93,13 +94,14 @@ class ServerSettings(_Section):
     def _bundled_zone(cls, zone: str) -> str:
         """A zone the bundled carbon history holds (every carbon source falls back to it, and
         ``assembly.check_zone`` refused others only once the store and signing key were
-        made: a docs trial). Raises ``ValueError`` naming the known zones."""
-        from ..grid.bundled import BundledCarbonSource
+        made: a docs trial), in any case: "gb" is "GB" (a re-check was refused it with no
+        hint). Raises ``ValueError`` naming the known zones."""
+        from ..grid.bundled import BundledCarbonSource, known_zone
 
         zones = BundledCarbonSource().zones()
-        if zone not in zones:
+        if (known := known_zone(zone, zones)) is None:
             raise ValueError(f"no carbon data for {zone!r}; known zones: {', '.join(zones)}")
-        return zone
+        return known
 
     @field_validator("allowed_hosts")
     @classmethod
