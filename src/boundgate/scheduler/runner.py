@@ -420,7 +420,16 @@ class JobRunner:
             log.warning(
                 "job %s (%s) handed back: the store is unavailable (%s)", job.id, job.kind, exc
             )
-            await self._hand_back_in_outage(job)
+            # (the hand-back's own write tried again while the store is out of reach: a
+            # re-check's three outages that failed it too failed the job past its last
+            # attempt, where each was to leave its attempt uncounted)
+            await self._finish_in_loop(
+                job,
+                "pending",
+                {"handed_back": "the store was unavailable"},
+                retry_at=self.clock.time() + STORE_RETRY_S,
+                handed_back=True,
+            )
             return True
         except RateLimitError as exc:
             # background work runs under its tenant's limits (rpm, daily token budget): wait
@@ -455,20 +464,6 @@ class JobRunner:
             return True
         await self._finish_in_loop(job, "done", result)
         return True
-
-    async def _hand_back_in_outage(self, job: JobRow) -> None:
-        """Hand ``job`` back after the store's outage, its attempt not counted, due again
-        :data:`STORE_RETRY_S` later (a re-check's handler met three outages whose hand-backs
-        failed too, and the job was failed past its last attempt, :meth:`_lease_ran_out`,
-        where each outage was to leave its attempt uncounted: the write is now tried again
-        while the store is out of reach, :meth:`_finish_in_loop`)."""
-        await self._finish_in_loop(
-            job,
-            "pending",
-            {"handed_back": "the store was unavailable"},
-            retry_at=self.clock.time() + STORE_RETRY_S,
-            handed_back=True,
-        )
 
     async def _lease_ran_out(self, job: JobRow) -> None:
         """Fail a job claimed for more than ``max_attempts`` attempts: only a lease that ran

@@ -251,14 +251,21 @@ def misspellings_error(
     then ``then``, another problem of the request (a docs trial: a second misspelling, or a
     missing ``messages``, went unnamed)."""
     err = unknown_parameter(*misspelled[0])
-    also = [unknown_parameter(*m).message for m in misspelled[1 : NAMED_AT_MOST + 1]]
-    if len(misspelled) > NAMED_AT_MOST + 1:
-        also.append(f"{len(misspelled) - NAMED_AT_MOST - 1} more misspelt keys")
+    also = _misspellings_named(misspelled[1:])
     if then is not None:
         also.append(then)
     if also:
         err.message += f" (and {'; '.join(also)})"
     return err
+
+
+def _misspellings_named(misspelled: Sequence[tuple[str, str]]) -> list[str]:
+    """The messages of ``misspelled`` (``(param, the name it resembles)``), at most
+    ``NAMED_AT_MOST``, the rest counted."""
+    named = [unknown_parameter(*m).message for m in misspelled[:NAMED_AT_MOST]]
+    if len(misspelled) > NAMED_AT_MOST:
+        named.append(f"{len(misspelled) - NAMED_AT_MOST} more misspelt keys")
+    return named
 
 
 def body_misspellings(model: type[BaseModel] | None, body: Any) -> list[tuple[str, str]]:
@@ -354,9 +361,7 @@ def request_error(
     # the further misspellings, one after another (not one call within the next: a trial's
     # 955 messages with a misspelt key each were a RecursionError, a 500), at most
     # ``NAMED_AT_MOST`` of them named
-    also = [unknown_parameter(*t).message for t in typos[:NAMED_AT_MOST]]
-    if len(typos) > NAMED_AT_MOST:
-        also.append(f"{len(typos) - NAMED_AT_MOST} more misspelt keys")
+    also = _misspellings_named(typos)
     while rest and (more := _misspelling(rest, body, known)) is not None:
         if len(also) >= NAMED_AT_MOST:
             also.append("more misspelt keys")

@@ -229,17 +229,14 @@ def _ignorance_dropped(text: str) -> str:
 # a near time a context before the question names, which does not change what it asks:
 # one to come ("tonight", "next week") or just past ("yesterday", "last weekend": when what
 # the context tells happened)
+_PAST = r"earlier today|yesterday|last night|the other day|last (?:week|weekend)"
 _NEAR_TIME = re.compile(
-    r"\b(?:tonight|today|tomorrow|(?:later|earlier) today|yesterday|last night|the other day"
-    r"|this (?:morning|afternoon|evening)|(?:this|next|last) (?:week|weekend))\b"
-    r"|\b(?:this|next) month\b",
+    rf"\b(?:tonight|today|tomorrow|later today|this (?:morning|afternoon|evening)"
+    rf"|(?:this|next) (?:week|weekend|month)|{_PAST})\b",
     re.IGNORECASE,
 )
 # the near times just past, which stay a date in some questions (below)
-_NEAR_PAST = re.compile(
-    r"\b(?:earlier today|yesterday|last night|the other day|last (?:week|weekend))\b",
-    re.IGNORECASE,
-)
+_NEAR_PAST = re.compile(rf"\b(?:{_PAST})\b", re.IGNORECASE)
 # a question whose answer turns on how long ago it was ("is it too late …", "can it still …")
 # or another side that says when too ("I just …", "… days ago"): a past time then stays
 _TIMING_ASKED = re.compile(
