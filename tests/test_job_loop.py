@@ -392,6 +392,23 @@ def test_a_stopping_runner_lets_the_step_in_flight_finish_then_hands_the_job_bac
     asyncio.run(scenario())
 
 
+def _telling_failures(
+    store: SQLiteStore, clock: FakeClock, handler: Any
+) -> tuple[JobRunner, list[tuple[dict[str, Any], str]]]:
+    """A runner of ``handler`` for kind "batch", and the (payload, error) its failure hook is
+    told, in order."""
+    failures: list[tuple[dict[str, Any], str]] = []
+
+    async def failed(payload: dict[str, Any], error: str) -> None:
+        failures.append((payload, error))
+
+    runner = JobRunner(
+        store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
+        on_failure={"batch": failed},
+    )  # fmt: skip
+    return runner, failures
+
+
 def test_a_job_whose_lease_ran_out_in_its_last_attempt_fails_unrun(tmp_path: Path) -> None:
     """A job whose runner dies on another host (where no runner can read whether its process
     lives) waits out its lease and is claimed again, its attempt counted. One that kills each
@@ -412,19 +429,12 @@ def test_a_job_whose_lease_ran_out_in_its_last_attempt_fails_unrun(tmp_path: Pat
                     assert await store.claim_job(f"runner_elsewhere{attempt}", clock.time(), 1.0)
                 clock.advance(2.0)
             ran: list[str] = []
-            failures: list[tuple[dict[str, Any], str]] = []
 
             async def handler(payload: dict[str, Any]) -> dict[str, Any]:
                 ran.append(payload["batch"])
                 return {}
 
-            async def failed(payload: dict[str, Any], error: str) -> None:
-                failures.append((payload, error))
-
-            runner = JobRunner(
-                store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
-                on_failure={"batch": failed},
-            )  # fmt: skip
+            runner, failures = _telling_failures(store, clock, handler)
             assert await runner.run_once() and await runner.run_once()
             assert not await runner.run_once()  # nothing left
             return ran, failures, await store.jobs()
@@ -461,14 +471,13 @@ def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(tmp_path: 
     its last attempt it was failed unrun, where an outage is to leave the attempt uncounted.
     The hand-back is tried again until the store takes it; the fourth run finishes."""
 
-    async def scenario() -> tuple[int, list[str], JobRow]:
+    async def scenario() -> tuple[int, list[tuple[dict[str, Any], str]], JobRow]:
         store = OutageAtHandBack(tmp_path / "j.db")
         store.open()
         try:
             clock = FakeClock(start=START)
             await JobQueue(store, clock, run_now).submit("batch", {"batch": "b1"})
             runs = 0
-            failures: list[str] = []
 
             async def handler(payload: dict[str, Any]) -> dict[str, Any]:
                 nonlocal runs
@@ -478,13 +487,7 @@ def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(tmp_path: 
                     raise StoreUnavailableError("the ledger write failed")
                 return {"ok": True}
 
-            async def failed(payload: dict[str, Any], error: str) -> None:
-                failures.append(error)
-
-            runner = JobRunner(
-                store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
-                on_failure={"batch": failed},
-            )  # fmt: skip
+            runner, failures = _telling_failures(store, clock, handler)
             for _ in range(4):
                 assert await runner.run_once()
                 clock.advance(STORE_RETRY_S)
@@ -505,7 +508,7 @@ def test_a_done_write_an_outage_cut_in_the_last_attempt_is_written_once_it_can(
     (the failure hook told, for work that was done). The write is tried again until the
     store takes it."""
 
-    async def scenario() -> tuple[int, list[str], JobRow]:
+    async def scenario() -> tuple[int, list[tuple[dict[str, Any], str]], JobRow]:
         store = OutageAtHandBack(tmp_path / "j.db")
         store.open()
         try:
@@ -516,7 +519,6 @@ def test_a_done_write_an_outage_cut_in_the_last_attempt_is_written_once_it_can(
                 assert await store.claim_job(f"runner_elsewhere{attempt}", clock.time(), 1.0)
                 clock.advance(2.0)
             runs = 0
-            failures: list[str] = []
 
             async def handler(payload: dict[str, Any]) -> dict[str, Any]:
                 nonlocal runs
@@ -524,13 +526,7 @@ def test_a_done_write_an_outage_cut_in_the_last_attempt_is_written_once_it_can(
                 store.failing = 1  # the done write meets the outage's last moment
                 return {"ok": True}
 
-            async def failed(payload: dict[str, Any], error: str) -> None:
-                failures.append(error)
-
-            runner = JobRunner(
-                store, {"batch": handler}, clock=clock, poll_s=0.01, replan_s=3600.0,
-                on_failure={"batch": failed},
-            )  # fmt: skip
+            runner, failures = _telling_failures(store, clock, handler)
             assert await runner.run_once()
             clock.advance(400.0)  # past any lease
             assert not await runner.run_once()  # nothing left to claim
