@@ -30,7 +30,11 @@ lower-cased words it finds units in "a", "at" and "are" while missing currencies
 The package, by concept: ``lexicon`` (the word lists, words and stems), ``extract`` (what a
 question asserts, ``Features``), ``literals`` (code, quoted text, what the uncased models
 cannot see), ``wording`` (one word or form apart: mood, tense, modality, negation, affixes,
-units), ``order`` (roles and operands swapped) and ``conflicts`` (``compare``).
+units), ``order`` (roles and operands swapped), ``context`` (what surrounds the question),
+``rewrites`` (texts read alike before they are compared: textspeak digits, hyphens, powers,
+comparisons turned round), ``quantities`` (numbers, counts, dates), ``names`` (names,
+sibling nouns, letters), ``tasks`` (examples, an audience, finding out against doing, a phrase
+in a language) and ``conflicts`` (``compare``).
 """
 
 from .conflicts import Comparison, compare
