@@ -160,10 +160,12 @@ SECURITY_SCHEMES = {
 # paths answered whether or not the store can be reached (``server/local.py``): every other
 # operation may answer 503 ``store_unavailable`` (PostgreSQL out of reach)
 STORELESS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# the body of every error answer declared here: OpenAI's shape
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 STORE_UNAVAILABLE = {
     "description": "The store (PostgreSQL) cannot be reached: `store_unavailable`, with "
     "`Retry-After`",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    "content": ERROR_CONTENT,
 }
 
 
@@ -186,9 +188,7 @@ def _declare_any_path_errors(responses: dict[str, Any]) -> None:
         if entry is None:
             responses[status] = {
                 "description": text[0].upper() + text[1:],
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-                },
+                "content": ERROR_CONTENT,
             }
         else:
             entry["description"] = f"{entry.get('description', '')}; or {text}"
