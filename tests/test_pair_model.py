@@ -31,6 +31,7 @@ from boundgate.reuse.pair import (
     OnnxPairScorer,
     PairScorer,
     packaged_model_dir,
+    read_alike,
     reads_further,
     typos_matched,
 )
@@ -602,6 +603,25 @@ def test_the_model_reads_a_misspelt_word_as_the_word_it_misspells(
     )
     kept = ("Is Kotlim like Kotlin", "kotlin")
     assert scorer.read_pair(*kept) == kept
+
+
+def test_a_pair_read_alike_is_one_question(scorer: OnnxPairScorer) -> None:
+    """Two questions that differ only where the model's reading spells out a short form, an
+    acronym or a misspelling scored as low as 0.03 (the same text as the model read it):
+    read alike, they score 1.0. One word apart, or a word's case aside, the model reads."""
+    for a, b in [
+        ("How many oz are in a lb?", "How many ounces are in a pound?"),
+        ("how far is it from london to edinbrugh", "How far is it from London to Edinburgh?"),
+        ("what does a CPA do", "what does a certified public accountant do?"),
+    ]:
+        assert read_alike(*scorer.read_pair(a, b))
+        assert scorer.score(a, b) == 1.0
+        assert (scorer.readings(a, b) == 1.0).all()
+    look_alike = ("How many oz are in a lb?", "How many ounces are in a kilogram?")
+    assert not read_alike(*scorer.read_pair(*look_alike))
+    assert scorer.score(*look_alike) < 0.9
+    assert read_alike("Is it SAFE?", "is it  safe")
+    assert not read_alike("is it safe", "is it safe now")
 
 
 def test_typos_are_matched_one_edit_from_one_word_of_the_other_side() -> None:
