@@ -465,11 +465,14 @@ class OutageAtHandBack(SQLiteStore):
         return await super().finish_job(*args, **kwargs)
 
 
-def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(tmp_path: Path) -> None:
+def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A re-check: a job whose work met a store outage three times, each outage lasting into
     the hand-back's write, waited out its lease each time with the attempt counted, and past
     its last attempt it was failed unrun, where an outage is to leave the attempt uncounted.
-    The hand-back is tried again until the store takes it; the fourth run finishes."""
+    The hand-back is tried again until the store takes it, each retry logged with the job's
+    id (stamina's own warning names none); the fourth run finishes."""
 
     async def scenario() -> tuple[int, list[tuple[dict[str, Any], str]], JobRow]:
         store = OutageAtHandBack(tmp_path / "j.db")
@@ -496,8 +499,12 @@ def test_a_hand_back_the_store_cannot_take_yet_is_written_once_it_can(tmp_path: 
         finally:
             store.close()
 
-    runs, failures, job = asyncio.run(scenario())
+    with caplog.at_level(logging.WARNING, logger="boundgate.jobs"):
+        runs, failures, job = asyncio.run(scenario())
     assert (runs, failures, job.state, job.attempts) == (4, [], "done", 1), job
+    retried = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(retried) == 6, retried  # two failed writes of each of three hand-backs
+    assert all(m.startswith(f"job {job.id} (batch): pending not written") for m in retried)
 
 
 def test_a_done_write_an_outage_cut_in_the_last_attempt_is_written_once_it_can(

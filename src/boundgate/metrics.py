@@ -148,7 +148,8 @@ class Metrics:
         self.retries = Counter(
             "boundgate_retries",
             "Retries scheduled after a failure, by operation (upstream: a call to an upstream "
-            "model, named by model; job_poll: the job runner's poll of the store).",
+            "model, named by model; job_poll: the job runner's poll of the store and the "
+            "writes that finish its jobs).",
             ["operation", "model"],
             registry=r,
         )

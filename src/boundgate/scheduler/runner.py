@@ -583,7 +583,7 @@ class JobRunner:
         outage was failed at its next claim as if its runner had died."""
         try:
             async for attempt in stamina.retry_context(
-                on=lambda exc: isinstance(exc, StoreUnavailableError) and not self.stopping,
+                on=self._write_retried(job, state),
                 attempts=None,
                 timeout=self.lease_s,
                 wait_initial=0.1,
@@ -604,6 +604,23 @@ class JobRunner:
                 )
             raise
         return False
+
+    def _write_retried(self, job: JobRow, state: str) -> Callable[[Exception], bool]:
+        """stamina's hook for :meth:`_finish_in_loop`: whether a failed write of ``job``'s
+        ``state`` is tried again (the store out of reach, the runner not stopping), logged
+        with the job's id and kind (stamina's own warning names no job; each retry counts
+        in ``boundgate_retries_total{operation="job_poll"}``, the loop's)."""
+
+        def retried(exc: Exception) -> bool:
+            if not isinstance(exc, StoreUnavailableError) or self.stopping:
+                return False
+            log.warning(
+                "job %s (%s): %s not written, the store is unavailable (%s); trying again",
+                job.id, job.kind, state, exc,
+            )  # fmt: skip
+            return True
+
+        return retried
 
     async def _finish(
         self,

@@ -228,8 +228,8 @@ def _ignorance_dropped(text: str) -> str:
 
 
 # a near time a context before the question names, which does not change what it asks:
-# one to come ("tonight", "next week", "this year") or just past ("yesterday", "last weekend": when what
-# the context tells happened)
+# one to come ("tonight", "next week", "this year") or just past ("yesterday", "last
+# weekend": when what the context tells happened)
 _PAST = r"earlier today|yesterday|last night|the other day|last (?:week|weekend)"
 _NEAR_TIME = re.compile(
     rf"\b(?:tonight|today|tomorrow|later today|this (?:morning|afternoon|evening)"
