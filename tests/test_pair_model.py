@@ -606,17 +606,22 @@ def test_the_model_reads_a_misspelt_word_as_the_word_it_misspells(
 
 
 def test_a_pair_read_alike_is_one_question(scorer: OnnxPairScorer) -> None:
-    """Two questions that differ only where the model's reading spells out a short form, an
-    acronym or a misspelling scored as low as 0.03 (the same text as the model read it):
-    read alike, they score 1.0. One word apart, or a word's case aside, the model reads."""
+    """Two questions that differ only where the model's reading spells out a short form or
+    an acronym scored as low as 0.12 (the same text as the model read it): read alike, they
+    score 1.0. Read alike only once a misspelling is mended, the model scores them: the
+    mender reads an unknown real word as the other side's ("nuxt" / "next", a re-check).
+    One word apart, or a word's case aside, the model reads."""
     for a, b in [
         ("How many oz are in a lb?", "How many ounces are in a pound?"),
-        ("how far is it from london to edinbrugh", "How far is it from London to Edinburgh?"),
         ("what does a CPA do", "what does a certified public accountant do?"),
     ]:
         assert read_alike(*scorer.read_pair(a, b))
         assert scorer.score(a, b) == 1.0
         assert (scorer.readings(a, b) == 1.0).all()
+    mended = ("how do I deploy a nuxt app to vercel", "how do I deploy a next app to vercel")
+    assert read_alike(*scorer.read_pair(*mended))
+    assert scorer.score(*mended) < 1.0
+    assert (scorer.readings(*mended) < 1.0).all()
     look_alike = ("How many oz are in a lb?", "How many ounces are in a kilogram?")
     assert not read_alike(*scorer.read_pair(*look_alike))
     assert scorer.score(*look_alike) < 0.9

@@ -155,9 +155,9 @@ def read_alike(a: str, b: str) -> bool:
     are the same text: equal once case-folded, their spaces collapsed and their closing
     "?", "." or "!" aside (the model is trained to read no meaning in the closing mark,
     ``--style-noise``). Such a pair differed only where the reading spells out a short
-    form, an acronym or a misspelling, or drops a lead-in, and the model scored them as
-    low as 0.03 ("how far is it from london to edinbrugh" / "… Edinburgh?"; "How many oz are
-    in a lb?" / "How many ounces are in a pound?" 0.12): of the 157 labelled pairs that read
+    form or an acronym, mends a misspelling or drops a lead-in, and the model scored them
+    as low as 0.03 ("How many oz are in a lb?" / "How many ounces are in a pound?" 0.12,
+    "…home's FMV…" / "…home's fair market value…" 0.52): of the 157 labelled pairs that read
     alike (bench/RESULTS.md, the forty-ninth session), 155 are paraphrases, the other two
     Quora pairs of a word and its misspelling labelled as different ("brust" / "burst"),
     and the model put 19 of the paraphrases below the fresh gateway's threshold."""
@@ -182,7 +182,10 @@ class OnnxPairScorer(PairScorer):
     those read is the score; ``reads_further``). So every score of ``EXACT_FROM`` or more is
     the whole ensemble's, and a candidate further off costs one member. Each pair is scored
     on its own, so its score never depends on the other candidates of a lookup. A pair whose
-    two sides read alike (``read_alike``) scores 1.0 without a model run.
+    two sides read alike (``read_alike``) once short forms, lead-ins and acronyms are read
+    scores 1.0 without a model run; one read alike only once a misspelling is mended is the
+    model's to score (the mender reads an unknown real word as the other side's: "nuxt" /
+    "next", "deno" / "demo", a re-check).
     Cost (bench/pair_model.py, 2 cores): p50 3.4 ms for a candidate one member reads, 6.2 ms
     for one both read (a third of the survivors a lookup scores on Quora's stream)."""
 
@@ -221,8 +224,8 @@ class OnnxPairScorer(PairScorer):
         # (bench/RESULTS.md).
         out = np.zeros(len(pairs), dtype=np.float32)
         for i, (a, b) in enumerate(pairs):
-            a, b = self.read_pair(a, b)
-            if read_alike(a, b):
+            alike, (a, b) = self._read_pair(a, b)
+            if alike:
                 out[i] = 1.0  # one question as the model reads it: no model to run
                 continue
             probs: list[float] = []
@@ -237,8 +240,8 @@ class OnnxPairScorer(PairScorer):
         """Every member's probability that ``a`` and ``b`` ask the same thing, read (a, b) and
         (b, a), as ``score_pairs`` reads them but without its cascade: shape (members, 2).
         For benchmarks and calibration, which compare the ways of combining them."""
-        a, b = self.read_pair(a, b)
-        if read_alike(a, b):
+        alike, (a, b) = self._read_pair(a, b)
+        if alike:
             return np.ones((len(self.sessions), 2))
         return np.asarray([self._read(session, a, b) for session in self.sessions])
 
@@ -247,8 +250,12 @@ class OnnxPairScorer(PairScorer):
         acronyms of the other's words spelled as them (``acronyms_spelled``) and its
         misspellings of the other's words mended (``typos_matched``; what counts as a word:
         ``known``)."""
+        return self._read_pair(a, b)[1]
+
+    def _read_pair(self, a: str, b: str) -> tuple[bool, Pair]:
+        """(whether the two read alike before any misspelling is mended, ``read_pair``)."""
         a, b = acronyms_spelled(read_as(a), read_as(b))
-        return typos_matched(a, b, self.known)
+        return read_alike(a, b), typos_matched(a, b, self.known)
 
     def known(self, word: str) -> bool:
         """Whether ``word`` is a word: in pyspellchecker's English list (``english``), one

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .context import (
-    _asker_sentence_dropped,
     _askers_swapped,
     _ignorance_dropped,
     _lead_in_changed,
@@ -165,8 +164,7 @@ def compare(a: str, b: str) -> Comparison:
     content words. Two words one side hyphenates are hyphenated on the other too
     (``_compounds_joined``). A hedge before one side is left out (``_without_hedge``), so is a
     negated hedge (``_ignorance_dropped``) and a near time in a context before one side's
-    question (``_near_time_dropped``) and a first sentence that only says who asks where the
-    other side names no asker (``_asker_sentence_dropped``), a digit
+    question (``_near_time_dropped``), a digit
     typed for "to" / "for" is spelled (``_textspeak_spelled``) and a comparison turned round
     is read as the other's words (``_converse``); then an acronym of the other side's words is
     read as them (``acronyms_spelled``)."""
@@ -174,7 +172,6 @@ def compare(a: str, b: str) -> Comparison:
         a, b = unhedged
     a, b = _ignorance_dropped(a), _ignorance_dropped(b)
     a, b = _near_time_dropped(a, b)
-    a, b = _asker_sentence_dropped(a, b)
     a, b = _free_hyphenated(a, b)
     a, b = _powers_glued(a, b)
     if (spelled := _textspeak_spelled(a, b)) is not None:

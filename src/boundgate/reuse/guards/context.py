@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from ..scope import names
 from .extract import FEATURES_CACHE, _is_content, features
 from .lexicon import _LISTS, _STOPWORD_STEMS, NEGATIONS, opener, self_described, stem, words
 
@@ -279,44 +278,6 @@ def _near_time_dropped(a: str, b: str) -> tuple[str, str]:
         ):
             return x  # how long ago it was may be the answer (a re-check)
         return _NEAR_TIME.sub("", context) + x[m.start() :]
-
-    return dropped(a, b), dropped(b, a)
-
-
-ASKER_SENTENCE_WORDS = 10  # _asker_sentence_dropped: the longest sentence saying who asks
-# a capitalised word after a sentence's first, the pronoun "I" aside: a name or a place
-_NAMED_AFTER_FIRST = re.compile(r"(?<=\s)(?!I(?:'|’|\b))[A-Z]")
-
-
-def _asker_sentence_dropped(a: str, b: str) -> tuple[str, str]:
-    """``a`` and ``b`` without a first sentence that only says who asks ("Librarian here,
-    decorating my desk at home. What plants grow well in a closed terrarium?", "I'm a
-    journalist writing a feature. How much …?", a blind trial's paraphrases vetoed as a
-    sentence added), when the other side says of no asker: as "Librarian here, what plants
-    …" in one sentence, the words that say who asks are the models' to weigh. Only a
-    statement of at most ``ASKER_SENTENCE_WORDS`` words that opens by naming the asker with
-    an article or "here" (``_asker``): "I'm vegan." / "I am diabetic." stay a context, and
-    so does one with a digit, a negation, a capitalised word after its first, a first word in
-    capitals or a word WordNet knows only as a name ("UK nurse here", "London nurse here":
-    where may be the answer; "not a native speaker" says something else)."""
-
-    def dropped(x: str, y: str) -> str:
-        parts = _SENTENCE_BREAK_KEEP.split(x.strip(), maxsplit=1)
-        if len(parts) != 2 or _asker(y) is not None:
-            return x
-        first, rest = parts
-        if (
-            first.rstrip().endswith("?")
-            or len(words(first)) > ASKER_SENTENCE_WORDS
-            or re.search(r"\d", first)
-            or _NEGATION_HINT.search(first)
-            or _NAMED_AFTER_FIRST.search(first.strip())
-            or re.match(r"\s*[A-Z]{2,}\b", first)  # "UK nurse here"
-            or not names().isdisjoint(words(first))  # "London nurse here"
-            or _asker(first) is None
-        ):
-            return x
-        return rest
 
     return dropped(a, b), dropped(b, a)
 
