@@ -84,7 +84,7 @@ def _lead_in_changed(a: str, b: str) -> bool:
 # who asks, said before the question: "as a freelancer, …", "I'm a nurse, …" (and "X here,
 # …", read as "as a X, …" by ``self_described``)
 _ASKER = re.compile(
-    r"^\s*(?:as|i'?m|i\s+am)\s+(?:an?|the)\s+((?:[^\W\d_][\w'-]*\s+){0,3}?[^\W\d_][\w'-]*)"
+    r"^\s*(?:as|i['’]?m|i\s+am)\s+(?:an?|the)\s+((?:[^\W\d_][\w'-]*\s+){0,3}?[^\W\d_][\w'-]*)"
     r"\s*[,:.!?–—-]",
     re.IGNORECASE,
 )
