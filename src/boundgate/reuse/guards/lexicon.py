@@ -476,7 +476,7 @@ ALIASES = {short: tuple(long.split()) for short, long in _LISTS["aliases"].items
 SHORT_FORMS: dict[str, str] = {**_LISTS["aliases"], **_LISTS["short_forms"]}
 SHORT_FORMS_LOWER: dict[str, str] = _LISTS["short_forms_lower_case"]
 # a word of letters and digits standing alone: not part of "U-boats", "a/b", "3.5", "k8s-x"
-_STANDALONE = re.compile(r"(?<![\w\-/.'])[A-Za-z][A-Za-z0-9]*(?![\w\-/'])")
+_STANDALONE = re.compile(r"(?<![\w\-/.'])[0-9]*[A-Za-z][A-Za-z0-9]*(?![\w\-/'])")
 
 
 # "nurse here, …": who the asker is, said before the question (at most four words; a verb
