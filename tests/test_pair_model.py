@@ -581,6 +581,9 @@ def test_a_lead_in_that_only_announces_the_question_is_not_read(scorer: OnnxPair
     assert lead_in_dropped("Quick question, when does it start") == "when does it start"
     assert lead_in_dropped("hi, quick question: how do I") == "hi, how do I"
     assert lead_in_dropped("just wondering how long it takes") == "how long it takes"
+    # a "but" after the lead-in goes with it (a re-check: read "but how do I …", 0.48)
+    assert lead_in_dropped("Dumb question, but how do I boil an egg?") == "how do I boil an egg?"
+    assert scorer.score("Dumb question, but how do I boil an egg?", "How do I boil an egg?") > 0.9
     for kept in ("can i ask my boss for a raise", "curious george books", "question:", "so why"):
         assert lead_in_dropped(kept) == kept
 

@@ -522,11 +522,13 @@ def _phrases(phrases: Iterable[str], gap: str = r"\s+") -> str:
     )
 
 
-# a lead-in, then punctuation, or a space before a word that opens a question: "quick
-# question how long …", not "can i ask my boss …" or "curious george books"
+# a lead-in, then punctuation (and a "but": "dumb question, but how …"), or a space before a
+# word that opens a question: "quick question how long …", not "can i ask my boss …" or
+# "curious george books"
 _QUESTION_LEAD_IN = re.compile(
     rf"(?:{_phrases(_LISTS['question_lead_ins'])})"
-    rf"(?:\s*[,:;.!?\-–—]+\s*|\s+(?={opener('whether', 'if')}))",
+    rf"(?:\s*[,:;.!?\-–—]+\s*(?:but\s+(?={opener('whether', 'if')}))?"
+    rf"|\s+(?:but\s+)?(?={opener('whether', 'if')}))",
     re.IGNORECASE,
 )
 # a greeting before the lead-in, kept as typed: "hi, quick question: …"
