@@ -152,7 +152,8 @@ def main() -> None:
         action="append",
         default=[],
         help="a labelled chatbot set (tab-separated: question1, question2, label same or "
-        "different, kind; training/data/chat_pairs_*.tsv) joining the development sets' "
+        "different, kind; training/data/chat_pairs_*.tsv; or a CSV with question1, question2, "
+        "is_duplicate, as bench/data/trials_dev.csv) joining the development sets' "
         "pairs under --chat-pairs (repeatable; none by default; make pair-model adds the three "
         "training/data/chat_pairs_*.tsv)",
     )
@@ -253,7 +254,10 @@ def main() -> None:
         sources = {
             "paraphrases_dev.tsv": read_dev_pairs(dev / "paraphrases_dev.tsv", 1),
             "different_dev.tsv": read_dev_pairs(dev / "different_dev.tsv", 0),
-        } | {path.name: read_labelled_tsv(path) for path in args.chat_data}
+        } | {
+            path.name: read_labelled_tsv(path) if path.suffix == ".tsv" else read_pairs(path)
+            for path in args.chat_data
+        }
         every = [p for pairs in sources.values() for p in pairs]
         # never a question (or a near-copy of one) the model is selected, calibrated or
         # measured on
