@@ -155,12 +155,15 @@ def read_alike(a: str, b: str) -> bool:
     are the same text: equal once case-folded, their spaces collapsed and their closing
     "?", "." or "!" aside (the model is trained to read no meaning in the closing mark,
     ``--style-noise``). Such a pair differed only where the reading spells out a short
-    form or an acronym, mends a misspelling or drops a lead-in, and the model scored them
-    as low as 0.03 ("How many oz are in a lb?" / "How many ounces are in a pound?" 0.12,
-    "…home's FMV…" / "…home's fair market value…" 0.52): of the 157 labelled pairs that read
-    alike (bench/RESULTS.md, the forty-ninth session), 155 are paraphrases, the other two
-    Quora pairs of a word and its misspelling labelled as different ("brust" / "burst"),
-    and the model put 19 of the paraphrases below the fresh gateway's threshold."""
+    form or an acronym, drops a lead-in or mends a misspelling, and the model scored some
+    as low as 0.03: of the 157 labelled pairs that read alike (bench/RESULTS.md, the
+    forty-ninth session), 155 are paraphrases, the other two Quora pairs of a word and its
+    misspelling labelled as different ("brust" / "burst"), and the model put 19 of the
+    paraphrases below the fresh gateway's threshold; 15 of those read alike before any
+    misspelling is mended, which is when ``OnnxPairScorer`` trusts the reading ("convert 5
+    ft to cm" / "Convert 5 feet to centimeters" 0.06, "How many oz are in a lb?" / "How
+    many ounces are in a pound?" 0.12, "…home's FMV…" / "…home's fair market value…"
+    0.52)."""
 
     def plain(text: str) -> str:
         return " ".join(_CLOSING.sub("", text.casefold()).split())
