@@ -100,12 +100,13 @@ def test_profiling_the_real_local_model() -> None:
     assert p.method == meter.name and p.model_version.startswith("SmolLM2-135M-Instruct")
     assert p.prompt_tokens >= 48 and 1 <= p.output_tokens <= 8
     assert p.prompt_wh_per_1k_tokens > 0 and p.prompt_tokens_per_s > 0
-    assert p.output_tokens_per_s > 0
-    # a decoded token costs more than a prefilled one (a batch of prompt tokens shares the
-    # weights' reads; each output token reads them again)
-    assert p.output_wh_per_1k_tokens > p.prompt_wh_per_1k_tokens
+    assert p.output_tokens_per_s > 0 and p.output_wh_per_1k_tokens > 0
+    # which phase costs more per token is a timing on a shared machine (a busy neighbour slows
+    # a prefill as much as a decode): bench/, never a test
     low, high = p.prompt_wh_per_1k_tokens_low, p.prompt_wh_per_1k_tokens_high
     assert low <= p.prompt_wh_per_1k_tokens <= high
+    low, high = p.output_wh_per_1k_tokens_low, p.output_wh_per_1k_tokens_high
+    assert low <= p.output_wh_per_1k_tokens <= high
 
 
 def _profile(model: str, version: str, host: str, **kw: float) -> EnergyProfileRow:
