@@ -554,10 +554,35 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
     "France's capital" differ in more than order anyway). Read twice: as written, and with
     possessive pronouns left out (``_POSSESSIVE_STEMS``)."""
-    if _exchanged(fa.swap_form, fb.swap_form, fa, fb):
+    if _exchanged(fa.swap_form, fb.swap_form, fa, fb) or _modifier_moved(fa, fb):
         return True
     bare_a, bare_b = (tuple(w for w in f.swap_form if w not in _POSSESSIVE_STEMS) for f in (fa, fb))
     return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
+
+
+def _modifier_moved(fa: Features, fb: Features) -> bool:
+    """Two blocks exchanged (``_exchanged``) once one word both sides say once, in other
+    places and before another content word on each, is left out: a modifier that qualifies both
+    blocks went with the other one ("turn an origami crease pattern into step-by-step folding
+    instructions" / "turn step-by-step origami folding instructions into a crease pattern", a
+    blind trial's look-alike served at 0.99). Not a verb moved ("the eiffel tower was built
+    in which year" / "in which year was the eiffel tower built")."""
+    a, b = fa.swap_form, fb.swap_form
+    if a == b or len(a) != len(b) or sorted(a) != sorted(b):
+        return False
+
+    def modifies(form: tuple[str, ...], i: int) -> bool:
+        return i + 1 < len(form) and form[i + 1] not in _STOPWORD_STEMS
+
+    for word in set(a) - _STOPWORD_STEMS:
+        if a.count(word) != 1 or a.index(word) == b.index(word):
+            continue
+        i, j = a.index(word), b.index(word)
+        if not (modifies(a, i) and modifies(b, j)) or a[i + 1] == b[j + 1]:
+            continue  # not a modifier, or one of a compound that moved whole ("foot fault")
+        if _exchanged(a[:i] + a[i + 1 :], b[:j] + b[j + 1 :], fa, fb):
+            return True
+    return False
 
 
 def _differing_span(a: Sequence[str], b: Sequence[str]) -> tuple[int, int]:
