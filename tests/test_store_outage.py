@@ -236,20 +236,22 @@ def test_a_request_accepted_before_the_outage_gets_its_row_once_the_store_return
 
 @pytest.mark.slow
 def test_after_a_long_outage_the_first_request_does_not_wait_for_the_pools_backoff(
-    outage: Outage, gateway: Live
+    outage: Outage, tmp_path: Path
 ) -> None:
     """psycopg_pool retries a lost connection after 1, 2, 4 … 64 s by default: a request soon
     after a 70 s outage waited for the attempt due at ~127 s (46 s in a run, then a 500). The
     pool now gives an attempt up after ``store.connect_timeout_s``, and the next request
-    connects."""
-    keyed(gateway)
-    assert chat(gateway, "before").status_code == 200
-    outage.halt()
-    time.sleep(70)  # the gateway's own background work keeps asking the pool meanwhile
-    outage.resume()
-    r = chat(gateway, "after a long outage")  # within ANSWERS_WITHIN_S, or the client raises
-    assert r.status_code == 200, r.text
-    assert gateway.ledger()[r.headers["x-request-id"]].status == 200
+    connects. Here with 2 s: the pool's own schedule (each attempt 2 s, then 1, 2, 4, 8, 16,
+    32 s apart, ±10 %) would try next at about 75 s, 30 s after this 45 s outage ends."""
+    with outage_gateway(outage, tmp_path, "connect_timeout_s = 2\n") as gateway:
+        keyed(gateway)
+        assert chat(gateway, "before").status_code == 200
+        outage.halt()
+        time.sleep(45)  # the gateway's own background work keeps asking the pool meanwhile
+        outage.resume()
+        r = chat(gateway, "after a long outage")  # within ANSWERS_WITHIN_S, or it raises
+        assert r.status_code == 200, r.text
+        assert gateway.ledger()[r.headers["x-request-id"]].status == 200
 
 
 def test_a_call_the_server_does_not_answer_fails_its_request_with_503_not_a_hang(
