@@ -41,6 +41,7 @@ from .names import (
 from .order import (
     _agent_made_object,
     _blocks_exchanged,
+    _direction_reversed,
     _names_turned,
     _of_turned,
     _persons_swapped,
@@ -281,6 +282,8 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("order")  # an operation the other way round: "10 divided by 2"
     elif _blocks_exchanged(fa, fb):
         conflicts.append("order")  # "How many cups are in a gallon?" / "… gallons … cup?"
+    elif _direction_reversed(fa, fb):
+        conflicts.append("order")  # "a playlist from my library" / "my playlist into a library"
     if _askers_swapped(a, b) and "order" not in conflicts:
         conflicts.append("order")  # "freelancer here, …" / "client here, …"
     if _sentence_changed(a, b) or _lead_in_changed(a, b) or _second_question_changed(a, b):

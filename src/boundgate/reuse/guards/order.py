@@ -560,6 +560,52 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
 
 
+_SOURCE_WORDS = frozenset(["from"])  # "X from Y": Y is made into X
+_TARGET_WORDS = frozenset(["into", "to"])  # "X into Y": X is made into Y
+# verbs that make one thing of another, which "from" / "into" give a direction ("how far is
+# the earth from the sun" / "distance earth to sun" have none: a distance goes both ways)
+_MAKING_STEMS = frozenset(
+    stem(w)
+    for w in ["make", "turn", "convert", "change", "transform", "generate", "create", "build",
+              "produce", "get", "extract", "export", "render", "compile", "translate"]
+)  # fmt: skip
+
+
+def _arrows(form: tuple[str, ...]) -> set[tuple[str, str, bool]] | None:
+    """(the content word before, the content word after, whether it is a source) for each
+    "from", "into" or "to" between two content words of a swap form, possessives left out;
+    None when the form says both "from" and "into" / "to" (a whole route: ``_exchanged``
+    judges those)."""
+    bare = [w for w in form if w not in _POSSESSIVE_STEMS]
+    has_source = not _SOURCE_WORDS.isdisjoint(bare)
+    if has_source and not _TARGET_WORDS.isdisjoint(bare):
+        return None
+    out = set()
+    for i in range(1, len(bare) - 1):
+        word, before, after = bare[i], bare[i - 1], bare[i + 1]
+        if word not in _SOURCE_WORDS | _TARGET_WORDS:
+            continue
+        if before in _STOPWORD_STEMS or after in _STOPWORD_STEMS:
+            continue
+        out.add((before, after, word in _SOURCE_WORDS))
+    return out
+
+
+def _direction_reversed(fa: Features, fb: Features) -> bool:
+    """The same two things in the same order, made one from the other on one side ("make a
+    playlist from my Spotify library") and one into the other on the other side ("turn my
+    playlist into a Spotify library"), each with a verb of making: "X from Y" makes Y into X,
+    so the two ask for opposite conversions (a new-user trial was served four such pairs at
+    pair scores 0.92-0.96: "generate a summary from my meeting notes" / "turn a summary into
+    meeting notes")."""
+    if _MAKING_STEMS.isdisjoint(fa.swap_form) or _MAKING_STEMS.isdisjoint(fb.swap_form):
+        return False
+    arrows_a, arrows_b = _arrows(fa.swap_form), _arrows(fb.swap_form)
+    if not arrows_a or not arrows_b:
+        return False
+    return any((x, y, not source) in arrows_b for x, y, source in arrows_a)
+
+
 def _modifier_moved(fa: Features, fb: Features) -> bool:
     """Two blocks exchanged (``_exchanged``) once one word both sides say once, in other
     places and before another content word on each, is left out: a modifier that qualifies both
