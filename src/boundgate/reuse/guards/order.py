@@ -560,31 +560,57 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
 
 
-_SOURCE_WORDS = frozenset(["from"])  # "X from Y": Y is made into X
+_SOURCE_WORDS = frozenset(["from"])  # "X from Y" (or "out of Y"): Y is made into X
 _TARGET_WORDS = frozenset(["into", "to"])  # "X into Y": X is made into Y
 # verbs that make one thing of another, which "from" / "into" give a direction ("how far is
 # the earth from the sun" / "distance earth to sun" have none: a distance goes both ways)
 _MAKING_STEMS = frozenset(
     stem(w)
-    for w in ["make", "turn", "convert", "change", "transform", "generate", "create", "build",
-              "produce", "get", "extract", "export", "render", "compile", "translate"]
+    for w in ["make", "made", "turn", "convert", "change", "transform", "generate", "create",
+              "build", "produce", "get", "extract", "export", "render", "compile", "translate",
+              "derive"]
+)  # fmt: skip
+# verbs after which "X to Y" makes X into Y; after the others "to" points ("make a QR code to
+# my menu", "get a link to my page" are "… from my menu", "… from my page": a re-check)
+_CONVERTING_STEMS = frozenset(
+    stem(w)
+    for w in ["turn", "convert", "change", "transform", "translate", "export", "render",
+              "compile"]
 )  # fmt: skip
 
 
 def _arrows(form: tuple[str, ...]) -> set[tuple[str, str, bool]] | None:
-    """(the content word before, the content word after, whether it is a source) for each
-    "from", "into" or "to" between two content words of a swap form, possessives left out;
-    None when the form says both "from" and "into" / "to" (a whole route: ``_exchanged``
-    judges those)."""
+    """(what is made, what it is made from or into, whether the second is its source) for
+    each "from", "out of", "into" or "to" between two content words of a swap form,
+    possessives left out: "a playlist from my library" (playlist, library, True), "whiskey
+    made from beer" (whiskey, beer, True: a verb of making before it, and a "be" before that,
+    are stepped over), "turn
+    my notes into a summary" (note, summary, False), and a question opening "From X, …" made
+    of its last content word (X source). "to" counts only after a verb of converting. None
+    when the form says both "from" and "into" / "to" (a whole route: ``_exchanged`` judges
+    those)."""
     bare = [w for w in form if w not in _POSSESSIVE_STEMS]
+    for i in range(len(bare) - 1, 0, -1):
+        if bare[i - 1] == "out" and bare[i] == "of":
+            bare[i - 1 : i + 1] = ["from"]
     has_source = not _SOURCE_WORDS.isdisjoint(bare)
     if has_source and not _TARGET_WORDS.isdisjoint(bare):
         return None
+    converting = not _CONVERTING_STEMS.isdisjoint(bare)
     out = set()
+    fronted = len(bare) > 2 and bare[0] == "from"
+    if fronted and bare[1] not in _STOPWORD_STEMS and bare[-1] not in _STOPWORD_STEMS:
+        out.add((bare[-1], bare[1], True))  # "From a GIF, how do I get an MP4?"
     for i in range(1, len(bare) - 1):
-        word, before, after = bare[i], bare[i - 1], bare[i + 1]
-        if word not in _SOURCE_WORDS | _TARGET_WORDS:
+        word, after = bare[i], bare[i + 1]
+        if word not in _SOURCE_WORDS | _TARGET_WORDS or (word == "to" and not converting):
             continue
+        j = i - 1
+        if bare[j] in _MAKING_STEMS and j > 0:
+            j -= 1  # "whiskey made from beer", "whiskey turned into beer"
+            if bare[j] == "be" and j > 0:
+                j -= 1  # "can tofu be made from soy milk"
+        before = bare[j]
         if before in _STOPWORD_STEMS or after in _STOPWORD_STEMS:
             continue
         out.add((before, after, word in _SOURCE_WORDS))
@@ -592,18 +618,24 @@ def _arrows(form: tuple[str, ...]) -> set[tuple[str, str, bool]] | None:
 
 
 def _direction_reversed(fa: Features, fb: Features) -> bool:
-    """The same two things in the same order, made one from the other on one side ("make a
-    playlist from my Spotify library") and one into the other on the other side ("turn my
-    playlist into a Spotify library"), each with a verb of making: "X from Y" makes Y into X,
-    so the two ask for opposite conversions (a new-user trial was served four such pairs at
-    pair scores 0.92-0.96: "generate a summary from my meeting notes" / "turn a summary into
-    meeting notes")."""
+    """Two things made one from the other on one side and the other way round on the other,
+    each side with a verb of making: the same order with "from" against "into" ("make a
+    playlist from my Spotify library" / "turn my playlist into a Spotify library": "X from Y"
+    makes Y into X), or the two exchanged across the same word ("From a GIF, how do I get an
+    MP4?" / "make a gif from an mp4 video"). A new-user trial was served four such pairs at
+    pair scores 0.92-0.96 ("generate a summary from my meeting notes" / "turn a summary into
+    meeting notes"); a re-check one more ("From my lecture notes, how do I create
+    flashcards?" / "How do I turn flashcards into lecture notes?" 0.946)."""
     if _MAKING_STEMS.isdisjoint(fa.swap_form) or _MAKING_STEMS.isdisjoint(fb.swap_form):
         return False
     arrows_a, arrows_b = _arrows(fa.swap_form), _arrows(fb.swap_form)
     if not arrows_a or not arrows_b:
         return False
-    return any((x, y, not source) in arrows_b for x, y, source in arrows_a)
+    return any(
+        (x, y, not source) in arrows_b or (y, x, source) in arrows_b
+        for x, y, source in arrows_a
+        if x != y
+    )
 
 
 def _modifier_moved(fa: Features, fb: Features) -> bool:
