@@ -583,12 +583,11 @@ def _arrows(form: tuple[str, ...]) -> set[tuple[str, str, bool]] | None:
     """(what is made, what it is made from or into, whether the second is its source) for
     each "from", "out of", "into" or "to" between two content words of a swap form,
     possessives left out: "a playlist from my library" (playlist, library, True), "whiskey
-    made from beer" (whiskey, beer, True: a verb of making before it, and a "be" before that,
-    are stepped over), "turn
-    my notes into a summary" (note, summary, False), and a question opening "From X, …" made
-    of its last content word (X source). "to" counts only after a verb of converting. None
-    when the form says both "from" and "into" / "to" (a whole route: ``_exchanged`` judges
-    those)."""
+    made from beer" (whiskey, beer, True: a verb of making before it, and a "be" before
+    that, are stepped over), "turn my notes into a summary" (note, summary, False), and a
+    question opening "From X, …" made of its last content word (X source). "to" counts only
+    after a verb of converting. None when the form says both "from" and "into" / "to" (a
+    whole route: ``_exchanged`` judges those)."""
     bare = [w for w in form if w not in _POSSESSIVE_STEMS]
     for i in range(len(bare) - 1, 0, -1):
         if bare[i - 1] == "out" and bare[i] == "of":
