@@ -200,7 +200,13 @@ def build_embedder(settings: Settings) -> Embedder:
     r = settings.reuse
     if r.embedder == "hash":
         return HashEmbedder()
-    return _packaged_embedder(r.embed_threads or min(4, os.cpu_count() or 1))
+    return _packaged_embedder(_onnx_threads(settings))
+
+
+def _onnx_threads(settings: Settings) -> int:
+    """The intra-op threads of the packaged ONNX models: ``reuse.embed_threads``, else the
+    cores up to 4."""
+    return settings.reuse.embed_threads or min(4, os.cpu_count() or 1)
 
 
 # The packaged ONNX models, loaded once per process and thread count: their sessions and
@@ -240,7 +246,7 @@ def build_pair_scorer(
         model_dir = packaged_model_dir()
     except FileNotFoundError as exc:
         raise ConfigError(f"reuse.scorer = '{r.scorer}': {exc}") from None
-    scorer = _packaged_pair_scorer(model_dir, r.embed_threads or min(4, os.cpu_count() or 1))
+    scorer = _packaged_pair_scorer(model_dir, _onnx_threads(settings))
     prior = None
     if r.prior and prior_file is not None:
         prior = Prior.load(model_dir / prior_file, scorer.name)

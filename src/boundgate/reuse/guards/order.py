@@ -562,6 +562,7 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
 
 _SOURCE_WORDS = frozenset(["from"])  # "X from Y" (or "out of Y"): Y is made into X
 _TARGET_WORDS = frozenset(["into", "to"])  # "X into Y": X is made into Y
+_ARROW_WORDS = _SOURCE_WORDS | _TARGET_WORDS
 # verbs that make one thing of another, which "from" / "into" give a direction ("how far is
 # the earth from the sun" / "distance earth to sun" have none: a distance goes both ways)
 _MAKING_STEMS = frozenset(
@@ -602,7 +603,7 @@ def _arrows(form: tuple[str, ...]) -> set[tuple[str, str, bool]] | None:
         out.add((bare[-1], bare[1], True))  # "From a GIF, how do I get an MP4?"
     for i in range(1, len(bare) - 1):
         word, after = bare[i], bare[i + 1]
-        if word not in _SOURCE_WORDS | _TARGET_WORDS or (word == "to" and not converting):
+        if word not in _ARROW_WORDS or (word == "to" and not converting):
             continue
         j = i - 1
         if bare[j] in _MAKING_STEMS and j > 0:
@@ -652,9 +653,9 @@ def _modifier_moved(fa: Features, fb: Features) -> bool:
         return i + 1 < len(form) and form[i + 1] not in _STOPWORD_STEMS
 
     for word in set(a) - _STOPWORD_STEMS:
-        if a.count(word) != 1 or a.index(word) == b.index(word):
-            continue
         i, j = a.index(word), b.index(word)
+        if a.count(word) != 1 or i == j:
+            continue
         if not (modifies(a, i) and modifies(b, j)) or a[i + 1] == b[j + 1]:
             continue  # not a modifier, or one of a compound that moved whole ("foot fault")
         if _exchanged(a[:i] + a[i + 1 :], b[:j] + b[j + 1 :], fa, fb):
