@@ -82,7 +82,7 @@ def _retry_after(resp: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_ASKED_WAIT_S) if math.isfinite(seconds) else None
 
 
-def _retry_or_wait(exc: Exception) -> bool | float:
+def _retry_or_wait(exc: BaseException) -> bool | float:
     """stamina's hook: whether to retry ``exc``, or the seconds to wait before retrying."""
     if isinstance(exc, _RetryableAnswer):
         return True if exc.retry_after is None else exc.retry_after

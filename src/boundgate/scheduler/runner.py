@@ -289,7 +289,7 @@ class JobRunner:
             await self._upkeep()
         return await self.run_once()
 
-    def _poll_failed(self, exc: Exception) -> bool:
+    def _poll_failed(self, exc: BaseException) -> bool:
         """stamina's hook: log a failed poll and retry it; anything not an ``Exception``
         (cancellation) is not retried."""
         if not isinstance(exc, Exception):
@@ -605,13 +605,13 @@ class JobRunner:
             raise
         return False
 
-    def _write_retried(self, job: JobRow, state: str) -> Callable[[Exception], bool]:
+    def _write_retried(self, job: JobRow, state: str) -> Callable[[BaseException], bool]:
         """stamina's hook for :meth:`_finish_in_loop`: whether a failed write of ``job``'s
         ``state`` is tried again (the store out of reach, the runner not stopping), logged
         with the job's id and kind (stamina's own warning names no job; each retry counts
         in ``boundgate_retries_total{operation="job_poll"}``, the loop's)."""
 
-        def retried(exc: Exception) -> bool:
+        def retried(exc: BaseException) -> bool:
             if not isinstance(exc, StoreUnavailableError) or self.stopping:
                 return False
             log.warning(
