@@ -526,10 +526,13 @@ def _swap_form(toks: list[str], stems: list[str]) -> tuple[str, ...]:
     "taught" → "teach"), "type" / "sort" as "kind", "me" as "i"; so "How many cups are in a
     gallon?" /
     "How many gallons are in one cup?" and "Is a whale a type of fish?" / "Is a fish a kind
-    of whale?" are swaps (a trial was served both)."""
+    of whale?" are swaps (a trial was served both). "one" before a word in "-ed" stays: it
+    is a compound's ("switch from bowling one-handed to bowling two-handed", a blind trial's
+    look-alike served at 0.95)."""
     out = []
-    for t, st in zip(toks, stems, strict=True):
-        if t in ARTICLES or t in _SWAP_DROPPED:
+    for i, (t, st) in enumerate(zip(toks, stems, strict=True)):
+        compound = t == "one" and i + 1 < len(toks) and toks[i + 1].endswith("ed")
+        if t in ARTICLES or (t in _SWAP_DROPPED and not compound):
             continue
         if t in _BE:
             out.append("be")
@@ -555,6 +558,8 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     "France's capital" differ in more than order anyway). Read twice: as written, and with
     possessive pronouns left out (``_POSSESSIVE_STEMS``)."""
     if _exchanged(fa.swap_form, fb.swap_form, fa, fb) or _modifier_moved(fa, fb):
+        return True
+    if _repeat_left_out(fa, fb):
         return True
     bare_a, bare_b = (tuple(w for w in f.swap_form if w not in _POSSESSIVE_STEMS) for f in (fa, fb))
     return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
@@ -659,6 +664,33 @@ def _modifier_moved(fa: Features, fb: Features) -> bool:
         if not (modifies(a, i) and modifies(b, j)) or a[i + 1] == b[j + 1]:
             continue  # not a modifier, or one of a compound that moved whole ("foot fault")
         if _exchanged(a[:i] + a[i + 1 :], b[:j] + b[j + 1 :], fa, fb):
+            return True
+    return False
+
+
+def _repeat_left_out(fa: Features, fb: Features) -> bool:
+    """Two blocks exchanged (``_exchanged``) once one of the two times a content word is said
+    on one side, which the other side says once, is left out: a word both blocks shared went
+    along with one of them ("use regular stained glass for kiln fusing projects" / "use kiln
+    fusing glass for regular stained glass projects", "adapt a bread machine recipe for
+    baking in a regular oven" / "adapt a regular oven bread recipe for baking in a bread
+    machine"; a blind trial's look-alikes, served at 0.99)."""
+    a, b = fa.swap_form, fb.swap_form
+    if abs(len(a) - len(b)) != 1:
+        return False
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    extra = Counter(longer) - Counter(shorter)
+    if len(extra) != 1 or Counter(shorter) - Counter(longer):
+        return False
+    (word,) = extra
+    if word in _STOPWORD_STEMS or word not in shorter:
+        return False
+    for i, w in enumerate(longer):
+        if w != word:
+            continue
+        left_out = longer[:i] + longer[i + 1 :]
+        pair = (left_out, shorter) if longer is a else (shorter, left_out)
+        if _exchanged(*pair, fa, fb):
             return True
     return False
 
