@@ -43,6 +43,7 @@ from .order import (
     _blocks_exchanged,
     _direction_reversed,
     _names_turned,
+    _nouns_crossed,
     _of_turned,
     _persons_swapped,
     _pivot_turned,
@@ -284,6 +285,8 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("order")  # "How many cups are in a gallon?" / "… gallons … cup?"
     elif _direction_reversed(fa, fb):
         conflicts.append("order")  # "a playlist from my library" / "my playlist into a library"
+    elif _nouns_crossed(fa, fb, a, b):
+        conflicts.append("order")  # "a bunion on my toe … into a hammertoe" / the other way
     if _askers_swapped(a, b) and "order" not in conflicts:
         conflicts.append("order")  # "freelancer here, …" / "client here, …"
     if _sentence_changed(a, b) or _lead_in_changed(a, b) or _second_question_changed(a, b):

@@ -4,6 +4,7 @@ Boston from New York", "Who taught Plato?" / "Who did Plato teach?", "cups in a 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from .lexicon import (
     WH_WORDS,
     is_superlative,
     name_forms,
+    nouns,
     stem,
 )
 
@@ -561,6 +563,11 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
         return True
     if _repeat_left_out(fa, fb):
         return True
+    placed_a, placed_b = _placed(fa.swap_form), _placed(fb.swap_form)
+    if (placed_a, placed_b) != (fa.swap_form, fb.swap_form) and _exchanged(
+        placed_a, placed_b, fa, fb
+    ):
+        return True
     bare_a, bare_b = (tuple(w for w in f.swap_form if w not in _POSSESSIVE_STEMS) for f in (fa, fb))
     return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
 
@@ -668,6 +675,34 @@ def _modifier_moved(fa: Features, fb: Features) -> bool:
     return False
 
 
+# verbs that put one thing over or on another: "put wallpaper over paint" is "wallpaper over
+# paint", as "paint over wallpaper" is paint put over wallpaper
+_PLACING_STEMS = frozenset(
+    stem(w)
+    for w in ["put", "apply", "use", "brush", "lay", "install", "spread", "roll", "spray",
+              "place", "add"]
+)  # fmt: skip
+_ON_TOP = frozenset(["over", "on", "onto"])
+
+
+def _placed(form: tuple[str, ...]) -> tuple[str, ...]:
+    """A swap form with a verb of placing left out before the one to three content words it
+    puts over or on something ("can i put wallpaper over paint" → "can i wallpaper over
+    paint"), so that the material said as a verb on the other side ("can i paint over
+    wallpaper") is read as the thing put on top: a new user was served seven such pairs at
+    pair scores 0.90-0.98 ("Can I put linoleum over tile?" / "Can I tile over linoleum?",
+    "Can I paint over stain?" / "Can I apply stain over paint?")."""
+    for i, w in enumerate(form):
+        if w not in _PLACING_STEMS:
+            continue
+        for k in range(i + 2, min(i + 5, len(form))):
+            if form[k] in _ON_TOP:
+                if _STOPWORD_STEMS.isdisjoint(form[i + 1 : k]):
+                    return form[:i] + form[i + 1 :]
+                break
+    return form
+
+
 def _repeat_left_out(fa: Features, fb: Features) -> bool:
     """Two blocks exchanged (``_exchanged``) once one of the two times a content word is said
     on one side, which the other side says once, is left out: a word both blocks shared went
@@ -692,6 +727,53 @@ def _repeat_left_out(fa: Features, fb: Features) -> bool:
         pair = (left_out, shorter) if longer is a else (shorter, left_out)
         if _exchanged(*pair, fa, fb):
             return True
+    return False
+
+
+# the words two things are crossed over ("a bunion on my big toe … into a hammertoe"); not
+# "with", which joins as often as it directs ("mix bleach with vinegar")
+_CROSSING_STEMS = frozenset(
+    stem(w) for w in ["for", "to", "into", "onto", "on", "in", "from", "by", "at", "than"]
+)
+# a second clause or sentence: a comma, colon, semicolon, dash, or a sentence ended before
+# more text ("In winter, is it alright to give garden birds bread?" moves freely)
+_CLAUSE_BREAK = re.compile(r"[,:;\u2013\u2014]|\s-\s|[.!?]\s+\S")
+
+
+def _nouns_crossed(fa: Features, fb: Features, a: str, b: str) -> bool:
+    """Two nouns each side says once, with one and the same preposition between them on both
+    sides, in the opposite order: "Can a bunion on my big toe push my second toe into a
+    hammertoe?" / "Can a hammertoe on my second toe push my big toe into a bunion?", "What
+    harmonica key do I need to jam with a guitarist playing in G?" / "What key does a
+    guitarist need to play in to jam with my G harmonica?" (trials were served both, 0.97 and
+    0.99), where the words around them differ, so ``_exchanged`` does not see a swap. Only
+    for two questions that each open with a question word or an auxiliary and are one clause
+    (``_CLAUSE_BREAK``), with no "and", "or", "vs" or "between": a search-box form or a
+    fronted clause puts the same things in any order ("ideal brewing temp for coffee water",
+    "In a 10 gallon tank, can guppies be kept with a betta?")."""
+    if fa.symmetric or fb.symmetric or not fa.words or not fb.words:
+        return False
+    if any(f.words[0] not in WH_WORDS and f.words[0] not in AUXILIARIES for f in (fa, fb)):
+        return False
+    if _CLAUSE_BREAK.search(a.strip()) or _CLAUSE_BREAK.search(b.strip()):
+        return False
+    rows = nouns().rows
+    named = {st for f in (fa, fb) for w, st in zip(f.words, f.stems, strict=True) if w in rows}
+    ta, tb = fa.swap_form, fb.swap_form
+
+    def once(form: tuple[str, ...]) -> set[str]:
+        return {w for w in form if form.count(w) == 1 and w in named} - _STOPWORD_STEMS
+
+    anchors = once(ta) & once(tb) - _CROSSING_STEMS
+    for x in anchors:
+        for y in anchors - {x}:
+            ia, ja, ib, jb = ta.index(x), ta.index(y), tb.index(x), tb.index(y)
+            if (
+                ia < ja
+                and jb < ib
+                and not _CROSSING_STEMS.isdisjoint(set(ta[ia + 1 : ja]) & set(tb[jb + 1 : ib]))
+            ):
+                return True
     return False
 
 
