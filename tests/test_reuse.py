@@ -179,6 +179,7 @@ def test_only_if_cached_serves_a_stored_answer_or_a_504_without_running_the_mode
         assert err["code"] == "not_stored" and err["type"] == "server_error"
     assert "temperature" in err["message"]  # why nothing could be looked up
     assert fake_live.gateway.backends["fake"].calls == calls  # the model never ran
+    assert r.headers["x-boundgate-reuse"] == "bypass"  # why: the temperature above the dial
     assert ask(fake_live).headers["x-boundgate-reuse"] == "miss"
     hit = ask(fake_live, headers={"Cache-Control": "max-age=60, only-if-cached"})
     assert hit.status_code == 200 and hit.headers["x-boundgate-reuse"] == "hit-exact"
@@ -854,6 +855,16 @@ def test_a_miss_says_which_guard_vetoed_the_question_that_reads_alike(tmp_path: 
         assert other.headers["x-boundgate-veto-document"] == first.headers["x-boundgate-document"]
         assert_body_agrees_with_headers(other.headers, other.json()["boundgate"])
         assert first.json()["boundgate"]["guard_veto_document"] is None
+        # and so is a request that asked for a stored answer or none (a new user's 504 did
+        # not say that a look-alike was vetoed)
+        only = ask(
+            live,
+            "How many yards is it from Paris to Lyon?",
+            headers={"Cache-Control": "only-if-cached"},
+        )
+        assert_error(only, 504, param="Cache-Control")
+        assert only.headers["x-boundgate-reuse"] == "miss", only.headers
+        assert only.headers["x-boundgate-veto"], only.headers  # a look-alike: vetoed
 
 
 def assert_a_paraphrase_is_served_by_meaning(live: Live) -> None:

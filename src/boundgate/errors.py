@@ -242,10 +242,19 @@ class NotStoredError(BoundgateError):
     type = "server_error"  # as every 5xx (docs/api.md)
     default_code: str | None = ErrorCode.NOT_STORED
 
+    def __init__(
+        self, message: str, *, param: str | None = None, reuse: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message, param=param)
+        # the lookup's reuse headers (``x-boundgate-reuse``, ``-veto``, the scores): why no
+        # stored answer fitted, as a request without only-if-cached is told (a new user's
+        # 504 did not say that a look-alike was vetoed)
+        self.reuse = reuse or {}
+
     def headers(self) -> dict[str, str]:
         # the OpenAI SDKs retry every 5xx unless told not to: an SDK trial's one miss became
         # three requests and 1.4 s of back-off, and nothing is stored the sooner for it
-        return {**super().headers(), "x-should-retry": "false"}
+        return {**super().headers(), **self.reuse, "x-should-retry": "false"}
 
 
 class UpstreamClientError(BoundgateError):

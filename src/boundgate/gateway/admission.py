@@ -167,6 +167,7 @@ class Admission(GatewayState):
                 "no stored answer fits this request, and Cache-Control: only-if-cached says "
                 f"not to generate one{why}",
                 param="Cache-Control",
+                reuse=lookup.headers() if lookup is not None else None,
             )
 
     async def _refused(
