@@ -777,6 +777,27 @@ def _nouns_crossed(fa: Features, fb: Features, a: str, b: str) -> bool:
     return False
 
 
+# verbs that join two things alike, either way round; not "add" or "pour" ("add water to
+# acid" / "add acid to water") nor "replace" ("replace butter with oil")
+_COMBINING_STEMS = frozenset(
+    stem(w) for w in ["mix", "combine", "blend", "pair", "connect", "link", "sync", "merge"]
+)
+_COMBINING_WORDS = frozenset(["with", "to", "and"])
+
+
+def _combined(form: tuple[str, ...], start: int, middle: tuple[str, ...]) -> bool:
+    """Whether two blocks exchanged at ``start`` of ``form`` around ``middle`` are the two
+    things a verb of combining joins ("mix bleach with vinegar", "connect my laptop to my
+    TV"): ``middle`` is "with", "to" or "and" (and possessives) and the verb stands just
+    before the first block, possessives aside."""
+    if not set(middle) - _POSSESSIVE_STEMS <= _COMBINING_WORDS:
+        return False
+    i = start - 1
+    while i >= 0 and form[i] in _POSSESSIVE_STEMS:
+        i -= 1
+    return i >= 0 and form[i] in _COMBINING_STEMS
+
+
 def _differing_span(a: Sequence[str], b: Sequence[str]) -> tuple[int, int]:
     """(first, one past the last) index where ``a`` and ``b``, of one length and not equal,
     differ."""
@@ -811,13 +832,17 @@ def _exchanged(a: tuple[str, ...], b: tuple[str, ...], fa: Features, fb: Feature
             # what two sides do to each other alike: "for me to date him" / "for him to date
             # me" (a re-check's paraphrase, 0.974)
             mutual = len(middle) <= 2 and not _MUTUAL_VERBS.isdisjoint(middle)
+            # two things a verb joins alike, before them: "mix bleach with vinegar" / "mix
+            # vinegar with bleach", "pair my AirPods with my phone" / "pair my phone with my
+            # AirPods" (a re-check's over-vetoed paraphrases)
+            combined = _combined(a, start, middle)
             # the whole question turned round about a subordinate clause that opens one of
             # the blocks: "Is it a foot fault if I step on the baseline while serving?" /
             # "While serving, if I step on the baseline, is it a foot fault?" (a blind
             # trial's paraphrase, 0.991); not one clause's words ("is it safe to drive if
             # I drink" / "if I drive, is it safe to drink": the clause's verb stays put)
             moved = (start, end) == (0, len(a)) and bool({first[0], last[0]} & _SUBORDINATORS)
-            return not (copula or carried or joined or mutual or moved)
+            return not (copula or carried or joined or mutual or combined or moved)
     return False
 
 
