@@ -363,7 +363,11 @@ def is_superlative(word: str) -> bool:
     return word in SUPERLATIVES or (len(word) > 5 and word.endswith("est"))
 
 
-WH_SWAP_WORDS = 5  # _wh_swapped: the longest reordering it judges
+# _wh_swapped: the longest reordering it judges; 5 until an adversarial helper was served
+# twelve long ones ("What causes chronic lower back pain in older adults?" / "What does
+# chronic lower back pain in older adults cause?", 0.98); at 12, one quora_train duplicate
+# more is vetoed ("What anime movie reminds you of …" / "What anime reminds you of … movie")
+WH_SWAP_WORDS = 12
 
 
 NUMBER_WORDS: dict[str, str] = _LISTS["number_words"]

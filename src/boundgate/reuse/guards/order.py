@@ -853,14 +853,18 @@ def _wh_swapped(fa: Features, fb: Features) -> bool:
     inflation cause" / "what causes inflation", "what is glass made of" / "what is made of
     glass", "which team did Brazil beat" / "which team beat Brazil"). Left to the models: a
     passive with "by" ("what is caused by inflation": a word more), a question word that asks
-    "which thing" of "is" ("what colour is the sky" / "what is the sky colour"), a
-    superlative ("which country has the most people" / "which is the most populous
-    country"), one small word moved ("what is dating in Australia like" / "like in
-    Australia"), an adverb moved ("learn Python quickly" / "quickly learn Python"), things
-    joined by "and" or "or", and reorderings of more than ``WH_SWAP_WORDS`` words."""
+    "which thing" of "is" ("what colour is the sky" / "what is the sky colour"), two
+    neighbours trading places beside a superlative ("the best diet for muscle building" /
+    "for building muscle"), one small word moved ("what is dating in Australia like" /
+    "like in Australia"), an adverb moved ("learn Python quickly" / "quickly learn Python"),
+    things joined by "and" or "or", and reorderings of more than ``WH_SWAP_WORDS`` words. A
+    superlative further off is read ("What is the best substitute for butter in baking?" /
+    "What is butter the best substitute for in baking?", "What is the most common cause of
+    anemia?" / "What is anemia the most common cause of?": an adversarial helper was served
+    seven such pairs at 0.94-0.99)."""
     if not fa.wh or fa.wh != fb.wh or fa.wh_determiner or fb.wh_determiner:
         return False
-    if fa.superlative or fb.superlative or (fa.symmetric and fb.symmetric):
+    if fa.symmetric and fb.symmetric:
         return False
     a, b = fa.wh_rest, fb.wh_rest
     if a == b or len(a) != len(b) or sorted(a) != sorted(b):
@@ -869,7 +873,7 @@ def _wh_swapped(fa: Features, fb: Features) -> bool:
     a, b = a[shared:], b[shared:]
     while a and a[-1] == b[-1]:  # what follows alike: "who beat Brazil in the 2002 final"
         a, b = a[:-1], b[:-1]
-    if len(a) > WH_SWAP_WORDS:
+    if len(a) > WH_SWAP_WORDS or ((fa.superlative or fb.superlative) and len(a) <= 2):
         return False
     for cut in range(1, len(a)):
         if b == a[cut:] + a[:cut]:
