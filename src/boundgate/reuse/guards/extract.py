@@ -331,6 +331,22 @@ def _zero_as_verb(toks: list[str], i: int) -> bool:
     return toks[i - 1] in SUBJECT_PRONOUNS or (i > 1 and toks[i - 2 : i] == ["how", "to"])
 
 
+# words before "may" that make it the month ("in May", "last May", "by May"); otherwise it is
+# the verb ("May I ask which planet is nearest to the sun?" was read as a date: an
+# adversarial helper's paraphrase, vetoed)
+_BEFORE_MONTH = frozenset(
+    ["in", "of", "by", "since", "until", "till", "before", "after", "during", "early", "late",
+     "mid", "last", "next", "this", "every", "from", "through", "to", "each"]
+)  # fmt: skip
+
+
+def _may_month(toks: list[str], i: int) -> bool:
+    """Whether "may" at ``toks[i]`` is the month: after a word of ``_BEFORE_MONTH`` or before
+    a number ("May 5", "May 2024", "May 5th")."""
+    after = toks[i + 1] if i + 1 < len(toks) else ""
+    return (i > 0 and toks[i - 1] in _BEFORE_MONTH) or after[:1].isdigit() or after in ORDINALS
+
+
 def _times_a_number(toks: list[str], at: int) -> bool:
     """Whether a number stands at ``toks[at]`` (after "2 times": a product, "2 times 3")."""
     return at < len(toks) and _number(toks[at]) is not None
@@ -618,7 +634,7 @@ def features(text: str) -> Features:
             asked_unit = _unit_after(toks, i + 1)
         elif t in ORDINALS and not (t == "second" and toks[i + 1 : i + 2] == ["hand"]):
             numbers.add("#" + ORDINALS[t])  # "second-hand" is "used", no rank (a trial's)
-        if t in MONTHS or t in WEEKDAYS:
+        if (t in MONTHS and (t != "may" or _may_month(toks, i))) or t in WEEKDAYS:
             dates.add(t[:3])
         elif t in ("date", "day") and i and toks[i - 1] == "current":
             dates.add("tod")  # "the current date" is today's ("get the current date in Python")
