@@ -347,6 +347,15 @@ def _may_month(toks: list[str], i: int) -> bool:
     return (i > 0 and toks[i - 1] in _BEFORE_MONTH) or after[:1].isdigit() or after in ORDINALS
 
 
+# how often, as one word: a number only before a period ("twice a day"; "charged twice" is
+# none); not "once", which "every" says too ("once a week" / "every week")
+_HOW_OFTEN = {"twice": "2", "thrice": "3"}
+_PER = frozenset(
+    ["a", "an", "per", "every", "each", "daily", "weekly", "monthly", "yearly", "annually",
+     "hourly", "nightly"]
+)  # fmt: skip
+
+
 def _times_a_number(toks: list[str], at: int) -> bool:
     """Whether a number stands at ``toks[at]`` (after "2 times": a product, "2 times 3")."""
     return at < len(toks) and _number(toks[at]) is not None
@@ -586,6 +595,8 @@ def features(text: str) -> Features:
         if i and _compound(toks[i - 1], t) is not None:
             continue  # "five" of "twenty five", counted with "twenty"
         n = _number(t) if not _zero_as_verb(toks, i) else None
+        if n is None and t in _HOW_OFTEN and toks[i + 1 : i + 2] and toks[i + 1] in _PER:
+            n = _HOW_OFTEN[t]  # "twice a day" / "once a day" (an adversarial helper's pair)
         glued_unit = ""
         if n is None and t[0].isdigit() and "," in t and not _THOUSANDS.fullmatch(t):
             listed = [_number(x) for x in t.split(",") if x]
@@ -620,7 +631,10 @@ def features(text: str) -> Features:
         if n is not None and i + 1 < len(toks):
             n = _compound(t, toks[i + 1]) or n
         if n == "2" and toks[i + 1 : i + 2] == ["times"] and not _times_a_number(toks, i + 2):
-            continue  # "two times" is "twice", no number ("charged twice" / "billed two times")
+            if toks[i + 2 : i + 3] and toks[i + 2] in _PER:
+                n = "2"  # "two times a day" is "twice a day", 2 of them
+            else:
+                continue  # "two times" is "twice", no number ("charged twice" / "billed two times")
         if n is not None:
             if len(n) == 4 and n.startswith(("19", "20")):
                 dates.add(n)
