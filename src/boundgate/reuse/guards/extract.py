@@ -106,6 +106,8 @@ class Features:
     code: tuple[str, ...] = ()
     quoted: tuple[tuple[str, ...], ...] = ()
     swap_form: tuple[str, ...] = ()  # the stems swaps are judged on (``_swap_form``)
+    # the stems of a place or time put first ("In Europe, which river is the longest?")
+    fronted: frozenset[str] = frozenset()
     # (possessor, possessed) stems: "my wife's boss" → ("wife", "boss"): _possessives_swapped
     possessives: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     # (member of ``polar``, index in ``words``) for each word naming one (phrases and switch
@@ -354,6 +356,20 @@ _PER = frozenset(
     ["a", "an", "per", "every", "each", "daily", "weekly", "monthly", "yearly", "annually",
      "hourly", "nightly"]
 )  # fmt: skip
+
+
+# a phrase of place or time put before the question, ended by a comma: "In Europe, …",
+# "During a storm, …"
+_FRONTED = re.compile(
+    r"\s*(?:in|at|on|during|within|across|around|inside|outside|near)\b[^,?.!]{1,60},", re.I
+)
+
+
+def _fronted(text: str, stems: list[str]) -> frozenset[str]:
+    """The stems of a phrase of place or time that opens ``text`` before a comma
+    (``_FRONTED``), or none."""
+    m = _FRONTED.match(text)
+    return frozenset(stems[: len(words(m.group(0)))]) if m else frozenset()
 
 
 def _times_a_number(toks: list[str], at: int) -> bool:
@@ -746,6 +762,7 @@ def features(text: str) -> Features:
         code=_code_tokens(text),
         quoted=tuple(tuple(words(q)) for q in QUOTED_SPAN.findall(text)),
         swap_form=_swap_form(toks, stems),
+        fronted=_fronted(text, stems),
         possessives=frozenset(
             (stem(owner), stem(owned)) for owner, owned in _POSSESSIVE.findall(_apostrophes(text))
         ),

@@ -291,6 +291,8 @@ def _transposed(fa: Features, fb: Features) -> bool:
     i, j = diff
     if j - i < 2 or a[i] != b[j] or a[j] != b[i]:
         return False
+    if not {a[i], a[j]}.isdisjoint(fa.fronted | fb.fronted):
+        return False  # a place put first: "In Europe, which river is the longest?" (a helper's)
     # with directional words, _role_swap judges what they govern ("from Boston to New York" /
     # "to Boston from New York") and common nouns moved around them are as often a rewording
     # ("best site to book a hotel" / "best hotel booking site"); two names exchanged that no
