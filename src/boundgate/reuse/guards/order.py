@@ -559,19 +559,22 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     fast" / "how fast is the speed of light"), nor when the blocks carry their directional
     words along and each still names what it named ("fly from Rome to Oslo cheaply" / "fly
     cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
-    "France's capital" differ in more than order anyway). Read twice: as written, and with
-    possessive pronouns left out (``_POSSESSIVE_STEMS``)."""
-    if _exchanged(fa.swap_form, fb.swap_form, fa, fb) or _modifier_moved(fa, fb):
+    "France's capital" differ in more than order anyway). Read as written, then in the other
+    readings of ``_SWAP_READINGS`` (a verb of placing left out, possessive pronouns left out)."""
+    a, b = fa.swap_form, fb.swap_form
+    if _exchanged(a, b, fa, fb) or _modifier_moved(fa, fb) or _repeat_left_out(fa, fb):
         return True
-    if _repeat_left_out(fa, fb):
-        return True
-    placed_a, placed_b = _placed(fa.swap_form), _placed(fb.swap_form)
-    if (placed_a, placed_b) != (fa.swap_form, fb.swap_form) and _exchanged(
-        placed_a, placed_b, fa, fb
-    ):
-        return True
-    bare_a, bare_b = (tuple(w for w in f.swap_form if w not in _POSSESSIVE_STEMS) for f in (fa, fb))
-    return (bare_a, bare_b) != (fa.swap_form, fb.swap_form) and _exchanged(bare_a, bare_b, fa, fb)
+    for read in _SWAP_READINGS:
+        read_a, read_b = read(a), read(b)
+        if (read_a, read_b) != (a, b) and _exchanged(read_a, read_b, fa, fb):
+            return True
+    return False
+
+
+def _possessives_left_out(form: tuple[str, ...]) -> tuple[str, ...]:
+    """A swap form without its possessive pronouns (``_POSSESSIVE_STEMS``), which may name
+    again a party the question names."""
+    return tuple(w for w in form if w not in _POSSESSIVE_STEMS)
 
 
 _SOURCE_WORDS = frozenset(["from"])  # "X from Y" (or "out of Y"): Y is made into X
@@ -703,6 +706,10 @@ def _placed(form: tuple[str, ...]) -> tuple[str, ...]:
                     return form[:i] + form[i + 1 :]
                 break
     return form
+
+
+# the other readings ``_blocks_exchanged`` judges a pair in, each of both sides' swap forms
+_SWAP_READINGS = (_placed, _possessives_left_out)
 
 
 def _repeat_left_out(fa: Features, fb: Features) -> bool:
