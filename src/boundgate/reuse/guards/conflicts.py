@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .blocks import _blocks_exchanged, _direction_reversed, _nouns_crossed
 from .context import (
     _askers_swapped,
     _ignorance_dropped,
@@ -40,10 +41,7 @@ from .names import (
 )
 from .order import (
     _agent_made_object,
-    _blocks_exchanged,
-    _direction_reversed,
     _names_turned,
-    _nouns_crossed,
     _of_turned,
     _persons_swapped,
     _pivot_turned,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..scope import QUOTED_SPAN, capitonyms
+from .blocks import _SYMMETRIC_RELATIONS, _swap_form
 from .lexicon import (
     _ANTONYMS,
     _GLUED,
@@ -48,7 +49,7 @@ from .lexicon import (
     words,
 )
 from .literals import _code_tokens, _symbols
-from .order import _SYMMETRIC_RELATIONS, _swap_form, _wh_parts
+from .order import _wh_parts
 from .wording import _compound, _mood, _passive, _tense_parts, _unit_after
 
 
