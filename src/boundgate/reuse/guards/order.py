@@ -1,6 +1,6 @@
 """Who does what to whom: roles and operands swapped ("from Boston to New York" / "to
-Boston from New York", "Who taught Plato?" / "Who did Plato teach?", "cups in a gallon" /
-"gallons in a cup")."""
+Boston from New York", "Who taught Plato?" / "Who did Plato teach?"); two stretches of words
+exchanged ("cups in a gallon" / "gallons in a cup") are ``blocks``'s."""
 
 from __future__ import annotations
 
