@@ -119,9 +119,12 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     words along and each still names what it named ("fly from Rome to Oslo cheaply" / "fly
     cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
     "France's capital" differ in more than order anyway). Read as written, then in the other
-    readings of ``_SWAP_READINGS`` (a verb of placing left out, possessive pronouns left out)."""
+    readings of ``_SWAP_READINGS`` (a verb of placing left out, possessive pronouns left out,
+    "do" left out), and before a clause both sides end with (``_tail_clause_left_out``)."""
     a, b = fa.swap_form, fb.swap_form
     if _exchanged(a, b, fa, fb) or _modifier_moved(fa, fb) or _repeat_left_out(fa, fb):
+        return True
+    if _tail_clause_left_out(fa, fb):
         return True
     for read in _SWAP_READINGS:
         read_a, read_b = read(a), read(b)
@@ -267,8 +270,48 @@ def _placed(form: tuple[str, ...]) -> tuple[str, ...]:
     return form
 
 
+def _do_left_out(form: tuple[str, ...]) -> tuple[str, ...]:
+    """A swap form without a "do" after "to", a verb that may carry one of the blocks on one
+    side only ("okay to use a sauna right after a heavy workout" / "okay to do a heavy
+    workout right after using a sauna", a blind trial's look-alike served at 0.987); not
+    "do" as an auxiliary ("at what temperature does water boil …" / "… water boils … at
+    what temperature", a paraphrase)."""
+    return tuple(w for i, w in enumerate(form) if w != "do" or i == 0 or form[i - 1] != "to")
+
+
 # the other readings ``_blocks_exchanged`` judges a pair in, each of both sides' swap forms
-_SWAP_READINGS = (_placed, _possessives_left_out)
+_SWAP_READINGS = (_placed, _possessives_left_out, _do_left_out)
+
+# what opens a clause about the noun before it: "the humans who handle them", "the hermit
+# crabs they handle"
+_RELATIVE_WORDS = frozenset(["who", "whom", "which", "that"])
+_CLAUSE_SUBJECTS = frozenset(stem(w) for w in ["i", "you", "we", "they", "he", "she"])
+
+
+def _relative_cut(form: tuple[str, ...]) -> int | None:
+    """Where a clause about the noun before it opens in a swap form (a relative word, or a
+    subject pronoun right after a content word), past its first three words; None if none."""
+    for i in range(3, len(form)):
+        if form[i] in _RELATIVE_WORDS:
+            return i
+        if form[i] in _CLAUSE_SUBJECTS and form[i - 1] not in _STOPWORD_STEMS:
+            return i
+    return None
+
+
+def _tail_clause_left_out(fa: Features, fb: Features) -> bool:
+    """Two blocks exchanged (``_exchanged``) before a clause about the last of them that
+    both sides end with in their own order ("Can hermit crabs pass diseases to the humans
+    who handle them?" / "Can humans pass diseases to the hermit crabs they handle?", a
+    blind trial's look-alike served at 0.963): the clauses' words, relative words aside,
+    must be the same."""
+    a, b = fa.swap_form, fb.swap_form
+    cut_a, cut_b = _relative_cut(a), _relative_cut(b)
+    if cut_a is None or cut_b is None:
+        return False
+    tail_a = Counter(w for w in a[cut_a:] if w not in _RELATIVE_WORDS)
+    tail_b = Counter(w for w in b[cut_b:] if w not in _RELATIVE_WORDS)
+    return tail_a == tail_b and _exchanged(a[:cut_a], b[:cut_b], fa, fb)
 
 
 def _repeat_left_out(fa: Features, fb: Features) -> bool:

@@ -66,9 +66,16 @@ from .rewrites import (
     _free_hyphenated,
     _less_of_er,
     _powers_glued,
+    _textspeak_read,
     _textspeak_spelled,
 )
-from .tasks import _audience_one_sided, _check_against_doing, _examples_asked, _phrase_changed
+from .tasks import (
+    _audience_one_sided,
+    _check_against_doing,
+    _condition_added,
+    _examples_asked,
+    _phrase_changed,
+)
 from .wording import (
     SCOPE_WORDS,
     _affix_flips,
@@ -174,7 +181,7 @@ def compare(a: str, b: str) -> Comparison:
     a, b = _near_time_dropped(a, b)
     a, b = _free_hyphenated(a, b)
     a, b = _powers_glued(a, b)
-    if (spelled := _textspeak_spelled(a, b)) is not None:
+    if (spelled := _textspeak_spelled(a, b) or _textspeak_read(a, b)) is not None:
         a, b = spelled
     if (conversed := _converse(a, b)) is not None:
         a, b = conversed
@@ -238,9 +245,14 @@ def compare(a: str, b: str) -> Comparison:
         or _one_word_added(fa, fb, SCOPE_WORDS)
     ):
         conflicts.append("contrast")  # "Who will be the next / current president?"
-    if (fa.levels and fb.levels and fa.levels != fb.levels) or _audience_one_sided(fa, fb):
+    if (
+        (fa.levels and fb.levels and fa.levels != fb.levels)
+        or _audience_one_sided(fa, fb)
+        or _condition_added(a, b, fa, fb)
+    ):
         # "Explain TCP/IP in simple terms" / "… in depth"; "Explain X to a kindergartner" /
-        # "What is X?"
+        # "What is X?"; "How long should I stay in a cold plunge?" / "… if I have high blood
+        # pressure?"
         conflicts.append("contrast")
     if (
         (fa.tasks and fb.tasks and fa.tasks.isdisjoint(fb.tasks))

@@ -131,6 +131,38 @@ def _textspeak_spelled(a: str, b: str) -> tuple[str, str] | None:
     return None
 
 
+# words that show a text is written in textspeak, where a lone "2" / "4" is "to" / "for"
+_TEXTSPEAK_MARKERS = frozenset(
+    ["u", "r", "ur", "wat", "wut", "lol", "pls", "plz", "tho", "rly", "gonna", "wanna",
+     "lil", "kinda", "sorta", "idk", "imo", "ya", "yall", "smth", "sth", "bc", "cuz", "coz",
+     "n", "nd", "im", "dont", "cant", "doin", "gettin"]
+)  # fmt: skip
+
+
+def _textspeak_read(a: str, b: str) -> tuple[str, str] | None:
+    """``a`` and ``b`` with every lone "2" / "4" of a side written in textspeak (two or more
+    of ``_TEXTSPEAK_MARKERS``) read as "to" / "for", when the other side has no number and
+    the digit does not count the word after it (a plural: "2 eggs" stays): "wat kinda staple
+    gun do i need 4 redoing dining chair seats lol", "how windy is 2 windy 4 a newbie" (a
+    blind trial's paraphrases, vetoed as other numbers). ``_textspeak_spelled`` reads a
+    digit the other side says as a word beside the same word; this reads the rest of such
+    texts. None when nothing changes."""
+    for x, y, swap in ((a, b, False), (b, a, True)):
+        wx = words(x)
+        if len(_TEXTSPEAK_MARKERS.intersection(wx)) < 2 or features(y).numbers:
+            continue
+
+        def spelled(m: re.Match[str], x: str = x) -> str:
+            after = re.match(r"\s*([A-Za-z]+)", x[m.end() :])
+            plural = after is not None and re.fullmatch(r"[a-z]+[^s]s", after.group(1).lower())
+            return m.group(0) if plural else _TEXTSPEAK[m.group(1)]
+
+        read = _LONE_DIGIT.sub(spelled, x)
+        if read != x:
+            return (y, read) if swap else (read, y)
+    return None
+
+
 def _bases(comparative: str) -> set[str]:
     """What a comparative in "-er" may grade: "denser" dense, "healthier" healthy, "bigger"
     big, "safer" safe, "older" old (one of them is the adjective; the rest are no word)."""

@@ -17,6 +17,7 @@ from .extract import (
 )
 from .lexicon import (
     _LISTS,
+    _STOPWORD_STEMS,
     stem,
     words,
 )
@@ -91,6 +92,46 @@ def _audience_one_sided(fa: Features, fb: Features) -> bool:
         return False
     asked = fa.words if sa else fb.words
     return "explain" in asked
+
+
+# what opens a condition: "… if I have high blood pressure", "when it is raining"
+_CONDITIONS = frozenset(stem(w) for w in ["if", "when", "while", "unless"])
+# a condition's words that say nothing about the case asked of: "if possible", "if that
+# makes sense", "if anyone knows", "if you don't mind"
+_COURTESY_CONDITION = frozenset(
+    stem(w)
+    for w in ["possible", "sense", "make", "makes", "know", "knows", "mind", "anyone",
+              "anybody", "help", "matter", "matters", "ok", "okay", "please", "thanks"]
+)  # fmt: skip
+
+
+_SENTENCE_BREAK = re.compile(r"[.?!]+\s+\S")
+
+
+def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
+    """One side is the other's question with a condition added before or after it in the
+    same sentence, of two or more words of its own that say what case is asked about ("How
+    long should I stay in a 45°F cold plunge?" / "… if I have high blood pressure?", a blind
+    trial's look-alike served at 0.941; 37 look-alikes of the blind trials' development
+    pairs had it): the answer for that case may not be the general one. Not a second
+    sentence ("Do scientists pray? If yes, what do they pray for?", a Quora duplicate)."""
+    form_a, form_b = fa.swap_form, fb.swap_form
+    if len(form_a) == len(form_b):
+        return False
+    longer, shorter = (form_a, form_b) if len(form_a) > len(form_b) else (form_b, form_a)
+    if _SENTENCE_BREAK.search((a if longer is form_a else b).strip()):
+        return False
+    extra = len(longer) - len(shorter)
+    if longer[extra:] == shorter:
+        clause = longer[:extra]  # "if I have …, how long …"
+    elif longer[: len(shorter)] == shorter:
+        clause = longer[len(shorter) :]
+    else:
+        return False
+    if clause[0] not in _CONDITIONS:
+        return False
+    own = [w for w in clause[1:] if w not in _STOPWORD_STEMS and w not in _COURTESY_CONDITION]
+    return len(own) >= 2
 
 
 # what asks to find out whether something holds, before "if" / "whether"

@@ -174,6 +174,10 @@ def _asked_kind(words: list[str]) -> str:
                 return "reason"
             if rest and is_superlative(rest[0]):
                 return "thing"  # "What is the tallest mountain?" names one, no measure
+            if len(rest) > 1 and rest[1] in ("best", "better") and rest[0] not in STOPWORDS:
+                # "What oil is best for seasoning cast iron?" names one too, not an amount
+                # ("How much oil should I use …", a blind trial's look-alike served at 0.976)
+                return "thing"
             return ""
     return _asked_inside(words) if words and words[0] not in question_openers() else ""
 
