@@ -120,7 +120,8 @@ def _blocks_exchanged(fa: Features, fb: Features) -> bool:
     cheaply to Oslo from Rome"), nor two neighbours trading places ("capital of France" /
     "France's capital" differ in more than order anyway). Read as written, then in the other
     readings of ``_SWAP_READINGS`` (a verb of placing left out, possessive pronouns left out,
-    "do" left out), and before a clause both sides end with (``_tail_clause_left_out``)."""
+    a light verb left out), and before a clause both sides end with
+    (``_tail_clause_left_out``)."""
     a, b = fa.swap_form, fb.swap_form
     if _exchanged(a, b, fa, fb) or _modifier_moved(fa, fb) or _repeat_left_out(fa, fb):
         return True
@@ -270,17 +271,35 @@ def _placed(form: tuple[str, ...]) -> tuple[str, ...]:
     return form
 
 
-def _do_left_out(form: tuple[str, ...]) -> tuple[str, ...]:
-    """A swap form without a "do" after "to", a verb that may carry one of the blocks on one
-    side only ("okay to use a sauna right after a heavy workout" / "okay to do a heavy
-    workout right after using a sauna", a blind trial's look-alike served at 0.987); not
-    "do" as an auxiliary ("at what temperature does water boil …" / "… water boils … at
-    what temperature", a paraphrase)."""
-    return tuple(w for i, w in enumerate(form) if w != "do" or i == 0 or form[i - 1] != "to")
+# verbs that may carry a block on one side only: "do a heavy workout", "take a nap", "get a
+# haircut", "have a glass of wine"
+_LIGHT_VERBS = frozenset(["do", stem("take"), stem("get"), stem("have")])
+_LIGHT_AFTER = frozenset(["to", "i", "you", "we", "they"])
+# things done at once may be named in either order ("drink coffee while fasting" / "do
+# intermittent fasting while drinking coffee", a re-check's paraphrases)
+_AT_ONCE = frozenset(stem(w) for w in ["while", "whilst", "during"])
+
+
+def _light_verbs_left_out(form: tuple[str, ...]) -> tuple[str, ...]:
+    """A swap form without a light verb (``_LIGHT_VERBS``) after "to" or a subject pronoun,
+    which may carry one of the blocks on one side only ("okay to use a sauna right after a
+    heavy workout" / "okay to do a heavy workout right after using a sauna", a blind trial's
+    look-alike served at 0.987; "Should I do cardio before lifting weights?" / "Should I lift
+    weights before cardio?", "take a nap after drinking coffee" / "drink coffee after a
+    nap", a re-check's at 0.95-0.98); not "do" as an auxiliary ("at what temperature does
+    water boil …" / "… water boils … at what temperature", a paraphrase), nor about things
+    done at once (``_AT_ONCE``)."""
+    if not _AT_ONCE.isdisjoint(form):
+        return form
+    return tuple(
+        w
+        for i, w in enumerate(form)
+        if w not in _LIGHT_VERBS or i == 0 or form[i - 1] not in _LIGHT_AFTER
+    )
 
 
 # the other readings ``_blocks_exchanged`` judges a pair in, each of both sides' swap forms
-_SWAP_READINGS = (_placed, _possessives_left_out, _do_left_out)
+_SWAP_READINGS = (_placed, _possessives_left_out, _light_verbs_left_out)
 
 # what opens a clause about the noun before it: "the humans who handle them", "the hermit
 # crabs they handle"

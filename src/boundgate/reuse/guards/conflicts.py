@@ -70,6 +70,7 @@ from .rewrites import (
     _textspeak_spelled,
 )
 from .tasks import (
+    _amount_against_choice,
     _audience_one_sided,
     _check_against_doing,
     _condition_added,
@@ -81,6 +82,7 @@ from .wording import (
     _affix_flips,
     _asks_another_kind,
     _asks_for_a_detail,
+    _degree_apart,
     _measure_conflict,
     _modality_conflict,
     _mood_conflict,
@@ -217,7 +219,7 @@ def compare(a: str, b: str) -> Comparison:
             break
     if flips.paired and "polarity" not in conflicts:
         conflicts.append("polarity")
-    if "polarity" not in conflicts and _less_of_er(fa.words, fb.words):
+    if "polarity" not in conflicts and (_less_of_er(fa.words, fb.words) or _degree_apart(fa, fb)):
         conflicts.append("polarity")
     if "polarity" not in conflicts and (_stop_against_keep(fa, fb) or _stop_against_keep(fb, fa)):
         conflicts.append("polarity")  # "won't stop leaking" / "doesn't keep leaking"
@@ -231,6 +233,7 @@ def compare(a: str, b: str) -> Comparison:
         or _turned_around(a, b, fa, fb)
         or _asks_for_a_detail(fa, fb)
         or _asks_another_kind(fa, fb)
+        or _amount_against_choice(fa, fb)
     ):
         conflicts.append("mood")  # "Is the earth flat?" / "The earth is flat."
     if _tense_conflict(fa, fb):

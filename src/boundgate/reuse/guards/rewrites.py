@@ -139,23 +139,43 @@ _TEXTSPEAK_MARKERS = frozenset(
 )  # fmt: skip
 
 
+# what a "2" / "4" typed for "to" / "for" comes before ("2 the", "4 redoing") or after
+# ("supposed 2", "wat 2", "need 4"); before anything else it counts ("2 advil", "4 2 ppl")
+_TEXTSPEAK_BEFORE = frozenset(
+    ["a", "an", "the", "my", "your", "ur", "u", "you", "me", "him", "her", "them", "us",
+     "this", "that", "these", "those", "his", "its", "our", "their", "every", "each", "some"]
+)  # fmt: skip
+_TEXTSPEAK_AFTER = frozenset(
+    ["supposed", "going", "gonna", "need", "needs", "want", "wants", "have", "has", "how",
+     "wat", "what", "ok", "okay", "able", "used", "trying", "try", "where", "when", "good",
+     "bad", "safe", "best", "tips", "ideas", "way", "time"]
+)  # fmt: skip
+
+
 def _textspeak_read(a: str, b: str) -> tuple[str, str] | None:
-    """``a`` and ``b`` with every lone "2" / "4" of a side written in textspeak (two or more
-    of ``_TEXTSPEAK_MARKERS``) read as "to" / "for", when the other side has no number and
-    the digit does not count the word after it (a plural: "2 eggs" stays): "wat kinda staple
-    gun do i need 4 redoing dining chair seats lol", "how windy is 2 windy 4 a newbie" (a
-    blind trial's paraphrases, vetoed as other numbers). ``_textspeak_spelled`` reads a
-    digit the other side says as a word beside the same word; this reads the rest of such
-    texts. None when nothing changes."""
+    """``a`` and ``b`` with a lone "2" / "4" of a side written in textspeak (two or more of
+    ``_TEXTSPEAK_MARKERS``) read as "to" / "for", when the other side has no number and
+    the digit stands where that word would: before a determiner, a pronoun or a word in
+    "-ing" (``_TEXTSPEAK_BEFORE``), or after a word that takes it (``_TEXTSPEAK_AFTER``):
+    "wat kinda staple gun do i need 4 redoing dining chair seats lol", "wat shoes r u
+    supposed 2 wear for lawn bowling" (a blind trial's paraphrases, vetoed as other
+    numbers). Before any other word it counts ("can u take 2 advil w food lol pls", a
+    re-check's look-alike). ``_textspeak_spelled`` reads a digit the other side says as a
+    word beside the same word; this reads the rest of such texts. None when nothing
+    changes."""
     for x, y, swap in ((a, b, False), (b, a, True)):
         wx = words(x)
         if len(_TEXTSPEAK_MARKERS.intersection(wx)) < 2 or features(y).numbers:
             continue
 
         def spelled(m: re.Match[str], x: str = x) -> str:
-            after = re.match(r"\s*([A-Za-z]+)", x[m.end() :])
-            plural = after is not None and re.fullmatch(r"[a-z]+[^s]s", after.group(1).lower())
-            return m.group(0) if plural else _TEXTSPEAK[m.group(1)]
+            before = re.findall(r"[a-z]+", x[: m.start()].lower())[-1:]
+            after = re.match(r"\s*([a-z]+)\b", x[m.end() :].lower())
+            nxt = after.group(1) if after else ""
+            at_word = nxt in _TEXTSPEAK_BEFORE or nxt.endswith("ing")
+            if at_word or (before and before[0] in _TEXTSPEAK_AFTER and nxt):
+                return _TEXTSPEAK[m.group(1)]
+            return m.group(0)
 
         read = _LONE_DIGIT.sub(spelled, x)
         if read != x:

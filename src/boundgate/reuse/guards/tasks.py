@@ -94,15 +94,44 @@ def _audience_one_sided(fa: Features, fb: Features) -> bool:
     return "explain" in asked
 
 
-# what opens a condition: "… if I have high blood pressure", "when it is raining"
-_CONDITIONS = frozenset(stem(w) for w in ["if", "when", "while", "unless"])
+# what opens a condition: "… if I have high blood pressure", "when it is raining", "as
+# long as I …" (as swap-form stems)
+_CONDITIONS = tuple(
+    tuple(stem(w) for w in c.split())
+    for c in ["if", "when", "while", "unless", "as long as", "assuming", "provided",
+              "given that", "in case", "even if"]
+)  # fmt: skip
 # a condition's words that say nothing about the case asked of: "if possible", "if that
-# makes sense", "if anyone knows", "if you don't mind"
+# makes sense", "if anyone knows", "if I recall correctly", "if I'm looking for ideas"
 _COURTESY_CONDITION = frozenset(
     stem(w)
     for w in ["possible", "sense", "make", "makes", "know", "knows", "mind", "anyone",
-              "anybody", "help", "matter", "matters", "ok", "okay", "please", "thanks"]
+              "anybody", "help", "matter", "matters", "ok", "okay", "please", "thanks",
+              "recall", "remember", "happen", "offhand", "free", "spare", "moment", "minute",
+              "feel", "kind", "answer", "answering", "explain", "tell", "like", "idea",
+              "ideas", "suggestion", "suggestions", "curious", "wondering", "interested",
+              "familiar", "correctly", "right", "yes", "no", "so", "not"]
 )  # fmt: skip
+# a pronoun and its verb written as one word ("I'm" is "im")
+_CONTRACTED = frozenset(["im", "ive", "id", "youv", "theyr", "theyv", "weve", "hes", "shes"])
+# a condition the assistant is its subject of is a courtesy: "if you have a spare moment"
+_ADDRESSED = frozenset(["you", "u", "ya", "youre", "youd", "youve"])
+# a question a condition changes the answer of asks what to do or whether something holds:
+# it opens with one of these ("Can I …", "Is it safe …") or says "should" early ("How long
+# should I …"); a fact asked of ("Who wrote …", "What does X mean …", "How many calories
+# are in …") is the same whatever the asker's case
+_ADVICE_OPENERS = frozenset(
+    ["can", "could", "should", "is", "are", "do", "does", "will", "would", "may", "must",
+     "am", "shall"]
+)  # fmt: skip
+
+
+def _asks_advice(w: list[str]) -> bool:
+    """Whether words ``w`` ask what to do or whether something holds (``_ADVICE_OPENERS``,
+    not a request to the assistant, "Could you …"; or "should" among the first five)."""
+    if w and w[0] in _ADVICE_OPENERS and w[1:2] != ["you"]:
+        return True
+    return "should" in w[:5]
 
 
 _SENTENCE_BREAK = re.compile(r"[.?!]+\s+\S")
@@ -110,16 +139,21 @@ _SENTENCE_BREAK = re.compile(r"[.?!]+\s+\S")
 
 def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
     """One side is the other's question with a condition added before or after it in the
-    same sentence, of two or more words of its own that say what case is asked about ("How
+    same sentence, with a word of its own that says what case is asked about ("How
     long should I stay in a 45°F cold plunge?" / "… if I have high blood pressure?", a blind
     trial's look-alike served at 0.941; 37 look-alikes of the blind trials' development
-    pairs had it): the answer for that case may not be the general one. Not a second
-    sentence ("Do scientists pray? If yes, what do they pray for?", a Quora duplicate)."""
+    pairs had it): the answer for that case may not be the general one, where the question
+    asks what to do or whether something holds (``_asks_advice``). Not a second sentence
+    ("Do scientists pray? If yes, what do they pray for?", a Quora duplicate), a condition
+    said to the assistant ("if you have a spare moment") or one of courtesy ("if I recall
+    correctly"; a re-check's paraphrases)."""
     form_a, form_b = fa.swap_form, fb.swap_form
     if len(form_a) == len(form_b):
         return False
     longer, shorter = (form_a, form_b) if len(form_a) > len(form_b) else (form_b, form_a)
     if _SENTENCE_BREAK.search((a if longer is form_a else b).strip()):
+        return False
+    if not _asks_advice(fb.words if longer is form_a else fa.words):
         return False
     extra = len(longer) - len(shorter)
     if longer[extra:] == shorter:
@@ -128,10 +162,45 @@ def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
         clause = longer[len(shorter) :]
     else:
         return False
-    if clause[0] not in _CONDITIONS:
+    opener = next((c for c in _CONDITIONS if clause[: len(c)] == c), None)
+    if opener is None or clause[len(opener) : len(opener) + 1] in ((w,) for w in _ADDRESSED):
         return False
-    own = [w for w in clause[1:] if w not in _STOPWORD_STEMS and w not in _COURTESY_CONDITION]
-    return len(own) >= 2
+    rest = clause[len(opener) :]
+    own = [w for w in rest if w not in _STOPWORD_STEMS | _COURTESY_CONDITION | _CONTRACTED]
+    return len(own) >= 1
+
+
+_MEASURE_STEMS = frozenset(stem(w) for w in _LISTS["measure_nouns"])
+
+
+def _amount_asked_of(w: list[str]) -> str | None:
+    """The stem of the noun "how much" / "how many" asks the amount of ("how much oil"), or
+    None."""
+    for i in range(len(w) - 2):
+        if w[i] == "how" and w[i + 1] in ("much", "many"):
+            return stem(w[i + 2])
+    return None
+
+
+def _chosen(w: list[str]) -> set[str]:
+    """The stems of the nouns "what" / "which" ask to choose among ("what oil", "which
+    brand of oil" names "brand")."""
+    return {stem(w[i + 1]) for i in range(len(w) - 1) if w[i] in ("what", "which", "whats")}
+
+
+def _amount_against_choice(fa: Features, fb: Features) -> bool:
+    """One side asks how much or how many of a thing, the other which or what one, of the
+    same noun and no amount: "What oil is best for seasoning cast iron?" / "How much oil
+    should I use when seasoning cast iron?" (a blind trial's look-alike served at 0.976;
+    "What flour works best …" / "How much flour …", a re-check's at 0.971). Not a noun
+    that names a measure ("What dose is best?" / "How much …?", ``measure_nouns``)."""
+    for x, y in ((fa.words, fb.words), (fb.words, fa.words)):
+        noun = _amount_asked_of(x)
+        if noun is None or noun in _MEASURE_STEMS or noun in _STOPWORD_STEMS:
+            continue
+        if _amount_asked_of(y) is None and noun in _chosen(y):
+            return True
+    return False
 
 
 # what asks to find out whether something holds, before "if" / "whether"

@@ -174,10 +174,6 @@ def _asked_kind(words: list[str]) -> str:
                 return "reason"
             if rest and is_superlative(rest[0]):
                 return "thing"  # "What is the tallest mountain?" names one, no measure
-            if len(rest) > 1 and rest[1] in ("best", "better") and rest[0] not in STOPWORDS:
-                # "What oil is best for seasoning cast iron?" names one too, not an amount
-                # ("How much oil should I use …", a blind trial's look-alike served at 0.976)
-                return "thing"
             return ""
     return _asked_inside(words) if words and words[0] not in question_openers() else ""
 
@@ -353,6 +349,36 @@ def _one_word_apart(fa: Features, fb: Features, groups: dict[str, int]) -> bool:
         return False
     x, y = fa.words[i], fb.words[i]
     return x in groups and y in groups and groups[x] != groups[y]
+
+
+_HIGH_DEGREES = frozenset(_LISTS["high_degrees"])
+_LOW_DEGREES = frozenset(_LISTS["low_degrees"])
+_ASKER_STATES = frozenset(_LISTS["degree_asker_states"])
+
+
+def _degrees(w: list[str]) -> dict[str, set[bool]]:
+    """The words of ``w`` a degree word grades (``high_degrees``, ``low_degrees``; "a
+    little" / "a bit" low), each with whether it is graded high; not a state of the asker
+    ("slightly confused", ``degree_asker_states``) nor "very" as "the very first"."""
+    out: dict[str, set[bool]] = {}
+    for i in range(len(w) - 1):
+        x, head = w[i], w[i + 1]
+        low = x in _LOW_DEGREES or (x in ("little", "bit") and i > 0 and w[i - 1] == "a")
+        high = x in _HIGH_DEGREES and not (i > 0 and w[i - 1] == "the")
+        if (low or high) and head not in _ASKER_STATES and head not in STOPWORDS:
+            out.setdefault(head, set()).add(high)
+    return out
+
+
+def _degree_apart(fa: Features, fb: Features) -> bool:
+    """One side grades a word high ("very dull") and the other grades the same word low
+    ("only slightly dull"), and neither both: "What grit should I start with for a very dull
+    knife?" / "… for a knife that's only slightly dull?" (a blind trial's look-alike served
+    at 0.918). Not a state of the asker ("I'm slightly confused" / "I'm very confused", a
+    re-check's paraphrase)."""
+    da, db = _degrees(fa.words), _degrees(fb.words)
+    shared = da.keys() & db.keys()
+    return any(len(da[h]) == 1 and len(db[h]) == 1 and da[h] != db[h] for h in shared)
 
 
 # words that narrow a claim when added, all else the same ("always", "prime"; english.toml)
