@@ -163,7 +163,7 @@ def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
     else:
         return False
     opener = next((c for c in _CONDITIONS if clause[: len(c)] == c), None)
-    if opener is None or clause[len(opener) : len(opener) + 1] in ((w,) for w in _ADDRESSED):
+    if opener is None or not _ADDRESSED.isdisjoint(clause[len(opener) : len(opener) + 1]):
         return False
     rest = clause[len(opener) :]
     own = [w for w in rest if w not in _STOPWORD_STEMS | _COURTESY_CONDITION | _CONTRACTED]
