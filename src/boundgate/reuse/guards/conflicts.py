@@ -80,6 +80,7 @@ from .tasks import (
 from .wording import (
     SCOPE_WORDS,
     _affix_flips,
+    _alternatives_apart,
     _asks_another_kind,
     _asks_for_a_detail,
     _degree_apart,
@@ -244,6 +245,7 @@ def compare(a: str, b: str) -> Comparison:
         conflicts.append("quantity")  # "Do all mammals lay eggs?" / "Do any mammals …?"
     if (
         _one_word_apart(fa, fb, CONTRASTS)
+        or _alternatives_apart(fa, fb)  # "in the freezer" / "in the refrigerator"
         or _time_preposition_apart(fa, fb)  # "in / after the first 48 hours"
         or _one_word_added(fa, fb, SCOPE_WORDS)
     ):

@@ -405,6 +405,18 @@ def _degree_apart(fa: Features, fb: Features) -> bool:
     return any(len(da[h]) == 1 and len(db[h]) == 1 and da[h] != db[h] for h in shared)
 
 
+_EXCLUSIVE_GROUPS = {w: i for i, g in enumerate(_LISTS["exclusive_groups"]) for w in g}
+
+
+def _alternatives_apart(fa: Features, fb: Features) -> bool:
+    """Each side names one of ``exclusive_groups``' alternatives, and not the same one,
+    wherever it stands ("… last in the freezer?" / "… good for in the refrigerator?", a new
+    user's wrong reuses at 0.98); a side naming two says nothing of which."""
+    ga = {_EXCLUSIVE_GROUPS[w] for w in fa.words if w in _EXCLUSIVE_GROUPS}
+    gb = {_EXCLUSIVE_GROUPS[w] for w in fb.words if w in _EXCLUSIVE_GROUPS}
+    return len(ga) == len(gb) == 1 and ga != gb
+
+
 # words that narrow a claim when added, all else the same ("always", "prime"; english.toml)
 SCOPE_WORDS = frozenset(_LISTS["narrowing_words"])
 
