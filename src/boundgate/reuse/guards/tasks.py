@@ -141,7 +141,7 @@ def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
     """One side is the other's question with a condition added before or after it in the
     same sentence, with a word of its own that says what case is asked about ("How
     long should I stay in a 45°F cold plunge?" / "… if I have high blood pressure?", a blind
-    trial's look-alike served at 0.941; 37 look-alikes of the blind trials' development
+    trial's look-alike served at 0.941; 30 look-alikes of the blind trials' development
     pairs had it): the answer for that case may not be the general one, where the question
     asks what to do or whether something holds (``_asks_advice``). Not a second sentence
     ("Do scientists pray? If yes, what do they pray for?", a Quora duplicate), a condition
