@@ -33,8 +33,9 @@ cannot see), ``wording`` (one word or form apart: mood, tense, modality, negatio
 units), ``order`` (roles and operands swapped), ``context`` (what surrounds the question),
 ``rewrites`` (texts read alike before they are compared: textspeak digits, hyphens, powers,
 comparisons turned round), ``quantities`` (numbers, counts, dates), ``names`` (names,
-sibling nouns, letters), ``tasks`` (examples, an audience, finding out against doing, a phrase
-in a language) and ``conflicts`` (``compare``).
+sibling nouns, letters), ``tasks`` (examples, an audience, a condition added, an amount
+against a choice, finding out against doing, a phrase in a language) and ``conflicts``
+(``compare``).
 """
 
 from .conflicts import Comparison, compare

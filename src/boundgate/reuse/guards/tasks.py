@@ -1,5 +1,6 @@
 """Vetoes on what a question asks to be done: examples against a definition, an audience named
-on one side, finding out against doing, a phrase asked in a natural language."""
+on one side, a condition added to one side, an amount against a choice of the same thing,
+finding out against doing, a phrase asked in a natural language."""
 
 from __future__ import annotations
 
