@@ -405,16 +405,27 @@ def _degree_apart(fa: Features, fb: Features) -> bool:
     return any(len(da[h]) == 1 and len(db[h]) == 1 and da[h] != db[h] for h in shared)
 
 
-_EXCLUSIVE_GROUPS = {w: i for i, g in enumerate(_LISTS["exclusive_groups"]) for w in g}
+# each word of ``exclusive_groups``: (its family, its group in the family)
+_EXCLUSIVE_GROUPS = {
+    w: (f, i)
+    for f, family in enumerate(_LISTS["exclusive_groups"])
+    for i, group in enumerate(family)
+    for w in group
+}
 
 
 def _alternatives_apart(fa: Features, fb: Features) -> bool:
-    """Each side names one of ``exclusive_groups``' alternatives, and not the same one,
-    wherever it stands ("… last in the freezer?" / "… good for in the refrigerator?", a new
-    user's wrong reuses at 0.98); a side naming two says nothing of which."""
+    """Each side names one alternative of a family of ``exclusive_groups``, and not the same
+    one, wherever it stands ("… last in the freezer?" / "… good for in the refrigerator?", a
+    new user's wrong reuses at 0.98; "Which vegetables are safe …" / "safe fruit treats", a
+    blind trial's); a side naming two of a family says nothing of which."""
     ga = {_EXCLUSIVE_GROUPS[w] for w in fa.words if w in _EXCLUSIVE_GROUPS}
     gb = {_EXCLUSIVE_GROUPS[w] for w in fb.words if w in _EXCLUSIVE_GROUPS}
-    return len(ga) == len(gb) == 1 and ga != gb
+    for family in {f for f, _ in ga} & {f for f, _ in gb}:
+        sa, sb = {g for f, g in ga if f == family}, {g for f, g in gb if f == family}
+        if len(sa) == len(sb) == 1 and sa != sb:
+            return True
+    return False
 
 
 # words that narrow a claim when added, all else the same ("always", "prime"; english.toml)
