@@ -107,6 +107,18 @@ class Finishing(SQLiteStore):
         super().__init__(path)
         self.finished = asyncio.Event()
         self.looked = asyncio.Event()  # the running jobs were read
+        # an owner whose claim goes before any other's: the test's neighbour, which a runner
+        # polling every 10 ms could otherwise beat to the job on a busy machine (a CI did)
+        self.first_claim_by: str | None = None
+        self._first_claimed = asyncio.Event()
+
+    async def claim_job(self, owner: str, *args: Any, **kwargs: Any) -> JobRow | None:
+        if self.first_claim_by is not None and owner != self.first_claim_by:
+            await self._first_claimed.wait()
+        got = await super().claim_job(owner, *args, **kwargs)
+        if owner == self.first_claim_by:
+            self._first_claimed.set()
+        return got
 
     async def jobs(self, state: str | None = None) -> list[JobRow]:
         got = await super().jobs(state)
@@ -195,6 +207,7 @@ def test_a_runner_already_polling_gives_back_the_job_of_a_neighbour_that_died(
                 # the runner has started and looked for running jobs: none was leased yet
                 await asyncio.wait_for(store.looked.wait(), WAIT_S)
                 child = _child()  # a neighbour that takes the job, then dies
+                store.first_claim_by = _owner(child.pid)
                 await JobQueue(store, FakeClock(start=START), run_now).submit("batch", {})
                 assert (await store.claim_job(_owner(child.pid), START, 3600.0)) is not None
                 child.kill()
