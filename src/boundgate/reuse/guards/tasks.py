@@ -115,6 +115,8 @@ _COURTESY_CONDITION = frozenset(
 )  # fmt: skip
 # a pronoun and its verb written as one word ("I'm" is "im")
 _CONTRACTED = frozenset(["im", "ive", "id", "youv", "theyr", "theyv", "weve", "hes", "shes"])
+# a condition's words that say nothing of its own about the case asked of
+_NOT_THE_CASE = _STOPWORD_STEMS | _COURTESY_CONDITION | _CONTRACTED
 # a condition the assistant is its subject of is a courtesy: "if you have a spare moment"
 _ADDRESSED = frozenset(["you", "u", "ya", "youre", "youd", "youve"])
 # a question a condition changes the answer of asks what to do or whether something holds:
@@ -167,8 +169,7 @@ def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
     if opener is None or not _ADDRESSED.isdisjoint(clause[len(opener) : len(opener) + 1]):
         return False
     rest = clause[len(opener) :]
-    own = [w for w in rest if w not in _STOPWORD_STEMS | _COURTESY_CONDITION | _CONTRACTED]
-    return len(own) >= 1
+    return any(w not in _NOT_THE_CASE for w in rest)
 
 
 _MEASURE_STEMS = frozenset(stem(w) for w in _LISTS["measure_nouns"])
