@@ -31,7 +31,7 @@ from pairdata import Components, read_pairs, read_review  # noqa: E402
 
 from boundgate.reuse.embedder import OnnxEmbedder  # noqa: E402
 from boundgate.reuse.guards import compare  # noqa: E402
-from boundgate.reuse.pair import EXACT_FROM, OnnxPairScorer, reads_further  # noqa: E402
+from boundgate.reuse.pair import OnnxPairScorer, reads_further  # noqa: E402
 
 Obs = list[tuple[float, bool]]
 
@@ -86,7 +86,7 @@ def main() -> None:
             read = np.asarray([scorer.readings(q, c) for c in survivors])  # survivors × members × 2
             fwd, rev = read[:, :, 0].mean(axis=1), read[:, :, 1].mean(axis=1)
             unread = 2 * (read.shape[1] - 1)
-            whole_reads += sum(reads_further(list(r[0]), unread) for r in read)
+            whole_reads += sum(reads_further(list(r[0]), unread, scorer.exact_from) for r in read)
             scored += len(survivors)
             for n in names:
                 orders, k = n.split("/")
@@ -102,7 +102,7 @@ def main() -> None:
     shares = ", ".join(f"{k}: {survivor_counts[k] / lookups:.1%}" for k in sorted(survivor_counts))
     print(f"lookups by guard survivors (first 4): {shares}")
     print(
-        f"survivors scored {scored}; read by every member (a mean of {EXACT_FROM} still "
+        f"survivors scored {scored}; read by every member (a mean of {scorer.exact_from} still "
         f"possible after the first): {whole_reads / max(1, scored):.1%}\n"
     )
     print("| orders / survivors | wrong per lookup ≤ | threshold | recall | wrong per lookup |")

@@ -3,7 +3,7 @@
 Every labelled pair is read as the gateway reads a candidate: the guards (``compare``), the
 cosine floor (0.70, ``reuse.similarity_floor``), then each member's probability in both orders
 (``OnnxPairScorer.readings``, no cascade). A combination of members scores a pair with the mean
-of their readings, as the shipped ensemble does from ``pair.EXACT_FROM`` up. For each
+of their readings, as the shipped ensemble does from its ``exact_from`` up. For each
 threshold the script prints, per set and pooled over all of them, the paraphrases served (of
 the set's duplicates), the look-alikes served per request (of all its pairs, the wrong-answer
 rate of a stream that asks each pair's second question once after its first), and the worst

@@ -1,7 +1,7 @@
 """The pair model: cost per candidate, memory, and what it separates that cosine does not.
 
 1. Cost: p50/p99 of scoring one candidate as served (both orders; an ensemble's cascade: a
-   candidate no other member's readings could bring to ``EXACT_FROM`` is not read by them,
+   candidate no other member's readings could bring to its ``exact_from`` is not read by them,
    so the cost is given for both kinds and for the file's mix) and four candidates in one
    call, beside embedding one question with the embedder, interleaved in rounds on the same
    machine; onnxruntime on ``--threads`` threads.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from boundgate.reuse.embedder import OnnxEmbedder
-from boundgate.reuse.pair import EXACT_FROM, OnnxPairScorer, reads_further
+from boundgate.reuse.pair import OnnxPairScorer, reads_further
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "training"))
@@ -71,7 +71,7 @@ def main() -> None:
     for _ in range(args.rounds):
         batch = rng.sample(pairs, 4)
         first = scorer.readings(*batch[0][:2])[0]
-        whole = reads_further(list(first), 2 * (len(scorer.sessions) - 1))
+        whole = reads_further(list(first), 2 * (len(scorer.sessions) - 1), scorer.exact_from)
         for name in rng.sample(["one", "four", "embed"], 3):
             t = time.perf_counter()
             if name == "one":
@@ -94,7 +94,7 @@ def main() -> None:
     ]
     if members > 1:
         rows += [
-            (f"… read by one member (no mean of {EXACT_FROM} possible)", one[False]),
+            (f"… read by one member (no mean of {scorer.exact_from} possible)", one[False]),
             ("… the others (every member read)", one[True]),
         ]
     rows.append(("pair-score 4 candidates in one call", four))

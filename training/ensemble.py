@@ -6,7 +6,13 @@ and its ``training.json`` as ``training_<letter>.json``; ``config.json`` lists t
 which ``boundgate.reuse.pair.OnnxPairScorer`` averages (each member's probability in both
 orders). Members must share the tokenizer (the same base model).
 
-    python training/ensemble.py --member DIR_A --member DIR_B [--out src/boundgate/reuse/pair_model]
+    python training/ensemble.py --member DIR_A --member DIR_B [--exact-from 0.80] \
+        [--out src/boundgate/reuse/pair_model]
+
+``--exact-from`` is the score from which every member is read (``config.json``'s
+``exact_from``, ``pair.reads_further``; ``pair.EXACT_FROM`` without it): at or below the
+threshold the ensemble's prior starts a fresh verifier at, so that it is decided on every
+member.
 
 Then calibrate the ensemble as one model (``make pair-model`` does: ``pair_eval.py``,
 ``lookup_calibration.py``, ``blend_fit.py``, ``model_card.py``).
@@ -28,6 +34,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--member", type=Path, action="append", required=True)
     p.add_argument("--out", type=Path, default=ROOT / "src/boundgate/reuse/pair_model")
+    p.add_argument("--exact-from", type=float, default=None, help="config.json's exact_from")
     args = p.parse_args()
     first, *others = args.member
     config = json.loads((first / "config.json").read_text())
@@ -45,6 +52,8 @@ def main() -> None:
         shutil.copy(member / "training.json", args.out / f"training_{letter}.json")
         members.append(f"model_{letter}.int8.onnx")
     config["members"] = members
+    if args.exact_from is not None:
+        config["exact_from"] = args.exact_from
     (args.out / "config.json").write_text(json.dumps(config) + "\n")
     print(f"wrote {args.out}: members {', '.join(members)}")
 

@@ -83,14 +83,16 @@ SERVING_MAX_TOKENS = 2 * MAX_TOKENS
 # the second is read when the first scores ≥ 0.79 ((0.79 + 1) / 2 = 0.895). 0.895 is the
 # threshold the shipped prior serves at with δ = 1 % (calibration.json, the verifier's
 # cold start), so what a fresh gateway serves is decided on the whole ensemble; a candidate
-# further off costs one member. Lower scores are the mean of what was read.
+# further off costs one member. Lower scores are the mean of what was read. An ensemble's
+# ``config.json`` may set its own (``exact_from``: at or below the threshold its prior starts
+# at, so that threshold is decided on the whole ensemble too); this is the default.
 EXACT_FROM = 0.895
 
 
-def reads_further(read: Sequence[float], unread: int) -> bool:
+def reads_further(read: Sequence[float], unread: int, exact_from: float = EXACT_FROM) -> bool:
     """Whether the cascade reads on after the probabilities ``read`` so far with ``unread``
-    readings left: whether a mean of ``EXACT_FROM`` or more is still possible."""
-    return bool((sum(read) + unread) / (len(read) + unread) >= EXACT_FROM)
+    readings left: whether a mean of ``exact_from`` or more is still possible."""
+    return bool((sum(read) + unread) / (len(read) + unread) >= exact_from)
 
 
 def read_as(text: str) -> str:
@@ -181,14 +183,14 @@ class OnnxPairScorer(PairScorer):
     on both orders; this removes the rest of the asymmetry). With several members
     (``config.json``'s ``members``, model files trained alike) the score is every member's
     probability in both orders averaged, read as a cascade: the members in turn, stopping
-    once no readings of the others could bring the mean to ``EXACT_FROM`` (then the mean of
-    those read is the score; ``reads_further``). So every score of ``EXACT_FROM`` or more is
-    the whole ensemble's, and a candidate further off costs one member. Each pair is scored
-    on its own, so its score never depends on the other candidates of a lookup. A pair whose
-    two sides read alike (``read_alike``) once short forms, lead-ins and acronyms are read
-    scores 1.0 without a model run; one read alike only once a misspelling is mended is the
-    model's to score (the mender reads an unknown real word as the other side's: "nuxt" /
-    "next", "deno" / "demo", a re-check).
+    once no readings of the others could bring the mean to ``exact_from`` (``config.json``'s,
+    else ``EXACT_FROM``; then the mean of those read is the score; ``reads_further``). So every
+    score of ``exact_from`` or more is the whole ensemble's, and a candidate further off costs
+    one member. Each pair is scored on its own, so its score never depends on the other
+    candidates of a lookup. A pair whose two sides read alike (``read_alike``) once short
+    forms, lead-ins and acronyms are read scores 1.0 without a model run; one read alike only
+    once a misspelling is mended is the model's to score (the mender reads an unknown real
+    word as the other side's: "nuxt" / "next", "deno" / "demo", a re-check).
     Cost (bench/pair_model.py, 2 cores): p50 3.4 ms for a candidate one member reads, 6.2 ms
     for one both read (a third of the survivors a lookup scores on Quora's stream)."""
 
@@ -206,6 +208,8 @@ class OnnxPairScorer(PairScorer):
         # tokenizer, each read as one is; one model unless config.json lists its members
         members = [str(m) for m in config.get("members", ["model.int8.onnx"])]
         self.sessions = [cpu_session(model_dir / m, threads) for m in members]
+        # every score at or above this is the mean of all members' readings (the cascade)
+        self.exact_from = float(config.get("exact_from", EXACT_FROM))
         digest = hashlib.sha256()
         for m in members:  # one member: its file's digest, as before ensembles
             digest.update((model_dir / m).read_bytes())
@@ -233,7 +237,8 @@ class OnnxPairScorer(PairScorer):
                 continue
             probs: list[float] = []
             for m, session in enumerate(self.sessions):
-                if probs and not reads_further(probs, 2 * (len(self.sessions) - m)):
+                unread = 2 * (len(self.sessions) - m)
+                if probs and not reads_further(probs, unread, self.exact_from):
                     break
                 probs += self._read(session, a, b)
             out[i] = float(np.mean(probs))
