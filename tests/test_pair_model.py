@@ -141,20 +141,24 @@ def test_pair_scores_are_symmetric_probabilities(scorer: OnnxPairScorer) -> None
 def test_the_ensemble_reads_every_member_where_a_threshold_could_serve(
     scorer: OnnxPairScorer,
 ) -> None:
-    """The cascade: a pair no reading of the second member could bring to ``EXACT_FROM``
-    keeps the first's score; any other gets every member's mean, in both orders."""
+    """The cascade: a pair no reading of the second member could bring to the ensemble's
+    ``exact_from`` (config.json's, else ``EXACT_FROM``) keeps the first's score; any other
+    gets every member's mean, in both orders."""
     assert len(scorer.sessions) == 2  # the shipped ensemble
     assert reads_further([0.79, 0.79], 2) and not reads_further([0.78, 0.79], 2)
+    assert reads_further([0.5, 0.5], 2, 0.75) and not reads_further([0.49, 0.5], 2, 0.75)
+    exact_from = scorer.exact_from
+    assert 0.5 <= exact_from <= EXACT_FROM
     close = ("Why is the sky blue?", "What causes the blue color of the sky?")
     far = ("Why is the sky blue?", "How do I bake sourdough bread?")
     for pair, whole in ((close, True), (far, False)):
         read = scorer.readings(*pair)  # members × orders
         assert read.shape == (2, 2)
-        assert reads_further(list(read[0]), 2) is whole
+        assert reads_further(list(read[0]), 2, exact_from) is whole
         expected = read.mean() if whole else read[0].mean()
         assert scorer.score_pairs([pair])[0] == pytest.approx(expected, abs=1e-6)
         if not whole:
-            assert read.mean() < EXACT_FROM
+            assert read.mean() < exact_from
     assert scorer.score(*close) > scorer.score(*far)
 
 

@@ -2,7 +2,8 @@
 
 The first member's directory is copied whole (its model, tokenizer, licence files, config,
 ``training.json``); each further member's int8 model is added as ``model_<letter>.int8.onnx``
-and its ``training.json`` as ``training_<letter>.json``; ``config.json`` lists the members,
+and its ``training.json`` as ``training_<letter>.json``, the letter its directory's name
+ends with (``pair_member_d``), else its place (b, c, …); ``config.json`` lists the members,
 which ``boundgate.reuse.pair.OnnxPairScorer`` averages (each member's probability in both
 orders). Members must share the tokenizer (the same base model).
 
@@ -43,7 +44,9 @@ def main() -> None:
     for name in FILES:
         shutil.copy(first / name, args.out / name)
     members = ["model.int8.onnx"]
-    for letter, member in zip(string.ascii_lowercase[1:], others, strict=False):
+    for place, member in zip(string.ascii_lowercase[1:], others, strict=False):
+        named = member.name.removeprefix("pair_member_")
+        letter = named if len(named) == 1 and named in string.ascii_lowercase[1:] else place
         if (member / "tokenizer.json").read_bytes() != tokenizer:
             raise SystemExit(f"{member}: another tokenizer than {first}'s")
         if json.loads((member / "config.json").read_text()) != config:

@@ -86,7 +86,7 @@ def main() -> None:
             written, kept_written, same = (sum(f[i] for f in files) for i in range(3))
             chat_pairs += (
                 f"\n  With them, each {hp['chat_pairs']} times too: "
-                + ", ".join(f"`training/data/{name}`" for name in hp["chat_data"])
+                + ", ".join(f"`{_data_path(name)}`" for name in hp["chat_data"])
                 + f"\n  ({written:,} hand-written chatbot pairs, {kept_written:,} "
                 f"kept: {same:,} paraphrases in chat\n  style, {kept_written - same:,} "
                 "look-alikes that change one thing the answer\n  depends on), written by helper "
@@ -203,31 +203,49 @@ def _ensemble(model: Path, first: dict[str, Any]) -> str:
     """The card's section on the members of an ensemble (``config.json``'s ``members``, each
     further one's ``training_<letter>.json``); "" for one model. The sections after it
     describe the first member's training; the int8 and calibration figures are the
-    ensemble's."""
-    members = json.loads((model / "config.json").read_text()).get("members", [])
+    ensemble's. A member trained on labelled sets the first was not lists them with the
+    pairs kept (``chat_kept``)."""
+    config = json.loads((model / "config.json").read_text())
+    members = config.get("members", [])
     if len(members) < 2:
         return ""
+    exact_from = config.get("exact_from", 0.895)  # pair.EXACT_FROM without it
+    first_data = set(first["hyper_parameters"].get("chat_data", []))
     lines = []
     for name in members:
         letter = name.removeprefix("model").removesuffix(".int8.onnx").lstrip("_")
         t = first if not letter else json.loads((model / f"training_{letter}.json").read_text())
         hp, last = t["hyper_parameters"], t["history"][-1]
+        more = [f for f in hp.get("chat_data", []) if f not in first_data]
+        with_data = "".join(
+            f", with `{_data_path(f)}` ({t['chat_kept'][f][0]:,} pairs, "
+            f"{t['chat_kept'][f][1]:,} kept)"
+            for f in more
+        )
         lines.append(
             f"- `{name}`: seed {hp['seed']}, keyword forms {hp.get('keyword_forms', 0.0)}, "
-            f"{hp['epochs']} epochs, {t['train_wall_s'] / 60:.0f} min on {t['threads']} "
+            f"{hp['epochs']} epoch{'s' if hp['epochs'] != 1 else ''}{with_data}, "
+            f"{t['train_wall_s'] / 60:.0f} min on {t['threads']} "
             f"threads; alone on quora_val (fp32, raw labels): AUC {last['auc']:.3f}, AP "
             f"{last['ap']:.3f}, recall at ≤ 1 % of pairs wrong {pct(last['recall_at_1pct_wrong'])}"
         )
     return (
-        f"## Ensemble\n\n{_COUNT.get(len(members), len(members))} members trained alike "
-        "(the same data and rules; the\n"
+        f"## Ensemble\n\n{_COUNT.get(len(members), len(members))} members on the same base, "
+        "rules and tokenizer (the\n"
         "differences below), each exported as below; serving averages every member's\n"
         "probability in both orders (`config.json`'s `members`; `training/ensemble.py` joins\n"
         "them), as a cascade: the next member is read only where its readings could bring\n"
-        "the mean to 0.895 (`pair.py`'s `EXACT_FROM`), so every score from 0.895 up is the\n"
+        f"the mean to {exact_from} (`config.json`'s `exact_from`), so every score from "
+        f"{exact_from} up is the\n"
         "whole ensemble's. The sections below describe the first member's training; the int8\n"
         "and calibration figures are the ensemble's, as served.\n\n" + "\n".join(lines) + "\n\n"
     )
+
+
+def _data_path(name: str) -> str:
+    """Where a labelled set named in ``training.json`` lives: the hand-written chatbot sets
+    in ``training/data``, the blind trials' development pairs in ``bench/data``."""
+    return f"bench/data/{name}" if name.endswith(".csv") else f"training/data/{name}"
 
 
 if __name__ == "__main__":
