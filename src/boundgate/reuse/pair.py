@@ -77,15 +77,15 @@ class PairScorer(ABC):
 # prompts that differ only after their first ~47 tokens each looked identical to it.
 SERVING_MAX_TOKENS = 2 * MAX_TOKENS
 
-# The ensemble's cascade (``OnnxPairScorer``): every score at or above this is the mean of all
-# the members' readings. The members are read in turn, and the next one is read unless the
-# mean could not reach this even if every reading still unread said 1: with the shipped two,
-# the second is read when the first scores ≥ 0.79 ((0.79 + 1) / 2 = 0.895). 0.895 is the
-# threshold the shipped prior serves at with δ = 1 % (calibration.json, the verifier's
-# cold start), so what a fresh gateway serves is decided on the whole ensemble; a candidate
-# further off costs one member. Lower scores are the mean of what was read. An ensemble's
-# ``config.json`` may set its own (``exact_from``: at or below the threshold its prior starts
-# at, so that threshold is decided on the whole ensemble too); this is the default.
+# The ensemble's cascade (``OnnxPairScorer``): every score at or above ``exact_from`` is the
+# mean of all the members' readings. The members are read in turn, and the next one is read
+# unless the mean could not reach it even if every reading still unread said 1: with two
+# members and 0.895, the second is read when the first scores ≥ 0.79 ((0.79 + 1) / 2). An
+# ensemble's ``config.json`` sets its own ``exact_from``, at or below the threshold its prior
+# starts a fresh verifier at (calibration.json, δ = 1 %), so what a fresh gateway serves is
+# decided on the whole ensemble; a candidate further off costs one member. Lower scores are
+# the mean of what was read. The shipped a, d read both from 0.75 (the prior starts at about
+# 0.87); this default is the earlier a, b's (its prior started at 0.895).
 EXACT_FROM = 0.895
 
 

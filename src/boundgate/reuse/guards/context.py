@@ -9,7 +9,16 @@ import re
 from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
-from .lexicon import _LISTS, _STOPWORD_STEMS, NEGATIONS, opener, self_described, stem, words
+from .lexicon import (
+    _LISTS,
+    _STOPWORD_STEMS,
+    IRREGULAR_PAST,
+    NEGATIONS,
+    opener,
+    self_described,
+    stem,
+    words,
+)
 
 
 def _sentence_changed(a: str, b: str) -> bool:
@@ -21,7 +30,10 @@ def _sentence_changed(a: str, b: str) -> bool:
     the shared sentence outweighing the other). Sentences moved around, changed only in small
     words and endings ("the journal" / "a journal", "need" / "needed"), or a greeting or
     thanks added, are no change; a changed or added *question* is left to the models (it may
-    be a paraphrase: "What is their main job?" / "What are their functions?")."""
+    be a paraphrase: "What is their main job?" / "What are their functions?"), and so is a
+    sentence that tells what the asker did, added on one side only
+    (``_narrates``: "I had my wisdom teeth removed earlier this week. How can I tell if I
+    have a dry socket?")."""
     sa, sb = _sentences(a), _sentences(b)
     if len(sa) + len(sb) < 3 or abs(len(sa) - len(sb)) > 1 or set(sa).isdisjoint(sb):
         return False
@@ -31,6 +43,8 @@ def _sentence_changed(a: str, b: str) -> bool:
         return False
     if len(sa) != len(sb) and (changed_a if len(sa) < len(sb) else changed_b):
         return False  # not one sentence added, the rest reworded across sentences
+    if len(sa) != len(sb) and all(_narrates(ws) for ws, _ in changed_a + changed_b):
+        return False  # what the asker did, added: the pair model's to read
 
     def content(changed: list[tuple[tuple[str, ...], bool]]) -> set[str]:
         stems = (stem(w) for ws, _ in changed for w in ws if _is_content(w))
@@ -38,6 +52,53 @@ def _sentence_changed(a: str, b: str) -> bool:
 
     added = content(changed_a) ^ content(changed_b)
     return bool(added) and not added <= _COURTESY_STEMS
+
+
+# a sentence that tells what the asker did ("I had my wisdom teeth removed earlier this
+# week.", "My nephew gave me a Rubik's cube for my birthday."), added on one side only, is left
+# to the pair model: it reads background that does not change the answer together (blind
+# trial T23's context paraphrases, 0.76-0.99) and events that do apart ("My toddler swallowed
+# a button battery." 0.45, "My dog ate chocolate." 0.01). What the asker is, has, lives with
+# or is doing ("I'm a truck driver.", "I have diabetes.", "My dog is a chihuahua.", "I'm
+# driving in New York City.") stays a change: who asks is often the answer (a re-check of the
+# forty-ninth session, and this session's: a, d scored "I'm a beginner. How much weight
+# should I lift?" 0.95; bench/RESULTS.md).
+_SUBJECTS = frozenset(["i", "we"])
+_HAVE_CONTRACTED = frozenset(["ive", "weve"])
+_NARRATING_ADVERBS = frozenset(["just", "already", "recently", "finally", "also", "only", "even"])
+_PARTICIPLES = frozenset(["got", "been", "had", "done", "made", "seen", "gotten", "tried"])
+_COPULAS = frozenset(["is", "are", "was", "were", "has", "have", "had"])
+
+
+def _past(word: str) -> bool:
+    """A verb's past tense: "-ed" or an irregular past ("gave", "lost", "had", "got")."""
+    return word.endswith("ed") or word in IRREGULAR_PAST or word in ("had", "got", "made", "did")
+
+
+def _narrates(ws: tuple[str, ...]) -> bool:
+    """Whether a sentence's words tell what the asker did: "I" or "we" then a past ("I lost a
+    race", "I just got"), "I've" then a participle ("I've got band rehearsal"), or "my"/"our"
+    and at most three words then a past ("My teacher gave me", "My friends have been
+    talking"; not "My dog is", "My budget is"). Not what the asker is doing: "I'm driving in
+    New York City.", "I'm running Ubuntu." say where and with what, which change the answer
+    (a helper's 80 look-alikes of this form, three served with it)."""
+    rest = [w for w in ws if w not in _NARRATING_ADVERBS]
+    if len(rest) < 3:
+        return False
+    first, verb = rest[0], rest[1]
+    if first in _SUBJECTS:
+        return (_past(verb) and verb != "had") or (verb == "had" and rest[2] in ("my", "a", "an"))
+    if first in _HAVE_CONTRACTED:
+        return verb in _PARTICIPLES or verb.endswith("ed")
+    if first in ("my", "our"):
+        for i, w in enumerate(rest[1:5], start=1):
+            if w in ("have", "has") and i + 1 < len(rest) and rest[i + 1] == "been":
+                return True
+            if w in _COPULAS:
+                return False
+            if i > 1 and _past(w):
+                return True
+    return False
 
 
 LEAD_IN_WORDS = 5  # _lead_in: the longest phrase before a ", " read as a lead-in
