@@ -66,18 +66,24 @@ def _sentence_changed(a: str, b: str) -> bool:
 _SUBJECTS = frozenset(["i", "we"])
 _HAVE_CONTRACTED = frozenset(["ive", "weve"])
 _NARRATING_ADVERBS = frozenset(["just", "already", "recently", "finally", "also", "only", "even"])
-_PARTICIPLES = frozenset(["got", "been", "had", "done", "made", "seen", "gotten", "tried"])
+_PARTICIPLES = frozenset(["got", "done", "made", "seen", "gotten", "tried"])
 _COPULAS = frozenset(["is", "are", "was", "were", "has", "have", "had"])
 
 
 def _past(word: str) -> bool:
-    """A verb's past tense: "-ed" or an irregular past ("gave", "lost", "had", "got")."""
-    return word.endswith("ed") or word in IRREGULAR_PAST or word in ("had", "got", "made", "did")
+    """A verb's past tense: "-ed" (not "-eed": "need", "feed") or an irregular past ("gave",
+    "lost", "had", "got")."""
+    return (
+        (word.endswith("ed") and not word.endswith("eed"))
+        or word in IRREGULAR_PAST
+        or word in ("had", "got", "made", "did")
+    )
 
 
 def _narrates(ws: tuple[str, ...]) -> bool:
     """Whether a sentence's words tell what the asker did: "I" or "we" then a past ("I lost a
-    race", "I just got"), "I've" then a participle ("I've got band rehearsal"), or "my"/"our"
+    race", "I just got"), "I've" then a participle ("I've got band rehearsal") or "been" and
+    "-ing" ("I've been knitting scarves"; not "I've been diagnosed", "I've had"), or "my"/"our"
     and at most three words then a past ("My teacher gave me", "My friends have been
     talking"; not "My dog is", "My budget is"). Not what the asker is doing: "I'm driving in
     New York City.", "I'm running Ubuntu." say where and with what, which change the answer
@@ -88,8 +94,10 @@ def _narrates(ws: tuple[str, ...]) -> bool:
     first, verb = rest[0], rest[1]
     if first in _SUBJECTS:
         return (_past(verb) and verb != "had") or (verb == "had" and rest[2] in ("my", "a", "an"))
-    if first in _HAVE_CONTRACTED:
-        return verb in _PARTICIPLES or verb.endswith("ed")
+    if first in _HAVE_CONTRACTED:  # "I've been knitting", not "I've been diagnosed", "I've had"
+        if verb == "been":
+            return rest[2].endswith("ing")
+        return verb in _PARTICIPLES or (_past(verb) and verb != "had")
     if first in ("my", "our"):
         for i, w in enumerate(rest[1:5], start=1):
             if w in ("have", "has") and i + 1 < len(rest) and rest[i + 1] == "been":
