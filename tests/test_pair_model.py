@@ -842,3 +842,31 @@ def test_a_threshold_above_the_failed_ones_says_none_is_proven() -> None:
         v.add(Observation(0.97, False, "observe", i))
     est = v.estimate()
     assert est.threshold > 0.97 and est.decided_by == "none_proven", est
+
+
+def test_what_the_asker_did_is_read_by_the_pair_model_not_the_guards(
+    scorer: OnnxPairScorer,
+) -> None:
+    """A sentence that tells what the asker did, added before the same question, passes the
+    guards (``narration_dropped``; its numbers and negations too), so the pair model decides:
+    it reads background that leaves the answer alone with the question, and an event that
+    changes the answer apart, far below the threshold its prior starts at (0.87)."""
+    asked = {
+        "Can I take more ibuprofen?": "I took 800 mg of ibuprofen an hour ago.",
+        "Can I drive?": "I drank three beers an hour ago.",
+        "Can I return this jacket?": "I bought this jacket 45 days ago.",
+        "Is it safe to eat?": "I left the chicken out overnight.",
+    }
+    changes = [(q, f"{told} {q}") for q, told in asked.items()]
+    same = (
+        "How long should I leave my phone in rice?",
+        "I just dropped my phone in the pool and it won't turn on. How long should I leave my "
+        "phone in rice?",
+    )
+    for a, b in [*changes, same]:
+        assert compare(a, b).ok, (a, b, compare(a, b))
+    assert all(scorer.score(a, b) < 0.6 for a, b in changes)
+    assert scorer.score(*same) > max(scorer.score(a, b) for a, b in changes)
+    # what befell another ("my dog") is no narration of the asker's: the guards keep it apart
+    grapes = "My dog ate a whole bunch of grapes an hour ago and is vomiting. Can dogs eat grapes?"
+    assert not compare("Can dogs eat grapes?", grapes).ok

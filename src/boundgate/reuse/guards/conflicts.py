@@ -17,6 +17,7 @@ from .context import (
     _second_question_changed,
     _sentence_changed,
     _without_hedge,
+    narration_dropped,
 )
 from .extract import (
     _SWITCH_IDS,
@@ -173,8 +174,9 @@ def compare(a: str, b: str) -> Comparison:
     of either side have no counterpart in the other, and the Jaccard overlap of their stemmed
     content words. Two words one side hyphenates are hyphenated on the other too
     (``_compounds_joined``). A hedge before one side is left out (``_without_hedge``), so is a
-    negated hedge (``_ignorance_dropped``) and a near time in a context before one side's
-    question (``_near_time_dropped``), a digit
+    negated hedge (``_ignorance_dropped``), a near time in a context before one side's
+    question (``_near_time_dropped``) and a sentence that tells what the asker did on one side
+    only (``narration_dropped``), a digit
     typed for "to" / "for" is spelled (``_textspeak_spelled``) and a comparison turned round
     is read as the other's words (``_converse``); then an acronym of the other side's words is
     read as them (``acronyms_spelled``)."""
@@ -182,6 +184,7 @@ def compare(a: str, b: str) -> Comparison:
         a, b = unhedged
     a, b = _ignorance_dropped(a), _ignorance_dropped(b)
     a, b = _near_time_dropped(a, b)
+    a, b = narration_dropped(a, b)
     a, b = _free_hyphenated(a, b)
     a, b = _powers_glued(a, b)
     if (spelled := _textspeak_spelled(a, b) or _textspeak_read(a, b)) is not None:

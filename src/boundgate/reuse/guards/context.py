@@ -84,10 +84,12 @@ def _narrates(ws: tuple[str, ...]) -> bool:
     """Whether a sentence's words tell what the asker did: "I" or "we" then a past ("I lost a
     race", "I just got"), "I've" then a participle ("I've got band rehearsal") or "been" and
     "-ing" ("I've been knitting scarves"; not "I've been diagnosed", "I've had"), or "my"/"our"
-    and at most three words then a past ("My teacher gave me", "My friends have been
-    talking"; not "My dog is", "My budget is"). Not what the asker is doing: "I'm driving in
-    New York City.", "I'm running Ubuntu." say where and with what, which change the answer
-    (a helper's 80 look-alikes of this form, three served with it)."""
+    and at most three words then a past, of something done to the asker ("My teacher gave me",
+    "My friends have been talking me into"; not "My dog is", "My budget is", nor what befell
+    another: "My dog ate a whole bunch of grapes an hour ago and is vomiting." read with "Can
+    dogs eat grapes?" 0.87 by a, d, a new user's look-alike). Not what the asker is doing:
+    "I'm driving in New York City.", "I'm running Ubuntu." say where and with what, which
+    change the answer (a helper's 80 look-alikes of this form, three served with it)."""
     rest = [w for w in ws if w not in _NARRATING_ADVERBS]
     if len(rest) < 3:
         return False
@@ -98,7 +100,7 @@ def _narrates(ws: tuple[str, ...]) -> bool:
         if verb == "been":
             return rest[2].endswith("ing")
         return verb in _PARTICIPLES or (_past(verb) and verb != "had")
-    if first in ("my", "our"):
+    if first in ("my", "our") and ("me" in rest or "us" in rest):  # done to the asker
         for i, w in enumerate(rest[1:5], start=1):
             if w in ("have", "has") and i + 1 < len(rest) and rest[i + 1] == "been":
                 return True
@@ -107,6 +109,36 @@ def _narrates(ws: tuple[str, ...]) -> bool:
             if i > 1 and _past(w):
                 return True
     return False
+
+
+def narration_dropped(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` with a sentence that tells what the asker did (``_narrates``) left out
+    where only one side has it, the rest of both is questions and it names nothing the other
+    side asks about that its own questions leave out: "I just dropped my phone in the pool
+    and it won't turn on. How long should I leave it in rice?" is read by the guards as "How
+    long should I leave it in rice?". The sentence is the pair model's to read, with its
+    negations and numbers (``_sentence_changed``), so ``compare`` reads the questions without
+    it. Not "My friend told me black holes don't exist. Is this true?" against "Is it true
+    that black holes really don't exist?" (a Quora duplicate: the sentence is the question's
+    subject)."""
+    sa, sb = _sentences(a), _sentences(b)
+    if abs(len(sa) - len(sb)) != 1:
+        return a, b
+    longer, other = (a, sb) if len(sa) > len(sb) else (b, sa)
+    parts = [p for p in _SENTENCE_BREAK_KEEP.split(longer.strip()) if words(p)]
+    told = [p for p in parts if not p.rstrip().endswith("?")]
+    if len(told) != 1 or not all(q for _, q in other) or not _narrates(tuple(words(told[0]))):
+        return a, b
+    kept = " ".join(p for p in parts if p is not told[0])
+    shorter = b if longer is a else a
+    if _content_stems(told[0]) & _content_stems(shorter) - _content_stems(kept):
+        return a, b  # the sentence names what the other side asks about: not background
+    return (kept, b) if longer is a else (a, kept)
+
+
+def _content_stems(text: str) -> set[str]:
+    """The stems of ``text``'s content words, stopwords left out."""
+    return {st for w in words(text) if _is_content(w) and (st := stem(w)) not in _STOPWORD_STEMS}
 
 
 LEAD_IN_WORDS = 5  # _lead_in: the longest phrase before a ", " read as a lead-in
