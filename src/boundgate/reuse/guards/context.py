@@ -115,12 +115,12 @@ def narration_dropped(a: str, b: str) -> tuple[str, str]:
     """``a`` and ``b`` with a sentence that tells what the asker did (``_narrates``) left out
     where only one side has it, the rest of both is questions and it names nothing the other
     side asks about that its own questions leave out: "I just dropped my phone in the pool
-    and it won't turn on. How long should I leave it in rice?" is read by the guards as "How
-    long should I leave it in rice?". The sentence is the pair model's to read, with its
-    negations and numbers (``_sentence_changed``), so ``compare`` reads the questions without
-    it. Not "My friend told me black holes don't exist. Is this true?" against "Is it true
-    that black holes really don't exist?" (a Quora duplicate: the sentence is the question's
-    subject)."""
+    and it won't turn on. How long should I leave my phone in rice?" is read by the guards as
+    "How long should I leave my phone in rice?" (its "won't" no negation). The sentence is
+    the pair model's to read, with its negations and numbers (``_sentence_changed``), so
+    ``compare`` reads the questions without it. Not "My friend told me black holes don't
+    exist. Is this true?" against "Is it true that black holes really don't exist?" (a Quora
+    duplicate: the sentence is the question's subject)."""
     sa, sb = _sentences(a), _sentences(b)
     if abs(len(sa) - len(sb)) != 1:
         return a, b
