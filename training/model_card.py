@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from boundgate.reuse.pair import EXACT_FROM  # noqa: E402
 
 
 def pct(x: float) -> str:
@@ -209,7 +213,7 @@ def _ensemble(model: Path, first: dict[str, Any]) -> str:
     members = config.get("members", [])
     if len(members) < 2:
         return ""
-    exact_from = config.get("exact_from", 0.895)  # pair.EXACT_FROM without it
+    exact_from = config.get("exact_from", EXACT_FROM)
     first_data = set(first["hyper_parameters"].get("chat_data", []))
     lines = []
     for name in members:

@@ -6,6 +6,7 @@ which ``compare`` leaves out before it reads the two sides."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from .extract import FEATURES_CACHE, _is_content, features
@@ -47,8 +48,7 @@ def _sentence_changed(a: str, b: str) -> bool:
         return False  # what the asker did, added: the pair model's to read
 
     def content(changed: list[tuple[tuple[str, ...], bool]]) -> set[str]:
-        stems = (stem(w) for ws, _ in changed for w in ws if _is_content(w))
-        return {st for st in stems if st not in _STOPWORD_STEMS}  # "needed" as "need"
+        return _content_stems(w for ws, _ in changed for w in ws)  # "needed" as "need"
 
     added = content(changed_a) ^ content(changed_b)
     return bool(added) and not added <= _COURTESY_STEMS
@@ -130,15 +130,15 @@ def narration_dropped(a: str, b: str) -> tuple[str, str]:
     if len(told) != 1 or not all(q for _, q in other) or not _narrates(tuple(words(told[0]))):
         return a, b
     kept = " ".join(p for p in parts if p is not told[0])
-    shorter = b if longer is a else a
-    if _content_stems(told[0]) & _content_stems(shorter) - _content_stems(kept):
+    told_stems, kept_stems = _content_stems(words(told[0])), _content_stems(words(kept))
+    if told_stems & _content_stems(words(b if longer is a else a)) - kept_stems:
         return a, b  # the sentence names what the other side asks about: not background
     return (kept, b) if longer is a else (a, kept)
 
 
-def _content_stems(text: str) -> set[str]:
-    """The stems of ``text``'s content words, stopwords left out."""
-    return {st for w in words(text) if _is_content(w) and (st := stem(w)) not in _STOPWORD_STEMS}
+def _content_stems(ws: Iterable[str]) -> set[str]:
+    """The stems of the content words among ``ws``, stopwords' stems left out."""
+    return {st for w in ws if _is_content(w) and (st := stem(w)) not in _STOPWORD_STEMS}
 
 
 LEAD_IN_WORDS = 5  # _lead_in: the longest phrase before a ", " read as a lead-in
