@@ -498,6 +498,45 @@ def test_a_confirmed_paraphrase_becomes_an_exact_hit_on_its_next_arrival(tmp_pat
             live.http.close()
 
 
+def test_a_refusal_labels_nothing_and_is_reused_for_its_own_wording_only(tmp_path: Path) -> None:
+    """A verified would-be hit whose fresh answer declines to answer ("I'm sorry …, I don't
+    have the ability to …") says nothing of whether the questions ask the same: no label, no
+    confirmed variant; the refusal is stored for its own wording only."""
+    settings = fake_settings(tmp_path)
+    settings.reuse.verify_rate = 1.0  # every would-be hit is verified
+    settings.reuse.prior = False
+    settings.reuse.initial_threshold = 0.5
+    first, para = "How can I reset my password?", "How do I reset my password?"
+    refusal = (
+        "I'm sorry for any misunderstanding, but as a chatbot, I don't have the ability to "
+        "access your account."
+    )
+    app = build_app(settings)
+    with ThreadedServer(app) as srv:
+        live = Live(srv, app)
+        fake = live.gateway.backends["fake"]
+        fake.answers = lambda q: refusal if q == para else f"Answer to {q}: open Settings."
+        engine = live.gateway.reuse
+        assert engine is not None
+
+        def ask(q: str) -> tuple[str, str]:
+            r = live.http.post(
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": q}], "temperature": 0},
+            )
+            assert r.status_code == 200, r.text
+            return r.headers["x-boundgate-reuse"], r.json()["choices"][0]["message"]["content"]
+
+        assert ask(first)[0] == "miss"
+        assert ask(para) == ("miss", refusal)  # a would-be hit, verified: not served
+        wait_until(lambda: engine.counters.get("label_skipped_refusal", 0) >= 1)
+        assert engine.verifier.estimate().observations == 0
+        assert "variant_confirmed" not in engine.counters
+        assert engine.counters.get("refusal_exact_only") == 1
+        assert ask(para) == ("hit-exact", refusal)
+        live.http.close()
+
+
 @pytest.mark.parametrize(
     ("stored", "fresh", "same"),
     [

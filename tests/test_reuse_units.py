@@ -22,6 +22,7 @@ from boundgate.reuse.guards import compare
 from boundgate.reuse.language import reads_english
 from boundgate.reuse.pair import FakePairScorer
 from boundgate.reuse.policy import Mode, TimeSensitivity, plan
+from boundgate.reuse.refusals import is_refusal
 from boundgate.reuse.scope import (
     ReuseKey,
     answer_fits,
@@ -1951,6 +1952,84 @@ def test_questions_longer_than_the_embedding_window_are_matched_exactly_only(
     asyncio.run(run())
 
 
+REFUSAL = (
+    "I'm sorry for any misunderstanding, but as a chatbot designed to assist with the most "
+    "basic of tasks, I don't have the ability to assist with any kind of personal matters."
+)  # SmolLM2-135M's greedy answer to "grapes dogs safe" (refusals.py)
+
+
+@pytest.mark.parametrize(
+    ("answer", "declines"),
+    [
+        # SmolLM2-135M's greedy answers to chat_heldout questions (2026-12-08): 9 of 295
+        # opened like these
+        (REFUSAL, True),
+        ("I'm sorry for any inconvenience, but as a SmolLM, I'm unable to assist with it.", True),
+        (
+            "I'm sorry for any confusion, but as a chatbot designed to assist with food, I "
+            "don't have the capability to provide information about food or drink.",
+            True,
+        ),
+        ("I'm sorry, but I can't help with that.", True),
+        ("Sorry. I cannot provide that information.", True),  # the apology's next sentence
+        ("As an AI language model, I don't have personal opinions.", True),
+        ("Could you please clarify what you mean by 'grapes dogs safe'?", True),
+        ("I apologize, but I won't be able to answer that question.", True),
+        ("I can't really help with medical questions.", True),
+        # answers that answer, apologies and "can't" beside
+        ("I'm sorry to hear that. Grapes are toxic to dogs, so call your vet.", False),
+        ("No, dogs cannot eat grapes. They are toxic to dogs.", False),
+        ("Grapes are toxic. I can't stress enough how important it is to call a vet.", False),
+        ("Unfortunately, there is no cure for the common cold. Rest helps.", False),
+        ("If you don't have access to a vet, call the poison line.", False),
+        ("Paris is the capital of France. I can't help you pack, but pack light.", False),
+        ("", False),
+    ],
+)
+def test_an_answer_that_declines_to_answer_is_told_by_its_opening(
+    answer: str, declines: bool
+) -> None:
+    assert is_refusal(answer) is declines
+
+
+def test_a_refusal_is_reused_for_its_own_wording_only(tmp_path: Path) -> None:
+    """A new user was served SmolLM2's refusal of "grapes dogs safe" for a question that
+    reads like it: an answer that declines to answer speaks of the wording asked, so it is
+    stored for its exact request only, also after a restart, and one stored by meaning
+    before (a vector written beside it) is found exactly only once loaded. An answer beside
+    it keeps semantic reuse (the control)."""
+    from boundgate.store import EntryVector
+
+    async def run() -> None:
+        store = SQLiteStore(tmp_path / "r.db")
+        store.open()
+        e = await _trusting_engine(store, HashEmbedder())
+        await _remember(e, await _lookup(e, "grapes dogs safe"), REFUSAL)
+        await _remember(e, await _lookup(e, "how tall is mount everest"), "8,849 m tall.")
+        assert e.counters.get("refusal_exact_only") == 1
+        assert (await _lookup(e, "grapes dogs safe")).status == "hit-exact"
+        assert (await _lookup(e, "dogs grapes safe")).status == "miss"
+        assert (await _lookup(e, "mount everest how tall is")).status == "hit-semantic"
+        # an earlier version stored it with a vector: loaded, it is found exactly only
+        (entry,) = [x for x in await store.entries() if x.answer == REFUSAL]
+        assert not entry.vector
+        vector = e.embedder.embed([entry.query])[0].astype("float32").tobytes()
+        wrote = await store.set_entry_vectors(
+            e.embedder.name, [EntryVector(entry.key, vector, entry.embedder)]
+        )
+        assert wrote == 1
+        store.close()
+        store = SQLiteStore(tmp_path / "r.db")
+        store.open()
+        again = await _trusting_engine(store, HashEmbedder())
+        assert (await _lookup(again, "dogs grapes safe")).status == "miss"
+        assert (await _lookup(again, "grapes dogs safe")).status == "hit-exact"
+        assert (await _lookup(again, "mount everest how tall is")).status == "hit-semantic"
+        store.close()
+
+    asyncio.run(run())
+
+
 def test_a_question_past_the_semantic_length_is_matched_exactly_whatever_the_embedder(
     tmp_path: Path,
 ) -> None:
@@ -1967,7 +2046,8 @@ def test_a_question_past_the_semantic_length_is_matched_exactly_whatever_the_emb
 
     async def run() -> None:
         e = await _trusting_engine(store, HashEmbedder())  # no window: it embeds any length
-        assert not e.by_meaning(body) and e.by_meaning("how tall is mount everest")
+        assert not e.by_meaning(body, "a summary")
+        assert e.by_meaning("how tall is mount everest", "8,849 m")
         lookup = await _lookup(e, body + "approved")
         await _remember(e, lookup, "a summary")
         assert (await _lookup(e, body + "cancelled")).status == "miss"

@@ -365,7 +365,7 @@ class Documents:
         # never served to temperature 0); only this is known here, not the request itself
         temperature = content.temperature
         # a text completion's prompt is kept to the character and reused exactly only
-        fits = not placed.verbatim and self.engine.by_meaning(query)
+        fits = not placed.verbatim and self.engine.by_meaning(query, answer)
         vector = (await self.engine.embed([query]))[0] if fits else None
         entry_key = await self.store.new_entry_key()
         entry = StoredEntry(

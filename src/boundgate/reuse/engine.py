@@ -55,6 +55,7 @@ from .lookup import EntryMeta, Lookup, sampled_request, unknown_age
 from .pair import PairScorer
 from .policy import Plan, TimeSensitivity, plan
 from .reembed import Reembedding
+from .refusals import is_refusal
 from .scope import ReuseKey, reuse_key
 from .searching import Searching
 from .stored import fitting_tokens, request_json
@@ -288,12 +289,13 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         )
         return source
 
-    def by_meaning(self, query: str) -> bool:
+    def by_meaning(self, query: str, answer: str) -> bool:
         """Whether a stored question may be found by meaning: its embedding covers all of it
-        and it is no longer than ``SEMANTIC_MAX_CHARS`` (``embeds_whole``), and it is in the
-        language the guards and the pair model read (``language.reads_english``); else it is
-        matched exactly only."""
-        return self.embeds_whole(query) and reads_english(query)
+        and it is no longer than ``SEMANTIC_MAX_CHARS`` (``embeds_whole``), it is in the
+        language the guards and the pair model read (``language.reads_english``), and its
+        answer does not decline to answer (``refusals.is_refusal``: a refusal speaks of the
+        wording asked, not of its meaning); else it is matched exactly only."""
+        return self.embeds_whole(query) and reads_english(query) and not is_refusal(answer)
 
     async def embed(self, texts: list[str]) -> Vectors:
         return await asyncio.to_thread(self.embedder.embed, texts)
@@ -348,8 +350,11 @@ class ReuseEngine(Loading, Searching, Following, Labelling, Reembedding):
         if completion.finish_reason not in ("stop", "length") or completion.refusal:
             return None
         vector = lookup.vector
-        if vector is None and not key.verbatim and self.by_meaning(key.query):
-            # (else matched exactly only)
+        if key.verbatim or not self.by_meaning(key.query, completion.text):
+            vector = None  # matched exactly only (a refusal too, though its question was read)
+            if is_refusal(completion.text):
+                self.count("refusal_exact_only")
+        elif vector is None:
             vector = (await self.embed([key.query]))[0]
         now = self.clock.time()
         entry_key = await self.store.new_entry_key()

@@ -29,6 +29,7 @@ from ..store import Claim, LedgerRow, ObservationRow
 from ..tenants import PRUNE_EVERY_S, day_window, kept_from
 from . import guards
 from .lookup import EntryMeta, Lookup
+from .refusals import is_refusal
 from .scope import canonical_query
 from .verifier import ENTRY_ONLY, Observation, Verdict
 
@@ -100,12 +101,18 @@ class Labelling:
     ) -> None:
         """Compare the fresh answer with the unserved candidate's: a label for the verifier.
         A would-be hit (sampled for verification) whose fresh answer is equivalent also
-        teaches the cache: the question becomes a variant of the candidate (``confirm``)."""
+        teaches the cache: the question becomes a variant of the candidate (``confirm``).
+        Where either answer declines to answer (``refusals.is_refusal``) there is no label
+        (counted ``label_skipped_refusal``)."""
         cand, sim = lookup.candidate, lookup.similarity
         if cand is None or sim is None:
             return
         stored = await self.store.get_entry(cand.key)
         if stored is None:
+            return
+        if is_refusal(fresh_text) or is_refusal(stored.answer):
+            # says nothing of the questions: a refusal is alike whatever was asked
+            self.count("label_skipped_refusal")
             return
         correct = await self.same_answer(stored.answer, fresh_text)
         source = "verify" if lookup.verdict is Verdict.VERIFY else "observe"

@@ -78,7 +78,7 @@ class Reembedding:
         _embed_wanted: asyncio.Event | None
 
         def admit(self, e: StoredEntry, vector: Vectors | None) -> None: ...
-        def by_meaning(self, query: str) -> bool: ...
+        def by_meaning(self, query: str, answer: str) -> bool: ...
         def _count_n(self, name: str, n: int) -> None: ...
 
     def vector_state(self, e: StoredEntry) -> VectorState:
@@ -90,7 +90,7 @@ class Reembedding:
         # scope without the language identifier (as the load before re-embedding skipped it)
         if not e.vector and _verbatim(e):  # (an entry with a vector was never verbatim)
             return "exact"
-        if not self.by_meaning(e.query):
+        if not self.by_meaning(e.query, e.answer):
             return "exact"
         if e.vector and e.embedder == self.embedder.name:
             return "ours"
