@@ -125,12 +125,12 @@ def narration_dropped(a: str, b: str) -> tuple[str, str]:
     if abs(len(sa) - len(sb)) != 1:
         return a, b
     longer, other = (a, sb) if len(sa) > len(sb) else (b, sa)
-    parts = [p for p in _SENTENCE_BREAK_KEEP.split(longer.strip()) if words(p)]
-    told = [p for p in parts if not p.rstrip().endswith("?")]
-    if len(told) != 1 or not all(q for _, q in other) or not _narrates(tuple(words(told[0]))):
+    mine = _sentences(longer)
+    told = [i for i, (_, question) in enumerate(mine) if not question]
+    if len(told) != 1 or not all(q for _, q in other) or not _narrates(mine[told[0]][0]):
         return a, b
-    kept = " ".join(p for p in parts if p is not told[0])
-    told_stems, kept_stems = _content_stems(words(told[0])), _content_stems(words(kept))
+    kept = " ".join(p for i, p in enumerate(_sentence_texts(longer)) if i != told[0])
+    told_stems, kept_stems = _content_stems(mine[told[0]][0]), _content_stems(words(kept))
     if told_stems & _content_stems(words(b if longer is a else a)) - kept_stems:
         return a, b  # the sentence names what the other side asks about: not background
     return (kept, b) if longer is a else (a, kept)
@@ -258,11 +258,17 @@ _COURTESY_STEMS = frozenset(
 
 
 @lru_cache(maxsize=FEATURES_CACHE)
+def _sentence_texts(text: str) -> tuple[str, ...]:
+    """The sentences of ``text`` as written (split after ``.?!``, a space and a capital),
+    those without a word left out."""
+    return tuple(p for p in _SENTENCE_BREAK_KEEP.split(text.strip()) if words(p))
+
+
+@lru_cache(maxsize=FEATURES_CACHE)
 def _sentences(text: str) -> tuple[tuple[tuple[str, ...], bool], ...]:
-    """The sentences of ``text`` (split after ``.?!``, a space and a capital): each as its
-    words, and whether it is a question (ends in "?")."""
-    parts = _SENTENCE_BREAK_KEEP.split(text.strip())
-    return tuple((tuple(w), part.rstrip().endswith("?")) for part in parts if (w := words(part)))
+    """The sentences of ``text`` (``_sentence_texts``): each as its words, and whether it is
+    a question (ends in "?")."""
+    return tuple((tuple(words(p)), p.rstrip().endswith("?")) for p in _sentence_texts(text))
 
 
 # a sentence ends at ".?!" before a space and a capital, a digit does not start one ("0! 1?")

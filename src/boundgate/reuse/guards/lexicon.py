@@ -15,6 +15,8 @@ import numpy as np
 import Stemmer  # PyStemmer: the Snowball stemmers in C
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*|[°%$€£¥]")
+# a sentence's end before a space: in a stripped text, more than one sentence
+SENTENCES_JOINED = re.compile(r"[.?!]\s")
 
 
 # The word lists are package data (data/english.toml), read once here.

@@ -19,6 +19,7 @@ from .extract import (
 from .lexicon import (
     _LISTS,
     _STOPWORD_STEMS,
+    SENTENCES_JOINED,
     stem,
     words,
 )
@@ -137,9 +138,6 @@ def _asks_advice(w: list[str]) -> bool:
     return "should" in w[:5]
 
 
-_SENTENCE_BREAK = re.compile(r"[.?!]+\s+\S")
-
-
 def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
     """One side is the other's question with a condition added before or after it in the
     same sentence, with a word of its own that says what case is asked about ("How
@@ -154,7 +152,7 @@ def _condition_added(a: str, b: str, fa: Features, fb: Features) -> bool:
     if len(form_a) == len(form_b):
         return False
     longer, shorter = (form_a, form_b) if len(form_a) > len(form_b) else (form_b, form_a)
-    if _SENTENCE_BREAK.search((a if longer is form_a else b).strip()):
+    if SENTENCES_JOINED.search((a if longer is form_a else b).strip()):
         return False
     if not _asks_advice(fb.words if longer is form_a else fa.words):
         return False

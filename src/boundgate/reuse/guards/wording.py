@@ -4,7 +4,6 @@ negation moved, affixes that flip a word ("like" / "dislike"), units and convers
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from .lexicon import (
     PAIRED_PREFIXES,
     PAIRED_SUFFIXES,
     PARTICIPLES,
+    SENTENCES_JOINED,
     STOPWORDS,
     TENSES,
     TIME_PREPOSITIONS,
@@ -65,9 +65,6 @@ def _passive(toks: list[str]) -> bool:
     )
 
 
-_SENTENCE_BREAK = re.compile(r"[.?!]\s")
-
-
 _REQUEST_MODALS = frozenset(["can", "could", "would", "will"])
 
 
@@ -79,7 +76,7 @@ def _mood(text: str, toks: list[str]) -> str:
     several sentences): a statement asks for another reply (agreement, a correction) than
     the question it turns around."""
     stripped = text.strip()
-    if not toks or _SENTENCE_BREAK.search(stripped):
+    if not toks or SENTENCES_JOINED.search(stripped):
         return ""
     if stripped.endswith("?") and toks[0] in AUXILIARIES:
         if len(toks) > 1 and toks[0] in _REQUEST_MODALS and toks[1] == "you":
