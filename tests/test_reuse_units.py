@@ -1976,13 +1976,30 @@ REFUSAL = (
         ("Could you please clarify what you mean by 'grapes dogs safe'?", True),
         ("I apologize, but I won't be able to answer that question.", True),
         ("I can't really help with medical questions.", True),
+        # a new user's: served by meaning before; the opening read past an interjection
+        (
+            "Toilex: Ahem! I'm sorry for any misunderstanding, but as a text-based AI, I "
+            "don't have the capability to unclog a toilet.",
+            True,
+        ),
+        (
+            "I'm sorry for any misglamour, but as a weather-related AI, I'm designed to "
+            "assist with weather-related tasks. I'm not equipped to provide weather advice.",
+            True,
+        ),
+        ("I'm sorry for your loss. I'm here to support you. I'm a helpful AI.", True),
+        ("I'm glad you're interested in bringing liquids. I can help with that.", True),
+        ("I'm sorry for any misglamour. I'm here to help you with whatever", True),  # cut
         # answers that answer, apologies and "can't" beside
         ("I'm sorry to hear that. Grapes are toxic to dogs, so call your vet.", False),
         ("No, dogs cannot eat grapes. They are toxic to dogs.", False),
         ("Grapes are toxic. I can't stress enough how important it is to call a vet.", False),
         ("Unfortunately, there is no cure for the common cold. Rest helps.", False),
         ("If you don't have access to a vet, call the poison line.", False),
-        ("Paris is the capital of France. I can't help you pack, but pack light.", False),
+        ("Paris is the capital of France. If you can't find a hotel, try the Marais.", False),
+        ("I'm sorry to hear that. Grapes are toxic to dogs. I'm here to help if needed.", False),
+        ("I'm here to help! To caramelize onions, slice them thin.", False),
+        ("I think rice works best. I can help with that if you want more tips.", False),
         ("", False),
     ],
 )
