@@ -158,6 +158,13 @@ def main() -> None:
         "training/data/chat_pairs_*.tsv)",
     )
     p.add_argument(
+        "--skip-trial",
+        action="append",
+        default=[],
+        help="a trial of a --chat-data CSV (its trial column, as bench/data/trials_dev.csv's "
+        "s54-T24) left out of the training data, to be measured on (repeatable)",
+    )
+    p.add_argument(
         "--siblings",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -255,7 +262,9 @@ def main() -> None:
             "paraphrases_dev.tsv": read_dev_pairs(dev / "paraphrases_dev.tsv", 1),
             "different_dev.tsv": read_dev_pairs(dev / "different_dev.tsv", 0),
         } | {
-            path.name: read_labelled_tsv(path) if path.suffix == ".tsv" else read_pairs(path)
+            path.name: read_labelled_tsv(path)
+            if path.suffix == ".tsv"
+            else read_pairs(path, args.skip_trial)
             for path in args.chat_data
         }
         every = [p for pairs in sources.values() for p in pairs]
@@ -437,6 +446,8 @@ def main() -> None:
     }
     card["hyper_parameters"]["chat_data"] = [path.name for path in args.chat_data]
     card["chat_kept"] = chat_kept
+    if args.skip_trial:  # recorded only when used, as the teacher below
+        card["hyper_parameters"]["skip_trial"] = args.skip_trial
     if args.teacher:  # recorded only when used: the shipped members' cards stay as they were
         card["hyper_parameters"] |= {
             "teacher": args.teacher.name,

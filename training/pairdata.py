@@ -27,9 +27,17 @@ def flipped(q: str) -> str:
     return bare if bare != s else s + "?"
 
 
-def read_pairs(path: Path) -> list[tuple[str, str, int]]:
+def read_pairs(path: Path, skip_trials: Iterable[str] = ()) -> list[tuple[str, str, int]]:
+    """A CSV's ``(question1, question2, is_duplicate)``; rows whose ``trial`` is one of
+    ``skip_trials`` left out (``bench/data/trials_dev.csv``'s blind trials held out of
+    training)."""
+    skip = set(skip_trials)
     with path.open(encoding="utf-8", newline="") as f:
-        return [(r["question1"], r["question2"], int(r["is_duplicate"])) for r in csv.DictReader(f)]
+        return [
+            (r["question1"], r["question2"], int(r["is_duplicate"]))
+            for r in csv.DictReader(f)
+            if not skip or r.get("trial") not in skip
+        ]
 
 
 def read_dev_pairs(path: Path, label: int) -> list[tuple[str, str, int]]:
