@@ -191,9 +191,10 @@ class OnnxPairScorer(PairScorer):
     forms, lead-ins and acronyms are read scores 1.0 without a model run; one read alike only
     once a misspelling is mended is the model's to score (the mender reads an unknown real
     word as the other side's: "nuxt" / "next", "deno" / "demo", a re-check).
-    Cost (bench/pair_model.py, 2 cores, measured on the earlier a, b): p50 3.4 ms for a
-    candidate one member reads, 6.2 ms for one both read; the shipped a, d read both from
-    0.75, 33.7 % of quora_val's pairs (bench/RESULTS.md, fifty-third session)."""
+    Cost (bench/pair_model.py, 2 cores, the shipped a, d, an idle machine): p50 4.6 ms for a
+    candidate one member reads, 7.9 ms for one both read (from 0.75: 34.7 % of the measured
+    candidates), 5.6 ms as served, 1.34 times embedding one question; the process grows by
+    63 MB (bench/RESULTS.md, fifty-fourth session)."""
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1) -> None:
         from tokenizers import Tokenizer
