@@ -124,15 +124,15 @@ def narration_dropped(a: str, b: str) -> tuple[str, str]:
     sa, sb = _sentences(a), _sentences(b)
     if abs(len(sa) - len(sb)) != 1:
         return a, b
-    longer, other = (a, sb) if len(sa) > len(sb) else (b, sa)
-    mine = _sentences(longer)
+    longer, mine, other = (a, sa, sb) if len(sa) > len(sb) else (b, sb, sa)
     told = [i for i, (_, question) in enumerate(mine) if not question]
     if len(told) != 1 or not all(q for _, q in other) or not _narrates(mine[told[0]][0]):
         return a, b
-    kept = " ".join(p for i, p in enumerate(_sentence_texts(longer)) if i != told[0])
-    told_stems, kept_stems = _content_stems(mine[told[0]][0]), _content_stems(words(kept))
-    if told_stems & _content_stems(words(b if longer is a else a)) - kept_stems:
+    told_stems = _content_stems(mine[told[0]][0])
+    kept_stems = _content_stems(w for i, (ws, _) in enumerate(mine) if i != told[0] for w in ws)
+    if told_stems & _content_stems(w for ws, _ in other for w in ws) - kept_stems:
         return a, b  # the sentence names what the other side asks about: not background
+    kept = " ".join(p for i, p in enumerate(_sentence_texts(longer)) if i != told[0])
     return (kept, b) if longer is a else (a, kept)
 
 
